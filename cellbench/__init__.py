@@ -1,0 +1,1 @@
+"""cellbench: batch record, release and blinded supply for an allogeneic ASC product."""
