@@ -1,0 +1,195 @@
+"""The audit trail: one append-only, SHA-256 hash-chained table of events.
+
+Every service function that changes GMP data calls `record()` in the same transaction as the
+change. Each event's hash covers the previous event's hash and this event's canonical content, so
+a changed, deleted or inserted row breaks the chain at that row; `verify_chain()` finds it.
+"""
+from __future__ import annotations
+
+import csv
+import enum
+import hashlib
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlmodel import Session
+
+from .db import utcnow
+from .errors import InvalidInput
+from .models import BLINDED_ROLES, AuditEvent, AuditHead, Visibility, utc_text
+
+GENESIS_HASH = "0" * 64
+_HEAD = AuditHead.__table__
+# The columns, in the order they are hashed. Changing this order breaks every existing chain.
+HASHED_COLUMNS = (
+    "seq", "at", "user_id", "user_name", "action", "entity_type", "entity_id",
+    "field", "old_value", "new_value", "reason", "visibility",
+)
+# A plain text statement: the values stored are exactly the strings that were hashed, with no
+# type processing in between.
+_INSERT = text(
+    "INSERT INTO audit_event (" + ", ".join(HASHED_COLUMNS) + ", prev_hash, hash) VALUES ("
+    + ", ".join(":" + c for c in HASHED_COLUMNS) + ", :prev_hash, :hash)"
+)
+_LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a signed-in user, or the command line on behalf of a named person."""
+
+    user_id: int | None
+    name: str
+    roles: frozenset = frozenset()
+
+    @property
+    def is_blinded(self) -> bool:
+        return bool(self.roles & BLINDED_ROLES)
+
+
+def event_hash(prev_hash: str, content: Sequence[Any]) -> str:
+    canonical = json.dumps(list(content), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{prev_hash}|{canonical}".encode()).hexdigest()
+
+
+def as_text(value: Any) -> str | None:
+    """How a value is written into the audit trail: readable, stable, never ambiguous."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return utc_text(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, (set, frozenset)):
+        value = sorted(as_text(v) for v in value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=as_text)
+    return str(value)
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: Any,
+    *,
+    field: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    reason: str | None = None,
+    visibility: Visibility = Visibility.everyone,
+) -> int:
+    """Append one event to the chain inside the caller's transaction; returns its sequence number."""
+    # Locking the head row serialises concurrent appenders on PostgreSQL, so the chain stays one
+    # line with several workers; on SQLite the transaction already holds the write lock.
+    head = session.execute(_LOCK_HEAD).one()
+    row = {
+        "seq": head.seq + 1,
+        "at": utc_text(utcnow()),
+        "user_id": actor.user_id,
+        "user_name": actor.name,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": str(entity_id),
+        "field": field,
+        "old_value": as_text(old),
+        "new_value": as_text(new),
+        "reason": reason,
+        "visibility": Visibility(visibility).value,
+    }
+    digest = event_hash(head.hash, [row[c] for c in HASHED_COLUMNS])
+    session.execute(_INSERT, {**row, "prev_hash": head.hash, "hash": digest})
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=row["seq"], hash=digest))
+    return row["seq"]
+
+
+def require_reason(reason: str | None, field: str = "reason") -> str:
+    """Corrections, invalidations and other second thoughts must say why."""
+    if reason is None or not reason.strip():
+        raise InvalidInput("A reason is required for this change.", field=field)
+    return reason.strip()
+
+
+def initialise_head(session: Session) -> None:
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS_HASH))
+        session.flush()
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrailFilter:
+    user: str | None = None  # matches username-independent printed name or user id
+    entity_type: str | None = None
+    entity_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    action: str | None = None
+
+
+def visible_events(viewer: Actor):  # noqa: ANN201 - a Select
+    """The events a viewer may read. Blinded viewers never get an arm-revealing event."""
+    query = select(AuditEvent)
+    if viewer.is_blinded:
+        query = query.where(AuditEvent.visibility == Visibility.everyone.value)
+    return query
+
+
+def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500, newest_first=True):
+    query = visible_events(viewer)
+    if flt.user:
+        if flt.user.isdigit():
+            query = query.where(AuditEvent.user_id == int(flt.user))
+        else:
+            query = query.where(AuditEvent.user_name.ilike(f"%{flt.user}%"))
+    if flt.entity_type:
+        query = query.where(AuditEvent.entity_type == flt.entity_type)
+    if flt.entity_id:
+        query = query.where(AuditEvent.entity_id == flt.entity_id)
+    if flt.action:
+        query = query.where(AuditEvent.action == flt.action)
+    if flt.since:
+        query = query.where(AuditEvent.at >= flt.since)
+    if flt.until:
+        query = query.where(AuditEvent.at < flt.until)
+    query = query.order_by(AuditEvent.seq.desc() if newest_first else AuditEvent.seq)
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def history(session: Session, viewer: Actor, entity_type: str, entity_id: str) -> list[AuditEvent]:
+    return trail(session, viewer, TrailFilter(entity_type=entity_type, entity_id=entity_id),
+                 limit=None, newest_first=False)
+
+
+def entity_types(session: Session) -> list[str]:
+    return list(session.scalars(select(AuditEvent.entity_type).distinct().order_by(AuditEvent.entity_type)))
+
+
+CSV_COLUMNS = ("time_utc", "user_id", "user", "action", "entity_type", "entity_id", "field",
+               "old_value", "new_value", "reason")
+
+
+def to_csv(events: list[AuditEvent], viewer: Actor) -> str:
+    """CSV export. Blinded viewers get no sequence numbers or hashes: a gap in them would show
+    that something they may not see happened in between."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    extra = () if viewer.is_blinded else ("seq", "hash")
+    writer.writerow(extra + CSV_COLUMNS)
+    for e in events:
+        ids = () if viewer.is_blinded else (e.seq, e.hash)
+        writer.writerow(ids + (utc_text(e.at), e.user_id, e.user_name, e.action, e.entity_type,
+                               e.entity_id, e.field, e.old_value, e.new_value, e.reason))
+    return out.getvalue()

@@ -1,0 +1,74 @@
+"""Settings, read from the environment with the CELLBENCH_ prefix."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A key anyone can read in this file protects nothing; it is only acceptable for demo data.
+DEMO_SECRET_KEY = "cellbench-demo-secret-do-not-use-in-production"
+DEFAULT_DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CELLBENCH_", extra="ignore")
+
+    database_url: str = ""
+    data_dir: Path = DEFAULT_DATA_DIR
+    secret_key: str = DEMO_SECRET_KEY
+    site_timezone: str = "Europe/Copenhagen"
+    session_idle_minutes: int = 15
+    password_min_length: int = 12
+    max_failed_logins: int = 5
+    demo: bool = False
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone, before the app starts
+        return value
+
+    @field_validator("session_idle_minutes")
+    @classmethod
+    def _positive_timeout(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("session idle timeout must be at least 1 minute")
+        return value
+
+    @cached_property
+    def url(self) -> str:
+        """The database URL; the embedded SQLite file in the data folder unless one is set."""
+        if self.database_url:
+            return normalise_url(self.database_url)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'cellbench.db').resolve()}"
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.site_timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    def check_for_production(self) -> None:
+        """Refuse to run a real (non-demo) server with the published demo key."""
+        if not self.demo and self.secret_key == DEMO_SECRET_KEY:
+            raise ValueError(
+                "CELLBENCH_SECRET_KEY is not set: a production server needs its own secret key "
+                "(for example: export CELLBENCH_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(48))')). "
+                "Use `cellbench serve --demo` to try cellbench with demo data."
+            )
+        if len(self.secret_key) < 32:
+            raise ValueError("CELLBENCH_SECRET_KEY must be at least 32 characters long")
+
+
+def normalise_url(url: str) -> str:
+    """Accept the common PostgreSQL URL spellings and route them to psycopg 3."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

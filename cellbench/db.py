@@ -1,0 +1,156 @@
+"""Engine, sessions and transactions.
+
+One use case is one transaction: `with db.write() as s: service(s, ...)` commits once at the end
+or rolls everything back. Reads use `db.read()`, which never commits.
+
+SQLite (the embedded default) gets WAL, synchronous=FULL, foreign keys and a busy timeout. Its
+writers are serialised by a process-wide lock and start with BEGIN IMMEDIATE: concurrent
+BEGIN IMMEDIATE writers otherwise sleep in SQLite's busy handler, and a deferred transaction that
+upgrades to a write can fail with "database is locked" instead of waiting. Run one worker per
+SQLite database. PostgreSQL needs no process lock: the rows that must be serialised (the audit
+chain head, a kit being dispensed) are locked in the database, so several workers are safe.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+from .errors import AuthenticationFailed
+
+_WRITE = "cellbench_write"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
+        # Let SQLAlchemy's begin event below issue BEGIN itself (the documented pysqlite recipe).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        if background_checkpoint:
+            # Checkpoints run in a background thread instead of on some unlucky request.
+            cur.execute("PRAGMA wal_autocheckpoint=0")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+class Database:
+    def __init__(self, url: str, *, background_checkpoint: bool = False, echo: bool = False):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict = {"echo": echo}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine, background_checkpoint=background_checkpoint)
+        # Same pool; connections checked out through this proxy begin write transactions.
+        write_engine = self.engine.execution_options(**{_WRITE: True})
+        self._reads = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        # expire_on_commit=False: reading an attribute after commit must not open a new
+        # transaction that would hold SQLite's write lock past the end of the request.
+        self._writes = sessionmaker(write_engine, class_=Session, expire_on_commit=False)
+        self._write_lock = threading.RLock() if self.is_sqlite else None
+        self._checkpointer: _Checkpointer | None = None
+        if self.is_sqlite and background_checkpoint:
+            self._checkpointer = _Checkpointer(self)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reads() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction for one use case: commit at the end, roll back on any error.
+
+        An AuthenticationFailed error still records the failed attempt, in its own transaction
+        after the rollback, so a wrong password cannot be retried without leaving a trace.
+        """
+        with self._write_lock or nullcontext():
+            session = self._writes()
+            try:
+                yield session
+                session.commit()
+            except AuthenticationFailed as failure:
+                session.rollback()
+                failure.record(session)
+                session.commit()
+                raise
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def dispose(self) -> None:
+        if self._checkpointer:
+            self._checkpointer.stop()
+        self.engine.dispose()
+
+    def sqlite_path(self) -> str | None:
+        return self.engine.url.database if self.is_sqlite else None
+
+
+class _Checkpointer:
+    """Runs PRAGMA wal_checkpoint(PASSIVE) every few seconds off the request path."""
+
+    def __init__(self, db: Database, interval: float = 2.0):
+        self._db, self._interval = db, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                with self._db.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:  # noqa: BLE001 - a failed checkpoint is retried next round
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def ping(db: Database) -> None:
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+MIGRATIONS = __import__("pathlib").Path(__file__).parent / "migrations"
+
+
+def alembic_config():  # noqa: ANN201 - alembic.config.Config
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(db: Database, revision: str = "head") -> None:
+    """Bring the database to the latest schema (what `cellbench init` runs)."""
+    from alembic import command
+
+    cfg = alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

@@ -1,0 +1,57 @@
+"""Domain errors. Each carries its HTTP status and, for bad input, the field it concerns.
+
+One handler (app.py) renders them as an HTML page or as JSON {"error": ..., "field": ...}.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class DomainError(Exception):
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field}
+
+
+class InvalidInput(DomainError):
+    status = 422
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class Conflict(DomainError):
+    """Somebody else changed the same thing first: reload and try again."""
+
+    status = 409
+
+
+class AuthenticationFailed(DomainError):
+    """A wrong password (at login or when signing).
+
+    The use case it interrupted is rolled back, but the failure itself must leave a trace
+    (failed-attempt count, audit event, lock-out). `record` does that; Database.write() runs
+    it in a fresh transaction after the rollback.
+    """
+
+    status = 401
+
+    def __init__(self, message: str, field: str | None, record: Callable[[Any], None]):
+        super().__init__(message, field)
+        self.record = record

@@ -1,0 +1,142 @@
+"""Electronic signatures: their own records, bound to the exact content signed.
+
+A signature stores the canonical JSON of what was signed and its SHA-256, the signer's printed
+name, the UTC time and the meaning. Its own fields are hashed into `record_hash`, which is written
+into the audit chain, so neither the signature nor the signed content can be altered unnoticed.
+Signing needs the signer's password again; a wrong one counts toward lock-out.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from . import audit
+from .audit import Actor
+from .db import utcnow
+from .errors import Forbidden, InvalidInput, NotFound
+from .models import AuditEvent, Meaning, Role, Signature, User, utc_text
+
+# entity type -> function(session, entity_id) -> the content a signature on it covers.
+ContentRule = Callable[[Session, str], dict[str, Any]]
+_CONTENT_RULES: dict[str, ContentRule] = {}
+
+
+def content_rule(entity_type: str) -> Callable[[ContentRule], ContentRule]:
+    """Register how to read the signable content of an entity type (used at signing and verify)."""
+
+    def register(fn: ContentRule) -> ContentRule:
+        _CONTENT_RULES[entity_type] = fn
+        return fn
+
+    return register
+
+
+def canonical(content: dict[str, Any]) -> str:
+    return json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=audit.as_text)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _record_hash(sig: Signature) -> str:
+    fields = [sig.id, sig.signer_id, sig.signer_name, utc_text(sig.at), Meaning(sig.meaning).value,
+              sig.entity_type, sig.entity_id, sig.content_hash]
+    return _sha256(json.dumps(fields, ensure_ascii=False, separators=(",", ":")))
+
+
+def may_sign(user: User, roles: frozenset) -> str | None:
+    """Why this user cannot sign, or None. Admins manage accounts; they never sign GMP records."""
+    if Role.admin in roles:
+        return "Administrators cannot sign records."
+    if not user.active:
+        return "This account is deactivated."
+    if user.locked:
+        return "This account is locked."
+    return None
+
+
+def sign(
+    session: Session,
+    signer: User,
+    password: str,
+    meaning: Meaning,
+    entity_type: str,
+    entity_id: str,
+    *,
+    reason: str | None = None,
+) -> Signature:
+    """Sign the current content of an entity, inside the caller's transaction."""
+    from . import users  # users imports audit; keep the import graph one-way at module load
+
+    roles = users.roles_of(session, signer.id)
+    if why := may_sign(signer, roles):
+        raise Forbidden(why)
+    users.reauthenticate(session, signer, password)
+    rule = _CONTENT_RULES.get(entity_type)
+    if rule is None:
+        raise NotFound(f"{entity_type} records cannot be signed.")
+    content = canonical(rule(session, entity_id))
+    sig = Signature(
+        signer_id=signer.id, signer_name=signer.full_name, at=utcnow(), meaning=Meaning(meaning),
+        entity_type=entity_type, entity_id=str(entity_id), content=content, content_hash=_sha256(content),
+        record_hash="",
+    )
+    session.add(sig)
+    session.flush()  # the id is part of the record hash
+    sig.record_hash = _record_hash(sig)
+    sig.audit_seq = audit.record(
+        session, users.actor(session, signer), "signed", entity_type, entity_id,
+        field=f"signature:{sig.meaning.value}", new=f"#{sig.id} {sig.record_hash}", reason=reason,
+    )
+    session.flush()
+    return sig
+
+
+def invalidate(session: Session, actor: Actor, sig: Signature, reason: str | None) -> None:
+    """A correction of signed data voids the signature on it; the record needs signing again."""
+    reason = audit.require_reason(reason)
+    if sig.invalidated_at is not None:
+        raise InvalidInput("This signature is already invalidated.")
+    sig.invalidated_at = utcnow()
+    sig.invalidated_reason = reason
+    audit.record(session, actor, "signature invalidated", sig.entity_type, sig.entity_id,
+                 field=f"signature:{Meaning(sig.meaning).value}", old=f"#{sig.id}", reason=reason)
+    session.flush()
+
+
+def signatures_for(session: Session, entity_type: str, entity_id: str) -> list[Signature]:
+    query = select(Signature).where(Signature.entity_type == entity_type, Signature.entity_id == str(entity_id))
+    return list(session.scalars(query.order_by(Signature.id)))
+
+
+def verify_all(session: Session) -> tuple[int, list[str]]:
+    """Check every signature: its content hash, its record hash, its audit event, and (while it
+    stands) that the entity still has exactly the content that was signed."""
+    problems: list[str] = []
+    events = {e.seq: e for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "signed"))}
+    count = 0
+    for sig in session.scalars(select(Signature).order_by(Signature.id)):
+        count += 1
+        where = f"signature {sig.id} ({Meaning(sig.meaning).value} by {sig.signer_name} on {sig.entity_type} {sig.entity_id})"
+        if _sha256(sig.content) != sig.content_hash:
+            problems.append(f"{where}: the stored content does not match its hash")
+        elif _record_hash(sig) != sig.record_hash:
+            problems.append(f"{where}: the signature record was changed after signing")
+        elif (event := events.get(sig.audit_seq)) is None or event.new_value != f"#{sig.id} {sig.record_hash}":
+            problems.append(f"{where}: it does not match its audit event")
+        elif sig.invalidated_at is None and (rule := _CONTENT_RULES.get(sig.entity_type)) is not None:
+            try:
+                current = canonical(rule(session, sig.entity_id))
+            except NotFound:
+                current = None
+            if current != sig.content:
+                problems.append(f"{where}: the signed record has changed since it was signed")
+        if problems:
+            break  # name the first; the rest follow from fixing or explaining it
+    return count, problems
