@@ -154,3 +154,26 @@ def migrate(db: Database, revision: str = "head") -> None:
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def schema_is_current(db: Database) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head
+
+
+def backup_sqlite(db: Database, target: str) -> None:
+    """An online, consistent copy of a live SQLite database (the sqlite3 backup API)."""
+    import sqlite3
+
+    source = sqlite3.connect(db.sqlite_path())
+    dest = sqlite3.connect(target)
+    try:
+        with dest:
+            source.backup(dest)
+    finally:
+        dest.close()
+        source.close()

@@ -41,8 +41,8 @@ def configure(min_length: int, max_failed: int, hasher: PasswordHasher | None = 
 
 
 def cli_actor() -> Actor:
-    """The command line acts on behalf of whoever runs it on the server."""
-    return Actor(None, f"command line ({getpass.getuser()})")
+    """The command line acts for whoever runs it on the server: the system administrator."""
+    return Actor(None, f"command line ({getpass.getuser()})", frozenset({Role.admin}))
 
 
 # --- rules ----------------------------------------------------------------------------------
@@ -114,6 +114,7 @@ def all_users(session: Session) -> list[tuple[User, frozenset[Role]]]:
 
 def create_user(session: Session, by: Actor, username: str, full_name: str, password: str,
                 roles: Iterable[str]) -> User:
+    require_role(by, Role.admin)
     username, full_name = (username or "").strip(), (full_name or "").strip()
     if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
         raise InvalidInput("The username is required: letters, digits, '.', '-' and '_' only.", field="username")
@@ -143,6 +144,7 @@ def create_user(session: Session, by: Actor, username: str, full_name: str, pass
 
 
 def set_roles(session: Session, by: Actor, user: User, roles: Iterable[str], reason: str | None) -> None:
+    require_role(by, Role.admin)
     new = parse_roles(roles)
     old = roles_of(session, user.id)
     if new == old:
@@ -161,6 +163,7 @@ def set_roles(session: Session, by: Actor, user: User, roles: Iterable[str], rea
 
 
 def deactivate(session: Session, by: Actor, user: User, reason: str | None) -> None:
+    require_role(by, Role.admin)
     reason = audit.require_reason(reason)
     if by.user_id == user.id:
         raise Forbidden("Nobody may deactivate their own account.")
@@ -174,6 +177,7 @@ def deactivate(session: Session, by: Actor, user: User, reason: str | None) -> N
 
 
 def reactivate(session: Session, by: Actor, user: User, reason: str | None) -> None:
+    require_role(by, Role.admin)
     reason = audit.require_reason(reason)
     if user.active:
         raise InvalidInput("The account is already active.", field="username")
@@ -183,6 +187,7 @@ def reactivate(session: Session, by: Actor, user: User, reason: str | None) -> N
 
 
 def unlock(session: Session, by: Actor, user: User, reason: str | None) -> None:
+    require_role(by, Role.admin)
     reason = audit.require_reason(reason)
     if not user.locked:
         raise InvalidInput("The account is not locked.", field="username")
@@ -193,6 +198,7 @@ def unlock(session: Session, by: Actor, user: User, reason: str | None) -> None:
 
 def reset_password(session: Session, by: Actor, user: User, new_password: str, reason: str | None) -> None:
     """An administrator sets a one-off password, e.g. after a forgotten one."""
+    require_role(by, Role.admin)
     reason = audit.require_reason(reason)
     if why := password_problem(new_password, user.username):
         raise InvalidInput(why, field="password")

@@ -1,0 +1,102 @@
+"""The FastAPI application: pages for people, /api/v1 for integrations, one error handler."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import users
+from .config import Settings
+from .db import Database
+from .errors import DomainError, NotAuthenticated
+from .templating import make_templates, render
+
+log = logging.getLogger("cellbench")
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, password_hasher: PasswordHasher | None = None,
+               database: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+    users.configure(settings.password_min_length, settings.max_failed_logins, password_hasher)
+    db = database or Database(settings.url, background_checkpoint=True)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if database is None:
+            db.dispose()
+
+    app = FastAPI(title="cellbench", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
+                  openapi_url="/api/v1/openapi.json", redoc_url=None,
+                  description="Batch record, release and blinded supply of an allogeneic ASC product.")
+    app.state.settings = settings
+    app.state.db = db
+    app.state.templates = make_templates(settings.zone)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    from .api import audit as api_audit, users as api_users
+    from .web import audit as web_audit, auth as web_auth, home as web_home, users as web_users
+
+    for module in (web_auth, web_home, web_users, web_audit, api_users, api_audit):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+def wants_json(request: Request) -> bool:
+    if request.url.path.startswith("/api/"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_response(request: Request, status: int, message: str, field: str | None = None):  # noqa: ANN201
+    if wants_json(request):
+        return JSONResponse({"error": message, "field": field}, status_code=status)
+    return render(request, "error.html", status_code=status, status=status, message=message, field=field)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError):  # noqa: ANN202
+        if isinstance(exc, NotAuthenticated) and not wants_json(request) and request.method == "GET":
+            target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+            return RedirectResponse(f"/login?next={target}&notice={quote(exc.message)}", status_code=303)
+        return error_response(request, exc.status, exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, exc: RequestValidationError):  # noqa: ANN202
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
+        field = ".".join(location) or None
+        message = first.get("msg", "Invalid input.")
+        return error_response(request, 422, f"{field}: {message}" if field else message, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
+        messages = {404: "There is no such page.", 405: "That action is not available here."}
+        return error_response(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # noqa: ANN202
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "Something went wrong; nothing was saved. The error was logged.")

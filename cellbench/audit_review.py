@@ -1,0 +1,59 @@
+"""QA's periodic, signed review of the audit trail (PIC/S PI 041-1 §9).
+
+QA reads the events since the last review and signs with meaning "reviewed". The signature
+covers the range and the hash of its last event, so the review pins the chain as it was read.
+"""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from . import signatures, users
+from .errors import InvalidInput, NotFound
+from .models import AuditEvent, AuditReview, Meaning, Role, Signature, User
+
+
+@signatures.content_rule("audit_review")
+def _content(session: Session, review_id: str) -> dict:
+    review = session.get(AuditReview, int(review_id))
+    if review is None:
+        raise NotFound("No such audit-trail review.")
+    last = session.get(AuditEvent, review.to_seq)
+    return {"from_seq": review.from_seq, "to_seq": review.to_seq, "head_hash": review.head_hash,
+            "chain_hash_now": last.hash if last else None, "comment": review.comment}
+
+
+def last_review(session: Session) -> AuditReview | None:
+    return session.scalars(select(AuditReview).order_by(AuditReview.id.desc())).first()
+
+
+def pending_range(session: Session) -> tuple[int, int]:
+    """The events not yet covered by a review: (first, last); first > last when there are none."""
+    last = last_review(session)
+    start = (last.to_seq + 1) if last else 1
+    end = session.scalar(select(func.max(AuditEvent.seq))) or 0
+    return start, end
+
+
+def sign_review(session: Session, reviewer: User, password: str, to_seq: int, comment: str | None) -> AuditReview:
+    audit_actor = users.actor(session, reviewer)
+    users.require_role(audit_actor, Role.qa)
+    start, end = pending_range(session)
+    if to_seq < start or to_seq > end:
+        raise InvalidInput(f"The review must end between event {start} and event {end}.", field="to_seq")
+    last = session.get(AuditEvent, to_seq)
+    review = AuditReview(from_seq=start, to_seq=to_seq, head_hash=last.hash, comment=(comment or "").strip() or None)
+    session.add(review)
+    session.flush()
+    sig: Signature = signatures.sign(session, reviewer, password, Meaning.reviewed, "audit_review", str(review.id))
+    review.signature_id = sig.id
+    session.flush()
+    return review
+
+
+def reviews(session: Session, limit: int = 20) -> list[tuple[AuditReview, Signature | None]]:
+    rows = session.execute(
+        select(AuditReview, Signature).join(Signature, Signature.id == AuditReview.signature_id, isouter=True)
+        .order_by(AuditReview.id.desc()).limit(limit)
+    )
+    return [(r, s) for r, s in rows]

@@ -1,0 +1,200 @@
+"""The `cellbench` command line: serve, init, demo, verify, backup and user management."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from . import demo as demo_data
+from . import integrity, users
+from .config import Settings
+from .db import Database, backup_sqlite, migrate, schema_is_current
+from .errors import DomainError
+
+app = typer.Typer(help="cellbench: batch record, release and blinded supply.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+users_app = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix, not a traceback
+        _fail(f"bad setting: {exc}")
+
+
+def _database(settings: Settings, *, require_schema: bool = True) -> Database:
+    users.configure(settings.password_min_length, settings.max_failed_logins)
+    db = Database(settings.url)
+    if require_schema and not schema_is_current(db):
+        _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
+    return db
+
+
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _fail(message: str, code: int = 1):  # noqa: ANN202 - never returns
+    typer.secho(f"cellbench: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database to the latest schema."""
+    settings = _settings()
+    db = _database(settings, require_schema=False)
+    migrate(db)
+    typer.echo(f"database ready: {_shown(settings.url)}")
+
+
+@app.command()
+def demo() -> None:
+    """Add the demo data (one user per role) and print the credentials."""
+    settings = _settings()
+    db = _database(settings, require_schema=False)
+    migrate(db)
+    with db.write() as session:
+        demo_data.seed(session, users.cli_actor())
+    typer.echo(demo_data.credentials_text())
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for all)."),
+          port: int = typer.Option(8000),
+          demo: bool = typer.Option(False, "--demo", help="Create the schema and demo data, allow the demo key."),
+          workers: int = typer.Option(1, help="Worker processes (PostgreSQL only; SQLite runs one).")) -> None:
+    """Run the web application."""
+    import uvicorn
+
+    if demo:
+        os.environ["CELLBENCH_DEMO"] = "true"  # worker processes read settings from the environment
+    settings = _settings()
+    try:
+        settings.check_for_production()
+    except ValueError as exc:
+        _fail(str(exc))
+    if settings.is_sqlite and workers != 1:
+        _fail("SQLite serves one worker process (its writers are serialised in-process); "
+              "use PostgreSQL (CELLBENCH_DATABASE_URL) for more workers")
+    db = _database(settings, require_schema=not demo)
+    if demo:
+        migrate(db)
+        with db.write() as session:
+            demo_data.seed(session, users.cli_actor())
+        typer.echo(demo_data.credentials_text())
+    db.dispose()
+    typer.echo(f"cellbench on http://{host}:{port}/  (database: {_shown(settings.url)})")
+    uvicorn.run("cellbench.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info", proxy_headers=True)
+
+
+@app.command()
+def verify(workers: int = typer.Option(0, help="Processes for the chain check (0: one per core).")) -> None:
+    """Recompute the audit chain and every signature; exit non-zero at the first mismatch."""
+    settings = _settings()
+    report = integrity.verify(_database(settings), workers or None)
+    if report.ok:
+        typer.echo(f"OK: {report.events} audit events and {report.signatures} signatures verified; "
+                   f"chain head {report.head_seq} {report.head_hash}")
+        return
+    for problem in report.problems:
+        typer.secho(f"FAILED: {problem}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def backup(path: Path = typer.Argument(..., help="File to write the backup to.")) -> None:
+    """Back up the database (SQLite: online copy; PostgreSQL: pg_dump custom format)."""
+    settings = _settings()
+    db = _database(settings)
+    if path.exists():
+        _fail(f"{path} exists; choose a new file so no backup is overwritten")
+    if db.is_sqlite:
+        backup_sqlite(db, str(path))
+    else:
+        if shutil.which("pg_dump") is None:
+            _fail("pg_dump is not installed: install the PostgreSQL client, or back up the server with "
+                  "pg_basebackup / your provider's snapshots")
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        result = subprocess.run(["pg_dump", "--format=custom", "--file", str(path), url], check=False)
+        if result.returncode != 0:
+            _fail("pg_dump failed (see above)")
+    typer.echo(f"backup written to {path} ({path.stat().st_size} bytes); "
+               "restore a copy regularly to prove it works (`cellbench verify` on the restored copy)")
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def _run(fn) -> None:  # noqa: ANN001
+    """Run one use case in one transaction; print a domain error as a clear message."""
+    db = _database(_settings())
+    try:
+        with db.write() as session:
+            fn(session)
+    except DomainError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        _fail(f"{exc.message}{where}")
+
+
+@users_app.command("create")
+def users_create(username: str, name: str = typer.Option(..., "--name", help="Printed name for signatures."),
+                 role: list[str] = typer.Option(..., "--role", help="Repeat for several roles."),
+                 password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                              envvar="CELLBENCH_NEW_PASSWORD")) -> None:
+    """Create a user (the password is prompted for, or read from CELLBENCH_NEW_PASSWORD)."""
+    _run(lambda s: users.create_user(s, users.cli_actor(), username, name, password, role))
+    typer.echo(f"user {username} created with roles {', '.join(role)}")
+
+
+@users_app.command("roles")
+def users_roles(username: str, role: list[str] = typer.Option(..., "--role"),
+                reason: str = typer.Option(..., "--reason")) -> None:
+    """Replace a user's roles."""
+    _run(lambda s: users.set_roles(s, users.cli_actor(), users.by_username(s, username), role, reason))
+    typer.echo(f"roles of {username}: {', '.join(role)}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(username: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Deactivate a user (users are never deleted)."""
+    _run(lambda s: users.deactivate(s, users.cli_actor(), users.by_username(s, username), reason))
+    typer.echo(f"{username} deactivated")
+
+
+@users_app.command("unlock")
+def users_unlock(username: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Unlock an account locked after failed passwords."""
+    _run(lambda s: users.unlock(s, users.cli_actor(), users.by_username(s, username), reason))
+    typer.echo(f"{username} unlocked")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users with their roles and state."""
+    db = _database(_settings())
+    with db.read() as session:
+        for user, roles in users.all_users(session):
+            state = "deactivated" if not user.active else "locked" if user.locked else "active"
+            typer.echo(f"{user.username:<16} {user.full_name:<24} {state:<11} {', '.join(sorted(r.value for r in roles))}")
+
+
+@users_app.command("token")
+def users_token(username: str, name: str = typer.Argument(..., help="What the token is for.")) -> None:
+    """Create an API token for a user and print it once."""
+    holder: list[str] = []
+    _run(lambda s: holder.append(users.create_token(s, users.cli_actor(), users.by_username(s, username), name)))
+    typer.echo(holder[0])
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,141 @@
+"""FastAPI dependencies: the database, who is asking, and the CSRF check for form posts."""
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from . import users
+from .audit import Actor
+from .config import Settings
+from .db import Database, utcnow
+from .errors import Forbidden, NotAuthenticated
+from .models import Role, User, WebSession
+
+SESSION_COOKIE = "cellbench_session"
+LOGIN_CSRF_COOKIE = "cellbench_login_csrf"
+# Refreshing last_seen_at on every request would make every page view a write; a minute's
+# resolution is plenty for a 15-minute idle timeout.
+_TOUCH_AFTER = timedelta(seconds=60)
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def read_session(db: Database = Depends(get_db)) -> Iterator[Session]:
+    with db.read() as session:
+        yield session
+
+
+@dataclass
+class Viewer:
+    user: User
+    actor: Actor
+    web_session: WebSession | None  # None for API-token requests
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return self.actor.roles
+
+    @property
+    def is_blinded(self) -> bool:
+        return self.actor.is_blinded
+
+    @property
+    def csrf_token(self) -> str | None:
+        return self.web_session.csrf_token if self.web_session else None
+
+    def has(self, *roles: Role) -> bool:
+        return bool(self.actor.roles & set(roles))
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def current_viewer(request: Request, db: Database = Depends(get_db),
+                   settings: Settings = Depends(get_settings)) -> Viewer:
+    viewer = _identify(request, db, settings)
+    request.state.viewer = viewer  # templates show who is signed in
+    return viewer
+
+
+def _identify(request: Request, db: Database, settings: Settings) -> Viewer:
+    if (token := _bearer(request)) is not None:
+        with db.read() as session:
+            user = users.user_for_token(session, token)
+            if user is None:
+                raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
+            return Viewer(user, users.actor(session, user), None)
+
+    cookie = request.cookies.get(SESSION_COOKIE)
+    with db.read() as session:
+        ws = users.find_session(session, cookie)
+        user = session.get(User, ws.user_id) if ws else None
+        if ws is None or user is None:
+            raise NotAuthenticated("Please sign in.")
+        viewer = Viewer(user, users.actor(session, user), ws)
+    now = utcnow()
+    if users.is_idle(ws, timedelta(minutes=settings.session_idle_minutes), now):
+        with db.write() as session:
+            users.end_session(session, session.get(WebSession, ws.id), "idle timeout")
+        raise NotAuthenticated("Your session ended after a period of inactivity. Please sign in again.")
+    if now - ws.last_seen_at > _TOUCH_AFTER:
+        with db.write() as session:
+            session.get(WebSession, ws.id).last_seen_at = now
+    if not user.active or user.locked:
+        raise NotAuthenticated("This account can no longer sign in.")
+    return viewer
+
+
+def require(*roles: Role):  # noqa: ANN201 - a dependency
+    """Dependency: the viewer must hold one of these roles."""
+
+    def check(viewer: Viewer = Depends(current_viewer)) -> Viewer:
+        users.require_role(viewer.actor, *roles)
+        return viewer
+
+    return check
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a, b)
+
+
+async def form_viewer(request: Request, viewer: Viewer = Depends(current_viewer)) -> Viewer:
+    """For every HTML form post: the viewer, after checking the form's CSRF token."""
+    if viewer.web_session is not None:
+        form = await request.form()
+        if not _same(form.get("csrf_token"), viewer.csrf_token):
+            raise Forbidden("This form has expired or did not come from cellbench. Reload the page and try again.",
+                            field="csrf_token")
+    return viewer
+
+
+async def check_login_csrf(request: Request) -> None:
+    """The sign-in form has no session yet: its token is matched against a cookie instead."""
+    form = await request.form()
+    if not _same(form.get("csrf_token"), request.cookies.get(LOGIN_CSRF_COOKIE)):
+        raise Forbidden("The sign-in form has expired. Reload the page and try again.", field="csrf_token")
+
+
+def new_login_csrf() -> str:
+    return secrets.token_urlsafe(24)
+
+
+async def form_data(request: Request):  # noqa: ANN201 - starlette FormData
+    """The posted form, read in the event loop so that routes can stay synchronous: database
+    work must run in the thread pool, never blocking the loop."""
+    return await request.form()

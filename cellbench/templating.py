@@ -1,0 +1,54 @@
+"""Jinja2 set-up: one environment, filters that show UTC times in the site's zone."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+
+from .models import Role
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+ROLE_LABELS = {
+    Role.operator: "Operator",
+    Role.verifier: "Verifier",
+    Role.qc_analyst: "QC analyst",
+    Role.qa: "Quality assurance",
+    Role.qp: "Qualified person",
+    Role.supply_manager: "Supply manager",
+    Role.pharmacist: "Pharmacist",
+    Role.preparer: "Preparer",
+    Role.investigator: "Investigator",
+    Role.monitor: "Monitor",
+    Role.admin: "Administrator",
+}
+
+
+def make_templates(zone: ZoneInfo) -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    env = templates.env
+    env.autoescape = True
+    env.trim_blocks = env.lstrip_blocks = True
+
+    def local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        """A UTC time as the site reads it, with its offset so nobody has to guess."""
+        if moment is None:
+            return ""
+        here = moment.astimezone(zone)
+        offset = here.strftime("%z")
+        return f"{here.strftime(fmt)} {offset[:3]}:{offset[3:]}"
+
+    env.filters["local"] = local
+    env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
+    env.globals["Role"] = Role
+    env.globals["zone_name"] = str(zone)
+    return templates
+
+
+def render(request: Request, name: str, status_code: int = 200, **context):  # noqa: ANN201
+    templates: Jinja2Templates = request.app.state.templates
+    context.setdefault("viewer", getattr(request.state, "viewer", None))
+    return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -1,0 +1,88 @@
+"""Audit-trail pages: the QA-wide trail with filters and CSV, per-entity history, signed review."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
+
+from .. import audit, audit_review
+from ..db import Database
+from ..deps import Viewer, form_viewer, get_db, read_session, require
+from ..errors import DomainError, InvalidInput
+from ..models import Role
+from ..templating import render
+from .home import AUDIT_READERS
+
+router = APIRouter(prefix="/audit", include_in_schema=False)
+reader = require(*AUDIT_READERS)
+PAGE = 200
+
+
+def parse_filter(request: Request) -> audit.TrailFilter:
+    """Filters from the query string; dates are the site's calendar days."""
+    q = request.query_params
+    zone = request.app.state.settings.zone
+
+    def day(name: str, plus: int = 0) -> datetime | None:
+        value = (q.get(name) or "").strip()
+        if not value:
+            return None
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=zone) + timedelta(days=plus)
+        except ValueError:
+            raise InvalidInput(f"'{value}' is not a date (YYYY-MM-DD).", field=name) from None
+
+    return audit.TrailFilter(user=(q.get("user") or "").strip() or None,
+                             entity_type=(q.get("entity_type") or "").strip() or None,
+                             entity_id=(q.get("entity_id") or "").strip() or None,
+                             since=day("since"), until=day("until", plus=1))
+
+
+@router.get("")
+def trail_page(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)):
+    flt = parse_filter(request)
+    events = audit.trail(session, viewer.actor, flt, limit=PAGE)
+    return render(request, "audit/trail.html", events=events, q=request.query_params, page=PAGE,
+                  types=audit.entity_types(session), query=str(request.url.query))
+
+
+@router.get(".csv")
+def trail_csv(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)):
+    events = audit.trail(session, viewer.actor, parse_filter(request), limit=None, newest_first=False)
+    return Response(audit.to_csv(events, viewer.actor), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="cellbench-audit-trail.csv"'})
+
+
+@router.get("/review")
+def review_page(request: Request, viewer: Viewer = Depends(require(Role.qa)),
+                session: Session = Depends(read_session)):
+    return _review(request, viewer, session)
+
+
+def _review(request: Request, viewer: Viewer, session: Session, error: DomainError | None = None):
+    start, end = audit_review.pending_range(session)
+    pending = audit.trail(session, viewer.actor, audit.TrailFilter(), limit=PAGE) if end >= start else []
+    pending = [e for e in pending if e.seq >= start]
+    return render(request, "audit/review.html", status_code=error.status if error else 200, start=start, end=end,
+                  pending=pending, reviews=audit_review.reviews(session), error=error)
+
+
+@router.post("/review")
+def sign_review(request: Request, to_seq: int = Form(...), password: str = Form(""), comment: str = Form(""),
+                viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+    try:
+        with db.write() as session:
+            audit_review.sign_review(session, session.merge(viewer.user), password, to_seq, comment)
+    except DomainError as error:
+        with db.read() as session:
+            return _review(request, viewer, session, error)
+    return RedirectResponse("/audit/review?notice=Audit-trail+review+signed.", status_code=303)
+
+
+@router.get("/{entity_type}/{entity_id}")
+def entity_history(request: Request, entity_type: str, entity_id: str, viewer: Viewer = Depends(reader),
+                   session: Session = Depends(read_session)):
+    events = audit.history(session, viewer.actor, entity_type, entity_id)
+    return render(request, "audit/history.html", events=events, entity_type=entity_type, entity_id=entity_id)

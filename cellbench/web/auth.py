@@ -1,0 +1,106 @@
+"""Sign-in, sign-out and the signed-in user's own account (password, API tokens)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+from sqlmodel import Session
+
+from .. import users
+from ..db import Database
+from ..deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Viewer, check_login_csrf, current_viewer,
+                    form_viewer, get_db, new_login_csrf, read_session)
+from ..errors import DomainError
+from ..models import WebSession
+from ..templating import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an attacker's link must not bounce a user to another site after sign-in.
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _login_page(request: Request, status: int = 200, error: DomainError | None = None, username: str = ""):
+    token = new_login_csrf()
+    response = render(request, "auth/login.html", status_code=status, csrf_token=token, error=error,
+                      username=username, next=_safe_next(request.query_params.get("next")),
+                      notice=request.query_params.get("notice"), viewer=None)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request):
+    return _login_page(request)
+
+
+@router.post("/login", dependencies=[Depends(check_login_csrf)])
+def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
+          db: Database = Depends(get_db)):
+    try:
+        with db.write() as session:
+            user = users.login(session, username, password)
+            token = users.start_session(session, user)
+    except DomainError as error:
+        return _login_page(request, error.status, error, username)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    secure = request.url.scheme == "https"
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure)
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+def logout(viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+    with db.write() as session:
+        users.end_session(session, session.get(WebSession, viewer.web_session.id), "signed out")
+    response = RedirectResponse("/login?notice=You+are+signed+out.", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/account")
+def account(request: Request, viewer: Viewer = Depends(current_viewer), session: Session = Depends(read_session)):
+    return render(request, "auth/account.html", tokens=users.tokens_of(session, viewer.user),
+                  new_token=None, error=None)
+
+
+def _account_error(request: Request, viewer: Viewer, db: Database, error: DomainError):
+    with db.read() as session:
+        return render(request, "auth/account.html", status_code=error.status,
+                      tokens=users.tokens_of(session, viewer.user), new_token=None, error=error)
+
+
+@router.post("/account/password")
+def change_password(request: Request, current_password: str = Form(""), new_password: str = Form(""),
+                    repeat_password: str = Form(""), viewer: Viewer = Depends(form_viewer),
+                    db: Database = Depends(get_db)):
+    try:
+        with db.write() as session:
+            users.change_own_password(session, session.merge(viewer.user), current_password, new_password,
+                                      repeat_password)
+    except DomainError as error:
+        return _account_error(request, viewer, db, error)
+    return RedirectResponse("/account?notice=Password+changed.", status_code=303)
+
+
+@router.post("/account/tokens")
+def create_token(request: Request, name: str = Form(""), viewer: Viewer = Depends(form_viewer),
+                 db: Database = Depends(get_db)):
+    try:
+        with db.write() as session:
+            token = users.create_token(session, viewer.actor, session.merge(viewer.user), name)
+    except DomainError as error:
+        return _account_error(request, viewer, db, error)
+    with db.read() as session:
+        # Shown once, on this response only; it is not stored.
+        return render(request, "auth/account.html", tokens=users.tokens_of(session, viewer.user),
+                      new_token=token, error=None)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def revoke_token(token_id: int, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+    with db.write() as session:
+        users.revoke_token(session, viewer.actor, token_id)
+    return RedirectResponse("/account?notice=Token+revoked.", status_code=303)

@@ -1,0 +1,48 @@
+"""Each role's home page: its work queue. Later areas add their queues to QUEUES."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlmodel import Session
+
+from .. import audit, audit_review
+from ..deps import Viewer, current_viewer, read_session
+from ..models import Role
+from ..templating import render
+
+router = APIRouter(include_in_schema=False)
+
+# What each role does in cellbench, as its home page tells it.
+DUTIES: dict[Role, list[str]] = {
+    Role.operator: ["Execute batch-record steps", "Record materials, equipment and values", "Raise deviations"],
+    Role.verifier: ["Verify critical steps performed by another operator"],
+    Role.qc_analyst: ["Enter QC results against the release specification", "Review out-of-specification results"],
+    Role.qa: ["Review batch records by exception", "Review and sign the audit trail", "Close deviations",
+              "Decide on lots"],
+    Role.qp: ["Certify lots (initial and final certification)"],
+    Role.supply_manager: ["Sponsor release", "Randomisation and kit lists", "Packaging and labelling runs",
+                          "Shipments", "Blind-preserving quarantine"],
+    Role.pharmacist: ["Receive shipments by scanning kits", "Store kits", "Dispense the assigned kit"],
+    Role.preparer: ["Thaw or prepare the dose", "Start the preparation clock"],
+    Role.investigator: ["Randomise participants", "Record administration per gland", "Request emergency unblinding"],
+    Role.monitor: ["Read accountability and reconciliation", "Read the audit trail of blinded data"],
+    Role.admin: ["Manage users and roles", "Unlock accounts", "Read the audit trail (no GMP data changes, no signing)"],
+}
+
+AUDIT_READERS = (Role.qa, Role.qp, Role.monitor, Role.admin)
+
+
+@router.get("/")
+def home(request: Request, viewer: Viewer = Depends(current_viewer), session: Session = Depends(read_session)):
+    mine = audit.trail(session, viewer.actor, audit.TrailFilter(user=str(viewer.user.id)), limit=10)
+    review_due = None
+    if viewer.has(Role.qa):
+        start, end = audit_review.pending_range(session)
+        review_due = max(0, end - start + 1)
+    duties = [(role, DUTIES[role]) for role in sorted(viewer.roles, key=lambda r: list(Role).index(r))]
+    return render(request, "home.html", duties=duties, mine=mine, review_due=review_due,
+                  can_read_audit=viewer.has(*AUDIT_READERS))
+
+
+@router.get("/health", include_in_schema=False)
+def health():
+    return {"status": "ok"}

@@ -1,0 +1,83 @@
+"""User administration pages (admin role)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+from sqlmodel import Session
+
+from .. import audit, users
+from ..db import Database
+from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..errors import DomainError, NotFound
+from ..models import Role
+from ..templating import render
+
+router = APIRouter(prefix="/admin/users", include_in_schema=False)
+admin = require(Role.admin)
+
+
+def _require_admin_form(viewer: Viewer = Depends(form_viewer)) -> Viewer:
+    users.require_role(viewer.actor, Role.admin)
+    return viewer
+
+
+@router.get("")
+def user_list(request: Request, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)):
+    return render(request, "users/list.html", rows=users.all_users(session))
+
+
+@router.get("/new")
+def new_user_form(request: Request, viewer: Viewer = Depends(admin)):
+    return render(request, "users/new.html", form={}, error=None)
+
+
+@router.post("")
+def create_user(request: Request, viewer: Viewer = Depends(_require_admin_form), db: Database = Depends(get_db),
+                form=Depends(form_data)):
+    values = {k: form.get(k, "") for k in ("username", "full_name", "password")}
+    roles = form.getlist("roles")
+    try:
+        with db.write() as session:
+            users.create_user(session, viewer.actor, values["username"], values["full_name"], values["password"], roles)
+    except DomainError as error:
+        # Keep what was typed (but never echo the password) so nothing has to be entered again.
+        kept = {**values, "password": "", "roles": roles}
+        return render(request, "users/new.html", status_code=error.status, form=kept, error=error)
+    return RedirectResponse(f"/admin/users/{values['username'].strip()}?notice=User+created.", status_code=303)
+
+
+def _detail(request: Request, session: Session, viewer: Viewer, username: str, error: DomainError | None = None):
+    user = users.by_username(session, username)
+    return render(request, "users/detail.html", status_code=error.status if error else 200, user=user,
+                  roles=users.roles_of(session, user.id), tokens=users.tokens_of(session, user),
+                  history=audit.history(session, viewer.actor, "user", user.username), error=error)
+
+
+@router.get("/{username}")
+def user_detail(request: Request, username: str, viewer: Viewer = Depends(admin),
+                session: Session = Depends(read_session)):
+    return _detail(request, session, viewer, username)
+
+
+# One form per account action; each names its service function and the fields it reads.
+ACTIONS = {
+    "roles": lambda s, by, user, form: users.set_roles(s, by, user, form.getlist("roles"), form.get("reason")),
+    "deactivate": lambda s, by, user, form: users.deactivate(s, by, user, form.get("reason")),
+    "reactivate": lambda s, by, user, form: users.reactivate(s, by, user, form.get("reason")),
+    "unlock": lambda s, by, user, form: users.unlock(s, by, user, form.get("reason")),
+    "password": lambda s, by, user, form: users.reset_password(s, by, user, form.get("password", ""), form.get("reason")),
+}
+
+
+@router.post("/{username}/{action}")
+def user_action(request: Request, username: str, action: str, viewer: Viewer = Depends(_require_admin_form),
+                db: Database = Depends(get_db), form=Depends(form_data)):
+    if action not in ACTIONS:
+        raise NotFound("There is no such action.")
+    try:
+        with db.write() as session:
+            ACTIONS[action](session, viewer.actor, users.by_username(session, username), form)
+    except DomainError as error:
+        with db.read() as session:
+            return _detail(request, session, viewer, username, error)
+    return RedirectResponse(f"/admin/users/{username}?notice=Saved.", status_code=303)
