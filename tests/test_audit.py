@@ -1,0 +1,223 @@
+"""The audit trail: written in the same transaction, hash-chained, filtered by blinding, exported."""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+
+import pytest
+from sqlalchemy import select, text
+
+from cellbench import audit, integrity, users
+from cellbench.audit import Actor
+from cellbench.errors import InvalidInput
+from cellbench.models import AuditEvent, Role, User, Visibility
+
+from .conftest import PASSWORD, actor_of
+
+
+def all_events(db):
+    with db.read() as s:
+        return list(s.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+
+
+def test_each_event_links_to_the_one_before_and_the_chain_verifies(db, people):
+    chain = all_events(db)
+    assert [e.seq for e in chain] == list(range(1, len(chain) + 1))
+    assert chain[0].prev_hash == audit.GENESIS_HASH
+    for before, after in zip(chain, chain[1:]):
+        assert after.prev_hash == before.hash
+    report = integrity.verify(db)
+    assert report.ok and report.events == len(chain) and report.head_seq == chain[-1].seq
+
+
+def test_an_event_records_who_when_what_and_why(db, people):
+    with db.write() as s:
+        users.set_roles(s, actor_of(db, "adam"), users.by_username(s, "olivia"), ["operator", "verifier"],
+                        "trained as verifier")
+    event = all_events(db)[-1]
+    assert (event.user_name, event.action, event.entity_type, event.entity_id, event.field) == (
+        "Adam Admin", "roles changed", "user", "olivia", "roles")
+    assert (event.old_value, event.new_value, event.reason) == ('["operator"]', '["operator", "verifier"]',
+                                                                "trained as verifier")
+    assert event.at.tzinfo is not None and event.user_id is not None
+
+
+def test_a_failed_use_case_leaves_neither_its_change_nor_its_audit_event(db, people):
+    before = len(all_events(db))
+    with pytest.raises(RuntimeError), db.write() as s:
+        user = users.by_username(s, "olivia")
+        user.full_name = "Changed Name"
+        audit.record(s, actor_of(db, "adam"), "renamed", "user", "olivia", field="full_name", new="Changed Name")
+        raise RuntimeError("something failed later in the same use case")
+    assert len(all_events(db)) == before
+    with db.read() as s:
+        assert users.by_username(s, "olivia").full_name == "Olivia Operator"
+
+
+def test_a_correction_without_a_reason_is_refused():
+    with pytest.raises(InvalidInput) as refused:
+        audit.require_reason("   ")
+    assert refused.value.field == "reason"
+
+
+def test_the_database_itself_refuses_to_update_or_delete_audit_events(db, people):
+    for statement in ("UPDATE audit_event SET reason = 'x' WHERE seq = 1", "DELETE FROM audit_event WHERE seq = 1"):
+        with pytest.raises(Exception) as refused, db.engine.begin() as conn:
+            conn.execute(text(statement))
+        assert "append-only" in str(refused.value)
+
+
+# --- tampering, as someone with database owner rights would do it ------------------------------
+
+
+def _without_guard(db, statement: str, **params) -> None:
+    """Run SQL with the append-only triggers out of the way, as an attacker with owner rights could."""
+    with db.engine.begin() as conn:
+        if db.is_sqlite:
+            conn.execute(text("DROP TRIGGER audit_event_no_update"))
+            conn.execute(text("DROP TRIGGER audit_event_no_delete"))
+        else:
+            conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only"))
+        conn.execute(text(statement), params)
+        if not db.is_sqlite:
+            conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER audit_event_append_only"))
+
+
+def test_verify_names_a_changed_row(db, people):
+    _without_guard(db, "UPDATE audit_event SET new_value = '[\"qa\", \"qp\"]' WHERE seq = 6")
+    report = integrity.verify(db)
+    assert not report.ok
+    assert report.problems[0] == "audit event 6: its content does not match its hash: the row was changed"
+
+
+def test_verify_names_a_row_whose_hash_was_recomputed_but_not_its_successors(db, people):
+    row = all_events(db)[4]
+    forged = audit.event_hash(row.prev_hash, [row.seq, "2020-01-01T00:00:00.000000Z", row.user_id, row.user_name,
+                                              row.action, row.entity_type, row.entity_id, row.field,
+                                              row.old_value, row.new_value, row.reason, row.visibility])
+    _without_guard(db, "UPDATE audit_event SET at = '2020-01-01T00:00:00.000000Z', hash = :h WHERE seq = 5", h=forged)
+    report = integrity.verify(db)
+    assert report.problems[0].startswith("audit event 6: its link to the previous event does not match")
+
+
+def test_verify_names_a_deleted_row(db, people):
+    _without_guard(db, "DELETE FROM audit_event WHERE seq = 7")
+    assert integrity.verify(db).problems[0] == "audit event 7: is missing (the sequence jumps to 8): a row was deleted"
+
+
+def test_verify_names_a_deleted_last_row(db, people):
+    last = all_events(db)[-1].seq
+    _without_guard(db, f"DELETE FROM audit_event WHERE seq = {last}")
+    assert integrity.verify(db).problems[0].startswith(f"audit event {last}: is missing")
+
+
+def test_verify_names_an_inserted_row(db, people):
+    last = all_events(db)[-1]
+    content = [last.seq + 1, "2026-01-01T00:00:00.000000Z", None, "Mallory", "user created", "user", "mallory",
+               None, None, None, None, "all"]
+    digest = audit.event_hash(last.hash, content)
+    with db.engine.begin() as conn:  # inserting needs no trigger to be dropped
+        conn.execute(text("INSERT INTO audit_event (seq, at, user_id, user_name, action, entity_type, entity_id, "
+                          "field, old_value, new_value, reason, visibility, prev_hash, hash) VALUES (:seq, :at, "
+                          "NULL, 'Mallory', 'user created', 'user', 'mallory', NULL, NULL, NULL, NULL, 'all', "
+                          ":prev, :hash)"), {"seq": last.seq + 1, "at": content[1], "prev": last.hash, "hash": digest})
+    report = integrity.verify(db)
+    assert report.problems[0] == f"audit event {last.seq + 1}: was added outside cellbench: it lies beyond the recorded chain head"
+
+
+def test_verify_checks_ranges_in_parallel_and_still_finds_the_first_problem(db, people, monkeypatch):
+    monkeypatch.setattr(integrity, "_PARALLEL_FROM", 1)
+    assert integrity.verify_chain(db, workers=3).ok
+    _without_guard(db, "UPDATE audit_event SET user_name = 'Someone Else' WHERE seq = 20")
+    report = integrity.verify_chain(db, workers=3)
+    assert report.problems == ["audit event 20: its content does not match its hash: the row was changed"]
+
+
+# --- visibility -------------------------------------------------------------------------------
+
+
+def _record_arm_revealing_event(db) -> None:
+    with db.write() as s:
+        audit.record(s, actor_of(db, "sara"), "kit contents assigned", "kit", "K7QX-4MHT-W", field="arm",
+                     new="active", visibility=Visibility.unblinded)
+        audit.record(s, actor_of(db, "sara"), "kit labelled", "kit", "K7QX-4MHT-W")
+
+
+@pytest.mark.parametrize("reader", ["mette", "adam"])
+def test_blinded_readers_never_see_arm_revealing_events_not_even_as_a_gap(db, as_, reader):
+    _record_arm_revealing_event(db)
+    client = as_(reader)
+    page = client.get("/audit?entity_type=kit")
+    assert "kit labelled" in page.text and "kit contents assigned" not in page.text and "active" not in page.text
+    api = client.get("/api/v1/audit", params={"entity_type": "kit"}).json()
+    assert [e["action"] for e in api] == ["kit labelled"] and api[0]["seq"] is None
+    exported = list(csv.reader(io.StringIO(client.get("/audit.csv?entity_type=kit").text)))
+    assert exported[0][0] == "time_utc" and len(exported) == 2  # header + the one visible event, no seq column
+
+
+def test_unblinded_qa_sees_every_event_with_its_sequence_number(db, as_):
+    _record_arm_revealing_event(db)
+    api = as_("anna").get("/api/v1/audit", params={"entity_type": "kit"}).json()
+    assert [e["action"] for e in api] == ["kit labelled", "kit contents assigned"]
+    assert all(isinstance(e["seq"], int) for e in api)
+    exported = list(csv.reader(io.StringIO(as_("anna").get("/audit.csv?entity_type=kit").text)))
+    assert exported[0][:2] == ["seq", "hash"] and len(exported) == 3
+
+
+def test_the_trail_filters_by_user_record_and_date(db, as_):
+    anna = as_("anna")
+    by_adam = anna.get("/api/v1/audit", params={"user": "Adam"}).json()
+    assert by_adam == []  # the people were created from the command line
+    cli = anna.get("/api/v1/audit", params={"user": "command line", "entity_id": "victor"}).json()
+    assert {e["action"] for e in cli} == {"user created", "roles changed"}
+    assert anna.get("/audit?since=2000-01-01&until=2000-01-02").text.count("<tr>") == 2  # header + "No events."
+    assert "not a date" in anna.get("/audit?since=yesterday").text
+    assert anna.get("/audit?since=yesterday").status_code == 422
+
+
+def test_entity_history_shows_one_records_events_in_order(db, as_):
+    page = as_("anna").get("/audit/user/olivia")
+    assert page.status_code == 200
+    assert page.text.index("user created") < page.text.index("roles changed")
+
+
+def test_operators_cannot_read_the_whole_audit_trail(as_):
+    assert as_("olivia").get("/audit").status_code == 403
+    assert as_("olivia").get("/api/v1/audit").status_code == 403
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+
+def test_concurrent_writers_leave_one_unbroken_chain(db, people):
+    """Several threads, each with its own connection, append at once. On PostgreSQL nothing in the
+    process serialises them: only the lock on the chain head keeps the chain one line."""
+    writers, each = 6, 25
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        actor = Actor(None, f"writer {n}", frozenset({Role.admin}))
+        start.wait()
+        try:
+            for i in range(each):
+                with db.write() as s:
+                    audit.record(s, actor, "load test", "thread", n, field="i", new=i)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    before = len(all_events(db))
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = integrity.verify(db)
+    assert report.ok, report.problems
+    assert report.events == before + writers * each
+    per_thread = {}
+    for e in all_events(db)[before:]:
+        per_thread.setdefault(e.entity_id, []).append(int(e.new_value))
+    assert all(values == list(range(each)) for values in per_thread.values())

@@ -1,0 +1,104 @@
+"""The command line: init, demo, users, verify, backup, and serve's refusal of the demo key."""
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from cellbench import cli, users
+from cellbench.config import Settings
+from cellbench.db import Database
+from cellbench.demo import DEMO_PASSWORD, DEMO_USERS
+
+from .conftest import FAST_HASHER, PG_URL
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A brand-new SQLite database file for the command line (the CLI makes its own schema)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CELLBENCH_DATABASE_URL", url)
+    real = users.configure
+    monkeypatch.setattr(users, "configure", lambda length, failures, hasher=None: real(length, failures, FAST_HASHER))
+    return tmp_path
+
+
+def run(*args, input=None):
+    return runner.invoke(cli.app, list(args), input=input)
+
+
+def test_commands_refuse_an_uninitialised_database(env):
+    result = run("users", "list")
+    assert result.exit_code == 1 and "run `cellbench init` first" in result.output
+
+
+def test_init_demo_users_verify_and_backup(env):
+    assert run("init").exit_code == 0
+    demo = run("demo")
+    assert demo.exit_code == 0 and DEMO_PASSWORD in demo.output
+    assert all(username in demo.output for username, _, _ in DEMO_USERS)
+    assert run("demo").exit_code == 0  # idempotent: adds nothing twice
+
+    created = run("users", "create", "carl", "--name", "Carl Checker", "--role", "verifier",
+                  input="a long password!\na long password!\n")
+    assert created.exit_code == 0, created.output
+    mixed = run("users", "create", "mix", "--name", "Mix", "--role", "qa", "--role", "monitor",
+                input="a long password!\na long password!\n")
+    assert mixed.exit_code == 1 and "blinded role" in mixed.output and "(roles)" in mixed.output
+    no_reason = run("users", "deactivate", "carl", "--reason", " ")
+    assert no_reason.exit_code == 1 and "reason is required" in no_reason.output
+    assert run("users", "deactivate", "carl", "--reason", "left").exit_code == 0
+    listing = run("users", "list").output
+    assert "carl" in listing and "deactivated" in listing
+
+    token = run("users", "token", "qa", "LIMS").output.strip()
+    assert token.startswith("cbt_")
+
+    verified = run("verify")
+    assert verified.exit_code == 0 and verified.output.startswith("OK: ")
+
+    target = env / "backup.db"
+    assert run("backup", str(target)).exit_code == 0
+    copy = sqlite3.connect(target)
+    assert copy.execute("SELECT count(*) FROM app_user").fetchone()[0] == len(DEMO_USERS) + 1
+    assert run("backup", str(target)).exit_code == 1  # never overwrites a backup
+
+
+def test_verify_exits_non_zero_naming_the_first_bad_event(env):
+    run("demo")
+    db = Database(Settings().url)
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER audit_event_no_update"))
+        conn.execute(text("UPDATE audit_event SET user_name = 'Nobody' WHERE seq = 3"))
+    db.dispose()
+    result = run("verify")
+    assert result.exit_code == 2
+    assert "audit event 3: its content does not match its hash" in result.output
+
+
+def test_serve_refuses_the_demo_key_outside_demo_mode(env, monkeypatch):
+    monkeypatch.delenv("CELLBENCH_SECRET_KEY", raising=False)
+    result = run("serve")
+    assert result.exit_code == 1 and "CELLBENCH_SECRET_KEY is not set" in result.output
+
+
+def test_serve_refuses_several_workers_on_sqlite(env, monkeypatch):
+    monkeypatch.setenv("CELLBENCH_SECRET_KEY", "x" * 40)
+    result = run("serve", "--workers", "2")
+    assert result.exit_code == 1 and "SQLite serves one worker" in result.output
+
+
+@pytest.mark.skipif(not PG_URL, reason="runs on PostgreSQL (CELLBENCH_TEST_DATABASE_URL)")
+def test_backup_of_postgres_uses_pg_dump(db, tmp_path, monkeypatch):
+    monkeypatch.setenv("CELLBENCH_DATABASE_URL", db.url)
+    target = tmp_path / "pg.dump"
+    result = run("backup", str(target))
+    if shutil.which("pg_dump"):
+        assert result.exit_code == 0 and target.stat().st_size > 0
+    else:
+        assert result.exit_code == 1 and "pg_dump is not installed" in result.output
