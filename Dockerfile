@@ -1,0 +1,27 @@
+# cellbench: the same steps as the README's "Running it for real".
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    CELLBENCH_DATA_DIR=/data \
+    CELLBENCH_DATABASE_URL=sqlite:////data/cellbench.db
+
+# A fixed non-root user that owns only the data volume.
+RUN useradd --system --create-home --uid 10001 cellbench \
+ && mkdir -p /data && chown cellbench:cellbench /data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY cellbench ./cellbench
+COPY specs ./specs
+RUN pip install --no-cache-dir .
+
+USER cellbench
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health')"
+
+# `cellbench init` is idempotent: it creates or upgrades the schema, then the server starts.
+# The server refuses to start without CELLBENCH_SECRET_KEY (docker run -e CELLBENCH_SECRET_KEY=...);
+# for a demo: docker run -p 8000:8000 cellbench cellbench serve --demo --host 0.0.0.0
+CMD ["sh", "-c", "cellbench init && exec cellbench serve --host 0.0.0.0 --port 8000"]
