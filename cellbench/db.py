@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from .errors import AuthenticationFailed
+from .errors import AuthenticationFailed, InvalidInput
 
 _WRITE = "cellbench_write"
 
@@ -50,6 +50,26 @@ def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
+def _refuse_nul_characters(engine: Engine) -> None:
+    """PostgreSQL cannot store NUL characters in text and SQLite can: refuse them on both, as bad
+    input naming the field, so that both engines behave alike and nothing half-stores."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _check(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        rows = parameters if executemany else [parameters]
+        # Positional drivers (sqlite3) lose the names; the compiled statement still has them.
+        positions = getattr(getattr(context, "compiled", None), "positiontup", None) or ()
+        for row in rows:
+            if isinstance(row, dict):
+                items = row.items()
+            else:
+                items = ((positions[i] if i < len(positions) else None, v) for i, v in enumerate(row or ()))
+            for name, value in items:
+                if isinstance(value, str) and "\x00" in value:
+                    field = str(name).rstrip("_0123456789") if isinstance(name, str) else None
+                    raise InvalidInput("Text must not contain NUL characters.", field=field)
+
+
 class Database:
     def __init__(self, url: str, *, background_checkpoint: bool = False, echo: bool = False):
         self.url = url
@@ -60,6 +80,7 @@ class Database:
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine, background_checkpoint=background_checkpoint)
+        _refuse_nul_characters(self.engine)
         # Same pool; connections checked out through this proxy begin write transactions.
         write_engine = self.engine.execution_options(**{_WRITE: True})
         self._reads = sessionmaker(self.engine, class_=Session, expire_on_commit=False)

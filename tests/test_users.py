@@ -270,3 +270,14 @@ def test_the_api_creates_users_and_names_the_bad_field(app, db, people):
     assert made.status_code == 201 and made.json()["roles"] == ["qa"]
     locked = api.post("/api/v1/users/x1/deactivate", json={"reason": "test account"})
     assert locked.status_code == 200 and locked.json()["active"] is False
+
+
+def test_text_with_a_nul_character_is_refused_alike_on_every_engine(app, db, people):
+    with db.write() as s:
+        token = users.create_token(s, users.cli_actor(), users.by_username(s, "adam"), "provisioning")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    response = api.post("/api/v1/users", json={"username": "nul", "full_name": "Nul\u0000Name", "password": PASSWORD,
+                                               "roles": ["qa"]})
+    assert response.status_code == 422 and response.json()["field"] == "full_name"
+    with db.read() as s:
+        assert s.scalars(select(User).where(User.username == "nul")).first() is None
