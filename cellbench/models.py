@@ -7,9 +7,9 @@ what was hashed, and text of one width sorts in time order for range filters.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -192,3 +192,251 @@ class AuditReview(SQLModel, table=True):
     head_hash: str = Field(max_length=64)
     comment: str | None = None
     signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+# --- specifications ---------------------------------------------------------------------------
+
+
+class SpecStatus(str, enum.Enum):
+    draft = "draft"  # loaded from its file, not yet signed by QA: no lot can start under it
+    effective = "effective"  # signed by QA; immutable from then on
+    superseded = "superseded"  # a later version became effective; lots made under it keep it
+
+
+class SpecVersion(SQLModel, table=True):
+    """One version of a product specification, as loaded from specs/<code>/v<N>.toml."""
+
+    __tablename__ = "spec_version"
+    __table_args__ = (UniqueConstraint("product_code", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_code: str = Field(max_length=64)
+    version: int
+    kind: str = Field(max_length=16)  # asc | placebo
+    name: str = Field(max_length=200)
+    file_sha256: str = Field(max_length=64)
+    content: str  # canonical JSON of the parsed file: what lots are bound to, whatever the file does later
+    status: SpecStatus = Field(default=SpecStatus.draft, sa_type=String(16))
+    loaded_at: datetime = _ts()
+    effective_at: datetime | None = _ts(nullable=True)
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+# --- donors and donations -----------------------------------------------------------------------
+
+
+class Eligibility(str, enum.Enum):
+    pending = "pending"
+    eligible = "eligible"
+    ineligible = "ineligible"
+
+
+class Donor(SQLModel, table=True):
+    __tablename__ = "donor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)  # pseudonym; no names are kept in cellbench
+    consent_date: date | None = None
+    consent_reference: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _ts()
+
+
+class Donation(SQLModel, table=True):
+    __tablename__ = "donation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    donor_id: int = Field(foreign_key="donor.id", index=True)
+    identifier: str = Field(max_length=64, unique=True)  # exactly as received, never normalised
+    id_system: str = Field(max_length=16)  # ISBT128 | SEC
+    check_character: str | None = Field(default=None, max_length=1)
+    donated_on: date
+    eligibility: Eligibility = Field(default=Eligibility.pending, sa_type=String(16))
+    eligibility_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    created_at: datetime = _ts()
+
+
+class DonorTest(SQLModel, table=True):
+    """One eligibility test result (Dir. 2006/17/EC Annex II) on a donation's sample."""
+
+    __tablename__ = "donor_test"
+    __table_args__ = (UniqueConstraint("donation_id", "test"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    donation_id: int = Field(foreign_key="donation.id", index=True)
+    test: str = Field(max_length=32)
+    result: str = Field(max_length=16)  # negative | positive | indeterminate
+    sample_date: date
+    laboratory: str = Field(max_length=200)
+    recorded_by: int = Field(foreign_key="app_user.id")
+    recorded_at: datetime = _ts()
+
+
+# --- materials and equipment --------------------------------------------------------------------
+
+
+class MaterialStatus(str, enum.Enum):
+    quarantine = "quarantine"
+    released = "released"
+    rejected = "rejected"
+
+
+class MaterialLot(SQLModel, table=True):
+    """A received lot of a raw material or consumable (supplier lot, expiry, QA status)."""
+
+    __tablename__ = "material_lot"
+    __table_args__ = (UniqueConstraint("material_code", "supplier_lot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    material_code: str = Field(max_length=64)  # as named in the specification's steps
+    name: str = Field(max_length=200)
+    supplier: str = Field(max_length=200)
+    supplier_lot: str = Field(max_length=64)
+    expiry: date
+    status: MaterialStatus = Field(default=MaterialStatus.quarantine, sa_type=String(16))
+    received_at: datetime = _ts()
+
+
+class Equipment(SQLModel, table=True):
+    __tablename__ = "equipment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: str = Field(max_length=64, unique=True)  # the label scanned at the bench
+    equipment_code: str = Field(max_length=64)  # the kind, as named in the specification's steps
+    name: str = Field(max_length=200)
+    calibration_due: date
+    active: bool = True
+
+
+# --- lots, steps, values ----------------------------------------------------------------------
+
+
+class LotState(str, enum.Enum):
+    in_process = "in_process"
+    on_hold = "on_hold"
+    aborted = "aborted"
+    cryopreserved = "cryopreserved"  # every step performed and verified; QC and release follow
+
+
+class Lot(SQLModel, table=True):
+    __tablename__ = "lot"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    spec_version_id: int = Field(foreign_key="spec_version.id")
+    donation_id: int | None = Field(default=None, foreign_key="donation.id", index=True)
+    state: LotState = Field(default=LotState.in_process, sa_type=String(16))
+    state_before_hold: str | None = Field(default=None, max_length=16)
+    hold_reason: str | None = None
+    expiry: date | None = None
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+    row_version: int = 1  # optimistic concurrency: two people acting on one lot get a conflict
+
+
+class StepState(str, enum.Enum):
+    open = "open"
+    performed = "performed"  # signed by the operator
+    verified = "verified"  # signed by a second person
+    not_applicable = "not_applicable"
+
+
+class StepEntry(SQLModel, table=True):
+    """One execution of one master-batch-record step on a lot (a repeatable step has several)."""
+
+    __tablename__ = "step_entry"
+    __table_args__ = (UniqueConstraint("lot_id", "step_code", "repeat_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lot_id: int = Field(foreign_key="lot.id", index=True)
+    position: int  # the step's place in the master batch record
+    step_code: str = Field(max_length=64)
+    repeat_index: int = 1
+    state: StepState = Field(default=StepState.open, sa_type=String(16))
+    na_reason: str | None = None
+    started_at: datetime = _ts()
+    performed_by: int | None = Field(default=None, foreign_key="app_user.id")
+    performed_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    verified_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class StepValue(SQLModel, table=True):
+    """A recorded value. A correction adds a new row and marks the old one superseded: the
+    original stays readable."""
+
+    __tablename__ = "step_value"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="step_entry.id", index=True)
+    parameter_code: str = Field(max_length=64)
+    value: str | None = None  # as entered (or computed), in the parameter's unit
+    unit: str | None = Field(default=None, max_length=32)
+    within_limits: bool | None = None  # None when the parameter has no limits
+    computed: bool = False
+    comment: str | None = None  # required when out of limits
+    na_reason: str | None = None
+    entered_by: int = Field(foreign_key="app_user.id")
+    entered_by_name: str = Field(max_length=200)
+    entered_at: datetime = _ts()
+    superseded_by: int | None = Field(default=None, foreign_key="step_value.id")
+    correction_reason: str | None = None  # set on the row that corrects an earlier one
+
+
+class MaterialUse(SQLModel, table=True):
+    __tablename__ = "material_use"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="step_entry.id", index=True)
+    material_lot_id: int = Field(foreign_key="material_lot.id")
+    recorded_by: int = Field(foreign_key="app_user.id")
+    recorded_at: datetime = _ts()
+
+
+class EquipmentUse(SQLModel, table=True):
+    __tablename__ = "equipment_use"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="step_entry.id", index=True)
+    equipment_id: int = Field(foreign_key="equipment.id")
+    recorded_by: int = Field(foreign_key="app_user.id")
+    recorded_at: datetime = _ts()
+
+
+class Vial(SQLModel, table=True):
+    __tablename__ = "vial"
+    __table_args__ = (UniqueConstraint("lot_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=40, unique=True)  # lot number + vial sequence, printed on the vial
+    lot_id: int = Field(foreign_key="lot.id", index=True)
+    seq: int
+    # unique: a storage position never holds two vials (NULL until the vial is placed)
+    storage_position: str | None = Field(default=None, max_length=64, unique=True)
+    state: str = Field(default="stored", max_length=16)
+
+
+# --- deviations -------------------------------------------------------------------------------
+
+
+class DeviationState(str, enum.Enum):
+    open = "open"
+    assessed = "assessed"  # impact assessed; awaiting QA closure
+    closed = "closed"
+
+
+class Deviation(SQLModel, table=True):
+    __tablename__ = "deviation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    lot_id: int | None = Field(default=None, foreign_key="lot.id", index=True)
+    step_code: str | None = Field(default=None, max_length=64)
+    origin: str = Field(max_length=32)  # out_of_limit | material_override | late_entry | manual | oos
+    severity: str = Field(default="minor", max_length=16)  # minor | major | critical
+    description: str
+    blinded_summary: str | None = None  # the only text a blinded user may ever see
+    impact_assessment: str | None = None
+    capa_reference: str | None = Field(default=None, max_length=64)
+    state: DeviationState = Field(default=DeviationState.open, sa_type=String(16))
+    raised_by: int | None = Field(default=None, foreign_key="app_user.id")
+    raised_at: datetime = _ts()
+    closure_signature_id: int | None = Field(default=None, foreign_key="signature.id")
