@@ -43,11 +43,8 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     app.state.templates = make_templates(settings.zone)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    from .api import audit as api_audit, users as api_users
-    from .web import audit as web_audit, auth as web_auth, home as web_home, users as web_users
-
-    for module in (web_auth, web_home, web_users, web_audit, api_users, api_audit):
-        app.include_router(module.router)
+    for router in _area_routers():
+        app.include_router(router)
     _install_error_handlers(app)
 
     @app.middleware("http")
@@ -60,6 +57,20 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
         return response
 
     return app
+
+
+def _area_routers():  # noqa: ANN202
+    """Every `router` in cellbench/web/*.py and cellbench/api/*.py: a new area is one new module."""
+    import importlib
+    import pkgutil
+
+    from . import api, web
+
+    for package in (web, api):
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            if hasattr(module, "router"):
+                yield module.router
 
 
 def wants_json(request: Request) -> bool:

@@ -1,6 +1,9 @@
 """Each role's home page: its work queue. Later areas add their queues to QUEUES."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session
 
@@ -31,15 +34,40 @@ DUTIES: dict[Role, list[str]] = {
 AUDIT_READERS = (Role.qa, Role.qp, Role.monitor, Role.admin)
 
 
+@dataclass
+class QueueItem:
+    """One line of a role's work queue: how many things wait, what they are, where to act."""
+
+    count: int
+    text: str
+    href: str
+
+
+QueueSource = Callable[[Session, Viewer], list[QueueItem]]
+_QUEUE_SOURCES: list[QueueSource] = []
+
+
+def work_queue(fn: QueueSource) -> QueueSource:
+    """Register a source of work-queue lines (each area's web module adds its own)."""
+    _QUEUE_SOURCES.append(fn)
+    return fn
+
+
+@work_queue
+def _audit_review_due(session: Session, viewer: Viewer) -> list[QueueItem]:
+    if not viewer.has(Role.qa):
+        return []
+    start, end = audit_review.pending_range(session)
+    due = max(0, end - start + 1)
+    return [QueueItem(due, "audit events not yet reviewed", "/audit/review")] if due else []
+
+
 @router.get("/")
 def home(request: Request, viewer: Viewer = Depends(current_viewer), session: Session = Depends(read_session)):
     mine = audit.trail(session, viewer.actor, audit.TrailFilter(user=str(viewer.user.id)), limit=10)
-    review_due = None
-    if viewer.has(Role.qa):
-        start, end = audit_review.pending_range(session)
-        review_due = max(0, end - start + 1)
+    queue = [item for source in _QUEUE_SOURCES for item in source(session, viewer)]
     duties = [(role, DUTIES[role]) for role in sorted(viewer.roles, key=lambda r: list(Role).index(r))]
-    return render(request, "home.html", duties=duties, mine=mine, review_due=review_due,
+    return render(request, "home.html", duties=duties, mine=mine, queue=queue,
                   can_read_audit=viewer.has(*AUDIT_READERS))
 
 
