@@ -1,0 +1,147 @@
+"""Lots: started from an effective specification (and, for cells, an eligible donation), moved by
+one transition table, protected against two people acting on the same lot at once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from . import audit, signatures, spec_versions, users
+from .audit import Actor
+from .db import utcnow
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .models import Donation, Lot, LotState, Meaning, Role, SpecVersion, User
+
+LOT_PREFIX = {"asc": "ASC", "placebo": "PLB"}
+
+
+@dataclass(frozen=True)
+class Move:
+    """One allowed lot transition: from which states, who may make it, what it needs."""
+
+    sources: frozenset[LotState]
+    target: LotState | None  # None: back to the state the lot was in before the hold
+    roles: frozenset[Role]
+    needs_reason: bool = True
+    signature: Meaning | None = None
+
+
+# The lot state machine of the batch record. Release states (QC, certification) are added by the
+# release work; completion (in_process -> cryopreserved) happens when the last step is signed.
+MOVES: dict[str, Move] = {
+    "hold": Move(frozenset({LotState.in_process, LotState.cryopreserved}), LotState.on_hold,
+                 frozenset({Role.operator, Role.qa})),
+    "resume": Move(frozenset({LotState.on_hold}), None, frozenset({Role.qa})),
+    "abort": Move(frozenset({LotState.in_process, LotState.on_hold}), LotState.aborted, frozenset({Role.qa}),
+                  signature=Meaning.rejected),
+}
+
+
+def by_number(session: Session, number: str) -> Lot:
+    lot = session.scalars(select(Lot).where(Lot.number == number.strip())).first()
+    if lot is None:
+        raise NotFound(f"No lot '{number}'.", field="lot")
+    return lot
+
+
+def spec_of(session: Session, lot: Lot) -> SpecVersion:
+    return session.get(SpecVersion, lot.spec_version_id)
+
+
+def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
+    """Optimistic lock: the change applies only to the lot as the actor last saw it.
+
+    On PostgreSQL a concurrent transaction blocks on this row until the first commits, then
+    matches no row: the second person gets a conflict, never a duplicate entry."""
+    expected = lot.row_version if seen_version is None else seen_version
+    result = session.execute(update(Lot).where(Lot.id == lot.id, Lot.row_version == expected)
+                             .values(row_version=Lot.row_version + 1))
+    if result.rowcount != 1:
+        raise Conflict(f"Someone else recorded on lot {lot.number} since you opened it. Reload to see their "
+                       "entry, then try again.", field="lot_version")
+    session.refresh(lot)
+
+
+def _next_number(session: Session, kind: str) -> str:
+    prefix = f"{LOT_PREFIX[kind]}-{utcnow():%Y}-"
+    last = session.scalar(select(func.max(Lot.number)).where(Lot.number.like(prefix + "%")))
+    return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
+
+
+def start_lot(session: Session, actor: Actor, product_code: str, donation_identifier: str | None = None) -> Lot:
+    """Operators start a lot under the product's effective specification."""
+    users.require_role(actor, Role.operator)
+    spec_row = spec_versions.effective(session, (product_code or "").strip())
+    donation = None
+    if spec_row.kind == "asc":
+        if not (donation_identifier or "").strip():
+            raise InvalidInput("A cell lot starts from a donation: give its identification.", field="donation")
+        donation = session.scalars(select(Donation).where(Donation.identifier == donation_identifier.strip())).first()
+        if donation is None:
+            raise NotFound(f"No donation '{donation_identifier.strip()}'.", field="donation")
+        from .donors import donation_may_start_lot  # donors is its own area; one rule, kept there
+
+        if why := donation_may_start_lot(session, donation):
+            raise InvalidInput(why, field="donation")
+    lot = Lot(number=_next_number(session, spec_row.kind), spec_version_id=spec_row.id,
+              donation_id=donation.id if donation else None, created_by=actor.user_id, created_at=utcnow())
+    session.add(lot)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("Another lot was started at the same moment; try again.", field="lot") from None
+    audit.record(session, actor, "lot started", "lot", lot.number, field="specification",
+                 new=spec_versions.label(spec_row))
+    if donation:
+        audit.record(session, actor, "donation assigned", "lot", lot.number, field="donation", new=donation.identifier)
+    return lot
+
+
+def allowed_moves(lot: Lot, actor: Actor) -> list[str]:
+    """The moves the table allows this actor now: pages show only these."""
+    return [name for name, move in MOVES.items()
+            if LotState(lot.state) in move.sources and actor.roles & move.roles]
+
+
+@signatures.content_rule("lot")
+def _lot_content(session: Session, number: str) -> dict:
+    lot = by_number(session, number)
+    return {"lot": lot.number, "specification": lot.spec_version_id, "state": LotState(lot.state).value,
+            "hold_reason": lot.hold_reason}
+
+
+def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, *, password: str | None = None,
+         seen_version: int | None = None) -> None:
+    actor = users.actor(session, user)
+    rule = MOVES.get(name)
+    if rule is None:
+        raise NotFound(f"Unknown action '{name}'.", field="action")
+    if not actor.roles & rule.roles:
+        raise Forbidden(f"Only {' or '.join(r.value for r in rule.roles)} may {name} a lot.")
+    if LotState(lot.state) not in rule.sources:
+        raise InvalidInput(f"Lot {lot.number} is {LotState(lot.state).value}; it cannot be {name}ed now.",
+                           field="action")
+    reason = audit.require_reason(reason) if rule.needs_reason else reason
+    claim(session, lot, seen_version)
+    old = LotState(lot.state)
+    if rule.target is LotState.on_hold:
+        lot.state_before_hold, lot.hold_reason = old.value, reason
+        new = LotState.on_hold
+    elif rule.target is None:
+        new, lot.state_before_hold, lot.hold_reason = LotState(lot.state_before_hold), None, None
+    else:
+        new = rule.target
+    lot.state = new
+    session.flush()
+    audit.record(session, actor, f"lot {name}", "lot", lot.number, field="state", old=old, new=new, reason=reason)
+    if rule.signature:
+        signatures.sign(session, user, password or "", rule.signature, "lot", lot.number, reason=reason)
+
+
+def lots(session: Session, state: str | None = None) -> list[Lot]:
+    query = select(Lot).order_by(Lot.id.desc())
+    if state:
+        query = query.where(Lot.state == state)
+    return list(session.scalars(query))
