@@ -112,10 +112,10 @@ def start_entry(session: Session, actor: Actor, lot: Lot, step_code: str, seen_v
     _require_open_lot(lot)
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     step = _step(spec, step_code)
+    lots.claim(session, lot, seen_version)  # first: a stale page gets a conflict, whatever else is wrong
     by_code = entries_of(session, lot)
     if why := _order_problem(spec, by_code, step):
         raise InvalidInput(why, field="step")
-    lots.claim(session, lot, seen_version)
     entry = StepEntry(lot_id=lot.id, position=spec.steps.index(step) + 1, step_code=step.code,
                       repeat_index=len(by_code.get(step.code, [])) + 1, started_at=utcnow())
     session.add(entry)
@@ -139,10 +139,10 @@ def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repe
     _require_open_lot(lot)
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     step = _step(spec, step_code)
+    lots.claim(session, lot, seen_version)
     entry = _entry(session, lot, step_code, repeat_index)
     if StepState(entry.state) != StepState.open:
         raise InvalidInput("This step is signed: change a value with a correction, giving a reason.", field="step")
-    lots.claim(session, lot, seen_version)
     existing = current_values(session, entry)
     written = []
     for parameter in step.parameters:
@@ -165,7 +165,7 @@ def _write(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntr
     if given.value.strip():
         try:
             parsed = parse_value(parameter, given.value.strip())
-            within = check_limits(parameter, parsed) == LimitCheck.within
+            within = check_limits(parameter, parsed) == LimitCheck.WITHIN
         except ValueError as exc:
             raise InvalidInput(f"{parameter.label}: {exc}", field=parameter.code) from None
         if isinstance(parsed, datetime) and parsed > now + timedelta(minutes=5):
@@ -267,7 +267,7 @@ def _compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step
         result = _computed_value(session, lot, spec, parameter.computed, values)
         if result is not None:
             shown = f"{result:.3f}".rstrip("0").rstrip(".")
-            comment = "computed by cellbench; outside limits" if check_limits(parameter, result) != LimitCheck.within else ""
+            comment = "computed by cellbench; outside limits" if check_limits(parameter, result) != LimitCheck.WITHIN else ""
             written.append(_write(session, actor, lot, step, entry, parameter, ValueInput(shown, comment),
                                   computed=True))
     return written

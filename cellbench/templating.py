@@ -42,6 +42,8 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
         return f"{here.strftime(fmt)} {offset[:3]}:{offset[3:]}"
 
     env.filters["local"] = local
+    # Enum members and the plain strings read back from the database print the same way.
+    env.filters["state"] = lambda value: str(getattr(value, "value", value) or "").replace("_", " ")
     env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
     env.globals["Role"] = Role
     env.globals["zone_name"] = str(zone)

@@ -1,0 +1,161 @@
+"""Lot pages: the list, the guided batch-record page (tablet-sized), and every step action."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import audit, lots, spec_versions, steps
+from ..db import Database
+from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..errors import DomainError, NotFound
+from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
+from ..specifications import Step
+from ..templating import render
+from .home import QueueItem, work_queue
+
+router = APIRouter(include_in_schema=False)
+READERS = (Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analyst)
+
+
+@dataclass
+class EntryView:
+    entry: StepEntry
+    values: list[StepValue]  # every value, the superseded ones too: corrections keep the original
+    materials: list
+    equipment: list
+    signatures: list[Signature]
+
+
+@dataclass
+class StepView:
+    step: Step
+    state: str  # done | current | waiting
+    entries: list[EntryView]
+
+
+def lot_view(session: Session, lot: Lot) -> dict:
+    spec_row = lots.spec_of(session, lot)
+    spec = spec_versions.parsed(spec_row)
+    by_code = steps.entries_of(session, lot)
+    current = steps.current_step(spec, by_code)
+    entry_ids = [e.id for entries in by_code.values() for e in entries]
+    values: dict[int, list[StepValue]] = {}
+    for v in session.scalars(select(StepValue).where(StepValue.entry_id.in_(entry_ids)).order_by(StepValue.id)):
+        values.setdefault(v.entry_id, []).append(v)
+    sigs: dict[str, list[Signature]] = {}
+    for sig in session.scalars(select(Signature).where(Signature.entity_type == "step_entry",
+                                                       Signature.entity_id.in_([str(i) for i in entry_ids]))):
+        sigs.setdefault(sig.entity_id, []).append(sig)
+    views, seen_current = [], False
+    for step in spec.steps:
+        entries = [EntryView(e, values.get(e.id, []), steps.materials_of(session, e), steps.equipment_of(session, e),
+                             sigs.get(str(e.id), [])) for e in by_code.get(step.code, [])]
+        if current is not None and step.code == current.code:
+            state, seen_current = "current", True
+        else:
+            state = "waiting" if seen_current else "done"
+        views.append(StepView(step, state, entries))
+    donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
+    vials = list(session.scalars(select(Vial).where(Vial.lot_id == lot.id).order_by(Vial.seq)))
+    return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
+            "donation": donation, "vials": vials}
+
+
+@router.get("/lots")
+def lot_list(request: Request, viewer: Viewer = Depends(require(*READERS)), session: Session = Depends(read_session)):
+    rows = lots.lots(session, request.query_params.get("state") or None)
+    specs = [s for s in spec_versions.all_versions(session) if s.status == "effective"]
+    return render(request, "lots/list.html", rows=rows, specs=specs, error=None, form={})
+
+
+@router.post("/lots")
+def start_lot(request: Request, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db),
+              form=Depends(form_data)):
+    try:
+        with db.write() as session:
+            lot = lots.start_lot(session, viewer.actor, form.get("product", ""), form.get("donation", ""))
+            number = lot.number
+    except DomainError as error:
+        with db.read() as session:
+            specs = [s for s in spec_versions.all_versions(session) if s.status == "effective"]
+            return render(request, "lots/list.html", status_code=error.status, rows=lots.lots(session),
+                          specs=specs, error=error, form=dict(form))
+    return RedirectResponse(f"/lots/{number}?notice=Lot+started.", status_code=303)
+
+
+def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
+          typed: dict | None = None):
+    lot = lots.by_number(session, number)
+    return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
+                  typed=typed or {}, moves=lots.allowed_moves(lot, viewer.actor),
+                  history=audit.history(session, viewer.actor, "lot", lot.number), **lot_view(session, lot))
+
+
+@router.get("/lots/{number}")
+def lot_page(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
+             session: Session = Depends(read_session)):
+    return _page(request, session, viewer, number)
+
+
+def _seen(form) -> int | None:  # noqa: ANN001
+    value = form.get("lot_version", "")
+    return int(value) if str(value).isdigit() else None
+
+
+def _inputs(form) -> dict[str, steps.ValueInput]:  # noqa: ANN001
+    codes = {k[2:] for k in form if k.startswith("v:")} | {k[3:] for k in form if k.startswith("na:")}
+    return {c: steps.ValueInput(form.get(f"v:{c}", ""), form.get(f"c:{c}", ""), form.get(f"na:{c}", ""))
+            for c in codes}
+
+
+# Each step action: the service call it makes, from the form.
+ACTIONS = {
+    "start": lambda s, v, lot, f: steps.start_entry(s, v.actor, lot, f.get("step", ""), _seen(f)),
+    "values": lambda s, v, lot, f: steps.record_values(s, v.actor, lot, f.get("step", ""), int(f.get("entry") or 0),
+                                                       _inputs(f), _seen(f)),
+    "material": lambda s, v, lot, f: steps.record_material(s, v.actor, lot, f.get("step", ""),
+                                                           int(f.get("entry") or 0), f.get("scan", ""), _seen(f)),
+    "equipment": lambda s, v, lot, f: steps.record_equipment(s, v.actor, lot, f.get("step", ""),
+                                                             int(f.get("entry") or 0), f.get("scan", ""), _seen(f)),
+    "perform": lambda s, v, lot, f: steps.perform(s, s.merge(v.user), f.get("password", ""), lot, f.get("step", ""),
+                                                  int(f.get("entry") or 0), _seen(f)),
+    "verify": lambda s, v, lot, f: steps.verify(s, s.merge(v.user), f.get("password", ""), lot, f.get("step", ""),
+                                                int(f.get("entry") or 0), _seen(f)),
+    "correct": lambda s, v, lot, f: steps.correct_value(s, v.actor, lot, int(f.get("value_id") or 0),
+                                                        f.get("new_value", ""), f.get("reason"), f.get("comment", ""),
+                                                        _seen(f)),
+    "move": lambda s, v, lot, f: lots.move(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
+                                           password=f.get("password"), seen_version=_seen(f)),
+}
+
+
+@router.post("/lots/{number}/{action}")
+def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_viewer),
+               db: Database = Depends(get_db), form=Depends(form_data)):
+    try:
+        if action not in ACTIONS:
+            raise NotFound("There is no such action.", field="action")
+        with db.write() as session:
+            ACTIONS[action](session, viewer, lots.by_number(session, number), form)
+    except DomainError as error:
+        with db.read() as session:
+            return _page(request, session, viewer, number, error, dict(form))
+    return RedirectResponse(f"/lots/{number}?notice=Saved.#current", status_code=303)
+
+
+@work_queue
+def _lots_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    items = []
+    if viewer.has(Role.operator):
+        count = len(lots.lots(session, "in_process"))
+        if count:
+            items.append(QueueItem(count, "lots in process", "/lots?state=in_process"))
+    if viewer.has(Role.verifier, Role.operator):
+        waiting = session.scalars(select(StepEntry.id).where(StepEntry.state == "performed")).all()
+        if waiting:
+            items.append(QueueItem(len(waiting), "step entries await a second person's verification", "/lots"))
+    return items
