@@ -6,6 +6,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CELLBENCH_DATA_DIR=/data \
     CELLBENCH_DATABASE_URL=sqlite:////data/cellbench.db
 
+# Label PDFs print "≤ −150 °C" and Danish text: they need a Unicode font.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
 # A fixed non-root user that owns only the data volume.
 RUN useradd --system --create-home --uid 10001 cellbench \
  && mkdir -p /data && chown cellbench:cellbench /data
