@@ -130,7 +130,9 @@ def verify_all(session: Session) -> tuple[int, list[str]]:
             problems.append(f"{where}: the signature record was changed after signing")
         elif (event := events.get(sig.audit_seq)) is None or event.new_value != f"#{sig.id} {sig.record_hash}":
             problems.append(f"{where}: it does not match its audit event")
-        elif sig.invalidated_at is None and (rule := _CONTENT_RULES.get(sig.entity_type)) is not None:
+        elif sig.entity_type not in _CONTENT_RULES:
+            problems.append(f"{where}: cellbench has no rule for what a {sig.entity_type} signature covers")
+        elif sig.invalidated_at is None and (rule := _CONTENT_RULES[sig.entity_type]) is not None:
             try:
                 current = canonical(rule(session, sig.entity_id))
             except NotFound:

@@ -1,0 +1,327 @@
+"""Deviations: raised by hand or by other modules, assessed, then closed by QA with a signature.
+
+The state machine is one table, TRANSITIONS: each move, the states it starts from, who may make it,
+the guard rules it must pass and the signature it needs. Pages offer exactly `allowed_actions`.
+
+Numbers are DEV-<year>-<4 digits>, one sequence per UTC year. The next number is read after taking
+the audit chain's head lock, which every audited transaction takes anyway: two deviations raised
+at the same moment by different workers are numbered one after the other, never alike. The unique
+constraint on the number stays as the last line of defence.
+
+Blinding: the description, the assessment and the CAPA reference are written into the audit trail
+as unblinded events. Blinded readers of the trail see a deviation's number, its state changes and
+its blinded summary only. The summary is written by the person raising the deviation, or is the
+generic text; it is never derived from the description.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from . import audit, signatures, users
+from .audit import Actor
+from .db import utcnow
+from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from .models import (AuditHead, Deviation, DeviationState, Lot, Meaning, Role, Signature, SpecVersion, User,
+                     Visibility)
+
+SEVERITIES = ("minor", "major", "critical")
+SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
+ORIGINS = ("out_of_limit", "material_override", "late_entry", "manual", "oos")
+GENERIC_BLINDED_SUMMARY = "A deviation was recorded and is being handled under the quality system."
+# Who may raise a deviation by hand and read deviations: the unblinded GMP roles. Automatic
+# deviations are raised for whoever did what caused them; their own module authorised that act.
+RAISERS = (Role.operator, Role.verifier, Role.qc_analyst, Role.qa, Role.qp)
+READERS = RAISERS
+_STEP_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+Guard = Callable[[Deviation], str | None]
+
+
+def has_impact_assessment(deviation: Deviation) -> str | None:
+    if not (deviation.impact_assessment or "").strip():
+        return f"{deviation.number} has no impact assessment: assess its impact before closing it."
+    return None
+
+
+@dataclass(frozen=True)
+class Move:
+    action: str
+    sources: frozenset[DeviationState]
+    target: DeviationState
+    roles: frozenset[Role]
+    guards: tuple[tuple[str, Guard], ...] = ()  # (the field a refusal names, the rule)
+    signature: Meaning | None = None
+    first: str = ""  # what has to happen before this move, told when the state does not allow it
+
+
+TRANSITIONS: dict[str, Move] = {
+    # Assessing again while assessed corrects the assessment (with a reason); closed is final.
+    "assess": Move("assess", frozenset({DeviationState.open, DeviationState.assessed}), DeviationState.assessed,
+                   frozenset({Role.operator, Role.qa})),
+    # "approved": QA's closure accepts the impact assessment and the CAPA as sufficient. It is a
+    # decision on the deviation, not only a statement that it was read ("reviewed").
+    "close": Move("close", frozenset({DeviationState.assessed}), DeviationState.closed, frozenset({Role.qa}),
+                  guards=(("impact_assessment", has_impact_assessment),), signature=Meaning.approved,
+                  first="record its impact assessment first"),
+}
+
+
+def refusal(deviation: Deviation, action: str, actor: Actor) -> DomainError | None:
+    """Why this person may not make this move on this deviation now, or None."""
+    move = TRANSITIONS.get(action)
+    if move is None:
+        return InvalidInput(f"Unknown action '{action}' on a deviation.", field="action")
+    state = DeviationState(deviation.state)
+    if state not in move.sources:
+        if state is DeviationState.closed:
+            return Conflict(f"{deviation.number} is closed: a closed deviation cannot be changed.", field="state")
+        return Conflict(f"{deviation.number} is {state.value}: it cannot be {move.target.value} now"
+                        + (f"; {move.first}." if move.first else "."), field="state")
+    if not actor.roles & move.roles:
+        names = " or ".join(sorted(r.value for r in move.roles))
+        return Forbidden(f"Only {names} may {action} a deviation.")
+    for field, guard in move.guards:
+        if why := guard(deviation):
+            return InvalidInput(why, field=field)
+    return None
+
+
+def allowed_actions(deviation: Deviation, actor: Actor) -> list[str]:
+    return [action for action in TRANSITIONS if refusal(deviation, action, actor) is None]
+
+
+def _authorise(deviation: Deviation, action: str, actor: Actor) -> Move:
+    if (error := refusal(deviation, action, actor)) is not None:
+        raise error
+    return TRANSITIONS[action]
+
+
+# --- content a closure signature covers -------------------------------------------------------
+
+
+@signatures.content_rule("deviation")
+def _content(session: Session, number: str) -> dict:
+    deviation = by_number(session, number)
+    return {"number": deviation.number, "lot": lot_number_of(session, deviation), "step_code": deviation.step_code,
+            "origin": deviation.origin, "severity": deviation.severity, "description": deviation.description,
+            "blinded_summary": deviation.blinded_summary, "impact_assessment": deviation.impact_assessment,
+            "capa_reference": deviation.capa_reference, "state": DeviationState(deviation.state).value,
+            "raised_by": deviation.raised_by, "raised_at": deviation.raised_at}
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+def _required(value: str | None, field: str, what: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise InvalidInput(f"The {what} is required.", field=field)
+    return value
+
+
+def _severity(value: str | None) -> str:
+    value = (value or "").strip().lower()
+    if value not in SEVERITIES:
+        raise InvalidInput(f"The severity must be one of {', '.join(SEVERITIES)}.", field="severity")
+    return value
+
+
+def _capa(value: str | None) -> str | None:
+    value = (value or "").strip() or None
+    if value and len(value) > 64:
+        raise InvalidInput("The CAPA reference is at most 64 characters.", field="capa_reference")
+    return value
+
+
+def lot_by_number(session: Session, lot_number: str | None, field: str = "lot_number") -> Lot | None:
+    """The lot a deviation concerns, by its public number; None when none is given."""
+    lot_number = (lot_number or "").strip()
+    if not lot_number:
+        return None
+    lot = session.scalars(select(Lot).where(Lot.number == lot_number)).first()
+    if lot is None:
+        raise NotFound(f"There is no lot '{lot_number}'.", field=field)
+    return lot
+
+
+def _step_codes(session: Session, lot: Lot) -> set[str]:
+    spec = session.get(SpecVersion, lot.spec_version_id)
+    return {step["code"] for step in json.loads(spec.content).get("steps", [])} if spec else set()
+
+
+def _next_number(session: Session, year: int) -> str:
+    # The chain head is the one row every audited transaction locks: holding it, nobody else can
+    # be between reading the last number and inserting the next one, on any engine or worker.
+    session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
+    prefix = f"DEV-{year}-"
+    last = session.scalars(select(Deviation.number).where(Deviation.number.like(f"{prefix}%"))
+                           .order_by(func.length(Deviation.number).desc(), Deviation.number.desc()).limit(1)).first()
+    return f"{prefix}{int(last[len(prefix):]) + 1 if last else 1:04d}"
+
+
+# --- use cases --------------------------------------------------------------------------------
+
+
+def raise_deviation(session: Session, actor: Actor, *, lot_id: int | None = None, step_code: str | None = None,
+                    origin: str, severity: str = "minor", description: str,
+                    blinded_summary: str | None = None) -> Deviation:
+    """Record a deviation (by hand, or for another module: out-of-limit value, late entry, QA
+    material override, OOS result). It starts open."""
+    if origin not in ORIGINS:
+        raise InvalidInput(f"Unknown deviation origin '{origin}'.", field="origin")
+    if origin == "manual":
+        users.require_role(actor, *RAISERS)
+    severity = _severity(severity)
+    description = _required(description, "description", "description of what happened")
+    summary = (blinded_summary or "").strip() or GENERIC_BLINDED_SUMMARY
+    lot = None
+    if lot_id is not None:
+        lot = session.get(Lot, lot_id)
+        if lot is None:
+            raise NotFound("There is no such lot.", field="lot_number")
+    step_code = (step_code or "").strip() or None
+    if step_code is not None:
+        if lot is None:
+            raise InvalidInput("Name the lot whose step deviated.", field="lot_number")
+        if not _STEP_CODE.match(step_code) or ((codes := _step_codes(session, lot)) and step_code not in codes):
+            raise InvalidInput(f"Lot {lot.number} has no step '{step_code}'.", field="step_code")
+    now = utcnow()
+    deviation = Deviation(number=_next_number(session, now.year), lot_id=lot_id, step_code=step_code, origin=origin,
+                          severity=severity, description=description, blinded_summary=summary,
+                          state=DeviationState.open, raised_by=actor.user_id, raised_at=now)
+    session.add(deviation)
+    session.flush()
+    audit.record(session, actor, "deviation raised", "deviation", deviation.number, field="blinded_summary",
+                 new=summary)
+    audit.record(session, actor, "deviation details", "deviation", deviation.number, field="details",
+                 new={"lot": lot.number if lot else None, "step_code": step_code, "origin": origin,
+                      "severity": severity, "description": description},
+                 visibility=Visibility.unblinded)
+    return deviation
+
+
+def assess_deviation(session: Session, actor: Actor, deviation: Deviation, *, impact_assessment: str | None,
+                     severity: str | None = None, capa_reference: str | None = None,
+                     blinded_summary: str | None = None, reason: str | None = None) -> None:
+    """Record (or correct) the impact assessment; the severity, the CAPA reference and the
+    blinded summary may change with it. Changing anything already recorded needs a reason."""
+    move = _authorise(deviation, "assess", actor)
+    new = {
+        "impact_assessment": _required(impact_assessment, "impact_assessment", "impact assessment"),
+        "severity": _severity(severity) if (severity or "").strip() else deviation.severity,
+        # None keeps the CAPA reference; an empty text clears it.
+        "capa_reference": deviation.capa_reference if capa_reference is None else _capa(capa_reference),
+        "blinded_summary": (blinded_summary or "").strip() or deviation.blinded_summary,
+    }
+    changed = {f: v for f, v in new.items() if getattr(deviation, f) != v}
+    corrected = [f for f in changed if getattr(deviation, f) is not None]
+    if corrected:
+        reason = audit.require_reason(reason)
+    else:
+        reason = (reason or "").strip() or None
+    for field, value in changed.items():
+        old = getattr(deviation, field)
+        setattr(deviation, field, value)
+        # Unblinded, the summary too: a reason for correcting it may quote what it must not say.
+        audit.record(session, actor, "deviation assessed", "deviation", deviation.number, field=field, old=old,
+                     new=value, reason=reason if field in corrected else None, visibility=Visibility.unblinded)
+    old_state = DeviationState(deviation.state)
+    if old_state is not move.target:
+        deviation.state = move.target
+        audit.record(session, actor, "deviation state changed", "deviation", deviation.number, field="state",
+                     old=old_state, new=move.target)
+    session.flush()
+
+
+def close_deviation(session: Session, closer: User, password: str, deviation: Deviation) -> Signature:
+    """QA closes an assessed deviation, signing (meaning "approved") what it closes."""
+    actor = users.actor(session, closer)
+    move = _authorise(deviation, "close", actor)
+    old_state = DeviationState(deviation.state)
+    deviation.state = move.target
+    session.flush()  # the signature covers the deviation as closed
+    audit.record(session, actor, "deviation state changed", "deviation", deviation.number, field="state",
+                 old=old_state, new=move.target)
+    sig = signatures.sign(session, closer, password, move.signature, "deviation", deviation.number)
+    deviation.closure_signature_id = sig.id
+    session.flush()
+    return sig
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def by_number(session: Session, number: str | None, field: str = "number") -> Deviation:
+    number = (number or "").strip().upper()
+    deviation = session.scalars(select(Deviation).where(Deviation.number == number)).first()
+    if deviation is None:
+        raise NotFound(f"There is no deviation '{number}'.", field=field)
+    return deviation
+
+
+def lot_number_of(session: Session, deviation: Deviation) -> str | None:
+    return session.scalar(select(Lot.number).where(Lot.id == deviation.lot_id)) if deviation.lot_id else None
+
+
+def _by_severity_then_age(rows: list[Deviation]) -> list[Deviation]:
+    return sorted(rows, key=lambda d: (SEVERITY_RANK.get(d.severity, 9), d.raised_at, d.number))
+
+
+def deviations(session: Session, *, states: set[DeviationState] | None = None, lot_id: int | None = None,
+               order: str = "severity") -> list[Deviation]:
+    """Deviations, most severe first then oldest first (order="severity"), or oldest first ("age")."""
+    query = select(Deviation)
+    if states:
+        query = query.where(Deviation.state.in_([DeviationState(s).value for s in states]))
+    if lot_id is not None:
+        query = query.where(Deviation.lot_id == lot_id)
+    rows = list(session.scalars(query.order_by(Deviation.raised_at, Deviation.number)))
+    return rows if order == "age" else _by_severity_then_age(rows)
+
+
+NOT_CLOSED = frozenset({DeviationState.open, DeviationState.assessed})
+
+
+def open_deviations(session: Session, lot_id: int | None = None) -> list[Deviation]:
+    """Deviations not yet closed (open or assessed), most severe first, then oldest first."""
+    return deviations(session, states=set(NOT_CLOSED), lot_id=lot_id)
+
+
+def blocking_deviations(session: Session, lot_id: int) -> list[Deviation]:
+    """A lot's deviations that block its release: every one QA has not closed."""
+    return open_deviations(session, lot_id)
+
+
+def deviations_block(session: Session, lot_id: int) -> str | None:
+    """The release gate: why this lot's deviations block it, or None."""
+    blocking = blocking_deviations(session, lot_id)
+    if not blocking:
+        return None
+    listed = ", ".join(f"{d.number} ({DeviationState(d.state).value})" for d in blocking)
+    return f"{len(blocking)} deviation{'s' if len(blocking) > 1 else ''} not closed by QA: {listed}."
+
+
+def count_by_state(session: Session) -> dict[DeviationState, int]:
+    rows = session.execute(select(Deviation.state, func.count()).group_by(Deviation.state))
+    counts = {state: 0 for state in DeviationState}
+    counts.update({DeviationState(state): n for state, n in rows})
+    return counts
+
+
+def closure_signature(session: Session, deviation: Deviation) -> Signature | None:
+    return session.get(Signature, deviation.closure_signature_id) if deviation.closure_signature_id else None
+
+
+def blinded_view(deviation: Deviation) -> dict[str, str]:
+    """All that a blinded person may ever be shown of a deviation."""
+    return {"number": deviation.number, "state": DeviationState(deviation.state).value,
+            "summary": deviation.blinded_summary or GENERIC_BLINDED_SUMMARY}
