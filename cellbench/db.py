@@ -56,7 +56,11 @@ def _refuse_nul_characters(engine: Engine) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _check(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
-        rows = parameters if executemany else [parameters]
+        # One row (dict or tuple), several rows, or insertmanyvalues' one flat row for a batch.
+        if isinstance(parameters, dict) or not parameters or not isinstance(parameters[0], (dict, list, tuple)):
+            rows = [parameters]
+        else:
+            rows = parameters
         # Positional drivers (sqlite3) lose the names; the compiled statement still has them.
         positions = getattr(getattr(context, "compiled", None), "positiontup", None) or ()
         for row in rows:
