@@ -108,7 +108,10 @@ def record(
         "reason": reason,
         "visibility": Visibility(visibility).value,
     }
-    digest = event_hash(head.hash, [row[c] for c in HASHED_COLUMNS])
+    try:
+        digest = event_hash(head.hash, [row[c] for c in HASHED_COLUMNS])
+    except UnicodeEncodeError:  # a lone surrogate from a JSON client: bad input, not a crash
+        raise InvalidInput("Text must not contain unpaired surrogate characters.", field=field) from None
     conn.execute(_INSERT, {**row, "prev_hash": head.hash, "hash": digest})
     conn.execute(_MOVE_HEAD, {"seq": row["seq"], "hash": digest})
     return row["seq"]

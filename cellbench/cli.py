@@ -98,7 +98,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
 
 
 @app.command()
-def verify(workers: int = typer.Option(0, help="Processes for the chain check (0: one per core).")) -> None:
+def verify(workers: int = typer.Option(0, help="Processes for the chain check (0: one per core, at most 4).")) -> None:
     """Recompute the audit chain and every signature; exit non-zero at the first mismatch."""
     settings = _settings()
     report = integrity.verify(_database(settings), workers or None)

@@ -12,6 +12,7 @@ chain head, a kit being dispensed) are locked in the database, so several worker
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -50,6 +51,10 @@ def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
+# NUL (PostgreSQL cannot store it) and lone UTF-16 surrogates (not encodable as UTF-8 at all).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _refuse_nul_characters(engine: Engine) -> None:
     """PostgreSQL cannot store NUL characters in text and SQLite can: refuse them on both, as bad
     input naming the field, so that both engines behave alike and nothing half-stores."""
@@ -69,9 +74,9 @@ def _refuse_nul_characters(engine: Engine) -> None:
             else:
                 items = ((positions[i] if i < len(positions) else None, v) for i, v in enumerate(row or ()))
             for name, value in items:
-                if isinstance(value, str) and "\x00" in value:
+                if isinstance(value, str) and _UNSTORABLE.search(value):
                     field = str(name).rstrip("_0123456789") if isinstance(name, str) else None
-                    raise InvalidInput("Text must not contain NUL characters.", field=field)
+                    raise InvalidInput("Text must not contain NUL characters or unpaired surrogates.", field=field)
 
 
 class Database:

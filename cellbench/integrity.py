@@ -14,6 +14,7 @@ import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
@@ -84,7 +85,10 @@ class Report:
 def _connect(url: str):  # noqa: ANN202 - a DB-API connection
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return sqlite3.connect(f"file:{parsed.database}?mode=ro", uri=True), "?"
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError("verify needs a database file, not an in-memory database")
+        # Quoted: a path with ?, # or % must not be read as URI syntax.
+        return sqlite3.connect(f"file:{quote(parsed.database)}?mode=ro", uri=True), "?"
     import psycopg
 
     conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)

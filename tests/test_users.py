@@ -281,3 +281,12 @@ def test_text_with_a_nul_character_is_refused_alike_on_every_engine(app, db, peo
     assert response.status_code == 422 and response.json()["field"] == "full_name"
     with db.read() as s:
         assert s.scalars(select(User).where(User.username == "nul")).first() is None
+
+
+def test_a_lone_surrogate_is_bad_input_naming_the_field_not_a_crash(app, db, people):
+    with db.write() as s:
+        token = users.create_token(s, users.cli_actor(), users.by_username(s, "adam"), "provisioning")
+    api = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    response = api.post("/api/v1/users", content=b'{"username": "sur", "full_name": "A\\ud800B", "password": "'
+                        + PASSWORD.encode() + b'", "roles": ["qa"]}', headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["field"] == "full_name"
