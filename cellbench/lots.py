@@ -11,8 +11,9 @@ from sqlmodel import Session
 from . import audit, signatures, spec_versions, users
 from .audit import Actor
 from .db import utcnow
+from .donors import donation_by_identifier, donation_may_start_lot
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
-from .models import Donation, Lot, LotState, Meaning, Role, SpecVersion, User
+from .models import Lot, LotState, Meaning, Role, SpecVersion, User
 
 LOT_PREFIX = {"asc": "ASC", "placebo": "PLB"}
 
@@ -78,11 +79,7 @@ def start_lot(session: Session, actor: Actor, product_code: str, donation_identi
     if spec_row.kind == "asc":
         if not (donation_identifier or "").strip():
             raise InvalidInput("A cell lot starts from a donation: give its identification.", field="donation")
-        donation = session.scalars(select(Donation).where(Donation.identifier == donation_identifier.strip())).first()
-        if donation is None:
-            raise NotFound(f"No donation '{donation_identifier.strip()}'.", field="donation")
-        from .donors import donation_may_start_lot  # donors is its own area; one rule, kept there
-
+        donation = donation_by_identifier(session, donation_identifier)  # as typed or scanned
         if why := donation_may_start_lot(session, donation):
             raise InvalidInput(why, field="donation")
     lot = Lot(number=_next_number(session, spec_row.kind), spec_version_id=spec_row.id,

@@ -291,46 +291,47 @@ def _place_vial(session: Session, lot: Lot, step: Step, entry: StepEntry) -> Non
     session.flush()
 
 
-def record_material(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
-                    scan: str, seen_version: int | None) -> MaterialUse:
-    from .materials import material_by_scan, material_refusal
-
+def _checked_use(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
+                 seen_version: int | None, what: str, find, refuse, expected, make, describe):  # noqa: ANN001
+    """Record a scanned item on a step entry after its rule (expiry, release, calibration) passes."""
     users.require_role(actor, Role.operator)
     _require_open_lot(lot)
     step = _step(spec_versions.parsed(lots.spec_of(session, lot)), step_code)
     entry = _entry(session, lot, step_code, repeat_index)
-    material = material_by_scan(session, scan)
-    if why := material_refusal(material, utcnow().date(), {m.code for m in step.materials}):
-        raise InvalidInput(why, field="material")
+    item = find(session)
+    if why := refuse(item, utcnow().date(), expected(step)):
+        raise InvalidInput(why, field=what)
     lots.claim(session, lot, seen_version)
-    use = MaterialUse(entry_id=entry.id, material_lot_id=material.id, recorded_by=actor.user_id or 0,
-                      recorded_at=utcnow())
+    use = make(entry, item)
     session.add(use)
     session.flush()
-    audit.record(session, actor, "material recorded", "lot", lot.number, field=_where(step, entry, "material"),
-                 new=f"{material.material_code} lot {material.supplier_lot} (exp. {material.expiry})")
+    audit.record(session, actor, f"{what} recorded", "lot", lot.number, field=_where(step, entry, what),
+                 new=describe(item))
     return use
+
+
+def record_material(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
+                    scan: str, seen_version: int | None) -> MaterialUse:
+    from .materials import material_by_scan, material_refusal
+
+    return _checked_use(
+        session, actor, lot, step_code, repeat_index, seen_version, "material",
+        lambda s: material_by_scan(s, scan), material_refusal, lambda step: {m.code for m in step.materials},
+        lambda entry, m: MaterialUse(entry_id=entry.id, material_lot_id=m.id, recorded_by=actor.user_id or 0,
+                                     recorded_at=utcnow()),
+        lambda m: f"{m.material_code} lot {m.supplier_lot} (exp. {m.expiry})")
 
 
 def record_equipment(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
                      asset_id: str, seen_version: int | None) -> EquipmentUse:
     from .materials import equipment_by_scan, equipment_refusal
 
-    users.require_role(actor, Role.operator)
-    _require_open_lot(lot)
-    step = _step(spec_versions.parsed(lots.spec_of(session, lot)), step_code)
-    entry = _entry(session, lot, step_code, repeat_index)
-    equipment = equipment_by_scan(session, asset_id)
-    if why := equipment_refusal(equipment, utcnow().date(), {e.code for e in step.equipment}):
-        raise InvalidInput(why, field="equipment")
-    lots.claim(session, lot, seen_version)
-    use = EquipmentUse(entry_id=entry.id, equipment_id=equipment.id, recorded_by=actor.user_id or 0,
-                       recorded_at=utcnow())
-    session.add(use)
-    session.flush()
-    audit.record(session, actor, "equipment recorded", "lot", lot.number, field=_where(step, entry, "equipment"),
-                 new=f"{equipment.asset_id} (calibrated until {equipment.calibration_due})")
-    return use
+    return _checked_use(
+        session, actor, lot, step_code, repeat_index, seen_version, "equipment",
+        lambda s: equipment_by_scan(s, asset_id), equipment_refusal, lambda step: {e.code for e in step.equipment},
+        lambda entry, e: EquipmentUse(entry_id=entry.id, equipment_id=e.id, recorded_by=actor.user_id or 0,
+                                      recorded_at=utcnow()),
+        lambda e: f"{e.asset_id} (calibrated until {e.calibration_due})")
 
 
 def materials_of(session: Session, entry: StepEntry) -> list[MaterialLot]:
