@@ -49,6 +49,11 @@ def current_values(session: Session, entry: StepEntry) -> dict[str, StepValue]:
     return {v.parameter_code: v for v in rows}
 
 
+def all_values(session: Session, entry: StepEntry) -> list[StepValue]:
+    """Every value of an entry in the order entered, the corrected originals included."""
+    return list(session.scalars(select(StepValue).where(StepValue.entry_id == entry.id).order_by(StepValue.id)))
+
+
 def _done(step: Step, entry: StepEntry) -> bool:
     state = StepState(entry.state)
     return state in (StepState.verified, StepState.not_applicable) or (state == StepState.performed and not step.verify)
