@@ -83,3 +83,30 @@ def test_an_admin_creating_a_mixed_role_user_sees_why_and_keeps_the_form(page, l
     page.fill("input[name=password]", PASSWORD)
     page.click("button.primary")
     assert page.inner_text("h1").startswith("Nina Nurse")
+
+
+from .test_lots import effective_specs  # noqa: E402,F401 - fixture
+
+
+def test_an_operator_records_a_step_on_the_tablet_page(page, live_url, effective_specs):  # noqa: F811
+    page.set_viewport_size({"width": 820, "height": 1180})  # a tablet, portrait
+    sign_in(page, live_url, "olivia")
+    page.goto(f"{live_url}/lots")
+    page.select_option("select[name=product]", "saline-placebo")
+    page.click("button.primary")
+    page.click("text=Start this step")
+    assert page.locator(".limit-warning:visible").count() == 0  # no warning before anything is typed
+    page.fill("input[name='v:units_received']", "5000")
+    warning = page.locator("fieldset:has(input[name='v:units_received']) .limit-warning")
+    assert warning.is_visible()  # checked as it is typed, before saving
+    page.fill("input[name='v:units_received']", "200")
+    assert not warning.is_visible()
+    for name, value in {"supplier": "B. Braun", "product_name": "NaCl 0.9 %", "supplier_batch": "NACL-9",
+                        "supplier_expiry": "2028-01-31"}.items():
+        page.fill(f"input[name='v:{name}']", value)
+    page.click("fieldset:has(input[name='v:received_at']) button[data-now]")
+    assert "T" in page.input_value("input[name='v:received_at']")
+    page.select_option("select[name='v:packaging_intact']", "yes")
+    page.click("text=Save values")
+    assert "Saved." in page.inner_text(".notice")
+    assert "NACL-9" in page.inner_text("table.values") and "Olivia Operator" in page.inner_text("table.values")
