@@ -297,15 +297,24 @@ def _place_vial(session: Session, lot: Lot, step: Step, entry: StepEntry) -> Non
 
 
 def _checked_use(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
-                 seen_version: int | None, what: str, find, refuse, expected, make, describe):  # noqa: ANN001
-    """Record a scanned item on a step entry after its rule (expiry, release, calibration) passes."""
-    users.require_role(actor, Role.operator)
+                 seen_version: int | None, what: str, find, refuse, expected, make, describe,  # noqa: ANN001
+                 override_reason: str | None = None):
+    """Record a scanned item on a step entry after its rule (expiry, release, calibration) passes.
+
+    QA may override a refusal with a reason; the override opens a deviation at once."""
+    users.require_role(actor, Role.operator, Role.qa)
     _require_open_lot(lot)
     step = _step(spec_versions.parsed(lots.spec_of(session, lot)), step_code)
     entry = _entry(session, lot, step_code, repeat_index)
     item = find(session)
     if why := refuse(item, utcnow().date(), expected(step)):
-        raise InvalidInput(why, field=what)
+        if not (override_reason or "").strip():
+            raise InvalidInput(why, field=what)
+        users.require_role(actor, Role.qa)  # only QA may use what the rules refuse
+        _deviation(session, actor, lot, step, f"QA override at {_where(step, entry, what)}: {describe(item)} was "
+                   f"refused ({why}). Reason for the override: {override_reason.strip()}", f"{what}_override")
+    elif not actor.roles & {Role.operator}:
+        raise Forbidden("Operators record materials and equipment; QA only overrides refusals.", field=what)
     lots.claim(session, lot, seen_version)
     use = make(entry, item)
     session.add(use)
@@ -316,7 +325,7 @@ def _checked_use(session: Session, actor: Actor, lot: Lot, step_code: str, repea
 
 
 def record_material(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
-                    scan: str, seen_version: int | None) -> MaterialUse:
+                    scan: str, seen_version: int | None, override_reason: str | None = None) -> MaterialUse:
     from .materials import material_by_scan, material_refusal
 
     return _checked_use(
@@ -324,7 +333,7 @@ def record_material(session: Session, actor: Actor, lot: Lot, step_code: str, re
         lambda s: material_by_scan(s, scan), material_refusal, lambda step: {m.code for m in step.materials},
         lambda entry, m: MaterialUse(entry_id=entry.id, material_lot_id=m.id, recorded_by=actor.user_id or 0,
                                      recorded_at=utcnow()),
-        lambda m: f"{m.material_code} lot {m.supplier_lot} (exp. {m.expiry})")
+        lambda m: f"{m.material_code} lot {m.supplier_lot} (exp. {m.expiry})", override_reason)
 
 
 def record_equipment(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,

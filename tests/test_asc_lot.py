@@ -158,3 +158,33 @@ def test_the_demo_records_are_signed_and_verify_cleanly(demo_db):
     with demo_db.read() as s:
         assert s.scalars(select(Signature).where(Signature.meaning == "verified")).first() is not None
     assert integrity.verify(demo_db).ok
+
+
+def test_qa_may_override_a_refused_material_with_a_reason_which_opens_a_deviation(demo_db):
+    number, _ = _in_process(demo_db)
+    _start_harvest(demo_db, number)
+    with demo_db.write() as s:
+        s.execute(update(MaterialLot).where(MaterialLot.material_code == "tryple").values(status="quarantine"))
+        supplier_lot = s.scalars(select(MaterialLot.supplier_lot).where(MaterialLot.material_code == "tryple")).one()
+    scan = f"tryple:{supplier_lot}"
+    with pytest.raises(Exception) as operator_refused, demo_db.write() as s:  # an operator cannot override
+        steps.record_material(s, users.actor(s, users.by_username(s, "operator")), lots.by_number(s, number),
+                              "harvest", 1, scan, None, override_reason="we need it")
+    assert "qa" in str(operator_refused.value).lower()
+    with demo_db.write() as s:
+        steps.record_material(s, users.actor(s, users.by_username(s, "qa")), lots.by_number(s, number), "harvest", 1,
+                              scan, None, override_reason="release paperwork delayed; CoA reviewed by QA")
+    with demo_db.read() as s:
+        deviation = s.scalars(select(Deviation)).one()
+        assert deviation.origin == "material_override" and "CoA reviewed by QA" in deviation.description
+
+
+def test_the_lot_page_lists_its_open_deviations(demo_db, app):
+    from .conftest import sign_in
+    number, _ = _in_process(demo_db)
+    _start_harvest(demo_db, number)
+    with demo_db.write() as s:
+        steps.record_values(s, users.actor(s, users.by_username(s, "operator")), lots.by_number(s, number), "harvest",
+                            1, {"harvest_volume": steps.ValueInput("650", "second bag")}, None)
+    page = sign_in(app, "qa", demo.DEMO_PASSWORD).get(f"/lots/{number}").text
+    assert "1</strong> open deviation" in page and "DEV-" in page

@@ -92,6 +92,7 @@ class Values(Version):
 
 class Scan(Version):
     scan: str
+    override_reason: str | None = Field(None, description="QA only: use a refused material anyway (opens a deviation)")
 
 
 class Signing(Version):
@@ -150,10 +151,11 @@ def record_values(number: str, step: str, entry: int, body: Values, viewer: View
 
 
 @router.post("/lots/{number}/steps/{step}/entries/{entry}/materials", response_model=LotOut)
-def record_material(number: str, step: str, entry: int, body: Scan, viewer: Viewer = Depends(require(Role.operator)),
+def record_material(number: str, step: str, entry: int, body: Scan,
+                    viewer: Viewer = Depends(require(Role.operator, Role.qa)),
                     db: Database = Depends(get_db)):
     return _act(db, number, lambda s, lot: steps.record_material(s, viewer.actor, lot, step, entry, body.scan,
-                                                                   body.lot_version))
+                                                                   body.lot_version, body.override_reason))
 
 
 @router.post("/lots/{number}/steps/{step}/entries/{entry}/equipment", response_model=LotOut)

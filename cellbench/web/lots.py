@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import audit, lots, spec_versions, steps
+from .. import audit, deviations, lots, spec_versions, steps
 from ..db import Database
 from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
 from ..errors import DomainError, NotFound
@@ -62,7 +62,7 @@ def lot_view(session: Session, lot: Lot) -> dict:
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
     vials = list(session.scalars(select(Vial).where(Vial.lot_id == lot.id).order_by(Vial.seq)))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
-            "donation": donation, "vials": vials}
+            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
 
 
 @router.get("/lots")
@@ -118,7 +118,8 @@ ACTIONS = {
     "values": lambda s, v, lot, f: steps.record_values(s, v.actor, lot, f.get("step", ""), int(f.get("entry") or 0),
                                                        _inputs(f), _seen(f)),
     "material": lambda s, v, lot, f: steps.record_material(s, v.actor, lot, f.get("step", ""),
-                                                           int(f.get("entry") or 0), f.get("scan", ""), _seen(f)),
+                                                           int(f.get("entry") or 0), f.get("scan", ""), _seen(f),
+                                                           f.get("override_reason")),
     "equipment": lambda s, v, lot, f: steps.record_equipment(s, v.actor, lot, f.get("step", ""),
                                                              int(f.get("entry") or 0), f.get("scan", ""), _seen(f)),
     "perform": lambda s, v, lot, f: steps.perform(s, s.merge(v.user), f.get("password", ""), lot, f.get("step", ""),
