@@ -13,7 +13,7 @@ from .audit import Actor
 from .db import utcnow
 from .donors import donation_by_identifier, donation_may_start_lot
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
-from .models import Lot, LotState, Meaning, Role, SpecVersion, User
+from .models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User
 
 LOT_PREFIX = {"asc": "ASC", "placebo": "PLB"}
 
@@ -26,17 +26,29 @@ class Move:
     target: LotState | None  # None: back to the state the lot was in before the hold
     roles: frozenset[Role]
     needs_reason: bool = True
-    signature: Meaning | None = None
+    signature: Meaning | None = None  # a signed move is recorded as its own LotDecision
+    guard: str | None = None  # the name of a rule set in release.GUARDS that must all pass
 
 
-# The lot state machine of the batch record. Release states (QC, certification) are added by the
-# release work; completion (in_process -> cryopreserved) happens when the last step is signed.
+_BEFORE_RELEASE = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified})
+
+# The lot state machine (reference "Workflow" A). Completion (in_process -> qc_pending) happens
+# when the last batch-record step is signed; quarantine and recall of released lots come with kits.
 MOVES: dict[str, Move] = {
-    "hold": Move(frozenset({LotState.in_process, LotState.cryopreserved}), LotState.on_hold,
+    "hold": Move(frozenset({LotState.in_process}) | _BEFORE_RELEASE, LotState.on_hold,
                  frozenset({Role.operator, Role.qa})),
     "resume": Move(frozenset({LotState.on_hold}), None, frozenset({Role.qa})),
     "abort": Move(frozenset({LotState.in_process, LotState.on_hold}), LotState.aborted, frozenset({Role.qa}),
                   signature=Meaning.rejected),
+    "certify_initial": Move(frozenset({LotState.qc_pending}), LotState.initial_certified, frozenset({Role.qp}),
+                            needs_reason=False, signature=Meaning.certified, guard="initial_certification"),
+    "certify_final": Move(frozenset({LotState.qc_pending, LotState.initial_certified}), LotState.qp_certified,
+                          frozenset({Role.qp}), needs_reason=False, signature=Meaning.certified,
+                          guard="final_certification"),
+    "release": Move(frozenset({LotState.qp_certified}), LotState.released, frozenset({Role.supply_manager}),
+                    needs_reason=False, signature=Meaning.released, guard="sponsor_release"),
+    "reject": Move(_BEFORE_RELEASE | {LotState.on_hold}, LotState.rejected, frozenset({Role.qp, Role.qa}),
+                   signature=Meaning.rejected),
 }
 
 
@@ -102,26 +114,41 @@ def allowed_moves(lot: Lot, actor: Actor) -> list[str]:
             if LotState(lot.state) in move.sources and actor.roles & move.roles]
 
 
-@signatures.content_rule("lot")
-def _lot_content(session: Session, number: str) -> dict:
-    lot = by_number(session, number)
-    return {"lot": lot.number, "specification": lot.spec_version_id, "state": LotState(lot.state).value,
-            "hold_reason": lot.hold_reason}
+@signatures.content_rule("lot_decision")
+def _decision_content(session: Session, decision_id: str) -> dict:
+    decision = session.get(LotDecision, int(decision_id))
+    if decision is None:
+        raise NotFound("No such lot decision.")
+    lot = session.get(Lot, decision.lot_id)
+    content = {"lot": lot.number, "specification": lot.spec_version_id, "decision": decision.decision,
+               "from": decision.from_state, "to": decision.to_state, "reason": decision.reason}
+    if decision.qc_results_up_to is not None:  # the results the decision stood on, as they were then
+        from .qc import results_snapshot
+
+        content["qc_results"] = results_snapshot(session, lot, decision.qc_results_up_to)
+    return content
 
 
 def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, *, password: str | None = None,
-         seen_version: int | None = None) -> None:
+         seen_version: int | None = None) -> LotDecision | None:
+    """Make one move of the table; a signed move returns its decision record."""
     actor = users.actor(session, user)
     rule = MOVES.get(name)
     if rule is None:
         raise NotFound(f"Unknown action '{name}'.", field="action")
     if not actor.roles & rule.roles:
-        raise Forbidden(f"Only {' or '.join(r.value for r in rule.roles)} may {name} a lot.")
+        raise Forbidden(f"Only {' or '.join(sorted(r.value for r in rule.roles))} may {name.replace('_', ' ')} a lot.")
     if LotState(lot.state) not in rule.sources:
-        raise InvalidInput(f"Lot {lot.number} is {LotState(lot.state).value}; it cannot be {name}ed now.",
-                           field="action")
-    reason = audit.require_reason(reason) if rule.needs_reason else reason
+        raise InvalidInput(f"Lot {lot.number} is {LotState(lot.state).value.replace('_', ' ')}; it cannot be "
+                           f"moved by '{name.replace('_', ' ')}' now.", field="action")
+    reason = audit.require_reason(reason) if rule.needs_reason else ((reason or "").strip() or None)
     claim(session, lot, seen_version)
+    if rule.guard:
+        from .release import GUARDS  # release holds the gates; they read QC, deviations, donors
+
+        blocking = [why for gate in GUARDS[rule.guard] if (why := gate(session, lot, actor))]
+        if blocking:
+            raise InvalidInput("Not yet: " + " ".join(blocking), field="gates")
     old = LotState(lot.state)
     if rule.target is LotState.on_hold:
         lot.state_before_hold, lot.hold_reason = old.value, reason
@@ -132,9 +159,24 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
         new = rule.target
     lot.state = new
     session.flush()
-    audit.record(session, actor, f"lot {name}", "lot", lot.number, field="state", old=old, new=new, reason=reason)
-    if rule.signature:
-        signatures.sign(session, user, password or "", rule.signature, "lot", lot.number, reason=reason)
+    audit.record(session, actor, f"lot {name.replace('_', ' ')}", "lot", lot.number, field="state", old=old, new=new,
+                 reason=reason)
+    if not rule.signature:
+        return None
+    decision = LotDecision(lot_id=lot.id, decision=name, from_state=old.value, to_state=new.value, reason=reason,
+                           qc_results_up_to=session.scalar(select(func.max(QcResult.id)).where(QcResult.lot_id == lot.id)),
+                           created_at=utcnow())
+    session.add(decision)
+    session.flush()
+    sig = signatures.sign(session, user, password or "", rule.signature, "lot_decision", str(decision.id),
+                          reason=reason)
+    decision.signature_id = sig.id
+    session.flush()
+    return decision
+
+
+def decisions_of(session: Session, lot: Lot) -> list[LotDecision]:
+    return list(session.scalars(select(LotDecision).where(LotDecision.lot_id == lot.id).order_by(LotDecision.id)))
 
 
 def lots(session: Session, state: str | None = None) -> list[Lot]:

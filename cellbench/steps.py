@@ -492,7 +492,7 @@ def _months_later(day: date, months: int) -> date:
 def _complete_if_done(session: Session, actor: Actor, lot: Lot, spec: Specification) -> None:
     if current_step(spec, entries_of(session, lot)) is not None:
         return
-    lot.state = LotState.cryopreserved
+    lot.state = LotState.qc_pending
     if spec.product.expiry_basis == "freeze_date":
         frozen = _lot_value(session, lot, "controlled_rate_freezing", "freeze_started_at")
         lot.expiry = _months_later(datetime.fromisoformat(frozen.value).date(), spec.product.shelf_life_frozen_months)
@@ -501,7 +501,7 @@ def _complete_if_done(session: Session, actor: Actor, lot: Lot, spec: Specificat
         lot.expiry = date.fromisoformat(supplied.value) if supplied else None
     session.flush()
     audit.record(session, actor, "batch record complete", "lot", lot.number, field="state",
-                 old=LotState.in_process, new=LotState.cryopreserved)
+                 old=LotState.in_process, new=LotState.qc_pending)
     audit.record(session, actor, "expiry set", "lot", lot.number, field="expiry", new=lot.expiry)
 
 

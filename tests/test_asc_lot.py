@@ -33,7 +33,7 @@ def test_a_complete_asc_lot_has_every_step_performed_and_verified(demo_db):
     with db.read() as s:
         lot = lots.by_number(s, f"ASC-{utcnow():%Y}-0001")
         spec = spec_versions.parsed(lots.spec_of(s, lot))
-        assert LotState(lot.state) == LotState.cryopreserved
+        assert LotState(lot.state) == LotState.qc_pending
         by_code = steps.entries_of(s, lot)
         assert [st.code for st in spec.steps] == list(by_code)  # every step, in the master record's order
         for step in spec.steps:
@@ -65,8 +65,8 @@ def test_the_demo_has_a_lot_in_process_one_on_hold_and_a_released_placebo_batch_
     year = f"{utcnow():%Y}"
     with demo_db.read() as s:
         states = {lot.number: LotState(lot.state) for lot in s.scalars(select(Lot))}
-    assert states == {f"ASC-{year}-0001": LotState.cryopreserved, f"ASC-{year}-0002": LotState.in_process,
-                      f"ASC-{year}-0003": LotState.on_hold, f"PLB-{year}-0001": LotState.cryopreserved}
+    assert states == {f"ASC-{year}-0001": LotState.qc_pending, f"ASC-{year}-0002": LotState.in_process,
+                      f"ASC-{year}-0003": LotState.on_hold, f"PLB-{year}-0001": LotState.qc_pending}
 
 
 def _in_process(db):

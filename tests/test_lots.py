@@ -115,7 +115,7 @@ def test_a_placebo_lot_goes_through_every_step_to_a_complete_batch_record(db, ef
         sign(db, number, step, record_whole_step(db, number, step))
     with db.read() as s:
         lot = lots.by_number(s, number)
-        assert LotState(lot.state) == LotState.cryopreserved
+        assert LotState(lot.state) == LotState.qc_pending
         assert lot.expiry is not None  # the supplier's expiry
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.entity_id == number))]
         assert actions[0] == "lot started" and "batch record complete" in actions
@@ -231,7 +231,7 @@ def test_aborting_a_lot_needs_qas_signature(db, effective_specs):
         lots.move(s, users.by_username(s, "anna"), lots.by_number(s, number), "abort", "contaminated", password=PASSWORD)
     with db.read() as s:
         assert LotState(lots.by_number(s, number).state) == LotState.aborted
-        assert s.scalars(select(Signature).where(Signature.entity_type == "lot")).one().meaning == "rejected"
+        assert s.scalars(select(Signature).where(Signature.entity_type == "lot_decision")).one().meaning == "rejected"
 
 
 # --- pages ------------------------------------------------------------------------------------
