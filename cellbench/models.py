@@ -330,8 +330,8 @@ class Lot(SQLModel, table=True):
     number: str = Field(max_length=32, unique=True)
     spec_version_id: int = Field(foreign_key="spec_version.id")
     donation_id: int | None = Field(default=None, foreign_key="donation.id", index=True)
-    state: LotState = Field(default=LotState.in_process, sa_type=String(16))
-    state_before_hold: str | None = Field(default=None, max_length=16)
+    state: LotState = Field(default=LotState.in_process, sa_type=String(24))
+    state_before_hold: str | None = Field(default=None, max_length=24)
     hold_reason: str | None = None
     expiry: date | None = None
     created_by: int = Field(foreign_key="app_user.id")

@@ -188,7 +188,9 @@ def correct(number: str, value_id: int, body: Correction, viewer: Viewer = Depen
                                                                  body.reason, body.comment, body.lot_version))
 
 
-@router.post("/lots/{number}/{move}", response_model=LotOut, description="`move` is hold, resume or abort.")
+@router.post("/lots/{number}/moves/{move}", response_model=LotOut,
+             description="`move` is one of the lot's moves (hold, resume, abort; certification and release "
+                         "have their own endpoints).")
 def move_lot(number: str, move: str, body: Move, viewer: Viewer = Depends(require(Role.operator, Role.qa)),
              db: Database = Depends(get_db)):
     return _act(db, number, lambda s, lot: lots.move(s, s.merge(viewer.user), lot, move, body.reason,
