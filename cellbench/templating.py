@@ -38,6 +38,9 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
         if moment is None:
             return ""
         here = moment.astimezone(zone)
+        if fmt == "%Y-%m-%d %H:%M:%S":  # the common case, without two strftime calls
+            text = here.isoformat(sep=" ", timespec="seconds")
+            return f"{text[:19]} {text[19:]}"
         offset = here.strftime("%z")
         return f"{here.strftime(fmt)} {offset[:3]}:{offset[3:]}"
 

@@ -1,0 +1,223 @@
+"""Batch record benchmark: the executed batch record of a complete ASC lot, as a page and as a PDF.
+
+    python bench/batch_record.py [--requests 200] [--pdfs 10] [--save DIR]
+
+Setup (not timed), on SQLite in a temporary folder: the demo data (`demo.seed`: users, approved
+specifications, released materials, calibrated equipment, eligible donations and lots), then one
+more ASC lot of realistic volume recorded through the step services as the lab would: 3 passages,
+10 vials filled and every one placed in storage (10 storage entries), a transport temperature out
+of its limits with the operator's comment (which opens a deviation), and a lipoaspirate mass
+corrected after both signatures (which voids them, so the step is signed again).
+
+Timed, through FastAPI's TestClient signed in as QA, each request whole (session check, database
+reads, rendering, response):
+  GET /lots/<n>/record       median of --requests after a warm-up   target < 12 ms
+  GET /lots/<n>/record.pdf   median of --pdfs                       target < 1 s
+  GET /account               for scale only: what any signed-in page costs through the same client
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from argon2 import PasswordHasher  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from pypdf import PdfReader  # noqa: E402
+from sqlalchemy import event, select  # noqa: E402
+
+from cellbench import demo, lots, reports, spec_versions, steps, users  # noqa: E402
+from cellbench.app import create_app  # noqa: E402
+from cellbench.config import Settings  # noqa: E402
+from cellbench.db import Database, migrate, utcnow  # noqa: E402
+from cellbench.models import Donation, Equipment, Lot, MaterialLot  # noqa: E402
+
+PAGE_TARGET_MS = 12.0
+PDF_TARGET_S = 1.0
+PASSAGES, VIALS = 3, 10
+# Signing re-enters the password; argon2 at its real cost would only slow the untimed setup.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def _run_step(session, lot: Lot, step, values: dict[str, str], comments: dict[str, str] | None = None) -> None:  # noqa: ANN001
+    operator = users.by_username(session, "operator")
+    actor = users.actor(session, operator)
+    entry = steps.start_entry(session, actor, lot, step.code, None)
+    inputs = {code: steps.ValueInput(value, (comments or {}).get(code, "")) for code, value in values.items()}
+    steps.record_values(session, actor, lot, step.code, entry.repeat_index, inputs, None)
+    for material in step.materials:
+        supplier_lot = session.scalars(select(MaterialLot.supplier_lot)
+                                       .where(MaterialLot.material_code == material.code)).first()
+        steps.record_material(session, actor, lot, step.code, entry.repeat_index, f"{material.code}:{supplier_lot}",
+                              None)
+    for kind in step.equipment:
+        asset = session.scalars(select(Equipment.asset_id).where(Equipment.equipment_code == kind.code)).first()
+        steps.record_equipment(session, actor, lot, step.code, entry.repeat_index, asset, None)
+    _sign(session, lot, step, entry.repeat_index)
+
+
+def _sign(session, lot: Lot, step, index: int) -> None:  # noqa: ANN001
+    steps.perform(session, users.by_username(session, "operator"), demo.DEMO_PASSWORD, lot, step.code, index, None)
+    if step.verify:
+        steps.verify(session, users.by_username(session, "verifier"), demo.DEMO_PASSWORD, lot, step.code, index, None)
+
+
+def build_lot(db: Database) -> str:
+    """The demo data, then a complete ASC lot of realistic volume with an OOS value and a correction."""
+    with db.write() as session:
+        demo.seed(session, users.cli_actor())
+    with db.write() as session:
+        first = session.scalars(select(Lot).where(Lot.donation_id.is_not(None)).order_by(Lot.id)).first()
+        identifier = session.get(Donation, first.donation_id).identifier
+        lot = lots.start_lot(session, users.actor(session, users.by_username(session, "operator")), "asc-cs10",
+                             identifier)
+        spec = spec_versions.parsed(lots.spec_of(session, lot))
+        now = utcnow()
+        for step in spec.steps:
+            repeats = {"expansion_passage": PASSAGES, "storage_transfer": VIALS}.get(step.code, 1)
+            for index in range(1, repeats + 1):
+                values = demo.asc_values(step.code, index, now, lot, identifier)  # the demo's plausible values
+                if step.code == "fill":
+                    values["vials_filled"] = str(VIALS)
+                comments = {}
+                if step.code == "tissue_receipt":
+                    values["transport_temperature"] = "8.9"
+                    comments["transport_temperature"] = "logger peak during the courier hand-over; tissue cold on receipt"
+                _run_step(session, lot, step, values, comments)
+                if step.code == "tissue_receipt":
+                    entry = steps.entries_of(session, lot)[step.code][0]
+                    mass = steps.current_values(session, entry)["tissue_mass"]
+                    steps.correct_value(session, users.actor(session, users.by_username(session, "operator")), lot,
+                                        mass.id, "156", "digits transposed; the balance printout reads 156 g")
+                    _sign(session, lot, step, index)
+        assert lot.expiry is not None, f"lot {lot.number} is not complete: {lot.state}"
+        return lot.number
+
+
+def sign_in(client: TestClient, username: str, password: str) -> None:
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    response = client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+
+
+def timed(client: TestClient, urls: list[str], count: int) -> tuple[list[list[float]], list[bytes]]:
+    """Each url `count` times, taking turns, so that a busy machine weighs on them alike."""
+    times: list[list[float]] = [[] for _ in urls]
+    bodies = [b""] * len(urls)
+    for _ in range(count):
+        for index, url in enumerate(urls):
+            start = time.perf_counter()
+            response = client.get(url)
+            times[index].append(time.perf_counter() - start)
+            assert response.status_code == 200, response.text[:500]
+            bodies[index] = response.content
+    return times, bodies
+
+
+def statements_during(db: Database, work) -> int:  # noqa: ANN001
+    seen = []
+
+    def count(_conn, _cursor, statement, *_rest) -> None:  # noqa: ANN001, ANN002
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        work()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(seen)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200, help="page requests timed (default 200, at least 50)")
+    parser.add_argument("--pdfs", type=int, default=10, help="PDF requests timed (default 10)")
+    parser.add_argument("--save", type=Path, help="write the page and the PDF into this folder, to look at them")
+    args = parser.parse_args(argv)
+    args.requests = max(args.requests, 50)
+
+    with tempfile.TemporaryDirectory(prefix="cellbench-bench-") as tmp, contextlib.ExitStack() as stack:
+        db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            users.configure(12, 5, FAST_HASHER)
+            migrate(db)
+            start = time.perf_counter()
+            number = build_lot(db)
+            setup_s = time.perf_counter() - start
+            settings = Settings(database_url=db.url, secret_key="bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz",
+                                data_dir=Path(tmp))
+            app = create_app(settings, password_hasher=FAST_HASHER, database=db)
+            # As a context manager the client keeps one event loop for all requests, as a server does.
+            client = stack.enter_context(TestClient(app))
+            sign_in(client, "qa", demo.DEMO_PASSWORD)
+            page_url, pdf_url = f"/lots/{number}/record", f"/lots/{number}/record.pdf"
+
+            with db.read() as session:
+                record = reports.batch_record(session, number)
+            entries = sum(len(s.entries) for s in record.steps)
+            values = sum(len(line.rows) for s in record.steps for e in s.entries for line in e.lines)
+            sigs = sum(len(e.signatures) for s in record.steps for e in s.entries)
+            print(f"cellbench batch record benchmark on SQLite, Python {platform.python_version()}, {os.cpu_count()} "
+                  f"CPUs (load average {os.getloadavg()[0]:.2f})")
+            print(f"lot {number}: {len(record.steps)} steps, {entries} step entries, {values} values "
+                  f"({len(record.corrections)} changed after first entry, {len(record.out_of_limits)} out of limits), "
+                  f"{sigs} signatures ({record.invalidated_signatures} invalidated), "
+                  f"{sum(len(e.materials) + len(e.equipment) for s in record.steps for e in s.entries)} material and "
+                  f"equipment uses, {len(record.deviations)} deviations, {len(record.vials)} vials "
+                  f"(setup {setup_s:.1f} s, not timed)")
+
+            timed(client, [page_url, "/account"], 10)  # warm-up: templates compiled, spec parsed, pools filled
+            # /account: the same client and sign-in on a page that reads no lot, what every page pays.
+            (page_times, base_times), (page, _) = timed(client, [page_url, "/account"], args.requests)
+            statements = statements_during(db, lambda: client.get(page_url))
+
+            def read_record() -> None:
+                with db.read() as session:
+                    reports.batch_record(session, number)
+
+            record_statements = statements_during(db, read_record)
+            (pdf_times,), (pdf,) = timed(client, [pdf_url], max(args.pdfs, 1))
+            pages = len(PdfReader(io.BytesIO(pdf)).pages)
+
+            page_ms = statistics.median(page_times) * 1000
+            pdf_s = statistics.median(pdf_times)
+            page_ok, pdf_ok = page_ms < PAGE_TARGET_MS, pdf_s < PDF_TARGET_S
+            p90 = statistics.quantiles(page_times, n=10)[-1] * 1000
+            print(f"{'what':44s} {'median':>9s} {'p90':>9s} {'first':>9s}   target")
+            print(f"{'GET ' + page_url:44s} {page_ms:7.2f}ms {p90:7.2f}ms {page_times[0] * 1000:7.2f}ms   "
+                  f"< {PAGE_TARGET_MS:g} ms  {'PASS' if page_ok else 'FAIL'}  "
+                  f"[{args.requests} requests, {len(page) // 1024} KiB, {statements} SQL statements each, "
+                  f"{record_statements} of them reading the record]")
+            base_ms = statistics.median(base_times) * 1000
+            print(f"{'GET /account (for scale: no lot read)':44s} {base_ms:7.2f}ms "
+                  f"{statistics.quantiles(base_times, n=10)[-1] * 1000:7.2f}ms {base_times[0] * 1000:7.2f}ms   (no target)")
+            pdf_p90 = statistics.quantiles(pdf_times, n=10)[-1] if len(pdf_times) > 1 else pdf_times[0]
+            print(f"{'GET ' + pdf_url:44s} {pdf_s * 1000:7.0f}ms {pdf_p90 * 1000:7.0f}ms {pdf_times[0] * 1000:7.0f}ms"
+                  f"   < {PDF_TARGET_S * 1000:g} ms  {'PASS' if pdf_ok else 'FAIL'}  "
+                  f"[{len(pdf_times)} requests, {pages} A4 pages, {len(pdf) // 1024} KiB]")
+            print(f"load average at the end: {os.getloadavg()[0]:.2f} (wall-clock times on a machine others may "
+                  "be using)")
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                (args.save / f"{number}.html").write_bytes(page)
+                (args.save / f"{number}.pdf").write_bytes(pdf)
+                print(f"saved {args.save / number}.html and .pdf")
+        finally:
+            db.dispose()
+    return 0 if page_ok and pdf_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
