@@ -75,7 +75,7 @@ def _sign(session, lot: Lot, step, index: int) -> None:  # noqa: ANN001
 def build_lot(db: Database) -> str:
     """The demo data, then a complete ASC lot of realistic volume with an OOS value and a correction."""
     with db.write() as session:
-        demo.seed(session, users.cli_actor())
+        demo.seed(session, users.cli_actor(), release=False)
     with db.write() as session:
         first = session.scalars(select(Lot).where(Lot.donation_id.is_not(None)).order_by(Lot.id)).first()
         identifier = session.get(Donation, first.donation_id).identifier

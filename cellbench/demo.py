@@ -1,8 +1,9 @@
 """Demo data for `cellbench serve --demo` and `cellbench demo`.
 
 One named user per role, the shipped specifications approved by QA, released materials,
-calibrated equipment, eligible donors, and lots to click through: a complete ASC lot, one in
-process, one on hold, and a complete saline placebo lot. Idempotent: a second run adds nothing
+calibrated equipment, eligible donors, and lots to click through: a complete ASC lot awaiting QC,
+one in process, one on hold, a complete saline placebo lot, and (release.seed_release_demo)
+released ASC and saline lots, a lot blocked by an OOS result and one initially certified. Idempotent: a second run adds nothing
 that is already there. Every record is made through the service functions, so the demo's audit
 trail and signatures are real and `cellbench verify` passes on it.
 """
@@ -109,8 +110,9 @@ def placebo_values(step_code: str, now: datetime, batch: str) -> dict[str, str]:
     return table.get(step_code, {})
 
 
-def seed(session: Session, by: Actor) -> list[tuple[str, str, list[Role]]]:
-    """The demo users (what `cellbench demo` prints); the rest follows in `seed_records`."""
+def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str, str, list[Role]]]:
+    """The demo users (what `cellbench demo` prints), the batch records (`seed_records`) and, unless
+    `release` is False (tests that need only batch records), the QC and release lots."""
     existing = set(session.scalars(select(User.username)))
     for username, name, roles in DEMO_USERS:
         if username not in existing:
@@ -118,6 +120,10 @@ def seed(session: Session, by: Actor) -> list[tuple[str, str, list[Role]]]:
     session.flush()
     if session.scalars(select(Lot.id)).first() is None:
         seed_records(session)
+        if release:
+            from .release import seed_release_demo  # release builds on every area above
+
+            seed_release_demo(session)
     return DEMO_USERS
 
 

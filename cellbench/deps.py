@@ -82,10 +82,10 @@ def _identify(request: Request, db: Database, settings: Settings) -> Viewer:
 
     cookie = request.cookies.get(SESSION_COOKIE)
     with db.read() as session:
-        ws = users.find_session(session, cookie)
-        user = session.get(User, ws.user_id) if ws else None
-        if ws is None or user is None:
+        found = users.session_and_user(session, cookie)
+        if found is None:
             raise NotAuthenticated("Please sign in.")
+        ws, user = found
         viewer = Viewer(user, users.actor(session, user), ws)
     now = utcnow()
     if users.is_idle(ws, timedelta(minutes=settings.session_idle_minutes), now):

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from cellbench import users
+from cellbench import spec_versions, users
 from cellbench.app import create_app
 from cellbench.audit import Actor
 from cellbench.config import Settings, normalise_url
@@ -149,6 +149,19 @@ def as_(app, people):
 @pytest.fixture
 def anonymous(app) -> Client:
     return Client(app)
+
+
+@pytest.fixture
+def effective_specs(db, people):
+    """QA loads the shipped specification files and approves each version."""
+    with db.write() as s:
+        rows = spec_versions.sync_from_files(s, actor_of(db, "anna"))
+        ids = [r.id for r in rows]
+    for spec_id in ids:
+        with db.write() as s:
+            spec_versions.approve(s, users.by_username(s, "anna"), PASSWORD, spec_id)
+    return ids
+
 
 
 def chromium_path() -> str | None:

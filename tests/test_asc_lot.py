@@ -17,7 +17,7 @@ from cellbench.models import (Deviation, Equipment, Lot, LotState, MaterialLot, 
 @pytest.fixture
 def demo_db(db):
     with db.write() as s:
-        demo.seed(s, users.cli_actor())
+        demo.seed(s, users.cli_actor(), release=False)
     return db
 
 

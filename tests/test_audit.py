@@ -11,9 +11,9 @@ from sqlalchemy import select, text
 from cellbench import audit, integrity, users
 from cellbench.audit import Actor
 from cellbench.errors import InvalidInput
-from cellbench.models import AuditEvent, Role, User, Visibility
+from cellbench.models import AuditEvent, Role, Visibility
 
-from .conftest import PASSWORD, actor_of
+from .conftest import actor_of
 
 
 def all_events(db):

@@ -15,7 +15,7 @@ from cellbench.db import utcnow
 from cellbench.models import Deviation, Lot, StepEntry, StepValue
 
 from .conftest import PASSWORD, actor_of
-from .test_lots import effective_specs, placebo_spec, record_whole_step, sign, start_placebo_lot  # noqa: F401
+from .test_lots import placebo_spec, record_whole_step, sign, start_placebo_lot
 
 ORIGINAL_BATCH, CORRECTED_BATCH = "NACL-24117", "NACL-24171"
 REASON = "transcription error, the carton reads NACL-24171"
@@ -34,7 +34,7 @@ def pdf_text(pdf: bytes) -> tuple[str, int]:
 
 
 @pytest.fixture
-def finished_lot(db, effective_specs):  # noqa: F811
+def finished_lot(db, effective_specs):
     """A placebo lot through every step: an out-of-limit count on receipt (its deviation assessed
     and closed by QA), and the supplier batch corrected after both signatures, which voids them."""
     number = start_placebo_lot(db)
@@ -141,7 +141,7 @@ def test_blinded_roles_cannot_read_a_batch_record(as_, finished_lot):
             assert finished_lot["number"] not in refused.text and "NACL" not in refused.text
 
 
-def test_an_unknown_lot_is_not_found(as_, effective_specs):  # noqa: F811
+def test_an_unknown_lot_is_not_found(as_, effective_specs):
     for path in ("record", "record.pdf"):
         missing = as_("anna").get(f"/lots/PLB-1999-0001/{path}")
         assert missing.status_code == 404 and "No lot 'PLB-1999-0001'" in words(missing.text)
@@ -150,7 +150,7 @@ def test_an_unknown_lot_is_not_found(as_, effective_specs):  # noqa: F811
 def test_a_cell_lot_record_lists_materials_equipment_donation_and_vial_positions(db, as_, people):
     """The demo's complete ASC lot: what the placebo record does not have."""
     with db.write() as s:
-        demo.seed(s, users.cli_actor())
+        demo.seed(s, users.cli_actor(), release=False)
         number = s.scalars(select(Lot.number).where(Lot.number.like("ASC-%"), Lot.expiry.is_not(None))).first()
     record, queries = read_counting_queries(db, number)
     assert sum(len(step.entries) for step in record.steps) > 10 and queries == 8
@@ -177,7 +177,7 @@ def test_a_value_recomputed_after_a_correction_names_the_correction(db, as_, peo
     """Correcting an input changes the value cellbench computed from it: that is a change after
     first entry too, and the record says which correction caused it."""
     with db.write() as s:
-        demo.seed(s, users.cli_actor())
+        demo.seed(s, users.cli_actor(), release=False)
         number = s.scalars(select(Lot.number).where(Lot.number.like("ASC-%"), Lot.state == "in_process")).first()
         harvested = s.scalars(select(StepValue).join(StepEntry, StepEntry.id == StepValue.entry_id).where(
             StepEntry.lot_id == lots.by_number(s, number).id, StepEntry.step_code == "expansion_passage",
@@ -207,7 +207,7 @@ def test_the_pdf_never_drops_a_character_its_font_cannot_print(db, finished_lot)
     assert "carton label [U+1F4E6] torn" in text
 
 
-def test_a_lot_just_started_prints_its_steps_as_not_started(as_, db, effective_specs):  # noqa: F811
+def test_a_lot_just_started_prints_its_steps_as_not_started(as_, db, effective_specs):
     number = start_placebo_lot(db)
     page = words(re.sub(r"<[^>]+>", " ", as_("olivia").get(f"/lots/{number}/record").text))
     text, pages = pdf_text(as_("olivia").get(f"/lots/{number}/record.pdf").content)

@@ -85,10 +85,9 @@ def test_an_admin_creating_a_mixed_role_user_sees_why_and_keeps_the_form(page, l
     assert page.inner_text("h1").startswith("Nina Nurse")
 
 
-from .test_lots import effective_specs  # noqa: E402,F401 - fixture
 
 
-def test_an_operator_records_a_step_on_the_tablet_page(page, live_url, effective_specs):  # noqa: F811
+def test_an_operator_records_a_step_on_the_tablet_page(page, live_url, effective_specs):
     page.set_viewport_size({"width": 820, "height": 1180})  # a tablet, portrait
     sign_in(page, live_url, "olivia")
     page.goto(f"{live_url}/lots")

@@ -16,18 +16,6 @@ from cellbench.specifications import Parameter, specs_root
 from .conftest import PASSWORD, actor_of
 
 
-@pytest.fixture
-def effective_specs(db, people):
-    """QA loads the shipped specification files and approves each version."""
-    with db.write() as s:
-        rows = spec_versions.sync_from_files(s, actor_of(db, "anna"))
-        ids = [r.id for r in rows]
-    for spec_id in ids:
-        with db.write() as s:
-            spec_versions.approve(s, users.by_username(s, "anna"), PASSWORD, spec_id)
-    return ids
-
-
 def good_value(p: Parameter) -> str:
     """A value within the master batch record's limits, as an operator would type it."""
     if p.type == "number":

@@ -6,7 +6,6 @@ from fastapi.testclient import TestClient
 from cellbench import users
 
 from .conftest import PASSWORD
-from .test_lots import effective_specs  # noqa: F401 - fixture
 
 
 def api_for(app, db, username):
@@ -15,7 +14,7 @@ def api_for(app, db, username):
     return TestClient(app, headers={"Authorization": f"Bearer {token}"})
 
 
-def test_an_integration_records_a_step_and_a_second_person_verifies_it(app, db, effective_specs):  # noqa: F811
+def test_an_integration_records_a_step_and_a_second_person_verifies_it(app, db, effective_specs):
     olivia, victor = api_for(app, db, "olivia"), api_for(app, db, "victor")
     lot = olivia.post("/api/v1/lots", json={"product": "saline-placebo"})
     assert lot.status_code == 201 and lot.json()["current_step"] == "supplier_receipt"

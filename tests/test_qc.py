@@ -16,7 +16,7 @@ from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidI
 from cellbench.models import AuditEvent, Deviation, Lot, LotState, Meaning, QcResult, Signature, Visibility
 from cellbench.specifications import Verdict, load_spec_file
 
-from .conftest import PASSWORD, PG_URL, ROOT, actor_of
+from .conftest import PASSWORD, ROOT, actor_of
 
 YEAR = f"{utcnow():%Y}"
 ASC, IN_PROCESS, PLACEBO = f"ASC-{YEAR}-0001", f"ASC-{YEAR}-0002", f"PLB-{YEAR}-0001"
@@ -37,7 +37,7 @@ def lab(db, people):
     """The demo: complete lots ASC-<year>-0001 and PLB-<year>-0001 in qc_pending, one ASC lot in process.
     Quinn (QC) enters; Kim Larsen ("qc", demo password) is the second QC analyst; Anna is QA."""
     with db.write() as s:
-        demo.seed(s, users.cli_actor())
+        demo.seed(s, users.cli_actor(), release=False)
     return db
 
 

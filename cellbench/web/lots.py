@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import audit, deviations, lots, spec_versions, steps
+from .. import audit, deviations, lots, release, spec_versions, steps
 from ..db import Database
 from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
 from ..errors import DomainError, NotFound
@@ -19,6 +19,8 @@ from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
 READERS = (Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analyst)
+RELEASE_PAGE_MOVES = {"certify_initial", "certify_final", "release"}
+SIGNED_MOVES = {name for name, move in lots.MOVES.items() if move.signature}
 
 
 @dataclass
@@ -90,8 +92,11 @@ def start_lot(request: Request, viewer: Viewer = Depends(form_viewer), db: Datab
 def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
           typed: dict | None = None):
     lot = lots.by_number(session, number)
+    # Certification and sponsor release need their gates, pending tests and reviews: the release page.
+    moves = [m for m in lots.allowed_moves(lot, viewer.actor) if m not in RELEASE_PAGE_MOVES]
+    gates = release.readiness(session, lot, viewer.actor) if release.next_guard(lot) else []
     return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
-                  typed=typed or {}, moves=lots.allowed_moves(lot, viewer.actor),
+                  typed=typed or {}, moves=moves, gates=gates, signed_moves=SIGNED_MOVES,
                   history=audit.history(session, viewer.actor, "lot", lot.number), **lot_view(session, lot))
 
 

@@ -1,0 +1,201 @@
+"""Release pages: a lot's gates, QA's review by exception and of the audit trail, the QP's
+certification, the sponsor release, rejection and certificates; the release work queues."""
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import certificates, lots, qc, release, spec_versions, users
+from ..db import Database, utcnow
+from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..errors import DomainError, InvalidInput, NotFound
+from ..models import LotState, PendingTest, Role, User, UserRole
+from ..templating import render
+from .home import QueueItem, work_queue
+
+router = APIRouter(include_in_schema=False)
+# Unblinded roles only: a lot's release record names what it is.
+READERS = (Role.qa, Role.qp, Role.qc_analyst, Role.supply_manager)
+QUEUES = {
+    "review": ("Lots awaiting QA review", release.awaiting_review),
+    "certification": ("Lots ready for certification", None),
+    "sponsor": ("Certified lots awaiting sponsor release", release.awaiting_sponsor_release),
+    "pending": ("Lots with tests pending after an initial certification", None),
+}
+
+
+def _url(number: str) -> str:
+    return f"/lots/{quote(number, safe='')}/release"
+
+
+def _pending_owned(session: Session, user_id: int) -> list[PendingTest]:
+    return list(session.scalars(select(PendingTest).where(PendingTest.owner_id == user_id,
+                                                          PendingTest.resolved_at.is_(None))))
+
+
+def _qc_analysts(session: Session) -> list[User]:
+    return list(session.scalars(select(User).join(UserRole, UserRole.user_id == User.id)
+                                .where(UserRole.role == Role.qc_analyst.value, User.active.is_(True))
+                                .order_by(User.full_name)))
+
+
+@work_queue
+def _release_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    items = []
+    if viewer.has(Role.qa) and (n := len(release.awaiting_review(session))):
+        items.append(QueueItem(n, "lots awaiting QA review (batch record by exception, audit trail)",
+                               "/release?queue=review"))
+    if viewer.has(Role.qp) and (n := len(release.ready_for_certification(session, viewer.actor))):
+        items.append(QueueItem(n, "lots ready for certification", "/release?queue=certification"))
+    if viewer.has(Role.supply_manager) and (n := len(release.awaiting_sponsor_release(session))):
+        items.append(QueueItem(n, "certified lots awaiting sponsor release", "/release?queue=sponsor"))
+    if viewer.has(Role.qc_analyst) and (n := len(_pending_owned(session, viewer.user.id))):
+        items.append(QueueItem(n, "tests pending after an initial certification are yours to complete",
+                               "/release?queue=pending"))
+    return items
+
+
+@router.get("/release")
+def release_list(request: Request, viewer: Viewer = Depends(require(*READERS)),
+                 session: Session = Depends(read_session)):
+    queue = (request.query_params.get("queue") or "").strip()
+    if queue and queue not in QUEUES:
+        raise InvalidInput(f"Unknown queue '{queue}'.", field="queue")
+    if queue == "certification":
+        rows = release.ready_for_certification(session, viewer.actor if viewer.has(Role.qp) else None)
+    elif queue == "pending":
+        ids = {p.lot_id for p in _pending_owned(session, viewer.user.id)}
+        rows = [lot for lot in release.lots_in(session, *release.REVIEWABLE) if lot.id in ids]
+    elif queue:
+        rows = QUEUES[queue][1](session)
+    else:
+        rows = release.lots_in(session, LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
+                               LotState.released, LotState.rejected)
+    blocking = {lot.id: [g for g in release.readiness(session, lot) if not g.passed] for lot in rows}
+    return render(request, "release/list.html", rows=rows, queue=queue, queues=QUEUES, blocking=blocking,
+                  url=_url)
+
+
+def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
+          typed: dict | None = None):
+    lot = lots.by_number(session, number)
+    row = lots.spec_of(session, lot)
+    spec = spec_versions.parsed(row)
+    moves = lots.allowed_moves(lot, viewer.actor)
+    findings = release.exceptions(session, lot)
+    grouped = {kind: [f for f in findings if f.kind == kind] for kind in release.FINDING_KINDS}
+    reviewable = LotState(lot.state) in release.REVIEWABLE
+    owners = {u.id: u.full_name for u in session.scalars(select(User))}
+    return render(
+        request, "release/lot.html", status_code=error.status if error else 200, error=error, typed=typed or {},
+        lot=lot, spec_row=row, spec=spec, moves=moves, gates=release.readiness(session, lot, viewer.actor),
+        guard=release.next_guard(lot),
+        initial_gates=(release.readiness(session, lot, viewer.actor, "initial_certification")
+                       if "certify_initial" in moves else []),
+        statuses=qc.test_status(session, lot), candidates=release.pending_candidates(session, lot)
+        if "certify_initial" in moves else [], analysts=_qc_analysts(session) if "certify_initial" in moves else [],
+        pending=release.pending_tests(session, lot), owners=owners, findings=findings, grouped=grouped,
+        kinds=release.FINDING_KINDS, reviews=release.reviews_of(session, lot),
+        stale={kind: (release.batch_record_reviewed if kind == "batch_record" else release.audit_trail_reviewed)(
+            session, lot) for kind in release.REVIEW_KINDS},
+        latest_seq=release.latest_lot_seq(session, lot), decisions=release.decisions_with_signatures(session, lot),
+        excursions=release.excursions_of(session, lot), reviewable=reviewable,
+        trail=release.lot_audit_trail(session, viewer.actor, lot) if viewer.has(Role.qa) and reviewable else [],
+        url=_url(lot.number), today=utcnow().date().isoformat())
+
+
+@router.get("/lots/{number}/release")
+def release_page(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
+                 session: Session = Depends(read_session)):
+    return _page(request, session, viewer, number)
+
+
+def _seen(form) -> int | None:  # noqa: ANN001
+    value = str(form.get("lot_version", ""))
+    return int(value) if value.isdigit() else None
+
+
+def _pending_rows(form) -> list[tuple[str, str, str]]:  # noqa: ANN001
+    """The pending-test rows of the form: test_<n>, owner_<n>, due_<n>; empty rows are skipped."""
+    rows = []
+    for key in sorted((k for k in form if k.startswith("test_")), key=lambda k: int(k[5:]) if k[5:].isdigit() else 0):
+        n = key[5:]
+        if (form.get(key) or "").strip():
+            rows.append((form.get(key), form.get(f"owner_{n}", ""), form.get(f"due_{n}", "")))
+    return rows
+
+
+def _observed(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat((value or "").strip())
+    except ValueError:
+        raise InvalidInput("Give the time as 2026-11-22T09:30+01:00.", field="observed_at") from None
+    if moment.tzinfo is None:
+        raise InvalidInput("Give the time with its UTC offset, e.g. 2026-11-22T09:30+01:00.", field="observed_at")
+    return moment
+
+
+# Each action: the one service call it makes, from the form; and what the notice says.
+ACTIONS = {
+    "review": (lambda s, v, lot, f: release.sign_review(s, s.merge(v.user), f.get("password", ""), lot,
+                                                         f.get("kind", ""), f.get("comment")), "Review signed."),
+    "certify": (lambda s, v, lot, f: release.certify(s, s.merge(v.user), f.get("password", ""), lot,
+                                                      final=f.get("stage") != "initial",
+                                                      pending=_pending_rows(f) if f.get("stage") == "initial" else (),
+                                                      comment=f.get("comment"), seen_version=_seen(f)),
+                "Lot certified."),
+    "sponsor_release": (lambda s, v, lot, f: release.sponsor_release(s, s.merge(v.user), f.get("password", ""), lot,
+                                                                      seen_version=_seen(f)), "Lot released."),
+    "reject": (lambda s, v, lot, f: release.reject(s, s.merge(v.user), f.get("password", ""), lot, f.get("reason"),
+                                                    seen_version=_seen(f)), "Lot rejected."),
+    "excursion": (lambda s, v, lot, f: release.record_excursion(
+        s, v.actor, lot, observed_at=_observed(f.get("observed_at", "")),
+        highest_temperature=f.get("highest_temperature", ""), description=f.get("description")),
+        "Excursion recorded."),
+    "assess_excursion": (lambda s, v, lot, f: release.assess_excursion(
+        s, v.actor, lot, int(f.get("excursion") or 0), acceptable=f.get("acceptable") == "yes",
+        assessment=f.get("assessment")), "Assessment saved."),
+}
+
+
+@router.post("/lots/{number}/release/{action}")
+def release_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_viewer),
+                   db: Database = Depends(get_db), form=Depends(form_data)):
+    try:
+        if action not in ACTIONS:
+            raise NotFound("There is no such action.", field="action")
+        users.require_role(viewer.actor, *READERS)
+        call, notice = ACTIONS[action]
+        with db.write() as session:
+            call(session, viewer, lots.by_number(session, number), form)
+    except DomainError as error:
+        with db.read() as session:
+            return _page(request, session, viewer, number, error, {**dict(form), "action": action})
+    return RedirectResponse(f"{_url(number)}?notice={quote(notice)}", status_code=303)
+
+
+def _pdf(request: Request, viewer: Viewer, db: Database, number: str, kind: str) -> Response:
+    with db.read() as session:  # gather, then let go of the database before rendering
+        data = certificates.gather(session, number)
+    render_pdf = certificates.coa_pdf if kind == "coa" else certificates.release_certificate_pdf
+    pdf = render_pdf(data, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
+                     printed_at=utcnow())
+    name = quote(f"{'certificate-of-analysis' if kind == 'coa' else 'release-certificate'}-{data.lot.number}.pdf")
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})
+
+
+@router.get("/lots/{number}/coa.pdf")
+def coa(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)), db: Database = Depends(get_db)):
+    return _pdf(request, viewer, db, number, "coa")
+
+
+@router.get("/lots/{number}/release-certificate.pdf")
+def release_certificate(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
+                        db: Database = Depends(get_db)):
+    return _pdf(request, viewer, db, number, "release")
