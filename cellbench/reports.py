@@ -18,13 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import String, and_, bindparam, cast, or_, select
 from sqlmodel import Session
 
 from . import spec_versions, steps
 from .errors import NotFound
 from .labels import LabelFonts, find_label_fonts
-from .models import (Deviation, Donation, Donor, Equipment, EquipmentUse, Lot, MaterialLot, MaterialUse, Meaning,
+from .models import (Deviation, Donation, Donor, Equipment, EquipmentUse, Lot, LotDecision, MaterialLot, MaterialUse, Meaning,
                      Signature, SpecVersion, StepEntry, StepValue, User, Vial)
 from .specifications import Parameter, Specification, Step
 
@@ -251,7 +251,9 @@ _SIGNATURES = (select(_sig.c.id, _sig.c.signer_name, _sig.c.at, _sig.c.meaning, 
                       _sig.c.entity_id, _sig.c.content_hash, _sig.c.invalidated_at, _sig.c.invalidated_reason)
                .where(or_(and_(_sig.c.entity_type == "step_entry",
                                _sig.c.entity_id.in_(bindparam("entries", expanding=True))),
-                          and_(_sig.c.entity_type == "lot", _sig.c.entity_id == bindparam("number")),
+                          and_(_sig.c.entity_type == "lot_decision",
+                               _sig.c.entity_id.in_(select(cast(LotDecision.id, String))
+                                                    .where(LotDecision.lot_id == bindparam("lot")))),
                           and_(_sig.c.entity_type == "deviation",
                                _sig.c.entity_id.in_(bindparam("deviations", expanding=True))),
                           _sig.c.id.in_(bindparam("ids", expanding=True))))
@@ -277,7 +279,7 @@ def batch_record(session: Session, number: str) -> BatchRecord:
     deviation_rows = session.execute(_DEVIATIONS, at_lot).all()
     approvals = [i for i in (spec_row.signature_id, donation.eligibility_signature_id if donation else None) if i]
     sigs = [SignatureView(*s) for s in run(_SIGNATURES, {
-        "entries": [str(e.id) for e in entries], "number": lot.number,
+        "entries": [str(e.id) for e in entries], "lot": lot.id,
         "deviations": [d.number for d, _ in deviation_rows], "ids": approvals})]
     vials = run(_VIALS, at_lot).all()
 
@@ -287,7 +289,7 @@ def batch_record(session: Session, number: str) -> BatchRecord:
         donation=donation, donor_code=donor_code,
         donation_signature=by_id.get(donation.eligibility_signature_id) if donation else None,
         started_by=started_by or "", steps=[],
-        lot_signatures=[s for s in sigs if s.entity_type == "lot"],
+        lot_signatures=[s for s in sigs if s.entity_type == "lot_decision"],
         deviations=[DeviationRecord(d, name, by_id.get(d.closure_signature_id)) for d, name in deviation_rows],
         vials=vials)
     _assemble(record, entries, values, materials, equipment, [s for s in sigs if s.entity_type == "step_entry"])

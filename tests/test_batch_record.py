@@ -215,3 +215,12 @@ def test_a_lot_just_started_prints_its_steps_as_not_started(as_, db, effective_s
         assert shown.count("Not started.") == len(placebo_spec(db).steps)
         assert re.search(r"Completed:? not complete", shown) and re.search(r"Data changed after first entry:? NO", shown)
     assert pages == 1
+
+
+def test_the_record_shows_the_signed_decisions_on_the_lot(as_, db, effective_specs):
+    number = start_placebo_lot(db)
+    with db.write() as s:
+        lots.move(s, users.by_username(s, "anna"), lots.by_number(s, number), "abort", "broken seal on the box",
+                  password=PASSWORD)
+    page = as_("anna").get(f"/lots/{number}/record").text
+    assert "Signatures on the lot" in page and "Anna QA" in page and "rejected" in page
