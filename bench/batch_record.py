@@ -40,30 +40,13 @@ from cellbench import demo, lots, reports, spec_versions, steps, users  # noqa: 
 from cellbench.app import create_app  # noqa: E402
 from cellbench.config import Settings  # noqa: E402
 from cellbench.db import Database, migrate, utcnow  # noqa: E402
-from cellbench.models import Donation, Equipment, Lot, MaterialLot  # noqa: E402
+from cellbench.models import Donation, Lot  # noqa: E402
 
 PAGE_TARGET_MS = 12.0
 PDF_TARGET_S = 1.0
 PASSAGES, VIALS = 3, 10
 # Signing re-enters the password; argon2 at its real cost would only slow the untimed setup.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-def _run_step(session, lot: Lot, step, values: dict[str, str], comments: dict[str, str] | None = None) -> None:  # noqa: ANN001
-    operator = users.by_username(session, "operator")
-    actor = users.actor(session, operator)
-    entry = steps.start_entry(session, actor, lot, step.code, None)
-    inputs = {code: steps.ValueInput(value, (comments or {}).get(code, "")) for code, value in values.items()}
-    steps.record_values(session, actor, lot, step.code, entry.repeat_index, inputs, None)
-    for material in step.materials:
-        supplier_lot = session.scalars(select(MaterialLot.supplier_lot)
-                                       .where(MaterialLot.material_code == material.code)).first()
-        steps.record_material(session, actor, lot, step.code, entry.repeat_index, f"{material.code}:{supplier_lot}",
-                              None)
-    for kind in step.equipment:
-        asset = session.scalars(select(Equipment.asset_id).where(Equipment.equipment_code == kind.code)).first()
-        steps.record_equipment(session, actor, lot, step.code, entry.repeat_index, asset, None)
-    _sign(session, lot, step, entry.repeat_index)
 
 
 def _sign(session, lot: Lot, step, index: int) -> None:  # noqa: ANN001
@@ -93,7 +76,7 @@ def build_lot(db: Database) -> str:
                 if step.code == "tissue_receipt":
                     values["transport_temperature"] = "8.9"
                     comments["transport_temperature"] = "logger peak during the courier hand-over; tissue cold on receipt"
-                _run_step(session, lot, step, values, comments)
+                demo.run_step(session, lot, step, values, comments)
                 if step.code == "tissue_receipt":
                     entry = steps.entries_of(session, lot)[step.code][0]
                     mass = steps.current_values(session, entry)["tissue_mass"]

@@ -168,12 +168,15 @@ def _eligible_donation(session: Session, actor: Actor, qa: User, n: int):  # noq
     return donation
 
 
-def _run_step(session: Session, lot: Lot, step, values: dict[str, str]) -> None:  # noqa: ANN001
+def run_step(session: Session, lot: Lot, step, values: dict[str, str],  # noqa: ANN001
+             comments: dict[str, str] | None = None) -> None:
+    """One step entry as the demo operator records it: values, every material and instrument the
+    step names (the first released lot / registered asset of each), performed, and verified."""
     operator, verifier = _user(session, "operator"), _user(session, "verifier")
     actor = users.actor(session, operator)
     entry = steps.start_entry(session, actor, lot, step.code, None)
     steps.record_values(session, actor, lot, step.code, entry.repeat_index,
-                        {k: steps.ValueInput(v) for k, v in values.items()}, None)
+                        {k: steps.ValueInput(v, (comments or {}).get(k, "")) for k, v in values.items()}, None)
     for material in step.materials:
         supplier_lot = session.scalars(select(MaterialLot.supplier_lot)
                                        .where(MaterialLot.material_code == material.code)).first()
@@ -197,7 +200,7 @@ def _asc_lot(session: Session, donation, until: str | None) -> Lot:  # noqa: ANN
             break
         repeats = {"expansion_passage": 2, "storage_transfer": 3}.get(step.code, 1)
         for index in range(1, repeats + 1):
-            _run_step(session, lot, step, asc_values(step.code, index, now, lot, donation.identifier))
+            run_step(session, lot, step, asc_values(step.code, index, now, lot, donation.identifier))
     return lot
 
 
@@ -207,7 +210,7 @@ def _placebo_lot(session: Session, batch: str) -> Lot:
     now = utcnow()
     for step in spec.steps:
         values = placebo_values(step.code, now, batch) or _defaults(step)
-        _run_step(session, lot, step, values)
+        run_step(session, lot, step, values)
     return lot
 
 
