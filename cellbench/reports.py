@@ -492,17 +492,17 @@ class _RecordPDF(FPDF):
             width = sum(widths[column:column + span])
             laid.append((x, width, self._wrap(self.clean(cell.get("text", "")), width - 2 * PAD, look.style), look))
             x, column = x + width, column + span
-        todo = max(len(lines) for *_, lines, _ in laid)
+        row_lines = max(len(lines) for *_, lines, _ in laid)
         first = 0
-        while first < todo:
+        while first < row_lines:
             room = int((self.page_break_trigger - self.get_y() - 2 * PAD) // LINE)
             fresh = int((self.page_break_trigger - self.t_margin - 2 * PAD) // LINE) - (2 if heading else 0)
-            if room < todo - first and (room < 1 or todo - first <= fresh):  # move the row to the next page
+            if room < row_lines - first and (room < 1 or row_lines - first <= fresh):  # move the row to the next page
                 self.add_page()
                 if heading:
                     self._row(heading, widths, None)
                 continue
-            count = min(room, todo - first)  # a row taller than a page continues on the next
+            count = min(room, row_lines - first)  # a row taller than a page continues on the next
             y, height = self.get_y(), count * LINE + 2 * PAD
             for x, width, lines, look in laid:
                 if look.fill:
