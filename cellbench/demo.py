@@ -147,16 +147,16 @@ def seed_records(session: Session) -> None:
         if session.scalars(select(Equipment.id).where(Equipment.asset_id == asset)).first() is None:
             materials.register_equipment(session, op_actor, asset_id=asset, equipment_code=kind, name=name,
                                          calibration_due=today + timedelta(days=120))
-    donations = [_eligible_donation(session, op_actor, qa, n) for n in (1, 2, 3)]
-    _asc_lot(session, donations[0], until=None)
-    _asc_lot(session, donations[1], until="harvest")
-    held = _asc_lot(session, donations[2], until="wash")
+    donations = [eligible_donation(session, op_actor, qa, n) for n in (1, 2, 3)]
+    asc_lot(session, donations[0], until=None)
+    asc_lot(session, donations[1], until="harvest")
+    held = asc_lot(session, donations[2], until="wash")
     lots.move(session, operator, held, "hold", "centrifuge CEN-03 alarm during wash; QA to assess")
-    _placebo_lot(session, "NACL-26A01")
+    placebo_lot(session, "NACL-26A01")
     session.flush()
 
 
-def _eligible_donation(session: Session, actor: Actor, qa: User, n: int):  # noqa: ANN202
+def eligible_donation(session: Session, actor: Actor, qa: User, n: int):  # noqa: ANN202
     donated = utcnow().date() - timedelta(days=3)
     donor = donors.register_donor(session, actor, f"D-{1000 + n}", donated - timedelta(days=14), f"CONSENT-{1000 + n}")
     din = f"D1234{donated:%y}{100 + n:06d}"
@@ -190,7 +190,7 @@ def run_step(session: Session, lot: Lot, step, values: dict[str, str],  # noqa: 
         steps.verify(session, verifier, DEMO_PASSWORD, lot, step.code, entry.repeat_index, None)
 
 
-def _asc_lot(session: Session, donation, until: str | None) -> Lot:  # noqa: ANN001
+def asc_lot(session: Session, donation, until: str | None) -> Lot:  # noqa: ANN001
     """An ASC lot recorded step by step, stopping before the step named `until` (None: complete)."""
     lot = lots.start_lot(session, users.actor(session, _user(session, "operator")), "asc-cs10", donation.identifier)
     spec = spec_versions.parsed(lots.spec_of(session, lot))
@@ -204,17 +204,17 @@ def _asc_lot(session: Session, donation, until: str | None) -> Lot:  # noqa: ANN
     return lot
 
 
-def _placebo_lot(session: Session, batch: str) -> Lot:
+def placebo_lot(session: Session, batch: str) -> Lot:
     lot = lots.start_lot(session, users.actor(session, _user(session, "operator")), "saline-placebo")
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     now = utcnow()
     for step in spec.steps:
-        values = placebo_values(step.code, now, batch) or _defaults(step)
+        values = placebo_values(step.code, now, batch) or default_values(step)
         run_step(session, lot, step, values)
     return lot
 
 
-def _defaults(step) -> dict[str, str]:  # noqa: ANN001
+def default_values(step) -> dict[str, str]:  # noqa: ANN001
     """Inspection steps of the placebo: every check passes, counts at the low end of their limits."""
     out = {}
     for p in step.parameters:

@@ -725,8 +725,8 @@ def seed_release_demo(session: Session) -> dict[str, list[str]]:
     pw = demo.DEMO_PASSWORD
     qa, qp, supply = (users.by_username(session, n) for n in ("qa", "qp", "supply"))
     op_actor = users.actor(session, users.by_username(session, "operator"))
-    asc = [demo._asc_lot(session, demo._eligible_donation(session, op_actor, qa, n), until=None) for n in (4, 5, 6, 7)]
-    saline = [demo._placebo_lot(session, batch) for batch in ("NACL-26A02", "NACL-26A03")]
+    asc = [demo.asc_lot(session, demo.eligible_donation(session, op_actor, qa, n), until=None) for n in (4, 5, 6, 7)]
+    saline = [demo.placebo_lot(session, batch) for batch in ("NACL-26A02", "NACL-26A03")]
     for lot in (asc[0], asc[1], *saline):
         _demo_results(session, lot)
         for kind in REVIEW_KINDS:

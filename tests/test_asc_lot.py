@@ -139,8 +139,8 @@ def test_a_storage_position_never_holds_two_vials(demo_db):
     tank, rack, box, position = taken.split("/")
     with demo_db.write() as s:
         operator_actor = users.actor(s, users.by_username(s, "operator"))
-        donation = demo._eligible_donation(s, operator_actor, users.by_username(s, "qa"), 9)
-        lot = demo._asc_lot(s, donation, until="storage_transfer")
+        donation = demo.eligible_donation(s, operator_actor, users.by_username(s, "qa"), 9)
+        lot = demo.asc_lot(s, donation, until="storage_transfer")
         number = lot.number
         steps.start_entry(s, operator_actor, lot, "storage_transfer", None)
     with pytest.raises(Conflict) as refused, demo_db.write() as s:

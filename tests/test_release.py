@@ -305,7 +305,7 @@ def test_the_batch_record_gate_blocks_until_every_step_and_verification_is_signe
         codes = [st.code for st in spec.steps]
         for step in spec.steps[codes.index("harvest"):]:
             for index in range(1, {"storage_transfer": 3}.get(step.code, 1) + 1):
-                demo._run_step(s, lot, step, demo.asc_values(step.code, index, now, lot, donation.identifier))
+                demo.run_step(s, lot, step, demo.asc_values(step.code, index, now, lot, donation.identifier))
     assert state_of(demo_db, ASC_IN_PROCESS) is LotState.qc_pending
     assert gate(demo_db, ASC_IN_PROCESS, "batch_record_complete") is None
     with demo_db.write() as s:  # a verification that no longer stands
@@ -490,7 +490,7 @@ def _placebo_with_exceptions(db) -> str:
         steps.verify(s, user(s, "verifier"), PW, lot, "supplier_receipt", 1, None)
         spec = spec_versions.parsed(lots.spec_of(s, lot))
         for step in spec.steps[1:]:
-            demo._run_step(s, lot, step, demo.placebo_values(step.code, now, "NACL-X2") or demo._defaults(step))
+            demo.run_step(s, lot, step, demo.placebo_values(step.code, now, "NACL-X2") or demo.default_values(step))
     oos = enter(db, number, "appearance", "does not conform")
     with db.write() as s:
         qc.invalidate_result(s, user(s, "qa"), PW, s.get(QcResult, oos), "wrong ampoule inspected")
