@@ -110,6 +110,16 @@ def require(*roles: Role):  # noqa: ANN201 - a dependency
     return check
 
 
+def form_by(*roles: Role):  # noqa: ANN201 - a dependency
+    """For form posts that need a role: the CSRF check first, then the role."""
+
+    def check(viewer: Viewer = Depends(form_viewer)) -> Viewer:
+        users.require_role(viewer.actor, *roles)
+        return viewer
+
+    return check
+
+
 def _same(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(a, b)
 

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import audit, deviations, users
+from .. import audit, deviations
 from ..db import Database, utcnow
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
-from ..models import Deviation, DeviationState, Role
+from ..models import Deviation, DeviationState
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -20,14 +20,6 @@ readers = require(*deviations.READERS)
 RAISE_FIELDS = ("lot_number", "step_code", "severity", "description", "blinded_summary")
 ASSESS_FIELDS = ("impact_assessment", "severity", "capa_reference", "blinded_summary", "reason")
 STATE_FILTERS = {"": deviations.NOT_CLOSED, "all": None, **{s.value: frozenset({s}) for s in DeviationState}}
-
-
-def form_by(*roles: Role):  # noqa: ANN201 - a dependency
-    def check(viewer: Viewer = Depends(form_viewer)) -> Viewer:
-        users.require_role(viewer.actor, *roles)
-        return viewer
-
-    return check
 
 
 def _url(number: str) -> str:

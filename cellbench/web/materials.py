@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import audit, materials, users
+from .. import audit, materials
 from ..db import Database, utcnow
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import MaterialStatus, Role
 from ..templating import render
@@ -20,16 +20,6 @@ router = APIRouter(include_in_schema=False)
 keepers = require(Role.operator, Role.qa)
 MATERIAL_FIELDS = ("material_code", "name", "supplier", "supplier_lot", "expiry")
 EQUIPMENT_FIELDS = ("asset_id", "equipment_code", "name", "calibration_due")
-
-
-def form_by(*roles: Role):  # noqa: ANN201 - a dependency
-    """Dependency for form posts: the CSRF check first, then the role."""
-
-    def check(viewer: Viewer = Depends(form_viewer)) -> Viewer:
-        users.require_role(viewer.actor, *roles)
-        return viewer
-
-    return check
 
 
 def site_today(request: Request) -> date:

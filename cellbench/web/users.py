@@ -7,18 +7,13 @@ from sqlmodel import Session
 
 from .. import audit, users
 from ..db import Database
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, NotFound
 from ..models import Role
 from ..templating import render
 
 router = APIRouter(prefix="/admin/users", include_in_schema=False)
 admin = require(Role.admin)
-
-
-def _require_admin_form(viewer: Viewer = Depends(form_viewer)) -> Viewer:
-    users.require_role(viewer.actor, Role.admin)
-    return viewer
 
 
 @router.get("")
@@ -32,7 +27,7 @@ def new_user_form(request: Request, viewer: Viewer = Depends(admin)):
 
 
 @router.post("")
-def create_user(request: Request, viewer: Viewer = Depends(_require_admin_form), db: Database = Depends(get_db),
+def create_user(request: Request, viewer: Viewer = Depends(form_by(Role.admin)), db: Database = Depends(get_db),
                 form=Depends(form_data)):
     values = {k: form.get(k, "") for k in ("username", "full_name", "password")}
     roles = form.getlist("roles")
@@ -70,7 +65,7 @@ ACTIONS = {
 
 
 @router.post("/{username}/{action}")
-def user_action(request: Request, username: str, action: str, viewer: Viewer = Depends(_require_admin_form),
+def user_action(request: Request, username: str, action: str, viewer: Viewer = Depends(form_by(Role.admin)),
                 db: Database = Depends(get_db), form=Depends(form_data)):
     if action not in ACTIONS:
         raise NotFound("There is no such action.")
