@@ -33,7 +33,8 @@ class Move:
 _BEFORE_RELEASE = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified})
 
 # The lot state machine (reference "Workflow" A). Completion (in_process -> qc_pending) happens
-# when the last batch-record step is signed; quarantine and recall of released lots come with kits.
+# when the last batch-record step is signed. Release, quarantine and recall of a released lot carry
+# its kits along in the same transaction (AFTER_MOVE below), keeping the blind.
 MOVES: dict[str, Move] = {
     "hold": Move(frozenset({LotState.in_process}) | _BEFORE_RELEASE, LotState.on_hold,
                  frozenset({Role.operator, Role.qa})),
@@ -49,7 +50,26 @@ MOVES: dict[str, Move] = {
                     needs_reason=False, signature=Meaning.released, guard="sponsor_release"),
     "reject": Move(_BEFORE_RELEASE | {LotState.on_hold}, LotState.rejected, frozenset({Role.qp, Role.qa}),
                    signature=Meaning.rejected),
+    "quarantine": Move(frozenset({LotState.released}), LotState.quarantined, frozenset({Role.qa})),
+    "release_from_quarantine": Move(frozenset({LotState.quarantined}), LotState.released, frozenset({Role.qa}),
+                                    signature=Meaning.released),
+    "recall": Move(frozenset({LotState.released, LotState.quarantined}), LotState.recalled, frozenset({Role.qa}),
+                   signature=Meaning.rejected),
 }
+
+
+def _after_move(session: Session, user: User, actor: Actor, lot: Lot, name: str, reason: str | None,
+                decision: LotDecision | None) -> None:
+    """What a lot's move does to its kits, in the same transaction."""
+    from . import packaging, quarantine  # they import lots' neighbours; import here, when kits are involved
+
+    if name == "release":
+        packaging.after_lot_release(session, actor, lot)
+    elif name in ("quarantine", "recall"):
+        quarantine.quarantine_lot(session, actor, lot, cause="lot_quarantine" if name == "quarantine" else "recall",
+                                  reason=reason or name)
+    elif name == "release_from_quarantine":
+        quarantine.after_lot_quarantine_lifted(session, user, actor, lot, decision.signature_id)
 
 
 def by_number(session: Session, number: str) -> Lot:
@@ -162,6 +182,7 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
     audit.record(session, actor, f"lot {name.replace('_', ' ')}", "lot", lot.number, field="state", old=old, new=new,
                  reason=reason)
     if not rule.signature:
+        _after_move(session, user, actor, lot, name, reason, None)
         return None
     decision = LotDecision(lot_id=lot.id, decision=name, from_state=old.value, to_state=new.value, reason=reason,
                            qc_results_up_to=session.scalar(select(func.max(QcResult.id)).where(QcResult.lot_id == lot.id)),
@@ -172,6 +193,7 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
                           reason=reason)
     decision.signature_id = sig.id
     session.flush()
+    _after_move(session, user, actor, lot, name, reason, decision)
     return decision
 
 

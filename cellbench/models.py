@@ -323,6 +323,8 @@ class LotState(str, enum.Enum):
     initial_certified = "initial_certified"  # QP certified with listed pending tests (staged release)
     qp_certified = "qp_certified"  # QP final certification
     released = "released"  # sponsor release: usable for kits
+    quarantined = "quarantined"  # a released lot under investigation: its kits are quarantined, blind kept
+    recalled = "recalled"  # taken back: its kits are withdrawn, blind kept
     rejected = "rejected"
 
 
@@ -538,3 +540,243 @@ class StorageExcursion(SQLModel, table=True):
     acceptable: bool | None = None
     assessed_by: int | None = Field(default=None, foreign_key="app_user.id")
     assessed_at: datetime | None = _ts(nullable=True)
+
+
+# --- studies, sites, blinded lots, kits --------------------------------------------------------
+#
+# Nothing in this section reveals an arm. What does (participant -> arm, kit -> arm, kit -> the
+# units inside it, and the seeds that reproduce the lists) lives in the sealed section below.
+
+
+class Study(SQLModel, table=True):
+    """A trial as loaded from specs/studies/<code>.toml; `content` is the parsed file as loaded."""
+
+    __tablename__ = "study"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)  # the registry number, e.g. NCT07290946
+    eu_ct_number: str = Field(max_length=32)
+    title: str
+    short_title: str = Field(max_length=120)
+    sponsor_name: str = Field(max_length=200)
+    sponsor_address: str = Field(max_length=300)
+    sponsor_phone: str = Field(max_length=40)
+    emergency_contact: str = Field(max_length=200)
+    emergency_phone: str = Field(max_length=40)
+    emergency_email: str = Field(max_length=200)
+    treatments: int  # treatments per participant
+    interval_days: int  # between treatments
+    window_days: int  # ± around each later treatment's target day
+    doses_per_treatment: int  # one per submandibular gland
+    label_languages: str = Field(max_length=32)  # comma-separated, e.g. "da,en"
+    target_enrolment: int
+    # How an automatic quarantine of a manufacturing lot keeps the blind: "proportionate" (its
+    # kits plus a random, proportionate set of placebo kits) or "blinded_lot" (every kit of the
+    # blinded lots it is in). The supply manager chooses; a manual quarantine may choose again.
+    quarantine_policy: str = Field(default="proportionate", max_length=16)
+    file_sha256: str = Field(max_length=64)
+    content: str  # canonical JSON of the parsed definition
+    loaded_at: datetime = _ts()
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "site"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    name: str = Field(max_length=200)
+    address: str = Field(default="", max_length=300)
+    timezone: str = Field(default="Europe/Copenhagen", max_length=64)
+
+
+class StudySite(SQLModel, table=True):
+    __tablename__ = "study_site"
+
+    study_id: int = Field(foreign_key="study.id", primary_key=True)
+    site_id: int = Field(foreign_key="site.id", primary_key=True)
+    investigator: str = Field(default="", max_length=200)
+
+
+class BlindedLot(SQLModel, table=True):
+    """The lot code printed on labels. It maps (in the sealed compartment) to ASC lots and placebo
+    lots together, and carries the earliest expiry of them all, so neither can tell an arm."""
+
+    __tablename__ = "blinded_lot"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    expiry: date
+    created_at: datetime = _ts()
+    row_version: int = 1
+
+
+class KitState(str, enum.Enum):
+    """The kit lifecycle (reference "Workflow" B), one for both arms; kits.MOVES holds the moves."""
+
+    planned = "planned"  # on the sealed kit list; nothing inside yet
+    packaged = "packaged"  # units assigned and labelled; waiting for its lots' release
+    released = "released"  # every lot inside released: may be shipped
+    quarantined = "quarantined"  # blinded users read "temporarily unavailable", whatever the cause
+    withdrawn = "withdrawn"  # taken out of use after a quarantine or recall; goes to destruction
+
+
+class Kit(SQLModel, table=True):
+    __tablename__ = "kit"
+    __table_args__ = (Index("ix_kit_study_state", "study_id", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=16, unique=True)  # 'XXXX-XXXX-C', random; the only id on a label
+    study_id: int = Field(foreign_key="study.id")
+    blinded_lot_id: int | None = Field(default=None, foreign_key="blinded_lot.id", index=True)
+    state: KitState = Field(default=KitState.planned, sa_type=String(24))
+    state_before_quarantine: str | None = Field(default=None, max_length=24)
+    quarantine_id: int | None = Field(default=None, foreign_key="kit_quarantine.id", index=True)
+    location: str = Field(default="Cell bench", max_length=100)
+    created_at: datetime = _ts()
+    packaged_at: datetime | None = _ts(nullable=True)
+    row_version: int = 1  # optimistic concurrency: two people acting on one kit get a conflict
+
+
+class PackagingRun(SQLModel, table=True):
+    """One packaging and labelling run: kits filled from released units in one transaction."""
+
+    __tablename__ = "packaging_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    blinded_lot_id: int = Field(foreign_key="blinded_lot.id", index=True)
+    kit_count: int
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+
+
+class KitQuarantine(SQLModel, table=True):
+    """One blind-preserving quarantine: why, which policy, and how it ended. Its cause and lot are
+    shown to unblinded roles only; a blinded user sees the kits as temporarily unavailable."""
+
+    __tablename__ = "kit_quarantine"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    cause: str = Field(max_length=32)  # lot_quarantine | recall | post_release_oos | manual
+    lot_id: int | None = Field(default=None, foreign_key="lot.id", index=True)
+    policy: str = Field(max_length=16)  # proportionate | blinded_lot
+    reason: str
+    state: str = Field(default="open", max_length=16)  # open | lifted | withdrawn
+    kit_count: int = 0
+    opened_by: int | None = Field(default=None, foreign_key="app_user.id")
+    opened_at: datetime = _ts()
+    closed_at: datetime | None = _ts(nullable=True)
+    closure_reason: str | None = None
+    closure_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class KitQuarantineKit(SQLModel, table=True):
+    """The kits a quarantine took out of use, kept after it ends."""
+
+    __tablename__ = "kit_quarantine_kit"
+
+    quarantine_id: int = Field(foreign_key="kit_quarantine.id", primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", primary_key=True, index=True)
+
+
+class LabelRun(SQLModel, table=True):
+    """One print of labels for a set of kits, reconciled afterwards:
+    printed = applied + spoiled + destroyed."""
+
+    __tablename__ = "label_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    blinded_lot_id: int | None = Field(default=None, foreign_key="blinded_lot.id", index=True)
+    kind: str = Field(max_length=8)  # outer | vial
+    output: str = Field(max_length=8)  # sheet | single | zpl
+    printed: int
+    applied: int | None = None
+    spoiled: int | None = None
+    destroyed: int | None = None
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+    reconciled_by: int | None = Field(default=None, foreign_key="app_user.id")
+    reconciled_at: datetime | None = _ts(nullable=True)
+
+
+class LabelRunKit(SQLModel, table=True):
+    __tablename__ = "label_run_kit"
+
+    run_id: int = Field(foreign_key="label_run.id", primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", primary_key=True)
+
+
+# --- the sealed compartment -------------------------------------------------------------------
+#
+# Only cellbench/sealed.py reads or writes these tables (tests/test_sealed.py enforces it), and
+# only for an unblinded actor; every read is an audit event. Their names all start "sealed_".
+
+
+class SealedList(SQLModel, table=True):
+    """A randomisation list (participant -> arm) or kit list (kit -> arm): generated from a
+    recorded seed or imported, then sealed with a signature and never changed."""
+
+    __tablename__ = "sealed_list"
+    __table_args__ = (UniqueConstraint("study_id", "kind", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    kind: str = Field(max_length=16)  # randomisation | kit
+    version: int
+    method: str = Field(max_length=16)  # generated | imported
+    seed: str | None = Field(default=None, max_length=64)  # reproduces a generated list exactly
+    block_sizes: str | None = Field(default=None, max_length=64)
+    source_sha256: str | None = Field(default=None, max_length=64)  # of an imported file
+    size: int
+    state: str = Field(default="draft", max_length=16)  # draft | sealed | discarded
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class SealedAllocation(SQLModel, table=True):
+    """One line of a randomisation list."""
+
+    __tablename__ = "sealed_allocation"
+    __table_args__ = (UniqueConstraint("list_id", "participant_number"), UniqueConstraint("list_id", "position"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="sealed_list.id", index=True)
+    position: int
+    block: int
+    participant_number: str = Field(max_length=32)
+    arm: str = Field(max_length=16)
+
+
+class SealedKitArm(SQLModel, table=True):
+    """One line of a kit list. The kit row exists from sealing on; drafts have only the number."""
+
+    __tablename__ = "sealed_kit_arm"
+    __table_args__ = (UniqueConstraint("list_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="sealed_list.id", index=True)
+    position: int
+    block: int
+    kit_number: str = Field(max_length=16, index=True)
+    kit_id: int | None = Field(default=None, foreign_key="kit.id", unique=True)
+    arm: str = Field(max_length=16)
+
+
+class SealedKitUnit(SQLModel, table=True):
+    """Which physical unit (ASC vial or saline unit) is in which kit, for which dose."""
+
+    __tablename__ = "sealed_kit_unit"
+    __table_args__ = (UniqueConstraint("kit_id", "dose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    vial_id: int = Field(foreign_key="vial.id", unique=True)  # a unit goes into one kit, once
+    dose: int  # 1 = left submandibular gland, 2 = right
+    packaging_run_id: int = Field(foreign_key="packaging_run.id")

@@ -189,6 +189,7 @@ class Specification(_Strict):
 
 # ----------------------------------------------------------------------------------------------- loading
 
+STUDIES_DIR = "studies"  # specs/studies/ holds study definitions (studies.py), not product versions
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.toml$")
 _SINGULAR = {"tests": "test", "steps": "step", "parameters": "parameter", "materials": "material"}
 
@@ -236,7 +237,7 @@ def load_spec_file(path: str | Path) -> Specification:
 def load_all(root: str | Path | None = None) -> list[Specification]:
     """Every version of every product under root (default specs_root()), sorted by product and version."""
     root = Path(root) if root is not None else specs_root()
-    specs = [load_spec_file(p) for p in sorted(root.glob("*/*.toml"))]
+    specs = [load_spec_file(p) for p in sorted(root.glob("*/*.toml")) if p.parent.name != STUDIES_DIR]
     specs.sort(key=lambda s: (s.product.code, s.product.version))
     latest = {s.product.code: s for s in specs}.values()  # sorted, so the last one per code wins
     for active in (s for s in latest if s.product.kind == "asc"):

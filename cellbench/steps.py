@@ -408,8 +408,8 @@ def perform(session: Session, operator: User, password: str, lot: Lot, step_code
     sig = signatures.sign(session, operator, password, Meaning.performed, "step_entry", str(entry.id))
     entry.state, entry.performed_by, entry.performed_signature_id = StepState.performed, operator.id, sig.id
     session.flush()
-    if step.code == "fill":
-        _create_vials(session, actor, lot, entry)
+    if step.code in UNIT_COUNTS:
+        _create_units(session, actor, lot, entry, step.code)
     _complete_if_done(session, actor, lot, spec)
     return entry
 
@@ -475,12 +475,22 @@ def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_v
 # --- completion -------------------------------------------------------------------------------
 
 
-def _create_vials(session: Session, actor: Actor, lot: Lot, entry: StepEntry) -> None:
-    count = int(float(current_values(session, entry)["vials_filled"].value))
-    session.add_all(Vial(code=f"{lot.number}-V{n:03d}", lot_id=lot.id, seq=n) for n in range(1, count + 1))
+# The step whose signature creates a lot's units, the count that says how many, and their code
+# letter: ASC vials at fill, saline units (ampoules) at receipt. Both are rows of `vial`, so a kit
+# holds units of either product the same way.
+UNIT_COUNTS = {"fill": ("vials_filled", "V"), "supplier_receipt": ("units_received", "U")}
+
+
+def _create_units(session: Session, actor: Actor, lot: Lot, entry: StepEntry, step_code: str) -> None:
+    parameter, letter = UNIT_COUNTS[step_code]
+    if session.scalar(select(Vial.id).where(Vial.lot_id == lot.id).limit(1)) is not None:
+        return  # re-signed after a correction: the units exist already
+    count = int(float(current_values(session, entry)[parameter].value))
+    session.add_all(Vial(code=f"{lot.number}-{letter}{n:03d}", lot_id=lot.id, seq=n) for n in range(1, count + 1))
     session.flush()
-    audit.record(session, actor, "vials created", "lot", lot.number, field="vials",
-                 new=f"{lot.number}-V001 … {lot.number}-V{count:03d} ({count})")
+    audit.record(session, actor, "vials created" if letter == "V" else "units created", "lot", lot.number,
+                 field="vials" if letter == "V" else "units",
+                 new=f"{lot.number}-{letter}001 … {lot.number}-{letter}{count:03d} ({count})")
 
 
 def _months_later(day: date, months: int) -> date:

@@ -1,0 +1,330 @@
+"""The sealed compartment: the only code that knows an arm.
+
+It owns participant -> arm (randomisation lists), kit -> arm (kit lists), kit -> the physical
+units inside it (ASC vials or saline units, and so their lots), and the seeds that reproduce the
+lists. Three walls keep blinded people out:
+
+1. No other module names a sealed table (tests/test_sealed.py parses every module to check), so
+   a blinded page, API response, export or report has no query that could reach one.
+2. No module a blinded role can reach imports this one, directly or through others (the same test
+   follows the imports of every blinded-facing route module).
+3. Every function here refuses a blinded actor and writes an unblinded audit event for each
+   read ("sealed read": who, when, what), so an unblinded person's look is on the record too.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from . import audit, signatures
+from .audit import Actor
+from .db import utcnow
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
+from .models import (Kit, KitState, Lot, Meaning, Role, SealedAllocation, SealedKitArm, SealedKitUnit, SealedList,
+                     Study, User, Vial, Visibility)
+from .randomisation import Line
+
+LIST_KINDS = {"randomisation": "randomisation list", "kit": "kit list"}
+LIST_MAKERS = frozenset({Role.supply_manager})  # generate, import, seal and discard lists
+# see lists, contents and compositions; QC analysts too, because their OOS result quarantines kits
+READERS = frozenset({Role.supply_manager, Role.qa, Role.qp, Role.qc_analyst})
+FILLERS = frozenset({Role.supply_manager})  # packaging runs put units into kits
+
+
+def _admit(actor: Actor, allowed: frozenset[Role]) -> None:
+    """The one gate of the compartment."""
+    if actor.is_blinded:
+        raise Forbidden("That information is sealed: blinded roles cannot see which arm a kit or a participant is on.")
+    if not actor.roles & allowed:
+        raise Forbidden(f"Only {' or '.join(sorted(r.value for r in allowed))} may do this.")
+
+
+def _read(session: Session, actor: Actor, allowed: frozenset[Role], what: str, subject: object) -> None:
+    _admit(actor, allowed)
+    audit.record(session, actor, "sealed read", "sealed", subject, field=what, visibility=Visibility.unblinded)
+
+
+# --- lists -------------------------------------------------------------------------------------
+
+
+def _entries_sha256(session: Session, row: SealedList) -> str:
+    if row.kind == "randomisation":
+        lines = session.execute(select(SealedAllocation.position, SealedAllocation.block,
+                                       SealedAllocation.participant_number, SealedAllocation.arm)
+                                .where(SealedAllocation.list_id == row.id).order_by(SealedAllocation.position))
+    else:
+        lines = session.execute(select(SealedKitArm.position, SealedKitArm.block, SealedKitArm.kit_number,
+                                       SealedKitArm.arm).where(SealedKitArm.list_id == row.id)
+                                .order_by(SealedKitArm.position))
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(("\t".join(str(v) for v in line) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+@signatures.content_rule("sealed_list")
+def _list_content(session: Session, list_id: str) -> dict:
+    row = session.get(SealedList, int(list_id))
+    if row is None:
+        raise NotFound("No such sealed list.")
+    study = session.get(Study, row.study_id)
+    return {"study": study.code, "kind": row.kind, "version": row.version, "method": row.method, "seed": row.seed,
+            "block_sizes": row.block_sizes, "source_sha256": row.source_sha256, "size": row.size,
+            "entries_sha256": _entries_sha256(session, row)}
+
+
+def create_list(session: Session, actor: Actor, study: Study, kind: str, lines: Sequence[Line], *, method: str,
+                seed: str | None = None, block_sizes: Sequence[int] | None = None,
+                source_sha256: str | None = None) -> SealedList:
+    """Store a generated or imported list as a draft, to be checked and then sealed."""
+    _admit(actor, LIST_MAKERS)
+    if kind not in LIST_KINDS:
+        raise InvalidInput(f"A list is a {' or a '.join(LIST_KINDS)}.", field="kind")
+    keys = [line.key for line in lines]
+    if kind == "kit":
+        taken = _kit_numbers_taken(session, keys)
+        if taken:
+            raise Conflict(f"Kit number {taken[0]} is already in use{' (and ' + str(len(taken) - 1) + ' more)' if len(taken) > 1 else ''}: "
+                           "kit numbers are unique across all studies.", field="file")
+    else:
+        used = _participants_listed(session, study, keys)
+        if used:
+            raise Conflict(f"Participant number {used[0]} is already on a list of {study.code}.", field="file")
+    version = (session.scalar(select(func.max(SealedList.version)).where(SealedList.study_id == study.id,
+                                                                          SealedList.kind == kind)) or 0) + 1
+    row = SealedList(study_id=study.id, kind=kind, version=version, method=method, seed=seed,
+                     block_sizes=",".join(str(b) for b in block_sizes) if block_sizes else None,
+                     source_sha256=source_sha256, size=len(lines), created_by=actor.user_id, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    table = SealedAllocation if kind == "randomisation" else SealedKitArm
+    key_column = "participant_number" if kind == "randomisation" else "kit_number"
+    session.execute(table.__table__.insert(), [{"list_id": row.id, "position": line.position, "block": line.block,
+                                                key_column: line.key, "arm": line.arm} for line in lines])
+    counts: dict[str, int] = defaultdict(int)
+    for line in lines:
+        counts[line.arm] += 1
+    audit.record(session, actor, f"{LIST_KINDS[kind]} created", "sealed_list", row.id,
+                 new={"study": study.code, "version": version, "method": method, "size": len(lines),
+                      "arms": dict(counts)}, visibility=Visibility.unblinded)
+    return row
+
+
+def _kit_numbers_taken(session: Session, numbers: Sequence[str]) -> list[str]:
+    taken: list[str] = []
+    for start in range(0, len(numbers), 500):
+        chunk = list(numbers[start:start + 500])
+        taken += session.scalars(select(Kit.number).where(Kit.number.in_(chunk)))
+        taken += session.scalars(select(SealedKitArm.kit_number).join(SealedList, SealedList.id == SealedKitArm.list_id)
+                                 .where(SealedKitArm.kit_number.in_(chunk), SealedList.state != "discarded"))
+    return sorted(set(taken))
+
+
+def kit_number_taken(session: Session, number: str) -> bool:
+    """For drawing new random kit numbers: is this one on any kit or live kit list? Reveals no arm."""
+    return bool(_kit_numbers_taken(session, [number]))
+
+
+def _participants_listed(session: Session, study: Study, numbers: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for start in range(0, len(numbers), 500):
+        found += session.scalars(
+            select(SealedAllocation.participant_number).join(SealedList, SealedList.id == SealedAllocation.list_id)
+            .where(SealedList.study_id == study.id, SealedList.state != "discarded",
+                   SealedAllocation.participant_number.in_(list(numbers[start:start + 500]))))
+    return sorted(found)
+
+
+def next_participant_start(session: Session, actor: Actor, study: Study) -> int:
+    """Where the numbering of a further randomisation list continues."""
+    _read(session, actor, LIST_MAKERS, "randomisation list size", study.code)
+    return (session.scalar(select(func.count(SealedAllocation.id)).join(SealedList, SealedList.id == SealedAllocation.list_id)
+                           .where(SealedList.study_id == study.id, SealedList.state != "discarded")) or 0) + 1
+
+
+def get_list(session: Session, actor: Actor, list_id: int) -> SealedList:
+    _read(session, actor, READERS, "list", list_id)
+    row = session.get(SealedList, list_id)
+    if row is None:
+        raise NotFound(f"No list #{list_id}.", field="list")
+    return row
+
+
+def lists_of(session: Session, actor: Actor, study: Study) -> list[SealedList]:
+    _read(session, actor, READERS, "lists", study.code)
+    return list(session.scalars(select(SealedList).where(SealedList.study_id == study.id)
+                                .order_by(SealedList.kind, SealedList.version)))
+
+
+def list_lines(session: Session, actor: Actor, row: SealedList, *, offset: int = 0, limit: int = 200) -> list[Line]:
+    _read(session, actor, READERS, "list entries", f"{row.id}:{offset}+{limit}")
+    if row.kind == "randomisation":
+        query = select(SealedAllocation.position, SealedAllocation.block, SealedAllocation.participant_number,
+                       SealedAllocation.arm).where(SealedAllocation.list_id == row.id).order_by(SealedAllocation.position)
+    else:
+        query = select(SealedKitArm.position, SealedKitArm.block, SealedKitArm.kit_number,
+                       SealedKitArm.arm).where(SealedKitArm.list_id == row.id).order_by(SealedKitArm.position)
+    return [Line(*values) for values in session.execute(query.offset(offset).limit(limit))]
+
+
+def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int]:
+    _read(session, actor, READERS, "list arm counts", row.id)
+    table = SealedAllocation if row.kind == "randomisation" else SealedKitArm
+    return dict(session.execute(select(table.arm, func.count()).where(table.list_id == row.id).group_by(table.arm)).tuples())
+
+
+def seal_list(session: Session, user: User, actor: Actor, row: SealedList, password: str) -> SealedList:
+    """Sign the list; a kit list's kits come into being now, every one in the same state."""
+    _admit(actor, LIST_MAKERS)
+    if row.state != "draft":
+        raise InvalidInput(f"This {LIST_KINDS[row.kind]} is {row.state}; only a draft can be sealed.", field="list")
+    row.state = "sealed"
+    session.flush()
+    signature = signatures.sign(session, user, password, Meaning.approved, "sealed_list", str(row.id))
+    row.signature_id = signature.id
+    audit.record(session, actor, f"{LIST_KINDS[row.kind]} sealed", "sealed_list", row.id, field="state",
+                 old="draft", new="sealed", visibility=Visibility.unblinded)
+    if row.kind == "kit":
+        _create_kits(session, actor, row)
+    session.flush()
+    return row
+
+
+def _create_kits(session: Session, actor: Actor, row: SealedList) -> None:
+    study = session.get(Study, row.study_id)
+    lines = session.execute(select(SealedKitArm.id, SealedKitArm.kit_number).where(SealedKitArm.list_id == row.id)
+                            .order_by(SealedKitArm.kit_number)).all()  # number order: random, says nothing
+    now = utcnow()
+    for line_id, number in lines:
+        kit = Kit(number=number, study_id=study.id, state=KitState.planned, created_at=now)
+        session.add(kit)
+        session.flush()
+        session.get(SealedKitArm, line_id).kit_id = kit.id
+        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=KitState.planned,
+                     reason=f"{study.code} kit list")
+    session.flush()
+
+
+def discard_list(session: Session, actor: Actor, row: SealedList, reason: str | None) -> SealedList:
+    _admit(actor, LIST_MAKERS)
+    reason = audit.require_reason(reason)
+    if row.state != "draft":
+        raise InvalidInput("A sealed list is never discarded; only a draft can be.", field="list")
+    row.state = "discarded"
+    session.flush()
+    audit.record(session, actor, f"{LIST_KINDS[row.kind]} discarded", "sealed_list", row.id, field="state",
+                 old="draft", new="discarded", reason=reason, visibility=Visibility.unblinded)
+    return row
+
+
+# --- kits and what is inside them ----------------------------------------------------------------
+
+
+def arms_of_kits(session: Session, actor: Actor, kit_ids: Iterable[int], *, why: str) -> dict[int, str]:
+    ids = sorted(set(kit_ids))
+    _read(session, actor, READERS, f"kit arms ({why})", f"{len(ids)} kits")
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        found.update(session.execute(select(SealedKitArm.kit_id, SealedKitArm.arm)
+                                     .where(SealedKitArm.kit_id.in_(ids[start:start + 500]))).tuples())
+    return found
+
+
+def next_planned_kits(session: Session, actor: Actor, study: Study, count: int) -> list[tuple[Kit, str]]:
+    """The next `count` planned kits in kit-list order, with their arms, for a packaging run."""
+    _read(session, actor, FILLERS, "planned kits for packaging", study.code)
+    rows = session.execute(select(Kit, SealedKitArm.arm).join(SealedKitArm, SealedKitArm.kit_id == Kit.id)
+                           .join(SealedList, SealedList.id == SealedKitArm.list_id)
+                           .where(Kit.study_id == study.id, Kit.state == KitState.planned, SealedList.state == "sealed")
+                           .order_by(SealedList.version, SealedKitArm.position).limit(count)).tuples()
+    return list(rows)
+
+
+def put_units(session: Session, actor: Actor, kit: Kit, vials: Sequence[Vial], run_id: int) -> None:
+    """Record which units fill the kit, one per dose, in dose order (left gland first)."""
+    _admit(actor, FILLERS)
+    for dose, vial in enumerate(vials, 1):
+        session.add(SealedKitUnit(kit_id=kit.id, vial_id=vial.id, dose=dose, packaging_run_id=run_id))
+    session.flush()
+    audit.record(session, actor, "kit filled", "sealed", kit.number, field="units",
+                 new=[vial.code for vial in vials], visibility=Visibility.unblinded)
+
+
+def kits_containing_lot(session: Session, actor: Actor, lot: Lot, *, why: str) -> list[Kit]:
+    _read(session, actor, READERS, f"kits of a lot ({why})", lot.number)
+    return list(session.scalars(select(Kit).join(SealedKitUnit, SealedKitUnit.kit_id == Kit.id)
+                                .join(Vial, Vial.id == SealedKitUnit.vial_id)
+                                .where(Vial.lot_id == lot.id).distinct().order_by(Kit.number)))
+
+
+def lots_of_runs(session: Session, actor: Actor, run_ids: Iterable[int], *, why: str) -> dict[int, list[Lot]]:
+    """For each packaging run, the lots its kits were filled from."""
+    ids = sorted(set(run_ids))
+    _read(session, actor, READERS, f"lots of packaging runs ({why})", ",".join(map(str, ids)))
+    found: dict[int, list[Lot]] = defaultdict(list)
+    rows = session.execute(select(SealedKitUnit.packaging_run_id, Lot).join(Vial, Vial.id == SealedKitUnit.vial_id)
+                           .join(Lot, Lot.id == Vial.lot_id).where(SealedKitUnit.packaging_run_id.in_(ids))
+                           .distinct().order_by(Lot.number)).tuples()
+    for run_id, lot in rows:
+        found[run_id].append(lot)
+    return dict(found)
+
+
+def lots_of_kits(session: Session, actor: Actor, kit_ids: Iterable[int], *, why: str) -> list[Lot]:
+    ids = sorted(set(kit_ids))
+    _read(session, actor, READERS, f"lots of kits ({why})", f"{len(ids)} kits")
+    found: dict[int, Lot] = {}
+    for start in range(0, len(ids), 500):
+        for lot in session.scalars(select(Lot).join(Vial, Vial.lot_id == Lot.id)
+                                   .join(SealedKitUnit, SealedKitUnit.vial_id == Vial.id)
+                                   .where(SealedKitUnit.kit_id.in_(ids[start:start + 500]))):
+            found[lot.id] = lot
+    return sorted(found.values(), key=lambda lot: lot.number)
+
+
+def runs_with_lot(session: Session, actor: Actor, lot: Lot, *, why: str) -> list[int]:
+    _read(session, actor, READERS, f"packaging runs of a lot ({why})", lot.number)
+    return list(session.scalars(select(SealedKitUnit.packaging_run_id).join(Vial, Vial.id == SealedKitUnit.vial_id)
+                                .where(Vial.lot_id == lot.id).distinct()))
+
+
+def kit_ids_of_run(session: Session, actor: Actor, run_id: int, *, why: str) -> list[int]:
+    _read(session, actor, READERS, f"kits of a packaging run ({why})", run_id)
+    return list(session.scalars(select(SealedKitUnit.kit_id).where(SealedKitUnit.packaging_run_id == run_id).distinct()))
+
+
+def lots_of_blinded_lot(session: Session, actor: Actor, blinded_lot_id: int, *, why: str) -> list[Lot]:
+    _read(session, actor, READERS, f"lots of a blinded lot ({why})", blinded_lot_id)
+    return list(session.scalars(select(Lot).join(Vial, Vial.lot_id == Lot.id)
+                                .join(SealedKitUnit, SealedKitUnit.vial_id == Vial.id)
+                                .join(Kit, Kit.id == SealedKitUnit.kit_id)
+                                .where(Kit.blinded_lot_id == blinded_lot_id).distinct().order_by(Lot.number)))
+
+
+def contents(session: Session, actor: Actor, kit: Kit) -> tuple[str | None, list[tuple[int, Vial, Lot]]]:
+    """A kit's arm and its units (dose, vial, lot): the unblinded kit view."""
+    _read(session, actor, READERS, "kit contents", kit.number)
+    arm = session.scalar(select(SealedKitArm.arm).where(SealedKitArm.kit_id == kit.id))
+    units = session.execute(select(SealedKitUnit.dose, Vial, Lot).join(Vial, Vial.id == SealedKitUnit.vial_id)
+                            .join(Lot, Lot.id == Vial.lot_id).where(SealedKitUnit.kit_id == kit.id)
+                            .order_by(SealedKitUnit.dose)).tuples()
+    return arm, list(units)
+
+
+def composition(session: Session, actor: Actor, blinded_lot_id: int) -> list[dict]:
+    """Per arm and manufacturing lot: how many kits of a blinded lot, in which states."""
+    _read(session, actor, READERS, "blinded lot composition", blinded_lot_id)
+    rows = session.execute(select(SealedKitArm.arm, Lot.number, Lot.expiry, Kit.state, func.count(func.distinct(Kit.id)))
+                           .join(Kit, Kit.id == SealedKitArm.kit_id)
+                           .join(SealedKitUnit, SealedKitUnit.kit_id == Kit.id)
+                           .join(Vial, Vial.id == SealedKitUnit.vial_id).join(Lot, Lot.id == Vial.lot_id)
+                           .where(Kit.blinded_lot_id == blinded_lot_id)
+                           .group_by(SealedKitArm.arm, Lot.number, Lot.expiry, Kit.state)
+                           .order_by(SealedKitArm.arm, Lot.number)).all()
+    return [{"arm": arm, "lot": number, "expiry": expiry, "state": KitState(state).value, "kits": count}
+            for arm, number, expiry, state, count in rows]
+
