@@ -227,6 +227,6 @@ def fillable_lots(session: Session, kind: str) -> list[tuple[Lot, int]]:
     rows = session.execute(select(Lot, func.count(Vial.id)).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
                            .join(Vial, (Vial.lot_id == Lot.id) & (Vial.state == FREE_VIAL))
                            .where(SpecVersion.kind == kind, Lot.state.in_([s.value for s in FILLABLE_LOT_STATES]))
-                           .group_by(Lot.id).order_by(Lot.expiry, Lot.number)).tuples()
+                           .group_by(Lot.id).order_by(Lot.expiry, Lot.number)).all()
     return [(lot, free) for lot, free in rows if lot.expiry and lot.expiry > today]
 

@@ -174,7 +174,7 @@ def list_lines(session: Session, actor: Actor, row: SealedList, *, offset: int =
 def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int]:
     _read(session, actor, READERS, "list arm counts", row.id)
     table = SealedAllocation if row.kind == "randomisation" else SealedKitArm
-    return dict(session.execute(select(table.arm, func.count()).where(table.list_id == row.id).group_by(table.arm)).tuples())
+    return dict(session.execute(select(table.arm, func.count()).where(table.list_id == row.id).group_by(table.arm)).all())
 
 
 def seal_list(session: Session, user: User, actor: Actor, row: SealedList, password: str) -> SealedList:
@@ -230,7 +230,7 @@ def arms_of_kits(session: Session, actor: Actor, kit_ids: Iterable[int], *, why:
     found: dict[int, str] = {}
     for start in range(0, len(ids), 500):
         found.update(session.execute(select(SealedKitArm.kit_id, SealedKitArm.arm)
-                                     .where(SealedKitArm.kit_id.in_(ids[start:start + 500]))).tuples())
+                                     .where(SealedKitArm.kit_id.in_(ids[start:start + 500]))).all())
     return found
 
 
@@ -240,7 +240,7 @@ def next_planned_kits(session: Session, actor: Actor, study: Study, count: int) 
     rows = session.execute(select(Kit, SealedKitArm.arm).join(SealedKitArm, SealedKitArm.kit_id == Kit.id)
                            .join(SealedList, SealedList.id == SealedKitArm.list_id)
                            .where(Kit.study_id == study.id, Kit.state == KitState.planned, SealedList.state == "sealed")
-                           .order_by(SealedList.version, SealedKitArm.position).limit(count)).tuples()
+                           .order_by(SealedList.version, SealedKitArm.position).limit(count)).all()
     return list(rows)
 
 
@@ -268,7 +268,7 @@ def lots_of_runs(session: Session, actor: Actor, run_ids: Iterable[int], *, why:
     found: dict[int, list[Lot]] = defaultdict(list)
     rows = session.execute(select(SealedKitUnit.packaging_run_id, Lot).join(Vial, Vial.id == SealedKitUnit.vial_id)
                            .join(Lot, Lot.id == Vial.lot_id).where(SealedKitUnit.packaging_run_id.in_(ids))
-                           .distinct().order_by(Lot.number)).tuples()
+                           .distinct().order_by(Lot.number)).all()
     for run_id, lot in rows:
         found[run_id].append(lot)
     return dict(found)
@@ -311,7 +311,7 @@ def contents(session: Session, actor: Actor, kit: Kit) -> tuple[str | None, list
     arm = session.scalar(select(SealedKitArm.arm).where(SealedKitArm.kit_id == kit.id))
     units = session.execute(select(SealedKitUnit.dose, Vial, Lot).join(Vial, Vial.id == SealedKitUnit.vial_id)
                             .join(Lot, Lot.id == Vial.lot_id).where(SealedKitUnit.kit_id == kit.id)
-                            .order_by(SealedKitUnit.dose)).tuples()
+                            .order_by(SealedKitUnit.dose)).all()
     return arm, list(units)
 
 

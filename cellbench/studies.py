@@ -241,7 +241,7 @@ def all_studies(session: Session) -> list[Study]:
 
 def sites_of(session: Session, study: Study) -> list[tuple[Site, StudySite]]:
     return list(session.execute(select(Site, StudySite).join(StudySite, StudySite.site_id == Site.id)
-                                .where(StudySite.study_id == study.id).order_by(Site.code)).tuples())
+                                .where(StudySite.study_id == study.id).order_by(Site.code)).all())
 
 
 def arm_codes(study: Study) -> tuple[str, ...]:

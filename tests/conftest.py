@@ -169,3 +169,11 @@ def chromium_path() -> str | None:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def kit_world(db, people, effective_specs):
+    """Released ASC and placebo lots packaged into 8 released kits of NCT07290946 (tests/kitworld.py)."""
+    from .kitworld import build
+
+    return build(db)
