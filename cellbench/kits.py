@@ -49,7 +49,9 @@ _SUPPLY_QA = frozenset({Role.supply_manager, Role.qa})
 MOVES: dict[str, Move] = {
     "package": Move(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
     "release": Move(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
-    "quarantine": Move(frozenset({KitState.packaged, KitState.released}), KitState.quarantined, _SUPPLY_QA),
+    # QC analysts too: their out-of-specification result after release quarantines kits at once
+    "quarantine": Move(frozenset({KitState.packaged, KitState.released}), KitState.quarantined,
+                       _SUPPLY_QA | {Role.qc_analyst}),
     "lift_quarantine": Move(frozenset({KitState.quarantined}), None, _SUPPLY_QA),
     "withdraw": Move(frozenset({KitState.quarantined}), KitState.withdrawn, _SUPPLY_QA),
 }

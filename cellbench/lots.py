@@ -13,7 +13,7 @@ from .audit import Actor
 from .db import utcnow
 from .donors import donation_by_identifier, donation_may_start_lot
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
-from .models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User
+from .models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User, Visibility
 
 LOT_PREFIX = {"asc": "ASC", "placebo": "PLB"}
 
@@ -56,6 +56,11 @@ MOVES: dict[str, Move] = {
     "recall": Move(frozenset({LotState.released, LotState.quarantined}), LotState.recalled, frozenset({Role.qa}),
                    signature=Meaning.rejected),
 }
+
+
+# Moves that carry kits along: their events are hidden from blinded roles, whose kit histories
+# show the same moment for both arms and must not be set beside a named manufacturing lot.
+KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "recall"})
 
 
 def _after_move(session: Session, user: User, actor: Actor, lot: Lot, name: str, reason: str | None,
@@ -179,8 +184,9 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
         new = rule.target
     lot.state = new
     session.flush()
+    visibility = Visibility.unblinded if name in KIT_MOVES else Visibility.everyone
     audit.record(session, actor, f"lot {name.replace('_', ' ')}", "lot", lot.number, field="state", old=old, new=new,
-                 reason=reason)
+                 reason=reason, visibility=visibility)
     if not rule.signature:
         _after_move(session, user, actor, lot, name, reason, None)
         return None
@@ -190,7 +196,7 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
     session.add(decision)
     session.flush()
     sig = signatures.sign(session, user, password or "", rule.signature, "lot_decision", str(decision.id),
-                          reason=reason)
+                          reason=reason, visibility=visibility)
     decision.signature_id = sig.id
     session.flush()
     _after_move(session, user, actor, lot, name, reason, decision)

@@ -55,6 +55,16 @@ def run_holds_every_arm(arms_in_run: set[str], study: Study) -> str | None:
     return None
 
 
+def enough_units(free_by_lot: dict[int, list[Vial]], kits_needed: int, doses: int, kind: str) -> str | None:
+    """Each kit takes all its doses from one lot: count whole kits' worth per lot."""
+    kits_possible = sum(len(units) // doses for units in free_by_lot.values())
+    if kits_possible < kits_needed:
+        free = sum(len(units) for units in free_by_lot.values())
+        return (f"The chosen {'ASC' if kind == 'asc' else 'placebo'} lots have {free} free units, enough for "
+                f"{kits_possible} kits of {doses} units from one lot; this run needs {kits_needed}.")
+    return None
+
+
 def expiry_not_shortened_after_labelling(session: Session, blinded: BlindedLot, new_expiry: date) -> str | None:
     if new_expiry < blinded.expiry and session.scalar(select(func.count(LabelRun.id))
                                                      .where(LabelRun.blinded_lot_id == blinded.id)):
@@ -135,19 +145,16 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
     doses = study.doses_per_treatment
     kind_of_arm = {arm.code: arm.product_kind for arm in studies.definition(study).arms}
     free = {kind: _free_units(session, chosen) for kind, chosen in lots_by_kind.items()}
+    for kind in lots_by_kind:
+        if why := enough_units(free[kind], sum(1 for _, arm in planned if kind_of_arm[arm] == kind), doses, kind):
+            raise InvalidInput(why, field="asc_lots" if kind == "asc" else "placebo_lots")
     fill: dict[int, list[Vial]] = {}
     used_lots: dict[str, Lot] = {}
     for kit, arm in sorted(planned, key=lambda pair: pair[0].number):
         kind = kind_of_arm[arm]
         # earliest expiry first; one lot per kit, so a kit's doses share one donor and one lot
-        source = next((lot for lot in sorted(lots_by_kind[kind], key=lambda lot: (lot.expiry, lot.number))
-                       if len(free[kind][lot.id]) >= doses), None)
-        if source is None:
-            needed = sum(1 for _, a in planned if kind_of_arm[a] == kind) * doses
-            available = sum(len(units) for units in free[kind].values())
-            raise InvalidInput(f"The chosen {'ASC' if kind == 'asc' else 'placebo'} lots have {available} free units; "
-                               f"this run needs {needed}, {doses} from one lot per kit.",
-                               field="asc_lots" if kind == "asc" else "placebo_lots")
+        source = next(lot for lot in sorted(lots_by_kind[kind], key=lambda lot: (lot.expiry, lot.number))
+                      if len(free[kind][lot.id]) >= doses)
         fill[kit.id] = [free[kind][source.id].pop(0) for _ in range(doses)]
         used_lots[source.number] = source
 

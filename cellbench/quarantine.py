@@ -160,7 +160,7 @@ def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, *, move
     session.flush()
     if signature_id is None:
         signature_id = signatures.sign(session, user, password or "", meaning, "kit_quarantine", str(q.id),
-                                       reason=reason).id
+                                       reason=reason, visibility=Visibility.unblinded).id
     q.closure_signature_id = signature_id
     audit.record(session, actor, f"kit quarantine {state}", "kit_quarantine", q.number, field="state", old="open",
                  new=state, reason=reason, visibility=Visibility.unblinded)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from . import audit, signatures
+from . import audit, kits, signatures
 from .audit import Actor
 from .db import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -184,7 +184,8 @@ def seal_list(session: Session, user: User, actor: Actor, row: SealedList, passw
         raise InvalidInput(f"This {LIST_KINDS[row.kind]} is {row.state}; only a draft can be sealed.", field="list")
     row.state = "sealed"
     session.flush()
-    signature = signatures.sign(session, user, password, Meaning.approved, "sealed_list", str(row.id))
+    signature = signatures.sign(session, user, password, Meaning.approved, "sealed_list", str(row.id),
+                                visibility=Visibility.unblinded)
     row.signature_id = signature.id
     audit.record(session, actor, f"{LIST_KINDS[row.kind]} sealed", "sealed_list", row.id, field="state",
                  old="draft", new="sealed", visibility=Visibility.unblinded)
@@ -204,7 +205,7 @@ def _create_kits(session: Session, actor: Actor, row: SealedList) -> None:
         session.add(kit)
         session.flush()
         session.get(SealedKitArm, line_id).kit_id = kit.id
-        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=KitState.planned,
+        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=kits.state_label(KitState.planned),
                      reason=f"{study.code} kit list")
     session.flush()
 

@@ -19,7 +19,7 @@ from . import audit
 from .audit import Actor
 from .db import utcnow
 from .errors import Forbidden, InvalidInput, NotFound
-from .models import AuditEvent, Meaning, Role, Signature, User, utc_text
+from .models import AuditEvent, Meaning, Role, Signature, User, Visibility, utc_text
 
 # entity type -> function(session, entity_id) -> the content a signature on it covers.
 ContentRule = Callable[[Session, str], dict[str, Any]]
@@ -70,8 +70,10 @@ def sign(
     entity_id: str,
     *,
     reason: str | None = None,
+    visibility: Visibility = Visibility.everyone,
 ) -> Signature:
-    """Sign the current content of an entity, inside the caller's transaction."""
+    """Sign the current content of an entity, inside the caller's transaction. `visibility` is
+    the audit event's: a signature on something arm-revealing is hidden from blinded roles."""
     from . import users  # users imports audit; keep the import graph one-way at module load
 
     roles = users.roles_of(session, signer.id)
@@ -93,6 +95,7 @@ def sign(
     sig.audit_seq = audit.record(
         session, users.actor(session, signer), "signed", entity_type, entity_id,
         field=f"signature:{sig.meaning.value}", new=f"#{sig.id} {sig.record_hash}", reason=reason,
+        visibility=visibility,
     )
     session.flush()
     return sig

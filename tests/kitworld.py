@@ -77,12 +77,13 @@ class KitWorld:
         return self.active[0], self.placebo[0]
 
 
-def build(db: Database, *, kits: int = 8, study: str = "NCT07290946") -> KitWorld:
-    """Needs the `people` and `effective_specs` fixtures."""
+def build(db: Database, *, kits: int = 8, listed: int | None = None, study: str = "NCT07290946") -> KitWorld:
+    """Needs the `people` and `effective_specs` fixtures. `listed` kit numbers go on the kit list
+    (default: as many as are packaged); `kits` are packaged."""
     load_studies(db)
-    asc = released_lot(db, "asc", "ASC-2026-0101")
-    plb = released_lot(db, "placebo", "PLB-2026-0101", units=40)
-    sealed_kit_list(db, study, kits)
+    asc = released_lot(db, "asc", "ASC-2026-0101", units=2 * kits)
+    plb = released_lot(db, "placebo", "PLB-2026-0101", units=2 * kits)
+    sealed_kit_list(db, study, listed or kits)
     run = package(db, study, kits, [asc], [plb])
     by_arm = arms(db)
     return KitWorld(study, asc, plb, run, sorted(k for k, a in by_arm.items() if a == "active"),

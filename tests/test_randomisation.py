@@ -1,0 +1,145 @@
+"""Randomisation and kit lists: permuted blocks from a seed, CSV imports, sealing."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from cellbench import lists, randomisation, sealed, studies, users
+from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
+from cellbench.models import AuditEvent, Kit, KitState, SealedList
+
+from .conftest import PASSWORD, actor_of
+from .kitworld import load_studies
+
+ARMS = [("active", 1), ("placebo", 1)]
+
+
+def test_every_block_holds_the_arms_in_the_exact_ratio():
+    slots = randomisation.permuted_blocks("seed-1", 500, ARMS, (2, 4, 6))
+    blocks: dict[int, list[str]] = {}
+    for block, arm in slots:
+        blocks.setdefault(block, []).append(arm)
+    assert len(slots) >= 500
+    for arms in blocks.values():
+        assert len(arms) in (2, 4, 6)
+        assert Counter(arms)["active"] == Counter(arms)["placebo"]
+    assert len({len(arms) for arms in blocks.values()}) == 3, "block sizes vary at random"
+
+
+def test_an_unequal_ratio_is_kept_block_by_block():
+    slots = randomisation.permuted_blocks("seed-2", 300, [("active", 2), ("placebo", 1)], (3, 6))
+    blocks: dict[int, Counter] = {}
+    for block, arm in slots:
+        blocks.setdefault(block, Counter())[arm] += 1
+    assert all(c["active"] == 2 * c["placebo"] for c in blocks.values())
+
+
+def test_the_same_seed_gives_the_same_list_and_another_seed_does_not():
+    first = randomisation.randomisation_lines("abc", 100, ARMS, (2, 4, 6), "X")
+    again = randomisation.randomisation_lines("abc", 100, ARMS, (2, 4, 6), "X")
+    other = randomisation.randomisation_lines("abd", 100, ARMS, (2, 4, 6), "X")
+    assert first == again
+    assert [line.arm for line in first] != [line.arm for line in other]
+    assert first[0].key == "X-001"
+
+
+def test_block_sizes_must_be_multiples_of_the_ratio():
+    with pytest.raises(InvalidInput) as refused:
+        randomisation.permuted_blocks("s", 10, ARMS, (3,))
+    assert refused.value.field == "block_sizes"
+
+
+def test_a_csv_import_names_the_line_and_what_is_wrong():
+    good = "participant_number,arm\nX-001,active\nX-002,placebo\n"
+    assert [line.arm for line in randomisation.parse_csv(good, "randomisation", ("active", "placebo"))] == [
+        "active", "placebo"]
+    cases = {
+        "participant,arm\nX-001,active\n": "missing: participant_number",
+        "participant_number,arm\nX-001,activ\n": "Line 2: arm 'activ'",
+        "participant_number,arm\nX-001,active\nX-001,placebo\n": "Line 3: X-001 already appears on line 2",
+        "participant_number,arm\n": "no entries",
+    }
+    for text, message in cases.items():
+        with pytest.raises(InvalidInput) as refused:
+            randomisation.parse_csv(text, "randomisation", ("active", "placebo"))
+        assert message in refused.value.message and refused.value.field == "file"
+    with pytest.raises(InvalidInput, match="Line 2: kit number"):
+        randomisation.parse_csv("kit_number,arm\n3HJY-7F7J-A,active\n", "kit", ("active", "placebo"))
+
+
+def test_a_generated_list_is_stored_sealed_and_reproducible_from_its_recorded_seed(db, people):
+    load_studies(db)
+    with db.write() as s:
+        study = studies.by_code(s, "NCT07290946")
+        row = lists.generate(s, actor_of(db, "sara"), study, "randomisation", 100)
+        list_id, seed = row.id, row.seed
+    with pytest.raises(AuthenticationFailed), db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), "wrong password")
+    with db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with db.write() as s:
+        row = s.get(SealedList, list_id)
+        stored = sealed.list_lines(s, actor_of(db, "sara"), row, limit=1000)
+        assert row.state == "sealed" and row.signature_id
+    regenerated = randomisation.randomisation_lines(seed, 100, ARMS, (2, 4, 6), "X")
+    assert [(l.key, l.arm, l.block) for l in stored] == [(l.key, l.arm, l.block) for l in regenerated]
+    with db.read() as s:
+        created = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sealed_list")).all()
+        assert created and all(e.visibility == "unblinded" for e in created)
+
+
+def test_a_further_randomisation_list_continues_the_numbering(db, people):
+    load_studies(db)
+    with db.write() as s:
+        study = studies.by_code(s, "NCT06805448")
+        sara = actor_of(db, "sara")
+        first = lists.generate(s, sara, study, "randomisation", 4, block_sizes="4")
+        second = lists.generate(s, sara, study, "randomisation", 4, block_sizes="4")
+        keys = [l.key for l in sealed.list_lines(s, sara, second)]
+    assert first.version == 1 and second.version == 2
+    assert keys == ["S-005", "S-006", "S-007", "S-008"]
+
+
+def test_sealing_a_kit_list_creates_its_kits_all_alike(db, people):
+    load_studies(db)
+    with db.write() as s:
+        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "kit", 12)
+        list_id = row.id
+    with db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with db.read() as s:
+        created = s.scalars(select(Kit)).all()
+        events = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "kit")).all()
+    assert len(created) == 12 and {k.state for k in created} == {KitState.planned}
+    assert {(e.action, e.new_value, e.reason, e.visibility) for e in events} == {
+        ("kit number issued", "Kit number issued", "NCT07290946 kit list", "all")}
+
+
+def test_an_imported_kit_list_with_a_number_already_in_use_is_refused(db, people):
+    load_studies(db)
+    with db.write() as s:
+        study = studies.by_code(s, "NCT07290946")
+        row = lists.generate(s, actor_of(db, "sara"), study, "kit", 2)
+        taken = sealed.list_lines(s, actor_of(db, "sara"), row)[0].key
+    with db.write() as s, pytest.raises(Conflict) as refused:
+        lists.import_csv(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "kit",
+                         f"kit_number,arm\n{taken},active\n")
+    assert taken in refused.value.message
+
+
+def test_blinded_and_other_roles_cannot_make_or_read_lists(db, people):
+    load_studies(db)
+    for who in ("frida", "ida", "mette", "adam", "olivia"):
+        with db.write() as s, pytest.raises(Forbidden):
+            lists.generate(s, actor_of(db, who), studies.by_code(s, "NCT07290946"), "randomisation", 10)
+    with db.write() as s:
+        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "randomisation", 10)
+        list_id = row.id
+    for who in ("frida", "ida", "mette", "adam"):
+        with db.write() as s, pytest.raises(Forbidden, match="sealed"):
+            sealed.list_lines(s, actor_of(db, who), s.get(SealedList, list_id))
