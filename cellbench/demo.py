@@ -124,6 +124,7 @@ def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str
             from .release import seed_release_demo  # release builds on every area above
 
             seed_release_demo(session)
+            seed_kits(session)
     return DEMO_USERS
 
 
@@ -241,3 +242,31 @@ def credentials_text() -> str:
     for username, name, roles in DEMO_USERS:
         lines.append(f"  {username.ljust(width)}  {name:<12}  {', '.join(r.value for r in roles)}")
     return "\n".join(lines)
+
+
+def seed_kits(session: Session) -> dict[str, list[str]]:
+    """Blinded supply demo (issue 5), through the service functions after the release demo: both
+    studies loaded, a sealed randomisation list and kit list each, kits of NCT07290946 packaged
+    from the released lots and released, kits of NCT06805448 packaged from the initially certified
+    lot and waiting for its release. Returns the packaging run numbers by study."""
+    from . import lists, packaging, sealed, studies
+
+    supply = _user(session, "supply")
+    actor = users.actor(session, supply)
+    loaded = {study.code: study for study in studies.sync_from_files(session, actor)}
+    for study, participants, kit_count in ((loaded["NCT07290946"], 100, 48), (loaded["NCT06805448"], 60, 24)):
+        for kind, size in (("randomisation", participants), ("kit", kit_count)):
+            row = lists.generate(session, actor, study, kind, size, seed=f"demo-{study.code}-{kind}")
+            sealed.seal_list(session, supply, actor, row, DEMO_PASSWORD)
+    by_kind: dict[str, list[str]] = {"asc": [], "placebo": []}
+    for lot, _free in packaging.fillable_lots(session, "asc") + packaging.fillable_lots(session, "placebo"):
+        by_kind["asc" if lot.number.startswith("ASC") else "placebo"].append(lot.number)
+    released = [n for n in by_kind["asc"] if session.scalars(select(Lot.state).where(Lot.number == n)).one() == "released"]
+    waiting = [n for n in by_kind["asc"] if n not in released and
+               session.scalars(select(Lot.state).where(Lot.number == n)).one() == "initial_certified"]
+    placebo = by_kind["placebo"]
+    runs = {"NCT07290946": [packaging.package(session, actor, loaded["NCT07290946"], kit_count=16, asc_lots=released,
+                                              placebo_lots=placebo[-1:]).number]}
+    runs["NCT06805448"] = [packaging.package(session, actor, loaded["NCT06805448"], kit_count=8, asc_lots=waiting,
+                                             placebo_lots=placebo[-1:]).number]
+    return runs
