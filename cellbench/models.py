@@ -619,6 +619,17 @@ class KitState(str, enum.Enum):
     released = "released"  # every lot inside released: may be shipped
     quarantined = "quarantined"  # blinded users read "temporarily unavailable", whatever the cause
     withdrawn = "withdrawn"  # taken out of use after a quarantine or recall; goes to destruction
+    in_transit = "in_transit"  # packed into a dispatched shipment
+    at_site = "at_site"  # received at the site pharmacy and in its storage
+    allocated = "allocated"  # assigned by cellbench to a participant's treatment visit
+    dispensed = "dispensed"  # the pharmacist scanned it out to the preparer
+    in_preparation = "in_preparation"  # thaw (ASC) or preparation (saline) started: the use clock runs
+    administered = "administered"  # both glands injected
+    not_administered = "not_administered"  # the use window passed or the procedure stopped; to destruction
+    returned = "returned"  # back to the pharmacy unused; to destruction
+    damaged = "damaged"
+    missing = "missing"
+    destroyed = "destroyed"
 
 
 class Kit(SQLModel, table=True):
@@ -633,6 +644,8 @@ class Kit(SQLModel, table=True):
     state_before_quarantine: str | None = Field(default=None, max_length=24)
     quarantine_id: int | None = Field(default=None, foreign_key="kit_quarantine.id", index=True)
     location: str = Field(default="Cell bench", max_length=100)
+    site_id: int | None = Field(default=None, foreign_key="site.id", index=True)  # None: at the cell bench
+    storage_location_id: int | None = Field(default=None, foreign_key="storage_location.id")
     created_at: datetime = _ts()
     packaged_at: datetime | None = _ts(nullable=True)
     row_version: int = 1  # optimistic concurrency: two people acting on one kit get a conflict
@@ -780,3 +793,189 @@ class SealedKitUnit(SQLModel, table=True):
     vial_id: int = Field(foreign_key="vial.id", unique=True)  # a unit goes into one kit, once
     dose: int  # 1 = left submandibular gland, 2 = right
     packaging_run_id: int = Field(foreign_key="packaging_run.id")
+
+
+# --- sites' storage, shipments, participants, dispensing, custody (issue 6) ----------------------
+
+
+class StorageLocation(SQLModel, table=True):
+    """Where kits are kept: tank/rack/box at the cell bench (site None) or a site's freezer or tank."""
+
+    __tablename__ = "storage_location"
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int | None = Field(default=None, foreign_key="site.id", index=True)
+    code: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=16)  # tank | freezer | shelf
+    active: bool = True
+
+
+class Shipment(SQLModel, table=True):
+    __tablename__ = "shipment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    state: str = Field(default="packing", max_length=16)  # packing|in_transit|received|quarantined|rejected|lost
+    shipper_id: str | None = Field(default=None, max_length=64)
+    seal_number: str | None = Field(default=None, max_length=64)
+    logger_id: str | None = Field(default=None, max_length=64)
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+    dispatched_by: int | None = Field(default=None, foreign_key="app_user.id")
+    dispatched_at: datetime | None = _ts(nullable=True)
+    received_by: int | None = Field(default=None, foreign_key="app_user.id")
+    received_at: datetime | None = _ts(nullable=True)
+    seal_intact: bool | None = None
+    logger_source: str | None = Field(default=None, max_length=16)  # csv | manual | missing
+    logger_min: float | None = None
+    logger_max: float | None = None
+    transit_minutes: int | None = None
+    receipt_problems: str | None = None  # why it was quarantined at receipt, for QA
+    qa_decision: str | None = Field(default=None, max_length=16)  # accepted | rejected
+    qa_reason: str | None = None
+    qa_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    row_version: int = 1
+
+
+class ShipmentKit(SQLModel, table=True):
+    __tablename__ = "shipment_kit"
+
+    shipment_id: int = Field(foreign_key="shipment.id", primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", primary_key=True, index=True)
+    packed_at: datetime = _ts()
+    received_at: datetime | None = _ts(nullable=True)
+
+
+class LoggerReading(SQLModel, table=True):
+    __tablename__ = "logger_reading"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipment.id", index=True)
+    at: datetime = _ts()
+    temperature_c: float
+
+
+class Participant(SQLModel, table=True):
+    """A trial participant by number only. The arm is in the sealed compartment, by number."""
+
+    __tablename__ = "participant"
+    __table_args__ = (UniqueConstraint("study_id", "screening_number"),
+                      UniqueConstraint("study_id", "randomisation_number"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    screening_number: str = Field(max_length=32)
+    randomisation_number: str | None = Field(default=None, max_length=32)
+    enrolled_by: int = Field(foreign_key="app_user.id")
+    enrolled_at: datetime = _ts()
+    randomised_at: datetime | None = _ts(nullable=True)
+    unblinded_at: datetime | None = _ts(nullable=True)
+
+
+class Visit(SQLModel, table=True):
+    """One treatment visit of a participant, with its window, kit and use clock."""
+
+    __tablename__ = "visit"
+    __table_args__ = (UniqueConstraint("participant_id", "treatment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    treatment: int
+    target_date: date
+    window_start: date
+    window_end: date
+    state: str = Field(default="planned", max_length=16)
+    kit_id: int | None = Field(default=None, foreign_key="kit.id", unique=True)
+    replaced_kit_ids: str | None = None  # kits replaced at this visit, with reasons in the audit trail
+    preparation_started_at: datetime | None = _ts(nullable=True)
+    use_by: datetime | None = _ts(nullable=True)
+    row_version: int = 1
+
+
+class Administration(SQLModel, table=True):
+    __tablename__ = "administration"
+    __table_args__ = (UniqueConstraint("visit_id", "dose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    visit_id: int = Field(foreign_key="visit.id", index=True)
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    dose: int  # 1 = left submandibular gland, 2 = right
+    administered_at: datetime = _ts()
+    volume_ml: float
+    by_user: int = Field(foreign_key="app_user.id")
+    by_name: str = Field(max_length=200)
+
+
+class Destruction(SQLModel, table=True):
+    __tablename__ = "destruction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+    method: str = Field(max_length=200)
+    destroyed_on: date
+    witness: str = Field(max_length=200)
+    kit_count: int
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = _ts()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class DestructionKit(SQLModel, table=True):
+    __tablename__ = "destruction_kit"
+
+    destruction_id: int = Field(foreign_key="destruction.id", primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", primary_key=True, index=True)
+
+
+class Unblinding(SQLModel, table=True):
+    """An emergency unblinding of one participant. The arm itself is not stored here: it is in the
+    sealed compartment and shown once to the investigator who unblinded."""
+
+    __tablename__ = "unblinding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    reason_code: str = Field(max_length=32)
+    reason: str
+    by_user: int = Field(foreign_key="app_user.id")
+    at: datetime = _ts()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    inferable: str = ""  # JSON: other participants whose arm could now be inferred, and why
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: messages a mail transport sends, and marks sent."""
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    to_address: str = Field(max_length=200)
+    subject: str = Field(max_length=300)
+    body: str
+    created_at: datetime = _ts()
+    sent_at: datetime | None = _ts(nullable=True)
+
+
+class CustodyEvent(SQLModel, table=True):
+    """A hand-over or move of a kit: from, to, who, when, condition. The kit's chain reads these."""
+
+    __tablename__ = "custody_event"
+    __table_args__ = (Index("ix_custody_kit", "kit_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id")
+    action: str = Field(max_length=32)
+    from_place: str | None = Field(default=None, max_length=200)
+    to_place: str | None = Field(default=None, max_length=200)
+    shipment_id: int | None = Field(default=None, foreign_key="shipment.id")
+    by_user: int | None = Field(default=None, foreign_key="app_user.id")
+    by_name: str = Field(max_length=200)
+    at: datetime = _ts()
+    condition: str | None = Field(default=None, max_length=200)
