@@ -22,7 +22,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from .errors import AuthenticationFailed, InvalidInput
+from .errors import InvalidInput, RecordedRefusal
 
 _WRITE = "cellbench_write"
 
@@ -110,15 +110,15 @@ class Database:
     def write(self) -> Iterator[Session]:
         """One transaction for one use case: commit at the end, roll back on any error.
 
-        An AuthenticationFailed error still records the failed attempt, in its own transaction
-        after the rollback, so a wrong password cannot be retried without leaving a trace.
+        A RecordedRefusal (a wrong password, an administration after the use window) still records
+        what it must, in its own transaction after the rollback, so it cannot be retried without a trace.
         """
         with self._write_lock or nullcontext():
             session = self._writes()
             try:
                 yield session
                 session.commit()
-            except AuthenticationFailed as failure:
+            except RecordedRefusal as failure:
                 session.rollback()
                 failure.record(session)
                 session.commit()

@@ -42,16 +42,19 @@ class Conflict(DomainError):
     status = 409
 
 
-class AuthenticationFailed(DomainError):
-    """A wrong password (at login or when signing).
+class RecordedRefusal(DomainError):
+    """A refusal that must still leave a trace. The use case it interrupted is rolled back;
+    `record(session)` then writes what the refusal itself requires (a failed-attempt count, a
+    deviation, a dose sent to destruction) in a fresh transaction, run by Database.write()."""
 
-    The use case it interrupted is rolled back, but the failure itself must leave a trace
-    (failed-attempt count, audit event, lock-out). `record` does that; Database.write() runs
-    it in a fresh transaction after the rollback.
-    """
-
-    status = 401
+    status = 422
 
     def __init__(self, message: str, field: str | None, record: Callable[[Any], None]):
         super().__init__(message, field)
         self.record = record
+
+
+class AuthenticationFailed(RecordedRefusal):
+    """A wrong password (at login or when signing): the attempt is counted and audited."""
+
+    status = 401

@@ -31,6 +31,17 @@ STATE_LABELS = {
     KitState.released: "Released",
     KitState.quarantined: "Temporarily unavailable",
     KitState.withdrawn: "Withdrawn from use",
+    KitState.in_transit: "In transit",
+    KitState.at_site: "Available at site",
+    KitState.allocated: "Assigned to a visit",
+    KitState.dispensed: "Dispensed",
+    KitState.in_preparation: "In preparation",
+    KitState.administered: "Administered",
+    KitState.not_administered: "Not administered",
+    KitState.returned: "Returned",
+    KitState.damaged: "Damaged",
+    KitState.missing: "Missing",
+    KitState.destroyed: "Destroyed",
 }
 GENERIC_QUARANTINE_REASON = "Temporarily unavailable pending a quality review."
 
@@ -44,16 +55,37 @@ class Move:
 
 _SUPPLY = frozenset({Role.supply_manager})
 _SUPPLY_QA = frozenset({Role.supply_manager, Role.qa})
+_PHARMACY = frozenset({Role.pharmacist})
+_HELD = frozenset({KitState.released, KitState.in_transit, KitState.at_site, KitState.allocated})
 
 # The kit state machine (reference "Workflow" B), identical for both arms.
 MOVES: dict[str, Move] = {
     "package": Move(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
     "release": Move(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
     # QC analysts too: their out-of-specification result after release quarantines kits at once
-    "quarantine": Move(frozenset({KitState.packaged, KitState.released}), KitState.quarantined,
+    "quarantine": Move(frozenset({KitState.packaged}) | _HELD, KitState.quarantined,
                        _SUPPLY_QA | {Role.qc_analyst}),
     "lift_quarantine": Move(frozenset({KitState.quarantined}), None, _SUPPLY_QA),
     "withdraw": Move(frozenset({KitState.quarantined}), KitState.withdrawn, _SUPPLY_QA),
+    # custody (custody.py): dispatched in a shipment, received at the site pharmacy
+    "ship": Move(frozenset({KitState.released}), KitState.in_transit, _SUPPLY),
+    "receive": Move(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY),
+    # a failed receipt check holds the kit at the site as received, until QA assesses the shipment
+    "receive_into_quarantine": Move(frozenset({KitState.in_transit}), KitState.quarantined, _PHARMACY),
+    # the pharmacy (pharmacy.py): one path for both arms
+    "allocate": Move(frozenset({KitState.at_site}), KitState.allocated, _PHARMACY),
+    "unallocate": Move(frozenset({KitState.allocated}), KitState.at_site, _PHARMACY),
+    "dispense": Move(frozenset({KitState.allocated}), KitState.dispensed, _PHARMACY),
+    "start_preparation": Move(frozenset({KitState.dispensed}), KitState.in_preparation, frozenset({Role.preparer})),
+    "administer": Move(frozenset({KitState.in_preparation}), KitState.administered, frozenset({Role.investigator})),
+    "not_administered": Move(frozenset({KitState.dispensed, KitState.in_preparation}), KitState.not_administered,
+                             frozenset({Role.investigator, Role.preparer})),
+    "return": Move(frozenset({KitState.at_site, KitState.allocated, KitState.dispensed}), KitState.returned,
+                   _PHARMACY),
+    "damage": Move(_HELD | {KitState.dispensed}, KitState.damaged, _PHARMACY | _SUPPLY),
+    "lose": Move(_HELD | {KitState.dispensed}, KitState.missing, _PHARMACY | _SUPPLY),
+    "destroy": Move(frozenset({KitState.withdrawn, KitState.returned, KitState.not_administered, KitState.damaged}),
+                    KitState.destroyed, _PHARMACY | _SUPPLY),
 }
 
 
@@ -82,7 +114,9 @@ def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | N
     session.refresh(kit)
     if rule.target is KitState.quarantined:
         new = KitState.quarantined
-        kit.state_before_quarantine, kit.quarantine_id = old.value, quarantine_id
+        # a kit held on receipt returns to the site's stock, not to "in transit", when released
+        before = KitState.at_site if name == "receive_into_quarantine" else old
+        kit.state_before_quarantine, kit.quarantine_id = before.value, quarantine_id
     elif rule.target is None:
         new = KitState(kit.state_before_quarantine)
         kit.state_before_quarantine, kit.quarantine_id = None, None

@@ -329,3 +329,79 @@ def composition(session: Session, actor: Actor, blinded_lot_id: int) -> list[dic
     return [{"arm": arm, "lot": number, "expiry": expiry, "state": KitState(state).value, "kits": count}
             for arm, number, expiry, state, count in rows]
 
+
+
+# --- the blind-safe doors -------------------------------------------------------------------------
+#
+# Blinded workflows need the compartment to act on an arm without learning it: randomising a
+# participant and assigning the kit of the right arm at a visit. These functions are the only
+# ones a blinded actor may call; they return a number or a kit, never an arm, and log the call.
+# tests/test_sealed.py allows blinded-facing code to use exactly these names.
+BLIND_SAFE = ("randomise", "assign_kit", "unblind_participant")
+
+
+def _door(session: Session, actor: Actor, allowed: frozenset[Role], what: str, subject: object) -> None:
+    if not actor.roles & allowed:
+        raise Forbidden(f"Only {' or '.join(sorted(r.value for r in allowed))} may do this.")
+    audit.record(session, actor, "sealed assignment", "sealed", subject, field=what, visibility=Visibility.unblinded)
+
+
+def randomise(session: Session, actor: Actor, study: Study, participant_id: int) -> str:
+    """The next free line of the study's sealed randomisation lists, in list order: its number."""
+    _door(session, actor, frozenset({Role.investigator}), "randomisation", participant_id)
+    from .models import Participant
+
+    taken = select(Participant.randomisation_number).where(Participant.study_id == study.id,
+                                                           Participant.randomisation_number.is_not(None))
+    number = session.scalar(select(SealedAllocation.participant_number)
+                            .join(SealedList, SealedList.id == SealedAllocation.list_id)
+                            .where(SealedList.study_id == study.id, SealedList.kind == "randomisation",
+                                   SealedList.state == "sealed", SealedAllocation.participant_number.not_in(taken))
+                            .order_by(SealedList.version, SealedAllocation.position).limit(1))
+    if number is None:
+        raise InvalidInput(f"The sealed randomisation list of {study.code} has no free line left; the supply "
+                           "manager must seal a further list.", field="participant")
+    return number
+
+
+def _arm_of_number(session: Session, study: Study, randomisation_number: str) -> str | None:
+    return session.scalar(select(SealedAllocation.arm).join(SealedList, SealedList.id == SealedAllocation.list_id)
+                          .where(SealedList.study_id == study.id, SealedList.state == "sealed",
+                                 SealedAllocation.participant_number == randomisation_number))
+
+
+def assign_kit(session: Session, actor: Actor, study: Study, randomisation_number: str, site_id: int, *,
+               in_date_on: object, exclude: Sequence[int] = ()) -> Kit | None:
+    """A kit of the participant's arm, available at the site and in date on `in_date_on`:
+    earliest blinded expiry first, then kit number. None when there is none; the caller says so in
+    words that are the same for both arms."""
+    _door(session, actor, frozenset({Role.pharmacist}), "kit assignment", randomisation_number)
+    from .models import BlindedLot
+
+    arm = _arm_of_number(session, study, randomisation_number)
+    if arm is None:
+        raise InvalidInput(f"{randomisation_number} is not on a sealed randomisation list.", field="participant")
+    query = (select(Kit).join(SealedKitArm, SealedKitArm.kit_id == Kit.id)
+             .join(BlindedLot, BlindedLot.id == Kit.blinded_lot_id)
+             .where(Kit.study_id == study.id, Kit.site_id == site_id, Kit.state == KitState.at_site,
+                    SealedKitArm.arm == arm, BlindedLot.expiry >= in_date_on)
+             .order_by(BlindedLot.expiry, Kit.number).limit(1))
+    if exclude:
+        query = query.where(Kit.id.not_in(list(exclude)))
+    return session.scalars(query).first()
+
+
+def unblind_participant(session: Session, actor: Actor, study: Study, randomisation_number: str) -> str:
+    """The arm of one participant, for the emergency unblinding (unblinding.py re-authenticates,
+    signs and notifies first). The one door that returns an arm to a blinded role, by design."""
+    _door(session, actor, frozenset({Role.investigator}), "emergency unblinding", randomisation_number)
+    arm = _arm_of_number(session, study, randomisation_number)
+    if arm is None:
+        raise NotFound(f"{randomisation_number} is not on a sealed randomisation list.", field="participant")
+    return arm
+
+
+def arm_of_participant(session: Session, actor: Actor, study: Study, randomisation_number: str) -> str | None:
+    """For unblinded roles (trace, accountability by manufacturing lot)."""
+    _read(session, actor, READERS, "participant arm", randomisation_number)
+    return _arm_of_number(session, study, randomisation_number)
