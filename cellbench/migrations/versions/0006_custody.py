@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-22 06:50:40.471781
+Create Date: 2026-11-22 06:56:49.760673
 """
 from alembic import op
 import sqlalchemy as sa
@@ -68,14 +68,19 @@ def upgrade() -> None:
     sa.Column('number', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('study_id', sa.Integer(), nullable=False),
     sa.Column('site_id', sa.Integer(), nullable=True),
-    sa.Column('method', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('destroyed_on', sa.Date(), nullable=False),
-    sa.Column('witness', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('kit_count', sa.Integer(), nullable=False),
-    sa.Column('created_by', sa.Integer(), nullable=False),
-    sa.Column('created_at', cellbench.models.UTCTimestamp(length=27), nullable=False),
+    sa.Column('authorised_by', sa.Integer(), nullable=False),
+    sa.Column('authorised_at', cellbench.models.UTCTimestamp(length=27), nullable=False),
+    sa.Column('authorisation_signature_id', sa.Integer(), nullable=True),
+    sa.Column('method', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('destroyed_on', sa.Date(), nullable=True),
+    sa.Column('witness', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('destroyed_by', sa.Integer(), nullable=True),
     sa.Column('signature_id', sa.Integer(), nullable=True),
-    sa.ForeignKeyConstraint(['created_by'], ['app_user.id'], ),
+    sa.ForeignKeyConstraint(['authorisation_signature_id'], ['signature.id'], ),
+    sa.ForeignKeyConstraint(['authorised_by'], ['app_user.id'], ),
+    sa.ForeignKeyConstraint(['destroyed_by'], ['app_user.id'], ),
     sa.ForeignKeyConstraint(['signature_id'], ['signature.id'], ),
     sa.ForeignKeyConstraint(['site_id'], ['site.id'], ),
     sa.ForeignKeyConstraint(['study_id'], ['study.id'], ),
@@ -84,6 +89,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('destruction', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_destruction_study_id'), ['study_id'], unique=False)
+
+    op.create_table('reconciliation',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('site_id', sa.Integer(), nullable=True),
+    sa.Column('blinded_lot_id', sa.Integer(), nullable=False),
+    sa.Column('expected', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('counted_in_stock', sa.Integer(), nullable=False),
+    sa.Column('balanced', sa.Boolean(), nullable=False),
+    sa.Column('comment', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('by_user', sa.Integer(), nullable=False),
+    sa.Column('at', cellbench.models.UTCTimestamp(length=27), nullable=False),
+    sa.Column('signature_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['blinded_lot_id'], ['blinded_lot.id'], ),
+    sa.ForeignKeyConstraint(['by_user'], ['app_user.id'], ),
+    sa.ForeignKeyConstraint(['signature_id'], ['signature.id'], ),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], ),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('reconciliation', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reconciliation_blinded_lot_id'), ['blinded_lot_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_reconciliation_study_id'), ['study_id'], unique=False)
 
     op.create_table('shipment',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -237,8 +265,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('site_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('storage_location_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_kit_site_id'), ['site_id'], unique=False)
-        batch_op.create_foreign_key('fk_kit_storage_location', 'storage_location', ['storage_location_id'], ['id'])
         batch_op.create_foreign_key('fk_kit_site', 'site', ['site_id'], ['id'])
+        batch_op.create_foreign_key('fk_kit_storage_location', 'storage_location', ['storage_location_id'], ['id'])
 
     # ### end Alembic commands ###
 
@@ -286,6 +314,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_shipment_site_id'))
 
     op.drop_table('shipment')
+    with op.batch_alter_table('reconciliation', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reconciliation_study_id'))
+        batch_op.drop_index(batch_op.f('ix_reconciliation_blinded_lot_id'))
+
+    op.drop_table('reconciliation')
     with op.batch_alter_table('destruction', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_destruction_study_id'))
 
