@@ -32,7 +32,7 @@ from .models import (AuditHead, Deviation, DeviationState, Lot, Meaning, Role, S
 
 SEVERITIES = ("minor", "major", "critical")
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
-ORIGINS = ("out_of_limit", "material_override", "late_entry", "manual", "oos")
+ORIGINS = ("out_of_limit", "material_override", "late_entry", "manual", "oos", "late_administration", "shipment")
 GENERIC_BLINDED_SUMMARY = "A deviation was recorded and is being handled under the quality system."
 # Who may raise a deviation by hand and read deviations: the unblinded GMP roles. Automatic
 # deviations are raised for whoever did what caused them; their own module authorised that act.
