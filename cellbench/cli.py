@@ -80,7 +80,8 @@ def demo() -> None:
 def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for all)."),
           port: int = typer.Option(8000),
           demo: bool = typer.Option(False, "--demo", help="Create the schema and demo data, allow the demo key."),
-          workers: int = typer.Option(1, help="Worker processes (PostgreSQL only; SQLite runs one).")) -> None:
+          workers: int = typer.Option(1, help="Worker processes (PostgreSQL only; SQLite runs one)."),
+          access_log: bool = typer.Option(True, help="Log every request (--no-access-log for benchmarks).")) -> None:
     """Run the web application."""
     import uvicorn
 
@@ -101,7 +102,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     db.dispose()
     typer.echo(f"cellbench on http://{host}:{port}/  (database: {_shown(settings.url)})")
     uvicorn.run("cellbench.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", proxy_headers=True)
+                log_level="info", proxy_headers=True, access_log=access_log)
 
 
 @app.command()

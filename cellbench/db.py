@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
@@ -96,6 +96,7 @@ class Database:
         # expire_on_commit=False: reading an attribute after commit must not open a new
         # transaction that would hold SQLite's write lock past the end of the request.
         self._writes = sessionmaker(write_engine, class_=Session, expire_on_commit=False)
+        self._write_engine = write_engine
         self._write_lock = threading.RLock() if self.is_sqlite else None
         self._checkpointer: _Checkpointer | None = None
         if self.is_sqlite and background_checkpoint:
@@ -128,6 +129,14 @@ class Database:
                 raise
             finally:
                 session.close()
+
+    @contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """write() without the ORM, for the few hot paths (the scan) that use prebuilt Core
+        statements only: the same lock, the same one transaction, commit or roll back."""
+        with self._write_lock or nullcontext(), self._write_engine.connect() as conn:
+            with conn.begin():
+                yield conn
 
     def dispose(self) -> None:
         if self._checkpointer:

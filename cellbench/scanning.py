@@ -10,21 +10,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Connection, bindparam, select, text
 from sqlmodel import Session
 
-from . import audit, qrpayload
+from . import audit, qrpayload, users
 from .audit import Actor
 from .db import utcnow
 from .errors import InvalidInput, NotFound
 from .identifiers import parse_kit_number
 from .models import BlindedLot, Kit, KitState, utc_text
-from .kits import state_label
+from .kits import READERS, state_label
 
 _KIT = (select(Kit.id, Kit.number, Kit.state, Kit.location, BlindedLot.code, BlindedLot.expiry)
         .outerjoin(BlindedLot, BlindedLot.id == Kit.blinded_lot_id).where(Kit.number == bindparam("number")))
 _CUSTODY = text("INSERT INTO custody_event (kit_id, action, from_place, to_place, shipment_id, by_user, by_name, at, "
                 "condition) VALUES (:kit_id, 'scanned', NULL, :place, NULL, :by_user, :by_name, :at, NULL)")
+
+_RAW_KIT = ("SELECT kit.id, kit.number, kit.state, kit.location, blinded_lot.code, blinded_lot.expiry FROM kit "
+            "LEFT JOIN blinded_lot ON blinded_lot.id = kit.blinded_lot_id WHERE kit.number = ?")
 
 # What to do next, by state: the same words for both arms. `ok` False shows the verdict in red.
 _NEXT: dict[KitState, tuple[bool, str]] = {
@@ -79,19 +82,29 @@ def kit_number_of(code: str | None, secret_key: str) -> str:
         raise InvalidInput(f"Kit number {text_!r}: {error}.", field="code") from None
 
 
-def scan(session: Session, actor: Actor, code: str | None, secret_key: str, *, station: str) -> Verdict:
+def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key: str, *, station: str) -> Verdict:
+    """One scan in the caller's transaction: a Database.write_connection() on the hot path, or a
+    session's (the station page)."""
+    users.require_role(actor, *READERS)
     number = kit_number_of(code, secret_key)
-    conn = session.connection()
-    row = conn.execute(_KIT, {"number": number}).first()
+    conn = conn if isinstance(conn, Connection) else conn.connection()
+    raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None  # see audit.record
+    row = raw.execute(_RAW_KIT, (number,)).fetchone() if raw is not None else conn.execute(_KIT, {"number": number}).first()
     if row is None:
         raise NotFound(f"Kit {number} is not a kit of cellbench: do not use it, and report the label.", field="code")
     kit_id, number, state, location, blinded_lot, expiry = row
+    if isinstance(expiry, str):  # the raw SQLite row has the date as stored
+        expiry = date.fromisoformat(expiry)
     state = KitState(state)
     ok, next_step = _NEXT[state]
     if ok and expiry is not None and expiry < utcnow().date():
         ok, next_step = False, "Expired: do not use; set it aside for return."
     place = (station or "").strip()[:200] or "scan station"
-    conn.execute(_CUSTODY, {"kit_id": kit_id, "place": place, "by_user": actor.user_id, "by_name": actor.name,
-                            "at": utc_text(utcnow())})
-    audit.record(session, actor, "kit scanned", "kit", number, field="station", new=place)
+    custody = {"kit_id": kit_id, "place": place, "by_user": actor.user_id, "by_name": actor.name,
+               "at": utc_text(utcnow())}
+    if raw is not None:
+        raw.execute(_CUSTODY.text, custody)  # sqlite3 takes :named parameters too
+    else:
+        conn.execute(_CUSTODY, custody)
+    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)
     return Verdict(ok, number, state.value, state_label(state), blinded_lot, expiry, location, next_step)

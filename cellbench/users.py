@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlmodel import Session
 
 from . import audit
@@ -382,6 +382,20 @@ def _revoke_tokens(session: Session, user: User) -> None:
 
 def tokens_of(session: Session, user: User) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
+
+
+_TOKEN_ACTOR = (select(User.id, User.full_name, UserRole.role).join(ApiToken, ApiToken.user_id == User.id)
+                .outerjoin(UserRole, UserRole.user_id == User.id)
+                .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
+                       User.active.is_(True), User.locked.is_(False)))
+
+
+def actor_for_token(conn: Connection, token: str) -> Actor | None:
+    """The actor of a live API token in one prebuilt query, for the scan's hot path."""
+    rows = conn.execute(_TOKEN_ACTOR, {"digest": _digest(token)}).all()
+    if not rows:
+        return None
+    return Actor(rows[0][0], rows[0][1], frozenset(Role(role) for _, _, role in rows if role))
 
 
 def user_for_token(session: Session, token: str) -> User | None:
