@@ -1,0 +1,109 @@
+"""JSON API: kits and blinded lots as everyone sees them (the same for both arms), and label look-up.
+
+`POST /api/v1/kits/scan` only finds the kit a label or typed number stands for; the scan
+station's `POST /api/v1/scan` is the one that records a sighting.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from .. import kits, studies
+from ..deps import Viewer, read_session, require
+from ..models import Kit, KitState, Study
+from ..web.kits import scan_code
+
+router = APIRouter(prefix="/api/v1", tags=["kits"])
+readers = require(*kits.READERS)
+
+
+class EventOut(BaseModel):
+    at: datetime
+    who: str
+    action: str
+    field: str | None
+    old_value: str | None
+    new_value: str | None
+    reason: str | None
+
+
+class KitOut(BaseModel):
+    kit_number: str
+    study: str
+    blinded_lot: str | None
+    expiry: date | None = Field(description="The blinded lot's expiry: the earliest of everything in it")
+    state: KitState
+    state_label: str = Field(description="The state as blinded users read it")
+    location: str
+    kit_version: int = Field(description="Changes with every move of the kit (for conflict checks)")
+
+
+class KitDetailOut(KitOut):
+    history: list[EventOut] = Field(description="The kit's audit events the caller may see, oldest first")
+
+
+class KitPageOut(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    kits: list[KitOut] = Field(description="In kit-number order")
+
+
+class CodeIn(BaseModel):
+    code: str = Field(description="The label's QR payload as scanned, or a kit number typed by hand")
+
+
+class BlindedLotOut(BaseModel):
+    code: str
+    study: str
+    expiry: date
+    kits: int
+    kits_by_state: dict[KitState, int]
+
+
+def kit_out(session: Session, kit: Kit) -> KitOut:
+    return KitOut(**kits.view(session, kit).as_json())
+
+
+def kit_detail(session: Session, viewer: Viewer, kit: Kit) -> KitDetailOut:
+    # Whole seconds, as the pages show them: kits packaged in one run differ by microseconds that
+    # follow the work done per kit, and that work is not the same for both arms.
+    events = [EventOut(at=e.at.replace(microsecond=0), who=e.user_name, action=e.action, field=e.field,
+                       old_value=e.old_value, new_value=e.new_value, reason=e.reason)
+              for e in kits.history(session, viewer.actor, kit)]
+    return KitDetailOut(**kits.view(session, kit).as_json(), history=events)
+
+
+@router.get("/kits", response_model=KitPageOut)
+def list_kits(study: str | None = None, blinded_lot: str | None = None, state: KitState | None = None,
+              offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+              viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    rows, total = kits.kits(session, study=studies.by_code(session, study) if study else None,
+                            blinded_lot=kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None,
+                            state=state.value if state else None, offset=offset, limit=limit)
+    return KitPageOut(total=total, offset=offset, limit=limit, kits=[kit_out(session, kit) for kit in rows])
+
+
+# Declared before /kits/{number}: "scan" is not a kit number.
+@router.post("/kits/scan", response_model=KitDetailOut)
+def scan_kit(body: CodeIn, request: Request, viewer: Viewer = Depends(readers),
+             session: Session = Depends(read_session)):
+    """The kit a scanned label code (signature checked) or a typed kit number stands for; a forged
+    or altered label, a wrong check character or an unknown kit is refused with field `code`."""
+    return kit_detail(session, viewer, scan_code(session, body.code, request.app.state.settings.secret_key))
+
+
+@router.get("/kits/{number}", response_model=KitDetailOut)
+def get_kit(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return kit_detail(session, viewer, kits.by_number(session, number, field="number"))
+
+
+@router.get("/blinded-lots/{code}", response_model=BlindedLotOut)
+def get_blinded_lot(code: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    blinded = kits.blinded_lot_by_code(session, code, field="code")
+    counts = kits.counts_by_state(session, blinded_lot=blinded)
+    return BlindedLotOut(code=blinded.code, study=session.get(Study, blinded.study_id).code, expiry=blinded.expiry,
+                         kits=sum(counts.values()), kits_by_state=counts)

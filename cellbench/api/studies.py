@@ -1,0 +1,103 @@
+"""JSON API: studies as the protocol states them, their sites and blinded lots, and the label QR
+public key. Arms by name and ratio only: never which kit or participant is on which."""
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from .. import kits, qrpayload, studies
+from ..deps import Viewer, read_session, require
+from ..models import KitState, Study
+from ..web.studies import READERS
+
+router = APIRouter(prefix="/api/v1", tags=["studies"])
+readers = require(*READERS)
+
+
+class ArmOut(BaseModel):
+    code: str
+    name: str
+    ratio: int
+
+
+class ScheduleOut(BaseModel):
+    treatments: int
+    interval_days: int
+    window_days: int
+    doses_per_treatment: int
+    dose_sites: list[str]
+
+
+class ContactOut(BaseModel):
+    name: str
+    address: str | None = None
+    phone: str
+    email: str | None = None
+
+
+class SiteOut(BaseModel):
+    code: str
+    name: str
+    address: str
+    investigator: str
+
+
+class BlindedLotSummary(BaseModel):
+    code: str
+    expiry: date
+    kits: int
+    kits_by_state: dict[KitState, int]
+
+
+class StudyOut(BaseModel):
+    code: str
+    eu_ct_number: str
+    title: str
+    short_title: str
+    target_enrolment: int
+    sponsor: ContactOut
+    emergency: ContactOut
+    arms: list[ArmOut]
+    ratio: str = Field(description="Allocation ratio, arms in the order listed")
+    schedule: ScheduleOut
+    label_languages: list[str]
+
+
+class StudyDetailOut(StudyOut):
+    sites: list[SiteOut]
+    blinded_lots: list[BlindedLotSummary]
+    label_public_key: str = Field(description="The key that checks label QR signatures, for the pharmacy manual")
+
+
+def study_out(study: Study) -> dict:
+    d = studies.definition(study)
+    return dict(
+        code=study.code, eu_ct_number=d.study.eu_ct_number, title=d.study.title, short_title=d.study.short_title,
+        target_enrolment=d.study.target_enrolment,
+        sponsor=ContactOut(name=d.sponsor.name, address=d.sponsor.address, phone=d.sponsor.phone),
+        emergency=ContactOut(name=d.emergency.contact, phone=d.emergency.phone, email=d.emergency.email),
+        arms=[ArmOut(code=a.code, name=a.name, ratio=a.ratio) for a in d.arms], ratio=d.ratio,
+        schedule=ScheduleOut(**d.schedule.model_dump()), label_languages=list(d.study.label_languages))
+
+
+@router.get("/studies", response_model=list[StudyOut])
+def list_studies(viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return [StudyOut(**study_out(study)) for study in studies.all_studies(session)]
+
+
+@router.get("/studies/{code}", response_model=StudyDetailOut)
+def get_study(code: str, request: Request, viewer: Viewer = Depends(readers),
+              session: Session = Depends(read_session)):
+    study = studies.by_code(session, code, field="code")
+    lots = []
+    for blinded in kits.blinded_lots(session, study):
+        counts = kits.counts_by_state(session, blinded_lot=blinded)
+        lots.append(BlindedLotSummary(code=blinded.code, expiry=blinded.expiry, kits=sum(counts.values()),
+                                      kits_by_state=counts))
+    sites = [SiteOut(code=site.code, name=site.name, address=site.address, investigator=link.investigator)
+             for site, link in studies.sites_of(session, study)]
+    return StudyDetailOut(**study_out(study), sites=sites, blinded_lots=lots,
+                          label_public_key=qrpayload.public_key_text(request.app.state.settings.secret_key))
