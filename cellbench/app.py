@@ -94,7 +94,7 @@ def _area_routers():  # noqa: ANN202
             yield module.router
 
 
-HOT_PATH_MODULES = ("cellbench.api.scan",)
+HOT_PATH_MODULES = ("cellbench.api.scan", "cellbench.api.shipments")
 
 
 def wants_json(request: Request) -> bool:

@@ -24,7 +24,7 @@ from .db import Database
 _SELECT = ("SELECT " + ", ".join(HASHED_COLUMNS) + ", prev_hash, hash FROM audit_event "
            "WHERE seq BETWEEN ? AND ? ORDER BY seq")
 SIGNING_MODULES = ("audit_review", "spec_versions", "lots", "steps", "deviations", "donors", "qc", "release", "sealed",
-                   "quarantine")
+                   "quarantine", "custody", "unblinding", "accountability", "destruction")
 _PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
 # Rows per fetch. Small batches stay in the CPU caches: reading SQLite in batches of 20,000 was about
 # 40 % slower than in batches of 1,000 to 2,000 (the Python objects of a big batch spill out of cache).

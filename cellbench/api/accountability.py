@@ -1,0 +1,184 @@
+"""JSON API: accountability by place and blinded lot, signed counts, and destruction (authorise,
+record, certificate). The same for both arms: nothing here reaches the sealed compartment."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from .. import accountability, destruction, kits, studies
+from ..db import Database
+from ..deps import Viewer, get_db, read_session, require
+from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, Study, User
+from ..web.accountability import COUNTERS, certificate_response
+
+router = APIRouter(prefix="/api/v1", tags=["accountability and destruction"])
+readers = require(*accountability.READERS)
+PLACE = "'bench' for the cell bench, or a site code"
+
+
+class RowOut(BaseModel):
+    place: str = Field(description=PLACE)
+    place_name: str
+    blinded_lot: str
+    expiry: date
+    counts: dict[str, int] = Field(description="Kits by category, with 'released' and 'on_hand'")
+    status: str = Field(description="not counted | discrepancy | changed since | balanced")
+    last_change: datetime | None
+    latest_count: dict | None
+
+
+class SignatureOut(BaseModel):
+    signer_name: str
+    at: datetime
+    meaning: Meaning
+    content_hash: str
+
+
+class CountIn(BaseModel):
+    study: str
+    place: str = Field(description=PLACE)
+    blinded_lot: str
+    counted_in_stock: int = Field(description="Kits of the blinded lot physically on hand at the place")
+    comment: str | None = Field(None, description="Required when the count differs from cellbench's")
+    password: str = Field(description="The counter's password: the count is signed (meaning performed)")
+
+
+class CountOut(BaseModel):
+    study: str
+    place: str
+    blinded_lot: str
+    expected: dict[str, int]
+    counted_in_stock: int
+    balanced: bool
+    comment: str | None
+    by: str
+    at: datetime
+    signature: SignatureOut | None
+
+
+class AuthoriseIn(BaseModel):
+    study: str
+    place: str = Field(description=PLACE)
+    kits: list[str] = Field(description="Kit numbers: withdrawn, returned, not administered or damaged, at the place")
+    password: str = Field(description="The supply manager's password: the authorisation is signed (meaning approved)")
+
+
+class RecordIn(BaseModel):
+    method: str
+    destroyed_on: date
+    witness: str = Field(description="The witness's printed name: a second person")
+    password: str = Field(description="Your password: the destruction is signed (meaning destroyed)")
+
+
+class DestructionOut(BaseModel):
+    number: str
+    study: str
+    place: str
+    state: str = Field(description="authorised | destroyed")
+    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
+    authorised_by: str
+    authorised_at: datetime
+    method: str | None
+    destroyed_on: date | None
+    witness: str | None
+    destroyed_by: str | None
+    signatures: list[dict] = Field(description="Label, printed name, meaning and time of each signature")
+
+
+def _sig(session: Session, sig_id: int | None) -> SignatureOut | None:
+    sig = session.get(Signature, sig_id) if sig_id else None
+    return SignatureOut(signer_name=sig.signer_name, at=sig.at, meaning=Meaning(sig.meaning),
+                        content_hash=sig.content_hash) if sig else None
+
+
+def count_out(session: Session, rec: Reconciliation) -> CountOut:
+    site = session.get(Site, rec.site_id) if rec.site_id else None
+    return CountOut(study=session.get(Study, rec.study_id).code, place=accountability.place_key(site),
+                    blinded_lot=session.get(BlindedLot, rec.blinded_lot_id).code,
+                    expected=accountability.expected_of(rec), counted_in_stock=rec.counted_in_stock,
+                    balanced=rec.balanced, comment=rec.comment, by=session.get(User, rec.by_user).full_name, at=rec.at,
+                    signature=_sig(session, rec.signature_id))
+
+
+def destruction_out(session: Session, d: Destruction) -> DestructionOut:
+    data = destruction.gather(session, d)
+    site = session.get(Site, d.site_id) if d.site_id else None
+    return DestructionOut(number=d.number, study=data.study.code, place=accountability.place_key(site), state=d.state,
+                          kits=[{"kit_number": k.number, "blinded_lot": k.blinded_lot, "expiry": k.expiry,
+                                 "state_before": k.state_before} for k in data.kits],
+                          authorised_by=data.authorised_by, authorised_at=data.authorised_at, method=data.method,
+                          destroyed_on=data.destroyed_on, witness=data.witness, destroyed_by=data.destroyed_by,
+                          signatures=[vars(s) for s in data.signatures])
+
+
+@router.get("/accountability", response_model=list[RowOut])
+def balance(study: str, place: str | None = None, blinded_lot: str | None = None, viewer: Viewer = Depends(readers),
+            session: Session = Depends(read_session)):
+    """The balance of each blinded lot at each place; with `place` and `blinded_lot`, one row with its last change."""
+    chosen = studies.by_code(session, study)
+    lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
+    if place is not None and lot is not None:
+        return [RowOut(**accountability.row_of(session, chosen, accountability.place_of(session, chosen, place), lot).as_json())]
+    return [RowOut(**r.as_json()) for r in accountability.rows(session, chosen, site_key=place, blinded_lot=lot)]
+
+
+@router.get("/reconciliations", response_model=list[CountOut])
+def list_counts(study: str, place: str | None = None, blinded_lot: str | None = None, viewer: Viewer = Depends(readers),
+                session: Session = Depends(read_session)):
+    chosen = studies.by_code(session, study)
+    site = accountability.place_of(session, chosen, place) if place else None
+    lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
+    return [count_out(session, r) for r in accountability.reconciliations(session, chosen, site, lot, any_place=place is None)]
+
+
+@router.post("/reconciliations", response_model=CountOut, status_code=201)
+def record_count(body: CountIn, viewer: Viewer = Depends(require(*COUNTERS)), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, body.study)
+        rec = accountability.reconcile(session, session.merge(viewer.user), body.password, study,
+                                       accountability.place_of(session, study, body.place),
+                                       kits.blinded_lot_by_code(session, body.blinded_lot), body.counted_in_stock,
+                                       body.comment)
+        return count_out(session, rec)
+
+
+@router.get("/destructions", response_model=list[DestructionOut])
+def list_destructions(study: str | None = None, state: str | None = None, viewer: Viewer = Depends(readers),
+                      session: Session = Depends(read_session)):
+    chosen = studies.by_code(session, study) if study else None
+    return [destruction_out(session, d) for d in destruction.destructions(session, chosen, state)]
+
+
+@router.post("/destructions", response_model=DestructionOut, status_code=201)
+def authorise(body: AuthoriseIn, viewer: Viewer = Depends(require(*destruction.AUTHORISERS)),
+              db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, body.study)
+        d = destruction.authorise(session, session.merge(viewer.user), body.password, study,
+                                     accountability.place_of(session, study, body.place), body.kits)
+        return destruction_out(session, d)
+
+
+@router.get("/destructions/{number}", response_model=DestructionOut)
+def get_destruction(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return destruction_out(session, destruction.by_number(session, number))
+
+
+@router.post("/destructions/{number}/destroyed", response_model=DestructionOut)
+def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(require(*COUNTERS)),
+                       db: Database = Depends(get_db)):
+    with db.write() as session:
+        d = destruction.by_number(session, number)
+        destruction.record_destruction(session, session.merge(viewer.user), body.password, d, method=body.method,
+                                          destroyed_on=body.destroyed_on, witness=body.witness)
+        return destruction_out(session, d)
+
+
+@router.get("/destructions/{number}/certificate.pdf")
+def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    """The destruction certificate (PDF): kits, method, date, witness, and every signature."""
+    return certificate_response(request, viewer, db, number)
+

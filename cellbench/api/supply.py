@@ -1,0 +1,394 @@
+"""JSON API for the supply manager (unblinded): lists, packaging runs, blinded-lot compositions, the
+unblinded kit view and blind-preserving quarantines. Blinded roles get 403 on every route here.
+
+Every read of the sealed compartment is a logged read, so the routes that return an arm, a list's
+entries or a kit's contents run in a write transaction."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from .. import kits, lists, lots, packaging, quarantine, sealed, studies
+from ..db import Database
+from ..deps import Viewer, get_db, read_session, require
+from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User
+from ..web.supply import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
+
+router = APIRouter(prefix="/api/v1/supply", tags=["supply (unblinded)"])
+readers = require(*READERS)
+makers = require(*lists.MAKERS)
+packers = require(*packaging.PACKERS)
+openers = require(*quarantine.OPENERS)
+deciders = require(*quarantine.DECIDERS)
+
+
+class SignatureOut(BaseModel):
+    signer_name: str
+    at: datetime
+    meaning: Meaning
+    content_hash: str
+
+
+def signature_out(sig: Signature | None) -> SignatureOut | None:
+    return SignatureOut(signer_name=sig.signer_name, at=sig.at, meaning=Meaning(sig.meaning),
+                        content_hash=sig.content_hash) if sig else None
+
+
+class ListOut(BaseModel):
+    study: str
+    kind: str = Field(description="randomisation | kit")
+    version: int
+    method: str = Field(description="generated | imported")
+    seed: str | None = Field(description="Reproduces a generated list exactly")
+    block_sizes: list[int]
+    source_sha256: str | None = Field(description="SHA-256 of an imported file")
+    size: int
+    state: str = Field(description="draft | sealed | discarded")
+    created_by: str
+    created_at: datetime
+    signature: SignatureOut | None
+
+
+class EntryOut(BaseModel):
+    position: int
+    block: int
+    number: str = Field(description="Participant number (randomisation list) or kit number (kit list)")
+    arm: str
+
+
+class ListDetailOut(ListOut):
+    arm_counts: dict[str, int]
+    offset: int
+    limit: int
+    entries: list[EntryOut]
+
+
+def list_out(session: Session, study: Study, row) -> ListOut:  # noqa: ANN001 - a list row from sealed
+    creator = session.get(User, row.created_by)
+    return ListOut(study=study.code, kind=row.kind, version=row.version, method=row.method, seed=row.seed,
+                   block_sizes=[int(b) for b in (row.block_sizes or "").split(",") if b],
+                   source_sha256=row.source_sha256, size=row.size, state=row.state,
+                   created_by=creator.full_name if creator else "", created_at=row.created_at,
+                   signature=signature_out(signature_of(session, row.signature_id)))
+
+
+def list_detail(session: Session, viewer: Viewer, study: Study, row,  # noqa: ANN001 - a list row from sealed
+                offset: int, limit: int) -> ListDetailOut:
+    entries = sealed.list_lines(session, viewer.actor, row, offset=offset, limit=limit)
+    return ListDetailOut(**list_out(session, study, row).model_dump(),
+                         arm_counts=sealed.arm_counts(session, viewer.actor, row), offset=offset, limit=limit,
+                         entries=[EntryOut(position=e.position, block=e.block, number=e.key, arm=e.arm)
+                                  for e in entries])
+
+
+class NewList(BaseModel):
+    kind: str = Field(description="randomisation | kit")
+    size: int
+    seed: str | None = Field(None, description="Empty: a new random seed")
+    block_sizes: str | None = Field(None, description="e.g. '2,4'; empty: the protocol's block sizes")
+
+
+class ImportedList(BaseModel):
+    kind: str = Field(description="randomisation | kit")
+    csv: str = Field(description="Header participant_number,arm or kit_number,arm, optionally block; arms by code")
+
+
+class Seal(BaseModel):
+    password: str = Field(description="The supply manager's password: sealing signs the list (meaning approved)")
+
+
+class Reason(BaseModel):
+    reason: str
+
+
+class SignedReason(BaseModel):
+    reason: str
+    password: str = Field(description="QA's password: the decision is signed")
+
+
+@router.get("/studies/{code}/lists", response_model=list[ListOut])
+def get_lists(code: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        return [list_out(session, study, row) for row in sealed.lists_of(session, viewer.actor, study)]
+
+
+@router.post("/studies/{code}/lists", response_model=ListOut, status_code=201)
+def generate_list(code: str, body: NewList, viewer: Viewer = Depends(makers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        row = lists.generate(session, viewer.actor, study, body.kind, body.size, seed=body.seed,
+                             block_sizes=body.block_sizes)
+        return list_out(session, study, row)
+
+
+@router.post("/studies/{code}/lists/import", response_model=ListOut, status_code=201)
+def import_list(code: str, body: ImportedList, viewer: Viewer = Depends(makers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        return list_out(session, study, lists.import_csv(session, viewer.actor, study, body.kind, body.csv))
+
+
+@router.get("/studies/{code}/lists/{kind}/{version}", response_model=ListDetailOut)
+def get_list(code: str, kind: str, version: int, offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000),
+             viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        row = find_list(session, viewer.actor, study, kind, version)
+        return list_detail(session, viewer, study, row, offset, limit)
+
+
+@router.post("/studies/{code}/lists/{kind}/{version}/seal", response_model=ListOut)
+def seal_list(code: str, kind: str, version: int, body: Seal, viewer: Viewer = Depends(makers),
+              db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        row = find_list(session, viewer.actor, study, kind, version)
+        sealed.seal_list(session, session.merge(viewer.user), viewer.actor, row, body.password)
+        return list_out(session, study, row)
+
+
+@router.post("/studies/{code}/lists/{kind}/{version}/discard", response_model=ListOut)
+def discard_list(code: str, kind: str, version: int, body: Reason, viewer: Viewer = Depends(makers),
+                 db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        row = find_list(session, viewer.actor, study, kind, version)
+        return list_out(session, study, sealed.discard_list(session, viewer.actor, row, body.reason))
+
+
+class Policy(BaseModel):
+    quarantine_policy: str = Field(description=" | ".join(studies.QUARANTINE_POLICIES))
+    reason: str
+
+
+class PolicyOut(BaseModel):
+    study: str
+    quarantine_policy: str
+    description: str
+
+
+@router.post("/studies/{code}/quarantine-policy", response_model=PolicyOut)
+def set_policy(code: str, body: Policy, viewer: Viewer = Depends(makers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, code, field="code")
+        studies.set_quarantine_policy(session, viewer.actor, study, body.quarantine_policy, body.reason)
+        return PolicyOut(study=study.code, quarantine_policy=study.quarantine_policy,
+                         description=studies.QUARANTINE_POLICIES[study.quarantine_policy])
+
+
+# --- packaging runs and what is inside kits ------------------------------------------------------------
+
+
+class UnitOut(BaseModel):
+    dose: int = Field(description="1 = the first gland of the schedule's dose sites")
+    vial: str
+    lot: str
+    lot_state: str
+    lot_expiry: date | None
+
+
+class UnblindedKitOut(BaseModel):
+    kit_number: str
+    study: str
+    blinded_lot: str | None
+    expiry: date | None
+    state: KitState
+    state_label: str
+    location: str
+    kit_version: int
+    arm: str | None
+    units: list[UnitOut]
+
+
+def units_out(units: list) -> list[UnitOut]:
+    return [UnitOut(dose=dose, vial=vial.code, lot=lot.number, lot_state=str(getattr(lot.state, "value", lot.state)),
+                    lot_expiry=lot.expiry) for dose, vial, lot in units]
+
+
+class RunKitOut(BaseModel):
+    kit_number: str
+    state: KitState
+    arm: str | None
+    units: list[UnitOut]
+
+
+class RunOut(BaseModel):
+    number: str
+    study: str
+    blinded_lot: str
+    blinded_expiry: date = Field(description="The blinded lot's expiry now: the earliest of every lot in it")
+    kit_count: int
+    created_by: str
+    created_at: datetime
+    lots: list[str]
+    total: int
+    offset: int
+    limit: int
+    kits: list[RunKitOut] = Field(description="In kit-number order")
+
+
+class NewRun(BaseModel):
+    study: str
+    kit_count: int
+    asc_lots: list[str]
+    placebo_lots: list[str]
+    blinded_lot: str | None = Field(None, description="An existing blinded lot of the study; empty: a new one")
+
+
+def run_out(session: Session, viewer: Viewer, run: PackagingRun, offset: int, limit: int) -> RunOut:
+    rows, total = run_kits(session, viewer.actor, run, offset=offset, limit=limit)
+    blinded = session.get(BlindedLot, run.blinded_lot_id)
+    creator = session.get(User, run.created_by)
+    run_lots = sealed.lots_of_runs(session, viewer.actor, [run.id], why="packaging run API").get(run.id, [])
+    return RunOut(number=run.number, study=session.get(Study, run.study_id).code, blinded_lot=blinded.code,
+                  blinded_expiry=blinded.expiry, kit_count=run.kit_count,
+                  created_by=creator.full_name if creator else "", created_at=run.created_at,
+                  lots=[lot.number for lot in run_lots], total=total, offset=offset, limit=limit,
+                  kits=[RunKitOut(kit_number=r.kit.number, state=KitState(r.kit.state), arm=r.arm,
+                                  units=units_out(r.units)) for r in rows])
+
+
+@router.post("/packaging-runs", response_model=RunOut, status_code=201)
+def create_run(body: NewRun, viewer: Viewer = Depends(packers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        study = studies.by_code(session, body.study, field="study")
+        run = packaging.package(session, viewer.actor, study, kit_count=body.kit_count, asc_lots=body.asc_lots,
+                                placebo_lots=body.placebo_lots, blinded_lot_code=body.blinded_lot)
+        return run_out(session, viewer, run, 0, 100)
+
+
+@router.get("/packaging-runs/{number}", response_model=RunOut)
+def get_run(number: str, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+            viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        return run_out(session, viewer, packaging.run_by_number(session, number), offset, limit)
+
+
+class LotShareOut(BaseModel):
+    lot: str
+    expiry: date | None
+    kits: int
+    kits_by_state: dict[KitState, int]
+
+
+class CompositionOut(BaseModel):
+    code: str
+    study: str
+    expiry: date = Field(description="The earliest expiry of every lot below, of both arms")
+    kits: int
+    kits_by_state: dict[KitState, int]
+    arms: dict[str, list[LotShareOut]] = Field(description="arm code -> its manufacturing lots in this blinded lot")
+
+
+@router.get("/blinded-lots/{code}", response_model=CompositionOut)
+def blinded_lot_composition(code: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        blinded = kits.blinded_lot_by_code(session, code, field="code")
+        counts = kits.counts_by_state(session, blinded_lot=blinded)
+        return CompositionOut(
+            code=blinded.code, study=session.get(Study, blinded.study_id).code, expiry=blinded.expiry,
+            kits=sum(counts.values()), kits_by_state=counts,
+            arms={arm: [LotShareOut(lot=s.lot, expiry=s.expiry, kits=s.kits, kits_by_state=s.by_state) for s in shares]
+                  for arm, shares in composition_by_arm(session, viewer.actor, blinded).items()})
+
+
+@router.get("/kits/{number}", response_model=UnblindedKitOut)
+def unblinded_kit(number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        kit = kits.by_number(session, number, field="number")
+        arm, units = sealed.contents(session, viewer.actor, kit)
+        return UnblindedKitOut(**kits.view(session, kit).as_json(), arm=arm, units=units_out(units))
+
+
+# --- quarantines ---------------------------------------------------------------------------------------
+
+
+class QuarantineOut(BaseModel):
+    number: str
+    study: str
+    state: str = Field(description="open | lifted | withdrawn")
+    cause: str = Field(description=" | ".join(quarantine.CAUSES))
+    lot: str | None
+    policy: str
+    reason: str
+    kit_count: int
+    opened_by: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    closure_reason: str | None
+    closure: SignatureOut | None
+
+
+class MemberOut(BaseModel):
+    kit_number: str
+    arm: str | None
+    state: KitState
+
+
+class QuarantineDetailOut(QuarantineOut):
+    kits: list[MemberOut]
+
+
+class NewQuarantine(BaseModel):
+    lot: str
+    policy: str | None = Field(None, description="Empty: the study's policy")
+    reason: str
+
+
+def quarantine_out(session: Session, kq: KitQuarantine) -> QuarantineOut:
+    lot = session.get(Lot, kq.lot_id) if kq.lot_id else None
+    opener = session.get(User, kq.opened_by) if kq.opened_by else None
+    return QuarantineOut(number=kq.number, study=session.get(Study, kq.study_id).code, state=kq.state, cause=kq.cause,
+                         lot=lot.number if lot else None, policy=kq.policy, reason=kq.reason, kit_count=kq.kit_count,
+                         opened_by=opener.full_name if opener else None, opened_at=kq.opened_at,
+                         closed_at=kq.closed_at, closure_reason=kq.closure_reason,
+                         closure=signature_out(signature_of(session, kq.closure_signature_id)))
+
+
+def quarantine_detail(session: Session, viewer: Viewer, kq: KitQuarantine) -> QuarantineDetailOut:
+    return QuarantineDetailOut(**quarantine_out(session, kq).model_dump(),
+                               kits=[MemberOut(kit_number=kit.number, arm=arm, state=KitState(kit.state))
+                                     for kit, arm in quarantine_kits(session, viewer.actor, kq)])
+
+
+@router.get("/quarantines", response_model=list[QuarantineOut])
+def list_quarantines(state: str | None = Query(None, pattern="^(open|lifted|withdrawn)$"),
+                     viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return [quarantine_out(session, kq) for kq in quarantine.quarantines(session, state)]
+
+
+@router.post("/quarantines", response_model=list[QuarantineDetailOut], status_code=201)
+def open_quarantine(body: NewQuarantine, viewer: Viewer = Depends(openers), db: Database = Depends(get_db)):
+    """A manual quarantine of the lot's kits: one record per study its kits are in."""
+    with db.write() as session:
+        opened = quarantine.open_manual(session, viewer.actor, lots.by_number(session, body.lot), body.policy,
+                                        body.reason)
+        return [quarantine_detail(session, viewer, kq) for kq in opened]
+
+
+@router.get("/quarantines/{number}", response_model=QuarantineDetailOut)
+def get_quarantine(number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        return quarantine_detail(session, viewer, quarantine.by_number(session, number))
+
+
+@router.post("/quarantines/{number}/lift", response_model=QuarantineDetailOut)
+def lift_quarantine(number: str, body: SignedReason, viewer: Viewer = Depends(deciders),
+                    db: Database = Depends(get_db)):
+    with db.write() as session:
+        kq = quarantine.by_number(session, number)
+        quarantine.lift(session, session.merge(viewer.user), kq, body.reason, body.password)
+        return quarantine_detail(session, viewer, kq)
+
+
+@router.post("/quarantines/{number}/withdraw", response_model=QuarantineDetailOut)
+def withdraw_quarantine(number: str, body: SignedReason, viewer: Viewer = Depends(deciders),
+                        db: Database = Depends(get_db)):
+    with db.write() as session:
+        kq = quarantine.by_number(session, number)
+        quarantine.withdraw(session, session.merge(viewer.user), kq, body.reason, body.password)
+        return quarantine_detail(session, viewer, kq)

@@ -1,0 +1,359 @@
+"""Emergency unblinding of one participant, and the notification outbox.
+
+An investigator, at any hour, names the participant, a coded reason and a free-text reason, and
+re-enters her password. Only then does the sealed compartment's one arm-returning door
+(`sealed.unblind_participant`) give the arm of that participant, which is shown to her once. In the
+same transaction: the unblinding record, a signature meaning "unblinded", the participant's
+unblinded_at, audit events (who/when/why for everyone, the arm for unblinded roles only), the
+participants whose arm could now be inferred, and a message to the sponsor's emergency contact.
+
+A wrong password reveals nothing and still leaves its trace: the failed attempt is counted on the
+account and written to the participant's audit trail.
+
+The outbox holds the message with the arm, because the sponsor's medical monitor needs it for SUSAR
+reporting; so the outbox is read in full by unblinded roles only. The investigator who unblinded
+sees her own messages listed (to whom, when, sent or not), not their text.
+
+This module serves blinded roles: it reaches the sealed compartment through the blind-safe door
+alone, and the arm it returns leaves it only in the investigator's result and the outbox.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlmodel import Session
+
+from . import audit, pharmacy, sealed, signatures, studies, users
+from .audit import Actor
+from .db import utcnow
+from .errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from .models import (AuditEvent, BlindedLot, Kit, Meaning, Notification, Participant, Role, Shipment, ShipmentKit, Signature,
+                     Site, Study, Unblinding, User, Visibility, Visit, utc_text)
+
+UNBLINDERS = (Role.investigator,)
+# Who reads unblinding records (who, when, why; never the arm).
+READERS = (Role.investigator, Role.monitor, Role.supply_manager, Role.qa, Role.qp)
+# Who reads the outbox in full, and marks messages sent for the mail transport.
+OUTBOX_READERS = (Role.supply_manager, Role.qa, Role.qp)
+REASON_CODES = {
+    "serious_adverse_event": "Serious adverse event",
+    "overdose": "Overdose",
+    "pregnancy": "Pregnancy",
+    "interaction": "Treatment of an interacting condition",
+    "other": "Other",
+}
+NOTIFICATION_KIND = "emergency_unblinding"
+
+
+def reason_label(code: str) -> str:
+    return REASON_CODES.get(code, code)
+
+
+def participant_key(study: Study, participant: Participant) -> str:
+    """The participant's id in the audit trail, as the pharmacy writes it."""
+    return pharmacy.participant_ref(study, participant)
+
+
+def participant_by_number(session: Session, study: Study, number: str | None, *,
+                          field: str = "participant") -> Participant:
+    """A participant of the study by randomisation number, or screening number."""
+    text = (number or "").strip().upper()
+    if not text:
+        raise InvalidInput("Give the participant's randomisation number.", field=field)
+    found = session.scalars(select(Participant).where(
+        Participant.study_id == study.id,
+        or_(Participant.randomisation_number == text, Participant.screening_number == text))).first()
+    if found is None:
+        raise NotFound(f"No participant {text} in {study.code}.", field=field)
+    return found
+
+
+# --- who else could now be inferred ------------------------------------------------------------
+
+
+def kits_of_participant(session: Session, participant: Participant) -> list[Kit]:
+    """Every kit assigned to the participant's visits, replaced ones included (same arm)."""
+    ids: set[int] = set()
+    for kit_id, replaced in session.execute(select(Visit.kit_id, Visit.replaced_kit_ids)
+                                            .where(Visit.participant_id == participant.id)):
+        if kit_id:
+            ids.add(kit_id)
+        ids.update(_replaced_ids(replaced))
+    if not ids:
+        return []
+    return list(session.scalars(select(Kit).where(Kit.id.in_(ids)).order_by(Kit.number)))
+
+
+def _replaced_ids(text: str | None) -> set[int]:
+    if not text:
+        return set()
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = text.replace(";", ",").split(",")
+    if not isinstance(values, list):
+        values = [values]
+    return {int(v) for v in values if str(v).strip().isdigit()}
+
+
+def inferable(session: Session, participant: Participant) -> list[dict]:
+    """Other participants who received a kit from a blinded lot or a shipment that also held one of
+    this participant's kits, with why. Knowing this participant's arm narrows theirs."""
+    own = kits_of_participant(session, participant)
+    if not own:
+        return []
+    own_ids = [kit.id for kit in own]
+    lot_ids = {kit.blinded_lot_id for kit in own if kit.blinded_lot_id}
+    shipments = dict(session.execute(select(Shipment.id, Shipment.number).join(ShipmentKit, ShipmentKit.shipment_id == Shipment.id)
+                                     .where(ShipmentKit.kit_id.in_(own_ids))).all())
+    lot_codes = dict(session.execute(select(BlindedLot.id, BlindedLot.code).where(BlindedLot.id.in_(lot_ids))).all()) \
+        if lot_ids else {}
+    shared_shipment_kits = select(ShipmentKit.kit_id).where(ShipmentKit.shipment_id.in_(list(shipments)))
+    rows = session.execute(
+        select(Participant.randomisation_number, Participant.screening_number, Site.code, Kit.id, Kit.number,
+               Kit.blinded_lot_id)
+        .join(Visit, Visit.participant_id == Participant.id).join(Kit, Kit.id == Visit.kit_id)
+        .join(Site, Site.id == Participant.site_id)
+        .where(Participant.study_id == participant.study_id, Participant.id != participant.id,
+               or_(Kit.blinded_lot_id.in_(lot_ids), Kit.id.in_(shared_shipment_kits)))).all()
+    kit_shipments: dict[int, list[str]] = {}
+    if rows and shipments:
+        for kit_id, shipment_id in session.execute(select(ShipmentKit.kit_id, ShipmentKit.shipment_id).where(
+                ShipmentKit.kit_id.in_([r[3] for r in rows]), ShipmentKit.shipment_id.in_(list(shipments)))):
+            kit_shipments.setdefault(kit_id, []).append(shipments[shipment_id])
+    found: dict[str, dict] = {}
+    for rand, screening, site, kit_id, kit_number, lot_id in rows:
+        entry = found.setdefault(rand or screening, {"participant": rand or screening, "site": site, "why": []})
+        if lot_id in lot_codes:
+            entry["why"].append(f"kit {kit_number} is from blinded lot {lot_codes[lot_id]}, as is a kit of this participant")
+        for number in sorted(kit_shipments.get(kit_id, [])):
+            entry["why"].append(f"kit {kit_number} travelled in shipment {number}, with a kit of this participant")
+    return [found[key] for key in sorted(found)]
+
+
+# --- the unblinding ------------------------------------------------------------------------------
+
+
+@signatures.content_rule("unblinding")
+def _content(session: Session, unblinding_id: str) -> dict:
+    row = session.get(Unblinding, int(unblinding_id))
+    if row is None:
+        raise NotFound("No such unblinding.")
+    participant = session.get(Participant, row.participant_id)
+    study = session.get(Study, participant.study_id)
+    # The arm is not part of what is signed: the signature is readable where the arm is not.
+    return {"study": study.code, "participant": participant.randomisation_number, "reason_code": row.reason_code,
+            "reason": row.reason, "by_user": row.by_user, "at": row.at, "inferable": row.inferable}
+
+
+@dataclass(frozen=True)
+class Unblinded:
+    """What the investigator is shown once: the record and the arm of that one participant."""
+
+    record: Unblinding
+    participant: Participant
+    study: Study
+    arm: str
+    arm_name: str
+    inferable: list[dict]
+    notification: Notification
+    signature: Signature
+
+
+def _refused_attempt(original, user_id: int, key: str, code: str, reason: str):  # noqa: ANN001, ANN202
+    """A wrong password: the account's failure count (as for any signing), and the attempt itself
+    on the participant's trail, so nobody can try unblindings without a trace."""
+
+    def record(session: Session) -> None:
+        original(session)
+        user = session.get(User, user_id)
+        audit.record(session, users.actor(session, user), "emergency unblinding refused", "participant", key,
+                     reason=f"wrong password; requested for: {reason_label(code)}: {reason}")
+
+    return record
+
+
+def unblind(session: Session, user: User, password: str | None, study: Study, participant_number: str | None,
+            reason_code: str | None, reason: str | None) -> Unblinded:
+    actor = users.actor(session, user)
+    users.require_role(actor, *UNBLINDERS)
+    participant = participant_by_number(session, study, participant_number)
+    if participant.randomisation_number is None:
+        raise InvalidInput(f"Participant {participant.screening_number} is not randomised: there is no arm to reveal.",
+                           field="participant")
+    code = (reason_code or "").strip()
+    if code not in REASON_CODES:
+        raise InvalidInput(f"Choose a coded reason: {', '.join(REASON_CODES)}.", field="reason_code")
+    reason = audit.require_reason(reason)
+    key = participant_key(study, participant)
+    now = utcnow()
+    others = inferable(session, participant)
+    row = Unblinding(participant_id=participant.id, reason_code=code, reason=reason, by_user=user.id, at=now,
+                     inferable=json.dumps(others, ensure_ascii=False, sort_keys=True))
+    session.add(row)
+    session.flush()
+    why = f"{reason_label(code)}: {reason}"
+    try:
+        signature = signatures.sign(session, user, password or "", Meaning.unblinded, "unblinding", str(row.id),
+                                    reason=why, visibility=Visibility.unblinded)
+    except AuthenticationFailed as failed:
+        raise AuthenticationFailed(failed.message, failed.field,
+                                   _refused_attempt(failed.record, user.id, key, code, reason)) from None
+    row.signature_id = signature.id
+    arm = sealed.unblind_participant(session, actor, study, participant.randomisation_number)
+    before = participant.unblinded_at
+    if before is None:
+        participant.unblinded_at = now
+    session.flush()
+    count = session.scalar(select(func.count()).select_from(Unblinding).where(Unblinding.participant_id == participant.id))
+    audit.record(session, actor, "emergency unblinding", "participant", key, field="unblinded_at", old=before,
+                 new=participant.unblinded_at, reason=why if count == 1 else f"{why} (unblinding {count} of this participant)")
+    audit.record(session, actor, "arm revealed", "participant", key, field="arm", new=arm, reason=why,
+                 visibility=Visibility.unblinded)
+    notification = _notify(session, actor, user, study, participant, row, arm, others, count)
+    return Unblinded(row, participant, study, arm, arm_name(study, arm), others, notification, signature)
+
+
+def arm_name(study: Study, arm: str) -> str:
+    return next((a.name for a in studies.definition(study).arms if a.code == arm), arm)
+
+
+def _notify(session: Session, actor: Actor, user: User, study: Study, participant: Participant, row: Unblinding,
+            arm: str, others: list[dict], count: int) -> Notification:
+    site = session.get(Site, participant.site_id)
+    subject = f"Emergency unblinding: {study.code} participant {participant.randomisation_number}"
+    lines = [
+        f"An investigator broke the blind for one participant of {study.code} ({study.short_title}).",
+        "",
+        f"Participant: {participant.randomisation_number} (screening {participant.screening_number})",
+        f"Site: {site.code}, {site.name}" if site else "Site: unknown",
+        f"Unblinded by: {user.full_name} ({user.username})",
+        f"When: {utc_text(row.at)} (UTC)",
+        f"Reason: {reason_label(row.reason_code)}: {row.reason}",
+        f"Arm: {arm} ({arm_name(study, arm)})",
+    ]
+    if count > 1:
+        lines.append(f"This is unblinding {count} of this participant.")
+    lines += ["", "Other participants whose arm could now be inferred:"]
+    lines += [f"- {o['participant']} ({o['site']}): {'; '.join(o['why'])}" for o in others] or ["- none"]
+    lines += ["", "CONFIDENTIAL: this message reveals a treatment allocation. Do not forward it to blinded trial staff."]
+    note = Notification(kind=NOTIFICATION_KIND, to_address=study.emergency_email, subject=subject,
+                        body="\n".join(lines), created_at=row.at)
+    session.add(note)
+    session.flush()
+    # The event names its author: that is how the investigator finds her own messages in the outbox.
+    audit.record(session, actor, "notification queued", "notification", note.id, field="to_address",
+                 new=note.to_address, reason=subject)
+    return note
+
+
+# --- reading unblinding records (who, when, why; no arm) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    id: int
+    study: str
+    participant: str
+    screening_number: str
+    site: str
+    reason_code: str
+    reason_label: str
+    reason: str
+    by_name: str
+    at: datetime
+    signature: Signature | None
+    inferable: list[dict] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        sig = self.signature
+        return {"study": self.study, "participant": self.participant, "screening_number": self.screening_number,
+                "site": self.site, "reason_code": self.reason_code, "reason": self.reason, "by": self.by_name,
+                "at": self.at, "inferable": self.inferable,
+                "signature": {"signer_name": sig.signer_name, "at": sig.at, "meaning": Meaning(sig.meaning).value,
+                              "content_hash": sig.content_hash} if sig else None}
+
+
+def _records(session: Session, query) -> list[Record]:  # noqa: ANN001 - a Select
+    rows = session.execute(query.order_by(Unblinding.at.desc(), Unblinding.id.desc())).all()
+    sig_ids = [u.signature_id for u, *_ in rows if u.signature_id]
+    sigs = {s.id: s for s in session.scalars(select(Signature).where(Signature.id.in_(sig_ids)))} if sig_ids else {}
+    return [Record(u.id, study_code, p.randomisation_number, p.screening_number, site_code, u.reason_code,
+                   reason_label(u.reason_code), u.reason, name, u.at, sigs.get(u.signature_id),
+                   json.loads(u.inferable) if u.inferable else [])
+            for u, p, study_code, site_code, name in rows]
+
+
+def _base():  # noqa: ANN202
+    return (select(Unblinding, Participant, Study.code, Site.code, User.full_name)
+            .join(Participant, Participant.id == Unblinding.participant_id)
+            .join(Study, Study.id == Participant.study_id).join(Site, Site.id == Participant.site_id)
+            .join(User, User.id == Unblinding.by_user))
+
+
+def records(session: Session, study: Study | None = None, limit: int = 200) -> list[Record]:
+    query = _base()
+    if study is not None:
+        query = query.where(Participant.study_id == study.id)
+    return _records(session, query.limit(limit))
+
+
+def records_of(session: Session, participant: Participant) -> list[Record]:
+    return _records(session, _base().where(Unblinding.participant_id == participant.id))
+
+
+# --- the outbox ----------------------------------------------------------------------------------
+
+
+def reads_full_outbox(actor: Actor) -> bool:
+    return bool(actor.roles & set(OUTBOX_READERS))
+
+
+def _own_notification_ids(actor: Actor):  # noqa: ANN202 - a Select
+    return (select(AuditEvent.entity_id).where(AuditEvent.action == "notification queued",
+                                               AuditEvent.entity_type == "notification",
+                                               AuditEvent.user_id == actor.user_id))
+
+
+def outbox(session: Session, actor: Actor, *, state: str = "pending", limit: int = 200) -> list[Notification]:
+    """Unblinded roles: every message. The investigator who unblinded: the messages her unblindings
+    queued. Anyone else: a refusal."""
+    if state not in ("pending", "sent", "all"):
+        raise InvalidInput("Show pending, sent or all messages.", field="state")
+    full = reads_full_outbox(actor)
+    if not full:
+        users.require_role(actor, *OUTBOX_READERS, *UNBLINDERS)
+    query = select(Notification)
+    if state == "pending":
+        query = query.where(Notification.sent_at.is_(None))
+    elif state == "sent":
+        query = query.where(Notification.sent_at.is_not(None))
+    if not full:
+        own = [int(i) for i in session.scalars(_own_notification_ids(actor)) if i.isdigit()]
+        query = query.where(Notification.id.in_(own))
+    return list(session.scalars(query.order_by(Notification.id.desc()).limit(limit)))
+
+
+def pending_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Notification).where(Notification.sent_at.is_(None)))
+
+
+def mark_sent(session: Session, actor: Actor, notification_id: int | str) -> Notification:
+    users.require_role(actor, *OUTBOX_READERS)
+    try:
+        note = session.get(Notification, int(notification_id))
+    except (TypeError, ValueError):
+        note = None
+    if note is None:
+        raise NotFound(f"No message {notification_id} in the outbox.", field="notification")
+    now = utcnow()
+    changed = session.execute(update(Notification).where(Notification.id == note.id, Notification.sent_at.is_(None))
+                              .values(sent_at=now))
+    if changed.rowcount != 1:
+        raise Conflict(f"Message {note.id} is already marked sent.", field="notification")
+    session.refresh(note)
+    audit.record(session, actor, "notification sent", "notification", note.id, field="sent_at", new=now)
+    return note

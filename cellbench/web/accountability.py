@@ -1,0 +1,211 @@
+"""Accountability pages: the balance by place and blinded lot, signed physical counts, and
+destruction (the sponsor's authorisation, then the record of it, then its certificate).
+
+Pharmacists and monitors read these pages, so they are built from accountability.py alone, which
+never reaches the sealed compartment. (By manufacturing lot: web/lot_accountability.py.)
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import accountability, destruction, kits, studies
+from ..db import Database, utcnow
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..errors import DomainError
+from ..models import Role, Signature, Site, Study, User
+from ..templating import render
+from .home import QueueItem, work_queue
+
+router = APIRouter(include_in_schema=False)
+readers = require(*accountability.READERS)
+COUNTERS = (Role.pharmacist, Role.supply_manager)  # which of them, depends on the place (the service checks)
+LOT_VIEWERS = (Role.supply_manager, Role.qa)  # get a link to accountability by manufacturing lot
+
+
+def row_url(study: str, place: str, blinded_lot: str) -> str:
+    return f"/accountability/{quote(study, safe='')}/{quote(place, safe='')}/{quote(blinded_lot, safe='')}"
+
+
+def destruction_url(number: str) -> str:
+    return f"/destructions/{quote(number, safe='')}"
+
+
+@work_queue
+def _accountability_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    items = []
+    if viewer.has(*accountability.READERS):
+        if found := accountability.discrepancies(session):
+            items.append(QueueItem(len(found), "stock counts differ from cellbench's (discrepancies)", "/accountability"))
+    if viewer.has(Role.pharmacist, Role.supply_manager):
+        waiting = [d for d in destruction.destructions(session, state="authorised")
+                   if (d.site_id is not None and viewer.has(Role.pharmacist))
+                   or (d.site_id is None and viewer.has(Role.supply_manager))]
+        if waiting:
+            items.append(QueueItem(len(waiting), "authorised destructions to carry out and record",
+                                   "/destructions?state=authorised"))
+    return items
+
+
+def _study(session: Session, request: Request) -> tuple[list[Study], Study | None]:
+    all_studies = studies.all_studies(session)
+    code = (request.query_params.get("study") or "").strip().upper()
+    if code:
+        return all_studies, studies.by_code(session, code)
+    return all_studies, all_studies[0] if all_studies else None
+
+
+@router.get("/accountability")
+def accountability_page(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    all_studies, study = _study(session, request)
+    found = accountability.rows(session, study) if study else []
+    return render(request, "accountability/list.html", studies=all_studies, study=study, rows=found,
+                  categories=accountability.CATEGORIES, released_terms=accountability.RELEASED_TERMS, row_url=row_url,
+                  sites=studies.sites_of(session, study) if study else [],
+                  lot_link=viewer.has(*LOT_VIEWERS), can_authorise=viewer.has(*destruction.AUTHORISERS))
+
+
+def _row_page(request: Request, session: Session, viewer: Viewer, study_code: str, place: str, code: str,
+              error: DomainError | None = None, form: dict | None = None):
+    study = studies.by_code(session, study_code)
+    site = accountability.place_of(session, study, place)
+    blinded = kits.blinded_lot_by_code(session, code)
+    row = accountability.row_of(session, study, site, blinded)
+    history = accountability.reconciliations(session, study, site, blinded)
+    sigs = {s.id: s for s in session.scalars(select(Signature).where(
+        Signature.id.in_([r.signature_id for r in history if r.signature_id])))}
+    names = dict(session.execute(select(User.id, User.full_name)).all())
+    destroyable = [k for k in destruction.destroyable_kits(session, study, site) if k.blinded_lot_id == blinded.id]
+    return render(request, "accountability/row.html", status_code=error.status if error else 200, study=study,
+                  row=row, history=history, sigs=sigs, names=names, categories=accountability.CATEGORIES,
+                  destroyable=[kits.view(session, k) for k in destroyable], error=error, form=form or {},
+                  may_count=accountability.may_act_at(viewer.actor, site),
+                  can_authorise=viewer.has(*destruction.AUTHORISERS), expected_of=accountability.expected_of)
+
+
+@router.get("/accountability/{study_code}/{place}/{code}")
+def row_page(request: Request, study_code: str, place: str, code: str, viewer: Viewer = Depends(readers),
+             session: Session = Depends(read_session)):
+    return _row_page(request, session, viewer, study_code, place, code)
+
+
+@router.post("/accountability/{study_code}/{place}/{code}/count")
+def count(request: Request, study_code: str, place: str, code: str, viewer: Viewer = Depends(form_by(*COUNTERS)),
+          db: Database = Depends(get_db), form=Depends(form_data)):
+    values = {k: (form.get(k) or "").strip() for k in ("counted_in_stock", "comment")}
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, study_code)
+            site = accountability.place_of(session, study, place)
+            rec = accountability.reconcile(session, session.merge(viewer.user), form.get("password", ""), study, site,
+                                           kits.blinded_lot_by_code(session, code), values["counted_in_stock"],
+                                           values["comment"])
+    except DomainError as error:
+        with db.read() as session:
+            return _row_page(request, session, viewer, study_code, place, code, error, values)
+    notice = "Count recorded: it balances." if rec.balanced else "Count recorded: it differs from cellbench's (discrepancy)."
+    return RedirectResponse(f"{row_url(study_code, place, code)}?notice={quote(notice)}", status_code=303)
+
+
+# --- destruction ----------------------------------------------------------------------------------
+
+
+@router.get("/destructions")
+def destruction_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    state = (request.query_params.get("state") or "").strip() or None
+    rows = destruction.destructions(session, state=state)
+    sites = {s.id: s for s in session.scalars(select(Site))}
+    codes = {s.id: s.code for s in studies.all_studies(session)}
+    return render(request, "accountability/destructions.html", rows=rows, state=state or "",
+                  place=lambda d: accountability.place_name(sites.get(d.site_id)), study_code=codes,
+                  url=destruction_url, can_authorise=viewer.has(*destruction.AUTHORISERS),
+                  studies=studies.all_studies(session), sites=lambda s: studies.sites_of(session, s))
+
+
+def _new_page(request: Request, session: Session, study_code: str, place: str, error: DomainError | None = None,
+              chosen: list[str] | None = None):
+    study = studies.by_code(session, study_code)
+    site = accountability.place_of(session, study, place)
+    candidates = destruction.destroyable_kits(session, study, site)
+    by_lot: dict[int, list] = {}
+    for kit in candidates:
+        by_lot.setdefault(kit.blinded_lot_id, []).append(kit)
+    gates = {lot_id: destruction.destruction_blocked(session, study, site, group) for lot_id, group in by_lot.items()}
+    return render(request, "accountability/destruction_new.html", status_code=error.status if error else 200,
+                  study=study, place=accountability.place_key(site), place_name=accountability.place_name(site),
+                  kits=[(kits.view(session, k), gates[k.blinded_lot_id]) for k in candidates], error=error,
+                  chosen=set(chosen or []))
+
+
+@router.get("/destructions/new")
+def new_destruction(request: Request, viewer: Viewer = Depends(require(*destruction.AUTHORISERS)),
+                    session: Session = Depends(read_session)):
+    q = request.query_params
+    return _new_page(request, session, q.get("study") or "", q.get("place") or "")
+
+
+@router.post("/destructions")
+def authorise(request: Request, viewer: Viewer = Depends(form_by(*destruction.AUTHORISERS)),
+              db: Database = Depends(get_db), form=Depends(form_data)):
+    study_code, place, chosen = form.get("study", ""), form.get("place", ""), form.getlist("kits")
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, study_code)
+            d = destruction.authorise(session, session.merge(viewer.user), form.get("password", ""), study,
+                                         accountability.place_of(session, study, place), chosen)
+    except DomainError as error:
+        with db.read() as session:
+            return _new_page(request, session, study_code, place, error, chosen)
+    return RedirectResponse(f"{destruction_url(d.number)}?notice={quote(f'{d.number} authorised.')}", status_code=303)
+
+
+def _detail(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
+            form: dict | None = None):
+    d = destruction.by_number(session, number)
+    site = session.get(Site, d.site_id) if d.site_id else None
+    data = destruction.gather(session, d)
+    return render(request, "accountability/destruction.html", status_code=error.status if error else 200, d=d,
+                  data=data, error=error, form=form or {"destroyed_on": utcnow().date().isoformat()},
+                  may_record=d.state == "authorised" and accountability.may_act_at(viewer.actor, site),
+                  url=destruction_url(d.number))
+
+
+@router.get("/destructions/{number}")
+def destruction_page(request: Request, number: str, viewer: Viewer = Depends(readers),
+                     session: Session = Depends(read_session)):
+    return _detail(request, session, viewer, number)
+
+
+@router.post("/destructions/{number}/record")
+def record(request: Request, number: str, viewer: Viewer = Depends(form_by(*COUNTERS)), db: Database = Depends(get_db),
+           form=Depends(form_data)):
+    values = {k: (form.get(k) or "").strip() for k in ("method", "destroyed_on", "witness")}
+    try:
+        with db.write() as session:
+            d = destruction.by_number(session, number)
+            destruction.record_destruction(session, session.merge(viewer.user), form.get("password", ""), d,
+                                              **values)
+    except DomainError as error:
+        with db.read() as session:
+            return _detail(request, session, viewer, number, error, values)
+    return RedirectResponse(f"{destruction_url(d.number)}?notice={quote(f'{d.number} recorded as destroyed.')}",
+                            status_code=303)
+
+
+def certificate_response(request: Request, viewer: Viewer, db: Database, number: str) -> Response:
+    with db.read() as session:  # gather, then let go of the database before rendering
+        data = destruction.gather(session, destruction.by_number(session, number))
+    pdf = destruction.certificate_pdf(data, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
+                                         printed_at=utcnow())
+    name = quote(f"destruction-certificate-{data.number}.pdf")
+    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})
+
+
+@router.get("/destructions/{number}/certificate.pdf")
+def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    return certificate_response(request, viewer, db, number)
+

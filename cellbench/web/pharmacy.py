@@ -1,0 +1,399 @@
+"""Site pages: participants and visits, the pharmacist's dispensing by scanning, the preparer's
+clock, the investigator's administration per gland, and returns. Built for a tablet.
+
+Blinded people read every page here except the preparation page, and nothing on them comes from
+the sealed compartment: an active and a placebo participant in the same situation get the same
+page, their numbers aside. What differs between viewers depends on the viewer's roles only.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import audit, pharmacy, studies
+from ..db import Database, utcnow
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..errors import DomainError, InvalidInput
+from ..models import CustodyEvent, Kit, Role, Site
+from ..templating import render
+from .home import QueueItem, work_queue
+
+router = APIRouter(include_in_schema=False)
+readers = require(*pharmacy.READERS)
+pharmacists = pharmacy.PHARMACY
+preparers = pharmacy.PREPARERS
+investigators = pharmacy.ADMINISTRATORS
+
+
+def participant_url(study: str, screening_number: str) -> str:
+    return f"/participants/{quote(study, safe='')}/{quote(screening_number, safe='')}"
+
+
+def visit_url(view: pharmacy.VisitView) -> str:
+    return f"{participant_url(view.study, view.screening_number)}/visits/{view.treatment}"
+
+
+def _version(text: str | None, field: str) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise InvalidInput("This form is damaged; reload the page.", field=field)
+    return int(text)
+
+
+def _notice(url: str, text: str) -> RedirectResponse:
+    return RedirectResponse(f"{url}?notice={quote(text)}", status_code=303)
+
+
+# --- work queues --------------------------------------------------------------------------------
+
+
+@work_queue
+def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
+    items = []
+    if viewer.has(Role.investigator) and (due := pharmacy.due_today(session)):
+        items.append(QueueItem(len(due), "treatment visits in their window today", "/participants?due=today"))
+    if viewer.has(*pharmacists) and (waiting := pharmacy.awaiting_dispensing(session)):
+        items.append(QueueItem(len(waiting), "visits awaiting dispensing today", "/dispensing"))
+    if viewer.has(*preparers):
+        if waiting := pharmacy.to_prepare(session):
+            items.append(QueueItem(len(waiting), "dispensed kits to thaw or prepare", "/preparation"))
+        if running := pharmacy.preparations_running(session):
+            soonest = pharmacy.minutes_left(running[0])
+            items.append(QueueItem(len(running), f"preparations running; the next use-by is in {soonest} min",
+                                   "/preparation"))
+    return items
+
+
+# --- participants --------------------------------------------------------------------------------
+
+
+def _sites(session: Session) -> list[tuple[str, str, str]]:
+    """(study, site code, site name) for the enrolment form."""
+    return [(study.code, site.code, site.name) for study in studies.all_studies(session)
+            for site, _link in studies.sites_of(session, study)]
+
+
+def _participants(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
+                  form: dict | None = None):
+    q = request.query_params
+    study_code = (q.get("study") or "").strip().upper()
+    study = next((s for s in studies.all_studies(session) if s.code == study_code), None)
+    due = q.get("due") == "today"
+    rows = []
+    due_ids = {v.id for v in pharmacy.due_today(session)} if due else set()
+    for participant, study_row, site in pharmacy.participants(session, study):
+        visits = pharmacy.visits_of(session, participant)
+        if due and not any(v.id in due_ids for v in visits):
+            continue
+        upcoming = next((v for v in visits if pharmacy.visit_state(v) not in pharmacy.FINAL), None)
+        rows.append({"p": participant, "study": study_row.code, "site": site.code,
+                     "number": pharmacy.participant_number(participant), "next": upcoming,
+                     "next_label": pharmacy.visit_label(upcoming) if upcoming else None,
+                     "url": participant_url(study_row.code, participant.screening_number)})
+    return render(request, "pharmacy/participants.html", status_code=error.status if error else 200, rows=rows,
+                  studies=studies.all_studies(session), study=study_code, due=due, sites=_sites(session),
+                  can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error, form=form or {"study": study_code})
+
+
+@router.get("/participants")
+def participant_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return _participants(request, session, viewer)
+
+
+@router.post("/participants")
+def enrol(request: Request, viewer: Viewer = Depends(form_by(*pharmacy.ENROLLERS)), db: Database = Depends(get_db),
+          form=Depends(form_data)):
+    values = {k: (form.get(k) or "").strip() for k in ("study", "site", "screening_number")}
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, values["study"], field="study")
+            participant = pharmacy.enrol(session, viewer.actor, study, site_code=values["site"],
+                                         screening_number=values["screening_number"])
+            url = participant_url(study.code, participant.screening_number)
+    except DomainError as error:
+        with db.read() as session:
+            return _participants(request, session, viewer, error, values)
+    return _notice(url, f"{participant.screening_number} enrolled.")
+
+
+def _participant(request: Request, session: Session, viewer: Viewer, study: str, number: str,
+                 error: DomainError | None = None):
+    participant = pharmacy.participant_by_ref(session, study, number)
+    study_row = studies.by_code(session, study)
+    views = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.visits_of(session, participant)]
+    ref = pharmacy.participant_ref(study_row, participant)
+    history = audit.history(session, viewer.actor, "participant", ref)
+    for v in views:
+        history += audit.history(session, viewer.actor, "visit", v.ref)
+    history.sort(key=lambda e: e.seq)
+    site = session.get(Site, participant.site_id)
+    return render(request, "pharmacy/participant.html", status_code=error.status if error else 200, p=participant,
+                  study=study_row, site=site, number=pharmacy.participant_number(participant), visits=views,
+                  url=participant_url(study_row.code, participant.screening_number), visit_url=visit_url,
+                  can_randomise=viewer.has(*pharmacy.RANDOMISERS) and participant.randomisation_number is None,
+                  history=history, error=error)
+
+
+@router.get("/participants/{study}/{number}")
+def participant_page(request: Request, study: str, number: str, viewer: Viewer = Depends(readers),
+                     session: Session = Depends(read_session)):
+    return _participant(request, session, viewer, study, number)
+
+
+@router.post("/participants/{study}/{number}/randomise")
+def randomise(request: Request, study: str, number: str, viewer: Viewer = Depends(form_by(*pharmacy.RANDOMISERS)),
+              db: Database = Depends(get_db)):
+    try:
+        with db.write() as session:
+            participant = pharmacy.randomise(session, viewer.actor, pharmacy.participant_by_ref(session, study, number))
+            done = participant.randomisation_number
+    except DomainError as error:
+        with db.read() as session:
+            return _participant(request, session, viewer, study, number, error)
+    return _notice(participant_url(study, number), f"Randomised: participant number {done}.")
+
+
+# --- dispensing ----------------------------------------------------------------------------------
+
+
+@router.get("/dispensing")
+def dispensing_list(request: Request, viewer: Viewer = Depends(require(*pharmacists)),
+                    session: Session = Depends(read_session)):
+    views = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.awaiting_dispensing(session)]
+    return render(request, "pharmacy/dispensing.html", visits=views, visit_url=visit_url)
+
+
+def _dispense_page(request: Request, session: Session, viewer: Viewer, study: str, number: str, treatment: str,
+                   error: DomainError | None = None, code: str = ""):
+    visit = pharmacy.visit_by_ref(session, study, number, treatment)
+    view = pharmacy.view(session, viewer.actor, visit)
+    return render(request, "pharmacy/dispense.html", status_code=error.status if error else 200, v=view,
+                  url=visit_url(view), participant_url=participant_url(view.study, view.screening_number),
+                  error=error, code=code, replacement_moves=pharmacy.REPLACEMENT_MOVES)
+
+
+@router.get("/participants/{study}/{number}/visits/{treatment}/dispense")
+def dispense_page(request: Request, study: str, number: str, treatment: str,
+                  viewer: Viewer = Depends(require(*pharmacists)), session: Session = Depends(read_session)):
+    return _dispense_page(request, session, viewer, study, number, treatment)
+
+
+def _visit_post(request: Request, viewer: Viewer, db: Database, study: str, number: str, treatment: str,
+                work, page, *, code: str = "", suffix: str = "/dispense", goto: str | None = None):
+    """Run one visit use case, then go to the visit's page `suffix` (or to `goto`); on refusal
+    show the page again with the reason and the typed code."""
+    try:
+        with db.write() as session:
+            visit = pharmacy.visit_by_ref(session, study, number, treatment)
+            message = work(session, visit)
+            ctx = pharmacy.context(session, visit)
+            url = f"{participant_url(ctx.study.code, ctx.participant.screening_number)}/visits/{visit.treatment}"
+    except DomainError as error:
+        with db.read() as session:
+            return page(request, session, viewer, study, number, treatment, error, code)
+    return _notice(goto or url + suffix, message)
+
+
+@router.get("/participants/{study}/{number}/visits/{treatment}")
+def visit_page(study: str, number: str, treatment: str, viewer: Viewer = Depends(readers),
+               session: Session = Depends(read_session)):
+    """A visit is shown on its participant's page."""
+    visit = pharmacy.visit_by_ref(session, study, number, treatment)
+    ctx = pharmacy.context(session, visit)
+    return RedirectResponse(f"{participant_url(ctx.study.code, ctx.participant.screening_number)}#T{visit.treatment}",
+                            status_code=303)
+
+
+@router.post("/participants/{study}/{number}/visits/{treatment}/assign")
+def assign(request: Request, study: str, number: str, treatment: str, viewer: Viewer = Depends(form_by(*pharmacists)),
+           db: Database = Depends(get_db), form=Depends(form_data)):
+    assigned = []
+
+    def work(session, visit):
+        kit = pharmacy.assign(session, viewer.actor, visit,
+                              seen_version=_version(form.get("visit_version"), "visit_version"))
+        assigned.append(kit)
+        return f"Kit {kit.number} is assigned: fetch it and scan its label." if kit else ""
+
+    response = _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page)
+    if assigned and assigned[0] is None:  # committed: the supply manager is told; the page says so
+        with db.read() as session:
+            return _dispense_page(request, session, viewer, study, number, treatment, pharmacy.NoKitAvailable())
+    return response
+
+
+@router.post("/participants/{study}/{number}/visits/{treatment}/dispense")
+def dispense(request: Request, study: str, number: str, treatment: str,
+             viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db), form=Depends(form_data)):
+    code = form.get("code") or ""
+
+    def work(session, visit):
+        kit = pharmacy.dispense(session, viewer.actor, visit, code, request.app.state.settings.secret_key,
+                                seen_version=_version(form.get("visit_version"), "visit_version"),
+                                kit_version=_version(form.get("kit_version"), "kit_version"))
+        return f"Kit {kit.number} dispensed to the preparer."
+
+    return _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page, code=code)
+
+
+@router.post("/participants/{study}/{number}/visits/{treatment}/replace")
+def replace(request: Request, study: str, number: str, treatment: str,
+            viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db), form=Depends(form_data)):
+    def work(session, visit):
+        old = session.get(Kit, visit.kit_id).number if visit.kit_id else ""
+        new = pharmacy.replace_kit(session, session.merge(viewer.user), form.get("password") or "", visit,
+                                   what=form.get("what"), reason=form.get("reason"),
+                                   seen_version=_version(form.get("visit_version"), "visit_version"))
+        if new is None:
+            ctx = pharmacy.context(session, visit)
+            why = pharmacy.outside_window(visit, pharmacy.site_today(ctx.site)) or pharmacy.NO_KIT_MESSAGE
+            return f"Kit {old} recorded as {form.get('what')}. No other kit was assigned. {why}"
+        return f"Kit {old} recorded as {form.get('what')}; kit {new.number} is assigned instead: fetch it and scan it."
+
+    return _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page)
+
+
+@router.post("/participants/{study}/{number}/visits/{treatment}/unallocate")
+def unallocate(request: Request, study: str, number: str, treatment: str,
+               viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db),
+               form=Depends(form_data)):
+    def work(session, visit):
+        kit = pharmacy.unallocate(session, viewer.actor, visit, form.get("reason"),
+                                  seen_version=_version(form.get("visit_version"), "visit_version"))
+        return f"Kit {kit.number} is back in stock."
+
+    return _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page)
+
+
+# --- preparation ---------------------------------------------------------------------------------
+
+
+def _preparation(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
+                 code: str = ""):
+    waiting = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.to_prepare(session)]
+    running = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.preparations_running(session)]
+    return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,
+                  running=running, error=error, code=code, now=utcnow(), visit_url=visit_url,
+                  minutes=int(pharmacy.use_window(session).total_seconds() // 60) if running or waiting else None)
+
+
+@router.get("/preparation")
+def preparation_page(request: Request, viewer: Viewer = Depends(require(*preparers)),
+                     session: Session = Depends(read_session)):
+    return _preparation(request, session, viewer)
+
+
+@router.post("/preparation")
+def start_preparation(request: Request, viewer: Viewer = Depends(form_by(*preparers)), db: Database = Depends(get_db),
+                      form=Depends(form_data)):
+    code = form.get("code") or ""
+    try:
+        with db.write() as session:
+            ctx = pharmacy.start_preparation(session, viewer.actor, code, request.app.state.settings.secret_key)
+            text = f"Kit {ctx.kit.number}: the clock is running. Use by {_local(request, ctx.visit.use_by)}."
+    except DomainError as error:
+        with db.read() as session:
+            return _preparation(request, session, viewer, error, code)
+    return _notice("/preparation", text)
+
+
+def _local(request: Request, moment) -> str:  # noqa: ANN001
+    return request.app.state.templates.env.filters["local"](moment, "%H:%M")
+
+
+# --- administration ------------------------------------------------------------------------------
+
+
+def _administration(request: Request, session: Session, viewer: Viewer, study: str, number: str, treatment: str,
+                    error: DomainError | None = None, form: dict | None = None):
+    visit = pharmacy.visit_by_ref(session, study, number, treatment)
+    view = pharmacy.view(session, viewer.actor, visit)
+    done = {a.gland: a for a in view.administrations}
+    return render(request, "pharmacy/administration.html", status_code=error.status if error else 200, v=view,
+                  url=visit_url(view), participant_url=participant_url(view.study, view.screening_number),
+                  done=done, error=error, form=form or {}, now=utcnow(), max_volume=pharmacy.MAX_VOLUME_ML)
+
+
+@router.get("/participants/{study}/{number}/visits/{treatment}/administration")
+def administration_page(request: Request, study: str, number: str, treatment: str,
+                        viewer: Viewer = Depends(require(*investigators)), session: Session = Depends(read_session)):
+    return _administration(request, session, viewer, study, number, treatment)
+
+
+@router.post("/participants/{study}/{number}/visits/{treatment}/administration")
+def administer(request: Request, study: str, number: str, treatment: str,
+               viewer: Viewer = Depends(form_by(*investigators)), db: Database = Depends(get_db),
+               form=Depends(form_data)):
+    values = {k: (form.get(k) or "").strip() for k in ("gland", "administered_at", "volume_ml", "administered_by")}
+    try:
+        with db.write() as session:
+            visit = pharmacy.visit_by_ref(session, study, number, treatment)
+            row = pharmacy.administer(session, viewer.actor, visit, gland=values["gland"],
+                                      volume_ml=values["volume_ml"], administered_at=values["administered_at"],
+                                      administered_by=values["administered_by"],
+                                      seen_version=_version(form.get("visit_version"), "visit_version"))
+            gland = pharmacy.gland_short(pharmacy.context(session, visit).study, row.dose)
+    except DomainError as error:
+        with db.read() as session:
+            return _administration(request, session, viewer, study, number, treatment, error, values)
+    url = f"{participant_url(study, number)}/visits/{treatment}/administration"
+    return _notice(url, f"{gland.capitalize()} gland recorded.")
+
+
+@router.post("/participants/{study}/{number}/visits/{treatment}/not-administered")
+def not_administered(request: Request, study: str, number: str, treatment: str,
+                     viewer: Viewer = Depends(form_by(*pharmacy.VISIT_MOVES["not_administered"].roles)),
+                     db: Database = Depends(get_db), form=Depends(form_data)):
+    def work(session, visit):
+        pharmacy.record_not_administered(session, viewer.actor, visit, form.get("reason"),
+                                         seen_version=_version(form.get("visit_version"), "visit_version"))
+        return "Recorded as not administered: the kit goes to destruction."
+
+    def page(request, session, viewer, study, number, treatment, error, _code):  # noqa: ANN001
+        if viewer.has(*investigators):
+            return _administration(request, session, viewer, study, number, treatment, error)
+        return _preparation(request, session, viewer, error)
+
+    if viewer.has(*investigators):
+        return _visit_post(request, viewer, db, study, number, treatment, work, page, suffix="/administration")
+    return _visit_post(request, viewer, db, study, number, treatment, work, page, goto="/preparation")
+
+
+# --- returns -------------------------------------------------------------------------------------
+
+
+def _returns(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
+             form: dict | None = None):
+    recent = list(session.execute(select(CustodyEvent, Kit.number).join(Kit, Kit.id == CustodyEvent.kit_id)
+                                  .where(CustodyEvent.action == "returned", CustodyEvent.by_user == viewer.user.id)
+                                  .order_by(CustodyEvent.id.desc()).limit(10)).all())
+    return render(request, "pharmacy/returns.html", status_code=error.status if error else 200, error=error,
+                  form=form or {}, recent=recent)
+
+
+@router.get("/returns")
+def returns_page(request: Request, viewer: Viewer = Depends(require(*pharmacists)),
+                 session: Session = Depends(read_session)):
+    return _returns(request, session, viewer)
+
+
+@router.post("/returns")
+def return_kit(request: Request, viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db),
+               form=Depends(form_data)):
+    values = {k: (form.get(k) or "").strip() for k in ("code", "condition")}
+    try:
+        with db.write() as session:
+            kit = pharmacy.return_kit(session, viewer.actor, values["code"], request.app.state.settings.secret_key,
+                                      values["condition"])
+            number = kit.number
+    except DomainError as error:
+        with db.read() as session:
+            return _returns(request, session, viewer, error, values)
+    return _notice("/returns", f"Kit {number} returned to the pharmacy.")
+

@@ -1,0 +1,494 @@
+"""The supply manager's pages (unblinded): studies, randomisation and kit lists, packaging runs,
+blinded-lot compositions, the unblinded kit view and blind-preserving quarantines.
+
+Only unblinded roles reach these routes (supply_manager acts, QA and QP read, QA decides on
+quarantines). Every read of the sealed compartment is a logged read, so every page that shows an
+arm, a list or a kit's contents runs in a write transaction: the "sealed read" event must commit.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .. import kits, lists, lots, packaging, quarantine, sealed, studies
+from ..audit import Actor
+from ..db import Database
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..errors import DomainError, InvalidInput, NotFound
+from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, PackagingRun, Role, Signature, Study, User
+from ..templating import render
+from .home import QueueItem, work_queue
+from .studies import blinded_lot_rows
+
+router = APIRouter(prefix="/supply", include_in_schema=False)
+READERS = (Role.supply_manager, Role.qa, Role.qp)
+readers = require(*READERS)
+MAKERS = lists.MAKERS
+LIST_PAGE = 100  # list entries per page
+RUN_PAGE = 50  # kits per page of a run: each kit's contents is one logged read
+LOW_PLANNED = 10  # fewer kit numbers than this waiting to be packaged: seal a further kit list
+MAX_UPLOAD = 2_000_000  # bytes; a 10,000-line list is well under this
+
+
+def q(text: str) -> str:
+    return quote(str(text), safe="")
+
+
+def list_url(study_code: str, row) -> str:  # noqa: ANN001 - a list row from the sealed compartment
+    return f"/supply/studies/{q(study_code)}/lists/{row.kind}/{row.version}"
+
+
+def page_number(text: str | None) -> int:
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"Page '{text}' is not a page number.", field="page")
+    return int(text)
+
+
+def user_names(session: Session) -> dict[int, str]:
+    return {u.id: u.full_name for u in session.scalars(select(User))}
+
+
+def arm_names(study: Study) -> dict[str, str]:
+    return {arm.code: arm.name for arm in studies.definition(study).arms}
+
+
+# --- shared with the JSON API: what an unblinded page shows ----------------------------------------
+
+
+def find_list(session: Session, actor: Actor, study: Study, kind: str, version: int):  # noqa: ANN201
+    """A list by its public name (study, kind, version)."""
+    if kind not in sealed.LIST_KINDS:
+        raise NotFound(f"A list is a {' or a '.join(sealed.LIST_KINDS)}.", field="kind")
+    for row in sealed.lists_of(session, actor, study):
+        if row.kind == kind and row.version == version:
+            return row
+    raise NotFound(f"{study.code} has no {sealed.LIST_KINDS[kind]} version {version}.", field="version")
+
+
+def signature_of(session: Session, signature_id: int | None) -> Signature | None:
+    return session.get(Signature, signature_id) if signature_id else None
+
+
+@dataclass
+class KitUnits:
+    kit: Kit
+    arm: str | None
+    units: list  # (dose, Vial, Lot)
+
+
+def run_kits(session: Session, actor: Actor, run: PackagingRun, *, offset: int,
+             limit: int) -> tuple[list[KitUnits], int]:
+    """A page of a run's kits, in kit-number order, each with its arm and units."""
+    ids = sealed.kit_ids_of_run(session, actor, run.id, why="packaging run page")
+    page = list(session.scalars(select(Kit).where(Kit.id.in_(ids)).order_by(Kit.number).offset(offset).limit(limit)))
+    return [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in page], len(ids)
+
+
+@dataclass
+class LotShare:
+    lot: str
+    expiry: object
+    kits: int
+    by_state: dict[str, int]
+
+
+def composition_by_arm(session: Session, actor: Actor, blinded: BlindedLot) -> dict[str, list[LotShare]]:
+    """arm -> the manufacturing lots of that arm in the blinded lot, with their kits by state."""
+    shares: dict[tuple[str, str], LotShare] = {}
+    for row in sealed.composition(session, actor, blinded.id):
+        share = shares.setdefault((row["arm"], row["lot"]), LotShare(row["lot"], row["expiry"], 0, {}))
+        share.kits += row["kits"]
+        share.by_state[row["state"]] = share.by_state.get(row["state"], 0) + row["kits"]
+    by_arm: dict[str, list[LotShare]] = defaultdict(list)
+    for (arm, _lot), share in sorted(shares.items()):
+        by_arm[arm].append(share)
+    return dict(by_arm)
+
+
+def quarantine_kits(session: Session, actor: Actor, kq: KitQuarantine) -> list[tuple[Kit, str | None]]:
+    numbers = quarantine.members(session, kq)
+    rows = list(session.scalars(select(Kit).where(Kit.number.in_(numbers)).order_by(Kit.number))) if numbers else []
+    arms = sealed.arms_of_kits(session, actor, [k.id for k in rows], why=f"quarantine {kq.number}") if rows else {}
+    return [(kit, arms.get(kit.id)) for kit in rows]
+
+
+def open_first(rows: list[KitQuarantine]) -> list[KitQuarantine]:
+    return sorted(rows, key=lambda kq: (kq.state != "open", -kq.id))
+
+
+# --- work queue -------------------------------------------------------------------------------------
+
+
+@work_queue
+def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    # Runs for every viewer, blinded ones included: it must not touch the sealed compartment.
+    items = []
+    if viewer.has(Role.supply_manager):
+        for study in studies.all_studies(session):
+            planned = kits.counts_by_state(session, study=study).get(KitState.planned.value, 0)
+            if planned < LOW_PLANNED:
+                text = f"kit number{'s' if planned != 1 else ''} of {study.code} left to package: seal a kit list"
+                items.append(QueueItem(planned, text,
+                                       f"/supply/studies/{q(study.code)}/lists/new?kind=kit"))
+    if viewer.has(*quarantine.DECIDERS) and (n := len(quarantine.quarantines(session, "open"))):
+        items.append(QueueItem(n, f"open kit quarantine{'s' if n != 1 else ''} awaiting a decision (lift or withdraw)",
+                               "/supply/quarantines?state=open"))
+    return items
+
+
+# --- overview and studies ---------------------------------------------------------------------------
+
+
+@dataclass
+class StudySupply:
+    study: Study
+    arms: dict[str, str]
+    lists: list  # (row, signature)
+    runs: list[PackagingRun]
+    blinded_lots: list  # (BlindedLot, total, [(state, label, count)])
+    quarantines: list[KitQuarantine]
+    planned: int
+
+
+def _overview(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
+              typed: dict | None = None):
+    open_q = quarantine.quarantines(session, "open")
+    rows = []
+    for study in studies.all_studies(session):
+        rows.append(StudySupply(
+            study, arm_names(study),
+            [(row, signature_of(session, row.signature_id)) for row in sealed.lists_of(session, viewer.actor, study)],
+            packaging.runs(session, study), blinded_lot_rows(session, study),
+            [kq for kq in open_q if kq.study_id == study.id],
+            kits.counts_by_state(session, study=study).get(KitState.planned.value, 0)))
+    return render(request, "supply/overview.html", status_code=error.status if error else 200, rows=rows,
+                  error=error, typed=typed or {}, policies=studies.QUARANTINE_POLICIES, names=user_names(session),
+                  blinded_codes={b.id: b.code for b in kits.blinded_lots(session)},
+                  can_act=viewer.has(*MAKERS), list_url=list_url, q=q, lots_by_id=_lots_by_id(session, open_q))
+
+
+def _lots_by_id(session: Session, rows: list[KitQuarantine]) -> dict[int, Lot]:
+    ids = {kq.lot_id for kq in rows if kq.lot_id}
+    return {lot.id: lot for lot in session.scalars(select(Lot).where(Lot.id.in_(ids)))} if ids else {}
+
+
+@router.get("")
+def overview(request: Request, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:  # the lists are a logged read
+        return _overview(request, session, viewer)
+
+
+@router.post("/studies/load")
+def load_studies(request: Request, viewer: Viewer = Depends(form_by(*MAKERS)), db: Database = Depends(get_db)):
+    try:
+        with db.write() as session:
+            loaded = studies.sync_from_files(session, viewer.actor)
+    except studies.StudyFileError as bad:  # a file that does not load: say which, and load none
+        with db.write() as session:
+            return _overview(request, session, viewer, InvalidInput(str(bad), field="study_file"))
+    notice = f"{len(loaded)} study definition{'s' if len(loaded) != 1 else ''} loaded."
+    return RedirectResponse(f"/supply?notice={q(notice)}", status_code=303)
+
+
+@router.post("/studies/{code}/quarantine-policy")
+def set_policy(request: Request, code: str, viewer: Viewer = Depends(form_by(*MAKERS)),
+               db: Database = Depends(get_db), form=Depends(form_data)):
+    typed = {"study": code, "quarantine_policy": form.get("quarantine_policy", ""), "reason": form.get("reason", "")}
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, code, field="study")
+            studies.set_quarantine_policy(session, viewer.actor, study, typed["quarantine_policy"], typed["reason"])
+    except DomainError as error:
+        with db.write() as session:
+            return _overview(request, session, viewer, error, typed)
+    return RedirectResponse(f"/supply?notice={q(f'Quarantine policy of {study.code} saved.')}#{q(study.code)}",
+                            status_code=303)
+
+
+# --- lists ------------------------------------------------------------------------------------------
+
+
+def _new_list(request: Request, session: Session, code: str, error: DomainError | None = None,
+              typed: dict | None = None, form_name: str = ""):
+    study = studies.by_code(session, code, field="study")
+    d = studies.definition(study)
+    typed = typed or {"kind": request.query_params.get("kind", "kit")}
+    return render(request, "supply/list_new.html", status_code=error.status if error else 200, study=study, d=d,
+                  error=error, typed=typed, form_name=form_name, kinds=sealed.LIST_KINDS, q=q)
+
+
+@router.get("/studies/{code}/lists/new")
+def new_list_form(request: Request, code: str, viewer: Viewer = Depends(require(*MAKERS)),
+                  session: Session = Depends(read_session)):
+    return _new_list(request, session, code)
+
+
+@router.post("/studies/{code}/lists")
+def generate_list(request: Request, code: str, viewer: Viewer = Depends(form_by(*MAKERS)),
+                  db: Database = Depends(get_db), form=Depends(form_data)):
+    typed = {k: str(form.get(k, "")) for k in ("kind", "size", "seed", "block_sizes")}
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, code, field="study")
+            row = lists.generate(session, viewer.actor, study, typed["kind"], typed["size"], seed=typed["seed"],
+                                 block_sizes=typed["block_sizes"])
+    except DomainError as error:
+        with db.read() as session:
+            return _new_list(request, session, code, error, typed, "generate")
+    notice = f"Draft {sealed.LIST_KINDS[row.kind]} version {row.version} generated: check it, then seal it."
+    return RedirectResponse(f"{list_url(study.code, row)}?notice={q(notice)}", status_code=303)
+
+
+def uploaded_text(upload) -> str:  # noqa: ANN001 - starlette UploadFile or a plain field
+    if upload is None or isinstance(upload, str) or not getattr(upload, "filename", ""):
+        raise InvalidInput("Choose the CSV file to import.", field="file")
+    raw = upload.file.read(MAX_UPLOAD + 1)
+    if len(raw) > MAX_UPLOAD:
+        raise InvalidInput(f"The file is larger than {MAX_UPLOAD // 1_000_000} MB.", field="file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("The file is not UTF-8 text; save the CSV as UTF-8 and try again.", field="file") from None
+
+
+@router.post("/studies/{code}/lists/import")
+def import_list(request: Request, code: str, viewer: Viewer = Depends(form_by(*MAKERS)),
+                db: Database = Depends(get_db), form=Depends(form_data)):
+    typed = {"kind": str(form.get("kind", ""))}
+    try:
+        text = uploaded_text(form.get("file"))
+        with db.write() as session:
+            study = studies.by_code(session, code, field="study")
+            row = lists.import_csv(session, viewer.actor, study, typed["kind"], text)
+    except DomainError as error:
+        with db.read() as session:
+            return _new_list(request, session, code, error, typed, "import")
+    notice = (f"Draft {sealed.LIST_KINDS[row.kind]} version {row.version} imported ({row.size} entries): "
+              "check it, then seal it.")
+    return RedirectResponse(f"{list_url(study.code, row)}?notice={q(notice)}", status_code=303)
+
+
+def _list_page(request: Request, session: Session, viewer: Viewer, code: str, kind: str, version: int,
+               error: DomainError | None = None, typed: dict | None = None):
+    study = studies.by_code(session, code, field="study")
+    row = find_list(session, viewer.actor, study, kind, version)
+    page = page_number(request.query_params.get("page")) if error is None else 1
+    pages = max(1, -(-row.size // LIST_PAGE))
+    if page > pages:
+        raise NotFound(f"This list has {pages} page{'s' if pages != 1 else ''}.", field="page")
+    entries = sealed.list_lines(session, viewer.actor, row, offset=(page - 1) * LIST_PAGE, limit=LIST_PAGE)
+    return render(request, "supply/list.html", status_code=error.status if error else 200, study=study, row=row,
+                  kind_label=sealed.LIST_KINDS[row.kind], counts=sealed.arm_counts(session, viewer.actor, row),
+                  arms=arm_names(study), entries=entries, page=page, pages=pages, names=user_names(session),
+                  sig=signature_of(session, row.signature_id), url=list_url(study.code, row), error=error,
+                  typed=typed or {}, can_act=viewer.has(*MAKERS) and row.state == "draft")
+
+
+@router.get("/studies/{code}/lists/{kind}/{version}")
+def list_page(request: Request, code: str, kind: str, version: int, viewer: Viewer = Depends(readers),
+              db: Database = Depends(get_db)):
+    with db.write() as session:
+        return _list_page(request, session, viewer, code, kind, version)
+
+
+@router.post("/studies/{code}/lists/{kind}/{version}/{action}")
+def list_action(request: Request, code: str, kind: str, version: int, action: str,
+                viewer: Viewer = Depends(form_by(*MAKERS)), db: Database = Depends(get_db), form=Depends(form_data)):
+    typed = {"action": action, "reason": str(form.get("reason", ""))}
+    try:
+        if action not in ("seal", "discard"):
+            raise NotFound("There is no such action.", field="action")
+        with db.write() as session:
+            study = studies.by_code(session, code, field="study")
+            row = find_list(session, viewer.actor, study, kind, version)
+            if action == "seal":
+                sealed.seal_list(session, session.merge(viewer.user), viewer.actor, row, str(form.get("password", "")))
+            else:
+                sealed.discard_list(session, viewer.actor, row, typed["reason"])
+    except DomainError as error:
+        with db.write() as session:
+            return _list_page(request, session, viewer, code, kind, version, error, typed)
+    label = sealed.LIST_KINDS[row.kind].capitalize()
+    notice = (f"{label} version {row.version} sealed." + (" Its kit numbers are issued." if row.kind == "kit" else "")
+              if action == "seal" else f"{label} version {row.version} discarded.")
+    return RedirectResponse(f"{list_url(study.code, row)}?notice={q(notice)}", status_code=303)
+
+
+# --- packaging --------------------------------------------------------------------------------------
+
+
+def _new_run(request: Request, session: Session, error: DomainError | None = None, typed: dict | None = None):
+    all_studies = studies.all_studies(session)
+    typed = typed or {"study": request.query_params.get("study") or (all_studies[0].code if all_studies else ""),
+                      "asc_lots": [], "placebo_lots": [], "blinded_lot": "", "kit_count": ""}
+    planned = {s.code: kits.counts_by_state(session, study=s).get(KitState.planned.value, 0) for s in all_studies}
+    return render(request, "supply/packaging_new.html", status_code=error.status if error else 200,
+                  studies=all_studies, planned=planned, doses={s.code: s.doses_per_treatment for s in all_studies},
+                  blinded={s.code: kits.blinded_lots(session, s) for s in all_studies},
+                  asc=packaging.fillable_lots(session, "asc"), placebo=packaging.fillable_lots(session, "placebo"),
+                  error=error, typed=typed)
+
+
+@router.get("/packaging/new")
+def new_run_form(request: Request, viewer: Viewer = Depends(require(*packaging.PACKERS)),
+                 session: Session = Depends(read_session)):
+    return _new_run(request, session)
+
+
+@router.post("/packaging")
+def create_run(request: Request, viewer: Viewer = Depends(form_by(*packaging.PACKERS)),
+               db: Database = Depends(get_db), form=Depends(form_data)):
+    typed = {"study": str(form.get("study", "")), "kit_count": str(form.get("kit_count", "")),
+             "asc_lots": [str(v) for v in form.getlist("asc_lots")],
+             "placebo_lots": [str(v) for v in form.getlist("placebo_lots")],
+             "blinded_lot": str(form.get("blinded_lot", ""))}
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, typed["study"], field="study")
+            run = packaging.package(session, viewer.actor, study, kit_count=typed["kit_count"],
+                                    asc_lots=typed["asc_lots"], placebo_lots=typed["placebo_lots"],
+                                    blinded_lot_code=typed["blinded_lot"] or None)
+    except DomainError as error:
+        with db.read() as session:
+            return _new_run(request, session, error, typed)
+    notice = f"Packaging run {run.number}: {run.kit_count} kits packaged."
+    return RedirectResponse(f"/supply/packaging/{q(run.number)}?notice={q(notice)}", status_code=303)
+
+
+@router.get("/packaging/{number}")
+def run_page(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        run = packaging.run_by_number(session, number)
+        page = page_number(request.query_params.get("page"))
+        rows, total = run_kits(session, viewer.actor, run, offset=(page - 1) * RUN_PAGE, limit=RUN_PAGE)
+        study = session.get(Study, run.study_id)
+        run_lots = sealed.lots_of_runs(session, viewer.actor, [run.id], why="packaging run page").get(run.id, [])
+        return render(request, "supply/run.html", run=run, study=study, lots=run_lots,
+                      blinded=session.get(BlindedLot, run.blinded_lot_id), rows=rows, total=total, page=page,
+                      pages=max(1, -(-total // RUN_PAGE)), arms=arm_names(study), names=user_names(session),
+                      state_label=kits.state_label, q=q)
+
+
+# --- blinded lots and kits (unblinded views) ---------------------------------------------------------
+
+
+@router.get("/blinded-lots/{code}")
+def blinded_lot_page(request: Request, code: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        blinded = kits.blinded_lot_by_code(session, code, field="code")
+        study = session.get(Study, blinded.study_id)
+        counts = kits.counts_by_state(session, blinded_lot=blinded)
+        return render(request, "supply/blinded_lot.html", blinded=blinded, study=study, arms=arm_names(study),
+                      by_arm=composition_by_arm(session, viewer.actor, blinded), counts=counts,
+                      state_label=kits.state_label, total=sum(counts.values()), q=q,
+                      runs=[r for r in packaging.runs(session, study) if r.blinded_lot_id == blinded.id])
+
+
+@router.get("/kits/{number}")
+def unblinded_kit(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:
+        kit = kits.by_number(session, number, field="number")
+        arm, units = sealed.contents(session, viewer.actor, kit)
+        study = session.get(Study, kit.study_id)
+        held_by = session.get(KitQuarantine, kit.quarantine_id) if kit.quarantine_id else None
+        return render(request, "supply/kit.html", kit=kits.view(session, kit), arm=arm,
+                      arm_name=arm_names(study).get(arm), units=units, quarantine=held_by,
+                      history=kits.history(session, viewer.actor, kit), q=q)
+
+
+# --- quarantines ------------------------------------------------------------------------------------
+
+QUARANTINE_STATES = ("open", "lifted", "withdrawn")
+
+
+@router.get("/quarantines")
+def quarantine_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    state = (request.query_params.get("state") or "").strip()
+    if state and state not in QUARANTINE_STATES:
+        raise InvalidInput(f"Unknown state '{state}'.", field="state")
+    rows = open_first(quarantine.quarantines(session, state or None))
+    return render(request, "supply/quarantines.html", rows=rows, state=state, states=QUARANTINE_STATES,
+                  lots_by_id=_lots_by_id(session, rows),
+                  study_codes={s.id: s.code for s in studies.all_studies(session)},
+                  causes=quarantine.CAUSES, can_open=viewer.has(*quarantine.OPENERS), q=q)
+
+
+def _new_quarantine(request: Request, session: Session, error: DomainError | None = None, typed: dict | None = None):
+    return render(request, "supply/quarantine_new.html", status_code=error.status if error else 200, error=error,
+                  typed=typed or {"lot": request.query_params.get("lot", ""), "policy": "", "reason": ""},
+                  policies=studies.QUARANTINE_POLICIES, studies=studies.all_studies(session))
+
+
+@router.get("/quarantines/new")
+def new_quarantine_form(request: Request, viewer: Viewer = Depends(require(*quarantine.OPENERS)),
+                        session: Session = Depends(read_session)):
+    return _new_quarantine(request, session)
+
+
+@router.post("/quarantines")
+def open_quarantine(request: Request, viewer: Viewer = Depends(form_by(*quarantine.OPENERS)),
+                    db: Database = Depends(get_db), form=Depends(form_data)):
+    typed = {k: str(form.get(k, "")) for k in ("lot", "policy", "reason")}
+    try:
+        with db.write() as session:
+            if not typed["lot"].strip():
+                raise InvalidInput("Give the lot number.", field="lot")
+            opened = quarantine.open_manual(session, viewer.actor, lots.by_number(session, typed["lot"]),
+                                            typed["policy"] or None, typed["reason"])
+    except DomainError as error:
+        with db.read() as session:
+            return _new_quarantine(request, session, error, typed)
+    notice = q(", ".join(f"{kq.number} opened ({kq.kit_count} kits)" for kq in opened) + ".")
+    if len(opened) == 1:  # one record per study the lot's kits are in
+        return RedirectResponse(f"/supply/quarantines/{q(opened[0].number)}?notice={notice}", status_code=303)
+    return RedirectResponse(f"/supply/quarantines?state=open&notice={notice}", status_code=303)
+
+
+def _quarantine_page(request: Request, session: Session, viewer: Viewer, number: str,
+                     error: DomainError | None = None, typed: dict | None = None):
+    kq = quarantine.by_number(session, number)
+    study = session.get(Study, kq.study_id)
+    return render(request, "supply/quarantine.html", status_code=error.status if error else 200, kq=kq, study=study,
+                  lot=session.get(Lot, kq.lot_id) if kq.lot_id else None,
+                  cause=quarantine.CAUSES.get(kq.cause, kq.cause),
+                  policy=studies.QUARANTINE_POLICIES.get(kq.policy, kq.policy),
+                  members=quarantine_kits(session, viewer.actor, kq),
+                  arms=arm_names(study), state_label=kits.state_label, names=user_names(session),
+                  blinded_codes={b.id: b.code for b in kits.blinded_lots(session, study)},
+                  closure=signature_of(session, kq.closure_signature_id), error=error, typed=typed or {},
+                  can_decide=kq.state == "open" and viewer.has(*quarantine.DECIDERS), q=q)
+
+
+@router.get("/quarantines/{number}")
+def quarantine_page(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    with db.write() as session:  # the members' arms are a logged read
+        return _quarantine_page(request, session, viewer, number)
+
+
+DECISIONS = {"lift": (quarantine.lift, "lifted"), "withdraw": (quarantine.withdraw, "withdrawn")}
+
+
+@router.post("/quarantines/{number}/{action}")
+def decide_quarantine(request: Request, number: str, action: str,
+                      viewer: Viewer = Depends(form_by(*quarantine.DECIDERS)), db: Database = Depends(get_db),
+                      form=Depends(form_data)):
+    typed = {"action": action, "reason": str(form.get("reason", ""))}
+    try:
+        if action not in DECISIONS:
+            raise NotFound("There is no such action.", field="action")
+        decide, done = DECISIONS[action]
+        with db.write() as session:
+            kq = quarantine.by_number(session, number)
+            decide(session, session.merge(viewer.user), kq, typed["reason"], str(form.get("password", "")))
+    except DomainError as error:
+        with db.write() as session:
+            return _quarantine_page(request, session, viewer, number, error, typed)
+    return RedirectResponse(f"/supply/quarantines/{q(kq.number)}?notice={q(f'{kq.number} {done}.')}", status_code=303)

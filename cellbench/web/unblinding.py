@@ -1,0 +1,104 @@
+"""Emergency unblinding pages and the notification outbox.
+
+The arm appears on exactly one page: the response to the investigator's successful unblinding
+request. Records read later, by anyone, say who, when and why. Blinded roles reach this module, so
+it reaches the sealed compartment only through unblinding.py's blind-safe door.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlmodel import Session
+
+from .. import audit, studies, unblinding
+from ..db import Database
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..errors import DomainError
+from ..templating import render
+from .home import QueueItem, work_queue
+
+router = APIRouter(include_in_schema=False)
+readers = require(*unblinding.READERS)
+FORM_FIELDS = ("study", "participant", "reason_code", "reason")
+
+
+def participant_url(study: str, participant: str) -> str:
+    return f"/unblinding/{quote(study, safe='')}/{quote(participant, safe='')}"
+
+
+@work_queue
+def _outbox_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    if not viewer.has(*unblinding.OUTBOX_READERS):
+        return []
+    waiting = unblinding.pending_count(session)
+    return [QueueItem(waiting, "notifications waiting to be sent", "/outbox")] if waiting else []
+
+
+def _page(request: Request, session: Session, viewer: Viewer, form: dict | None = None,
+          error: DomainError | None = None):
+    all_studies = studies.all_studies(session)
+    chosen = (request.query_params.get("study") or (form or {}).get("study") or "").strip().upper()
+    study = next((s for s in all_studies if s.code == chosen), None)
+    return render(request, "unblinding/list.html", status_code=error.status if error else 200,
+                  rows=unblinding.records(session, study), studies=all_studies, chosen=chosen,
+                  form=form or {"study": chosen}, error=error, reasons=unblinding.REASON_CODES,
+                  can_unblind=viewer.has(*unblinding.UNBLINDERS), participant_url=participant_url)
+
+
+@router.get("/unblinding")
+def unblinding_page(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return _page(request, session, viewer)
+
+
+@router.post("/unblinding")
+def unblind(request: Request, viewer: Viewer = Depends(form_by(*unblinding.UNBLINDERS)),
+            db: Database = Depends(get_db), form=Depends(form_data)):
+    values = {k: (form.get(k) or "").strip() for k in FORM_FIELDS}
+    try:
+        with db.write() as session:
+            study = studies.by_code(session, values["study"])
+            result = unblinding.unblind(session, session.merge(viewer.user), form.get("password", ""), study,
+                                        values["participant"], values["reason_code"], values["reason"])
+            shown = {"study": study.code, "participant": result.participant.randomisation_number,
+                     "screening": result.participant.screening_number, "arm": result.arm, "arm_name": result.arm_name,
+                     "reason": f"{unblinding.reason_label(result.record.reason_code)}: {result.record.reason}",
+                     "at": result.record.at, "inferable": result.inferable,
+                     "to": result.notification.to_address, "signature": result.signature,
+                     "contact": study.emergency_contact, "phone": study.emergency_phone}
+    except DomainError as error:
+        with db.read() as session:
+            return _page(request, session, viewer, values, error)
+    # Rendered here, once: the arm is never stored anywhere a later page reads it for a blinded role.
+    return render(request, "unblinding/result.html", r=shown,
+                  record_url=participant_url(shown["study"], shown["participant"]))
+
+
+@router.get("/unblinding/{study_code}/{participant}")
+def participant_records(request: Request, study_code: str, participant: str, viewer: Viewer = Depends(readers),
+                        session: Session = Depends(read_session)):
+    study = studies.by_code(session, study_code)
+    person = unblinding.participant_by_number(session, study, participant)
+    key = unblinding.participant_key(study, person)
+    return render(request, "unblinding/participant.html", study=study, person=person,
+                  rows=unblinding.records_of(session, person), history=audit.history(session, viewer.actor,
+                                                                                    "participant", key))
+
+
+@router.get("/outbox")
+def outbox_page(request: Request, viewer: Viewer = Depends(require(*unblinding.OUTBOX_READERS, *unblinding.UNBLINDERS)),
+                session: Session = Depends(read_session)):
+    state = (request.query_params.get("state") or "pending").strip()
+    rows = unblinding.outbox(session, viewer.actor, state=state)
+    return render(request, "unblinding/outbox.html", rows=rows, state=state,
+                  full=unblinding.reads_full_outbox(viewer.actor), can_mark=viewer.has(*unblinding.OUTBOX_READERS))
+
+
+@router.post("/outbox/{notification_id}/sent")
+def mark_sent(notification_id: str, viewer: Viewer = Depends(form_by(*unblinding.OUTBOX_READERS)),
+              db: Database = Depends(get_db)):
+    with db.write() as session:
+        note = unblinding.mark_sent(session, viewer.actor, notification_id)
+    return RedirectResponse(f"/outbox?notice={quote(f'Message {note.id} marked sent.')}", status_code=303)
+
