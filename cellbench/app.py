@@ -19,6 +19,7 @@ from .config import Settings
 from .db import Database
 from .errors import DomainError, NotAuthenticated
 from .templating import make_templates, render
+from .web import nav
 
 log = logging.getLogger("cellbench")
 STATIC = Path(__file__).parent / "static"
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     for router in _area_routers():
         app.include_router(router)
+    app.state.nav = nav.build(list(iter_routes(app.routes)))
     _install_error_handlers(app)
 
     app.add_middleware(SecurityHeaders)

@@ -107,6 +107,7 @@ def require(*roles: Role):  # noqa: ANN201 - a dependency
         users.require_role(viewer.actor, *roles)
         return viewer
 
+    check.roles = frozenset(roles)  # read by web.nav: a page's link shows to whoever the page admits
     return check
 
 

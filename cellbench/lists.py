@@ -8,7 +8,7 @@ from sqlmodel import Session
 from . import identifiers, randomisation, sealed, studies, users
 from .audit import Actor
 from .errors import InvalidInput
-from .models import Role, SealedList, Study
+from .models import Role, Study
 
 MAKERS = (Role.supply_manager,)
 
@@ -44,7 +44,7 @@ def _seed(text: str | None) -> str:
 
 
 def generate(session: Session, actor: Actor, study: Study, kind: str, size: object, *, seed: str | None = None,
-             block_sizes: str | None = None) -> SealedList:
+             block_sizes: str | None = None) -> sealed.ListHeader:
     """A draft list in permuted blocks; the same seed, size and blocks give the same list again."""
     users.require_role(actor, *MAKERS)
     count, chosen_seed, blocks = _size(size), _seed(seed), _block_sizes(study, block_sizes)
@@ -61,7 +61,7 @@ def generate(session: Session, actor: Actor, study: Study, kind: str, size: obje
                               block_sizes=blocks)
 
 
-def import_csv(session: Session, actor: Actor, study: Study, kind: str, text: str) -> SealedList:
+def import_csv(session: Session, actor: Actor, study: Study, kind: str, text: str) -> sealed.ListHeader:
     users.require_role(actor, *MAKERS)
     if kind not in sealed.LIST_KINDS:
         raise InvalidInput("A list is a randomisation list or a kit list.", field="kind")

@@ -28,6 +28,10 @@ from .models import (Kit, KitState, Lot, Meaning, Role, SealedAllocation, Sealed
                      Study, User, Vial, Visibility)
 from .randomisation import Line
 
+# What lists.py hands back to its callers: a list's header (kind, seed, state, signature), which
+# names no arm; the lines stay in the tables only this module names.
+ListHeader = SealedList
+
 LIST_KINDS = {"randomisation": "randomisation list", "kit": "kit list"}
 LIST_MAKERS = frozenset({Role.supply_manager})  # generate, import, seal and discard lists
 # see lists, contents and compositions; QC analysts too, because their OOS result quarantines kits

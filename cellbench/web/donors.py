@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from .. import audit, donors
 from ..db import Database
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_data, form_by, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, User
 from ..templating import render
@@ -54,7 +54,7 @@ def new_donor_form(request: Request, viewer: Viewer = Depends(require(Role.opera
 
 
 @router.post("/donors")
-def register_donor(request: Request, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db),
+def register_donor(request: Request, viewer: Viewer = Depends(form_by(*donors.READERS)), db: Database = Depends(get_db),
                    form=Depends(form_data)):
     values = {k: form.get(k, "") for k in ("code", "consent_date", "consent_reference")}
     try:
@@ -92,7 +92,7 @@ def donor_page(request: Request, code: str, viewer: Viewer = Depends(reader), se
 
 
 @router.post("/donors/{code}/donations")
-def register_donation(request: Request, code: str, viewer: Viewer = Depends(form_viewer),
+def register_donation(request: Request, code: str, viewer: Viewer = Depends(form_by(*donors.READERS)),
                       db: Database = Depends(get_db), form=Depends(form_data)):
     values = {k: form.get(k, "") for k in ("identifier", "check_character", "donated_on")}
     try:
@@ -134,7 +134,7 @@ def _panel_entries(form) -> list[donors.TestEntry]:  # noqa: ANN001
 
 
 @router.post("/donations/{identifier}/tests")
-def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(form_viewer),
+def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(form_by(*donors.READERS)),
                  db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
@@ -149,7 +149,7 @@ def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(for
 
 
 @router.post("/donations/{identifier}/decision")
-def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db),
+def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_by(*donors.READERS)), db: Database = Depends(get_db),
            form=Depends(form_data)):
     try:
         with db.write() as session:

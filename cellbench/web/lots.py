@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from .. import audit, deviations, lots, release, spec_versions, steps
 from ..db import Database
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_data, form_by, get_db, read_session, require
 from ..errors import DomainError, NotFound
 from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
 from ..specifications import Step
@@ -75,7 +75,7 @@ def lot_list(request: Request, viewer: Viewer = Depends(require(*READERS)), sess
 
 
 @router.post("/lots")
-def start_lot(request: Request, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db),
+def start_lot(request: Request, viewer: Viewer = Depends(form_by(*READERS)), db: Database = Depends(get_db),
               form=Depends(form_data)):
     try:
         with db.write() as session:
@@ -140,7 +140,7 @@ ACTIONS = {
 
 
 @router.post("/lots/{number}/{action}")
-def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_viewer),
+def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_by(*READERS)),
                db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         if action not in ACTIONS:

@@ -17,7 +17,8 @@ from ..templating import render
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
-keepers = require(Role.operator, Role.qa)
+KEEPERS = (Role.operator, Role.qa)
+keepers = require(*KEEPERS)
 MATERIAL_FIELDS = ("material_code", "name", "supplier", "supplier_lot", "expiry")
 EQUIPMENT_FIELDS = ("asset_id", "equipment_code", "name", "calibration_due")
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from .. import deviations, lots, qc
 from ..db import Database
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_data, form_by, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Deviation
 from ..templating import render
@@ -55,7 +55,7 @@ def _done(number: str, notice: str, anchor: str = "") -> RedirectResponse:
 
 
 @router.post("/lots/{number}/qc/results")
-def enter(request: Request, number: str, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db),
+def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*READERS)), db: Database = Depends(get_db),
           form=Depends(form_data)):
     test_code = str(form.get("test_code", ""))
     try:
@@ -73,7 +73,7 @@ def enter(request: Request, number: str, viewer: Viewer = Depends(form_viewer), 
 
 
 @router.post("/lots/{number}/qc/results/{result_id}/review")
-def review(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_viewer),
+def review(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*READERS)),
            db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
@@ -87,7 +87,7 @@ def review(request: Request, number: str, result_id: int, viewer: Viewer = Depen
 
 
 @router.post("/lots/{number}/qc/results/{result_id}/invalidation")
-def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_viewer),
+def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*READERS)),
                db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:

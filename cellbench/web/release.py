@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from .. import certificates, lots, qc, release, spec_versions, users
 from ..db import Database, utcnow
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_data, form_by, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
 from ..models import LotState, PendingTest, Role, User, UserRole
 from ..templating import render
@@ -164,7 +164,7 @@ ACTIONS = {
 
 
 @router.post("/lots/{number}/release/{action}")
-def release_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_viewer),
+def release_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_by(*READERS)),
                    db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         if action not in ACTIONS:

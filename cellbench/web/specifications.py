@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from .. import spec_versions, users
 from ..db import Database
-from ..deps import Viewer, form_data, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_data, form_by, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, Signature
 from ..templating import render
@@ -29,7 +29,7 @@ def spec_list(request: Request, viewer: Viewer = Depends(require(Role.qa, Role.q
 
 
 @router.post("/specifications/load")
-def load(request: Request, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+def load(request: Request, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Role.operator)), db: Database = Depends(get_db)):
     try:
         with db.write() as session:
             users.require_role(viewer.actor, Role.qa)
@@ -42,7 +42,7 @@ def load(request: Request, viewer: Viewer = Depends(form_viewer), db: Database =
 
 
 @router.post("/specifications/{spec_id}/approve")
-def approve(request: Request, spec_id: int, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db),
+def approve(request: Request, spec_id: int, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Role.operator)), db: Database = Depends(get_db),
             form=Depends(form_data)):
     try:
         with db.write() as session:
