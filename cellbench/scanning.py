@@ -7,6 +7,8 @@ one audit event, no ORM objects. The verdict depends only on what a blinded pers
 """
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
 
@@ -16,7 +18,8 @@ from sqlmodel import Session
 from . import audit, qrpayload, users
 from .audit import Actor
 from .db import utcnow
-from .errors import InvalidInput, NotFound
+from .db import Database
+from .errors import DomainError, InvalidInput, NotAuthenticated, NotFound
 from .identifiers import parse_kit_number
 from .models import BlindedLot, Kit, KitState, utc_text
 from .kits import READERS, state_label
@@ -108,3 +111,65 @@ def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key:
         conn.execute(_CUSTODY, custody)
     audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)
     return Verdict(ok, number, state.value, state_label(state), blinded_lot, expiry, location, next_step)
+
+
+class GroupCommit:
+    """Token-authenticated scans, committed in groups: the API's hot path.
+
+    Each scan is its own unit of work (a savepoint: its custody event and its audit event stand or
+    fall together, and a refused scan leaves nothing), but the scans that arrive while the previous
+    group is being written share one commit, so one fsync serves them all. Measured on the 2-core
+    machine with other work running: a commit (synchronous=FULL) took 2.8 ms of a 4.1 ms scan, so
+    one commit per scan could never pass about 300 scans/s there. A scan is answered only after its
+    group has committed: nothing is acknowledged that a crash could lose.
+
+    The work runs on one writer thread, so the event loop goes on reading requests (and filling the
+    next group) while a group is written."""
+
+    MAX_GROUP = 64  # bounds how long the last scan of a group waits for the others
+
+    def __init__(self, db: Database, secret_key: str):
+        self.loop = asyncio.get_running_loop()
+        self._db, self._secret = db, secret_key
+        self._waiting: list[tuple[str, str, str, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-writer")
+        self._task = self.loop.create_task(self._run())
+
+    async def scan(self, token: str, code: str, station: str) -> Verdict:
+        future = self.loop.create_future()
+        self._waiting.append((token, code, station, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                group, self._waiting = self._waiting[:self.MAX_GROUP], self._waiting[self.MAX_GROUP:]
+                try:
+                    outcomes = await self.loop.run_in_executor(self._writer, self._write, group)
+                except Exception as error:  # noqa: BLE001 - the commit failed: none of the group stands
+                    outcomes = [error] * len(group)
+                for (*_, future), outcome in zip(group, outcomes):
+                    if future.done():  # the client went away
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+
+    def _write(self, group: list) -> list[Verdict | DomainError]:
+        outcomes: list[Verdict | DomainError] = []
+        with self._db.write_connection() as conn:
+            for token, code, station, _ in group:
+                try:
+                    with conn.begin_nested():
+                        actor = users.actor_for_token(conn, token)
+                        if actor is None:
+                            raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
+                        outcomes.append(scan(conn, actor, code, self._secret, station=station))
+                except DomainError as error:
+                    outcomes.append(error)
+        return outcomes
