@@ -3,13 +3,14 @@
 One named user per role, the shipped specifications approved by QA, released materials,
 calibrated equipment, eligible donors, and lots to click through: a complete ASC lot awaiting QC,
 one in process, one on hold, a complete saline placebo lot, and (release.seed_release_demo)
-released ASC and saline lots, a lot blocked by an OOS result and one initially certified. Idempotent: a second run adds nothing
-that is already there. Every record is made through the service functions, so the demo's audit
-trail and signatures are real and `cellbench verify` passes on it.
+released ASC and saline lots, a lot blocked by an OOS result and one initially certified; kits of
+both studies (seed_kits), and both trials at the site over five months (demo_trial). Idempotent:
+a second run adds nothing that is already there. Every record is made through the service
+functions, so the demo's audit trail and signatures are real and `cellbench verify` passes on it.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -18,7 +19,7 @@ from . import donors, lots, materials, spec_versions, steps, users
 from .audit import Actor
 from .db import utcnow
 from .identifiers import isbt128_check_character
-from .models import Equipment, Lot, MaterialLot, Role, User
+from .models import Equipment, Lot, MaterialLot, Role, Study, User
 
 DEMO_PASSWORD = "cellbench-demo"
 
@@ -112,13 +113,17 @@ def placebo_values(step_code: str, now: datetime, batch: str) -> dict[str, str]:
 
 def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str, str, list[Role]]]:
     """The demo users (what `cellbench demo` prints), the batch records (`seed_records`) and, unless
-    `release` is False (tests that need only batch records), the QC and release lots."""
-    existing = set(session.scalars(select(User.username)))
-    for username, name, roles in DEMO_USERS:
-        if username not in existing:
-            users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles])
-    session.flush()
-    if session.scalars(select(Lot.id)).first() is None:
+    `release` is False (tests that need only batch records), the QC and release lots, the kits and,
+    in a fresh database, the trial story that starts months ago and holds the rest (demo_trial)."""
+    fresh = session.scalars(select(Lot.id)).first() is None
+    if fresh and release:
+        from . import demo_trial  # the trial story builds on every area of this demo
+
+        if demo_trial.story_fits(session):
+            demo_trial.seed_trial(session, by)
+            return DEMO_USERS
+    create_users(session, by)
+    if fresh:
         seed_records(session)
         if release:
             from .release import seed_release_demo  # release builds on every area above
@@ -128,17 +133,37 @@ def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str
     return DEMO_USERS
 
 
+def create_users(session: Session, by: Actor) -> None:
+    existing = set(session.scalars(select(User.username)))
+    for username, name, roles in DEMO_USERS:
+        if username not in existing:
+            users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles])
+    session.flush()
+
+
+def wall_today() -> date:
+    """The wall clock's today, not utcnow()'s: the trial story seeds months in the past on a held
+    clock, and calibration and material expiry must hold on the real today."""
+    return datetime.now(UTC).date()
+
+
 def _user(session: Session, username: str) -> User:
     return users.by_username(session, username)
 
 
 def seed_records(session: Session) -> None:
+    seed_basics(session)
+    seed_lots(session)
+
+
+def seed_basics(session: Session) -> None:
+    """The shipped specifications approved, released materials and calibrated instruments."""
     qa, operator = _user(session, "qa"), _user(session, "operator")
     qa_actor, op_actor = users.actor(session, qa), users.actor(session, operator)
     for row in spec_versions.sync_from_files(session, qa_actor):
         if row.status == "draft":
             spec_versions.approve(session, qa, DEMO_PASSWORD, row.id)
-    today = utcnow().date()
+    today = wall_today()
     for code, name, supplier in MATERIALS:
         if session.scalars(select(MaterialLot.id).where(MaterialLot.material_code == code)).first() is None:
             lot = materials.receive_material(session, op_actor, material_code=code, name=name, supplier=supplier,
@@ -148,7 +173,12 @@ def seed_records(session: Session) -> None:
         if session.scalars(select(Equipment.id).where(Equipment.asset_id == asset)).first() is None:
             materials.register_equipment(session, op_actor, asset_id=asset, equipment_code=kind, name=name,
                                          calibration_due=today + timedelta(days=120))
-    donations = [eligible_donation(session, op_actor, qa, n) for n in (1, 2, 3)]
+
+
+def seed_lots(session: Session) -> None:
+    """The lots to click through: complete awaiting QC, in process, on hold, and a saline lot."""
+    qa, operator = _user(session, "qa"), _user(session, "operator")
+    donations = [eligible_donation(session, users.actor(session, operator), qa, n) for n in (1, 2, 3)]
     asc_lot(session, donations[0], until=None)
     asc_lot(session, donations[1], until="harvest")
     held = asc_lot(session, donations[2], until="wash")
@@ -244,12 +274,9 @@ def credentials_text() -> str:
     return "\n".join(lines)
 
 
-def seed_kits(session: Session) -> dict[str, list[str]]:
-    """Blinded supply demo (issue 5), through the service functions after the release demo: both
-    studies loaded, a sealed randomisation list and kit list each, kits of NCT07290946 packaged
-    from the released lots and released, kits of NCT06805448 packaged from the initially certified
-    lot and waiting for its release. Returns the packaging run numbers by study."""
-    from . import lists, packaging, sealed, studies
+def seed_studies(session: Session) -> dict[str, Study]:
+    """Both studies loaded, a sealed randomisation list and kit list each."""
+    from . import lists, sealed, studies
 
     supply = _user(session, "supply")
     actor = users.actor(session, supply)
@@ -258,6 +285,18 @@ def seed_kits(session: Session) -> dict[str, list[str]]:
         for kind, size in (("randomisation", participants), ("kit", kit_count)):
             row = lists.generate(session, actor, study, kind, size, seed=f"demo-{study.code}-{kind}")
             sealed.seal_list(session, supply, actor, row, DEMO_PASSWORD)
+    return loaded
+
+
+def seed_kits(session: Session, loaded: dict[str, Study] | None = None) -> dict[str, list[str]]:
+    """Blinded supply demo (issue 5), through the service functions after the release demo: the
+    studies (`seed_studies`, unless `loaded` already), kits of NCT07290946 packaged from the
+    released lots and released, kits of NCT06805448 packaged from the initially certified lot and
+    waiting for its release. Returns the packaging run numbers by study."""
+    from . import packaging
+
+    loaded = loaded or seed_studies(session)
+    actor = users.actor(session, _user(session, "supply"))
     by_kind: dict[str, list[str]] = {"asc": [], "placebo": []}
     for lot, _free in packaging.fillable_lots(session, "asc") + packaging.fillable_lots(session, "placebo"):
         by_kind["asc" if lot.number.startswith("ASC") else "placebo"].append(lot.number)
