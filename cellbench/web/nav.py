@@ -13,21 +13,31 @@ from ..models import Role
 class Link(NamedTuple):
     label: str
     href: str
+    group: str
     roles: frozenset[Role]
 
 
+class Shown(NamedTuple):
+    """A link as one viewer's nav shows it."""
+    label: str
+    href: str
+    current: bool  # the page open now: the link with the longest matching path (/audit/review, not /audit)
+    new_group: bool  # a separator goes before it
+
+
 # Grouped by the work: the cell bench, supply, the site pharmacy, oversight, administration.
-LINKS = (
-    ("Lots", "/lots"), ("Donors", "/donors"), ("Materials", "/materials"), ("Equipment", "/equipment"),
-    ("Deviations", "/deviations"), ("Release", "/release"), ("Specifications", "/specifications"),
-    ("Supply", "/supply"), ("Labels", "/labels"), ("Shipments", "/shipments"), ("Storage", "/storage"),
-    ("Scan", "/scan"), ("Kits", "/kits"), ("Studies", "/studies"),
-    ("Participants", "/participants"), ("Dispensing", "/dispensing"), ("Preparation", "/preparation"),
-    ("Returns", "/returns"),
-    ("Accountability", "/accountability"), ("Trace", "/trace"), ("Trace", "/trace/kits"),
-    ("Unblinding", "/unblinding"), ("Outbox", "/outbox"), ("Audit trail", "/audit"), ("Audit review", "/audit/review"),
-    ("Users", "/admin/users"),
-)
+LINKS = {
+    "bench": (("Lots", "/lots"), ("Donors", "/donors"), ("Materials", "/materials"), ("Equipment", "/equipment"),
+              ("Deviations", "/deviations"), ("Release", "/release"), ("Specifications", "/specifications")),
+    "supply": (("Supply", "/supply"), ("Labels", "/labels"), ("Shipments", "/shipments"), ("Storage", "/storage"),
+               ("Scan", "/scan"), ("Kits", "/kits"), ("Studies", "/studies")),
+    "site": (("Participants", "/participants"), ("Dispensing", "/dispensing"), ("Preparation", "/preparation"),
+             ("Returns", "/returns")),
+    "oversight": (("Accountability", "/accountability"), ("Trace", "/trace"), ("Trace", "/trace/kits"),
+                  ("Unblinding", "/unblinding"), ("Outbox", "/outbox"), ("Audit trail", "/audit"),
+                  ("Audit review", "/audit/review")),
+    "admin": (("Users", "/admin/users"),),
+}
 
 
 def page_roles(routes: list, path: str) -> frozenset[Role]:
@@ -43,12 +53,20 @@ def page_roles(routes: list, path: str) -> frozenset[Role]:
 
 def build(routes: list) -> tuple[Link, ...]:
     """The links, from the app's endpoint routes (app.iter_routes)."""
-    links = [Link(label, href, page_roles(routes, href)) for label, href in LINKS]
+    links = [Link(label, href, group, page_roles(routes, href)) for group, pairs in LINKS.items() for label, href in pairs]
     # Whoever may read the full trace gets that link only, not the blinded one beside it as well.
     full_trace = next(link.roles for link in links if link.href == "/trace")
     return tuple(link if link.href != "/trace/kits" else link._replace(roles=link.roles - full_trace)
                  for link in links)
 
 
-def links_for(request, viewer) -> list[Link]:  # noqa: ANN001 - a Request and a deps.Viewer
-    return [link for link in request.app.state.nav if viewer.has(*link.roles)]
+def links_for(request, viewer) -> list[Shown]:  # noqa: ANN001 - a Request and a deps.Viewer
+    path = request.url.path
+    mine = [link for link in request.app.state.nav if viewer.has(*link.roles)]
+    matching = [link.href for link in mine if path == link.href or path.startswith(link.href + "/")]
+    current = max(matching, key=len) if matching else ("/" if path == "/" else None)
+    shown, group = [Shown("Home", "/", current == "/", False)], "home"
+    for link in mine:
+        shown.append(Shown(link.label, link.href, link.href == current, link.group != group))
+        group = link.group
+    return shown

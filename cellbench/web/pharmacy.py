@@ -7,6 +7,7 @@ page, their numbers aside. What differs between viewers depends on the viewer's 
 """
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -170,12 +171,13 @@ def dispensing_list(request: Request, viewer: Viewer = Depends(require(*pharmaci
 
 
 def _dispense_page(request: Request, session: Session, viewer: Viewer, study: str, number: str, treatment: str,
-                   error: DomainError | None = None, code: str = ""):
+                   error: DomainError | None = None, code: str = "", *, form: dict | None = None):
+    """`form`: what was typed into the replace or put-back form (its "action" says which), kept after a refusal."""
     visit = pharmacy.visit_by_ref(session, study, number, treatment)
     view = pharmacy.view(session, viewer.actor, visit)
     return render(request, "pharmacy/dispense.html", status_code=error.status if error else 200, v=view,
                   url=visit_url(view), participant_url=participant_url(view.study, view.screening_number),
-                  error=error, code=code, replacement_moves=pharmacy.REPLACEMENT_MOVES)
+                  error=error, code=code, replacement_moves=pharmacy.REPLACEMENT_MOVES, form=form or {})
 
 
 @router.get("/participants/{study}/{number}/visits/{treatment}/dispense")
@@ -256,7 +258,8 @@ def replace(request: Request, study: str, number: str, treatment: str,
             return f"Kit {old} recorded as {form.get('what')}. No other kit was assigned. {why}"
         return f"Kit {old} recorded as {form.get('what')}; kit {new.number} is assigned instead: fetch it and scan it."
 
-    return _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page)
+    typed = {"action": "replace", "what": form.get("what") or "", "reason": form.get("reason") or ""}
+    return _visit_post(request, viewer, db, study, number, treatment, work, partial(_dispense_page, form=typed))
 
 
 @router.post("/participants/{study}/{number}/visits/{treatment}/unallocate")
@@ -268,7 +271,8 @@ def unallocate(request: Request, study: str, number: str, treatment: str,
                                   seen_version=_version(form.get("visit_version"), "visit_version"))
         return f"Kit {kit.number} is back in stock."
 
-    return _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page)
+    typed = {"action": "unallocate", "reason": form.get("reason") or ""}
+    return _visit_post(request, viewer, db, study, number, treatment, work, partial(_dispense_page, form=typed))
 
 
 # --- preparation ---------------------------------------------------------------------------------
