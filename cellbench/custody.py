@@ -23,7 +23,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from . import audit, kits, scanning, signatures, studies, users
+from . import audit, deviations, kits, scanning, signatures, studies, users
 from .audit import Actor
 from .db import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -167,6 +167,31 @@ def _relocate(session: Session, actor: Actor, kit: Kit, place: str) -> None:
         old, kit.location = kit.location, place
         session.flush()
         audit.record(session, actor, "kit moved", "kit", kit.number, field="location", old=old, new=place)
+
+
+def _move_kits(session: Session, actor: Actor, moving: list[Kit], move: str, *, reason: str, place: str,
+               action: str, to_place: str | None = None, shipment_id: int | None = None,
+               condition: str | None = None, also: dict | None = None) -> None:
+    """Kits of one shipment moving together: the state (kits.move_many: each kit checked, one
+    audit event each), the new place (audited like _relocate), and a custody link each."""
+    if not moving:
+        return
+    place = place[:100]
+    came_from = {kit.id: kit.location for kit in moving}
+    kits.move_many(session, actor, moving, move, reason=reason, also={**(also or {}), "location": place})
+    for kit in moving:
+        if came_from[kit.id] != place:
+            audit.record(session, actor, "kit moved", "kit", kit.number, field="location", old=came_from[kit.id],
+                         new=place)
+        record(session, actor, kit, action, from_place=came_from[kit.id], to_place=to_place or place,
+               shipment_id=shipment_id, condition=condition[:200] if condition else None)
+
+
+def travelling(kit: Kit) -> bool:
+    """In a shipment on its way: in transit, or held while in transit (its lot was quarantined)."""
+    state = KitState(kit.state)
+    return state is KitState.in_transit or (state is KitState.quarantined
+                                             and kit.state_before_quarantine == KitState.in_transit.value)
 
 
 def site_by_code(session: Session, code: str | None, *, field: str = "site") -> Site:
@@ -514,13 +539,10 @@ def dispatch(session: Session, actor: Actor, shipment: Shipment, *, shipper_id: 
                  new={**cleaned, "kits": len(packed), "to": site.code})
     condition = f"dry shipper {shipment.shipper_id}, seal {shipment.seal_number}, logger {shipment.logger_id}"
     to_place = f"In transit · {shipment.number}"
-    for kit in packed:
-        from_place = kit.location
-        kits.move(session, actor, kit, "ship", reason=f"dispatched in shipment {shipment.number} to {site.code}")
-        kit.storage_location_id = None  # out of the bench's tank, into the dry shipper
-        _relocate(session, actor, kit, to_place)
-        record(session, actor, kit, "dispatched", from_place=from_place, to_place=f"{to_place} to {site.code}",
-               shipment_id=shipment.id, condition=condition)
+    # out of the bench's tank (the "ship" move clears the storage location), into the dry shipper
+    _move_kits(session, actor, packed, "ship", reason=f"dispatched in shipment {shipment.number} to {site.code}",
+               place=to_place, action="dispatched", to_place=f"{to_place} to {site.code}", shipment_id=shipment.id,
+               condition=condition)
     session.flush()
 
 
@@ -540,9 +562,8 @@ def report_lost(session: Session, actor: Actor, shipment: Shipment, reason: str 
     session.flush()
     audit.record(session, actor, "shipment lost", "shipment", shipment.number, field="state", old=IN_TRANSIT,
                  new=LOST, reason=reason)
-    for kit in kits_of(session, shipment):
-        if KitState(kit.state) is not KitState.in_transit:
-            continue
+    # held kits too: a kit quarantined while in the shipper is lost with it
+    for kit in [kit for kit in kits_of(session, shipment) if travelling(kit)]:
         kits.move(session, actor, kit, "lose", reason=f"shipment {shipment.number} lost in transit: {reason}")
         record(session, actor, kit, "lost in transit", from_place=kit.location, to_place=None,
                shipment_id=shipment.id, condition=reason[:200])
@@ -837,32 +858,45 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
                       "readings_outside_transit": logger.outside_transit, "transit_minutes": minutes,
                       "kits_scanned": len(scanned), "kits_missing": [kit.number for kit in unscanned]})
 
+    if problems:
+        deviations.raise_deviation(
+            session, actor, origin="shipment", severity="major", shipment_id=shipment.id,
+            blinded_summary=f"Shipment {shipment.number} was held on receipt for QA's assessment.",
+            description=(f"Shipment {shipment.number} to {site.code} failed its receipt check and is held, every kit "
+                         f"in it, for QA's assessment: {'; '.join(problems)}. Seal {shipment.seal_number} "
+                         f"{'intact' if intact else 'not intact'}; logger {shipment.logger_id} ({logger.source}"
+                         + (f", {logger.minimum:g} to {logger.maximum:g} °C" if logger.maximum is not None else "")
+                         + f"); transit {minutes} minutes; {len(scanned)} of {len(lines)} kits scanned."))
+
     reason = (missing_reason or "").strip()
     for kit in unscanned:
-        if KitState(kit.state) is not KitState.in_transit:
+        if not travelling(kit):
             continue
         kits.move(session, actor, kit, "lose", reason=f"not in shipment {shipment.number} on arrival: {reason}")
         record(session, actor, kit, "missing at receipt", from_place=kit.location, to_place=None,
                shipment_id=shipment.id, condition=reason[:200])
 
     place = site_pharmacy(site)
+    # reported damaged or lost while in transit: such a kit keeps that state
+    arriving = [kit for kit in scanned if KitState(kit.state) is KitState.in_transit]
+    # Held while in transit (its lot was quarantined, with companions of the other arm): it
+    # arrives held, whatever the receipt check says, and joins the site's stock when released.
+    held = [kit for kit in scanned if KitState(kit.state) is KitState.quarantined and travelling(kit)]
+    at_site = {"site_id": site.id}
     if problems:
-        move, action = "receive_into_quarantine", "received into quarantine"
-        why = f"shipment {shipment.number} held on receipt for QA: {'; '.join(problems)}"
-        condition = f"held: {'; '.join(problems)}"
+        _move_kits(session, actor, arriving + held, "receive_into_quarantine",
+                   reason=f"shipment {shipment.number} held on receipt for QA: {'; '.join(problems)}",
+                   place=place, action="received into quarantine", shipment_id=shipment.id,
+                   condition=f"held: {'; '.join(problems)}", also=at_site)
     else:
-        move, action = "receive", "received"
-        why = f"received in shipment {shipment.number}"
         condition = _condition(intact, logger)
-    for kit in scanned:
-        if KitState(kit.state) is not KitState.in_transit:
-            continue  # reported damaged or lost while in transit: it keeps that state
-        from_place = kit.location
-        kits.move(session, actor, kit, move, reason=why)
-        kit.site_id, kit.storage_location_id = site.id, None
-        _relocate(session, actor, kit, place)
-        record(session, actor, kit, action, from_place=from_place, to_place=place, shipment_id=shipment.id,
-               condition=condition[:200])
+        still_held = kits.GENERIC_QUARANTINE_REASON.lower().rstrip(".")
+        _move_kits(session, actor, arriving, "receive", reason=f"received in shipment {shipment.number}",
+                   place=place, action="received", shipment_id=shipment.id, condition=condition, also=at_site)
+        _move_kits(session, actor, held, "receive_into_quarantine",
+                   reason=f"received in shipment {shipment.number}; {still_held}",
+                   place=place, action="received into quarantine", shipment_id=shipment.id,
+                   condition=f"{condition}; held: {still_held}", also=at_site)
     session.flush()
     return problems
 
@@ -898,11 +932,12 @@ def assess(session: Session, user: User, shipment: Shipment, decision: str | Non
     session.flush()
     audit.record(session, actor, f"shipment {word}", "shipment", shipment.number, field="state", old=QUARANTINED,
                  new=new_state, reason=reason)
-    held = session.scalars(select(Kit).join(ShipmentKit, ShipmentKit.kit_id == Kit.id)
-                           .where(ShipmentKit.shipment_id == shipment.id, Kit.state == KitState.quarantined.value,
-                                  Kit.quarantine_id.is_(None)).order_by(Kit.number))
+    held = select(Kit).join(ShipmentKit, ShipmentKit.kit_id == Kit.id).where(
+        ShipmentKit.shipment_id == shipment.id, Kit.state == KitState.quarantined.value)
+    if decision == "accept":
+        # a kit also held by a kit quarantine (its lot) stays held until that quarantine ends
+        held = held.where(Kit.quarantine_id.is_(None))
     kit_reason = (f"shipment {shipment.number} accepted by QA: {reason}" if decision == "accept"
                   else f"shipment {shipment.number} rejected by QA: {reason}")
-    for kit in held:
-        kits.move(session, actor, kit, move, reason=kit_reason)
+    kits.move_many(session, actor, list(session.scalars(held.order_by(Kit.number))), move, reason=kit_reason)
     session.flush()

@@ -27,8 +27,8 @@ from . import audit, signatures, users
 from .audit import Actor
 from .db import utcnow
 from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from .models import (AuditHead, Deviation, DeviationState, Lot, Meaning, Role, Signature, SpecVersion, User,
-                     Visibility)
+from .models import (AuditHead, Deviation, DeviationState, Kit, Lot, Meaning, Participant, Role, Shipment, Signature,
+                     SpecVersion, Study, User, Visibility, Visit)
 
 SEVERITIES = ("minor", "major", "critical")
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
@@ -111,11 +111,12 @@ def _authorise(deviation: Deviation, action: str, actor: Actor) -> Move:
 @signatures.content_rule("deviation")
 def _content(session: Session, number: str) -> dict:
     deviation = by_number(session, number)
+    # the links only when there are any, so a closure signed before they existed still verifies
     return {"number": deviation.number, "lot": lot_number_of(session, deviation), "step_code": deviation.step_code,
             "origin": deviation.origin, "severity": deviation.severity, "description": deviation.description,
             "blinded_summary": deviation.blinded_summary, "impact_assessment": deviation.impact_assessment,
             "capa_reference": deviation.capa_reference, "state": DeviationState(deviation.state).value,
-            "raised_by": deviation.raised_by, "raised_at": deviation.raised_at}
+            "raised_by": deviation.raised_by, "raised_at": deviation.raised_at, **links(session, deviation)}
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -173,9 +174,12 @@ def _next_number(session: Session, year: int) -> str:
 
 def raise_deviation(session: Session, actor: Actor, *, lot_id: int | None = None, step_code: str | None = None,
                     origin: str, severity: str = "minor", description: str,
-                    blinded_summary: str | None = None) -> Deviation:
+                    blinded_summary: str | None = None, kit_id: int | None = None, visit_id: int | None = None,
+                    shipment_id: int | None = None) -> Deviation:
     """Record a deviation (by hand, or for another module: out-of-limit value, late entry, QA
-    material override, OOS result). It starts open."""
+    material override, OOS result, a late administration with its kit and visit, a shipment held
+    on receipt). It starts open. A kit's link never says its arm; the summary blinded people read
+    is the caller's, the same words for both arms."""
     if origin not in ORIGINS:
         raise InvalidInput(f"Unknown deviation origin '{origin}'.", field="origin")
     if origin == "manual":
@@ -195,8 +199,12 @@ def raise_deviation(session: Session, actor: Actor, *, lot_id: int | None = None
         if not _STEP_CODE.match(step_code) or ((codes := _step_codes(session, lot)) and step_code not in codes):
             raise InvalidInput(f"Lot {lot.number} has no step '{step_code}'.", field="step_code")
     now = utcnow()
+    for column, value, model in (("kit", kit_id, Kit), ("visit", visit_id, Visit), ("shipment", shipment_id, Shipment)):
+        if value is not None and session.get(model, value) is None:
+            raise NotFound(f"There is no such {column}.", field=column)
     deviation = Deviation(number=_next_number(session, now.year), lot_id=lot_id, step_code=step_code, origin=origin,
                           severity=severity, description=description, blinded_summary=summary,
+                          kit_id=kit_id, visit_id=visit_id, shipment_id=shipment_id,
                           state=DeviationState.open, raised_by=actor.user_id, raised_at=now)
     session.add(deviation)
     session.flush()
@@ -204,7 +212,7 @@ def raise_deviation(session: Session, actor: Actor, *, lot_id: int | None = None
                  new=summary)
     audit.record(session, actor, "deviation details", "deviation", deviation.number, field="details",
                  new={"lot": lot.number if lot else None, "step_code": step_code, "origin": origin,
-                      "severity": severity, "description": description},
+                      "severity": severity, "description": description, **links(session, deviation)},
                  visibility=Visibility.unblinded)
     return deviation
 
@@ -266,6 +274,34 @@ def by_number(session: Session, number: str | None, field: str = "number") -> De
     if deviation is None:
         raise NotFound(f"There is no deviation '{number}'.", field=field)
     return deviation
+
+
+def links(session: Session, deviation: Deviation) -> dict[str, str]:
+    """The kit, visit and shipment a deviation concerns, by their public references; only those
+    it has. A kit number and a visit say nothing about an arm."""
+    found = {}
+    if deviation.kit_id is not None:
+        found["kit"] = session.scalar(select(Kit.number).where(Kit.id == deviation.kit_id))
+    if deviation.visit_id is not None:
+        row = session.execute(select(Study.code, Participant.screening_number, Visit.treatment)
+                              .join(Participant, Participant.id == Visit.participant_id)
+                              .join(Study, Study.id == Participant.study_id)
+                              .where(Visit.id == deviation.visit_id)).first()
+        # the visit's id in the audit trail (pharmacy.VisitContext.ref)
+        found["visit"] = f"{row[0]}/{row[1]}/T{row[2]}" if row else None
+    if deviation.shipment_id is not None:
+        found["shipment"] = session.scalar(select(Shipment.number).where(Shipment.id == deviation.shipment_id))
+    return found
+
+
+def deviations_of(session: Session, *, kit_id: int | None = None, shipment_id: int | None = None) -> list[Deviation]:
+    """The deviations linked to a kit or a shipment, oldest first."""
+    query = select(Deviation)
+    if kit_id is not None:
+        query = query.where(Deviation.kit_id == kit_id)
+    if shipment_id is not None:
+        query = query.where(Deviation.shipment_id == shipment_id)
+    return list(session.scalars(query.order_by(Deviation.raised_at, Deviation.number)))
 
 
 def lot_number_of(session: Session, deviation: Deviation) -> str | None:

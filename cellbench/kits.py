@@ -6,10 +6,13 @@ blind-preserving quarantine, the unblinded kit view) lives in packaging.py and q
 """
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from . import audit, qrpayload, users
@@ -17,7 +20,7 @@ from .audit import Actor
 from .db import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .identifiers import parse_kit_number
-from .models import BlindedLot, Kit, KitState, Role, Study
+from .models import BlindedLot, Kit, KitState, Role, Study, Visit
 
 # Who may look at kits at all (blinded views): supply and QA at the bench, the site roles.
 READERS = frozenset({Role.supply_manager, Role.qa, Role.qp, Role.pharmacist, Role.preparer, Role.investigator,
@@ -51,6 +54,25 @@ class Move:
     sources: frozenset[KitState]
     target: KitState | None  # None: back to the state before the quarantine
     roles: frozenset[Role]
+    # The kit leaves its tank or freezer with this move (it is no longer on that shelf).
+    leaves_storage: bool = False
+    guard: Callable[[Kit], str | None] | None = None  # a rule the kit must pass besides its state
+
+
+def not_in_a_kit_quarantine(kit: Kit) -> str | None:
+    """A kit already held may join a kit quarantine only if it is held on receipt, awaiting QA's
+    assessment of its shipment (no kit quarantine of its own): QA accepting the shipment must not
+    then put a kit of a quarantined lot back into use."""
+    if KitState(kit.state) is KitState.quarantined and kit.quarantine_id is not None:
+        return f"Kit {kit.number} is already held by another quarantine."
+    return None
+
+
+def held_in_transit(kit: Kit) -> str | None:
+    """A held kit may be received only if it was held while travelling: it arrives still held."""
+    if KitState(kit.state) is KitState.quarantined and kit.state_before_quarantine != KitState.in_transit.value:
+        return f"Kit {kit.number} is {STATE_LABELS[KitState.quarantined].lower()} and not in transit."
+    return None
 
 
 _SUPPLY = frozenset({Role.supply_manager})
@@ -63,29 +85,34 @@ MOVES: dict[str, Move] = {
     "package": Move(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
     "release": Move(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
     # QC analysts too: their out-of-specification result after release quarantines kits at once
-    "quarantine": Move(frozenset({KitState.packaged}) | _HELD, KitState.quarantined,
-                       _SUPPLY_QA | {Role.qc_analyst}),
+    "quarantine": Move(frozenset({KitState.packaged, KitState.quarantined}) | _HELD, KitState.quarantined,
+                       _SUPPLY_QA | {Role.qc_analyst}, guard=not_in_a_kit_quarantine),
     "lift_quarantine": Move(frozenset({KitState.quarantined}), None, _SUPPLY_QA),
     "withdraw": Move(frozenset({KitState.quarantined}), KitState.withdrawn, _SUPPLY_QA),
     # custody (custody.py): dispatched in a shipment, received at the site pharmacy
-    "ship": Move(frozenset({KitState.released}), KitState.in_transit, _SUPPLY),
-    "receive": Move(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY),
-    # a failed receipt check holds the kit at the site as received, until QA assesses the shipment
-    "receive_into_quarantine": Move(frozenset({KitState.in_transit}), KitState.quarantined, _PHARMACY),
+    "ship": Move(frozenset({KitState.released}), KitState.in_transit, _SUPPLY, leaves_storage=True),
+    "receive": Move(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY, leaves_storage=True),
+    # A failed receipt check holds the kit at the site as received, until QA assesses the shipment.
+    # A kit already held while in transit (its lot was quarantined) arrives the same way: still
+    # held, now at the site, and back to the site's stock when its quarantine is lifted.
+    "receive_into_quarantine": Move(frozenset({KitState.in_transit, KitState.quarantined}), KitState.quarantined,
+                                    _PHARMACY, leaves_storage=True, guard=held_in_transit),
     # the pharmacy (pharmacy.py): one path for both arms
     "allocate": Move(frozenset({KitState.at_site}), KitState.allocated, _PHARMACY),
     "unallocate": Move(frozenset({KitState.allocated}), KitState.at_site, _PHARMACY),
-    "dispense": Move(frozenset({KitState.allocated}), KitState.dispensed, _PHARMACY),
+    "dispense": Move(frozenset({KitState.allocated}), KitState.dispensed, _PHARMACY, leaves_storage=True),
     "start_preparation": Move(frozenset({KitState.dispensed}), KitState.in_preparation, frozenset({Role.preparer})),
     "administer": Move(frozenset({KitState.in_preparation}), KitState.administered, frozenset({Role.investigator})),
     "not_administered": Move(frozenset({KitState.dispensed, KitState.in_preparation}), KitState.not_administered,
                              frozenset({Role.investigator, Role.preparer})),
     "return": Move(frozenset({KitState.at_site, KitState.allocated, KitState.dispensed}), KitState.returned,
-                   _PHARMACY),
-    "damage": Move(_HELD | {KitState.dispensed}, KitState.damaged, _PHARMACY | _SUPPLY),
-    "lose": Move(_HELD | {KitState.dispensed}, KitState.missing, _PHARMACY | _SUPPLY),
+                   _PHARMACY, leaves_storage=True),
+    # a held kit can still be damaged or go missing (a lost shipment, a kit not in the shipper)
+    "damage": Move(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.damaged, _PHARMACY | _SUPPLY),
+    "lose": Move(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.missing, _PHARMACY | _SUPPLY,
+                 leaves_storage=True),
     "destroy": Move(frozenset({KitState.withdrawn, KitState.returned, KitState.not_administered, KitState.damaged}),
-                    KitState.destroyed, _PHARMACY | _SUPPLY),
+                    KitState.destroyed, _PHARMACY | _SUPPLY, leaves_storage=True),
 }
 
 
@@ -94,50 +121,151 @@ def state_label(state: str | KitState) -> str:
 
 
 def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | None = None,
-         seen_version: int | None = None, quarantine_id: int | None = None) -> None:
+         seen_version: int | None = None, quarantine_id: int | None = None, also: dict | None = None) -> None:
     """Make one move of the table. `reason` is what everyone, blinded people included, may read."""
+    seen = None
+    if seen_version is not None:
+        try:
+            seen = {kit.id: int(seen_version)}
+        except (TypeError, ValueError):
+            raise InvalidInput("This form is damaged; reload the page.", field="kit_version") from None
+    move_many(session, actor, [kit], name, reason=reason, seen_versions=seen, quarantine_id=quarantine_id, also=also)
+
+
+def _rule(actor: Actor, name: str) -> Move:
     rule = MOVES.get(name)
     if rule is None:
         raise NotFound(f"Unknown kit action '{name}'.", field="action")
     if not actor.roles & rule.roles:
         raise Forbidden(f"Only {' or '.join(sorted(r.value for r in rule.roles))} may {name.replace('_', ' ')} a kit.")
-    old = KitState(kit.state)
-    if old not in rule.sources:
-        raise InvalidInput(f"Kit {kit.number} is {state_label(old).lower()}; it cannot be "
-                           f"moved by '{name.replace('_', ' ')}' now.", field="action")
-    expected = kit.row_version if seen_version is None else seen_version
-    changed = session.execute(update(Kit).where(Kit.id == kit.id, Kit.row_version == expected)
-                              .values(row_version=Kit.row_version + 1))
-    if changed.rowcount != 1:
-        raise Conflict(f"Someone else acted on kit {kit.number} at the same moment. Reload and check it.",
-                       field="kit_version")
-    session.refresh(kit)
-    if rule.target is KitState.quarantined:
-        new = KitState.quarantined
-        # a kit held on receipt returns to the site's stock, not to "in transit", when released
-        before = KitState.at_site if name == "receive_into_quarantine" else old
-        kit.state_before_quarantine, kit.quarantine_id = before.value, quarantine_id
-    elif rule.target is None:
-        new = KitState(kit.state_before_quarantine)
-        kit.state_before_quarantine, kit.quarantine_id = None, None
-    else:
-        new = rule.target
-    kit.state = new
-    if new is KitState.packaged:
-        kit.packaged_at = utcnow()
-    session.flush()
-    audit.record(session, actor, f"kit {name.replace('_', ' ')}", "kit", kit.number, field="state",
-                 old=state_label(old), new=state_label(new), reason=reason)
+    return rule
+
+
+def _on_a_visit(session: Session, kit_ids: list[int]) -> set[int]:
+    """Which of these kits a visit still holds as its assigned kit."""
+    found: set[int] = set()
+    for start in range(0, len(kit_ids), _CHUNK):
+        found.update(session.scalars(select(Visit.kit_id).where(Visit.kit_id.in_(kit_ids[start:start + _CHUNK]))))
+    return found
+
+
+def _after_quarantine(kit: Kit, on_visit: set[int]) -> KitState:
+    """Where a held kit goes back to: the state it was in, unless that state has gone meanwhile.
+    An allocated kit whose visit took another kit (pharmacy.replace_kit) is back in the site's
+    stock, not allocated to nobody. The same rule for both arms."""
+    before = KitState(kit.state_before_quarantine)
+    if before is KitState.allocated and kit.id not in on_visit:
+        return KitState.at_site
+    return before
+
+
+_CHUNK = 400  # kits per statement: two bound values each, far below every engine's limit
+_KIT = Kit.__table__
+
+
+def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *, reason: str | None = None,
+              seen_versions: Mapping[int, int] | None = None, quarantine_id: int | None = None,
+              also: dict | None = None) -> None:
+    """The same move for many kits, as one use case: every kit is checked against the table
+    first, then each kit's row changes only if its row_version is still the one read (or the one
+    the person saw), else nothing of the caller's transaction stays (Conflict). One audit event
+    per kit, as `move` writes. `also`: further columns every kit takes in the same UPDATE (the
+    blinded lot at packaging, the site at receipt), written into the kit objects as stored.
+
+    Core statements, not the ORM's bulk update: that one re-evaluates its WHERE clause against
+    every object in the session for each statement (20 s for a 500-kit run)."""
+    rule = _rule(actor, name)
+    kits_ = list({kit.id: kit for kit in kits_}.values())  # each kit once
+    if not kits_:
+        return
+    for kit in kits_:
+        old = KitState(kit.state)
+        if old not in rule.sources:
+            raise InvalidInput(f"Kit {kit.number} is {state_label(old).lower()}; it cannot be "
+                               f"moved by '{name.replace('_', ' ')}' now.", field="action")
+        if rule.guard is not None and (why := rule.guard(kit)):
+            raise InvalidInput(why, field="action")
+    session.flush()  # anything pending on these kits goes first, in order
+    on_visit = _on_a_visit(session, [k.id for k in kits_]) if rule.target is None else set()
+    now = utcnow()
+    changes: list[tuple[Kit, KitState, KitState, dict]] = []
+    for kit in kits_:
+        old = KitState(kit.state)
+        values: dict = dict(also or {})
+        if rule.target is KitState.quarantined:
+            new = KitState.quarantined
+            # a kit held on receipt returns to the site's stock, not to "in transit", when released
+            if name == "receive_into_quarantine":
+                before = KitState.at_site
+            else:
+                before = KitState(kit.state_before_quarantine) if old is KitState.quarantined else old
+            values["state_before_quarantine"] = before.value
+            # a kit already held by a kit quarantine stays in it; one held on receipt joins this one
+            values["quarantine_id"] = (kit.quarantine_id if old is KitState.quarantined and kit.quarantine_id
+                                       else quarantine_id)
+        elif rule.target is None:
+            new = _after_quarantine(kit, on_visit)
+            values["state_before_quarantine"], values["quarantine_id"] = None, None
+        else:
+            new = rule.target
+            if old is KitState.quarantined:
+                values["state_before_quarantine"] = None  # it left the quarantine some other way
+        if new is KitState.packaged:
+            values["packaged_at"] = now
+        if rule.leaves_storage:
+            values["storage_location_id"] = None
+        values["state"] = new.value
+        changes.append((kit, old, new, values))
+
+    # one UPDATE per set of new values; each row only at the version read
+    groups: dict[tuple, list[tuple[Kit, int]]] = defaultdict(list)
+    for kit, _old, _new, values in changes:
+        expected = kit.row_version if seen_versions is None else seen_versions.get(kit.id, kit.row_version)
+        groups[tuple(sorted(values.items(), key=lambda item: item[0]))].append((kit, int(expected)))
+    conn = session.connection()
+    for items, members in groups.items():
+        for start in range(0, len(members), _CHUNK):
+            part = members[start:start + _CHUNK]
+            statement = (_KIT.update()
+                         .where(tuple_(_KIT.c.id, _KIT.c.row_version).in_([(kit.id, v) for kit, v in part]))
+                         .values({**dict(items), "row_version": _KIT.c.row_version + 1}).returning(_KIT.c.id))
+            changed = set(conn.execute(statement).scalars())
+            if len(changed) != len(part):
+                stale = next(kit for kit, _v in part if kit.id not in changed)
+                raise Conflict(f"Someone else acted on kit {stale.number} at the same moment. Reload and check it.",
+                               field="kit_version")
+    for kit, _old, _new, values in changes:
+        # the kit objects take what the rows now hold, without another read or UPDATE
+        version = (seen_versions or {}).get(kit.id, kit.row_version) + 1
+        for key, value in values.items():
+            set_committed_value(kit, key, value)
+        set_committed_value(kit, "row_version", version)
+    words = f"kit {name.replace('_', ' ')}"
+    for kit, old, new, _values in changes:
+        audit.record(session, actor, words, "kit", kit.number, field="state", old=state_label(old),
+                     new=state_label(new), reason=reason)
 
 
 # --- reading kits -----------------------------------------------------------------------------
+
+
+def kit_number_refusal(text: str | None, error: ValueError) -> str:
+    """identifiers.parse_kit_number's reason as one sentence. Its reasons already begin with the
+    kit number as typed ("kit number 'X' has 4 characters; ..."): it is said once, not twice."""
+    typed = (text or "").strip()
+    if not typed:
+        return "Enter or scan a kit number."
+    message = str(error).strip().rstrip(".")
+    if not message.lower().startswith("kit number"):
+        message = f"kit number {typed!r}: {message}"
+    return f"{message[0].upper()}{message[1:]}."
 
 
 def by_number(session: Session, text: str | None, *, field: str = "kit_number") -> Kit:
     try:
         number = parse_kit_number(text or "")
     except ValueError as error:
-        raise InvalidInput(f"Kit number {(text or '').strip()!r}: {error}.", field=field) from None
+        raise InvalidInput(kit_number_refusal(text, error), field=field) from None
     kit = session.scalars(select(Kit).where(Kit.number == number)).first()
     if kit is None:
         raise NotFound(f"No kit {number} in cellbench.", field=field)

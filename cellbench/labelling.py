@@ -100,29 +100,14 @@ def kit_labels(session: Session, kit_rows: Iterable[Kit], secret_key: str, *,
 
 # --- rendering ------------------------------------------------------------------------------------
 
-# fpdf2 stamps each PDF with the time it was made, and derives the file identifier from it. A run's
-# output is stamped with the run's own time instead, so that downloading it again gives the very
-# same bytes. Both are fixed-width fields, so the cross-reference offsets stay valid.
-_CREATION_DATE = re.compile(rb"/CreationDate \(D:\d{14}Z\)")
-_FILE_ID = re.compile(rb"/ID \[<[0-9A-F]{32}><[0-9A-F]{32}>\]")
-
-
-def _stamp(pdf: bytes, created_at: datetime) -> bytes:
-    stamped, dates = _CREATION_DATE.subn(f"/CreationDate (D:{created_at:%Y%m%d%H%M%S}Z)".encode(), pdf)
-    blank = b"/ID [<" + b"0" * 32 + b"><" + b"0" * 32 + b">]"
-    stamped, ids = _FILE_ID.subn(blank, stamped)
-    if dates != 1 or ids != 1:  # a new fpdf2 writes these differently: better to fail than to drift
-        raise RuntimeError("unexpected PDF trailer from fpdf2: cannot stamp the run's time")
-    digest = hashlib.md5(stamped, usedforsecurity=False).hexdigest().upper().encode()
-    return stamped.replace(blank, b"/ID [<" + digest + b"><" + digest + b">]")
-
-
 def _render(labels: Sequence[KitLabel], kind: LabelKind, output: str, created_at: datetime) -> bytes:
     try:
         if output == "zpl":
             return render_zpl(labels, kind).encode("utf-8")
+        # stamped with the run's own time, not the time of rendering: a second download of the
+        # run gives the very same bytes (labels.py derives nothing else from the clock)
         render = render_label_sheet_pdf if output == "sheet" else render_single_label_pdf
-        return _stamp(render(labels, kind), created_at)
+        return render(labels, kind, creation_date=created_at)
     except LabelFontMissing as missing:
         raise LabelsUnavailable(f"Labels cannot be printed on this server: {missing}.") from None
     except ValueError as error:  # the study's particulars do not fit this label

@@ -18,7 +18,7 @@ import importlib.util
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -179,9 +179,16 @@ def find_label_fonts() -> LabelFonts:
     )
 
 
-def _new_pdf(page: tuple[float, float]) -> FPDF:
+def _new_pdf(page: tuple[float, float], creation_date: datetime | None = None) -> FPDF:
+    """A PDF stamped with `creation_date` (timezone-aware), or with the time it is made. fpdf2
+    derives the file identifier from the content and this date, so the same labels with the same
+    date give the same bytes: a label run is downloaded again exactly as it was printed."""
     fonts = find_label_fonts()
     pdf = FPDF(unit="mm", format=page)
+    if creation_date is not None:
+        if creation_date.tzinfo is None:
+            raise ValueError("the creation date needs its UTC offset")
+        pdf.set_creation_date(creation_date.replace(microsecond=0))
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)
     pdf.add_font("Label", "", str(fonts.regular))
@@ -397,11 +404,13 @@ def _sheet_grid(size: LabelSize, sheet: SheetLayout) -> tuple[int, int]:
 
 
 def render_label_sheet_pdf(labels: Sequence[KitLabel], kind: LabelKind = LabelKind.OUTER, *,
-                           size: LabelSize | None = None, sheet: SheetLayout | None = None) -> bytes:
-    """Labels on A4 sheets in a grid at exact millimetre sizes, filled row by row."""
+                           size: LabelSize | None = None, sheet: SheetLayout | None = None,
+                           creation_date: datetime | None = None) -> bytes:
+    """Labels on A4 sheets in a grid at exact millimetre sizes, filled row by row. With a
+    `creation_date` the bytes depend on nothing else than the labels and that date."""
     size, sheet = size or DEFAULT_SIZE[kind], sheet or DEFAULT_SHEET[kind]
     columns, rows = _sheet_grid(size, sheet)
-    pdf = _new_pdf((sheet.page_width_mm, sheet.page_height_mm))
+    pdf = _new_pdf((sheet.page_width_mm, sheet.page_height_mm), creation_date)
     pdf.set_title(f"cellbench {kind.value} labels")
     for index, label in enumerate(labels):
         slot = index % (columns * rows)
@@ -414,10 +423,11 @@ def render_label_sheet_pdf(labels: Sequence[KitLabel], kind: LabelKind = LabelKi
 
 
 def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKind = LabelKind.OUTER, *,
-                            size: LabelSize | None = None) -> bytes:
-    """One label per page, each page exactly the label's size (for label printers)."""
+                            size: LabelSize | None = None, creation_date: datetime | None = None) -> bytes:
+    """One label per page, each page exactly the label's size (for label printers). With a
+    `creation_date` the bytes depend on nothing else than the labels and that date."""
     size = size or DEFAULT_SIZE[kind]
-    pdf = _new_pdf((size.width_mm, size.height_mm))
+    pdf = _new_pdf((size.width_mm, size.height_mm), creation_date)
     pdf.set_title(f"cellbench {kind.value} label")
     for label in [labels] if isinstance(labels, KitLabel) else labels:
         pdf.add_page()

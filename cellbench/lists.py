@@ -53,12 +53,28 @@ def generate(session: Session, actor: Actor, study: Study, kind: str, size: obje
         lines = randomisation.randomisation_lines(chosen_seed, count, _arms(study), blocks,
                                                   studies.definition(study).study.participant_prefix, start)
     elif kind == "kit":
-        numbers = identifiers.new_kit_numbers(count, lambda number: sealed.kit_number_taken(session, number))
+        # whole blocks, as a randomisation list: the last block is never cut short (uneven arms)
+        size = randomisation.whole_blocks(chosen_seed, count, _arms(study), blocks)
+        numbers = identifiers.new_kit_numbers(size, lambda number: sealed.kit_number_taken(session, number))
         lines = randomisation.kit_lines(chosen_seed, numbers, _arms(study), blocks)
     else:
         raise InvalidInput("A list is a randomisation list or a kit list.", field="kind")
     return sealed.create_list(session, actor, study, kind, lines, method="generated", seed=chosen_seed,
-                              block_sizes=blocks)
+                              block_sizes=blocks, asked=count)
+
+
+def generated_notice(row: sealed.ListHeader, asked: object) -> str:
+    """What the supply manager is told after generating a draft, including that it was rounded
+    up to whole blocks when it was."""
+    what = f"Draft {sealed.LIST_KINDS[row.kind]} version {row.version} generated"
+    try:
+        wanted = int(str(asked).strip())
+    except ValueError:
+        wanted = row.size
+    if wanted != row.size:
+        what += (f" with {row.size} entries, not {wanted}: permuted blocks are never cut short, so the list was "
+                 f"rounded up to whole blocks")
+    return f"{what}: check it, then seal it."
 
 
 def import_csv(session: Session, actor: Actor, study: Study, kind: str, text: str) -> sealed.ListHeader:

@@ -441,7 +441,12 @@ class Deviation(SQLModel, table=True):
     number: str = Field(max_length=32, unique=True)
     lot_id: int | None = Field(default=None, foreign_key="lot.id", index=True)
     step_code: str | None = Field(default=None, max_length=64)
-    origin: str = Field(max_length=32)  # out_of_limit | material_override | late_entry | manual | oos
+    # what else it concerns: a kit (a late administration), its visit, a shipment (a failed receipt)
+    kit_id: int | None = Field(default=None, foreign_key="kit.id", index=True)
+    visit_id: int | None = Field(default=None, foreign_key="visit.id")
+    shipment_id: int | None = Field(default=None, foreign_key="shipment.id", index=True)
+    # out_of_limit | material_override | late_entry | manual | oos | late_administration | shipment
+    origin: str = Field(max_length=32)
     severity: str = Field(default="minor", max_length=16)  # minor | major | critical
     description: str
     blinded_summary: str | None = None  # the only text a blinded user may ever see

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from . import audit, kits, sealed, studies, users
@@ -181,14 +182,23 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
                  new={"study": study.code, "blinded_lot": blinded.code, "kits": count})
     audit.record(session, actor, "packaging run lots", "packaging_run", run.number, field="lots",
                  new=sorted(used_lots), visibility=Visibility.unblinded)
-    for kit, _arm in sorted(planned, key=lambda pair: pair[0].number):  # number order: random, says nothing
-        for vial in fill[kit.id]:
-            vial.state = KITTED_VIAL
-        sealed.put_units(session, actor, kit, fill[kit.id], run.id)
-        kit.blinded_lot_id = blinded.id
-        kits.move(session, actor, kit, "package", reason=f"packaging run {run.number}, blinded lot {blinded.code}")
+    in_order = [kit for kit, _arm in sorted(planned, key=lambda pair: pair[0].number)]  # random: says nothing
+    _mark_kitted(session, [vial for kit in in_order for vial in fill[kit.id]])
+    sealed.put_units_many(session, actor, [(kit, fill[kit.id]) for kit in in_order], run.id)
+    kits.move_many(session, actor, in_order, "package", reason=f"packaging run {run.number}, blinded lot {blinded.code}",
+                   also={"blinded_lot_id": blinded.id})
     release_runs_ready(session, actor, [run.id], why="packaging")
     return run
+
+
+def _mark_kitted(session: Session, vials: list[Vial]) -> None:
+    """The units are in kits now: one UPDATE per few hundred, not one per unit."""
+    ids = [vial.id for vial in vials]
+    for start in range(0, len(ids), 500):
+        session.execute(update(Vial.__table__).where(Vial.__table__.c.id.in_(ids[start:start + 500]))
+                        .values(state=KITTED_VIAL))
+    for vial in vials:
+        set_committed_value(vial, "state", KITTED_VIAL)
 
 
 def release_runs_ready(session: Session, actor: Actor, run_ids: list[int], *, why: str) -> int:
@@ -198,12 +208,14 @@ def release_runs_ready(session: Session, actor: Actor, run_ids: list[int], *, wh
         if any(LotState(lot.state) is not LotState.released for lot in lots):
             continue
         run = session.get(PackagingRun, run_id)
-        waiting = session.scalars(select(Kit).where(Kit.state == KitState.packaged,
-                                                    Kit.id.in_(sealed.kit_ids_of_run(session, actor, run_id, why=why)))
-                                  .order_by(Kit.number))
-        for kit in list(waiting):
-            kits.move(session, actor, kit, "release", reason=f"every lot of packaging run {run.number} is released")
-            released += 1
+        ids = sealed.kit_ids_of_run(session, actor, run_id, why=why)
+        waiting = [kit for start in range(0, len(ids), 500)
+                   for kit in session.scalars(select(Kit).where(Kit.state == KitState.packaged,
+                                                                Kit.id.in_(ids[start:start + 500])))]
+        waiting.sort(key=lambda kit: kit.number)
+        kits.move_many(session, actor, waiting, "release",
+                       reason=f"every lot of packaging run {run.number} is released")
+        released += len(waiting)
     return released
 
 

@@ -145,6 +145,13 @@ def gland_short(study: Study, dose: int) -> str:
 
 
 def participant_ref(study: Study, participant: Participant) -> str:
+    """A participant's one entity id in the audit trail: "<study code>/<screening number>".
+
+    The screening number is known from enrolment on and never changes; the randomisation number
+    comes only at randomisation, so events before it (enrolment) and after it would otherwise
+    sit under two ids. Every module writes participant events under this id (unblinding
+    through `unblinding.participant_key`, the sealed compartment's log of its doors too), and
+    visits under "<this>/T<treatment>", so one participant's history is one list."""
     return f"{study.code}/{participant.screening_number}"
 
 
@@ -639,6 +646,7 @@ def _late(visit_id: int, actor: Actor, dose: int, at: datetime, volume: float,
                    reason="use window passed")
         deviation = deviations.raise_deviation(
             session, actor, origin="late_administration", severity="major", blinded_summary=LATE_SUMMARY,
+            kit_id=kit.id, visit_id=ctx.visit.id,
             description=(f"{ctx.study.code} {ctx.who}, site {ctx.site.code}, kit {kit.number}: administration into "
                          f"the {gland_names(ctx.study)[dose - 1]} at {_hhmm(at, ctx.site)} ({volume:g} mL) was refused "
                          f"because the use window ended at {_hhmm(ctx.visit.use_by, ctx.site)}. Glands already "

@@ -8,6 +8,11 @@ set of unavailable kits does not tell which are active:
   arm(s), as many as keep the blinded lot's own ratio (the kits of a lot are all on one arm);
 * "blinded_lot": every kit of each blinded lot the lot's kits are in.
 
+Kits are held wherever they are: at the cell bench, in a shipment on its way (such a kit arrives
+at the site still held: custody's receipt makes the "receive_into_quarantine" move, and the kit
+goes back to the site's stock, not "in transit", when the quarantine is lifted), in the site's
+stock or assigned to a visit (see kits.MOVES "lift_quarantine" for where it goes back to).
+
 The study's policy applies to automatic quarantines; the supply manager sets it and may choose
 again for a manual one. Blinded people see "temporarily unavailable" and one generic reason; the
 cause, the lot and the policy are on the KitQuarantine record, shown to unblinded roles only.
@@ -17,7 +22,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
 from . import audit, kits, qc, sealed, signatures, studies, users
@@ -34,7 +39,14 @@ CAUSES = {
     "post_release_oos": "out-of-specification result after certification",
     "manual": "quarantined by hand",
 }
+# Kits a quarantine can take: at the bench, in transit, at a site, assigned to a visit, and those
+# held on receipt awaiting QA's assessment of their shipment (they join it: accepting the
+# shipment must not put a kit of a quarantined lot back into use).
 QUARANTINABLE = kits.MOVES["quarantine"].sources
+
+
+def _may_take(kit: Kit) -> bool:
+    return KitState(kit.state) in QUARANTINABLE and kits.not_in_a_kit_quarantine(kit) is None
 _random = secrets.SystemRandom()
 
 
@@ -68,9 +80,9 @@ def choose_kits(session: Session, actor: Actor, affected: list[Kit], policy: str
     """The affected kits and their companions, blinded lot by blinded lot."""
     chosen: dict[int, Kit] = {kit.id: kit for kit in affected}
     for blinded_lot_id in sorted({kit.blinded_lot_id for kit in affected if kit.blinded_lot_id}):
-        pool = list(session.scalars(select(Kit).where(Kit.blinded_lot_id == blinded_lot_id,
-                                                      Kit.state.in_([s.value for s in QUARANTINABLE]))
-                                    .order_by(Kit.number)))
+        pool = [kit for kit in session.scalars(select(Kit).where(Kit.blinded_lot_id == blinded_lot_id,
+                                                                 Kit.state.in_([s.value for s in QUARANTINABLE]))
+                                               .order_by(Kit.number)) if _may_take(kit)]
         if policy == "blinded_lot":
             chosen.update((kit.id, kit) for kit in pool)
             continue
@@ -98,8 +110,7 @@ def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reas
     """Quarantine the lot's kits that can still be, blind kept; one record per study."""
     if cause not in CAUSES:
         raise InvalidInput(f"Unknown cause '{cause}'.", field="cause")
-    affected = [kit for kit in sealed.kits_containing_lot(session, actor, lot, why=CAUSES[cause])
-                if KitState(kit.state) in QUARANTINABLE]
+    affected = [kit for kit in sealed.kits_containing_lot(session, actor, lot, why=CAUSES[cause]) if _may_take(kit)]
     opened = []
     for study_id in sorted({kit.study_id for kit in affected}):
         study = session.get(Study, study_id)
@@ -114,9 +125,8 @@ def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reas
         audit.record(session, actor, "kit quarantine opened", "kit_quarantine", q.number,
                      new={"cause": cause, "lot": lot.number, "policy": chosen_policy, "kits": len(chosen),
                           "study": study.code}, reason=reason, visibility=Visibility.unblinded)
-        for kit in chosen:
-            kits.move(session, actor, kit, "quarantine", reason=_kit_reason(q), quarantine_id=q.id)
-            session.add(KitQuarantineKit(quarantine_id=q.id, kit_id=kit.id))
+        kits.move_many(session, actor, chosen, "quarantine", reason=_kit_reason(q), quarantine_id=q.id)
+        session.execute(insert(KitQuarantineKit), [{"quarantine_id": q.id, "kit_id": kit.id} for kit in chosen])
         opened.append(q)
     return opened
 
@@ -140,7 +150,8 @@ qc.POST_CERTIFICATION_OOS_HOOKS.append(_after_post_certification_oos)
 
 def lot_still_under_investigation(session: Session, actor: Actor, q: KitQuarantine) -> str | None:
     """A quarantine is lifted only when every lot inside its kits is released again."""
-    held = [kit.id for kit in session.scalars(select(Kit).where(Kit.quarantine_id == q.id))]
+    held = [kit.id for kit in session.scalars(select(Kit).where(Kit.quarantine_id == q.id,
+                                                                Kit.state == KitState.quarantined.value))]
     blocking = sorted({lot.number for lot in sealed.lots_of_kits(session, actor, held, why="lift quarantine")
                        if LotState(lot.state) is not LotState.released})
     if blocking:
@@ -155,7 +166,9 @@ def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, *, move
     reason = audit.require_reason(reason)
     if move == "lift_quarantine" and (why := lot_still_under_investigation(session, actor, q)):
         raise InvalidInput(f"Not yet: {why}", field="quarantine")
-    held = list(session.scalars(select(Kit).where(Kit.quarantine_id == q.id).order_by(Kit.number)))
+    # still held by it: a member since withdrawn with its rejected shipment, lost or damaged stays so
+    held = list(session.scalars(select(Kit).where(Kit.quarantine_id == q.id, Kit.state == KitState.quarantined.value)
+                                .order_by(Kit.number)))
     q.state, q.closed_at, q.closure_reason = state, utcnow(), reason
     session.flush()
     if signature_id is None:
@@ -165,8 +178,7 @@ def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, *, move
     audit.record(session, actor, f"kit quarantine {state}", "kit_quarantine", q.number, field="state", old="open",
                  new=state, reason=reason, visibility=Visibility.unblinded)
     kit_reason = "quality review completed" if state == "lifted" else "withdrawn after a quality review"
-    for kit in held:
-        kits.move(session, actor, kit, move, reason=f"{kit_reason} ({q.number})")
+    kits.move_many(session, actor, held, move, reason=f"{kit_reason} ({q.number})")
     session.flush()
 
 

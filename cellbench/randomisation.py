@@ -68,11 +68,26 @@ def randomisation_lines(seed: str, size: int, arms: Sequence[tuple[str, int]], b
     return [Line(i, block, number, arm) for i, ((block, arm), number) in enumerate(zip(slots, numbers, strict=True), 1)]
 
 
+def whole_blocks(seed: str, size: int, arms: Sequence[tuple[str, int]], block_sizes: Sequence[int]) -> int:
+    """How many entries a list asked for `size` holds: its blocks are never cut short, so the
+    last one may reach a little past `size` (by less than the largest block)."""
+    return len(permuted_blocks(seed, size, arms, block_sizes))
+
+
 def kit_lines(seed: str, kit_numbers: Sequence[str], arms: Sequence[tuple[str, int]],
               block_sizes: Sequence[int]) -> list[Line]:
     """Arms for a kit list. Kit numbers are random (identifiers.new_kit_numbers), so no numbering
-    pattern follows the arm; the arms follow permuted blocks so packaging in list order is balanced."""
-    slots = permuted_blocks(seed, len(kit_numbers), arms, block_sizes)[: len(kit_numbers)]
+    pattern follows the arm; the arms follow permuted blocks so packaging in list order is balanced.
+
+    Like a randomisation list, a kit list is whole blocks: cutting the last one short would leave
+    the arms uneven. Give as many kit numbers as `whole_blocks` says (lists.generate does)."""
+    slots = permuted_blocks(seed, len(kit_numbers), arms, block_sizes)
+    if len(slots) != len(kit_numbers):
+        last = slots[-1][0]
+        shorter = sum(1 for block, _arm in slots if block < last)
+        sizes = f"{shorter} or {len(slots)}" if shorter else f"{len(slots)}"
+        raise InvalidInput(f"{len(kit_numbers)} kits would cut the last permuted block short and leave the arms "
+                           f"uneven; with this seed and these block sizes a kit list holds {sizes} kits.", field="size")
     return [Line(i, block, number, arm) for i, ((block, arm), number) in enumerate(zip(slots, kit_numbers, strict=True), 1)]
 
 
@@ -106,7 +121,8 @@ def parse_csv(text: str, kind: str, arm_codes: Sequence[str]) -> list[Line]:
             try:
                 key = parse_kit_number(key)
             except ValueError as error:
-                raise InvalidInput(f"Line {number}: kit number {key!r}: {error}.", field="file") from None
+                # the reason already names the kit number as written: "kit number 'X' has 4 characters; ..."
+                raise InvalidInput(f"Line {number}: {str(error).rstrip('.')}.", field="file") from None
         if arm not in arm_codes:
             raise InvalidInput(f"Line {number}: arm {arm!r} is not an arm of this study ({', '.join(arm_codes)}).",
                                field="file")

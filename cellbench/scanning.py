@@ -22,7 +22,7 @@ from .db import Database
 from .errors import DomainError, InvalidInput, NotAuthenticated, NotFound
 from .identifiers import parse_kit_number
 from .models import BlindedLot, Kit, KitState, utc_text
-from .kits import READERS, state_label
+from .kits import READERS, kit_number_refusal, state_label
 
 _KIT = (select(Kit.id, Kit.number, Kit.state, Kit.location, BlindedLot.code, BlindedLot.expiry)
         .outerjoin(BlindedLot, BlindedLot.id == Kit.blinded_lot_id).where(Kit.number == bindparam("number")))
@@ -82,7 +82,7 @@ def kit_number_of(code: str | None, secret_key: str) -> str:
     except qrpayload.PayloadRejected as rejected:
         raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
     except ValueError as error:
-        raise InvalidInput(f"Kit number {text_!r}: {error}.", field="code") from None
+        raise InvalidInput(kit_number_refusal(text_, error), field="code") from None
 
 
 def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key: str, *, station: str) -> Verdict:

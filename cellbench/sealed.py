@@ -17,7 +17,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
 from . import audit, kits, signatures
@@ -48,7 +48,9 @@ def _admit(actor: Actor, allowed: frozenset[Role]) -> None:
 
 
 def _read(session: Session, actor: Actor, allowed: frozenset[Role], what: str, subject: object) -> None:
+    """`subject` may be a function: then it is worked out only once the actor is admitted."""
     _admit(actor, allowed)
+    subject = subject() if callable(subject) else subject
     audit.record(session, actor, "sealed read", "sealed", subject, field=what, visibility=Visibility.unblinded)
 
 
@@ -83,7 +85,7 @@ def _list_content(session: Session, list_id: str) -> dict:
 
 def create_list(session: Session, actor: Actor, study: Study, kind: str, lines: Sequence[Line], *, method: str,
                 seed: str | None = None, block_sizes: Sequence[int] | None = None,
-                source_sha256: str | None = None) -> SealedList:
+                source_sha256: str | None = None, asked: int | None = None) -> SealedList:
     """Store a generated or imported list as a draft, to be checked and then sealed."""
     _admit(actor, LIST_MAKERS)
     if kind not in LIST_KINDS:
@@ -114,7 +116,8 @@ def create_list(session: Session, actor: Actor, study: Study, kind: str, lines: 
         counts[line.arm] += 1
     audit.record(session, actor, f"{LIST_KINDS[kind]} created", "sealed_list", row.id,
                  new={"study": study.code, "version": version, "method": method, "size": len(lines),
-                      "arms": dict(counts)}, visibility=Visibility.unblinded)
+                      "arms": dict(counts), **({"asked": asked} if asked not in (None, len(lines)) else {})},
+                 visibility=Visibility.unblinded)
     return row
 
 
@@ -201,15 +204,19 @@ def seal_list(session: Session, user: User, actor: Actor, row: SealedList, passw
 
 def _create_kits(session: Session, actor: Actor, row: SealedList) -> None:
     study = session.get(Study, row.study_id)
-    lines = session.execute(select(SealedKitArm.id, SealedKitArm.kit_number).where(SealedKitArm.list_id == row.id)
-                            .order_by(SealedKitArm.kit_number)).all()  # number order: random, says nothing
+    numbers = list(session.scalars(select(SealedKitArm.kit_number).where(SealedKitArm.list_id == row.id)
+                                   .order_by(SealedKitArm.kit_number)))  # number order: random, says nothing
     now = utcnow()
-    for line_id, number in lines:
-        kit = Kit(number=number, study_id=study.id, state=KitState.planned, created_at=now)
-        session.add(kit)
-        session.flush()
-        session.get(SealedKitArm, line_id).kit_id = kit.id
-        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=kits.state_label(KitState.planned),
+    # Core statements: a list holds up to 10,000 kits, and one ORM flush per kit took seconds
+    session.execute(insert(Kit), [
+        {"number": number, "study_id": study.id, "state": KitState.planned.value, "location": Kit.model_fields[
+            "location"].default, "created_at": now, "row_version": 1} for number in numbers])
+    arm_line = SealedKitArm.__table__
+    session.execute(arm_line.update().where(arm_line.c.list_id == row.id).values(
+        kit_id=select(Kit.id).where(Kit.number == arm_line.c.kit_number).scalar_subquery()))
+    planned = kits.state_label(KitState.planned)
+    for number in numbers:
+        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=planned,
                      reason=f"{study.code} kit list")
     session.flush()
 
@@ -251,12 +258,19 @@ def next_planned_kits(session: Session, actor: Actor, study: Study, count: int) 
 
 def put_units(session: Session, actor: Actor, kit: Kit, vials: Sequence[Vial], run_id: int) -> None:
     """Record which units fill the kit, one per dose, in dose order (left gland first)."""
+    put_units_many(session, actor, [(kit, vials)], run_id)
+
+
+def put_units_many(session: Session, actor: Actor, fills: Sequence[tuple[Kit, Sequence[Vial]]], run_id: int) -> None:
+    """`put_units` for a whole packaging run: one multi-row INSERT, one audit event per kit."""
     _admit(actor, FILLERS)
-    for dose, vial in enumerate(vials, 1):
-        session.add(SealedKitUnit(kit_id=kit.id, vial_id=vial.id, dose=dose, packaging_run_id=run_id))
-    session.flush()
-    audit.record(session, actor, "kit filled", "sealed", kit.number, field="units",
-                 new=[vial.code for vial in vials], visibility=Visibility.unblinded)
+    rows = [{"kit_id": kit.id, "vial_id": vial.id, "dose": dose, "packaging_run_id": run_id}
+            for kit, vials in fills for dose, vial in enumerate(vials, 1)]
+    if rows:
+        session.execute(insert(SealedKitUnit), rows)
+    for kit, vials in fills:
+        audit.record(session, actor, "kit filled", "sealed", kit.number, field="units",
+                     new=[vial.code for vial in vials], visibility=Visibility.unblinded)
 
 
 def kits_containing_lot(session: Session, actor: Actor, lot: Lot, *, why: str) -> list[Kit]:
@@ -347,12 +361,30 @@ BLIND_SAFE = ("randomise", "assign_kit", "unblind_participant")
 def _door(session: Session, actor: Actor, allowed: frozenset[Role], what: str, subject: object) -> None:
     if not actor.roles & allowed:
         raise Forbidden(f"Only {' or '.join(sorted(r.value for r in allowed))} may do this.")
+    subject = subject() if callable(subject) else subject
     audit.record(session, actor, "sealed assignment", "sealed", subject, field=what, visibility=Visibility.unblinded)
+
+
+def _participant(session: Session, study: Study, *, participant_id: int | None = None,
+                 randomisation_number: str | None = None) -> str:
+    """The participant's id in the audit trail, as pharmacy.participant_ref writes it everywhere
+    ("<study code>/<screening number>"), so that these log entries are found with the rest of
+    the participant's trail. What was asked for, if no such participant exists."""
+    from .models import Participant
+
+    query = select(Participant.screening_number).where(Participant.study_id == study.id)
+    if participant_id is not None:
+        query = query.where(Participant.id == participant_id)
+    else:
+        query = query.where(Participant.randomisation_number == randomisation_number)
+    screening = session.scalar(query)
+    return f"{study.code}/{screening}" if screening else f"{study.code}/{participant_id or randomisation_number}"
 
 
 def randomise(session: Session, actor: Actor, study: Study, participant_id: int) -> str:
     """The next free line of the study's sealed randomisation lists, in list order: its number."""
-    _door(session, actor, frozenset({Role.investigator}), "randomisation", participant_id)
+    _door(session, actor, frozenset({Role.investigator}), "randomisation",
+          lambda: _participant(session, study, participant_id=participant_id))
     from .models import Participant
 
     taken = select(Participant.randomisation_number).where(Participant.study_id == study.id,
@@ -379,7 +411,8 @@ def assign_kit(session: Session, actor: Actor, study: Study, randomisation_numbe
     """A kit of the participant's arm, available at the site and in date on `in_date_on`:
     earliest blinded expiry first, then kit number. None when there is none; the caller says so in
     words that are the same for both arms."""
-    _door(session, actor, frozenset({Role.pharmacist}), "kit assignment", randomisation_number)
+    _door(session, actor, frozenset({Role.pharmacist}), "kit assignment",
+          lambda: _participant(session, study, randomisation_number=randomisation_number))
     from .models import BlindedLot
 
     arm = _arm_of_number(session, study, randomisation_number)
@@ -398,7 +431,8 @@ def assign_kit(session: Session, actor: Actor, study: Study, randomisation_numbe
 def unblind_participant(session: Session, actor: Actor, study: Study, randomisation_number: str) -> str:
     """The arm of one participant, for the emergency unblinding (unblinding.py re-authenticates,
     signs and notifies first). The one door that returns an arm to a blinded role, by design."""
-    _door(session, actor, frozenset({Role.investigator}), "emergency unblinding", randomisation_number)
+    _door(session, actor, frozenset({Role.investigator}), "emergency unblinding",
+          lambda: _participant(session, study, randomisation_number=randomisation_number))
     arm = _arm_of_number(session, study, randomisation_number)
     if arm is None:
         raise NotFound(f"{randomisation_number} is not on a sealed randomisation list.", field="participant")
@@ -407,5 +441,6 @@ def unblind_participant(session: Session, actor: Actor, study: Study, randomisat
 
 def arm_of_participant(session: Session, actor: Actor, study: Study, randomisation_number: str) -> str | None:
     """For unblinded roles (trace, accountability by manufacturing lot)."""
-    _read(session, actor, READERS, "participant arm", randomisation_number)
+    _read(session, actor, READERS, "participant arm",
+          lambda: _participant(session, study, randomisation_number=randomisation_number))
     return _arm_of_number(session, study, randomisation_number)

@@ -138,9 +138,14 @@ class StudyDefinition(_Strict):
         return ":".join(str(arm.ratio) for arm in self.arms)
 
 
-class StudyFileError(ValueError):
+class StudyFileError(InvalidInput, ValueError):
+    """A study definition file that does not load: bad input in the file's field "study_file",
+    so the one error handler shows it (page or JSON, 422) instead of a server error. The message
+    names the file (as under specs/, not the server's path) and the key that is wrong."""
+
     def __init__(self, path: Path, where: str, message: str):
-        super().__init__(f"{path}: {where + ': ' if where else ''}{message}")
+        shown = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+        super().__init__(f"Study definition {shown}: {where + ': ' if where else ''}{message}.", field="study_file")
         self.path, self.where = path, where
 
 

@@ -35,9 +35,12 @@ def load_studies(db: Database) -> None:
         studies.sync_from_files(s, actor_of(db, "sara"))
 
 
-def sealed_kit_list(db: Database, study_code: str, size: int, seed: str = "test-seed") -> int:
+def sealed_kit_list(db: Database, study_code: str, size: int, seed: str = "test-seed", block_sizes: str = "2") -> int:
+    """A sealed kit list of exactly `size` kits (even): lists are whole permuted blocks, and with
+    blocks of two every even size is whole blocks (the protocol's 2, 4, 6 would round some up)."""
     with db.write() as s:
-        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, study_code), "kit", size, seed=seed)
+        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, study_code), "kit", size, seed=seed,
+                             block_sizes=block_sizes)
         list_id = row.id
     with db.write() as s:
         sara = users.by_username(s, "sara")

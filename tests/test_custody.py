@@ -694,3 +694,108 @@ def test_cellbench_verify_knows_what_a_shipment_signature_covers():
     from cellbench import integrity
 
     assert "custody" in integrity.SIGNING_MODULES, "add 'custody' to cellbench/integrity.py SIGNING_MODULES"
+
+
+# --- a lot quarantined while its kits travel or wait at the site ------------------------------------------
+
+
+def _lot_move(db, name: str, reason: str, lot_number: str) -> None:
+    from cellbench import lots
+    from cellbench.models import Lot
+
+    with db.write() as s:
+        lot = s.scalars(select(Lot).where(Lot.number == lot_number)).one()
+        lots.move(s, users.by_username(s, "anna"), lot, name, reason, password=PASSWORD)
+
+
+def _received_well(as_, number: str):
+    return as_("frida").post(f"/api/v1/shipments/{number}/receipt",
+                             json={"seal_intact": True, "logger_source": "manual", "logger_min": -190,
+                                   "logger_max": -170})
+
+
+def test_a_lots_quarantine_holds_its_kits_at_the_site_and_in_transit_and_they_arrive_held(kit_world, as_, db,
+                                                                                         monkeypatch):
+    """Both arms alike: kit_world's blinded lot is one ASC and one placebo lot, so the proportionate
+    policy holds every kit of it (the ASC lot's share of the active kits is all of them)."""
+    settled = [kit_world.active[0], kit_world.placebo[0]]
+    first = dispatched(as_, settled)
+    arrives(monkeypatch, db, first)
+    scan_in(as_, first, settled)
+    assert _received_well(as_, first).json()["state"] == "received"
+    travelling = kit_world.active[1:3] + kit_world.placebo[1:3]
+    second = dispatched(as_, travelling)
+
+    _lot_move(db, "quarantine", "sterility retest under investigation", kit_world.asc_lot)
+    held = {k: kit_row(db, k) for k in settled + travelling}
+    assert {(r.state, r.state_before_quarantine) for n, r in held.items() if n in settled} == {
+        (KitState.quarantined, "at_site")}
+    assert {(r.state, r.state_before_quarantine) for n, r in held.items() if n in travelling} == {
+        (KitState.quarantined, "in_transit")}
+
+    arrives(monkeypatch, db, second)
+    answers = scan_in(as_, second, travelling)
+    assert {a["kit"]["state_label"] for a in answers} == {"Temporarily unavailable"}, "the same words for both arms"
+    assert _received_well(as_, second).json()["state"] == "received", "the shipment itself passed its checks"
+    with db.read() as s:
+        site_id = s.scalars(select(Site.id).where(Site.code == SITE)).one()
+    for kit in travelling:
+        row = kit_row(db, kit)
+        assert (row.state, row.state_before_quarantine, row.site_id, row.location) == (
+            KitState.quarantined, "at_site", site_id, f"{SITE} · pharmacy"), "arrived, and still held"
+        assert row.quarantine_id is not None
+        assert custody_actions(db, kit) == ["packed", "dispatched", "received into quarantine"]
+
+    _lot_move(db, "release_from_quarantine", "retest passed", kit_world.asc_lot)
+    assert {kit_row(db, k).state for k in settled + travelling} == {KitState.at_site}, \
+        "back in the site's stock, not in transit"
+    assert {kit_row(db, k).state for k in kit_world.active[3:] + kit_world.placebo[3:]} == {KitState.released}
+
+
+def test_qa_accepting_a_held_shipment_leaves_the_kits_of_a_quarantined_lot_held(kit_world, as_, db, monkeypatch):
+    kits_ = both_arms(kit_world)
+    number = dispatched(as_, kits_)
+    sent = arrives(monkeypatch, db, number)
+    scan_in(as_, number, kits_)
+    assert _receive_failing(as_, number, sent, "missing logger").json()["state"] == "quarantined"
+    # the lot is quarantined while QA is still assessing the shipment: its kits join the lot's quarantine
+    _lot_move(db, "quarantine", "complaint under investigation", kit_world.asc_lot)
+    assert {kit_row(db, k).quarantine_id is not None for k in kits_} == {True}
+    accepted = as_("anna").post(f"/api/v1/shipments/{number}/assessment",
+                                json={"decision": "accept", "reason": "logger found, in range", "password": PASSWORD})
+    assert accepted.status_code == 200, accepted.text
+    assert {kit_row(db, k).state for k in kits_} == {KitState.quarantined}, "the lot still holds them"
+    _lot_move(db, "release_from_quarantine", "complaint unfounded", kit_world.asc_lot)
+    assert {kit_row(db, k).state for k in kits_} == {KitState.at_site}
+
+
+def test_a_kit_held_while_travelling_is_lost_with_its_shipment(kit_world, as_, db):
+    kits_ = both_arms(kit_world)
+    number = dispatched(as_, kits_)
+    _lot_move(db, "quarantine", "complaint", kit_world.asc_lot)
+    lost = as_("sara").post(f"/api/v1/shipments/{number}/lost", json={"reason": "courier lost the dry shipper"})
+    assert lost.status_code == 200
+    assert {kit_row(db, k).state for k in kits_} == {KitState.missing}
+    assert all(custody_actions(db, k)[-1] == "lost in transit" for k in kits_)
+    _lot_move(db, "release_from_quarantine", "complaint unfounded", kit_world.asc_lot)
+    assert {kit_row(db, k).state for k in kits_} == {KitState.missing}, "a lost kit stays lost"
+
+
+def test_a_failed_receipt_raises_a_deviation_linked_to_the_shipment_in_words_for_everyone(kit_world, as_, db,
+                                                                                          monkeypatch):
+    from cellbench import deviations
+    from cellbench.models import Deviation
+
+    kits_ = both_arms(kit_world)
+    number = dispatched(as_, kits_)
+    sent = arrives(monkeypatch, db, number)
+    scan_in(as_, number, kits_)
+    _receive_failing(as_, number, sent, "broken seal")
+    with db.read() as s:
+        deviation = s.scalars(select(Deviation)).one()
+        shipment = custody.by_number(s, number)
+        assert (deviation.origin, deviation.severity, deviation.shipment_id) == ("shipment", "major", shipment.id)
+        assert deviations.links(s, deviation) == {"shipment": number}
+        assert deviations.deviations_of(s, shipment_id=shipment.id) == [deviation]
+    assert "seal was not intact" in deviation.description and number in deviation.blinded_summary
+    assert not any(k in deviation.blinded_summary for k in kits_) and "active" not in deviation.description

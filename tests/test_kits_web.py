@@ -357,3 +357,26 @@ def test_the_study_page_gives_the_protocol_particulars_blinded_lots_and_the_labe
 @pytest.mark.parametrize("url", ["/studies/NCT99999999", "/api/v1/studies/NCT99999999"])
 def test_an_unknown_study_is_not_found(kit_world, as_, url):
     assert as_("mette").get(url).status_code == 404
+
+
+def test_a_mistyped_kit_number_is_named_once_in_one_sentence(kit_world, as_, db):
+    """identifiers.parse_kit_number's reason already names the number: the refusal says it once."""
+    from cellbench import kits as kits_module
+    from cellbench.errors import InvalidInput
+
+    number = kit_world.active[0]
+    cases = {
+        number[:7]: f"Kit number '{number[:7]}' has 6 characters; a kit number has 9",
+        number[:-1] + _other_char(number[-1]): f"Kit number {number[:-1] + _other_char(number[-1])}: check character",
+        number[:4] + "-O" + number[6:]: f"Kit number '{number[:4]}-O{number[6:]}': character 'O' is not valid",
+    }
+    for typed, opening in cases.items():
+        with db.read() as s, pytest.raises(InvalidInput) as refused:
+            kits_module.by_number(s, typed)
+        message = refused.value.message
+        assert message.startswith(opening) and message.endswith("."), message
+        assert message.count(typed) == 1, message
+        api = as_("frida").post("/api/v1/kits/scan", json={"code": typed})
+        assert api.status_code == 422 and api.json()["error"].startswith(opening), api.json()
+    with db.read() as s, pytest.raises(InvalidInput, match="Enter or scan a kit number"):
+        kits_module.by_number(s, "  ")

@@ -243,3 +243,27 @@ def test_a_regular_width_dejavu_is_narrowed_to_stand_in_for_the_condensed_face(m
     finally:
         find_label_fonts.cache_clear()
         labels_module._layout.cache_clear()
+
+
+@pytest.mark.parametrize("render", [render_label_sheet_pdf, render_single_label_pdf])
+def test_a_creation_date_makes_the_pdf_the_same_bytes_every_time(kits, render):
+    """The PDF carries the date it is given, and its file identifier follows from the content and
+    that date: the same labels and date give the same bytes, with no rewriting afterwards."""
+    from datetime import datetime, timezone
+
+    labels = [kit_label(k) for k in kits[:3]]
+    printed = datetime(2026, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
+    first = render(labels, creation_date=printed)
+    again = render(labels, creation_date=printed)
+    assert first == again
+    assert b"/CreationDate (D:20260301083015Z)" in first
+    assert render(labels, creation_date=printed.replace(second=16)) != first
+    assert pypdf.PdfReader(io.BytesIO(first)).metadata.creation_date == printed
+    with pytest.raises(ValueError, match="UTC offset"):
+        render(labels, creation_date=datetime(2026, 3, 1, 8, 30))
+
+
+def test_labelling_no_longer_rewrites_the_pdf_after_rendering():
+    from cellbench import labelling
+
+    assert not hasattr(labelling, "_stamp")

@@ -632,3 +632,106 @@ def test_the_preparer_can_stop_a_running_preparation_from_the_preparation_page(s
     assert stopped.status_code == 303 and stopped.headers["location"].startswith("/preparation?notice=")
     assert kit_row(db, number).state == KitState.not_administered
     assert as_("ida").get(base, follow_redirects=False).headers["location"] == f"/participants/{STUDY}/SCR-001#T1"
+
+
+# --- off the shelf, and back from a quarantine ------------------------------------------------------------------
+
+
+def _store_all_at_site(db) -> None:
+    """Every kit in the site's stock put away in the site's freezer, as the pharmacist does."""
+    from cellbench import custody
+
+    frida = actor_of(db, "frida")
+    with db.write() as s:
+        custody.add_location(s, frida, site_code=SITE, code="RH-ENT-F1", name="Freezer 1", kind="freezer")
+    with db.write() as s:
+        for kit in s.scalars(select(Kit).where(Kit.state == KitState.at_site)):
+            custody.store(s, frida, kit, "RH-ENT-F1")
+
+
+def test_a_dispensed_or_returned_kit_has_left_its_freezer(site, as_, db):
+    from cellbench import custody
+
+    _store_all_at_site(db)
+    assert {kit_row(db, k).storage_location_id is not None for k in site.active + site.placebo} == {True}
+    randomised(as_, "SCR-001")
+    number = assign(as_, "SCR-001").json()["kit_number"]
+    assert kit_row(db, number).storage_location_id is not None, "assigned, it still waits in the freezer"
+    assert as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)}).status_code == 200
+    assert kit_row(db, number).storage_location_id is None, "dispensed: handed to the preparer, off the shelf"
+    other = next(k for k in site.active + site.placebo if k != number)
+    returned = as_("frida").post("/api/v1/returns", json={"code": payload(other), "condition": "intact"})
+    assert returned.status_code == 200 and kit_row(db, other).storage_location_id is None
+    with db.read() as s:
+        assert sum(custody.stored_counts(s).values()) == 6, "the freezer holds the six kits still in it"
+
+
+def _two_of_each_arm(as_, db) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {"active": [], "placebo": []}
+    for n in range(1, 20):
+        screening = f"SCR-{n:03d}"
+        arm = arm_of(db, randomised(as_, screening)["randomisation_number"])
+        if len(found[arm]) < 2:
+            found[arm].append(screening)
+        if all(len(v) == 2 for v in found.values()):
+            return found
+    raise AssertionError("the randomisation list did not give two of each arm")
+
+
+def test_a_kit_held_while_assigned_returns_to_its_visit_or_to_stock_both_arms_alike(site, as_, db):
+    """Lifting a quarantine puts an assigned kit back on its visit if the visit still has it; if
+    the pharmacist replaced it meanwhile, the kit goes back to the site's stock, not to
+    "assigned" to nobody. The same for an active and a placebo participant."""
+    from cellbench import quarantine
+    from cellbench.models import KitQuarantine, Lot
+
+    people = _two_of_each_arm(as_, db)
+    kept = {arm: names[0] for arm, names in people.items()}
+    swapped = {arm: names[1] for arm, names in people.items()}
+    assigned = {screening: assign(as_, screening).json()["kit_number"] for names in people.values() for screening in names}
+    with db.write() as s:
+        lot = s.scalars(select(Lot).where(Lot.number == site.asc_lot)).one()
+        qid = quarantine.open_manual(s, actor_of(db, "sara"), lot, "blinded_lot", "sterility retest")[0].id
+    assert {kit_row(db, k).state for k in assigned.values()} == {KitState.quarantined}
+    for screening in swapped.values():
+        replaced = as_("frida").post(f"{visit_url(screening)}/replace",
+                                     json={"what": "unusable", "reason": "held for a quality review",
+                                           "password": PASSWORD})
+        assert replaced.status_code == 200, replaced.text
+        assert (replaced.json()["kit_number"], replaced.json()["state"]) == (None, "planned"), "every kit is held"
+    with db.write() as s:
+        quarantine.lift(s, users.by_username(s, "anna"), s.get(KitQuarantine, qid), "retest passed", PASSWORD)
+    for arm in ("active", "placebo"):
+        still = assigned[kept[arm]]
+        assert kit_row(db, still).state == KitState.allocated, arm
+        assert as_("frida").get(visit_url(kept[arm])).json()["kit_number"] == still
+        assert as_("frida").post(f"{visit_url(kept[arm])}/dispense", json={"code": payload(still)}).status_code == 200
+        assert kit_row(db, assigned[swapped[arm]]).state == KitState.at_site, arm
+    again = {arm: assign(as_, screening).json()["kit_number"] for arm, screening in swapped.items()}
+    assert all(number in site.active + site.placebo for number in again.values()), "the stock is usable again"
+
+
+def test_the_late_administrations_deviation_names_its_kit_and_visit_and_not_the_arm(site, as_, db, monkeypatch):
+    from cellbench import deviations
+
+    by_arm = one_of_each_arm(as_, db)
+    numbers = {}
+    for arm, screening in by_arm.items():
+        numbers[arm] = assign(as_, screening).json()["kit_number"]
+        as_("frida").post(f"{visit_url(screening)}/dispense", json={"code": payload(numbers[arm])})
+        as_("jonas").post("/api/v1/preparation", json={"code": payload(numbers[arm])})
+    later(monkeypatch, minutes=61)
+    for screening in by_arm.values():
+        late = as_("ida").post(f"{visit_url(screening)}/administrations", json={"gland": "left", "volume_ml": 1})
+        assert late.status_code == 422
+    with db.read() as s:
+        found = {}
+        for arm, screening in by_arm.items():
+            kit = kit_row(db, numbers[arm])
+            (deviation,) = deviations.deviations_of(s, kit_id=kit.id)
+            visit = s.get(Visit, deviation.visit_id)
+            assert visit.kit_id == kit.id and visit.treatment == 1
+            found[arm] = (deviation.blinded_summary, deviations.links(s, deviation))
+    assert found["active"][0] == found["placebo"][0] == pharmacy.LATE_SUMMARY
+    for arm, screening in by_arm.items():
+        assert found[arm][1] == {"kit": numbers[arm], "visit": f"{STUDY}/{screening}/T1"}

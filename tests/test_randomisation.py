@@ -107,7 +107,7 @@ def test_a_further_randomisation_list_continues_the_numbering(db, people):
 def test_sealing_a_kit_list_creates_its_kits_all_alike(db, people):
     load_studies(db)
     with db.write() as s:
-        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "kit", 12)
+        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "kit", 12, block_sizes="4")
         list_id = row.id
     with db.write() as s:
         sara = users.by_username(s, "sara")
@@ -143,3 +143,53 @@ def test_blinded_and_other_roles_cannot_make_or_read_lists(db, people):
     for who in ("frida", "ida", "mette", "adam"):
         with db.write() as s, pytest.raises(Forbidden, match="sealed"):
             sealed.list_lines(s, actor_of(db, who), s.get(SealedList, list_id))
+
+
+def test_a_kit_list_is_never_cut_inside_a_block_and_the_refusal_names_the_whole_block_sizes():
+    slots = randomisation.permuted_blocks("cut", 9, ARMS, (2, 4, 6))
+    whole = len(slots)
+    last = slots[-1][0]
+    shorter = sum(1 for block, _ in slots if block < last)
+    assert shorter < 9 < whole, "blocks are even: a list of 9 always cuts one"
+    numbers = [f"K{n}" for n in range(9)]  # the refusal comes before any number is read
+    with pytest.raises(InvalidInput) as refused:
+        randomisation.kit_lines("cut", numbers, ARMS, (2, 4, 6))
+    assert refused.value.field == "size"
+    assert f"holds {shorter} or {whole} kits" in refused.value.message and "uneven" in refused.value.message
+    assert randomisation.whole_blocks("cut", 9, ARMS, (2, 4, 6)) == whole
+
+
+@pytest.mark.parametrize("kind", ["kit", "randomisation"])
+def test_a_generated_list_is_rounded_up_to_whole_blocks_and_says_so(db, people, kind):
+    load_studies(db)
+    with db.write() as s:
+        study = studies.by_code(s, "NCT07290946")
+        row = lists.generate(s, actor_of(db, "sara"), study, kind, 25, seed="round-up")
+        lines = sealed.list_lines(s, actor_of(db, "sara"), row, limit=100)
+        notice = lists.generated_notice(row, "25")
+        size = row.size
+    assert size == randomisation.whole_blocks("round-up", 25, ARMS, (2, 4, 6)) and 25 < size <= 25 + 5
+    assert len(lines) == size and Counter(line.arm for line in lines) == {"active": size // 2, "placebo": size // 2}
+    blocks: dict[int, Counter] = {}
+    for line in lines:
+        blocks.setdefault(line.block, Counter())[line.arm] += 1
+    assert all(c["active"] == c["placebo"] for c in blocks.values()), "every block whole, the last one too"
+    assert f"with {size} entries, not 25" in notice and "whole blocks" in notice
+    assert lists.generated_notice(row, str(size)) == f"Draft {sealed.LIST_KINDS[kind]} version 1 generated: check it, then seal it."
+    created = [e for e in _created_events(db) if e.entity_id == str(row.id)]
+    assert '"asked": 25' in created[0].new_value and f'"size": {size}' in created[0].new_value
+
+
+def _created_events(db) -> list[AuditEvent]:
+    with db.read() as s:
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.action.like("% list created"))))
+
+
+def test_the_page_says_when_a_list_was_rounded_up(as_, db, people):
+    import urllib.parse
+
+    load_studies(db)
+    response = as_("sara").submit("/supply/studies/NCT07290946/lists", {"kind": "kit", "size": "25", "seed": "round-up"})
+    assert response.status_code == 303
+    notice = urllib.parse.unquote(response.headers["location"].split("notice=", 1)[1])
+    assert "not 25" in notice and "rounded up to whole blocks" in notice

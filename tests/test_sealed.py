@@ -418,6 +418,7 @@ class Arguments:
             "why": "test", "count": 1, "kit": kit, "vials": [vial], "run_id": run.id, "lot": lot,
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),
+            "fills": [(kit, [vial])],
         }
 
     def of(self, fn, actor: Actor, username: str) -> dict:  # noqa: ANN001

@@ -350,7 +350,8 @@ def test_the_supply_modules_never_name_a_sealed_model():
 def test_the_api_makes_and_seals_a_list_packages_it_and_reads_what_is_inside(as_, db, ready_to_package):
     asc, placebo = ready_to_package
     sara, anna = as_("sara"), as_("anna")
-    created = sara.post(f"/api/v1/supply/studies/{STUDY}/lists", json={"kind": "kit", "size": 4, "seed": "api"})
+    created = sara.post(f"/api/v1/supply/studies/{STUDY}/lists", json={"kind": "kit", "size": 4, "seed": "api",
+                                                                       "block_sizes": "4"})
     assert created.status_code == 201 and created.json()["version"] == 2 and created.json()["state"] == "draft"
     bad = sara.post(f"/api/v1/supply/studies/{STUDY}/lists", json={"kind": "kit", "size": 0})
     assert bad.status_code == 422 and bad.json()["field"] == "size"
@@ -387,3 +388,28 @@ def test_the_api_makes_and_seals_a_list_packages_it_and_reads_what_is_inside(as_
                           json={"reason": "labels wrong", "password": PASSWORD}).json()
     assert withdrawn["state"] == "withdrawn" and withdrawn["closure"]["meaning"] == "rejected"
     assert {k["state"] for k in withdrawn["kits"]} == {"withdrawn"}
+
+
+def test_a_study_file_that_does_not_load_is_bad_input_naming_the_file_and_key(as_, db, people, tmp_path, monkeypatch):
+    from cellbench import studies
+    from cellbench.errors import InvalidInput
+
+    from .conftest import actor_of
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    good = (ROOT / "specs" / "studies" / f"{STUDY}.toml").read_text(encoding="utf-8")
+    bad = re.sub(r"(?m)^target_enrolment = .*$", "target_enrolment = 0", good)
+    assert bad != good
+    (folder / f"{STUDY}.toml").write_text(bad, encoding="utf-8")
+    with pytest.raises(InvalidInput) as refused, db.write() as s:
+        studies.sync_from_files(s, actor_of(db, "sara"), root=tmp_path)
+    assert refused.value.field == "study_file" and refused.value.status == 422
+    assert refused.value.message.startswith(f"Study definition studies/{STUDY}.toml: study.target_enrolment: ")
+    assert str(tmp_path) not in refused.value.message, "the server's folders are not shown"
+
+    monkeypatch.setattr(studies, "specs_root", lambda: tmp_path)
+    page = as_("sara").submit("/supply/studies/load")
+    assert page.status_code == 422, page.status_code
+    assert f"studies/{STUDY}.toml: study.target_enrolment" in page.text
+    assert _count(db, Study) == 0, "no study is loaded from a set with a bad file"

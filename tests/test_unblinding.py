@@ -237,3 +237,38 @@ def test_the_page_form_marks_a_message_sent(db, trial, as_):
     with db.read() as s:
         assert s.get(Notification, note_id).sent_at is not None
     assert unblinding.REASON_CODES["pregnancy"] == "Pregnancy"
+
+
+def test_a_participants_audit_history_is_one_list_under_study_and_screening_number(db, people, effective_specs):
+    """From enrolment (no randomisation number yet) to emergency unblinding, every event about a
+    participant, the sealed compartment's log of its doors included, is under "<study>/<screening>"."""
+    from cellbench import pharmacy, studies
+
+    from .trialworld import SITE, to_site
+
+    world = build_trial(db)
+    to_site(db, world.first_active + world.first_placebo)
+    with db.write() as s:
+        participant_id = pharmacy.enrol(s, actor_of(db, "ida"), studies.by_code(s, STUDY), site_code=SITE,
+                                        screening_number="SCR-100").id
+    with db.write() as s:
+        number = pharmacy.randomise(s, actor_of(db, "ida"), s.get(Participant, participant_id)).randomisation_number
+    with db.write() as s:
+        visit = pharmacy.visits_of(s, s.get(Participant, participant_id))[0]
+        assert pharmacy.assign(s, actor_of(db, "frida"), visit) is not None
+    with db.write() as s:
+        unblinding.unblind(s, users.by_username(s, "ida"), PASSWORD, studies.by_code(s, STUDY), number,
+                           "serious_adverse_event", "SAE: hospitalised")
+    ref = f"{STUDY}/SCR-100"
+    with db.read() as s:
+        history = audit.history(s, actor_of(db, "anna"), "participant", ref)
+        blinded_history = audit.history(s, actor_of(db, "mette"), "participant", ref)
+        doors = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed assignment")).all()
+        under_number = s.scalars(select(AuditEvent).where(AuditEvent.entity_id == number)).all()
+    assert [e.action for e in history] == ["participant enrolled", "participant randomised", "emergency unblinding",
+                                           "arm revealed"]
+    assert [e.action for e in blinded_history] == ["participant enrolled", "participant randomised",
+                                                   "emergency unblinding"], "the arm stays unblinded"
+    assert {(e.field, e.entity_id) for e in doors} == {("randomisation", ref), ("kit assignment", ref),
+                                                      ("emergency unblinding", ref)}
+    assert under_number == [], "nothing is filed under the randomisation number"

@@ -243,7 +243,7 @@ def generate_list(request: Request, code: str, viewer: Viewer = Depends(form_by(
     except DomainError as error:
         with db.read() as session:
             return _new_list(request, session, code, error, typed, "generate")
-    notice = f"Draft {sealed.LIST_KINDS[row.kind]} version {row.version} generated: check it, then seal it."
+    notice = lists.generated_notice(row, typed["size"])
     return RedirectResponse(f"{list_url(study.code, row)}?notice={q(notice)}", status_code=303)
 
 
