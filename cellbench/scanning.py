@@ -162,11 +162,14 @@ class GroupCommit:
 
     def _write(self, group: list) -> list[Verdict | DomainError]:
         outcomes: list[Verdict | DomainError] = []
+        actors: dict[str, Actor | None] = {}  # a scanner's token, looked up once a group (one transaction)
         with self._db.write_connection() as conn:
             for token, code, station, _ in group:
                 try:
                     with conn.begin_nested():
-                        actor = users.actor_for_token(conn, token)
+                        if token not in actors:
+                            actors[token] = users.actor_for_token(conn, token)
+                        actor = actors[token]
                         if actor is None:
                             raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
                         outcomes.append(scan(conn, actor, code, self._secret, station=station))
