@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from . import audit, custody, kits, signatures, users
 from .accountability import (place_filter, require_at, expected_of, latest_reconciliation, place_key, place_name)
+from .config import Settings
 from .db import utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .models import (AuditEvent, BlindedLot, Destruction, DestructionKit, Kit, KitState, Meaning, Reconciliation, Role,
@@ -150,7 +152,19 @@ def authorise(session: Session, user: User, password: str | None, study: Study, 
     return d
 
 
-def _destroyed_on(value: object, authorised: datetime) -> date:
+def local_zone(session: Session, d: Destruction) -> ZoneInfo:
+    """Where the kits were destroyed: the site's zone, or the cell bench's (the app's) zone."""
+    site = session.get(Site, d.site_id) if d.site_id else None
+    return ZoneInfo(site.timezone) if site is not None and site.timezone else Settings().zone
+
+
+def local_today(session: Session, d: Destruction) -> date:
+    """Today as the people destroying the kits write the date, not the UTC date (which is
+    yesterday's for an hour or two after midnight in Copenhagen)."""
+    return utcnow().astimezone(local_zone(session, d)).date()
+
+
+def _destroyed_on(value: object, authorised: datetime, zone: ZoneInfo) -> date:
     if isinstance(value, date):
         day = value
     else:
@@ -158,10 +172,11 @@ def _destroyed_on(value: object, authorised: datetime) -> date:
             day = date.fromisoformat(str(value or "").strip())
         except ValueError:
             raise InvalidInput("Give the date of destruction as YYYY-MM-DD.", field="destroyed_on") from None
-    if day > utcnow().date():
+    authorised_day = authorised.astimezone(zone).date()
+    if day > utcnow().astimezone(zone).date():
         raise InvalidInput("The date of destruction cannot be in the future.", field="destroyed_on")
-    if day < authorised.date():
-        raise InvalidInput(f"The kits were authorised for destruction on {authorised:%Y-%m-%d}; they cannot "
+    if day < authorised_day:
+        raise InvalidInput(f"The kits were authorised for destruction on {authorised_day:%Y-%m-%d}; they cannot "
                            "have been destroyed before.", field="destroyed_on")
     return day
 
@@ -187,7 +202,7 @@ def record_destruction(session: Session, user: User, password: str | None, d: De
     witness = _text(witness, "witness", "witness's name")
     if witness.casefold() == user.full_name.casefold():
         raise InvalidInput("The witness is a second person, not the one who destroys the kits.", field="witness")
-    day = _destroyed_on(destroyed_on, d.authorised_at)
+    day = _destroyed_on(destroyed_on, d.authorised_at, local_zone(session, d))
     changed = session.execute(update(Destruction).where(Destruction.id == d.id, Destruction.state == "authorised")
                               .values(state="destroyed", method=method, destroyed_on=day, witness=witness,
                                       destroyed_by=user.id))

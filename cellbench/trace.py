@@ -143,11 +143,15 @@ def custody_chain(session: Session, actor: Actor, kit: Kit) -> list[Link]:
     links = [Link(e.at, "record", e.action, None, None, e.user_name, _change(e)) for e in kits.history(session, actor, kit)]
     shipments = dict(session.execute(select(Shipment.id, Shipment.number).where(
         Shipment.id.in_(select(CustodyEvent.shipment_id).where(CustodyEvent.kit_id == kit.id)))).all())
+    doses = session.scalars(select(Administration).where(Administration.kit_id == kit.id)
+                            .order_by(Administration.dose)).all()
     for c in session.scalars(select(CustodyEvent).where(CustodyEvent.kit_id == kit.id).order_by(CustodyEvent.id)):
+        if doses and c.action == "administered":  # each dose is its administration record, with the time given
+            continue
         detail = "; ".join(x for x in (f"shipment {shipments[c.shipment_id]}" if c.shipment_id in shipments else None,
                                        c.condition) if x)
         links.append(Link(c.at, "custody", c.action.replace("_", " "), c.from_place, c.to_place, c.by_name, detail or None))
-    for a in session.scalars(select(Administration).where(Administration.kit_id == kit.id).order_by(Administration.dose)):
+    for a in doses:
         links.append(Link(a.administered_at, "administration", "administered", None,
                           DOSE_NAMES.get(a.dose, f"dose {a.dose}"), a.by_name, None))
     order = {"record": 0, "custody": 1, "administration": 2}

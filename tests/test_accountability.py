@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from pypdf import PdfReader
@@ -243,3 +245,25 @@ def test_accountability_by_manufacturing_lot_is_for_unblinded_roles(db, site_sto
                                                    AuditEvent.field.like("kits of a lot (accountability%"))).all()
     assert len(reads) == 2 and reads[0].visibility == "unblinded"
     assert accountability.category_of(KitState.planned) is None
+
+
+def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site_stock, as_, monkeypatch):
+    """At 00:30 in Copenhagen it is still yesterday in UTC: the site's date is not 'in the future'."""
+    from cellbench import destruction
+
+    w = site_stock
+    _move(db, "frida", w.at_site[0], "return")
+    frida = as_("frida")
+    assert _count(frida, 6, world=w).json()["balanced"]
+    number = _authorise(as_("sara"), [w.at_site[0]]).json()["number"]
+    now = utcnow()
+    just_after_midnight_there = datetime(now.year, now.month, now.day, 23, 30, tzinfo=UTC)  # 00:30 or 01:30 there
+    monkeypatch.setattr(destruction, "utcnow", lambda: just_after_midnight_there)
+    site_day = just_after_midnight_there.astimezone(ZoneInfo("Europe/Copenhagen")).date()
+    assert site_day > just_after_midnight_there.date()
+    too_late = _destroy(frida, number, day=site_day + timedelta(days=1))
+    assert too_late.status_code == 422 and too_late.json()["field"] == "destroyed_on"
+    done = _destroy(frida, number, day=site_day)
+    assert done.status_code == 200, done.text
+    with db.read() as s:
+        assert s.scalars(select(Destruction)).one().destroyed_on == site_day

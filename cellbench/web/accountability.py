@@ -169,7 +169,7 @@ def _detail(request: Request, session: Session, viewer: Viewer, number: str, err
     site = session.get(Site, d.site_id) if d.site_id else None
     data = destruction.gather(session, d)
     return render(request, "accountability/destruction.html", status_code=error.status if error else 200, d=d,
-                  data=data, error=error, form=form or {"destroyed_on": utcnow().date().isoformat()},
+                  data=data, error=error, form=form or {"destroyed_on": destruction.local_today(session, d).isoformat()},
                   may_record=d.state == "authorised" and accountability.may_act_at(viewer.actor, site),
                   url=destruction_url(d.number))
 
