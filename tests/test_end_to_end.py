@@ -16,11 +16,11 @@ from sqlalchemy import select
 
 from cellbench import accountability, audit, custody, destruction, kits, pharmacy, qrpayload, sealed, signatures
 from cellbench.db import utcnow as real_utcnow
-from cellbench.models import AuditEvent, CustodyEvent, Kit, KitState, Reconciliation
+from cellbench.models import AuditEvent, KitState, Reconciliation
 
 from .blinding_support import sealed_tripwire
 from .conftest import PASSWORD, SECRET
-from .trialworld import SITE, STUDY, randomisation_list
+from .trialworld import SITE, STUDY, custody_actions, kit_row, randomisation_list
 
 BLINDED_READERS = ("frida", "ida", "mette")
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
@@ -63,17 +63,6 @@ def blind(answer, *numbers: str) -> str:
 
 def assert_same_but_numbers(a, b, numbers_a: tuple, numbers_b: tuple, step: str) -> None:
     assert blind(a, *numbers_a) == blind(b, *numbers_b), f"{step}: the blinded answers differ beyond numbers"
-
-
-def kit_row(db, number: str) -> Kit:
-    with db.read() as s:
-        return s.scalars(select(Kit).where(Kit.number == number)).one()
-
-
-def custody_actions(db, number: str) -> list[str]:
-    with db.read() as s:
-        return list(s.scalars(select(CustodyEvent.action).join(Kit, Kit.id == CustodyEvent.kit_id)
-                              .where(Kit.number == number).order_by(CustodyEvent.id)))
 
 
 def kit_audit(db, number: str, entity: str = "kit") -> list[str]:

@@ -21,6 +21,7 @@ from cellbench.models import (Administration, AuditEvent, BlindedLot, CustodyEve
                               Notification, SealedList, Site, Visit)
 
 from .conftest import PASSWORD, ROOT, SECRET, actor_of
+from .trialworld import custody_actions, kit_row
 
 STUDY = "NCT07290946"
 SITE = "RH-ENT"
@@ -120,17 +121,6 @@ def treat(as_, screening: str, treatment: int = 1) -> dict:
                                 json={"gland": gland, "volume_ml": 1.0})
         assert given.status_code == 201, given.text
     return given.json()
-
-
-def kit_row(db, number: str) -> Kit:
-    with db.read() as s:
-        return s.scalars(select(Kit).where(Kit.number == number)).one()
-
-
-def custody_actions(db, number: str) -> list[str]:
-    with db.read() as s:
-        return list(s.scalars(select(CustodyEvent.action).join(Kit, Kit.id == CustodyEvent.kit_id)
-                              .where(Kit.number == number).order_by(CustodyEvent.id)))
 
 
 def kit_actions(db, number: str) -> list[str]:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from cellbench import lists, sealed, studies, users
 from cellbench.db import Database, utcnow
-from cellbench.models import (Administration, Donation, Donor, Kit, KitState, Lot, Participant, SealedList, Shipment,
+from cellbench.models import (Administration, CustodyEvent, Donation, Donor, Kit, KitState, Lot, Participant, SealedList, Shipment,
                               ShipmentKit, Site, Visit)
 
 from .conftest import PASSWORD, actor_of
@@ -36,6 +36,17 @@ def randomisation_list(db: Database, study_code: str = STUDY, size: int = 20) ->
     with db.write() as s:
         return {line.key: line.arm for line in
                 sealed.list_lines(s, actor_of(db, "sara"), s.get(SealedList, list_id), limit=size)}
+
+
+def kit_row(db: Database, number: str) -> Kit:
+    with db.read() as s:
+        return s.scalars(select(Kit).where(Kit.number == number)).one()
+
+
+def custody_actions(db: Database, number: str) -> list[str]:
+    with db.read() as s:
+        return list(s.scalars(select(CustodyEvent.action).join(Kit, Kit.id == CustodyEvent.kit_id)
+                              .where(Kit.number == number).order_by(CustodyEvent.id)))
 
 
 def site_id(db: Database, code: str = SITE) -> int:
