@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from .models import Role
+from .web.nav import links_for
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -49,8 +50,6 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     env.filters["state"] = lambda value: str(getattr(value, "value", value) or "").replace("_", " ")
     env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
     env.globals["Role"] = Role
-    from .web.nav import links_for  # here: web.nav imports FastAPI's routing, which pages never need
-
     env.globals["nav_links"] = links_for
     env.globals["zone_name"] = str(zone)
     return templates
