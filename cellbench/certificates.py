@@ -18,7 +18,7 @@ from sqlmodel import Session
 from . import lots, qc, release, spec_versions
 from .donors import decision_signature, tests_of
 from .models import Donation, Eligibility, Lot, LotState, Signature, User
-from .reports import OOS, _RecordPDF, local_time, text
+from .reports import OOS, _RecordPDF, certificate_start, local_time, text
 
 DECISION_TITLES = {
     "certify_initial": "QP initial certification",
@@ -174,21 +174,8 @@ def _signature_rows(pdf: _RecordPDF, lines: list[SignatureLine], zone: ZoneInfo,
 
 
 def _new_pdf(title: str, data: CertificateData, zone: ZoneInfo, printed_by: str, printed_at: datetime) -> _RecordPDF:
-    from .labels import find_label_fonts
-
-    footer = (f"Lot {data.lot.number} · {title.lower()} · page {{page}} of {{nb}} · printed "
-              f"{local_time(printed_at, zone, '%Y-%m-%d %H:%M:%S')} by {printed_by}")
-    pdf = _RecordPDF(find_label_fonts(), footer)
-    pdf.set_title(f"{title}, lot {data.lot.number}")
-    pdf.set_author(printed_by)
-    pdf.add_page()
-    pdf.set_font("Doc", "B", 15)
-    pdf.cell(0, 8, pdf.clean(f"{title} — lot {data.lot.number}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Doc", "", 8)
-    pdf.multi_cell(0, 4, pdf.clean(f"Issued from cellbench. Times are shown in {zone.key} with their UTC offset."),
-                   new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
-    return pdf
+    return certificate_start(f"{title} — lot {data.lot.number}", f"Lot {data.lot.number} · {title.lower()}", "",
+                             zone=zone, printed_by=printed_by, printed_at=printed_at)
 
 
 def coa_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_at: datetime) -> bytes:

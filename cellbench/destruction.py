@@ -311,25 +311,14 @@ def gather(session: Session, d: Destruction) -> CertificateData:
 def certificate_pdf(data: CertificateData, *, zone, printed_by: str, printed_at: datetime) -> bytes:  # noqa: ANN001
     """The destruction certificate: which kits, where, how, when, witnessed by whom, and every
     signature with printed name, time and meaning. Blinded: kit numbers and blinded lots only."""
-    from .labels import find_label_fonts
-    from .reports import _RecordPDF, local_time
+    from .reports import certificate_start, local_time
 
     if data.state != "destroyed":
         raise InvalidInput(f"{data.number} is authorised but not carried out yet: there is no certificate.",
                            field="destruction")
-    footer = (f"Destruction {data.number} · page {{page}} of {{nb}} · printed "
-              f"{local_time(printed_at, zone, '%Y-%m-%d %H:%M:%S')} by {printed_by}")
-    pdf = _RecordPDF(find_label_fonts(), footer)
-    pdf.set_title(f"Destruction certificate {data.number}")
-    pdf.set_author(printed_by)
-    pdf.add_page()
-    pdf.set_font("Doc", "B", 15)
-    pdf.cell(0, 8, pdf.clean(f"Destruction certificate — {data.number}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Doc", "", 8)
-    pdf.multi_cell(0, 4, pdf.clean("Investigational medicinal product destroyed after reconciliation and the sponsor's "
-                                   f"written authorisation. Issued from cellbench. Times are shown in {zone.key} with "
-                                   "their UTC offset."), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
+    pdf = certificate_start(f"Destruction certificate — {data.number}", f"Destruction {data.number}",
+                            "Investigational medicinal product destroyed after reconciliation and the sponsor's "
+                            "written authorisation. ", zone=zone, printed_by=printed_by, printed_at=printed_at)
     study = data.study
     pdf.pairs([("Trial", f"{study.code} (EU CT {study.eu_ct_number}), {study.short_title}"),
                ("Sponsor", study.sponsor_name),

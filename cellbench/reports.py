@@ -679,3 +679,24 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
             _signature_line(pdf, "Signature", sig, zone)
     return bytes(pdf.output())
 
+
+
+def certificate_start(heading: str, footer_label: str, intro: str, *, zone: ZoneInfo, printed_by: str,
+                      printed_at: datetime) -> _RecordPDF:
+    """The opening every certificate shares (CoA, release, destruction): fonts, a footer naming the
+    document, page and who printed it when, the heading and an intro that says where times are."""
+    from .labels import find_label_fonts
+
+    footer = (f"{footer_label} · page {{page}} of {{nb}} · printed "
+              f"{local_time(printed_at, zone, '%Y-%m-%d %H:%M:%S')} by {printed_by}")
+    pdf = _RecordPDF(find_label_fonts(), footer)
+    pdf.set_title(heading.replace(" — ", ", "))
+    pdf.set_author(printed_by)
+    pdf.add_page()
+    pdf.set_font("Doc", "B", 15)
+    pdf.cell(0, 8, pdf.clean(heading), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Doc", "", 8)
+    pdf.multi_cell(0, 4, pdf.clean(f"{intro}Issued from cellbench. Times are shown in {zone.key} with their UTC offset."),
+                   new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    return pdf
