@@ -31,16 +31,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from argon2 import PasswordHasher  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from pypdf import PdfReader  # noqa: E402
-from sqlalchemy import event, select  # noqa: E402
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+from pypdf import PdfReader
+from sqlalchemy import event, select
 
-from cellbench import demo, lots, reports, spec_versions, steps, users  # noqa: E402
-from cellbench.app import create_app  # noqa: E402
-from cellbench.config import Settings  # noqa: E402
-from cellbench.db import Database, migrate, utcnow  # noqa: E402
-from cellbench.models import Donation, Lot  # noqa: E402
+from cellbench import demo, lots, reports, steps, users
+from cellbench.app import create_app
+from cellbench.config import Settings
+from cellbench.db import Database, migrate, utcnow
+from cellbench.models import Donation, Lot
+from cellbench.specifications import versions as spec_versions
 
 PAGE_TARGET_MS = 12.0
 PDF_TARGET_S = 1.0
@@ -49,7 +50,7 @@ PASSAGES, VIALS = 3, 10
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
-def _sign(session, lot: Lot, step, index: int) -> None:  # noqa: ANN001
+def _sign(session, lot: Lot, step, index: int) -> None:
     steps.perform(session, users.by_username(session, "operator"), demo.DEMO_PASSWORD, lot, step.code, index, None)
     if step.verify:
         steps.verify(session, users.by_username(session, "verifier"), demo.DEMO_PASSWORD, lot, step.code, index, None)
@@ -108,10 +109,10 @@ def timed(client: TestClient, urls: list[str], count: int) -> tuple[list[list[fl
     return times, bodies
 
 
-def statements_during(db: Database, work) -> int:  # noqa: ANN001
+def statements_during(db: Database, work) -> int:
     seen = []
 
-    def count(_conn, _cursor, statement, *_rest) -> None:  # noqa: ANN001, ANN002
+    def count(_conn, _cursor, statement, *_rest) -> None:
         if not statement.lstrip().upper().startswith("BEGIN"):
             seen.append(statement)
 

@@ -32,12 +32,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import qrcode  # noqa: E402
-from PIL import Image  # noqa: E402
-from qrcode.util import MODE_8BIT_BYTE, MODE_ALPHA_NUM, QRData  # noqa: E402
+import qrcode
+from PIL import Image
+from qrcode.util import MODE_8BIT_BYTE, MODE_ALPHA_NUM, QRData
 
-from cellbench.identifiers import new_kit_numbers  # noqa: E402
-from cellbench.labels import (  # noqa: E402
+from cellbench.identifiers import new_kit_numbers
+from cellbench.labels import (
     KitLabel,
     LabelKind,
     LabelStudy,
@@ -45,7 +45,7 @@ from cellbench.labels import (  # noqa: E402
     render_single_label_pdf,
     render_zpl,
 )
-from cellbench.qrpayload import PayloadRejected, make_payload, qr_png, verify_payload  # noqa: E402
+from cellbench.qrpayload import PayloadRejected, make_payload, qr_png, verify_payload
 
 try:  # test extras: the bench still times everything without them
     import pypdf
@@ -206,7 +206,7 @@ def main() -> int:
 # --- labelling.print_run on real kits ---------------------------------------------------------------
 
 
-def build_kits(db, count: int):  # noqa: ANN001, ANN201 - a Database; returns (study code, blinded lot code)
+def build_kits(db, count: int):
     """`count` released kits of NCT07290946 in one blinded lot, made as tests/kitworld.py makes them:
     released lots inserted directly (their batch records are another bench's business), then a
     sealed kit list and a packaging run through the service layer."""
@@ -215,9 +215,12 @@ def build_kits(db, count: int):  # noqa: ANN001, ANN201 - a Database; returns (s
     from argon2 import PasswordHasher
     from sqlalchemy import select
 
-    from cellbench import lists, packaging, sealed, spec_versions, studies, users
-    from cellbench.db import migrate, utcnow
+    from cellbench import sealed, studies, users
+    from cellbench.clock import utcnow
+    from cellbench.db import migrate
     from cellbench.models import BlindedLot, Lot, LotState, Role, SpecVersion, Vial
+    from cellbench.specifications import versions as spec_versions
+    from cellbench.supply import lists, packaging
 
     users.configure(12, 5, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))  # cheap: not argon2's bench
     migrate(db)
@@ -254,8 +257,9 @@ def build_kits(db, count: int):  # noqa: ANN001, ANN201 - a Database; returns (s
 
 def print_run_bench(count: int, repeat: int) -> bool:
     from cellbench import kits as kit_service
-    from cellbench import labelling, studies, users
+    from cellbench import studies, users
     from cellbench.db import Database
+    from cellbench.labels import printing as labelling
 
     print(f"\nlabelling.print_run on {count} real kits (scratch SQLite database)")
     with tempfile.TemporaryDirectory() as folder:
@@ -311,7 +315,7 @@ def print_run_bench(count: int, repeat: int) -> bool:
                     for text in texts:
                         try:
                             scanned.append(kit_service.scan(s, text, SECRET).number)
-                        except Exception:  # noqa: BLE001 - a refused code counts as not scanned
+                        except Exception:
                             pass
                 good = sorted(scanned) == run_kits and len(run_kits) == count
                 print(f"  print_run sheet: {len(texts)}/{count} QR codes decoded, {len(scanned)} accepted by "

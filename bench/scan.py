@@ -35,8 +35,9 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from cellbench import identifiers, qrpayload, studies, users
+from cellbench.clock import utcnow
 from cellbench.config import normalise_url
-from cellbench.db import Database, migrate, utcnow
+from cellbench.db import Database, migrate
 from cellbench.models import BlindedLot, Role, Site, utc_text
 
 HERE = Path(__file__).resolve().parent

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from pathlib import Path
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
@@ -14,21 +13,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import users
-from .config import Settings
+from . import clock, nav, users
+from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
 from .templating import make_templates, render
-from .web import nav
 
 log = logging.getLogger("cellbench")
-STATIC = Path(__file__).parent / "static"
+STATIC = shipped("templates") / "static"
 
 
 def create_app(settings: Settings | None = None, *, password_hasher: PasswordHasher | None = None,
                database: Database | None = None) -> FastAPI:
     settings = settings or Settings()
     users.configure(settings.password_min_length, settings.max_failed_logins, password_hasher)
+    clock.configure(settings.zone)
     db = database or Database(settings.url, background_checkpoint=True)
 
     @asynccontextmanager
@@ -61,14 +60,14 @@ class SecurityHeaders:
     HEADERS = (("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"),
                ("referrer-policy", "same-origin"), ("cache-control", "no-store"))
 
-    def __init__(self, app):  # noqa: ANN001
+    def __init__(self, app):
         self.app = app
 
-    async def __call__(self, scope, receive, send):  # noqa: ANN001
+    async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def send_with_headers(message):  # noqa: ANN001
+        async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.HEADERS:
@@ -78,7 +77,7 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-def _area_routers():  # noqa: ANN202
+def _area_routers():
     """Every `router` in cellbench/web/*.py and cellbench/api/*.py: a new area is one new module."""
     import importlib
     import pkgutil
@@ -106,7 +105,7 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def error_response(request: Request, status: int, message: str, field: str | None = None):  # noqa: ANN201
+def error_response(request: Request, status: int, message: str, field: str | None = None):
     if wants_json(request):
         return JSONResponse({"error": message, "field": field}, status_code=status)
     return render(request, "error.html", status_code=status, status=status, message=message, field=field)
@@ -114,14 +113,14 @@ def error_response(request: Request, status: int, message: str, field: str | Non
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def domain_error(request: Request, exc: DomainError):  # noqa: ANN202
+    async def domain_error(request: Request, exc: DomainError):
         if isinstance(exc, NotAuthenticated) and not wants_json(request) and request.method == "GET":
             target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
             return RedirectResponse(f"/login?next={target}&notice={quote(exc.message)}", status_code=303)
         return error_response(request, exc.status, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_input(request: Request, exc: RequestValidationError):  # noqa: ANN202
+    async def bad_input(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
         field = ".".join(location) or None
@@ -129,17 +128,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 422, f"{field}: {message}" if field else message, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):  # noqa: ANN202
+    async def http_error(request: Request, exc: StarletteHTTPException):
         messages = {404: "There is no such page.", 405: "That action is not available here."}
         return error_response(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):  # noqa: ANN202
+    async def unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "Something went wrong; nothing was saved. The error was logged.")
 
 
-def iter_routes(routes):  # noqa: ANN001, ANN201
+def iter_routes(routes):
     """Every endpoint route of the app, including those inside included routers (newer FastAPI
     wraps them), so tests can enumerate the app's own routes without naming them."""
     for route in routes:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select, text
 from sqlmodel import Session
 
-from .db import utcnow
+from .clock import utcnow
 from .errors import InvalidInput
 from .models import BLINDED_ROLES, AuditEvent, AuditHead, Visibility, utc_text
 
@@ -159,7 +159,7 @@ class TrailFilter:
     action: str | None = None
 
 
-def visible_events(viewer: Actor):  # noqa: ANN201 - a Select
+def visible_events(viewer: Actor):
     """The events a viewer may read. Blinded viewers never get an arm-revealing event."""
     query = select(AuditEvent)
     if viewer.is_blinded:

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 from argon2 import PasswordHasher
 
+from . import clock, integrity, users
 from . import demo as demo_data
-from . import integrity, users
 from .config import Settings
 from .db import Database, backup_sqlite, migrate, schema_is_current
 from .errors import DomainError
@@ -25,12 +25,13 @@ app.add_typer(users_app, name="users")
 def _settings() -> Settings:
     try:
         return Settings()
-    except Exception as exc:  # noqa: BLE001 - a settings error is the user's to fix, not a traceback
+    except Exception as exc:
         _fail(f"bad setting: {exc}")
 
 
 def _database(settings: Settings, *, require_schema: bool = True) -> Database:
     users.configure(settings.password_min_length, settings.max_failed_logins)
+    clock.configure(settings.zone)
     db = Database(settings.url)
     if require_schema and not schema_is_current(db):
         _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
@@ -43,7 +44,7 @@ def _shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _fail(message: str, code: int = 1):  # noqa: ANN202 - never returns
+def _fail(message: str, code: int = 1):
     typer.secho(f"cellbench: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
@@ -143,7 +144,7 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
 # --- users ----------------------------------------------------------------------------------
 
 
-def _run(fn) -> None:  # noqa: ANN001
+def _run(fn) -> None:
     """Run one use case in one transaction; print a domain error as a clear message."""
     db = _database(_settings())
     try:

@@ -8,9 +8,20 @@ from zoneinfo import ZoneInfo
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import clock
+
 # A key anyone can read in this file protects nothing; it is only acceptable for demo data.
 DEMO_SECRET_KEY = "cellbench-demo-secret-do-not-use-in-production"
 DEFAULT_DATA_DIR = Path("data")
+
+
+def shipped(folder: str) -> Path:
+    """A folder shipped beside the package: the checkout's own (edits show without reinstalling),
+    else the wheel's copy inside the package (pyproject's force-include names it `_<folder>`)."""
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / folder
+    in_checkout = checkout.is_dir() and (package.parent / "pyproject.toml").is_file()  # not site-packages/<folder>
+    return checkout if in_checkout else package / f"_{folder}"
 
 
 class Settings(BaseSettings):
@@ -19,7 +30,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     data_dir: Path = DEFAULT_DATA_DIR
     secret_key: str = DEMO_SECRET_KEY
-    site_timezone: str = "Europe/Copenhagen"
+    site_timezone: str = clock.DEFAULT_ZONE
     session_idle_minutes: int = 15
     password_min_length: int = 12
     max_failed_logins: int = 5

@@ -16,7 +16,6 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
@@ -27,13 +26,9 @@ from .errors import InvalidInput, RecordedRefusal
 _WRITE = "cellbench_write"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
+    def _on_connect(dbapi_conn, _record):
         # Let SQLAlchemy's begin event below issue BEGIN itself (the documented pysqlite recipe).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -47,7 +42,7 @@ def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # noqa: ANN001
+    def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
@@ -60,7 +55,7 @@ def _refuse_nul_characters(engine: Engine) -> None:
     input naming the field, so that both engines behave alike and nothing half-stores."""
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _check(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+    def _check(conn, cursor, statement, parameters, context, executemany):
         # One row (dict or tuple), several rows, or insertmanyvalues' one flat row for a batch.
         if isinstance(parameters, dict) or not parameters or not isinstance(parameters[0], (dict, list, tuple)):
             rows = [parameters]
@@ -134,9 +129,8 @@ class Database:
     def write_connection(self) -> Iterator[Connection]:
         """write() without the ORM, for the few hot paths (the scan) that use prebuilt Core
         statements only: the same lock, the same one transaction, commit or roll back."""
-        with self._write_lock or nullcontext(), self._write_engine.connect() as conn:
-            with conn.begin():
-                yield conn
+        with self._write_lock or nullcontext(), self._write_engine.connect() as conn, conn.begin():
+            yield conn
 
     def dispose(self) -> None:
         if self._checkpointer:
@@ -161,7 +155,7 @@ class _Checkpointer:
             try:
                 with self._db.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:  # noqa: BLE001 - a failed checkpoint is retried next round
+            except Exception:
                 pass
 
     def stop(self) -> None:
@@ -177,7 +171,7 @@ def ping(db: Database) -> None:
 MIGRATIONS = __import__("pathlib").Path(__file__).parent / "migrations"
 
 
-def alembic_config():  # noqa: ANN201 - alembic.config.Config
+def alembic_config():
     from alembic.config import Config
 
     cfg = Config()

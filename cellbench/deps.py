@@ -12,8 +12,9 @@ from sqlmodel import Session
 
 from . import users
 from .audit import Actor
+from .clock import utcnow
 from .config import Settings
-from .db import Database, utcnow
+from .db import Database
 from .errors import Forbidden, NotAuthenticated
 from .models import Role, User, WebSession
 
@@ -100,7 +101,7 @@ def _identify(request: Request, db: Database, settings: Settings) -> Viewer:
     return viewer
 
 
-def require(*roles: Role):  # noqa: ANN201 - a dependency
+def require(*roles: Role):
     """Dependency: the viewer must hold one of these roles."""
 
     def check(viewer: Viewer = Depends(current_viewer)) -> Viewer:
@@ -111,7 +112,7 @@ def require(*roles: Role):  # noqa: ANN201 - a dependency
     return check
 
 
-def form_by(*roles: Role):  # noqa: ANN201 - a dependency
+def form_by(*roles: Role):
     """For form posts that need a role: the CSRF check first, then the role."""
 
     def check(viewer: Viewer = Depends(form_viewer)) -> Viewer:
@@ -146,7 +147,7 @@ def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def form_data(request: Request):  # noqa: ANN201 - starlette FormData
+async def form_data(request: Request):
     """The posted form, read in the event loop so that routes can stay synchronous: database
     work must run in the thread pool, never blocking the loop."""
     return await request.form()

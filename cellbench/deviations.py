@@ -25,10 +25,25 @@ from sqlmodel import Session
 
 from . import audit, signatures, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from .models import (AuditHead, Deviation, DeviationState, Kit, Lot, Meaning, Participant, Role, Shipment, Signature,
-                     SpecVersion, Study, User, Visibility, Visit)
+from .models import (
+    AuditHead,
+    Deviation,
+    DeviationState,
+    Kit,
+    Lot,
+    Meaning,
+    Participant,
+    Role,
+    Shipment,
+    Signature,
+    SpecVersion,
+    Study,
+    User,
+    Visibility,
+    Visit,
+)
 
 SEVERITIES = ("minor", "major", "critical")
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
@@ -348,7 +363,7 @@ def deviations_block(session: Session, lot_id: int) -> str | None:
 
 def count_by_state(session: Session) -> dict[DeviationState, int]:
     rows = session.execute(select(Deviation.state, func.count()).group_by(Deviation.state))
-    counts = {state: 0 for state in DeviationState}
+    counts = dict.fromkeys(DeviationState, 0)
     counts.update({DeviationState(state): n for state, n in rows})
     return counts
 

@@ -23,15 +23,15 @@ from .db import Database
 
 _SELECT = ("SELECT " + ", ".join(HASHED_COLUMNS) + ", prev_hash, hash FROM audit_event "
            "WHERE seq BETWEEN ? AND ? ORDER BY seq")
-SIGNING_MODULES = ("audit_review", "spec_versions", "lots", "steps", "deviations", "donors", "qc", "release", "sealed",
-                   "quarantine", "custody", "unblinding", "accountability", "destruction")
+SIGNING_MODULES = ("audit_review", "specifications.versions", "lots", "steps", "deviations", "donors", "qc", "release",
+                   "sealed", "supply.quarantine", "custody", "unblinding", "accountability", "accountability.destruction")
 _PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
 # Rows per fetch. Small batches stay in the CPU caches: reading SQLite in batches of 20,000 was about
 # 40 % slower than in batches of 1,000 to 2,000 (the Python objects of a big batch spill out of cache).
 _BATCH = 2_000
 
 
-def _canonical_json():  # noqa: ANN202 - a callable: sequence of values -> str
+def _canonical_json():
     """What `audit.event_hash` computes with json.dumps(values, ensure_ascii=False, separators=(",", ":")),
     with its C encoder built once instead of once per row (JSONEncoder.encode builds a new one on
     every call, which cost as much as reading the row). Same encoder, same settings, same text."""
@@ -44,7 +44,7 @@ def _canonical_json():  # noqa: ANN202 - a callable: sequence of values -> str
         return settings.encode
     join = "".join
 
-    def canonical(values) -> str:  # noqa: ANN001
+    def canonical(values) -> str:
         return join(encoder(values, 0))
 
     sample = (1, "µ \"quoted\" \\ \n\t\x01\u2028 ✓", None, 2**70, 1.5, "")
@@ -83,7 +83,7 @@ class Report:
         return not self.problems
 
 
-def _connect(url: str):  # noqa: ANN202 - a DB-API connection
+def _connect(url: str):
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from . import audit, qrpayload, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .identifiers import parse_kit_number
 from .models import BlindedLot, Kit, KitState, Role, Study, Visit

@@ -19,9 +19,9 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from . import audit, users
+from . import audit, inputs, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
 from .models import Equipment, MaterialLot, MaterialStatus, Role, SpecVersion
 
@@ -47,33 +47,12 @@ MATERIAL_DECISIONS: dict[str, tuple[frozenset[MaterialStatus], MaterialStatus]] 
 # --- input helpers ----------------------------------------------------------------------------
 
 
-def _text(value: str | None, field: str, what: str, max_length: int) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise InvalidInput(f"The {what} is required.", field=field)
-    if len(value) > max_length:
-        raise InvalidInput(f"The {what} is at most {max_length} characters.", field=field)
-    return value
-
-
 def _code(value: str | None, field: str, what: str) -> str:
-    value = _text(value, field, what, 64).lower()
+    value = inputs.text(value, field, what, 64).lower()
     if not CODE.match(value):
         raise InvalidInput(f"The {what} '{value}' must be written as in the specification: lower-case letters, "
                            "digits and '_', starting with a letter.", field=field)
     return value
-
-
-def parse_date(value: date | str | None, field: str, what: str) -> date:
-    if isinstance(value, date):
-        return value
-    value = (value or "").strip()
-    if not value:
-        raise InvalidInput(f"The {what} is required (YYYY-MM-DD).", field=field)
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput(f"The {what} '{value}' is not a date (YYYY-MM-DD).", field=field) from None
 
 
 def _today(today: date | None) -> date:
@@ -109,10 +88,10 @@ def receive_material(session: Session, actor: Actor, *, material_code: str, name
     """A received lot starts in quarantine until QA releases it."""
     users.require_role(actor, *RECEIVERS)
     material_code = _code(material_code, "material_code", "material code")
-    name = _text(name, "name", "material name", 200)
-    supplier = _text(supplier, "supplier", "supplier", 200)
-    supplier_lot = _text(supplier_lot, "supplier_lot", "supplier lot", 64)
-    expiry = parse_date(expiry, "expiry", "expiry date")
+    name = inputs.text(name, "name", "material name", 200)
+    supplier = inputs.text(supplier, "supplier", "supplier", 200)
+    supplier_lot = inputs.text(supplier_lot, "supplier_lot", "supplier lot", 64)
+    expiry = inputs.day(expiry, "expiry", "expiry date")
     if expiry < _today(today):
         raise InvalidInput(f"The expiry date {expiry} is already past: an expired lot cannot be received.",
                            field="expiry")
@@ -228,7 +207,7 @@ def material_refusal(material_lot: MaterialLot, on: date, expected_codes: set[st
 
 
 def _asset_id(value: str | None, field: str = "asset_id") -> str:
-    value = _text(value, field, "asset id", 64)
+    value = inputs.text(value, field, "asset id", 64)
     if not ASSET_ID.match(value):
         raise InvalidInput(f"The asset id '{value}' may hold letters, digits, '.', '-' and '_' only.", field=field)
     return value
@@ -239,8 +218,8 @@ def register_equipment(session: Session, actor: Actor, *, asset_id: str, equipme
     users.require_role(actor, *EQUIPMENT_KEEPERS)
     asset_id = _asset_id(asset_id)
     equipment_code = _code(equipment_code, "equipment_code", "equipment kind")
-    name = _text(name, "name", "equipment name", 200)
-    due = parse_date(calibration_due, "calibration_due", "calibration due date")
+    name = inputs.text(name, "name", "equipment name", 200)
+    due = inputs.day(calibration_due, "calibration_due", "calibration due date")
     if session.scalars(select(Equipment.id).where(Equipment.asset_id == asset_id)).first() is not None:
         raise Conflict(f"Asset '{asset_id}' is already registered.", field="asset_id")
     item = Equipment(asset_id=asset_id, equipment_code=equipment_code, name=name, calibration_due=due, active=True)
@@ -255,7 +234,7 @@ def record_calibration(session: Session, actor: Actor, equipment: Equipment, *, 
                        reference: str | None, today: date | None = None) -> None:
     """A new calibration: the next due date, and the certificate it rests on as the reason."""
     users.require_role(actor, *EQUIPMENT_KEEPERS)
-    due = parse_date(calibration_due, "calibration_due", "next calibration due date")
+    due = inputs.day(calibration_due, "calibration_due", "next calibration due date")
     reference = audit.require_reason(reference, field="reference")
     if due <= _today(today):
         raise InvalidInput(f"The next calibration due date {due} must be in the future.", field="calibration_due")

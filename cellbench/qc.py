@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session
 
-from . import audit, deviations, lots, signatures, spec_versions, users
+from . import audit, deviations, lots, signatures, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .models import AuditEvent, Lot, LotState, Meaning, QcResult, Role, Signature, User, Visibility
 from .specifications import ReleaseTest, Specification, Verdict, evaluate
+from .specifications import versions as spec_versions
 
 ANALYSTS = (Role.qc_analyst,)
 REVIEWERS = (Role.qc_analyst, Role.qa)
@@ -214,14 +215,6 @@ def release_test_problems(session: Session, lot: Lot) -> list[str]:
     keep the same facts twice."""
     return [why for status in test_status(session, lot)
             if status.test.required_for_release and status.test.stage != "donor" and (why := problem(status))]
-
-
-def results_snapshot(session: Session, lot: Lot, up_to_id: int) -> list:
-    """The results a decision stood on: [id, test, value, unit, verdict, retest_of] for every result
-    of the lot up to and including up_to_id. Immutable fields only, so the snapshot a signature
-    covers stays true when results are later reviewed or invalidated."""
-    query = select(QcResult).where(QcResult.lot_id == lot.id, QcResult.id <= up_to_id).order_by(QcResult.id)
-    return [[r.id, r.test_code, r.value, r.unit, r.verdict, r.retest_of] for r in session.scalars(query)]
 
 
 def post_certification_oos(session: Session, lot: Lot) -> list[QcResult]:
@@ -408,7 +401,7 @@ def on_post_certification_oos(session: Session, actor: Actor, lot: Lot, result: 
                  reason=f"{result.test_code} out of specification while the lot is "
                         f"{LotState(lot.state).value.replace('_', ' ')}",
                  visibility=Visibility.unblinded)
-    for hook in list(POST_CERTIFICATION_OOS_HOOKS):
+    for hook in POST_CERTIFICATION_OOS_HOOKS:
         hook(session, actor, lot, result)
 
 

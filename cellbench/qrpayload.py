@@ -26,7 +26,7 @@ import binascii
 import hashlib
 import io
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import qrcode
 from cryptography.exceptions import InvalidSignature
@@ -206,7 +206,7 @@ _TO_GREY = bytes.maketrans(b"01", b"\xff\x00")
 # byte by byte, with the remainder held in one integer.
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rs_table(ec_count: int) -> tuple[int, ...]:
     generator = [1]  # coefficients, highest power first: prod (x - a^i), i < ec_count
     for i in range(ec_count):

@@ -22,11 +22,24 @@ from sqlmodel import Session
 
 from . import audit, kits, signatures
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
-from .models import (Kit, KitState, Lot, Meaning, Role, SealedAllocation, SealedKitArm, SealedKitUnit, SealedList,
-                     Study, User, Vial, Visibility)
-from .randomisation import Line
+from .models import (
+    Kit,
+    KitState,
+    Lot,
+    Meaning,
+    Role,
+    SealedAllocation,
+    SealedKitArm,
+    SealedKitUnit,
+    SealedList,
+    Study,
+    User,
+    Vial,
+    Visibility,
+)
+from .supply.randomisation import Line
 
 # What lists.py hands back to its callers: a list's header (kind, seed, state, signature), which
 # names no arm; the lines stay in the tables only this module names.

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from . import audit
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Forbidden, InvalidInput, NotFound
 from .models import AuditEvent, Meaning, Role, Signature, User, Visibility, utc_text
 

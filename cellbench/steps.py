@@ -14,14 +14,37 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from . import audit, lots, signatures, spec_versions, users
+from . import audit, lots, signatures, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
-from .models import (Equipment, EquipmentUse, Lot, LotState, MaterialLot, MaterialUse, Meaning, Role, Signature,
-                     StepEntry, StepState, StepValue, User, Vial)
-from .specifications import (LimitCheck, Parameter, Specification, Step, check_limits, formulate_in_cs10,
-                             parse_value, population_doublings)
+from .models import (
+    Equipment,
+    EquipmentUse,
+    Lot,
+    LotState,
+    MaterialLot,
+    MaterialUse,
+    Meaning,
+    Role,
+    Signature,
+    StepEntry,
+    StepState,
+    StepValue,
+    User,
+    Vial,
+)
+from .specifications import (
+    LimitCheck,
+    Parameter,
+    Specification,
+    Step,
+    check_limits,
+    formulate_in_cs10,
+    parse_value,
+    population_doublings,
+)
+from .specifications import versions as spec_versions
 
 LATE_AFTER = timedelta(hours=24)  # a time recorded this long after it happened is a late entry
 
@@ -297,7 +320,7 @@ def _place_vial(session: Session, lot: Lot, step: Step, entry: StepEntry) -> Non
 
 
 def _checked_use(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
-                 seen_version: int | None, what: str, find, refuse, expected, make, describe,  # noqa: ANN001
+                 seen_version: int | None, what: str, find, refuse, expected, make, describe,
                  override_reason: str | None = None):
     """Record a scanned item on a step entry after its rule (expiry, release, calibration) passes.
 

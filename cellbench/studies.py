@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from . import audit, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import InvalidInput, NotFound
 from .models import Role, Site, Study, StudySite
 from .specifications import STUDIES_DIR, specs_root

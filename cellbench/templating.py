@@ -1,17 +1,17 @@
 """Jinja2 set-up: one environment, filters that show UTC times in the site's zone."""
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
+from . import clock
+from .config import shipped
 from .models import Role
-from .web.nav import links_for
+from .nav import links_for
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = shipped("templates")
 
 ROLE_LABELS = {
     Role.operator: "Operator",
@@ -34,18 +34,7 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     env.autoescape = True
     env.trim_blocks = env.lstrip_blocks = True
 
-    def local(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        """A UTC time as the site reads it, with its offset so nobody has to guess."""
-        if moment is None:
-            return ""
-        here = moment.astimezone(zone)
-        if fmt == "%Y-%m-%d %H:%M:%S":  # the common case, without two strftime calls
-            text = here.isoformat(sep=" ", timespec="seconds")
-            return f"{text[:19]} {text[19:]}"
-        offset = here.strftime("%z")
-        return f"{here.strftime(fmt)} {offset[:3]}:{offset[3:]}"
-
-    env.filters["local"] = local
+    env.filters["local"] = lambda moment, fmt=clock.SECONDS: clock.local_text(moment, zone, fmt)
     # Enum members and the plain strings read back from the database print the same way.
     env.filters["state"] = lambda value: str(getattr(value, "value", value) or "").replace("_", " ")
     env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
@@ -55,7 +44,7 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     return templates
 
 
-def render(request: Request, name: str, status_code: int = 200, **context):  # noqa: ANN201
+def render(request: Request, name: str, status_code: int = 200, **context):
     templates: Jinja2Templates = request.app.state.templates
     context.setdefault("viewer", getattr(request.state, "viewer", None))
     return templates.TemplateResponse(request, name, context, status_code=status_code)

@@ -28,10 +28,27 @@ from sqlmodel import Session
 
 from . import audit, pharmacy, sealed, signatures, studies, users
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
-from .models import (AuditEvent, BlindedLot, Kit, Meaning, Notification, Participant, Role, Shipment, ShipmentKit, Signature,
-                     Site, Study, Unblinding, User, Visibility, Visit, utc_text)
+from .models import (
+    AuditEvent,
+    BlindedLot,
+    Kit,
+    Meaning,
+    Notification,
+    Participant,
+    Role,
+    Shipment,
+    ShipmentKit,
+    Signature,
+    Site,
+    Study,
+    Unblinding,
+    User,
+    Visibility,
+    Visit,
+    utc_text,
+)
 
 UNBLINDERS = (Role.investigator,)
 # Who reads unblinding records (who, when, why; never the arm).
@@ -163,7 +180,7 @@ class Unblinded:
     signature: Signature
 
 
-def _refused_attempt(original, user_id: int, key: str, code: str, reason: str):  # noqa: ANN001, ANN202
+def _refused_attempt(original, user_id: int, key: str, code: str, reason: str):
     """A wrong password: the account's failure count (as for any signing), and the attempt itself
     on the participant's trail, so nobody can try unblindings without a trace."""
 
@@ -277,7 +294,7 @@ class Record:
                               "content_hash": sig.content_hash} if sig else None}
 
 
-def _records(session: Session, query) -> list[Record]:  # noqa: ANN001 - a Select
+def _records(session: Session, query) -> list[Record]:
     rows = session.execute(query.order_by(Unblinding.at.desc(), Unblinding.id.desc())).all()
     sig_ids = [u.signature_id for u, *_ in rows if u.signature_id]
     sigs = {s.id: s for s in session.scalars(select(Signature).where(Signature.id.in_(sig_ids)))} if sig_ids else {}
@@ -287,7 +304,7 @@ def _records(session: Session, query) -> list[Record]:  # noqa: ANN001 - a Selec
             for u, p, study_code, site_code, name in rows]
 
 
-def _base():  # noqa: ANN202
+def _base():
     return (select(Unblinding, Participant, Study.code, Site.code, User.full_name)
             .join(Participant, Participant.id == Unblinding.participant_id)
             .join(Study, Study.id == Participant.study_id).join(Site, Site.id == Participant.site_id)
@@ -312,7 +329,7 @@ def reads_full_outbox(actor: Actor) -> bool:
     return bool(actor.roles & set(OUTBOX_READERS))
 
 
-def _own_notification_ids(actor: Actor):  # noqa: ANN202 - a Select
+def _own_notification_ids(actor: Actor):
     return (select(AuditEvent.entity_id).where(AuditEvent.action == "notification queued",
                                                AuditEvent.entity_type == "notification",
                                                AuditEvent.user_id == actor.user_id))

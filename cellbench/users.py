@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from . import audit
 from .audit import Actor
-from .db import utcnow
+from .clock import utcnow
 from .errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput, NotFound
 from .models import BLINDED_ROLES, ApiToken, Role, User, UserRole, WebSession
 

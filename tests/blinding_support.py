@@ -130,19 +130,19 @@ class _Collector(ast.NodeVisitor):
     def _import_how(self) -> str:
         return "import in a function" if self.depth else "import"
 
-    def visit_FunctionDef(self, node):  # noqa: ANN001, N802
+    def visit_FunctionDef(self, node):
         self._decorators(node)
         self.depth += 1
         self.generic_visit(node)
         self.depth -= 1
 
-    visit_AsyncFunctionDef = visit_FunctionDef  # noqa: N815
+    visit_AsyncFunctionDef = visit_FunctionDef
 
-    def visit_ClassDef(self, node):  # noqa: ANN001, N802
+    def visit_ClassDef(self, node):
         self._decorators(node)
         self.generic_visit(node)
 
-    def visit_Import(self, node):  # noqa: ANN001, N802
+    def visit_Import(self, node):
         for alias in node.names:
             if alias.name.split(".")[0] == "cellbench":
                 self._add(alias.name, node.lineno, self._import_how())
@@ -151,7 +151,7 @@ class _Collector(ast.NodeVisitor):
                 else:
                     self.aliases["cellbench"] = "cellbench"
 
-    def visit_ImportFrom(self, node):  # noqa: ANN001, N802
+    def visit_ImportFrom(self, node):
         if node.level:
             base = _resolve_relative(self.module, self.is_package, node.level, node.module)
         elif node.module and node.module.split(".")[0] == "cellbench":
@@ -169,7 +169,7 @@ class _Collector(ast.NodeVisitor):
             else:  # `from .home import work_queue`: a name of that module
                 self.origins[local] = base
 
-    def visit_Call(self, node):  # noqa: ANN001, N802
+    def visit_Call(self, node):
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if name == "import_module" or name == "__import__":
@@ -217,7 +217,7 @@ class _Collector(ast.NodeVisitor):
             return self._owner_module(func.value) == SIGNATURES
         return isinstance(func, ast.Name) and func.id == name and self.origins.get(name) == SIGNATURES
 
-    def _decorators(self, node) -> None:  # noqa: ANN001
+    def _decorators(self, node) -> None:
         for decorator in node.decorator_list:
             if isinstance(decorator, ast.Call) and self._is_signatures(decorator.func, "content_rule"):
                 # a keyed registry: resolved by who signs which entity type (import_graph)
@@ -285,7 +285,7 @@ class SealedTouched(AssertionError):
 
 
 @contextlib.contextmanager
-def sealed_tripwire(db, *, armed=lambda: True):  # noqa: ANN001
+def sealed_tripwire(db, *, armed=lambda: True):
     """While on (and `armed()` says so), any call of a function defined in cellbench.sealed and any
     SQL statement naming a sealed_ table raises SealedTouched. The calls made are also collected,
     so that a caller that catches the error (a route's error handler) cannot hide it."""
@@ -299,15 +299,15 @@ def sealed_tripwire(db, *, armed=lambda: True):  # noqa: ANN001
     originals = {name: fn for name, fn in vars(sealed).items()
                  if inspect.isfunction(fn) and fn.__module__ == sealed.__name__}
 
-    def guard(name, fn):  # noqa: ANN001, ANN202
-        def tripped(*args, **kwargs):  # noqa: ANN202
+    def guard(name, fn):
+        def tripped(*args, **kwargs):
             if armed():
                 touched.append(f"cellbench.sealed.{name}()")
                 raise SealedTouched(f"cellbench.sealed.{name}() was called")
             return fn(*args, **kwargs)
         return tripped
 
-    def on_sql(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+    def on_sql(conn, cursor, statement, parameters, context, executemany):
         if armed() and SEALED_TABLE.search(statement):
             touched.append(f"SQL: {statement[:200]}")
             raise SealedTouched(f"SQL naming a sealed table: {statement[:200]}")
@@ -327,7 +327,7 @@ def sealed_tripwire(db, *, armed=lambda: True):  # noqa: ANN001
 
 
 class Clock:
-    """Holds cellbench's clock (every utcnow() goes through cellbench.db.datetime.now) still.
+    """Holds cellbench's clock (every utcnow() goes through cellbench.clock) still.
 
     Two kits made in the same operation then carry the same time to the microsecond, so pages
     are compared exactly, times included, instead of through a regex that could hide something.
@@ -336,20 +336,13 @@ class Clock:
     def __init__(self, start: datetime):
         self.now = start
 
-    def advance(self, **delta) -> None:  # noqa: ANN003
+    def advance(self, **delta) -> None:
         self.now += timedelta(**delta)
 
-    def install(self, monkeypatch) -> None:  # noqa: ANN001
-        import cellbench.db as cellbench_db
+    def install(self, monkeypatch) -> None:
+        from cellbench import clock
 
-        clock = self
-
-        class HeldDatetime(datetime):
-            @classmethod
-            def now(cls, tz=None):  # noqa: ANN001, ANN206
-                return clock.now.astimezone(tz) if tz else clock.now.replace(tzinfo=None)
-
-        monkeypatch.setattr(cellbench_db, "datetime", HeldDatetime)
+        monkeypatch.setattr(clock, "_source", lambda: self.now)
 
 
 # --- the world ------------------------------------------------------------------------------------
@@ -395,9 +388,10 @@ class World:
     every_kit: dict[str, str]  # number -> arm (read once, as the supply manager)
 
 
-def populate(db) -> None:  # noqa: ANN001
+def populate(db) -> None:
     """What conftest's `people` and `effective_specs` fixtures make, for a world built once."""
-    from cellbench import spec_versions, users
+    from cellbench import users
+    from cellbench.specifications import versions as spec_versions
 
     from .conftest import PASSWORD, PEOPLE, actor_of
 
@@ -411,7 +405,7 @@ def populate(db) -> None:  # noqa: ANN001
             spec_versions.approve(session, users.by_username(session, "anna"), PASSWORD, spec_id)
 
 
-def build_world(db, clock: Clock) -> World:  # noqa: ANN001
+def build_world(db, clock: Clock) -> World:
     """Three blinded lots of NCT07290946, each in one situation:
 
     1. a released blinded lot (8 kits);
@@ -424,8 +418,8 @@ def build_world(db, clock: Clock) -> World:  # noqa: ANN001
     """
     from sqlalchemy import select
 
-    from cellbench import quarantine
     from cellbench.models import BlindedLot, Kit, KitState, Lot
+    from cellbench.supply import quarantine
 
     from .conftest import actor_of
     from .kitworld import arms, load_studies, package, released_lot, sealed_kit_list
@@ -492,7 +486,7 @@ def build_world(db, clock: Clock) -> World:  # noqa: ANN001
     return World(pairs, lots, opened, runs, by_arm)
 
 
-def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> list[Pair]:  # noqa: ANN001
+def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> list[Pair]:
     """A blinded lot shipped to RH-ENT and received there, and two participants, one on each arm,
     treated with its kits, all through the API as the people would: packed and dispatched by the
     supply manager, scanned in by the pharmacist a day later, enrolled and randomised by the
@@ -500,10 +494,11 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
     by the investigator. Each step is taken for both participants at the same moment."""
     from sqlalchemy import select
 
-    from cellbench import lists, qrpayload, sealed, studies, users
+    from cellbench import qrpayload, sealed, studies, users
     from cellbench.app import create_app
     from cellbench.config import Settings
     from cellbench.models import BlindedLot, Kit, KitState
+    from cellbench.supply import lists
 
     from .conftest import FAST_HASHER, PASSWORD, SECRET, actor_of, sign_in
     from .kitworld import arms, package, released_lot
@@ -626,13 +621,13 @@ class FirstRunFirst:
     def __init__(self, first: set[str]):
         self.first, self.used = first, 0
 
-    def sample(self, population, k):  # noqa: ANN001, ANN201
+    def sample(self, population, k):
         self.used += k
         return sorted(population, key=lambda kit: (kit.number not in self.first, kit.number))[:k]
 
 
 @contextlib.contextmanager
-def _patched(owner, name: str, value):  # noqa: ANN001
+def _patched(owner, name: str, value):
     original = getattr(owner, name)
     setattr(owner, name, value)
     try:
@@ -641,7 +636,7 @@ def _patched(owner, name: str, value):  # noqa: ANN001
         setattr(owner, name, original)
 
 
-def _blinded_lot_of_run(db, run: str) -> str:  # noqa: ANN001
+def _blinded_lot_of_run(db, run: str) -> str:
     from sqlalchemy import select
 
     from cellbench.models import BlindedLot, PackagingRun
@@ -651,7 +646,7 @@ def _blinded_lot_of_run(db, run: str) -> str:  # noqa: ANN001
         return s.get(BlindedLot, row.blinded_lot_id).code
 
 
-def _kits_by_lot(db, lots: dict[str, str]) -> dict[str, list[str]]:  # noqa: ANN001
+def _kits_by_lot(db, lots: dict[str, str]) -> dict[str, list[str]]:
     """Manufacturing lot -> the kits filled from it (a logged sealed read, as the supply manager)."""
     from sqlalchemy import select
 
@@ -678,9 +673,9 @@ BLOCKS = ("p", "h1", "h2", "h3", "h4", "td", "th", "div", "section", "article", 
 
 
 class Node:
-    __slots__ = ("tag", "attrs", "children", "parent")
+    __slots__ = ("attrs", "children", "parent", "tag")
 
-    def __init__(self, tag: str, attrs: list, parent: "Node | None"):
+    def __init__(self, tag: str, attrs: list, parent: Node | None):
         self.tag, self.attrs, self.children, self.parent = tag, attrs, [], parent
 
     def text(self) -> str:
@@ -706,7 +701,7 @@ class _TreeBuilder(HTMLParser):
         self.here = self.root
         self.hits: list[tuple[Node, str]] = []  # (element, its own text or attribute value)
 
-    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+    def handle_starttag(self, tag, attrs):
         node = Node(tag, [(k, v or "") for k, v in attrs], self.here)
         self.here.children.append(node)
         for _, value in node.attrs:
@@ -714,20 +709,20 @@ class _TreeBuilder(HTMLParser):
         if tag not in VOID:
             self.here = node
 
-    def handle_startendtag(self, tag, attrs):  # noqa: ANN001
+    def handle_startendtag(self, tag, attrs):
         node = Node(tag, [(k, v or "") for k, v in attrs], self.here)
         self.here.children.append(node)
         for _, value in node.attrs:
             self.hits.append((node, value))
 
-    def handle_endtag(self, tag):  # noqa: ANN001
+    def handle_endtag(self, tag):
         node = self.here
         while node is not self.root and node.tag != tag:
             node = node.parent
         if node is not self.root:
             self.here = node.parent
 
-    def handle_data(self, data):  # noqa: ANN001
+    def handle_data(self, data):
         self.here.children.append(data)
         self.hits.append((self.here, data))
 
@@ -778,7 +773,7 @@ class Document:
         # a row inside another row that names the needle is already in it
         return [row.outer() for row in found if not any(_inside(row, other) for other in found if other is not row)]
 
-    def without(self, needles) -> str:  # noqa: ANN001
+    def without(self, needles) -> str:
         """The whole, less every row that names one of the needles."""
         text = self.whole
         for row in sorted({row for needle in needles for row in self.rows(needle)}, key=len, reverse=True):
@@ -792,7 +787,7 @@ def _nearest(node: Node, tags: tuple[str, ...]) -> Node | None:
     return node
 
 
-def _json_rows(value, holder, needle: str, found: list[str]) -> None:  # noqa: ANN001
+def _json_rows(value, holder, needle: str, found: list[str]) -> None:
     if isinstance(value, dict):
         for item in value.values():
             _json_rows(item, value, needle, found)
@@ -940,7 +935,7 @@ def projections(answer: Answer, own: Side, other: Side) -> list[str]:
 ROW_NUMBER = re.compile(r"(<tr[^>]*>\s*<td[^>]*>)\s*\d+\s*(</td>)")
 
 
-def rest(answer: Answer, own: Side, other: Side, needles) -> str:  # noqa: ANN001
+def rest(answer: Answer, own: Side, other: Side, needles) -> str:
     """The answer less every row naming one of `needles`, own identifiers as placeholders."""
     doc = document(answer, own, other)
     text = doc.head + "\n" + doc.without(needles)
@@ -1005,7 +1000,7 @@ class Probe:
         return self.active == self.placebo
 
 
-def route_key(route, method: str) -> str:  # noqa: ANN001
+def route_key(route, method: str) -> str:
     return f"{method} {route.path}"
 
 
@@ -1066,7 +1061,7 @@ def expand(template: str, pair: Pair, side: Side) -> str:
 
 
 def build_url(path: str, fills: dict[str, str], query: dict[str, str], pair: Pair, side: Side) -> str:
-    def value(match):  # noqa: ANN001, ANN202
+    def value(match):
         return quote(expand(fills[match.group(1)], pair, side), safe="")
 
     url = PARAM.sub(value, path)
@@ -1078,14 +1073,14 @@ def build_url(path: str, fills: dict[str, str], query: dict[str, str], pair: Pai
 _FIELDS_TAKEN: dict[int, list[str]] = {}
 
 
-def kit_fields_taken(route) -> list[str]:  # noqa: ANN001
+def kit_fields_taken(route) -> list[str]:
     """The kit fields a POST route reads: from its JSON body model, or from its form handling."""
     if id(route.endpoint) not in _FIELDS_TAKEN:
         _FIELDS_TAKEN[id(route.endpoint)] = _kit_fields_taken(route)
     return _FIELDS_TAKEN[id(route.endpoint)]
 
 
-def _kit_fields_taken(route) -> list[str]:  # noqa: ANN001
+def _kit_fields_taken(route) -> list[str]:
     fields = []
     body = getattr(route, "body_field", None)
     if body is not None:

@@ -16,12 +16,13 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from cellbench import spec_versions, users
+from cellbench import users
 from cellbench.app import create_app
 from cellbench.audit import Actor
 from cellbench.config import Settings, normalise_url
 from cellbench.db import Database, migrate
 from cellbench.models import Role, User, WebSession
+from cellbench.specifications import versions as spec_versions
 
 PG_URL = os.environ.get("CELLBENCH_TEST_DATABASE_URL", "")
 # Cheap argon2 parameters: the tests check the rules around hashing, not argon2's cost.

@@ -8,9 +8,11 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from cellbench import lists, packaging, sealed, studies, users
-from cellbench.db import Database, utcnow
+from cellbench import sealed, studies, users
+from cellbench.clock import utcnow
+from cellbench.db import Database
 from cellbench.models import Kit, Lot, LotState, SpecVersion, Vial
+from cellbench.supply import lists, packaging
 
 from .conftest import PASSWORD, actor_of
 

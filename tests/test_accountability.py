@@ -11,9 +11,9 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from cellbench import accountability, kits, signatures
-from cellbench.db import utcnow
-from cellbench.models import (AuditEvent, CustodyEvent, Destruction, Kit, KitState, Reconciliation, Signature)
+from cellbench import accountability, clock, kits, signatures
+from cellbench.clock import utcnow
+from cellbench.models import AuditEvent, CustodyEvent, Destruction, Kit, KitState, Reconciliation, Signature
 
 from .conftest import actor_of
 from .kitworld import arms
@@ -249,7 +249,6 @@ def test_accountability_by_manufacturing_lot_is_for_unblinded_roles(db, site_sto
 
 def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site_stock, as_, monkeypatch):
     """At 00:30 in Copenhagen it is still yesterday in UTC: the site's date is not 'in the future'."""
-    from cellbench import destruction
 
     w = site_stock
     _move(db, "frida", w.at_site[0], "return")
@@ -258,7 +257,7 @@ def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site
     number = _authorise(as_("sara"), [w.at_site[0]]).json()["number"]
     now = utcnow()
     just_after_midnight_there = datetime(now.year, now.month, now.day, 23, 30, tzinfo=UTC)  # 00:30 or 01:30 there
-    monkeypatch.setattr(destruction, "utcnow", lambda: just_after_midnight_there)
+    monkeypatch.setattr(clock, "_source", lambda: just_after_midnight_there)
     site_day = just_after_midnight_there.astimezone(ZoneInfo("Europe/Copenhagen")).date()
     assert site_day > just_after_midnight_there.date()
     too_late = _destroy(frida, number, day=site_day + timedelta(days=1))

@@ -7,11 +7,22 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from cellbench import demo, integrity, lots, spec_versions, steps, users
-from cellbench.db import utcnow
+from cellbench import demo, integrity, lots, steps, users
+from cellbench.clock import utcnow
 from cellbench.errors import Conflict, InvalidInput
-from cellbench.models import (Deviation, Equipment, Lot, LotState, MaterialLot, Signature, StepEntry, StepState,
-                              StepValue, Vial)
+from cellbench.models import (
+    Deviation,
+    Equipment,
+    Lot,
+    LotState,
+    MaterialLot,
+    Signature,
+    StepEntry,
+    StepState,
+    StepValue,
+    Vial,
+)
+from cellbench.specifications import versions as spec_versions
 
 
 @pytest.fixture

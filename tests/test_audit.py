@@ -204,7 +204,7 @@ def test_concurrent_writers_leave_one_unbroken_chain(db, people):
             for i in range(each):
                 with db.write() as s:
                     audit.record(s, actor, "load test", "thread", n, field="i", new=i)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     before = len(all_events(db))

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 from sqlalchemy import event, select
 
 from cellbench import demo, deviations, lots, reports, steps, users
-from cellbench.db import utcnow
+from cellbench.clock import utcnow
 from cellbench.models import Deviation, Lot, StepEntry, StepValue
 
 from .conftest import PASSWORD, actor_of
@@ -112,7 +112,7 @@ def test_the_page_shows_the_same_record(as_, finished_lot):
 def read_counting_queries(db, number: str) -> tuple[reports.BatchRecord, int]:
     selects = []
 
-    def count(_conn, _cursor, statement, *_rest) -> None:  # noqa: ANN001, ANN002
+    def count(_conn, _cursor, statement, *_rest) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             selects.append(statement)
 

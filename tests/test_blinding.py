@@ -67,9 +67,30 @@ from cellbench.db import Database
 from cellbench.errors import DomainError
 from cellbench.models import Kit, SpecVersion
 
-from .blinding_support import (BLINDED_USERS, QUERIES, Answer, Call, Clock, Pair, Probe, Side,
-                               build_url, build_world, diff, is_api, kit_fields_taken, path_variants, projections,
-                               pdf_text, readable, replace_all, rest, sealed_tripwire, side_view, LOGIN_TOKEN)
+from .blinding_support import (
+    BLINDED_USERS,
+    LOGIN_TOKEN,
+    QUERIES,
+    Answer,
+    Call,
+    Clock,
+    Pair,
+    Probe,
+    Side,
+    build_url,
+    build_world,
+    diff,
+    is_api,
+    kit_fields_taken,
+    path_variants,
+    pdf_text,
+    projections,
+    readable,
+    replace_all,
+    rest,
+    sealed_tripwire,
+    side_view,
+)
 from .conftest import FAST_HASHER, PG_URL, SECRET, _empty_postgres, actor_of, sign_in
 
 # Routes whose path holds something the test world has none of, and which not every blinded role
@@ -115,7 +136,7 @@ class Bench:
                 Side(pair.placebo, pair.placebo_lot, qrpayload.make_payload(pair.placebo, SECRET),
                      *(pair.placebo_participant or (None, None))))
 
-    def fixed_texts(self, session) -> tuple:  # noqa: ANN001
+    def fixed_texts(self, session) -> tuple:
         """The texts that name both products (see revealing_words), read once."""
         if self._fixed is None:
             specs = [name for spec in session.scalars(select(SpecVersion))
@@ -255,7 +276,7 @@ def probes(bench: Bench, user: str, pair: Pair, *, posts: bool) -> tuple[list[Pr
             elif sided:
                 bodies = [{}]
             elif fields := kit_fields_taken(route):
-                bodies = [{f: "{kit}" for f in fields}]
+                bodies = [dict.fromkeys(fields, "{kit}")]
             elif bench.first.setdefault((user, key), pair.situation) == pair.situation:
                 # about no kit: asked once, empty, for what its refusal or error page shows
                 bodies = [{}]
@@ -312,7 +333,7 @@ FORBIDDEN = re.compile(r"placebo|saline|\bNaCl\b|natriumklorid|sodium chloride|C
                        re.IGNORECASE)
 
 
-def revealing_words(bench: Bench, answer: Answer, own_lot: str | None, session) -> list[str]:  # noqa: ANN001
+def revealing_words(bench: Bench, answer: Answer, own_lot: str | None, session) -> list[str]:
     """What in a blinded answer names contents: a manufacturing lot (other than one the request
     itself named), or an arm word outside the fixed texts that name both products."""
     key = (id(answer), own_lot)
@@ -321,7 +342,7 @@ def revealing_words(bench: Bench, answer: Answer, own_lot: str | None, session) 
     return bench.words[key][1]
 
 
-def _revealing_words(bench: Bench, answer: Answer, own_lot: str | None, session) -> list[str]:  # noqa: ANN001
+def _revealing_words(bench: Bench, answer: Answer, own_lot: str | None, session) -> list[str]:
     text = readable(answer)
     if "^XA" in text:  # ZPL: the text of its fields, as printed
         text = " ".join(_zpl_hex(field) for field in re.findall(r"\^FD(.*?)\^FS", text, re.DOTALL))
@@ -368,7 +389,7 @@ def _zpl_hex(text: str) -> str:
     return re.sub(r"_([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)), text)
 
 
-def _has_key(data, key: str) -> bool:  # noqa: ANN001
+def _has_key(data, key: str) -> bool:
     if isinstance(data, dict):
         return key in data or any(_has_key(v, key) for v in data.values())
     if isinstance(data, list):
@@ -536,8 +557,9 @@ def test_labels_of_an_active_and_a_placebo_kit_differ_only_in_kit_number_and_qr(
     Rendering a PDF costs a third of a second, so every pair's labels go into one single-label PDF
     (one page each) and one ZPL file per label kind, compared label by label; the A4 sheet, drawn
     by the same code at other offsets, is rendered per kit for the first pair."""
-    from cellbench import labelling
     from pypdf import PdfReader
+
+    from cellbench.labels import printing as labelling
 
     problems = []
     with bench.db.read() as session:
@@ -578,7 +600,7 @@ def test_the_comparison_reports_a_kit_view_that_leaks_its_arm(bench, monkeypatch
     arms = bench.world.every_kit
     real_view = kits.view
 
-    def leaky_view(session, kit):  # noqa: ANN001, ANN202
+    def leaky_view(session, kit):
         view = real_view(session, kit)
         if arms[kit.number] == "active":
             view = dataclasses.replace(view, location=view.location + " ")  # one space: no word to spot
@@ -615,7 +637,7 @@ def test_a_blinded_page_that_reaches_the_sealed_compartment_is_caught(bench, mon
     pair = bench.world.pairs[0]
     real_view = kits.view
 
-    def curious_view(session, kit):  # noqa: ANN001, ANN202
+    def curious_view(session, kit):
         sealed.arms_of_kits(session, actor_of(bench.db, "sara"), [kit.id], why="curious")
         return real_view(session, kit)
 

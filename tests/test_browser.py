@@ -175,7 +175,7 @@ def test_the_scan_station_answers_each_label_in_large_type_and_is_ready_for_the_
     nav = page.locator("nav.main")
     assert nav.bounding_box()["height"] < 60, "the nav is one line on the tablet, not a wrapped block"
     here, shown = page.locator("nav.main [aria-current=page]").bounding_box(), nav.bounding_box()
-    assert page.inner_text("nav.main [aria-current=page]") == "Scan" and 0 <= here["x"] and \
+    assert page.inner_text("nav.main [aria-current=page]") == "Scan" and here["x"] >= 0 and \
         here["x"] + here["width"] <= shown["x"] + shown["width"], "the current page's link is in view"
 
     other = "3" if active[-1] != "3" else "4"

@@ -12,14 +12,35 @@ import pytest
 from sqlalchemy import func, select
 
 import cellbench.db as cellbench_db
-from cellbench import (custody, demo, demo_trial, destruction, integrity, lots, pharmacy, spec_versions, steps,
-                       studies, users)
+from cellbench import clock, custody, demo, integrity, lots, pharmacy, steps, studies, users
+from cellbench.accountability import destruction
 from cellbench.app import create_app
+from cellbench.clock import utcnow
 from cellbench.config import Settings
-from cellbench.db import Database, utcnow
-from cellbench.models import (Administration, AuditEvent, BlindedLot, CustodyEvent, Destruction, Donation, Equipment,
-                              Kit, Lot, MaterialLot, Notification, Participant, Reconciliation, Shipment, Signature,
-                              StorageLocation, Study, Unblinding, Visit)
+from cellbench.db import Database
+from cellbench.demo import trial as demo_trial
+from cellbench.models import (
+    Administration,
+    AuditEvent,
+    BlindedLot,
+    CustodyEvent,
+    Destruction,
+    Donation,
+    Equipment,
+    Kit,
+    Lot,
+    MaterialLot,
+    Notification,
+    Participant,
+    Reconciliation,
+    Shipment,
+    Signature,
+    StorageLocation,
+    Study,
+    Unblinding,
+    Visit,
+)
+from cellbench.specifications import versions as spec_versions
 
 from .conftest import FAST_HASHER, PG_URL, SECRET, _empty_postgres, sign_in
 
@@ -111,15 +132,14 @@ def test_the_in_process_lot_continues_on_the_wall_clock(demo_db):
     class Undo(Exception):
         """Rolls the next step back: the other tests read this database too."""
 
-    with pytest.raises(Undo):
-        with demo_db.write() as s:
-            lot = lots.by_number(s, number)
-            step = next(st for st in spec_versions.parsed(lots.spec_of(s, lot)).steps if st.code == "harvest")
-            donation = s.get(Donation, lot.donation_id)
-            demo.run_step(s, lot, step, demo.asc_values("harvest", 1, utcnow(), lot, donation.identifier))
-            harvest = steps.entries_of(s, lot)["harvest"]
-            assert [e.performed_signature_id is not None for e in harvest] == [True]
-            raise Undo
+    with pytest.raises(Undo), demo_db.write() as s:
+        lot = lots.by_number(s, number)
+        step = next(st for st in spec_versions.parsed(lots.spec_of(s, lot)).steps if st.code == "harvest")
+        donation = s.get(Donation, lot.donation_id)
+        demo.run_step(s, lot, step, demo.asc_values("harvest", 1, utcnow(), lot, donation.identifier))
+        harvest = steps.entries_of(s, lot)["harvest"]
+        assert [e.performed_signature_id is not None for e in harvest] == [True]
+        raise Undo
 
 
 # --- kits, shipments and storage ---------------------------------------------------------------------
@@ -194,7 +214,7 @@ def test_participants_of_both_trials_are_at_every_stage(demo_db):
         assert visits(s, SJOGREN) == {"SCR-201": ["administered"], "SCR-202": ["administered"],
                                       "SCR-203": ["administered"], "SCR-204": [], "SCR-205": ["planned"],
                                       "SCR-206": ["kit_assigned"]}
-        today = datetime.now(pharmacy.site_zone(pharmacy.context(s, _visit(s, LONG, "SCR-102", 2)).site)).date()
+        today = datetime.now(clock.zone(pharmacy.context(s, _visit(s, LONG, "SCR-102", 2)).site)).date()
         due = _visit(s, LONG, "SCR-102", 2)
         assert due.window_start <= today <= due.window_end
 
@@ -246,7 +266,7 @@ def test_a_balanced_count_then_a_witnessed_destruction_with_its_certificate(demo
         assert [k.state_before for k in data.kits] and len(data.kits) == 2
         assert sorted(k.state_before for k in data.kits) == ["Not administered", "Returned"]
         assert [sig.meaning for sig in data.signatures] == ["performed", "approved", "destroyed"]
-        pdf = destruction.certificate_pdf(data, zone=pharmacy.site_zone(custody.site_by_code(s, "RH-ENT")),
+        pdf = destruction.certificate_pdf(data, zone=clock.zone(custody.site_by_code(s, "RH-ENT")),
                                           printed_by="Mette Dahl", printed_at=utcnow())
         assert pdf.startswith(b"%PDF")
 

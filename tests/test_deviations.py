@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from cellbench import audit, deviations, integrity, users
-from cellbench.db import utcnow
+from cellbench.clock import utcnow
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput, NotFound
 from cellbench.models import AuditEvent, Deviation, DeviationState, Lot, Meaning, Signature, SpecVersion
 
@@ -100,7 +100,7 @@ def test_ten_deviations_raised_at_the_same_moment_get_ten_distinct_numbers(db, p
             with db.write() as s:
                 numbers.append(deviations.raise_deviation(s, actor, origin="out_of_limit",
                                                           description=f"value {i} out of limits").number)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(10)]

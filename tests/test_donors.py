@@ -12,10 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from cellbench import donors, identifiers, integrity, lots, spec_versions, users
+from cellbench import donors, identifiers, integrity, lots, users
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
 from cellbench.models import AuditEvent, Donation, Donor, DonorTest, Eligibility, Meaning, Signature
 from cellbench.specifications import load_all
+from cellbench.specifications import versions as spec_versions
 
 from .conftest import PASSWORD, actor_of
 
@@ -632,11 +633,11 @@ def test_the_openapi_document_describes_the_donor_api(anonymous):
 def at_once(*jobs) -> list:
     start, outcomes = threading.Barrier(len(jobs)), [None] * len(jobs)
 
-    def run(i, job) -> None:  # noqa: ANN001
+    def run(i, job) -> None:
         start.wait()
         try:
             outcomes[i] = job()
-        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+        except Exception as exc:
             outcomes[i] = exc
 
     threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]

@@ -14,8 +14,9 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from cellbench import accountability, audit, custody, destruction, kits, pharmacy, qrpayload, sealed, signatures
-from cellbench.db import utcnow as real_utcnow
+from cellbench import clock as cellbench_clock
+from cellbench import custody, qrpayload, signatures
+from cellbench.accountability import destruction
 from cellbench.models import AuditEvent, KitState, Reconciliation
 
 from .blinding_support import sealed_tripwire
@@ -34,8 +35,7 @@ def clock(monkeypatch):
     """One clock for every module that writes a time, moved forward as a courier would move it (the
     web session's clock stays put, so nobody is signed out by the journey)."""
     shift = [timedelta()]
-    for module in (audit, custody, kits, pharmacy, accountability, destruction, signatures, sealed):
-        monkeypatch.setattr(module, "utcnow", lambda: real_utcnow() + shift[0])
+    monkeypatch.setattr(cellbench_clock, "_source", lambda: cellbench_clock.wall_now() + shift[0])
 
     def advance(**delta) -> None:
         shift[0] += timedelta(**delta)
@@ -228,7 +228,7 @@ def test_an_active_and_a_placebo_kit_returned_unused_are_counted_and_destroyed_a
     authorised = ok(sara.post("/api/v1/destructions", json={"study": STUDY, "place": SITE, "kits": pair,
                                                             "password": PASSWORD}), 201)
     assert authorised["state"] == "authorised"
-    assert {k["kit_number"]: k["state_before"] for k in authorised["kits"]} == {k: "Returned" for k in pair}
+    assert {k["kit_number"]: k["state_before"] for k in authorised["kits"]} == dict.fromkeys(pair, "Returned")
     destroyed = ok(frida.post(f"/api/v1/destructions/{authorised['number']}/destroyed", json={
         "method": "Incineration as clinical waste", "destroyed_on": destruction.utcnow().date().isoformat(),
         "witness": "Wilma Witness", "password": PASSWORD}))

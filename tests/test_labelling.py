@@ -18,9 +18,10 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import event, select
 
-from cellbench import kits, labelling, qrpayload, studies
+from cellbench import kits, qrpayload, studies
 from cellbench.errors import Conflict, DomainError, Forbidden, InvalidInput
 from cellbench.labels import printed_expiry
+from cellbench.labels import printing as labelling
 from cellbench.models import AuditEvent, BlindedLot, Kit, LabelRun, LabelRunKit
 
 from .conftest import ROOT, SECRET, actor_of
@@ -170,7 +171,7 @@ def test_labelling_never_reaches_the_sealed_compartment(kit_world, db):
     assert not re.search(r"\bSealed\w+", (ROOT / "cellbench" / "labelling.py").read_text())
     statements = []
 
-    def seen(conn, cursor, statement, *args):  # noqa: ANN001
+    def seen(conn, cursor, statement, *args):
         statements.append(statement)
 
     event.listen(db.engine, "before_cursor_execute", seen)

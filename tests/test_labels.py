@@ -7,7 +7,7 @@ import io
 import re
 import shutil
 import subprocess
-from datetime import date
+from datetime import UTC, date
 
 import pypdf
 import pytest
@@ -219,7 +219,7 @@ def test_text_that_does_not_fit_is_refused_not_cut_off(kits):
 
 def test_without_a_unicode_font_labels_are_refused_with_an_install_hint(monkeypatch):
     monkeypatch.delenv("CELLBENCH_LABEL_FONT", raising=False)
-    monkeypatch.setattr(labels_module, "_font_dirs", lambda: [])
+    monkeypatch.setattr(labels_module, "_font_dirs", list)
     find_label_fonts.cache_clear()
     try:
         with pytest.raises(LabelFontMissing, match="fonts-dejavu-core"):
@@ -249,10 +249,10 @@ def test_a_regular_width_dejavu_is_narrowed_to_stand_in_for_the_condensed_face(m
 def test_a_creation_date_makes_the_pdf_the_same_bytes_every_time(kits, render):
     """The PDF carries the date it is given, and its file identifier follows from the content and
     that date: the same labels and date give the same bytes, with no rewriting afterwards."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     labels = [kit_label(k) for k in kits[:3]]
-    printed = datetime(2026, 3, 1, 8, 30, 15, tzinfo=timezone.utc)
+    printed = datetime(2026, 3, 1, 8, 30, 15, tzinfo=UTC)
     first = render(labels, creation_date=printed)
     again = render(labels, creation_date=printed)
     assert first == again
@@ -264,6 +264,6 @@ def test_a_creation_date_makes_the_pdf_the_same_bytes_every_time(kits, render):
 
 
 def test_labelling_no_longer_rewrites_the_pdf_after_rendering():
-    from cellbench import labelling
+    from cellbench.labels import printing as labelling
 
     assert not hasattr(labelling, "_stamp")

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from cellbench import integrity, lots, spec_versions, steps, users
-from cellbench.db import utcnow
+from cellbench import integrity, lots, steps, users
+from cellbench.clock import utcnow
 from cellbench.errors import Conflict, Forbidden, InvalidInput
 from cellbench.models import AuditEvent, LotState, Signature, SpecStatus, StepState, StepValue
 from cellbench.specifications import Parameter, specs_root
+from cellbench.specifications import versions as spec_versions
 
 from .conftest import PASSWORD, actor_of
 

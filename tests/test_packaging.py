@@ -8,11 +8,21 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from cellbench import kits, lots, packaging, release, sealed, studies, users
-from cellbench.db import utcnow
+from cellbench import kits, lots, release, sealed, studies, users
+from cellbench.clock import utcnow
 from cellbench.errors import Conflict, InvalidInput
-from cellbench.models import (AuditEvent, BlindedLot, Kit, KitState, LabelRun, Lot, LotState, PackagingRun,
-                              SealedKitUnit, Vial)
+from cellbench.models import (
+    AuditEvent,
+    BlindedLot,
+    Kit,
+    KitState,
+    Lot,
+    LotState,
+    PackagingRun,
+    SealedKitUnit,
+    Vial,
+)
+from cellbench.supply import packaging
 
 from .conftest import PASSWORD, SECRET, actor_of
 from .kitworld import arms, load_studies, package, released_lot, sealed_kit_list
@@ -185,7 +195,7 @@ def test_a_run_moves_its_kits_in_a_few_statements_not_one_per_kit(ready):
     asc, plb = released_lot(db, "asc", "ASC-2026-0220", units=40), released_lot(db, "placebo", "PLB-2026-0220", units=40)
     statements: list[str] = []
 
-    def seen(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+    def seen(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement.strip().split("\n")[0][:40].upper())
 
     event.listen(db.engine, "before_cursor_execute", seen)

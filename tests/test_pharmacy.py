@@ -14,11 +14,22 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from cellbench import db as cellbench_db
-from cellbench import kits, lists, pharmacy, qrpayload, sealed, studies, users
+from cellbench import clock, kits, pharmacy, qrpayload, sealed, studies, users
 from cellbench.errors import Conflict
-from cellbench.models import (Administration, AuditEvent, BlindedLot, CustodyEvent, Deviation, Kit, KitState,
-                              Notification, SealedList, Site, Visit)
+from cellbench.models import (
+    Administration,
+    AuditEvent,
+    BlindedLot,
+    CustodyEvent,
+    Deviation,
+    Kit,
+    KitState,
+    Notification,
+    SealedList,
+    Site,
+    Visit,
+)
+from cellbench.supply import lists
 
 from .conftest import PASSWORD, ROOT, SECRET, actor_of
 from .trialworld import custody_actions, kit_row
@@ -58,9 +69,9 @@ def site(kit_world, db):
 
 
 def later(monkeypatch, **delta) -> None:
-    """Move the pharmacy's clock (the modules import utcnow by name: patch it where it is used)."""
-    real = cellbench_db.utcnow
-    monkeypatch.setattr(pharmacy, "utcnow", lambda: real() + timedelta(**delta))
+    """Move cellbench's clock forward by `delta`."""
+    real = clock.wall_now
+    monkeypatch.setattr(clock, "_source", lambda: real() + timedelta(**delta))
 
 
 def visit_url(screening: str, treatment: int = 1) -> str:
@@ -135,7 +146,7 @@ def kit_actions(db, number: str) -> list[str]:
 
 def test_an_investigator_enrols_by_screening_number_and_randomising_plans_the_visits(site, as_, db):
     participant = randomised(as_, "SCR-001")
-    today = cellbench_db.utcnow().astimezone(ZoneInfo("Europe/Copenhagen")).date()
+    today = clock.utcnow().astimezone(ZoneInfo("Europe/Copenhagen")).date()
     assert re.fullmatch(r"X-\d{3}", participant["randomisation_number"])
     first, second = participant["visits"]
     assert (first["treatment"], first["target_date"], first["window_start"], first["window_end"]) == (
@@ -254,7 +265,7 @@ def test_an_expired_kit_is_never_assigned_and_the_message_is_the_same_for_both_a
     by_arm = one_of_each_arm(as_, db)
     with db.write() as s:
         for lot in s.scalars(select(BlindedLot)):
-            lot.expiry = cellbench_db.utcnow().date() - timedelta(days=1)
+            lot.expiry = clock.utcnow().date() - timedelta(days=1)
     answers = {arm: assign(as_, screening) for arm, screening in by_arm.items()}
     for response in answers.values():
         assert response.status_code == 409 and response.json() == {"error": pharmacy.NO_KIT_MESSAGE, "field": "kit"}
@@ -276,7 +287,7 @@ def test_a_kit_that_expired_after_assignment_is_refused_at_the_scan_and_replaced
     randomised(as_, "SCR-001")
     assigned = assign(as_, "SCR-001").json()["kit_number"]
     with db.write() as s:
-        expiry = cellbench_db.utcnow().date() - timedelta(days=1)
+        expiry = clock.utcnow().date() - timedelta(days=1)
         s.get(BlindedLot, s.scalars(select(Kit).where(Kit.number == assigned)).one().blinded_lot_id).expiry = expiry
     response = as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(assigned)})
     assert response.status_code == 422 and response.json()["field"] == "code"
@@ -400,7 +411,7 @@ def test_two_pharmacists_dispensing_the_same_kit_at_the_same_moment_one_gets_a_c
             results.append("dispensed")
         except Conflict:
             results.append("conflict")
-        except Exception as error:  # noqa: BLE001 - anything else fails the test below
+        except Exception as error:
             results.append(repr(error))
 
     threads = [threading.Thread(target=dispense, args=("frida", True)),
@@ -672,8 +683,8 @@ def test_a_kit_held_while_assigned_returns_to_its_visit_or_to_stock_both_arms_al
     """Lifting a quarantine puts an assigned kit back on its visit if the visit still has it; if
     the pharmacist replaced it meanwhile, the kit goes back to the site's stock, not to
     "assigned" to nobody. The same for an active and a placebo participant."""
-    from cellbench import quarantine
     from cellbench.models import KitQuarantine, Lot
+    from cellbench.supply import quarantine
 
     people = _two_of_each_arm(as_, db)
     kept = {arm: names[0] for arm, names in people.items()}

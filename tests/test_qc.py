@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from cellbench import audit, demo, integrity, lots, qc, users
-from cellbench.db import utcnow
+from cellbench.clock import utcnow
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput, NotFound
 from cellbench.models import AuditEvent, Deviation, Lot, LotState, Meaning, QcResult, Signature, Visibility
 from cellbench.specifications import Verdict, load_spec_file
@@ -371,13 +371,13 @@ def test_the_results_snapshot_holds_the_immutable_fields_only(lab):
     b = enter(lab, "endotoxin", "4", retest_of=a.id)
     c = enter(lab, "viability", "92")
     with lab.read() as s:
-        before = qc.results_snapshot(s, lots.by_number(s, ASC), b.id)
+        before = lots.results_snapshot(s, lots.by_number(s, ASC), b.id)
     assert before == [[a.id, "endotoxin", "75", "IU/mL", "oos", None], [b.id, "endotoxin", "4", "IU/mL", "pass", a.id]]
     review(lab, b.id)
     invalidate(lab, a.id, "laboratory error")
     with lab.read() as s:
-        assert qc.results_snapshot(s, lots.by_number(s, ASC), b.id) == before  # what a decision stood on stays
-        assert [row[0] for row in qc.results_snapshot(s, lots.by_number(s, ASC), c.id)] == [a.id, b.id, c.id]
+        assert lots.results_snapshot(s, lots.by_number(s, ASC), b.id) == before  # what a decision stood on stays
+        assert [row[0] for row in lots.results_snapshot(s, lots.by_number(s, ASC), c.id)] == [a.id, b.id, c.id]
 
 
 def test_verify_notices_an_invalidation_reason_changed_behind_qas_back(lab):
@@ -452,7 +452,7 @@ def test_two_analysts_entering_the_same_test_at_once_get_one_result_and_one_conf
     start, outcomes = threading.Barrier(2), []
     actors = [actor_of(lab, "quinn"), actor_of(lab, "qc")]
 
-    def worker(actor) -> None:  # noqa: ANN001
+    def worker(actor) -> None:
         start.wait()
         try:
             with lab.write() as s:

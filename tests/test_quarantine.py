@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from cellbench import kits, lots, qc, quarantine, users
+from cellbench import kits, lots, qc, users
 from cellbench.errors import InvalidInput
-from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot, LotState
+from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot
+from cellbench.supply import quarantine
 
 from .conftest import PASSWORD, actor_of
 from .kitworld import arms, build, package, released_lot

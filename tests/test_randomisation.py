@@ -6,9 +6,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from cellbench import lists, randomisation, sealed, studies, users
+from cellbench import sealed, studies, users
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
 from cellbench.models import AuditEvent, Kit, KitState, SealedList
+from cellbench.supply import lists, randomisation
 
 from .conftest import PASSWORD, actor_of
 from .kitworld import load_studies

@@ -13,13 +13,14 @@ from fastapi.testclient import TestClient
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from cellbench import (certificates, demo, deviations, integrity, lots, qc, release, signatures, spec_versions, steps,
-                       users)
-from cellbench.db import utcnow
-from cellbench.donors import decision_signature, site_today
+from cellbench import clock, demo, deviations, integrity, lots, qc, release, signatures, steps, users
+from cellbench.clock import utcnow
+from cellbench.donors import decision_signature
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
 from cellbench.models import Deviation, Donation, LotDecision, LotReview, LotState, QcResult, Signature, StepEntry
+from cellbench.release import certificates
 from cellbench.specifications import QUALITATIVE
+from cellbench.specifications import versions as spec_versions
 
 from .conftest import sign_in
 
@@ -122,7 +123,7 @@ def state_of(db, number) -> LotState:
 
 
 def due(days=14):
-    return site_today() + timedelta(days=days)
+    return clock.today() + timedelta(days=days)
 
 
 def words(text: str) -> str:

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from cellbench import integrity, qrpayload, scanning, users
+from cellbench import integrity, qrpayload, users
+from cellbench.custody import scanning
 from cellbench.models import AuditEvent, CustodyEvent
 
 from .conftest import SECRET

@@ -26,11 +26,37 @@ from cellbench.app import iter_routes
 from cellbench.audit import Actor
 from cellbench.deps import Viewer
 from cellbench.errors import Forbidden
-from cellbench.models import (BLINDED_ROLES, AuditEvent, BlindedLot, Kit, Lot, PackagingRun, Role, SealedList,
-                              Study, Vial, Visibility)
+from cellbench.models import (
+    BLINDED_ROLES,
+    AuditEvent,
+    BlindedLot,
+    Kit,
+    Lot,
+    PackagingRun,
+    Role,
+    SealedList,
+    Study,
+    Vial,
+    Visibility,
+)
 
-from .blinding_support import (BLINDED_USERS, PACKAGE_ROOT, SEALED, SEALED_TABLE, Answer, Pair, Side, build_url, diff,
-                               format_path, import_graph, module_files, path_variants, sealed_tripwire, side_view)
+from .blinding_support import (
+    BLINDED_USERS,
+    PACKAGE_ROOT,
+    SEALED,
+    SEALED_TABLE,
+    Answer,
+    Pair,
+    Side,
+    build_url,
+    diff,
+    format_path,
+    import_graph,
+    module_files,
+    path_variants,
+    sealed_tripwire,
+    side_view,
+)
 from .conftest import PASSWORD, actor_of
 
 # Route modules no blinded role may use, and which can reach the compartment: every one of their
@@ -135,7 +161,7 @@ def route_modules() -> list[str]:
                   if m.startswith(("cellbench.web.", "cellbench.api.")) and "router" in path.read_text(encoding="utf-8"))
 
 
-def reviewed_edges(graph) -> set[tuple[str, str]]:  # noqa: ANN001
+def reviewed_edges(graph) -> set[tuple[str, str]]:
     return {(source, edge.target) for source, edges in graph.edges.items() for edge in edges
             if any(edge.how.startswith(kind) for kind in REVIEWED)
             or ((source, edge.target) in REVIEWED_IMPORTS and edge.how == "import in a function")}
@@ -224,7 +250,7 @@ def test_the_sealed_test_would_see_a_blinded_module_importing_sealed(tmp_path, m
 # --- a small world for requests and calls ---------------------------------------------------------------
 
 
-def pair_of(db, kit_world) -> Pair:  # noqa: ANN001
+def pair_of(db, kit_world) -> Pair:
     active, placebo = kit_world.pair
     with db.read() as s:
         kit = s.scalars(select(Kit).where(Kit.number == active)).one()
@@ -280,7 +306,7 @@ def test_every_route_of_an_unblinded_only_module_refuses_every_blinded_user(db, 
 def test_every_work_queue_source_runs_for_a_blinded_viewer_without_reaching_the_compartment(db, kit_world, as_, app):
     """The runtime proof behind REVIEWED["registers into work_queue"], in a world with released
     kits and an open blind-preserving quarantine for the sources to count."""
-    from cellbench import quarantine
+    from cellbench.supply import quarantine
     from cellbench.web import home
 
     with db.write() as s:
@@ -401,8 +427,8 @@ class Arguments:
     """Plausible arguments for every parameter name of sealed's public functions, from the kit
     world: a call that forgot to refuse would find real rows to act on."""
 
-    def __init__(self, session: Session, kit_world):  # noqa: ANN001
-        from cellbench.randomisation import Line
+    def __init__(self, session: Session, kit_world):
+        from cellbench.supply.randomisation import Line
 
         self.session = session
         study = session.scalars(select(Study).where(Study.code == kit_world.study)).one()
@@ -421,7 +447,7 @@ class Arguments:
             "fills": [(kit, [vial])],
         }
 
-    def of(self, fn, actor: Actor, username: str) -> dict:  # noqa: ANN001
+    def of(self, fn, actor: Actor, username: str) -> dict:
         found = {}
         for name, param in inspect.signature(fn).parameters.items():
             if name == "session":
@@ -469,7 +495,7 @@ def test_every_function_of_sealed_refuses_a_blinded_actor_and_writes_nothing(db,
                 result = fn(**arguments)
             except Forbidden:
                 outcome = "Forbidden"
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 outcome = f"{type(error).__name__}: {error}"
             else:
                 outcome = f"returned {result!r:.120}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -594,7 +594,7 @@ def test_text_is_kept_exactly_as_entered():
 
 def test_datetimes_need_a_time_zone_and_dates_must_be_plain_dates():
     moment = Parameter(code="at", label="At", type="datetime")
-    aware = datetime(2026, 5, 1, 9, 30, tzinfo=timezone.utc)
+    aware = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
     assert check_limits(moment, aware) is LimitCheck.WITHIN
     assert parse_value(moment, "2026-05-01T09:30:00+02:00") == datetime.fromisoformat("2026-05-01T07:30:00+00:00")
     for bad, expected in ((datetime(2026, 5, 1, 9, 30), "time zone"), ("2026-05-01T09:30", "time zone"),

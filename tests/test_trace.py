@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from cellbench import custody, kits
-from cellbench.db import utcnow
+from cellbench.clock import utcnow
 from cellbench.models import AuditEvent, Kit, Vial
 
 from .blinding_support import sealed_tripwire

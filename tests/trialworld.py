@@ -12,10 +12,25 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from cellbench import lists, sealed, studies, users
-from cellbench.db import Database, utcnow
-from cellbench.models import (Administration, CustodyEvent, Donation, Donor, Kit, KitState, Lot, Participant, SealedList, Shipment,
-                              ShipmentKit, Site, Visit)
+from cellbench import sealed, studies, users
+from cellbench.clock import utcnow
+from cellbench.db import Database
+from cellbench.models import (
+    Administration,
+    CustodyEvent,
+    Donation,
+    Donor,
+    Kit,
+    KitState,
+    Lot,
+    Participant,
+    SealedList,
+    Shipment,
+    ShipmentKit,
+    Site,
+    Visit,
+)
+from cellbench.supply import lists
 
 from .conftest import PASSWORD, actor_of
 from .kitworld import KitWorld, build, package, released_lot

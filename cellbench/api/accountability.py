@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import accountability, destruction, kits, studies
+from .. import accountability, kits, studies
+from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, Study, User

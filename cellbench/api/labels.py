@@ -13,9 +13,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import labelling, studies
+from .. import studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
+from ..labels import printing as labelling
 
 router = APIRouter(prefix="/api/v1", tags=["labels"])
 readers = require(*labelling.READERS)
@@ -65,7 +66,7 @@ def _url(number: str) -> str:
     return f"/api/v1/label-runs/{number}/output"
 
 
-def run_out(session: Session, run, *, detail: bool = False) -> LabelRunOut:  # noqa: ANN001 - a LabelRun
+def run_out(session: Session, run, *, detail: bool = False) -> LabelRunOut:
     values = {**labelling.view(session, run).as_json(), "output_url": _url(run.number)}
     if detail:
         return LabelRunDetailOut(**values, kit_numbers=[k.number for k in labelling.kits_of(session, run)])

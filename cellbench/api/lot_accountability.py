@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from .. import lot_accountability
+from ..accountability import by_lot as lot_accountability
 from ..db import Database
 from ..deps import Viewer, get_db, require
 

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import lots, spec_versions, steps
+from .. import lots, release, steps
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Lot, Role
+from ..specifications import versions as spec_versions
 from ..web.lots import READERS
 
 router = APIRouter(prefix="/api/v1", tags=["batch record"])
@@ -120,7 +121,7 @@ def get_lot(number: str, viewer: Viewer = Depends(reader), session: Session = De
     return lot_out(session, lots.by_number(session, number), detail=True)
 
 
-def _act(db: Database, number: str, action) -> LotOut:  # noqa: ANN001
+def _act(db: Database, number: str, action) -> LotOut:
     with db.write() as session:
         lot = lots.by_number(session, number)
         action(session, lot)
@@ -193,5 +194,5 @@ def correct(number: str, value_id: int, body: Correction, viewer: Viewer = Depen
                          "have their own endpoints).")
 def move_lot(number: str, move: str, body: Move, viewer: Viewer = Depends(require(Role.operator, Role.qa)),
              db: Database = Depends(get_db)):
-    return _act(db, number, lambda s, lot: lots.move(s, s.merge(viewer.user), lot, move, body.reason,
+    return _act(db, number, lambda s, lot: release.move_lot(s, s.merge(viewer.user), lot, move, body.reason,
                                                        password=body.password, seen_version=body.lot_version))

@@ -90,7 +90,7 @@ class FindingOut(BaseModel):
     reason: str | None
 
 
-def _sig(sig) -> SignatureOut | None:  # noqa: ANN001
+def _sig(sig) -> SignatureOut | None:
     if sig is None:
         return None
     return SignatureOut(signer=sig.signer_name, meaning=str(getattr(sig.meaning, "value", sig.meaning)), at=sig.at,
@@ -167,7 +167,7 @@ def get_exceptions(number: str, viewer: Viewer = Depends(reader), session: Sessi
             for f in release.exceptions(session, lots.by_number(session, number))]
 
 
-def _act(db: Database, number: str, viewer: Viewer, action) -> ReleaseOut:  # noqa: ANN001
+def _act(db: Database, number: str, viewer: Viewer, action) -> ReleaseOut:
     with db.write() as session:
         lot = lots.by_number(session, number)
         action(session, lot)

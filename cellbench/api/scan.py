@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from .. import scanning
+from ..custody import scanning
 from ..db import Database
 from ..deps import _bearer, current_viewer, get_db
 

@@ -280,7 +280,7 @@ def dispatch(number: str, body: DispatchIn, viewer: Viewer = Depends(shippers), 
         return shipment_out(session, shipment, viewer)
 
 
-def _complete(db: Database, viewer: Viewer, number: str, *, seal_intact, logger: custody.LoggerRecord,  # noqa: ANN001
+def _complete(db: Database, viewer: Viewer, number: str, *, seal_intact, logger: custody.LoggerRecord,
               missing_reason: str | None, shipment_version: int | None) -> ShipmentOut:
     with db.write() as session:
         shipment = custody.by_number(session, number)

@@ -11,10 +11,11 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import kits, lists, lots, packaging, quarantine, sealed, studies
+from .. import kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User
+from ..supply import lists, packaging, quarantine
 from ..web.supply import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
 
 router = APIRouter(prefix="/api/v1/supply", tags=["supply (unblinded)"])
@@ -66,7 +67,7 @@ class ListDetailOut(ListOut):
     entries: list[EntryOut]
 
 
-def list_out(session: Session, study: Study, row) -> ListOut:  # noqa: ANN001 - a list row from sealed
+def list_out(session: Session, study: Study, row) -> ListOut:
     creator = session.get(User, row.created_by)
     return ListOut(study=study.code, kind=row.kind, version=row.version, method=row.method, seed=row.seed,
                    block_sizes=[int(b) for b in (row.block_sizes or "").split(",") if b],
@@ -75,7 +76,7 @@ def list_out(session: Session, study: Study, row) -> ListOut:  # noqa: ANN001 - 
                    signature=signature_out(signature_of(session, row.signature_id)))
 
 
-def list_detail(session: Session, viewer: Viewer, study: Study, row,  # noqa: ANN001 - a list row from sealed
+def list_detail(session: Session, viewer: Viewer, study: Study, row,
                 offset: int, limit: int) -> ListDetailOut:
     entries = sealed.list_lines(session, viewer.actor, row, offset=offset, limit=limit)
     return ListDetailOut(**list_out(session, study, row).model_dump(),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from .. import trace_unblinded
 from ..db import Database
 from ..deps import Viewer, get_db, require
+from ..trace import unblinded as trace_unblinded
 
 router = APIRouter(prefix="/api/v1", tags=["trace"])
 

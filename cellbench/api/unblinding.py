@@ -75,7 +75,7 @@ class NotificationOut(BaseModel):
     sent_at: datetime | None
 
 
-def _sig(sig) -> SignatureOut:  # noqa: ANN001
+def _sig(sig) -> SignatureOut:
     return SignatureOut(signer_name=sig.signer_name, at=sig.at, meaning=Meaning(sig.meaning), content_hash=sig.content_hash)
 
 

@@ -9,8 +9,8 @@ from sqlmodel import Session
 
 from .. import users
 from ..db import Database
-from ..errors import NotFound
 from ..deps import Viewer, current_viewer, get_db, read_session, require
+from ..errors import NotFound
 from ..models import Role, User
 
 router = APIRouter(prefix="/api/v1", tags=["users"])

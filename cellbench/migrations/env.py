@@ -9,7 +9,7 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
-def run(connection) -> None:  # noqa: ANN001
+def run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
     with context.begin_transaction():

@@ -13,8 +13,10 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import accountability, destruction, kits, studies
-from ..db import Database, utcnow
+from .. import accountability, kits, studies
+from ..accountability import destruction
+from ..clock import utcnow
+from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, Signature, Site, Study, User

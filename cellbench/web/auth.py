@@ -7,8 +7,17 @@ from sqlmodel import Session
 
 from .. import users
 from ..db import Database
-from ..deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Viewer, check_login_csrf, current_viewer,
-                    form_viewer, get_db, new_login_csrf, read_session)
+from ..deps import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Viewer,
+    check_login_csrf,
+    current_viewer,
+    form_viewer,
+    get_db,
+    new_login_csrf,
+    read_session,
+)
 from ..errors import DomainError
 from ..models import WebSession
 from ..templating import render

@@ -8,7 +8,8 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from .. import reports
-from ..db import Database, utcnow
+from ..clock import utcnow
+from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Role
 from ..templating import render

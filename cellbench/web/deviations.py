@@ -8,7 +8,8 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from .. import audit, deviations
-from ..db import Database, utcnow
+from ..clock import utcnow
+from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Deviation, DeviationState

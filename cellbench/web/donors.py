@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from .. import audit, donors
 from ..db import Database
-from ..deps import Viewer, form_data, form_by, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, User
 from ..templating import render
@@ -22,7 +22,7 @@ router = APIRouter(include_in_schema=False)
 reader = require(*donors.READERS)
 
 
-def _today(request: Request):  # noqa: ANN202 - a date
+def _today(request: Request):
     """The site's calendar day, from the app's own settings."""
     return datetime.now(request.app.state.settings.zone).date()
 
@@ -31,7 +31,7 @@ def donation_url(identifier: str) -> str:
     return "/donations/" + quote(identifier, safe="")
 
 
-def _history(session: Session, viewer: Viewer, donor, donations) -> list:  # noqa: ANN001
+def _history(session: Session, viewer: Viewer, donor, donations) -> list:
     events = audit.history(session, viewer.actor, "donor", donor.code)
     for donation in donations:
         events += audit.history(session, viewer.actor, "donation", donation.identifier)
@@ -80,7 +80,7 @@ def _donor_page(request: Request, session: Session, viewer: Viewer, code: str, e
                   form=form or {}, panel=donors.REQUIRED_PANEL, donation_url=donation_url)
 
 
-def _donation_view(session: Session, donation) -> dict:  # noqa: ANN001
+def _donation_view(session: Session, donation) -> dict:
     sig = donors.decision_signature(session, donation)
     return {"donation": donation, "tests": donors.tests_of(session, donation), "signature": sig,
             "reason": donors.decision_reason(session, sig), "blockers": donors.eligibility_blockers(session, donation)}
@@ -128,7 +128,7 @@ def donation_page(request: Request, identifier: str, viewer: Viewer = Depends(re
     return _donation_page(request, session, viewer, identifier)
 
 
-def _panel_entries(form) -> list[donors.TestEntry]:  # noqa: ANN001
+def _panel_entries(form) -> list[donors.TestEntry]:
     return [donors.TestEntry(code, form.get(f"result:{code}", ""), form.get(f"sample_date:{code}", ""),
                              form.get(f"laboratory:{code}", "")) for code in donors.REQUIRED_PANEL]
 

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from .. import audit, labelling, studies
+from .. import audit, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
+from ..labels import printing as labelling
 from ..models import Study
 from ..templating import render
 from .home import QueueItem, work_queue

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import accountability, lot_accountability
+from .. import accountability
+from ..accountability import by_lot as lot_accountability
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..templating import render

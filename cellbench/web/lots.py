@@ -8,12 +8,13 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import audit, deviations, lots, release, spec_versions, steps
+from .. import audit, deviations, lots, release, steps
 from ..db import Database
-from ..deps import Viewer, form_data, form_by, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, NotFound
 from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
 from ..specifications import Step
+from ..specifications import versions as spec_versions
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -106,12 +107,12 @@ def lot_page(request: Request, number: str, viewer: Viewer = Depends(require(*RE
     return _page(request, session, viewer, number)
 
 
-def _seen(form) -> int | None:  # noqa: ANN001
+def _seen(form) -> int | None:
     value = form.get("lot_version", "")
     return int(value) if str(value).isdigit() else None
 
 
-def _inputs(form) -> dict[str, steps.ValueInput]:  # noqa: ANN001
+def _inputs(form) -> dict[str, steps.ValueInput]:
     codes = {k[2:] for k in form if k.startswith("v:")} | {k[3:] for k in form if k.startswith("na:")}
     return {c: steps.ValueInput(form.get(f"v:{c}", ""), form.get(f"c:{c}", ""), form.get(f"na:{c}", ""))
             for c in codes}
@@ -134,7 +135,7 @@ ACTIONS = {
     "correct": lambda s, v, lot, f: steps.correct_value(s, v.actor, lot, int(f.get("value_id") or 0),
                                                         f.get("new_value", ""), f.get("reason"), f.get("comment", ""),
                                                         _seen(f)),
-    "move": lambda s, v, lot, f: lots.move(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
+    "move": lambda s, v, lot, f: release.move_lot(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
                                            password=f.get("password"), seen_version=_seen(f)),
 }
 

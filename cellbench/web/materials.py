@@ -9,7 +9,8 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from .. import audit, materials
-from ..db import Database, utcnow
+from ..clock import utcnow
+from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import MaterialStatus, Role
@@ -28,15 +29,15 @@ def site_today(request: Request) -> date:
     return datetime.now(request.app.state.settings.zone).date()
 
 
-def lot_url(lot) -> str:  # noqa: ANN001
+def lot_url(lot) -> str:
     return f"/materials/{quote(lot.material_code, safe='')}/{quote(lot.supplier_lot, safe='')}"
 
 
-def asset_url(item) -> str:  # noqa: ANN001
+def asset_url(item) -> str:
     return f"/equipment/{quote(item.asset_id, safe='')}"
 
 
-def _status(lot) -> str:  # noqa: ANN001
+def _status(lot) -> str:
     return MaterialStatus(lot.status).value
 
 

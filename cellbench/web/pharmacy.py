@@ -15,8 +15,9 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import audit, pharmacy, studies
-from ..db import Database, utcnow
+from .. import audit, clock, pharmacy, studies
+from ..clock import utcnow
+from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import CustodyEvent, Kit, Role, Site
@@ -254,7 +255,7 @@ def replace(request: Request, study: str, number: str, treatment: str,
                                    seen_version=_version(form.get("visit_version"), "visit_version"))
         if new is None:
             ctx = pharmacy.context(session, visit)
-            why = pharmacy.outside_window(visit, pharmacy.site_today(ctx.site)) or pharmacy.NO_KIT_MESSAGE
+            why = pharmacy.outside_window(visit, clock.today(ctx.site)) or pharmacy.NO_KIT_MESSAGE
             return f"Kit {old} recorded as {form.get('what')}. No other kit was assigned. {why}"
         return f"Kit {old} recorded as {form.get('what')}; kit {new.number} is assigned instead: fetch it and scan it."
 
@@ -307,7 +308,7 @@ def start_preparation(request: Request, viewer: Viewer = Depends(form_by(*prepar
     return _notice("/preparation", text)
 
 
-def _local(request: Request, moment) -> str:  # noqa: ANN001
+def _local(request: Request, moment) -> str:
     return request.app.state.templates.env.filters["local"](moment, "%H:%M")
 
 
@@ -359,7 +360,7 @@ def not_administered(request: Request, study: str, number: str, treatment: str,
                                          seen_version=_version(form.get("visit_version"), "visit_version"))
         return "Recorded as not administered: the kit goes to destruction."
 
-    def page(request, session, viewer, study, number, treatment, error, _code):  # noqa: ANN001
+    def page(request, session, viewer, study, number, treatment, error, _code):
         if viewer.has(*investigators):
             return _administration(request, session, viewer, study, number, treatment, error)
         return _preparation(request, session, viewer, error)

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from .. import deviations, lots, qc
 from ..db import Database
-from ..deps import Viewer, form_data, form_by, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Deviation
 from ..templating import render
@@ -24,7 +24,7 @@ def _url(number: str) -> str:
     return f"/lots/{quote(number, safe='')}/qc"
 
 
-def qc_view(session: Session, lot) -> dict:  # noqa: ANN001
+def qc_view(session: Session, lot) -> dict:
     statuses = qc.test_status(session, lot)
     results = [r for s in statuses for r in s.results]
     deviation_ids = {r.deviation_id for r in results if r.deviation_id}

@@ -10,11 +10,14 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import certificates, lots, qc, release, spec_versions, users
-from ..db import Database, utcnow
-from ..deps import Viewer, form_data, form_by, get_db, read_session, require
+from .. import lots, qc, release, users
+from ..clock import utcnow
+from ..db import Database
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
 from ..models import LotState, PendingTest, Role, User, UserRole
+from ..release import certificates
+from ..specifications import versions as spec_versions
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -115,12 +118,12 @@ def release_page(request: Request, number: str, viewer: Viewer = Depends(require
     return _page(request, session, viewer, number)
 
 
-def _seen(form) -> int | None:  # noqa: ANN001
+def _seen(form) -> int | None:
     value = str(form.get("lot_version", ""))
     return int(value) if value.isdigit() else None
 
 
-def _pending_rows(form) -> list[tuple[str, str, str]]:  # noqa: ANN001
+def _pending_rows(form) -> list[tuple[str, str, str]]:
     """The pending-test rows of the form: test_<n>, owner_<n>, due_<n>; empty rows are skipped."""
     rows = []
     for key in sorted((k for k in form if k.startswith("test_")), key=lambda k: int(k[5:]) if k[5:].isdigit() else 0):

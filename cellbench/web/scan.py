@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import kits, scanning
+from .. import kits
+from ..custody import scanning
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError

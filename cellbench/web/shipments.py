@@ -153,7 +153,7 @@ def shipment_manifest(request: Request, number: str, viewer: Viewer = Depends(re
                   names=_names(session, shipment.created_by, shipment.dispatched_by, shipment.received_by))
 
 
-def _act(request: Request, db: Database, viewer: Viewer, number: str, work, notice, *,  # noqa: ANN001
+def _act(request: Request, db: Database, viewer: Viewer, number: str, work, notice, *,
          form: dict | None = None, refused_code: bool = False, **params: str):
     """Run one use case on the shipment; a refusal re-renders the page naming the field."""
     try:
@@ -221,7 +221,7 @@ def complete_receipt(request: Request, number: str, viewer: Viewer = Depends(for
     upload = form.get("logger_csv")
     content = upload.file.read() if hasattr(upload, "file") else (upload or "")
 
-    def work(session: Session, shipment):  # noqa: ANN001, ANN202
+    def work(session: Session, shipment):
         logger = custody.logger_record(values["logger_source"], csv_content=content,
                                        minimum=values["logger_min"] or None, maximum=values["logger_max"] or None)
         return custody.complete_receipt(session, viewer.actor, shipment, seal_intact=values["seal_intact"] or None,
@@ -281,7 +281,7 @@ def storage(request: Request, viewer: Viewer = Depends(readers), session: Sessio
     return _storage(request, session, viewer)
 
 
-def _storage_act(request: Request, db: Database, viewer: Viewer, work, form: dict, which: str,  # noqa: ANN001
+def _storage_act(request: Request, db: Database, viewer: Viewer, work, form: dict, which: str,
                  **params: str):
     """Run one storage use case; `work` returns the notice. A refusal re-renders naming the field."""
     try:

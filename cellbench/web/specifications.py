@@ -5,11 +5,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import spec_versions, users
+from .. import users
 from ..db import Database
-from ..deps import Viewer, form_data, form_by, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, Signature
+from ..specifications import versions as spec_versions
 from ..templating import render
 
 router = APIRouter(include_in_schema=False)

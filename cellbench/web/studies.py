@@ -17,7 +17,7 @@ READERS = tuple(role for role in Role if role is not Role.admin)
 readers = require(*READERS)
 
 
-def blinded_lot_rows(session: Session, study) -> list[tuple]:  # noqa: ANN001 - a Study
+def blinded_lot_rows(session: Session, study) -> list[tuple]:
     """Each blinded lot of the study with its kit counts by state (blinded labels), in code order."""
     rows = []
     for blinded in kits.blinded_lots(session, study):

@@ -16,12 +16,13 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import kits, lists, lots, packaging, quarantine, sealed, studies
+from .. import kits, lots, sealed, studies
 from ..audit import Actor
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
 from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, PackagingRun, Role, Signature, Study, User
+from ..supply import lists, packaging, quarantine
 from ..templating import render
 from .home import QueueItem, work_queue
 from .studies import blinded_lot_rows
@@ -40,7 +41,7 @@ def q(text: str) -> str:
     return quote(str(text), safe="")
 
 
-def list_url(study_code: str, row) -> str:  # noqa: ANN001 - a list row from the sealed compartment
+def list_url(study_code: str, row) -> str:
     return f"/supply/studies/{q(study_code)}/lists/{row.kind}/{row.version}"
 
 
@@ -63,7 +64,7 @@ def arm_names(study: Study) -> dict[str, str]:
 # --- shared with the JSON API: what an unblinded page shows ----------------------------------------
 
 
-def find_list(session: Session, actor: Actor, study: Study, kind: str, version: int):  # noqa: ANN201
+def find_list(session: Session, actor: Actor, study: Study, kind: str, version: int):
     """A list by its public name (study, kind, version)."""
     if kind not in sealed.LIST_KINDS:
         raise NotFound(f"A list is a {' or a '.join(sealed.LIST_KINDS)}.", field="kind")
@@ -247,7 +248,7 @@ def generate_list(request: Request, code: str, viewer: Viewer = Depends(form_by(
     return RedirectResponse(f"{list_url(study.code, row)}?notice={q(notice)}", status_code=303)
 
 
-def uploaded_text(upload) -> str:  # noqa: ANN001 - starlette UploadFile or a plain field
+def uploaded_text(upload) -> str:
     if upload is None or isinstance(upload, str) or not getattr(upload, "filename", ""):
         raise InvalidInput("Choose the CSV file to import.", field="file")
     raw = upload.file.read(MAX_UPLOAD + 1)

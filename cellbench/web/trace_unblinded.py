@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from .. import trace_unblinded
 from ..db import Database
 from ..deps import Viewer, get_db, require
 from ..errors import DomainError
 from ..templating import render
+from ..trace import unblinded as trace_unblinded
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,0 +1,277 @@
+"""Accountability by place and blinded lot, and reconciliation (destruction: destruction.py).
+
+Everything here is computed from kit states, blinded lots and places, which are the same for both
+arms, so the pharmacist and the monitor read it: this module never imports `sealed`. (Accountability
+by manufacturing lot, which needs the compartment, is lot_accountability.py, for unblinded roles.)
+
+    released = in stock + in transit + dispensed + not administered + returned + withdrawn
+               + damaged + missing + destroyed          (temporarily unavailable shown apart)
+
+A reconciliation is a signed physical count of one blinded lot's kits on hand at one place (the
+cell bench, counted by the supply manager, or a site pharmacy, counted by its pharmacist), compared
+with what cellbench expects there. A count that differs is a discrepancy: it must be explained,
+and it blocks destruction until a balanced count is recorded.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from .. import audit, custody, signatures, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..models import AuditEvent, BlindedLot, Kit, KitState, Meaning, Reconciliation, Role, Site, Study, StudySite, User
+
+READERS = (Role.pharmacist, Role.monitor, Role.supply_manager, Role.qa)
+BENCH = "bench"  # the cell bench in URLs and forms; a site is named by its code
+
+# Categories of the balance, in the order they are shown, and the kit states in each.
+CATEGORIES: dict[str, tuple[str, frozenset[KitState]]] = {
+    "awaiting_release": ("Awaiting release", frozenset({KitState.packaged})),
+    "in_stock": ("In stock", frozenset({KitState.released, KitState.at_site, KitState.allocated})),
+    "in_transit": ("In transit", frozenset({KitState.in_transit})),
+    "dispensed": ("Dispensed", frozenset({KitState.dispensed, KitState.in_preparation, KitState.administered})),
+    "not_administered": ("Not administered", frozenset({KitState.not_administered})),
+    "returned": ("Returned", frozenset({KitState.returned})),
+    "withdrawn": ("Withdrawn", frozenset({KitState.withdrawn})),
+    "damaged": ("Damaged", frozenset({KitState.damaged})),
+    "missing": ("Missing", frozenset({KitState.missing})),
+    "destroyed": ("Destroyed", frozenset({KitState.destroyed})),
+    "quarantined": ("Temporarily unavailable", frozenset({KitState.quarantined})),
+}
+_CATEGORY_OF = {state: name for name, (_, states) in CATEGORIES.items() for state in states}
+RELEASED_TERMS = ("in_stock", "in_transit", "dispensed", "not_administered", "returned", "withdrawn", "damaged",
+                  "missing", "destroyed")
+# What is physically kept at the place, and so what a physical count must find.
+ON_HAND_TERMS = ("awaiting_release", "in_stock", "quarantined", "not_administered", "returned", "withdrawn", "damaged")
+
+
+def category_of(state: str | KitState) -> str | None:
+    """None for a planned kit: a number with nothing in it yet is not accounted for."""
+    return _CATEGORY_OF.get(KitState(state))
+
+
+def balance(counts: dict[str, int]) -> dict[str, int]:
+    """Category counts with the released total and what should be on hand."""
+    full = {name: counts.get(name, 0) for name in CATEGORIES}
+    full["released"] = sum(full[name] for name in RELEASED_TERMS)
+    full["on_hand"] = sum(full[name] for name in ON_HAND_TERMS)
+    return full
+
+
+# --- places ---------------------------------------------------------------------------------------
+
+
+def place_name(site: Site | None) -> str:
+    return f"{site.code}, {site.name}" if site else custody.CELL_BENCH
+
+
+def place_key(site: Site | None) -> str:
+    return site.code if site else BENCH
+
+
+def place_of(session: Session, study: Study, key: str | None, *, field: str = "place") -> Site | None:
+    """The cell bench (None) or a site of the study, by its code."""
+    text = (key or "").strip()
+    if not text:
+        raise InvalidInput(f"Choose a place: '{BENCH}' for the cell bench, or a site code.", field=field)
+    if text.lower() == BENCH:
+        return None
+    site = session.scalars(select(Site).join(StudySite, StudySite.site_id == Site.id)
+                           .where(StudySite.study_id == study.id, Site.code == text.upper())).first()
+    if site is None:
+        raise NotFound(f"{text} is not a site of {study.code}.", field=field)
+    return site
+
+
+def acts_at(actor: Actor, site: Site | None) -> tuple[Role, ...]:
+    """Who counts and destroys at a place: the pharmacy at a site, the supply manager at the bench."""
+    return (Role.pharmacist,) if site is not None else (Role.supply_manager,)
+
+
+def may_act_at(actor: Actor, site: Site | None) -> bool:
+    return bool(actor.roles & set(acts_at(actor, site)))
+
+
+def require_at(actor: Actor, site: Site | None, what: str) -> None:
+    if not may_act_at(actor, site):
+        who = "the site's pharmacist" if site is not None else "the supply manager"
+        raise Forbidden(f"At {place_name(site)}, {what} is done by {who}.")
+
+
+# --- the balance ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One blinded lot at one place."""
+
+    site: Site | None
+    blinded_lot: BlindedLot
+    counts: dict[str, int]
+    last_change: datetime | None  # the latest state change of a kit of this lot at this place
+    latest: Reconciliation | None = None
+
+    @property
+    def place(self) -> str:
+        return place_name(self.site)
+
+    @property
+    def place_key(self) -> str:
+        return place_key(self.site)
+
+    @property
+    def status(self) -> str:
+        """not counted | discrepancy | changed since | balanced"""
+        if self.latest is None:
+            return "not counted"
+        if not self.latest.balanced:
+            return "discrepancy"
+        if self.last_change is not None and self.last_change >= self.latest.at:
+            return "changed since"
+        return "balanced"
+
+    def as_json(self) -> dict:
+        rec = self.latest
+        return {"place": self.place_key, "place_name": self.place, "blinded_lot": self.blinded_lot.code,
+                "expiry": self.blinded_lot.expiry, "counts": self.counts, "status": self.status,
+                "last_change": self.last_change,
+                "latest_count": {"counted_in_stock": rec.counted_in_stock, "balanced": rec.balanced, "at": rec.at,
+                                 "expected_on_hand": expected_of(rec).get("on_hand")} if rec else None}
+
+
+def rows(session: Session, study: Study, *, site_key: str | None = None, blinded_lot: BlindedLot | None = None,
+         with_changes: bool = False) -> list[Row]:
+    """The balance of every blinded lot at every place where it has kits. `with_changes` also finds
+    each row's latest kit state change (one audit look-up per kit: for one row, not a whole study)."""
+    where = [Kit.study_id == study.id, Kit.blinded_lot_id.is_not(None)]
+    if site_key is not None:
+        site = place_of(session, study, site_key)
+        where.append(place_filter(Kit, site))
+    if blinded_lot is not None:
+        where.append(Kit.blinded_lot_id == blinded_lot.id)
+    counts: dict[tuple, dict[str, int]] = defaultdict(dict)
+    for site_id, lot_id, state, count in session.execute(select(Kit.site_id, Kit.blinded_lot_id, Kit.state, func.count())
+                                                         .where(*where).group_by(Kit.site_id, Kit.blinded_lot_id, Kit.state)):
+        name = category_of(state)
+        if name is not None:
+            counts[(site_id, lot_id)][name] = counts[(site_id, lot_id)].get(name, 0) + count
+    last = {}
+    if with_changes:
+        last = {(site_id, lot_id): at for site_id, lot_id, at in session.execute(
+            select(Kit.site_id, Kit.blinded_lot_id, func.max(AuditEvent.at))
+            .join(AuditEvent, (AuditEvent.entity_type == "kit") & (AuditEvent.entity_id == Kit.number)
+                  & (AuditEvent.field == "state"))
+            .where(*where).group_by(Kit.site_id, Kit.blinded_lot_id))}
+    sites = {s.id: s for s in session.scalars(select(Site))}
+    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(BlindedLot.study_id == study.id))}
+    latest = _latest_reconciliations(session, study)
+    found = [Row(sites.get(site_id), lots[lot_id], balance(c), last.get((site_id, lot_id)), latest.get((site_id, lot_id)))
+             for (site_id, lot_id), c in counts.items()]
+    return sorted(found, key=lambda r: (r.site is not None, r.site.code if r.site else "", r.blinded_lot.code))
+
+
+def _latest_reconciliations(session: Session, study: Study) -> dict[tuple, Reconciliation]:
+    latest: dict[tuple, Reconciliation] = {}
+    for rec in session.scalars(select(Reconciliation).where(Reconciliation.study_id == study.id)
+                               .order_by(Reconciliation.at, Reconciliation.id)):
+        latest[(rec.site_id, rec.blinded_lot_id)] = rec
+    return latest
+
+
+def row_of(session: Session, study: Study, site: Site | None, blinded_lot: BlindedLot) -> Row:
+    found = rows(session, study, site_key=place_key(site), blinded_lot=blinded_lot, with_changes=True)
+    if found:
+        return found[0]
+    return Row(site, blinded_lot, balance({}), None, latest_reconciliation(session, study, site, blinded_lot))
+
+
+# --- reconciliation -------------------------------------------------------------------------------
+
+
+def expected_of(rec: Reconciliation) -> dict[str, int]:
+    """What cellbench expected, by category, when the count was made."""
+    return json.loads(rec.expected)
+
+
+def place_filter(model, site: Site | None):
+    return model.site_id.is_(None) if site is None else model.site_id == site.id
+
+
+def latest_reconciliation(session: Session, study: Study, site: Site | None, blinded_lot: BlindedLot) -> Reconciliation | None:
+    return session.scalars(select(Reconciliation).where(Reconciliation.study_id == study.id,
+                                                        Reconciliation.blinded_lot_id == blinded_lot.id,
+                                                        place_filter(Reconciliation, site))
+                           .order_by(Reconciliation.at.desc(), Reconciliation.id.desc()).limit(1)).first()
+
+
+def reconciliations(session: Session, study: Study, site: Site | None = None, blinded_lot: BlindedLot | None = None,
+                    *, any_place: bool = False, limit: int = 200) -> list[Reconciliation]:
+    query = select(Reconciliation).where(Reconciliation.study_id == study.id)
+    if not any_place:
+        query = query.where(place_filter(Reconciliation, site))
+    if blinded_lot is not None:
+        query = query.where(Reconciliation.blinded_lot_id == blinded_lot.id)
+    return list(session.scalars(query.order_by(Reconciliation.at.desc(), Reconciliation.id.desc()).limit(limit)))
+
+
+@signatures.content_rule("reconciliation")
+def _reconciliation_content(session: Session, reconciliation_id: str) -> dict:
+    rec = session.get(Reconciliation, int(reconciliation_id))
+    if rec is None:
+        raise NotFound("No such reconciliation.")
+    site = session.get(Site, rec.site_id) if rec.site_id else None
+    return {"study": session.get(Study, rec.study_id).code, "place": place_key(site),
+            "blinded_lot": session.get(BlindedLot, rec.blinded_lot_id).code, "expected": expected_of(rec),
+            "counted_in_stock": rec.counted_in_stock, "balanced": rec.balanced, "comment": rec.comment,
+            "by_user": rec.by_user, "at": rec.at}
+
+
+def _count(value: object) -> int:
+    text = str(value if value is not None else "").strip()
+    if not text.isdigit():
+        raise InvalidInput("Give the number of kits you counted, as a whole number (0 or more).",
+                           field="counted_in_stock")
+    return int(text)
+
+
+def reconcile(session: Session, user: User, password: str | None, study: Study, site: Site | None,
+              blinded_lot: BlindedLot, counted_in_stock: object, comment: str | None) -> Reconciliation:
+    """Record a signed physical count of the blinded lot's kits on hand at the place."""
+    actor = users.actor(session, user)
+    require_at(actor, site, "counting stock")
+    if blinded_lot.study_id != study.id:
+        raise InvalidInput(f"Blinded lot {blinded_lot.code} is not of {study.code}.", field="blinded_lot")
+    counted = _count(counted_in_stock)
+    comment = (comment or "").strip() or None
+    expected = row_of(session, study, site, blinded_lot).counts
+    balanced = counted == expected["on_hand"]
+    if not balanced and comment is None:
+        raise InvalidInput(f"You counted {counted} kits and cellbench expects {expected['on_hand']} on hand: "
+                           "say what you found (a comment is required for a difference).", field="comment")
+    rec = Reconciliation(study_id=study.id, site_id=site.id if site else None, blinded_lot_id=blinded_lot.id,
+                         expected=json.dumps(expected, sort_keys=True), counted_in_stock=counted, balanced=balanced,
+                         comment=comment, by_user=user.id, at=utcnow())
+    session.add(rec)
+    session.flush()
+    rec.signature_id = signatures.sign(session, user, password or "", Meaning.performed, "reconciliation",
+                                       str(rec.id), reason=comment).id
+    audit.record(session, actor, "reconciliation recorded" if balanced else "reconciliation discrepancy",
+                 "blinded_lot", blinded_lot.code, field=f"counted on hand at {place_key(site)}",
+                 old=expected["on_hand"], new=counted, reason=comment)
+    session.flush()
+    return rec
+
+
+def discrepancies(session: Session) -> list[Reconciliation]:
+    """The latest counts, per blinded lot and place, that differ from cellbench's: for work queues."""
+    latest: dict[tuple, Reconciliation] = {}
+    for rec in session.scalars(select(Reconciliation).order_by(Reconciliation.at, Reconciliation.id)):
+        latest[(rec.study_id, rec.site_id, rec.blinded_lot_id)] = rec
+    return [rec for rec in latest.values() if not rec.balanced]

@@ -1,0 +1,178 @@
+"""The scan path: a label (or a typed kit number) in, a verdict out, the sighting on record.
+
+This is the pharmacy's hot path (bench/scan.py: ≥ 600 scans/s, p99 < 40 ms on one SQLite
+worker), so it is written lean: prebuilt Core statements, one row read, one custody insert and
+one audit event, no ORM objects. The verdict depends only on what a blinded person may know
+(state, blinded lot, blinded expiry, location), so it reads the same for both arms.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import date
+
+from sqlalchemy import Connection, bindparam, select, text
+from sqlmodel import Session
+
+from .. import audit, qrpayload, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..db import Database
+from ..errors import DomainError, InvalidInput, NotAuthenticated, NotFound
+from ..identifiers import parse_kit_number
+from ..kits import READERS, kit_number_refusal, state_label
+from ..models import BlindedLot, Kit, KitState, utc_text
+
+_KIT = (select(Kit.id, Kit.number, Kit.state, Kit.location, BlindedLot.code, BlindedLot.expiry)
+        .outerjoin(BlindedLot, BlindedLot.id == Kit.blinded_lot_id).where(Kit.number == bindparam("number")))
+_CUSTODY = text("INSERT INTO custody_event (kit_id, action, from_place, to_place, shipment_id, by_user, by_name, at, "
+                "condition) VALUES (:kit_id, 'scanned', NULL, :place, NULL, :by_user, :by_name, :at, NULL)")
+
+_RAW_KIT = ("SELECT kit.id, kit.number, kit.state, kit.location, blinded_lot.code, blinded_lot.expiry FROM kit "
+            "LEFT JOIN blinded_lot ON blinded_lot.id = kit.blinded_lot_id WHERE kit.number = ?")
+
+# What to do next, by state: the same words for both arms. `ok` False shows the verdict in red.
+_NEXT: dict[KitState, tuple[bool, str]] = {
+    KitState.planned: (False, "Not packaged yet: this kit number has no contents. Do not use."),
+    KitState.packaged: (False, "Packaged, not released yet: keep it at the cell bench."),
+    KitState.released: (True, "Released: may be packed into a shipment."),
+    KitState.in_transit: (True, "In transit: receive it with its shipment."),
+    KitState.at_site: (True, "In stock at the site: store it, or dispense it at a visit."),
+    KitState.allocated: (True, "Assigned to a visit: dispense it to the preparer."),
+    KitState.dispensed: (True, "Dispensed: thaw or prepare it, then start the clock."),
+    KitState.in_preparation: (True, "In preparation: administer within the use window."),
+    KitState.quarantined: (False, "Temporarily unavailable: do not use. Keep it in storage."),
+    KitState.withdrawn: (False, "Withdrawn from use: do not use; set it aside for destruction."),
+    KitState.administered: (False, "Already administered."),
+    KitState.not_administered: (False, "Not administered: do not use; set it aside for destruction."),
+    KitState.returned: (False, "Returned: do not use; set it aside for destruction."),
+    KitState.damaged: (False, "Damaged: do not use; set it aside for destruction."),
+    KitState.missing: (False, "Reported missing: tell the supply manager it has been found."),
+    KitState.destroyed: (False, "Recorded as destroyed: tell the supply manager at once."),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    kit_number: str
+    state: str
+    state_label: str
+    blinded_lot: str | None
+    expiry: date | None
+    location: str
+    next_step: str
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        data["expiry"] = self.expiry.isoformat() if self.expiry else None
+        return data
+
+
+def kit_number_of(code: str | None, secret_key: str) -> str:
+    """The kit number a scanned label code (signature checked) or a typed number stands for."""
+    text_ = (code or "").strip()
+    if not text_:
+        raise InvalidInput("Scan the kit's label, or type its kit number.", field="code")
+    try:
+        if text_.upper().startswith("CB"):
+            return qrpayload.verify_payload(text_, secret_key)
+        return parse_kit_number(text_)
+    except qrpayload.PayloadRejected as rejected:
+        raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
+    except ValueError as error:
+        raise InvalidInput(kit_number_refusal(text_, error), field="code") from None
+
+
+def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key: str, *, station: str) -> Verdict:
+    """One scan in the caller's transaction: a Database.write_connection() on the hot path, or a
+    session's (the station page)."""
+    users.require_role(actor, *READERS)
+    number = kit_number_of(code, secret_key)
+    conn = conn if isinstance(conn, Connection) else conn.connection()
+    raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None  # see audit.record
+    row = raw.execute(_RAW_KIT, (number,)).fetchone() if raw is not None else conn.execute(_KIT, {"number": number}).first()
+    if row is None:
+        raise NotFound(f"Kit {number} is not a kit of cellbench: do not use it, and report the label.", field="code")
+    kit_id, number, state, location, blinded_lot, expiry = row
+    if isinstance(expiry, str):  # the raw SQLite row has the date as stored
+        expiry = date.fromisoformat(expiry)
+    state = KitState(state)
+    ok, next_step = _NEXT[state]
+    if ok and expiry is not None and expiry < utcnow().date():
+        ok, next_step = False, "Expired: do not use; set it aside for return."
+    place = (station or "").strip()[:200] or "scan station"
+    custody = {"kit_id": kit_id, "place": place, "by_user": actor.user_id, "by_name": actor.name,
+               "at": utc_text(utcnow())}
+    if raw is not None:
+        raw.execute(_CUSTODY.text, custody)  # sqlite3 takes :named parameters too
+    else:
+        conn.execute(_CUSTODY, custody)
+    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)
+    return Verdict(ok, number, state.value, state_label(state), blinded_lot, expiry, location, next_step)
+
+
+class GroupCommit:
+    """Token-authenticated scans, committed in groups: the API's hot path.
+
+    Each scan is its own unit of work (a savepoint: its custody event and its audit event stand or
+    fall together, and a refused scan leaves nothing), but the scans that arrive while the previous
+    group is being written share one commit, so one fsync serves them all. Measured on the 2-core
+    machine with other work running: a commit (synchronous=FULL) took 2.8 ms of a 4.1 ms scan, so
+    one commit per scan could never pass about 300 scans/s there. A scan is answered only after its
+    group has committed: nothing is acknowledged that a crash could lose.
+
+    The work runs on one writer thread, so the event loop goes on reading requests (and filling the
+    next group) while a group is written."""
+
+    MAX_GROUP = 64  # bounds how long the last scan of a group waits for the others
+
+    def __init__(self, db: Database, secret_key: str):
+        self.loop = asyncio.get_running_loop()
+        self._db, self._secret = db, secret_key
+        self._waiting: list[tuple[str, str, str, asyncio.Future]] = []
+        self._wake = asyncio.Event()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-writer")
+        self._task = self.loop.create_task(self._run())
+
+    async def scan(self, token: str, code: str, station: str) -> Verdict:
+        future = self.loop.create_future()
+        self._waiting.append((token, code, station, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                group, self._waiting = self._waiting[:self.MAX_GROUP], self._waiting[self.MAX_GROUP:]
+                try:
+                    outcomes = await self.loop.run_in_executor(self._writer, self._write, group)
+                except Exception as error:
+                    outcomes = [error] * len(group)
+                for (*_, future), outcome in zip(group, outcomes):
+                    if future.done():  # the client went away
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+
+    def _write(self, group: list) -> list[Verdict | DomainError]:
+        outcomes: list[Verdict | DomainError] = []
+        actors: dict[str, Actor | None] = {}  # a scanner's token, looked up once a group (one transaction)
+        with self._db.write_connection() as conn:
+            for token, code, station, _ in group:
+                try:
+                    with conn.begin_nested():
+                        if token not in actors:
+                            actors[token] = users.actor_for_token(conn, token)
+                        actor = actors[token]
+                        if actor is None:
+                            raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
+                        outcomes.append(scan(conn, actor, code, self._secret, station=station))
+                except DomainError as error:
+                    outcomes.append(error)
+        return outcomes

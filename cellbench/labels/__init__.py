@@ -1,0 +1,51 @@
+"""Labels: Annex VI kit and vial labels as PDF sheets and ZPL (`sheets`), label runs and their
+reconciliation (`printing`)."""
+
+from __future__ import annotations
+
+from .printing import (
+    DEFAULT_STATES,
+    EXTENSIONS,
+    KINDS,
+    MAX_KITS_PER_RUN,
+    MEDIA_TYPES,
+    NO_LABELS,
+    OUTPUTS,
+    PRINTED_ACTION,
+    PRINTERS,
+    READERS,
+    LabelsUnavailable,
+    RunView,
+    by_number,
+    filename,
+    kit_labels,
+    kit_number_list,
+    kits_of,
+    label_study,
+    labelable_lots,
+    open_count,
+    print_run,
+    reconcile,
+    rendered,
+    runs,
+    view,
+    views,
+)
+from .sheets import (
+    DEFAULT_SHEET,
+    DEFAULT_SIZE,
+    NBSP,
+    PT,
+    KitLabel,
+    LabelFontMissing,
+    LabelFonts,
+    LabelKind,
+    LabelSize,
+    LabelStudy,
+    SheetLayout,
+    find_label_fonts,
+    printed_expiry,
+    render_label_sheet_pdf,
+    render_single_label_pdf,
+    render_zpl,
+)

@@ -1,0 +1,22 @@
+"""Lots: started from an effective specification (and, for cells, an eligible donation), moved by one
+transition table (`lifecycle.MACHINE`), protected against two people acting on the same lot at once."""
+
+from __future__ import annotations
+
+from .lifecycle import (
+    GATED,
+    KIT_MOVES,
+    LOT_PREFIX,
+    MACHINE,
+    MOVES,
+    Gate,
+    allowed_moves,
+    by_number,
+    claim,
+    decisions_of,
+    lots,
+    move,
+    results_snapshot,
+    spec_of,
+    start_lot,
+)

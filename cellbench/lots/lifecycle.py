@@ -1,0 +1,194 @@
+"""Lots: started from an effective specification (and, for cells, an eligible donation), moved by
+one transition table, protected against two people acting on the same lot at once."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from .. import audit, signatures, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..donors import donation_by_identifier, donation_may_start_lot
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User, Visibility
+from ..specifications import versions as spec_versions
+from ..statemachine import Machine, Transition, words
+
+LOT_PREFIX = {"asc": "ASC", "placebo": "PLB"}
+
+
+_BEFORE_RELEASE = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified})
+_T = Transition[LotState]
+# A release gate: why it blocks this lot's move for this actor, or None (release.GUARDS).
+Gate = Callable[[Session, Lot, Actor], "str | None"]
+
+# The lot state machine (reference "Workflow" A). Completion (in_process -> qc_pending) happens
+# when the last batch-record step is signed (steps.complete_lot). Release, quarantine and recall
+# of a released lot carry its kits along in the same transaction: release.move_lot makes those
+# moves, since the kits are supply's (this module reaches no kit and no release gate).
+MOVES: dict[str, _T] = {
+    "hold": _T(frozenset({LotState.in_process}) | _BEFORE_RELEASE, LotState.on_hold,
+               frozenset({Role.operator, Role.qa}), needs_reason=True),
+    "resume": _T(frozenset({LotState.on_hold}), None, frozenset({Role.qa}), needs_reason=True),
+    "abort": _T(frozenset({LotState.in_process, LotState.on_hold}), LotState.aborted, frozenset({Role.qa}),
+                signature=Meaning.rejected, needs_reason=True),
+    "certify_initial": _T(frozenset({LotState.qc_pending}), LotState.initial_certified, frozenset({Role.qp}),
+                          signature=Meaning.certified),
+    "certify_final": _T(frozenset({LotState.qc_pending, LotState.initial_certified}), LotState.qp_certified,
+                        frozenset({Role.qp}), signature=Meaning.certified),
+    "release": _T(frozenset({LotState.qp_certified}), LotState.released, frozenset({Role.supply_manager}),
+                  signature=Meaning.released),
+    "reject": _T(_BEFORE_RELEASE | {LotState.on_hold}, LotState.rejected, frozenset({Role.qp, Role.qa}),
+                 signature=Meaning.rejected, needs_reason=True),
+    "quarantine": _T(frozenset({LotState.released}), LotState.quarantined, frozenset({Role.qa}), needs_reason=True),
+    "release_from_quarantine": _T(frozenset({LotState.quarantined}), LotState.released, frozenset({Role.qa}),
+                                  signature=Meaning.released, needs_reason=True),
+    "recall": _T(frozenset({LotState.released, LotState.quarantined}), LotState.recalled, frozenset({Role.qa}),
+                 signature=Meaning.rejected, needs_reason=True),
+}
+MACHINE: Machine[LotState] = Machine("lot", lambda lot: LotState(lot.state), MOVES)
+
+# Moves guarded by a set of release gates (release.GUARDS, by this name): they are refused unless
+# the caller passes those gates, so no path can certify or release a lot past them.
+GATED = {"certify_initial": "initial_certification", "certify_final": "final_certification",
+         "release": "sponsor_release"}
+
+# Moves that carry kits along: their events are hidden from blinded roles, whose kit histories
+# show the same moment for both arms and must not be set beside a named manufacturing lot.
+KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "recall"})
+
+
+def by_number(session: Session, number: str) -> Lot:
+    lot = session.scalars(select(Lot).where(Lot.number == number.strip())).first()
+    if lot is None:
+        raise NotFound(f"No lot '{number}'.", field="lot")
+    return lot
+
+
+def spec_of(session: Session, lot: Lot) -> SpecVersion:
+    return session.get(SpecVersion, lot.spec_version_id)
+
+
+def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
+    """Optimistic lock: the change applies only to the lot as the actor last saw it.
+
+    On PostgreSQL a concurrent transaction blocks on this row until the first commits, then
+    matches no row: the second person gets a conflict, never a duplicate entry."""
+    expected = lot.row_version if seen_version is None else seen_version
+    result = session.execute(update(Lot).where(Lot.id == lot.id, Lot.row_version == expected)
+                             .values(row_version=Lot.row_version + 1))
+    if result.rowcount != 1:
+        raise Conflict(f"Someone else recorded on lot {lot.number} since you opened it. Reload to see their "
+                       "entry, then try again.", field="lot_version")
+    session.refresh(lot)
+
+
+def _next_number(session: Session, kind: str) -> str:
+    prefix = f"{LOT_PREFIX[kind]}-{utcnow():%Y}-"
+    last = session.scalar(select(func.max(Lot.number)).where(Lot.number.like(prefix + "%")))
+    return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
+
+
+def start_lot(session: Session, actor: Actor, product_code: str, donation_identifier: str | None = None) -> Lot:
+    """Operators start a lot under the product's effective specification."""
+    users.require_role(actor, Role.operator)
+    spec_row = spec_versions.effective(session, (product_code or "").strip())
+    donation = None
+    if spec_row.kind == "asc":
+        if not (donation_identifier or "").strip():
+            raise InvalidInput("A cell lot starts from a donation: give its identification.", field="donation")
+        donation = donation_by_identifier(session, donation_identifier)  # as typed or scanned
+        if why := donation_may_start_lot(session, donation):
+            raise InvalidInput(why, field="donation")
+    lot = Lot(number=_next_number(session, spec_row.kind), spec_version_id=spec_row.id,
+              donation_id=donation.id if donation else None, created_by=actor.user_id, created_at=utcnow())
+    session.add(lot)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("Another lot was started at the same moment; try again.", field="lot") from None
+    audit.record(session, actor, "lot started", "lot", lot.number, field="specification",
+                 new=spec_versions.label(spec_row))
+    if donation:
+        audit.record(session, actor, "donation assigned", "lot", lot.number, field="donation", new=donation.identifier)
+    return lot
+
+
+def allowed_moves(lot: Lot, actor: Actor) -> list[str]:
+    """The moves the table allows this actor now: pages show only these."""
+    return MACHINE.allowed(lot, actor.roles)
+
+
+def results_snapshot(session: Session, lot: Lot, up_to_id: int) -> list:
+    """The results a decision stood on: [id, test, value, unit, verdict, retest_of] for every result
+    of the lot up to and including up_to_id. Immutable fields only, so the snapshot a signature
+    covers stays true when results are later reviewed or invalidated."""
+    query = select(QcResult).where(QcResult.lot_id == lot.id, QcResult.id <= up_to_id).order_by(QcResult.id)
+    return [[r.id, r.test_code, r.value, r.unit, r.verdict, r.retest_of] for r in session.scalars(query)]
+
+
+@signatures.content_rule("lot_decision")
+def _decision_content(session: Session, decision_id: str) -> dict:
+    decision = session.get(LotDecision, int(decision_id))
+    if decision is None:
+        raise NotFound("No such lot decision.")
+    lot = session.get(Lot, decision.lot_id)
+    content = {"lot": lot.number, "specification": lot.spec_version_id, "decision": decision.decision,
+               "from": decision.from_state, "to": decision.to_state, "reason": decision.reason}
+    if decision.qc_results_up_to is not None:  # the results the decision stood on, as they were then
+        content["qc_results"] = results_snapshot(session, lot, decision.qc_results_up_to)
+    return content
+
+
+def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, *, password: str | None = None,
+         seen_version: int | None = None, gates: Sequence[Gate] = ()) -> LotDecision | None:
+    """Make one move of the table; a signed move returns its decision record. A gated move (GATED)
+    needs its release gates passed in `gates` (release.move_lot does), and all must hold."""
+    actor = users.actor(session, user)
+    rule = MACHINE.check(lot, name, actor.roles)
+    if name in GATED and not gates:
+        raise InvalidInput(f"A lot's {words(name)} is made through the release, which checks its gates.",
+                           field="action")
+    reason = audit.require_reason(reason) if rule.needs_reason else ((reason or "").strip() or None)
+    claim(session, lot, seen_version)
+    blocking = [why for gate in gates if (why := gate(session, lot, actor))]
+    if blocking:
+        raise InvalidInput("Not yet: " + " ".join(blocking), field="gates")
+    old = LotState(lot.state)
+    before = LotState(lot.state_before_hold) if lot.state_before_hold else None
+    new = MACHINE.target(lot, name, before)
+    if new is LotState.on_hold:
+        lot.state_before_hold, lot.hold_reason = old.value, reason
+    elif rule.target is None:
+        lot.state_before_hold, lot.hold_reason = None, None
+    lot.state = new
+    session.flush()
+    visibility = Visibility.unblinded if name in KIT_MOVES else Visibility.everyone
+    audit.record(session, actor, f"lot {words(name)}", "lot", lot.number, field="state", old=old, new=new,
+                 reason=reason, visibility=visibility)
+    if not rule.signature:
+        return None
+    decision = LotDecision(lot_id=lot.id, decision=name, from_state=old.value, to_state=new.value, reason=reason,
+                           qc_results_up_to=session.scalar(select(func.max(QcResult.id)).where(QcResult.lot_id == lot.id)),
+                           created_at=utcnow())
+    session.add(decision)
+    session.flush()
+    sig = signatures.sign(session, user, password or "", rule.signature, "lot_decision", str(decision.id),
+                          reason=reason, visibility=visibility)
+    decision.signature_id = sig.id
+    session.flush()
+    return decision
+
+
+def decisions_of(session: Session, lot: Lot) -> list[LotDecision]:
+    return list(session.scalars(select(LotDecision).where(LotDecision.lot_id == lot.id).order_by(LotDecision.id)))
+
+
+def lots(session: Session, state: str | None = None) -> list[Lot]:
+    query = select(Lot).order_by(Lot.id.desc())
+    if state:
+        query = query.where(Lot.state == state)
+    return list(session.scalars(query))

@@ -1,0 +1,62 @@
+"""Release: the gates, QA's review by exception, QP certification and sponsor release, and every move
+of a lot with what it does to the lot's kits (`gates`); the certificate of analysis and the release
+certificate (`certificates`)."""
+
+from __future__ import annotations
+
+from . import certificates
+from .certificates import (
+    DECISION_TITLES,
+    CertificateData,
+    PendingLine,
+    SignatureLine,
+    TestLine,
+    coa_pdf,
+    gather,
+    release_certificate_pdf,
+)
+from .gates import (
+    FINDING_KINDS,
+    GUARDS,
+    LABELS,
+    REVIEW_KINDS,
+    REVIEWABLE,
+    Finding,
+    Gate,
+    GateState,
+    assess_excursion,
+    audit_trail_reviewed,
+    awaiting_review,
+    awaiting_sponsor_release,
+    batch_record_complete,
+    batch_record_reviewed,
+    certified,
+    certify,
+    counts_for_release,
+    decisions_with_signatures,
+    deviations_closed,
+    donor_eligible,
+    exceptions,
+    excursions_of,
+    last_decision,
+    latest_lot_seq,
+    latest_review,
+    lot_audit_trail,
+    lots_in,
+    move_lot,
+    next_guard,
+    no_unassessed_excursion,
+    pending_candidates,
+    pending_tests,
+    qp_independent,
+    readiness,
+    ready_for_certification,
+    record_excursion,
+    reject,
+    release_tests_in_specification,
+    release_tests_in_specification_or_pending,
+    review_key,
+    reviews_of,
+    sign_review,
+    sponsor_release,
+)

@@ -1,0 +1,40 @@
+"""Reports: the executed batch record as a page and a PDF, and the pieces every certificate PDF
+shares (`record`)."""
+
+from __future__ import annotations
+
+from .record import (
+    BOLD,
+    BROWN,
+    CELL_SIZE,
+    DARK,
+    GREY,
+    HEAD,
+    LINE,
+    MARK,
+    NOTE,
+    OOS,
+    PAD,
+    PLAIN,
+    STRUCK,
+    VALUE_COLUMNS,
+    VALUE_WIDTHS,
+    BatchRecord,
+    Correction,
+    DeviationRecord,
+    EntryRecord,
+    Look,
+    ParameterLine,
+    Row,
+    SignatureView,
+    StepRecord,
+    ValueChange,
+    ValueRow,
+    batch_record,
+    batch_record_pdf,
+    certificate_start,
+    limits_text,
+    local_time,
+    signature_text,
+    text,
+)

@@ -1,0 +1,120 @@
+"""One shape for every state machine: lots, kits, shipments, visits, deviations, sealed lists, kit
+quarantines and destructions each keep their lifecycle as one `Machine` of `Transition`s.
+
+A transition names the states it starts from, the state it ends in, who may make it, the named
+guard rules that must all pass, and the meaning of the signature it needs, if any. Pages and the
+API ask the machine which actions this actor may take now (`allowed`), so a button is never shown
+for a move the service would refuse; the service asks the same machine (`check`) before it changes
+anything, so the two can never disagree.
+
+A guard is a small named function returning why it blocks (a sentence for the person) or None. It
+is called with whatever the machine's owner passes to `check`/`allowed` after the subject (the
+session, the actor, ...), so each machine keeps the guards that fit its records. Modules that hold
+rules the owner must not import (the release gates for lots, which would close an import cycle)
+add them with `add_guards` when they are imported, and the machine's tests prove they are there.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Generic, TypeVar
+
+from .errors import Forbidden, InvalidInput, NotFound
+from .models import Meaning, Role
+
+S = TypeVar("S", bound=Enum)
+Guard = Callable[..., "str | None"]
+
+
+@dataclass(frozen=True)
+class Transition(Generic[S]):
+    """One allowed move."""
+
+    sources: frozenset[S]
+    target: S | None  # None: back to the state the subject was in before (a hold, a quarantine)
+    roles: frozenset[Role]
+    guards: tuple[Guard, ...] = ()
+    signature: Meaning | None = None  # the move is signed with this meaning (password re-entered)
+    needs_reason: bool = False
+
+
+@dataclass
+class Machine(Generic[S]):
+    """A lifecycle: its name as people say it ("lot", "kit"), how to read a subject's state, and
+    the table of transitions by action name."""
+
+    subject: str
+    state_of: Callable[[object], S]
+    table: Mapping[str, Transition[S]]
+    _extra: dict[str, tuple[Guard, ...]] = field(default_factory=dict)
+
+    def transition(self, action: str) -> Transition[S]:
+        move = self.table.get(action)
+        if move is None:
+            raise NotFound(f"Unknown {self.subject} action '{action}'.", field="action")
+        extra = self._extra.get(action)
+        return replace(move, guards=move.guards + extra) if extra else move
+
+    def add_guards(self, action: str, guards: Iterable[Guard]) -> None:
+        """Rules held elsewhere that this action must also pass (registered at import)."""
+        self.transition(action)
+        self._extra[action] = self._extra.get(action, ()) + tuple(guards)
+
+    def role_refusal(self, action: str, roles: Iterable[Role]) -> str | None:
+        move = self.transition(action)
+        if move.roles & set(roles):
+            return None
+        who = " or ".join(sorted(r.value.replace("_", " ") for r in move.roles))
+        return f"Only {who} may {words(action)} a {self.subject}."
+
+    def state_refusal(self, subject: object, action: str) -> str | None:
+        state = self.state_of(subject)
+        if state in self.transition(action).sources:
+            return None
+        return f"This {self.subject} is {words(state.value)}; it cannot be moved by '{words(action)}' now."
+
+    def guard_refusals(self, subject: object, action: str, *context: object) -> list[str]:
+        return [why for guard in self.transition(action).guards if (why := guard(subject, *context))]
+
+    def refusal(self, subject: object, action: str, roles: Iterable[Role], *context: object) -> str | None:
+        """Why this actor may not make this move now, or None."""
+        return (self.role_refusal(action, roles) or self.state_refusal(subject, action)
+                or next(iter(self.guard_refusals(subject, action, *context)), None))
+
+    def check(self, subject: object, action: str, roles: Iterable[Role], *context: object) -> Transition[S]:
+        """The transition, if this actor may make it now; else the error that says why."""
+        move = self.transition(action)
+        if why := self.role_refusal(action, roles):
+            raise Forbidden(why)
+        if why := self.state_refusal(subject, action):
+            raise InvalidInput(why, field="action")
+        blocking = self.guard_refusals(subject, action, *context)
+        if blocking:
+            raise InvalidInput("Not yet: " + " ".join(blocking), field="action")
+        return move
+
+    def allowed(self, subject: object, roles: Iterable[Role], *context: object, guarded: bool = False) -> list[str]:
+        """The actions the table allows this actor now (guards too when `guarded`): what pages show."""
+        roles = frozenset(roles)
+        state = self.state_of(subject)
+        return [action for action, move in self.table.items()
+                if state in move.sources and move.roles & roles
+                and (not guarded or not self.guard_refusals(subject, action, *context))]
+
+    def target(self, subject: object, action: str, before: S | None = None) -> S:
+        """Where the move ends: its target, or the state before (for a move back)."""
+        move = self.transition(action)
+        if move.target is not None:
+            return move.target
+        if before is None:
+            raise InvalidInput(f"This {self.subject} has no state to go back to.", field="action")
+        return before
+
+    def actions_into(self, state: S) -> list[str]:
+        return [action for action, move in self.table.items() if move.target == state]
+
+
+def words(name: str) -> str:
+    """An action or state name as a sentence says it."""
+    return name.replace("_", " ")

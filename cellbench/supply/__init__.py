@@ -1,0 +1,56 @@
+"""Supply: randomisation and kit lists, packaging runs and the blind-preserving quarantine.
+
+Every part is unblinded work that reaches the sealed compartment: no blinded-facing module imports
+this package."""
+
+from __future__ import annotations
+
+from . import lists, packaging, quarantine, randomisation
+from .lists import MAKERS, generate, generated_notice, import_csv
+from .packaging import (
+    FILLABLE_LOT_STATES,
+    FREE_VIAL,
+    KITTED_VIAL,
+    MAX_KITS_PER_RUN,
+    PACKERS,
+    after_lot_release,
+    enough_units,
+    expiry_not_shortened_after_labelling,
+    fillable_lots,
+    lot_may_fill_kits,
+    package,
+    release_runs_ready,
+    run_by_number,
+    run_holds_every_arm,
+    runs,
+)
+from .quarantine import (
+    CAUSES,
+    DECIDERS,
+    OPENERS,
+    QUARANTINABLE,
+    after_lot_quarantine_lifted,
+    by_number,
+    choose_kits,
+    lift,
+    lot_still_under_investigation,
+    members,
+    open_manual,
+    quarantine_lot,
+    quarantines,
+    withdraw,
+)
+from .randomisation import (
+    ALGORITHM,
+    MAX_LIST_SIZE,
+    Line,
+    arm_counts,
+    kit_lines,
+    new_seed,
+    parse_csv,
+    participant_numbers,
+    permuted_blocks,
+    randomisation_lines,
+    sha256_text,
+    whole_blocks,
+)

@@ -1,0 +1,263 @@
+"""Packaging and labelling runs: released units become blinded kits, in one transaction.
+
+The supply manager chooses how many kits and which ASC and placebo lots to fill them from; the
+kit list (sealed) says which arm each next kit is on; each kit gets one unit per dose from one
+lot, earliest expiry first. The kits join a blinded lot whose expiry is the earliest expiry of
+every lot in it, both arms. A run's kits are released together, when every lot in the run is
+released, so that no kit state ever differs by arm.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session
+
+from .. import audit, kits, sealed, studies, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import InvalidInput, NotFound
+from ..models import (
+    BlindedLot,
+    Kit,
+    KitState,
+    LabelRun,
+    Lot,
+    LotState,
+    PackagingRun,
+    Role,
+    SpecVersion,
+    Study,
+    Vial,
+    Visibility,
+)
+
+PACKERS = (Role.supply_manager,)
+MAX_KITS_PER_RUN = 1000
+# Lots whose units may go into kits: complete batch records onwards. Their kits stay "packaged"
+# until every lot of the run is released.
+FILLABLE_LOT_STATES = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
+                                 LotState.released})
+FREE_VIAL = "stored"
+KITTED_VIAL = "kitted"
+
+
+# --- small named rules ---------------------------------------------------------------------------
+
+
+def lot_may_fill_kits(lot: Lot, lot_kind: str, kind: str, today: date) -> str | None:
+    """Why this lot's units may not go into kits of this product kind, or None."""
+    if lot_kind != kind:
+        return f"Lot {lot.number} is not {'an ASC' if kind == 'asc' else 'a placebo'} lot."
+    if LotState(lot.state) not in FILLABLE_LOT_STATES:
+        return f"Lot {lot.number} is {LotState(lot.state).value.replace('_', ' ')}; its units cannot go into kits."
+    if lot.expiry is None or lot.expiry <= today:
+        return f"Lot {lot.number} has expired ({lot.expiry})." if lot.expiry else f"Lot {lot.number} has no expiry yet."
+    return None
+
+
+def run_holds_every_arm(arms_in_run: set[str], study: Study) -> str | None:
+    """A run, and so every blinded lot, holds kits of every arm: kits of one arm alone would let
+    the lot code, or the day the run's kits are released, tell their arm."""
+    missing = [arm for arm in studies.arm_codes(study) if arm not in arms_in_run]
+    if missing:
+        return ("These kits would all be on one arm, which the blinded lot or release date would give away. "
+                "Package more kits in this run.")
+    return None
+
+
+def enough_units(free_by_lot: dict[int, list[Vial]], kits_needed: int, doses: int, kind: str) -> str | None:
+    """Each kit takes all its doses from one lot: count whole kits' worth per lot."""
+    kits_possible = sum(len(units) // doses for units in free_by_lot.values())
+    if kits_possible < kits_needed:
+        free = sum(len(units) for units in free_by_lot.values())
+        return (f"The chosen {'ASC' if kind == 'asc' else 'placebo'} lots have {free} free units, enough for "
+                f"{kits_possible} kits of {doses} units from one lot; this run needs {kits_needed}.")
+    return None
+
+
+def expiry_not_shortened_after_labelling(session: Session, blinded: BlindedLot, new_expiry: date) -> str | None:
+    if new_expiry < blinded.expiry and session.scalar(select(func.count(LabelRun.id))
+                                                     .where(LabelRun.blinded_lot_id == blinded.id)):
+        return (f"Labels of {blinded.code} are printed with expiry {blinded.expiry}; these lots would bring it "
+                f"forward to {new_expiry}. Package them into a new blinded lot instead.")
+    return None
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def _lots(session: Session, numbers: list[str], kind: str, field: str, today: date) -> list[Lot]:
+    found = []
+    for number in dict.fromkeys(n.strip() for n in numbers if n and n.strip()):
+        lot = session.scalars(select(Lot).where(Lot.number == number)).first()
+        if lot is None:
+            raise NotFound(f"No lot '{number}'.", field=field)
+        if why := lot_may_fill_kits(lot, session.get(SpecVersion, lot.spec_version_id).kind, kind, today):
+            raise InvalidInput(why, field=field)
+        found.append(lot)
+    if not found:
+        raise InvalidInput(f"Choose at least one {'ASC' if kind == 'asc' else 'placebo'} lot.", field=field)
+    return found
+
+
+def _free_units(session: Session, lots: list[Lot]) -> dict[int, list[Vial]]:
+    by_lot: dict[int, list[Vial]] = defaultdict(list)
+    for vial in session.scalars(select(Vial).where(Vial.lot_id.in_([lot.id for lot in lots]), Vial.state == FREE_VIAL)
+                                .order_by(Vial.lot_id, Vial.seq)):
+        by_lot[vial.lot_id].append(vial)
+    return by_lot
+
+
+def _next_code(session: Session, study: Study) -> str:
+    prefix = f"{studies.definition(study).study.participant_prefix}B{utcnow():%y}-"
+    last = session.scalar(select(func.max(BlindedLot.code)).where(BlindedLot.code.like(prefix + "%")))
+    return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:03d}"
+
+
+def _run_number(session: Session) -> str:
+    prefix = f"PR-{utcnow():%Y}-"
+    last = session.scalar(select(func.max(PackagingRun.number)).where(PackagingRun.number.like(prefix + "%")))
+    return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
+
+
+def _kit_count(value: object) -> int:
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        raise InvalidInput("Give the number of kits as a whole number.", field="kit_count") from None
+    if not 1 <= count <= MAX_KITS_PER_RUN:
+        raise InvalidInput(f"A run packages 1 to {MAX_KITS_PER_RUN} kits.", field="kit_count")
+    return count
+
+
+def package(session: Session, actor: Actor, study: Study, *, kit_count: object, asc_lots: list[str],
+            placebo_lots: list[str], blinded_lot_code: str | None = None) -> PackagingRun:
+    """One packaging run, all or nothing."""
+    users.require_role(actor, *PACKERS)
+    count = _kit_count(kit_count)
+    today = utcnow().date()
+    lots_by_kind = {"asc": _lots(session, asc_lots, "asc", "asc_lots", today),
+                    "placebo": _lots(session, placebo_lots, "placebo", "placebo_lots", today)}
+    blinded = None
+    if (blinded_lot_code or "").strip():
+        blinded = kits.blinded_lot_by_code(session, blinded_lot_code)
+        if blinded.study_id != study.id:
+            raise InvalidInput(f"Blinded lot {blinded.code} belongs to another study.", field="blinded_lot")
+        session.refresh(blinded, with_for_update=True)  # two runs extending one blinded lot queue here
+
+    planned = sealed.next_planned_kits(session, actor, study, count)
+    if len(planned) < count:
+        raise InvalidInput(f"Only {len(planned)} kit numbers of {study.code} are waiting on sealed kit lists; "
+                           "generate and seal a further kit list first.", field="kit_count")
+    if why := run_holds_every_arm({arm for _, arm in planned}, study):
+        raise InvalidInput(why, field="kit_count")
+
+    doses = study.doses_per_treatment
+    kind_of_arm = {arm.code: arm.product_kind for arm in studies.definition(study).arms}
+    free = {kind: _free_units(session, chosen) for kind, chosen in lots_by_kind.items()}
+    for kind in lots_by_kind:
+        if why := enough_units(free[kind], sum(1 for _, arm in planned if kind_of_arm[arm] == kind), doses, kind):
+            raise InvalidInput(why, field="asc_lots" if kind == "asc" else "placebo_lots")
+    fill: dict[int, list[Vial]] = {}
+    used_lots: dict[str, Lot] = {}
+    for kit, arm in sorted(planned, key=lambda pair: pair[0].number):
+        kind = kind_of_arm[arm]
+        # earliest expiry first; one lot per kit, so a kit's doses share one donor and one lot
+        source = next(lot for lot in sorted(lots_by_kind[kind], key=lambda lot: (lot.expiry, lot.number))
+                      if len(free[kind][lot.id]) >= doses)
+        fill[kit.id] = [free[kind][source.id].pop(0) for _ in range(doses)]
+        used_lots[source.number] = source
+
+    earliest = min(lot.expiry for lot in used_lots.values())
+    if blinded is None:
+        blinded = BlindedLot(code=_next_code(session, study), study_id=study.id, expiry=earliest, created_at=utcnow())
+        session.add(blinded)
+        session.flush()
+        audit.record(session, actor, "blinded lot created", "blinded_lot", blinded.code, field="expiry", new=earliest)
+    elif earliest < blinded.expiry:
+        if why := expiry_not_shortened_after_labelling(session, blinded, earliest):
+            raise InvalidInput(why, field="blinded_lot")
+        old, blinded.expiry = blinded.expiry, earliest
+        blinded.row_version += 1
+        audit.record(session, actor, "blinded lot expiry brought forward", "blinded_lot", blinded.code,
+                     field="expiry", old=old, new=earliest,
+                     reason="the earliest expiry of the lots in it, across both arms")
+
+    run = PackagingRun(number=_run_number(session), study_id=study.id, blinded_lot_id=blinded.id, kit_count=count,
+                       created_by=actor.user_id, created_at=utcnow())
+    session.add(run)
+    session.flush()
+    audit.record(session, actor, "packaging run", "packaging_run", run.number,
+                 new={"study": study.code, "blinded_lot": blinded.code, "kits": count})
+    audit.record(session, actor, "packaging run lots", "packaging_run", run.number, field="lots",
+                 new=sorted(used_lots), visibility=Visibility.unblinded)
+    in_order = [kit for kit, _arm in sorted(planned, key=lambda pair: pair[0].number)]  # random: says nothing
+    _mark_kitted(session, [vial for kit in in_order for vial in fill[kit.id]])
+    sealed.put_units_many(session, actor, [(kit, fill[kit.id]) for kit in in_order], run.id)
+    kits.move_many(session, actor, in_order, "package", reason=f"packaging run {run.number}, blinded lot {blinded.code}",
+                   also={"blinded_lot_id": blinded.id})
+    release_runs_ready(session, actor, [run.id], why="packaging")
+    return run
+
+
+def _mark_kitted(session: Session, vials: list[Vial]) -> None:
+    """The units are in kits now: one UPDATE per few hundred, not one per unit."""
+    ids = [vial.id for vial in vials]
+    for start in range(0, len(ids), 500):
+        session.execute(update(Vial.__table__).where(Vial.__table__.c.id.in_(ids[start:start + 500]))
+                        .values(state=KITTED_VIAL))
+    for vial in vials:
+        set_committed_value(vial, "state", KITTED_VIAL)
+
+
+def release_runs_ready(session: Session, actor: Actor, run_ids: list[int], *, why: str) -> int:
+    """Release the packaged kits of every run whose lots are now all released. Returns how many."""
+    released = 0
+    for run_id, lots in sealed.lots_of_runs(session, actor, run_ids, why=why).items():
+        if any(LotState(lot.state) is not LotState.released for lot in lots):
+            continue
+        run = session.get(PackagingRun, run_id)
+        ids = sealed.kit_ids_of_run(session, actor, run_id, why=why)
+        waiting = [kit for start in range(0, len(ids), 500)
+                   for kit in session.scalars(select(Kit).where(Kit.state == KitState.packaged,
+                                                                Kit.id.in_(ids[start:start + 500])))]
+        waiting.sort(key=lambda kit: kit.number)
+        kits.move_many(session, actor, waiting, "release",
+                       reason=f"every lot of packaging run {run.number} is released")
+        released += len(waiting)
+    return released
+
+
+def after_lot_release(session: Session, actor: Actor, lot: Lot) -> None:
+    """Called in the transaction of a lot's sponsor release: its kits become available with it."""
+    runs = sealed.runs_with_lot(session, actor, lot, why="lot released")
+    if runs:
+        release_runs_ready(session, actor, runs, why="lot released")
+
+
+def runs(session: Session, study: Study | None = None) -> list[PackagingRun]:
+    query = select(PackagingRun).order_by(PackagingRun.id.desc())
+    if study is not None:
+        query = query.where(PackagingRun.study_id == study.id)
+    return list(session.scalars(query))
+
+
+def run_by_number(session: Session, number: str) -> PackagingRun:
+    run = session.scalars(select(PackagingRun).where(PackagingRun.number == (number or "").strip())).first()
+    if run is None:
+        raise NotFound(f"No packaging run '{number}'.", field="run")
+    return run
+
+
+def fillable_lots(session: Session, kind: str) -> list[tuple[Lot, int]]:
+    """Lots a run may draw from, with their free units, for the packaging form."""
+    today = utcnow().date()
+    rows = session.execute(select(Lot, func.count(Vial.id)).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
+                           .join(Vial, (Vial.lot_id == Lot.id) & (Vial.state == FREE_VIAL))
+                           .where(SpecVersion.kind == kind, Lot.state.in_([s.value for s in FILLABLE_LOT_STATES]))
+                           .group_by(Lot.id).order_by(Lot.expiry, Lot.number)).all()
+    return [(lot, free) for lot, free in rows if lot.expiry and lot.expiry > today]
+

@@ -1,0 +1,231 @@
+"""Blind-preserving quarantine of kits.
+
+When a manufacturing lot is quarantined, recalled or gets an out-of-specification result after
+certification, its kits are taken out of use *with* companions from the other arm, so that the
+set of unavailable kits does not tell which are active:
+
+* "proportionate": in each blinded lot, the lot's kits plus a random set of kits of the other
+  arm(s), as many as keep the blinded lot's own ratio (the kits of a lot are all on one arm);
+* "blinded_lot": every kit of each blinded lot the lot's kits are in.
+
+Kits are held wherever they are: at the cell bench, in a shipment on its way (such a kit arrives
+at the site still held: custody's receipt makes the "receive_into_quarantine" move, and the kit
+goes back to the site's stock, not "in transit", when the quarantine is lifted), in the site's
+stock or assigned to a visit (see kits.MOVES "lift_quarantine" for where it goes back to).
+
+The study's policy applies to automatic quarantines; the supply manager sets it and may choose
+again for a manual one. Blinded people see "temporarily unavailable" and one generic reason; the
+cause, the lot and the policy are on the KitQuarantine record, shown to unblinded roles only.
+"""
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+
+from sqlalchemy import func, insert, select
+from sqlmodel import Session
+
+from .. import audit, kits, qc, sealed, signatures, studies, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import InvalidInput, NotFound
+from ..models import (
+    Kit,
+    KitQuarantine,
+    KitQuarantineKit,
+    KitState,
+    Lot,
+    LotState,
+    Meaning,
+    QcResult,
+    Role,
+    Study,
+    User,
+    Visibility,
+)
+
+OPENERS = (Role.supply_manager, Role.qa)  # a manual quarantine
+DECIDERS = (Role.qa,)  # lift or withdraw, signed
+CAUSES = {
+    "lot_quarantine": "manufacturing lot quarantined",
+    "recall": "manufacturing lot recalled",
+    "post_release_oos": "out-of-specification result after certification",
+    "manual": "quarantined by hand",
+}
+# Kits a quarantine can take: at the bench, in transit, at a site, assigned to a visit, and those
+# held on receipt awaiting QA's assessment of their shipment (they join it: accepting the
+# shipment must not put a kit of a quarantined lot back into use).
+QUARANTINABLE = kits.MOVES["quarantine"].sources
+
+
+def _may_take(kit: Kit) -> bool:
+    return KitState(kit.state) in QUARANTINABLE and kits.not_in_a_kit_quarantine(kit) is None
+_random = secrets.SystemRandom()
+
+
+@signatures.content_rule("kit_quarantine")
+def _content(session: Session, quarantine_id: str) -> dict:
+    q = session.get(KitQuarantine, int(quarantine_id))
+    if q is None:
+        raise NotFound("No such kit quarantine.")
+    lot = session.get(Lot, q.lot_id) if q.lot_id else None
+    return {"number": q.number, "cause": q.cause, "lot": lot.number if lot else None, "policy": q.policy,
+            "reason": q.reason, "kits": members(session, q), "state": q.state, "closure_reason": q.closure_reason}
+
+
+def members(session: Session, q: KitQuarantine) -> list[str]:
+    return list(session.scalars(select(Kit.number).join(KitQuarantineKit, KitQuarantineKit.kit_id == Kit.id)
+                                .where(KitQuarantineKit.quarantine_id == q.id).order_by(Kit.number)))
+
+
+def _kit_reason(q: KitQuarantine) -> str:
+    # What every kit's own history says, blinded people included: the same for every kit in it.
+    return f"{kits.GENERIC_QUARANTINE_REASON} ({q.number})"
+
+
+def _number(session: Session) -> str:
+    prefix = f"KQ-{utcnow():%Y}-"
+    last = session.scalar(select(func.max(KitQuarantine.number)).where(KitQuarantine.number.like(prefix + "%")))
+    return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
+
+
+def choose_kits(session: Session, actor: Actor, affected: list[Kit], policy: str) -> list[Kit]:
+    """The affected kits and their companions, blinded lot by blinded lot."""
+    chosen: dict[int, Kit] = {kit.id: kit for kit in affected}
+    for blinded_lot_id in sorted({kit.blinded_lot_id for kit in affected if kit.blinded_lot_id}):
+        pool = [kit for kit in session.scalars(select(Kit).where(Kit.blinded_lot_id == blinded_lot_id,
+                                                                 Kit.state.in_([s.value for s in QUARANTINABLE]))
+                                               .order_by(Kit.number)) if _may_take(kit)]
+        if policy == "blinded_lot":
+            chosen.update((kit.id, kit) for kit in pool)
+            continue
+        arms = sealed.arms_of_kits(session, actor, [kit.id for kit in pool] + list(chosen), why="quarantine")
+        hit_here = [kit for kit in affected if kit.blinded_lot_id == blinded_lot_id]
+        by_arm: dict[str, list[Kit]] = defaultdict(list)
+        for kit in pool:
+            by_arm[arms[kit.id]].append(kit)
+        hit_arms = defaultdict(int)
+        for kit in hit_here:
+            hit_arms[arms[kit.id]] += 1
+        for hit_arm, hit_count in hit_arms.items():
+            share = hit_count / max(1, len(by_arm[hit_arm]))  # the fraction of that arm's kits taken out
+            for arm, arm_kits in by_arm.items():
+                if arm == hit_arm:
+                    continue
+                free = [kit for kit in arm_kits if kit.id not in chosen]
+                wanted = min(len(free), round(share * len(arm_kits)))
+                chosen.update((kit.id, kit) for kit in _random.sample(free, wanted))
+    return sorted(chosen.values(), key=lambda kit: kit.number)
+
+
+def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reason: str,
+                   policy: str | None = None) -> list[KitQuarantine]:
+    """Quarantine the lot's kits that can still be, blind kept; one record per study."""
+    if cause not in CAUSES:
+        raise InvalidInput(f"Unknown cause '{cause}'.", field="cause")
+    affected = [kit for kit in sealed.kits_containing_lot(session, actor, lot, why=CAUSES[cause]) if _may_take(kit)]
+    opened = []
+    for study_id in sorted({kit.study_id for kit in affected}):
+        study = session.get(Study, study_id)
+        chosen_policy = (policy or study.quarantine_policy).strip()
+        if chosen_policy not in studies.QUARANTINE_POLICIES:
+            raise InvalidInput(f"Choose a policy: {', '.join(studies.QUARANTINE_POLICIES)}.", field="policy")
+        chosen = choose_kits(session, actor, [k for k in affected if k.study_id == study_id], chosen_policy)
+        q = KitQuarantine(number=_number(session), study_id=study_id, cause=cause, lot_id=lot.id, policy=chosen_policy,
+                          reason=reason, kit_count=len(chosen), opened_by=actor.user_id, opened_at=utcnow())
+        session.add(q)
+        session.flush()
+        audit.record(session, actor, "kit quarantine opened", "kit_quarantine", q.number,
+                     new={"cause": cause, "lot": lot.number, "policy": chosen_policy, "kits": len(chosen),
+                          "study": study.code}, reason=reason, visibility=Visibility.unblinded)
+        kits.move_many(session, actor, chosen, "quarantine", reason=_kit_reason(q), quarantine_id=q.id)
+        session.execute(insert(KitQuarantineKit), [{"quarantine_id": q.id, "kit_id": kit.id} for kit in chosen])
+        opened.append(q)
+    return opened
+
+
+def open_manual(session: Session, actor: Actor, lot: Lot, policy: str | None, reason: str | None) -> list[KitQuarantine]:
+    users.require_role(actor, *OPENERS)
+    reason = audit.require_reason(reason)
+    opened = quarantine_lot(session, actor, lot, cause="manual", reason=reason, policy=policy or None)
+    if not opened:
+        raise InvalidInput(f"Lot {lot.number} has no kits that can be quarantined.", field="lot")
+    return opened
+
+
+def _after_post_certification_oos(session: Session, actor: Actor, lot: Lot, result: QcResult) -> None:
+    quarantine_lot(session, actor, lot, cause="post_release_oos",
+                   reason=f"{result.test_code} out of specification (QC result #{result.id}) on lot {lot.number}")
+
+
+qc.POST_CERTIFICATION_OOS_HOOKS.append(_after_post_certification_oos)
+
+
+def lot_still_under_investigation(session: Session, actor: Actor, q: KitQuarantine) -> str | None:
+    """A quarantine is lifted only when every lot inside its kits is released again."""
+    held = [kit.id for kit in session.scalars(select(Kit).where(Kit.quarantine_id == q.id,
+                                                                Kit.state == KitState.quarantined.value))]
+    blocking = sorted({lot.number for lot in sealed.lots_of_kits(session, actor, held, why="lift quarantine")
+                       if LotState(lot.state) is not LotState.released})
+    if blocking:
+        return f"Lot{'s' if len(blocking) > 1 else ''} {', '.join(blocking)} {'are' if len(blocking) > 1 else 'is'} not released."
+    return None
+
+
+def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, *, move: str, state: str,
+           meaning: Meaning, reason: str | None, password: str | None, signature_id: int | None = None) -> None:
+    if q.state != "open":
+        raise InvalidInput(f"Quarantine {q.number} is already {q.state}.", field="quarantine")
+    reason = audit.require_reason(reason)
+    if move == "lift_quarantine" and (why := lot_still_under_investigation(session, actor, q)):
+        raise InvalidInput(f"Not yet: {why}", field="quarantine")
+    # still held by it: a member since withdrawn with its rejected shipment, lost or damaged stays so
+    held = list(session.scalars(select(Kit).where(Kit.quarantine_id == q.id, Kit.state == KitState.quarantined.value)
+                                .order_by(Kit.number)))
+    q.state, q.closed_at, q.closure_reason = state, utcnow(), reason
+    session.flush()
+    if signature_id is None:
+        signature_id = signatures.sign(session, user, password or "", meaning, "kit_quarantine", str(q.id),
+                                       reason=reason, visibility=Visibility.unblinded).id
+    q.closure_signature_id = signature_id
+    audit.record(session, actor, f"kit quarantine {state}", "kit_quarantine", q.number, field="state", old="open",
+                 new=state, reason=reason, visibility=Visibility.unblinded)
+    kit_reason = "quality review completed" if state == "lifted" else "withdrawn after a quality review"
+    kits.move_many(session, actor, held, move, reason=f"{kit_reason} ({q.number})")
+    session.flush()
+
+
+def lift(session: Session, user: User, q: KitQuarantine, reason: str | None, password: str | None) -> None:
+    actor = users.actor(session, user)
+    users.require_role(actor, *DECIDERS)
+    _close(session, user, actor, q, move="lift_quarantine", state="lifted", meaning=Meaning.released, reason=reason,
+           password=password)
+
+
+def withdraw(session: Session, user: User, q: KitQuarantine, reason: str | None, password: str | None) -> None:
+    actor = users.actor(session, user)
+    users.require_role(actor, *DECIDERS)
+    _close(session, user, actor, q, move="withdraw", state="withdrawn", meaning=Meaning.rejected, reason=reason,
+           password=password)
+
+
+def after_lot_quarantine_lifted(session: Session, user: User, actor: Actor, lot: Lot, signature_id: int) -> None:
+    """The lot's own quarantine lifted (QA, signed): the kit quarantines it caused end with it."""
+    for q in session.scalars(select(KitQuarantine).where(KitQuarantine.lot_id == lot.id, KitQuarantine.state == "open",
+                                                         KitQuarantine.cause == "lot_quarantine")):
+        _close(session, user, actor, q, move="lift_quarantine", state="lifted", meaning=Meaning.released,
+               reason=f"lot {lot.number} released from quarantine", password=None, signature_id=signature_id)
+
+
+def by_number(session: Session, number: str) -> KitQuarantine:
+    q = session.scalars(select(KitQuarantine).where(KitQuarantine.number == (number or "").strip())).first()
+    if q is None:
+        raise NotFound(f"No kit quarantine '{number}'.", field="quarantine")
+    return q
+
+
+def quarantines(session: Session, state: str | None = None) -> list[KitQuarantine]:
+    query = select(KitQuarantine).order_by(KitQuarantine.id.desc())
+    if state:
+        query = query.where(KitQuarantine.state == state)
+    return list(session.scalars(query))

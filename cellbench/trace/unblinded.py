@@ -1,0 +1,236 @@
+"""Traceability for unblinded roles: from any one identifier (donor code, donation identification,
+lot number, vial code, kit number, participant number) to everything linked to it, both ways:
+
+    donor → donation → lot → vials → kits → participants (their visits and administrations)
+
+Down from what was found: everything made from it and everyone who received it. Up from it: what it
+was made from, back to the donor. (A kit's units and arm are in the sealed compartment, so every
+look is an audit event; run this in a write transaction. Only supply manager, QA and QP reach it.)
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select
+from sqlmodel import Session
+
+from .. import kits, sealed, users
+from ..accountability import site as accountability
+from ..audit import Actor
+from ..errors import InvalidInput, NotFound
+from ..identifiers import parse_kit_number
+from ..models import (
+    Administration,
+    BlindedLot,
+    Donation,
+    Donor,
+    Kit,
+    Lot,
+    Participant,
+    Role,
+    Site,
+    SpecVersion,
+    Study,
+    Vial,
+    Visit,
+)
+from .kits import DOSE_NAMES
+
+READERS = (Role.supply_manager, Role.qa, Role.qp)
+
+
+@dataclass
+class Trace:
+    query: str
+    found: str  # what the identifier turned out to be, e.g. "lot ASC-2026-0101"
+    donors: list[dict] = field(default_factory=list)
+    donations: list[dict] = field(default_factory=list)
+    lots: list[dict] = field(default_factory=list)
+    vials: list[dict] = field(default_factory=list)
+    kits: list[dict] = field(default_factory=list)
+    recipients: list[dict] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return vars(self).copy()
+
+
+class _Walk:
+    """Collects linked ids level by level; opens each kit in the compartment at most once."""
+
+    def __init__(self, session: Session, actor: Actor):
+        self.s, self.actor = session, actor
+        self.donors: set[int] = set()
+        self.donations: set[int] = set()
+        self.lots: set[int] = set()
+        self.vials: set[int] = set()
+        self.kits: set[int] = set()
+        self.units: dict[int, tuple[str | None, list]] = {}  # kit id -> (arm, [(dose, vial, lot)])
+
+    def open_kit(self, kit: Kit) -> tuple[str | None, list]:
+        if kit.id not in self.units:
+            self.units[kit.id] = sealed.contents(self.s, self.actor, kit)
+        return self.units[kit.id]
+
+    # up: what something was made from
+    def up_from_participants(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        kit_ids = set(self.s.scalars(select(Visit.kit_id).where(Visit.participant_id.in_(ids), Visit.kit_id.is_not(None))))
+        kit_ids |= set(self.s.scalars(select(Administration.kit_id).join(Visit, Visit.id == Administration.visit_id)
+                                      .where(Visit.participant_id.in_(ids))))
+        self.up_from_kits(self.s.scalars(select(Kit).where(Kit.id.in_(kit_ids))))
+
+    def up_from_kits(self, found: Iterable[Kit]) -> None:
+        lots = set()
+        for kit in found:
+            self.kits.add(kit.id)
+            _, units = self.open_kit(kit)
+            for _, vial, lot in units:
+                self.vials.add(vial.id)
+                lots.add(lot.id)
+        self.up_from_lots(lots)
+
+    def up_from_lots(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
+        self.lots |= ids
+        donation_ids = {d for d in self.s.scalars(select(Lot.donation_id).where(Lot.id.in_(ids))) if d}
+        self.donations |= donation_ids
+        self.donors |= set(self.s.scalars(select(Donation.donor_id).where(Donation.id.in_(donation_ids))))
+
+    # down: what was made from something, and who received it
+    def down_from_donors(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
+        self.donors |= ids
+        self.down_from_donations(self.s.scalars(select(Donation.id).where(Donation.donor_id.in_(ids))))
+
+    def down_from_donations(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
+        self.donations |= ids
+        self.down_from_lots(self.s.scalars(select(Lot.id).where(Lot.donation_id.in_(ids))))
+
+    def down_from_lots(self, ids: Iterable[int]) -> None:
+        ids = set(ids)
+        self.lots |= ids
+        self.vials |= set(self.s.scalars(select(Vial.id).where(Vial.lot_id.in_(ids))))
+        for lot in self.s.scalars(select(Lot).where(Lot.id.in_(ids))).all():
+            for kit in sealed.kits_containing_lot(self.s, self.actor, lot, why="trace"):
+                self.kits.add(kit.id)
+                self.open_kit(kit)
+
+    def down_from_vial(self, vial: Vial) -> None:
+        lot = self.s.get(Lot, vial.lot_id)
+        for kit in sealed.kits_containing_lot(self.s, self.actor, lot, why="trace"):
+            _, units = self.open_kit(kit)
+            if any(v.id == vial.id for _, v, _ in units):
+                self.kits.add(kit.id)
+                return
+
+
+def _find(session: Session, text: str) -> tuple[str, object]:
+    """Which kind of identifier this is, and its row."""
+    upper = text.upper()
+    for kind, model, column in (("donor", Donor, Donor.code), ("donation", Donation, Donation.identifier),
+                                ("lot", Lot, Lot.number), ("vial", Vial, Vial.code)):
+        row = session.scalars(select(model).where(column.in_({text, upper}))).first()
+        if row is not None:
+            return kind, row
+    try:
+        number = parse_kit_number(text)
+    except ValueError:
+        number = None
+    if number is not None and (kit := session.scalars(select(Kit).where(Kit.number == number)).first()) is not None:
+        return "kit", kit
+    people = list(session.scalars(select(Participant).where(or_(Participant.randomisation_number == upper,
+                                                                Participant.screening_number == upper))))
+    if people:
+        return "participant", people
+    raise NotFound(f"Nothing in cellbench is called '{text}': give a donor code, donation identification, lot "
+                   "number, vial code, kit number or participant number.", field="q")
+
+
+def trace(session: Session, actor: Actor, query: str | None) -> Trace:
+    users.require_role(actor, *READERS)
+    text = (query or "").strip()
+    if not text:
+        raise InvalidInput("Give a donor code, donation identification, lot number, vial code, kit number or "
+                           "participant number.", field="q")
+    kind, row = _find(session, text)
+    walk = _Walk(session, actor)
+    if kind == "donor":
+        walk.down_from_donors([row.id])
+        found = f"donor {row.code}"
+    elif kind == "donation":
+        walk.donors.add(row.donor_id)
+        walk.down_from_donations([row.id])
+        found = f"donation {row.identifier}"
+    elif kind == "lot":
+        walk.up_from_lots([row.id])
+        walk.down_from_lots([row.id])
+        found = f"lot {row.number}"
+    elif kind == "vial":
+        walk.vials.add(row.id)
+        walk.up_from_lots([row.lot_id])
+        walk.down_from_vial(row)
+        found = f"vial {row.code}"
+    elif kind == "kit":
+        walk.up_from_kits([row])
+        found = f"kit {row.number}"
+    else:
+        walk.up_from_participants(p.id for p in row)
+        found = "participant " + ", ".join(p.randomisation_number or p.screening_number for p in row)
+    return _render(session, walk, text, found)
+
+
+def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
+    out = Trace(query, found)
+    donors = {d.id: d for d in session.scalars(select(Donor).where(Donor.id.in_(walk.donors)))}
+    donations = {d.id: d for d in session.scalars(select(Donation).where(Donation.id.in_(walk.donations)))}
+    lot_rows = session.execute(select(Lot, SpecVersion.kind).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
+                               .where(Lot.id.in_(walk.lots)).order_by(Lot.number)).all()
+    lot_numbers = {lot.id: lot.number for lot, _ in lot_rows}
+    out.donors = [{"code": d.code, "consent_date": d.consent_date} for d in sorted(donors.values(), key=lambda d: d.code)]
+    out.donations = [{"identifier": d.identifier, "id_system": d.id_system, "donated_on": d.donated_on,
+                      "eligibility": str(getattr(d.eligibility, "value", d.eligibility)),
+                      "donor": donors[d.donor_id].code if d.donor_id in donors else None}
+                     for d in sorted(donations.values(), key=lambda d: d.identifier)]
+    out.lots = [{"number": lot.number, "kind": kind, "state": str(getattr(lot.state, "value", lot.state)),
+                 "expiry": lot.expiry, "donation": donations[lot.donation_id].identifier
+                 if lot.donation_id in donations else None} for lot, kind in lot_rows]
+    in_kit = {vial.id: (kit_id, dose) for kit_id, (_, units) in walk.units.items() for dose, vial, _ in units}
+    kit_rows = {k.id: k for k in session.scalars(select(Kit).where(Kit.id.in_(walk.kits)))}
+    vials = session.scalars(select(Vial).where(Vial.id.in_(walk.vials)).order_by(Vial.code))
+    out.vials = [{"code": v.code, "lot": lot_numbers.get(v.lot_id), "state": v.state,
+                  "storage_position": v.storage_position,
+                  "kit": kit_rows[in_kit[v.id][0]].number if v.id in in_kit and in_kit[v.id][0] in kit_rows else None,
+                  "dose": DOSE_NAMES.get(in_kit[v.id][1]) if v.id in in_kit and in_kit[v.id][0] in kit_rows else None}
+                 for v in vials]
+    sites = {s.id: s for s in session.scalars(select(Site))}
+    study_codes = dict(session.execute(select(Study.id, Study.code)).all())
+    blinded = dict(session.execute(select(BlindedLot.id, BlindedLot.code)).all())
+    visits = session.execute(select(Visit, Participant).join(Participant, Participant.id == Visit.participant_id)
+                             .where(Visit.kit_id.in_(walk.kits)).order_by(Participant.randomisation_number,
+                                                                          Visit.treatment)).all()
+    by_kit = {v.kit_id: (v, p) for v, p in visits}
+    for kit in sorted(kit_rows.values(), key=lambda k: k.number):
+        arm, units = walk.units.get(kit.id, (None, []))
+        visit, person = by_kit.get(kit.id, (None, None))
+        out.kits.append({"number": kit.number, "study": study_codes.get(kit.study_id), "arm": arm,
+                         "blinded_lot": blinded.get(kit.blinded_lot_id), "state": kits.state_label(kit.state),
+                         "place": accountability.place_name(sites.get(kit.site_id)),
+                         "lots": sorted({lot.number for _, _, lot in units}),
+                         "participant": (person.randomisation_number or person.screening_number) if person else None,
+                         "treatment": visit.treatment if visit else None})
+    given: dict[int, list[dict]] = {}
+    if visits:
+        for a in session.scalars(select(Administration).where(Administration.visit_id.in_([v.id for v, _ in visits]))
+                                 .order_by(Administration.dose)):
+            given.setdefault(a.visit_id, []).append({"dose": DOSE_NAMES.get(a.dose, f"dose {a.dose}"),
+                                                     "at": a.administered_at, "by": a.by_name})
+    for visit, person in visits:
+        site = sites.get(person.site_id)
+        out.recipients.append({"study": study_codes.get(person.study_id), "participant": person.randomisation_number,
+                               "screening_number": person.screening_number, "site": site.code if site else None,
+                               "arm": walk.units.get(visit.kit_id, (None, []))[0], "treatment": visit.treatment,
+                               "visit_state": visit.state, "kit": kit_rows[visit.kit_id].number,
+                               "administrations": given.get(visit.id, []), "unblinded_at": person.unblinded_at})
+    return out
