@@ -1,74 +1,106 @@
-"""Tables and enums, re-exported: `from cellbench.models import Lot`."""
+"""Tables and enums by area, re-exported: `from cellbench.models import Lot`.
+
+Importing this package registers every table on SQLModel.metadata (migrations and `init` rely on it).
+The sealed compartment's tables are all in `sealed.py`, and nowhere else.
+"""
 
 from __future__ import annotations
 
-from .tables import (
-    BLINDED_ROLES,
-    UTC_FORMAT,
-    Administration,
-    ApiToken,
+from .accountability import (
+    Destruction,
+    DestructionKit,
+    Reconciliation,
+)
+from .audit import (
     AuditEvent,
     AuditHead,
     AuditReview,
-    BlindedLot,
+    Signature,
+)
+from .base import (
+    BLINDED_ROLES,
+    UTC_FORMAT,
+    Meaning,
+    Role,
+    UTCTimestamp,
+    Visibility,
+    parse_utc_text,
+    utc_text,
+)
+from .custody import (
     CustodyEvent,
-    Destruction,
-    DestructionKit,
+    LoggerReading,
+    Shipment,
+    ShipmentKit,
+    StorageLocation,
+)
+from .deviations import (
     Deviation,
     DeviationState,
+)
+from .donors import (
     Donation,
     Donor,
     DonorTest,
     Eligibility,
-    Equipment,
-    EquipmentUse,
+)
+from .kits import (
     Kit,
     KitQuarantine,
     KitQuarantineKit,
     KitState,
     LabelRun,
     LabelRunKit,
-    LoggerReading,
+    PackagingRun,
+)
+from .lots import (
+    EquipmentUse,
     Lot,
-    LotDecision,
-    LotReview,
     LotState,
+    MaterialUse,
+    StepEntry,
+    StepState,
+    StepValue,
+    Vial,
+)
+from .materials import (
+    Equipment,
     MaterialLot,
     MaterialStatus,
-    MaterialUse,
-    Meaning,
+)
+from .pharmacy import (
+    Administration,
     Notification,
-    PackagingRun,
     Participant,
+    Unblinding,
+    Visit,
+)
+from .release import (
+    LotDecision,
+    LotReview,
     PendingTest,
     QcResult,
-    Reconciliation,
-    Role,
+    StorageExcursion,
+)
+from .sealed import (
     SealedAllocation,
     SealedKitArm,
     SealedKitUnit,
     SealedList,
-    Shipment,
-    ShipmentKit,
-    Signature,
-    Site,
+)
+from .specifications import (
     SpecStatus,
     SpecVersion,
-    StepEntry,
-    StepState,
-    StepValue,
-    StorageExcursion,
-    StorageLocation,
+)
+from .studies import (
+    BlindedLot,
+    Site,
     Study,
     StudySite,
-    Unblinding,
+)
+from .users import (
+    ApiToken,
     User,
     UserRole,
-    UTCTimestamp,
-    Vial,
-    Visibility,
-    Visit,
     WebSession,
-    parse_utc_text,
-    utc_text,
 )

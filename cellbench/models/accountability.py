@@ -1,0 +1,56 @@
+"""Reconciliation counts and authorised destructions of kits."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Field, SQLModel
+
+from .base import timestamp
+
+
+class Reconciliation(SQLModel, table=True):
+    """A physical count of one blinded lot's kits in stock at one place, against cellbench's count.
+    A count that differs is a discrepancy: it blocks destruction and closure until explained."""
+
+    __tablename__ = "reconciliation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int | None = Field(default=None, foreign_key="site.id")  # None: the cell bench
+    blinded_lot_id: int = Field(foreign_key="blinded_lot.id", index=True)
+    expected: str  # JSON: cellbench's counts by category when counted
+    counted_in_stock: int
+    balanced: bool
+    comment: str | None = None
+    by_user: int = Field(foreign_key="app_user.id")
+    at: datetime = timestamp()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class Destruction(SQLModel, table=True):
+    """Authorised by the sponsor (supply manager, signed) after reconciliation; then carried out at
+    the site with method, date and witness, which closes it with a certificate."""
+
+    __tablename__ = "destruction"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+    state: str = Field(default="authorised", max_length=16)  # authorised | destroyed
+    kit_count: int
+    authorised_by: int = Field(foreign_key="app_user.id")
+    authorised_at: datetime = timestamp()
+    authorisation_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    method: str | None = Field(default=None, max_length=200)
+    destroyed_on: date | None = None
+    witness: str | None = Field(default=None, max_length=200)
+    destroyed_by: int | None = Field(default=None, foreign_key="app_user.id")
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class DestructionKit(SQLModel, table=True):
+    __tablename__ = "destruction_kit"
+
+    destruction_id: int = Field(foreign_key="destruction.id", primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", primary_key=True, index=True)

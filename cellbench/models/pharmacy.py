@@ -1,0 +1,92 @@
+"""Participants by number, their treatment visits and administrations, emergency unblindings,
+and the notification outbox."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .base import timestamp
+
+
+class Participant(SQLModel, table=True):
+    """A trial participant by number only. The arm is in the sealed compartment, by number."""
+
+    __tablename__ = "participant"
+    __table_args__ = (UniqueConstraint("study_id", "screening_number"),
+                      UniqueConstraint("study_id", "randomisation_number"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    screening_number: str = Field(max_length=32)
+    randomisation_number: str | None = Field(default=None, max_length=32)
+    enrolled_by: int = Field(foreign_key="app_user.id")
+    enrolled_at: datetime = timestamp()
+    randomised_at: datetime | None = timestamp(nullable=True)
+    unblinded_at: datetime | None = timestamp(nullable=True)
+
+
+class Visit(SQLModel, table=True):
+    """One treatment visit of a participant, with its window, kit and use clock."""
+
+    __tablename__ = "visit"
+    __table_args__ = (UniqueConstraint("participant_id", "treatment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    treatment: int
+    target_date: date
+    window_start: date
+    window_end: date
+    state: str = Field(default="planned", max_length=16)
+    kit_id: int | None = Field(default=None, foreign_key="kit.id", unique=True)
+    replaced_kit_ids: str | None = None  # kits replaced at this visit, with reasons in the audit trail
+    preparation_started_at: datetime | None = timestamp(nullable=True)
+    use_by: datetime | None = timestamp(nullable=True)
+    row_version: int = 1
+
+
+class Administration(SQLModel, table=True):
+    __tablename__ = "administration"
+    __table_args__ = (UniqueConstraint("visit_id", "dose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    visit_id: int = Field(foreign_key="visit.id", index=True)
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    dose: int  # 1 = left submandibular gland, 2 = right
+    administered_at: datetime = timestamp()
+    volume_ml: float
+    by_user: int = Field(foreign_key="app_user.id")
+    by_name: str = Field(max_length=200)
+
+
+class Unblinding(SQLModel, table=True):
+    """An emergency unblinding of one participant. The arm itself is not stored here: it is in the
+    sealed compartment and shown once to the investigator who unblinded."""
+
+    __tablename__ = "unblinding"
+
+    id: int | None = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    reason_code: str = Field(max_length=32)
+    reason: str
+    by_user: int = Field(foreign_key="app_user.id")
+    at: datetime = timestamp()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    inferable: str = ""  # JSON: other participants whose arm could now be inferred, and why
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: messages a mail transport sends, and marks sent."""
+
+    __tablename__ = "notification"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    to_address: str = Field(max_length=200)
+    subject: str = Field(max_length=300)
+    body: str
+    created_at: datetime = timestamp()
+    sent_at: datetime | None = timestamp(nullable=True)

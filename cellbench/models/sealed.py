@@ -1,0 +1,79 @@
+"""The sealed compartment: participant -> arm, kit -> arm, kit -> the units inside it, and the
+seeds that reproduce the lists.
+
+Only cellbench/sealed.py reads or writes these tables (tests/test_sealed.py enforces it), and
+only for an unblinded actor; every read is an audit event. Their names all start "sealed_".
+They are kept together in this one part so that the wall has one place.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .base import timestamp
+
+
+class SealedList(SQLModel, table=True):
+    """A randomisation list (participant -> arm) or kit list (kit -> arm): generated from a
+    recorded seed or imported, then sealed with a signature and never changed."""
+
+    __tablename__ = "sealed_list"
+    __table_args__ = (UniqueConstraint("study_id", "kind", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    kind: str = Field(max_length=16)  # randomisation | kit
+    version: int
+    method: str = Field(max_length=16)  # generated | imported
+    seed: str | None = Field(default=None, max_length=64)  # reproduces a generated list exactly
+    block_sizes: str | None = Field(default=None, max_length=64)
+    source_sha256: str | None = Field(default=None, max_length=64)  # of an imported file
+    size: int
+    state: str = Field(default="draft", max_length=16)  # draft | sealed | discarded
+    created_by: int = Field(foreign_key="app_user.id")
+    created_at: datetime = timestamp()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")
+
+
+class SealedAllocation(SQLModel, table=True):
+    """One line of a randomisation list."""
+
+    __tablename__ = "sealed_allocation"
+    __table_args__ = (UniqueConstraint("list_id", "participant_number"), UniqueConstraint("list_id", "position"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="sealed_list.id", index=True)
+    position: int
+    block: int
+    participant_number: str = Field(max_length=32)
+    arm: str = Field(max_length=16)
+
+
+class SealedKitArm(SQLModel, table=True):
+    """One line of a kit list. The kit row exists from sealing on; drafts have only the number."""
+
+    __tablename__ = "sealed_kit_arm"
+    __table_args__ = (UniqueConstraint("list_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="sealed_list.id", index=True)
+    position: int
+    block: int
+    kit_number: str = Field(max_length=16, index=True)
+    kit_id: int | None = Field(default=None, foreign_key="kit.id", unique=True)
+    arm: str = Field(max_length=16)
+
+
+class SealedKitUnit(SQLModel, table=True):
+    """Which physical unit (ASC vial or saline unit) is in which kit, for which dose."""
+
+    __tablename__ = "sealed_kit_unit"
+    __table_args__ = (UniqueConstraint("kit_id", "dose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    vial_id: int = Field(foreign_key="vial.id", unique=True)  # a unit goes into one kit, once
+    dose: int  # 1 = left submandibular gland, 2 = right
+    packaging_run_id: int = Field(foreign_key="packaging_run.id")
