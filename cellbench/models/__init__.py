@@ -25,6 +25,7 @@ from .base import (
     UTCTimestamp,
     Visibility,
     parse_utc_text,
+    saved_id,
     utc_text,
 )
 from .custody import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import String
 from sqlalchemy.engine import Dialect
@@ -81,3 +81,15 @@ class Meaning(str, enum.Enum):
 def timestamp(nullable: bool = False, index: bool = False) -> Any:
     """A UTC timestamp column (stored as fixed-width text, see above)."""
     return Field(default=None, sa_type=UTCTimestamp, nullable=nullable, index=index)
+
+
+class Saved(Protocol):
+    id: int | None
+
+
+def saved_id(row: Saved) -> int:
+    """The id of a row already written (flushed). Every table's id is None until then, so a caller
+    that needs it before the flush has a bug, and this names it instead of storing a NULL."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush it before using its id")
+    return row.id

@@ -1,0 +1,41 @@
+"""Users, roles, passwords, page sessions and API tokens.
+
+Users are never deleted, only deactivated. Passwords are argon2id hashes. Five failed sign-ins
+(or failed signature passwords) lock an account until an administrator unlocks it, and every
+sign-in, failure and lock is audited.
+
+Parts: `rules` (the password policy, roles and who is who), `signin` (authentication and page
+sessions), `tokens` (API tokens), `accounts` (what an administrator changes).
+"""
+from __future__ import annotations
+
+from .accounts import change_own_password, create_user, deactivate, reactivate, reset_password, set_roles, unlock
+from .rules import (
+    POLICY,
+    Policy,
+    actor,
+    all_users,
+    by_id,
+    by_username,
+    cli_actor,
+    configure,
+    parse_roles,
+    password_problem,
+    require_role,
+    role_combination_problem,
+    roles_of,
+)
+from .signin import (
+    end_session,
+    end_sessions,
+    is_idle,
+    login,
+    reauthenticate,
+    session_and_user,
+    start_session,
+    token_digest,
+)
+from .tokens import TOKEN_PREFIX, actor_for_token, create_token, revoke_token, revoke_tokens, tokens_of, user_for_token
+
+# tests/conftest.py reads a page session's id by this older, private name.
+_digest = token_digest

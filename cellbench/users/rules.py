@@ -1,0 +1,111 @@
+"""The account rules (password policy, roles and their segregation) and who is who.
+
+Users are never deleted, only deactivated. A user holding a blinded role together with an
+unblinded one is refused (segregation of duties).
+"""
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from ..audit import Actor
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..models import BLINDED_ROLES, Role, User, UserRole, saved_id
+
+
+@dataclass
+class Policy:
+    min_length: int = 12
+    max_failed: int = 5
+    # argon2id with the library's recommended costs
+    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+
+
+# One instance, changed in place by configure(), so every part of users reads the same policy.
+POLICY = Policy()
+
+
+def configure(min_length: int, max_failed: int, hasher: PasswordHasher | None = None) -> None:
+    POLICY.min_length, POLICY.max_failed, POLICY.hasher = min_length, max_failed, hasher or PasswordHasher()
+
+
+def cli_actor() -> Actor:
+    """The command line acts for whoever runs it on the server: the system administrator."""
+    return Actor(None, f"command line ({getpass.getuser()})", frozenset({Role.admin}))
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def parse_roles(values: Iterable[str], field: str = "roles") -> frozenset[Role]:
+    roles = set()
+    for value in values:
+        try:
+            roles.add(Role(value.strip()))
+        except ValueError:
+            known = ", ".join(r.value for r in Role)
+            raise InvalidInput(f"Unknown role '{value}'. Known roles: {known}.", field=field) from None
+    return frozenset(roles)
+
+
+def role_combination_problem(roles: frozenset[Role]) -> str | None:
+    """Segregation of duties: nobody may be blinded and unblinded at once."""
+    blinded = sorted(r.value for r in roles & BLINDED_ROLES)
+    unblinded = sorted(r.value for r in roles - BLINDED_ROLES)
+    if blinded and unblinded:
+        return (f"A user cannot hold a blinded role ({', '.join(blinded)}) together with an unblinded "
+                f"role ({', '.join(unblinded)}): create separate accounts.")
+    return None
+
+
+def password_problem(password: str, username: str) -> str | None:
+    if len(password) < POLICY.min_length:
+        return f"The password must be at least {POLICY.min_length} characters long."
+    if username and username.lower() in password.lower():
+        return "The password must not contain the username."
+    return None
+
+
+def require_role(actor: Actor, *roles: Role) -> None:
+    if not actor.roles & set(roles):
+        names = " or ".join(r.value for r in roles)
+        raise Forbidden(f"This needs the {names} role.")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def roles_of(session: Session, user_id: int) -> frozenset[Role]:
+    query = select(col(UserRole.role)).where(col(UserRole.user_id) == user_id)
+    return frozenset(Role(r) for r in session.scalars(query))
+
+
+def actor(session: Session, user: User) -> Actor:
+    return Actor(user.id, user.full_name, roles_of(session, saved_id(user)))
+
+
+def by_username(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(col(User.username) == username)).first()
+    if user is None:
+        raise NotFound(f"No user '{username}'.", field="username")
+    return user
+
+
+def by_id(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.", field="user")
+    return user
+
+
+def all_users(session: Session) -> list[tuple[User, frozenset[Role]]]:
+    users = list(session.scalars(select(User).order_by(col(User.username))))
+    roles: dict[int, set[Role]] = {}
+    for user_id, role in session.execute(select(col(UserRole.user_id), col(UserRole.role))):
+        roles.setdefault(user_id, set()).add(Role(role))
+    return [(u, frozenset(roles.get(saved_id(u), ()))) for u in users]
