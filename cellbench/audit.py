@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, text
-from sqlmodel import Session
+from sqlalchemy import Connection, Select, select, text
+from sqlmodel import Session, SQLModel, col
 
 from .clock import utcnow
 from .errors import InvalidInput
-from .models import BLINDED_ROLES, AuditEvent, AuditHead, Visibility, utc_text
+from .models import BLINDED_ROLES, AuditEvent, AuditHead, Role, Visibility, utc_text
 
 GENESIS_HASH = "0" * 64
-_HEAD = AuditHead.__table__
+# Who may read the audit trail (pages and API alike); blinded readers get the blinded view.
+AUDIT_READERS = (Role.qa, Role.qp, Role.monitor, Role.admin)
+_HEAD = SQLModel.metadata.tables[AuditHead.__tablename__]
 # The columns, in the order they are hashed. Changing this order breaks every existing chain.
 HASHED_COLUMNS = (
     "seq", "at", "user_id", "user_name", "action", "entity_type", "entity_id",
@@ -32,15 +34,15 @@ HASHED_COLUMNS = (
 )
 # A plain text statement: the values stored are exactly the strings that were hashed, with no
 # type processing in between.
-_INSERT = text(
-    "INSERT INTO audit_event (" + ", ".join(HASHED_COLUMNS) + ", prev_hash, hash) VALUES ("
-    + ", ".join(":" + c for c in HASHED_COLUMNS) + ", :prev_hash, :hash)"
-)
+# The SQL is built from the constant column names above; every value is a bound parameter.
+_COLUMNS = ", ".join(HASHED_COLUMNS)
+_INSERT = text(f"INSERT INTO audit_event ({_COLUMNS}, prev_hash, hash) VALUES ("  # noqa: S608 - constant names
+               + ", ".join(":" + c for c in HASHED_COLUMNS) + ", :prev_hash, :hash)")
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 # Built once, like the two above: building an update() on every call cost more than the INSERT.
 _MOVE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1")
 _RAW_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
-_RAW_INSERT = (f"INSERT INTO audit_event ({', '.join(HASHED_COLUMNS)}, prev_hash, hash) "
+_RAW_INSERT = (f"INSERT INTO audit_event ({_COLUMNS}, prev_hash, hash) "  # noqa: S608 - constant names
                f"VALUES ({', '.join('?' for _ in range(len(HASHED_COLUMNS) + 2))})")
 _RAW_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
 
@@ -51,7 +53,7 @@ class Actor:
 
     user_id: int | None
     name: str
-    roles: frozenset = frozenset()
+    roles: frozenset[Role] = frozenset()
 
     @property
     def is_blinded(self) -> bool:
@@ -81,7 +83,7 @@ def as_text(value: Any) -> str | None:
 
 
 def record(
-    session: Session,
+    session: Session | Connection,
     actor: Actor,
     action: str,
     entity_type: str,
@@ -159,32 +161,33 @@ class TrailFilter:
     action: str | None = None
 
 
-def visible_events(viewer: Actor):
+def visible_events(viewer: Actor) -> Select[AuditEvent]:
     """The events a viewer may read. Blinded viewers never get an arm-revealing event."""
     query = select(AuditEvent)
     if viewer.is_blinded:
-        query = query.where(AuditEvent.visibility == Visibility.everyone.value)
+        query = query.where(col(AuditEvent.visibility) == Visibility.everyone.value)
     return query
 
 
-def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500, newest_first=True):
+def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
+          newest_first: bool = True) -> list[AuditEvent]:
     query = visible_events(viewer)
     if flt.user:
         if flt.user.isdigit():
-            query = query.where(AuditEvent.user_id == int(flt.user))
+            query = query.where(col(AuditEvent.user_id) == int(flt.user))
         else:
-            query = query.where(AuditEvent.user_name.ilike(f"%{flt.user}%"))
+            query = query.where(col(AuditEvent.user_name).ilike(f"%{flt.user}%"))
     if flt.entity_type:
-        query = query.where(AuditEvent.entity_type == flt.entity_type)
+        query = query.where(col(AuditEvent.entity_type) == flt.entity_type)
     if flt.entity_id:
-        query = query.where(AuditEvent.entity_id == flt.entity_id)
+        query = query.where(col(AuditEvent.entity_id) == flt.entity_id)
     if flt.action:
-        query = query.where(AuditEvent.action == flt.action)
+        query = query.where(col(AuditEvent.action) == flt.action)
     if flt.since:
-        query = query.where(AuditEvent.at >= flt.since)
+        query = query.where(col(AuditEvent.at) >= flt.since)
     if flt.until:
-        query = query.where(AuditEvent.at < flt.until)
-    query = query.order_by(AuditEvent.seq.desc() if newest_first else AuditEvent.seq)
+        query = query.where(col(AuditEvent.at) < flt.until)
+    query = query.order_by(col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq))
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))
@@ -196,7 +199,8 @@ def history(session: Session, viewer: Actor, entity_type: str, entity_id: str) -
 
 
 def entity_types(session: Session) -> list[str]:
-    return list(session.scalars(select(AuditEvent.entity_type).distinct().order_by(AuditEvent.entity_type)))
+    column = col(AuditEvent.entity_type)
+    return list(session.scalars(select(column).distinct().order_by(column)))
 
 
 CSV_COLUMNS = ("time_utc", "user_id", "user", "action", "entity_type", "entity_id", "field",
@@ -208,10 +212,10 @@ def to_csv(events: list[AuditEvent], viewer: Actor) -> str:
     that something they may not see happened in between."""
     out = io.StringIO()
     writer = csv.writer(out)
-    extra = () if viewer.is_blinded else ("seq", "hash")
-    writer.writerow(extra + CSV_COLUMNS)
+    extra: tuple[str, ...] = () if viewer.is_blinded else ("seq", "hash")
+    writer.writerow((*extra, *CSV_COLUMNS))
     for e in events:
-        ids = () if viewer.is_blinded else (e.seq, e.hash)
-        writer.writerow(ids + (utc_text(e.at), e.user_id, e.user_name, e.action, e.entity_type,
-                               e.entity_id, e.field, e.old_value, e.new_value, e.reason))
+        ids: tuple[object, ...] = () if viewer.is_blinded else (e.seq, e.hash)
+        writer.writerow((*ids, utc_text(e.at), e.user_id, e.user_name, e.action, e.entity_type,
+                         e.entity_id, e.field, e.old_value, e.new_value, e.reason))
     return out.getvalue()

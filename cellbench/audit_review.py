@@ -5,8 +5,10 @@ covers the range and the hash of its last event, so the review pins the chain as
 """
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from . import signatures, users
 from .errors import InvalidInput, NotFound
@@ -14,7 +16,7 @@ from .models import AuditEvent, AuditReview, Meaning, Role, Signature, User
 
 
 @signatures.content_rule("audit_review")
-def _content(session: Session, review_id: str) -> dict:
+def _content(session: Session, review_id: str) -> dict[str, Any]:
     review = session.get(AuditReview, int(review_id))
     if review is None:
         raise NotFound("No such audit-trail review.")
@@ -24,7 +26,7 @@ def _content(session: Session, review_id: str) -> dict:
 
 
 def last_review(session: Session) -> AuditReview | None:
-    return session.scalars(select(AuditReview).order_by(AuditReview.id.desc())).first()
+    return session.scalars(select(AuditReview).order_by(col(AuditReview.id).desc())).first()
 
 
 def pending_range(session: Session) -> tuple[int, int]:
@@ -42,10 +44,12 @@ def sign_review(session: Session, reviewer: User, password: str, to_seq: int, co
     if to_seq < start or to_seq > end:
         raise InvalidInput(f"The review must end between event {start} and event {end}.", field="to_seq")
     last = session.get(AuditEvent, to_seq)
+    if last is None:  # inside the pending range, so only a damaged chain gets here
+        raise NotFound(f"Audit event {to_seq} is missing.", field="to_seq")
     review = AuditReview(from_seq=start, to_seq=to_seq, head_hash=last.hash, comment=(comment or "").strip() or None)
     session.add(review)
     session.flush()
-    sig: Signature = signatures.sign(session, reviewer, password, Meaning.reviewed, "audit_review", str(review.id))
+    sig = signatures.sign(session, reviewer, password, Meaning.reviewed, "audit_review", str(review.id))
     review.signature_id = sig.id
     session.flush()
     return review
@@ -53,7 +57,7 @@ def sign_review(session: Session, reviewer: User, password: str, to_seq: int, co
 
 def reviews(session: Session, limit: int = 20) -> list[tuple[AuditReview, Signature | None]]:
     rows = session.execute(
-        select(AuditReview, Signature).join(Signature, Signature.id == AuditReview.signature_id, isouter=True)
-        .order_by(AuditReview.id.desc()).limit(limit)
+        select(AuditReview, Signature).join(Signature, col(Signature.id) == col(AuditReview.signature_id), isouter=True)
+        .order_by(col(AuditReview.id).desc()).limit(limit)
     )
     return [(r, s) for r, s in rows]

@@ -5,10 +5,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from argon2 import PasswordHasher
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
 
 from . import clock, integrity, users
 from . import demo as demo_data
@@ -39,12 +43,10 @@ def _database(settings: Settings, *, require_schema: bool = True) -> Database:
 
 
 def _shown(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _fail(message: str, code: int = 1):
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(f"cellbench: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
@@ -130,11 +132,13 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
     if db.is_sqlite:
         backup_sqlite(db, str(path))
     else:
-        if shutil.which("pg_dump") is None:
+        pg_dump = shutil.which("pg_dump")
+        if pg_dump is None:
             _fail("pg_dump is not installed: install the PostgreSQL client, or back up the server with "
                   "pg_basebackup / your provider's snapshots")
         url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        result = subprocess.run(["pg_dump", "--format=custom", "--file", str(path), url], check=False)
+        argv = [pg_dump, "--format=custom", "--file", str(path), url]
+        result = subprocess.run(argv, check=False)  # noqa: S603 - an argument list, no shell to inject into
         if result.returncode != 0:
             _fail("pg_dump failed (see above)")
     typer.echo(f"backup written to {path} ({path.stat().st_size} bytes); "
@@ -144,7 +148,7 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
 # --- users ----------------------------------------------------------------------------------
 
 
-def _run(fn) -> None:
+def _run(fn: Callable[[Session], object]) -> None:
     """Run one use case in one transaction; print a domain error as a clear message."""
     db = _database(_settings())
     try:
@@ -194,7 +198,8 @@ def users_list() -> None:
     with db.read() as session:
         for user, roles in users.all_users(session):
             state = "deactivated" if not user.active else "locked" if user.locked else "active"
-            typer.echo(f"{user.username:<16} {user.full_name:<24} {state:<11} {', '.join(sorted(r.value for r in roles))}")
+            names = ", ".join(sorted(r.value for r in roles))
+            typer.echo(f"{user.username:<16} {user.full_name:<24} {state:<11} {names}")
 
 
 @users_app.command("token")

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from . import clock
 
 # A key anyone can read in this file protects nothing; it is only acceptable for demo data.
-DEMO_SECRET_KEY = "cellbench-demo-secret-do-not-use-in-production"
+DEMO_SECRET_KEY = "cellbench-demo-secret-do-not-use-in-production"  # noqa: S105 - public on purpose, see above
 DEFAULT_DATA_DIR = Path("data")
 
 
@@ -70,7 +70,8 @@ class Settings(BaseSettings):
         if not self.demo and self.secret_key == DEMO_SECRET_KEY:
             raise ValueError(
                 "CELLBENCH_SECRET_KEY is not set: a production server needs its own secret key "
-                "(for example: export CELLBENCH_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(48))')). "
+                "(for example: export CELLBENCH_SECRET_KEY="
+                "$(python -c 'import secrets; print(secrets.token_urlsafe(48))')). "
                 "Use `cellbench serve --demo` to try cellbench with demo data."
             )
         if len(self.secret_key) < 32:

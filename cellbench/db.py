@@ -12,10 +12,14 @@ chain head, a kit being dispensed) are locked in the database, so several worker
 """
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
@@ -24,6 +28,7 @@ from sqlmodel import Session
 from .errors import InvalidInput, RecordedRefusal
 
 _WRITE = "cellbench_write"
+log = logging.getLogger("cellbench")
 
 
 def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
@@ -78,7 +83,7 @@ class Database:
     def __init__(self, url: str, *, background_checkpoint: bool = False, echo: bool = False):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict = {"echo": echo}
+        kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine = create_engine(url, **kwargs)
@@ -155,8 +160,8 @@ class _Checkpointer:
             try:
                 with self._db.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:
-                pass
+            except Exception:  # a busy or closing database: the next tick tries again
+                log.debug("WAL checkpoint skipped", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,7 +173,7 @@ def ping(db: Database) -> None:
         conn.execute(text("SELECT 1"))
 
 
-MIGRATIONS = __import__("pathlib").Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config():
@@ -200,9 +205,10 @@ def schema_is_current(db: Database) -> bool:
 
 def backup_sqlite(db: Database, target: str) -> None:
     """An online, consistent copy of a live SQLite database (the sqlite3 backup API)."""
-    import sqlite3
-
-    source = sqlite3.connect(db.sqlite_path())
+    path = db.sqlite_path()
+    if path is None:
+        raise ValueError("backup_sqlite copies a SQLite database; back up PostgreSQL with pg_dump")
+    source = sqlite3.connect(path)
     dest = sqlite3.connect(target)
     try:
         with dest:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.datastructures import FormData
 
 from . import users
 from .audit import Actor
@@ -91,39 +92,25 @@ def _identify(request: Request, db: Database, settings: Settings) -> Viewer:
     now = utcnow()
     if users.is_idle(ws, timedelta(minutes=settings.session_idle_minutes), now):
         with db.write() as session:
-            users.end_session(session, session.get(WebSession, ws.id), "idle timeout")
+            users.end_session(session, _live_session(session, ws.id), "idle timeout")
         raise NotAuthenticated("Your session ended after a period of inactivity. Please sign in again.")
     if now - ws.last_seen_at > _TOUCH_AFTER:
         with db.write() as session:
-            session.get(WebSession, ws.id).last_seen_at = now
+            _live_session(session, ws.id).last_seen_at = now
     if not user.active or user.locked:
         raise NotAuthenticated("This account can no longer sign in.")
     return viewer
 
 
-def require(*roles: Role):
-    """Dependency: the viewer must hold one of these roles."""
-
-    def check(viewer: Viewer = Depends(current_viewer)) -> Viewer:
-        users.require_role(viewer.actor, *roles)
-        return viewer
-
-    check.roles = frozenset(roles)  # read by web.nav: a page's link shows to whoever the page admits
-    return check
+def _live_session(session: Session, session_id: str) -> WebSession:
+    ws = session.get(WebSession, session_id)
+    if ws is None:
+        raise NotAuthenticated("Please sign in.")
+    return ws
 
 
-def form_by(*roles: Role):
-    """For form posts that need a role: the CSRF check first, then the role."""
-
-    def check(viewer: Viewer = Depends(form_viewer)) -> Viewer:
-        users.require_role(viewer.actor, *roles)
-        return viewer
-
-    return check
-
-
-def _same(a: str | None, b: str | None) -> bool:
-    return bool(a) and bool(b) and hmac.compare_digest(a, b)
+def _same(a: object, b: object) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and bool(a) and bool(b) and hmac.compare_digest(a, b)
 
 
 async def form_viewer(request: Request, viewer: Viewer = Depends(current_viewer)) -> Viewer:
@@ -134,6 +121,39 @@ async def form_viewer(request: Request, viewer: Viewer = Depends(current_viewer)
             raise Forbidden("This form has expired or did not come from cellbench. Reload the page and try again.",
                             field="csrf_token")
     return viewer
+
+
+@dataclass(frozen=True)
+class RoleCheck:
+    """Dependency: the viewer must hold one of these roles. `roles` is read by nav: a page's link
+    shows to whoever the page admits."""
+
+    roles: frozenset[Role]
+
+    def __call__(self, viewer: Viewer = Depends(current_viewer)) -> Viewer:
+        users.require_role(viewer.actor, *self.roles)
+        return viewer
+
+
+@dataclass(frozen=True)
+class FormRoleCheck:
+    """For form posts that need a role: the CSRF check first, then the role."""
+
+    roles: frozenset[Role]
+
+    def __call__(self, viewer: Viewer = Depends(form_viewer)) -> Viewer:
+        users.require_role(viewer.actor, *self.roles)
+        return viewer
+
+
+def require(*roles: Role) -> RoleCheck:
+    """Dependency: the viewer must hold one of these roles."""
+    return RoleCheck(frozenset(roles))
+
+
+def form_by(*roles: Role) -> FormRoleCheck:
+    """For form posts that need a role: the CSRF check first, then the role."""
+    return FormRoleCheck(frozenset(roles))
 
 
 async def check_login_csrf(request: Request) -> None:
@@ -147,7 +167,7 @@ def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def form_data(request: Request):
+async def form_data(request: Request) -> FormData:
     """The posted form, read in the event loop so that routes can stay synchronous: database
     work must run in the thread pool, never blocking the loop."""
     return await request.form()

@@ -117,8 +117,9 @@ def parse_din(text: str, *, require_check: bool = True) -> DonationIdentificatio
             f"DIN {din}: check character should be {expected}, got {typed_check}. "
             "Re-read the DIN and the boxed character on the label; do not correct it by hand"
         )
-    flag_check = flags is not None and _FLAG_CHECK_BASE <= int(flags) <= _FLAG_CHECK_BASE + 36
-    if flag_check and int(flags) - _FLAG_CHECK_BASE != isbt128_check_value(din):
+    flag_value = int(flags) if flags is not None else None
+    flag_check = flag_value is not None and _FLAG_CHECK_BASE <= flag_value <= _FLAG_CHECK_BASE + 36
+    if flag_check and flag_value is not None and flag_value - _FLAG_CHECK_BASE != isbt128_check_value(din):
         raise ValueError(
             f"DIN {din}: flag check value should be {_FLAG_CHECK_BASE + isbt128_check_value(din)}, "
             f"got {flags}. Re-scan the barcode"
@@ -163,12 +164,13 @@ def parse_sec_donation(text: str) -> SecDonationSequence:
     # The SEC-DI is the first 21 characters after the prefix; the SEC-PI (product part) may
     # follow after a space or on the next line, and is not a donation identifier.
     parts = compact[3:].split()
-    if not parts or not _SEC_DI.fullmatch(parts[0]):
+    matched = _SEC_DI.fullmatch(parts[0]) if parts else None
+    if matched is None:
         raise ValueError(
             "SEC donation sequence should be 21 characters after 'SEC': 2-letter country code, "
             "6-character tissue establishment code, 13-character donation number"
         )
-    country, establishment, donation = _SEC_DI.fullmatch(parts[0]).groups()
+    country, establishment, donation = matched.groups()
     return SecDonationSequence(country, establishment, donation, as_received=text)
 
 
@@ -213,7 +215,7 @@ def kit_check_character(body: str) -> str:
     """The check character for an 8-character kit number body (no hyphens)."""
     if len(body) != KIT_BODY_LENGTH:
         raise ValueError(f"a kit number body has {KIT_BODY_LENGTH} characters, got {len(body)}")
-    total = sum(weight * _kit_value(char) for weight, char in zip(_KIT_WEIGHTS, body))
+    total = sum(weight * _kit_value(char) for weight, char in zip(_KIT_WEIGHTS, body, strict=True))
     return KIT_ALPHABET[(-total) % _KIT_MODULUS]
 
 

@@ -8,6 +8,7 @@ stitched at their borders.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
@@ -18,17 +19,22 @@ from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
+from . import signatures
 from .audit import GENESIS_HASH, HASHED_COLUMNS
 from .db import Database
 
-_SELECT = ("SELECT " + ", ".join(HASHED_COLUMNS) + ", prev_hash, hash FROM audit_event "
+# Built from the constant column names; the range is bound.
+_SELECT = (f"SELECT {', '.join(HASHED_COLUMNS)}, prev_hash, hash FROM audit_event "  # noqa: S608 - constant names
            "WHERE seq BETWEEN ? AND ? ORDER BY seq")
-SIGNING_MODULES = ("audit_review", "specifications.versions", "lots", "steps", "deviations", "donors", "qc", "release",
-                   "sealed", "supply.quarantine", "custody", "unblinding", "accountability", "accountability.destruction")
+# The modules that register what their signatures cover, by dotted path under cellbench.
+SIGNING_MODULES = ("audit_review", "specifications.versions", "lots", "steps", "deviations", "donors", "qc",
+                   "release", "sealed", "supply.quarantine", "custody", "unblinding", "accountability",
+                   "accountability.destruction")
 _PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
 # Rows per fetch. Small batches stay in the CPU caches: reading SQLite in batches of 20,000 was about
 # 40 % slower than in batches of 1,000 to 2,000 (the Python objects of a big batch spill out of cache).
 _BATCH = 2_000
+BROKEN_LINK = "its link to the previous event does not match: the chain was altered here"
 
 
 def _canonical_json():
@@ -117,7 +123,7 @@ def _check_range(url: str, lo: int, hi: int) -> _Range:
                 if row[12] != prev:
                     if prev is not None:
                         result.count = expected - lo
-                        result.problem = Problem(seq, "its link to the previous event does not match: the chain was altered here")
+                        result.problem = Problem(seq, BROKEN_LINK)
                         return result
                     result.first_prev = prev = row[12]  # the range's first row: checked when stitching
                 digest = sha256(f"{prev}|{encode(row[:12])}".encode()).hexdigest()
@@ -141,14 +147,15 @@ def verify_chain(db: Database, workers: int | None = None) -> Report:
         # One statement, one snapshot: under READ COMMITTED two statements could see different chains.
         row = conn.exec_driver_sql("SELECT h.seq, h.hash, (SELECT min(seq) FROM audit_event), "
                                    "(SELECT max(seq) FROM audit_event) FROM audit_head h WHERE h.id = 1").first()
-        head, (lo, hi) = (row[:2], row[2:]) if row else (None, (None, None))
-    if head is None:
+    if row is None:
         report.problems.append("the audit chain head is missing: the database was not initialised by cellbench")
         return report
-    report.head_seq, report.head_hash = head
-    if lo is None:
-        if head[0] != 0:
-            report.problems.append(f"audit events 1 to {head[0]} are missing: the table was emptied")
+    report.head_seq, report.head_hash = row[0], row[1]
+    lo: int | None = row[2]
+    hi: int | None = row[3]
+    if lo is None or hi is None:
+        if report.head_seq != 0:
+            report.problems.append(f"audit events 1 to {report.head_seq} are missing: the table was emptied")
         return report
     if lo != 1:
         report.problems.append(str(Problem(1, f"is missing (the chain starts at {lo}): rows were deleted")))
@@ -161,22 +168,24 @@ def verify_chain(db: Database, workers: int | None = None) -> Report:
     else:
         ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
         with ProcessPoolExecutor(len(ranges), mp_context=ctx) as pool:
-            results = list(pool.map(_check_range, [url] * len(ranges), *zip(*ranges)))
+            results = list(pool.map(_check_range, [url] * len(ranges), *zip(*ranges, strict=True)))
 
-    expected_prev = GENESIS_HASH
+    expected_prev: str | None = GENESIS_HASH
     for part in results:
         report.events += part.count
         if part.first_prev is not None and part.first_prev != expected_prev:
-            part.problem = Problem(part.lo, "its link to the previous event does not match: the chain was altered here")
+            part.problem = Problem(part.lo, BROKEN_LINK)
         if part.problem:
             report.problems.append(str(part.problem))
             return report
         expected_prev = part.last_hash
     if (hi, expected_prev) != (report.head_seq, report.head_hash):
         if hi > report.head_seq:
-            report.problems.append(str(Problem(report.head_seq + 1, "was added outside cellbench: it lies beyond the recorded chain head")))
+            report.problems.append(str(Problem(report.head_seq + 1,
+                                               "was added outside cellbench: it lies beyond the recorded chain head")))
         elif hi < report.head_seq:
-            report.problems.append(str(Problem(hi + 1, "is missing: the chain head records events up to " f"{report.head_seq}")))
+            missing = f"is missing: the chain head records events up to {report.head_seq}"
+            report.problems.append(str(Problem(hi + 1, missing)))
         else:
             report.problems.append(str(Problem(hi, "does not match the recorded chain head")))
     return report
@@ -191,10 +200,6 @@ def _split(hi: int, workers: int) -> list[tuple[int, int]]:
 
 def verify(db: Database, workers: int | None = None) -> Report:
     """The whole check: the chain first, then every signature against its content and the chain."""
-    import importlib
-
-    from . import signatures
-
     # The modules that register what their signatures cover; the command line imports none of them.
     for name in SIGNING_MODULES:
         importlib.import_module(f"cellbench.{name}")

@@ -3,11 +3,17 @@
 imports no domain module (which would put the sealed compartment in every page's import graph)."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
+from fastapi import Request
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from .models import Role
+
+if TYPE_CHECKING:  # only a type: importing deps would bring users and the database into the nav
+    from .deps import Viewer
 
 
 class Link(NamedTuple):
@@ -40,27 +46,29 @@ LINKS = {
 }
 
 
-def page_roles(routes: list, path: str) -> frozenset[Role]:
-    """The roles the GET page at `path` admits, from its require(...) dependency."""
+def page_roles(routes: Iterable[BaseRoute], path: str) -> frozenset[Role]:
+    """The roles the GET page at `path` admits, from its require(...) dependency (deps.RoleCheck)."""
     for route in routes:
-        if isinstance(route, APIRoute) and route.path == path and "GET" in route.methods:
-            roles = [d.call.roles for d in route.dependant.dependencies if hasattr(d.call, "roles")]
-            if roles:
-                return roles[0]
+        if isinstance(route, APIRoute) and route.path == path and "GET" in (route.methods or ()):
+            roles = [getattr(d.call, "roles", None) for d in route.dependant.dependencies]
+            admitted = [r for r in roles if isinstance(r, frozenset)]
+            if admitted:
+                return admitted[0]
             raise LookupError(f"The page {path} admits no named roles: the nav cannot show its link.")
     raise LookupError(f"The nav links to {path}, which is no page.")
 
 
-def build(routes: list) -> tuple[Link, ...]:
+def build(routes: Sequence[BaseRoute]) -> tuple[Link, ...]:
     """The links, from the app's endpoint routes (app.iter_routes)."""
-    links = [Link(label, href, group, page_roles(routes, href)) for group, pairs in LINKS.items() for label, href in pairs]
+    links = [Link(label, href, group, page_roles(routes, href))
+             for group, pairs in LINKS.items() for label, href in pairs]
     # Whoever may read the full trace gets that link only, not the blinded one beside it as well.
     full_trace = next(link.roles for link in links if link.href == "/trace")
     return tuple(link if link.href != "/trace/kits" else link._replace(roles=link.roles - full_trace)
                  for link in links)
 
 
-def links_for(request, viewer) -> list[Shown]:
+def links_for(request: Request, viewer: Viewer) -> list[Shown]:
     path = request.url.path
     mine = [link for link in request.app.state.nav if viewer.has(*link.roles)]
     matching = [link.href for link in mine if path == link.href or path.startswith(link.href + "/")]

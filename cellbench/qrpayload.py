@@ -343,7 +343,7 @@ def qr_png(payload: str, *, module_px: int = 8) -> bytes:
     side = QR_MODULES + 2 * QR_QUIET_ZONE
     image = Image.frombytes("L", (side, side), qr_pixels(payload)).convert("1")
     if module_px > 1:
-        image = image.resize((side * module_px, side * module_px), Image.NEAREST)
+        image = image.resize((side * module_px, side * module_px), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from . import audit
+from . import audit, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Forbidden, InvalidInput, NotFound
-from .models import AuditEvent, Meaning, Role, Signature, User, Visibility, utc_text
+from .models import AuditEvent, Meaning, Role, Signature, User, Visibility, saved_id, utc_text
 
 # entity type -> function(session, entity_id) -> the content a signature on it covers.
 ContentRule = Callable[[Session, str], dict[str, Any]]
@@ -50,7 +50,7 @@ def _record_hash(sig: Signature) -> str:
     return _sha256(json.dumps(fields, ensure_ascii=False, separators=(",", ":")))
 
 
-def may_sign(user: User, roles: frozenset) -> str | None:
+def may_sign(user: User, roles: frozenset[Role]) -> str | None:
     """Why this user cannot sign, or None. Admins manage accounts; they never sign GMP records."""
     if Role.admin in roles:
         return "Administrators cannot sign records."
@@ -74,9 +74,7 @@ def sign(
 ) -> Signature:
     """Sign the current content of an entity, inside the caller's transaction. `visibility` is
     the audit event's: a signature on something arm-revealing is hidden from blinded roles."""
-    from . import users  # users imports audit; keep the import graph one-way at module load
-
-    roles = users.roles_of(session, signer.id)
+    roles = users.roles_of(session, saved_id(signer))
     if why := may_sign(signer, roles):
         raise Forbidden(why)
     users.reauthenticate(session, signer, password)
@@ -85,7 +83,7 @@ def sign(
         raise NotFound(f"{entity_type} records cannot be signed.")
     content = canonical(rule(session, entity_id))
     sig = Signature(
-        signer_id=signer.id, signer_name=signer.full_name, at=utcnow(), meaning=Meaning(meaning),
+        signer_id=saved_id(signer), signer_name=signer.full_name, at=utcnow(), meaning=Meaning(meaning),
         entity_type=entity_type, entity_id=str(entity_id), content=content, content_hash=_sha256(content),
         record_hash="",
     )
@@ -114,24 +112,27 @@ def invalidate(session: Session, actor: Actor, sig: Signature, reason: str | Non
 
 
 def signatures_for(session: Session, entity_type: str, entity_id: str) -> list[Signature]:
-    query = select(Signature).where(Signature.entity_type == entity_type, Signature.entity_id == str(entity_id))
-    return list(session.scalars(query.order_by(Signature.id)))
+    query = select(Signature).where(col(Signature.entity_type) == entity_type,
+                                    col(Signature.entity_id) == str(entity_id))
+    return list(session.scalars(query.order_by(col(Signature.id))))
 
 
 def verify_all(session: Session) -> tuple[int, list[str]]:
     """Check every signature: its content hash, its record hash, its audit event, and (while it
     stands) that the entity still has exactly the content that was signed."""
     problems: list[str] = []
-    events = {e.seq: e for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "signed"))}
+    events = {e.seq: e for e in session.scalars(select(AuditEvent).where(col(AuditEvent.action) == "signed"))}
     count = 0
-    for sig in session.scalars(select(Signature).order_by(Signature.id)):
+    for sig in session.scalars(select(Signature).order_by(col(Signature.id))):
         count += 1
-        where = f"signature {sig.id} ({Meaning(sig.meaning).value} by {sig.signer_name} on {sig.entity_type} {sig.entity_id})"
+        where = (f"signature {sig.id} ({Meaning(sig.meaning).value} by {sig.signer_name} "
+                 f"on {sig.entity_type} {sig.entity_id})")
+        event = events.get(sig.audit_seq) if sig.audit_seq is not None else None
         if _sha256(sig.content) != sig.content_hash:
             problems.append(f"{where}: the stored content does not match its hash")
         elif _record_hash(sig) != sig.record_hash:
             problems.append(f"{where}: the signature record was changed after signing")
-        elif (event := events.get(sig.audit_seq)) is None or event.new_value != f"#{sig.id} {sig.record_hash}":
+        elif event is None or event.new_value != f"#{sig.id} {sig.record_hash}":
             problems.append(f"{where}: it does not match its audit event")
         elif sig.entity_type not in _CONTENT_RULES:
             problems.append(f"{where}: cellbench has no rule for what a {sig.entity_type} signature covers")

@@ -8,10 +8,10 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from .. import audit
+from ..audit import AUDIT_READERS
 from ..deps import Viewer, read_session, require
 from ..errors import InvalidInput
 from ..models import AuditEvent
-from ..web.home import AUDIT_READERS
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 reader = require(*AUDIT_READERS)

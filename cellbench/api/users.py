@@ -11,7 +11,7 @@ from .. import users
 from ..db import Database
 from ..deps import Viewer, current_viewer, get_db, read_session, require
 from ..errors import NotFound
-from ..models import Role, User
+from ..models import Role, User, saved_id
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 admin = require(Role.admin)
@@ -61,13 +61,13 @@ def list_users(viewer: Viewer = Depends(admin), session: Session = Depends(read_
 def create_user(body: NewUser, viewer: Viewer = Depends(admin), db: Database = Depends(get_db)):
     with db.write() as session:
         user = users.create_user(session, viewer.actor, body.username, body.full_name, body.password, body.roles)
-        return user_out(user, users.roles_of(session, user.id))
+        return user_out(user, users.roles_of(session, saved_id(user)))
 
 
 @router.get("/users/{username}", response_model=UserOut)
 def get_user(username: str, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)):
     user = users.by_username(session, username)
-    return user_out(user, users.roles_of(session, user.id))
+    return user_out(user, users.roles_of(session, saved_id(user)))
 
 
 @router.put("/users/{username}/roles", response_model=UserOut)
@@ -75,7 +75,7 @@ def set_roles(username: str, body: RolesChange, viewer: Viewer = Depends(admin),
     with db.write() as session:
         user = users.by_username(session, username)
         users.set_roles(session, viewer.actor, user, body.roles, body.reason)
-        return user_out(user, users.roles_of(session, user.id))
+        return user_out(user, users.roles_of(session, saved_id(user)))
 
 
 _ACCOUNT_ACTIONS = {"deactivate": users.deactivate, "reactivate": users.reactivate, "unlock": users.unlock}
@@ -90,4 +90,4 @@ def account_action(username: str, action: str, body: Reason, viewer: Viewer = De
     with db.write() as session:
         user = users.by_username(session, username)
         _ACCOUNT_ACTIONS[action](session, viewer.actor, user, body.reason)
-        return user_out(user, users.roles_of(session, user.id))
+        return user_out(user, users.roles_of(session, saved_id(user)))

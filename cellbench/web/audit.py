@@ -1,19 +1,19 @@
 """Audit-trail pages: the QA-wide trail with filters and CSV, per-entity history, signed review."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from .. import audit, audit_review
+from .. import audit, audit_review, clock, inputs
+from ..audit import AUDIT_READERS
 from ..db import Database
 from ..deps import Viewer, form_viewer, get_db, read_session, require
-from ..errors import DomainError, InvalidInput
+from ..errors import DomainError
 from ..models import Role
 from ..templating import render
-from .home import AUDIT_READERS
 
 router = APIRouter(prefix="/audit", include_in_schema=False)
 reader = require(*AUDIT_READERS)
@@ -23,21 +23,18 @@ PAGE = 200
 def parse_filter(request: Request) -> audit.TrailFilter:
     """Filters from the query string; dates are the site's calendar days."""
     q = request.query_params
-    zone = request.app.state.settings.zone
+    zone = clock.zone()
 
-    def day(name: str, plus: int = 0) -> datetime | None:
-        value = (q.get(name) or "").strip()
-        if not value:
+    def day(name: str, what: str, plus: int = 0) -> datetime | None:
+        if not (q.get(name) or "").strip():
             return None
-        try:
-            return datetime.fromisoformat(value).replace(tzinfo=zone) + timedelta(days=plus)
-        except ValueError:
-            raise InvalidInput(f"'{value}' is not a date (YYYY-MM-DD).", field=name) from None
+        start = inputs.day(q.get(name), name, what) + timedelta(days=plus)
+        return datetime.combine(start, time(), tzinfo=zone)
 
     return audit.TrailFilter(user=(q.get("user") or "").strip() or None,
                              entity_type=(q.get("entity_type") or "").strip() or None,
                              entity_id=(q.get("entity_id") or "").strip() or None,
-                             since=day("since"), until=day("until", plus=1))
+                             since=day("since", "first day"), until=day("until", "last day", plus=1))
 
 
 @router.get("")

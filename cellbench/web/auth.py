@@ -18,7 +18,7 @@ from ..deps import (
     new_login_csrf,
     read_session,
 )
-from ..errors import DomainError
+from ..errors import DomainError, InvalidInput
 from ..models import WebSession
 from ..templating import render
 
@@ -62,8 +62,12 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
 
 @router.post("/logout")
 def logout(viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+    if viewer.web_session is None:  # an API token: there is no page session to end
+        raise InvalidInput("Signing out ends a page session; revoke an API token on the account page.")
     with db.write() as session:
-        users.end_session(session, session.get(WebSession, viewer.web_session.id), "signed out")
+        live = session.get(WebSession, viewer.web_session.id)
+        if live is not None:
+            users.end_session(session, live, "signed out")
     response = RedirectResponse("/login?notice=You+are+signed+out.", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

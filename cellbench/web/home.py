@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session
 
 from .. import audit, audit_review
+from ..audit import AUDIT_READERS
 from ..deps import Viewer, current_viewer, read_session
 from ..models import Role
 from ..templating import render
@@ -30,8 +31,6 @@ DUTIES: dict[Role, list[str]] = {
     Role.monitor: ["Read accountability and reconciliation", "Read the audit trail of blinded data"],
     Role.admin: ["Manage users and roles", "Unlock accounts", "Read the audit trail (no GMP data changes, no signing)"],
 }
-
-AUDIT_READERS = (Role.qa, Role.qp, Role.monitor, Role.admin)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from .. import audit, users
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, NotFound
-from ..models import Role
+from ..models import Role, saved_id
 from ..templating import render
 
 router = APIRouter(prefix="/admin/users", include_in_schema=False)
@@ -44,7 +44,7 @@ def create_user(request: Request, viewer: Viewer = Depends(form_by(Role.admin)),
 def _detail(request: Request, session: Session, viewer: Viewer, username: str, error: DomainError | None = None):
     user = users.by_username(session, username)
     return render(request, "users/detail.html", status_code=error.status if error else 200, user=user,
-                  roles=users.roles_of(session, user.id), tokens=users.tokens_of(session, user),
+                  roles=users.roles_of(session, saved_id(user)), tokens=users.tokens_of(session, user),
                   history=audit.history(session, viewer.actor, "user", user.username), error=error)
 
 
@@ -60,7 +60,8 @@ ACTIONS = {
     "deactivate": lambda s, by, user, form: users.deactivate(s, by, user, form.get("reason")),
     "reactivate": lambda s, by, user, form: users.reactivate(s, by, user, form.get("reason")),
     "unlock": lambda s, by, user, form: users.unlock(s, by, user, form.get("reason")),
-    "password": lambda s, by, user, form: users.reset_password(s, by, user, form.get("password", ""), form.get("reason")),
+    "password": lambda s, by, user, form: users.reset_password(s, by, user, form.get("password", ""),
+                                                               form.get("reason")),
 }
 
 
