@@ -36,6 +36,11 @@ def content_rule(entity_type: str) -> Callable[[ContentRule], ContentRule]:
     return register
 
 
+def signable_types() -> frozenset[str]:
+    """The entity types whose signed content cellbench knows how to read (the modules imported so far)."""
+    return frozenset(_CONTENT_RULES)
+
+
 def canonical(content: dict[str, Any]) -> str:
     return json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=audit.as_text)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import threading
 
 import pytest
@@ -25,7 +26,7 @@ def test_each_event_links_to_the_one_before_and_the_chain_verifies(db, people):
     chain = all_events(db)
     assert [e.seq for e in chain] == list(range(1, len(chain) + 1))
     assert chain[0].prev_hash == audit.GENESIS_HASH
-    for before, after in zip(chain, chain[1:]):
+    for before, after in itertools.pairwise(chain):
         assert after.prev_hash == before.hash
     report = integrity.verify(db)
     assert report.ok and report.events == len(chain) and report.head_seq == chain[-1].seq
@@ -123,7 +124,8 @@ def test_verify_names_an_inserted_row(db, people):
                           "NULL, 'Mallory', 'user created', 'user', 'mallory', NULL, NULL, NULL, NULL, 'all', "
                           ":prev, :hash)"), {"seq": last.seq + 1, "at": content[1], "prev": last.hash, "hash": digest})
     report = integrity.verify(db)
-    assert report.problems[0] == f"audit event {last.seq + 1}: was added outside cellbench: it lies beyond the recorded chain head"
+    assert report.problems[0] == (f"audit event {last.seq + 1}: was added outside cellbench: "
+                                  "it lies beyond the recorded chain head")
 
 
 def test_verify_checks_ranges_in_parallel_and_still_finds_the_first_problem(db, people, monkeypatch):

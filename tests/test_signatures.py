@@ -1,11 +1,16 @@
 """Electronic signatures: re-authentication, what they bind, how they show, how verify checks them."""
 from __future__ import annotations
 
+import ast
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
+import cellbench
 from cellbench import audit_review, integrity, signatures, users
 from cellbench.errors import AuthenticationFailed, Forbidden
 from cellbench.models import AuditEvent, AuditReview, Meaning, Signature
@@ -110,4 +115,24 @@ def test_the_review_page_signs_and_shows_name_time_and_meaning(as_, db):
     done = anna.submit("/audit/review", {"to_seq": end, "password": PASSWORD, "comment": "all routine"})
     assert done.status_code == 303
     shown = anna.get("/audit/review").text
-    assert "Anna QA" in shown and "reviewed" in shown and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d", shown)
+    assert "Anna QA" in shown and "reviewed" in shown
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d", shown)
+
+
+def test_cellbench_verify_imports_every_module_that_says_what_a_signature_covers():
+    """`cellbench verify` imports integrity.SIGNING_MODULES, nothing else, before checking signatures:
+    a content rule registered anywhere else would leave its signatures unverifiable."""
+    package = Path(cellbench.__file__).parent
+    in_source = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("content_rule")
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                in_source.add(node.args[0].value)
+    # A fresh interpreter, as the command line is: the test session has imported everything already.
+    script = ("import importlib\nfrom cellbench import integrity, signatures\n"
+              "for name in integrity.SIGNING_MODULES:\n    importlib.import_module('cellbench.' + name)\n"
+              "print(' '.join(sorted(signatures.signable_types())))")
+    known = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           cwd=package.parent).stdout.split()
+    assert in_source and set(known) == in_source

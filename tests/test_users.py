@@ -132,15 +132,16 @@ def test_nobody_changes_their_own_roles_or_deactivates_themselves(db, people):
 
 
 def test_changing_ones_own_password_needs_the_current_one(db, people):
+    new = "a new long password"
     with pytest.raises(AuthenticationFailed), db.write() as s:
-        users.change_own_password(s, users.by_username(s, "anna"), "wrong current pw", "a new long password", "a new long password")
+        users.change_own_password(s, users.by_username(s, "anna"), "wrong current pw", new, new)
     with pytest.raises(InvalidInput) as differ, db.write() as s:
-        users.change_own_password(s, users.by_username(s, "anna"), PASSWORD, "a new long password", "another one!!")
+        users.change_own_password(s, users.by_username(s, "anna"), PASSWORD, new, "another one!!")
     assert differ.value.field == "repeat_password"
     with db.write() as s:
-        users.change_own_password(s, users.by_username(s, "anna"), PASSWORD, "a new long password", "a new long password")
+        users.change_own_password(s, users.by_username(s, "anna"), PASSWORD, new, new)
     with db.write() as s:
-        assert users.login(s, "anna", "a new long password")
+        assert users.login(s, "anna", new)
     assert events(db, "password changed", "anna")
 
 
