@@ -1,19 +1,24 @@
 """The FastAPI application: pages for people, /api/v1 for integrations, one error handler."""
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import clock, nav, users
+from . import api, clock, nav, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
@@ -31,7 +36,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     db = database or Database(settings.url, background_checkpoint=True)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         if database is None:
             db.dispose()
@@ -60,14 +65,14 @@ class SecurityHeaders:
     HEADERS = (("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"),
                ("referrer-policy", "same-origin"), ("cache-control", "no-store"))
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp):
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.HEADERS:
@@ -77,13 +82,8 @@ class SecurityHeaders:
         return await self.app(scope, receive, send_with_headers)
 
 
-def _area_routers():
+def _area_routers() -> Iterator[APIRouter]:
     """Every `router` in cellbench/web/*.py and cellbench/api/*.py: a new area is one new module."""
-    import importlib
-    import pkgutil
-
-    from . import api, web
-
     modules = [f"{package.__name__}.{info.name}" for package in (web, api)
                for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name)]
     # FastAPI tries routers in order, and matching costs: the scan endpoint, the pharmacy's hot
@@ -105,7 +105,7 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def error_response(request: Request, status: int, message: str, field: str | None = None):
+def error_response(request: Request, status: int, message: str, field: str | None = None) -> Response:
     if wants_json(request):
         return JSONResponse({"error": message, "field": field}, status_code=status)
     return render(request, "error.html", status_code=status, status=status, message=message, field=field)
@@ -113,14 +113,14 @@ def error_response(request: Request, status: int, message: str, field: str | Non
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def domain_error(request: Request, exc: DomainError):
+    async def domain_error(request: Request, exc: DomainError) -> Response:
         if isinstance(exc, NotAuthenticated) and not wants_json(request) and request.method == "GET":
             target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
             return RedirectResponse(f"/login?next={target}&notice={quote(exc.message)}", status_code=303)
         return error_response(request, exc.status, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_input(request: Request, exc: RequestValidationError):
+    async def bad_input(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
         field = ".".join(location) or None
@@ -128,17 +128,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 422, f"{field}: {message}" if field else message, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         messages = {404: "There is no such page.", 405: "That action is not available here."}
         return error_response(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "Something went wrong; nothing was saved. The error was logged.")
 
 
-def iter_routes(routes):
+def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
     """Every endpoint route of the app, including those inside included routers (newer FastAPI
     wraps them), so tests can enumerate the app's own routes without naming them."""
     for route in routes:

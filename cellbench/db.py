@@ -16,10 +16,10 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import sessionmaker
@@ -27,13 +27,16 @@ from sqlmodel import Session
 
 from .errors import InvalidInput, RecordedRefusal
 
+if TYPE_CHECKING:  # alembic is imported when the schema is checked or migrated, not by every app start
+    from alembic.config import Config
+
 _WRITE = "cellbench_write"
 log = logging.getLogger("cellbench")
 
 
 def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's begin event below issue BEGIN itself (the documented pysqlite recipe).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -47,7 +50,7 @@ def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
@@ -60,7 +63,8 @@ def _refuse_nul_characters(engine: Engine) -> None:
     input naming the field, so that both engines behave alike and nothing half-stores."""
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _check(conn, cursor, statement, parameters, context, executemany):
+    def _check(conn: Connection, cursor: object, statement: str, parameters: Any, context: object,
+               executemany: bool) -> None:
         # One row (dict or tuple), several rows, or insertmanyvalues' one flat row for a batch.
         if isinstance(parameters, dict) or not parameters or not isinstance(parameters[0], (dict, list, tuple)):
             rows = [parameters]
@@ -68,6 +72,7 @@ def _refuse_nul_characters(engine: Engine) -> None:
             rows = parameters
         # Positional drivers (sqlite3) lose the names; the compiled statement still has them.
         positions = getattr(getattr(context, "compiled", None), "positiontup", None) or ()
+        items: Iterable[tuple[Any, Any]]
         for row in rows:
             if isinstance(row, dict):
                 items = row.items()
@@ -176,7 +181,7 @@ def ping(db: Database) -> None:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config():
+def alembic_config() -> Config:
     from alembic.config import Config
 
     cfg = Config()

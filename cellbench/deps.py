@@ -171,3 +171,14 @@ async def form_data(request: Request) -> FormData:
     """The posted form, read in the event loop so that routes can stay synchronous: database
     work must run in the thread pool, never blocking the loop."""
     return await request.form()
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A text field of a posted form, "" when absent (a file posted where text belongs reads as absent)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def form_texts(form: FormData, name: str) -> list[str]:
+    """Every value of a repeated text field (checkboxes), files left out."""
+    return [value for value in form.getlist(name) if isinstance(value, str)]

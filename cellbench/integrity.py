@@ -13,8 +13,10 @@ import json
 import multiprocessing
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
@@ -37,20 +39,22 @@ _BATCH = 2_000
 BROKEN_LINK = "its link to the previous event does not match: the chain was altered here"
 
 
-def _canonical_json():
+def _canonical_json() -> Callable[[Sequence[Any]], str]:
     """What `audit.event_hash` computes with json.dumps(values, ensure_ascii=False, separators=(",", ":")),
     with its C encoder built once instead of once per row (JSONEncoder.encode builds a new one on
     every call, which cost as much as reading the row). Same encoder, same settings, same text."""
     settings = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
     make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the ordinary path
+        return settings.encode
     try:
         encoder = make(None, settings.default, json.encoder.encode_basestring, None,
                        settings.key_separator, settings.item_separator, False, False, True)
-    except TypeError:  # no C accelerator, or its signature changed: use the ordinary path
+    except TypeError:  # the accelerator's signature changed: the ordinary path
         return settings.encode
     join = "".join
 
-    def canonical(values) -> str:
+    def canonical(values: Sequence[Any]) -> str:
         return join(encoder(values, 0))
 
     sample = (1, "µ \"quoted\" \\ \n\t\x01\u2028 ✓", None, 2**70, 1.5, "")
@@ -89,7 +93,7 @@ class Report:
         return not self.problems
 
 
-def _connect(url: str):
+def _connect(url: str) -> tuple[Any, str]:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":

@@ -1,9 +1,11 @@
 """Jinja2 set-up: one environment, filters that show UTC times in the site's zone."""
 from __future__ import annotations
 
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from . import clock
@@ -44,7 +46,7 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     return templates
 
 
-def render(request: Request, name: str, status_code: int = 200, **context):
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.templates
     context.setdefault("viewer", getattr(request.state, "viewer", None))
     return templates.TemplateResponse(request, name, context, status_code=status_code)

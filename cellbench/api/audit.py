@@ -43,7 +43,7 @@ def trail(viewer: Viewer = Depends(reader), session: Session = Depends(read_sess
           user: str | None = None, entity_type: str | None = None, entity_id: str | None = None,
           since: datetime | None = Query(None, description="ISO 8601 with offset"),
           until: datetime | None = Query(None, description="ISO 8601 with offset"),
-          limit: int = Query(500, ge=1, le=10_000)):
+          limit: int = Query(500, ge=1, le=10_000)) -> list[EventOut]:
     flt = audit.TrailFilter(user=user, entity_type=entity_type, entity_id=entity_id, since=_aware(since),
                             until=_aware(until))
     return [event_out(e, viewer) for e in audit.trail(session, viewer.actor, flt, limit=limit)]
@@ -51,7 +51,7 @@ def trail(viewer: Viewer = Depends(reader), session: Session = Depends(read_sess
 
 @router.get("/{entity_type}/{entity_id}", response_model=list[EventOut])
 def history(entity_type: str, entity_id: str, viewer: Viewer = Depends(reader),
-            session: Session = Depends(read_session)):
+            session: Session = Depends(read_session)) -> list[EventOut]:
     return [event_out(e, viewer) for e in audit.history(session, viewer.actor, entity_type, entity_id)]
 
 

@@ -48,30 +48,31 @@ class RolesChange(BaseModel):
 
 
 @router.get("/me", response_model=UserOut)
-def me(viewer: Viewer = Depends(current_viewer)):
+def me(viewer: Viewer = Depends(current_viewer)) -> UserOut:
     return user_out(viewer.user, viewer.roles)
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(viewer: Viewer = Depends(admin), session: Session = Depends(read_session)):
+def list_users(viewer: Viewer = Depends(admin), session: Session = Depends(read_session)) -> list[UserOut]:
     return [user_out(u, r) for u, r in users.all_users(session)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-def create_user(body: NewUser, viewer: Viewer = Depends(admin), db: Database = Depends(get_db)):
+def create_user(body: NewUser, viewer: Viewer = Depends(admin), db: Database = Depends(get_db)) -> UserOut:
     with db.write() as session:
         user = users.create_user(session, viewer.actor, body.username, body.full_name, body.password, body.roles)
         return user_out(user, users.roles_of(session, saved_id(user)))
 
 
 @router.get("/users/{username}", response_model=UserOut)
-def get_user(username: str, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)):
+def get_user(username: str, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)) -> UserOut:
     user = users.by_username(session, username)
     return user_out(user, users.roles_of(session, saved_id(user)))
 
 
 @router.put("/users/{username}/roles", response_model=UserOut)
-def set_roles(username: str, body: RolesChange, viewer: Viewer = Depends(admin), db: Database = Depends(get_db)):
+def set_roles(username: str, body: RolesChange, viewer: Viewer = Depends(admin),
+              db: Database = Depends(get_db)) -> UserOut:
     with db.write() as session:
         user = users.by_username(session, username)
         users.set_roles(session, viewer.actor, user, body.roles, body.reason)
@@ -84,7 +85,7 @@ _ACCOUNT_ACTIONS = {"deactivate": users.deactivate, "reactivate": users.reactiva
 @router.post("/users/{username}/{action}", response_model=UserOut,
              description="`action` is one of: deactivate, reactivate, unlock. A reason is required.")
 def account_action(username: str, action: str, body: Reason, viewer: Viewer = Depends(admin),
-                   db: Database = Depends(get_db)):
+                   db: Database = Depends(get_db)) -> UserOut:
     if action not in _ACCOUNT_ACTIONS:
         raise NotFound(f"Unknown action '{action}': use deactivate, reactivate or unlock.", field="action")
     with db.write() as session:

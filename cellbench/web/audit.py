@@ -38,7 +38,8 @@ def parse_filter(request: Request) -> audit.TrailFilter:
 
 
 @router.get("")
-def trail_page(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)):
+def trail_page(request: Request, viewer: Viewer = Depends(reader),
+               session: Session = Depends(read_session)) -> Response:
     flt = parse_filter(request)
     events = audit.trail(session, viewer.actor, flt, limit=PAGE)
     return render(request, "audit/trail.html", events=events, q=request.query_params, page=PAGE,
@@ -46,7 +47,7 @@ def trail_page(request: Request, viewer: Viewer = Depends(reader), session: Sess
 
 
 @router.get(".csv")
-def trail_csv(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)):
+def trail_csv(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)) -> Response:
     events = audit.trail(session, viewer.actor, parse_filter(request), limit=None, newest_first=False)
     return Response(audit.to_csv(events, viewer.actor), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="cellbench-audit-trail.csv"'})
@@ -54,11 +55,11 @@ def trail_csv(request: Request, viewer: Viewer = Depends(reader), session: Sessi
 
 @router.get("/review")
 def review_page(request: Request, viewer: Viewer = Depends(require(Role.qa)),
-                session: Session = Depends(read_session)):
+                session: Session = Depends(read_session)) -> Response:
     return _review(request, viewer, session)
 
 
-def _review(request: Request, viewer: Viewer, session: Session, error: DomainError | None = None):
+def _review(request: Request, viewer: Viewer, session: Session, error: DomainError | None = None) -> Response:
     start, end = audit_review.pending_range(session)
     pending = audit.trail(session, viewer.actor, audit.TrailFilter(), limit=PAGE) if end >= start else []
     pending = [e for e in pending if e.seq >= start]
@@ -68,7 +69,7 @@ def _review(request: Request, viewer: Viewer, session: Session, error: DomainErr
 
 @router.post("/review")
 def sign_review(request: Request, to_seq: int = Form(...), password: str = Form(""), comment: str = Form(""),
-                viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+                viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)) -> Response:
     try:
         with db.write() as session:
             audit_review.sign_review(session, session.merge(viewer.user), password, to_seq, comment)
@@ -80,6 +81,6 @@ def sign_review(request: Request, to_seq: int = Form(...), password: str = Form(
 
 @router.get("/{entity_type}/{entity_id}")
 def entity_history(request: Request, entity_type: str, entity_id: str, viewer: Viewer = Depends(reader),
-                   session: Session = Depends(read_session)):
+                   session: Session = Depends(read_session)) -> Response:
     events = audit.history(session, viewer.actor, entity_type, entity_id)
     return render(request, "audit/history.html", events=events, entity_type=entity_type, entity_id=entity_id)

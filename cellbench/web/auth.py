@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
 from .. import users
@@ -30,7 +30,7 @@ def _safe_next(target: str | None) -> str:
     return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
 
-def _login_page(request: Request, status: int = 200, error: DomainError | None = None, username: str = ""):
+def _login_page(request: Request, status: int = 200, error: DomainError | None = None, username: str = "") -> Response:
     token = new_login_csrf()
     response = render(request, "auth/login.html", status_code=status, csrf_token=token, error=error,
                       username=username, next=_safe_next(request.query_params.get("next")),
@@ -40,13 +40,13 @@ def _login_page(request: Request, status: int = 200, error: DomainError | None =
 
 
 @router.get("/login")
-def login_form(request: Request):
+def login_form(request: Request) -> Response:
     return _login_page(request)
 
 
 @router.post("/login", dependencies=[Depends(check_login_csrf)])
 def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
-          db: Database = Depends(get_db)):
+          db: Database = Depends(get_db)) -> Response:
     try:
         with db.write() as session:
             user = users.login(session, username, password)
@@ -61,7 +61,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
 
 
 @router.post("/logout")
-def logout(viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+def logout(viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)) -> Response:
     if viewer.web_session is None:  # an API token: there is no page session to end
         raise InvalidInput("Signing out ends a page session; revoke an API token on the account page.")
     with db.write() as session:
@@ -74,12 +74,13 @@ def logout(viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)
 
 
 @router.get("/account")
-def account(request: Request, viewer: Viewer = Depends(current_viewer), session: Session = Depends(read_session)):
+def account(request: Request, viewer: Viewer = Depends(current_viewer),
+            session: Session = Depends(read_session)) -> Response:
     return render(request, "auth/account.html", tokens=users.tokens_of(session, viewer.user),
                   new_token=None, error=None)
 
 
-def _account_error(request: Request, viewer: Viewer, db: Database, error: DomainError):
+def _account_error(request: Request, viewer: Viewer, db: Database, error: DomainError) -> Response:
     with db.read() as session:
         return render(request, "auth/account.html", status_code=error.status,
                       tokens=users.tokens_of(session, viewer.user), new_token=None, error=error)
@@ -88,7 +89,7 @@ def _account_error(request: Request, viewer: Viewer, db: Database, error: Domain
 @router.post("/account/password")
 def change_password(request: Request, current_password: str = Form(""), new_password: str = Form(""),
                     repeat_password: str = Form(""), viewer: Viewer = Depends(form_viewer),
-                    db: Database = Depends(get_db)):
+                    db: Database = Depends(get_db)) -> Response:
     try:
         with db.write() as session:
             users.change_own_password(session, session.merge(viewer.user), current_password, new_password,
@@ -100,7 +101,7 @@ def change_password(request: Request, current_password: str = Form(""), new_pass
 
 @router.post("/account/tokens")
 def create_token(request: Request, name: str = Form(""), viewer: Viewer = Depends(form_viewer),
-                 db: Database = Depends(get_db)):
+                 db: Database = Depends(get_db)) -> Response:
     try:
         with db.write() as session:
             token = users.create_token(session, viewer.actor, session.merge(viewer.user), name)
@@ -113,7 +114,7 @@ def create_token(request: Request, name: str = Form(""), viewer: Viewer = Depend
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-def revoke_token(token_id: int, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)):
+def revoke_token(token_id: int, viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)) -> Response:
     with db.write() as session:
         users.revoke_token(session, viewer.actor, token_id)
     return RedirectResponse("/account?notice=Token+revoked.", status_code=303)

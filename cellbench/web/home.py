@@ -5,6 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from sqlmodel import Session
 
 from .. import audit, audit_review
@@ -62,7 +63,8 @@ def _audit_review_due(session: Session, viewer: Viewer) -> list[QueueItem]:
 
 
 @router.get("/")
-def home(request: Request, viewer: Viewer = Depends(current_viewer), session: Session = Depends(read_session)):
+def home(request: Request, viewer: Viewer = Depends(current_viewer),
+         session: Session = Depends(read_session)) -> Response:
     mine = audit.trail(session, viewer.actor, audit.TrailFilter(user=str(viewer.user.id)), limit=10)
     queue = [item for source in _QUEUE_SOURCES for item in source(session, viewer)]
     duties = [(role, DUTIES[role]) for role in sorted(viewer.roles, key=lambda r: list(Role).index(r))]
@@ -71,5 +73,5 @@ def home(request: Request, viewer: Viewer = Depends(current_viewer), session: Se
 
 
 @router.get("/health", include_in_schema=False)
-def health():
+def health() -> dict[str, str]:
     return {"status": "ok"}

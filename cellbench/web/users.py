@@ -1,15 +1,19 @@
 """User administration pages (admin role)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
+from starlette.datastructures import FormData
 
 from .. import audit, users
+from ..audit import Actor
 from ..db import Database
-from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, form_text, form_texts, get_db, read_session, require
 from ..errors import DomainError, NotFound
-from ..models import Role, saved_id
+from ..models import Role, User, saved_id
 from ..templating import render
 
 router = APIRouter(prefix="/admin/users", include_in_schema=False)
@@ -17,20 +21,20 @@ admin = require(Role.admin)
 
 
 @router.get("")
-def user_list(request: Request, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)):
+def user_list(request: Request, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)) -> Response:
     return render(request, "users/list.html", rows=users.all_users(session))
 
 
 @router.get("/new")
-def new_user_form(request: Request, viewer: Viewer = Depends(admin)):
+def new_user_form(request: Request, viewer: Viewer = Depends(admin)) -> Response:
     return render(request, "users/new.html", form={}, error=None)
 
 
 @router.post("")
 def create_user(request: Request, viewer: Viewer = Depends(form_by(Role.admin)), db: Database = Depends(get_db),
-                form=Depends(form_data)):
-    values = {k: form.get(k, "") for k in ("username", "full_name", "password")}
-    roles = form.getlist("roles")
+                form: FormData = Depends(form_data)) -> Response:
+    values = {k: form_text(form, k) for k in ("username", "full_name", "password")}
+    roles = form_texts(form, "roles")
     try:
         with db.write() as session:
             users.create_user(session, viewer.actor, values["username"], values["full_name"], values["password"], roles)
@@ -41,7 +45,8 @@ def create_user(request: Request, viewer: Viewer = Depends(form_by(Role.admin)),
     return RedirectResponse(f"/admin/users/{values['username'].strip()}?notice=User+created.", status_code=303)
 
 
-def _detail(request: Request, session: Session, viewer: Viewer, username: str, error: DomainError | None = None):
+def _detail(request: Request, session: Session, viewer: Viewer, username: str,
+            error: DomainError | None = None) -> Response:
     user = users.by_username(session, username)
     return render(request, "users/detail.html", status_code=error.status if error else 200, user=user,
                   roles=users.roles_of(session, saved_id(user)), tokens=users.tokens_of(session, user),
@@ -50,24 +55,26 @@ def _detail(request: Request, session: Session, viewer: Viewer, username: str, e
 
 @router.get("/{username}")
 def user_detail(request: Request, username: str, viewer: Viewer = Depends(admin),
-                session: Session = Depends(read_session)):
+                session: Session = Depends(read_session)) -> Response:
     return _detail(request, session, viewer, username)
 
 
 # One form per account action; each names its service function and the fields it reads.
-ACTIONS = {
-    "roles": lambda s, by, user, form: users.set_roles(s, by, user, form.getlist("roles"), form.get("reason")),
-    "deactivate": lambda s, by, user, form: users.deactivate(s, by, user, form.get("reason")),
-    "reactivate": lambda s, by, user, form: users.reactivate(s, by, user, form.get("reason")),
-    "unlock": lambda s, by, user, form: users.unlock(s, by, user, form.get("reason")),
-    "password": lambda s, by, user, form: users.reset_password(s, by, user, form.get("password", ""),
-                                                               form.get("reason")),
+Action = Callable[[Session, Actor, User, FormData], None]
+ACTIONS: dict[str, Action] = {
+    "roles": lambda s, by, user, form: users.set_roles(s, by, user, form_texts(form, "roles"),
+                                                       form_text(form, "reason")),
+    "deactivate": lambda s, by, user, form: users.deactivate(s, by, user, form_text(form, "reason")),
+    "reactivate": lambda s, by, user, form: users.reactivate(s, by, user, form_text(form, "reason")),
+    "unlock": lambda s, by, user, form: users.unlock(s, by, user, form_text(form, "reason")),
+    "password": lambda s, by, user, form: users.reset_password(s, by, user, form_text(form, "password"),
+                                                               form_text(form, "reason")),
 }
 
 
 @router.post("/{username}/{action}")
 def user_action(request: Request, username: str, action: str, viewer: Viewer = Depends(form_by(Role.admin)),
-                db: Database = Depends(get_db), form=Depends(form_data)):
+                db: Database = Depends(get_db), form: FormData = Depends(form_data)) -> Response:
     if action not in ACTIONS:
         raise NotFound("There is no such action.")
     try:
