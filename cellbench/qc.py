@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from . import audit, deviations, lots, signatures, users
 from .audit import Actor
@@ -62,7 +62,7 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 def _core(session: Session, result: QcResult) -> dict:
     """The immutable fields of a result: what its reviewer signs and what decisions stand on."""
-    return {"lot": session.scalar(select(Lot.number).where(Lot.id == result.lot_id)), "test": result.test_code,
+    return {"lot": session.scalar(select(col(Lot.number)).where(col(Lot.id) == result.lot_id)), "test": result.test_code,
             "value": result.value, "unit": result.unit, "verdict": result.verdict, "retest_of": result.retest_of,
             "sample_id": result.sample_id, "entered_by_name": result.entered_by_name,
             "entered_at": result.entered_at}
@@ -110,10 +110,10 @@ def effective_state(lot: Lot) -> LotState:
 
 def results_of(session: Session, lot: Lot, test_code: str | None = None) -> list[QcResult]:
     """Every result of the lot (or of one test), invalidated and retested ones too, oldest first."""
-    query = select(QcResult).where(QcResult.lot_id == lot.id)
+    query = select(QcResult).where(col(QcResult.lot_id) == lot.id)
     if test_code is not None:
-        query = query.where(QcResult.test_code == test_code)
-    return list(session.scalars(query.order_by(QcResult.id)))
+        query = query.where(col(QcResult.test_code) == test_code)
+    return list(session.scalars(query.order_by(col(QcResult.id))))
 
 
 def result_of_lot(session: Session, lot: Lot, result_id: int | str | None) -> QcResult:
@@ -219,9 +219,9 @@ def release_test_problems(session: Session, lot: Lot) -> list[str]:
 
 def post_certification_oos(session: Session, lot: Lot) -> list[QcResult]:
     """The OOS results that arrived after the lot was certified or released, oldest first."""
-    query = select(AuditEvent.field, AuditEvent.new_value).where(
-        AuditEvent.entity_type == "lot", AuditEvent.entity_id == lot.number,
-        AuditEvent.action == POST_CERTIFICATION_OOS).order_by(AuditEvent.seq)
+    query = select(col(AuditEvent.field), col(AuditEvent.new_value)).where(
+        col(AuditEvent.entity_type) == "lot", col(AuditEvent.entity_id) == lot.number,
+        col(AuditEvent.action) == POST_CERTIFICATION_OOS).order_by(col(AuditEvent.seq))
     ids = [int(new) for field, new in session.execute(query) if field == "qc_result" and (new or "").isdigit()]
     return [r for r in (session.get(QcResult, i) for i in ids) if r is not None]
 
@@ -231,7 +231,7 @@ def signatures_of(session: Session, results: list[QcResult]) -> dict[int, Signat
     ids = {i for r in results for i in (r.review_signature_id, r.invalidation_signature_id) if i}
     if not ids:
         return {}
-    return {s.id: s for s in session.scalars(select(Signature).where(Signature.id.in_(ids)))}
+    return {s.id: s for s in session.scalars(select(Signature).where(col(Signature.id).in_(ids)))}
 
 
 # --- entering ---------------------------------------------------------------------------------
@@ -295,12 +295,12 @@ def _sample_id(sample_id: str | None) -> str | None:
 def _lock_lot(session: Session, lot: Lot) -> Lot:
     """The lot row, locked and read fresh: results and lot decisions on one lot happen one at a time
     (on PostgreSQL a concurrent entry waits here, then sees what the first one did)."""
-    query = select(Lot).where(Lot.id == lot.id).with_for_update().execution_options(populate_existing=True)
+    query = select(Lot).where(col(Lot.id) == lot.id).with_for_update().execution_options(populate_existing=True)
     return session.scalars(query).one()
 
 
 def _lock_result(session: Session, result: QcResult) -> QcResult:
-    query = (select(QcResult).where(QcResult.id == result.id).with_for_update()
+    query = (select(QcResult).where(col(QcResult.id) == result.id).with_for_update()
              .execution_options(populate_existing=True))
     return session.scalars(query).one()
 
@@ -458,8 +458,8 @@ AWAITING_RESULTS = (LotState.qc_pending, LotState.initial_certified)
 def lots_awaiting_results(session: Session) -> list[tuple[Lot, int]]:
     """Lots that still need results: (lot, how many required tests have no valid result)."""
     waiting = []
-    for lot in session.scalars(select(Lot).where(Lot.state.in_([s.value for s in AWAITING_RESULTS]))
-                               .order_by(Lot.id)):
+    for lot in session.scalars(select(Lot).where(col(Lot.state).in_([s.value for s in AWAITING_RESULTS]))
+                               .order_by(col(Lot.id))):
         missing = sum(1 for s in test_status(session, lot)
                       if s.test.required_for_release and s.state in (MISSING, INVALIDATED_ONLY))
         if missing:
@@ -469,10 +469,10 @@ def lots_awaiting_results(session: Session) -> list[tuple[Lot, int]]:
 
 def results_awaiting_review(session: Session, reviewer_id: int | None = None) -> list[tuple[Lot, list[QcResult]]]:
     """Valid results nobody has reviewed yet, per lot; without those the reviewer entered."""
-    query = select(QcResult).where(QcResult.review_signature_id.is_(None), QcResult.invalidated_at.is_(None))
+    query = select(QcResult).where(col(QcResult.review_signature_id).is_(None), col(QcResult.invalidated_at).is_(None))
     if reviewer_id is not None:
-        query = query.where(QcResult.entered_by != reviewer_id)
+        query = query.where(col(QcResult.entered_by) != reviewer_id)
     by_lot: dict[int, list[QcResult]] = {}
-    for result in session.scalars(query.order_by(QcResult.id)):
+    for result in session.scalars(query.order_by(col(QcResult.id))):
         by_lot.setdefault(result.lot_id, []).append(result)
     return [(session.get(Lot, lot_id), rows) for lot_id, rows in by_lot.items()]

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, clock, identifiers, inputs, signatures, users
 from ..audit import Actor
@@ -90,7 +90,7 @@ def parse_donor_code(text: str | None) -> str:
 
 def next_donor_code(session: Session) -> str:
     """The code after the highest issued one: what the registration form suggests."""
-    numbers = [int(m.group(1)) for c in session.scalars(select(Donor.code)) if (m := DONOR_CODE.fullmatch(c))]
+    numbers = [int(m.group(1)) for c in session.scalars(select(col(Donor.code))) if (m := DONOR_CODE.fullmatch(c))]
     return f"D-{max(numbers, default=0) + 1:04d}"
 
 
@@ -108,7 +108,7 @@ def register_donor(session: Session, actor: Actor, code: str | None, consent_dat
     if len(reference) > 100:
         raise InvalidInput("The consent document reference is at most 100 characters.", field="consent_reference")
     number = int(DONOR_CODE.fullmatch(code).group(1))
-    for existing in session.scalars(select(Donor.code)):
+    for existing in session.scalars(select(col(Donor.code))):
         if (m := DONOR_CODE.fullmatch(existing)) and int(m.group(1)) == number:
             # D-0042 and D-00042 would be read as the same donor: one number, one donor.
             raise Conflict(f"Donor {existing} is already registered with this number.", field="code")
@@ -124,7 +124,7 @@ def register_donor(session: Session, actor: Actor, code: str | None, consent_dat
 
 
 def donor_by_code(session: Session, code: str | None) -> Donor:
-    donor = session.scalars(select(Donor).where(Donor.code == _text(code).upper())).first()
+    donor = session.scalars(select(Donor).where(col(Donor.code) == _text(code).upper())).first()
     if donor is None:
         raise NotFound(f"No donor '{_text(code)}'.", field="code")
     return donor
@@ -140,10 +140,10 @@ def donors_overview(session: Session, eligibility: str | None = None) -> list[Do
     """Every donor with its donations (newest donor first); optionally only donors with a donation
     in one eligibility state."""
     donations: dict[int, list[Donation]] = {}
-    for d in session.scalars(select(Donation).order_by(Donation.donated_on, Donation.id)):
+    for d in session.scalars(select(Donation).order_by(col(Donation.donated_on), col(Donation.id))):
         donations.setdefault(d.donor_id, []).append(d)
     rows = [DonorRow(donor, donations.get(donor.id, []))
-            for donor in session.scalars(select(Donor).order_by(Donor.id.desc()))]
+            for donor in session.scalars(select(Donor).order_by(col(Donor.id).desc()))]
     if eligibility:
         rows = [r for r in rows if any(Eligibility(d.eligibility).value == eligibility for d in r.donations)]
     return rows
@@ -208,7 +208,7 @@ def donation_by_identifier(session: Session, text: str | None, *, field: str = "
     wanted = _text(text)
     if not wanted:
         raise InvalidInput("Give the donation identification.", field=field)
-    exact = session.scalars(select(Donation).where(Donation.identifier == wanted)).first()
+    exact = session.scalars(select(Donation).where(col(Donation.identifier) == wanted)).first()
     if exact is not None:
         return exact
     # A hand-typed DIN without its check character is not protected against typing errors, so
@@ -281,8 +281,8 @@ def register_donation(session: Session, actor: Actor, donor: Donor, identifier: 
 
 
 def donations_of(session: Session, donor: Donor) -> list[Donation]:
-    return list(session.scalars(select(Donation).where(Donation.donor_id == donor.id)
-                                .order_by(Donation.donated_on, Donation.id)))
+    return list(session.scalars(select(Donation).where(col(Donation.donor_id) == donor.id)
+                                .order_by(col(Donation.donated_on), col(Donation.id))))
 
 
 def donor_of(session: Session, donation: Donation) -> Donor:
@@ -306,7 +306,7 @@ class TestEntry:
 
 def tests_of(session: Session, donation: Donation) -> dict[str, DonorTest]:
     """The donation's recorded results by test code, in panel order."""
-    rows = {t.test: t for t in session.scalars(select(DonorTest).where(DonorTest.donation_id == donation.id))}
+    rows = {t.test: t for t in session.scalars(select(DonorTest).where(col(DonorTest.donation_id) == donation.id))}
     return {code: rows[code] for code in sorted(rows, key=_panel_position)}
 
 
@@ -322,7 +322,7 @@ def _lock_undecided(session: Session, donation: Donation) -> Donation:
     """Lock the donation row, then make sure no decision froze its results. On PostgreSQL a QA
     decision and a test entry on the same donation therefore run one after the other, so a signature
     never covers results that changed while it was being given."""
-    locked = session.scalars(select(Donation).where(Donation.id == donation.id).with_for_update()
+    locked = session.scalars(select(Donation).where(col(Donation.id) == donation.id).with_for_update()
                              .execution_options(populate_existing=True)).one()
     if Eligibility(locked.eligibility) is not Eligibility.pending:
         raise Conflict(f"Donation {locked.identifier} was decided {Eligibility(locked.eligibility).value}: its test "
@@ -491,7 +491,7 @@ def eligibility_blockers(session: Session, donation: Donation) -> list[str]:
 def _decision_content(session: Session, identifier: str) -> dict:
     """What QA's eligibility signature covers: the donation, its donor's consent, every test
     result with its sample date and laboratory, and the decision."""
-    donation = session.scalars(select(Donation).where(Donation.identifier == identifier)).first()
+    donation = session.scalars(select(Donation).where(col(Donation.identifier) == identifier)).first()
     if donation is None:
         raise NotFound(f"No donation '{identifier}'.")
     donor = donor_of(session, donation)
@@ -534,8 +534,8 @@ def decide_eligibility(session: Session, qa: User, password: str, donation: Dona
     # Only the pending row changes, and it stays locked to the end: a second QA deciding at the same
     # moment waits on it (PostgreSQL) and then matches nothing, and a test entry waits too, so the
     # rules below and the signature read the same results.
-    moved = session.execute(update(Donation).where(Donation.id == donation.id,
-                                                   Donation.eligibility == Eligibility.pending.value)
+    moved = session.execute(update(Donation).where(col(Donation.id) == donation.id,
+                                                   col(Donation.eligibility) == Eligibility.pending.value)
                             .values(eligibility=choice.value))
     session.refresh(donation)
     if moved.rowcount != 1:
@@ -587,9 +587,9 @@ def pending_counts(session: Session) -> tuple[int, int]:
     """(pending donations whose panel is complete: QA can decide; pending donations missing results)."""
     ready = missing = 0
     recorded: dict[int, set[str]] = {}
-    for donation_id, code in session.execute(select(DonorTest.donation_id, DonorTest.test)):
+    for donation_id, code in session.execute(select(col(DonorTest.donation_id), col(DonorTest.test))):
         recorded.setdefault(donation_id, set()).add(code)
-    for donation_id in session.scalars(select(Donation.id).where(Donation.eligibility == Eligibility.pending.value)):
+    for donation_id in session.scalars(select(col(Donation.id)).where(col(Donation.eligibility) == Eligibility.pending.value)):
         if set(REQUIRED_PANEL) <= recorded.get(donation_id, set()):
             ready += 1
         else:

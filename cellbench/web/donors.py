@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, donors
 from ..db import Database
@@ -113,7 +113,7 @@ def register_donation(request: Request, code: str, viewer: Viewer = Depends(form
 def _donation_page(request: Request, session: Session, viewer: Viewer, identifier: str,
                    error: DomainError | None = None, typed: dict | None = None, action: str | None = None):
     donation = donors.donation_by_identifier(session, identifier)
-    names = dict(session.execute(select(User.id, User.full_name)).all())
+    names = dict(session.execute(select(col(User.id), col(User.full_name))).all())
     return render(request, "donors/donation.html", status_code=error.status if error else 200, error=error,
                   typed=typed or {}, action=action, donor=donors.donor_of(session, donation), names=names,
                   panel=donors.REQUIRED_PANEL, results=donors.RESULTS, window=donors.sample_window(donation),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, deviations, lots, release, steps
 from ..db import Database
@@ -47,11 +47,11 @@ def lot_view(session: Session, lot: Lot) -> dict:
     current = steps.current_step(spec, by_code)
     entry_ids = [e.id for entries in by_code.values() for e in entries]
     values: dict[int, list[StepValue]] = {}
-    for v in session.scalars(select(StepValue).where(StepValue.entry_id.in_(entry_ids)).order_by(StepValue.id)):
+    for v in session.scalars(select(StepValue).where(col(StepValue.entry_id).in_(entry_ids)).order_by(col(StepValue.id))):
         values.setdefault(v.entry_id, []).append(v)
     sigs: dict[str, list[Signature]] = {}
-    for sig in session.scalars(select(Signature).where(Signature.entity_type == "step_entry",
-                                                       Signature.entity_id.in_([str(i) for i in entry_ids]))):
+    for sig in session.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
+                                                       col(Signature.entity_id).in_([str(i) for i in entry_ids]))):
         sigs.setdefault(sig.entity_id, []).append(sig)
     views, seen_current = [], False
     for step in spec.steps:
@@ -63,7 +63,7 @@ def lot_view(session: Session, lot: Lot) -> dict:
             state = "waiting" if seen_current else "done"
         views.append(StepView(step, state, entries))
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
-    vials = list(session.scalars(select(Vial).where(Vial.lot_id == lot.id).order_by(Vial.seq)))
+    vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
             "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
 
@@ -162,7 +162,7 @@ def _lots_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
         if count:
             items.append(QueueItem(count, "lots in process", "/lots?state=in_process"))
     if viewer.has(Role.verifier, Role.operator):
-        waiting = session.scalars(select(StepEntry.id).where(StepEntry.state == "performed")).all()
+        waiting = session.scalars(select(col(StepEntry.id)).where(col(StepEntry.state) == "performed")).all()
         if waiting:
             items.append(QueueItem(len(waiting), "step entries await a second person's verification", "/lots"))
     return items
