@@ -18,7 +18,8 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Meaning, Role, SpecStatus, SpecVersion, User
-from .definition import Specification, load_all
+from .loading import load_all
+from .model import Specification
 
 
 @signatures.content_rule("spec_version")
@@ -49,23 +50,26 @@ def sync_from_files(session: Session, actor: Actor, root: Path | None = None) ->
     loaded = []
     for spec in load_all(root):
         code, version = spec.product.code, spec.product.version
+        if spec.sha256 is None:  # load_all hashes every file it reads
+            raise InvalidInput(f"{spec.file}: the file's hash is missing.", field="file")
+        sha256 = spec.sha256
         content = json.dumps(spec.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         row = session.scalars(select(SpecVersion).where(col(SpecVersion.product_code) == code,
                                                         col(SpecVersion.version) == version)).first()
         if row is None:
             row = SpecVersion(product_code=code, version=version, kind=spec.product.kind, name=spec.product.name,
-                              file_sha256=spec.sha256, content=content, loaded_at=utcnow())
+                              file_sha256=sha256, content=content, loaded_at=utcnow())
             session.add(row)
             session.flush()
             audit.record(session, actor, "specification loaded", "specification", label(row),
-                         field="file_sha256", new=spec.sha256)
-        elif row.file_sha256 != spec.sha256:
+                         field="file_sha256", new=sha256)
+        elif row.file_sha256 != sha256:
             if row.status != SpecStatus.draft:
                 raise Conflict(f"{spec.file}: {label(row)} is {SpecStatus(row.status).value} and cannot change. "
                                f"Put the change in a new version (v{version + 1}.toml).", field="file")
             audit.record(session, actor, "draft specification reloaded", "specification", label(row),
-                         field="file_sha256", old=row.file_sha256, new=spec.sha256, reason="file edited before approval")
-            row.file_sha256, row.content, row.name = spec.sha256, content, spec.product.name
+                         field="file_sha256", old=row.file_sha256, new=sha256, reason="file edited before approval")
+            row.file_sha256, row.content, row.name = sha256, content, spec.product.name
         loaded.append(row)
     session.flush()
     return loaded
