@@ -179,7 +179,8 @@ def material_lots(session: Session, status: MaterialStatus | str | None = None) 
 
 
 def count_in_quarantine(session: Session) -> int:
-    query = select(func.count()).select_from(MaterialLot).where(col(MaterialLot.status) == MaterialStatus.quarantine.value)
+    query = (select(func.count()).select_from(MaterialLot)
+             .where(col(MaterialLot.status) == MaterialStatus.quarantine.value))
     return session.scalar(query) or 0
 
 

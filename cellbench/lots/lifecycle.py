@@ -170,10 +170,10 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
     """Make one move of the table; a signed move returns its decision record. A gated move (GATED)
     needs its release gates passed in `gates` (release.move_lot does), and all must hold."""
     actor = users.actor(session, user)
-    rule = MACHINE.check(lot, name, actor.roles)
-    if name in AUTOMATIC:
+    if name in AUTOMATIC:  # before the table's check: its guards read the batch record, not this move
         raise InvalidInput(f"A lot's {words(name)} follows from its batch record; nobody makes it by hand.",
                            field="action")
+    rule = MACHINE.check(lot, name, actor.roles)
     if name in GATED and not gates:
         raise InvalidInput(f"A lot's {words(name)} is made through the release, which checks its gates.",
                            field="action")

@@ -19,7 +19,7 @@ from ..templating import render
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
-READERS = (Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analyst)
+READERS = lots.READERS  # kept under this name for the pages that import it from here
 RELEASE_PAGE_MOVES = {"certify_initial", "certify_final", "release"}
 SIGNED_MOVES = {name for name, move in lots.MOVES.items() if move.signature}
 
@@ -47,7 +47,8 @@ def lot_view(session: Session, lot: Lot) -> dict:
     current = steps.current_step(spec, by_code)
     entry_ids = [e.id for entries in by_code.values() for e in entries]
     values: dict[int, list[StepValue]] = {}
-    for v in session.scalars(select(StepValue).where(col(StepValue.entry_id).in_(entry_ids)).order_by(col(StepValue.id))):
+    query = select(StepValue).where(col(StepValue.entry_id).in_(entry_ids)).order_by(col(StepValue.id))
+    for v in session.scalars(query):
         values.setdefault(v.entry_id, []).append(v)
     sigs: dict[str, list[Signature]] = {}
     for sig in session.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
@@ -55,8 +56,9 @@ def lot_view(session: Session, lot: Lot) -> dict:
         sigs.setdefault(sig.entity_id, []).append(sig)
     views, seen_current = [], False
     for step in spec.steps:
-        entries = [EntryView(e, values.get(e.id, []), steps.materials_of(session, e), steps.equipment_of(session, e),
-                             sigs.get(str(e.id), [])) for e in by_code.get(step.code, [])]
+        entries = [EntryView(e, values.get(e.id or 0, []), steps.materials_of(session, e),
+                             steps.equipment_of(session, e), sigs.get(str(e.id), []))
+                   for e in by_code.get(step.code, [])]
         if current is not None and step.code == current.code:
             state, seen_current = "current", True
         else:
