@@ -14,7 +14,7 @@ from .. import audit, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..donors import donation_by_identifier, donation_may_start_lot
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User, Visibility
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition, words
@@ -170,6 +170,8 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
     """Make one move of the table; a signed move returns its decision record. A gated move (GATED)
     needs its release gates passed in `gates` (release.move_lot does), and all must hold."""
     actor = users.actor(session, user)
+    if why := MACHINE.role_refusal(name, actor.roles):
+        raise Forbidden(why)
     if name in AUTOMATIC:  # before the table's check: its guards read the batch record, not this move
         raise InvalidInput(f"A lot's {words(name)} follows from its batch record; nobody makes it by hand.",
                            field="action")
