@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from . import audit, inputs, users
+from . import audit, clock, inputs, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
@@ -56,7 +56,8 @@ def _code(value: str | None, field: str, what: str) -> str:
 
 
 def _today(today: date | None) -> date:
-    return today or utcnow().date()
+    # Expiry and calibration dates are the bench's calendar days, not UTC days.
+    return today or clock.today()
 
 
 def known_codes(session: Session) -> tuple[dict[str, str], dict[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, lots, users
+from .. import audit, clock, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput
@@ -52,7 +52,7 @@ def record_material(session: Session, actor: Actor, lot: Lot, step_code: str, re
     step, entry = _entry_for_use(session, actor, lot, step_code, repeat_index)
     item = material_by_scan(session, scan)
     described = f"{item.material_code} lot {item.supplier_lot} (exp. {item.expiry})"
-    why = material_refusal(item, utcnow().date(), {m.code for m in step.materials})
+    why = material_refusal(item, clock.today(), {m.code for m in step.materials})
     _authorise_use(session, actor, lot, step, entry, "material", why, described, override_reason)
     lots.claim(session, lot, seen_version)
     assert entry.id is not None and item.id is not None  # both read from the database
@@ -66,7 +66,7 @@ def record_equipment(session: Session, actor: Actor, lot: Lot, step_code: str, r
     step, entry = _entry_for_use(session, actor, lot, step_code, repeat_index)
     item = equipment_by_scan(session, asset_id)
     described = f"{item.asset_id} (calibrated until {item.calibration_due})"
-    why = equipment_refusal(item, utcnow().date(), {e.code for e in step.equipment})
+    why = equipment_refusal(item, clock.today(), {e.code for e in step.equipment})
     _authorise_use(session, actor, lot, step, entry, "equipment", why, described, None)
     lots.claim(session, lot, seen_version)
     assert entry.id is not None and item.id is not None  # both read from the database
