@@ -1,7 +1,8 @@
 """Deviations: raised by hand or by other modules, assessed, then closed by QA with a signature.
 
-The state machine is one table, TRANSITIONS: each move, the states it starts from, who may make it,
-the guard rules it must pass and the signature it needs. Pages offer exactly `allowed_actions`.
+The state machine is one table, TRANSITIONS, run by MACHINE (the `statemachine` shape): each move,
+the states it starts from, who may make it (only QA closes), the guard rules it must pass and the
+signature it needs. Pages and the API offer exactly `allowed_actions`.
 
 Numbers are DEV-<year>-<4 digits>, one sequence per UTC year. The next number is read after taking
 the audit chain's head lock, which every audited transaction takes anyway: two deviations raised
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Set
+from typing import Any
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from . import audit, signatures, users
+from . import audit, inputs, signatures, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -44,6 +45,7 @@ from .models import (
     Visibility,
     Visit,
 )
+from .statemachine import Guard, Machine, Transition
 
 SEVERITIES = ("minor", "major", "critical")
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
@@ -58,8 +60,6 @@ _STEP_CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # --- the state machine ------------------------------------------------------------------------
 
-Guard = Callable[[Deviation], str | None]
-
 
 def has_impact_assessment(deviation: Deviation) -> str | None:
     if not (deviation.impact_assessment or "").strip():
@@ -67,46 +67,49 @@ def has_impact_assessment(deviation: Deviation) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Move:
-    action: str
-    sources: frozenset[DeviationState]
-    target: DeviationState
-    roles: frozenset[Role]
-    guards: tuple[tuple[str, Guard], ...] = ()  # (the field a refusal names, the rule)
-    signature: Meaning | None = None
-    first: str = ""  # what has to happen before this move, told when the state does not allow it
-
-
-TRANSITIONS: dict[str, Move] = {
+_T = Transition[DeviationState]
+TRANSITIONS: dict[str, _T] = {
     # Assessing again while assessed corrects the assessment (with a reason); closed is final.
-    "assess": Move("assess", frozenset({DeviationState.open, DeviationState.assessed}), DeviationState.assessed,
-                   frozenset({Role.operator, Role.qa})),
+    "assess": _T(frozenset({DeviationState.open, DeviationState.assessed}), DeviationState.assessed,
+                 frozenset({Role.operator, Role.qa})),
     # "approved": QA's closure accepts the impact assessment and the CAPA as sufficient. It is a
     # decision on the deviation, not only a statement that it was read ("reviewed").
-    "close": Move("close", frozenset({DeviationState.assessed}), DeviationState.closed, frozenset({Role.qa}),
-                  guards=(("impact_assessment", has_impact_assessment),), signature=Meaning.approved,
-                  first="record its impact assessment first"),
+    "close": _T(frozenset({DeviationState.assessed}), DeviationState.closed, frozenset({Role.qa}),
+                guards=(has_impact_assessment,), signature=Meaning.approved),
 }
 
 
+def _state(deviation: Any) -> DeviationState:
+    return DeviationState(deviation.state)
+
+
+MACHINE: Machine[DeviationState] = Machine("deviation", _state, TRANSITIONS)
+
+# What has to happen before a move, told when the state does not allow it yet.
+_FIRST = {"close": "record its impact assessment first"}
+# The field a guard's refusal names, so a form shows it beside the right input.
+_GUARD_FIELDS: dict[Guard, str] = {has_impact_assessment: "impact_assessment"}
+
+
 def refusal(deviation: Deviation, action: str, actor: Actor) -> DomainError | None:
-    """Why this person may not make this move on this deviation now, or None."""
-    move = TRANSITIONS.get(action)
-    if move is None:
+    """Why this person may not make this move on this deviation now, or None. The table says it;
+    the order (state, then role, then guards) and the wording are the deviation's own."""
+    if action not in TRANSITIONS:
         return InvalidInput(f"Unknown action '{action}' on a deviation.", field="action")
-    state = DeviationState(deviation.state)
-    if state not in move.sources:
+    move = MACHINE.transition(action)
+    state = _state(deviation)
+    if MACHINE.state_refusal(deviation, action):
         if state is DeviationState.closed:
             return Conflict(f"{deviation.number} is closed: a closed deviation cannot be changed.", field="state")
-        return Conflict(f"{deviation.number} is {state.value}: it cannot be {move.target.value} now"
-                        + (f"; {move.first}." if move.first else "."), field="state")
-    if not actor.roles & move.roles:
-        names = " or ".join(sorted(r.value for r in move.roles))
-        return Forbidden(f"Only {names} may {action} a deviation.")
-    for field, guard in move.guards:
+        first = _FIRST.get(action)
+        target = move.target.value if move.target else state.value
+        return Conflict(f"{deviation.number} is {state.value}: it cannot be {target} now"
+                        + (f"; {first}." if first else "."), field="state")
+    if why := MACHINE.role_refusal(action, actor.roles):
+        return Forbidden(why)
+    for guard in move.guards:
         if why := guard(deviation):
-            return InvalidInput(why, field=field)
+            return InvalidInput(why, field=_GUARD_FIELDS.get(guard, "action"))
     return None
 
 
@@ -114,10 +117,10 @@ def allowed_actions(deviation: Deviation, actor: Actor) -> list[str]:
     return [action for action in TRANSITIONS if refusal(deviation, action, actor) is None]
 
 
-def _authorise(deviation: Deviation, action: str, actor: Actor) -> Move:
+def _authorise(deviation: Deviation, action: str, actor: Actor) -> _T:
     if (error := refusal(deviation, action, actor)) is not None:
         raise error
-    return TRANSITIONS[action]
+    return MACHINE.transition(action)
 
 
 # --- content a closure signature covers -------------------------------------------------------
@@ -152,10 +155,7 @@ def _severity(value: str | None) -> str:
 
 
 def _capa(value: str | None) -> str | None:
-    value = (value or "").strip() or None
-    if value and len(value) > 64:
-        raise InvalidInput("The CAPA reference is at most 64 characters.", field="capa_reference")
-    return value
+    return inputs.optional_text(value, "capa_reference", "CAPA reference", 64) or None
 
 
 def lot_by_number(session: Session, lot_number: str | None, field: str = "lot_number") -> Lot | None:
@@ -163,7 +163,7 @@ def lot_by_number(session: Session, lot_number: str | None, field: str = "lot_nu
     lot_number = (lot_number or "").strip()
     if not lot_number:
         return None
-    lot = session.scalars(select(Lot).where(Lot.number == lot_number)).first()
+    lot = session.scalars(select(Lot).where(col(Lot.number) == lot_number)).first()
     if lot is None:
         raise NotFound(f"There is no lot '{lot_number}'.", field=field)
     return lot
@@ -177,10 +177,11 @@ def _step_codes(session: Session, lot: Lot) -> set[str]:
 def _next_number(session: Session, year: int) -> str:
     # The chain head is the one row every audited transaction locks: holding it, nobody else can
     # be between reading the last number and inserting the next one, on any engine or worker.
-    session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
+    session.execute(select(col(AuditHead.id)).where(col(AuditHead.id) == 1).with_for_update())
     prefix = f"DEV-{year}-"
-    last = session.scalars(select(Deviation.number).where(Deviation.number.like(f"{prefix}%"))
-                           .order_by(func.length(Deviation.number).desc(), Deviation.number.desc()).limit(1)).first()
+    number = col(Deviation.number)
+    last = session.scalars(select(number).where(number.like(f"{prefix}%"))
+                           .order_by(func.length(number).desc(), number.desc()).limit(1)).first()
     return f"{prefix}{int(last[len(prefix):]) + 1 if last else 1:04d}"
 
 
@@ -237,7 +238,7 @@ def assess_deviation(session: Session, actor: Actor, deviation: Deviation, *, im
                      blinded_summary: str | None = None, reason: str | None = None) -> None:
     """Record (or correct) the impact assessment; the severity, the CAPA reference and the
     blinded summary may change with it. Changing anything already recorded needs a reason."""
-    move = _authorise(deviation, "assess", actor)
+    _authorise(deviation, "assess", actor)
     new = {
         "impact_assessment": _required(impact_assessment, "impact_assessment", "impact assessment"),
         "severity": _severity(severity) if (severity or "").strip() else deviation.severity,
@@ -257,11 +258,11 @@ def assess_deviation(session: Session, actor: Actor, deviation: Deviation, *, im
         # Unblinded, the summary too: a reason for correcting it may quote what it must not say.
         audit.record(session, actor, "deviation assessed", "deviation", deviation.number, field=field, old=old,
                      new=value, reason=reason if field in corrected else None, visibility=Visibility.unblinded)
-    old_state = DeviationState(deviation.state)
-    if old_state is not move.target:
-        deviation.state = move.target
+    old_state, new_state = DeviationState(deviation.state), MACHINE.target(deviation, "assess")
+    if old_state is not new_state:
+        deviation.state = new_state
         audit.record(session, actor, "deviation state changed", "deviation", deviation.number, field="state",
-                     old=old_state, new=move.target)
+                     old=old_state, new=new_state)
     session.flush()
 
 
@@ -269,11 +270,12 @@ def close_deviation(session: Session, closer: User, password: str, deviation: De
     """QA closes an assessed deviation, signing (meaning "approved") what it closes."""
     actor = users.actor(session, closer)
     move = _authorise(deviation, "close", actor)
-    old_state = DeviationState(deviation.state)
-    deviation.state = move.target
+    assert move.signature is not None  # the table signs every closure
+    old_state, new_state = DeviationState(deviation.state), MACHINE.target(deviation, "close")
+    deviation.state = new_state
     session.flush()  # the signature covers the deviation as closed
     audit.record(session, actor, "deviation state changed", "deviation", deviation.number, field="state",
-                 old=old_state, new=move.target)
+                 old=old_state, new=new_state)
     sig = signatures.sign(session, closer, password, move.signature, "deviation", deviation.number)
     deviation.closure_signature_id = sig.id
     session.flush()
@@ -285,27 +287,28 @@ def close_deviation(session: Session, closer: User, password: str, deviation: De
 
 def by_number(session: Session, number: str | None, field: str = "number") -> Deviation:
     number = (number or "").strip().upper()
-    deviation = session.scalars(select(Deviation).where(Deviation.number == number)).first()
+    deviation = session.scalars(select(Deviation).where(col(Deviation.number) == number)).first()
     if deviation is None:
         raise NotFound(f"There is no deviation '{number}'.", field=field)
     return deviation
 
 
-def links(session: Session, deviation: Deviation) -> dict[str, str]:
+def links(session: Session, deviation: Deviation) -> dict[str, str | None]:
     """The kit, visit and shipment a deviation concerns, by their public references; only those
     it has. A kit number and a visit say nothing about an arm."""
-    found = {}
+    found: dict[str, str | None] = {}
     if deviation.kit_id is not None:
-        found["kit"] = session.scalar(select(Kit.number).where(Kit.id == deviation.kit_id))
+        found["kit"] = session.scalar(select(col(Kit.number)).where(col(Kit.id) == deviation.kit_id))
     if deviation.visit_id is not None:
-        row = session.execute(select(Study.code, Participant.screening_number, Visit.treatment)
-                              .join(Participant, Participant.id == Visit.participant_id)
-                              .join(Study, Study.id == Participant.study_id)
-                              .where(Visit.id == deviation.visit_id)).first()
+        row = session.execute(select(col(Study.code), col(Participant.screening_number), col(Visit.treatment))
+                              .join(Participant, col(Participant.id) == col(Visit.participant_id))
+                              .join(Study, col(Study.id) == col(Participant.study_id))
+                              .where(col(Visit.id) == deviation.visit_id)).first()
         # the visit's id in the audit trail (pharmacy.VisitContext.ref)
         found["visit"] = f"{row[0]}/{row[1]}/T{row[2]}" if row else None
     if deviation.shipment_id is not None:
-        found["shipment"] = session.scalar(select(Shipment.number).where(Shipment.id == deviation.shipment_id))
+        found["shipment"] = session.scalar(select(col(Shipment.number))
+                                           .where(col(Shipment.id) == deviation.shipment_id))
     return found
 
 
@@ -313,29 +316,29 @@ def deviations_of(session: Session, *, kit_id: int | None = None, shipment_id: i
     """The deviations linked to a kit or a shipment, oldest first."""
     query = select(Deviation)
     if kit_id is not None:
-        query = query.where(Deviation.kit_id == kit_id)
+        query = query.where(col(Deviation.kit_id) == kit_id)
     if shipment_id is not None:
-        query = query.where(Deviation.shipment_id == shipment_id)
-    return list(session.scalars(query.order_by(Deviation.raised_at, Deviation.number)))
+        query = query.where(col(Deviation.shipment_id) == shipment_id)
+    return list(session.scalars(query.order_by(col(Deviation.raised_at), col(Deviation.number))))
 
 
 def lot_number_of(session: Session, deviation: Deviation) -> str | None:
-    return session.scalar(select(Lot.number).where(Lot.id == deviation.lot_id)) if deviation.lot_id else None
+    return session.scalar(select(col(Lot.number)).where(col(Lot.id) == deviation.lot_id)) if deviation.lot_id else None
 
 
 def _by_severity_then_age(rows: list[Deviation]) -> list[Deviation]:
     return sorted(rows, key=lambda d: (SEVERITY_RANK.get(d.severity, 9), d.raised_at, d.number))
 
 
-def deviations(session: Session, *, states: set[DeviationState] | None = None, lot_id: int | None = None,
+def deviations(session: Session, *, states: Set[DeviationState] | None = None, lot_id: int | None = None,
                order: str = "severity") -> list[Deviation]:
     """Deviations, most severe first then oldest first (order="severity"), or oldest first ("age")."""
     query = select(Deviation)
     if states:
-        query = query.where(Deviation.state.in_([DeviationState(s).value for s in states]))
+        query = query.where(col(Deviation.state).in_([DeviationState(s).value for s in states]))
     if lot_id is not None:
-        query = query.where(Deviation.lot_id == lot_id)
-    rows = list(session.scalars(query.order_by(Deviation.raised_at, Deviation.number)))
+        query = query.where(col(Deviation.lot_id) == lot_id)
+    rows = list(session.scalars(query.order_by(col(Deviation.raised_at), col(Deviation.number))))
     return rows if order == "age" else _by_severity_then_age(rows)
 
 
@@ -362,7 +365,7 @@ def deviations_block(session: Session, lot_id: int) -> str | None:
 
 
 def count_by_state(session: Session) -> dict[DeviationState, int]:
-    rows = session.execute(select(Deviation.state, func.count()).group_by(Deviation.state))
+    rows = session.execute(select(col(Deviation.state), func.count()).group_by(col(Deviation.state)))
     counts = dict.fromkeys(DeviationState, 0)
     counts.update({DeviationState(state): n for state, n in rows})
     return counts

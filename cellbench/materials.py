@@ -17,9 +17,9 @@ import re
 from datetime import date, timedelta
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from . import audit, inputs, users
+from . import audit, clock, inputs, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
@@ -56,7 +56,8 @@ def _code(value: str | None, field: str, what: str) -> str:
 
 
 def _today(today: date | None) -> date:
-    return today or utcnow().date()
+    # Expiry and calibration dates are the bench's calendar days, not UTC days.
+    return today or clock.today()
 
 
 def known_codes(session: Session) -> tuple[dict[str, str], dict[str, str]]:
@@ -64,7 +65,7 @@ def known_codes(session: Session) -> tuple[dict[str, str], dict[str, str]]:
     forms can offer them instead of relying on typing."""
     materials: dict[str, str] = {}
     equipment: dict[str, str] = {}
-    for content in session.scalars(select(SpecVersion.content)):
+    for content in session.scalars(select(col(SpecVersion.content))):
         for step in json.loads(content).get("steps", []):
             materials.update({m["code"]: m["name"] for m in step.get("materials", [])})
             equipment.update({e["code"]: e["name"] for e in step.get("equipment", [])})
@@ -140,8 +141,8 @@ def material_decisions_for(lot: MaterialLot, actor: Actor) -> list[str]:
 
 
 def _find_material(session: Session, material_code: str, supplier_lot: str) -> MaterialLot | None:
-    return session.scalars(select(MaterialLot).where(MaterialLot.material_code == material_code,
-                                                     MaterialLot.supplier_lot == supplier_lot)).first()
+    return session.scalars(select(MaterialLot).where(col(MaterialLot.material_code) == material_code,
+                                                     col(MaterialLot.supplier_lot) == supplier_lot)).first()
 
 
 def material_lot(session: Session, material_code: str, supplier_lot: str, field: str = "material") -> MaterialLot:
@@ -173,13 +174,14 @@ def material_by_scan(session: Session, text: str | None, field: str = "material"
 def material_lots(session: Session, status: MaterialStatus | str | None = None) -> list[MaterialLot]:
     query = select(MaterialLot)
     if status:
-        query = query.where(MaterialLot.status == MaterialStatus(status).value)
-    order = (MaterialLot.expiry, MaterialLot.material_code, MaterialLot.supplier_lot)
+        query = query.where(col(MaterialLot.status) == MaterialStatus(status).value)
+    order = (col(MaterialLot.expiry), col(MaterialLot.material_code), col(MaterialLot.supplier_lot))
     return list(session.scalars(query.order_by(*order)))
 
 
 def count_in_quarantine(session: Session) -> int:
-    query = select(func.count()).select_from(MaterialLot).where(MaterialLot.status == MaterialStatus.quarantine.value)
+    query = (select(func.count()).select_from(MaterialLot)
+             .where(col(MaterialLot.status) == MaterialStatus.quarantine.value))
     return session.scalar(query) or 0
 
 
@@ -220,7 +222,7 @@ def register_equipment(session: Session, actor: Actor, *, asset_id: str, equipme
     equipment_code = _code(equipment_code, "equipment_code", "equipment kind")
     name = inputs.text(name, "name", "equipment name", 200)
     due = inputs.day(calibration_due, "calibration_due", "calibration due date")
-    if session.scalars(select(Equipment.id).where(Equipment.asset_id == asset_id)).first() is not None:
+    if session.scalars(select(col(Equipment.id)).where(col(Equipment.asset_id) == asset_id)).first() is not None:
         raise Conflict(f"Asset '{asset_id}' is already registered.", field="asset_id")
     item = Equipment(asset_id=asset_id, equipment_code=equipment_code, name=name, calibration_due=due, active=True)
     session.add(item)
@@ -260,7 +262,7 @@ def set_in_service(session: Session, actor: Actor, equipment: Equipment, active:
 
 def equipment_by_asset(session: Session, asset_id: str | None, field: str = "asset_id") -> Equipment:
     asset_id = (asset_id or "").strip()
-    item = session.scalars(select(Equipment).where(Equipment.asset_id == asset_id)).first()
+    item = session.scalars(select(Equipment).where(col(Equipment.asset_id) == asset_id)).first()
     if item is None:
         raise NotFound(f"No equipment with asset id '{asset_id}' is registered.", field=field)
     return item
@@ -279,8 +281,8 @@ def equipment_list(session: Session, *, due_by: date | None = None) -> list[Equi
     """All equipment by calibration due date; with due_by, only what is in service and due by then."""
     query = select(Equipment)
     if due_by is not None:
-        query = query.where(Equipment.active.is_(True), Equipment.calibration_due <= due_by)
-    return list(session.scalars(query.order_by(Equipment.calibration_due, Equipment.asset_id)))
+        query = query.where(col(Equipment.active).is_(True), col(Equipment.calibration_due) <= due_by)
+    return list(session.scalars(query.order_by(col(Equipment.calibration_due), col(Equipment.asset_id))))
 
 
 def calibration_state(equipment: Equipment, on: date) -> str:

@@ -278,7 +278,8 @@ def test_closure_is_signed_approved_by_qa_and_verify_recomputes_it(db, people, l
         "Anna QA", Meaning.approved, "deviation", number)
     signed = json.loads(sig.content)
     assert signed["state"] == "closed" and signed["lot"] == "ASC-26-001" and signed["capa_reference"] == "CAPA-1"
-    assert [(e.old_value, e.new_value) for e in events(db, number, "deviation state changed")][-1] == ("assessed", "closed")
+    changes = [(e.old_value, e.new_value) for e in events(db, number, "deviation state changed")]
+    assert changes[-1] == ("assessed", "closed")
     report = integrity.verify(db)
     assert report.ok and report.signatures == 1
     with db.engine.begin() as conn:
@@ -354,7 +355,8 @@ def test_qa_works_the_queue_and_closes_on_the_page_with_the_signature_shown(as_,
     assert queue.index(critical) < queue.index(minor)  # most severe first
     by_age = anna.get("/deviations?order=age").text
     assert by_age.index(minor) < by_age.index(critical)
-    no_reason = anna.submit(f"/deviations/{critical}/assess", {"impact_assessment": "Batch at risk", "severity": "minor"})
+    no_reason = anna.submit(f"/deviations/{critical}/assess",
+                            {"impact_assessment": "Batch at risk", "severity": "minor"})
     assert no_reason.status_code == 422 and "reason is required" in no_reason.text and "Batch at risk" in no_reason.text
     assert anna.submit(f"/deviations/{critical}/assess", {"impact_assessment": "Batch at risk",
                                                           "severity": "critical"}).status_code == 303

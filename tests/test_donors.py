@@ -104,7 +104,8 @@ def test_a_donor_code_that_is_not_a_pseudonym_is_refused_naming_the_code(db, peo
     assert events(db, "donor registered") == []
 
 
-@pytest.mark.parametrize("consent,reference,field", [(None, "CONSENT-1", "consent_date"), ("", "CONSENT-1", "consent_date"),
+@pytest.mark.parametrize("consent,reference,field", [(None, "CONSENT-1", "consent_date"),
+                                                     ("", "CONSENT-1", "consent_date"),
                                                      ("20.02.2025", "CONSENT-1", "consent_date"),
                                                      (date(2025, 2, 20), "  ", "consent_reference"),
                                                      (date.today() + timedelta(days=3), "CONSENT-1", "consent_date")])
@@ -329,7 +330,8 @@ def test_a_missing_test_blocks_eligibility(db, din):
 def test_a_sample_outside_the_window_blocks_eligibility(db, din):
     record(db, panel())
     with db.engine.begin() as conn:  # as a corrected donation date would leave it
-        conn.execute(text("UPDATE donor_test SET sample_date = :d WHERE test = 'syphilis'"), {"d": DONATED - timedelta(days=1)})
+        conn.execute(text("UPDATE donor_test SET sample_date = :d WHERE test = 'syphilis'"),
+                     {"d": DONATED - timedelta(days=1)})
     with db.read() as s:
         blockers = donors.eligibility_blockers(s, donors.donation_by_identifier(s, "G123498654321"))
     assert blockers == ["Samples outside the window 2025-03-03 to 2025-03-10 (at donation or within 7 days after): "
@@ -549,7 +551,8 @@ def test_donor_pages_are_for_operators_qa_and_qp_only(as_, din):
 
 
 @pytest.mark.parametrize("username,path", [("olivia", "/donors/new"), ("olivia", "/donors/D-0001"),
-                                           ("olivia", "/donations/G123498654321"), ("anna", "/donations/G123498654321")])
+                                           ("olivia", "/donations/G123498654321"),
+                                           ("anna", "/donations/G123498654321")])
 def test_every_donor_form_carries_the_sessions_csrf_token(as_, din, username, path):
     client = as_(username)
     page = client.get(path).text
@@ -596,7 +599,8 @@ def test_the_api_round_trip_from_donor_to_signed_decision(app, db, people):
     assert made.status_code == 201 and made.json()["missing_tests"] == list(donors.REQUIRED_PANEL)
     tests = [{"test": c, "result": "negative", "sample_date": "2025-03-04", "laboratory": "KIA"}
              for c in donors.REQUIRED_PANEL]
-    window = lab.post("/api/v1/donations/G123498654321/tests", json={"tests": [tests[0] | {"sample_date": "2025-03-11"}]})
+    window = lab.post("/api/v1/donations/G123498654321/tests",
+                      json={"tests": [tests[0] | {"sample_date": "2025-03-11"}]})
     assert window.status_code == 422 and window.json()["field"] == "sample_date"
     recorded = lab.post("/api/v1/donations/G123498654321/tests", json={"tests": tests})
     assert recorded.status_code == 200 and recorded.json()["missing_tests"] == []
@@ -605,7 +609,8 @@ def test_the_api_round_trip_from_donor_to_signed_decision(app, db, people):
                       "lot_refusal": status["lot_refusal"], "signature": None}
     assert lab.post("/api/v1/donations/G123498654321/eligibility",
                     json={"decision": "eligible", "password": PASSWORD}).status_code == 403
-    decided = qa.post("/api/v1/donations/G123498654321/eligibility", json={"decision": "eligible", "password": PASSWORD})
+    decided = qa.post("/api/v1/donations/G123498654321/eligibility",
+                      json={"decision": "eligible", "password": PASSWORD})
     assert decided.status_code == 200
     body = decided.json()
     assert body["state"] == "eligible" and body["may_start_lot"] and body["signature"]["meaning"] == "approved"

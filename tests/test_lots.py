@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from cellbench import integrity, lots, steps, users
 from cellbench.clock import utcnow
-from cellbench.errors import Conflict, Forbidden, InvalidInput
+from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
 from cellbench.models import AuditEvent, LotState, Signature, SpecStatus, StepState, StepValue
 from cellbench.specifications import Parameter, specs_root
 from cellbench.specifications import versions as spec_versions
@@ -21,7 +21,9 @@ def good_value(p: Parameter) -> str:
     """A value within the master batch record's limits, as an operator would type it."""
     if p.type == "number":
         low, high = p.min, p.max
-        return f"{(low + high) / 2:g}" if low is not None and high is not None else f"{low if low is not None else high if high is not None else 1:g}"
+        if low is not None and high is not None:
+            return f"{(low + high) / 2:g}"
+        return f"{low if low is not None else high if high is not None else 1:g}"
     if p.type == "choice":
         return p.choices[0]
     if p.type == "boolean":
@@ -111,6 +113,23 @@ def test_a_placebo_lot_goes_through_every_step_to_a_complete_batch_record(db, ef
     assert integrity.verify(db).ok
 
 
+def test_completion_is_the_lot_tables_own_move_made_only_by_the_finished_batch_record(db, effective_specs):
+    number = start_placebo_lot(db)
+    first = placebo_spec(db).steps[0]
+    assert lots.MOVES["complete"].target is LotState.qc_pending
+    with db.read() as s:
+        lot = lots.by_number(s, number)
+        assert "complete" not in lots.allowed_moves(lot, actor_of(db, "olivia"))  # never a button
+        with pytest.raises(InvalidInput) as unfinished:
+            lots.complete(s, actor_of(db, "olivia"), lot, None)  # the steps' guard on the table
+        assert f"Step '{first.title}'" in unfinished.value.message
+    with pytest.raises(InvalidInput) as by_hand, db.write() as s:
+        lots.move(s, users.by_username(s, "olivia"), lots.by_number(s, number), "complete", None)
+    assert "follows from its batch record" in by_hand.value.message
+    with db.read() as s:
+        assert LotState(lots.by_number(s, number).state) == LotState.in_process
+
+
 def test_a_step_out_of_order_is_refused(db, effective_specs):
     number = start_placebo_lot(db)
     later = placebo_spec(db).steps[1]
@@ -140,7 +159,8 @@ def test_an_out_of_limit_value_without_a_comment_is_refused_and_nothing_is_saved
         steps.start_entry(s, actor_of(db, "olivia"), lot, step.code, None)
     with pytest.raises(InvalidInput) as refused, db.write() as s:
         steps.record_values(s, actor_of(db, "olivia"), lots.by_number(s, number), step.code, 1,
-                            {"supplier": steps.ValueInput("B. Braun"), "units_received": steps.ValueInput("5000")}, None)
+                            {"supplier": steps.ValueInput("B. Braun"), "units_received": steps.ValueInput("5000")},
+                            None)
     assert refused.value.field == "units_received" and "outside its limits" in refused.value.message
     with db.read() as s:
         assert s.scalars(select(StepValue)).first() is None
@@ -214,10 +234,12 @@ def test_a_lot_on_hold_takes_no_entries_until_qa_resumes_it(db, effective_specs)
 
 def test_aborting_a_lot_needs_qas_signature(db, effective_specs):
     number = start_placebo_lot(db)
-    with pytest.raises(Exception), db.write() as s:
-        lots.move(s, users.by_username(s, "anna"), lots.by_number(s, number), "abort", "contaminated", password="wrong!!")
+    with pytest.raises(AuthenticationFailed), db.write() as s:
+        lots.move(s, users.by_username(s, "anna"), lots.by_number(s, number), "abort", "contaminated",
+                  password="wrong!!")
     with db.write() as s:
-        lots.move(s, users.by_username(s, "anna"), lots.by_number(s, number), "abort", "contaminated", password=PASSWORD)
+        lots.move(s, users.by_username(s, "anna"), lots.by_number(s, number), "abort", "contaminated",
+                  password=PASSWORD)
     with db.read() as s:
         assert LotState(lots.by_number(s, number).state) == LotState.aborted
         assert s.scalars(select(Signature).where(Signature.entity_type == "lot_decision")).one().meaning == "rejected"
@@ -234,7 +256,8 @@ def test_the_guided_page_shows_the_current_step_and_keeps_typed_values_on_error(
     page = olivia.get(f"/lots/{number}")
     assert "Start this step" in page.text and 'id="current"' in page.text
     version = int(page.text.split('name="lot_version" value="')[1].split('"')[0])
-    assert olivia.submit(f"/lots/{number}/start", {"step": "supplier_receipt", "lot_version": version}).status_code == 303
+    started = olivia.submit(f"/lots/{number}/start", {"step": "supplier_receipt", "lot_version": version})
+    assert started.status_code == 303
     page = olivia.get(f"/lots/{number}")
     version = int(page.text.split('name="lot_version" value="')[1].split('"')[0])
     refused = olivia.submit(f"/lots/{number}/values", {"step": "supplier_receipt", "entry": 1, "lot_version": version,

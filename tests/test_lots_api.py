@@ -28,7 +28,8 @@ def test_an_integration_records_a_step_and_a_second_person_verifies_it(app, db, 
                       json={"values": {"units_received": "lots"}})
     assert bad.status_code == 422 and bad.json()["field"] == "units_received"
     recorded = olivia.post(f"/api/v1/lots/{number}/steps/supplier_receipt/entries/1/values", json={"values": {
-        "supplier": "B. Braun", "product_name": "NaCl 0.9 %", "supplier_batch": "NACL-9", "supplier_expiry": "2028-01-31",
+        "supplier": "B. Braun", "product_name": "NaCl 0.9 %", "supplier_batch": "NACL-9",
+        "supplier_expiry": "2028-01-31",
         "received_at": "2026-01-01T10:00+01:00", "units_received": "200", "packaging_intact": "yes"},
         "comments": {"received_at": "recorded from the goods-in log"}})
     assert recorded.status_code == 200, recorded.text

@@ -396,7 +396,7 @@ def test_verify_notices_an_invalidation_reason_changed_behind_qas_back(lab):
 @pytest.fixture
 def hook(monkeypatch):
     calls = []
-    monkeypatch.setattr(qc, "POST_CERTIFICATION_OOS_HOOKS", [lambda s, actor, lot, result: calls.append(
+    monkeypatch.setattr(qc.investigations, "POST_CERTIFICATION_OOS_HOOKS", [lambda s, actor, lot, result: calls.append(
         (actor.name, lot.number, result.test_code, LotState(lot.state)))])
     return calls
 
@@ -436,7 +436,7 @@ def test_a_failing_hook_leaves_nothing_half_done(lab, monkeypatch):
     def broken(*_):
         raise Conflict("kit quarantine failed")
 
-    monkeypatch.setattr(qc, "POST_CERTIFICATION_OOS_HOOKS", [broken])
+    monkeypatch.setattr(qc.investigations, "POST_CERTIFICATION_OOS_HOOKS", [broken])
     set_state(lab, ASC, LotState.released)
     with pytest.raises(Conflict):
         enter(lab, "sterility", "growth")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import donors
+from .. import clock, donors
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Donation, Donor, DonorTest, Eligibility, Meaning, Role
@@ -134,9 +134,6 @@ def donation_out(session: Session, d: Donation) -> DonationOut:
                        decision=eligibility_out(session, d))
 
 
-def _today(request: Request) -> date:
-    return datetime.now(request.app.state.settings.zone).date()
-
 
 @router.get("/donors", response_model=list[DonorOut])
 def list_donors(viewer: Viewer = Depends(reader), session: Session = Depends(read_session),
@@ -151,7 +148,7 @@ def register_donor(body: NewDonor, request: Request, viewer: Viewer = Depends(op
                    db: Database = Depends(get_db)):
     with db.write() as session:
         donor = donors.register_donor(session, viewer.actor, body.code, body.consent_date, body.consent_reference,
-                                      today=_today(request))
+                                      today=clock.today())
         return donor_out(session, donor)
 
 
@@ -166,7 +163,7 @@ def register_donation(code: str, body: NewDonation, request: Request, viewer: Vi
     with db.write() as session:
         donation = donors.register_donation(session, viewer.actor, donors.donor_by_code(session, code),
                                             body.identifier, body.check_character, body.donated_on,
-                                            today=_today(request))
+                                            today=clock.today())
         return donation_out(session, donation)
 
 
@@ -183,7 +180,7 @@ def record_tests(identifier: str, body: TestsIn, request: Request, viewer: Viewe
     with db.write() as session:
         donation = donors.donation_by_identifier(session, identifier)
         entries = [donors.TestEntry(t.test, t.result, t.sample_date, t.laboratory) for t in body.tests]
-        donors.record_tests(session, viewer.actor, donation, entries, body.reason, today=_today(request))
+        donors.record_tests(session, viewer.actor, donation, entries, body.reason, today=clock.today())
         return donation_out(session, donation)
 
 

@@ -15,10 +15,9 @@ from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Lot, Role
 from ..specifications import versions as spec_versions
-from ..web.lots import READERS
 
 router = APIRouter(prefix="/api/v1", tags=["batch record"])
-reader = require(*READERS)
+reader = require(*lots.READERS)
 
 
 class ValueOut(BaseModel):

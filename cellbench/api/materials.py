@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import materials
+from .. import clock, materials
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Equipment, MaterialLot, MaterialStatus, Role
@@ -16,9 +16,6 @@ router = APIRouter(prefix="/api/v1", tags=["materials and equipment"])
 keepers = require(Role.operator, Role.qa)
 qa = require(Role.qa)
 
-
-def _today(request: Request) -> date:
-    return datetime.now(request.app.state.settings.zone).date()
 
 
 class MaterialLotOut(BaseModel):
@@ -95,7 +92,7 @@ def list_material_lots(status: MaterialStatus | None = None, viewer: Viewer = De
 def receive_material_lot(body: NewMaterialLot, request: Request, viewer: Viewer = Depends(keepers),
                          db: Database = Depends(get_db)):
     with db.write() as session:
-        lot = materials.receive_material(session, viewer.actor, today=_today(request), **body.model_dump())
+        lot = materials.receive_material(session, viewer.actor, today=clock.today(), **body.model_dump())
         return lot_out(lot)
 
 
@@ -136,7 +133,7 @@ def reject_material_lot(material_code: str, supplier_lot: str, body: Reason, vie
 @router.get("/equipment", response_model=list[EquipmentOut])
 def list_equipment(request: Request, due_within_days: int | None = Query(None, ge=0, le=3650),
                    viewer: Viewer = Depends(keepers), session: Session = Depends(read_session)):
-    today = _today(request)
+    today = clock.today()
     due_by = today + timedelta(days=due_within_days) if due_within_days is not None else None
     return [equipment_out(item, today) for item in materials.equipment_list(session, due_by=due_by)]
 
@@ -145,13 +142,13 @@ def list_equipment(request: Request, due_within_days: int | None = Query(None, g
 def register_equipment(body: NewEquipment, request: Request, viewer: Viewer = Depends(keepers),
                        db: Database = Depends(get_db)):
     with db.write() as session:
-        return equipment_out(materials.register_equipment(session, viewer.actor, **body.model_dump()), _today(request))
+        return equipment_out(materials.register_equipment(session, viewer.actor, **body.model_dump()), clock.today())
 
 
 @router.get("/equipment/{asset_id}", response_model=EquipmentOut)
 def get_equipment(asset_id: str, request: Request, viewer: Viewer = Depends(keepers),
                   session: Session = Depends(read_session)):
-    return equipment_out(materials.equipment_by_asset(session, asset_id), _today(request))
+    return equipment_out(materials.equipment_by_asset(session, asset_id), clock.today())
 
 
 @router.post("/equipment/{asset_id}/calibrations", response_model=EquipmentOut)
@@ -160,8 +157,8 @@ def record_calibration(asset_id: str, body: Calibration, request: Request, viewe
     with db.write() as session:
         item = materials.equipment_by_asset(session, asset_id)
         materials.record_calibration(session, viewer.actor, item, calibration_due=body.calibration_due,
-                                     reference=body.reference, today=_today(request))
-        return equipment_out(item, _today(request))
+                                     reference=body.reference, today=clock.today())
+        return equipment_out(item, clock.today())
 
 
 @router.post("/equipment/{asset_id}/service", response_model=EquipmentOut,
@@ -171,4 +168,4 @@ def set_in_service(asset_id: str, body: Service, request: Request, viewer: Viewe
     with db.write() as session:
         item = materials.equipment_by_asset(session, asset_id)
         materials.set_in_service(session, viewer.actor, item, body.active, body.reason)
-        return equipment_out(item, _today(request))
+        return equipment_out(item, clock.today())

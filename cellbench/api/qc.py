@@ -11,10 +11,9 @@ from .. import lots, qc
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Deviation, Lot, QcResult, Signature
-from ..web.lots import READERS
 
 router = APIRouter(prefix="/api/v1", tags=["QC results"])
-reader = require(*READERS)
+reader = require(*lots.READERS)
 
 
 class SignatureOut(BaseModel):

@@ -4,15 +4,18 @@ transition table (`lifecycle.MACHINE`), protected against two people acting on t
 from __future__ import annotations
 
 from .lifecycle import (
+    AUTOMATIC,
     GATED,
     KIT_MOVES,
     LOT_PREFIX,
     MACHINE,
     MOVES,
+    READERS,
     Gate,
     allowed_moves,
     by_number,
     claim,
+    complete,
     decisions_of,
     lots,
     move,

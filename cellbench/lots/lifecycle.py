@@ -3,33 +3,38 @@ one transition table, protected against two people acting on the same lot at onc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..donors import donation_by_identifier, donation_may_start_lot
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User, Visibility
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition, words
 
 LOT_PREFIX = {"asc": "ASC", "placebo": "PLB"}
-
+# Who reads lots, their batch records and their QC results (pages and API alike).
+READERS = (Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analyst)
 
 _BEFORE_RELEASE = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified})
 _T = Transition[LotState]
 # A release gate: why it blocks this lot's move for this actor, or None (release.GUARDS).
 Gate = Callable[[Session, Lot, Actor], "str | None"]
 
-# The lot state machine (reference "Workflow" A). Completion (in_process -> qc_pending) happens
-# when the last batch-record step is signed (steps.complete_lot). Release, quarantine and recall
+# The lot state machine (reference "Workflow" A). Completion (in_process -> qc_pending) is made by
+# the batch record itself when its last step is signed (complete(), called by steps; the rule that
+# every step is done is steps' guard on it). Release, quarantine and recall
 # of a released lot carry its kits along in the same transaction: release.move_lot makes those
 # moves, since the kits are supply's (this module reaches no kit and no release gate).
 MOVES: dict[str, _T] = {
+    "complete": _T(frozenset({LotState.in_process}), LotState.qc_pending, frozenset({Role.operator, Role.verifier})),
     "hold": _T(frozenset({LotState.in_process}) | _BEFORE_RELEASE, LotState.on_hold,
                frozenset({Role.operator, Role.qa}), needs_reason=True),
     "resume": _T(frozenset({LotState.on_hold}), None, frozenset({Role.qa}), needs_reason=True),
@@ -49,7 +54,17 @@ MOVES: dict[str, _T] = {
     "recall": _T(frozenset({LotState.released, LotState.quarantined}), LotState.recalled, frozenset({Role.qa}),
                  signature=Meaning.rejected, needs_reason=True),
 }
-MACHINE: Machine[LotState] = Machine("lot", lambda lot: LotState(lot.state), MOVES)
+
+
+def _state(lot: Any) -> LotState:
+    return LotState(lot.state)
+
+
+MACHINE: Machine[LotState] = Machine("lot", _state, MOVES)
+
+# Moves the system makes, never offered as a button nor made through move(): completion follows
+# the signature of the batch record's last step.
+AUTOMATIC = frozenset({"complete"})
 
 # Moves guarded by a set of release gates (release.GUARDS, by this name): they are refused unless
 # the caller passes those gates, so no path can certify or release a lot past them.
@@ -62,14 +77,17 @@ KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "reca
 
 
 def by_number(session: Session, number: str) -> Lot:
-    lot = session.scalars(select(Lot).where(Lot.number == number.strip())).first()
+    lot = session.scalars(select(Lot).where(col(Lot.number) == number.strip())).first()
     if lot is None:
         raise NotFound(f"No lot '{number}'.", field="lot")
     return lot
 
 
 def spec_of(session: Session, lot: Lot) -> SpecVersion:
-    return session.get(SpecVersion, lot.spec_version_id)
+    spec = session.get(SpecVersion, lot.spec_version_id)
+    if spec is None:
+        raise NotFound(f"Lot {lot.number} names a specification version that does not exist.", field="lot")
+    return spec
 
 
 def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
@@ -78,8 +96,8 @@ def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
     On PostgreSQL a concurrent transaction blocks on this row until the first commits, then
     matches no row: the second person gets a conflict, never a duplicate entry."""
     expected = lot.row_version if seen_version is None else seen_version
-    result = session.execute(update(Lot).where(Lot.id == lot.id, Lot.row_version == expected)
-                             .values(row_version=Lot.row_version + 1))
+    result = session.exec(update(Lot).where(col(Lot.id) == lot.id, col(Lot.row_version) == expected)
+                          .values(row_version=col(Lot.row_version) + 1))
     if result.rowcount != 1:
         raise Conflict(f"Someone else recorded on lot {lot.number} since you opened it. Reload to see their "
                        "entry, then try again.", field="lot_version")
@@ -88,7 +106,7 @@ def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
 
 def _next_number(session: Session, kind: str) -> str:
     prefix = f"{LOT_PREFIX[kind]}-{utcnow():%Y}-"
-    last = session.scalar(select(func.max(Lot.number)).where(Lot.number.like(prefix + "%")))
+    last = session.scalar(select(func.max(col(Lot.number))).where(col(Lot.number).like(prefix + "%")))
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
@@ -103,6 +121,8 @@ def start_lot(session: Session, actor: Actor, product_code: str, donation_identi
         donation = donation_by_identifier(session, donation_identifier)  # as typed or scanned
         if why := donation_may_start_lot(session, donation):
             raise InvalidInput(why, field="donation")
+    if spec_row.id is None or actor.user_id is None:
+        raise InvalidInput("A lot is started by a person under a stored specification.", field="product")
     lot = Lot(number=_next_number(session, spec_row.kind), spec_version_id=spec_row.id,
               donation_id=donation.id if donation else None, created_by=actor.user_id, created_at=utcnow())
     session.add(lot)
@@ -119,25 +139,27 @@ def start_lot(session: Session, actor: Actor, product_code: str, donation_identi
 
 def allowed_moves(lot: Lot, actor: Actor) -> list[str]:
     """The moves the table allows this actor now: pages show only these."""
-    return MACHINE.allowed(lot, actor.roles)
+    return [name for name in MACHINE.allowed(lot, actor.roles) if name not in AUTOMATIC]
 
 
-def results_snapshot(session: Session, lot: Lot, up_to_id: int) -> list:
+def results_snapshot(session: Session, lot: Lot, up_to_id: int) -> list[list[object]]:
     """The results a decision stood on: [id, test, value, unit, verdict, retest_of] for every result
     of the lot up to and including up_to_id. Immutable fields only, so the snapshot a signature
     covers stays true when results are later reviewed or invalidated."""
-    query = select(QcResult).where(QcResult.lot_id == lot.id, QcResult.id <= up_to_id).order_by(QcResult.id)
+    query = (select(QcResult).where(col(QcResult.lot_id) == lot.id, col(QcResult.id) <= up_to_id)
+             .order_by(col(QcResult.id)))
     return [[r.id, r.test_code, r.value, r.unit, r.verdict, r.retest_of] for r in session.scalars(query)]
 
 
 @signatures.content_rule("lot_decision")
-def _decision_content(session: Session, decision_id: str) -> dict:
+def _decision_content(session: Session, decision_id: str) -> dict[str, object]:
     decision = session.get(LotDecision, int(decision_id))
-    if decision is None:
+    lot = session.get(Lot, decision.lot_id) if decision is not None else None
+    if decision is None or lot is None:
         raise NotFound("No such lot decision.")
-    lot = session.get(Lot, decision.lot_id)
-    content = {"lot": lot.number, "specification": lot.spec_version_id, "decision": decision.decision,
-               "from": decision.from_state, "to": decision.to_state, "reason": decision.reason}
+    content: dict[str, object] = {
+        "lot": lot.number, "specification": lot.spec_version_id, "decision": decision.decision,
+        "from": decision.from_state, "to": decision.to_state, "reason": decision.reason}
     if decision.qc_results_up_to is not None:  # the results the decision stood on, as they were then
         content["qc_results"] = results_snapshot(session, lot, decision.qc_results_up_to)
     return content
@@ -148,6 +170,11 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
     """Make one move of the table; a signed move returns its decision record. A gated move (GATED)
     needs its release gates passed in `gates` (release.move_lot does), and all must hold."""
     actor = users.actor(session, user)
+    if why := MACHINE.role_refusal(name, actor.roles):
+        raise Forbidden(why)
+    if name in AUTOMATIC:  # before the table's check: its guards read the batch record, not this move
+        raise InvalidInput(f"A lot's {words(name)} follows from its batch record; nobody makes it by hand.",
+                           field="action")
     rule = MACHINE.check(lot, name, actor.roles)
     if name in GATED and not gates:
         raise InvalidInput(f"A lot's {words(name)} is made through the release, which checks its gates.",
@@ -171,9 +198,10 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
                  reason=reason, visibility=visibility)
     if not rule.signature:
         return None
+    assert lot.id is not None  # a stored lot: claim() updated its row
+    up_to = session.scalar(select(func.max(col(QcResult.id))).where(col(QcResult.lot_id) == lot.id))
     decision = LotDecision(lot_id=lot.id, decision=name, from_state=old.value, to_state=new.value, reason=reason,
-                           qc_results_up_to=session.scalar(select(func.max(QcResult.id)).where(QcResult.lot_id == lot.id)),
-                           created_at=utcnow())
+                           qc_results_up_to=up_to, created_at=utcnow())
     session.add(decision)
     session.flush()
     sig = signatures.sign(session, user, password or "", rule.signature, "lot_decision", str(decision.id),
@@ -184,11 +212,25 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
 
 
 def decisions_of(session: Session, lot: Lot) -> list[LotDecision]:
-    return list(session.scalars(select(LotDecision).where(LotDecision.lot_id == lot.id).order_by(LotDecision.id)))
+    return list(session.scalars(select(LotDecision).where(col(LotDecision.lot_id) == lot.id)
+                                .order_by(col(LotDecision.id))))
 
 
 def lots(session: Session, state: str | None = None) -> list[Lot]:
-    query = select(Lot).order_by(Lot.id.desc())
+    query = select(Lot).order_by(col(Lot.id).desc())
     if state:
-        query = query.where(Lot.state == state)
+        query = query.where(col(Lot.state) == state)
     return list(session.scalars(query))
+
+
+def complete(session: Session, actor: Actor, lot: Lot, expiry: date | None) -> None:
+    """The batch record is complete: the lot moves to QC (the table's "complete", whose guard, held
+    by steps, says every step is done) and gets its expiry. Called by steps when the last step is
+    signed, in that signature's transaction."""
+    MACHINE.check(lot, "complete", actor.roles, session)
+    old = LotState(lot.state)
+    lot.state = MACHINE.target(lot, "complete")
+    lot.expiry = expiry
+    session.flush()
+    audit.record(session, actor, "batch record complete", "lot", lot.number, field="state", old=old, new=lot.state)
+    audit.record(session, actor, "expiry set", "lot", lot.number, field="expiry", new=lot.expiry)

@@ -1,20 +1,19 @@
-"""Specifications: the product definition read from specs/ (`definition`) and its versions, which
-QA's signature makes effective and immutable (`versions`)."""
+"""Specifications: the product definition (`model`) read from specs/ (`loading`), the judging of
+values and results against it (`values`), and its versions, which QA's signature makes effective
+and immutable (`versions`)."""
 
 from __future__ import annotations
 
 from . import versions
-from .definition import (
+from .loading import STUDIES_DIR, check_blinding_parity, load_all, load_spec_file, specs_root
+from .model import (
     COMPUTED,
     CS10_DMSO_PERCENT,
     QUALITATIVE,
-    STUDIES_DIR,
     Code,
     Criterion,
     Dose,
-    Formulation,
     Item,
-    LimitCheck,
     Parameter,
     Product,
     ReleaseTest,
@@ -22,15 +21,15 @@ from .definition import (
     Specification,
     SpecificationError,
     Step,
+)
+from .values import (
+    Formulation,
+    LimitCheck,
     Verdict,
-    check_blinding_parity,
     check_limits,
     evaluate,
     formulate_in_cs10,
-    load_all,
-    load_spec_file,
     parse_value,
     population_doublings,
-    specs_root,
 )
 from .versions import all_versions, approve, effective, label, parsed, sync_from_files

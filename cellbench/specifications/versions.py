@@ -11,14 +11,15 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Meaning, Role, SpecStatus, SpecVersion, User
-from .definition import Specification, load_all
+from .loading import load_all
+from .model import Specification
 
 
 @signatures.content_rule("spec_version")
@@ -49,23 +50,26 @@ def sync_from_files(session: Session, actor: Actor, root: Path | None = None) ->
     loaded = []
     for spec in load_all(root):
         code, version = spec.product.code, spec.product.version
+        if spec.sha256 is None:  # load_all hashes every file it reads
+            raise InvalidInput(f"{spec.file}: the file's hash is missing.", field="file")
+        sha256 = spec.sha256
         content = json.dumps(spec.model_dump(mode="json"), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        row = session.scalars(select(SpecVersion).where(SpecVersion.product_code == code,
-                                                        SpecVersion.version == version)).first()
+        row = session.scalars(select(SpecVersion).where(col(SpecVersion.product_code) == code,
+                                                        col(SpecVersion.version) == version)).first()
         if row is None:
             row = SpecVersion(product_code=code, version=version, kind=spec.product.kind, name=spec.product.name,
-                              file_sha256=spec.sha256, content=content, loaded_at=utcnow())
+                              file_sha256=sha256, content=content, loaded_at=utcnow())
             session.add(row)
             session.flush()
             audit.record(session, actor, "specification loaded", "specification", label(row),
-                         field="file_sha256", new=spec.sha256)
-        elif row.file_sha256 != spec.sha256:
+                         field="file_sha256", new=sha256)
+        elif row.file_sha256 != sha256:
             if row.status != SpecStatus.draft:
                 raise Conflict(f"{spec.file}: {label(row)} is {SpecStatus(row.status).value} and cannot change. "
                                f"Put the change in a new version (v{version + 1}.toml).", field="file")
             audit.record(session, actor, "draft specification reloaded", "specification", label(row),
-                         field="file_sha256", old=row.file_sha256, new=spec.sha256, reason="file edited before approval")
-            row.file_sha256, row.content, row.name = spec.sha256, content, spec.product.name
+                         field="file_sha256", old=row.file_sha256, new=sha256, reason="file edited before approval")
+            row.file_sha256, row.content, row.name = sha256, content, spec.product.name
         loaded.append(row)
     session.flush()
     return loaded
@@ -81,8 +85,8 @@ def approve(session: Session, qa: User, password: str, spec_id: int) -> SpecVers
         raise InvalidInput(f"{label(row)} is already {SpecStatus(row.status).value}.", field="spec")
     sig = signatures.sign(session, qa, password, Meaning.approved, "spec_version", str(row.id))
     actor = users.actor(session, qa)
-    for older in session.scalars(select(SpecVersion).where(SpecVersion.product_code == row.product_code,
-                                                           SpecVersion.status == SpecStatus.effective.value)):
+    for older in session.scalars(select(SpecVersion).where(col(SpecVersion.product_code) == row.product_code,
+                                                           col(SpecVersion.status) == SpecStatus.effective.value)):
         older.status = SpecStatus.superseded
         audit.record(session, actor, "specification superseded", "specification", label(older), field="status",
                      old="effective", new="superseded")
@@ -94,8 +98,8 @@ def approve(session: Session, qa: User, password: str, spec_id: int) -> SpecVers
 
 
 def effective(session: Session, product_code: str) -> SpecVersion:
-    row = session.scalars(select(SpecVersion).where(SpecVersion.product_code == product_code,
-                                                    SpecVersion.status == SpecStatus.effective.value)).first()
+    row = session.scalars(select(SpecVersion).where(col(SpecVersion.product_code) == product_code,
+                                                    col(SpecVersion.status) == SpecStatus.effective.value)).first()
     if row is None:
         raise InvalidInput(f"No effective specification for '{product_code}': QA must approve one first.",
                            field="product")
@@ -103,4 +107,4 @@ def effective(session: Session, product_code: str) -> SpecVersion:
 
 
 def all_versions(session: Session) -> list[SpecVersion]:
-    return list(session.scalars(select(SpecVersion).order_by(SpecVersion.product_code, SpecVersion.version)))
+    return list(session.scalars(select(SpecVersion).order_by(col(SpecVersion.product_code), col(SpecVersion.version))))

@@ -2,15 +2,14 @@
 tablet form for the whole panel) and QA's signed eligibility decision."""
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from .. import audit, donors
+from .. import audit, clock, donors
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
@@ -21,10 +20,6 @@ from .home import QueueItem, work_queue
 router = APIRouter(include_in_schema=False)
 reader = require(*donors.READERS)
 
-
-def _today(request: Request):
-    """The site's calendar day, from the app's own settings."""
-    return datetime.now(request.app.state.settings.zone).date()
 
 
 def donation_url(identifier: str) -> str:
@@ -60,7 +55,7 @@ def register_donor(request: Request, viewer: Viewer = Depends(form_by(*donors.RE
     try:
         with db.write() as session:
             donor = donors.register_donor(session, viewer.actor, values["code"], values["consent_date"],
-                                          values["consent_reference"], today=_today(request))
+                                          values["consent_reference"], today=clock.today())
             code = donor.code
     except DomainError as error:
         return render(request, "donors/new.html", status_code=error.status, form=values, error=error)
@@ -99,7 +94,7 @@ def register_donation(request: Request, code: str, viewer: Viewer = Depends(form
         with db.write() as session:
             donation = donors.register_donation(session, viewer.actor, donors.donor_by_code(session, code),
                                                 values["identifier"], values["check_character"], values["donated_on"],
-                                                today=_today(request))
+                                                today=clock.today())
             identifier = donation.identifier
     except DomainError as error:
         with db.read() as session:
@@ -113,7 +108,7 @@ def register_donation(request: Request, code: str, viewer: Viewer = Depends(form
 def _donation_page(request: Request, session: Session, viewer: Viewer, identifier: str,
                    error: DomainError | None = None, typed: dict | None = None, action: str | None = None):
     donation = donors.donation_by_identifier(session, identifier)
-    names = dict(session.execute(select(User.id, User.full_name)).all())
+    names = dict(session.execute(select(col(User.id), col(User.full_name))).all())
     return render(request, "donors/donation.html", status_code=error.status if error else 200, error=error,
                   typed=typed or {}, action=action, donor=donors.donor_of(session, donation), names=names,
                   panel=donors.REQUIRED_PANEL, results=donors.RESULTS, window=donors.sample_window(donation),
@@ -140,7 +135,7 @@ def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(for
         with db.write() as session:
             donation = donors.donation_by_identifier(session, identifier)
             donors.record_tests(session, viewer.actor, donation, _panel_entries(form), form.get("reason"),
-                                today=_today(request))
+                                today=clock.today())
             stored = donation.identifier
     except DomainError as error:
         with db.read() as session:
@@ -149,8 +144,8 @@ def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(for
 
 
 @router.post("/donations/{identifier}/decision")
-def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_by(*donors.READERS)), db: Database = Depends(get_db),
-           form=Depends(form_data)):
+def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_by(*donors.READERS)),
+           db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
             donation = donors.donation_by_identifier(session, identifier)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, deviations, lots, release, steps
 from ..db import Database
@@ -19,7 +19,7 @@ from ..templating import render
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
-READERS = (Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analyst)
+READERS = lots.READERS  # kept under this name for the pages that import it from here
 RELEASE_PAGE_MOVES = {"certify_initial", "certify_final", "release"}
 SIGNED_MOVES = {name for name, move in lots.MOVES.items() if move.signature}
 
@@ -47,23 +47,25 @@ def lot_view(session: Session, lot: Lot) -> dict:
     current = steps.current_step(spec, by_code)
     entry_ids = [e.id for entries in by_code.values() for e in entries]
     values: dict[int, list[StepValue]] = {}
-    for v in session.scalars(select(StepValue).where(StepValue.entry_id.in_(entry_ids)).order_by(StepValue.id)):
+    query = select(StepValue).where(col(StepValue.entry_id).in_(entry_ids)).order_by(col(StepValue.id))
+    for v in session.scalars(query):
         values.setdefault(v.entry_id, []).append(v)
     sigs: dict[str, list[Signature]] = {}
-    for sig in session.scalars(select(Signature).where(Signature.entity_type == "step_entry",
-                                                       Signature.entity_id.in_([str(i) for i in entry_ids]))):
+    for sig in session.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
+                                                       col(Signature.entity_id).in_([str(i) for i in entry_ids]))):
         sigs.setdefault(sig.entity_id, []).append(sig)
     views, seen_current = [], False
     for step in spec.steps:
-        entries = [EntryView(e, values.get(e.id, []), steps.materials_of(session, e), steps.equipment_of(session, e),
-                             sigs.get(str(e.id), [])) for e in by_code.get(step.code, [])]
+        entries = [EntryView(e, values.get(e.id or 0, []), steps.materials_of(session, e),
+                             steps.equipment_of(session, e), sigs.get(str(e.id), []))
+                   for e in by_code.get(step.code, [])]
         if current is not None and step.code == current.code:
             state, seen_current = "current", True
         else:
             state = "waiting" if seen_current else "done"
         views.append(StepView(step, state, entries))
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
-    vials = list(session.scalars(select(Vial).where(Vial.lot_id == lot.id).order_by(Vial.seq)))
+    vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
             "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
 
@@ -162,7 +164,7 @@ def _lots_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
         if count:
             items.append(QueueItem(count, "lots in process", "/lots?state=in_process"))
     if viewer.has(Role.verifier, Role.operator):
-        waiting = session.scalars(select(StepEntry.id).where(StepEntry.state == "performed")).all()
+        waiting = session.scalars(select(col(StepEntry.id)).where(col(StepEntry.state) == "performed")).all()
         if waiting:
             items.append(QueueItem(len(waiting), "step entries await a second person's verification", "/lots"))
     return items

@@ -1,14 +1,14 @@
 """Material lots and equipment pages: receipt and QA disposition, registration and calibration."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import audit, materials
+from .. import audit, clock, materials
 from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
@@ -23,10 +23,6 @@ keepers = require(*KEEPERS)
 MATERIAL_FIELDS = ("material_code", "name", "supplier", "supplier_lot", "expiry")
 EQUIPMENT_FIELDS = ("asset_id", "equipment_code", "name", "calibration_due")
 
-
-def site_today(request: Request) -> date:
-    """Expiry and calibration dates are the site's calendar days."""
-    return datetime.now(request.app.state.settings.zone).date()
 
 
 def lot_url(lot) -> str:
@@ -75,7 +71,7 @@ def material_list(request: Request, viewer: Viewer = Depends(keepers), session: 
     status = (request.query_params.get("status") or "").strip()
     if status and status not in {s.value for s in MaterialStatus}:
         raise InvalidInput(f"Unknown status '{status}'.", field="status")
-    today = site_today(request)
+    today = clock.today()
     rows = materials.material_lots(session, status or None)
     return render(request, "materials/list.html", rows=rows, status=status, today=today,
                   statuses=[s.value for s in MaterialStatus], soon=materials.expiring_soon,
@@ -86,7 +82,7 @@ def material_list(request: Request, viewer: Viewer = Depends(keepers), session: 
 def _new_material(request: Request, session: Session, form: dict, error: DomainError | None = None):
     codes, _ = materials.known_codes(session)
     return render(request, "materials/new.html", status_code=error.status if error else 200, form=form,
-                  error=error, codes=codes, today=site_today(request))
+                  error=error, codes=codes, today=clock.today())
 
 
 @router.get("/materials/new")
@@ -101,7 +97,7 @@ def receive_material(request: Request, viewer: Viewer = Depends(form_by(*materia
     values = {k: form.get(k, "") for k in MATERIAL_FIELDS}
     try:
         with db.write() as session:
-            lot = materials.receive_material(session, viewer.actor, today=site_today(request), **values)
+            lot = materials.receive_material(session, viewer.actor, today=clock.today(), **values)
     except DomainError as error:
         with db.read() as session:
             return _new_material(request, session, values, error)
@@ -113,8 +109,8 @@ def _material_detail(request: Request, session: Session, viewer: Viewer, materia
     lot = materials.material_lot(session, material_code, supplier_lot)
     return render(request, "materials/detail.html", status_code=error.status if error else 200, lot=lot, st=_status,
                   label=materials.material_label(lot), scan_code=materials.material_scan_code(lot),
-                  decisions=materials.material_decisions_for(lot, viewer.actor), today=site_today(request),
-                  soon=materials.expiring_soon(lot, site_today(request)), lot_url=lot_url(lot),
+                  decisions=materials.material_decisions_for(lot, viewer.actor), today=clock.today(),
+                  soon=materials.expiring_soon(lot, clock.today()), lot_url=lot_url(lot),
                   history=audit.history(session, viewer.actor, "material_lot", materials.material_label(lot)),
                   error=error, form=form or {})
 
@@ -146,7 +142,7 @@ def decide_material(request: Request, material_code: str, supplier_lot: str,
 
 @router.get("/equipment")
 def equipment_list(request: Request, viewer: Viewer = Depends(keepers), session: Session = Depends(read_session)):
-    today = site_today(request)
+    today = clock.today()
     due = (request.query_params.get("due") or "").strip()
     if due and not (due.isdigit() and len(due) <= 4):
         raise InvalidInput(f"'{due}' is not a number of days.", field="due")
@@ -182,7 +178,7 @@ def register_equipment(request: Request, viewer: Viewer = Depends(form_by(*mater
 def _equipment_detail(request: Request, session: Session, viewer: Viewer, asset_id: str,
                       error: DomainError | None = None, form: dict | None = None):
     item = materials.equipment_by_asset(session, asset_id)
-    today = site_today(request)
+    today = clock.today()
     return render(request, "materials/equipment_detail.html", status_code=error.status if error else 200,
                   item=item, state=materials.calibration_state(item, today), today=today, asset_url=asset_url(item),
                   can_return=viewer.has(Role.qa),
@@ -203,7 +199,7 @@ def record_calibration(request: Request, asset_id: str, viewer: Viewer = Depends
     try:
         with db.write() as session:
             item = materials.equipment_by_asset(session, asset_id)
-            materials.record_calibration(session, viewer.actor, item, today=site_today(request), **values)
+            materials.record_calibration(session, viewer.actor, item, today=clock.today(), **values)
     except DomainError as error:
         with db.read() as session:
             return _equipment_detail(request, session, viewer, asset_id, error, values)

@@ -15,7 +15,6 @@ from ..errors import DomainError
 from ..models import Deviation
 from ..templating import render
 from .home import QueueItem, work_queue
-from .lots import READERS
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,7 +44,7 @@ def _page(request: Request, session: Session, number: str, error: DomainError | 
 
 
 @router.get("/lots/{number}/qc")
-def qc_page(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
+def qc_page(request: Request, number: str, viewer: Viewer = Depends(require(*lots.READERS)),
             session: Session = Depends(read_session)):
     return _page(request, session, number)
 
@@ -55,8 +54,8 @@ def _done(number: str, notice: str, anchor: str = "") -> RedirectResponse:
 
 
 @router.post("/lots/{number}/qc/results")
-def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*READERS)), db: Database = Depends(get_db),
-          form=Depends(form_data)):
+def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*lots.READERS)),
+          db: Database = Depends(get_db), form=Depends(form_data)):
     test_code = str(form.get("test_code", ""))
     try:
         with db.write() as session:
@@ -73,7 +72,7 @@ def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*READE
 
 
 @router.post("/lots/{number}/qc/results/{result_id}/review")
-def review(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*READERS)),
+def review(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*lots.READERS)),
            db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
@@ -87,7 +86,7 @@ def review(request: Request, number: str, result_id: int, viewer: Viewer = Depen
 
 
 @router.post("/lots/{number}/qc/results/{result_id}/invalidation")
-def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*READERS)),
+def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*lots.READERS)),
                db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:

@@ -30,7 +30,8 @@ def spec_list(request: Request, viewer: Viewer = Depends(require(Role.qa, Role.q
 
 
 @router.post("/specifications/load")
-def load(request: Request, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Role.operator)), db: Database = Depends(get_db)):
+def load(request: Request, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Role.operator)),
+         db: Database = Depends(get_db)):
     try:
         with db.write() as session:
             users.require_role(viewer.actor, Role.qa)
@@ -43,8 +44,8 @@ def load(request: Request, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Ro
 
 
 @router.post("/specifications/{spec_id}/approve")
-def approve(request: Request, spec_id: int, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Role.operator)), db: Database = Depends(get_db),
-            form=Depends(form_data)):
+def approve(request: Request, spec_id: int, viewer: Viewer = Depends(form_by(Role.qa, Role.qp, Role.operator)),
+            db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
             spec_versions.approve(session, session.merge(viewer.user), form.get("password", ""), spec_id)

@@ -1,0 +1,89 @@
+"""Second-person review of a result and QA's signed invalidation, and the QC work queues."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from .. import audit, signatures, users
+from ..clock import utcnow
+from ..errors import Conflict, Forbidden
+from ..models import Lot, LotState, Meaning, QcResult, Signature, User, Visibility
+from .results import INVALIDATED_ONLY, INVALIDATORS, MISSING, REVIEWERS, test_status
+
+
+def _lock_result(session: Session, result: QcResult) -> QcResult:
+    query = (select(QcResult).where(col(QcResult.id) == result.id).with_for_update()
+             .execution_options(populate_existing=True))
+    return session.scalars(query).one()
+
+
+def review_result(session: Session, reviewer: User, password: str, result: QcResult) -> Signature:
+    """A second person (QC analyst or QA, never the one who entered it) reviews and signs a result."""
+    actor = users.actor(session, reviewer)
+    users.require_role(actor, *REVIEWERS)
+    result = _lock_result(session, result)
+    if result.entered_by == reviewer.id:
+        raise Forbidden("Nobody reviews their own result: a second person must review it.")
+    if result.invalidated_at is not None:
+        raise Conflict(f"Result #{result.id} was invalidated: there is nothing to review.", field="result")
+    if result.review_signature_id is not None:
+        done = session.get(Signature, result.review_signature_id)
+        by = f" by {done.signer_name}" if done is not None else ""
+        raise Conflict(f"Result #{result.id} was already reviewed{by}.", field="result")
+    sig = signatures.sign(session, reviewer, password, Meaning.reviewed, "qc_result", str(result.id))
+    result.review_signature_id = sig.id
+    session.flush()
+    audit.record(session, actor, "qc result reviewed", "qc_result", result.id, field="review_signature",
+                 new=f"#{sig.id}", visibility=Visibility.unblinded)
+    return sig
+
+
+def invalidate_result(session: Session, qa: User, password: str, result: QcResult, reason: str | None) -> Signature:
+    """QA invalidates a result with a reason and a signature (meaning "rejected"). The row stays,
+    with its reason; an invalidated OOS result no longer keeps its test out of specification."""
+    actor = users.actor(session, qa)
+    users.require_role(actor, *INVALIDATORS)
+    reason = audit.require_reason(reason)
+    result = _lock_result(session, result)
+    if result.entered_by == qa.id:
+        raise Forbidden("Nobody invalidates their own result.")
+    if result.invalidated_at is not None:
+        raise Conflict(f"Result #{result.id} is already invalidated.", field="result")
+    result.invalidated_at, result.invalidation_reason = utcnow(), reason
+    session.flush()  # QA's signature covers the reason
+    sig = signatures.sign(session, qa, password, Meaning.rejected, "qc_result_invalidation", str(result.id),
+                          reason=reason)
+    result.invalidation_signature_id = sig.id
+    session.flush()
+    audit.record(session, actor, "qc result invalidated", "qc_result", result.id, field="invalidated",
+                 old="valid", new=f"invalidated, signature #{sig.id}", reason=reason, visibility=Visibility.unblinded)
+    return sig
+
+
+# --- work queues ------------------------------------------------------------------------------
+
+AWAITING_RESULTS = (LotState.qc_pending, LotState.initial_certified)
+
+
+def lots_awaiting_results(session: Session) -> list[tuple[Lot, int]]:
+    """Lots that still need results: (lot, how many required tests have no valid result)."""
+    waiting = []
+    for lot in session.scalars(select(Lot).where(col(Lot.state).in_([s.value for s in AWAITING_RESULTS]))
+                               .order_by(col(Lot.id))):
+        missing = sum(1 for s in test_status(session, lot)
+                      if s.test.required_for_release and s.state in (MISSING, INVALIDATED_ONLY))
+        if missing:
+            waiting.append((lot, missing))
+    return waiting
+
+
+def results_awaiting_review(session: Session, reviewer_id: int | None = None) -> list[tuple[Lot, list[QcResult]]]:
+    """Valid results nobody has reviewed yet, per lot; without those the reviewer entered."""
+    query = select(QcResult).where(col(QcResult.review_signature_id).is_(None),
+                                   col(QcResult.invalidated_at).is_(None))
+    if reviewer_id is not None:
+        query = query.where(col(QcResult.entered_by) != reviewer_id)
+    by_lot: dict[int, list[QcResult]] = {}
+    for result in session.scalars(query.order_by(col(QcResult.id))):
+        by_lot.setdefault(result.lot_id, []).append(result)
+    return [(lot, rows) for lot_id, rows in by_lot.items() if (lot := session.get(Lot, lot_id)) is not None]

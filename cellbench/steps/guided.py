@@ -1,0 +1,144 @@
+"""The guided batch record: steps in the master batch record's order, the entry a page shows next,
+and the reading every other part of steps stands on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from .. import audit, lots, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import Lot, LotState, Role, StepEntry, StepState, StepValue
+from ..specifications import Specification, Step
+from ..specifications import versions as spec_versions
+
+LATE_AFTER = timedelta(hours=24)  # a time recorded this long after it happened is a late entry
+
+
+@dataclass
+class ValueInput:
+    value: str = ""
+    comment: str = ""
+    na_reason: str = ""
+
+
+def entries_of(session: Session, lot: Lot) -> dict[str, list[StepEntry]]:
+    by_code: dict[str, list[StepEntry]] = {}
+    for entry in session.scalars(select(StepEntry).where(col(StepEntry.lot_id) == lot.id)
+                                 .order_by(col(StepEntry.position), col(StepEntry.repeat_index))):
+        by_code.setdefault(entry.step_code, []).append(entry)
+    return by_code
+
+
+def current_values(session: Session, entry: StepEntry) -> dict[str, StepValue]:
+    rows = session.scalars(select(StepValue).where(col(StepValue.entry_id) == entry.id,
+                                                   col(StepValue.superseded_by).is_(None)))
+    return {v.parameter_code: v for v in rows}
+
+
+def all_values(session: Session, entry: StepEntry) -> list[StepValue]:
+    """Every value of an entry in the order entered, the corrected originals included."""
+    return list(session.scalars(select(StepValue).where(col(StepValue.entry_id) == entry.id)
+                                .order_by(col(StepValue.id))))
+
+
+def entry_done(step: Step, entry: StepEntry) -> bool:
+    state = StepState(entry.state)
+    return state in (StepState.verified, StepState.not_applicable) or (state == StepState.performed and not step.verify)
+
+
+def step_complete(step: Step, entries: list[StepEntry]) -> bool:
+    needed = step.repeat.min if step.repeat else 1
+    return all(entry_done(step, e) for e in entries) and len(entries) >= needed
+
+
+def current_step(spec: Specification, by_code: dict[str, list[StepEntry]]) -> Step | None:
+    """The first step that is not complete: the one the guided page shows."""
+    return next((s for s in spec.steps if not step_complete(s, by_code.get(s.code, []))), None)
+
+
+def order_problem(spec: Specification, by_code: dict[str, list[StepEntry]], step: Step) -> str | None:
+    """Why a new entry on this step would break the master batch record's order."""
+    position = spec.steps.index(step)
+    for earlier in spec.steps[:position]:
+        if not step_complete(earlier, by_code.get(earlier.code, [])):
+            return f"Step '{earlier.title}' must be completed first."
+    for later in spec.steps[position + 1:]:
+        if by_code.get(later.code):
+            return f"Step '{later.title}' has already started; '{step.title}' is closed."
+    existing = by_code.get(step.code, [])
+    if not step.repeat and existing:
+        return f"Step '{step.title}' already has its entry."
+    if step.repeat and step.repeat.max and len(existing) >= step.repeat.max:
+        return f"Step '{step.title}' allows at most {step.repeat.max} entries."
+    if any(not entry_done(step, e) for e in existing):
+        return f"Finish the open entry of '{step.title}' before starting another."
+    return None
+
+
+def step_of(spec: Specification, code: str) -> Step:
+    step = next((s for s in spec.steps if s.code == code), None)
+    if step is None:
+        raise NotFound(f"No step '{code}' in this specification.", field="step")
+    return step
+
+
+def entry_of(session: Session, lot: Lot, step_code: str, repeat_index: int) -> StepEntry:
+    entry = session.scalars(select(StepEntry).where(col(StepEntry.lot_id) == lot.id,
+                                                    col(StepEntry.step_code) == step_code,
+                                                    col(StepEntry.repeat_index) == repeat_index)).first()
+    if entry is None:
+        raise NotFound(f"Step '{step_code}' entry {repeat_index} has not been started.", field="step")
+    return entry
+
+
+def require_open_lot(lot: Lot) -> None:
+    if LotState(lot.state) != LotState.in_process:
+        raise InvalidInput(f"Lot {lot.number} is {LotState(lot.state).value.replace('_', ' ')}: nothing can be "
+                           "recorded on it now.", field="lot")
+
+
+def where(step: Step, entry: StepEntry, parameter: str | None = None) -> str:
+    """Where in the batch record a value sits, as the audit trail names it: step[entry].parameter."""
+    label = f"{step.code}[{entry.repeat_index}]" if step.repeat else step.code
+    return f"{label}.{parameter}" if parameter else label
+
+
+def lot_value(session: Session, lot: Lot, step_code: str, parameter: str) -> StepValue | None:
+    """The current value of a parameter on a lot (the latest entry's, for a repeated step)."""
+    query = (select(StepValue).join(StepEntry, col(StepEntry.id) == col(StepValue.entry_id))
+             .where(col(StepEntry.lot_id) == lot.id, col(StepEntry.step_code) == step_code,
+                    col(StepValue.parameter_code) == parameter, col(StepValue.superseded_by).is_(None))
+             .order_by(col(StepEntry.repeat_index).desc()))
+    return session.scalars(query).first()
+
+
+def all_current(session: Session, lot: Lot) -> list[StepValue]:
+    return list(session.scalars(select(StepValue).join(StepEntry, col(StepEntry.id) == col(StepValue.entry_id))
+                                .where(col(StepEntry.lot_id) == lot.id, col(StepValue.superseded_by).is_(None))))
+
+
+def start_entry(session: Session, actor: Actor, lot: Lot, step_code: str, seen_version: int | None) -> StepEntry:
+    users.require_role(actor, Role.operator)
+    require_open_lot(lot)
+    spec = spec_versions.parsed(lots.spec_of(session, lot))
+    step = step_of(spec, step_code)
+    lots.claim(session, lot, seen_version)  # first: a stale page gets a conflict, whatever else is wrong
+    by_code = entries_of(session, lot)
+    if why := order_problem(spec, by_code, step):
+        raise InvalidInput(why, field="step")
+    assert lot.id is not None  # claimed above: a stored lot
+    entry = StepEntry(lot_id=lot.id, position=spec.steps.index(step) + 1, step_code=step.code,
+                      repeat_index=len(by_code.get(step.code, [])) + 1, started_at=utcnow())
+    session.add(entry)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("Someone else started this step at the same moment. Reload.", field="step") from None
+    audit.record(session, actor, "step started", "lot", lot.number, field=where(step, entry))
+    return entry

@@ -1,0 +1,128 @@
+"""Signing a step entry (performed by the operator, verified by a second person) and corrections
+that keep the original value and void the signatures on the entry."""
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from .. import audit, lots, signatures, users
+from ..audit import Actor
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..models import Lot, Meaning, Role, Signature, StepEntry, StepState, StepValue, User
+from ..specifications import Step
+from ..specifications import versions as spec_versions
+from .completion import UNIT_COUNTS, complete_if_done, create_units
+from .guided import ValueInput, current_values, entry_of, require_open_lot, step_of
+from .uses import equipment_of, materials_of
+from .values import compute, write_value
+
+
+@signatures.content_rule("step_entry")
+def _entry_content(session: Session, entry_id: str) -> dict[str, object]:
+    """What the performed and verified signatures cover: every current value, material and instrument."""
+    entry = session.get(StepEntry, int(entry_id))
+    lot = session.get(Lot, entry.lot_id) if entry is not None else None
+    if entry is None or lot is None:
+        raise NotFound("No such step entry.")
+    values = sorted(current_values(session, entry).values(), key=lambda v: v.parameter_code)
+    return {
+        "lot": lot.number, "step": entry.step_code, "entry": entry.repeat_index, "na_reason": entry.na_reason,
+        "values": [[v.parameter_code, v.value, v.unit, v.comment, v.na_reason] for v in values],
+        "materials": [[m.material_code, m.supplier_lot, m.expiry.isoformat()] for m in materials_of(session, entry)],
+        "equipment": [[e.asset_id, e.calibration_due.isoformat()] for e in equipment_of(session, entry)],
+    }
+
+
+def _incomplete(session: Session, step: Step, entry: StepEntry) -> str | None:
+    values = current_values(session, entry)
+    missing = [p.label for p in step.parameters if p.required and p.code not in values]
+    if missing:
+        return "Still to record: " + ", ".join(missing) + "."
+    have_materials = {m.material_code for m in materials_of(session, entry)}
+    have_equipment = {e.equipment_code for e in equipment_of(session, entry)}
+    lacking = [m.name for m in step.materials if m.required and m.code not in have_materials]
+    lacking += [e.name for e in step.equipment if e.required and e.code not in have_equipment]
+    if lacking:
+        return "Record or scan: " + ", ".join(lacking) + "."
+    return None
+
+
+def perform(session: Session, operator: User, password: str, lot: Lot, step_code: str, repeat_index: int,
+            seen_version: int | None) -> StepEntry:
+    """The operator signs the step as performed (re-entering the password)."""
+    actor = users.actor(session, operator)
+    users.require_role(actor, Role.operator)
+    require_open_lot(lot)
+    spec = spec_versions.parsed(lots.spec_of(session, lot))
+    step = step_of(spec, step_code)
+    entry = entry_of(session, lot, step_code, repeat_index)
+    if StepState(entry.state) != StepState.open:
+        raise InvalidInput("This step entry is already signed.", field="step")
+    if why := _incomplete(session, step, entry):
+        raise InvalidInput(why, field="step")
+    lots.claim(session, lot, seen_version)
+    sig = signatures.sign(session, operator, password, Meaning.performed, "step_entry", str(entry.id))
+    entry.state, entry.performed_by, entry.performed_signature_id = StepState.performed, operator.id, sig.id
+    session.flush()
+    if step.code in UNIT_COUNTS:
+        create_units(session, actor, lot, entry, step.code)
+    complete_if_done(session, actor, lot, spec)
+    return entry
+
+
+def verify(session: Session, verifier: User, password: str, lot: Lot, step_code: str, repeat_index: int,
+           seen_version: int | None) -> StepEntry:
+    """A second person signs the step as verified: never the one who performed it."""
+    actor = users.actor(session, verifier)
+    users.require_role(actor, Role.verifier, Role.operator)
+    require_open_lot(lot)
+    spec = spec_versions.parsed(lots.spec_of(session, lot))
+    step = step_of(spec, step_code)
+    entry = entry_of(session, lot, step_code, repeat_index)
+    if not step.verify:
+        raise InvalidInput(f"'{step.title}' needs no second-person verification.", field="step")
+    if StepState(entry.state) != StepState.performed:
+        raise InvalidInput("Only a performed, not yet verified step can be verified.", field="step")
+    if entry.performed_by == verifier.id:
+        raise Forbidden("Nobody verifies their own step: another person must verify it.", field="step")
+    lots.claim(session, lot, seen_version)
+    sig = signatures.sign(session, verifier, password, Meaning.verified, "step_entry", str(entry.id))
+    entry.state, entry.verified_signature_id = StepState.verified, sig.id
+    session.flush()
+    complete_if_done(session, actor, lot, spec)
+    return entry
+
+
+def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_value: str, reason: str | None,
+                  comment: str = "", seen_version: int | None = None) -> StepValue:
+    """A correction adds a new value and keeps the original visible; signatures on the entry are voided."""
+    users.require_role(actor, Role.operator, Role.qa)
+    reason = audit.require_reason(reason)
+    require_open_lot(lot)
+    old = session.get(StepValue, value_id)
+    entry = session.get(StepEntry, old.entry_id) if old else None
+    if old is None or entry is None or entry.lot_id != lot.id:
+        raise NotFound("No such value on this lot.", field="value")
+    if old.superseded_by is not None:
+        raise Conflict("That value was already corrected. Reload to see the current one.", field="value")
+    if old.computed:
+        raise InvalidInput("A computed value follows its inputs: correct those instead.", field="value")
+    spec = spec_versions.parsed(lots.spec_of(session, lot))
+    step = step_of(spec, entry.step_code)
+    parameter = next(p for p in step.parameters if p.code == old.parameter_code)
+    lots.claim(session, lot, seen_version)
+    dependents = [v for v in current_values(session, entry).values() if v.computed]
+    new = write_value(session, actor, lot, step, entry, parameter, ValueInput(new_value, comment),
+                      correction_reason=reason)
+    old.superseded_by = new.id
+    for dependent in dependents:  # recomputed below from the corrected inputs
+        dependent.superseded_by = new.id
+    session.flush()
+    compute(session, actor, lot, spec, step, entry)
+    for sig_id in (entry.performed_signature_id, entry.verified_signature_id):
+        signed = session.get(Signature, sig_id) if sig_id else None
+        if signed is not None:
+            signatures.invalidate(session, actor, signed, f"value {parameter.code} corrected: {reason}")
+    if StepState(entry.state) != StepState.open:
+        entry.state, entry.performed_signature_id, entry.verified_signature_id = StepState.open, None, None
+    session.flush()
+    return new

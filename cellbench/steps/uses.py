@@ -1,0 +1,87 @@
+"""Materials and equipment recorded on a step entry by scanning them, each after its rule (release,
+expiry, calibration) passes; QA may override a refusal with a reason, which opens a deviation."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from .. import audit, clock, lots, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import Forbidden, InvalidInput
+from ..materials import equipment_by_scan, equipment_refusal, material_by_scan, material_refusal
+from ..models import Equipment, EquipmentUse, Lot, MaterialLot, MaterialUse, Role, StepEntry
+from ..specifications import Step
+from ..specifications import versions as spec_versions
+from .guided import entry_of, require_open_lot, step_of, where
+from .values import open_deviation
+
+
+def _entry_for_use(session: Session, actor: Actor, lot: Lot, step_code: str,
+                   repeat_index: int) -> tuple[Step, StepEntry]:
+    users.require_role(actor, Role.operator, Role.qa)
+    require_open_lot(lot)
+    step = step_of(spec_versions.parsed(lots.spec_of(session, lot)), step_code)
+    return step, entry_of(session, lot, step_code, repeat_index)
+
+
+def _authorise_use(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntry, what: str,
+                   why: str | None, described: str, override_reason: str | None) -> None:
+    """Let a scanned item be used: its rule passed, or QA overrides the refusal with a reason (which
+    opens a deviation at once). Operators record; QA only overrides."""
+    if why:
+        reason = (override_reason or "").strip()
+        if not reason:
+            raise InvalidInput(why, field=what)
+        users.require_role(actor, Role.qa)  # only QA may use what the rules refuse
+        open_deviation(session, actor, lot, step, f"QA override at {where(step, entry, what)}: {described} was "
+                       f"refused ({why}). Reason for the override: {reason}", f"{what}_override")
+    elif not actor.roles & {Role.operator}:
+        raise Forbidden("Operators record materials and equipment; QA only overrides refusals.", field=what)
+
+
+def _recorded(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntry, what: str,
+              use: MaterialUse | EquipmentUse, described: str) -> None:
+    session.add(use)
+    session.flush()
+    audit.record(session, actor, f"{what} recorded", "lot", lot.number, field=where(step, entry, what), new=described)
+
+
+def record_material(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
+                    scan: str, seen_version: int | None, override_reason: str | None = None) -> MaterialUse:
+    step, entry = _entry_for_use(session, actor, lot, step_code, repeat_index)
+    item = material_by_scan(session, scan)
+    described = f"{item.material_code} lot {item.supplier_lot} (exp. {item.expiry})"
+    why = material_refusal(item, clock.today(), {m.code for m in step.materials})
+    _authorise_use(session, actor, lot, step, entry, "material", why, described, override_reason)
+    lots.claim(session, lot, seen_version)
+    assert entry.id is not None and item.id is not None  # both read from the database
+    use = MaterialUse(entry_id=entry.id, material_lot_id=item.id, recorded_by=actor.user_id or 0, recorded_at=utcnow())
+    _recorded(session, actor, lot, step, entry, "material", use, described)
+    return use
+
+
+def record_equipment(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
+                     asset_id: str, seen_version: int | None) -> EquipmentUse:
+    step, entry = _entry_for_use(session, actor, lot, step_code, repeat_index)
+    item = equipment_by_scan(session, asset_id)
+    described = f"{item.asset_id} (calibrated until {item.calibration_due})"
+    why = equipment_refusal(item, clock.today(), {e.code for e in step.equipment})
+    _authorise_use(session, actor, lot, step, entry, "equipment", why, described, None)
+    lots.claim(session, lot, seen_version)
+    assert entry.id is not None and item.id is not None  # both read from the database
+    use = EquipmentUse(entry_id=entry.id, equipment_id=item.id, recorded_by=actor.user_id or 0, recorded_at=utcnow())
+    _recorded(session, actor, lot, step, entry, "equipment", use, described)
+    return use
+
+
+def materials_of(session: Session, entry: StepEntry) -> list[MaterialLot]:
+    return list(session.scalars(select(MaterialLot)
+                                .join(MaterialUse, col(MaterialUse.material_lot_id) == col(MaterialLot.id))
+                                .where(col(MaterialUse.entry_id) == entry.id).order_by(col(MaterialUse.id))))
+
+
+def equipment_of(session: Session, entry: StepEntry) -> list[Equipment]:
+    return list(session.scalars(select(Equipment)
+                                .join(EquipmentUse, col(EquipmentUse.equipment_id) == col(Equipment.id))
+                                .where(col(EquipmentUse.entry_id) == entry.id).order_by(col(EquipmentUse.id))))
