@@ -15,10 +15,9 @@ from .. import lots, qc, release
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Lot, Role, User
-from ..web.release import READERS
 
 router = APIRouter(prefix="/api/v1", tags=["release"])
-reader = require(*READERS)
+reader = require(*release.READERS)
 
 
 class GateOut(BaseModel):
