@@ -35,6 +35,7 @@ from .excursions import assess_excursion, excursions_of, record_excursion
 from .gates import (
     GUARDS,
     LABELS,
+    REVIEW_GATES,
     Gate,
     GateState,
     audit_trail_reviewed,

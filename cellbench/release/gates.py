@@ -188,6 +188,8 @@ def _review_gate(kind: str, what: str) -> Gate:
 
 audit_trail_reviewed = _review_gate("audit_trail", "audit-trail review")
 batch_record_reviewed = _review_gate("batch_record", "batch-record review")
+# Each kind of QA review (reviews.REVIEW_KINDS) with the gate saying why it is missing or stale.
+REVIEW_GATES: dict[str, Gate] = {"batch_record": batch_record_reviewed, "audit_trail": audit_trail_reviewed}
 
 
 def qp_independent(session: Session, lot: Lot, actor: Actor | None = None) -> str | None:

@@ -23,7 +23,7 @@ def lots_in(session: Session, *states: LotState) -> list[Lot]:
 def awaiting_review(session: Session) -> list[Lot]:
     """Lots awaiting certification whose batch-record or audit-trail review is missing or stale."""
     return [lot for lot in lots_in(session, *REVIEWABLE)
-            if batch_record_reviewed(session, lot) or audit_trail_reviewed(session, lot)]
+            if batch_record_reviewed(session, lot, None) or audit_trail_reviewed(session, lot, None)]
 
 
 def ready_for_certification(session: Session, actor: Actor | None = None) -> list[Lot]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
+from fpdf.fonts import TTFFont
 
 from .. import clock
 from ..labels import LabelFonts, find_label_fonts
@@ -61,7 +62,10 @@ class RecordPDF(FPDF):
         self.add_font("Doc", "B", str(fonts.bold))
         self.set_stretching(fonts.stretch_percent)
         self.set_font("Doc", "", 8)
-        self._cmap = self.current_font.cmap
+        font = self.current_font
+        if not isinstance(font, TTFFont):  # add_font above loads TrueType fonts; a core font has no cmap
+            raise TypeError("The record's fonts are TrueType fonts.")
+        self._cmap = font.cmap
         self.set_creator("cellbench")
 
     def footer(self) -> None:
@@ -119,14 +123,14 @@ class RecordPDF(FPDF):
         Drawn here rather than with fpdf2's table(): that breaks lines one character at a time and
         took two thirds of a batch record's rendering time; cells here are wrapped by words."""
         scale = self.epw / sum(widths)
-        widths = [w * scale for w in widths]
+        scaled = [w * scale for w in widths]
         heading = [{"text": c, "style": HEAD} for c in columns] if columns else None
         if heading:
             if self.get_y() + 3 * LINE + 4 * PAD > self.page_break_trigger:  # no heading alone at a page foot
                 self.add_page()
-            self._row(heading, widths, None)
+            self._row(heading, scaled, None)
         for cells in rows:
-            self._row(cells, widths, heading)
+            self._row(cells, scaled, heading)
         self.set_x(self.l_margin)
 
     def _row(self, cells: list, widths: list[float], heading: list | None) -> None:

@@ -12,13 +12,14 @@ the database no more.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, or_, select
-from sqlmodel import Session
+from sqlalchemy import String, and_, bindparam, cast, inspect, or_, select
+from sqlmodel import Session, col
 
 from .. import steps
 from ..errors import NotFound
@@ -143,8 +144,8 @@ class EntryRecord:
     entry: Row  # the step_entry row
     title: str  # "Passage 2" for a repeated step, else ""
     lines: list[ParameterLine]
-    materials: list[Row]  # entry_id, name, supplier, supplier_lot, expiry
-    equipment: list[Row]  # entry_id, name, asset_id, calibration_due
+    materials: Sequence[Row]  # entry_id, name, supplier, supplier_lot, expiry
+    equipment: Sequence[Row]  # entry_id, name, asset_id, calibration_due
     signatures: list[SignatureView]  # performed and verified, invalidated ones too, oldest first
 
 
@@ -183,7 +184,7 @@ class BatchRecord:
     steps: list[StepRecord]
     lot_signatures: list[SignatureView]  # decisions on the lot itself (e.g. abort: rejected)
     deviations: list[DeviationRecord]
-    vials: list[Row]  # code, seq, storage_position, state
+    vials: Sequence[Row]  # code, seq, storage_position, state
     corrections: list[Correction] = field(default_factory=list)
 
     @property
@@ -226,17 +227,18 @@ def limits_text(parameter: Parameter | None) -> str:
 # --- gathering ----------------------------------------------------------------------------------
 
 # Built once: a request then only binds the lot and runs them.
-_LOT = (select(Lot, SpecVersion, Donation, Donor.code, User.full_name)
-        .join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
-        .outerjoin(Donation, Donation.id == Lot.donation_id)
-        .outerjoin(Donor, Donor.id == Donation.donor_id)
-        .outerjoin(User, User.id == Lot.created_by)
-        .where(Lot.number == bindparam("number")))
+_LOT = (select(Lot, SpecVersion, Donation, col(Donor.code), col(User.full_name))
+        .join(SpecVersion, col(SpecVersion.id) == Lot.spec_version_id)
+        .outerjoin(Donation, col(Donation.id) == Lot.donation_id)
+        .outerjoin(Donor, col(Donor.id) == Donation.donor_id)
+        .outerjoin(User, col(User.id) == Lot.created_by)
+        .where(col(Lot.number) == bindparam("number")))
 # The rest are plain Core over the tables: rows, not ORM objects. A record is read whole and only
 # for display; a few hundred tracked instances would cost more than everything else on the page.
-_entry, _value, _sig, _vial = StepEntry.__table__, StepValue.__table__, Signature.__table__, Vial.__table__
-_material, _material_use = MaterialLot.__table__, MaterialUse.__table__
-_equipment, _equipment_use = Equipment.__table__, EquipmentUse.__table__
+_entry, _value, _sig, _vial = (inspect(StepEntry).local_table, inspect(StepValue).local_table,
+                               inspect(Signature).local_table, inspect(Vial).local_table)
+_material, _material_use = inspect(MaterialLot).local_table, inspect(MaterialUse).local_table
+_equipment, _equipment_use = inspect(Equipment).local_table, inspect(EquipmentUse).local_table
 _OF_LOT = _entry.c.lot_id == bindparam("lot")
 _ENTRIES = select(_entry).where(_OF_LOT).order_by(_entry.c.position, _entry.c.repeat_index, _entry.c.id)
 _VALUES = (select(_value.c.entry_id, _value.c.id, _value.c.parameter_code, _value.c.value, _value.c.unit,
@@ -259,16 +261,17 @@ _SIGNATURES = (select(_sig.c.id, _sig.c.signer_name, _sig.c.at, _sig.c.meaning, 
                .where(or_(and_(_sig.c.entity_type == "step_entry",
                                _sig.c.entity_id.in_(bindparam("entries", expanding=True))),
                           and_(_sig.c.entity_type == "lot_decision",
-                               _sig.c.entity_id.in_(select(cast(LotDecision.id, String))
-                                                    .where(LotDecision.lot_id == bindparam("lot")))),
+                               _sig.c.entity_id.in_(select(cast(col(LotDecision.id), String))
+                                                    .where(col(LotDecision.lot_id) == bindparam("lot")))),
                           and_(_sig.c.entity_type == "deviation",
                                _sig.c.entity_id.in_(bindparam("deviations", expanding=True))),
                           _sig.c.id.in_(bindparam("ids", expanding=True))))
                .order_by(_sig.c.id))
 _VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state)
           .where(_vial.c.lot_id == bindparam("lot")).order_by(_vial.c.seq))
-_DEVIATIONS = (select(Deviation, User.full_name).outerjoin(User, User.id == Deviation.raised_by)
-               .where(Deviation.lot_id == bindparam("lot")).order_by(Deviation.raised_at, Deviation.number))
+_DEVIATIONS = (select(Deviation, col(User.full_name)).outerjoin(User, col(User.id) == Deviation.raised_by)
+               .where(col(Deviation.lot_id) == bindparam("lot"))
+               .order_by(col(Deviation.raised_at), col(Deviation.number)))
 
 
 def batch_record(session: Session, number: str) -> BatchRecord:
@@ -311,8 +314,8 @@ def _grouped(rows, key: str) -> dict:
     return out
 
 
-def _assemble(record: BatchRecord, entries: list[Row], values: list[tuple[int, ValueRow]], materials: list[Row],
-              equipment: list[Row], sigs: list[SignatureView]) -> None:
+def _assemble(record: BatchRecord, entries: Sequence[Row], values: list[tuple[int, ValueRow]],
+              materials: Sequence[Row], equipment: Sequence[Row], sigs: list[SignatureView]) -> None:
     values_of: dict[int, list[ValueRow]] = {}
     for entry_id, value in values:
         values_of.setdefault(entry_id, []).append(value)
@@ -360,7 +363,7 @@ def _change(before: ValueRow, after: ValueRow | None, value_by_id: dict[int, Val
     if after is not None and after.correction_reason:
         return ValueChange(before, after, after.by, after.at, after.correction_reason)
     # A computed value is replaced when one of its inputs is corrected: name that correction.
-    cause = value_by_id.get(before.superseded_by)
+    cause = value_by_id.get(before.superseded_by) if before.superseded_by is not None else None
     if cause is not None and cause.parameter_code != before.parameter_code:
         label = parameters[cause.parameter_code].label if cause.parameter_code in parameters else cause.parameter_code
         reason = f"recomputed by cellbench after '{label}' was corrected: {cause.correction_reason or ''}".rstrip(": ")

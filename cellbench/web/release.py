@@ -90,8 +90,7 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
         analysts=release.qc_analysts(session) if "certify_initial" in moves else [],
         pending=release.pending_tests(session, lot), owners=owners, findings=findings, grouped=grouped,
         kinds=release.FINDING_KINDS, reviews=release.reviews_of(session, lot),
-        stale={kind: (release.batch_record_reviewed if kind == "batch_record" else release.audit_trail_reviewed)(
-            session, lot) for kind in release.REVIEW_KINDS},
+        stale={kind: gate(session, lot, None) for kind, gate in release.REVIEW_GATES.items()},
         latest_seq=release.latest_lot_seq(session, lot), decisions=release.decisions_with_signatures(session, lot),
         excursions=release.excursions_of(session, lot), reviewable=reviewable,
         trail=release.lot_audit_trail(session, viewer.actor, lot) if viewer.has(Role.qa) and reviewable else [],
