@@ -26,6 +26,7 @@ from .decisions import (
     certify,
     decisions_with_signatures,
     move_lot,
+    owner_names,
     pending_tests,
     qc_analysts,
     reject,

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import clock, lots, qc
 from ..donors import decision_signature, tests_of
-from ..models import Donation, Eligibility, Lot, LotState, Signature, User
+from ..models import Donation, Eligibility, Lot, LotState, Signature
 from ..reports import OOS, RecordPDF, certificate_start, text
+from ..specifications import ReleaseTest
 from ..specifications import versions as spec_versions
-from .decisions import decisions_with_signatures, pending_tests
+from .decisions import decisions_with_signatures, owner_names, pending_tests
 from .reviews import reviews_of
 
 DECISION_TITLES = {
@@ -121,10 +121,11 @@ def gather(session: Session, number: str) -> CertificateData:
                                                            " (not required for release)"),
                                    test.method, test.acceptance.describe(test.unit), shown, verdict, reviewer,
                                    review.at if review else None, status.state == qc.OOS))
-    owners = {u.id: u.full_name for u in session.scalars(select(User))}
+    pending = pending_tests(session, lot)
+    owners = owner_names(session, pending)
     names = {t.code: t.name for t in spec.tests}
     data.pending = [PendingLine(names.get(p.test_code, p.test_code), owners.get(p.owner_id, ""), p.due_date,
-                                p.resolved_at) for p in pending_tests(session, lot)]
+                                p.resolved_at) for p in pending]
     for lot_review, sig in reviews_of(session, lot):
         what = ("Batch record reviewed by exception" if lot_review.kind == "batch_record"
                 else "Audit trail of the lot reviewed")
@@ -136,7 +137,7 @@ def gather(session: Session, number: str) -> CertificateData:
     return data
 
 
-def _donor_line(test, donation: Donation | None, donor_tests: dict,
+def _donor_line(test: ReleaseTest, donation: Donation | None, donor_tests: dict,
                 eligibility: Signature | None) -> TestLine:
     """A donor-stage test is evidenced by the donation's record and QA's signed eligibility decision."""
     recorded = donor_tests.get(test.code.removeprefix("donor_"))

@@ -58,6 +58,15 @@ def pending_tests(session: Session, lot: Lot, *, open_only: bool = False) -> lis
     return list(session.scalars(query.order_by(col(PendingTest.id))))
 
 
+def owner_names(session: Session, pending: list[PendingTest]) -> dict[int, str]:
+    """The printed names of the pending tests' owners, by user id."""
+    ids = {p.owner_id for p in pending}
+    if not ids:
+        return {}
+    return {i: name for i, name in session.execute(select(col(User.id), col(User.full_name))
+                                                    .where(col(User.id).in_(ids))) if i is not None}
+
+
 def qc_analysts(session: Session) -> list[User]:
     """Who may own a pending test: the active QC analysts, by name."""
     return list(session.scalars(select(User).join(UserRole, col(UserRole.user_id) == User.id)

@@ -8,14 +8,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import clock, inputs, lots, qc, release, users
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
-from ..models import Lot, LotState, Role, User
+from ..models import Lot, LotState, Role
 from ..release import READERS, certificates
 from ..specifications import versions as spec_versions
 from ..templating import render
@@ -78,7 +77,7 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     findings = release.exceptions(session, lot)
     grouped = {kind: [f for f in findings if f.kind == kind] for kind in release.FINDING_KINDS}
     reviewable = LotState(lot.state) in release.REVIEWABLE
-    owners = {u.id: u.full_name for u in session.scalars(select(User))}
+    pending = release.pending_tests(session, lot)
     return render(
         request, "release/lot.html", status_code=error.status if error else 200, error=error, typed=typed or {},
         lot=lot, spec_row=row, spec=spec, moves=moves, gates=release.readiness(session, lot, viewer.actor),
@@ -88,7 +87,7 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
         statuses=qc.test_status(session, lot),
         candidates=release.pending_candidates(session, lot) if "certify_initial" in moves else [],
         analysts=release.qc_analysts(session) if "certify_initial" in moves else [],
-        pending=release.pending_tests(session, lot), owners=owners, findings=findings, grouped=grouped,
+        pending=pending, owners=release.owner_names(session, pending), findings=findings, grouped=grouped,
         kinds=release.FINDING_KINDS, reviews=release.reviews_of(session, lot),
         stale={kind: gate(session, lot, None) for kind, gate in release.REVIEW_GATES.items()},
         latest_seq=release.latest_lot_seq(session, lot), decisions=release.decisions_with_signatures(session, lot),
