@@ -238,9 +238,11 @@ def test_an_initial_certification_needs_a_proper_list_of_pending_tests(demo_db):
         certify(demo_db, ASC, final=False, pending=[("sterility", "qc", due())])
     assert refused.value.field == "gates"
     assert "Mycoplasma has no passing reviewed result and is not listed as pending" in refused.value.message
-    with pytest.raises(InvalidInput) as refused:  # the bare lot move lists nothing: refused
-        with demo_db.write() as s:
-            lots.move(s, user(s, "qp"), lots.by_number(s, ASC), "certify_initial", None, password=PW)
+    with pytest.raises(InvalidInput) as refused, demo_db.write() as s:  # the bare lot move passes no gates: refused
+        lots.move(s, user(s, "qp"), lots.by_number(s, ASC), "certify_initial", None, password=PW)
+    assert "made through the release" in refused.value.message
+    with pytest.raises(InvalidInput) as refused, demo_db.write() as s:  # the release's lot move lists nothing: refused
+        release.move_lot(s, user(s, "qp"), lots.by_number(s, ASC), "certify_initial", None, password=PW)
     assert "lists its pending tests" in refused.value.message
     with pytest.raises(InvalidInput) as refused:
         certify(demo_db, ASC, final=True, pending=[("sterility", "qc", due())])
@@ -725,7 +727,7 @@ def test_the_api_lists_pending_tests_of_an_initial_certification(demo_db, app):
 
 def test_the_release_demo_has_released_blocked_and_staged_lots(demo_db):
     with demo_db.write() as s:
-        made = release.seed_release_demo(s)
+        made = demo.seed_release_demo(s)
     with demo_db.read() as s:
         def state(number):
             return LotState(lots.by_number(s, number).state)

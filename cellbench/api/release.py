@@ -8,17 +8,15 @@ from datetime import date, datetime
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import lots, qc, release
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
-from ..models import Lot, Role, User
-from ..web.release import READERS
+from ..models import Lot, Role, Signature
 
 router = APIRouter(prefix="/api/v1", tags=["release"])
-reader = require(*READERS)
+reader = require(*release.READERS)
 
 
 class GateOut(BaseModel):
@@ -90,7 +88,7 @@ class FindingOut(BaseModel):
     reason: str | None
 
 
-def _sig(sig) -> SignatureOut | None:
+def _sig(sig: Signature | None) -> SignatureOut | None:
     if sig is None:
         return None
     return SignatureOut(signer=sig.signer_name, meaning=str(getattr(sig.meaning, "value", sig.meaning)), at=sig.at,
@@ -99,7 +97,8 @@ def _sig(sig) -> SignatureOut | None:
 
 def release_out(session: Session, lot: Lot, viewer: Viewer) -> ReleaseOut:
     gates = release.readiness(session, lot, viewer.actor)
-    owners = {u.id: u.full_name for u in session.scalars(select(User))}
+    pending = release.pending_tests(session, lot)
+    owners = release.owner_names(session, pending)
     return ReleaseOut(
         number=lot.number, state=str(getattr(lot.state, "value", lot.state)), lot_version=lot.row_version,
         next_decision=release.next_guard(lot), ready=all(g.passed for g in gates),
@@ -108,7 +107,7 @@ def release_out(session: Session, lot: Lot, viewer: Viewer) -> ReleaseOut:
                        state=s.state, value=s.result.value if s.result else None,
                        unit=s.result.unit if s.result else s.test.unit) for s in qc.test_status(session, lot)],
         pending_tests=[PendingOut(test=p.test_code, owner=owners.get(p.owner_id, ""), due_date=p.due_date,
-                                  resolved_at=p.resolved_at) for p in release.pending_tests(session, lot)],
+                                  resolved_at=p.resolved_at) for p in pending],
         reviews=[ReviewOut(kind=r.kind, up_to_seq=r.up_to_seq, signature=_sig(s))
                  for r, s in release.reviews_of(session, lot)],
         decisions=[DecisionOut(decision=d.decision, from_state=d.from_state, to_state=d.to_state, reason=d.reason,

@@ -1,6 +1,13 @@
-"""Release: the gates, QA's review by exception, QP certification and sponsor release, and every move
-of a lot with what it does to the lot's kits (`gates`); the certificate of analysis and the release
-certificate (`certificates`)."""
+"""Release of a lot: the gates (`gates`), QA's review by exception and of the audit trail
+(`reviews`), storage excursions (`excursions`), the QP's initial and final certification, the
+sponsor release, rejection and every move of a lot with what it does to the lot's kits
+(`decisions`), the work queues (`queues`); the certificate of analysis and the release certificate
+(`certificates`).
+
+Parts import one another in that order (reviews, excursions, gates, decisions, queues,
+certificates), never this package: no cycle inside it. Release may import lots, qc, steps, supply
+and reports; none of those imports release.
+"""
 
 from __future__ import annotations
 
@@ -15,48 +22,59 @@ from .certificates import (
     gather,
     release_certificate_pdf,
 )
+from .decisions import (
+    certify,
+    decisions_with_signatures,
+    move_lot,
+    owner_names,
+    pending_tests,
+    qc_analysts,
+    reject,
+    sponsor_release,
+)
+from .excursions import assess_excursion, excursions_of, record_excursion
 from .gates import (
-    FINDING_KINDS,
     GUARDS,
     LABELS,
-    REVIEW_KINDS,
-    REVIEWABLE,
-    Finding,
+    REVIEW_GATES,
     Gate,
     GateState,
-    assess_excursion,
     audit_trail_reviewed,
-    awaiting_review,
-    awaiting_sponsor_release,
     batch_record_complete,
     batch_record_reviewed,
     certified,
-    certify,
     counts_for_release,
-    decisions_with_signatures,
     deviations_closed,
     donor_eligible,
-    exceptions,
-    excursions_of,
     last_decision,
-    latest_lot_seq,
-    latest_review,
-    lot_audit_trail,
-    lots_in,
-    move_lot,
+    name_of,
     next_guard,
     no_unassessed_excursion,
     pending_candidates,
-    pending_tests,
     qp_independent,
     readiness,
-    ready_for_certification,
-    record_excursion,
-    reject,
     release_tests_in_specification,
     release_tests_in_specification_or_pending,
+)
+from .queues import (
+    READERS,
+    awaiting_review,
+    awaiting_sponsor_release,
+    lots_in,
+    lots_pending_for,
+    pending_owned_by,
+    ready_for_certification,
+)
+from .reviews import (
+    FINDING_KINDS,
+    REVIEW_KINDS,
+    REVIEWABLE,
+    Finding,
+    exceptions,
+    latest_lot_seq,
+    latest_review,
+    lot_audit_trail,
     review_key,
     reviews_of,
     sign_review,
-    sponsor_release,
 )

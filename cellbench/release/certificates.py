@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import lots, qc
+from .. import clock, lots, qc
 from ..donors import decision_signature, tests_of
-from ..models import Donation, Eligibility, Lot, LotState, Signature, User
-from ..reports import OOS, certificate_start, local_time, text
-from ..reports.record import _RecordPDF
+from ..models import Donation, Eligibility, Lot, LotState, Signature
+from ..reports import OOS, RecordPDF, certificate_start, text
+from ..specifications import ReleaseTest
 from ..specifications import versions as spec_versions
-from . import gates as release
+from .decisions import decisions_with_signatures, owner_names, pending_tests
+from .reviews import reviews_of
 
 DECISION_TITLES = {
     "certify_initial": "QP initial certification",
@@ -121,22 +121,23 @@ def gather(session: Session, number: str) -> CertificateData:
                                                            " (not required for release)"),
                                    test.method, test.acceptance.describe(test.unit), shown, verdict, reviewer,
                                    review.at if review else None, status.state == qc.OOS))
-    owners = {u.id: u.full_name for u in session.scalars(select(User))}
+    pending = pending_tests(session, lot)
+    owners = owner_names(session, pending)
     names = {t.code: t.name for t in spec.tests}
     data.pending = [PendingLine(names.get(p.test_code, p.test_code), owners.get(p.owner_id, ""), p.due_date,
-                                p.resolved_at) for p in release.pending_tests(session, lot)]
-    for review, sig in release.reviews_of(session, lot):
-        what = ("Batch record reviewed by exception" if review.kind == "batch_record"
+                                p.resolved_at) for p in pending]
+    for lot_review, sig in reviews_of(session, lot):
+        what = ("Batch record reviewed by exception" if lot_review.kind == "batch_record"
                 else "Audit trail of the lot reviewed")
-        if line := _sig_line(f"{what} (up to audit event {review.up_to_seq})", sig):
+        if line := _sig_line(f"{what} (up to audit event {lot_review.up_to_seq})", sig):
             data.reviews.append(line)
-    for decision, sig in release.decisions_with_signatures(session, lot):
+    for decision, sig in decisions_with_signatures(session, lot):
         if line := _sig_line(DECISION_TITLES.get(decision.decision, decision.decision), sig, decision.reason or ""):
             data.decisions.append(line)
     return data
 
 
-def _donor_line(test, donation: Donation | None, donor_tests: dict,
+def _donor_line(test: ReleaseTest, donation: Donation | None, donor_tests: dict,
                 eligibility: Signature | None) -> TestLine:
     """A donor-stage test is evidenced by the donation's record and QA's signed eligibility decision."""
     recorded = donor_tests.get(test.code.removeprefix("donor_"))
@@ -154,7 +155,7 @@ def _donor_line(test, donation: Donation | None, donor_tests: dict,
 # --- rendering --------------------------------------------------------------------------------
 
 
-def _facts(pdf: _RecordPDF, data: CertificateData, zone: ZoneInfo) -> None:
+def _facts(pdf: RecordPDF, data: CertificateData, zone: ZoneInfo) -> None:
     lot = data.lot
     rows = [("Product", f"{data.product} ({data.product_code})"),
             ("Lot number", lot.number),
@@ -167,16 +168,21 @@ def _facts(pdf: _RecordPDF, data: CertificateData, zone: ZoneInfo) -> None:
     pdf.ln(2)
 
 
-def _signature_rows(pdf: _RecordPDF, lines: list[SignatureLine], zone: ZoneInfo, empty: str) -> None:
+def _signature_rows(pdf: RecordPDF, lines: list[SignatureLine], zone: ZoneInfo, empty: str) -> None:
     if not lines:
         pdf.line_of([("", empty)])
         return
     pdf.grid(("Signature", "Printed name", "Meaning", "Time", "Note"), (48, 32, 20, 34, 52),
              [[line.label + (f"\nINVALIDATED: {line.void}" if line.void else ""), line.name, line.meaning,
-               local_time(line.at, zone, "%Y-%m-%d %H:%M:%S"), line.note] for line in lines])
+               clock.local_text(line.at, zone, clock.SECONDS), line.note] for line in lines])
 
 
-def _new_pdf(title: str, data: CertificateData, zone: ZoneInfo, printed_by: str, printed_at: datetime) -> _RecordPDF:
+def _pending_rows(pending: list[PendingLine], zone: ZoneInfo) -> list[list]:
+    return [[p.test, p.owner, p.due.isoformat(), clock.local_text(p.resolved, zone, clock.MINUTES) if p.resolved
+             else "open"] for p in pending]
+
+
+def _new_pdf(title: str, data: CertificateData, zone: ZoneInfo, printed_by: str, printed_at: datetime) -> RecordPDF:
     return certificate_start(f"{title} — lot {data.lot.number}", f"Lot {data.lot.number} · {title.lower()}", "",
                              zone=zone, printed_by=printed_by, printed_at=printed_at)
 
@@ -189,7 +195,7 @@ def coa_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_a
     rows = []
     for t in data.tests:
         verdict: object = {"text": t.verdict, "style": OOS} if t.failing else t.verdict
-        reviewer = f"{t.reviewer}, {local_time(t.reviewed_at, zone)}" if t.reviewer else "—"
+        reviewer = f"{t.reviewer}, {clock.local_text(t.reviewed_at, zone, clock.MINUTES)}" if t.reviewer else "—"
         rows.append([t.name, t.method, t.criterion, t.result, verdict, reviewer])
     pdf.grid(("Test", "Method", "Acceptance criterion", "Result", "Verdict", "Reviewed by"), (32, 36, 34, 26, 24, 34),
              rows)
@@ -200,8 +206,7 @@ def coa_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_a
     if data.pending:
         pdf.heading("Tests pending at initial certification")
         pdf.grid(("Test", "Owner", "Due", "Resolved"), (60, 50, 30, 46),
-                 [[p.test, p.owner, p.due.isoformat(), local_time(p.resolved, zone) if p.resolved else "open"]
-                  for p in data.pending])
+                 _pending_rows(data.pending, zone))
     pdf.heading("Signatures")
     _signature_rows(pdf, data.reviews + data.decisions, zone, "No review or certification signed yet.")
     return bytes(pdf.output())
@@ -225,8 +230,7 @@ def release_certificate_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by
     if data.pending:
         pdf.ln(1)
         pdf.grid(("Pending test", "Owner", "Due", "Resolved"), (60, 50, 30, 46),
-                 [[p.test, p.owner, p.due.isoformat(), local_time(p.resolved, zone) if p.resolved else "open"]
-                  for p in data.pending])
+                 _pending_rows(data.pending, zone))
     pdf.heading("Sponsor release")
     _signature_rows(pdf, [d for d in data.decisions if d.label == "Sponsor release"], zone, "Not released.")
     others = [d for d in data.decisions if not d.label.startswith("QP") and d.label != "Sponsor release"]

@@ -1,9 +1,10 @@
-"""Reports: the executed batch record as a page and a PDF, and the pieces every certificate PDF
-shares (`record`)."""
+"""Reports: the executed batch record gathered as data (`record`) and printed as a PDF
+(`record_pdf`), and what every printed record shares (`document`: the page, its tables and looks,
+the wording of values and signatures, the opening of a certificate)."""
 
 from __future__ import annotations
 
-from .record import (
+from .document import (
     BOLD,
     BROWN,
     CELL_SIZE,
@@ -17,13 +18,18 @@ from .record import (
     PAD,
     PLAIN,
     STRUCK,
-    VALUE_COLUMNS,
-    VALUE_WIDTHS,
+    Look,
+    RecordPDF,
+    certificate_start,
+    local_time,
+    signature_text,
+    text,
+)
+from .record import (
     BatchRecord,
     Correction,
     DeviationRecord,
     EntryRecord,
-    Look,
     ParameterLine,
     Row,
     SignatureView,
@@ -31,10 +37,6 @@ from .record import (
     ValueChange,
     ValueRow,
     batch_record,
-    batch_record_pdf,
-    certificate_start,
     limits_text,
-    local_time,
-    signature_text,
-    text,
 )
+from .record_pdf import VALUE_COLUMNS, VALUE_WIDTHS, batch_record_pdf

@@ -2,49 +2,38 @@
 certification, the sponsor release, rejection and certificates; the release work queues."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import lots, qc, release, users
-from ..clock import utcnow
+from .. import clock, inputs, lots, qc, release, users
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
-from ..models import LotState, PendingTest, Role, User, UserRole
-from ..release import certificates
+from ..models import Lot, LotState, Role
+from ..release import READERS, certificates
 from ..specifications import versions as spec_versions
 from ..templating import render
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
-# Unblinded roles only: a lot's release record names what it is.
-READERS = (Role.qa, Role.qp, Role.qc_analyst, Role.supply_manager)
-QUEUES = {
-    "review": ("Lots awaiting QA review", release.awaiting_review),
-    "certification": ("Lots ready for certification", None),
-    "sponsor": ("Certified lots awaiting sponsor release", release.awaiting_sponsor_release),
-    "pending": ("Lots with tests pending after an initial certification", None),
+# Each queue: its title, and the lots in it for this viewer (the QP sees what they may certify).
+QUEUES: dict[str, tuple[str, Callable[[Session, Viewer], list[Lot]]]] = {
+    "review": ("Lots awaiting QA review", lambda s, v: release.awaiting_review(s)),
+    "certification": ("Lots ready for certification",
+                      lambda s, v: release.ready_for_certification(s, v.actor if v.has(Role.qp) else None)),
+    "sponsor": ("Certified lots awaiting sponsor release", lambda s, v: release.awaiting_sponsor_release(s)),
+    "pending": ("Lots with tests pending after an initial certification",
+                lambda s, v: release.lots_pending_for(s, v.user.id)),
 }
 
 
 def _url(number: str) -> str:
     return f"/lots/{quote(number, safe='')}/release"
-
-
-def _pending_owned(session: Session, user_id: int) -> list[PendingTest]:
-    return list(session.scalars(select(PendingTest).where(PendingTest.owner_id == user_id,
-                                                          PendingTest.resolved_at.is_(None))))
-
-
-def _qc_analysts(session: Session) -> list[User]:
-    return list(session.scalars(select(User).join(UserRole, UserRole.user_id == User.id)
-                                .where(UserRole.role == Role.qc_analyst.value, User.active.is_(True))
-                                .order_by(User.full_name)))
 
 
 @work_queue
@@ -57,7 +46,7 @@ def _release_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
         items.append(QueueItem(n, "lots ready for certification", "/release?queue=certification"))
     if viewer.has(Role.supply_manager) and (n := len(release.awaiting_sponsor_release(session))):
         items.append(QueueItem(n, "certified lots awaiting sponsor release", "/release?queue=sponsor"))
-    if viewer.has(Role.qc_analyst) and (n := len(_pending_owned(session, viewer.user.id))):
+    if viewer.has(Role.qc_analyst) and (n := len(release.pending_owned_by(session, viewer.user.id))):
         items.append(QueueItem(n, "tests pending after an initial certification are yours to complete",
                                "/release?queue=pending"))
     return items
@@ -69,13 +58,8 @@ def release_list(request: Request, viewer: Viewer = Depends(require(*READERS)),
     queue = (request.query_params.get("queue") or "").strip()
     if queue and queue not in QUEUES:
         raise InvalidInput(f"Unknown queue '{queue}'.", field="queue")
-    if queue == "certification":
-        rows = release.ready_for_certification(session, viewer.actor if viewer.has(Role.qp) else None)
-    elif queue == "pending":
-        ids = {p.lot_id for p in _pending_owned(session, viewer.user.id)}
-        rows = [lot for lot in release.lots_in(session, *release.REVIEWABLE) if lot.id in ids]
-    elif queue:
-        rows = QUEUES[queue][1](session)
+    if queue:
+        rows = QUEUES[queue][1](session, viewer)
     else:
         rows = release.lots_in(session, LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
                                LotState.released, LotState.rejected)
@@ -93,23 +77,23 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     findings = release.exceptions(session, lot)
     grouped = {kind: [f for f in findings if f.kind == kind] for kind in release.FINDING_KINDS}
     reviewable = LotState(lot.state) in release.REVIEWABLE
-    owners = {u.id: u.full_name for u in session.scalars(select(User))}
+    pending = release.pending_tests(session, lot)
     return render(
         request, "release/lot.html", status_code=error.status if error else 200, error=error, typed=typed or {},
         lot=lot, spec_row=row, spec=spec, moves=moves, gates=release.readiness(session, lot, viewer.actor),
         guard=release.next_guard(lot),
         initial_gates=(release.readiness(session, lot, viewer.actor, "initial_certification")
                        if "certify_initial" in moves else []),
-        statuses=qc.test_status(session, lot), candidates=release.pending_candidates(session, lot)
-        if "certify_initial" in moves else [], analysts=_qc_analysts(session) if "certify_initial" in moves else [],
-        pending=release.pending_tests(session, lot), owners=owners, findings=findings, grouped=grouped,
+        statuses=qc.test_status(session, lot),
+        candidates=release.pending_candidates(session, lot) if "certify_initial" in moves else [],
+        analysts=release.qc_analysts(session) if "certify_initial" in moves else [],
+        pending=pending, owners=release.owner_names(session, pending), findings=findings, grouped=grouped,
         kinds=release.FINDING_KINDS, reviews=release.reviews_of(session, lot),
-        stale={kind: (release.batch_record_reviewed if kind == "batch_record" else release.audit_trail_reviewed)(
-            session, lot) for kind in release.REVIEW_KINDS},
+        stale={kind: gate(session, lot, None) for kind, gate in release.REVIEW_GATES.items()},
         latest_seq=release.latest_lot_seq(session, lot), decisions=release.decisions_with_signatures(session, lot),
         excursions=release.excursions_of(session, lot), reviewable=reviewable,
         trail=release.lot_audit_trail(session, viewer.actor, lot) if viewer.has(Role.qa) and reviewable else [],
-        url=_url(lot.number), today=utcnow().date().isoformat())
+        url=_url(lot.number), today=clock.today().isoformat())
 
 
 @router.get("/lots/{number}/release")
@@ -161,8 +145,8 @@ ACTIONS = {
         highest_temperature=f.get("highest_temperature", ""), description=f.get("description")),
         "Excursion recorded."),
     "assess_excursion": (lambda s, v, lot, f: release.assess_excursion(
-        s, v.actor, lot, int(f.get("excursion") or 0), acceptable=f.get("acceptable") == "yes",
-        assessment=f.get("assessment")), "Assessment saved."),
+        s, v.actor, lot, inputs.whole(f.get("excursion"), "excursion", "excursion"),
+        acceptable=f.get("acceptable") == "yes", assessment=f.get("assessment")), "Assessment saved."),
 }
 
 
@@ -187,7 +171,7 @@ def _pdf(request: Request, viewer: Viewer, db: Database, number: str, kind: str)
         data = certificates.gather(session, number)
     render_pdf = certificates.coa_pdf if kind == "coa" else certificates.release_certificate_pdf
     pdf = render_pdf(data, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
-                     printed_at=utcnow())
+                     printed_at=clock.utcnow())
     name = quote(f"{'certificate-of-analysis' if kind == 'coa' else 'release-certificate'}-{data.lot.number}.pdf")
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})

@@ -1,0 +1,213 @@
+"""What every printed record of a lot shares (the batch record, the CoA, the release and destruction
+certificates): the A4 page with its fonts, footer and ruled tables, the looks of its cells, the
+wording of values and signatures, and the opening of a certificate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from fpdf import FPDF
+from fpdf.fonts import TTFFont
+
+from .. import clock
+from ..labels import LabelFonts, find_label_fonts
+from .record import SignatureView
+
+
+def text(value: object) -> str:
+    """An enum member or the plain string read back from the database, as words."""
+    return str(getattr(value, "value", value) or "").replace("_", " ")
+
+
+def signature_text(sig: SignatureView, zone: ZoneInfo) -> tuple[str, str]:
+    """(what was signed, why it no longer stands): name, meaning and time; the second part is empty
+    for a signature that stands."""
+    signed = f"{sig.signer_name} · {text(sig.meaning)} · {clock.local_text(sig.at, zone, clock.SECONDS)}"
+    if not sig.invalidated_at:
+        return signed, ""
+    voided = clock.local_text(sig.invalidated_at, zone, clock.MINUTES)
+    return signed, f"INVALIDATED {voided}: {sig.invalidated_reason or ''}"
+
+
+GREY, DARK, BROWN = (95, 95, 95), (25, 25, 25), (150, 60, 0)
+
+
+@dataclass(frozen=True)
+class Look:
+    """How a table cell is printed: font style ("", "B", "S" struck through, "BS"), colour, fill."""
+
+    style: str = ""
+    color: tuple[int, int, int] = DARK
+    fill: tuple[int, int, int] | None = None
+
+
+PLAIN, BOLD, HEAD = Look(), Look("B"), Look("B", fill=(232, 237, 244))
+STRUCK = Look("S", GREY)  # superseded: struck through, still readable
+OOS = Look("", fill=(253, 226, 221))  # red ground; not bold, so a long word still fits its column
+MARK = Look("B", BROWN)
+NOTE = Look("", GREY)
+CELL_SIZE, LINE, PAD = 7.5, 3.3, 0.8  # pt, mm, mm
+
+
+class RecordPDF(FPDF):
+    """A4 pages whose footer names the lot, the page of pages, and when and by whom it was printed."""
+
+    def __init__(self, fonts: LabelFonts, footer: str):
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self._footer = footer
+        self.set_margins(12, 12, 12)
+        self.set_auto_page_break(True, margin=15)
+        self.add_font("Doc", "", str(fonts.regular))
+        self.add_font("Doc", "B", str(fonts.bold))
+        self.set_stretching(fonts.stretch_percent)
+        self.set_font("Doc", "", 8)
+        font = self.current_font
+        if not isinstance(font, TTFFont):  # add_font above loads TrueType fonts; a core font has no cmap
+            raise TypeError("The record's fonts are TrueType fonts.")
+        self._cmap = font.cmap
+        self.set_creator("cellbench")
+
+    def footer(self) -> None:
+        self.set_y(-11)
+        self.set_font("Doc", "", 7)
+        self.set_text_color(*GREY)
+        self.cell(0, 4, self.clean(self._footer.replace("{page}", str(self.page_no()))), align="C")
+        self.set_text_color(*DARK)
+
+    def clean(self, value: object) -> str:
+        """Text as stored, made printable: a character the font lacks is written as its code point
+        rather than silently dropped, so the printout never hides part of a value."""
+        out = str(value if value is not None else "").replace("\r\n", "\n").replace("\t", " ")
+        if all(ord(ch) in self._cmap or ch == "\n" for ch in out):
+            return out
+        return "".join(ch if ord(ch) in self._cmap or ch == "\n" else f"[U+{ord(ch):04X}]" for ch in out)
+
+    def heading(self, title: str, size: float = 11, keep: float = 30) -> None:
+        if self.get_y() > self.h - self.b_margin - keep:
+            self.add_page()
+        self.ln(2)
+        self.set_font("Doc", "B", size)
+        self.multi_cell(0, size * 0.48, self.clean(title), new_x="LMARGIN", new_y="NEXT")
+        self.set_font("Doc", "", 8)
+        self.ln(1)
+
+    def line_of(self, parts: list[tuple[str, str]], height: float = 4) -> None:
+        """One paragraph of runs, each with its own style ("", "B", "S", "BS")."""
+        parts = [(style, self.clean(part)) for style, part in parts if part]
+        widths = []
+        for style, part in parts:
+            self.set_font("Doc", style, 8)
+            widths.append(self.get_string_width(part))
+        if sum(widths) <= self.epw and not any("\n" in part for _, part in parts):
+            # the common case, one line: placed as it is, without fpdf2's (slow) line breaking
+            for (style, part), width in zip(parts, widths, strict=True):
+                self.set_font("Doc", style, 8)
+                self.cell(width, height, part)
+            self.set_font("Doc", "", 8)
+            self.ln(height)
+            return
+        for style, part in parts:
+            self.set_font("Doc", style, 8)
+            self.write(height, part)
+        self.set_font("Doc", "", 8)
+        self.ln(height)
+
+    def pairs(self, rows: list[tuple[str, str]]) -> None:
+        self.grid(None, (48, 138), [[{"text": name, "style": BOLD}, value] for name, value in rows])
+
+    def grid(self, columns: tuple[str, ...] | None, widths: tuple[float, ...], rows: list[list]) -> None:
+        """A ruled table across the page whose heading repeats on every page. A cell is text or
+        {"text", "style": a Look, "colspan"}; widths are proportions of the page width.
+
+        Drawn here rather than with fpdf2's table(): that breaks lines one character at a time and
+        took two thirds of a batch record's rendering time; cells here are wrapped by words."""
+        scale = self.epw / sum(widths)
+        scaled = [w * scale for w in widths]
+        heading = [{"text": c, "style": HEAD} for c in columns] if columns else None
+        if heading:
+            if self.get_y() + 3 * LINE + 4 * PAD > self.page_break_trigger:  # no heading alone at a page foot
+                self.add_page()
+            self._row(heading, scaled, None)
+        for cells in rows:
+            self._row(cells, scaled, heading)
+        self.set_x(self.l_margin)
+
+    def _row(self, cells: list, widths: list[float], heading: list | None) -> None:
+        laid, x, column = [], self.l_margin, 0
+        for cell in cells:
+            cell = cell if isinstance(cell, dict) else {"text": cell}
+            look, span = cell.get("style", PLAIN), cell.get("colspan", 1)
+            width = sum(widths[column:column + span])
+            laid.append((x, width, self._wrap(self.clean(cell.get("text", "")), width - 2 * PAD, look.style), look))
+            x, column = x + width, column + span
+        row_lines = max(len(lines) for *_, lines, _ in laid)
+        first = 0
+        while first < row_lines:
+            room = int((self.page_break_trigger - self.get_y() - 2 * PAD) // LINE)
+            fresh = int((self.page_break_trigger - self.t_margin - 2 * PAD) // LINE) - (2 if heading else 0)
+            if room < row_lines - first and (room < 1 or row_lines - first <= fresh):  # move the row to the next page
+                self.add_page()
+                if heading:
+                    self._row(heading, widths, None)
+                continue
+            count = min(room, row_lines - first)  # a row taller than a page continues on the next
+            y, height = self.get_y(), count * LINE + 2 * PAD
+            for x, width, lines, look in laid:
+                if look.fill:
+                    self.set_fill_color(*look.fill)
+                self.rect(x, y, width, height, style="DF" if look.fill else "D")
+                self.set_font("Doc", look.style, CELL_SIZE)
+                self.set_text_color(*look.color)
+                for index, line in enumerate(lines[first:first + count]):
+                    self.set_xy(x + PAD, y + PAD + index * LINE)
+                    self.cell(width - 2 * PAD, LINE, line)
+            self.set_text_color(*DARK)
+            self.set_xy(self.l_margin, y + height)
+            first += count
+
+    def _wrap(self, text: str, width: float, style: str) -> list[str]:
+        self.set_font("Doc", style.replace("S", ""), CELL_SIZE)
+        measure, space, lines = self.get_string_width, self.get_string_width(" "), []
+        for paragraph in text.split("\n"):
+            line, used = "", 0.0
+            for word in paragraph.split(" "):
+                size = measure(word)
+                if line and used + space + size <= width:
+                    line, used = f"{line} {word}", used + space + size
+                    continue
+                if line:
+                    lines.append(line)
+                while size > width and len(word) > 1:  # a word wider than its column breaks where it must
+                    cut = next(n for n in range(len(word) - 1, 0, -1) if measure(word[:n]) <= width or n == 1)
+                    lines.append(word[:cut])
+                    word = word[cut:]
+                    size = measure(word)
+                line, used = word, size
+            lines.append(line)
+        return lines
+
+
+def certificate_start(heading: str, footer_label: str, intro: str, *, zone: ZoneInfo, printed_by: str,
+                      printed_at: datetime) -> RecordPDF:
+    """The opening every certificate shares (CoA, release, destruction): fonts, a footer naming the
+    document, page and who printed it when, the heading and an intro that says where times are."""
+    footer = (f"{footer_label} · page {{page}} of {{nb}} · printed "
+              f"{clock.local_text(printed_at, zone, clock.SECONDS)} by {printed_by}")
+    pdf = RecordPDF(find_label_fonts(), footer)
+    pdf.set_title(heading.replace(" — ", ", "))
+    pdf.set_author(printed_by)
+    pdf.add_page()
+    pdf.set_font("Doc", "B", 15)
+    pdf.cell(0, 8, pdf.clean(heading), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Doc", "", 8)
+    pdf.multi_cell(0, 4, pdf.clean(f"{intro}Issued from cellbench. Times are shown in {zone.key} with their UTC "
+                                   "offset."), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    return pdf
+
+
+def local_time(moment: datetime | None, zone: ZoneInfo, fmt: str = clock.MINUTES) -> str:
+    """Kept only for accountability.destruction, which still imports reports.local_time: it goes
+    when that caller reads clock.local_text (the one local-time rule) itself."""
+    return clock.local_text(moment, zone, fmt)
