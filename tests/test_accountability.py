@@ -15,7 +15,7 @@ from cellbench import accountability, clock, kits, signatures
 from cellbench.clock import utcnow
 from cellbench.models import AuditEvent, CustodyEvent, Destruction, Kit, KitState, Reconciliation, Signature
 
-from .conftest import actor_of
+from .conftest import actor_of, sign_in
 from .kitworld import arms
 from .trialworld import SITE, STUDY, to_site
 
@@ -247,7 +247,7 @@ def test_accountability_by_manufacturing_lot_is_for_unblinded_roles(db, site_sto
     assert accountability.category_of(KitState.planned) is None
 
 
-def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site_stock, as_, monkeypatch):
+def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, app, site_stock, as_, monkeypatch):
     """At 00:30 in Copenhagen it is still yesterday in UTC: the site's date is not 'in the future'."""
 
     w = site_stock
@@ -258,6 +258,7 @@ def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site
     now = utcnow()
     just_after_midnight_there = datetime(now.year, now.month, now.day, 23, 30, tzinfo=UTC)  # 00:30 or 01:30 there
     monkeypatch.setattr(clock, "_source", lambda: just_after_midnight_there)
+    frida = sign_in(app, "frida")  # at the new hour: the session signed in hours before has lapsed
     site_day = just_after_midnight_there.astimezone(ZoneInfo("Europe/Copenhagen")).date()
     assert site_day > just_after_midnight_there.date()
     too_late = _destroy(frida, number, day=site_day + timedelta(days=1))

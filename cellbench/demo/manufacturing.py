@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import donors, lots, materials, steps, users
 from ..audit import Actor
@@ -113,7 +113,7 @@ def placebo_values(step_code: str, now: datetime, batch: str) -> dict[str, str]:
 
 
 def create_users(session: Session, by: Actor) -> None:
-    existing = set(session.scalars(select(User.username)))
+    existing = set(session.scalars(select(col(User.username))))
     for username, name, roles in DEMO_USERS:
         if username not in existing:
             users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles])
@@ -144,12 +144,12 @@ def seed_basics(session: Session) -> None:
             spec_versions.approve(session, qa, DEMO_PASSWORD, row.id)
     today = wall_today()
     for code, name, supplier in MATERIALS:
-        if session.scalars(select(MaterialLot.id).where(MaterialLot.material_code == code)).first() is None:
+        if session.scalars(select(col(MaterialLot.id)).where(col(MaterialLot.material_code) == code)).first() is None:
             lot = materials.receive_material(session, op_actor, material_code=code, name=name, supplier=supplier,
                                              supplier_lot=f"{code[:3].upper()}-2611", expiry=today + timedelta(days=300))
             materials.release_material(session, qa_actor, lot, "certificate of analysis reviewed")
     for asset, kind, name in EQUIPMENT:
-        if session.scalars(select(Equipment.id).where(Equipment.asset_id == asset)).first() is None:
+        if session.scalars(select(col(Equipment.id)).where(col(Equipment.asset_id) == asset)).first() is None:
             materials.register_equipment(session, op_actor, asset_id=asset, equipment_code=kind, name=name,
                                          calibration_due=today + timedelta(days=120))
 
@@ -188,12 +188,12 @@ def run_step(session: Session, lot: Lot, step, values: dict[str, str],
     steps.record_values(session, actor, lot, step.code, entry.repeat_index,
                         {k: steps.ValueInput(v, (comments or {}).get(k, "")) for k, v in values.items()}, None)
     for material in step.materials:
-        supplier_lot = session.scalars(select(MaterialLot.supplier_lot)
-                                       .where(MaterialLot.material_code == material.code)).first()
+        supplier_lot = session.scalars(select(col(MaterialLot.supplier_lot))
+                                       .where(col(MaterialLot.material_code) == material.code)).first()
         steps.record_material(session, actor, lot, step.code, entry.repeat_index, f"{material.code}:{supplier_lot}",
                               None)
     for kind in step.equipment:
-        asset = session.scalars(select(Equipment.asset_id).where(Equipment.equipment_code == kind.code)).first()
+        asset = session.scalars(select(col(Equipment.asset_id)).where(col(Equipment.equipment_code) == kind.code)).first()
         steps.record_equipment(session, actor, lot, step.code, entry.repeat_index, asset, None)
     steps.perform(session, operator, DEMO_PASSWORD, lot, step.code, entry.repeat_index, None)
     if step.verify:
@@ -280,9 +280,9 @@ def seed_kits(session: Session, loaded: dict[str, Study] | None = None) -> dict[
     by_kind: dict[str, list[str]] = {"asc": [], "placebo": []}
     for lot, _free in packaging.fillable_lots(session, "asc") + packaging.fillable_lots(session, "placebo"):
         by_kind["asc" if lot.number.startswith("ASC") else "placebo"].append(lot.number)
-    released = [n for n in by_kind["asc"] if session.scalars(select(Lot.state).where(Lot.number == n)).one() == "released"]
+    released = [n for n in by_kind["asc"] if session.scalars(select(col(Lot.state)).where(col(Lot.number) == n)).one() == "released"]
     waiting = [n for n in by_kind["asc"] if n not in released and
-               session.scalars(select(Lot.state).where(Lot.number == n)).one() == "initial_certified"]
+               session.scalars(select(col(Lot.state)).where(col(Lot.number) == n)).one() == "initial_certified"]
     placebo = by_kind["placebo"]
     runs = {"NCT07290946": [packaging.package(session, actor, loaded["NCT07290946"], kit_count=16, asc_lots=released,
                                               placebo_lots=placebo[-1:]).number]}

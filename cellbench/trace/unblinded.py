@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import kits, sealed, users
 from ..accountability import site as accountability
@@ -75,10 +75,10 @@ class _Walk:
     # up: what something was made from
     def up_from_participants(self, ids: Iterable[int]) -> None:
         ids = list(ids)
-        kit_ids = set(self.s.scalars(select(Visit.kit_id).where(Visit.participant_id.in_(ids), Visit.kit_id.is_not(None))))
-        kit_ids |= set(self.s.scalars(select(Administration.kit_id).join(Visit, Visit.id == Administration.visit_id)
-                                      .where(Visit.participant_id.in_(ids))))
-        self.up_from_kits(self.s.scalars(select(Kit).where(Kit.id.in_(kit_ids))))
+        kit_ids = set(self.s.scalars(select(col(Visit.kit_id)).where(col(Visit.participant_id).in_(ids), col(Visit.kit_id).is_not(None))))
+        kit_ids |= set(self.s.scalars(select(col(Administration.kit_id)).join(Visit, col(Visit.id) == col(Administration.visit_id))
+                                      .where(col(Visit.participant_id).in_(ids))))
+        self.up_from_kits(self.s.scalars(select(Kit).where(col(Kit.id).in_(kit_ids))))
 
     def up_from_kits(self, found: Iterable[Kit]) -> None:
         lots = set()
@@ -93,26 +93,26 @@ class _Walk:
     def up_from_lots(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.lots |= ids
-        donation_ids = {d for d in self.s.scalars(select(Lot.donation_id).where(Lot.id.in_(ids))) if d}
+        donation_ids = {d for d in self.s.scalars(select(col(Lot.donation_id)).where(col(Lot.id).in_(ids))) if d}
         self.donations |= donation_ids
-        self.donors |= set(self.s.scalars(select(Donation.donor_id).where(Donation.id.in_(donation_ids))))
+        self.donors |= set(self.s.scalars(select(col(Donation.donor_id)).where(col(Donation.id).in_(donation_ids))))
 
     # down: what was made from something, and who received it
     def down_from_donors(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.donors |= ids
-        self.down_from_donations(self.s.scalars(select(Donation.id).where(Donation.donor_id.in_(ids))))
+        self.down_from_donations(self.s.scalars(select(col(Donation.id)).where(col(Donation.donor_id).in_(ids))))
 
     def down_from_donations(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.donations |= ids
-        self.down_from_lots(self.s.scalars(select(Lot.id).where(Lot.donation_id.in_(ids))))
+        self.down_from_lots(self.s.scalars(select(col(Lot.id)).where(col(Lot.donation_id).in_(ids))))
 
     def down_from_lots(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.lots |= ids
-        self.vials |= set(self.s.scalars(select(Vial.id).where(Vial.lot_id.in_(ids))))
-        for lot in self.s.scalars(select(Lot).where(Lot.id.in_(ids))).all():
+        self.vials |= set(self.s.scalars(select(col(Vial.id)).where(col(Vial.lot_id).in_(ids))))
+        for lot in self.s.scalars(select(Lot).where(col(Lot.id).in_(ids))).all():
             for kit in sealed.kits_containing_lot(self.s, self.actor, lot, why="trace"):
                 self.kits.add(kit.id)
                 self.open_kit(kit)
@@ -129,8 +129,8 @@ class _Walk:
 def _find(session: Session, text: str) -> tuple[str, object]:
     """Which kind of identifier this is, and its row."""
     upper = text.upper()
-    for kind, model, column in (("donor", Donor, Donor.code), ("donation", Donation, Donation.identifier),
-                                ("lot", Lot, Lot.number), ("vial", Vial, Vial.code)):
+    for kind, model, column in (("donor", Donor, col(Donor.code)), ("donation", Donation, col(Donation.identifier)),
+                                ("lot", Lot, col(Lot.number)), ("vial", Vial, col(Vial.code))):
         row = session.scalars(select(model).where(column.in_({text, upper}))).first()
         if row is not None:
             return kind, row
@@ -138,10 +138,10 @@ def _find(session: Session, text: str) -> tuple[str, object]:
         number = parse_kit_number(text)
     except ValueError:
         number = None
-    if number is not None and (kit := session.scalars(select(Kit).where(Kit.number == number)).first()) is not None:
+    if number is not None and (kit := session.scalars(select(Kit).where(col(Kit.number) == number)).first()) is not None:
         return "kit", kit
-    people = list(session.scalars(select(Participant).where(or_(Participant.randomisation_number == upper,
-                                                                Participant.screening_number == upper))))
+    people = list(session.scalars(select(Participant).where(or_(col(Participant.randomisation_number) == upper,
+                                                                col(Participant.screening_number) == upper))))
     if people:
         return "participant", people
     raise NotFound(f"Nothing in cellbench is called '{text}': give a donor code, donation identification, lot "
@@ -183,10 +183,10 @@ def trace(session: Session, actor: Actor, query: str | None) -> Trace:
 
 def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
     out = Trace(query, found)
-    donors = {d.id: d for d in session.scalars(select(Donor).where(Donor.id.in_(walk.donors)))}
-    donations = {d.id: d for d in session.scalars(select(Donation).where(Donation.id.in_(walk.donations)))}
-    lot_rows = session.execute(select(Lot, SpecVersion.kind).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
-                               .where(Lot.id.in_(walk.lots)).order_by(Lot.number)).all()
+    donors = {d.id: d for d in session.scalars(select(Donor).where(col(Donor.id).in_(walk.donors)))}
+    donations = {d.id: d for d in session.scalars(select(Donation).where(col(Donation.id).in_(walk.donations)))}
+    lot_rows = session.execute(select(Lot, col(SpecVersion.kind)).join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
+                               .where(col(Lot.id).in_(walk.lots)).order_by(col(Lot.number))).all()
     lot_numbers = {lot.id: lot.number for lot, _ in lot_rows}
     out.donors = [{"code": d.code, "consent_date": d.consent_date} for d in sorted(donors.values(), key=lambda d: d.code)]
     out.donations = [{"identifier": d.identifier, "id_system": d.id_system, "donated_on": d.donated_on,
@@ -197,19 +197,19 @@ def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
                  "expiry": lot.expiry, "donation": donations[lot.donation_id].identifier
                  if lot.donation_id in donations else None} for lot, kind in lot_rows]
     in_kit = {vial.id: (kit_id, dose) for kit_id, (_, units) in walk.units.items() for dose, vial, _ in units}
-    kit_rows = {k.id: k for k in session.scalars(select(Kit).where(Kit.id.in_(walk.kits)))}
-    vials = session.scalars(select(Vial).where(Vial.id.in_(walk.vials)).order_by(Vial.code))
+    kit_rows = {k.id: k for k in session.scalars(select(Kit).where(col(Kit.id).in_(walk.kits)))}
+    vials = session.scalars(select(Vial).where(col(Vial.id).in_(walk.vials)).order_by(col(Vial.code)))
     out.vials = [{"code": v.code, "lot": lot_numbers.get(v.lot_id), "state": v.state,
                   "storage_position": v.storage_position,
                   "kit": kit_rows[in_kit[v.id][0]].number if v.id in in_kit and in_kit[v.id][0] in kit_rows else None,
                   "dose": DOSE_NAMES.get(in_kit[v.id][1]) if v.id in in_kit and in_kit[v.id][0] in kit_rows else None}
                  for v in vials]
     sites = {s.id: s for s in session.scalars(select(Site))}
-    study_codes = dict(session.execute(select(Study.id, Study.code)).all())
-    blinded = dict(session.execute(select(BlindedLot.id, BlindedLot.code)).all())
-    visits = session.execute(select(Visit, Participant).join(Participant, Participant.id == Visit.participant_id)
-                             .where(Visit.kit_id.in_(walk.kits)).order_by(Participant.randomisation_number,
-                                                                          Visit.treatment)).all()
+    study_codes = dict(session.execute(select(col(Study.id), col(Study.code))).all())
+    blinded = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))).all())
+    visits = session.execute(select(Visit, Participant).join(Participant, col(Participant.id) == col(Visit.participant_id))
+                             .where(col(Visit.kit_id).in_(walk.kits)).order_by(col(Participant.randomisation_number),
+                                                                          col(Visit.treatment))).all()
     by_kit = {v.kit_id: (v, p) for v, p in visits}
     for kit in sorted(kit_rows.values(), key=lambda k: k.number):
         arm, units = walk.units.get(kit.id, (None, []))
@@ -222,8 +222,8 @@ def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
                          "treatment": visit.treatment if visit else None})
     given: dict[int, list[dict]] = {}
     if visits:
-        for a in session.scalars(select(Administration).where(Administration.visit_id.in_([v.id for v, _ in visits]))
-                                 .order_by(Administration.dose)):
+        for a in session.scalars(select(Administration).where(col(Administration.visit_id).in_([v.id for v, _ in visits]))
+                                 .order_by(col(Administration.dose))):
             given.setdefault(a.visit_id, []).append({"dose": DOSE_NAMES.get(a.dose, f"dose {a.dose}"),
                                                      "at": a.administered_at, "by": a.by_name})
     for visit, person in visits:
