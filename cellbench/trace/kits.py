@@ -53,7 +53,8 @@ class Line:
                 "site": self.site, "treatment": self.treatment, "visit_state": self.visit_state,
                 "target_date": self.target_date, "kit_number": self.kit, "blinded_lot": self.blinded_lot,
                 "kit_state": self.kit_state,
-                "administrations": [{"dose": a.dose, "site": a.site, "at": a.at, "by": a.by} for a in self.administrations]}
+                "administrations": [{"dose": a.dose, "site": a.site, "at": a.at, "by": a.by}
+                                    for a in self.administrations]}
 
 
 @dataclass
@@ -94,11 +95,13 @@ def kit_participants(session: Session, actor: Actor, query: str | None) -> KitTr
         found = "participant " + ", ".join(p.randomisation_number or p.screening_number for p in people)
     rows = session.execute(
         select(Visit, Participant, col(Study.code), col(Site.code), Kit, col(BlindedLot.code))
-        .join(Participant, col(Participant.id) == col(Visit.participant_id)).join(Study, col(Study.id) == col(Participant.study_id))
+        .join(Participant, col(Participant.id) == col(Visit.participant_id))
+        .join(Study, col(Study.id) == col(Participant.study_id))
         .join(Site, col(Site.id) == col(Participant.site_id)).join(Kit, col(Kit.id) == col(Visit.kit_id))
         .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id))
-        .where(visit_filter).order_by(col(Study.code), col(Participant.randomisation_number), col(Visit.treatment))).all()
-    given = {visit.id: [] for visit, *_ in rows}
+        .where(visit_filter)
+        .order_by(col(Study.code), col(Participant.randomisation_number), col(Visit.treatment))).all()
+    given: dict[int | None, list[AdministrationLine]] = {visit.id: [] for visit, *_ in rows}
     if given:
         for a in session.scalars(select(Administration).where(col(Administration.visit_id).in_(list(given)))
                                  .order_by(col(Administration.visit_id), col(Administration.dose))):
@@ -140,20 +143,22 @@ def custody_chain(session: Session, actor: Actor, kit: Kit) -> list[Link]:
     """The kit's story in time order: its own audit events this viewer may see (from the kit
     number's issue and packaging on), every hand-over or move, and each dose given."""
     users.require_role(actor, *READERS)
-    links = [Link(e.at, "record", e.action, None, None, e.user_name, _change(e)) for e in kits.history(session, actor, kit)]
+    links = [Link(e.at, "record", e.action, None, None, e.user_name, _change(e))
+             for e in kits.history(session, actor, kit)]
     shipments = dict(session.execute(select(col(Shipment.id), col(Shipment.number)).where(
         col(Shipment.id).in_(select(col(CustodyEvent.shipment_id)).where(col(CustodyEvent.kit_id) == kit.id)))).all())
     doses = session.scalars(select(Administration).where(col(Administration.kit_id) == kit.id)
                             .order_by(col(Administration.dose))).all()
-    for c in session.scalars(select(CustodyEvent).where(col(CustodyEvent.kit_id) == kit.id).order_by(col(CustodyEvent.id))):
+    for c in session.scalars(select(CustodyEvent).where(col(CustodyEvent.kit_id) == kit.id)
+                             .order_by(col(CustodyEvent.id))):
         if doses and c.action == "administered":  # each dose is its administration record, with the time given
             continue
         detail = "; ".join(x for x in (f"shipment {shipments[c.shipment_id]}" if c.shipment_id in shipments else None,
                                        c.condition) if x)
-        links.append(Link(c.at, "custody", c.action.replace("_", " "), c.from_place, c.to_place, c.by_name, detail or None))
-    for a in doses:
-        links.append(Link(a.administered_at, "administration", "administered", None,
-                          DOSE_NAMES.get(a.dose, f"dose {a.dose}"), a.by_name, None))
+        links.append(Link(c.at, "custody", c.action.replace("_", " "), c.from_place, c.to_place, c.by_name,
+                          detail or None))
+    links += [Link(a.administered_at, "administration", "administered", None, DOSE_NAMES.get(a.dose, f"dose {a.dose}"),
+                   a.by_name, None) for a in doses]
     order = {"record": 0, "custody": 1, "administration": 2}
     return sorted(links, key=lambda link: (link.at, order[link.source]))
 
