@@ -44,10 +44,9 @@ def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str
     `release` is False (tests that need only batch records), the QC and release lots, the kits and,
     in a fresh database, the trial story that starts months ago and holds the rest (demo_trial)."""
     fresh = session.scalars(select(col(Lot.id))).first() is None
-    if fresh and release:
-        if trial.story_fits(session):
-            trial.seed_trial(session, by)
-            return manufacturing.DEMO_USERS
+    if fresh and release and trial.story_fits(session):
+        trial.seed_trial(session, by)
+        return manufacturing.DEMO_USERS
     manufacturing.create_users(session, by)
     if fresh:
         manufacturing.seed_records(session)

@@ -160,7 +160,8 @@ class _Story:
 
     def manufacture(self, donor_numbers: tuple[int, ...], saline_batch: str | None = None) -> list[Lot]:
         qa, operator = self.user("qa"), self.actor("operator")
-        made = [demo.asc_lot(self.s, demo.eligible_donation(self.s, operator, qa, n), until=None) for n in donor_numbers]
+        made = [demo.asc_lot(self.s, demo.eligible_donation(self.s, operator, qa, n), until=None)
+                for n in donor_numbers]
         if saline_batch:
             made.append(demo.placebo_lot(self.s, saline_batch))
         return made
@@ -216,6 +217,8 @@ class _Story:
         """The logger's export: room temperature before it went into the shipper, then every 30
         minutes until now, around -185 °C (with a warm spell up to `peak`, if given)."""
         start, end = shipment.dispatched_at, self.clock.now()
+        if start is None:  # ship() dispatches before anything is received; this would be a broken story
+            raise RuntimeError(f"demo: shipment {shipment.number} was not dispatched")
         lines = ["timestamp,temperature_c"]
         lines += [f"{(start - timedelta(minutes=m)).isoformat(timespec='seconds')},21.4" for m in (20, 10)]
         at, n = start + timedelta(minutes=5), 0
@@ -330,8 +333,11 @@ class _Story:
 
         # the two unused kits: counted, authorised for destruction, destroyed with a witness
         at(97, "10:00")
-        unused = [s.get(Kit, kit_back.id), s.get(Kit, self.visit(stopped, 1).kit_id)]
+        unused = [accountability.stored(s, Kit, kit_id, "kit")
+                  for kit_id in (kit_back.id, self.visit(stopped, 1).kit_id)]
         blinded = kits.blinded_lot_of(s, unused[0])
+        if blinded is None:  # packaged kits belong to a blinded lot; this would be a broken story
+            raise RuntimeError(f"demo: kit {unused[0].number} has no blinded lot")
         expected = accountability.row_of(s, self.long, self.site, blinded).counts["on_hand"]
         accountability.reconcile(s, self.user("pharmacist"), PW, self.long, self.site, blinded, expected, None)
         at(97, "10:30")
