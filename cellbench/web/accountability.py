@@ -41,7 +41,7 @@ def _accountability_waiting(session: Session, viewer: Viewer) -> list[QueueItem]
     if viewer.has(*accountability.READERS) and (found := accountability.discrepancies(session)):
         items.append(QueueItem(len(found), "stock counts differ from cellbench's (discrepancies)", "/accountability"))
     if viewer.has(*destruction.RECORDERS):
-        waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised)
+        waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised.value)
                    if "record" in destruction.allowed_actions(session, d, viewer.actor)]
         if waiting:
             items.append(QueueItem(len(waiting), "authorised destructions to carry out and record",
