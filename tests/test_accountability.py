@@ -15,7 +15,7 @@ from cellbench import accountability, clock, kits, signatures
 from cellbench.clock import utcnow
 from cellbench.models import AuditEvent, CustodyEvent, Destruction, Kit, KitState, Reconciliation, Signature
 
-from .conftest import actor_of
+from .conftest import actor_of, sign_in
 from .kitworld import arms
 from .trialworld import SITE, STUDY, to_site
 
@@ -126,7 +126,8 @@ def test_destruction_after_reconciliation_and_authorisation_writes_kits_custody_
     assert done.status_code == 200, done.text
     assert done.json()["state"] == "destroyed" and done.json()["witness"] == "Wilma Witness"
     with db.read() as s:
-        states = {k.number: KitState(k.state) for k in s.scalars(select(Kit).where(Kit.number.in_([returned, damaged])))}
+        destroyed = s.scalars(select(Kit).where(Kit.number.in_([returned, damaged])))
+        states = {k.number: KitState(k.state) for k in destroyed}
         chain = s.scalars(select(CustodyEvent).where(CustodyEvent.action == "destroyed")).all()
         d = s.scalars(select(Destruction)).one()
         sig = s.get(Signature, d.signature_id)
@@ -155,7 +156,8 @@ def test_a_kit_change_after_the_count_needs_a_new_count(db, site_stock, as_):
     assert _count(as_("frida"), 6, world=w).json()["balanced"]
     _move(db, "frida", w.at_site[1], "damage")
     refused = _authorise(as_("sara"), [w.at_site[0], w.at_site[1]])
-    assert refused.status_code == 422 and "changed" in refused.json()["error"] and "count again" in refused.json()["error"]
+    why = refused.json()["error"]
+    assert refused.status_code == 422 and "changed" in why and "count again" in why
     assert _authorise(as_("sara"), [w.at_site[0]]).status_code == 201, "the returned kit itself did not change"
 
 
@@ -247,7 +249,34 @@ def test_accountability_by_manufacturing_lot_is_for_unblinded_roles(db, site_sto
     assert accountability.category_of(KitState.planned) is None
 
 
-def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site_stock, as_, monkeypatch):
+def test_a_destruction_is_recorded_only_by_the_person_at_its_place_and_only_once(db, site_stock, as_):
+    """The pages and the API offer what the destruction's state machine allows this person now."""
+    w = site_stock
+    _move(db, "frida", w.at_site[0], "return")
+    frida, sara, mette = as_("frida"), as_("sara"), as_("mette")
+    assert _count(frida, 6, world=w).json()["balanced"]
+    number = _authorise(sara, [w.at_site[0]]).json()["number"]
+
+    def actions(client) -> list[str]:
+        return client.get(f"/api/v1/destructions/{number}").json()["actions"]
+
+    assert (actions(frida), actions(sara), actions(mette)) == (["record"], [], []), "at a site: its pharmacist"
+    assert "Record the destruction" in frida.get(f"/destructions/{number}").text
+    assert "Record the destruction" not in sara.get(f"/destructions/{number}").text
+    waiting = "authorised destructions to carry out and record"
+    assert waiting in frida.get("/").text and waiting not in sara.get("/").text, "in the work queue of who records it"
+    refused = _destroy(sara, number, witness="Frida Pharmacist")
+    assert refused.status_code == 403 and "pharmacist" in refused.json()["error"]
+    assert _destroy(frida, number).status_code == 200
+    assert actions(frida) == [], "destroyed is the end of it"
+    again = _destroy(frida, number)
+    assert again.status_code == 422 and "already destroyed" in again.json()["error"]
+    with db.read() as s:
+        d = accountability.by_number(s, number)
+        assert accountability.destruction.MACHINE.state_of(d) is accountability.DestructionState.destroyed
+
+
+def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, app, site_stock, as_, monkeypatch):
     """At 00:30 in Copenhagen it is still yesterday in UTC: the site's date is not 'in the future'."""
 
     w = site_stock
@@ -258,6 +287,7 @@ def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, site
     now = utcnow()
     just_after_midnight_there = datetime(now.year, now.month, now.day, 23, 30, tzinfo=UTC)  # 00:30 or 01:30 there
     monkeypatch.setattr(clock, "_source", lambda: just_after_midnight_there)
+    frida = sign_in(app, "frida")  # at the new hour: the session signed in hours before has lapsed
     site_day = just_after_midnight_there.astimezone(ZoneInfo("Europe/Copenhagen")).date()
     assert site_day > just_after_midnight_there.date()
     too_late = _destroy(frida, number, day=site_day + timedelta(days=1))

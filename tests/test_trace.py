@@ -94,7 +94,8 @@ def test_the_trace_page_and_its_reads_of_the_sealed_compartment_are_recorded(db,
     page = as_("peter").get("/trace", params={"q": DONOR})
     assert page.status_code == 200 and trial.a in page.text and trial.ka in page.text and DONATION in page.text
     with db.read() as s:
-        reads = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed read", AuditEvent.user_name == "Peter QP")).all()
+        reads = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed read",
+                                                   AuditEvent.user_name == "Peter QP")).all()
     assert reads and {e.visibility for e in reads} == {"unblinded"}
     missing = as_("sara").get("/api/v1/trace", params={"q": "NO-SUCH-THING"})
     assert (missing.status_code, missing.json()["field"]) == (404, "q")
@@ -110,7 +111,8 @@ def test_blinded_roles_never_reach_the_full_trace(trial, as_, who):
 def test_a_pharmacist_finds_who_received_a_kit_and_which_kits_a_participant_received(db, trial, as_):
     frida = as_("frida")
     by_kit = frida.get("/api/v1/trace/kits", params={"q": trial.ka}).json()
-    assert [(line["participant"], line["treatment"], line["kit_number"]) for line in by_kit["lines"]] == [(trial.a, 1, trial.ka)]
+    assert [(line["participant"], line["treatment"], line["kit_number"])
+            for line in by_kit["lines"]] == [(trial.a, 1, trial.ka)]
     assert len(by_kit["lines"][0]["administrations"]) == 2
     by_person = frida.get("/api/v1/trace/kits", params={"q": "S-002"}).json()
     assert [line["kit_number"] for line in by_person["lines"]] == [trial.kb]
@@ -135,7 +137,8 @@ def test_the_blinded_trace_and_custody_chain_read_the_same_for_an_active_and_a_p
         with sealed_tripwire(db) as touched:
             seen = []
             for person, kit in ((trial.a, trial.ka), (trial.b, trial.kb)):
-                pages = [client.get("/trace/kits", params={"q": person}), client.get("/api/v1/trace/kits", params={"q": kit}),
+                pages = [client.get("/trace/kits", params={"q": person}),
+                         client.get("/api/v1/trace/kits", params={"q": kit}),
                          client.get(f"/kits/{kit}/custody"), client.get(f"/api/v1/kits/{kit}/custody")]
                 assert all(p.status_code == 200 for p in pages), [p.text for p in pages if p.status_code != 200]
                 seen.append([_same_but_numbers(p.text, names) for p in pages])
@@ -158,9 +161,11 @@ def test_the_custody_chain_ends_with_the_destruction(db, trial, as_):
     frida, sara = as_("frida"), as_("sara")
     password = "correct horse battery"
     lot = frida.get(f"/api/v1/trace/kits?q={trial.ka}").json()["lines"][0]["blinded_lot"]
-    on_hand = frida.get(f"/api/v1/accountability?study={STUDY}&place=RH-ENT&blinded_lot={lot}").json()[0]["counts"]["on_hand"]
-    assert frida.post("/api/v1/reconciliations", json={"study": STUDY, "place": "RH-ENT", "blinded_lot": lot,
-                                                        "counted_in_stock": on_hand, "password": password}).json()["balanced"]
+    row = frida.get(f"/api/v1/accountability?study={STUDY}&place=RH-ENT&blinded_lot={lot}").json()[0]
+    on_hand = row["counts"]["on_hand"]
+    count = frida.post("/api/v1/reconciliations", json={"study": STUDY, "place": "RH-ENT", "blinded_lot": lot,
+                                                         "counted_in_stock": on_hand, "password": password})
+    assert count.json()["balanced"]
     number = sara.post("/api/v1/destructions", json={"study": STUDY, "place": "RH-ENT", "kits": [kit],
                                                       "password": password}).json()["number"]
     assert frida.post(f"/api/v1/destructions/{number}/destroyed", json={

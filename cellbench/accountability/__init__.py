@@ -1,33 +1,35 @@
 """Accountability: released = in stock + dispensed + returned + destroyed + damaged or lost.
 
-Blinded counts per site and blinded lot (`site`) and destruction after reconciliation (`destruction`)
-are re-exported here. The unblinded count per manufacturing lot (`by_lot`) reads the sealed
-compartment and is imported by its full name only, so that importing this package never reaches it."""
+Blinded counts per site and blinded lot (`site`), destruction after reconciliation (`destruction`)
+and its certificate (`certificate`) are re-exported here. The unblinded count per manufacturing lot
+(`by_lot`) reads the sealed compartment and is imported by its full name only, so that importing
+this package never reaches it."""
 
 from __future__ import annotations
 
-from . import destruction
+from . import certificate, destruction
+from .certificate import CertificateData, KitLine, SignatureLine, certificate_file, certificate_pdf, gather
 from .destruction import (
     AUTHORISERS,
     DESTROYABLE,
-    CertificateData,
-    KitLine,
-    SignatureLine,
+    RECORDERS,
+    DestructionState,
+    allowed_actions,
     authorise,
     by_number,
-    certificate_pdf,
     destroyable_kits,
     destruction_blocked,
     destructions,
-    gather,
     kits_of,
     local_today,
     local_zone,
     record_destruction,
+    site_of,
 )
 from .site import (
     BENCH,
     CATEGORIES,
+    COUNTERS,
     ON_HAND_TERMS,
     READERS,
     RELEASED_TERMS,
@@ -45,7 +47,11 @@ from .site import (
     place_of,
     reconcile,
     reconciliations,
+    refusal_at,
     require_at,
     row_of,
     rows,
+    saved_id,
+    stored,
+    study_of,
 )

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import kits, lots, sealed, users
 from ..audit import Actor
@@ -40,7 +40,8 @@ class LotAccountability:
     kits: list[KitLine] = field(default_factory=list)
 
     def as_json(self) -> dict:
-        return {"lot": self.lot.number, "kind": self.kind, "lot_state": str(getattr(self.lot.state, "value", self.lot.state)),
+        return {"lot": self.lot.number, "kind": self.kind,
+                "lot_state": str(getattr(self.lot.state, "value", self.lot.state)),
                 "vials": self.vials, "total": self.total,
                 "places": [{"place": place, "counts": counts} for place, counts in self.places],
                 "kits": [vars(k) for k in self.kits]}
@@ -48,11 +49,12 @@ class LotAccountability:
 
 def for_lot(session: Session, actor: Actor, lot: Lot) -> LotAccountability:
     users.require_role(actor, *READERS)
-    kind = session.scalar(select(SpecVersion.kind).where(SpecVersion.id == lot.spec_version_id))
-    vials = dict(session.execute(select(Vial.state, func.count()).where(Vial.lot_id == lot.id).group_by(Vial.state)).all())
+    kind = session.scalar(select(col(SpecVersion.kind)).where(col(SpecVersion.id) == lot.spec_version_id))
+    vials = dict(session.execute(select(col(Vial.state), func.count()).where(col(Vial.lot_id) == lot.id)
+                                 .group_by(col(Vial.state))).all())
     held = sealed.kits_containing_lot(session, actor, lot, why="accountability by lot")
     sites = {s.id: s for s in session.scalars(select(Site))}
-    study_codes = dict(session.execute(select(Study.id, Study.code)).all())
+    study_codes = dict(session.execute(select(col(Study.id), col(Study.code))).all())
     blinded = {b.id: b.code for b in session.scalars(select(BlindedLot))}
     per_place: dict[str, Counter] = defaultdict(Counter)
     total: Counter = Counter()
@@ -76,5 +78,7 @@ def lot_by_number(session: Session, number: str | None) -> Lot:
 
 def lots_with_units(session: Session) -> list[tuple[Lot, str]]:
     """Lots with units, newest first, and their product kind: the index of the page."""
-    return list(session.execute(select(Lot, SpecVersion.kind).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
-                                .where(Lot.id.in_(select(Vial.lot_id))).order_by(Lot.id.desc()).limit(200)).all())
+    return list(session.execute(select(Lot, col(SpecVersion.kind))
+                                .join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
+                                .where(col(Lot.id).in_(select(col(Vial.lot_id))))
+                                .order_by(col(Lot.id).desc()).limit(200)).all())

@@ -1,9 +1,11 @@
-"""Destruction of kits, in two signed halves, and its certificate.
+"""Destruction of kits, in two signed halves (the certificate: certificate.py).
 
 Destruction has two signed halves: the sponsor (supply manager) authorises chosen kits at a place,
 which is refused unless the latest count of each of their blinded lots there balanced and was made
 after the last change of those kits; then the person at that place records method, date and
 witness, the kits move to "destroyed" with a custody event each, and a certificate can be printed.
+
+The authorisation creates the destruction (authorised); recording it is its one move (MACHINE).
 
 Nothing here depends on an arm: kit numbers, blinded lots, states and places only, so the pharmacist
 and the monitor read it and it never imports `sealed`.
@@ -11,14 +13,17 @@ and the monitor read it and it never imports `sealed`.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import date, datetime
+from enum import Enum
+from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
-from sqlmodel import Session
+from sqlalchemy import CursorResult, func, select, update
+from sqlmodel import Session, col
 
-from .. import audit, clock, custody, kits, signatures, users
+from .. import audit, clock, custody, inputs, kits, signatures, users
+from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import (
@@ -29,43 +34,93 @@ from ..models import (
     Kit,
     KitState,
     Meaning,
-    Reconciliation,
     Role,
-    Signature,
     Site,
     Study,
     User,
 )
-from .site import expected_of, latest_reconciliation, place_filter, place_key, place_name, require_at
+from ..statemachine import Machine, Transition
+from .site import (
+    expected_of,
+    latest_reconciliation,
+    place_filter,
+    place_key,
+    place_name,
+    refusal_at,
+    require_at,
+    saved_id,
+    study_of,
+)
 
 AUTHORISERS = (Role.supply_manager,)
 DESTROYABLE = kits.MOVES["destroy"].sources
 
 
+class DestructionState(str, Enum):
+    authorised = "authorised"  # the sponsor signed; the kits wait at the place
+    destroyed = "destroyed"  # carried out and signed: the kits are destroyed, the certificate prints
+
+
+def site_of(session: Session, d: Destruction) -> Site | None:
+    """Where the kits are destroyed: a site, or the cell bench (None)."""
+    return session.get(Site, d.site_id) if d.site_id else None
+
+
+def _timed(site: Site | None) -> clock.HasTimezone | None:
+    # A Site has a `timezone: str` column, which mypy does not take for clock.HasTimezone's settable
+    # `timezone: str | None` (invariance); a read-only property in the protocol would end this cast.
+    return cast("clock.HasTimezone | None", site)
+
+
+def _at_its_place(d: Destruction, session: Session, actor: Actor) -> str | None:
+    """The place decides who records it: the site's pharmacist, or the supply manager at the bench."""
+    return refusal_at(actor, site_of(session, d), "recording a destruction")
+
+
+_T = Transition[DestructionState]
+MOVES: dict[str, _T] = {
+    "record": _T(frozenset({DestructionState.authorised}), DestructionState.destroyed,
+                 frozenset({Role.pharmacist, Role.supply_manager}), guards=(_at_its_place,),
+                 signature=Meaning.destroyed),
+}
+MACHINE: Machine[DestructionState] = Machine("destruction", lambda d: DestructionState(cast(Destruction, d).state),
+                                             MOVES)
+# Who records destructions somewhere (which of them, the place decides): what the pages let in.
+RECORDERS = tuple(sorted(MOVES["record"].roles, key=lambda role: role.value))
+
+
+def allowed_actions(session: Session, d: Destruction, actor: Actor) -> list[str]:
+    """The moves this actor may make on the destruction now: pages and the API show only these."""
+    return MACHINE.allowed(d, actor.roles, session, actor, guarded=True)
+
+
 def destroyable_kits(session: Session, study: Study, site: Site | None) -> list[Kit]:
     """Kits at the place that may be destroyed and are in no open authorisation."""
-    open_ids = (select(DestructionKit.kit_id).join(Destruction, Destruction.id == DestructionKit.destruction_id)
-                .where(Destruction.state == "authorised"))
-    return list(session.scalars(select(Kit).where(Kit.study_id == study.id, place_filter(Kit, site),
-                                                  Kit.state.in_([s.value for s in DESTROYABLE]),
-                                                  Kit.id.not_in(open_ids)).order_by(Kit.number)))
+    open_ids = (select(col(DestructionKit.kit_id))
+                .join(Destruction, col(Destruction.id) == col(DestructionKit.destruction_id))
+                .where(col(Destruction.state) == DestructionState.authorised.value))
+    return list(session.scalars(select(Kit).where(col(Kit.study_id) == study.id, place_filter(Kit, site),
+                                                  col(Kit.state).in_([s.value for s in DESTROYABLE]),
+                                                  col(Kit.id).not_in(open_ids)).order_by(col(Kit.number))))
 
 
 def _last_change(session: Session, kit_list: list[Kit]) -> datetime | None:
-    return session.scalar(select(func.max(AuditEvent.at)).where(AuditEvent.entity_type == "kit",
-                                                                 AuditEvent.field == "state",
-                                                                 AuditEvent.entity_id.in_([k.number for k in kit_list])))
+    return session.scalar(select(func.max(col(AuditEvent.at)))
+                          .where(col(AuditEvent.entity_type) == "kit", col(AuditEvent.field) == "state",
+                                 col(AuditEvent.entity_id).in_([k.number for k in kit_list])))
 
 
 def destruction_blocked(session: Session, study: Study, site: Site | None, kit_list: list[Kit]) -> str | None:
     """Why these kits may not be authorised for destruction yet, or None: each blinded lot they come
     from needs a balanced count at this place, made after the last change of its kits here."""
-    by_lot: dict[int, list[Kit]] = defaultdict(list)
+    by_lot: dict[int | None, list[Kit]] = defaultdict(list)
     for kit in kit_list:
         by_lot[kit.blinded_lot_id].append(kit)
+    blinded_lots = {b.id: b for b in session.scalars(select(BlindedLot).where(
+        col(BlindedLot.id).in_([i for i in by_lot if i is not None])))}
     where = place_name(site)
-    for lot_id in sorted(by_lot, key=lambda i: session.get(BlindedLot, i).code if i else ""):
-        blinded = session.get(BlindedLot, lot_id) if lot_id else None
+    for lot_id in sorted(by_lot, key=lambda i: blinded_lots[i].code if i in blinded_lots else ""):
+        blinded = blinded_lots.get(lot_id)
         if blinded is None:
             return "A kit without a blinded lot cannot be reconciled, so it cannot be destroyed."
         rec = latest_reconciliation(session, study, site, blinded)
@@ -83,39 +138,44 @@ def destruction_blocked(session: Session, study: Study, site: Site | None, kit_l
 
 def _next_number(session: Session) -> str:
     prefix = f"DS-{utcnow():%Y}-"
-    last = session.scalar(select(func.max(Destruction.number)).where(Destruction.number.like(prefix + "%")))
+    last = session.scalar(select(func.max(col(Destruction.number))).where(col(Destruction.number).like(prefix + "%")))
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
 def kits_of(session: Session, destruction: Destruction) -> list[Kit]:
-    return list(session.scalars(select(Kit).join(DestructionKit, DestructionKit.kit_id == Kit.id)
-                                .where(DestructionKit.destruction_id == destruction.id).order_by(Kit.number)))
+    return list(session.scalars(select(Kit).join(DestructionKit, col(DestructionKit.kit_id) == col(Kit.id))
+                                .where(col(DestructionKit.destruction_id) == destruction.id)
+                                .order_by(col(Kit.number))))
+
+
+def _by_id(session: Session, destruction_id: str) -> Destruction:
+    d = session.get(Destruction, int(destruction_id))
+    if d is None:
+        raise NotFound("No such destruction.")
+    return d
 
 
 @signatures.content_rule("destruction_authorisation")
 def _authorisation_content(session: Session, destruction_id: str) -> dict:
-    d = session.get(Destruction, int(destruction_id))
-    if d is None:
-        raise NotFound("No such destruction.")
-    site = session.get(Site, d.site_id) if d.site_id else None
-    return {"number": d.number, "study": session.get(Study, d.study_id).code, "place": place_key(site),
+    d = _by_id(session, destruction_id)
+    return {"number": d.number, "study": study_of(session, d.study_id).code, "place": place_key(site_of(session, d)),
             "kits": [k.number for k in kits_of(session, d)], "authorised_by": d.authorised_by,
             "authorised_at": d.authorised_at}
 
 
 @signatures.content_rule("destruction")
 def _destruction_content(session: Session, destruction_id: str) -> dict:
-    d = session.get(Destruction, int(destruction_id))
-    if d is None:
-        raise NotFound("No such destruction.")
+    d = _by_id(session, destruction_id)
     return {"number": d.number, "kits": [k.number for k in kits_of(session, d)], "method": d.method,
             "destroyed_on": d.destroyed_on, "witness": d.witness, "destroyed_by": d.destroyed_by}
 
 
 def _kit_numbers(values: object) -> list[str]:
+    """Kit numbers as chosen on the form (a list) or typed (separated by commas or spaces)."""
     if isinstance(values, str):
         values = values.replace(",", " ").split()
-    numbers = [str(v).strip() for v in (values or []) if str(v).strip()]
+    given: Iterable[object] = values if isinstance(values, Iterable) else []
+    numbers = [str(v).strip() for v in given if str(v).strip()]
     if not numbers:
         raise InvalidInput("Choose the kits to destroy.", field="kits")
     return numbers
@@ -136,22 +196,25 @@ def authorise(session: Session, user: User, password: str | None, study: Study, 
         if KitState(kit.state) not in DESTROYABLE:
             raise InvalidInput(f"Kit {kit.number} is {kits.state_label(kit.state).lower()}: only withdrawn, returned, "
                                "not administered or damaged kits are destroyed.", field="kits")
-        chosen[kit.id] = kit
+        chosen[saved_id(kit)] = kit
     kit_list = sorted(chosen.values(), key=lambda k: k.number)
     # Two authorisations of one kit at the same moment: the second waits here, then finds the first.
-    session.execute(select(Kit.id).where(Kit.id.in_(list(chosen))).order_by(Kit.id).with_for_update())
-    taken = session.scalars(select(Kit.number).join(DestructionKit, DestructionKit.kit_id == Kit.id)
-                            .join(Destruction, Destruction.id == DestructionKit.destruction_id)
-                            .where(Destruction.state == "authorised", Kit.id.in_(list(chosen))).order_by(Kit.number)).first()
+    session.execute(select(col(Kit.id)).where(col(Kit.id).in_(list(chosen))).order_by(col(Kit.id)).with_for_update())
+    taken = session.scalars(select(col(Kit.number)).join(DestructionKit, col(DestructionKit.kit_id) == col(Kit.id))
+                            .join(Destruction, col(Destruction.id) == col(DestructionKit.destruction_id))
+                            .where(col(Destruction.state) == DestructionState.authorised.value,
+                                   col(Kit.id).in_(list(chosen)))
+                            .order_by(col(Kit.number))).first()
     if taken is not None:
         raise InvalidInput(f"Kit {taken} is already authorised for destruction.", field="kits")
     if why := destruction_blocked(session, study, site, kit_list):
         raise InvalidInput(f"Destruction cannot be authorised yet. {why}", field="kits")
-    d = Destruction(number=_next_number(session), study_id=study.id, site_id=site.id if site else None,
-                    state="authorised", kit_count=len(kit_list), authorised_by=user.id, authorised_at=utcnow())
+    d = Destruction(number=_next_number(session), study_id=saved_id(study), site_id=site.id if site else None,
+                    state=DestructionState.authorised.value, kit_count=len(kit_list), authorised_by=saved_id(user),
+                    authorised_at=utcnow())
     session.add(d)
     session.flush()
-    session.add_all(DestructionKit(destruction_id=d.id, kit_id=kit.id) for kit in kit_list)
+    session.add_all(DestructionKit(destruction_id=saved_id(d), kit_id=saved_id(kit)) for kit in kit_list)
     session.flush()
     d.authorisation_signature_id = signatures.sign(session, user, password or "", Meaning.approved,
                                                    "destruction_authorisation", str(d.id)).id
@@ -166,25 +229,19 @@ def authorise(session: Session, user: User, password: str | None, study: Study, 
 
 def local_zone(session: Session, d: Destruction) -> ZoneInfo:
     """Where the kits were destroyed: the site's zone, or the cell bench's (the app's) zone."""
-    return clock.zone(session.get(Site, d.site_id) if d.site_id else None)
+    return clock.zone(_timed(site_of(session, d)))
 
 
 def local_today(session: Session, d: Destruction) -> date:
     """Today as the people destroying the kits write the date, not the UTC date (which is
     yesterday's for an hour or two after midnight in Copenhagen)."""
-    return utcnow().astimezone(local_zone(session, d)).date()
+    return clock.today(_timed(site_of(session, d)))
 
 
-def _destroyed_on(value: object, authorised: datetime, zone: ZoneInfo) -> date:
-    if isinstance(value, date):
-        day = value
-    else:
-        try:
-            day = date.fromisoformat(str(value or "").strip())
-        except ValueError:
-            raise InvalidInput("Give the date of destruction as YYYY-MM-DD.", field="destroyed_on") from None
-    authorised_day = authorised.astimezone(zone).date()
-    if day > utcnow().astimezone(zone).date():
+def _destroyed_on(value: date | str | None, authorised: datetime, site: Site | None) -> date:
+    day = inputs.day(value, "destroyed_on", "date of destruction")
+    authorised_day = clock.today(_timed(site), now=authorised)
+    if day > clock.today(_timed(site)):
         raise InvalidInput("The date of destruction cannot be in the future.", field="destroyed_on")
     if day < authorised_day:
         raise InvalidInput(f"The kits were authorised for destruction on {authorised_day:%Y-%m-%d}; they cannot "
@@ -192,166 +249,54 @@ def _destroyed_on(value: object, authorised: datetime, zone: ZoneInfo) -> date:
     return day
 
 
-def _text(value: str | None, field_name: str, label: str, limit: int = 200) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise InvalidInput(f"Give the {label}.", field=field_name)
-    if len(text) > limit:
-        raise InvalidInput(f"The {label} is at most {limit} characters.", field=field_name)
-    return text
-
-
 def record_destruction(session: Session, user: User, password: str | None, d: Destruction, *, method: str | None,
-                       destroyed_on: object, witness: str | None) -> Destruction:
+                       destroyed_on: date | str | None, witness: str | None) -> Destruction:
     """The destruction carried out: method, date and witness, signed; the kits are destroyed."""
     actor = users.actor(session, user)
-    site = session.get(Site, d.site_id) if d.site_id else None
-    require_at(actor, site, "recording a destruction")
-    if d.state != "authorised":
+    site = site_of(session, d)
+    require_at(actor, site, "recording a destruction")  # the wrong person here is refused, not mistaken
+    if MACHINE.state_refusal(d, "record"):
         raise InvalidInput(f"{d.number} is already {d.state}.", field="destruction")
-    method = _text(method, "method", "method of destruction")
-    witness = _text(witness, "witness", "witness's name")
+    move = MACHINE.check(d, "record", actor.roles, session, actor)
+    method = inputs.text(method, "method", "method of destruction", 200)
+    witness = inputs.text(witness, "witness", "witness's name", 200)
     if witness.casefold() == user.full_name.casefold():
         raise InvalidInput("The witness is a second person, not the one who destroys the kits.", field="witness")
-    day = _destroyed_on(destroyed_on, d.authorised_at, local_zone(session, d))
-    changed = session.execute(update(Destruction).where(Destruction.id == d.id, Destruction.state == "authorised")
-                              .values(state="destroyed", method=method, destroyed_on=day, witness=witness,
-                                      destroyed_by=user.id))
+    day = _destroyed_on(destroyed_on, d.authorised_at, site)
+    old, new = DestructionState(d.state), MACHINE.target(d, "record")
+    # Two people recording it at once: only the first finds it still authorised.
+    changed = cast(CursorResult, session.execute(
+        update(Destruction).where(col(Destruction.id) == d.id, col(Destruction.state) == old.value)
+        .values(state=new.value, method=method, destroyed_on=day, witness=witness, destroyed_by=user.id)))
     if changed.rowcount != 1:
-        raise Conflict(f"Someone else recorded {d.number} at the same moment. Reload and check it.", field="destruction")
+        raise Conflict(f"Someone else recorded {d.number} at the same moment. Reload and check it.",
+                       field="destruction")
     session.refresh(d)
     where = place_name(site)
     for kit in kits_of(session, d):
         kits.move(session, actor, kit, "destroy", reason=f"destroyed under {d.number} ({method}), witness {witness}")
         custody.record(session, actor, kit, "destroyed", from_place=where, to_place=None,
                        condition=f"{method}; witness {witness}; {day.isoformat()}")
-    d.signature_id = signatures.sign(session, user, password or "", Meaning.destroyed, "destruction", str(d.id)).id
-    audit.record(session, actor, "destruction recorded", "destruction", d.number, field="state", old="authorised",
-                 new="destroyed", reason=f"{method}, {day.isoformat()}, witness {witness}")
+    meaning = move.signature or Meaning.destroyed
+    d.signature_id = signatures.sign(session, user, password or "", meaning, "destruction", str(d.id)).id
+    audit.record(session, actor, "destruction recorded", "destruction", d.number, field="state", old=old.value,
+                 new=new.value, reason=f"{method}, {day.isoformat()}, witness {witness}")
     session.flush()
     return d
 
 
 def by_number(session: Session, number: str | None) -> Destruction:
-    d = session.scalars(select(Destruction).where(Destruction.number == (number or "").strip().upper())).first()
+    d = session.scalars(select(Destruction).where(col(Destruction.number) == (number or "").strip().upper())).first()
     if d is None:
         raise NotFound(f"No destruction '{(number or '').strip()}'.", field="destruction")
     return d
 
 
-def destructions(session: Session, study: Study | None = None, state: str | None = None, limit: int = 200) -> list[Destruction]:
+def destructions(session: Session, study: Study | None = None, state: str | None = None,
+                 limit: int = 200) -> list[Destruction]:
     query = select(Destruction)
     if study is not None:
-        query = query.where(Destruction.study_id == study.id)
+        query = query.where(col(Destruction.study_id) == study.id)
     if state:
-        query = query.where(Destruction.state == state)
-    return list(session.scalars(query.order_by(Destruction.id.desc()).limit(limit)))
-
-
-# --- the certificate ----------------------------------------------------------------------------------
-
-
-@dataclass
-class KitLine:
-    number: str
-    blinded_lot: str
-    expiry: date | None
-    state_before: str
-
-
-@dataclass
-class SignatureLine:
-    label: str
-    name: str
-    meaning: str
-    at: datetime
-
-
-@dataclass
-class CertificateData:
-    number: str
-    state: str
-    study: Study
-    place: str
-    authorised_by: str
-    authorised_at: datetime
-    method: str | None
-    destroyed_on: date | None
-    witness: str | None
-    destroyed_by: str | None
-    kits: list[KitLine] = field(default_factory=list)
-    counts: list[tuple[str, Reconciliation, str]] = field(default_factory=list)  # (blinded lot, count, by)
-    signatures: list[SignatureLine] = field(default_factory=list)
-
-
-def gather(session: Session, d: Destruction) -> CertificateData:
-    """Everything the certificate prints, read once; nothing here depends on an arm."""
-    study = session.get(Study, d.study_id)
-    site = session.get(Site, d.site_id) if d.site_id else None
-    names = {u.id: u.full_name for u in session.scalars(select(User))}
-    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(BlindedLot.study_id == study.id))}
-    members = kits_of(session, d)
-    before = dict(session.execute(select(AuditEvent.entity_id, AuditEvent.old_value)
-                                  .where(AuditEvent.entity_type == "kit", AuditEvent.action == "kit destroy",
-                                         AuditEvent.entity_id.in_([k.number for k in members]))).all())
-    data = CertificateData(d.number, d.state, study, place_name(site), names.get(d.authorised_by, ""), d.authorised_at,
-                           d.method, d.destroyed_on, d.witness, names.get(d.destroyed_by) if d.destroyed_by else None)
-    for kit in members:
-        blinded = lots.get(kit.blinded_lot_id)
-        data.kits.append(KitLine(kit.number, blinded.code if blinded else "", blinded.expiry if blinded else None,
-                                 before.get(kit.number) or kits.state_label(kit.state)))
-    for lot_id in sorted({k.blinded_lot_id for k in members if k.blinded_lot_id}, key=lambda i: lots[i].code):
-        rec = session.scalars(select(Reconciliation).where(Reconciliation.study_id == study.id,
-                                                           Reconciliation.blinded_lot_id == lot_id,
-                                                           place_filter(Reconciliation, site),
-                                                           Reconciliation.at <= d.authorised_at)
-                              .order_by(Reconciliation.at.desc()).limit(1)).first()
-        if rec is not None:
-            data.counts.append((lots[lot_id].code, rec, names.get(rec.by_user, "")))
-    sig_ids = [d.authorisation_signature_id, d.signature_id] + [rec.signature_id for _, rec, _ in data.counts]
-    sigs = {s.id: s for s in session.scalars(select(Signature).where(Signature.id.in_([i for i in sig_ids if i])))}
-    labelled = [(f"Reconciliation of blinded lot {code}", rec.signature_id) for code, rec, _ in data.counts]
-    labelled += [("Destruction authorised (sponsor)", d.authorisation_signature_id),
-                 ("Destruction carried out", d.signature_id)]
-    for label, sig_id in labelled:
-        if sig := sigs.get(sig_id):
-            data.signatures.append(SignatureLine(label, sig.signer_name, Meaning(sig.meaning).value, sig.at))
-    return data
-
-
-def certificate_pdf(data: CertificateData, *, zone, printed_by: str, printed_at: datetime) -> bytes:
-    """The destruction certificate: which kits, where, how, when, witnessed by whom, and every
-    signature with printed name, time and meaning. Blinded: kit numbers and blinded lots only."""
-    from ..reports import certificate_start, local_time
-
-    if data.state != "destroyed":
-        raise InvalidInput(f"{data.number} is authorised but not carried out yet: there is no certificate.",
-                           field="destruction")
-    pdf = certificate_start(f"Destruction certificate — {data.number}", f"Destruction {data.number}",
-                            "Investigational medicinal product destroyed after reconciliation and the sponsor's "
-                            "written authorisation. ", zone=zone, printed_by=printed_by, printed_at=printed_at)
-    study = data.study
-    pdf.pairs([("Trial", f"{study.code} (EU CT {study.eu_ct_number}), {study.short_title}"),
-               ("Sponsor", study.sponsor_name),
-               ("Place of destruction", data.place),
-               ("Kits destroyed", str(len(data.kits))),
-               ("Method", data.method or ""),
-               ("Date of destruction", data.destroyed_on.isoformat() if data.destroyed_on else ""),
-               ("Destroyed by", data.destroyed_by or ""),
-               ("Witness", data.witness or ""),
-               ("Authorised by", f"{data.authorised_by}, {local_time(data.authorised_at, zone, '%Y-%m-%d %H:%M:%S')}")])
-    pdf.heading("Kits")
-    pdf.grid(("Kit number", "Blinded lot", "Blinded expiry", "State before destruction"), (40, 40, 30, 60),
-             [[k.number, k.blinded_lot, k.expiry.isoformat() if k.expiry else "", k.state_before] for k in data.kits])
-    pdf.heading("Reconciliation before authorisation")
-    if data.counts:
-        pdf.grid(("Blinded lot", "Counted on hand", "Expected", "Result", "Counted by", "Time"), (26, 22, 20, 22, 36, 40),
-                 [[code, str(rec.counted_in_stock), str(expected_of(rec).get("on_hand")),
-                   "balanced" if rec.balanced else "DISCREPANCY", by, local_time(rec.at, zone, "%Y-%m-%d %H:%M:%S")]
-                  for code, rec, by in data.counts])
-    else:
-        pdf.line_of([("", "No count recorded.")])
-    pdf.heading("Signatures")
-    pdf.grid(("Signature", "Printed name", "Meaning", "Time"), (60, 45, 25, 50),
-             [[s.label, s.name, s.meaning, local_time(s.at, zone, "%Y-%m-%d %H:%M:%S")] for s in data.signatures])
-    return bytes(pdf.output())
+        query = query.where(col(Destruction.state) == state)
+    return list(session.scalars(query.order_by(col(Destruction.id).desc()).limit(limit)))

@@ -18,17 +18,21 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, SQLModel, col
 
-from .. import audit, custody, signatures, users
+from .. import audit, custody, inputs, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import AuditEvent, BlindedLot, Kit, KitState, Meaning, Reconciliation, Role, Site, Study, StudySite, User
 
 READERS = (Role.pharmacist, Role.monitor, Role.supply_manager, Role.qa)
+# Who counts stock (and records destructions) somewhere; which of them, the place decides (acts_at).
+COUNTERS = (Role.pharmacist, Role.supply_manager)
 BENCH = "bench"  # the cell bench in URLs and forms; a site is named by its code
 
 # Categories of the balance, in the order they are shown, and the kit states in each.
@@ -65,6 +69,34 @@ def balance(counts: dict[str, int]) -> dict[str, int]:
     return full
 
 
+# --- rows --------------------------------------------------------------------------------------------
+
+M = TypeVar("M", bound=SQLModel)
+
+
+class Saved(Protocol):
+    id: int | None
+
+
+def saved_id(row: Saved) -> int:
+    """The id of a row already written (flushed): it is None only before, which would be a bug."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush it before using its id")
+    return row.id
+
+
+def stored(session: Session, model: type[M], row_id: int | None, what: str) -> M:
+    """The row a stored reference points to (a study, a blinded lot, a person)."""
+    row = session.get(model, row_id) if row_id is not None else None
+    if row is None:
+        raise NotFound(f"No such {what}.")
+    return row
+
+
+def study_of(session: Session, study_id: int) -> Study:
+    return stored(session, Study, study_id, "study")
+
+
 # --- places ---------------------------------------------------------------------------------------
 
 
@@ -83,8 +115,8 @@ def place_of(session: Session, study: Study, key: str | None, *, field: str = "p
         raise InvalidInput(f"Choose a place: '{BENCH}' for the cell bench, or a site code.", field=field)
     if text.lower() == BENCH:
         return None
-    site = session.scalars(select(Site).join(StudySite, StudySite.site_id == Site.id)
-                           .where(StudySite.study_id == study.id, Site.code == text.upper())).first()
+    site = session.scalars(select(Site).join(StudySite, col(StudySite.site_id) == col(Site.id))
+                           .where(col(StudySite.study_id) == study.id, col(Site.code) == text.upper())).first()
     if site is None:
         raise NotFound(f"{text} is not a site of {study.code}.", field=field)
     return site
@@ -99,10 +131,17 @@ def may_act_at(actor: Actor, site: Site | None) -> bool:
     return bool(actor.roles & set(acts_at(actor, site)))
 
 
+def refusal_at(actor: Actor, site: Site | None, what: str) -> str | None:
+    """Why this actor may not count or destroy at the place, or None."""
+    if may_act_at(actor, site):
+        return None
+    who = "the site's pharmacist" if site is not None else "the supply manager"
+    return f"At {place_name(site)}, {what} is done by {who}."
+
+
 def require_at(actor: Actor, site: Site | None, what: str) -> None:
-    if not may_act_at(actor, site):
-        who = "the site's pharmacist" if site is not None else "the supply manager"
-        raise Forbidden(f"At {place_name(site)}, {what} is done by {who}.")
+    if why := refusal_at(actor, site, what):
+        raise Forbidden(why)
 
 
 # --- the balance ------------------------------------------------------------------------------------
@@ -150,37 +189,38 @@ def rows(session: Session, study: Study, *, site_key: str | None = None, blinded
          with_changes: bool = False) -> list[Row]:
     """The balance of every blinded lot at every place where it has kits. `with_changes` also finds
     each row's latest kit state change (one audit look-up per kit: for one row, not a whole study)."""
-    where = [Kit.study_id == study.id, Kit.blinded_lot_id.is_not(None)]
+    where = [col(Kit.study_id) == study.id, col(Kit.blinded_lot_id).is_not(None)]
     if site_key is not None:
         site = place_of(session, study, site_key)
         where.append(place_filter(Kit, site))
     if blinded_lot is not None:
-        where.append(Kit.blinded_lot_id == blinded_lot.id)
+        where.append(col(Kit.blinded_lot_id) == blinded_lot.id)
     counts: dict[tuple, dict[str, int]] = defaultdict(dict)
-    for site_id, lot_id, state, count in session.execute(select(Kit.site_id, Kit.blinded_lot_id, Kit.state, func.count())
-                                                         .where(*where).group_by(Kit.site_id, Kit.blinded_lot_id, Kit.state)):
+    place_lot_state = (col(Kit.site_id), col(Kit.blinded_lot_id), col(Kit.state))
+    for site_id, lot_id, state, count in session.execute(select(*place_lot_state, func.count())
+                                                         .where(*where).group_by(*place_lot_state)):
         name = category_of(state)
         if name is not None:
             counts[(site_id, lot_id)][name] = counts[(site_id, lot_id)].get(name, 0) + count
     last = {}
     if with_changes:
         last = {(site_id, lot_id): at for site_id, lot_id, at in session.execute(
-            select(Kit.site_id, Kit.blinded_lot_id, func.max(AuditEvent.at))
-            .join(AuditEvent, (AuditEvent.entity_type == "kit") & (AuditEvent.entity_id == Kit.number)
-                  & (AuditEvent.field == "state"))
-            .where(*where).group_by(Kit.site_id, Kit.blinded_lot_id))}
+            select(col(Kit.site_id), col(Kit.blinded_lot_id), func.max(col(AuditEvent.at)))
+            .join(AuditEvent, (col(AuditEvent.entity_type) == "kit") & (col(AuditEvent.entity_id) == col(Kit.number))
+                  & (col(AuditEvent.field) == "state"))
+            .where(*where).group_by(col(Kit.site_id), col(Kit.blinded_lot_id)))}
     sites = {s.id: s for s in session.scalars(select(Site))}
-    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(BlindedLot.study_id == study.id))}
+    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.study_id) == study.id))}
     latest = _latest_reconciliations(session, study)
-    found = [Row(sites.get(site_id), lots[lot_id], balance(c), last.get((site_id, lot_id)), latest.get((site_id, lot_id)))
-             for (site_id, lot_id), c in counts.items()]
+    found = [Row(sites.get(site_id), lots[lot_id], balance(c), last.get((site_id, lot_id)),
+                 latest.get((site_id, lot_id))) for (site_id, lot_id), c in counts.items()]
     return sorted(found, key=lambda r: (r.site is not None, r.site.code if r.site else "", r.blinded_lot.code))
 
 
 def _latest_reconciliations(session: Session, study: Study) -> dict[tuple, Reconciliation]:
     latest: dict[tuple, Reconciliation] = {}
-    for rec in session.scalars(select(Reconciliation).where(Reconciliation.study_id == study.id)
-                               .order_by(Reconciliation.at, Reconciliation.id)):
+    for rec in session.scalars(select(Reconciliation).where(col(Reconciliation.study_id) == study.id)
+                               .order_by(col(Reconciliation.at), col(Reconciliation.id))):
         latest[(rec.site_id, rec.blinded_lot_id)] = rec
     return latest
 
@@ -200,25 +240,29 @@ def expected_of(rec: Reconciliation) -> dict[str, int]:
     return json.loads(rec.expected)
 
 
-def place_filter(model, site: Site | None):
-    return model.site_id.is_(None) if site is None else model.site_id == site.id
+def place_filter(model: type[Kit] | type[Reconciliation], site: Site | None) -> ColumnElement[bool]:
+    """Rows at the place: the cell bench is no site."""
+    column = col(model.site_id)
+    return column.is_(None) if site is None else column == site.id
 
 
-def latest_reconciliation(session: Session, study: Study, site: Site | None, blinded_lot: BlindedLot) -> Reconciliation | None:
-    return session.scalars(select(Reconciliation).where(Reconciliation.study_id == study.id,
-                                                        Reconciliation.blinded_lot_id == blinded_lot.id,
+def latest_reconciliation(session: Session, study: Study, site: Site | None,
+                          blinded_lot: BlindedLot) -> Reconciliation | None:
+    return session.scalars(select(Reconciliation).where(col(Reconciliation.study_id) == study.id,
+                                                        col(Reconciliation.blinded_lot_id) == blinded_lot.id,
                                                         place_filter(Reconciliation, site))
-                           .order_by(Reconciliation.at.desc(), Reconciliation.id.desc()).limit(1)).first()
+                           .order_by(col(Reconciliation.at).desc(), col(Reconciliation.id).desc()).limit(1)).first()
 
 
 def reconciliations(session: Session, study: Study, site: Site | None = None, blinded_lot: BlindedLot | None = None,
                     *, any_place: bool = False, limit: int = 200) -> list[Reconciliation]:
-    query = select(Reconciliation).where(Reconciliation.study_id == study.id)
+    query = select(Reconciliation).where(col(Reconciliation.study_id) == study.id)
     if not any_place:
         query = query.where(place_filter(Reconciliation, site))
     if blinded_lot is not None:
-        query = query.where(Reconciliation.blinded_lot_id == blinded_lot.id)
-    return list(session.scalars(query.order_by(Reconciliation.at.desc(), Reconciliation.id.desc()).limit(limit)))
+        query = query.where(col(Reconciliation.blinded_lot_id) == blinded_lot.id)
+    newest_first = (col(Reconciliation.at).desc(), col(Reconciliation.id).desc())
+    return list(session.scalars(query.order_by(*newest_first).limit(limit)))
 
 
 @signatures.content_rule("reconciliation")
@@ -227,18 +271,11 @@ def _reconciliation_content(session: Session, reconciliation_id: str) -> dict:
     if rec is None:
         raise NotFound("No such reconciliation.")
     site = session.get(Site, rec.site_id) if rec.site_id else None
-    return {"study": session.get(Study, rec.study_id).code, "place": place_key(site),
-            "blinded_lot": session.get(BlindedLot, rec.blinded_lot_id).code, "expected": expected_of(rec),
+    return {"study": study_of(session, rec.study_id).code, "place": place_key(site),
+            "blinded_lot": stored(session, BlindedLot, rec.blinded_lot_id, "blinded lot").code,
+            "expected": expected_of(rec),
             "counted_in_stock": rec.counted_in_stock, "balanced": rec.balanced, "comment": rec.comment,
             "by_user": rec.by_user, "at": rec.at}
-
-
-def _count(value: object) -> int:
-    text = str(value if value is not None else "").strip()
-    if not text.isdigit():
-        raise InvalidInput("Give the number of kits you counted, as a whole number (0 or more).",
-                           field="counted_in_stock")
-    return int(text)
 
 
 def reconcile(session: Session, user: User, password: str | None, study: Study, site: Site | None,
@@ -248,16 +285,17 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
     require_at(actor, site, "counting stock")
     if blinded_lot.study_id != study.id:
         raise InvalidInput(f"Blinded lot {blinded_lot.code} is not of {study.code}.", field="blinded_lot")
-    counted = _count(counted_in_stock)
+    counted = inputs.whole(counted_in_stock, "counted_in_stock", "number of kits you counted", minimum=0)
     comment = (comment or "").strip() or None
     expected = row_of(session, study, site, blinded_lot).counts
     balanced = counted == expected["on_hand"]
     if not balanced and comment is None:
         raise InvalidInput(f"You counted {counted} kits and cellbench expects {expected['on_hand']} on hand: "
                            "say what you found (a comment is required for a difference).", field="comment")
-    rec = Reconciliation(study_id=study.id, site_id=site.id if site else None, blinded_lot_id=blinded_lot.id,
-                         expected=json.dumps(expected, sort_keys=True), counted_in_stock=counted, balanced=balanced,
-                         comment=comment, by_user=user.id, at=utcnow())
+    rec = Reconciliation(study_id=saved_id(study), site_id=site.id if site else None,
+                         blinded_lot_id=saved_id(blinded_lot), expected=json.dumps(expected, sort_keys=True),
+                         counted_in_stock=counted, balanced=balanced, comment=comment, by_user=saved_id(user),
+                         at=utcnow())
     session.add(rec)
     session.flush()
     rec.signature_id = signatures.sign(session, user, password or "", Meaning.performed, "reconciliation",
@@ -272,6 +310,6 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
 def discrepancies(session: Session) -> list[Reconciliation]:
     """The latest counts, per blinded lot and place, that differ from cellbench's: for work queues."""
     latest: dict[tuple, Reconciliation] = {}
-    for rec in session.scalars(select(Reconciliation).order_by(Reconciliation.at, Reconciliation.id)):
+    for rec in session.scalars(select(Reconciliation).order_by(col(Reconciliation.at), col(Reconciliation.id))):
         latest[(rec.study_id, rec.site_id, rec.blinded_lot_id)] = rec
     return [rec for rec in latest.values() if not rec.balanced]

@@ -3,8 +3,10 @@ record, certificate). The same for both arms: nothing here reaches the sealed co
 from __future__ import annotations
 
 from datetime import date, datetime
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -12,8 +14,7 @@ from .. import accountability, kits, studies
 from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
-from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, Study, User
-from ..web.accountability import COUNTERS, certificate_response
+from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, User
 
 router = APIRouter(prefix="/api/v1", tags=["accountability and destruction"])
 readers = require(*accountability.READERS)
@@ -79,6 +80,7 @@ class DestructionOut(BaseModel):
     study: str
     place: str
     state: str = Field(description="authorised | destroyed")
+    actions: list[str] = Field(description="What you may do with it now ('record': carry it out)")
     kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
     authorised_by: str
     authorised_at: datetime
@@ -96,18 +98,20 @@ def _sig(session: Session, sig_id: int | None) -> SignatureOut | None:
 
 
 def count_out(session: Session, rec: Reconciliation) -> CountOut:
-    site = session.get(Site, rec.site_id) if rec.site_id else None
-    return CountOut(study=session.get(Study, rec.study_id).code, place=accountability.place_key(site),
-                    blinded_lot=session.get(BlindedLot, rec.blinded_lot_id).code,
+    site = accountability.stored(session, Site, rec.site_id, "site") if rec.site_id else None
+    return CountOut(study=accountability.study_of(session, rec.study_id).code, place=accountability.place_key(site),
+                    blinded_lot=accountability.stored(session, BlindedLot, rec.blinded_lot_id, "blinded lot").code,
                     expected=accountability.expected_of(rec), counted_in_stock=rec.counted_in_stock,
-                    balanced=rec.balanced, comment=rec.comment, by=session.get(User, rec.by_user).full_name, at=rec.at,
+                    balanced=rec.balanced, comment=rec.comment,
+                    by=accountability.stored(session, User, rec.by_user, "person").full_name, at=rec.at,
                     signature=_sig(session, rec.signature_id))
 
 
-def destruction_out(session: Session, d: Destruction) -> DestructionOut:
-    data = destruction.gather(session, d)
-    site = session.get(Site, d.site_id) if d.site_id else None
-    return DestructionOut(number=d.number, study=data.study.code, place=accountability.place_key(site), state=d.state,
+def destruction_out(session: Session, viewer: Viewer, d: Destruction) -> DestructionOut:
+    data = accountability.gather(session, d)
+    place = accountability.place_key(destruction.site_of(session, d))
+    return DestructionOut(number=d.number, study=data.study.code, place=place, state=d.state,
+                          actions=destruction.allowed_actions(session, d, viewer.actor),
                           kits=[{"kit_number": k.number, "blinded_lot": k.blinded_lot, "expiry": k.expiry,
                                  "state_before": k.state_before} for k in data.kits],
                           authorised_by=data.authorised_by, authorised_at=data.authorised_at, method=data.method,
@@ -122,7 +126,8 @@ def balance(study: str, place: str | None = None, blinded_lot: str | None = None
     chosen = studies.by_code(session, study)
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
     if place is not None and lot is not None:
-        return [RowOut(**accountability.row_of(session, chosen, accountability.place_of(session, chosen, place), lot).as_json())]
+        site = accountability.place_of(session, chosen, place)
+        return [RowOut(**accountability.row_of(session, chosen, site, lot).as_json())]
     return [RowOut(**r.as_json()) for r in accountability.rows(session, chosen, site_key=place, blinded_lot=lot)]
 
 
@@ -132,11 +137,13 @@ def list_counts(study: str, place: str | None = None, blinded_lot: str | None = 
     chosen = studies.by_code(session, study)
     site = accountability.place_of(session, chosen, place) if place else None
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
-    return [count_out(session, r) for r in accountability.reconciliations(session, chosen, site, lot, any_place=place is None)]
+    found = accountability.reconciliations(session, chosen, site, lot, any_place=place is None)
+    return [count_out(session, r) for r in found]
 
 
 @router.post("/reconciliations", response_model=CountOut, status_code=201)
-def record_count(body: CountIn, viewer: Viewer = Depends(require(*COUNTERS)), db: Database = Depends(get_db)):
+def record_count(body: CountIn, viewer: Viewer = Depends(require(*accountability.COUNTERS)),
+                 db: Database = Depends(get_db)):
     with db.write() as session:
         study = studies.by_code(session, body.study)
         rec = accountability.reconcile(session, session.merge(viewer.user), body.password, study,
@@ -150,7 +157,7 @@ def record_count(body: CountIn, viewer: Viewer = Depends(require(*COUNTERS)), db
 def list_destructions(study: str | None = None, state: str | None = None, viewer: Viewer = Depends(readers),
                       session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study) if study else None
-    return [destruction_out(session, d) for d in destruction.destructions(session, chosen, state)]
+    return [destruction_out(session, viewer, d) for d in destruction.destructions(session, chosen, state)]
 
 
 @router.post("/destructions", response_model=DestructionOut, status_code=201)
@@ -160,26 +167,29 @@ def authorise(body: AuthoriseIn, viewer: Viewer = Depends(require(*destruction.A
         study = studies.by_code(session, body.study)
         d = destruction.authorise(session, session.merge(viewer.user), body.password, study,
                                      accountability.place_of(session, study, body.place), body.kits)
-        return destruction_out(session, d)
+        return destruction_out(session, viewer, d)
 
 
 @router.get("/destructions/{number}", response_model=DestructionOut)
 def get_destruction(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return destruction_out(session, destruction.by_number(session, number))
+    return destruction_out(session, viewer, destruction.by_number(session, number))
 
 
 @router.post("/destructions/{number}/destroyed", response_model=DestructionOut)
-def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(require(*COUNTERS)),
+def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(require(*destruction.RECORDERS)),
                        db: Database = Depends(get_db)):
     with db.write() as session:
         d = destruction.by_number(session, number)
         destruction.record_destruction(session, session.merge(viewer.user), body.password, d, method=body.method,
                                           destroyed_on=body.destroyed_on, witness=body.witness)
-        return destruction_out(session, d)
+        return destruction_out(session, viewer, d)
 
 
 @router.get("/destructions/{number}/certificate.pdf")
 def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     """The destruction certificate (PDF): kits, method, date, witness, and every signature."""
-    return certificate_response(request, viewer, db, number)
+    name, pdf = accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
+                                                printed_by=viewer.user.full_name)
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
 

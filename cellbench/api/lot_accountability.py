@@ -15,4 +15,5 @@ def lot_balance(number: str, viewer: Viewer = Depends(require(*lot_accountabilit
                 db: Database = Depends(get_db)) -> dict:
     """The lot's vials by state, and the kits holding its units by place and category, each listed."""
     with db.write() as session:  # every look into the sealed compartment is an audit event
-        return lot_accountability.for_lot(session, viewer.actor, lot_accountability.lot_by_number(session, number)).as_json()
+        lot = lot_accountability.lot_by_number(session, number)
+        return lot_accountability.for_lot(session, viewer.actor, lot).as_json()

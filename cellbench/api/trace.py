@@ -24,4 +24,5 @@ def kit_trace(q: str, viewer: Viewer = Depends(readers), session: Session = Depe
 def custody_chain(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)) -> dict:
     """The kit's chain from packaging to administration or destruction, oldest first."""
     kit = trace.kit_for_chain(session, number)
-    return {"kit_number": kit.number, "links": [link.as_json() for link in trace.custody_chain(session, viewer.actor, kit)]}
+    links = trace.custody_chain(session, viewer.actor, kit)
+    return {"kit_number": kit.number, "links": [link.as_json() for link in links]}

@@ -12,7 +12,8 @@ router = APIRouter(prefix="/api/v1", tags=["trace"])
 
 
 @router.get("/trace")
-def full_trace(q: str, viewer: Viewer = Depends(require(*trace_unblinded.READERS)), db: Database = Depends(get_db)) -> dict:
+def full_trace(q: str, viewer: Viewer = Depends(require(*trace_unblinded.READERS)),
+               db: Database = Depends(get_db)) -> dict:
     """`q`: a donor code, donation identification, lot number, vial code, kit number or participant number.
     Returns donors, donations, lots, vials, kits (with arm) and recipients linked to it, both ways."""
     with db.write() as session:  # every look into the sealed compartment is an audit event

@@ -13,16 +13,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from .. import donors, lots, materials, steps, users
+from .. import donors, lots, materials, sealed, steps, studies, users
+from ..accountability.site import saved_id
 from ..audit import Actor
 from ..clock import utcnow
 from ..identifiers import isbt128_check_character
 from ..models import Equipment, Lot, MaterialLot, Role, Study, User
 from ..specifications import versions as spec_versions
+from ..supply import lists, packaging
 
-DEMO_PASSWORD = "cellbench-demo"
+DEMO_PASSWORD = "cellbench-demo"  # noqa: S105 - the demo's published password, printed by `cellbench demo`
 
 # username, printed name, roles
 DEMO_USERS = [
@@ -104,7 +106,8 @@ def placebo_values(step_code: str, now: datetime, batch: str) -> dict[str, str]:
     expiry = (now + timedelta(days=540)).date().isoformat()
     table = {
         "supplier_receipt": {"supplier": "B. Braun", "product_name": "Sodium chloride 9 mg/mL",
-                             "marketing_authorisation": "DK R 10937", "supplier_batch": batch, "supplier_expiry": expiry,
+                             "marketing_authorisation": "DK R 10937", "supplier_batch": batch,
+                             "supplier_expiry": expiry,
                              "received_at": _ago(now, 6), "units_received": "200", "packaging_intact": "yes"},
         "certificate_check": {"certificate_reference": f"CoA {batch}", "batch_matches": "yes", "expiry_matches": "yes",
                               "results_conform": "yes"},
@@ -113,7 +116,7 @@ def placebo_values(step_code: str, now: datetime, batch: str) -> dict[str, str]:
 
 
 def create_users(session: Session, by: Actor) -> None:
-    existing = set(session.scalars(select(User.username)))
+    existing = set(session.scalars(select(col(User.username))))
     for username, name, roles in DEMO_USERS:
         if username not in existing:
             users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles])
@@ -141,15 +144,16 @@ def seed_basics(session: Session) -> None:
     qa_actor, op_actor = users.actor(session, qa), users.actor(session, operator)
     for row in spec_versions.sync_from_files(session, qa_actor):
         if row.status == "draft":
-            spec_versions.approve(session, qa, DEMO_PASSWORD, row.id)
+            spec_versions.approve(session, qa, DEMO_PASSWORD, saved_id(row))
     today = wall_today()
     for code, name, supplier in MATERIALS:
-        if session.scalars(select(MaterialLot.id).where(MaterialLot.material_code == code)).first() is None:
+        if session.scalars(select(col(MaterialLot.id)).where(col(MaterialLot.material_code) == code)).first() is None:
             lot = materials.receive_material(session, op_actor, material_code=code, name=name, supplier=supplier,
-                                             supplier_lot=f"{code[:3].upper()}-2611", expiry=today + timedelta(days=300))
+                                             supplier_lot=f"{code[:3].upper()}-2611",
+                                             expiry=today + timedelta(days=300))
             materials.release_material(session, qa_actor, lot, "certificate of analysis reviewed")
     for asset, kind, name in EQUIPMENT:
-        if session.scalars(select(Equipment.id).where(Equipment.asset_id == asset)).first() is None:
+        if session.scalars(select(col(Equipment.id)).where(col(Equipment.asset_id) == asset)).first() is None:
             materials.register_equipment(session, op_actor, asset_id=asset, equipment_code=kind, name=name,
                                          calibration_due=today + timedelta(days=120))
 
@@ -188,12 +192,15 @@ def run_step(session: Session, lot: Lot, step, values: dict[str, str],
     steps.record_values(session, actor, lot, step.code, entry.repeat_index,
                         {k: steps.ValueInput(v, (comments or {}).get(k, "")) for k, v in values.items()}, None)
     for material in step.materials:
-        supplier_lot = session.scalars(select(MaterialLot.supplier_lot)
-                                       .where(MaterialLot.material_code == material.code)).first()
+        supplier_lot = session.scalars(select(col(MaterialLot.supplier_lot))
+                                       .where(col(MaterialLot.material_code) == material.code)).first()
         steps.record_material(session, actor, lot, step.code, entry.repeat_index, f"{material.code}:{supplier_lot}",
                               None)
     for kind in step.equipment:
-        asset = session.scalars(select(Equipment.asset_id).where(Equipment.equipment_code == kind.code)).first()
+        asset = session.scalars(select(col(Equipment.asset_id))
+                                .where(col(Equipment.equipment_code) == kind.code)).first()
+        if asset is None:  # seed_basics registers one of each kind; this would be a broken demo
+            raise RuntimeError(f"demo: no instrument of kind {kind.code}")
         steps.record_equipment(session, actor, lot, step.code, entry.repeat_index, asset, None)
     steps.perform(session, operator, DEMO_PASSWORD, lot, step.code, entry.repeat_index, None)
     if step.verify:
@@ -255,9 +262,6 @@ def credentials_text() -> str:
 
 def seed_studies(session: Session) -> dict[str, Study]:
     """Both studies loaded, a sealed randomisation list and kit list each."""
-    from .. import sealed, studies
-    from ..supply import lists
-
     supply = _user(session, "supply")
     actor = users.actor(session, supply)
     loaded = {study.code: study for study in studies.sync_from_files(session, actor)}
@@ -273,16 +277,15 @@ def seed_kits(session: Session, loaded: dict[str, Study] | None = None) -> dict[
     studies (`seed_studies`, unless `loaded` already), kits of NCT07290946 packaged from the
     released lots and released, kits of NCT06805448 packaged from the initially certified lot and
     waiting for its release. Returns the packaging run numbers by study."""
-    from ..supply import packaging
-
     loaded = loaded or seed_studies(session)
     actor = users.actor(session, _user(session, "supply"))
     by_kind: dict[str, list[str]] = {"asc": [], "placebo": []}
     for lot, _free in packaging.fillable_lots(session, "asc") + packaging.fillable_lots(session, "placebo"):
         by_kind["asc" if lot.number.startswith("ASC") else "placebo"].append(lot.number)
-    released = [n for n in by_kind["asc"] if session.scalars(select(Lot.state).where(Lot.number == n)).one() == "released"]
-    waiting = [n for n in by_kind["asc"] if n not in released and
-               session.scalars(select(Lot.state).where(Lot.number == n)).one() == "initial_certified"]
+    state = dict(session.execute(select(col(Lot.number), col(Lot.state))
+                                 .where(col(Lot.number).in_(by_kind["asc"]))).all())
+    released = [n for n in by_kind["asc"] if state[n] == "released"]
+    waiting = [n for n in by_kind["asc"] if state[n] == "initial_certified"]
     placebo = by_kind["placebo"]
     runs = {"NCT07290946": [packaging.package(session, actor, loaded["NCT07290946"], kit_count=16, asc_lots=released,
                                               placebo_lots=placebo[-1:]).number]}

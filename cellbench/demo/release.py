@@ -54,14 +54,18 @@ def seed_release_demo(session: Session) -> dict[str, list[str]]:
         release.sponsor_release(session, supply, pw, lot)
     blocked, staged = asc[2], asc[3]
     endotoxin_limit = next(t for t in qc.spec_of(session, blocked).tests if t.code == "endotoxin").acceptance.max
+    if endotoxin_limit is None:  # the shipped specification has one; without it there is no OOS to show
+        raise RuntimeError("demo: the ASC specification names no endotoxin limit")
     demo_results(session, blocked, values={"endotoxin": f"{endotoxin_limit * 2:g}"})  # OOS: investigation opened
     for kind in release.REVIEW_KINDS:
         release.sign_review(session, qa, pw, blocked, kind)
     demo_results(session, staged, skip=frozenset({"sterility"}))
     for kind in release.REVIEW_KINDS:
         release.sign_review(session, qa, pw, staged, kind)
-    release.certify(session, qp, pw, staged, final=False, pending=[("sterility", "qc", clock.today() + timedelta(days=14))],
-            comment="Sterility incubation (14 days) still running; cryopreserved product held at the site until final.")
+    sterility_due = clock.today() + timedelta(days=14)
+    release.certify(session, qp, pw, staged, final=False, pending=[("sterility", "qc", sterility_due)],
+                    comment="Sterility incubation (14 days) still running; cryopreserved product held at the site "
+                            "until final.")
     session.flush()
     return {"released_asc": [asc[0].number, asc[1].number], "blocked_by_oos": [blocked.number],
             "initial_certified": [staged.number], "released_saline": [s.number for s in saline]}

@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import accountability, clock, custody, kits, pharmacy, qrpayload, release, unblinding, users
 from ..accountability import destruction
@@ -98,7 +98,7 @@ class StoryClock:
 
 def story_fits(session: Session) -> bool:
     """Whether the story can start before everything already in the audit trail."""
-    latest = session.scalar(select(func.max(AuditEvent.at)))
+    latest = session.scalar(select(func.max(col(AuditEvent.at))))
     return latest is None or latest < StoryClock().moment(0, "07:00")
 
 
@@ -125,7 +125,7 @@ class _Story:
     def __init__(self, session: Session, clock: StoryClock, loaded: dict[str, Study], secret_key: str):
         self.s, self.clock, self.key = session, clock, secret_key
         self.long, self.sjogren = loaded[LONG], loaded[SJOGREN]
-        self.site = self.s.scalars(select(Site).where(Site.code == SITE)).one()
+        self.site = self.s.scalars(select(Site).where(col(Site.code) == SITE)).one()
         self._users: dict[str, User] = {}
         self.sjogren_treated: list[Participant] = []
 
@@ -144,23 +144,24 @@ class _Story:
         return qrpayload.make_payload(kit if isinstance(kit, str) else kit.number, self.key)
 
     def visit(self, participant: Participant, treatment: int) -> Visit:
-        return self.s.scalars(select(Visit).where(Visit.participant_id == participant.id,
-                                                  Visit.treatment == treatment)).one()
+        return self.s.scalars(select(Visit).where(col(Visit.participant_id) == participant.id,
+                                                  col(Visit.treatment) == treatment)).one()
 
     def at_bench(self, study: Study) -> list[Kit]:
         """Released kits at the cell bench that are in no open shipment, by kit number."""
-        open_kits = (select(Kit.id).join(ShipmentKit, ShipmentKit.kit_id == Kit.id)
-                     .join(Shipment, Shipment.id == ShipmentKit.shipment_id)
-                     .where(Shipment.state.in_(sorted(custody.OPEN))))
-        return list(self.s.scalars(select(Kit).where(Kit.study_id == study.id, Kit.state == KitState.released,
-                                                     Kit.site_id.is_(None), Kit.id.not_in(open_kits))
-                                   .order_by(Kit.number)))
+        open_kits = (select(col(Kit.id)).join(ShipmentKit, col(ShipmentKit.kit_id) == col(Kit.id))
+                     .join(Shipment, col(Shipment.id) == col(ShipmentKit.shipment_id))
+                     .where(col(Shipment.state).in_(sorted(custody.OPEN))))
+        return list(self.s.scalars(select(Kit).where(col(Kit.study_id) == study.id, col(Kit.state) == KitState.released,
+                                                     col(Kit.site_id).is_(None), col(Kit.id).not_in(open_kits))
+                                   .order_by(col(Kit.number))))
 
     # --- manufacturing and supply ----------------------------------------------------------------
 
     def manufacture(self, donor_numbers: tuple[int, ...], saline_batch: str | None = None) -> list[Lot]:
         qa, operator = self.user("qa"), self.actor("operator")
-        made = [demo.asc_lot(self.s, demo.eligible_donation(self.s, operator, qa, n), until=None) for n in donor_numbers]
+        made = [demo.asc_lot(self.s, demo.eligible_donation(self.s, operator, qa, n), until=None)
+                for n in donor_numbers]
         if saline_batch:
             made.append(demo.placebo_lot(self.s, saline_batch))
         return made
@@ -216,6 +217,8 @@ class _Story:
         """The logger's export: room temperature before it went into the shipper, then every 30
         minutes until now, around -185 °C (with a warm spell up to `peak`, if given)."""
         start, end = shipment.dispatched_at, self.clock.now()
+        if start is None:  # ship() dispatches before anything is received; this would be a broken story
+            raise RuntimeError(f"demo: shipment {shipment.number} was not dispatched")
         lines = ["timestamp,temperature_c"]
         lines += [f"{(start - timedelta(minutes=m)).isoformat(timespec='seconds')},21.4" for m in (20, 10)]
         at, n = start + timedelta(minutes=5), 0
@@ -330,8 +333,11 @@ class _Story:
 
         # the two unused kits: counted, authorised for destruction, destroyed with a witness
         at(97, "10:00")
-        unused = [s.get(Kit, kit_back.id), s.get(Kit, self.visit(stopped, 1).kit_id)]
+        unused = [accountability.stored(s, Kit, kit_id, "kit")
+                  for kit_id in (kit_back.id, self.visit(stopped, 1).kit_id)]
         blinded = kits.blinded_lot_of(s, unused[0])
+        if blinded is None:  # packaged kits belong to a blinded lot; this would be a broken story
+            raise RuntimeError(f"demo: kit {unused[0].number} has no blinded lot")
         expected = accountability.row_of(s, self.long, self.site, blinded).counts["on_hand"]
         accountability.reconcile(s, self.user("pharmacist"), PW, self.long, self.site, blinded, expected, None)
         at(97, "10:30")

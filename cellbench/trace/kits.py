@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import kits, users
 from ..audit import Actor
@@ -53,7 +53,8 @@ class Line:
                 "site": self.site, "treatment": self.treatment, "visit_state": self.visit_state,
                 "target_date": self.target_date, "kit_number": self.kit, "blinded_lot": self.blinded_lot,
                 "kit_state": self.kit_state,
-                "administrations": [{"dose": a.dose, "site": a.site, "at": a.at, "by": a.by} for a in self.administrations]}
+                "administrations": [{"dose": a.dose, "site": a.site, "at": a.at, "by": a.by}
+                                    for a in self.administrations]}
 
 
 @dataclass
@@ -65,9 +66,9 @@ class KitTrace:
 
 
 def _participants(session: Session, text: str) -> list[Participant]:
-    return list(session.scalars(select(Participant).where(or_(Participant.randomisation_number == text,
-                                                              Participant.screening_number == text))
-                                .order_by(Participant.study_id, Participant.id)))
+    return list(session.scalars(select(Participant).where(or_(col(Participant.randomisation_number) == text,
+                                                              col(Participant.screening_number) == text))
+                                .order_by(col(Participant.study_id), col(Participant.id))))
 
 
 def kit_participants(session: Session, actor: Actor, query: str | None) -> KitTrace:
@@ -82,26 +83,28 @@ def kit_participants(session: Session, actor: Actor, query: str | None) -> KitTr
     except ValueError:
         number = None
     if number is not None:
-        kit = session.scalars(select(Kit).where(Kit.number == number)).first()
+        kit = session.scalars(select(Kit).where(col(Kit.number) == number)).first()
         if kit is not None:
-            visit_filter, found = Visit.kit_id == kit.id, f"kit {kit.number}"
+            visit_filter, found = col(Visit.kit_id) == kit.id, f"kit {kit.number}"
             kit_alone = kit.number
     if visit_filter is None:
         people = _participants(session, text.upper())
         if not people:
             raise NotFound(f"No kit or participant '{text}'.", field="q")
-        visit_filter = Visit.participant_id.in_([p.id for p in people])
+        visit_filter = col(Visit.participant_id).in_([p.id for p in people])
         found = "participant " + ", ".join(p.randomisation_number or p.screening_number for p in people)
     rows = session.execute(
-        select(Visit, Participant, Study.code, Site.code, Kit, BlindedLot.code)
-        .join(Participant, Participant.id == Visit.participant_id).join(Study, Study.id == Participant.study_id)
-        .join(Site, Site.id == Participant.site_id).join(Kit, Kit.id == Visit.kit_id)
-        .outerjoin(BlindedLot, BlindedLot.id == Kit.blinded_lot_id)
-        .where(visit_filter).order_by(Study.code, Participant.randomisation_number, Visit.treatment)).all()
-    given = {visit.id: [] for visit, *_ in rows}
+        select(Visit, Participant, col(Study.code), col(Site.code), Kit, col(BlindedLot.code))
+        .join(Participant, col(Participant.id) == col(Visit.participant_id))
+        .join(Study, col(Study.id) == col(Participant.study_id))
+        .join(Site, col(Site.id) == col(Participant.site_id)).join(Kit, col(Kit.id) == col(Visit.kit_id))
+        .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id))
+        .where(visit_filter)
+        .order_by(col(Study.code), col(Participant.randomisation_number), col(Visit.treatment))).all()
+    given: dict[int | None, list[AdministrationLine]] = {visit.id: [] for visit, *_ in rows}
     if given:
-        for a in session.scalars(select(Administration).where(Administration.visit_id.in_(list(given)))
-                                 .order_by(Administration.visit_id, Administration.dose)):
+        for a in session.scalars(select(Administration).where(col(Administration.visit_id).in_(list(given)))
+                                 .order_by(col(Administration.visit_id), col(Administration.dose))):
             given[a.visit_id].append(AdministrationLine(a.dose, DOSE_NAMES.get(a.dose, f"dose {a.dose}"),
                                                         a.administered_at, a.by_name))
     lines = [Line(study, p.randomisation_number, p.screening_number, site, v.treatment, v.state, v.target_date,
@@ -140,20 +143,22 @@ def custody_chain(session: Session, actor: Actor, kit: Kit) -> list[Link]:
     """The kit's story in time order: its own audit events this viewer may see (from the kit
     number's issue and packaging on), every hand-over or move, and each dose given."""
     users.require_role(actor, *READERS)
-    links = [Link(e.at, "record", e.action, None, None, e.user_name, _change(e)) for e in kits.history(session, actor, kit)]
-    shipments = dict(session.execute(select(Shipment.id, Shipment.number).where(
-        Shipment.id.in_(select(CustodyEvent.shipment_id).where(CustodyEvent.kit_id == kit.id)))).all())
-    doses = session.scalars(select(Administration).where(Administration.kit_id == kit.id)
-                            .order_by(Administration.dose)).all()
-    for c in session.scalars(select(CustodyEvent).where(CustodyEvent.kit_id == kit.id).order_by(CustodyEvent.id)):
+    links = [Link(e.at, "record", e.action, None, None, e.user_name, _change(e))
+             for e in kits.history(session, actor, kit)]
+    shipments = dict(session.execute(select(col(Shipment.id), col(Shipment.number)).where(
+        col(Shipment.id).in_(select(col(CustodyEvent.shipment_id)).where(col(CustodyEvent.kit_id) == kit.id)))).all())
+    doses = session.scalars(select(Administration).where(col(Administration.kit_id) == kit.id)
+                            .order_by(col(Administration.dose))).all()
+    for c in session.scalars(select(CustodyEvent).where(col(CustodyEvent.kit_id) == kit.id)
+                             .order_by(col(CustodyEvent.id))):
         if doses and c.action == "administered":  # each dose is its administration record, with the time given
             continue
         detail = "; ".join(x for x in (f"shipment {shipments[c.shipment_id]}" if c.shipment_id in shipments else None,
                                        c.condition) if x)
-        links.append(Link(c.at, "custody", c.action.replace("_", " "), c.from_place, c.to_place, c.by_name, detail or None))
-    for a in doses:
-        links.append(Link(a.administered_at, "administration", "administered", None,
-                          DOSE_NAMES.get(a.dose, f"dose {a.dose}"), a.by_name, None))
+        links.append(Link(c.at, "custody", c.action.replace("_", " "), c.from_place, c.to_place, c.by_name,
+                          detail or None))
+    links += [Link(a.administered_at, "administration", "administered", None, DOSE_NAMES.get(a.dose, f"dose {a.dose}"),
+                   a.by_name, None) for a in doses]
     order = {"record": 0, "custody": 1, "administration": 2}
     return sorted(links, key=lambda link: (link.at, order[link.source]))
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import or_, select
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel, col
 
 from .. import kits, sealed, users
 from ..accountability import site as accountability
+from ..accountability.site import saved_id
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..identifiers import parse_kit_number
@@ -38,6 +40,8 @@ from ..models import (
 from .kits import DOSE_NAMES
 
 READERS = (Role.supply_manager, Role.qa, Role.qp)
+M = TypeVar("M", bound=SQLModel)
+Contents = tuple[str | None, list[tuple[int, Vial, Lot]]]  # a kit's arm and its units (dose, vial, lot)
 
 
 @dataclass
@@ -65,85 +69,95 @@ class _Walk:
         self.lots: set[int] = set()
         self.vials: set[int] = set()
         self.kits: set[int] = set()
-        self.units: dict[int, tuple[str | None, list]] = {}  # kit id -> (arm, [(dose, vial, lot)])
+        self.units: dict[int, Contents] = {}  # kit id -> (arm, [(dose, vial, lot)])
 
-    def open_kit(self, kit: Kit) -> tuple[str | None, list]:
-        if kit.id not in self.units:
-            self.units[kit.id] = sealed.contents(self.s, self.actor, kit)
-        return self.units[kit.id]
+    def open_kit(self, kit: Kit) -> Contents:
+        kit_id = saved_id(kit)
+        if kit_id not in self.units:
+            self.units[kit_id] = sealed.contents(self.s, self.actor, kit)
+        return self.units[kit_id]
 
     # up: what something was made from
     def up_from_participants(self, ids: Iterable[int]) -> None:
         ids = list(ids)
-        kit_ids = set(self.s.scalars(select(Visit.kit_id).where(Visit.participant_id.in_(ids), Visit.kit_id.is_not(None))))
-        kit_ids |= set(self.s.scalars(select(Administration.kit_id).join(Visit, Visit.id == Administration.visit_id)
-                                      .where(Visit.participant_id.in_(ids))))
-        self.up_from_kits(self.s.scalars(select(Kit).where(Kit.id.in_(kit_ids))))
+        kit_ids = set(self.s.scalars(select(col(Visit.kit_id)).where(col(Visit.participant_id).in_(ids),
+                                                                     col(Visit.kit_id).is_not(None))))
+        kit_ids |= set(self.s.scalars(select(col(Administration.kit_id))
+                                      .join(Visit, col(Visit.id) == col(Administration.visit_id))
+                                      .where(col(Visit.participant_id).in_(ids))))
+        self.up_from_kits(self.s.scalars(select(Kit).where(col(Kit.id).in_(kit_ids))))
 
     def up_from_kits(self, found: Iterable[Kit]) -> None:
-        lots = set()
+        lots: set[int] = set()
         for kit in found:
-            self.kits.add(kit.id)
+            self.kits.add(saved_id(kit))
             _, units = self.open_kit(kit)
             for _, vial, lot in units:
-                self.vials.add(vial.id)
-                lots.add(lot.id)
+                self.vials.add(saved_id(vial))
+                lots.add(saved_id(lot))
         self.up_from_lots(lots)
 
     def up_from_lots(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.lots |= ids
-        donation_ids = {d for d in self.s.scalars(select(Lot.donation_id).where(Lot.id.in_(ids))) if d}
+        donation_ids = {d for d in self.s.scalars(select(col(Lot.donation_id)).where(col(Lot.id).in_(ids))) if d}
         self.donations |= donation_ids
-        self.donors |= set(self.s.scalars(select(Donation.donor_id).where(Donation.id.in_(donation_ids))))
+        self.donors |= set(self.s.scalars(select(col(Donation.donor_id)).where(col(Donation.id).in_(donation_ids))))
 
     # down: what was made from something, and who received it
     def down_from_donors(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.donors |= ids
-        self.down_from_donations(self.s.scalars(select(Donation.id).where(Donation.donor_id.in_(ids))))
+        self.down_from_donations(self.s.scalars(select(col(Donation.id)).where(col(Donation.donor_id).in_(ids))))
 
     def down_from_donations(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.donations |= ids
-        self.down_from_lots(self.s.scalars(select(Lot.id).where(Lot.donation_id.in_(ids))))
+        self.down_from_lots(self.s.scalars(select(col(Lot.id)).where(col(Lot.donation_id).in_(ids))))
 
     def down_from_lots(self, ids: Iterable[int]) -> None:
         ids = set(ids)
         self.lots |= ids
-        self.vials |= set(self.s.scalars(select(Vial.id).where(Vial.lot_id.in_(ids))))
-        for lot in self.s.scalars(select(Lot).where(Lot.id.in_(ids))).all():
+        self.vials |= set(self.s.scalars(select(col(Vial.id)).where(col(Vial.lot_id).in_(ids))))
+        for lot in self.s.scalars(select(Lot).where(col(Lot.id).in_(ids))).all():
             for kit in sealed.kits_containing_lot(self.s, self.actor, lot, why="trace"):
-                self.kits.add(kit.id)
+                self.kits.add(saved_id(kit))
                 self.open_kit(kit)
 
     def down_from_vial(self, vial: Vial) -> None:
-        lot = self.s.get(Lot, vial.lot_id)
+        lot = accountability.stored(self.s, Lot, vial.lot_id, "lot")
         for kit in sealed.kits_containing_lot(self.s, self.actor, lot, why="trace"):
             _, units = self.open_kit(kit)
             if any(v.id == vial.id for _, v, _ in units):
-                self.kits.add(kit.id)
+                self.kits.add(saved_id(kit))
                 return
 
 
-def _find(session: Session, text: str) -> tuple[str, object]:
-    """Which kind of identifier this is, and its row."""
-    upper = text.upper()
-    for kind, model, column in (("donor", Donor, Donor.code), ("donation", Donation, Donation.identifier),
-                                ("lot", Lot, Lot.number), ("vial", Vial, Vial.code)):
-        row = session.scalars(select(model).where(column.in_({text, upper}))).first()
-        if row is not None:
-            return kind, row
+Found = Donor | Donation | Lot | Vial | Kit | list[Participant]
+
+
+def _one(session: Session, model: type[M], column: str, values: set[str]) -> M | None:
+    return session.scalars(select(model).where(col(getattr(model, column)).in_(values))).first()
+
+
+def _find(session: Session, text: str) -> Found:
+    """The row (or the participants) this identifier names, as typed or in capitals."""
+    typed = {text, text.upper()}
+    row = (_one(session, Donor, "code", typed) or _one(session, Donation, "identifier", typed)
+           or _one(session, Lot, "number", typed) or _one(session, Vial, "code", typed))
+    if row is not None:
+        return row
     try:
         number = parse_kit_number(text)
     except ValueError:
         number = None
-    if number is not None and (kit := session.scalars(select(Kit).where(Kit.number == number)).first()) is not None:
-        return "kit", kit
-    people = list(session.scalars(select(Participant).where(or_(Participant.randomisation_number == upper,
-                                                                Participant.screening_number == upper))))
+    if number is not None and (kit := _one(session, Kit, "number", {number})) is not None:
+        return kit
+    upper = text.upper()
+    people = list(session.scalars(select(Participant).where(or_(col(Participant.randomisation_number) == upper,
+                                                                col(Participant.screening_number) == upper))))
     if people:
-        return "participant", people
+        return people
     raise NotFound(f"Nothing in cellbench is called '{text}': give a donor code, donation identification, lot "
                    "number, vial code, kit number or participant number.", field="q")
 
@@ -154,41 +168,43 @@ def trace(session: Session, actor: Actor, query: str | None) -> Trace:
     if not text:
         raise InvalidInput("Give a donor code, donation identification, lot number, vial code, kit number or "
                            "participant number.", field="q")
-    kind, row = _find(session, text)
+    row = _find(session, text)
     walk = _Walk(session, actor)
-    if kind == "donor":
-        walk.down_from_donors([row.id])
+    if isinstance(row, Donor):
+        walk.down_from_donors([saved_id(row)])
         found = f"donor {row.code}"
-    elif kind == "donation":
+    elif isinstance(row, Donation):
         walk.donors.add(row.donor_id)
-        walk.down_from_donations([row.id])
+        walk.down_from_donations([saved_id(row)])
         found = f"donation {row.identifier}"
-    elif kind == "lot":
-        walk.up_from_lots([row.id])
-        walk.down_from_lots([row.id])
+    elif isinstance(row, Lot):
+        walk.up_from_lots([saved_id(row)])
+        walk.down_from_lots([saved_id(row)])
         found = f"lot {row.number}"
-    elif kind == "vial":
-        walk.vials.add(row.id)
+    elif isinstance(row, Vial):
+        walk.vials.add(saved_id(row))
         walk.up_from_lots([row.lot_id])
         walk.down_from_vial(row)
         found = f"vial {row.code}"
-    elif kind == "kit":
+    elif isinstance(row, Kit):
         walk.up_from_kits([row])
         found = f"kit {row.number}"
     else:
-        walk.up_from_participants(p.id for p in row)
+        walk.up_from_participants(saved_id(p) for p in row)
         found = "participant " + ", ".join(p.randomisation_number or p.screening_number for p in row)
     return _render(session, walk, text, found)
 
 
 def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
     out = Trace(query, found)
-    donors = {d.id: d for d in session.scalars(select(Donor).where(Donor.id.in_(walk.donors)))}
-    donations = {d.id: d for d in session.scalars(select(Donation).where(Donation.id.in_(walk.donations)))}
-    lot_rows = session.execute(select(Lot, SpecVersion.kind).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
-                               .where(Lot.id.in_(walk.lots)).order_by(Lot.number)).all()
+    donors = {d.id: d for d in session.scalars(select(Donor).where(col(Donor.id).in_(walk.donors)))}
+    donations = {d.id: d for d in session.scalars(select(Donation).where(col(Donation.id).in_(walk.donations)))}
+    lot_rows = session.execute(select(Lot, col(SpecVersion.kind))
+                               .join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
+                               .where(col(Lot.id).in_(walk.lots)).order_by(col(Lot.number))).all()
     lot_numbers = {lot.id: lot.number for lot, _ in lot_rows}
-    out.donors = [{"code": d.code, "consent_date": d.consent_date} for d in sorted(donors.values(), key=lambda d: d.code)]
+    out.donors = [{"code": d.code, "consent_date": d.consent_date}
+                  for d in sorted(donors.values(), key=lambda d: d.code)]
     out.donations = [{"identifier": d.identifier, "id_system": d.id_system, "donated_on": d.donated_on,
                       "eligibility": str(getattr(d.eligibility, "value", d.eligibility)),
                       "donor": donors[d.donor_id].code if d.donor_id in donors else None}
@@ -197,22 +213,23 @@ def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
                  "expiry": lot.expiry, "donation": donations[lot.donation_id].identifier
                  if lot.donation_id in donations else None} for lot, kind in lot_rows]
     in_kit = {vial.id: (kit_id, dose) for kit_id, (_, units) in walk.units.items() for dose, vial, _ in units}
-    kit_rows = {k.id: k for k in session.scalars(select(Kit).where(Kit.id.in_(walk.kits)))}
-    vials = session.scalars(select(Vial).where(Vial.id.in_(walk.vials)).order_by(Vial.code))
+    kit_rows = {k.id: k for k in session.scalars(select(Kit).where(col(Kit.id).in_(walk.kits)))}
+    vials = session.scalars(select(Vial).where(col(Vial.id).in_(walk.vials)).order_by(col(Vial.code)))
     out.vials = [{"code": v.code, "lot": lot_numbers.get(v.lot_id), "state": v.state,
                   "storage_position": v.storage_position,
                   "kit": kit_rows[in_kit[v.id][0]].number if v.id in in_kit and in_kit[v.id][0] in kit_rows else None,
                   "dose": DOSE_NAMES.get(in_kit[v.id][1]) if v.id in in_kit and in_kit[v.id][0] in kit_rows else None}
                  for v in vials]
     sites = {s.id: s for s in session.scalars(select(Site))}
-    study_codes = dict(session.execute(select(Study.id, Study.code)).all())
-    blinded = dict(session.execute(select(BlindedLot.id, BlindedLot.code)).all())
-    visits = session.execute(select(Visit, Participant).join(Participant, Participant.id == Visit.participant_id)
-                             .where(Visit.kit_id.in_(walk.kits)).order_by(Participant.randomisation_number,
-                                                                          Visit.treatment)).all()
+    study_codes = dict(session.execute(select(col(Study.id), col(Study.code))).all())
+    blinded = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))).all())
+    visits = session.execute(select(Visit, Participant)
+                             .join(Participant, col(Participant.id) == col(Visit.participant_id))
+                             .where(col(Visit.kit_id).in_(walk.kits))
+                             .order_by(col(Participant.randomisation_number), col(Visit.treatment))).all()
     by_kit = {v.kit_id: (v, p) for v, p in visits}
     for kit in sorted(kit_rows.values(), key=lambda k: k.number):
-        arm, units = walk.units.get(kit.id, (None, []))
+        arm, units = walk.units.get(saved_id(kit), (None, []))
         visit, person = by_kit.get(kit.id, (None, None))
         out.kits.append({"number": kit.number, "study": study_codes.get(kit.study_id), "arm": arm,
                          "blinded_lot": blinded.get(kit.blinded_lot_id), "state": kits.state_label(kit.state),
@@ -222,8 +239,9 @@ def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
                          "treatment": visit.treatment if visit else None})
     given: dict[int, list[dict]] = {}
     if visits:
-        for a in session.scalars(select(Administration).where(Administration.visit_id.in_([v.id for v, _ in visits]))
-                                 .order_by(Administration.dose)):
+        visit_ids = [v.id for v, _ in visits]
+        for a in session.scalars(select(Administration).where(col(Administration.visit_id).in_(visit_ids))
+                                 .order_by(col(Administration.dose))):
             given.setdefault(a.visit_id, []).append({"dose": DOSE_NAMES.get(a.dose, f"dose {a.dose}"),
                                                      "at": a.administered_at, "by": a.by_name})
     for visit, person in visits:

@@ -11,21 +11,19 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import accountability, kits, studies
 from ..accountability import destruction
-from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
-from ..models import Role, Signature, Site, Study, User
+from ..models import Kit, Role, Signature, Site, Study, User
 from ..templating import render
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*accountability.READERS)
-COUNTERS = (Role.pharmacist, Role.supply_manager)  # which of them, depends on the place (the service checks)
 LOT_VIEWERS = (Role.supply_manager, Role.qa)  # get a link to accountability by manufacturing lot
 
 
@@ -40,13 +38,11 @@ def destruction_url(number: str) -> str:
 @work_queue
 def _accountability_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
-    if viewer.has(*accountability.READERS):
-        if found := accountability.discrepancies(session):
-            items.append(QueueItem(len(found), "stock counts differ from cellbench's (discrepancies)", "/accountability"))
-    if viewer.has(Role.pharmacist, Role.supply_manager):
-        waiting = [d for d in destruction.destructions(session, state="authorised")
-                   if (d.site_id is not None and viewer.has(Role.pharmacist))
-                   or (d.site_id is None and viewer.has(Role.supply_manager))]
+    if viewer.has(*accountability.READERS) and (found := accountability.discrepancies(session)):
+        items.append(QueueItem(len(found), "stock counts differ from cellbench's (discrepancies)", "/accountability"))
+    if viewer.has(*destruction.RECORDERS):
+        waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised.value)
+                   if "record" in destruction.allowed_actions(session, d, viewer.actor)]
         if waiting:
             items.append(QueueItem(len(waiting), "authorised destructions to carry out and record",
                                    "/destructions?state=authorised"))
@@ -79,8 +75,8 @@ def _row_page(request: Request, session: Session, viewer: Viewer, study_code: st
     row = accountability.row_of(session, study, site, blinded)
     history = accountability.reconciliations(session, study, site, blinded)
     sigs = {s.id: s for s in session.scalars(select(Signature).where(
-        Signature.id.in_([r.signature_id for r in history if r.signature_id])))}
-    names = dict(session.execute(select(User.id, User.full_name)).all())
+        col(Signature.id).in_([r.signature_id for r in history if r.signature_id])))}
+    names = dict(session.execute(select(col(User.id), col(User.full_name))).all())
     destroyable = [k for k in destruction.destroyable_kits(session, study, site) if k.blinded_lot_id == blinded.id]
     return render(request, "accountability/row.html", status_code=error.status if error else 200, study=study,
                   row=row, history=history, sigs=sigs, names=names, categories=accountability.CATEGORIES,
@@ -96,7 +92,8 @@ def row_page(request: Request, study_code: str, place: str, code: str, viewer: V
 
 
 @router.post("/accountability/{study_code}/{place}/{code}/count")
-def count(request: Request, study_code: str, place: str, code: str, viewer: Viewer = Depends(form_by(*COUNTERS)),
+def count(request: Request, study_code: str, place: str, code: str,
+          viewer: Viewer = Depends(form_by(*accountability.COUNTERS)),
           db: Database = Depends(get_db), form=Depends(form_data)):
     values = {k: (form.get(k) or "").strip() for k in ("counted_in_stock", "comment")}
     try:
@@ -109,7 +106,8 @@ def count(request: Request, study_code: str, place: str, code: str, viewer: View
     except DomainError as error:
         with db.read() as session:
             return _row_page(request, session, viewer, study_code, place, code, error, values)
-    notice = "Count recorded: it balances." if rec.balanced else "Count recorded: it differs from cellbench's (discrepancy)."
+    notice = ("Count recorded: it balances." if rec.balanced
+              else "Count recorded: it differs from cellbench's (discrepancy).")
     return RedirectResponse(f"{row_url(study_code, place, code)}?notice={quote(notice)}", status_code=303)
 
 
@@ -133,7 +131,7 @@ def _new_page(request: Request, session: Session, study_code: str, place: str, e
     study = studies.by_code(session, study_code)
     site = accountability.place_of(session, study, place)
     candidates = destruction.destroyable_kits(session, study, site)
-    by_lot: dict[int, list] = {}
+    by_lot: dict[int | None, list[Kit]] = {}
     for kit in candidates:
         by_lot.setdefault(kit.blinded_lot_id, []).append(kit)
     gates = {lot_id: destruction.destruction_blocked(session, study, site, group) for lot_id, group in by_lot.items()}
@@ -168,11 +166,11 @@ def authorise(request: Request, viewer: Viewer = Depends(form_by(*destruction.AU
 def _detail(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
             form: dict | None = None):
     d = destruction.by_number(session, number)
-    site = session.get(Site, d.site_id) if d.site_id else None
-    data = destruction.gather(session, d)
+    data = accountability.gather(session, d)
     return render(request, "accountability/destruction.html", status_code=error.status if error else 200, d=d,
-                  data=data, error=error, form=form or {"destroyed_on": destruction.local_today(session, d).isoformat()},
-                  may_record=d.state == "authorised" and accountability.may_act_at(viewer.actor, site),
+                  data=data, error=error,
+                  form=form or {"destroyed_on": destruction.local_today(session, d).isoformat()},
+                  may_record="record" in destruction.allowed_actions(session, d, viewer.actor),
                   url=destruction_url(d.number))
 
 
@@ -183,8 +181,8 @@ def destruction_page(request: Request, number: str, viewer: Viewer = Depends(rea
 
 
 @router.post("/destructions/{number}/record")
-def record(request: Request, number: str, viewer: Viewer = Depends(form_by(*COUNTERS)), db: Database = Depends(get_db),
-           form=Depends(form_data)):
+def record(request: Request, number: str, viewer: Viewer = Depends(form_by(*destruction.RECORDERS)),
+           db: Database = Depends(get_db), form=Depends(form_data)):
     values = {k: (form.get(k) or "").strip() for k in ("method", "destroyed_on", "witness")}
     try:
         with db.write() as session:
@@ -198,16 +196,14 @@ def record(request: Request, number: str, viewer: Viewer = Depends(form_by(*COUN
                             status_code=303)
 
 
-def certificate_response(request: Request, viewer: Viewer, db: Database, number: str) -> Response:
-    with db.read() as session:  # gather, then let go of the database before rendering
-        data = destruction.gather(session, destruction.by_number(session, number))
-    pdf = destruction.certificate_pdf(data, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
-                                         printed_at=utcnow())
-    name = quote(f"destruction-certificate-{data.number}.pdf")
-    return Response(pdf, media_type="application/pdf", headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})
+def pdf_response(name: str, pdf: bytes) -> Response:
+    """A PDF shown in the browser, saved under its own name."""
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
 
 
 @router.get("/destructions/{number}/certificate.pdf")
 def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
-    return certificate_response(request, viewer, db, number)
+    return pdf_response(*accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
+                                                         printed_by=viewer.user.full_name))
 
