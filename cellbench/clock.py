@@ -30,7 +30,8 @@ _source: Callable[[], datetime] = _wall
 
 
 class HasTimezone(Protocol):
-    timezone: str | None
+    @property
+    def timezone(self) -> str | None: ...
 
 
 def configure(zone: ZoneInfo) -> None:

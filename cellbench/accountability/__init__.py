@@ -51,7 +51,6 @@ from .site import (
     require_at,
     row_of,
     rows,
-    saved_id,
     stored,
     study_of,
 )

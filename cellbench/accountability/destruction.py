@@ -38,6 +38,7 @@ from ..models import (
     Site,
     Study,
     User,
+    saved_id,
 )
 from ..statemachine import Machine, Transition
 from .site import (
@@ -48,7 +49,6 @@ from .site import (
     place_name,
     refusal_at,
     require_at,
-    saved_id,
     study_of,
 )
 

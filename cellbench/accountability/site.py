@@ -18,7 +18,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -28,7 +28,20 @@ from .. import audit, custody, inputs, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..models import AuditEvent, BlindedLot, Kit, KitState, Meaning, Reconciliation, Role, Site, Study, StudySite, User
+from ..models import (
+    AuditEvent,
+    BlindedLot,
+    Kit,
+    KitState,
+    Meaning,
+    Reconciliation,
+    Role,
+    Site,
+    Study,
+    StudySite,
+    User,
+    saved_id,
+)
 
 READERS = (Role.pharmacist, Role.monitor, Role.supply_manager, Role.qa)
 # Who counts stock (and records destructions) somewhere; which of them, the place decides (acts_at).
@@ -72,17 +85,6 @@ def balance(counts: dict[str, int]) -> dict[str, int]:
 # --- rows --------------------------------------------------------------------------------------------
 
 M = TypeVar("M", bound=SQLModel)
-
-
-class Saved(Protocol):
-    id: int | None
-
-
-def saved_id(row: Saved) -> int:
-    """The id of a row already written (flushed): it is None only before, which would be a bug."""
-    if row.id is None:
-        raise ValueError(f"{type(row).__name__} has no id yet: flush it before using its id")
-    return row.id
 
 
 def stored(session: Session, model: type[M], row_id: int | None, what: str) -> M:

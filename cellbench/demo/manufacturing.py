@@ -16,11 +16,10 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import donors, lots, materials, sealed, steps, studies, users
-from ..accountability.site import saved_id
 from ..audit import Actor
 from ..clock import utcnow
 from ..identifiers import isbt128_check_character
-from ..models import Equipment, Lot, MaterialLot, Role, Study, User
+from ..models import Equipment, Lot, MaterialLot, Role, Study, User, saved_id
 from ..specifications import versions as spec_versions
 from ..supply import lists, packaging
 

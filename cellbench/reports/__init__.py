@@ -21,7 +21,6 @@ from .document import (
     Look,
     RecordPDF,
     certificate_start,
-    local_time,
     signature_text,
     text,
 )

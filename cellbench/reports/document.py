@@ -205,9 +205,3 @@ def certificate_start(heading: str, footer_label: str, intro: str, *, zone: Zone
                                    "offset."), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     return pdf
-
-
-def local_time(moment: datetime | None, zone: ZoneInfo, fmt: str = clock.MINUTES) -> str:
-    """Kept only for accountability.destruction, which still imports reports.local_time: it goes
-    when that caller reads clock.local_text (the one local-time rule) itself."""
-    return clock.local_text(moment, zone, fmt)

@@ -18,7 +18,6 @@ from sqlmodel import Session, SQLModel, col
 
 from .. import kits, sealed, users
 from ..accountability import site as accountability
-from ..accountability.site import saved_id
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..identifiers import parse_kit_number
@@ -36,6 +35,7 @@ from ..models import (
     Study,
     Vial,
     Visit,
+    saved_id,
 )
 from .kits import DOSE_NAMES
 
