@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import scanning
 from .assessment import DECISIONS, assess
-from .events import chain, fetch, key, record, travelling
+from .events import chain, fetch, key, person, record, relocate, travelling
 from .lifecycle import (
     ACTION_LABELS,
     ASSESSORS,

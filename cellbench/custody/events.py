@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 from .. import audit, kits
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, Forbidden, NotFound
 from ..models import CustodyEvent, Kit, KitState
 
 M = TypeVar("M")
@@ -27,6 +27,13 @@ def key(row: Stored) -> int:
     if row.id is None:
         raise ValueError(f"{type(row).__name__} has not been stored yet.")
     return row.id
+
+
+def person(actor: Actor) -> int:
+    """The user id of a person acting (the command line's actor is nobody, and records no such act)."""
+    if actor.user_id is None:
+        raise Forbidden("This is recorded by a person who signs in.")
+    return actor.user_id
 
 
 def fetch(session: Session, model: type[M], ident: Any, what: str) -> M:

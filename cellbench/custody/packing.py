@@ -9,9 +9,9 @@ from sqlmodel import Session, col
 from .. import audit, inputs, kits, studies, users
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import Conflict, Forbidden, InvalidInput
+from ..errors import Conflict, InvalidInput
 from ..models import Kit, KitState, Shipment, ShipmentKit, Site, Study, StudySite
-from .events import claim_kit, fetch, key, move_kits, record
+from .events import claim_kit, fetch, key, move_kits, person, record
 from .lifecycle import IN_TRANSIT, OPEN, PACKING, SHIPPERS, check, claim, version
 from .reading import kits_of
 from .storage import site_by_code
@@ -23,12 +23,6 @@ def _next_number(session: Session) -> str:
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
-def _person(actor: Actor) -> int:
-    if actor.user_id is None:
-        raise Forbidden("A shipment is created by a person who signs in.")
-    return actor.user_id
-
-
 def create(session: Session, actor: Actor, study_code: str | None, site_code: str | None) -> Shipment:
     """A new, empty shipment from the cell bench to one site of one study."""
     users.require_role(actor, *SHIPPERS)
@@ -38,7 +32,7 @@ def create(session: Session, actor: Actor, study_code: str | None, site_code: st
         raise InvalidInput(f"{site.code} is not a site of {study.code}.", field="site")
     for _attempt in range(5):  # two supply managers creating at once would pick the same number
         shipment = Shipment(number=_next_number(session), study_id=key(study), site_id=key(site), state=PACKING,
-                            created_by=_person(actor), created_at=utcnow())
+                            created_by=person(actor), created_at=utcnow())
         try:
             with session.begin_nested():
                 session.add(shipment)
