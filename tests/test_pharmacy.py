@@ -700,7 +700,8 @@ def test_a_kit_held_while_assigned_returns_to_its_visit_or_to_stock_both_arms_al
     people = _two_of_each_arm(as_, db)
     kept = {arm: names[0] for arm, names in people.items()}
     swapped = {arm: names[1] for arm, names in people.items()}
-    assigned = {screening: assign(as_, screening).json()["kit_number"] for names in people.values() for screening in names}
+    assigned = {screening: assign(as_, screening).json()["kit_number"]
+                for names in people.values() for screening in names}
     with db.write() as s:
         lot = s.scalars(select(Lot).where(Lot.number == site.asc_lot)).one()
         qid = quarantine.open_manual(s, actor_of(db, "sara"), lot, "blinded_lot", "sterility retest")[0].id
@@ -738,7 +739,7 @@ def test_the_late_administrations_deviation_names_its_kit_and_visit_and_not_the_
         assert late.status_code == 422
     with db.read() as s:
         found = {}
-        for arm, screening in by_arm.items():
+        for arm in by_arm:
             kit = kit_row(db, numbers[arm])
             (deviation,) = deviations.deviations_of(s, kit_id=kit.id)
             visit = s.get(Visit, deviation.visit_id)

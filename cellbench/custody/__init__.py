@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import scanning
 from .assessment import DECISIONS, assess
-from .events import chain, fetch, key, person, record, relocate, travelling
+from .events import chain, fetch, key, person, recent, record, relocate, travelling
 from .lifecycle import (
     ACTION_LABELS,
     ASSESSORS,
@@ -51,6 +51,9 @@ from .reading import (
     qa_signature,
     reading_count,
     shipments,
+    site_codes,
+    study_codes,
+    user_names,
 )
 from .receipt import ReceiptScan, complete_receipt, receipt_scan
 from .scanning import GroupCommit, Verdict, kit_number_of, scan

@@ -103,3 +103,12 @@ def travelling(kit: Kit) -> bool:
     state = KitState(kit.state)
     return state is KitState.in_transit or (state is KitState.quarantined
                                              and kit.state_before_quarantine == KitState.in_transit.value)
+
+
+def recent(session: Session, user_id: int | None, action: str, limit: int) -> list[tuple[CustodyEvent, str]]:
+    """A person's latest custody events of one kind, with each kit's number, newest first (the scan
+    station's and the returns page's own recent list)."""
+    rows = session.execute(select(CustodyEvent, col(Kit.number)).join(Kit, col(Kit.id) == col(CustodyEvent.kit_id))
+                           .where(col(CustodyEvent.by_user) == user_id, col(CustodyEvent.action) == action)
+                           .order_by(col(CustodyEvent.id).desc()).limit(limit))
+    return [(event, number) for event, number in rows]

@@ -2,6 +2,7 @@
 and the content QA's signed assessment covers."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from sqlmodel import Session, col
 
 from .. import kits, signatures
 from ..errors import InvalidInput, NotFound
-from ..models import BlindedLot, Kit, KitState, LoggerReading, Shipment, ShipmentKit, Signature, Site, Study
+from ..models import BlindedLot, Kit, KitState, LoggerReading, Shipment, ShipmentKit, Signature, Site, Study, User
 from .events import fetch, key
 from .lifecycle import OPEN, STATE_LABELS
 
@@ -40,13 +41,34 @@ def shipments(session: Session, *, state: str | None = None, site: Site | None =
     return list(session.scalars(query.order_by(col(Shipment.id).desc())))
 
 
+def study_codes(session: Session) -> dict[int, str]:
+    """study id -> code, for lists of shipments."""
+    return {ident: code for ident, code in session.execute(select(col(Study.id), col(Study.code))) if ident is not None}
+
+
+def site_codes(session: Session) -> dict[int, str]:
+    """site id -> code, for lists of shipments."""
+    return {ident: code for ident, code in session.execute(select(col(Site.id), col(Site.code))) if ident is not None}
+
+
+def user_names(session: Session, *ids: int | None) -> dict[int | None, str]:
+    """user id -> full name, for who created, dispatched and received a shipment (looked up by
+    references that may be empty: .get(None) is None)."""
+    wanted = [i for i in ids if i]
+    if not wanted:
+        return {}
+    rows = session.execute(select(col(User.id), col(User.full_name)).where(col(User.id).in_(wanted)))
+    return {ident: name for ident, name in rows if ident is not None}
+
+
 def counts_by_state(session: Session) -> dict[str, int]:
     found = dict(session.execute(select(col(Shipment.state), func.count()).group_by(col(Shipment.state))).all())
     return {state: found.get(state, 0) for state in STATE_LABELS}
 
 
-def kit_counts(session: Session, shipment_ids: list[int]) -> dict[int, tuple[int, int]]:
+def kit_counts(session: Session, shipment_ids: Iterable[int | None]) -> dict[int, tuple[int, int]]:
     """shipment id -> (kits, kits scanned at receipt)."""
+    shipment_ids = [i for i in shipment_ids if i is not None]
     if not shipment_ids:
         return {}
     rows = session.execute(select(col(ShipmentKit.shipment_id), func.count(), func.count(col(ShipmentKit.received_at)))

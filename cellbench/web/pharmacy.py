@@ -12,15 +12,14 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import audit, clock, pharmacy, studies
+from .. import audit, clock, custody, pharmacy, studies
 from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
-from ..models import CustodyEvent, Kit, Role, Site
+from ..models import Kit, Role, Site
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -301,7 +300,7 @@ def start_preparation(request: Request, viewer: Viewer = Depends(form_by(*prepar
     try:
         with db.write() as session:
             ctx = pharmacy.start_preparation(session, viewer.actor, code, request.app.state.settings.secret_key)
-            text = f"Kit {ctx.kit.number}: the clock is running. Use by {_local(request, ctx.visit.use_by)}."
+            text = f"Kit {ctx.held_kit.number}: the clock is running. Use by {_local(request, ctx.visit.use_by)}."
     except DomainError as error:
         with db.read() as session:
             return _preparation(request, session, viewer, error, code)
@@ -375,9 +374,7 @@ def not_administered(request: Request, study: str, number: str, treatment: str,
 
 def _returns(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
              form: dict | None = None):
-    recent = list(session.execute(select(CustodyEvent, Kit.number).join(Kit, Kit.id == CustodyEvent.kit_id)
-                                  .where(CustodyEvent.action == "returned", CustodyEvent.by_user == viewer.user.id)
-                                  .order_by(CustodyEvent.id.desc()).limit(10)).all())
+    recent = custody.recent(session, viewer.user.id, "returned", 10)
     return render(request, "pharmacy/returns.html", status_code=error.status if error else 200, error=error,
                   form=form or {}, recent=recent)
 
