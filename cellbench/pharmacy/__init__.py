@@ -57,6 +57,7 @@ from .reading import (
     VisitView,
     awaiting_dispensing,
     due_today,
+    enrolment_sites,
     minutes_left,
     participant_by_ref,
     participants,

@@ -44,6 +44,12 @@ def visit_by_ref(session: Session, study_code: str, screening_number: str, treat
     return visit
 
 
+def enrolment_sites(session: Session) -> list[tuple[str, str, str]]:
+    """(study, site code, site name) of every study's sites: where a participant may be enrolled."""
+    return [(study.code, site.code, site.name) for study in studies.all_studies(session)
+            for site, _link in studies.sites_of(session, study)]
+
+
 def participants(session: Session, study: Study | None = None) -> list[tuple[Participant, Study, Site]]:
     query = (select(Participant, Study, Site).join(Study, col(Study.id) == col(Participant.study_id))
              .join(Site, col(Site.id) == col(Participant.site_id)))

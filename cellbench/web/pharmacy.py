@@ -19,7 +19,7 @@ from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
-from ..models import Kit, Role, Site
+from ..models import Role, Site
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -74,12 +74,6 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
 # --- participants --------------------------------------------------------------------------------
 
 
-def _sites(session: Session) -> list[tuple[str, str, str]]:
-    """(study, site code, site name) for the enrolment form."""
-    return [(study.code, site.code, site.name) for study in studies.all_studies(session)
-            for site, _link in studies.sites_of(session, study)]
-
-
 def _participants(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
                   form: dict | None = None):
     q = request.query_params
@@ -98,8 +92,9 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                      "next_label": pharmacy.visit_label(upcoming) if upcoming else None,
                      "url": participant_url(study_row.code, participant.screening_number)})
     return render(request, "pharmacy/participants.html", status_code=error.status if error else 200, rows=rows,
-                  studies=studies.all_studies(session), study=study_code, due=due, sites=_sites(session),
-                  can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error, form=form or {"study": study_code})
+                  studies=studies.all_studies(session), study=study_code, due=due,
+                  sites=pharmacy.enrolment_sites(session), can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
+                  form=form or {"study": study_code})
 
 
 @router.get("/participants")
@@ -133,7 +128,7 @@ def _participant(request: Request, session: Session, viewer: Viewer, study: str,
     for v in views:
         history += audit.history(session, viewer.actor, "visit", v.ref)
     history.sort(key=lambda e: e.seq)
-    site = session.get(Site, participant.site_id)
+    site = custody.fetch(session, Site, participant.site_id, "site")
     return render(request, "pharmacy/participant.html", status_code=error.status if error else 200, p=participant,
                   study=study_row, site=site, number=pharmacy.participant_number(participant), visits=views,
                   url=participant_url(study_row.code, participant.screening_number), visit_url=visit_url,
@@ -248,7 +243,7 @@ def dispense(request: Request, study: str, number: str, treatment: str,
 def replace(request: Request, study: str, number: str, treatment: str,
             viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db), form=Depends(form_data)):
     def work(session, visit):
-        old = session.get(Kit, visit.kit_id).number if visit.kit_id else ""
+        old = kit.number if (kit := pharmacy.context(session, visit).kit) else ""
         new = pharmacy.replace_kit(session, session.merge(viewer.user), form.get("password") or "", visit,
                                    what=form.get("what"), reason=form.get("reason"),
                                    seen_version=_version(form.get("visit_version"), "visit_version"))
