@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlmodel import col
 
 from cellbench import clock, custody, kits, qrpayload, signatures, studies, users
-from cellbench.errors import Conflict
+from cellbench.errors import Conflict, Forbidden, InvalidInput
 from cellbench.models import (
     AuditEvent,
     CustodyEvent,
@@ -23,6 +23,7 @@ from cellbench.models import (
     KitState,
     LoggerReading,
     Meaning,
+    Role,
     Shipment,
     ShipmentKit,
     Signature,
@@ -653,6 +654,40 @@ def test_two_supply_managers_packing_the_same_kit_at_once_pack_it_once(kit_world
     assert sorted(results) in (["Conflict", "packed"], ["InvalidInput", "packed"]), results
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(ShipmentKit)) == 1
+
+
+# --- one table for a shipment's moves ----------------------------------------------------------------------------
+
+
+def test_one_table_says_who_may_move_a_shipment_in_each_state():
+    """The pages and the API offer exactly what custody.MACHINE allows; nothing moves a shipment
+    that is received, rejected or lost."""
+    allowed = {(state.value, role): custody.MACHINE.allowed(state.value, [role])
+               for state in custody.ShipmentState for role in Role}
+    assert {key: actions for key, actions in allowed.items() if actions} == {
+        ("packing", Role.supply_manager): ["pack", "unpack", "dispatch"],
+        ("in_transit", Role.supply_manager): ["report_lost"],
+        ("in_transit", Role.pharmacist): ["scan_receipt", "complete_receipt"],
+        ("quarantined", Role.qa): ["accept", "reject"],
+    }
+    assert {name: custody.MOVES[name].signature for name in ("accept", "reject")} == {
+        "accept": Meaning.released, "reject": Meaning.rejected}, "QA signs its assessment with the table's meaning"
+    assert {name: state for name, (_word, state, _kits, _meaning) in custody.DECISIONS.items()} == {
+        "accept": "received", "reject": "rejected"}
+
+
+def test_a_move_the_table_refuses_is_refused_by_the_service_in_the_actions_words(kit_world, db):
+    with db.write() as s:
+        shipment = custody.create(s, actor_of(db, "sara"), STUDY, SITE)
+        with pytest.raises(InvalidInput) as not_yet:
+            custody.complete_receipt(s, actor_of(db, "frida"), shipment, seal_intact=True,
+                                     logger=custody.LoggerRecord("missing"))
+        with pytest.raises(Forbidden) as not_hers:
+            custody.dispatch(s, actor_of(db, "frida"), shipment, shipper_id="DS-07", seal_number="S-1",
+                             logger_id="L-1")
+    assert not_yet.value.message == (f"Shipment {shipment.number} is being packed: you cannot complete a receipt "
+                                     "now.")
+    assert not_hers.value.message == "Only the supply manager may dispatch a shipment."
 
 
 # --- the wall around the sealed compartment ---------------------------------------------------------------------

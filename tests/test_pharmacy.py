@@ -26,6 +26,7 @@ from cellbench.models import (
     Kit,
     KitState,
     Notification,
+    Role,
     SealedList,
     Site,
     Visit,
@@ -612,6 +613,29 @@ def test_returns_page_takes_a_scan_and_a_condition(site, as_, db):
     assert refused.status_code == 422
     assert frida.submit("/returns", {"code": payload(number), "condition": "outer box dented"}).status_code == 303
     assert number in frida.get("/returns").text and kit_row(db, number).state == KitState.returned
+
+
+# --- one table for a visit's moves ----------------------------------------------------------------------
+
+
+def test_one_table_says_who_may_act_on_a_visit_in_each_state():
+    """The visit page offers exactly what pharmacy.MACHINE allows each role; a closed visit offers
+    nothing to anyone."""
+    allowed = {(state.value, role): pharmacy.MACHINE.allowed(Visit(state=state.value), [role])
+               for state in pharmacy.VisitState for role in Role}
+    assert {key: actions for key, actions in allowed.items() if actions} == {
+        ("planned", Role.pharmacist): ["assign"],
+        ("kit_assigned", Role.pharmacist): ["dispense", "replace", "unallocate"],
+        ("dispensed", Role.pharmacist): ["replace"],
+        ("dispensed", Role.preparer): ["prepare"],
+        ("in_preparation", Role.preparer): ["not_administered"],
+        ("in_preparation", Role.investigator): ["administer", "not_administered"],
+        ("administering", Role.preparer): ["not_administered"],
+        ("administering", Role.investigator): ["administer", "not_administered"],
+    }
+    guarded = {name: [pharmacy.GUARD_FIELDS[rule] for rule in move.guards]
+               for name, move in pharmacy.VISIT_MOVES.items() if move.guards}
+    assert guarded == {"assign": ["window", "treatment"], "dispense": ["window"]}
 
 
 # --- the wall around the sealed compartment -----------------------------------------------------------

@@ -33,6 +33,7 @@ from .lifecycle import (
     ADMINISTRATORS,
     ENROLLERS,
     FINAL,
+    GUARD_FIELDS,
     MACHINE,
     OPEN,
     PHARMACY,
