@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, or_, select, update
-from sqlmodel import Session
+from sqlalchemy import CursorResult, func, or_, select, update
+from sqlmodel import Session, col
 
 from . import audit, pharmacy, sealed, signatures, studies, users
 from .audit import Actor
 from .clock import utcnow
+from .custody import fetch, key
 from .errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from .models import (
     AuditEvent,
@@ -81,8 +83,8 @@ def participant_by_number(session: Session, study: Study, number: str | None, *,
     if not text:
         raise InvalidInput("Give the participant's randomisation number.", field=field)
     found = session.scalars(select(Participant).where(
-        Participant.study_id == study.id,
-        or_(Participant.randomisation_number == text, Participant.screening_number == text))).first()
+        col(Participant.study_id) == study.id,
+        or_(col(Participant.randomisation_number) == text, col(Participant.screening_number) == text))).first()
     if found is None:
         raise NotFound(f"No participant {text} in {study.code}.", field=field)
     return found
@@ -94,14 +96,14 @@ def participant_by_number(session: Session, study: Study, number: str | None, *,
 def kits_of_participant(session: Session, participant: Participant) -> list[Kit]:
     """Every kit assigned to the participant's visits, replaced ones included (same arm)."""
     ids: set[int] = set()
-    for kit_id, replaced in session.execute(select(Visit.kit_id, Visit.replaced_kit_ids)
-                                            .where(Visit.participant_id == participant.id)):
+    for kit_id, replaced in session.execute(select(col(Visit.kit_id), col(Visit.replaced_kit_ids))
+                                            .where(col(Visit.participant_id) == participant.id)):
         if kit_id:
             ids.add(kit_id)
         ids.update(_replaced_ids(replaced))
     if not ids:
         return []
-    return list(session.scalars(select(Kit).where(Kit.id.in_(ids)).order_by(Kit.number)))
+    return list(session.scalars(select(Kit).where(col(Kit.id).in_(ids)).order_by(col(Kit.number))))
 
 
 def _replaced_ids(text: str | None) -> set[int]:
@@ -124,31 +126,34 @@ def inferable(session: Session, participant: Participant) -> list[dict]:
         return []
     own_ids = [kit.id for kit in own]
     lot_ids = {kit.blinded_lot_id for kit in own if kit.blinded_lot_id}
-    shipments = dict(session.execute(select(Shipment.id, Shipment.number).join(ShipmentKit, ShipmentKit.shipment_id == Shipment.id)
-                                     .where(ShipmentKit.kit_id.in_(own_ids))).all())
-    lot_codes = dict(session.execute(select(BlindedLot.id, BlindedLot.code).where(BlindedLot.id.in_(lot_ids))).all()) \
-        if lot_ids else {}
-    shared_shipment_kits = select(ShipmentKit.kit_id).where(ShipmentKit.shipment_id.in_(list(shipments)))
+    shipments: dict[int | None, str] = dict(session.execute(
+        select(col(Shipment.id), col(Shipment.number))
+        .join(ShipmentKit, col(ShipmentKit.shipment_id) == col(Shipment.id))
+        .where(col(ShipmentKit.kit_id).in_(own_ids))).all())
+    lot_codes: dict[int | None, str] = dict(session.execute(
+        select(col(BlindedLot.id), col(BlindedLot.code)).where(col(BlindedLot.id).in_(lot_ids))).all())
+    shared_shipment_kits = select(col(ShipmentKit.kit_id)).where(col(ShipmentKit.shipment_id).in_(list(shipments)))
     rows = session.execute(
-        select(Participant.randomisation_number, Participant.screening_number, Site.code, Kit.id, Kit.number,
-               Kit.blinded_lot_id)
-        .join(Visit, Visit.participant_id == Participant.id).join(Kit, Kit.id == Visit.kit_id)
-        .join(Site, Site.id == Participant.site_id)
-        .where(Participant.study_id == participant.study_id, Participant.id != participant.id,
-               or_(Kit.blinded_lot_id.in_(lot_ids), Kit.id.in_(shared_shipment_kits)))).all()
+        select(col(Participant.randomisation_number), col(Participant.screening_number), col(Site.code), col(Kit.id),
+               col(Kit.number), col(Kit.blinded_lot_id))
+        .join(Visit, col(Visit.participant_id) == col(Participant.id)).join(Kit, col(Kit.id) == col(Visit.kit_id))
+        .join(Site, col(Site.id) == col(Participant.site_id))
+        .where(col(Participant.study_id) == participant.study_id, col(Participant.id) != participant.id,
+               or_(col(Kit.blinded_lot_id).in_(lot_ids), col(Kit.id).in_(shared_shipment_kits)))).all()
     kit_shipments: dict[int, list[str]] = {}
     if rows and shipments:
-        for kit_id, shipment_id in session.execute(select(ShipmentKit.kit_id, ShipmentKit.shipment_id).where(
-                ShipmentKit.kit_id.in_([r[3] for r in rows]), ShipmentKit.shipment_id.in_(list(shipments)))):
+        for kit_id, shipment_id in session.execute(select(col(ShipmentKit.kit_id), col(ShipmentKit.shipment_id)).where(
+                col(ShipmentKit.kit_id).in_([r[3] for r in rows]), col(ShipmentKit.shipment_id).in_(list(shipments)))):
             kit_shipments.setdefault(kit_id, []).append(shipments[shipment_id])
     found: dict[str, dict] = {}
     for rand, screening, site, kit_id, kit_number, lot_id in rows:
         entry = found.setdefault(rand or screening, {"participant": rand or screening, "site": site, "why": []})
         if lot_id in lot_codes:
-            entry["why"].append(f"kit {kit_number} is from blinded lot {lot_codes[lot_id]}, as is a kit of this participant")
+            entry["why"].append(f"kit {kit_number} is from blinded lot {lot_codes[lot_id]}, as is a kit of this "
+                                "participant")
         for number in sorted(kit_shipments.get(kit_id, [])):
             entry["why"].append(f"kit {kit_number} travelled in shipment {number}, with a kit of this participant")
-    return [found[key] for key in sorted(found)]
+    return [found[name] for name in sorted(found)]
 
 
 # --- the unblinding ------------------------------------------------------------------------------
@@ -159,8 +164,8 @@ def _content(session: Session, unblinding_id: str) -> dict:
     row = session.get(Unblinding, int(unblinding_id))
     if row is None:
         raise NotFound("No such unblinding.")
-    participant = session.get(Participant, row.participant_id)
-    study = session.get(Study, participant.study_id)
+    participant = fetch(session, Participant, row.participant_id, "participant")
+    study = fetch(session, Study, participant.study_id, "study")
     # The arm is not part of what is signed: the signature is readable where the arm is not.
     return {"study": study.code, "participant": participant.randomisation_number, "reason_code": row.reason_code,
             "reason": row.reason, "by_user": row.by_user, "at": row.at, "inferable": row.inferable}
@@ -180,14 +185,14 @@ class Unblinded:
     signature: Signature
 
 
-def _refused_attempt(original, user_id: int, key: str, code: str, reason: str):
+def _refused_attempt(original, user_id: int, trail: str, code: str, reason: str):
     """A wrong password: the account's failure count (as for any signing), and the attempt itself
     on the participant's trail, so nobody can try unblindings without a trace."""
 
     def record(session: Session) -> None:
         original(session)
-        user = session.get(User, user_id)
-        audit.record(session, users.actor(session, user), "emergency unblinding refused", "participant", key,
+        user = fetch(session, User, user_id, "user")
+        audit.record(session, users.actor(session, user), "emergency unblinding refused", "participant", trail,
                      reason=f"wrong password; requested for: {reason_label(code)}: {reason}")
 
     return record
@@ -205,10 +210,10 @@ def unblind(session: Session, user: User, password: str | None, study: Study, pa
     if code not in REASON_CODES:
         raise InvalidInput(f"Choose a coded reason: {', '.join(REASON_CODES)}.", field="reason_code")
     reason = audit.require_reason(reason)
-    key = participant_key(study, participant)
+    trail = participant_key(study, participant)
     now = utcnow()
     others = inferable(session, participant)
-    row = Unblinding(participant_id=participant.id, reason_code=code, reason=reason, by_user=user.id, at=now,
+    row = Unblinding(participant_id=key(participant), reason_code=code, reason=reason, by_user=key(user), at=now,
                      inferable=json.dumps(others, ensure_ascii=False, sort_keys=True))
     session.add(row)
     session.flush()
@@ -218,17 +223,19 @@ def unblind(session: Session, user: User, password: str | None, study: Study, pa
                                     reason=why, visibility=Visibility.unblinded)
     except AuthenticationFailed as failed:
         raise AuthenticationFailed(failed.message, failed.field,
-                                   _refused_attempt(failed.record, user.id, key, code, reason)) from None
+                                   _refused_attempt(failed.record, key(user), trail, code, reason)) from None
     row.signature_id = signature.id
     arm = sealed.unblind_participant(session, actor, study, participant.randomisation_number)
     before = participant.unblinded_at
     if before is None:
         participant.unblinded_at = now
     session.flush()
-    count = session.scalar(select(func.count()).select_from(Unblinding).where(Unblinding.participant_id == participant.id))
-    audit.record(session, actor, "emergency unblinding", "participant", key, field="unblinded_at", old=before,
-                 new=participant.unblinded_at, reason=why if count == 1 else f"{why} (unblinding {count} of this participant)")
-    audit.record(session, actor, "arm revealed", "participant", key, field="arm", new=arm, reason=why,
+    count = session.scalar(select(func.count()).select_from(Unblinding)
+                           .where(col(Unblinding.participant_id) == participant.id)) or 0
+    audit.record(session, actor, "emergency unblinding", "participant", trail, field="unblinded_at", old=before,
+                 new=participant.unblinded_at,
+                 reason=why if count == 1 else f"{why} (unblinding {count} of this participant)")
+    audit.record(session, actor, "arm revealed", "participant", trail, field="arm", new=arm, reason=why,
                  visibility=Visibility.unblinded)
     notification = _notify(session, actor, user, study, participant, row, arm, others, count)
     return Unblinded(row, participant, study, arm, arm_name(study, arm), others, notification, signature)
@@ -256,7 +263,8 @@ def _notify(session: Session, actor: Actor, user: User, study: Study, participan
         lines.append(f"This is unblinding {count} of this participant.")
     lines += ["", "Other participants whose arm could now be inferred:"]
     lines += [f"- {o['participant']} ({o['site']}): {'; '.join(o['why'])}" for o in others] or ["- none"]
-    lines += ["", "CONFIDENTIAL: this message reveals a treatment allocation. Do not forward it to blinded trial staff."]
+    lines += ["", "CONFIDENTIAL: this message reveals a treatment allocation. Do not forward it to blinded trial "
+                  "staff."]
     note = Notification(kind=NOTIFICATION_KIND, to_address=study.emergency_email, subject=subject,
                         body="\n".join(lines), created_at=row.at)
     session.add(note)
@@ -295,9 +303,10 @@ class Record:
 
 
 def _records(session: Session, query) -> list[Record]:
-    rows = session.execute(query.order_by(Unblinding.at.desc(), Unblinding.id.desc())).all()
+    rows = session.execute(query.order_by(col(Unblinding.at).desc(), col(Unblinding.id).desc())).all()
     sig_ids = [u.signature_id for u, *_ in rows if u.signature_id]
-    sigs = {s.id: s for s in session.scalars(select(Signature).where(Signature.id.in_(sig_ids)))} if sig_ids else {}
+    sigs = ({s.id: s for s in session.scalars(select(Signature).where(col(Signature.id).in_(sig_ids)))}
+            if sig_ids else {})
     return [Record(u.id, study_code, p.randomisation_number, p.screening_number, site_code, u.reason_code,
                    reason_label(u.reason_code), u.reason, name, u.at, sigs.get(u.signature_id),
                    json.loads(u.inferable) if u.inferable else [])
@@ -305,21 +314,22 @@ def _records(session: Session, query) -> list[Record]:
 
 
 def _base():
-    return (select(Unblinding, Participant, Study.code, Site.code, User.full_name)
-            .join(Participant, Participant.id == Unblinding.participant_id)
-            .join(Study, Study.id == Participant.study_id).join(Site, Site.id == Participant.site_id)
-            .join(User, User.id == Unblinding.by_user))
+    return (select(Unblinding, Participant, col(Study.code), col(Site.code), col(User.full_name))
+            .join(Participant, col(Participant.id) == col(Unblinding.participant_id))
+            .join(Study, col(Study.id) == col(Participant.study_id))
+            .join(Site, col(Site.id) == col(Participant.site_id))
+            .join(User, col(User.id) == col(Unblinding.by_user)))
 
 
 def records(session: Session, study: Study | None = None, limit: int = 200) -> list[Record]:
     query = _base()
     if study is not None:
-        query = query.where(Participant.study_id == study.id)
+        query = query.where(col(Participant.study_id) == study.id)
     return _records(session, query.limit(limit))
 
 
 def records_of(session: Session, participant: Participant) -> list[Record]:
-    return _records(session, _base().where(Unblinding.participant_id == participant.id))
+    return _records(session, _base().where(col(Unblinding.participant_id) == participant.id))
 
 
 # --- the outbox ----------------------------------------------------------------------------------
@@ -330,9 +340,9 @@ def reads_full_outbox(actor: Actor) -> bool:
 
 
 def _own_notification_ids(actor: Actor):
-    return (select(AuditEvent.entity_id).where(AuditEvent.action == "notification queued",
-                                               AuditEvent.entity_type == "notification",
-                                               AuditEvent.user_id == actor.user_id))
+    return (select(col(AuditEvent.entity_id)).where(col(AuditEvent.action) == "notification queued",
+                                               col(AuditEvent.entity_type) == "notification",
+                                               col(AuditEvent.user_id) == actor.user_id))
 
 
 def outbox(session: Session, actor: Actor, *, state: str = "pending", limit: int = 200) -> list[Notification]:
@@ -345,17 +355,18 @@ def outbox(session: Session, actor: Actor, *, state: str = "pending", limit: int
         users.require_role(actor, *OUTBOX_READERS, *UNBLINDERS)
     query = select(Notification)
     if state == "pending":
-        query = query.where(Notification.sent_at.is_(None))
+        query = query.where(col(Notification.sent_at).is_(None))
     elif state == "sent":
-        query = query.where(Notification.sent_at.is_not(None))
+        query = query.where(col(Notification.sent_at).is_not(None))
     if not full:
         own = [int(i) for i in session.scalars(_own_notification_ids(actor)) if i.isdigit()]
-        query = query.where(Notification.id.in_(own))
-    return list(session.scalars(query.order_by(Notification.id.desc()).limit(limit)))
+        query = query.where(col(Notification.id).in_(own))
+    return list(session.scalars(query.order_by(col(Notification.id).desc()).limit(limit)))
 
 
 def pending_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Notification).where(Notification.sent_at.is_(None)))
+    return session.scalar(select(func.count()).select_from(Notification)
+                          .where(col(Notification.sent_at).is_(None))) or 0
 
 
 def mark_sent(session: Session, actor: Actor, notification_id: int | str) -> Notification:
@@ -367,8 +378,9 @@ def mark_sent(session: Session, actor: Actor, notification_id: int | str) -> Not
     if note is None:
         raise NotFound(f"No message {notification_id} in the outbox.", field="notification")
     now = utcnow()
-    changed = session.execute(update(Notification).where(Notification.id == note.id, Notification.sent_at.is_(None))
-                              .values(sent_at=now))
+    changed = cast(CursorResult, session.execute(  # an UPDATE's result counts its rows
+        update(Notification).where(col(Notification.id) == note.id, col(Notification.sent_at).is_(None))
+        .values(sent_at=now)))
     if changed.rowcount != 1:
         raise Conflict(f"Message {note.id} is already marked sent.", field="notification")
     session.refresh(note)

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlmodel import col
 
 from cellbench import clock as cellbench_clock
 from cellbench import custody, qrpayload, signatures
 from cellbench.accountability import destruction
-from cellbench.models import AuditEvent, KitState, Reconciliation
+from cellbench.models import AuditEvent, KitState, Reconciliation, WebSession
 
 from .blinding_support import sealed_tripwire
 from .conftest import PASSWORD, SECRET
@@ -31,14 +32,18 @@ TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    """One clock for every module that writes a time, moved forward as a courier would move it (the
-    web session's clock stays put, so nobody is signed out by the journey)."""
+def clock(monkeypatch, db):
+    """One clock for every module that writes a time, moved forward as a courier would move it. The
+    people at the bench and the site keep working meanwhile, so their page sessions stay in use and
+    nobody is signed out by the journey."""
     shift = [timedelta()]
     monkeypatch.setattr(cellbench_clock, "_source", lambda: cellbench_clock.wall_now() + shift[0])
 
     def advance(**delta) -> None:
         shift[0] += timedelta(**delta)
+        with db.write() as s:
+            s.execute(update(WebSession).where(col(WebSession.ended_at).is_(None))
+                      .values(last_seen_at=cellbench_clock.utcnow()))
 
     return advance
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlmodel import col
 
 from cellbench import clock, kits, pharmacy, qrpayload, sealed, studies, users
 from cellbench.errors import Conflict
@@ -25,9 +26,11 @@ from cellbench.models import (
     Kit,
     KitState,
     Notification,
+    Role,
     SealedList,
     Site,
     Visit,
+    WebSession,
 )
 from cellbench.supply import lists
 
@@ -68,10 +71,18 @@ def site(kit_world, db):
     return kit_world
 
 
-def later(monkeypatch, **delta) -> None:
+def later(monkeypatch, db, **delta) -> None:
     """Move cellbench's clock forward by `delta`."""
     real = clock.wall_now
     monkeypatch.setattr(clock, "_source", lambda: real() + timedelta(**delta))
+    still_signed_in(db)
+
+
+def still_signed_in(db) -> None:
+    """The people at the bench and the site keep working while the clock moves by hours or days, so
+    their page sessions stay in use: the journey moves the product's one clock past the idle limit."""
+    with db.write() as s:
+        s.execute(update(WebSession).where(col(WebSession.ended_at).is_(None)).values(last_seen_at=clock.utcnow()))
 
 
 def visit_url(screening: str, treatment: int = 1) -> str:
@@ -228,7 +239,7 @@ def test_treatment_two_waits_for_treatment_one_and_gets_a_kit_of_the_same_arm(si
     early = assign(as_, screening, 2)
     assert early.status_code == 422 and early.json()["field"] == "window"
     first = treat(as_, screening)
-    later(monkeypatch, days=120)
+    later(monkeypatch, db, days=120)
     second = treat(as_, screening, 2)
     assert second["state"] == "administered" and second["kit_number"] != first["kit_number"]
     with db.write() as s:
@@ -237,9 +248,9 @@ def test_treatment_two_waits_for_treatment_one_and_gets_a_kit_of_the_same_arm(si
     assert arms[ids[0]] == arms[ids[1]]
 
 
-def test_treatment_two_is_refused_while_treatment_one_is_not_administered(site, as_, monkeypatch):
+def test_treatment_two_is_refused_while_treatment_one_is_not_administered(site, as_, db, monkeypatch):
     randomised(as_, "SCR-001")
-    later(monkeypatch, days=120)
+    later(monkeypatch, db, days=120)
     response = assign(as_, "SCR-001", 2)
     assert response.status_code == 422 and response.json()["field"] == "treatment"
     assert "Treatment 1 is not recorded as administered" in response.json()["error"]
@@ -316,13 +327,13 @@ def test_a_quarantined_kit_is_not_assigned(site, as_, db):
 
 def test_dispensing_outside_the_window_is_refused_naming_the_window(site, as_, db, monkeypatch):
     randomised(as_, "SCR-001")
-    later(monkeypatch, days=15)
+    later(monkeypatch, db, days=15)
     response = assign(as_, "SCR-001")
     assert response.status_code == 422 and response.json()["field"] == "window"
     assert "closed on" in response.json()["error"]
     monkeypatch.undo()
     assign(as_, "SCR-001")
-    later(monkeypatch, days=15)
+    later(monkeypatch, db, days=15)
     number = as_("frida").get(visit_url("SCR-001")).json()["kit_number"]
     scanned = as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
     assert scanned.status_code == 422 and scanned.json()["field"] == "window"
@@ -334,7 +345,7 @@ def test_an_administration_after_the_use_window_is_refused_but_the_deviation_and
     number = assign(as_, "SCR-001").json()["kit_number"]
     as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
     as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
-    later(monkeypatch, minutes=61)
+    later(monkeypatch, db, minutes=61)
     response = as_("ida").post(f"{visit_url('SCR-001')}/administrations", json={"gland": "left", "volume_ml": 1})
     assert response.status_code == 422 and response.json()["field"] == "administered_at"
     assert "use window" in response.json()["error"] and "Deviation DEV-" in response.json()["error"]
@@ -360,7 +371,7 @@ def test_one_gland_in_time_and_the_other_too_late_leaves_the_visit_partly_admini
     as_("jonas").post("/api/v1/preparation", json={"code": number})
     assert as_("ida").post(f"{visit_url('SCR-001')}/administrations",
                            json={"gland": "left", "volume_ml": 1}).status_code == 201
-    later(monkeypatch, minutes=75)
+    later(monkeypatch, db, minutes=75)
     assert as_("ida").post(f"{visit_url('SCR-001')}/administrations",
                            json={"gland": "right", "volume_ml": 1}).status_code == 422
     visit = as_("ida").get(visit_url("SCR-001")).json()
@@ -604,11 +615,35 @@ def test_returns_page_takes_a_scan_and_a_condition(site, as_, db):
     assert number in frida.get("/returns").text and kit_row(db, number).state == KitState.returned
 
 
+# --- one table for a visit's moves ----------------------------------------------------------------------
+
+
+def test_one_table_says_who_may_act_on_a_visit_in_each_state():
+    """The visit page offers exactly what pharmacy.MACHINE allows each role; a closed visit offers
+    nothing to anyone."""
+    allowed = {(state.value, role): pharmacy.MACHINE.allowed(Visit(state=state.value), [role])
+               for state in pharmacy.VisitState for role in Role}
+    assert {key: actions for key, actions in allowed.items() if actions} == {
+        ("planned", Role.pharmacist): ["assign"],
+        ("kit_assigned", Role.pharmacist): ["dispense", "replace", "unallocate"],
+        ("dispensed", Role.pharmacist): ["replace"],
+        ("dispensed", Role.preparer): ["prepare"],
+        ("in_preparation", Role.preparer): ["not_administered"],
+        ("in_preparation", Role.investigator): ["administer", "not_administered"],
+        ("administering", Role.preparer): ["not_administered"],
+        ("administering", Role.investigator): ["administer", "not_administered"],
+    }
+    guarded = {name: [pharmacy.GUARD_FIELDS[rule] for rule in move.guards]
+               for name, move in pharmacy.VISIT_MOVES.items() if move.guards}
+    assert guarded == {"assign": ["window", "treatment"], "dispense": ["window"]}
+
+
 # --- the wall around the sealed compartment -----------------------------------------------------------
 
 
 def test_the_site_modules_use_only_the_blind_safe_doors_of_the_sealed_compartment():
-    for path in ("cellbench/pharmacy.py", "cellbench/web/pharmacy.py", "cellbench/api/pharmacy.py"):
+    parts = sorted(str(p.relative_to(ROOT)) for p in Path(ROOT, "cellbench", "pharmacy").glob("*.py"))
+    for path in (*parts, "cellbench/unblinding.py", "cellbench/web/pharmacy.py", "cellbench/api/pharmacy.py"):
         tree = ast.parse(Path(ROOT, path).read_text())
         used = {node.attr for node in ast.walk(tree)
                 if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sealed"}
@@ -689,7 +724,8 @@ def test_a_kit_held_while_assigned_returns_to_its_visit_or_to_stock_both_arms_al
     people = _two_of_each_arm(as_, db)
     kept = {arm: names[0] for arm, names in people.items()}
     swapped = {arm: names[1] for arm, names in people.items()}
-    assigned = {screening: assign(as_, screening).json()["kit_number"] for names in people.values() for screening in names}
+    assigned = {screening: assign(as_, screening).json()["kit_number"]
+                for names in people.values() for screening in names}
     with db.write() as s:
         lot = s.scalars(select(Lot).where(Lot.number == site.asc_lot)).one()
         qid = quarantine.open_manual(s, actor_of(db, "sara"), lot, "blinded_lot", "sterility retest")[0].id
@@ -721,13 +757,13 @@ def test_the_late_administrations_deviation_names_its_kit_and_visit_and_not_the_
         numbers[arm] = assign(as_, screening).json()["kit_number"]
         as_("frida").post(f"{visit_url(screening)}/dispense", json={"code": payload(numbers[arm])})
         as_("jonas").post("/api/v1/preparation", json={"code": payload(numbers[arm])})
-    later(monkeypatch, minutes=61)
+    later(monkeypatch, db, minutes=61)
     for screening in by_arm.values():
         late = as_("ida").post(f"{visit_url(screening)}/administrations", json={"gland": "left", "volume_ml": 1})
         assert late.status_code == 422
     with db.read() as s:
         found = {}
-        for arm, screening in by_arm.items():
+        for arm in by_arm:
             kit = kit_row(db, numbers[arm])
             (deviation,) = deviations.deviations_of(s, kit_id=kit.id)
             visit = s.get(Visit, deviation.visit_id)

@@ -30,7 +30,8 @@ def test_concurrent_scans_are_each_recorded_once_and_a_refused_one_leaves_nothin
     token = _token(db, "frida")
     groups: list[int] = []
     write = scanning.GroupCommit._write
-    monkeypatch.setattr(scanning.GroupCommit, "_write", lambda self, group: groups.append(len(group)) or write(self, group))
+    monkeypatch.setattr(scanning.GroupCommit, "_write",
+                        lambda self, group: groups.append(len(group)) or write(self, group))
     numbers = (kit_world.active + kit_world.placebo)[:6]
     codes = [qrpayload.make_payload(n, SECRET) for n in numbers for _ in range(4)]
     forged = qrpayload.make_payload(numbers[0], "a-key-that-cellbench-never-issued-0123456789")

@@ -101,7 +101,8 @@ def test_a_wrong_password_reveals_nothing_and_the_attempt_is_audited(db, trial, 
     with db.read() as s:
         assert s.scalars(select(Unblinding)).all() == []
         assert s.scalars(select(Notification)).all() == []
-        assert s.scalars(select(Participant).where(Participant.randomisation_number == trial.a)).one().unblinded_at is None
+        participant = s.scalars(select(Participant).where(Participant.randomisation_number == trial.a)).one()
+        assert participant.unblinded_at is None
         refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "emergency unblinding refused")).all()
         assert [(e.entity_id, e.user_name) for e in refused] == [(f"{STUDY}/S-001", "Ida Investigator")] * 2
         assert "Serious adverse event" in refused[0].reason and "wrong password" in refused[0].reason
@@ -175,8 +176,10 @@ def test_inferable_lists_the_participants_who_shared_a_blinded_lot_or_a_shipment
     body = _api(as_("ida"), a).json()
     found = {o["participant"]: o["why"] for o in body["inferable"]}
     assert set(found) == {b, d}, "e shares neither a blinded lot nor a shipment with a"
-    assert found[b] == [f"kit {world.first_placebo[0]} is from blinded lot {world.first_lot}, as is a kit of this participant"]
-    assert found[d] == [f"kit {world.second_active[0]} travelled in shipment SH-2026-0001, with a kit of this participant"]
+    assert found[b] == [f"kit {world.first_placebo[0]} is from blinded lot {world.first_lot}, as is a kit of this "
+                        "participant"]
+    assert found[d] == [f"kit {world.second_active[0]} travelled in shipment SH-2026-0001, with a kit of this "
+                        "participant"]
     with db.read() as s:
         assert b in s.scalars(select(Unblinding)).one().inferable
         assert f"- {d} (RH-ENT)" in s.scalars(select(Notification)).one().body
@@ -192,7 +195,8 @@ def test_a_second_unblinding_of_the_same_participant_is_recorded_again(db, trial
     with db.read() as s:
         assert len(s.scalars(select(Unblinding)).all()) == 2
         assert len(s.scalars(select(Notification)).all()) == 2
-        assert s.scalars(select(Participant).where(Participant.randomisation_number == trial.a)).one().unblinded_at == first_at
+        participant = s.scalars(select(Participant).where(Participant.randomisation_number == trial.a)).one()
+        assert participant.unblinded_at == first_at
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "emergency unblinding")).all()
     assert "unblinding 2 of this participant" in events[-1].reason
     records = as_("mette").get(f"/api/v1/unblindings?study={STUDY}&participant={trial.a}").json()
@@ -225,7 +229,8 @@ def test_the_outbox_is_read_in_full_by_unblinded_roles_and_marked_sent_by_the_ma
     twice = sara.post(f"/api/v1/outbox/{pending[0]['id']}/sent")
     assert twice.status_code == 409
     with db.read() as s:
-        assert s.scalars(select(AuditEvent).where(AuditEvent.action == "notification sent")).one().user_name == "Sara Supply"
+        sent = s.scalars(select(AuditEvent).where(AuditEvent.action == "notification sent")).one()
+        assert sent.user_name == "Sara Supply"
 
 
 def test_the_page_form_marks_a_message_sent(db, trial, as_):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import kits, pharmacy, studies
+from .. import custody, kits, pharmacy, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Participant, Site, Study
@@ -77,7 +77,8 @@ def visit_out(view: pharmacy.VisitView) -> VisitOut:
 
 
 def participant_out(session: Session, viewer: Viewer, participant: Participant) -> ParticipantOut:
-    study, site = session.get(Study, participant.study_id), session.get(Site, participant.site_id)
+    study = custody.fetch(session, Study, participant.study_id, "study")
+    site = custody.fetch(session, Site, participant.site_id, "site")
     return ParticipantOut(
         study=study.code, site=site.code, screening_number=participant.screening_number,
         randomisation_number=participant.randomisation_number, enrolled_at=participant.enrolled_at,

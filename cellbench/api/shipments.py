@@ -11,14 +11,13 @@ from datetime import date, datetime
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import custody, kits, users
 from ..db import Database
 from ..deps import Viewer, _bearer, current_viewer, get_db, read_session, require
 from ..errors import NotAuthenticated
-from ..models import Meaning, Shipment, Site, StorageLocation, Study, User
+from ..models import Meaning, Shipment, Site, StorageLocation, Study
 
 router = APIRouter(prefix="/api/v1", tags=["shipments"])
 readers = require(*custody.READERS)
@@ -95,9 +94,9 @@ class ShipmentSummaryOut(BaseModel):
 
 
 def shipment_out(session: Session, shipment: Shipment, viewer: Viewer) -> ShipmentOut:
-    names = dict(session.execute(select(User.id, User.full_name).where(User.id.in_(
-        [i for i in (shipment.created_by, shipment.dispatched_by, shipment.received_by) if i]))).all())
-    study, site = session.get(Study, shipment.study_id), session.get(Site, shipment.site_id)
+    names = custody.user_names(session, shipment.created_by, shipment.dispatched_by, shipment.received_by)
+    study = custody.fetch(session, Study, shipment.study_id, "study")
+    site = custody.fetch(session, Site, shipment.site_id, "site")
     lines = custody.manifest(session, shipment)
     sig = custody.qa_signature(session, shipment)
     return ShipmentOut(
@@ -218,9 +217,9 @@ async def receipt_scan(number: str, body: CodeIn, request: Request, db: Database
     or refused (nothing recorded). Inline, like POST /api/v1/scan (see api/scan.py for why)."""
     secret, token = request.app.state.settings.secret_key, _bearer(request)
     if token is None:  # a signed-in page session: the ordinary (slower) way
-        actor = current_viewer(request, db, request.app.state.settings).actor
+        signed_in = current_viewer(request, db, request.app.state.settings).actor
         with db.write_connection() as conn:
-            return custody.receipt_scan(conn, actor, number, body.code, secret).as_json()
+            return custody.receipt_scan(conn, signed_in, number, body.code, secret).as_json()
     with db.write_connection() as conn:
         actor = users.actor_for_token(conn, token)
         if actor is None:
@@ -234,11 +233,10 @@ def list_shipments(state: str | None = None, site: str | None = None, viewer: Vi
     where = custody.site_by_code(session, site) if site else None
     rows = custody.shipments(session, state=state, site=where)
     counts = custody.kit_counts(session, [r.id for r in rows])
-    studies = dict(session.execute(select(Study.id, Study.code)).all())
-    sites = dict(session.execute(select(Site.id, Site.code)).all())
+    studies, sites = custody.study_codes(session), custody.site_codes(session)
     return [ShipmentSummaryOut(number=r.number, study=studies[r.study_id], site=sites[r.site_id], state=r.state,
-                               state_label=custody.state_label(r.state), kits=counts.get(r.id, (0, 0))[0],
-                               scanned=counts.get(r.id, (0, 0))[1], dispatched_at=_seconds(r.dispatched_at),
+                               state_label=custody.state_label(r.state), kits=counts.get(custody.key(r), (0, 0))[0],
+                               scanned=counts.get(custody.key(r), (0, 0))[1], dispatched_at=_seconds(r.dispatched_at),
                                received_at=_seconds(r.received_at)) for r in rows]
 
 

@@ -76,7 +76,8 @@ class NotificationOut(BaseModel):
 
 
 def _sig(sig) -> SignatureOut:
-    return SignatureOut(signer_name=sig.signer_name, at=sig.at, meaning=Meaning(sig.meaning), content_hash=sig.content_hash)
+    return SignatureOut(signer_name=sig.signer_name, at=sig.at, meaning=Meaning(sig.meaning),
+                        content_hash=sig.content_hash)
 
 
 @router.post("/unblindings", response_model=UnblindedOut, status_code=201)
@@ -111,7 +112,8 @@ def _note(n: Notification, full: bool) -> NotificationOut:
 
 
 @router.get("/outbox", response_model=list[NotificationOut])
-def outbox(state: str = "pending", viewer: Viewer = Depends(require(*unblinding.OUTBOX_READERS, *unblinding.UNBLINDERS)),
+def outbox(state: str = "pending",
+           viewer: Viewer = Depends(require(*unblinding.OUTBOX_READERS, *unblinding.UNBLINDERS)),
            session: Session = Depends(read_session)):
     """Messages for the mail transport: `pending` (default), `sent` or `all`."""
     full = unblinding.reads_full_outbox(viewer.actor)

@@ -1,78 +1,89 @@
-"""Custody: storage, shipments packed, dispatched and received by scanning, QA's assessment of a
-failed receipt (`transport`), and the scan station (`scanning`)."""
+"""Custody: the chain of custody of every kit (`events`), storage locations (`storage`), and
+shipments from the cell bench to a site pharmacy, moved by one transition table
+(`lifecycle.MACHINE`): packed and dispatched (`packing`), received by scanning and checked
+(`receipt`, `temperature`), held for QA's signed assessment (`assessment`), lost or damaged
+(`losses`), and read (`reading`). The scan station is `scanning`.
+
+Nothing here knows an arm: shipments and receipts treat active and placebo kits alike, and a
+failed receipt check holds the whole shipment, both arms, never a chosen part of it. This package
+never imports the sealed compartment or anything built on it (blinded pharmacists and monitors
+read every shipment page).
+"""
 
 from __future__ import annotations
 
 from . import scanning
-from .scanning import GroupCommit, Verdict, kit_number_of, scan
-from .transport import (
-    ALARM_LIMIT_C,
+from .assessment import DECISIONS, assess
+from .events import chain, fetch, key, person, recent, record, relocate, travelling
+from .lifecycle import (
+    ACTION_LABELS,
     ASSESSORS,
-    CELL_BENCH,
     DAMAGE_REPORTERS,
-    DECISIONS,
     IN_TRANSIT,
     KEEPERS,
-    LOCATION_KINDS,
-    LOGGER_SOURCES,
     LOST,
-    MAX_LOGGER_LINES,
+    MACHINE,
     MOVES,
     OPEN,
     PACKING,
-    PLAUSIBLE_C,
     QUARANTINED,
     READERS,
-    RECEIPT_CHECKS,
     RECEIVED,
     RECEIVERS,
     REJECTED,
     SHIPPERS,
     STATE_LABELS,
-    STORABLE_AT_BENCH,
-    STORABLE_AT_SITE,
-    VALIDATED_HOLD,
-    LoggerRecord,
-    ManifestLine,
-    ReceiptScan,
-    Step,
-    add_location,
+    ShipmentState,
     allowed_actions,
-    assess,
+    state_label,
+)
+from .losses import report_damaged, report_lost
+from .packing import create, dispatch, kit_may_be_packed, pack, unpack
+from .reading import (
+    ManifestLine,
     by_number,
-    chain,
-    complete_receipt,
     counts_by_state,
-    create,
-    dispatch,
     kit_counts,
-    kit_may_be_packed,
     kits_of,
-    location_by_code,
-    locations,
-    logger_record,
     manifest,
-    no_temperature_record,
-    pack,
-    parse_logger_csv,
-    place_name,
     problems_of,
     progress,
     qa_signature,
     reading_count,
-    receipt_scan,
-    record,
-    report_damaged,
-    report_lost,
-    seal_broken,
     shipments,
+    site_codes,
+    study_codes,
+    user_names,
+)
+from .receipt import ReceiptScan, complete_receipt, receipt_scan
+from .scanning import GroupCommit, Verdict, kit_number_of, scan
+from .storage import (
+    CELL_BENCH,
+    LOCATION_KINDS,
+    STORABLE_AT_BENCH,
+    STORABLE_AT_SITE,
+    add_location,
+    location_by_code,
+    locations,
+    place_name,
     site_by_code,
     site_pharmacy,
-    state_label,
     store,
     stored_counts,
+)
+from .temperature import (
+    ALARM_LIMIT_C,
+    LOGGER_SOURCES,
+    MAX_LOGGER_LINES,
+    PLAUSIBLE_C,
+    RECEIPT_CHECKS,
+    VALIDATED_HOLD,
+    LoggerRecord,
+    logger_record,
+    no_temperature_record,
+    parse_logger_csv,
+    seal_broken,
     temperature_excursion,
     transit_beyond_hold_time,
-    travelling,
-    unpack,
 )
+

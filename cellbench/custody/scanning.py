@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 
 from sqlalchemy import Connection, bindparam, select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, qrpayload, users
 from ..audit import Actor
@@ -24,8 +24,10 @@ from ..identifiers import parse_kit_number
 from ..kits import READERS, kit_number_refusal, state_label
 from ..models import BlindedLot, Kit, KitState, utc_text
 
-_KIT = (select(Kit.id, Kit.number, Kit.state, Kit.location, BlindedLot.code, BlindedLot.expiry)
-        .outerjoin(BlindedLot, BlindedLot.id == Kit.blinded_lot_id).where(Kit.number == bindparam("number")))
+_KIT = (select(col(Kit.id), col(Kit.number), col(Kit.state), col(Kit.location), col(BlindedLot.code),
+               col(BlindedLot.expiry))
+        .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id))
+        .where(col(Kit.number) == bindparam("number")))
 _CUSTODY = text("INSERT INTO custody_event (kit_id, action, from_place, to_place, shipment_id, by_user, by_name, at, "
                 "condition) VALUES (:kit_id, 'scanned', NULL, :place, NULL, :by_user, :by_name, :at, NULL)")
 
@@ -92,7 +94,10 @@ def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key:
     number = kit_number_of(code, secret_key)
     conn = conn if isinstance(conn, Connection) else conn.connection()
     raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None  # see audit.record
-    row = raw.execute(_RAW_KIT, (number,)).fetchone() if raw is not None else conn.execute(_KIT, {"number": number}).first()
+    if raw is not None:
+        row = raw.execute(_RAW_KIT, (number,)).fetchone()
+    else:
+        row = conn.execute(_KIT, {"number": number}).first()
     if row is None:
         raise NotFound(f"Kit {number} is not a kit of cellbench: do not use it, and report the label.", field="code")
     kit_id, number, state, location, blinded_lot, expiry = row
@@ -109,7 +114,8 @@ def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key:
         raw.execute(_CUSTODY.text, custody)  # sqlite3 takes :named parameters too
     else:
         conn.execute(_CUSTODY, custody)
-    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)
+    # audit.record writes on a Connection too (the hot path)
+    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)  # type: ignore[arg-type]
     return Verdict(ok, number, state.value, state_label(state), blinded_lot, expiry, location, next_step)
 
 
@@ -148,11 +154,12 @@ class GroupCommit:
             self._wake.clear()
             while self._waiting:
                 group, self._waiting = self._waiting[:self.MAX_GROUP], self._waiting[self.MAX_GROUP:]
+                outcomes: list[Verdict | DomainError] | list[Exception]
                 try:
                     outcomes = await self.loop.run_in_executor(self._writer, self._write, group)
                 except Exception as error:
                     outcomes = [error] * len(group)
-                for (*_, future), outcome in zip(group, outcomes):
+                for (*_, future), outcome in zip(group, outcomes, strict=True):
                     if future.done():  # the client went away
                         continue
                     if isinstance(outcome, BaseException):

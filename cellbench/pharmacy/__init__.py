@@ -1,69 +1,83 @@
-"""The site pharmacy: participants and visits, randomisation, kit assignment and dispensing, the
-preparation clock, administration per gland, returns."""
+"""The site pharmacy: participants enrolled and randomised (`participants`), their treatment
+visits moved by one transition table (`lifecycle.MACHINE`), kit assignment and dispensing
+(`dispensing`), the preparation clock and administration per gland (`administration`), kits
+coming back to the pharmacy (`returns`), and what pages read (`reading`, `records`).
+
+Blinding: this package knows no arm. It reaches the sealed compartment through `doors` alone,
+its two blind-safe doors (`sealed.randomise`, `sealed.assign_kit`), which return a number or a
+kit. Every state, clock, check, message, custody event and audit event is the same for an active
+and a placebo participant; the only words that differ between two participants are their numbers.
+
+Concurrency: every use case on a visit locks the visit row (SELECT ... FOR UPDATE; SQLite's
+writers are serialised anyway) and re-reads it, so two people acting on one visit at the same
+moment are served one after the other and the second gets a Conflict, never a duplicate.
+Pages and API clients may send the visit's version they saw: a stale one is a Conflict too.
+"""
 
 from __future__ import annotations
 
-from .visits import (
-    ADMINISTRATORS,
+from .administration import (
     CLOCK_SKEW,
-    ENROLLERS,
-    FINAL,
     LATE_SUMMARY,
     MAX_VOLUME_ML,
-    NO_KIT_MESSAGE,
+    administer,
+    parse_gland,
+    parse_time,
+    parse_volume,
+    record_not_administered,
+    start_preparation,
+)
+from .dispensing import NO_KIT_MESSAGE, REPLACEMENT_MOVES, NoKitAvailable, assign, dispense, replace_kit, unallocate
+from .lifecycle import (
+    ACTION_LABELS,
+    ADMINISTRATORS,
+    ENROLLERS,
+    FINAL,
+    GUARD_FIELDS,
+    MACHINE,
     OPEN,
     PHARMACY,
     PREPARERS,
     RANDOMISERS,
     READERS,
-    REPLACEMENT_MOVES,
-    USE_WINDOW_SPEC,
     VISIT_LABELS,
     VISIT_MOVES,
     Action,
-    AdministrationView,
-    NoKitAvailable,
-    VisitContext,
-    VisitMove,
     VisitState,
-    VisitView,
     actions,
-    administer,
-    assign,
-    awaiting_dispensing,
-    context,
-    dispense,
-    due_today,
-    enrol,
-    gland_names,
-    gland_short,
     guards,
-    kit_expired,
-    minutes_left,
     outside_window,
-    parse_gland,
-    parse_time,
-    parse_volume,
+    previous_not_administered,
+    refusal,
+    visit_label,
+    visit_state,
+)
+from .participants import enrol, randomise, schedule
+from .reading import (
+    AdministrationView,
+    VisitView,
+    awaiting_dispensing,
+    due_today,
+    enrolment_sites,
+    minutes_left,
     participant_by_ref,
-    participant_number,
-    participant_ref,
     participants,
     preparations_running,
-    previous_not_administered,
-    randomise,
-    record_not_administered,
-    refusal,
-    replace_kit,
-    return_kit,
-    schedule,
-    start_preparation,
     to_prepare,
-    unallocate,
-    use_window,
     view,
     visit_by_ref,
-    visit_label,
-    visit_of_kit,
-    visit_state,
     visits_of,
 )
+from .records import (
+    USE_WINDOW_SPEC,
+    VisitContext,
+    context,
+    gland_names,
+    gland_short,
+    kit_expired,
+    participant_number,
+    participant_ref,
+    use_window,
+    visit_of_kit,
+)
+from .returns import return_kit

@@ -12,15 +12,14 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import audit, clock, pharmacy, studies
+from .. import audit, clock, custody, pharmacy, studies
 from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
-from ..models import CustodyEvent, Kit, Role, Site
+from ..models import Role, Site
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -75,12 +74,6 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
 # --- participants --------------------------------------------------------------------------------
 
 
-def _sites(session: Session) -> list[tuple[str, str, str]]:
-    """(study, site code, site name) for the enrolment form."""
-    return [(study.code, site.code, site.name) for study in studies.all_studies(session)
-            for site, _link in studies.sites_of(session, study)]
-
-
 def _participants(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
                   form: dict | None = None):
     q = request.query_params
@@ -99,8 +92,9 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                      "next_label": pharmacy.visit_label(upcoming) if upcoming else None,
                      "url": participant_url(study_row.code, participant.screening_number)})
     return render(request, "pharmacy/participants.html", status_code=error.status if error else 200, rows=rows,
-                  studies=studies.all_studies(session), study=study_code, due=due, sites=_sites(session),
-                  can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error, form=form or {"study": study_code})
+                  studies=studies.all_studies(session), study=study_code, due=due,
+                  sites=pharmacy.enrolment_sites(session), can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
+                  form=form or {"study": study_code})
 
 
 @router.get("/participants")
@@ -134,7 +128,7 @@ def _participant(request: Request, session: Session, viewer: Viewer, study: str,
     for v in views:
         history += audit.history(session, viewer.actor, "visit", v.ref)
     history.sort(key=lambda e: e.seq)
-    site = session.get(Site, participant.site_id)
+    site = custody.fetch(session, Site, participant.site_id, "site")
     return render(request, "pharmacy/participant.html", status_code=error.status if error else 200, p=participant,
                   study=study_row, site=site, number=pharmacy.participant_number(participant), visits=views,
                   url=participant_url(study_row.code, participant.screening_number), visit_url=visit_url,
@@ -249,7 +243,7 @@ def dispense(request: Request, study: str, number: str, treatment: str,
 def replace(request: Request, study: str, number: str, treatment: str,
             viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db), form=Depends(form_data)):
     def work(session, visit):
-        old = session.get(Kit, visit.kit_id).number if visit.kit_id else ""
+        old = kit.number if (kit := pharmacy.context(session, visit).kit) else ""
         new = pharmacy.replace_kit(session, session.merge(viewer.user), form.get("password") or "", visit,
                                    what=form.get("what"), reason=form.get("reason"),
                                    seen_version=_version(form.get("visit_version"), "visit_version"))
@@ -301,7 +295,7 @@ def start_preparation(request: Request, viewer: Viewer = Depends(form_by(*prepar
     try:
         with db.write() as session:
             ctx = pharmacy.start_preparation(session, viewer.actor, code, request.app.state.settings.secret_key)
-            text = f"Kit {ctx.kit.number}: the clock is running. Use by {_local(request, ctx.visit.use_by)}."
+            text = f"Kit {ctx.held_kit.number}: the clock is running. Use by {_local(request, ctx.visit.use_by)}."
     except DomainError as error:
         with db.read() as session:
             return _preparation(request, session, viewer, error, code)
@@ -375,9 +369,7 @@ def not_administered(request: Request, study: str, number: str, treatment: str,
 
 def _returns(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
              form: dict | None = None):
-    recent = list(session.execute(select(CustodyEvent, Kit.number).join(Kit, Kit.id == CustodyEvent.kit_id)
-                                  .where(CustodyEvent.action == "returned", CustodyEvent.by_user == viewer.user.id)
-                                  .order_by(CustodyEvent.id.desc()).limit(10)).all())
+    recent = custody.recent(session, viewer.user.id, "returned", 10)
     return render(request, "pharmacy/returns.html", status_code=error.status if error else 200, error=error,
                   form=form or {}, recent=recent)
 

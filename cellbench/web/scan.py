@@ -3,15 +3,14 @@ Every scan answers at once, in large type, and the field is ready for the next o
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import kits
+from .. import custody, kits
 from ..custody import scanning
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
-from ..models import CustodyEvent, Kit
+from ..models import CustodyEvent
 from ..templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -19,9 +18,7 @@ STATION_COOKIE = "cellbench_station"
 
 
 def _recent(session: Session, viewer: Viewer) -> list[tuple[CustodyEvent, str]]:
-    return list(session.execute(select(CustodyEvent, Kit.number).join(Kit, Kit.id == CustodyEvent.kit_id)
-                                .where(CustodyEvent.by_user == viewer.user.id, CustodyEvent.action == "scanned")
-                                .order_by(CustodyEvent.id.desc()).limit(8)).all())
+    return custody.recent(session, viewer.user.id, "scanned", 8)
 
 
 def _page(request: Request, session: Session, viewer: Viewer, station: str, verdict=None,

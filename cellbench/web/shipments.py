@@ -13,13 +13,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, custody, kits, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
-from ..models import Site, Study, User
+from ..models import Site, Study
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -65,7 +65,7 @@ def _study_sites(session: Session) -> list[tuple[str, str, str]]:
 
 
 def _all_sites(session: Session) -> list[Site]:
-    return list(session.scalars(select(Site).order_by(Site.code)))
+    return list(session.scalars(select(Site).order_by(col(Site.code))))
 
 
 @router.get("/shipments")
@@ -76,7 +76,7 @@ def shipment_list(request: Request, viewer: Viewer = Depends(readers), session: 
     rows = custody.shipments(session, state=state or None, site=site)
     counts = custody.kit_counts(session, [r.id for r in rows])
     sites = {s.id: s for s in _all_sites(session)}
-    study_codes = dict(session.execute(select(Study.id, Study.code)).all())
+    study_codes = custody.study_codes(session)
     return render(request, "shipments/list.html", rows=rows, counts=counts, sites=sites, study_codes=study_codes,
                   state=state, site=site.code if site else "", states=custody.STATE_LABELS,
                   label=custody.state_label, url=url, can_create=viewer.has(*SHIPPERS))
@@ -112,9 +112,8 @@ def create_shipment(request: Request, viewer: Viewer = Depends(form_by(*SHIPPERS
 # --- one shipment ------------------------------------------------------------------------------------
 
 
-def _names(session: Session, *ids: int | None) -> dict[int, str]:
-    wanted = [i for i in ids if i]
-    return dict(session.execute(select(User.id, User.full_name).where(User.id.in_(wanted))).all()) if wanted else {}
+def _names(session: Session, *ids: int | None) -> dict[int | None, str]:
+    return custody.user_names(session, *ids)
 
 
 def _detail(request: Request, session: Session, viewer: Viewer, number: str, *, error: DomainError | None = None,

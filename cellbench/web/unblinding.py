@@ -61,6 +61,7 @@ def unblind(request: Request, viewer: Viewer = Depends(form_by(*unblinding.UNBLI
             study = studies.by_code(session, values["study"])
             result = unblinding.unblind(session, session.merge(viewer.user), form.get("password", ""), study,
                                         values["participant"], values["reason_code"], values["reason"])
+            record_url = participant_url(study.code, result.participant.randomisation_number or "")
             shown = {"study": study.code, "participant": result.participant.randomisation_number,
                      "screening": result.participant.screening_number, "arm": result.arm, "arm_name": result.arm_name,
                      "reason": f"{unblinding.reason_label(result.record.reason_code)}: {result.record.reason}",
@@ -71,8 +72,7 @@ def unblind(request: Request, viewer: Viewer = Depends(form_by(*unblinding.UNBLI
         with db.read() as session:
             return _page(request, session, viewer, values, error)
     # Rendered here, once: the arm is never stored anywhere a later page reads it for a blinded role.
-    return render(request, "unblinding/result.html", r=shown,
-                  record_url=participant_url(shown["study"], shown["participant"]))
+    return render(request, "unblinding/result.html", r=shown, record_url=record_url)
 
 
 @router.get("/unblinding/{study_code}/{participant}")

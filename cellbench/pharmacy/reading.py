@@ -1,0 +1,166 @@
+"""Reading the site: participants and visits by reference, what a page or the API shows of a visit
+(`VisitView`: the same shape and words for both arms), and the work lists of the day (visits
+due, kits to dispense and to prepare, preparations whose clock is running)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from .. import clock, kits, studies
+from ..audit import Actor
+from ..clock import utcnow
+from ..custody import fetch
+from ..errors import NotFound
+from ..models import Administration, BlindedLot, Kit, Participant, Site, Study, User, Visit
+from .lifecycle import OPEN, Action, VisitState, actions, visit_label
+from .records import context, gland_names, participant_number, replaced_kits
+
+
+def participant_by_ref(session: Session, study_code: str, screening_number: str) -> Participant:
+    study = studies.by_code(session, study_code)
+    number = (screening_number or "").strip().upper()
+    participant = session.scalars(select(Participant).where(col(Participant.study_id) == study.id,
+                                                            col(Participant.screening_number) == number)).first()
+    if participant is None:
+        raise NotFound(f"No participant {number} in {study.code}.", field="participant")
+    return participant
+
+
+def visit_by_ref(session: Session, study_code: str, screening_number: str, treatment: object) -> Visit:
+    participant = participant_by_ref(session, study_code, screening_number)
+    try:
+        number = int(str(treatment))
+    except ValueError:
+        raise NotFound(f"No treatment '{treatment}'.", field="treatment") from None
+    visit = session.scalars(select(Visit).where(col(Visit.participant_id) == participant.id,
+                                                col(Visit.treatment) == number)).first()
+    if visit is None:
+        raise NotFound(f"{participant_number(participant)} has no treatment {number} visit"
+                       f"{'' if participant.randomisation_number else ' (not randomised yet)'}.", field="treatment")
+    return visit
+
+
+def enrolment_sites(session: Session) -> list[tuple[str, str, str]]:
+    """(study, site code, site name) of every study's sites: where a participant may be enrolled."""
+    return [(study.code, site.code, site.name) for study in studies.all_studies(session)
+            for site, _link in studies.sites_of(session, study)]
+
+
+def participants(session: Session, study: Study | None = None) -> list[tuple[Participant, Study, Site]]:
+    query = (select(Participant, Study, Site).join(Study, col(Study.id) == col(Participant.study_id))
+             .join(Site, col(Site.id) == col(Participant.site_id)))
+    if study is not None:
+        query = query.where(col(Participant.study_id) == study.id)
+    return list(session.execute(query.order_by(col(Study.code), col(Participant.screening_number))).all())
+
+
+def visits_of(session: Session, participant: Participant) -> list[Visit]:
+    return list(session.scalars(select(Visit).where(col(Visit.participant_id) == participant.id)
+                                .order_by(col(Visit.treatment))))
+
+
+@dataclass
+class AdministrationView:
+    gland: str
+    administered_at: datetime
+    volume_ml: float
+    administered_by: str
+    recorded_by: str
+
+
+@dataclass
+class VisitView:
+    """Everything a page or the API shows of a visit: the same shape and words for both arms."""
+
+    ref: str
+    study: str
+    site: str
+    participant: str
+    screening_number: str
+    treatment: int
+    target_date: date
+    window_start: date
+    window_end: date
+    state: str
+    state_label: str
+    kit_number: str | None
+    kit_state_label: str | None
+    blinded_lot: str | None
+    expiry: date | None
+    preparation_started_at: datetime | None
+    use_by: datetime | None
+    administrations: list[AdministrationView]
+    glands: list[str]
+    replaced_kits: list[str]
+    visit_version: int
+    kit_version: int | None
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def allowed(self) -> list[str]:
+        return [a.name for a in self.actions if a.blocked is None]
+
+    def may(self, name: str) -> bool:
+        return name in self.allowed
+
+
+def view(session: Session, actor: Actor, visit: Visit) -> VisitView:
+    ctx = context(session, visit)
+    blinded = session.get(BlindedLot, ctx.kit.blinded_lot_id) if ctx.kit and ctx.kit.blinded_lot_id else None
+    names = gland_names(ctx.study)
+    given = []
+    for row in session.scalars(select(Administration).where(col(Administration.visit_id) == visit.id)
+                               .order_by(col(Administration.dose))):
+        recorder = session.get(User, row.by_user)
+        given.append(AdministrationView(names[row.dose - 1], row.administered_at, row.volume_ml, row.by_name,
+                                        recorder.full_name if recorder else ""))
+    replaced = [fetch(session, Kit, kit_id, "kit").number for kit_id in replaced_kits(visit)]
+    return VisitView(
+        ref=ctx.ref, study=ctx.study.code, site=ctx.site.code, participant=participant_number(ctx.participant),
+        screening_number=ctx.participant.screening_number, treatment=visit.treatment, target_date=visit.target_date,
+        window_start=visit.window_start, window_end=visit.window_end, state=visit.state, state_label=visit_label(visit),
+        kit_number=ctx.kit.number if ctx.kit else None,
+        kit_state_label=kits.state_label(ctx.kit.state) if ctx.kit else None,
+        blinded_lot=blinded.code if blinded else None, expiry=blinded.expiry if blinded else None,
+        preparation_started_at=visit.preparation_started_at, use_by=visit.use_by, administrations=given,
+        glands=names, replaced_kits=replaced, visit_version=visit.row_version,
+        kit_version=ctx.kit.row_version if ctx.kit else None, actions=actions(session, actor, ctx))
+
+
+def _open_visits(session: Session, states: frozenset[VisitState]) -> list[tuple[Visit, Participant, Site]]:
+    rows = session.execute(select(Visit, Participant, Site)
+                           .join(Participant, col(Participant.id) == col(Visit.participant_id))
+                           .join(Site, col(Site.id) == col(Participant.site_id))
+                           .where(col(Visit.state).in_([s.value for s in states]))
+                           .order_by(col(Visit.window_end), col(Participant.screening_number), col(Visit.treatment)))
+    return [(visit, participant, site) for visit, participant, site in rows]
+
+
+def due_today(session: Session, states: frozenset[VisitState] = OPEN) -> list[Visit]:
+    """Open visits whose window includes today at their site."""
+    return [visit for visit, _p, site in _open_visits(session, states)
+            if visit.window_start <= clock.today(site) <= visit.window_end]
+
+
+def awaiting_dispensing(session: Session) -> list[Visit]:
+    return due_today(session, frozenset({VisitState.planned, VisitState.kit_assigned}))
+
+
+def to_prepare(session: Session) -> list[Visit]:
+    return [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.dispensed}))]
+
+
+def preparations_running(session: Session) -> list[Visit]:
+    """Preparations whose clock is running, soonest use-by first (past ones too, until closed)."""
+    rows = [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.in_preparation,
+                                                                        VisitState.administering}))]
+    # a running preparation always has its use-by time (set when it starts)
+    return sorted(rows, key=lambda v: v.use_by or datetime.max.replace(tzinfo=UTC))
+
+
+def minutes_left(visit: Visit, now: datetime | None = None) -> int:
+    return max(0, math.ceil(((visit.use_by - (now or utcnow())).total_seconds()) / 60)) if visit.use_by else 0
