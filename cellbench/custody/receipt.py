@@ -100,7 +100,7 @@ def receipt_scan(conn: Connection | Session, actor: Actor, shipment_number: str,
     if changed != 1:
         raise Conflict(f"Kit {number} was scanned by someone else at the same moment.", field="code")
     # audit.record writes on a Connection too (the hot path)
-    audit.record(conn, actor, "kit scanned at receipt", "kit", number,  # type: ignore[arg-type]
+    audit.record(conn, actor, "kit scanned at receipt", "kit", number,
                  field="shipment", new=shipment_number)
     if isinstance(expiry, str):  # the raw SQLite row has the date as stored
         expiry = date.fromisoformat(expiry)

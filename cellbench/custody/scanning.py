@@ -115,7 +115,7 @@ def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key:
     else:
         conn.execute(_CUSTODY, custody)
     # audit.record writes on a Connection too (the hot path)
-    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)  # type: ignore[arg-type]
+    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)
     return Verdict(ok, number, state.value, state_label(state), blinded_lot, expiry, location, next_step)
 
 
