@@ -7,13 +7,14 @@ blind-preserving quarantine, the unblinded kit view) lives in packaging.py and q
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import cast
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Table, func, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from . import audit, qrpayload, users
 from .audit import Actor
@@ -21,6 +22,7 @@ from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .identifiers import parse_kit_number
 from .models import BlindedLot, Kit, KitState, Role, Study, Visit
+from .statemachine import Machine, Transition, words
 
 # Who may look at kits at all (blinded views): supply and QA at the bench, the site roles.
 READERS = frozenset({Role.supply_manager, Role.qa, Role.qp, Role.pharmacist, Role.preparer, Role.investigator,
@@ -49,16 +51,6 @@ STATE_LABELS = {
 GENERIC_QUARANTINE_REASON = "Temporarily unavailable pending a quality review."
 
 
-@dataclass(frozen=True)
-class Move:
-    sources: frozenset[KitState]
-    target: KitState | None  # None: back to the state before the quarantine
-    roles: frozenset[Role]
-    # The kit leaves its tank or freezer with this move (it is no longer on that shelf).
-    leaves_storage: bool = False
-    guard: Callable[[Kit], str | None] | None = None  # a rule the kit must pass besides its state
-
-
 def not_in_a_kit_quarantine(kit: Kit) -> str | None:
     """A kit already held may join a kit quarantine only if it is held on receipt, awaiting QA's
     assessment of its shipment (no kit quarantine of its own): QA accepting the shipment must not
@@ -75,45 +67,47 @@ def held_in_transit(kit: Kit) -> str | None:
     return None
 
 
+_T = Transition[KitState]
 _SUPPLY = frozenset({Role.supply_manager})
 _SUPPLY_QA = frozenset({Role.supply_manager, Role.qa})
 _PHARMACY = frozenset({Role.pharmacist})
 _HELD = frozenset({KitState.released, KitState.in_transit, KitState.at_site, KitState.allocated})
 
 # The kit state machine (reference "Workflow" B), identical for both arms.
-MOVES: dict[str, Move] = {
-    "package": Move(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
-    "release": Move(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
+MOVES: dict[str, _T] = {
+    "package": _T(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
+    "release": _T(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
     # QC analysts too: their out-of-specification result after release quarantines kits at once
-    "quarantine": Move(frozenset({KitState.packaged, KitState.quarantined}) | _HELD, KitState.quarantined,
-                       _SUPPLY_QA | {Role.qc_analyst}, guard=not_in_a_kit_quarantine),
-    "lift_quarantine": Move(frozenset({KitState.quarantined}), None, _SUPPLY_QA),
-    "withdraw": Move(frozenset({KitState.quarantined}), KitState.withdrawn, _SUPPLY_QA),
+    "quarantine": _T(frozenset({KitState.packaged, KitState.quarantined}) | _HELD, KitState.quarantined,
+                     _SUPPLY_QA | {Role.qc_analyst}, guards=(not_in_a_kit_quarantine,)),
+    "lift_quarantine": _T(frozenset({KitState.quarantined}), None, _SUPPLY_QA),
+    "withdraw": _T(frozenset({KitState.quarantined}), KitState.withdrawn, _SUPPLY_QA),
     # custody (custody.py): dispatched in a shipment, received at the site pharmacy
-    "ship": Move(frozenset({KitState.released}), KitState.in_transit, _SUPPLY, leaves_storage=True),
-    "receive": Move(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY, leaves_storage=True),
+    "ship": _T(frozenset({KitState.released}), KitState.in_transit, _SUPPLY),
+    "receive": _T(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY),
     # A failed receipt check holds the kit at the site as received, until QA assesses the shipment.
     # A kit already held while in transit (its lot was quarantined) arrives the same way: still
     # held, now at the site, and back to the site's stock when its quarantine is lifted.
-    "receive_into_quarantine": Move(frozenset({KitState.in_transit, KitState.quarantined}), KitState.quarantined,
-                                    _PHARMACY, leaves_storage=True, guard=held_in_transit),
+    "receive_into_quarantine": _T(frozenset({KitState.in_transit, KitState.quarantined}), KitState.quarantined,
+                                  _PHARMACY, guards=(held_in_transit,)),
     # the pharmacy (pharmacy.py): one path for both arms
-    "allocate": Move(frozenset({KitState.at_site}), KitState.allocated, _PHARMACY),
-    "unallocate": Move(frozenset({KitState.allocated}), KitState.at_site, _PHARMACY),
-    "dispense": Move(frozenset({KitState.allocated}), KitState.dispensed, _PHARMACY, leaves_storage=True),
-    "start_preparation": Move(frozenset({KitState.dispensed}), KitState.in_preparation, frozenset({Role.preparer})),
-    "administer": Move(frozenset({KitState.in_preparation}), KitState.administered, frozenset({Role.investigator})),
-    "not_administered": Move(frozenset({KitState.dispensed, KitState.in_preparation}), KitState.not_administered,
-                             frozenset({Role.investigator, Role.preparer})),
-    "return": Move(frozenset({KitState.at_site, KitState.allocated, KitState.dispensed}), KitState.returned,
-                   _PHARMACY, leaves_storage=True),
+    "allocate": _T(frozenset({KitState.at_site}), KitState.allocated, _PHARMACY),
+    "unallocate": _T(frozenset({KitState.allocated}), KitState.at_site, _PHARMACY),
+    "dispense": _T(frozenset({KitState.allocated}), KitState.dispensed, _PHARMACY),
+    "start_preparation": _T(frozenset({KitState.dispensed}), KitState.in_preparation, frozenset({Role.preparer})),
+    "administer": _T(frozenset({KitState.in_preparation}), KitState.administered, frozenset({Role.investigator})),
+    "not_administered": _T(frozenset({KitState.dispensed, KitState.in_preparation}), KitState.not_administered,
+                           frozenset({Role.investigator, Role.preparer})),
+    "return": _T(frozenset({KitState.at_site, KitState.allocated, KitState.dispensed}), KitState.returned, _PHARMACY),
     # a held kit can still be damaged or go missing (a lost shipment, a kit not in the shipper)
-    "damage": Move(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.damaged, _PHARMACY | _SUPPLY),
-    "lose": Move(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.missing, _PHARMACY | _SUPPLY,
-                 leaves_storage=True),
-    "destroy": Move(frozenset({KitState.withdrawn, KitState.returned, KitState.not_administered, KitState.damaged}),
-                    KitState.destroyed, _PHARMACY | _SUPPLY, leaves_storage=True),
+    "damage": _T(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.damaged, _PHARMACY | _SUPPLY),
+    "lose": _T(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.missing, _PHARMACY | _SUPPLY),
+    "destroy": _T(frozenset({KitState.withdrawn, KitState.returned, KitState.not_administered, KitState.damaged}),
+                  KitState.destroyed, _PHARMACY | _SUPPLY),
 }
+MACHINE: Machine[KitState] = Machine("kit", lambda kit: KitState(cast(Kit, kit).state), MOVES)
+# The moves with which a kit leaves its tank or freezer (it is no longer on that shelf).
+LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy"})
 
 
 def state_label(state: str | KitState) -> str:
@@ -126,26 +120,45 @@ def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | N
     seen = None
     if seen_version is not None:
         try:
-            seen = {kit.id: int(seen_version)}
+            seen = {kit_id(kit): int(seen_version)}
         except (TypeError, ValueError):
             raise InvalidInput("This form is damaged; reload the page.", field="kit_version") from None
     move_many(session, actor, [kit], name, reason=reason, seen_versions=seen, quarantine_id=quarantine_id, also=also)
 
 
-def _rule(actor: Actor, name: str) -> Move:
-    rule = MOVES.get(name)
-    if rule is None:
-        raise NotFound(f"Unknown kit action '{name}'.", field="action")
-    if not actor.roles & rule.roles:
-        raise Forbidden(f"Only {' or '.join(sorted(r.value for r in rule.roles))} may {name.replace('_', ' ')} a kit.")
+def kit_id(kit: Kit) -> int:
+    """A stored kit's id: every kit moved or read here came from the database."""
+    assert kit.id is not None, f"kit {kit.number} is not stored yet"
+    return kit.id
+
+
+def allowed_moves(kit: Kit, actor: Actor) -> list[str]:
+    """The moves the table allows this actor on this kit now (guards too): what pages offer."""
+    return MACHINE.allowed(kit, actor.roles, guarded=True)
+
+
+def _rule(actor: Actor, name: str) -> Transition[KitState]:
+    rule = MACHINE.transition(name)
+    if why := MACHINE.role_refusal(name, actor.roles):
+        raise Forbidden(why)
     return rule
+
+
+def _refusal(kit: Kit, name: str) -> str | None:
+    """Why the table refuses this move of this kit now (its state, then its guards), or None. The
+    state is said as blinded people read it, the same for both arms."""
+    if MACHINE.state_refusal(kit, name):
+        return (f"Kit {kit.number} is {state_label(kit.state).lower()}; it cannot be moved by "
+                f"'{words(name)}' now.")
+    return next(iter(MACHINE.guard_refusals(kit, name)), None)
 
 
 def _on_a_visit(session: Session, kit_ids: list[int]) -> set[int]:
     """Which of these kits a visit still holds as its assigned kit."""
     found: set[int] = set()
     for start in range(0, len(kit_ids), _CHUNK):
-        found.update(session.scalars(select(Visit.kit_id).where(Visit.kit_id.in_(kit_ids[start:start + _CHUNK]))))
+        chunk = kit_ids[start:start + _CHUNK]
+        found.update(i for i in session.scalars(select(col(Visit.kit_id)).where(col(Visit.kit_id).in_(chunk))) if i)
     return found
 
 
@@ -154,13 +167,13 @@ def _after_quarantine(kit: Kit, on_visit: set[int]) -> KitState:
     An allocated kit whose visit took another kit (pharmacy.replace_kit) is back in the site's
     stock, not allocated to nobody. The same rule for both arms."""
     before = KitState(kit.state_before_quarantine)
-    if before is KitState.allocated and kit.id not in on_visit:
+    if before is KitState.allocated and kit_id(kit) not in on_visit:
         return KitState.at_site
     return before
 
 
 _CHUNK = 400  # kits per statement: two bound values each, far below every engine's limit
-_KIT = Kit.__table__
+_KIT: Table = Kit.metadata.tables["kit"]
 
 
 def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *, reason: str | None = None,
@@ -175,18 +188,14 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     Core statements, not the ORM's bulk update: that one re-evaluates its WHERE clause against
     every object in the session for each statement (20 s for a 500-kit run)."""
     rule = _rule(actor, name)
-    kits_ = list({kit.id: kit for kit in kits_}.values())  # each kit once
+    kits_ = list({kit_id(kit): kit for kit in kits_}.values())  # each kit once
     if not kits_:
         return
     for kit in kits_:
-        old = KitState(kit.state)
-        if old not in rule.sources:
-            raise InvalidInput(f"Kit {kit.number} is {state_label(old).lower()}; it cannot be "
-                               f"moved by '{name.replace('_', ' ')}' now.", field="action")
-        if rule.guard is not None and (why := rule.guard(kit)):
+        if why := _refusal(kit, name):
             raise InvalidInput(why, field="action")
     session.flush()  # anything pending on these kits goes first, in order
-    on_visit = _on_a_visit(session, [k.id for k in kits_]) if rule.target is None else set()
+    on_visit = _on_a_visit(session, [kit_id(k) for k in kits_]) if rule.target is None else set()
     now = utcnow()
     changes: list[tuple[Kit, KitState, KitState, dict]] = []
     for kit in kits_:
@@ -212,7 +221,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                 values["state_before_quarantine"] = None  # it left the quarantine some other way
         if new is KitState.packaged:
             values["packaged_at"] = now
-        if rule.leaves_storage:
+        if name in LEAVES_STORAGE:
             values["storage_location_id"] = None
         values["state"] = new.value
         changes.append((kit, old, new, values))
@@ -220,7 +229,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     # one UPDATE per set of new values; each row only at the version read
     groups: dict[tuple, list[tuple[Kit, int]]] = defaultdict(list)
     for kit, _old, _new, values in changes:
-        expected = kit.row_version if seen_versions is None else seen_versions.get(kit.id, kit.row_version)
+        expected = kit.row_version if seen_versions is None else seen_versions.get(kit_id(kit), kit.row_version)
         groups[tuple(sorted(values.items(), key=lambda item: item[0]))].append((kit, int(expected)))
     conn = session.connection()
     for items, members in groups.items():
@@ -236,13 +245,13 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                                field="kit_version")
     for kit, _old, _new, values in changes:
         # the kit objects take what the rows now hold, without another read or UPDATE
-        version = (seen_versions or {}).get(kit.id, kit.row_version) + 1
+        version = (seen_versions or {}).get(kit_id(kit), kit.row_version) + 1
         for key, value in values.items():
             set_committed_value(kit, key, value)
         set_committed_value(kit, "row_version", version)
-    words = f"kit {name.replace('_', ' ')}"
+    action = f"kit {words(name)}"
     for kit, old, new, _values in changes:
-        audit.record(session, actor, words, "kit", kit.number, field="state", old=state_label(old),
+        audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
 
 
@@ -266,7 +275,7 @@ def by_number(session: Session, text: str | None, *, field: str = "kit_number") 
         number = parse_kit_number(text or "")
     except ValueError as error:
         raise InvalidInput(kit_number_refusal(text, error), field=field) from None
-    kit = session.scalars(select(Kit).where(Kit.number == number)).first()
+    kit = session.scalars(select(Kit).where(col(Kit.number) == number)).first()
     if kit is None:
         raise NotFound(f"No kit {number} in cellbench.", field=field)
     return kit
@@ -284,6 +293,16 @@ def scan(session: Session, code: str | None, secret_key: str) -> Kit:
             raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
         return by_number(session, number, field="code")
     return by_number(session, text, field="code")
+
+
+def scan_code(session: Session, code: str | None, secret_key: str) -> Kit:
+    """The kit a scanned label or typed number stands for, for a scan field (pages and API alike).
+    An unknown kit is bad input to the scan field (422, field `code`) like a forged label, not a
+    missing page."""
+    try:
+        return scan(session, code, secret_key)
+    except NotFound as missing:
+        raise InvalidInput(missing.message, field="code") from None
 
 
 def blinded_lot_of(session: Session, kit: Kit) -> BlindedLot | None:
@@ -311,6 +330,8 @@ class KitView:
 
 def view(session: Session, kit: Kit) -> KitView:
     study = session.get(Study, kit.study_id)
+    if study is None:
+        raise NotFound(f"Kit {kit.number} names no study.", field="study")
     blinded = blinded_lot_of(session, kit)
     return KitView(kit.number, study.code, blinded.code if blinded else None, blinded.expiry if blinded else None,
                    KitState(kit.state).value, state_label(kit.state), kit.location, kit.row_version)
@@ -326,37 +347,38 @@ def kits(session: Session, *, study: Study | None = None, state: str | None = No
     """A page of kits in kit-number order (random, so it says nothing) and the total count."""
     query = select(Kit)
     if study is not None:
-        query = query.where(Kit.study_id == study.id)
+        query = query.where(col(Kit.study_id) == study.id)
     if state:
         if state not in {s.value for s in KitState}:
             raise InvalidInput(f"Unknown kit state '{state}'.", field="state")
-        query = query.where(Kit.state == state)
+        query = query.where(col(Kit.state) == state)
     if blinded_lot is not None:
-        query = query.where(Kit.blinded_lot_id == blinded_lot.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    return list(session.scalars(query.order_by(Kit.number).offset(offset).limit(limit))), total
+        query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return list(session.scalars(query.order_by(col(Kit.number)).offset(offset).limit(limit))), total
 
 
-def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot: BlindedLot | None = None) -> dict[str, int]:
-    query = select(Kit.state, func.count()).group_by(Kit.state)
+def counts_by_state(session: Session, *, study: Study | None = None,
+                    blinded_lot: BlindedLot | None = None) -> dict[str, int]:
+    query = select(col(Kit.state), func.count()).group_by(col(Kit.state))
     if study is not None:
-        query = query.where(Kit.study_id == study.id)
+        query = query.where(col(Kit.study_id) == study.id)
     if blinded_lot is not None:
-        query = query.where(Kit.blinded_lot_id == blinded_lot.id)
+        query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
     return {KitState(state).value: count for state, count in session.execute(query)}
 
 
 def blinded_lot_by_code(session: Session, code: str | None, *, field: str = "blinded_lot") -> BlindedLot:
-    row = session.scalars(select(BlindedLot).where(BlindedLot.code == (code or "").strip().upper())).first()
+    row = session.scalars(select(BlindedLot).where(col(BlindedLot.code) == (code or "").strip().upper())).first()
     if row is None:
         raise NotFound(f"No blinded lot '{(code or '').strip()}'.", field=field)
     return row
 
 
 def blinded_lots(session: Session, study: Study | None = None) -> list[BlindedLot]:
-    query = select(BlindedLot).order_by(BlindedLot.code)
+    query = select(BlindedLot).order_by(col(BlindedLot.code))
     if study is not None:
-        query = query.where(BlindedLot.study_id == study.id)
+        query = query.where(col(BlindedLot.study_id) == study.id)
     return list(session.scalars(query))
 
 
