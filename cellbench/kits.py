@@ -10,9 +10,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import cast
+from typing import Protocol, cast
 
-from sqlalchemy import Table, func, select, tuple_
+from sqlalchemy import Table, func, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -120,16 +120,29 @@ def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | N
     seen = None
     if seen_version is not None:
         try:
-            seen = {kit_id(kit): int(seen_version)}
+            seen = {row_id(kit): int(seen_version)}
         except (TypeError, ValueError):
             raise InvalidInput("This form is damaged; reload the page.", field="kit_version") from None
     move_many(session, actor, [kit], name, reason=reason, seen_versions=seen, quarantine_id=quarantine_id, also=also)
 
 
-def kit_id(kit: Kit) -> int:
-    """A stored kit's id: every kit moved or read here came from the database."""
-    assert kit.id is not None, f"kit {kit.number} is not stored yet"
-    return kit.id
+class Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def row_id(row: Stored) -> int:
+    """A stored record's id (a kit, a blinded lot, a run, ...): every record moved or read in
+    supply came from the database, so it has one."""
+    assert row.id is not None, f"{type(row).__name__} is not stored yet"
+    return row.id
+
+
+def maker_id(actor: Actor) -> int:
+    """The person a supply record names as its maker (a list, a run, a quarantine): someone signed in."""
+    if actor.user_id is None:
+        raise Forbidden("Only a signed-in person can make this record.")
+    return actor.user_id
 
 
 def allowed_moves(kit: Kit, actor: Actor) -> list[str]:
@@ -167,7 +180,7 @@ def _after_quarantine(kit: Kit, on_visit: set[int]) -> KitState:
     An allocated kit whose visit took another kit (pharmacy.replace_kit) is back in the site's
     stock, not allocated to nobody. The same rule for both arms."""
     before = KitState(kit.state_before_quarantine)
-    if before is KitState.allocated and kit_id(kit) not in on_visit:
+    if before is KitState.allocated and row_id(kit) not in on_visit:
         return KitState.at_site
     return before
 
@@ -188,14 +201,14 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     Core statements, not the ORM's bulk update: that one re-evaluates its WHERE clause against
     every object in the session for each statement (20 s for a 500-kit run)."""
     rule = _rule(actor, name)
-    kits_ = list({kit_id(kit): kit for kit in kits_}.values())  # each kit once
+    kits_ = list({row_id(kit): kit for kit in kits_}.values())  # each kit once
     if not kits_:
         return
     for kit in kits_:
         if why := _refusal(kit, name):
             raise InvalidInput(why, field="action")
     session.flush()  # anything pending on these kits goes first, in order
-    on_visit = _on_a_visit(session, [kit_id(k) for k in kits_]) if rule.target is None else set()
+    on_visit = _on_a_visit(session, [row_id(k) for k in kits_]) if rule.target is None else set()
     now = utcnow()
     changes: list[tuple[Kit, KitState, KitState, dict]] = []
     for kit in kits_:
@@ -229,7 +242,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     # one UPDATE per set of new values; each row only at the version read
     groups: dict[tuple, list[tuple[Kit, int]]] = defaultdict(list)
     for kit, _old, _new, values in changes:
-        expected = kit.row_version if seen_versions is None else seen_versions.get(kit_id(kit), kit.row_version)
+        expected = kit.row_version if seen_versions is None else seen_versions.get(row_id(kit), kit.row_version)
         groups[tuple(sorted(values.items(), key=lambda item: item[0]))].append((kit, int(expected)))
     conn = session.connection()
     for items, members in groups.items():
@@ -245,7 +258,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                                field="kit_version")
     for kit, _old, _new, values in changes:
         # the kit objects take what the rows now hold, without another read or UPDATE
-        version = (seen_versions or {}).get(kit_id(kit), kit.row_version) + 1
+        version = (seen_versions or {}).get(row_id(kit), kit.row_version) + 1
         for key, value in values.items():
             set_committed_value(kit, key, value)
         set_committed_value(kit, "row_version", version)
@@ -253,6 +266,19 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     for kit, old, new, _values in changes:
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
+
+
+def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], *, reason: str) -> None:
+    """Kits come into being when their kit list is sealed: every one planned, in number order
+    (random, so it says nothing), one audit event each. Core statements: a list holds up to 10,000
+    kits, and one ORM flush per kit took seconds."""
+    now = utcnow()
+    location = Kit.model_fields["location"].default
+    session.execute(insert(Kit), [{"number": number, "study_id": study.id, "state": KitState.planned.value,
+                                   "location": location, "created_at": now, "row_version": 1} for number in numbers])
+    planned = state_label(KitState.planned)
+    for number in numbers:
+        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=planned, reason=reason)
 
 
 # --- reading kits -----------------------------------------------------------------------------
@@ -366,6 +392,18 @@ def counts_by_state(session: Session, *, study: Study | None = None,
     if blinded_lot is not None:
         query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
     return {KitState(state).value: count for state, count in session.execute(query)}
+
+
+def blinded_lot_rows(session: Session, study: Study | None) -> list[tuple[BlindedLot, int, list[tuple]]]:
+    """Each blinded lot of the study with its kit count and its kits by state (value, blinded label,
+    count), in code order."""
+    rows = []
+    for blinded in blinded_lots(session, study):
+        counts = counts_by_state(session, blinded_lot=blinded)
+        rows.append((blinded, sum(counts.values()),
+                     [(state.value, state_label(state), counts[state.value]) for state in KitState
+                      if counts.get(state.value)]))
+    return rows
 
 
 def blinded_lot_by_code(session: Session, code: str | None, *, field: str = "blinded_lot") -> BlindedLot:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from cellbench import kits, lots, qc, users
+from cellbench import kits, qc, release, users
 from cellbench.errors import InvalidInput
 from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot
 from cellbench.supply import quarantine
@@ -105,7 +105,7 @@ def test_an_oos_after_release_quarantines_kits_at_once_by_the_studys_policy(db, 
 def test_lifting_waits_for_the_lot_and_needs_qa_and_a_signature(db, world):
     with db.write() as s:
         qc.enter_result(s, actor_of(db, "quinn"), _lot(s, world.asc_lot), "endotoxin", "99")
-        lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "OOS investigation")
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "OOS investigation")
     with db.read() as s:
         qid = s.scalars(select(KitQuarantine.id).where(KitQuarantine.cause == "post_release_oos")).one()
     with pytest.raises(InvalidInput, match=f"{world.asc_lot} is not released"), db.write() as s:
@@ -118,10 +118,10 @@ def test_lifting_waits_for_the_lot_and_needs_qa_and_a_signature(db, world):
 def test_a_lot_quarantine_and_its_release_carry_the_kits_along_with_one_signature(db, world):
     before = _states(db)
     with db.write() as s:
-        lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "temperature alarm")
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "temperature alarm")
     assert "quarantined" in _states(db).values()
     with db.write() as s:
-        decision = lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "release_from_quarantine",
+        decision = release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "release_from_quarantine",
                              "alarm was a sensor fault", password=PASSWORD)
         q = s.scalars(select(KitQuarantine)).one()
         assert (q.state, q.closure_signature_id) == ("lifted", decision.signature_id)
@@ -134,7 +134,7 @@ def test_a_lot_quarantine_and_its_release_carry_the_kits_along_with_one_signatur
 
 def test_a_recall_holds_the_kits_and_qa_withdraws_them_all(db, world):
     with db.write() as s:
-        lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "recall", "donor found ineligible",
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "recall", "donor found ineligible",
                   password=PASSWORD)
         q = s.scalars(select(KitQuarantine)).one()
         assert q.cause == "recall"

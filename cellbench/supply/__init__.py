@@ -5,7 +5,7 @@ this package."""
 
 from __future__ import annotations
 
-from . import lists, packaging, quarantine, randomisation
+from . import lists, packaging, quarantine, randomisation, views
 from .lists import MAKERS, generate, generated_notice, import_csv
 from .packaging import (
     FILLABLE_LOT_STATES,
@@ -29,7 +29,9 @@ from .quarantine import (
     DECIDERS,
     OPENERS,
     QUARANTINABLE,
+    QuarantineState,
     after_lot_quarantine_lifted,
+    allowed_decisions,
     by_number,
     choose_kits,
     lift,
@@ -53,4 +55,15 @@ from .randomisation import (
     randomisation_lines,
     sha256_text,
     whole_blocks,
+)
+from .views import (
+    READERS,
+    KitUnits,
+    LotShare,
+    composition_by_arm,
+    find_list,
+    lots_by_id,
+    quarantine_kits,
+    run_kits,
+    signature_of,
 )

@@ -32,9 +32,10 @@ def _block_sizes(study: Study, text: str | None) -> tuple[int, ...]:
     if not (text or "").strip():
         return studies.definition(study).randomisation.block_sizes
     try:
-        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+        return tuple(int(part) for part in (text or "").replace(" ", "").split(",") if part)
     except ValueError:
-        raise InvalidInput("Block sizes are whole numbers separated by commas, e.g. 2,4,6.", field="block_sizes") from None
+        raise InvalidInput("Block sizes are whole numbers separated by commas, e.g. 2,4,6.",
+                           field="block_sizes") from None
 
 
 def _seed(text: str | None) -> str:

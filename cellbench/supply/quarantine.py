@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from enum import Enum
+from typing import cast
 
 from sqlalchemy import func, insert, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, kits, qc, sealed, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import InvalidInput, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import (
     Kit,
     KitQuarantine,
@@ -43,6 +45,7 @@ from ..models import (
     User,
     Visibility,
 )
+from ..statemachine import Machine, Transition
 
 OPENERS = (Role.supply_manager, Role.qa)  # a manual quarantine
 DECIDERS = (Role.qa,)  # lift or withdraw, signed
@@ -58,9 +61,43 @@ CAUSES = {
 QUARANTINABLE = kits.MOVES["quarantine"].sources
 
 
+_random = secrets.SystemRandom()
+
+
+class QuarantineState(str, Enum):
+    open = "open"
+    lifted = "lifted"
+    withdrawn = "withdrawn"
+
+
+def every_lot_released(q: KitQuarantine, session: Session, actor: Actor) -> str | None:
+    """A quarantine is lifted only when every lot inside its kits is released again."""
+    return lot_still_under_investigation(session, actor, q)
+
+
+_Q = Transition[QuarantineState]
+_OPEN = frozenset({QuarantineState.open})
+# A kit quarantine's lifecycle: open until QA decides, signed, to lift it (its kits back to where
+# they were) or to withdraw its kits for good. The kits move by kits.MOVES "lift_quarantine" and
+# "withdraw" in the same transaction.
+MOVES: dict[str, _Q] = {
+    "lift": _Q(_OPEN, QuarantineState.lifted, frozenset(DECIDERS), guards=(every_lot_released,),
+               signature=Meaning.released, needs_reason=True),
+    "withdraw": _Q(_OPEN, QuarantineState.withdrawn, frozenset(DECIDERS), signature=Meaning.rejected,
+                   needs_reason=True),
+}
+MACHINE: Machine[QuarantineState] = Machine(
+    "kit quarantine", lambda q: QuarantineState(cast(KitQuarantine, q).state), MOVES)
+KIT_MOVES = {"lift": "lift_quarantine", "withdraw": "withdraw"}  # what each decision does to the kits
+
+
+def allowed_decisions(q: KitQuarantine, actor: Actor) -> list[str]:
+    """The decisions the table allows this actor on this quarantine now: what pages offer."""
+    return MACHINE.allowed(q, actor.roles)
+
+
 def _may_take(kit: Kit) -> bool:
     return KitState(kit.state) in QUARANTINABLE and kits.not_in_a_kit_quarantine(kit) is None
-_random = secrets.SystemRandom()
 
 
 @signatures.content_rule("kit_quarantine")
@@ -172,49 +209,54 @@ def lot_still_under_investigation(session: Session, actor: Actor, q: KitQuaranti
     return None
 
 
-def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, *, move: str, state: str,
-           meaning: Meaning, reason: str | None, password: str | None, signature_id: int | None = None) -> None:
-    if q.state != "open":
+def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, decision: str, reason: str | None,
+           password: str | None, signature_id: int | None = None) -> None:
+    if MACHINE.state_refusal(q, decision):
         raise InvalidInput(f"Quarantine {q.number} is already {q.state}.", field="quarantine")
     reason = audit.require_reason(reason)
-    if move == "lift_quarantine" and (why := lot_still_under_investigation(session, actor, q)):
-        raise InvalidInput(f"Not yet: {why}", field="quarantine")
+    if why := MACHINE.role_refusal(decision, actor.roles):
+        raise Forbidden(why)
+    # the guards once (the lots' check is a logged read of the compartment), by the machine's parts
+    if blocking := MACHINE.guard_refusals(q, decision, session, actor):
+        raise InvalidInput(f"Not yet: {blocking[0]}", field="quarantine")
+    move = MACHINE.transition(decision)
+    state = MACHINE.target(q, decision).value
     # still held by it: a member since withdrawn with its rejected shipment, lost or damaged stays so
-    held = list(session.scalars(select(Kit).where(Kit.quarantine_id == q.id, Kit.state == KitState.quarantined.value)
-                                .order_by(Kit.number)))
+    held = list(session.scalars(select(Kit).where(col(Kit.quarantine_id) == q.id,
+                                                  col(Kit.state) == KitState.quarantined.value)
+                                .order_by(col(Kit.number))))
     q.state, q.closed_at, q.closure_reason = state, utcnow(), reason
     session.flush()
     if signature_id is None:
-        signature_id = signatures.sign(session, user, password or "", meaning, "kit_quarantine", str(q.id),
+        assert move.signature is not None, "a quarantine decision is signed"
+        signature_id = signatures.sign(session, user, password or "", move.signature, "kit_quarantine", str(q.id),
                                        reason=reason, visibility=Visibility.unblinded).id
     q.closure_signature_id = signature_id
     audit.record(session, actor, f"kit quarantine {state}", "kit_quarantine", q.number, field="state", old="open",
                  new=state, reason=reason, visibility=Visibility.unblinded)
-    kit_reason = "quality review completed" if state == "lifted" else "withdrawn after a quality review"
-    kits.move_many(session, actor, held, move, reason=f"{kit_reason} ({q.number})")
+    kit_reason = "quality review completed" if decision == "lift" else "withdrawn after a quality review"
+    kits.move_many(session, actor, held, KIT_MOVES[decision], reason=f"{kit_reason} ({q.number})")
     session.flush()
 
 
 def lift(session: Session, user: User, q: KitQuarantine, reason: str | None, password: str | None) -> None:
     actor = users.actor(session, user)
     users.require_role(actor, *DECIDERS)
-    _close(session, user, actor, q, move="lift_quarantine", state="lifted", meaning=Meaning.released, reason=reason,
-           password=password)
+    _close(session, user, actor, q, "lift", reason, password)
 
 
 def withdraw(session: Session, user: User, q: KitQuarantine, reason: str | None, password: str | None) -> None:
     actor = users.actor(session, user)
     users.require_role(actor, *DECIDERS)
-    _close(session, user, actor, q, move="withdraw", state="withdrawn", meaning=Meaning.rejected, reason=reason,
-           password=password)
+    _close(session, user, actor, q, "withdraw", reason, password)
 
 
-def after_lot_quarantine_lifted(session: Session, user: User, actor: Actor, lot: Lot, signature_id: int) -> None:
+def after_lot_quarantine_lifted(session: Session, user: User, actor: Actor, lot: Lot, signature_id: int | None) -> None:
     """The lot's own quarantine lifted (QA, signed): the kit quarantines it caused end with it."""
-    for q in session.scalars(select(KitQuarantine).where(KitQuarantine.lot_id == lot.id, KitQuarantine.state == "open",
-                                                         KitQuarantine.cause == "lot_quarantine")):
-        _close(session, user, actor, q, move="lift_quarantine", state="lifted", meaning=Meaning.released,
-               reason=f"lot {lot.number} released from quarantine", password=None, signature_id=signature_id)
+    for q in session.scalars(select(KitQuarantine).where(col(KitQuarantine.lot_id) == lot.id,
+                                                         col(KitQuarantine.state) == QuarantineState.open.value,
+                                                         col(KitQuarantine.cause) == "lot_quarantine")):
+        _close(session, user, actor, q, "lift", f"lot {lot.number} released from quarantine", None, signature_id)
 
 
 def by_number(session: Session, number: str) -> KitQuarantine:
