@@ -185,8 +185,8 @@ def test_the_unblinded_view_link_follows_the_viewers_role_never_the_kit(kit_worl
 def test_the_kit_modules_cannot_reach_the_sealed_compartment():
     """Follow every import (top level or inside a function) from the kit and study pages and API:
     none reaches the sealed compartment or a module built on it, and none names a Sealed* model."""
-    forbidden = {"cellbench.sealed", "cellbench.packaging", "cellbench.quarantine", "cellbench.lists",
-                 "cellbench.demo", "cellbench.randomisation"}
+    forbidden = {"cellbench.sealed", "cellbench.supply", "cellbench.supply.packaging", "cellbench.supply.quarantine",
+                 "cellbench.supply.lists", "cellbench.supply.randomisation", "cellbench.supply.views", "cellbench.demo"}
 
     def path_of(module: str) -> Path | None:
         base = ROOT.joinpath(*module.split("."))
@@ -226,7 +226,7 @@ def test_the_kit_modules_cannot_reach_the_sealed_compartment():
         reached[module] = via
         found, tree = imported_by(module)
         todo += [(m, module) for m in found - reached.keys()]
-        if module != "cellbench.models":
+        if not f"{module}.".startswith("cellbench.models."):  # the models package declares every table
             named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
                     {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} | \
                     {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}

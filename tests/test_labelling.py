@@ -163,12 +163,14 @@ def test_an_active_and_a_placebo_kits_labels_differ_only_in_kit_number_and_qr_co
 
 def test_labelling_never_reaches_the_sealed_compartment(kit_world, db):
     """By construction: no import of anything arm-aware, and no SQL on a sealed table."""
-    tree = ast.parse((ROOT / "cellbench" / "labelling.py").read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                for alias in node.names} | {node.module or "" for node in ast.walk(tree)
-                                            if isinstance(node, ast.ImportFrom)}
-    assert not imported & {"sealed", "packaging", "quarantine", "lists", "cellbench.sealed"}
-    assert not re.search(r"\bSealed\w+", (ROOT / "cellbench" / "labelling.py").read_text())
+    for path in sorted((ROOT / "cellbench" / "labels").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    for alias in node.names} | {node.module or "" for node in ast.walk(tree)
+                                                if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"sealed", "supply", "packaging", "quarantine", "lists", "cellbench.sealed",
+                               "cellbench.supply"}, path.name
+        assert not re.search(r"\bSealed\w+", path.read_text()), path.name
     statements = []
 
     def seen(conn, cursor, statement, *args):

@@ -14,7 +14,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from cellbench import labels as labels_module
+from cellbench.labels import sheets as labels_module
 from cellbench.identifiers import new_kit_numbers
 from cellbench.labels import (
     KitLabel,

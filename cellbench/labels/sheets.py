@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from fpdf import FPDF
+from fpdf.fonts import TTFFont
 from PIL import Image
 
 from cellbench.qrpayload import QR_MASK, QR_MODULES, QR_QUIET_ZONE, qr_pixels
@@ -300,7 +301,7 @@ def _layout(study: LabelStudy, kind: LabelKind, size: LabelSize) -> _Layout:
         body.paragraph(_variants(study, "product", cells=cells), 6.5, bold=True)
         amounts = _variants(study, "quantity", n=study.vials_per_kit, vol=study.volume_per_vial_ml)
         body.paragraph([f"{form}. {route}. {amount}." for form, route, amount in
-                        zip(_variants(study, "form"), _variants(study, "route"), amounts)], 6)
+                        zip(_variants(study, "form"), _variants(study, "route"), amounts, strict=False)], 6)
         body.paragraph(_both(study, "storage"), 7, bold=True)
         body.paragraph(_both(study, "directions"), 6)
         body.paragraph(f"{_caption(study, 'sponsor')} {study.sponsor_name}, {study.sponsor_address}. "
@@ -340,10 +341,18 @@ def _layout(study: LabelStudy, kind: LabelKind, size: LabelSize) -> _Layout:
     return _Layout(box_x + quiet, box_y + quiet, module, tuple(runs))
 
 
+def _glyphs(pdf: FPDF) -> dict[int, str]:
+    """The current font's character map: the label font is always a TrueType font (LabelFonts)."""
+    font = pdf.current_font
+    if not isinstance(font, TTFFont):
+        raise LabelFontMissing("the label font is not a TrueType font")
+    return font.cmap
+
+
 def _check_glyphs(pdf: FPDF, runs: Iterable[_Run]) -> None:
     for bold in (False, True):
         pdf.set_font("Label", "B" if bold else "", 6)
-        cmap = pdf.current_font.cmap
+        cmap = _glyphs(pdf)
         missing = {ch for run in runs if run.bold == bold for ch in run.text if ord(ch) not in cmap}
         if missing:
             raise LabelFontMissing(f"the label font has no glyph for {''.join(sorted(missing))!r}")
@@ -370,7 +379,7 @@ def _label_lines(pdf: FPDF, layout: _Layout, label: KitLabel) -> list[tuple[_Run
             _set_font(pdf, run)
             if pdf.get_string_width(text) > run.max_width + 0.01:
                 raise ValueError(f"kit {label.kit_number}: {text!r} does not fit on its label line")
-            if any(ord(ch) not in pdf.current_font.cmap for ch in text):
+            if any(ord(ch) not in _glyphs(pdf) for ch in text):
                 raise LabelFontMissing(f"kit {label.kit_number}: the label font cannot print {text!r}")
         lines.append((run, text))
     return lines
@@ -441,7 +450,7 @@ def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKi
 # these are spelled in Latin-1 with the same meaning. With a Unicode TrueType font downloaded
 # to the printer (font="E:DEJAVU.TTF") the text goes out exactly as in the PDF.
 _RESIDENT_FONT_SPELLING = str.maketrans(
-    {"≤": "<=", "≥": ">=", "−": "-", "–": "-", **{s: "^" + d for s, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")}}
+    {"≤": "<=", "≥": ">=", "−": "-", "–": "-", **{s: "^" + d for s, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789", strict=True)}}
 )
 
 
