@@ -88,7 +88,7 @@ def test_a_run_prints_the_annex_vi_particulars_for_every_kit_of_the_blinded_lot(
     assert media_type == "application/pdf"
     texts = pages_text(pdf)
     assert len(texts) == len(everyone), "one page per kit"
-    for kit_number, text in zip(everyone, map(flat, texts)):
+    for kit_number, text in zip(everyone, map(flat, texts), strict=True):
         for particular in [
             kit_number, blinded.code, printed_expiry(blinded.expiry), "NCT07290946", "EU CT 2025-522559-25-00",
             "Allogeneic adipose-derived stromal cells 25 × 10⁶ cells or placebo (0.9 % NaCl)",
@@ -241,14 +241,14 @@ def test_planned_kits_unknown_kits_and_bad_choices_are_refused_naming_the_field(
         labelling.kit_labels(s, [planned], SECRET)
     assert refused.value.field == "kit_numbers"
     cases = [
-        (dict(kit_numbers=[planned.number]), "kit_numbers", "no blinded lot"),
-        (dict(kit_numbers=[packaged, "ZZZZ"]), "kit_numbers", "ZZZZ"),
-        (dict(blinded_lot_code=code, kind="carton"), "kind", "outer, vial"),
-        (dict(blinded_lot_code=code, output="png"), "output", "sheet, single, zpl"),
-        (dict(), "blinded_lot", "Choose a blinded lot"),
-        (dict(blinded_lot_code="XB26-999"), "blinded_lot", "XB26-999"),
-        (dict(blinded_lot_code=code, study="NCT06805448"), "blinded_lot", "another study"),
-        (dict(kit_numbers=[packaged], study="NCT06805448"), "kit_numbers", "another study"),
+        ({"kit_numbers": [planned.number]}, "kit_numbers", "no blinded lot"),
+        ({"kit_numbers": [packaged, "ZZZZ"]}, "kit_numbers", "ZZZZ"),
+        ({"blinded_lot_code": code, "kind": "carton"}, "kind", "outer, vial"),
+        ({"blinded_lot_code": code, "output": "png"}, "output", "sheet, single, zpl"),
+        ({}, "blinded_lot", "Choose a blinded lot"),
+        ({"blinded_lot_code": "XB26-999"}, "blinded_lot", "XB26-999"),
+        ({"blinded_lot_code": code, "study": "NCT06805448"}, "blinded_lot", "another study"),
+        ({"kit_numbers": [packaged], "study": "NCT06805448"}, "kit_numbers", "another study"),
     ]
     for options, field, words in cases:
         with pytest.raises(DomainError) as refused:

@@ -14,7 +14,6 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from cellbench.labels import sheets as labels_module
 from cellbench.identifiers import new_kit_numbers
 from cellbench.labels import (
     KitLabel,
@@ -29,6 +28,7 @@ from cellbench.labels import (
     render_single_label_pdf,
     render_zpl,
 )
+from cellbench.labels import sheets as labels_module
 from cellbench.qrpayload import make_payload, verify_payload
 
 SECRET = "label-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -121,7 +121,8 @@ def test_the_sheet_is_a4_and_holds_as_many_labels_as_fit(kits):
 
 def test_sheet_margins_and_gaps_are_parameters_and_overfull_grids_are_refused(kits):
     tight = SheetLayout(margin_left_mm=0, margin_top_mm=0, gap_x_mm=0, gap_y_mm=0, columns=1, rows=1)
-    assert len(pypdf.PdfReader(io.BytesIO(render_label_sheet_pdf([kit_label(k) for k in kits[:3]], sheet=tight))).pages) == 3
+    sheet = render_label_sheet_pdf([kit_label(k) for k in kits[:3]], sheet=tight)
+    assert len(pypdf.PdfReader(io.BytesIO(sheet)).pages) == 3
     with pytest.raises(ValueError, match="do not fit"):
         render_label_sheet_pdf([kit_label(kits[0])], sheet=SheetLayout(columns=3))
 
@@ -154,7 +155,7 @@ def test_zpl_has_one_well_formed_block_per_label_with_the_signed_payload(kits):
     blocks = re.findall(r"\^XA.*?\^XZ", zpl, flags=re.S)
     assert len(blocks) == 3 and zpl.count("^XA") == 3 and zpl.count("^XZ") == 3
     assert "".join(blocks).replace("\n", "") == zpl.replace("\n", "")  # nothing outside blocks
-    for block, label in zip(blocks, batch):
+    for block, label in zip(blocks, batch, strict=True):
         assert "^CI28" in block and "^PW" in block and "^LL" in block
         assert f"^BQN,2,4,M,7^FDMM,A{label.qr_payload}^FS" in block
         assert label.kit_number in block

@@ -132,13 +132,13 @@ def test_refusals_name_the_field_and_change_nothing(ready):
     held = released_lot(db, "asc", "ASC-2026-0209", state=LotState.on_hold)
     old = released_lot(db, "asc", "ASC-2026-0210", expiry=utcnow().date() - timedelta(days=1))
     cases = [
-        (dict(count=8, asc=[asc], placebo=[plb]), "asc_lots", "free units"),
-        (dict(count=8, asc=[held], placebo=[plb]), "asc_lots", "on hold"),
-        (dict(count=8, asc=[old], placebo=[plb]), "asc_lots", "expired"),
-        (dict(count=8, asc=[plb], placebo=[plb]), "asc_lots", "not an ASC lot"),
-        (dict(count=8, asc=[asc], placebo=[]), "placebo_lots", "Choose at least one"),
-        (dict(count="eight", asc=[asc], placebo=[plb]), "kit_count", "whole number"),
-        (dict(count=99, asc=[asc], placebo=[plb]), "kit_count", "generate and seal a further kit list"),
+        ({"count": 8, "asc": [asc], "placebo": [plb]}, "asc_lots", "free units"),
+        ({"count": 8, "asc": [held], "placebo": [plb]}, "asc_lots", "on hold"),
+        ({"count": 8, "asc": [old], "placebo": [plb]}, "asc_lots", "expired"),
+        ({"count": 8, "asc": [plb], "placebo": [plb]}, "asc_lots", "not an ASC lot"),
+        ({"count": 8, "asc": [asc], "placebo": []}, "placebo_lots", "Choose at least one"),
+        ({"count": "eight", "asc": [asc], "placebo": [plb]}, "kit_count", "whole number"),
+        ({"count": 99, "asc": [asc], "placebo": [plb]}, "kit_count", "generate and seal a further kit list"),
     ]
     before = _kits(db)
     for case, field, words in cases:
@@ -192,7 +192,8 @@ def test_a_run_moves_its_kits_in_a_few_statements_not_one_per_kit(ready):
     from sqlalchemy import event
 
     db = ready
-    asc, plb = released_lot(db, "asc", "ASC-2026-0220", units=40), released_lot(db, "placebo", "PLB-2026-0220", units=40)
+    asc = released_lot(db, "asc", "ASC-2026-0220", units=40)
+    plb = released_lot(db, "placebo", "PLB-2026-0220", units=40)
     statements: list[str] = []
 
     def seen(conn, cursor, statement, parameters, context, executemany):

@@ -32,7 +32,8 @@ def world(db, people, effective_specs):
 
 def _states(db) -> dict[str, str]:
     with db.read() as s:
-        return {k.number: KitState(k.state).value for k in s.scalars(select(Kit).where(Kit.blinded_lot_id.is_not(None)))}
+        packaged = s.scalars(select(Kit).where(Kit.blinded_lot_id.is_not(None)))
+        return {k.number: KitState(k.state).value for k in packaged}
 
 
 def _lot(s, number: str) -> Lot:

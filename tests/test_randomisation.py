@@ -87,7 +87,8 @@ def test_a_generated_list_is_stored_sealed_and_reproducible_from_its_recorded_se
         stored = sealed.list_lines(s, actor_of(db, "sara"), row, limit=1000)
         assert row.state == "sealed" and row.signature_id
     regenerated = randomisation.randomisation_lines(seed, 100, ARMS, (2, 4, 6), "X")
-    assert [(l.key, l.arm, l.block) for l in stored] == [(l.key, l.arm, l.block) for l in regenerated]
+    assert [(line.key, line.arm, line.block) for line in stored] == \
+        [(line.key, line.arm, line.block) for line in regenerated]
     with db.read() as s:
         created = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sealed_list")).all()
         assert created and all(e.visibility == "unblinded" for e in created)
@@ -100,7 +101,7 @@ def test_a_further_randomisation_list_continues_the_numbering(db, people):
         sara = actor_of(db, "sara")
         first = lists.generate(s, sara, study, "randomisation", 4, block_sizes="4")
         second = lists.generate(s, sara, study, "randomisation", 4, block_sizes="4")
-        keys = [l.key for l in sealed.list_lines(s, sara, second)]
+        keys = [line.key for line in sealed.list_lines(s, sara, second)]
     assert first.version == 1 and second.version == 2
     assert keys == ["S-005", "S-006", "S-007", "S-008"]
 
@@ -176,7 +177,8 @@ def test_a_generated_list_is_rounded_up_to_whole_blocks_and_says_so(db, people, 
         blocks.setdefault(line.block, Counter())[line.arm] += 1
     assert all(c["active"] == c["placebo"] for c in blocks.values()), "every block whole, the last one too"
     assert f"with {size} entries, not 25" in notice and "whole blocks" in notice
-    assert lists.generated_notice(row, str(size)) == f"Draft {sealed.LIST_KINDS[kind]} version 1 generated: check it, then seal it."
+    assert lists.generated_notice(row, str(size)) == \
+        f"Draft {sealed.LIST_KINDS[kind]} version 1 generated: check it, then seal it."
     created = [e for e in _created_events(db) if e.entity_id == str(row.id)]
     assert '"asked": 25' in created[0].new_value and f'"size": {size}' in created[0].new_value
 
@@ -190,7 +192,8 @@ def test_the_page_says_when_a_list_was_rounded_up(as_, db, people):
     import urllib.parse
 
     load_studies(db)
-    response = as_("sara").submit("/supply/studies/NCT07290946/lists", {"kind": "kit", "size": "25", "seed": "round-up"})
+    response = as_("sara").submit("/supply/studies/NCT07290946/lists",
+                                  {"kind": "kit", "size": "25", "seed": "round-up"})
     assert response.status_code == 303
     notice = urllib.parse.unquote(response.headers["location"].split("notice=", 1)[1])
     assert "not 25" in notice and "rounded up to whole blocks" in notice
