@@ -28,7 +28,8 @@ from cellbench.labels import (
     render_single_label_pdf,
     render_zpl,
 )
-from cellbench.labels import sheets as labels_module
+from cellbench.labels import fonts as label_fonts
+from cellbench.labels import sheets as label_sheets
 from cellbench.qrpayload import make_payload, verify_payload
 
 SECRET = "label-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -220,7 +221,7 @@ def test_text_that_does_not_fit_is_refused_not_cut_off(kits):
 
 def test_without_a_unicode_font_labels_are_refused_with_an_install_hint(monkeypatch):
     monkeypatch.delenv("CELLBENCH_LABEL_FONT", raising=False)
-    monkeypatch.setattr(labels_module, "_font_dirs", list)
+    monkeypatch.setattr(label_fonts, "_font_dirs", list)
     find_label_fonts.cache_clear()
     try:
         with pytest.raises(LabelFontMissing, match="fonts-dejavu-core"):
@@ -234,16 +235,16 @@ def test_a_regular_width_dejavu_is_narrowed_to_stand_in_for_the_condensed_face(m
     if not regular.is_file():
         pytest.skip("DejaVuSans.ttf not installed")
     (tmp_path / "DejaVuSans.ttf").symlink_to(regular)
-    monkeypatch.setattr(labels_module, "_font_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(label_fonts, "_font_dirs", lambda: [tmp_path])
     find_label_fonts.cache_clear()
-    labels_module._layout.cache_clear()
+    label_sheets._layout.cache_clear()
     try:
         fonts = find_label_fonts()
         assert fonts.stretch_percent < 100 and fonts.bold == fonts.regular
         assert "Store at ≤ −150 °C" in pdf_text(render_single_label_pdf(kit_label(kits[0])))[0]
     finally:
         find_label_fonts.cache_clear()
-        labels_module._layout.cache_clear()
+        label_sheets._layout.cache_clear()
 
 
 @pytest.mark.parametrize("render", [render_label_sheet_pdf, render_single_label_pdf])
