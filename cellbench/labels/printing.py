@@ -25,7 +25,7 @@ from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, kits, qrpayload, studies, users
+from .. import audit, inputs, kits, qrpayload, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, DomainError, InvalidInput, NotFound
@@ -136,16 +136,8 @@ def _choice(value: object, options: Iterable[str], field: str, what: str) -> str
 
 
 def _count(value: object, field: str) -> int:
-    """A whole number of labels, 0 or more, as typed or as a number."""
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value if value is not None else "").strip()
-        if not re.fullmatch(r"[+-]?[0-9]+", text):
-            raise InvalidInput(f"Give the number of {field} labels as a whole number (0 or more).", field=field)
-        number = int(text)
+    """A whole number of labels, 0 or more, as typed or as a number (True is not a number)."""
+    number = inputs.whole(None if isinstance(value, bool) else value, field, f"number of {field} labels")
     if number < 0:
         raise InvalidInput(f"The number of {field} labels cannot be negative.", field=field)
     return number

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from .. import identifiers, sealed, studies, users
+from .. import identifiers, inputs, sealed, studies, users
 from ..audit import Actor
 from ..errors import InvalidInput
 from ..models import Role, Study
@@ -15,10 +15,7 @@ MAKERS = (Role.supply_manager,)
 
 
 def _size(value: object, field: str = "size") -> int:
-    try:
-        size = int(str(value).strip())
-    except ValueError:
-        raise InvalidInput("Give the number of entries as a whole number.", field=field) from None
+    size = inputs.whole(value, field, "number of entries")
     if not 1 <= size <= randomisation.MAX_LIST_SIZE:
         raise InvalidInput(f"A list holds 1 to {randomisation.MAX_LIST_SIZE} entries.", field=field)
     return size

@@ -15,7 +15,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
-from .. import audit, kits, sealed, studies, users
+from .. import audit, inputs, kits, sealed, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
@@ -135,10 +135,7 @@ def _run_number(session: Session) -> str:
 
 
 def _kit_count(value: object) -> int:
-    try:
-        count = int(str(value).strip())
-    except ValueError:
-        raise InvalidInput("Give the number of kits as a whole number.", field="kit_count") from None
+    count = inputs.whole(value, "kit_count", "number of kits")
     if not 1 <= count <= MAX_KITS_PER_RUN:
         raise InvalidInput(f"A run packages 1 to {MAX_KITS_PER_RUN} kits.", field="kit_count")
     return count
