@@ -14,7 +14,7 @@ lists. Three walls keep blinded people out:
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
@@ -69,16 +69,16 @@ def _read(session: Session, actor: Actor, allowed: frozenset[Role], what: str, s
 # --- lists -------------------------------------------------------------------------------------
 
 
-def _line_table(row: SealedList) -> tuple[type[SealedAllocation] | type[SealedKitArm], Any]:
-    """Where the list's lines are kept, and the column of their numbers."""
-    if row.kind == "randomisation":
+def _line_table(kind: str) -> tuple[type[SealedAllocation] | type[SealedKitArm], Any]:
+    """Where a list's lines are kept, and the column of their numbers."""
+    if kind == "randomisation":
         return SealedAllocation, col(SealedAllocation.participant_number)
     return SealedKitArm, col(SealedKitArm.kit_number)
 
 
 def _lines_query(row: SealedList) -> Any:
     """The list's lines (position, block, number, arm) in list order."""
-    table, number = _line_table(row)
+    table, number = _line_table(row.kind)
     return (select(col(table.position), col(table.block), number, col(table.arm))
             .where(col(table.list_id) == row.id).order_by(col(table.position)))
 
@@ -124,16 +124,13 @@ def create_list(session: Session, actor: Actor, study: Study, kind: str, lines: 
                      source_sha256=source_sha256, size=len(lines), created_by=kits.maker_id(actor), created_at=utcnow())
     session.add(row)
     session.flush()
-    table = SealedAllocation if kind == "randomisation" else SealedKitArm
-    key_column = "participant_number" if kind == "randomisation" else "kit_number"
+    table, number = _line_table(kind)
     session.execute(insert(table), [{"list_id": row.id, "position": line.position, "block": line.block,
-                                     key_column: line.key, "arm": line.arm} for line in lines])
-    counts: dict[str, int] = defaultdict(int)
-    for line in lines:
-        counts[line.arm] += 1
+                                     number.key: line.key, "arm": line.arm} for line in lines])
     audit.record(session, actor, f"{LIST_KINDS[kind]} created", "sealed_list", row.id,
                  new={"study": study.code, "version": version, "method": method, "size": len(lines),
-                      "arms": dict(counts), **({"asked": asked} if asked not in (None, len(lines)) else {})},
+                      "arms": dict(Counter(line.arm for line in lines)),
+                      **({"asked": asked} if asked not in (None, len(lines)) else {})},
                  visibility=Visibility.unblinded)
     return row
 
@@ -196,7 +193,7 @@ def list_lines(session: Session, actor: Actor, row: SealedList, *, offset: int =
 
 def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int]:
     _read(session, actor, READERS, "list arm counts", row.id)
-    table, _number = _line_table(row)
+    table, _number = _line_table(row.kind)
     query = select(col(table.arm), func.count()).where(col(table.list_id) == row.id).group_by(col(table.arm))
     return dict(session.execute(query).all())
 
