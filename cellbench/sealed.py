@@ -199,7 +199,7 @@ def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int
 
 
 def _check_move(row: SealedList, actor: Actor, action: str) -> None:
-    """The list machine's word on this move: only a draft is sealed or discarded."""
+    """The list machine's word on this move: only a draft is sealed or discarded, and it says so."""
     if LIST_MACHINE.state_refusal(row, action):
         if action == "discard" and row.state == ListState.sealed.value:
             raise InvalidInput("A sealed list is never discarded; only a draft can be.", field="list")
@@ -208,19 +208,23 @@ def _check_move(row: SealedList, actor: Actor, action: str) -> None:
     LIST_MACHINE.check(row, action, actor.roles)
 
 
+def _record_move(session: Session, actor: Actor, row: SealedList, action: str, reason: str | None = None) -> None:
+    old, row.state = row.state, LIST_MACHINE.target(row, action).value
+    session.flush()
+    audit.record(session, actor, f"{LIST_KINDS[row.kind]} {row.state}", "sealed_list", row.id, field="state",
+                 old=old, new=row.state, reason=reason, visibility=Visibility.unblinded)
+
+
 def seal_list(session: Session, user: User, actor: Actor, row: SealedList, password: str) -> SealedList:
     """Sign the list; a kit list's kits come into being now, every one in the same state."""
     _admit(actor, LIST_MAKERS)
     _check_move(row, actor, "seal")
     meaning = LIST_MACHINE.transition("seal").signature
     assert meaning is not None, "sealing is signed"
-    row.state = ListState.sealed.value
-    session.flush()
-    signature = signatures.sign(session, user, password, meaning, "sealed_list", str(row.id),
-                                visibility=Visibility.unblinded)
-    row.signature_id = signature.id
-    audit.record(session, actor, f"{LIST_KINDS[row.kind]} sealed", "sealed_list", row.id, field="state",
-                 old="draft", new="sealed", visibility=Visibility.unblinded)
+    # the signed content names no state: the list is signed as it is sealed
+    row.signature_id = signatures.sign(session, user, password, meaning, "sealed_list", str(row.id),
+                                       visibility=Visibility.unblinded).id
+    _record_move(session, actor, row, "seal")
     if row.kind == "kit":
         _create_kits(session, actor, row)
     session.flush()
@@ -243,10 +247,7 @@ def discard_list(session: Session, actor: Actor, row: SealedList, reason: str | 
     _admit(actor, LIST_MAKERS)
     reason = audit.require_reason(reason)
     _check_move(row, actor, "discard")
-    row.state = ListState.discarded.value
-    session.flush()
-    audit.record(session, actor, f"{LIST_KINDS[row.kind]} discarded", "sealed_list", row.id, field="state",
-                 old="draft", new="discarded", reason=reason, visibility=Visibility.unblinded)
+    _record_move(session, actor, row, "discard", reason)
     return row
 
 
