@@ -1,4 +1,5 @@
-"""Supply: randomisation and kit lists, packaging runs and the blind-preserving quarantine.
+"""Supply: randomisation and kit lists, packaging runs, the blind-preserving quarantine, and what
+the supply pages and API show of them (`views`).
 
 Every part is unblinded work that reaches the sealed compartment: no blinded-facing module imports
 this package."""

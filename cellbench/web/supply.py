@@ -322,7 +322,7 @@ def unblinded_kit(request: Request, number: str, viewer: Viewer = Depends(reader
 
 # --- quarantines ------------------------------------------------------------------------------------
 
-QUARANTINE_STATES = ("open", "lifted", "withdrawn")
+QUARANTINE_STATES = tuple(state.value for state in quarantine.QuarantineState)
 
 
 @router.get("/quarantines")
