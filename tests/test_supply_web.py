@@ -362,6 +362,8 @@ def test_the_api_makes_and_seals_a_list_packages_it_and_reads_what_is_inside(as_
     assert bad.status_code == 422 and bad.json()["field"] == "size"
     detail = sara.get(f"/api/v1/supply/studies/{STUDY}/lists/kit/2").json()
     assert detail["arm_counts"] == {"active": 2, "placebo": 2} and len(detail["entries"]) == 4
+    assert detail["actions"] == ["seal", "discard"], "the list's lifecycle says what its maker may do"
+    assert anna.get(f"/api/v1/supply/studies/{STUDY}/lists/kit/2").json()["actions"] == [], "QA reads only"
     refused = sara.post(f"/api/v1/supply/studies/{STUDY}/lists/kit/2/seal", json={"password": "x"})
     assert refused.json()["field"] == "password"
     sealed_list = sara.post(f"/api/v1/supply/studies/{STUDY}/lists/kit/2/seal", json={"password": PASSWORD}).json()
@@ -387,6 +389,8 @@ def test_the_api_makes_and_seals_a_list_packages_it_and_reads_what_is_inside(as_
     opened = sara.post("/api/v1/supply/quarantines", json={"lot": asc, "reason": "check"})
     assert opened.status_code == 201 and opened.json()[0]["state"] == "open"
     number = opened.json()[0]["number"]
+    assert opened.json()[0]["actions"] == [], "the supply manager opens a quarantine; QA decides on it"
+    assert anna.get(f"/api/v1/supply/quarantines/{number}").json()["actions"] == ["lift", "withdraw"]
     assert [q["number"] for q in anna.get("/api/v1/supply/quarantines?state=open").json()] == [number]
     assert sara.post(f"/api/v1/supply/quarantines/{number}/withdraw",
                      json={"reason": "x", "password": PASSWORD}).status_code == 403

@@ -16,6 +16,7 @@ from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..errors import NotFound
 from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User
+from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine
 from ..supply.views import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
 
@@ -62,6 +63,7 @@ class EntryOut(BaseModel):
 
 
 class ListDetailOut(ListOut):
+    actions: list[str] = Field(description="What you may do with the list now, by its lifecycle: seal, discard")
     arm_counts: dict[str, int]
     offset: int
     limit: int
@@ -81,6 +83,7 @@ def list_detail(session: Session, viewer: Viewer, study: Study, row,
                 offset: int, limit: int) -> ListDetailOut:
     entries = sealed.list_lines(session, viewer.actor, row, offset=offset, limit=limit)
     return ListDetailOut(**list_out(session, study, row).model_dump(),
+                         actions=LIST_MACHINE.allowed(row, viewer.actor.roles),
                          arm_counts=sealed.arm_counts(session, viewer.actor, row), offset=offset, limit=limit,
                          entries=[EntryOut(position=e.position, block=e.block, number=e.key, arm=e.arm)
                                   for e in entries])
@@ -335,6 +338,7 @@ class MemberOut(BaseModel):
 
 
 class QuarantineDetailOut(QuarantineOut):
+    actions: list[str] = Field(description="The decisions you may take now, by its lifecycle: lift, withdraw")
     kits: list[MemberOut]
 
 
@@ -357,6 +361,7 @@ def quarantine_out(session: Session, kq: KitQuarantine) -> QuarantineOut:
 
 def quarantine_detail(session: Session, viewer: Viewer, kq: KitQuarantine) -> QuarantineDetailOut:
     return QuarantineDetailOut(**quarantine_out(session, kq).model_dump(),
+                               actions=quarantine.allowed_decisions(kq, viewer.actor),
                                kits=[MemberOut(kit_number=kit.number, arm=arm, state=KitState(kit.state))
                                      for kit, arm in quarantine_kits(session, viewer.actor, kq)])
 
