@@ -14,8 +14,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from cellbench import audit, kits, qrpayload
+from cellbench.errors import Forbidden, InvalidInput
 from cellbench.identifiers import KIT_ALPHABET, format_kit_number, kit_check_character, new_kit_numbers
 from cellbench.models import Kit, Visibility
+from cellbench.statemachine import Machine
 
 from .conftest import ROOT, SECRET, actor_of
 
@@ -235,6 +237,25 @@ def test_the_kit_modules_cannot_reach_the_sealed_compartment():
     assert "cellbench.kits" in reached and "cellbench.studies" in reached, "the follower follows"
     leaks = {m: reached[m] for m in forbidden & reached.keys()}
     assert not leaks, f"reachable from the kit pages (module: imported by): {leaks}"
+
+
+# --- the kit lifecycle -------------------------------------------------------------------------
+
+
+def test_the_kit_lifecycle_is_one_table_that_moves_and_pages_share(kit_world, db):
+    assert isinstance(kits.MACHINE, Machine) and kits.MACHINE.table is kits.MOVES
+    assert not kits.LEAVES_STORAGE - kits.MOVES.keys(), "only moves of the table leave storage"
+    with db.read() as s:
+        active, placebo = (s.scalars(select(Kit).where(Kit.number == kit_world.active[0])).one(),
+                           s.scalars(select(Kit).where(Kit.number == kit_world.placebo[0])).one())
+        offered = kits.allowed_moves(active, actor_of(db, "sara"))
+        assert "ship" in offered and "dispense" not in offered
+        assert offered == kits.allowed_moves(placebo, actor_of(db, "sara")), "the same table for both arms"
+    with pytest.raises(InvalidInput) as refused:
+        _move(db, "frida", kit_world.active[0], "dispense")
+    assert refused.value.message == f"Kit {kit_world.active[0]} is released; it cannot be moved by 'dispense' now."
+    with pytest.raises(Forbidden):
+        _move(db, "frida", kit_world.active[0], "ship")
 
 
 # --- who may read ----------------------------------------------------------------------------

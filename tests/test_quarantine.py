@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from cellbench import kits, qc, release, users
 from cellbench.errors import InvalidInput
-from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot
+from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot, Meaning, Role
 from cellbench.supply import quarantine
 
 from .conftest import PASSWORD, actor_of
@@ -45,6 +45,17 @@ def _kits_of_lot(db, number: str) -> set[str]:
 
     with db.write() as s:
         return {k.number for k in sealed.kits_containing_lot(s, actor_of(db, "sara"), _lot(s, number), why="test")}
+
+
+def test_a_kit_quarantine_is_open_until_qa_lifts_or_withdraws_it_as_its_one_table_says():
+    assert {name: (move.sources, move.target, move.roles, move.signature, move.needs_reason)
+            for name, move in quarantine.MOVES.items()} == {
+        "lift": ({quarantine.QuarantineState.open}, quarantine.QuarantineState.lifted, {Role.qa}, Meaning.released,
+                 True),
+        "withdraw": ({quarantine.QuarantineState.open}, quarantine.QuarantineState.withdrawn, {Role.qa},
+                     Meaning.rejected, True)}
+    assert quarantine.MOVES["lift"].guards == (quarantine.every_lot_released,)
+    assert set(quarantine.KIT_MOVES.values()) <= set(kits.MOVES), "each decision is a move of the kits' own table"
 
 
 def test_proportionate_quarantine_takes_the_lots_kits_and_a_random_equal_share_of_placebo(db, world):

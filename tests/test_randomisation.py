@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from cellbench import sealed, studies, users
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
-from cellbench.models import AuditEvent, Kit, KitState, SealedList
+from cellbench.models import AuditEvent, Kit, KitState, Meaning, SealedList
+from cellbench.sealing import LIST_MOVES, ListState
 from cellbench.supply import lists, randomisation
 
 from .conftest import PASSWORD, actor_of
@@ -92,6 +93,27 @@ def test_a_generated_list_is_stored_sealed_and_reproducible_from_its_recorded_se
     with db.read() as s:
         created = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sealed_list")).all()
         assert created and all(e.visibility == "unblinded" for e in created)
+
+
+def test_a_list_is_sealed_or_discarded_once_as_its_one_table_says(db, people):
+    assert {name: (move.target, move.signature, move.needs_reason) for name, move in LIST_MOVES.items()} == {
+        "seal": (ListState.sealed, Meaning.approved, False), "discard": (ListState.discarded, None, True)}
+    load_studies(db)
+    with db.write() as s:
+        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "randomisation", 4)
+        list_id = row.id
+    with db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with pytest.raises(InvalidInput, match="only a draft can be sealed"), db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with pytest.raises(InvalidInput, match="A sealed list is never discarded"), db.write() as s:
+        sealed.discard_list(s, actor_of(db, "sara"), s.get(SealedList, list_id), "changed my mind")
+    with db.read() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sealed_list",
+                                                    AuditEvent.field == "state")).all()
+    assert [(e.action, e.old_value, e.new_value) for e in events] == [("randomisation list sealed", "draft", "sealed")]
 
 
 def test_a_further_randomisation_list_continues_the_numbering(db, people):
