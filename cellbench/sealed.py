@@ -14,21 +14,24 @@ lists. Three walls keep blinded people out:
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlmodel import Session
+from sqlalchemy import func, insert, select, update
+from sqlmodel import Session, col
 
 from . import audit, kits, signatures
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .models import (
+    BlindedLot,
     Kit,
     KitState,
     Lot,
-    Meaning,
+    Participant,
     Role,
     SealedAllocation,
     SealedKitArm,
@@ -39,17 +42,13 @@ from .models import (
     Vial,
     Visibility,
 )
-from .supply.randomisation import Line
+from .sealing import FILLERS, LIST_KINDS, LIST_MACHINE, LIST_MAKERS, READERS, Line, ListState, participant_trail
 
 # What lists.py hands back to its callers: a list's header (kind, seed, state, signature), which
 # names no arm; the lines stay in the tables only this module names.
 ListHeader = SealedList
-
-LIST_KINDS = {"randomisation": "randomisation list", "kit": "kit list"}
-LIST_MAKERS = frozenset({Role.supply_manager})  # generate, import, seal and discard lists
-# see lists, contents and compositions; QC analysts too, because their OOS result quarantines kits
-READERS = frozenset({Role.supply_manager, Role.qa, Role.qp, Role.qc_analyst})
-FILLERS = frozenset({Role.supply_manager})  # packaging runs put units into kits
+# A list not discarded: its participant and kit numbers are taken.
+_LIVE = col(SealedList.state) != ListState.discarded.value
 
 
 def _admit(actor: Actor, allowed: frozenset[Role]) -> None:
@@ -70,17 +69,23 @@ def _read(session: Session, actor: Actor, allowed: frozenset[Role], what: str, s
 # --- lists -------------------------------------------------------------------------------------
 
 
+def _line_table(kind: str) -> tuple[type[SealedAllocation] | type[SealedKitArm], Any]:
+    """Where a list's lines are kept, and the column of their numbers."""
+    if kind == "randomisation":
+        return SealedAllocation, col(SealedAllocation.participant_number)
+    return SealedKitArm, col(SealedKitArm.kit_number)
+
+
+def _lines_query(row: SealedList) -> Any:
+    """The list's lines (position, block, number, arm) in list order."""
+    table, number = _line_table(row.kind)
+    return (select(col(table.position), col(table.block), number, col(table.arm))
+            .where(col(table.list_id) == row.id).order_by(col(table.position)))
+
+
 def _entries_sha256(session: Session, row: SealedList) -> str:
-    if row.kind == "randomisation":
-        lines = session.execute(select(SealedAllocation.position, SealedAllocation.block,
-                                       SealedAllocation.participant_number, SealedAllocation.arm)
-                                .where(SealedAllocation.list_id == row.id).order_by(SealedAllocation.position))
-    else:
-        lines = session.execute(select(SealedKitArm.position, SealedKitArm.block, SealedKitArm.kit_number,
-                                       SealedKitArm.arm).where(SealedKitArm.list_id == row.id)
-                                .order_by(SealedKitArm.position))
     digest = hashlib.sha256()
-    for line in lines:
+    for line in session.execute(_lines_query(row)):
         digest.update(("\t".join(str(v) for v in line) + "\n").encode("utf-8"))
     return digest.hexdigest()
 
@@ -91,8 +96,8 @@ def _list_content(session: Session, list_id: str) -> dict:
     if row is None:
         raise NotFound("No such sealed list.")
     study = session.get(Study, row.study_id)
-    return {"study": study.code, "kind": row.kind, "version": row.version, "method": row.method, "seed": row.seed,
-            "block_sizes": row.block_sizes, "source_sha256": row.source_sha256, "size": row.size,
+    return {"study": study.code if study else None, "kind": row.kind, "version": row.version, "method": row.method,
+            "seed": row.seed, "block_sizes": row.block_sizes, "source_sha256": row.source_sha256, "size": row.size,
             "entries_sha256": _entries_sha256(session, row)}
 
 
@@ -103,33 +108,29 @@ def create_list(session: Session, actor: Actor, study: Study, kind: str, lines: 
     _admit(actor, LIST_MAKERS)
     if kind not in LIST_KINDS:
         raise InvalidInput(f"A list is a {' or a '.join(LIST_KINDS)}.", field="kind")
+    assert study.id is not None, "a stored study"
     keys = [line.key for line in lines]
     if kind == "kit":
-        taken = _kit_numbers_taken(session, keys)
-        if taken:
-            raise Conflict(f"Kit number {taken[0]} is already in use{' (and ' + str(len(taken) - 1) + ' more)' if len(taken) > 1 else ''}: "
-                           "kit numbers are unique across all studies.", field="file")
-    else:
-        used = _participants_listed(session, study, keys)
-        if used:
-            raise Conflict(f"Participant number {used[0]} is already on a list of {study.code}.", field="file")
-    version = (session.scalar(select(func.max(SealedList.version)).where(SealedList.study_id == study.id,
-                                                                          SealedList.kind == kind)) or 0) + 1
+        if taken := _kit_numbers_taken(session, keys):
+            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+            raise Conflict(f"Kit number {taken[0]} is already in use{more}: kit numbers are unique across all "
+                           "studies.", field="file")
+    elif used := _participants_listed(session, study, keys):
+        raise Conflict(f"Participant number {used[0]} is already on a list of {study.code}.", field="file")
+    version = (session.scalar(select(func.max(col(SealedList.version)))
+                              .where(col(SealedList.study_id) == study.id, col(SealedList.kind) == kind)) or 0) + 1
     row = SealedList(study_id=study.id, kind=kind, version=version, method=method, seed=seed,
                      block_sizes=",".join(str(b) for b in block_sizes) if block_sizes else None,
-                     source_sha256=source_sha256, size=len(lines), created_by=actor.user_id, created_at=utcnow())
+                     source_sha256=source_sha256, size=len(lines), created_by=kits.maker_id(actor), created_at=utcnow())
     session.add(row)
     session.flush()
-    table = SealedAllocation if kind == "randomisation" else SealedKitArm
-    key_column = "participant_number" if kind == "randomisation" else "kit_number"
-    session.execute(table.__table__.insert(), [{"list_id": row.id, "position": line.position, "block": line.block,
-                                                key_column: line.key, "arm": line.arm} for line in lines])
-    counts: dict[str, int] = defaultdict(int)
-    for line in lines:
-        counts[line.arm] += 1
+    table, number = _line_table(kind)
+    session.execute(insert(table), [{"list_id": row.id, "position": line.position, "block": line.block,
+                                     number.key: line.key, "arm": line.arm} for line in lines])
     audit.record(session, actor, f"{LIST_KINDS[kind]} created", "sealed_list", row.id,
                  new={"study": study.code, "version": version, "method": method, "size": len(lines),
-                      "arms": dict(counts), **({"asked": asked} if asked not in (None, len(lines)) else {})},
+                      "arms": dict(Counter(line.arm for line in lines)),
+                      **({"asked": asked} if asked not in (None, len(lines)) else {})},
                  visibility=Visibility.unblinded)
     return row
 
@@ -138,9 +139,10 @@ def _kit_numbers_taken(session: Session, numbers: Sequence[str]) -> list[str]:
     taken: list[str] = []
     for start in range(0, len(numbers), 500):
         chunk = list(numbers[start:start + 500])
-        taken += session.scalars(select(Kit.number).where(Kit.number.in_(chunk)))
-        taken += session.scalars(select(SealedKitArm.kit_number).join(SealedList, SealedList.id == SealedKitArm.list_id)
-                                 .where(SealedKitArm.kit_number.in_(chunk), SealedList.state != "discarded"))
+        taken += session.scalars(select(col(Kit.number)).where(col(Kit.number).in_(chunk)))
+        taken += session.scalars(select(col(SealedKitArm.kit_number))
+                                 .join(SealedList, col(SealedList.id) == col(SealedKitArm.list_id))
+                                 .where(col(SealedKitArm.kit_number).in_(chunk), _LIVE))
     return sorted(set(taken))
 
 
@@ -149,21 +151,25 @@ def kit_number_taken(session: Session, number: str) -> bool:
     return bool(_kit_numbers_taken(session, [number]))
 
 
+def _allocations(study: Study) -> Any:
+    """The study's participant lines on lists not discarded (a select of SealedAllocation joined)."""
+    return (select(col(SealedAllocation.participant_number))
+            .join(SealedList, col(SealedList.id) == col(SealedAllocation.list_id))
+            .where(col(SealedList.study_id) == study.id, _LIVE))
+
+
 def _participants_listed(session: Session, study: Study, numbers: Sequence[str]) -> list[str]:
     found: list[str] = []
     for start in range(0, len(numbers), 500):
-        found += session.scalars(
-            select(SealedAllocation.participant_number).join(SealedList, SealedList.id == SealedAllocation.list_id)
-            .where(SealedList.study_id == study.id, SealedList.state != "discarded",
-                   SealedAllocation.participant_number.in_(list(numbers[start:start + 500]))))
+        chunk = list(numbers[start:start + 500])
+        found += session.scalars(_allocations(study).where(col(SealedAllocation.participant_number).in_(chunk)))
     return sorted(found)
 
 
 def next_participant_start(session: Session, actor: Actor, study: Study) -> int:
     """Where the numbering of a further randomisation list continues."""
     _read(session, actor, LIST_MAKERS, "randomisation list size", study.code)
-    return (session.scalar(select(func.count(SealedAllocation.id)).join(SealedList, SealedList.id == SealedAllocation.list_id)
-                           .where(SealedList.study_id == study.id, SealedList.state != "discarded")) or 0) + 1
+    return (session.scalar(select(func.count()).select_from(_allocations(study).subquery())) or 0) + 1
 
 
 def get_list(session: Session, actor: Actor, list_id: int) -> SealedList:
@@ -176,39 +182,49 @@ def get_list(session: Session, actor: Actor, list_id: int) -> SealedList:
 
 def lists_of(session: Session, actor: Actor, study: Study) -> list[SealedList]:
     _read(session, actor, READERS, "lists", study.code)
-    return list(session.scalars(select(SealedList).where(SealedList.study_id == study.id)
-                                .order_by(SealedList.kind, SealedList.version)))
+    return list(session.scalars(select(SealedList).where(col(SealedList.study_id) == study.id)
+                                .order_by(col(SealedList.kind), col(SealedList.version))))
 
 
 def list_lines(session: Session, actor: Actor, row: SealedList, *, offset: int = 0, limit: int = 200) -> list[Line]:
     _read(session, actor, READERS, "list entries", f"{row.id}:{offset}+{limit}")
-    if row.kind == "randomisation":
-        query = select(SealedAllocation.position, SealedAllocation.block, SealedAllocation.participant_number,
-                       SealedAllocation.arm).where(SealedAllocation.list_id == row.id).order_by(SealedAllocation.position)
-    else:
-        query = select(SealedKitArm.position, SealedKitArm.block, SealedKitArm.kit_number,
-                       SealedKitArm.arm).where(SealedKitArm.list_id == row.id).order_by(SealedKitArm.position)
-    return [Line(*values) for values in session.execute(query.offset(offset).limit(limit))]
+    return [Line(*values) for values in session.execute(_lines_query(row).offset(offset).limit(limit))]
 
 
 def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int]:
     _read(session, actor, READERS, "list arm counts", row.id)
-    table = SealedAllocation if row.kind == "randomisation" else SealedKitArm
-    return dict(session.execute(select(table.arm, func.count()).where(table.list_id == row.id).group_by(table.arm)).all())
+    table, _number = _line_table(row.kind)
+    query = select(col(table.arm), func.count()).where(col(table.list_id) == row.id).group_by(col(table.arm))
+    return dict(session.execute(query).all())
+
+
+def _check_move(row: SealedList, actor: Actor, action: str) -> None:
+    """The list machine's word on this move: only a draft is sealed or discarded, and it says so."""
+    if LIST_MACHINE.state_refusal(row, action):
+        if action == "discard" and row.state == ListState.sealed.value:
+            raise InvalidInput("A sealed list is never discarded; only a draft can be.", field="list")
+        raise InvalidInput(f"This {LIST_KINDS[row.kind]} is {row.state}; only a draft can be "
+                           f"{LIST_MACHINE.target(row, action).value}.", field="list")
+    LIST_MACHINE.check(row, action, actor.roles)
+
+
+def _record_move(session: Session, actor: Actor, row: SealedList, action: str, reason: str | None = None) -> None:
+    old, row.state = row.state, LIST_MACHINE.target(row, action).value
+    session.flush()
+    audit.record(session, actor, f"{LIST_KINDS[row.kind]} {row.state}", "sealed_list", row.id, field="state",
+                 old=old, new=row.state, reason=reason, visibility=Visibility.unblinded)
 
 
 def seal_list(session: Session, user: User, actor: Actor, row: SealedList, password: str) -> SealedList:
     """Sign the list; a kit list's kits come into being now, every one in the same state."""
     _admit(actor, LIST_MAKERS)
-    if row.state != "draft":
-        raise InvalidInput(f"This {LIST_KINDS[row.kind]} is {row.state}; only a draft can be sealed.", field="list")
-    row.state = "sealed"
-    session.flush()
-    signature = signatures.sign(session, user, password, Meaning.approved, "sealed_list", str(row.id),
-                                visibility=Visibility.unblinded)
-    row.signature_id = signature.id
-    audit.record(session, actor, f"{LIST_KINDS[row.kind]} sealed", "sealed_list", row.id, field="state",
-                 old="draft", new="sealed", visibility=Visibility.unblinded)
+    _check_move(row, actor, "seal")
+    meaning = LIST_MACHINE.transition("seal").signature
+    assert meaning is not None, "sealing is signed"
+    # the signed content names no state: the list is signed as it is sealed
+    row.signature_id = signatures.sign(session, user, password, meaning, "sealed_list", str(row.id),
+                                       visibility=Visibility.unblinded).id
+    _record_move(session, actor, row, "seal")
     if row.kind == "kit":
         _create_kits(session, actor, row)
     session.flush()
@@ -217,32 +233,21 @@ def seal_list(session: Session, user: User, actor: Actor, row: SealedList, passw
 
 def _create_kits(session: Session, actor: Actor, row: SealedList) -> None:
     study = session.get(Study, row.study_id)
-    numbers = list(session.scalars(select(SealedKitArm.kit_number).where(SealedKitArm.list_id == row.id)
-                                   .order_by(SealedKitArm.kit_number)))  # number order: random, says nothing
-    now = utcnow()
-    # Core statements: a list holds up to 10,000 kits, and one ORM flush per kit took seconds
-    session.execute(insert(Kit), [
-        {"number": number, "study_id": study.id, "state": KitState.planned.value, "location": Kit.model_fields[
-            "location"].default, "created_at": now, "row_version": 1} for number in numbers])
-    arm_line = SealedKitArm.__table__
-    session.execute(arm_line.update().where(arm_line.c.list_id == row.id).values(
-        kit_id=select(Kit.id).where(Kit.number == arm_line.c.kit_number).scalar_subquery()))
-    planned = kits.state_label(KitState.planned)
-    for number in numbers:
-        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=planned,
-                     reason=f"{study.code} kit list")
+    assert study is not None, "a list belongs to a stored study"
+    numbers = list(session.scalars(select(col(SealedKitArm.kit_number)).where(col(SealedKitArm.list_id) == row.id)
+                                   .order_by(col(SealedKitArm.kit_number))))  # number order: random, says nothing
+    kits.issue(session, actor, study, numbers, reason=f"{study.code} kit list")
+    kit_of_line = select(col(Kit.id)).where(col(Kit.number) == col(SealedKitArm.kit_number)).scalar_subquery()
+    session.execute(update(SealedKitArm).where(col(SealedKitArm.list_id) == row.id).values(kit_id=kit_of_line)
+                    .execution_options(synchronize_session=False))
     session.flush()
 
 
 def discard_list(session: Session, actor: Actor, row: SealedList, reason: str | None) -> SealedList:
     _admit(actor, LIST_MAKERS)
     reason = audit.require_reason(reason)
-    if row.state != "draft":
-        raise InvalidInput("A sealed list is never discarded; only a draft can be.", field="list")
-    row.state = "discarded"
-    session.flush()
-    audit.record(session, actor, f"{LIST_KINDS[row.kind]} discarded", "sealed_list", row.id, field="state",
-                 old="draft", new="discarded", reason=reason, visibility=Visibility.unblinded)
+    _check_move(row, actor, "discard")
+    _record_move(session, actor, row, "discard", reason)
     return row
 
 
@@ -254,19 +259,22 @@ def arms_of_kits(session: Session, actor: Actor, kit_ids: Iterable[int], *, why:
     _read(session, actor, READERS, f"kit arms ({why})", f"{len(ids)} kits")
     found: dict[int, str] = {}
     for start in range(0, len(ids), 500):
-        found.update(session.execute(select(SealedKitArm.kit_id, SealedKitArm.arm)
-                                     .where(SealedKitArm.kit_id.in_(ids[start:start + 500]))).all())
+        rows = session.execute(select(col(SealedKitArm.kit_id), col(SealedKitArm.arm))
+                               .where(col(SealedKitArm.kit_id).in_(ids[start:start + 500])))
+        found.update((kit_id, arm) for kit_id, arm in rows if kit_id is not None)
     return found
 
 
 def next_planned_kits(session: Session, actor: Actor, study: Study, count: int) -> list[tuple[Kit, str]]:
     """The next `count` planned kits in kit-list order, with their arms, for a packaging run."""
     _read(session, actor, FILLERS, "planned kits for packaging", study.code)
-    rows = session.execute(select(Kit, SealedKitArm.arm).join(SealedKitArm, SealedKitArm.kit_id == Kit.id)
-                           .join(SealedList, SealedList.id == SealedKitArm.list_id)
-                           .where(Kit.study_id == study.id, Kit.state == KitState.planned, SealedList.state == "sealed")
-                           .order_by(SealedList.version, SealedKitArm.position).limit(count)).all()
-    return list(rows)
+    rows = session.execute(select(Kit, col(SealedKitArm.arm))
+                           .join(SealedKitArm, col(SealedKitArm.kit_id) == col(Kit.id))
+                           .join(SealedList, col(SealedList.id) == col(SealedKitArm.list_id))
+                           .where(col(Kit.study_id) == study.id, col(Kit.state) == KitState.planned,
+                                  col(SealedList.state) == ListState.sealed.value)
+                           .order_by(col(SealedList.version), col(SealedKitArm.position)).limit(count))
+    return [(kit, arm) for kit, arm in rows]
 
 
 def put_units(session: Session, actor: Actor, kit: Kit, vials: Sequence[Vial], run_id: int) -> None:
@@ -286,11 +294,17 @@ def put_units_many(session: Session, actor: Actor, fills: Sequence[tuple[Kit, Se
                      new=[vial.code for vial in vials], visibility=Visibility.unblinded)
 
 
+def _lots_in_units() -> Any:
+    """Lots joined to the units filled from them (a select to narrow with where())."""
+    return (select(Lot).join(Vial, col(Vial.lot_id) == col(Lot.id))
+            .join(SealedKitUnit, col(SealedKitUnit.vial_id) == col(Vial.id)))
+
+
 def kits_containing_lot(session: Session, actor: Actor, lot: Lot, *, why: str) -> list[Kit]:
     _read(session, actor, READERS, f"kits of a lot ({why})", lot.number)
-    return list(session.scalars(select(Kit).join(SealedKitUnit, SealedKitUnit.kit_id == Kit.id)
-                                .join(Vial, Vial.id == SealedKitUnit.vial_id)
-                                .where(Vial.lot_id == lot.id).distinct().order_by(Kit.number)))
+    return list(session.scalars(select(Kit).join(SealedKitUnit, col(SealedKitUnit.kit_id) == col(Kit.id))
+                                .join(Vial, col(Vial.id) == col(SealedKitUnit.vial_id))
+                                .where(col(Vial.lot_id) == lot.id).distinct().order_by(col(Kit.number))))
 
 
 def lots_of_runs(session: Session, actor: Actor, run_ids: Iterable[int], *, why: str) -> dict[int, list[Lot]]:
@@ -298,10 +312,9 @@ def lots_of_runs(session: Session, actor: Actor, run_ids: Iterable[int], *, why:
     ids = sorted(set(run_ids))
     _read(session, actor, READERS, f"lots of packaging runs ({why})", ",".join(map(str, ids)))
     found: dict[int, list[Lot]] = defaultdict(list)
-    rows = session.execute(select(SealedKitUnit.packaging_run_id, Lot).join(Vial, Vial.id == SealedKitUnit.vial_id)
-                           .join(Lot, Lot.id == Vial.lot_id).where(SealedKitUnit.packaging_run_id.in_(ids))
-                           .distinct().order_by(Lot.number)).all()
-    for run_id, lot in rows:
+    rows = session.execute(_lots_in_units().add_columns(col(SealedKitUnit.packaging_run_id))
+                           .where(col(SealedKitUnit.packaging_run_id).in_(ids)).distinct().order_by(col(Lot.number)))
+    for lot, run_id in rows:
         found[run_id].append(lot)
     return dict(found)
 
@@ -309,57 +322,57 @@ def lots_of_runs(session: Session, actor: Actor, run_ids: Iterable[int], *, why:
 def lots_of_kits(session: Session, actor: Actor, kit_ids: Iterable[int], *, why: str) -> list[Lot]:
     ids = sorted(set(kit_ids))
     _read(session, actor, READERS, f"lots of kits ({why})", f"{len(ids)} kits")
-    found: dict[int, Lot] = {}
+    found: dict[int | None, Lot] = {}
     for start in range(0, len(ids), 500):
-        for lot in session.scalars(select(Lot).join(Vial, Vial.lot_id == Lot.id)
-                                   .join(SealedKitUnit, SealedKitUnit.vial_id == Vial.id)
-                                   .where(SealedKitUnit.kit_id.in_(ids[start:start + 500]))):
-            found[lot.id] = lot
+        chunk = ids[start:start + 500]
+        found.update((lot.id, lot) for lot in session.scalars(_lots_in_units()
+                                                               .where(col(SealedKitUnit.kit_id).in_(chunk))))
     return sorted(found.values(), key=lambda lot: lot.number)
 
 
 def runs_with_lot(session: Session, actor: Actor, lot: Lot, *, why: str) -> list[int]:
     _read(session, actor, READERS, f"packaging runs of a lot ({why})", lot.number)
-    return list(session.scalars(select(SealedKitUnit.packaging_run_id).join(Vial, Vial.id == SealedKitUnit.vial_id)
-                                .where(Vial.lot_id == lot.id).distinct()))
+    return list(session.scalars(select(col(SealedKitUnit.packaging_run_id))
+                                .join(Vial, col(Vial.id) == col(SealedKitUnit.vial_id))
+                                .where(col(Vial.lot_id) == lot.id).distinct()))
 
 
 def kit_ids_of_run(session: Session, actor: Actor, run_id: int, *, why: str) -> list[int]:
     _read(session, actor, READERS, f"kits of a packaging run ({why})", run_id)
-    return list(session.scalars(select(SealedKitUnit.kit_id).where(SealedKitUnit.packaging_run_id == run_id).distinct()))
+    return list(session.scalars(select(col(SealedKitUnit.kit_id))
+                                .where(col(SealedKitUnit.packaging_run_id) == run_id).distinct()))
 
 
 def lots_of_blinded_lot(session: Session, actor: Actor, blinded_lot_id: int, *, why: str) -> list[Lot]:
     _read(session, actor, READERS, f"lots of a blinded lot ({why})", blinded_lot_id)
-    return list(session.scalars(select(Lot).join(Vial, Vial.lot_id == Lot.id)
-                                .join(SealedKitUnit, SealedKitUnit.vial_id == Vial.id)
-                                .join(Kit, Kit.id == SealedKitUnit.kit_id)
-                                .where(Kit.blinded_lot_id == blinded_lot_id).distinct().order_by(Lot.number)))
+    return list(session.scalars(_lots_in_units().join(Kit, col(Kit.id) == col(SealedKitUnit.kit_id))
+                                .where(col(Kit.blinded_lot_id) == blinded_lot_id).distinct().order_by(col(Lot.number))))
 
 
 def contents(session: Session, actor: Actor, kit: Kit) -> tuple[str | None, list[tuple[int, Vial, Lot]]]:
     """A kit's arm and its units (dose, vial, lot): the unblinded kit view."""
     _read(session, actor, READERS, "kit contents", kit.number)
-    arm = session.scalar(select(SealedKitArm.arm).where(SealedKitArm.kit_id == kit.id))
-    units = session.execute(select(SealedKitUnit.dose, Vial, Lot).join(Vial, Vial.id == SealedKitUnit.vial_id)
-                            .join(Lot, Lot.id == Vial.lot_id).where(SealedKitUnit.kit_id == kit.id)
-                            .order_by(SealedKitUnit.dose)).all()
-    return arm, list(units)
+    arm = session.scalar(select(col(SealedKitArm.arm)).where(col(SealedKitArm.kit_id) == kit.id))
+    units = session.execute(select(col(SealedKitUnit.dose), Vial, Lot)
+                            .join(Vial, col(Vial.id) == col(SealedKitUnit.vial_id))
+                            .join(Lot, col(Lot.id) == col(Vial.lot_id)).where(col(SealedKitUnit.kit_id) == kit.id)
+                            .order_by(col(SealedKitUnit.dose)))
+    return arm, [(dose, vial, lot) for dose, vial, lot in units]
 
 
 def composition(session: Session, actor: Actor, blinded_lot_id: int) -> list[dict]:
     """Per arm and manufacturing lot: how many kits of a blinded lot, in which states."""
     _read(session, actor, READERS, "blinded lot composition", blinded_lot_id)
-    rows = session.execute(select(SealedKitArm.arm, Lot.number, Lot.expiry, Kit.state, func.count(func.distinct(Kit.id)))
-                           .join(Kit, Kit.id == SealedKitArm.kit_id)
-                           .join(SealedKitUnit, SealedKitUnit.kit_id == Kit.id)
-                           .join(Vial, Vial.id == SealedKitUnit.vial_id).join(Lot, Lot.id == Vial.lot_id)
-                           .where(Kit.blinded_lot_id == blinded_lot_id)
-                           .group_by(SealedKitArm.arm, Lot.number, Lot.expiry, Kit.state)
-                           .order_by(SealedKitArm.arm, Lot.number)).all()
+    arm, lot, state = col(SealedKitArm.arm), col(Lot.number), col(Kit.state)
+    rows = session.execute(select(arm, lot, col(Lot.expiry), state, func.count(func.distinct(col(Kit.id))))
+                           .join(Kit, col(Kit.id) == col(SealedKitArm.kit_id))
+                           .join(SealedKitUnit, col(SealedKitUnit.kit_id) == col(Kit.id))
+                           .join(Vial, col(Vial.id) == col(SealedKitUnit.vial_id))
+                           .join(Lot, col(Lot.id) == col(Vial.lot_id))
+                           .where(col(Kit.blinded_lot_id) == blinded_lot_id)
+                           .group_by(arm, lot, col(Lot.expiry), state).order_by(arm, lot))
     return [{"arm": arm, "lot": number, "expiry": expiry, "state": KitState(state).value, "kits": count}
             for arm, number, expiry, state, count in rows]
-
 
 
 # --- the blind-safe doors -------------------------------------------------------------------------
@@ -378,35 +391,18 @@ def _door(session: Session, actor: Actor, allowed: frozenset[Role], what: str, s
     audit.record(session, actor, "sealed assignment", "sealed", subject, field=what, visibility=Visibility.unblinded)
 
 
-def _participant(session: Session, study: Study, *, participant_id: int | None = None,
-                 randomisation_number: str | None = None) -> str:
-    """The participant's id in the audit trail, as pharmacy.participant_ref writes it everywhere
-    ("<study code>/<screening number>"), so that these log entries are found with the rest of
-    the participant's trail. What was asked for, if no such participant exists."""
-    from .models import Participant
-
-    query = select(Participant.screening_number).where(Participant.study_id == study.id)
-    if participant_id is not None:
-        query = query.where(Participant.id == participant_id)
-    else:
-        query = query.where(Participant.randomisation_number == randomisation_number)
-    screening = session.scalar(query)
-    return f"{study.code}/{screening}" if screening else f"{study.code}/{participant_id or randomisation_number}"
-
-
 def randomise(session: Session, actor: Actor, study: Study, participant_id: int) -> str:
     """The next free line of the study's sealed randomisation lists, in list order: its number."""
     _door(session, actor, frozenset({Role.investigator}), "randomisation",
-          lambda: _participant(session, study, participant_id=participant_id))
-    from .models import Participant
-
-    taken = select(Participant.randomisation_number).where(Participant.study_id == study.id,
-                                                           Participant.randomisation_number.is_not(None))
-    number = session.scalar(select(SealedAllocation.participant_number)
-                            .join(SealedList, SealedList.id == SealedAllocation.list_id)
-                            .where(SealedList.study_id == study.id, SealedList.kind == "randomisation",
-                                   SealedList.state == "sealed", SealedAllocation.participant_number.not_in(taken))
-                            .order_by(SealedList.version, SealedAllocation.position).limit(1))
+          lambda: participant_trail(session, study, participant_id=participant_id))
+    taken = select(col(Participant.randomisation_number)).where(
+        col(Participant.study_id) == study.id, col(Participant.randomisation_number).is_not(None))
+    number = session.scalar(select(col(SealedAllocation.participant_number))
+                            .join(SealedList, col(SealedList.id) == col(SealedAllocation.list_id))
+                            .where(col(SealedList.study_id) == study.id, col(SealedList.kind) == "randomisation",
+                                   col(SealedList.state) == ListState.sealed.value,
+                                   col(SealedAllocation.participant_number).not_in(taken))
+                            .order_by(col(SealedList.version), col(SealedAllocation.position)).limit(1))
     if number is None:
         raise InvalidInput(f"The sealed randomisation list of {study.code} has no free line left; the supply "
                            "manager must seal a further list.", field="participant")
@@ -414,30 +410,29 @@ def randomise(session: Session, actor: Actor, study: Study, participant_id: int)
 
 
 def _arm_of_number(session: Session, study: Study, randomisation_number: str) -> str | None:
-    return session.scalar(select(SealedAllocation.arm).join(SealedList, SealedList.id == SealedAllocation.list_id)
-                          .where(SealedList.study_id == study.id, SealedList.state == "sealed",
-                                 SealedAllocation.participant_number == randomisation_number))
+    return session.scalar(select(col(SealedAllocation.arm))
+                          .join(SealedList, col(SealedList.id) == col(SealedAllocation.list_id))
+                          .where(col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value,
+                                 col(SealedAllocation.participant_number) == randomisation_number))
 
 
 def assign_kit(session: Session, actor: Actor, study: Study, randomisation_number: str, site_id: int, *,
-               in_date_on: object, exclude: Sequence[int] = ()) -> Kit | None:
+               in_date_on: date, exclude: Sequence[int] = ()) -> Kit | None:
     """A kit of the participant's arm, available at the site and in date on `in_date_on`:
     earliest blinded expiry first, then kit number. None when there is none; the caller says so in
     words that are the same for both arms."""
     _door(session, actor, frozenset({Role.pharmacist}), "kit assignment",
-          lambda: _participant(session, study, randomisation_number=randomisation_number))
-    from .models import BlindedLot
-
+          lambda: participant_trail(session, study, randomisation_number=randomisation_number))
     arm = _arm_of_number(session, study, randomisation_number)
     if arm is None:
         raise InvalidInput(f"{randomisation_number} is not on a sealed randomisation list.", field="participant")
-    query = (select(Kit).join(SealedKitArm, SealedKitArm.kit_id == Kit.id)
-             .join(BlindedLot, BlindedLot.id == Kit.blinded_lot_id)
-             .where(Kit.study_id == study.id, Kit.site_id == site_id, Kit.state == KitState.at_site,
-                    SealedKitArm.arm == arm, BlindedLot.expiry >= in_date_on)
-             .order_by(BlindedLot.expiry, Kit.number).limit(1))
+    query = (select(Kit).join(SealedKitArm, col(SealedKitArm.kit_id) == col(Kit.id))
+             .join(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id))
+             .where(col(Kit.study_id) == study.id, col(Kit.site_id) == site_id, col(Kit.state) == KitState.at_site,
+                    col(SealedKitArm.arm) == arm, col(BlindedLot.expiry) >= in_date_on)
+             .order_by(col(BlindedLot.expiry), col(Kit.number)).limit(1))
     if exclude:
-        query = query.where(Kit.id.not_in(list(exclude)))
+        query = query.where(col(Kit.id).not_in(list(exclude)))
     return session.scalars(query).first()
 
 
@@ -445,7 +440,7 @@ def unblind_participant(session: Session, actor: Actor, study: Study, randomisat
     """The arm of one participant, for the emergency unblinding (unblinding.py re-authenticates,
     signs and notifies first). The one door that returns an arm to a blinded role, by design."""
     _door(session, actor, frozenset({Role.investigator}), "emergency unblinding",
-          lambda: _participant(session, study, randomisation_number=randomisation_number))
+          lambda: participant_trail(session, study, randomisation_number=randomisation_number))
     arm = _arm_of_number(session, study, randomisation_number)
     if arm is None:
         raise NotFound(f"{randomisation_number} is not on a sealed randomisation list.", field="participant")
@@ -455,5 +450,5 @@ def unblind_participant(session: Session, actor: Actor, study: Study, randomisat
 def arm_of_participant(session: Session, actor: Actor, study: Study, randomisation_number: str) -> str | None:
     """For unblinded roles (trace, accountability by manufacturing lot)."""
     _read(session, actor, READERS, "participant arm",
-          lambda: _participant(session, study, randomisation_number=randomisation_number))
+          lambda: participant_trail(session, study, randomisation_number=randomisation_number))
     return _arm_of_number(session, study, randomisation_number)

@@ -11,10 +11,11 @@ import json
 import tomllib
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from . import audit, users
 from .audit import Actor
@@ -28,6 +29,9 @@ QUARANTINE_POLICIES = {
     "blinded_lot": "every kit of each blinded lot the lot is in",
 }
 PRODUCT_KINDS = ("asc", "placebo")
+# Who reads studies (pages and API): everyone signed in, except a user who is only an administrator
+# (users and roles, no trial data).
+READERS = tuple(role for role in Role if role is not Role.admin)
 
 
 class _Strict(BaseModel):
@@ -187,15 +191,16 @@ def sync_from_files(session: Session, actor: Actor, root: Path | None = None) ->
 
 def _upsert(session: Session, actor: Actor, definition: StudyDefinition, sha: str) -> Study:
     info, schedule = definition.study, definition.schedule
-    values = dict(eu_ct_number=info.eu_ct_number, title=info.title, short_title=info.short_title,
-                  sponsor_name=definition.sponsor.name, sponsor_address=definition.sponsor.address,
-                  sponsor_phone=definition.sponsor.phone, emergency_contact=definition.emergency.contact,
-                  emergency_phone=definition.emergency.phone, emergency_email=definition.emergency.email,
-                  treatments=schedule.treatments, interval_days=schedule.interval_days,
-                  window_days=schedule.window_days, doses_per_treatment=schedule.doses_per_treatment,
-                  label_languages=",".join(info.label_languages), target_enrolment=info.target_enrolment,
-                  file_sha256=sha, content=_canonical(definition))
-    study = session.scalars(select(Study).where(Study.code == info.code)).first()
+    values: dict[str, Any] = {
+        "eu_ct_number": info.eu_ct_number, "title": info.title, "short_title": info.short_title,
+        "sponsor_name": definition.sponsor.name, "sponsor_address": definition.sponsor.address,
+        "sponsor_phone": definition.sponsor.phone, "emergency_contact": definition.emergency.contact,
+        "emergency_phone": definition.emergency.phone, "emergency_email": definition.emergency.email,
+        "treatments": schedule.treatments, "interval_days": schedule.interval_days,
+        "window_days": schedule.window_days, "doses_per_treatment": schedule.doses_per_treatment,
+        "label_languages": ",".join(info.label_languages), "target_enrolment": info.target_enrolment,
+        "file_sha256": sha, "content": _canonical(definition)}
+    study = session.scalars(select(Study).where(col(Study.code) == info.code)).first()
     if study is None:
         study = Study(code=info.code, loaded_at=utcnow(), **values)
         session.add(study)
@@ -210,14 +215,16 @@ def _upsert(session: Session, actor: Actor, definition: StudyDefinition, sha: st
         audit.record(session, actor, "study definition changed", "study", study.code, field="file_sha256",
                      old=old, new=sha)
     for site_info in definition.sites:
-        site = session.scalars(select(Site).where(Site.code == site_info.code)).first()
+        site = session.scalars(select(Site).where(col(Site.code) == site_info.code)).first()
         if site is None:
             site = Site(code=site_info.code, name=site_info.name, address=site_info.address)
             session.add(site)
             session.flush()
             audit.record(session, actor, "site created", "site", site.code, new=site.name)
-        if session.get(StudySite, (study.id, site.id)) is None:
-            session.add(StudySite(study_id=study.id, site_id=site.id, investigator=site_info.investigator))
+        study_id, site_id = study.id, site.id
+        assert study_id is not None and site_id is not None, "both are flushed above"
+        if session.get(StudySite, (study_id, site_id)) is None:
+            session.add(StudySite(study_id=study_id, site_id=site_id, investigator=site_info.investigator))
             session.flush()
             audit.record(session, actor, "site added to study", "study", study.code, field="site", new=site.code)
     return study
@@ -234,19 +241,28 @@ def definition(study: Study) -> StudyDefinition:
 
 
 def by_code(session: Session, code: str | None, *, field: str = "study") -> Study:
-    study = session.scalars(select(Study).where(Study.code == (code or "").strip().upper())).first()
+    study = session.scalars(select(Study).where(col(Study.code) == (code or "").strip().upper())).first()
     if study is None:
         raise NotFound(f"No study '{(code or '').strip()}'.", field=field)
     return study
 
 
+def by_id(session: Session, study_id: int | None) -> Study:
+    """The study a stored record (kit, blinded lot, run, quarantine) belongs to."""
+    study = session.get(Study, study_id) if study_id is not None else None
+    if study is None:
+        raise NotFound(f"No study #{study_id}.", field="study")
+    return study
+
+
 def all_studies(session: Session) -> list[Study]:
-    return list(session.scalars(select(Study).order_by(Study.code)))
+    return list(session.scalars(select(Study).order_by(col(Study.code))))
 
 
 def sites_of(session: Session, study: Study) -> list[tuple[Site, StudySite]]:
-    return list(session.execute(select(Site, StudySite).join(StudySite, StudySite.site_id == Site.id)
-                                .where(StudySite.study_id == study.id).order_by(Site.code)).all())
+    rows = session.execute(select(Site, StudySite).join(StudySite, col(StudySite.site_id) == col(Site.id))
+                           .where(col(StudySite.study_id) == study.id).order_by(col(Site.code))).all()
+    return [(site, study_site) for site, study_site in rows]
 
 
 def arm_codes(study: Study) -> tuple[str, ...]:

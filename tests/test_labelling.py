@@ -88,7 +88,7 @@ def test_a_run_prints_the_annex_vi_particulars_for_every_kit_of_the_blinded_lot(
     assert media_type == "application/pdf"
     texts = pages_text(pdf)
     assert len(texts) == len(everyone), "one page per kit"
-    for kit_number, text in zip(everyone, map(flat, texts)):
+    for kit_number, text in zip(everyone, map(flat, texts), strict=True):
         for particular in [
             kit_number, blinded.code, printed_expiry(blinded.expiry), "NCT07290946", "EU CT 2025-522559-25-00",
             "Allogeneic adipose-derived stromal cells 25 × 10⁶ cells or placebo (0.9 % NaCl)",
@@ -163,12 +163,14 @@ def test_an_active_and_a_placebo_kits_labels_differ_only_in_kit_number_and_qr_co
 
 def test_labelling_never_reaches_the_sealed_compartment(kit_world, db):
     """By construction: no import of anything arm-aware, and no SQL on a sealed table."""
-    tree = ast.parse((ROOT / "cellbench" / "labelling.py").read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                for alias in node.names} | {node.module or "" for node in ast.walk(tree)
-                                            if isinstance(node, ast.ImportFrom)}
-    assert not imported & {"sealed", "packaging", "quarantine", "lists", "cellbench.sealed"}
-    assert not re.search(r"\bSealed\w+", (ROOT / "cellbench" / "labelling.py").read_text())
+    for path in sorted((ROOT / "cellbench" / "labels").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    for alias in node.names} | {node.module or "" for node in ast.walk(tree)
+                                                if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"sealed", "supply", "packaging", "quarantine", "lists", "cellbench.sealed",
+                               "cellbench.supply"}, path.name
+        assert not re.search(r"\bSealed\w+", path.read_text()), path.name
     statements = []
 
     def seen(conn, cursor, statement, *args):
@@ -239,14 +241,14 @@ def test_planned_kits_unknown_kits_and_bad_choices_are_refused_naming_the_field(
         labelling.kit_labels(s, [planned], SECRET)
     assert refused.value.field == "kit_numbers"
     cases = [
-        (dict(kit_numbers=[planned.number]), "kit_numbers", "no blinded lot"),
-        (dict(kit_numbers=[packaged, "ZZZZ"]), "kit_numbers", "ZZZZ"),
-        (dict(blinded_lot_code=code, kind="carton"), "kind", "outer, vial"),
-        (dict(blinded_lot_code=code, output="png"), "output", "sheet, single, zpl"),
-        (dict(), "blinded_lot", "Choose a blinded lot"),
-        (dict(blinded_lot_code="XB26-999"), "blinded_lot", "XB26-999"),
-        (dict(blinded_lot_code=code, study="NCT06805448"), "blinded_lot", "another study"),
-        (dict(kit_numbers=[packaged], study="NCT06805448"), "kit_numbers", "another study"),
+        ({"kit_numbers": [planned.number]}, "kit_numbers", "no blinded lot"),
+        ({"kit_numbers": [packaged, "ZZZZ"]}, "kit_numbers", "ZZZZ"),
+        ({"blinded_lot_code": code, "kind": "carton"}, "kind", "outer, vial"),
+        ({"blinded_lot_code": code, "output": "png"}, "output", "sheet, single, zpl"),
+        ({}, "blinded_lot", "Choose a blinded lot"),
+        ({"blinded_lot_code": "XB26-999"}, "blinded_lot", "XB26-999"),
+        ({"blinded_lot_code": code, "study": "NCT06805448"}, "blinded_lot", "another study"),
+        ({"kit_numbers": [packaged], "study": "NCT06805448"}, "kit_numbers", "another study"),
     ]
     for options, field, words in cases:
         with pytest.raises(DomainError) as refused:

@@ -14,7 +14,6 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from cellbench import labels as labels_module
 from cellbench.identifiers import new_kit_numbers
 from cellbench.labels import (
     KitLabel,
@@ -29,6 +28,8 @@ from cellbench.labels import (
     render_single_label_pdf,
     render_zpl,
 )
+from cellbench.labels import fonts as label_fonts
+from cellbench.labels import sheets as label_sheets
 from cellbench.qrpayload import make_payload, verify_payload
 
 SECRET = "label-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -121,7 +122,8 @@ def test_the_sheet_is_a4_and_holds_as_many_labels_as_fit(kits):
 
 def test_sheet_margins_and_gaps_are_parameters_and_overfull_grids_are_refused(kits):
     tight = SheetLayout(margin_left_mm=0, margin_top_mm=0, gap_x_mm=0, gap_y_mm=0, columns=1, rows=1)
-    assert len(pypdf.PdfReader(io.BytesIO(render_label_sheet_pdf([kit_label(k) for k in kits[:3]], sheet=tight))).pages) == 3
+    sheet = render_label_sheet_pdf([kit_label(k) for k in kits[:3]], sheet=tight)
+    assert len(pypdf.PdfReader(io.BytesIO(sheet)).pages) == 3
     with pytest.raises(ValueError, match="do not fit"):
         render_label_sheet_pdf([kit_label(kits[0])], sheet=SheetLayout(columns=3))
 
@@ -154,7 +156,7 @@ def test_zpl_has_one_well_formed_block_per_label_with_the_signed_payload(kits):
     blocks = re.findall(r"\^XA.*?\^XZ", zpl, flags=re.S)
     assert len(blocks) == 3 and zpl.count("^XA") == 3 and zpl.count("^XZ") == 3
     assert "".join(blocks).replace("\n", "") == zpl.replace("\n", "")  # nothing outside blocks
-    for block, label in zip(blocks, batch):
+    for block, label in zip(blocks, batch, strict=True):
         assert "^CI28" in block and "^PW" in block and "^LL" in block
         assert f"^BQN,2,4,M,7^FDMM,A{label.qr_payload}^FS" in block
         assert label.kit_number in block
@@ -219,7 +221,7 @@ def test_text_that_does_not_fit_is_refused_not_cut_off(kits):
 
 def test_without_a_unicode_font_labels_are_refused_with_an_install_hint(monkeypatch):
     monkeypatch.delenv("CELLBENCH_LABEL_FONT", raising=False)
-    monkeypatch.setattr(labels_module, "_font_dirs", list)
+    monkeypatch.setattr(label_fonts, "_font_dirs", list)
     find_label_fonts.cache_clear()
     try:
         with pytest.raises(LabelFontMissing, match="fonts-dejavu-core"):
@@ -233,16 +235,16 @@ def test_a_regular_width_dejavu_is_narrowed_to_stand_in_for_the_condensed_face(m
     if not regular.is_file():
         pytest.skip("DejaVuSans.ttf not installed")
     (tmp_path / "DejaVuSans.ttf").symlink_to(regular)
-    monkeypatch.setattr(labels_module, "_font_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(label_fonts, "_font_dirs", lambda: [tmp_path])
     find_label_fonts.cache_clear()
-    labels_module._layout.cache_clear()
+    label_sheets._layout.cache_clear()
     try:
         fonts = find_label_fonts()
         assert fonts.stretch_percent < 100 and fonts.bold == fonts.regular
         assert "Store at ≤ −150 °C" in pdf_text(render_single_label_pdf(kit_label(kits[0])))[0]
     finally:
         find_label_fonts.cache_clear()
-        labels_module._layout.cache_clear()
+        label_sheets._layout.cache_clear()
 
 
 @pytest.mark.parametrize("render", [render_label_sheet_pdf, render_single_label_pdf])

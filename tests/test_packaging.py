@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from cellbench import kits, lots, release, sealed, studies, users
+from cellbench import kits, release, sealed, studies, users
 from cellbench.clock import utcnow
 from cellbench.errors import Conflict, InvalidInput
+from cellbench.labels import printing as labelling
 from cellbench.models import (
     AuditEvent,
     BlindedLot,
@@ -86,7 +87,6 @@ def test_once_labels_are_printed_the_expiry_is_never_brought_forward(ready):
     asc = released_lot(db, "asc", "ASC-2026-0204", expiry=today + timedelta(days=300))
     plb = released_lot(db, "placebo", "PLB-2026-0204", expiry=today + timedelta(days=300))
     package(db, STUDY, 6, [asc], [plb])
-    labelling = pytest.importorskip("cellbench.labelling")
     with db.write() as s:
         code = s.scalars(select(BlindedLot)).one().code
         labelling.print_run(s, actor_of(db, "sara"), studies.by_code(s, STUDY), blinded_lot_code=code,
@@ -107,10 +107,10 @@ def test_kits_wait_for_their_lots_and_are_released_in_the_same_transaction_as_th
     assert {k.state for k in _kits(db).values() if k.blinded_lot_id} == {KitState.packaged}, \
         "placebo kits wait with the active ones: a state never differs by arm"
     # The sponsor release itself, signed; its gates are tested in test_release.py.
-    monkeypatch.setitem(release.GUARDS, "sponsor_release", [])
+    monkeypatch.setitem(release.GUARDS, "sponsor_release", [lambda session, lot, actor: None])
     with db.write() as s:
         lot = s.scalars(select(Lot).where(Lot.number == asc)).one()
-        lots.move(s, users.by_username(s, "sara"), lot, "release", None, password=PASSWORD)
+        release.move_lot(s, users.by_username(s, "sara"), lot, "release", None, password=PASSWORD)
     assert {k.state for k in _kits(db).values() if k.blinded_lot_id} == {KitState.released}
     with db.read() as s:
         released = s.scalars(select(AuditEvent).where(AuditEvent.action == "kit release")).all()
@@ -132,13 +132,13 @@ def test_refusals_name_the_field_and_change_nothing(ready):
     held = released_lot(db, "asc", "ASC-2026-0209", state=LotState.on_hold)
     old = released_lot(db, "asc", "ASC-2026-0210", expiry=utcnow().date() - timedelta(days=1))
     cases = [
-        (dict(count=8, asc=[asc], placebo=[plb]), "asc_lots", "free units"),
-        (dict(count=8, asc=[held], placebo=[plb]), "asc_lots", "on hold"),
-        (dict(count=8, asc=[old], placebo=[plb]), "asc_lots", "expired"),
-        (dict(count=8, asc=[plb], placebo=[plb]), "asc_lots", "not an ASC lot"),
-        (dict(count=8, asc=[asc], placebo=[]), "placebo_lots", "Choose at least one"),
-        (dict(count="eight", asc=[asc], placebo=[plb]), "kit_count", "whole number"),
-        (dict(count=99, asc=[asc], placebo=[plb]), "kit_count", "generate and seal a further kit list"),
+        ({"count": 8, "asc": [asc], "placebo": [plb]}, "asc_lots", "free units"),
+        ({"count": 8, "asc": [held], "placebo": [plb]}, "asc_lots", "on hold"),
+        ({"count": 8, "asc": [old], "placebo": [plb]}, "asc_lots", "expired"),
+        ({"count": 8, "asc": [plb], "placebo": [plb]}, "asc_lots", "not an ASC lot"),
+        ({"count": 8, "asc": [asc], "placebo": []}, "placebo_lots", "Choose at least one"),
+        ({"count": "eight", "asc": [asc], "placebo": [plb]}, "kit_count", "whole number"),
+        ({"count": 99, "asc": [asc], "placebo": [plb]}, "kit_count", "generate and seal a further kit list"),
     ]
     before = _kits(db)
     for case, field, words in cases:
@@ -192,7 +192,8 @@ def test_a_run_moves_its_kits_in_a_few_statements_not_one_per_kit(ready):
     from sqlalchemy import event
 
     db = ready
-    asc, plb = released_lot(db, "asc", "ASC-2026-0220", units=40), released_lot(db, "placebo", "PLB-2026-0220", units=40)
+    asc = released_lot(db, "asc", "ASC-2026-0220", units=40)
+    plb = released_lot(db, "placebo", "PLB-2026-0220", units=40)
     statements: list[str] = []
 
     def seen(conn, cursor, statement, parameters, context, executemany):

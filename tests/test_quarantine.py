@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from cellbench import kits, lots, qc, users
+from cellbench import kits, qc, release, users
 from cellbench.errors import InvalidInput
-from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot
+from cellbench.models import AuditEvent, Kit, KitQuarantine, KitState, Lot, Meaning, Role
 from cellbench.supply import quarantine
 
 from .conftest import PASSWORD, actor_of
@@ -32,7 +32,8 @@ def world(db, people, effective_specs):
 
 def _states(db) -> dict[str, str]:
     with db.read() as s:
-        return {k.number: KitState(k.state).value for k in s.scalars(select(Kit).where(Kit.blinded_lot_id.is_not(None)))}
+        packaged = s.scalars(select(Kit).where(Kit.blinded_lot_id.is_not(None)))
+        return {k.number: KitState(k.state).value for k in packaged}
 
 
 def _lot(s, number: str) -> Lot:
@@ -44,6 +45,17 @@ def _kits_of_lot(db, number: str) -> set[str]:
 
     with db.write() as s:
         return {k.number for k in sealed.kits_containing_lot(s, actor_of(db, "sara"), _lot(s, number), why="test")}
+
+
+def test_a_kit_quarantine_is_open_until_qa_lifts_or_withdraws_it_as_its_one_table_says():
+    assert {name: (move.sources, move.target, move.roles, move.signature, move.needs_reason)
+            for name, move in quarantine.MOVES.items()} == {
+        "lift": ({quarantine.QuarantineState.open}, quarantine.QuarantineState.lifted, {Role.qa}, Meaning.released,
+                 True),
+        "withdraw": ({quarantine.QuarantineState.open}, quarantine.QuarantineState.withdrawn, {Role.qa},
+                     Meaning.rejected, True)}
+    assert quarantine.MOVES["lift"].guards == (quarantine.every_lot_released,)
+    assert set(quarantine.KIT_MOVES.values()) <= set(kits.MOVES), "each decision is a move of the kits' own table"
 
 
 def test_proportionate_quarantine_takes_the_lots_kits_and_a_random_equal_share_of_placebo(db, world):
@@ -105,7 +117,7 @@ def test_an_oos_after_release_quarantines_kits_at_once_by_the_studys_policy(db, 
 def test_lifting_waits_for_the_lot_and_needs_qa_and_a_signature(db, world):
     with db.write() as s:
         qc.enter_result(s, actor_of(db, "quinn"), _lot(s, world.asc_lot), "endotoxin", "99")
-        lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "OOS investigation")
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "OOS investigation")
     with db.read() as s:
         qid = s.scalars(select(KitQuarantine.id).where(KitQuarantine.cause == "post_release_oos")).one()
     with pytest.raises(InvalidInput, match=f"{world.asc_lot} is not released"), db.write() as s:
@@ -118,10 +130,10 @@ def test_lifting_waits_for_the_lot_and_needs_qa_and_a_signature(db, world):
 def test_a_lot_quarantine_and_its_release_carry_the_kits_along_with_one_signature(db, world):
     before = _states(db)
     with db.write() as s:
-        lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "temperature alarm")
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "quarantine", "temperature alarm")
     assert "quarantined" in _states(db).values()
     with db.write() as s:
-        decision = lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "release_from_quarantine",
+        decision = release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "release_from_quarantine",
                              "alarm was a sensor fault", password=PASSWORD)
         q = s.scalars(select(KitQuarantine)).one()
         assert (q.state, q.closure_signature_id) == ("lifted", decision.signature_id)
@@ -134,7 +146,7 @@ def test_a_lot_quarantine_and_its_release_carry_the_kits_along_with_one_signatur
 
 def test_a_recall_holds_the_kits_and_qa_withdraws_them_all(db, world):
     with db.write() as s:
-        lots.move(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "recall", "donor found ineligible",
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, world.asc_lot), "recall", "donor found ineligible",
                   password=PASSWORD)
         q = s.scalars(select(KitQuarantine)).one()
         assert q.cause == "recall"

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from cellbench import sealed, studies, users
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput
-from cellbench.models import AuditEvent, Kit, KitState, SealedList
+from cellbench.models import AuditEvent, Kit, KitState, Meaning, SealedList
+from cellbench.sealing import LIST_MOVES, ListState
 from cellbench.supply import lists, randomisation
 
 from .conftest import PASSWORD, actor_of
@@ -87,10 +88,32 @@ def test_a_generated_list_is_stored_sealed_and_reproducible_from_its_recorded_se
         stored = sealed.list_lines(s, actor_of(db, "sara"), row, limit=1000)
         assert row.state == "sealed" and row.signature_id
     regenerated = randomisation.randomisation_lines(seed, 100, ARMS, (2, 4, 6), "X")
-    assert [(l.key, l.arm, l.block) for l in stored] == [(l.key, l.arm, l.block) for l in regenerated]
+    assert [(line.key, line.arm, line.block) for line in stored] == \
+        [(line.key, line.arm, line.block) for line in regenerated]
     with db.read() as s:
         created = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sealed_list")).all()
         assert created and all(e.visibility == "unblinded" for e in created)
+
+
+def test_a_list_is_sealed_or_discarded_once_as_its_one_table_says(db, people):
+    assert {name: (move.target, move.signature, move.needs_reason) for name, move in LIST_MOVES.items()} == {
+        "seal": (ListState.sealed, Meaning.approved, False), "discard": (ListState.discarded, None, True)}
+    load_studies(db)
+    with db.write() as s:
+        row = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, "NCT07290946"), "randomisation", 4)
+        list_id = row.id
+    with db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with pytest.raises(InvalidInput, match="only a draft can be sealed"), db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with pytest.raises(InvalidInput, match="A sealed list is never discarded"), db.write() as s:
+        sealed.discard_list(s, actor_of(db, "sara"), s.get(SealedList, list_id), "changed my mind")
+    with db.read() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.entity_type == "sealed_list",
+                                                    AuditEvent.field == "state")).all()
+    assert [(e.action, e.old_value, e.new_value) for e in events] == [("randomisation list sealed", "draft", "sealed")]
 
 
 def test_a_further_randomisation_list_continues_the_numbering(db, people):
@@ -100,7 +123,7 @@ def test_a_further_randomisation_list_continues_the_numbering(db, people):
         sara = actor_of(db, "sara")
         first = lists.generate(s, sara, study, "randomisation", 4, block_sizes="4")
         second = lists.generate(s, sara, study, "randomisation", 4, block_sizes="4")
-        keys = [l.key for l in sealed.list_lines(s, sara, second)]
+        keys = [line.key for line in sealed.list_lines(s, sara, second)]
     assert first.version == 1 and second.version == 2
     assert keys == ["S-005", "S-006", "S-007", "S-008"]
 
@@ -176,7 +199,8 @@ def test_a_generated_list_is_rounded_up_to_whole_blocks_and_says_so(db, people, 
         blocks.setdefault(line.block, Counter())[line.arm] += 1
     assert all(c["active"] == c["placebo"] for c in blocks.values()), "every block whole, the last one too"
     assert f"with {size} entries, not 25" in notice and "whole blocks" in notice
-    assert lists.generated_notice(row, str(size)) == f"Draft {sealed.LIST_KINDS[kind]} version 1 generated: check it, then seal it."
+    assert lists.generated_notice(row, str(size)) == \
+        f"Draft {sealed.LIST_KINDS[kind]} version 1 generated: check it, then seal it."
     created = [e for e in _created_events(db) if e.entity_id == str(row.id)]
     assert '"asked": 25' in created[0].new_value and f'"size": {size}' in created[0].new_value
 
@@ -190,7 +214,8 @@ def test_the_page_says_when_a_list_was_rounded_up(as_, db, people):
     import urllib.parse
 
     load_studies(db)
-    response = as_("sara").submit("/supply/studies/NCT07290946/lists", {"kind": "kit", "size": "25", "seed": "round-up"})
+    response = as_("sara").submit("/supply/studies/NCT07290946/lists",
+                                  {"kind": "kit", "size": "25", "seed": "round-up"})
     assert response.status_code == 303
     notice = urllib.parse.unquote(response.headers["location"].split("notice=", 1)[1])
     assert "not 25" in notice and "rounded up to whole blocks" in notice

@@ -13,8 +13,7 @@ from sqlmodel import Session
 
 from .. import kits, studies
 from ..deps import Viewer, read_session, require
-from ..models import Kit, KitState, Study
-from ..web.kits import scan_code
+from ..models import Kit, KitState
 
 router = APIRouter(prefix="/api/v1", tags=["kits"])
 readers = require(*kits.READERS)
@@ -93,7 +92,7 @@ def scan_kit(body: CodeIn, request: Request, viewer: Viewer = Depends(readers),
              session: Session = Depends(read_session)):
     """The kit a scanned label code (signature checked) or a typed kit number stands for; a forged
     or altered label, a wrong check character or an unknown kit is refused with field `code`."""
-    return kit_detail(session, viewer, scan_code(session, body.code, request.app.state.settings.secret_key))
+    return kit_detail(session, viewer, kits.scan_code(session, body.code, request.app.state.settings.secret_key))
 
 
 @router.get("/kits/{number}", response_model=KitDetailOut)
@@ -105,5 +104,5 @@ def get_kit(number: str, viewer: Viewer = Depends(readers), session: Session = D
 def get_blinded_lot(code: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     blinded = kits.blinded_lot_by_code(session, code, field="code")
     counts = kits.counts_by_state(session, blinded_lot=blinded)
-    return BlindedLotOut(code=blinded.code, study=session.get(Study, blinded.study_id).code, expiry=blinded.expiry,
+    return BlindedLotOut(code=blinded.code, study=studies.by_id(session, blinded.study_id).code, expiry=blinded.expiry,
                          kits=sum(counts.values()), kits_by_state=counts)

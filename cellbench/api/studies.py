@@ -11,10 +11,9 @@ from sqlmodel import Session
 from .. import kits, qrpayload, studies
 from ..deps import Viewer, read_session, require
 from ..models import KitState, Study
-from ..web.studies import READERS
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
-readers = require(*READERS)
+readers = require(*studies.READERS)
 
 
 class ArmOut(BaseModel):
@@ -74,13 +73,14 @@ class StudyDetailOut(StudyOut):
 
 def study_out(study: Study) -> dict:
     d = studies.definition(study)
-    return dict(
-        code=study.code, eu_ct_number=d.study.eu_ct_number, title=d.study.title, short_title=d.study.short_title,
-        target_enrolment=d.study.target_enrolment,
-        sponsor=ContactOut(name=d.sponsor.name, address=d.sponsor.address, phone=d.sponsor.phone),
-        emergency=ContactOut(name=d.emergency.contact, phone=d.emergency.phone, email=d.emergency.email),
-        arms=[ArmOut(code=a.code, name=a.name, ratio=a.ratio) for a in d.arms], ratio=d.ratio,
-        schedule=ScheduleOut(**d.schedule.model_dump()), label_languages=list(d.study.label_languages))
+    return {
+        "code": study.code, "eu_ct_number": d.study.eu_ct_number, "title": d.study.title,
+        "short_title": d.study.short_title,
+        "target_enrolment": d.study.target_enrolment,
+        "sponsor": ContactOut(name=d.sponsor.name, address=d.sponsor.address, phone=d.sponsor.phone),
+        "emergency": ContactOut(name=d.emergency.contact, phone=d.emergency.phone, email=d.emergency.email),
+        "arms": [ArmOut(code=a.code, name=a.name, ratio=a.ratio) for a in d.arms], "ratio": d.ratio,
+        "schedule": ScheduleOut(**d.schedule.model_dump()), "label_languages": list(d.study.label_languages)}
 
 
 @router.get("/studies", response_model=list[StudyOut])

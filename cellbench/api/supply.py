@@ -14,9 +14,11 @@ from sqlmodel import Session
 from .. import kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
+from ..errors import NotFound
 from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User
+from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine
-from ..web.supply import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
+from ..supply.views import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
 
 router = APIRouter(prefix="/api/v1/supply", tags=["supply (unblinded)"])
 readers = require(*READERS)
@@ -61,6 +63,7 @@ class EntryOut(BaseModel):
 
 
 class ListDetailOut(ListOut):
+    actions: list[str] = Field(description="What you may do with the list now, by its lifecycle: seal, discard")
     arm_counts: dict[str, int]
     offset: int
     limit: int
@@ -80,6 +83,7 @@ def list_detail(session: Session, viewer: Viewer, study: Study, row,
                 offset: int, limit: int) -> ListDetailOut:
     entries = sealed.list_lines(session, viewer.actor, row, offset=offset, limit=limit)
     return ListDetailOut(**list_out(session, study, row).model_dump(),
+                         actions=LIST_MACHINE.allowed(row, viewer.actor.roles),
                          arm_counts=sealed.arm_counts(session, viewer.actor, row), offset=offset, limit=limit,
                          entries=[EntryOut(position=e.position, block=e.block, number=e.key, arm=e.arm)
                                   for e in entries])
@@ -243,9 +247,12 @@ class NewRun(BaseModel):
 def run_out(session: Session, viewer: Viewer, run: PackagingRun, offset: int, limit: int) -> RunOut:
     rows, total = run_kits(session, viewer.actor, run, offset=offset, limit=limit)
     blinded = session.get(BlindedLot, run.blinded_lot_id)
+    if blinded is None:
+        raise NotFound(f"Packaging run {run.number} names no blinded lot.", field="blinded_lot")
     creator = session.get(User, run.created_by)
-    run_lots = sealed.lots_of_runs(session, viewer.actor, [run.id], why="packaging run API").get(run.id, [])
-    return RunOut(number=run.number, study=session.get(Study, run.study_id).code, blinded_lot=blinded.code,
+    run_id = kits.row_id(run)
+    run_lots = sealed.lots_of_runs(session, viewer.actor, [run_id], why="packaging run API").get(run_id, [])
+    return RunOut(number=run.number, study=studies.by_id(session, run.study_id).code, blinded_lot=blinded.code,
                   blinded_expiry=blinded.expiry, kit_count=run.kit_count,
                   created_by=creator.full_name if creator else "", created_at=run.created_at,
                   lots=[lot.number for lot in run_lots], total=total, offset=offset, limit=limit,
@@ -291,7 +298,7 @@ def blinded_lot_composition(code: str, viewer: Viewer = Depends(readers), db: Da
         blinded = kits.blinded_lot_by_code(session, code, field="code")
         counts = kits.counts_by_state(session, blinded_lot=blinded)
         return CompositionOut(
-            code=blinded.code, study=session.get(Study, blinded.study_id).code, expiry=blinded.expiry,
+            code=blinded.code, study=studies.by_id(session, blinded.study_id).code, expiry=blinded.expiry,
             kits=sum(counts.values()), kits_by_state=counts,
             arms={arm: [LotShareOut(lot=s.lot, expiry=s.expiry, kits=s.kits, kits_by_state=s.by_state) for s in shares]
                   for arm, shares in composition_by_arm(session, viewer.actor, blinded).items()})
@@ -331,6 +338,7 @@ class MemberOut(BaseModel):
 
 
 class QuarantineDetailOut(QuarantineOut):
+    actions: list[str] = Field(description="The decisions you may take now, by its lifecycle: lift, withdraw")
     kits: list[MemberOut]
 
 
@@ -343,7 +351,8 @@ class NewQuarantine(BaseModel):
 def quarantine_out(session: Session, kq: KitQuarantine) -> QuarantineOut:
     lot = session.get(Lot, kq.lot_id) if kq.lot_id else None
     opener = session.get(User, kq.opened_by) if kq.opened_by else None
-    return QuarantineOut(number=kq.number, study=session.get(Study, kq.study_id).code, state=kq.state, cause=kq.cause,
+    study = studies.by_id(session, kq.study_id)
+    return QuarantineOut(number=kq.number, study=study.code, state=kq.state, cause=kq.cause,
                          lot=lot.number if lot else None, policy=kq.policy, reason=kq.reason, kit_count=kq.kit_count,
                          opened_by=opener.full_name if opener else None, opened_at=kq.opened_at,
                          closed_at=kq.closed_at, closure_reason=kq.closure_reason,
@@ -352,6 +361,7 @@ def quarantine_out(session: Session, kq: KitQuarantine) -> QuarantineOut:
 
 def quarantine_detail(session: Session, viewer: Viewer, kq: KitQuarantine) -> QuarantineDetailOut:
     return QuarantineDetailOut(**quarantine_out(session, kq).model_dump(),
+                               actions=quarantine.allowed_decisions(kq, viewer.actor),
                                kits=[MemberOut(kit_number=kit.number, arm=arm, state=KitState(kit.state))
                                      for kit, arm in quarantine_kits(session, viewer.actor, kq)])
 

@@ -1,8 +1,9 @@
-"""Labels: Annex VI kit and vial labels as PDF sheets and ZPL (`sheets`), label runs and their
-reconciliation (`printing`)."""
+"""Labels: Annex VI kit and vial labels as PDF sheets and ZPL (`sheets`) in the label font
+(`fonts`), label runs and their reconciliation (`printing`)."""
 
 from __future__ import annotations
 
+from .fonts import LabelFontMissing, LabelFonts, find_label_fonts
 from .printing import (
     DEFAULT_STATES,
     EXTENSIONS,
@@ -37,13 +38,10 @@ from .sheets import (
     NBSP,
     PT,
     KitLabel,
-    LabelFontMissing,
-    LabelFonts,
     LabelKind,
     LabelSize,
     LabelStudy,
     SheetLayout,
-    find_label_fonts,
     printed_expiry,
     render_label_sheet_pdf,
     render_single_label_pdf,

@@ -19,12 +19,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from .. import audit, kits, qrpayload, studies, users
+from .. import audit, inputs, kits, qrpayload, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, DomainError, InvalidInput, NotFound
@@ -89,17 +90,14 @@ def kit_labels(session: Session, kit_rows: Iterable[Kit], secret_key: str, *,
 
     A kit still planned has no blinded lot and so nothing to print as lot and expiry."""
     study_labels: dict[int, LabelStudy] = {}
-    lots: dict[int, BlindedLot] = {}
     labels = []
     for kit in kit_rows:
-        if kit.blinded_lot_id is None:
+        blinded = kits.blinded_lot_of(session, kit)
+        if blinded is None:
             raise InvalidInput(f"Kit {kit.number} has no blinded lot yet (it is not packaged): it cannot be "
                                "labelled.", field=field)
         if kit.study_id not in study_labels:
-            study_labels[kit.study_id] = label_study(session.get(Study, kit.study_id))
-        if kit.blinded_lot_id not in lots:
-            lots[kit.blinded_lot_id] = session.get(BlindedLot, kit.blinded_lot_id)
-        blinded = lots[kit.blinded_lot_id]
+            study_labels[kit.study_id] = label_study(studies.by_id(session, kit.study_id))
         labels.append(KitLabel(study_labels[kit.study_id], kit.number, qrpayload.make_payload(kit.number, secret_key),
                                blinded.code, blinded.expiry))
     return labels
@@ -138,16 +136,8 @@ def _choice(value: object, options: Iterable[str], field: str, what: str) -> str
 
 
 def _count(value: object, field: str) -> int:
-    """A whole number of labels, 0 or more, as typed or as a number."""
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value if value is not None else "").strip()
-        if not re.fullmatch(r"[+-]?[0-9]+", text):
-            raise InvalidInput(f"Give the number of {field} labels as a whole number (0 or more).", field=field)
-        number = int(text)
+    """A whole number of labels, 0 or more, as typed or as a number (True is not a number)."""
+    number = inputs.whole(None if isinstance(value, bool) else value, field, f"number of {field} labels")
     if number < 0:
         raise InvalidInput(f"The number of {field} labels cannot be negative.", field=field)
     return number
@@ -177,9 +167,9 @@ def _kits_of_list(session: Session, study: Study, numbers: list[str], blinded: B
 
 
 def _kits_of_lot(session: Session, blinded: BlindedLot) -> list[Kit]:
-    rows = list(session.scalars(select(Kit).where(Kit.blinded_lot_id == blinded.id,
-                                                  Kit.state.in_([s.value for s in DEFAULT_STATES]))
-                                .order_by(Kit.number)))
+    rows = list(session.scalars(select(Kit).where(col(Kit.blinded_lot_id) == blinded.id,
+                                                  col(Kit.state).in_([s.value for s in DEFAULT_STATES]))
+                                .order_by(col(Kit.number))))
     if not rows:
         raise InvalidInput(f"Blinded lot {blinded.code} has no packaged or released kits to label; list the "
                            "kit numbers to relabel kits already shipped.", field="blinded_lot")
@@ -188,7 +178,7 @@ def _kits_of_lot(session: Session, blinded: BlindedLot) -> list[Kit]:
 
 def _run_number(session: Session) -> str:
     prefix = f"LR-{utcnow():%Y}-"
-    last = session.scalar(select(func.max(LabelRun.number)).where(LabelRun.number.like(prefix + "%")))
+    last = session.scalar(select(func.max(col(LabelRun.number))).where(col(LabelRun.number).like(prefix + "%")))
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
@@ -223,13 +213,13 @@ def print_run(session: Session, actor: Actor, study: Study, *, blinded_lot_code:
     labels = _labels_for_run(kit_labels(session, chosen, secret_key), label_kind, study.doses_per_treatment)
     lot_ids = {kit.blinded_lot_id for kit in chosen}
     if blinded is None and len(lot_ids) == 1:
-        blinded = session.get(BlindedLot, next(iter(lot_ids)))
+        blinded = kits.blinded_lot_of(session, chosen[0])
     created_at = utcnow().replace(microsecond=0)
     data = _render(labels, label_kind, output, created_at)
 
-    run = LabelRun(number=_run_number(session), study_id=study.id, blinded_lot_id=blinded.id if blinded else None,
-                   kind=label_kind.value, output=output, printed=len(labels), created_by=actor.user_id,
-                   created_at=created_at)
+    run = LabelRun(number=_run_number(session), study_id=kits.row_id(study),
+                   blinded_lot_id=blinded.id if blinded else None, kind=label_kind.value, output=output,
+                   printed=len(labels), created_by=kits.maker_id(actor), created_at=created_at)
     session.add(run)
     try:
         session.flush()
@@ -249,15 +239,15 @@ def print_run(session: Session, actor: Actor, study: Study, *, blinded_lot_code:
 
 def kits_of(session: Session, run: LabelRun) -> list[Kit]:
     """The run's kits in kit-number order (the order they were printed in)."""
-    return list(session.scalars(select(Kit).join(LabelRunKit, LabelRunKit.kit_id == Kit.id)
-                                .where(LabelRunKit.run_id == run.id).order_by(Kit.number)))
+    return list(session.scalars(select(Kit).join(LabelRunKit, col(LabelRunKit.kit_id) == col(Kit.id))
+                                .where(col(LabelRunKit.run_id) == run.id).order_by(col(Kit.number))))
 
 
 def _recorded_sha256(session: Session, run: LabelRun) -> str | None:
-    event = session.scalars(select(AuditEvent).where(AuditEvent.entity_type == "label_run",
-                                                     AuditEvent.entity_id == run.number,
-                                                     AuditEvent.action == PRINTED_ACTION)
-                            .order_by(AuditEvent.seq)).first()
+    event = session.scalars(select(AuditEvent).where(col(AuditEvent.entity_type) == "label_run",
+                                                     col(AuditEvent.entity_id) == run.number,
+                                                     col(AuditEvent.action) == PRINTED_ACTION)
+                            .order_by(col(AuditEvent.seq))).first()
     return json.loads(event.new_value).get("output_sha256") if event and event.new_value else None
 
 
@@ -269,7 +259,7 @@ def rendered(session: Session, actor: Actor, run: LabelRun, secret_key: str) -> 
     users.require_role(actor, *READERS)
     kind = LabelKind(run.kind)
     labels = _labels_for_run(kit_labels(session, kits_of(session, run), secret_key), kind,
-                             session.get(Study, run.study_id).doses_per_treatment)
+                             studies.by_id(session, run.study_id).doses_per_treatment)
     data = _render(labels, kind, run.output, run.created_at.replace(microsecond=0))
     digest = hashlib.sha256(data).hexdigest()
     if digest != _recorded_sha256(session, run) or len(labels) != run.printed:
@@ -309,9 +299,9 @@ def reconcile(session: Session, actor: Actor, run: LabelRun, applied: object, sp
     if counts["spoiled"] and why is None:
         raise InvalidInput("Say why labels were spoiled.", field="reason")
     now = utcnow()
-    changed = session.execute(update(LabelRun).where(LabelRun.id == run.id, LabelRun.reconciled_at.is_(None))
-                              .values(reconciled_at=now, reconciled_by=actor.user_id, **counts))
-    if changed.rowcount != 1:
+    changed = session.execute(update(LabelRun).where(col(LabelRun.id) == run.id, col(LabelRun.reconciled_at).is_(None))
+                              .values(reconciled_at=now, reconciled_by=kits.maker_id(actor), **counts))
+    if cast(CursorResult, changed).rowcount != 1:
         raise Conflict(f"Someone else reconciled label run {run.number} at the same moment. Reload to see it.",
                        field="number")
     session.refresh(run)
@@ -324,7 +314,7 @@ def reconcile(session: Session, actor: Actor, run: LabelRun, applied: object, sp
 
 
 def by_number(session: Session, number: str | None, *, field: str = "number") -> LabelRun:
-    run = session.scalars(select(LabelRun).where(LabelRun.number == (number or "").strip().upper())).first()
+    run = session.scalars(select(LabelRun).where(col(LabelRun.number) == (number or "").strip().upper())).first()
     if run is None:
         raise NotFound(f"No label run '{(number or '').strip()}'.", field=field)
     return run
@@ -334,14 +324,14 @@ def runs(session: Session, study: Study | None = None, open_only: bool = False) 
     """Runs awaiting reconciliation first, then the others; newest first within each."""
     query = select(LabelRun)
     if study is not None:
-        query = query.where(LabelRun.study_id == study.id)
+        query = query.where(col(LabelRun.study_id) == study.id)
     if open_only:
-        query = query.where(LabelRun.reconciled_at.is_(None))
-    return list(session.scalars(query.order_by(LabelRun.reconciled_at.is_not(None), LabelRun.id.desc())))
+        query = query.where(col(LabelRun.reconciled_at).is_(None))
+    return list(session.scalars(query.order_by(col(LabelRun.reconciled_at).is_not(None), col(LabelRun.id).desc())))
 
 
 def open_count(session: Session) -> int:
-    return session.scalar(select(func.count(LabelRun.id)).where(LabelRun.reconciled_at.is_(None))) or 0
+    return session.scalar(select(func.count(col(LabelRun.id))).where(col(LabelRun.reconciled_at).is_(None))) or 0
 
 
 @dataclass(frozen=True)
@@ -385,12 +375,13 @@ def views(session: Session, rows: Sequence[LabelRun]) -> list[RunView]:
     if not rows:
         return []
     ids = [run.id for run in rows]
-    kit_counts = dict(session.execute(select(LabelRunKit.run_id, func.count()).where(LabelRunKit.run_id.in_(ids))
-                                      .group_by(LabelRunKit.run_id)).all())
-    people = {u.id: u.full_name for u in session.scalars(select(User).where(User.id.in_(
+    kit_counts: dict[int | None, int] = dict(
+        session.execute(select(col(LabelRunKit.run_id), func.count()).where(col(LabelRunKit.run_id).in_(ids))
+                        .group_by(col(LabelRunKit.run_id))).all())
+    people = {u.id: u.full_name for u in session.scalars(select(User).where(col(User.id).in_(
         {r.created_by for r in rows} | {r.reconciled_by for r in rows if r.reconciled_by})))}
-    codes = {s.id: s.code for s in session.scalars(select(Study).where(Study.id.in_({r.study_id for r in rows})))}
-    lots = {b.id: b.code for b in session.scalars(select(BlindedLot).where(BlindedLot.id.in_(
+    codes = {s.id: s.code for s in session.scalars(select(Study).where(col(Study.id).in_({r.study_id for r in rows})))}
+    lots = {b.id: b.code for b in session.scalars(select(BlindedLot).where(col(BlindedLot.id).in_(
         {r.blinded_lot_id for r in rows if r.blinded_lot_id})))}
     return [RunView(run.number, codes[run.study_id], lots.get(run.blinded_lot_id), run.kind, run.output,
                     kit_counts.get(run.id, 0), run.printed, run.applied, run.spoiled, run.destroyed,
@@ -405,9 +396,11 @@ def view(session: Session, run: LabelRun) -> RunView:
 
 def labelable_lots(session: Session, study: Study | None = None) -> list[tuple[BlindedLot, str, int]]:
     """Blinded lots with their study code and how many kits a run would label by default."""
-    query = (select(BlindedLot, Study.code, func.count(Kit.id)).join(Study, Study.id == BlindedLot.study_id)
-             .outerjoin(Kit, (Kit.blinded_lot_id == BlindedLot.id) & Kit.state.in_([s.value for s in DEFAULT_STATES]))
-             .group_by(BlindedLot.id, Study.code).order_by(Study.code, BlindedLot.code))
+    labelled_by_default = col(Kit.state).in_([s.value for s in DEFAULT_STATES])
+    query = (select(BlindedLot, col(Study.code), func.count(col(Kit.id)))
+             .join(Study, col(Study.id) == col(BlindedLot.study_id))
+             .outerjoin(Kit, (col(Kit.blinded_lot_id) == col(BlindedLot.id)) & labelled_by_default)
+             .group_by(col(BlindedLot.id), col(Study.code)).order_by(col(Study.code), col(BlindedLot.code)))
     if study is not None:
-        query = query.where(BlindedLot.study_id == study.id)
+        query = query.where(col(BlindedLot.study_id) == study.id)
     return [(blinded, code, count) for blinded, code, count in session.execute(query).all()]

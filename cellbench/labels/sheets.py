@@ -14,19 +14,18 @@ serves every site. A study may choose a single language.
 from __future__ import annotations
 
 import calendar
-import importlib.util
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
-from pathlib import Path
 
 from fpdf import FPDF
 from PIL import Image
 
 from cellbench.qrpayload import QR_MASK, QR_MODULES, QR_QUIET_ZONE, qr_pixels
+
+from .fonts import LabelFontMissing, glyphs, new_pdf
 
 PT = 25.4 / 72  # millimetres per typographic point
 NBSP = "\u00a0"
@@ -131,73 +130,6 @@ def printed_expiry(expiry: date) -> str:
     return f"{month:02d}/{year}"
 
 
-# --- fonts -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LabelFonts:
-    regular: Path
-    bold: Path
-    stretch_percent: float  # 100 for a condensed face; a regular-width face is narrowed
-
-
-class LabelFontMissing(RuntimeError):
-    """No usable Unicode font: labels are refused rather than printed with characters missing."""
-
-
-def _font_dirs() -> list[Path]:
-    dirs = [Path(p) for p in (
-        "/usr/share/fonts/truetype/dejavu",  # Debian, Ubuntu: package fonts-dejavu-core
-        "/usr/share/fonts/dejavu-sans-fonts", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF",
-        "/usr/local/share/fonts", "/Library/Fonts", str(Path.home() / "Library/Fonts"),
-    )]
-    spec = importlib.util.find_spec("matplotlib")  # ships DejaVu Sans: a pip-installable source
-    if spec and spec.origin:
-        dirs.append(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf")
-    return dirs
-
-
-@lru_cache(maxsize=1)
-def find_label_fonts() -> LabelFonts:
-    """A Unicode TrueType face with ≤, −, °, ×, superscripts and æøå.
-
-    CELLBENCH_LABEL_FONT (and CELLBENCH_LABEL_FONT_BOLD) name TTF files; otherwise DejaVu Sans
-    Condensed, or DejaVu Sans narrowed to 88 %. Deliberately no fallback to the PDF core fonts:
-    they cannot print "≤ −150 °C", and a label must not silently lose a character.
-    """
-    chosen = os.environ.get("CELLBENCH_LABEL_FONT")
-    if chosen:
-        return LabelFonts(Path(chosen), Path(os.environ.get("CELLBENCH_LABEL_FONT_BOLD", chosen)), 100.0)
-    for directory in _font_dirs():
-        for regular, bold, stretch in (("DejaVuSansCondensed.ttf", "DejaVuSansCondensed-Bold.ttf", 100.0),
-                                       ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", 88.0)):
-            if (directory / regular).is_file():
-                bold_path = directory / bold if (directory / bold).is_file() else directory / regular
-                return LabelFonts(directory / regular, bold_path, stretch)
-    raise LabelFontMissing(
-        "no label font found: install DejaVu Sans (apt-get install fonts-dejavu-core, or "
-        "pip install matplotlib, which ships it) or set CELLBENCH_LABEL_FONT=/path/to/font.ttf"
-    )
-
-
-def _new_pdf(page: tuple[float, float], creation_date: datetime | None = None) -> FPDF:
-    """A PDF stamped with `creation_date` (timezone-aware), or with the time it is made. fpdf2
-    derives the file identifier from the content and this date, so the same labels with the same
-    date give the same bytes: a label run is downloaded again exactly as it was printed."""
-    fonts = find_label_fonts()
-    pdf = FPDF(unit="mm", format=page)
-    if creation_date is not None:
-        if creation_date.tzinfo is None:
-            raise ValueError("the creation date needs its UTC offset")
-        pdf.set_creation_date(creation_date.replace(microsecond=0))
-    pdf.set_auto_page_break(False)
-    pdf.set_margins(0, 0, 0)
-    pdf.add_font("Label", "", str(fonts.regular))
-    pdf.add_font("Label", "B", str(fonts.bold))
-    pdf.set_stretching(fonts.stretch_percent)
-    pdf.set_creator("cellbench")
-    return pdf
-
-
 # --- layout: computed once per (study, kind, size) -------------------------------------------
 
 @dataclass(frozen=True)
@@ -281,7 +213,7 @@ class _Column:
 
 @lru_cache(maxsize=16)
 def _layout(study: LabelStudy, kind: LabelKind, size: LabelSize) -> _Layout:
-    pdf = _new_pdf((size.width_mm, size.height_mm))
+    pdf = new_pdf((size.width_mm, size.height_mm))
     pdf.add_page()
     w, h = size.width_mm, size.height_mm
     cells, emergency = (text.replace(" ", NBSP) for text in (study.cells_per_vial, study.emergency_phone))
@@ -300,7 +232,7 @@ def _layout(study: LabelStudy, kind: LabelKind, size: LabelSize) -> _Layout:
         body.paragraph(_variants(study, "product", cells=cells), 6.5, bold=True)
         amounts = _variants(study, "quantity", n=study.vials_per_kit, vol=study.volume_per_vial_ml)
         body.paragraph([f"{form}. {route}. {amount}." for form, route, amount in
-                        zip(_variants(study, "form"), _variants(study, "route"), amounts)], 6)
+                        zip(_variants(study, "form"), _variants(study, "route"), amounts, strict=False)], 6)
         body.paragraph(_both(study, "storage"), 7, bold=True)
         body.paragraph(_both(study, "directions"), 6)
         body.paragraph(f"{_caption(study, 'sponsor')} {study.sponsor_name}, {study.sponsor_address}. "
@@ -343,7 +275,7 @@ def _layout(study: LabelStudy, kind: LabelKind, size: LabelSize) -> _Layout:
 def _check_glyphs(pdf: FPDF, runs: Iterable[_Run]) -> None:
     for bold in (False, True):
         pdf.set_font("Label", "B" if bold else "", 6)
-        cmap = pdf.current_font.cmap
+        cmap = glyphs(pdf)
         missing = {ch for run in runs if run.bold == bold for ch in run.text if ord(ch) not in cmap}
         if missing:
             raise LabelFontMissing(f"the label font has no glyph for {''.join(sorted(missing))!r}")
@@ -370,7 +302,7 @@ def _label_lines(pdf: FPDF, layout: _Layout, label: KitLabel) -> list[tuple[_Run
             _set_font(pdf, run)
             if pdf.get_string_width(text) > run.max_width + 0.01:
                 raise ValueError(f"kit {label.kit_number}: {text!r} does not fit on its label line")
-            if any(ord(ch) not in pdf.current_font.cmap for ch in text):
+            if any(ord(ch) not in glyphs(pdf) for ch in text):
                 raise LabelFontMissing(f"kit {label.kit_number}: the label font cannot print {text!r}")
         lines.append((run, text))
     return lines
@@ -410,7 +342,7 @@ def render_label_sheet_pdf(labels: Sequence[KitLabel], kind: LabelKind = LabelKi
     `creation_date` the bytes depend on nothing else than the labels and that date."""
     size, sheet = size or DEFAULT_SIZE[kind], sheet or DEFAULT_SHEET[kind]
     columns, rows = _sheet_grid(size, sheet)
-    pdf = _new_pdf((sheet.page_width_mm, sheet.page_height_mm), creation_date)
+    pdf = new_pdf((sheet.page_width_mm, sheet.page_height_mm), creation_date)
     pdf.set_title(f"cellbench {kind.value} labels")
     for index, label in enumerate(labels):
         slot = index % (columns * rows)
@@ -427,7 +359,7 @@ def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKi
     """One label per page, each page exactly the label's size (for label printers). With a
     `creation_date` the bytes depend on nothing else than the labels and that date."""
     size = size or DEFAULT_SIZE[kind]
-    pdf = _new_pdf((size.width_mm, size.height_mm), creation_date)
+    pdf = new_pdf((size.width_mm, size.height_mm), creation_date)
     pdf.set_title(f"cellbench {kind.value} label")
     for label in [labels] if isinstance(labels, KitLabel) else labels:
         pdf.add_page()
@@ -441,7 +373,7 @@ def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKi
 # these are spelled in Latin-1 with the same meaning. With a Unicode TrueType font downloaded
 # to the printer (font="E:DEJAVU.TTF") the text goes out exactly as in the PDF.
 _RESIDENT_FONT_SPELLING = str.maketrans(
-    {"≤": "<=", "≥": ">=", "−": "-", "–": "-", **{s: "^" + d for s, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")}}
+    {"≤": "<=", "≥": ">=", "−": "-", "–": "-", **{s: "^" + d for s, d in zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789", strict=True)}}
 )
 
 
@@ -464,7 +396,7 @@ def render_zpl(labels: Sequence[KitLabel], kind: LabelKind = LabelKind.OUTER, *,
     """
     size = size or DEFAULT_SIZE[kind]
     dots = dpi / 25.4
-    measure = _new_pdf((size.width_mm, size.height_mm))
+    measure = new_pdf((size.width_mm, size.height_mm))
     blocks = []
     for label in labels:
         layout = _layout(label.study, kind, size)

@@ -1,11 +1,12 @@
-"""Supply: randomisation and kit lists, packaging runs and the blind-preserving quarantine.
+"""Supply: randomisation and kit lists, packaging runs, the blind-preserving quarantine, and what
+the supply pages and API show of them (`views`).
 
 Every part is unblinded work that reaches the sealed compartment: no blinded-facing module imports
 this package."""
 
 from __future__ import annotations
 
-from . import lists, packaging, quarantine, randomisation
+from . import lists, packaging, quarantine, randomisation, views
 from .lists import MAKERS, generate, generated_notice, import_csv
 from .packaging import (
     FILLABLE_LOT_STATES,
@@ -29,7 +30,9 @@ from .quarantine import (
     DECIDERS,
     OPENERS,
     QUARANTINABLE,
+    QuarantineState,
     after_lot_quarantine_lifted,
+    allowed_decisions,
     by_number,
     choose_kits,
     lift,
@@ -53,4 +56,15 @@ from .randomisation import (
     randomisation_lines,
     sha256_text,
     whole_blocks,
+)
+from .views import (
+    READERS,
+    KitUnits,
+    LotShare,
+    composition_by_arm,
+    find_list,
+    lots_by_id,
+    quarantine_kits,
+    run_kits,
+    signature_of,
 )

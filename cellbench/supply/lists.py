@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from .. import identifiers, sealed, studies, users
+from .. import identifiers, inputs, sealed, studies, users
 from ..audit import Actor
 from ..errors import InvalidInput
 from ..models import Role, Study
@@ -15,10 +15,7 @@ MAKERS = (Role.supply_manager,)
 
 
 def _size(value: object, field: str = "size") -> int:
-    try:
-        size = int(str(value).strip())
-    except ValueError:
-        raise InvalidInput("Give the number of entries as a whole number.", field=field) from None
+    size = inputs.whole(value, field, "number of entries")
     if not 1 <= size <= randomisation.MAX_LIST_SIZE:
         raise InvalidInput(f"A list holds 1 to {randomisation.MAX_LIST_SIZE} entries.", field=field)
     return size
@@ -32,9 +29,10 @@ def _block_sizes(study: Study, text: str | None) -> tuple[int, ...]:
     if not (text or "").strip():
         return studies.definition(study).randomisation.block_sizes
     try:
-        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+        return tuple(int(part) for part in (text or "").replace(" ", "").split(",") if part)
     except ValueError:
-        raise InvalidInput("Block sizes are whole numbers separated by commas, e.g. 2,4,6.", field="block_sizes") from None
+        raise InvalidInput("Block sizes are whole numbers separated by commas, e.g. 2,4,6.",
+                           field="block_sizes") from None
 
 
 def _seed(text: str | None) -> str:

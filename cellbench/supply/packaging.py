@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session
+from sqlmodel import Session, col
 
-from .. import audit, kits, sealed, studies, users
+from .. import audit, inputs, kits, sealed, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
+from ..kits import row_id
 from ..models import (
     BlindedLot,
     Kit,
@@ -42,6 +43,7 @@ FILLABLE_LOT_STATES = frozenset({LotState.qc_pending, LotState.initial_certified
                                  LotState.released})
 FREE_VIAL = "stored"
 KITTED_VIAL = "kitted"
+_VIAL: Table = Vial.metadata.tables["vial"]
 
 
 # --- small named rules ---------------------------------------------------------------------------
@@ -79,8 +81,8 @@ def enough_units(free_by_lot: dict[int, list[Vial]], kits_needed: int, doses: in
 
 
 def expiry_not_shortened_after_labelling(session: Session, blinded: BlindedLot, new_expiry: date) -> str | None:
-    if new_expiry < blinded.expiry and session.scalar(select(func.count(LabelRun.id))
-                                                     .where(LabelRun.blinded_lot_id == blinded.id)):
+    if new_expiry < blinded.expiry and session.scalar(select(func.count(col(LabelRun.id)))
+                                                     .where(col(LabelRun.blinded_lot_id) == blinded.id)):
         return (f"Labels of {blinded.code} are printed with expiry {blinded.expiry}; these lots would bring it "
                 f"forward to {new_expiry}. Package them into a new blinded lot instead.")
     return None
@@ -89,13 +91,20 @@ def expiry_not_shortened_after_labelling(session: Session, blinded: BlindedLot, 
 # --- the run --------------------------------------------------------------------------------------
 
 
+def _expiry(lot: Lot) -> date:
+    """The expiry of a lot that may fill kits (lot_may_fill_kits refuses a lot without one)."""
+    assert lot.expiry is not None, f"lot {lot.number} was let into a run without an expiry"
+    return lot.expiry
+
+
 def _lots(session: Session, numbers: list[str], kind: str, field: str, today: date) -> list[Lot]:
     found = []
     for number in dict.fromkeys(n.strip() for n in numbers if n and n.strip()):
-        lot = session.scalars(select(Lot).where(Lot.number == number)).first()
+        lot = session.scalars(select(Lot).where(col(Lot.number) == number)).first()
         if lot is None:
             raise NotFound(f"No lot '{number}'.", field=field)
-        if why := lot_may_fill_kits(lot, session.get(SpecVersion, lot.spec_version_id).kind, kind, today):
+        spec = session.get(SpecVersion, lot.spec_version_id)
+        if why := lot_may_fill_kits(lot, spec.kind if spec else "", kind, today):
             raise InvalidInput(why, field=field)
         found.append(lot)
     if not found:
@@ -105,29 +114,28 @@ def _lots(session: Session, numbers: list[str], kind: str, field: str, today: da
 
 def _free_units(session: Session, lots: list[Lot]) -> dict[int, list[Vial]]:
     by_lot: dict[int, list[Vial]] = defaultdict(list)
-    for vial in session.scalars(select(Vial).where(Vial.lot_id.in_([lot.id for lot in lots]), Vial.state == FREE_VIAL)
-                                .order_by(Vial.lot_id, Vial.seq)):
+    for vial in session.scalars(select(Vial).where(col(Vial.lot_id).in_([lot.id for lot in lots]),
+                                                   col(Vial.state) == FREE_VIAL)
+                                .order_by(col(Vial.lot_id), col(Vial.seq))):
         by_lot[vial.lot_id].append(vial)
     return by_lot
 
 
 def _next_code(session: Session, study: Study) -> str:
     prefix = f"{studies.definition(study).study.participant_prefix}B{utcnow():%y}-"
-    last = session.scalar(select(func.max(BlindedLot.code)).where(BlindedLot.code.like(prefix + "%")))
+    last = session.scalar(select(func.max(col(BlindedLot.code))).where(col(BlindedLot.code).like(prefix + "%")))
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:03d}"
 
 
 def _run_number(session: Session) -> str:
     prefix = f"PR-{utcnow():%Y}-"
-    last = session.scalar(select(func.max(PackagingRun.number)).where(PackagingRun.number.like(prefix + "%")))
+    last = session.scalar(select(func.max(col(PackagingRun.number)))
+                          .where(col(PackagingRun.number).like(prefix + "%")))
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
 def _kit_count(value: object) -> int:
-    try:
-        count = int(str(value).strip())
-    except ValueError:
-        raise InvalidInput("Give the number of kits as a whole number.", field="kit_count") from None
+    count = inputs.whole(value, "kit_count", "number of kits")
     if not 1 <= count <= MAX_KITS_PER_RUN:
         raise InvalidInput(f"A run packages 1 to {MAX_KITS_PER_RUN} kits.", field="kit_count")
     return count
@@ -166,14 +174,15 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
     for kit, arm in sorted(planned, key=lambda pair: pair[0].number):
         kind = kind_of_arm[arm]
         # earliest expiry first; one lot per kit, so a kit's doses share one donor and one lot
-        source = next(lot for lot in sorted(lots_by_kind[kind], key=lambda lot: (lot.expiry, lot.number))
-                      if len(free[kind][lot.id]) >= doses)
-        fill[kit.id] = [free[kind][source.id].pop(0) for _ in range(doses)]
+        source = next(lot for lot in sorted(lots_by_kind[kind], key=lambda lot: (_expiry(lot), lot.number))
+                      if len(free[kind][row_id(lot)]) >= doses)
+        fill[row_id(kit)] = [free[kind][row_id(source)].pop(0) for _ in range(doses)]
         used_lots[source.number] = source
 
-    earliest = min(lot.expiry for lot in used_lots.values())
+    earliest = min(_expiry(lot) for lot in used_lots.values())
     if blinded is None:
-        blinded = BlindedLot(code=_next_code(session, study), study_id=study.id, expiry=earliest, created_at=utcnow())
+        blinded = BlindedLot(code=_next_code(session, study), study_id=row_id(study), expiry=earliest,
+                             created_at=utcnow())
         session.add(blinded)
         session.flush()
         audit.record(session, actor, "blinded lot created", "blinded_lot", blinded.code, field="expiry", new=earliest)
@@ -186,8 +195,8 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
                      field="expiry", old=old, new=earliest,
                      reason="the earliest expiry of the lots in it, across both arms")
 
-    run = PackagingRun(number=_run_number(session), study_id=study.id, blinded_lot_id=blinded.id, kit_count=count,
-                       created_by=actor.user_id, created_at=utcnow())
+    run = PackagingRun(number=_run_number(session), study_id=row_id(study), blinded_lot_id=row_id(blinded),
+                       kit_count=count, created_by=kits.maker_id(actor), created_at=utcnow())
     session.add(run)
     session.flush()
     audit.record(session, actor, "packaging run", "packaging_run", run.number,
@@ -195,11 +204,11 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
     audit.record(session, actor, "packaging run lots", "packaging_run", run.number, field="lots",
                  new=sorted(used_lots), visibility=Visibility.unblinded)
     in_order = [kit for kit, _arm in sorted(planned, key=lambda pair: pair[0].number)]  # random: says nothing
-    _mark_kitted(session, [vial for kit in in_order for vial in fill[kit.id]])
-    sealed.put_units_many(session, actor, [(kit, fill[kit.id]) for kit in in_order], run.id)
-    kits.move_many(session, actor, in_order, "package", reason=f"packaging run {run.number}, blinded lot {blinded.code}",
-                   also={"blinded_lot_id": blinded.id})
-    release_runs_ready(session, actor, [run.id], why="packaging")
+    _mark_kitted(session, [vial for kit in in_order for vial in fill[row_id(kit)]])
+    sealed.put_units_many(session, actor, [(kit, fill[row_id(kit)]) for kit in in_order], row_id(run))
+    where = f"packaging run {run.number}, blinded lot {blinded.code}"
+    kits.move_many(session, actor, in_order, "package", reason=where, also={"blinded_lot_id": blinded.id})
+    release_runs_ready(session, actor, [row_id(run)], why="packaging")
     return run
 
 
@@ -207,8 +216,7 @@ def _mark_kitted(session: Session, vials: list[Vial]) -> None:
     """The units are in kits now: one UPDATE per few hundred, not one per unit."""
     ids = [vial.id for vial in vials]
     for start in range(0, len(ids), 500):
-        session.execute(update(Vial.__table__).where(Vial.__table__.c.id.in_(ids[start:start + 500]))
-                        .values(state=KITTED_VIAL))
+        session.execute(update(_VIAL).where(_VIAL.c.id.in_(ids[start:start + 500])).values(state=KITTED_VIAL))
     for vial in vials:
         set_committed_value(vial, "state", KITTED_VIAL)
 
@@ -222,11 +230,11 @@ def release_runs_ready(session: Session, actor: Actor, run_ids: list[int], *, wh
         run = session.get(PackagingRun, run_id)
         ids = sealed.kit_ids_of_run(session, actor, run_id, why=why)
         waiting = [kit for start in range(0, len(ids), 500)
-                   for kit in session.scalars(select(Kit).where(Kit.state == KitState.packaged,
-                                                                Kit.id.in_(ids[start:start + 500])))]
+                   for kit in session.scalars(select(Kit).where(col(Kit.state) == KitState.packaged,
+                                                                col(Kit.id).in_(ids[start:start + 500])))]
         waiting.sort(key=lambda kit: kit.number)
         kits.move_many(session, actor, waiting, "release",
-                       reason=f"every lot of packaging run {run.number} is released")
+                       reason=f"every lot of packaging run {run.number if run else run_id} is released")
         released += len(waiting)
     return released
 
@@ -239,14 +247,14 @@ def after_lot_release(session: Session, actor: Actor, lot: Lot) -> None:
 
 
 def runs(session: Session, study: Study | None = None) -> list[PackagingRun]:
-    query = select(PackagingRun).order_by(PackagingRun.id.desc())
+    query = select(PackagingRun).order_by(col(PackagingRun.id).desc())
     if study is not None:
-        query = query.where(PackagingRun.study_id == study.id)
+        query = query.where(col(PackagingRun.study_id) == study.id)
     return list(session.scalars(query))
 
 
 def run_by_number(session: Session, number: str) -> PackagingRun:
-    run = session.scalars(select(PackagingRun).where(PackagingRun.number == (number or "").strip())).first()
+    run = session.scalars(select(PackagingRun).where(col(PackagingRun.number) == (number or "").strip())).first()
     if run is None:
         raise NotFound(f"No packaging run '{number}'.", field="run")
     return run
@@ -255,9 +263,11 @@ def run_by_number(session: Session, number: str) -> PackagingRun:
 def fillable_lots(session: Session, kind: str) -> list[tuple[Lot, int]]:
     """Lots a run may draw from, with their free units, for the packaging form."""
     today = utcnow().date()
-    rows = session.execute(select(Lot, func.count(Vial.id)).join(SpecVersion, SpecVersion.id == Lot.spec_version_id)
-                           .join(Vial, (Vial.lot_id == Lot.id) & (Vial.state == FREE_VIAL))
-                           .where(SpecVersion.kind == kind, Lot.state.in_([s.value for s in FILLABLE_LOT_STATES]))
-                           .group_by(Lot.id).order_by(Lot.expiry, Lot.number)).all()
+    rows = session.execute(select(Lot, func.count(col(Vial.id)))
+                           .join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
+                           .join(Vial, (col(Vial.lot_id) == col(Lot.id)) & (col(Vial.state) == FREE_VIAL))
+                           .where(col(SpecVersion.kind) == kind,
+                                  col(Lot.state).in_([s.value for s in FILLABLE_LOT_STATES]))
+                           .group_by(col(Lot.id)).order_by(col(Lot.expiry), col(Lot.number)))
     return [(lot, free) for lot, free in rows if lot.expiry and lot.expiry > today]
 

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from enum import Enum
+from typing import cast
 
 from sqlalchemy import func, insert, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from .. import audit, kits, qc, sealed, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import InvalidInput, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound
+from ..kits import row_id
 from ..models import (
     Kit,
     KitQuarantine,
@@ -39,10 +42,10 @@ from ..models import (
     Meaning,
     QcResult,
     Role,
-    Study,
     User,
     Visibility,
 )
+from ..statemachine import Machine, Transition
 
 OPENERS = (Role.supply_manager, Role.qa)  # a manual quarantine
 DECIDERS = (Role.qa,)  # lift or withdraw, signed
@@ -58,9 +61,43 @@ CAUSES = {
 QUARANTINABLE = kits.MOVES["quarantine"].sources
 
 
+_random = secrets.SystemRandom()
+
+
+class QuarantineState(str, Enum):
+    open = "open"
+    lifted = "lifted"
+    withdrawn = "withdrawn"
+
+
+def every_lot_released(q: KitQuarantine, session: Session, actor: Actor) -> str | None:
+    """A quarantine is lifted only when every lot inside its kits is released again."""
+    return lot_still_under_investigation(session, actor, q)
+
+
+_Q = Transition[QuarantineState]
+_OPEN = frozenset({QuarantineState.open})
+# A kit quarantine's lifecycle: open until QA decides, signed, to lift it (its kits back to where
+# they were) or to withdraw its kits for good. The kits move by kits.MOVES "lift_quarantine" and
+# "withdraw" in the same transaction.
+MOVES: dict[str, _Q] = {
+    "lift": _Q(_OPEN, QuarantineState.lifted, frozenset(DECIDERS), guards=(every_lot_released,),
+               signature=Meaning.released, needs_reason=True),
+    "withdraw": _Q(_OPEN, QuarantineState.withdrawn, frozenset(DECIDERS), signature=Meaning.rejected,
+                   needs_reason=True),
+}
+MACHINE: Machine[QuarantineState] = Machine(
+    "kit quarantine", lambda q: QuarantineState(cast(KitQuarantine, q).state), MOVES)
+KIT_MOVES = {"lift": "lift_quarantine", "withdraw": "withdraw"}  # what each decision does to the kits
+
+
+def allowed_decisions(q: KitQuarantine, actor: Actor) -> list[str]:
+    """The decisions the table allows this actor on this quarantine now: what pages offer."""
+    return MACHINE.allowed(q, actor.roles)
+
+
 def _may_take(kit: Kit) -> bool:
     return KitState(kit.state) in QUARANTINABLE and kits.not_in_a_kit_quarantine(kit) is None
-_random = secrets.SystemRandom()
 
 
 @signatures.content_rule("kit_quarantine")
@@ -74,8 +111,9 @@ def _content(session: Session, quarantine_id: str) -> dict:
 
 
 def members(session: Session, q: KitQuarantine) -> list[str]:
-    return list(session.scalars(select(Kit.number).join(KitQuarantineKit, KitQuarantineKit.kit_id == Kit.id)
-                                .where(KitQuarantineKit.quarantine_id == q.id).order_by(Kit.number)))
+    return list(session.scalars(select(col(Kit.number))
+                                .join(KitQuarantineKit, col(KitQuarantineKit.kit_id) == col(Kit.id))
+                                .where(col(KitQuarantineKit.quarantine_id) == q.id).order_by(col(Kit.number))))
 
 
 def _kit_reason(q: KitQuarantine) -> str:
@@ -85,36 +123,37 @@ def _kit_reason(q: KitQuarantine) -> str:
 
 def _number(session: Session) -> str:
     prefix = f"KQ-{utcnow():%Y}-"
-    last = session.scalar(select(func.max(KitQuarantine.number)).where(KitQuarantine.number.like(prefix + "%")))
+    last = session.scalar(select(func.max(col(KitQuarantine.number)))
+                          .where(col(KitQuarantine.number).like(prefix + "%")))
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
 def choose_kits(session: Session, actor: Actor, affected: list[Kit], policy: str) -> list[Kit]:
     """The affected kits and their companions, blinded lot by blinded lot."""
-    chosen: dict[int, Kit] = {kit.id: kit for kit in affected}
+    chosen: dict[int, Kit] = {row_id(kit): kit for kit in affected}
     for blinded_lot_id in sorted({kit.blinded_lot_id for kit in affected if kit.blinded_lot_id}):
-        pool = [kit for kit in session.scalars(select(Kit).where(Kit.blinded_lot_id == blinded_lot_id,
-                                                                 Kit.state.in_([s.value for s in QUARANTINABLE]))
-                                               .order_by(Kit.number)) if _may_take(kit)]
+        held_here = select(Kit).where(col(Kit.blinded_lot_id) == blinded_lot_id,
+                                      col(Kit.state).in_([s.value for s in QUARANTINABLE]))
+        pool = [kit for kit in session.scalars(held_here.order_by(col(Kit.number))) if _may_take(kit)]
         if policy == "blinded_lot":
-            chosen.update((kit.id, kit) for kit in pool)
+            chosen.update((row_id(kit), kit) for kit in pool)
             continue
-        arms = sealed.arms_of_kits(session, actor, [kit.id for kit in pool] + list(chosen), why="quarantine")
+        arms = sealed.arms_of_kits(session, actor, [row_id(kit) for kit in pool] + list(chosen), why="quarantine")
         hit_here = [kit for kit in affected if kit.blinded_lot_id == blinded_lot_id]
         by_arm: dict[str, list[Kit]] = defaultdict(list)
         for kit in pool:
-            by_arm[arms[kit.id]].append(kit)
-        hit_arms = defaultdict(int)
+            by_arm[arms[row_id(kit)]].append(kit)
+        hit_arms: dict[str, int] = defaultdict(int)
         for kit in hit_here:
-            hit_arms[arms[kit.id]] += 1
+            hit_arms[arms[row_id(kit)]] += 1
         for hit_arm, hit_count in hit_arms.items():
             share = hit_count / max(1, len(by_arm[hit_arm]))  # the fraction of that arm's kits taken out
             for arm, arm_kits in by_arm.items():
                 if arm == hit_arm:
                     continue
-                free = [kit for kit in arm_kits if kit.id not in chosen]
+                free = [kit for kit in arm_kits if row_id(kit) not in chosen]
                 wanted = min(len(free), round(share * len(arm_kits)))
-                chosen.update((kit.id, kit) for kit in _random.sample(free, wanted))
+                chosen.update((row_id(kit), kit) for kit in _random.sample(free, wanted))
     return sorted(chosen.values(), key=lambda kit: kit.number)
 
 
@@ -126,13 +165,13 @@ def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reas
     affected = [kit for kit in sealed.kits_containing_lot(session, actor, lot, why=CAUSES[cause]) if _may_take(kit)]
     opened = []
     for study_id in sorted({kit.study_id for kit in affected}):
-        study = session.get(Study, study_id)
+        study = studies.by_id(session, study_id)
         chosen_policy = (policy or study.quarantine_policy).strip()
         if chosen_policy not in studies.QUARANTINE_POLICIES:
             raise InvalidInput(f"Choose a policy: {', '.join(studies.QUARANTINE_POLICIES)}.", field="policy")
         chosen = choose_kits(session, actor, [k for k in affected if k.study_id == study_id], chosen_policy)
         q = KitQuarantine(number=_number(session), study_id=study_id, cause=cause, lot_id=lot.id, policy=chosen_policy,
-                          reason=reason, kit_count=len(chosen), opened_by=actor.user_id, opened_at=utcnow())
+                          reason=reason, kit_count=len(chosen), opened_by=kits.maker_id(actor), opened_at=utcnow())
         session.add(q)
         session.flush()
         audit.record(session, actor, "kit quarantine opened", "kit_quarantine", q.number,
@@ -144,7 +183,8 @@ def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reas
     return opened
 
 
-def open_manual(session: Session, actor: Actor, lot: Lot, policy: str | None, reason: str | None) -> list[KitQuarantine]:
+def open_manual(session: Session, actor: Actor, lot: Lot, policy: str | None,
+                reason: str | None) -> list[KitQuarantine]:
     users.require_role(actor, *OPENERS)
     reason = audit.require_reason(reason)
     opened = quarantine_lot(session, actor, lot, cause="manual", reason=reason, policy=policy or None)
@@ -163,69 +203,76 @@ qc.POST_CERTIFICATION_OOS_HOOKS.append(_after_post_certification_oos)
 
 def lot_still_under_investigation(session: Session, actor: Actor, q: KitQuarantine) -> str | None:
     """A quarantine is lifted only when every lot inside its kits is released again."""
-    held = [kit.id for kit in session.scalars(select(Kit).where(Kit.quarantine_id == q.id,
-                                                                Kit.state == KitState.quarantined.value))]
+    held = [row_id(kit) for kit in session.scalars(select(Kit).where(col(Kit.quarantine_id) == q.id,
+                                                                     col(Kit.state) == KitState.quarantined.value))]
     blocking = sorted({lot.number for lot in sealed.lots_of_kits(session, actor, held, why="lift quarantine")
                        if LotState(lot.state) is not LotState.released})
-    if blocking:
-        return f"Lot{'s' if len(blocking) > 1 else ''} {', '.join(blocking)} {'are' if len(blocking) > 1 else 'is'} not released."
-    return None
+    if not blocking:
+        return None
+    many = len(blocking) > 1
+    return f"Lot{'s' if many else ''} {', '.join(blocking)} {'are' if many else 'is'} not released."
 
 
-def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, *, move: str, state: str,
-           meaning: Meaning, reason: str | None, password: str | None, signature_id: int | None = None) -> None:
-    if q.state != "open":
+def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, decision: str, reason: str | None,
+           password: str | None, signature_id: int | None = None) -> None:
+    if MACHINE.state_refusal(q, decision):
         raise InvalidInput(f"Quarantine {q.number} is already {q.state}.", field="quarantine")
     reason = audit.require_reason(reason)
-    if move == "lift_quarantine" and (why := lot_still_under_investigation(session, actor, q)):
-        raise InvalidInput(f"Not yet: {why}", field="quarantine")
+    if why := MACHINE.role_refusal(decision, actor.roles):
+        raise Forbidden(why)
+    # the guards once (the lots' check is a logged read of the compartment), by the machine's parts
+    if blocking := MACHINE.guard_refusals(q, decision, session, actor):
+        raise InvalidInput(f"Not yet: {blocking[0]}", field="quarantine")
+    move = MACHINE.transition(decision)
+    state = MACHINE.target(q, decision).value
     # still held by it: a member since withdrawn with its rejected shipment, lost or damaged stays so
-    held = list(session.scalars(select(Kit).where(Kit.quarantine_id == q.id, Kit.state == KitState.quarantined.value)
-                                .order_by(Kit.number)))
+    held = list(session.scalars(select(Kit).where(col(Kit.quarantine_id) == q.id,
+                                                  col(Kit.state) == KitState.quarantined.value)
+                                .order_by(col(Kit.number))))
     q.state, q.closed_at, q.closure_reason = state, utcnow(), reason
     session.flush()
     if signature_id is None:
-        signature_id = signatures.sign(session, user, password or "", meaning, "kit_quarantine", str(q.id),
+        assert move.signature is not None, "a quarantine decision is signed"
+        signature_id = signatures.sign(session, user, password or "", move.signature, "kit_quarantine", str(q.id),
                                        reason=reason, visibility=Visibility.unblinded).id
     q.closure_signature_id = signature_id
     audit.record(session, actor, f"kit quarantine {state}", "kit_quarantine", q.number, field="state", old="open",
                  new=state, reason=reason, visibility=Visibility.unblinded)
-    kit_reason = "quality review completed" if state == "lifted" else "withdrawn after a quality review"
-    kits.move_many(session, actor, held, move, reason=f"{kit_reason} ({q.number})")
+    kit_reason = "quality review completed" if decision == "lift" else "withdrawn after a quality review"
+    kits.move_many(session, actor, held, KIT_MOVES[decision], reason=f"{kit_reason} ({q.number})")
     session.flush()
 
 
 def lift(session: Session, user: User, q: KitQuarantine, reason: str | None, password: str | None) -> None:
     actor = users.actor(session, user)
     users.require_role(actor, *DECIDERS)
-    _close(session, user, actor, q, move="lift_quarantine", state="lifted", meaning=Meaning.released, reason=reason,
-           password=password)
+    _close(session, user, actor, q, "lift", reason, password)
 
 
 def withdraw(session: Session, user: User, q: KitQuarantine, reason: str | None, password: str | None) -> None:
     actor = users.actor(session, user)
     users.require_role(actor, *DECIDERS)
-    _close(session, user, actor, q, move="withdraw", state="withdrawn", meaning=Meaning.rejected, reason=reason,
-           password=password)
+    _close(session, user, actor, q, "withdraw", reason, password)
 
 
-def after_lot_quarantine_lifted(session: Session, user: User, actor: Actor, lot: Lot, signature_id: int) -> None:
+def after_lot_quarantine_lifted(session: Session, user: User, actor: Actor, lot: Lot,
+                                signature_id: int | None) -> None:
     """The lot's own quarantine lifted (QA, signed): the kit quarantines it caused end with it."""
-    for q in session.scalars(select(KitQuarantine).where(KitQuarantine.lot_id == lot.id, KitQuarantine.state == "open",
-                                                         KitQuarantine.cause == "lot_quarantine")):
-        _close(session, user, actor, q, move="lift_quarantine", state="lifted", meaning=Meaning.released,
-               reason=f"lot {lot.number} released from quarantine", password=None, signature_id=signature_id)
+    for q in session.scalars(select(KitQuarantine).where(col(KitQuarantine.lot_id) == lot.id,
+                                                         col(KitQuarantine.state) == QuarantineState.open.value,
+                                                         col(KitQuarantine.cause) == "lot_quarantine")):
+        _close(session, user, actor, q, "lift", f"lot {lot.number} released from quarantine", None, signature_id)
 
 
 def by_number(session: Session, number: str) -> KitQuarantine:
-    q = session.scalars(select(KitQuarantine).where(KitQuarantine.number == (number or "").strip())).first()
+    q = session.scalars(select(KitQuarantine).where(col(KitQuarantine.number) == (number or "").strip())).first()
     if q is None:
         raise NotFound(f"No kit quarantine '{number}'.", field="quarantine")
     return q
 
 
 def quarantines(session: Session, state: str | None = None) -> list[KitQuarantine]:
-    query = select(KitQuarantine).order_by(KitQuarantine.id.desc())
+    query = select(KitQuarantine).order_by(col(KitQuarantine.id).desc())
     if state:
-        query = query.where(KitQuarantine.state == state)
+        query = query.where(col(KitQuarantine.state) == state)
     return list(session.scalars(query))

@@ -14,28 +14,21 @@ import io
 import random
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..errors import InvalidInput
 from ..identifiers import parse_kit_number
+from ..sealing import Line  # the line shape the compartment stores
 
 ALGORITHM = "cellbench-permuted-blocks-v1"
 MAX_LIST_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class Line:
-    position: int
-    block: int
-    key: str  # participant number or kit number
-    arm: str
 
 
 def new_seed() -> str:
     return secrets.token_hex(16)
 
 
-def permuted_blocks(seed: str, size: int, arms: Sequence[tuple[str, int]], block_sizes: Sequence[int]) -> list[tuple[int, str]]:
+def permuted_blocks(seed: str, size: int, arms: Sequence[tuple[str, int]],
+                    block_sizes: Sequence[int]) -> list[tuple[int, str]]:
     """(block, arm) for at least `size` slots, in whole blocks: each block holds the arms in the
     exact ratio, its size drawn at random from block_sizes, its order shuffled. The last block is
     never cut short, so the list is balanced block by block and may be a little longer than asked."""
@@ -88,7 +81,8 @@ def kit_lines(seed: str, kit_numbers: Sequence[str], arms: Sequence[tuple[str, i
         sizes = f"{shorter} or {len(slots)}" if shorter else f"{len(slots)}"
         raise InvalidInput(f"{len(kit_numbers)} kits would cut the last permuted block short and leave the arms "
                            f"uneven; with this seed and these block sizes a kit list holds {sizes} kits.", field="size")
-    return [Line(i, block, number, arm) for i, ((block, arm), number) in enumerate(zip(slots, kit_numbers, strict=True), 1)]
+    pairs = zip(slots, kit_numbers, strict=True)
+    return [Line(i, block, number, arm) for i, ((block, arm), number) in enumerate(pairs, 1)]
 
 
 def sha256_text(text: str) -> str:

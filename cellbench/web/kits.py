@@ -15,7 +15,7 @@ from sqlmodel import Session
 from .. import audit, kits, qrpayload, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
-from ..errors import DomainError, InvalidInput, NotFound
+from ..errors import DomainError, InvalidInput
 from ..models import KitState, Role, Study
 from ..templating import render
 
@@ -29,15 +29,6 @@ STATES = [(s.value, kits.state_label(s)) for s in KitState]
 
 def kit_url(number: str) -> str:
     return f"/kits/{quote(number, safe='')}"
-
-
-def scan_code(session: Session, code: str | None, secret_key: str):
-    """The kit a scanned label or typed number stands for. An unknown kit is bad input to the
-    scan field (422, field `code`) like a forged label, not a missing page."""
-    try:
-        return kits.scan(session, code, secret_key)
-    except NotFound as missing:
-        raise InvalidInput(missing.message, field="code") from None
 
 
 FILTERS = ("study", "blinded_lot", "state")
@@ -85,7 +76,7 @@ def kit_list(request: Request, viewer: Viewer = Depends(readers), session: Sessi
 
 def _scan(request: Request, session: Session, code: str):
     try:
-        kit = scan_code(session, code, request.app.state.settings.secret_key)
+        kit = kits.scan_code(session, code, request.app.state.settings.secret_key)
     except DomainError as refused:
         return _list(request, session, scan_error=refused, code=code)
     return RedirectResponse(kit_url(kit.number), status_code=303)

@@ -13,7 +13,6 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..labels import printing as labelling
-from ..models import Study
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -87,7 +86,7 @@ def _detail(request: Request, session: Session, viewer: Viewer, number: str, err
     return render(request, "labels/detail.html", status_code=error.status if error else 200,
                   run=labelling.view(session, run), kits=labelling.kits_of(session, run),
                   filename=labelling.filename(run), kinds=labelling.KINDS, outputs=labelling.OUTPUTS,
-                  doses=session.get(Study, run.study_id).doses_per_treatment,
+                  doses=studies.by_id(session, run.study_id).doses_per_treatment,
                   can_reconcile=viewer.has(*labelling.PRINTERS) and run.reconciled_at is None,
                   history=audit.history(session, viewer.actor, "label_run", run.number),
                   form=form or {}, error=error, url=run_url(run.number))

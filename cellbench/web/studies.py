@@ -8,24 +8,14 @@ from sqlmodel import Session
 
 from .. import kits, qrpayload, studies
 from ..deps import Viewer, read_session, require
-from ..models import KitState, Role
 from ..templating import render
 
 router = APIRouter(prefix="/studies", include_in_schema=False)
-# Everyone signed in, except a user who is only an administrator (users and roles, no trial data).
-READERS = tuple(role for role in Role if role is not Role.admin)
+READERS = studies.READERS
 readers = require(*READERS)
 
 
-def blinded_lot_rows(session: Session, study) -> list[tuple]:
-    """Each blinded lot of the study with its kit counts by state (blinded labels), in code order."""
-    rows = []
-    for blinded in kits.blinded_lots(session, study):
-        counts = kits.counts_by_state(session, blinded_lot=blinded)
-        rows.append((blinded, sum(counts.values()),
-                     [(state.value, kits.state_label(state), counts[state.value]) for state in KitState
-                      if counts.get(state.value)]))
-    return rows
+blinded_lot_rows = kits.blinded_lot_rows
 
 
 @router.get("")

@@ -7,28 +7,35 @@ arm, a list or a kit's contents runs in a write transaction: the "sealed read" e
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 from sqlmodel import Session
 
 from .. import kits, lots, sealed, studies
-from ..audit import Actor
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
-from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, PackagingRun, Role, Signature, Study, User
-from ..supply import lists, packaging, quarantine
+from ..models import BlindedLot, KitQuarantine, KitState, Lot, Role
+from ..sealing import LIST_MACHINE
+from ..supply import lists, packaging, quarantine, views
+from ..supply.views import (
+    READERS,
+    arm_names,
+    composition_by_arm,
+    find_list,
+    lots_by_id,
+    open_first,
+    quarantine_kits,
+    run_kits,
+    signature_of,
+    user_names,
+)
 from ..templating import render
 from .home import QueueItem, work_queue
-from .studies import blinded_lot_rows
 
 router = APIRouter(prefix="/supply", include_in_schema=False)
-READERS = (Role.supply_manager, Role.qa, Role.qp)
 readers = require(*READERS)
 MAKERS = lists.MAKERS
 LIST_PAGE = 100  # list entries per page
@@ -51,78 +58,6 @@ def page_number(text: str | None) -> int:
     if not text.isdigit() or int(text) < 1:
         raise InvalidInput(f"Page '{text}' is not a page number.", field="page")
     return int(text)
-
-
-def user_names(session: Session) -> dict[int, str]:
-    return {u.id: u.full_name for u in session.scalars(select(User))}
-
-
-def arm_names(study: Study) -> dict[str, str]:
-    return {arm.code: arm.name for arm in studies.definition(study).arms}
-
-
-# --- shared with the JSON API: what an unblinded page shows ----------------------------------------
-
-
-def find_list(session: Session, actor: Actor, study: Study, kind: str, version: int):
-    """A list by its public name (study, kind, version)."""
-    if kind not in sealed.LIST_KINDS:
-        raise NotFound(f"A list is a {' or a '.join(sealed.LIST_KINDS)}.", field="kind")
-    for row in sealed.lists_of(session, actor, study):
-        if row.kind == kind and row.version == version:
-            return row
-    raise NotFound(f"{study.code} has no {sealed.LIST_KINDS[kind]} version {version}.", field="version")
-
-
-def signature_of(session: Session, signature_id: int | None) -> Signature | None:
-    return session.get(Signature, signature_id) if signature_id else None
-
-
-@dataclass
-class KitUnits:
-    kit: Kit
-    arm: str | None
-    units: list  # (dose, Vial, Lot)
-
-
-def run_kits(session: Session, actor: Actor, run: PackagingRun, *, offset: int,
-             limit: int) -> tuple[list[KitUnits], int]:
-    """A page of a run's kits, in kit-number order, each with its arm and units."""
-    ids = sealed.kit_ids_of_run(session, actor, run.id, why="packaging run page")
-    page = list(session.scalars(select(Kit).where(Kit.id.in_(ids)).order_by(Kit.number).offset(offset).limit(limit)))
-    return [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in page], len(ids)
-
-
-@dataclass
-class LotShare:
-    lot: str
-    expiry: object
-    kits: int
-    by_state: dict[str, int]
-
-
-def composition_by_arm(session: Session, actor: Actor, blinded: BlindedLot) -> dict[str, list[LotShare]]:
-    """arm -> the manufacturing lots of that arm in the blinded lot, with their kits by state."""
-    shares: dict[tuple[str, str], LotShare] = {}
-    for row in sealed.composition(session, actor, blinded.id):
-        share = shares.setdefault((row["arm"], row["lot"]), LotShare(row["lot"], row["expiry"], 0, {}))
-        share.kits += row["kits"]
-        share.by_state[row["state"]] = share.by_state.get(row["state"], 0) + row["kits"]
-    by_arm: dict[str, list[LotShare]] = defaultdict(list)
-    for (arm, _lot), share in sorted(shares.items()):
-        by_arm[arm].append(share)
-    return dict(by_arm)
-
-
-def quarantine_kits(session: Session, actor: Actor, kq: KitQuarantine) -> list[tuple[Kit, str | None]]:
-    numbers = quarantine.members(session, kq)
-    rows = list(session.scalars(select(Kit).where(Kit.number.in_(numbers)).order_by(Kit.number))) if numbers else []
-    arms = sealed.arms_of_kits(session, actor, [k.id for k in rows], why=f"quarantine {kq.number}") if rows else {}
-    return [(kit, arms.get(kit.id)) for kit in rows]
-
-
-def open_first(rows: list[KitQuarantine]) -> list[KitQuarantine]:
-    return sorted(rows, key=lambda kq: (kq.state != "open", -kq.id))
 
 
 # --- work queue -------------------------------------------------------------------------------------
@@ -148,28 +83,9 @@ def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
 # --- overview and studies ---------------------------------------------------------------------------
 
 
-@dataclass
-class StudySupply:
-    study: Study
-    arms: dict[str, str]
-    lists: list  # (row, signature)
-    runs: list[PackagingRun]
-    blinded_lots: list  # (BlindedLot, total, [(state, label, count)])
-    quarantines: list[KitQuarantine]
-    planned: int
-
-
 def _overview(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
               typed: dict | None = None):
-    open_q = quarantine.quarantines(session, "open")
-    rows = []
-    for study in studies.all_studies(session):
-        rows.append(StudySupply(
-            study, arm_names(study),
-            [(row, signature_of(session, row.signature_id)) for row in sealed.lists_of(session, viewer.actor, study)],
-            packaging.runs(session, study), blinded_lot_rows(session, study),
-            [kq for kq in open_q if kq.study_id == study.id],
-            kits.counts_by_state(session, study=study).get(KitState.planned.value, 0)))
+    rows, open_q = views.overview(session, viewer.actor)
     return render(request, "supply/overview.html", status_code=error.status if error else 200, rows=rows,
                   error=error, typed=typed or {}, policies=studies.QUARANTINE_POLICIES, names=user_names(session),
                   blinded_codes={b.id: b.code for b in kits.blinded_lots(session)},
@@ -177,8 +93,7 @@ def _overview(request: Request, session: Session, viewer: Viewer, error: DomainE
 
 
 def _lots_by_id(session: Session, rows: list[KitQuarantine]) -> dict[int, Lot]:
-    ids = {kq.lot_id for kq in rows if kq.lot_id}
-    return {lot.id: lot for lot in session.scalars(select(Lot).where(Lot.id.in_(ids)))} if ids else {}
+    return lots_by_id(session, {kq.lot_id for kq in rows if kq.lot_id})
 
 
 @router.get("")
@@ -290,7 +205,7 @@ def _list_page(request: Request, session: Session, viewer: Viewer, code: str, ki
                   kind_label=sealed.LIST_KINDS[row.kind], counts=sealed.arm_counts(session, viewer.actor, row),
                   arms=arm_names(study), entries=entries, page=page, pages=pages, names=user_names(session),
                   sig=signature_of(session, row.signature_id), url=list_url(study.code, row), error=error,
-                  typed=typed or {}, can_act=viewer.has(*MAKERS) and row.state == "draft")
+                  typed=typed or {}, can_act=bool(LIST_MACHINE.allowed(row, viewer.actor.roles)))
 
 
 @router.get("/studies/{code}/lists/{kind}/{version}")
@@ -305,7 +220,7 @@ def list_action(request: Request, code: str, kind: str, version: int, action: st
                 viewer: Viewer = Depends(form_by(*MAKERS)), db: Database = Depends(get_db), form=Depends(form_data)):
     typed = {"action": action, "reason": str(form.get("reason", ""))}
     try:
-        if action not in ("seal", "discard"):
+        if action not in LIST_MACHINE.table:
             raise NotFound("There is no such action.", field="action")
         with db.write() as session:
             study = studies.by_code(session, code, field="study")
@@ -347,15 +262,14 @@ def new_run_form(request: Request, viewer: Viewer = Depends(require(*packaging.P
 @router.post("/packaging")
 def create_run(request: Request, viewer: Viewer = Depends(form_by(*packaging.PACKERS)),
                db: Database = Depends(get_db), form=Depends(form_data)):
-    typed = {"study": str(form.get("study", "")), "kit_count": str(form.get("kit_count", "")),
-             "asc_lots": [str(v) for v in form.getlist("asc_lots")],
-             "placebo_lots": [str(v) for v in form.getlist("placebo_lots")],
-             "blinded_lot": str(form.get("blinded_lot", ""))}
+    chosen = {kind: [str(v) for v in form.getlist(kind)] for kind in ("asc_lots", "placebo_lots")}
+    typed: dict = {"study": str(form.get("study", "")), "kit_count": str(form.get("kit_count", "")), **chosen,
+                   "blinded_lot": str(form.get("blinded_lot", ""))}
     try:
         with db.write() as session:
             study = studies.by_code(session, typed["study"], field="study")
             run = packaging.package(session, viewer.actor, study, kit_count=typed["kit_count"],
-                                    asc_lots=typed["asc_lots"], placebo_lots=typed["placebo_lots"],
+                                    asc_lots=chosen["asc_lots"], placebo_lots=chosen["placebo_lots"],
                                     blinded_lot_code=typed["blinded_lot"] or None)
     except DomainError as error:
         with db.read() as session:
@@ -370,8 +284,9 @@ def run_page(request: Request, number: str, viewer: Viewer = Depends(readers), d
         run = packaging.run_by_number(session, number)
         page = page_number(request.query_params.get("page"))
         rows, total = run_kits(session, viewer.actor, run, offset=(page - 1) * RUN_PAGE, limit=RUN_PAGE)
-        study = session.get(Study, run.study_id)
-        run_lots = sealed.lots_of_runs(session, viewer.actor, [run.id], why="packaging run page").get(run.id, [])
+        study = studies.by_id(session, run.study_id)
+        run_id = kits.row_id(run)
+        run_lots = sealed.lots_of_runs(session, viewer.actor, [run_id], why="packaging run page").get(run_id, [])
         return render(request, "supply/run.html", run=run, study=study, lots=run_lots,
                       blinded=session.get(BlindedLot, run.blinded_lot_id), rows=rows, total=total, page=page,
                       pages=max(1, -(-total // RUN_PAGE)), arms=arm_names(study), names=user_names(session),
@@ -385,7 +300,7 @@ def run_page(request: Request, number: str, viewer: Viewer = Depends(readers), d
 def blinded_lot_page(request: Request, code: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     with db.write() as session:
         blinded = kits.blinded_lot_by_code(session, code, field="code")
-        study = session.get(Study, blinded.study_id)
+        study = studies.by_id(session, blinded.study_id)
         counts = kits.counts_by_state(session, blinded_lot=blinded)
         return render(request, "supply/blinded_lot.html", blinded=blinded, study=study, arms=arm_names(study),
                       by_arm=composition_by_arm(session, viewer.actor, blinded), counts=counts,
@@ -398,16 +313,16 @@ def unblinded_kit(request: Request, number: str, viewer: Viewer = Depends(reader
     with db.write() as session:
         kit = kits.by_number(session, number, field="number")
         arm, units = sealed.contents(session, viewer.actor, kit)
-        study = session.get(Study, kit.study_id)
+        study = studies.by_id(session, kit.study_id)
         held_by = session.get(KitQuarantine, kit.quarantine_id) if kit.quarantine_id else None
         return render(request, "supply/kit.html", kit=kits.view(session, kit), arm=arm,
-                      arm_name=arm_names(study).get(arm), units=units, quarantine=held_by,
+                      arm_name=arm_names(study).get(arm) if arm else None, units=units, quarantine=held_by,
                       history=kits.history(session, viewer.actor, kit), q=q)
 
 
 # --- quarantines ------------------------------------------------------------------------------------
 
-QUARANTINE_STATES = ("open", "lifted", "withdrawn")
+QUARANTINE_STATES = tuple(state.value for state in quarantine.QuarantineState)
 
 
 @router.get("/quarantines")
@@ -456,7 +371,7 @@ def open_quarantine(request: Request, viewer: Viewer = Depends(form_by(*quaranti
 def _quarantine_page(request: Request, session: Session, viewer: Viewer, number: str,
                      error: DomainError | None = None, typed: dict | None = None):
     kq = quarantine.by_number(session, number)
-    study = session.get(Study, kq.study_id)
+    study = studies.by_id(session, kq.study_id)
     return render(request, "supply/quarantine.html", status_code=error.status if error else 200, kq=kq, study=study,
                   lot=session.get(Lot, kq.lot_id) if kq.lot_id else None,
                   cause=quarantine.CAUSES.get(kq.cause, kq.cause),
@@ -465,7 +380,7 @@ def _quarantine_page(request: Request, session: Session, viewer: Viewer, number:
                   arms=arm_names(study), state_label=kits.state_label, names=user_names(session),
                   blinded_codes={b.id: b.code for b in kits.blinded_lots(session, study)},
                   closure=signature_of(session, kq.closure_signature_id), error=error, typed=typed or {},
-                  can_decide=kq.state == "open" and viewer.has(*quarantine.DECIDERS), q=q)
+                  can_decide=bool(quarantine.allowed_decisions(kq, viewer.actor)), q=q)
 
 
 @router.get("/quarantines/{number}")

@@ -1,0 +1,270 @@
+"""The kit lifecycle: one state machine for both arms (MOVES, MACHINE), the moves themselves, made
+one kit or a whole run at a time with optimistic row claims, and the kits' coming into being."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Protocol, cast
+
+from sqlalchemy import Table, insert, select, tuple_
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col
+
+from .. import audit
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import Conflict, Forbidden, InvalidInput
+from ..models import Kit, KitState, Role, Study, Visit
+from ..statemachine import Machine, Transition, words
+
+# What a blinded person reads for each state. Quarantine shows one generic wording whatever its
+# cause, for both arms.
+STATE_LABELS = {
+    KitState.planned: "Kit number issued",
+    KitState.packaged: "Packaged, awaiting release",
+    KitState.released: "Released",
+    KitState.quarantined: "Temporarily unavailable",
+    KitState.withdrawn: "Withdrawn from use",
+    KitState.in_transit: "In transit",
+    KitState.at_site: "Available at site",
+    KitState.allocated: "Assigned to a visit",
+    KitState.dispensed: "Dispensed",
+    KitState.in_preparation: "In preparation",
+    KitState.administered: "Administered",
+    KitState.not_administered: "Not administered",
+    KitState.returned: "Returned",
+    KitState.damaged: "Damaged",
+    KitState.missing: "Missing",
+    KitState.destroyed: "Destroyed",
+}
+GENERIC_QUARANTINE_REASON = "Temporarily unavailable pending a quality review."
+
+
+def not_in_a_kit_quarantine(kit: Kit) -> str | None:
+    """A kit already held may join a kit quarantine only if it is held on receipt, awaiting QA's
+    assessment of its shipment (no kit quarantine of its own): QA accepting the shipment must not
+    then put a kit of a quarantined lot back into use."""
+    if KitState(kit.state) is KitState.quarantined and kit.quarantine_id is not None:
+        return f"Kit {kit.number} is already held by another quarantine."
+    return None
+
+
+def held_in_transit(kit: Kit) -> str | None:
+    """A held kit may be received only if it was held while travelling: it arrives still held."""
+    if KitState(kit.state) is KitState.quarantined and kit.state_before_quarantine != KitState.in_transit.value:
+        return f"Kit {kit.number} is {STATE_LABELS[KitState.quarantined].lower()} and not in transit."
+    return None
+
+
+_T = Transition[KitState]
+_SUPPLY = frozenset({Role.supply_manager})
+_SUPPLY_QA = frozenset({Role.supply_manager, Role.qa})
+_PHARMACY = frozenset({Role.pharmacist})
+_HELD = frozenset({KitState.released, KitState.in_transit, KitState.at_site, KitState.allocated})
+
+# The kit state machine (reference "Workflow" B), identical for both arms.
+MOVES: dict[str, _T] = {
+    "package": _T(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
+    "release": _T(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
+    # QC analysts too: their out-of-specification result after release quarantines kits at once
+    "quarantine": _T(frozenset({KitState.packaged, KitState.quarantined}) | _HELD, KitState.quarantined,
+                     _SUPPLY_QA | {Role.qc_analyst}, guards=(not_in_a_kit_quarantine,)),
+    "lift_quarantine": _T(frozenset({KitState.quarantined}), None, _SUPPLY_QA),
+    "withdraw": _T(frozenset({KitState.quarantined}), KitState.withdrawn, _SUPPLY_QA),
+    # custody (custody.py): dispatched in a shipment, received at the site pharmacy
+    "ship": _T(frozenset({KitState.released}), KitState.in_transit, _SUPPLY),
+    "receive": _T(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY),
+    # A failed receipt check holds the kit at the site as received, until QA assesses the shipment.
+    # A kit already held while in transit (its lot was quarantined) arrives the same way: still
+    # held, now at the site, and back to the site's stock when its quarantine is lifted.
+    "receive_into_quarantine": _T(frozenset({KitState.in_transit, KitState.quarantined}), KitState.quarantined,
+                                  _PHARMACY, guards=(held_in_transit,)),
+    # the pharmacy (pharmacy.py): one path for both arms
+    "allocate": _T(frozenset({KitState.at_site}), KitState.allocated, _PHARMACY),
+    "unallocate": _T(frozenset({KitState.allocated}), KitState.at_site, _PHARMACY),
+    "dispense": _T(frozenset({KitState.allocated}), KitState.dispensed, _PHARMACY),
+    "start_preparation": _T(frozenset({KitState.dispensed}), KitState.in_preparation, frozenset({Role.preparer})),
+    "administer": _T(frozenset({KitState.in_preparation}), KitState.administered, frozenset({Role.investigator})),
+    "not_administered": _T(frozenset({KitState.dispensed, KitState.in_preparation}), KitState.not_administered,
+                           frozenset({Role.investigator, Role.preparer})),
+    "return": _T(frozenset({KitState.at_site, KitState.allocated, KitState.dispensed}), KitState.returned, _PHARMACY),
+    # a held kit can still be damaged or go missing (a lost shipment, a kit not in the shipper)
+    "damage": _T(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.damaged, _PHARMACY | _SUPPLY),
+    "lose": _T(_HELD | {KitState.dispensed, KitState.quarantined}, KitState.missing, _PHARMACY | _SUPPLY),
+    "destroy": _T(frozenset({KitState.withdrawn, KitState.returned, KitState.not_administered, KitState.damaged}),
+                  KitState.destroyed, _PHARMACY | _SUPPLY),
+}
+MACHINE: Machine[KitState] = Machine("kit", lambda kit: KitState(cast(Kit, kit).state), MOVES)
+# The moves with which a kit leaves its tank or freezer (it is no longer on that shelf).
+LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy"})
+
+
+def state_label(state: str | KitState) -> str:
+    return STATE_LABELS[KitState(state)]
+
+
+def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | None = None,
+         seen_version: int | None = None, quarantine_id: int | None = None, also: dict | None = None) -> None:
+    """Make one move of the table. `reason` is what everyone, blinded people included, may read."""
+    seen = None
+    if seen_version is not None:
+        try:
+            seen = {row_id(kit): int(seen_version)}
+        except (TypeError, ValueError):
+            raise InvalidInput("This form is damaged; reload the page.", field="kit_version") from None
+    move_many(session, actor, [kit], name, reason=reason, seen_versions=seen, quarantine_id=quarantine_id, also=also)
+
+
+class Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def row_id(row: Stored) -> int:
+    """A stored record's id (a kit, a blinded lot, a run, ...): every record moved or read in
+    supply came from the database, so it has one."""
+    assert row.id is not None, f"{type(row).__name__} is not stored yet"
+    return row.id
+
+
+def maker_id(actor: Actor) -> int:
+    """The person a supply record names as its maker (a list, a run, a quarantine): someone signed in."""
+    if actor.user_id is None:
+        raise Forbidden("Only a signed-in person can make this record.")
+    return actor.user_id
+
+
+def allowed_moves(kit: Kit, actor: Actor) -> list[str]:
+    """The moves the table allows this actor on this kit now (guards too): what pages offer."""
+    return MACHINE.allowed(kit, actor.roles, guarded=True)
+
+
+def _rule(actor: Actor, name: str) -> Transition[KitState]:
+    rule = MACHINE.transition(name)
+    if why := MACHINE.role_refusal(name, actor.roles):
+        raise Forbidden(why)
+    return rule
+
+
+def _refusal(kit: Kit, name: str) -> str | None:
+    """Why the table refuses this move of this kit now (its state, then its guards), or None. The
+    state is said as blinded people read it, the same for both arms."""
+    if MACHINE.state_refusal(kit, name):
+        return (f"Kit {kit.number} is {state_label(kit.state).lower()}; it cannot be moved by "
+                f"'{words(name)}' now.")
+    return next(iter(MACHINE.guard_refusals(kit, name)), None)
+
+
+def _on_a_visit(session: Session, kit_ids: list[int]) -> set[int]:
+    """Which of these kits a visit still holds as its assigned kit."""
+    found: set[int] = set()
+    for start in range(0, len(kit_ids), _CHUNK):
+        chunk = kit_ids[start:start + _CHUNK]
+        found.update(i for i in session.scalars(select(col(Visit.kit_id)).where(col(Visit.kit_id).in_(chunk))) if i)
+    return found
+
+
+def _after_quarantine(kit: Kit, on_visit: set[int]) -> KitState:
+    """Where a held kit goes back to: the state it was in, unless that state has gone meanwhile.
+    An allocated kit whose visit took another kit (pharmacy.replace_kit) is back in the site's
+    stock, not allocated to nobody. The same rule for both arms."""
+    before = KitState(kit.state_before_quarantine)
+    if before is KitState.allocated and row_id(kit) not in on_visit:
+        return KitState.at_site
+    return before
+
+
+_CHUNK = 400  # kits per statement: two bound values each, far below every engine's limit
+_KIT: Table = Kit.metadata.tables["kit"]
+
+
+def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *, reason: str | None = None,
+              seen_versions: Mapping[int, int] | None = None, quarantine_id: int | None = None,
+              also: dict | None = None) -> None:
+    """The same move for many kits, as one use case: every kit is checked against the table
+    first, then each kit's row changes only if its row_version is still the one read (or the one
+    the person saw), else nothing of the caller's transaction stays (Conflict). One audit event
+    per kit, as `move` writes. `also`: further columns every kit takes in the same UPDATE (the
+    blinded lot at packaging, the site at receipt), written into the kit objects as stored.
+
+    Core statements, not the ORM's bulk update: that one re-evaluates its WHERE clause against
+    every object in the session for each statement (20 s for a 500-kit run)."""
+    rule = _rule(actor, name)
+    kits_ = list({row_id(kit): kit for kit in kits_}.values())  # each kit once
+    if not kits_:
+        return
+    for kit in kits_:
+        if why := _refusal(kit, name):
+            raise InvalidInput(why, field="action")
+    session.flush()  # anything pending on these kits goes first, in order
+    on_visit = _on_a_visit(session, [row_id(k) for k in kits_]) if rule.target is None else set()
+    now = utcnow()
+    changes: list[tuple[Kit, KitState, KitState, dict]] = []
+    for kit in kits_:
+        old = KitState(kit.state)
+        values: dict = dict(also or {})
+        if rule.target is KitState.quarantined:
+            new = KitState.quarantined
+            # a kit held on receipt returns to the site's stock, not to "in transit", when released
+            if name == "receive_into_quarantine":
+                before = KitState.at_site
+            else:
+                before = KitState(kit.state_before_quarantine) if old is KitState.quarantined else old
+            values["state_before_quarantine"] = before.value
+            # a kit already held by a kit quarantine stays in it; one held on receipt joins this one
+            values["quarantine_id"] = (kit.quarantine_id if old is KitState.quarantined and kit.quarantine_id
+                                       else quarantine_id)
+        elif rule.target is None:
+            new = _after_quarantine(kit, on_visit)
+            values["state_before_quarantine"], values["quarantine_id"] = None, None
+        else:
+            new = rule.target
+            if old is KitState.quarantined:
+                values["state_before_quarantine"] = None  # it left the quarantine some other way
+        if new is KitState.packaged:
+            values["packaged_at"] = now
+        if name in LEAVES_STORAGE:
+            values["storage_location_id"] = None
+        values["state"] = new.value
+        changes.append((kit, old, new, values))
+
+    # one UPDATE per set of new values; each row only at the version read
+    groups: dict[tuple, list[tuple[Kit, int]]] = defaultdict(list)
+    for kit, _old, _new, values in changes:
+        expected = kit.row_version if seen_versions is None else seen_versions.get(row_id(kit), kit.row_version)
+        groups[tuple(sorted(values.items(), key=lambda item: item[0]))].append((kit, int(expected)))
+    conn = session.connection()
+    for items, members in groups.items():
+        for start in range(0, len(members), _CHUNK):
+            part = members[start:start + _CHUNK]
+            statement = (_KIT.update()
+                         .where(tuple_(_KIT.c.id, _KIT.c.row_version).in_([(kit.id, v) for kit, v in part]))
+                         .values({**dict(items), "row_version": _KIT.c.row_version + 1}).returning(_KIT.c.id))
+            changed = set(conn.execute(statement).scalars())
+            if len(changed) != len(part):
+                stale = next(kit for kit, _v in part if kit.id not in changed)
+                raise Conflict(f"Someone else acted on kit {stale.number} at the same moment. Reload and check it.",
+                               field="kit_version")
+    for kit, _old, _new, values in changes:
+        # the kit objects take what the rows now hold, without another read or UPDATE
+        version = (seen_versions or {}).get(row_id(kit), kit.row_version) + 1
+        for key, value in values.items():
+            set_committed_value(kit, key, value)
+        set_committed_value(kit, "row_version", version)
+    action = f"kit {words(name)}"
+    for kit, old, new, _values in changes:
+        audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
+                     new=state_label(new), reason=reason)
+
+
+def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], *, reason: str) -> None:
+    """Kits come into being when their kit list is sealed: every one planned, in number order
+    (random, so it says nothing), one audit event each. Core statements: a list holds up to 10,000
+    kits, and one ORM flush per kit took seconds."""
+    now = utcnow()
+    location = Kit.model_fields["location"].default
+    session.execute(insert(Kit), [{"number": number, "study_id": study.id, "state": KitState.planned.value,
+                                   "location": location, "created_at": now, "row_version": 1} for number in numbers])
+    planned = state_label(KitState.planned)
+    for number in numbers:
+        audit.record(session, actor, "kit number issued", "kit", number, field="state", new=planned, reason=reason)

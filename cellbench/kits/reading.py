@@ -1,0 +1,161 @@
+"""Kits as blinded people read them: by number or label scan, one kit's view and history, pages
+of kits, counts by state and the blinded lots. The same for an active and a placebo kit in the
+same situation: nothing here reads an arm."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from .. import audit, qrpayload, users
+from ..audit import Actor
+from ..errors import InvalidInput, NotFound
+from ..identifiers import parse_kit_number
+from ..models import BlindedLot, Kit, KitState, Role, Study
+from .lifecycle import state_label
+
+# Who may look at kits at all (blinded views): supply and QA at the bench, the site roles.
+READERS = frozenset({Role.supply_manager, Role.qa, Role.qp, Role.pharmacist, Role.preparer, Role.investigator,
+                     Role.monitor})
+
+
+def kit_number_refusal(text: str | None, error: ValueError) -> str:
+    """identifiers.parse_kit_number's reason as one sentence. Its reasons already begin with the
+    kit number as typed ("kit number 'X' has 4 characters; ..."): it is said once, not twice."""
+    typed = (text or "").strip()
+    if not typed:
+        return "Enter or scan a kit number."
+    message = str(error).strip().rstrip(".")
+    if not message.lower().startswith("kit number"):
+        message = f"kit number {typed!r}: {message}"
+    return f"{message[0].upper()}{message[1:]}."
+
+
+def by_number(session: Session, text: str | None, *, field: str = "kit_number") -> Kit:
+    try:
+        number = parse_kit_number(text or "")
+    except ValueError as error:
+        raise InvalidInput(kit_number_refusal(text, error), field=field) from None
+    kit = session.scalars(select(Kit).where(col(Kit.number) == number)).first()
+    if kit is None:
+        raise NotFound(f"No kit {number} in cellbench.", field=field)
+    return kit
+
+
+def scan(session: Session, code: str | None, secret_key: str) -> Kit:
+    """A scanned label code, or a kit number typed by hand: the kit, or a refusal that says why."""
+    text = (code or "").strip()
+    if not text:
+        raise InvalidInput("Scan the kit's label, or type its kit number.", field="code")
+    if text.upper().startswith("CB"):
+        try:
+            number = qrpayload.verify_payload(text, secret_key)
+        except qrpayload.PayloadRejected as rejected:
+            raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
+        return by_number(session, number, field="code")
+    return by_number(session, text, field="code")
+
+
+def scan_code(session: Session, code: str | None, secret_key: str) -> Kit:
+    """The kit a scanned label or typed number stands for, for a scan field (pages and API alike).
+    An unknown kit is bad input to the scan field (422, field `code`) like a forged label, not a
+    missing page."""
+    try:
+        return scan(session, code, secret_key)
+    except NotFound as missing:
+        raise InvalidInput(missing.message, field="code") from None
+
+
+def blinded_lot_of(session: Session, kit: Kit) -> BlindedLot | None:
+    return session.get(BlindedLot, kit.blinded_lot_id) if kit.blinded_lot_id else None
+
+
+@dataclass(frozen=True)
+class KitView:
+    """Everything a blinded role may know about a kit; the same shape for both arms."""
+
+    number: str
+    study: str
+    blinded_lot: str | None
+    expiry: date | None
+    state: str
+    state_label: str
+    location: str
+    row_version: int
+
+    def as_json(self) -> dict:
+        return {"kit_number": self.number, "study": self.study, "blinded_lot": self.blinded_lot,
+                "expiry": self.expiry.isoformat() if self.expiry else None, "state": self.state,
+                "state_label": self.state_label, "location": self.location, "kit_version": self.row_version}
+
+
+def view(session: Session, kit: Kit) -> KitView:
+    study = session.get(Study, kit.study_id)
+    if study is None:
+        raise NotFound(f"Kit {kit.number} names no study.", field="study")
+    blinded = blinded_lot_of(session, kit)
+    return KitView(kit.number, study.code, blinded.code if blinded else None, blinded.expiry if blinded else None,
+                   KitState(kit.state).value, state_label(kit.state), kit.location, kit.row_version)
+
+
+def history(session: Session, actor: Actor, kit: Kit) -> list:
+    """The kit's own audit events this viewer may see (blinded viewers: never an unblinded one)."""
+    return audit.history(session, actor, "kit", kit.number)
+
+
+def kits(session: Session, *, study: Study | None = None, state: str | None = None,
+         blinded_lot: BlindedLot | None = None, offset: int = 0, limit: int = 100) -> tuple[list[Kit], int]:
+    """A page of kits in kit-number order (random, so it says nothing) and the total count."""
+    query = select(Kit)
+    if study is not None:
+        query = query.where(col(Kit.study_id) == study.id)
+    if state:
+        if state not in {s.value for s in KitState}:
+            raise InvalidInput(f"Unknown kit state '{state}'.", field="state")
+        query = query.where(col(Kit.state) == state)
+    if blinded_lot is not None:
+        query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return list(session.scalars(query.order_by(col(Kit.number)).offset(offset).limit(limit))), total
+
+
+def counts_by_state(session: Session, *, study: Study | None = None,
+                    blinded_lot: BlindedLot | None = None) -> dict[str, int]:
+    query = select(col(Kit.state), func.count()).group_by(col(Kit.state))
+    if study is not None:
+        query = query.where(col(Kit.study_id) == study.id)
+    if blinded_lot is not None:
+        query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
+    return {KitState(state).value: count for state, count in session.execute(query)}
+
+
+def blinded_lot_rows(session: Session, study: Study | None) -> list[tuple[BlindedLot, int, list[tuple]]]:
+    """Each blinded lot of the study with its kit count and its kits by state (value, blinded label,
+    count), in code order."""
+    rows = []
+    for blinded in blinded_lots(session, study):
+        counts = counts_by_state(session, blinded_lot=blinded)
+        rows.append((blinded, sum(counts.values()),
+                     [(state.value, state_label(state), counts[state.value]) for state in KitState
+                      if counts.get(state.value)]))
+    return rows
+
+
+def blinded_lot_by_code(session: Session, code: str | None, *, field: str = "blinded_lot") -> BlindedLot:
+    row = session.scalars(select(BlindedLot).where(col(BlindedLot.code) == (code or "").strip().upper())).first()
+    if row is None:
+        raise NotFound(f"No blinded lot '{(code or '').strip()}'.", field=field)
+    return row
+
+
+def blinded_lots(session: Session, study: Study | None = None) -> list[BlindedLot]:
+    query = select(BlindedLot).order_by(col(BlindedLot.code))
+    if study is not None:
+        query = query.where(col(BlindedLot.study_id) == study.id)
+    return list(session.scalars(query))
+
+
+def require_reader(actor: Actor) -> None:
+    users.require_role(actor, *READERS)

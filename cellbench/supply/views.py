@@ -1,0 +1,129 @@
+"""What the supply manager's pages and API show (unblinded): a list by its public name, a packaging
+run's kits with their contents, a blinded lot's composition by arm, a quarantine's kits with their
+arms. Every read of the compartment here is a logged read (sealed), so callers run in a write
+transaction."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from .. import kits, sealed, studies
+from ..audit import Actor
+from ..errors import NotFound
+from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, PackagingRun, Role, Signature, Study, User, Vial
+from . import packaging
+from .quarantine import members, quarantines
+
+# Who reads the supply pages and API: supply acts, QA and QP read (QA decides on quarantines).
+READERS = (Role.supply_manager, Role.qa, Role.qp)
+
+
+def find_list(session: Session, actor: Actor, study: Study, kind: str, version: int) -> sealed.ListHeader:
+    """A list by its public name (study, kind, version)."""
+    if kind not in sealed.LIST_KINDS:
+        raise NotFound(f"A list is a {' or a '.join(sealed.LIST_KINDS)}.", field="kind")
+    for row in sealed.lists_of(session, actor, study):
+        if row.kind == kind and row.version == version:
+            return row
+    raise NotFound(f"{study.code} has no {sealed.LIST_KINDS[kind]} version {version}.", field="version")
+
+
+def signature_of(session: Session, signature_id: int | None) -> Signature | None:
+    return session.get(Signature, signature_id) if signature_id else None
+
+
+@dataclass
+class KitUnits:
+    kit: Kit
+    arm: str | None
+    units: list[tuple[int, Vial, Lot]]  # (dose, vial, lot)
+
+
+def run_kits(session: Session, actor: Actor, run: PackagingRun, *, offset: int,
+             limit: int) -> tuple[list[KitUnits], int]:
+    """A page of a run's kits, in kit-number order, each with its arm and units."""
+    ids = sealed.kit_ids_of_run(session, actor, kits.row_id(run), why="packaging run page")
+    page = list(session.scalars(select(Kit).where(col(Kit.id).in_(ids)).order_by(col(Kit.number))
+                                .offset(offset).limit(limit)))
+    return [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in page], len(ids)
+
+
+@dataclass
+class LotShare:
+    lot: str
+    expiry: date | None
+    kits: int
+    by_state: dict[str, int]
+
+
+def composition_by_arm(session: Session, actor: Actor, blinded: BlindedLot) -> dict[str, list[LotShare]]:
+    """arm -> the manufacturing lots of that arm in the blinded lot, with their kits by state."""
+    shares: dict[tuple[str, str], LotShare] = {}
+    for row in sealed.composition(session, actor, kits.row_id(blinded)):
+        share = shares.setdefault((row["arm"], row["lot"]), LotShare(row["lot"], row["expiry"], 0, {}))
+        share.kits += row["kits"]
+        share.by_state[row["state"]] = share.by_state.get(row["state"], 0) + row["kits"]
+    by_arm: dict[str, list[LotShare]] = defaultdict(list)
+    for (arm, _lot), share in sorted(shares.items()):
+        by_arm[arm].append(share)
+    return dict(by_arm)
+
+
+def quarantine_kits(session: Session, actor: Actor, kq: KitQuarantine) -> list[tuple[Kit, str | None]]:
+    """The quarantine's kits in kit-number order, each with its arm."""
+    numbers = members(session, kq)
+    rows = list(session.scalars(select(Kit).where(col(Kit.number).in_(numbers)).order_by(col(Kit.number)))) \
+        if numbers else []
+    ids = [kits.row_id(kit) for kit in rows]
+    arms = sealed.arms_of_kits(session, actor, ids, why=f"quarantine {kq.number}") if rows else {}
+    return [(kit, arms.get(kits.row_id(kit))) for kit in rows]
+
+
+def lots_by_id(session: Session, ids: set[int]) -> dict[int, Lot]:
+    """The manufacturing lots with these ids (those quarantines name)."""
+    if not ids:
+        return {}
+    return {kits.row_id(lot): lot for lot in session.scalars(select(Lot).where(col(Lot.id).in_(ids)))}
+
+
+def user_names(session: Session) -> dict[int, str]:
+    return {kits.row_id(u): u.full_name for u in session.scalars(select(User))}
+
+
+def arm_names(study: Study) -> dict[str, str]:
+    return {arm.code: arm.name for arm in studies.definition(study).arms}
+
+
+def open_first(rows: list[KitQuarantine]) -> list[KitQuarantine]:
+    return sorted(rows, key=lambda kq: (kq.state != "open", -kits.row_id(kq)))
+
+
+@dataclass
+class StudySupply:
+    """One study on the supply overview."""
+
+    study: Study
+    arms: dict[str, str]
+    lists: list[tuple[sealed.ListHeader, Signature | None]]
+    runs: list[PackagingRun]
+    blinded_lots: list[tuple[BlindedLot, int, list[tuple]]]  # (blinded lot, kits, [(state, label, count)])
+    quarantines: list[KitQuarantine]
+    planned: int
+
+
+def overview(session: Session, actor: Actor) -> tuple[list[StudySupply], list[KitQuarantine]]:
+    """Every study's lists, runs, blinded lots, open quarantines and kit numbers left to package;
+    and the open quarantines. The lists are a logged read."""
+    open_q = quarantines(session, "open")
+    rows = [StudySupply(study, arm_names(study),
+                        [(row, signature_of(session, row.signature_id))
+                         for row in sealed.lists_of(session, actor, study)],
+                        packaging.runs(session, study), kits.blinded_lot_rows(session, study),
+                        [kq for kq in open_q if kq.study_id == study.id],
+                        kits.counts_by_state(session, study=study).get(KitState.planned.value, 0))
+            for study in studies.all_studies(session)]
+    return rows, open_q
