@@ -115,17 +115,23 @@ class _Collector(ast.NodeVisitor):
         self.rules: list[str | None] = []  # entity types whose signature content rule this module registers
         self.signs: list[tuple[str | None, int, str]] = []  # (entity type signed, line, as written)
 
-    def _add(self, target: str, line: int, how: str) -> None:
+    def _add(self, target: str, line: int, how: str, *, explicit: bool = True) -> None:
         if how.startswith("registers"):
             if target in self.known:
                 self.edges.append(Edge(target, line, how))
             return
-        # `import cellbench.a.b` runs cellbench/__init__, cellbench/a/__init__ and cellbench/a/b
+        # `import cellbench.a.b` runs cellbench/__init__, cellbench/a/__init__ and cellbench/a/b. The
+        # packages that hold this module are already being imported when it runs: importing through
+        # them adds no edge, unless the module asks for the package itself (`explicit`: its names,
+        # `from .. import lots` inside lots/, which is a cycle).
         parts = target.split(".")
         for n in range(1, len(parts) + 1):
             candidate = ".".join(parts[:n])
-            if candidate in self.known and candidate != self.module:
-                self.edges.append(Edge(candidate, line, how))
+            if candidate not in self.known or candidate == self.module:
+                continue
+            if self.module.startswith(candidate + ".") and not (explicit and n == len(parts)):
+                continue
+            self.edges.append(Edge(candidate, line, how))
 
     def _import_how(self) -> str:
         return "import in a function" if self.depth else "import"
@@ -159,7 +165,9 @@ class _Collector(ast.NodeVisitor):
         else:
             return
         how = self._import_how()
-        self._add(base, node.lineno, how)
+        # `from . import sibling` reads no name of the package; `from . import NAME` does
+        self._add(base, node.lineno, how,
+                  explicit=not all(f"{base}.{alias.name}" in self.known for alias in node.names))
         for alias in node.names:
             local = alias.asname or alias.name
             submodule = f"{base}.{alias.name}"
@@ -275,6 +283,73 @@ def import_graph() -> ModuleGraph:
         elif entity_type in rules and rules[entity_type] != module:
             graph.edges[module].append(Edge(rules[entity_type], line, f"signs a {entity_type!r}, whose content rule is there"))
     return graph
+
+
+# --- the rules of the house read from the same graph (tests/test_house.py) -------------------------
+
+IMPORTS = ("import", "import in a function", "importlib")
+
+
+def imports_only(graph: ModuleGraph) -> ModuleGraph:
+    """The graph's imports (at module level, in functions, importlib), without registrations,
+    signature rules and the "package" edges from a part to its package (which the part's importer
+    already has: importing cellbench.a.b imports cellbench.a first)."""
+    return ModuleGraph({source: [e for e in edges if e.how in IMPORTS] for source, edges in graph.edges.items()})
+
+
+def import_cycles(graph: ModuleGraph) -> list[list[tuple[str, Edge]]]:
+    """One shortest cycle for every group of modules that import one another (Tarjan's strongly
+    connected components, then a breadth-first path back to the group's first module)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for edge in graph.edges.get(node, ()):
+            if edge.target not in index:
+                visit(edge.target)
+                low[node] = min(low[node], low[edge.target])
+            elif edge.target in on_stack:
+                low[node] = min(low[node], index[edge.target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            groups.append(sorted(group))
+
+    for node in sorted(graph.edges):
+        if node not in index:
+            visit(node)
+    cycles = []
+    for group in groups:
+        start, members = group[0], set(group)
+        if len(group) == 1 and not any(e.target == start for e in graph.edges.get(start, ())):
+            continue
+        inside = ModuleGraph({m: [e for e in graph.edges.get(m, ()) if e.target in members] for m in group})
+        first = next(e for e in inside.edges[start])
+        back = inside.path(first.target, start) if first.target != start else []
+        cycles.append([(start, first), *(back or [])])
+    return cycles
+
+
+def where(module: str, line: int) -> str:
+    """file:line of a module's line, as a reader opens it (packages by their __init__.py)."""
+    path = module_files().get(module)
+    shown = path.relative_to(PACKAGE_ROOT.parent) if path else module
+    return f"{shown}:{line}"
+
+
+def format_cycle(chain: list[tuple[str, Edge]]) -> str:
+    return "\n".join(f"  {where(source, edge.line)}: {source} -> {edge.target} ({edge.how})" for source, edge in chain)
 
 
 # --- the sealed compartment's tripwire ------------------------------------------------------------

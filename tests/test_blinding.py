@@ -65,6 +65,7 @@ from cellbench.app import create_app, iter_routes
 from cellbench.config import Settings
 from cellbench.db import Database
 from cellbench.errors import DomainError
+from cellbench.labels import sheets as label_sheets
 from cellbench.models import Kit, SpecVersion
 
 from .blinding_support import (
@@ -91,7 +92,7 @@ from .blinding_support import (
     sealed_tripwire,
     side_view,
 )
-from .conftest import FAST_HASHER, PG_URL, SECRET, _empty_postgres, actor_of, sign_in
+from .conftest import FAST_HASHER, SECRET, actor_of, sign_in
 
 # Routes whose path holds something the test world has none of, and which not every blinded role
 # is refused outright (the refusal comes before any look-up, so a stand-in value proves it).
@@ -187,19 +188,13 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-def bench(_template, tmp_path_factory):
-    """One world for the whole module (three seconds to build), on a copy of the migrated
-    template database, or on the test PostgreSQL database emptied first, as conftest's `db` does."""
+def bench(worlds):
+    """One world for the whole module (three seconds to build), in a migrated database of its own
+    (conftest's worlds.scratch): built under a held clock, it cannot start from a saved world."""
     monkeypatch = pytest.MonkeyPatch()
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
     clock.install(monkeypatch)
-    if PG_URL:
-        db = Database(_template)
-        _empty_postgres(db)
-    else:
-        path = tmp_path_factory.mktemp("blinding") / "cellbench.db"
-        shutil.copyfile(_template, path)
-        db = Database(f"sqlite:///{path}")
+    db = worlds.scratch("blinding")
     world = build_world(db, clock)
     app = create_app(Settings(database_url=db.url, secret_key=SECRET, demo=False), password_hasher=FAST_HASHER,
                      database=db)
@@ -323,7 +318,7 @@ def allowed_phrases() -> list[str]:
     page and label: the label's product particulars, the quarantine policies' descriptions."""
     phrases = []
     for key in ("product", "product_short"):
-        for text in labels._TEXT[key]:
+        for text in label_sheets._TEXT[key]:
             phrases.append(_normal(text.replace("{cells}", "\x00")))
     phrases += [_normal(text) for text in studies.QUARANTINE_POLICIES.values()]
     return phrases
