@@ -271,3 +271,81 @@ def test_only_clock_reads_the_wall_clock_or_names_a_zone():
     found = _calls(reads)
     assert not found, "The wall clock or a zone named outside cellbench/clock.py (use clock.utcnow, clock.today, " \
                       "clock.zone):\n" + "\n".join(found)
+
+
+# --- the wheel ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.wheel
+def test_the_wheel_ships_templates_and_specs_and_serves_its_pages_outside_the_checkout(tmp_path):
+    """Build the wheel (pip, hatchling), install it into a fresh virtual environment outside the
+    checkout, `cellbench init` a new SQLite file and `cellbench serve` it: /login and the stylesheet
+    answer 200. The environment borrows the running one's dependencies (offline, seconds) unless
+    CELLBENCH_WHEEL_WITH_DEPENDENCIES=1 (.ci/run), which installs them from the package index."""
+    import importlib.util
+    import os
+    import socket
+    import subprocess
+    import sys
+    import sysconfig
+    import time
+    import urllib.request
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "CELLBENCH_", "VIRTUAL_ENV"))}
+    # hatchling installed ([test] extra): no build environment to fetch
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", str(tmp_path / "dist"),
+                    str(root)], check=True, cwd=tmp_path, env=env, timeout=300)
+    [wheel] = (tmp_path / "dist").glob("cellbench-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in ("cellbench/_templates/base.html", "cellbench/_templates/static/cellbench.css",
+                    "cellbench/_specs/studies/NCT07290946.toml"):
+        assert shipped in names, f"{shipped} is not in {wheel.name}"
+
+    venv = tmp_path / "venv"
+    full = os.environ.get("CELLBENCH_WHEEL_WITH_DEPENDENCIES") == "1"
+    subprocess.run([sys.executable, "-m", "venv", *([] if full else ["--without-pip"]), str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    if full:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True, env=env, timeout=600)
+    else:
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
+                       check=True, env=env, timeout=300)
+        purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                      check=True, capture_output=True, text=True).stdout.strip())
+        # a plain path line: the running environment's .pth files (an editable install) are not read
+        (purelib / "borrowed.pth").write_text("\n".join(dict.fromkeys(
+            [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n", encoding="utf-8")
+    where_from = subprocess.run([str(python), "-c", "import cellbench; print(cellbench.__file__)"], check=True,
+                                capture_output=True, text=True, cwd=tmp_path, env=env).stdout.strip()
+    assert where_from.startswith(str(venv)), where_from
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env.update(CELLBENCH_DATABASE_URL=f"sqlite:///{tmp_path / 'wheel.db'}", CELLBENCH_SECRET_KEY="w" * 40,
+               PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
+    subprocess.run([str(venv / "bin" / "cellbench"), "init"], check=True, cwd=tmp_path, env=env, timeout=120)
+    server = subprocess.Popen([str(venv / "bin" / "cellbench"), "serve", "--port", str(port), "--no-access-log"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        answers = {}
+        deadline = time.monotonic() + 60
+        for path in ("/login", "/static/cellbench.css"):
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                        answers[path] = (response.status, response.headers.get("content-type", ""), response.read())
+                    break
+                except OSError:
+                    assert server.poll() is None, server.stdout.read().decode(errors="replace")
+                    assert time.monotonic() < deadline, f"no answer from {path}"
+                    time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert answers["/login"][0] == 200 and b"csrf_token" in answers["/login"][2]
+    assert answers["/static/cellbench.css"][0] == 200 and answers["/static/cellbench.css"][1].startswith("text/css")
