@@ -60,7 +60,8 @@ class ModuleGraph:
     unresolved: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # dynamic imports not understood
     rules: dict[str, str] = field(default_factory=dict)  # entity type -> module of its signature content rule
 
-    def path(self, start: str, goal: str, *, allowed: set[tuple[str, str]] = frozenset()) -> list[tuple[str, Edge]] | None:
+    def path(self, start: str, goal: str, *,
+             allowed: set[tuple[str, str]] = frozenset()) -> list[tuple[str, Edge]] | None:
         """The shortest chain of edges from start to goal, skipping `allowed` (source, target) edges."""
         previous: dict[str, tuple[str, Edge] | None] = {start: None}
         queue = deque([start])
@@ -197,7 +198,8 @@ class _Collector(ast.NodeVisitor):
                 self.unresolved.append((node.lineno, ast.unparse(node)))
         # signatures.sign(..., entity_type, ...) runs the content rule registered for that type
         if self._is_signatures(func, "sign"):
-            arg = node.args[4] if len(node.args) > 4 else next((k.value for k in node.keywords if k.arg == "entity_type"), None)
+            arg = (node.args[4] if len(node.args) > 4
+                   else next((k.value for k in node.keywords if k.arg == "entity_type"), None))
             literal = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
             self.signs.append((literal, node.lineno, ast.unparse(arg) if arg is not None else "?"))
         elif self._is_signatures(func, "verify_all"):
@@ -279,9 +281,11 @@ def import_graph() -> ModuleGraph:
         if entity_type is None:
             graph.unresolved.setdefault(module, []).append((line, f"signatures.sign(..., {written}, ...)"))
         elif entity_type == "*":
-            graph.edges[module] += [Edge(owner, line, "verify_all runs every content rule") for owner in set(rules.values())]
+            graph.edges[module] += [Edge(owner, line, "verify_all runs every content rule")
+                                    for owner in set(rules.values())]
         elif entity_type in rules and rules[entity_type] != module:
-            graph.edges[module].append(Edge(rules[entity_type], line, f"signs a {entity_type!r}, whose content rule is there"))
+            graph.edges[module].append(Edge(rules[entity_type], line,
+                                            f"signs a {entity_type!r}, whose content rule is there"))
     return graph
 
 
@@ -515,7 +519,8 @@ def build_world(db, clock: Clock) -> World:
     clock.advance(minutes=5)
     runs.append(package(db, STUDY, 8, ["ASC-2026-0201"], ["PLB-2026-0201"]))
     clock.advance(minutes=5)
-    runs.append(package(db, STUDY, 8, ["ASC-2026-0202"], ["PLB-2026-0202"], blinded_lot=_blinded_lot_of_run(db, runs[-1])))
+    runs.append(package(db, STUDY, 8, ["ASC-2026-0202"], ["PLB-2026-0202"],
+                        blinded_lot=_blinded_lot_of_run(db, runs[-1])))
     clock.advance(minutes=5)
     runs.append(package(db, STUDY, 8, ["ASC-2026-0301"], ["PLB-2026-0301"]))
     by_arm = arms(db)
@@ -556,7 +561,8 @@ def build_world(db, clock: Clock) -> World:
         pair("proportionate quarantine, both held", "ASC-2026-0201", ["PLB-2026-0201"], "quarantined"),
         pair("proportionate quarantine, neither held", "ASC-2026-0202", ["PLB-2026-0202"], "released"),
         pair("blinded-lot quarantine, both held", "ASC-2026-0301", ["PLB-2026-0301"], "quarantined"),
-    ] + site_pairs
+        *site_pairs,
+    ]
     clock.advance(minutes=5)
     return World(pairs, lots, opened, runs, by_arm)
 
@@ -961,9 +967,8 @@ def readable(answer: Answer, own: Side | None = None, other: Side | None = None)
     if not answer.media_type.startswith("image/") and getattr(answer, "_readable", None) is not None:
         return answer._readable
     head = [f"{answer.status} {answer.media_type}"]
-    for name in ("location", "content-disposition"):
-        if name in answer.headers:
-            head.append(f"{name}: {answer.headers[name]}")
+    head += [f"{name}: {answer.headers[name]}" for name in ("location", "content-disposition")
+             if name in answer.headers]
     if answer.media_type == "application/pdf":
         body = pdf_text(answer.body)
     elif answer.media_type.startswith("image/"):
@@ -1023,7 +1028,7 @@ def rest(answer: Answer, own: Side, other: Side, needles) -> str:
 def diff(a: str, b: str, *, names=("active", "placebo"), context: int = 2, limit: int = 60) -> str:
     lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), *names, lineterm="", n=context))
     if len(lines) > limit:
-        lines = lines[:limit] + [f"... ({len(lines) - limit} more diff lines)"]
+        lines = [*lines[:limit], f"... ({len(lines) - limit} more diff lines)"]
     return "\n".join(lines)
 
 
@@ -1098,7 +1103,8 @@ def path_fill(path: str, param: str, pair: Pair) -> str | None:
     if area == "accountability" and param == "code":
         return pair.blinded_lot
     if param == "number":
-        return {"kits": "{kit}", "lots": "{lot}", "shipments": pair.shipment, "destructions": pair.destruction}.get(before)
+        return {"kits": "{kit}", "lots": "{lot}", "shipments": pair.shipment,
+                "destructions": pair.destruction}.get(before)
     if param == "code":
         return {"blinded-lots": pair.blinded_lot, "studies": pair.study}.get(before)
     if param in ("study", "study_code"):

@@ -118,7 +118,8 @@ def test_the_cycle_check_sees_a_cycle_through_a_function_level_import_and_throug
     (tmp_path / "pack" / "part.py").write_text("from .. import pack\nx = 1\n", encoding="utf-8")
     (tmp_path / "pack" / "fine.py").write_text("from . import part\nfrom .part import x\n", encoding="utf-8")
     fake.update({"cellbench.ping": tmp_path / "ping.py", "cellbench.pong": tmp_path / "pong.py",
-                 "cellbench.pack": tmp_path / "pack" / "__init__.py", "cellbench.pack.part": tmp_path / "pack" / "part.py",
+                 "cellbench.pack": tmp_path / "pack" / "__init__.py",
+                 "cellbench.pack.part": tmp_path / "pack" / "part.py",
                  "cellbench.pack.fine": tmp_path / "pack" / "fine.py"})
     monkeypatch.setattr(blinding_support, "module_files", lambda: fake)
     cycles = [{source for source, _ in chain} for chain in import_cycles(imports_only(blinding_support.import_graph()))]
@@ -138,7 +139,8 @@ def test_domain_code_never_imports_web_api_or_demo():
 
 def test_the_api_never_imports_the_web_pages():
     found = _edges(_imports(), lambda m: _within(m, "cellbench.api"), lambda t: _within(t, "cellbench.web"))
-    assert not found, "The API importing the web pages (move what both read into the domain or deps):\n" + "\n".join(found)
+    assert not found, ("The API importing the web pages (move what both read into the domain or deps):\n"
+                       + "\n".join(found))
 
 
 # --- 4. one shape of state machine --------------------------------------------------------------------------
@@ -159,7 +161,8 @@ def _machines() -> dict[int, tuple[Machine, list[str]]]:
 
 
 def _listing() -> str:
-    return "\n".join(f"  {machine.subject!r}: {', '.join(names)}" for machine, names in _machines().values()) or "  none"
+    return "\n".join(f"  {machine.subject!r}: {', '.join(names)}"
+                     for machine, names in _machines().values()) or "  none"
 
 
 @pytest.mark.parametrize(("subject", "owner", "word"), MACHINES, ids=[row[0].replace(" ", "_") for row in MACHINES])
@@ -167,7 +170,8 @@ def test_every_state_machine_is_a_statemachine_machine(subject, owner, word):
     """The owner (or one of its parts) exposes a statemachine.Machine of that subject."""
     mine = [names for machine, names in _machines().values()
             if word in machine.subject.lower() and any(_within(n.rsplit(".", 1)[0], owner) for n in names)]
-    assert mine, f"No Machine for {subject} in {owner} (a Machine whose subject says {word!r}). Machines found:\n{_listing()}"
+    assert mine, (f"No Machine for {subject} in {owner} (a Machine whose subject says {word!r}). "
+                  f"Machines found:\n{_listing()}")
 
 
 def test_every_machine_is_in_the_houses_table():
@@ -192,19 +196,20 @@ def _state_writes() -> list[tuple[str, int, str, str | None]]:
             elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
                 targets = [node.target]
             for target in targets:
-                for leaf in (target.elts if isinstance(target, ast.Tuple) else [target]):
-                    if isinstance(leaf, ast.Attribute) and leaf.attr == "state":
-                        found.append((module, node.lineno, ast.unparse(leaf.value), None))
+                found += [(module, node.lineno, ast.unparse(leaf.value), None)
+                          for leaf in (target.elts if isinstance(target, ast.Tuple) else [target])
+                          if isinstance(leaf, ast.Attribute) and leaf.attr == "state"]
             if isinstance(node, ast.Call):
                 func = node.func
                 if (isinstance(func, ast.Name) and func.id == "setattr" and len(node.args) > 1
                         and isinstance(node.args[1], ast.Constant) and node.args[1].value == "state"):
                     found.append((module, node.lineno, ast.unparse(node.args[0]), None))
-                if isinstance(func, ast.Attribute) and func.attr == "values" and any(k.arg == "state" for k in node.keywords):
+                if (isinstance(func, ast.Attribute) and func.attr == "values"
+                        and any(k.arg == "state" for k in node.keywords)):
                     inner = func.value
                     while isinstance(inner, (ast.Call, ast.Attribute)):
-                        if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id == "update"
-                                and inner.args and isinstance(inner.args[0], ast.Name)):
+                        if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
+                                and inner.func.id == "update" and inner.args and isinstance(inner.args[0], ast.Name)):
                             found.append((module, node.lineno, f"update({inner.args[0].id})", inner.args[0].id))
                             break
                         inner = inner.func if isinstance(inner, ast.Call) else inner.value
@@ -235,12 +240,8 @@ def test_only_the_owner_of_a_machine_writes_its_subjects_state():
 
 
 def _calls(predicate) -> list[str]:
-    found = []
-    for module, (_path, tree) in _trees().items():
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and (what := predicate(module, node)):
-                found.append(f"{where(module, node.lineno)}: {what}")
-    return found
+    return [f"{where(module, node.lineno)}: {what}" for module, (_path, tree) in _trees().items()
+            for node in ast.walk(tree) if isinstance(node, ast.Call) and (what := predicate(module, node))]
 
 
 def test_only_the_entry_points_build_settings():

@@ -138,7 +138,7 @@ def test_no_module_but_sealed_names_a_sealed_model_or_table():
     names = sealed_model_names()
     found = []
     for module, path in module_files().items():
-        if module == SEALED or module.startswith(("cellbench.models.", "cellbench.migrations.")) or module == "cellbench.models":
+        if module in (SEALED, "cellbench.models") or module.startswith(("cellbench.models.", "cellbench.migrations.")):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
@@ -161,7 +161,8 @@ def test_no_module_but_sealed_names_a_sealed_model_or_table():
 
 def route_modules() -> list[str]:
     return sorted(m for m, path in module_files().items()
-                  if m.startswith(("cellbench.web.", "cellbench.api.")) and "router" in path.read_text(encoding="utf-8"))
+                  if m.startswith(("cellbench.web.", "cellbench.api."))
+                  and "router" in path.read_text(encoding="utf-8"))
 
 
 def reviewed_edges(graph) -> set[tuple[str, str]]:
@@ -177,7 +178,8 @@ def door_discipline(module: str) -> list[str]:
     wrong = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("sealed"):
-            wrong += [f"line {node.lineno}: from …sealed import {a.name}" for a in node.names if a.name not in sealed.BLIND_SAFE]
+            wrong += [f"line {node.lineno}: from …sealed import {a.name}"
+                      for a in node.names if a.name not in sealed.BLIND_SAFE]
         elif isinstance(node, ast.Name) and node.id == "sealed":
             parent_ok = False
             for parent in ast.walk(tree):
@@ -228,7 +230,8 @@ def test_the_graph_follows_imports_in_functions_registrations_and_signatures(tmp
     assert hows[("cellbench.supply.quarantine", "cellbench.signatures")] == "import"
     # only sealed itself signs a sealed list (no other module gets an edge to the list's content rule)
     assert not [(source, edge.how) for source, edges in graph.edges.items() for edge in edges
-                if edge.target == SEALED and edge.how.startswith(("signs", "verify_all")) and source != "cellbench.integrity"]
+                if edge.target == SEALED and edge.how.startswith(("signs", "verify_all"))
+                and source != "cellbench.integrity"]
     # and no other code in signatures reads the registry (else the keyed edges above would be wrong)
     tree = ast.parse(module_files()["cellbench.signatures"].read_text(encoding="utf-8"))
     readers = {fn.name for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
@@ -368,14 +371,11 @@ def test_lots_reaches_no_kit_gate_or_qc_and_release_carries_the_kits_for_unblind
     assert hows[("cellbench.release.gates", "cellbench.supply.quarantine")] == "import"
     # every lot move outside the lots package goes through release.move_lot (the demo's story aside:
     # it runs from the command line, never for a request)
-    movers = []
-    for module, path in module_files().items():
-        if module in lots_modules or module.startswith("cellbench.demo"):
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "move"
-                    and ast.unparse(node.func.value).split(".")[-1] in ("lots", "lifecycle")):
-                movers.append(f"{module}:{node.lineno}")
+    movers = [f"{module}:{node.lineno}" for module, path in module_files().items()
+              if module not in lots_modules and not module.startswith("cellbench.demo")
+              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "move"
+              and ast.unparse(node.func.value).split(".")[-1] in ("lots", "lifecycle")]
     assert [m.split(":")[0] for m in movers] == ["cellbench.release.gates"], movers
     assert all(not (move.roles & BLINDED_ROLES) for move in lots.MOVES.values())
 
