@@ -17,7 +17,9 @@ RUN useradd --system --create-home --uid 10001 cellbench \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY cellbench ./cellbench
+# Shipped inside the wheel (pyproject's force-include: cellbench/_specs, cellbench/_templates).
 COPY specs ./specs
+COPY templates ./templates
 RUN pip install --no-cache-dir .
 
 USER cellbench

@@ -38,8 +38,9 @@ from sqlalchemy import event, select
 
 from cellbench import demo, lots, reports, steps, users
 from cellbench.app import create_app
+from cellbench.clock import utcnow
 from cellbench.config import Settings
-from cellbench.db import Database, migrate, utcnow
+from cellbench.db import Database, migrate
 from cellbench.models import Donation, Lot
 from cellbench.specifications import versions as spec_versions
 

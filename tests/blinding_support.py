@@ -60,7 +60,8 @@ class ModuleGraph:
     unresolved: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # dynamic imports not understood
     rules: dict[str, str] = field(default_factory=dict)  # entity type -> module of its signature content rule
 
-    def path(self, start: str, goal: str, *, allowed: set[tuple[str, str]] = frozenset()) -> list[tuple[str, Edge]] | None:
+    def path(self, start: str, goal: str, *,
+             allowed: set[tuple[str, str]] = frozenset()) -> list[tuple[str, Edge]] | None:
         """The shortest chain of edges from start to goal, skipping `allowed` (source, target) edges."""
         previous: dict[str, tuple[str, Edge] | None] = {start: None}
         queue = deque([start])
@@ -115,17 +116,23 @@ class _Collector(ast.NodeVisitor):
         self.rules: list[str | None] = []  # entity types whose signature content rule this module registers
         self.signs: list[tuple[str | None, int, str]] = []  # (entity type signed, line, as written)
 
-    def _add(self, target: str, line: int, how: str) -> None:
+    def _add(self, target: str, line: int, how: str, *, explicit: bool = True) -> None:
         if how.startswith("registers"):
             if target in self.known:
                 self.edges.append(Edge(target, line, how))
             return
-        # `import cellbench.a.b` runs cellbench/__init__, cellbench/a/__init__ and cellbench/a/b
+        # `import cellbench.a.b` runs cellbench/__init__, cellbench/a/__init__ and cellbench/a/b. The
+        # packages that hold this module are already being imported when it runs: importing through
+        # them adds no edge, unless the module asks for the package itself (`explicit`: its names,
+        # `from .. import lots` inside lots/, which is a cycle).
         parts = target.split(".")
         for n in range(1, len(parts) + 1):
             candidate = ".".join(parts[:n])
-            if candidate in self.known and candidate != self.module:
-                self.edges.append(Edge(candidate, line, how))
+            if candidate not in self.known or candidate == self.module:
+                continue
+            if self.module.startswith(candidate + ".") and not (explicit and n == len(parts)):
+                continue
+            self.edges.append(Edge(candidate, line, how))
 
     def _import_how(self) -> str:
         return "import in a function" if self.depth else "import"
@@ -159,7 +166,9 @@ class _Collector(ast.NodeVisitor):
         else:
             return
         how = self._import_how()
-        self._add(base, node.lineno, how)
+        # `from . import sibling` reads no name of the package; `from . import NAME` does
+        self._add(base, node.lineno, how,
+                  explicit=not all(f"{base}.{alias.name}" in self.known for alias in node.names))
         for alias in node.names:
             local = alias.asname or alias.name
             submodule = f"{base}.{alias.name}"
@@ -189,7 +198,8 @@ class _Collector(ast.NodeVisitor):
                 self.unresolved.append((node.lineno, ast.unparse(node)))
         # signatures.sign(..., entity_type, ...) runs the content rule registered for that type
         if self._is_signatures(func, "sign"):
-            arg = node.args[4] if len(node.args) > 4 else next((k.value for k in node.keywords if k.arg == "entity_type"), None)
+            arg = (node.args[4] if len(node.args) > 4
+                   else next((k.value for k in node.keywords if k.arg == "entity_type"), None))
             literal = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else None
             self.signs.append((literal, node.lineno, ast.unparse(arg) if arg is not None else "?"))
         elif self._is_signatures(func, "verify_all"):
@@ -271,10 +281,79 @@ def import_graph() -> ModuleGraph:
         if entity_type is None:
             graph.unresolved.setdefault(module, []).append((line, f"signatures.sign(..., {written}, ...)"))
         elif entity_type == "*":
-            graph.edges[module] += [Edge(owner, line, "verify_all runs every content rule") for owner in set(rules.values())]
+            graph.edges[module] += [Edge(owner, line, "verify_all runs every content rule")
+                                    for owner in set(rules.values())]
         elif entity_type in rules and rules[entity_type] != module:
-            graph.edges[module].append(Edge(rules[entity_type], line, f"signs a {entity_type!r}, whose content rule is there"))
+            graph.edges[module].append(Edge(rules[entity_type], line,
+                                            f"signs a {entity_type!r}, whose content rule is there"))
     return graph
+
+
+# --- the rules of the house read from the same graph (tests/test_house.py) -------------------------
+
+IMPORTS = ("import", "import in a function", "importlib")
+
+
+def imports_only(graph: ModuleGraph) -> ModuleGraph:
+    """The graph's imports (at module level, in functions, importlib), without registrations,
+    signature rules and the "package" edges from a part to its package (which the part's importer
+    already has: importing cellbench.a.b imports cellbench.a first)."""
+    return ModuleGraph({source: [e for e in edges if e.how in IMPORTS] for source, edges in graph.edges.items()})
+
+
+def import_cycles(graph: ModuleGraph) -> list[list[tuple[str, Edge]]]:
+    """One shortest cycle for every group of modules that import one another (Tarjan's strongly
+    connected components, then a breadth-first path back to the group's first module)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for edge in graph.edges.get(node, ()):
+            if edge.target not in index:
+                visit(edge.target)
+                low[node] = min(low[node], low[edge.target])
+            elif edge.target in on_stack:
+                low[node] = min(low[node], index[edge.target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            groups.append(sorted(group))
+
+    for node in sorted(graph.edges):
+        if node not in index:
+            visit(node)
+    cycles = []
+    for group in groups:
+        start, members = group[0], set(group)
+        if len(group) == 1 and not any(e.target == start for e in graph.edges.get(start, ())):
+            continue
+        inside = ModuleGraph({m: [e for e in graph.edges.get(m, ()) if e.target in members] for m in group})
+        first = next(e for e in inside.edges[start])
+        back = inside.path(first.target, start) if first.target != start else []
+        cycles.append([(start, first), *(back or [])])
+    return cycles
+
+
+def where(module: str, line: int) -> str:
+    """file:line of a module's line, as a reader opens it (packages by their __init__.py)."""
+    path = module_files().get(module)
+    shown = path.relative_to(PACKAGE_ROOT.parent) if path else module
+    return f"{shown}:{line}"
+
+
+def format_cycle(chain: list[tuple[str, Edge]]) -> str:
+    return "\n".join(f"  {where(source, edge.line)}: {source} -> {edge.target} ({edge.how})" for source, edge in chain)
 
 
 # --- the sealed compartment's tripwire ------------------------------------------------------------
@@ -440,7 +519,8 @@ def build_world(db, clock: Clock) -> World:
     clock.advance(minutes=5)
     runs.append(package(db, STUDY, 8, ["ASC-2026-0201"], ["PLB-2026-0201"]))
     clock.advance(minutes=5)
-    runs.append(package(db, STUDY, 8, ["ASC-2026-0202"], ["PLB-2026-0202"], blinded_lot=_blinded_lot_of_run(db, runs[-1])))
+    runs.append(package(db, STUDY, 8, ["ASC-2026-0202"], ["PLB-2026-0202"],
+                        blinded_lot=_blinded_lot_of_run(db, runs[-1])))
     clock.advance(minutes=5)
     runs.append(package(db, STUDY, 8, ["ASC-2026-0301"], ["PLB-2026-0301"]))
     by_arm = arms(db)
@@ -481,7 +561,8 @@ def build_world(db, clock: Clock) -> World:
         pair("proportionate quarantine, both held", "ASC-2026-0201", ["PLB-2026-0201"], "quarantined"),
         pair("proportionate quarantine, neither held", "ASC-2026-0202", ["PLB-2026-0202"], "released"),
         pair("blinded-lot quarantine, both held", "ASC-2026-0301", ["PLB-2026-0301"], "quarantined"),
-    ] + site_pairs
+        *site_pairs,
+    ]
     clock.advance(minutes=5)
     return World(pairs, lots, opened, runs, by_arm)
 
@@ -886,9 +967,8 @@ def readable(answer: Answer, own: Side | None = None, other: Side | None = None)
     if not answer.media_type.startswith("image/") and getattr(answer, "_readable", None) is not None:
         return answer._readable
     head = [f"{answer.status} {answer.media_type}"]
-    for name in ("location", "content-disposition"):
-        if name in answer.headers:
-            head.append(f"{name}: {answer.headers[name]}")
+    head += [f"{name}: {answer.headers[name]}" for name in ("location", "content-disposition")
+             if name in answer.headers]
     if answer.media_type == "application/pdf":
         body = pdf_text(answer.body)
     elif answer.media_type.startswith("image/"):
@@ -948,7 +1028,7 @@ def rest(answer: Answer, own: Side, other: Side, needles) -> str:
 def diff(a: str, b: str, *, names=("active", "placebo"), context: int = 2, limit: int = 60) -> str:
     lines = list(difflib.unified_diff(a.splitlines(), b.splitlines(), *names, lineterm="", n=context))
     if len(lines) > limit:
-        lines = lines[:limit] + [f"... ({len(lines) - limit} more diff lines)"]
+        lines = [*lines[:limit], f"... ({len(lines) - limit} more diff lines)"]
     return "\n".join(lines)
 
 
@@ -1023,7 +1103,8 @@ def path_fill(path: str, param: str, pair: Pair) -> str | None:
     if area == "accountability" and param == "code":
         return pair.blinded_lot
     if param == "number":
-        return {"kits": "{kit}", "lots": "{lot}", "shipments": pair.shipment, "destructions": pair.destruction}.get(before)
+        return {"kits": "{kit}", "lots": "{lot}", "shipments": pair.shipment,
+                "destructions": pair.destruction}.get(before)
     if param == "code":
         return {"blinded-lots": pair.blinded_lot, "studies": pair.study}.get(before)
     if param in ("study", "study_code"):

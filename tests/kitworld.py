@@ -21,7 +21,8 @@ def released_lot(db: Database, kind: str, number: str, *, units: int = 20, expir
                  state: LotState = LotState.released) -> str:
     """A lot in a given state with its units, inserted directly (no batch record)."""
     with db.write() as s:
-        spec = s.scalars(select(SpecVersion).where(SpecVersion.kind == kind).order_by(SpecVersion.version.desc())).first()
+        spec = s.scalars(select(SpecVersion).where(SpecVersion.kind == kind)
+                         .order_by(SpecVersion.version.desc())).first()
         creator = users.by_username(s, "olivia")
         lot = Lot(number=number, spec_version_id=spec.id, state=state, created_by=creator.id, created_at=utcnow(),
                   expiry=expiry or (utcnow().date() + timedelta(days=400)))

@@ -53,7 +53,6 @@ import io
 import json
 import os
 import re
-import shutil
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote
 
@@ -65,6 +64,7 @@ from cellbench.app import create_app, iter_routes
 from cellbench.config import Settings
 from cellbench.db import Database
 from cellbench.errors import DomainError
+from cellbench.labels import sheets as label_sheets
 from cellbench.models import Kit, SpecVersion
 
 from .blinding_support import (
@@ -91,7 +91,7 @@ from .blinding_support import (
     sealed_tripwire,
     side_view,
 )
-from .conftest import FAST_HASHER, PG_URL, SECRET, _empty_postgres, actor_of, sign_in
+from .conftest import FAST_HASHER, SECRET, actor_of, sign_in
 
 # Routes whose path holds something the test world has none of, and which not every blinded role
 # is refused outright (the refusal comes before any look-up, so a stand-in value proves it).
@@ -140,12 +140,14 @@ class Bench:
         """The texts that name both products (see revealing_words), read once."""
         if self._fixed is None:
             specs = [name for spec in session.scalars(select(SpecVersion))
-                     for name in (f"{spec.product_code} v{spec.version}", quote(f"{spec.product_code} v{spec.version}", safe=""))]
+                     for name in (f"{spec.product_code} v{spec.version}",
+                                  quote(f"{spec.product_code} v{spec.version}", safe=""))]
             arms = [([_normal(arm.name) for arm in studies.definition(study).arms],
                      [arm.code for arm in studies.definition(study).arms]) for study in studies.all_studies(session)]
             # the products' specifications, listed together, are named as the protocol's arms are
             specs_now = list(session.scalars(select(SpecVersion)))
-            arms.append((sorted({_normal(spec.name) for spec in specs_now}), sorted({s.product_code for s in specs_now})))
+            arms.append((sorted({_normal(spec.name) for spec in specs_now}),
+                         sorted({s.product_code for s in specs_now})))
             self._fixed = (allowed_phrases(), specs, arms)
         return self._fixed
 
@@ -166,10 +168,12 @@ class Bench:
                 response = client.request(call.method, call.url, content=call.json,
                                           headers={"content-type": "application/json"}, follow_redirects=False)
             else:
-                response = client.request(call.method, call.url, data={**dict(call.form or ()), "csrf_token": client.csrf()},
+                response = client.request(call.method, call.url,
+                                          data={**dict(call.form or ()), "csrf_token": client.csrf()},
                                           follow_redirects=False)
             media = response.headers.get("content-type", "").split(";")[0].strip()
-            answer = Answer(call.method, call.url, response.status_code, media, dict(response.headers), response.content)
+            answer = Answer(call.method, call.url, response.status_code, media, dict(response.headers),
+                            response.content)
             if len(self.touched) > before:
                 answer.status = -1  # marked: the sealed compartment was reached
             if call.method != "GET":  # it may have changed the world: what was read before is stale
@@ -180,26 +184,19 @@ class Bench:
 
     def routes(self) -> list[tuple[str, object, str]]:
         found = []
-        for route in iter_routes(self.app.routes):
-            for method in sorted(route.methods - {"HEAD"}):
-                found.append((f"{method} {route.path}", route, method))
+        found += [(f"{method} {route.path}", route, method) for route in iter_routes(self.app.routes)
+                  for method in sorted(route.methods - {"HEAD"})]
         return found
 
 
 @pytest.fixture(scope="module")
-def bench(_template, tmp_path_factory):
-    """One world for the whole module (three seconds to build), on a copy of the migrated
-    template database, or on the test PostgreSQL database emptied first, as conftest's `db` does."""
+def bench(worlds):
+    """One world for the whole module (three seconds to build), in a migrated database of its own
+    (conftest's worlds.scratch): built under a held clock, it cannot start from a saved world."""
     monkeypatch = pytest.MonkeyPatch()
     clock = Clock(datetime.now(UTC).replace(microsecond=0))
     clock.install(monkeypatch)
-    if PG_URL:
-        db = Database(_template)
-        _empty_postgres(db)
-    else:
-        path = tmp_path_factory.mktemp("blinding") / "cellbench.db"
-        shutil.copyfile(_template, path)
-        db = Database(f"sqlite:///{path}")
+    db = worlds.scratch("blinding")
     world = build_world(db, clock)
     app = create_app(Settings(database_url=db.url, secret_key=SECRET, demo=False), password_hasher=FAST_HASHER,
                      database=db)
@@ -263,10 +260,12 @@ def probes(bench: Bench, user: str, pair: Pair, *, posts: bool) -> tuple[list[Pr
                     # the bare one, for the first pair's active kit; only they are asked again.
                     # One request with all their keys first: most routes read none of them.
                     everything = {k: v for query in QUERIES for k, v in query.items()}
-                    reads = _differs(bench.ask(user, probe(key, method, route.path, fills, everything).active), answers[0])
+                    reads = _differs(bench.ask(user, probe(key, method, route.path, fills, everything).active),
+                                     answers[0])
                     bench.queries[seen] = [
                         query for query in QUERIES[1:]
-                        if reads and _differs(bench.ask(user, probe(key, method, route.path, fills, query).active), answers[0])]
+                        if reads and _differs(bench.ask(user, probe(key, method, route.path, fills, query).active),
+                                              answers[0])]
                 found += [probe(key, method, route.path, fills, query) for query in bench.queries[seen]]
                 if QUERIES[1] in bench.queries[seen] or QUERIES[5] in bench.queries[seen]:
                     found[found.index(bare)] = dataclasses.replace(bare, rows=False)
@@ -299,7 +298,8 @@ def _differs(answer: Answer, bare: Answer) -> bool:
     """Whether a route read the query string: its answer differs from the bare one by more than
     the query echoed back (a CSV link, a "back" link)."""
     query = answer.url.partition("?")[2]
-    echoes = [query, query.replace("&", "&amp;")] + [v for pair in parse_qsl(query) for v in (pair[1], quote(pair[1], safe=""))]
+    echoes = [query, query.replace("&", "&amp;"),
+              *(v for pair in parse_qsl(query) for v in (pair[1], quote(pair[1], safe="")))]
 
     def seen(a: Answer) -> tuple:
         body = a.text if a.media_type.startswith("text/") or a.media_type.endswith("json") else a.body.hex()
@@ -323,8 +323,7 @@ def allowed_phrases() -> list[str]:
     page and label: the label's product particulars, the quarantine policies' descriptions."""
     phrases = []
     for key in ("product", "product_short"):
-        for text in labels._TEXT[key]:
-            phrases.append(_normal(text.replace("{cells}", "\x00")))
+        phrases += [_normal(text.replace("{cells}", "\x00")) for text in label_sheets._TEXT[key]]
     phrases += [_normal(text) for text in studies.QUARANTINE_POLICIES.values()]
     return phrases
 
@@ -379,8 +378,8 @@ def _revealing_words(bench: Bench, answer: Answer, own_lot: str | None, session)
                 either = "|".join(map(re.escape, codes))
                 text = re.sub(rf"\b({either})\b(?=.{{0,40}}⟨ARM NAME⟩)", "⟨ARM CODE⟩", text)
                 text = re.sub(rf"(⟨ARM NAME⟩.{{0,40}}?)\b({either})\b", r"\1⟨ARM CODE⟩", text)
-    for match in FORBIDDEN.finditer(text):
-        found.append(f"says {match.group(0)!r}: …{text[max(0, match.start() - 80):match.end() + 80]}…")
+    found += [f"says {match.group(0)!r}: …{text[max(0, match.start() - 80):match.end() + 80]}…"
+              for match in FORBIDDEN.finditer(text)]
     return found
 
 
@@ -445,9 +444,10 @@ def compare(bench: Bench, user: str, pair: Pair, probe: Probe, *, fresh: bool = 
         for answer, side in ((a, active), (b, placebo)):
             if answer.url.split("?")[0] in SELF_DESCRIPTION:
                 continue
-            own_lot = side.lot if side.lot in answer.url or side.lot in (probe.active.describe() + probe.placebo.describe()) else None
-            for word in revealing_words(bench, answer, own_lot, session):
-                problems.append(f"{where}\n  {answer.method} {answer.url} ({answer.status}) {word}")
+            named = side.lot in answer.url or side.lot in (probe.active.describe() + probe.placebo.describe())
+            own_lot = side.lot if named else None
+            problems += [f"{where}\n  {answer.method} {answer.url} ({answer.status}) {word}"
+                         for word in revealing_words(bench, answer, own_lot, session)]
     return problems
 
 

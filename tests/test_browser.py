@@ -11,7 +11,8 @@ import uvicorn
 from .conftest import PASSWORD, chromium_path
 
 pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (apt-get install chromium)")]
+              pytest.mark.skipif(chromium_path() is None,
+                                 reason="Chromium is not installed (apt-get install chromium)")]
 
 
 @pytest.fixture
@@ -138,7 +139,8 @@ def scan(page, code: str) -> None:
 
 def focused_field(page) -> dict:
     return page.evaluate("""() => { const e = document.activeElement;
-        return {name: e.name || null, value: e.value ?? null, start: e.selectionStart ?? null, end: e.selectionEnd ?? null}; }""")
+        return {name: e.name || null, value: e.value ?? null,
+                start: e.selectionStart ?? null, end: e.selectionEnd ?? null}; }""")
 
 
 def fits_the_width(page) -> bool:
@@ -184,7 +186,8 @@ def test_the_scan_station_answers_each_label_in_large_type_and_is_ready_for_the_
     assert "check character" in verdict.inner_text() and "Nothing was recorded" in verdict.inner_text()
     typed = focused_field(page)
     assert typed["name"] == "code" and typed["value"] == active[:-1] + other
-    assert (typed["start"], typed["end"]) == (0, len(typed["value"])), "the refused code is selected: the next scan replaces it"
+    assert (typed["start"], typed["end"]) == (0, len(typed["value"])), \
+        "the refused code is selected: the next scan replaces it"
 
     from cellbench import qrpayload
 
@@ -200,7 +203,8 @@ def test_the_scan_station_answers_each_label_in_large_type_and_is_ready_for_the_
     page.keyboard.type("RH-ENT pharmacy, freezer 1")
     scan(page, label(placebo))
     assert "accepted" in verdict.get_attribute("class") and placebo in verdict.inner_text()
-    assert page.input_value("input[name=station]") == "RH-ENT pharmacy, freezer 1", "the label did not go into the station"
+    assert page.input_value("input[name=station]") == "RH-ENT pharmacy, freezer 1", \
+        "the label did not go into the station"
     assert "RH-ENT pharmacy, freezer 1" in page.inner_text("table tbody tr:first-child")
     assert focused_field(page)["name"] == "code"
 
@@ -244,7 +248,8 @@ def site_with_a_participant(db, as_, kit_world, screening: str = "SCR-001") -> t
     randomisation_list(db)
     to_site(db, kit_world.active + kit_world.placebo)
     ida = as_("ida")
-    assert ida.post("/api/v1/participants", json={"study": STUDY, "site": SITE, "screening_number": screening}).status_code == 201
+    enrolled = ida.post("/api/v1/participants", json={"study": STUDY, "site": SITE, "screening_number": screening})
+    assert enrolled.status_code == 201
     randomised = ida.post(f"/api/v1/participants/{STUDY}/{screening}/randomise")
     assert randomised.status_code == 200, randomised.text
     return f"/api/v1/participants/{STUDY}/{screening}/visits/1", randomised.json()["randomisation_number"]

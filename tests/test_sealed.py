@@ -1,6 +1,6 @@
 """The sealed compartment's walls, by construction (DESIGN.md, "Sealed compartment").
 
-1. No module but cellbench/sealed.py (and models.py, which defines them, and the migrations) names
+1. No module but cellbench/sealed.py (and cellbench/models/, which defines them, and the migrations) names
    a sealed model or a sealed_ table, in code or in SQL text.
 2. No module that serves a blinded role can run cellbench.sealed's code: the import graph of every
    blinded-facing route module (imports at module level and in functions, importlib with a literal
@@ -87,16 +87,14 @@ REVIEWED = {
 }
 
 # Function-level imports reviewed as reachable only by unblinded roles at run time, each with its
-# static and runtime proof (test_lots_reaches_kits_release_and_qc_only_through_unblinded_moves).
-REVIEWED_IMPORTS = {
-    ("cellbench.lots", "cellbench.packaging"): "lots._after_move: a lot's release carries its kits along",
-    ("cellbench.lots", "cellbench.quarantine"): "lots._after_move: a lot's quarantine or recall holds its kits",
-    ("cellbench.lots", "cellbench.release"): "lots.move: the release gates of a guarded move",
-    ("cellbench.lots", "cellbench.qc"): "lots._decision_content: the QC results a signed lot decision stood on",
-}
+# static and runtime proof. None today: lots no longer reaches packaging, quarantine, release or qc
+# (release.move_lot makes every lot move and carries the kits along, with top-level imports of
+# supply: test_lots_reaches_no_kit_gate_or_qc_and_release_carries_the_kits_for_unblinded_moves).
+REVIEWED_IMPORTS: dict[tuple[str, str], str] = {}
 
 # Modules through which a blinded role may reach the compartment's blind-safe doors
-# (sealed.BLIND_SAFE: randomise, assign_kit, unblind_participant), using only those names.
+# (sealed.BLIND_SAFE: randomise, assign_kit, unblind_participant), using only those names. A
+# package here stands for each of its parts (door_users()).
 # A blinded investigator randomises and a blinded pharmacist is given a kit to dispense: both need
 # the sealed lists, so they go through doors that return a number or a kit and never an arm. The one
 # door that returns an arm is emergency unblinding, by design: one participant, signed, logged, notified.
@@ -119,6 +117,11 @@ DOORS = {"randomise": (Role.investigator, False), "assign_kit": (Role.pharmacist
 # --- 1. names ---------------------------------------------------------------------------------------------
 
 
+def door_users() -> list[str]:
+    """The modules DOOR_USERS covers: each one named, and every part of a package named."""
+    return sorted(m for m in module_files() if any(m == door or m.startswith(door + ".") for door in DOOR_USERS))
+
+
 def sealed_model_names() -> set[str]:
     return {cls.__name__ for cls in vars(models).values()
             if isinstance(cls, type) and issubclass(cls, SQLModel)
@@ -135,7 +138,7 @@ def test_no_module_but_sealed_names_a_sealed_model_or_table():
     names = sealed_model_names()
     found = []
     for module, path in module_files().items():
-        if module in (SEALED, "cellbench.models") or module.startswith("cellbench.migrations"):
+        if module in (SEALED, "cellbench.models") or module.startswith(("cellbench.models.", "cellbench.migrations.")):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
@@ -158,7 +161,8 @@ def test_no_module_but_sealed_names_a_sealed_model_or_table():
 
 def route_modules() -> list[str]:
     return sorted(m for m, path in module_files().items()
-                  if m.startswith(("cellbench.web.", "cellbench.api.")) and "router" in path.read_text(encoding="utf-8"))
+                  if m.startswith(("cellbench.web.", "cellbench.api."))
+                  and "router" in path.read_text(encoding="utf-8"))
 
 
 def reviewed_edges(graph) -> set[tuple[str, str]]:
@@ -174,7 +178,8 @@ def door_discipline(module: str) -> list[str]:
     wrong = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("sealed"):
-            wrong += [f"line {node.lineno}: from …sealed import {a.name}" for a in node.names if a.name not in sealed.BLIND_SAFE]
+            wrong += [f"line {node.lineno}: from …sealed import {a.name}"
+                      for a in node.names if a.name not in sealed.BLIND_SAFE]
         elif isinstance(node, ast.Name) and node.id == "sealed":
             parent_ok = False
             for parent in ast.walk(tree):
@@ -190,7 +195,7 @@ def test_blinded_facing_route_modules_do_not_import_sealed():
     """For every route module a blinded role can use, no chain of imports (or registrations) leads
     to cellbench.sealed. The failure names the chain."""
     graph = import_graph()
-    allowed = reviewed_edges(graph) | {(module, SEALED) for module in DOOR_USERS}
+    allowed = reviewed_edges(graph) | {(module, SEALED) for module in door_users()}
     problems = []
     for module in route_modules():
         if module in UNBLINDED_ONLY:
@@ -201,34 +206,50 @@ def test_blinded_facing_route_modules_do_not_import_sealed():
         for reached in sorted(graph.reachable(module, allowed=allowed)):
             problems += [f"{module} reaches {reached}, whose line {line} imports what cannot be followed: {what}"
                          for line, what in graph.unresolved.get(reached, [])]
-    for module in DOOR_USERS:
+    for module in door_users():
         problems += [f"{module} uses sealed beyond its blind-safe doors: {w}" for w in door_discipline(module)]
     assert not problems, ("Blinded-facing route modules that can reach the sealed compartment:\n\n"
                           + "\n\n".join(dict.fromkeys(problems)))
 
 
-def test_the_graph_follows_imports_in_functions_registrations_and_signatures():
+def test_the_graph_follows_imports_in_functions_registrations_and_signatures(tmp_path, monkeypatch):
     """The graph sees what a plain module-level import list would miss."""
     graph = import_graph()
     hows = {(source, edge.target): edge.how for source, edges in graph.edges.items() for edge in edges}
-    assert hows[("cellbench.lots", "cellbench.packaging")] == "import in a function"
     assert hows[("cellbench.web.home", "cellbench.web.supply")].startswith("registers into work_queue")
-    assert hows[("cellbench.qc", "cellbench.quarantine")].startswith("registers into qc.POST_CERTIFICATION_OOS_HOOKS")
+    assert hows[("cellbench.qc", "cellbench.supply.quarantine")].startswith(
+        "registers into qc.POST_CERTIFICATION_OOS_HOOKS")
     assert hows[("cellbench.sealed", "cellbench.signatures")] == "import"
+    # importing a part runs its package's __init__ first, and the __init__ imports its parts
+    assert hows[("cellbench.release.gates", "cellbench.supply")] == "import"
+    assert hows[("cellbench.supply", "cellbench.supply.packaging")] == "import"
+    assert hows[("cellbench.supply.packaging", "cellbench.supply")] == "package"
     # signatures runs a content rule only for the entity type being signed: the edge is the signer's
     assert graph.rules["sealed_list"] == SEALED
     assert ("cellbench.signatures", SEALED) not in hows
-    assert hows[("cellbench.quarantine", "cellbench.signatures")] == "import"
+    assert hows[("cellbench.supply.quarantine", "cellbench.signatures")] == "import"
     # only sealed itself signs a sealed list (no other module gets an edge to the list's content rule)
     assert not [(source, edge.how) for source, edges in graph.edges.items() for edge in edges
-                if edge.target == SEALED and edge.how.startswith(("signs", "verify_all")) and source != "cellbench.integrity"]
+                if edge.target == SEALED and edge.how.startswith(("signs", "verify_all"))
+                and source != "cellbench.integrity"]
     # and no other code in signatures reads the registry (else the keyed edges above would be wrong)
-    tree = ast.parse((PACKAGE_ROOT / "signatures.py").read_text(encoding="utf-8"))
+    tree = ast.parse(module_files()["cellbench.signatures"].read_text(encoding="utf-8"))
     readers = {fn.name for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
                and any(isinstance(n, ast.Name) and n.id == "_CONTENT_RULES" for n in ast.walk(fn))}
     assert readers == {"content_rule", "register", "sign", "verify_all"}, readers
     # the only dynamic imports left are the app's router loader and the CLI's verify, both outside any route
     assert set(graph.unresolved) <= {"cellbench.app", "cellbench.integrity"}, graph.unresolved
+    # an import inside a function is an edge like any other (a made-up module shows it)
+    from . import blinding_support
+
+    fake = dict(module_files())
+    late = tmp_path / "late.py"
+    late.write_text("def later():\n    from .supply import packaging\n    return packaging\n", encoding="utf-8")
+    fake["cellbench.late"] = late
+    monkeypatch.setattr(blinding_support, "module_files", lambda: fake)
+    hows = {(source, edge.target): edge.how for source, edges in blinding_support.import_graph().edges.items()
+            for edge in edges}
+    assert hows[("cellbench.late", "cellbench.supply.packaging")] == "import in a function"
 
 
 def test_the_sealed_test_would_see_a_blinded_module_importing_sealed(tmp_path, monkeypatch):
@@ -238,7 +259,7 @@ def test_the_sealed_test_would_see_a_blinded_module_importing_sealed(tmp_path, m
     fake = dict(module_files())
     leaky = tmp_path / "leaky.py"
     leaky.write_text("from fastapi import APIRouter\nrouter = APIRouter()\n\n\ndef page():\n"
-                     "    from .. import studies, packaging\n    return packaging\n", encoding="utf-8")
+                     "    from ..supply import packaging\n    return packaging\n", encoding="utf-8")
     fake["cellbench.web.leaky"] = leaky
     monkeypatch.setattr(blinding_support, "module_files", lambda: fake)
     graph = blinding_support.import_graph()
@@ -327,37 +348,35 @@ def test_every_work_queue_source_runs_for_a_blinded_viewer_without_reaching_the_
         assert not touched, touched
 
 
-def test_lots_reaches_kits_release_and_qc_only_through_unblinded_moves(db, kit_world):
-    """The proof behind REVIEWED_IMPORTS. Statically: lots imports packaging and quarantine only
-    inside _after_move, which only move() calls, and no lot move admits a blinded role. At run
-    time: every lot move, tried by every blinded user on a released lot with kits, is refused
-    before anything is written, and the compartment is not reached."""
-    from cellbench import lots
+def test_lots_reaches_no_kit_gate_or_qc_and_release_carries_the_kits_for_unblinded_moves(db, kit_world):
+    """Statically: nothing in the lots package (imports at module level and in functions,
+    registrations, signatures) reaches supply's packaging or quarantine, the release gates, qc or
+    the compartment. release.move_lot makes every lot move (the table's move with its gates, then
+    the kits carried along through supply, imported at the top of release.gates), and no lot move
+    admits a blinded role. At run time: every lot move through release.move_lot, tried by every
+    blinded user on a released lot with kits, is refused before anything is written, and the
+    compartment is not reached."""
+    from cellbench import lots, release
 
-    tree = ast.parse((PACKAGE_ROOT / "lots.py").read_text(encoding="utf-8"))
-    reviewed = {target.rsplit(".", 1)[1] for source, target in REVIEWED_IMPORTS if source == "cellbench.lots"}
-    importers = {fn.name for fn in tree.body if isinstance(fn, ast.FunctionDef)
-                 for node in ast.walk(fn) if isinstance(node, ast.ImportFrom)
-                 and ({a.name for a in node.names} | {node.module or ""}) & reviewed}
-    assert importers == {"move", "_after_move", "_decision_content"}, importers
-    # _after_move runs only from move; _decision_content only as the content rule of a lot decision,
-    # which only move signs (and `cellbench verify`, from the command line, checks)
-    callers = {fn.name for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name != "_after_move"
-               and any(isinstance(n, ast.Name) and n.id == "_after_move" for n in ast.walk(fn))}
-    assert callers == {"move"}
-    rule = next(fn for fn in tree.body if isinstance(fn, ast.FunctionDef) and fn.name == "_decision_content")
-    assert [ast.unparse(d) for d in rule.decorator_list] == ["signatures.content_rule('lot_decision')"]
-    for module, path in module_files().items():
-        if module == "cellbench.lots":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            named = ({a.name for a in node.names} if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("lots")
-                     else {node.attr} if isinstance(node, ast.Attribute) and ast.unparse(node.value).endswith("lots") else set())
-            assert not named & {"_after_move", "_decision_content"}, (module, node.lineno)
     graph = import_graph()
-    signers = {source for source, edges in graph.edges.items() for edge in edges
-               if edge.how.startswith("signs a 'lot_decision'") or (edge.how.startswith("verify_all") and edge.target == "cellbench.lots")}
-    assert signers <= {"cellbench.integrity"}, signers  # lots signs its own decisions (no edge to itself)
+    lots_modules = [m for m in module_files() if m == "cellbench.lots" or m.startswith("cellbench.lots.")]
+    assert "cellbench.lots.lifecycle" in lots_modules
+    kit_side = ("cellbench.supply", "cellbench.release", "cellbench.qc", SEALED)
+    for module in lots_modules:
+        reached = sorted(m for m in graph.reachable(module) if m.startswith(kit_side))
+        assert not reached, (module, reached, [format_path(module, graph.path(module, m)) for m in reached[:1]])
+    assert not REVIEWED_IMPORTS, "no function-level import is reviewed any more: state the new one's proof here"
+    hows = {(source, edge.target): edge.how for source, edges in graph.edges.items() for edge in edges}
+    assert hows[("cellbench.release.gates", "cellbench.supply.packaging")] == "import"
+    assert hows[("cellbench.release.gates", "cellbench.supply.quarantine")] == "import"
+    # every lot move outside the lots package goes through release.move_lot (the demo's story aside:
+    # it runs from the command line, never for a request)
+    movers = [f"{module}:{node.lineno}" for module, path in module_files().items()
+              if module not in lots_modules and not module.startswith("cellbench.demo")
+              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "move"
+              and ast.unparse(node.func.value).split(".")[-1] in ("lots", "lifecycle")]
+    assert [m.split(":")[0] for m in movers] == ["cellbench.release.gates"], movers
     assert all(not (move.roles & BLINDED_ROLES) for move in lots.MOVES.values())
 
     armed = []
@@ -370,7 +389,7 @@ def test_lots_reaches_kits_release_and_qc_only_through_unblinded_moves(db, kit_w
                     before = _counts(session)
                     armed.append(1)
                     with pytest.raises(Forbidden):
-                        lots.move(session, user, lot, name, "test", password=PASSWORD)
+                        release.move_lot(session, user, lot, name, "test", password=PASSWORD)
                     armed.clear()
                     assert _counts(session) == before and not session.new and not session.dirty
                     session.rollback()
@@ -383,15 +402,16 @@ def test_qc_calls_its_post_certification_hooks_only_for_a_qc_analysts_result(db,
     qc.enter_result calls, after requiring a QC analyst; every blinded user is refused there."""
     from cellbench import qc
 
-    tree = ast.parse((PACKAGE_ROOT / "qc.py").read_text(encoding="utf-8"))
-    runners = {fn.name for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
+    qc_modules = {m: path for m, path in module_files().items() if m == "cellbench.qc" or m.startswith("cellbench.qc.")}
+    runners = {fn.name for path in qc_modules.values() for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(fn, ast.FunctionDef)
                and any(isinstance(n, ast.Name) and n.id == "POST_CERTIFICATION_OOS_HOOKS" for n in ast.walk(fn))}
     assert runners == {"on_post_certification_oos"}
     callers = [f"{m}:{fn.name}" for m, path in module_files().items()
                for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(fn, ast.FunctionDef)
                and fn.name != "on_post_certification_oos"
                and any(getattr(n, "id", getattr(n, "attr", None)) == "on_post_certification_oos" for n in ast.walk(fn))]
-    assert callers == ["cellbench.qc:enter_result"]
+    assert [c.split(":")[1] for c in callers] == ["enter_result"] and callers[0].split(":")[0] in qc_modules, callers
     assert not set(qc.ANALYSTS) & BLINDED_ROLES
     armed = []
     with sealed_tripwire(db, armed=lambda: bool(armed)) as touched:

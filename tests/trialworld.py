@@ -73,7 +73,8 @@ def enrol(db: Database, number: str, screening: str, study_code: str = STUDY, si
     """Setup: a randomised participant, inserted directly."""
     with db.write() as s:
         ida = users.by_username(s, "ida")
-        p = Participant(study_id=studies.by_code(s, study_code).id, site_id=s.scalars(select(Site.id).where(Site.code == site)).one(),
+        p = Participant(study_id=studies.by_code(s, study_code).id,
+                        site_id=s.scalars(select(Site.id).where(Site.code == site)).one(),
                         screening_number=screening, randomisation_number=number, enrolled_by=ida.id,
                         enrolled_at=utcnow(), randomised_at=utcnow())
         s.add(p)
@@ -110,8 +111,9 @@ def administer(db: Database, participant_number: str, kit_number: str, treatment
         kit = s.scalars(select(Kit).where(Kit.number == kit_number)).one()
         ida = users.by_username(s, "ida")
         today = utcnow().date()
-        visit = Visit(participant_id=p.id, treatment=treatment, target_date=today, window_start=today - timedelta(days=1),
-                      window_end=today + timedelta(days=1), state="administered", kit_id=kit.id)
+        visit = Visit(participant_id=p.id, treatment=treatment, target_date=today,
+                      window_start=today - timedelta(days=1), window_end=today + timedelta(days=1),
+                      state="administered", kit_id=kit.id)
         s.add(visit)
         s.flush()
         for dose in (1, 2):
