@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Set
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -79,11 +78,11 @@ TRANSITIONS: dict[str, _T] = {
 }
 
 
-def _state(deviation: Any) -> DeviationState:
+def _state(deviation: Deviation) -> DeviationState:
     return DeviationState(deviation.state)
 
 
-MACHINE: Machine[DeviationState] = Machine("deviation", _state, TRANSITIONS)
+MACHINE: Machine[Deviation, DeviationState] = Machine("deviation", _state, TRANSITIONS)
 
 # What has to happen before a move, told when the state does not allow it yet.
 _FIRST = {"close": "record its impact assessment first"}

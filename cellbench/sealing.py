@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import cast
+from typing import Protocol
 
 from sqlmodel import Session, col, select
 
@@ -37,8 +37,9 @@ class ListState(str, Enum):
     discarded = "discarded"
 
 
-class _Stated:  # what the list machine reads of a list: its state (the header, never its lines)
-    state: str
+class _Stated(Protocol):  # what the list machine reads of a list: its state (the header, never its lines)
+    @property
+    def state(self) -> str: ...
 
 
 _L = Transition[ListState]
@@ -50,7 +51,7 @@ LIST_MOVES: dict[str, _L] = {
     "seal": _L(_DRAFT, ListState.sealed, LIST_MAKERS, signature=Meaning.approved),
     "discard": _L(_DRAFT, ListState.discarded, LIST_MAKERS, needs_reason=True),
 }
-LIST_MACHINE: Machine[ListState] = Machine("list", lambda row: ListState(cast(_Stated, row).state), LIST_MOVES)
+LIST_MACHINE: Machine[_Stated, ListState] = Machine("list", lambda row: ListState(row.state), LIST_MOVES)
 
 
 def participant_trail(session: Session, study: Study, *, participant_id: int | None = None,

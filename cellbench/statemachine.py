@@ -24,6 +24,7 @@ from .errors import Forbidden, InvalidInput, NotFound
 from .models import Meaning, Role
 
 S = TypeVar("S", bound=Enum)
+T = TypeVar("T")  # the subject: a lot, a kit, a shipment ...
 Guard = Callable[..., "str | None"]
 
 
@@ -40,12 +41,12 @@ class Transition(Generic[S]):
 
 
 @dataclass
-class Machine(Generic[S]):
+class Machine(Generic[T, S]):
     """A lifecycle: its name as people say it ("lot", "kit"), how to read a subject's state, and
     the table of transitions by action name."""
 
     subject: str
-    state_of: Callable[[object], S]
+    state_of: Callable[[T], S]
     table: Mapping[str, Transition[S]]
     _extra: dict[str, tuple[Guard, ...]] = field(default_factory=dict)
 
@@ -68,21 +69,21 @@ class Machine(Generic[S]):
         who = " or ".join(sorted(r.value.replace("_", " ") for r in move.roles))
         return f"Only {who} may {words(action)} a {self.subject}."
 
-    def state_refusal(self, subject: object, action: str) -> str | None:
+    def state_refusal(self, subject: T, action: str) -> str | None:
         state = self.state_of(subject)
         if state in self.transition(action).sources:
             return None
         return f"This {self.subject} is {words(state.value)}; it cannot be moved by '{words(action)}' now."
 
-    def guard_refusals(self, subject: object, action: str, *context: object) -> list[str]:
+    def guard_refusals(self, subject: T, action: str, *context: object) -> list[str]:
         return [why for guard in self.transition(action).guards if (why := guard(subject, *context))]
 
-    def refusal(self, subject: object, action: str, roles: Iterable[Role], *context: object) -> str | None:
+    def refusal(self, subject: T, action: str, roles: Iterable[Role], *context: object) -> str | None:
         """Why this actor may not make this move now, or None."""
         return (self.role_refusal(action, roles) or self.state_refusal(subject, action)
                 or next(iter(self.guard_refusals(subject, action, *context)), None))
 
-    def check(self, subject: object, action: str, roles: Iterable[Role], *context: object) -> Transition[S]:
+    def check(self, subject: T, action: str, roles: Iterable[Role], *context: object) -> Transition[S]:
         """The transition, if this actor may make it now; else the error that says why."""
         move = self.transition(action)
         if why := self.role_refusal(action, roles):
@@ -94,7 +95,7 @@ class Machine(Generic[S]):
             raise InvalidInput("Not yet: " + " ".join(blocking), field="action")
         return move
 
-    def allowed(self, subject: object, roles: Iterable[Role], *context: object, guarded: bool = False) -> list[str]:
+    def allowed(self, subject: T, roles: Iterable[Role], *context: object, guarded: bool = False) -> list[str]:
         """The actions the table allows this actor now (guards too when `guarded`): what pages show."""
         roles = frozenset(roles)
         state = self.state_of(subject)
@@ -102,7 +103,7 @@ class Machine(Generic[S]):
                 if state in move.sources and move.roles & roles
                 and (not guarded or not self.guard_refusals(subject, action, *context))]
 
-    def target(self, subject: object, action: str, before: S | None = None) -> S:
+    def target(self, subject: T, action: str, before: S | None = None) -> S:
         """Where the move ends: its target, or the state before (for a move back)."""
         move = self.transition(action)
         if move.target is not None:

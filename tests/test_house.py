@@ -42,6 +42,7 @@ MACHINES = [
     ("sealed lists", "cellbench.sealed", "list"),
     ("kit quarantines", "cellbench.supply", "quarantine"),
     ("destructions", "cellbench.accountability", "destruction"),
+    ("step entries", "cellbench.steps", "step entry"),
 ]
 
 # Receivers of `X.state = ...` that name a machine's subject, by the words in their names, and the
@@ -51,12 +52,11 @@ SUBJECT_WORDS = {
     "visits": (r"visit$", "Visit"), "deviations": (r"deviation$", "Deviation"),
     "sealed lists": (r"list$", "SealedList"), "kit quarantines": (r"quarantine$", "KitQuarantine"),
     "destructions": (r"destruction$", "Destruction"),
+    "step entries": (r"entry$", "StepEntry"),
 }
 
 # `X.state = ...` that is not one of the machines' subjects: (module, receiver as written) -> what it is.
-OTHER_STATES = {
-    ("cellbench.steps", "entry"): "a batch-record step entry (open, performed, verified): signatures, not a lifecycle",
-}
+OTHER_STATES: dict[tuple[str, str], str] = {}
 
 # Modules that are not domain code: the web pages, the API, the demo, and the two entry points.
 NOT_DOMAIN = ("cellbench.web", "cellbench.api", "cellbench.demo", "cellbench.app", "cellbench.cli")

@@ -66,12 +66,6 @@ def site_of(session: Session, d: Destruction) -> Site | None:
     return session.get(Site, d.site_id) if d.site_id else None
 
 
-def _timed(site: Site | None) -> clock.HasTimezone | None:
-    # A Site has a `timezone: str` column, which mypy does not take for clock.HasTimezone's settable
-    # `timezone: str | None` (invariance); a read-only property in the protocol would end this cast.
-    return cast("clock.HasTimezone | None", site)
-
-
 def _at_its_place(d: Destruction, session: Session, actor: Actor) -> str | None:
     """The place decides who records it: the site's pharmacist, or the supply manager at the bench."""
     return refusal_at(actor, site_of(session, d), "recording a destruction")
@@ -83,7 +77,7 @@ MOVES: dict[str, _T] = {
                  frozenset({Role.pharmacist, Role.supply_manager}), guards=(_at_its_place,),
                  signature=Meaning.destroyed),
 }
-MACHINE: Machine[DestructionState] = Machine("destruction", lambda d: DestructionState(cast(Destruction, d).state),
+MACHINE: Machine[Destruction, DestructionState] = Machine("destruction", lambda d: DestructionState(d.state),
                                              MOVES)
 # Who records destructions somewhere (which of them, the place decides): what the pages let in.
 RECORDERS = tuple(sorted(MOVES["record"].roles, key=lambda role: role.value))
@@ -229,19 +223,19 @@ def authorise(session: Session, user: User, password: str | None, study: Study, 
 
 def local_zone(session: Session, d: Destruction) -> ZoneInfo:
     """Where the kits were destroyed: the site's zone, or the cell bench's (the app's) zone."""
-    return clock.zone(_timed(site_of(session, d)))
+    return clock.zone(site_of(session, d))
 
 
 def local_today(session: Session, d: Destruction) -> date:
     """Today as the people destroying the kits write the date, not the UTC date (which is
     yesterday's for an hour or two after midnight in Copenhagen)."""
-    return clock.today(_timed(site_of(session, d)))
+    return clock.today(site_of(session, d))
 
 
 def _destroyed_on(value: date | str | None, authorised: datetime, site: Site | None) -> date:
     day = inputs.day(value, "destroyed_on", "date of destruction")
-    authorised_day = clock.today(_timed(site), now=authorised)
-    if day > clock.today(_timed(site)):
+    authorised_day = clock.today(site, now=authorised)
+    if day > clock.today(site):
         raise InvalidInput("The date of destruction cannot be in the future.", field="destroyed_on")
     if day < authorised_day:
         raise InvalidInput(f"The kits were authorised for destruction on {authorised_day:%Y-%m-%d}; they cannot "

@@ -75,12 +75,12 @@ ACTION_LABELS = {
 }
 
 
-def _state_of(subject: object) -> ShipmentState:
+def _state_of(subject: Shipment | str) -> ShipmentState:
     """A shipment, or the state the receipt scan's one row read for it."""
     return ShipmentState(subject.state if isinstance(subject, Shipment) else str(subject))
 
 
-MACHINE: Machine[ShipmentState] = Machine("shipment", _state_of, MOVES)
+MACHINE: Machine[Shipment | str, ShipmentState] = Machine("shipment", _state_of, MOVES)
 
 
 def state_label(state: str) -> str:

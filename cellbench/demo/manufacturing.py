@@ -10,12 +10,12 @@ functions, so the demo's audit trail and signatures are real and `cellbench veri
 """
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import donors, lots, materials, sealed, steps, studies, users
+from .. import clock, donors, lots, materials, sealed, steps, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..identifiers import isbt128_check_character
@@ -125,7 +125,7 @@ def create_users(session: Session, by: Actor) -> None:
 def wall_today() -> date:
     """The wall clock's today, not utcnow()'s: the trial story seeds months in the past on a held
     clock, and calibration and material expiry must hold on the real today."""
-    return datetime.now(UTC).date()
+    return clock.wall_now().date()
 
 
 def _user(session: Session, username: str) -> User:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Protocol, cast
+from typing import Protocol
 
 from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
@@ -94,7 +94,7 @@ MOVES: dict[str, _T] = {
     "destroy": _T(frozenset({KitState.withdrawn, KitState.returned, KitState.not_administered, KitState.damaged}),
                   KitState.destroyed, _PHARMACY | _SUPPLY),
 }
-MACHINE: Machine[KitState] = Machine("kit", lambda kit: KitState(cast(Kit, kit).state), MOVES)
+MACHINE: Machine[Kit, KitState] = Machine("kit", lambda kit: KitState(kit.state), MOVES)
 # The moves with which a kit leaves its tank or freezer (it is no longer on that shelf).
 LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy"})
 

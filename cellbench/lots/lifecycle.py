@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -56,11 +55,11 @@ MOVES: dict[str, _T] = {
 }
 
 
-def _state(lot: Any) -> LotState:
+def _state(lot: Lot) -> LotState:
     return LotState(lot.state)
 
 
-MACHINE: Machine[LotState] = Machine("lot", _state, MOVES)
+MACHINE: Machine[Lot, LotState] = Machine("lot", _state, MOVES)
 
 # Moves the system makes, never offered as a button nor made through move(): completion follows
 # the signature of the batch record's last step.

@@ -122,7 +122,7 @@ VISIT_MOVES: dict[str, _T] = {
 }
 
 
-def _state_of(subject: object) -> VisitState:
+def _state_of(subject: Visit | VisitContext) -> VisitState:
     """A visit's state, from the visit or its context."""
     visit = subject.visit if isinstance(subject, VisitContext) else subject
     if not isinstance(visit, Visit):
@@ -130,7 +130,7 @@ def _state_of(subject: object) -> VisitState:
     return visit_state(visit)
 
 
-MACHINE: Machine[VisitState] = Machine("visit", _state_of, VISIT_MOVES)
+MACHINE: Machine[Visit | VisitContext, VisitState] = Machine("visit", _state_of, VISIT_MOVES)
 # How pages name each action (buttons, and the refusals that name it).
 ACTION_LABELS = {
     "assign": "Assign a kit",

@@ -10,10 +10,35 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import Lot, Meaning, Role, Signature, StepEntry, StepState, StepValue, User
 from ..specifications import Step
 from ..specifications import versions as spec_versions
+from ..statemachine import Machine, Transition
 from .completion import UNIT_COUNTS, complete_if_done, create_units
 from .guided import ValueInput, current_values, entry_of, require_open_lot, step_of
 from .uses import equipment_of, materials_of
 from .values import compute, write_value
+
+_T = Transition[StepState]
+
+# A step entry's life in the batch record: the operator signs it performed, a second person signs
+# it verified (when the step asks for it), and a correction of any value reopens it, voiding both
+# signatures, so the entry is signed again over what it now holds.
+ENTRY_MOVES: dict[str, _T] = {
+    "perform": _T(frozenset({StepState.open}), StepState.performed, frozenset({Role.operator}),
+                  signature=Meaning.performed),
+    "verify": _T(frozenset({StepState.performed}), StepState.verified, frozenset({Role.verifier, Role.operator}),
+                 guards=(lambda entry, user: "Nobody verifies their own step: another person must verify it."
+                         if entry.performed_by == user.id else None,), signature=Meaning.verified),
+    "reopen": _T(frozenset({StepState.performed, StepState.verified}), StepState.open,
+                 frozenset({Role.operator, Role.qa}), needs_reason=True),
+}
+ENTRY_MACHINE: Machine[StepEntry, StepState] = Machine("step entry", lambda entry: StepState(entry.state), ENTRY_MOVES)
+
+
+def _may(entry: StepEntry, action: str, actor: Actor, wrong_state: str) -> None:
+    """The table's word on this move, in the batch record's own sentences."""
+    if why := ENTRY_MACHINE.role_refusal(action, actor.roles):
+        raise Forbidden(why)
+    if ENTRY_MACHINE.state_refusal(entry, action):
+        raise InvalidInput(wrong_state, field="step")
 
 
 @signatures.content_rule("step_entry")
@@ -50,18 +75,19 @@ def perform(session: Session, operator: User, password: str, lot: Lot, step_code
             seen_version: int | None) -> StepEntry:
     """The operator signs the step as performed (re-entering the password)."""
     actor = users.actor(session, operator)
-    users.require_role(actor, Role.operator)
+    if why := ENTRY_MACHINE.role_refusal("perform", actor.roles):
+        raise Forbidden(why)
     require_open_lot(lot)
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     step = step_of(spec, step_code)
     entry = entry_of(session, lot, step_code, repeat_index)
-    if StepState(entry.state) != StepState.open:
-        raise InvalidInput("This step entry is already signed.", field="step")
+    _may(entry, "perform", actor, "This step entry is already signed.")
     if why := _incomplete(session, step, entry):
         raise InvalidInput(why, field="step")
     lots.claim(session, lot, seen_version)
     sig = signatures.sign(session, operator, password, Meaning.performed, "step_entry", str(entry.id))
-    entry.state, entry.performed_by, entry.performed_signature_id = StepState.performed, operator.id, sig.id
+    entry.state = ENTRY_MACHINE.target(entry, "perform")
+    entry.performed_by, entry.performed_signature_id = operator.id, sig.id
     session.flush()
     if step.code in UNIT_COUNTS:
         create_units(session, actor, lot, entry, step.code)
@@ -73,20 +99,20 @@ def verify(session: Session, verifier: User, password: str, lot: Lot, step_code:
            seen_version: int | None) -> StepEntry:
     """A second person signs the step as verified: never the one who performed it."""
     actor = users.actor(session, verifier)
-    users.require_role(actor, Role.verifier, Role.operator)
+    if why := ENTRY_MACHINE.role_refusal("verify", actor.roles):
+        raise Forbidden(why)
     require_open_lot(lot)
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     step = step_of(spec, step_code)
     entry = entry_of(session, lot, step_code, repeat_index)
     if not step.verify:
         raise InvalidInput(f"'{step.title}' needs no second-person verification.", field="step")
-    if StepState(entry.state) != StepState.performed:
-        raise InvalidInput("Only a performed, not yet verified step can be verified.", field="step")
-    if entry.performed_by == verifier.id:
-        raise Forbidden("Nobody verifies their own step: another person must verify it.", field="step")
+    _may(entry, "verify", actor, "Only a performed, not yet verified step can be verified.")
+    if why := next(iter(ENTRY_MACHINE.guard_refusals(entry, "verify", verifier)), None):
+        raise Forbidden(why, field="step")
     lots.claim(session, lot, seen_version)
     sig = signatures.sign(session, verifier, password, Meaning.verified, "step_entry", str(entry.id))
-    entry.state, entry.verified_signature_id = StepState.verified, sig.id
+    entry.state, entry.verified_signature_id = ENTRY_MACHINE.target(entry, "verify"), sig.id
     session.flush()
     complete_if_done(session, actor, lot, spec)
     return entry
@@ -94,8 +120,10 @@ def verify(session: Session, verifier: User, password: str, lot: Lot, step_code:
 
 def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_value: str, reason: str | None,
                   comment: str = "", seen_version: int | None = None) -> StepValue:
-    """A correction adds a new value and keeps the original visible; signatures on the entry are voided."""
-    users.require_role(actor, Role.operator, Role.qa)
+    """A correction adds a new value and keeps the original visible; signatures on the entry are voided
+    and the entry reopens (ENTRY_MOVES["reopen"]: who may correct is who may reopen)."""
+    if why := ENTRY_MACHINE.role_refusal("reopen", actor.roles):
+        raise Forbidden(why)
     reason = audit.require_reason(reason)
     require_open_lot(lot)
     old = session.get(StepValue, value_id)
@@ -122,7 +150,8 @@ def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_v
         signed = session.get(Signature, sig_id) if sig_id else None
         if signed is not None:
             signatures.invalidate(session, actor, signed, f"value {parameter.code} corrected: {reason}")
-    if StepState(entry.state) != StepState.open:
-        entry.state, entry.performed_signature_id, entry.verified_signature_id = StepState.open, None, None
+    if not ENTRY_MACHINE.state_refusal(entry, "reopen"):
+        entry.state = ENTRY_MACHINE.target(entry, "reopen")
+        entry.performed_signature_id, entry.verified_signature_id = None, None
     session.flush()
     return new

@@ -22,7 +22,6 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from enum import Enum
-from typing import cast
 
 from sqlalchemy import func, insert, select
 from sqlmodel import Session, col
@@ -86,8 +85,8 @@ MOVES: dict[str, _Q] = {
     "withdraw": _Q(_OPEN, QuarantineState.withdrawn, frozenset(DECIDERS), signature=Meaning.rejected,
                    needs_reason=True),
 }
-MACHINE: Machine[QuarantineState] = Machine(
-    "kit quarantine", lambda q: QuarantineState(cast(KitQuarantine, q).state), MOVES)
+MACHINE: Machine[KitQuarantine, QuarantineState] = Machine(
+    "kit quarantine", lambda q: QuarantineState(q.state), MOVES)
 KIT_MOVES = {"lift": "lift_quarantine", "withdraw": "withdraw"}  # what each decision does to the kits
 
 
