@@ -26,10 +26,8 @@ from cellbench.specifications import versions as spec_versions
 
 
 @pytest.fixture
-def demo_db(db):
-    with db.write() as s:
-        demo.seed(s, users.cli_actor(), release=False)
-    return db
+def demo_db(demo_world):
+    return demo_world
 
 
 def values(db, number, step_code):

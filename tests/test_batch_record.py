@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import event, select
 
-from cellbench import demo, deviations, lots, reports, steps, users
+from cellbench import deviations, lots, reports, steps, users
 from cellbench.clock import utcnow
 from cellbench.models import Deviation, Lot, StepEntry, StepValue
 
@@ -147,10 +147,9 @@ def test_an_unknown_lot_is_not_found(as_, effective_specs):
         assert missing.status_code == 404 and "No lot 'PLB-1999-0001'" in words(missing.text)
 
 
-def test_a_cell_lot_record_lists_materials_equipment_donation_and_vial_positions(db, as_, people):
+def test_a_cell_lot_record_lists_materials_equipment_donation_and_vial_positions(db, as_, people, demo_world):
     """The demo's complete ASC lot: what the placebo record does not have."""
-    with db.write() as s:
-        demo.seed(s, users.cli_actor(), release=False)
+    with db.read() as s:
         number = s.scalars(select(Lot.number).where(Lot.number.like("ASC-%"), Lot.expiry.is_not(None))).first()
     record, queries = read_counting_queries(db, number)
     assert sum(len(step.entries) for step in record.steps) > 10 and queries == 8
@@ -173,11 +172,10 @@ def test_a_cell_lot_record_lists_materials_equipment_donation_and_vial_positions
         assert "Data changed after first entry: NO" in shown or "Data changed after first entry NO" in shown
 
 
-def test_a_value_recomputed_after_a_correction_names_the_correction(db, as_, people):
+def test_a_value_recomputed_after_a_correction_names_the_correction(db, as_, people, demo_world):
     """Correcting an input changes the value cellbench computed from it: that is a change after
     first entry too, and the record says which correction caused it."""
     with db.write() as s:
-        demo.seed(s, users.cli_actor(), release=False)
         number = s.scalars(select(Lot.number).where(Lot.number.like("ASC-%"), Lot.state == "in_process")).first()
         harvested = s.scalars(select(StepValue).join(StepEntry, StepEntry.id == StepValue.entry_id).where(
             StepEntry.lot_id == lots.by_number(s, number).id, StepEntry.step_code == "expansion_passage",

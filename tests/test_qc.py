@@ -33,12 +33,10 @@ PASSING_NUMBERS = {"endotoxin": "1.2", "viability": "92.5", "post_thaw_viability
 
 
 @pytest.fixture
-def lab(db, people):
+def lab(demo_world, people):
     """The demo: complete lots ASC-<year>-0001 and PLB-<year>-0001 in qc_pending, one ASC lot in process.
     Quinn (QC) enters; Kim Larsen ("qc", demo password) is the second QC analyst; Anna is QA."""
-    with db.write() as s:
-        demo.seed(s, users.cli_actor(), release=False)
-    return db
+    return demo_world
 
 
 def enter(db, test, value, *, who="quinn", number=ASC, **kwargs) -> QcResult:

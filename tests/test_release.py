@@ -30,11 +30,9 @@ ASC, ASC_IN_PROCESS, PLB = f"ASC-{YEAR}-0001", f"ASC-{YEAR}-0002", f"PLB-{YEAR}-
 
 
 @pytest.fixture
-def demo_db(db):
+def demo_db(demo_world):
     """Complete lots ASC-<year>-0001 and PLB-<year>-0001 in QC pending; ASC-<year>-0002 in process."""
-    with db.write() as s:
-        demo.seed(s, users.cli_actor(), release=False)
-    return db
+    return demo_world
 
 
 # --- helpers: the people of the demo and what they do --------------------------------------------

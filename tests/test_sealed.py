@@ -221,7 +221,7 @@ def test_the_graph_follows_imports_in_functions_registrations_and_signatures(tmp
         "registers into qc.POST_CERTIFICATION_OOS_HOOKS")
     assert hows[("cellbench.sealed", "cellbench.signatures")] == "import"
     # importing a part runs its package's __init__ first, and the __init__ imports its parts
-    assert hows[("cellbench.release.gates", "cellbench.supply")] == "import"
+    assert hows[("cellbench.release.decisions", "cellbench.supply")] == "import"
     assert hows[("cellbench.supply", "cellbench.supply.packaging")] == "import"
     assert hows[("cellbench.supply.packaging", "cellbench.supply")] == "package"
     # signatures runs a content rule only for the entity type being signed: the edge is the signer's
@@ -236,7 +236,8 @@ def test_the_graph_follows_imports_in_functions_registrations_and_signatures(tmp
     tree = ast.parse(module_files()["cellbench.signatures"].read_text(encoding="utf-8"))
     readers = {fn.name for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)
                and any(isinstance(n, ast.Name) and n.id == "_CONTENT_RULES" for n in ast.walk(fn))}
-    assert readers == {"content_rule", "register", "sign", "verify_all"}, readers
+    # (signable_types reads only the registry's keys, for verify's own check; it runs no rule)
+    assert readers == {"content_rule", "register", "sign", "signable_types", "verify_all"}, readers
     # the only dynamic imports left are the app's router loader and the CLI's verify, both outside any route
     assert set(graph.unresolved) <= {"cellbench.app", "cellbench.integrity"}, graph.unresolved
     # an import inside a function is an edge like any other (a made-up module shows it)
@@ -352,7 +353,7 @@ def test_lots_reaches_no_kit_gate_or_qc_and_release_carries_the_kits_for_unblind
     """Statically: nothing in the lots package (imports at module level and in functions,
     registrations, signatures) reaches supply's packaging or quarantine, the release gates, qc or
     the compartment. release.move_lot makes every lot move (the table's move with its gates, then
-    the kits carried along through supply, imported at the top of release.gates), and no lot move
+    the kits carried along through supply, imported at the top of release.decisions), and no lot move
     admits a blinded role. At run time: every lot move through release.move_lot, tried by every
     blinded user on a released lot with kits, is refused before anything is written, and the
     compartment is not reached."""
@@ -367,8 +368,8 @@ def test_lots_reaches_no_kit_gate_or_qc_and_release_carries_the_kits_for_unblind
         assert not reached, (module, reached, [format_path(module, graph.path(module, m)) for m in reached[:1]])
     assert not REVIEWED_IMPORTS, "no function-level import is reviewed any more: state the new one's proof here"
     hows = {(source, edge.target): edge.how for source, edges in graph.edges.items() for edge in edges}
-    assert hows[("cellbench.release.gates", "cellbench.supply.packaging")] == "import"
-    assert hows[("cellbench.release.gates", "cellbench.supply.quarantine")] == "import"
+    assert hows[("cellbench.release.decisions", "cellbench.supply.packaging")] == "import"
+    assert hows[("cellbench.release.decisions", "cellbench.supply.quarantine")] == "import"
     # every lot move outside the lots package goes through release.move_lot (the demo's story aside:
     # it runs from the command line, never for a request)
     movers = [f"{module}:{node.lineno}" for module, path in module_files().items()
@@ -376,7 +377,7 @@ def test_lots_reaches_no_kit_gate_or_qc_and_release_carries_the_kits_for_unblind
               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "move"
               and ast.unparse(node.func.value).split(".")[-1] in ("lots", "lifecycle")]
-    assert [m.split(":")[0] for m in movers] == ["cellbench.release.gates"], movers
+    assert [m.split(":")[0] for m in movers] == ["cellbench.release.decisions"], movers
     assert all(not (move.roles & BLINDED_ROLES) for move in lots.MOVES.values())
 
     armed = []

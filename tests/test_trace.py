@@ -13,16 +13,16 @@ from cellbench.models import AuditEvent, Kit, Vial
 
 from .blinding_support import sealed_tripwire
 from .conftest import actor_of
-from .trialworld import STUDY, administer, build_trial, donate, enrol, ship, to_site
+from .trialworld import STUDY, administer, donate, enrol, ship, to_site
 
 DONOR, DONATION = "DN-0001", "A9999 26 123456 K"
 
 
 @pytest.fixture
-def trial(db, people, effective_specs):
+def trial(db, trial_world):
     """The first ASC lot came from donor DN-0001. An active participant received a kit of it, a
     placebo participant a placebo kit of the same blinded lot, both from one shipment."""
-    world = build_trial(db)
+    world = trial_world
     donate(db, world.kits.asc_lot, DONOR, DONATION)
     world.a, world.b = world.participant("active"), world.participant("placebo")
     enrol(db, world.a, "S-001")

@@ -19,9 +19,9 @@ EMAIL = "emergency-unblinding@example.invalid"
 
 
 @pytest.fixture
-def trial(db, people, effective_specs):
+def trial(db, trial_world):
     """An active and a placebo participant, each given a kit of the first blinded lot in one shipment."""
-    world = build_trial(db)
+    world = trial_world
     a, b = world.participant("active"), world.participant("placebo")
     enrol(db, a, "S-001")
     enrol(db, b, "S-002")
