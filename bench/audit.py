@@ -95,7 +95,8 @@ def bench_writes(db: Database, writes: int, engine: str) -> bool:
     print(f"write without audit ({engine}): {_n(writes)} writes in {spent[False]:.2f} s = {_n(plain)} writes/s")
     print(f"write with audit    ({engine}): {_n(writes)} writes in {spent[True]:.2f} s = {_n(audited)} writes/s")
     ok = ratio <= WRITE_TARGET
-    print(f"audited write cost  ({engine}): {ratio:.2f}× the plain write   target ≤ {WRITE_TARGET:.1f}×   {_verdict(ok)}")
+    print(f"audited write cost  ({engine}): {ratio:.2f}× the plain write   "
+          f"target ≤ {WRITE_TARGET:.1f}×   {_verdict(ok)}")
     return ok
 
 
@@ -137,7 +138,7 @@ def _rows(first_seq: int, count: int, prev: str, start: datetime):
         yield tuple(content)
 
 
-_COLUMNS = audit.HASHED_COLUMNS + ("prev_hash", "hash")
+_COLUMNS = (*audit.HASHED_COLUMNS, "prev_hash", "hash")
 # `_rows` builds the content in this order; if the hashed columns ever change, so must it.
 assert audit.HASHED_COLUMNS == ("seq", "at", "user_id", "user_name", "action", "entity_type", "entity_id",
                                 "field", "old_value", "new_value", "reason", "visibility")
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                       "(audit events cannot be deleted).", file=sys.stderr)
                 return 2
             print(f"cellbench audit benchmark on {engine}, {os.cpu_count()} CPUs (load average "
-                  f"{os.getloadavg()[0]:.2f}), {_n(args.writes)} writes of each kind, {_n(args.events)} events to verify")
+                  f"{os.getloadavg()[0]:.2f}), {_n(args.writes)} writes of each kind, "
+                  f"{_n(args.events)} events to verify")
             ok = bench_writes(db, args.writes, engine)
             if args.events:
                 total = fill(db, args.events, engine)

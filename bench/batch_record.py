@@ -77,7 +77,8 @@ def build_lot(db: Database) -> str:
                 comments = {}
                 if step.code == "tissue_receipt":
                     values["transport_temperature"] = "8.9"
-                    comments["transport_temperature"] = "logger peak during the courier hand-over; tissue cold on receipt"
+                    comments["transport_temperature"] = ("logger peak during the courier hand-over; "
+                                                         "tissue cold on receipt")
                 demo.run_step(session, lot, step, values, comments)
                 if step.code == "tissue_receipt":
                     entry = steps.entries_of(session, lot)[step.code][0]
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{record_statements} of them reading the record]")
             base_ms = statistics.median(base_times) * 1000
             print(f"{'GET /account (for scale: no lot read)':44s} {base_ms:7.2f}ms "
-                  f"{statistics.quantiles(base_times, n=10)[-1] * 1000:7.2f}ms {base_times[0] * 1000:7.2f}ms   (no target)")
+                  f"{statistics.quantiles(base_times, n=10)[-1] * 1000:7.2f}ms "
+                  f"{base_times[0] * 1000:7.2f}ms   (no target)")
             pdf_p90 = statistics.quantiles(pdf_times, n=10)[-1] if len(pdf_times) > 1 else pdf_times[0]
             print(f"{'GET ' + pdf_url:44s} {pdf_s * 1000:7.0f}ms {pdf_p90 * 1000:7.0f}ms {pdf_times[0] * 1000:7.0f}ms"
                   f"   < {PDF_TARGET_S * 1000:g} ms  {'PASS' if pdf_ok else 'FAIL'}  "

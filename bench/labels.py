@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contextlib
+
 import qrcode
 from PIL import Image
 from qrcode.util import MODE_8BIT_BYTE, MODE_ALPHA_NUM, QRData
@@ -105,8 +107,10 @@ def payload_encodings() -> list[str]:
     signature = bytes(range(64))
     lines = []
     for name, text, mode in [
-        ("base32, alphanumeric mode", "CB1:3HJY-7F7J-W:" + base64.b32encode(signature).decode().rstrip("="), MODE_ALPHA_NUM),
-        ("base64url, byte mode", "CB1:3HJY-7F7J-W:" + base64.urlsafe_b64encode(signature).decode().rstrip("="), MODE_8BIT_BYTE),
+        ("base32, alphanumeric mode", "CB1:3HJY-7F7J-W:" + base64.b32encode(signature).decode().rstrip("="),
+         MODE_ALPHA_NUM),
+        ("base64url, byte mode", "CB1:3HJY-7F7J-W:" + base64.urlsafe_b64encode(signature).decode().rstrip("="),
+         MODE_8BIT_BYTE),
     ]:
         symbol = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M)
         symbol.add_data(QRData(text.encode(), mode=mode))
@@ -163,7 +167,7 @@ def main() -> int:
         ("ZPL II, outer kit labels", LabelKind.OUTER, render_zpl, None),
         ("ZPL II, vial labels", LabelKind.VIAL, render_zpl, None),
     ]:
-        first, median, output = timed(lambda: label_run(kits, kind, render), args.repeat)
+        first, median, output = timed(lambda kind=kind, render=render: label_run(kits, kind, render), args.repeat)
         results[name] = output
         verdict = ""
         if target is not None:
@@ -181,10 +185,8 @@ def main() -> int:
         scan_s = time.perf_counter() - start
         verified = []
         for text in texts:
-            try:
+            with contextlib.suppress(PayloadRejected):
                 verified.append(verify_payload(text, SECRET))
-            except PayloadRejected:
-                pass
         pages = len(pypdf.PdfReader(io.BytesIO(pdf)).pages)
         ok = sorted(verified) == sorted(kits)
         print(f"{name}: {pages} pages; decoded {len(texts)}/{len(kits)} QR codes, "
@@ -288,7 +290,7 @@ def print_run_bench(count: int, repeat: int) -> bool:
                                               ("outer", "zpl", count), ("vial", "sheet", 2 * count)]:
                 cpu = []
 
-                def measured() -> bytes:
+                def measured(kind: str = kind, output: str = output, cpu: list[float] = cpu) -> bytes:
                     start = time.process_time()
                     data = one_run(kind, output)
                     cpu.append(time.process_time() - start)
@@ -313,10 +315,8 @@ def print_run_bench(count: int, repeat: int) -> bool:
                     run_kits = sorted(k.number for k in labelling.kits_of(s, labelling.by_number(s, number)))
                     scanned = []
                     for text in texts:
-                        try:
+                        with contextlib.suppress(Exception):
                             scanned.append(kit_service.scan(s, text, SECRET).number)
-                        except Exception:
-                            pass
                 good = sorted(scanned) == run_kits and len(run_kits) == count
                 print(f"  print_run sheet: {len(texts)}/{count} QR codes decoded, {len(scanned)} accepted by "
                       f"kits.scan, every kit of the run exactly once: {good} ({source})")

@@ -79,7 +79,7 @@ def build(db: Database, kits: int, events: int) -> tuple[str, list[str]]:
     with db.write() as s:
         s.execute(text("INSERT INTO kit (number, study_id, blinded_lot_id, state, location, site_id, created_at, "
                        "row_version) VALUES (:n, :st, :b, :state, :loc, :site, :at, :v)"),
-                  [dict(zip(("n", "st", "b", "state", "loc", "site", "at", "v"), row)) for row in rows])
+                  [dict(zip(("n", "st", "b", "state", "loc", "site", "at", "v"), row, strict=False)) for row in rows])
     print(f"data: {kits:,} kits inserted in {time.perf_counter() - t0:.1f} s")
     _audit_bench().fill(db, events, "SQLite" if db.is_sqlite else "PostgreSQL")
     return token, numbers
