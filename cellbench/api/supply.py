@@ -15,7 +15,7 @@ from .. import kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..errors import NotFound
-from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User
+from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User, saved_id
 from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine
 from ..supply.views import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
@@ -250,7 +250,7 @@ def run_out(session: Session, viewer: Viewer, run: PackagingRun, offset: int, li
     if blinded is None:
         raise NotFound(f"Packaging run {run.number} names no blinded lot.", field="blinded_lot")
     creator = session.get(User, run.created_by)
-    run_id = kits.row_id(run)
+    run_id = saved_id(run)
     run_lots = sealed.lots_of_runs(session, viewer.actor, [run_id], why="packaging run API").get(run_id, [])
     return RunOut(number=run.number, study=studies.by_id(session, run.study_id).code, blinded_lot=blinded.code,
                   blinded_expiry=blinded.expiry, kit_count=run.kit_count,

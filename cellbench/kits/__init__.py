@@ -15,7 +15,6 @@ from .lifecycle import (
     MACHINE,
     MOVES,
     STATE_LABELS,
-    Stored,
     allowed_moves,
     held_in_transit,
     issue,
@@ -23,7 +22,6 @@ from .lifecycle import (
     move,
     move_many,
     not_in_a_kit_quarantine,
-    row_id,
     state_label,
 )
 from .reading import (

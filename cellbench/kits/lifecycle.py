@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
@@ -14,7 +13,7 @@ from .. import audit
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import Kit, KitState, Role, Study, Visit
+from ..models import Kit, KitState, Role, Study, Visit, saved_id
 from ..statemachine import Machine, Transition, words
 
 # What a blinded person reads for each state. Quarantine shows one generic wording whatever its
@@ -109,22 +108,10 @@ def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | N
     seen = None
     if seen_version is not None:
         try:
-            seen = {row_id(kit): int(seen_version)}
+            seen = {saved_id(kit): int(seen_version)}
         except (TypeError, ValueError):
             raise InvalidInput("This form is damaged; reload the page.", field="kit_version") from None
     move_many(session, actor, [kit], name, reason=reason, seen_versions=seen, quarantine_id=quarantine_id, also=also)
-
-
-class Stored(Protocol):
-    @property
-    def id(self) -> int | None: ...
-
-
-def row_id(row: Stored) -> int:
-    """A stored record's id (a kit, a blinded lot, a run, ...): every record moved or read in
-    supply came from the database, so it has one."""
-    assert row.id is not None, f"{type(row).__name__} is not stored yet"
-    return row.id
 
 
 def maker_id(actor: Actor) -> int:
@@ -169,7 +156,7 @@ def _after_quarantine(kit: Kit, on_visit: set[int]) -> KitState:
     An allocated kit whose visit took another kit (pharmacy.replace_kit) is back in the site's
     stock, not allocated to nobody. The same rule for both arms."""
     before = KitState(kit.state_before_quarantine)
-    if before is KitState.allocated and row_id(kit) not in on_visit:
+    if before is KitState.allocated and saved_id(kit) not in on_visit:
         return KitState.at_site
     return before
 
@@ -190,14 +177,14 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     Core statements, not the ORM's bulk update: that one re-evaluates its WHERE clause against
     every object in the session for each statement (20 s for a 500-kit run)."""
     rule = _rule(actor, name)
-    kits_ = list({row_id(kit): kit for kit in kits_}.values())  # each kit once
+    kits_ = list({saved_id(kit): kit for kit in kits_}.values())  # each kit once
     if not kits_:
         return
     for kit in kits_:
         if why := _refusal(kit, name):
             raise InvalidInput(why, field="action")
     session.flush()  # anything pending on these kits goes first, in order
-    on_visit = _on_a_visit(session, [row_id(k) for k in kits_]) if rule.target is None else set()
+    on_visit = _on_a_visit(session, [saved_id(k) for k in kits_]) if rule.target is None else set()
     now = utcnow()
     changes: list[tuple[Kit, KitState, KitState, dict]] = []
     for kit in kits_:
@@ -231,7 +218,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     # one UPDATE per set of new values; each row only at the version read
     groups: dict[tuple, list[tuple[Kit, int]]] = defaultdict(list)
     for kit, _old, _new, values in changes:
-        expected = kit.row_version if seen_versions is None else seen_versions.get(row_id(kit), kit.row_version)
+        expected = kit.row_version if seen_versions is None else seen_versions.get(saved_id(kit), kit.row_version)
         groups[tuple(sorted(values.items(), key=lambda item: item[0]))].append((kit, int(expected)))
     conn = session.connection()
     for items, members in groups.items():
@@ -247,7 +234,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                                field="kit_version")
     for kit, _old, _new, values in changes:
         # the kit objects take what the rows now hold, without another read or UPDATE
-        version = (seen_versions or {}).get(row_id(kit), kit.row_version) + 1
+        version = (seen_versions or {}).get(saved_id(kit), kit.row_version) + 1
         for key, value in values.items():
             set_committed_value(kit, key, value)
         set_committed_value(kit, "row_version", version)

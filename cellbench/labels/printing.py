@@ -29,7 +29,7 @@ from .. import audit, inputs, kits, qrpayload, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, DomainError, InvalidInput, NotFound
-from ..models import AuditEvent, BlindedLot, Kit, KitState, LabelRun, LabelRunKit, Role, Study, User
+from ..models import AuditEvent, BlindedLot, Kit, KitState, LabelRun, LabelRunKit, Role, Study, User, saved_id
 from .sheets import (
     KitLabel,
     LabelFontMissing,
@@ -217,7 +217,7 @@ def print_run(session: Session, actor: Actor, study: Study, *, blinded_lot_code:
     created_at = utcnow().replace(microsecond=0)
     data = _render(labels, label_kind, output, created_at)
 
-    run = LabelRun(number=_run_number(session), study_id=kits.row_id(study),
+    run = LabelRun(number=_run_number(session), study_id=saved_id(study),
                    blinded_lot_id=blinded.id if blinded else None, kind=label_kind.value, output=output,
                    printed=len(labels), created_by=kits.maker_id(actor), created_at=created_at)
     session.add(run)

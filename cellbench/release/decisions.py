@@ -15,11 +15,10 @@ from sqlmodel import Session, col
 from .. import audit, clock, inputs, lots, qc, users
 from ..clock import utcnow
 from ..errors import InvalidInput
-from ..models import Lot, LotDecision, PendingTest, Role, Signature, User, UserRole, Visibility
+from ..models import Lot, LotDecision, PendingTest, Role, Signature, User, UserRole, Visibility, saved_id
 from ..specifications import ReleaseTest
 from ..supply import packaging, quarantine
 from .gates import GUARDS, counts_for_release, declared_pending, name_of
-from .reviews import stored_id
 
 
 def move_lot(session: Session, user: User, lot: Lot, name: str, reason: str | None, *,
@@ -35,7 +34,7 @@ def move_lot(session: Session, user: User, lot: Lot, name: str, reason: str | No
         quarantine.quarantine_lot(session, actor, lot, cause="lot_quarantine" if name == "quarantine" else "recall",
                                   reason=reason or name)
     elif name == "release_from_quarantine" and decision is not None:
-        quarantine.after_lot_quarantine_lifted(session, user, actor, lot, stored_id(decision.signature_id))
+        quarantine.after_lot_quarantine_lifted(session, user, actor, lot, decision.signature_id)
     return decision
 
 
@@ -97,7 +96,7 @@ def _parse_pending(session: Session, lot: Lot,
             raise InvalidInput(f"{name} is out of specification: a lot cannot be certified while an OOS result "
                                "stands.", field="pending")
         owner = session.scalars(select(User).where(col(User.username) == owner_name)).first() if owner_name else None
-        if owner is None or not owner.active or Role.qc_analyst not in users.roles_of(session, stored_id(owner.id)):
+        if owner is None or not owner.active or Role.qc_analyst not in users.roles_of(session, saved_id(owner)):
             raise InvalidInput(f"{name}: the owner must be an active QC analyst.", field="owner")
         day = inputs.day(due, "due_date", f"due date of {name}")
         if day < today:
@@ -138,8 +137,8 @@ def certify(session: Session, qp_user: User, password: str, lot: Lot, *, final: 
     with declared_pending(session, frozenset(t.code for t, _, _ in rows)):
         decision = _signed(session, qp_user, lot, "certify_initial", reason, password, seen_version)
     for test, owner, due in rows:
-        session.add(PendingTest(decision_id=stored_id(decision.id), lot_id=stored_id(lot.id), test_code=test.code,
-                                owner_id=stored_id(owner.id), due_date=due))
+        session.add(PendingTest(decision_id=saved_id(decision), lot_id=saved_id(lot), test_code=test.code,
+                                owner_id=saved_id(owner), due_date=due))
         audit.record(session, actor, "pending test listed", "lot", lot.number, field=f"pending:{test.code}",
                      new=f"owner {owner.full_name}, due {due.isoformat()}", visibility=Visibility.unblinded)
     session.flush()

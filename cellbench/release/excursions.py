@@ -11,8 +11,7 @@ from .. import audit, inputs, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Lot, Role, StorageExcursion, Visibility
-from .reviews import stored_id
+from ..models import Lot, Role, StorageExcursion, Visibility, saved_id
 
 # Free text of an excursion and of its assessment: a paragraph, not a report.
 _TEXT_LENGTH = 2000
@@ -33,7 +32,7 @@ def record_excursion(session: Session, actor: Actor, lot: Lot, *, observed_at: d
         raise InvalidInput("An excursion cannot be observed in the future.", field="observed_at")
     temperature = inputs.number(highest_temperature, "highest_temperature", "highest temperature (°C)")
     text = inputs.text(description, "description", "description of the excursion", _TEXT_LENGTH)
-    exc = StorageExcursion(lot_id=stored_id(lot.id), observed_at=observed_at, highest_temperature=temperature,
+    exc = StorageExcursion(lot_id=saved_id(lot), observed_at=observed_at, highest_temperature=temperature,
                            description=text, recorded_by=actor.user_id or 0)
     session.add(exc)
     session.flush()

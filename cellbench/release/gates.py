@@ -33,11 +33,12 @@ from ..models import (
     Signature,
     StepEntry,
     StepState,
+    saved_id,
 )
 from ..specifications import ReleaseTest
 from ..specifications import versions as spec_versions
 from .excursions import excursions_of
-from .reviews import latest_lot_seq, latest_review, standing, stored_id
+from .reviews import latest_lot_seq, latest_review, standing
 
 Gate = Callable[[Session, Lot, Actor | None], str | None]
 # lots.move runs the guards with (session, lot, actor) only; the pending tests a QP lists with an
@@ -155,7 +156,7 @@ def deviations_closed(session: Session, lot: Lot, actor: Actor | None = None) ->
     deviation, a signature meaning "approved" on the impact assessment and CAPA. So acceptance by QA
     *is* closure here, and every deviation of the lot not closed blocks, as deviations_block says.
     One rule, in one place: the release gate and the deviation module can never disagree."""
-    return deviations_block(session, stored_id(lot.id))
+    return deviations_block(session, saved_id(lot))
 
 
 def no_unassessed_excursion(session: Session, lot: Lot, actor: Actor | None = None) -> str | None:

@@ -30,6 +30,7 @@ from ..models import (
     StepState,
     StepValue,
     User,
+    saved_id,
 )
 from ..specifications import versions as spec_versions
 
@@ -259,17 +260,10 @@ def sign_review(session: Session, qa_user: User, password: str, lot: Lot, kind: 
     key = review_key(lot, kind, up_to)
     sig = signatures.sign(session, qa_user, password, Meaning.reviewed, "lot_review", key,
                           reason=(comment or "").strip() or None)
-    review = LotReview(lot_id=stored_id(lot.id), kind=kind, up_to_seq=up_to, signature_id=stored_id(sig.id),
+    review = LotReview(lot_id=saved_id(lot), kind=kind, up_to_seq=up_to, signature_id=saved_id(sig),
                        created_at=utcnow())
     session.add(review)
     session.flush()
     audit.record(session, actor, "lot reviewed", "lot_review", key, field=kind,
                  new=f"lot {lot.number} up to event {up_to}")
     return review
-
-
-def stored_id(value: int | None) -> int:
-    """The id of a row already flushed: set by the database, never None from here on."""
-    if value is None:
-        raise RuntimeError("A row is referred to before it is stored.")
-    return value

@@ -19,7 +19,6 @@ from .. import audit, inputs, kits, sealed, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
-from ..kits import row_id
 from ..models import (
     BlindedLot,
     Kit,
@@ -33,6 +32,7 @@ from ..models import (
     Study,
     Vial,
     Visibility,
+    saved_id,
 )
 
 PACKERS = (Role.supply_manager,)
@@ -175,13 +175,13 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
         kind = kind_of_arm[arm]
         # earliest expiry first; one lot per kit, so a kit's doses share one donor and one lot
         source = next(lot for lot in sorted(lots_by_kind[kind], key=lambda lot: (_expiry(lot), lot.number))
-                      if len(free[kind][row_id(lot)]) >= doses)
-        fill[row_id(kit)] = [free[kind][row_id(source)].pop(0) for _ in range(doses)]
+                      if len(free[kind][saved_id(lot)]) >= doses)
+        fill[saved_id(kit)] = [free[kind][saved_id(source)].pop(0) for _ in range(doses)]
         used_lots[source.number] = source
 
     earliest = min(_expiry(lot) for lot in used_lots.values())
     if blinded is None:
-        blinded = BlindedLot(code=_next_code(session, study), study_id=row_id(study), expiry=earliest,
+        blinded = BlindedLot(code=_next_code(session, study), study_id=saved_id(study), expiry=earliest,
                              created_at=utcnow())
         session.add(blinded)
         session.flush()
@@ -195,7 +195,7 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
                      field="expiry", old=old, new=earliest,
                      reason="the earliest expiry of the lots in it, across both arms")
 
-    run = PackagingRun(number=_run_number(session), study_id=row_id(study), blinded_lot_id=row_id(blinded),
+    run = PackagingRun(number=_run_number(session), study_id=saved_id(study), blinded_lot_id=saved_id(blinded),
                        kit_count=count, created_by=kits.maker_id(actor), created_at=utcnow())
     session.add(run)
     session.flush()
@@ -204,11 +204,11 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
     audit.record(session, actor, "packaging run lots", "packaging_run", run.number, field="lots",
                  new=sorted(used_lots), visibility=Visibility.unblinded)
     in_order = [kit for kit, _arm in sorted(planned, key=lambda pair: pair[0].number)]  # random: says nothing
-    _mark_kitted(session, [vial for kit in in_order for vial in fill[row_id(kit)]])
-    sealed.put_units_many(session, actor, [(kit, fill[row_id(kit)]) for kit in in_order], row_id(run))
+    _mark_kitted(session, [vial for kit in in_order for vial in fill[saved_id(kit)]])
+    sealed.put_units_many(session, actor, [(kit, fill[saved_id(kit)]) for kit in in_order], saved_id(run))
     where = f"packaging run {run.number}, blinded lot {blinded.code}"
     kits.move_many(session, actor, in_order, "package", reason=where, also={"blinded_lot_id": blinded.id})
-    release_runs_ready(session, actor, [row_id(run)], why="packaging")
+    release_runs_ready(session, actor, [saved_id(run)], why="packaging")
     return run
 
 

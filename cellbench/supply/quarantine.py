@@ -30,7 +30,6 @@ from .. import audit, kits, qc, sealed, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..kits import row_id
 from ..models import (
     Kit,
     KitQuarantine,
@@ -43,6 +42,7 @@ from ..models import (
     Role,
     User,
     Visibility,
+    saved_id,
 )
 from ..statemachine import Machine, Transition
 
@@ -129,30 +129,30 @@ def _number(session: Session) -> str:
 
 def choose_kits(session: Session, actor: Actor, affected: list[Kit], policy: str) -> list[Kit]:
     """The affected kits and their companions, blinded lot by blinded lot."""
-    chosen: dict[int, Kit] = {row_id(kit): kit for kit in affected}
+    chosen: dict[int, Kit] = {saved_id(kit): kit for kit in affected}
     for blinded_lot_id in sorted({kit.blinded_lot_id for kit in affected if kit.blinded_lot_id}):
         held_here = select(Kit).where(col(Kit.blinded_lot_id) == blinded_lot_id,
                                       col(Kit.state).in_([s.value for s in QUARANTINABLE]))
         pool = [kit for kit in session.scalars(held_here.order_by(col(Kit.number))) if _may_take(kit)]
         if policy == "blinded_lot":
-            chosen.update((row_id(kit), kit) for kit in pool)
+            chosen.update((saved_id(kit), kit) for kit in pool)
             continue
-        arms = sealed.arms_of_kits(session, actor, [row_id(kit) for kit in pool] + list(chosen), why="quarantine")
+        arms = sealed.arms_of_kits(session, actor, [saved_id(kit) for kit in pool] + list(chosen), why="quarantine")
         hit_here = [kit for kit in affected if kit.blinded_lot_id == blinded_lot_id]
         by_arm: dict[str, list[Kit]] = defaultdict(list)
         for kit in pool:
-            by_arm[arms[row_id(kit)]].append(kit)
+            by_arm[arms[saved_id(kit)]].append(kit)
         hit_arms: dict[str, int] = defaultdict(int)
         for kit in hit_here:
-            hit_arms[arms[row_id(kit)]] += 1
+            hit_arms[arms[saved_id(kit)]] += 1
         for hit_arm, hit_count in hit_arms.items():
             share = hit_count / max(1, len(by_arm[hit_arm]))  # the fraction of that arm's kits taken out
             for arm, arm_kits in by_arm.items():
                 if arm == hit_arm:
                     continue
-                free = [kit for kit in arm_kits if row_id(kit) not in chosen]
+                free = [kit for kit in arm_kits if saved_id(kit) not in chosen]
                 wanted = min(len(free), round(share * len(arm_kits)))
-                chosen.update((row_id(kit), kit) for kit in _random.sample(free, wanted))
+                chosen.update((saved_id(kit), kit) for kit in _random.sample(free, wanted))
     return sorted(chosen.values(), key=lambda kit: kit.number)
 
 
@@ -202,7 +202,7 @@ qc.POST_CERTIFICATION_OOS_HOOKS.append(_after_post_certification_oos)
 
 def lot_still_under_investigation(session: Session, actor: Actor, q: KitQuarantine) -> str | None:
     """A quarantine is lifted only when every lot inside its kits is released again."""
-    held = [row_id(kit) for kit in session.scalars(select(Kit).where(col(Kit.quarantine_id) == q.id,
+    held = [saved_id(kit) for kit in session.scalars(select(Kit).where(col(Kit.quarantine_id) == q.id,
                                                                      col(Kit.state) == KitState.quarantined.value))]
     blocking = sorted({lot.number for lot in sealed.lots_of_kits(session, actor, held, why="lift quarantine")
                        if LotState(lot.state) is not LotState.released})

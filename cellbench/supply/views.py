@@ -14,7 +14,20 @@ from sqlmodel import Session, col
 from .. import kits, sealed, studies
 from ..audit import Actor
 from ..errors import NotFound
-from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, PackagingRun, Role, Signature, Study, User, Vial
+from ..models import (
+    BlindedLot,
+    Kit,
+    KitQuarantine,
+    KitState,
+    Lot,
+    PackagingRun,
+    Role,
+    Signature,
+    Study,
+    User,
+    Vial,
+    saved_id,
+)
 from . import packaging
 from .quarantine import members, quarantines
 
@@ -46,7 +59,7 @@ class KitUnits:
 def run_kits(session: Session, actor: Actor, run: PackagingRun, *, offset: int,
              limit: int) -> tuple[list[KitUnits], int]:
     """A page of a run's kits, in kit-number order, each with its arm and units."""
-    ids = sealed.kit_ids_of_run(session, actor, kits.row_id(run), why="packaging run page")
+    ids = sealed.kit_ids_of_run(session, actor, saved_id(run), why="packaging run page")
     page = list(session.scalars(select(Kit).where(col(Kit.id).in_(ids)).order_by(col(Kit.number))
                                 .offset(offset).limit(limit)))
     return [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in page], len(ids)
@@ -63,7 +76,7 @@ class LotShare:
 def composition_by_arm(session: Session, actor: Actor, blinded: BlindedLot) -> dict[str, list[LotShare]]:
     """arm -> the manufacturing lots of that arm in the blinded lot, with their kits by state."""
     shares: dict[tuple[str, str], LotShare] = {}
-    for row in sealed.composition(session, actor, kits.row_id(blinded)):
+    for row in sealed.composition(session, actor, saved_id(blinded)):
         share = shares.setdefault((row["arm"], row["lot"]), LotShare(row["lot"], row["expiry"], 0, {}))
         share.kits += row["kits"]
         share.by_state[row["state"]] = share.by_state.get(row["state"], 0) + row["kits"]
@@ -78,20 +91,20 @@ def quarantine_kits(session: Session, actor: Actor, kq: KitQuarantine) -> list[t
     numbers = members(session, kq)
     rows = list(session.scalars(select(Kit).where(col(Kit.number).in_(numbers)).order_by(col(Kit.number)))) \
         if numbers else []
-    ids = [kits.row_id(kit) for kit in rows]
+    ids = [saved_id(kit) for kit in rows]
     arms = sealed.arms_of_kits(session, actor, ids, why=f"quarantine {kq.number}") if rows else {}
-    return [(kit, arms.get(kits.row_id(kit))) for kit in rows]
+    return [(kit, arms.get(saved_id(kit))) for kit in rows]
 
 
 def lots_by_id(session: Session, ids: set[int]) -> dict[int, Lot]:
     """The manufacturing lots with these ids (those quarantines name)."""
     if not ids:
         return {}
-    return {kits.row_id(lot): lot for lot in session.scalars(select(Lot).where(col(Lot.id).in_(ids)))}
+    return {saved_id(lot): lot for lot in session.scalars(select(Lot).where(col(Lot.id).in_(ids)))}
 
 
 def user_names(session: Session) -> dict[int, str]:
-    return {kits.row_id(u): u.full_name for u in session.scalars(select(User))}
+    return {saved_id(u): u.full_name for u in session.scalars(select(User))}
 
 
 def arm_names(study: Study) -> dict[str, str]:
@@ -99,7 +112,7 @@ def arm_names(study: Study) -> dict[str, str]:
 
 
 def open_first(rows: list[KitQuarantine]) -> list[KitQuarantine]:
-    return sorted(rows, key=lambda kq: (kq.state != "open", -kits.row_id(kq)))
+    return sorted(rows, key=lambda kq: (kq.state != "open", -saved_id(kq)))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from .. import kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
-from ..models import BlindedLot, KitQuarantine, KitState, Lot, Role
+from ..models import BlindedLot, KitQuarantine, KitState, Lot, Role, saved_id
 from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine, views
 from ..supply.views import (
@@ -285,7 +285,7 @@ def run_page(request: Request, number: str, viewer: Viewer = Depends(readers), d
         page = page_number(request.query_params.get("page"))
         rows, total = run_kits(session, viewer.actor, run, offset=(page - 1) * RUN_PAGE, limit=RUN_PAGE)
         study = studies.by_id(session, run.study_id)
-        run_id = kits.row_id(run)
+        run_id = saved_id(run)
         run_lots = sealed.lots_of_runs(session, viewer.actor, [run_id], why="packaging run page").get(run_id, [])
         return render(request, "supply/run.html", run=run, study=study, lots=run_lots,
                       blinded=session.get(BlindedLot, run.blinded_lot_id), rows=rows, total=total, page=page,
