@@ -91,6 +91,20 @@ class ModuleGraph:
         return seen
 
 
+def chains_into(starts: list[str], forbidden: set[str]) -> list[str]:
+    """Each chain (imports at module level or in functions, registrations, signatures) by which a
+    module of `starts` reaches a forbidden module or one of its parts; empty when none does. The
+    home page's work-queue registrations are not followed: every page reaches the home page, which
+    calls every area's queue source, and test_sealed proves at run time that those sources keep
+    blinded viewers out of the compartment."""
+    graph = import_graph()
+    queues = {(source, edge.target) for source, edges in graph.edges.items() for edge in edges
+              if edge.how.startswith("registers into work_queue")}
+    return [format_path(start, graph.path(start, reached, allowed=queues) or []) for start in starts
+            for reached in sorted(graph.reachable(start, allowed=queues))
+            if any(reached == f or reached.startswith(f + ".") for f in forbidden)]
+
+
 def format_path(start: str, chain: list[tuple[str, Edge]]) -> str:
     lines = [start]
     for source, edge in chain:

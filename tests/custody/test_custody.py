@@ -4,11 +4,9 @@ record, transit) and, when a check fails, held whole for QA's signed assessment.
 damaged kits, storage locations and the custody chain. Both arms go through exactly the same steps."""
 from __future__ import annotations
 
-import ast
 import re
 import threading
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -31,7 +29,8 @@ from cellbench.models import (
     WebSession,
 )
 
-from ..conftest import PASSWORD, ROOT, SECRET, actor_of
+from ..blinding_support import chains_into, import_graph
+from ..conftest import PASSWORD, SECRET, actor_of
 from ..kitworld import package, released_lot, sealed_kit_list
 
 STUDY = "NCT07290946"
@@ -694,55 +693,14 @@ def test_a_move_the_table_refuses_is_refused_by_the_service_in_the_actions_words
 
 
 def test_the_shipment_modules_cannot_reach_the_sealed_compartment():
-    """Follow every import (top level or inside a function) from the shipment pages, API and
-    service: none reaches the sealed compartment or a module built on it, none names a Sealed* model
-    or a sealed_ table."""
-    forbidden = {"cellbench.sealed", "cellbench.supply", "cellbench.supply.packaging", "cellbench.supply.quarantine",
-                 "cellbench.supply.lists", "cellbench.supply.randomisation", "cellbench.demo", "cellbench.pharmacy",
+    """Follow every import (top level or inside a function) from custody and the shipment pages and
+    API: none reaches the sealed compartment, a module built on it, or the pharmacy's doors."""
+    starts = ["cellbench.custody", "cellbench.web.shipments", "cellbench.api.shipments"]
+    forbidden = {"cellbench.sealed", "cellbench.supply", "cellbench.demo", "cellbench.pharmacy",
                  "cellbench.trace.unblinded", "cellbench.accountability.by_lot"}
-
-    def path_of(module: str) -> Path | None:
-        base = ROOT.joinpath(*module.split("."))
-        return next((p for p in (base / "__init__.py", base.with_suffix(".py")) if p.exists()), None)
-
-    def imported_by(module: str) -> tuple[set[str], ast.AST]:
-        path = path_of(module)
-        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        names: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    base = ".".join(parts + ([node.module] if node.module else []))
-                names |= {base} | {f"{base}.{alias.name}" for alias in node.names}
-        found = set()
-        for name in names:
-            parts = name.split(".")
-            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)
-                      if name.startswith("cellbench") and path_of(".".join(parts[:i]))}
-        return found, tree
-
-    reached: dict[str, str] = {}
-    todo = [(m, "start") for m in ("cellbench.custody", "cellbench.web.shipments", "cellbench.api.shipments")]
-    while todo:
-        module, via = todo.pop()
-        if module in reached:
-            continue
-        reached[module] = via
-        found, tree = imported_by(module)
-        todo += [(m, module) for m in found - reached.keys()]
-        if not module.startswith("cellbench.models"):  # the tables are all declared there
-            named = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | \
-                    {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
-            assert not {n for n in named if n.startswith("Sealed")}, f"{module} names a Sealed model"
-            assert "sealed_" not in path_of(module).read_text(encoding="utf-8"), f"{module} names a sealed table"
-    assert {"cellbench.kits", "cellbench.signatures", "cellbench.web.home"} <= reached.keys(), "the follower follows"
-    leaks = {m: reached[m] for m in forbidden & reached.keys()}
-    assert not leaks, f"reachable from the shipment modules (module: imported by): {leaks}"
+    assert not chains_into(starts, forbidden)
+    assert {"cellbench.kits", "cellbench.signatures"} <= import_graph().reachable("cellbench.custody"), \
+        "the follower follows"
 
 
 def test_cellbench_verify_knows_what_a_shipment_signature_covers():
