@@ -226,6 +226,9 @@ def complete(session: Session, actor: Actor, lot: Lot, expiry: date | None) -> N
     """The batch record is complete: the lot moves to QC (the table's "complete", whose guard, held
     by steps, says every step is done) and gets its expiry. Called by steps when the last step is
     signed, in that signature's transaction."""
+    if not MACHINE.transition("complete").guards:  # steps not loaded: nothing would check the record
+        raise InvalidInput("The batch record's completeness rule is not loaded; the lot stays in process.",
+                           field="action")
     MACHINE.check(lot, "complete", actor.roles, session)
     old = LotState(lot.state)
     lot.state = MACHINE.target(lot, "complete")

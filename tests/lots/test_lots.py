@@ -130,6 +130,15 @@ def test_completion_is_the_lot_tables_own_move_made_only_by_the_finished_batch_r
         assert LotState(lots.by_number(s, number).state) == LotState.in_process
 
 
+def test_a_lot_does_not_complete_when_nothing_would_check_its_batch_record(db, effective_specs, monkeypatch):
+    """The completeness rule is the steps' guard on the lot table; without it, completion is refused."""
+    number = start_placebo_lot(db)
+    monkeypatch.setattr(lots.MACHINE, "_extra", {})
+    with pytest.raises(InvalidInput) as refused, db.read() as s:
+        lots.complete(s, actor_of(db, "olivia"), lots.by_number(s, number), None)
+    assert "completeness rule is not loaded" in refused.value.message
+
+
 def test_a_step_out_of_order_is_refused(db, effective_specs):
     number = start_placebo_lot(db)
     later = placebo_spec(db).steps[1]
