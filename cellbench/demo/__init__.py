@@ -36,7 +36,7 @@ from .manufacturing import (
     seed_studies,
     wall_today,
 )
-from .release import demo_results, seed_release_demo
+from .release import demo_results, passing_value, seed_release_demo
 
 
 def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str, str, list[Role]]]:

@@ -46,13 +46,7 @@ def actor(s, name):
     return users.actor(s, user(s, name))
 
 
-def passing(test) -> str:
-    c = test.acceptance
-    if c.kind != "range":
-        return QUALITATIVE[c.kind][0]
-    if c.min is not None and c.max is not None:
-        return f"{(c.min + c.max) / 2:g}"
-    return f"{c.min + 5:g}" if c.min is not None else f"{c.max / 2:g}"
+passing = demo.passing_value  # the demo's rule: a result inside the acceptance criterion
 
 
 def failing(test) -> str:
