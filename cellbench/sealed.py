@@ -17,6 +17,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -452,3 +453,32 @@ def arm_of_participant(session: Session, actor: Actor, study: Study, randomisati
     _read(session, actor, READERS, "participant arm",
           lambda: participant_trail(session, study, randomisation_number=randomisation_number))
     return _arm_of_number(session, study, randomisation_number)
+
+
+def block_mates(session: Session, actor: Actor, study: Study, randomisation_number: str) -> list[dict]:
+    """What knowing this participant's arm (and the arms of block-mates unblinded before) makes of
+    each other line of the same permuted block, stated against this participant's arm, never as an
+    arm: `same` or `other`, its probability now and before anything was known, and the block's size.
+    Lines not yet randomised are listed too: the next participant given one inherits what it says."""
+    _read(session, actor, READERS, "randomisation block mates",
+          lambda: participant_trail(session, study, randomisation_number=randomisation_number))
+    line = session.execute(select(col(SealedAllocation.list_id), col(SealedAllocation.block), col(SealedAllocation.arm))
+                           .join(SealedList, col(SealedList.id) == col(SealedAllocation.list_id))
+                           .where(col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value,
+                                  col(SealedAllocation.participant_number) == randomisation_number)).first()
+    if line is None:
+        return []
+    list_id, block, own = line
+    block_rows = session.execute(select(col(SealedAllocation.participant_number), col(SealedAllocation.arm))
+                                 .where(col(SealedAllocation.list_id) == list_id, col(SealedAllocation.block) == block)
+                                 .order_by(col(SealedAllocation.position))).all()
+    numbers = [number for number, _arm in block_rows]
+    known = {randomisation_number, *session.scalars(select(col(Participant.randomisation_number)).where(
+        col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
+        col(Participant.randomisation_number).in_(numbers)))}
+    size, open_lines = len(block_rows), [number for number in numbers if number not in known]
+    same_left = sum(1 for number, arm in block_rows if arm == own and number not in known)
+    before = Fraction(sum(1 for _number, arm in block_rows if arm == own), size)
+    now = Fraction(same_left, len(open_lines)) if open_lines else before
+    return [{"participant": number, "block_size": size, "known": sorted(known - {randomisation_number}),
+             "same_now": now, "same_before": before} for number in open_lines]

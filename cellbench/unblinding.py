@@ -5,7 +5,12 @@ re-enters her password. Only then does the sealed compartment's one arm-returnin
 (`sealed.unblind_participant`) give the arm of that participant, which is shown to her once. In the
 same transaction: the unblinding record, a signature meaning "unblinded", the participant's
 unblinded_at, audit events (who/when/why for everyone, the arm for unblinded roles only), the
-participants whose arm could now be inferred, and a message to the sponsor's emergency contact.
+and a message to the sponsor's emergency contact.
+
+Which other participants' arms this makes certain or more probable (block-mates in the sealed
+randomisation list above all) is not worked out here: it needs the sealed lists beyond this one
+participant, and the investigator must not be handed it. unblinding_impact.py does it for QA and
+the supply manager, who send it to the sponsor; the message queued here says it follows.
 
 A wrong password reveals nothing and still leaves its trace: the failed attempt is counted on the
 account and written to the participant's audit trail.
@@ -20,7 +25,7 @@ alone, and the arm it returns leaves it only in the investigator's result and th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -34,14 +39,11 @@ from .custody import fetch, key
 from .errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from .models import (
     AuditEvent,
-    BlindedLot,
     Kit,
     Meaning,
     Notification,
     Participant,
     Role,
-    Shipment,
-    ShipmentKit,
     Signature,
     Site,
     Study,
@@ -90,7 +92,7 @@ def participant_by_number(session: Session, study: Study, number: str | None, *,
     return found
 
 
-# --- who else could now be inferred ------------------------------------------------------------
+# --- this participant's kits (unblinding_impact reads them) -------------------------------------
 
 
 def kits_of_participant(session: Session, participant: Participant) -> list[Kit]:
@@ -118,44 +120,6 @@ def _replaced_ids(text: str | None) -> set[int]:
     return {int(v) for v in values if str(v).strip().isdigit()}
 
 
-def inferable(session: Session, participant: Participant) -> list[dict]:
-    """Other participants who received a kit from a blinded lot or a shipment that also held one of
-    this participant's kits, with why. Knowing this participant's arm narrows theirs."""
-    own = kits_of_participant(session, participant)
-    if not own:
-        return []
-    own_ids = [kit.id for kit in own]
-    lot_ids = {kit.blinded_lot_id for kit in own if kit.blinded_lot_id}
-    shipments: dict[int | None, str] = dict(session.execute(
-        select(col(Shipment.id), col(Shipment.number))
-        .join(ShipmentKit, col(ShipmentKit.shipment_id) == col(Shipment.id))
-        .where(col(ShipmentKit.kit_id).in_(own_ids))).all())
-    lot_codes: dict[int | None, str] = dict(session.execute(
-        select(col(BlindedLot.id), col(BlindedLot.code)).where(col(BlindedLot.id).in_(lot_ids))).all())
-    shared_shipment_kits = select(col(ShipmentKit.kit_id)).where(col(ShipmentKit.shipment_id).in_(list(shipments)))
-    rows = session.execute(
-        select(col(Participant.randomisation_number), col(Participant.screening_number), col(Site.code), col(Kit.id),
-               col(Kit.number), col(Kit.blinded_lot_id))
-        .join(Visit, col(Visit.participant_id) == col(Participant.id)).join(Kit, col(Kit.id) == col(Visit.kit_id))
-        .join(Site, col(Site.id) == col(Participant.site_id))
-        .where(col(Participant.study_id) == participant.study_id, col(Participant.id) != participant.id,
-               or_(col(Kit.blinded_lot_id).in_(lot_ids), col(Kit.id).in_(shared_shipment_kits)))).all()
-    kit_shipments: dict[int, list[str]] = {}
-    if rows and shipments:
-        for kit_id, shipment_id in session.execute(select(col(ShipmentKit.kit_id), col(ShipmentKit.shipment_id)).where(
-                col(ShipmentKit.kit_id).in_([r[3] for r in rows]), col(ShipmentKit.shipment_id).in_(list(shipments)))):
-            kit_shipments.setdefault(kit_id, []).append(shipments[shipment_id])
-    found: dict[str, dict] = {}
-    for rand, screening, site, kit_id, kit_number, lot_id in rows:
-        entry = found.setdefault(rand or screening, {"participant": rand or screening, "site": site, "why": []})
-        if lot_id in lot_codes:
-            entry["why"].append(f"kit {kit_number} is from blinded lot {lot_codes[lot_id]}, as is a kit of this "
-                                "participant")
-        for number in sorted(kit_shipments.get(kit_id, [])):
-            entry["why"].append(f"kit {kit_number} travelled in shipment {number}, with a kit of this participant")
-    return [found[name] for name in sorted(found)]
-
-
 # --- the unblinding ------------------------------------------------------------------------------
 
 
@@ -166,7 +130,9 @@ def _content(session: Session, unblinding_id: str) -> dict:
         raise NotFound("No such unblinding.")
     participant = fetch(session, Participant, row.participant_id, "participant")
     study = fetch(session, Study, participant.study_id, "study")
-    # The arm is not part of what is signed: the signature is readable where the arm is not.
+    # The arm is not part of what is signed: the signature is readable where the arm is not. Nor is
+    # the impact: `inferable` is empty since it moved to unblinding_impact, and stays in the content
+    # so that unblindings signed before still verify.
     return {"study": study.code, "participant": participant.randomisation_number, "reason_code": row.reason_code,
             "reason": row.reason, "by_user": row.by_user, "at": row.at, "inferable": row.inferable}
 
@@ -180,7 +146,6 @@ class Unblinded:
     study: Study
     arm: str
     arm_name: str
-    inferable: list[dict]
     notification: Notification
     signature: Signature
 
@@ -212,9 +177,7 @@ def unblind(session: Session, user: User, password: str | None, study: Study, pa
     reason = audit.require_reason(reason)
     trail = participant_key(study, participant)
     now = utcnow()
-    others = inferable(session, participant)
-    row = Unblinding(participant_id=key(participant), reason_code=code, reason=reason, by_user=key(user), at=now,
-                     inferable=json.dumps(others, ensure_ascii=False, sort_keys=True))
+    row = Unblinding(participant_id=key(participant), reason_code=code, reason=reason, by_user=key(user), at=now)
     session.add(row)
     session.flush()
     why = f"{reason_label(code)}: {reason}"
@@ -237,8 +200,8 @@ def unblind(session: Session, user: User, password: str | None, study: Study, pa
                  reason=why if count == 1 else f"{why} (unblinding {count} of this participant)")
     audit.record(session, actor, "arm revealed", "participant", trail, field="arm", new=arm, reason=why,
                  visibility=Visibility.unblinded)
-    notification = _notify(session, actor, user, study, participant, row, arm, others, count)
-    return Unblinded(row, participant, study, arm, arm_name(study, arm), others, notification, signature)
+    notification = _notify(session, actor, user, study, participant, row, arm, count)
+    return Unblinded(row, participant, study, arm, arm_name(study, arm), notification, signature)
 
 
 def arm_name(study: Study, arm: str) -> str:
@@ -246,7 +209,7 @@ def arm_name(study: Study, arm: str) -> str:
 
 
 def _notify(session: Session, actor: Actor, user: User, study: Study, participant: Participant, row: Unblinding,
-            arm: str, others: list[dict], count: int) -> Notification:
+            arm: str, count: int) -> Notification:
     site = session.get(Site, participant.site_id)
     subject = f"Emergency unblinding: {study.code} participant {participant.randomisation_number}"
     lines = [
@@ -261,9 +224,10 @@ def _notify(session: Session, actor: Actor, user: User, study: Study, participan
     ]
     if count > 1:
         lines.append(f"This is unblinding {count} of this participant.")
-    lines += ["", "Other participants whose arm could now be inferred:"]
-    lines += [f"- {o['participant']} ({o['site']}): {'; '.join(o['why'])}" for o in others] or ["- none"]
-    lines += ["", "CONFIDENTIAL: this message reveals a treatment allocation. Do not forward it to blinded trial "
+    lines += ["", "Which other participants' arms this makes certain or more probable (randomisation block-mates, "
+                  "shared blinded lots and shipments) is assessed from the sealed lists by the unblinded QA or "
+                  "supply team and follows in a separate message.",
+              "", "CONFIDENTIAL: this message reveals a treatment allocation. Do not forward it to blinded trial "
                   "staff."]
     note = Notification(kind=NOTIFICATION_KIND, to_address=study.emergency_email, subject=subject,
                         body="\n".join(lines), created_at=row.at)
@@ -291,13 +255,12 @@ class Record:
     by_name: str
     at: datetime
     signature: Signature | None
-    inferable: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         sig = self.signature
         return {"study": self.study, "participant": self.participant, "screening_number": self.screening_number,
                 "site": self.site, "reason_code": self.reason_code, "reason": self.reason, "by": self.by_name,
-                "at": self.at, "inferable": self.inferable,
+                "at": self.at,
                 "signature": {"signer_name": sig.signer_name, "at": sig.at, "meaning": Meaning(sig.meaning).value,
                               "content_hash": sig.content_hash} if sig else None}
 
@@ -308,8 +271,7 @@ def _records(session: Session, query) -> list[Record]:
     sigs = ({s.id: s for s in session.scalars(select(Signature).where(col(Signature.id).in_(sig_ids)))}
             if sig_ids else {})
     return [Record(u.id, study_code, p.randomisation_number, p.screening_number, site_code, u.reason_code,
-                   reason_label(u.reason_code), u.reason, name, u.at, sigs.get(u.signature_id),
-                   json.loads(u.inferable) if u.inferable else [])
+                   reason_label(u.reason_code), u.reason, name, u.at, sigs.get(u.signature_id))
             for u, p, study_code, site_code, name in rows]
 
 

@@ -69,6 +69,7 @@ UNBLINDED_ONLY = {
     "cellbench.web.release", "cellbench.api.release",
     "cellbench.web.lot_accountability", "cellbench.api.lot_accountability",  # accountability by manufacturing lot
     "cellbench.web.trace_unblinded", "cellbench.api.trace_unblinded",  # trace with arms and lots
+    "cellbench.web.unblinding_impact", "cellbench.api.unblinding_impact",  # whose arm an unblinding reveals
 }
 
 # Edges of the import graph reviewed as safe: each one's code path runs for a blinded role

@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from cellbench import audit, signatures, unblinding, users
+from cellbench import audit, signatures, unblinding, unblinding_impact, users
 from cellbench.models import AuditEvent, Notification, Participant, Signature, Unblinding, User
 
 from .conftest import PASSWORD, actor_of
@@ -161,7 +161,8 @@ def test_a_monitor_reads_who_when_and_why_and_the_same_for_an_active_and_a_place
     assert {e.action for e in seen} >= {"emergency unblinding", "notification queued"}
 
 
-def test_inferable_lists_the_participants_who_shared_a_blinded_lot_or_a_shipment(db, people, effective_specs, as_):
+def test_a_shared_blinded_lot_of_both_arms_reveals_nothing_certain_and_a_one_arm_shipment_gives_its_kits_away(
+        db, people, effective_specs, as_):
     world = build_trial(db)
     a, b, d, e = (world.participant("active"), world.participant("placebo"), world.participant("active", 1),
                   world.participant("placebo", 1))
@@ -171,18 +172,19 @@ def test_inferable_lists_the_participants_who_shared_a_blinded_lot_or_a_shipment
     administer(db, b, world.first_placebo[0])  # blinded lot 1, shipment 2
     administer(db, d, world.second_active[0])  # blinded lot 2, shipment 1
     administer(db, e, world.second_placebo[0])  # blinded lot 2, shipment 2
-    ship(db, "SH-2026-0001", [world.first_active[0], world.second_active[0]])
+    ship(db, "SH-2026-0001", [world.first_active[0], world.second_active[0]])  # one arm only
     ship(db, "SH-2026-0002", [world.first_placebo[0], world.second_placebo[0]])
-    body = _api(as_("ida"), a).json()
-    found = {o["participant"]: o["why"] for o in body["inferable"]}
-    assert set(found) == {b, d}, "e shares neither a blinded lot nor a shipment with a"
-    assert found[b] == [f"kit {world.first_placebo[0]} is from blinded lot {world.first_lot}, as is a kit of this "
-                        "participant"]
-    assert found[d] == [f"kit {world.second_active[0]} travelled in shipment SH-2026-0001, with a kit of this "
-                        "participant"]
-    with db.read() as s:
-        assert b in s.scalars(select(Unblinding)).one().inferable
-        assert f"- {d} (RH-ENT)" in s.scalars(select(Notification)).one().body
+    assert _api(as_("ida"), a).status_code == 201
+    impact = as_("anna").get(f"/api/v1/unblindings/{STUDY}/{a}/impact").json()
+    why = {f["participant"]: (f["strength"], " ".join(f["why"])) for f in impact["findings"]}
+    assert why[d][0] == "certain" and (f"kit {world.second_active[0]} is from shipment SH-2026-0001, which holds kits "
+                                       "of one arm only") in why[d][1]
+    assert not [p for p, (_s, text) in why.items() if "blinded lot" in text], "a lot of both arms gives nobody away"
+    assert not [p for p, (_s, text) in why.items() if "SH-2026-0002" in text]
+    assert any(note.startswith(f"Blinded lot {world.first_lot} holds kits of both arms: nothing certain follows")
+               for note in impact["notes"])
+    assert impact["kits"] == [{"kit": world.first_active[0], "strength": "certain",
+                               "why": "this participant's own kit (treatment 1)"}]
 
 
 def test_a_second_unblinding_of_the_same_participant_is_recorded_again(db, trial, as_):
@@ -277,3 +279,151 @@ def test_a_participants_audit_history_is_one_list_under_study_and_screening_numb
     assert {(e.field, e.entity_id) for e in doors} == {("randomisation", ref), ("kit assignment", ref),
                                                       ("emergency unblinding", ref)}
     assert under_number == [], "nothing is filed under the randomisation number"
+
+
+# --- what an unblinding reveals: for unblinded roles and the sponsor only ---------------------------------
+
+
+def sealed_blocks(db, size: int, blocks: int = 3) -> list[list[tuple[str, str]]]:
+    """A further sealed randomisation list in permuted blocks of `size`: its blocks, each a list of
+    (participant number, arm), read as the supply manager."""
+    from cellbench import sealed, studies
+    from cellbench.models import SealedList
+    from cellbench.supply import lists
+
+    with db.write() as s:
+        list_id = lists.generate(s, actor_of(db, "sara"), studies.by_code(s, STUDY), "randomisation", size * blocks,
+                                 seed=f"blocks-of-{size}", block_sizes=str(size)).id
+    with db.write() as s:
+        sara = users.by_username(s, "sara")
+        sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
+    with db.write() as s:
+        lines = sealed.list_lines(s, actor_of(db, "sara"), s.get(SealedList, list_id), limit=size * blocks)
+    return [[(line.key, line.arm) for line in lines if line.block == block] for block in sorted({x.block for x in lines})]
+
+
+def _impact(client, number: str) -> dict:
+    response = client.get(f"/api/v1/unblindings/{STUDY}/{number}/impact")
+    assert response.status_code == 200, response.text
+    return {f["participant"]: f for f in response.json()["findings"]}
+
+
+def test_a_block_of_two_makes_the_mate_certain(db, trial_world, as_):
+    block, other_block = sealed_blocks(db, 2)[:2]
+    (x, x_arm), (mate, mate_arm) = block
+    assert x_arm != mate_arm
+    enrol(db, x, "S-101")
+    enrol(db, mate, "S-102")
+    assert _api(as_("ida"), x).status_code == 201
+    found = _impact(as_("anna"), x)
+    assert found[mate] == {"participant": mate, "site": "RH-ENT", "strength": "certain",
+                           "why": [f"the other arm than {x}, certainly (block of 2 in the randomisation list)"]}
+    assert not set(found) & {number for number, _arm in other_block}, "another block says nothing"
+
+
+def test_a_block_of_four_makes_its_mates_more_probable_and_a_second_unblinding_there_more_certain(db, trial_world, as_):
+    block = sealed_blocks(db, 4)[0]
+    x, x_arm = block[0]
+    y = next(number for number, arm in block[1:] if arm == x_arm)  # the other line of x's arm
+    rest = [number for number, arm in block if arm != x_arm]
+    for n, (number, _arm) in enumerate(block[:3]):
+        enrol(db, number, f"S-2{n:02d}")  # the block's last line is not yet given to anyone
+    ida, anna = as_("ida"), as_("anna")
+    assert _api(ida, x).status_code == 201
+    first = _impact(anna, x)
+    assert set(first) == {y, *rest}
+    assert {f["strength"] for f in first.values()} == {"more probable"}
+    assert first[y]["why"] == [f"the other arm than {x}: 2 in 3 now, 1 in 2 before (block of 4 in the randomisation "
+                               "list)"], "y is in fact of x's arm: 'more probable' is odds, not truth"
+    assert block[3][0] in first and first[block[3][0]]["site"] == "not yet randomised"
+
+    assert _api(ida, y).status_code == 201
+    second = _impact(anna, y)
+    assert set(second) == set(rest)
+    for number in rest:
+        assert second[number]["strength"] == "certain"
+        assert second[number]["why"] == [f"the other arm than {y}, certainly (block of 4 in the randomisation list; "
+                                         f"also known in the block: {x})"]
+    assert {f["strength"] for f in _impact(anna, x).values()} == {"certain"}, "x's impact counts y's unblinding"
+
+
+def test_a_second_unblinding_that_evens_a_block_out_reveals_nothing_more_and_says_so(db, trial_world, as_):
+    block = sealed_blocks(db, 4)[0]
+    (x, x_arm), others = block[0], block[1:]
+    z = next(number for number, arm in others if arm != x_arm)
+    for n, (number, _arm) in enumerate(block):
+        enrol(db, number, f"S-3{n:02d}")
+    assert _api(as_("ida"), x).status_code == 201
+    assert _api(as_("ida"), z).status_code == 201
+    response = as_("sara").get(f"/api/v1/unblindings/{STUDY}/{z}/impact").json()
+    assert response["findings"] == []
+    left = ", ".join(number for number, _arm in block if number not in (x, z))
+    assert f"Block-mates {left}: the arms known in their block are even, so nothing follows for them." in \
+        response["notes"]
+
+
+def test_the_blinded_investigator_never_sees_the_impact_list(db, trial_world, as_):
+    (x, _), (mate, _) = sealed_blocks(db, 2)[0]
+    enrol(db, x, "S-401")
+    enrol(db, mate, "S-402")
+    ida = as_("ida")
+    page = _form(ida, x)
+    assert page.status_code == 200 and x in page.text
+    response = _api(ida, x)
+    assert response.status_code == 201 and set(response.json()) == {
+        "study", "participant", "arm", "arm_name", "reason_code", "reason", "at", "signature", "notified"}
+    assert as_("anna").post(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 201
+    for who in ("ida", "mette", "frida", "adam"):
+        client = as_(who)
+        for text in (page.text, response.text, client.get(f"/unblinding/{STUDY}/{x}").text,
+                     client.get(f"/api/v1/unblindings?study={STUDY}&participant={x}").text,
+                     client.get(f"/unblinding?study={STUDY}").text):
+            assert mate not in text and "certain" not in text and "/impact" not in text, who
+        assert client.get(f"/unblinding/{STUDY}/{x}/impact").status_code == 403
+        assert client.get(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 403
+        assert client.post(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 403
+        assert client.submit(f"/unblinding/{STUDY}/{x}/impact").status_code == 403
+        with db.read() as s:
+            seen = audit.trail(s, actor_of(db, who), audit.TrailFilter(), limit=None)
+        assert not [e for e in seen if e.action in (unblinding_impact.SENT, "sealed read")
+                    or mate in " ".join(filter(None, (e.entity_id, e.new_value, e.reason)))], who
+    own = ida.get("/api/v1/outbox?state=all").json()
+    assert [n["subject"] for n in own] == [f"Emergency unblinding: {STUDY} participant {x}"] * 2, \
+        "the impact message is not among the investigator's own"
+    assert "/impact" in as_("anna").get(f"/unblinding/{STUDY}/{x}").text, "QA is led to it"
+
+
+def test_the_sponsor_notification_carries_the_impact_and_the_sealed_reads_are_logged(db, trial_world, as_):
+    (x, _), (mate, _) = sealed_blocks(db, 2)[0]
+    enrol(db, x, "S-501")
+    enrol(db, mate, "S-502")
+    assert _api(as_("ida"), x).status_code == 201
+    anna = as_("anna")
+    assert "emergency unblindings whose impact is not yet sent to the sponsor" in anna.get("/").text
+    page = anna.get(f"/unblinding/{STUDY}/{x}/impact")
+    assert page.status_code == 200 and mate in page.text and "Not sent yet." in page.text
+    sent = anna.submit(f"/unblinding/{STUDY}/{x}/impact")
+    assert sent.status_code == 303 and "Sent%20to%20the%20sponsor" in sent.headers["location"]
+    with db.read() as s:
+        first, impact = s.scalars(select(Notification).order_by(Notification.id)).all()
+        anna_id = users.by_username(s, "anna").id
+        reads = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed read",
+                                                   AuditEvent.user_id == anna_id)).all()
+        record = s.scalars(select(AuditEvent).where(AuditEvent.action == unblinding_impact.SENT)).one()
+    assert "follows in a separate message" in first.body and mate not in first.body
+    assert (impact.kind, impact.to_address) == ("unblinding_impact", EMAIL)
+    assert f"- {mate} (RH-ENT): certain: the other arm than {x}, certainly (block of 2" in impact.body
+    assert "Anna" in impact.body and "CONFIDENTIAL" in impact.body
+    assert [(e.field, e.entity_id, e.visibility) for e in reads] == [
+        ("randomisation block mates", f"{STUDY}/S-501", "unblinded")] * 2, "the page and the send each read once"
+    assert (record.visibility, record.user_id) == ("unblinded", anna_id) and mate in record.new_value
+    assert "Sent by" in anna.get(f"/unblinding/{STUDY}/{x}/impact").text
+    assert "whose impact is not yet sent" not in anna.get("/").text
+    assert as_("sara").get("/api/v1/outbox").json()[0]["body"] == impact.body
+
+
+def test_the_impact_readers_are_named_once_for_the_blinded_facing_page():
+    from cellbench.web import unblinding as page
+
+    assert set(page.IMPACT_READERS) == set(unblinding_impact.READERS)
+    assert unblinding_impact.CHANNELS[-1].__name__ == "assignment_order"

@@ -1,5 +1,7 @@
 """JSON API: emergency unblinding (the arm of one participant, in this response only), unblinding
-records (who, when, why), and the outbox for a mail transport (pending messages, mark sent)."""
+records (who, when, why), and the outbox for a mail transport (pending messages, mark sent).
+What an unblinding reveals about other participants is not here: api/unblinding_impact.py, for
+unblinded roles only."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -26,12 +28,6 @@ class UnblindingIn(BaseModel):
     password: str = Field(description="The investigator's password: re-authentication, and the signature 'unblinded'")
 
 
-class InferableOut(BaseModel):
-    participant: str
-    site: str
-    why: list[str]
-
-
 class SignatureOut(BaseModel):
     signer_name: str
     at: datetime
@@ -48,7 +44,6 @@ class UnblindedOut(BaseModel):
     reason: str
     at: datetime
     signature: SignatureOut
-    inferable: list[InferableOut] = Field(description="Other participants whose arm could now be inferred, and why")
     notified: str = Field(description="The address the sponsor's notification is queued for")
 
 
@@ -62,7 +57,6 @@ class RecordOut(BaseModel):
     by: str
     at: datetime
     signature: SignatureOut | None
-    inferable: list[InferableOut]
 
 
 class NotificationOut(BaseModel):
@@ -89,8 +83,7 @@ def unblind(body: UnblindingIn, viewer: Viewer = Depends(require(*unblinding.UNB
                                body.reason_code, body.reason)
         return UnblindedOut(study=study.code, participant=r.participant.randomisation_number, arm=r.arm,
                             arm_name=r.arm_name, reason_code=r.record.reason_code, reason=r.record.reason,
-                            at=r.record.at, signature=_sig(r.signature),
-                            inferable=[InferableOut(**o) for o in r.inferable], notified=r.notification.to_address)
+                            at=r.record.at, signature=_sig(r.signature), notified=r.notification.to_address)
 
 
 @router.get("/unblindings", response_model=list[RecordOut])

@@ -16,10 +16,14 @@ from .. import audit, studies, unblinding
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
+from ..models import Role
 from ..templating import render
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
+# unblinding_impact.READERS, named here: this module serves blinded roles and must not import it
+# (it reads the sealed compartment). tests/test_unblinding.py checks the two agree.
+IMPACT_READERS = (Role.qa, Role.supply_manager)
 readers = require(*unblinding.READERS)
 FORM_FIELDS = ("study", "participant", "reason_code", "reason")
 
@@ -65,7 +69,7 @@ def unblind(request: Request, viewer: Viewer = Depends(form_by(*unblinding.UNBLI
             shown = {"study": study.code, "participant": result.participant.randomisation_number,
                      "screening": result.participant.screening_number, "arm": result.arm, "arm_name": result.arm_name,
                      "reason": f"{unblinding.reason_label(result.record.reason_code)}: {result.record.reason}",
-                     "at": result.record.at, "inferable": result.inferable,
+                     "at": result.record.at,
                      "to": result.notification.to_address, "signature": result.signature,
                      "contact": study.emergency_contact, "phone": study.emergency_phone}
     except DomainError as error:
@@ -81,7 +85,11 @@ def participant_records(request: Request, study_code: str, participant: str, vie
     study = studies.by_code(session, study_code)
     person = unblinding.participant_by_number(session, study, participant)
     key = unblinding.participant_key(study, person)
+    # QA and the supply manager get a link to what the unblinding reveals (unblinding_impact's page);
+    # everyone else reads who, when and why only.
     return render(request, "unblinding/participant.html", study=study, person=person,
+                  impact_url=f"{participant_url(study.code, person.randomisation_number or '')}/impact"
+                  if viewer.has(*IMPACT_READERS) else None,
                   rows=unblinding.records_of(session, person), history=audit.history(session, viewer.actor,
                                                                                     "participant", key))
 
