@@ -114,8 +114,8 @@ def block_mates(session: Session, actor: Actor, impact: Impact) -> None:
         else:
             unchanged.append(mate["participant"])
     if unchanged:
-        impact.notes.append(f"Block-mates {', '.join(unchanged)}: the arms known in their block are even, so "
-                            "nothing follows for them.")
+        impact.notes.append(f"Block-mates {', '.join(unchanged)}: the arms known in their block are in its "
+                            "allocation ratio, so nothing follows for them.")
 
 
 def _holders(session: Session, study: Study, kit_ids: list[int], exclude: int | None) -> list[tuple[str, str, int]]:
@@ -162,9 +162,9 @@ def shared_lots_and_shipments(session: Session, actor: Actor, impact: Impact) ->
                            f"certainly: kit {numbers[kit_id]} is from {name}, which holds kits of one arm only")
         elif others:
             impact.notes.append(
-                f"{name[0].upper()}{name[1:]} holds kits of both arms: nothing certain follows for the {len(others)} other "
-                f"participant(s) given its kits; to a reader who knew its sealed counts, each other kit's chance of "
-                f"this arm would fall from {same} in {len(ids)} to {same - 1} in {len(ids) - 1}.")
+                f"{name[0].upper()}{name[1:]} holds kits of both arms: nothing certain follows for the "
+                f"{len(others)} other participant(s) given its kits; to a reader who knew its sealed counts, each "
+                f"other kit's chance of this arm would fall from {same} in {len(ids)} to {same - 1} in {len(ids) - 1}.")
 
 
 def own_kits(session: Session, actor: Actor, impact: Impact) -> None:

@@ -299,7 +299,8 @@ def sealed_blocks(db, size: int, blocks: int = 3) -> list[list[tuple[str, str]]]
         sealed.seal_list(s, sara, users.actor(s, sara), s.get(SealedList, list_id), PASSWORD)
     with db.write() as s:
         lines = sealed.list_lines(s, actor_of(db, "sara"), s.get(SealedList, list_id), limit=size * blocks)
-    return [[(line.key, line.arm) for line in lines if line.block == block] for block in sorted({x.block for x in lines})]
+    numbers = sorted({line.block for line in lines})
+    return [[(line.key, line.arm) for line in lines if line.block == block] for block in numbers]
 
 
 def _impact(client, number: str) -> dict:
@@ -358,7 +359,8 @@ def test_a_second_unblinding_that_evens_a_block_out_reveals_nothing_more_and_say
     response = as_("sara").get(f"/api/v1/unblindings/{STUDY}/{z}/impact").json()
     assert response["findings"] == []
     left = ", ".join(number for number, _arm in block if number not in (x, z))
-    assert f"Block-mates {left}: the arms known in their block are even, so nothing follows for them." in \
+    assert (f"Block-mates {left}: the arms known in their block are in its allocation ratio, so nothing follows "
+            "for them.") in \
         response["notes"]
 
 
