@@ -134,11 +134,12 @@ def lock(session: Session, user: User, study: Study, password: str) -> StudyLock
     enrolled, randomised = _counts(session, study)
     row = StudyLock(study_id=saved_id(study), state=DataState.locked.value, locked_by=saved_id(user),
                     locked_at=utcnow(), participants=enrolled, randomised=randomised)
+    code = study.code  # the failed flush below expires the study
     session.add(row)
     try:
         session.flush()  # the study's one lock row: a second lock at the same moment stops here
     except IntegrityError:
-        raise Conflict(f"Someone else locked the database of {study.code} at the same moment.", field="study") from None
+        raise Conflict(f"Someone else locked the database of {code} at the same moment.", field="study") from None
     row.lock_signature_id = signatures.sign(session, user, password, Meaning.locked, "study_lock", study.code).id
     audit.record(session, actor, "database locked", "study", study.code, field="data_state",
                  old=DataState.open.value, new=row.state)
