@@ -40,8 +40,8 @@ LINKS = {
     "site": (("Participants", "/participants"), ("Dispensing", "/dispensing"), ("Preparation", "/preparation"),
              ("Returns", "/returns")),
     "oversight": (("Accountability", "/accountability"), ("Trace", "/trace"), ("Trace", "/trace/kits"),
-                  ("Unblinding", "/unblinding"), ("Outbox", "/outbox"), ("Audit trail", "/audit"),
-                  ("Audit review", "/audit/review")),
+                  ("Unblinding", "/unblinding"), ("Study data", "/study-data"), ("Outbox", "/outbox"),
+                  ("Audit trail", "/audit"), ("Audit review", "/audit/review")),
     "admin": (("Users", "/admin/users"),),
 }
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session, col
 
-from . import audit, kits, signatures
+from . import audit, kits, signatures, spreadsheet, study_data
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -482,3 +482,32 @@ def block_mates(session: Session, actor: Actor, study: Study, randomisation_numb
     now = Fraction(same_left, len(open_lines)) if open_lines else before
     return [{"participant": number, "block_size": size, "known": sorted(known - {randomisation_number}),
              "same_now": now, "same_before": before} for number in open_lines]
+
+
+# --- the study's arms, once unblinded (study_data.py) ---------------------------------------------
+
+EXPORT_COLUMNS = {"randomisation": ("participant_number", "arm", "block", "position", "list_version"),
+                  "kit": ("kit_number", "arm", "blinded_lot", "state")}
+
+
+def export_lists(session: Session, actor: Actor, study: Study, kind: str) -> str:
+    """The study's sealed randomisation list or kit list (with blinded lot and state) as CSV: for
+    the statistician only, and only after the sponsor's signed database lock and study unblinding."""
+    _admit(actor, study_data.EXPORTERS)
+    if why := study_data.export_refusal(session, study):
+        raise Forbidden(why)
+    if kind not in EXPORT_COLUMNS:
+        raise InvalidInput(f"Export the {' or the '.join(LIST_KINDS.values())}.", field="kind")
+    _read(session, actor, study_data.EXPORTERS, f"{LIST_KINDS[kind]} export", study.code)
+    table, number = _line_table(kind)
+    extra = ((col(table.block), col(table.position), col(SealedList.version)) if kind == "randomisation"
+             else (col(BlindedLot.code), col(Kit.state)))
+    query = (select(number, col(table.arm), *extra).select_from(table)
+             .join(SealedList, col(SealedList.id) == col(table.list_id))
+             .where(col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value)
+             .order_by(col(SealedList.version), col(table.position)))
+    if kind == "kit":  # a kit not yet packaged has no blinded lot
+        query = (query.outerjoin(Kit, col(Kit.id) == col(SealedKitArm.kit_id))
+                 .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id)))
+    rows = [(*r[:3], r[3] and KitState(r[3]).value) if kind == "kit" else tuple(r) for r in session.execute(query)]
+    return spreadsheet.csv_text(EXPORT_COLUMNS[kind], rows)

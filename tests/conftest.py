@@ -67,6 +67,7 @@ PEOPLE = {
     "ida": ("Ida Investigator", [Role.investigator]),
     "mette": ("Mette Monitor", [Role.monitor]),
     "adam": ("Adam Admin", [Role.admin]),
+    "stella": ("Stella Statistician", [Role.statistician]),
 }
 
 

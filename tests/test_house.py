@@ -43,6 +43,7 @@ MACHINES = [
     ("kit quarantines", "cellbench.supply", "quarantine"),
     ("destructions", "cellbench.accountability", "destruction"),
     ("step entries", "cellbench.steps", "step entry"),
+    ("study databases", "cellbench.study_data", "study database"),
 ]
 
 # Receivers of `X.state = ...` that name a machine's subject, by the words in their names, and the
@@ -53,6 +54,7 @@ SUBJECT_WORDS = {
     "sealed lists": (r"list$", "SealedList"), "kit quarantines": (r"quarantine$", "KitQuarantine"),
     "destructions": (r"destruction$", "Destruction"),
     "step entries": (r"entry$", "StepEntry"),
+    "study databases": (r"study_lock$", "StudyLock"),
 }
 
 # `X.state = ...` that is not one of the machines' subjects: (module, receiver as written) -> what it is.

@@ -97,6 +97,7 @@ from .studies import (
     BlindedLot,
     Site,
     Study,
+    StudyLock,
     StudySite,
 )
 from .users import (

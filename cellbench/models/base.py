@@ -54,6 +54,9 @@ class Role(str, enum.Enum):
     investigator = "investigator"
     monitor = "monitor"
     admin = "admin"
+    # Unblinded, and only once the sponsor has locked the database and unblinded the study
+    # (study_data.py): exports the randomisation and kit arms for the analysis.
+    statistician = "statistician"
 
 
 # Roles that must never learn an arm. A user holding one of these and an unblinded role at once
@@ -76,6 +79,7 @@ class Meaning(str, enum.Enum):
     rejected = "rejected"
     unblinded = "unblinded"
     destroyed = "destroyed"
+    locked = "locked"  # the sponsor's representative locks a study's database (study_data.py)
 
 
 def timestamp(nullable: bool = False, index: bool = False) -> Any:

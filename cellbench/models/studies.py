@@ -72,3 +72,22 @@ class BlindedLot(SQLModel, table=True):
     expiry: date
     created_at: datetime = timestamp()
     row_version: int = 1
+
+
+class StudyLock(SQLModel, table=True):
+    """A study's database lock and then its unblinding (study_data.py), each signed by the
+    sponsor's representative. No row: the database is open. Both signatures point here."""
+
+    __tablename__ = "study_lock"
+
+    study_id: int = Field(foreign_key="study.id", primary_key=True)  # one lock per study: two at once conflict
+    state: str = Field(max_length=16)  # study_data.DataState: locked, unblinded
+    locked_by: int = Field(foreign_key="app_user.id")
+    locked_at: datetime = timestamp()
+    participants: int  # as locked: a later enrolment breaks the lock signature at `cellbench verify`
+    randomised: int
+    lock_signature_id: int | None = Field(default=None, foreign_key="signature.id")
+    unblinded_by: int | None = Field(default=None, foreign_key="app_user.id")
+    unblinded_at: datetime | None = timestamp(nullable=True)
+    unblinding_reason: str | None = None
+    unblinding_signature_id: int | None = Field(default=None, foreign_key="signature.id")

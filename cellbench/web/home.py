@@ -25,12 +25,14 @@ DUTIES: dict[Role, list[str]] = {
               "Decide on lots"],
     Role.qp: ["Certify lots (initial and final certification)"],
     Role.supply_manager: ["Sponsor release", "Randomisation and kit lists", "Packaging and labelling runs",
-                          "Shipments", "Blind-preserving quarantine"],
+                          "Shipments", "Blind-preserving quarantine",
+                          "For the sponsor, at the end of a study: sign the database lock, then the study unblinding"],
     Role.pharmacist: ["Receive shipments by scanning kits", "Store kits", "Dispense the assigned kit"],
     Role.preparer: ["Thaw or prepare the dose", "Start the preparation clock"],
     Role.investigator: ["Randomise participants", "Record administration per gland", "Request emergency unblinding"],
     Role.monitor: ["Read accountability and reconciliation", "Read the audit trail of blinded data"],
     Role.admin: ["Manage users and roles", "Unlock accounts", "Read the audit trail (no GMP data changes, no signing)"],
+    Role.statistician: ["Export the randomisation and kit arms of studies the sponsor has locked and unblinded"],
 }
 
 

@@ -1,0 +1,27 @@
+"""CSV for people who open it in a spreadsheet: a cell that starts like a formula is written as text.
+
+Excel, LibreOffice and Google Sheets run a cell that begins with = + - @ (and, in some, a tab or a
+carriage return) as a formula, so a participant number or a free text imported from elsewhere could
+compute, or call out, when a statistician opens the export. Such a cell is prefixed with a single
+quote, which every spreadsheet reads as "this is text" (the OWASP advice for CSV injection).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([cell(name) for name in header])
+    writer.writerows([cell(value) for value in row] for row in rows)
+    return out.getvalue()
