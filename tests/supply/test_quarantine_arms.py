@@ -36,10 +36,10 @@ def spread(db, people, effective_specs):
     """One blinded lot of 16 kits (ASC-2026-0101: 4 active; ASC-2026-0102: 4 active; 8 placebo),
     spread over four places, each holding one or more kits of the lot to be quarantined:
 
-    RH-ENT's stock:   1 of its kits, 2 other active kits, 2 placebo kits (the one-kit case)
+    RH-ENT's stock:   1 of its kits, 2 other active kits, 1 placebo kit (the one-kit case: 1/3 of 1)
     OUH-ENT's stock:  1 of its kits, 1 placebo kit
     a shipment on its way to RH-ENT: 1 of its kits, 2 placebo kits
-    the cell bench:   1 of its kits, 2 other active kits, 3 placebo kits
+    the cell bench:   1 of its kits, 2 other active kits, 4 placebo kits (1/3 of 4: 2 held)
     """
     world = build(db, kits=8, listed=32)
     released_lot(db, "asc", "ASC-2026-0102")
@@ -53,8 +53,8 @@ def spread(db, people, effective_specs):
     hit = sorted(_kits_of_lot(db, world.asc_lot))
     other_active = sorted(k for k, a in by_arm.items() if a == "active" and k not in hit)
     placebo = sorted(k for k, a in by_arm.items() if a == "placebo")
-    places = {"RH-ENT": [hit[0], *other_active[:2], *placebo[:2]], "OUH-ENT": [hit[1], placebo[2]],
-              "shipment": [hit[2], *placebo[3:5]], "bench": [hit[3], *other_active[2:], *placebo[5:]]}
+    places = {"RH-ENT": [hit[0], *other_active[:2], placebo[0]], "OUH-ENT": [hit[1], placebo[1]],
+              "shipment": [hit[2], *placebo[2:4]], "bench": [hit[3], *other_active[2:], *placebo[4:]]}
     with db.write() as s:
         sara = users.by_username(s, "sara")
         s.add(Site(code="OUH-ENT", name="Odense University Hospital, ENT", address="J. B. Winsløws Vej 4, Odense"))
@@ -100,7 +100,7 @@ def test_a_proportionate_quarantine_holds_both_arms_at_every_place_rounded_up(db
         share = len(hit & here["active"]) / len(here["active"])
         assert len(here["placebo"] & held) == math.ceil(share * len(here["placebo"])), place
         assert not (here["active"] - hit) & held, f"no other active kit at {place} is held"
-    # the one-kit case at RH-ENT: 1 of 3 active kits held takes 1 of its 2 placebo kits (round() gave 0)
+    # the one-kit case at RH-ENT: 1 of 3 active kits held takes its placebo kit (round(1/3) was 0)
     assert len(set(places["RH-ENT"]) & held) == 2
 
 
