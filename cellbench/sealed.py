@@ -463,15 +463,16 @@ def assign_kit(session: Session, actor: Actor, study: Study, randomisation_numbe
             raise ValueError("A candidate filter may only take kits out.")
         candidates = sorted(kept, key=lambda kit: kit.number)
     if not candidates:
-        session.add(SealedKitShortage(study_id=study.id, site_id=site_id, randomisation_number=randomisation_number,
-                                      arm=arm, in_date_on=in_date_on, reported_by=actor.user_id, reported_at=utcnow()))
+        session.add(SealedKitShortage(study_id=saved_id(study), site_id=site_id, arm=arm, in_date_on=in_date_on,
+                                      randomisation_number=randomisation_number, reported_by=actor.user_id,
+                                      reported_at=utcnow()))
         session.flush()
         return None
     index = _draws.randrange(len(candidates))
     kit = candidates[index]
-    session.add(SealedKitDraw(study_id=study.id, randomisation_number=randomisation_number, site_id=site_id,
+    session.add(SealedKitDraw(study_id=saved_id(study), randomisation_number=randomisation_number, site_id=site_id,
                               candidates=candidate_text(kit.number for kit in candidates), index_drawn=index,
-                              kit_id=kit.id, drawn_by=actor.user_id, drawn_at=utcnow()))
+                              kit_id=saved_id(kit), drawn_by=actor.user_id, drawn_at=utcnow()))
     session.flush()
     return kit
 

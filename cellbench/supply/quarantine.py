@@ -133,9 +133,9 @@ def _places(session: Session, kits_: list[Kit]) -> dict[int, tuple]:
     pharmacist sees which kits became unavailable), a shipment on its way (the receiving pharmacist
     sees which of its kits arrive held), or the cell bench."""
     on_the_way = [saved_id(kit) for kit in kits_ if travelling(kit)]
-    shipment_of: dict[int, int] = {kit_id: shipment_id for kit_id, shipment_id in session.execute(
-        select(col(ShipmentKit.kit_id), col(ShipmentKit.shipment_id))
-        .where(col(ShipmentKit.kit_id).in_(on_the_way), col(ShipmentKit.received_at).is_(None)))}
+    rows = session.execute(select(col(ShipmentKit.kit_id), col(ShipmentKit.shipment_id))
+                           .where(col(ShipmentKit.kit_id).in_(on_the_way), col(ShipmentKit.received_at).is_(None)))
+    shipment_of: dict[int, int] = {row[0]: row[1] for row in rows}
     return {saved_id(kit): ("shipment", shipment_of.get(saved_id(kit))) if travelling(kit)
             else ("site", kit.site_id) if kit.site_id else ("cell bench",) for kit in kits_}
 
