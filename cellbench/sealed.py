@@ -14,8 +14,10 @@ lists. Three walls keep blinded people out:
 from __future__ import annotations
 
 import hashlib
+import random
+import secrets
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from fractions import Fraction
 from typing import Any
@@ -36,14 +38,30 @@ from .models import (
     Role,
     SealedAllocation,
     SealedKitArm,
+    SealedKitDraw,
+    SealedKitShortage,
     SealedKitUnit,
     SealedList,
     Study,
     User,
     Vial,
     Visibility,
+    saved_id,
 )
-from .sealing import FILLERS, LIST_KINDS, LIST_MACHINE, LIST_MAKERS, READERS, Line, ListState, participant_trail
+from .sealing import (
+    FILLERS,
+    LIST_KINDS,
+    LIST_MACHINE,
+    LIST_MAKERS,
+    READERS,
+    SHORTAGE_HANDLERS,
+    DrawReplay,
+    Line,
+    ListState,
+    candidate_numbers,
+    candidate_text,
+    participant_trail,
+)
 
 # What lists.py hands back to its callers: a list's header (kind, seed, state, signature), which
 # names no arm; the lines stay in the tables only this module names.
@@ -385,6 +403,15 @@ def composition(session: Session, actor: Actor, blinded_lot_id: int) -> list[dic
 BLIND_SAFE = ("randomise", "assign_kit", "unblind_participant")
 
 
+# Where the kit draws' randomness comes from: the operating system's CSPRNG, so that no one can
+# predict the next kit from the ones before. A test wanting a reproducible run replaces it with a
+# seeded random.Random (monkeypatch); nothing else does.
+_draws: random.Random = secrets.SystemRandom()
+# Narrows the eligible kits (all of one arm) further, run inside the compartment: it may only take
+# kits out. A "same donor as an earlier treatment" rule belongs here, written in this module.
+CandidateFilter = Callable[[Session, list[Kit]], list[Kit]]
+
+
 def _door(session: Session, actor: Actor, allowed: frozenset[Role], what: str, subject: object) -> None:
     if not actor.roles & allowed:
         raise Forbidden(f"Only {' or '.join(sorted(r.value for r in allowed))} may do this.")
@@ -418,23 +445,52 @@ def _arm_of_number(session: Session, study: Study, randomisation_number: str) ->
 
 
 def assign_kit(session: Session, actor: Actor, study: Study, randomisation_number: str, site_id: int, *,
-               in_date_on: date, exclude: Sequence[int] = ()) -> Kit | None:
-    """A kit of the participant's arm, available at the site and in date on `in_date_on`:
-    earliest blinded expiry first, then kit number. None when there is none; the caller says so in
-    words that are the same for both arms."""
+               in_date_on: date, exclude: Sequence[int] = (), narrow: CandidateFilter | None = None) -> Kit | None:
+    """A kit of the participant's arm, available at the site and in date on `in_date_on`, drawn
+    uniformly at random (a CSPRNG) among every such kit, so the order of assignments carries no
+    order a blinded person could read arms from; the draw is recorded (SealedKitDraw) and can be
+    replayed. `narrow` takes further candidates out inside the compartment (the place for a
+    "same donor as an earlier treatment" rule). None when there is none: the shortage is recorded
+    with its arm for the supply manager, and the caller says so in words the same for both arms."""
     _door(session, actor, frozenset({Role.pharmacist}), "kit assignment",
           lambda: participant_trail(session, study, randomisation_number=randomisation_number))
     arm = _arm_of_number(session, study, randomisation_number)
     if arm is None:
         raise InvalidInput(f"{randomisation_number} is not on a sealed randomisation list.", field="participant")
+    candidates = _eligible(session, study, arm, site_id, in_date_on, exclude)
+    if narrow is not None:
+        kept = narrow(session, candidates)
+        if not {kit.number for kit in kept} <= {kit.number for kit in candidates}:
+            raise ValueError("A candidate filter may only take kits out.")
+        candidates = sorted(kept, key=lambda kit: kit.number)
+    if not candidates:
+        session.add(SealedKitShortage(study_id=saved_id(study), site_id=site_id, arm=arm, in_date_on=in_date_on,
+                                      randomisation_number=randomisation_number, reported_by=actor.user_id,
+                                      reported_at=utcnow()))
+        session.flush()
+        return None
+    index = _draws.randrange(len(candidates))
+    kit = candidates[index]
+    session.add(SealedKitDraw(study_id=saved_id(study), randomisation_number=randomisation_number, site_id=site_id,
+                              candidates=candidate_text(kit.number for kit in candidates), index_drawn=index,
+                              kit_id=saved_id(kit), drawn_by=actor.user_id, drawn_at=utcnow()))
+    session.flush()
+    return kit
+
+
+def _eligible(session: Session, study: Study, arm: str, site_id: int, in_date_on: date,
+              exclude: Sequence[int]) -> list[Kit]:
+    """The kits of this arm a visit may have: in the site's stock (received, not assigned, not
+    held), in date through `in_date_on`, none excluded; in kit-number order, the draw's canonical
+    order (sorted here, not by the engine, whose collation may differ)."""
     query = (select(Kit).join(SealedKitArm, col(SealedKitArm.kit_id) == col(Kit.id))
              .join(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id))
              .where(col(Kit.study_id) == study.id, col(Kit.site_id) == site_id, col(Kit.state) == KitState.at_site,
-                    col(SealedKitArm.arm) == arm, col(BlindedLot.expiry) >= in_date_on)
-             .order_by(col(BlindedLot.expiry), col(Kit.number)).limit(1))
+                    col(Kit.quarantine_id).is_(None), col(SealedKitArm.arm) == arm,
+                    col(BlindedLot.expiry) >= in_date_on))
     if exclude:
         query = query.where(col(Kit.id).not_in(list(exclude)))
-    return session.scalars(query).first()
+    return sorted(session.scalars(query), key=lambda kit: kit.number)
 
 
 def unblind_participant(session: Session, actor: Actor, study: Study, randomisation_number: str) -> str:
@@ -511,3 +567,69 @@ def export_lists(session: Session, actor: Actor, study: Study, kind: str) -> str
                  .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id)))
     rows = [(*r[:3], r[3] and KitState(r[3]).value) if kind == "kit" else tuple(r) for r in session.execute(query)]
     return spreadsheet.csv_text(EXPORT_COLUMNS[kind], rows)
+
+
+# --- the record of draws, and the supply manager's shortages -------------------------------------
+
+
+def kit_draws(session: Session, actor: Actor, study: Study, *, limit: int = 200) -> list[SealedKitDraw]:
+    """The study's recorded kit draws, newest first: each one's candidates are of one arm."""
+    _read(session, actor, READERS, "kit draws", study.code)
+    return list(session.scalars(select(SealedKitDraw).where(col(SealedKitDraw.study_id) == study.id)
+                                .order_by(col(SealedKitDraw.id).desc()).limit(limit)))
+
+
+def replay_draw(session: Session, actor: Actor, draw_id: int) -> DrawReplay:
+    """A recorded draw worked through again: the kit at its index among its candidates, which must
+    be the kit it assigned, and the arms of the candidates, which must all be the participant's."""
+    _read(session, actor, READERS, "kit draw replay", draw_id)
+    row = session.get(SealedKitDraw, draw_id)
+    if row is None:
+        raise NotFound(f"No kit draw #{draw_id}.", field="draw")
+    study = session.get(Study, row.study_id)
+    assert study is not None, "a draw belongs to a stored study"
+    numbers = candidate_numbers(row.candidates)
+    arms = set(session.scalars(select(col(SealedKitArm.arm)).where(col(SealedKitArm.kit_number).in_(numbers))))
+    chosen = session.scalar(select(col(Kit.number)).where(col(Kit.id) == row.kit_id))
+    return DrawReplay(saved_id(row), tuple(numbers), row.index_drawn, chosen or "",
+                      arms == {_arm_of_number(session, study, row.randomisation_number)})
+
+
+def kit_shortages(session: Session, actor: Actor, *, open_only: bool = True,
+                  limit: int = 200) -> list[SealedKitShortage]:
+    """The "no kit" answers, with their arms and sites, oldest open one first."""
+    _read(session, actor, READERS, "kit shortages", "open" if open_only else "all")
+    query = select(SealedKitShortage)
+    if open_only:
+        query = query.where(col(SealedKitShortage.acknowledged_at).is_(None))
+    return list(session.scalars(query.order_by(col(SealedKitShortage.acknowledged_at).is_not(None),
+                                               col(SealedKitShortage.id)).limit(limit)))
+
+
+def open_shortage_count(session: Session, actor: Actor) -> int:
+    """How many shortages wait for the supply manager: a number naming no arm, site or person, for
+    the home page's work queue (a read-only transaction on every visit), so not a logged read."""
+    _admit(actor, SHORTAGE_HANDLERS)
+    return session.scalar(select(func.count()).select_from(SealedKitShortage)
+                          .where(col(SealedKitShortage.acknowledged_at).is_(None))) or 0
+
+
+def acknowledge_shortage(session: Session, actor: Actor, shortage_id: int, reason: str | None) -> SealedKitShortage:
+    """The supply manager has seen a shortage and says what is done about it (kits on their way)."""
+    _admit(actor, SHORTAGE_HANDLERS)
+    reason = audit.require_reason(reason)
+    row = session.get(SealedKitShortage, shortage_id)
+    if row is None:
+        raise NotFound(f"No kit shortage #{shortage_id}.", field="shortage")
+    now = utcnow()
+    changed = session.execute(update(SealedKitShortage)
+                              .where(col(SealedKitShortage.id) == row.id,
+                                     col(SealedKitShortage.acknowledged_at).is_(None))
+                              .values(acknowledged_at=now, acknowledged_by=actor.user_id, acknowledgement=reason)
+                              .execution_options(synchronize_session=False))
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Kit shortage #{row.id} is already acknowledged.", field="shortage")
+    session.refresh(row)
+    audit.record(session, actor, "kit shortage acknowledged", "kit_shortage", row.id, field="acknowledged_at",
+                 new=now, reason=reason, visibility=Visibility.unblinded)
+    return row

@@ -5,6 +5,7 @@ imports it, so supply's list work can share them without an import cycle.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -19,6 +20,7 @@ LIST_MAKERS = frozenset({Role.supply_manager})  # generate, import, seal and dis
 # see lists, contents and compositions; QC analysts too, because their OOS result quarantines kits
 READERS = frozenset({Role.supply_manager, Role.qa, Role.qp, Role.qc_analyst})
 FILLERS = frozenset({Role.supply_manager})  # packaging runs put units into kits
+SHORTAGE_HANDLERS = frozenset({Role.supply_manager})  # told of "no kit" answers, with the arm; acknowledge them
 
 
 @dataclass(frozen=True)
@@ -66,3 +68,35 @@ def participant_trail(session: Session, study: Study, *, participant_id: int | N
         query = query.where(col(Participant.randomisation_number) == randomisation_number)
     screening = session.scalar(query)
     return f"{study.code}/{screening}" if screening else f"{study.code}/{participant_id or randomisation_number}"
+
+
+# --- a kit draw's record --------------------------------------------------------------------------
+
+
+def candidate_text(numbers: Iterable[str]) -> str:
+    """A draw's candidates as stored: kit numbers (which hold no comma), in the order given."""
+    return ",".join(numbers)
+
+
+def candidate_numbers(text: str) -> list[str]:
+    return [number for number in text.split(",") if number]
+
+
+@dataclass(frozen=True)
+class DrawReplay:
+    """A recorded kit draw worked through again (sealed.replay_draw)."""
+
+    draw_id: int
+    candidates: tuple[str, ...]  # in kit-number order, as recorded
+    index: int
+    assigned: str  # the kit the draw assigned, as recorded
+    one_arm: bool  # every candidate is of the participant's arm
+
+    @property
+    def reproduced(self) -> str | None:
+        """The kit at the recorded index among the recorded candidates."""
+        return self.candidates[self.index] if 0 <= self.index < len(self.candidates) else None
+
+    @property
+    def holds(self) -> bool:
+        return self.reproduced == self.assigned and self.one_arm and list(self.candidates) == sorted(self.candidates)

@@ -24,6 +24,7 @@ from sqlmodel import Session, SQLModel
 from cellbench import models, sealed, study_data, users
 from cellbench.app import iter_routes
 from cellbench.audit import Actor
+from cellbench.clock import utcnow
 from cellbench.deps import Viewer
 from cellbench.errors import Forbidden
 from cellbench.models import (
@@ -34,6 +35,7 @@ from cellbench.models import (
     Lot,
     PackagingRun,
     Role,
+    SealedKitDraw,
     SealedList,
     Study,
     Vial,
@@ -71,6 +73,9 @@ UNBLINDED_ONLY = {
     "cellbench.web.trace_unblinded", "cellbench.api.trace_unblinded",  # trace with arms and lots
     "cellbench.web.unblinding_impact", "cellbench.api.unblinding_impact",  # whose arm an unblinding reveals
     "cellbench.web.study_data", "cellbench.api.study_data",  # database lock, study unblinding, the arms' export
+
+
+    "cellbench.web.shortages",  # "no kit" alerts with their arms
 }
 
 # Edges of the import graph reviewed as safe: each one's code path runs for a blinded role
@@ -134,9 +139,11 @@ def sealed_model_names() -> set[str]:
 
 
 def test_the_sealed_models_are_the_ones_this_test_knows():
-    assert sealed_model_names() == {"SealedList", "SealedAllocation", "SealedKitArm", "SealedKitUnit"}
+    assert sealed_model_names() == {"SealedList", "SealedAllocation", "SealedKitArm", "SealedKitUnit",
+                                    "SealedKitDraw", "SealedKitShortage"}
     assert {t.name for t in SQLModel.metadata.sorted_tables if t.name.startswith("sealed")} == {
-        "sealed_list", "sealed_allocation", "sealed_kit_arm", "sealed_kit_unit"}
+        "sealed_list", "sealed_allocation", "sealed_kit_arm", "sealed_kit_unit", "sealed_kit_draw",
+        "sealed_kit_shortage"}
 
 
 def test_no_module_but_sealed_names_a_sealed_model_or_table():
@@ -463,6 +470,11 @@ class Arguments:
         run = session.scalars(select(PackagingRun)).first()
         row = session.scalars(select(SealedList)).first()
         vial = session.scalars(select(Vial).where(Vial.lot_id == lot.id)).first()
+        # a recorded kit draw to replay (the caller rolls the session back)
+        draw = SealedKitDraw(study_id=study.id, randomisation_number="X-001", site_id=1, candidates=kit.number,
+                             index_drawn=0, kit_id=kit.id, drawn_at=utcnow())
+        session.add(draw)
+        session.flush()
         self.values = {
             "study": study, "kind": "kit", "lines": [Line(1, 1, "ZZZZ-ZZZZ-Z", "active")], "method": "generated",
             "seed": "s", "block_sizes": (2,), "source_sha256": None, "number": kit.number, "list_id": row.id,
@@ -470,7 +482,7 @@ class Arguments:
             "why": "test", "count": 1, "kit": kit, "vials": [vial], "run_id": run.id, "lot": lot,
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),
-            "fills": [(kit, [vial])],
+            "fills": [(kit, [vial])], "draw_id": draw.id, "shortage_id": 1,
         }
 
     def of(self, fn, actor: Actor, username: str) -> dict:

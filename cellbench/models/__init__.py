@@ -86,6 +86,8 @@ from .release import (
 from .sealed import (
     SealedAllocation,
     SealedKitArm,
+    SealedKitDraw,
+    SealedKitShortage,
     SealedKitUnit,
     SealedList,
 )

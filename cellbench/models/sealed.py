@@ -7,7 +7,7 @@ They are kept together in this one part so that the wall has one place.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -77,3 +77,40 @@ class SealedKitUnit(SQLModel, table=True):
     vial_id: int = Field(foreign_key="vial.id", unique=True)  # a unit goes into one kit, once
     dose: int  # 1 = left submandibular gland, 2 = right
     packaging_run_id: int = Field(foreign_key="packaging_run.id")
+
+
+class SealedKitDraw(SQLModel, table=True):
+    """One kit assignment: the eligible kits of the participant's arm at the site, in kit-number
+    order, and which of them the random draw took. `candidates[index]` is the kit, so the draw
+    can be replayed; the candidates are all of one arm, so the row is sealed."""
+
+    __tablename__ = "sealed_kit_draw"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    randomisation_number: str = Field(max_length=32)
+    site_id: int = Field(foreign_key="site.id")
+    candidates: str  # kit numbers, comma-separated, in kit-number order
+    index_drawn: int  # 0-based position of the chosen kit among the candidates
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    drawn_by: int | None = Field(default=None, foreign_key="app_user.id")
+    drawn_at: datetime = timestamp()
+
+
+class SealedKitShortage(SQLModel, table=True):
+    """No kit of a participant's arm at a site when one was asked for: the supply manager's alert,
+    with the arm, until acknowledged. The pharmacist's refusal reads the same for both arms."""
+
+    __tablename__ = "sealed_kit_shortage"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int = Field(foreign_key="site.id")
+    randomisation_number: str = Field(max_length=32)
+    arm: str = Field(max_length=16)
+    in_date_on: date  # the kit had to be in date until this day (the end of the use window)
+    reported_by: int | None = Field(default=None, foreign_key="app_user.id")
+    reported_at: datetime = timestamp()
+    acknowledged_by: int | None = Field(default=None, foreign_key="app_user.id")
+    acknowledged_at: datetime | None = timestamp(nullable=True)
+    acknowledgement: str | None = None  # what the supply manager did (a shipment on its way...)

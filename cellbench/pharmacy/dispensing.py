@@ -8,36 +8,33 @@ from sqlmodel import Session
 
 from .. import audit, clock, custody, kits, users
 from ..audit import Actor
-from ..clock import utcnow
 from ..custody import key
 from ..errors import Conflict, InvalidInput
-from ..models import Kit, KitState, Notification, User, Visit
+from ..models import Kit, KitState, User, Visit
 from .doors import kit_for
 from .lifecycle import VisitState, authorise, outside_window, set_state
 from .records import VisitContext, detach_kit, in_date_on, kit_expired, lock, scan_kit, use_window
 
-NO_KIT_MESSAGE = "No kit is available for this visit at this site; the supply manager has been told."
+NO_KIT_MESSAGE = ("No kit is available for this visit at this site. Supply has been alerted and will send kits; "
+                  "assign again when they have been received.")
 
 
 class NoKitAvailable(Conflict):
     """No kit of the participant's arm at the site: the same words for both arms. Raised by the
-    routes after `assign` has committed what the attempt leaves (the supply manager's notification,
-    the audit event, the sealed door's own log of the attempt)."""
+    routes after `assign` has committed what the attempt leaves (the sealed compartment's shortage
+    record, which alerts the supply manager with the arm and the site, its log of the attempt, and
+    the visit's audit event)."""
 
     def __init__(self) -> None:
         super().__init__(NO_KIT_MESSAGE, field="kit")
 
 
-def _notify_no_kit(session: Session, actor: Actor, ctx: VisitContext) -> None:
-    today = clock.today(ctx.site)
-    session.add(Notification(
-        kind="no_kit_available", to_address=ctx.study.emergency_email, created_at=utcnow(),
-        subject=f"{ctx.study.code}: no kit available at {ctx.site.code}",
-        body=(f"No kit could be assigned to {ctx.who} at site {ctx.site.code} ({ctx.site.name}) on {today}. "
-              f"The visit window is {ctx.visit.window_start} to {ctx.visit.window_end}. "
-              f"Requested by {actor.name}. Please send kits to the site.")))
+def _no_kit(session: Session, actor: Actor, ctx: VisitContext) -> None:
+    """The visit's own record of the refusal, the same for both arms. The supply manager's alert
+    is the shortage the sealed door recorded (it alone knows the arm); no message goes to the
+    study's emergency address, which is the sponsor's unblinding mailbox, not supply."""
     audit.record(session, actor, "no kit available", "visit", ctx.ref, field="kit", new=None,
-                 reason="supply manager notified")
+                 reason="supply alerted")
     session.flush()
 
 
@@ -53,14 +50,14 @@ def assign(session: Session, actor: Actor, visit: Visit, *, seen_version: int | 
     """A kit of the participant's arm, at the site, in date through the use window: chosen by the
     sealed compartment, allocated to the visit. The pharmacist then scans it to dispense.
 
-    None when there is no such kit: the visit stays as it was and the supply manager is told, in
-    the caller's transaction, which commits it; the caller then refuses with NoKitAvailable (the
-    same words for both arms)."""
+    None when there is no such kit: the visit stays as it was and supply is alerted (the sealed
+    door's shortage record), in the caller's transaction, which commits it; the caller then
+    refuses with NoKitAvailable (the same words for both arms)."""
     ctx = lock(session, visit, seen_version)
     authorise(session, actor, ctx, "assign")
     kit = kit_for(session, actor, ctx, use_window(session))
     if kit is None:
-        _notify_no_kit(session, actor, ctx)
+        _no_kit(session, actor, ctx)
         return None
     _allocate(session, actor, ctx, kit, "assigned at the visit")
     return kit
@@ -104,7 +101,7 @@ def replace_kit(session: Session, user: User, password: str, visit: Visit, *, wh
     old kit is recorded damaged or missing (an unusable one goes back to stock, where the sealed
     assignment never picks it again for this visit) and a new kit is assigned, excluding every kit
     this visit had. With no kit left, the old kit's fate is still recorded, the visit waits for a
-    kit, and the supply manager is told: returns None."""
+    kit, and supply is alerted: returns None."""
     actor = users.actor(session, user)
     ctx = lock(session, visit, seen_version)
     authorise(session, actor, ctx, "replace")
@@ -132,7 +129,7 @@ def replace_kit(session: Session, user: User, password: str, visit: Visit, *, wh
         return None
     new = kit_for(session, actor, ctx, use_window(session))
     if new is None:
-        _notify_no_kit(session, actor, ctx)
+        _no_kit(session, actor, ctx)
         return None
     _allocate(session, actor, ctx, new, f"replaces kit {old.number}")
     return new

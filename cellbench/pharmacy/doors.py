@@ -22,7 +22,9 @@ def randomisation_number(session: Session, actor: Actor, study: Study, participa
 
 def kit_for(session: Session, actor: Actor, ctx: VisitContext, window: timedelta) -> Kit | None:
     """A kit of the participant's arm at the visit's site, in date through the use window, none
-    this visit has had before; None when there is none (the same for both arms)."""
+    this visit has had before, drawn at random by the compartment (which records the draw); None
+    when there is none (the same for both arms: the compartment records the shortage, with the
+    arm, for the supply manager)."""
     number = ctx.participant.randomisation_number
     if number is None:
         raise InvalidInput(f"{ctx.participant.screening_number} is not randomised yet.", field="participant")

@@ -1,12 +1,12 @@
-"""Supply: randomisation and kit lists, packaging runs, the blind-preserving quarantine, and what
-the supply pages and API show of them (`views`).
+"""Supply: randomisation and kit lists, packaging runs, the blind-preserving quarantine, the "no
+kit" shortages alerted to the supply manager, and what the supply pages and API show of them (`views`).
 
 Every part is unblinded work that reaches the sealed compartment: no blinded-facing module imports
 this package."""
 
 from __future__ import annotations
 
-from . import lists, packaging, quarantine, randomisation, views
+from . import lists, packaging, quarantine, randomisation, shortages, views
 from .lists import MAKERS, generate, generated_notice, import_csv
 from .packaging import (
     FILLABLE_LOT_STATES,

@@ -4,8 +4,10 @@ When a manufacturing lot is quarantined, recalled or gets an out-of-specificatio
 certification, its kits are taken out of use *with* companions from the other arm, so that the
 set of unavailable kits does not tell which are active:
 
-* "proportionate": in each blinded lot, the lot's kits plus a random set of kits of the other
-  arm(s), as many as keep the blinded lot's own ratio (the kits of a lot are all on one arm);
+* "proportionate": in each blinded lot and at each place (a site's stock, a shipment on its way,
+  the cell bench), the lot's kits there plus a random set of the other arm's kits there, the same
+  fraction of them, rounded up (the kits of a lot are all on one arm): every hold anyone can see
+  holds both arms whenever the other arm has kits at that place;
 * "blinded_lot": every kit of each blinded lot the lot's kits are in.
 
 Kits are held wherever they are: at the cell bench, in a shipment on its way (such a kit arrives
@@ -14,11 +16,13 @@ goes back to the site's stock, not "in transit", when the quarantine is lifted),
 stock or assigned to a visit (see kits.MOVES "lift_quarantine" for where it goes back to).
 
 The study's policy applies to automatic quarantines; the supply manager sets it and may choose
-again for a manual one. Blinded people see "temporarily unavailable" and one generic reason; the
-cause, the lot and the policy are on the KitQuarantine record, shown to unblinded roles only.
+again for a manual one. Blinded people see "temporarily unavailable" and one generic reason, with
+no quarantine number or kit count that would tie the held kits together or count them; the number,
+cause, lot, policy and members are on the KitQuarantine record, shown to unblinded roles only.
 """
 from __future__ import annotations
 
+import math
 import secrets
 from collections import defaultdict
 from enum import Enum
@@ -29,6 +33,7 @@ from sqlmodel import Session, col
 from .. import audit, kits, qc, sealed, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
+from ..custody import travelling
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import (
     Kit,
@@ -40,6 +45,7 @@ from ..models import (
     Meaning,
     QcResult,
     Role,
+    ShipmentKit,
     User,
     Visibility,
     saved_id,
@@ -115,11 +121,6 @@ def members(session: Session, q: KitQuarantine) -> list[str]:
                                 .where(col(KitQuarantineKit.quarantine_id) == q.id).order_by(col(Kit.number))))
 
 
-def _kit_reason(q: KitQuarantine) -> str:
-    # What every kit's own history says, blinded people included: the same for every kit in it.
-    return f"{kits.GENERIC_QUARANTINE_REASON} ({q.number})"
-
-
 def _number(session: Session) -> str:
     prefix = f"KQ-{utcnow():%Y}-"
     last = session.scalar(select(func.max(col(KitQuarantine.number)))
@@ -127,8 +128,23 @@ def _number(session: Session) -> str:
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
+def _places(session: Session, kits_: list[Kit]) -> dict[int, tuple]:
+    """Where each kit is held, as the people there would see the hold: a site's stock (its
+    pharmacist sees which kits became unavailable), a shipment on its way (the receiving pharmacist
+    sees which of its kits arrive held), or the cell bench."""
+    on_the_way = [saved_id(kit) for kit in kits_ if travelling(kit)]
+    rows = session.execute(select(col(ShipmentKit.kit_id), col(ShipmentKit.shipment_id))
+                           .where(col(ShipmentKit.kit_id).in_(on_the_way), col(ShipmentKit.received_at).is_(None)))
+    shipment_of: dict[int, int] = {row[0]: row[1] for row in rows}
+    return {saved_id(kit): ("shipment", shipment_of.get(saved_id(kit))) if travelling(kit)
+            else ("site", kit.site_id) if kit.site_id else ("cell bench",) for kit in kits_}
+
+
 def choose_kits(session: Session, actor: Actor, affected: list[Kit], policy: str) -> list[Kit]:
-    """The affected kits and their companions, blinded lot by blinded lot."""
+    """The affected kits and their companions, blinded lot by blinded lot and, within one, place by
+    place (_places). "proportionate": wherever kits of one arm are held, kits of every other arm at
+    the same place and in the same blinded lot are held in the same proportion, rounded up, so that
+    a hold seen anywhere holds both arms whenever the other arm has kits there."""
     chosen: dict[int, Kit] = {saved_id(kit): kit for kit in affected}
     for blinded_lot_id in sorted({kit.blinded_lot_id for kit in affected if kit.blinded_lot_id}):
         held_here = select(Kit).where(col(Kit.blinded_lot_id) == blinded_lot_id,
@@ -138,22 +154,29 @@ def choose_kits(session: Session, actor: Actor, affected: list[Kit], policy: str
             chosen.update((saved_id(kit), kit) for kit in pool)
             continue
         arms = sealed.arms_of_kits(session, actor, [saved_id(kit) for kit in pool] + list(chosen), why="quarantine")
-        hit_here = [kit for kit in affected if kit.blinded_lot_id == blinded_lot_id]
-        by_arm: dict[str, list[Kit]] = defaultdict(list)
+        place = _places(session, pool)
+        hit = {saved_id(kit) for kit in affected if kit.blinded_lot_id == blinded_lot_id}
+        by_place: dict[tuple, dict[str, list[Kit]]] = defaultdict(lambda: defaultdict(list))
         for kit in pool:
-            by_arm[arms[saved_id(kit)]].append(kit)
-        hit_arms: dict[str, int] = defaultdict(int)
-        for kit in hit_here:
-            hit_arms[arms[saved_id(kit)]] += 1
-        for hit_arm, hit_count in hit_arms.items():
-            share = hit_count / max(1, len(by_arm[hit_arm]))  # the fraction of that arm's kits taken out
-            for arm, arm_kits in by_arm.items():
-                if arm == hit_arm:
-                    continue
-                free = [kit for kit in arm_kits if saved_id(kit) not in chosen]
-                wanted = min(len(free), round(share * len(arm_kits)))
-                chosen.update((saved_id(kit), kit) for kit in _random.sample(free, wanted))
+            by_place[place[saved_id(kit)]][arms[saved_id(kit)]].append(kit)
+        for by_arm in by_place.values():
+            for arm, wanted in _companions_wanted(by_arm, hit).items():
+                free = [kit for kit in by_arm[arm] if saved_id(kit) not in chosen]
+                chosen.update((saved_id(kit), kit) for kit in _random.sample(free, min(len(free), wanted)))
     return sorted(chosen.values(), key=lambda kit: kit.number)
+
+
+def _companions_wanted(by_arm: dict[str, list[Kit]], hit: set[int]) -> dict[str, int]:
+    """At one place, how many kits of each arm join the hold: for each arm with affected kits there,
+    the same fraction of every other arm's kits there, rounded up (one affected kit among many of
+    its arm still takes one companion); the largest such number per arm."""
+    wanted: dict[str, int] = defaultdict(int)
+    for hit_arm, arm_kits in by_arm.items():
+        share = sum(saved_id(kit) in hit for kit in arm_kits) / len(arm_kits)
+        for arm, others in by_arm.items():
+            if arm != hit_arm and share:
+                wanted[arm] = max(wanted[arm], math.ceil(share * len(others)))
+    return dict(wanted)
 
 
 def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reason: str,
@@ -176,7 +199,7 @@ def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reas
         audit.record(session, actor, "kit quarantine opened", "kit_quarantine", q.number,
                      new={"cause": cause, "lot": lot.number, "policy": chosen_policy, "kits": len(chosen),
                           "study": study.code}, reason=reason, visibility=Visibility.unblinded)
-        kits.move_many(session, actor, chosen, "quarantine", reason=_kit_reason(q), quarantine_id=q.id)
+        kits.move_many(session, actor, chosen, "quarantine", reason=kits.GENERIC_QUARANTINE_REASON, quarantine_id=q.id)
         session.execute(insert(KitQuarantineKit), [{"quarantine_id": q.id, "kit_id": kit.id} for kit in chosen])
         opened.append(q)
     return opened
@@ -237,8 +260,9 @@ def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, decisio
     q.closure_signature_id = signature_id
     audit.record(session, actor, f"kit quarantine {state}", "kit_quarantine", q.number, field="state", old="open",
                  new=state, reason=reason, visibility=Visibility.unblinded)
+    # what the kits' own histories say, blinded people included: no number that ties them together
     kit_reason = "quality review completed" if decision == "lift" else "withdrawn after a quality review"
-    kits.move_many(session, actor, held, KIT_MOVES[decision], reason=f"{kit_reason} ({q.number})")
+    kits.move_many(session, actor, held, KIT_MOVES[decision], reason=kit_reason)
     session.flush()
 
 
