@@ -8,7 +8,8 @@ from sqlmodel import Session
 from .. import identifiers, inputs, sealed, studies, users
 from ..audit import Actor
 from ..errors import InvalidInput
-from ..models import Role, Study
+from ..models import Role, Study, User
+from ..specifications import versions as spec_versions
 from . import randomisation
 
 MAKERS = (Role.supply_manager,)
@@ -74,6 +75,18 @@ def generated_notice(row: sealed.ListHeader, asked: object) -> str:
         what += (f" with {row.size} entries, not {wanted}: permuted blocks are never cut short, so the list was "
                  f"rounded up to whole blocks")
     return f"{what}: check it, then seal it."
+
+
+def seal(session: Session, user: User, actor: Actor, row: sealed.ListHeader, password: str) -> sealed.ListHeader:
+    """Seal a list; a kit list only while the study's arms present alike under the specifications
+    lots are now made under, for its kits come into being when it is sealed."""
+    users.require_role(actor, *MAKERS)
+    study = studies.by_id(session, row.study_id)
+    definition = studies.definition(study)
+    if row.kind == "kit" and (why := studies.presentation_mismatch(
+            definition, lambda code: spec_versions.parsed(spec_versions.effective(session, code)))):
+        raise InvalidInput(f"{study.code} cannot have a list sealed: {why}.", field="presentation")
+    return sealed.seal_list(session, user, actor, row, password)
 
 
 def import_csv(session: Session, actor: Actor, study: Study, kind: str, text: str) -> sealed.ListHeader:
