@@ -23,7 +23,7 @@ from .audit import Actor
 from .clock import utcnow
 from .errors import InvalidInput, NotFound
 from .models import Role, Site, Study, StudySite
-from .specifications import STUDIES_DIR, Specification, load_all, specs_root
+from .specifications import STUDIES_DIR, Specification, SpecificationError, load_all, specs_root
 
 QUARANTINE_POLICIES = {
     "proportionate": "the lot's kits and a random, proportionate set of placebo kits of the same blinded lot",
@@ -218,7 +218,12 @@ def presentation_mismatch(definition: StudyDefinition, spec_of: Callable[[str], 
 
 
 def _files_present_alike(path: Path, definition: StudyDefinition, root: Path | None) -> None:
-    latest = {spec.product.code: spec for spec in load_all(root)}  # in version order: the last one wins
+    try:
+        latest = {spec.product.code: spec for spec in load_all(root)}  # in version order: the last one wins
+    except SpecificationError as error:  # e.g. the placebo no longer presents as the active product
+        spec = Path(error.file)
+        raise StudyFileError(path, "presentation", f"{spec.parent.name}/{spec.name}: {error.path}: {error.message}"
+                             ) from None
     if why := presentation_mismatch(definition, latest.get):
         raise StudyFileError(path, "presentation", why)
 

@@ -80,7 +80,7 @@ def check_blinding_parity(active: Specification, placebo: Specification) -> None
     for where, mine in seen_blinded(placebo).items():
         if mine != theirs.get(where):
             raise SpecificationError(placebo.file or placebo.product.code, where,
-                                     f"{mine} differs from {theirs[where]} in {active.file or active.product.code};"
+                                     f"{mine} differs from {theirs.get(where)} in {active.product.code} v{active.product.version};"
                                      " active and placebo must match or the difference unblinds")
 
 

@@ -485,7 +485,8 @@ def _placebo_with_exceptions(db) -> str:
         steps.verify(s, user(s, "verifier"), PW, lot, "supplier_receipt", 1, None)
         spec = spec_versions.parsed(lots.spec_of(s, lot))
         for step in spec.steps[1:]:
-            demo.run_step(s, lot, step, demo.placebo_values(step.code, now, "NACL-X2", lot) or demo.default_values(step))
+            values = demo.placebo_values(step.code, now, "NACL-X2", lot)
+            demo.run_step(s, lot, step, values or demo.default_values(step))
     oos = enter(db, number, "appearance", "does not conform")
     with db.write() as s:
         qc.invalidate_result(s, user(s, "qa"), PW, s.get(QcResult, oos), "wrong ampoule inspected")
