@@ -79,8 +79,9 @@ def check_blinding_parity(active: Specification, placebo: Specification) -> None
     theirs = seen_blinded(active)
     for where, mine in seen_blinded(placebo).items():
         if mine != theirs.get(where):
+            named = f"{active.product.code} v{active.product.version}"
             raise SpecificationError(placebo.file or placebo.product.code, where,
-                                     f"{mine} differs from {theirs.get(where)} in {active.product.code} v{active.product.version};"
+                                     f"{mine} differs from {theirs.get(where)} in {named};"
                                      " active and placebo must match or the difference unblinds")
 
 
