@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     password_min_length: int = 12
     max_failed_logins: int = 5
     demo: bool = False
+    # The cell bench's manufacturing authorisation (EU GMP), printed on kit labels, certificates of
+    # analysis and release certificates beside the manufacturer. Empty: not printed, and the
+    # certificates say that it is not set.
+    manufacturing_authorisation: str = ""
 
     @field_validator("site_timezone")
     @classmethod

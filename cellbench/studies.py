@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from .audit import Actor
 from .clock import utcnow
 from .errors import InvalidInput, NotFound
 from .models import Role, Site, Study, StudySite
-from .specifications import STUDIES_DIR, specs_root
+from .specifications import STUDIES_DIR, Specification, SpecificationError, load_all, specs_root
 
 QUARANTINE_POLICIES = {
     "proportionate": "the lot's kits and a random, proportionate set of placebo kits of the same blinded lot",
@@ -72,6 +73,7 @@ class Arm(_Strict):
     code: str = Field(pattern=r"^[a-z_]{1,16}$")
     name: str = Field(min_length=1)
     product_kind: str
+    product: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")  # the specification its kits are filled from
     ratio: int = Field(gt=0)
 
     @field_validator("product_kind")
@@ -104,7 +106,27 @@ class Randomisation(_Strict):
 
 class LabelText(_Strict):
     cells_per_vial: str = Field(min_length=1)
-    volume_per_vial_ml: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?$")
+
+
+class Presentation(_Strict):
+    """The one presentation both arms share (invariant 4, physically): labels, storage, transport,
+    receipt and the preparation clock are derived from it, never from one arm's specification."""
+
+    model_config = ConfigDict(strict=True)
+    manufacturer: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    fill_volume_ml: float = Field(gt=0)
+    vials_per_kit: int = Field(ge=1)
+    appearance: str = Field(min_length=1)  # as far as the outer kit shows it
+    storage: str = Field(min_length=1)
+    storage_max_c: float = Field(le=-20)
+    transport: str = Field(min_length=1)
+    transport_max_c: float = Field(le=-20)
+    transport_hold_days: int = Field(ge=1)  # the shipper's validated hold time
+    thaw: str = Field(min_length=1)
+    use_window_minutes: int = Field(ge=1)
+    shelf_life_months: int = Field(ge=1)
+    shelf_life: str = Field(min_length=1)  # the rule in words, e.g. the blinded lot's earliest expiry
 
 
 class SiteInfo(_Strict):
@@ -122,6 +144,7 @@ class StudyDefinition(_Strict):
     schedule: Schedule
     randomisation: Randomisation
     label: LabelText
+    presentation: Presentation
     sites: tuple[SiteInfo, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -131,6 +154,8 @@ class StudyDefinition(_Strict):
             raise ValueError("arm codes must differ")
         if "placebo" not in {arm.product_kind for arm in self.arms} or "asc" not in {a.product_kind for a in self.arms}:
             raise ValueError("a blinded study needs an asc arm and a placebo arm")
+        if self.presentation.vials_per_kit % self.schedule.doses_per_treatment:
+            raise ValueError("presentation.vials_per_kit must hold the same number of vials for every dose")
         cycle = sum(arm.ratio for arm in self.arms)
         bad = [size for size in self.randomisation.block_sizes if size % cycle]
         if bad:
@@ -171,6 +196,38 @@ def load_study_file(path: str | Path) -> tuple[StudyDefinition, str]:
     return definition, hashlib.sha256(raw).hexdigest()
 
 
+def presentation_mismatch(definition: StudyDefinition, spec_of: Callable[[str], Specification | None]) -> str | None:
+    """Why the arms' specifications do not present as the study's [presentation] says (None: they
+    do). The one rule, at study load (spec_of: the latest files) and at kit-list sealing (the
+    effective versions, supply.lists.seal)."""
+    shared, problems = definition.presentation.model_dump(), []
+    for arm in definition.arms:
+        spec = spec_of(arm.product)
+        if spec is None or spec.product.kind != arm.product_kind:
+            problems.append(f"arm '{arm.code}' names product {arm.product}, which has no {arm.product_kind} "
+                            "specification")
+            continue
+        declared = {**spec.presented(), "vials_per_kit": spec.product.dose.units_per_gland
+                    * definition.schedule.doses_per_treatment}
+        named = f"arm '{arm.code}' ({spec.product.code} v{spec.product.version})"
+        if len(declared) == 1:
+            problems.append(f"{named} declares no presentation")
+        problems += [f"{named} has {key} {declared[key]!r} where the study's presentation has {shared[key]!r}"
+                     for key in declared if len(declared) > 1 and declared[key] != shared[key]]
+    return "; ".join(problems) or None
+
+
+def _files_present_alike(path: Path, definition: StudyDefinition, root: Path | None) -> None:
+    try:
+        latest = {spec.product.code: spec for spec in load_all(root)}  # in version order: the last one wins
+    except SpecificationError as error:  # e.g. the placebo no longer presents as the active product
+        spec = Path(error.file)
+        raise StudyFileError(path, "presentation", f"{spec.parent.name}/{spec.name}: {error.path}: {error.message}"
+                             ) from None
+    if why := presentation_mismatch(definition, latest.get):
+        raise StudyFileError(path, "presentation", why)
+
+
 def study_files(root: Path | None = None) -> list[Path]:
     return sorted(((root or specs_root()) / STUDIES_DIR).glob("*.toml"))
 
@@ -185,6 +242,7 @@ def sync_from_files(session: Session, actor: Actor, root: Path | None = None) ->
     loaded = []
     for path in study_files(root):
         definition, sha = load_study_file(path)
+        _files_present_alike(path, definition, root)
         loaded.append(_upsert(session, actor, definition, sha))
     return loaded
 

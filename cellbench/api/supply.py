@@ -152,7 +152,7 @@ def seal_list(code: str, kind: str, version: int, body: Seal, viewer: Viewer = D
     with db.write() as session:
         study = studies.by_code(session, code, field="code")
         row = find_list(session, viewer.actor, study, kind, version)
-        sealed.seal_list(session, session.merge(viewer.user), viewer.actor, row, body.password)
+        lists.seal(session, session.merge(viewer.user), viewer.actor, row, body.password)
         return list_out(session, study, row)
 
 

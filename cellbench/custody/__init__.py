@@ -72,13 +72,14 @@ from .storage import (
     stored_counts,
 )
 from .temperature import (
-    ALARM_LIMIT_C,
     LOGGER_SOURCES,
     MAX_LOGGER_LINES,
     PLAUSIBLE_C,
     RECEIPT_CHECKS,
-    VALIDATED_HOLD,
+    ColdChain,
     LoggerRecord,
+    cold_chain,
+    cold_chain_of,
     logger_record,
     no_temperature_record,
     parse_logger_csv,

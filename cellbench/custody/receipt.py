@@ -18,7 +18,7 @@ from . import scanning
 from .events import fetch, move_kits, record, travelling
 from .lifecycle import IN_TRANSIT, QUARANTINED, RECEIVED, RECEIVERS, check, claim, version
 from .storage import site_pharmacy
-from .temperature import RECEIPT_CHECKS, LoggerRecord, judge_transit
+from .temperature import RECEIPT_CHECKS, LoggerRecord, cold_chain_of, judge_transit
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,8 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
     dispatched = shipment.dispatched_at or now  # a shipment in transit was dispatched
     minutes = max(0, int((now - dispatched).total_seconds() // 60))
     judge_transit(logger, dispatched, now)
-    problems = [why for rule in RECEIPT_CHECKS if (why := rule(intact, logger, minutes))]
+    chain = cold_chain_of(session, shipment.study_id)  # the study's presentation: both arms alike
+    problems = [why for rule in RECEIPT_CHECKS if (why := rule(intact, logger, minutes, chain))]
 
     shipment.received_by, shipment.received_at, shipment.seal_intact = actor.user_id, now, intact
     shipment.logger_source, shipment.logger_min, shipment.logger_max = logger.source, logger.minimum, logger.maximum

@@ -1,5 +1,8 @@
 """The temperature record read at receipt (a logger file, the logger's minimum and maximum, or
-none) and the receipt checks: each a small rule that says why the shipment must be held, or None."""
+none) and the receipt checks: each a small rule that says why the shipment must be held, or None.
+
+The limits are the study's presentation (`cold_chain`), which both arms share: a shipment is judged
+by what its study's kits are, never by one arm's specification."""
 from __future__ import annotations
 
 import csv
@@ -8,16 +11,38 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..errors import InvalidInput
+from sqlmodel import Session
 
-# Above this, cryopreserved cells risk warming past the glass transition (reference §6).
-ALARM_LIMIT_C = -150.0
-# A charged dry shipper holds < -150 °C for about a week; a longer transit is not covered.
-VALIDATED_HOLD = timedelta(days=7)
+from .. import studies
+from ..errors import InvalidInput
+from ..models import Study
+
 MAX_LOGGER_LINES = 100_000
 PLAUSIBLE_C = (-273.15, 80.0)
 
 LOGGER_SOURCES = ("csv", "manual", "missing")
+
+
+@dataclass(frozen=True)
+class ColdChain:
+    """How a study's kits are stored and travel, from its presentation: the same for both arms."""
+
+    storage: str  # e.g. "≤ −150 °C, vapour-phase liquid nitrogen"
+    storage_max_c: float
+    transport: str
+    transport_max_c: float  # above this in transit the shipment is held
+    hold: timedelta  # the shipper's validated hold time; a longer transit is not covered
+
+
+def cold_chain(study: Study) -> ColdChain:
+    shared = studies.definition(study).presentation
+    return ColdChain(shared.storage, shared.storage_max_c, shared.transport, shared.transport_max_c,
+                     timedelta(days=shared.transport_hold_days))
+
+
+def cold_chain_of(session: Session, study_id: int | None) -> ColdChain:
+    """The cold chain of the study a shipment or kit belongs to."""
+    return cold_chain(studies.by_id(session, study_id))
 
 
 @dataclass
@@ -136,11 +161,11 @@ def judge_transit(logger: LoggerRecord, dispatched: datetime, received: datetime
 
 
 # The receipt checks: each a small rule that says why the shipment must be held, or None.
-def seal_broken(seal_intact: bool, logger: LoggerRecord, minutes: int) -> str | None:
+def seal_broken(seal_intact: bool, logger: LoggerRecord, minutes: int, chain: ColdChain) -> str | None:
     return None if seal_intact else "the seal was not intact on arrival"
 
 
-def no_temperature_record(seal_intact: bool, logger: LoggerRecord, minutes: int) -> str | None:
+def no_temperature_record(seal_intact: bool, logger: LoggerRecord, minutes: int, chain: ColdChain) -> str | None:
     if logger.source == "missing":
         return "no temperature record: the logger record is missing"
     if logger.maximum is None:
@@ -148,14 +173,14 @@ def no_temperature_record(seal_intact: bool, logger: LoggerRecord, minutes: int)
     return None
 
 
-def temperature_excursion(seal_intact: bool, logger: LoggerRecord, minutes: int) -> str | None:
-    if logger.maximum is not None and logger.maximum > ALARM_LIMIT_C:
-        return f"the temperature reached {logger.maximum:g} °C, above the {ALARM_LIMIT_C:g} °C limit"
+def temperature_excursion(seal_intact: bool, logger: LoggerRecord, minutes: int, chain: ColdChain) -> str | None:
+    if logger.maximum is not None and logger.maximum > chain.transport_max_c:
+        return f"the temperature reached {logger.maximum:g} °C, above the {chain.transport_max_c:g} °C limit"
     return None
 
 
-def transit_beyond_hold_time(seal_intact: bool, logger: LoggerRecord, minutes: int) -> str | None:
-    hold = int(VALIDATED_HOLD.total_seconds() // 60)
+def transit_beyond_hold_time(seal_intact: bool, logger: LoggerRecord, minutes: int, chain: ColdChain) -> str | None:
+    hold = int(chain.hold.total_seconds() // 60)
     if minutes > hold:
         return f"the transit took {minutes} minutes, beyond the dry shipper's validated {hold} minutes"
     return None

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import clock, donors, lots, materials, sealed, steps, studies, users
+from .. import clock, donors, lots, materials, steps, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..identifiers import isbt128_check_character
@@ -101,15 +101,28 @@ def asc_values(step_code: str, index: int, now: datetime, lot: Lot, donation_ide
     return table[step_code]
 
 
-def placebo_values(step_code: str, now: datetime, batch: str) -> dict[str, str]:
-    expiry = (now + timedelta(days=540)).date().isoformat()
+def placebo_values(step_code: str, now: datetime, batch: str, lot: Lot | None = None,
+                   index: int = 1) -> dict[str, str]:
+    """Plausible values for each step of saline-placebo v2, the mirror fill: the sodium chloride
+    received, then filled, frozen and stored as asc_values does the ASC lot (storage needs the lot)."""
+    if step_code == "storage_transfer" and lot is None:
+        return {}
+    number, box = (lot.number, f"B{lot.id:02d}") if lot is not None else ("", "")
     table = {
         "supplier_receipt": {"supplier": "B. Braun", "product_name": "Sodium chloride 9 mg/mL",
                              "marketing_authorisation": "DK R 10937", "supplier_batch": batch,
-                             "supplier_expiry": expiry,
-                             "received_at": _ago(now, 6), "units_received": "200", "packaging_intact": "yes"},
+                             "supplier_expiry": (now + timedelta(days=900)).date().isoformat(),
+                             "received_at": _ago(now, 6), "units_received": "20", "packaging_intact": "yes"},
         "certificate_check": {"certificate_reference": f"CoA {batch}", "batch_matches": "yes", "expiry_matches": "yes",
                               "results_conform": "yes"},
+        "fill": {"cleanroom": "B-2.14", "vials_filled": "60", "fill_volume": "1.0", "fill_completed_at": _ago(now, 5)},
+        "controlled_rate_freezing": {"profile": "ASC-CS10-01: −1 °C/min to −40 °C, then −10 °C/min to −100 °C",
+                                     "freeze_started_at": _ago(now, 4.8), "end_temperature": "-100",
+                                     "curve_conforms": "yes"},
+        "storage_transfer": {"vial_id": f"{number}-V{index:03d}", "tank": "LN2-A", "rack": "R3", "box": box,
+                             "position": str(index), "tank_temperature": "-182", "container_intact": "yes",
+                             "placed_at": _ago(now, 4)},
+        "qc_and_retained_samples": {"qc_vials": "3", "retained_vials": "2", "retained_location": "LN2-A/R9/B02"},
     }
     return table.get(step_code, {})
 
@@ -221,12 +234,14 @@ def asc_lot(session: Session, donation, until: str | None) -> Lot:
 
 
 def placebo_lot(session: Session, batch: str) -> Lot:
+    """A placebo lot under the effective saline specification (v2: the mirror fill), every step
+    recorded, performed and verified as for an ASC lot."""
     lot = lots.start_lot(session, users.actor(session, _user(session, "operator")), "saline-placebo")
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     now = utcnow()
     for step in spec.steps:
-        values = placebo_values(step.code, now, batch) or default_values(step)
-        run_step(session, lot, step, values)
+        for index in range(1, (3 if step.code == "storage_transfer" else 1) + 1):
+            run_step(session, lot, step, placebo_values(step.code, now, batch, lot, index))
     return lot
 
 
@@ -267,7 +282,7 @@ def seed_studies(session: Session) -> dict[str, Study]:
     for study, participants, kit_count in ((loaded["NCT07290946"], 100, 48), (loaded["NCT06805448"], 60, 24)):
         for kind, size in (("randomisation", participants), ("kit", kit_count)):
             row = lists.generate(session, actor, study, kind, size, seed=f"demo-{study.code}-{kind}")
-            sealed.seal_list(session, supply, actor, row, DEMO_PASSWORD)
+            lists.seal(session, supply, actor, row, DEMO_PASSWORD)
     return loaded
 
 

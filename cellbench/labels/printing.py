@@ -73,14 +73,17 @@ class LabelsUnavailable(DomainError):
 
 
 def label_study(study: Study) -> LabelStudy:
-    """What every label of the study prints, from the study as loaded."""
+    """What every label of the study prints, from the study as loaded: quantity, storage and
+    manufacturer from its presentation, which both arms share (never from one arm's specification)."""
     definition = studies.definition(study)
+    shared = definition.presentation
     return LabelStudy(
         trial_code=study.code, eu_ct_number=study.eu_ct_number, sponsor_name=study.sponsor_name,
         sponsor_address=study.sponsor_address, sponsor_phone=study.sponsor_phone,
         emergency_phone=study.emergency_phone, cells_per_vial=definition.label.cells_per_vial,
-        volume_per_vial_ml=definition.label.volume_per_vial_ml, vials_per_kit=study.doses_per_treatment,
-        languages=tuple(definition.study.label_languages),
+        volume_per_vial_ml=str(shared.fill_volume_ml), vials_per_kit=shared.vials_per_kit,
+        languages=tuple(definition.study.label_languages), storage_max_c=shared.storage_max_c,
+        manufacturer=shared.manufacturer,
     )
 
 
@@ -119,9 +122,13 @@ def _render(labels: Sequence[KitLabel], kind: LabelKind, output: str, created_at
         raise InvalidInput(f"The {kind.value} label cannot be printed: {error}.", field="kind") from None
 
 
-def _labels_for_run(labels: list[KitLabel], kind: LabelKind, doses: int) -> list[KitLabel]:
-    """Outer labels: one per kit. Vial labels: one per dose, each kit's together."""
-    return labels if kind is LabelKind.OUTER else [label for label in labels for _ in range(doses)]
+def _vials_per_kit(study: Study) -> int:
+    return studies.definition(study).presentation.vials_per_kit
+
+
+def _labels_for_run(labels: list[KitLabel], kind: LabelKind, vials: int) -> list[KitLabel]:
+    """Outer labels: one per kit. Vial labels: one per vial, each kit's together."""
+    return labels if kind is LabelKind.OUTER else [label for label in labels for _ in range(vials)]
 
 
 # --- input ----------------------------------------------------------------------------------------
@@ -210,7 +217,7 @@ def print_run(session: Session, actor: Actor, study: Study, *, blinded_lot_code:
     if len(chosen) > MAX_KITS_PER_RUN:
         raise InvalidInput(f"A run labels at most {MAX_KITS_PER_RUN} kits; this would be {len(chosen)}.",
                            field="kit_numbers" if numbers else "blinded_lot")
-    labels = _labels_for_run(kit_labels(session, chosen, secret_key), label_kind, study.doses_per_treatment)
+    labels = _labels_for_run(kit_labels(session, chosen, secret_key), label_kind, _vials_per_kit(study))
     lot_ids = {kit.blinded_lot_id for kit in chosen}
     if blinded is None and len(lot_ids) == 1:
         blinded = kits.blinded_lot_of(session, chosen[0])
@@ -259,7 +266,7 @@ def rendered(session: Session, actor: Actor, run: LabelRun, secret_key: str) -> 
     users.require_role(actor, *READERS)
     kind = LabelKind(run.kind)
     labels = _labels_for_run(kit_labels(session, kits_of(session, run), secret_key), kind,
-                             studies.by_id(session, run.study_id).doses_per_treatment)
+                             _vials_per_kit(studies.by_id(session, run.study_id)))
     data = _render(labels, kind, run.output, run.created_at.replace(microsecond=0))
     digest = hashlib.sha256(data).hexdigest()
     if digest != _recorded_sha256(session, run) or len(labels) != run.printed:

@@ -46,6 +46,8 @@ class LabelStudy:
     volume_per_vial_ml: str  # e.g. "1.5", written with a point; Danish text gets a comma
     vials_per_kit: int = 2  # one dose per submandibular gland
     languages: tuple[str, ...] = ("da", "en")
+    storage_max_c: float = -150.0  # the study's presentation, shared by both arms
+    manufacturer: str = ""  # e.g. "OUH Cell Bench, Odense, Denmark"; empty: no manufacturer line
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ _TEXT = {key: tuple(text.replace("~", NBSP) for text in pair) for key, pair in {
     "expiry": ("Udløb", "EXP"),
     "trial": ("Forsøg", "Trial"),
     "trial_use": ("Kun til klinisk forsøg", "For clinical trial use only"),
-    "storage": ("Opbevares ved ≤~−150~°C", "Store at ≤~−150~°C"),
+    "storage": ("Opbevares ved ≤~{c}~°C", "Store at ≤~{c}~°C"),
+    "manufacturer": ("Fremstillet af", "Manufactured by"),
     "product": ("Allogene fedtvævsafledte stromale celler {cells}~celler eller placebo (0,9~%~NaCl)",
                 "Allogeneic adipose-derived stromal cells {cells}~cells or placebo (0.9~%~NaCl)"),
     "product_short": ("Allogene ASC eller placebo (0,9~%~NaCl)", "Allogeneic ASC or placebo (0.9~%~NaCl)"),
@@ -228,12 +231,14 @@ def _layout(study: LabelStudy, kind: LabelKind, size: LabelSize) -> _Layout:
         head.line(f"{_caption(study, 'expiry')} {{expiry}}", 8, bold=True)
         head.paragraph(f"{_caption(study, 'trial')} {study.trial_code} · EU{NBSP}CT {study.eu_ct_number}", 6.5)
         head.paragraph(_both(study, "trial_use"), 7, bold=True)
+        if study.manufacturer:  # on the carton, beside the trial; the vial's reduced set (A.2 point 5) has none
+            head.paragraph(f"{_both(study, 'manufacturer')} {study.manufacturer}", 5)
         body = _Column(pdf, pad, max(head.y, box_y + box) + 0.5, w - 2 * pad, h - pad)
         body.paragraph(_variants(study, "product", cells=cells), 6.5, bold=True)
         amounts = _variants(study, "quantity", n=study.vials_per_kit, vol=study.volume_per_vial_ml)
         body.paragraph([f"{form}. {route}. {amount}." for form, route, amount in
                         zip(_variants(study, "form"), _variants(study, "route"), amounts, strict=False)], 6)
-        body.paragraph(_both(study, "storage"), 7, bold=True)
+        body.paragraph(_both(study, "storage", c=f"{study.storage_max_c:g}".replace("-", "−")), 7, bold=True)
         body.paragraph(_both(study, "directions"), 6)
         body.paragraph(f"{_caption(study, 'sponsor')} {study.sponsor_name}, {study.sponsor_address}. "
                        f"{_both(study, 'phone')} {study.sponsor_phone.replace(' ', NBSP)}", 6)

@@ -69,7 +69,6 @@ from .reading import (
     visits_of,
 )
 from .records import (
-    USE_WINDOW_SPEC,
     VisitContext,
     context,
     gland_names,

@@ -53,7 +53,7 @@ def start_preparation(session: Session, actor: Actor, code: str | None, secret_k
     authorise(session, actor, ctx, "prepare", field="code")
     now = utcnow()
     kits.move(session, actor, kit, "start_preparation", reason=ctx.who)
-    ctx.visit.preparation_started_at, ctx.visit.use_by = now, now + use_window(session)
+    ctx.visit.preparation_started_at, ctx.visit.use_by = now, now + use_window(ctx.study)
     session.flush()
     to_place = f"{ctx.site.code}: in preparation"
     custody.record(session, actor, kit, "preparation started", from_place=kit.location, to_place=to_place)

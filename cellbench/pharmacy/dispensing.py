@@ -55,7 +55,7 @@ def assign(session: Session, actor: Actor, visit: Visit, *, seen_version: int | 
     refuses with NoKitAvailable (the same words for both arms)."""
     ctx = lock(session, visit, seen_version)
     authorise(session, actor, ctx, "assign")
-    kit = kit_for(session, actor, ctx, use_window(session))
+    kit = kit_for(session, actor, ctx, use_window(ctx.study))
     if kit is None:
         _no_kit(session, actor, ctx)
         return None
@@ -80,7 +80,7 @@ def dispense(session: Session, actor: Actor, visit: Visit, code: str | None, sec
     if kit_version is not None and int(kit_version) != assigned.row_version:
         raise Conflict(f"Someone else acted on kit {assigned.number} at the same moment. Reload and check it.",
                        field="kit_version")
-    if why := kit_expired(session, assigned, in_date_on(ctx.site, use_window(session))):
+    if why := kit_expired(session, assigned, in_date_on(ctx.site, use_window(ctx.study))):
         raise InvalidInput(f"{why} Replace it (it is unusable).", field="code")
     kits.move(session, actor, assigned, "dispense", reason=ctx.who, seen_version=kit_version)
     to_place = f"{ctx.site.code}: with the preparer"
@@ -127,7 +127,7 @@ def replace_kit(session: Session, user: User, password: str, visit: Visit, *, wh
     ctx.kit = None
     if outside_window(ctx.visit, clock.today(ctx.site)):
         return None
-    new = kit_for(session, actor, ctx, use_window(session))
+    new = kit_for(session, actor, ctx, use_window(ctx.study))
     if new is None:
         _no_kit(session, actor, ctx)
         return None

@@ -17,15 +17,12 @@ from ..clock import utcnow
 from ..custody import fetch
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Kit, Participant, Site, Study, Visit
-from ..specifications import versions as spec_versions
-
-USE_WINDOW_SPEC = "asc-cs10"  # both arms' specifications carry the same window (parity-checked)
 
 
-def use_window(session: Session) -> timedelta:
-    """Thaw (ASC) or preparation (saline) start to the last administration: one window, both arms."""
-    minutes = spec_versions.parsed(spec_versions.effective(session, USE_WINDOW_SPEC)).product.use_window_minutes
-    return timedelta(minutes=minutes)
+def use_window(study: Study) -> timedelta:
+    """Thaw start to the last administration: the study's presentation, one window for both arms
+    (never one arm's specification, whose window the study's load and kit-list seal check)."""
+    return timedelta(minutes=studies.definition(study).presentation.use_window_minutes)
 
 
 def gland_names(study: Study) -> list[str]:

@@ -71,6 +71,7 @@ class CertificateData:
     spec_version: int
     kind: str  # asc | placebo
     donation: str | None
+    manufacturer: str | None = None  # as the lot's specification names it (versions before issue 13 do not)
     tests: list[TestLine] = field(default_factory=list)
     pending: list[PendingLine] = field(default_factory=list)
     reviews: list[SignatureLine] = field(default_factory=list)  # QA's lot reviews
@@ -95,7 +96,7 @@ def gather(session: Session, number: str) -> CertificateData:
     spec = spec_versions.parsed(row)
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
     data = CertificateData(lot, spec.product.name, row.product_code, row.version, row.kind,
-                           donation.identifier if donation else None)
+                           donation.identifier if donation else None, spec.product.manufacturer)
     statuses = qc.test_status(session, lot)
     sigs = qc.signatures_of(session, [s.result for s in statuses if s.result is not None])
     eligibility = decision_signature(session, donation) if donation else None
@@ -155,9 +156,16 @@ def _donor_line(test: ReleaseTest, donation: Donation | None, donor_tests: dict,
 # --- rendering --------------------------------------------------------------------------------
 
 
-def _facts(pdf: RecordPDF, data: CertificateData, zone: ZoneInfo) -> None:
+def manufacturer_line(manufacturer: str | None, authorisation: str) -> str:
+    """Who made the lot and under which authorisation, as every certificate prints it."""
+    made = manufacturer or "not named in this specification version"
+    return f"{made}; manufacturing authorisation {authorisation or 'not set (CELLBENCH_MANUFACTURING_AUTHORISATION)'}"
+
+
+def _facts(pdf: RecordPDF, data: CertificateData, zone: ZoneInfo, authorisation: str) -> None:
     lot = data.lot
     rows = [("Product", f"{data.product} ({data.product_code})"),
+            ("Manufacturer", manufacturer_line(data.manufacturer, authorisation)),
             ("Lot number", lot.number),
             ("Specification", f"{data.product_code} version {data.spec_version}"),
             ("Expiry", lot.expiry.isoformat() if lot.expiry else "not set"),
@@ -187,10 +195,11 @@ def _new_pdf(title: str, data: CertificateData, zone: ZoneInfo, printed_by: str,
                              zone=zone, printed_by=printed_by, printed_at=printed_at)
 
 
-def coa_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_at: datetime) -> bytes:
+def coa_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_at: datetime,
+            authorisation: str = "") -> bytes:
     """Certificate of analysis: every release test of the lot's specification version."""
     pdf = _new_pdf("Certificate of analysis", data, zone, printed_by, printed_at)
-    _facts(pdf, data, zone)
+    _facts(pdf, data, zone, authorisation)
     pdf.heading("Release tests")
     rows = []
     for t in data.tests:
@@ -213,10 +222,10 @@ def coa_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_a
 
 
 def release_certificate_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str,
-                            printed_at: datetime) -> bytes:
+                            printed_at: datetime, authorisation: str = "") -> bytes:
     """Release certificate: the QP's certification(s) and the sponsor release, with their signatures."""
     pdf = _new_pdf("Release certificate", data, zone, printed_by, printed_at)
-    _facts(pdf, data, zone)
+    _facts(pdf, data, zone, authorisation)
     state = LotState(data.lot.state)
     if state is LotState.released:
         status = "RELEASED: certified by the QP and released by the sponsor; the lot may be used for kits."

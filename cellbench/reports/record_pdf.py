@@ -70,6 +70,7 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
     facts = [
         ("Lot number", lot.number),
         ("Product", spec.product.name),
+        ("Manufacturer", spec.product.manufacturer or "not named in this specification version"),
         ("Specification", f"{spec_row.product_code} version {spec_row.version} ({text(spec_row.status)})"),
         ("State", text(lot.state) + (f" — on hold: {lot.hold_reason}" if lot.hold_reason else "")),
         ("Started", f"{clock.local_text(lot.created_at, zone, clock.MINUTES)} by {record.started_by}"),

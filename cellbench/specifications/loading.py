@@ -70,14 +70,18 @@ def load_all(root: str | Path | None = None) -> list[Specification]:
 def check_blinding_parity(active: Specification, placebo: Specification) -> None:
     """Refuse an active/placebo pair that differs in anything the blinded people at the site handle."""
     def seen_blinded(s: Specification) -> dict[str, Any]:
+        # what each presents at the site too, once both declare it (older versions did not)
+        shown = {f"presentation.{key}": value for key, value in s.presented().items()
+                 if active.presentation and placebo.presentation}
         return {"product.use_window_minutes": s.product.use_window_minutes,
                 "product.dose.units_per_gland": s.product.dose.units_per_gland,
-                "product.dose.volume_per_gland_ml": s.product.dose.volume_per_gland_ml}
+                "product.dose.volume_per_gland_ml": s.product.dose.volume_per_gland_ml, **shown}
     theirs = seen_blinded(active)
     for where, mine in seen_blinded(placebo).items():
-        if mine != theirs[where]:
+        if mine != theirs.get(where):
+            named = f"{active.product.code} v{active.product.version}"
             raise SpecificationError(placebo.file or placebo.product.code, where,
-                                     f"{mine} differs from {theirs[where]} in {active.file or active.product.code};"
+                                     f"{mine} differs from {theirs.get(where)} in {named};"
                                      " active and placebo must match or the difference unblinds")
 
 

@@ -143,6 +143,7 @@ class Product(_Strict):
     version: int = Field(ge=1)
     kind: Literal["asc", "placebo"]
     name: str
+    manufacturer: str | None = None  # as the registry names it; versions before the presentation lack it
     storage: str
     expiry_basis: Literal["freeze_date", "supplier_expiry"]
     shelf_life_frozen_months: int | None = Field(None, ge=1)
@@ -151,12 +152,34 @@ class Product(_Strict):
     dose: Dose
 
 
+class Presentation(_Strict):
+    """How the filled product reaches the site, beyond what [product] says (fill, storage, use window,
+    shelf life). A study's two arms must present alike (studies.presentation_mismatch)."""
+
+    container: str
+    appearance: str  # as far as the outer kit shows it
+    storage_max_c: FiniteFloat
+    transport: str
+    transport_max_c: FiniteFloat
+    thaw: str
+
+
 class Specification(_Strict):
     product: Product
+    presentation: Presentation | None = None  # absent in versions written before issue 13 (saline v1)
     tests: list[ReleaseTest] = Field(min_length=1)
     steps: list[Step] = Field(min_length=1)
     _file: str | None = PrivateAttr(None)
     _sha256: str | None = PrivateAttr(None)
+
+    def presented(self) -> dict[str, Any]:
+        """What this product shows at the site, keyed as a study's [presentation] (empty: undeclared)."""
+        if self.presentation is None:
+            return {}
+        p = self.product
+        return {**self.presentation.model_dump(), "manufacturer": p.manufacturer, "storage": p.storage,
+                "fill_volume_ml": p.dose.fill_volume_ml, "use_window_minutes": p.use_window_minutes,
+                "shelf_life_months": p.shelf_life_frozen_months if p.expiry_basis == "freeze_date" else None}
 
     @property
     def file(self) -> str | None:

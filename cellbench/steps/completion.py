@@ -18,9 +18,15 @@ from ..specifications import versions as spec_versions
 from .guided import all_current, current_step, current_values, entries_of, lot_value
 
 # The step whose signature creates a lot's units, the count that says how many, and their code
-# letter: ASC vials at fill, saline units (ampoules) at receipt. Both are rows of `vial`, so a kit
-# holds units of either product the same way.
+# letter, in order of precedence (unit_step): vials at fill, supplied units (ampoules) at receipt.
+# Both are rows of `vial`, so a kit holds units of either product the same way.
 UNIT_COUNTS = {"fill": ("vials_filled", "V"), "supplier_receipt": ("units_received", "U")}
+
+
+def unit_step(spec: Specification) -> str | None:
+    """The step that creates the lot's units: the fill where the lot is filled here (ASC, and the
+    saline mirror fill from saline-placebo v2 on), else the receipt of supplied units (saline v1)."""
+    return next((code for code in UNIT_COUNTS if any(step.code == code for step in spec.steps)), None)
 
 
 def create_units(session: Session, actor: Actor, lot: Lot, entry: StepEntry, step_code: str) -> None:
@@ -46,15 +52,18 @@ def months_later(day: date, months: int) -> date:
 
 
 def _expiry(session: Session, lot: Lot, spec: Specification) -> date | None:
-    """Cells expire a shelf life after freezing; a supplied product (saline) on its supplier's expiry."""
+    """A frozen lot expires a shelf life after freezing; a supplied product on its supplier's expiry.
+    A lot filled from a supplied product (the saline mirror fill) never outlives the supplier's date."""
+    supplied = next((v for v in all_current(session, lot) if v.parameter_code.endswith("expiry") and v.value), None)
+    supplier_expiry = date.fromisoformat(supplied.value) if supplied and supplied.value else None
     if spec.product.expiry_basis == "freeze_date":
         frozen = lot_value(session, lot, "controlled_rate_freezing", "freeze_started_at")
         if frozen is None or not frozen.value or spec.product.shelf_life_frozen_months is None:
             raise InvalidInput("The batch record gives no freezing time to date the lot's expiry from.",
                                field="freeze_started_at")
-        return months_later(datetime.fromisoformat(frozen.value).date(), spec.product.shelf_life_frozen_months)
-    supplied = next((v for v in all_current(session, lot) if v.parameter_code.endswith("expiry") and v.value), None)
-    return date.fromisoformat(supplied.value) if supplied and supplied.value else None
+        shelf = months_later(datetime.fromisoformat(frozen.value).date(), spec.product.shelf_life_frozen_months)
+        return min(shelf, supplier_expiry) if supplier_expiry else shelf
+    return supplier_expiry
 
 
 def complete_if_done(session: Session, actor: Actor, lot: Lot, spec: Specification) -> None:

@@ -11,7 +11,7 @@ from ..models import Lot, Meaning, Role, Signature, StepEntry, StepState, StepVa
 from ..specifications import Step
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition
-from .completion import UNIT_COUNTS, complete_if_done, create_units
+from .completion import complete_if_done, create_units, unit_step
 from .guided import ValueInput, current_values, entry_of, require_open_lot, step_of
 from .uses import equipment_of, materials_of
 from .values import compute, write_value
@@ -89,7 +89,7 @@ def perform(session: Session, operator: User, password: str, lot: Lot, step_code
     entry.state = ENTRY_MACHINE.target(entry, "perform")
     entry.performed_by, entry.performed_signature_id = operator.id, sig.id
     session.flush()
-    if step.code in UNIT_COUNTS:
+    if step.code == unit_step(spec):
         create_units(session, actor, lot, entry, step.code)
     complete_if_done(session, actor, lot, spec)
     return entry

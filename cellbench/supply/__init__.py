@@ -7,7 +7,7 @@ this package."""
 from __future__ import annotations
 
 from . import lists, packaging, quarantine, randomisation, shortages, views
-from .lists import MAKERS, generate, generated_notice, import_csv
+from .lists import MAKERS, generate, generated_notice, import_csv, seal
 from .packaging import (
     FILLABLE_LOT_STATES,
     FREE_VIAL,

@@ -3,12 +3,16 @@ checks the draft, then seals it with a signature. The lines go straight into the
 compartment; this module hands them over and keeps none."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlmodel import Session
 
 from .. import identifiers, inputs, sealed, studies, users
 from ..audit import Actor
 from ..errors import InvalidInput
-from ..models import Role, Study
+from ..models import Role, Study, User
+from ..specifications import Specification, load_all
+from ..specifications import versions as spec_versions
 from . import randomisation
 
 MAKERS = (Role.supply_manager,)
@@ -74,6 +78,31 @@ def generated_notice(row: sealed.ListHeader, asked: object) -> str:
         what += (f" with {row.size} entries, not {wanted}: permuted blocks are never cut short, so the list was "
                  f"rounded up to whole blocks")
     return f"{what}: check it, then seal it."
+
+
+def _lots_made_under(session: Session) -> Callable[[str], Specification | None]:
+    """A product's effective specification (what its lots are now made under); before QA approves
+    one, the latest file, as the study's load checked."""
+    files: dict[str, Specification] = {}
+
+    def spec_of(code: str) -> Specification | None:
+        try:
+            return spec_versions.parsed(spec_versions.effective(session, code))
+        except InvalidInput:
+            files.update(files or {spec.product.code: spec for spec in load_all()})
+            return files.get(code)
+    return spec_of
+
+
+def seal(session: Session, user: User, actor: Actor, row: sealed.ListHeader, password: str) -> sealed.ListHeader:
+    """Seal a list; a kit list only while the study's arms present alike under the specifications
+    lots are now made under, for its kits come into being when it is sealed."""
+    users.require_role(actor, *MAKERS)
+    study = studies.by_id(session, row.study_id)
+    definition = studies.definition(study)
+    if row.kind == "kit" and (why := studies.presentation_mismatch(definition, _lots_made_under(session))):
+        raise InvalidInput(f"{study.code} cannot have a list sealed: {why}.", field="presentation")
+    return sealed.seal_list(session, user, actor, row, password)
 
 
 def import_csv(session: Session, actor: Actor, study: Study, kind: str, text: str) -> sealed.ListHeader:

@@ -277,9 +277,11 @@ def _preparation(request: Request, session: Session, viewer: Viewer, error: Doma
                  code: str = ""):
     waiting = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.to_prepare(session)]
     running = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.preparations_running(session)]
+    # each study's presentation sets its window; the hint names it when the visits share one
+    windows = {pharmacy.use_window(studies.by_code(session, v.study)) for v in waiting + running}
     return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,
                   running=running, error=error, code=code, now=utcnow(), visit_url=visit_url,
-                  minutes=int(pharmacy.use_window(session).total_seconds() // 60) if running or waiting else None)
+                  minutes=int(windows.pop().total_seconds() // 60) if len(windows) == 1 else None)
 
 
 @router.get("/preparation")

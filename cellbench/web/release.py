@@ -171,7 +171,7 @@ def _pdf(request: Request, viewer: Viewer, db: Database, number: str, kind: str)
         data = certificates.gather(session, number)
     render_pdf = certificates.coa_pdf if kind == "coa" else certificates.release_certificate_pdf
     pdf = render_pdf(data, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
-                     printed_at=clock.utcnow())
+                     printed_at=clock.utcnow(), authorisation=request.app.state.settings.manufacturing_authorisation)
     name = quote(f"{'certificate-of-analysis' if kind == 'coa' else 'release-certificate'}-{data.lot.number}.pdf")
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})

@@ -132,7 +132,8 @@ def _detail(request: Request, session: Session, viewer: Viewer, number: str, *, 
         state_label=custody.state_label(shipment.state), problems=custody.problems_of(shipment),
         names=_names(session, shipment.created_by, shipment.dispatched_by, shipment.received_by),
         signature=custody.qa_signature(session, shipment), url=url(shipment.number),
-        history=audit.history(session, viewer.actor, "shipment", shipment.number), alarm=custody.ALARM_LIMIT_C,
+        history=audit.history(session, viewer.actor, "shipment", shipment.number),
+        alarm=custody.cold_chain_of(session, shipment.study_id).transport_max_c,
         readings=custody.reading_count(session, shipment))
 
 
@@ -149,6 +150,7 @@ def shipment_manifest(request: Request, number: str, viewer: Viewer = Depends(re
     return render(request, "shipments/manifest.html", s=shipment, lines=custody.manifest(session, shipment),
                   study=session.get(Study, shipment.study_id), site=session.get(Site, shipment.site_id),
                   state_label=custody.state_label(shipment.state),
+                  chain=custody.cold_chain_of(session, shipment.study_id),
                   names=_names(session, shipment.created_by, shipment.dispatched_by, shipment.received_by))
 
 

@@ -226,7 +226,7 @@ def list_action(request: Request, code: str, kind: str, version: int, action: st
             study = studies.by_code(session, code, field="study")
             row = find_list(session, viewer.actor, study, kind, version)
             if action == "seal":
-                sealed.seal_list(session, session.merge(viewer.user), viewer.actor, row, str(form.get("password", "")))
+                lists.seal(session, session.merge(viewer.user), viewer.actor, row, str(form.get("password", "")))
             else:
                 sealed.discard_list(session, viewer.actor, row, typed["reason"])
     except DomainError as error:

@@ -43,8 +43,33 @@ def record_whole_step(db, lot_number, step, *, by="olivia"):
     with db.write() as s:
         lot = lots.by_number(s, lot_number)
         inputs = {p.code: steps.ValueInput(good_value(p)) for p in step.parameters if not p.computed}
+        if "vial_id" in inputs:  # a storage entry names a vial the fill created
+            inputs["vial_id"] = steps.ValueInput(f"{lot_number}-V{index:03d}")
         steps.record_values(s, actor_of(db, by), lot, step.code, index, inputs, lot.row_version)
     return index
+
+
+def stock_for(db, spec) -> None:
+    """A released lot of every material and a calibrated instrument of every kind the steps name."""
+    from cellbench import materials
+
+    with db.write() as s:
+        for code, name in {m.code: m.name for step in spec.steps for m in step.materials}.items():
+            lot = materials.receive_material(s, actor_of(db, "olivia"), material_code=code, name=name, supplier="S",
+                                             supplier_lot=f"{code.upper()}-1", expiry=utcnow().date() + timedelta(300))
+            materials.release_material(s, actor_of(db, "anna"), lot, "certificate reviewed")
+        for code, name in {e.code: e.name for step in spec.steps for e in step.equipment}.items():
+            materials.register_equipment(s, actor_of(db, "olivia"), asset_id=f"{code.upper()}-1", equipment_code=code,
+                                         name=name, calibration_due=utcnow().date() + timedelta(100))
+
+
+def record_uses(db, lot_number, step, index, *, by="olivia"):
+    with db.write() as s:
+        lot = lots.by_number(s, lot_number)
+        for m in step.materials:
+            steps.record_material(s, actor_of(db, by), lot, step.code, index, f"{m.code}:{m.code.upper()}-1", None)
+        for e in step.equipment:
+            steps.record_equipment(s, actor_of(db, by), lot, step.code, index, f"{e.code.upper()}-1", None)
 
 
 def sign(db, lot_number, step, index, *, performer="olivia", verifier="victor"):
@@ -74,7 +99,9 @@ def test_qa_approval_makes_a_version_effective_with_a_signature(db, effective_sp
     with db.read() as s:
         rows = spec_versions.all_versions(s)
         assert {r.product_code for r in rows} == {"asc-cs10", "saline-placebo"}
-        assert all(SpecStatus(r.status) == SpecStatus.effective and r.signature_id for r in rows)
+        assert all(r.signature_id for r in rows), "every version approved, in version order"
+        assert {(r.product_code, r.version) for r in rows if SpecStatus(r.status) == SpecStatus.effective} == {
+            ("asc-cs10", 2), ("saline-placebo", 2)}, "the latest of each effective, the earlier superseded"
         sig = s.get(Signature, rows[0].signature_id)
         assert sig.signer_name == "Anna QA" and sig.meaning == "approved"
     assert integrity.verify(db).ok
@@ -102,12 +129,15 @@ def test_a_lot_needs_an_effective_specification(db, people):
 def test_a_placebo_lot_goes_through_every_step_to_a_complete_batch_record(db, effective_specs):
     number = start_placebo_lot(db)
     assert number.startswith("PLB-")
+    stock_for(db, placebo_spec(db))  # the mirror fill uses the ASC product's cryovials and instruments
     for step in placebo_spec(db).steps:
-        sign(db, number, step, record_whole_step(db, number, step))
+        index = record_whole_step(db, number, step)
+        record_uses(db, number, step, index)
+        sign(db, number, step, index)
     with db.read() as s:
         lot = lots.by_number(s, number)
         assert LotState(lot.state) == LotState.qc_pending
-        assert lot.expiry is not None  # the supplier's expiry
+        assert lot.expiry is not None  # frozen shelf life, never beyond the supplier's expiry
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.entity_id == number))]
         assert actions[0] == "lot started" and "batch record complete" in actions
     assert integrity.verify(db).ok

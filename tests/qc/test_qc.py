@@ -156,7 +156,7 @@ def test_numbers_from_an_instrument_are_read_and_true_or_false_are_not(lab):
 def test_only_release_tests_of_the_lots_own_specification_version_are_entered(lab):
     with pytest.raises(InvalidInput) as unknown:
         enter(lab, "ph", "7.2")
-    assert unknown.value.field == "test_code" and "asc-cs10 v1" in unknown.value.message
+    assert unknown.value.field == "test_code" and "asc-cs10 v2" in unknown.value.message
     with pytest.raises(InvalidInput) as not_placebo:
         enter(lab, "viability", "92", number=PLACEBO)  # the saline placebo has no viability test
     assert not_placebo.value.field == "test_code"

@@ -15,7 +15,7 @@ from cellbench.clock import utcnow
 from cellbench.models import Deviation, Lot, StepEntry, StepValue
 
 from ..conftest import PASSWORD, actor_of
-from ..lots.test_lots import placebo_spec, record_whole_step, sign, start_placebo_lot
+from ..lots.test_lots import placebo_spec, record_uses, record_whole_step, sign, start_placebo_lot, stock_for
 
 ORIGINAL_BATCH, CORRECTED_BATCH = "NACL-24117", "NACL-24171"
 REASON = "transcription error, the carton reads NACL-24171"
@@ -56,8 +56,11 @@ def finished_lot(db, effective_specs):
         original = s.scalars(select(StepValue).where(StepValue.value == ORIGINAL_BATCH)).one()
         steps.correct_value(s, actor_of(db, "oscar"), lots.by_number(s, number), original.id, CORRECTED_BATCH, REASON)
     sign(db, number, receipt, 1)
+    stock_for(db, spec)  # the mirror fill's cryovials and instruments
     for step in spec.steps[1:]:
-        sign(db, number, step, record_whole_step(db, number, step))
+        index = record_whole_step(db, number, step)
+        record_uses(db, number, step, index)
+        sign(db, number, step, index)
     with db.write() as s:
         deviation = s.scalars(select(Deviation)).one()
         deviations.assess_deviation(s, actor_of(db, "anna"), deviation,
@@ -127,7 +130,7 @@ def read_counting_queries(db, number: str) -> tuple[reports.BatchRecord, int]:
 
 def test_the_record_is_read_with_one_query_per_table_not_per_entry(db, finished_lot):
     record, queries = read_counting_queries(db, finished_lot["number"])
-    assert sum(len(step.entries) for step in record.steps) == 4
+    assert sum(len(step.entries) for step in record.steps) == 6  # saline-placebo v2: one entry a step
     # the lot (with its specification, donation and starter), entries, values, materials, equipment,
     # deviations, signatures, vials
     assert queries == 8

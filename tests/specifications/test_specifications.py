@@ -61,7 +61,8 @@ def test_the_repository_specs_folder_is_used_in_a_source_checkout():
 
 def test_load_all_returns_every_shipped_version_sorted_by_product_and_version():
     specs = load_all()
-    assert [(s.product.code, s.product.version) for s in specs] == [("asc-cs10", 1), ("saline-placebo", 1)]
+    assert [(s.product.code, s.product.version) for s in specs] == [("asc-cs10", 1), ("asc-cs10", 2),
+                                                                     ("saline-placebo", 1), ("saline-placebo", 2)]
 
 
 def test_the_asc_product_is_frozen_in_vapour_phase_nitrogen_with_a_one_hour_thaw_window(asc):
