@@ -43,7 +43,7 @@ def trail_page(request: Request, viewer: Viewer = Depends(reader),
     flt = parse_filter(request)
     events = audit.trail(session, viewer.actor, flt, limit=PAGE)
     return render(request, "audit/trail.html", events=events, q=request.query_params, page=PAGE,
-                  types=audit.entity_types(session), query=str(request.url.query))
+                  types=audit.entity_types(session, viewer.actor), query=str(request.url.query))
 
 
 @router.get(".csv")
