@@ -76,7 +76,7 @@ def _bearer(request: Request) -> str | None:
 async def current_viewer(request: Request) -> Viewer:
     """The signed-in caller. The gate has identified it before the route began (and left it in
     request.state, where templates read who is signed in); without the gate, identify it now."""
-    viewer = getattr(request.state, "viewer", None)
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
     if viewer is None:
         viewer = await run_in_threadpool(identify, request, get_db(request), get_settings(request))
         request.state.viewer = viewer
