@@ -45,11 +45,26 @@ def read_session(db: Database = Depends(get_db)) -> Iterator[Session]:
         yield session
 
 
-@dataclass
 class Viewer:
-    user: User
-    actor: Actor
-    web_session: WebSession | None  # None for API-token requests
+    """Who is asking: the actor (id, name, roles) always; the user row when a route needs it. An
+    API-token request is identified by one Core query (the scan's hot path, in the event loop)
+    and reads its user row only if the route asks for it."""
+
+    def __init__(self, user: User | None, actor: Actor, web_session: WebSession | None,
+                 db: Database | None = None):
+        self._user, self.actor, self._db = user, actor, db
+        self.web_session = web_session  # None for API-token requests
+
+    @property
+    def user(self) -> User:
+        if self._user is None:
+            if self._db is None:
+                raise NotAuthenticated("Please sign in.")
+            with self._db.read() as session:
+                self._user = session.get(User, self.actor.user_id)
+            if self._user is None:
+                raise NotAuthenticated("This account can no longer sign in.")
+        return self._user
 
     @property
     def roles(self) -> frozenset[Role]:
@@ -67,7 +82,8 @@ class Viewer:
         return bool(self.actor.roles & set(roles))
 
 
-def _bearer(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
+    """The API token of a request, if it carries one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -84,12 +100,12 @@ async def current_viewer(request: Request) -> Viewer:
 
 
 def identify(request: Request, db: Database, settings: Settings) -> Viewer:
-    if (token := _bearer(request)) is not None:
-        with db.read() as session:
-            user = users.user_for_token(session, token)
-            if user is None:
-                raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
-            return Viewer(user, users.actor(session, user), None)
+    if (token := bearer(request)) is not None:
+        with db.engine.connect() as conn:
+            actor = users.actor_for_token(conn, token)
+        if actor is None:
+            raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
+        return Viewer(None, actor, None, db)
 
     cookie = request.cookies.get(SESSION_COOKIE)
     with db.read() as session:

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import users
-from .deps import FormRoleCheck, RoleCheck, current_viewer, get_db, get_settings, identify
+from .deps import FormRoleCheck, RoleCheck, bearer, current_viewer, get_db, get_settings, identify
 from .errors import DomainError
 from .models import Role
 
@@ -169,7 +169,11 @@ class Gate:
             return await self.app(scope, receive, send)
         request = Request(scope)  # no receive: the gate never reads the body
         try:
-            viewer = await run_in_threadpool(identify, request, get_db(request), get_settings(request))
+            db, settings = get_db(request), get_settings(request)
+            if bearer(request) is not None:  # one Core query, in the loop: the scan's hot path takes no thread hop
+                viewer = identify(request, db, settings)
+            else:  # a page session may be ended or touched: ORM reads and writes, in the thread pool
+                viewer = await run_in_threadpool(identify, request, db, settings)
             request.state.viewer = viewer  # the refusal page shows who is signed in, the route reuses it
             if access.roles is not None:
                 users.require_role(viewer.actor, *access.roles)
