@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, false, select, text, true
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, text, true
 from sqlmodel import Session, SQLModel, col
 
 from .clock import utcnow
 from .errors import InvalidInput
-from .models import BLINDED_ROLES, AuditEvent, AuditHead, Role, Visibility, utc_text
+from .models import BLINDED_ROLES, AuditEvent, AuditHead, Deviation, Role, Visibility, utc_text
 
 GENESIS_HASH = "0" * 64
 # Who may read the audit trail (pages and API alike); blinded readers get the blinded view.
@@ -163,10 +163,14 @@ class TrailFilter:
 
 # What a blinded role's audit trail holds (DESIGN.md): the administrator the users, roles and
 # security events (sign-in, lockouts, passwords, tokens: all recorded on the user); the site roles
-# and the monitor the blinded trail of the trial's own records, not manufacturing or donors.
+# and the monitor the blinded trail of the trial's own records (and the deviations about a kit, a
+# visit or a shipment, whose blinded summary they read), not manufacturing or donors.
 USER_RECORDS = frozenset({"user"})
 TRIAL_RECORDS = frozenset({"study", "site", "participant", "visit", "kit", "blinded_lot", "shipment",
                            "storage_location", "destruction"})
+_TRIAL_DEVIATIONS = select(col(Deviation.number)).where(or_(col(Deviation.kit_id).is_not(None),
+                                                             col(Deviation.visit_id).is_not(None),
+                                                             col(Deviation.shipment_id).is_not(None)))
 BLINDED_SCOPES: dict[Role, frozenset[str]] = {Role.admin: USER_RECORDS, Role.monitor: TRIAL_RECORDS,
                                               Role.pharmacist: TRIAL_RECORDS, Role.investigator: TRIAL_RECORDS}
 
@@ -181,7 +185,12 @@ def trail_scope(viewer: Actor) -> ColumnElement[bool]:
     scopes = [BLINDED_SCOPES[role] for role in viewer.roles if role in BLINDED_SCOPES]
     if not scopes:
         return false()
-    return col(AuditEvent.entity_type).in_(sorted(frozenset().union(*scopes)))
+    records: frozenset[str] = frozenset().union(*scopes)
+    rule = col(AuditEvent.entity_type).in_(sorted(records))
+    if records & TRIAL_RECORDS:
+        rule = or_(rule, and_(col(AuditEvent.entity_type) == "deviation",
+                              col(AuditEvent.entity_id).in_(_TRIAL_DEVIATIONS)))
+    return rule
 
 
 def visible_events(viewer: Actor) -> Select[AuditEvent]:
