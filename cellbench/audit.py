@@ -167,7 +167,7 @@ class TrailFilter:
 # visit or a shipment, whose blinded summary they read), not manufacturing or donors.
 USER_RECORDS = frozenset({"user"})
 TRIAL_RECORDS = frozenset({"study", "site", "participant", "visit", "kit", "blinded_lot", "shipment",
-                           "storage_location", "destruction"})
+                           "storage_location", "destruction", "notification"})  # notification: of an unblinding
 _TRIAL_DEVIATIONS = select(col(Deviation.number)).where(or_(col(Deviation.kit_id).is_not(None),
                                                              col(Deviation.visit_id).is_not(None),
                                                              col(Deviation.shipment_id).is_not(None)))
@@ -186,7 +186,7 @@ def trail_scope(viewer: Actor) -> ColumnElement[bool]:
     if not scopes:
         return false()
     records: frozenset[str] = frozenset().union(*scopes)
-    rule = col(AuditEvent.entity_type).in_(sorted(records))
+    rule: ColumnElement[bool] = col(AuditEvent.entity_type).in_(sorted(records))
     if records & TRIAL_RECORDS:
         rule = or_(rule, and_(col(AuditEvent.entity_type) == "deviation",
                               col(AuditEvent.entity_id).in_(_TRIAL_DEVIATIONS)))
