@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, nav, users, web
+from . import api, clock, gate, nav, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
@@ -53,8 +53,10 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
         app.include_router(router)
     app.state.nav = nav.build(list(iter_routes(app.routes)))
     _install_error_handlers(app)
+    gate.check(app, gated_routes)  # a route that declares no access stops the app here
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
+    app.add_middleware(SecurityHeaders)  # outermost: the gate's refusals carry the headers too
     return app
 
 
@@ -111,13 +113,16 @@ def error_response(request: Request, status: int, message: str, field: str | Non
     return render(request, "error.html", status_code=status, status=status, message=message, field=field)
 
 
+async def domain_error_response(request: Request, exc: DomainError) -> Response:
+    """A domain error as the caller sees it; the gate's refusals use it too."""
+    if isinstance(exc, NotAuthenticated) and not wants_json(request) and request.method == "GET":
+        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/login?next={target}&notice={quote(exc.message)}", status_code=303)
+    return error_response(request, exc.status, exc.message, exc.field)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(DomainError)
-    async def domain_error(request: Request, exc: DomainError) -> Response:
-        if isinstance(exc, NotAuthenticated) and not wants_json(request) and request.method == "GET":
-            target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-            return RedirectResponse(f"/login?next={target}&notice={quote(exc.message)}", status_code=303)
-        return error_response(request, exc.status, exc.message, exc.field)
+    app.add_exception_handler(DomainError, domain_error_response)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> Response:
@@ -147,3 +152,8 @@ def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
             yield from iter_routes(inner.routes)
         elif getattr(route, "methods", None):
             yield route
+
+
+def gated_routes(app: FastAPI) -> list[BaseRoute]:
+    """What the gate guards: every endpoint route and every mount of the app."""
+    return [*iter_routes(app.routes), *(route for route in app.routes if isinstance(route, Mount))]

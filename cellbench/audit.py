@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, text
+from sqlalchemy import ColumnElement, Connection, Select, and_, false, or_, select, text, true
 from sqlmodel import Session, SQLModel, col
 
 from .clock import utcnow
 from .errors import InvalidInput
-from .models import BLINDED_ROLES, AuditEvent, AuditHead, Role, Visibility, utc_text
+from .models import BLINDED_ROLES, AuditEvent, AuditHead, Deviation, Role, Visibility, utc_text
 
 GENESIS_HASH = "0" * 64
 # Who may read the audit trail (pages and API alike); blinded readers get the blinded view.
@@ -161,9 +161,42 @@ class TrailFilter:
     action: str | None = None
 
 
+# What a blinded role's audit trail holds (DESIGN.md): the administrator the users, roles and
+# security events (sign-in, lockouts, passwords, tokens: all recorded on the user); the site roles
+# and the monitor the blinded trail of the trial's own records (and the deviations about a kit, a
+# visit or a shipment, whose blinded summary they read), not manufacturing or donors.
+USER_RECORDS = frozenset({"user"})
+TRIAL_RECORDS = frozenset({"study", "site", "participant", "visit", "kit", "blinded_lot", "shipment",
+                           "storage_location", "destruction", "notification"})  # notification: of an unblinding
+_TRIAL_DEVIATIONS = select(col(Deviation.number)).where(or_(col(Deviation.kit_id).is_not(None),
+                                                             col(Deviation.visit_id).is_not(None),
+                                                             col(Deviation.shipment_id).is_not(None)))
+BLINDED_SCOPES: dict[Role, frozenset[str]] = {Role.admin: USER_RECORDS, Role.monitor: TRIAL_RECORDS,
+                                              Role.pharmacist: TRIAL_RECORDS, Role.investigator: TRIAL_RECORDS}
+
+
+def trail_scope(viewer: Actor) -> ColumnElement[bool]:
+    """The one rule of which audit events a reader's trail covers, for every view (page, CSV,
+    API, a record's history). Unblinded roles (QA, QP and the rest) read the whole trail; a blinded
+    role reads the records of its job, the union when it holds several; a blinded role without a
+    scope reads nothing. Where a user's sites and studies restrict the trail, they belong here."""
+    if not viewer.is_blinded:
+        return true()
+    scopes = [BLINDED_SCOPES[role] for role in viewer.roles if role in BLINDED_SCOPES]
+    if not scopes:
+        return false()
+    records: frozenset[str] = frozenset().union(*scopes)
+    rule: ColumnElement[bool] = col(AuditEvent.entity_type).in_(sorted(records))
+    if records & TRIAL_RECORDS:
+        rule = or_(rule, and_(col(AuditEvent.entity_type) == "deviation",
+                              col(AuditEvent.entity_id).in_(_TRIAL_DEVIATIONS)))
+    return rule
+
+
 def visible_events(viewer: Actor) -> Select[AuditEvent]:
-    """The events a viewer may read. Blinded viewers never get an arm-revealing event."""
-    query = select(AuditEvent)
+    """The events a viewer may read: its scope (trail_scope), and for blinded viewers never an
+    arm-revealing event."""
+    query = select(AuditEvent).where(trail_scope(viewer))
     if viewer.is_blinded:
         query = query.where(col(AuditEvent.visibility) == Visibility.everyone.value)
     return query
@@ -198,9 +231,10 @@ def history(session: Session, viewer: Actor, entity_type: str, entity_id: str) -
                  limit=None, newest_first=False)
 
 
-def entity_types(session: Session) -> list[str]:
+def entity_types(session: Session, viewer: Actor) -> list[str]:
+    """The kinds of record in the viewer's trail (the filter's choices)."""
     column = col(AuditEvent.entity_type)
-    return list(session.scalars(select(column).distinct().order_by(column)))
+    return list(session.scalars(select(column).where(trail_scope(viewer)).distinct().order_by(column)))
 
 
 CSV_COLUMNS = ("time_utc", "user_id", "user", "action", "entity_type", "entity_id", "field",

@@ -1,4 +1,9 @@
-"""FastAPI dependencies: the database, who is asking, and the CSRF check for form posts."""
+"""FastAPI dependencies: the database, who is asking, and the CSRF check for form posts.
+
+Who may use a route is declared here and nowhere else: `require(...)` / `form_by(...)` name the
+roles, `current_viewer` / `form_viewer` admit anyone signed in. The gate (gate.py) reads these
+declarations and refuses before the route reads its body; the dependencies apply the same rule
+again, which is all that guards a route of an app built without the gate."""
 from __future__ import annotations
 
 import hmac
@@ -9,6 +14,7 @@ from datetime import timedelta
 
 from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from . import users
@@ -39,11 +45,26 @@ def read_session(db: Database = Depends(get_db)) -> Iterator[Session]:
         yield session
 
 
-@dataclass
 class Viewer:
-    user: User
-    actor: Actor
-    web_session: WebSession | None  # None for API-token requests
+    """Who is asking: the actor (id, name, roles) always; the user row when a route needs it. An
+    API-token request is identified by one Core query (the scan's hot path, in the event loop)
+    and reads its user row only if the route asks for it."""
+
+    def __init__(self, user: User | None, actor: Actor, web_session: WebSession | None,
+                 db: Database | None = None):
+        self._user, self.actor, self._db = user, actor, db
+        self.web_session = web_session  # None for API-token requests
+
+    @property
+    def user(self) -> User:
+        if self._user is None:
+            if self._db is None:
+                raise NotAuthenticated("Please sign in.")
+            with self._db.read() as session:
+                self._user = session.get(User, self.actor.user_id)
+            if self._user is None:
+                raise NotAuthenticated("This account can no longer sign in.")
+        return self._user
 
     @property
     def roles(self) -> frozenset[Role]:
@@ -61,26 +82,30 @@ class Viewer:
         return bool(self.actor.roles & set(roles))
 
 
-def _bearer(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
+    """The API token of a request, if it carries one."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def current_viewer(request: Request, db: Database = Depends(get_db),
-                   settings: Settings = Depends(get_settings)) -> Viewer:
-    viewer = _identify(request, db, settings)
-    request.state.viewer = viewer  # templates show who is signed in
+async def current_viewer(request: Request) -> Viewer:
+    """The signed-in caller. The gate has identified it before the route began (and left it in
+    request.state, where templates read who is signed in); without the gate, identify it now."""
+    viewer: Viewer | None = getattr(request.state, "viewer", None)
+    if viewer is None:
+        viewer = await run_in_threadpool(identify, request, get_db(request), get_settings(request))
+        request.state.viewer = viewer
     return viewer
 
 
-def _identify(request: Request, db: Database, settings: Settings) -> Viewer:
-    if (token := _bearer(request)) is not None:
-        with db.read() as session:
-            user = users.user_for_token(session, token)
-            if user is None:
-                raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
-            return Viewer(user, users.actor(session, user), None)
+def identify(request: Request, db: Database, settings: Settings) -> Viewer:
+    if (token := bearer(request)) is not None:
+        with db.engine.connect() as conn:
+            actor = users.actor_for_token(conn, token)
+        if actor is None:
+            raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
+        return Viewer(None, actor, None, db)
 
     cookie = request.cookies.get(SESSION_COOKIE)
     with db.read() as session:
@@ -130,18 +155,19 @@ class RoleCheck:
 
     roles: frozenset[Role]
 
-    def __call__(self, viewer: Viewer = Depends(current_viewer)) -> Viewer:
+    async def __call__(self, viewer: Viewer = Depends(current_viewer)) -> Viewer:
         users.require_role(viewer.actor, *self.roles)
         return viewer
 
 
 @dataclass(frozen=True)
 class FormRoleCheck:
-    """For form posts that need a role: the CSRF check first, then the role."""
+    """For form posts that need a role. The gate has checked the role before the form is read;
+    then the CSRF token (form_viewer), then the role again for an app without the gate."""
 
     roles: frozenset[Role]
 
-    def __call__(self, viewer: Viewer = Depends(form_viewer)) -> Viewer:
+    async def __call__(self, viewer: Viewer = Depends(form_viewer)) -> Viewer:
         users.require_role(viewer.actor, *self.roles)
         return viewer
 
@@ -152,7 +178,7 @@ def require(*roles: Role) -> RoleCheck:
 
 
 def form_by(*roles: Role) -> FormRoleCheck:
-    """For form posts that need a role: the CSRF check first, then the role."""
+    """For form posts that need a role: the role (at the gate), then the CSRF token."""
     return FormRoleCheck(frozenset(roles))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from cellbench import audit, deviations, integrity, users
 from cellbench.clock import utcnow
 from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidInput, NotFound
-from cellbench.models import AuditEvent, Deviation, DeviationState, Lot, Meaning, Signature, SpecVersion
+from cellbench.models import AuditEvent, Deviation, DeviationState, Kit, Lot, Meaning, Signature, SpecVersion
 
 from .conftest import PASSWORD, actor_of
 
@@ -125,8 +125,10 @@ def test_a_deviation_starts_open_with_a_generic_blinded_summary_never_taken_from
                                                             "summary": "Kit temporarily unavailable."}
 
 
-def test_blinded_readers_of_the_audit_trail_see_the_summary_but_never_the_description(db, people, lot):
-    deviation = raise_(db, lot_id=lot.id, description="Thawed ASC vial showed clumps.")
+def test_blinded_readers_of_the_audit_trail_see_the_summary_but_never_the_description(db, kit_world):
+    with db.read() as s:
+        kit_id = s.scalars(select(Kit.id).where(Kit.number == kit_world.active[0])).one()
+    deviation = raise_(db, kit_id=kit_id, description="Thawed ASC vial showed clumps.")
     assess(db, deviation.number, impact_assessment="Clumps dispersed; viability 93 %.", capa_reference="CAPA-7")
     close(db, deviation.number)
     with db.read() as s:
@@ -136,6 +138,14 @@ def test_blinded_readers_of_the_audit_trail_see_the_summary_but_never_the_descri
     assert "clumps" not in shown.lower() and "viability" not in shown and "CAPA-7" not in shown
     assert deviations.GENERIC_BLINDED_SUMMARY in shown and '"closed"' in shown
     assert any("clumps" in (e.new_value or "") for e in unblinded)
+
+
+def test_a_lot_deviation_is_outside_the_monitors_trail(db, people, lot):
+    """A manufacturing deviation is not the monitor's: its trail is the trial's records (audit.trail_scope)."""
+    deviation = raise_(db, lot_id=lot.id, description="Centrifuge run at 500 g.")
+    with db.read() as s:
+        assert audit.history(s, actor_of(db, "mette"), "deviation", deviation.number) == []
+        assert audit.history(s, actor_of(db, "anna"), "deviation", deviation.number)
 
 
 @pytest.mark.parametrize("kwargs,field", [({"origin": "gut feeling"}, "origin"), ({"severity": "huge"}, "severity"),

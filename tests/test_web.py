@@ -84,8 +84,8 @@ def test_no_route_answers_junk_with_a_server_error(app, as_):
                 assert response.status_code < 500, f"{method} {route.path} as {username}: {response.status_code}"
 
 
-def test_the_openapi_document_describes_the_api(anonymous):
-    spec = anonymous.get("/api/v1/openapi.json").json()
+def test_the_openapi_document_describes_the_api_to_a_signed_in_user(as_):
+    spec = as_("olivia").get("/api/v1/openapi.json").json()
     assert {"/api/v1/me", "/api/v1/users", "/api/v1/audit"} <= set(spec["paths"])
     assert not any(p.startswith("/admin") or p == "/login" for p in spec["paths"])
 

@@ -10,13 +10,13 @@ from sqlmodel import Session
 from .. import audit, audit_review, clock, inputs
 from ..audit import AUDIT_READERS
 from ..db import Database
-from ..deps import Viewer, form_viewer, get_db, read_session, require
+from ..deps import Viewer, form_by, get_db, read_session, require
 from ..errors import DomainError
-from ..models import Role
 from ..templating import render
 
 router = APIRouter(prefix="/audit", include_in_schema=False)
 reader = require(*AUDIT_READERS)
+reviewer, reviewer_form = require(*audit_review.REVIEWERS), form_by(*audit_review.REVIEWERS)
 PAGE = 200
 
 
@@ -43,7 +43,7 @@ def trail_page(request: Request, viewer: Viewer = Depends(reader),
     flt = parse_filter(request)
     events = audit.trail(session, viewer.actor, flt, limit=PAGE)
     return render(request, "audit/trail.html", events=events, q=request.query_params, page=PAGE,
-                  types=audit.entity_types(session), query=str(request.url.query))
+                  types=audit.entity_types(session, viewer.actor), query=str(request.url.query))
 
 
 @router.get(".csv")
@@ -54,7 +54,7 @@ def trail_csv(request: Request, viewer: Viewer = Depends(reader), session: Sessi
 
 
 @router.get("/review")
-def review_page(request: Request, viewer: Viewer = Depends(require(Role.qa)),
+def review_page(request: Request, viewer: Viewer = Depends(reviewer),
                 session: Session = Depends(read_session)) -> Response:
     return _review(request, viewer, session)
 
@@ -69,7 +69,7 @@ def _review(request: Request, viewer: Viewer, session: Session, error: DomainErr
 
 @router.post("/review")
 def sign_review(request: Request, to_seq: int = Form(...), password: str = Form(""), comment: str = Form(""),
-                viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)) -> Response:
+                viewer: Viewer = Depends(reviewer_form), db: Database = Depends(get_db)) -> Response:
     try:
         with db.write() as session:
             audit_review.sign_review(session, session.merge(viewer.user), password, to_seq, comment)

@@ -49,7 +49,7 @@ def new_donor_form(request: Request, viewer: Viewer = Depends(require(Role.opera
 
 
 @router.post("/donors")
-def register_donor(request: Request, viewer: Viewer = Depends(form_by(*donors.READERS)), db: Database = Depends(get_db),
+def register_donor(request: Request, viewer: Viewer = Depends(form_by(Role.operator)), db: Database = Depends(get_db),
                    form=Depends(form_data)):
     values = {k: form.get(k, "") for k in ("code", "consent_date", "consent_reference")}
     try:
@@ -87,7 +87,7 @@ def donor_page(request: Request, code: str, viewer: Viewer = Depends(reader), se
 
 
 @router.post("/donors/{code}/donations")
-def register_donation(request: Request, code: str, viewer: Viewer = Depends(form_by(*donors.READERS)),
+def register_donation(request: Request, code: str, viewer: Viewer = Depends(form_by(Role.operator)),
                       db: Database = Depends(get_db), form=Depends(form_data)):
     values = {k: form.get(k, "") for k in ("identifier", "check_character", "donated_on")}
     try:
@@ -129,7 +129,7 @@ def _panel_entries(form) -> list[donors.TestEntry]:
 
 
 @router.post("/donations/{identifier}/tests")
-def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(form_by(*donors.READERS)),
+def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(form_by(Role.operator)),
                  db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
@@ -144,7 +144,7 @@ def record_tests(request: Request, identifier: str, viewer: Viewer = Depends(for
 
 
 @router.post("/donations/{identifier}/decision")
-def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_by(*donors.READERS)),
+def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_by(Role.qa)),
            db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:

@@ -78,7 +78,7 @@ def lot_list(request: Request, viewer: Viewer = Depends(require(*READERS)), sess
 
 
 @router.post("/lots")
-def start_lot(request: Request, viewer: Viewer = Depends(form_by(*READERS)), db: Database = Depends(get_db),
+def start_lot(request: Request, viewer: Viewer = Depends(form_by(Role.operator)), db: Database = Depends(get_db),
               form=Depends(form_data)):
     try:
         with db.write() as session:

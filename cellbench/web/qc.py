@@ -54,7 +54,7 @@ def _done(number: str, notice: str, anchor: str = "") -> RedirectResponse:
 
 
 @router.post("/lots/{number}/qc/results")
-def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*lots.READERS)),
+def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*qc.ANALYSTS)),
           db: Database = Depends(get_db), form=Depends(form_data)):
     test_code = str(form.get("test_code", ""))
     try:
@@ -72,7 +72,7 @@ def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*lots.
 
 
 @router.post("/lots/{number}/qc/results/{result_id}/review")
-def review(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*lots.READERS)),
+def review(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*qc.REVIEWERS)),
            db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:
@@ -86,7 +86,7 @@ def review(request: Request, number: str, result_id: int, viewer: Viewer = Depen
 
 
 @router.post("/lots/{number}/qc/results/{result_id}/invalidation")
-def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*lots.READERS)),
+def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = Depends(form_by(*qc.INVALIDATORS)),
                db: Database = Depends(get_db), form=Depends(form_data)):
     try:
         with db.write() as session:

@@ -623,8 +623,8 @@ def test_the_api_round_trip_from_donor_to_signed_decision(app, db, people):
     assert scanned["identifier"] == "G123498654321" and len(scanned["tests"]) == 9
 
 
-def test_the_openapi_document_describes_the_donor_api(anonymous):
-    paths = set(anonymous.get("/api/v1/openapi.json").json()["paths"])
+def test_the_openapi_document_describes_the_donor_api(as_):
+    paths = set(as_("olivia").get("/api/v1/openapi.json").json()["paths"])
     assert {"/api/v1/donors", "/api/v1/donors/{code}", "/api/v1/donors/{code}/donations",
             "/api/v1/donations/{identifier}", "/api/v1/donations/{identifier}/tests",
             "/api/v1/donations/{identifier}/eligibility"} <= paths

@@ -1,0 +1,183 @@
+"""The gate: who may use each route, decided before the route reads anything the caller sent.
+
+A route declares who may use it once, in its own dependency (deps.py): `require(...)` or
+`form_by(...)` name the roles, `current_viewer` or `form_viewer` admit anyone signed in. The gate
+reads those declarations, identifies the caller (page session cookie or API token) and answers
+401 or 403 before FastAPI parses a body or a query string: an anonymous caller or a role without
+access gets neither a validation error nor a rendered page, and nothing is written for them. The
+CSRF check of form posts stays in the dependencies, after the role.
+
+Routes that need no sign-in are named in PUBLIC, here and only here. A route that declares
+nothing and is not public stops the app from starting (`check`), so a new route cannot be open
+by accident. This is interface code: app.py installs it; domain code never imports it.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Mount, Route, get_route_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import users
+from .deps import FormRoleCheck, RoleCheck, bearer, current_viewer, get_db, get_settings, identify
+from .errors import DomainError
+from .models import Role
+
+# Everything a caller may reach without signing in: the sign-in form, the health probe for the
+# load balancer, and the static files (CSS, scripts) the sign-in page needs.
+PUBLIC: frozenset[tuple[str, str]] = frozenset({("GET", "/login"), ("POST", "/login"), ("GET", "/health")})
+PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static"})
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use a route: anyone (public), anyone signed in (roles None), or one of `roles`."""
+
+    public: bool = False
+    roles: frozenset[Role] | None = None
+
+    def admits(self, role: Role) -> bool:
+        return self.public or self.roles is None or role in self.roles
+
+
+ANYONE = Access(public=True)
+SIGNED_IN = Access()
+
+
+class Undeclared(RuntimeError):
+    """A route says nothing about who may use it."""
+
+
+def framework_pages(app: FastAPI) -> frozenset[str]:
+    """FastAPI's own pages (the OpenAPI document, the API docs): for anyone signed in. They
+    describe every endpoint, which is nobody's business before signing in."""
+    return frozenset(p for p in (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+                     if p)
+
+
+def _calls(dependant: Dependant) -> Iterator[object]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def declared(route: BaseRoute, app: FastAPI) -> Access:
+    """The access a route declares; Undeclared if it declares none."""
+    path = getattr(route, "path", "")
+    if isinstance(route, Mount):
+        if path in PUBLIC_MOUNTS:
+            return ANYONE
+        raise Undeclared(f"The mount {path} is not public and has no gate: list it in gate.PUBLIC_MOUNTS or remove it.")
+    methods = set(getattr(route, "methods", None) or ()) - {"HEAD"}
+    if methods and all((method, path) in PUBLIC for method in methods):
+        return ANYONE
+    if isinstance(route, APIRoute):
+        calls = list(_calls(route.dependant))
+        roles = [call.roles for call in calls if isinstance(call, (RoleCheck, FormRoleCheck))]
+        if roles:  # several checks on one route must all pass
+            return Access(roles=frozenset.intersection(*roles))
+        if current_viewer in calls:
+            return SIGNED_IN
+    elif path in framework_pages(app):
+        return SIGNED_IN
+    raise Undeclared(f"{'/'.join(sorted(methods))} {path} declares no access: give it a deps.require(...) "
+                     f"or deps.form_by(...) dependency, deps.current_viewer for anyone signed in, or list it in "
+                     f"gate.PUBLIC.")
+
+
+def _key(path: str) -> tuple[str, ...] | None:
+    """The bucket a path falls in: its first segment (the first three under /api). None for a
+    route whose bucket segments hold a parameter: it is tried for every path."""
+    parts = path.strip("/").split("/")
+    head = tuple(parts[:3] if parts[0] == "api" else parts[:1])
+    return None if any("{" in part for part in head) else head
+
+
+@dataclass(frozen=True)
+class _Entry:
+    route: BaseRoute
+    access: Access
+
+    def matches(self, path: str, method: str) -> bool:
+        if isinstance(self.route, Mount):
+            return path == self.route.path or path.startswith(self.route.path + "/")
+        assert isinstance(self.route, (Route, APIRoute))
+        return bool(self.route.path_regex.match(path)) and method in (self.route.methods or ())
+
+
+class Table:
+    """Every route with its access, bucketed so that finding one costs a few regex matches, not
+    one per route of the app (the scan endpoint is the pharmacy's hot path). Within a bucket the
+    routes keep the app's order, so the gate picks the route the router will pick."""
+
+    def __init__(self, routes: Iterable[BaseRoute], app: FastAPI):
+        entries = [(_key(getattr(r, "path", "")), _Entry(r, declared(r, app))) for r in routes]
+        anywhere = [entry for key, entry in entries if key is None]
+        self._buckets: dict[tuple[str, ...], list[_Entry]] = {}
+        for key, _ in entries:
+            if key is not None and key not in self._buckets:
+                self._buckets[key] = [entry for k, entry in entries if k in (key, None)]
+        self._anywhere = anywhere
+        self.size = len(entries)
+
+    def access(self, path: str, method: str) -> Access | None:
+        """The access of the route the router will run for this request; None when no route
+        matches (the router answers 404 or 405, which shows nothing)."""
+        for entry in self._buckets.get(_key(path) or (), self._anywhere):
+            if entry.matches(path, method):
+                return entry.access
+        return None
+
+
+Routes = Callable[[FastAPI], Iterable[BaseRoute]]
+
+
+def check(app: FastAPI, routes: Routes) -> Table:
+    """Every route declares who may use it, or the app does not start."""
+    return Table(routes(app), app)
+
+
+Respond = Callable[[Request, DomainError], Awaitable[Response]]
+
+
+class Gate:
+    """ASGI middleware: the caller identified and the route's roles checked before the route runs.
+    The refusal is the app's own error response (`respond`): JSON under /api, a page or a redirect
+    to sign in otherwise. The viewer is left in request.state for the route's dependencies."""
+
+    def __init__(self, app: ASGIApp, respond: Respond, routes: Routes):
+        self.app, self.respond, self.routes = app, respond, routes
+        self._table: Table | None = None
+
+    def table(self, app: FastAPI) -> Table:
+        # Built at the first request, so that a route added after create_app is guarded too.
+        if self._table is None:
+            self._table = check(app, self.routes)
+        return self._table
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        access = self.table(scope["app"]).access(get_route_path(scope), scope["method"])
+        if access is None or access.public:
+            return await self.app(scope, receive, send)
+        request = Request(scope)  # no receive: the gate never reads the body
+        try:
+            db, settings = get_db(request), get_settings(request)
+            if bearer(request) is not None:  # one Core query, in the loop: the scan's hot path takes no thread hop
+                viewer = identify(request, db, settings)
+            else:  # a page session may be ended or touched: ORM reads and writes, in the thread pool
+                viewer = await run_in_threadpool(identify, request, db, settings)
+            request.state.viewer = viewer  # the refusal page shows who is signed in, the route reuses it
+            if access.roles is not None:
+                users.require_role(viewer.actor, *access.roles)
+        except DomainError as refused:
+            response = await self.respond(request, refused)
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
