@@ -103,5 +103,7 @@ from .users import (
     ApiToken,
     User,
     UserRole,
+    UserSite,
+    UserStudy,
     WebSession,
 )
