@@ -113,14 +113,15 @@ def place_key(site: Site | None) -> str:
 def place_of(session: Session, study: Study, key: str | None, *, field: str = "place",
              reader: Actor | None = None) -> Site | None:
     """The cell bench (None) or a site of the study, by its code; for a `reader` of other sites
-    and studies (a site role), a place outside them is as unknown as one that is not the study's."""
+    and studies (a site role), a place outside them is as unknown as one that is not the study's
+    (the bench's stock of its studies it reads, as it reads their kits: users.sees_kit)."""
     text = (key or "").strip()
     if not text:
         raise InvalidInput(f"Choose a place: '{BENCH}' for the cell bench, or a site code.", field=field)
     site = None if text.lower() == BENCH else session.scalars(
         select(Site).join(StudySite, col(StudySite.site_id) == col(Site.id))
         .where(col(StudySite.study_id) == study.id, col(Site.code) == text.upper())).first()
-    if (site is None and text.lower() != BENCH) or (reader is not None and not users.sees(reader, site, study)):
+    if (site is None and text.lower() != BENCH) or (reader is not None and not users.sees_kit(reader, site, study)):
         raise NotFound(f"{text} is not a site of {study.code}.", field=field)
     return site
 
@@ -198,7 +199,7 @@ def rows(session: Session, study: Study, *, site_key: str | None = None, blinded
         site = place_of(session, study, site_key, reader=reader)
         where.append(place_filter(Kit, site))
     if reader is not None:
-        where += users.scope_conditions(reader, site=col(Kit.site_id), study=col(Kit.study_id))
+        where += users.scope_conditions(reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if blinded_lot is not None:
         where.append(col(Kit.blinded_lot_id) == blinded_lot.id)
     counts: dict[tuple, dict[str, int]] = defaultdict(dict)
@@ -264,7 +265,8 @@ def reconciliations(session: Session, study: Study, site: Site | None = None, bl
                     *, any_place: bool = False, limit: int = 200, reader: Actor | None = None) -> list[Reconciliation]:
     query = select(Reconciliation).where(col(Reconciliation.study_id) == study.id)
     if reader is not None:
-        query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id))
+        query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id),
+                             bench_too=True)
     if not any_place:
         query = query.where(place_filter(Reconciliation, site))
     if blinded_lot is not None:

@@ -105,9 +105,8 @@ def store(session: Session, actor: Actor, kit: Kit, location_code: str | None, *
             raise InvalidInput(f"Kit {kit.number} is not at the cell bench ({kit.location}).", field="code")
     else:
         users.require_role(actor, *RECEIVERS)
-        # the pharmacist's own sites' tanks, and kits of its own sites and studies only
-        users.require_scope(actor, location.site_id, None, field="location")
-        users.require_scope(actor, kit.site_id, kit.study_id, field="code")
+        # the pharmacist's own sites' tanks only; the kit must be in stock there (below)
+        users.require_scope(actor, location.site_id, kit.study_id, field="location")
         if kit.site_id != location.site_id or state not in STORABLE_AT_SITE:
             site = fetch(session, Site, location.site_id, "site")
             raise InvalidInput(f"Kit {kit.number} is not in stock at {site.code} ({kit.location}; "

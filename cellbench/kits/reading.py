@@ -34,14 +34,14 @@ def kit_number_refusal(text: str | None, error: ValueError) -> str:
 
 
 def by_number(session: Session, text: str | None, *, field: str = "kit_number", reader: Actor | None = None) -> Kit:
-    """The kit; for a `reader` of other sites or studies (a site role), a kit outside them (at
-    another site, at the bench, on its way) is as missing as a number never issued."""
+    """The kit; for a `reader` of other sites or studies (a site role), a kit at another site or
+    of another study is as missing as a number never issued (users.sees_kit)."""
     try:
         number = parse_kit_number(text or "")
     except ValueError as error:
         raise InvalidInput(kit_number_refusal(text, error), field=field) from None
     kit = session.scalars(select(Kit).where(col(Kit.number) == number)).first()
-    if kit is None or (reader is not None and not users.sees(reader, kit.site_id, kit.study_id)):
+    if kit is None or (reader is not None and not users.sees_kit(reader, kit.site_id, kit.study_id)):
         raise NotFound(f"No kit {number} in cellbench.", field=field)
     return kit
 
@@ -114,7 +114,7 @@ def kits(session: Session, *, study: Study | None = None, state: str | None = No
     `reader`'s sites and studies only, when one is given."""
     query = select(Kit)
     if reader is not None:
-        query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id))
+        query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if study is not None:
         query = query.where(col(Kit.study_id) == study.id)
     if state:
@@ -131,7 +131,7 @@ def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot
                     reader: Actor | None = None) -> dict[str, int]:
     query = select(col(Kit.state), func.count()).group_by(col(Kit.state))
     if reader is not None:
-        query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id))
+        query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if study is not None:
         query = query.where(col(Kit.study_id) == study.id)
     if blinded_lot is not None:

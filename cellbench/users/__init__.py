@@ -39,6 +39,7 @@ from .scope import (
     scope_of,
     scope_refusal,
     sees,
+    sees_kit,
     site_refusal,
     study_refusal,
     within,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlmodel import Session, col
 
 from ..audit import Actor
@@ -102,21 +102,28 @@ def require_visible(actor: Actor, site: Site | int | None, study: Study | int | 
         raise NotFound(missing, field=field)
 
 
-def scope_conditions(actor: Actor, *, site: Any = None, study: Any = None) -> list[ColumnElement[bool]]:
+def sees_kit(actor: Actor, site: Site | int | None, study: Study | int | None) -> bool:
+    """Kits are the study's stock: a site role reads those of its studies at the cell bench or on
+    their way (no site yet) and at its own sites, never those at another site."""
+    return sees(actor, site, study) or (_ident(site) is None and study_refusal(actor, study) is None)
+
+
+def scope_conditions(actor: Actor, *, site: Any = None, study: Any = None,
+                     bench_too: bool = False) -> list[ColumnElement[bool]]:
     """The conditions that keep rows to the person's sites and studies (`site`, `study`: the
     columns to test; none for a global person). Rows at the cell bench (site NULL) are outside
-    every site's scope."""
+    every site's scope, unless `bench_too` (kits: see sees_kit)."""
     found = []
     if site is not None and actor.sites is not None:
-        found.append(site.in_(sorted(actor.sites)))
+        found.append(or_(site.in_(sorted(actor.sites)), site.is_(None)) if bench_too else site.in_(sorted(actor.sites)))
     if study is not None and actor.studies is not None:
         found.append(study.in_(sorted(actor.studies)))
     return found
 
 
-def within(query: Q, actor: Actor, *, site: Any = None, study: Any = None) -> Q:
+def within(query: Q, actor: Actor, *, site: Any = None, study: Any = None, bench_too: bool = False) -> Q:
     """The query narrowed to the person's sites and studies (see scope_conditions)."""
-    conditions = scope_conditions(actor, site=site, study=study)
+    conditions = scope_conditions(actor, site=site, study=study, bench_too=bench_too)
     return query.where(*conditions) if conditions else query
 
 
