@@ -26,7 +26,7 @@ from ..errors import Forbidden, NotFound
 from ..models import Role, Site, Study, UserSite, UserStudy
 
 SITE_ROLES = frozenset({Role.pharmacist, Role.preparer, Role.investigator, Role.monitor})
-Q = TypeVar("Q", bound=Select[Any])
+Q = TypeVar("Q", bound=Select)
 
 
 def is_scoped(roles: Iterable[Role]) -> bool:
