@@ -49,11 +49,16 @@ _RAW_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is acting: a signed-in user, or the command line on behalf of a named person."""
+    """Who is acting: a signed-in user, or the command line on behalf of a named person.
+
+    `sites` and `studies` are the ids a site-role user works for (users.scope reads them, so every
+    rule can check without a query); None means global (supply, QA, QP, the lab, the command line)."""
 
     user_id: int | None
     name: str
     roles: frozenset[Role] = frozenset()
+    sites: frozenset[int] | None = None
+    studies: frozenset[int] | None = None
 
     @property
     def is_blinded(self) -> bool:

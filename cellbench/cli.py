@@ -191,15 +191,35 @@ def users_unlock(username: str, reason: str = typer.Option(..., "--reason")) -> 
     typer.echo(f"{username} unlocked")
 
 
+@users_app.command("link")
+def users_link(username: str, site: str = typer.Option("", "--site", help="Site code, e.g. RH-ENT."),
+               study: str = typer.Option("", "--study", help="Study code, e.g. NCT07290946.")) -> None:
+    """Link a site-role user (pharmacist, preparer, investigator, monitor) to a site or a study."""
+    _run(lambda s: users.link(s, users.cli_actor(), users.by_username(s, username), site=site, study=study))
+    typer.echo(f"{username} linked to {' and '.join(c for c in (site, study) if c)}")
+
+
+@users_app.command("unlink")
+def users_unlink(username: str, site: str = typer.Option("", "--site"), study: str = typer.Option("", "--study"),
+                 reason: str = typer.Option(..., "--reason")) -> None:
+    """Take a site or a study from a user."""
+    _run(lambda s: users.unlink(s, users.cli_actor(), users.by_username(s, username), site=site, study=study,
+                                reason=reason))
+    typer.echo(f"{username} unlinked from {' and '.join(c for c in (site, study) if c)}")
+
+
 @users_app.command("list")
 def users_list() -> None:
-    """List users with their roles and state."""
+    """List users with their roles, state, and the sites and studies of site roles."""
     db = _database(_settings())
     with db.read() as session:
+        links = users.all_links(session)
         for user, roles in users.all_users(session):
             state = "deactivated" if not user.active else "locked" if user.locked else "active"
             names = ", ".join(sorted(r.value for r in roles))
-            typer.echo(f"{user.username:<16} {user.full_name:<24} {state:<11} {names}")
+            where = " ".join(" ".join(codes) for codes in links.get(user.id or 0, ([], [])))
+            typer.echo(f"{user.username:<16} {user.full_name:<24} {state:<11} {names}" + (f"  [{where}]" if where
+                                                                                          else ""))
 
 
 @users_app.command("token")

@@ -168,6 +168,7 @@ def unblind(session: Session, user: User, password: str | None, study: Study, pa
     actor = users.actor(session, user)
     users.require_role(actor, *UNBLINDERS)
     participant = participant_by_number(session, study, participant_number)
+    users.require_scope(actor, participant.site_id, participant.study_id, field="participant")
     if participant.randomisation_number is None:
         raise InvalidInput(f"Participant {participant.screening_number} is not randomised: there is no arm to reveal.",
                            field="participant")

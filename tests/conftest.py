@@ -71,6 +71,27 @@ PEOPLE = {
 }
 
 
+# Site roles work for the sites and studies they are linked to (users.scope): the worlds' people
+# work at the worlds' site, in every study loaded.
+HOME_SITE = "RH-ENT"
+SITE_PEOPLE = [username for username, (_, roles) in PEOPLE.items() if users.is_scoped(roles)]
+
+
+def link_site_people(db: Database, site: str = HOME_SITE) -> None:
+    """Link the site people to `site` and to every study loaded (those not linked yet)."""
+    from cellbench import studies
+
+    with db.write() as s:
+        codes = [study.code for study in studies.all_studies(s)]
+        for username in SITE_PEOPLE:
+            user = users.by_username(s, username)
+            have_sites, have_studies = users.links_of(s, user.id)
+            if site not in have_sites:
+                users.link(s, users.cli_actor(), user, site=site)
+            for code in set(codes) - set(have_studies):
+                users.link(s, users.cli_actor(), user, study=code)
+
+
 def actor_of(db: Database, username: str) -> Actor:
     with db.read() as session:
         return users.actor(session, users.by_username(session, username))

@@ -14,7 +14,7 @@ from cellbench.db import Database
 from cellbench.models import Kit, Lot, LotState, SpecVersion, Vial
 from cellbench.supply import lists, packaging
 
-from .conftest import PASSWORD, actor_of
+from .conftest import PASSWORD, actor_of, link_site_people
 
 
 def released_lot(db: Database, kind: str, number: str, *, units: int = 20, expiry: date | None = None,
@@ -36,6 +36,7 @@ def released_lot(db: Database, kind: str, number: str, *, units: int = 20, expir
 def load_studies(db: Database) -> None:
     with db.write() as s:
         studies.sync_from_files(s, actor_of(db, "sara"))
+    link_site_people(db)
 
 
 def sealed_kit_list(db: Database, study_code: str, size: int, seed: str = "test-seed", block_sizes: str = "2") -> int:

@@ -12,6 +12,7 @@ from cellbench import cli, users
 from cellbench.config import Settings
 from cellbench.db import Database
 from cellbench.demo import DEMO_PASSWORD, DEMO_USERS
+from cellbench.demo.sites import SECOND_SITE_USERS
 
 from .conftest import FAST_HASHER, PG_URL
 
@@ -65,8 +66,26 @@ def test_init_demo_users_verify_and_backup(env):
     target = env / "backup.db"
     assert run("backup", str(target)).exit_code == 0
     copy = sqlite3.connect(target)
-    assert copy.execute("SELECT count(*) FROM app_user").fetchone()[0] == len(DEMO_USERS) + 1
+    assert copy.execute("SELECT count(*) FROM app_user").fetchone()[0] == len(DEMO_USERS) + len(SECOND_SITE_USERS) + 1
     assert run("backup", str(target)).exit_code == 1  # never overwrites a backup
+
+
+def test_the_command_line_links_site_people_to_sites_and_studies(env):
+    assert run("init").exit_code == 0 and run("demo").exit_code == 0
+    assert "[AUH-ENT NCT07290946]" in next(line for line in run("users", "list").output.splitlines()
+                                            if line.startswith("pharmacist-aarhus"))
+    linked = run("users", "link", "pharmacist-aarhus", "--study", "NCT06805448")
+    assert linked.exit_code == 0, linked.output
+    global_ = run("users", "link", "supply", "--site", "AUH-ENT")
+    assert global_.exit_code == 1 and "(site)" in global_.output and "no site role" in global_.output
+    assert run("users", "unlink", "pharmacist-aarhus", "--study", "NCT06805448", "--reason", " ").exit_code == 1
+    assert run("users", "unlink", "pharmacist-aarhus", "--study", "NCT06805448", "--reason", "not this study"
+               ).exit_code == 0
+    db = Database(Settings().url)
+    with db.read() as s:
+        assert users.links_of(s, users.by_username(s, "pharmacist-aarhus").id) == (["AUH-ENT"], ["NCT07290946"])
+    db.dispose()
+    assert run("verify").exit_code == 0
 
 
 def test_verify_exits_non_zero_naming_the_first_bad_event(env):

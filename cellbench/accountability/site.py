@@ -110,16 +110,18 @@ def place_key(site: Site | None) -> str:
     return site.code if site else BENCH
 
 
-def place_of(session: Session, study: Study, key: str | None, *, field: str = "place") -> Site | None:
-    """The cell bench (None) or a site of the study, by its code."""
+def place_of(session: Session, study: Study, key: str | None, *, field: str = "place",
+             reader: Actor | None = None) -> Site | None:
+    """The cell bench (None) or a site of the study, by its code; for a `reader` of other sites
+    and studies (a site role), a place outside them is as unknown as one that is not the study's
+    (the bench's stock of its studies it reads, as it reads their kits: users.sees_kit)."""
     text = (key or "").strip()
     if not text:
         raise InvalidInput(f"Choose a place: '{BENCH}' for the cell bench, or a site code.", field=field)
-    if text.lower() == BENCH:
-        return None
-    site = session.scalars(select(Site).join(StudySite, col(StudySite.site_id) == col(Site.id))
-                           .where(col(StudySite.study_id) == study.id, col(Site.code) == text.upper())).first()
-    if site is None:
+    site = None if text.lower() == BENCH else session.scalars(
+        select(Site).join(StudySite, col(StudySite.site_id) == col(Site.id))
+        .where(col(StudySite.study_id) == study.id, col(Site.code) == text.upper())).first()
+    if (site is None and text.lower() != BENCH) or (reader is not None and not users.sees_kit(reader, site, study)):
         raise NotFound(f"{text} is not a site of {study.code}.", field=field)
     return site
 
@@ -136,7 +138,7 @@ def may_act_at(actor: Actor, site: Site | None) -> bool:
 def refusal_at(actor: Actor, site: Site | None, what: str) -> str | None:
     """Why this actor may not count or destroy at the place, or None."""
     if may_act_at(actor, site):
-        return None
+        return users.site_refusal(actor, site)
     who = "the site's pharmacist" if site is not None else "the supply manager"
     return f"At {place_name(site)}, {what} is done by {who}."
 
@@ -188,13 +190,16 @@ class Row:
 
 
 def rows(session: Session, study: Study, *, site_key: str | None = None, blinded_lot: BlindedLot | None = None,
-         with_changes: bool = False) -> list[Row]:
-    """The balance of every blinded lot at every place where it has kits. `with_changes` also finds
-    each row's latest kit state change (one audit look-up per kit: for one row, not a whole study)."""
+         with_changes: bool = False, reader: Actor | None = None) -> list[Row]:
+    """The balance of every blinded lot at every place where it has kits (a `reader`'s sites and
+    studies only, when one is given). `with_changes` also finds each row's latest kit state change
+    (one audit look-up per kit: for one row, not a whole study)."""
     where = [col(Kit.study_id) == study.id, col(Kit.blinded_lot_id).is_not(None)]
     if site_key is not None:
-        site = place_of(session, study, site_key)
+        site = place_of(session, study, site_key, reader=reader)
         where.append(place_filter(Kit, site))
+    if reader is not None:
+        where += users.scope_conditions(reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if blinded_lot is not None:
         where.append(col(Kit.blinded_lot_id) == blinded_lot.id)
     counts: dict[tuple, dict[str, int]] = defaultdict(dict)
@@ -257,8 +262,11 @@ def latest_reconciliation(session: Session, study: Study, site: Site | None,
 
 
 def reconciliations(session: Session, study: Study, site: Site | None = None, blinded_lot: BlindedLot | None = None,
-                    *, any_place: bool = False, limit: int = 200) -> list[Reconciliation]:
+                    *, any_place: bool = False, limit: int = 200, reader: Actor | None = None) -> list[Reconciliation]:
     query = select(Reconciliation).where(col(Reconciliation.study_id) == study.id)
+    if reader is not None:
+        query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id),
+                             bench_too=True)
     if not any_place:
         query = query.where(place_filter(Reconciliation, site))
     if blinded_lot is not None:

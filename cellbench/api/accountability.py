@@ -126,18 +126,19 @@ def balance(study: str, place: str | None = None, blinded_lot: str | None = None
     chosen = studies.by_code(session, study)
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
     if place is not None and lot is not None:
-        site = accountability.place_of(session, chosen, place)
+        site = accountability.place_of(session, chosen, place, reader=viewer.actor)
         return [RowOut(**accountability.row_of(session, chosen, site, lot).as_json())]
-    return [RowOut(**r.as_json()) for r in accountability.rows(session, chosen, site_key=place, blinded_lot=lot)]
+    return [RowOut(**r.as_json()) for r in accountability.rows(session, chosen, site_key=place, blinded_lot=lot,
+                                                                     reader=viewer.actor)]
 
 
 @router.get("/reconciliations", response_model=list[CountOut])
 def list_counts(study: str, place: str | None = None, blinded_lot: str | None = None, viewer: Viewer = Depends(readers),
                 session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study)
-    site = accountability.place_of(session, chosen, place) if place else None
+    site = accountability.place_of(session, chosen, place, reader=viewer.actor) if place else None
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
-    found = accountability.reconciliations(session, chosen, site, lot, any_place=place is None)
+    found = accountability.reconciliations(session, chosen, site, lot, any_place=place is None, reader=viewer.actor)
     return [count_out(session, r) for r in found]
 
 

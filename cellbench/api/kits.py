@@ -82,7 +82,7 @@ def list_kits(study: str | None = None, blinded_lot: str | None = None, state: K
               viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     rows, total = kits.kits(session, study=studies.by_code(session, study) if study else None,
                             blinded_lot=kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None,
-                            state=state.value if state else None, offset=offset, limit=limit)
+                            state=state.value if state else None, offset=offset, limit=limit, reader=viewer.actor)
     return KitPageOut(total=total, offset=offset, limit=limit, kits=[kit_out(session, kit) for kit in rows])
 
 
@@ -92,17 +92,18 @@ def scan_kit(body: CodeIn, request: Request, viewer: Viewer = Depends(readers),
              session: Session = Depends(read_session)):
     """The kit a scanned label code (signature checked) or a typed kit number stands for; a forged
     or altered label, a wrong check character or an unknown kit is refused with field `code`."""
-    return kit_detail(session, viewer, kits.scan_code(session, body.code, request.app.state.settings.secret_key))
+    return kit_detail(session, viewer, kits.scan_code(session, body.code, request.app.state.settings.secret_key,
+                                                          reader=viewer.actor))
 
 
 @router.get("/kits/{number}", response_model=KitDetailOut)
 def get_kit(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return kit_detail(session, viewer, kits.by_number(session, number, field="number"))
+    return kit_detail(session, viewer, kits.by_number(session, number, field="number", reader=viewer.actor))
 
 
 @router.get("/blinded-lots/{code}", response_model=BlindedLotOut)
 def get_blinded_lot(code: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     blinded = kits.blinded_lot_by_code(session, code, field="code")
-    counts = kits.counts_by_state(session, blinded_lot=blinded)
+    counts = kits.counts_by_state(session, blinded_lot=blinded, reader=viewer.actor)
     return BlindedLotOut(code=blinded.code, study=studies.by_id(session, blinded.study_id).code, expiry=blinded.expiry,
                          kits=sum(counts.values()), kits_by_state=counts)

@@ -87,7 +87,8 @@ def participant_out(session: Session, viewer: Viewer, participant: Participant) 
 
 
 def _visit(session: Session, viewer: Viewer, study: str, number: str, treatment: int) -> VisitOut:
-    return visit_out(pharmacy.view(session, viewer.actor, pharmacy.visit_by_ref(session, study, number, treatment)))
+    visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
+    return visit_out(pharmacy.view(session, viewer.actor, visit))
 
 
 class NewParticipant(BaseModel):
@@ -142,7 +143,8 @@ class KitOut(BaseModel):
 def list_participants(study: str | None = None, viewer: Viewer = Depends(readers),
                       session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study) if study else None
-    return [participant_out(session, viewer, p) for p, _s, _site in pharmacy.participants(session, chosen)]
+    return [participant_out(session, viewer, p)
+            for p, _s, _site in pharmacy.participants(session, chosen, reader=viewer.actor)]
 
 
 @router.post("/participants", response_model=ParticipantOut, status_code=201)
@@ -157,21 +159,23 @@ def enrol(body: NewParticipant, viewer: Viewer = Depends(require(*pharmacy.ENROL
 @router.get("/participants/{study}/{number}", response_model=ParticipantOut)
 def get_participant(study: str, number: str, viewer: Viewer = Depends(readers),
                     session: Session = Depends(read_session)):
-    return participant_out(session, viewer, pharmacy.participant_by_ref(session, study, number))
+    return participant_out(session, viewer, pharmacy.participant_by_ref(session, study, number, reader=viewer.actor))
 
 
 @router.post("/participants/{study}/{number}/randomise", response_model=ParticipantOut)
 def randomise(study: str, number: str, viewer: Viewer = Depends(require(*pharmacy.RANDOMISERS)),
               db: Database = Depends(get_db)):
     with db.write() as session:
-        participant = pharmacy.randomise(session, viewer.actor, pharmacy.participant_by_ref(session, study, number))
+        participant = pharmacy.randomise(session, viewer.actor,
+                                         pharmacy.participant_by_ref(session, study, number, reader=viewer.actor))
         return participant_out(session, viewer, participant)
 
 
 @router.get("/visits/due", response_model=list[VisitOut])
 def visits_due(viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     """Open treatment visits whose window includes today at their site."""
-    return [visit_out(pharmacy.view(session, viewer.actor, v)) for v in pharmacy.due_today(session)]
+    return [visit_out(pharmacy.view(session, viewer.actor, v))
+            for v in pharmacy.due_today(session, reader=viewer.actor)]
 
 
 @router.get("/participants/{study}/{number}/visits/{treatment}", response_model=VisitOut)
@@ -186,7 +190,7 @@ def assign(study: str, number: str, treatment: int, body: VersionIn | None = Non
     """Assign a kit of the participant's arm at the site (the arm is never told). No kit: 409, the
     same message for both arms, and the supply manager is told."""
     with db.write() as session:
-        visit = pharmacy.visit_by_ref(session, study, number, treatment)
+        visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         kit = pharmacy.assign(session, viewer.actor, visit, seen_version=body.visit_version if body else None)
         answer = _visit(session, viewer, study, number, treatment)
     if kit is None:  # what the attempt leaves is committed; the answer is a refusal
@@ -199,7 +203,7 @@ def dispense(study: str, number: str, treatment: int, body: ScanIn, request: Req
              viewer: Viewer = Depends(pharmacists), db: Database = Depends(get_db)):
     """Scan the assigned kit's label: the kit is dispensed to the preparer. Another kit: 422 naming both."""
     with db.write() as session:
-        visit = pharmacy.visit_by_ref(session, study, number, treatment)
+        visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         pharmacy.dispense(session, viewer.actor, visit, body.code, request.app.state.settings.secret_key,
                           seen_version=body.visit_version, kit_version=body.kit_version)
         return _visit(session, viewer, study, number, treatment)
@@ -209,7 +213,7 @@ def dispense(study: str, number: str, treatment: int, body: ScanIn, request: Req
 def replace(study: str, number: str, treatment: int, body: ReplacementIn, viewer: Viewer = Depends(pharmacists),
             db: Database = Depends(get_db)):
     with db.write() as session:
-        visit = pharmacy.visit_by_ref(session, study, number, treatment)
+        visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         pharmacy.replace_kit(session, session.merge(viewer.user), body.password, visit, what=body.what,
                              reason=body.reason, seen_version=body.visit_version)
         return _visit(session, viewer, study, number, treatment)
@@ -219,7 +223,7 @@ def replace(study: str, number: str, treatment: int, body: ReplacementIn, viewer
 def unallocate(study: str, number: str, treatment: int, body: ReasonIn, viewer: Viewer = Depends(pharmacists),
                db: Database = Depends(get_db)):
     with db.write() as session:
-        visit = pharmacy.visit_by_ref(session, study, number, treatment)
+        visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         pharmacy.unallocate(session, viewer.actor, visit, body.reason, seen_version=body.visit_version)
         return _visit(session, viewer, study, number, treatment)
 
@@ -240,7 +244,7 @@ def administer(study: str, number: str, treatment: int, body: AdministrationIn,
     """One gland. After the use-by time: 422, and the dose is recorded not administered with a
     deviation, although the request failed."""
     with db.write() as session:
-        visit = pharmacy.visit_by_ref(session, study, number, treatment)
+        visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         pharmacy.administer(session, viewer.actor, visit, gland=body.gland, volume_ml=body.volume_ml,
                             administered_at=body.administered_at, administered_by=body.administered_by,
                             seen_version=body.visit_version)
@@ -252,7 +256,7 @@ def not_administered(study: str, number: str, treatment: int, body: ReasonIn,
                      viewer: Viewer = Depends(require(*pharmacy.VISIT_MOVES["not_administered"].roles)),
                      db: Database = Depends(get_db)):
     with db.write() as session:
-        visit = pharmacy.visit_by_ref(session, study, number, treatment)
+        visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         pharmacy.record_not_administered(session, viewer.actor, visit, body.reason, seen_version=body.visit_version)
         return _visit(session, viewer, study, number, treatment)
 

@@ -224,7 +224,7 @@ async def receipt_scan(number: str, body: CodeIn, request: Request, viewer: View
 def list_shipments(state: str | None = None, site: str | None = None, viewer: Viewer = Depends(readers),
                    session: Session = Depends(read_session)):
     where = custody.site_by_code(session, site) if site else None
-    rows = custody.shipments(session, state=state, site=where)
+    rows = custody.shipments(session, state=state, site=where, reader=viewer.actor)
     counts = custody.kit_counts(session, [r.id for r in rows])
     studies, sites = custody.study_codes(session), custody.site_codes(session)
     return [ShipmentSummaryOut(number=r.number, study=studies[r.study_id], site=sites[r.site_id], state=r.state,
@@ -242,14 +242,14 @@ def create_shipment(body: NewShipment, viewer: Viewer = Depends(shippers), db: D
 
 @router.get("/shipments/{number}", response_model=ShipmentOut)
 def get_shipment(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return shipment_out(session, custody.by_number(session, number), viewer)
+    return shipment_out(session, custody.by_number(session, number, reader=viewer.actor), viewer)
 
 
 @router.post("/shipments/{number}/kits", response_model=ShipmentOut)
 def pack_kit(number: str, body: CodeIn, request: Request, viewer: Viewer = Depends(shippers),
              db: Database = Depends(get_db)):
     with db.write() as session:
-        shipment = custody.by_number(session, number)
+        shipment = custody.by_number(session, number, reader=viewer.actor)
         custody.pack(session, viewer.actor, shipment, body.code, request.app.state.settings.secret_key)
         return shipment_out(session, shipment, viewer)
 
@@ -257,7 +257,7 @@ def pack_kit(number: str, body: CodeIn, request: Request, viewer: Viewer = Depen
 @router.delete("/shipments/{number}/kits/{kit_number}", response_model=ShipmentOut)
 def unpack_kit(number: str, kit_number: str, viewer: Viewer = Depends(shippers), db: Database = Depends(get_db)):
     with db.write() as session:
-        shipment = custody.by_number(session, number)
+        shipment = custody.by_number(session, number, reader=viewer.actor)
         custody.unpack(session, viewer.actor, shipment, kit_number)
         return shipment_out(session, shipment, viewer)
 
@@ -265,7 +265,7 @@ def unpack_kit(number: str, kit_number: str, viewer: Viewer = Depends(shippers),
 @router.post("/shipments/{number}/dispatch", response_model=ShipmentOut)
 def dispatch(number: str, body: DispatchIn, viewer: Viewer = Depends(shippers), db: Database = Depends(get_db)):
     with db.write() as session:
-        shipment = custody.by_number(session, number)
+        shipment = custody.by_number(session, number, reader=viewer.actor)
         custody.dispatch(session, viewer.actor, shipment, shipper_id=body.shipper_id, seal_number=body.seal_number,
                          logger_id=body.logger_id, seen_version=body.shipment_version)
         return shipment_out(session, shipment, viewer)
@@ -274,7 +274,7 @@ def dispatch(number: str, body: DispatchIn, viewer: Viewer = Depends(shippers), 
 def _complete(db: Database, viewer: Viewer, number: str, *, seal_intact, logger: custody.LoggerRecord,
               missing_reason: str | None, shipment_version: int | None) -> ShipmentOut:
     with db.write() as session:
-        shipment = custody.by_number(session, number)
+        shipment = custody.by_number(session, number, reader=viewer.actor)
         custody.complete_receipt(session, viewer.actor, shipment, seal_intact=seal_intact, logger=logger,
                                  missing_reason=missing_reason, seen_version=shipment_version)
         return shipment_out(session, shipment, viewer)
@@ -305,7 +305,7 @@ def complete_receipt_with_file(number: str, logger_csv: UploadFile = File(descri
 @router.post("/shipments/{number}/lost", response_model=ShipmentOut)
 def report_lost(number: str, body: ReasonIn, viewer: Viewer = Depends(shippers), db: Database = Depends(get_db)):
     with db.write() as session:
-        shipment = custody.by_number(session, number)
+        shipment = custody.by_number(session, number, reader=viewer.actor)
         custody.report_lost(session, viewer.actor, shipment, body.reason, seen_version=body.shipment_version)
         return shipment_out(session, shipment, viewer)
 
@@ -313,7 +313,7 @@ def report_lost(number: str, body: ReasonIn, viewer: Viewer = Depends(shippers),
 @router.post("/shipments/{number}/assessment", response_model=ShipmentOut)
 def assess(number: str, body: AssessmentIn, viewer: Viewer = Depends(assessors), db: Database = Depends(get_db)):
     with db.write() as session:
-        shipment = custody.by_number(session, number)
+        shipment = custody.by_number(session, number, reader=viewer.actor)
         custody.assess(session, session.merge(viewer.user), shipment, body.decision, body.reason, body.password,
                        seen_version=body.shipment_version)
         return shipment_out(session, shipment, viewer)
@@ -349,7 +349,7 @@ def store_kit(code: str, body: CodeIn, request: Request, viewer: Viewer = Depend
               db: Database = Depends(get_db)):
     """Put the scanned kit away in this location."""
     with db.write() as session:
-        kit = kits.scan(session, body.code, request.app.state.settings.secret_key)
+        kit = kits.scan_code(session, body.code, request.app.state.settings.secret_key, reader=viewer.actor)
         custody.store(session, viewer.actor, kit, code)
         return KitPlaceOut(**kits.view(session, kit).as_json())
 
@@ -358,6 +358,6 @@ def store_kit(code: str, body: CodeIn, request: Request, viewer: Viewer = Depend
 def report_damaged(number: str, body: ReasonIn, viewer: Viewer = Depends(require(*custody.DAMAGE_REPORTERS)),
                    db: Database = Depends(get_db)):
     with db.write() as session:
-        kit = kits.by_number(session, number, field="number")
+        kit = kits.by_number(session, number, field="number", reader=viewer.actor)
         custody.report_damaged(session, viewer.actor, kit, body.reason)
         return KitPlaceOut(**kits.view(session, kit).as_json())

@@ -16,6 +16,7 @@ def report_damaged(session: Session, actor: Actor, kit: Kit, reason: str | None,
                    seen_version: int | None = None) -> None:
     """A damaged kit, at the site or at the bench (in transit too, if the courier reports it)."""
     users.require_role(actor, *DAMAGE_REPORTERS)
+    users.require_scope(actor, kit.site_id, kit.study_id, field="code")
     reason = audit.require_reason(reason)
     place = kit.location
     kits.move(session, actor, kit, "damage", reason=reason, seen_version=seen_version)

@@ -9,24 +9,29 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import kits, signatures
+from .. import kits, signatures, users
+from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..models import BlindedLot, Kit, KitState, LoggerReading, Shipment, ShipmentKit, Signature, Site, Study, User
 from .events import fetch, key
 from .lifecycle import OPEN, STATE_LABELS
 
 
-def by_number(session: Session, number: str | None, *, field: str = "shipment") -> Shipment:
+def by_number(session: Session, number: str | None, *, field: str = "shipment",
+              reader: Actor | None = None) -> Shipment:
+    """The shipment; for a `reader` of other sites or studies, as missing as one never made."""
     text_ = (number or "").strip().upper()
     row = session.scalars(select(Shipment).where(col(Shipment.number) == text_)).first() if text_ else None
-    if row is None:
+    if row is None or (reader is not None and not users.sees(reader, row.site_id, row.study_id)):
         raise NotFound(f"No shipment '{text_}'.", field=field)
     return row
 
 
 def shipments(session: Session, *, state: str | None = None, site: Site | None = None,
-              study: Study | None = None) -> list[Shipment]:
+              study: Study | None = None, reader: Actor | None = None) -> list[Shipment]:
     query = select(Shipment)
+    if reader is not None:
+        query = users.within(query, reader, site=col(Shipment.site_id), study=col(Shipment.study_id))
     if state:
         if state == "open":
             query = query.where(col(Shipment.state).in_(sorted(OPEN)))
@@ -61,8 +66,11 @@ def user_names(session: Session, *ids: int | None) -> dict[int | None, str]:
     return {ident: name for ident, name in rows if ident is not None}
 
 
-def counts_by_state(session: Session) -> dict[str, int]:
-    found = dict(session.execute(select(col(Shipment.state), func.count()).group_by(col(Shipment.state))).all())
+def counts_by_state(session: Session, reader: Actor | None = None) -> dict[str, int]:
+    query = select(col(Shipment.state), func.count()).group_by(col(Shipment.state))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Shipment.site_id), study=col(Shipment.study_id))
+    found = dict(session.execute(query).all())
     return {state: found.get(state, 0) for state in STATE_LABELS}
 
 

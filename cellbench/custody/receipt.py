@@ -9,7 +9,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection, insert, select, text
 from sqlmodel import Session, col
 
-from .. import audit, deviations, kits
+from .. import audit, deviations, kits, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -46,7 +46,8 @@ class ReceiptScan:
 # The two counts read the shipment's manifest rows: about 5 µs for 16 kits, 0.5 ms for 3,000 (SQLite,
 # measured). Counters kept on the shipment row would make them constant if shipments grow that large.
 _RECEIPT_ROW = (
-    "SELECT s.id, s.state, k.id, k.number, k.state, k.location, k.row_version, b.code, b.expiry, st.code, "
+    "SELECT s.id, s.state, s.site_id, s.study_id, k.id, k.number, k.state, k.location, k.row_version, b.code, "
+    "b.expiry, st.code, "
     "sk.kit_id, sk.received_at, "
     "(SELECT count(*) FROM shipment_kit c WHERE c.shipment_id = s.id), "
     "(SELECT count(c.received_at) FROM shipment_kit c WHERE c.shipment_id = s.id) "
@@ -79,10 +80,11 @@ def receipt_scan(conn: Connection | Session, actor: Actor, shipment_number: str,
         row = raw.execute(_RECEIPT_ROW, params).fetchone()
     else:
         row = conn.execute(_RECEIPT_ROW_LOCKED, params).first()
-    if row is None:
+    # another site's shipment reads as no shipment: its existence is not confirmed
+    if row is None or not users.sees(actor, row[2], row[3]):
         raise NotFound(f"No shipment '{shipment_number}'.", field="shipment")
-    (shipment_id, shipment_state, kit_id, number_found, kit_state, location, kit_version, lot, expiry, study,
-     on_manifest, scanned_at, total, scanned) = row
+    (shipment_id, shipment_state, _site, _study, kit_id, number_found, kit_state, location, kit_version, lot, expiry,
+     study, on_manifest, scanned_at, total, scanned) = row
     check(actor, shipment_state, "scan_receipt", shipment_number)
     if kit_id is None:
         raise NotFound(f"Kit {number} is not a kit of cellbench: do not use it, and report the label.", field="code")
@@ -127,6 +129,7 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
     manifest. Any failed check holds the whole shipment (every kit, both arms alike) for QA;
     otherwise every kit enters the site's stock. Returns the problems found (empty: received)."""
     check(actor, shipment, "complete_receipt")
+    users.require_scope(actor, shipment.site_id, shipment.study_id, field="shipment")
     intact = _seal(seal_intact)
     claim(session, shipment, version(seen_version, "shipment_version"))
     check(actor, shipment, "complete_receipt")

@@ -78,6 +78,7 @@ def add_location(session: Session, actor: Actor, *, site_code: str | None, code:
     site = site_by_code(session, site_code) if (site_code or "").strip() else None
     if site is None and Role.supply_manager not in actor.roles:
         raise Forbidden("Only the supply manager adds storage at the cell bench.")
+    users.require_scope(actor, site, None)
     code = inputs.text(code, "code", "location code", 64).upper()
     name = inputs.text(name, "name", "location name", 60)
     kind = (kind or "").strip().lower()
@@ -104,6 +105,8 @@ def store(session: Session, actor: Actor, kit: Kit, location_code: str | None, *
             raise InvalidInput(f"Kit {kit.number} is not at the cell bench ({kit.location}).", field="code")
     else:
         users.require_role(actor, *RECEIVERS)
+        # the pharmacist's own sites' tanks only; the kit must be in stock there (below)
+        users.require_scope(actor, location.site_id, kit.study_id, field="location")
         if kit.site_id != location.site_id or state not in STORABLE_AT_SITE:
             site = fetch(session, Site, location.site_id, "site")
             raise InvalidInput(f"Kit {kit.number} is not in stock at {site.code} ({kit.location}; "

@@ -13,7 +13,7 @@ from sqlmodel import Session, col
 
 from ..audit import Actor
 from ..models import Lot, Role
-from . import manufacturing, trial
+from . import manufacturing, sites, trial
 from . import release as release_demo
 from .manufacturing import (
     DEMO_PASSWORD,
@@ -46,7 +46,7 @@ def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str
     fresh = session.scalars(select(col(Lot.id))).first() is None
     if fresh and release and trial.story_fits(session):
         trial.seed_trial(session, by)
-        return manufacturing.DEMO_USERS
+        return manufacturing.DEMO_USERS + sites.SECOND_SITE_USERS
     manufacturing.create_users(session, by)
     if fresh:
         manufacturing.seed_records(session)

@@ -53,6 +53,7 @@ from ..models import AuditEvent, Kit, KitState, Lot, Participant, Shipment, Ship
 from ..supply import packaging
 from . import manufacturing as demo
 from . import release as release_demo
+from . import sites
 
 STORY_DAYS = 150
 SITE = "RH-ENT"
@@ -111,6 +112,7 @@ def seed_trial(session: Session, by: Actor, secret_key: str = DEMO_SECRET_KEY) -
         demo.create_users(session, by)
         demo.seed_basics(session)
         loaded = demo.seed_studies(session)
+        sites.link_people(session, by, loaded)
         story = _Story(session, story_clock, loaded, secret_key)
         story.past()
         story_clock.catch_up()
@@ -232,9 +234,10 @@ class _Story:
 
     # --- the site ----------------------------------------------------------------------------------
 
-    def enrol(self, study: Study, screening: str, *, randomise: bool = True) -> Participant:
-        investigator = self.actor("investigator")
-        participant = pharmacy.enrol(self.s, investigator, study, site_code=SITE, screening_number=screening)
+    def enrol(self, study: Study, screening: str, *, randomise: bool = True, site: str = SITE,
+              by: str = "investigator") -> Participant:
+        investigator = self.actor(by)
+        participant = pharmacy.enrol(self.s, investigator, study, site_code=site, screening_number=screening)
         if randomise:
             pharmacy.randomise(self.s, investigator, participant)
         return participant
@@ -386,4 +389,10 @@ class _Story:
         self.dispense(self.enrol(self.long, "SCR-106"))
         self.enrol(self.long, "SCR-107")  # treatment 1 due
         self.enrol(self.long, "SCR-108", randomise=False)
+        # the second site: its own shipment being packed and its own participants
+        second = custody.create(s, supply, LONG, sites.SECOND)
+        for kit in self.at_bench(self.long)[:2]:
+            custody.pack(s, supply, second, self.label(kit), self.key)
+        self.enrol(self.long, "AAR-001", site=sites.SECOND, by="investigator-aarhus")
+        self.enrol(self.long, "AAR-002", randomise=False, site=sites.SECOND, by="investigator-aarhus")
         self.prepare(self.enrol(self.long, "SCR-109"))  # last: the clock has its 60 minutes

@@ -33,18 +33,20 @@ def kit_number_refusal(text: str | None, error: ValueError) -> str:
     return f"{message[0].upper()}{message[1:]}."
 
 
-def by_number(session: Session, text: str | None, *, field: str = "kit_number") -> Kit:
+def by_number(session: Session, text: str | None, *, field: str = "kit_number", reader: Actor | None = None) -> Kit:
+    """The kit; for a `reader` of other sites or studies (a site role), a kit at another site or
+    of another study is as missing as a number never issued (users.sees_kit)."""
     try:
         number = parse_kit_number(text or "")
     except ValueError as error:
         raise InvalidInput(kit_number_refusal(text, error), field=field) from None
     kit = session.scalars(select(Kit).where(col(Kit.number) == number)).first()
-    if kit is None:
+    if kit is None or (reader is not None and not users.sees_kit(reader, kit.site_id, kit.study_id)):
         raise NotFound(f"No kit {number} in cellbench.", field=field)
     return kit
 
 
-def scan(session: Session, code: str | None, secret_key: str) -> Kit:
+def scan(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None) -> Kit:
     """A scanned label code, or a kit number typed by hand: the kit, or a refusal that says why."""
     text = (code or "").strip()
     if not text:
@@ -54,16 +56,16 @@ def scan(session: Session, code: str | None, secret_key: str) -> Kit:
             number = qrpayload.verify_payload(text, secret_key)
         except qrpayload.PayloadRejected as rejected:
             raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
-        return by_number(session, number, field="code")
-    return by_number(session, text, field="code")
+        return by_number(session, number, field="code", reader=reader)
+    return by_number(session, text, field="code", reader=reader)
 
 
-def scan_code(session: Session, code: str | None, secret_key: str) -> Kit:
+def scan_code(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None) -> Kit:
     """The kit a scanned label or typed number stands for, for a scan field (pages and API alike).
     An unknown kit is bad input to the scan field (422, field `code`) like a forged label, not a
     missing page."""
     try:
-        return scan(session, code, secret_key)
+        return scan(session, code, secret_key, reader=reader)
     except NotFound as missing:
         raise InvalidInput(missing.message, field="code") from None
 
@@ -106,9 +108,13 @@ def history(session: Session, actor: Actor, kit: Kit) -> list:
 
 
 def kits(session: Session, *, study: Study | None = None, state: str | None = None,
-         blinded_lot: BlindedLot | None = None, offset: int = 0, limit: int = 100) -> tuple[list[Kit], int]:
-    """A page of kits in kit-number order (random, so it says nothing) and the total count."""
+         blinded_lot: BlindedLot | None = None, offset: int = 0, limit: int = 100,
+         reader: Actor | None = None) -> tuple[list[Kit], int]:
+    """A page of kits in kit-number order (random, so it says nothing) and the total count; a
+    `reader`'s sites and studies only, when one is given."""
     query = select(Kit)
+    if reader is not None:
+        query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if study is not None:
         query = query.where(col(Kit.study_id) == study.id)
     if state:
@@ -121,9 +127,11 @@ def kits(session: Session, *, study: Study | None = None, state: str | None = No
     return list(session.scalars(query.order_by(col(Kit.number)).offset(offset).limit(limit))), total
 
 
-def counts_by_state(session: Session, *, study: Study | None = None,
-                    blinded_lot: BlindedLot | None = None) -> dict[str, int]:
+def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot: BlindedLot | None = None,
+                    reader: Actor | None = None) -> dict[str, int]:
     query = select(col(Kit.state), func.count()).group_by(col(Kit.state))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if study is not None:
         query = query.where(col(Kit.study_id) == study.id)
     if blinded_lot is not None:

@@ -106,5 +106,7 @@ from .users import (
     ApiToken,
     User,
     UserRole,
+    UserSite,
+    UserStudy,
     WebSession,
 )

@@ -54,3 +54,21 @@ class ApiToken(SQLModel, table=True):
     prefix: str = Field(max_length=16)  # shown in lists so a token can be recognised, never the rest
     created_at: datetime = timestamp()
     revoked_at: datetime | None = timestamp(nullable=True)
+
+
+class UserSite(SQLModel, table=True):
+    """A site a user with a site role (pharmacist, preparer, investigator, monitor) works for."""
+
+    __tablename__ = "user_site"
+
+    user_id: int = Field(foreign_key="app_user.id", primary_key=True)
+    site_id: int = Field(foreign_key="site.id", primary_key=True, index=True)
+
+
+class UserStudy(SQLModel, table=True):
+    """A study a user with a site role works on."""
+
+    __tablename__ = "user_study"
+
+    user_id: int = Field(foreign_key="app_user.id", primary_key=True)
+    study_id: int = Field(foreign_key="study.id", primary_key=True, index=True)

@@ -15,7 +15,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, clock, kits
+from .. import audit, clock, kits, users
 from ..audit import Actor
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import Role, Visit
@@ -169,6 +169,8 @@ def refusal(session: Session, actor: Actor, ctx: VisitContext, action: str, toda
     """Why this person may not take this action on this visit now, or None."""
     if MACHINE.role_refusal(action, actor.roles):
         return _only(action)
+    if outside := users.scope_refusal(actor, ctx.site, ctx.study):
+        return outside[1]
     if MACHINE.state_refusal(ctx, action):
         return f"The visit is {visit_label(ctx.visit).lower()}."
     blocked = guards(session, ctx, action, today)
@@ -191,10 +193,13 @@ def actions(session: Session, actor: Actor, ctx: VisitContext) -> list[Action]:
 
 
 def authorise(session: Session, actor: Actor, ctx: VisitContext, action: str, *, field: str = "visit") -> _T:
-    """The table's move, if this person may take it on this visit now; else the refusal."""
+    """The table's move, if this person may take it on this visit now; else the refusal. Every visit
+    action passes here, so this is where a visit outside the person's sites or studies is refused."""
     move = MACHINE.transition(action)
     if MACHINE.role_refusal(action, actor.roles):
         raise Forbidden(_only(action))
+    # another site's or study's visit: refused before its state is said (the same for both arms)
+    users.require_scope(actor, ctx.site, ctx.study)
     if MACHINE.state_refusal(ctx, action):
         state, label = visit_state(ctx.visit), ACTION_LABELS[action].lower()
         who = f"{ctx.who[0].upper()}{ctx.who[1:]}"

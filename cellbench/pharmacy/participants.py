@@ -23,8 +23,6 @@ from .records import participant_ref
 _SCREENING = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,31}$")
 
 
-
-
 def _screening_number(text: str | None) -> str:
     number = (text or "").strip().upper()
     if not _SCREENING.match(number) or not any(c.isdigit() for c in number):
@@ -46,6 +44,7 @@ def enrol(session: Session, actor: Actor, study: Study, *, site_code: str | None
     """A participant by screening number (no names are kept in cellbench), at a site of the study."""
     users.require_role(actor, *ENROLLERS)
     site = _site_of_study(session, study, site_code)
+    users.require_scope(actor, site, study)
     number = _screening_number(screening_number)
     taken = select(col(Participant.id)).where(col(Participant.study_id) == study.id,
                                               col(Participant.screening_number) == number)
@@ -81,6 +80,7 @@ def randomise(session: Session, actor: Actor, participant: Participant) -> Parti
     """The next line of the sealed randomisation list gives the randomisation number (never the
     arm); the treatment visits follow from the study's schedule."""
     users.require_role(actor, *RANDOMISERS)
+    users.require_scope(actor, participant.site_id, participant.study_id, field="participant")
     study = fetch(session, Study, participant.study_id, "study")
     # one randomisation at a time per study: two would read the same free line
     session.execute(select(col(Study.id)).where(col(Study.id) == study.id).with_for_update())

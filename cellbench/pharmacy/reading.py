@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import clock, kits, studies
+from .. import clock, kits, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..custody import fetch
@@ -20,18 +20,21 @@ from .lifecycle import OPEN, Action, VisitState, actions, visit_label
 from .records import context, gland_names, participant_number, replaced_kits
 
 
-def participant_by_ref(session: Session, study_code: str, screening_number: str) -> Participant:
+def participant_by_ref(session: Session, study_code: str, screening_number: str, *,
+                       reader: Actor | None = None) -> Participant:
+    """The participant; for a `reader` of other sites or studies, as missing as one never enrolled."""
     study = studies.by_code(session, study_code)
     number = (screening_number or "").strip().upper()
     participant = session.scalars(select(Participant).where(col(Participant.study_id) == study.id,
                                                             col(Participant.screening_number) == number)).first()
-    if participant is None:
+    if participant is None or (reader is not None and not users.sees(reader, participant.site_id, study)):
         raise NotFound(f"No participant {number} in {study.code}.", field="participant")
     return participant
 
 
-def visit_by_ref(session: Session, study_code: str, screening_number: str, treatment: object) -> Visit:
-    participant = participant_by_ref(session, study_code, screening_number)
+def visit_by_ref(session: Session, study_code: str, screening_number: str, treatment: object, *,
+                 reader: Actor | None = None) -> Visit:
+    participant = participant_by_ref(session, study_code, screening_number, reader=reader)
     try:
         number = int(str(treatment))
     except ValueError:
@@ -44,15 +47,20 @@ def visit_by_ref(session: Session, study_code: str, screening_number: str, treat
     return visit
 
 
-def enrolment_sites(session: Session) -> list[tuple[str, str, str]]:
-    """(study, site code, site name) of every study's sites: where a participant may be enrolled."""
+def enrolment_sites(session: Session, reader: Actor | None = None) -> list[tuple[str, str, str]]:
+    """(study, site code, site name) of every study's sites (a `reader`'s own): where a participant
+    may be enrolled."""
     return [(study.code, site.code, site.name) for study in studies.all_studies(session)
-            for site, _link in studies.sites_of(session, study)]
+            for site, _link in studies.sites_of(session, study) if reader is None or users.sees(reader, site, study)]
 
 
-def participants(session: Session, study: Study | None = None) -> list[tuple[Participant, Study, Site]]:
+def participants(session: Session, study: Study | None = None, *,
+                 reader: Actor | None = None) -> list[tuple[Participant, Study, Site]]:
+    """Participants (of a study), of the `reader`'s sites and studies only when one is given."""
     query = (select(Participant, Study, Site).join(Study, col(Study.id) == col(Participant.study_id))
              .join(Site, col(Site.id) == col(Participant.site_id)))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
     if study is not None:
         query = query.where(col(Participant.study_id) == study.id)
     return list(session.execute(query.order_by(col(Study.code), col(Participant.screening_number))).all())
@@ -110,6 +118,9 @@ class VisitView:
 
 def view(session: Session, actor: Actor, visit: Visit) -> VisitView:
     ctx = context(session, visit)
+    # lists and look-ups are already narrowed to the reader's sites; this holds for any other path
+    users.require_visible(actor, ctx.site, ctx.study, f"No participant {ctx.participant.screening_number} in "
+                          f"{ctx.study.code}.", field="participant")
     blinded = session.get(BlindedLot, ctx.kit.blinded_lot_id) if ctx.kit and ctx.kit.blinded_lot_id else None
     names = gland_names(ctx.study)
     given = []
@@ -131,33 +142,39 @@ def view(session: Session, actor: Actor, visit: Visit) -> VisitView:
         kit_version=ctx.kit.row_version if ctx.kit else None, actions=actions(session, actor, ctx))
 
 
-def _open_visits(session: Session, states: frozenset[VisitState]) -> list[tuple[Visit, Participant, Site]]:
-    rows = session.execute(select(Visit, Participant, Site)
-                           .join(Participant, col(Participant.id) == col(Visit.participant_id))
-                           .join(Site, col(Site.id) == col(Participant.site_id))
-                           .where(col(Visit.state).in_([s.value for s in states]))
-                           .order_by(col(Visit.window_end), col(Participant.screening_number), col(Visit.treatment)))
+def _open_visits(session: Session, states: frozenset[VisitState],
+                 reader: Actor | None) -> list[tuple[Visit, Participant, Site]]:
+    """Open visits in these states; a `reader`'s sites and studies only, when one is given (the
+    work queues of the site roles)."""
+    query = (select(Visit, Participant, Site)
+             .join(Participant, col(Participant.id) == col(Visit.participant_id))
+             .join(Site, col(Site.id) == col(Participant.site_id))
+             .where(col(Visit.state).in_([s.value for s in states])))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
+    rows = session.execute(query.order_by(col(Visit.window_end), col(Participant.screening_number),
+                                          col(Visit.treatment)))
     return [(visit, participant, site) for visit, participant, site in rows]
 
 
-def due_today(session: Session, states: frozenset[VisitState] = OPEN) -> list[Visit]:
+def due_today(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> list[Visit]:
     """Open visits whose window includes today at their site."""
-    return [visit for visit, _p, site in _open_visits(session, states)
+    return [visit for visit, _p, site in _open_visits(session, states, reader)
             if visit.window_start <= clock.today(site) <= visit.window_end]
 
 
-def awaiting_dispensing(session: Session) -> list[Visit]:
-    return due_today(session, frozenset({VisitState.planned, VisitState.kit_assigned}))
+def awaiting_dispensing(session: Session, *, reader: Actor | None = None) -> list[Visit]:
+    return due_today(session, frozenset({VisitState.planned, VisitState.kit_assigned}), reader=reader)
 
 
-def to_prepare(session: Session) -> list[Visit]:
-    return [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.dispensed}))]
+def to_prepare(session: Session, *, reader: Actor | None = None) -> list[Visit]:
+    return [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.dispensed}), reader)]
 
 
-def preparations_running(session: Session) -> list[Visit]:
+def preparations_running(session: Session, *, reader: Actor | None = None) -> list[Visit]:
     """Preparations whose clock is running, soonest use-by first (past ones too, until closed)."""
     rows = [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.in_preparation,
-                                                                        VisitState.administering}))]
+                                                                        VisitState.administering}), reader)]
     # a running preparation always has its use-by time (set when it starts)
     return sorted(rows, key=lambda v: v.use_by or datetime.max.replace(tzinfo=UTC))
 

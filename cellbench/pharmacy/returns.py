@@ -18,6 +18,7 @@ def return_kit(session: Session, actor: Actor, code: str | None, secret_key: str
     pharmacy with its condition. A visit it was assigned to waits for another kit."""
     users.require_role(actor, *kits.MOVES["return"].roles)
     kit = scan_kit(session, code, secret_key)
+    users.require_scope(actor, kit.site_id, kit.study_id, field="code")
     condition = inputs.optional_text(condition, "condition", "condition", 200)
     if not condition:
         raise InvalidInput("Describe the kit's condition as it comes back (e.g. intact, seal broken).",

@@ -5,11 +5,14 @@ Users are never deleted, only deactivated. Passwords are argon2id hashes. Five f
 sign-in, failure and lock is audited.
 
 Parts: `rules` (the password policy, roles and who is who), `signin` (authentication and page
-sessions), `tokens` (API tokens), `accounts` (what an administrator changes).
+sessions), `tokens` (API tokens), `accounts` (what an administrator changes), `scope` (the sites and
+studies a site-role user works for: the rules every site action and list asks) and `links` (the
+administrator linking users to them).
 """
 from __future__ import annotations
 
 from .accounts import change_own_password, create_user, deactivate, reactivate, reset_password, set_roles, unlock
+from .links import link, unlink
 from .rules import (
     POLICY,
     Policy,
@@ -24,6 +27,22 @@ from .rules import (
     require_role,
     role_combination_problem,
     roles_of,
+)
+from .scope import (
+    SITE_ROLES,
+    all_links,
+    is_scoped,
+    links_of,
+    require_scope,
+    require_visible,
+    scope_conditions,
+    scope_of,
+    scope_refusal,
+    sees,
+    sees_kit,
+    site_refusal,
+    study_refusal,
+    within,
 )
 from .signin import (
     end_session,

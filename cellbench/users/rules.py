@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 from ..audit import Actor
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import BLINDED_ROLES, Role, User, UserRole, saved_id
+from .scope import scope_of
 
 
 @dataclass
@@ -86,7 +87,10 @@ def roles_of(session: Session, user_id: int) -> frozenset[Role]:
 
 
 def actor(session: Session, user: User) -> Actor:
-    return Actor(user.id, user.full_name, roles_of(session, saved_id(user)))
+    """The user as an actor, with the sites and studies a site-role user works for (users.scope)."""
+    roles = roles_of(session, saved_id(user))
+    sites, studies = scope_of(session, user.id, roles)
+    return Actor(user.id, user.full_name, roles, sites, studies)
 
 
 def by_username(session: Session, username: str) -> User:

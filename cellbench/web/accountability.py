@@ -60,7 +60,7 @@ def _study(session: Session, request: Request) -> tuple[list[Study], Study | Non
 @router.get("/accountability")
 def accountability_page(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     all_studies, study = _study(session, request)
-    found = accountability.rows(session, study) if study else []
+    found = accountability.rows(session, study, reader=viewer.actor) if study else []
     return render(request, "accountability/list.html", studies=all_studies, study=study, rows=found,
                   categories=accountability.CATEGORIES, released_terms=accountability.RELEASED_TERMS, row_url=row_url,
                   sites=studies.sites_of(session, study) if study else [],
@@ -70,7 +70,7 @@ def accountability_page(request: Request, viewer: Viewer = Depends(readers), ses
 def _row_page(request: Request, session: Session, viewer: Viewer, study_code: str, place: str, code: str,
               error: DomainError | None = None, form: dict | None = None):
     study = studies.by_code(session, study_code)
-    site = accountability.place_of(session, study, place)
+    site = accountability.place_of(session, study, place, reader=viewer.actor)
     blinded = kits.blinded_lot_by_code(session, code)
     row = accountability.row_of(session, study, site, blinded)
     history = accountability.reconciliations(session, study, site, blinded)

@@ -42,7 +42,7 @@ def _page_number(text: str | None) -> int:
     return int(text)
 
 
-def _list(request: Request, session: Session, *, scan_error: DomainError | None = None, code: str = ""):
+def _list(request: Request, session: Session, viewer: Viewer, *, scan_error: DomainError | None = None, code: str = ""):
     q = request.query_params
     typed = {k: (q.get(k) or "").strip() for k in FILTERS}
     all_studies = studies.all_studies(session)
@@ -54,7 +54,7 @@ def _list(request: Request, session: Session, *, scan_error: DomainError | None 
             studies.by_code(session, typed["study"])  # raises, naming the field
         blinded = kits.blinded_lot_by_code(session, typed["blinded_lot"]) if typed["blinded_lot"] else None
         found, total = kits.kits(session, study=study, blinded_lot=blinded, state=typed["state"] or None,
-                                 offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+                                 offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, reader=viewer.actor)
         rows = [kits.view(session, kit) for kit in found]
     except DomainError as refused:
         error = refused
@@ -71,14 +71,14 @@ def _list(request: Request, session: Session, *, scan_error: DomainError | None 
 
 @router.get("/kits")
 def kit_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return _list(request, session)
+    return _list(request, session, viewer)
 
 
-def _scan(request: Request, session: Session, code: str):
+def _scan(request: Request, session: Session, viewer: Viewer, code: str):
     try:
-        kit = kits.scan_code(session, code, request.app.state.settings.secret_key)
+        kit = kits.scan_code(session, code, request.app.state.settings.secret_key, reader=viewer.actor)
     except DomainError as refused:
-        return _list(request, session, scan_error=refused, code=code)
+        return _list(request, session, viewer, scan_error=refused, code=code)
     return RedirectResponse(kit_url(kit.number), status_code=303)
 
 
@@ -86,20 +86,20 @@ def _scan(request: Request, session: Session, code: str):
 @router.get("/kits/scan")
 def scan_by_link(request: Request, code: str = "", viewer: Viewer = Depends(readers),
                  session: Session = Depends(read_session)):
-    return _scan(request, session, code)
+    return _scan(request, session, viewer, code)
 
 
 @router.post("/kits/scan")
 def scan_from_form(request: Request, viewer: Viewer = Depends(form_by(*kits.READERS)),
                    db: Database = Depends(get_db), form=Depends(form_data)):
     with db.read() as session:
-        return _scan(request, session, form.get("code", ""))
+        return _scan(request, session, viewer, form.get("code", ""))
 
 
 @router.get("/kits/{number}")
 def kit_page(request: Request, number: str, viewer: Viewer = Depends(readers),
              session: Session = Depends(read_session)):
-    kit = kits.by_number(session, number, field="number")
+    kit = kits.by_number(session, number, field="number", reader=viewer.actor)
     return render(request, "kits/detail.html", kit=kits.view(session, kit),
                   payload=qrpayload.make_payload(kit.number, request.app.state.settings.secret_key),
                   history=kits.history(session, viewer.actor, kit), kit_url=kit_url,
@@ -110,7 +110,7 @@ def kit_page(request: Request, number: str, viewer: Viewer = Depends(readers),
 @router.get("/kits/{number}/qr.png")
 def kit_qr(request: Request, number: str, viewer: Viewer = Depends(readers),
            session: Session = Depends(read_session)):
-    kit = kits.by_number(session, number, field="number")
+    kit = kits.by_number(session, number, field="number", reader=viewer.actor)
     png = qrpayload.qr_png(qrpayload.make_payload(kit.number, request.app.state.settings.secret_key))
     return Response(png, media_type="image/png")
 
@@ -120,7 +120,7 @@ def blinded_lot_page(request: Request, code: str, viewer: Viewer = Depends(reade
                      session: Session = Depends(read_session)):
     blinded = kits.blinded_lot_by_code(session, code, field="code")
     study = session.get(Study, blinded.study_id)
-    counts = kits.counts_by_state(session, blinded_lot=blinded)
+    counts = kits.counts_by_state(session, blinded_lot=blinded, reader=viewer.actor)
     return render(request, "kits/blinded_lot.html", blinded=blinded, study=study,
                   counts=[(value, label, counts[value]) for value, label in STATES if counts.get(value)],
                   total=sum(counts.values()), history=audit.history(session, viewer.actor, "blinded_lot", blinded.code))

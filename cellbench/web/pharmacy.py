@@ -57,14 +57,14 @@ def _notice(url: str, text: str) -> RedirectResponse:
 @work_queue
 def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
-    if viewer.has(Role.investigator) and (due := pharmacy.due_today(session)):
+    if viewer.has(Role.investigator) and (due := pharmacy.due_today(session, reader=viewer.actor)):
         items.append(QueueItem(len(due), "treatment visits in their window today", "/participants?due=today"))
-    if viewer.has(*pharmacists) and (waiting := pharmacy.awaiting_dispensing(session)):
+    if viewer.has(*pharmacists) and (waiting := pharmacy.awaiting_dispensing(session, reader=viewer.actor)):
         items.append(QueueItem(len(waiting), "visits awaiting dispensing today", "/dispensing"))
     if viewer.has(*preparers):
-        if waiting := pharmacy.to_prepare(session):
+        if waiting := pharmacy.to_prepare(session, reader=viewer.actor):
             items.append(QueueItem(len(waiting), "dispensed kits to thaw or prepare", "/preparation"))
-        if running := pharmacy.preparations_running(session):
+        if running := pharmacy.preparations_running(session, reader=viewer.actor):
             soonest = pharmacy.minutes_left(running[0])
             items.append(QueueItem(len(running), f"preparations running; the next use-by is in {soonest} min",
                                    "/preparation"))
@@ -81,8 +81,8 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
     study = next((s for s in studies.all_studies(session) if s.code == study_code), None)
     due = q.get("due") == "today"
     rows = []
-    due_ids = {v.id for v in pharmacy.due_today(session)} if due else set()
-    for participant, study_row, site in pharmacy.participants(session, study):
+    due_ids = {v.id for v in pharmacy.due_today(session, reader=viewer.actor)} if due else set()
+    for participant, study_row, site in pharmacy.participants(session, study, reader=viewer.actor):
         visits = pharmacy.visits_of(session, participant)
         if due and not any(v.id in due_ids for v in visits):
             continue
@@ -93,7 +93,8 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                      "url": participant_url(study_row.code, participant.screening_number)})
     return render(request, "pharmacy/participants.html", status_code=error.status if error else 200, rows=rows,
                   studies=studies.all_studies(session), study=study_code, due=due,
-                  sites=pharmacy.enrolment_sites(session), can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
+                  sites=pharmacy.enrolment_sites(session, reader=viewer.actor),
+                  can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
                   form=form or {"study": study_code})
 
 
@@ -120,7 +121,7 @@ def enrol(request: Request, viewer: Viewer = Depends(form_by(*pharmacy.ENROLLERS
 
 def _participant(request: Request, session: Session, viewer: Viewer, study: str, number: str,
                  error: DomainError | None = None):
-    participant = pharmacy.participant_by_ref(session, study, number)
+    participant = pharmacy.participant_by_ref(session, study, number, reader=viewer.actor)
     study_row = studies.by_code(session, study)
     views = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.visits_of(session, participant)]
     ref = pharmacy.participant_ref(study_row, participant)
@@ -147,7 +148,8 @@ def randomise(request: Request, study: str, number: str, viewer: Viewer = Depend
               db: Database = Depends(get_db)):
     try:
         with db.write() as session:
-            participant = pharmacy.randomise(session, viewer.actor, pharmacy.participant_by_ref(session, study, number))
+            participant = pharmacy.randomise(session, viewer.actor,
+                                             pharmacy.participant_by_ref(session, study, number, reader=viewer.actor))
             done = participant.randomisation_number
     except DomainError as error:
         with db.read() as session:
@@ -161,14 +163,15 @@ def randomise(request: Request, study: str, number: str, viewer: Viewer = Depend
 @router.get("/dispensing")
 def dispensing_list(request: Request, viewer: Viewer = Depends(require(*pharmacists)),
                     session: Session = Depends(read_session)):
-    views = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.awaiting_dispensing(session)]
+    views = [pharmacy.view(session, viewer.actor, v)
+             for v in pharmacy.awaiting_dispensing(session, reader=viewer.actor)]
     return render(request, "pharmacy/dispensing.html", visits=views, visit_url=visit_url)
 
 
 def _dispense_page(request: Request, session: Session, viewer: Viewer, study: str, number: str, treatment: str,
                    error: DomainError | None = None, code: str = "", *, form: dict | None = None):
     """`form`: what was typed into the replace or put-back form (its "action" says which), kept after a refusal."""
-    visit = pharmacy.visit_by_ref(session, study, number, treatment)
+    visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
     view = pharmacy.view(session, viewer.actor, visit)
     return render(request, "pharmacy/dispense.html", status_code=error.status if error else 200, v=view,
                   url=visit_url(view), participant_url=participant_url(view.study, view.screening_number),
@@ -187,7 +190,7 @@ def _visit_post(request: Request, viewer: Viewer, db: Database, study: str, numb
     show the page again with the reason and the typed code."""
     try:
         with db.write() as session:
-            visit = pharmacy.visit_by_ref(session, study, number, treatment)
+            visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
             message = work(session, visit)
             ctx = pharmacy.context(session, visit)
             url = f"{participant_url(ctx.study.code, ctx.participant.screening_number)}/visits/{visit.treatment}"
@@ -201,7 +204,7 @@ def _visit_post(request: Request, viewer: Viewer, db: Database, study: str, numb
 def visit_page(study: str, number: str, treatment: str, viewer: Viewer = Depends(readers),
                session: Session = Depends(read_session)):
     """A visit is shown on its participant's page."""
-    visit = pharmacy.visit_by_ref(session, study, number, treatment)
+    visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
     ctx = pharmacy.context(session, visit)
     return RedirectResponse(f"{participant_url(ctx.study.code, ctx.participant.screening_number)}#T{visit.treatment}",
                             status_code=303)
@@ -275,8 +278,9 @@ def unallocate(request: Request, study: str, number: str, treatment: str,
 
 def _preparation(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
                  code: str = ""):
-    waiting = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.to_prepare(session)]
-    running = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.preparations_running(session)]
+    waiting = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.to_prepare(session, reader=viewer.actor)]
+    running = [pharmacy.view(session, viewer.actor, v)
+               for v in pharmacy.preparations_running(session, reader=viewer.actor)]
     # each study's presentation sets its window; the hint names it when the visits share one
     windows = {pharmacy.use_window(studies.by_code(session, v.study)) for v in waiting + running}
     return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,
@@ -313,7 +317,7 @@ def _local(request: Request, moment) -> str:
 
 def _administration(request: Request, session: Session, viewer: Viewer, study: str, number: str, treatment: str,
                     error: DomainError | None = None, form: dict | None = None):
-    visit = pharmacy.visit_by_ref(session, study, number, treatment)
+    visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
     view = pharmacy.view(session, viewer.actor, visit)
     done = {a.gland: a for a in view.administrations}
     return render(request, "pharmacy/administration.html", status_code=error.status if error else 200, v=view,
@@ -334,7 +338,7 @@ def administer(request: Request, study: str, number: str, treatment: str,
     values = {k: (form.get(k) or "").strip() for k in ("gland", "administered_at", "volume_ml", "administered_by")}
     try:
         with db.write() as session:
-            visit = pharmacy.visit_by_ref(session, study, number, treatment)
+            visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
             row = pharmacy.administer(session, viewer.actor, visit, gland=values["gland"],
                                       volume_ml=values["volume_ml"], administered_at=values["administered_at"],
                                       administered_by=values["administered_by"],

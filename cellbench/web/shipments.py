@@ -43,7 +43,7 @@ def _back(number: str, notice: str | None, **params: str) -> RedirectResponse:
 def _shipments_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(*custody.READERS):
         return []
-    counts = custody.counts_by_state(session)
+    counts = custody.counts_by_state(session, reader=viewer.actor)
     items = []
     if viewer.has(*SHIPPERS) and counts[custody.PACKING]:
         items.append(QueueItem(counts[custody.PACKING], "shipments being packed", "/shipments?state=packing"))
@@ -73,7 +73,7 @@ def shipment_list(request: Request, viewer: Viewer = Depends(readers), session: 
     q = request.query_params
     state, site_code = (q.get("state") or "").strip(), (q.get("site") or "").strip()
     site = custody.site_by_code(session, site_code) if site_code else None
-    rows = custody.shipments(session, state=state or None, site=site)
+    rows = custody.shipments(session, state=state or None, site=site, reader=viewer.actor)
     counts = custody.kit_counts(session, [r.id for r in rows])
     sites = {s.id: s for s in _all_sites(session)}
     study_codes = custody.study_codes(session)
@@ -118,7 +118,7 @@ def _names(session: Session, *ids: int | None) -> dict[int | None, str]:
 
 def _detail(request: Request, session: Session, viewer: Viewer, number: str, *, error: DomainError | None = None,
             form: dict | None = None, refused_code: str = ""):
-    shipment = custody.by_number(session, number)
+    shipment = custody.by_number(session, number, reader=viewer.actor)
     lines = custody.manifest(session, shipment)
     scanned = sum(1 for line in lines if line.received_at)
     last = None
@@ -146,7 +146,7 @@ def shipment_detail(request: Request, number: str, viewer: Viewer = Depends(read
 @router.get("/shipments/{number}/manifest")
 def shipment_manifest(request: Request, number: str, viewer: Viewer = Depends(readers),
                       session: Session = Depends(read_session)):
-    shipment = custody.by_number(session, number)
+    shipment = custody.by_number(session, number, reader=viewer.actor)
     return render(request, "shipments/manifest.html", s=shipment, lines=custody.manifest(session, shipment),
                   study=session.get(Study, shipment.study_id), site=session.get(Site, shipment.site_id),
                   state_label=custody.state_label(shipment.state),
@@ -159,7 +159,7 @@ def _act(request: Request, db: Database, viewer: Viewer, number: str, work, noti
     """Run one use case on the shipment; a refusal re-renders the page naming the field."""
     try:
         with db.write() as session:
-            result = work(session, custody.by_number(session, number))
+            result = work(session, custody.by_number(session, number, reader=viewer.actor))
     except DomainError as error:
         with db.read() as session:
             return _detail(request, session, viewer, number, error=error, form=form,
@@ -315,7 +315,7 @@ def store_kit(request: Request, viewer: Viewer = Depends(form_by(*custody.KEEPER
     secret = request.app.state.settings.secret_key
 
     def work(session: Session) -> str:
-        kit = kits.scan(session, values["code"], secret)
+        kit = kits.scan_code(session, values["code"], secret, reader=viewer.actor)
         location = custody.store(session, viewer.actor, kit, values["location"])
         return f"Kit {kit.number} stored in {custody.place_name(session, location)}."
 
@@ -330,7 +330,7 @@ def report_damaged(request: Request, viewer: Viewer = Depends(form_by(*custody.D
     secret = request.app.state.settings.secret_key
 
     def work(session: Session) -> str:
-        kit = kits.scan(session, values["code"], secret)
+        kit = kits.scan_code(session, values["code"], secret, reader=viewer.actor)
         custody.report_damaged(session, viewer.actor, kit, values["reason"])
         return f"Kit {kit.number} recorded as damaged."
 

@@ -602,7 +602,8 @@ def test_two_pharmacists_scanning_the_same_kit_at_once_one_is_recorded_one_gets_
     kits_ = both_arms(kit_world)
     number = dispatched(as_, kits_)
     with db.write() as s:
-        users.create_user(s, users.cli_actor(), "fred", "Fred Pharmacist", PASSWORD, ["pharmacist"])
+        fred = users.create_user(s, users.cli_actor(), "fred", "Fred Pharmacist", PASSWORD, ["pharmacist"])
+        users.link(s, users.cli_actor(), fred, site=SITE, study=STUDY)  # a second pharmacist of the same site
     barrier, results = threading.Barrier(2), []
 
     def scan(who: str) -> None:

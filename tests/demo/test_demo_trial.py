@@ -157,7 +157,8 @@ def test_shipments_are_received_held_in_transit_and_being_packed(demo_db):
     with demo_db.read() as s:
         found = {sh.number: sh for sh in s.scalars(select(Shipment).order_by(Shipment.id))}
         by_state = Counter(sh.state for sh in found.values())
-        assert by_state == {"received": 3, "quarantined": 1, "in_transit": 1, "packing": 1}
+        # two being packed: one for RH-ENT, one for the second site, AUH-ENT
+        assert by_state == {"received": 3, "quarantined": 1, "in_transit": 1, "packing": 2}
 
         [held] = [sh for sh in found.values() if sh.state == "quarantined"]
         assert custody.problems_of(held) == ["the temperature reached -121 °C, above the -150 °C limit"]
@@ -171,8 +172,8 @@ def test_shipments_are_received_held_in_transit_and_being_packed(demo_db):
 
         [moving] = [sh for sh in found.values() if sh.state == "in_transit"]
         assert {k.state for k in custody.kits_of(s, moving)} == {"in_transit"}
-        [packing] = [sh for sh in found.values() if sh.state == "packing"]
-        assert len(custody.kits_of(s, packing)) == 2 and packing.dispatched_at is None
+        for packing in [sh for sh in found.values() if sh.state == "packing"]:
+            assert len(custody.kits_of(s, packing)) == 2 and packing.dispatched_at is None
 
         for code in (LONG, SJOGREN):  # every study's first shipment came in within the dry shipper's hold time
             first = next(sh for sh in found.values() if sh.study_id == study_id(s, code))
@@ -209,6 +210,8 @@ def test_participants_of_both_trials_are_at_every_stage(demo_db):
             "SCR-107": ["planned", "planned"],  # randomised, treatment 1 due
             "SCR-108": [],  # enrolled, not randomised
             "SCR-109": ["in_preparation", "planned"],
+            "AAR-001": ["planned", "planned"],  # at the second site, AUH-ENT
+            "AAR-002": [],
         }
         assert visits(s, SJOGREN) == {"SCR-201": ["administered"], "SCR-202": ["administered"],
                                       "SCR-203": ["administered"], "SCR-204": [], "SCR-205": ["planned"],
@@ -294,7 +297,7 @@ def test_the_demo_users_find_the_trials_in_their_pages(demo_db):
                      database=demo_db)
     qa, preparer, pharmacist = (sign_in(app, who, PW) for who in ("qa", "preparer", "pharmacist"))
     assert "1 quarantined shipments to assess" in words(qa.get("/").text)
-    assert re.search(r"X-008 · T1 .* \d+:\d\d left 0 of 2", words(preparer.get("/preparation").text))
+    assert re.search(r"X-0\d\d · T1 .* \d+:\d\d left 0 of 2", words(preparer.get("/preparation").text))
     with demo_db.read() as s:
         order = s.scalars(select(Destruction.number)).one()
         held = s.scalars(select(Shipment.number).where(Shipment.state == "quarantined")).one()
@@ -304,6 +307,12 @@ def test_the_demo_users_find_the_trials_in_their_pages(demo_db):
     for page in ("/participants", "/participants/NCT07290946/SCR-101/visits/2", "/dispensing", "/accountability",
                  "/shipments", "/storage", "/destructions"):
         assert pharmacist.get(page).status_code == 200, page
+    # the second site's pharmacist sees its own participants and shipment, not RH-ENT's
+    aarhus = sign_in(app, "pharmacist-aarhus", PW)
+    assert "AAR-001" in aarhus.get("/participants").text and "SCR-101" not in aarhus.get("/participants").text
+    assert aarhus.get("/participants/NCT07290946/SCR-101").status_code == 404
+    assert aarhus.get(f"/shipments/{held}").status_code == 404
+    assert "SCR-101" in pharmacist.get("/participants").text and "AAR-001" not in pharmacist.get("/participants").text
 
 
 # --- integrity and idempotence ----------------------------------------------------------------------------

@@ -405,7 +405,8 @@ def test_each_gland_is_recorded_once_with_a_sensible_volume_and_time(site, as_, 
 
 def test_two_pharmacists_dispensing_the_same_kit_at_the_same_moment_one_gets_a_conflict(site, as_, db):
     with db.write() as s:
-        users.create_user(s, users.cli_actor(), "fred", "Fred Pharmacist", PASSWORD, ["pharmacist"])
+        fred = users.create_user(s, users.cli_actor(), "fred", "Fred Pharmacist", PASSWORD, ["pharmacist"])
+        users.link(s, users.cli_actor(), fred, site=SITE, study=STUDY)  # a second pharmacist of the same site
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
     with db.read() as s:

@@ -1,7 +1,7 @@
 """study lock: a study's signed database lock and study unblinding (study_data.py)
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-24 09:00:00
 """
 from alembic import op

@@ -1,0 +1,131 @@
+"""Users tied to sites and studies: Frida, Jonas, Ida and Mette work at RH-ENT (the worlds link them
+there); AUH-ENT, the second site of NCT07290946, is somebody else's. Acting there is refused naming
+the field; reading there answers as if nothing were there."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from cellbench import accountability, custody, kits, pharmacy, studies, users
+from cellbench.errors import Forbidden, InvalidInput, NotFound
+from cellbench.models import AuditEvent, Participant, Shipment
+
+from ..conftest import PASSWORD, actor_of
+from ..trialworld import STUDY, enrol, kit_row, ship, to_site
+
+OTHER = "AUH-ENT"
+
+
+@pytest.fixture
+def other_site(trial_world, db):
+    """A participant enrolled and two kits in stock at AUH-ENT, and a shipment to it."""
+    kit_numbers = trial_world.first_active[:1] + trial_world.first_placebo[:1]
+    to_site(db, kit_numbers, site=OTHER)
+    ship(db, "SH-AUH-1", kit_numbers, site=OTHER)
+    enrol(db, "X-001", "AAR-001", site=OTHER)
+    with db.write() as s:
+        s.get(Participant, s.scalars(select(Participant.id).where(Participant.screening_number == "AAR-001")).one()
+              ).randomisation_number = None
+    return kit_numbers
+
+
+def test_the_site_people_carry_their_sites_and_studies_and_the_global_roles_none(trial_world, db):
+    frida, sara = actor_of(db, "frida"), actor_of(db, "sara")
+    assert frida.sites is not None and len(frida.sites) == 1 and frida.studies is not None
+    assert sara.sites is None and sara.studies is None
+
+
+@pytest.mark.parametrize("kit_index", [0, 1])  # the same refusal for both arms
+def test_the_pharmacist_may_not_damage_store_or_return_another_sites_kits(trial_world, other_site, db, kit_index):
+    number = other_site[kit_index]
+    frida = actor_of(db, "frida")
+    with db.write() as s, pytest.raises(Forbidden) as refused:
+        custody.report_damaged(s, frida, kit_row(db, number), "dropped")
+    assert refused.value.field == "code" and "do not work for" in refused.value.message
+    with db.write() as s, pytest.raises(Forbidden) as refused:
+        pharmacy.return_kit(s, frida, number, "unused-secret", "intact")
+    assert refused.value.field == "code"
+    assert kit_row(db, number).state == "at_site", "nothing changed"
+
+
+def test_the_pharmacist_may_not_receive_another_sites_shipment(trial_world, other_site, db):
+    frida = actor_of(db, "frida")
+    with db.write() as s:
+        shipment = s.scalars(select(Shipment).where(Shipment.number == "SH-AUH-1")).one()
+        shipment.state = "in_transit"
+    with db.write() as s, pytest.raises(NotFound) as missing:
+        custody.receipt_scan(s, frida, "SH-AUH-1", other_site[0], "unused-secret")
+    assert missing.value.field == "shipment" and missing.value.message == "No shipment 'SH-AUH-1'."
+    with db.write() as s, pytest.raises(Forbidden) as refused:
+        custody.complete_receipt(s, frida, custody.by_number(s, "SH-AUH-1"), seal_intact=True,
+                                 logger=custody.logger_record("manual", minimum=-190, maximum=-170))
+    assert refused.value.field == "shipment"
+
+
+def test_the_investigator_may_not_enrol_or_randomise_at_another_site(trial_world, other_site, db):
+    ida = actor_of(db, "ida")
+    with db.write() as s, pytest.raises(Forbidden) as refused:
+        pharmacy.enrol(s, ida, studies.by_code(s, STUDY), site_code=OTHER, screening_number="AAR-009")
+    assert refused.value.field == "site"
+    with db.write() as s, pytest.raises(Forbidden) as refused:
+        pharmacy.randomise(s, ida, pharmacy.participant_by_ref(s, STUDY, "AAR-001"))
+    assert refused.value.field == "participant"
+
+
+def test_the_site_people_read_their_own_sites_only(trial_world, other_site, db):
+    frida, mette, sara = actor_of(db, "frida"), actor_of(db, "mette"), actor_of(db, "sara")
+    with db.read() as s:
+        assert "AAR-001" not in [p.screening_number for p, _s, _site in pharmacy.participants(s, reader=frida)]
+        assert "AAR-001" in [p.screening_number for p, _s, _site in pharmacy.participants(s, reader=sara)]
+        with pytest.raises(NotFound) as missing:
+            pharmacy.participant_by_ref(s, STUDY, "AAR-001", reader=mette)
+        assert missing.value.message == "No participant AAR-001 in NCT07290946."
+        shown, _total = kits.kits(s, reader=mette, limit=1000)
+        assert not set(other_site) & {k.number for k in shown}
+        with pytest.raises(NotFound):
+            kits.by_number(s, other_site[0], reader=frida)
+        assert [r.number for r in custody.shipments(s, reader=mette)] == []
+        places = {row.place_key for row in accountability.rows(s, studies.by_code(s, STUDY), reader=mette)}
+        assert OTHER not in places and OTHER in {row.place_key for row in
+                                                 accountability.rows(s, studies.by_code(s, STUDY), reader=sara)}
+
+
+def test_a_cross_site_kit_page_answers_404_like_a_missing_one(trial_world, other_site, as_):
+    seen = as_("mette").get(f"/api/v1/kits/{other_site[0]}")
+    assert seen.status_code == 404 and seen.json()["field"] == "number"
+    assert as_("sara").get(f"/api/v1/kits/{other_site[0]}").status_code == 200
+
+
+def test_a_site_role_with_no_link_acts_on_nothing(trial_world, other_site, db):
+    with db.write() as s:
+        users.create_user(s, users.cli_actor(), "nora", "Nora Nowhere", PASSWORD, ["pharmacist"])
+    nora = actor_of(db, "nora")
+    assert nora.sites == frozenset() and nora.studies == frozenset()
+    with db.read() as s:
+        assert pharmacy.participants(s, reader=nora) == []
+        assert kits.kits(s, reader=nora)[1] == 0
+
+
+def test_the_administrator_links_and_unlinks_with_an_audit_event_each(people, trial_world, db):
+    adam = actor_of(db, "adam")
+    with db.write() as s:
+        frida = users.by_username(s, "frida")
+        users.link(s, adam, frida, site=OTHER)
+    with db.read() as s:
+        assert users.links_of(s, users.by_username(s, "frida").id)[0] == [OTHER, "RH-ENT"]
+    with db.write() as s, pytest.raises(InvalidInput) as refused:
+        users.unlink(s, adam, users.by_username(s, "frida"), site=OTHER)
+    assert refused.value.field == "reason"
+    with db.write() as s:
+        users.unlink(s, adam, users.by_username(s, "frida"), site=OTHER, reason="moved back to Copenhagen")
+    with db.read() as s:
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.entity_id == "frida",
+                                                         AuditEvent.field == "sites").order_by(AuditEvent.seq)))
+        assert [(e.action, e.user_name) for e in events][-2:] == [("site linked", "Adam Admin"),
+                                                                   ("site unlinked", "Adam Admin")]
+        assert events[-1].reason == "moved back to Copenhagen"
+    with db.write() as s, pytest.raises(Forbidden):
+        users.link(s, actor_of(db, "frida"), users.by_username(s, "ida"), site=OTHER)
+    with db.write() as s, pytest.raises(InvalidInput) as refused:
+        users.link(s, adam, users.by_username(s, "sara"), site=OTHER)
+    assert refused.value.field == "site", "supply is global"
