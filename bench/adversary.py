@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import pickle
 import random
 import sys
 import tempfile
@@ -27,8 +28,9 @@ from cellbench import sealed, users  # noqa: E402
 from cellbench.config import normalise_url  # noqa: E402
 from cellbench.db import Database, migrate  # noqa: E402
 from tests.adversary import predictors  # noqa: E402
-from tests.adversary.simulation import Plan, Trial, trial_app  # noqa: E402
+from tests.adversary.simulation import Trial  # noqa: E402
 from tests.adversary.test_adversary import ordered_assignment  # noqa: E402
+from tests.adversary.world import Plan, trial_app  # noqa: E402
 from tests.blinding_support import populate  # noqa: E402
 from tests.conftest import FAST_HASHER  # noqa: E402
 
@@ -61,7 +63,12 @@ def main() -> int:
     parser.add_argument("--selection", choices=("product", "ordered", "random"), default="product")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the trial's participants")
     parser.add_argument("--seed", type=int, default=Plan().seed)
+    parser.add_argument("--keep", help="pickle what was seen and the truth to this file, to score again with --load")
+    parser.add_argument("--load", help="score a kept trial instead of running one")
     args = parser.parse_args()
+    if args.load:
+        seen, truth = pickle.loads(Path(args.load).read_bytes())
+        return report(seen, truth)
     users.configure(12, 5, FAST_HASHER)
     with tempfile.TemporaryDirectory() as folder:
         url = normalise_url(args.database_url) if args.database_url else f"sqlite:///{folder}/adversary.db"
@@ -82,6 +89,12 @@ def main() -> int:
     print(f"trial: {len(truth.participant_arm)} participants, {len(truth.kit_arm)} kits, {assigned} assignments, "
           f"{len(seen.attempts) - assigned} refusals ({trial.one_arm_refusals} with usable kits at the site), "
           f"{seen.requests()} requests by blinded roles, {seconds:.1f} s (target < {TARGET_SECONDS} s)")
+    if args.keep:
+        Path(args.keep).write_bytes(pickle.dumps((seen, truth)))
+    return report(seen, truth)
+
+
+def report(seen, truth) -> int:
     results = predictors.run_all(seen, truth)
     for result in results:
         print("  " + result.line())

@@ -150,11 +150,15 @@ class Observer:
         return [KitLine.of(row) for row in seen.body["kits"]]
 
 
-# Numbers that differ between two kits in the same situation without saying anything about arms:
-# kit numbers, participants, shipments, quarantines, blinded lots, times. Masked before comparing.
+# What differs between two kits in the same situation without saying anything about arms — kit
+# numbers, participants, shipments, quarantines, times — and between the two studies (their codes,
+# blinded lots, dates): masked before comparing, so that one study's kits can teach about the other's.
 _MASKS = [
     (re.compile(r'(name="csrf_token" value=")[^"]+'), r"\1<token>"),
     (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:?\d\d|Z)?"), "<time>"),
+    (re.compile(r"\d{4}-\d\d-\d\d"), "<date>"),
+    (re.compile(r"\bNCT\d{8}\b"), "<study>"),
+    (re.compile(r"\b[XS]B\d\d-\d{3}\b"), "<blinded lot>"),
     (re.compile(r"\b[XS]-\d{3}\b"), "<participant>"),
     (re.compile(r"\bSCR-[A-Z0-9-]+\b"), "<screening>"),
     (re.compile(r"\b(SH|KQ|BL|PR|DR)-[A-Z0-9-]+\b"), r"<\1>"),

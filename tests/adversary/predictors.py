@@ -10,12 +10,11 @@ Two kinds of predictor:
 
 - rule-based, from what a curious pharmacist would try (assignment order, "no kit" refusals,
   quarantine membership). Their guesses are relative to a participant's arm ("this kit is of the
-  other arm than X-014's"), written as an arm so that they can be scored;
-- learned, for channels where nobody knows the rule in advance (blinded lots, custody and audit
-  events, response sizes, timings, labels): each kit's observation becomes a feature, and a
-  majority-vote table learnt on one half of the kits (their arms as labels, as an adversary could
-  gather them from unblindings) predicts the other half, and the other way round. A feature that
-  follows the arm is learnt; one that does not predicts at chance.
+  other arm than X-014's"), written as an arm so that they can be scored; and blinded lots;
+- learned, for channels where nobody knows the rule in advance (custody and audit events,
+  response sizes, timings, labels): each kit's observation becomes a feature, and a majority-vote
+  table learnt on the other study's kits (their arms as labels) predicts each study's kits (see
+  `cross_fitted`). A feature that follows the arm is learnt; one that does not predicts at chance.
 
 The guesses are built so that a channel without information scores 1/2 in expectation, not only
 "about 1/2": e.g. the assignment-order predictor guesses the kit just before the assigned one (in
@@ -30,9 +29,8 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from math import comb
 
-from .observations import Attempt, KitLine, Observations, Seen, Truth
+from .observations import Attempt, KitLine, Observations, Seen, Truth, masked
 
 ALPHA = 0.01
 MIN_N = 200
@@ -51,8 +49,11 @@ def binomial_p(correct: int, n: int) -> float:
     n/2 as `correct`, in exact integers (the distribution is symmetric, so twice one tail)."""
     if n == 0:
         return 1.0
-    tail = min(correct, n - correct)
-    return min(1.0, 2 * sum(comb(n, k) for k in range(tail + 1)) / 2 ** n)
+    tail, total, term = min(correct, n - correct), 0, 1
+    for k in range(tail + 1):  # term is comb(n, k), kept exact from the previous one
+        total += term
+        term = term * (n - k) // (k + 1)
+    return min(1.0, 2 * total / 2 ** n)
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,14 @@ def assignment_order(seen: Observations, truth: Truth) -> list[Guess]:
 def no_kit(seen: Observations, truth: Truth) -> list[Guess]:
     """"No kit is available" while kits are at the site (or held): they are guessed to be of the
     other arm than the refused participant's."""
-    guesses: list[Guess] = []
+    guessed: dict[tuple[str, str], Guess] = {}  # a refused participant coming back: the same guesses again
     for attempt in seen.attempts:
         if attempt.kit is not None:
             continue
         own = truth.participant_arm[attempt.participant]
-        guesses += [(other(own), truth.kit_arm[line.number]) for line in attempt.stock + attempt.held]
-    return guesses
+        for line in attempt.stock + attempt.held:
+            guessed[(attempt.participant, line.number)] = (other(own), truth.kit_arm[line.number])
+    return list(guessed.values())
 
 
 def quarantine(seen: Observations, truth: Truth) -> list[Guess]:
@@ -131,21 +133,28 @@ def quarantine(seen: Observations, truth: Truth) -> list[Guess]:
 # --- learned channels ---------------------------------------------------------------------------
 
 
-def cross_fitted(features: dict[str, Hashable], truth: Truth) -> list[Guess]:
-    """Each kit's arm guessed from the kits of the other half with the same feature (majority; a
-    tie or an unseen feature guesses 'active'). Halves by kit-number order, which is random."""
-    kits = sorted(k for k in features if k in truth.kit_arm)
-    halves = (kits[0::2], kits[1::2])
+def cross_fitted(features: dict[str, Hashable], truth: Truth, study_of: dict[str, str]) -> list[Guess]:
+    """Each kit's arm guessed from the other study's kits with the same feature (majority; a tie
+    or an unseen feature guesses 'active'), as an adversary who learnt one study's arms (at its
+    database lock, say) would read the other's. Not from the same study's other kits: its lists
+    are balanced by design (every blinded lot, every group of kits dispensed), so a kit's own
+    group, minus the kit, leans to the other arm, and a learner would score below chance."""
     guesses: list[Guess] = []
-    for learn, test in (halves, halves[::-1]):
+    for study in sorted(set(study_of.values())):
         table: dict[Hashable, Counter] = {}
-        for kit in learn:
-            table.setdefault(features[kit], Counter())[truth.kit_arm[kit]] += 1
-        for kit in test:
-            votes = table.get(features[kit], Counter())
-            guess = "placebo" if votes["placebo"] > votes["active"] else "active"
-            guesses.append((guess, truth.kit_arm[kit]))
+        for kit, feature in features.items():
+            if study_of.get(kit) != study and kit in truth.kit_arm:
+                table.setdefault(feature, Counter())[truth.kit_arm[kit]] += 1
+        for kit, feature in sorted(features.items()):
+            if study_of.get(kit) == study and kit in truth.kit_arm:
+                votes = table.get(feature, Counter())
+                guesses.append(("placebo" if votes["placebo"] > votes["active"] else "active", truth.kit_arm[kit]))
     return guesses
+
+
+def _studies(seen: Observations) -> dict[str, str]:
+    return {kit: views["frida api"].body.get("study", "") for kit, views in seen.kit_views.items()
+            if isinstance(views["frida api"].body, dict)}
 
 
 _KIT_NUMBER_SHAPE = re.compile(r"[A-Z0-9]")
@@ -155,21 +164,32 @@ def _kit_numbers(seen: Observations) -> re.Pattern:
     return re.compile("|".join(sorted(map(re.escape, seen.labels), key=len, reverse=True)) or "(?!)")
 
 
-def _masked(value, numbers: re.Pattern) -> str:
-    from .observations import masked
+def _text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
-    return masked(numbers.sub("<kit>", value if isinstance(value, str) else json.dumps(value, sort_keys=True,
-                                                                                        default=str)))
+
+def _masked(value, numbers: re.Pattern) -> str:
+    return masked(numbers.sub("<kit>", _text(value)))
 
 
 def blinded_lot(seen: Observations, truth: Truth) -> list[Guess]:
-    """A kit's blinded lot as blinded roles see it: code, expiry, size and kits by state."""
-    lots = {code: json.dumps(body, sort_keys=True) for code, body in seen.blinded_lots.items()}
-    features = {}
-    for kit, views in seen.kit_views.items():
-        body = views["frida api"].body
-        features[kit] = (body.get("blinded_lot"), body.get("expiry"), lots.get(body.get("blinded_lot")))
-    return cross_fitted(features, truth)
+    """A blinded lot carries the earliest expiry of the lots in it, and ASC lots expire before
+    saline: kits of the study's earliest-expiring blinded lot, and of lots whose kit count or
+    state counts stand out (an odd count: one arm topped up), are guessed active."""
+    lots = {code: body for code, body in seen.blinded_lots.items() if isinstance(body, dict)}
+    earliest: dict[str, str] = {}
+    for body in lots.values():
+        if body["study"] not in earliest or body["expiry"] < lots[earliest[body["study"]]]["expiry"]:
+            earliest[body["study"]] = body["code"]
+    guesses: list[Guess] = []
+    for kit, views in sorted(seen.kit_views.items()):
+        lot = lots.get(views["frida api"].body.get("blinded_lot"))
+        if lot is None:
+            continue
+        odd = lot["kits"] % 2 == 1 or any(count % 2 for count in lot["kits_by_state"].values())
+        first = earliest[lot["study"]] == lot["code"]
+        guesses.append(("active" if first or odd else "placebo", truth.kit_arm[kit]))
+    return guesses
 
 
 def custody_audit(seen: Observations, truth: Truth) -> list[Guess]:
@@ -186,18 +206,19 @@ def custody_audit(seen: Observations, truth: Truth) -> list[Guess]:
     for kit, views in seen.kit_views.items():
         read = tuple(f"{name}:{view.status}:{_masked(view.body, numbers)}" for name, view in sorted(views.items()))
         features[kit] = (read, tuple(sorted(export_lines.get(kit, []))))
-    return cross_fitted(features, truth)
+    return cross_fitted(features, truth, _studies(seen))
 
 
 def response_sizes(seen: Observations, truth: Truth) -> list[Guess]:
-    """The size of every answer about a kit: each role's API and page views, its audit trail, the
-    pharmacist's scans of it (receipt, dispensing, look-up)."""
-    sizes: dict[str, list[tuple[str, int]]] = {}
+    """The size of every answer about a kit — each role's API and page views, its audit trail, the
+    pharmacist's look-up scan — less the length its numbers and codes take (kit numbers and
+    participants have one length; dates, codes and the study do not)."""
+    numbers = _kit_numbers(seen)
+    features = {}
     for kit, views in seen.kit_views.items():
-        sizes[kit] = [(name, view.size) for name, view in sorted(views.items())]
-    for scan in seen.scans:
-        sizes.setdefault(scan.kit, []).append((scan.kind, scan.size))
-    return cross_fitted({kit: tuple(sorted(found)) for kit, found in sizes.items()}, truth)
+        features[kit] = tuple((name, view.status, view.size - len(_text(view.body)) + len(_masked(view.body, numbers)))
+                              for name, view in sorted(views.items()))
+    return cross_fitted(features, truth, _studies(seen))
 
 
 def timing(seen: Observations, truth: Truth) -> list[Guess]:
@@ -208,7 +229,7 @@ def timing(seen: Observations, truth: Truth) -> list[Guess]:
     slow: dict[str, list[tuple[str, bool]]] = {}
     for scan in seen.scans:
         slow.setdefault(scan.kit, []).append((scan.kind, scan.seconds > medians[scan.kind]))
-    return cross_fitted({kit: tuple(sorted(found)) for kit, found in slow.items()}, truth)
+    return cross_fitted({kit: tuple(sorted(found)) for kit, found in slow.items()}, truth, _studies(seen))
 
 
 def labels(seen: Observations, truth: Truth) -> list[Guess]:
@@ -216,7 +237,7 @@ def labels(seen: Observations, truth: Truth) -> list[Guess]:
     first and last (check) characters."""
     features = {kit: (len(payload), _KIT_NUMBER_SHAPE.sub("x", payload.replace(kit, "<kit>")), kit[:1], kit[-1:])
                 for kit, payload in seen.labels.items()}
-    return cross_fitted(features, truth)
+    return cross_fitted(features, truth, _studies(seen))
 
 
 PREDICTORS: list[Predictor] = [assignment_order, no_kit, quarantine, blinded_lot, custody_audit, response_sizes,

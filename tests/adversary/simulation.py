@@ -29,102 +29,32 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from cellbench import clock, custody, pharmacy, qrpayload, sealed, studies, unblinding, users
-from cellbench.app import create_app
 from cellbench.audit import Actor
-from cellbench.config import Settings
 from cellbench.db import Database
 from cellbench.models import BlindedLot, Kit, KitQuarantine, KitState, Lot, Participant, Visit
 from cellbench.supply import quarantine
 
-from ..conftest import FAST_HASHER, PASSWORD, SECRET, actor_of
+from ..conftest import PASSWORD, SECRET, actor_of
 from ..kitworld import arms as kit_arms
 from ..kitworld import load_studies, package, released_lot, sealed_kit_list
 from ..trialworld import randomisation_list
 from .observations import Attempt, KitLine, Observations, Observer, Scan, Truth
+from .world import Plan, StoryClock, quick_commits, seeded_system_random
 
 LONG, SJOGREN = "NCT07290946", "NCT06805448"
 SITE, SITE_TANK = "RH-ENT", "RH-LN2-1"
 SAMPLE = 4  # every kit is read by the pharmacist and the monitor; every 4th by every blinded role
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The trial's size. `scale` < 1 shrinks it for the quick companion test."""
-
-    long_participants: int = 100
-    sjogren_participants: int = 40
-    long_runs: int = 5  # packaging runs of NCT07290946 (one blinded lot each)
-    kits_per_run: int = 56
-    seed: int = 12
-
-    def scaled(self, scale: float) -> Plan:
-        return Plan(max(10, round(self.long_participants * scale)), max(4, round(self.sjogren_participants * scale)),
-                    max(2, round(self.long_runs * scale)), self.kits_per_run, self.seed)
-
-
-def trial_app(db: Database):
-    """The app the blinded roles use: sessions that stay signed in across the story's days."""
-    settings = Settings(database_url=db.url, secret_key=SECRET, demo=False, session_idle_minutes=3 * 24 * 60)
-    return create_app(settings, password_hasher=FAST_HASHER, database=db)
-
-
-class StoryClock:
-    """cellbench's clock for the story: day 0 is tomorrow; it only moves forward."""
-
-    def __init__(self) -> None:
-        self.first = clock.today() + timedelta(days=1)
-        self.now = datetime.now(UTC)
-
-    def at(self, day: int, hhmm: str = "08:00") -> None:
-        hour, minute = (int(part) for part in hhmm.split(":"))
-        local = datetime.combine(self.first + timedelta(days=day), time(hour, minute), tzinfo=clock.zone())
-        self.now = max(self.now + timedelta(seconds=1), local.astimezone(UTC))
-
-    def tick(self, minutes: float = 1) -> None:
-        self.now += timedelta(minutes=minutes)
-
-    def date(self, day: int) -> date:
-        return self.first + timedelta(days=day)
-
-    @contextmanager
-    def held(self) -> Iterator[StoryClock]:
-        with clock.held(lambda: self.now):
-            yield self
-
-
-@contextmanager
-def seeded_system_random(seed: int) -> Iterator[None]:
-    """The product draws with secrets / random.SystemRandom (quarantine companions, kit numbers,
-    and the kit draw of issue 12). Seeded here so that the test's result is the same on every run:
-    the statistics ask whether the draws carry information, not whether they are unpredictable."""
-    rng = random.Random(seed)
-    saved = random.SystemRandom.random, random.SystemRandom.getrandbits
-    random.SystemRandom.random = lambda self: rng.random()  # type: ignore[method-assign]
-    random.SystemRandom.getrandbits = lambda self, k: rng.getrandbits(k)  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        random.SystemRandom.random, random.SystemRandom.getrandbits = saved  # type: ignore[method-assign]
-
-
 class Dropped(Exception):
     pass
-
-
-def quick_commits(db: Database) -> None:
-    """SQLite without an fsync per commit (WAL's synchronous=NORMAL) for the trial's database:
-    thousands of commits, and durability is not what this test examines."""
-    if db.is_sqlite:
-        event.listen(db.engine, "connect", lambda conn, _record: conn.execute("PRAGMA synchronous=NORMAL"))
-        db.engine.dispose()
 
 
 @dataclass

@@ -13,7 +13,8 @@ from cellbench import kits, sealed
 
 from ..conftest import chain_for
 from . import predictors
-from .simulation import Plan, Trial, trial_app
+from .simulation import Trial
+from .world import Plan, trial_app
 
 
 def _run(worlds, tmp_path_factory, tag: str, plan: Plan):
@@ -68,8 +69,8 @@ def test_the_binomial_test_is_exact():
     assert predictors.binomial_p(5, 10) == 1.0
     assert predictors.binomial_p(0, 10) == pytest.approx(2 / 1024)
     assert predictors.binomial_p(10, 10) == pytest.approx(2 / 1024)
-    # 125 of 200 right: p = 0.00050 (scipy.stats.binomtest(125, 200).pvalue)
-    assert predictors.binomial_p(125, 200) == pytest.approx(0.000503, rel=1e-2)
+    # 125 of 200 right: twice the tail sum of comb(200, k) for k <= 75, over 2**200
+    assert predictors.binomial_p(125, 200) == pytest.approx(0.00049943, rel=1e-4)
 
 
 @contextmanager
