@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, clock, users
+from .. import audit, clock, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..custody import fetch, key, person
@@ -69,11 +69,11 @@ def schedule(study: Study, day: date) -> list[tuple[int, date, date, date]]:
     """(treatment, target, window start, window end) from the randomisation day: treatment 1 on
     that day, its window from that day to window_days later; treatment k at (k-1) intervals,
     ± window_days."""
-    window = timedelta(days=study.window_days)
-    rows = [(1, day, day, day + window)]
-    for k in range(2, study.treatments + 1):
+    rows = []
+    for k in range(1, study.treatments + 1):
         target = day + timedelta(days=(k - 1) * study.interval_days)
-        rows.append((k, target, target - window, target + window))
+        before, after = studies.window_of(study, k)
+        rows.append((k, target, target - timedelta(days=before), target + timedelta(days=after)))
     return rows
 
 
