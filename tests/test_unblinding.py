@@ -272,10 +272,11 @@ def test_a_participants_audit_history_is_one_list_under_study_and_screening_numb
         blinded_history = audit.history(s, actor_of(db, "mette"), "participant", ref)
         doors = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed assignment")).all()
         under_number = s.scalars(select(AuditEvent).where(AuditEvent.entity_id == number)).all()
-    assert [e.action for e in history] == ["participant enrolled", "participant randomised", "emergency unblinding",
-                                           "arm revealed"]
-    assert [e.action for e in blinded_history] == ["participant enrolled", "participant randomised",
-                                                   "emergency unblinding"], "the arm stays unblinded"
+    assert [e.action for e in history] == ["participant enrolled", "eligibility confirmed", "participant randomised",
+                                           "emergency unblinding", "arm revealed"]
+    assert [e.action for e in blinded_history] == ["participant enrolled", "eligibility confirmed",
+                                                   "participant randomised", "emergency unblinding"], \
+        "the arm stays unblinded"
     assert {(e.field, e.entity_id) for e in doors} == {("randomisation", ref), ("kit assignment", ref),
                                                       ("emergency unblinding", ref)}
     assert under_number == [], "nothing is filed under the randomisation number"
