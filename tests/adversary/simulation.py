@@ -11,7 +11,8 @@ What happens, so that every channel of issue 12 has something to show:
 - supply keeps the site stocked as an IRT would: each morning it counts the site's usable kits of
   each arm (a logged sealed read) and, below a minimum of either, ships as many kits of each arm
   (so a shipment says nothing), chosen at random within the earliest-expiring blinded lot;
-- the first blinded lot of NCT07290946 expires on day 58, leaving expired kits at the site;
+- the first blinded lot of NCT07290946 expires on day 75, leaving expired kits at the site (supply
+  ships a kit only while the product's do-not-ship rule allows it, so that lot travels until day 15);
 - day 60: a lot quarantine (policy "blinded_lot") holds every kit of NCT07290946 at the site; the
   shipment sent to replace them arrives with a temperature excursion and is held until QA accepts
   it on day 66, so participants are refused ("No kit is available") for six days; QA lifts the
@@ -42,6 +43,7 @@ from cellbench.models import BlindedLot, Kit, KitQuarantine, KitState, Lot, Part
 from cellbench.supply import quarantine
 
 from ..conftest import PASSWORD, SECRET, actor_of
+from ..eligible import eligible
 from ..kitworld import arms as kit_arms
 from ..kitworld import load_studies, package, released_lot, sealed_kit_list
 from ..trialworld import randomisation_list
@@ -109,7 +111,7 @@ class Trial:
         placebo = self._lot("placebo", "PLB-2026-0901", p.long_runs * k + 4, 400)
         self.lots[LONG] = []
         for run in range(p.long_runs):
-            asc = self._lot("asc", f"ASC-2026-09{run + 1:02d}", k + 2, 58 if run == 0 else 400)
+            asc = self._lot("asc", f"ASC-2026-09{run + 1:02d}", k + 2, 75 if run == 0 else 400)
             self.lots[LONG].append(asc)
             package(self.db, LONG, k, [asc], [placebo])
         sj_placebo = self._lot("placebo", "PLB-2026-0902", 64, 400)
@@ -137,8 +139,9 @@ class Trial:
                 counts = Counter(self.supply_knows[kt.number] for kt, _ in at_site)
                 if min(counts["active"], counts["placebo"]) >= minimum:
                     continue
-                bench = self._kits(s, row.id, KitState.released, at_site=False,
-                                   expiring_after=self.clock.date(day + 30))
+                bench = [(kt, expiry) for kt, expiry in self._kits(s, row.id, KitState.released, at_site=False,
+                                                                    expiring_after=self.clock.date(day + 30))
+                         if custody.kit_in_date_to_ship(s, kt, self.clock.date(day)) is None]
                 chosen: list[Kit] = []
                 for arm in ("active", "placebo"):
                     pool = [(kt, expiry) for kt, expiry in bench if self.supply_knows[kt.number] == arm]
@@ -212,7 +215,7 @@ class Trial:
         with self.db.write() as s:
             ida = self.actor("ida")
             row = pharmacy.enrol(s, ida, studies.by_code(s, study), site_code=SITE, screening_number=person.screening)
-            person.number = pharmacy.randomise(s, ida, row).randomisation_number
+            person.number = pharmacy.randomise(s, ida, row, **eligible(study)).randomisation_number
             definition = studies.by_code(s, study)
             window = definition.window_days
             person.due = [(1, day, day + window)]
