@@ -85,6 +85,7 @@ from .release import (
 )
 from .sealed import (
     SealedAllocation,
+    SealedDoseDonor,
     SealedKitArm,
     SealedKitDraw,
     SealedKitShortage,
