@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
@@ -90,6 +90,9 @@ class Schedule(_Strict):
     window_days: int = Field(ge=0)
     doses_per_treatment: int = Field(ge=1)
     dose_sites: tuple[str, ...]
+    # Whose cells a repeat dose may be: any donor, or the donor of the participant's treatment 1
+    # (sealed.assign_kit honours it; a placebo participant has no donor and is not narrowed).
+    donor_policy: Literal["any", "same_donor"] = "any"
 
     @model_validator(mode="after")
     def _consistent(self) -> Schedule:
@@ -343,6 +346,11 @@ def sites_of(session: Session, study: Study) -> list[tuple[Site, StudySite]]:
     rows = session.execute(select(Site, StudySite).join(StudySite, col(StudySite.site_id) == col(Site.id))
                            .where(col(StudySite.study_id) == study.id).order_by(col(Site.code))).all()
     return [(site, study_site) for site, study_site in rows]
+
+
+def donor_policy(study: Study) -> str:
+    """`any` or `same_donor` (as treatment 1): the study's rule for repeat doses."""
+    return definition(study).schedule.donor_policy
 
 
 def arm_codes(study: Study) -> tuple[str, ...]:

@@ -377,26 +377,41 @@ class SealedTouched(AssertionError):
     pass
 
 
+def in_compartment(module: str) -> bool:
+    """The sealed compartment is a package: it and every part of it."""
+    return module == SEALED or module.startswith(SEALED + ".")
+
+
+def compartment_modules() -> list:
+    """The compartment's modules as imported: the package and each part."""
+    import importlib
+    import sys
+
+    importlib.import_module(SEALED)
+    return [module for name, module in sorted(sys.modules.items()) if in_compartment(name)]
+
+
 @contextlib.contextmanager
 def sealed_tripwire(db, *, armed=lambda: True):
-    """While on (and `armed()` says so), any call of a function defined in cellbench.sealed and any
-    SQL statement naming a sealed_ table raises SealedTouched. The calls made are also collected,
-    so that a caller that catches the error (a route's error handler) cannot hide it."""
+    """While on (and `armed()` says so), any call of a function defined in the compartment (the
+    package cellbench.sealed or any of its parts) and any SQL statement naming a sealed_ table
+    raises SealedTouched. Every name bound to such a function is replaced, in the package (what
+    callers use: `sealed.X`) and in each part (what the parts call one another by), so no route
+    in is left open. The calls made are also collected, so that a caller that catches the error
+    (a route's error handler) cannot hide it."""
     import inspect
 
     from sqlalchemy import event
 
-    from cellbench import sealed
-
     touched: list[str] = []
-    originals = {name: fn for name, fn in vars(sealed).items()
-                 if inspect.isfunction(fn) and fn.__module__ == sealed.__name__}
+    originals = [(module, name, fn) for module in compartment_modules() for name, fn in vars(module).items()
+                 if inspect.isfunction(fn) and in_compartment(fn.__module__)]
 
-    def guard(name, fn):
+    def guard(fn):
         def tripped(*args, **kwargs):
             if armed():
-                touched.append(f"cellbench.sealed.{name}()")
-                raise SealedTouched(f"cellbench.sealed.{name}() was called")
+                touched.append(f"{fn.__module__}.{fn.__name__}()")
+                raise SealedTouched(f"{fn.__module__}.{fn.__name__}() was called")
             return fn(*args, **kwargs)
         return tripped
 
@@ -405,15 +420,15 @@ def sealed_tripwire(db, *, armed=lambda: True):
             touched.append(f"SQL: {statement[:200]}")
             raise SealedTouched(f"SQL naming a sealed table: {statement[:200]}")
 
-    for name, fn in originals.items():
-        setattr(sealed, name, guard(name, fn))
+    for module, name, fn in originals:
+        setattr(module, name, guard(fn))
     event.listen(db.engine, "before_cursor_execute", on_sql)
     try:
         yield touched
     finally:
         event.remove(db.engine, "before_cursor_execute", on_sql)
-        for name, fn in originals.items():
-            setattr(sealed, name, fn)
+        for module, name, fn in originals:
+            setattr(module, name, fn)
 
 
 # --- the clock ------------------------------------------------------------------------------------

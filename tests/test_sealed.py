@@ -1,13 +1,16 @@
 """The sealed compartment's walls, by construction (DESIGN.md, "Sealed compartment").
 
-1. No module but cellbench/sealed.py (and cellbench/models/, which defines them, and the migrations) names
+The compartment is the package cellbench.sealed and all its parts (walls, lists, units, doors, reads):
+everywhere below, "the compartment" is any module that is cellbench.sealed or starts with "cellbench.sealed.".
+
+1. No module outside the compartment (but cellbench/models/, which defines them, and the migrations) names
    a sealed model or a sealed_ table, in code or in SQL text.
-2. No module that serves a blinded role can run cellbench.sealed's code: the import graph of every
+2. No module that serves a blinded role can run the compartment's code: the import graph of every
    blinded-facing route module (imports at module level and in functions, importlib with a literal
    name, registrations into another module's hooks) does not reach it. A route module is
    blinded-facing unless it is in UNBLINDED_ONLY, and every route of those answers 403 to every
    blinded user.
-3. At run time every public function of cellbench.sealed refuses a blinded actor and writes
+3. At run time every public function of the compartment refuses a blinded actor and writes
    nothing; every read by an unblinded actor is an audit event "sealed read" that blinded roles
    never see.
 """
@@ -49,11 +52,14 @@ from .blinding_support import (
     SEALED_TABLE,
     Answer,
     Pair,
+    SealedTouched,
     Side,
     build_url,
+    compartment_modules,
     diff,
     format_path,
     import_graph,
+    in_compartment,
     module_files,
     path_variants,
     sealed_tripwire,
@@ -100,14 +106,15 @@ REVIEWED = {
 REVIEWED_IMPORTS: dict[tuple[str, str], str] = {}
 
 # Modules through which a blinded role may reach the compartment's blind-safe doors
-# (sealed.BLIND_SAFE: randomise, assign_kit, unblind_participant), using only those names. A
+# (sealed.BLIND_SAFE: randomise, assign_kit, unblind_participant, record_dose_donor), using only those names. A
 # package here stands for each of its parts (door_users()).
 # A blinded investigator randomises and a blinded pharmacist is given a kit to dispense: both need
 # the sealed lists, so they go through doors that return a number or a kit and never an arm. The one
 # door that returns an arm is emergency unblinding, by design: one participant, signed, logged, notified.
 DOOR_USERS: dict[str, str] = {
-    "cellbench.pharmacy": "randomise (returns a randomisation number) and assign_kit (returns a kit of the "
-                          "participant's arm, which looks like any other kit)",
+    "cellbench.pharmacy": "randomise (returns a randomisation number), assign_kit (returns a kit of the "
+                          "participant's arm, which looks like any other kit) and record_dose_donor (returns "
+                          "nothing: the donor of an administered dose, or none for placebo, stays sealed)",
     "cellbench.unblinding": "unblind_participant: the arm of one participant, to the investigator who signed for it",
 }
 
@@ -121,7 +128,7 @@ NO_ACTOR = {
 
 # The doors: (the blinded role each admits, whether it may return an arm to it).
 DOORS = {"randomise": (Role.investigator, False), "assign_kit": (Role.pharmacist, False),
-         "unblind_participant": (Role.investigator, True)}
+         "unblind_participant": (Role.investigator, True), "record_dose_donor": (Role.investigator, False)}
 
 
 # --- 1. names ---------------------------------------------------------------------------------------------
@@ -140,17 +147,18 @@ def sealed_model_names() -> set[str]:
 
 def test_the_sealed_models_are_the_ones_this_test_knows():
     assert sealed_model_names() == {"SealedList", "SealedAllocation", "SealedKitArm", "SealedKitUnit",
-                                    "SealedKitDraw", "SealedKitShortage"}
+                                    "SealedKitDraw", "SealedKitShortage", "SealedDoseDonor"}
     assert {t.name for t in SQLModel.metadata.sorted_tables if t.name.startswith("sealed")} == {
         "sealed_list", "sealed_allocation", "sealed_kit_arm", "sealed_kit_unit", "sealed_kit_draw",
-        "sealed_kit_shortage"}
+        "sealed_kit_shortage", "sealed_dose_donor"}
 
 
 def test_no_module_but_sealed_names_a_sealed_model_or_table():
     names = sealed_model_names()
     found = []
     for module, path in module_files().items():
-        if module in (SEALED, "cellbench.models") or module.startswith(("cellbench.models.", "cellbench.migrations.")):
+        if in_compartment(module) or module == "cellbench.models" or module.startswith(("cellbench.models.",
+                                                                                          "cellbench.migrations.")):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
@@ -165,7 +173,7 @@ def test_no_module_but_sealed_names_a_sealed_model_or_table():
                 hit = repr(SEALED_TABLE.search(node.value).group(0))
             if hit:
                 found.append(f"{path.relative_to(PACKAGE_ROOT.parent)}:{getattr(node, 'lineno', '?')}: {hit}")
-    assert not found, "Only cellbench/sealed.py may name the sealed models and tables:\n" + "\n".join(found)
+    assert not found, "Only cellbench/sealed/ may name the sealed models and tables:\n" + "\n".join(found)
 
 
 # --- 2. the import graph ----------------------------------------------------------------------------------
@@ -189,7 +197,7 @@ def door_discipline(module: str) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     wrong = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith("sealed"):
+        if isinstance(node, ast.ImportFrom) and node.module and "sealed" in node.module.split("."):
             wrong += [f"line {node.lineno}: from …sealed import {a.name}"
                       for a in node.names if a.name not in sealed.BLIND_SAFE]
         elif isinstance(node, ast.Name) and node.id == "sealed":
@@ -205,16 +213,17 @@ def door_discipline(module: str) -> list[str]:
 
 def test_blinded_facing_route_modules_do_not_import_sealed():
     """For every route module a blinded role can use, no chain of imports (or registrations) leads
-    to cellbench.sealed. The failure names the chain."""
+    to the compartment (the package or any of its parts). The failure names the chain."""
     graph = import_graph()
     allowed = reviewed_edges(graph) | {(module, SEALED) for module in door_users()}
+    compartment = [m for m in module_files() if in_compartment(m)]
+    assert len(compartment) > 1, compartment  # the package and its parts
     problems = []
     for module in route_modules():
         if module in UNBLINDED_ONLY:
             continue
-        chain = graph.path(module, SEALED, allowed=allowed)
-        if chain:
-            problems.append(format_path(module, chain))
+        chains = (graph.path(module, part, allowed=allowed) for part in compartment)
+        problems += [format_path(module, chain) for chain in chains if chain]
         for reached in sorted(graph.reachable(module, allowed=allowed)):
             problems += [f"{module} reaches {reached}, whose line {line} imports what cannot be followed: {what}"
                          for line, what in graph.unresolved.get(reached, [])]
@@ -231,18 +240,21 @@ def test_the_graph_follows_imports_in_functions_registrations_and_signatures(tmp
     assert hows[("cellbench.web.home", "cellbench.web.supply")].startswith("registers into work_queue")
     assert hows[("cellbench.qc", "cellbench.supply.quarantine")].startswith(
         "registers into qc.POST_CERTIFICATION_OOS_HOOKS")
-    assert hows[("cellbench.sealed", "cellbench.signatures")] == "import"
+    assert hows[("cellbench.sealed.lists", "cellbench.signatures")] == "import"
+    # the package runs its parts, and a part runs its package's __init__ first
+    assert hows[(SEALED, "cellbench.sealed.doors")] == "import"
+    assert hows[("cellbench.sealed.doors", SEALED)] == "package"
     # importing a part runs its package's __init__ first, and the __init__ imports its parts
     assert hows[("cellbench.release.decisions", "cellbench.supply")] == "import"
     assert hows[("cellbench.supply", "cellbench.supply.packaging")] == "import"
     assert hows[("cellbench.supply.packaging", "cellbench.supply")] == "package"
     # signatures runs a content rule only for the entity type being signed: the edge is the signer's
-    assert graph.rules["sealed_list"] == SEALED
-    assert ("cellbench.signatures", SEALED) not in hows
+    assert graph.rules["sealed_list"] == "cellbench.sealed.lists"
+    assert not [target for source, target in hows if source == "cellbench.signatures" and in_compartment(target)]
     assert hows[("cellbench.supply.quarantine", "cellbench.signatures")] == "import"
     # only sealed itself signs a sealed list (no other module gets an edge to the list's content rule)
     assert not [(source, edge.how) for source, edges in graph.edges.items() for edge in edges
-                if edge.target == SEALED and edge.how.startswith(("signs", "verify_all"))
+                if in_compartment(edge.target) and edge.how.startswith(("signs", "verify_all"))
                 and source != "cellbench.integrity"]
     # and no other code in signatures reads the registry (else the keyed edges above would be wrong)
     tree = ast.parse(module_files()["cellbench.signatures"].read_text(encoding="utf-8"))
@@ -279,6 +291,14 @@ def test_the_sealed_test_would_see_a_blinded_module_importing_sealed(tmp_path, m
     chain = graph.path("cellbench.web.leaky", SEALED, allowed=reviewed_edges(graph))
     assert chain is not None
     assert "import in a function" in format_path("cellbench.web.leaky", chain)
+    # and one reaching straight into a part of the compartment, past the package's names
+    fake["cellbench.web.leakier"] = tmp_path / "leakier.py"
+    fake["cellbench.web.leakier"].write_text("from fastapi import APIRouter\nrouter = APIRouter()\n\n\ndef page():\n"
+                                            "    from ..sealed.units import contents\n    return contents\n",
+                                            encoding="utf-8")
+    graph = blinding_support.import_graph()
+    chain = graph.path("cellbench.web.leakier", "cellbench.sealed.units", allowed=reviewed_edges(graph))
+    assert chain is not None and len(chain) == 1
 
 
 # --- a small world for requests and calls ---------------------------------------------------------------
@@ -445,14 +465,20 @@ def test_qc_calls_its_post_certification_hooks_only_for_a_qc_analysts_result(db,
 
 
 def public_functions() -> dict[str, object]:
-    return {name: fn for name, fn in vars(sealed).items()
-            if inspect.isfunction(fn) and fn.__module__ == sealed.__name__ and not name.startswith("_")}
+    """Every public function of the compartment's parts, by name, as the package hands it out
+    (`sealed.X`, what callers use); a public function a part defines but the package does not
+    re-export is a finding, not something to skip."""
+    found = {name: fn for module in compartment_modules() for name, fn in vars(module).items()
+             if inspect.isfunction(fn) and in_compartment(fn.__module__) and not name.startswith("_")}
+    missing = sorted(name for name, fn in found.items() if getattr(sealed, name, None) is not fn)
+    assert not missing, f"public functions of the compartment's parts that sealed does not re-export: {missing}"
+    return found
 
 
 def _reads() -> set[str]:
-    """The functions that go through sealed._read (a logged read)."""
-    tree = ast.parse(inspect.getsource(sealed))
-    return {fn.name for fn in tree.body if isinstance(fn, ast.FunctionDef)
+    """The functions that go through walls._read (a logged read), in every part."""
+    return {fn.name for module in compartment_modules() for fn in ast.parse(inspect.getsource(module)).body
+            if isinstance(fn, ast.FunctionDef)
             and any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_read" for n in ast.walk(fn))}
 
 
@@ -482,7 +508,7 @@ class Arguments:
             "why": "test", "count": 1, "kit": kit, "vials": [vial], "run_id": run.id, "lot": lot,
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),
-            "fills": [(kit, [vial])], "draw_id": draw.id, "shortage_id": 1,
+            "fills": [(kit, [vial])], "draw_id": draw.id, "shortage_id": 1, "treatment": 1, "dose": 1,
         }
 
     def of(self, fn, actor: Actor, username: str) -> dict:
@@ -504,6 +530,34 @@ class Arguments:
 def _counts(session: Session) -> dict[str, int]:
     return {table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
             for table in SQLModel.metadata.sorted_tables}
+
+
+def test_the_tripwire_catches_every_function_of_the_compartment_however_it_is_called(db, kit_world):
+    """A deliberate leak, made every way code can reach the compartment: each public function
+    called as callers call it (`sealed.X`) and as a part holds it (`sealed.units.X`), a private
+    helper of a part, and SQL naming a sealed table. Each one trips the wire and is collected;
+    afterwards every name is the function it was."""
+    from sqlalchemy import text
+
+    from cellbench.sealed import walls
+
+    before = {name: getattr(sealed, name) for name in public_functions()}
+    with sealed_tripwire(db) as touched:
+        for name in sorted(before):
+            with pytest.raises(SealedTouched):
+                getattr(sealed, name)()
+        parts = [m for m in compartment_modules() if m.__name__ != SEALED]
+        assert {m.__name__.rsplit(".", 1)[1] for m in parts} >= {"walls", "lists", "units", "doors", "reads"}
+        held = [(m, name) for m in parts for name in vars(m) if name in before]
+        for module, name in held:
+            with pytest.raises(SealedTouched):
+                getattr(module, name)()
+        with pytest.raises(SealedTouched):
+            walls._admit(actor_of(db, "sara"), frozenset())
+        with Session(db.engine) as session, pytest.raises(Exception, match="sealed table"):
+            session.execute(text("select count(*) from sealed_kit_arm"))
+    assert len(touched) == len(before) + len(held) + 2
+    assert {name: getattr(sealed, name) for name in before} == before
 
 
 def test_the_doors_are_the_ones_this_test_knows():

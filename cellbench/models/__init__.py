@@ -86,6 +86,7 @@ from .release import (
 )
 from .sealed import (
     SealedAllocation,
+    SealedDoseDonor,
     SealedKitArm,
     SealedKitDraw,
     SealedKitShortage,

@@ -1,7 +1,7 @@
 """The sealed compartment: participant -> arm, kit -> arm, kit -> the units inside it, and the
 seeds that reproduce the lists.
 
-Only cellbench/sealed.py reads or writes these tables (tests/test_sealed.py enforces it), and
+Only cellbench/sealed/ reads or writes these tables (tests/test_sealed.py enforces it), and
 only for an unblinded actor; every read is an audit event. Their names all start "sealed_".
 They are kept together in this one part so that the wall has one place.
 """
@@ -114,3 +114,23 @@ class SealedKitShortage(SQLModel, table=True):
     acknowledged_by: int | None = Field(default=None, foreign_key="app_user.id")
     acknowledged_at: datetime | None = timestamp(nullable=True)
     acknowledgement: str | None = None  # what the supply manager did (a shipment on its way...)
+    requirement: str | None = Field(default=None, max_length=200)  # e.g. the same donor as treatment 1
+
+
+class SealedDoseDonor(SQLModel, table=True):
+    """Whose cells one administered dose was: written by a blind-safe door when the investigator
+    records the gland's administration, from the kit's units (vial -> lot -> donation -> donor). A
+    placebo dose has no donor (donor_id None), written the same way; the same-donor rule reads
+    treatment 1's rows when a later treatment's kit is drawn."""
+
+    __tablename__ = "sealed_dose_donor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    randomisation_number: str = Field(max_length=32, index=True)
+    treatment: int
+    dose: int
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    donor_id: int | None = Field(default=None, foreign_key="donor.id")
+    recorded_by: int | None = Field(default=None, foreign_key="app_user.id")
+    recorded_at: datetime = timestamp()

@@ -17,6 +17,7 @@ from ..clock import utcnow
 from ..custody import fetch, key, person
 from ..errors import Conflict, InvalidInput, RecordedRefusal
 from ..models import Administration, KitState, Site, Study, Visit
+from .doors import record_donor
 from .lifecycle import FINAL, PREPARERS, VisitState, authorise, set_state, visit_state
 from .participants import schedule
 from .records import (
@@ -185,6 +186,7 @@ def administer(session: Session, actor: Actor, visit: Visit, *, gland: object, v
             session.flush()
     except IntegrityError:
         raise Conflict(f"The {gland_names(ctx.study)[dose - 1]} is already recorded.", field="gland") from None
+    record_donor(session, actor, ctx, row)
     custody.record(session, actor, kit, "administered", from_place=kit.location,
                    to_place=f"participant {participant_number(ctx.participant)}, {gland_names(ctx.study)[dose - 1]}")
     audit.record(session, actor, "administration recorded", "visit", ctx.ref, field=gland_short(ctx.study, dose),

@@ -34,6 +34,7 @@ from ..models import (
     Visibility,
     saved_id,
 )
+from ..specifications import versions as spec_versions
 
 PACKERS = (Role.supply_manager,)
 MAX_KITS_PER_RUN = 1000
@@ -61,6 +62,17 @@ def lot_may_fill_kits(lot: Lot, lot_kind: str, kind: str, today: date) -> str | 
     if lot.expiry is None or lot.expiry <= today:
         return f"Lot {lot.number} has expired ({lot.expiry})." if lot.expiry else f"Lot {lot.number} has no expiry yet."
     return None
+
+
+def lot_presents_as_study(lot: Lot, spec: SpecVersion, study: Study) -> str | None:
+    """Why this lot's units may not fill kits of this study: its specification (the version it was
+    made under) does not present as the study's [presentation] says, by the one rule the study's
+    load and kit-list sealing apply (studies.presentation_mismatch), for the lot's arm only."""
+    definition = studies.definition(study)
+    arms = [arm for arm in definition.arms if arm.product_kind == spec.kind]
+    made_under = spec_versions.parsed(spec)
+    why = studies.presentation_mismatch(definition.model_copy(update={"arms": arms}), lambda _code: made_under)
+    return f"Lot {lot.number} cannot fill kits of {study.code}: {why}." if why else None
 
 
 def run_holds_every_arm(arms_in_run: set[str], study: Study) -> str | None:
@@ -100,7 +112,7 @@ def _expiry(lot: Lot) -> date:
     return lot.expiry
 
 
-def _lots(session: Session, numbers: list[str], kind: str, field: str, today: date) -> list[Lot]:
+def _lots(session: Session, study: Study, numbers: list[str], kind: str, field: str, today: date) -> list[Lot]:
     found = []
     for number in dict.fromkeys(n.strip() for n in numbers if n and n.strip()):
         lot = session.scalars(select(Lot).where(col(Lot.number) == number)).first()
@@ -108,6 +120,9 @@ def _lots(session: Session, numbers: list[str], kind: str, field: str, today: da
             raise NotFound(f"No lot '{number}'.", field=field)
         spec = session.get(SpecVersion, lot.spec_version_id)
         if why := lot_may_fill_kits(lot, spec.kind if spec else "", kind, today):
+            raise InvalidInput(why, field=field)
+        assert spec is not None, "a lot of the right kind has its specification"
+        if why := lot_presents_as_study(lot, spec, study):
             raise InvalidInput(why, field=field)
         found.append(lot)
     if not found:
@@ -150,8 +165,8 @@ def package(session: Session, actor: Actor, study: Study, *, kit_count: object, 
     users.require_role(actor, *PACKERS)
     count = _kit_count(kit_count)
     today = utcnow().date()
-    lots_by_kind = {"asc": _lots(session, asc_lots, "asc", "asc_lots", today),
-                    "placebo": _lots(session, placebo_lots, "placebo", "placebo_lots", today)}
+    lots_by_kind = {"asc": _lots(session, study, asc_lots, "asc", "asc_lots", today),
+                    "placebo": _lots(session, study, placebo_lots, "placebo", "placebo_lots", today)}
     blinded = None
     if (blinded_lot_code or "").strip():
         blinded = kits.blinded_lot_by_code(session, blinded_lot_code)

@@ -80,7 +80,7 @@ def test_the_uniformity_test_fails_an_ordered_selection(db, trial_world, monkeyp
 
     eligible = trial_world.first_active + trial_world.second_active
     to_site(db, eligible)
-    monkeypatch.setattr(sealed, "_draws", First())
+    monkeypatch.setattr(sealed.doors, "_draws", First())
     drawn = Counter(_draw(db, trial_world.participant("active"), 2 * len(eligible)))
     assert chi_square_p([drawn[k] for k in eligible]) < SIGNIFICANCE
 
@@ -147,9 +147,9 @@ def test_every_draw_is_recorded_sealed_and_replays_to_the_kit_it_assigned(db, tr
                                    (replays[0].index + 1) % len(replays[0].candidates), replays[0].assigned, True)
     assert not altered.holds
     # a seeded generator in the draw's one injection point gives the same kits again, in order
-    monkeypatch.setattr(sealed, "_draws", random.Random(12))
+    monkeypatch.setattr(sealed.doors, "_draws", random.Random(12))
     once = _draw(db, number, 10)
-    monkeypatch.setattr(sealed, "_draws", random.Random(12))
+    monkeypatch.setattr(sealed.doors, "_draws", random.Random(12))
     assert _draw(db, number, 10) == once
     with db.write() as s:
         logged = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed read",

@@ -174,3 +174,36 @@ def test_no_code_reads_the_window_or_the_cold_chain_from_one_arms_specification(
         text = (root / relative).read_text(encoding="utf-8")
         assert not re.search(r"asc-cs10|saline-placebo|spec_versions|ALARM_LIMIT|VALIDATED_HOLD", text), relative
     assert "Store at ≤~−150~°C" not in (root / "labels" / "sheets.py").read_text(encoding="utf-8")
+
+
+def test_a_saline_lot_made_under_v1_ampoules_cannot_fill_kits_of_a_study_presented_in_cryovials(db, kit_world):
+    """Packaging applies the study's one presentation rule to each chosen lot, under the version the
+    lot was made under: a released saline v1 (10 mL ampoule) lot is refused, naming the difference;
+    a v2 (mirror fill) lot of the same run fills kits as before."""
+    from cellbench.models import Lot, LotState
+    from cellbench.supply import packaging
+
+    from ..kitworld import released_lot, sealed_kit_list
+
+    ampoules = released_lot(db, "placebo", "PLB-2026-0901")
+    with db.write() as s:
+        v1 = s.scalars(select(SpecVersion).where(SpecVersion.product_code == "saline-placebo",
+                                                 SpecVersion.version == 1)).one()
+        s.scalars(select(Lot).where(Lot.number == ampoules)).one().spec_version_id = v1.id
+    mirror = released_lot(db, "placebo", "PLB-2026-0902")
+    active = released_lot(db, "asc", "ASC-2026-0902")
+    sealed_kit_list(db, STUDY, 4, seed="presentation")
+    with db.write() as s:
+        study, before = studies.by_code(s, STUDY), s.scalar(select(func.count()).select_from(Kit))
+        with pytest.raises(InvalidInput) as refused:
+            packaging.package(s, actor_of(db, "sara"), study, kit_count=4, asc_lots=[active],
+                              placebo_lots=[mirror, ampoules])
+        assert s.scalar(select(func.count()).select_from(Kit)) == before
+        assert LotState(s.scalars(select(Lot).where(Lot.number == ampoules)).one().state) is LotState.released
+    assert refused.value.field == "placebo_lots"
+    assert refused.value.message.startswith(f"Lot {ampoules} cannot fill kits of {STUDY}: arm 'placebo' "
+                                            "(saline-placebo v1) declares no presentation")
+    with db.write() as s:
+        run = packaging.package(s, actor_of(db, "sara"), studies.by_code(s, STUDY), kit_count=4, asc_lots=[active],
+                                placebo_lots=[mirror])
+        assert run.number

@@ -1,0 +1,163 @@
+"""Reads for unblinded roles over the compartment's records: what a participant's unblinding
+tells of their block-mates, the lists exported after the study is unblinded, the recorded kit
+draws and their replay, and the supply manager's kit shortages."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session, col
+
+from .. import audit, spreadsheet, study_data
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..models import (
+    BlindedLot,
+    Kit,
+    KitState,
+    Participant,
+    SealedAllocation,
+    SealedKitArm,
+    SealedKitDraw,
+    SealedKitShortage,
+    SealedList,
+    Study,
+    Visibility,
+    saved_id,
+)
+from ..sealing import (
+    LIST_KINDS,
+    READERS,
+    SHORTAGE_HANDLERS,
+    DrawReplay,
+    ListState,
+    candidate_numbers,
+    participant_trail,
+)
+from .lists import _line_table
+from .walls import _admit, _arm_of_number, _read
+
+
+def block_mates(session: Session, actor: Actor, study: Study, randomisation_number: str) -> list[dict]:
+    """What knowing this participant's arm (and the arms of block-mates unblinded before) makes of
+    each other line of the same permuted block, stated against this participant's arm, never as an
+    arm: `same` or `other`, its probability now and before anything was known, and the block's size.
+    Lines not yet randomised are listed too: the next participant given one inherits what it says."""
+    _read(session, actor, READERS, "randomisation block mates",
+          lambda: participant_trail(session, study, randomisation_number=randomisation_number))
+    line = session.execute(select(col(SealedAllocation.list_id), col(SealedAllocation.block), col(SealedAllocation.arm))
+                           .join(SealedList, col(SealedList.id) == col(SealedAllocation.list_id))
+                           .where(col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value,
+                                  col(SealedAllocation.participant_number) == randomisation_number)).first()
+    if line is None:
+        return []
+    list_id, block, own = line
+    block_rows = session.execute(select(col(SealedAllocation.participant_number), col(SealedAllocation.arm))
+                                 .where(col(SealedAllocation.list_id) == list_id, col(SealedAllocation.block) == block)
+                                 .order_by(col(SealedAllocation.position))).all()
+    numbers = [number for number, _arm in block_rows]
+    known = {randomisation_number, *session.scalars(select(col(Participant.randomisation_number)).where(
+        col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
+        col(Participant.randomisation_number).in_(numbers)))}
+    size, open_lines = len(block_rows), [number for number in numbers if number not in known]
+    same_left = sum(1 for number, arm in block_rows if arm == own and number not in known)
+    before = Fraction(sum(1 for _number, arm in block_rows if arm == own), size)
+    now = Fraction(same_left, len(open_lines)) if open_lines else before
+    return [{"participant": number, "block_size": size, "known": sorted(known - {randomisation_number}),
+             "same_now": now, "same_before": before} for number in open_lines]
+
+
+# --- the study's arms, once unblinded (study_data.py) ---------------------------------------------
+
+EXPORT_COLUMNS = {"randomisation": ("participant_number", "arm", "block", "position", "list_version"),
+                  "kit": ("kit_number", "arm", "blinded_lot", "state")}
+
+
+def export_lists(session: Session, actor: Actor, study: Study, kind: str) -> str:
+    """The study's sealed randomisation list or kit list (with blinded lot and state) as CSV: for
+    the statistician only, and only after the sponsor's signed database lock and study unblinding."""
+    _admit(actor, study_data.EXPORTERS)
+    if why := study_data.export_refusal(session, study):
+        raise Forbidden(why)
+    if kind not in EXPORT_COLUMNS:
+        raise InvalidInput(f"Export the {' or the '.join(LIST_KINDS.values())}.", field="kind")
+    _read(session, actor, study_data.EXPORTERS, f"{LIST_KINDS[kind]} export", study.code)
+    table, number = _line_table(kind)
+    extra = ((col(table.block), col(table.position), col(SealedList.version)) if kind == "randomisation"
+             else (col(BlindedLot.code), col(Kit.state)))
+    query = (select(number, col(table.arm), *extra).select_from(table)
+             .join(SealedList, col(SealedList.id) == col(table.list_id))
+             .where(col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value)
+             .order_by(col(SealedList.version), col(table.position)))
+    if kind == "kit":  # a kit not yet packaged has no blinded lot
+        query = (query.outerjoin(Kit, col(Kit.id) == col(SealedKitArm.kit_id))
+                 .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id)))
+    rows = [(*r[:3], r[3] and KitState(r[3]).value) if kind == "kit" else tuple(r) for r in session.execute(query)]
+    return spreadsheet.csv_text(EXPORT_COLUMNS[kind], rows)
+
+
+# --- the record of draws, and the supply manager's shortages -------------------------------------
+
+
+def kit_draws(session: Session, actor: Actor, study: Study, *, limit: int = 200) -> list[SealedKitDraw]:
+    """The study's recorded kit draws, newest first: each one's candidates are of one arm."""
+    _read(session, actor, READERS, "kit draws", study.code)
+    return list(session.scalars(select(SealedKitDraw).where(col(SealedKitDraw.study_id) == study.id)
+                                .order_by(col(SealedKitDraw.id).desc()).limit(limit)))
+
+
+def replay_draw(session: Session, actor: Actor, draw_id: int) -> DrawReplay:
+    """A recorded draw worked through again: the kit at its index among its candidates, which must
+    be the kit it assigned, and the arms of the candidates, which must all be the participant's."""
+    _read(session, actor, READERS, "kit draw replay", draw_id)
+    row = session.get(SealedKitDraw, draw_id)
+    if row is None:
+        raise NotFound(f"No kit draw #{draw_id}.", field="draw")
+    study = session.get(Study, row.study_id)
+    assert study is not None, "a draw belongs to a stored study"
+    numbers = candidate_numbers(row.candidates)
+    arms = set(session.scalars(select(col(SealedKitArm.arm)).where(col(SealedKitArm.kit_number).in_(numbers))))
+    chosen = session.scalar(select(col(Kit.number)).where(col(Kit.id) == row.kit_id))
+    return DrawReplay(saved_id(row), tuple(numbers), row.index_drawn, chosen or "",
+                      arms == {_arm_of_number(session, study, row.randomisation_number)})
+
+
+def kit_shortages(session: Session, actor: Actor, *, open_only: bool = True,
+                  limit: int = 200) -> list[SealedKitShortage]:
+    """The "no kit" answers, with their arms and sites, oldest open one first."""
+    _read(session, actor, READERS, "kit shortages", "open" if open_only else "all")
+    query = select(SealedKitShortage)
+    if open_only:
+        query = query.where(col(SealedKitShortage.acknowledged_at).is_(None))
+    return list(session.scalars(query.order_by(col(SealedKitShortage.acknowledged_at).is_not(None),
+                                               col(SealedKitShortage.id)).limit(limit)))
+
+
+def open_shortage_count(session: Session, actor: Actor) -> int:
+    """How many shortages wait for the supply manager: a number naming no arm, site or person, for
+    the home page's work queue (a read-only transaction on every visit), so not a logged read."""
+    _admit(actor, SHORTAGE_HANDLERS)
+    return session.scalar(select(func.count()).select_from(SealedKitShortage)
+                          .where(col(SealedKitShortage.acknowledged_at).is_(None))) or 0
+
+
+def acknowledge_shortage(session: Session, actor: Actor, shortage_id: int, reason: str | None) -> SealedKitShortage:
+    """The supply manager has seen a shortage and says what is done about it (kits on their way)."""
+    _admit(actor, SHORTAGE_HANDLERS)
+    reason = audit.require_reason(reason)
+    row = session.get(SealedKitShortage, shortage_id)
+    if row is None:
+        raise NotFound(f"No kit shortage #{shortage_id}.", field="shortage")
+    now = utcnow()
+    changed = session.execute(update(SealedKitShortage)
+                              .where(col(SealedKitShortage.id) == row.id,
+                                     col(SealedKitShortage.acknowledged_at).is_(None))
+                              .values(acknowledged_at=now, acknowledged_by=actor.user_id, acknowledgement=reason)
+                              .execution_options(synchronize_session=False))
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Kit shortage #{row.id} is already acknowledged.", field="shortage")
+    session.refresh(row)
+    audit.record(session, actor, "kit shortage acknowledged", "kit_shortage", row.id, field="acknowledged_at",
+                 new=now, reason=reason, visibility=Visibility.unblinded)
+    return row
