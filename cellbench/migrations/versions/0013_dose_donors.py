@@ -2,7 +2,7 @@
 doses, and a shortage's requirement (the donor a later treatment's kit had to come from)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-25 09:00:00
 """
 from alembic import op
@@ -12,7 +12,7 @@ import cellbench.models
 
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
