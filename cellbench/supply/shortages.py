@@ -35,6 +35,7 @@ class Shortage:
     acknowledged_at: datetime | None
     acknowledged_by: str
     acknowledgement: str | None
+    requirement: str | None = None  # beyond the arm, e.g. the donor of treatment 1 (a study's donor policy)
 
 
 def open_count(session: Session, actor: Actor) -> int:
@@ -53,7 +54,7 @@ def shortages(session: Session, actor: Actor, *, open_only: bool = True) -> list
         found.append(Shortage(saved_id(row), study.code, site.code, site.name, row.randomisation_number,
                               arm_names(study).get(row.arm, row.arm), row.in_date_on, row.reported_at,
                               people.get(row.reported_by or 0, ""), row.acknowledged_at,
-                              people.get(row.acknowledged_by or 0, ""), row.acknowledgement))
+                              people.get(row.acknowledged_by or 0, ""), row.acknowledgement, row.requirement))
     return found
 
 

@@ -96,7 +96,7 @@ def test_a_same_donor_study_draws_treatment_two_from_treatment_ones_donor_for_an
 
 
 def test_with_no_kit_of_the_donor_both_arms_get_the_same_no_kit_and_supply_is_told_the_requirement(
-        db, trial_world):
+        db, trial_world, as_):
     donate(db, trial_world.kits.asc_lot, "DN-0001")
     donate(db, "ASC-2026-0102", "DN-0002", identifier="A9999 26 654321 K")
     donor_policy(db, "same_donor")
@@ -114,6 +114,7 @@ def test_with_no_kit_of_the_donor_both_arms_get_the_same_no_kit_and_supply_is_to
     assert doors == [("sealed assignment", "kit assignment", Visibility.unblinded.value)] * 2
     assert shortages == {active: ("active", "treatment 2 from the donor of treatment 1 (donor DN-0001)"),
                          placebo: ("placebo", None)}
+    assert "treatment 2 from the donor of treatment 1 (donor DN-0001)" in as_("sara").get("/supply/shortages").text
     # a kit of the donor arriving at the site ends the shortage for the active participant
     to_site(db, trial_world.first_active[1:2])
     assert draw(db, active, 2) == trial_world.first_active[1:2]
