@@ -44,7 +44,8 @@ def test_the_administrator_links_and_unlinks_a_site_on_the_page_each_audited(tri
     with db.read() as s:
         assert users.links_of(s, users.by_username(s, "frida").id)[0] == ["RH-ENT"]
     linked, unlinked = link_events(db, "frida")[-2:]
-    assert (linked.action, linked.user_name, linked.new_value) == ("site linked", "Adam Admin", f'["{OTHER}", "RH-ENT"]')
+    assert (linked.action, linked.user_name, linked.new_value) == ("site linked", "Adam Admin",
+                                                                   f'["{OTHER}", "RH-ENT"]')
     assert (unlinked.action, unlinked.old_value, unlinked.new_value, unlinked.reason) == (
         "site unlinked", f'["{OTHER}", "RH-ENT"]', '["RH-ENT"]', "covered for a week only")
 
