@@ -89,3 +89,13 @@ def test_a_link_change_reads_the_same_whatever_arm_a_users_kits_are(trial_world,
     as_("adam").submit("/admin/users/frida/link", {"site": OTHER})
     page = as_("adam").get("/admin/users/frida").text.lower()
     assert "placebo" not in page and "active" not in page.replace("deactivat", "").replace("reactivat", "")
+
+
+def test_the_demo_has_a_statistician_who_works_for_no_site(demo_world):
+    from cellbench.demo import DEMO_USERS
+
+    assert ("statistician", "Stine Holt") in {(username, name) for username, name, _roles in DEMO_USERS}
+    with demo_world.read() as s:
+        stine = users.by_username(s, "statistician")
+        assert {r.value for r in users.roles_of(s, stine.id)} == {"statistician"}
+        assert users.links_of(s, stine.id) == ([], []), "an unblinded role, global: no site links"
