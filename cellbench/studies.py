@@ -129,6 +129,26 @@ class Presentation(_Strict):
     shelf_life: str = Field(min_length=1)  # the rule in words, e.g. the blinded lot's earliest expiry
 
 
+class Supply(_Strict):
+    """Do-not-ship: a kit leaves the cell bench only if its blinded lot stays in date for the transit,
+    the do-not-ship margin and the longest visit window it may serve (custody.kit_in_date_to_ship)."""
+
+    do_not_ship_days: int = Field(default=0, ge=0)
+    transit_days: int = Field(default=0, ge=0)
+
+
+class Criterion(_Strict):
+    """One eligibility criterion the investigator confirms at randomisation, as the registry words it."""
+
+    code: str = Field(pattern=r"^[IE][0-9]{1,2}$")  # I: inclusion (met), E: exclusion (absent)
+    text: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+
+    @property
+    def inclusion(self) -> bool:
+        return self.code.startswith("I")
+
+
 class SiteInfo(_Strict):
     code: str = Field(pattern=r"^[A-Z0-9-]{2,32}$")
     name: str = Field(min_length=1)
@@ -146,6 +166,8 @@ class StudyDefinition(_Strict):
     label: LabelText
     presentation: Presentation
     sites: tuple[SiteInfo, ...] = Field(min_length=1)
+    supply: Supply = Supply()
+    eligibility: tuple[Criterion, ...] = ()
 
     @model_validator(mode="after")
     def _arms_and_blocks(self) -> StudyDefinition:
@@ -334,6 +356,17 @@ def arm_for_kind(study: Study, product_kind: str) -> str:
 
 def placebo_arm(study: Study) -> str:
     return arm_for_kind(study, "placebo")
+
+
+def window_of(study: Study, treatment: int) -> tuple[int, int]:
+    """Days before and after its target day a treatment may be given: treatment 1 from its day to
+    window_days later, a later one ± window_days (the study file's window)."""
+    return (0, study.window_days) if treatment == 1 else (study.window_days, study.window_days)
+
+
+def longest_visit_window_days(study: Study) -> int:
+    """The longest window of any treatment visit of the study: how long a kit may wait for its visit."""
+    return max(sum(window_of(study, treatment)) for treatment in range(1, study.treatments + 1))
 
 
 def set_quarantine_policy(session: Session, actor: Actor, study: Study, policy: str, reason: str | None) -> None:

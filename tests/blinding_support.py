@@ -596,6 +596,7 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
     from cellbench.supply import lists
 
     from .conftest import FAST_HASHER, PASSWORD, SECRET, actor_of, sign_in
+    from .eligible import eligible
     from .kitworld import arms, package, released_lot
 
     lots.update({"ASC-2026-0401": "asc", "PLB-2026-0401": "placebo"})
@@ -653,7 +654,8 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
     for n in range(1, 13):
         screening = f"SCR-{n:03d}"
         call("ida", "/api/v1/participants", {"study": STUDY, "site": SITE, "screening_number": screening}, 201)
-        number = call("ida", f"/api/v1/participants/{STUDY}/{screening}/randomise")["randomisation_number"]
+        number = call("ida", f"/api/v1/participants/{STUDY}/{screening}/randomise",
+                      eligible(STUDY))["randomisation_number"]
         with db.write() as s:
             arm = sealed.arm_of_participant(s, actor_of(db, "sara"), studies.by_code(s, STUDY), number)
         found.setdefault(arm, (screening, number))

@@ -9,6 +9,7 @@ import pytest
 import uvicorn
 
 from .conftest import PASSWORD, chromium_path
+from .eligible import eligible
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(chromium_path() is None,
@@ -250,7 +251,7 @@ def site_with_a_participant(db, as_, kit_world, screening: str = "SCR-001") -> t
     ida = as_("ida")
     enrolled = ida.post("/api/v1/participants", json={"study": STUDY, "site": SITE, "screening_number": screening})
     assert enrolled.status_code == 201
-    randomised = ida.post(f"/api/v1/participants/{STUDY}/{screening}/randomise")
+    randomised = ida.post(f"/api/v1/participants/{STUDY}/{screening}/randomise", json=eligible(STUDY))
     assert randomised.status_code == 200, randomised.text
     return f"/api/v1/participants/{STUDY}/{screening}/visits/1", randomised.json()["randomisation_number"]
 

@@ -22,6 +22,7 @@ from cellbench.models import AuditEvent, KitState, Reconciliation, WebSession
 
 from .blinding_support import sealed_tripwire
 from .conftest import PASSWORD, SECRET
+from .eligible import eligible
 from .trialworld import SITE, STUDY, custody_actions, kit_row, randomisation_list
 
 BLINDED_READERS = ("frida", "ida", "mette")
@@ -114,7 +115,8 @@ def one_participant_per_arm(as_, db) -> dict[str, tuple[str, str]]:
         screening = f"SCR-{n:03d}"
         ok(as_("ida").post("/api/v1/participants", json={"study": STUDY, "site": SITE, "screening_number": screening}),
            201)
-        number = ok(as_("ida").post(f"/api/v1/participants/{STUDY}/{screening}/randomise"))["randomisation_number"]
+        number = ok(as_("ida").post(f"/api/v1/participants/{STUDY}/{screening}/randomise",
+                                    json=eligible(STUDY)))["randomisation_number"]
         found.setdefault(arm_of[number], (screening, number))
         if len(found) == 2:
             return found

@@ -11,6 +11,7 @@ from cellbench import audit, signatures, unblinding, unblinding_impact, users
 from cellbench.models import AuditEvent, Notification, Participant, Signature, Unblinding, User
 
 from .conftest import PASSWORD, actor_of
+from .eligible import eligible
 from .trialworld import STUDY, administer, build_trial, enrol, ship
 
 ACTIVE_NAME = "Allogeneic adipose-derived mesenchymal stem cells"
@@ -259,7 +260,8 @@ def test_a_participants_audit_history_is_one_list_under_study_and_screening_numb
         participant_id = pharmacy.enrol(s, actor_of(db, "ida"), studies.by_code(s, STUDY), site_code=SITE,
                                         screening_number="SCR-100").id
     with db.write() as s:
-        number = pharmacy.randomise(s, actor_of(db, "ida"), s.get(Participant, participant_id)).randomisation_number
+        number = pharmacy.randomise(s, actor_of(db, "ida"), s.get(Participant, participant_id),
+                                    **eligible(STUDY)).randomisation_number
     with db.write() as s:
         visit = pharmacy.visits_of(s, s.get(Participant, participant_id))[0]
         assert pharmacy.assign(s, actor_of(db, "frida"), visit) is not None
@@ -272,10 +274,11 @@ def test_a_participants_audit_history_is_one_list_under_study_and_screening_numb
         blinded_history = audit.history(s, actor_of(db, "mette"), "participant", ref)
         doors = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed assignment")).all()
         under_number = s.scalars(select(AuditEvent).where(AuditEvent.entity_id == number)).all()
-    assert [e.action for e in history] == ["participant enrolled", "participant randomised", "emergency unblinding",
-                                           "arm revealed"]
-    assert [e.action for e in blinded_history] == ["participant enrolled", "participant randomised",
-                                                   "emergency unblinding"], "the arm stays unblinded"
+    assert [e.action for e in history] == ["participant enrolled", "eligibility confirmed", "participant randomised",
+                                           "emergency unblinding", "arm revealed"]
+    assert [e.action for e in blinded_history] == ["participant enrolled", "eligibility confirmed",
+                                                   "participant randomised", "emergency unblinding"], \
+        "the arm stays unblinded"
     assert {(e.field, e.entity_id) for e in doors} == {("randomisation", ref), ("kit assignment", ref),
                                                       ("emergency unblinding", ref)}
     assert under_number == [], "nothing is filed under the randomisation number"

@@ -50,9 +50,10 @@ BENCH = "bench"  # the cell bench in URLs and forms; a site is named by its code
 
 # Categories of the balance, in the order they are shown, and the kit states in each.
 CATEGORIES: dict[str, tuple[str, frozenset[KitState]]] = {
-    "awaiting_release": ("Awaiting release", frozenset({KitState.packaged})),
+    "awaiting_release": ("Awaiting release", frozenset({KitState.packaged, KitState.awaiting_release,
+                                                         KitState.site_awaiting_release})),
     "in_stock": ("In stock", frozenset({KitState.released, KitState.at_site, KitState.allocated})),
-    "in_transit": ("In transit", frozenset({KitState.in_transit})),
+    "in_transit": ("In transit", frozenset({KitState.in_transit, KitState.transit_awaiting_release})),
     "dispensed": ("Dispensed", frozenset({KitState.dispensed, KitState.in_preparation, KitState.administered})),
     "not_administered": ("Not administered", frozenset({KitState.not_administered})),
     "returned": ("Returned", frozenset({KitState.returned})),

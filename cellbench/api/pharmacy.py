@@ -97,6 +97,12 @@ class NewParticipant(BaseModel):
     screening_number: str = Field(description="Letters, digits and hyphens with a digit; never a name")
 
 
+class RandomiseIn(BaseModel):
+    consent_date: date | None = Field(default=None, description="Date of informed consent (not in the future)")
+    criteria: dict[str, bool] = Field(default_factory=dict, description="Each eligibility criterion of the study "
+                                      "file by code: true = inclusion met / exclusion absent")
+
+
 class VersionIn(BaseModel):
     visit_version: int | None = Field(None, description="The visit_version you saw (optional)")
 
@@ -163,11 +169,14 @@ def get_participant(study: str, number: str, viewer: Viewer = Depends(readers),
 
 
 @router.post("/participants/{study}/{number}/randomise", response_model=ParticipantOut)
-def randomise(study: str, number: str, viewer: Viewer = Depends(require(*pharmacy.RANDOMISERS)),
-              db: Database = Depends(get_db)):
+def randomise(study: str, number: str, body: RandomiseIn | None = None,
+              viewer: Viewer = Depends(require(*pharmacy.RANDOMISERS)), db: Database = Depends(get_db)):
+    """Randomise after the investigator confirms the consent date and every eligibility criterion."""
+    body = body or RandomiseIn()
     with db.write() as session:
         participant = pharmacy.randomise(session, viewer.actor,
-                                         pharmacy.participant_by_ref(session, study, number, reader=viewer.actor))
+                                         pharmacy.participant_by_ref(session, study, number, reader=viewer.actor),
+                                         consent_date=body.consent_date, criteria=body.criteria)
         return participant_out(session, viewer, participant)
 
 

@@ -199,6 +199,15 @@ def post_sponsor_release(number: str, body: Signing, viewer: Viewer = Depends(re
                                                                             lot, seen_version=body.lot_version))
 
 
+@router.post("/lots/{number}/release/shipment-release", response_model=ReleaseOut, status_code=201,
+             description="Two-step release: the supply manager releases an initially certified lot for shipment "
+                         "under quarantine (meaning released); its kits are assigned only after final certification.")
+def post_shipment_release(number: str, body: Signing, viewer: Viewer = Depends(require(Role.supply_manager)),
+                          db: Database = Depends(get_db)):
+    return _act(db, number, viewer, lambda s, lot: release.release_for_shipment(
+        s, s.merge(viewer.user), body.password, lot, seen_version=body.lot_version))
+
+
 @router.post("/lots/{number}/release/rejection", response_model=ReleaseOut, status_code=201,
              description="QP or QA rejects the lot (meaning rejected), with a reason.")
 def post_rejection(number: str, body: RejectionIn, viewer: Viewer = Depends(require(Role.qp, Role.qa)),

@@ -89,7 +89,11 @@ def move_kits(session: Session, actor: Actor, moving: list[Kit], move: str, *, r
         return
     place = place[:100]
     came_from = {kit.id: kit.location for kit in moving}
-    kits.move_many(session, actor, moving, move, reason=reason, also={**(also or {}), "location": place})
+    twins: dict[str, list[Kit]] = {}
+    for kit in moving:  # a kit awaiting final release travels by its own twin move, arriving as it left
+        twins.setdefault(kits.move_for(kit, move), []).append(kit)
+    for name, group in twins.items():
+        kits.move_many(session, actor, group, name, reason=reason, also={**(also or {}), "location": place})
     for kit in moving:
         if came_from[kit.id] != place:
             audit.record(session, actor, "kit moved", "kit", kit.number, field="location", old=came_from[kit.id],
@@ -100,9 +104,9 @@ def move_kits(session: Session, actor: Actor, moving: list[Kit], move: str, *, r
 
 def travelling(kit: Kit) -> bool:
     """In a shipment on its way: in transit, or held while in transit (its lot was quarantined)."""
+    on_the_way = (KitState.in_transit.value, KitState.transit_awaiting_release.value)
     state = KitState(kit.state)
-    return state is KitState.in_transit or (state is KitState.quarantined
-                                             and kit.state_before_quarantine == KitState.in_transit.value)
+    return state.value in on_the_way or (state is KitState.quarantined and kit.state_before_quarantine in on_the_way)
 
 
 def recent(session: Session, user_id: int | None, action: str, limit: int) -> list[tuple[CustodyEvent, str]]:

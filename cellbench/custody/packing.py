@@ -1,16 +1,20 @@
 """Shipments out of the cell bench: created for one site of one study, packed by scanning
-released kits, and dispatched in a sealed dry shipper with a temperature logger."""
+released kits (finally, or for shipment under quarantine), and dispatched in a sealed dry shipper
+with a temperature logger. A kit whose blinded lot would expire too soon is refused at packing and
+again at dispatch, by one rule (kit_in_date_to_ship), in words that are the same for both arms."""
 from __future__ import annotations
+
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, inputs, kits, studies, users
+from .. import audit, clock, inputs, kits, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput
-from ..models import Kit, KitState, Shipment, ShipmentKit, Site, Study, StudySite
+from ..models import BlindedLot, Kit, KitState, Shipment, ShipmentKit, Site, Study, StudySite
 from .events import claim_kit, fetch, key, move_kits, person, record
 from .lifecycle import IN_TRANSIT, OPEN, PACKING, SHIPPERS, check, claim, version
 from .reading import kits_of
@@ -53,6 +57,29 @@ def _open_shipment_of(session: Session, kit: Kit) -> str | None:
                           .where(col(ShipmentKit.kit_id) == kit.id, col(Shipment.state).in_(sorted(OPEN))))
 
 
+# A kit may travel released, or released for shipment under quarantine (two-step release): it
+# then travels and arrives awaiting final release, both arms alike.
+SHIPPABLE = kits.MOVES["ship"].sources | kits.MOVES[kits.AWAITING_TWIN["ship"]].sources
+
+
+def kit_in_date_to_ship(session: Session, kit: Kit, dispatch_day: date) -> str | None:
+    """Do-not-ship: the kit's blinded lot (the earliest expiry of every lot in it, both arms) must
+    stay in date for the transit, the study's do-not-ship days and the longest visit window the kit
+    may serve, counted from the day it is dispatched."""
+    blinded = session.get(BlindedLot, kit.blinded_lot_id) if kit.blinded_lot_id else None
+    if blinded is None:
+        return None  # not packaged: its state refuses it
+    study = fetch(session, Study, kit.study_id, "study")
+    supply, window = studies.definition(study).supply, studies.longest_visit_window_days(study)
+    last_day = blinded.expiry - timedelta(days=supply.transit_days + supply.do_not_ship_days + window)
+    if dispatch_day <= last_day:
+        return None
+    return (f"Kit {kit.number} must not be shipped after {last_day.isoformat()}: its blinded lot {blinded.code} "
+            f"expires on {blinded.expiry.isoformat()}, before {dispatch_day.isoformat()} + {supply.transit_days} "
+            f"days' transit + {supply.do_not_ship_days} do-not-ship days + the {window}-day visit window it may "
+            "serve.")
+
+
 def kit_may_be_packed(session: Session, shipment: Shipment, kit: Kit) -> str | None:
     """Why this kit cannot go into this shipment, or None."""
     if kit.study_id != shipment.study_id:
@@ -61,11 +88,11 @@ def kit_may_be_packed(session: Session, shipment: Shipment, kit: Kit) -> str | N
     if (other := _open_shipment_of(session, kit)) is not None:
         where = "this shipment" if other == shipment.number else f"shipment {other}"
         return f"Kit {kit.number} is already packed in {where}."
-    if KitState(kit.state) is not KitState.released:
+    if KitState(kit.state) not in SHIPPABLE:
         return f"Kit {kit.number} is {kits.state_label(kit.state).lower()}: only released kits can be packed."
     if kit.site_id is not None:
         return f"Kit {kit.number} is not at the cell bench ({kit.location})."
-    return None
+    return kit_in_date_to_ship(session, kit, clock.today())
 
 
 def pack(session: Session, actor: Actor, shipment: Shipment, code: str | None, secret_key: str) -> Kit:
@@ -121,10 +148,13 @@ def dispatch(session: Session, actor: Actor, shipment: Shipment, *, shipper_id: 
     packed = kits_of(session, shipment)
     if not packed:
         raise InvalidInput(f"Shipment {shipment.number} has no kits. Scan kits into it first.", field="code")
+    today = clock.today()
     for kit in packed:
-        if KitState(kit.state) is not KitState.released:
+        if KitState(kit.state) not in SHIPPABLE:
             raise InvalidInput(f"Kit {kit.number} is now {kits.state_label(kit.state).lower()}: unpack it before "
                                "dispatch.", field="code")
+        if why := kit_in_date_to_ship(session, kit, today):
+            raise InvalidInput(f"{why} Unpack it before dispatch.", field="code")
     site = fetch(session, Site, shipment.site_id, "site")
     now = utcnow()
     shipment.shipper_id, shipment.seal_number, shipment.logger_id = (

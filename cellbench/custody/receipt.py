@@ -190,7 +190,7 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
 
     place = site_pharmacy(site)
     # reported damaged or lost while in transit: such a kit keeps that state
-    arriving = [kit for kit in scanned if KitState(kit.state) is KitState.in_transit]
+    arriving = [kit for kit in scanned if travelling(kit) and KitState(kit.state) is not KitState.quarantined]
     # Held while in transit (its lot was quarantined, with companions of the other arm): it
     # arrives held, whatever the receipt check says, and joins the site's stock when released.
     held = [kit for kit in scanned if KitState(kit.state) is KitState.quarantined and travelling(kit)]

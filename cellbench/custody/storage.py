@@ -15,10 +15,10 @@ from .lifecycle import KEEPERS, RECEIVERS
 CELL_BENCH = "Cell bench"
 LOCATION_KINDS = ("tank", "freezer")
 # Where a kit may be put away: states in which it is physically in that place's hands.
-STORABLE_AT_BENCH = frozenset({KitState.packaged, KitState.released, KitState.quarantined, KitState.withdrawn,
-                               KitState.damaged})
-STORABLE_AT_SITE = frozenset({KitState.at_site, KitState.allocated, KitState.quarantined, KitState.withdrawn,
-                              KitState.returned, KitState.damaged})
+STORABLE_AT_BENCH = frozenset({KitState.packaged, KitState.released, KitState.awaiting_release, KitState.quarantined,
+                               KitState.withdrawn, KitState.damaged})
+STORABLE_AT_SITE = frozenset({KitState.at_site, KitState.site_awaiting_release, KitState.allocated,
+                              KitState.quarantined, KitState.withdrawn, KitState.returned, KitState.damaged})
 
 
 def site_by_code(session: Session, code: str | None, *, field: str = "site") -> Site:

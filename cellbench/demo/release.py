@@ -39,6 +39,28 @@ def demo_results(session: Session, lot: Lot, *, skip: frozenset[str] = frozenset
         qc.review_result(session, reviewer, DEMO_PASSWORD, result)
 
 
+def certify_with_sterility_pending(session: Session, lot: Lot) -> None:
+    """Every result but sterility in, QA's reviews, and the QP's initial certification listing it."""
+    qa, qp = users.by_username(session, "qa"), users.by_username(session, "qp")
+    demo_results(session, lot, skip=frozenset({"sterility"}))
+    for kind in release.REVIEW_KINDS:
+        release.sign_review(session, qa, DEMO_PASSWORD, lot, kind)
+    release.certify(session, qp, DEMO_PASSWORD, lot, final=False,
+                    pending=[("sterility", "qc", clock.today() + timedelta(days=14))],
+                    comment="Sterility incubation (14 days) still running; cryopreserved product held at the site "
+                            "until final.")
+
+
+def certify_finally(session: Session, lot: Lot) -> None:
+    """The pending results in, QA's reviews again, the QP's final certification (after a release
+    for shipment, it releases the lot and its kits wherever they are)."""
+    qa, qp = users.by_username(session, "qa"), users.by_username(session, "qp")
+    demo_results(session, lot)
+    for kind in release.REVIEW_KINDS:
+        release.sign_review(session, qa, DEMO_PASSWORD, lot, kind)
+    release.certify(session, qp, DEMO_PASSWORD, lot, final=True)
+
+
 def seed_release_demo(session: Session) -> dict[str, list[str]]:
     """Release demo data (issue 4), made through the service functions after demo.seed_records():
     two released ASC lots, an ASC lot blocked by an out-of-specification endotoxin result, an ASC lot
@@ -63,13 +85,7 @@ def seed_release_demo(session: Session) -> dict[str, list[str]]:
     demo_results(session, blocked, values={"endotoxin": f"{endotoxin_limit * 2:g}"})  # OOS: investigation opened
     for kind in release.REVIEW_KINDS:
         release.sign_review(session, qa, pw, blocked, kind)
-    demo_results(session, staged, skip=frozenset({"sterility"}))
-    for kind in release.REVIEW_KINDS:
-        release.sign_review(session, qa, pw, staged, kind)
-    sterility_due = clock.today() + timedelta(days=14)
-    release.certify(session, qp, pw, staged, final=False, pending=[("sterility", "qc", sterility_due)],
-                    comment="Sterility incubation (14 days) still running; cryopreserved product held at the site "
-                            "until final.")
+    certify_with_sterility_pending(session, staged)
     session.flush()
     return {"released_asc": [asc[0].number, asc[1].number], "blocked_by_oos": [blocked.number],
             "initial_certified": [staged.number], "released_saline": [s.number for s in saline]}

@@ -45,7 +45,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import accountability, clock, custody, kits, pharmacy, qrpayload, release, unblinding, users
+from .. import accountability, clock, custody, kits, pharmacy, qrpayload, release, studies, unblinding, users
 from ..accountability import destruction
 from ..audit import Actor
 from ..config import DEMO_SECRET_KEY
@@ -149,12 +149,12 @@ class _Story:
         return self.s.scalars(select(Visit).where(col(Visit.participant_id) == participant.id,
                                                   col(Visit.treatment) == treatment)).one()
 
-    def at_bench(self, study: Study) -> list[Kit]:
-        """Released kits at the cell bench that are in no open shipment, by kit number."""
+    def at_bench(self, study: Study, state: KitState = KitState.released) -> list[Kit]:
+        """Released kits (or in `state`) at the cell bench that are in no open shipment, by kit number."""
         open_kits = (select(col(Kit.id)).join(ShipmentKit, col(ShipmentKit.kit_id) == col(Kit.id))
                      .join(Shipment, col(Shipment.id) == col(ShipmentKit.shipment_id))
                      .where(col(Shipment.state).in_(sorted(custody.OPEN))))
-        return list(self.s.scalars(select(Kit).where(col(Kit.study_id) == study.id, col(Kit.state) == KitState.released,
+        return list(self.s.scalars(select(Kit).where(col(Kit.study_id) == study.id, col(Kit.state) == state,
                                                      col(Kit.site_id).is_(None), col(Kit.id).not_in(open_kits))
                                    .order_by(col(Kit.number))))
 
@@ -187,11 +187,11 @@ class _Story:
             if kit.storage_location_id is None:
                 custody.store(self.s, supply, kit, BENCH_TANK)
 
-    def ship(self, study: Study, count: int | None, tag: str) -> Shipment:
+    def ship(self, study: Study, count: int | None, tag: str, *, awaiting_final_release: bool = False) -> Shipment:
         """Pack `count` kits (None: every one at the bench) into a dry shipper and dispatch it."""
         supply = self.actor("supply")
         shipment = custody.create(self.s, supply, study.code, SITE)
-        chosen = self.at_bench(study)
+        chosen = self.at_bench(study, KitState.awaiting_release if awaiting_final_release else KitState.released)
         for kit in chosen[:count] if count is not None else chosen:
             custody.pack(self.s, supply, shipment, self.label(kit), self.key)
         custody.dispatch(self.s, supply, shipment, shipper_id=f"DS-{tag}", seal_number=f"SEAL-{tag}",
@@ -238,8 +238,9 @@ class _Story:
               by: str = "investigator") -> Participant:
         investigator = self.actor(by)
         participant = pharmacy.enrol(self.s, investigator, study, site_code=site, screening_number=screening)
-        if randomise:
-            pharmacy.randomise(self.s, investigator, participant)
+        if randomise:  # consent today, every criterion of the study file confirmed
+            pharmacy.randomise(self.s, investigator, participant, consent_date=clock.today(self.site),
+                               criteria={c.code: True for c in studies.definition(study).eligibility})
         return participant
 
     def assign(self, participant: Participant, treatment: int = 1) -> Kit:
@@ -329,10 +330,14 @@ class _Story:
 
         at(80, "09:00")
         second = self.manufacture((14,))
+        staged = self.manufacture((15,))[0]
         at(96, "10:00")
         self.release(second)
+        release_demo.certify_with_sterility_pending(s, staged)  # two-step release: it travels before final
+        release.release_for_shipment(s, self.user("supply"), PW, staged)
         at(97, "09:00")
         self.package(self.long, 12, [asc_b, *second], [saline])
+        self.package(self.long, 4, [staged], [saline])  # awaiting final release, both arms
 
         # the two unused kits: counted, authorised for destruction, destroyed with a witness
         at(97, "10:00")
@@ -360,6 +365,13 @@ class _Story:
         custody.assess(s, self.user("qa"), held_then_accepted, "accept",
                        "courier's backup logger read out: -186 to -179 °C for the whole transit; seal intact", PW)
         self.store_at_site(held_then_accepted)
+
+        at(105, "09:00")  # shipped and received awaiting final release; the QP releases them at the site
+        awaiting = self.ship(self.long, None, "0205", awaiting_final_release=True)
+        at(106, "10:30")
+        self.receive(awaiting, self.logger_file(awaiting))
+        at(111, "11:00")
+        release_demo.certify_finally(s, staged)
 
         self.treat(twice, 142, treatment=2)  # 120 days after treatment 1
 

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from . import lifecycle, reading
 from .lifecycle import (
+    AWAITING_FINAL_RELEASE,
+    AWAITING_TWIN,
+    FINAL_RELEASE,
     GENERIC_QUARANTINE_REASON,
     LEAVES_STORAGE,
     MACHINE,
     MOVES,
     STATE_LABELS,
     allowed_moves,
+    by_move,
     held_in_transit,
     issue,
     maker_id,
     move,
+    move_for,
     move_many,
     not_in_a_kit_quarantine,
+    release_finally,
     state_label,
 )
 from .reading import (

@@ -22,6 +22,9 @@ STATE_LABELS = {
     KitState.planned: "Kit number issued",
     KitState.packaged: "Packaged, awaiting release",
     KitState.released: "Released",
+    KitState.awaiting_release: "Awaiting final release",
+    KitState.transit_awaiting_release: "In transit, awaiting final release",
+    KitState.site_awaiting_release: "At site, awaiting final release",
     KitState.quarantined: "Temporarily unavailable",
     KitState.withdrawn: "Withdrawn from use",
     KitState.in_transit: "In transit",
@@ -50,7 +53,7 @@ def not_in_a_kit_quarantine(kit: Kit) -> str | None:
 
 def held_in_transit(kit: Kit) -> str | None:
     """A held kit may be received only if it was held while travelling: it arrives still held."""
-    if KitState(kit.state) is KitState.quarantined and kit.state_before_quarantine != KitState.in_transit.value:
+    if KitState(kit.state) is KitState.quarantined and kit.state_before_quarantine not in _TRAVELLING:
         return f"Kit {kit.number} is {STATE_LABELS[KitState.quarantined].lower()} and not in transit."
     return None
 
@@ -59,12 +62,24 @@ _T = Transition[KitState]
 _SUPPLY = frozenset({Role.supply_manager})
 _SUPPLY_QA = frozenset({Role.supply_manager, Role.qa})
 _PHARMACY = frozenset({Role.pharmacist})
-_HELD = frozenset({KitState.released, KitState.in_transit, KitState.at_site, KitState.allocated})
+# A kit released for shipment only (two-step release), wherever it is: it goes on to travel and be
+# received, each with a move of its own, and is finally released where it is (FINAL_RELEASE).
+AWAITING_FINAL_RELEASE = frozenset({KitState.awaiting_release, KitState.transit_awaiting_release,
+                                    KitState.site_awaiting_release})
+_TRAVELLING = frozenset({KitState.in_transit.value, KitState.transit_awaiting_release.value})
+_HELD = (frozenset({KitState.released, KitState.in_transit, KitState.at_site, KitState.allocated})
+         | AWAITING_FINAL_RELEASE)
+_FINAL = frozenset({Role.supply_manager, Role.qp})  # the sponsor's release, or the QP's final certification
 
 # The kit state machine (reference "Workflow" B), identical for both arms.
 MOVES: dict[str, _T] = {
     "package": _T(frozenset({KitState.planned}), KitState.packaged, _SUPPLY),
-    "release": _T(frozenset({KitState.packaged}), KitState.released, _SUPPLY),
+    "release": _T(frozenset({KitState.packaged}), KitState.released, _FINAL),
+    # two-step release: shipped and received under quarantine, released finally where the kit is
+    "release_for_shipment": _T(frozenset({KitState.packaged}), KitState.awaiting_release, _FINAL),
+    "final_release": _T(frozenset({KitState.awaiting_release}), KitState.released, _FINAL),
+    "final_release_in_transit": _T(frozenset({KitState.transit_awaiting_release}), KitState.in_transit, _FINAL),
+    "final_release_at_site": _T(frozenset({KitState.site_awaiting_release}), KitState.at_site, _FINAL),
     # QC analysts too: their out-of-specification result after release quarantines kits at once
     "quarantine": _T(frozenset({KitState.packaged, KitState.quarantined}) | _HELD, KitState.quarantined,
                      _SUPPLY_QA | {Role.qc_analyst}, guards=(not_in_a_kit_quarantine,)),
@@ -73,10 +88,14 @@ MOVES: dict[str, _T] = {
     # custody (custody.py): dispatched in a shipment, received at the site pharmacy
     "ship": _T(frozenset({KitState.released}), KitState.in_transit, _SUPPLY),
     "receive": _T(frozenset({KitState.in_transit}), KitState.at_site, _PHARMACY),
+    "ship_awaiting_release": _T(frozenset({KitState.awaiting_release}), KitState.transit_awaiting_release, _SUPPLY),
+    "receive_awaiting_release": _T(frozenset({KitState.transit_awaiting_release}), KitState.site_awaiting_release,
+                                   _PHARMACY),
     # A failed receipt check holds the kit at the site as received, until QA assesses the shipment.
     # A kit already held while in transit (its lot was quarantined) arrives the same way: still
     # held, now at the site, and back to the site's stock when its quarantine is lifted.
-    "receive_into_quarantine": _T(frozenset({KitState.in_transit, KitState.quarantined}), KitState.quarantined,
+    "receive_into_quarantine": _T(frozenset({KitState.in_transit, KitState.transit_awaiting_release,
+                                             KitState.quarantined}), KitState.quarantined,
                                   _PHARMACY, guards=(held_in_transit,)),
     # the pharmacy (pharmacy.py): one path for both arms
     "allocate": _T(frozenset({KitState.at_site}), KitState.allocated, _PHARMACY),
@@ -94,12 +113,35 @@ MOVES: dict[str, _T] = {
                   KitState.destroyed, _PHARMACY | _SUPPLY),
 }
 MACHINE: Machine[Kit, KitState] = Machine("kit", lambda kit: KitState(kit.state), MOVES)
+# The move a kit awaiting final release makes instead of a finally released kit's, and where each
+# such kit goes at final certification: the same for both arms.
+AWAITING_TWIN = {"ship": "ship_awaiting_release", "receive": "receive_awaiting_release"}
+FINAL_RELEASE = ("final_release", "final_release_in_transit", "final_release_at_site")
+# Where a kit held on arrival goes back to when its hold is lifted.
+_ARRIVES_AS = {KitState.transit_awaiting_release: KitState.site_awaiting_release}
 # The moves with which a kit leaves its tank or freezer (it is no longer on that shelf).
-LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy"})
+LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy",
+                            "ship_awaiting_release", "receive_awaiting_release"})
 
 
 def state_label(state: str | KitState) -> str:
     return STATE_LABELS[KitState(state)]
+
+
+def move_for(kit: Kit, name: str) -> str:
+    """The move this kit makes for `name`: its awaiting-final-release twin if that is where it is."""
+    twin = AWAITING_TWIN.get(name)
+    return twin if twin and KitState(kit.state) in MOVES[twin].sources else name
+
+
+def by_move(kits_: Sequence[Kit], names: Sequence[str]) -> dict[str, list[Kit]]:
+    """The kits grouped by the first of these moves whose sources hold each kit's state (others left out)."""
+    grouped: dict[str, list[Kit]] = {}
+    for kit in kits_:
+        name = next((n for n in names if KitState(kit.state) in MOVES[n].sources), None)
+        if name is not None:
+            grouped.setdefault(name, []).append(kit)
+    return grouped
 
 
 def move(session: Session, actor: Actor, kit: Kit, name: str, *, reason: str | None = None,
@@ -194,7 +236,8 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
             new = KitState.quarantined
             # a kit held on receipt returns to the site's stock, not to "in transit", when released
             if name == "receive_into_quarantine":
-                before = KitState.at_site
+                travelled = KitState(kit.state_before_quarantine) if old is KitState.quarantined else old
+                before = _ARRIVES_AS.get(travelled, KitState.at_site)
             else:
                 before = KitState(kit.state_before_quarantine) if old is KitState.quarantined else old
             values["state_before_quarantine"] = before.value
@@ -255,3 +298,27 @@ def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], 
     planned = state_label(KitState.planned)
     for number in numbers:
         audit.record(session, actor, "kit number issued", "kit", number, field="state", new=planned, reason=reason)
+
+
+def release_finally(session: Session, actor: Actor, kits_: Sequence[Kit], *, reason: str) -> int:
+    """The last lot of these kits is finally certified (two-step release): each kit awaiting final
+    release is released where it is, in the caller's transaction; a kit held meanwhile (its
+    shipment held on receipt) goes back to the released state of where it was. Returns how many."""
+    moved = 0
+    for name, group in by_move(sorted(kits_, key=lambda kit: kit.number), FINAL_RELEASE).items():
+        move_many(session, actor, group, name, reason=reason)
+        moved += len(group)
+    released_as = {source: MOVES[name].target for name in FINAL_RELEASE for source in MOVES[name].sources}
+    for kit in kits_:
+        before = KitState(kit.state_before_quarantine) if kit.state_before_quarantine else None
+        if KitState(kit.state) is KitState.quarantined and before in released_as:
+            after = released_as[before]
+            assert after is not None, "a final release names its target"
+            kit.state_before_quarantine = after.value
+            kit.row_version += 1
+            session.flush()
+            audit.record(session, actor, "kit finally released while held", "kit", kit.number,
+                         field="state_before_quarantine", old=state_label(before), new=state_label(after),
+                         reason=reason)
+            moved += 1
+    return moved

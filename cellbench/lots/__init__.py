@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .lifecycle import (
     AUTOMATIC,
+    CARRIES_KITS,
     GATED,
     KIT_MOVES,
     LOT_PREFIX,

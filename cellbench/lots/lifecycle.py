@@ -45,8 +45,14 @@ MOVES: dict[str, _T] = {
                         frozenset({Role.qp}), signature=Meaning.certified),
     "release": _T(frozenset({LotState.qp_certified}), LotState.released, frozenset({Role.supply_manager}),
                   signature=Meaning.released),
-    "reject": _T(_BEFORE_RELEASE | {LotState.on_hold}, LotState.rejected, frozenset({Role.qp, Role.qa}),
-                 signature=Meaning.rejected, needs_reason=True),
+    # Two-step release (EU GMP Annex 16): the sponsor releases an initially certified lot for
+    # shipment under quarantine; the QP's final certification then releases it, and its kits with it.
+    "release_for_shipment": _T(frozenset({LotState.initial_certified}), LotState.released_for_shipment,
+                               frozenset({Role.supply_manager}), signature=Meaning.released),
+    "certify_final_shipped": _T(frozenset({LotState.released_for_shipment}), LotState.released, frozenset({Role.qp}),
+                                signature=Meaning.certified),
+    "reject": _T(_BEFORE_RELEASE | {LotState.on_hold, LotState.released_for_shipment}, LotState.rejected,
+                 frozenset({Role.qp, Role.qa}), signature=Meaning.rejected, needs_reason=True),
     "quarantine": _T(frozenset({LotState.released}), LotState.quarantined, frozenset({Role.qa}), needs_reason=True),
     "release_from_quarantine": _T(frozenset({LotState.quarantined}), LotState.released, frozenset({Role.qa}),
                                   signature=Meaning.released, needs_reason=True),
@@ -68,11 +74,15 @@ AUTOMATIC = frozenset({"complete"})
 # Moves guarded by a set of release gates (release.GUARDS, by this name): they are refused unless
 # the caller passes those gates, so no path can certify or release a lot past them.
 GATED = {"certify_initial": "initial_certification", "certify_final": "final_certification",
-         "release": "sponsor_release"}
+         "release": "sponsor_release", "release_for_shipment": "shipment_release",
+         "certify_final_shipped": "final_certification"}
 
 # Moves that carry kits along: their events are hidden from blinded roles, whose kit histories
 # show the same moment for both arms and must not be set beside a named manufacturing lot.
-KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "recall"})
+KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "recall", "release_for_shipment",
+                       "certify_final_shipped"})
+# A lot whose kits may be travelling: any move from here carries kits along (a rejection quarantines them).
+CARRIES_KITS = frozenset({LotState.released_for_shipment})
 
 
 def by_number(session: Session, number: str) -> Lot:
@@ -192,7 +202,7 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
         lot.state_before_hold, lot.hold_reason = None, None
     lot.state = new
     session.flush()
-    visibility = Visibility.unblinded if name in KIT_MOVES else Visibility.everyone
+    visibility = Visibility.unblinded if name in KIT_MOVES or old in CARRIES_KITS else Visibility.everyone
     audit.record(session, actor, f"lot {words(name)}", "lot", lot.number, field="state", old=old, new=new,
                  reason=reason, visibility=visibility)
     if not rule.signature:

@@ -71,6 +71,7 @@ from .materials import (
 )
 from .pharmacy import (
     Administration,
+    EligibilityRecord,
     Notification,
     Participant,
     Unblinding,

@@ -19,6 +19,12 @@ class KitState(str, enum.Enum):
     planned = "planned"  # on the sealed kit list; nothing inside yet
     packaged = "packaged"  # units assigned and labelled; waiting for its lots' release
     released = "released"  # every lot inside released: may be shipped
+    # Two-step release (EU GMP Annex 16): a lot of the run is only initially certified and released
+    # for shipment under quarantine. Such a kit travels and is received, but is never assigned
+    # until the last lot of its run is finally certified; the same states for both arms.
+    awaiting_release = "awaiting_release"  # at the cell bench: may be packed and shipped
+    transit_awaiting_release = "transit_awaiting_release"  # in a dispatched shipment
+    site_awaiting_release = "site_awaiting_release"  # received at the site; not assignable yet
     quarantined = "quarantined"  # blinded users read "temporarily unavailable", whatever the cause
     withdrawn = "withdrawn"  # taken out of use after a quarantine or recall; goes to destruction
     in_transit = "in_transit"  # packed into a dispatched shipment

@@ -18,6 +18,9 @@ class LotState(str, enum.Enum):
     aborted = "aborted"
     qc_pending = "qc_pending"  # every step performed and verified (cells frozen, saline accepted); QC follows
     initial_certified = "initial_certified"  # QP certified with listed pending tests (staged release)
+    # the sponsor released an initially certified lot for shipment under quarantine (Annex 16 two-step
+    # release): its kits travel but stay unassignable until the QP's final certification releases it
+    released_for_shipment = "released_for_shipment"
     qp_certified = "qp_certified"  # QP final certification
     released = "released"  # sponsor release: usable for kits
     quarantined = "quarantined"  # a released lot under investigation: its kits are quarantined, blind kept

@@ -28,6 +28,20 @@ class Participant(SQLModel, table=True):
     unblinded_at: datetime | None = timestamp(nullable=True)
 
 
+class EligibilityRecord(SQLModel, table=True):
+    """What the investigator confirmed at randomisation: the date of informed consent and each
+    eligibility criterion of the study file as loaded (inclusion met, exclusion absent)."""
+
+    __tablename__ = "eligibility_record"
+
+    participant_id: int = Field(foreign_key="participant.id", primary_key=True)
+    consent_date: date
+    criteria: str  # JSON {code: "met" | "absent"}, every criterion of the study file
+    study_file_sha256: str = Field(max_length=64)  # the study file the criteria were read from
+    confirmed_by: int = Field(foreign_key="app_user.id")
+    confirmed_at: datetime = timestamp()
+
+
 class Visit(SQLModel, table=True):
     """One treatment visit of a participant, with its window, kit and use clock."""
 

@@ -5,7 +5,7 @@ a stopped procedure is recorded as not administered. Same fields, steps and wind
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from ..custody import fetch, key, person
 from ..errors import Conflict, InvalidInput, RecordedRefusal
 from ..models import Administration, KitState, Site, Study, Visit
 from .lifecycle import FINAL, PREPARERS, VisitState, authorise, set_state, visit_state
+from .participants import schedule
 from .records import (
     VisitContext,
     gland_names,
@@ -162,6 +163,7 @@ def administer(session: Session, actor: Actor, visit: Visit, *, gland: object, v
     by_name = (administered_by or "").strip() or actor.name
     if len(by_name) > 200:
         raise InvalidInput("The name is at most 200 characters.", field="administered_by")
+    first = not given_doses(session, ctx.visit)
     existing = session.scalars(select(Administration).where(col(Administration.visit_id) == ctx.visit.id,
                                                             col(Administration.dose) == dose)).first()
     if existing is not None:
@@ -187,6 +189,8 @@ def administer(session: Session, actor: Actor, visit: Visit, *, gland: object, v
                    to_place=f"participant {participant_number(ctx.participant)}, {gland_names(ctx.study)[dose - 1]}")
     audit.record(session, actor, "administration recorded", "visit", ctx.ref, field=gland_short(ctx.study, dose),
                  new={"at": at, "volume_ml": volume, "by": by_name})
+    if first and ctx.visit.treatment == 1:
+        reschedule_later_visits(session, actor, ctx, clock.today(ctx.site, at))
     if len(given_doses(session, ctx.visit)) == ctx.study.doses_per_treatment:
         kits.move(session, actor, kit, "administer", reason=ctx.who)
         custody.relocate(session, actor, kit, f"{ctx.site.code}: administered")
@@ -196,6 +200,27 @@ def administer(session: Session, actor: Actor, visit: Visit, *, gland: object, v
     else:
         touch(ctx.visit)
     return row
+
+
+def reschedule_later_visits(session: Session, actor: Actor, ctx: VisitContext, first_day: date) -> None:
+    """Later treatments are due counted from the actual first administration (the registry's "4
+    months apart"), not from randomisation: each later visit not yet under way moves, with the
+    study file's window around its new target, audited. The same for both arms."""
+    for treatment, target, start, end in schedule(ctx.study, first_day)[1:]:
+        visit = session.scalars(select(Visit).where(col(Visit.participant_id) == ctx.participant.id,
+                                                    col(Visit.treatment) == treatment)).first()
+        if visit is None or visit_state(visit) is not VisitState.planned or visit.kit_id is not None:
+            continue  # a kit assigned, or the visit under way: it keeps its window
+        old = {"target": visit.target_date, "from": visit.window_start, "to": visit.window_end}
+        new = {"target": target, "from": start, "to": end}
+        if old == new:
+            continue
+        visit.target_date, visit.window_start, visit.window_end = target, start, end
+        touch(visit)
+        session.flush()
+        audit.record(session, actor, "visit rescheduled", "visit", f"{ctx.ref.rsplit('/', 1)[0]}/T{treatment}",
+                     field="window", old=old, new=new,
+                     reason=f"treatment 1 first administered on {first_day.isoformat()}")
 
 
 def record_not_administered(session: Session, actor: Actor, visit: Visit, reason: str | None, *,

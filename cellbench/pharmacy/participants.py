@@ -4,18 +4,20 @@ planned from the study's schedule."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, clock, users
+from .. import audit, clock, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..custody import fetch, key, person
 from ..errors import Conflict, InvalidInput
 from ..models import Participant, Site, Study, StudySite, Visit
+from . import eligibility
 from .doors import randomisation_number
 from .lifecycle import ENROLLERS, RANDOMISERS, VisitState, require_study_open
 from .records import participant_ref
@@ -69,17 +71,19 @@ def schedule(study: Study, day: date) -> list[tuple[int, date, date, date]]:
     """(treatment, target, window start, window end) from the randomisation day: treatment 1 on
     that day, its window from that day to window_days later; treatment k at (k-1) intervals,
     ± window_days."""
-    window = timedelta(days=study.window_days)
-    rows = [(1, day, day, day + window)]
-    for k in range(2, study.treatments + 1):
+    rows = []
+    for k in range(1, study.treatments + 1):
         target = day + timedelta(days=(k - 1) * study.interval_days)
-        rows.append((k, target, target - window, target + window))
+        before, after = studies.window_of(study, k)
+        rows.append((k, target, target - timedelta(days=before), target + timedelta(days=after)))
     return rows
 
 
-def randomise(session: Session, actor: Actor, participant: Participant) -> Participant:
-    """The next line of the sealed randomisation list gives the randomisation number (never the
-    arm); the treatment visits follow from the study's schedule."""
+def randomise(session: Session, actor: Actor, participant: Participant, *, consent_date: date | str | None = None,
+              criteria: Mapping[str, object] | None = None) -> Participant:
+    """Once the investigator has confirmed consent and every eligibility criterion of the study
+    file (eligibility.confirm, recorded), the next line of the sealed randomisation list gives the
+    randomisation number (never the arm); the treatment visits follow from the study's schedule."""
     users.require_role(actor, *RANDOMISERS)
     users.require_scope(actor, participant.site_id, participant.study_id, field="participant")
     study = fetch(session, Study, participant.study_id, "study")
@@ -91,6 +95,8 @@ def randomise(session: Session, actor: Actor, participant: Participant) -> Parti
     if participant.randomisation_number is not None:
         raise Conflict(f"{participant.screening_number} is already randomised as {participant.randomisation_number}.",
                        field="participant")
+    site = fetch(session, Site, participant.site_id, "site")
+    eligibility.confirm(session, actor, study, participant, site, consent_date, criteria)
     number = randomisation_number(session, actor, study, participant)
     now = utcnow()
     participant.randomisation_number, participant.randomised_at = number, now
@@ -98,7 +104,6 @@ def randomise(session: Session, actor: Actor, participant: Participant) -> Parti
     ref = participant_ref(study, participant)
     audit.record(session, actor, "participant randomised", "participant", ref, field="randomisation_number",
                  new=number)
-    site = fetch(session, Site, participant.site_id, "site")
     for treatment, target, start, end in schedule(study, clock.today(site, now)):
         session.add(Visit(participant_id=key(participant), treatment=treatment, target_date=target, window_start=start,
                           window_end=end, state=VisitState.planned.value))

@@ -17,8 +17,10 @@ ANALYSTS = (Role.qc_analyst,)
 REVIEWERS = (Role.qc_analyst, Role.qa)
 INVALIDATORS = (Role.qa,)
 # The states in which results may still arrive. A lot on hold counts as the state it was held from.
-ENTRY_STATES = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified, LotState.released})
-POST_CERTIFICATION = frozenset({LotState.initial_certified, LotState.qp_certified, LotState.released})
+ENTRY_STATES = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.released_for_shipment,
+                          LotState.qp_certified, LotState.released})
+POST_CERTIFICATION = frozenset({LotState.initial_certified, LotState.released_for_shipment, LotState.qp_certified,
+                                LotState.released})
 
 # Test states, worst first.
 MISSING, INVALIDATED_ONLY, OOS, UNREVIEWED, PASS = "missing", "invalidated_only", "oos", "unreviewed", "pass"

@@ -62,7 +62,7 @@ def invalidate_result(session: Session, qa: User, password: str, result: QcResul
 
 # --- work queues ------------------------------------------------------------------------------
 
-AWAITING_RESULTS = (LotState.qc_pending, LotState.initial_certified)
+AWAITING_RESULTS = (LotState.qc_pending, LotState.initial_certified, LotState.released_for_shipment)
 
 
 def lots_awaiting_results(session: Session) -> list[tuple[Lot, int]]:

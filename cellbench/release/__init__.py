@@ -30,6 +30,7 @@ from .decisions import (
     pending_tests,
     qc_analysts,
     reject,
+    release_for_shipment,
     sponsor_release,
 )
 from .excursions import assess_excursion, excursions_of, record_excursion
@@ -46,9 +47,11 @@ from .gates import (
     counts_for_release,
     deviations_closed,
     donor_eligible,
+    initially_certified,
     last_decision,
     name_of,
     next_guard,
+    no_result_out_of_specification,
     no_unassessed_excursion,
     pending_candidates,
     qp_independent,

@@ -27,6 +27,8 @@ DECISION_TITLES = {
     "certify_initial": "QP initial certification",
     "certify_final": "QP final certification",
     "release": "Sponsor release",
+    "release_for_shipment": "Sponsor release for shipment under quarantine",
+    "certify_final_shipped": "QP final certification (releases the lot shipped under quarantine)",
     "reject": "Rejection",
     "abort": "Abort",
 }

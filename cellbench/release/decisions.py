@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 from .. import audit, clock, inputs, lots, qc, users
 from ..clock import utcnow
 from ..errors import InvalidInput
-from ..models import Lot, LotDecision, PendingTest, Role, Signature, User, UserRole, Visibility, saved_id
+from ..models import Lot, LotDecision, LotState, PendingTest, Role, Signature, User, UserRole, Visibility, saved_id
 from ..specifications import ReleaseTest
 from ..supply import packaging, quarantine
 from .gates import GUARDS, counts_for_release, declared_pending, name_of
@@ -26,16 +26,23 @@ def move_lot(session: Session, user: User, lot: Lot, name: str, reason: str | No
     """Every move of a lot, pages and API alike: the table's move with its release gates, then what
     it does to the lot's kits, in the same transaction."""
     gates = GUARDS[lots.GATED[name]] if name in lots.GATED else ()
+    travelling = LotState(lot.state) in lots.CARRIES_KITS
     decision = lots.move(session, user, lot, name, reason, password=password, seen_version=seen_version, gates=gates)
     actor = users.actor(session, user)
-    if name == "release":
+    if name in RELEASES_KITS:
         packaging.after_lot_release(session, actor, lot)
+    elif name == "reject" and travelling:  # its kits may be at sites: held, blind kept, for QA to withdraw
+        quarantine.quarantine_lot(session, actor, lot, cause="recall", reason=reason or name)
     elif name in ("quarantine", "recall"):
         quarantine.quarantine_lot(session, actor, lot, cause="lot_quarantine" if name == "quarantine" else "recall",
                                   reason=reason or name)
     elif name == "release_from_quarantine" and decision is not None:
         quarantine.after_lot_quarantine_lifted(session, user, actor, lot, decision.signature_id)
     return decision
+
+
+# Lot moves after which the lot's kits may move on: travel (release for shipment), or be used.
+RELEASES_KITS = frozenset({"release", "release_for_shipment", "certify_final_shipped"})
 
 
 def _signed(session: Session, user: User, lot: Lot, name: str, reason: str | None, password: str,
@@ -123,7 +130,9 @@ def certify(session: Session, qp_user: User, password: str, lot: Lot, *, final: 
     if final:
         if any(str(p[0] or "").strip() for p in pending):
             raise InvalidInput("A final certification lists no pending tests.", field="pending")
-        decision = _signed(session, qp_user, lot, "certify_final", comment, password, seen_version)
+        # a lot released for shipment is released by its final certification, its kits with it
+        move = "certify_final_shipped" if LotState(lot.state) is LotState.released_for_shipment else "certify_final"
+        decision = _signed(session, qp_user, lot, move, comment, password, seen_version)
         for row in pending_tests(session, lot, open_only=True):
             row.resolved_at = utcnow()
             audit.record(session, actor, "pending test resolved", "lot", lot.number, field=f"pending:{row.test_code}",
@@ -149,6 +158,14 @@ def sponsor_release(session: Session, supply_user: User, password: str, lot: Lot
                     seen_version: int | None = None) -> LotDecision:
     """The sponsor's regulatory release (meaning "released"): the lot becomes usable for kits."""
     return _signed(session, supply_user, lot, "release", None, password, seen_version)
+
+
+def release_for_shipment(session: Session, supply_user: User, password: str, lot: Lot,
+                         seen_version: int | None = None) -> LotDecision:
+    """Two-step release (EU GMP Annex 16): the sponsor releases an initially certified lot for
+    shipment under quarantine (meaning "released"). Its kits travel; they are assigned only after
+    the QP's final certification, which releases the lot and them in its transaction."""
+    return _signed(session, supply_user, lot, "release_for_shipment", None, password, seen_version)
 
 
 def reject(session: Session, user: User, password: str, lot: Lot, reason: str | None,

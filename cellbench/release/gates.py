@@ -222,6 +222,20 @@ def certified(session: Session, lot: Lot, actor: Actor | None = None) -> str | N
     return None
 
 
+def initially_certified(session: Session, lot: Lot, actor: Actor | None = None) -> str | None:
+    """The sponsor releases for shipment only what a QP initially certified, that signature standing."""
+    decision = last_decision(session, lot, "certify_initial")
+    if decision is None or standing(session, decision.signature_id) is None:
+        return f"Lot {lot.number} has no standing initial QP certification."
+    return None
+
+
+def no_result_out_of_specification(session: Session, lot: Lot, actor: Actor | None = None) -> str | None:
+    """No release test stands out of specification: a pending test may still be open, a failed one not."""
+    failed = [name_of(s.test) for s in qc.test_status(session, lot) if s.state == qc.OOS]
+    return f"Out of specification: {', '.join(failed)}." if failed else None
+
+
 _CERTIFICATION = (batch_record_complete, donor_eligible, deviations_closed, no_unassessed_excursion,
                   batch_record_reviewed, audit_trail_reviewed, qp_independent)
 GUARDS: dict[str, tuple[Gate, ...]] = {
@@ -230,6 +244,9 @@ GUARDS: dict[str, tuple[Gate, ...]] = {
     # What may have changed between certification and the sponsor's release is checked again; the
     # reviews are not, since the certification itself is a later event on the lot.
     "sponsor_release": (certified, release_tests_in_specification, deviations_closed, no_unassessed_excursion),
+    # Two-step release: shipment under quarantine after the initial certification, its pending tests open.
+    "shipment_release": (initially_certified, no_result_out_of_specification, deviations_closed,
+                         no_unassessed_excursion),
 }
 
 LABELS = {
@@ -243,6 +260,8 @@ LABELS = {
     "audit_trail_reviewed": "Audit trail of the lot reviewed by QA",
     "qp_independent": "Certifying QP did not perform or verify a step",
     "certified": "Final QP certification",
+    "initially_certified": "Initial QP certification, its pending tests listed",
+    "no_result_out_of_specification": "No release test out of specification",
 }
 
 

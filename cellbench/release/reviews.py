@@ -36,7 +36,7 @@ from ..specifications import versions as spec_versions
 
 REVIEW_KINDS = ("batch_record", "audit_trail")
 # Where QA may review and the QP may certify: a complete batch record awaiting (final) certification.
-REVIEWABLE = frozenset({LotState.qc_pending, LotState.initial_certified})
+REVIEWABLE = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.released_for_shipment})
 
 
 def standing(session: Session, signature_id: int | None) -> Signature | None:

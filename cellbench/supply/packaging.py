@@ -40,7 +40,10 @@ MAX_KITS_PER_RUN = 1000
 # Lots whose units may go into kits: complete batch records onwards. Their kits stay "packaged"
 # until every lot of the run is released.
 FILLABLE_LOT_STATES = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
-                                 LotState.released})
+                                 LotState.released_for_shipment, LotState.released})
+# A run's kits may travel when every lot in it is at least released for shipment (two-step release).
+SHIPPABLE_LOT_STATES = frozenset({LotState.released_for_shipment, LotState.released})
+_RUN_KITS_MOVING = frozenset({KitState.packaged, KitState.quarantined}) | kits.AWAITING_FINAL_RELEASE
 FREE_VIAL = "stored"
 KITTED_VIAL = "kitted"
 _VIAL: Table = Vial.metadata.tables["vial"]
@@ -222,25 +225,38 @@ def _mark_kitted(session: Session, vials: list[Vial]) -> None:
 
 
 def release_runs_ready(session: Session, actor: Actor, run_ids: list[int], *, why: str) -> int:
-    """Release the packaged kits of every run whose lots are now all released. Returns how many."""
+    """Release the kits of every run whose lots are now all released: packaged kits, and kits
+    awaiting final release wherever they are. A run whose lots are all at least released for
+    shipment (two-step release) has its packaged kits await final release: they may travel, but
+    not be assigned. A run holds every arm, so its kits move together, both arms at once (the unit
+    is the run, not the blinded lot: a blinded lot's earlier runs stay as they are). Returns how many."""
     released = 0
     for run_id, lots in sealed.lots_of_runs(session, actor, run_ids, why=why).items():
-        if any(LotState(lot.state) is not LotState.released for lot in lots):
+        states = {LotState(lot.state) for lot in lots}
+        if not states <= SHIPPABLE_LOT_STATES:
             continue
         run = session.get(PackagingRun, run_id)
         ids = sealed.kit_ids_of_run(session, actor, run_id, why=why)
-        waiting = [kit for start in range(0, len(ids), 500)
-                   for kit in session.scalars(select(Kit).where(col(Kit.state) == KitState.packaged,
-                                                                col(Kit.id).in_(ids[start:start + 500])))]
-        waiting.sort(key=lambda kit: kit.number)
-        kits.move_many(session, actor, waiting, "release",
-                       reason=f"every lot of packaging run {run.number if run else run_id} is released")
-        released += len(waiting)
+        moving = sorted((kit for start in range(0, len(ids), 500)
+                         for kit in session.scalars(select(Kit).where(
+                             col(Kit.state).in_([s.value for s in _RUN_KITS_MOVING]),
+                             col(Kit.id).in_(ids[start:start + 500])))), key=lambda kit: kit.number)
+        name = run.number if run else run_id
+        packaged = [kit for kit in moving if KitState(kit.state) is KitState.packaged]
+        if states != {LotState.released}:
+            kits.move_many(session, actor, packaged, "release_for_shipment",
+                           reason=f"every lot of packaging run {name} is released for shipment under quarantine")
+            released += len(packaged)
+            continue
+        reason = f"every lot of packaging run {name} is released"
+        kits.move_many(session, actor, packaged, "release", reason=reason)
+        released += len(packaged) + kits.release_finally(session, actor, moving, reason=reason)
     return released
 
 
 def after_lot_release(session: Session, actor: Actor, lot: Lot) -> None:
-    """Called in the transaction of a lot's sponsor release: its kits become available with it."""
+    """Called in the transaction of a lot's sponsor release, release for shipment or final
+    certification after one: its kits move with it."""
     runs = sealed.runs_with_lot(session, actor, lot, why="lot released")
     if runs:
         release_runs_ready(session, actor, runs, why="lot released")

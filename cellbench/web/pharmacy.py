@@ -120,7 +120,7 @@ def enrol(request: Request, viewer: Viewer = Depends(form_by(*pharmacy.ENROLLERS
 
 
 def _participant(request: Request, session: Session, viewer: Viewer, study: str, number: str,
-                 error: DomainError | None = None):
+                 error: DomainError | None = None, typed: dict | None = None):
     participant = pharmacy.participant_by_ref(session, study, number, reader=viewer.actor)
     study_row = studies.by_code(session, study)
     views = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.visits_of(session, participant)]
@@ -134,6 +134,7 @@ def _participant(request: Request, session: Session, viewer: Viewer, study: str,
                   study=study_row, site=site, number=pharmacy.participant_number(participant), visits=views,
                   url=participant_url(study_row.code, participant.screening_number), visit_url=visit_url,
                   can_randomise=viewer.has(*pharmacy.RANDOMISERS) and participant.randomisation_number is None,
+                  criteria=studies.definition(study_row).eligibility, today=clock.today(site), typed=typed or {},
                   history=history, error=error)
 
 
@@ -145,15 +146,18 @@ def participant_page(request: Request, study: str, number: str, viewer: Viewer =
 
 @router.post("/participants/{study}/{number}/randomise")
 def randomise(request: Request, study: str, number: str, viewer: Viewer = Depends(form_by(*pharmacy.RANDOMISERS)),
-              db: Database = Depends(get_db)):
+              db: Database = Depends(get_db), form=Depends(form_data)):
+    answers = {name.removeprefix("criterion_"): value for name, value in form.items()
+               if name.startswith("criterion_")}
     try:
         with db.write() as session:
             participant = pharmacy.randomise(session, viewer.actor,
-                                             pharmacy.participant_by_ref(session, study, number, reader=viewer.actor))
+                                             pharmacy.participant_by_ref(session, study, number, reader=viewer.actor),
+                                             consent_date=form.get("consent_date"), criteria=answers)
             done = participant.randomisation_number
     except DomainError as error:
         with db.read() as session:
-            return _participant(request, session, viewer, study, number, error)
+            return _participant(request, session, viewer, study, number, error, dict(form))
     return _notice(participant_url(study, number), f"Randomised: participant number {done}.")
 
 

@@ -61,7 +61,8 @@ def release_list(request: Request, viewer: Viewer = Depends(require(*READERS)),
     if queue:
         rows = QUEUES[queue][1](session, viewer)
     else:
-        rows = release.lots_in(session, LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
+        rows = release.lots_in(session, LotState.qc_pending, LotState.initial_certified, LotState.released_for_shipment,
+                               LotState.qp_certified,
                                LotState.released, LotState.rejected)
     blocking = {lot.id: [g for g in release.readiness(session, lot) if not g.passed] for lot in rows}
     return render(request, "release/list.html", rows=rows, queue=queue, queues=QUEUES, blocking=blocking,
@@ -138,6 +139,8 @@ ACTIONS = {
                 "Lot certified."),
     "sponsor_release": (lambda s, v, lot, f: release.sponsor_release(s, s.merge(v.user), f.get("password", ""), lot,
                                                                       seen_version=_seen(f)), "Lot released."),
+    "release_for_shipment": (lambda s, v, lot, f: release.release_for_shipment(
+        s, s.merge(v.user), f.get("password", ""), lot, seen_version=_seen(f)), "Lot released for shipment."),
     "reject": (lambda s, v, lot, f: release.reject(s, s.merge(v.user), f.get("password", ""), lot, f.get("reason"),
                                                     seen_version=_seen(f)), "Lot rejected."),
     "excursion": (lambda s, v, lot, f: release.record_excursion(

@@ -146,8 +146,8 @@ def test_the_in_process_lot_continues_on_the_wall_clock(demo_db):
 
 def test_kits_of_both_trials_are_at_every_stage(demo_db):
     with demo_db.read() as s:
-        assert kit_states(s, LONG) == {"planned": 4, "released": 18, "in_transit": 2, "quarantined": 2,
-                                       "at_site": 13, "allocated": 1, "dispensed": 1, "in_preparation": 1,
+        assert kit_states(s, LONG) == {"released": 18, "in_transit": 2, "quarantined": 2,
+                                       "at_site": 13 + 4, "allocated": 1, "dispensed": 1, "in_preparation": 1,
                                        "administered": 4, "destroyed": 2}
         assert kit_states(s, SJOGREN) == {"planned": 8, "packaged": 8, "released": 2, "at_site": 2, "allocated": 1,
                                           "administered": 3}
@@ -158,7 +158,7 @@ def test_shipments_are_received_held_in_transit_and_being_packed(demo_db):
         found = {sh.number: sh for sh in s.scalars(select(Shipment).order_by(Shipment.id))}
         by_state = Counter(sh.state for sh in found.values())
         # two being packed: one for RH-ENT, one for the second site, AUH-ENT
-        assert by_state == {"received": 3, "quarantined": 1, "in_transit": 1, "packing": 2}
+        assert by_state == {"received": 4, "quarantined": 1, "in_transit": 1, "packing": 2}
 
         [held] = [sh for sh in found.values() if sh.state == "quarantined"]
         assert custody.problems_of(held) == ["the temperature reached -121 °C, above the -150 °C limit"]
@@ -180,6 +180,18 @@ def test_shipments_are_received_held_in_transit_and_being_packed(demo_db):
             assert first.state == "received" and first.logger_max < -150 and first.transit_minutes < 7 * 24 * 60
 
 
+def test_a_blinded_lot_shipped_under_two_step_release_was_released_at_the_site(demo_db):
+    with demo_db.read() as s:
+        shipped = s.scalars(select(AuditEvent.entity_id).where(AuditEvent.action == "kit ship awaiting release")).all()
+        released = s.scalars(select(AuditEvent.entity_id).where(AuditEvent.action == "kit final release at site")).all()
+        assert len(shipped) == 4 and sorted(released) == sorted(shipped)
+        # available at the site since the final certification (and used since, earliest expiry first)
+        assert {k.state for k in s.scalars(select(Kit).where(Kit.number.in_(shipped)))} <= {
+            "at_site", "allocated", "dispensed", "in_preparation", "administered"}
+        decisions = [d.decision for lot in s.scalars(select(Lot)) for d in lots.decisions_of(s, lot)]
+        assert decisions.count("release_for_shipment") == 1 and decisions.count("certify_final_shipped") == 1
+
+
 def _actor(s, username: str):
     return users.actor(s, users.by_username(s, username))
 
@@ -190,7 +202,7 @@ def test_kits_are_stored_at_the_bench_and_in_the_site_pharmacy(demo_db):
         bench, site = (custody.location_by_code(s, code) for code in (demo_trial.BENCH_TANK, demo_trial.SITE_TANK))
         assert bench.site_id is None and site.site_id == custody.site_by_code(s, "RH-ENT").id
         assert stored[bench.id] == 2 + 2  # NCT06805448's last two, and the last two of NCT07290946's second run
-        assert stored[site.id] == (13 + 2 + 1) + (2 + 1)  # in stock, held on receipt and assigned, by study
+        assert stored[site.id] == (13 + 4 + 2 + 1) + (2 + 1)  # in stock, held on receipt and assigned, by study
         at_site = s.scalars(select(Kit).where(Kit.state == "at_site"))
         assert all(k.location == f"RH-ENT · {s.get(StorageLocation, k.storage_location_id).name}" for k in at_site)
 

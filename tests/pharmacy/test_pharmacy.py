@@ -35,6 +35,8 @@ from cellbench.models import (
 from cellbench.supply import lists
 
 from ..conftest import PASSWORD, ROOT, SECRET, actor_of
+from ..eligible import eligible
+from ..eligible import form as eligible_form
 from ..trialworld import custody_actions, kit_row
 
 STUDY = "NCT07290946"
@@ -102,7 +104,7 @@ def enrolled(as_, screening: str, study: str = STUDY) -> dict:
 
 def randomised(as_, screening: str, study: str = STUDY) -> dict:
     enrolled(as_, screening, study)
-    response = as_("ida").post(f"/api/v1/participants/{study}/{screening}/randomise")
+    response = as_("ida").post(f"/api/v1/participants/{study}/{screening}/randomise", json=eligible(study))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -575,7 +577,9 @@ def test_the_pages_walk_a_participant_from_enrolment_to_administration(site, as_
     bad = ida.submit("/participants", {"study": STUDY, "site": SITE, "screening_number": "Hansen"})
     assert bad.status_code == 422 and "Never a name" in bad.text
     base = f"/participants/{STUDY}/SCR-007"
-    assert ida.submit(f"{base}/randomise").status_code == 303
+    refused = ida.submit(f"{base}/randomise")
+    assert refused.status_code == 422 and "Enter the date of informed consent" in refused.text
+    assert ida.submit(f"{base}/randomise", eligible_form(STUDY)).status_code == 303
     page = ida.get(base).text
     assert "Randomise</button>" not in page and "Planned" in page
     assert "treatment visits in their window today" in ida.get("/").text

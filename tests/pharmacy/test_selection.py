@@ -17,6 +17,7 @@ from cellbench.errors import Conflict, InvalidInput
 from cellbench.models import AuditEvent, BlindedLot, Kit, KitState, Site, Visibility
 
 from ..conftest import actor_of
+from ..eligible import eligible
 from ..trialworld import STUDY, kit_row, site_id, to_site
 
 # A uniform draw fails this test once in a million runs; an ordered one (or one leaning on any
@@ -163,7 +164,7 @@ def _enrolled(as_, screening: str) -> str:
     made = as_("ida").post("/api/v1/participants", json={"study": STUDY, "site": "RH-ENT",
                                                          "screening_number": screening})
     assert made.status_code == 201, made.text
-    randomised = as_("ida").post(f"/api/v1/participants/{STUDY}/{screening}/randomise")
+    randomised = as_("ida").post(f"/api/v1/participants/{STUDY}/{screening}/randomise", json=eligible(STUDY))
     assert randomised.status_code == 200, randomised.text
     return randomised.json()["randomisation_number"]
 
