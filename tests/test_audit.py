@@ -139,23 +139,26 @@ def test_verify_checks_ranges_in_parallel_and_still_finds_the_first_problem(db, 
 # --- visibility -------------------------------------------------------------------------------
 
 
-def _record_arm_revealing_event(db) -> None:
+def _record_arm_revealing_event(db, kit: str = "K7QX-4MHT-W") -> None:
     with db.write() as s:
-        audit.record(s, actor_of(db, "sara"), "kit contents assigned", "kit", "K7QX-4MHT-W", field="arm",
+        audit.record(s, actor_of(db, "sara"), "kit contents assigned", "kit", kit, field="arm",
                      new="active", visibility=Visibility.unblinded)
-        audit.record(s, actor_of(db, "sara"), "kit labelled", "kit", "K7QX-4MHT-W")
+        audit.record(s, actor_of(db, "sara"), "kit labelled", "kit", kit)
 
 
 @pytest.mark.parametrize("reader", ["mette"])
-def test_blinded_readers_never_see_arm_revealing_events_not_even_as_a_gap(db, as_, reader):
-    _record_arm_revealing_event(db)
+def test_blinded_readers_never_see_arm_revealing_events_not_even_as_a_gap(db, as_, reader, kit_world):
+    # a kit of the monitor's study at the bench: within her scope (audit.site_trial_records)
+    kit = kit_world.active[0]
+    _record_arm_revealing_event(db, kit)
     client = as_(reader)
-    page = client.get("/audit?entity_type=kit")
+    page = client.get(f"/audit?entity_type=kit&entity_id={kit}")
     assert "kit labelled" in page.text and "kit contents assigned" not in page.text and "active" not in page.text
-    api = client.get("/api/v1/audit", params={"entity_type": "kit"}).json()
-    assert [e["action"] for e in api] == ["kit labelled"] and api[0]["seq"] is None
-    exported = list(csv.reader(io.StringIO(client.get("/audit.csv?entity_type=kit").text)))
-    assert exported[0][0] == "time_utc" and len(exported) == 2  # header + the one visible event, no seq column
+    api = client.get("/api/v1/audit", params={"entity_type": "kit", "entity_id": kit}).json()
+    assert api[0]["action"] == "kit labelled" and "kit contents assigned" not in [e["action"] for e in api]
+    assert {e["seq"] for e in api} == {None}
+    exported = list(csv.reader(io.StringIO(client.get(f"/audit.csv?entity_type=kit&entity_id={kit}").text)))
+    assert exported[0][0] == "time_utc" and len(exported) == len(api) + 1  # header + the visible events, no seq
 
 
 def test_the_administrators_trail_holds_no_kit_event_at_all(db, as_):
@@ -230,3 +233,63 @@ def test_concurrent_writers_leave_one_unbroken_chain(db, people):
     for e in all_events(db)[before:]:
         per_thread.setdefault(e.entity_id, []).append(int(e.new_value))
     assert all(values == list(range(each)) for values in per_thread.values())
+
+
+# --- a site role's trail: its sites and studies only (audit.site_trial_records) ----------------------------
+
+
+def _trial_records_at(db, site: str, kit: str, shipment: str, screening: str) -> dict[str, str]:
+    """A kit in stock, a shipment, a participant and its sponsor notification at `site`, each with one
+    event in the trail (written as the flows write them: the entity ids they use)."""
+    from cellbench.clock import utcnow
+    from cellbench.models import Notification
+
+    from .trialworld import STUDY, enrol, ship, to_site
+
+    to_site(db, [kit], site=site)
+    ship(db, shipment, [kit], site=site)
+    number = f"R-{screening}"
+    enrol(db, number, screening, site=site)
+    with db.write() as s:
+        note = Notification(kind="emergency_unblinding", to_address="sponsor@example.org", body="…",
+                            subject=f"Emergency unblinding: {STUDY} participant {number}", created_at=utcnow())
+        s.add(note)
+        s.flush()
+        ids = {"kit": kit, "shipment": shipment, "participant": f"{STUDY}/{screening}", "site": site,
+               "notification": str(note.id)}
+        for kind, ident in ids.items():
+            audit.record(s, actor_of(db, "sara"), f"{kind} touched at {site}", kind, ident)
+    return ids
+
+
+def test_the_monitors_trail_holds_the_records_of_her_sites_and_studies_only(trial_world, db, as_):
+    home = _trial_records_at(db, "RH-ENT", trial_world.first_active[0], "SH-RH-9", "RH-900")
+    away = _trial_records_at(db, "AUH-ENT", trial_world.first_placebo[0], "SH-AUH-9", "AUH-900")
+    mette, anna = as_("mette"), as_("anna")
+    for kind in home:
+        seen = {e["action"] for e in mette.get("/api/v1/audit", params={"entity_type": kind}).json()}
+        assert f"{kind} touched at RH-ENT" in seen and f"{kind} touched at AUH-ENT" not in seen, kind
+        everything = {e["action"] for e in anna.get("/api/v1/audit", params={"entity_type": kind}).json()}
+        assert {f"{kind} touched at RH-ENT", f"{kind} touched at AUH-ENT"} <= everything, "QA reads every site"
+    page, exported = mette.get("/audit").text, mette.get("/audit.csv").text
+    assert "touched at RH-ENT" in page and "touched at RH-ENT" in exported
+    assert "touched at AUH-ENT" not in page and "touched at AUH-ENT" not in exported
+    for kind, ident in away.items():
+        asked = {"entity_type": kind, "entity_id": ident}
+        assert mette.get("/api/v1/audit", params=asked).json() == [], f"another site's {kind} has no history"
+
+
+def test_a_monitor_linked_to_the_other_site_reads_its_records_too(trial_world, db, as_):
+    away = _trial_records_at(db, "AUH-ENT", trial_world.first_placebo[0], "SH-AUH-9", "AUH-900")
+    with db.write() as s:
+        users.link(s, actor_of(db, "adam"), users.by_username(s, "mette"), site="AUH-ENT")
+    seen = {e["action"] for e in as_("mette").get("/api/v1/audit").json()}
+    assert {f"{kind} touched at AUH-ENT" for kind in away} <= seen
+
+
+def test_a_site_role_with_no_link_reads_no_trial_record(trial_world, db):
+    with db.write() as s:
+        users.create_user(s, users.cli_actor(), "nina", "Nina Nolink", "correct horse battery", ["monitor"])
+    with db.read() as s:
+        nina = users.actor(s, users.by_username(s, "nina"))
+        assert [e.entity_type for e in audit.trail(s, nina, audit.TrailFilter())] == []

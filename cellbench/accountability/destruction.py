@@ -279,16 +279,24 @@ def record_destruction(session: Session, user: User, password: str | None, d: De
     return d
 
 
-def by_number(session: Session, number: str | None) -> Destruction:
+def by_number(session: Session, number: str | None, *, reader: Actor | None = None) -> Destruction:
+    """A destruction by its number; one outside a `reader`'s sites and studies answers as a missing one."""
     d = session.scalars(select(Destruction).where(col(Destruction.number) == (number or "").strip().upper())).first()
+    missing = f"No destruction '{(number or '').strip()}'."
     if d is None:
-        raise NotFound(f"No destruction '{(number or '').strip()}'.", field="destruction")
+        raise NotFound(missing, field="destruction")
+    if reader is not None:
+        users.require_visible(reader, d.site_id, d.study_id, missing, field="destruction")
     return d
 
 
 def destructions(session: Session, study: Study | None = None, state: str | None = None,
-                 limit: int = 200) -> list[Destruction]:
+                 limit: int = 200, *, reader: Actor | None = None) -> list[Destruction]:
+    """The destructions, newest first; with a `reader`, those at its sites in its studies (a
+    destruction at the cell bench is no site's)."""
     query = select(Destruction)
+    if reader is not None:
+        query = users.within(query, reader, site=col(Destruction.site_id), study=col(Destruction.study_id))
     if study is not None:
         query = query.where(col(Destruction.study_id) == study.id)
     if state:

@@ -158,7 +158,8 @@ def record_count(body: CountIn, viewer: Viewer = Depends(require(*accountability
 def list_destructions(study: str | None = None, state: str | None = None, viewer: Viewer = Depends(readers),
                       session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study) if study else None
-    return [destruction_out(session, viewer, d) for d in destruction.destructions(session, chosen, state)]
+    return [destruction_out(session, viewer, d) for d in destruction.destructions(session, chosen, state,
+                                                                                   reader=viewer.actor)]
 
 
 @router.post("/destructions", response_model=DestructionOut, status_code=201)
@@ -173,7 +174,7 @@ def authorise(body: AuthoriseIn, viewer: Viewer = Depends(require(*destruction.A
 
 @router.get("/destructions/{number}", response_model=DestructionOut)
 def get_destruction(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return destruction_out(session, viewer, destruction.by_number(session, number))
+    return destruction_out(session, viewer, destruction.by_number(session, number, reader=viewer.actor))
 
 
 @router.post("/destructions/{number}/destroyed", response_model=DestructionOut)

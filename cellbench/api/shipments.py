@@ -326,12 +326,13 @@ def assess(number: str, body: AssessmentIn, viewer: Viewer = Depends(assessors),
 def list_locations(site: str | None = None, viewer: Viewer = Depends(readers),
                    session: Session = Depends(read_session)):
     """Active locations of one site (`site=RH-ENT`), of the cell bench (`site=bench`), or everywhere."""
+    mine = viewer.actor  # a site role: its own sites' locations only (custody.storage_places)
     if site is None:
-        rows = custody.locations(session, None, everywhere=True)
+        rows = custody.locations(session, None, everywhere=True, reader=mine)
     elif site.strip().lower() == "bench":
-        rows = custody.locations(session, None)
+        rows = custody.locations(session, None, reader=mine)
     else:
-        rows = custody.locations(session, custody.site_by_code(session, site))
+        rows = custody.locations(session, custody.site_by_code(session, site), reader=mine)
     return [location_out(session, row) for row in rows]
 
 

@@ -68,6 +68,7 @@ from .storage import (
     place_name,
     site_by_code,
     site_pharmacy,
+    storage_places,
     store,
     stored_counts,
 )

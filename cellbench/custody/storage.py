@@ -50,9 +50,21 @@ def site_pharmacy(site: Site) -> str:
     return f"{site.code} · pharmacy"
 
 
-def locations(session: Session, site: Site | None, *, everywhere: bool = False) -> list[StorageLocation]:
-    """Active storage locations of a site (None: the cell bench), or of every place."""
+def storage_places(session: Session, reader: Actor) -> list[Site | None]:
+    """The places whose storage a reader sees (None: the cell bench): every place for a global
+    reader; a site role its own sites only. The bench's tanks serve no site flow (a site stores
+    into its own tanks only, `store`), so they stay the supply manager's business."""
+    sites = session.scalars(users.within(select(Site).order_by(col(Site.code)), reader, site=col(Site.id)))
+    return ([None] if reader.sites is None else []) + list(sites)
+
+
+def locations(session: Session, site: Site | None, *, everywhere: bool = False,
+              reader: Actor | None = None) -> list[StorageLocation]:
+    """Active storage locations of a site (None: the cell bench), or of every place; with a
+    `reader`, only those of the places it sees (storage_places)."""
     query = select(StorageLocation).where(col(StorageLocation.active).is_(True))
+    if reader is not None:
+        query = users.within(query, reader, site=col(StorageLocation.site_id))
     if not everywhere:
         query = query.where(col(StorageLocation.site_id).is_(None) if site is None
                             else col(StorageLocation.site_id) == site.id)

@@ -39,6 +39,7 @@ DEMO_USERS = [
     ("investigator", "Ida Krogh", [Role.investigator]),
     ("monitor", "Mette Dahl", [Role.monitor]),
     ("admin", "Adam Nord", [Role.admin]),
+    ("statistician", "Stine Holt", [Role.statistician]),  # receives the lists after the study unblinding
 ]
 
 # material code, name, supplier — every material the shipped ASC specification asks for

@@ -15,10 +15,10 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, clock, kits, users
+from .. import audit, clock, kits, study_data, users
 from ..audit import Actor
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import Role, Visit
+from ..models import Role, Study, Visit
 from ..statemachine import Machine, Transition
 from .records import VisitContext, touch
 
@@ -88,7 +88,26 @@ def previous_not_administered(session: Session, visit: Visit) -> str | None:
     return None
 
 
+def study_locked(session: Session, study: Study) -> str | None:
+    """Why no more blinded site work is recorded in this study: its database is locked (and
+    perhaps unblinded since, study_data). Enrolment, randomisation and every visit action ask it."""
+    if study_data.standing(session, study).state is study_data.DataState.open:
+        return None
+    return (f"The database of {study.code} is locked: no enrolment, randomisation, kit assignment, dispensing, "
+            "preparation or administration is recorded in it any more.")
+
+
+def require_study_open(session: Session, study: Study) -> None:
+    """Refuse enrolment or randomisation in a locked study (study_locked), naming the study."""
+    if why := study_locked(session, study):
+        raise InvalidInput(why, field="study")
+
+
 # The table's guards are called with the visit's context, the session and the site's day.
+def database_open(ctx: VisitContext, session: Session, today: date) -> str | None:
+    return study_locked(session, ctx.study)
+
+
 def in_window(ctx: VisitContext, session: Session, today: date) -> str | None:
     return outside_window(ctx.visit, today)
 
@@ -98,7 +117,9 @@ def previous_given(ctx: VisitContext, session: Session, today: date) -> str | No
 
 
 # The field a guard's refusal names (pages show it beside that field; clients read it).
-GUARD_FIELDS = {in_window: "window", previous_given: "treatment"}
+GUARD_FIELDS = {in_window: "window", previous_given: "treatment", database_open: "study"}
+# Asked before every visit action, whatever the table's own guards.
+EVERY_ACTION = (database_open,)
 
 _S = VisitState
 _T = Transition[VisitState]
@@ -153,10 +174,8 @@ def set_state(session: Session, actor: Actor, ctx: VisitContext, new: VisitState
 
 
 def guards(session: Session, ctx: VisitContext, action: str, today: date | None = None) -> list[tuple[str, str]]:
-    """The table's guards this action fails now: (field a refusal names, why)."""
-    rules = MACHINE.transition(action).guards
-    if not rules:
-        return []
+    """The table's guards this action fails now, after the study's lock: (field a refusal names, why)."""
+    rules = (*EVERY_ACTION, *MACHINE.transition(action).guards)
     day = today or clock.today(ctx.site)
     return [(GUARD_FIELDS.get(rule, "visit"), why) for rule in rules if (why := rule(ctx, session, day))]
 

@@ -19,7 +19,7 @@ from ..errors import Conflict, InvalidInput
 from ..models import Participant, Site, Study, StudySite, Visit
 from . import eligibility
 from .doors import randomisation_number
-from .lifecycle import ENROLLERS, RANDOMISERS, VisitState
+from .lifecycle import ENROLLERS, RANDOMISERS, VisitState, require_study_open
 from .records import participant_ref
 
 _SCREENING = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,31}$")
@@ -47,6 +47,7 @@ def enrol(session: Session, actor: Actor, study: Study, *, site_code: str | None
     users.require_role(actor, *ENROLLERS)
     site = _site_of_study(session, study, site_code)
     users.require_scope(actor, site, study)
+    require_study_open(session, study)
     number = _screening_number(screening_number)
     taken = select(col(Participant.id)).where(col(Participant.study_id) == study.id,
                                               col(Participant.screening_number) == number)
@@ -86,6 +87,7 @@ def randomise(session: Session, actor: Actor, participant: Participant, *, conse
     users.require_role(actor, *RANDOMISERS)
     users.require_scope(actor, participant.site_id, participant.study_id, field="participant")
     study = fetch(session, Study, participant.study_id, "study")
+    require_study_open(session, study)
     # one randomisation at a time per study: two would read the same free line
     session.execute(select(col(Study.id)).where(col(Study.id) == study.id).with_for_update())
     participant = session.scalars(select(Participant).where(col(Participant.id) == participant.id).with_for_update()

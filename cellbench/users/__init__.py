@@ -12,7 +12,7 @@ administrator linking users to them).
 from __future__ import annotations
 
 from .accounts import change_own_password, create_user, deactivate, reactivate, reset_password, set_roles, unlock
-from .links import link, unlink
+from .links import choices, link, unlink
 from .rules import (
     POLICY,
     Policy,

@@ -15,6 +15,12 @@ from .rules import require_role, roles_of
 from .scope import is_scoped, links_of
 
 
+def choices(session: Session) -> tuple[list[str], list[str]]:
+    """(site codes, study codes) an administrator may link a user to, in code order."""
+    return (list(session.scalars(select(col(Site.code)).order_by(col(Site.code)))),
+            list(session.scalars(select(col(Study.code)).order_by(col(Study.code)))))
+
+
 def _site(session: Session, code: str | None) -> Site:
     text = (code or "").strip().upper()
     site = session.scalars(select(Site).where(col(Site.code) == text)).first() if text else None

@@ -41,7 +41,8 @@ def _accountability_waiting(session: Session, viewer: Viewer) -> list[QueueItem]
     if viewer.has(*accountability.READERS) and (found := accountability.discrepancies(session)):
         items.append(QueueItem(len(found), "stock counts differ from cellbench's (discrepancies)", "/accountability"))
     if viewer.has(*destruction.RECORDERS):
-        waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised.value)
+        waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised.value,
+                                                         reader=viewer.actor)
                    if "record" in destruction.allowed_actions(session, d, viewer.actor)]
         if waiting:
             items.append(QueueItem(len(waiting), "authorised destructions to carry out and record",
@@ -117,7 +118,7 @@ def count(request: Request, study_code: str, place: str, code: str,
 @router.get("/destructions")
 def destruction_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     state = (request.query_params.get("state") or "").strip() or None
-    rows = destruction.destructions(session, state=state)
+    rows = destruction.destructions(session, state=state, reader=viewer.actor)
     sites = {s.id: s for s in session.scalars(select(Site))}
     codes = {s.id: s.code for s in studies.all_studies(session)}
     return render(request, "accountability/destructions.html", rows=rows, state=state or "",
@@ -165,7 +166,7 @@ def authorise(request: Request, viewer: Viewer = Depends(form_by(*destruction.AU
 
 def _detail(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
             form: dict | None = None):
-    d = destruction.by_number(session, number)
+    d = destruction.by_number(session, number, reader=viewer.actor)
     data = accountability.gather(session, d)
     return render(request, "accountability/destruction.html", status_code=error.status if error else 200, d=d,
                   data=data, error=error,

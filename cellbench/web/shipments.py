@@ -265,14 +265,16 @@ def assess(request: Request, number: str, viewer: Viewer = Depends(form_by(*ASSE
 
 def _storage(request: Request, session: Session, viewer: Viewer, *, error: DomainError | None = None,
              form: dict | None = None, which: str = ""):
-    places = [(None, custody.CELL_BENCH)] + [(site, f"{site.code} · {site.name}") for site in _all_sites(session)]
+    # a site role sees its own sites' storage only (custody.storage_places)
+    seen = custody.storage_places(session, viewer.actor)
+    places = [(site, f"{site.code} · {site.name}" if site else custody.CELL_BENCH) for site in seen]
     stored = custody.stored_counts(session)
     groups = [(label, site, custody.locations(session, site)) for site, label in places]
     choosable = [(loc, custody.place_name(session, loc)) for _l, _s, rows in groups for loc in rows
                  if (loc.site_id is None and viewer.has(*SHIPPERS)) or (loc.site_id and viewer.has(*RECEIVERS))]
     return render(request, "shipments/storage.html", status_code=error.status if error else 200, groups=groups,
                   stored=stored, choosable=choosable, error=error, form=form or {}, which=which,
-                  sites=_all_sites(session), kinds=custody.LOCATION_KINDS,
+                  sites=[site for site in seen if site], kinds=custody.LOCATION_KINDS,
                   can_add=viewer.has(*custody.KEEPERS), can_damage=viewer.has(*custody.DAMAGE_REPORTERS),
                   bench_ok=viewer.has(*SHIPPERS))
 

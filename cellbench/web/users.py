@@ -22,7 +22,10 @@ admin = require(Role.admin)
 
 @router.get("")
 def user_list(request: Request, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)) -> Response:
-    return render(request, "users/list.html", rows=users.all_users(session))
+    rows = users.all_users(session)
+    # site-role users show their links (none: they act on nothing); the global roles every site and study
+    scoped = {user.id for user, roles in rows if users.is_scoped(roles)}
+    return render(request, "users/list.html", rows=rows, links=users.all_links(session), scoped=scoped)
 
 
 @router.get("/new")
@@ -48,8 +51,10 @@ def create_user(request: Request, viewer: Viewer = Depends(form_by(Role.admin)),
 def _detail(request: Request, session: Session, viewer: Viewer, username: str,
             error: DomainError | None = None) -> Response:
     user = users.by_username(session, username)
+    roles = users.roles_of(session, saved_id(user))
     return render(request, "users/detail.html", status_code=error.status if error else 200, user=user,
-                  roles=users.roles_of(session, saved_id(user)), tokens=users.tokens_of(session, user),
+                  roles=roles, tokens=users.tokens_of(session, user), scoped=users.is_scoped(roles),
+                  links=users.links_of(session, saved_id(user)), choices=users.choices(session),
                   history=audit.history(session, viewer.actor, "user", user.username), error=error)
 
 
@@ -69,6 +74,11 @@ ACTIONS: dict[str, Action] = {
     "unlock": lambda s, by, user, form: users.unlock(s, by, user, form_text(form, "reason")),
     "password": lambda s, by, user, form: users.reset_password(s, by, user, form_text(form, "password"),
                                                                form_text(form, "reason")),
+    # the sites and studies a site-role user works for (users.scope reads them)
+    "link": lambda s, by, user, form: users.link(s, by, user, site=form_text(form, "site"),
+                                                 study=form_text(form, "study")),
+    "unlink": lambda s, by, user, form: users.unlink(s, by, user, site=form_text(form, "site"),
+                                                     study=form_text(form, "study"), reason=form_text(form, "reason")),
 }
 
 

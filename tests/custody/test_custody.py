@@ -555,8 +555,10 @@ def test_storage_locations_hold_received_kits_under_a_readable_name(kit_world, a
     assert twice.status_code == 422 and twice.json()["field"] == "code"
     odd = frida.post("/api/v1/storage-locations", json={"site": SITE, "code": "X", "name": "Shelf", "kind": "shelf"})
     assert odd.status_code == 422 and odd.json()["field"] == "kind"
-    assert [row["place"] for row in frida.get("/api/v1/storage-locations").json()] == ["Cell bench · Tank 1",
-                                                                                      f"{SITE} · Freezer 1"]
+    # the pharmacist reads her site's storage only: the bench's tanks serve no site flow (custody.storage_places)
+    assert [row["place"] for row in frida.get("/api/v1/storage-locations").json()] == [f"{SITE} · Freezer 1"]
+    assert [row["place"] for row in sara.get("/api/v1/storage-locations").json()] == ["Cell bench · Tank 1",
+                                                                                     f"{SITE} · Freezer 1"]
     # a released kit put away at the bench; not yet at the site, the site cannot store it
     kits_ = both_arms(kit_world)
     assert sara.post("/api/v1/storage-locations/CB-T1/kits", json={"code": payload(kits_[0])}
@@ -575,7 +577,8 @@ def test_storage_locations_hold_received_kits_under_a_readable_name(kit_world, a
     assert custody_actions(db, kits_[1]) == ["packed", "dispatched", "received", "stored"]
     assert custody_actions(db, kits_[0]) == ["stored", "packed", "dispatched", "received"]
     page = frida.get("/storage").text
-    assert "Freezer 1" in page and "Tank 1" in page
+    assert "Freezer 1" in page and "Tank 1" not in page, "her site's storage, not the bench's"
+    assert "Tank 1" in sara.get("/storage").text
     with db.read() as s:
         chain = custody.chain(s, kit_row(db, kits_[1]))
     assert [(e.from_place, e.to_place) for e in chain][-1] == (f"{SITE} · pharmacy", f"{SITE} · Freezer 1")

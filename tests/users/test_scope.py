@@ -7,10 +7,19 @@ import pytest
 from sqlalchemy import select
 
 from cellbench import accountability, custody, kits, pharmacy, studies, users
+from cellbench.clock import utcnow
 from cellbench.errors import Forbidden, InvalidInput, NotFound
-from cellbench.models import AuditEvent, Participant, Shipment
+from cellbench.models import AuditEvent, Destruction, Participant, Shipment, Site
 
 from ..conftest import PASSWORD, actor_of
+from ..pharmacy.test_pharmacy import (
+    assign,
+    kits_at_site,
+    payload,
+    randomised,
+    sealed_randomisation_list,
+    visit_url,
+)
 from ..trialworld import STUDY, enrol, kit_row, ship, to_site
 
 OTHER = "AUH-ENT"
@@ -129,3 +138,92 @@ def test_the_administrator_links_and_unlinks_with_an_audit_event_each(people, tr
     with db.write() as s, pytest.raises(InvalidInput) as refused:
         users.link(s, adam, users.by_username(s, "sara"), site=OTHER)
     assert refused.value.field == "site", "supply is global"
+
+
+# --- every site role, moved to the other site, is refused at this one ------------------------------------------
+# The visit is at RH-ENT; one person at a time is linked to AUH-ENT instead (as when someone changes
+# hospital): their part of the visit is refused naming the place, and nothing is recorded.
+
+
+def works_at(db, username: str, site: str) -> None:
+    """Link the user to `site` only (the administrator's links, audited)."""
+    adam = actor_of(db, "adam")
+    with db.write() as s:
+        user = users.by_username(s, username)
+        have = users.links_of(s, user.id)[0]
+        if site not in have:
+            users.link(s, adam, user, site=site)
+        for code in set(have) - {site}:
+            users.unlink(s, adam, user, site=code, reason=f"moved to {site}")
+
+
+def refused_elsewhere(db, username: str, attempt) -> None:
+    """`attempt()` by `username` working at AUH-ENT only is refused (403 naming the site or the
+    participant, the words of users.scope) and leaves the trail as it was; then they move back."""
+    works_at(db, username, OTHER)
+    before = len(all_events(db))
+    answer = attempt()
+    assert answer.status_code in (403, 404), answer.text
+    body = answer.json()
+    assert body["field"] in ("site", "participant", "code", "visit"), body
+    assert "do not work for" in body["error"] or body["error"].startswith("No "), body
+    assert len(all_events(db)) == before, "a refusal records nothing"
+    works_at(db, username, "RH-ENT")
+
+
+def all_events(db):
+    """The trail's events but the users' own (signing in is recorded on the user)."""
+    with db.read() as s:
+        return list(s.scalars(select(AuditEvent.seq).where(AuditEvent.entity_type != "user")))
+
+
+@pytest.fixture
+def pharmacy_site(kit_world, db):
+    """kit_world's released kits at RH-ENT and a sealed randomisation list (as tests/pharmacy's `site`)."""
+    sealed_randomisation_list(db)
+    kits_at_site(db)
+    return kit_world
+
+
+def test_dispense_prepare_administer_and_unblind_are_refused_to_each_site_role_of_another_site(pharmacy_site, as_,
+                                                                                             db):
+    number = randomised(as_, "SCR-001")["randomisation_number"]
+    visit = visit_url("SCR-001")
+    refused_elsewhere(db, "frida", lambda: as_("frida").post(f"{visit}/assign"))
+    kit = assign(as_, "SCR-001").json()["kit_number"]
+    refused_elsewhere(db, "frida", lambda: as_("frida").post(f"{visit}/dispense", json={"code": payload(kit)}))
+    assert as_("frida").post(f"{visit}/dispense", json={"code": payload(kit)}).status_code == 200
+    refused_elsewhere(db, "jonas", lambda: as_("jonas").post("/api/v1/preparation", json={"code": payload(kit)}))
+    assert as_("jonas").post("/api/v1/preparation", json={"code": payload(kit)}).status_code == 200
+    refused_elsewhere(db, "ida", lambda: as_("ida").post(f"{visit}/administrations",
+                                                          json={"gland": "left", "volume_ml": 1.0}))
+    refused_elsewhere(db, "ida", lambda: as_("ida").post("/api/v1/unblindings", json={
+        "study": STUDY, "participant": number, "reason_code": "serious_adverse_event", "reason": "SAE",
+        "password": PASSWORD}))
+    refused_elsewhere(db, "mette", lambda: as_("mette").get(visit))
+    assert as_("ida").post(f"{visit}/administrations", json={"gland": "left", "volume_ml": 1.0}).status_code == 201
+
+
+def test_the_storage_and_destruction_lists_hold_the_readers_sites_only(trial_world, other_site, as_, db):
+    sara, frida = as_("sara"), as_("frida")
+    for site, code in (("", "CB-T1"), ("RH-ENT", "RH-F1"), (OTHER, "AUH-F1")):
+        assert sara.post("/api/v1/storage-locations", json={"site": site, "code": code, "name": f"Tank {code}",
+                                                             "kind": "tank"}).status_code == 201
+    assert [row["code"] for row in frida.get("/api/v1/storage-locations").json()] == ["RH-F1"]
+    assert frida.get("/api/v1/storage-locations", params={"site": OTHER}).json() == []
+    assert frida.get("/api/v1/storage-locations", params={"site": "bench"}).json() == []
+    assert {row["code"] for row in sara.get("/api/v1/storage-locations").json()} == {"CB-T1", "RH-F1", "AUH-F1"}
+    page = frida.get("/storage").text
+    assert "RH-F1" in page or "Tank RH-F1" in page
+    assert "AUH-F1" not in page and "Tank CB-T1" not in page and f'<option value="{OTHER}"' not in page
+    with db.write() as s:  # setup: an authorised destruction at each site (the flow is tested in accountability)
+        for code, place in (("DS-RH-1", "RH-ENT"), ("DS-AUH-1", OTHER)):
+            s.add(Destruction(number=code, study_id=studies.by_code(s, STUDY).id, kit_count=1,
+                              site_id=s.scalars(select(Site.id).where(Site.code == place)).one(),
+                              authorised_by=users.by_username(s, "sara").id, authorised_at=utcnow()))
+    number = "DS-AUH-1"
+    assert {d["number"] for d in sara.get("/api/v1/destructions").json()} == {"DS-RH-1", number}
+    assert [d["number"] for d in frida.get("/api/v1/destructions").json()] == ["DS-RH-1"]
+    assert as_("mette").get(f"/api/v1/destructions/{number}").status_code == 404
+    assert number not in frida.get("/destructions").text
+
