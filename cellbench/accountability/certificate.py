@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import clock, kits
+from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
 from ..errors import InvalidInput
@@ -130,10 +131,12 @@ def certificate_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, p
     return bytes(pdf.output())
 
 
-def certificate_file(db: Database, number: str, *, zone: ZoneInfo, printed_by: str) -> tuple[str, bytes]:
-    """The certificate of destruction `number` and its file name, for the pages and the API alike.
-    The data is gathered in one read, and the database let go of before the PDF is drawn."""
+def certificate_file(db: Database, number: str, *, zone: ZoneInfo, printed_by: str,
+                     reader: Actor | None = None) -> tuple[str, bytes]:
+    """The certificate of destruction `number` and its file name, for the pages and the API alike
+    (one outside the `reader`'s sites and studies answers as a missing one). The data is gathered
+    in one read, and the database let go of before the PDF is drawn."""
     with db.read() as session:
-        data = gather(session, by_number(session, number))
+        data = gather(session, by_number(session, number, reader=reader))
     return f"destruction-certificate-{data.number}.pdf", certificate_pdf(data, zone=zone, printed_by=printed_by,
                                                                           printed_at=utcnow())

@@ -181,7 +181,7 @@ def get_destruction(number: str, viewer: Viewer = Depends(readers), session: Ses
 def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(require(*destruction.RECORDERS)),
                        db: Database = Depends(get_db)):
     with db.write() as session:
-        d = destruction.by_number(session, number)
+        d = destruction.by_number(session, number, reader=viewer.actor)
         destruction.record_destruction(session, session.merge(viewer.user), body.password, d, method=body.method,
                                           destroyed_on=body.destroyed_on, witness=body.witness)
         return destruction_out(session, viewer, d)
@@ -191,7 +191,7 @@ def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(req
 def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     """The destruction certificate (PDF): kits, method, date, witness, and every signature."""
     name, pdf = accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
-                                                printed_by=viewer.user.full_name)
+                                                printed_by=viewer.user.full_name, reader=viewer.actor)
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
 

@@ -187,7 +187,7 @@ def record(request: Request, number: str, viewer: Viewer = Depends(form_by(*dest
     values = {k: (form.get(k) or "").strip() for k in ("method", "destroyed_on", "witness")}
     try:
         with db.write() as session:
-            d = destruction.by_number(session, number)
+            d = destruction.by_number(session, number, reader=viewer.actor)
             destruction.record_destruction(session, session.merge(viewer.user), form.get("password", ""), d,
                                               **values)
     except DomainError as error:
@@ -206,5 +206,5 @@ def pdf_response(name: str, pdf: bytes) -> Response:
 @router.get("/destructions/{number}/certificate.pdf")
 def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     return pdf_response(*accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
-                                                         printed_by=viewer.user.full_name))
+                                                         printed_by=viewer.user.full_name, reader=viewer.actor))
 

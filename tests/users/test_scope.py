@@ -226,4 +226,8 @@ def test_the_storage_and_destruction_lists_hold_the_readers_sites_only(trial_wor
     assert [d["number"] for d in frida.get("/api/v1/destructions").json()] == ["DS-RH-1"]
     assert as_("mette").get(f"/api/v1/destructions/{number}").status_code == 404
     assert number not in frida.get("/destructions").text
+    # its certificate and its record read as missing too, on the page and in the API
+    assert frida.get(f"/destructions/{number}/certificate.pdf").status_code == 404
+    assert frida.get(f"/api/v1/destructions/{number}/certificate.pdf").status_code == 404
+    assert frida.get("/api/v1/destructions/DS-RH-1/certificate.pdf").status_code != 404  # her own site's is found
 
