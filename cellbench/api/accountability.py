@@ -181,7 +181,7 @@ def get_destruction(number: str, viewer: Viewer = Depends(readers), session: Ses
 def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(require(*destruction.RECORDERS)),
                        db: Database = Depends(get_db)):
     with db.write() as session:
-        d = destruction.by_number(session, number, reader=viewer.actor)
+        d = destruction.by_number(session, number)
         destruction.record_destruction(session, session.merge(viewer.user), body.password, d, method=body.method,
                                           destroyed_on=body.destroyed_on, witness=body.witness)
         return destruction_out(session, viewer, d)

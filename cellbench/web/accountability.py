@@ -187,7 +187,7 @@ def record(request: Request, number: str, viewer: Viewer = Depends(form_by(*dest
     values = {k: (form.get(k) or "").strip() for k in ("method", "destroyed_on", "witness")}
     try:
         with db.write() as session:
-            d = destruction.by_number(session, number, reader=viewer.actor)
+            d = destruction.by_number(session, number)
             destruction.record_destruction(session, session.merge(viewer.user), form.get("password", ""), d,
                                               **values)
     except DomainError as error:
