@@ -82,8 +82,10 @@ def seeded_system_random(seed: int) -> Iterator[None]:
 
 
 def quick_commits(db: Database) -> None:
-    """SQLite without an fsync per commit (WAL's synchronous=NORMAL) for the trial's database:
-    thousands of commits, and durability is not what this test examines."""
+    """No fsync per commit (SQLite WAL's synchronous=NORMAL, PostgreSQL's synchronous_commit off)
+    for the trial's database: thousands of commits, and durability is not what this test examines."""
     if db.is_sqlite:
         event.listen(db.engine, "connect", lambda conn, _record: conn.execute("PRAGMA synchronous=NORMAL"))
-        db.engine.dispose()
+    else:  # PostgreSQL: commits acknowledged before their WAL is flushed, on this connection pool only
+        event.listen(db.engine, "connect", lambda conn, _record: conn.cursor().execute("SET synchronous_commit = off"))
+    db.engine.dispose()
