@@ -42,7 +42,7 @@ def test_init_demo_users_verify_and_backup(env):
     assert run("init").exit_code == 0
     demo = run("demo")
     assert demo.exit_code == 0 and DEMO_PASSWORD in demo.output
-    assert all(username in demo.output for username, _, _ in DEMO_USERS)
+    assert all(username in demo.output for username, _, _ in DEMO_USERS + SECOND_SITE_USERS)
     assert run("demo").exit_code == 0  # idempotent: adds nothing twice
 
     created = run("users", "create", "carl", "--name", "Carl Checker", "--role", "verifier",

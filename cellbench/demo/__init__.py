@@ -23,7 +23,6 @@ from .manufacturing import (
     asc_lot,
     asc_values,
     create_users,
-    credentials_text,
     default_values,
     eligible_donation,
     placebo_lot,
@@ -37,6 +36,7 @@ from .manufacturing import (
     wall_today,
 )
 from .release import demo_results, passing_value, seed_release_demo
+from .sites import credentials_text
 
 
 def seed(session: Session, by: Actor, *, release: bool = True) -> list[tuple[str, str, list[Role]]]:

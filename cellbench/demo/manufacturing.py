@@ -267,11 +267,12 @@ def default_values(step) -> dict[str, str]:
     return out
 
 
-def credentials_text() -> str:
-    width = max(len(u) for u, _, _ in DEMO_USERS)
+def credentials_text(people: list[tuple[str, str, list[Role]]] | None = None) -> str:
+    people = DEMO_USERS if people is None else people
+    width, name_width = max(len(u) for u, _, _ in people), max(len(n) for _, n, _ in people)
     lines = [f"Demo users (password for all: {DEMO_PASSWORD})"]
-    for username, name, roles in DEMO_USERS:
-        lines.append(f"  {username.ljust(width)}  {name:<12}  {', '.join(r.value for r in roles)}")
+    for username, name, roles in people:
+        lines.append(f"  {username.ljust(width)}  {name.ljust(name_width)}  {', '.join(r.value for r in roles)}")
     return "\n".join(lines)
 
 

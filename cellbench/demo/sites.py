@@ -9,7 +9,8 @@ from sqlmodel import Session
 from .. import users
 from ..audit import Actor
 from ..models import Role, Study
-from .manufacturing import DEMO_PASSWORD
+from .manufacturing import DEMO_PASSWORD, DEMO_USERS
+from .manufacturing import credentials_text as _people_text
 
 HOME, SECOND = "RH-ENT", "AUH-ENT"
 SECOND_STUDY = "NCT07290946"
@@ -20,6 +21,11 @@ SECOND_SITE_USERS = [
     ("investigator-aarhus", "Sofie Kjær", [Role.investigator]),
 ]
 HOME_SITE_USERS = ("pharmacist", "preparer", "investigator", "monitor")
+
+
+def credentials_text() -> str:
+    """What `cellbench demo` prints: every demo user, the second site's people included."""
+    return _people_text(DEMO_USERS + SECOND_SITE_USERS)
 
 
 def link_people(session: Session, by: Actor, loaded: dict[str, Study]) -> None:
