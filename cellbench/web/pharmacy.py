@@ -286,7 +286,7 @@ def _preparation(request: Request, session: Session, viewer: Viewer, error: Doma
     running = [pharmacy.view(session, viewer.actor, v)
                for v in pharmacy.preparations_running(session, reader=viewer.actor)]
     # each study's presentation sets its window; the hint names it when the visits share one
-    windows = {pharmacy.use_window(studies.by_code(session, v.study)) for v in waiting + running}
+    windows = {pharmacy.use_window(studies.by_code(session, code)) for code in {v.study for v in waiting + running}}
     return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,
                   running=running, error=error, code=code, now=utcnow(), visit_url=visit_url,
                   minutes=int(windows.pop().total_seconds() // 60) if len(windows) == 1 else None)
