@@ -41,8 +41,13 @@ class QueueItem:
     """One line of a role's work queue: how many things wait, what they are, where to act."""
 
     count: int
-    text: str
-    href: str
+    text: str  # as read after a count other than one: "lots in process"
+    href: str  # the exact item when there is one, else the list filtered to what waits
+    one: str | None = None  # as read after a count of one, when it differs: "lot in process"
+
+    @property
+    def label(self) -> str:
+        return self.one if self.count == 1 and self.one else self.text
 
 
 QueueSource = Callable[[Session, Viewer], list[QueueItem]]
