@@ -21,14 +21,19 @@ from .document import (
     Look,
     RecordPDF,
     certificate_start,
+    keep_whole,
     signature_text,
     text,
+    when,
 )
 from .record import (
+    DECISION_TITLES,
+    REVIEW_TITLES,
     BatchRecord,
     Correction,
     DeviationRecord,
     EntryRecord,
+    LotSignature,
     ParameterLine,
     Row,
     SignatureView,
@@ -38,4 +43,4 @@ from .record import (
     batch_record,
     limits_text,
 )
-from .record_pdf import VALUE_COLUMNS, VALUE_WIDTHS, batch_record_pdf
+from .record_pdf import VALUE_COLUMNS, VALUE_WIDTHS, batch_record_pdf, shown

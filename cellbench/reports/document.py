@@ -3,6 +3,7 @@ certificates): the A4 page with its fonts, footer and ruled tables, the looks of
 wording of values and signatures, and the opening of a certificate."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -20,13 +21,19 @@ def text(value: object) -> str:
     return str(getattr(value, "value", value) or "").replace("_", " ")
 
 
+def when(moment: datetime | None, zone: ZoneInfo) -> str:
+    """The one way a printed record writes a time: site time to the second with its UTC offset,
+    '2026-07-25 10:00:00 +02:00', as the pages' `local` filter writes it. Tables keep it whole."""
+    return clock.local_text(moment, zone, clock.SECONDS)
+
+
 def signature_text(sig: SignatureView, zone: ZoneInfo) -> tuple[str, str]:
     """(what was signed, why it no longer stands): name, meaning and time; the second part is empty
     for a signature that stands."""
-    signed = f"{sig.signer_name} · {text(sig.meaning)} · {clock.local_text(sig.at, zone, clock.SECONDS)}"
+    signed = f"{sig.signer_name} · {text(sig.meaning)} · {when(sig.at, zone)}"
     if not sig.invalidated_at:
         return signed, ""
-    voided = clock.local_text(sig.invalidated_at, zone, clock.MINUTES)
+    voided = when(sig.invalidated_at, zone)
     return signed, f"INVALIDATED {voided}: {sig.invalidated_reason or ''}"
 
 
@@ -48,6 +55,17 @@ OOS = Look("", fill=(253, 226, 221))  # red ground; not bold, so a long word sti
 MARK = Look("B", BROWN)
 NOTE = Look("", GREY)
 CELL_SIZE, LINE, PAD = 7.5, 3.3, 0.8  # pt, mm, mm
+SLACK = 0.4  # mm a line keeps clear of its cell's right rule, so a full line never touches it
+NBSP = "\u00a0"
+# A time as clock.local_text writes it (and an ISO time as typed): broken across lines it misreads
+# ("+00:0" / "0"), so lines break around it, never inside, and its column is made wide enough.
+TIME = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d(?::\d\d)?(?:\.\d+)?(?: ?[+-]\d\d:\d\d|Z)?")
+WIDEST_SHARE = 0.4  # an unbreakable word widens its column to at most this share of the page
+
+
+def keep_whole(value: str) -> str:
+    """The spaces inside each time made non-breaking; fpdf2 prints them as plain spaces."""
+    return TIME.sub(lambda m: m.group().replace(" ", NBSP), value) if ":" in value else value
 
 
 class RecordPDF(FPDF):
@@ -109,7 +127,7 @@ class RecordPDF(FPDF):
             return
         for style, part in parts:
             self.set_font("Doc", style, 8)
-            self.write(height, part)
+            self.write(height, keep_whole(part))
         self.set_font("Doc", "", 8)
         self.ln(height)
 
@@ -118,29 +136,68 @@ class RecordPDF(FPDF):
 
     def grid(self, columns: tuple[str, ...] | None, widths: tuple[float, ...], rows: list[list]) -> None:
         """A ruled table across the page whose heading repeats on every page. A cell is text or
-        {"text", "style": a Look, "colspan"}; widths are proportions of the page width.
+        {"text", "style": a Look, "colspan"}; widths are proportions of the page width. A column is
+        widened (from the others' room to spare) until its widest unbreakable word fits, so a time
+        or an identifier never breaks inside.
 
         Drawn here rather than with fpdf2's table(): that breaks lines one character at a time and
         took two thirds of a batch record's rendering time; cells here are wrapped by words."""
         scale = self.epw / sum(widths)
-        scaled = [w * scale for w in widths]
         heading = [{"text": c, "style": HEAD} for c in columns] if columns else None
-        if heading:
+        measured = [self._measure(cells) for cells in ([heading] if heading else []) + rows]
+        scaled = self._fit([w * scale for w in widths], measured)
+        laid = [self._lay(cells, scaled) for cells in measured]
+        head = laid.pop(0) if heading else None
+        if head:
             if self.get_y() + 3 * LINE + 4 * PAD > self.page_break_trigger:  # no heading alone at a page foot
                 self.add_page()
-            self._row(heading, scaled, None)
-        for cells in rows:
-            self._row(cells, scaled, heading)
+            self._row(head, None)
+        for row in laid:
+            self._row(row, head)
         self.set_x(self.l_margin)
 
-    def _row(self, cells: list, widths: list[float], heading: list | None) -> None:
-        laid, x, column = [], self.l_margin, 0
+    def _measure(self, cells: list) -> list[tuple[int, Look, list[list[tuple[str, float]]]]]:
+        """Each cell as (colspan, look, paragraphs of (word, width)), its times kept whole."""
+        out = []
         for cell in cells:
             cell = cell if isinstance(cell, dict) else {"text": cell}
-            look, span = cell.get("style", PLAIN), cell.get("colspan", 1)
+            look = cell.get("style", PLAIN)
+            self.set_font("Doc", look.style.replace("S", ""), CELL_SIZE)
+            measure = self.get_string_width
+            paragraphs = [[(word, measure(word)) for word in paragraph.split(" ")]
+                          for paragraph in keep_whole(self.clean(cell.get("text", ""))).split("\n")]
+            out.append((cell.get("colspan", 1), look, paragraphs))
+        return out
+
+    def _fit(self, widths: list[float], measured: list) -> list[float]:
+        """Widths that give each column room for its widest word, taken from the columns with room
+        to spare in proportion to it; as given when the words cannot all fit."""
+        need = [0.0] * len(widths)
+        for cells in measured:
+            column = 0
+            for span, _, paragraphs in cells:
+                if span == 1 and column < len(widths):
+                    widest = max((size for paragraph in paragraphs for _, size in paragraph), default=0.0)
+                    need[column] = max(need[column], min(widest + 2 * PAD + SLACK, self.epw * WIDEST_SHARE))
+                column += span
+        short = sum(max(0.0, n - w) for n, w in zip(need, widths, strict=True))
+        if short <= 0:
+            return widths
+        spare = [max(0.0, w - n) for n, w in zip(need, widths, strict=True)]
+        if sum(spare) < short:
+            return widths
+        take = short / sum(spare)
+        return [max(n, w - s * take) for n, w, s in zip(need, widths, spare, strict=True)]
+
+    def _lay(self, cells: list, widths: list[float]) -> list[tuple[float, float, list[str], Look]]:
+        laid, x, column = [], self.l_margin, 0
+        for span, look, paragraphs in cells:
             width = sum(widths[column:column + span])
-            laid.append((x, width, self._wrap(self.clean(cell.get("text", "")), width - 2 * PAD, look.style), look))
+            laid.append((x, width, self._wrap(paragraphs, width - 2 * PAD - SLACK, look.style), look))
             x, column = x + width, column + span
+        return laid
+
+    def _row(self, laid: list[tuple[float, float, list[str], Look]], heading: list | None) -> None:
         row_lines = max(len(lines) for *_, lines, _ in laid)
         first = 0
         while first < row_lines:
@@ -149,7 +206,7 @@ class RecordPDF(FPDF):
             if room < row_lines - first and (room < 1 or row_lines - first <= fresh):  # move the row to the next page
                 self.add_page()
                 if heading:
-                    self._row(heading, widths, None)
+                    self._row(heading, None)
                 continue
             count = min(room, row_lines - first)  # a row taller than a page continues on the next
             y, height = self.get_y(), count * LINE + 2 * PAD
@@ -160,19 +217,20 @@ class RecordPDF(FPDF):
                 self.set_font("Doc", look.style, CELL_SIZE)
                 self.set_text_color(*look.color)
                 for index, line in enumerate(lines[first:first + count]):
-                    self.set_xy(x + PAD, y + PAD + index * LINE)
-                    self.cell(width - 2 * PAD, LINE, line)
+                    # cell() sets its text in by c_margin: start that much left, so the text starts at
+                    # PAD and a line measured to fit ends inside the cell
+                    self.set_xy(x + PAD - self.c_margin, y + PAD + index * LINE)
+                    self.cell(width - 2 * PAD + 2 * self.c_margin, LINE, line)
             self.set_text_color(*DARK)
             self.set_xy(self.l_margin, y + height)
             first += count
 
-    def _wrap(self, text: str, width: float, style: str) -> list[str]:
+    def _wrap(self, paragraphs: list[list[tuple[str, float]]], width: float, style: str) -> list[str]:
         self.set_font("Doc", style.replace("S", ""), CELL_SIZE)
         measure, space, lines = self.get_string_width, self.get_string_width(" "), []
-        for paragraph in text.split("\n"):
+        for paragraph in paragraphs:
             line, used = "", 0.0
-            for word in paragraph.split(" "):
-                size = measure(word)
+            for word, size in paragraph:
                 if line and used + space + size <= width:
                     line, used = f"{line} {word}", used + space + size
                     continue
@@ -185,15 +243,14 @@ class RecordPDF(FPDF):
                     size = measure(word)
                 line, used = word, size
             lines.append(line)
-        return lines
+        return [line.replace(NBSP, " ") for line in lines]
 
 
 def certificate_start(heading: str, footer_label: str, intro: str, *, zone: ZoneInfo, printed_by: str,
                       printed_at: datetime) -> RecordPDF:
     """The opening every certificate shares (CoA, release, destruction): fonts, a footer naming the
     document, page and who printed it when, the heading and an intro that says where times are."""
-    footer = (f"{footer_label} · page {{page}} of {{nb}} · printed "
-              f"{clock.local_text(printed_at, zone, clock.SECONDS)} by {printed_by}")
+    footer = f"{footer_label} · page {{page}} of {{nb}} · printed {when(printed_at, zone)} by {printed_by}"
     pdf = RecordPDF(find_label_fonts(), footer)
     pdf.set_title(heading.replace(" — ", ", "))
     pdf.set_author(printed_by)

@@ -18,7 +18,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, inspect, or_, select
+from sqlalchemy import CompoundSelect, Integer, String, and_, bindparam, cast, inspect, literal, or_, select, union_all
 from sqlmodel import Session, col
 
 from .. import steps
@@ -31,6 +31,7 @@ from ..models import (
     EquipmentUse,
     Lot,
     LotDecision,
+    LotReview,
     MaterialLot,
     MaterialUse,
     Meaning,
@@ -65,6 +66,30 @@ class SignatureView:
 
     def __post_init__(self) -> None:
         self.meaning = Meaning(self.meaning)
+
+
+# What each signed decision on a lot is, as every printed record of the lot names it.
+DECISION_TITLES = {
+    "certify_initial": "QP initial certification",
+    "certify_final": "QP final certification",
+    "release": "Sponsor release",
+    "release_for_shipment": "Sponsor release for shipment under quarantine",
+    "certify_final_shipped": "QP final certification (releases the lot shipped under quarantine)",
+    "reject": "Rejection",
+    "abort": "Abort",
+}
+REVIEW_TITLES = {"batch_record": "QA review of the batch record by exception",
+                 "audit_trail": "QA review of the lot's audit trail"}
+
+
+@dataclass(slots=True)
+class LotSignature:
+    """A signature on the lot as a whole (QA's reviews, certifications, releases, other decisions)
+    with what it was signed for and the reason given with it."""
+
+    label: str
+    signature: SignatureView
+    note: str = ""
 
 
 @dataclass(slots=True)
@@ -182,7 +207,7 @@ class BatchRecord:
     donation_signature: SignatureView | None
     started_by: str
     steps: list[StepRecord]
-    lot_signatures: list[SignatureView]  # decisions on the lot itself (e.g. abort: rejected)
+    lot_signatures: list[LotSignature]  # QA's reviews and every decision on the lot itself, oldest first
     deviations: list[DeviationRecord]
     vials: Sequence[Row]  # code, seq, storage_position, state
     corrections: list[Correction] = field(default_factory=list)
@@ -269,6 +294,13 @@ _SIGNATURES = (select(_sig.c.id, _sig.c.signer_name, _sig.c.at, _sig.c.meaning, 
                .order_by(_sig.c.id))
 _VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state)
           .where(_vial.c.lot_id == bindparam("lot")).order_by(_vial.c.seq))
+# What each signature on the lot as a whole was for: its decisions (move, reason) and QA's reviews
+# (kind, the audit event they reach), in one query.
+_SIGNED_FOR: CompoundSelect = union_all(
+    select(col(LotDecision.signature_id), col(LotDecision.decision), col(LotDecision.reason),
+           literal(None, Integer).label("up_to_seq")).where(col(LotDecision.lot_id) == bindparam("lot")),
+    select(col(LotReview.signature_id), col(LotReview.kind), literal(None, String).label("reason"),
+           col(LotReview.up_to_seq)).where(col(LotReview.lot_id) == bindparam("lot")))
 _DEVIATIONS = (select(Deviation, col(User.full_name)).outerjoin(User, col(User.id) == Deviation.raised_by)
                .where(col(Deviation.lot_id) == bindparam("lot"))
                .order_by(col(Deviation.raised_at), col(Deviation.number)))
@@ -287,7 +319,11 @@ def batch_record(session: Session, number: str) -> BatchRecord:
     materials = run(_MATERIALS, at_lot).all()
     equipment = run(_EQUIPMENT, at_lot).all()
     deviation_rows = session.execute(_DEVIATIONS, at_lot).all()
+    signed_for = {sig_id: (DECISION_TITLES.get(kind, kind.replace("_", " ")), reason or "") if seq is None else
+                  (REVIEW_TITLES.get(kind, kind.replace("_", " ")), f"up to the lot's audit event {seq}")
+                  for sig_id, kind, reason, seq in run(_SIGNED_FOR, at_lot) if sig_id}
     approvals = [i for i in (spec_row.signature_id, donation.eligibility_signature_id if donation else None) if i]
+    approvals += list(signed_for)  # the decisions' are found by their entity too; asking twice is harmless
     sigs = [SignatureView(*s) for s in run(_SIGNATURES, {
         "entries": [str(e.id) for e in entries], "lot": lot.id,
         "deviations": [d.number for d, _ in deviation_rows], "ids": approvals})]
@@ -300,7 +336,7 @@ def batch_record(session: Session, number: str) -> BatchRecord:
         donation=donation, donor_code=donor_code,
         donation_signature=by_id.get(donation.eligibility_signature_id) if donation else None,
         started_by=started_by or "", steps=[],
-        lot_signatures=[s for s in sigs if s.entity_type == "lot_decision"],
+        lot_signatures=[LotSignature(signed_for[s.id][0], s, signed_for[s.id][1]) for s in sigs if s.id in signed_for],
         deviations=[DeviationRecord(d, name, by_id.get(d.closure_signature_id)) for d, name in deviation_rows],
         vials=vials)
     _assemble(record, entries, values, materials, equipment, [s for s in sigs if s.entity_type == "step_entry"])

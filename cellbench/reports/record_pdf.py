@@ -5,35 +5,49 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .. import clock
 from ..labels import LabelFonts, find_label_fonts
-from .document import MARK, NOTE, OOS, STRUCK, RecordPDF, signature_text, text
-from .record import BatchRecord, ParameterLine, SignatureView
+from ..specifications import Parameter, unit_text
+from .document import MARK, NOTE, OOS, PLAIN, STRUCK, RecordPDF, signature_text, text, when
+from .record import BatchRecord, LotSignature, ParameterLine, SignatureView, ValueRow
 
 VALUE_COLUMNS = ("Parameter", "Value", "Limits", "Verdict", "Comment / N/A reason", "Entered by, at")
 VALUE_WIDTHS = (40, 32, 22, 20, 36, 36)
 
 
+def shown(value: ValueRow | None, parameter: Parameter | None, zone: ZoneInfo) -> str:
+    """A recorded value as a person reads it: a time in site time with its offset (stored as ISO
+    text with its own offset), a unit as written ('5.2 × 10⁶ cells/mL')."""
+    if value is None:
+        return "(no value)"
+    if value.value is not None and parameter is not None and parameter.type == "datetime":
+        try:
+            return when(datetime.fromisoformat(value.value), zone)
+        except ValueError:
+            return value.shown  # as stored: never hide what the record holds
+    return unit_text(value.shown)
+
+
 def _value_rows(line: ParameterLine, zone: ZoneInfo) -> list[list]:
+    limits = unit_text(line.limits)
     if not line.rows:
-        return [[line.label, {"text": "not recorded", "style": NOTE}, line.limits,
+        return [[line.label, {"text": "not recorded", "style": NOTE}, limits,
                  "not recorded" if line.required else "optional", "", ""]]
     rows = []
     for value in line.rows:
         label = line.label + ("\n(computed by cellbench)" if value.computed else "")
         label += f"\n{value.note.upper() if value.note.startswith('changed') else value.note}" if value.note else ""
-        value_cell: dict = {"text": value.shown}
+        value_cell: dict = {"text": shown(value, line.parameter, zone)}
         verdict_cell: dict = {"text": value.verdict}
         if value.superseded:
             value_cell["style"] = verdict_cell["style"] = STRUCK
         elif value.out_of_limits:
             value_cell["style"] = verdict_cell["style"] = OOS
-        rows.append([label, value_cell, line.limits, verdict_cell, value.remark,
-                     f"{value.by}\n{clock.local_text(value.at, zone, clock.MINUTES)}"])
+        rows.append([label, value_cell, limits, verdict_cell, value.remark, f"{value.by}\n{when(value.at, zone)}"])
     for change in line.changes:
-        at = clock.local_text(change.at, zone, clock.MINUTES)
-        rows.append([{"text": f"CHANGED AFTER FIRST ENTRY — {line.label}: {change.before.shown} → "
-                              f"{change.after_shown}; by {change.by or 'cellbench'} at {at}. Reason: {change.reason}",
+        at = when(change.at, zone)
+        before, after = shown(change.before, line.parameter, zone), shown(change.after, line.parameter, zone)
+        rows.append([{"text": f"CHANGED AFTER FIRST ENTRY — {line.label}: {before} → "
+                              f"{after}; by {change.by or 'cellbench'} at {at}. Reason: {change.reason}",
                       "colspan": 6, "style": MARK}])
     return rows
 
@@ -55,7 +69,7 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
     lot, the page of pages, and when and by whom it was printed."""
     lot, spec, spec_row = record.lot, record.spec, record.spec_row
     footer = (f"Lot {lot.number} · executed batch record · page {{page}} of {{nb}} · printed "
-              f"{clock.local_text(printed_at, zone, clock.SECONDS)} by {printed_by}")
+              f"{when(printed_at, zone)} by {printed_by}")
     pdf = RecordPDF(fonts or find_label_fonts(), footer)
     pdf.set_title(f"Executed batch record, lot {lot.number}")
     pdf.set_author(printed_by)
@@ -73,8 +87,8 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
         ("Manufacturer", spec.product.manufacturer or "not named in this specification version"),
         ("Specification", f"{spec_row.product_code} version {spec_row.version} ({text(spec_row.status)})"),
         ("State", text(lot.state) + (f" — on hold: {lot.hold_reason}" if lot.hold_reason else "")),
-        ("Started", f"{clock.local_text(lot.created_at, zone, clock.MINUTES)} by {record.started_by}"),
-        ("Completed", clock.local_text(record.completed_at, zone, clock.MINUTES) or "not complete"),
+        ("Started", f"{when(lot.created_at, zone)} by {record.started_by}"),
+        ("Completed", when(record.completed_at, zone) or "not complete"),
         ("Expiry", lot.expiry.isoformat() if lot.expiry else "not set"),
     ]
     if record.donation:
@@ -103,7 +117,7 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
             pdf.line_of([("", "Not started.")])
         for er in step_record.entries:
             entry, title = er.entry, er.title
-            started = clock.local_text(entry.started_at, zone, clock.MINUTES)
+            started = when(entry.started_at, zone)
             pdf.line_of([("B", f"{title} · " if title else ""),
                          ("", f"started {started} · state: {text(entry.state)}")])
             if entry.na_reason:
@@ -125,9 +139,12 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
 
     pdf.heading("Changes after first entry")
     if record.corrections:
+        parameter_of = {id(c): line.parameter for s in record.steps for e in s.entries for line in e.lines
+                        for c in line.changes}
         pdf.grid(("Where", "Original", "New", "By", "At", "Reason"), (50, 24, 24, 24, 24, 40),
-                 [[c.where, {"text": c.change.before.shown, "style": STRUCK}, c.change.after_shown, c.change.by,
-                   clock.local_text(c.change.at, zone, clock.MINUTES), c.change.reason] for c in record.corrections])
+                 [[c.where, {"text": shown(c.change.before, parameter_of.get(id(c.change)), zone), "style": STRUCK},
+                   shown(c.change.after, parameter_of.get(id(c.change)), zone), c.change.by,
+                   when(c.change.at, zone), c.change.reason] for c in record.corrections])
     else:
         pdf.line_of([("", "None: every value stands as first entered.")])
 
@@ -137,7 +154,7 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
                  (22, 16, 18, 14, 22, 56, 38),
                  [[r.deviation.number, text(r.deviation.state), text(r.deviation.origin), r.deviation.severity,
                    r.deviation.step_code or "", r.deviation.description,
-                   f"{r.raised_by or ''} {clock.local_text(r.deviation.raised_at, zone, clock.MINUTES)}"
+                   f"{r.raised_by or ''} {when(r.deviation.raised_at, zone)}"
                    + (f"\nclosed: {signature_text(r.closure, zone)[0]}" if r.closure else "")]
                   for r in record.deviations])
     else:
@@ -150,8 +167,25 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
     else:
         pdf.line_of([("", "None.")])
 
-    if record.lot_signatures:
-        pdf.heading("Signatures on the lot")
-        for sig in record.lot_signatures:
-            _signature_line(pdf, "Signature", sig, zone)
+    pdf.heading("Signatures on the lot")
+    _lot_signatures(pdf, record.lot_signatures, zone)
     return bytes(pdf.output())
+
+
+def _lot_signatures(pdf: RecordPDF, lines: list[LotSignature], zone: ZoneInfo) -> None:
+    """QA's reviews, the QP's certifications, the sponsor release and every other decision signed on
+    the lot as a whole, oldest first; a voided one struck through with why."""
+    if not lines:
+        pdf.line_of([("", "None yet: no review, certification, release or other decision is signed on the lot.")])
+    else:
+        rows = []
+        for line in lines:
+            sig = line.signature
+            look = {"style": STRUCK} if sig.invalidated_at else {}
+            void = signature_text(sig, zone)[1]
+            rows.append([{"text": line.label + (f"\n{void}" if void else ""), "style": MARK if void else PLAIN},
+                         {"text": sig.signer_name, **look}, {"text": text(sig.meaning), **look},
+                         {"text": when(sig.at, zone), **look}, line.note])
+        pdf.grid(("Signed for", "Printed name", "Meaning", "Time", "Note"), (52, 30, 18, 36, 50), rows)
+        pdf.ln(1)
+    pdf.line_of([("", "The QC results and their review signatures are on the lot's certificate of analysis.")])
