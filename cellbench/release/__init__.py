@@ -1,12 +1,12 @@
 """Release of a lot: the gates (`gates`), QA's review by exception and of the audit trail
 (`reviews`), storage excursions (`excursions`), the QP's initial and final certification, the
 sponsor release, rejection and every move of a lot with what it does to the lot's kits
-(`decisions`), the work queues (`queues`); the certificate of analysis and the release certificate
-(`certificates`).
+(`decisions`), the work queues (`queues`); the certificate of analysis and the release certificate,
+gathered (`certificate_data`) and printed (`certificates`).
 
 Parts import one another in that order (reviews, excursions, gates, decisions, queues,
-certificates), never this package: no cycle inside it. Release may import lots, qc, steps, supply
-and reports; none of those imports release.
+certificate_data, certificates), never this package: no cycle inside it. Release may import lots,
+qc, steps, supply, studies and reports; none of those imports release.
 """
 
 from __future__ import annotations
