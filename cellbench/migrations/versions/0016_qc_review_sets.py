@@ -42,7 +42,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_qc_review_set_member_set_id'), ['set_id'], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table('qc_review_set_member', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_qc_review_set_member_set_id'))
