@@ -45,9 +45,15 @@ def qc_view(session: Session, lot: Lot, viewer: Viewer) -> dict:
 def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
           typed: dict | None = None, target: str | None = None):
     lot = lots.by_number(session, number)
+    typed = typed or {}
+    code = (target or "").removeprefix("enter:")
+    if error is not None and target == f"enter:{code}" and not typed.get("retest_of"):
+        # A single new result comes back into its grid row, with what was typed and why it was refused.
+        typed = {f"value:{code}": typed.get("value", ""), f"sample:{code}": typed.get("sample_id", "")}
+        target, error.problems = "grid", {code: error.message}  # type: ignore[attr-defined]
     problems = getattr(error, "problems", {}) if target == "grid" else {}
     return render(request, "qc/lot.html", status_code=error.status if error else 200, error=error,
-                  typed=typed or {}, target=target, row_problems=problems, url=_url(lot.number),
+                  typed=typed, target=target, row_problems=problems, url=_url(lot.number),
                   **qc_view(session, lot, viewer))
 
 
