@@ -177,7 +177,8 @@ def _qc_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
     if to_enter:
         href = _url(to_enter[0][0].number) if len(to_enter) == 1 else "/qc"
-        items.append(QueueItem(len(to_enter), "lots with QC results to enter", href, one="lot with QC results to enter"))
+        items.append(QueueItem(len(to_enter), "lots with QC results to enter", href,
+                               one="lot with QC results to enter"))
     if to_review:
         href = _url(to_review[0][0].number) + "#review" if len(to_review) == 1 else "/qc"
         items.append(QueueItem(len(to_review), "sets of QC results for you to review", href,
