@@ -1,4 +1,5 @@
-"""JSON API for QC results, for a LIMS or an instrument: enter, list, review, invalidate."""
+"""JSON API for QC results, for a LIMS or an instrument: enter (one, or a set at once), list, review (one, or
+a set under one signature), invalidate."""
 from __future__ import annotations
 
 from datetime import datetime

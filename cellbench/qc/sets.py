@@ -154,7 +154,7 @@ def set_members(session: Session, set_id: int) -> list[QcResult]:
     return list(session.scalars(query))
 
 
-@signatures.content_rule(SET_ENTITY)
+@signatures.content_rule("qc_result_set")  # a literal: tests read the registered types from the source
 def _set_content(session: Session, set_id: str) -> dict[str, object]:
     review_set = session.get(QcReviewSet, int(set_id)) if str(set_id).isdigit() else None
     if review_set is None or review_set.id is None:
