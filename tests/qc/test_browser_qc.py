@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from cellbench import demo
 from cellbench.models import QcResult, Signature
 
+from .. import test_browser
 from ..conftest import PASSWORD, chromium_path
-from ..test_browser import live_url  # noqa: F401 - the live server fixture
 from .test_sets import ASC, GRID, LOT_STAGE
 
 pytestmark = [pytest.mark.browser,
@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.browser,
                                  reason="Chromium is not installed (apt-get install chromium)")]
 
 TABLET, DESK = {"width": 768, "height": 1024}, {"width": 1280, "height": 800}
+live_url = test_browser.live_url  # the live server fixture, shared with the browser suite
 SHOTS = os.environ.get("CELLBENCH_SCREENSHOTS")  # a folder to keep the screenshots in, for a person to look at
 
 

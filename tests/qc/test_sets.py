@@ -325,3 +325,29 @@ def test_a_lims_enters_a_set_and_a_reviewer_signs_it_once(lab, app):
     again = anna.post(f"{base}/set-review", json={"results": ids, "password": PASSWORD})
     assert again.status_code == 409
     assert integrity.verify(lab).ok
+
+
+def test_an_invalidated_result_is_offered_again_and_a_current_one_is_corrected_only_by_retest(lab, as_):
+    ids = enter_all(lab)
+    viability = ids[[t.code for t in LOT_STAGE].index("viability")]
+    page = as_("quinn").get(f"/lots/{ASC}/qc").text
+    assert 'name="value:viability"' not in page and f'name="retest_of" value="{viability}"' in page
+    with lab.write() as s:
+        qc.invalidate_result(s, users.by_username(s, "anna"), PASSWORD,
+                             qc.result_of_lot(s, lots.by_number(s, ASC), viability), "Counter not zeroed")
+    page = as_("quinn").get(f"/lots/{ASC}/qc").text
+    assert 'name="value:viability"' in page and "every earlier result was invalidated" in page
+    assert as_("quinn").submit(f"/lots/{ASC}/qc/grid", {"value:viability": "90.5"}).status_code == 303
+    assert result_count(lab) == 21
+
+
+def test_an_oos_result_reviewed_in_a_set_still_stands_until_qa_invalidates_it(lab):
+    rows = [qc.Row(key.removeprefix("value:"), "82" if key == "value:endotoxin" else value)
+            for key, value in GRID.items()]
+    with lab.write() as s:
+        ids = [r.id for r in qc.enter_results(s, actor_of(lab, "quinn"), lots.by_number(s, ASC), rows)]
+    review_set(lab, ids)
+    with lab.read() as s:
+        lot = lots.by_number(s, ASC)
+        assert {st.test.code: st.state for st in qc.test_status(s, lot)}["endotoxin"] == qc.OOS
+        assert qc.release_test_problems(s, lot)[0].startswith("Bacterial endotoxins is out of specification")
