@@ -10,7 +10,7 @@ from sqlmodel import Session, col
 from .. import lots, signatures
 from ..errors import NotFound
 from ..models import Lot, LotState, QcResult, Role, Signature
-from ..specifications import ReleaseTest, Specification, Verdict
+from ..specifications import ReleaseTest, Specification, Verdict, unit_text
 from ..specifications import versions as spec_versions
 
 ANALYSTS = (Role.qc_analyst,)
@@ -211,4 +211,4 @@ def signatures_of(session: Session, results: list[QcResult]) -> dict[int, Signat
 
 def describe(test: ReleaseTest, result: QcResult) -> str:
     """A result's value as people read it, with its unit."""
-    return f"{result.value}{f' {result.unit}' if result.unit else ''}"
+    return f"{result.value}{f' {unit_text(result.unit)}' if result.unit else ''}"
