@@ -20,6 +20,8 @@ from .entry import enter_result, judge, sample_id_text
 from .results import ANALYSTS, REVIEWERS, core_content, is_donor_stage, release_test, result_of_lot, spec_of
 from .review import lock_result, mark_reviewed, review_refusal
 
+# The entity type of a set review. Written as a literal where it signs and where its content rule is
+# registered: the house tests read both from the source.
 SET_ENTITY = "qc_result_set"
 
 
@@ -140,7 +142,7 @@ def review_results(session: Session, reviewer: User, password: str, lot: Lot,
         raise InvalidInput("The set could not be stored.", field="results")
     session.add_all(QcReviewSetMember(set_id=review_set.id, result_id=r.id) for r in members if r.id is not None)
     session.flush()
-    sig = signatures.sign(session, reviewer, password, Meaning.reviewed, SET_ENTITY, str(review_set.id),
+    sig = signatures.sign(session, reviewer, password, Meaning.reviewed, "qc_result_set", str(review_set.id),
                           visibility=Visibility.unblinded)
     review_set.signature_id = sig.id
     for result in members:
