@@ -351,3 +351,12 @@ def test_an_oos_result_reviewed_in_a_set_still_stands_until_qa_invalidates_it(la
         lot = lots.by_number(s, ASC)
         assert {st.test.code: st.state for st in qc.test_status(s, lot)}["endotoxin"] == qc.OOS
         assert qc.release_test_problems(s, lot)[0].startswith("Bacterial endotoxins is out of specification")
+
+
+def test_a_placebo_lots_grid_offers_its_own_tests_and_has_no_donor_section(lab, as_):
+    from .test_qc import PLACEBO
+
+    page = as_("quinn").get(f"/lots/{PLACEBO}/qc").text
+    saline = load_spec_file(ROOT / "specs" / "saline-placebo" / "v2.toml")
+    assert page.count('name="value:') == len(saline.tests) and 'id="donor"' not in page
+    assert "Extractable volume per vial" in page
