@@ -1,4 +1,5 @@
-"""JSON API for QC results, for a LIMS or an instrument: enter, list, review, invalidate."""
+"""JSON API for QC results, for a LIMS or an instrument: enter (one, or a set at once), list, review (one, or
+a set under one signature), invalidate."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -72,6 +73,29 @@ class Review(BaseModel):
     password: str
 
 
+class SetRow(BaseModel):
+    test: str = Field(description="a release test code of the lot's specification version")
+    value: StrictStr | StrictInt | StrictFloat = Field(
+        description="a number in the test's unit (decimal point, no unit), or the result word")
+    sample_id: str | None = None
+
+
+class ResultSet(BaseModel):
+    results: list[SetRow] = Field(description="the results to enter together: all are saved, or none")
+    lot_version: int | None = Field(None, description="the lot's row_version as last read: 409 if it changed")
+
+
+class SetReview(BaseModel):
+    results: list[int] = Field(description="the ids of the results reviewed together under one signature")
+    password: str
+
+
+class SetReviewOut(BaseModel):
+    signature: SignatureOut
+    content_hash: str = Field(description="SHA-256 of the signed content, which lists every member")
+    results: list[ResultOut]
+
+
 class Invalidation(BaseModel):
     reason: str
     password: str
@@ -118,6 +142,33 @@ def enter_result(number: str, body: NewResult, viewer: Viewer = Depends(require(
         result = qc.enter_result(session, viewer.actor, lots.by_number(session, number), body.test, body.value,
                                  sample_id=body.sample_id, retest_of=body.retest_of, seen_version=body.lot_version)
         return result_out(session, result)
+
+
+@router.post("/lots/{number}/qc-results/set", response_model=list[ResultOut], status_code=201,
+             description="Enter several results at once (QC analyst): one bad row saves nothing and the error names "
+                         "its test (field 'value:<test>'). Donor-stage tests are the donation's, not entered here.")
+def enter_results(number: str, body: ResultSet, viewer: Viewer = Depends(require(*qc.ANALYSTS)),
+                  db: Database = Depends(get_db)):
+    rows = [qc.Row(r.test, r.value, r.sample_id) for r in body.results]
+    with db.write() as session:
+        saved = qc.enter_results(session, viewer.actor, lots.by_number(session, number), rows,
+                                 seen_version=body.lot_version)
+        return [result_out(session, r) for r in saved]
+
+
+@router.post("/lots/{number}/qc-results/set-review", response_model=SetReviewOut,
+             description="Second-person review of a set of results under ONE signature (meaning 'reviewed') whose "
+                         "content covers every member; never of a result the reviewer entered; 409 if any member "
+                         "was already reviewed.")
+def review_results(number: str, body: SetReview, viewer: Viewer = Depends(require(*qc.REVIEWERS)),
+                   db: Database = Depends(get_db)):
+    with db.write() as session:
+        lot = lots.by_number(session, number)
+        sig = qc.review_results(session, session.merge(viewer.user), body.password, lot, body.results)
+        members = [qc.result_of_lot(session, lot, i) for i in sorted(set(body.results))]
+        out = SignatureOut(signer=sig.signer_name, meaning=str(getattr(sig.meaning, "value", sig.meaning)), at=sig.at)
+        return SetReviewOut(signature=out, content_hash=sig.content_hash,
+                            results=[result_out(session, r) for r in members])
 
 
 @router.post("/lots/{number}/qc-results/{result_id}/review", response_model=ResultOut,

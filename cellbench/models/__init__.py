@@ -82,6 +82,8 @@ from .release import (
     LotReview,
     PendingTest,
     QcResult,
+    QcReviewSet,
+    QcReviewSetMember,
     StorageExcursion,
 )
 from .sealed import (

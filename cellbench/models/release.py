@@ -33,6 +33,29 @@ class QcResult(SQLModel, table=True):
     deviation_id: int | None = Field(default=None, foreign_key="deviation.id")  # the OOS investigation
 
 
+class QcReviewSet(SQLModel, table=True):
+    """A second person's review of a set of QC results under one signature (meaning "reviewed").
+    The signature covers every member's content (qc.sets); its members are the rows below."""
+
+    __tablename__ = "qc_review_set"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lot_id: int = Field(foreign_key="lot.id", index=True)
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")  # set once signed
+    created_at: datetime = timestamp()
+
+
+class QcReviewSetMember(SQLModel, table=True):
+    """One result of a reviewed set. A result is reviewed once: the unique result_id makes a second,
+    concurrent review of it fail in the database as well as in the rule."""
+
+    __tablename__ = "qc_review_set_member"
+
+    id: int | None = Field(default=None, primary_key=True)
+    set_id: int = Field(foreign_key="qc_review_set.id", index=True)
+    result_id: int = Field(foreign_key="qc_result.id", unique=True)
+
+
 class LotDecision(SQLModel, table=True):
     """A signed move of a lot (initial or final certification, sponsor release, rejection, abort).
     Its own immutable row, so the signature covers the decision as taken, whatever the lot does next."""

@@ -19,12 +19,24 @@ be set beside a kit quarantine that a blinded user sees.
 
 Parts: results (where each test stands, what signatures cover), entry (entering and judging a
 result), investigations (OOS deviations and the post-certification hooks), review (second-person
-review, QA's invalidation, work queues).
+review, QA's invalidation, work queues), sets (a grid of results entered at once; a set reviewed
+under one signature), grid (what the lot's QC page shows).
 """
 
 from __future__ import annotations
 
-from .entry import SAMPLE_ID_MAX, enter_result, judge
+from .entry import SAMPLE_ID_MAX, enter_result, judge, sample_id_text
+from .grid import (
+    DonorStage,
+    awaiting_review,
+    choices,
+    criterion_words,
+    donor_stage,
+    grid,
+    offered,
+    result_text,
+    reviewable_by,
+)
 from .investigations import (
     POST_CERTIFICATION_OOS,
     POST_CERTIFICATION_OOS_HOOKS,
@@ -46,10 +58,13 @@ from .results import (
     STATES,
     UNREVIEWED,
     TestStatus,
+    core_content,
     current_of,
     current_results,
     describe,
     effective_state,
+    is_donor_stage,
+    needs_lot_result,
     problem,
     release_test,
     release_test_problems,
@@ -59,4 +74,14 @@ from .results import (
     spec_of,
     test_status,
 )
-from .review import AWAITING_RESULTS, invalidate_result, lots_awaiting_results, results_awaiting_review, review_result
+from .review import (
+    AWAITING_RESULTS,
+    invalidate_result,
+    lock_result,
+    lots_awaiting_results,
+    mark_reviewed,
+    results_awaiting_review,
+    review_refusal,
+    review_result,
+)
+from .sets import SET_ENTITY, ResultSetInvalid, Row, donor_stage_refusal, enter_results, review_results, set_members

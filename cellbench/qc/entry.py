@@ -81,7 +81,7 @@ def judge(test: ReleaseTest, value: object) -> tuple[str, Verdict]:
         raise InvalidInput(f"{test.name}: {message}.", field="value") from None
 
 
-def _sample_id(sample_id: str | None) -> str | None:
+def sample_id_text(sample_id: str | None) -> str | None:
     text = (sample_id or "").strip() or None
     if text is not None and len(text) > SAMPLE_ID_MAX:
         raise InvalidInput(f"The sample id is at most {SAMPLE_ID_MAX} characters.", field="sample_id")
@@ -137,7 +137,7 @@ def enter_result(session: Session, actor: Actor, lot: Lot, test_code: str, value
         raise InvalidInput(f"Lot {lot.number} ({spec_versions.label(row)}) has no release test "
                            f"'{(test_code or '').strip()}'.", field="test_code")
     text, verdict = judge(test, value)
-    sample = _sample_id(sample_id)
+    sample = sample_id_text(sample_id)
     current = current_of(results_of(session, lot, test.code))
     original = None
     if retest_of is not None and str(retest_of).strip() != "":

@@ -12,7 +12,8 @@ from .. import audit, deviations
 from ..audit import Actor
 from ..models import AuditEvent, Lot, LotState, QcResult, Visibility
 from ..specifications import ReleaseTest
-from .results import POST_CERTIFICATION, describe
+from .grid import criterion_words
+from .results import POST_CERTIFICATION, describe, release_test, spec_of
 
 POST_CERTIFICATION_OOS = "post-certification OOS"
 
@@ -35,8 +36,8 @@ def post_certification_oos(session: Session, lot: Lot) -> list[QcResult]:
 
 def open_investigation(session: Session, actor: Actor, lot: Lot, test: ReleaseTest, result: QcResult,
                         state: LotState) -> None:
-    description = (f"Out-of-specification QC result on lot {lot.number}: {test.name} ({test.code}) = "
-                   f"{describe(test, result)}; acceptance criterion {test.acceptance.describe(test.unit)}. "
+    description = (f"Out-of-specification QC result on lot {lot.number}: {test.name} = "
+                   f"{describe(test, result)}; accepted: {criterion_words(test)}. "
                    f"Result #{result.id}, entered by {result.entered_by_name}"
                    + (f", retest of result #{result.retest_of}" if result.retest_of else "") + ". "
                    "Investigate before any retest; a passing retest does not clear this result.")
@@ -51,11 +52,16 @@ def open_investigation(session: Session, actor: Actor, lot: Lot, test: ReleaseTe
                  new=deviation.number, visibility=Visibility.unblinded)
 
 
+def _name(session: Session, lot: Lot, result: QcResult) -> str:
+    test = release_test(spec_of(session, lot), result.test_code)
+    return test.name if test else result.test_code
+
+
 def on_post_certification_oos(session: Session, actor: Actor, lot: Lot, result: QcResult) -> None:
     """Mark the lot (an audited event post_certification_oos() finds) and call every registered
     hook. The lot's state is left as it is: QA and the QP decide what happens to it."""
     audit.record(session, actor, POST_CERTIFICATION_OOS, "lot", lot.number, field="qc_result", new=result.id,
-                 reason=f"{result.test_code} out of specification while the lot is "
+                 reason=f"{_name(session, lot, result)} out of specification while the lot is "
                         f"{LotState(lot.state).value.replace('_', ' ')}",
                  visibility=Visibility.unblinded)
     for hook in POST_CERTIFICATION_OOS_HOOKS:

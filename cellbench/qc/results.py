@@ -10,7 +10,7 @@ from sqlmodel import Session, col
 from .. import lots, signatures
 from ..errors import NotFound
 from ..models import Lot, LotState, QcResult, Role, Signature
-from ..specifications import ReleaseTest, Specification, Verdict
+from ..specifications import ReleaseTest, Specification, Verdict, unit_text
 from ..specifications import versions as spec_versions
 
 ANALYSTS = (Role.qc_analyst,)
@@ -30,7 +30,7 @@ STATES = (MISSING, INVALIDATED_ONLY, OOS, UNREVIEWED, PASS)
 # --- what signatures cover --------------------------------------------------------------------
 
 
-def _core(session: Session, result: QcResult) -> dict[str, object]:
+def core_content(session: Session, result: QcResult) -> dict[str, object]:
     """The immutable fields of a result: what its reviewer signs and what decisions stand on."""
     lot_number = session.scalar(select(col(Lot.number)).where(col(Lot.id) == result.lot_id))
     return {"lot": lot_number, "test": result.test_code,
@@ -48,14 +48,14 @@ def _result_for_rule(session: Session, result_id: str) -> QcResult:
 
 @signatures.content_rule("qc_result")
 def _result_content(session: Session, result_id: str) -> dict[str, object]:
-    return _core(session, _result_for_rule(session, result_id))
+    return core_content(session, _result_for_rule(session, result_id))
 
 
 @signatures.content_rule("qc_result_invalidation")
 def _invalidation_content(session: Session, result_id: str) -> dict[str, object]:
     # Its own entity type, so that QA's signature covers the reason as well as the result.
     result = _result_for_rule(session, result_id)
-    return {**_core(session, result), "invalidated_at": result.invalidated_at,
+    return {**core_content(session, result), "invalidated_at": result.invalidated_at,
             "invalidation_reason": result.invalidation_reason}
 
 
@@ -159,6 +159,17 @@ def test_status(session: Session, lot: Lot) -> list[TestStatus]:
 test_status.__test__ = False  # type: ignore[attr-defined]  # imported into test modules by name
 
 
+def is_donor_stage(test: ReleaseTest) -> bool:
+    """A donor-stage test (the donation's eligibility panel): its record is the donation's QA-signed
+    eligibility decision, so it is shown on the lot's QC page but never entered there."""
+    return test.stage == "donor"
+
+
+def needs_lot_result(test: ReleaseTest) -> bool:
+    """A test the lot's own reviewed results must cover before release."""
+    return test.required_for_release and not is_donor_stage(test)
+
+
 def _ids(results: tuple[QcResult, ...]) -> str:
     return ", ".join(f"#{r.id}" for r in results)
 
@@ -186,7 +197,7 @@ def release_test_problems(session: Session, lot: Lot) -> list[str]:
     record, and the release gate `donor_eligible` checks it; entering them again as lot results would
     keep the same facts twice."""
     return [why for status in test_status(session, lot)
-            if status.test.required_for_release and status.test.stage != "donor" and (why := problem(status))]
+            if needs_lot_result(status.test) and (why := problem(status))]
 
 
 
@@ -200,4 +211,4 @@ def signatures_of(session: Session, results: list[QcResult]) -> dict[int, Signat
 
 def describe(test: ReleaseTest, result: QcResult) -> str:
     """A result's value as people read it, with its unit."""
-    return f"{result.value}{f' {result.unit}' if result.unit else ''}"
+    return f"{result.value}{f' {unit_text(result.unit)}' if result.unit else ''}"

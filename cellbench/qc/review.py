@@ -5,36 +5,51 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import audit, signatures, users
+from ..audit import Actor
 from ..clock import utcnow
-from ..errors import Conflict, Forbidden
+from ..errors import Conflict, DomainError, Forbidden
 from ..models import Lot, LotState, Meaning, QcResult, Signature, User, Visibility
-from .results import INVALIDATED_ONLY, INVALIDATORS, MISSING, REVIEWERS, test_status
+from .results import INVALIDATED_ONLY, INVALIDATORS, MISSING, REVIEWERS, needs_lot_result, test_status
 
 
-def _lock_result(session: Session, result: QcResult) -> QcResult:
+def lock_result(session: Session, result: QcResult) -> QcResult:
     query = (select(QcResult).where(col(QcResult.id) == result.id).with_for_update()
              .execution_options(populate_existing=True))
     return session.scalars(query).one()
+
+
+def review_refusal(session: Session, reviewer_id: int | None, result: QcResult) -> DomainError | None:
+    """Why this person cannot review this result, or None: the one rule of second-person review,
+    for a single result and for each member of a set."""
+    if result.entered_by == reviewer_id:
+        return Forbidden(f"Nobody reviews their own result: result #{result.id} ({result.test_code}) was entered by "
+                         "you, so a second person must review it.", field="result")
+    if result.invalidated_at is not None:
+        return Conflict(f"Result #{result.id} was invalidated: there is nothing to review.", field="result")
+    if result.review_signature_id is not None:
+        done = session.get(Signature, result.review_signature_id)
+        by = f" by {done.signer_name}" if done is not None else ""
+        return Conflict(f"Result #{result.id} was already reviewed{by}.", field="result")
+    return None
+
+
+def mark_reviewed(session: Session, actor: Actor, result: QcResult, sig: Signature, note: str = "") -> None:
+    """The result's review state and its audit event, in the signing transaction."""
+    result.review_signature_id = sig.id
+    session.flush()
+    audit.record(session, actor, "qc result reviewed", "qc_result", result.id, field="review_signature",
+                 new=f"#{sig.id}{note}", visibility=Visibility.unblinded)
 
 
 def review_result(session: Session, reviewer: User, password: str, result: QcResult) -> Signature:
     """A second person (QC analyst or QA, never the one who entered it) reviews and signs a result."""
     actor = users.actor(session, reviewer)
     users.require_role(actor, *REVIEWERS)
-    result = _lock_result(session, result)
-    if result.entered_by == reviewer.id:
-        raise Forbidden("Nobody reviews their own result: a second person must review it.")
-    if result.invalidated_at is not None:
-        raise Conflict(f"Result #{result.id} was invalidated: there is nothing to review.", field="result")
-    if result.review_signature_id is not None:
-        done = session.get(Signature, result.review_signature_id)
-        by = f" by {done.signer_name}" if done is not None else ""
-        raise Conflict(f"Result #{result.id} was already reviewed{by}.", field="result")
+    result = lock_result(session, result)
+    if refusal := review_refusal(session, reviewer.id, result):
+        raise refusal
     sig = signatures.sign(session, reviewer, password, Meaning.reviewed, "qc_result", str(result.id))
-    result.review_signature_id = sig.id
-    session.flush()
-    audit.record(session, actor, "qc result reviewed", "qc_result", result.id, field="review_signature",
-                 new=f"#{sig.id}", visibility=Visibility.unblinded)
+    mark_reviewed(session, actor, result, sig)
     return sig
 
 
@@ -44,7 +59,7 @@ def invalidate_result(session: Session, qa: User, password: str, result: QcResul
     actor = users.actor(session, qa)
     users.require_role(actor, *INVALIDATORS)
     reason = audit.require_reason(reason)
-    result = _lock_result(session, result)
+    result = lock_result(session, result)
     if result.entered_by == qa.id:
         raise Forbidden("Nobody invalidates their own result.")
     if result.invalidated_at is not None:
@@ -71,7 +86,7 @@ def lots_awaiting_results(session: Session) -> list[tuple[Lot, int]]:
     for lot in session.scalars(select(Lot).where(col(Lot.state).in_([s.value for s in AWAITING_RESULTS]))
                                .order_by(col(Lot.id))):
         missing = sum(1 for s in test_status(session, lot)
-                      if s.test.required_for_release and s.state in (MISSING, INVALIDATED_ONLY))
+                      if needs_lot_result(s.test) and s.state in (MISSING, INVALIDATED_ONLY))
         if missing:
             waiting.append((lot, missing))
     return waiting

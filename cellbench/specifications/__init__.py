@@ -22,6 +22,7 @@ from .model import (
     SpecificationError,
     Step,
 )
+from .units import unit_text
 from .values import (
     Formulation,
     LimitCheck,

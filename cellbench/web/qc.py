@@ -1,5 +1,6 @@
-"""QC pages: a lot's release tests with their results, entry at tablet size, second-person review
-and QA's invalidation; the QC work queues."""
+"""QC pages: a lot's results grid (every lot-stage release test, entered and saved at once), the
+donor-stage tests shown with the donation's eligibility, a second person's review of a set of results
+under one signature, retests and QA's invalidation; the QC work queues and the list they open."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -10,9 +11,10 @@ from sqlmodel import Session
 
 from .. import deviations, lots, qc
 from ..db import Database
-from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, form_text, form_texts, get_db, read_session, require
 from ..errors import DomainError
-from ..models import Deviation
+from ..models import Deviation, Lot
+from ..specifications import unit_text
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -23,49 +25,100 @@ def _url(number: str) -> str:
     return f"/lots/{quote(number, safe='')}/qc"
 
 
-def qc_view(session: Session, lot) -> dict:
+def qc_view(session: Session, lot: Lot, viewer: Viewer) -> dict:
     statuses = qc.test_status(session, lot)
     results = [r for s in statuses for r in s.results]
     deviation_ids = {r.deviation_id for r in results if r.deviation_id}
     numbers = {d.id: d.number for d in (session.get(Deviation, i) for i in deviation_ids) if d}
-    return {"lot": lot, "spec_row": lots.spec_of(session, lot), "statuses": statuses,
-            "sigs": qc.signatures_of(session, results), "deviation_numbers": numbers,
-            "state": qc.effective_state(lot), "may_enter": qc.effective_state(lot) in qc.ENTRY_STATES,
-            "problems": qc.release_test_problems(session, lot),
+    pending = qc.awaiting_review(session, lot)
+    reviewable = qc.reviewable_by(session, lot, viewer.user.id) if viewer.has(*qc.REVIEWERS) else []
+    names = {s.test.code: s.test.name for s in statuses}
+    return {"lot": lot, "spec_row": lots.spec_of(session, lot), "statuses": statuses, "grid": qc.grid(session, lot),
+            "donor": qc.donor_stage(session, lot), "sigs": qc.signatures_of(session, results),
+            "deviation_numbers": numbers, "may_enter": qc.effective_state(lot) in qc.ENTRY_STATES,
+            "problems": qc.release_test_problems(session, lot), "reviewable": reviewable,
+            "not_mine": [r for r in pending if r not in reviewable], "names": names,
             "post_certification": qc.post_certification_oos(session, lot),
-            "open_deviations": deviations.open_deviations(session, lot.id)}
+            "open_deviations": deviations.open_deviations(session, lot.id), "qc": qc, "unit_text": unit_text}
 
 
-def _page(request: Request, session: Session, number: str, error: DomainError | None = None,
+def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
           typed: dict | None = None, target: str | None = None):
     lot = lots.by_number(session, number)
+    typed = typed or {}
+    code = (target or "").removeprefix("enter:")
+    if error is not None and target == f"enter:{code}" and not typed.get("retest_of"):
+        # A single new result comes back into its grid row, with what was typed and why it was refused.
+        typed = {f"value:{code}": typed.get("value", ""), f"sample:{code}": typed.get("sample_id", "")}
+        target, error.problems = "grid", {code: error.message}  # type: ignore[attr-defined]
+    problems = getattr(error, "problems", {}) if target == "grid" else {}
     return render(request, "qc/lot.html", status_code=error.status if error else 200, error=error,
-                  typed=typed or {}, target=target, url=_url(lot.number), **qc_view(session, lot))
+                  typed=typed, target=target, row_problems=problems, url=_url(lot.number),
+                  **qc_view(session, lot, viewer))
 
 
 @router.get("/lots/{number}/qc")
 def qc_page(request: Request, number: str, viewer: Viewer = Depends(require(*lots.READERS)),
             session: Session = Depends(read_session)):
-    return _page(request, session, number)
+    return _page(request, session, viewer, number)
 
 
 def _done(number: str, notice: str, anchor: str = "") -> RedirectResponse:
     return RedirectResponse(f"{_url(number)}?notice={quote(notice)}{anchor}", status_code=303)
 
 
+def _grid_rows(form) -> list[qc.Row]:
+    """The grid's rows as posted: value:<test code> and sample:<test code> for each offered test."""
+    codes = [key.removeprefix("value:") for key in form if key.startswith("value:")]
+    return [qc.Row(code, form_text(form, f"value:{code}"), form_text(form, f"sample:{code}")) for code in codes]
+
+
+@router.post("/lots/{number}/qc/grid")
+def enter_grid(request: Request, number: str, viewer: Viewer = Depends(form_by(*qc.ANALYSTS)),
+               db: Database = Depends(get_db), form=Depends(form_data)):
+    try:
+        with db.write() as session:
+            saved = qc.enter_results(session, viewer.actor, lots.by_number(session, number), _grid_rows(form))
+            count, oos = len(saved), sum(1 for r in saved if r.verdict == "oos")
+    except DomainError as error:
+        with db.read() as session:
+            return _page(request, session, viewer, number, error, dict(form), "grid")
+    notice = f"{count} result{'s' if count != 1 else ''} saved. They count once a second person has reviewed them."
+    if oos:
+        notice += (f" {oos} {'is' if oos == 1 else 'are'} out of specification: an investigation deviation was "
+                   "opened for each.")
+    return _done(number, notice, "#results")
+
+
+@router.post("/lots/{number}/qc/review")
+def review_set(request: Request, number: str, viewer: Viewer = Depends(form_by(*qc.REVIEWERS)),
+               db: Database = Depends(get_db), form=Depends(form_data)):
+    chosen = form_texts(form, "result")
+    try:
+        with db.write() as session:
+            qc.review_results(session, session.merge(viewer.user), form_text(form, "password"),
+                              lots.by_number(session, number), chosen)
+    except DomainError as error:
+        with db.read() as session:
+            return _page(request, session, viewer, number, error, {"result": chosen}, "review")
+    count = len(set(chosen))
+    return _done(number, f"{count} result{'s' if count != 1 else ''} reviewed under one signature.", "#results")
+
+
 @router.post("/lots/{number}/qc/results")
 def enter(request: Request, number: str, viewer: Viewer = Depends(form_by(*qc.ANALYSTS)),
           db: Database = Depends(get_db), form=Depends(form_data)):
-    test_code = str(form.get("test_code", ""))
+    """One result: the retest of a current result (the correction path) or a single entry by hand."""
+    test_code = form_text(form, "test_code")
     try:
         with db.write() as session:
             result = qc.enter_result(session, viewer.actor, lots.by_number(session, number), test_code,
-                                     str(form.get("value", "")), sample_id=str(form.get("sample_id", "")),
-                                     retest_of=str(form.get("retest_of", "")).strip() or None)
+                                     form_text(form, "value"), sample_id=form_text(form, "sample_id"),
+                                     retest_of=form_text(form, "retest_of").strip() or None)
             verdict, code = result.verdict, result.test_code
     except DomainError as error:
         with db.read() as session:
-            return _page(request, session, number, error, dict(form), f"enter:{test_code}")
+            return _page(request, session, viewer, number, error, dict(form), f"enter:{test_code}")
     notice = ("Result saved: out of specification. An investigation deviation was opened." if verdict == "oos"
               else "Result saved. It counts once a second person has reviewed it.")
     return _done(number, notice, f"#test-{code}")
@@ -77,11 +130,11 @@ def review(request: Request, number: str, result_id: int, viewer: Viewer = Depen
     try:
         with db.write() as session:
             result = qc.result_of_lot(session, lots.by_number(session, number), result_id)
-            qc.review_result(session, session.merge(viewer.user), str(form.get("password", "")), result)
+            qc.review_result(session, session.merge(viewer.user), form_text(form, "password"), result)
             code = result.test_code
     except DomainError as error:
         with db.read() as session:
-            return _page(request, session, number, error, {}, f"review:{result_id}")
+            return _page(request, session, viewer, number, error, {}, "review")
     return _done(number, f"Result #{result_id} reviewed.", f"#test-{code}")
 
 
@@ -91,23 +144,43 @@ def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = D
     try:
         with db.write() as session:
             result = qc.result_of_lot(session, lots.by_number(session, number), result_id)
-            qc.invalidate_result(session, session.merge(viewer.user), str(form.get("password", "")), result,
-                                 str(form.get("reason", "")))
+            qc.invalidate_result(session, session.merge(viewer.user), form_text(form, "password"), result,
+                                 form_text(form, "reason"))
             code = result.test_code
     except DomainError as error:
         with db.read() as session:
-            return _page(request, session, number, error, {"reason": form.get("reason", "")},
+            return _page(request, session, viewer, number, error, {"reason": form_text(form, "reason")},
                          f"invalidate:{result_id}")
     return _done(number, f"Result #{result_id} invalidated.", f"#test-{code}")
 
 
+def _waiting(session: Session, viewer: Viewer) -> tuple[list[tuple[Lot, int]], list[tuple[Lot, int]]]:
+    """(lots with results to enter, how many tests), (lots with a set this person may review, how many
+    results) — only what needs this viewer's action."""
+    to_enter = qc.lots_awaiting_results(session) if viewer.has(*qc.ANALYSTS) else []
+    to_review: list[tuple[Lot, int]] = []
+    if viewer.has(*qc.REVIEWERS):
+        to_review = [(lot, len(rows)) for lot, rows in qc.results_awaiting_review(session, viewer.user.id)]
+    return to_enter, to_review
+
+
+@router.get("/qc")
+def qc_list(request: Request, viewer: Viewer = Depends(require(*qc.ANALYSTS, *qc.REVIEWERS)),
+            session: Session = Depends(read_session)):
+    to_enter, to_review = _waiting(session, viewer)
+    return render(request, "qc/queue.html", to_enter=to_enter, to_review=to_review, url=_url)
+
+
 @work_queue
 def _qc_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    to_enter, to_review = _waiting(session, viewer)
     items = []
-    if viewer.has(*qc.ANALYSTS):
-        for lot, missing in qc.lots_awaiting_results(session):
-            items.append(QueueItem(missing, f"release tests of lot {lot.number} awaiting QC results", _url(lot.number)))
-    if viewer.has(*qc.REVIEWERS):
-        for lot, rows in qc.results_awaiting_review(session, viewer.user.id):
-            items.append(QueueItem(len(rows), f"QC results of lot {lot.number} awaiting review", _url(lot.number)))
+    if to_enter:
+        href = _url(to_enter[0][0].number) if len(to_enter) == 1 else "/qc"
+        items.append(QueueItem(len(to_enter), "lots with QC results to enter", href,
+                               one="lot with QC results to enter"))
+    if to_review:
+        href = _url(to_review[0][0].number) + "#review" if len(to_review) == 1 else "/qc"
+        items.append(QueueItem(len(to_review), "sets of QC results for you to review", href,
+                               one="set of QC results for you to review"))
     return items
