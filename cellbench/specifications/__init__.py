@@ -32,6 +32,5 @@ from .values import (
     formulate_in_cs10,
     parse_value,
     population_doublings,
-    unit_text,
 )
 from .versions import all_versions, approve, effective, label, parsed, sync_from_files

@@ -148,15 +148,3 @@ def population_doublings(cells_seeded: float, cells_harvested: float) -> float:
     if seeded <= 0 or harvested <= 0:
         raise ValueError("cells seeded and harvested must both be positive")
     return math.log2(harvested / seeded)
-
-
-_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
-_POWER_OF_TEN = re.compile(r"(?:×\s*)?\b10\^(-?\d+)")
-
-
-def unit_text(unit: str | None) -> str:
-    """A unit as a person writes it: '10^6 cells/mL' reads '× 10⁶ cells/mL', so that '25' and the
-    unit print as '25 × 10⁶ cells/mL'. Works on a whole line too ('20 – 30 10^6 cells/vial')."""
-    if not unit:
-        return ""
-    return _POWER_OF_TEN.sub(lambda m: f"× 10{m.group(1).translate(_SUPERSCRIPT)}", unit)
