@@ -79,4 +79,5 @@ def walk(chromium, live_url, clock, tmp_path):
     printed at the end (run with -s to see it), pass or fail."""
     walking = Walk(chromium, live_url, tmp_path)
     yield walking
-    print("\n" + walking.table())
+    if walking.tasks:
+        print("\n" + walking.table())

@@ -6,6 +6,9 @@ Run it alone, with the table printed:
 
     PYTHONPATH=. python -m pytest -q -n 0 -s tests/browser/test_trial_walk.py
 
+With CELLBENCH_WALK_SCREENSHOTS=<folder>, the site's pages are saved there as the walk goes, to be
+looked at.
+
 The world is the whole demo (`cellbench demo`, tests/conftest.py `demo_trial_world`) with its demo
 people and their password. The supply and site half goes to the second site, AUH-ENT (Aarhus),
 whose pharmacy holds no kits before the walk: every kit the system assigns there is one the walk
@@ -39,7 +42,7 @@ pytestmark = [pytest.mark.browser,
 STUDY = "NCT07290946"  # two treatments, four months apart, both glands each time
 SITE = "AUH-ENT"
 SCREENING = "AAR-101"
-KITS_TO_MAKE = 4  # a kit list of whole permuted blocks: as many kits of each arm, two at least
+KITS_TO_MAKE = 4  # one permuted block: two kits of each arm, one per treatment of one participant
 TREATMENT_INTERVAL_DAYS = 120
 
 # The demo people (cellbench.demo DEMO_USERS and sites.SECOND_SITE_USERS): one per role.
@@ -99,18 +102,20 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
     with walk.task("supply: sponsor release of the ASC lot and the saline lot"):
         for n, lot in enumerate((asc_lot, saline_lot)):
             if n == 0:
-                sara.from_queue("certified lots awaiting sponsor release")
+                sara.from_queue(r"certified lots? awaiting sponsor release")
             else:
                 sara.nav("Release")
-            if f"/lots/{lot}/release" not in sara.page.url:
+            if not sara.at(f"/lots/{lot}/release"):
                 sara.click(f"main a[href='/lots/{lot}/release']")
             assert "qp certified" in sara.main().lower()
             sara.sign(f"form[action='/lots/{lot}/release/sponsor_release']")
             assert sara.notice() == "Lot released.", sara.error()
 
     with walk.task("supply: seal a kit list of new kit numbers"):
-        sara.from_queue(f"kit numbers of {STUDY} left to package")
+        sara.nav("Supply")
+        sara.click(f"main a[href='/supply/studies/{STUDY}/lists/new?kind=kit']")
         sara.page.fill("form[action$='/lists'] input[name=size]", str(KITS_TO_MAKE))
+        sara.page.fill("form[action$='/lists'] input[name=block_sizes]", str(KITS_TO_MAKE))  # one block, no rounding
         sara.click("form[action$='/lists'] button")
         assert "Draft kit list" in sara.notice(), sara.error()
         entries = int(re.search(r"Entries\s+(\d+)", sara.main()).group(1))
@@ -165,8 +170,8 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
 
     frida = walk.person(PHARMACIST, TABLET)
     with walk.task("pharmacist: receive the shipment by scanning each kit"):
-        frida.from_queue("shipments in transit to receive")
-        if f"/shipments/{shipment}" not in frida.page.url:
+        frida.from_queue(r"shipments? in transit to receive")
+        if not frida.at(f"/shipments/{shipment}"):
             frida.click(f"main a:has-text('{shipment}')")
         blind.holds(frida, "receipt")
         for n, kit in enumerate(kits, 1):
@@ -174,6 +179,7 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
             assert frida.page.inner_text(".progress").startswith(f"{n} of {entries} scanned")
             assert kit in frida.page.inner_text("#verdict") and "On the manifest" in frida.page.inner_text("#verdict")
             blind.holds(frida, "receipt scan")
+        frida.shot("receipt-scanned")
         frida.page.check("input[name=seal_intact][value=yes]")
         frida.page.check("input[name=logger_source][value=manual]")
         frida.page.fill("input[name=logger_min]", "-189")
@@ -198,6 +204,7 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
         participant = re.search(r"Randomised: participant number (\S+)\.", ida.notice()).group(1)
         assert ida.page.locator("table.visits tbody tr").count() == 2, "both treatment visits are planned"
         blind.holds(ida, "randomised")
+        ida.shot("randomised")
     participant_page = f"/participants/{STUDY}/{SCREENING}"
 
     jonas = walk.person(PREPARER, TABLET)
@@ -207,10 +214,11 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
             clock_(days=TREATMENT_INTERVAL_DAYS)  # four months later, the same participant
 
         with walk.task(f"pharmacist: dispense the assigned kit for treatment {treatment} by scanning"):
-            frida.from_queue("visits awaiting dispensing today")
-            row = frida.page.locator("main tr", has_text=participant)
-            assert row.count() == 1 and row.locator("td").nth(1).inner_text().strip() == str(treatment)
-            frida.follow(row.locator("a:has-text('Assign a kit')"))
+            frida.from_queue(r"visits? awaiting dispensing today")
+            if not frida.at(f"{participant_page}/visits/{treatment}/dispense"):
+                row = frida.page.locator("main tr", has_text=participant)
+                assert row.count() == 1 and row.locator("td").nth(1).inner_text().strip() == str(treatment)
+                frida.follow(row.locator("a:has-text('Assign a kit')"))
             frida.click("button:has-text('Assign a kit')")
             kit = frida.page.inner_text(".kitno.huge").strip()
             assert kit in payloads and kit not in given, "a kit of this shipment, not one given before"
@@ -219,17 +227,21 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
             frida.scan(payloads[kit])
             assert frida.notice() == f"Kit {kit} dispensed to the preparer.", frida.error()
             blind.holds(frida, "dispensed")
+            frida.shot(f"dispensed-T{treatment}")
             given.append(kit)
 
         with walk.task(f"preparer: start the preparation clock for treatment {treatment} by scanning"):
-            jonas.from_queue("dispensed kits to thaw or prepare")
+            jonas.from_queue(r"dispensed kits? to thaw or prepare")
             assert kit in jonas.main()
             jonas.scan(payloads[kit])
             assert jonas.notice().startswith(f"Kit {kit}: the clock is running."), jonas.error()
             assert jonas.page.locator("tr", has_text=kit).locator("[role=timer]").inner_text().endswith("left")
+            jonas.shot(f"preparation-T{treatment}")
 
         with walk.task(f"investigator: record treatment {treatment} in both glands"):
-            ida.go(participant_page)
+            ida.from_queue(r"treatment visits? in (their|its) window today")
+            if not ida.at(participant_page):
+                ida.click(f"main a[href='{participant_page}']")
             ida.click(f"table.visits tr#T{treatment} a:has-text('Record administration')")
             blind.holds(ida, "administration")
             for gland in ("left", "right"):
@@ -240,6 +252,7 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
             assert ida.page.locator(".glands fieldset.done").count() == 2
             assert "Administered" in ida.page.inner_text("dl.facts")
             blind.holds(ida, "administered")
+            ida.shot(f"administered-T{treatment}")
 
     with walk.task("investigator: read the participant's treatments"):
         ida.go(participant_page)

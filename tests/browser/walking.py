@@ -8,6 +8,7 @@ loads; they are counted apart. Signing in happens once per device, outside the t
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -60,16 +61,25 @@ class Person:
         self.go("/")
 
     def from_queue(self, words: str) -> None:
-        """Go home and open the work-queue item that reads `words` (its count aside)."""
+        """Go home and open the work-queue item that reads `words`, a pattern (its count aside, and
+        either number: "shipments? in transit")."""
         self.home()
-        item = self.page.locator(".queue-item", has_text=words)
+        item = self.page.locator(".queue-item", has_text=re.compile(words))
         queue = self.page.locator(".queue-item").all_inner_texts()
         assert item.count(), f"{self.username}'s work queue shows {words!r}; it shows {queue}"
         press(self.page, item.first.locator("a").first)
 
+    def at(self, path: str) -> bool:
+        """Whether the page shown is `path` (a queue may open the exact item instead of a list)."""
+        return self.page.url.split("?")[0].endswith(path)
+
     def nav(self, name: str) -> None:
-        """Follow a link of the top bar."""
-        press(self.page, self.page.locator("nav.main").get_by_role("link", name=name, exact=True))
+        """Follow a link of the top bar (or, if the tablet's bar has folded it away, open its address)."""
+        link = self.page.locator("nav.main").get_by_role("link", name=name, exact=True)
+        if link.is_visible():
+            press(self.page, link)
+        else:
+            self.go(link.get_attribute("href"))
 
     def notice(self) -> str:
         found = self.page.locator(".notice")
@@ -81,6 +91,12 @@ class Person:
 
     def main(self) -> str:
         return self.page.inner_text("main") if self.page.locator("main").count() else self.page.inner_text("body")
+
+    def shot(self, name: str) -> None:
+        """A screenshot of the whole page into $CELLBENCH_WALK_SCREENSHOTS, when it names a folder."""
+        if folder := os.environ.get("CELLBENCH_WALK_SCREENSHOTS"):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(folder) / f"{len(self.walk.tasks):02d}-{name}.png"), full_page=True)
 
     def scan(self, payload: str) -> None:
         """A USB scanner is a keyboard: it types the label's payload into the focused field and
