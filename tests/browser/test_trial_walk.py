@@ -27,13 +27,14 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from cellbench import clock, release, users
+from cellbench import clock, release, studies, users
 from cellbench.demo import DEMO_PASSWORD, demo_results
 from cellbench.models import Lot, LotState, Study
+from cellbench.specifications import STUDIES_DIR, specs_root
 
 from ..conftest import chromium_path
 from ..eligible import criteria
-from .walking import DESK, TABLET, Person, Walk, arm_words, qr_payloads
+from .walking import DESK, TABLET, Walk, arm_words, qr_payloads
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(chromium_path() is None,
@@ -73,30 +74,30 @@ def certified_lots(demo_trial_world) -> tuple[str, str]:
 
 
 @pytest.fixture
-def study_titles(demo_trial_world) -> tuple[str, ...]:
-    """The studies' titles name the product ("Repeated ASC for ..."), alike for both arms."""
+def shared_phrases(demo_trial_world) -> tuple[str, ...]:
+    """What blinded pages show alike for both arms and may use arm words in: the studies' titles
+    ("Repeated ASC for ...") and the eligibility criteria ("... active disease of the salivary glands")."""
     with demo_trial_world.read() as s:
-        return tuple(title for study in s.scalars(select(Study)) for title in (study.title, study.short_title))
+        titles = [title for study in s.scalars(select(Study)) for title in (study.title, study.short_title)]
+    definition, _sha = studies.load_study_file(specs_root() / STUDIES_DIR / f"{STUDY}.toml")
+    return (*titles, *(criterion.text for criterion in definition.eligibility))
+
+
+def test_the_blind_reader_finds_arm_words_and_lot_numbers_but_not_in_kit_numbers_or_titles():
+    title = "Repeated ASC for radiation-induced xerostomia"
+    assert arm_words(f"Kit ASC7-PLAC-E · {title} · Dispensed", title) == []
+    assert arm_words("Kit 934R-JJTJ-7 · Placebo: isotonic saline") == ["Placebo", "saline"]
+    assert arm_words("Units: ASC-2026-0006-V001") == ["ASC-2026-0006"]
+    assert arm_words("the active arm") == ["active", "arm"]
+    assert arm_words("Pharmacist · pharmacy · ascending") == []
 
 
 # --- the supply and site half -------------------------------------------------------------------------------
 
 
-class Blind:
-    """The blinded people's pages, read as they read them: no arm word, ASC or saline lot number
-    anywhere on the page once kit numbers (random letters that may spell ASC) and the study titles
-    are masked."""
-
-    def __init__(self, titles: tuple[str, ...]):
-        self.titles = titles
-
-    def holds(self, someone: Person, step: str) -> None:
-        found = arm_words(someone.main(), *self.titles)
-        assert not found, f"{step}: {someone.username} reads {found} on {someone.page.url}"
-
-
-def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: str) -> None:
-    """From two QP-certified lots to a participant treated twice, through the pages only."""
+def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
+    """From two QP-certified lots to a participant treated twice, through the pages only. The
+    pharmacist and the investigator are blinded: every page they reach is read for arm words."""
     sara = walk.person(SUPPLY, DESK)
 
     with walk.task("supply: sponsor release of the ASC lot and the saline lot"):
@@ -168,17 +169,15 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
 
     clock_(hours=26)  # the courier's day
 
-    frida = walk.person(PHARMACIST, TABLET)
+    frida = walk.person(PHARMACIST, TABLET, blinded=True)
     with walk.task("pharmacist: receive the shipment by scanning each kit"):
         frida.from_queue(r"shipments? in transit to receive")
         if not frida.at(f"/shipments/{shipment}"):
             frida.click(f"main a:has-text('{shipment}')")
-        blind.holds(frida, "receipt")
         for n, kit in enumerate(kits, 1):
             frida.scan(payloads[kit])
             assert frida.page.inner_text(".progress").startswith(f"{n} of {entries} scanned")
             assert kit in frida.page.inner_text("#verdict") and "On the manifest" in frida.page.inner_text("#verdict")
-            blind.holds(frida, "receipt scan")
         frida.shot("receipt-scanned")
         frida.page.check("input[name=seal_intact][value=yes]")
         frida.page.check("input[name=logger_source][value=manual]")
@@ -187,9 +186,8 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
         frida.click("button:has-text('Complete the receipt')")
         assert frida.notice() == f"Shipment {shipment} received: every kit is in the site's stock.", frida.error()
         assert "26 h 0 min" in frida.main(), "the transit time is the courier's day"
-        blind.holds(frida, "received")
 
-    ida = walk.person(INVESTIGATOR, TABLET)
+    ida = walk.person(INVESTIGATOR, TABLET, blinded=True)
     with walk.task("investigator: enrol and randomise a participant"):
         ida.nav("Participants")
         ida.page.select_option("form[action='/participants'][method=post] select[name=study]", STUDY)
@@ -203,7 +201,6 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
         ida.click("form[action$='/randomise'] button")
         participant = re.search(r"Randomised: participant number (\S+)\.", ida.notice()).group(1)
         assert ida.page.locator("table.visits tbody tr").count() == 2, "both treatment visits are planned"
-        blind.holds(ida, "randomised")
         ida.shot("randomised")
     participant_page = f"/participants/{STUDY}/{SCREENING}"
 
@@ -223,10 +220,8 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
             kit = frida.page.inner_text(".kitno.huge").strip()
             assert kit in payloads and kit not in given, "a kit of this shipment, not one given before"
             assert f"Kit {kit} is assigned" in frida.notice()
-            blind.holds(frida, "assigned")
             frida.scan(payloads[kit])
             assert frida.notice() == f"Kit {kit} dispensed to the preparer.", frida.error()
-            blind.holds(frida, "dispensed")
             frida.shot(f"dispensed-T{treatment}")
             given.append(kit)
 
@@ -243,7 +238,6 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
             if not ida.at(participant_page):
                 ida.click(f"main a[href='{participant_page}']")
             ida.click(f"table.visits tr#T{treatment} a:has-text('Record administration')")
-            blind.holds(ida, "administration")
             for gland in ("left", "right"):
                 form = f"form:has(button:has-text('Record {gland} gland'))"
                 ida.page.fill(f"{form} input[name=volume_ml]", "1.0")
@@ -251,7 +245,6 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
                 assert ida.notice() == f"{gland.capitalize()} gland recorded.", ida.error()
             assert ida.page.locator(".glands fieldset.done").count() == 2
             assert "Administered" in ida.page.inner_text("dl.facts")
-            blind.holds(ida, "administered")
             ida.shot(f"administered-T{treatment}")
 
     with walk.task("investigator: read the participant's treatments"):
@@ -259,13 +252,13 @@ def supply_and_site(walk: Walk, clock_, blind: Blind, asc_lot: str, saline_lot: 
         visits = ida.page.locator("table.visits tbody tr").all_inner_texts()
         assert len(visits) == 2 and all("Administered" in v for v in visits), visits
         assert all(kit in "".join(visits) for kit in given)
-        blind.holds(ida, "participant treated twice")
 
 
 def test_supply_and_the_site_walk_a_certified_lot_to_a_participant_treated_twice(
-        walk, clock, certified_lots, study_titles):
+        walk, clock, certified_lots, shared_phrases):
+    walk.shared_phrases = shared_phrases
     asc_lot, saline_lot = certified_lots
-    supply_and_site(walk, clock, Blind(study_titles), asc_lot, saline_lot)
+    supply_and_site(walk, clock, asc_lot, saline_lot)
 
 
 # --- the bench half: placeholders for the lead to fill in after the merge --------------------------------
@@ -301,15 +294,16 @@ def qp_certifies(walk: Walk, lot: str) -> None:
     pytest.skip("bench half of the walk: waits for the pages above (issue 14)")
 
 
-def test_the_whole_trial_walked_through_the_pages(walk, clock, demo_trial_world, study_titles):
+def test_the_whole_trial_walked_through_the_pages(walk, clock, demo_trial_world, shared_phrases):
     """The whole walk of issue 14: the bench half, then the supply and site half on the lots it made.
     Skips at the bench half until its placeholders are filled in."""
     with demo_trial_world.read() as s:
         in_process = s.scalars(select(Lot.number).where(col(Lot.state) == LotState.in_process)
                                .order_by(col(Lot.id))).first()
     assert in_process, "the demo has an ASC lot in process"
+    walk.shared_phrases = shared_phrases
     operator_finishes_the_lot(walk, in_process)
     qc_enters_results_in_the_grid(walk, in_process)
     qa_reviews_the_set_and_the_batch_record(walk, in_process)
     qp_certifies(walk, in_process)
-    # a saline lot certified alongside it, then: supply_and_site(walk, clock, Blind(study_titles), in_process, ...)
+    # a saline lot certified alongside it, then: supply_and_site(walk, clock, in_process, ...)

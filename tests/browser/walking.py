@@ -24,7 +24,7 @@ DESK = {"width": 1280, "height": 800}  # supply, QA and QP
 # Kit numbers are random letters of the kit alphabet ("XXXX-XXXX-C") and may spell ASC or ARM:
 # they are masked before arm words are looked for.
 KIT_NUMBER = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]\b")
-ARM_WORDS = re.compile(r"\b(asc|placebo|active|saline|nacl|verum|arm)\b|\b(ASC|PLB)-\d{4}-\d{4}", re.IGNORECASE)
+ARM_WORDS = re.compile(r"\b(ASC|PLB)-\d{4}-\d{4}|\b(asc|placebo|active|saline|nacl|verum|arm)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -44,18 +44,20 @@ class Person:
     username: str
     page: object  # playwright Page
     walk: Walk
+    blinded: bool = False  # every page they reach is read for arm words (Walk.shared_phrases aside)
 
     def go(self, path: str) -> None:
         """Open a page by its address, as a bookmark or a typed URL would (counted as a load)."""
         self.page.goto(self.walk.url + path)
+        self._arrived()
 
     def click(self, selector: str) -> None:
         """Follow a link or press a button that leads to a new page, and wait for it."""
-        press(self.page, self.page.locator(selector).first)
+        self._press(self.page.locator(selector).first)
 
     def follow(self, locator) -> None:
         """The same for a link or button found otherwise (inside a table row)."""
-        press(self.page, locator)
+        self._press(locator)
 
     def home(self) -> None:
         self.go("/")
@@ -67,7 +69,7 @@ class Person:
         item = self.page.locator(".queue-item", has_text=re.compile(words))
         queue = self.page.locator(".queue-item").all_inner_texts()
         assert item.count(), f"{self.username}'s work queue shows {words!r}; it shows {queue}"
-        press(self.page, item.first.locator("a").first)
+        self._press(item.first.locator("a").first)
 
     def at(self, path: str) -> bool:
         """Whether the page shown is `path` (a queue may open the exact item instead of a list)."""
@@ -77,7 +79,7 @@ class Person:
         """Follow a link of the top bar (or, if the tablet's bar has folded it away, open its address)."""
         link = self.page.locator("nav.main").get_by_role("link", name=name, exact=True)
         if link.is_visible():
-            press(self.page, link)
+            self._press(link)
         else:
             self.go(link.get_attribute("href"))
 
@@ -106,12 +108,23 @@ class Person:
         self.page.keyboard.type(payload)
         with self.page.expect_navigation():
             self.page.keyboard.press("Enter")
+        self._arrived()
 
     def sign(self, form: str, password: str = DEMO_PASSWORD) -> None:
         """Re-enter the password in a signing form and press its button (one signature)."""
         self.page.fill(f"{form} input[name=password]", password)
-        press(self.page, self.page.locator(f"{form} button[type=submit], {form} button:not([type])").first)
+        self._press(self.page.locator(f"{form} button[type=submit], {form} button:not([type])").first)
         self.walk.signed()
+
+    def _press(self, target) -> None:
+        press(self.page, target)
+        self._arrived()
+
+    def _arrived(self) -> None:
+        """A blinded person reads no arm word, ASC or saline lot number on any page they reach."""
+        if self.blinded:
+            found = arm_words(self.main(), *self.walk.shared_phrases)
+            assert not found, f"{self.username} (blinded) reads {found} on {self.page.url}"
 
 
 @dataclass
@@ -121,10 +134,13 @@ class Walk:
     folder: Path
     tasks: list[Task] = field(default_factory=list)
     people: dict[str, Person] = field(default_factory=dict)
+    shared_phrases: tuple[str, ...] = ()  # shown alike for both arms (study titles naming the product)
     _current: Task | None = None
 
-    def person(self, username: str, viewport: dict[str, int], password: str = DEMO_PASSWORD) -> Person:
-        """`username` at their device (the same one all walk long), signed in."""
+    def person(self, username: str, viewport: dict[str, int], *, blinded: bool = False,
+               password: str = DEMO_PASSWORD) -> Person:
+        """`username` at their device (the same one all walk long), signed in. A blinded person's
+        pages are read for arm words each time one loads."""
         if username in self.people:
             return self.people[username]
         context = self.browser.new_context(viewport=viewport, accept_downloads=True)
@@ -132,12 +148,12 @@ class Walk:
         page.on("load", lambda _page: self._loaded())
         page.on("dialog", lambda dialog: dialog.accept())  # a window.confirm(), if a page uses one
         page.set_default_timeout(15_000)
-        someone = Person(username, page, self)
+        someone = Person(username, page, self, blinded)
         self.people[username] = someone
         page.goto(f"{self.url}/login")
         page.fill("input[name=username]", username)
         page.fill("input[name=password]", password)
-        press(page, page.locator("button[type=submit]"))
+        someone._press(page.locator("button[type=submit]"))
         assert "/login" not in page.url, f"{username} could not sign in: {someone.error()}"
         return someone
 
