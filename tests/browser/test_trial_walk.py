@@ -103,7 +103,7 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
     with walk.task("supply: sponsor release of the ASC lot and the saline lot"):
         for n, lot in enumerate((asc_lot, saline_lot)):
             if n == 0:
-                sara.from_queue(r"certified lots? awaiting sponsor release")
+                sara.from_queue(r"certified lots? await.* sponsor release")
             else:
                 sara.nav("Release")
             if not sara.at(f"/lots/{lot}/release"):
@@ -171,7 +171,7 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
 
     frida = walk.person(PHARMACIST, TABLET, blinded=True)
     with walk.task("pharmacist: receive the shipment by scanning each kit"):
-        frida.from_queue(r"shipments? in transit to receive")
+        frida.from_queue(r"shipments? in transit")
         if not frida.at(f"/shipments/{shipment}"):
             frida.click(f"main a:has-text('{shipment}')")
         for n, kit in enumerate(kits, 1):
@@ -211,7 +211,7 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
             clock_(days=TREATMENT_INTERVAL_DAYS)  # four months later, the same participant
 
         with walk.task(f"pharmacist: dispense the assigned kit for treatment {treatment} by scanning"):
-            frida.from_queue(r"visits? awaiting dispensing today")
+            frida.from_queue(r"visits? awaiting dispensing|visits? today awaits? a dispensed kit")
             if not frida.at(f"{participant_page}/visits/{treatment}/dispense"):
                 row = frida.page.locator("main tr", has_text=participant)
                 assert row.count() == 1 and row.locator("td").nth(1).inner_text().strip() == str(treatment)
@@ -234,7 +234,7 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
             jonas.shot(f"preparation-T{treatment}")
 
         with walk.task(f"investigator: record treatment {treatment} in both glands"):
-            ida.from_queue(r"treatment visits? in (their|its) window today")
+            ida.from_queue(r"treatment visits? (in (their|its) window|(is|are) due) today")
             if not ida.at(participant_page):
                 ida.click(f"main a[href='{participant_page}']")
             ida.click(f"table.visits tr#T{treatment} a:has-text('Record administration')")

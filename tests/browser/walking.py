@@ -64,7 +64,7 @@ class Person:
 
     def from_queue(self, words: str) -> None:
         """Go home and open the work-queue item that reads `words`, a pattern (its count aside, and
-        either number: "shipments? in transit")."""
+        either number or wording: "shipments? in transit"; the queues' words are still changing)."""
         self.home()
         item = self.page.locator(".queue-item", has_text=re.compile(words))
         queue = self.page.locator(".queue-item").all_inner_texts()
@@ -206,11 +206,11 @@ class Walk:
 
 
 def press(page, target) -> None:
-    """Press a button (or follow a link) that leads to a new page and wait for it. If its form asks
-    for confirmation (templates/static/confirm.js: a <dialog> for forms carrying data-confirm), the
-    person reads the summary and confirms; without confirm.js the form simply submits."""
+    """Press a button (or follow a link) that leads to a new page and wait for it. If the button or
+    its form carries data-confirm (templates/static/confirm.js shows a <dialog> with the summary),
+    the person reads the summary and confirms; without confirm.js the form simply submits."""
     asks = target.evaluate("e => { const f = e.form || e.closest('form'); "
-                           "return !!(f && f.hasAttribute('data-confirm')); }")
+                           "return e.hasAttribute('data-confirm') || !!(f && f.hasAttribute('data-confirm')); }")
     with page.expect_navigation():
         target.click()
         if asks:
@@ -218,16 +218,17 @@ def press(page, target) -> None:
 
 
 def confirm(page) -> None:
-    """Confirm the open confirmation dialog, if one opened: its button that is not the way back."""
+    """Confirm the open confirmation dialog, if one opened: its irreversible choice, not "Go back"."""
     dialog = page.locator("dialog[open]")
     try:
         dialog.wait_for(state="visible", timeout=3_000)
     except Exception:  # no dialog (confirm.js not loaded): the form was submitted at once
         return
-    summary = dialog.inner_text()
-    assert summary.strip(), "the confirmation shows a summary of what will be done"
-    choices = dialog.locator("button").filter(has_not_text=re.compile(r"cancel|back|keep|no\b|don.t", re.IGNORECASE))
-    choices.last.click()
+    assert dialog.inner_text().strip(), "the confirmation shows a summary of what will be done"
+    go = dialog.locator(".confirm-go")
+    if not go.count():
+        go = dialog.locator("button").filter(has_not_text=re.compile(r"cancel|back|keep|don.t", re.IGNORECASE))
+    go.last.click()
 
 
 # --- labels and the blind ---------------------------------------------------------------------------
