@@ -262,48 +262,61 @@ def test_supply_and_the_site_walk_a_certified_lot_to_a_participant_treated_twice
 
 
 # --- the bench half: placeholders for the lead to fill in after the merge --------------------------------
+# Each function walks its pages as `supply_and_site` does: `walk.person(username, TABLET or DESK)`,
+# one `with walk.task(name, loads_at_most=..., signatures_at_most=...)` per task (the targets fail the
+# test when exceeded), `Person.sign` for a password signature (counted), `walk.signed()` for a
+# signature made otherwise (the verifier's co-signature). The demo's values per step are in
+# cellbench.demo.manufacturing.asc_values; passing QC results in cellbench.demo.release.passing_value.
 
 
 def operator_finishes_the_lot(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. The operator (`operator`, tablet) opens the in-process lot from her work queue
-    (the demo's ASC lot in process), and finishes each remaining step on ONE form: values, material
-    and equipment scans, comments and her signature; for a step that needs a second person, the
-    verifier (`verifier`) co-signs on the same page with username and password, without ending her
-    session. The storage step repeats until every filled vial is placed or given another fate.
-    Task per step, target: at most 2 page loads for values, material, equipment and signature."""
+    """PLACEHOLDER. The operator (`operator`, TABLET) opens the in-process lot from her work queue
+    (the demo's ASC lot in process, ASC-<year>-0007: steps 4 "Final harvest" to 11 "QC samples and
+    retained samples" remain, six of them verified by a second person) and finishes each step on
+    ONE form: values, material and equipment scans, comments and her signature. For a step that
+    needs a second person, the verifier (`verifier`) co-signs on the same page and device with
+    username and password, without ending her session (no `walk.person("verifier")`). The storage
+    step repeats until every filled vial is placed or given another fate (QC pulls, retained
+    samples). One task per step, `loads_at_most=2` (values, material, equipment and signature)."""
     pytest.skip("bench half of the walk: the one-form step and the co-signature are being built (issue 14)")
 
 
 def qc_enters_results_in_the_grid(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. The QC analyst (`qc`, desk) opens the lot's results grid from her queue, types
-    every release test's result (about 20; donor-stage tests shown, not offered) and saves the grid
-    at once. Target: 20 results in at most 3 page loads."""
+    """PLACEHOLDER. The QC analyst (`qc`, DESK) opens the lot's results grid from her queue, types
+    every release test's result (20 for an ASC lot of asc-cs10 v2, 18 of them required for release;
+    the 10 donor-stage tests shown, not offered) and saves the grid at once: one task,
+    `loads_at_most=3`."""
     pytest.skip("bench half of the walk: the QC results grid is being built (issue 14)")
 
 
 def qa_reviews_the_set_and_the_batch_record(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. QA (`qa`, desk) reviews the lot's set of QC results with ONE signature over the
-    set, then signs the batch-record review by exception and the lot's audit-trail review.
-    Target: the set reviewed with 1 signature."""
+    """PLACEHOLDER. QA (`qa`, DESK) reviews the lot's set of QC results with ONE signature over the
+    set (a task with `signatures_at_most=1`), then signs the batch-record review by exception and
+    the lot's audit-trail review on /lots/<lot>/release."""
     pytest.skip("bench half of the walk: the review of a set of results is being built (issue 14)")
 
 
 def qp_certifies(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. The QP (`qp`, desk) opens the lot from "lots ready for certification", reads the
-    gates and signs the final certification ("certified"), confirming it."""
+    """PLACEHOLDER. The QP (`qp`, DESK) opens the lot from "lots ready for certification", reads the
+    gates on /lots/<lot>/release and signs the final certification ("certified"); then
+    "QP certified" shows on the page."""
     pytest.skip("bench half of the walk: waits for the pages above (issue 14)")
 
 
 def test_the_whole_trial_walked_through_the_pages(walk, clock, demo_trial_world, shared_phrases):
-    """The whole walk of issue 14: the bench half, then the supply and site half on the lots it made.
-    Skips at the bench half until its placeholders are filled in."""
+    """The whole walk of issue 14: the operator finishes the demo's in-process ASC lot, QC, QA and
+    the QP bring it and the demo's complete saline lot to certification, then the supply and site
+    half runs on those two lots. Skips at the bench half until its placeholders are filled in;
+    then `certified_lots` and the test above it can go."""
     with demo_trial_world.read() as s:
-        in_process = s.scalars(select(Lot.number).where(col(Lot.state) == LotState.in_process)
-                               .order_by(col(Lot.id))).first()
-    assert in_process, "the demo has an ASC lot in process"
+        def first(state: LotState, prefix: str) -> str:
+            return next(number for number in s.scalars(select(Lot.number).where(col(Lot.state) == state)
+                                                        .order_by(col(Lot.id))) if number.startswith(prefix))
+        asc_lot, saline_lot = first(LotState.in_process, "ASC-"), first(LotState.qc_pending, "PLB-")
     walk.shared_phrases = shared_phrases
-    operator_finishes_the_lot(walk, in_process)
-    qc_enters_results_in_the_grid(walk, in_process)
-    qa_reviews_the_set_and_the_batch_record(walk, in_process)
-    qp_certifies(walk, in_process)
-    # a saline lot certified alongside it, then: supply_and_site(walk, clock, in_process, ...)
+    operator_finishes_the_lot(walk, asc_lot)
+    for lot in (asc_lot, saline_lot):
+        qc_enters_results_in_the_grid(walk, lot)
+        qa_reviews_the_set_and_the_batch_record(walk, lot)
+        qp_certifies(walk, lot)
+    supply_and_site(walk, clock, asc_lot, saline_lot)

@@ -158,17 +158,27 @@ class Walk:
         return someone
 
     @contextmanager
-    def task(self, name: str, target: str = "—") -> Iterator[Task]:
-        """Count the page loads of one task of the walk."""
+    def task(self, name: str, *, loads_at_most: int | None = None,
+             signatures_at_most: int | None = None) -> Iterator[Task]:
+        """Count the page loads (and signatures) of one task of the walk; with a target, the task
+        fails when it takes more (issue 14: a batch step in at most 2 page loads, 20 QC results in
+        at most 3, their review with 1 signature)."""
         assert self._current is None, f"task {name!r} started inside {self._current and self._current.name!r}"
-        self._current = Task(name, target)
+        targets = [f"≤ {loads_at_most} loads"] if loads_at_most is not None else []
+        targets += [f"≤ {signatures_at_most} signature{'s' if signatures_at_most != 1 else ''}"] \
+            if signatures_at_most is not None else []
+        task = self._current = Task(name, ", ".join(targets) or "—")
         started = time.perf_counter()
         try:
-            yield self._current
+            yield task
         finally:
-            self._current.seconds = time.perf_counter() - started
-            self.tasks.append(self._current)
+            task.seconds = time.perf_counter() - started
+            self.tasks.append(task)
             self._current = None
+        assert loads_at_most is None or task.loads <= loads_at_most, \
+            f"{name}: {task.loads} page loads, the target is at most {loads_at_most}"
+        assert signatures_at_most is None or task.signatures <= signatures_at_most, \
+            f"{name}: {task.signatures} signatures, the target is at most {signatures_at_most}"
 
     def _loaded(self) -> None:
         if self._current is not None:
