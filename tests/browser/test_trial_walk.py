@@ -187,6 +187,13 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
         assert frida.notice() == f"Shipment {shipment} received: every kit is in the site's stock.", frida.error()
         assert "26 h 0 min" in frida.main(), "the transit time is the courier's day"
 
+    with walk.task("pharmacist: check a kit at the scan station"):
+        frida.nav("Scan")
+        frida.scan(payloads[kits[0]])
+        verdict = frida.page.locator("#verdict .verdict")
+        assert "accepted" in verdict.get_attribute("class") and kits[0] in verdict.inner_text()
+        frida.shot("scan-station")
+
     ida = walk.person(INVESTIGATOR, TABLET, blinded=True)
     with walk.task("investigator: enrol and randomise a participant"):
         ida.nav("Participants")
