@@ -38,7 +38,7 @@ from ..models import (
 from ..specifications import ReleaseTest
 from ..specifications import versions as spec_versions
 from .excursions import excursions_of
-from .reviews import latest_lot_seq, latest_review, standing
+from .reviews import latest_change_seq, latest_review, standing
 
 Gate = Callable[[Session, Lot, Actor | None], str | None]
 # lots.move runs the guards with (session, lot, actor) only; the pending tests a QP lists with an
@@ -176,7 +176,7 @@ def _review_gate(kind: str, what: str) -> Gate:
         review = latest_review(session, lot, kind)
         if review is None or standing(session, review.signature_id) is None:
             return f"QA has not signed the {what} of lot {lot.number}."
-        latest = latest_lot_seq(session, lot)
+        latest = latest_change_seq(session, lot)
         if review.up_to_seq < latest:
             return (f"The {what} of lot {lot.number} is stale: it covers the lot's audit trail up to event "
                     f"{review.up_to_seq}, and the lot changed since (event {latest}). QA reviews it again.")

@@ -69,6 +69,16 @@ def latest_lot_seq(session: Session, lot: Lot) -> int:
     return session.scalar(select(func.max(col(AuditEvent.seq))).where(_lot_scope(session, lot))) or 0
 
 
+def latest_change_seq(session: Session, lot: Lot) -> int:
+    """The lot's latest audit event that changes what QA reviewed. The decisions that rest on QA's
+    reviews (a certification, a sponsor release: the lot's state and its decision records) change no
+    recorded data; counting them would make every review stale the moment the QP signs."""
+    decision = or_(col(AuditEvent.entity_type) == "lot_decision",
+                   and_(col(AuditEvent.entity_type) == "lot", col(AuditEvent.field) == "state"))
+    return session.scalar(select(func.max(col(AuditEvent.seq)))
+                          .where(_lot_scope(session, lot), ~decision)) or 0
+
+
 def lot_audit_trail(session: Session, viewer: Actor, lot: Lot) -> list[AuditEvent]:
     """The lot's whole audit trail, oldest first: what QA reads before signing its audit-trail review."""
     return list(session.scalars(audit.visible_events(viewer).where(_lot_scope(session, lot))

@@ -166,6 +166,8 @@ def test_an_asc_lot_is_certified_finally_and_then_released_by_the_sponsor(demo_d
     assert state_of(demo_db, ASC) is LotState.qp_certified
     assert gate(demo_db, ASC, "certified") is None
     assert blocking(demo_db, ASC) == {}  # now the sponsor-release gates
+    for name in ("batch_record_reviewed", "audit_trail_reviewed"):  # a decision resting on a review does not stale it
+        assert gate(demo_db, ASC, name) is None
     with pytest.raises(Forbidden):
         sponsor_release(demo_db, ASC, who="qp")
     released_id = sponsor_release(demo_db, ASC)
