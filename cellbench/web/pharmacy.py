@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import audit, clock, custody, pharmacy, studies
+from .. import audit, clock, custody, pharmacy, studies, users
 from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
@@ -92,7 +92,8 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                      "next_label": pharmacy.visit_label(upcoming) if upcoming else None,
                      "url": participant_url(study_row.code, participant.screening_number)})
     return render(request, "pharmacy/participants.html", status_code=error.status if error else 200, rows=rows,
-                  studies=studies.all_studies(session), study=study_code, due=due,
+                  studies=[s for s in studies.all_studies(session) if users.study_refusal(viewer.actor, s) is None],
+                  study=study_code, due=due,
                   sites=pharmacy.enrolment_sites(session, reader=viewer.actor),
                   can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
                   form=form or {"study": study_code})

@@ -186,6 +186,7 @@ def test_a_packaging_run_through_the_page_fills_kits_and_shows_them_unblinded(as
     assert page.count(f'<td class="nowrap">{asc}</td>') == 4 and page.count(f'<td class="nowrap">{placebo}</td>') == 4
     assert page.count(f"{asc}-V") == 8 and page.count(f"{placebo}-U") == 8, "two units per kit"
     assert asc in page and placebo in page and "Blinded expiry" in page
+    assert f'href="/labels/new?study={STUDY}&amp;blinded_lot=' in page, "the run leads on to printing its labels"
     assert {e.field for e in _events(db, "sealed read")} >= {"kits of a packaging run (packaging run page)",
                                                              "kit contents"}
 

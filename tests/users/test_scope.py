@@ -231,3 +231,17 @@ def test_the_storage_and_destruction_lists_hold_the_readers_sites_only(trial_wor
     assert frida.get(f"/api/v1/destructions/{number}/certificate.pdf").status_code == 404
     assert frida.get("/api/v1/destructions/DS-RH-1/certificate.pdf").status_code != 404  # her own site's is found
 
+
+
+def test_the_participant_pages_offer_only_the_studies_the_investigator_works_in(trial_world, db, as_):
+    with db.write() as s:
+        left = next(st.code for st in studies.all_studies(s) if st.code != STUDY)
+        users.unlink(s, users.cli_actor(), users.by_username(s, "ida"), study=left, reason="moved to one trial")
+    ida = actor_of(db, "ida")
+    with db.read() as s:
+        others = [st.code for st in studies.all_studies(s) if st.id not in (ida.studies or set())]
+        mine = [st.code for st in studies.all_studies(s) if st.id in (ida.studies or set())]
+    assert mine and others == [left], "Ida works in one study of the two"
+    page = as_("ida").get("/participants").text
+    assert all(f'<option value="{code}"' in page for code in mine)
+    assert not any(f'<option value="{code}"' in page for code in others)
