@@ -32,9 +32,10 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     secret_key: str = DEMO_SECRET_KEY
     site_timezone: str = clock.DEFAULT_ZONE
-    # A page session unused this long ends (a tablet left signed in at the bench). Per role, the
-    # longest of a user's roles applies: an operator's page must outlast a 45-minute digestion.
-    # CELLBENCH_SESSION_IDLE_MINUTES_BY_ROLE='{"operator": 60, "qa": 30}' (JSON) replaces the defaults.
+    # A page session unused this long ends (a tablet left signed in at the bench). A role whose work
+    # needs longer gets longer: an operator's page must outlast a 45-minute digestion. With several
+    # roles, the longest applies; a role's minutes below the default change nothing.
+    # CELLBENCH_SESSION_IDLE_MINUTES_BY_ROLE='{"operator": 90, "verifier": 60}' (JSON) replaces the defaults.
     session_idle_minutes: int = 15
     session_idle_minutes_by_role: dict[str, int] = {"operator": 60}
     password_min_length: int = 12

@@ -20,7 +20,7 @@ from .. import clock, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import DomainError, InvalidInput
-from ..materials import equipment_by_scan, equipment_refusal, material_by_scan, material_label, material_refusal
+from ..materials import equipment_by_scan, equipment_refusal, material_by_scan, material_refusal
 from ..models import Lot, Role, StepDraft, StepEntry, StepState, User, saved_id
 from ..specifications import Step
 from ..specifications import versions as spec_versions
@@ -115,7 +115,7 @@ def scanned(session: Session, step: Step, fields: dict[str, object]) -> dict[str
     for code in _codes(fields, "materials"):
         try:
             item = material_by_scan(session, code)
-            found["materials"].append(Scanned(code, f"{item.name} · lot {material_label(item)} · exp. {item.expiry}",
+            found["materials"].append(Scanned(code, f"{item.name} · lot {item.supplier_lot} · exp. {item.expiry}",
                                               material_refusal(item, today, {m.code for m in step.materials})))
         except DomainError as error:
             found["materials"].append(Scanned(code, code, error.message))

@@ -148,7 +148,7 @@ def awaiting_verification(session: Session, user: User) -> list[tuple[Lot, StepE
              .where(col(Lot.state) == LotState.in_process.value, col(StepEntry.state) == StepState.performed.value)
              .order_by(col(Lot.number), col(StepEntry.position), col(StepEntry.repeat_index)))
     waiting = []
-    for lot, entry in session.execute(query).tuples():
+    for lot, entry in session.execute(query).all():
         step = next((s for s in spec_versions.parsed(lots.spec_of(session, lot)).steps if s.code == entry.step_code),
                     None)
         if step is not None and step.verify and own_step(entry, user) is None:

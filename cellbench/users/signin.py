@@ -151,10 +151,9 @@ def is_idle(ws: WebSession, idle: timedelta, now: datetime) -> bool:
 
 
 def idle_limit(roles: frozenset[Role], default_minutes: int, by_role: Mapping[str, int]) -> timedelta:
-    """How long a page session may sit unused: the longest of the user's roles' limits (an operator
-    who is also QA must still outlast a digestion), the default for roles without their own."""
-    minutes = [by_role.get(role.value, default_minutes) for role in roles] or [default_minutes]
-    return timedelta(minutes=max(minutes))
+    """How long a page session may sit unused: the default, lengthened for a role whose work needs
+    it (an operator's page must outlast a 45-minute digestion); with several roles, the longest."""
+    return timedelta(minutes=max([default_minutes, *(by_role.get(role.value, 0) for role in roles)]))
 
 
 IDLE_ENDED = "idle timeout"
