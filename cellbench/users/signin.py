@@ -18,7 +18,7 @@ from sqlmodel import Session, col
 from .. import audit
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import AuthenticationFailed, NotAuthenticated
+from ..errors import AuthenticationFailed, Forbidden, NotAuthenticated
 from ..models import Role, User, WebSession, saved_id
 from .rules import POLICY, actor, by_id
 
@@ -165,8 +165,10 @@ def renew_session(session: Session, token: str | None, csrf_token: str, password
     ended session's cookie and its form token); the password proves who is at the device. Any other
     ending (signed out, locked, deactivated) is final. Returns the new cookie token and form token."""
     ws = session.get(WebSession, token_digest(token)) if token else None
-    if ws is None or not csrf_token or not hmac.compare_digest(ws.csrf_token, csrf_token):
+    if ws is None:
         raise NotAuthenticated("Please sign in again.")
+    if not csrf_token or not hmac.compare_digest(ws.csrf_token, csrf_token):
+        raise Forbidden("This page did not come from this session. Reload it and sign in again.", field="csrf_token")
     if ws.ended_at is not None and ws.end_reason != IDLE_ENDED:
         raise NotAuthenticated("This session was ended; please sign in again.")
     user = by_id(session, ws.user_id)

@@ -188,7 +188,7 @@ def test_after_an_idle_timeout_the_draft_survives_and_the_password_renews_the_se
     wrong = olivia.post("/session/renew", data={"password": "not it", "csrf_token": old_token})
     assert wrong.status_code == 401 and wrong.json()["error"] == "Wrong password."
     forged = olivia.post("/session/renew", data={"password": PASSWORD, "csrf_token": "another page's"})
-    assert forged.status_code == 401
+    assert forged.status_code == 403
     renewed = olivia.post("/session/renew", data={"password": PASSWORD, "csrf_token": old_token})
     assert renewed.status_code == 200
     new_token = renewed.json()["csrf_token"]
