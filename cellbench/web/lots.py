@@ -212,6 +212,9 @@ def save_draft(number: str, viewer: Viewer = Depends(form_by(Role.operator)), db
                          for kind, items in found.items()})
 
 
+DONE = {"start": "Step started.", "perform": "Signed: performed.", "verify": "Signed: verified."}
+
+
 @router.post("/lots/{number}/{action}")
 def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depends(form_by(*READERS)),
                db: Database = Depends(get_db), form=Depends(form_data)):
@@ -223,7 +226,7 @@ def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depe
     except DomainError as error:
         with db.read() as session:
             return _page(request, session, viewer, number, error, dict(form))
-    return RedirectResponse(f"/lots/{number}?notice=Saved.#current", status_code=303)
+    return RedirectResponse(f"/lots/{number}?notice={DONE.get(action, 'Saved.')}#current", status_code=303)
 
 
 @work_queue
