@@ -12,17 +12,17 @@ from ..conftest import PASSWORD, chromium_path
 from ..test_browser import live_url, page, sign_in  # noqa: F401 - the live server and browser fixtures
 from .test_step_form import at_the_fill, fill_entry, idle
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (apt-get install chromium)")]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None,
+                                                     reason="Chromium is not installed (apt-get install chromium)")]
 
 TABLET = {"width": 768, "height": 1024}
 
 
-def scan(page, selector: str, code: str) -> None:
+def scan(tab, selector: str, code: str) -> None:
     """A scanner is a keyboard: it types the code into the focused field and presses Enter."""
-    page.click(selector)
-    page.keyboard.type(code)
-    page.keyboard.press("Enter")
+    tab.click(selector)
+    tab.keyboard.type(code)
+    tab.keyboard.press("Enter")
 
 
 def test_a_fill_step_with_values_scans_and_signature_survives_an_idle_timeout_in_two_page_loads(
