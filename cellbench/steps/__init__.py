@@ -8,7 +8,17 @@ on the same lot at the same moment get one success and one conflict (lots.claim)
 from __future__ import annotations
 
 from .completion import UNIT_COUNTS, batch_record_unfinished, complete_if_done, create_units, months_later
-from .drafts import SCAN_KINDS, Scanned, draft_fields, draft_of, fields_of, save_and_sign, save_draft, scanned
+from .drafts import (
+    SCAN_KINDS,
+    Scanned,
+    draft_fields,
+    draft_of,
+    fields_of,
+    keep_typing,
+    save_and_sign,
+    save_draft,
+    scanned,
+)
 from .guided import (
     LATE_AFTER,
     ValueInput,

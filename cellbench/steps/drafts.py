@@ -99,6 +99,14 @@ def save_draft(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_
     return fields
 
 
+def keep_typing(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
+                pairs: Iterable[tuple[str, str]]) -> dict[str, list[Scanned]]:
+    """The page's script saving the form as it is typed or scanned: the draft kept, and its scans
+    as the page lists them."""
+    fields = save_draft(session, actor, lot, step_code, repeat_index, pairs)
+    return scanned(session, step_of(spec_versions.parsed(lots.spec_of(session, lot)), step_code), fields)
+
+
 def draft_of(session: Session, entry: StepEntry, user_id: int) -> StepDraft | None:
     return _row(session, entry, user_id)
 

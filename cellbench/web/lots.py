@@ -203,11 +203,9 @@ def _refused(request: Request, db: Database, viewer: Viewer, number: str, error:
 def save_draft(number: str, viewer: Viewer = Depends(form_by(Role.operator)), db: Database = Depends(get_db),
                form=Depends(form_data)):
     """The step page's script saves the form here as it is typed or scanned (JSON, no page load)."""
-    step = form_text(form, "step")
     with db.write() as session:
-        lot = lots.by_number(session, number)
-        fields = steps.save_draft(session, viewer.actor, lot, step, int(form_text(form, "entry") or 0), _pairs(form))
-        found = steps.scanned(session, steps.step_of(spec_versions.parsed(lots.spec_of(session, lot)), step), fields)
+        found = steps.keep_typing(session, viewer.actor, lots.by_number(session, number), form_text(form, "step"),
+                                  int(form_text(form, "entry") or 0), _pairs(form))
     return JSONResponse({kind: [{"code": s.code, "described": s.described, "problem": s.problem} for s in items]
                          for kind, items in found.items()})
 

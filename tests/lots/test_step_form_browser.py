@@ -81,3 +81,16 @@ def test_a_fill_step_with_values_scans_and_signature_survives_an_idle_timeout_in
         entry = steps.entry_of(s, lots.by_number(s, number), "fill", 1)
         assert StepState(entry.state) == StepState.verified
     page.screenshot(path="/tmp/stepform-lot-page.png", full_page=False)
+
+
+def test_the_step_page_has_no_serious_accessibility_violations(page, live_url, db, effective_specs):  # noqa: F811
+    from axe_playwright_python.sync_playwright import Axe
+
+    number, _ = at_the_fill(db)
+    page.set_viewport_size(TABLET)
+    sign_in(page, live_url, "olivia")
+    page.goto(f"{live_url}/lots/{number}")
+    page.fill("input[name='v:vials_filled']", "6")
+    expect(page.locator(".draft-note")).to_contain_text("Draft")
+    violations = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in violations]
