@@ -33,8 +33,10 @@
 
   // The page opens at the step being worked on, below the folded steps already done; what the last
   // save did is said in the bar that stays at the top.
-  var said = document.querySelector("main > .notice"), bar = document.getElementById("progress");
-  if (said && bar) { bar.appendChild(said); }
+  var bar = document.getElementById("progress");
+  document.querySelectorAll("main > .notice, main > .error").forEach(function (said) {
+    if (bar) { bar.appendChild(said); }
+  });
   if (!location.hash) {
     var current = document.getElementById("current");
     if (current) { current.scrollIntoView({block: "start"}); }

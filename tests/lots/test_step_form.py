@@ -301,3 +301,18 @@ def test_steps_that_need_no_second_person_are_not_in_the_verifiers_queue(db, dem
                                                          e.step_code).verify for e in performed}
     assert any(not verify for verify in needs.values()), "the demo has performed steps that need no verifier"
     assert {(entry.lot_id, entry.step_code) for _, entry in waiting} == {k for k, v in needs.items() if v}
+
+
+def test_with_steps_waiting_on_several_lots_the_queue_opens_the_list_of_those_lots(as_, db, effective_specs):
+    first, _ = performed_receipt(db, as_)
+    second, _ = performed_receipt(db, as_)
+    with db.write() as s:
+        third = lots.start_lot(s, actor_of(db, "olivia"), "saline-placebo").number  # nothing performed yet
+    victor = as_("victor")
+    home = victor.get("/")
+    assert "2</strong> steps await your verification" in home.text
+    assert 'href="/lots?awaiting=verification"' in home.text
+    listed = victor.get("/lots?awaiting=verification").text
+    assert first in listed and second in listed and third not in listed
+    operator = as_("oscar").get("/").text
+    assert "3</strong> lots in process" in operator and "2</strong> steps await your verification" in operator
