@@ -78,8 +78,7 @@ def _draft_view(session: Session, viewer: Viewer, lot: Lot, current: Step | None
         return {"typed": typed or {}, "draft": None, "scans": {}}
     entry = next((e for e in steps.entries_of(session, lot).get(current.code, []) if e.state == "open"), None)
     draft = steps.draft_of(session, entry, viewer.actor.user_id) if entry is not None else None
-    if typed is None:
-        typed = steps.fields_of(draft)
+    typed = {**steps.fields_of(draft), **(typed or {})}  # another form's refusal still shows the draft
     return {"typed": typed, "draft": draft, "scans": steps.scanned(session, current, typed) if entry else {}}
 
 
@@ -181,7 +180,9 @@ def save_entry(request: Request, number: str, viewer: Viewer = Depends(form_by(R
                 steps.save_draft(session, viewer.actor, lot, step, index, _pairs(form))
     except DomainError as error:
         return _refused(request, db, viewer, number, error, form)
-    notice = "Signed: performed." if password and signing else "Draft saved: not part of the record until signed."
+    notice = ("Signed: performed." if password and signing else
+              "Draft saved. Enter your password to sign." if signing else
+              "Draft saved: not part of the record until signed.")
     return RedirectResponse(f"/lots/{number}?notice={notice}#current", status_code=303)
 
 

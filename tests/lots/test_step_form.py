@@ -31,7 +31,7 @@ from .test_lots import placebo_spec, record_whole_step, sign, start_placebo_lot,
 FILL = {"v:cleanroom": "Grade A in B", "v:vials_filled": "6", "v:fill_volume": "1.0"}
 
 
-def at_the_fill(db) -> tuple[str, object]:
+def at_the_fill(db, *, start: bool = True) -> tuple[str, object]:
     """A saline lot whose receipt and certificate check are signed and verified, its fill started."""
     spec = placebo_spec(db)
     stock_for(db, spec)
@@ -41,6 +41,8 @@ def at_the_fill(db) -> tuple[str, object]:
         sign(db, number, step, index)
     fill = spec.steps[2]
     assert fill.code == "fill"
+    if not start:
+        return number, fill
     with db.write() as s:
         lot = lots.by_number(s, number)
         steps.start_entry(s, actor_of(db, "olivia"), lot, "fill", lot.row_version)
