@@ -86,6 +86,13 @@
           });
       }
       form.addEventListener("submit", submitted);
+      // Escape closes the dialog: the pending save is dropped, what is typed stays on the page.
+      dialog.addEventListener("cancel", function () {
+        form.removeEventListener("submit", submitted);
+        renewing = null;
+        document.querySelectorAll("form[data-keep] button").forEach(function (b) { b.disabled = false; });
+        note("Not saved: your session has ended. Save again and enter your password to carry on.", true);
+      }, {once: true});
       dialog.showModal();
       input.focus();
     });

@@ -120,6 +120,10 @@ def test_a_refused_save_keeps_everything_typed_and_records_nothing(as_, db, effe
     assert audit_count(db) == before, "nothing written to the record or its audit trail"
     assert "Draft, not part of the record until signed" in olivia.get(f"/lots/{number}").text
 
+    stale = olivia.submit(f"/lots/{number}/entry", {**fill_form(fill), "password": PASSWORD, "save": "sign",
+                                                    "lot_version": page_version(olivia, number) - 1})
+    assert stale.status_code == 409 and 'value="Grade A in B"' in stale.text, "a conflict keeps the typing too"
+
     wrong = olivia.submit(f"/lots/{number}/entry", {**fill_form(fill), "password": "not it", "save": "sign",
                                                     "lot_version": page_version(olivia, number)})
     assert wrong.status_code == 401 and 'value="Grade A in B"' in wrong.text

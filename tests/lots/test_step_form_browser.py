@@ -58,6 +58,8 @@ def test_a_fill_step_with_values_scans_and_signature_survives_an_idle_timeout_in
     expect(page.locator("fieldset[data-kind=equipment] li")).to_contain_text("BSC-1")
     expect(page.locator(".draft-note")).to_contain_text("Draft, not part of the record until signed")
     assert page.input_value("input[name='v:vials_filled']") == "6", "typing before a scan is still there"
+    page.locator("fieldset[data-kind=materials]").scroll_into_view_if_needed()
+    page.screenshot(path="/tmp/stepform-step-form.png")
 
     idle(db, "olivia", 61)  # a long digestion later
     page.fill("input[name=password]", PASSWORD)
