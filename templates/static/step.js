@@ -175,9 +175,21 @@
   }
 
   // The draft: saved a moment after typing stops, at once for a scan or a removal. The password never goes with it.
+  // One save at a time: two in flight could land in either order, and the older form would overwrite
+  // the newer draft (a scan lost to the typing saved just before it). A save asked for meanwhile follows.
+  var inFlight = null, again = false;
   function saveDraft() {
     clearTimeout(timer);
     timer = null;
+    if (inFlight) { again = true; return inFlight; }
+    inFlight = sendDraft().then(function () {
+      inFlight = null;
+      if (again) { again = false; saveDraft(); }
+    });
+    return inFlight;
+  }
+
+  function sendDraft() {
     var body = new FormData(stepForm), sent = {};
     body.delete("password");
     body.delete("save");

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None,
                                                      reason="Chromium is not installed (apt-get install chromium)")]
 
 TABLET = {"width": 768, "height": 1024}
+expect.set_options(timeout=15_000)  # two cores shared by the whole suite: the server may be slow to answer
 
 
 def scan(tab, selector: str, code: str) -> None:
