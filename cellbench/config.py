@@ -9,6 +9,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import clock
+from .models import Role
 
 # A key anyone can read in this file protects nothing; it is only acceptable for demo data.
 DEMO_SECRET_KEY = "cellbench-demo-secret-do-not-use-in-production"  # noqa: S105 - public on purpose, see above
@@ -31,7 +32,12 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     secret_key: str = DEMO_SECRET_KEY
     site_timezone: str = clock.DEFAULT_ZONE
+    # A page session unused this long ends (a tablet left signed in at the bench). A role whose work
+    # needs longer gets longer: an operator's page must outlast a 45-minute digestion. With several
+    # roles, the longest applies; a role's minutes below the default change nothing.
+    # CELLBENCH_SESSION_IDLE_MINUTES_BY_ROLE='{"operator": 90, "verifier": 60}' (JSON) replaces the defaults.
     session_idle_minutes: int = 15
+    session_idle_minutes_by_role: dict[str, int] = {"operator": 60}
     password_min_length: int = 12
     max_failed_logins: int = 5
     demo: bool = False
@@ -51,6 +57,18 @@ class Settings(BaseSettings):
     def _positive_timeout(cls, value: int) -> int:
         if value < 1:
             raise ValueError("session idle timeout must be at least 1 minute")
+        return value
+
+    @field_validator("session_idle_minutes_by_role")
+    @classmethod
+    def _known_roles(cls, value: dict[str, int]) -> dict[str, int]:
+        roles = {role.value for role in Role}
+        for role, minutes in value.items():
+            if role not in roles:
+                known = ", ".join(sorted(roles))
+                raise ValueError(f"unknown role {role!r} in the session idle minutes (roles: {known})")
+            if minutes < 1:
+                raise ValueError(f"the session idle timeout of {role} must be at least 1 minute")
         return value
 
     @cached_property

@@ -28,8 +28,12 @@ from .models import Role, User, WebSession
 SESSION_COOKIE = "cellbench_session"
 LOGIN_CSRF_COOKIE = "cellbench_login_csrf"
 # Refreshing last_seen_at on every request would make every page view a write; a minute's
-# resolution is plenty for a 15-minute idle timeout.
+# resolution is plenty for idle timeouts of 15 minutes and more.
 _TOUCH_AFTER = timedelta(seconds=60)
+# The step page's script knows this answer by its status (401) and asks for the password in place;
+# without the script, the words say that what was saved as a draft is kept.
+IDLE_MESSAGE = ("Your session ended after a period of inactivity. Please sign in again; "
+                "what you saved as a draft is kept.")
 
 
 def get_db(request: Request) -> Database:
@@ -115,10 +119,11 @@ def identify(request: Request, db: Database, settings: Settings) -> Viewer:
         ws, user = found
         viewer = Viewer(user, users.actor(session, user), ws)
     now = utcnow()
-    if users.is_idle(ws, timedelta(minutes=settings.session_idle_minutes), now):
+    idle = users.idle_limit(viewer.roles, settings.session_idle_minutes, settings.session_idle_minutes_by_role)
+    if users.is_idle(ws, idle, now):
         with db.write() as session:
-            users.end_session(session, _live_session(session, ws.id), "idle timeout")
-        raise NotAuthenticated("Your session ended after a period of inactivity. Please sign in again.")
+            users.end_session(session, _live_session(session, ws.id), users.IDLE_ENDED)
+        raise NotAuthenticated(IDLE_MESSAGE)
     if now - ws.last_seen_at > _TOUCH_AFTER:
         with db.write() as session:
             _live_session(session, ws.id).last_seen_at = now

@@ -26,12 +26,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import users
 from .deps import FormRoleCheck, RoleCheck, bearer, current_viewer, get_db, get_settings, identify
-from .errors import DomainError
+from .errors import DomainError, NotAuthenticated
 from .models import Role
 
 # Everything a caller may reach without signing in: the sign-in form, the health probe for the
 # load balancer, and the static files (CSS, scripts) the sign-in page needs.
-PUBLIC: frozenset[tuple[str, str]] = frozenset({("GET", "/login"), ("POST", "/login"), ("GET", "/health")})
+# The renewal of a page session that ended idle is public too: it cannot need the session it renews
+# (it checks the ended session's cookie, its form token and its user's password itself).
+PUBLIC: frozenset[tuple[str, str]] = frozenset({("GET", "/login"), ("POST", "/login"), ("GET", "/health"),
+                                                ("POST", "/session/renew")})
+SIGNIN_HEADER = "X-Cellbench-Signin"
 PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static"})
 
 
@@ -179,5 +183,9 @@ class Gate:
                 users.require_role(viewer.actor, *access.roles)
         except DomainError as refused:
             response = await self.respond(request, refused)
+            if isinstance(refused, NotAuthenticated):
+                # Says "sign in first" apart from the 401 of a wrong signature password, so a page's
+                # script can ask for the password in place and send its pending save again.
+                response.headers[SIGNIN_HEADER] = "required"
             return await response(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -209,7 +209,9 @@ def test_a_route_that_declares_no_access_stops_the_app(app):
 def test_the_public_routes_are_the_sign_in_the_health_probe_and_the_static_files(app):
     public = sorted(f"{'/'.join(sorted(r.methods - {'HEAD'}))} {r.path}" for r in gated_routes(app)
                     if hasattr(r, "methods") and gate.declared(r, app).public)
-    assert public == ["GET /health", "GET /login", "POST /login"]
+    # The renewal after an idle timeout cannot need the session it renews: it checks that session's
+    # cookie, its form token and its user's password itself (users.renew_session).
+    assert public == ["GET /health", "GET /login", "POST /login", "POST /session/renew"]
     assert Client(app).get("/static/app.css").status_code in (200, 404)  # served or absent, never refused
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import uvicorn
+from playwright.sync_api import expect
 
 from .conftest import PASSWORD, chromium_path
 from .eligible import eligible
@@ -108,8 +109,9 @@ def test_an_operator_records_a_step_on_the_tablet_page(page, live_url, effective
     page.click("fieldset:has(input[name='v:received_at']) button[data-now]")
     assert "T" in page.input_value("input[name='v:received_at']")
     page.select_option("select[name='v:packaging_intact']", "yes")
-    page.click("text=Save values")
-    assert "Saved." in page.inner_text(".notice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("text=Sign: performed")  # one form: the values and the signature in one save
+    expect(page.locator(".notice")).to_contain_text("Signed: performed.")
     assert "NACL-9" in page.inner_text("table.values") and "Olivia Operator" in page.inner_text("table.values")
 
 

@@ -59,6 +59,7 @@ from .lots import (
     Lot,
     LotState,
     MaterialUse,
+    StepDraft,
     StepEntry,
     StepState,
     StepValue,

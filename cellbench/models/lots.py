@@ -70,6 +70,22 @@ class StepEntry(SQLModel, table=True):
     verified_signature_id: int | None = Field(default=None, foreign_key="signature.id")
 
 
+class StepDraft(SQLModel, table=True):
+    """What one person has typed or scanned on an open step entry and not yet signed: the form's
+    fields as JSON. Not part of the batch record and not audited: nothing in it is GMP data until
+    the signed save writes it, through the same checked and audited service functions as ever.
+    It exists so that a refused save, a timeout or a closed tab never loses the typing."""
+
+    __tablename__ = "step_draft"
+    __table_args__ = (UniqueConstraint("entry_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="step_entry.id", index=True)
+    user_id: int = Field(foreign_key="app_user.id")
+    fields: str  # JSON: {"v:<parameter>": ..., "c:<parameter>": ..., "materials": [...], "equipment": [...]}
+    saved_at: datetime = timestamp()
+
+
 class StepValue(SQLModel, table=True):
     """A recorded value. A correction adds a new row and marks the old one superseded: the
     original stays readable."""

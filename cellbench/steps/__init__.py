@@ -8,6 +8,17 @@ on the same lot at the same moment get one success and one conflict (lots.claim)
 from __future__ import annotations
 
 from .completion import UNIT_COUNTS, batch_record_unfinished, complete_if_done, create_units, months_later
+from .drafts import (
+    SCAN_KINDS,
+    Scanned,
+    draft_fields,
+    draft_of,
+    fields_of,
+    keep_typing,
+    save_and_sign,
+    save_draft,
+    scanned,
+)
 from .guided import (
     LATE_AFTER,
     ValueInput,
@@ -26,6 +37,6 @@ from .guided import (
     step_of,
     where,
 )
-from .signing import correct_value, perform, verify
+from .signing import awaiting_verification, correct_value, cosign, own_step, perform, verify
 from .uses import equipment_of, materials_of, record_equipment, record_material
 from .values import compute, limits_text, open_deviation, record_values, write_value

@@ -2,12 +2,13 @@
 that keep the original value and void the signatures on the entry."""
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from .. import audit, lots, signatures, users
 from ..audit import Actor
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
-from ..models import Lot, Meaning, Role, Signature, StepEntry, StepState, StepValue, User
+from ..models import Lot, LotState, Meaning, Role, Signature, StepEntry, StepState, StepValue, User
 from ..specifications import Step
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition
@@ -18,6 +19,12 @@ from .values import compute, write_value
 
 _T = Transition[StepState]
 
+
+def own_step(entry: StepEntry, user: User) -> str | None:
+    """Nobody verifies their own step (the verify move's guard, and what the verifier's queue leaves out)."""
+    return "Nobody verifies their own step: another person must verify it." if entry.performed_by == user.id else None
+
+
 # A step entry's life in the batch record: the operator signs it performed, a second person signs
 # it verified (when the step asks for it), and a correction of any value reopens it, voiding both
 # signatures, so the entry is signed again over what it now holds.
@@ -25,8 +32,7 @@ ENTRY_MOVES: dict[str, _T] = {
     "perform": _T(frozenset({StepState.open}), StepState.performed, frozenset({Role.operator}),
                   signature=Meaning.performed),
     "verify": _T(frozenset({StepState.performed}), StepState.verified, frozenset({Role.verifier, Role.operator}),
-                 guards=(lambda entry, user: "Nobody verifies their own step: another person must verify it."
-                         if entry.performed_by == user.id else None,), signature=Meaning.verified),
+                 guards=(own_step,), signature=Meaning.verified),
     "reopen": _T(frozenset({StepState.performed, StepState.verified}), StepState.open,
                  frozenset({Role.operator, Role.qa}), needs_reason=True),
 }
@@ -96,8 +102,9 @@ def perform(session: Session, operator: User, password: str, lot: Lot, step_code
 
 
 def verify(session: Session, verifier: User, password: str, lot: Lot, step_code: str, repeat_index: int,
-           seen_version: int | None) -> StepEntry:
-    """A second person signs the step as verified: never the one who performed it."""
+           seen_version: int | None, *, on_device_of: str | None = None) -> StepEntry:
+    """A second person signs the step as verified: never the one who performed it. `on_device_of`
+    names whose signed-in device they signed on, when it was not their own (cosign)."""
     actor = users.actor(session, verifier)
     if why := ENTRY_MACHINE.role_refusal("verify", actor.roles):
         raise Forbidden(why)
@@ -111,11 +118,42 @@ def verify(session: Session, verifier: User, password: str, lot: Lot, step_code:
     if why := next(iter(ENTRY_MACHINE.guard_refusals(entry, "verify", verifier)), None):
         raise Forbidden(why, field="step")
     lots.claim(session, lot, seen_version)
-    sig = signatures.sign(session, verifier, password, Meaning.verified, "step_entry", str(entry.id))
+    sig = signatures.sign(session, verifier, password, Meaning.verified, "step_entry", str(entry.id),
+                          reason=f"signed on the device of {on_device_of}" if on_device_of else None)
     entry.state, entry.verified_signature_id = ENTRY_MACHINE.target(entry, "verify"), sig.id
     session.flush()
     complete_if_done(session, actor, lot, spec)
     return entry
+
+
+def cosign(session: Session, device: Actor, username: str, password: str, lot: Lot, step_code: str,
+           repeat_index: int, seen_version: int | None) -> StepEntry:
+    """Verification on someone else's signed-in tablet: the verifier gives both components of their
+    signature, username and password (21 CFR 11.200(a)); the signature and its audit event are
+    theirs, and the device's session is left as it was. A blank username is the device's own user."""
+    if not (username or "").strip():
+        if device.user_id is None:
+            raise InvalidInput("Give the verifier's username.", field="username")
+        return verify(session, users.by_id(session, device.user_id), password, lot, step_code, repeat_index,
+                      seen_version)
+    verifier = users.cosigner(session, username, password)
+    elsewhere = device.name if device.user_id != verifier.id else None
+    return verify(session, verifier, password, lot, step_code, repeat_index, seen_version, on_device_of=elsewhere)
+
+
+def awaiting_verification(session: Session, user: User) -> list[tuple[Lot, StepEntry]]:
+    """Performed entries of in-process lots whose step asks for a second person, that this user may
+    verify (not their own), in lot and batch-record order: the verifier's queue."""
+    query = (select(Lot, StepEntry).join(StepEntry, col(StepEntry.lot_id) == col(Lot.id))
+             .where(col(Lot.state) == LotState.in_process.value, col(StepEntry.state) == StepState.performed.value)
+             .order_by(col(Lot.number), col(StepEntry.position), col(StepEntry.repeat_index)))
+    waiting = []
+    for lot, entry in session.execute(query).all():
+        step = next((s for s in spec_versions.parsed(lots.spec_of(session, lot)).steps if s.code == entry.step_code),
+                    None)
+        if step is not None and step.verify and own_step(entry, user) is None:
+            waiting.append((lot, entry))
+    return waiting
 
 
 def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_value: str, reason: str | None,

@@ -45,11 +45,16 @@ from .scope import (
     within,
 )
 from .signin import (
+    COSIGN_REFUSED,
+    IDLE_ENDED,
+    cosigner,
     end_session,
     end_sessions,
+    idle_limit,
     is_idle,
     login,
     reauthenticate,
+    renew_session,
     session_and_user,
     start_session,
     token_digest,

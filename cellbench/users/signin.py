@@ -6,8 +6,9 @@ until an administrator unlocks it, and every sign-in, failure and lock is audite
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,8 +18,8 @@ from sqlmodel import Session, col
 from .. import audit
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import AuthenticationFailed
-from ..models import User, WebSession, saved_id
+from ..errors import AuthenticationFailed, Forbidden, NotAuthenticated
+from ..models import Role, User, WebSession, saved_id
 from .rules import POLICY, actor, by_id
 
 # --- authentication ---------------------------------------------------------------------------
@@ -95,6 +96,30 @@ def reauthenticate(session: Session, user: User, password: str, field: str = "pa
         user.failed_logins = 0
 
 
+# The answer to a second person's wrong username or password: the same words either way, so the
+# form on someone else's tablet never tells whether a username exists.
+COSIGN_REFUSED = "Unknown username or wrong password."
+
+
+def cosigner(session: Session, username: str, password: str, field: str = "password") -> User:
+    """The second person signing on someone else's signed-in device: both components of their
+    signature, username and password (21 CFR 11.200(a)(1)), checked without touching the device's
+    session. A wrong password counts toward their lock-out exactly as a failed sign-in does."""
+    username = (username or "").strip()
+    user = session.scalars(select(User).where(col(User.username) == username)).first() if username else None
+    if user is None:
+        POLICY.hasher.hash(password or "-")  # as slow as a password check: the timing tells nothing either
+
+        def record_unknown(s: Session) -> None:
+            audit.record(s, Actor(None, "anonymous"), "signature failed", "user", username[:64] or "(blank)",
+                         reason="unknown username")
+        raise AuthenticationFailed(COSIGN_REFUSED, field, record_unknown)
+    if not _password_matches(user, password):
+        raise AuthenticationFailed(COSIGN_REFUSED, field, _count_failure(saved_id(user), "password check failed"))
+    _refuse_unusable(user, field)  # only once the password is right: a locked account is no secret to its owner
+    return user
+
+
 # --- page sessions ----------------------------------------------------------------------------
 
 
@@ -123,6 +148,44 @@ def session_and_user(session: Session, token: str | None) -> tuple[WebSession, U
 
 def is_idle(ws: WebSession, idle: timedelta, now: datetime) -> bool:
     return now - ws.last_seen_at > idle
+
+
+def idle_limit(roles: frozenset[Role], default_minutes: int, by_role: Mapping[str, int]) -> timedelta:
+    """How long a page session may sit unused: the default, lengthened for a role whose work needs
+    it (an operator's page must outlast a 45-minute digestion); with several roles, the longest."""
+    return timedelta(minutes=max([default_minutes, *(by_role.get(role.value, 0) for role in roles)]))
+
+
+IDLE_ENDED = "idle timeout"
+
+
+def renew_session(session: Session, token: str | None, csrf_token: str, password: str) -> tuple[str, str]:
+    """A page session that ended only because it sat idle, renewed in place by its own user's
+    password: the page's pending save then goes through. The caller proves it holds the page (the
+    ended session's cookie and its form token); the password proves who is at the device. Any other
+    ending (signed out, locked, deactivated) is final. Returns the new cookie token and form token."""
+    ws = session.get(WebSession, token_digest(token)) if token else None
+    if ws is None:
+        raise NotAuthenticated("Please sign in again.")
+    if not csrf_token or not hmac.compare_digest(ws.csrf_token, csrf_token):
+        raise Forbidden("This page did not come from this session. Reload it and sign in again.", field="csrf_token")
+    if ws.ended_at is not None and ws.end_reason != IDLE_ENDED:
+        raise NotAuthenticated("This session was ended; please sign in again.")
+    user = by_id(session, ws.user_id)
+    _refuse_unusable(user, "password")
+    if not _password_matches(user, password):
+        raise AuthenticationFailed("Wrong password.", "password", _count_failure(saved_id(user), "sign-in failed"))
+    if user.failed_logins:
+        user.failed_logins = 0
+    if ws.ended_at is None:  # renewed before anything noticed the idle time: end it as a timeout would
+        ws.ended_at, ws.end_reason = utcnow(), IDLE_ENDED
+    new_token = start_session(session, user)
+    renewed = session.get(WebSession, token_digest(new_token))
+    assert renewed is not None  # just added
+    audit.record(session, actor(session, user), "session renewed", "user", user.username,
+                 reason="password re-entered after an idle timeout")
+    session.flush()
+    return new_token, renewed.csrf_token
 
 
 def end_session(session: Session, ws: WebSession, reason: str) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 
 from .. import users
@@ -13,6 +13,8 @@ from ..deps import (
     Viewer,
     check_login_csrf,
     current_viewer,
+    form_data,
+    form_text,
     form_viewer,
     get_db,
     new_login_csrf,
@@ -57,6 +59,21 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
     secure = request.url.scheme == "https"
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/session/renew")
+def renew_session(request: Request, db: Database = Depends(get_db), form=Depends(form_data)) -> Response:
+    """The step page's password dialog after an idle timeout: the same person, the same page, a new
+    session; the page then sends its pending save again with the new form token (JSON answers)."""
+    try:
+        with db.write() as session:
+            token, csrf_token = users.renew_session(session, request.cookies.get(SESSION_COOKIE),
+                                                    form_text(form, "csrf_token"), form_text(form, "password"))
+    except DomainError as error:
+        return JSONResponse(error.as_json(), status_code=error.status)
+    response = JSONResponse({"csrf_token": csrf_token})
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https")
     return response
 
 

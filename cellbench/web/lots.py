@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import audit, deviations, lots, release, steps
 from ..db import Database
-from ..deps import Viewer, form_by, form_data, get_db, read_session, require
+from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError, NotFound
 from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
 from ..specifications import Step
@@ -67,12 +67,27 @@ def lot_view(session: Session, lot: Lot) -> dict:
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
     vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
+            "done_count": sum(1 for view in views if view.state == "done"),
             "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
+
+
+def _draft_view(session: Session, viewer: Viewer, lot: Lot, current: Step | None, typed: dict | None) -> dict:
+    """The open entry of the current step as the one form shows it: what was typed (the refused
+    save's fields, else this person's saved draft), whether that is a stored draft, and the scans."""
+    if current is None or not viewer.has(Role.operator) or viewer.actor.user_id is None:
+        return {"typed": typed or {}, "draft": None, "scans": {}}
+    entry = next((e for e in steps.entries_of(session, lot).get(current.code, []) if e.state == "open"), None)
+    draft = steps.draft_of(session, entry, viewer.actor.user_id) if entry is not None else None
+    typed = {**steps.fields_of(draft), **(typed or {})}  # another form's refusal still shows the draft
+    return {"typed": typed, "draft": draft, "scans": steps.scanned(session, current, typed) if entry else {}}
 
 
 @router.get("/lots")
 def lot_list(request: Request, viewer: Viewer = Depends(require(*READERS)), session: Session = Depends(read_session)):
     rows = lots.lots(session, request.query_params.get("state") or None)
+    if request.query_params.get("awaiting") == "verification":  # the verifier's queue, for several lots
+        waiting = {lot.number for lot, _ in steps.awaiting_verification(session, viewer.user)}
+        rows = [lot for lot in rows if lot.number in waiting]
     specs = [s for s in spec_versions.all_versions(session) if s.status == "effective"]
     return render(request, "lots/list.html", rows=rows, specs=specs, error=None, form={})
 
@@ -98,9 +113,11 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     # Certification and sponsor release need their gates, pending tests and reviews: the release page.
     moves = [m for m in lots.allowed_moves(lot, viewer.actor) if m not in RELEASE_PAGE_MOVES]
     gates = release.readiness(session, lot, viewer.actor) if release.next_guard(lot) else []
+    view = lot_view(session, lot)
     return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
-                  typed=typed or {}, moves=moves, gates=gates, signed_moves=SIGNED_MOVES,
-                  history=audit.history(session, viewer.actor, "lot", lot.number), **lot_view(session, lot))
+                  moves=moves, gates=gates, signed_moves=SIGNED_MOVES,
+                  history=audit.history(session, viewer.actor, "lot", lot.number), **view,
+                  **_draft_view(session, viewer, lot, view["current"], typed))
 
 
 @router.get("/lots/{number}")
@@ -132,14 +149,69 @@ ACTIONS = {
                                                              int(f.get("entry") or 0), f.get("scan", ""), _seen(f)),
     "perform": lambda s, v, lot, f: steps.perform(s, s.merge(v.user), f.get("password", ""), lot, f.get("step", ""),
                                                   int(f.get("entry") or 0), _seen(f)),
-    "verify": lambda s, v, lot, f: steps.verify(s, s.merge(v.user), f.get("password", ""), lot, f.get("step", ""),
-                                                int(f.get("entry") or 0), _seen(f)),
+    "verify": lambda s, v, lot, f: steps.cosign(s, v.actor, f.get("username", ""), f.get("password", ""), lot,
+                                                f.get("step", ""), int(f.get("entry") or 0), _seen(f)),
     "correct": lambda s, v, lot, f: steps.correct_value(s, v.actor, lot, int(f.get("value_id") or 0),
                                                         f.get("new_value", ""), f.get("reason"), f.get("comment", ""),
                                                         _seen(f)),
     "move": lambda s, v, lot, f: release.move_lot(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
                                            password=f.get("password"), seen_version=_seen(f)),
 }
+
+
+def _pairs(form) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+
+
+@router.post("/lots/{number}/entry")
+def save_entry(request: Request, number: str, viewer: Viewer = Depends(form_by(Role.operator)),
+               db: Database = Depends(get_db), form=Depends(form_data)):
+    """The one step form: with the password, everything typed and scanned is written and signed;
+    without it, kept as a draft. A refused save keeps the typing (as the draft) and shows it again."""
+    password, signing = form_text(form, "password"), form_text(form, "save") != "draft"
+    step, index = form_text(form, "step"), int(form_text(form, "entry") or 0)
+    try:
+        with db.write() as session:
+            lot = lots.by_number(session, number)
+            if password and signing:
+                steps.save_and_sign(session, session.merge(viewer.user), password, lot, step, index, _pairs(form),
+                                    _seen(form))
+            else:
+                steps.save_draft(session, viewer.actor, lot, step, index, _pairs(form))
+    except DomainError as error:
+        return _refused(request, db, viewer, number, error, form)
+    notice = ("Signed: performed." if password and signing else
+              "Draft saved. Enter your password to sign." if signing else
+              "Draft saved: not part of the record until signed.")
+    return RedirectResponse(f"/lots/{number}?notice={notice}#current", status_code=303)
+
+
+def _refused(request: Request, db: Database, viewer: Viewer, number: str, error: DomainError, form):
+    """The refused save's page, with everything typed still in the fields (and kept as the draft,
+    so leaving the page loses nothing either)."""
+    typed: dict = dict(form)
+    try:
+        with db.write() as session:
+            typed = steps.save_draft(session, viewer.actor, lots.by_number(session, number), form_text(form, "step"),
+                                     int(form_text(form, "entry") or 0), _pairs(form))
+    except DomainError:
+        pass  # nothing to keep it on (a closed lot, a signed entry): the page still shows the typing
+    with db.read() as session:
+        return _page(request, session, viewer, number, error, typed)
+
+
+@router.post("/lots/{number}/draft")
+def save_draft(number: str, viewer: Viewer = Depends(form_by(Role.operator)), db: Database = Depends(get_db),
+               form=Depends(form_data)):
+    """The step page's script saves the form here as it is typed or scanned (JSON, no page load)."""
+    with db.write() as session:
+        found = steps.keep_typing(session, viewer.actor, lots.by_number(session, number), form_text(form, "step"),
+                                  int(form_text(form, "entry") or 0), _pairs(form))
+    return JSONResponse({kind: [{"code": s.code, "described": s.described, "problem": s.problem} for s in items]
+                         for kind, items in found.items()})
+
+
+DONE = {"start": "Step started.", "perform": "Signed: performed.", "verify": "Signed: verified."}
 
 
 @router.post("/lots/{number}/{action}")
@@ -153,18 +225,24 @@ def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depe
     except DomainError as error:
         with db.read() as session:
             return _page(request, session, viewer, number, error, dict(form))
-    return RedirectResponse(f"/lots/{number}?notice=Saved.#current", status_code=303)
+    return RedirectResponse(f"/lots/{number}?notice={DONE.get(action, 'Saved.')}#current", status_code=303)
 
 
 @work_queue
 def _lots_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
     if viewer.has(Role.operator):
-        count = len(lots.lots(session, "in_process"))
-        if count:
-            items.append(QueueItem(count, "lots in process", "/lots?state=in_process"))
-    if viewer.has(Role.verifier, Role.operator):
-        waiting = session.scalars(select(col(StepEntry.id)).where(col(StepEntry.state) == "performed")).all()
+        in_process = lots.lots(session, "in_process")
+        if in_process:
+            href = f"/lots/{in_process[0].number}#current" if len(in_process) == 1 else "/lots?state=in_process"
+            items.append(QueueItem(len(in_process), "lots in process", href, one="lot in process"))
+    if viewer.has(Role.verifier, Role.operator) and viewer.actor.user_id is not None:
+        waiting = steps.awaiting_verification(session, viewer.user)
         if waiting:
-            items.append(QueueItem(len(waiting), "step entries await a second person's verification", "/lots"))
+            first_lot, first = waiting[0]
+            one_lot = all(lot.number == first_lot.number for lot, _ in waiting)
+            href = (f"/lots/{first_lot.number}#step-{first.step_code}" if one_lot
+                    else "/lots?awaiting=verification")
+            items.append(QueueItem(len(waiting), "steps await your verification", href,
+                                   one="step awaits your verification"))
     return items
