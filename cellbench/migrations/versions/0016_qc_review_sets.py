@@ -12,7 +12,7 @@ import cellbench.models
 
 
 revision = '0016'
-down_revision = '0013'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
