@@ -5,7 +5,9 @@ covers the range and the hash of its last event, so the review pins the chain as
 """
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -37,6 +39,16 @@ def pending_range(session: Session) -> tuple[int, int]:
     start = (last.to_seq + 1) if last else 1
     end = session.scalar(select(func.max(AuditEvent.seq))) or 0
     return start, end
+
+
+def pending_days(session: Session, zone: ZoneInfo) -> tuple[date, date] | None:
+    """The first and last calendar day (in `zone`) of the events not yet reviewed, or None: the period
+    the next periodic review covers. Two look-ups by sequence number, however long the trail."""
+    start, end = pending_range(session)
+    first, last = session.get(AuditEvent, start), session.get(AuditEvent, end)
+    if end < start or first is None or last is None:
+        return None
+    return first.at.astimezone(zone).date(), last.at.astimezone(zone).date()
 
 
 def sign_review(session: Session, reviewer: User, password: str, to_seq: int, comment: str | None) -> AuditReview:
