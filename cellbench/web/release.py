@@ -45,7 +45,8 @@ def _release_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
                           lambda lot: _url(lot.number) + "#reviews")
     if viewer.has(Role.qp):
         items += line_for(release.ready_for_certification(session, viewer.actor),
-                          "lots are ready for your certification", "lot is ready for your certification", "/release?queue=certification",
+                          "lots are ready for your certification", "lot is ready for your certification",
+                          "/release?queue=certification",
                           lambda lot: _url(lot.number) + "#certify")
     if viewer.has(Role.supply_manager):
         items += line_for(release.awaiting_sponsor_release(session), "certified lots await your sponsor release",
