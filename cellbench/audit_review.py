@@ -41,12 +41,24 @@ def pending_range(session: Session) -> tuple[int, int]:
     return start, end
 
 
+# What a review does not wait for: people signing in and out (the reviewer's own visit among them) and
+# the review's own signature. Failed sign-ins and lock-outs still count.
+ROUTINE_ACTIONS = ("signed in", "signed out")
+
+
 def pending_days(session: Session, zone: ZoneInfo) -> tuple[date, date] | None:
-    """The first and last calendar day (in `zone`) of the events not yet reviewed, or None: the period
-    the next periodic review covers. Two look-ups by sequence number, however long the trail."""
+    """The first and last calendar day (in `zone`) of the events awaiting review, or None when only
+    routine events (ROUTINE_ACTIONS, sessions ending, the last review's signature) wait: the period
+    the next periodic review covers. Look-ups by sequence number, however long the trail."""
     start, end = pending_range(session)
-    first, last = session.get(AuditEvent, start), session.get(AuditEvent, end)
-    if end < start or first is None or last is None:
+    if end < start:
+        return None
+    first = session.scalars(select(AuditEvent).where(
+        col(AuditEvent.seq) >= start, col(AuditEvent.entity_type) != "audit_review",
+        col(AuditEvent.action).not_in(ROUTINE_ACTIONS), col(AuditEvent.action).not_like("session ended%"))
+        .order_by(col(AuditEvent.seq)).limit(1)).first()
+    last = session.get(AuditEvent, end)
+    if first is None or last is None:
         return None
     return first.at.astimezone(zone).date(), last.at.astimezone(zone).date()
 
