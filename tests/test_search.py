@@ -146,3 +146,9 @@ def test_a_code_naming_two_things_lists_both_and_an_empty_search_asks_for_a_code
 def test_search_needs_a_signed_in_person(anonymous):
     assert anonymous.get("/api/v1/search?q=ASC-2026-0001").status_code == 401
     assert anonymous.get("/search?q=ASC-2026-0001", follow_redirects=False).status_code in (303, 401)
+
+
+def test_who_looks_among_lots_is_who_reads_a_lots_batch_record_or_release_page():
+    from cellbench import lots, release, search
+
+    assert search.LOT_READERS == frozenset(lots.READERS) | frozenset(release.READERS)
