@@ -151,4 +151,4 @@ def test_search_needs_a_signed_in_person(anonymous):
 def test_who_looks_among_lots_is_who_reads_a_lots_batch_record_or_release_page():
     from cellbench import lots, release, search
 
-    assert search.LOT_READERS == frozenset(lots.READERS) | frozenset(release.READERS)
+    assert frozenset(lots.READERS) | frozenset(release.READERS) == search.LOT_READERS
