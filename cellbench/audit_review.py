@@ -5,7 +5,9 @@ covers the range and the hash of its last event, so the review pins the chain as
 """
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -37,6 +39,28 @@ def pending_range(session: Session) -> tuple[int, int]:
     start = (last.to_seq + 1) if last else 1
     end = session.scalar(select(func.max(AuditEvent.seq))) or 0
     return start, end
+
+
+# What a review does not wait for: people signing in and out (the reviewer's own visit among them) and
+# the review's own signature. Failed sign-ins and lock-outs still count.
+ROUTINE_ACTIONS = ("signed in", "signed out")
+
+
+def pending_days(session: Session, zone: ZoneInfo) -> tuple[date, date] | None:
+    """The first and last calendar day (in `zone`) of the events awaiting review, or None when only
+    routine events (ROUTINE_ACTIONS, sessions ending, the last review's signature) wait: the period
+    the next periodic review covers. Look-ups by sequence number, however long the trail."""
+    start, end = pending_range(session)
+    if end < start:
+        return None
+    first = session.scalars(select(AuditEvent).where(
+        col(AuditEvent.seq) >= start, col(AuditEvent.entity_type) != "audit_review",
+        col(AuditEvent.action).not_in(ROUTINE_ACTIONS), col(AuditEvent.action).not_like("session ended%"))
+        .order_by(col(AuditEvent.seq)).limit(1)).first()
+    last = session.get(AuditEvent, end)
+    if first is None or last is None:
+        return None
+    return first.at.astimezone(zone).date(), last.at.astimezone(zone).date()
 
 
 def sign_review(session: Session, reviewer: User, password: str, to_seq: int, comment: str | None) -> AuditReview:

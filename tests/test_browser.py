@@ -223,8 +223,7 @@ def test_receiving_a_shipment_kit_by_kit_counts_up_and_keeps_the_field_ready(pag
 
     page.set_viewport_size(TABLET)
     sign_in(page, live_url, "frida")
-    page.click("a[href='/shipments?state=in_transit']")  # her work queue
-    page.click(f"text={number}")
+    page.click(f".queue-item a[href='/shipments/{number}']")  # her work queue: the one shipment in transit
     progress = page.locator(".progress")
     assert progress.inner_text().startswith("0 of 4 scanned")
     assert focused_field(page)["name"] == "code"

@@ -265,14 +265,14 @@ def test_the_statisticians_home_page_queues_the_studies_ready_to_export(db, tria
     stella = as_("stella")
     home = stella.get("/")
     assert "Export the randomisation and kit arms" in home.text and 'href="/study-data"' in home.text
-    assert "ready to export" not in home.text
+    assert "ready for you to export" not in home.text
     sara = as_("sara")
     assert lock_form(sara).status_code == 303
-    assert "1</" in sara.get("/").text and "awaiting the study unblinding" in sara.get("/").text
+    assert "<strong>1</strong> study is locked and awaits the study unblinding" in sara.get("/").text
     assert unblind_form(sara).status_code == 303
-    assert "studies unblinded, ready to export" in stella.get("/").text
+    assert "<strong>1</strong> study is unblinded, ready for you to export" in stella.get("/").text
     for username in BLINDED_USERS:
-        assert "ready to export" not in as_(username).get("/").text
+        assert "ready for you to export" not in as_(username).get("/").text
 
 
 def test_the_statistician_is_unblinded_and_never_also_blinded(db, people):

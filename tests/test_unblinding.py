@@ -404,7 +404,7 @@ def test_the_sponsor_notification_carries_the_impact_and_the_sealed_reads_are_lo
     enrol(db, mate, "S-502")
     assert _api(as_("ida"), x).status_code == 201
     anna = as_("anna")
-    assert "emergency unblindings whose impact is not yet sent to the sponsor" in anna.get("/").text
+    assert "emergency unblinding: its impact is not yet sent to the sponsor" in anna.get("/").text
     page = anna.get(f"/unblinding/{STUDY}/{x}/impact")
     assert page.status_code == 200 and mate in page.text and "Not sent yet." in page.text
     sent = anna.submit(f"/unblinding/{STUDY}/{x}/impact")
@@ -423,7 +423,7 @@ def test_the_sponsor_notification_carries_the_impact_and_the_sealed_reads_are_lo
         ("randomisation block mates", f"{STUDY}/S-501", "unblinded")] * 2, "the page and the send each read once"
     assert (record.visibility, record.user_id) == ("unblinded", anna_id) and mate in record.new_value
     assert "Sent by" in anna.get(f"/unblinding/{STUDY}/{x}/impact").text
-    assert "whose impact is not yet sent" not in anna.get("/").text
+    assert "impact is not yet sent" not in anna.get("/").text
     assert as_("sara").get("/api/v1/outbox").json()[0]["body"] == impact.body
 
 

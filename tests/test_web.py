@@ -35,8 +35,8 @@ def test_every_role_has_a_home_page_naming_its_duties(as_, username):
 
 
 def test_qa_home_shows_the_audit_review_that_is_due(as_):
-    assert "not yet reviewed" in as_("anna").get("/").text
-    assert "not yet reviewed" not in as_("olivia").get("/").text
+    assert "day of the audit trail awaits your periodic review" in as_("anna").get("/").text
+    assert "periodic review" not in as_("olivia").get("/").text
 
 
 def test_the_wrong_password_on_the_sign_in_page_keeps_the_username(anonymous, people):

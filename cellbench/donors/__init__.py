@@ -33,6 +33,7 @@ from .decision import (
     decision_signature,
     donation_may_start_lot,
     pending_counts,
+    pending_donations,
 )
 from .donations import (
     ParsedIdentifier,

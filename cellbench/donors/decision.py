@@ -109,16 +109,20 @@ def donation_may_start_lot(session: Session, donation: Donation) -> str | None:
     return None
 
 
-def pending_counts(session: Session) -> tuple[int, int]:
+def pending_donations(session: Session) -> tuple[list[Donation], list[Donation]]:
     """(pending donations whose panel is complete: QA can decide; pending donations missing results)."""
-    ready = missing = 0
     recorded: dict[int, set[str]] = {}
     for donation_id, code in session.execute(select(col(DonorTest.donation_id), col(DonorTest.test))):
         recorded.setdefault(donation_id, set()).add(code)
-    pending = select(col(Donation.id)).where(col(Donation.eligibility) == Eligibility.pending.value)
-    for donation_id in session.scalars(pending):
-        if set(REQUIRED_PANEL) <= recorded.get(donation_id or 0, set()):
-            ready += 1
-        else:
-            missing += 1
+    ready: list[Donation] = []
+    missing: list[Donation] = []
+    for donation in session.scalars(select(Donation).where(col(Donation.eligibility) == Eligibility.pending.value)
+                                    .order_by(col(Donation.id))):
+        (ready if set(REQUIRED_PANEL) <= recorded.get(donation.id or 0, set()) else missing).append(donation)
     return ready, missing
+
+
+def pending_counts(session: Session) -> tuple[int, int]:
+    """(pending donations whose panel is complete: QA can decide; pending donations missing results)."""
+    ready, missing = pending_donations(session)
+    return len(ready), len(missing)

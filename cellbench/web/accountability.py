@@ -13,14 +13,14 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import accountability, kits, studies
+from .. import accountability, kits, studies, users
 from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Kit, Role, Signature, Site, Study, User
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*accountability.READERS)
@@ -38,15 +38,21 @@ def destruction_url(number: str) -> str:
 @work_queue
 def _accountability_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
-    if viewer.has(*accountability.READERS) and (found := accountability.discrepancies(session)):
-        items.append(QueueItem(len(found), "stock counts differ from cellbench's (discrepancies)", "/accountability"))
+    # A discrepancy is the counting site's and supply's to resolve (QA oversees); the monitor only
+    # reads. A site's people count only their own sites' discrepancies.
+    if viewer.has(Role.pharmacist, Role.supply_manager, Role.qa):
+        found = [rec for rec in accountability.discrepancies(session)
+                 if users.sees(viewer.actor, rec.site_id, rec.study_id)]
+        items += line_for(found, "stock counts differ from cellbench's: find out why",
+                          "stock count differs from cellbench's: find out why", "/accountability",
+                          lambda _rec: "/accountability")
     if viewer.has(*destruction.RECORDERS):
         waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised.value,
                                                          reader=viewer.actor)
                    if "record" in destruction.allowed_actions(session, d, viewer.actor)]
-        if waiting:
-            items.append(QueueItem(len(waiting), "authorised destructions to carry out and record",
-                                   "/destructions?state=authorised"))
+        items += line_for(waiting, "authorised destructions await you to carry them out and record them",
+                          "authorised destruction awaits you to carry it out and record it",
+                          "/destructions?state=authorised", lambda d: destruction_url(d.number))
     return items
 
 

@@ -14,7 +14,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Deviation, DeviationState
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(prefix="/deviations", include_in_schema=False)
 readers = require(*deviations.READERS)
@@ -37,14 +37,15 @@ def _age_days(deviation: Deviation) -> int:
 
 @work_queue
 def _deviations_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
-    counts = deviations.count_by_state(session)
     items = []
-    if viewer.has(*deviations.TRANSITIONS["assess"].roles) and counts[DeviationState.open]:
-        items.append(QueueItem(counts[DeviationState.open], "deviations awaiting an impact assessment",
-                               "/deviations?state=open"))
-    if viewer.has(*deviations.TRANSITIONS["close"].roles) and counts[DeviationState.assessed]:
-        items.append(QueueItem(counts[DeviationState.assessed], "assessed deviations awaiting your closure",
-                               "/deviations?state=assessed"))
+    if viewer.has(*deviations.TRANSITIONS["assess"].roles):
+        items += line_for(deviations.deviations(session, states=frozenset({DeviationState.open})),
+                          "deviations await an impact assessment", "deviation awaits an impact assessment",
+                          "/deviations?state=open", lambda d: _url(d.number))
+    if viewer.has(*deviations.TRANSITIONS["close"].roles):
+        items += line_for(deviations.deviations(session, states=frozenset({DeviationState.assessed})),
+                          "assessed deviations await your closure", "assessed deviation awaits your closure",
+                          "/deviations?state=assessed", lambda d: _url(d.number))
     return items
 
 

@@ -15,7 +15,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, User
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
 reader = require(*donors.READERS)
@@ -163,11 +163,14 @@ def decide(request: Request, identifier: str, viewer: Viewer = Depends(form_by(R
 def _donations_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(Role.qa, Role.operator):
         return []
-    ready, missing = donors.pending_counts(session)
+    ready, missing = donors.pending_donations(session)
     items = []
-    if viewer.has(Role.qa) and ready:
-        items.append(QueueItem(ready, "donations await an eligibility decision", "/donors?eligibility=pending"))
-    if viewer.has(Role.operator) and missing:
-        items.append(QueueItem(missing, "donations miss eligibility test results", "/donors?eligibility=pending"))
+    if viewer.has(Role.qa):
+        items += line_for(ready, "donations await your eligibility decision",
+                          "donation awaits your eligibility decision", "/donors?eligibility=pending",
+                          lambda d: donation_url(d.identifier))
+    if viewer.has(Role.operator):
+        items += line_for(missing, "donations miss eligibility test results",
+                          "donation misses eligibility test results", "/donors?eligibility=pending",
+                          lambda d: donation_url(d.identifier))
     return items
-

@@ -1,14 +1,15 @@
 """Each role's home page: its work queue. Later areas add their queues to QUEUES."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from .. import audit, audit_review
+from .. import audit, audit_review, clock
 from ..audit import AUDIT_READERS
 from ..deps import Viewer, current_viewer, read_session
 from ..models import Role
@@ -50,6 +51,17 @@ class QueueItem:
         return self.one if self.count == 1 and self.one else self.text
 
 
+T = TypeVar("T")
+
+
+def line_for(waiting: Sequence[T], text: str, one: str, listing: str, exact: Callable[[T], str]) -> list[QueueItem]:
+    """The queue line for what waits: none when nothing does; the exact item's page when one thing
+    waits, else `listing` (the list filtered to what waits)."""
+    if not waiting:
+        return []
+    return [QueueItem(len(waiting), text, exact(waiting[0]) if len(waiting) == 1 else listing, one=one)]
+
+
 QueueSource = Callable[[Session, Viewer], list[QueueItem]]
 _QUEUE_SOURCES: list[QueueSource] = []
 
@@ -62,11 +74,23 @@ def work_queue(fn: QueueSource) -> QueueSource:
 
 @work_queue
 def _audit_review_due(session: Session, viewer: Viewer) -> list[QueueItem]:
-    if not viewer.has(Role.qa):
+    """QA's periodic review of the audit trail (audit_review.py), counted in days, not events.
+
+    A reviewer does not act on events one by one: each lot's own trail is reviewed with its release
+    (the release queue counts those lots), and this review reads the trail since the last signed one
+    and signs it as one range. "3656 events" says nothing about the work; "4 days of the audit trail
+    since 2026-12-02" tells QA how far behind the periodic review is, in the unit reviews are planned
+    in (a review per week or month, PIC/S PI 041-1 §9). One link: the review page, which shows the
+    range and signs it."""
+    if not viewer.has(*audit_review.REVIEWERS):
         return []
-    start, end = audit_review.pending_range(session)
-    due = max(0, end - start + 1)
-    return [QueueItem(due, "audit events not yet reviewed", "/audit/review")] if due else []
+    period = audit_review.pending_days(session, clock.zone())
+    if period is None:
+        return []
+    first, last = period
+    days = (last - first).days + 1
+    return [QueueItem(days, f"days of the audit trail await your periodic review (since {first.isoformat()})",
+                      "/audit/review", one=f"day of the audit trail awaits your periodic review ({first.isoformat()})")]
 
 
 @router.get("/")

@@ -14,7 +14,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..labels import printing as labelling
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(prefix="/labels", include_in_schema=False)
 readers = require(*labelling.READERS)
@@ -31,8 +31,8 @@ def run_url(number: str) -> str:
 def _runs_to_reconcile(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(*labelling.PRINTERS):
         return []
-    count = labelling.open_count(session)
-    return [QueueItem(count, "label runs awaiting reconciliation", "/labels?open=1")] if count else []
+    return line_for(labelling.runs(session, open_only=True), "label runs await your reconciliation",
+                    "label run awaits your reconciliation", "/labels?open=1", lambda run: run_url(run.number))
 
 
 @router.get("")

@@ -15,7 +15,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import MaterialStatus, Role
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
 KEEPERS = (Role.operator, Role.qa)
@@ -48,9 +48,10 @@ def _notice(url: str, text: str) -> RedirectResponse:
 def _materials_in_quarantine(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(Role.qa):
         return []
-    count = materials.count_in_quarantine(session)
-    return [QueueItem(count, "material lots in quarantine awaiting your release or rejection",
-                      "/materials?status=quarantine")] if count else []
+    return line_for(materials.material_lots(session, MaterialStatus.quarantine),
+                    "material lots in quarantine await your release or rejection",
+                    "material lot in quarantine awaits your release or rejection",
+                    "/materials?status=quarantine", lot_url)
 
 
 @work_queue
@@ -59,8 +60,9 @@ def _calibrations_due(session: Session, viewer: Viewer) -> list[QueueItem]:
         return []
     days = materials.CALIBRATION_WARNING_DAYS
     due = materials.equipment_list(session, due_by=utcnow().date() + timedelta(days=days))
-    return [QueueItem(len(due), f"pieces of equipment overdue or due for calibration within {days} days",
-                      f"/equipment?due={days}")] if due else []
+    return line_for(due, f"pieces of equipment are overdue or due for calibration within {days} days",
+                    f"piece of equipment is overdue or due for calibration within {days} days",
+                    f"/equipment?due={days}", asset_url)
 
 
 # --- material lots ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ page, their numbers aside. What differs between viewers depends on the viewer's 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from urllib.parse import quote
 
@@ -19,9 +20,9 @@ from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
-from ..models import Role, Site
+from ..models import Role, Site, Visit
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*pharmacy.READERS)
@@ -56,18 +57,25 @@ def _notice(url: str, text: str) -> RedirectResponse:
 
 @work_queue
 def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
+    def at(suffix: str = "") -> Callable[[Visit], str]:
+        return lambda visit: visit_url(pharmacy.view(session, viewer.actor, visit)) + suffix
+
     items = []
-    if viewer.has(Role.investigator) and (due := pharmacy.due_today(session, reader=viewer.actor)):
-        items.append(QueueItem(len(due), "treatment visits in their window today", "/participants?due=today"))
-    if viewer.has(*pharmacists) and (waiting := pharmacy.awaiting_dispensing(session, reader=viewer.actor)):
-        items.append(QueueItem(len(waiting), "visits awaiting dispensing today", "/dispensing"))
+    if viewer.has(Role.investigator):  # the investigator sees the participant and administers
+        items += line_for(pharmacy.due_today(session, reader=viewer.actor), "treatment visits are due today",
+                          "treatment visit is due today", "/participants?due=today", at())
+    if viewer.has(*pharmacists):
+        items += line_for(pharmacy.awaiting_dispensing(session, reader=viewer.actor),
+                          "visits today await a dispensed kit", "visit today awaits a dispensed kit", "/dispensing",
+                          at("/dispense"))
     if viewer.has(*preparers):
-        if waiting := pharmacy.to_prepare(session, reader=viewer.actor):
-            items.append(QueueItem(len(waiting), "dispensed kits to thaw or prepare", "/preparation"))
+        # Preparation starts by scanning the kit at the preparation station: that page is the one place.
+        items += line_for(pharmacy.to_prepare(session, reader=viewer.actor), "dispensed kits to thaw or prepare",
+                          "dispensed kit to thaw or prepare", "/preparation", lambda _visit: "/preparation")
         if running := pharmacy.preparations_running(session, reader=viewer.actor):
             soonest = pharmacy.minutes_left(running[0])
-            items.append(QueueItem(len(running), f"preparations running; the next use-by is in {soonest} min",
-                                   "/preparation"))
+            items.append(QueueItem(len(running), f"preparations are running; the next use-by is in {soonest} min",
+                                   "/preparation", one=f"preparation is running; its use-by is in {soonest} min"))
     return items
 
 

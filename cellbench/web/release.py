@@ -18,7 +18,7 @@ from ..models import Lot, LotState, Role
 from ..release import READERS, certificates
 from ..specifications import versions as spec_versions
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
 # Each queue: its title, and the lots in it for this viewer (the QP sees what they may certify).
@@ -39,16 +39,25 @@ def _url(number: str) -> str:
 @work_queue
 def _release_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
-    if viewer.has(Role.qa) and (n := len(release.awaiting_review(session))):
-        items.append(QueueItem(n, "lots awaiting QA review (batch record by exception, audit trail)",
-                               "/release?queue=review"))
-    if viewer.has(Role.qp) and (n := len(release.ready_for_certification(session, viewer.actor))):
-        items.append(QueueItem(n, "lots ready for certification", "/release?queue=certification"))
-    if viewer.has(Role.supply_manager) and (n := len(release.awaiting_sponsor_release(session))):
-        items.append(QueueItem(n, "certified lots awaiting sponsor release", "/release?queue=sponsor"))
-    if viewer.has(Role.qc_analyst) and (n := len(release.pending_owned_by(session, viewer.user.id))):
-        items.append(QueueItem(n, "tests pending after an initial certification are yours to complete",
-                               "/release?queue=pending"))
+    if viewer.has(Role.qa):
+        items += line_for(release.awaiting_review(session), "lots await your batch-record and audit-trail review",
+                          "lot awaits your batch-record and audit-trail review", "/release?queue=review",
+                          lambda lot: _url(lot.number) + "#reviews")
+    if viewer.has(Role.qp):
+        items += line_for(release.ready_for_certification(session, viewer.actor),
+                          "lots are ready for your certification", "lot is ready for your certification",
+                          "/release?queue=certification",
+                          lambda lot: _url(lot.number) + "#certify")
+    if viewer.has(Role.supply_manager):
+        items += line_for(release.awaiting_sponsor_release(session), "certified lots await your sponsor release",
+                          "certified lot awaits your sponsor release", "/release?queue=sponsor",
+                          lambda lot: _url(lot.number) + "#sponsor-release")
+    if viewer.has(Role.qc_analyst) and (tests := release.pending_owned_by(session, viewer.user.id)):
+        # Counted in tests (each is a result to enter); one lot holding them all opens its QC page.
+        lots_of = release.lots_pending_for(session, viewer.user.id)
+        href = f"/lots/{quote(lots_of[0].number, safe='')}/qc" if len(lots_of) == 1 else "/release?queue=pending"
+        items.append(QueueItem(len(tests), "tests left pending by an initial certification are yours to complete",
+                               href, one="test left pending by an initial certification is yours to complete"))
     return items
 
 

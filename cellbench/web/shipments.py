@@ -21,7 +21,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Site, Study
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*custody.READERS)
@@ -41,18 +41,18 @@ def _back(number: str, notice: str | None, **params: str) -> RedirectResponse:
 
 @work_queue
 def _shipments_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
-    if not viewer.has(*custody.READERS):
-        return []
-    counts = custody.counts_by_state(session, reader=viewer.actor)
+    # Each role its own step: supply packs and dispatches, the site receives, QA assesses a quarantine.
+    steps = ((SHIPPERS, custody.PACKING, "shipments are being packed: finish and dispatch them",
+              "shipment is being packed: finish and dispatch it"),
+             (RECEIVERS, custody.IN_TRANSIT, "shipments in transit await your receipt",
+              "shipment in transit awaits your receipt"),
+             (ASSESSORS, custody.QUARANTINED, "quarantined shipments await your assessment",
+              "quarantined shipment awaits your assessment"))
     items = []
-    if viewer.has(*SHIPPERS) and counts[custody.PACKING]:
-        items.append(QueueItem(counts[custody.PACKING], "shipments being packed", "/shipments?state=packing"))
-    if viewer.has(*RECEIVERS) and counts[custody.IN_TRANSIT]:
-        items.append(QueueItem(counts[custody.IN_TRANSIT], "shipments in transit to receive",
-                               "/shipments?state=in_transit"))
-    if viewer.has(*ASSESSORS) and counts[custody.QUARANTINED]:
-        items.append(QueueItem(counts[custody.QUARANTINED], "quarantined shipments to assess",
-                               "/shipments?state=quarantined"))
+    for roles, state, text, one in steps:
+        if viewer.has(*roles):
+            waiting = custody.shipments(session, state=state, reader=viewer.actor)
+            items += line_for(waiting, text, one, f"/shipments?state={state}", lambda shipment: url(shipment.number))
     return items
 
 

@@ -29,8 +29,8 @@ def _shortages_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     # Runs for every viewer, blinded ones included: the compartment is asked only for a handler.
     if not viewer.has(*shortages.HANDLERS) or not (n := shortages.open_count(session, viewer.actor)):
         return []
-    return [QueueItem(n, f"\"no kit\" alert{'s' if n != 1 else ''} from the sites: send kits of the arm, then "
-                         "acknowledge", "/supply/shortages")]
+    return [QueueItem(n, "\"no kit\" alerts from the sites: send kits of the arm, then acknowledge",
+                      "/supply/shortages", one="\"no kit\" alert from a site: send kits of the arm, then acknowledge")]
 
 
 def _page(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,

@@ -17,7 +17,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(prefix="/study-data", include_in_schema=False)
 readers = require(*study_data.READERS)
@@ -28,15 +28,17 @@ DONE = {"lock": "The database of {} is locked.", "unblind": "{} is unblinded: th
 @work_queue
 def _ready(session: Session, viewer: Viewer) -> list[QueueItem]:
     """The statistician's queue: studies unblinded, ready to export; the sponsor's: studies locked,
-    awaiting the unblinding."""
-    wanted = (study_data.DataState.unblinded if viewer.has(*study_data.EXPORTERS) else
-              study_data.DataState.locked if viewer.has(*study_data.SPONSOR) else None)
-    if wanted is None:
-        return []
-    count = len(study_data.overview(session, wanted))
-    text = "studies unblinded, ready to export" if wanted == study_data.DataState.unblinded else \
-        "studies locked, awaiting the study unblinding"
-    return [QueueItem(count, text, "/study-data")] if count else []
+    awaiting the unblinding. One list page holds every study's actions."""
+    if viewer.has(*study_data.EXPORTERS):
+        return line_for(study_data.overview(session, study_data.DataState.unblinded),
+                        "studies are unblinded, ready for you to export", "study is unblinded, ready for you to export",
+                        "/study-data", lambda s: f"/study-data#{s.study.code}")
+    if viewer.has(*study_data.SPONSOR):
+        return line_for(study_data.overview(session, study_data.DataState.locked),
+                        "studies are locked and await the study unblinding",
+                        "study is locked and awaits the study unblinding",
+                        "/study-data", lambda s: f"/study-data#{s.study.code}")
+    return []
 
 
 def _page(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,

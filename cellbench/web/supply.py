@@ -33,7 +33,7 @@ from ..supply.views import (
     user_names,
 )
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(prefix="/supply", include_in_schema=False)
 readers = require(*READERS)
@@ -68,15 +68,19 @@ def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     # Runs for every viewer, blinded ones included: it must not touch the sealed compartment.
     items = []
     if viewer.has(Role.supply_manager):
-        for study in studies.all_studies(session):
-            planned = kits.counts_by_state(session, study=study).get(KitState.planned.value, 0)
-            if planned < LOW_PLANNED:
-                text = f"kit number{'s' if planned != 1 else ''} of {study.code} left to package: seal a kit list"
-                items.append(QueueItem(planned, text,
-                                       f"/supply/studies/{q(study.code)}/lists/new?kind=kit"))
-    if viewer.has(*quarantine.DECIDERS) and (n := len(quarantine.quarantines(session, "open"))):
-        items.append(QueueItem(n, f"open kit quarantine{'s' if n != 1 else ''} awaiting a decision (lift or withdraw)",
-                               "/supply/quarantines?state=open"))
+        # Counted in studies (a kit list is sealed per study), each named with what it has left.
+        low = [(study, kits.counts_by_state(session, study=study).get(KitState.planned.value, 0))
+               for study in studies.all_studies(session)]
+        low = [(study, planned) for study, planned in low if planned < LOW_PLANNED]
+        left = "; ".join(f"{study.code}: {planned} left" for study, planned in low)
+        items += line_for(low, f"studies run low on kit numbers to package ({left}): seal a kit list",
+                          f"study runs low on kit numbers to package ({left}): seal a kit list", "/supply",
+                          lambda row: f"/supply/studies/{q(row[0].code)}/lists/new?kind=kit")
+    if viewer.has(*quarantine.DECIDERS):
+        items += line_for(quarantine.quarantines(session, "open"),
+                          "open kit quarantines await your decision (lift or withdraw)",
+                          "open kit quarantine awaits your decision (lift or withdraw)",
+                          "/supply/quarantines?state=open", lambda kq: f"/supply/quarantines/{q(kq.number)}")
     return items
 
 

@@ -34,10 +34,13 @@ def participant_url(study: str, participant: str) -> str:
 
 @work_queue
 def _outbox_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
-    if not viewer.has(*unblinding.OUTBOX_READERS):
+    # QA and the QP read the outbox; sending to the sponsor's contact is the supply manager's work
+    # (the sponsor's side of the trial, DUTIES), so only that role's queue counts the messages.
+    if not viewer.has(Role.supply_manager):
         return []
     waiting = unblinding.pending_count(session)
-    return [QueueItem(waiting, "notifications waiting to be sent", "/outbox")] if waiting else []
+    return [QueueItem(waiting, "messages to the sponsor wait in the outbox to be sent", "/outbox",
+                      one="message to the sponsor waits in the outbox to be sent")] if waiting else []
 
 
 def _page(request: Request, session: Session, viewer: Viewer, form: dict | None = None,

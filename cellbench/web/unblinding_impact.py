@@ -16,7 +16,7 @@ from .. import studies, unblinding, unblinding_impact
 from ..db import Database
 from ..deps import Viewer, form_by, get_db, require
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_for, work_queue
 from .unblinding import participant_url
 
 router = APIRouter(include_in_schema=False)
@@ -27,12 +27,10 @@ readers = require(*unblinding_impact.READERS)
 def _impacts_to_send(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(*unblinding_impact.READERS):
         return []
-    waiting = unblinding_impact.awaiting(session)
-    if not waiting:
-        return []
-    first = waiting[-1]
-    return [QueueItem(len(waiting), "emergency unblindings whose impact is not yet sent to the sponsor",
-                      f"{participant_url(first.study, first.participant)}/impact")]
+    return line_for(unblinding_impact.awaiting(session),
+                    "emergency unblindings: their impact is not yet sent to the sponsor",
+                    "emergency unblinding: its impact is not yet sent to the sponsor", "/unblinding",
+                    lambda r: f"{participant_url(r.study, r.participant)}/impact")
 
 
 @router.get("/unblinding/{study_code}/{participant}/impact")

@@ -263,7 +263,7 @@ def test_a_destruction_is_recorded_only_by_the_person_at_its_place_and_only_once
     assert (actions(frida), actions(sara), actions(mette)) == (["record"], [], []), "at a site: its pharmacist"
     assert "Record the destruction" in frida.get(f"/destructions/{number}").text
     assert "Record the destruction" not in sara.get(f"/destructions/{number}").text
-    waiting = "authorised destructions to carry out and record"
+    waiting = "authorised destruction awaits you to carry it out and record it"
     assert waiting in frida.get("/").text and waiting not in sara.get("/").text, "in the work queue of who records it"
     refused = _destroy(sara, number, witness="Frida Pharmacist")
     assert refused.status_code == 403 and "pharmacist" in refused.json()["error"]

@@ -447,8 +447,8 @@ def test_a_failed_check_quarantines_the_whole_shipment_until_qa_signs_its_assess
     assert {kit_row(db, k).state for k in kits_} == {KitState.quarantined}, "both arms alike"
     assert all(custody_actions(db, k)[-1] == "received into quarantine" for k in kits_)
     assert "awaiting QA" in as_("frida").get(f"/shipments/{number}").text
-    assert as_("frida").get("/").text.count("quarantined shipments to assess") == 0
-    assert "1 quarantined shipments to assess" in text_of(as_("anna").get("/").text)
+    assert as_("frida").get("/").text.count("quarantined shipment") == 0
+    assert "1 quarantined shipment awaits your assessment" in text_of(as_("anna").get("/").text)
 
     # nobody else decides, a reason and the password are needed, and the sara's moves are not QA's
     assert as_("sara").post(f"/api/v1/shipments/{number}/assessment",
@@ -596,9 +596,9 @@ def test_the_lists_filter_by_state_and_site_and_the_work_queues_point_at_them(ki
     assert sara.get("/api/v1/shipments?state=nonsense").status_code == 422
     listed = sara.get("/shipments?state=open").text
     assert packing in listed and moving in listed
-    assert "shipments being packed" in sara.get("/").text
-    assert "shipments in transit to receive" in as_("frida").get("/").text
-    assert "shipments being packed" not in as_("frida").get("/").text
+    assert "shipment is being packed" in sara.get("/").text
+    assert "shipment in transit awaits your receipt" in as_("frida").get("/").text
+    assert "being packed" not in as_("frida").get("/").text
 
 
 def test_two_pharmacists_scanning_the_same_kit_at_once_one_is_recorded_one_gets_a_conflict(kit_world, as_, db):

@@ -308,7 +308,7 @@ def test_the_demo_users_find_the_trials_in_their_pages(demo_db):
     app = create_app(Settings(database_url=demo_db.url, secret_key=SECRET, demo=False), password_hasher=FAST_HASHER,
                      database=demo_db)
     qa, preparer, pharmacist = (sign_in(app, who, PW) for who in ("qa", "preparer", "pharmacist"))
-    assert "1 quarantined shipments to assess" in words(qa.get("/").text)
+    assert "1 quarantined shipment awaits your assessment" in words(qa.get("/").text)
     assert re.search(r"X-0\d\d · T1 .* \d+:\d\d left 0 of 2", words(preparer.get("/preparation").text))
     with demo_db.read() as s:
         order = s.scalars(select(Destruction.number)).one()

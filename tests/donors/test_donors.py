@@ -562,9 +562,9 @@ def test_every_donor_form_carries_the_sessions_csrf_token(as_, din, username, pa
 
 
 def test_the_work_queues_show_donations_waiting(as_, db, din):
-    assert "donations miss eligibility test results" in as_("olivia").get("/").text
+    assert "donation misses eligibility test results" in as_("olivia").get("/").text
     record(db, panel())
-    assert "donations await an eligibility decision" in as_("anna").get("/").text
+    assert "donation awaits your eligibility decision" in as_("anna").get("/").text
 
 
 def test_junk_in_donor_urls_gives_a_clear_error_not_a_server_error(as_, din):

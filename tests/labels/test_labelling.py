@@ -330,7 +330,7 @@ def test_the_supply_manager_prints_downloads_and_reconciles_a_run_on_its_pages(k
     assert len(pypdf.PdfReader(io.BytesIO(download.content)).pages) >= 1
 
     home = client.get("/")
-    assert "label runs awaiting reconciliation" in home.text and 'href="/labels?open=1"' in home.text
+    assert "label run awaits your reconciliation" in home.text and f'href="/labels/{number}"' in home.text
     listing = client.get("/labels?open=1")
     assert number in listing.text and "16 printed, not yet accounted for" in listing.text
 
@@ -342,7 +342,7 @@ def test_the_supply_manager_prints_downloads_and_reconciles_a_run_on_its_pages(k
     assert done.status_code == 303
     page = client.get(done.headers["location"])
     assert "16 = 14 + 0 + 2" in page.text and "/reconciliation" not in page.text
-    assert "label runs awaiting reconciliation" not in client.get("/").text
+    assert "your reconciliation" not in client.get("/").text
     assert "16 = 14 + 0 + 2" in client.get("/labels").text
 
 

@@ -582,8 +582,8 @@ def test_the_pages_walk_a_participant_from_enrolment_to_administration(site, as_
     assert ida.submit(f"{base}/randomise", eligible_form(STUDY)).status_code == 303
     page = ida.get(base).text
     assert "Randomise</button>" not in page and "Planned" in page
-    assert "treatment visits in their window today" in ida.get("/").text
-    assert "visits awaiting dispensing today" in frida.get("/").text
+    assert "treatment visit is due today" in ida.get("/").text
+    assert "visit today awaits a dispensed kit" in frida.get("/").text
     randomisation_number = re.search(r"Randomisation number</dt><dd>([^<]+)<", ida.get(base).text).group(1)
     assert randomisation_number in frida.get("/dispensing").text
     assigned = frida.submit(f"{base}/visits/1/assign", {})
@@ -596,12 +596,12 @@ def test_the_pages_walk_a_participant_from_enrolment_to_administration(site, as_
     assert wrong.status_code == 422
     assert f"This is kit {other}; the kit assigned to this visit is {number}." in wrong.text
     assert frida.submit(f"{base}/visits/1/dispense", {"code": payload(number)}).status_code == 303
-    assert "dispensed kits to thaw or prepare" in jonas.get("/").text
+    assert "dispensed kit to thaw or prepare" in jonas.get("/").text
     assert number in jonas.get("/preparation").text
     started = jonas.submit("/preparation", {"code": payload(number)})
     assert started.status_code == 303
     prep = jonas.get("/preparation").text
-    assert "data-use-by" in prep and "left" in prep and "preparations running" in jonas.get("/").text
+    assert "data-use-by" in prep and "left" in prep and "preparation is running" in jonas.get("/").text
     form = ida.get(f"{base}/visits/1/administration").text
     assert form.count('name="volume_ml"') == 2 and "data-use-by" in form
     too_much = ida.submit(f"{base}/visits/1/administration", {"gland": "left", "volume_ml": "9"})

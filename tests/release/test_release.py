@@ -592,7 +592,7 @@ def test_the_release_page_shows_each_gate_and_only_the_allowed_actions(demo_db, 
     assert "Sign: rejected" in text and "Sign: certified" not in text and "Sign: released" not in text
     assert "Nothing needs attention" in text
     assert sign_in(app, "operator", PW).get(f"/lots/{ASC}/release").status_code == 403
-    assert "lots awaiting QA review" in words(qa.get("/").text)
+    assert "lots await your batch-record and audit-trail review" in words(qa.get("/").text)
 
     enter_all(demo_db, ASC)
     refused = qa.submit(f"/lots/{ASC}/release/review", {"kind": "batch_record", "password": "nope"})
@@ -600,12 +600,12 @@ def test_the_release_page_shows_each_gate_and_only_the_allowed_actions(demo_db, 
     for kind in ("batch_record", "audit_trail"):
         done = qa.submit(f"/lots/{ASC}/release/review", {"kind": kind, "password": PW})
         assert done.status_code == 303, done.text
-    assert "lots ready for certification" in words(qp.get("/").text)
+    assert "lot is ready for your certification" in words(qp.get("/").text)
     qp_page = words(qp.get(f"/lots/{ASC}/release").text)
     assert "Sign: certified" in qp_page and "Sign: batch record reviewed" not in qp_page
     done = qp.submit(f"/lots/{ASC}/release/certify", {"stage": "final", "password": PW})
     assert done.status_code == 303, done.text
-    assert "certified lots awaiting sponsor release" in words(supply.get("/").text)
+    assert "certified lot awaits your sponsor release" in words(supply.get("/").text)
     supply_page = words(supply.get(f"/lots/{ASC}/release").text)
     assert "Sign: released" in supply_page and "Sign: certified" not in supply_page
     assert "Gates for the sponsor release" in supply_page
@@ -635,7 +635,7 @@ def test_the_qp_certifies_initially_on_the_page_with_pending_rows(demo_db, app):
                                                        "owner_1": "qc", "due_1": due().isoformat(), "test_2": ""})
     assert done.status_code == 303, words(done.text)
     assert state_of(demo_db, ASC) is LotState.initial_certified
-    assert "tests pending after an initial certification" in words(sign_in(app, "qc", PW).get("/").text)
+    assert "left pending by an initial certification" in words(sign_in(app, "qc", PW).get("/").text)
 
 
 def test_excursions_are_recorded_and_assessed_on_the_page(demo_db, app):

@@ -259,7 +259,7 @@ def test_a_manual_quarantine_through_the_page_and_qas_signed_lift(kit_world, as_
     assert "complaint about vial labels" in page and "Sign and lift" not in page, "only QA decides"
     assert page.count('href="/supply/kits/') == 8 and page.count("<td>Placebo: isotonic saline</td>") == 4, \
         "the whole blinded lot, both arms, each kit with its arm"
-    assert "<strong>1</strong> open kit quarantine awaiting a decision" in anna.get("/").text
+    assert "<strong>1</strong> open kit quarantine awaits your decision" in anna.get("/").text
 
     wrong = anna.submit(f"{url}/lift", {"reason": "labels checked", "password": "nope"})
     assert wrong.status_code == 401 and "Wrong password" in wrong.text
@@ -302,8 +302,8 @@ def test_the_supply_managers_home_says_when_kit_numbers_run_low(as_, db, people)
     load_studies(db)
     sealed_kit_list(db, STUDY, 4)
     home = as_("sara").get("/").text
-    assert f"kit numbers of {STUDY} left to package" in home
-    assert "left to package" not in as_("frida").get("/").text
+    assert "low on kit numbers to package" in home and f"{STUDY}: 4 left" in home
+    assert "kit numbers to package" not in as_("frida").get("/").text
 
 
 # --- who may reach these routes -----------------------------------------------------------------------
