@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from . import clock, display
 from .audit import AUDIT_READERS
@@ -47,13 +48,26 @@ def local(moment: Any, zone: ZoneInfo, fmt: str | None = None) -> str:
     return display.moment(moment, zone)
 
 
+def unbroken(text: str) -> Markup | str:
+    """'2026-12-06 09:44 +01:00' as two unbreakable parts: the date, and the time with its offset."""
+    if not text:
+        return text
+    day, _, rest = text.partition(" ")
+    if not rest:
+        return Markup('<span class="nowrap">{}</span>').format(day)
+    return Markup('<span class="nowrap">{}</span> <span class="nowrap">{}</span>').format(day, rest)
+
+
 def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     env = templates.env
     env.autoescape = True
     env.trim_blocks = env.lstrip_blocks = True
 
-    env.filters["local"] = lambda moment, fmt=None: local(moment, zone, fmt)
+    # On pages a time may break between its date and its time of day, never inside either
+    # (a date breaks at its hyphens in a narrow column: "2026-/12-06").
+    env.filters["local"] = lambda moment, fmt=None: unbroken(local(moment, zone, fmt))
+    env.filters["local_text"] = lambda moment: local(moment, zone)  # plain text, to cut or compare
     env.filters["local_date"] = lambda moment: local(moment, zone, DAY)
     # Stored text (audit values, step values) with its ISO times in site time and its keys in words.
     env.filters["shown"] = lambda stored: display.value_text(stored, zone)
