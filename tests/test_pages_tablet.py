@@ -27,16 +27,18 @@ MEASURE = """() => {
   const visible = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0
                          && getComputedStyle(e).visibility !== 'hidden'; };
   const name = e => (e.innerText || e.value || e.name || e.outerHTML.slice(0, 60)).trim().slice(0, 40);
+  const height = e => e.getBoundingClientRect().height;
   const nav = [...document.querySelectorAll('nav.main a')].filter(a => {
     const r = a.getBoundingClientRect();
     return r.left < 0 || r.right > innerWidth || a.scrollWidth > a.clientWidth + 1; }).map(name);
   const ids = [...document.querySelectorAll('td:first-child a, code, .code, .kitno')].filter(visible)
-    .filter(e => e.getClientRects().length > 1 || e.getBoundingClientRect().height > 2.2 * parseFloat(getComputedStyle(e).fontSize))
+    .filter(e => e.getClientRects().length > 1 || height(e) > 2.2 * parseFloat(getComputedStyle(e).fontSize))
     .map(name);
-  const small = [...document.querySelectorAll('button, a.button, input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select')]
-    .filter(visible).filter(e => e.getBoundingClientRect().height < %d - 0.5).map(e => name(e) + ' ' + Math.round(e.getBoundingClientRect().height) + 'px');
+  const controls = 'button, a.button, input:not([type=hidden]):not([type=checkbox]):not([type=radio]), select';
+  const small = [...document.querySelectorAll(controls)].filter(visible).filter(e => height(e) < TOUCH - 0.5)
+    .map(e => name(e) + ' ' + Math.round(height(e)) + 'px');
   return {nav, width: document.documentElement.scrollWidth, ids, small};
-}""" % TOUCH_PX
+}""".replace("TOUCH", str(TOUCH_PX))
 
 
 def signed_in_page(browser, live, username):
