@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, String, and_, cast, false, literal, or_, select, text, true
 from sqlmodel import Session, SQLModel, col
 
-from . import clock
 from .clock import utcnow
 from .display import times_in
 from .errors import InvalidInput
@@ -314,6 +313,6 @@ def to_csv(events: list[AuditEvent], viewer: Actor) -> str:
     rows = []
     for e in events:
         ids: tuple[object, ...] = () if viewer.is_blinded else (e.seq, e.hash)
-        rows.append((*ids, clock.local_text(e.at), e.user_id, e.user_name, e.action, e.entity_type, e.entity_id,
+        rows.append((*ids, e.at, e.user_id, e.user_name, e.action, e.entity_type, e.entity_id,
                      e.field, *(times_in(v) if v else v for v in (e.old_value, e.new_value, e.reason))))
     return csv_text((*extra, *CSV_COLUMNS), rows)
