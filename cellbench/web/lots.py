@@ -115,7 +115,7 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     gates = release.readiness(session, lot, viewer.actor) if release.next_guard(lot) else []
     view = lot_view(session, lot)
     return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
-                  moves=moves, gates=gates, signed_moves=SIGNED_MOVES,
+                  moves=moves, gates=gates, signed_moves=SIGNED_MOVES, reads_release=viewer.has(*release.READERS),
                   history=audit.history(session, viewer.actor, "lot", lot.number), **view,
                   **_draft_view(session, viewer, lot, view["current"], typed))
 
