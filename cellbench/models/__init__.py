@@ -63,6 +63,7 @@ from .lots import (
     StepState,
     StepValue,
     Vial,
+    VialState,
 )
 from .materials import (
     Equipment,

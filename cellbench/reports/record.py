@@ -23,6 +23,8 @@ from sqlmodel import Session, col
 
 from .. import steps
 from ..errors import NotFound
+from ..lots.vials import PLACED
+from ..lots.vials import words as vial_words
 from ..models import (
     Deviation,
     Donation,
@@ -40,6 +42,7 @@ from ..models import (
     StepValue,
     User,
     Vial,
+    VialState,
 )
 from ..specifications import Parameter, Specification, Step
 from ..specifications import versions as spec_versions
@@ -165,6 +168,30 @@ class Correction:
 
 
 @dataclass(slots=True)
+class VialLine:
+    """One vial of the lot and its one fate, as the record prints it."""
+
+    code: str
+    seq: int
+    storage_position: str | None
+    state: str
+    fate_note: str | None
+    fate_at: datetime | None
+    fate: str = ""  # in words: "placed in storage", "pulled for QC", ...
+    counted_as: str = ""  # its column in the reconciliation
+
+    def __post_init__(self) -> None:
+        state = VialState(self.state)
+        self.fate = vial_words(state)
+        self.counted_as = ("placed" if state in PLACED else "no fate yet" if state is VialState.filled
+                           else {VialState.qc: "pulled for QC"}.get(state, state.value))
+
+    @property
+    def has_fate(self) -> bool:
+        return VialState(self.state) is not VialState.filled
+
+
+@dataclass(slots=True)
 class DeviationRecord:
     deviation: Deviation
     raised_by: str | None
@@ -184,7 +211,7 @@ class BatchRecord:
     steps: list[StepRecord]
     lot_signatures: list[SignatureView]  # decisions on the lot itself (e.g. abort: rejected)
     deviations: list[DeviationRecord]
-    vials: Sequence[Row]  # code, seq, storage_position, state
+    vials: list[VialLine]  # every vial once, with its one fate
     corrections: list[Correction] = field(default_factory=list)
 
     @property
@@ -198,7 +225,17 @@ class BatchRecord:
     @property
     def complete(self) -> bool:
         """Every step of the master batch record done (performed, verified where needed, or N/A)."""
-        return all(steps.step_complete(s.step, [e.entry for e in s.entries]) for s in self.steps)
+        waiting = sum(1 for v in self.vials if not v.has_fate)
+        return all(steps.step_complete(s.step, [e.entry for e in s.entries], waiting) for s in self.steps)
+
+    @property
+    def vial_counts(self) -> dict[str, int]:
+        """The reconciliation the record prints: filled = placed + QC + retained + destroyed (+ none yet)."""
+        counts = {"filled": len(self.vials), "placed": 0, "pulled for QC": 0, "retained": 0, "destroyed": 0,
+                  "no fate yet": 0}
+        for vial in self.vials:
+            counts[vial.counted_as] += 1
+        return counts
 
     @property
     def completed_at(self) -> datetime | None:
@@ -267,7 +304,8 @@ _SIGNATURES = (select(_sig.c.id, _sig.c.signer_name, _sig.c.at, _sig.c.meaning, 
                                _sig.c.entity_id.in_(bindparam("deviations", expanding=True))),
                           _sig.c.id.in_(bindparam("ids", expanding=True))))
                .order_by(_sig.c.id))
-_VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state)
+_VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state, _vial.c.fate_note,
+                 _vial.c.fate_at)
           .where(_vial.c.lot_id == bindparam("lot")).order_by(_vial.c.seq))
 _DEVIATIONS = (select(Deviation, col(User.full_name)).outerjoin(User, col(User.id) == Deviation.raised_by)
                .where(col(Deviation.lot_id) == bindparam("lot"))
@@ -291,7 +329,7 @@ def batch_record(session: Session, number: str) -> BatchRecord:
     sigs = [SignatureView(*s) for s in run(_SIGNATURES, {
         "entries": [str(e.id) for e in entries], "lot": lot.id,
         "deviations": [d.number for d, _ in deviation_rows], "ids": approvals})]
-    vials = run(_VIALS, at_lot).all()
+    vials = [VialLine(*v) for v in run(_VIALS, at_lot)]
 
     by_id = {s.id: s for s in sigs}
     record = BatchRecord(

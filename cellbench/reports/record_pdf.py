@@ -143,10 +143,13 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
     else:
         pdf.line_of([("", "None.")])
 
-    pdf.heading("Vials and storage positions")
+    pdf.heading("Vials and their fates")
     if record.vials:
-        pdf.grid(("Vial", "Storage position", "State"), (60, 80, 46),
-                 [[v.code, v.storage_position or "not placed", text(v.state)] for v in record.vials])
+        pdf.line_of([("", "   ".join(f"{name.capitalize()}: {n}" for name, n in record.vial_counts.items()
+                                     if name == "filled" or n))])
+        pdf.grid(("Vial", "Fate", "Storage position", "Note", "Recorded"), (46, 34, 40, 36, 30),
+                 [[v.code, v.fate, v.storage_position or "", v.fate_note or "",
+                   clock.local_text(v.fate_at, zone, clock.MINUTES) if v.fate_at else ""] for v in record.vials])
     else:
         pdf.line_of([("", "None.")])
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from .. import audit, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..deviations import raise_deviation
-from ..errors import Conflict, InvalidInput
-from ..models import Lot, Role, StepEntry, StepState, StepValue, Vial
+from ..errors import InvalidInput
+from ..lots import vials
+from ..models import Lot, Role, StepEntry, StepState, StepValue
 from ..specifications import (
     LimitCheck,
     Parameter,
@@ -24,7 +24,17 @@ from ..specifications import (
     population_doublings,
 )
 from ..specifications import versions as spec_versions
-from .guided import LATE_AFTER, ValueInput, current_values, entry_of, lot_value, require_open_lot, step_of, where
+from .guided import (
+    LATE_AFTER,
+    PLACING_STEP,
+    ValueInput,
+    current_values,
+    entry_of,
+    lot_value,
+    require_open_lot,
+    step_of,
+    where,
+)
 
 
 def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
@@ -49,7 +59,7 @@ def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repe
                                field=parameter.code)
         written.append(write_value(session, actor, lot, step, entry, parameter, given))
     written += compute(session, actor, lot, spec, step, entry)
-    _place_vial(session, lot, step, entry)
+    _place_vial(session, actor, lot, step, entry)
     return written
 
 
@@ -163,20 +173,11 @@ def compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step:
     return written
 
 
-def _place_vial(session: Session, lot: Lot, step: Step, entry: StepEntry) -> None:
-    """The storage step names a vial and its position: a position never holds two vials."""
+def _place_vial(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntry) -> None:
+    """The storage step names a vial and its position: the vial's one fate, placed (lots.vials)."""
     values = current_values(session, entry)
     needed = ("vial_id", "tank", "rack", "box", "position")
     typed = {c: values[c].value for c in needed if c in values}
-    if step.code != "storage_transfer" or not all(typed.get(c) for c in needed):
+    if step.code != PLACING_STEP or not all(typed.get(c) for c in needed):
         return
-    vial = session.scalars(select(Vial).where(col(Vial.code) == typed["vial_id"], col(Vial.lot_id) == lot.id)).first()
-    if vial is None:
-        raise InvalidInput(f"Vial {typed['vial_id']} is not a vial of lot {lot.number}.", field="vial_id")
-    if vial.storage_position:
-        raise Conflict(f"Vial {vial.code} is already stored at {vial.storage_position}.", field="vial_id")
-    place = "/".join(str(typed[c]) for c in needed[1:])
-    if session.scalars(select(col(Vial.id)).where(col(Vial.storage_position) == place)).first() is not None:
-        raise Conflict(f"Storage position {place} already holds a vial.", field="position")
-    vial.storage_position = place
-    session.flush()
+    vials.place(session, actor, lot, str(typed["vial_id"]), "/".join(str(typed[c]) for c in needed[1:]))

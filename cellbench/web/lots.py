@@ -67,7 +67,8 @@ def lot_view(session: Session, lot: Lot) -> dict:
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
     vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
-            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
+            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id),
+            "vial_reconciliation": lots.reconcile(session, lot)}
 
 
 @router.get("/lots")
@@ -137,6 +138,8 @@ ACTIONS = {
     "correct": lambda s, v, lot, f: steps.correct_value(s, v.actor, lot, int(f.get("value_id") or 0),
                                                         f.get("new_value", ""), f.get("reason"), f.get("comment", ""),
                                                         _seen(f)),
+    "vial": lambda s, v, lot, f: lots.record_fate(s, v.actor, lot, f.get("vial", ""), f.get("fate", ""),
+                                                 f.get("reason")),
     "move": lambda s, v, lot, f: release.move_lot(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
                                            password=f.get("password"), seen_version=_seen(f)),
 }
