@@ -147,8 +147,8 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
     if record.vials:
         pdf.line_of([("", "   ".join(f"{name.capitalize()}: {n}" for name, n in record.vial_counts.items()
                                      if name == "filled" or n))])
-        pdf.grid(("Vial", "Fate", "Storage position", "Note", "Recorded"), (46, 34, 40, 36, 30),
-                 [[v.code, v.fate, v.storage_position or "", v.fate_note or "",
+        pdf.grid(("Vial", "Storage position", "Fate", "Note", "Recorded"), (46, 40, 34, 36, 30),
+                 [[v.code, v.storage_position or "", v.fate, v.fate_note or "",
                    clock.local_text(v.fate_at, zone, clock.MINUTES) if v.fate_at else ""] for v in record.vials])
     else:
         pdf.line_of([("", "None.")])
