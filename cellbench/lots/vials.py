@@ -127,6 +127,31 @@ def place(session: Session, actor: Actor, lot: Lot, scanned: str, position: str,
     return vial
 
 
+def correct_placement(session: Session, actor: Actor, lot: Lot, placed_code: str, scanned: str, position: str, *,
+                      reason: str) -> Vial:
+    """A corrected storage entry: the vial it placed goes back to no fate, and the vial and position
+    it now names are placed (the same vial at a new position, or another vial). Called by the
+    correction of the entry, in its transaction; the entry is then signed again."""
+    placed = vial_of(session, lot, placed_code, "value")
+    new = vial_of(session, lot, scanned, "value")
+    moved = session.execute(update(Vial).where(col(Vial.id) == placed.id, col(Vial.state) == VialState.stored.value)
+                            .values(state=VialState.filled.value, storage_position=None, fate_note=None, fate_at=None)
+                            .execution_options(synchronize_session=False))
+    if moved.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult: an UPDATE's rows matched
+        raise Conflict(f"Vial {placed.code} is no longer where this entry placed it (it is {words(placed.state)}): "
+                       "its placement cannot be corrected.", field="value")
+    session.refresh(placed)
+    audit.record(session, actor, "vial placement withdrawn", "lot", lot.number, field=f"vial {placed.code}",
+                 old=words(VialState.stored), new=words(VialState.filled), reason=reason)
+    if why := position_is_free(session, position):
+        raise Conflict(why, field="value")
+    session.refresh(new)
+    _settle(session, new, VialState.stored, "value", position=position)
+    audit.record(session, actor, "vial placed", "lot", lot.number, field=f"vial {new.code}",
+                 old=words(VialState.filled), new=f"{words(VialState.stored)} {position}", reason=reason)
+    return new
+
+
 def record_fate(session: Session, actor: Actor, lot: Lot, scanned: str, fate: str, reason: str | None = None) -> Vial:
     """A vial pulled for QC, kept as a retained sample (the note says where) or destroyed (the
     reason says why), recorded by scanning its code."""

@@ -173,11 +173,19 @@ def compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step:
     return written
 
 
+_PLACE = ("vial_id", "tank", "rack", "box", "position")  # what a storage entry records of its vial
+
+
+def placement(values: dict[str, StepValue]) -> tuple[str, str] | None:
+    """The vial a storage entry names and the position it gives (tank/rack/box/position), once all are recorded."""
+    typed = {c: values[c].value for c in _PLACE if c in values}
+    if not all(typed.get(c) for c in _PLACE):
+        return None
+    return str(typed["vial_id"]), "/".join(str(typed[c]) for c in _PLACE[1:])
+
+
 def _place_vial(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntry) -> None:
     """The storage step names a vial and its position: the vial's one fate, placed (lots.vials)."""
-    values = current_values(session, entry)
-    needed = ("vial_id", "tank", "rack", "box", "position")
-    typed = {c: values[c].value for c in needed if c in values}
-    if step.code != PLACING_STEP or not all(typed.get(c) for c in needed):
+    if step.code != PLACING_STEP or (where := placement(current_values(session, entry))) is None:
         return
-    vials.place(session, actor, lot, str(typed["vial_id"]), "/".join(str(typed[c]) for c in needed[1:]))
+    vials.place(session, actor, lot, *where)

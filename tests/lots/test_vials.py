@@ -324,3 +324,29 @@ def test_the_batch_record_lists_each_vial_once_with_its_one_fate(db, as_, people
         assert f"{placed.code} {placed.storage_position} placed in storage" in shown
         assert f"{ASC}-V014 no fate yet" in shown
         assert "not placed" not in shown and " stored " not in f" {shown} "
+
+
+def test_correcting_a_storage_entry_moves_the_placement_with_it(demo_world):
+    """A position typed wrong, corrected with a reason: the vial is where the entry now says, and a
+    vial named wrong goes back to no fate while the right one is placed."""
+    db = demo_world
+    number = lot_at_storage(db, 29)
+    place(db, number, f"{number}-V001", 1)
+    with db.write() as s:
+        lot = lots.by_number(s, number)
+        entry = steps.entries_of(s, lot)["storage_transfer"][0]
+        values = steps.current_values(s, entry)
+        steps.correct_value(s, actor_of(db, "operator"), lot, values["position"].id, "40",
+                            "box position misread: the vial sits in 40")
+    with db.read() as s:
+        vial = s.scalars(select(Vial).where(Vial.code == f"{number}-V001")).one()
+        assert vial.state == "stored" and vial.storage_position.endswith("/40")
+    with db.write() as s:
+        lot = lots.by_number(s, number)
+        values = steps.current_values(s, steps.entries_of(s, lot)["storage_transfer"][0])
+        steps.correct_value(s, actor_of(db, "operator"), lot, values["vial_id"].id, f"{number}-V002",
+                            "the carrier held V002 in that slot")
+    assert (state_of(db, f"{number}-V001"), state_of(db, f"{number}-V002")) == ("filled", "stored")
+    actions = [e.action for e in events(db, number) if e.field in (f"vial {number}-V001", f"vial {number}-V002")]
+    assert actions[-2:] == ["vial placement withdrawn", "vial placed"]
+    assert integrity.verify(db).ok
