@@ -18,14 +18,29 @@ from sqlmodel import Session, col
 from .. import audit, users
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..models import Lot, LotState, Role, Vial, VialState
+from ..statemachine import Machine, Transition
 
 # Who records a vial's fate at the bench: the operator placing and pulling, QC taking its samples,
 # QA destroying or retaining.
 RECORDERS = (Role.operator, Role.qc_analyst, Role.qa)
-# A fate given by scan on the lot page; placement is the storage step's (it needs a signed entry).
-SCANNED_FATES = {"qc": VialState.qc, "retained": VialState.retained, "destroyed": VialState.destroyed}
+_T = Transition[VialState]
+_FILLED = frozenset({VialState.filled})
+# A vial's life: one fate from filled, then a placed vial may go into a kit (supply.packaging). A
+# correction of the storage entry that placed it takes the placement back, with the reason.
+MOVES: dict[str, _T] = {
+    "place": _T(_FILLED, VialState.stored, frozenset({Role.operator, Role.qa})),
+    "pull_for_qc": _T(_FILLED, VialState.qc, frozenset(RECORDERS)),
+    "retain": _T(_FILLED, VialState.retained, frozenset(RECORDERS)),
+    "destroy": _T(_FILLED, VialState.destroyed, frozenset(RECORDERS), needs_reason=True),
+    "withdraw_placement": _T(frozenset({VialState.stored}), VialState.filled, frozenset({Role.operator, Role.qa}),
+                             needs_reason=True),
+    "kit": _T(frozenset({VialState.stored}), VialState.kitted, frozenset({Role.supply_manager})),
+}
+MACHINE: Machine[Vial, VialState] = Machine("vial", lambda vial: VialState(vial.state), MOVES)
+# A fate given by scan on the lot page, by its move; placement is the storage step's (a signed entry).
+SCANNED_FATES = {"qc": "pull_for_qc", "retained": "retain", "destroyed": "destroy"}
 # How each state reads on pages and in the batch record.
 WORDS = {VialState.filled: "no fate yet", VialState.stored: "placed in storage", VialState.qc: "pulled for QC",
          VialState.retained: "retained sample", VialState.destroyed: "destroyed",
@@ -72,9 +87,9 @@ def position_is_free(session: Session, position: str) -> str | None:
     return None
 
 
-def reason_given(state: VialState, reason: str) -> str | None:
-    if state is VialState.destroyed and not reason:
-        return "Say why the vial was destroyed."
+def reason_given(move: str, reason: str) -> str | None:
+    if MACHINE.transition(move).needs_reason and not reason:
+        return "Say why the vial was destroyed." if move == "destroy" else "Give the reason."
     return None
 
 
@@ -94,12 +109,15 @@ def vial_of(session: Session, lot: Lot, scanned: str | None, field_name: str = "
     return vial
 
 
-def _settle(session: Session, vial: Vial, state: VialState, field_name: str, *, note: str | None = None,
-            position: str | None = None) -> None:
-    """Give the vial its fate only where it still has none: of two people at the same moment, the
-    second matches no row and gets a conflict."""
+def _settle(session: Session, actor: Actor, vial: Vial, move: str, field_name: str, *, note: str | None = None,
+            position: str | None = None) -> VialState:
+    """Give the vial its fate (a move of MACHINE) only where it still has none: of two people at the
+    same moment, the second matches no row and gets a conflict."""
+    if why := MACHINE.role_refusal(move, actor.roles):
+        raise Forbidden(why)
     if why := vial_has_no_fate(vial):
         raise Conflict(why, field=field_name)
+    state = MACHINE.target(vial, move)
     values: dict[str, object] = {"state": state.value, "fate_note": note, "fate_at": utcnow()}
     if position is not None:
         values["storage_position"] = position
@@ -109,6 +127,7 @@ def _settle(session: Session, vial: Vial, state: VialState, field_name: str, *, 
         raise Conflict(f"Someone else recorded the fate of vial {vial.code} at the same moment. Reload.",
                        field=field_name)
     session.refresh(vial)
+    return state
 
 
 def place(session: Session, actor: Actor, lot: Lot, scanned: str, position: str, *,
@@ -121,7 +140,7 @@ def place(session: Session, actor: Actor, lot: Lot, scanned: str, position: str,
         raise Conflict(why, field=field_name)
     if why := position_is_free(session, position):
         raise Conflict(why, field="position")
-    _settle(session, vial, VialState.stored, field_name, position=position)
+    _settle(session, actor, vial, "place", field_name, position=position)
     audit.record(session, actor, "vial placed", "lot", lot.number, field=f"vial {vial.code}",
                  old=words(VialState.filled), new=f"{words(VialState.stored)} {position}")
     return vial
@@ -134,6 +153,8 @@ def correct_placement(session: Session, actor: Actor, lot: Lot, placed_code: str
     correction of the entry, in its transaction; the entry is then signed again."""
     placed = vial_of(session, lot, placed_code, "value")
     new = vial_of(session, lot, scanned, "value")
+    if why := MACHINE.role_refusal("withdraw_placement", actor.roles):
+        raise Forbidden(why)
     moved = session.execute(update(Vial).where(col(Vial.id) == placed.id, col(Vial.state) == VialState.stored.value)
                             .values(state=VialState.filled.value, storage_position=None, fate_note=None, fate_at=None)
                             .execution_options(synchronize_session=False))
@@ -146,7 +167,7 @@ def correct_placement(session: Session, actor: Actor, lot: Lot, placed_code: str
     if why := position_is_free(session, position):
         raise Conflict(why, field="value")
     session.refresh(new)
-    _settle(session, new, VialState.stored, "value", position=position)
+    _settle(session, actor, new, "place", "value", position=position)
     audit.record(session, actor, "vial placed", "lot", lot.number, field=f"vial {new.code}",
                  old=words(VialState.filled), new=f"{words(VialState.stored)} {position}", reason=reason)
     return new
@@ -156,19 +177,19 @@ def record_fate(session: Session, actor: Actor, lot: Lot, scanned: str, fate: st
     """A vial pulled for QC, kept as a retained sample (the note says where) or destroyed (the
     reason says why), recorded by scanning its code."""
     users.require_role(actor, *RECORDERS)
-    state = SCANNED_FATES.get((fate or "").strip())
-    if state is None:
+    move = SCANNED_FATES.get((fate or "").strip())
+    if move is None:
         raise InvalidInput("Choose what happened to the vial: pulled for QC, retained sample or destroyed.",
                            field="fate")
     vial = vial_of(session, lot, scanned)
     if why := lot_takes_fates(lot):
         raise InvalidInput(why, field="vial")
     note = (reason or "").strip()
-    if why := reason_given(state, note):
+    if why := reason_given(move, note):
         raise InvalidInput(why, field="reason")
     if len(note) > 200:
         raise InvalidInput("Keep the note to 200 characters.", field="reason")
-    _settle(session, vial, state, "vial", note=note or None)
+    state = _settle(session, actor, vial, move, "vial", note=note or None)
     audit.record(session, actor, f"vial {words(state)}", "lot", lot.number, field=f"vial {vial.code}",
                  old=words(VialState.filled), new=words(state), reason=note or None)
     return vial
@@ -220,6 +241,19 @@ def unreconciled(reconciliation: Reconciliation) -> str | None:
                                                if len(missing) > SHOWN_CODES else "")
     return (f"{len(missing)} of {reconciliation.filled} vial{'s' if reconciliation.filled != 1 else ''} "
             f"{'has' if len(missing) == 1 else 'have'} no recorded fate: {shown}.")
+
+
+def count_agrees(session: Session, lot: Lot, state: VialState, counted: int) -> str | None:
+    """A count the batch record states (vials pulled for QC, retained) is the number of vials scanned
+    with that fate: the record never says 3 where 2 vials are accounted for."""
+    codes = list(session.scalars(select(col(Vial.code)).where(col(Vial.lot_id) == lot.id,
+                                                              col(Vial.state) == state.value).order_by(col(Vial.seq))))
+    if len(codes) == counted:
+        return None
+    scanned = f": {', '.join(codes)}" if codes else ""
+    return (f"{counted} typed, but {len(codes)} vial{'s' if len(codes) != 1 else ''} of lot {lot.number} "
+            f"{'is' if len(codes) == 1 else 'are'} recorded as {words(state)}{scanned}. Scan each vial's fate on "
+            "the lot page, then give the count.")
 
 
 def vials_of(session: Session, lot: Lot) -> list[Vial]:

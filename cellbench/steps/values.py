@@ -12,7 +12,7 @@ from ..clock import utcnow
 from ..deviations import raise_deviation
 from ..errors import InvalidInput
 from ..lots import vials
-from ..models import Lot, Role, StepEntry, StepState, StepValue
+from ..models import Lot, Role, StepEntry, StepState, StepValue, VialState
 from ..specifications import (
     LimitCheck,
     Parameter,
@@ -60,6 +60,7 @@ def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repe
         written.append(write_value(session, actor, lot, step, entry, parameter, given))
     written += compute(session, actor, lot, spec, step, entry)
     _place_vial(session, actor, lot, step, entry)
+    _counts_agree(session, lot, written)
     return written
 
 
@@ -171,6 +172,18 @@ def compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step:
             written.append(write_value(session, actor, lot, step, entry, parameter, ValueInput(shown, comment),
                                        computed=True))
     return written
+
+
+# Counts of the samples step that must agree with the vials scanned with that fate (lots.vials).
+SAMPLE_COUNTS = {"qc_vials": VialState.qc, "retained_vials": VialState.retained}
+
+
+def _counts_agree(session: Session, lot: Lot, written: list[StepValue]) -> None:
+    for value in written:
+        if value.parameter_code in SAMPLE_COUNTS and value.value is not None:
+            counted = int(float(value.value))
+            if why := vials.count_agrees(session, lot, SAMPLE_COUNTS[value.parameter_code], counted):
+                raise InvalidInput(why, field=value.parameter_code)
 
 
 _PLACE = ("vial_id", "tank", "rack", "box", "position")  # what a storage entry records of its vial
