@@ -51,17 +51,21 @@ def record_whole_step(db, lot_number, step, *, by="olivia"):
     return index
 
 
-SMALL_FILL = 6  # vials: 3 pulled for QC and 2 retained (as good_value records them), 1 placed
+SMALL_FILL = 9  # vials: 5 pulled for QC and 3 retained (good_value of the saline counts), 1 placed
 
 
 def sample_vials(db, lot_number, *, by="olivia") -> None:
-    """The QC vials and retained samples scanned out before the rest are placed."""
+    """The QC vials and retained samples scanned out before the rest are placed, as many as the
+    samples step will then count (good_value of its counts)."""
     with db.write() as s:
         lot = lots.by_number(s, lot_number)
+        counts = {p.code: int(float(good_value(p))) for step in spec_versions.parsed(lots.spec_of(s, lot)).steps
+                  for p in step.parameters if p.code in ("qc_vials", "retained_vials")}
         filled = lots.without_fate(s, lot)
-        for code in filled[:3]:
+        qc, retained = counts["qc_vials"], counts["retained_vials"]
+        for code in filled[:qc]:
             lots.record_fate(s, actor_of(db, by), lot, code, "qc")
-        for code in filled[3:5]:
+        for code in filled[qc:qc + retained]:
             lots.record_fate(s, actor_of(db, by), lot, code, "retained", "LN2-A/R9")
 
 
