@@ -23,8 +23,6 @@ from sqlmodel import Session, col
 
 from .. import steps
 from ..errors import NotFound
-from ..lots.vials import PLACED
-from ..lots.vials import words as vial_words
 from ..models import (
     Deviation,
     Donation,
@@ -42,10 +40,10 @@ from ..models import (
     StepValue,
     User,
     Vial,
-    VialState,
 )
 from ..specifications import Parameter, Specification, Step
 from ..specifications import versions as spec_versions
+from .vial_table import VialLine, vial_counts
 
 Row = Any  # a database row read for display (sqlalchemy Row): attributes named as the table's columns
 
@@ -168,30 +166,6 @@ class Correction:
 
 
 @dataclass(slots=True)
-class VialLine:
-    """One vial of the lot and its one fate, as the record prints it."""
-
-    code: str
-    seq: int
-    storage_position: str | None
-    state: str
-    fate_note: str | None
-    fate_at: datetime | None
-    fate: str = ""  # in words: "placed in storage", "pulled for QC", ...
-    counted_as: str = ""  # its column in the reconciliation
-
-    def __post_init__(self) -> None:
-        state = VialState(self.state)
-        self.fate = vial_words(state)
-        self.counted_as = ("placed" if state in PLACED else "no fate yet" if state is VialState.filled
-                           else {VialState.qc: "pulled for QC"}.get(state, state.value))
-
-    @property
-    def has_fate(self) -> bool:
-        return VialState(self.state) is not VialState.filled
-
-
-@dataclass(slots=True)
 class DeviationRecord:
     deviation: Deviation
     raised_by: str | None
@@ -230,12 +204,7 @@ class BatchRecord:
 
     @property
     def vial_counts(self) -> dict[str, int]:
-        """The reconciliation the record prints: filled = placed + QC + retained + destroyed (+ none yet)."""
-        counts = {"filled": len(self.vials), "placed": 0, "pulled for QC": 0, "retained": 0, "destroyed": 0,
-                  "no fate yet": 0}
-        for vial in self.vials:
-            counts[vial.counted_as] += 1
-        return counts
+        return vial_counts(self.vials)
 
     @property
     def completed_at(self) -> datetime | None:
