@@ -145,7 +145,7 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
 
     pdf.heading("Vials and their fates")
     if record.vials:
-        pdf.line_of([("", "   ".join(f"{name.capitalize()}: {n}" for name, n in record.vial_counts.items()
+        pdf.line_of([("", "   ".join(f"{name[:1].upper()}{name[1:]}: {n}" for name, n in record.vial_counts.items()
                                      if name == "filled" or n))])
         pdf.grid(("Vial", "Storage position", "Fate", "Note", "Recorded"), (46, 40, 34, 36, 30),
                  [[v.code, v.storage_position or "", v.fate, v.fate_note or "",
