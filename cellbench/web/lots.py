@@ -68,7 +68,8 @@ def lot_view(session: Session, lot: Lot) -> dict:
     vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
             "done_count": sum(1 for view in views if view.state == "done"),
-            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
+            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id),
+            "vial_reconciliation": lots.reconcile(session, lot)}
 
 
 def _draft_view(session: Session, viewer: Viewer, lot: Lot, current: Step | None, typed: dict | None) -> dict:
@@ -154,6 +155,8 @@ ACTIONS = {
     "correct": lambda s, v, lot, f: steps.correct_value(s, v.actor, lot, int(f.get("value_id") or 0),
                                                         f.get("new_value", ""), f.get("reason"), f.get("comment", ""),
                                                         _seen(f)),
+    "vial": lambda s, v, lot, f: lots.record_fate(s, v.actor, lot, f.get("vial", ""), f.get("fate", ""),
+                                                 f.get("reason")),
     "move": lambda s, v, lot, f: release.move_lot(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
                                            password=f.get("password"), seen_version=_seen(f)),
 }
