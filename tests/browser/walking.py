@@ -66,6 +66,10 @@ class Person:
         """Go home and open the work-queue item that reads `words`, a pattern (its count aside, and
         either number or wording: "shipments? in transit"; the queues' words are still changing)."""
         self.home()
+        self.open_queue_item(words)
+
+    def open_queue_item(self, words: str) -> None:
+        """On the home page already: open the work-queue item that reads `words` (as from_queue)."""
         item = self.page.locator(".queue-item", has_text=re.compile(words))
         queue = self.page.locator(".queue-item").all_inner_texts()
         assert item.count(), f"{self.username}'s work queue shows {words!r}; it shows {queue}"
@@ -73,7 +77,7 @@ class Person:
 
     def at(self, path: str) -> bool:
         """Whether the page shown is `path` (a queue may open the exact item instead of a list)."""
-        return self.page.url.split("?")[0].endswith(path)
+        return self.page.url.split("#")[0].split("?")[0].endswith(path)
 
     def nav(self, name: str) -> None:
         """Follow a link of the top bar (or, if the tablet's bar has folded it away, open its address)."""
@@ -183,6 +187,11 @@ class Walk:
     def _loaded(self) -> None:
         if self._current is not None:
             self._current.loads += 1
+
+    def loaded_in_place(self) -> None:
+        """A page the person waited for that came without a browser navigation: a form sent by the
+        page's script whose answer replaced the page (the lot page's step form, templates/static/step.js)."""
+        self._loaded()
 
     def signed(self) -> None:
         if self._current is not None:
