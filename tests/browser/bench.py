@@ -103,7 +103,7 @@ def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
         if not ole.at(f"/lots/{lot.number}"):
             ole.click(f"main a[href='/lots/{lot.number}']")
         assert page.evaluate("window.scrollY") > 0, "the lot page opens at the current step"
-        ole.shot("lot-at-current-step")
+        ole.shot("lot-opens-at-current-step", full_page=False)
     placed = VIALS_FILLED - QC_VIALS - RETAINED_VIALS
     for step in lot.spec.steps:
         if page.locator(f"li.step.done#step-{step.code}").count():
@@ -117,6 +117,10 @@ def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
                 submit(ole, start, page.locator("#step-form"))
                 type_step(page, step, values_for(lot, step, index))
                 expect(page.locator("#step-form .draft-note")).to_contain_text("Draft, not part of the record")
+                if step.code == "fill":  # values typed, materials and the cabinet scanned, not yet signed
+                    ole.shot("lot-step-typed", full_page=False)
+                    page.locator("#step-form fieldset[data-kind=materials]").scroll_into_view_if_needed()
+                    ole.shot("lot-step-scanned", full_page=False)
                 page.fill("#step-form input[name=password]", DEMO_PASSWORD)
                 submit(ole, page.locator("#step-form button[value=sign]"),
                        page.locator(".notice", has_text="Signed: performed."))
@@ -135,9 +139,9 @@ def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
 
 
 def qc_enters_results_in_the_grid(walk: Walk, lot: str, spec: Specification) -> int:
-    """The QC analyst (DESK) opens the lot's results grid from her queue, types every lot-stage release
+    """The QC analyst (TABLET) opens the lot's results grid from her queue, types every lot-stage release
     test's result (the donor-stage tests are shown, not offered) and saves the grid at once."""
-    kim = walk.person(QC, DESK)
+    kim = walk.person(QC, TABLET)  # in the QC lab, on the tablet
     tests = [t for t in spec.tests if t.stage != "donor"]
     kim.home()  # where she is between tasks: her work queue; the task counts from there
     with walk.task(f"QC: enter {len(tests)} results of {lot} in the grid", loads_at_most=3):
@@ -152,7 +156,8 @@ def qc_enters_results_in_the_grid(walk: Walk, lot: str, spec: Specification) -> 
                 field.select_option(passing_value(test))
             else:
                 field.fill(passing_value(test))
-        kim.shot(f"qc-grid-{lot}")
+        kim.shot(f"qc-grid-typed-{lot}", full_page=False)
+        kim.shot(f"qc-grid-typed-{lot}-whole")
         kim.click("#grid button[type=submit]")
         assert f"{len(tests)} results saved" in kim.notice(), kim.error()
     return len(tests)

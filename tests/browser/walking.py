@@ -98,11 +98,13 @@ class Person:
     def main(self) -> str:
         return self.page.inner_text("main") if self.page.locator("main").count() else self.page.inner_text("body")
 
-    def shot(self, name: str) -> None:
-        """A screenshot of the whole page into $CELLBENCH_WALK_SCREENSHOTS, when it names a folder."""
+    def shot(self, name: str, *, full_page: bool = True) -> None:
+        """A screenshot of the whole page (or of what the screen shows) into $CELLBENCH_WALK_SCREENSHOTS,
+        when it names a folder."""
         if folder := os.environ.get("CELLBENCH_WALK_SCREENSHOTS"):
             Path(folder).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(folder) / f"{len(self.walk.tasks):02d}-{name}.png"), full_page=True)
+            self.page.screenshot(path=str(Path(folder) / f"{len(self.walk.tasks):02d}-{name}.png"),
+                                 full_page=full_page)
 
     def scan(self, payload: str) -> None:
         """A USB scanner is a keyboard: it types the label's payload into the focused field and
