@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, gate, nav, users, web
+from . import api, clock, display, gate, nav, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
@@ -130,6 +130,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
         field = ".".join(location) or None
         message = first.get("msg", "Invalid input.")
+        if field and not wants_json(request):  # a person reads the field's name, not its key
+            return error_response(request, 422, f"{display.label(location[-1])}: {message.lower()}.", field)
         return error_response(request, 422, f"{field}: {message}" if field else message, field)
 
     @app.exception_handler(StarletteHTTPException)

@@ -6,10 +6,8 @@ a changed, deleted or inserted row breaks the chain at that row; `verify_chain()
 """
 from __future__ import annotations
 
-import csv
 import enum
 import hashlib
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Select, String, and_, cast, fa
 from sqlmodel import Session, SQLModel, col
 
 from .clock import utcnow
+from .display import times_in
 from .errors import InvalidInput
 from .models import (
     BLINDED_ROLES,
@@ -40,6 +39,7 @@ from .models import (
     Visit,
     utc_text,
 )
+from .spreadsheet import csv_text
 
 GENESIS_HASH = "0" * 64
 # Who may read the audit trail (pages and API alike); blinded readers get the blinded view.
@@ -300,19 +300,19 @@ def entity_types(session: Session, viewer: Actor) -> list[str]:
     return list(session.scalars(select(column).where(trail_scope(viewer)).distinct().order_by(column)))
 
 
-CSV_COLUMNS = ("time_utc", "user_id", "user", "action", "entity_type", "entity_id", "field",
+# Times in the site's zone with their offset, as on the pages (seconds kept: an export is a record);
+# keys and values as stored, their ISO times read in site time too.
+CSV_COLUMNS = ("time", "user_id", "user", "action", "entity_type", "entity_id", "field",
                "old_value", "new_value", "reason")
 
 
 def to_csv(events: list[AuditEvent], viewer: Actor) -> str:
     """CSV export. Blinded viewers get no sequence numbers or hashes: a gap in them would show
     that something they may not see happened in between."""
-    out = io.StringIO()
-    writer = csv.writer(out)
     extra: tuple[str, ...] = () if viewer.is_blinded else ("seq", "hash")
-    writer.writerow((*extra, *CSV_COLUMNS))
+    rows = []
     for e in events:
         ids: tuple[object, ...] = () if viewer.is_blinded else (e.seq, e.hash)
-        writer.writerow((*ids, utc_text(e.at), e.user_id, e.user_name, e.action, e.entity_type,
-                         e.entity_id, e.field, e.old_value, e.new_value, e.reason))
-    return out.getvalue()
+        rows.append((*ids, e.at, e.user_id, e.user_name, e.action, e.entity_type, e.entity_id,
+                     e.field, *(times_in(v) if v else v for v in (e.old_value, e.new_value, e.reason))))
+    return csv_text((*extra, *CSV_COLUMNS), rows)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
+from . import clock
 from .errors import InvalidInput
 
 
@@ -75,3 +77,21 @@ def whole(value: object, field: str, what: str, *, minimum: int | None = None, m
     if maximum is not None and result > maximum:
         raise InvalidInput(f"The {what} is at most {maximum}.", field=field)
     return result
+
+
+def moment(value: datetime | str | None, field: str, what: str, where: ZoneInfo | None = None) -> datetime:
+    """A date and time as typed. 'YYYY-MM-DD HH:MM' is a time where the person is (the site's zone,
+    or the bench's), as every time on the pages is shown; an ISO time with its offset or Z is taken
+    as it says. Stored as UTC by the caller."""
+    if isinstance(value, datetime):
+        moment_ = value
+    else:
+        typed = (value or "").strip()
+        if not typed:
+            raise InvalidInput(f"The {what} is required (YYYY-MM-DD HH:MM).", field=field)
+        try:
+            moment_ = datetime.fromisoformat(typed.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"The {what} '{typed[:40]}' is not a date and time (YYYY-MM-DD HH:MM).",
+                               field=field) from None
+    return moment_ if moment_.tzinfo is not None else moment_.replace(tzinfo=where or clock.zone())

@@ -4,18 +4,22 @@ Excel, LibreOffice and Google Sheets run a cell that begins with = + - @ (and, i
 carriage return) as a formula, so a participant number or a free text imported from elsewhere could
 compute, or call out, when a statistician opens the export. Such a cell is prefixed with a single
 quote, which every spreadsheet reads as "this is text" (the OWASP advice for CSV injection).
+A time is written as on the pages, in the site's zone with its offset (to the second: an export is a record).
 """
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from . import clock
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def cell(value: object) -> str:
-    text = "" if value is None else str(value)
+    text = "" if value is None else clock.local_text(value) if isinstance(value, datetime) else str(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 

@@ -1,4 +1,4 @@
-"""Jinja2 set-up: one environment, filters that show UTC times in the site's zone."""
+"""Jinja2 set-up: one environment, filters that show UTC times in the site's zone and keys in words."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
-from . import clock
+from . import clock, display
+from .audit import AUDIT_READERS
 from .config import shipped
 from .models import Role
 from .nav import links_for
@@ -30,17 +32,53 @@ ROLE_LABELS = {
 }
 
 
+DAY = "%Y-%m-%d"
+
+
+def local(moment: Any, zone: ZoneInfo, fmt: str | None = None) -> str:
+    """The one format for a time on a page ('2026-12-06 09:44 +01:00'), or the site's day alone for
+    a date column. Other formats that older templates still pass are not honoured: one format
+    everywhere, always with the offset, so that no time on a page reads in another zone or shape."""
+    if moment is None or moment == "":
+        return ""
+    if isinstance(moment, str):
+        return display.moment_text(moment, zone)
+    if fmt == DAY:
+        return clock.local_text(moment, zone, DAY)[:10]
+    return display.moment(moment, zone)
+
+
+def unbroken(text: str) -> Markup | str:
+    """'2026-12-06 09:44 +01:00' as two unbreakable parts: the date, and the time with its offset."""
+    if not text:
+        return text
+    day, _, rest = text.partition(" ")
+    if not rest:
+        return Markup('<span class="nowrap">{}</span>').format(day)
+    return Markup('<span class="nowrap">{}</span> <span class="nowrap">{}</span>').format(day, rest)
+
+
 def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     env = templates.env
     env.autoescape = True
     env.trim_blocks = env.lstrip_blocks = True
 
-    env.filters["local"] = lambda moment, fmt=clock.SECONDS: clock.local_text(moment, zone, fmt)
+    # On pages a time may break between its date and its time of day, never inside either
+    # (a date breaks at its hyphens in a narrow column: "2026-/12-06").
+    env.filters["local"] = lambda moment, fmt=None: unbroken(local(moment, zone, fmt))
+    env.filters["local_text"] = lambda moment: local(moment, zone)  # plain text, to cut or compare
+    env.filters["local_date"] = lambda moment: local(moment, zone, DAY)
+    # Stored text (audit values, step values) with its ISO times in site time and its keys in words.
+    env.filters["shown"] = lambda stored: display.value_text(stored, zone)
+    env.filters["times"] = lambda text: display.times_in(str(text or ""), zone)
+    env.filters["words"] = display.words
+    env.filters["label"] = display.label
     # Enum members and the plain strings read back from the database print the same way.
     env.filters["state"] = lambda value: str(getattr(value, "value", value) or "").replace("_", " ")
     env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
     env.globals["Role"] = Role
+    env.globals["audit_readers"] = AUDIT_READERS
     env.globals["nav_links"] = links_for
     env.globals["zone_name"] = str(zone)
     return templates

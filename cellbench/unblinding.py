@@ -32,7 +32,7 @@ from typing import cast
 from sqlalchemy import CursorResult, func, or_, select, update
 from sqlmodel import Session, col
 
-from . import audit, pharmacy, sealed, signatures, studies, users
+from . import audit, clock, pharmacy, sealed, signatures, studies, users
 from .audit import Actor
 from .clock import utcnow
 from .custody import fetch, key
@@ -51,7 +51,6 @@ from .models import (
     User,
     Visibility,
     Visit,
-    utc_text,
 )
 
 UNBLINDERS = (Role.investigator,)
@@ -219,7 +218,7 @@ def _notify(session: Session, actor: Actor, user: User, study: Study, participan
         f"Participant: {participant.randomisation_number} (screening {participant.screening_number})",
         f"Site: {site.code}, {site.name}" if site else "Site: unknown",
         f"Unblinded by: {user.full_name} ({user.username})",
-        f"When: {utc_text(row.at)} (UTC)",
+        f"When: {clock.local_text(row.at, clock.zone(site), clock.MINUTES)} (the site's time)",
         f"Reason: {reason_label(row.reason_code)}: {row.reason}",
         f"Arm: {arm} ({arm_name(study, arm)})",
     ]

@@ -158,7 +158,7 @@ def test_blinded_readers_never_see_arm_revealing_events_not_even_as_a_gap(db, as
     assert api[0]["action"] == "kit labelled" and "kit contents assigned" not in [e["action"] for e in api]
     assert {e["seq"] for e in api} == {None}
     exported = list(csv.reader(io.StringIO(client.get(f"/audit.csv?entity_type=kit&entity_id={kit}").text)))
-    assert exported[0][0] == "time_utc" and len(exported) == len(api) + 1  # header + the visible events, no seq
+    assert exported[0][0] == "time" and len(exported) == len(api) + 1  # header + the visible events, no seq
 
 
 def test_the_administrators_trail_holds_no_kit_event_at_all(db, as_):

@@ -83,19 +83,10 @@ def parse_volume(value: object) -> float:
 
 def parse_time(value: object, site: Site, now: datetime) -> datetime:
     """A time as typed (site's local time, or ISO 8601 with an offset); empty means now."""
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        text = str(value or "").strip()
-        if not text:
-            return now
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput("Give the time as YYYY-MM-DD HH:MM.", field="administered_at") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=clock.zone(site))
-    return moment
+    if not isinstance(value, datetime) and not str(value or "").strip():
+        return now
+    return inputs.moment(value if isinstance(value, datetime) else str(value), "administered_at",
+                         "administration time", clock.zone(site))
 
 
 def _late(visit_id: int, actor: Actor, dose: int, at: datetime, volume: float,

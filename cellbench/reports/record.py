@@ -22,6 +22,7 @@ from sqlalchemy import CompoundSelect, Integer, String, and_, bindparam, cast, i
 from sqlmodel import Session, col
 
 from .. import steps
+from ..display import times_in
 from ..errors import NotFound
 from ..models import (
     Deviation,
@@ -119,7 +120,8 @@ class ValueRow:
         if self.value is None:
             self.shown = self.verdict = "N/A"
         else:
-            self.shown = f"{self.value} {self.unit}" if self.unit else self.value
+            value = times_in(self.value)  # a datetime value is stored in UTC; people read it in site time
+            self.shown = f"{value} {self.unit}" if self.unit else value
             self.verdict = "—" if self.within_limits is None else ("within" if self.within_limits else "OUT OF LIMITS")
         self.remark = self.comment or (f"N/A: {self.na_reason}" if self.na_reason else "")
         self.superseded = self.superseded_by is not None

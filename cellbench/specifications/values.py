@@ -10,6 +10,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
+from .. import clock
 from .model import CS10_DMSO_PERCENT, QUALITATIVE, Criterion, Parameter
 
 
@@ -97,8 +98,8 @@ def _moment(value: object, what: str, *, with_time: bool) -> date | datetime:
         raise ValueError(f"{what}: expected {expected}, got {value!r}") from None
     if not isinstance(value, date) or isinstance(value, datetime) != with_time:
         raise ValueError(f"{what}: expected {expected}, got {type(value).__name__} {value!r}")
-    if isinstance(value, datetime) and value.utcoffset() is None:  # a naive time cannot be placed on the UTC record
-        raise ValueError(f"{what}: the date and time needs a time zone offset")
+    if isinstance(value, datetime) and value.utcoffset() is None:  # typed as shown: the bench's time
+        value = value.replace(tzinfo=clock.zone())
     return value
 
 

@@ -2,7 +2,7 @@
 cellbench computes from them, and the vial a storage step places."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -67,7 +67,8 @@ def write_value(session: Session, actor: Actor, lot: Lot, step: Step, entry: Ste
             raise InvalidInput(f"{parameter.label}: {exc}", field=parameter.code) from None
         if isinstance(parsed, datetime) and parsed > now + timedelta(minutes=5):
             raise InvalidInput(f"{parameter.label}: a time in the future cannot be recorded.", field=parameter.code)
-        text = given.value.strip()
+        # A time is kept in UTC, whatever zone it was typed in (a typed time without offset is the bench's).
+        text = utc_iso(parsed) if isinstance(parsed, datetime) else given.value.strip()
         if not within and not given.comment.strip():
             raise InvalidInput(f"{parameter.label}: {text} is outside its limits ({limits_text(parameter)}); "
                                "explain it in a comment (a deviation will be opened).", field=parameter.code)
@@ -98,6 +99,11 @@ def write_value(session: Session, actor: Actor, lot: Lot, step: Step, entry: Ste
         open_deviation(session, actor, lot, step, f"{at} records {text}, entered at {now:%Y-%m-%d %H:%M} UTC: "
                        "a late entry.", "late_entry")
     return value
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="minutes" if not moment.second and not moment.microsecond
+                                            else "seconds")
 
 
 def open_deviation(session: Session, actor: Actor, lot: Lot, step: Step, description: str, origin: str) -> None:

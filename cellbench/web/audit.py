@@ -79,7 +79,8 @@ def sign_review(request: Request, to_seq: int = Form(...), password: str = Form(
     return RedirectResponse("/audit/review?notice=Audit-trail+review+signed.", status_code=303)
 
 
-@router.get("/{entity_type}/{entity_id}")
+# An id may hold slashes (a visit is NCT07290946/SCR-109/T1): the rest of the path is the id.
+@router.get("/{entity_type}/{entity_id:path}")
 def entity_history(request: Request, entity_type: str, entity_id: str, viewer: Viewer = Depends(reader),
                    session: Session = Depends(read_session)) -> Response:
     events = audit.history(session, viewer.actor, entity_type, entity_id)

@@ -128,13 +128,7 @@ def _pending_rows(form) -> list[tuple[str, str, str]]:
 
 
 def _observed(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat((value or "").strip())
-    except ValueError:
-        raise InvalidInput("Give the time as 2026-11-22T09:30+01:00.", field="observed_at") from None
-    if moment.tzinfo is None:
-        raise InvalidInput("Give the time with its UTC offset, e.g. 2026-11-22T09:30+01:00.", field="observed_at")
-    return moment
+    return inputs.moment(value, "observed_at", "time observed")
 
 
 # Each action: the one service call it makes, from the form; and what the notice says.

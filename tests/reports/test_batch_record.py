@@ -87,8 +87,8 @@ def assert_particulars(text: str, lot: dict) -> None:
     assert "N/A: not printed on this import pack" in text
     # signatures: name, meaning, time in the site's zone with its offset; the voided ones with why
     for who, meaning in (("Olivia Operator", "performed"), ("Victor Verifier", "verified"), ("Anna QA", "approved")):
-        assert re.search(rf"{who} · {meaning} · \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d", text), who
-    assert re.search(r"INVALIDATED \d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? [+-]\d\d:\d\d: value supplier_batch corrected: "
+        assert re.search(rf"{who} · {meaning} · \d{{4}}-\d\d-\d\d \d\d:\d\d(:\d\d)? [+-]\d\d:\d\d", text), who
+    assert re.search(r"INVALIDATED \d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? [+-]\d\d:\d\d ?: value supplier_batch corrected: "
                      + re.escape(REASON), text, re.IGNORECASE)
     assert lot["deviation"] in text and "closed" in text and "out of limit" in text
 

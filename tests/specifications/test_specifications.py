@@ -593,13 +593,15 @@ def test_text_is_kept_exactly_as_entered():
         check_limits(donation, 123)
 
 
-def test_datetimes_need_a_time_zone_and_dates_must_be_plain_dates():
+def test_a_datetime_typed_without_offset_is_the_benchs_time_and_dates_must_be_plain_dates():
     moment = Parameter(code="at", label="At", type="datetime")
     aware = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
     assert check_limits(moment, aware) is LimitCheck.WITHIN
     assert parse_value(moment, "2026-05-01T09:30:00+02:00") == datetime.fromisoformat("2026-05-01T07:30:00+00:00")
-    for bad, expected in ((datetime(2026, 5, 1, 9, 30), "time zone"), ("2026-05-01T09:30", "time zone"),
-                          ("yesterday", "ISO date and time"), (date(2026, 5, 1), "ISO date and time")):
+    # typed as the pages show times (the bench is in Copenhagen: +02:00 in May, +01:00 in December)
+    assert parse_value(moment, "2026-05-01 09:30") == datetime.fromisoformat("2026-05-01T07:30:00+00:00")
+    assert parse_value(moment, "2026-12-05 09:44") == datetime.fromisoformat("2026-12-05T08:44:00+00:00")
+    for bad, expected in (("yesterday", "ISO date and time"), (date(2026, 5, 1), "ISO date and time")):
         with pytest.raises(ValueError, match=expected):
             check_limits(moment, bad)
     expiry = Parameter(code="expiry", label="Expiry", type="date")
