@@ -90,6 +90,63 @@ def type_step(page, step: Step, values: dict[str, str]) -> None:
                .filter(has_text=ASSET_OF_KIND[kind.code])).to_have_count(1)
 
 
+def record_step(ole: Person, lot: LotInHand, step: Step, title: str, values: dict[str, str]) -> None:
+    """One entry of a step on the lot page: started, typed and scanned on its one form and signed by
+    the operator (at most 2 page loads, 1 signature); where the step needs a second person, the
+    verifier co-signs on the same tablet (1 page load, 1 signature)."""
+    walk, page = ole.walk, ole.page
+    with walk.task(f"operator: {title}", loads_at_most=2, signatures_at_most=1):
+        submit(ole, page.locator(f"li#step-{step.code} form[action$='/start'] button"), page.locator("#step-form"))
+        type_step(page, step, values)
+        expect(page.locator("#step-form .draft-note")).to_contain_text("Draft, not part of the record")
+        if step.code == "fill":  # values typed, materials and the cabinet scanned, not yet signed
+            ole.shot("lot-step-typed", full_page=False)
+            page.locator("#step-form fieldset[data-kind=materials]").scroll_into_view_if_needed()
+            ole.shot("lot-step-scanned", full_page=False)
+        page.fill("#step-form input[name=password]", DEMO_PASSWORD)
+        submit(ole, page.locator("#step-form button[value=sign]"),
+               page.locator(".notice", has_text="Signed: performed."))
+        walk.signed()
+    if step.verify:
+        with walk.task(f"verifier: co-sign {title} on the operator's tablet", loads_at_most=1, signatures_at_most=1):
+            page.fill("form.cosign input[name=username]", VERIFIER)
+            page.fill("form.cosign input[name=password]", DEMO_PASSWORD)
+            submit(ole, page.locator("form.cosign button"), page.locator(".notice", has_text="Signed: verified."))
+            walk.signed()
+            assert "Ole Jensen" in page.inner_text("header .who"), "the operator stays signed in"
+
+
+def give_the_samples_their_fates(ole: Person) -> list[str]:
+    """At the storage step, the vials pulled for QC and those kept as retained samples are scanned on
+    the lot page's vial form, each with its fate; returns the vials left to place in the tank, as the
+    page lists them (their labels). Without the vial form (a lot page that tracks no fates): none."""
+    page = ole.page
+    form = page.locator("#vials form[action$='/vial']")
+    if not form.count():
+        return []
+    waiting = page.locator("#vials .attention .nowrap").all_inner_texts()
+    assert len(waiting) == VIALS_FILLED, f"every filled vial waits for its fate: {waiting}"
+    fates = ["qc"] * QC_VIALS + ["retained"] * RETAINED_VIALS
+    with ole.walk.task(f"operator: scan {QC_VIALS} vials pulled for QC and {RETAINED_VIALS} retained samples"):
+        for vial, fate in zip(waiting, fates, strict=False):
+            form.locator("select[name=fate]").select_option(fate)
+            if fate == "retained":
+                form.locator("input[name=reason]").fill("LN2-A/R9/B01, retained samples box")
+            form.locator("input[name=vial]").click()
+            page.keyboard.type(vial)  # the scanner types the vial label's code and presses Enter
+            if form.get_attribute("data-keep") is not None:  # sent by the page's script, the page replaced
+                page.keyboard.press("Enter")
+                expect(page.locator("#vials .attention .nowrap", has_text=vial)).to_have_count(0)
+                ole.walk.loaded_in_place()
+            else:
+                with page.expect_navigation():
+                    page.keyboard.press("Enter")
+            assert vial not in page.locator("#vials .attention").all_inner_texts(), ole.error()
+    left = page.locator("#vials .attention .nowrap").all_inner_texts()
+    assert left == waiting[len(fates):], left
+    return left
+
+
 def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
     """The operator (TABLET) opens the in-process lot from her work queue and finishes each step left
     on ONE form: values, material and equipment scans and her signature, at most 2 page loads a step
@@ -104,36 +161,22 @@ def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
             ole.click(f"main a[href='/lots/{lot.number}']")
         assert page.evaluate("window.scrollY") > 0, "the lot page opens at the current step"
         ole.shot("lot-opens-at-current-step", full_page=False)
-    placed = VIALS_FILLED - QC_VIALS - RETAINED_VIALS
     for step in lot.spec.steps:
         if page.locator(f"li.step.done#step-{step.code}").count():
             continue
-        for index in range(1, (placed if step.repeat else 1) + 1):
+        if not step.repeat:
+            record_step(ole, lot, step, step.title, values_for(lot, step, 1))
+            continue
+        # The storage step: the vials pulled for QC and kept as retained samples are scanned out first,
+        # then one entry per vial left, each scanned and placed, until every vial has its fate.
+        to_place = give_the_samples_their_fates(ole)
+        for index, vial in enumerate(to_place or [None], start=1):
             start = page.locator(f"li#step-{step.code} form[action$='/start'] button")
             if index > 1 and not start.count():
-                break  # the step took no more entries (before "every vial accounted for": after vial 1)
-            title = f"{step.title}" + (f", {step.repeat.label.lower()} {index}" if step.repeat else "")
-            with walk.task(f"operator: {title}", loads_at_most=2, signatures_at_most=1):
-                submit(ole, start, page.locator("#step-form"))
-                type_step(page, step, values_for(lot, step, index))
-                expect(page.locator("#step-form .draft-note")).to_contain_text("Draft, not part of the record")
-                if step.code == "fill":  # values typed, materials and the cabinet scanned, not yet signed
-                    ole.shot("lot-step-typed", full_page=False)
-                    page.locator("#step-form fieldset[data-kind=materials]").scroll_into_view_if_needed()
-                    ole.shot("lot-step-scanned", full_page=False)
-                page.fill("#step-form input[name=password]", DEMO_PASSWORD)
-                submit(ole, page.locator("#step-form button[value=sign]"),
-                       page.locator(".notice", has_text="Signed: performed."))
-                walk.signed()
-            if step.verify:
-                with walk.task(f"verifier: co-sign {title} on the operator's tablet", loads_at_most=1,
-                               signatures_at_most=1):
-                    page.fill("form.cosign input[name=username]", VERIFIER)
-                    page.fill("form.cosign input[name=password]", DEMO_PASSWORD)
-                    submit(ole, page.locator("form.cosign button"),
-                           page.locator(".notice", has_text="Signed: verified."))
-                    walk.signed()
-                    assert "Ole Jensen" in page.inner_text("header .who"), "the operator stays signed in"
+                break  # the step took no more entries
+            values = values_for(lot, step, index) | ({"vial_id": vial} if vial else {})
+            record_step(ole, lot, step, f"{step.title}, vial {vial or index}", values)
+        assert not page.locator(f"li#step-{step.code} form[action$='/start']").count(), "every vial has its fate"
     assert page.inner_text(".titlebar .tag").lower() == "qc pending", "the batch record is complete"
     assert f"{len(lot.spec.steps)} of {len(lot.spec.steps)} steps done" in page.inner_text("#progress")
 
