@@ -100,8 +100,9 @@ def record_step(ole: Person, lot: LotInHand, step: Step, title: str, values: dic
         type_step(page, step, values)
         expect(page.locator("#step-form .draft-note")).to_contain_text("Draft, not part of the record")
         if step.code == "fill":  # values typed, materials and the cabinet scanned, not yet signed
+            page.evaluate("document.getElementById('step-form').scrollIntoView({block: 'start'})")
             ole.shot("lot-step-typed", full_page=False)
-            page.locator("#step-form fieldset[data-kind=materials]").scroll_into_view_if_needed()
+            page.evaluate("document.querySelector('#step-form .sign-row').scrollIntoView({block: 'end'})")
             ole.shot("lot-step-scanned", full_page=False)
         page.fill("#step-form input[name=password]", DEMO_PASSWORD)
         submit(ole, page.locator("#step-form button[value=sign]"),
