@@ -14,6 +14,7 @@ from .audit import AUDIT_READERS
 from .config import shipped
 from .models import Role
 from .nav import links_for
+from .specifications import unit_text
 
 TEMPLATES = shipped("templates")
 
@@ -73,6 +74,7 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     env.filters["shown"] = lambda stored: display.value_text(stored, zone)
     env.filters["times"] = lambda text: display.times_in(str(text or ""), zone)
     env.filters["words"] = display.words
+    env.filters["unit"] = unit_text  # "10^6 cells/mL" as a person writes it: "× 10⁶ cells/mL"
     env.filters["label"] = display.label
     # Enum members and the plain strings read back from the database print the same way.
     env.filters["state"] = lambda value: str(getattr(value, "value", value) or "").replace("_", " ")

@@ -44,6 +44,7 @@ MACHINES = [
     ("destructions", "cellbench.accountability", "destruction"),
     ("step entries", "cellbench.steps", "step entry"),
     ("study databases", "cellbench.study_data", "study database"),
+    ("vials", "cellbench.lots", "vial"),
 ]
 
 # Receivers of `X.state = ...` that name a machine's subject, by the words in their names, and the
@@ -55,6 +56,7 @@ SUBJECT_WORDS = {
     "destructions": (r"destruction$", "Destruction"),
     "step entries": (r"entry$", "StepEntry"),
     "study databases": (r"study_lock$", "StudyLock"),
+    "vials": (r"vial$", "Vial"),
 }
 
 # `X.state = ...` that is not one of the machines' subjects: (module, receiver as written) -> what it is.

@@ -25,20 +25,10 @@ SHOWN_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})?(?! [+-]\d{2}:
 SITE_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?::\d{2})? ([+-]\d{2}:\d{2})")
 SNAKE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")
 
-# Pages another helper of issue 14 rewrites (their templates, not this part's): checked apart and
-# expected to fail until their rewrite lands. shape -> why.
-THEIRS = {
-    "/lots/*": "templates/lots/detail.html (the stepform helper) prints step values raw: use `{{ v.value | shown }}`",
-    "/lots/*/qc": "templates/qc/* (the qc helper) prints raw test codes beside their names",
-}
 
 
 _WALKED: dict[str, tuple[Walk, dict[str, str]]] = {}
 
-THEIRS_LINKS = {
-    "/lots/*": "templates/lots/detail.html links an operator to the lot's release page (403)",
-    "/lots/*/release": "templates/release/lot.html links the supply manager to the batch record (403)",
-}
 
 
 @pytest.fixture
@@ -72,12 +62,10 @@ def problems(page_html: str) -> list[str]:
     return found
 
 
-def report(walks, mine: bool) -> dict[str, list[str]]:
+def report(walks) -> dict[str, list[str]]:
     bad: dict[str, list[str]] = {}
     for username, (pages, _) in walks.items():
         for url, page_html in pages.pages.items():
-            if (shape(url) in THEIRS) == mine:
-                continue
             found = problems(page_html)
             if found:
                 bad[f"{username} {url}"] = sorted(set(found))[:6]
@@ -86,28 +74,17 @@ def report(walks, mine: bool) -> dict[str, list[str]]:
 
 def test_every_page_of_every_demo_role_shows_times_in_site_time_and_words_not_keys(walks):
     assert sum(len(w.pages) for w, _ in walks.values()) > 150  # the walk reached the demo, not just home
-    assert report(walks, mine=True) == {}
+    assert report(walks) == {}
 
 
-def broken_links(walks, mine: bool) -> dict[str, list[tuple[str, int, str]]]:
-    found = {username: [b for b in w.broken if (shape(b[2]) in THEIRS_LINKS) != mine]
-             for username, (w, _) in walks.items()}
-    return {username: links for username, links in found.items() if links}
+def broken_links(walks) -> dict[str, list[tuple[str, int, str]]]:
+    return {username: w.broken for username, (w, _) in walks.items() if w.broken}
 
 
 def test_no_link_on_a_demo_page_leads_to_a_refusal_or_nowhere(walks):
-    assert broken_links(walks, mine=True) == {}
+    assert broken_links(walks) == {}
 
 
-@pytest.mark.xfail(reason="links to pages the viewer may not open, on pages other helpers rewrite: "
-                   + "; ".join(THEIRS_LINKS.values()), strict=False)
-def test_the_pages_other_helpers_rewrite_link_only_to_pages_the_viewer_may_open(walks):
-    assert broken_links(walks, mine=False) == {}
-
-
-@pytest.mark.xfail(reason="pages rewritten by other helpers of issue 14: " + "; ".join(THEIRS.values()), strict=False)
-def test_the_pages_other_helpers_rewrite_show_times_in_site_time_and_words_not_keys(walks):
-    assert report(walks, mine=False) == {}
 
 
 def test_the_audit_trail_csv_gives_every_time_in_site_time(walks):

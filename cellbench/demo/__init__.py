@@ -33,6 +33,7 @@ from .manufacturing import (
     seed_lots,
     seed_records,
     seed_studies,
+    store_every_vial,
     wall_today,
 )
 from .release import demo_results, passing_value, seed_release_demo

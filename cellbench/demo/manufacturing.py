@@ -10,6 +10,7 @@ functions, so the demo's audit trail and signatures are real and `cellbench veri
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -64,6 +65,14 @@ EQUIPMENT = [
 ]
 
 
+# Vials filled per demo lot, and those pulled for QC and kept as retained samples (as the lot's
+# "QC samples and retained samples" step records them); the rest are placed in storage, one signed
+# entry each, enough for the demo's kits: 10 per ASC lot, 41 per saline lot that fills kits (a saline
+# lot no kit draws from fills fewer: each placed vial is an entry). Both arms are sampled alike.
+ASC_VIALS, PLACEBO_VIALS, FEW_VIALS = 14, 46, 14
+SAMPLES = {"asc": (2, 2), "placebo": (3, 2)}  # (pulled for QC, retained)
+
+
 def _ago(now: datetime, hours: float) -> str:
     return (now - timedelta(hours=hours)).isoformat(timespec="minutes")
 
@@ -89,7 +98,7 @@ def asc_values(step_code: str, index: int, now: datetime, lot: Lot, donation_ide
         "count": {"viable_concentration": "5.2", "suspension_volume": "50", "viability": "94"},
         "formulation": {"residual_volume": "0.2", "cs10_volume_added": "10.2", "cs10_temperature": "4",
                         "cs10_added_at": _ago(now, 9)},
-        "fill": {"vials_filled": "10", "fill_volume": "1.0", "fill_completed_at": _ago(now, 8.9)},
+        "fill": {"vials_filled": str(ASC_VIALS), "fill_volume": "1.0", "fill_completed_at": _ago(now, 8.9)},
         "controlled_rate_freezing": {"profile": "ASC-CS10-01: −1 °C/min to −40 °C, then −10 °C/min to −100 °C",
                                      "freeze_started_at": _ago(now, 8.6), "end_temperature": "-100",
                                      "curve_conforms": "yes"},
@@ -97,13 +106,14 @@ def asc_values(step_code: str, index: int, now: datetime, lot: Lot, donation_ide
                              "box": f"B{lot.id:02d}", "position": str(index), "tank_temperature": "-182",
                              "placed_at": _ago(now, 7)},
         "qc_and_retained_samples": {"sterility_sample_registered": "yes", "endotoxin_sample_registered": "yes",
-                                    "qc_vials": "2", "retained_vials": "2", "retained_location": "LN2-A/R9/B01"},
+                                    "qc_vials": str(SAMPLES["asc"][0]), "retained_vials": str(SAMPLES["asc"][1]),
+                                    "retained_location": "LN2-A/R9/B01"},
     }
     return table[step_code]
 
 
 def placebo_values(step_code: str, now: datetime, batch: str, lot: Lot | None = None,
-                   index: int = 1) -> dict[str, str]:
+                   index: int = 1, vials: int = PLACEBO_VIALS) -> dict[str, str]:
     """Plausible values for each step of saline-placebo v2, the mirror fill: the sodium chloride
     received, then filled, frozen and stored as asc_values does the ASC lot (storage needs the lot)."""
     if step_code == "storage_transfer" and lot is None:
@@ -116,14 +126,16 @@ def placebo_values(step_code: str, now: datetime, batch: str, lot: Lot | None = 
                              "received_at": _ago(now, 6), "units_received": "20", "packaging_intact": "yes"},
         "certificate_check": {"certificate_reference": f"CoA {batch}", "batch_matches": "yes", "expiry_matches": "yes",
                               "results_conform": "yes"},
-        "fill": {"cleanroom": "B-2.14", "vials_filled": "60", "fill_volume": "1.0", "fill_completed_at": _ago(now, 5)},
+        "fill": {"cleanroom": "B-2.14", "vials_filled": str(vials), "fill_volume": "1.0",
+                 "fill_completed_at": _ago(now, 5)},
         "controlled_rate_freezing": {"profile": "ASC-CS10-01: −1 °C/min to −40 °C, then −10 °C/min to −100 °C",
                                      "freeze_started_at": _ago(now, 4.8), "end_temperature": "-100",
                                      "curve_conforms": "yes"},
         "storage_transfer": {"vial_id": f"{number}-V{index:03d}", "tank": "LN2-A", "rack": "R3", "box": box,
                              "position": str(index), "tank_temperature": "-182", "container_intact": "yes",
                              "placed_at": _ago(now, 4)},
-        "qc_and_retained_samples": {"qc_vials": "3", "retained_vials": "2", "retained_location": "LN2-A/R9/B02"},
+        "qc_and_retained_samples": {"qc_vials": str(SAMPLES["placebo"][0]),
+                                    "retained_vials": str(SAMPLES["placebo"][1]), "retained_location": "LN2-A/R9/B02"},
     }
     return table.get(step_code, {})
 
@@ -179,7 +191,7 @@ def seed_lots(session: Session) -> None:
     asc_lot(session, donations[1], until="harvest")
     held = asc_lot(session, donations[2], until="wash")
     lots.move(session, operator, held, "hold", "centrifuge CEN-03 alarm during wash; QA to assess")
-    placebo_lot(session, "NACL-26A01")
+    placebo_lot(session, "NACL-26A01", FEW_VIALS)  # no kit draws from it
     session.flush()
 
 
@@ -228,21 +240,42 @@ def asc_lot(session: Session, donation, until: str | None) -> Lot:
     for step in spec.steps:
         if step.code == until:
             break
-        repeats = {"expansion_passage": 2, "storage_transfer": 3}.get(step.code, 1)
-        for index in range(1, repeats + 1):
+        if step.code == "storage_transfer":
+            store_every_vial(session, lot, step, "asc",
+                             lambda index: asc_values("storage_transfer", index, now, lot, donation.identifier))
+            continue
+        for index in range(1, {"expansion_passage": 2}.get(step.code, 1) + 1):
             run_step(session, lot, step, asc_values(step.code, index, now, lot, donation.identifier))
     return lot
 
 
-def placebo_lot(session: Session, batch: str) -> Lot:
+def store_every_vial(session: Session, lot: Lot, step, kind: str, values: Callable[[int], dict[str, str]]) -> None:
+    """The storage step as the bench does it: the QC vials and retained samples scanned out first
+    (the first vials filled), then one signed entry per vial left, each at its position, until every
+    vial of the lot has its fate."""
+    actor = users.actor(session, _user(session, "operator"))
+    qc_count, retained = SAMPLES[kind]
+    filled = lots.without_fate(session, lot)
+    for code in filled[:qc_count]:
+        lots.record_fate(session, actor, lot, code, "qc")
+    for code in filled[qc_count:qc_count + retained]:
+        lots.record_fate(session, actor, lot, code, "retained", "LN2-A/R9, retained samples box")
+    for index, code in enumerate(filled[qc_count + retained:], start=1):
+        run_step(session, lot, step, values(index) | {"vial_id": code})
+
+
+def placebo_lot(session: Session, batch: str, vials: int = PLACEBO_VIALS) -> Lot:
     """A placebo lot under the effective saline specification (v2: the mirror fill), every step
     recorded, performed and verified as for an ASC lot."""
     lot = lots.start_lot(session, users.actor(session, _user(session, "operator")), "saline-placebo")
     spec = spec_versions.parsed(lots.spec_of(session, lot))
     now = utcnow()
     for step in spec.steps:
-        for index in range(1, (3 if step.code == "storage_transfer" else 1) + 1):
-            run_step(session, lot, step, placebo_values(step.code, now, batch, lot, index))
+        if step.code == "storage_transfer":
+            store_every_vial(session, lot, step, "placebo",
+                             lambda index: placebo_values("storage_transfer", now, batch, lot, index))
+            continue
+        run_step(session, lot, step, placebo_values(step.code, now, batch, lot, vials=vials))
     return lot
 
 

@@ -9,7 +9,7 @@ from sqlmodel import Session
 from .. import clock, qc, release, users
 from ..models import Lot
 from ..specifications import QUALITATIVE, ReleaseTest
-from .manufacturing import DEMO_PASSWORD, asc_lot, eligible_donation, placebo_lot
+from .manufacturing import DEMO_PASSWORD, FEW_VIALS, asc_lot, eligible_donation, placebo_lot
 
 
 def passing_value(test: ReleaseTest) -> str:
@@ -71,7 +71,8 @@ def seed_release_demo(session: Session) -> dict[str, list[str]]:
     qa, qp, supply = (users.by_username(session, n) for n in ("qa", "qp", "supply"))
     op_actor = users.actor(session, users.by_username(session, "operator"))
     asc = [asc_lot(session, eligible_donation(session, op_actor, qa, n), until=None) for n in (4, 5, 6, 7)]
-    saline = [placebo_lot(session, batch) for batch in ("NACL-26A02", "NACL-26A03")]
+    # the second fills the kits of seed_kits; no kit draws from the first, which fills fewer vials
+    saline = [placebo_lot(session, "NACL-26A02", FEW_VIALS), placebo_lot(session, "NACL-26A03")]
     for lot in (asc[0], asc[1], *saline):
         demo_results(session, lot)
         for kind in release.REVIEW_KINDS:

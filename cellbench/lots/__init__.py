@@ -24,3 +24,13 @@ from .lifecycle import (
     spec_of,
     start_lot,
 )
+from .vials import (
+    Reconciliation,
+    free_units,
+    place,
+    reconcile,
+    record_fate,
+    unreconciled,
+    vials_of,
+    without_fate,
+)

@@ -64,6 +64,7 @@ from .lots import (
     StepState,
     StepValue,
     Vial,
+    VialState,
 )
 from .materials import (
     Equipment,

@@ -128,6 +128,20 @@ class EquipmentUse(SQLModel, table=True):
     recorded_at: datetime = timestamp()
 
 
+class VialState(str, enum.Enum):
+    """A unit's one fate at the bench, and then its use. A vial made at fill starts `filled` (no fate
+    yet) and gets exactly one fate: placed in storage, pulled for QC, kept as a retained sample, or
+    destroyed. Only a placed vial may go into a kit (`kitted`: still counted as placed). Units received
+    from a supplier (saline v1) enter the lot's stock as they are: `stored`."""
+
+    filled = "filled"
+    stored = "stored"  # placed at its storage position: free for a kit
+    qc = "qc"  # pulled for QC testing
+    retained = "retained"  # kept as a retained (reference) sample
+    destroyed = "destroyed"
+    kitted = "kitted"  # a placed vial, now in a kit
+
+
 class Vial(SQLModel, table=True):
     __tablename__ = "vial"
     __table_args__ = (UniqueConstraint("lot_id", "seq"),)
@@ -138,4 +152,7 @@ class Vial(SQLModel, table=True):
     seq: int
     # unique: a storage position never holds two vials (NULL until the vial is placed)
     storage_position: str | None = Field(default=None, max_length=64, unique=True)
-    state: str = Field(default="stored", max_length=16)
+    # lots.vials gives a filled vial its one fate; supply marks a placed one kitted
+    state: str = Field(default=VialState.stored.value, max_length=16)
+    fate_note: str | None = Field(default=None, max_length=200)  # why it was destroyed, where it is retained
+    fate_at: datetime | None = timestamp(nullable=True)

@@ -58,6 +58,7 @@ from .gates import (
     readiness,
     release_tests_in_specification,
     release_tests_in_specification_or_pending,
+    vials_reconciled,
 )
 from .queues import (
     READERS,

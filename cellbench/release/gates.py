@@ -150,6 +150,13 @@ def donor_eligible(session: Session, lot: Lot, actor: Actor | None = None) -> st
     return None
 
 
+def vials_reconciled(session: Session, lot: Lot, actor: Actor | None = None) -> str | None:
+    """Every vial accounted for: filled = placed + pulled for QC + retained + destroyed, each vial
+    with exactly one fate (lots.vials records them; one column holds the one fate)."""
+    why = lots.unreconciled(lots.reconcile(session, lot))
+    return f"Vials of lot {lot.number}: {why}" if why else None
+
+
 def deviations_closed(session: Session, lot: Lot, actor: Actor | None = None) -> str | None:
     """DESIGN allows "closed or assessed and accepted by QA". In the deviation state machine an
     assessment may be recorded by an operator (state "assessed"); QA accepts it only by closing the
@@ -236,7 +243,7 @@ def no_result_out_of_specification(session: Session, lot: Lot, actor: Actor | No
     return f"Out of specification: {', '.join(failed)}." if failed else None
 
 
-_CERTIFICATION = (batch_record_complete, donor_eligible, deviations_closed, no_unassessed_excursion,
+_CERTIFICATION = (batch_record_complete, vials_reconciled, donor_eligible, deviations_closed, no_unassessed_excursion,
                   batch_record_reviewed, audit_trail_reviewed, qp_independent)
 GUARDS: dict[str, tuple[Gate, ...]] = {
     "initial_certification": (_CERTIFICATION[0], release_tests_in_specification_or_pending, *_CERTIFICATION[1:]),
@@ -253,7 +260,8 @@ LABELS = {
     "batch_record_complete": "Batch record complete, every required verification signed",
     "release_tests_in_specification": "Release tests present, reviewed and in specification",
     "release_tests_in_specification_or_pending": "Release tests in specification or listed as pending (never OOS)",
-    "donor_eligible": "Donor eligible (placebo: no donor)",
+    "vials_reconciled": "Every vial accounted for: placed, pulled for QC, retained or destroyed",
+    "donor_eligible": "Donor eligible",
     "deviations_closed": "Deviations closed by QA",
     "no_unassessed_excursion": "No unassessed storage excursion",
     "batch_record_reviewed": "Batch record reviewed by QA (by exception)",
@@ -266,6 +274,17 @@ LABELS = {
 
 
 # --- readiness ----------------------------------------------------------------------------------
+
+
+def donor_label(session: Session, lot: Lot) -> str:
+    """The donor gate as a reviewer would write it: a cell lot names its donation, a saline lot
+    says it has no donor to assess."""
+    if lots.spec_of(session, lot).kind == "placebo":
+        return "No donor to assess: saline placebo (0.9 % sodium chloride)"
+    donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
+    if donation is None:
+        return LABELS["donor_eligible"]
+    return f"Donor eligible (donation {donation.identifier}, decided by QA)"
 
 
 @dataclass(frozen=True)
@@ -294,6 +313,8 @@ def readiness(session: Session, lot: Lot, actor: Actor | None = None, guard: str
     def label(name: str) -> str:
         if name == "qp_independent" and qp is None:
             return LABELS[name] + " (checked against the QP who signs)"
+        if name == "donor_eligible":
+            return donor_label(session, lot)
         return LABELS[name]
 
     def run() -> list[GateState]:

@@ -23,7 +23,7 @@ def text(value: object) -> str:
 
 def when(moment: datetime | None, zone: ZoneInfo) -> str:
     """The one way a printed record writes a time: site time to the second with its UTC offset,
-    '2026-07-25 10:00:00 +02:00', as the pages' `local` filter writes it. Tables keep it whole."""
+    '2026-07-25 10:00:00 +02:00': the pages' format, to the second (a record keeps seconds). Tables keep it whole."""
     return clock.local_text(moment, zone, clock.SECONDS)
 
 

@@ -45,6 +45,7 @@ from ..models import (
 )
 from ..specifications import Parameter, Specification, Step
 from ..specifications import versions as spec_versions
+from .vial_table import VialLine, vial_counts
 
 Row = Any  # a database row read for display (sqlalchemy Row): attributes named as the table's columns
 
@@ -211,7 +212,7 @@ class BatchRecord:
     steps: list[StepRecord]
     lot_signatures: list[LotSignature]  # QA's reviews and every decision on the lot itself, oldest first
     deviations: list[DeviationRecord]
-    vials: Sequence[Row]  # code, seq, storage_position, state
+    vials: list[VialLine]  # every vial once, with its one fate
     corrections: list[Correction] = field(default_factory=list)
 
     @property
@@ -225,7 +226,12 @@ class BatchRecord:
     @property
     def complete(self) -> bool:
         """Every step of the master batch record done (performed, verified where needed, or N/A)."""
-        return all(steps.step_complete(s.step, [e.entry for e in s.entries]) for s in self.steps)
+        waiting = sum(1 for v in self.vials if not v.has_fate)
+        return all(steps.step_complete(s.step, [e.entry for e in s.entries], waiting) for s in self.steps)
+
+    @property
+    def vial_counts(self) -> dict[str, int]:
+        return vial_counts(self.vials)
 
     @property
     def completed_at(self) -> datetime | None:
@@ -294,7 +300,8 @@ _SIGNATURES = (select(_sig.c.id, _sig.c.signer_name, _sig.c.at, _sig.c.meaning, 
                                _sig.c.entity_id.in_(bindparam("deviations", expanding=True))),
                           _sig.c.id.in_(bindparam("ids", expanding=True))))
                .order_by(_sig.c.id))
-_VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state)
+_VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state, _vial.c.fate_note,
+                 _vial.c.fate_at)
           .where(_vial.c.lot_id == bindparam("lot")).order_by(_vial.c.seq))
 # What each signature on the lot as a whole was for: its decisions (move, reason) and QA's reviews
 # (kind, the audit event they reach), in one query.
@@ -329,7 +336,7 @@ def batch_record(session: Session, number: str) -> BatchRecord:
     sigs = [SignatureView(*s) for s in run(_SIGNATURES, {
         "entries": [str(e.id) for e in entries], "lot": lot.id,
         "deviations": [d.number for d, _ in deviation_rows], "ids": approvals})]
-    vials = run(_VIALS, at_lot).all()
+    vials = [VialLine(*v) for v in run(_VIALS, at_lot)]
 
     by_id = {s.id: s for s in sigs}
     record = BatchRecord(

@@ -160,10 +160,13 @@ def batch_record_pdf(record: BatchRecord, *, zone: ZoneInfo, printed_by: str, pr
     else:
         pdf.line_of([("", "None.")])
 
-    pdf.heading("Vials and storage positions")
+    pdf.heading("Vials and their fates")
     if record.vials:
-        pdf.grid(("Vial", "Storage position", "State"), (60, 80, 46),
-                 [[v.code, v.storage_position or "not placed", text(v.state)] for v in record.vials])
+        pdf.line_of([("", "   ".join(f"{name[:1].upper()}{name[1:]}: {n}" for name, n in record.vial_counts.items()
+                                     if name == "filled" or n))])
+        pdf.grid(("Vial", "Storage position", "Fate", "Note", "Recorded"), (46, 40, 34, 36, 30),
+                 [[v.code, v.storage_position or "", v.fate, v.fate_note or "",
+                   when(v.fate_at, zone) if v.fate_at else ""] for v in record.vials])
     else:
         pdf.line_of([("", "None.")])
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 from .. import audit, lots
 from ..audit import Actor
 from ..errors import InvalidInput
-from ..models import Lot, StepEntry, Vial
+from ..models import Lot, StepEntry, Vial, VialState
 from ..specifications import Specification
 from ..specifications import versions as spec_versions
 from .guided import all_current, current_step, current_values, entries_of, lot_value
@@ -38,7 +38,10 @@ def create_units(session: Session, actor: Actor, lot: Lot, entry: StepEntry, ste
     if counted is None:
         raise InvalidInput(f"The step records no {parameter.replace('_', ' ')}.", field=parameter)
     count = int(float(counted))
-    session.add_all(Vial(code=f"{lot.number}-{letter}{n:03d}", lot_id=lot.id, seq=n) for n in range(1, count + 1))
+    # Filled here: each vial waits for its one fate. Received from a supplier: the units are stock.
+    state = VialState.filled if step_code == "fill" else VialState.stored
+    session.add_all(Vial(code=f"{lot.number}-{letter}{n:03d}", lot_id=lot.id, seq=n, state=state.value)
+                    for n in range(1, count + 1))
     session.flush()
     audit.record(session, actor, "vials created" if letter == "V" else "units created", "lot", lot.number,
                  field="vials" if letter == "V" else "units",

@@ -13,6 +13,7 @@ from .. import audit, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
+from ..lots import vials
 from ..models import Lot, LotState, Role, StepEntry, StepState, StepValue
 from ..specifications import Specification, Step
 from ..specifications import versions as spec_versions
@@ -27,12 +28,30 @@ class ValueInput:
     na_reason: str = ""
 
 
-def entries_of(session: Session, lot: Lot) -> dict[str, list[StepEntry]]:
-    by_code: dict[str, list[StepEntry]] = {}
+# The step that places the vials made at fill: it repeats, one entry per vial, until every filled
+# vial is placed or has another fate (lots.vials).
+PLACING_STEP = "storage_transfer"
+
+
+class StepEntries(dict[str, list[StepEntry]]):
+    """A lot's step entries by step code, and the filled vials that still have no fate: the placing
+    step is not complete while there is one, however many of its entries are signed."""
+
+    vials_without_fate: int = 0
+
+
+def entries_of(session: Session, lot: Lot) -> StepEntries:
+    by_code = StepEntries()
     for entry in session.scalars(select(StepEntry).where(col(StepEntry.lot_id) == lot.id)
                                  .order_by(col(StepEntry.position), col(StepEntry.repeat_index))):
         by_code.setdefault(entry.step_code, []).append(entry)
+    if PLACING_STEP in by_code:  # only then can the count matter: the step waits for its vials
+        by_code.vials_without_fate = len(vials.without_fate(session, lot))
     return by_code
+
+
+def waiting_vials(by_code: dict[str, list[StepEntry]]) -> int:
+    return getattr(by_code, "vials_without_fate", 0)
 
 
 def current_values(session: Session, entry: StepEntry) -> dict[str, StepValue]:
@@ -52,21 +71,26 @@ def entry_done(step: Step, entry: StepEntry) -> bool:
     return state in (StepState.verified, StepState.not_applicable) or (state == StepState.performed and not step.verify)
 
 
-def step_complete(step: Step, entries: list[StepEntry]) -> bool:
+def step_complete(step: Step, entries: list[StepEntry], vials_without_fate: int = 0) -> bool:
+    """Every entry done, as many as the step needs; the placing step also waits for every filled vial."""
     needed = step.repeat.min if step.repeat else 1
+    if step.code == PLACING_STEP and vials_without_fate:
+        return False
     return all(entry_done(step, e) for e in entries) and len(entries) >= needed
 
 
 def current_step(spec: Specification, by_code: dict[str, list[StepEntry]]) -> Step | None:
     """The first step that is not complete: the one the guided page shows."""
-    return next((s for s in spec.steps if not step_complete(s, by_code.get(s.code, []))), None)
+    waiting = waiting_vials(by_code)
+    return next((s for s in spec.steps if not step_complete(s, by_code.get(s.code, []), waiting)), None)
 
 
 def order_problem(spec: Specification, by_code: dict[str, list[StepEntry]], step: Step) -> str | None:
     """Why a new entry on this step would break the master batch record's order."""
     position = spec.steps.index(step)
+    waiting = waiting_vials(by_code)
     for earlier in spec.steps[:position]:
-        if not step_complete(earlier, by_code.get(earlier.code, [])):
+        if not step_complete(earlier, by_code.get(earlier.code, []), waiting):
             return f"Step '{earlier.title}' must be completed first."
     for later in spec.steps[position + 1:]:
         if by_code.get(later.code):
@@ -78,6 +102,8 @@ def order_problem(spec: Specification, by_code: dict[str, list[StepEntry]], step
         return f"Step '{step.title}' allows at most {step.repeat.max} entries."
     if any(not entry_done(step, e) for e in existing):
         return f"Finish the open entry of '{step.title}' before starting another."
+    if step.code == PLACING_STEP and existing and not waiting:
+        return f"Every vial has its fate: '{step.title}' has nothing left to place."
     return None
 
 

@@ -8,14 +8,15 @@ from sqlmodel import Session, col
 from .. import audit, lots, signatures, users
 from ..audit import Actor
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..lots import vials
 from ..models import Lot, LotState, Meaning, Role, Signature, StepEntry, StepState, StepValue, User
 from ..specifications import Step
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition
 from .completion import complete_if_done, create_units, unit_step
-from .guided import ValueInput, current_values, entry_of, require_open_lot, step_of
+from .guided import PLACING_STEP, ValueInput, current_values, entry_of, require_open_lot, step_of
 from .uses import equipment_of, materials_of
-from .values import compute, write_value
+from .values import compute, placement, write_value
 
 _T = Transition[StepState]
 
@@ -176,6 +177,7 @@ def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_v
     step = step_of(spec, entry.step_code)
     parameter = next(p for p in step.parameters if p.code == old.parameter_code)
     lots.claim(session, lot, seen_version)
+    placed_before = placement(current_values(session, entry)) if step.code == PLACING_STEP else None
     dependents = [v for v in current_values(session, entry).values() if v.computed]
     new = write_value(session, actor, lot, step, entry, parameter, ValueInput(new_value, comment),
                       correction_reason=reason)
@@ -184,6 +186,9 @@ def correct_value(session: Session, actor: Actor, lot: Lot, value_id: int, new_v
         dependent.superseded_by = new.id
     session.flush()
     compute(session, actor, lot, spec, step, entry)
+    if placed_before is not None and (placed_now := placement(current_values(session, entry))) != placed_before:
+        assert placed_now is not None  # a correction replaces a value, never removes one
+        vials.correct_placement(session, actor, lot, placed_before[0], *placed_now, reason=reason)
     for sig_id in (entry.performed_signature_id, entry.verified_signature_id):
         signed = session.get(Signature, sig_id) if sig_id else None
         if signed is not None:

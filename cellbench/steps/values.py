@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from .. import audit, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..deviations import raise_deviation
-from ..errors import Conflict, InvalidInput
-from ..models import Lot, Role, StepEntry, StepState, StepValue, Vial
+from ..errors import InvalidInput
+from ..lots import vials
+from ..models import Lot, Role, StepEntry, StepState, StepValue, VialState
 from ..specifications import (
     LimitCheck,
     Parameter,
@@ -24,7 +24,17 @@ from ..specifications import (
     population_doublings,
 )
 from ..specifications import versions as spec_versions
-from .guided import LATE_AFTER, ValueInput, current_values, entry_of, lot_value, require_open_lot, step_of, where
+from .guided import (
+    LATE_AFTER,
+    PLACING_STEP,
+    ValueInput,
+    current_values,
+    entry_of,
+    lot_value,
+    require_open_lot,
+    step_of,
+    where,
+)
 
 
 def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repeat_index: int,
@@ -49,7 +59,8 @@ def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repe
                                field=parameter.code)
         written.append(write_value(session, actor, lot, step, entry, parameter, given))
     written += compute(session, actor, lot, spec, step, entry)
-    _place_vial(session, lot, step, entry)
+    _place_vial(session, actor, lot, step, entry)
+    _counts_agree(session, lot, written)
     return written
 
 
@@ -169,20 +180,31 @@ def compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step:
     return written
 
 
-def _place_vial(session: Session, lot: Lot, step: Step, entry: StepEntry) -> None:
-    """The storage step names a vial and its position: a position never holds two vials."""
-    values = current_values(session, entry)
-    needed = ("vial_id", "tank", "rack", "box", "position")
-    typed = {c: values[c].value for c in needed if c in values}
-    if step.code != "storage_transfer" or not all(typed.get(c) for c in needed):
+# Counts of the samples step that must agree with the vials scanned with that fate (lots.vials).
+SAMPLE_COUNTS = {"qc_vials": VialState.qc, "retained_vials": VialState.retained}
+
+
+def _counts_agree(session: Session, lot: Lot, written: list[StepValue]) -> None:
+    for value in written:
+        if value.parameter_code in SAMPLE_COUNTS and value.value is not None:
+            counted = int(float(value.value))
+            if why := vials.count_agrees(session, lot, SAMPLE_COUNTS[value.parameter_code], counted):
+                raise InvalidInput(why, field=value.parameter_code)
+
+
+_PLACE = ("vial_id", "tank", "rack", "box", "position")  # what a storage entry records of its vial
+
+
+def placement(values: dict[str, StepValue]) -> tuple[str, str] | None:
+    """The vial a storage entry names and the position it gives (tank/rack/box/position), once all are recorded."""
+    typed = {c: values[c].value for c in _PLACE if c in values}
+    if not all(typed.get(c) for c in _PLACE):
+        return None
+    return str(typed["vial_id"]), "/".join(str(typed[c]) for c in _PLACE[1:])
+
+
+def _place_vial(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntry) -> None:
+    """The storage step names a vial and its position: the vial's one fate, placed (lots.vials)."""
+    if step.code != PLACING_STEP or (where := placement(current_values(session, entry))) is None:
         return
-    vial = session.scalars(select(Vial).where(col(Vial.code) == typed["vial_id"], col(Vial.lot_id) == lot.id)).first()
-    if vial is None:
-        raise InvalidInput(f"Vial {typed['vial_id']} is not a vial of lot {lot.number}.", field="vial_id")
-    if vial.storage_position:
-        raise Conflict(f"Vial {vial.code} is already stored at {vial.storage_position}.", field="vial_id")
-    place = "/".join(str(typed[c]) for c in needed[1:])
-    if session.scalars(select(col(Vial.id)).where(col(Vial.storage_position) == place)).first() is not None:
-        raise Conflict(f"Storage position {place} already holds a vial.", field="position")
-    vial.storage_position = place
-    session.flush()
+    vials.place(session, actor, lot, *where)

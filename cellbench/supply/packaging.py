@@ -19,6 +19,7 @@ from .. import audit, inputs, kits, sealed, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
+from ..lots import free_units
 from ..models import (
     BlindedLot,
     Kit,
@@ -31,6 +32,7 @@ from ..models import (
     SpecVersion,
     Study,
     Vial,
+    VialState,
     Visibility,
     saved_id,
 )
@@ -45,8 +47,9 @@ FILLABLE_LOT_STATES = frozenset({LotState.qc_pending, LotState.initial_certified
 # A run's kits may travel when every lot in it is at least released for shipment (two-step release).
 SHIPPABLE_LOT_STATES = frozenset({LotState.released_for_shipment, LotState.released})
 _RUN_KITS_MOVING = frozenset({KitState.packaged, KitState.quarantined}) | kits.AWAITING_FINAL_RELEASE
-FREE_VIAL = "stored"
-KITTED_VIAL = "kitted"
+# A free unit is lots.free_units(): placed, not pulled for QC, retained, destroyed nor in a kit.
+FREE_VIAL = VialState.stored.value
+KITTED_VIAL = VialState.kitted.value
 _VIAL: Table = Vial.metadata.tables["vial"]
 
 
@@ -133,7 +136,7 @@ def _lots(session: Session, study: Study, numbers: list[str], kind: str, field: 
 def _free_units(session: Session, lots: list[Lot]) -> dict[int, list[Vial]]:
     by_lot: dict[int, list[Vial]] = defaultdict(list)
     for vial in session.scalars(select(Vial).where(col(Vial.lot_id).in_([lot.id for lot in lots]),
-                                                   col(Vial.state) == FREE_VIAL)
+                                                   free_units())
                                 .order_by(col(Vial.lot_id), col(Vial.seq))):
         by_lot[vial.lot_id].append(vial)
     return by_lot
@@ -296,7 +299,7 @@ def fillable_lots(session: Session, kind: str) -> list[tuple[Lot, int]]:
     today = utcnow().date()
     rows = session.execute(select(Lot, func.count(col(Vial.id)))
                            .join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
-                           .join(Vial, (col(Vial.lot_id) == col(Lot.id)) & (col(Vial.state) == FREE_VIAL))
+                           .join(Vial, (col(Vial.lot_id) == col(Lot.id)) & free_units())
                            .where(col(SpecVersion.kind) == kind,
                                   col(Lot.state).in_([s.value for s in FILLABLE_LOT_STATES]))
                            .group_by(col(Lot.id)).order_by(col(Lot.expiry), col(Lot.number)))

@@ -68,7 +68,8 @@ def lot_view(session: Session, lot: Lot) -> dict:
     vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
     return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
             "done_count": sum(1 for view in views if view.state == "done"),
-            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id)}
+            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id),
+            "vial_reconciliation": lots.reconcile(session, lot)}
 
 
 def _draft_view(session: Session, viewer: Viewer, lot: Lot, current: Step | None, typed: dict | None) -> dict:
@@ -115,7 +116,7 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     gates = release.readiness(session, lot, viewer.actor) if release.next_guard(lot) else []
     view = lot_view(session, lot)
     return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
-                  moves=moves, gates=gates, signed_moves=SIGNED_MOVES,
+                  moves=moves, gates=gates, signed_moves=SIGNED_MOVES, reads_release=viewer.has(*release.READERS),
                   history=audit.history(session, viewer.actor, "lot", lot.number), **view,
                   **_draft_view(session, viewer, lot, view["current"], typed))
 
@@ -154,6 +155,8 @@ ACTIONS = {
     "correct": lambda s, v, lot, f: steps.correct_value(s, v.actor, lot, int(f.get("value_id") or 0),
                                                         f.get("new_value", ""), f.get("reason"), f.get("comment", ""),
                                                         _seen(f)),
+    "vial": lambda s, v, lot, f: lots.record_fate(s, v.actor, lot, f.get("vial", ""), f.get("fate", ""),
+                                                 f.get("reason")),
     "move": lambda s, v, lot, f: release.move_lot(s, s.merge(v.user), lot, f.get("move", ""), f.get("reason"),
                                            password=f.get("password"), seen_version=_seen(f)),
 }

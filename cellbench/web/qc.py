@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import deviations, lots, qc
+from .. import deviations, donors, lots, qc
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, form_texts, get_db, read_session, require
 from ..errors import DomainError
@@ -39,7 +39,8 @@ def qc_view(session: Session, lot: Lot, viewer: Viewer) -> dict:
             "problems": qc.release_test_problems(session, lot), "reviewable": reviewable,
             "not_mine": [r for r in pending if r not in reviewable], "names": names,
             "post_certification": qc.post_certification_oos(session, lot),
-            "open_deviations": deviations.open_deviations(session, lot.id), "qc": qc, "unit_text": unit_text}
+            "open_deviations": deviations.open_deviations(session, lot.id), "qc": qc, "unit_text": unit_text,
+            "reads_donations": viewer.has(*donors.READERS)}
 
 
 def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,

@@ -91,6 +91,7 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     return render(
         request, "release/lot.html", status_code=error.status if error else 200, error=error, typed=typed or {},
         lot=lot, spec_row=row, spec=spec, moves=moves, gates=release.readiness(session, lot, viewer.actor),
+        reads_record=viewer.has(*lots.READERS),  # the supply manager releases on this page, without the record
         guard=release.next_guard(lot),
         initial_gates=(release.readiness(session, lot, viewer.actor, "initial_certification")
                        if "certify_initial" in moves else []),

@@ -17,6 +17,7 @@ from .. import kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
+from ..labels import printing as labelling
 from ..models import BlindedLot, KitQuarantine, KitState, Lot, Role, saved_id
 from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine, views
@@ -294,7 +295,7 @@ def run_page(request: Request, number: str, viewer: Viewer = Depends(readers), d
         return render(request, "supply/run.html", run=run, study=study, lots=run_lots,
                       blinded=session.get(BlindedLot, run.blinded_lot_id), rows=rows, total=total, page=page,
                       pages=max(1, -(-total // RUN_PAGE)), arms=arm_names(study), names=user_names(session),
-                      state_label=kits.state_label, q=q)
+                      state_label=kits.state_label, q=q, prints_labels=viewer.has(*labelling.PRINTERS))
 
 
 # --- blinded lots and kits (unblinded views) ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from .. import lots
 from ..db import Database
 from ..deps import Viewer, get_db, require
 from ..errors import DomainError
@@ -24,4 +25,5 @@ def trace_page(request: Request, q: str = "", viewer: Viewer = Depends(require(*
                 result = trace_unblinded.trace(session, viewer.actor, q)
         except DomainError as refused:
             error = refused
-    return render(request, "trace/full.html", status_code=error.status if error else 200, q=q, t=result, error=error)
+    return render(request, "trace/full.html", status_code=error.status if error else 200, q=q, t=result, error=error,
+                  reads_lots=viewer.has(*lots.READERS))  # supply traces lots whose batch record it does not read

@@ -53,7 +53,9 @@ def test_a_complete_asc_lot_has_every_step_performed_and_verified(demo_db):
         frozen = values(db, lot.number, "controlled_rate_freezing")["freeze_started_at"]
         assert lot.expiry.year == int(frozen[:4]) + 2
         vials = s.scalars(select(Vial).where(Vial.lot_id == lot.id)).all()
-        assert len(vials) == 10 and sum(1 for v in vials if v.storage_position) == 3
+        # every vial filled has its one fate: 2 pulled for QC, 2 retained, the other 10 placed
+        assert len(vials) == 14 and sum(1 for v in vials if v.storage_position) == 10
+        assert sorted(v.state for v in vials) == ["qc"] * 2 + ["retained"] * 2 + ["stored"] * 10
         assert s.scalars(select(Deviation).where(Deviation.lot_id == lot.id)).first() is None
     assert integrity.verify(db).ok
 

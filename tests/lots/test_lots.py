@@ -43,10 +43,30 @@ def record_whole_step(db, lot_number, step, *, by="olivia"):
     with db.write() as s:
         lot = lots.by_number(s, lot_number)
         inputs = {p.code: steps.ValueInput(good_value(p)) for p in step.parameters if not p.computed}
-        if "vial_id" in inputs:  # a storage entry names a vial the fill created
-            inputs["vial_id"] = steps.ValueInput(f"{lot_number}-V{index:03d}")
+        if "vial_id" in inputs:  # a storage entry names a vial the fill created that has no fate yet
+            inputs["vial_id"] = steps.ValueInput(lots.without_fate(s, lot)[0])
+        if "vials_filled" in inputs:  # a small fill: the storage step closes only when each vial has its fate
+            inputs["vials_filled"] = steps.ValueInput(str(SMALL_FILL))
         steps.record_values(s, actor_of(db, by), lot, step.code, index, inputs, lot.row_version)
     return index
+
+
+SMALL_FILL = 9  # vials: 5 pulled for QC and 3 retained (good_value of the saline counts), 1 placed
+
+
+def sample_vials(db, lot_number, *, by="olivia") -> None:
+    """The QC vials and retained samples scanned out before the rest are placed, as many as the
+    samples step will then count (good_value of its counts)."""
+    with db.write() as s:
+        lot = lots.by_number(s, lot_number)
+        counts = {p.code: int(float(good_value(p))) for step in spec_versions.parsed(lots.spec_of(s, lot)).steps
+                  for p in step.parameters if p.code in ("qc_vials", "retained_vials")}
+        filled = lots.without_fate(s, lot)
+        qc, retained = counts["qc_vials"], counts["retained_vials"]
+        for code in filled[:qc]:
+            lots.record_fate(s, actor_of(db, by), lot, code, "qc")
+        for code in filled[qc:qc + retained]:
+            lots.record_fate(s, actor_of(db, by), lot, code, "retained", "LN2-A/R9")
 
 
 def stock_for(db, spec) -> None:
@@ -131,12 +151,15 @@ def test_a_placebo_lot_goes_through_every_step_to_a_complete_batch_record(db, ef
     assert number.startswith("PLB-")
     stock_for(db, placebo_spec(db))  # the mirror fill uses the ASC product's cryovials and instruments
     for step in placebo_spec(db).steps:
+        if step.code == "storage_transfer":
+            sample_vials(db, number)
         index = record_whole_step(db, number, step)
         record_uses(db, number, step, index)
         sign(db, number, step, index)
     with db.read() as s:
         lot = lots.by_number(s, number)
         assert LotState(lot.state) == LotState.qc_pending
+        assert lots.reconcile(s, lot).reconciled
         assert lot.expiry is not None  # frozen shelf life, never beyond the supplier's expiry
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.entity_id == number))]
         assert actions[0] == "lot started" and "batch record complete" in actions

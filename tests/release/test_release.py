@@ -301,8 +301,11 @@ def test_the_batch_record_gate_blocks_until_every_step_and_verification_is_signe
         now = utcnow()
         codes = [st.code for st in spec.steps]
         for step in spec.steps[codes.index("harvest"):]:
-            for index in range(1, {"storage_transfer": 3}.get(step.code, 1) + 1):
-                demo.run_step(s, lot, step, demo.asc_values(step.code, index, now, lot, donation.identifier))
+            if step.code == "storage_transfer":  # every vial placed or sampled: the step closes only then
+                demo.store_every_vial(s, lot, step, "asc", lambda index: demo.asc_values(
+                    "storage_transfer", index, now, lot, donation.identifier))
+                continue
+            demo.run_step(s, lot, step, demo.asc_values(step.code, 1, now, lot, donation.identifier))
     assert state_of(demo_db, ASC_IN_PROCESS) is LotState.qc_pending
     assert gate(demo_db, ASC_IN_PROCESS, "batch_record_complete") is None
     with demo_db.write() as s:  # a verification that no longer stands
@@ -487,7 +490,11 @@ def _placebo_with_exceptions(db) -> str:
         steps.verify(s, user(s, "verifier"), PW, lot, "supplier_receipt", 1, None)
         spec = spec_versions.parsed(lots.spec_of(s, lot))
         for step in spec.steps[1:]:
-            values = demo.placebo_values(step.code, now, "NACL-X2", lot)
+            if step.code == "storage_transfer":  # six vials: 3 pulled for QC, 2 retained, 1 placed
+                demo.store_every_vial(s, lot, step, "placebo", lambda index: demo.placebo_values(
+                    "storage_transfer", now, "NACL-X2", lot, index))
+                continue
+            values = demo.placebo_values(step.code, now, "NACL-X2", lot, vials=6)
             demo.run_step(s, lot, step, values or demo.default_values(step))
     oos = enter(db, number, "appearance", "does not conform")
     with db.write() as s:

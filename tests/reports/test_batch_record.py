@@ -15,7 +15,15 @@ from cellbench.clock import utcnow
 from cellbench.models import Deviation, Lot, StepEntry, StepValue
 
 from ..conftest import PASSWORD, actor_of
-from ..lots.test_lots import placebo_spec, record_uses, record_whole_step, sign, start_placebo_lot, stock_for
+from ..lots.test_lots import (
+    placebo_spec,
+    record_uses,
+    record_whole_step,
+    sample_vials,
+    sign,
+    start_placebo_lot,
+    stock_for,
+)
 
 ORIGINAL_BATCH, CORRECTED_BATCH = "NACL-24117", "NACL-24171"
 REASON = "transcription error, the carton reads NACL-24171"
@@ -58,6 +66,8 @@ def finished_lot(db, effective_specs):
     sign(db, number, receipt, 1)
     stock_for(db, spec)  # the mirror fill's cryovials and instruments
     for step in spec.steps[1:]:
+        if step.code == "storage_transfer":
+            sample_vials(db, number)
         index = record_whole_step(db, number, step)
         record_uses(db, number, step, index)
         sign(db, number, step, index)
