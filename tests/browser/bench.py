@@ -1,10 +1,12 @@
-"""The bench half of the walk (issue 14): the operator finishes an in-process lot on the tablet with
-the verifier co-signing on the same page, QC enters the lot's results in the grid, QA reviews the set
-and the batch record, the QP certifies. Each function walks its pages as `supply_and_site` does, one
-task per piece of work, with the issue's targets asserted on the tasks that have one.
+"""The bench half of the walk (issue 14): the operator finishes an in-process lot on the tablet with the
+verifier co-signing on the same page (every filled vial given its fate: pulled for QC, retained or
+placed), QC enters the lot's results in the grid, QA reviews the set and the batch record, the QP
+certifies with every gate passed, the vial reconciliation among them. Each function walks its pages as
+`supply_and_site` does, one task per piece of work, with the issue's targets asserted on the tasks that
+have one.
 
 The lot page sends its forms by fetch and replaces itself with the answer (templates/static/step.js):
-no browser navigation, so `Bench.submit` waits for what the answer shows and counts it as a page load.
+no browser navigation, so `submit` waits for what the answer shows and counts it as a page load.
 """
 from __future__ import annotations
 
@@ -120,11 +122,9 @@ def record_step(ole: Person, lot: LotInHand, step: Step, title: str, values: dic
 def give_the_samples_their_fates(ole: Person) -> list[str]:
     """At the storage step, the vials pulled for QC and those kept as retained samples are scanned on
     the lot page's vial form, each with its fate; returns the vials left to place in the tank, as the
-    page lists them (their labels). Without the vial form (a lot page that tracks no fates): none."""
+    page lists them (as their labels read)."""
     page = ole.page
     form = page.locator("#vials form[action$='/vial']")
-    if not form.count():
-        return []
     waiting = page.locator("#vials .attention .nowrap").all_inner_texts()
     assert len(waiting) == VIALS_FILLED, f"every filled vial waits for its fate: {waiting}"
     fates = ["qc"] * QC_VIALS + ["retained"] * RETAINED_VIALS
@@ -143,6 +143,8 @@ def give_the_samples_their_fates(ole: Person) -> list[str]:
                 with page.expect_navigation():
                     page.keyboard.press("Enter")
             assert vial not in page.locator("#vials .attention").all_inner_texts(), ole.error()
+            if fate == "qc" and vial == waiting[0]:
+                ole.shot("lot-after-a-vial-fate", full_page=False)
     left = page.locator("#vials .attention .nowrap").all_inner_texts()
     assert left == waiting[len(fates):], left
     return left
@@ -153,7 +155,8 @@ def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
     on ONE form: values, material and equipment scans and her signature, at most 2 page loads a step
     (starting the step, signing it). For a step that needs a second person, the verifier co-signs on
     the same page and tablet with username and password; the operator stays signed in. The storage
-    step repeats, one entry per vial placed in the tank."""
+    step stays open until every filled vial has its fate: the QC vials and retained samples scanned out
+    on the page's vial form, then one entry per vial left, scanned and placed in the tank."""
     ole = walk.person(OPERATOR, TABLET)
     page = ole.page
     with walk.task("operator: open the lot in process from the work queue"):
@@ -171,13 +174,14 @@ def operator_finishes_the_lot(walk: Walk, lot: LotInHand) -> None:
         # The storage step: the vials pulled for QC and kept as retained samples are scanned out first,
         # then one entry per vial left, each scanned and placed, until every vial has its fate.
         to_place = give_the_samples_their_fates(ole)
-        for index, vial in enumerate(to_place or [None], start=1):
-            start = page.locator(f"li#step-{step.code} form[action$='/start'] button")
-            if index > 1 and not start.count():
-                break  # the step took no more entries
-            values = values_for(lot, step, index) | ({"vial_id": vial} if vial else {})
-            record_step(ole, lot, step, f"{step.title}, vial {vial or index}", values)
+        for index, vial in enumerate(to_place, start=1):
+            record_step(ole, lot, step, f"{step.title}, vial {vial.rsplit('-', 1)[1]}",
+                        values_for(lot, step, index) | {"vial_id": vial})
         assert not page.locator(f"li#step-{step.code} form[action$='/start']").count(), "every vial has its fate"
+        # filled 8 = placed 4 + pulled for QC 2 + retained 2 + destroyed 0, no vial without a fate
+        assert "every vial accounted for" in page.inner_text("#vials h2")
+        counts = page.locator("#vials table.reconciliation tbody td").all_inner_texts()
+        assert [int(n) for n in counts] == [VIALS_FILLED, len(to_place), QC_VIALS, RETAINED_VIALS, 0, 0], counts
     assert page.inner_text(".titlebar .tag").lower() == "qc pending", "the batch record is complete"
     assert f"{len(lot.spec.steps)} of {len(lot.spec.steps)} steps done" in page.inner_text("#progress")
 
@@ -235,6 +239,9 @@ def qp_certifies(walk: Walk, lot: str) -> None:
         peter.from_queue(r"lots? (is|are) ready for your certification")
         if not peter.at(f"/lots/{lot}/release"):
             peter.click(f"main a[href^='/lots/{lot}/release']")
+        gates = peter.page.locator("#gates li")
+        assert gates.count() and not peter.page.locator("#gates li.blocked").count(), gates.all_inner_texts()
+        assert "✓ Every vial accounted for" in peter.page.inner_text("#gates li[data-gate=vials_reconciled]")
         assert peter.page.locator("#certify input[name=stage][value=final]").is_checked()
         peter.sign("#certify form")
         assert peter.notice() == "Lot certified.", peter.error()

@@ -14,15 +14,16 @@ people and their password. The supply and site half goes to the second site, AUH
 whose pharmacy holds no kits before the walk: every kit the system assigns there is one the walk
 packed, labelled and shipped, so every scan types a payload decoded from the printed label's QR code.
 
-The walk starts at the bench (tests/browser/bench.py): the operator finishes the demo's first ASC
-lot in process on the lot page, one form per step (values, material and equipment scans, her
-signature) and the verifier co-signing on her tablet; the QC analyst enters the lot's results in the
-grid; QA, who entered none, reviews them as one set under one signature and signs the batch-record
+The walk starts at the bench (tests/browser/bench.py): the operator finishes the demo's first ASC lot
+in process on the lot page, one form per step (values, material and equipment scans, her signature) and
+the verifier co-signing on her tablet, every filled vial given its fate by scan (two pulled for QC, two
+retained, four placed in the tank, one storage entry each); the QC analyst enters the lot's results in
+the grid; QA, who entered none, reviews them as one set under one signature and signs the batch-record
 and audit-trail reviews; the QP certifies. The demo's complete saline lot ("QC pending": its bench
 steps were recorded by the demo, so there is none left to walk) goes through the same QC, QA and QP
-pages. Then the supply and site half runs on those two lots. The issue's targets are asserted on
-their tasks: a batch step in at most 2 page loads and 1 signature, 20 QC results in at most 3 page
-loads, their review with 1 signature.
+pages. Then the supply and site half runs on those two lots. The issue's targets are asserted on their
+tasks: a batch step in at most 2 page loads and 1 signature, 20 QC results in at most 3 page loads,
+their review with 1 signature.
 """
 from __future__ import annotations
 
