@@ -142,7 +142,10 @@ def give_the_samples_their_fates(ole: Person) -> list[str]:
             else:
                 with page.expect_navigation():
                     page.keyboard.press("Enter")
-            assert vial not in page.locator("#vials .attention").all_inner_texts(), ole.error()
+            said = {"qc": "pulled for QC", "retained": "retained sample"}[fate]
+            assert ole.notice() == f"Vial {vial}: {said}.", ole.error()
+            if vial != waiting[len(fates) - 1]:  # the page opens at the vial form again, for the next scan
+                expect(form.locator("input[name=vial]")).to_be_in_viewport()
             if fate == "qc" and vial == waiting[0]:
                 ole.shot("lot-after-a-vial-fate", full_page=False)
     left = page.locator("#vials .attention .nowrap").all_inner_texts()
