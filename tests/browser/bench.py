@@ -102,7 +102,8 @@ def record_step(ole: Person, lot: LotInHand, step: Step, title: str, values: dic
         type_step(page, step, values)
         expect(page.locator("#step-form .draft-note")).to_contain_text("Draft, not part of the record")
         if step.code == "fill":  # values typed, materials and the cabinet scanned, not yet signed
-            page.evaluate("document.getElementById('step-form').scrollIntoView({block: 'start'})")
+            page.evaluate("document.getElementById('step-form').scrollIntoView({block: 'start'});"
+                          "window.scrollBy(0, -document.getElementById('progress').offsetHeight)")
             ole.shot("lot-step-typed", full_page=False)
             page.evaluate("document.querySelector('#step-form .sign-row').scrollIntoView({block: 'end'})")
             ole.shot("lot-step-scanned", full_page=False)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellbench import clock
 from cellbench.demo import DEMO_PASSWORD
 
 TABLET = {"width": 768, "height": 1024}  # the bench and the site
@@ -149,7 +150,8 @@ class Walk:
         pages are read for arm words each time one loads."""
         if username in self.people:
             return self.people[username]
-        context = self.browser.new_context(viewport=viewport, accept_downloads=True)
+        # The devices are at the Danish sites, their clocks in the site's zone (a "Now" button reads it).
+        context = self.browser.new_context(viewport=viewport, accept_downloads=True, timezone_id=clock.DEFAULT_ZONE)
         page = context.new_page()
         page.on("load", lambda _page: self._loaded())
         page.on("dialog", lambda dialog: dialog.accept())  # a window.confirm(), if a page uses one
