@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -12,6 +13,7 @@ from .. import audit, deviations, lots, release, steps
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError, NotFound
+from ..lots import vials as vial_rules
 from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
 from ..specifications import Step
 from ..specifications import versions as spec_versions
@@ -215,6 +217,10 @@ def save_draft(number: str, viewer: Viewer = Depends(form_by(Role.operator)), db
 
 
 DONE = {"start": "Step started.", "perform": "Signed: performed.", "verify": "Signed: verified."}
+# What an action's answer says when it names what it did, and where the page opens: after a vial's fate,
+# at the vial form again, for the next vial to scan.
+SAID = {"vial": lambda vial: f"Vial {vial.code}: {vial_rules.words(vial.state)}."}
+ANCHOR = {"vial": "#vials"}
 
 
 @router.post("/lots/{number}/{action}")
@@ -224,11 +230,12 @@ def lot_action(request: Request, number: str, action: str, viewer: Viewer = Depe
         if action not in ACTIONS:
             raise NotFound("There is no such action.", field="action")
         with db.write() as session:
-            ACTIONS[action](session, viewer, lots.by_number(session, number), form)
+            done = ACTIONS[action](session, viewer, lots.by_number(session, number), form)
+            notice = SAID[action](done) if action in SAID else DONE.get(action, "Saved.")
     except DomainError as error:
         with db.read() as session:
             return _page(request, session, viewer, number, error, dict(form))
-    return RedirectResponse(f"/lots/{number}?notice={DONE.get(action, 'Saved.')}#current", status_code=303)
+    return RedirectResponse(f"/lots/{number}?notice={quote(notice)}{ANCHOR.get(action, '#current')}", status_code=303)
 
 
 @work_queue

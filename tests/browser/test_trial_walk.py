@@ -14,10 +14,16 @@ people and their password. The supply and site half goes to the second site, AUH
 whose pharmacy holds no kits before the walk: every kit the system assigns there is one the walk
 packed, labelled and shipped, so every scan types a payload decoded from the printed label's QR code.
 
-THE BENCH HALF IS NOT WALKED YET. Until it is (see the placeholders at the end), `certified_lots`
-brings the demo's complete ASC lot and saline lot from "QC pending" to "QP certified" through the
-service functions (QC results, QA's two reviews, the QP's final certification), the way the demo's
-release story does; the walk starts at the sponsor release.
+The walk starts at the bench (tests/browser/bench.py): the operator finishes the demo's first ASC lot
+in process on the lot page, one form per step (values, material and equipment scans, her signature) and
+the verifier co-signing on her tablet, every filled vial given its fate by scan (two pulled for QC, two
+retained, four placed in the tank, one storage entry each); the QC analyst enters the lot's results in
+the grid; QA, who entered none, reviews them as one set under one signature and signs the batch-record
+and audit-trail reviews; the QP certifies. The demo's complete saline lot ("QC pending": its bench
+steps were recorded by the demo, so there is none left to walk) goes through the same QC, QA and QP
+pages. Then the supply and site half runs on those two lots. The issue's targets are asserted on their
+tasks: a batch step in at most 2 page loads and 1 signature, 20 QC results in at most 3 page loads,
+their review with 1 signature.
 """
 from __future__ import annotations
 
@@ -27,13 +33,14 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from cellbench import clock, release, studies, users
-from cellbench.demo import DEMO_PASSWORD, demo_results
-from cellbench.models import Lot, LotState, Study
+from cellbench import clock, lots, studies
+from cellbench.models import Donation, Lot, LotState, Study
 from cellbench.specifications import STUDIES_DIR, specs_root
+from cellbench.specifications import versions as spec_versions
 
 from ..conftest import chromium_path
 from ..eligible import criteria
+from . import bench
 from .walking import DESK, TABLET, Walk, arm_words, qr_payloads
 
 pytestmark = [pytest.mark.browser,
@@ -52,25 +59,6 @@ PHARMACIST, PREPARER, INVESTIGATOR = "pharmacist-aarhus", "preparer-aarhus", "in
 
 
 # --- the world ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def certified_lots(demo_trial_world) -> tuple[str, str]:
-    """STAND-IN FOR THE BENCH HALF: the demo's first complete ASC lot and its complete saline lot
-    waiting for QC ("QC pending") are brought to "QP certified" through the service functions:
-    the demo QC analyst's passing results reviewed, QA's batch-record and audit-trail reviews, the
-    QP's final certification. The bench half of the walk replaces this with the pages."""
-    with demo_trial_world.write() as s:
-        waiting = s.scalars(select(Lot).where(col(Lot.state) == LotState.qc_pending).order_by(col(Lot.id))).all()
-        asc = next(lot for lot in waiting if lot.number.startswith("ASC-"))
-        saline = next(lot for lot in waiting if lot.number.startswith("PLB-"))
-        qa, qp = users.by_username(s, "qa"), users.by_username(s, "qp")
-        for lot in (asc, saline):
-            demo_results(s, lot)
-            for kind in release.REVIEW_KINDS:
-                release.sign_review(s, qa, DEMO_PASSWORD, lot, kind)
-            release.certify(s, qp, DEMO_PASSWORD, lot, final=True)
-        return asc.number, saline.number
 
 
 @pytest.fixture
@@ -261,69 +249,26 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
         assert all(kit in "".join(visits) for kit in given)
 
 
-def test_supply_and_the_site_walk_a_certified_lot_to_a_participant_treated_twice(
-        walk, clock, certified_lots, shared_phrases):
-    walk.shared_phrases = shared_phrases
-    asc_lot, saline_lot = certified_lots
-    supply_and_site(walk, clock, asc_lot, saline_lot)
-
-
-# --- the bench half: placeholders for the lead to fill in after the merge --------------------------------
-# Each function walks its pages as `supply_and_site` does: `walk.person(username, TABLET or DESK)`,
-# one `with walk.task(name, loads_at_most=..., signatures_at_most=...)` per task (the targets fail the
-# test when exceeded), `Person.sign` for a password signature (counted), `walk.signed()` for a
-# signature made otherwise (the verifier's co-signature). The demo's values per step are in
-# cellbench.demo.manufacturing.asc_values; passing QC results in cellbench.demo.release.passing_value.
-
-
-def operator_finishes_the_lot(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. The operator (`operator`, TABLET) opens the in-process lot from her work queue
-    (the demo's ASC lot in process, ASC-<year>-0007: steps 4 "Final harvest" to 11 "QC samples and
-    retained samples" remain, six of them verified by a second person) and finishes each step on
-    ONE form: values, material and equipment scans, comments and her signature. For a step that
-    needs a second person, the verifier (`verifier`) co-signs on the same page and device with
-    username and password, without ending her session (no `walk.person("verifier")`). The storage
-    step repeats until every filled vial is placed or given another fate (QC pulls, retained
-    samples). One task per step, `loads_at_most=2` (values, material, equipment and signature)."""
-    pytest.skip("bench half of the walk: the one-form step and the co-signature are being built (issue 14)")
-
-
-def qc_enters_results_in_the_grid(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. The QC analyst (`qc`, DESK) opens the lot's results grid from her queue, types
-    every release test's result (20 for an ASC lot of asc-cs10 v2, 18 of them required for release;
-    the 10 donor-stage tests shown, not offered) and saves the grid at once: one task,
-    `loads_at_most=3`."""
-    pytest.skip("bench half of the walk: the QC results grid is being built (issue 14)")
-
-
-def qa_reviews_the_set_and_the_batch_record(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. QA (`qa`, DESK) reviews the lot's set of QC results with ONE signature over the
-    set (a task with `signatures_at_most=1`), then signs the batch-record review by exception and
-    the lot's audit-trail review on /lots/<lot>/release."""
-    pytest.skip("bench half of the walk: the review of a set of results is being built (issue 14)")
-
-
-def qp_certifies(walk: Walk, lot: str) -> None:
-    """PLACEHOLDER. The QP (`qp`, DESK) opens the lot from "lots ready for certification", reads the
-    gates on /lots/<lot>/release and signs the final certification ("certified"); then
-    "QP certified" shows on the page."""
-    pytest.skip("bench half of the walk: waits for the pages above (issue 14)")
+# --- the whole walk -----------------------------------------------------------------------------------------
 
 
 def test_the_whole_trial_walked_through_the_pages(walk, clock, demo_trial_world, shared_phrases):
     """The whole walk of issue 14: the operator finishes the demo's in-process ASC lot, QC, QA and
     the QP bring it and the demo's complete saline lot to certification, then the supply and site
-    half runs on those two lots. Skips at the bench half until its placeholders are filled in;
-    then `certified_lots` and the test above it can go."""
+    half runs on those two lots."""
     with demo_trial_world.read() as s:
-        def first(state: LotState, prefix: str) -> str:
-            return next(number for number in s.scalars(select(Lot.number).where(col(Lot.state) == state)
-                                                        .order_by(col(Lot.id))) if number.startswith(prefix))
-        asc_lot, saline_lot = first(LotState.in_process, "ASC-"), first(LotState.qc_pending, "PLB-")
+        def first(state: LotState, prefix: str) -> Lot:
+            return next(lot for lot in s.scalars(select(Lot).where(col(Lot.state) == state).order_by(col(Lot.id)))
+                        if lot.number.startswith(prefix))
+        asc, saline = first(LotState.in_process, "ASC-"), first(LotState.qc_pending, "PLB-")
+        in_hand = bench.LotInHand(asc.number, asc.id, s.get(Donation, asc.donation_id).identifier,
+                                  spec_versions.parsed(lots.spec_of(s, asc)))
+        specs = {lot.number: spec_versions.parsed(lots.spec_of(s, lot)) for lot in (asc, saline)}
+        asc_lot, saline_lot = asc.number, saline.number
     walk.shared_phrases = shared_phrases
-    operator_finishes_the_lot(walk, asc_lot)
+    bench.operator_finishes_the_lot(walk, in_hand)
     for lot in (asc_lot, saline_lot):
-        qc_enters_results_in_the_grid(walk, lot)
-        qa_reviews_the_set_and_the_batch_record(walk, lot)
-        qp_certifies(walk, lot)
+        results = bench.qc_enters_results_in_the_grid(walk, lot, specs[lot])
+        bench.qa_reviews_the_set_and_the_batch_record(walk, lot, results)
+        bench.qp_certifies(walk, lot)
     supply_and_site(walk, clock, asc_lot, saline_lot)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cellbench import clock
 from cellbench.demo import DEMO_PASSWORD
 
 TABLET = {"width": 768, "height": 1024}  # the bench and the site
@@ -66,6 +67,10 @@ class Person:
         """Go home and open the work-queue item that reads `words`, a pattern (its count aside, and
         either number or wording: "shipments? in transit"; the queues' words are still changing)."""
         self.home()
+        self.open_queue_item(words)
+
+    def open_queue_item(self, words: str) -> None:
+        """On the home page already: open the work-queue item that reads `words` (as from_queue)."""
         item = self.page.locator(".queue-item", has_text=re.compile(words))
         queue = self.page.locator(".queue-item").all_inner_texts()
         assert item.count(), f"{self.username}'s work queue shows {words!r}; it shows {queue}"
@@ -73,7 +78,7 @@ class Person:
 
     def at(self, path: str) -> bool:
         """Whether the page shown is `path` (a queue may open the exact item instead of a list)."""
-        return self.page.url.split("?")[0].endswith(path)
+        return self.page.url.split("#")[0].split("?")[0].endswith(path)
 
     def nav(self, name: str) -> None:
         """Follow a link of the top bar (or, if the tablet's bar has folded it away, open its address)."""
@@ -94,11 +99,13 @@ class Person:
     def main(self) -> str:
         return self.page.inner_text("main") if self.page.locator("main").count() else self.page.inner_text("body")
 
-    def shot(self, name: str) -> None:
-        """A screenshot of the whole page into $CELLBENCH_WALK_SCREENSHOTS, when it names a folder."""
+    def shot(self, name: str, *, full_page: bool = True) -> None:
+        """A screenshot of the whole page (or of what the screen shows) into $CELLBENCH_WALK_SCREENSHOTS,
+        when it names a folder."""
         if folder := os.environ.get("CELLBENCH_WALK_SCREENSHOTS"):
             Path(folder).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(folder) / f"{len(self.walk.tasks):02d}-{name}.png"), full_page=True)
+            self.page.screenshot(path=str(Path(folder) / f"{len(self.walk.tasks):02d}-{name}.png"),
+                                 full_page=full_page)
 
     def scan(self, payload: str) -> None:
         """A USB scanner is a keyboard: it types the label's payload into the focused field and
@@ -143,7 +150,8 @@ class Walk:
         pages are read for arm words each time one loads."""
         if username in self.people:
             return self.people[username]
-        context = self.browser.new_context(viewport=viewport, accept_downloads=True)
+        # The devices are at the Danish sites, their clocks in the site's zone (a "Now" button reads it).
+        context = self.browser.new_context(viewport=viewport, accept_downloads=True, timezone_id=clock.DEFAULT_ZONE)
         page = context.new_page()
         page.on("load", lambda _page: self._loaded())
         page.on("dialog", lambda dialog: dialog.accept())  # a window.confirm(), if a page uses one
@@ -183,6 +191,11 @@ class Walk:
     def _loaded(self) -> None:
         if self._current is not None:
             self._current.loads += 1
+
+    def loaded_in_place(self) -> None:
+        """A page the person waited for that came without a browser navigation: a form sent by the
+        page's script whose answer replaced the page (the lot page's step form, templates/static/step.js)."""
+        self._loaded()
 
     def signed(self) -> None:
         if self._current is not None:
