@@ -1,6 +1,7 @@
 """The real browser: Debian's Chromium driven by Playwright against a live server."""
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -107,7 +108,8 @@ def test_an_operator_records_a_step_on_the_tablet_page(page, live_url, effective
                         "supplier_expiry": "2028-01-31"}.items():
         page.fill(f"input[name='v:{name}']", value)
     page.click("fieldset:has(input[name='v:received_at']) button[data-now]")
-    assert "T" in page.input_value("input[name='v:received_at']")
+    # Now writes the moment as pages show a time: the tablet's zone with its offset, never raw ISO.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d [+-]\d\d:\d\d", page.input_value("input[name='v:received_at']"))
     page.select_option("select[name='v:packaging_intact']", "yes")
     page.fill("input[name=password]", PASSWORD)
     page.click("text=Sign: performed")  # one form: the values and the signature in one save

@@ -15,6 +15,7 @@ from ..deps import Viewer, form_by, form_data, form_text, form_texts, get_db, re
 from ..errors import DomainError
 from ..models import Deviation, Lot
 from ..specifications import unit_text
+from ..specifications import versions as spec_versions
 from ..templating import render
 from .home import QueueItem, work_queue
 
@@ -33,7 +34,9 @@ def qc_view(session: Session, lot: Lot, viewer: Viewer) -> dict:
     pending = qc.awaiting_review(session, lot)
     reviewable = qc.reviewable_by(session, lot, viewer.user.id) if viewer.has(*qc.REVIEWERS) else []
     names = {s.test.code: s.test.name for s in statuses}
-    return {"lot": lot, "spec_row": lots.spec_of(session, lot), "statuses": statuses, "grid": qc.grid(session, lot),
+    spec_row = lots.spec_of(session, lot)
+    return {"lot": lot, "spec_row": spec_row, "spec_name": spec_versions.parsed(spec_row).product.name,
+            "statuses": statuses, "grid": qc.grid(session, lot),
             "donor": qc.donor_stage(session, lot), "sigs": qc.signatures_of(session, results),
             "deviation_numbers": numbers, "may_enter": qc.effective_state(lot) in qc.ENTRY_STATES,
             "problems": qc.release_test_problems(session, lot), "reviewable": reviewable,

@@ -7,14 +7,15 @@
   var dialog = document.getElementById("renew");
   var timer = null, renewing = null;
 
-  // "Now" fills a time field with this moment in the browser's zone, with its offset, as the server wants it.
+  // "Now" fills a time field with this moment as every page shows a time: the tablet's (the site's) zone,
+  // with its offset so that the server reads it unambiguously: "2026-12-06 09:44 +01:00".
   document.querySelectorAll("button[data-now]").forEach(function (button) {
     button.addEventListener("click", function () {
       var d = new Date(), pad = function (n) { return String(Math.abs(n)).padStart(2, "0"); };
       var off = -d.getTimezoneOffset(), sign = off >= 0 ? "+" : "-";
       var input = button.closest("fieldset").querySelector("input");
-      input.value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + "T" + pad(d.getHours()) +
-        ":" + pad(d.getMinutes()) + sign + pad(Math.floor(Math.abs(off) / 60)) + ":" + pad(off % 60);
+      input.value = d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) +
+        ":" + pad(d.getMinutes()) + " " + sign + pad(Math.floor(Math.abs(off) / 60)) + ":" + pad(off % 60);
       input.dispatchEvent(new Event("input", {bubbles: true}));
     });
   });
