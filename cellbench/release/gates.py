@@ -49,10 +49,9 @@ _PENDING_KEY = "cellbench.release.pending_tests"
 # --- what the test gates share with the pending tests -------------------------------------------
 
 
-def counts_for_release(test: ReleaseTest) -> bool:
-    """A test the lot's own QC results must cover: required for release and not a donor-stage test,
-    whose record is the donation's QA-signed eligibility (qc.release_test_problems, donor_eligible)."""
-    return test.required_for_release and test.stage != "donor"
+# A test the lot's own QC results must cover: required for release and not a donor-stage test, whose
+# record is the donation's QA-signed eligibility (donor_eligible). One rule, kept by qc.
+counts_for_release = qc.needs_lot_result
 
 
 def name_of(test: ReleaseTest) -> str:
