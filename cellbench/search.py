@@ -172,8 +172,9 @@ def _label_refusal(actor: Actor, text: str, secret: str) -> str | None:
 def resolve(session: Session, actor: Actor, text: str | None, secret_key: str) -> Answer:
     """Everything `text` names that this reader may open (usually one thing, or nothing)."""
     typed = (text or "").strip()
-    if not typed or len(typed) > LONGEST:
-        return Answer(typed[:LONGEST], ())
+    # No code holds a control character (a NUL would also be refused by PostgreSQL as a 500).
+    if not typed or len(typed) > LONGEST or not typed.isprintable():
+        return Answer("".join(c if c.isprintable() else "?" for c in typed[:LONGEST]), ())
     found: list[Match] = []
     for roles, finder in FINDERS:
         if actor.roles & roles:

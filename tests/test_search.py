@@ -143,6 +143,14 @@ def test_a_code_naming_two_things_lists_both_and_an_empty_search_asks_for_a_code
     assert empty.status_code == 200 and "Type or scan a code to find it." in empty.text
 
 
+def test_a_search_with_a_control_character_or_a_huge_text_finds_nothing_on_either_engine(kit_world, as_):
+    sara = as_("sara")
+    for typed in ("ASC\x00-2026-0001", "\x1b[2J", "A" * 30_000):
+        page = sara.get("/search", params={"q": typed}, follow_redirects=False)
+        assert page.status_code == 200 and "Nothing found" in page.text and "\x00" not in page.text
+        assert sara.get("/api/v1/search", params={"q": typed}).status_code == 200
+
+
 def test_search_needs_a_signed_in_person(anonymous):
     assert anonymous.get("/api/v1/search?q=ASC-2026-0001").status_code == 401
     assert anonymous.get("/search?q=ASC-2026-0001", follow_redirects=False).status_code in (303, 401)
