@@ -41,12 +41,13 @@ from cellbench.app import create_app
 from cellbench.clock import utcnow
 from cellbench.config import Settings
 from cellbench.db import Database, migrate
+from cellbench.demo.manufacturing import store_every_vial
 from cellbench.models import Donation, Lot
 from cellbench.specifications import versions as spec_versions
 
 PAGE_TARGET_MS = 12.0
 PDF_TARGET_S = 1.0
-PASSAGES, VIALS = 3, 10
+PASSAGES, VIALS = 3, 14  # 14 filled: 2 pulled for QC, 2 retained, 10 placed (one storage entry each)
 # Signing re-enters the password; argon2 at its real cost would only slow the untimed setup.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
@@ -69,7 +70,11 @@ def build_lot(db: Database) -> str:
         spec = spec_versions.parsed(lots.spec_of(session, lot))
         now = utcnow()
         for step in spec.steps:
-            repeats = {"expansion_passage": PASSAGES, "storage_transfer": VIALS}.get(step.code, 1)
+            if step.code == "storage_transfer":  # QC and retained vials scanned out, then one entry per vial left
+                store_every_vial(session, lot, step, "asc", lambda index, step=step: demo.asc_values(
+                    step.code, index, now, lot, identifier))
+                continue
+            repeats = {"expansion_passage": PASSAGES}.get(step.code, 1)
             for index in range(1, repeats + 1):
                 values = demo.asc_values(step.code, index, now, lot, identifier)  # the demo's plausible values
                 if step.code == "fill":
