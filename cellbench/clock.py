@@ -86,5 +86,8 @@ def local_text(moment: datetime | None, where: ZoneInfo | None = None, fmt: str 
     if fmt == SECONDS:  # the common case, without two strftime calls
         text = here.isoformat(sep=" ", timespec="seconds")
         return f"{text[:19]} {text[19:]}"
+    if fmt == MINUTES:  # the pages' format, likewise
+        text = here.isoformat(sep=" ", timespec="minutes")
+        return f"{text[:16]} {text[16:]}"
     offset = here.strftime("%z")
     return f"{here.strftime(fmt)} {offset[:3]}:{offset[3:]}"
