@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD, chromium_path
+from .conftest import PASSWORD, chromium_path, launch_chromium, served
 from .eligible import eligible
 
 pytestmark = [pytest.mark.browser,
@@ -20,18 +16,8 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture
 def live_url(app, people):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -39,9 +25,7 @@ def page():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         yield browser.new_page(viewport={"width": 1024, "height": 768})
         browser.close()
 

@@ -13,7 +13,7 @@ import pytest
 
 from cellbench import demo
 
-from .conftest import chromium_path, sign_in
+from .conftest import chromium_path, launch_chromium, sign_in
 from .demo_pages import DEMO_ROLES, shape, walk
 from .test_browser import live_url  # noqa: F401  # the live server fixture
 
@@ -55,9 +55,7 @@ def test_no_page_of_any_demo_role_has_a_serious_or_critical_accessibility_violat
     theirs: dict[str, list[str]] = {}
     took: dict[str, float] = {}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         for username, pages in urls.items():
             context = browser.new_context(viewport=TABLET)
             context.add_init_script(axe.axe_script)  # on every page before it loads: no injection per page

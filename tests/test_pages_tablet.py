@@ -11,7 +11,7 @@ import pytest
 
 from cellbench import demo
 
-from .conftest import chromium_path
+from .conftest import chromium_path, launch_chromium
 from .test_browser import live_url  # noqa: F401  # the live server fixture
 
 pytestmark = [pytest.mark.browser,
@@ -56,7 +56,7 @@ def test_the_bench_and_the_scan_station_fit_a_tablet_and_take_a_fingertip(demo_t
 
     shots = os.environ.get("CELLBENCH_SHOTS")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(pw)
         operator = signed_in_page(browser, live_url, "operator")
         operator.goto(f"{live_url}/lots")
         lot_url = operator.get_attribute("table td:first-child a[href^='/lots/']", "href")

@@ -8,38 +8,24 @@ app alone.
 """
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from datetime import timedelta
 
 import pytest
-import uvicorn
 from sqlalchemy import update
 from sqlmodel import col
 
 from cellbench import clock as cellbench_clock
 from cellbench.models import WebSession
 
-from ..conftest import chromium_path
+from ..conftest import launch_chromium, served
 from .walking import Walk
 
 
 @pytest.fixture
 def live_url(app):
-    """The app served by uvicorn in a thread of this process (so a patched clock reaches it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    """The app served in a thread of this process (so a patched clock reaches it)."""
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -48,9 +34,7 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         yield browser
         browser.close()
 

@@ -12,7 +12,7 @@ from cellbench import demo
 from cellbench.models import QcResult, Signature
 
 from .. import test_browser
-from ..conftest import PASSWORD, chromium_path
+from ..conftest import PASSWORD, chromium_path, launch_chromium
 from .test_sets import ASC, GRID, LOT_STAGE
 
 pytestmark = [pytest.mark.browser,
@@ -29,9 +29,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 
