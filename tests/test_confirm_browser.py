@@ -5,6 +5,7 @@ into as a scanner types (the code, then Enter)."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from cellbench import pharmacy, studies, users
@@ -49,15 +50,15 @@ def test_randomising_asks_first_going_back_sends_nothing_confirming_randomises(t
     assert dialog.locator("button.danger").inner_text() == "Randomise SCR-901"
     page.screenshot(path="/tmp/confirm-randomise.png")
     dialog.locator("button:has-text('Go back')").click()
-    assert page.locator("dialog.confirm").count() == 0
+    expect(page.locator("dialog.confirm")).to_have_count(0)  # removed on its close event, a task later
     assert page.url.endswith("/participants/NCT07290946/SCR-901")
     assert randomisation_number(db, "SCR-901") is None, "going back sent nothing"
     with db.read() as s:
         assert s.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) == events_before
 
     page.click("button:has-text('Randomise')")
-    page.locator("dialog.confirm[open] button.danger").click()
-    page.wait_for_load_state()
+    with page.expect_navigation():  # the confirmed form is posted and its answer page loaded
+        page.locator("dialog.confirm[open] button.danger").click()
     number = randomisation_number(db, "SCR-901")
     assert number is not None, "confirming sent the form as filled in"
     assert number in page.inner_text("main")
