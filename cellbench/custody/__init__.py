@@ -2,7 +2,8 @@
 shipments from the cell bench to a site pharmacy, moved by one transition table
 (`lifecycle.MACHINE`): packed and dispatched (`packing`), received by scanning and checked
 (`receipt`, `temperature`), held for QA's signed assessment (`assessment`), lost or damaged
-(`losses`), and read (`reading`). The scan station is `scanning`.
+(`losses`), and read (`reading`). The scan station is `scanning`. Boxes in a site's tanks and the
+position of each kit in them, filled by scanning at receipt or by a move: `positions`.
 
 Nothing here knows an arm: shipments and receipts treat active and placebo kits alike, and a
 failed receipt check holds the whole shipment, both arms, never a chosen part of it. This package
@@ -12,7 +13,7 @@ read every shipment page).
 
 from __future__ import annotations
 
-from . import scanning
+from . import positions, scanning
 from .assessment import DECISIONS, assess
 from .events import chain, fetch, key, person, recent, record, relocate, travelling
 from .lifecycle import (
@@ -39,6 +40,23 @@ from .lifecycle import (
 )
 from .losses import report_damaged, report_lost
 from .packing import SHIPPABLE, create, dispatch, kit_in_date_to_ship, kit_may_be_packed, pack, unpack
+from .positions import (
+    BOX_PREFIX,
+    MAX_CAPACITY,
+    Position,
+    add_box,
+    box_by_code,
+    boxes,
+    filled,
+    is_box_code,
+    not_put_away,
+    occupants,
+    place,
+    position_of,
+    position_of_number,
+    target_of,
+)
+from .positions import move as move_by_scan
 from .reading import (
     ManifestLine,
     by_number,
@@ -55,7 +73,7 @@ from .reading import (
     study_codes,
     user_names,
 )
-from .receipt import ReceiptScan, complete_receipt, receipt_scan
+from .receipt import ReceiptScan, complete_receipt, receipt_scan, receipt_step, receive_into_box
 from .scanning import GroupCommit, Verdict, kit_number_of, scan
 from .storage import (
     CELL_BENCH,

@@ -1,9 +1,14 @@
 """A shipment's receipt at the site: every kit scanned out of the dry shipper (the site's hot path,
 written like scanning.scan: prebuilt statements, no ORM objects), then the receipt check, which
-either puts every kit into the site's stock or holds the whole shipment, both arms, for QA."""
+either puts every kit into the site's stock or holds the whole shipment, both arms, for QA.
+
+Receipt and put-away in one pass (`receipt_step`, `receive_into_box`): the pharmacist scans a box
+label, then the kits that go into it; each kit's receipt scan and its position are recorded
+together. A kit may also be received without a position (the storage page then lists it as not yet
+put away): the receipt check does not wait for the tank."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from sqlalchemy import Connection, insert, select, text
@@ -13,10 +18,11 @@ from .. import audit, deviations, kits, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Kit, KitState, LoggerReading, Shipment, ShipmentKit, Site, utc_text
-from . import scanning
+from ..models import Kit, KitState, LoggerReading, Shipment, ShipmentKit, Site, StorageBox, utc_text
+from . import positions, scanning
 from .events import fetch, move_kits, record, travelling
 from .lifecycle import IN_TRANSIT, QUARANTINED, RECEIVED, RECEIVERS, check, claim, version
+from .reading import by_number
 from .storage import site_pharmacy
 from .temperature import RECEIPT_CHECKS, LoggerRecord, cold_chain_of, judge_transit
 
@@ -30,6 +36,7 @@ class ReceiptScan:
     scanned: int
     total: int
     received_at: datetime
+    position: positions.Position | None = None  # scanned into a box: where it was put
 
     @property
     def progress(self) -> str:
@@ -38,7 +45,8 @@ class ReceiptScan:
     def as_json(self) -> dict:
         return {"shipment": self.shipment, "kit": self.kit.as_json(), "scanned": self.scanned, "total": self.total,
                 "remaining": self.total - self.scanned, "progress": self.progress,
-                "received_at": self.received_at.replace(microsecond=0).isoformat()}
+                "received_at": self.received_at.replace(microsecond=0).isoformat(),
+                "position": self.position.as_json() if self.position else None}
 
 
 # One row: the shipment, the kit (if cellbench knows it), whether it is on this manifest and already
@@ -195,22 +203,45 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
     # arrives held, whatever the receipt check says, and joins the site's stock when released.
     held = [kit for kit in scanned if KitState(kit.state) is KitState.quarantined and travelling(kit)]
     at_site = {"site_id": site.id}
+    boxed = _boxed(session, arriving + held)
     if problems:
-        move_kits(session, actor, arriving + held, "receive_into_quarantine",
-                   reason=f"shipment {shipment.number} held on receipt for QA: {'; '.join(problems)}",
-                   place=place, action="received into quarantine", shipment_id=shipment.id,
-                   condition=f"held: {'; '.join(problems)}", also=at_site)
+        _arrive(session, actor, arriving + held, "receive_into_quarantine", boxed,
+                reason=f"shipment {shipment.number} held on receipt for QA: {'; '.join(problems)}",
+                place=place, action="received into quarantine", shipment_id=shipment.id,
+                condition=f"held: {'; '.join(problems)}", also=at_site)
     else:
         condition = _condition(intact, logger)
         still_held = kits.GENERIC_QUARANTINE_REASON.lower().rstrip(".")
-        move_kits(session, actor, arriving, "receive", reason=f"received in shipment {shipment.number}",
-                   place=place, action="received", shipment_id=shipment.id, condition=condition, also=at_site)
-        move_kits(session, actor, held, "receive_into_quarantine",
-                   reason=f"received in shipment {shipment.number}; {still_held}",
-                   place=place, action="received into quarantine", shipment_id=shipment.id,
-                   condition=f"{condition}; held: {still_held}", also=at_site)
+        _arrive(session, actor, arriving, "receive", boxed, reason=f"received in shipment {shipment.number}",
+                place=place, action="received", shipment_id=shipment.id, condition=condition, also=at_site)
+        _arrive(session, actor, held, "receive_into_quarantine", boxed,
+                reason=f"received in shipment {shipment.number}; {still_held}",
+                place=place, action="received into quarantine", shipment_id=shipment.id,
+                condition=f"{condition}; held: {still_held}", also=at_site)
     session.flush()
     return problems
+
+
+def _boxed(session: Session, arriving: list[Kit]) -> dict[int | None, tuple[str, int]]:
+    """kit id -> (its place, its tank) for the kits scanned into a box at receipt."""
+    found = {}
+    for kit in arriving:
+        if kit.storage_location_id is not None and (where := positions.position_of(session, kit)) is not None:
+            found[kit.id] = (where.place, kit.storage_location_id)
+    return found
+
+
+def _arrive(session: Session, actor: Actor, moving: list[Kit], move: str, boxed: dict[int | None, tuple[str, int]],
+            *, place: str, **rest) -> None:
+    """move_kits for kits arriving at the site: a kit scanned into a box stays in its position (the
+    move takes it off any shelf: it goes back on its box's tank), every other kit is at the pharmacy."""
+    groups: dict[tuple[str, int | None], list[Kit]] = {}
+    for kit in moving:
+        groups.setdefault(boxed.get(kit.id, (place, None)), []).append(kit)
+    for (where, tank), group in groups.items():
+        move_kits(session, actor, group, move, place=where, **rest)
+        for kit in group:
+            kit.storage_location_id = tank
 
 
 def _condition(intact: bool, logger: LoggerRecord) -> str:
@@ -218,3 +249,52 @@ def _condition(intact: bool, logger: LoggerRecord) -> str:
     if logger.minimum is None:
         return f"{seal}; no temperature record"
     return f"{seal}; logger {logger.minimum:g} to {logger.maximum:g} °C"
+
+
+# --- receipt and put-away in one pass ------------------------------------------------------------------------
+
+
+def receipt_step(session: Session, actor: Actor, shipment_number: str, code: str | None, secret_key: str, *,
+                 box: str | None = None, position: object = None) -> ReceiptScan | StorageBox:
+    """One scan on the receipt page. A box label chooses the box the next kits go into (nothing is
+    recorded: the box is only where the next kits go); a kit's label receives the kit, into the
+    chosen box (its next free position, or the position typed) when there is one, else without a
+    position."""
+    if positions.is_box_code(code):
+        shipment = _receiving(session, actor, shipment_number)
+        box_code, _position = positions.target_of(code, field="code")
+        return _box_at(session, actor, shipment, box_code, field="code")
+    if not (box or "").strip():
+        return receipt_scan(session, actor, shipment_number, code, secret_key)
+    return receive_into_box(session, actor, shipment_number, code, secret_key, box=box, position=position)
+
+
+def receive_into_box(session: Session, actor: Actor, shipment_number: str, code: str | None, secret_key: str, *,
+                     box: str | None, position: object = None) -> ReceiptScan:
+    """The kit scanned out of the dry shipper and put into the box, in one transaction: the receipt
+    scan (receipt_scan's checks and records), then its position (a custody event naming it, its
+    audit event). Refused (nothing recorded) when the box is not at the shipment's site, or the
+    position is taken or not in the box."""
+    shipment = _receiving(session, actor, shipment_number)
+    chosen = _box_at(session, actor, shipment, box, field="box")
+    scan = receipt_scan(session, actor, shipment_number, code, secret_key)
+    kit = session.scalars(select(Kit).where(col(Kit.number) == scan.kit.number)).one()
+    typed = None if position is None or str(position).strip() == "" else str(position)
+    where = positions.place(session, actor, kit, chosen, typed, action="put away at receipt",
+                            shipment_id=shipment.id)
+    return replace(scan, kit=replace(scan.kit, location=kit.location), position=where)
+
+
+def _receiving(session: Session, actor: Actor, shipment_number: str) -> Shipment:
+    if not actor.roles & RECEIVERS:  # before reading anything
+        check(actor, IN_TRANSIT, "scan_receipt", shipment_number)
+    shipment = by_number(session, shipment_number, reader=actor)
+    check(actor, shipment, "scan_receipt")
+    return shipment
+
+
+def _box_at(session: Session, actor: Actor, shipment: Shipment, code: str | None, *, field: str) -> StorageBox:
+    chosen = positions.box_by_code(session, code, field=field, reader=actor)
+    if chosen.site_id != shipment.site_id:
+        raise InvalidInput(f"Box {chosen.code} is not at the site this shipment goes to.", field=field)
+    return chosen

@@ -1,5 +1,5 @@
 """Storage locations: the tanks and freezers at the cell bench and at the sites, and kits put
-away in them under a readable name."""
+away in them under a readable name. Boxes and positions within a site's tanks are `positions`."""
 from __future__ import annotations
 
 from sqlalchemy import func, select
@@ -8,7 +8,7 @@ from sqlmodel import Session, col
 from .. import audit, inputs, kits, users
 from ..audit import Actor
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..models import Kit, KitState, Role, Site, StorageLocation
+from ..models import Kit, KitPosition, KitState, Role, Site, StorageLocation
 from .events import claim_kit, fetch, record, relocate
 from .lifecycle import KEEPERS, RECEIVERS
 
@@ -128,6 +128,9 @@ def store(session: Session, actor: Actor, kit: Kit, location_code: str | None, *
     claim_kit(session, kit, seen_version)
     old = kit.location
     kit.storage_location_id = location.id
+    # out of its box, if it was in one: the move's audit event names the position it left (old)
+    if (position := session.get(KitPosition, kit.id)) is not None:
+        session.delete(position)
     place = place_name(session, location)
     relocate(session, actor, kit, place)
     record(session, actor, kit, "stored", from_place=old, to_place=place)

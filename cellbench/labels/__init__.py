@@ -1,8 +1,9 @@
 """Labels: Annex VI kit and vial labels as PDF sheets and ZPL (`sheets`) in the label font
-(`fonts`), label runs and their reconciliation (`printing`)."""
+(`fonts`), label runs and their reconciliation (`printing`), storage box labels (`boxes`)."""
 
 from __future__ import annotations
 
+from .boxes import BoxLabel, BoxLabelSize, render_box_labels_pdf
 from .fonts import LabelFontMissing, LabelFonts, find_label_fonts
 from .printing import (
     DEFAULT_STATES,

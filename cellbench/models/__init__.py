@@ -30,9 +30,11 @@ from .base import (
 )
 from .custody import (
     CustodyEvent,
+    KitPosition,
     LoggerReading,
     Shipment,
     ShipmentKit,
+    StorageBox,
     StorageLocation,
 )
 from .deviations import (

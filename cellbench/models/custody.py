@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -85,3 +85,36 @@ class CustodyEvent(SQLModel, table=True):
     by_name: str = Field(max_length=200)
     at: datetime = timestamp()
     condition: str | None = Field(default=None, max_length=200)
+
+
+class StorageBox(SQLModel, table=True):
+    """A box in a rack of a site's tank, with numbered positions. Its code is on its label (a QR of
+    the code), and scanning that label at receipt or at a move names the box."""
+
+    __tablename__ = "storage_box"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)  # 'BOX-RH-ENT-001'
+    site_id: int = Field(foreign_key="site.id", index=True)
+    storage_location_id: int = Field(foreign_key="storage_location.id", index=True)  # the tank
+    rack: str = Field(max_length=16)
+    capacity: int  # positions 1..capacity
+    active: bool = True
+    created_by: int | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = timestamp()
+
+
+class KitPosition(SQLModel, table=True):
+    """Where a kit was last put: a box and a position in it. It holds the kit only while the kit is
+    still in that box's tank (kit.storage_location_id, cleared by every move that takes a kit off
+    its shelf); a row left behind by a kit that has gone is cleared when its position is filled
+    again. One row per position: two kits put into one position at once, one of them conflicts."""
+
+    __tablename__ = "kit_position"
+    __table_args__ = (UniqueConstraint("box_id", "position", name="uq_kit_position_box_position"),)
+
+    kit_id: int = Field(foreign_key="kit.id", primary_key=True)
+    box_id: int = Field(foreign_key="storage_box.id", index=True)
+    position: int
+    placed_by: int | None = Field(default=None, foreign_key="app_user.id")
+    placed_at: datetime = timestamp()
