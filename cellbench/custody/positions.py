@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -151,7 +151,7 @@ _HELD = (select(col(KitPosition.position), col(Kit.number))
 
 def occupants(session: Session, box: StorageBox) -> dict[int, str]:
     """position -> the kit number in it now."""
-    return dict(session.execute(_HELD.where(col(KitPosition.box_id) == box.id)).tuples().all())
+    return dict(session.execute(_HELD.where(col(KitPosition.box_id) == box.id)).all())
 
 
 def filled(session: Session, box_ids: list[int]) -> dict[int, int]:
@@ -160,7 +160,7 @@ def filled(session: Session, box_ids: list[int]) -> dict[int, int]:
         return {}
     rows = session.execute(_HELD.with_only_columns(col(KitPosition.box_id), func.count())
                            .where(col(KitPosition.box_id).in_(box_ids)).group_by(col(KitPosition.box_id)))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def position_of(session: Session, kit: Kit) -> Position | None:
@@ -250,7 +250,9 @@ def _words(session: Session, row: KitPosition) -> str:
 def _clear_left_behind(session: Session, actor: Actor, box: StorageBox, number: int) -> None:
     """The position's row of a kit that has left the tank since (not an occupant): cleared, audited."""
     stale = session.execute(select(KitPosition, col(Kit.number)).join(Kit, col(Kit.id) == col(KitPosition.kit_id))
-                            .where(col(KitPosition.box_id) == box.id, col(KitPosition.position) == number)).first()
+                            .where(col(KitPosition.box_id) == box.id, col(KitPosition.position) == number,
+                                   or_(col(Kit.storage_location_id).is_(None),
+                                       col(Kit.storage_location_id) != box.storage_location_id))).first()
     if stale is None:
         return
     row, number_ = stale

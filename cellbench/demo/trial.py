@@ -52,6 +52,7 @@ from ..config import DEMO_SECRET_KEY
 from ..models import AuditEvent, Kit, KitState, Lot, Participant, Shipment, ShipmentKit, Site, Study, User, Visit
 from ..supply import packaging
 from . import manufacturing as demo
+from . import positions as demo_positions
 from . import release as release_demo
 from . import sites
 
@@ -203,7 +204,7 @@ class _Story:
         pharmacist = self.actor("pharmacist")
         self.s.flush()
         for kit in custody.kits_of(self.s, shipment):
-            custody.receipt_scan(self.s, pharmacist, shipment.number, self.label(kit), self.key)
+            demo_positions.scan_in(self.s, pharmacist, shipment, self.label(kit), self.key, SITE_TANK)
         problems = custody.complete_receipt(self.s, pharmacist, shipment, seal_intact=True, logger=logger)
         if store:
             self.store_at_site(shipment)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from .. import audit, kits, qrpayload, studies
+from .. import audit, custody, kits, qrpayload, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
@@ -100,7 +100,11 @@ def scan_from_form(request: Request, viewer: Viewer = Depends(form_by(*kits.READ
 def kit_page(request: Request, number: str, viewer: Viewer = Depends(readers),
              session: Session = Depends(read_session)):
     kit = kits.by_number(session, number, field="number", reader=viewer.actor)
+    # where it is in its tank (tank, rack, box, position), or that it still waits to be put away
+    waiting = (kit.site_id is not None and kit.storage_location_id is None
+               and KitState(kit.state) in custody.STORABLE_AT_SITE)
     return render(request, "kits/detail.html", kit=kits.view(session, kit),
+                  position=custody.position_of(session, kit), not_put_away=waiting,
                   payload=qrpayload.make_payload(kit.number, request.app.state.settings.secret_key),
                   history=kits.history(session, viewer.actor, kit), kit_url=kit_url,
                   unblinded_url=f"/supply/kits/{quote(kit.number, safe='')}"

@@ -188,7 +188,8 @@ def _dispense_page(request: Request, session: Session, viewer: Viewer, study: st
     view = pharmacy.view(session, viewer.actor, visit)
     return render(request, "pharmacy/dispense.html", status_code=error.status if error else 200, v=view,
                   url=visit_url(view), participant_url=participant_url(view.study, view.screening_number),
-                  error=error, code=code, replacement_moves=pharmacy.REPLACEMENT_MOVES, form=form or {})
+                  error=error, code=code, replacement_moves=pharmacy.REPLACEMENT_MOVES, form=form or {},
+                  fetch_from=custody.position_of_number(session, view.kit_number))
 
 
 @router.get("/participants/{study}/{number}/visits/{treatment}/dispense")

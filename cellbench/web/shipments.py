@@ -11,15 +11,15 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, custody, kits, studies
+from .. import audit, custody, kits, labels, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
-from ..models import Site, Study
+from ..models import Site, StorageBox, StorageLocation, Study
 from ..templating import render
 from .home import QueueItem, line_for, work_queue
 
@@ -125,9 +125,11 @@ def _detail(request: Request, session: Session, viewer: Viewer, number: str, *, 
     if (kit_number := (request.query_params.get("scanned") or "").strip()) and not error:
         last = next((line for line in lines if line.kit_number == kit_number and line.received_at), None)
     study, site = session.get(Study, shipment.study_id), session.get(Site, shipment.site_id)
+    filling = _filling(session, viewer, (form or {}).get("box") or request.query_params.get("box"))
     return render(
         request, "shipments/detail.html", status_code=error.status if error else 200, s=shipment, study=study,
         site=site, lines=lines, scanned=scanned, total=len(lines), last=last, error=error, form=form or {},
+        filling=filling, last_position=custody.position_of_number(session, last.kit_number) if last else None,
         refused_code=refused_code, actions=custody.allowed_actions(shipment, viewer.actor),
         state_label=custody.state_label(shipment.state), problems=custody.problems_of(shipment),
         names=_names(session, shipment.created_by, shipment.dispatched_by, shipment.received_by),
@@ -135,6 +137,21 @@ def _detail(request: Request, session: Session, viewer: Viewer, number: str, *, 
         history=audit.history(session, viewer.actor, "shipment", shipment.number),
         alarm=custody.cold_chain_of(session, shipment.study_id).transport_max_c,
         readings=custody.reading_count(session, shipment))
+
+
+def _filling(session: Session, viewer: Viewer, code: str | None) -> dict | None:
+    """The box the receipt is putting kits into (the last box label scanned): its place, how full
+    it is and the next free position. None when no box is chosen (kits received without one)."""
+    if not (code or "").strip():
+        return None
+    try:
+        box = custody.box_by_code(session, code, reader=viewer.actor)
+    except DomainError:
+        return None
+    taken = custody.occupants(session, box)
+    free = next((n for n in range(1, box.capacity + 1) if n not in taken), None)
+    return {"box": box, "where": custody.positions.position(session, box, free or box.capacity), "filled": len(taken),
+            "next": free}
 
 
 @router.get("/shipments/{number}")
@@ -202,14 +219,18 @@ def dispatch(request: Request, number: str, viewer: Viewer = Depends(form_by(*SH
 def receipt_scan(request: Request, number: str, viewer: Viewer = Depends(form_by(*RECEIVERS)),
                  db: Database = Depends(get_db), form=Depends(form_data)):
     code, secret = form.get("code", ""), request.app.state.settings.secret_key
+    box, position = (form.get("box") or "").strip().upper(), form.get("position", "")
     try:
         with db.write() as session:
-            scan = custody.receipt_scan(session, viewer.actor, number, code, secret)
+            step = custody.receipt_step(session, viewer.actor, number, code, secret, box=box, position=position)
     except DomainError as error:
         with db.read() as session:
-            return _detail(request, session, viewer, number, error=error, form={"code": code}, refused_code=code)
+            return _detail(request, session, viewer, number, error=error, form={"code": code, "box": box},
+                           refused_code=code)
+    if isinstance(step, StorageBox):  # a box label: the next kits go into it
+        return _back(number, None, box=step.code)
     # the verdict box says it, in large type: no notice above it
-    return _back(scan.shipment, None, scanned=scan.kit.number)
+    return _back(step.shipment, None, scanned=step.kit.number, **({"box": box} if box else {}))
 
 
 RECEIPT_FIELDS = ("seal_intact", "logger_source", "logger_min", "logger_max", "missing_reason", "shipment_version")
@@ -272,11 +293,16 @@ def _storage(request: Request, session: Session, viewer: Viewer, *, error: Domai
     groups = [(label, site, custody.locations(session, site)) for site, label in places]
     choosable = [(loc, custody.place_name(session, loc)) for _l, _s, rows in groups for loc in rows
                  if (loc.site_id is None and viewer.has(*SHIPPERS)) or (loc.site_id and viewer.has(*RECEIVERS))]
+    boxes = custody.boxes(session, viewer.actor)
     return render(request, "shipments/storage.html", status_code=error.status if error else 200, groups=groups,
                   stored=stored, choosable=choosable, error=error, form=form or {}, which=which,
                   sites=[site for site in seen if site], kinds=custody.LOCATION_KINDS,
                   can_add=viewer.has(*custody.KEEPERS), can_damage=viewer.has(*custody.DAMAGE_REPORTERS),
-                  bench_ok=viewer.has(*SHIPPERS))
+                  bench_ok=viewer.has(*SHIPPERS), boxes=boxes,
+                  filled=custody.filled(session, [custody.key(box) for box, _tank in boxes]),
+                  unplaced=custody.not_put_away(session, viewer.actor), can_place=viewer.has(*RECEIVERS),
+                  tanks=[(loc, place) for loc, place in choosable if loc.site_id], max_capacity=custody.MAX_CAPACITY,
+                  state_label=kits.state_label)
 
 
 @router.get("/storage")
@@ -337,3 +363,59 @@ def report_damaged(request: Request, viewer: Viewer = Depends(form_by(*custody.D
         return f"Kit {kit.number} recorded as damaged."
 
     return _storage_act(request, db, viewer, work, values, "damaged")
+
+
+# --- boxes and positions ------------------------------------------------------------------------------
+
+
+def box_url(code: str) -> str:
+    return f"/storage/boxes/{quote(code, safe='')}"
+
+
+@router.post("/storage/boxes")
+def add_box(request: Request, viewer: Viewer = Depends(form_by(*custody.KEEPERS)),
+            db: Database = Depends(get_db), form=Depends(form_data)):
+    values = {k: form.get(k, "") for k in ("location", "rack", "capacity")}
+
+    def work(session: Session) -> str:
+        box = custody.add_box(session, viewer.actor, location_code=values["location"], rack=values["rack"],
+                              capacity=values["capacity"])
+        return f"Box {box.code} added: print its label and put it on the box."
+
+    return _storage_act(request, db, viewer, work, values, "box")
+
+
+@router.post("/storage/moves")
+def move_kit(request: Request, viewer: Viewer = Depends(form_by(*RECEIVERS)),
+             db: Database = Depends(get_db), form=Depends(form_data)):
+    values = {k: form.get(k, "") for k in ("code", "target", "position")}
+    secret = request.app.state.settings.secret_key
+
+    def work(session: Session) -> str:
+        kit, where = custody.move_by_scan(session, viewer.actor, values["code"], values["target"], secret,
+                                          typed_position=values["position"])
+        return f"Kit {kit.number} is in {where.text}."
+
+    return _storage_act(request, db, viewer, work, values, "move")
+
+
+@router.get("/storage/boxes/{code}")
+def box_page(request: Request, code: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    box = custody.box_by_code(session, code, field="code", reader=viewer.actor)
+    taken = custody.occupants(session, box)
+    return render(request, "shipments/box.html", box=box, where=custody.positions.position(session, box, 1),
+                  taken=taken, box_url=box_url(box.code),
+                  history=audit.history(session, viewer.actor, "storage_location",
+                                        custody.fetch(session, StorageLocation, box.storage_location_id,
+                                                      "storage location").code))
+
+
+@router.get("/storage/boxes/{code}/label.pdf")
+def box_label(request: Request, code: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    box = custody.box_by_code(session, code, field="code", reader=viewer.actor)
+    where = custody.positions.position(session, box, 1)
+    pdf = labels.render_box_labels_pdf([labels.BoxLabel(box.code, (where.site, where.tank,
+                                                                   f"rack {box.rack} · {box.capacity} positions"))],
+                                       creation_date=box.created_at)
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{box.code}.pdf"'})

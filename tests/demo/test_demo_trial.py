@@ -204,7 +204,10 @@ def test_kits_are_stored_at_the_bench_and_in_the_site_pharmacy(demo_db):
         assert stored[bench.id] == 2 + 2  # NCT06805448's last two, and the last two of NCT07290946's second run
         assert stored[site.id] == (13 + 4 + 2 + 1) + (2 + 1)  # in stock, held on receipt and assigned, by study
         at_site = s.scalars(select(Kit).where(Kit.state == "at_site"))
-        assert all(k.location == f"RH-ENT · {s.get(StorageLocation, k.storage_location_id).name}" for k in at_site)
+        # received in one pass: each into a box of the tank, its location naming tank, rack, box and position
+        assert all(k.location == f"RH-ENT · {custody.position_of(s, k).text}"
+                   and k.location.startswith(f"RH-ENT · {s.get(StorageLocation, k.storage_location_id).name} · rack ")
+                   for k in at_site)
 
 
 # --- participants -------------------------------------------------------------------------------------
