@@ -97,7 +97,13 @@ from .conftest import FAST_HASHER, SECRET, actor_of, sign_in
 # is refused outright (the refusal comes before any look-up, so a stand-in value proves it).
 # A route that newly lands here fails the test until someone decides: teach path_fill (in
 # blinding_support) what fills it, or add it here with the reason it cannot be filled.
-UNFILLABLE: dict[str, str] = {}
+UNFILLABLE: dict[str, str] = {
+    # The world's kits are received without boxes. A box page lists kit numbers by the positions
+    # the pharmacist's scans put them in, and its label carries the box code only (tests/custody/
+    # test_positions.py compares the two arms' kits placed in one box).
+    "GET /storage/boxes/{code}": "a storage box: the world has none",
+    "GET /storage/boxes/{code}/label.pdf": "a storage box's label: the world has none",
+}
 
 # Non-GET routes that act on the signed-in account rather than on kits, and would end or lock the
 # session the test runs in (a wrong password counts toward lock-out).
