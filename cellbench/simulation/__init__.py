@@ -5,3 +5,4 @@ from __future__ import annotations
 
 from .model import Results, simulate
 from .parameters import ArmSupply, Parameters, as_form, defaults, field_names, from_form
+from .service import READERS, Plan, form_of, pdf_file, plan, study_choices
