@@ -152,6 +152,10 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
     pipe = np.zeros((slots, runs, n_arms, n_sites, lots), np.int32)
     in_transit = np.zeros((runs, n_arms, n_sites), np.int32)
     waiting = np.zeros((runs, n_arms, n_sites), np.int32)
+    on_hand = np.zeros((runs, n_arms, n_sites), np.int32)  # kits in date at each site, kept as kits move
+    loaded = [False] * slots  # which day's arrivals hold anything
+    expiring: set[int] = set()  # the days some lot expires
+    ship_margin = max(p.do_not_ship_days, p.transit_days)  # not within do-not-ship days, nor expiring in transit
     stockout = np.zeros((runs, n_arms, n_sites), bool)
     started = np.zeros((runs, n_arms), np.int64)
     credit = np.broadcast_to(np.maximum(capacity, 1.0), (runs, n_arms)).copy()
@@ -159,35 +163,42 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
     for i in range(n_days):
         t = t0 + i
         slot = i % slots
-        if p.transit_days and in_transit.any():
+        if loaded[slot]:
             arriving = pipe[slot]
+            came = arriving.sum(axis=-1)
             stock += arriving
-            in_transit -= arriving.sum(axis=-1)
+            on_hand += came  # shipped only with more days to expiry than the transit: in date on arrival
+            in_transit -= came
             arriving[...] = 0
-        in_date = (expiry > t)[:, :, None, :]
-        if t >= 0 or i % 7 == 0:
-            on_hand = np.where(in_date, stock, 0).sum(axis=-1)
-            order = np.where(on_hand + in_transit - waiting < site_min,
-                             site_max - (on_hand + in_transit - waiting), 0)
-            if order.any():
-                rows = np.flatnonzero(order.any(axis=(1, 2)))
-                shippable = np.where((release[rows] <= t) & (expiry[rows] - t > p.do_not_ship_days), bench[rows], 0)
-                for s in range(n_sites):
-                    sent = _take(order[rows, :, s], shippable)
-                    shippable -= sent
-                    bench[rows] -= sent
-                    if p.transit_days:
-                        pipe[(i + p.transit_days) % slots, rows, :, s] += sent
-                        in_transit[rows, :, s] += sent.sum(axis=-1)
-                    else:
-                        stock[rows, :, s] += sent
+            loaded[slot] = False
+        if t in expiring:  # kits of lots expiring today leave the sites' usable stock
+            on_hand -= np.where((expiry == t)[:, :, None, :], stock, 0).sum(axis=-1)
+        position = on_hand + in_transit - waiting
+        order = np.where(position < site_min, site_max - position, 0)
+        if order.any():
+            rows = np.flatnonzero(order.any(axis=(1, 2)))
+            shippable = np.where((release[rows] <= t) & (expiry[rows] - t > ship_margin), bench[rows], 0)
+            for s in range(n_sites):
+                sent = _take(order[rows, :, s], shippable)
+                shippable -= sent
+                bench[rows] -= sent
+                count = sent.sum(axis=-1)
+                if p.transit_days:
+                    pipe[(i + p.transit_days) % slots, rows, :, s] += sent
+                    in_transit[rows, :, s] += count
+                    loaded[(i + p.transit_days) % slots] = True
+                else:
+                    stock[rows, :, s] += sent
+                    on_hand[rows, :, s] += count
         if busy[i] or waiting.any():
             need = demand[i] + waiting
             rows = np.flatnonzero(need.any(axis=(1, 2)))
-            usable = np.where(in_date[rows], stock[rows], 0)
+            usable = np.where((expiry[rows] > t)[:, :, None, :], stock[rows], 0)
             taken = _take(need[rows], usable)
             stock[rows] -= taken
-            short = need[rows] - taken.sum(axis=-1)
+            served = taken.sum(axis=-1)
+            on_hand[rows] -= served
+            short = need[rows] - served
             stockout[rows] |= short > 0
             waiting[rows] = short
         if i % 7:
@@ -195,7 +206,7 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
         # The bench's weekly plan, per run and arm.
         credit = np.minimum(credit + capacity * 7 / DAYS_PER_MONTH, np.maximum(capacity, 1.0))
         held = (np.where(expiry - t > p.do_not_ship_days, bench, 0).sum(axis=-1)
-                + np.where(in_date, stock, 0).sum(axis=(-1, -2)) + in_transit.sum(axis=-1) - waiting.sum(axis=-1))
+                + on_hand.sum(axis=-1) + in_transit.sum(axis=-1) - waiting.sum(axis=-1))
         so_far = randomised_until(i)
         left_to_randomise = (p.participants - so_far.sum(axis=1))[:, None] * share
         remaining = left_to_randomise * survive.sum()
@@ -222,6 +233,7 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
             release[r, a, k] = t + ready[a]
             expiry[r, a, k] = t + make[a] + p.shelf_life_days
             bench[r, a, k] = kits_per_lot[a]
+            expiring.update(np.unique(expiry[r, a, k]).tolist())
             started[r, a] += 1
 
     # What is left at the end: kits that expired before the run's last visit, and kits still in date.

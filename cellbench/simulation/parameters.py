@@ -201,11 +201,12 @@ def from_form(d: StudyDefinition, form: Mapping[str, object]) -> Parameters:
 
 
 def lots_bound(p: Parameters, arm: ArmSupply) -> int:
-    """The most lots one run of this arm may start: three times what the trial and its sites' stock
-    would need with no waste, and a few more (expiry may waste lots; a run that needs more has more
-    than 'absurd' waste, and says so by reaching the bound)."""
+    """The most lots one run of this arm may start: twice what the trial and its sites' stock would
+    need with no waste, and a few more (expiry may waste lots; a run that needs more wastes half its
+    lots, and says so by reaching the bound). Every lot is a column of every stock array: the bound
+    is what the model's time is proportional to."""
     kits = p.participants * arm.share * p.treatments + sum(arm.site_max) * 2
-    return math.ceil(3 * kits / arm.kits_per_lot(p.vials_per_kit)) + 4
+    return math.ceil(2 * kits / arm.kits_per_lot(p.vials_per_kit)) + 4
 
 
 def check_work(p: Parameters) -> None:

@@ -31,6 +31,16 @@ class Plan:
     fields: list[tuple[str, str, str]]  # (field, label, value) as the form shows them
     results: Results | None
 
+    @property
+    def groups(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
+        """The form's fields in fieldsets: the trial, then each arm's lots and site stock."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for name, label, value in self.fields:
+            arm = name.split(".")[0] if "." in name else ""
+            legend = f"Arm {arm}: lots and site stock" if arm else "Trial, enrolment and shipping"
+            out.setdefault(legend, []).append((name, label.removeprefix(f"{arm}: ") if arm else label, value))
+        return list(out.items())
+
 
 def study_choices(db: Database) -> list[tuple[str, str]]:
     with db.read() as session:
