@@ -109,7 +109,7 @@ def _visits(p: Parameters, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return randomised, site, arm, day, np.logical_and.accumulate(stays, axis=2)
 
 
-def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its steps in order
+def simulate(p: Parameters) -> Results:
     started_at = time.perf_counter()
     rng = np.random.default_rng(p.seed)
     runs, n_sites, n_arms = p.runs, len(p.sites), len(p.arms)
@@ -124,7 +124,7 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
     cell = (((day - t0) * runs + run_of) * n_arms + arm_of) * n_sites + site_of
     demand = np.bincount(cell[kept], minlength=n_days * runs * n_arms * n_sites).astype(np.int32)
     demand = demand.reshape(n_days, runs, n_arms, n_sites)
-    busy = demand.reshape(n_days, -1).any(axis=1)
+    busy: np.ndarray = np.asarray(demand.reshape(n_days, -1).any(axis=1))
     rand_cell = ((randomised - t0) * runs + np.arange(runs)[:, None]) * n_arms + arm
     randomised_by = np.bincount(rand_cell.ravel(), minlength=n_days * runs * n_arms)[: n_days * runs * n_arms]
     randomised_by = randomised_by.reshape(n_days, runs, n_arms).cumsum(axis=0, dtype=np.int32)
@@ -227,14 +227,14 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
         new = np.minimum(np.minimum(new, np.floor(credit).astype(np.int64)), lots - started)
         credit -= new
         for j in range(int(new.max(initial=0))):
-            r, a = np.nonzero(new > j)
-            k = started[r, a]
-            start[r, a, k] = t
-            release[r, a, k] = t + ready[a]
-            expiry[r, a, k] = t + make[a] + p.shelf_life_days
-            bench[r, a, k] = kits_per_lot[a]
-            expiring.update(np.unique(expiry[r, a, k]).tolist())
-            started[r, a] += 1
+            at_run, at_arm = np.nonzero(new > j)
+            at_lot = started[at_run, at_arm]
+            start[at_run, at_arm, at_lot] = t
+            release[at_run, at_arm, at_lot] = t + ready[at_arm]
+            expiry[at_run, at_arm, at_lot] = t + make[at_arm] + p.shelf_life_days
+            bench[at_run, at_arm, at_lot] = kits_per_lot[at_arm]
+            expiring.update(np.unique(expiry[at_run, at_arm, at_lot]).tolist())
+            started[at_run, at_arm] += 1
 
     # What is left at the end: kits that expired before the run's last visit, and kits still in date.
     unused = bench + stock.sum(axis=2) + pipe.sum(axis=(0, 3))
@@ -249,8 +249,9 @@ def simulate(p: Parameters) -> Results:  # noqa: PLR0915 - one day loop, its ste
     np.add.at(by_month, (run_of[fits], arm_of[fits], month_of_visit[fits]), 1)
     made = start < NEVER
     lots_by_month = np.zeros((runs, n_arms, months), np.int64)
-    r, a, _k = np.nonzero(made)
-    np.add.at(lots_by_month, (r, a, np.floor(start[made] / DAYS_PER_MONTH).astype(np.int64) - first_month), 1)
+    made_run, made_arm, _ = np.nonzero(made)
+    made_month = np.floor(start[made] / DAYS_PER_MONTH).astype(np.int64) - first_month
+    np.add.at(lots_by_month, (made_run, made_arm, made_month), 1)
     vials_per_lot = np.array([x.lot_vials for x in p.arms])
     return Results(
         params=p, first_month=first_month, kits_needed_by_month=by_month, lots_started_by_month=lots_by_month,

@@ -105,7 +105,8 @@ def defaults(d: StudyDefinition, *, runs: int = MIN_RUNS, seed: int = 15) -> Par
     return Parameters(
         study=d.study.code, runs=runs, seed=seed, participants=d.study.target_enrolment, sites=sites,
         screened_per_site_month=2.5, screen_failure=0.2, dropout=0.1,  # PROPOSAL: 2 randomised a site a month
-        steady_enrolment=False, block_sizes=d.randomisation.block_sizes, treatments=d.schedule.treatments, interval_days=d.schedule.interval_days,
+        steady_enrolment=False, block_sizes=d.randomisation.block_sizes, treatments=d.schedule.treatments,
+        interval_days=d.schedule.interval_days,
         window_days=d.schedule.window_days, vials_per_kit=d.presentation.vials_per_kit,
         shelf_life_months=d.presentation.shelf_life_months, do_not_ship_days=d.supply.do_not_ship_days,
         transit_days=d.supply.transit_days, lead_days=90, arms=arms)
@@ -174,7 +175,8 @@ def from_form(d: StudyDefinition, form: Mapping[str, object]) -> Parameters:
             mins.append(low)
             maxes.append(high)
         arms.append(replace(
-            arm, lot_vials=lot_vials, lots_per_month=number(key("lots_per_month"), f"{arm.code} lots per month", 0.1, 60),
+            arm, lot_vials=lot_vials,
+            lots_per_month=number(key("lots_per_month"), f"{arm.code} lots per month", 0.1, 60),
             make_days=whole(key("make_days"), f"{arm.code} days from lot start to freezing", 0, 365),
             release_days=whole(key("release_days"), f"{arm.code} days from freezing to release", 0, 365),
             site_min=tuple(mins), site_max=tuple(maxes)))
@@ -230,7 +232,8 @@ GENERAL_LABELS = {
     "screened_per_site_month": "Screened per site per month", "screen_failure": "Screen failure (fraction)",
     "dropout": "Drop-out before each later treatment (fraction)", "enrolment": "Enrolment (random or steady)",
     "treatments": "Treatments per participant", "interval_days": "Days between treatments",
-    "window_days": "Visit window (± days)", "vials_per_kit": "Vials per kit", "shelf_life_months": "Shelf life (months)",
+    "window_days": "Visit window (± days)", "vials_per_kit": "Vials per kit",
+    "shelf_life_months": "Shelf life (months)",
     "do_not_ship_days": "Do-not-ship days before expiry", "transit_days": "Transit days, bench to site",
     "lead_days": "First lots start (days before the first site opens)",
 }

@@ -121,8 +121,9 @@ def _points(points: tuple[tuple[float, float], ...]) -> str:
 def svg(chart: Chart) -> Markup:
     """The chart as an inline SVG image with its title and description for screen readers."""
     anchor = {"start": "start", "middle": "middle", "end": "end"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" role="img" style="max-width:56rem;display:block" '
-             f'class="chart" aria-labelledby="chart-{chart.key}-title chart-{chart.key}-desc">',
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH:g} {HEIGHT:g}" role="img" '
+             'style="max-width:56rem;display:block" class="chart" '
+             f'aria-labelledby="chart-{chart.key}-title chart-{chart.key}-desc">',
              f'<title id="chart-{chart.key}-title">{escape(chart.title)}</title>',
              f'<desc id="chart-{chart.key}-desc">{escape(chart.description)}</desc>',
              '<g font-family="sans-serif" fill="#222222">']

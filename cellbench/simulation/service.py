@@ -38,7 +38,8 @@ class Plan:
         for name, label, value in self.fields:
             arm = name.split(".")[0] if "." in name else ""
             legend = f"Arm {arm}: lots and site stock" if arm else "Trial, enrolment and shipping"
-            out.setdefault(legend, []).append((name, label.removeprefix(f"{arm}: ") if arm else label, value))
+            short = label.removeprefix(f"{arm}: ").removeprefix(f"{arm} at ") if arm else label
+            out.setdefault(legend, []).append((name, short[:1].upper() + short[1:], value))
         return list(out.items())
 
 

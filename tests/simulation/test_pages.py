@@ -88,3 +88,16 @@ def test_the_pdf_holds_the_figures_the_charts_and_every_parameter(as_, studies_l
     drawn = b"".join(page.get_contents().get_data() for page in reader.pages)
     assert drawn.count(b" re f") + drawn.count(b" re\nf") >= 40, "the bars and legend keys are drawn rectangles"
     assert drawn.count(b" l\n") + drawn.count(b" l ") >= 100, "axes, grid and lines are drawn paths"
+
+
+def test_the_demos_supply_manager_runs_the_simulation_from_the_nav_and_gets_its_pdf(app, demo_trial_world):
+    from cellbench.demo import DEMO_PASSWORD
+
+    from ..conftest import sign_in
+
+    supply = sign_in(app, "supply", DEMO_PASSWORD)
+    assert 'href="/simulation"' in supply.get("/").text
+    page = supply.get(f"/simulation/{STUDY}?run=1")
+    assert page.status_code == 200 and page.text.count("<svg") == 3
+    assert supply.get(f"/simulation/{STUDY}/simulation.pdf?run=1").content.startswith(b"%PDF")
+    assert sign_in(app, "pharmacist", DEMO_PASSWORD).get(f"/simulation/{STUDY}").status_code == 403
