@@ -18,9 +18,12 @@ from ..studies import StudyDefinition
 
 DAYS_PER_MONTH = 365.25 / 12
 MIN_RUNS, MAX_RUNS = 1000, 5000
-# The work one request may ask for: runs × simulated days. MESRIX-more's defaults need about 1.2
-# million (1,000 runs × ~1,200 days, a few seconds); three times that is the most a page may wait for.
-MAX_RUN_DAYS = 3_600_000
+# The work one request may ask for. The day loop costs runs × simulated days × lots (each lot is a
+# column of every stock array): MESRIX-more's defaults are 1,000 × ~1,200 × 54, a few seconds; three
+# times that is the most a page may wait for. The visits drawn at the start hold runs × participants ×
+# treatments numbers (8 bytes each, a few arrays of them): MESRIX-more's are 200,000; 5 million at most.
+MAX_WORK = 3 * 1000 * 1200 * 54
+MAX_VISITS = 5_000_000
 MAX_DAYS = 6000  # about 16 years from the first lot to the last visit
 MAX_LOTS = 400  # lots one arm may need in one run: beyond that the lot size is absurd for the trial
 
@@ -195,7 +198,8 @@ def from_form(d: StudyDefinition, form: Mapping[str, object]) -> Parameters:
         interval_days=interval, window_days=window, vials_per_kit=vials_per_kit,
         shelf_life_months=number("shelf_life_months", "shelf life (months)", 0.1, 240),
         do_not_ship_days=whole("do_not_ship_days", "do-not-ship days", 0, 3650),
-        transit_days=whole("transit_days", "transit days", 0, 60),
+        # no longer than the dry shipper's validated hold time (the study's presentation)
+        transit_days=whole("transit_days", "transit days", 0, d.presentation.transport_hold_days),
         lead_days=whole("lead_days", "days the first lots start before the first site opens", 0, 1000),
         arms=tuple(arms))
     check_work(p)
@@ -219,12 +223,25 @@ def check_work(p: Parameters) -> None:
         raise InvalidInput(f"At this pace the trial would take about {days / 365.25:.0f} years; the simulation "
                            f"covers at most {MAX_DAYS / 365.25:.0f}. Raise the enrolment rate.",
                            field="screened_per_site_month")
-    if p.runs * days > MAX_RUN_DAYS:
-        raise InvalidInput(f"A trial this long allows at most {MAX_RUN_DAYS // days} runs.", field="runs")
     for arm in p.arms:
         if lots_bound(p, arm) > MAX_LOTS:
             raise InvalidInput(f"With {arm.lot_vials} vials a lot the {arm.code} arm would need hundreds of lots; "
                                "give the lot's real yield.", field=f"{arm.code}.lot_vials")
+    visits = p.participants * p.treatments
+    if p.runs * visits > MAX_VISITS:
+        raise InvalidInput(f"{p.participants} participants × {p.treatments} treatments allow at most "
+                           f"{MAX_VISITS // visits} runs.", field="runs" if p.runs > MIN_RUNS else "participants")
+    smallest = max(p.arms, key=lambda arm: lots_bound(p, arm))
+    lots = lots_bound(p, smallest)
+    if p.runs * days * lots > MAX_WORK:
+        if p.runs > MIN_RUNS:
+            raise InvalidInput(f"These parameters allow at most {max(MAX_WORK // (days * lots), 1)} runs (the work "
+                               "grows with runs × the trial's days × the lots of an arm).", field="runs")
+        if lots > 2 * 54:
+            raise InvalidInput(f"With {smallest.lot_vials} vials a lot the {smallest.code} arm needs too many lots "
+                               f"for a trial this long; give the lot's real yield.", field=f"{smallest.code}.lot_vials")
+        raise InvalidInput(f"At this pace the trial would take about {days / 365.25:.0f} years, too long to "
+                           f"simulate in lots of this size. Raise the enrolment rate.", field="screened_per_site_month")
 
 
 GENERAL_LABELS = {

@@ -59,3 +59,17 @@ def test_work_that_would_stall_the_page_is_refused_by_the_field_that_causes_it(d
     with pytest.raises(InvalidInput) as tiny:
         from_form(definition, {"participants": "2000", "screened_per_site_month": "50", "active.lot_vials": "2"})
     assert tiny.value.field == "active.lot_vials"
+
+
+def test_a_shipment_takes_no_longer_than_the_dry_shippers_hold_time(definition):
+    with pytest.raises(InvalidInput) as refused:
+        from_form(definition, {"transit_days": "8"})
+    assert refused.value.field == "transit_days" and "at most 7" in refused.value.message
+
+
+def test_the_most_runs_the_page_allows_for_mesrix_more_still_run_within_their_bound(definition):
+    with pytest.raises(InvalidInput) as refused:
+        from_form(definition, {"runs": "5000"})
+    allowed = int(refused.value.message.split("at most ")[1].split(" ")[0])
+    assert 2000 < allowed < 5000
+    assert from_form(definition, {"runs": str(allowed)}).runs == allowed
