@@ -4,5 +4,5 @@ kit, no list and nothing sealed, only the study file and the supply manager's as
 from __future__ import annotations
 
 from .model import Results, simulate
-from .parameters import ArmSupply, Parameters, as_form, defaults, field_names, from_form
+from .parameters import ArmSupply, Field, Parameters, as_form, defaults, field_names, from_form
 from .service import READERS, Plan, form_of, pdf_file, plan, study_choices

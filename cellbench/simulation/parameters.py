@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .. import inputs
 from ..errors import InvalidInput
@@ -265,8 +266,29 @@ ARM_LABELS = {"lot_vials": "vials a lot gives for kits", "lots_per_month": "lots
               "min": "minimum (kits)", "max": "maximum (kits)"}
 
 
-def labelled(p: Parameters) -> list[tuple[str, str, str]]:
-    """(field, label, value) for every parameter, in the form's order: the form and the PDF alike."""
+# Where each default comes from; "PROPOSAL": an assumption the sponsor confirms or the form changes.
+SOURCES = {
+    "participants": "study file: target enrolment", "treatments": "study file: schedule",
+    "interval_days": "study file: schedule", "window_days": "study file: schedule",
+    "vials_per_kit": "study file: presentation", "shelf_life_months": "study file: presentation",
+    "do_not_ship_days": "study file: supply", "transit_days": "study file: supply",
+    "screened_per_site_month": "PROPOSAL", "screen_failure": "PROPOSAL", "dropout": "PROPOSAL",
+    "lead_days": "PROPOSAL", "lot_vials": "PROPOSAL: the demo's lots less their QC and retained vials",
+    "lots_per_month": "PROPOSAL", "make_days": "PROPOSAL", "release_days": "PROPOSAL", "min": "PROPOSAL",
+    "max": "PROPOSAL",
+}
+
+
+class Field(NamedTuple):
+    name: str
+    label: str
+    value: str
+    source: str  # where the default comes from
+
+
+def labelled(p: Parameters) -> list[Field]:
+    """Every parameter with its label, value and the source of its default, in the form's order: the
+    form and the PDF alike."""
     values = as_form(p)
     out = []
     for name in field_names(p):
@@ -277,5 +299,5 @@ def labelled(p: Parameters) -> list[tuple[str, str, str]]:
             label = f"{parts[0]}: {ARM_LABELS[parts[1]]}"
         else:
             label = f"{parts[0]} at {parts[1]}: {ARM_LABELS[parts[2]]}"
-        out.append((name, label, values[name]))
+        out.append(Field(name, label, values[name], SOURCES.get(parts[-1], "")))
     return out

@@ -85,6 +85,6 @@ def simulation_pdf(res: Results, *, study_title: str, printed_by: str, zone: Zon
         pdf.set_y(top + height + 2)
         pdf.line_of([("", chart.description)])
     pdf.heading("Parameters")
-    pdf.grid(("Parameter", "Field", "Value"), (80, 50, 30),
-             [[{"text": label, "style": BOLD}, name, value] for name, label, value in labelled(p)])
+    pdf.grid(("Parameter", "Field", "Value", "Default from"), (70, 45, 20, 55),
+             [[{"text": f.label, "style": BOLD}, f.name, f.value, f.source] for f in labelled(p)])
     return bytes(pdf.output())

@@ -13,7 +13,7 @@ from .. import clock, studies
 from ..db import Database
 from ..models import Role
 from .model import Results, simulate
-from .parameters import Parameters, as_form, defaults, from_form, labelled
+from .parameters import Field, Parameters, as_form, defaults, from_form, labelled
 from .pdf import simulation_pdf
 
 # Unblinded planning: it shows arms by name. Blinded roles (pharmacist, investigator, monitor,
@@ -28,18 +28,18 @@ cached_simulate = lru_cache(maxsize=8)(simulate)  # Parameters are frozen and ha
 class Plan:
     study: str
     title: str
-    fields: list[tuple[str, str, str]]  # (field, label, value) as the form shows them
+    fields: list[Field]  # as the form shows them
     results: Results | None
 
     @property
-    def groups(self) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    def groups(self) -> list[tuple[str, list[Field]]]:
         """The form's fields in fieldsets: the trial, then each arm's lots and site stock."""
-        out: dict[str, list[tuple[str, str, str]]] = {}
-        for name, label, value in self.fields:
-            arm = name.split(".")[0] if "." in name else ""
+        out: dict[str, list[Field]] = {}
+        for f in self.fields:
+            arm = f.name.split(".")[0] if "." in f.name else ""
             legend = f"Arm {arm}: lots and site stock" if arm else "Trial, enrolment and shipping"
-            short = label.removeprefix(f"{arm}: ").removeprefix(f"{arm} at ") if arm else label
-            out.setdefault(legend, []).append((name, short[:1].upper() + short[1:], value))
+            short = f.label.removeprefix(f"{arm}: ").removeprefix(f"{arm} at ") if arm else f.label
+            out.setdefault(legend, []).append(f._replace(label=short[:1].upper() + short[1:]))
         return list(out.items())
 
 
@@ -54,7 +54,7 @@ def form_of(db: Database, code: str, typed: Mapping[str, object]) -> Plan:
         study = studies.by_code(session, code, field="code")
         d = studies.definition(study)
     shown = as_form(defaults(d)) | {k: str(v) for k, v in typed.items()}
-    return Plan(study.code, d.study.title, [(f, label, shown[f]) for f, label, _ in labelled(defaults(d))], None)
+    return Plan(study.code, d.study.title, [f._replace(value=shown[f.name]) for f in labelled(defaults(d))], None)
 
 
 def plan(db: Database, code: str, form: Mapping[str, object]) -> Plan:

@@ -37,6 +37,7 @@ def test_the_supply_manager_finds_the_simulation_in_the_nav_and_gets_the_form_wi
     assert 'name="interval_days" value="120"' in form.text and 'name="shelf_life_months" value="24"' in form.text
     assert 'name="active.lot_vials" value="10"' in form.text and 'name="placebo.AUH-ENT.max" value="4"' in form.text
     assert "<svg" not in form.text, "the form alone runs nothing"
+    assert "PROPOSAL" in form.text and "study file: schedule" in form.text, "each default says where it comes from"
 
 
 def test_a_run_shows_the_figures_and_three_accessible_charts(as_, studies_loaded):
@@ -83,7 +84,7 @@ def test_the_pdf_holds_the_figures_the_charts_and_every_parameter(as_, studies_l
     text = " ".join(page.extract_text() for page in reader.pages)
     for words in ("Supply simulation: NCT07290946", "Figures per arm", "Kits needed per month",
                   "Lots started per month", "Probability of a stock-out", "Lots needed at least",
-                  "Shelf life (months)", "Seed"):
+                  "Shelf life (months)", "Seed", "study file: schedule", "PROPOSAL"):
         assert words in text, words
     drawn = b"".join(page.get_contents().get_data() for page in reader.pages)
     assert drawn.count(b" re f") + drawn.count(b" re\nf") >= 40, "the bars and legend keys are drawn rectangles"
