@@ -76,6 +76,9 @@ from .pharmacy import (
     EligibilityRecord,
     Notification,
     Participant,
+    Preparation,
+    PreparationSyringe,
+    PreparationUnit,
     Unblinding,
     Visit,
 )
