@@ -110,7 +110,7 @@ def record_thaw_end(session: Session, actor: Actor, visit: Visit, ended_at: obje
         raise Conflict(f"The thaw or preparation end is already recorded ({hhmm(record.thaw_ended_at, ctx.site)}).",
                        field="thaw_ended_at")
     now = utcnow()
-    typed = ended_at if isinstance(ended_at, datetime) or str(ended_at or "").strip() else now
+    typed: datetime | str = ended_at if isinstance(ended_at, datetime) else str(ended_at or "").strip() or now
     at = inputs.moment(typed, "thaw_ended_at", "end of the thaw or preparation", zone(ctx.site))
     started = ctx.visit.preparation_started_at
     assert started is not None, "a visit in preparation has its start"

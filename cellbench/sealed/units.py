@@ -132,7 +132,7 @@ def unit_codes(session: Session, actor: Actor, kit: Kit) -> dict[int, str]:
     rows = session.execute(select(col(SealedKitUnit.dose), col(Vial.code))
                            .join(Vial, col(Vial.id) == col(SealedKitUnit.vial_id))
                            .where(col(SealedKitUnit.kit_id) == kit.id).order_by(col(SealedKitUnit.dose)))
-    return {position: code for position, code in rows}
+    return {int(position): str(code) for position, code in rows}
 
 
 def composition(session: Session, actor: Actor, blinded_lot_id: int) -> list[dict]:
