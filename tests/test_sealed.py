@@ -82,7 +82,7 @@ UNBLINDED_ONLY = {
 
 
     "cellbench.web.shortages",  # "no kit" alerts with their arms
-    "cellbench.web.preparation",  # the preparer's record: hands the pharmacy the kit's unit codes to check scans
+    "cellbench.web.preparation", "cellbench.api.preparation",  # the preparer's record: checks scans in the compartment
 }
 
 # Edges of the import graph reviewed as safe: each one's code path runs for a blinded role

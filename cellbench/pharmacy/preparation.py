@@ -246,6 +246,8 @@ class PreparationView:
     masking_measures: tuple[str, ...]
     max_volume_ml: float
     open: bool  # the preparer may still add to it
+    state: str  # the visit's, for the stopped clock's words
+    state_label: str
 
     @property
     def complete(self) -> bool:
@@ -271,4 +273,4 @@ def record_view(session: Session, visit: Visit) -> PreparationView:
         units_expected=units_expected(ctx), syringes=syringes,
         masking_measure=record.masking_measure if record else None,
         masking_measures=studies.definition(ctx.study).presentation.masking_measures,
-        max_volume_ml=max_volume_ml(ctx), open=state in RECORDING)
+        max_volume_ml=max_volume_ml(ctx), open=state in RECORDING, state=state.value, state_label=visit_label(visit))

@@ -253,3 +253,30 @@ def test_the_use_by_countdown_stops_when_the_last_gland_is_recorded(site, as_, d
     assert view.use_by is not None and not view.clock_running
     late = as_("jonas").submit(record_url("SCR-001") + "/thaw-end")
     assert late.status_code == 409 and "the preparation record is closed" in late.text
+
+
+# --- the API --------------------------------------------------------------------------------------------------
+
+
+def test_the_api_records_the_same_steps_and_names_the_field_it_refuses(site, as_, db):
+    randomised(as_, "SCR-001")
+    kit_number = started(as_, "SCR-001")
+    jonas, url = as_("jonas"), f"/api/v1{record_url('SCR-001')}"
+    assert jonas.post(url + "/thaw-end", json={}).status_code == 200
+    wrong = jonas.post(url + "/units", json={"unit_code": "ASC-2026-0101-V999"})
+    assert (wrong.status_code, wrong.json()["field"]) == (422, "unit_code")
+    for code in units_of(db, kit_number).values():
+        assert jonas.post(url + "/units", json={"unit_code": code}).status_code == 201
+    bad_measure = jonas.post(url + "/masking", json={"masking_measure": "none"})
+    assert (bad_measure.status_code, bad_measure.json()["field"]) == (422, "masking_measure")
+    assert jonas.post(url + "/masking", json={"masking_measure": MEASURE}).status_code == 200
+    too_much = jonas.post(url + "/syringes", json={"gland": "right", "volume_ml": 9})
+    assert (too_much.status_code, too_much.json()["field"]) == (422, "volume_ml")
+    for gland in ("left", "right"):
+        assert jonas.post(url + "/syringes", json={"gland": gland, "volume_ml": 1}).status_code == 201
+        label = jonas.post(f"{url}/labels/{gland}")
+        assert label.status_code == 200 and label.content.startswith(b"%PDF")
+    answer = jonas.get(url).json()
+    assert answer["complete"] and answer["units_scanned"] == 2 and answer["clock_running"]
+    assert all(code not in str(answer) for code in units_of(db, kit_number).values())
+    assert as_("ida").get(url).status_code == 403
