@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import subprocess
+import threading
 
 import pypdf
 import pytest
@@ -16,7 +17,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from cellbench import pharmacy, sealed, sitecodes, studies
-from cellbench.errors import InvalidInput
+from cellbench.errors import Conflict, InvalidInput
 from cellbench.labels.syringe import SYRINGE_SIZE
 from cellbench.models import AuditEvent, Kit, Preparation, PreparationSyringe, PreparationUnit, Visibility
 
@@ -232,6 +233,34 @@ def test_only_the_preparer_reaches_the_record_and_blinded_people_see_no_trace_of
     assert "Preparation record" not in participant_page
     assert all(code not in participant_page for code in units_of(db, kit_number).values())
     assert "preparation record" in as_("jonas").get(f"/participants/{STUDY}/SCR-001").text
+
+
+def test_two_entries_for_the_same_gland_at_the_same_moment_one_gets_a_conflict(site, as_, db):
+    randomised(as_, "SCR-001")
+    kit_number = started(as_, "SCR-001")
+    assert as_("jonas").submit(record_url("SCR-001") + "/thaw-end").status_code == 303
+    for code in units_of(db, kit_number).values():
+        assert as_("jonas").submit(record_url("SCR-001") + "/units", {"unit_code": code}).status_code == 303
+    barrier, results = threading.Barrier(2), []
+
+    def draw(volume: str) -> None:
+        barrier.wait()
+        try:
+            with db.write() as s:
+                pharmacy.draw_syringe(s, actor_of(db, "jonas"), pharmacy.visit_by_ref(s, STUDY, "SCR-001", 1),
+                                      "left", volume)
+            results.append("drawn")
+        except Conflict as conflict:
+            results.append(f"conflict on {conflict.field}")
+
+    threads = [threading.Thread(target=draw, args=(volume,)) for volume in ("1.0", "0.9")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(results) == ["conflict on gland", "drawn"], results
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(PreparationSyringe)) == 1
 
 
 # --- the clock -------------------------------------------------------------------------------------------------
