@@ -130,6 +130,17 @@ class Presentation(_Strict):
     use_window_minutes: int = Field(ge=1)
     shelf_life_months: int = Field(ge=1)
     shelf_life: str = Field(min_length=1)  # the rule in words, e.g. the blinded lot's earliest expiry
+    # How the unblinded preparer keeps what is drawn up from the blinded people's sight: the
+    # preparer's record names one of these. Study-level (no product specification declares it, so
+    # presentation_mismatch, which compares only what a specification declares, never asks for it).
+    masking_measures: tuple[str, ...] = Field(default=(), max_length=12, strict=False)
+
+    @field_validator("masking_measures")
+    @classmethod
+    def _distinct_measures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not m.strip() or len(m) > 200 for m in value) or len({m.strip().lower() for m in value}) != len(value):
+            raise ValueError("masking measures are distinct, non-empty, at most 200 characters each")
+        return value
 
 
 class Supply(_Strict):

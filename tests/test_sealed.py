@@ -83,6 +83,7 @@ UNBLINDED_ONLY = {
 
     "cellbench.web.shortages",  # "no kit" alerts with their arms
     "cellbench.web.simulation",  # supply planning per arm: lots, stock-outs, expiry
+    "cellbench.web.preparation", "cellbench.api.preparation",  # the preparer's record: checks scans in the compartment
 }
 
 # Edges of the import graph reviewed as safe: each one's code path runs for a blinded role

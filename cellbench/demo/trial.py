@@ -53,6 +53,7 @@ from ..models import AuditEvent, Kit, KitState, Lot, Participant, Shipment, Ship
 from ..supply import packaging
 from . import manufacturing as demo
 from . import positions as demo_positions
+from . import preparation as preparation_demo
 from . import release as release_demo
 from . import sites
 
@@ -261,12 +262,17 @@ class _Story:
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
         return kit
 
-    def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9) -> Kit:
-        """Assigned and dispensed at hh:00, thawed or prepared at hh:30, both glands within the hour."""
+    def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9,
+              record: bool = False) -> Kit:
+        """Assigned and dispensed at hh:00, thawed or prepared at hh:30, both glands within the hour;
+        with `record`, the preparer's full record and syringe labels in between."""
         self.clock.at(day, f"{hour:02d}:00")
         kit = self.dispense(participant, treatment)
         self.clock.at(day, f"{hour:02d}:30")
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
+        if record:
+            preparation_demo.record(self.s, self.actor("preparer"), self.visit(participant, treatment), self.key,
+                                    lambda hhmm: self.clock.at(day, hhmm), hour)
         investigator = self.actor("investigator")
         for gland, minutes in ((1, 52), (2, 58)):
             self.clock.at(day, f"{hour:02d}:{minutes}")
@@ -304,7 +310,7 @@ class _Story:
         # NCT07290946: treatment 1, and treatment 2 four months later
         at(22, "08:30")
         twice = self.enrol(self.long, "SCR-101")
-        self.treat(twice, 22)
+        self.treat(twice, 22, record=True)  # with the preparer's full record and syringe labels
         at(30, "08:30")
         self.treat(self.enrol(self.long, "SCR-102"), 30)  # treatment 2 is due now
 

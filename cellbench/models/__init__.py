@@ -78,6 +78,9 @@ from .pharmacy import (
     EligibilityRecord,
     Notification,
     Participant,
+    Preparation,
+    PreparationSyringe,
+    PreparationUnit,
     Unblinding,
     Visit,
 )

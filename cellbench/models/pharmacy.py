@@ -104,3 +104,50 @@ class Notification(SQLModel, table=True):
     body: str
     created_at: datetime = timestamp()
     sent_at: datetime | None = timestamp(nullable=True)
+
+
+class Preparation(SQLModel, table=True):
+    """The unblinded preparer's record of one visit's dose, begun when the preparation clock starts
+    (the start itself is the visit's preparation_started_at): when the thaw (ASC) or preparation
+    (saline) ended and the masking measure used. The same fields for both arms; what is in the
+    units stays in the sealed compartment."""
+
+    __tablename__ = "preparation"
+
+    visit_id: int = Field(foreign_key="visit.id", primary_key=True)
+    kit_id: int = Field(foreign_key="kit.id", index=True)
+    thaw_ended_at: datetime | None = timestamp(nullable=True)
+    thaw_ended_by: int | None = Field(default=None, foreign_key="app_user.id")
+    masking_measure: str | None = Field(default=None, max_length=200)
+    masking_by: int | None = Field(default=None, foreign_key="app_user.id")
+    masking_at: datetime | None = timestamp(nullable=True)
+
+
+class PreparationUnit(SQLModel, table=True):
+    """A unit (vial) of the kit scanned at preparation and found to be one of the kit's own. Its
+    code is not kept here: which units a kit holds is the sealed compartment's to know."""
+
+    __tablename__ = "preparation_unit"
+    __table_args__ = (UniqueConstraint("visit_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    visit_id: int = Field(foreign_key="visit.id", index=True)
+    position: int  # the unit's place in the kit, 1 = the first dose's first unit
+    scanned_at: datetime = timestamp()
+    by_user: int = Field(foreign_key="app_user.id")
+
+
+class PreparationSyringe(SQLModel, table=True):
+    """The syringe drawn up for one dose (gland), its volume, and its printed label."""
+
+    __tablename__ = "preparation_syringe"
+    __table_args__ = (UniqueConstraint("visit_id", "dose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    visit_id: int = Field(foreign_key="visit.id", index=True)
+    dose: int  # 1-based index of the study's dose_sites
+    volume_ml: float
+    drawn_at: datetime = timestamp()
+    by_user: int = Field(foreign_key="app_user.id")
+    labels_printed: int = 0
+    label_printed_at: datetime | None = timestamp(nullable=True)

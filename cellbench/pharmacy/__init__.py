@@ -1,6 +1,7 @@
 """The site pharmacy: participants enrolled and randomised (`participants`), their treatment
 visits moved by one transition table (`lifecycle.MACHINE`), kit assignment and dispensing
-(`dispensing`), the preparation clock and administration per gland (`administration`), kits
+(`dispensing`), the preparation clock and administration per gland (`administration`), the
+preparer's record and syringe labels (`preparation`), kits
 coming back to the pharmacy (`returns`), and what pages read (`reading`, `records`).
 
 Blinding: this package knows no arm. It reaches the sealed compartment through `doors` alone,
@@ -53,6 +54,18 @@ from .lifecycle import (
     visit_state,
 )
 from .participants import enrol, randomise, schedule
+from .preparation import (
+    PreparationView,
+    SyringeView,
+    UnitReader,
+    choose_masking,
+    draw_syringe,
+    print_label,
+    record_thaw_end,
+    record_view,
+    scan_unit,
+    syringe_label,
+)
 from .reading import (
     AdministrationView,
     VisitView,

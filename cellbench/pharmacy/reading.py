@@ -16,7 +16,7 @@ from ..clock import utcnow
 from ..custody import fetch
 from ..errors import NotFound
 from ..models import Administration, BlindedLot, Kit, Participant, Site, Study, User, Visit
-from .lifecycle import OPEN, Action, VisitState, actions, visit_label
+from .lifecycle import FINAL, OPEN, Action, VisitState, actions, visit_label
 from .records import context, gland_names, participant_number, replaced_kits
 
 
@@ -114,6 +114,12 @@ class VisitView:
 
     def may(self, name: str) -> bool:
         return name in self.allowed
+
+    @property
+    def clock_running(self) -> bool:
+        """The use-by clock runs from the preparation's start until the visit closes (the last gland
+        recorded, or the rest not administered): pages stop counting down then."""
+        return self.use_by is not None and VisitState(self.state) not in FINAL
 
 
 def view(session: Session, actor: Actor, visit: Visit) -> VisitView:

@@ -46,6 +46,7 @@ from .units import (
     put_units,
     put_units_many,
     runs_with_lot,
+    unit_codes,
 )
 
 __all__ = [
@@ -89,4 +90,5 @@ __all__ = [
     "runs_with_lot",
     "seal_list",
     "unblind_participant",
+    "unit_codes",
 ]

@@ -11,9 +11,12 @@ from sqlmodel import Session, col
 
 from .. import audit
 from ..audit import Actor
-from ..models import Kit, KitState, Lot, SealedKitArm, SealedKitUnit, SealedList, Study, Vial, Visibility
+from ..models import Kit, KitState, Lot, Role, SealedKitArm, SealedKitUnit, SealedList, Study, Vial, Visibility
 from ..sealing import FILLERS, READERS, ListState
 from .walls import _admit, _read
+
+# The unblinded preparer checks each scanned unit against the kit it came in (besides the readers).
+UNIT_CHECKERS = READERS | {Role.preparer}
 
 
 def arms_of_kits(session: Session, actor: Actor, kit_ids: Iterable[int], *, why: str) -> dict[int, str]:
@@ -120,6 +123,16 @@ def contents(session: Session, actor: Actor, kit: Kit) -> tuple[str | None, list
                             .join(Lot, col(Lot.id) == col(Vial.lot_id)).where(col(SealedKitUnit.kit_id) == kit.id)
                             .order_by(col(SealedKitUnit.dose)))
     return arm, [(dose, vial, lot) for dose, vial, lot in units]
+
+
+def unit_codes(session: Session, actor: Actor, kit: Kit) -> dict[int, str]:
+    """The codes of a kit's units by their place in it (1 = the first dose's first unit), without the
+    arm: what the preparer's scans are checked against. A logged read like every other."""
+    _read(session, actor, UNIT_CHECKERS, "kit units (preparation check)", kit.number)
+    rows = session.execute(select(col(SealedKitUnit.dose), col(Vial.code))
+                           .join(Vial, col(Vial.id) == col(SealedKitUnit.vial_id))
+                           .where(col(SealedKitUnit.kit_id) == kit.id).order_by(col(SealedKitUnit.dose)))
+    return {int(position): str(code) for position, code in rows}
 
 
 def composition(session: Session, actor: Actor, blinded_lot_id: int) -> list[dict]:

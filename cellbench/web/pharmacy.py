@@ -139,7 +139,10 @@ def _participant(request: Request, session: Session, viewer: Viewer, study: str,
         history += audit.history(session, viewer.actor, "visit", v.ref)
     history.sort(key=lambda e: e.seq)
     site = custody.fetch(session, Site, participant.site_id, "site")
+    records = {v.treatment: pharmacy.record_view(session, visit) for v, visit in  # the preparer's own record
+               zip(views, pharmacy.visits_of(session, participant), strict=True) if v.use_by and viewer.has(*preparers)}
     return render(request, "pharmacy/participant.html", status_code=error.status if error else 200, p=participant,
+                  records=records,
                   study=study_row, site=site, number=pharmacy.participant_number(participant), visits=views,
                   url=participant_url(study_row.code, participant.screening_number), visit_url=visit_url,
                   can_randomise=viewer.has(*pharmacy.RANDOMISERS) and participant.randomisation_number is None,
