@@ -12,7 +12,7 @@ import cellbench.models
 
 
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
