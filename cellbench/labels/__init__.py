@@ -1,9 +1,11 @@
 """Labels: Annex VI kit and vial labels as PDF sheets and ZPL (`sheets`) in the label font
-(`fonts`), label runs and their reconciliation (`printing`)."""
+(`fonts`), label runs and their reconciliation (`printing`), the participant's identification
+card (`participant_card`)."""
 
 from __future__ import annotations
 
 from .fonts import LabelFontMissing, LabelFonts, find_label_fonts
+from .participant_card import CARD_SIZE_MM, CardText, render_participant_card_pdf
 from .printing import (
     DEFAULT_STATES,
     EXTENSIONS,
