@@ -45,7 +45,19 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import accountability, clock, custody, kits, pharmacy, qrpayload, release, studies, unblinding, users
+from .. import (
+    accountability,
+    clock,
+    custody,
+    kits,
+    pharmacy,
+    qrpayload,
+    release,
+    sitecodes,
+    studies,
+    unblinding,
+    users,
+)
 from ..accountability import destruction
 from ..audit import Actor
 from ..config import DEMO_SECRET_KEY
@@ -260,6 +272,15 @@ class _Story:
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
         return kit
 
+    def bedside(self, investigator: Actor, visit: Visit, kit: Kit) -> None:
+        """The investigator scans the participant's card, then each syringe label, at the bed."""
+        ctx = pharmacy.context(self.s, visit)
+        number = ctx.participant.randomisation_number or ""
+        pharmacy.scan(self.s, investigator, visit, sitecodes.card_payload(ctx.study.code, number, self.key), self.key)
+        for dose in range(1, ctx.study.doses_per_treatment + 1):
+            pharmacy.scan(self.s, investigator, visit, sitecodes.syringe_payload(kit.number, dose, number, self.key),
+                          self.key)
+
     def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9) -> Kit:
         """Assigned and dispensed at hh:00, thawed or prepared at hh:30, both glands within the hour."""
         self.clock.at(day, f"{hour:02d}:00")
@@ -267,6 +288,8 @@ class _Story:
         self.clock.at(day, f"{hour:02d}:30")
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
         investigator = self.actor("investigator")
+        self.clock.at(day, f"{hour:02d}:50")
+        self.bedside(investigator, self.visit(participant, treatment), kit)
         for gland, minutes in ((1, 52), (2, 58)):
             self.clock.at(day, f"{hour:02d}:{minutes}")
             pharmacy.administer(self.s, investigator, self.visit(participant, treatment), gland=gland, volume_ml="1.0")
