@@ -32,6 +32,6 @@ def checked_at_bedside(session, actor, visit, doses: Iterable[int] | None = None
     """The same through the service, in the caller's transaction."""
     ctx = pharmacy.context(session, visit)
     number, kit = ctx.participant.randomisation_number or "", ctx.held_kit.number
-    pharmacy.scan(session, actor, visit, sitecodes.card_payload(ctx.study.code, number, secret), secret)
+    pharmacy.bedside_scan(session, actor, visit, sitecodes.card_payload(ctx.study.code, number, secret), secret)
     for dose in doses or range(1, ctx.study.doses_per_treatment + 1):
-        pharmacy.scan(session, actor, visit, sitecodes.syringe_payload(kit, dose, number, secret), secret)
+        pharmacy.bedside_scan(session, actor, visit, sitecodes.syringe_payload(kit, dose, number, secret), secret)

@@ -31,5 +31,5 @@ def bedside_scan(study: str, number: str, treatment: int, body: ScanIn, request:
     the audit trail although nothing else is."""
     with db.write() as session:
         visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
-        result = pharmacy.scan(session, viewer.actor, visit, body.code, request.app.state.settings.secret_key)
+        result = pharmacy.bedside_scan(session, viewer.actor, visit, body.code, request.app.state.settings.secret_key)
         return ScanOut(kind=result.kind, message=result.message, dose=result.dose)

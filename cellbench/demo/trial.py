@@ -276,10 +276,11 @@ class _Story:
         """The investigator scans the participant's card, then each syringe label, at the bed."""
         ctx = pharmacy.context(self.s, visit)
         number = ctx.participant.randomisation_number or ""
-        pharmacy.scan(self.s, investigator, visit, sitecodes.card_payload(ctx.study.code, number, self.key), self.key)
-        for dose in range(1, ctx.study.doses_per_treatment + 1):
-            pharmacy.scan(self.s, investigator, visit, sitecodes.syringe_payload(kit.number, dose, number, self.key),
-                          self.key)
+        codes = [sitecodes.card_payload(ctx.study.code, number, self.key)]
+        codes += [sitecodes.syringe_payload(kit.number, dose, number, self.key)
+                  for dose in range(1, ctx.study.doses_per_treatment + 1)]
+        for code in codes:
+            pharmacy.bedside_scan(self.s, investigator, visit, code, self.key)
 
     def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9) -> Kit:
         """Assigned and dispensed at hh:00, thawed or prepared at hh:30, both glands within the hour."""

@@ -30,7 +30,9 @@ from .administration import (
 )
 from .bedside import PASSED as BEDSIDE_PASSED
 from .bedside import REFUSED as BEDSIDE_REFUSED
-from .bedside import ScanResult, checks, scan, syringe_not_checked
+from .bedside import ScanResult, syringe_not_checked
+from .bedside import checks as bedside_checks
+from .bedside import scan as bedside_scan
 from .cards import CARD_PRINTERS, participant_card
 from .dispensing import NO_KIT_MESSAGE, REPLACEMENT_MOVES, NoKitAvailable, assign, dispense, replace_kit, unallocate
 from .lifecycle import (

@@ -30,7 +30,7 @@ def _page(request: Request, session: Session, viewer: Viewer, study: str, number
     visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
     view = pharmacy.view(session, viewer.actor, visit)
     scans = [e for e in audit.history(session, viewer.actor, "visit", view.ref) if e.action in SCAN_ACTIONS]
-    checks = pharmacy.checks(session, visit)
+    checks = pharmacy.bedside_checks(session, visit)
     return render(request, "pharmacy/bedside.html", status_code=error.status if error else 200, v=view,
                   url=visit_url(view), participant_url=participant_url(view.study, view.screening_number),
                   scans=scans[::-1], passed=SCAN_ACTIONS[0], error=error, code=code,
@@ -52,7 +52,7 @@ def bedside_scan(request: Request, study: str, number: str, treatment: str,
     try:
         with db.write() as session:
             visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
-            result = pharmacy.scan(session, viewer.actor, visit, code, request.app.state.settings.secret_key)
+            result = pharmacy.bedside_scan(session, viewer.actor, visit, code, request.app.state.settings.secret_key)
     except DomainError as error:
         with db.read() as session:
             return _page(request, session, viewer, study, number, treatment, error, code)
