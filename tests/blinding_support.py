@@ -610,6 +610,7 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
     from cellbench.models import BlindedLot, Kit, KitState
     from cellbench.supply import lists
 
+    from .bedside_support import scanned_at_bedside
     from .conftest import FAST_HASHER, PASSWORD, SECRET, actor_of, sign_in
     from .eligible import eligible
     from .kitworld import arms, package, released_lot
@@ -683,6 +684,8 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
         call("frida", f"{visits[arm]}/dispense", {"code": payload(given[arm])})
     for arm in visits:
         call("jonas", "/api/v1/preparation", {"code": payload(given[arm])})
+    for arm in visits:
+        scanned_at_bedside(people["ida"], visits[arm])
     for gland in ("left", "right"):
         for arm in visits:
             call("ida", f"{visits[arm]}/administrations", {"gland": gland, "volume_ml": 1.0}, 201)

@@ -20,6 +20,7 @@ from cellbench import custody, qrpayload, signatures
 from cellbench.accountability import destruction
 from cellbench.models import AuditEvent, KitState, Reconciliation, WebSession
 
+from .bedside_support import scanned_at_bedside
 from .blinding_support import sealed_tripwire
 from .conftest import PASSWORD, SECRET
 from .eligible import eligible
@@ -159,6 +160,7 @@ def test_an_active_and_a_placebo_kit_go_from_shipment_to_both_glands_alike(kit_w
         numbers[arm] = (screening, people[arm][1], kit)
         steps["dispensed"] = ok(as_("frida").post(f"{visit(screening)}/dispense", json=label(kit)))
         steps["prepared"] = ok(as_("jonas").post("/api/v1/preparation", json=label(kit)))
+        scanned_at_bedside(as_("ida"), visit(screening))
         for gland in ("left", "right"):
             steps[f"{gland} gland"] = ok(as_("ida").post(f"{visit(screening)}/administrations",
                                                          json={"gland": gland, "volume_ml": 1.0}), 201)

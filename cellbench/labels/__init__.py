@@ -1,10 +1,12 @@
 """Labels: Annex VI kit and vial labels as PDF sheets and ZPL (`sheets`) in the label font
-(`fonts`), label runs and their reconciliation (`printing`), storage box labels (`boxes`)."""
+(`fonts`), label runs and their reconciliation (`printing`), storage box labels (`boxes`), the
+participant's identification card (`participant_card`)."""
 
 from __future__ import annotations
 
 from .boxes import BoxLabel, BoxLabelSize, render_box_labels_pdf
 from .fonts import LabelFontMissing, LabelFonts, find_label_fonts
+from .participant_card import CARD_SIZE_MM, CardText, render_participant_card_pdf
 from .printing import (
     DEFAULT_STATES,
     EXTENSIONS,

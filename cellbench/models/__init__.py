@@ -28,6 +28,9 @@ from .base import (
     saved_id,
     utc_text,
 )
+from .bedside import (
+    BedsideCheck,
+)
 from .custody import (
     CustodyEvent,
     KitPosition,

@@ -1,7 +1,8 @@
 """The site pharmacy: participants enrolled and randomised (`participants`), their treatment
 visits moved by one transition table (`lifecycle.MACHINE`), kit assignment and dispensing
 (`dispensing`), the preparation clock and administration per gland (`administration`), the
-preparer's record and syringe labels (`preparation`), kits
+preparer's record and syringe labels (`preparation`), the participant's card (`cards`) and the
+scans at the bedside that come before a dose (`bedside`), kits
 coming back to the pharmacy (`returns`), and what pages read (`reading`, `records`).
 
 Blinding: this package knows no arm. It reaches the sealed compartment through `doors` alone,
@@ -28,6 +29,12 @@ from .administration import (
     record_not_administered,
     start_preparation,
 )
+from .bedside import PASSED as BEDSIDE_PASSED
+from .bedside import REFUSED as BEDSIDE_REFUSED
+from .bedside import ScanResult, syringe_not_checked
+from .bedside import checks as bedside_checks
+from .bedside import scan as bedside_scan
+from .cards import CARD_PRINTERS, participant_card
 from .dispensing import NO_KIT_MESSAGE, REPLACEMENT_MOVES, NoKitAvailable, assign, dispense, replace_kit, unallocate
 from .lifecycle import (
     ACTION_LABELS,

@@ -17,6 +17,8 @@ from ..clock import utcnow
 from ..custody import fetch, key, person
 from ..errors import Conflict, InvalidInput, RecordedRefusal
 from ..models import Administration, KitState, Site, Study, Visit
+from .bedside import FIELD as BEDSIDE_FIELD
+from .bedside import syringe_not_checked
 from .doors import record_donor
 from .lifecycle import FINAL, PREPARERS, VisitState, authorise, set_state, visit_state
 from .participants import schedule
@@ -36,6 +38,10 @@ from .records import (
 MAX_VOLUME_ML = 5.0
 CLOCK_SKEW = timedelta(minutes=2)  # an administration time this far ahead of the server is still "now"
 LATE_SUMMARY = "An administration after the use window was refused; the dose was sent to destruction."
+# What must hold for one dose's syringe before its administration is recorded: (rule, the field its
+# refusal names). Each rule says why it blocks, or None. "The syringe was drawn up" (the
+# preparer's record) joins here next to the bedside check.
+DOSE_RULES = ((syringe_not_checked, BEDSIDE_FIELD),)
 
 
 def start_preparation(session: Session, actor: Actor, code: str | None, secret_key: str) -> VisitContext:
@@ -161,6 +167,9 @@ def administer(session: Session, actor: Actor, visit: Visit, *, gland: object, v
     if existing is not None:
         raise Conflict(f"The {gland_names(ctx.study)[dose - 1]} is already recorded: {existing.volume_ml:g} mL at "
                        f"{hhmm(existing.administered_at, ctx.site)} by {existing.by_name}.", field="gland")
+    for rule, field in DOSE_RULES:
+        if why := rule(session, ctx, dose):
+            raise InvalidInput(why, field=field)
     if at > use_by:
         holder: list[RecordedRefusal] = []
         refused = RecordedRefusal(

@@ -42,6 +42,7 @@ from cellbench.db import Database
 from cellbench.models import BlindedLot, Kit, KitQuarantine, KitState, Lot, Participant, Visit
 from cellbench.supply import quarantine
 
+from ..bedside_support import checked_at_bedside
 from ..conftest import PASSWORD, SECRET, actor_of
 from ..eligible import eligible
 from ..kitworld import arms as kit_arms
@@ -269,6 +270,7 @@ class Trial:
                 pharmacy.record_not_administered(s, self.actor("ida"), visit,
                                                  "vasovagal reaction before the first injection; procedure stopped")
                 return
+            checked_at_bedside(s, self.actor("ida"), visit)
             for gland in (1, 2):
                 self.clock.tick(6)
                 pharmacy.administer(s, self.actor("ida"), visit, gland=gland, volume_ml="1.0")

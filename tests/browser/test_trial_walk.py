@@ -38,6 +38,7 @@ from cellbench.models import Donation, Lot, LotState, Study
 from cellbench.specifications import STUDIES_DIR, specs_root
 from cellbench.specifications import versions as spec_versions
 
+from ..bedside_support import card_code, syringe_code
 from ..conftest import chromium_path
 from ..eligible import criteria
 from . import bench
@@ -232,7 +233,14 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
             ida.from_queue(r"treatment visits? (in (their|its) window|(is|are) due) today")
             if not ida.at(participant_page):
                 ida.click(f"main a[href='{participant_page}']")
-            ida.click(f"table.visits tr#T{treatment} a:has-text('Record administration')")
+            ida.click(f"table.visits tr#T{treatment} a:has-text('Bedside check')")
+            # at the bed: the participant's card, then each syringe label, with a keyboard-mode scanner
+            ida.scan(card_code(STUDY, participant))
+            assert ida.notice().startswith(f"Card: participant {participant}"), ida.error()
+            for dose in (1, 2):
+                ida.scan(syringe_code(kit, dose, participant))
+                assert f"kit {kit}, dose {dose}" in ida.notice(), ida.error()
+            ida.click("main a:has-text('Record administration')")
             for gland in ("left", "right"):
                 form = f"form:has(button:has-text('Record {gland} gland'))"
                 ida.page.fill(f"{form} input[name=volume_ml]", "1.0")

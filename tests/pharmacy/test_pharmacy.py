@@ -34,6 +34,7 @@ from cellbench.models import (
 )
 from cellbench.supply import lists
 
+from ..bedside_support import card_code, scanned_at_bedside, syringe_code
 from ..conftest import PASSWORD, ROOT, SECRET, actor_of
 from ..eligible import eligible
 from ..eligible import form as eligible_form
@@ -140,6 +141,7 @@ def treat(as_, screening: str, treatment: int = 1) -> dict:
     assert dispensed.status_code == 200, dispensed.text
     prepared = as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
     assert prepared.status_code == 200, prepared.text
+    scanned_at_bedside(as_("ida"), visit_url(screening, treatment))
     for gland in ("left", "right"):
         given = as_("ida").post(f"{visit_url(screening, treatment)}/administrations",
                                 json={"gland": gland, "volume_ml": 1.0})
@@ -348,6 +350,7 @@ def test_an_administration_after_the_use_window_is_refused_but_the_deviation_and
     number = assign(as_, "SCR-001").json()["kit_number"]
     as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
     as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
+    scanned_at_bedside(as_("ida"), visit_url("SCR-001"))
     later(monkeypatch, db, minutes=61)
     response = as_("ida").post(f"{visit_url('SCR-001')}/administrations", json={"gland": "left", "volume_ml": 1})
     assert response.status_code == 422 and response.json()["field"] == "administered_at"
@@ -372,6 +375,7 @@ def test_one_gland_in_time_and_the_other_too_late_leaves_the_visit_partly_admini
     number = assign(as_, "SCR-001").json()["kit_number"]
     as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
     as_("jonas").post("/api/v1/preparation", json={"code": number})
+    scanned_at_bedside(as_("ida"), visit_url("SCR-001"))
     assert as_("ida").post(f"{visit_url('SCR-001')}/administrations",
                            json={"gland": "left", "volume_ml": 1}).status_code == 201
     later(monkeypatch, db, minutes=75)
@@ -390,6 +394,7 @@ def test_each_gland_is_recorded_once_with_a_sensible_volume_and_time(site, as_, 
     as_("jonas").post("/api/v1/preparation", json={"code": number})
     url = f"{visit_url('SCR-001')}/administrations"
     ida = as_("ida")
+    scanned_at_bedside(ida, visit_url("SCR-001"), doses=(1,))
     for body, field in (({"gland": "left", "volume_ml": 0}, "volume_ml"),
                         ({"gland": "left", "volume_ml": 5.5}, "volume_ml"),
                         ({"gland": "middle", "volume_ml": 1}, "gland"),
@@ -565,6 +570,7 @@ def test_blinded_pages_for_an_active_and_a_placebo_participant_differ_only_in_nu
 def treat_after_assignment(as_, screening: str, number: str) -> dict:
     as_("frida").post(f"{visit_url(screening)}/dispense", json={"code": payload(number)})
     as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
+    scanned_at_bedside(as_("ida"), visit_url(screening), doses=(1,))
     response = as_("ida").post(f"{visit_url(screening)}/administrations", json={"gland": "left", "volume_ml": 1})
     assert response.status_code == 201, response.text
     return response.json()
@@ -606,6 +612,9 @@ def test_the_pages_walk_a_participant_from_enrolment_to_administration(site, as_
     assert form.count('name="volume_ml"') == 2 and "data-use-by" in form
     too_much = ida.submit(f"{base}/visits/1/administration", {"gland": "left", "volume_ml": "9"})
     assert too_much.status_code == 422 and "at most 5 mL" in too_much.text
+    for code in (card_code(STUDY, randomisation_number), syringe_code(number, 1, randomisation_number),
+                 syringe_code(number, 2, randomisation_number)):  # at the bedside, before the doses go in
+        assert ida.submit(f"{base}/visits/1/bedside", {"code": code}).status_code == 303
     for gland in ("left", "right"):
         assert ida.submit(f"{base}/visits/1/administration", {"gland": gland, "volume_ml": "1,0"}).status_code == 303
     done = ida.get(base).text
@@ -763,6 +772,7 @@ def test_the_late_administrations_deviation_names_its_kit_and_visit_and_not_the_
         numbers[arm] = assign(as_, screening).json()["kit_number"]
         as_("frida").post(f"{visit_url(screening)}/dispense", json={"code": payload(numbers[arm])})
         as_("jonas").post("/api/v1/preparation", json={"code": payload(numbers[arm])})
+        scanned_at_bedside(as_("ida"), visit_url(screening))
     later(monkeypatch, db, minutes=61)
     for screening in by_arm.values():
         late = as_("ida").post(f"{visit_url(screening)}/administrations", json={"gland": "left", "volume_ml": 1})

@@ -13,6 +13,7 @@ from cellbench import clock, pharmacy, qrpayload, studies, users
 from cellbench.errors import InvalidInput
 from cellbench.models import AuditEvent, EligibilityRecord, Participant, Visit
 
+from ..bedside_support import checked_at_bedside
 from ..conftest import SECRET, actor_of
 from ..eligible import criteria, eligible
 from .test_pharmacy import SITE, STUDY, kits_at_site, later, sealed_randomisation_list
@@ -129,6 +130,7 @@ def treat(db, participant_id: int, treatment: int = 1) -> None:
         visit = pharmacy.visits_of(s, s.get(Participant, participant_id))[treatment - 1]
         pharmacy.dispense(s, actor_of(db, "frida"), visit, label, SECRET)
         pharmacy.start_preparation(s, actor_of(db, "jonas"), label, SECRET)
+        checked_at_bedside(s, actor_of(db, "ida"), visit)
     for gland in (1, 2):
         with db.write() as s:
             visit = pharmacy.visits_of(s, s.get(Participant, participant_id))[treatment - 1]

@@ -11,6 +11,7 @@ from cellbench.clock import utcnow
 from cellbench.errors import Forbidden, InvalidInput, NotFound
 from cellbench.models import AuditEvent, Destruction, Participant, Shipment, Site
 
+from ..bedside_support import scanned_at_bedside
 from ..conftest import PASSWORD, actor_of
 from ..pharmacy.test_pharmacy import (
     assign,
@@ -201,6 +202,7 @@ def test_dispense_prepare_administer_and_unblind_are_refused_to_each_site_role_o
         "study": STUDY, "participant": number, "reason_code": "serious_adverse_event", "reason": "SAE",
         "password": PASSWORD}))
     refused_elsewhere(db, "mette", lambda: as_("mette").get(visit))
+    scanned_at_bedside(as_("ida"), visit, doses=(1,))
     assert as_("ida").post(f"{visit}/administrations", json={"gland": "left", "volume_ml": 1.0}).status_code == 201
 
 
