@@ -284,17 +284,15 @@ class _Story:
         for code in codes:
             pharmacy.bedside_scan(self.s, investigator, visit, code, self.key)
 
-    def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9,
-              record: bool = False) -> Kit:
-        """Assigned and dispensed at hh:00, thawed or prepared at hh:30, both glands within the hour;
-        with `record`, the preparer's full record and syringe labels in between."""
+    def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9) -> Kit:
+        """Assigned and dispensed at hh:00, thawed or prepared at hh:30, the preparer's record and
+        syringe labels by hh:44, the bedside scans at hh:50, both glands within the hour."""
         self.clock.at(day, f"{hour:02d}:00")
         kit = self.dispense(participant, treatment)
         self.clock.at(day, f"{hour:02d}:30")
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
-        if record:
-            preparation_demo.record(self.s, self.actor("preparer"), self.visit(participant, treatment), self.key,
-                                    lambda hhmm: self.clock.at(day, hhmm), hour)
+        preparation_demo.record(self.s, self.actor("preparer"), self.visit(participant, treatment), self.key,
+                                lambda hhmm: self.clock.at(day, hhmm), hour)
         investigator = self.actor("investigator")
         self.clock.at(day, f"{hour:02d}:50")
         self.bedside(investigator, self.visit(participant, treatment), kit)
@@ -334,7 +332,7 @@ class _Story:
         # NCT07290946: treatment 1, and treatment 2 four months later
         at(22, "08:30")
         twice = self.enrol(self.long, "SCR-101")
-        self.treat(twice, 22, record=True)  # with the preparer's full record and syringe labels
+        self.treat(twice, 22)
         at(30, "08:30")
         self.treat(self.enrol(self.long, "SCR-102"), 30)  # treatment 2 is due now
 

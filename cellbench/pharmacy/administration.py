@@ -39,8 +39,8 @@ MAX_VOLUME_ML = 5.0
 CLOCK_SKEW = timedelta(minutes=2)  # an administration time this far ahead of the server is still "now"
 LATE_SUMMARY = "An administration after the use window was refused; the dose was sent to destruction."
 # What must hold for one dose's syringe before its administration is recorded: (rule, the field its
-# refusal names). Each rule says why it blocks, or None. "The syringe was drawn up" (the
-# preparer's record) joins here next to the bedside check.
+# refusal names). Each rule says why it blocks, or None. "The syringe was drawn up and its label
+# printed" (the preparer's record) is asked by the bedside scan of that label, which this rule needs.
 DOSE_RULES = ((syringe_not_checked, BEDSIDE_FIELD),)
 
 

@@ -3,7 +3,8 @@ the label of each syringe, and cellbench says whether they belong to this visit.
 
 A card passes when its signature holds and its study and randomisation number are the visit's
 participant's; a syringe label passes when its signature holds, its kit is the kit dispensed for
-this visit, its randomisation number is the participant's and its dose is not yet given. Each
+this visit, its randomisation number is the participant's, its dose is not yet given, and the
+preparer's record shows that dose's syringe drawn up and its label printed. Each
 passed scan is a `BedsideCheck` row with its audit event, and recording a dose's administration
 needs a passed check of that dose's syringe (`syringe_not_checked`, asked by `administration`).
 
@@ -26,7 +27,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..custody import key, person
 from ..errors import InvalidInput, RecordedRefusal
-from ..models import Administration, BedsideCheck, Visit
+from ..models import Administration, BedsideCheck, PreparationSyringe, Visit
 from ..qrpayload import PAYLOAD_PREFIX, PayloadRejected
 from .lifecycle import authorise
 from .records import VisitContext, gland_names, gland_short, lock, participant_number
@@ -115,7 +116,20 @@ def _syringe_mismatch(session: Session, ctx: VisitContext, label: sitecodes.Syri
     if given is not None:
         return (f"Dose {dose} ({gland_names(ctx.study)[dose - 1]}) of kit {kit.number} is already recorded as "
                 "administered. Do not give it again.")
-    return None
+    return not_drawn_up(session, ctx, dose)
+
+
+def not_drawn_up(session: Session, ctx: VisitContext, dose: int) -> str | None:
+    """Why a syringe label cannot belong to this visit's preparation: the preparer has not recorded
+    that dose's syringe, or not printed its label. A label whose signature holds but which no
+    preparer's record printed was made outside the preparation (a copy, a test print)."""
+    printed = session.scalar(select(col(PreparationSyringe.labels_printed))
+                             .where(col(PreparationSyringe.visit_id) == ctx.visit.id,
+                                    col(PreparationSyringe.dose) == dose))
+    if printed:
+        return None
+    return (f"The preparer's record has no syringe with a printed label for dose {dose} "
+            f"({gland_names(ctx.study)[dose - 1]}) of this visit. Do not give it; ask the preparer.")
 
 
 def syringe_not_checked(session: Session, ctx: VisitContext, dose: int) -> str | None:

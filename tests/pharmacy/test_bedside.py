@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from cellbench import pharmacy
 from cellbench.models import Administration, AuditEvent, BedsideCheck
 
-from ..bedside_support import card_code, scanned_at_bedside, syringe_code
+from ..bedside_support import card_code, recorded_by_preparer, scanned_at_bedside, syringe_code
 from .test_pharmacy import (
     STUDY,
     _normalised,
@@ -45,7 +45,9 @@ def prepared(as_, screening: str) -> tuple[str, str]:
     number = randomised(as_, screening)["randomisation_number"]
     kit = assign(as_, screening).json()["kit_number"]
     assert as_("frida").post(f"{visit_url(screening)}/dispense", json={"code": payload(kit)}).status_code == 200
-    assert as_("jonas").post("/api/v1/preparation", json={"code": payload(kit)}).status_code == 200
+    jonas = as_("jonas")
+    assert jonas.post("/api/v1/preparation", json={"code": payload(kit)}).status_code == 200
+    recorded_by_preparer(jonas.app.state.db, STUDY, number)
     return number, kit
 
 
@@ -231,6 +233,7 @@ def test_an_active_and_a_placebo_participant_get_the_same_card_page_and_messages
         kit = assign(as_, screening).json()["kit_number"]
         as_("frida").post(f"{visit_url(screening)}/dispense", json={"code": payload(kit)})
         as_("jonas").post("/api/v1/preparation", json={"code": payload(kit)})
+        recorded_by_preparer(db, STUDY, number)
         used = {n for known in numbers.values() for n in known}
         other = next(n for n in spare if n != kit and n not in used)
         numbers[arm] = [screening, number, kit, other]
@@ -251,6 +254,6 @@ def test_an_active_and_a_placebo_participant_get_the_same_card_page_and_messages
 
 
 def test_the_guard_is_one_named_rule_of_the_administration():
-    """The rules a dose's syringe must pass before its administration is recorded are one table,
-    where the preparer's "the syringe was drawn up" joins the bedside check."""
+    """The rules a dose's syringe must pass before its administration is recorded are one table;
+    the preparer's "the syringe was drawn up" is asked by the bedside scan of its label."""
     assert ((pharmacy.syringe_not_checked, "bedside"),) == pharmacy.administration.DOSE_RULES

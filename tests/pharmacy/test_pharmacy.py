@@ -34,7 +34,7 @@ from cellbench.models import (
 )
 from cellbench.supply import lists
 
-from ..bedside_support import card_code, scanned_at_bedside, syringe_code
+from ..bedside_support import card_code, recorded_by_preparer, scanned_at_bedside, syringe_code
 from ..conftest import PASSWORD, ROOT, SECRET, actor_of
 from ..eligible import eligible
 from ..eligible import form as eligible_form
@@ -612,6 +612,7 @@ def test_the_pages_walk_a_participant_from_enrolment_to_administration(site, as_
     assert form.count('name="volume_ml"') == 2 and "data-use-by" in form
     too_much = ida.submit(f"{base}/visits/1/administration", {"gland": "left", "volume_ml": "9"})
     assert too_much.status_code == 422 and "at most 5 mL" in too_much.text
+    recorded_by_preparer(jonas.app.state.db, STUDY, randomisation_number)  # its pages: tests/pharmacy/test_preparation
     for code in (card_code(STUDY, randomisation_number), syringe_code(number, 1, randomisation_number),
                  syringe_code(number, 2, randomisation_number)):  # at the bedside, before the doses go in
         assert ida.submit(f"{base}/visits/1/bedside", {"code": code}).status_code == 303

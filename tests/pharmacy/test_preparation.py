@@ -21,6 +21,7 @@ from cellbench.errors import Conflict, InvalidInput
 from cellbench.labels.syringe import SYRINGE_SIZE
 from cellbench.models import AuditEvent, Kit, Preparation, PreparationSyringe, PreparationUnit, Visibility
 
+from ..bedside_support import scanned_at_bedside
 from ..conftest import SECRET, actor_of
 from .test_pharmacy import (
     STUDY,
@@ -269,6 +270,7 @@ def test_two_entries_for_the_same_gland_at_the_same_moment_one_gets_a_conflict(s
 def test_the_use_by_countdown_stops_when_the_last_gland_is_recorded(site, as_, db):
     randomised(as_, "SCR-001")
     started(as_, "SCR-001")
+    scanned_at_bedside(as_("ida"), visit_url("SCR-001"))  # the preparer's record first, then the bedside scans
     page = f"/participants/{STUDY}/SCR-001/visits/1/administration"
     for gland in ("left", "right"):
         assert 'data-use-by="' in as_("ida").get(page).text, "running while a gland is still to be given"
