@@ -12,7 +12,6 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-
 from sqlalchemy import select
 
 from cellbench import users
@@ -52,7 +51,7 @@ class Recorder:
     answer: str = "451 4.3.0 Mailbox busy, try again later"
     received: list[Received] = field(default_factory=list)
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         if self.always or self.refuse > 0:
             self.refuse -= 1
             return self.answer
