@@ -1,5 +1,5 @@
 """Participants by number, their treatment visits and administrations, emergency unblindings,
-and the notification outbox."""
+and the notification queue (cellbench.notifications)."""
 from __future__ import annotations
 
 from datetime import date, datetime
