@@ -12,6 +12,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Protocol
 
+from ..clock import utcnow
 from ..config import Settings
 
 
@@ -34,8 +35,6 @@ class Transport(Protocol):
 
 
 def email_of(outgoing: Outgoing, sender: str) -> EmailMessage:
-    from ..clock import utcnow
-
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(outgoing.recipients)
