@@ -4,6 +4,7 @@ transport settings and the command line's once-only sender."""
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 from sqlalchemy import select
@@ -142,3 +143,28 @@ def test_an_admin_gives_a_user_an_email_and_a_bad_one_is_refused_naming_the_fiel
     with db.read() as s:
         from cellbench import users
         assert users.by_username(s, "pia").email == "pia@site.example"
+
+
+def test_the_server_sends_in_the_background_while_it_runs(db, people, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cellbench.app import create_app
+
+    from ..conftest import FAST_HASHER, SECRET
+
+    give_emails(db)
+    settings = Settings(database_url=db.url, secret_key=SECRET, notify_transport="file", mail_dir=tmp_path,
+                        notify_interval_seconds=0.05)
+    with TestClient(create_app(settings, password_hasher=FAST_HASHER, database=db)):  # the lifespan runs
+        with db.write() as s:
+            note_id = notifications.queue(s, actor_of(db, "sara"), kind="shipment_received",
+                                          audience=notifications.BLINDED, subject="Shipment received", body="In stock.",
+                                          to=notifications.addresses(s, notifications.READERS_IN_FULL)).id
+        for _ in range(200):
+            with db.read() as s:
+                if s.get(Notification, note_id).state == "sent":
+                    break
+            threading.Event().wait(0.05)
+    with db.read() as s:
+        assert s.get(Notification, note_id).state == "sent"
+    assert [p.name for p in tmp_path.glob("*.eml")] == [f"cellbench-notification-{note_id}.eml"]
