@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, display, gate, nav, users, web
+from . import api, clock, display, gate, nav, notifications, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sender = notifications.background(db, settings)  # None when the settings send nothing
         yield
+        if sender is not None:
+            sender.stop()
         if database is None:
             db.dispose()
 

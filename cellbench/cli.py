@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from . import clock, integrity, users
+from . import clock, integrity, notifications, users
 from . import demo as demo_data
 from .config import Settings
 from .db import Database, backup_sqlite, migrate, schema_is_current
@@ -69,6 +69,11 @@ def _seed_demo(settings: Settings, db: Database) -> None:
     with db.write() as session:
         demo_data.seed(session, users.cli_actor())
     users.configure(settings.password_min_length, settings.max_failed_logins)
+    # The demo's messages are delivered at once, to files under the data folder (the file transport
+    # unless SMTP is set): the notifications page shows them sent.
+    transport = notifications.transport_from(settings.model_copy(update={"demo": True}))
+    if transport is not None:
+        notifications.send_due(db, transport, notifications.Policy.of(settings), limit=1000)
 
 
 @app.command()
@@ -145,6 +150,20 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
                "restore a copy regularly to prove it works (`cellbench verify` on the restored copy)")
 
 
+@app.command("send-notifications")
+def send_notifications() -> None:
+    """Send the notifications that are due, once (for cron); the server's own sender does the same."""
+    settings = _settings()
+    try:
+        transport = notifications.transport_from(settings)
+    except ValueError as exc:
+        _fail(str(exc))
+    if transport is None:
+        _fail("no transport: set CELLBENCH_SMTP_HOST, or CELLBENCH_NOTIFY_TRANSPORT=file")
+    report = notifications.send_due(_database(settings), transport, notifications.Policy.of(settings))
+    typer.echo(f"notifications: {report} (by {transport.name})")
+
+
 # --- users ----------------------------------------------------------------------------------
 
 
@@ -162,10 +181,11 @@ def _run(fn: Callable[[Session], object]) -> None:
 @users_app.command("create")
 def users_create(username: str, name: str = typer.Option(..., "--name", help="Printed name for signatures."),
                  role: list[str] = typer.Option(..., "--role", help="Repeat for several roles."),
+                 email: str = typer.Option("", "--email", help="Where the notifications for the user's roles go."),
                  password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
                                               envvar="CELLBENCH_NEW_PASSWORD")) -> None:
     """Create a user (the password is prompted for, or read from CELLBENCH_NEW_PASSWORD)."""
-    _run(lambda s: users.create_user(s, users.cli_actor(), username, name, password, role))
+    _run(lambda s: users.create_user(s, users.cli_actor(), username, name, password, role, email=email))
     typer.echo(f"user {username} created with roles {', '.join(role)}")
 
 

@@ -45,6 +45,24 @@ class Settings(BaseSettings):
     # analysis and release certificates beside the manufacturer. Empty: not printed, and the
     # certificates say that it is not set.
     manufacturing_authorisation: str = ""
+    # Notifications (cellbench.notifications). The transport: "smtp" (the settings below), "file"
+    # (.eml files in mail_dir: the demo, or a machine with no mail server) or "off" (messages wait
+    # in the queue). Empty: smtp when a host is set, else file for the demo, else off.
+    notify_transport: str = ""
+    mail_dir: Path | None = None  # the file transport's folder; default <data_dir>/mail
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "cellbench@localhost"
+    smtp_timeout_seconds: float = 30
+    # The server's background sender: how often it looks for due messages; retries wait
+    # backoff * 2^(attempt-1) seconds, at most the cap; after max attempts a message is dead.
+    notify_interval_seconds: float = 30
+    notify_backoff_seconds: int = 60
+    notify_backoff_cap_seconds: int = 3600
+    notify_max_attempts: int = 8
 
     @field_validator("site_timezone")
     @classmethod
@@ -78,6 +96,19 @@ class Settings(BaseSettings):
             return normalise_url(self.database_url)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.data_dir / 'cellbench.db').resolve()}"
+
+    @property
+    def transport_name(self) -> str:
+        chosen = self.notify_transport.strip().lower()
+        if chosen:
+            if chosen not in ("smtp", "file", "off"):
+                raise ValueError(f"CELLBENCH_NOTIFY_TRANSPORT is {chosen!r}: choose smtp, file or off")
+            return chosen
+        return "smtp" if self.smtp_host else "file" if self.demo else "off"
+
+    @property
+    def mail_folder(self) -> Path:
+        return self.mail_dir or self.data_dir / "mail"
 
     @cached_property
     def zone(self) -> ZoneInfo:

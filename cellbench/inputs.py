@@ -30,6 +30,17 @@ def optional_text(value: object, field: str, what: str, max_length: int) -> str:
     return result
 
 
+def optional_email(value: object, field: str = "email") -> str | None:
+    """An email address, or None when left empty: one @, no spaces, a dot in the domain."""
+    result = optional_text(value, field, "email address", 200)
+    if not result:
+        return None
+    local, at, domain = result.rpartition("@")
+    if not at or not local or "." not in domain.strip(".") or any(c.isspace() for c in result) or "," in result:
+        raise InvalidInput(f"'{result}' is not an email address (name@example.org).", field=field)
+    return result
+
+
 def day(value: date | str | None, field: str, what: str) -> date:
     """A calendar date, typed as YYYY-MM-DD (a datetime gives its date)."""
     if isinstance(value, datetime):

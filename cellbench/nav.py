@@ -41,7 +41,7 @@ LINKS = {
     "site": (("Participants", "/participants"), ("Dispensing", "/dispensing"), ("Preparation", "/preparation"),
              ("Returns", "/returns")),
     "oversight": (("Accountability", "/accountability"), ("Trace", "/trace"), ("Trace", "/trace/kits"),
-                  ("Unblinding", "/unblinding"), ("Study data", "/study-data"), ("Outbox", "/outbox"),
+                  ("Unblinding", "/unblinding"), ("Study data", "/study-data"), ("Notifications", "/notifications"),
                   ("Audit trail", "/audit"), ("Audit review", "/audit/review")),
     "admin": (("Users", "/admin/users"),),
 }

@@ -15,30 +15,29 @@ the supply manager, who send it to the sponsor; the message queued here says it 
 A wrong password reveals nothing and still leaves its trace: the failed attempt is counted on the
 account and written to the participant's audit trail.
 
-The outbox holds the message with the arm, because the sponsor's medical monitor needs it for SUSAR
-reporting; so the outbox is read in full by unblinded roles only. The investigator who unblinded
-sees her own messages listed (to whom, when, sent or not), not their text.
+The sponsor's message holds the arm, because the sponsor's medical monitor needs it for SUSAR
+reporting; so it is read in full by unblinded roles only (cellbench.notifications, which also sends
+the site's investigators and monitors a blinded notice). The investigator who unblinded sees her own
+messages listed (to whom, when, sent or not), not their text.
 
 This module serves blinded roles: it reaches the sealed compartment through the blind-safe door
-alone, and the arm it returns leaves it only in the investigator's result and the outbox.
+alone, and the arm it returns leaves it only in the investigator's result and the sponsor's message.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlmodel import Session, col
 
-from . import audit, clock, pharmacy, sealed, signatures, studies, users
+from . import audit, notifications, pharmacy, sealed, signatures, studies, users
 from .audit import Actor
 from .clock import utcnow
 from .custody import fetch, key
-from .errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from .errors import AuthenticationFailed, InvalidInput, NotFound
 from .models import (
-    AuditEvent,
     Kit,
     Meaning,
     Notification,
@@ -57,7 +56,7 @@ UNBLINDERS = (Role.investigator,)
 # Who reads unblinding records (who, when, why; never the arm).
 READERS = (Role.investigator, Role.monitor, Role.supply_manager, Role.qa, Role.qp)
 # Who reads the outbox in full, and marks messages sent for the mail transport.
-OUTBOX_READERS = (Role.supply_manager, Role.qa, Role.qp)
+OUTBOX_READERS = notifications.READERS_IN_FULL
 REASON_CODES = {
     "serious_adverse_event": "Serious adverse event",
     "overdose": "Overdose",
@@ -210,33 +209,11 @@ def arm_name(study: Study, arm: str) -> str:
 
 def _notify(session: Session, actor: Actor, user: User, study: Study, participant: Participant, row: Unblinding,
             arm: str, count: int) -> Notification:
-    site = session.get(Site, participant.site_id)
-    subject = f"Emergency unblinding: {study.code} participant {participant.randomisation_number}"
-    lines = [
-        f"An investigator broke the blind for one participant of {study.code} ({study.short_title}).",
-        "",
-        f"Participant: {participant.randomisation_number} (screening {participant.screening_number})",
-        f"Site: {site.code}, {site.name}" if site else "Site: unknown",
-        f"Unblinded by: {user.full_name} ({user.username})",
-        f"When: {clock.local_text(row.at, clock.zone(site), clock.MINUTES)} (the site's time)",
-        f"Reason: {reason_label(row.reason_code)}: {row.reason}",
-        f"Arm: {arm} ({arm_name(study, arm)})",
-    ]
-    if count > 1:
-        lines.append(f"This is unblinding {count} of this participant.")
-    lines += ["", "Which other participants' arms this makes certain or more probable (randomisation block-mates, "
-                  "shared blinded lots and shipments) is assessed from the sealed lists by the unblinded QA or "
-                  "supply team and follows in a separate message.",
-              "", "CONFIDENTIAL: this message reveals a treatment allocation. Do not forward it to blinded trial "
-                  "staff."]
-    note = Notification(kind=NOTIFICATION_KIND, to_address=study.emergency_email, subject=subject,
-                        body="\n".join(lines), created_at=row.at)
-    session.add(note)
-    session.flush()
-    # The event names its author: that is how the investigator finds her own messages in the outbox.
-    audit.record(session, actor, "notification queued", "notification", note.id, field="to_address",
-                 new=note.to_address, reason=subject)
-    return note
+    """The sponsor's message with the arm (returned), and the site's blinded notice (notifications)."""
+    return notifications.emergency_unblinding(
+        session, actor, study=study, site=session.get(Site, participant.site_id), participant=participant, at=row.at,
+        reason_label=reason_label(row.reason_code), reason=row.reason, by_name=user.full_name,
+        by_username=user.username, arm=arm, count=count)
 
 
 # --- reading unblinding records (who, when, why; no arm) -------------------------------------------
@@ -294,57 +271,18 @@ def records_of(session: Session, participant: Participant) -> list[Record]:
     return _records(session, _base().where(col(Unblinding.participant_id) == participant.id))
 
 
-# --- the outbox ----------------------------------------------------------------------------------
+# --- the outbox: now the notifications queue (cellbench.notifications); these names stay for the API
 
 
 def reads_full_outbox(actor: Actor) -> bool:
-    return bool(actor.roles & set(OUTBOX_READERS))
-
-
-def _own_notification_ids(actor: Actor):
-    return (select(col(AuditEvent.entity_id)).where(col(AuditEvent.action) == "notification queued",
-                                               col(AuditEvent.entity_type) == "notification",
-                                               col(AuditEvent.user_id) == actor.user_id))
+    return notifications.reads_in_full(actor)
 
 
 def outbox(session: Session, actor: Actor, *, state: str = "pending", limit: int = 200) -> list[Notification]:
     """Unblinded roles: every message. The investigator who unblinded: the messages her unblindings
-    queued. Anyone else: a refusal."""
-    if state not in ("pending", "sent", "all"):
-        raise InvalidInput("Show pending, sent or all messages.", field="state")
-    full = reads_full_outbox(actor)
-    if not full:
-        users.require_role(actor, *OUTBOX_READERS, *UNBLINDERS)
-    query = select(Notification)
-    if state == "pending":
-        query = query.where(col(Notification.sent_at).is_(None))
-    elif state == "sent":
-        query = query.where(col(Notification.sent_at).is_not(None))
-    if not full:
-        own = [int(i) for i in session.scalars(_own_notification_ids(actor)) if i.isdigit()]
-        query = query.where(col(Notification.id).in_(own))
-    return list(session.scalars(query.order_by(col(Notification.id).desc()).limit(limit)))
-
-
-def pending_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Notification)
-                          .where(col(Notification.sent_at).is_(None))) or 0
+    queued, and the blinded ones of her sites. Anyone else: a refusal."""
+    return notifications.messages(session, actor, state=state, limit=limit)
 
 
 def mark_sent(session: Session, actor: Actor, notification_id: int | str) -> Notification:
-    users.require_role(actor, *OUTBOX_READERS)
-    try:
-        note = session.get(Notification, int(notification_id))
-    except (TypeError, ValueError):
-        note = None
-    if note is None:
-        raise NotFound(f"No message {notification_id} in the outbox.", field="notification")
-    now = utcnow()
-    changed = cast(CursorResult, session.execute(  # an UPDATE's result counts its rows
-        update(Notification).where(col(Notification.id) == note.id, col(Notification.sent_at).is_(None))
-        .values(sent_at=now)))
-    if changed.rowcount != 1:
-        raise Conflict(f"Message {note.id} is already marked sent.", field="notification")
-    session.refresh(note)
-    audit.record(session, actor, "notification sent", "notification", note.id, field="sent_at", new=now)
-    return note
+    return notifications.mark_sent(session, actor, notification_id)

@@ -23,9 +23,8 @@ from fractions import Fraction
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from . import audit, sealed, unblinding, users
+from . import audit, notifications, sealed, unblinding, users
 from .audit import Actor
-from .clock import utcnow
 from .custody import fetch
 from .errors import NotFound
 from .models import (
@@ -228,16 +227,12 @@ def send(session: Session, actor: Actor, study: Study, participant_number: str |
     latest = session.scalars(select(Unblinding).where(col(Unblinding.participant_id) == impact.participant.id)
                              .order_by(col(Unblinding.id).desc())).first()
     row = fetch(session, Unblinding, latest.id if latest else None, "unblinding")
-    note = Notification(kind=NOTIFICATION_KIND, to_address=study.emergency_email,
-                        subject=f"Emergency unblinding impact: {study.code} participant "
-                                f"{impact.participant.randomisation_number}",
-                        body=body(impact, actor), created_at=utcnow())
-    session.add(note)
-    session.flush()
+    note = notifications.unblinding_impact(
+        session, actor, study=study, site_id=impact.participant.site_id,
+        subject=f"Emergency unblinding impact: {study.code} participant {impact.participant.randomisation_number}",
+        body=body(impact, actor))
     audit.record(session, actor, SENT, "unblinding", row.id, field="impact", new=impact.as_json(),
                  reason=f"notification {note.id} to {note.to_address}", visibility=Visibility.unblinded)
-    audit.record(session, actor, "notification queued", "notification", note.id, field="to_address",
-                 new=note.to_address, reason=note.subject, visibility=Visibility.unblinded)
     return note
 
 

@@ -24,6 +24,7 @@ def env(tmp_path, monkeypatch):
     """A brand-new SQLite database file for the command line (the CLI makes its own schema)."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("CELLBENCH_DATABASE_URL", url)
+    monkeypatch.setenv("CELLBENCH_DATA_DIR", str(tmp_path))  # the demo's mail files go under it
     real = users.configure
     monkeypatch.setattr(users, "configure", lambda length, failures, hasher=None: real(length, failures, FAST_HASHER))
     return tmp_path
@@ -43,6 +44,9 @@ def test_init_demo_users_verify_and_backup(env):
     demo = run("demo")
     assert demo.exit_code == 0 and DEMO_PASSWORD in demo.output
     assert all(username in demo.output for username, _, _ in DEMO_USERS + SECOND_SITE_USERS)
+    mail = sorted((env / "mail").glob("*.eml"))
+    assert mail, "the demo's notifications are delivered as files under the data folder"
+    assert any("Subject: Emergency unblinding" in m.read_text() for m in mail)
     assert run("demo").exit_code == 0  # idempotent: adds nothing twice
 
     created = run("users", "create", "carl", "--name", "Carl Checker", "--role", "verifier",

@@ -67,6 +67,10 @@ class NotificationOut(BaseModel):
     body: str | None = Field(description="The message; null for a caller who may not read it (it reveals an arm)")
     created_at: datetime
     sent_at: datetime | None
+    state: str = Field(description="pending, sent or dead (cellbench.notifications)")
+    audience: str = Field(description="blinded or unblinded")
+    attempts: int
+    last_error: str | None
 
 
 def _sig(sig) -> SignatureOut:
@@ -101,7 +105,8 @@ def list_unblindings(study: str | None = None, participant: str | None = None, v
 
 def _note(n: Notification, full: bool) -> NotificationOut:
     return NotificationOut(id=n.id, kind=n.kind, to_address=n.to_address, subject=n.subject,
-                           body=n.body if full else None, created_at=n.created_at, sent_at=n.sent_at)
+                           body=n.body if full else None, created_at=n.created_at, sent_at=n.sent_at, state=n.state,
+                           audience=n.audience, attempts=n.attempts, last_error=n.last_error)
 
 
 @router.get("/outbox", response_model=list[NotificationOut])

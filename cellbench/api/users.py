@@ -40,6 +40,7 @@ class NewUser(BaseModel):
     full_name: str = Field(max_length=200)
     password: str
     roles: list[str]
+    email: str | None = Field(default=None, max_length=200, description="Where notifications for the roles go.")
 
 
 class Reason(BaseModel):
@@ -70,7 +71,8 @@ def list_users(viewer: Viewer = Depends(admin), session: Session = Depends(read_
 @router.post("/users", response_model=UserOut, status_code=201)
 def create_user(body: NewUser, viewer: Viewer = Depends(admin), db: Database = Depends(get_db)) -> UserOut:
     with db.write() as session:
-        user = users.create_user(session, viewer.actor, body.username, body.full_name, body.password, body.roles)
+        user = users.create_user(session, viewer.actor, body.username, body.full_name, body.password, body.roles,
+                                 email=body.email)
         return user_out(session, user, users.roles_of(session, saved_id(user)))
 
 

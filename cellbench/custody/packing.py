@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, clock, inputs, kits, studies, users
+from .. import audit, clock, inputs, kits, notifications, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput
@@ -172,3 +172,4 @@ def dispatch(session: Session, actor: Actor, shipment: Shipment, *, shipper_id: 
                place=to_place, action="dispatched", to_place=f"{to_place} to {site.code}", shipment_id=shipment.id,
                condition=condition)
     session.flush()
+    notifications.shipment_dispatched(session, actor, shipment, site, len(packed))

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection, insert, select, text
 from sqlmodel import Session, col
 
-from .. import audit, deviations, kits, users
+from .. import audit, deviations, kits, notifications, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -219,6 +219,7 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
                 place=place, action="received into quarantine", shipment_id=shipment.id,
                 condition=f"{condition}; held: {still_held}", also=at_site)
     session.flush()
+    notifications.shipment_received(session, actor, shipment, site, problems, len(scanned))
     return problems
 
 

@@ -27,6 +27,11 @@ from ..supply import lists, packaging
 DEMO_PASSWORD = "cellbench-demo"  # noqa: S105 - the demo's published password, printed by `cellbench demo`
 
 # username, printed name, roles
+def demo_email(username: str) -> str:
+    """Where the demo's notifications to this person go (written as files: README, Notifications)."""
+    return f"{username}@cellbench-demo.example"
+
+
 DEMO_USERS = [
     ("operator", "Ole Jensen", [Role.operator]),
     ("operator2", "Maja Skov", [Role.operator]),
@@ -144,7 +149,8 @@ def create_users(session: Session, by: Actor) -> None:
     existing = set(session.scalars(select(col(User.username))))
     for username, name, roles in DEMO_USERS:
         if username not in existing:
-            users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles])
+            users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles],
+                              email=demo_email(username))
     session.flush()
 
 

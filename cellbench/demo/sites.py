@@ -9,7 +9,7 @@ from sqlmodel import Session
 from .. import users
 from ..audit import Actor
 from ..models import Role, Study
-from .manufacturing import DEMO_PASSWORD, DEMO_USERS
+from .manufacturing import DEMO_PASSWORD, DEMO_USERS, demo_email
 from .manufacturing import credentials_text as _people_text
 
 HOME, SECOND = "RH-ENT", "AUH-ENT"
@@ -38,5 +38,6 @@ def link_people(session: Session, by: Actor, loaded: dict[str, Study]) -> None:
             users.link(session, by, user, study=code)
     users.link(session, by, users.by_username(session, "monitor"), site=SECOND)
     for username, name, roles in SECOND_SITE_USERS:
-        user = users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles])
+        user = users.create_user(session, by, username, name, DEMO_PASSWORD, [r.value for r in roles],
+                                 email=demo_email(username))
         users.link(session, by, user, site=SECOND, study=SECOND_STUDY)

@@ -1,5 +1,5 @@
 """Participants by number, their treatment visits and administrations, emergency unblindings,
-and the notification outbox."""
+and the notification queue (cellbench.notifications)."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -93,7 +93,12 @@ class Unblinding(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """The outbox: messages a mail transport sends, and marks sent."""
+    """A message to people outside the page: queued in the transaction of the event it tells, sent
+    later by cellbench.notifications' sender (pending -> sent, or dead after its last attempt).
+
+    A message has one audience: "unblinded" messages may name arms, counts and kit lists and are
+    read only by unblinded roles; "blinded" ones read the same for an active and a placebo kit.
+    `to_address` is the first recipient (kept for the rows written before `recipients`)."""
 
     __tablename__ = "notification"
 
@@ -104,6 +109,17 @@ class Notification(SQLModel, table=True):
     body: str
     created_at: datetime = timestamp()
     sent_at: datetime | None = timestamp(nullable=True)
+    recipients: str = ""  # comma-separated addresses, resolved when queued
+    audience: str = Field(default="unblinded", max_length=16)
+    study_id: int | None = Field(default=None, foreign_key="study.id")
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+    state: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = timestamp(nullable=True)
+    last_error: str | None = None
+    # A sender's claim: its token and until when it holds the row (a crashed sender's claim lapses).
+    claimed_by: str | None = Field(default=None, max_length=32)
+    claimed_until: datetime | None = timestamp(nullable=True)
 
 
 class Preparation(SQLModel, table=True):

@@ -15,6 +15,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True)
     full_name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=200)  # where notifications for this user's roles go
     password_hash: str = Field(max_length=255)
     active: bool = True
     locked: bool = False

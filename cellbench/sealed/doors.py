@@ -11,6 +11,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from .. import notifications
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
@@ -96,6 +97,8 @@ def assign_kit(session: Session, actor: Actor, study: Study, randomisation_numbe
                                       randomisation_number=randomisation_number, reported_by=actor.user_id,
                                       reported_at=utcnow(), requirement=rule and rule[1]))
         session.flush()
+        notifications.no_kit(session, actor, study=study, site_id=site_id, participant=randomisation_number, arm=arm,
+                             in_date_on=in_date_on, requirement=rule and rule[1])
         return None
     index = _draws.randrange(len(candidates))
     kit = candidates[index]

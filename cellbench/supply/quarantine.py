@@ -30,7 +30,7 @@ from enum import Enum
 from sqlalchemy import func, insert, select
 from sqlmodel import Session, col
 
-from .. import audit, kits, qc, sealed, signatures, studies, users
+from .. import audit, kits, notifications, qc, sealed, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..custody import travelling
@@ -201,6 +201,8 @@ def quarantine_lot(session: Session, actor: Actor, lot: Lot, *, cause: str, reas
                           "study": study.code}, reason=reason, visibility=Visibility.unblinded)
         kits.move_many(session, actor, chosen, "quarantine", reason=kits.GENERIC_QUARANTINE_REASON, quarantine_id=q.id)
         session.execute(insert(KitQuarantineKit), [{"quarantine_id": q.id, "kit_id": kit.id} for kit in chosen])
+        notifications.kits_quarantined(session, actor, study=study, number=q.number, cause=CAUSES[cause],
+                                       lot=lot.number, policy=chosen_policy, reason=reason, kits=chosen)
         opened.append(q)
     return opened
 

@@ -11,7 +11,16 @@ administrator linking users to them).
 """
 from __future__ import annotations
 
-from .accounts import change_own_password, create_user, deactivate, reactivate, reset_password, set_roles, unlock
+from .accounts import (
+    change_own_password,
+    create_user,
+    deactivate,
+    reactivate,
+    reset_password,
+    set_email,
+    set_roles,
+    unlock,
+)
 from .links import choices, link, unlink
 from .rules import (
     POLICY,

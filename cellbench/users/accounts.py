@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
-from .. import audit
+from .. import audit, inputs
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
@@ -19,7 +19,7 @@ from .tokens import revoke_tokens
 
 
 def create_user(session: Session, by: Actor, username: str, full_name: str, password: str,
-                roles: Iterable[str]) -> User:
+                roles: Iterable[str], *, email: str | None = None) -> User:
     require_role(by, Role.admin)
     username, full_name = (username or "").strip(), (full_name or "").strip()
     if not username or not username.replace(".", "").replace("-", "").replace("_", "").isalnum():
@@ -35,18 +35,32 @@ def create_user(session: Session, by: Actor, username: str, full_name: str, pass
         raise InvalidInput(why, field="roles")
     if why := password_problem(password, username):
         raise InvalidInput(why, field="password")
+    address = inputs.optional_email(email)
     if session.scalars(select(col(User.id)).where(col(User.username) == username)).first() is not None:
         raise Conflict(f"The username '{username}' is taken.", field="username")
     now = utcnow()
     user = User(username=username, full_name=full_name, password_hash=POLICY.hasher.hash(password),
-                created_at=now, password_changed_at=now)
+                created_at=now, password_changed_at=now, email=address)
     session.add(user)
     session.flush()
     session.add_all(UserRole(user_id=saved_id(user), role=r) for r in role_set)
     audit.record(session, by, "user created", "user", username, field="full_name", new=full_name)
     audit.record(session, by, "roles changed", "user", username, field="roles", new=role_set)
+    if address:
+        audit.record(session, by, "email set", "user", username, field="email", new=address)
     session.flush()
     return user
+
+
+def set_email(session: Session, by: Actor, user: User, email: str | None) -> None:
+    """Where the notifications for the user's roles go (None: nowhere)."""
+    require_role(by, Role.admin)
+    address = inputs.optional_email(email)
+    if address == user.email:
+        return
+    before, user.email = user.email, address
+    session.flush()
+    audit.record(session, by, "email set", "user", user.username, field="email", old=before, new=address)
 
 
 def set_roles(session: Session, by: Actor, user: User, roles: Iterable[str], reason: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Emergency unblinding pages and the notification outbox.
+"""Emergency unblinding pages (the messages they queue are on the notifications page, web/notifications.py).
 
 The arm appears on exactly one page: the response to the investigator's successful unblinding
 request. Records read later, by anyone, say who, when and why. Blinded roles reach this module, so
@@ -9,7 +9,6 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from .. import audit, studies, unblinding
@@ -18,7 +17,6 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role
 from ..templating import render
-from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
 # unblinding_impact.READERS, named here: this module serves blinded roles and must not import it
@@ -30,17 +28,6 @@ FORM_FIELDS = ("study", "participant", "reason_code", "reason")
 
 def participant_url(study: str, participant: str) -> str:
     return f"/unblinding/{quote(study, safe='')}/{quote(participant, safe='')}"
-
-
-@work_queue
-def _outbox_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
-    # QA and the QP read the outbox; sending to the sponsor's contact is the supply manager's work
-    # (the sponsor's side of the trial, DUTIES), so only that role's queue counts the messages.
-    if not viewer.has(Role.supply_manager):
-        return []
-    waiting = unblinding.pending_count(session)
-    return [QueueItem(waiting, "messages to the sponsor wait in the outbox to be sent", "/outbox",
-                      one="message to the sponsor waits in the outbox to be sent")] if waiting else []
 
 
 def _page(request: Request, session: Session, viewer: Viewer, form: dict | None = None,
@@ -95,21 +82,3 @@ def participant_records(request: Request, study_code: str, participant: str, vie
                   if viewer.has(*IMPACT_READERS) else None,
                   rows=unblinding.records_of(session, person), history=audit.history(session, viewer.actor,
                                                                                     "participant", key))
-
-
-@router.get("/outbox")
-def outbox_page(request: Request, viewer: Viewer = Depends(require(*unblinding.OUTBOX_READERS, *unblinding.UNBLINDERS)),
-                session: Session = Depends(read_session)):
-    state = (request.query_params.get("state") or "pending").strip()
-    rows = unblinding.outbox(session, viewer.actor, state=state)
-    return render(request, "unblinding/outbox.html", rows=rows, state=state,
-                  full=unblinding.reads_full_outbox(viewer.actor), can_mark=viewer.has(*unblinding.OUTBOX_READERS))
-
-
-@router.post("/outbox/{notification_id}/sent")
-def mark_sent(notification_id: str, viewer: Viewer = Depends(form_by(*unblinding.OUTBOX_READERS)),
-              db: Database = Depends(get_db)):
-    with db.write() as session:
-        note = unblinding.mark_sent(session, viewer.actor, notification_id)
-    return RedirectResponse(f"/outbox?notice={quote(f'Message {note.id} marked sent.')}", status_code=303)
-

@@ -52,5 +52,5 @@ def send_impact(study_code: str, participant: str, viewer: Viewer = Depends(form
         study = studies.by_code(session, study_code)
         note = unblinding_impact.send(session, viewer.actor, study, participant)
     url = participant_url(study_code.upper(), participant.upper())
-    return RedirectResponse(f"{url}/impact?notice={quote(f'Sent to the sponsor: message {note.id} is in the outbox.')}",
+    return RedirectResponse(f"{url}/impact?notice={quote(f'Sent to the sponsor: message {note.id} is queued.')}",
                             status_code=303)

@@ -36,11 +36,12 @@ def new_user_form(request: Request, viewer: Viewer = Depends(admin)) -> Response
 @router.post("")
 def create_user(request: Request, viewer: Viewer = Depends(form_by(Role.admin)), db: Database = Depends(get_db),
                 form: FormData = Depends(form_data)) -> Response:
-    values = {k: form_text(form, k) for k in ("username", "full_name", "password")}
+    values = {k: form_text(form, k) for k in ("username", "full_name", "password", "email")}
     roles = form_texts(form, "roles")
     try:
         with db.write() as session:
-            users.create_user(session, viewer.actor, values["username"], values["full_name"], values["password"], roles)
+            users.create_user(session, viewer.actor, values["username"], values["full_name"], values["password"], roles,
+                              email=values["email"])
     except DomainError as error:
         # Keep what was typed (but never echo the password) so nothing has to be entered again.
         kept = {**values, "password": "", "roles": roles}
@@ -69,6 +70,7 @@ Action = Callable[[Session, Actor, User, FormData], None]
 ACTIONS: dict[str, Action] = {
     "roles": lambda s, by, user, form: users.set_roles(s, by, user, form_texts(form, "roles"),
                                                        form_text(form, "reason")),
+    "email": lambda s, by, user, form: users.set_email(s, by, user, form_text(form, "email")),
     "deactivate": lambda s, by, user, form: users.deactivate(s, by, user, form_text(form, "reason")),
     "reactivate": lambda s, by, user, form: users.reactivate(s, by, user, form_text(form, "reason")),
     "unlock": lambda s, by, user, form: users.unlock(s, by, user, form_text(form, "reason")),

@@ -295,7 +295,8 @@ def test_one_emergency_unblinding_told_the_sponsor(demo_db):
         assert (s.get(Study, who.study_id).code, who.screening_number) == (SJOGREN, "SCR-202")
         assert who.unblinded_at == row.at and row.reason_code == "serious_adverse_event"
         assert s.get(Signature, row.signature_id).meaning == "unblinded"
-        [note] = s.scalars(select(Notification).where(Notification.kind == "emergency_unblinding"))
+        [note] = s.scalars(select(Notification).where(Notification.kind == "emergency_unblinding",
+                                                      Notification.audience == "unblinded"))
         assert note.to_address == s.get(Study, who.study_id).emergency_email
         assert f"participant {who.randomisation_number}" in note.subject and "Arm: " in note.body
 

@@ -291,7 +291,8 @@ def test_an_expired_kit_is_never_assigned_and_the_message_is_the_same_for_both_a
         doors = s.scalars(select(AuditEvent).where(AuditEvent.action == "sealed assignment",
                                                    AuditEvent.field == "kit assignment")).all()
     assert len(doors) == 2, "the sealed compartment's log of each attempt is kept"
-    assert notes == [], "supply is alerted through the sealed shortages, not the sponsor's unblinding mailbox"
+    assert [(n.kind, n.audience) for n in notes] == [("no_kit", "unblinded")] * 2, \
+        "supply is alerted at once, with the arm; nothing goes to blinded people"
     with db.write() as s:
         alerts = sealed.kit_shortages(s, actor_of(db, "sara"))
     assert sorted(a.arm for a in alerts) == ["active", "placebo"]

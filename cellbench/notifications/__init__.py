@@ -1,0 +1,77 @@
+"""Notifications that are delivered: a queue of messages written in the transaction of the event
+they tell (queue.py), the messages themselves in a blinded and an unblinded version (messages.py),
+SMTP and file transports (transports.py) and a sender with retries and backoff that runs in the
+server and from the command line (sender.py)."""
+from __future__ import annotations
+
+from .messages import (
+    QUARANTINE_NOTICE,
+    emergency_unblinding,
+    kits_quarantined,
+    no_kit,
+    resupply_proposed,
+    shipment_dispatched,
+    shipment_received,
+    unblinding_impact,
+)
+from .queue import (
+    BLINDED,
+    MACHINE,
+    READERS_IN_FULL,
+    SITE_READERS,
+    STATES,
+    UNBLINDED,
+    NotificationState,
+    addresses,
+    by_id,
+    count,
+    mark_sent,
+    may_read_text,
+    messages,
+    queue,
+    reads_in_full,
+    retry,
+)
+from .sender import SENDER, BackgroundSender, Policy, Report, background, claim, record_outcome, send_due
+from .transports import FileTransport, Outgoing, SmtpTransport, Transport, email_of, transport_from
+
+__all__ = [
+    "BLINDED",
+    "MACHINE",
+    "QUARANTINE_NOTICE",
+    "READERS_IN_FULL",
+    "SENDER",
+    "SITE_READERS",
+    "STATES",
+    "UNBLINDED",
+    "BackgroundSender",
+    "FileTransport",
+    "NotificationState",
+    "Outgoing",
+    "Policy",
+    "Report",
+    "SmtpTransport",
+    "Transport",
+    "addresses",
+    "background",
+    "by_id",
+    "claim",
+    "count",
+    "email_of",
+    "emergency_unblinding",
+    "kits_quarantined",
+    "mark_sent",
+    "may_read_text",
+    "messages",
+    "no_kit",
+    "queue",
+    "reads_in_full",
+    "record_outcome",
+    "resupply_proposed",
+    "retry",
+    "send_due",
+    "shipment_dispatched",
+    "shipment_received",
+    "transport_from",
+    "unblinding_impact",
+]
