@@ -102,7 +102,7 @@ def site_of(session: Session, study: Study, key: str | None, reader: Actor | Non
     return site
 
 
-@signatures.content_rule(ENTITY)
+@signatures.content_rule("accountability_verification")  # a literal: tests read the registered types from the source
 def _verification_content(session: Session, verification_id: str) -> dict:
     row = session.get(AccountabilityVerification, int(verification_id))
     if row is None:
