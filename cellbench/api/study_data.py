@@ -15,6 +15,8 @@ from .. import sealed, studies, study_data
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Meaning, Signature
+from ..trial_export.unblinded import unblinded_export
+from .trial_export import FILES, download
 
 router = APIRouter(prefix="/api/v1", tags=["study unblinding"])
 readers = require(*study_data.READERS)
@@ -100,3 +102,12 @@ def randomisation_csv(study: str, viewer: Viewer = Depends(exporters), db: Datab
 def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
     """kit_number, arm, blinded_lot, state: every sealed kit list."""
     return _csv(db, viewer, study, "kit", "kits")
+
+
+@router.get("/study-data/{study}/trial-events/{fmt}", response_class=Response, responses=FILES)
+def unblinded_trial_events(study: str, fmt: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    """The trial database export with each participant's and kit's arm (`fmt`: odm or csv): the
+    statistician's, after the sponsor's database lock and study unblinding."""
+    with db.write() as session:
+        export = unblinded_export(session, viewer.actor, study, fmt)
+    return download(export)

@@ -17,7 +17,9 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError
 from ..templating import render
+from ..trial_export.unblinded import unblinded_export
 from .home import QueueItem, line_for, work_queue
+from .trial_export import download
 
 router = APIRouter(prefix="/study-data", include_in_schema=False)
 readers = require(*study_data.READERS)
@@ -82,3 +84,11 @@ def randomisation_csv(study: str, viewer: Viewer = Depends(exporters), db: Datab
 @router.get("/{study}/kits.csv")
 def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
     return _download(db, viewer, study, "kit", "kits")
+
+
+@router.get("/{study}/trial-events/{fmt}")
+def unblinded_trial_events(study: str, fmt: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    """The trial database export with arms (trial_export.unblinded): after the study unblinding."""
+    with db.write() as session:  # a logged read of the compartment, and an audited download
+        export = unblinded_export(session, viewer.actor, study, fmt)
+    return download(export)
