@@ -36,7 +36,6 @@ from ..models import AccountabilityVerification, Meaning, Role, Signature, Site,
 from .site import place_of, rows, study_of
 
 VERIFIERS = (Role.monitor,)
-ENTITY = "accountability_verification"
 NOT_VERIFIED, VERIFIED, CHANGED = "not verified", "verified", "changed since verification"
 
 
@@ -139,8 +138,8 @@ def verify(session: Session, user: User, password: str, study: Study, site_key: 
     except IntegrityError:
         raise Conflict(f"This verification of {code} was recorded at the same moment by another submission.",
                        field="sequence") from None
-    row.signature_id = signatures.sign(session, user, password or "", Meaning.verified, ENTITY, str(row.id),
-                                       reason=comment).id
+    row.signature_id = signatures.sign(session, user, password or "", Meaning.verified,
+                                       "accountability_verification", str(row.id), reason=comment).id
     audit.record(session, actor, "accountability verified", "site", f"{study.code}/{site.code}",
                  field="accountability", new=f"verification {number}: {now.figures_hash}", reason=comment)
     session.flush()
