@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from cellbench import studies, study_data, trial_export, users
 from cellbench.clock import utcnow
 from cellbench.demo.manufacturing import DEMO_PASSWORD
+from cellbench.errors import InvalidInput
 from cellbench.models import (
     Administration,
     AuditEvent,
@@ -72,7 +73,7 @@ def _record_counts(session, study, sites) -> dict:
 def test_the_odm_export_is_well_formed_and_its_counts_match_the_records(demo_trial_world, app, study_code):
     db = demo_trial_world
     client = sign_in(app, "investigator", DEMO_PASSWORD)
-    response = client.get(f"/trial-export/{study_code}/odm")
+    response = client.get(f"/trial-export/{study_code}.xml")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/xml")
     assert "attachment" in response.headers["content-disposition"]
@@ -108,8 +109,8 @@ def test_the_odm_export_is_well_formed_and_its_counts_match_the_records(demo_tri
 
 def test_the_csv_export_has_the_same_events_and_writes_no_formula(demo_trial_world, app):
     client = sign_in(app, "monitor", DEMO_PASSWORD)
-    odm = _odm_counts(_parse(client.get("/trial-export/NCT07290946/odm").content))
-    response = client.get("/trial-export/NCT07290946/csv")
+    odm = _odm_counts(_parse(client.get("/trial-export/NCT07290946.xml").content))
+    response = client.get("/trial-export/NCT07290946.csv")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     events = Counter(r["event"] for r in rows)
@@ -147,7 +148,7 @@ def two_arms(db, trial_world):
 def test_the_blinded_export_has_the_same_shape_for_both_arms_and_names_no_arm(db, two_arms, as_):
     _world, kit_of = two_arms
     for username in ("ida", "mette"):
-        odm = as_(username).get(f"/trial-export/{STUDY}/odm")
+        odm = as_(username).get(f"/trial-export/{STUDY}.xml")
         assert odm.status_code == 200, odm.text
         text = odm.content.decode()
         for leak in ("active", "placebo", "Active", "Placebo", "ASC-", "PLB-", "saline", "IT.ARM", "IT.KITARM"):
@@ -164,7 +165,7 @@ def test_the_blinded_export_has_the_same_shape_for_both_arms_and_names_no_arm(db
         assert shape(first) == shape(second)
         assert "SE.UNBL" in shape(first) and "IG.ADM" in shape(first)
 
-    rows = list(csv.reader(io.StringIO(as_("ida").get(f"/trial-export/{STUDY}/csv").text)))
+    rows = list(csv.reader(io.StringIO(as_("ida").get(f"/trial-export/{STUDY}.csv").text)))
     by_participant = {n: [[c.replace(n, "<p>").replace(kit_of[n], "<k>") for c in r] for r in rows if r[2] == n]
                       for n in kit_of}
     first, second = sorted(kit_of)
@@ -173,30 +174,36 @@ def test_the_blinded_export_has_the_same_shape_for_both_arms_and_names_no_arm(db
 
 @pytest.mark.parametrize("who", ["frida", "sara", "stella", "adam"])
 def test_only_the_investigator_and_the_monitor_download_the_blinded_export(db, two_arms, as_, who):
-    assert as_(who).get(f"/trial-export/{STUDY}/odm").status_code == 403
+    assert as_(who).get(f"/trial-export/{STUDY}.xml").status_code == 403
+    assert f"/trial-export/{STUDY}.xml" in as_("ida").get(f"/studies/{STUDY}").text, "linked from the study page"
+    if who != "adam":
+        assert f"/trial-export/{STUDY}.xml" not in as_(who).get(f"/studies/{STUDY}").text
     with db.read() as s:
         assert not list(s.scalars(select(AuditEvent).where(AuditEvent.action == "trial data exported")))
 
 
-def test_an_unknown_format_is_refused_by_name(db, two_arms, as_):
-    refused = as_("ida").get(f"/api/v1/trial-export/{STUDY}/xlsx")
-    assert (refused.status_code, refused.json()["field"]) == (422, "format")
+def test_an_unknown_format_is_refused_by_name_and_nothing_is_recorded(db, two_arms):
+    with pytest.raises(InvalidInput) as refused, db.write() as s:
+        trial_export.blinded_export(s, users.actor(s, users.by_username(s, "ida")), STUDY, "xlsx")
+    assert refused.value.field == "format"
+    with db.read() as s:
+        assert not list(s.scalars(select(AuditEvent).where(AuditEvent.action == "trial data exported")))
 
 
 def test_the_unblinded_variant_waits_for_the_study_unblinding_and_is_the_statisticians(db, two_arms, as_):
     world, kit_of = two_arms
     stella = as_("stella")
-    before = stella.get(f"/study-data/{STUDY}/trial-events/odm")
+    before = stella.get(f"/study-data/{STUDY}/trial-events.xml")
     assert before.status_code == 403 and "is open" in before.text
     with db.write() as s:
         study_data.lock(s, users.by_username(s, "sara"), studies.by_code(s, STUDY), PASSWORD)
-    assert stella.get(f"/api/v1/study-data/{STUDY}/trial-events/odm").status_code == 403, "locked, not unblinded"
+    assert stella.get(f"/api/v1/study-data/{STUDY}/trial-events.xml").status_code == 403, "locked, not unblinded"
     with db.write() as s:
         study_data.unblind(s, users.by_username(s, "sara"), studies.by_code(s, STUDY), PASSWORD, "analysis plan")
     for blinded in ("ida", "mette"):
-        assert as_(blinded).get(f"/study-data/{STUDY}/trial-events/odm").status_code == 403
+        assert as_(blinded).get(f"/study-data/{STUDY}/trial-events.xml").status_code == 403
 
-    odm = stella.get(f"/study-data/{STUDY}/trial-events/odm")
+    odm = stella.get(f"/study-data/{STUDY}/trial-events.xml")
     assert odm.status_code == 200, odm.text
     root = _parse(odm.content)
     arms = {s.get("SubjectKey"): s.find(f".//{ODM}ItemData[@ItemOID='IT.ARM']").get("Value")
@@ -205,7 +212,7 @@ def test_the_unblinded_variant_waits_for_the_study_unblinding_and_is_the_statist
     kit_arms = {s.find(f".//{ODM}ItemData[@ItemOID='IT.KITNO']").get("Value"):
                 s.find(f".//{ODM}ItemData[@ItemOID='IT.KITARM']").get("Value") for s in root.iter(f"{ODM}SubjectData")}
     assert kit_arms == {kit_of[n]: world.arms[n] for n in kit_of}
-    rows = list(csv.DictReader(io.StringIO(stella.get(f"/api/v1/study-data/{STUDY}/trial-events/csv").text)))
+    rows = list(csv.DictReader(io.StringIO(stella.get(f"/api/v1/study-data/{STUDY}/trial-events.csv").text)))
     assert {(r["randomisation_number"], r["arm"]) for r in rows} == {(n, world.arms[n]) for n in kit_of}
     with db.read() as s:
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.user_name == "Stella Statistician")

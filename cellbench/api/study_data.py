@@ -104,10 +104,19 @@ def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Dep
     return _csv(db, viewer, study, "kit", "kits")
 
 
-@router.get("/study-data/{study}/trial-events/{fmt}", response_class=Response, responses=FILES)
-def unblinded_trial_events(study: str, fmt: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
-    """The trial database export with each participant's and kit's arm (`fmt`: odm or csv): the
+def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
+    """The trial database export with each participant's and kit's arm (trial_export.unblinded): the
     statistician's, after the sponsor's database lock and study unblinding."""
-    with db.write() as session:
+    with db.write() as session:  # a logged read of the compartment, and an audited download
         export = unblinded_export(session, viewer.actor, study, fmt)
     return download(export)
+
+
+@router.get("/study-data/{study}/trial-events.xml", response_class=Response, responses=FILES)
+def unblinded_trial_events_odm(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "odm")
+
+
+@router.get("/study-data/{study}/trial-events.csv", response_class=Response, responses=FILES)
+def unblinded_trial_events_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "csv")

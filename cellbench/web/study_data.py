@@ -86,9 +86,19 @@ def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Dep
     return _download(db, viewer, study, "kit", "kits")
 
 
-@router.get("/{study}/trial-events/{fmt}")
-def unblinded_trial_events(study: str, fmt: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
-    """The trial database export with arms (trial_export.unblinded): after the study unblinding."""
+def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
+    """The trial database export with each participant's and kit's arm (trial_export.unblinded): the
+    statistician's, after the sponsor's database lock and study unblinding."""
     with db.write() as session:  # a logged read of the compartment, and an audited download
         export = unblinded_export(session, viewer.actor, study, fmt)
     return download(export)
+
+
+@router.get("/{study}/trial-events.xml")
+def unblinded_trial_events_odm(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "odm")
+
+
+@router.get("/{study}/trial-events.csv")
+def unblinded_trial_events_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "csv")
