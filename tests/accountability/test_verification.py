@@ -175,3 +175,22 @@ def test_figures_that_changed_after_the_page_was_loaded_are_not_signed(db, site_
     refused = mette.submit("/accountability/verifications", {**form, "password": PASSWORD})
     assert refused.status_code == 409 and "read the figures again" in refused.text
     assert _verifications(db) == []
+
+
+def test_the_api_reads_the_standing_and_signs_with_the_figures_it_read(db, site_stock, as_):
+    mette = as_("mette")
+    read = mette.get(f"/api/v1/accountability/verifications?study={STUDY}&site={SITE}")
+    assert read.status_code == 200, read.text
+    now = read.json()
+    assert (now["status"], now["next_sequence"], now["verifications"]) == ("not verified", 1, [])
+    body = {"study": STUDY, "site": SITE, "figures_hash": now["figures_hash"], "sequence": 1,
+            "password": PASSWORD}
+    signed = mette.post("/api/v1/accountability/verifications", json=body)
+    assert signed.status_code == 201, signed.text
+    [v] = signed.json()["verifications"]
+    assert (signed.json()["status"], v["signer_name"], v["meaning"], v["as_now"]) == \
+        ("verified", "Mette Monitor", "verified", True)
+    again = mette.post("/api/v1/accountability/verifications", json=body)
+    assert (again.status_code, again.json()["field"]) == (409, "sequence")
+    bench = mette.get(f"/api/v1/accountability/verifications?study={STUDY}&site=bench")
+    assert (bench.status_code, bench.json()["field"]) == (422, "site")
