@@ -16,7 +16,7 @@ from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Meaning, Signature
 from ..trial_export.unblinded import unblinded_export
-from .trial_export import FILES, download
+from .trial_export import FILES
 
 router = APIRouter(prefix="/api/v1", tags=["study unblinding"])
 readers = require(*study_data.READERS)
@@ -109,7 +109,7 @@ def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Respons
     statistician's, after the sponsor's database lock and study unblinding."""
     with db.write() as session:  # a logged read of the compartment, and an audited download
         export = unblinded_export(session, viewer.actor, study, fmt)
-    return download(export)
+    return Response(export.content, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/study-data/{study}/trial-events.xml", response_class=Response, responses=FILES)

@@ -18,15 +18,10 @@ FILES: dict[int | str, dict[str, Any]] = {200: {"content": {"application/xml": {
                                                 "description": "ODM 1.3.2 Snapshot (.xml) or one row per event (.csv)"}}
 
 
-def download(export: trial_export.ExportFile) -> Response:
-    return Response(export.content, media_type=export.media_type,
-                    headers={"content-disposition": export.disposition})
-
-
 def _blinded(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
     with db.write() as session:  # the download is audited
         export = trial_export.blinded_export(session, viewer.actor, study, fmt)
-    return download(export)
+    return Response(export.content, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/trial-export/{study}.xml", response_class=Response, responses=FILES)

@@ -35,9 +35,9 @@ class ExportFile:
     counts: dict[str, int]
 
     @property
-    def disposition(self) -> str:
-        """The Content-Disposition of the download: saved under its own name."""
-        return f"attachment; filename*=UTF-8''{quote(self.name)}"
+    def headers(self) -> dict[str, str]:
+        """The download's headers: saved under its own name."""
+        return {"content-disposition": f"attachment; filename*=UTF-8''{quote(self.name)}"}
 
 
 def parse_format(value: str | None) -> str:

@@ -19,7 +19,6 @@ from ..errors import DomainError
 from ..templating import render
 from ..trial_export.unblinded import unblinded_export
 from .home import QueueItem, line_for, work_queue
-from .trial_export import download
 
 router = APIRouter(prefix="/study-data", include_in_schema=False)
 readers = require(*study_data.READERS)
@@ -91,7 +90,7 @@ def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Respons
     statistician's, after the sponsor's database lock and study unblinding."""
     with db.write() as session:  # a logged read of the compartment, and an audited download
         export = unblinded_export(session, viewer.actor, study, fmt)
-    return download(export)
+    return Response(export.content, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/{study}/trial-events.xml")

@@ -15,15 +15,10 @@ router = APIRouter(prefix="/trial-export", include_in_schema=False)
 exporters = require(*trial_export.EXPORTERS)
 
 
-def download(export: trial_export.ExportFile) -> Response:
-    return Response(export.content, media_type=export.media_type,
-                    headers={"content-disposition": export.disposition})
-
-
 def _blinded(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
     with db.write() as session:  # the download is audited
         export = trial_export.blinded_export(session, viewer.actor, study, fmt)
-    return download(export)
+    return Response(export.content, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/{study}.xml")
