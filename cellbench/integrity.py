@@ -31,7 +31,8 @@ _SELECT = (f"SELECT {', '.join(HASHED_COLUMNS)}, prev_hash, hash FROM audit_even
 # The modules that register what their signatures cover, by dotted path under cellbench.
 SIGNING_MODULES = ("audit_review", "specifications.versions", "lots", "steps", "deviations", "donors", "qc",
                    "release", "sealed", "supply.quarantine", "custody", "unblinding", "accountability",
-                   "accountability.destruction", "study_data")
+                   "accountability.destruction", "study_data",
+                   "accountability.verification")
 _PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
 # Rows per fetch. Small batches stay in the CPU caches: reading SQLite in batches of 20,000 was about
 # 40 % slower than in batches of 1,000 to 2,000 (the Python objects of a big batch spill out of cache).

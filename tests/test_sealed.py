@@ -121,7 +121,7 @@ DOOR_USERS: dict[str, str] = {
 }
 
 # Reads that admit an unblinded role other than the supply manager (who reads the rest).
-OTHER_READERS = {"export_lists": "stella"}
+OTHER_READERS = {"export_lists": "stella", "study_arms": "stella"}
 
 # Public functions of sealed that take no actor, so cannot refuse a blinded one.
 NO_ACTOR = {

@@ -1,13 +1,14 @@
 """Accountability: released = in stock + dispensed + returned + destroyed + damaged or lost.
 
-Blinded counts per site and blinded lot (`site`), destruction after reconciliation (`destruction`)
-and its certificate (`certificate`) are re-exported here. The unblinded count per manufacturing lot
-(`by_lot`) reads the sealed compartment and is imported by its full name only, so that importing
-this package never reaches it."""
+Blinded counts per site and blinded lot (`site`), destruction after reconciliation (`destruction`),
+its certificate (`certificate`), the monitor's signed verification of a site's figures
+(`verification`) and the site's accountability report (`site_report`) are re-exported here. The
+unblinded count per manufacturing lot (`by_lot`) reads the sealed compartment and is imported by
+its full name only, so that importing this package never reaches it."""
 
 from __future__ import annotations
 
-from . import certificate, destruction
+from . import certificate, destruction, site_report, verification
 from .certificate import CertificateData, KitLine, SignatureLine, certificate_file, certificate_pdf, gather
 from .destruction import (
     AUTHORISERS,
@@ -54,3 +55,5 @@ from .site import (
     stored,
     study_of,
 )
+from .site_report import SiteReport, gather_site_report, site_report_file, site_report_pdf
+from .verification import VERIFIERS, Standing, awaiting, figures, figures_hash, standing, verify, verify_by_code

@@ -15,6 +15,8 @@ from .. import sealed, studies, study_data
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Meaning, Signature
+from ..trial_export.unblinded import unblinded_export
+from .trial_export import FILES
 
 router = APIRouter(prefix="/api/v1", tags=["study unblinding"])
 readers = require(*study_data.READERS)
@@ -100,3 +102,21 @@ def randomisation_csv(study: str, viewer: Viewer = Depends(exporters), db: Datab
 def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
     """kit_number, arm, blinded_lot, state: every sealed kit list."""
     return _csv(db, viewer, study, "kit", "kits")
+
+
+def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
+    """The trial database export with each participant's and kit's arm (trial_export.unblinded): the
+    statistician's, after the sponsor's database lock and study unblinding."""
+    with db.write() as session:  # a logged read of the compartment, and an audited download
+        export = unblinded_export(session, viewer.actor, study, fmt)
+    return Response(export.content, media_type=export.media_type, headers=export.headers)
+
+
+@router.get("/study-data/{study}/trial-events.xml", response_class=Response, responses=FILES)
+def unblinded_trial_events_odm(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "odm")
+
+
+@router.get("/study-data/{study}/trial-events.csv", response_class=Response, responses=FILES)
+def unblinded_trial_events_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "csv")

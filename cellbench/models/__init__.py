@@ -7,6 +7,7 @@ The sealed compartment's tables are all in `sealed.py`, and nowhere else.
 from __future__ import annotations
 
 from .accountability import (
+    AccountabilityVerification,
     Destruction,
     DestructionKit,
     Reconciliation,

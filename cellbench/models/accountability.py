@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -54,3 +55,24 @@ class DestructionKit(SQLModel, table=True):
 
     destruction_id: int = Field(foreign_key="destruction.id", primary_key=True)
     kit_id: int = Field(foreign_key="kit.id", primary_key=True, index=True)
+
+
+class AccountabilityVerification(SQLModel, table=True):
+    """A monitor's signed source data verification of a site's accountability in a study: the
+    figures as the monitor saw them (per blinded lot, counts by category; no arm), and when.
+    Each monitoring visit is a new verification, numbered per study and site: two submissions of
+    the same visit carry the same number, so the second one conflicts instead of duplicating."""
+
+    __tablename__ = "accountability_verification"
+    __table_args__ = (UniqueConstraint("study_id", "site_id", "sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    sequence: int  # 1, 2, ... per study and site
+    figures: str  # canonical JSON {blinded lot code: {category: count}}, as shown when signed
+    figures_hash: str = Field(max_length=64)  # SHA-256 of `figures`: compared with the figures now
+    comment: str | None = None
+    by_user: int = Field(foreign_key="app_user.id")
+    at: datetime = timestamp()
+    signature_id: int | None = Field(default=None, foreign_key="signature.id")

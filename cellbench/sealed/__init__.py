@@ -32,6 +32,7 @@ from .reads import (
     kit_shortages,
     open_shortage_count,
     replay_draw,
+    study_arms,
 )
 from .units import (
     arms_of_kits,
@@ -89,6 +90,7 @@ __all__ = [
     "replay_draw",
     "runs_with_lot",
     "seal_list",
+    "study_arms",
     "unblind_participant",
     "unit_codes",
 ]

@@ -97,6 +97,23 @@ def export_lists(session: Session, actor: Actor, study: Study, kind: str) -> str
     return spreadsheet.csv_text(EXPORT_COLUMNS[kind], rows)
 
 
+def study_arms(session: Session, actor: Actor, study: Study) -> tuple[dict[str, str], dict[str, str]]:
+    """(participant number -> arm, kit number -> arm) of the study's sealed lists, for the unblinded
+    export to the trial database (trial_export/unblinded.py): the same rule as export_lists."""
+    _admit(actor, study_data.EXPORTERS)
+    if why := study_data.export_refusal(session, study):
+        raise Forbidden(why)
+    _read(session, actor, study_data.EXPORTERS, "trial database export (arms)", study.code)
+    sealed_lists = (col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value)
+    participants = session.execute(select(col(SealedAllocation.participant_number), col(SealedAllocation.arm))
+                                   .join(SealedList, col(SealedList.id) == col(SealedAllocation.list_id))
+                                   .where(*sealed_lists)).all()
+    kit_arms = session.execute(select(col(SealedKitArm.kit_number), col(SealedKitArm.arm))
+                               .join(SealedList, col(SealedList.id) == col(SealedKitArm.list_id))
+                               .where(*sealed_lists)).all()
+    return dict(participants), dict(kit_arms)
+
+
 # --- the record of draws, and the supply manager's shortages -------------------------------------
 
 

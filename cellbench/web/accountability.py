@@ -64,14 +64,31 @@ def _study(session: Session, request: Request) -> tuple[list[Study], Study | Non
     return all_studies, all_studies[0] if all_studies else None
 
 
+def list_page(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
+              form: dict | None = None) -> Response:
+    """The study's balance; with `site` chosen, that site's rows and its monitor verifications."""
+    all_studies, study = _study(session, request)
+    if form and form.get("study"):  # a refused form shows its own study again
+        study = studies.by_code(session, form["study"])
+    site_code = (request.query_params.get("site") or (form or {}).get("site") or "").strip().upper()
+    site = accountability.verification.site_of(session, study, site_code, reader=viewer.actor) \
+        if study and site_code else None
+    found = accountability.rows(session, study, site_key=site.code if site else None, reader=viewer.actor) \
+        if study else []
+    sites = studies.sites_of(session, study) if study else []
+    seen = [s for s, _ in sites if users.sees(viewer.actor, s, study)]
+    return render(request, "accountability/list.html", status_code=error.status if error else 200,
+                  studies=all_studies, study=study, rows=found, categories=accountability.CATEGORIES,
+                  released_terms=accountability.RELEASED_TERMS, row_url=row_url, sites=sites,
+                  lot_link=viewer.has(*LOT_VIEWERS), can_authorise=viewer.has(*destruction.AUTHORISERS),
+                  site=site, standing=accountability.standing(session, study, site) if site and study else None,
+                  standings=[accountability.standing(session, study, s) for s in seen] if study and not site else [],
+                  may_verify=viewer.has(*accountability.VERIFIERS), error=error, form=form or {})
+
+
 @router.get("/accountability")
 def accountability_page(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    all_studies, study = _study(session, request)
-    found = accountability.rows(session, study, reader=viewer.actor) if study else []
-    return render(request, "accountability/list.html", studies=all_studies, study=study, rows=found,
-                  categories=accountability.CATEGORIES, released_terms=accountability.RELEASED_TERMS, row_url=row_url,
-                  sites=studies.sites_of(session, study) if study else [],
-                  lot_link=viewer.has(*LOT_VIEWERS), can_authorise=viewer.has(*destruction.AUTHORISERS))
+    return list_page(request, session, viewer)
 
 
 def _row_page(request: Request, session: Session, viewer: Viewer, study_code: str, place: str, code: str,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session
 
-from .. import kits, qrpayload, studies
+from .. import kits, qrpayload, studies, trial_export
 from ..deps import Viewer, read_session, require
 from ..templating import render
 
@@ -32,4 +32,4 @@ def study_page(request: Request, code: str, viewer: Viewer = Depends(readers),
     return render(request, "studies/detail.html", study=study, d=studies.definition(study),
                   sites=studies.sites_of(session, study), blinded_lots=blinded_lot_rows(session, study),
                   public_key=qrpayload.public_key_text(request.app.state.settings.secret_key),
-                  can_read_kits=viewer.has(*kits.READERS))
+                  can_read_kits=viewer.has(*kits.READERS), can_export_trial=viewer.has(*trial_export.EXPORTERS))

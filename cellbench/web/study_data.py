@@ -17,6 +17,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError
 from ..templating import render
+from ..trial_export.unblinded import unblinded_export
 from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(prefix="/study-data", include_in_schema=False)
@@ -82,3 +83,21 @@ def randomisation_csv(study: str, viewer: Viewer = Depends(exporters), db: Datab
 @router.get("/{study}/kits.csv")
 def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
     return _download(db, viewer, study, "kit", "kits")
+
+
+def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
+    """The trial database export with each participant's and kit's arm (trial_export.unblinded): the
+    statistician's, after the sponsor's database lock and study unblinding."""
+    with db.write() as session:  # a logged read of the compartment, and an audited download
+        export = unblinded_export(session, viewer.actor, study, fmt)
+    return Response(export.content, media_type=export.media_type, headers=export.headers)
+
+
+@router.get("/{study}/trial-events.xml")
+def unblinded_trial_events_odm(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "odm")
+
+
+@router.get("/{study}/trial-events.csv")
+def unblinded_trial_events_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Depends(get_db)):
+    return _trial_events(db, viewer, study, "csv")

@@ -1,0 +1,151 @@
+"""The blinded trial events of a study, read once for an export to the sponsor's EDC.
+
+Per randomised participant: the randomisation number and time, and per treatment visit the kit
+dispensed (number and time of the pharmacist's scan), each gland's administration (volume and
+time), each gland not administered (time and reason), and every emergency unblinding as an event
+(time and coded reason; never the arm). Everything here is the same for an active and a placebo
+participant except kit numbers: nothing reads the sealed compartment.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from .. import clock, studies, users
+from ..audit import Actor
+from ..models import Administration, CustodyEvent, Kit, Participant, Site, Study, Unblinding, Visit, saved_id
+
+# Custody actions that date a visit's kit events (pharmacy/dispensing.py, pharmacy/administration.py).
+DISPENSED, NOT_ADMINISTERED = "dispensed", "not administered"
+# Visit states whose glands without an administration were not administered (pharmacy.VisitState).
+STOPPED = frozenset({"not_administered", "incomplete"})
+
+
+@dataclass
+class Dose:
+    """One gland of one treatment: administered (volume and time) or not (time and reason)."""
+
+    number: int  # 1, 2, ... as the study numbers its dose sites
+    gland: str
+    administered_at: datetime | None = None
+    volume_ml: float | None = None
+    by_name: str | None = None
+    not_administered_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass
+class TreatmentVisit:
+    treatment: int
+    target_date: str
+    state: str
+    kit_number: str | None = None
+    dispensed_at: datetime | None = None
+    administered: list[Dose] = field(default_factory=list)
+    not_administered: list[Dose] = field(default_factory=list)
+
+
+@dataclass
+class UnblindingEvent:
+    at: datetime
+    reason_code: str
+
+
+@dataclass
+class Subject:
+    randomisation_number: str
+    site_code: str
+    zone: ZoneInfo  # the site's: times are written as the site reads them
+    randomised_at: datetime | None
+    visits: list[TreatmentVisit] = field(default_factory=list)
+    unblindings: list[UnblindingEvent] = field(default_factory=list)
+
+
+@dataclass
+class TrialEvents:
+    study: Study
+    glands: list[str]
+    sites: list[Site]
+    subjects: list[Subject]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """What the export holds, to compare with the records (and to audit the download)."""
+        visits = [v for s in self.subjects for v in s.visits]
+        return {"participants": len(self.subjects), "dispensings": sum(1 for v in visits if v.kit_number),
+                "administrations": sum(len(v.administered) for v in visits),
+                "not_administered": sum(len(v.not_administered) for v in visits),
+                "unblindings": sum(len(s.unblindings) for s in self.subjects)}
+
+
+def _last_by_kit(session: Session, kit_ids: list[int], action: str) -> dict[int, CustodyEvent]:
+    found: dict[int, CustodyEvent] = {}
+    for event in session.scalars(select(CustodyEvent).where(col(CustodyEvent.kit_id).in_(kit_ids),
+                                                            col(CustodyEvent.action) == action)
+                                 .order_by(col(CustodyEvent.id))):
+        found[event.kit_id] = event
+    return found
+
+
+def gather(session: Session, study: Study, reader: Actor | None = None) -> TrialEvents:
+    """The study's randomised participants (a site role's own sites only) and their events."""
+    glands = list(studies.definition(study).schedule.dose_sites)
+    query = select(Participant).where(col(Participant.study_id) == study.id,
+                                      col(Participant.randomisation_number).is_not(None))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
+    participants = list(session.scalars(query.order_by(col(Participant.randomisation_number))))
+    ids = [p.id for p in participants]
+    sites = {s.id: s for s in session.scalars(select(Site))}
+    visits: dict[int, list[Visit]] = defaultdict(list)
+    for visit in session.scalars(select(Visit).where(col(Visit.participant_id).in_(ids))
+                                 .order_by(col(Visit.participant_id), col(Visit.treatment))):
+        visits[visit.participant_id].append(visit)
+    visit_ids = [v.id for vs in visits.values() for v in vs]
+    kit_ids = [v.kit_id for vs in visits.values() for v in vs if v.kit_id is not None]
+    kit_numbers = dict(session.execute(select(col(Kit.id), col(Kit.number)).where(col(Kit.id).in_(kit_ids))).all())
+    dispensed = _last_by_kit(session, kit_ids, DISPENSED)
+    stopped = _last_by_kit(session, kit_ids, NOT_ADMINISTERED)
+    given: dict[int, list[Administration]] = defaultdict(list)
+    for row in session.scalars(select(Administration).where(col(Administration.visit_id).in_(visit_ids))
+                               .order_by(col(Administration.dose))):
+        given[row.visit_id].append(row)
+    unblinded: dict[int, list[Unblinding]] = defaultdict(list)
+    for unblinding in session.scalars(select(Unblinding).where(col(Unblinding.participant_id).in_(ids))
+                                      .order_by(col(Unblinding.at))):
+        unblinded[unblinding.participant_id].append(unblinding)
+
+    subjects = []
+    for p in participants:
+        pid = saved_id(p)
+        site = sites[p.site_id]
+        subject = Subject(p.randomisation_number or "", site.code, clock.zone(site), p.randomised_at,
+                          unblindings=[UnblindingEvent(u.at, u.reason_code) for u in unblinded[pid]])
+        for visit in visits[pid]:
+            subject.visits.append(_visit(visit, glands, kit_numbers, dispensed, stopped, given[saved_id(visit)]))
+        subjects.append(subject)
+    used = sorted({p.site_id for p in participants})
+    return TrialEvents(study, glands, [sites[i] for i in used], subjects)
+
+
+def _visit(visit: Visit, glands: list[str], kit_numbers: dict[int, str], dispensed: dict[int, CustodyEvent],
+           stopped: dict[int, CustodyEvent], given: list[Administration]) -> TreatmentVisit:
+    out = TreatmentVisit(visit.treatment, visit.target_date.isoformat(), visit.state)
+    scan = dispensed.get(visit.kit_id) if visit.kit_id is not None else None
+    if scan is not None:  # a kit only assigned, not yet dispensed, is no dispensing
+        out.kit_number, out.dispensed_at = kit_numbers.get(visit.kit_id or 0), scan.at
+    for row in given:
+        out.administered.append(Dose(row.dose, glands[row.dose - 1], administered_at=row.administered_at,
+                                     volume_ml=row.volume_ml, by_name=row.by_name))
+    if visit.state in STOPPED:
+        done = {row.dose for row in given}
+        event = stopped.get(visit.kit_id) if visit.kit_id is not None else None
+        out.not_administered = [Dose(n, gland, not_administered_at=event.at if event else None,
+                                     reason=event.condition if event else None)
+                                for n, gland in enumerate(glands, 1) if n not in done]
+    return out

@@ -1,0 +1,66 @@
+"""The monitor's signed verification of a site's accountability (accountability/verification.py),
+the site's accountability PDF, and the monitor's queue of sites not verified as they stand.
+The page itself is the accountability page with a site chosen (web/accountability.py)."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlmodel import Session
+
+from .. import accountability, clock
+from ..db import Database
+from ..deps import Viewer, form_by, form_data, form_text, get_db, require
+from ..errors import DomainError
+from ..reports import when
+from .accountability import list_page, pdf_response
+from .home import QueueItem, work_queue
+
+router = APIRouter(include_in_schema=False)
+readers = require(*accountability.READERS)
+FIELDS = ("study", "site", "figures_hash", "sequence", "comment")
+
+
+def site_url(study: str, site: str) -> str:
+    return f"/accountability?study={quote(study, safe='')}&site={quote(site, safe='')}#verification"
+
+
+@work_queue
+def _not_verified(session: Session, viewer: Viewer) -> list[QueueItem]:
+    """One line per site of the monitor's whose figures are not verified as they stand now."""
+    if not viewer.has(*accountability.VERIFIERS):
+        return []
+    zone = clock.zone()
+    items = []
+    for now, at in accountability.awaiting(session, viewer.actor):
+        since = f"not verified since {when(at, zone)}" if at else "never verified"
+        text = f"site {now.site.code} ({now.study.code}): accountability {since}"
+        items.append(QueueItem(1, text, site_url(now.study.code, now.site.code)))
+    return items
+
+
+@router.post("/accountability/verifications")
+def verify(request: Request, viewer: Viewer = Depends(form_by(*accountability.VERIFIERS)),
+           db: Database = Depends(get_db), form=Depends(form_data)):
+    values = {name: form_text(form, name) for name in FIELDS}
+    try:
+        with db.write() as session:
+            row = accountability.verify_by_code(session, session.merge(viewer.user), form_text(form, "password"),
+                                                values["study"], values["site"], seen_hash=values["figures_hash"],
+                                                sequence=values["sequence"], comment=values["comment"])
+            number = row.sequence
+    except DomainError as error:
+        with db.read() as session:
+            return list_page(request, session, viewer, error, values)
+    notice = quote(f"Verification {number} of {values['site']} signed.")
+    return_to = site_url(values["study"], values["site"]).replace("#", f"&notice={notice}#")
+    return RedirectResponse(return_to, status_code=303)
+
+
+@router.get("/accountability/report.pdf")
+def report(request: Request, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    q = request.query_params
+    return pdf_response(*accountability.site_report_file(db, q.get("study") or "", q.get("site") or "",
+                                                         zone=request.app.state.settings.zone,
+                                                         printed_by=viewer.user.full_name, reader=viewer.actor))
