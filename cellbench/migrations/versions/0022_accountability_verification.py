@@ -12,7 +12,7 @@ import cellbench.models
 
 
 revision = '0022'
-down_revision = '0016'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 
