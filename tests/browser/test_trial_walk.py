@@ -38,7 +38,7 @@ from cellbench.models import Donation, Lot, LotState, Study
 from cellbench.specifications import STUDIES_DIR, specs_root
 from cellbench.specifications import versions as spec_versions
 
-from ..bedside_support import card_code, syringe_code
+from ..bedside_support import card_code, recorded_by_preparer, syringe_code
 from ..conftest import chromium_path
 from ..eligible import criteria
 from . import bench
@@ -84,7 +84,7 @@ def test_the_blind_reader_finds_arm_words_and_lot_numbers_but_not_in_kit_numbers
 # --- the supply and site half -------------------------------------------------------------------------------
 
 
-def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
+def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str, db) -> None:
     """From two QP-certified lots to a participant treated twice, through the pages only. The
     pharmacist and the investigator are blinded: every page they reach is read for arm words."""
     sara = walk.person(SUPPLY, DESK)
@@ -228,6 +228,9 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str) -> None:
             assert jonas.notice().startswith(f"Kit {kit}: the clock is running."), jonas.error()
             assert jonas.page.locator("tr", has_text=kit).locator("[role=timer]").inner_text().endswith("left")
             jonas.shot(f"preparation-T{treatment}")
+        # The preparer's record (thaw end, units, masking, syringes and their labels) is made through the
+        # service here; its pages are walked in tests/pharmacy/test_preparation.py.
+        recorded_by_preparer(db, STUDY, participant, treatment)
 
         with walk.task(f"investigator: record treatment {treatment} in both glands"):
             ida.from_queue(r"treatment visits? (in (their|its) window|(is|are) due) today")
@@ -279,4 +282,4 @@ def test_the_whole_trial_walked_through_the_pages(walk, clock, demo_trial_world,
         results = bench.qc_enters_results_in_the_grid(walk, lot, specs[lot])
         bench.qa_reviews_the_set_and_the_batch_record(walk, lot, results)
         bench.qp_certifies(walk, lot)
-    supply_and_site(walk, clock, asc_lot, saline_lot)
+    supply_and_site(walk, clock, asc_lot, saline_lot, demo_trial_world)
