@@ -18,6 +18,7 @@ from .lifecycle import (
     MACHINE,
     MOVES,
     STATE_LABELS,
+    STOCK_HOOKS,
     allowed_moves,
     by_move,
     held_in_transit,
@@ -29,6 +30,7 @@ from .lifecycle import (
     not_in_a_kit_quarantine,
     release_finally,
     state_label,
+    stock_changed,
 )
 from .reading import (
     READERS,

@@ -3,7 +3,7 @@ one kit or a whole run at a time with optimistic row claims, and the kits' comin
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
@@ -122,6 +122,19 @@ _ARRIVES_AS = {KitState.transit_awaiting_release: KitState.site_awaiting_release
 # The moves with which a kit leaves its tank or freezer (it is no longer on that shelf).
 LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy",
                             "ship_awaiting_release", "receive_awaiting_release"})
+
+
+# Called after every move that may change a site's stock, and after a "no kit" answer, with the
+# (study id, site id) pairs touched and what happened: supply's resupply trigger registers here
+# (kits must not import supply). A hook runs inside the mover's transaction, for blinded movers
+# too: it must change nothing they see and never fail their move (supply/resupply.py).
+StockHook = Callable[[Session, set[tuple[int, int]], str], None]
+STOCK_HOOKS: list[StockHook] = []
+
+
+def stock_changed(session: Session, places: set[tuple[int, int]], cause: str) -> None:
+    for hook in STOCK_HOOKS:
+        hook(session, places, cause)
 
 
 def state_label(state: str | KitState) -> str:
@@ -285,6 +298,9 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     for kit, old, new, _values in changes:
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
+    # after the audit events: a hook reading the trail sees the move recorded
+    if places := {(kit.study_id, kit.site_id) for kit in kits_ if kit.site_id is not None}:
+        stock_changed(session, places, f"kit {words(name)}")
 
 
 def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], *, reason: str) -> None:

@@ -88,6 +88,11 @@ from .release import (
     QcReviewSetMember,
     StorageExcursion,
 )
+from .resupply import (
+    ResupplyProposal,
+    ResupplyProposalKit,
+    ResupplySetting,
+)
 from .sealed import (
     SealedAllocation,
     SealedDoseDonor,

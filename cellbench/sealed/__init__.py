@@ -2,9 +2,9 @@
 
 Parts: walls (the gate and the logged read), lists (randomisation and kit lists), units (kits and
 what is inside them), donors (whose cells a dose is), doors (the blind-safe doors a blinded
-workflow uses), reads (draws, shortages, block-mates, exports). Callers use `sealed.X` through
-this package; only the package and its parts (and models/, migrations) name the sealed tables
-(tests/test_sealed.py).
+workflow uses), reads (draws, shortages, block-mates, exports), stock (stock by arm, for resupply).
+Callers use `sealed.X` through this package; only the package and its parts (and models/,
+migrations) name the sealed tables (tests/test_sealed.py).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from .reads import (
     open_shortage_count,
     replay_draw,
 )
+from .stock import ArmStock, BenchKit, site_stock
 from .units import (
     arms_of_kits,
     composition,
@@ -53,6 +54,8 @@ __all__ = [
     "EXPORT_COLUMNS",
     "LIST_KINDS",
     "SHORTAGE_HANDLERS",
+    "ArmStock",
+    "BenchKit",
     "CandidateFilter",
     "ListHeader",
     "acknowledge_shortage",
@@ -88,5 +91,6 @@ __all__ = [
     "replay_draw",
     "runs_with_lot",
     "seal_list",
+    "site_stock",
     "unblind_participant",
 ]
