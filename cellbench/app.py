@@ -1,6 +1,7 @@
 """The FastAPI application: pages for people, /api/v1 for integrations, one error handler."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -22,6 +23,7 @@ from . import api, clock, display, gate, nav, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
+from .supply import resupply
 from .templating import make_templates, render
 
 log = logging.getLogger("cellbench")
@@ -37,7 +39,9 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        daily = asyncio.create_task(_resupply_daily(db))
         yield
+        daily.cancel()
         if database is None:
             db.dispose()
 
@@ -58,6 +62,21 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
     app.add_middleware(SecurityHeaders)  # outermost: the gate's refusals carry the headers too
     return app
+
+
+async def _resupply_daily(db: Database) -> None:
+    """Once a day, every site's stock by arm evaluated (supply.resupply), off the request path."""
+    while True:
+        await asyncio.sleep(resupply.seconds_to_next_run())
+        try:
+            await asyncio.to_thread(_evaluate_all, db)
+        except Exception:  # logged; tomorrow's run, or any stock move, evaluates again
+            log.exception("daily resupply evaluation failed")
+
+
+def _evaluate_all(db: Database) -> None:
+    with db.write() as session:
+        resupply.evaluate_all(session)
 
 
 class SecurityHeaders:

@@ -19,6 +19,7 @@ from . import demo as demo_data
 from .config import Settings
 from .db import Database, backup_sqlite, migrate, schema_is_current
 from .errors import DomainError
+from .supply import resupply as trigger
 
 app = typer.Typer(help="cellbench: batch record, release and blinded supply.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -143,6 +144,15 @@ def backup(path: Path = typer.Argument(..., help="File to write the backup to.")
             _fail("pg_dump failed (see above)")
     typer.echo(f"backup written to {path} ({path.stat().st_size} bytes); "
                "restore a copy regularly to prove it works (`cellbench verify` on the restored copy)")
+
+
+@app.command()
+def resupply() -> None:
+    """Evaluate every site's stock by arm and propose the shipments needed (run it daily, from cron)."""
+    found: list = []
+    _run(lambda s: found.extend(trigger.evaluate_all(s)))
+    typer.echo(f"resupply: {len(found)} open proposal{'s' if len(found) != 1 else ''}"
+               + (f" ({', '.join(p.number for p in found)})" if found else ""))
 
 
 # --- users ----------------------------------------------------------------------------------

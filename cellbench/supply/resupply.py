@@ -16,10 +16,11 @@ Debounce: one open proposal per study and site (a unique slot). A later evaluati
 and closes it as lapsed when nothing is short any more; the supply manager accepts it (a shipment
 being packed, holding the picked kits, which then count as on their way) or dismisses it.
 
-The trigger runs inside whoever moved the kit, a blinded pharmacist included (kits.STOCK_HOOKS
-notes the site; the evaluation runs as the mover's transaction commits): it acts as supply (TRIGGER), writes only unblinded records (its proposal, unblinded audit events,
-the compartment's logged read), in a savepoint, and any failure of it is logged and swallowed, so
-the pharmacist's move, page and messages are the same whatever the arms and whatever happens here.
+The trigger runs inside whoever moved the kit, a blinded pharmacist included: kits.STOCK_HOOKS
+notes the site, and the evaluation runs as the mover's transaction commits. It acts as supply
+(TRIGGER), writes only unblinded records (its proposal, unblinded audit events, the compartment's
+logged read), in a savepoint, and any failure of it is logged and swallowed, so the pharmacist's
+move, page and messages are the same whatever the arms and whatever happens here.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ from ..sealed import ArmStock, BenchKit
 from ..statemachine import Machine, Transition
 
 log = logging.getLogger("cellbench")
+DAILY_HOUR = 5  # the server's daily evaluation, cell-bench time (`cellbench resupply` for cron does the same)
 PLANNERS = frozenset({Role.supply_manager})  # settings, proposals: per-arm figures, unblinded
 # Who the trigger acts as, whoever's move set it off: supply's rules, nobody's name.
 TRIGGER = Actor(None, "cellbench resupply trigger", PLANNERS)
@@ -136,6 +138,13 @@ def _evaluate_noted(session: OrmSession) -> None:
 def _forget(session: OrmSession, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(_NOTES, None)
+
+
+def seconds_to_next_run(hour: int = DAILY_HOUR) -> float:
+    """From now to the next daily run (the cell bench's morning)."""
+    now = utcnow().astimezone(clock.zone())
+    run = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return ((run if run > now else run + timedelta(days=1)) - now).total_seconds()
 
 
 def evaluate_all(session: Session, cause: str = "daily evaluation") -> list[ResupplyProposal]:

@@ -196,7 +196,8 @@ def proposals(session: Session, actor: Actor, *, open_only: bool = True, number:
                                   row.state, row.cause, row.created_at, row.evaluated_at,
                                   people.get(row.decided_by or 0, "cellbench" if row.decided_at else ""),
                                   row.decided_at, row.reason, shipment.number if shipment else None,
-                                  row.row_version, lines, sum(len(line.kits) for line in lines), MACHINE.allowed(row, actor.roles)))
+                                  row.row_version, lines, sum(len(line.kits) for line in lines),
+                                  MACHINE.allowed(row, actor.roles)))
     return views
 
 

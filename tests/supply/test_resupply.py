@@ -5,14 +5,13 @@ blinded people at the site see nothing of it."""
 from __future__ import annotations
 
 import json
-import random
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-from cellbench import audit, clock, custody, kits, pharmacy, qrpayload, sealed, studies, users
+from cellbench import audit, clock, custody, pharmacy, qrpayload, sealed, studies, users
 from cellbench.errors import Conflict, DomainError, InvalidInput
 from cellbench.models import (
     AuditEvent,
@@ -28,11 +27,10 @@ from cellbench.models import (
 )
 from cellbench.supply import resupply, resupply_desk
 
-from ..conftest import SECRET, actor_of, link_site_people
+from ..conftest import SECRET, actor_of
 from ..eligible import eligible
 from ..kitworld import arms as kit_arms
-from ..kitworld import load_studies, package, released_lot, sealed_kit_list
-from ..trialworld import randomisation_list, to_site
+from ..trialworld import to_site
 
 STUDY, SITE, OTHER_SITE = "NCT07290946", "RH-ENT", "AUH-ENT"
 
@@ -284,3 +282,79 @@ def test_dismissing_needs_a_reason(stocked, db):
         resupply_desk.dismiss(s, actor_of(db, "sara"), proposal.number, "kits go with Monday's shipment")
     (dismissed,) = proposals(db, "dismissed")
     assert dismissed.reason == "kits go with Monday's shipment"
+
+
+# --- the blind: the pharmacist's move, pages and trail are the same --------------------------------------
+
+BLINDED = ("frida", "ida", "mette", "adam")
+
+
+def masked(text: str, numbers: list[str]) -> str:
+    """A page or answer with the participant's and the kit's numbers taken out (they differ by design)."""
+    for number in numbers:
+        text = text.replace(number, "<number>")
+    return re.sub(r"\b\d+(\.\d+)?\b", "#", text)  # versions, ids and times that differ with the order of events
+
+
+def test_the_trigger_in_a_pharmacists_move_changes_nothing_she_sees(stocked, db, as_):
+    """Assigning a kit to a placebo participant leaves both arms over their minimum; to an active
+    one, drops the active arm below it and proposes a shipment. The pharmacist's answer, her
+    visit page and her audit trail read the same, but for the numbers; the proposal, its sealed
+    read and its events are in records she cannot reach."""
+    configure(db)
+    seen: dict[str, tuple[str, str]] = {}
+    for arm in ("placebo", "active"):
+        visit_id = participant_of(db, arm, f"SCR-{arm[0].upper()}")
+        with db.read() as s:
+            visit = s.get(Visit, visit_id)
+            p = s.get(Participant, visit.participant_id)
+        url = f"/api/v1/participants/{STUDY}/{p.screening_number}/visits/1"
+        answer = as_("frida").post(f"{url}/assign")
+        assert answer.status_code == 200, answer.text
+        kit_number = answer.json()["kit_number"]
+        page = as_("frida").get(f"/participants/{STUDY}/{p.screening_number}/visits/1")
+        numbers = [kit_number, p.screening_number, p.randomisation_number]
+        seen[arm] = (masked(answer.text, numbers), masked(page.text, numbers))
+        assert [x.number for x in proposals(db)] == ([] if arm == "placebo" else [proposals(db)[0].number])
+    assert seen["placebo"] == seen["active"]
+    frida = actor_of(db, "frida")
+    with db.read() as s:
+        trail = audit.trail(s, frida, audit.TrailFilter(), limit=None)
+        everything = list(s.scalars(select(AuditEvent).where(AuditEvent.user_name == resupply.TRIGGER.name)))
+    assert not [e for e in trail if e.entity_type in ("resupply_proposal", "sealed") or e.user_id is None]
+    assert {e.action for e in everything} == {"sealed read", "resupply proposed"}
+    assert {e.visibility for e in everything} == {Visibility.unblinded.value}
+    (proposal,) = proposals(db)
+    for user in BLINDED:
+        client = as_(user)
+        for url in ("/supply/resupply", "/supply/resupply/settings", f"/supply/resupply/{proposal.number}"):
+            assert client.get(url).status_code == 403, (user, url)
+        assert client.submit(f"/supply/resupply/{proposal.number}/accept").status_code == 403
+        assert "resupply" not in client.get("/").text.lower()
+
+
+def test_the_supply_manager_reads_accepts_and_sets_on_pages(stocked, db, as_):
+    configure(db)
+    assign(db, participant_of(db, "active", "SCR-W"))
+    (proposal,) = proposals(db)
+    sara = as_("sara")
+    home = sara.get("/")
+    assert "<strong>1</strong> resupply proposal waits" in home.text and 'href="/supply/resupply"' in home.text
+    listing = sara.get("/supply/resupply")
+    assert listing.status_code == 200 and proposal.number in listing.text
+    page = sara.get(f"/supply/resupply/{proposal.number}")
+    assert all(number in page.text for number in picked(db, proposal))
+    refused = sara.submit("/supply/resupply/settings", {"study": STUDY, "site": SITE, "arm": "placebo",
+                                                        "min_stock": "4", "max_stock": "3", "do_not_ship_days": "5"})
+    assert refused.status_code == 422 and "at least the minimum" in refused.text
+    saved = sara.submit("/supply/resupply/settings", {"study": STUDY, "site": SITE, "arm": "placebo",
+                                                      "min_stock": "2", "max_stock": "4", "do_not_ship_days": "5",
+                                                      "setting_version": "1"})
+    assert saved.status_code == 303
+    with db.read() as s:
+        assert s.scalars(select(ResupplySetting.max_stock).where(ResupplySetting.arm == "placebo")).one() == 4
+    (proposal,) = proposals(db)  # the placebo arm now fills up to 4: the same proposal, updated
+    accepted = sara.submit(f"/supply/resupply/{proposal.number}/accept",
+                           {"proposal_version": str(proposal.row_version)})
+    assert accepted.status_code == 303 and accepted.headers["location"].startswith("/shipments/SH-")
+    assert proposals(db) == [] and "resupply proposal waits" not in sara.get("/").text
