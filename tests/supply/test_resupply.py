@@ -5,6 +5,7 @@ blinded people at the site see nothing of it."""
 from __future__ import annotations
 
 import json
+import random
 import re
 from datetime import timedelta
 
@@ -27,10 +28,11 @@ from cellbench.models import (
 )
 from cellbench.supply import resupply, resupply_desk
 
-from ..conftest import SECRET, actor_of
+from ..conftest import SECRET, actor_of, link_site_people
 from ..eligible import eligible
 from ..kitworld import arms as kit_arms
-from ..trialworld import to_site
+from ..kitworld import load_studies, package, released_lot, sealed_kit_list
+from ..trialworld import randomisation_list, to_site
 
 STUDY, SITE, OTHER_SITE = "NCT07290946", "RH-ENT", "AUH-ENT"
 
@@ -358,3 +360,93 @@ def test_the_supply_manager_reads_accepts_and_sets_on_pages(stocked, db, as_):
                            {"proposal_version": str(proposal.row_version)})
     assert accepted.status_code == 303 and accepted.headers["location"].startswith("/shipments/SH-")
     assert proposals(db) == [] and "resupply proposal waits" not in sara.get("/").text
+
+
+# --- a month at two sites ----------------------------------------------------------------------------------
+
+# The minimum is the safety stock for a shipment's lead time: a proposal is accepted and dispatched
+# the day it is made and arrives two days later, and up to two participants a day come to a site.
+MINIMUM, MAXIMUM = 5, 8
+
+
+def receive(db, number: str) -> None:
+    """The pharmacist scans every kit out of the dry shipper and completes the receipt."""
+    with db.write() as s:
+        frida = actor_of(db, "frida")
+        for kit in custody.kits_of(s, custody.by_number(s, number)):
+            custody.receipt_scan(s, frida, number, qrpayload.make_payload(kit.number, SECRET), SECRET)
+        problems = custody.complete_receipt(s, frida, custody.by_number(s, number), seal_intact=True,
+                                            logger=custody.logger_record("manual", minimum=-190, maximum=-180))
+    assert problems == []
+
+
+def send(db, proposal: ResupplyProposal, day: int) -> str:
+    """The supply manager accepts the proposal and dispatches the shipment it packed."""
+    sara = actor_of(db, "sara")
+    with db.write() as s:
+        shipment = resupply_desk.accept(s, sara, proposal.number, seen_version=proposal.row_version)
+        custody.dispatch(s, sara, shipment, shipper_id=f"DS-{day}", seal_number=f"SEAL-{proposal.number}",
+                         logger_id=f"TL-{day}")
+        return shipment.number
+
+
+def visit(db, site: str, screening: str) -> bool:
+    """A participant randomised at the site and treated the same day: whether a kit was there."""
+    _number, visit_id = randomise(db, screening, site)
+    kit = assign(db, visit_id)
+    if kit is None:
+        return False
+    with db.write() as s:
+        pharmacy.dispense(s, actor_of(db, "frida"), s.get(Visit, visit_id),
+                          qrpayload.make_payload(kit.number, SECRET), SECRET)
+    return True
+
+
+def test_a_month_of_visits_at_two_sites_with_proposals_accepted_keeps_both_arms_over_minimum(db, people,
+                                                                                              effective_specs):
+    """Two sites open with no stock; from day 3, up to two participants a day at each (seeded),
+    each treated the day of randomisation. Every day the daily run evaluates and the supply
+    manager accepts and dispatches every open proposal; shipments arrive two days later (the
+    study's transit). After every day, each arm at each site holds at least its minimum counting
+    kits on their way, and no participant is ever told there is no kit."""
+    load_studies(db)
+    link_site_people(db, OTHER_SITE)
+    sealed_kit_list(db, STUDY, 120, seed="resupply-month")
+    asc = released_lot(db, "asc", "ASC-2026-0401", units=240)
+    placebo = released_lot(db, "placebo", "PLB-2026-0401", units=240)
+    package(db, STUDY, 120, [asc], [placebo])
+    randomisation_list(db, STUDY, 80)
+    rng, start = random.Random(15), clock.wall_now()
+    travelling: dict[str, int] = {}
+    treated, refused, shipped = 0, 0, []
+    for day in range(30):
+        now = start + timedelta(days=day)
+        with clock.held(lambda now=now: now):
+            if day == 0:
+                for site in (SITE, OTHER_SITE):
+                    configure(db, site, minimum=MINIMUM, maximum=MAXIMUM, days=30)
+            for number, sent in sorted(travelling.items()):
+                if day - sent >= 2:
+                    receive(db, number)
+                    del travelling[number]
+            if day >= 3:
+                for site in (SITE, OTHER_SITE):
+                    for n in range(rng.choice((0, 1, 1, 2))):
+                        given = visit(db, site, f"SCR-{site[:2]}-{day:02d}{n}")
+                        treated, refused = treated + given, refused + (not given)
+            with db.write() as s:
+                resupply.evaluate_all(s)  # what `cellbench resupply` runs from cron
+            for proposal in proposals(db):
+                number = send(db, proposal, day)
+                travelling[number] = day
+                shipped.append(number)
+            for site in (SITE, OTHER_SITE):
+                for arm, held in stock(db, site).items():
+                    assert held.at_site + held.on_the_way >= MINIMUM, (day, site, arm, held)
+                    if day >= 2:
+                        assert held.at_site > 0, (day, site, arm)
+    assert refused == 0 and treated >= 45
+    assert len(shipped) >= 8  # the two openings, and resupply of both sites as kits were used
+    with db.read() as s:
+        states = {row.state for row in s.scalars(select(ResupplyProposal))}
+    assert states <= {"accepted", "lapsed"}
