@@ -128,6 +128,7 @@ LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispe
 # (study id, site id) pairs touched and what happened: supply's resupply trigger registers here
 # (kits must not import supply). A hook runs inside the mover's transaction, for blinded movers
 # too: it must change nothing they see and never fail their move (supply/resupply.py).
+SITE_STOCK = frozenset({KitState.at_site, KitState.site_awaiting_release, KitState.quarantined})  # in or out
 StockHook = Callable[[Session, set[tuple[int, int]], str], None]
 STOCK_HOOKS: list[StockHook] = []
 
@@ -299,7 +300,8 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
     # after the audit events: a hook reading the trail sees the move recorded
-    if places := {(kit.study_id, kit.site_id) for kit in kits_ if kit.site_id is not None}:
+    if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
+                  if kit.site_id is not None and {old, new} & SITE_STOCK}:
         stock_changed(session, places, f"kit {words(name)}")
 
 
