@@ -45,6 +45,7 @@ MACHINES = [
     ("step entries", "cellbench.steps", "step entry"),
     ("study databases", "cellbench.study_data", "study database"),
     ("vials", "cellbench.lots", "vial"),
+    ("resupply proposals", "cellbench.supply", "resupply proposal"),
 ]
 
 # Receivers of `X.state = ...` that name a machine's subject, by the words in their names, and the
@@ -57,6 +58,7 @@ SUBJECT_WORDS = {
     "step entries": (r"entry$", "StepEntry"),
     "study databases": (r"study_lock$", "StudyLock"),
     "vials": (r"vial$", "Vial"),
+    "resupply proposals": (r"proposal$", "ResupplyProposal"),
 }
 
 # `X.state = ...` that is not one of the machines' subjects: (module, receiver as written) -> what it is.

@@ -515,6 +515,7 @@ class Arguments:
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),
             "fills": [(kit, [vial])], "draw_id": draw.id, "shortage_id": 1, "treatment": 1, "dose": 1,
+            "usable_through": date.today(), "ship_through": date.today(),
         }
 
     def of(self, fn, actor: Actor, username: str) -> dict:
