@@ -450,3 +450,31 @@ def test_a_month_of_visits_at_two_sites_with_proposals_accepted_keeps_both_arms_
     with db.read() as s:
         states = {row.state for row in s.scalars(select(ResupplyProposal))}
     assert states <= {"accepted", "lapsed"}
+
+
+def test_the_daily_run_from_the_command_line_proposes_again_what_is_still_short(stocked, db, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cellbench import cli
+
+    configure(db)
+    assign(db, participant_of(db, "active", "SCR-C"))
+    (first,) = proposals(db)
+    with db.write() as s:
+        resupply_desk.dismiss(s, actor_of(db, "sara"), first.number, "waiting for the next packaging run")
+    assert proposals(db) == []
+    monkeypatch.setenv("CELLBENCH_DATABASE_URL", db.url)
+    result = CliRunner().invoke(cli.app, ["resupply"])
+    assert result.exit_code == 0, result.output
+    (again,) = proposals(db)
+    assert again.number != first.number and again.cause == "daily evaluation"
+    assert result.output.strip() == f"resupply: 1 open proposal ({again.number})"
+
+
+def test_the_demo_has_settings_for_both_sites_and_an_open_proposal(demo_trial_world):
+    db = demo_trial_world
+    with db.read() as s:
+        sites = {code for (code,) in s.execute(select(Site.code).join(ResupplySetting,
+                                                                      ResupplySetting.site_id == Site.id))}
+        open_ones = list(s.scalars(select(ResupplyProposal).where(ResupplyProposal.state == "proposed")))
+    assert sites == {SITE, OTHER_SITE} and open_ones
