@@ -39,9 +39,9 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        daily = asyncio.create_task(_resupply_daily(db))
+        evaluator = asyncio.create_task(_resupply(db))
         yield
-        daily.cancel()
+        evaluator.cancel()
         if database is None:
             db.dispose()
 
@@ -64,19 +64,27 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     return app
 
 
-async def _resupply_daily(db: Database) -> None:
-    """Once a day, every site's stock by arm evaluated (supply.resupply), off the request path."""
+async def _resupply(db: Database) -> None:
+    """Resupply off the request path (supply.resupply): the sites noted by kit moves and "no kit"
+    answers every few seconds, and every site once a day."""
+    daily_in = resupply.seconds_to_next_run()
     while True:
-        await asyncio.sleep(resupply.seconds_to_next_run())
+        await asyncio.sleep(resupply.POLL_SECONDS)
+        daily_in -= resupply.POLL_SECONDS
         try:
-            await asyncio.to_thread(_evaluate_all, db)
-        except Exception:  # logged; tomorrow's run, or any stock move, evaluates again
-            log.exception("daily resupply evaluation failed")
+            await asyncio.to_thread(_resupply_round, db, daily_in <= 0)
+        except Exception:  # logged; the next round tries again
+            log.exception("resupply evaluation failed")
+        if daily_in <= 0:
+            daily_in = resupply.seconds_to_next_run()
 
 
-def _evaluate_all(db: Database) -> None:
+def _resupply_round(db: Database, daily: bool) -> None:
+    with db.read() as session:  # nothing noted and not the daily run: no write transaction
+        if not daily and not resupply.noted(session):
+            return
     with db.write() as session:
-        resupply.evaluate_all(session)
+        (resupply.evaluate_all if daily else resupply.process_noted)(session)
 
 
 class SecurityHeaders:

@@ -92,11 +92,6 @@ REVIEWED = {
         "qc runs these hooks (quarantine's, which holds the kits of a lot found out of specification "
         "after certification) only when a QC analyst records such a result: "
         "test_qc_calls_its_post_certification_hooks_only_for_a_qc_analysts_result."),
-    "registers into kits.STOCK_HOOKS": (
-        "kits calls these hooks after a move that changes a site's stock and after a \"no kit\" answer, for "
-        "blinded movers too; supply.resupply's hook only notes the site, and evaluates it (as supply, "
-        "in a savepoint, failures swallowed, unblinded records only) as the mover's transaction commits: "
-        "tests/supply/test_resupply.py::test_the_trigger_in_a_pharmacists_move_changes_nothing_she_sees."),
     "registers into work_queue": (
         "cellbench.web.home's page calls every registered work-queue source for every viewer, blinded "
         "ones included. Module by module the graph cannot tell a source from the rest of its module; "

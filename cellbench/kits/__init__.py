@@ -17,8 +17,8 @@ from .lifecycle import (
     LEAVES_STORAGE,
     MACHINE,
     MOVES,
+    SITE_STOCK,
     STATE_LABELS,
-    STOCK_HOOKS,
     allowed_moves,
     by_move,
     held_in_transit,
@@ -28,9 +28,9 @@ from .lifecycle import (
     move_for,
     move_many,
     not_in_a_kit_quarantine,
+    note_stock,
     release_finally,
     state_label,
-    stock_changed,
 )
 from .reading import (
     READERS,

@@ -3,7 +3,7 @@ one kit or a whole run at a time with optimistic row claims, and the kits' comin
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
@@ -13,7 +13,7 @@ from .. import audit
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import Kit, KitState, Role, Study, Visit, saved_id
+from ..models import Kit, KitState, Role, StockNote, Study, Visit, saved_id
 from ..statemachine import Machine, Transition, words
 
 # What a blinded person reads for each state. Quarantine shows one generic wording whatever its
@@ -124,18 +124,19 @@ LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispe
                             "ship_awaiting_release", "receive_awaiting_release"})
 
 
-# Called after every move that may change a site's stock, and after a "no kit" answer, with the
-# (study id, site id) pairs touched and what happened: supply's resupply trigger registers here
-# (kits must not import supply). A hook runs inside the mover's transaction, for blinded movers
-# too: it must change nothing they see and never fail their move (supply/resupply.py).
-SITE_STOCK = frozenset({KitState.at_site, KitState.site_awaiting_release, KitState.quarantined})  # in or out
-StockHook = Callable[[Session, set[tuple[int, int]], str], None]
-STOCK_HOOKS: list[StockHook] = []
+# The states whose entry or exit changes a site's stock: such a move notes its site (StockNote) in
+# the mover's transaction, and so does a "no kit" answer (sealed.assign_kit). Supply's resupply
+# evaluates the noted sites afterwards, in its own transaction (supply/resupply.py): nothing of it
+# runs in a blinded mover's request, and the note names no kit and no arm.
+SITE_STOCK = frozenset({KitState.at_site, KitState.site_awaiting_release, KitState.quarantined})
+_NOTE: Table = StockNote.metadata.tables["stock_note"]
 
 
-def stock_changed(session: Session, places: set[tuple[int, int]], cause: str) -> None:
-    for hook in STOCK_HOOKS:
-        hook(session, places, cause)
+def note_stock(session: Session, places: set[tuple[int, int]], cause: str) -> None:
+    """(study id, site id) places whose stock changed, for resupply to evaluate."""
+    now = utcnow()
+    session.execute(insert(_NOTE), [{"study_id": study_id, "site_id": site_id, "cause": cause, "noted_at": now}
+                                    for study_id, site_id in sorted(places)])
 
 
 def state_label(state: str | KitState) -> str:
@@ -299,10 +300,9 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     for kit, old, new, _values in changes:
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
-    # after the audit events: a hook reading the trail sees the move recorded
     if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
                   if kit.site_id is not None and {old, new} & SITE_STOCK}:
-        stock_changed(session, places, f"kit {words(name)}")
+        note_stock(session, places, f"kit {words(name)}")
 
 
 def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], *, reason: str) -> None:

@@ -92,6 +92,7 @@ from .resupply import (
     ResupplyProposal,
     ResupplyProposalKit,
     ResupplySetting,
+    StockNote,
 )
 from .sealed import (
     SealedAllocation,

@@ -61,3 +61,17 @@ class ResupplyProposalKit(SQLModel, table=True):
 
     proposal_id: int = Field(foreign_key="resupply_proposal.id", primary_key=True)
     kit_id: int = Field(foreign_key="kit.id", primary_key=True, index=True)
+
+
+class StockNote(SQLModel, table=True):
+    """A site's stock changed (a kit moved into or out of it) or a visit found no kit: written by
+    the kit lifecycle in the mover's transaction, naming no kit and no arm; resupply evaluates the
+    site from it afterwards, in a transaction of its own, and deletes it (supply/resupply.py)."""
+
+    __tablename__ = "stock_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id")
+    site_id: int = Field(foreign_key="site.id")
+    cause: str = Field(max_length=64)
+    noted_at: datetime = timestamp()

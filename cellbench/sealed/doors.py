@@ -97,7 +97,7 @@ def assign_kit(session: Session, actor: Actor, study: Study, randomisation_numbe
                                       randomisation_number=randomisation_number, reported_by=actor.user_id,
                                       reported_at=utcnow(), requirement=rule and rule[1]))
         session.flush()
-        kits.stock_changed(session, {(saved_id(study), site_id)}, "no kit")  # resupply proposes at once
+        kits.note_stock(session, {(saved_id(study), site_id)}, "no kit")  # resupply evaluates the site at once
         return None
     index = _draws.randrange(len(candidates))
     kit = candidates[index]

@@ -1,6 +1,6 @@
 """Supply: randomisation and kit lists, packaging runs, the blind-preserving quarantine, the "no
 kit" shortages alerted to the supply manager, resupply proposals that keep both arms stocked at
-every site (`resupply`: the trigger, registered into kits.STOCK_HOOKS on import; `resupply_desk`:
+every site (`resupply`: the trigger, evaluating the sites kits.note_stock notes; `resupply_desk`:
 settings and decisions), and what the supply pages and API show of them (`views`).
 
 Every part is unblinded work that reaches the sealed compartment: no blinded-facing module imports

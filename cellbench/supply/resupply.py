@@ -16,11 +16,11 @@ Debounce: one open proposal per study and site (a unique slot). A later evaluati
 and closes it as lapsed when nothing is short any more; the supply manager accepts it (a shipment
 being packed, holding the picked kits, which then count as on their way) or dismisses it.
 
-The trigger runs inside whoever moved the kit, a blinded pharmacist included: kits.STOCK_HOOKS
-notes the site, and the evaluation runs as the mover's transaction commits. It acts as supply
-(TRIGGER), writes only unblinded records (its proposal, unblinded audit events, the compartment's
-logged read), in a savepoint, and any failure of it is logged and swallowed, so the pharmacist's
-move, page and messages are the same whatever the arms and whatever happens here.
+Where it runs: a kit move into or out of a site's stock, and a "no kit" answer, only leave a note
+(kits.note_stock, in the mover's transaction: no kit, no arm); the server evaluates noted sites
+every few seconds (process_noted), in a transaction of its own, acting as supply (TRIGGER). So
+nothing of resupply runs in a blinded pharmacist's request, nothing of it can fail her move, and
+her pages, answers and messages are the same whatever the arms.
 """
 from __future__ import annotations
 
@@ -32,13 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col
 
-from .. import audit, clock, custody, kits, sealed, studies
+from .. import audit, clock, custody, sealed, studies
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict
@@ -50,6 +48,7 @@ from ..models import (
     ResupplySetting,
     Role,
     Site,
+    StockNote,
     Study,
     Visibility,
     Visit,
@@ -98,46 +97,49 @@ class ArmFigures:
     unmet: int  # wanted but no kit at the bench fits
 
 
-# --- the hook ------------------------------------------------------------------------------------
+# --- the notes, evaluated ------------------------------------------------------------------------
 #
-# A move notes its site (kits.STOCK_HOOKS, which kits calls mid-use-case: a pharmacist's visit has
-# not taken its kit yet when the kit is allocated); the site is evaluated once, on the final state,
-# just before the mover's transaction commits. A rolled-back transaction evaluates nothing.
+# A move into or out of a site's stock, and a "no kit" answer, leave a StockNote in the mover's
+# transaction (kits.note_stock: no kit, no arm). The server evaluates the noted sites every few
+# seconds, `cellbench resupply` and the daily run too, each in a transaction of its own.
 
-_NOTES = "cellbench.resupply.noted"
 NO_KIT = "no kit"
+POLL_SECONDS = 5  # how soon the server evaluates a noted site ("at once", for a "no kit")
 
 
-def after_stock_change(session: Session, places: set[tuple[int, int]], cause: str) -> None:
-    """kits.STOCK_HOOKS: note the (study, site) places touched, for the evaluation at commit."""
-    noted: dict[tuple[int, int], str] = session.info.setdefault(_NOTES, {})
-    for place in places:
-        if noted.get(place) != NO_KIT:  # a "no kit" answer is the cause worth naming
-            noted[place] = cause
+def noted(session: Session) -> bool:
+    return session.scalars(select(col(StockNote.id)).limit(1)).first() is not None
 
 
-kits.STOCK_HOOKS.append(after_stock_change)
+def process_noted(session: Session) -> list[ResupplyProposal]:
+    """Evaluate every noted site once (a "no kit" named as the cause when one is among its notes),
+    each in a savepoint, and drop its notes; a site whose evaluation fails keeps its notes for the
+    next run. The open proposals of the sites evaluated."""
+    return _process(session)[1]
 
 
-@event.listens_for(OrmSession, "before_commit")
-def _evaluate_noted(session: OrmSession) -> None:
-    """Each noted site with settings, in a savepoint; never failing the mover's commit."""
-    noted: dict[tuple[int, int], str] | None = session.info.pop(_NOTES, None)
-    if not noted:
-        return
-    session.flush()  # the mover's own changes fail (or not) as they would without this hook
-    for (study_id, site_id), cause in sorted(noted.items()):
+def _process(session: Session) -> tuple[set[tuple[int, int]], list[ResupplyProposal]]:
+    notes = session.scalars(select(StockNote).order_by(col(StockNote.id))).all()
+    places: dict[tuple[int, int], tuple[str, int]] = {}
+    for note in notes:
+        cause, _last = places.get((note.study_id, note.site_id), (note.cause, 0))
+        places[(note.study_id, note.site_id)] = (NO_KIT if NO_KIT in (cause, note.cause) else note.cause,
+                                                 saved_id(note))
+    found, done = [], set()
+    for (study_id, site_id), (cause, last) in sorted(places.items()):
         try:
             with session.begin_nested():
-                evaluate(session, study_id, site_id, cause)  # type: ignore[arg-type]
-        except Exception:  # never the mover's problem: logged, and the daily run tries again
+                proposal = evaluate(session, study_id, site_id, cause)
+                session.execute(delete(StockNote).where(col(StockNote.study_id) == study_id,
+                                                        col(StockNote.site_id) == site_id,
+                                                        col(StockNote.id) <= last))
+        except Exception:  # logged; the notes stay, and the next run tries again
             log.exception("resupply evaluation of study #%s site #%s failed", study_id, site_id)
-
-
-@event.listens_for(OrmSession, "after_transaction_end")
-def _forget(session: OrmSession, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_NOTES, None)
+            continue
+        done.add((study_id, site_id))
+        if proposal is not None:
+            found.append(proposal)
+    return done, found
 
 
 def seconds_to_next_run(hour: int = DAILY_HOUR) -> float:
@@ -148,11 +150,15 @@ def seconds_to_next_run(hour: int = DAILY_HOUR) -> float:
 
 
 def evaluate_all(session: Session, cause: str = "daily evaluation") -> list[ResupplyProposal]:
-    """Every study and site with settings (the daily run, `cellbench resupply`): the open proposals."""
+    """Every study and site with settings (the daily run, `cellbench resupply`), the notes taken
+    with them: the open proposals."""
+    done, found = _process(session)
     places = session.execute(select(col(ResupplySetting.study_id), col(ResupplySetting.site_id)).distinct()
                              .order_by(col(ResupplySetting.study_id), col(ResupplySetting.site_id))).all()
-    found = [evaluate(session, study_id, site_id, cause) for study_id, site_id in places]
-    return [proposal for proposal in found if proposal is not None]
+    for study_id, site_id in places:
+        if (study_id, site_id) not in done and (proposal := evaluate(session, study_id, site_id, cause)):
+            found.append(proposal)
+    return sorted(found, key=lambda proposal: proposal.number)
 
 
 # --- the evaluation ------------------------------------------------------------------------------

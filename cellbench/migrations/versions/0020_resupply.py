@@ -1,4 +1,5 @@
-"""resupply: per site and arm stock settings, and the shipments the resupply trigger proposes
+"""resupply: per site and arm stock settings, the shipments the resupply trigger proposes, and the
+notes of site stock changes it evaluates
 
 Revision ID: 0020
 Revises: 0016
@@ -74,7 +75,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_resupply_proposal_kit_kit_id'), ['kit_id'], unique=False)
 
 
+    op.create_table('stock_note',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.Integer(), nullable=False),
+    sa.Column('site_id', sa.Integer(), nullable=False),
+    sa.Column('cause', sa.String(length=64), nullable=False),
+    sa.Column('noted_at', cellbench.models.UTCTimestamp(length=27), nullable=False),
+    sa.ForeignKeyConstraint(['site_id'], ['site.id'], ),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+
+
 def downgrade() -> None:
+    op.drop_table('stock_note')
     with op.batch_alter_table('resupply_proposal_kit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_resupply_proposal_kit_kit_id'))
     op.drop_table('resupply_proposal_kit')
