@@ -39,9 +39,12 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        evaluator = asyncio.create_task(_resupply(db))
+        # The served app evaluates resupply in the background; an app handed its database (tests,
+        # benchmarks) leaves that to its caller, so nothing writes behind a test's back.
+        evaluator = asyncio.create_task(_resupply(db)) if database is None else None
         yield
-        evaluator.cancel()
+        if evaluator:
+            evaluator.cancel()
         if database is None:
             db.dispose()
 
