@@ -1,6 +1,7 @@
 """The FastAPI application: pages for people, /api/v1 for integrations, one error handler."""
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import pkgutil
@@ -22,6 +23,7 @@ from . import api, clock, display, gate, nav, notifications, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
+from .supply import resupply
 from .templating import make_templates, render
 
 log = logging.getLogger("cellbench")
@@ -38,7 +40,12 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sender = notifications.background(db, settings)  # None when the settings send nothing
+        # The served app evaluates resupply in the background; an app handed its database (tests,
+        # benchmarks) leaves that to its caller, so nothing writes behind a test's back.
+        evaluator = asyncio.create_task(_resupply(db)) if database is None else None
         yield
+        if evaluator:
+            evaluator.cancel()
         if sender is not None:
             sender.stop()
         if database is None:
@@ -61,6 +68,29 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
     app.add_middleware(SecurityHeaders)  # outermost: the gate's refusals carry the headers too
     return app
+
+
+async def _resupply(db: Database) -> None:
+    """Resupply off the request path (supply.resupply): the sites noted by kit moves and "no kit"
+    answers every few seconds, and every site once a day."""
+    daily_in = resupply.seconds_to_next_run()
+    while True:
+        await asyncio.sleep(resupply.POLL_SECONDS)
+        daily_in -= resupply.POLL_SECONDS
+        try:
+            await asyncio.to_thread(_resupply_round, db, daily_in <= 0)
+        except Exception:  # logged; the next round tries again
+            log.exception("resupply evaluation failed")
+        if daily_in <= 0:
+            daily_in = resupply.seconds_to_next_run()
+
+
+def _resupply_round(db: Database, daily: bool) -> None:
+    with db.read() as session:  # nothing noted and not the daily run: no write transaction
+        if not daily and not resupply.noted(session):
+            return
+    with db.write() as session:
+        (resupply.evaluate_all if daily else resupply.process_noted)(session)
 
 
 class SecurityHeaders:

@@ -19,6 +19,7 @@ from . import demo as demo_data
 from .config import Settings
 from .db import Database, backup_sqlite, migrate, schema_is_current
 from .errors import DomainError
+from .supply import resupply as trigger
 
 app = typer.Typer(help="cellbench: batch record, release and blinded supply.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -162,6 +163,15 @@ def send_notifications() -> None:
         _fail("no transport: set CELLBENCH_SMTP_HOST, or CELLBENCH_NOTIFY_TRANSPORT=file")
     report = notifications.send_due(_database(settings), transport, notifications.Policy.of(settings))
     typer.echo(f"notifications: {report} (by {transport.name})")
+
+
+@app.command()
+def resupply() -> None:
+    """Evaluate every site's stock by arm and propose the shipments needed (run it daily, from cron)."""
+    found: list = []
+    _run(lambda s: found.extend(trigger.evaluate_all(s)))
+    typer.echo(f"resupply: {len(found)} open proposal{'s' if len(found) != 1 else ''}"
+               + (f" ({', '.join(p.number for p in found)})" if found else ""))
 
 
 # --- users ----------------------------------------------------------------------------------

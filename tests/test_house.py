@@ -46,6 +46,7 @@ MACHINES = [
     ("study databases", "cellbench.study_data", "study database"),
     ("vials", "cellbench.lots", "vial"),
     ("notifications", "cellbench.notifications", "notification"),
+    ("resupply proposals", "cellbench.supply", "resupply proposal"),
 ]
 
 # Receivers of `X.state = ...` that name a machine's subject, by the words in their names, and the
@@ -59,6 +60,7 @@ SUBJECT_WORDS = {
     "study databases": (r"study_lock$", "StudyLock"),
     "vials": (r"vial$", "Vial"),
     "notifications": (r"notification$|note$", "Notification"),
+    "resupply proposals": (r"proposal$", "ResupplyProposal"),
 }
 
 # `X.state = ...` that is not one of the machines' subjects: (module, receiver as written) -> what it is.

@@ -84,6 +84,7 @@ UNBLINDED_ONLY = {
     "cellbench.web.shortages",  # "no kit" alerts with their arms
     "cellbench.web.simulation",  # supply planning per arm: lots, stock-outs, expiry
     "cellbench.web.preparation", "cellbench.api.preparation",  # the preparer's record: checks scans in the compartment
+    "cellbench.web.resupply",  # resupply proposals and settings, per arm
 }
 
 # Edges of the import graph reviewed as safe: each one's code path runs for a blinded role
@@ -511,6 +512,7 @@ class Arguments:
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),
             "fills": [(kit, [vial])], "draw_id": draw.id, "shortage_id": 1, "treatment": 1, "dose": 1,
+            "usable_through": date.today(), "ship_through": date.today(),
         }
 
     def of(self, fn, actor: Actor, username: str) -> dict:

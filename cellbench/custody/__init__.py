@@ -39,7 +39,7 @@ from .lifecycle import (
     state_label,
 )
 from .losses import report_damaged, report_lost
-from .packing import SHIPPABLE, create, dispatch, kit_in_date_to_ship, kit_may_be_packed, pack, unpack
+from .packing import SHIPPABLE, create, dispatch, kit_in_date_to_ship, kit_may_be_packed, pack, pack_kit, unpack
 from .positions import (
     BOX_PREFIX,
     MAX_CAPACITY,

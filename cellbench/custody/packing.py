@@ -98,9 +98,14 @@ def kit_may_be_packed(session: Session, shipment: Shipment, kit: Kit) -> str | N
 def pack(session: Session, actor: Actor, shipment: Shipment, code: str | None, secret_key: str) -> Kit:
     """The supply manager scans a kit's label into the shipment."""
     check(actor, shipment, "pack")
-    kit = kits.scan(session, code, secret_key)
+    return pack_kit(session, actor, shipment, kits.scan(session, code, secret_key))
+
+
+def pack_kit(session: Session, actor: Actor, shipment: Shipment, kit: Kit, *, field: str = "code") -> Kit:
+    """A kit into the shipment, by the same rules as a scan (an accepted resupply proposal's kits)."""
+    check(actor, shipment, "pack")
     if why := kit_may_be_packed(session, shipment, kit):
-        raise InvalidInput(why, field="code")
+        raise InvalidInput(why, field=field)
     claim(session, shipment)
     check(actor, shipment, "pack")  # re-read: it may have been dispatched meanwhile
     claim_kit(session, kit)

@@ -67,7 +67,7 @@ from . import manufacturing as demo
 from . import positions as demo_positions
 from . import preparation as preparation_demo
 from . import release as release_demo
-from . import sites
+from . import resupply, sites
 
 STORY_DAYS = 150
 SITE = "RH-ENT"
@@ -436,4 +436,5 @@ class _Story:
             custody.pack(s, supply, second, self.label(kit), self.key)
         self.enrol(self.long, "AAR-001", site=sites.SECOND, by="investigator-aarhus")
         self.enrol(self.long, "AAR-002", randomise=False, site=sites.SECOND, by="investigator-aarhus")
+        resupply.seed_resupply(s, supply)  # settings per site and arm, and an open proposal
         self.prepare(self.enrol(self.long, "SCR-109"))  # last: the clock has its 60 minutes

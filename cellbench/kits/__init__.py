@@ -17,6 +17,7 @@ from .lifecycle import (
     LEAVES_STORAGE,
     MACHINE,
     MOVES,
+    SITE_STOCK,
     STATE_LABELS,
     allowed_moves,
     by_move,
@@ -27,6 +28,7 @@ from .lifecycle import (
     move_for,
     move_many,
     not_in_a_kit_quarantine,
+    note_stock,
     release_finally,
     state_label,
 )

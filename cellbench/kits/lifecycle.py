@@ -13,7 +13,7 @@ from .. import audit
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
-from ..models import Kit, KitState, Role, Study, Visit, saved_id
+from ..models import Kit, KitState, Role, StockNote, Study, Visit, saved_id
 from ..statemachine import Machine, Transition, words
 
 # What a blinded person reads for each state. Quarantine shows one generic wording whatever its
@@ -122,6 +122,21 @@ _ARRIVES_AS = {KitState.transit_awaiting_release: KitState.site_awaiting_release
 # The moves with which a kit leaves its tank or freezer (it is no longer on that shelf).
 LEAVES_STORAGE = frozenset({"ship", "receive", "receive_into_quarantine", "dispense", "return", "lose", "destroy",
                             "ship_awaiting_release", "receive_awaiting_release"})
+
+
+# The states whose entry or exit changes a site's stock: such a move notes its site (StockNote) in
+# the mover's transaction, and so does a "no kit" answer (sealed.assign_kit). Supply's resupply
+# evaluates the noted sites afterwards, in its own transaction (supply/resupply.py): nothing of it
+# runs in a blinded mover's request, and the note names no kit and no arm.
+SITE_STOCK = frozenset({KitState.at_site, KitState.site_awaiting_release, KitState.quarantined})
+_NOTE: Table = StockNote.metadata.tables["stock_note"]
+
+
+def note_stock(session: Session, places: set[tuple[int, int]], cause: str) -> None:
+    """(study id, site id) places whose stock changed, for resupply to evaluate."""
+    now = utcnow()
+    session.execute(insert(_NOTE), [{"study_id": study_id, "site_id": site_id, "cause": cause, "noted_at": now}
+                                    for study_id, site_id in sorted(places)])
 
 
 def state_label(state: str | KitState) -> str:
@@ -285,6 +300,9 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     for kit, old, new, _values in changes:
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
+    if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
+                  if kit.site_id is not None and {old, new} & SITE_STOCK}:
+        note_stock(session, places, f"kit {words(name)}")
 
 
 def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], *, reason: str) -> None:

@@ -97,6 +97,12 @@ from .release import (
     QcReviewSetMember,
     StorageExcursion,
 )
+from .resupply import (
+    ResupplyProposal,
+    ResupplyProposalKit,
+    ResupplySetting,
+    StockNote,
+)
 from .sealed import (
     SealedAllocation,
     SealedDoseDonor,

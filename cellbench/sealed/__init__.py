@@ -2,9 +2,9 @@
 
 Parts: walls (the gate and the logged read), lists (randomisation and kit lists), units (kits and
 what is inside them), donors (whose cells a dose is), doors (the blind-safe doors a blinded
-workflow uses), reads (draws, shortages, block-mates, exports). Callers use `sealed.X` through
-this package; only the package and its parts (and models/, migrations) name the sealed tables
-(tests/test_sealed.py).
+workflow uses), reads (draws, shortages, block-mates, exports), stock (stock by arm, for resupply).
+Callers use `sealed.X` through this package; only the package and its parts (and models/,
+migrations) name the sealed tables (tests/test_sealed.py).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from .reads import (
     replay_draw,
     study_arms,
 )
+from .stock import ArmStock, BenchKit, site_stock
 from .units import (
     arms_of_kits,
     composition,
@@ -55,6 +56,8 @@ __all__ = [
     "EXPORT_COLUMNS",
     "LIST_KINDS",
     "SHORTAGE_HANDLERS",
+    "ArmStock",
+    "BenchKit",
     "CandidateFilter",
     "ListHeader",
     "acknowledge_shortage",
@@ -91,6 +94,7 @@ __all__ = [
     "runs_with_lot",
     "seal_list",
     "study_arms",
+    "site_stock",
     "unblind_participant",
     "unit_codes",
 ]

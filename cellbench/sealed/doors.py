@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import notifications
+from .. import kits
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
@@ -99,6 +100,7 @@ def assign_kit(session: Session, actor: Actor, study: Study, randomisation_numbe
         session.flush()
         notifications.no_kit(session, actor, study=study, site_id=site_id, participant=randomisation_number, arm=arm,
                              in_date_on=in_date_on, requirement=rule and rule[1])
+        kits.note_stock(session, {(saved_id(study), site_id)}, "no kit")  # resupply evaluates the site at once
         return None
     index = _draws.randrange(len(candidates))
     kit = candidates[index]

@@ -1,12 +1,14 @@
 """Supply: randomisation and kit lists, packaging runs, the blind-preserving quarantine, the "no
-kit" shortages alerted to the supply manager, and what the supply pages and API show of them (`views`).
+kit" shortages alerted to the supply manager, resupply proposals that keep both arms stocked at
+every site (`resupply`: the trigger, evaluating the sites kits.note_stock notes; `resupply_desk`:
+settings and decisions), and what the supply pages and API show of them (`views`).
 
 Every part is unblinded work that reaches the sealed compartment: no blinded-facing module imports
 this package."""
 
 from __future__ import annotations
 
-from . import lists, packaging, quarantine, randomisation, shortages, views
+from . import lists, packaging, quarantine, randomisation, resupply, resupply_desk, shortages, views
 from .lists import MAKERS, generate, generated_notice, import_csv, seal
 from .packaging import (
     FILLABLE_LOT_STATES,
