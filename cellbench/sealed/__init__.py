@@ -93,8 +93,8 @@ __all__ = [
     "replay_draw",
     "runs_with_lot",
     "seal_list",
-    "study_arms",
     "site_stock",
+    "study_arms",
     "unblind_participant",
     "unit_codes",
 ]

@@ -11,8 +11,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import notifications
-from .. import kits
+from .. import kits, notifications
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound

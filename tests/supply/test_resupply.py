@@ -19,6 +19,7 @@ from cellbench.models import (
     BlindedLot,
     Kit,
     KitState,
+    Notification,
     Participant,
     ResupplyProposal,
     ResupplySetting,
@@ -340,9 +341,14 @@ def test_the_trigger_in_a_pharmacists_move_changes_nothing_she_sees(stocked, db,
         trail = audit.trail(s, frida, audit.TrailFilter(), limit=None)
         everything = list(s.scalars(select(AuditEvent).where(AuditEvent.user_name == resupply.TRIGGER.name)))
     assert not [e for e in trail if e.entity_type in ("resupply_proposal", "sealed") or e.user_id is None]
-    assert {e.action for e in everything} == {"sealed read", "resupply proposed"}
+    # the supply manager is told (this world gives her no address, so the message is dead at once)
+    assert {e.action for e in everything} == {"sealed read", "resupply proposed", "notification queued",
+                                              "notification dead"}
     assert {e.visibility for e in everything} == {Visibility.unblinded.value}
     (proposal,) = proposals(db)
+    with db.read() as s:
+        (note,) = s.scalars(select(Notification).where(Notification.kind == "resupply_proposed"))
+    assert note.audience == "unblinded" and f"Resupply {proposal.number} is proposed" in note.body
     for user in BLINDED:
         client = as_(user)
         for url in ("/supply/resupply", "/supply/resupply/settings", f"/supply/resupply/{proposal.number}"):
