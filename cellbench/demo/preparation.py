@@ -1,13 +1,14 @@
-"""The demo's one full preparer's record: the thaw end, both units checked against the kit, the
-masking measure, a syringe per gland and its printed label, made through the service functions
-between the clock's start and the first injection (demo.trial's `treat`, for one visit)."""
+"""The demo's preparer's record of every dose: the thaw end, both units checked against the kit,
+the masking measure, a syringe per gland and its printed label, made through the service functions
+between the clock's start and the first injection (demo.trial's `treat`); then the investigator's
+scans at the bed."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from sqlmodel import Session
 
-from .. import pharmacy, sealed, studies
+from .. import pharmacy, sealed, sitecodes, studies
 from ..audit import Actor
 from ..models import Visit
 
@@ -26,3 +27,14 @@ def record(session: Session, preparer: Actor, visit: Visit, secret_key: str, at:
         at(f"{hour:02d}:{minute}")
         pharmacy.draw_syringe(session, preparer, visit, dose, "1.0")
         pharmacy.print_label(session, preparer, visit, dose, secret_key)
+
+
+def bedside(session: Session, investigator: Actor, visit: Visit, secret_key: str) -> None:
+    """The investigator scans the participant's card, then each syringe label, at the bed."""
+    ctx = pharmacy.context(session, visit)
+    number = ctx.participant.randomisation_number or ""
+    codes = [sitecodes.card_payload(ctx.study.code, number, secret_key)]
+    codes += [sitecodes.syringe_payload(ctx.held_kit.number, dose, number, secret_key)
+              for dose in range(1, ctx.study.doses_per_treatment + 1)]
+    for code in codes:
+        pharmacy.bedside_scan(session, investigator, visit, code, secret_key)

@@ -45,19 +45,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import (
-    accountability,
-    clock,
-    custody,
-    kits,
-    pharmacy,
-    qrpayload,
-    release,
-    sitecodes,
-    studies,
-    unblinding,
-    users,
-)
+from .. import accountability, clock, custody, kits, pharmacy, qrpayload, release, studies, unblinding, users
 from ..accountability import destruction
 from ..audit import Actor
 from ..config import DEMO_SECRET_KEY
@@ -274,16 +262,6 @@ class _Story:
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
         return kit
 
-    def bedside(self, investigator: Actor, visit: Visit, kit: Kit) -> None:
-        """The investigator scans the participant's card, then each syringe label, at the bed."""
-        ctx = pharmacy.context(self.s, visit)
-        number = ctx.participant.randomisation_number or ""
-        codes = [sitecodes.card_payload(ctx.study.code, number, self.key)]
-        codes += [sitecodes.syringe_payload(kit.number, dose, number, self.key)
-                  for dose in range(1, ctx.study.doses_per_treatment + 1)]
-        for code in codes:
-            pharmacy.bedside_scan(self.s, investigator, visit, code, self.key)
-
     def treat(self, participant: Participant, day: int, treatment: int = 1, *, hour: int = 9) -> Kit:
         """Assigned and dispensed at hh:00, thawed or prepared at hh:30, the preparer's record and
         syringe labels by hh:44, the bedside scans at hh:50, both glands within the hour."""
@@ -295,7 +273,7 @@ class _Story:
                                 lambda hhmm: self.clock.at(day, hhmm), hour)
         investigator = self.actor("investigator")
         self.clock.at(day, f"{hour:02d}:50")
-        self.bedside(investigator, self.visit(participant, treatment), kit)
+        preparation_demo.bedside(self.s, investigator, self.visit(participant, treatment), self.key)
         for gland, minutes in ((1, 52), (2, 58)):
             self.clock.at(day, f"{hour:02d}:{minutes}")
             pharmacy.administer(self.s, investigator, self.visit(participant, treatment), gland=gland, volume_ml="1.0")
