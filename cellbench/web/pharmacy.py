@@ -1,5 +1,5 @@
 """Site pages: participants and visits, the pharmacist's dispensing by scanning, the preparer's
-clock, the investigator's administration per gland, and returns. Built for a tablet.
+clock and the investigator's administration per gland (returns: `web/returns.py`). Built for a tablet.
 
 Blinded people read every page here except the preparation page, and nothing on them comes from
 the sealed compartment: an active and a placebo participant in the same situation get the same
@@ -48,7 +48,7 @@ def _version(text: str | None, field: str) -> int | None:
     return int(text)
 
 
-def _notice(url: str, text: str) -> RedirectResponse:
+def notice_redirect(url: str, text: str) -> RedirectResponse:
     return RedirectResponse(f"{url}?notice={quote(text)}", status_code=303)
 
 
@@ -125,7 +125,7 @@ def enrol(request: Request, viewer: Viewer = Depends(form_by(*pharmacy.ENROLLERS
     except DomainError as error:
         with db.read() as session:
             return _participants(request, session, viewer, error, values)
-    return _notice(url, f"{participant.screening_number} enrolled.")
+    return notice_redirect(url, f"{participant.screening_number} enrolled.")
 
 
 def _participant(request: Request, session: Session, viewer: Viewer, study: str, number: str,
@@ -170,7 +170,7 @@ def randomise(request: Request, study: str, number: str, viewer: Viewer = Depend
     except DomainError as error:
         with db.read() as session:
             return _participant(request, session, viewer, study, number, error, dict(form))
-    return _notice(participant_url(study, number), f"Randomised: participant number {done}.")
+    return notice_redirect(participant_url(study, number), f"Randomised: participant number {done}.")
 
 
 # --- dispensing ----------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def _visit_post(request: Request, viewer: Viewer, db: Database, study: str, numb
     except DomainError as error:
         with db.read() as session:
             return page(request, session, viewer, study, number, treatment, error, code)
-    return _notice(goto or url + suffix, message)
+    return notice_redirect(goto or url + suffix, message)
 
 
 @router.get("/participants/{study}/{number}/visits/{treatment}")
@@ -322,7 +322,7 @@ def start_preparation(request: Request, viewer: Viewer = Depends(form_by(*prepar
     except DomainError as error:
         with db.read() as session:
             return _preparation(request, session, viewer, error, code)
-    return _notice("/preparation", text)
+    return notice_redirect("/preparation", text)
 
 
 def _local(request: Request, moment) -> str:
@@ -365,7 +365,7 @@ def administer(request: Request, study: str, number: str, treatment: str,
         with db.read() as session:
             return _administration(request, session, viewer, study, number, treatment, error, values)
     url = f"{participant_url(study, number)}/visits/{treatment}/administration"
-    return _notice(url, f"{gland.capitalize()} gland recorded.")
+    return notice_redirect(url, f"{gland.capitalize()} gland recorded.")
 
 
 @router.post("/participants/{study}/{number}/visits/{treatment}/not-administered")
@@ -385,35 +385,3 @@ def not_administered(request: Request, study: str, number: str, treatment: str,
     if viewer.has(*investigators):
         return _visit_post(request, viewer, db, study, number, treatment, work, page, suffix="/administration")
     return _visit_post(request, viewer, db, study, number, treatment, work, page, goto="/preparation")
-
-
-# --- returns -------------------------------------------------------------------------------------
-
-
-def _returns(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
-             form: dict | None = None):
-    recent = custody.recent(session, viewer.user.id, "returned", 10)
-    return render(request, "pharmacy/returns.html", status_code=error.status if error else 200, error=error,
-                  form=form or {}, recent=recent)
-
-
-@router.get("/returns")
-def returns_page(request: Request, viewer: Viewer = Depends(require(*pharmacists)),
-                 session: Session = Depends(read_session)):
-    return _returns(request, session, viewer)
-
-
-@router.post("/returns")
-def return_kit(request: Request, viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db),
-               form=Depends(form_data)):
-    values = {k: (form.get(k) or "").strip() for k in ("code", "condition")}
-    try:
-        with db.write() as session:
-            kit = pharmacy.return_kit(session, viewer.actor, values["code"], request.app.state.settings.secret_key,
-                                      values["condition"])
-            number = kit.number
-    except DomainError as error:
-        with db.read() as session:
-            return _returns(request, session, viewer, error, values)
-    return _notice("/returns", f"Kit {number} returned to the pharmacy.")
-
