@@ -98,8 +98,15 @@ class Parameters:
                          + (self.treatments - 1) * (self.interval_days + self.window_days))
 
 
-def defaults(d: StudyDefinition, *, runs: int = MIN_RUNS, seed: int = 15) -> Parameters:
+StockSettings = Mapping[tuple[str, str], tuple[int, int]]  # (arm, site) -> (minimum, maximum) kits
+
+
+def defaults(d: StudyDefinition, *, runs: int = MIN_RUNS, seed: int = 15,
+             stock: StockSettings | None = None) -> Parameters:
+    """The study file's figures; each site's stock per arm from the resupply settings in `stock`
+    (the supply manager's own), else the proposal below."""
     sites = tuple(site.code for site in d.sites)
+    stock = stock or {}
     cycle = sum(arm.ratio for arm in d.arms)
     kind = ("asc", "placebo")
     arms = tuple(ArmSupply(
@@ -107,7 +114,8 @@ def defaults(d: StudyDefinition, *, runs: int = MIN_RUNS, seed: int = 15) -> Par
         lot_vials=USABLE_VIALS[arm.product_kind if arm.product_kind in kind else "asc"],
         lots_per_month=LOTS_PER_MONTH.get(arm.product_kind, 1.0), make_days=MAKE_DAYS.get(arm.product_kind, 28),
         release_days=RELEASE_DAYS.get(arm.product_kind, 21),
-        site_min=(SITE_MIN,) * len(sites), site_max=(SITE_MAX,) * len(sites)) for arm in d.arms)
+        site_min=tuple(stock.get((arm.code, site), (SITE_MIN, SITE_MAX))[0] for site in sites),
+        site_max=tuple(stock.get((arm.code, site), (SITE_MIN, SITE_MAX))[1] for site in sites)) for arm in d.arms)
     return Parameters(
         study=d.study.code, runs=runs, seed=seed, participants=d.study.target_enrolment, sites=sites,
         screened_per_site_month=2.5, screen_failure=0.2, dropout=0.1,  # PROPOSAL: 2 randomised a site a month
@@ -146,10 +154,10 @@ def as_form(p: Parameters) -> dict[str, str]:
     return {key: str(value) for key, value in values.items()}
 
 
-def from_form(d: StudyDefinition, form: Mapping[str, object]) -> Parameters:
+def from_form(d: StudyDefinition, form: Mapping[str, object], stock: StockSettings | None = None) -> Parameters:
     """The parameters a form (or query string) gives, each field falling back to its default when
     absent; a field given but wrong raises InvalidInput naming it, before anything is simulated."""
-    base = defaults(d)
+    base = defaults(d, stock=stock)
     typed = as_form(base) | {key: str(value) for key, value in form.items() if key in set(field_names(base))}
 
     def whole(name: str, what: str, lo: int, hi: int) -> int:
@@ -274,8 +282,9 @@ SOURCES = {
     "do_not_ship_days": "study file: supply", "transit_days": "study file: supply",
     "screened_per_site_month": "PROPOSAL", "screen_failure": "PROPOSAL", "dropout": "PROPOSAL",
     "lead_days": "PROPOSAL", "lot_vials": "PROPOSAL: the demo's lots less their QC and retained vials",
-    "lots_per_month": "PROPOSAL", "make_days": "PROPOSAL", "release_days": "PROPOSAL", "min": "PROPOSAL",
-    "max": "PROPOSAL",
+    "lots_per_month": "PROPOSAL", "make_days": "PROPOSAL", "release_days": "PROPOSAL",
+    "min": "the site's resupply settings; PROPOSAL where none is set", "max": "the site's resupply settings; PROPOSAL "
+    "where none is set",
 }
 
 

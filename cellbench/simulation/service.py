@@ -1,7 +1,8 @@
 """The simulation as the pages ask for it: a study's parameters from the form (defaults from its
-study file), the run (kept for the next few identical requests: the page and then its PDF), and
-the PDF. Nothing is stored: a run changes no record and is reproduced from its parameters and seed,
-which the page's address and the PDF both carry (so there is no audit event either)."""
+study file and its resupply settings), the run (kept for the next few identical requests: the page
+and then its PDF), and the PDF. Nothing is stored: a run changes no record and is reproduced from
+its parameters and seed, which the page's address and the PDF both carry (so there is no audit
+event either)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -9,11 +10,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+from sqlmodel import Session, col
+
 from .. import clock, studies
 from ..db import Database
-from ..models import Role
+from ..models import ResupplySetting, Role, Site, Study
 from .model import Results, simulate
-from .parameters import Field, Parameters, as_form, defaults, from_form, labelled
+from .parameters import Field, Parameters, StockSettings, as_form, defaults, from_form, labelled
 from .pdf import simulation_pdf
 
 # Unblinded planning: it shows arms by name. Blinded roles (pharmacist, investigator, monitor,
@@ -48,13 +52,23 @@ def study_choices(db: Database) -> list[tuple[str, str]]:
         return [(study.code, studies.definition(study).study.short_title) for study in studies.all_studies(session)]
 
 
+def _stock(session: Session, study: Study) -> StockSettings:
+    """The study's resupply settings, (arm, site) -> (minimum, maximum): the simulation starts from
+    the stock levels the supply manager has set, where she has set them."""
+    rows = session.execute(select(ResupplySetting, col(Site.code))
+                           .join(Site, col(Site.id) == col(ResupplySetting.site_id))
+                           .where(col(ResupplySetting.study_id) == study.id))
+    return {(row.arm, site): (row.min_stock, row.max_stock) for row, site in rows}
+
+
 def form_of(db: Database, code: str, typed: Mapping[str, object]) -> Plan:
     """The form with the defaults, overlaid with what was typed (shown again beside an error)."""
     with db.read() as session:
         study = studies.by_code(session, code, field="code")
-        d = studies.definition(study)
-    shown = as_form(defaults(d)) | {k: str(v) for k, v in typed.items()}
-    return Plan(study.code, d.study.title, [f._replace(value=shown[f.name]) for f in labelled(defaults(d))], None)
+        d, stock = studies.definition(study), _stock(session, study)
+    base = defaults(d, stock=stock)
+    shown = as_form(base) | {k: str(v) for k, v in typed.items()}
+    return Plan(study.code, d.study.title, [f._replace(value=shown[f.name]) for f in labelled(base)], None)
 
 
 def plan(db: Database, code: str, form: Mapping[str, object]) -> Plan:
@@ -62,8 +76,8 @@ def plan(db: Database, code: str, form: Mapping[str, object]) -> Plan:
     run, the simulation's results."""
     with db.read() as session:  # the study only: no session is held while the model runs
         study = studies.by_code(session, code, field="code")
-        d = studies.definition(study)
-    params = from_form(d, form)
+        d, stock = studies.definition(study), _stock(session, study)
+    params = from_form(d, form, stock)
     results = cached_simulate(params) if RUN_FLAG in form else None
     return Plan(study.code, d.study.title, labelled(params), results)
 
@@ -72,8 +86,8 @@ def pdf_file(db: Database, code: str, form: Mapping[str, object], *, printed_by:
              zone: ZoneInfo) -> tuple[str, bytes]:
     with db.read() as session:
         study = studies.by_code(session, code, field="code")
-        d = studies.definition(study)
-    params: Parameters = from_form(d, form)
+        d, stock = studies.definition(study), _stock(session, study)
+    params: Parameters = from_form(d, form, stock)
     pdf = simulation_pdf(cached_simulate(params), study_title=d.study.title, printed_by=printed_by, zone=zone,
                          now=clock.utcnow())
     return f"supply-simulation-{study.code}-seed-{params.seed}.pdf", pdf

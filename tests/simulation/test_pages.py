@@ -98,6 +98,9 @@ def test_the_demos_supply_manager_runs_the_simulation_from_the_nav_and_gets_its_
 
     supply = sign_in(app, "supply", DEMO_PASSWORD)
     assert 'href="/simulation"' in supply.get("/").text
+    form = supply.get(f"/simulation/{STUDY}").text  # site stock starts from the demo's resupply settings
+    assert 'name="active.RH-ENT.min" value="12"' in form and 'name="placebo.RH-ENT.max" value="16"' in form
+    assert 'name="active.AUH-ENT.min" value="2"' in form
     page = supply.get(f"/simulation/{STUDY}?run=1")
     assert page.status_code == 200 and page.text.count("<svg") == 3
     assert supply.get(f"/simulation/{STUDY}/simulation.pdf?run=1").content.startswith(b"%PDF")
