@@ -52,10 +52,10 @@ from ..config import DEMO_SECRET_KEY
 from ..models import AuditEvent, Kit, KitState, Lot, Participant, Shipment, ShipmentKit, Site, Study, User, Visit
 from ..supply import packaging
 from . import manufacturing as demo
+from . import monitoring, resupply, sites
 from . import positions as demo_positions
 from . import preparation as preparation_demo
 from . import release as release_demo
-from . import resupply, sites
 
 STORY_DAYS = 150
 SITE = "RH-ENT"
@@ -322,6 +322,8 @@ class _Story:
         pharmacy.return_kit(s, self.actor("pharmacist"), self.label(kit_back), self.key,
                             "intact, label and seal unbroken; not thawed (participant febrile, visit postponed)")
         self.treat(returned, 47)
+        at(50, "14:00")
+        monitoring.verify_accountability(s, self.user("monitor"), PW, LONG, SITE)
 
         at(60, "08:30")
         self.sjogren_treated.append(self.enrol(self.sjogren, "SCR-202"))

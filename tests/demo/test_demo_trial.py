@@ -288,6 +288,15 @@ def test_a_balanced_count_then_a_witnessed_destruction_with_its_certificate(demo
         assert pdf.startswith(b"%PDF")
 
 
+def test_the_monitor_verified_a_sites_accountability_and_the_kits_moved_since_show(demo_db):
+    with demo_db.read() as s:
+        study, site = studies.by_code(s, "NCT07290946"), custody.site_by_code(s, "RH-ENT")
+        now = accountability.standing(s, study, site)
+        [(verification, signature)] = now.history
+        assert signature is not None and signature.signer_name == "Mette Dahl" and signature.meaning == "verified"
+        assert verification.figures_hash != now.figures_hash, "kits moved after the monitoring visit"
+
+
 def test_one_emergency_unblinding_told_the_sponsor(demo_db):
     with demo_db.read() as s:
         [row] = s.scalars(select(Unblinding))
