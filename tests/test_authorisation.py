@@ -293,7 +293,8 @@ def test_a_pharmacists_scan_records_the_sighting(as_, db, kit_world):
 
 def test_no_route_lets_a_monitor_or_an_administrator_change_gmp_data(app):
     """The writes each may make, read from the declarations: the monitor's are lookups (a scan, a
-    kit found by its label) and the administrator's are users and its own account."""
+    kit found by its label) and her signed verification of a site's accountability against source
+    (a record of her own, changing no GMP data); the administrator's are users and its own account."""
     writes = {role: sorted(f"{m} {r.path}" for r in gated_routes(app) if hasattr(r, "methods")
                            for m in r.methods - {"GET", "HEAD"}
                            if not gate.declared(r, app).public and gate.declared(r, app).admits(role))
@@ -301,7 +302,8 @@ def test_no_route_lets_a_monitor_or_an_administrator_change_gmp_data(app):
     own_account = ["POST /account/password", "POST /account/tokens", "POST /account/tokens/{token_id}/revoke",
                    "POST /logout"]
     assert writes[Role.monitor] == sorted([*own_account, "POST /api/v1/kits/scan", "POST /api/v1/scan",
-                                           "POST /kits/scan", "POST /scan"])
+                                           "POST /kits/scan", "POST /scan", "POST /accountability/verifications",
+                                           "POST /api/v1/accountability/verifications"])
     assert [w for w in writes[Role.admin] if w not in own_account] == [
         w for w in writes[Role.admin] if w.split()[1].startswith(("/admin/users", "/api/v1/users"))]
 

@@ -6,6 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .bedside_support import scanned_at_bedside
 from .conftest import PASSWORD, chromium_path, launch_chromium, served
 from .eligible import eligible
 
@@ -294,6 +295,7 @@ def test_the_preparer_starts_the_clock_and_the_investigator_records_both_glands(
     assert 58 * 60 <= minutes * 60 + seconds <= 60 * 60 and seconds < 60, left  # the 60-minute use window
     assert fits_the_width(page)
     page.click("text=Sign out")
+    scanned_at_bedside(as_("ida"), visit)  # the preparer's record, then the card and syringe labels at the bed
 
     sign_in(page, live_url, "ida")
     page.goto(f"{live_url}/participants/{STUDY}/SCR-001")

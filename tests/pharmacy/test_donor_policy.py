@@ -110,8 +110,11 @@ def test_with_no_kit_of_the_donor_both_arms_get_the_same_no_kit_and_supply_is_to
     with db.read() as s:
         doors = [(e.action, e.field, e.visibility) for e in s.scalars(select(AuditEvent).where(AuditEvent.seq > seq))]
         shortages = {r.randomisation_number: (r.arm, r.requirement) for r in s.scalars(select(SealedKitShortage))}
-    # what the door leaves on the trail is the same for both (and hidden from blinded roles)
-    assert doors == [("sealed assignment", "kit assignment", Visibility.unblinded.value)] * 2
+    # what the door leaves on the trail is the same for both (and hidden from blinded roles): its
+    # assignment, then supply told at once (nobody has an address in this world: dead at once)
+    told = [("notification queued", "recipients", Visibility.unblinded.value),
+            ("notification dead", "state", Visibility.unblinded.value)]
+    assert doors == [("sealed assignment", "kit assignment", Visibility.unblinded.value), *told] * 2
     assert shortages == {active: ("active", "treatment 2 from the donor of treatment 1 (donor DN-0001)"),
                          placebo: ("placebo", None)}
     assert "treatment 2 from the donor of treatment 1 (donor DN-0001)" in as_("sara").get("/supply/shortages").text
