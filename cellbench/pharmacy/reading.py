@@ -32,13 +32,19 @@ def participant_by_ref(session: Session, study_code: str, screening_number: str,
     return participant
 
 
+MAX_TREATMENTS = 99
+
+
 def visit_by_ref(session: Session, study_code: str, screening_number: str, treatment: object, *,
                  reader: Actor | None = None) -> Visit:
     participant = participant_by_ref(session, study_code, screening_number, reader=reader)
     try:
         number = int(str(treatment))
     except ValueError:
-        raise NotFound(f"No treatment '{treatment}'.", field="treatment") from None
+        raise NotFound(f"No treatment '{str(treatment)[:20]}'.", field="treatment") from None
+    if not 1 <= number <= MAX_TREATMENTS:  # a number no visit can have, nor the database hold
+        raise NotFound(f"{participant_number(participant)} has no treatment {str(number)[:20]} visit.",
+                       field="treatment")
     visit = session.scalars(select(Visit).where(col(Visit.participant_id) == participant.id,
                                                 col(Visit.treatment) == number)).first()
     if visit is None:

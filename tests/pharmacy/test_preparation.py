@@ -311,3 +311,12 @@ def test_the_api_records_the_same_steps_and_names_the_field_it_refuses(site, as_
     assert answer["complete"] and answer["units_scanned"] == 2 and answer["clock_running"]
     assert all(code not in str(answer) for code in units_of(db, kit_number).values())
     assert as_("ida").get(url).status_code == 403
+
+
+def test_a_treatment_number_past_what_a_database_holds_is_not_found_on_every_visit_page(site, as_):
+    randomised(as_, "SCR-001")
+    huge = 2**64
+    assert as_("jonas").get(f"/preparation/{STUDY}/SCR-001/{huge}").status_code == 404
+    assert as_("ida").get(f"/participants/{STUDY}/SCR-001/visits/{huge}/bedside").status_code == 404
+    answer = as_("ida").get(f"/api/v1/participants/{STUDY}/SCR-001/visits/{huge}")
+    assert answer.status_code == 404 and answer.json()["field"] == "treatment"
