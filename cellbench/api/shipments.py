@@ -147,6 +147,15 @@ class ReceiptScanOut(BaseModel):
     remaining: int
     progress: str = Field(description="e.g. '12 of 16 scanned'")
     received_at: str
+    position: dict | None = Field(None, description="Where the kit was put away (site, tank, rack, box, "
+                                                     "position), when the scan named a box")
+
+
+class ReceiptScanIn(CodeIn):
+    box: str | None = Field(None, max_length=40, description="Put the kit away at receipt into this storage box "
+                                                             "(its label's code), in one transaction")
+    position: int | None = Field(None, ge=1, le=custody.MAX_CAPACITY,
+                                 description="The position in the box; the box's next free one when left out")
 
 
 class ReceiptIn(BaseModel):
@@ -211,10 +220,17 @@ def location_out(session: Session, row: StorageLocation) -> LocationOut:
 
 # The hot path first: FastAPI tries a router's routes in the order they were added.
 @router.post("/shipments/{number}/receipt-scans", response_model=ReceiptScanOut)
-async def receipt_scan(number: str, body: CodeIn, request: Request, viewer: Viewer = Depends(receivers),
+async def receipt_scan(number: str, body: ReceiptScanIn, request: Request, viewer: Viewer = Depends(receivers),
                        db: Database = Depends(get_db)):
     """One kit scanned out of the dry shipper: on this shipment's manifest and not scanned before,
-    or refused (nothing recorded). Inline, like POST /api/v1/scan (see api/scan.py for why)."""
+    or refused (nothing recorded). With a box, the kit is also put away into it (the position given,
+    or the box's next free one) in the same transaction. Inline, like POST /api/v1/scan (see
+    api/scan.py for why)."""
+    if body.box:
+        with db.write() as session:
+            return custody.receive_into_box(session, viewer.actor, number, body.code,
+                                            request.app.state.settings.secret_key, box=body.box,
+                                            position=body.position).as_json()
     with db.write_connection() as conn:
         return custody.receipt_scan(conn, viewer.actor, number, body.code,
                                     request.app.state.settings.secret_key).as_json()

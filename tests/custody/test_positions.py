@@ -328,3 +328,24 @@ def test_a_box_label_is_a_pdf_with_the_box_code_and_the_box_page_lists_its_posit
     assert trail.entity_id == "RH-ENT-T1" and box in trail.new_value
     bench = as_("sara").submit("/storage/boxes", {"location": "", "rack": "A", "capacity": "4"})
     assert bench.status_code in (404, 422)
+
+
+def test_the_api_receives_a_kit_into_a_box_position_in_one_call_and_refuses_a_taken_one(kit_world, as_, db,
+                                                                                         monkeypatch):
+    box = tank_and_box(as_)
+    kits_ = both_arms(kit_world)
+    number = dispatched(as_, kits_)
+    arrives(monkeypatch, db, number)
+    frida, url = as_("frida"), f"/api/v1/shipments/{number}/receipt-scans"
+    first = frida.post(url, json={"code": payload(kits_[0]), "box": box})
+    assert first.status_code == 200, first.text
+    assert first.json()["position"]["position"] == 1 and first.json()["progress"] == "1 of 4 scanned"
+    before = (event_count(db), position_rows(db))
+    taken = frida.post(url, json={"code": payload(kits_[1]), "box": box, "position": 1})
+    assert taken.status_code == 409 and taken.json()["field"] == "position"
+    assert (event_count(db), position_rows(db)) == before, "the refused scan received nothing either"
+    outside = frida.post(url, json={"code": payload(kits_[1]), "box": box, "position": 2**63})
+    assert outside.status_code == 422 and "position" in outside.text
+    plain = frida.post(url, json={"code": payload(kits_[1])})
+    assert plain.status_code == 200 and plain.json()["position"] is None  # received, not yet put away
+    assert [where(db, kit) for kit in kits_[:2]] == [(box, 1), None]
