@@ -21,23 +21,13 @@ from .test_pharmacy import (
     STUDY,
     _normalised,
     assign,
-    kits_at_site,
     one_of_each_arm,
     payload,
     randomised,
-    sealed_randomisation_list,
     visit_url,
 )
 
 needs_pdftoppm = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) not installed")
-
-
-@pytest.fixture
-def site(kit_world, db):
-    """kit_world's 8 released kits of NCT07290946 at RH-ENT, and a sealed randomisation list."""
-    sealed_randomisation_list(db)
-    kits_at_site(db)
-    return kit_world
 
 
 def prepared(as_, screening: str) -> tuple[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from sqlalchemy import func, select
 
 from cellbench import audit, clock, sealed, studies
@@ -15,15 +14,7 @@ from cellbench.models import AuditEvent, Donor, Kit, Participant, SealedKitShort
 
 from ..conftest import actor_of
 from ..trialworld import STUDY, donate, site_id, to_site
-from .test_pharmacy import kits_at_site, one_of_each_arm, sealed_randomisation_list, treat
-
-
-@pytest.fixture
-def site(kit_world, db):
-    """kit_world's 8 released kits of NCT07290946 at RH-ENT, and a sealed randomisation list."""
-    sealed_randomisation_list(db)
-    kits_at_site(db)
-    return kit_world
+from .test_pharmacy import one_of_each_arm, treat
 
 
 def donor_policy(db, policy: str) -> None:

@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select, update
 from sqlmodel import col
 
@@ -64,14 +63,6 @@ def kits_at_site(db, site_code: str = SITE) -> None:
         site = s.scalars(select(Site).where(Site.code == site_code)).one()
         for kit in s.scalars(select(Kit).where(Kit.state == KitState.released)):
             kit.state, kit.site_id, kit.location = KitState.at_site, site.id, f"{site_code} pharmacy"
-
-
-@pytest.fixture
-def site(kit_world, db):
-    """kit_world's 8 released kits of NCT07290946 at RH-ENT, and a sealed randomisation list."""
-    sealed_randomisation_list(db)
-    kits_at_site(db)
-    return kit_world
 
 
 def later(monkeypatch, db, **delta) -> None:

@@ -26,24 +26,14 @@ from ..conftest import SECRET, actor_of
 from .test_pharmacy import (
     STUDY,
     assign,
-    kits_at_site,
     one_of_each_arm,
     payload,
     randomised,
-    sealed_randomisation_list,
     visit_url,
 )
 
 MM = 72 / 25.4  # PDF points per millimetre
 MEASURE = "Opaque amber syringe sleeve over each syringe"
-
-
-@pytest.fixture
-def site(kit_world, db):
-    """kit_world's released kits at RH-ENT and a sealed randomisation list (as tests/pharmacy/test_pharmacy.py)."""
-    sealed_randomisation_list(db)
-    kits_at_site(db)
-    return kit_world
 
 
 def started(as_, screening: str) -> str:

@@ -16,14 +16,7 @@ from cellbench.models import AuditEvent, EligibilityRecord, Participant, Visit
 from ..bedside_support import checked_at_bedside
 from ..conftest import SECRET, actor_of
 from ..eligible import criteria, eligible
-from .test_pharmacy import SITE, STUDY, kits_at_site, later, sealed_randomisation_list
-
-
-@pytest.fixture
-def site(kit_world, db):
-    sealed_randomisation_list(db)
-    kits_at_site(db)
-    return kit_world
+from .test_pharmacy import SITE, STUDY, later
 
 
 def enrolled(db, screening: str) -> int:
