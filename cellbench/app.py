@@ -33,7 +33,8 @@ STATIC = shipped("templates") / "static"
 def create_app(settings: Settings | None = None, *, password_hasher: PasswordHasher | None = None,
                database: Database | None = None) -> FastAPI:
     settings = settings or Settings()
-    users.configure(settings.password_min_length, settings.max_failed_logins, password_hasher)
+    users.configure(settings.password_min_length, settings.max_failed_logins, password_hasher,
+                    **users.signin_settings(settings))
     clock.configure(settings.zone)
     db = database or Database(settings.url, background_checkpoint=True)
 

@@ -35,7 +35,7 @@ def _settings() -> Settings:
 
 
 def _database(settings: Settings, *, require_schema: bool = True) -> Database:
-    users.configure(settings.password_min_length, settings.max_failed_logins)
+    users.configure(settings.password_min_length, settings.max_failed_logins, **users.signin_settings(settings))
     clock.configure(settings.zone)
     db = Database(settings.url)
     if require_schema and not schema_is_current(db):
@@ -69,7 +69,7 @@ def _seed_demo(settings: Settings, db: Database) -> None:
     migrate(db)
     with db.write() as session:
         demo_data.seed(session, users.cli_actor())
-    users.configure(settings.password_min_length, settings.max_failed_logins)
+    users.configure(settings.password_min_length, settings.max_failed_logins, **users.signin_settings(settings))
     # The demo's messages are delivered at once, to files under the data folder (the file transport
     # unless SMTP is set): the notifications page shows them sent.
     transport = notifications.transport_from(settings.model_copy(update={"demo": True}))

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     session_idle_minutes_by_role: dict[str, int] = {"operator": 60}
     password_min_length: int = 12
     max_failed_logins: int = 5
+    # A lock from failed passwords lifts itself after this long (an administrator may lift it sooner).
+    lockout_minutes: int = 15
+    # Sign-in rate limits: failed attempts allowed per typed username and per client address within
+    # a sliding window; beyond them every attempt is refused unchecked, with the usual words.
+    signin_window_minutes: int = 15
+    signin_max_per_username: int = 10
+    signin_max_per_address: int = 30
     demo: bool = False
     # The cell bench's manufacturing authorisation (EU GMP), printed on kit labels, certificates of
     # analysis and release certificates beside the manufacturer. Empty: not printed, and the

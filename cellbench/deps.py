@@ -10,7 +10,6 @@ import hmac
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 
 from fastapi import Depends, Request
 from sqlmodel import Session
@@ -27,9 +26,6 @@ from .models import Role, User, WebSession
 
 SESSION_COOKIE = "cellbench_session"
 LOGIN_CSRF_COOKIE = "cellbench_login_csrf"
-# Refreshing last_seen_at on every request would make every page view a write; a minute's
-# resolution is plenty for idle timeouts of 15 minutes and more.
-_TOUCH_AFTER = timedelta(seconds=60)
 # The step page's script knows this answer by its status (401) and asks for the password in place;
 # without the script, the words say that what was saved as a draft is kept.
 IDLE_MESSAGE = ("Your session ended after a period of inactivity. Please sign in again; "
@@ -124,7 +120,7 @@ def identify(request: Request, db: Database, settings: Settings) -> Viewer:
         with db.write() as session:
             users.end_session(session, _live_session(session, ws.id), users.IDLE_ENDED)
         raise NotAuthenticated(IDLE_MESSAGE)
-    if now - ws.last_seen_at > _TOUCH_AFTER:
+    if users.touch_due(ws, idle, now):
         with db.write() as session:
             _live_session(session, ws.id).last_seen_at = now
     if not user.active or user.locked:

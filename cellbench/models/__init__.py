@@ -125,6 +125,7 @@ from .studies import (
 )
 from .users import (
     ApiToken,
+    SigninAttempt,
     User,
     UserRole,
     UserSite,

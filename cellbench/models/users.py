@@ -20,6 +20,8 @@ class User(SQLModel, table=True):
     active: bool = True
     locked: bool = False
     failed_logins: int = 0
+    # When the lock began: a lock from failed passwords lifts itself after the configured time.
+    locked_at: datetime | None = timestamp(nullable=True)
     created_at: datetime = timestamp()
     password_changed_at: datetime = timestamp()
 
@@ -73,3 +75,15 @@ class UserStudy(SQLModel, table=True):
 
     user_id: int = Field(foreign_key="app_user.id", primary_key=True)
     study_id: int = Field(foreign_key="study.id", primary_key=True, index=True)
+
+
+class SigninAttempt(SQLModel, table=True):
+    """A failed sign-in, kept for rate limiting across app workers (a sliding window counted in
+    the database). Neither the typed username nor the address is stored: only keyed hashes."""
+
+    __tablename__ = "signin_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = timestamp()
+    username_key: str = Field(max_length=64, index=True)
+    address_key: str = Field(max_length=64, index=True)

@@ -1,11 +1,13 @@
 """Users, roles, passwords, page sessions and API tokens.
 
 Users are never deleted, only deactivated. Passwords are argon2id hashes. Five failed sign-ins
-(or failed signature passwords) lock an account until an administrator unlocks it, and every
-sign-in, failure and lock is audited.
+(or failed signature passwords) lock an account for a set time (an administrator may unlock it
+sooner); sign-in gives one answer to every failure and is rate limited; every sign-in, failure and
+lock is audited.
 
 Parts: `rules` (the password policy, roles and who is who), `signin` (authentication and page
-sessions), `tokens` (API tokens), `accounts` (what an administrator changes), `scope` (the sites and
+sessions), `throttle` (sign-in rate limits), `strength` (what makes a password guessable),
+`tokens` (API tokens), `accounts` (what an administrator changes), `scope` (the sites and
 studies a site-role user works for: the rules every site action and list asks) and `links` (the
 administrator linking users to them).
 """
@@ -36,6 +38,7 @@ from .rules import (
     require_role,
     role_combination_problem,
     roles_of,
+    signin_settings,
 )
 from .scope import (
     SITE_ROLES,
@@ -56,6 +59,7 @@ from .scope import (
 from .signin import (
     COSIGN_REFUSED,
     IDLE_ENDED,
+    SIGNIN_REFUSED,
     cosigner,
     end_session,
     end_sessions,
@@ -67,6 +71,7 @@ from .signin import (
     session_and_user,
     start_session,
     token_digest,
+    touch_due,
 )
 from .tokens import TOKEN_PREFIX, actor_for_token, create_token, revoke_token, revoke_tokens, tokens_of, user_for_token
 

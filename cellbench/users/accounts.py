@@ -113,7 +113,7 @@ def unlock(session: Session, by: Actor, user: User, reason: str | None) -> None:
     reason = audit.require_reason(reason)
     if not user.locked:
         raise InvalidInput("The account is not locked.", field="username")
-    user.locked, user.failed_logins = False, 0
+    user.locked, user.locked_at, user.failed_logins = False, None, 0
     audit.record(session, by, "user unlocked", "user", user.username, field="locked", old=True, new=False,
                  reason=reason)
     session.flush()
@@ -127,12 +127,23 @@ def reset_password(session: Session, by: Actor, user: User, new_password: str, r
         raise InvalidInput(why, field="password")
     user.password_hash = POLICY.hasher.hash(new_password)
     user.password_changed_at = utcnow()
-    end_sessions(session, user, "password reset")
     audit.record(session, by, "password reset", "user", user.username, field="password", reason=reason)
+    _end_access(session, by, user, "password reset", keep=None)
     session.flush()
 
 
-def change_own_password(session: Session, user: User, current: str, new_password: str, repeat: str) -> None:
+def _end_access(session: Session, by: Actor, user: User, why: str, keep: str | None) -> None:
+    """A new password ends every way in that the old one opened: the user's other page sessions
+    and all their API tokens (a stolen token must not outlive the password it was made under)."""
+    sessions, tokens = end_sessions(session, user, why, keep=keep), revoke_tokens(session, user)
+    audit.record(session, by, "access ended", "user", user.username, field="sessions_and_tokens",
+                 new=f"{sessions} other session(s) ended, {tokens} API token(s) revoked", reason=why)
+
+
+def change_own_password(session: Session, user: User, current: str, new_password: str, repeat: str,
+                        keep_session: str | None = None) -> None:
+    """The user's own new password; their other page sessions (all but `keep_session`, the one
+    asking) end and their API tokens are revoked."""
     reauthenticate(session, user, current, field="current_password")
     if new_password != repeat:
         raise InvalidInput("The two new passwords differ.", field="repeat_password")
@@ -142,5 +153,7 @@ def change_own_password(session: Session, user: User, current: str, new_password
         raise InvalidInput("Choose a password different from the current one.", field="new_password")
     user.password_hash = POLICY.hasher.hash(new_password)
     user.password_changed_at = utcnow()
-    audit.record(session, actor(session, user), "password changed", "user", user.username, field="password")
+    who = actor(session, user)
+    audit.record(session, who, "password changed", "user", user.username, field="password")
+    _end_access(session, who, user, "password changed", keep=keep_session)
     session.flush()

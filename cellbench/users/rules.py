@@ -6,8 +6,10 @@ unblinded one is refused (segregation of duties).
 from __future__ import annotations
 
 import getpass
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from sqlalchemy import select
@@ -17,6 +19,10 @@ from ..audit import Actor
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import BLINDED_ROLES, Role, User, UserRole, saved_id
 from .scope import scope_of
+from .strength import weakness
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 @dataclass
@@ -25,14 +31,37 @@ class Policy:
     max_failed: int = 5
     # argon2id with the library's recommended costs
     hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    # A lock from failed passwords lifts itself after this long: anyone can type five wrong
+    # passwords, and an account locked until an administrator comes is a door anyone can shut.
+    lockout_minutes: int = 15
+    # Failed sign-ins allowed per typed username and per client address within the window
+    # (sliding); beyond them every attempt gets the same refusal and no password is checked.
+    window_minutes: int = 15
+    max_per_username: int = 10
+    max_per_address: int = 30
+    # The key of the hashes that stand for typed usernames and client addresses (the app's secret
+    # key); a random one per process when none is given.
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
 
 # One instance, changed in place by configure(), so every part of users reads the same policy.
 POLICY = Policy()
 
 
-def configure(min_length: int, max_failed: int, hasher: PasswordHasher | None = None) -> None:
+def configure(min_length: int, max_failed: int, hasher: PasswordHasher | None = None, *,
+              lockout_minutes: int = 15, window_minutes: int = 15, max_per_username: int = 10,
+              max_per_address: int = 30, secret: str = "") -> None:
     POLICY.min_length, POLICY.max_failed, POLICY.hasher = min_length, max_failed, hasher or PasswordHasher()
+    POLICY.lockout_minutes, POLICY.window_minutes = lockout_minutes, window_minutes
+    POLICY.max_per_username, POLICY.max_per_address = max_per_username, max_per_address
+    POLICY.secret = secret.encode() if secret else secrets.token_bytes(32)
+
+
+def signin_settings(settings: Settings) -> dict[str, Any]:
+    """configure()'s keywords for sign-in, from the settings (the app and the command line)."""
+    return {"lockout_minutes": settings.lockout_minutes, "window_minutes": settings.signin_window_minutes,
+            "max_per_username": settings.signin_max_per_username,
+            "max_per_address": settings.signin_max_per_address, "secret": settings.secret_key}
 
 
 def cli_actor() -> Actor:
@@ -69,7 +98,7 @@ def password_problem(password: str, username: str) -> str | None:
         return f"The password must be at least {POLICY.min_length} characters long."
     if username and username.lower() in password.lower():
         return "The password must not contain the username."
-    return None
+    return weakness(password)
 
 
 def require_role(actor: Actor, *roles: Role) -> None:

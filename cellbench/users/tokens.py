@@ -49,12 +49,15 @@ def revoke_token(session: Session, by: Actor, token_id: int) -> None:
     session.flush()
 
 
-def revoke_tokens(session: Session, user: User) -> None:
-    """Revoke every live token of a user (a deactivated account)."""
+def revoke_tokens(session: Session, user: User) -> int:
+    """Revoke every live token of a user (a deactivated account, a new password); returns how many."""
     now = utcnow()
     live = select(ApiToken).where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
+    revoked = 0
     for row in session.scalars(live):
         row.revoked_at = now
+        revoked += 1
+    return revoked
 
 
 def tokens_of(session: Session, user: User) -> list[ApiToken]:

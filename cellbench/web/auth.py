@@ -8,6 +8,7 @@ from sqlmodel import Session
 from .. import users
 from ..db import Database
 from ..deps import (
+    IDLE_MESSAGE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Viewer,
@@ -32,11 +33,29 @@ def _safe_next(target: str | None) -> str:
     return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
 
+# The sign-in page's notices, chosen by key: a link cannot put its own words on the sign-in page
+# (a "call this number" under the cellbench logo). The app's redirect to sign in names its reason
+# by its words; those words are shown only when they are one of these.
+NOTICES = {"signed-out": "You are signed out.",
+           "password-changed": "Your password was changed; sign in with the new one.",
+           "idle": IDLE_MESSAGE,
+           "sign-in": "Please sign in.",
+           "ended": "This session was ended; please sign in again.",
+           "again": "Please sign in again.",
+           "cannot": "This account can no longer sign in."}
+
+
+def _notice(value: str | None) -> str | None:
+    if not value:
+        return None
+    return NOTICES.get(value) or (value if value in NOTICES.values() else None)
+
+
 def _login_page(request: Request, status: int = 200, error: DomainError | None = None, username: str = "") -> Response:
     token = new_login_csrf()
     response = render(request, "auth/login.html", status_code=status, csrf_token=token, error=error,
                       username=username, next=_safe_next(request.query_params.get("next")),
-                      notice=request.query_params.get("notice"), viewer=None)
+                      notice=_notice(request.query_params.get("notice")), viewer=None)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict")
     return response
 
@@ -51,7 +70,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
           db: Database = Depends(get_db)) -> Response:
     try:
         with db.write() as session:
-            user = users.login(session, username, password)
+            user = users.login(session, username, password, request.client.host if request.client else None)
             token = users.start_session(session, user)
     except DomainError as error:
         return _login_page(request, error.status, error, username)
@@ -85,7 +104,7 @@ def logout(viewer: Viewer = Depends(form_viewer), db: Database = Depends(get_db)
         live = session.get(WebSession, viewer.web_session.id)
         if live is not None:
             users.end_session(session, live, "signed out")
-    response = RedirectResponse("/login?notice=You+are+signed+out.", status_code=303)
+    response = RedirectResponse("/login?notice=signed-out", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
 
@@ -110,7 +129,7 @@ def change_password(request: Request, current_password: str = Form(""), new_pass
     try:
         with db.write() as session:
             users.change_own_password(session, session.merge(viewer.user), current_password, new_password,
-                                      repeat_password)
+                                      repeat_password, viewer.web_session.id if viewer.web_session else None)
     except DomainError as error:
         return _account_error(request, viewer, db, error)
     return RedirectResponse("/account?notice=Password+changed.", status_code=303)
