@@ -40,7 +40,7 @@ def sign_in(page, live_url, username, password=PASSWORD):
 
 def test_a_qa_reviewer_signs_in_reviews_the_audit_trail_and_signs_out(page, live_url, tmp_path):
     sign_in(page, live_url, "anna", "wrong password")
-    assert "Unknown username or wrong password" in page.inner_text(".error")
+    assert "Sign-in failed: the username or password is wrong" in page.inner_text(".error")
     assert page.input_value("input[name=username]") == "anna"  # nothing to re-type but the password
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")

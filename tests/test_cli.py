@@ -26,7 +26,8 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("CELLBENCH_DATABASE_URL", url)
     monkeypatch.setenv("CELLBENCH_DATA_DIR", str(tmp_path))  # the demo's mail files go under it
     real = users.configure
-    monkeypatch.setattr(users, "configure", lambda length, failures, hasher=None: real(length, failures, FAST_HASHER))
+    monkeypatch.setattr(users, "configure", lambda length, failures, hasher=None, **signin:
+                        real(length, failures, FAST_HASHER, **signin))
     return tmp_path
 
 

@@ -44,7 +44,7 @@ def test_the_wrong_password_on_the_sign_in_page_keeps_the_username(anonymous, pe
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     response = anonymous.post("/login", data={"username": "anna", "password": "nope", "csrf_token": token})
     assert response.status_code == 401
-    assert "Unknown username or wrong password" in response.text and 'value="anna"' in response.text
+    assert users.SIGNIN_REFUSED in response.text and 'value="anna"' in response.text
 
 
 def test_unknown_pages_give_a_404_page_or_json(as_, anonymous):
