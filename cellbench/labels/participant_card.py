@@ -14,6 +14,7 @@ from datetime import datetime
 
 from fpdf import FPDF
 
+from ..pdf import char_width, text_width, wrap_text
 from ..sitecodes import qr_png
 from .fonts import glyphs, new_pdf
 from .sheets import PT
@@ -61,19 +62,18 @@ def _line(pdf: FPDF, x: float, y: float, text: str, width: float, size: float, b
 def _wrapped(pdf: FPDF, text: str, width: float, size: float, most: int) -> list[str]:
     """`text` broken into lines of `width` at spaces, at most `most` lines (the last cut with '…')."""
     pdf.set_font("Label", "", size)
-    lines: list[str] = []
-    for word in text.split():
-        if lines and pdf.get_string_width(f"{lines[-1]} {word}") <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
+    lines = wrap_text(pdf, text, width)
     if len(lines) > most:
-        last = lines[most - 1]
-        while last and pdf.get_string_width(last + " …") > width:
-            last = last[:-1]
-        lines = [*lines[: most - 1], last.rstrip() + " …"]
+        last, room = lines[most - 1], width - text_width(pdf, " …")
+        measure = char_width(pdf)
+        used, keep = 0.0, 0  # the longest start of the last line that leaves room for " …"
+        for ch in last:
+            used += measure(ch)
+            if used > room:
+                break
+            keep += 1
+        lines = [*lines[: most - 1], last[:keep].rstrip() + " …"]
     return lines
-
 
 def render_participant_card_pdf(card: CardText, creation_date: datetime | None = None) -> bytes:
     """One card, one page of the card's exact size. With a `creation_date` the bytes depend on
