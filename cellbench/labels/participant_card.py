@@ -14,7 +14,7 @@ from datetime import datetime
 
 from fpdf import FPDF
 
-from ..pdf import char_width, text_width, wrap_text
+from ..pdf import fit_prefix, wrap_text
 from ..sitecodes import qr_png
 from .fonts import glyphs, new_pdf
 from .sheets import PT
@@ -64,15 +64,8 @@ def _wrapped(pdf: FPDF, text: str, width: float, size: float, most: int) -> list
     pdf.set_font("Label", "", size)
     lines = wrap_text(pdf, text, width)
     if len(lines) > most:
-        last, room = lines[most - 1], width - text_width(pdf, " …")
-        measure = char_width(pdf)
-        used, keep = 0.0, 0  # the longest start of the last line that leaves room for " …"
-        for ch in last:
-            used += measure(ch)
-            if used > room:
-                break
-            keep += 1
-        lines = [*lines[: most - 1], last[:keep].rstrip() + " …"]
+        last = fit_prefix(pdf, lines[most - 1], width, " …")  # the longest start that leaves room for " …"
+        lines = [*lines[: most - 1], last[:-2].rstrip() + " …"]
     return lines
 
 def render_participant_card_pdf(card: CardText, creation_date: datetime | None = None) -> bytes:

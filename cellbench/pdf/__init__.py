@@ -13,7 +13,7 @@ from .rendering import (
     render_in_time,
     run_with_budget,
 )
-from .wrapping import break_word, char_width, text_width, wrap, wrap_text
+from .wrapping import break_word, char_width, fit_prefix, text_width, wrap, wrap_text
 
-__all__ = ["Budget", "PDFTimeout", "RenderStopped", "break_word", "char_width", "checkpoint", "render_for",
-           "render_in_time", "run_with_budget", "text_width", "wrap", "wrap_text"]
+__all__ = ["Budget", "PDFTimeout", "RenderStopped", "break_word", "char_width", "checkpoint", "fit_prefix",
+           "render_for", "render_in_time", "run_with_budget", "text_width", "wrap", "wrap_text"]

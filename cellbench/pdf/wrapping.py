@@ -83,6 +83,20 @@ def wrap(paragraphs: Iterable[Iterable[tuple[str, float]]], width: float, space:
     return lines
 
 
+def fit_prefix(pdf: FPDF, text: str, width: float, tail: str = "…", most: int | None = None) -> str:
+    """The longest start of `text` (at most `most` characters) that fits `width` in the current font
+    with `tail` after it, tail included: found by one running sum, not by measuring shorter and
+    shorter cuts."""
+    measure = char_width(pdf)
+    room, used, keep = width - sum(measure(ch) for ch in tail), 0.0, 0
+    for ch in text[:most]:
+        used += measure(ch)
+        if used > room:
+            break
+        keep += 1
+    return text[:keep] + tail
+
+
 def wrap_text(pdf: FPDF, text: str, width: float) -> list[str]:
     """Plain text in the current font as lines of `width`, broken at whitespace (and inside a word
     too long for a line)."""

@@ -145,3 +145,15 @@ def test_a_client_that_leaves_sets_the_cancel_flag_and_the_renderer_stops_long_b
 
 def test_a_pdf_made_outside_a_route_has_no_deadline():
     pdf.checkpoint()  # no budget in force: nothing to stop (the CLI, a bench, a test)
+
+
+def test_a_line_cut_to_fit_keeps_the_longest_start_that_fits_with_its_ellipsis():
+    document = RecordPDF(find_label_fonts(), "test")
+    document.set_font("Doc", "", 8)
+    text = long_word(4000)
+    cut = pdf.fit_prefix(document, text, 50.0)
+    assert cut.endswith("…") and text.startswith(cut[:-1])
+    assert document.get_string_width(cut) <= 50.0 + 1e-9
+    assert document.get_string_width(text[:len(cut)] + "…") > 50.0  # one character more would not fit
+    lines = pdf.wrap_text(document, f"short words then {text} and more", 50.0)
+    assert lines[0] == "short words then" and "".join(lines[1:]).startswith(text)
