@@ -89,22 +89,24 @@ def test_a_4000_character_word_in_a_step_comment_prints_whole_across_lines(db, a
     assert len(PdfReader(io.BytesIO(response.content)).pages) >= 1
 
 
+def endless(started: threading.Event, stopped: threading.Event) -> bytes:
+    """A renderer that would never finish, but reaches its checkpoints: it says when it began and
+    when it gave up."""
+    started.set()
+    try:
+        while True:
+            pdf.checkpoint()
+            time.sleep(0.005)
+    except pdf.RenderStopped:
+        stopped.set()
+        raise
+
+
 def test_a_record_pdf_past_its_time_limit_is_answered_503_naming_it_and_its_renderer_stops(
         db, app, as_, effective_specs, monkeypatch):
     number = start_placebo_lot(db)
     started, stopped = threading.Event(), threading.Event()
-
-    def endless(record, **_):  # a renderer that would never finish, but reaches its checkpoints
-        started.set()
-        try:
-            while True:
-                pdf.checkpoint()
-                time.sleep(0.005)
-        except pdf.RenderStopped:
-            stopped.set()
-            raise
-
-    monkeypatch.setattr(reports, "batch_record_pdf", endless)
+    monkeypatch.setattr(reports, "batch_record_pdf", lambda record, **_: endless(started, stopped))
     app.state.settings.pdf_time_limit_seconds = 0.2
     response = as_("anna").get(f"/lots/{number}/record.pdf")
     assert response.status_code == 503
@@ -125,20 +127,10 @@ class Leaving:
 def test_a_client_that_leaves_sets_the_cancel_flag_and_the_renderer_stops_long_before_its_deadline():
     started, stopped = threading.Event(), threading.Event()
     budget = pdf.Budget(deadline=time.monotonic() + 60)
-
-    def endless() -> bytes:
-        started.set()
-        try:
-            while True:
-                pdf.checkpoint()
-                time.sleep(0.005)
-        except pdf.RenderStopped:
-            stopped.set()
-            raise
-
     begun = time.monotonic()
     with pytest.raises(pdf.PDFTimeout):
-        asyncio.run(pdf.render_in_time(Leaving(started), "batch record of lot X", endless, 60, budget=budget))
+        asyncio.run(pdf.render_in_time(Leaving(started), "batch record of lot X", lambda: endless(started, stopped),
+                                       60, budget=budget))
     assert budget.cancelled.is_set() and stopped.wait(5)
     assert budget.stopped.wait(5) and time.monotonic() - begun < 30
 
