@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     notify_backoff_seconds: int = 60
     notify_backoff_cap_seconds: int = 3600
     notify_max_attempts: int = 8
+    # A PDF a route serves that takes longer than this is stopped and answered 503 (reports.rendering).
+    pdf_time_limit_seconds: float = 20
 
     @field_validator("site_timezone")
     @classmethod

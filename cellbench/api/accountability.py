@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import accountability, kits, studies
+from .. import accountability, kits, pdf, studies
 from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
@@ -188,10 +188,13 @@ def record_destruction(number: str, body: RecordIn, viewer: Viewer = Depends(req
 
 
 @router.get("/destructions/{number}/certificate.pdf")
-def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+async def certificate(request: Request, number: str, viewer: Viewer = Depends(readers),
+                      db: Database = Depends(get_db)):
     """The destruction certificate (PDF): kits, method, date, witness, and every signature."""
-    name, pdf = accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
-                                                printed_by=viewer.user.full_name, reader=viewer.actor)
-    return Response(pdf, media_type="application/pdf",
+    name, document = await pdf.render_for(
+        request, f"destruction certificate {number[:40]}",
+        lambda: accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
+                                                printed_by=viewer.user.full_name, reader=viewer.actor))
+    return Response(document, media_type="application/pdf",
                     headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"})
 

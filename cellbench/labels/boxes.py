@@ -10,6 +10,7 @@ from datetime import datetime
 import qrcode
 from qrcode.constants import ERROR_CORRECT_M
 
+from ..pdf import fit_prefix
 from .fonts import LabelFontMissing, glyphs, new_pdf
 
 QUIET_MODULES = 4  # the white margin the QR standard asks for around the symbol
@@ -58,7 +59,7 @@ def render_box_labels_pdf(labels: Sequence[BoxLabel], *, size: BoxLabelSize | No
                 pdf.set_font_size(pdf.font_size_pt - 0.5)
             if n == 0 and pdf.get_string_width(text) > width + 0.01:
                 raise ValueError(f"box code {label.code} does not fit on its label")
-            while pdf.get_string_width(text) > width + 0.01:
-                text = text[:-2] + "…"
+            if pdf.get_string_width(text) > width + 0.01:  # cut once, where a running sum says it fits
+                text = fit_prefix(pdf, text, width + 0.01, most=len(text) - 2)
             pdf.text(text_x, margin + 4.5 + n * 4.5, text)
     return bytes(pdf.output())

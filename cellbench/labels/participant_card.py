@@ -14,6 +14,7 @@ from datetime import datetime
 
 from fpdf import FPDF
 
+from ..pdf import fit_prefix, wrap_text
 from ..sitecodes import qr_png
 from .fonts import glyphs, new_pdf
 from .sheets import PT
@@ -61,19 +62,11 @@ def _line(pdf: FPDF, x: float, y: float, text: str, width: float, size: float, b
 def _wrapped(pdf: FPDF, text: str, width: float, size: float, most: int) -> list[str]:
     """`text` broken into lines of `width` at spaces, at most `most` lines (the last cut with '…')."""
     pdf.set_font("Label", "", size)
-    lines: list[str] = []
-    for word in text.split():
-        if lines and pdf.get_string_width(f"{lines[-1]} {word}") <= width:
-            lines[-1] = f"{lines[-1]} {word}"
-        else:
-            lines.append(word)
+    lines = wrap_text(pdf, text, width)
     if len(lines) > most:
-        last = lines[most - 1]
-        while last and pdf.get_string_width(last + " …") > width:
-            last = last[:-1]
-        lines = [*lines[: most - 1], last.rstrip() + " …"]
+        last = fit_prefix(pdf, lines[most - 1], width, " …")  # the longest start that leaves room for " …"
+        lines = [*lines[: most - 1], last[:-2].rstrip() + " …"]
     return lines
-
 
 def render_participant_card_pdf(card: CardText, creation_date: datetime | None = None) -> bytes:
     """One card, one page of the card's exact size. With a `creation_date` the bytes depend on

@@ -1,6 +1,7 @@
 """Reports: the executed batch record gathered as data (`record`) and printed as a PDF
 (`record_pdf`), and what every printed record shares (`document`: the page, its tables and looks,
-the wording of values and signatures, the opening of a certificate)."""
+the wording of values and signatures, the opening of a certificate). Line breaking and rendering
+under a time limit, shared with the labels, live in `cellbench.pdf`."""
 
 from __future__ import annotations
 

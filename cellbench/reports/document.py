@@ -13,6 +13,7 @@ from fpdf.fonts import TTFFont
 
 from .. import clock
 from ..labels import LabelFonts, find_label_fonts
+from ..pdf import char_width, checkpoint, wrap
 from .record import SignatureView
 
 
@@ -85,6 +86,10 @@ class RecordPDF(FPDF):
             raise TypeError("The record's fonts are TrueType fonts.")
         self._cmap = font.cmap
         self.set_creator("cellbench")
+
+    def add_page(self, *args, **kwargs) -> None:
+        checkpoint()  # a rendering past its deadline, or whose client left, stops here
+        super().add_page(*args, **kwargs)
 
     def footer(self) -> None:
         self.set_y(-11)
@@ -201,6 +206,7 @@ class RecordPDF(FPDF):
         row_lines = max(len(lines) for *_, lines, _ in laid)
         first = 0
         while first < row_lines:
+            checkpoint()
             room = int((self.page_break_trigger - self.get_y() - 2 * PAD) // LINE)
             fresh = int((self.page_break_trigger - self.t_margin - 2 * PAD) // LINE) - (2 if heading else 0)
             if room < row_lines - first and (room < 1 or row_lines - first <= fresh):  # move the row to the next page
@@ -227,24 +233,8 @@ class RecordPDF(FPDF):
 
     def _wrap(self, paragraphs: list[list[tuple[str, float]]], width: float, style: str) -> list[str]:
         self.set_font("Doc", style.replace("S", ""), CELL_SIZE)
-        measure, space, lines = self.get_string_width, self.get_string_width(" "), []
-        for paragraph in paragraphs:
-            line, used = "", 0.0
-            for word, size in paragraph:
-                if line and used + space + size <= width:
-                    line, used = f"{line} {word}", used + space + size
-                    continue
-                if line:
-                    lines.append(line)
-                while size > width and len(word) > 1:  # a word wider than its column breaks where it must
-                    cut = next(n for n in range(len(word) - 1, 0, -1) if measure(word[:n]) <= width or n == 1)
-                    lines.append(word[:cut])
-                    word = word[cut:]
-                    size = measure(word)
-                line, used = word, size
-            lines.append(line)
-        return [line.replace(NBSP, " ") for line in lines]
-
+        measure = char_width(self)
+        return [line.replace(NBSP, " ") for line in wrap(paragraphs, width, measure(" "), measure)]
 
 def certificate_start(heading: str, footer_label: str, intro: str, *, zone: ZoneInfo, printed_by: str,
                       printed_at: datetime) -> RecordPDF:

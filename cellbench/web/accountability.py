@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import accountability, kits, studies, users
+from .. import accountability, kits, pdf, studies, users
 from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
@@ -227,7 +227,10 @@ def pdf_response(name: str, pdf: bytes) -> Response:
 
 
 @router.get("/destructions/{number}/certificate.pdf")
-def certificate(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
-    return pdf_response(*accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
-                                                         printed_by=viewer.user.full_name, reader=viewer.actor))
+async def certificate(request: Request, number: str, viewer: Viewer = Depends(readers),
+                      db: Database = Depends(get_db)):
+    return pdf_response(*await pdf.render_for(
+        request, f"destruction certificate {number[:40]}",
+        lambda: accountability.certificate_file(db, number, zone=request.app.state.settings.zone,
+                                                printed_by=viewer.user.full_name, reader=viewer.actor)))
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import accountability, clock
+from .. import accountability, clock, pdf
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, require
 from ..errors import DomainError
@@ -59,8 +59,10 @@ def verify(request: Request, viewer: Viewer = Depends(form_by(*accountability.VE
 
 
 @router.get("/accountability/report.pdf")
-def report(request: Request, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+async def report(request: Request, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     q = request.query_params
-    return pdf_response(*accountability.site_report_file(db, q.get("study") or "", q.get("site") or "",
-                                                         zone=request.app.state.settings.zone,
-                                                         printed_by=viewer.user.full_name, reader=viewer.actor))
+    return pdf_response(*await pdf.render_for(
+        request, "site accountability report",
+        lambda: accountability.site_report_file(db, q.get("study") or "", q.get("site") or "",
+                                                zone=request.app.state.settings.zone,
+                                                printed_by=viewer.user.full_name, reader=viewer.actor)))

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from sqlmodel import Session
 
-from .. import reports
+from .. import pdf, reports
 from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
@@ -26,11 +26,16 @@ def record_page(request: Request, number: str, viewer: Viewer = Depends(READERS)
 
 
 @router.get("/lots/{number}/record.pdf")
-def record_pdf(request: Request, number: str, viewer: Viewer = Depends(READERS), db: Database = Depends(get_db)):
-    with db.read() as session:  # read, then let go of the database before the slower rendering
-        record = reports.batch_record(session, number)
-    pdf = reports.batch_record_pdf(record, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
-                                   printed_at=utcnow())
-    name = quote(f"batch-record-{record.lot.number}.pdf")
-    return Response(pdf, media_type="application/pdf",
+async def record_pdf(request: Request, number: str, viewer: Viewer = Depends(READERS),
+                     db: Database = Depends(get_db)):
+    def make() -> tuple[str, bytes]:
+        with db.read() as session:  # read, then let go of the database before the slower rendering
+            record = reports.batch_record(session, number)
+        return record.lot.number, reports.batch_record_pdf(record, zone=request.app.state.settings.zone,
+                                                           printed_by=viewer.user.full_name, printed_at=utcnow())
+
+    # off the event loop, within the time limit, stopped if the client leaves
+    lot, document = await pdf.render_for(request, f"batch record of lot {number[:40]}", make)
+    name = quote(f"batch-record-{lot}.pdf")
+    return Response(document, media_type="application/pdf",
                     headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})

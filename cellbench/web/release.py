@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from .. import clock, inputs, lots, qc, release, users
+from .. import clock, inputs, lots, pdf, qc, release, users
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
@@ -173,23 +173,29 @@ def release_action(request: Request, number: str, action: str, viewer: Viewer = 
     return RedirectResponse(f"{_url(number)}?notice={quote(notice)}", status_code=303)
 
 
-def _pdf(request: Request, viewer: Viewer, db: Database, number: str, kind: str) -> Response:
-    with db.read() as session:  # gather, then let go of the database before rendering
-        data = certificates.gather(session, number)
-    render_pdf = certificates.coa_pdf if kind == "coa" else certificates.release_certificate_pdf
-    pdf = render_pdf(data, zone=request.app.state.settings.zone, printed_by=viewer.user.full_name,
-                     printed_at=clock.utcnow(), authorisation=request.app.state.settings.manufacturing_authorisation)
-    name = quote(f"{'certificate-of-analysis' if kind == 'coa' else 'release-certificate'}-{data.lot.number}.pdf")
-    return Response(pdf, media_type="application/pdf",
+async def _pdf(request: Request, viewer: Viewer, db: Database, number: str, kind: str) -> Response:
+    def make() -> tuple[str, bytes]:
+        with db.read() as session:  # gather, then let go of the database before rendering
+            data = certificates.gather(session, number)
+        render_pdf = certificates.coa_pdf if kind == "coa" else certificates.release_certificate_pdf
+        return data.lot.number, render_pdf(data, zone=request.app.state.settings.zone,
+                                           printed_by=viewer.user.full_name, printed_at=clock.utcnow(),
+                                           authorisation=request.app.state.settings.manufacturing_authorisation)
+
+    title = "certificate of analysis" if kind == "coa" else "release certificate"
+    lot, document = await pdf.render_for(request, f"{title} of lot {number[:40]}", make)
+    name = quote(f"{'certificate-of-analysis' if kind == 'coa' else 'release-certificate'}-{lot}.pdf")
+    return Response(document, media_type="application/pdf",
                     headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"})
 
 
 @router.get("/lots/{number}/coa.pdf")
-def coa(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)), db: Database = Depends(get_db)):
-    return _pdf(request, viewer, db, number, "coa")
+async def coa(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
+              db: Database = Depends(get_db)):
+    return await _pdf(request, viewer, db, number, "coa")
 
 
 @router.get("/lots/{number}/release-certificate.pdf")
-def release_certificate(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
-                        db: Database = Depends(get_db)):
-    return _pdf(request, viewer, db, number, "release")
+async def release_certificate(request: Request, number: str, viewer: Viewer = Depends(require(*READERS)),
+                              db: Database = Depends(get_db)):
+    return await _pdf(request, viewer, db, number, "release")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from .. import simulation
+from .. import pdf, simulation
 from ..db import Database
 from ..deps import Viewer, get_db, require
 from ..errors import DomainError
@@ -39,7 +39,10 @@ def simulation_page(request: Request, code: str, viewer: Viewer = Depends(reader
 
 
 @router.get("/{code}/simulation.pdf")
-def simulation_pdf(request: Request, code: str, viewer: Viewer = Depends(readers),
-                   db: Database = Depends(get_db)) -> Response:
-    return pdf_response(*simulation.pdf_file(db, code, dict(request.query_params), printed_by=viewer.user.full_name,
-                                             zone=request.app.state.settings.zone))
+async def simulation_pdf(request: Request, code: str, viewer: Viewer = Depends(readers),
+                         db: Database = Depends(get_db)) -> Response:
+    query = dict(request.query_params)
+    return pdf_response(*await pdf.render_for(
+        request, f"simulation report of study {code[:40]}",
+        lambda: simulation.pdf_file(db, code, query, printed_by=viewer.user.full_name,
+                                    zone=request.app.state.settings.zone)))
