@@ -9,11 +9,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from .. import accountability, clock, pdf
+from .. import accountability, clock, display, pdf
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, require
 from ..errors import DomainError
-from ..reports import when
 from .accountability import list_page, pdf_response
 from .home import QueueItem, work_queue
 
@@ -34,7 +33,7 @@ def _not_verified(session: Session, viewer: Viewer) -> list[QueueItem]:
     zone = clock.zone()
     items = []
     for now, at in accountability.awaiting(session, viewer.actor):
-        since = f"not verified since {when(at, zone)}" if at else "never verified"
+        since = f"not verified since {display.moment(at, zone)}" if at else "never verified"
         text = f"site {now.site.code} ({now.study.code}): accountability {since}"
         items.append(QueueItem(1, text, site_url(now.study.code, now.site.code)))
     return items
