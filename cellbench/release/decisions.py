@@ -12,7 +12,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, clock, inputs, lots, qc, users
+from .. import audit, clock, inputs, limits, lots, qc, users
 from ..clock import utcnow
 from ..errors import InvalidInput
 from ..models import Lot, LotDecision, LotState, PendingTest, Role, Signature, User, UserRole, Visibility, saved_id
@@ -126,7 +126,7 @@ def certify(session: Session, qp_user: User, password: str, lot: Lot, *, final: 
     resolves the pending tests: the gate has just checked that every result is in and in specification."""
     actor = users.actor(session, qp_user)
     users.require_role(actor, Role.qp)
-    comment = (comment or "").strip() or None
+    comment = limits.text(comment, "comment", "comment", "comment")
     if final:
         if any(str(p[0] or "").strip() for p in pending):
             raise InvalidInput("A final certification lists no pending tests.", field="pending")
