@@ -12,6 +12,9 @@ from .errors import InvalidInput
 # Why somebody changed, refused, lifted or signed something: a few sentences; the audit trail,
 # the batch-record PDF and the signature manifestation print it in full.
 REASON = 2_000
+# A reason cellbench writes around a person's bounded reason ("value X corrected: <reason>"): room
+# for the words it adds, so a reason at its limit is never refused by the record it causes.
+CITED_REASON = REASON + 200
 # A reviewer's or operator's remark; room for a paragraph or two, printed in the record.
 COMMENT = 4_000
 # What happened, how it was assessed: a deviation's description, an impact assessment, an excursion.
@@ -33,7 +36,7 @@ ADDRESS = 500
 # How a returned or received kit looked ("intact", "seal broken, box wet"); the custody column holds 200.
 CONDITION = 200
 
-_KINDS = {"reason": REASON, "comment": COMMENT, "description": DESCRIPTION, "note": NOTE,
+_KINDS = {"reason": REASON, "cited_reason": CITED_REASON, "comment": COMMENT, "description": DESCRIPTION, "note": NOTE,
           "summary": SUMMARY, "name": NAME, "label": LABEL, "short_code": SHORT_CODE,
           "address": ADDRESS, "condition": CONDITION, "fate_note": FATE_NOTE}
 
