@@ -12,9 +12,10 @@ from .errors import InvalidInput
 # Why somebody changed, refused, lifted or signed something: a few sentences; the audit trail,
 # the batch-record PDF and the signature manifestation print it in full.
 REASON = 2_000
-# A reason cellbench writes around a person's bounded reason ("value X corrected: <reason>"): room
-# for the words it adds, so a reason at its limit is never refused by the record it causes.
-CITED_REASON = REASON + 200
+# A reason cellbench writes around a person's bounded reason ("value X corrected: <reason>", an
+# initial certification's pending tests before the QP's comment): room for what it adds, so a
+# reason at its limit is never refused by the record it causes.
+CITED_REASON = REASON + 2_000
 # A reviewer's or operator's remark; room for a paragraph or two, printed in the record.
 COMMENT = 4_000
 # What happened, how it was assessed: a deviation's description, an impact assessment, an excursion.

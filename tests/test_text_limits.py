@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 
 from cellbench import audit, limits, lots, steps, users
 from cellbench.errors import InvalidInput
-from cellbench.models import (AuditEvent, Deviation, KitQuarantine, Participant, Signature, StepValue, Unblinding,
-                              User)
+from cellbench.models import AuditEvent, Deviation, KitQuarantine, Participant, Signature, StepValue, Unblinding, User
 from cellbench.supply import quarantine
 
 from .conftest import PASSWORD, actor_of
@@ -123,7 +122,8 @@ def test_a_megabyte_unblinding_reason_is_refused_on_the_page_and_by_the_api_and_
     page = ida.submit("/unblinding", {"study": STUDY, "participant": a, "reason_code": "serious_adverse_event",
                                       "reason": MEGABYTE, "password": PASSWORD})
     _refused_on_page(page, "reason")
-    api = ida.post("/api/v1/unblindings", json={"study": STUDY, "participant": a, "reason_code": "serious_adverse_event",
+    api = ida.post("/api/v1/unblindings", json={"study": STUDY, "participant": a,
+                                                "reason_code": "serious_adverse_event",
                                                 "reason": MEGABYTE, "password": PASSWORD})
     _refused_by_api(api, "reason")
     assert _written(db) == before, "no unblinding, no signature, no audit event"
@@ -195,8 +195,6 @@ PASSED_ON = {
     "notifications/queue.py may_read_text(note)": "a stored notification, not typed",
     "pharmacy/lifecycle.py set_state(reason)": "composed by cellbench or bounded by the caller",
     "qc/review.py mark_reviewed(note)": "composed by cellbench",
-    "release/decisions.py move_lot(reason)": "lots.move bounds it",
-    "release/decisions.py reject(reason)": "lots.move bounds it",
     "signatures.py sign(reason)": "every caller bounds what a person typed before it signs",
     "steps/signing.py correct_value(comment)": "write_value bounds it",
     "steps/uses.py record_material(override_reason)": "_authorise_use bounds it",
