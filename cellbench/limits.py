@@ -20,8 +20,6 @@ CITED_REASON = REASON + 2_000
 COMMENT = 4_000
 # What happened, how it was assessed: a deviation's description, an impact assessment, an excursion.
 DESCRIPTION = 4_000
-# A short free note beside a value (a step note, a review note).
-NOTE = 4_000
 # What blinded people read about a deviation: a line, not a report.
 SUMMARY = 500
 # Why a vial was destroyed, or where it is retained: the vial's column holds 200.
@@ -30,21 +28,11 @@ FATE_NOTE = 200
 NAME = 200
 # The name of a thing: a material, a piece of equipment, a scan station, a place.
 LABEL = 200
-# A code or reference typed by hand (a CAPA number, a supplier batch): never a sentence.
-SHORT_CODE = 40
-# A postal address or contact line.
-ADDRESS = 500
 # How a returned or received kit looked ("intact", "seal broken, box wet"); the custody column holds 200.
 CONDITION = 200
 
-_KINDS = {"reason": REASON, "cited_reason": CITED_REASON, "comment": COMMENT, "description": DESCRIPTION, "note": NOTE,
-          "summary": SUMMARY, "name": NAME, "label": LABEL, "short_code": SHORT_CODE,
-          "address": ADDRESS, "condition": CONDITION, "fate_note": FATE_NOTE}
-
-
-def maximum(kind: str) -> int:
-    """The documented maximum of one kind of text (a name from `_KINDS`)."""
-    return _KINDS[kind]
+_KINDS = {"reason": REASON, "cited_reason": CITED_REASON, "comment": COMMENT, "description": DESCRIPTION,
+          "summary": SUMMARY, "name": NAME, "label": LABEL, "condition": CONDITION, "fate_note": FATE_NOTE}
 
 
 def text(value: object, field: str, what: str, kind: str, *, required: bool = False) -> str | None:
