@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, String, and_, cast, false, literal, or_, select, text, true
 from sqlmodel import Session, SQLModel, col
 
+from . import limits
 from .clock import utcnow
 from .display import times_in
 from .errors import InvalidInput
@@ -158,11 +159,11 @@ def record(
     return row["seq"]
 
 
-def require_reason(reason: str | None, field: str = "reason") -> str:
-    """Corrections, invalidations and other second thoughts must say why."""
+def require_reason(reason: str | None, field: str = "reason", kind: str = "reason") -> str:
+    """Corrections, invalidations and other second thoughts must say why, within limits.REASON."""
     if reason is None or not reason.strip():
         raise InvalidInput("A reason is required for this change.", field=field)
-    return reason.strip()
+    return limits.text(reason, field, "reason", kind) or ""
 
 
 def initialise_head(session: Session) -> None:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from . import signatures, users
+from . import limits, signatures, users
 from .errors import InvalidInput, NotFound
 from .models import AuditEvent, AuditReview, Meaning, Role, Signature, User
 
@@ -72,7 +72,8 @@ def sign_review(session: Session, reviewer: User, password: str, to_seq: int, co
     last = session.get(AuditEvent, to_seq)
     if last is None:  # inside the pending range, so only a damaged chain gets here
         raise NotFound(f"Audit event {to_seq} is missing.", field="to_seq")
-    review = AuditReview(from_seq=start, to_seq=to_seq, head_hash=last.hash, comment=(comment or "").strip() or None)
+    review = AuditReview(from_seq=start, to_seq=to_seq, head_hash=last.hash,
+                         comment=limits.text(comment, "comment", "comment", "comment"))
     session.add(review)
     session.flush()
     sig = signatures.sign(session, reviewer, password, Meaning.reviewed, "audit_review", str(review.id))

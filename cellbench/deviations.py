@@ -23,7 +23,7 @@ from collections.abc import Set
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from . import audit, inputs, signatures, users
+from . import audit, inputs, limits, signatures, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -140,10 +140,11 @@ def _content(session: Session, number: str) -> dict:
 
 
 def _required(value: str | None, field: str, what: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise InvalidInput(f"The {what} is required.", field=field)
-    return value
+    return limits.text(value, field, what, "description", required=True) or ""
+
+
+def _summary(value: str | None) -> str | None:
+    return limits.text(value, "blinded_summary", "blinded summary", "summary")
 
 
 def _severity(value: str | None) -> str:
@@ -201,7 +202,7 @@ def raise_deviation(session: Session, actor: Actor, *, lot_id: int | None = None
         users.require_role(actor, *RAISERS)
     severity = _severity(severity)
     description = _required(description, "description", "description of what happened")
-    summary = (blinded_summary or "").strip() or GENERIC_BLINDED_SUMMARY
+    summary = _summary(blinded_summary) or GENERIC_BLINDED_SUMMARY
     lot = None
     if lot_id is not None:
         lot = session.get(Lot, lot_id)
@@ -243,14 +244,14 @@ def assess_deviation(session: Session, actor: Actor, deviation: Deviation, *, im
         "severity": _severity(severity) if (severity or "").strip() else deviation.severity,
         # None keeps the CAPA reference; an empty text clears it.
         "capa_reference": deviation.capa_reference if capa_reference is None else _capa(capa_reference),
-        "blinded_summary": (blinded_summary or "").strip() or deviation.blinded_summary,
+        "blinded_summary": _summary(blinded_summary) or deviation.blinded_summary,
     }
     changed = {f: v for f, v in new.items() if getattr(deviation, f) != v}
     corrected = [f for f in changed if getattr(deviation, f) is not None]
     if corrected:
         reason = audit.require_reason(reason)
     else:
-        reason = (reason or "").strip() or None
+        reason = limits.text(reason, "reason", "reason", "reason")
     for field, value in changed.items():
         old = getattr(deviation, field)
         setattr(deviation, field, value)

@@ -106,7 +106,7 @@ def sign(
 
 def invalidate(session: Session, actor: Actor, sig: Signature, reason: str | None) -> None:
     """A correction of signed data voids the signature on it; the record needs signing again."""
-    reason = audit.require_reason(reason)
+    reason = audit.require_reason(reason, kind="cited_reason")  # it cites the correction's reason
     if sig.invalidated_at is not None:
         raise InvalidInput("This signature is already invalidated.")
     sig.invalidated_at = utcnow()

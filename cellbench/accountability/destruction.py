@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import CursorResult, func, select, update
 from sqlmodel import Session, col
 
-from .. import audit, clock, custody, inputs, kits, signatures, users
+from .. import audit, clock, custody, inputs, kits, limits, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -252,8 +252,8 @@ def record_destruction(session: Session, user: User, password: str | None, d: De
     if MACHINE.state_refusal(d, "record"):
         raise InvalidInput(f"{d.number} is already {d.state}.", field="destruction")
     move = MACHINE.check(d, "record", actor.roles, session, actor)
-    method = inputs.text(method, "method", "method of destruction", 200)
-    witness = inputs.text(witness, "witness", "witness's name", 200)
+    method = limits.text(method, "method", "method of destruction", "label", required=True) or ""
+    witness = limits.text(witness, "witness", "witness's name", "name", required=True) or ""
     if witness.casefold() == user.full_name.casefold():
         raise InvalidInput("The witness is a second person, not the one who destroys the kits.", field="witness")
     day = _destroyed_on(destroyed_on, d.authorised_at, site)

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col
 
-from .. import audit, custody, inputs, signatures, users
+from .. import audit, custody, inputs, limits, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
@@ -297,7 +297,7 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
     if blinded_lot.study_id != study.id:
         raise InvalidInput(f"Blinded lot {blinded_lot.code} is not of {study.code}.", field="blinded_lot")
     counted = inputs.whole(counted_in_stock, "counted_in_stock", "number of kits you counted", minimum=0)
-    comment = (comment or "").strip() or None
+    comment = limits.text(comment, "comment", "comment", "comment")
     expected = row_of(session, study, site, blinded_lot).counts
     balanced = counted == expected["on_hand"]
     if not balanced and comment is None:

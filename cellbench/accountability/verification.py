@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, inputs, signatures, studies, users
+from .. import audit, inputs, limits, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -120,7 +120,7 @@ def verify(session: Session, user: User, password: str, study: Study, site_key: 
     site = site_of(session, study, site_key, reader=actor)
     users.require_scope(actor, site, study)
     number = inputs.whole(sequence, "sequence", "verification number", minimum=1)
-    comment = inputs.optional_text(comment, "comment", "comment", 2000) or None
+    comment = limits.text(comment, "comment", "comment", "comment")
     now = standing(session, study, site)
     if (seen_hash or "").strip() != now.figures_hash:
         raise Conflict(f"The accountability of {site.code} changed after the page was loaded: read the figures "

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection, insert, select, text
 from sqlmodel import Session, col
 
-from .. import audit, deviations, kits, notifications, users
+from .. import audit, deviations, kits, limits, notifications, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -139,6 +139,7 @@ def complete_receipt(session: Session, actor: Actor, shipment: Shipment, *, seal
     check(actor, shipment, "complete_receipt")
     users.require_scope(actor, shipment.site_id, shipment.study_id, field="shipment")
     intact = _seal(seal_intact)
+    limits.text(missing_reason, "missing_reason", "reason the kits are missing", "reason")
     claim(session, shipment, version(seen_version, "shipment_version"))
     check(actor, shipment, "complete_receipt")
     lines = session.execute(select(Kit, col(ShipmentKit.received_at))

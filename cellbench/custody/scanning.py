@@ -20,7 +20,7 @@ from datetime import date
 from sqlalchemy import Connection, bindparam, select, text
 from sqlmodel import Session, col
 
-from .. import audit, qrpayload, users
+from .. import audit, limits, qrpayload, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
@@ -121,7 +121,7 @@ def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key:
     verdict = Verdict(ok, number, state.value, state_label(state), blinded_lot, expiry, location, next_step)
     if not records_sighting(actor):
         return verdict
-    place = (station or "").strip()[:200] or "scan station"
+    place = limits.text(station, "station", "station name", "label") or "scan station"
     custody = {"kit_id": kit_id, "place": place, "by_user": actor.user_id, "by_name": actor.name,
                "at": utc_text(utcnow())}
     if raw is not None:

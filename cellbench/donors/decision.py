@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
-from .. import audit, signatures, users
+from .. import audit, limits, signatures, users
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import AuditEvent, Donation, DonorTest, Eligibility, Meaning, Role, Signature, User
 from .common import REQUIRED_PANEL
@@ -56,7 +56,7 @@ def decide_eligibility(session: Session, qa: User, password: str, donation: Dona
     if choice is Eligibility.ineligible:
         reason = audit.require_reason(reason)
     else:
-        reason = (reason or "").strip() or None
+        reason = limits.text(reason, "reason", "reason", "reason")
     # Only the pending row changes, and it stays locked to the end: a second QA deciding at the same
     # moment waits on it (PostgreSQL) and then matches nothing, and a test entry waits too, so the
     # rules below and the signature read the same results.

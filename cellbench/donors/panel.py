@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, clock, inputs, users
+from .. import audit, clock, inputs, limits, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
@@ -103,6 +103,7 @@ def record_tests(session: Session, actor: Actor, donation: Donation, entries: It
     if actor.user_id is None:
         raise Forbidden("Test results are recorded by a person.")
     recorder = actor.user_id
+    limits.text(reason, "reason", "reason for the correction", "reason")
     donation = _lock_undecided(session, donation)
     assert donation.id is not None  # locked above: a stored row
     today = today or clock.today()

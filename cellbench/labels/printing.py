@@ -25,7 +25,7 @@ from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, inputs, kits, qrpayload, studies, users
+from .. import audit, inputs, kits, limits, qrpayload, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, DomainError, InvalidInput, NotFound
@@ -302,7 +302,7 @@ def reconcile(session: Session, actor: Actor, run: LabelRun, applied: object, sp
         raise InvalidInput(f"{run.printed} labels were printed, but applied + spoiled + destroyed = "
                            f"{counts['applied']} + {counts['spoiled']} + {counts['destroyed']} = {total}: {gap}.",
                            field="applied")
-    why = (reason or "").strip() or None
+    why = limits.text(reason, "reason", "reason", "reason")
     if counts["spoiled"] and why is None:
         raise InvalidInput("Say why labels were spoiled.", field="reason")
     now = utcnow()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, signatures, users
+from .. import audit, limits, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..donors import donation_by_identifier, donation_may_start_lot
@@ -188,7 +188,10 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
     if name in GATED and not gates:
         raise InvalidInput(f"A lot's {words(name)} is made through the release, which checks its gates.",
                            field="action")
-    reason = audit.require_reason(reason) if rule.needs_reason else ((reason or "").strip() or None)
+    # Reasons here may be composed around a person's (an initial certification lists its pending
+    # tests before the QP's comment); the doors people type at bound theirs at limits.REASON.
+    reason = (audit.require_reason(reason, kind="cited_reason") if rule.needs_reason
+              else limits.text(reason, "reason", "reason", "cited_reason"))
     claim(session, lot, seen_version)
     blocking = [why for gate in gates if (why := gate(session, lot, actor))]
     if blocking:

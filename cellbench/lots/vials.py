@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, func, select, update
 from sqlmodel import Session, col
 
-from .. import audit, users
+from .. import audit, limits, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -184,11 +184,9 @@ def record_fate(session: Session, actor: Actor, lot: Lot, scanned: str, fate: st
     vial = vial_of(session, lot, scanned)
     if why := lot_takes_fates(lot):
         raise InvalidInput(why, field="vial")
-    note = (reason or "").strip()
+    note = limits.text(reason, "reason", "note", "fate_note") or ""
     if why := reason_given(move, note):
         raise InvalidInput(why, field="reason")
-    if len(note) > 200:
-        raise InvalidInput("Keep the note to 200 characters.", field="reason")
     state = _settle(session, actor, vial, move, "vial", note=note or None)
     audit.record(session, actor, f"vial {words(state)}", "lot", lot.number, field=f"vial {vial.code}",
                  old=words(VialState.filled), new=words(state), reason=note or None)

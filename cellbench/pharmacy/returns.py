@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from .. import audit, custody, inputs, kits, users
+from .. import audit, custody, kits, limits, users
 from ..audit import Actor
 from ..custody import fetch
 from ..errors import InvalidInput
@@ -19,7 +19,7 @@ def return_kit(session: Session, actor: Actor, code: str | None, secret_key: str
     users.require_role(actor, *kits.MOVES["return"].roles)
     kit = scan_kit(session, code, secret_key)
     users.require_scope(actor, kit.site_id, kit.study_id, field="code")
-    condition = inputs.optional_text(condition, "condition", "condition", 200)
+    condition = limits.text(condition, "condition", "condition", "condition")
     if not condition:
         raise InvalidInput("Describe the kit's condition as it comes back (e.g. intact, seal broken).",
                            field="condition")

@@ -12,7 +12,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, clock, inputs, lots, qc, users
+from .. import audit, clock, inputs, limits, lots, qc, users
 from ..clock import utcnow
 from ..errors import InvalidInput
 from ..models import Lot, LotDecision, LotState, PendingTest, Role, Signature, User, UserRole, Visibility, saved_id
@@ -24,7 +24,13 @@ from .gates import GUARDS, counts_for_release, declared_pending, name_of
 def move_lot(session: Session, user: User, lot: Lot, name: str, reason: str | None, *,
              password: str | None = None, seen_version: int | None = None) -> LotDecision | None:
     """Every move of a lot, pages and API alike: the table's move with its release gates, then what
-    it does to the lot's kits, in the same transaction."""
+    it does to the lot's kits, in the same transaction. A reason typed here is a person's: limits.REASON."""
+    return _move_lot(session, user, lot, name, limits.text(reason, "reason", "reason", "reason"),
+                     password=password, seen_version=seen_version)
+
+
+def _move_lot(session: Session, user: User, lot: Lot, name: str, reason: str | None, *,
+              password: str | None = None, seen_version: int | None = None) -> LotDecision | None:
     gates = GUARDS[lots.GATED[name]] if name in lots.GATED else ()
     travelling = LotState(lot.state) in lots.CARRIES_KITS
     decision = lots.move(session, user, lot, name, reason, password=password, seen_version=seen_version, gates=gates)
@@ -48,7 +54,7 @@ RELEASES_KITS = frozenset({"release", "release_for_shipment", "certify_final_shi
 def _signed(session: Session, user: User, lot: Lot, name: str, reason: str | None, password: str,
             seen_version: int | None) -> LotDecision:
     """A move the table signs: it always leaves its decision record."""
-    decision = move_lot(session, user, lot, name, reason, password=password, seen_version=seen_version)
+    decision = _move_lot(session, user, lot, name, reason, password=password, seen_version=seen_version)
     if decision is None:
         raise RuntimeError(f"The lot move '{name}' is signed in lots.MOVES and leaves a decision.")
     return decision
@@ -126,7 +132,7 @@ def certify(session: Session, qp_user: User, password: str, lot: Lot, *, final: 
     resolves the pending tests: the gate has just checked that every result is in and in specification."""
     actor = users.actor(session, qp_user)
     users.require_role(actor, Role.qp)
-    comment = (comment or "").strip() or None
+    comment = limits.text(comment, "comment", "comment", "reason")  # it becomes the signed move's reason
     if final:
         if any(str(p[0] or "").strip() for p in pending):
             raise InvalidInput("A final certification lists no pending tests.", field="pending")
@@ -171,6 +177,7 @@ def release_for_shipment(session: Session, supply_user: User, password: str, lot
 def reject(session: Session, user: User, password: str, lot: Lot, reason: str | None,
            seen_version: int | None = None) -> LotDecision:
     """QP or QA rejects the lot (meaning "rejected"), with a reason; its pending tests are withdrawn."""
+    reason = limits.text(reason, "reason", "reason", "reason")
     decision = _signed(session, user, lot, "reject", reason, password, seen_version)
     actor = users.actor(session, user)
     for row in pending_tests(session, lot, open_only=True):

@@ -7,14 +7,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, inputs, users
+from .. import audit, inputs, limits, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Lot, Role, StorageExcursion, Visibility, saved_id
-
-# Free text of an excursion and of its assessment: a paragraph, not a report.
-_TEXT_LENGTH = 2000
 
 
 def excursions_of(session: Session, lot: Lot) -> list[StorageExcursion]:
@@ -31,7 +28,7 @@ def record_excursion(session: Session, actor: Actor, lot: Lot, *, observed_at: d
     if observed_at > utcnow():
         raise InvalidInput("An excursion cannot be observed in the future.", field="observed_at")
     temperature = inputs.number(highest_temperature, "highest_temperature", "highest temperature (°C)")
-    text = inputs.text(description, "description", "description of the excursion", _TEXT_LENGTH)
+    text = limits.text(description, "description", "description of the excursion", "description", required=True) or ""
     exc = StorageExcursion(lot_id=saved_id(lot), observed_at=observed_at, highest_temperature=temperature,
                            description=text, recorded_by=actor.user_id or 0)
     session.add(exc)
@@ -51,7 +48,7 @@ def assess_excursion(session: Session, actor: Actor, lot: Lot, excursion_id: int
         raise NotFound("No such excursion on this lot.", field="excursion")
     if exc.acceptable is not None:
         raise Conflict("This excursion is already assessed.", field="excursion")
-    exc.assessment = inputs.text(assessment, "assessment", "assessment", _TEXT_LENGTH)
+    exc.assessment = limits.text(assessment, "assessment", "assessment", "description", required=True) or ""
     exc.acceptable = bool(acceptable)
     exc.assessed_by, exc.assessed_at = actor.user_id, utcnow()
     session.flush()

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlmodel import Session, col
 
-from .. import audit, lots, signatures, users
+from .. import audit, limits, lots, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -269,7 +269,7 @@ def sign_review(session: Session, qa_user: User, password: str, lot: Lot, kind: 
                        field="kind")
     key = review_key(lot, kind, up_to)
     sig = signatures.sign(session, qa_user, password, Meaning.reviewed, "lot_review", key,
-                          reason=(comment or "").strip() or None)
+                          reason=limits.text(comment, "comment", "comment", "comment"))
     review = LotReview(lot_id=saved_id(lot), kind=kind, up_to_seq=up_to, signature_id=saved_id(sig),
                        created_at=utcnow())
     session.add(review)

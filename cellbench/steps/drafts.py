@@ -43,9 +43,11 @@ class Scanned:
     problem: str | None
 
 
-def draft_fields(step: Step, pairs: Iterable[tuple[str, str]]) -> dict[str, object]:
+def draft_fields(step: Step, pairs: Iterable[tuple[str, str]], *, cut: bool = True) -> dict[str, object]:
     """The draft of a posted step form: the step's typed fields, the scanned codes (the new scan
-    appended), less any the operator removed. Fields of other steps and anything else are dropped."""
+    appended), less any the operator removed. Fields of other steps and anything else are dropped.
+    A draft cuts overlong typing; the signed save does not (`cut=False`), so that its value checks
+    refuse an oversize comment (cellbench.limits) instead of recording it shortened."""
     typed_codes = {p.code for p in step.parameters if not p.computed}
     fields: dict[str, object] = {kind: [] for kind in SCAN_KINDS}
     removed: set[str] = set()
@@ -54,7 +56,7 @@ def draft_fields(step: Step, pairs: Iterable[tuple[str, str]]) -> dict[str, obje
             continue
         prefix, _, code = name.partition(":")
         if prefix in ("v", "c", "na") and code in typed_codes and value.strip():
-            fields[name] = value[:_MAX_TEXT]
+            fields[name] = value[:_MAX_TEXT] if cut else value
         elif name in SCAN_KINDS or name in _SCAN_FIELD.values():
             kind = name if name in SCAN_KINDS else next(k for k, f in _SCAN_FIELD.items() if f == name)
             codes = fields[kind]
@@ -149,7 +151,7 @@ def save_and_sign(session: Session, operator: User, password: str, lot: Lot, ste
     all of it, and the draft gone, in one transaction. Any refusal rolls all of it back."""
     actor = users.actor(session, operator)
     step, entry = _open_entry(session, actor, lot, step_code, repeat_index)
-    fields = draft_fields(step, pairs)
+    fields = draft_fields(step, pairs, cut=False)
     lots.claim(session, lot, seen_version)  # once, for the whole save: the calls below see this version
     recorded = current_values(session, entry)
     inputs = {p.code: ValueInput(str(fields.get(f"v:{p.code}", "")), str(fields.get(f"c:{p.code}", "")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, clock, lots, users
+from .. import audit, clock, limits, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput
@@ -30,7 +30,7 @@ def _authorise_use(session: Session, actor: Actor, lot: Lot, step: Step, entry: 
     """Let a scanned item be used: its rule passed, or QA overrides the refusal with a reason (which
     opens a deviation at once). Operators record; QA only overrides."""
     if why:
-        reason = (override_reason or "").strip()
+        reason = limits.text(override_reason, "override_reason", "reason for the override", "reason")
         if not reason:
             raise InvalidInput(why, field=what)
         users.require_role(actor, Role.qa)  # only QA may use what the rules refuse

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
-from .. import audit, lots, users
+from .. import audit, limits, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..deviations import raise_deviation
@@ -68,6 +68,8 @@ def write_value(session: Session, actor: Actor, lot: Lot, step: Step, entry: Ste
                 given: ValueInput, *, correction_reason: str | None = None, computed: bool = False) -> StepValue:
     """One value, checked against the parameter's limits; outside them (or entered late) it opens a
     deviation in the same transaction."""
+    limits.text(given.comment, parameter.code, f"comment on {parameter.label}", "comment")
+    limits.text(given.na_reason, parameter.code, f"reason {parameter.label} is not applicable", "reason")
     now = utcnow()
     text, within, parsed = None, None, None
     if given.value.strip():

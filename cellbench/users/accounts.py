@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import delete, select
 from sqlmodel import Session, col
 
-from .. import audit, inputs
+from .. import audit, inputs, limits
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
@@ -28,6 +28,7 @@ def create_user(session: Session, by: Actor, username: str, full_name: str, pass
         raise InvalidInput("The username is at most 64 characters.", field="username")
     if not full_name:
         raise InvalidInput("The printed name is required: it appears on every signature.", field="full_name")
+    limits.text(full_name, "full_name", "printed name", "name")
     role_set = parse_roles(roles)
     if not role_set:
         raise InvalidInput("Give the user at least one role.", field="roles")
