@@ -14,8 +14,8 @@ for what the document promises about requests:
 from __future__ import annotations
 
 import json
-from types import UnionType
 from collections.abc import Iterable
+from types import UnionType
 from typing import Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
