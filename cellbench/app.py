@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, display, gate, nav, notifications, users, web
+from . import api, clock, display, gate, nav, notifications, openapi, users, web
 from .config import Settings, shipped
 from .db import Database
 from .errors import DomainError, NotAuthenticated
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
         app.include_router(router)
     app.state.nav = nav.build(list(iter_routes(app.routes)))
     _install_error_handlers(app)
+    openapi.install(app, iter_routes(app.routes))  # the documented errors and file types, and its request rules
     gate.check(app, gated_routes)  # a route that declares no access stops the app here
 
     app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
