@@ -5,6 +5,7 @@ import asyncio
 import importlib
 import logging
 import pkgutil
+import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -13,16 +14,18 @@ from argon2 import PasswordHasher
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, display, gate, nav, notifications, users, web
+from . import api, clock, display, gate, inputs, nav, notifications, users, web
 from .config import Settings, shipped
 from .db import Database
-from .errors import DomainError, NotAuthenticated
+from .errors import DomainError, NotAuthenticated, body_error
 from .supply import resupply
 from .templating import make_templates, render
 
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     for router in _area_routers():
         app.include_router(router)
+    _bound_ids(iter_routes(app.routes))
     app.state.nav = nav.build(list(iter_routes(app.routes)))
     _install_error_handlers(app)
     gate.check(app, gated_routes)  # a route that declares no access stops the app here
@@ -160,6 +164,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
+        if (unreadable := body_error(first)) is not None:
+            return error_response(request, unreadable.status, unreadable.message, unreadable.field)
         location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
         field = ".".join(location) or None
         message = first.get("msg", "Invalid input.")
@@ -176,6 +182,36 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "Something went wrong; nothing was saved. The error was logged.")
+
+
+class DbIdConvertor(Convertor[int]):
+    """An integer id in a path: only the ids a database row can have (inputs.db_id_pattern)."""
+
+    regex = inputs.db_id_pattern()
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("dbid", DbIdConvertor())
+
+
+def _bound_ids(routes: Iterable[BaseRoute]) -> None:
+    """Every integer path parameter matches only ids the database can hold: 2^64 in a path matches
+    no route and is 'not found' like any unknown id, on every route, rather than overflowing the
+    database. One rule here, so a new route with an `int` id is bounded without remembering to."""
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        ints = {p.name for p in route.dependant.path_params if p.field_info.annotation is int}
+        if ints:
+            # The path itself changes: FastAPI matches a copy of each included route, compiled from it.
+            route.path = re.sub(r"{(\w+)}", lambda m, ints=ints: f"{{{m[1]}:dbid}}" if m[1] in ints else m[0],
+                                route.path)
+            route.path_regex, route.path_format, route.param_convertors = compile_path(route.path)
 
 
 def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
