@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import api, clock, display, gate, inputs, nav, notifications, users, web
 from .config import Settings, shipped
 from .db import Database
-from .errors import DomainError, NotAuthenticated, body_error
+from .errors import DomainError, NotAuthenticated, body_error, unreadable_body
 from .supply import resupply
 from .templating import make_templates, render
 
@@ -175,6 +175,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if (unreadable := unreadable_body(exc.status_code, exc.detail)) is not None:
+            return error_response(request, unreadable.status, unreadable.message, unreadable.field)
         messages = {404: "There is no such page.", 405: "That action is not available here."}
         return error_response(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 

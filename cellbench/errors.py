@@ -75,9 +75,23 @@ def undecodable_field(fields: Iterable[tuple[str, object]]) -> InvalidInput | No
     return None
 
 
+# FastAPI's words (a 400) for a body it could not decode at all: bytes that are not UTF-8, a broken
+# multipart form.
+BODY_PARSE_FAILED = "There was an error parsing the body"
+
+
 def body_error(first: Mapping[str, Any]) -> InvalidInput | None:
     """A request body that could not be read at all (not JSON): refused on the body as a whole, in
     plain words; the parser's byte offset is no field of the caller's."""
     if first.get("type") == "json_invalid":
         return InvalidInput("The request body is not valid JSON.", field="body")
+    return None
+
+
+def unreadable_body(status: int, detail: object) -> InvalidInput | None:
+    """The same refusal when the framework could not even decode the body: 422 on "body", as for
+    malformed JSON, not a bare 400 that names nothing."""
+    if status == 400 and detail == BODY_PARSE_FAILED:
+        return InvalidInput("The request body could not be read: it is not valid UTF-8 JSON or form data.",
+                            field="body")
     return None

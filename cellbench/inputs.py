@@ -178,7 +178,16 @@ def whole(value: object, field: str, what: str, *, minimum: int | None = None, m
         raise InvalidInput(f"The {what} is at least {minimum}.", field=field)
     if maximum is not None and result > maximum:
         raise InvalidInput(f"The {what} is at most {maximum}.", field=field)
+    if abs(result) > MAX_DB_ID:  # nothing counted or numbered here is larger, and no database column holds it
+        raise InvalidInput(f"The {what} is too large.", field=field)
     return result
+
+
+def seen_version(value: object) -> int | None:
+    """The row version a form was rendered with, None when it sent none; a version no row can have
+    reads as none too, and the state check then decides (no overflow on the conditional update)."""
+    typed = ("" if value is None else str(value)).strip()
+    return int(typed) if typed.isascii() and typed.isdigit() and len(typed) <= 19 and int(typed) <= MAX_DB_ID else None
 
 
 def moment(value: datetime | str | None, field: str, what: str, where: ZoneInfo | None = None) -> datetime:

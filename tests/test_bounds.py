@@ -144,9 +144,42 @@ def test_malformed_json_is_422_on_the_body_in_plain_words(as_, people):
     assert answer.json()["field"] == "body" and "JSON" in answer.json()["error"]
 
 
-def test_invalid_utf8_in_a_form_is_refused_naming_the_field_on_pages(as_, people):
+def test_invalid_utf8_is_422_naming_the_field_on_a_page_and_the_body_on_the_api(db, as_, people):
     client = as_("anna")
-    body = f"csrf_token={client.csrf()}&name=%FF%FEcabinet".encode()
-    answer = client.post("/equipment", content=body, follow_redirects=False,
+    before = _equipment_count(db)
+    form = (f"csrf_token={client.csrf()}&asset_id=BSC-98&equipment_code=BSC&calibration_due=2027-01-01"
+            "&name=%FF%FEcabinet").encode()
+    answer = client.post("/equipment", content=form, follow_redirects=False,
                          headers={"content-type": "application/x-www-form-urlencoded"})
-    assert answer.status_code in (400, 422) and "name" in answer.text
+    assert answer.status_code == 422 and "The field &#39;name&#39; is not valid UTF-8 text." in answer.text
+    answer = client.post("/api/v1/equipment", content=b'{"asset_id": "\xff\xfe"}',
+                         headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and answer.json()["field"] == "body"
+    assert _equipment_count(db) == before
+
+
+def test_an_offset_past_what_a_database_holds_is_refused_naming_it(as_, people):
+    answer = as_("sara").get(f"/api/v1/kits?offset={2**64}")
+    assert answer.status_code == 422 and answer.json()["field"] == "offset"
+
+
+def test_a_nan_or_boiling_excursion_temperature_is_refused_on_the_api_and_the_page(db, as_, demo_world):
+    from cellbench.models import Lot, StorageExcursion
+    with db.read() as s:
+        lot = s.scalars(select(Lot)).first()
+        before = s.scalar(select(func.count()).select_from(StorageExcursion))
+    client = as_("anna")
+    for temperature in ("NaN", "1e309", "10000000"):
+        answer = client.post(f"/api/v1/lots/{lot.number}/release/excursions",
+                             content=f'{{"observed_at": "2026-01-01T10:00:00Z", "highest_temperature": {temperature},'
+                                     f' "description": "door left open"}}'.encode(),
+                             headers={"content-type": "application/json"})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] in ("highest_temperature", "body")
+    for temperature in ("nan", "inf", "1e309", "-300", "1_00", "١٢"):
+        answer = client.submit(f"/lots/{lot.number}/release/excursion",
+                               {"observed_at": "2026-01-01 10:00", "highest_temperature": temperature,
+                                "description": "door left open"})
+        assert answer.status_code == 422 and "highest temperature" in answer.text, (temperature, answer.status_code)
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(StorageExcursion)) == before
