@@ -5,21 +5,19 @@ import asyncio
 import importlib
 import logging
 import pkgutil
-import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Mount, compile_path
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, clock, display, gate, inputs, nav, notifications, users, web
@@ -186,34 +184,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, "Something went wrong; nothing was saved. The error was logged.")
 
 
-class DbIdConvertor(Convertor[int]):
-    """An integer id in a path: only the ids a database row can have (inputs.db_id_pattern)."""
-
-    regex = inputs.db_id_pattern()
-
-    def convert(self, value: str) -> int:
-        return int(value)
-
-    def to_string(self, value: int) -> str:
-        return str(value)
-
-
-register_url_convertor("dbid", DbIdConvertor())
-
-
 def _bound_ids(routes: Iterable[BaseRoute]) -> None:
-    """Every integer path parameter matches only ids the database can hold: 2^64 in a path matches
-    no route and is 'not found' like any unknown id, on every route, rather than overflowing the
-    database. One rule here, so a new route with an `int` id is bounded without remembering to."""
+    """Every integer path parameter is an id the database can hold, or 'not found' naming it: 2^64
+    in a path is a 404 like any unknown id, on every route, rather than a database overflow. One
+    rule here, so a new route with an `int` id is bounded without anyone remembering to. Added
+    before the first request: FastAPI builds the routes it matches from these, on first use."""
     for route in routes:
-        if not isinstance(route, APIRoute):
-            continue
-        ints = {p.name for p in route.dependant.path_params if p.field_info.annotation is int}
-        if ints:
-            # The path itself changes: FastAPI matches a copy of each included route, compiled from it.
-            route.path = re.sub(r"{(\w+)}", lambda m, ints=ints: f"{{{m[1]}:dbid}}" if m[1] in ints else m[0],
-                                route.path)
-            route.path_regex, route.path_format, route.param_convertors = compile_path(route.path)
+        if isinstance(route, APIRoute):
+            ints = tuple(p.name for p in route.dependant.path_params if p.field_info.annotation is int)
+            if ints:
+                route.dependencies.append(Depends(_ids_within_range(ints)))
+
+
+def _ids_within_range(names: tuple[str, ...]) -> Callable[[Request], None]:
+    def ids_within_range(request: Request) -> None:
+        for name in names:
+            inputs.db_id(request.path_params.get(name), name, name.replace("_", " "))
+    return ids_within_range
 
 
 def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:

@@ -45,16 +45,6 @@ def huge(value: int | float) -> bool:
     return (isinstance(value, int) and abs(value) >= 10**_NUMBER_LENGTH) or not math.isfinite(value)
 
 
-def db_id_pattern(most: int = MAX_DB_ID) -> str:
-    """A regular expression matching exactly the ids 1..most in plain digits, for routes to match
-    on: an id the database cannot hold matches no route and is 'not found' like any other."""
-    digits = str(most)
-    shorter = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
-    below = [digits[:i] + (f"[{'1' if i == 0 else '0'}-{int(d) - 1}]") + f"[0-9]{{{len(digits) - i - 1}}}"
-             for i, d in enumerate(digits) if int(d) > (1 if i == 0 else 0)]
-    return "(?:" + "|".join([*shorter, *below, digits]) + ")"
-
-
 def db_id(value: object, field: str, what: str = "record") -> int:
     """An id typed or sent for a lookup: ASCII digits naming a row the database could hold; any other
     id names nothing, so it is 'not found' (404) rather than bad input or an overflow."""

@@ -54,6 +54,8 @@ def test_an_id_past_what_the_database_holds_is_not_found_on_every_id_route(app, 
             else:
                 answer = client.submit(url, {})
             assert answer.status_code == 404, (method, url, answer.status_code, answer.text[:300])
+            if url.startswith("/api/"):  # the refusal names the id it could not find
+                assert answer.json()["field"], (url, answer.text)
 
 
 def test_a_huge_id_in_a_lookup_is_not_found_naming_the_field():

@@ -36,6 +36,8 @@ def _number(value: object, what: str, *, from_text: bool) -> float:
     if from_text and isinstance(value, str):
         if "," in value:  # "1,5" is 1.5 in Danish and 15 elsewhere: refuse to guess
             raise ValueError(f"{what}: use a decimal point, not a comma (got {value!r})")
+        if value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise ValueError(f"{what}: expected a finite number, got {value[:40]!r}")
         if not inputs.plain_decimal(value.strip()):  # float() alone takes "1_00" and "١٢"
             raise ValueError(f"{what}: expected a number, got {value[:40]!r}")
         value = float(value.strip())
