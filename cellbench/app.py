@@ -5,24 +5,25 @@ import asyncio
 import importlib
 import logging
 import pkgutil
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 from argon2 import PasswordHasher
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, display, gate, nav, notifications, openapi, users, web
+from . import api, clock, display, gate, inputs, nav, notifications, openapi, users, web
 from .config import Settings, shipped
 from .db import Database
-from .errors import DomainError, NotAuthenticated
+from .errors import DomainError, NotAuthenticated, body_error, unreadable_body
 from .supply import resupply
 from .templating import make_templates, render
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
 
     for router in _area_routers():
         app.include_router(router)
+    _bound_ids(iter_routes(app.routes))
     app.state.nav = nav.build(list(iter_routes(app.routes)))
     _install_error_handlers(app)
     openapi.install(app, iter_routes(app.routes))  # the documented errors and file types, and its request rules
@@ -162,6 +164,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
+        if (unreadable := body_error(first)) is not None:
+            return error_response(request, unreadable.status, unreadable.message, unreadable.field)
         location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form", "header")]
         field = ".".join(location) or None
         message = first.get("msg", "Invalid input.")
@@ -171,6 +175,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if (unreadable := unreadable_body(exc.status_code, exc.detail)) is not None:
+            return error_response(request, unreadable.status, unreadable.message, unreadable.field)
         messages = {404: "There is no such page.", 405: "That action is not available here."}
         return error_response(request, exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
@@ -178,6 +184,25 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(request, 500, "Something went wrong; nothing was saved. The error was logged.")
+
+
+def _bound_ids(routes: Iterable[BaseRoute]) -> None:
+    """Every integer path parameter is an id the database can hold, or 'not found' naming it: 2^64
+    in a path is a 404 like any unknown id, on every route, rather than a database overflow. One
+    rule here, so a new route with an `int` id is bounded without anyone remembering to. Added
+    before the first request: FastAPI builds the routes it matches from these, on first use."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            ints = tuple(p.name for p in route.dependant.path_params if p.field_info.annotation is int)
+            if ints:
+                route.dependencies.append(Depends(_ids_within_range(ints)))
+
+
+def _ids_within_range(names: tuple[str, ...]) -> Callable[[Request], None]:
+    def ids_within_range(request: Request) -> None:
+        for name in names:
+            inputs.db_id(request.path_params.get(name), name, name.replace("_", " "))
+    return ids_within_range
 
 
 def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:

@@ -21,7 +21,7 @@ from .audit import Actor
 from .clock import utcnow
 from .config import Settings
 from .db import Database
-from .errors import Forbidden, NotAuthenticated
+from .errors import Forbidden, NotAuthenticated, undecodable_field
 from .models import Role, User, WebSession
 
 SESSION_COOKIE = "cellbench_session"
@@ -139,10 +139,18 @@ def _same(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and bool(a) and bool(b) and hmac.compare_digest(a, b)
 
 
+async def read_form(request: Request) -> FormData:
+    """The posted form; a field whose bytes were not UTF-8 is refused naming it, not read as '\ufffd'."""
+    form = await request.form()
+    if (refusal := undecodable_field(form.multi_items())) is not None:
+        raise refusal
+    return form
+
+
 async def form_viewer(request: Request, viewer: Viewer = Depends(current_viewer)) -> Viewer:
     """For every HTML form post: the viewer, after checking the form's CSRF token."""
     if viewer.web_session is not None:
-        form = await request.form()
+        form = await read_form(request)
         if not _same(form.get("csrf_token"), viewer.csrf_token):
             raise Forbidden("This form has expired or did not come from cellbench. Reload the page and try again.",
                             field="csrf_token")
@@ -185,7 +193,7 @@ def form_by(*roles: Role) -> FormRoleCheck:
 
 async def check_login_csrf(request: Request) -> None:
     """The sign-in form has no session yet: its token is matched against a cookie instead."""
-    form = await request.form()
+    form = await read_form(request)
     if not _same(form.get("csrf_token"), request.cookies.get(LOGIN_CSRF_COOKIE)):
         raise Forbidden("The sign-in form has expired. Reload the page and try again.", field="csrf_token")
 
@@ -197,7 +205,7 @@ def new_login_csrf() -> str:
 async def form_data(request: Request) -> FormData:
     """The posted form, read in the event loop so that routes can stay synchronous: database
     work must run in the thread pool, never blocking the loop."""
-    return await request.form()
+    return await read_form(request)
 
 
 def form_text(form: FormData, name: str) -> str:

@@ -92,7 +92,7 @@ def receive_material(session: Session, actor: Actor, *, material_code: str, name
     name = inputs.text(name, "name", "material name", 200)
     supplier = inputs.text(supplier, "supplier", "supplier", 200)
     supplier_lot = inputs.text(supplier_lot, "supplier_lot", "supplier lot", 64)
-    expiry = inputs.day(expiry, "expiry", "expiry date")
+    expiry = inputs.expiry(expiry, "expiry", "expiry date")
     if expiry < _today(today):
         raise InvalidInput(f"The expiry date {expiry} is already past: an expired lot cannot be received.",
                            field="expiry")
@@ -221,7 +221,7 @@ def register_equipment(session: Session, actor: Actor, *, asset_id: str, equipme
     asset_id = _asset_id(asset_id)
     equipment_code = _code(equipment_code, "equipment_code", "equipment kind")
     name = inputs.text(name, "name", "equipment name", 200)
-    due = inputs.day(calibration_due, "calibration_due", "calibration due date")
+    due = inputs.calibration_due(calibration_due, "calibration_due", "calibration due date")
     if session.scalars(select(col(Equipment.id)).where(col(Equipment.asset_id) == asset_id)).first() is not None:
         raise Conflict(f"Asset '{asset_id}' is already registered.", field="asset_id")
     item = Equipment(asset_id=asset_id, equipment_code=equipment_code, name=name, calibration_due=due, active=True)
@@ -236,7 +236,7 @@ def record_calibration(session: Session, actor: Actor, equipment: Equipment, *, 
                        reference: str | None, today: date | None = None) -> None:
     """A new calibration: the next due date, and the certificate it rests on as the reason."""
     users.require_role(actor, *EQUIPMENT_KEEPERS)
-    due = inputs.day(calibration_due, "calibration_due", "next calibration due date")
+    due = inputs.calibration_due(calibration_due, "calibration_due", "next calibration due date")
     reference = audit.require_reason(reference, field="reference")
     if due <= _today(today):
         raise InvalidInput(f"The next calibration due date {due} must be in the future.", field="calibration_due")

@@ -340,12 +340,12 @@ def test_equipment_pages_register_calibrate_and_show_overdue_in_red(as_, db):
     listing = olivia.get("/equipment")
     assert "calibration overdue" in listing.text and 'class="tag red"' in listing.text
     assert "piece of equipment is overdue or due for calibration within 14 days" in olivia.get("/").text
-    no_ref = olivia.submit("/equipment/BSC-1/calibration", {"calibration_due": "2099-01-01", "reference": ""})
-    assert no_ref.status_code == 422 and 'value="2099-01-01"' in no_ref.text
-    assert olivia.submit("/equipment/BSC-1/calibration", {"calibration_due": "2099-01-01",
+    no_ref = olivia.submit("/equipment/BSC-1/calibration", {"calibration_due": "2031-01-01", "reference": ""})
+    assert no_ref.status_code == 422 and 'value="2031-01-01"' in no_ref.text
+    assert olivia.submit("/equipment/BSC-1/calibration", {"calibration_due": "2031-01-01",
                                                           "reference": "CAL-9"}).status_code == 303
     page = olivia.get("/equipment/BSC-1")
-    assert "2099-01-01" in page.text and "CAL-9" in page.text and "calibration overdue" not in page.text
+    assert "2031-01-01" in page.text and "CAL-9" in page.text and "calibration overdue" not in page.text
     assert "due for calibration" not in olivia.get("/").text
 
 
@@ -409,7 +409,7 @@ def test_api_round_trip_for_equipment(app, db, people):
                                                   "name": "Centrifuge", "calibration_due": "2020-05-05"})
     assert made.status_code == 201 and made.json()["calibration_state"] == "overdue"
     assert [e["asset_id"] for e in olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json()] == ["CF-1"]
-    calibrated = olivia.post("/api/v1/equipment/CF-1/calibrations", json={"calibration_due": "2099-05-05",
+    calibrated = olivia.post("/api/v1/equipment/CF-1/calibrations", json={"calibration_due": "2031-05-05",
                                                                           "reference": "CAL-1"})
     assert calibrated.status_code == 200 and calibrated.json()["calibration_state"] == "ok"
     assert olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json() == []

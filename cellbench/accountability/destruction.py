@@ -233,7 +233,7 @@ def local_today(session: Session, d: Destruction) -> date:
 
 
 def _destroyed_on(value: date | str | None, authorised: datetime, site: Site | None) -> date:
-    day = inputs.day(value, "destroyed_on", "date of destruction")
+    day = inputs.past_day(value, "destroyed_on", "date of destruction")
     authorised_day = clock.today(site, now=authorised)
     if day > clock.today(site):
         raise InvalidInput("The date of destruction cannot be in the future.", field="destroyed_on")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import kits, studies
+from .. import inputs, kits, studies
 from ..deps import Viewer, read_session, require
 from ..models import Kit, KitState
 
@@ -78,7 +78,7 @@ def kit_detail(session: Session, viewer: Viewer, kit: Kit) -> KitDetailOut:
 
 @router.get("/kits", response_model=KitPageOut)
 def list_kits(study: str | None = None, blinded_lot: str | None = None, state: KitState | None = None,
-              offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+              offset: int = Query(0, ge=0, le=inputs.MAX_DB_ID), limit: int = Query(100, ge=1, le=1000),
               viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     rows, total = kits.kits(session, study=studies.by_code(session, study) if study else None,
                             blinded_lot=kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import kits, lots, sealed, studies
+from .. import inputs, kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..errors import NotFound
@@ -138,7 +138,8 @@ def import_list(code: str, body: ImportedList, viewer: Viewer = Depends(makers),
 
 
 @router.get("/studies/{code}/lists/{kind}/{version}", response_model=ListDetailOut)
-def get_list(code: str, kind: str, version: int, offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000),
+def get_list(code: str, kind: str, version: int, offset: int = Query(0, ge=0, le=inputs.MAX_DB_ID),
+             limit: int = Query(200, ge=1, le=1000),
              viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     with db.write() as session:
         study = studies.by_code(session, code, field="code")
@@ -270,7 +271,7 @@ def create_run(body: NewRun, viewer: Viewer = Depends(packers), db: Database = D
 
 
 @router.get("/packaging-runs/{number}", response_model=RunOut)
-def get_run(number: str, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+def get_run(number: str, offset: int = Query(0, ge=0, le=inputs.MAX_DB_ID), limit: int = Query(100, ge=1, le=1000),
             viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     with db.write() as session:
         return run_out(session, viewer, packaging.run_by_number(session, number), offset, limit)

@@ -113,7 +113,7 @@ def register_donation(session: Session, actor: Actor, donor: Donor, identifier: 
     elif typed_check:
         raise InvalidInput("A SEC donation sequence has no check character: leave the field empty.",
                            field="check_character")
-    donated = inputs.day(donated_on, "donated_on", "donation date")
+    donated = inputs.past_day(donated_on, "donated_on", "donation date")
     not_future(donated, today or clock.today(), "donated_on", "donation date")
     if donor.consent_date is not None and donated < donor.consent_date:
         raise InvalidInput(f"The donation date is before the donor's consent ({donor.consent_date.isoformat()}): "

@@ -71,7 +71,7 @@ def _clean(donation: Donation, entry: TestEntry, today: date) -> tuple[str, date
     if result not in RESULTS:
         raise PanelRowError(f"{name}: choose the result ({', '.join(RESULTS)}).", "result", code)
     try:
-        sampled = inputs.day(entry.sample_date, "sample_date", "sample date")
+        sampled = inputs.past_day(entry.sample_date, "sample_date", "sample date")
     except InvalidInput as error:
         raise PanelRowError(f"{name}: {error.message}", "sample_date", code) from None
     first, last = sample_window(donation)

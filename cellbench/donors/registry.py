@@ -49,7 +49,7 @@ def register_donor(session: Session, actor: Actor, code: str | None, consent_dat
     """Operators register a donor under a pseudonym. No consent, no donor."""
     users.require_role(actor, Role.operator)
     code = parse_donor_code(code)
-    consented = inputs.day(consent_date, "consent_date", "consent date")
+    consented = inputs.past_day(consent_date, "consent_date", "consent date")
     not_future(consented, today or clock.today(), "consent_date", "consent date")
     reference = inputs.optional_text(consent_reference, "consent_reference", "consent document reference", 100)
     if not reference:

@@ -21,7 +21,7 @@ from typing import cast
 from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
 from sqlmodel import Session, col
 
-from .. import audit, users
+from .. import audit, inputs, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -160,10 +160,7 @@ def count(session: Session, state: str) -> int:
 
 
 def by_id(session: Session, notification_id: object) -> Notification:
-    try:
-        note = session.get(Notification, int(str(notification_id)))
-    except ValueError:
-        note = None
+    note = session.get(Notification, inputs.db_id(notification_id, "notification", "message"))
     if note is None:
         raise NotFound(f"No message {notification_id}.", field="notification")
     return note

@@ -45,7 +45,7 @@ def confirm(session: Session, actor: Actor, study: Study, participant: Participa
             consent_date: date | str | None, criteria: Mapping[str, object] | None) -> EligibilityRecord:
     """Check and record the confirmation (before the sealed list is read); refused, naming the field."""
     typed = consent_date if isinstance(consent_date, date) or (consent_date or "").strip() else None
-    consent = inputs.day(typed, "consent_date", "date of informed consent") if typed else None
+    consent = inputs.past_day(typed, "consent_date", "date of informed consent") if typed else None
     if why := consent_refusal(consent, clock.today(site)):
         raise InvalidInput(why, field="consent_date")
     assert consent is not None, "consent_refusal refuses a missing date"

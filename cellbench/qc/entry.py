@@ -8,7 +8,7 @@ import re
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, lots, users
+from .. import audit, inputs, lots, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -30,7 +30,7 @@ from .results import (
 )
 
 SAMPLE_ID_MAX = 64
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 
 
 def _value_text(value: object) -> str:
@@ -39,7 +39,7 @@ def _value_text(value: object) -> str:
     if isinstance(value, bool):
         raise InvalidInput("The result must be a number or the result word, not true or false.", field="value")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if inputs.huge(value):  # math.isfinite() itself overflows on a 401-digit integer
             raise InvalidInput("The result must be a finite number.", field="value")
         return repr(value)
     if not isinstance(value, str):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import lots, signatures
+from .. import inputs, lots, signatures
 from ..errors import NotFound
 from ..models import Lot, LotState, QcResult, Role, Signature
 from ..specifications import ReleaseTest, Specification, Verdict, unit_text
@@ -40,7 +40,7 @@ def core_content(session: Session, result: QcResult) -> dict[str, object]:
 
 
 def _result_for_rule(session: Session, result_id: str) -> QcResult:
-    result = session.get(QcResult, int(result_id)) if str(result_id).isdigit() else None
+    result = session.get(QcResult, inputs.db_id(result_id, "result", "QC result"))
     if result is None:
         raise NotFound("No such QC result.", field="result")
     return result
@@ -91,7 +91,10 @@ def results_of(session: Session, lot: Lot, test_code: str | None = None) -> list
 def result_of_lot(session: Session, lot: Lot, result_id: int | str | None) -> QcResult:
     """One result of this lot by its id; any other id is not found, whatever lot it belongs to."""
     text = str(result_id if result_id is not None else "").strip()
-    result = session.get(QcResult, int(text)) if text.isdigit() and len(text) < 19 else None
+    try:
+        result = session.get(QcResult, inputs.db_id(text, "result", "QC result"))
+    except NotFound:
+        result = None
     if result is None or result.lot_id != lot.id:
         raise NotFound(f"Lot {lot.number} has no QC result '{text}'.", field="result")
     return result

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import lots, signatures, users
+from .. import inputs, lots, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import InvalidInput, NotFound
@@ -158,7 +158,7 @@ def set_members(session: Session, set_id: int) -> list[QcResult]:
 
 @signatures.content_rule("qc_result_set")  # a literal: tests read the registered types from the source
 def _set_content(session: Session, set_id: str) -> dict[str, object]:
-    review_set = session.get(QcReviewSet, int(set_id)) if str(set_id).isdigit() else None
+    review_set = session.get(QcReviewSet, inputs.db_id(set_id, "set", "set of QC results"))
     if review_set is None or review_set.id is None:
         raise NotFound("No such set of QC results.", field="set")
     lot_number = session.scalar(select(col(Lot.number)).where(col(Lot.id) == review_set.lot_id))

@@ -27,7 +27,7 @@ def record_excursion(session: Session, actor: Actor, lot: Lot, *, observed_at: d
         raise InvalidInput("Give the time of the excursion with its UTC offset.", field="observed_at")
     if observed_at > utcnow():
         raise InvalidInput("An excursion cannot be observed in the future.", field="observed_at")
-    temperature = inputs.number(highest_temperature, "highest_temperature", "highest temperature (°C)")
+    temperature = inputs.temperature(highest_temperature, "highest_temperature", "highest temperature (°C)")
     text = limits.text(description, "description", "description of the excursion", "description", required=True) or ""
     exc = StorageExcursion(lot_id=saved_id(lot), observed_at=observed_at, highest_temperature=temperature,
                            description=text, recorded_by=actor.user_id or 0)

@@ -10,7 +10,8 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from .. import clock
+from .. import clock, inputs
+from ..errors import InvalidInput
 from .model import CS10_DMSO_PERCENT, QUALITATIVE, Criterion, Parameter
 
 
@@ -35,13 +36,14 @@ def _number(value: object, what: str, *, from_text: bool) -> float:
     if from_text and isinstance(value, str):
         if "," in value:  # "1,5" is 1.5 in Danish and 15 elsewhere: refuse to guess
             raise ValueError(f"{what}: use a decimal point, not a comma (got {value!r})")
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError(f"{what}: expected a number, got {value!r}") from None
+        if value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+            raise ValueError(f"{what}: expected a finite number, got {value[:40]!r}")
+        if not inputs.plain_decimal(value.strip()):  # float() alone takes "1_00" and "١٢"
+            raise ValueError(f"{what}: expected a number, got {value[:40]!r}")
+        value = float(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{what}: expected a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
+        raise ValueError(f"{what}: expected a number, got {type(value).__name__} {str(value)[:40]!r}")
+    if inputs.huge(value):
         raise ValueError(f"{what}: expected a finite number, got {value!r}")
     return float(value)
 
@@ -100,7 +102,12 @@ def _moment(value: object, what: str, *, with_time: bool) -> date | datetime:
         raise ValueError(f"{what}: expected {expected}, got {type(value).__name__} {value!r}")
     if isinstance(value, datetime) and value.utcoffset() is None:  # typed as shown: the bench's time
         value = value.replace(tzinfo=clock.zone())
-    return value
+    try:  # a harvest in year 1 or 1970 is a slip, not a record
+        if isinstance(value, datetime):
+            return inputs.recorded_moment(value, "value", what)
+        return inputs.day(value, "value", what)
+    except InvalidInput as refusal:
+        raise ValueError(f"{what}: {refusal.message}") from None
 
 
 def check_limits(parameter: Parameter, value: object) -> LimitCheck:

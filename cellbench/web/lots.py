@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, deviations, lots, release, steps
+from .. import audit, deviations, inputs, lots, release, steps
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError, NotFound
@@ -130,8 +130,7 @@ def lot_page(request: Request, number: str, viewer: Viewer = Depends(require(*RE
 
 
 def _seen(form) -> int | None:
-    value = form.get("lot_version", "")
-    return int(value) if str(value).isdigit() else None
+    return inputs.seen_version(form.get("lot_version"))
 
 
 def _inputs(form) -> dict[str, steps.ValueInput]:

@@ -114,8 +114,7 @@ def release_page(request: Request, number: str, viewer: Viewer = Depends(require
 
 
 def _seen(form) -> int | None:
-    value = str(form.get("lot_version", ""))
-    return int(value) if value.isdigit() else None
+    return inputs.seen_version(form.get("lot_version"))
 
 
 def _pending_rows(form) -> list[tuple[str, str, str]]:
@@ -152,7 +151,7 @@ ACTIONS = {
         highest_temperature=f.get("highest_temperature", ""), description=f.get("description")),
         "Excursion recorded."),
     "assess_excursion": (lambda s, v, lot, f: release.assess_excursion(
-        s, v.actor, lot, inputs.whole(f.get("excursion"), "excursion", "excursion"),
+        s, v.actor, lot, inputs.db_id(f.get("excursion"), "excursion", "excursion"),
         acceptable=f.get("acceptable") == "yes", assessment=f.get("assessment")), "Assessment saved."),
 }
 
