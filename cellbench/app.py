@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, clock, demo_marker, display, gate, nav, notifications, users, web
 from .config import Settings, shipped
-from .deps import over_tls
 from .db import Database
+from .deps import over_tls
 from .errors import DomainError, NotAuthenticated
 from .supply import resupply
 from .templating import make_templates, render

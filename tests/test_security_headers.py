@@ -13,7 +13,7 @@ from cellbench.app import create_app
 from cellbench.config import Settings
 from cellbench.models import AuditEvent, User
 
-from .conftest import FAST_HASHER, PASSWORD, SECRET, Client, sign_in
+from .conftest import FAST_HASHER, PASSWORD, SECRET, Client, chromium_path, launch_chromium, served, sign_in
 
 NEW_USER = {"username": "newqa", "full_name": "New QA", "password": PASSWORD, "roles": ["qa"]}
 
@@ -67,6 +67,10 @@ def _session_cookie(app) -> str:
     response = TestClient(app).post("/login", data={"username": "anna", "password": PASSWORD, "csrf_token": token},
                                     headers={"Cookie": f"cellbench_login_csrf={token}"}, follow_redirects=False)
     assert response.status_code == 303
+    return _set_cookie(response)
+
+
+def _set_cookie(response) -> str:
     return next(v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("cellbench_session"))
 
 
@@ -84,8 +88,7 @@ def test_session_cookies_are_secure_over_tls_without_the_setting(app, people):
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
     response = client.post("/login", data={"username": "anna", "password": PASSWORD, "csrf_token": token},
                            follow_redirects=False)
-    cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("cellbench_session"))
-    assert "secure" in cookie.lower().split("; ")
+    assert "secure" in _set_cookie(response).lower().split("; ")
 
 
 # --- the API's CSRF token for the page session ---------------------------------------------------------
@@ -183,3 +186,35 @@ def test_no_template_holds_an_inline_script_or_handler():
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), f"{template}: inline <script>"
         assert not re.search(r"\son[a-z]+\s*=", text), f"{template}: an on…= handler"
         assert "javascript:" not in text, f"{template}: a javascript: URL"
+
+
+# --- in a real browser: the pages' scripts run under the policy ------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium_path() is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_the_pages_scripts_run_under_the_policy_and_nothing_comes_from_another_host(app, people):
+    from playwright.sync_api import sync_playwright
+
+    with served(app) as live, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        page = browser.new_page()
+        blocked: list[str] = []
+        elsewhere: list[str] = []
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+        page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith(live) else None)
+        page.goto(f"{live}/login")
+        page.fill("input[name=username]", "anna")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.goto(f"{live}/lots")
+        with page.expect_navigation():  # the filter applies when chosen: page.js, not an onchange= handler
+            page.select_option("select[name=state]", "released")
+        assert "state=released" in page.url
+        page.goto(f"{live}/api/docs")
+        assert "POST /api/v1/users" in page.inner_text("main")
+        page.goto(f"{live}/no-such-page")
+        page.click("a[data-back]")  # the error page's "Go back": history, not a javascript: URL
+        page.wait_for_url(f"{live}/api/docs")
+        browser.close()
+    assert blocked == [] and elsewhere == []
