@@ -20,14 +20,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, display, gate, inputs, nav, notifications, openapi, users, web
+from . import api, clock, demo_marker, display, gate, inputs, nav, notifications, openapi, users, web
 from .config import Settings, shipped
 from .db import Database
+from .deps import over_tls
 from .errors import DomainError, NotAuthenticated, body_error, unreadable_body
 from .supply import resupply
 from .templating import make_templates, render
 
 log = logging.getLogger("cellbench")
+OPENAPI_URL = "/api/v1/openapi.json"
+API_REFERENCE = "/api/docs"  # a page for people, though under /api (web/api_reference.py)
 STATIC = shipped("templates") / "static"
 
 
@@ -38,6 +41,8 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
                     **users.signin_settings(settings))
     clock.configure(settings.zone)
     db = database or Database(settings.url, background_checkpoint=True)
+    if database is None:  # the served app, however started (cellbench serve, its workers, uvicorn --factory)
+        settings.check_for_production(demo_database=demo_marker.is_demo_database(db))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -53,8 +58,10 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
         if database is None:
             db.dispose()
 
-    app = FastAPI(title="cellbench", version="0.1.0", lifespan=lifespan, docs_url="/api/docs",
-                  openapi_url="/api/v1/openapi.json", redoc_url=None,
+    # The API reference is the package's own page (web/api_reference.py, behind sign-in), not
+    # FastAPI's Swagger UI, which loads its scripts from a public CDN.
+    app = FastAPI(title="cellbench", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  openapi_url=OPENAPI_URL, redoc_url=None, swagger_ui_oauth2_redirect_url=None,
                   description="Batch record, release and blinded supply of an allogeneic ASC product.")
     app.state.settings = settings
     app.state.db = db
@@ -70,7 +77,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     gate.check(app, gated_routes)  # a route that declares no access stops the app here
 
     app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
-    app.add_middleware(SecurityHeaders)  # outermost: the gate's refusals carry the headers too
+    app.add_middleware(SecurityHeaders, settings=settings)  # outermost: the gate's refusals carry the headers too
     return app
 
 
@@ -99,23 +106,36 @@ def _resupply_round(db: Database, daily: bool) -> None:
 
 class SecurityHeaders:
     """Headers every response carries. Plain ASGI: BaseHTTPMiddleware costs about a millisecond a
-    request, on every page."""
+    request, on every page.
 
-    HEADERS = (("x-content-type-options", "nosniff"), ("x-frame-options", "DENY"),
-               ("referrer-policy", "same-origin"), ("cache-control", "no-store"))
+    The policy allows scripts, styles, images and fonts from cellbench itself only, and no inline
+    script: every page's script is a file under /static. Inline styles are allowed (style-src
+    'unsafe-inline'): templates colour tags and size progress bars with style attributes, and a
+    style cannot run code. No page may be framed (frame-ancestors, and X-Frame-Options for older
+    browsers). HSTS only on a response that went out over TLS: sent over plain HTTP it is ignored,
+    and a browser must not learn it from a test server on localhost."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+           "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+    HEADERS = (("content-security-policy", CSP), ("x-content-type-options", "nosniff"),
+               ("x-frame-options", "DENY"), ("referrer-policy", "same-origin"), ("cache-control", "no-store"))
+    HSTS = ("strict-transport-security", "max-age=31536000")
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.app, self.trust_proxy = app, settings.trust_proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        tls = over_tls(scope, self.trust_proxy)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.HEADERS:
                     headers.setdefault(name, value)
+                if tls:
+                    headers.setdefault(*self.HSTS)
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
@@ -139,7 +159,7 @@ HOT_PATH_MODULES = ("cellbench.api.scan", "cellbench.api.shipments")
 
 def wants_json(request: Request) -> bool:
     if request.url.path.startswith("/api/"):
-        return True
+        return request.url.path != API_REFERENCE
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 

@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from . import clock, integrity, notifications, users
+from . import clock, demo_marker, integrity, notifications, users
 from . import demo as demo_data
 from .config import Settings
 from .db import Database, backup_sqlite, migrate, schema_is_current
@@ -68,7 +68,13 @@ def _seed_demo(settings: Settings, db: Database) -> None:
                     PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     migrate(db)
     with db.write() as session:
+        # The demo's users have published passwords: never added to a database holding real records.
+        if not demo_marker.is_marked(session) and not demo_marker.is_empty(session):
+            _fail(f"the database {_shown(settings.url)} holds records the demo did not create: the demo, with its "
+                  "published passwords and key, runs only on a new database (set CELLBENCH_DATABASE_URL or "
+                  "CELLBENCH_DATA_DIR to a new one)")
         demo_data.seed(session, users.cli_actor())
+        demo_marker.mark(session, users.cli_actor())  # after: the demo's story starts before anything on the trail
     users.configure(settings.password_min_length, settings.max_failed_logins, **users.signin_settings(settings))
     # The demo's messages are delivered at once, to files under the data folder (the file transport
     # unless SMTP is set): the notifications page shows them sent.
@@ -94,20 +100,26 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     """Run the web application."""
     import uvicorn
 
+    settings = _settings()
+    if settings.demo and not demo:
+        _fail("CELLBENCH_DEMO is set in the environment, but demo mode comes only from `cellbench serve --demo`, "
+              "which creates its own demo database: unset CELLBENCH_DEMO to serve this database")
     if demo:
         os.environ["CELLBENCH_DEMO"] = "true"  # worker processes read settings from the environment
-    settings = _settings()
-    try:
-        settings.check_for_production()
-    except ValueError as exc:
-        _fail(str(exc))
+        settings = settings.model_copy(update={"demo": True})
     if settings.is_sqlite and workers != 1:
         _fail("SQLite serves one worker process (its writers are serialised in-process); "
               "use PostgreSQL (CELLBENCH_DATABASE_URL) for more workers")
-    db = _database(settings, require_schema=not demo)
+    db = _database(settings, require_schema=False)
     if demo:
         _seed_demo(settings, db)
         typer.echo(demo_data.credentials_text())
+    try:
+        settings.check_for_production(demo_database=demo_marker.is_demo_database(db))
+    except ValueError as exc:
+        _fail(str(exc))
+    if not schema_is_current(db):
+        _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
     db.dispose()
     typer.echo(f"cellbench on http://{host}:{port}/  (database: {_shown(settings.url)})")
     uvicorn.run("cellbench.app:create_app", factory=True, host=host, port=port, workers=workers,

@@ -47,7 +47,15 @@ class Settings(BaseSettings):
     signin_window_minutes: int = 15
     signin_max_per_username: int = 10
     signin_max_per_address: int = 30
+    # Demo mode (the published demo key and passwords) only on a database `cellbench demo` or
+    # `serve --demo` created and marked; `cellbench serve` sets it for --demo only (cli.py).
     demo: bool = False
+    # Behind a TLS-terminating proxy: trust its X-Forwarded-Proto, so that HSTS is sent and cookies
+    # are Secure. Off, only a request that reached this server over TLS counts as one.
+    trust_proxy: bool = False
+    # Session cookies always Secure (sent over HTTPS only), whatever the request's scheme: for a
+    # proxy that does not say it terminated TLS. Without it they are Secure on requests over TLS.
+    secure_cookies: bool = False
     # The cell bench's manufacturing authorisation (EU GMP), printed on kit labels, certificates of
     # analysis and release certificates beside the manufacturer. Empty: not printed, and the
     # certificates say that it is not set.
@@ -127,9 +135,16 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
 
-    def check_for_production(self) -> None:
-        """Refuse to run a real (non-demo) server with the published demo key."""
-        if not self.demo and self.secret_key == DEMO_SECRET_KEY:
+    def check_for_production(self, demo_database: bool = False) -> None:
+        """Refuse demo mode on a database the demo did not create, and the published demo key on
+        anything but a demo database: with it anyone could sign a label cellbench accepts."""
+        if self.demo and not demo_database:
+            raise ValueError(
+                "demo mode runs only on a database that `cellbench demo` or `cellbench serve --demo` created; "
+                "this one was not, so it is not started with the published demo key and passwords. "
+                "Unset CELLBENCH_DEMO, or point CELLBENCH_DATABASE_URL at a new database for the demo."
+            )
+        if not demo_database and self.secret_key == DEMO_SECRET_KEY:
             raise ValueError(
                 "CELLBENCH_SECRET_KEY is not set: a production server needs its own secret key "
                 "(for example: export CELLBENCH_SECRET_KEY="

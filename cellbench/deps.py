@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.types import Scope
 
 from . import users
 from .audit import Actor
@@ -25,6 +26,10 @@ from .errors import Forbidden, NotAuthenticated, undecodable_field
 from .models import Role, User, WebSession
 
 SESSION_COOKIE = "cellbench_session"
+# A page's script that calls the JSON API with the session cookie sends the session's form token in
+# this header (the page has it in <meta name="csrf-token">); integrations send an API token instead.
+CSRF_HEADER = "X-CSRF-Token"
+_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOGIN_CSRF_COOKIE = "cellbench_login_csrf"
 # The step page's script knows this answer by its status (401) and asks for the password in place;
 # without the script, the words say that what was saved as a draft is kept.
@@ -95,8 +100,22 @@ async def current_viewer(request: Request) -> Viewer:
     viewer: Viewer | None = getattr(request.state, "viewer", None)
     if viewer is None:
         viewer = await run_in_threadpool(identify, request, get_db(request), get_settings(request))
+        check_api_csrf(request, viewer)
         request.state.viewer = viewer
     return viewer
+
+
+def check_api_csrf(request: Request, viewer: Viewer) -> None:
+    """A change through the JSON API signed in by the page session's cookie must carry that
+    session's form token in the X-CSRF-Token header: a browser sends the cookie with a request any
+    other site makes it send, but only cellbench's own pages can read the token. Reading (GET)
+    changes nothing; an API token (bearer) cannot be sent by another site, so it needs none."""
+    if viewer.web_session is None or request.method not in _CHANGES or not request.url.path.startswith("/api/"):
+        return
+    if not _same(request.headers.get(CSRF_HEADER), viewer.csrf_token):
+        raise Forbidden(f"A change through the API signed in by the page session must carry the page's form token "
+                        f"in the {CSRF_HEADER} header; integrations use an API token (Authorization: Bearer …).",
+                        field=CSRF_HEADER)
 
 
 def identify(request: Request, db: Database, settings: Settings) -> Viewer:
@@ -126,6 +145,23 @@ def identify(request: Request, db: Database, settings: Settings) -> Viewer:
     if not user.active or user.locked:
         raise NotAuthenticated("This account can no longer sign in.")
     return viewer
+
+
+def over_tls(scope: Scope, trust_proxy: bool) -> bool:
+    """Whether the request reached cellbench over TLS: its own scheme (uvicorn sets it from a local
+    proxy's X-Forwarded-Proto), or, with CELLBENCH_TRUST_PROXY, the forwarded protocol of any proxy."""
+    if scope.get("scheme") == "https":
+        return True
+    if not trust_proxy:
+        return False
+    forwarded = dict(scope.get("headers") or ()).get(b"x-forwarded-proto", b"")
+    return forwarded.split(b",")[0].strip().lower() == b"https"
+
+
+def secure_cookie(request: Request) -> bool:
+    """Whether cookies go out Secure: always with CELLBENCH_SECURE_COOKIES, else over TLS."""
+    settings = get_settings(request)
+    return settings.secure_cookies or over_tls(request.scope, settings.trust_proxy)
 
 
 def _live_session(session: Session, session_id: str) -> WebSession:

@@ -5,7 +5,8 @@ A route declares who may use it once, in its own dependency (deps.py): `require(
 reads those declarations, identifies the caller (page session cookie or API token) and answers
 401 or 403 before FastAPI parses a body or a query string: an anonymous caller or a role without
 access gets neither a validation error nor a rendered page, and nothing is written for them. The
-CSRF check of form posts stays in the dependencies, after the role.
+CSRF check of form posts stays in the dependencies, after the role; an API change made with the
+page session's cookie carries its token in a header, checked here (deps.check_api_csrf).
 
 Routes that need no sign-in are named in PUBLIC, here and only here. A route that declares
 nothing and is not public stops the app from starting (`check`), so a new route cannot be open
@@ -25,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import users
-from .deps import FormRoleCheck, RoleCheck, bearer, current_viewer, get_db, get_settings, identify
+from .deps import FormRoleCheck, RoleCheck, bearer, check_api_csrf, current_viewer, get_db, get_settings, identify
 from .errors import DomainError, NotAuthenticated
 from .models import Role
 
@@ -181,6 +182,7 @@ class Gate:
             request.state.viewer = viewer  # the refusal page shows who is signed in, the route reuses it
             if access.roles is not None:
                 users.require_role(viewer.actor, *access.roles)
+            check_api_csrf(request, viewer)  # after the role: a role without access is told that first
         except DomainError as refused:
             response = await self.respond(request, refused)
             if isinstance(refused, NotAuthenticated):

@@ -442,7 +442,20 @@ def app(settings, db):
 
 
 class Client(TestClient):
-    """A browser-like client: remembers its cookies and adds the CSRF token to form posts."""
+    """A browser-like client: remembers its cookies and adds the CSRF token to form posts, and to
+    its API changes the X-CSRF-Token header, as a cellbench page's script does (api_csrf False:
+    a client that does not, like another site's page)."""
+
+    api_csrf = True
+
+    def request(self, method, url, *args, headers=None, **kwargs):
+        headers = dict(headers or {})
+        if (self.api_csrf and method.upper() not in ("GET", "HEAD", "OPTIONS") and str(url).startswith("/api/")
+                and self.cookies.get("cellbench_session") and not any(k.lower() in ("authorization", "x-csrf-token")
+                                                                      for k in headers)):
+            with contextlib.suppress(AttributeError):  # an ended session has no token: the gate answers 401
+                headers["X-CSRF-Token"] = self.csrf()
+        return super().request(method, url, *args, headers=headers, **kwargs)
 
     def csrf(self) -> str:
         with self.app.state.db.read() as session:

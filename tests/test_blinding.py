@@ -118,7 +118,7 @@ REFUSED = (401, 403)
 # The app's description of itself (the OpenAPI document and its viewer): the same text for every
 # caller and every world, naming every field of every API, the supply manager's "placebo_lots"
 # included. Compared like every answer, but not read for words.
-SELF_DESCRIPTION = ("/api/v1/openapi.json", "/api/docs", "/docs/oauth2-redirect")
+SELF_DESCRIPTION = ("/api/v1/openapi.json", "/api/docs")
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from cellbench import cli, users
+from cellbench import cli, demo_marker, users
 from cellbench.config import Settings
 from cellbench.db import Database
 from cellbench.demo import DEMO_PASSWORD, DEMO_USERS
@@ -126,3 +126,79 @@ def test_backup_of_postgres_uses_pg_dump(db, tmp_path, monkeypatch):
         assert result.exit_code == 0 and target.stat().st_size > 0
     else:
         assert result.exit_code == 1 and "pg_dump is not installed" in result.output
+
+
+# --- demo mode only on the demo's own database (issue 16) ----------------------------------------------
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """`serve` stops before listening: the arguments it would run uvicorn with are kept."""
+    import uvicorn
+
+    started: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))
+    monkeypatch.setenv("CELLBENCH_DEMO", "false")  # restored after the test: `serve --demo` sets it
+    return started
+
+
+def _real_database() -> None:
+    assert run("init").exit_code == 0
+    made = run("users", "create", "carl", "--name", "Carl Checker", "--role", "verifier",
+               input="a long password!\na long password!\n")
+    assert made.exit_code == 0, made.output
+
+
+def test_demo_mode_from_the_environment_alone_is_refused(env, no_server, monkeypatch):
+    _real_database()
+    monkeypatch.setenv("CELLBENCH_DEMO", "true")
+    monkeypatch.delenv("CELLBENCH_SECRET_KEY", raising=False)
+    result = run("serve")
+    assert result.exit_code == 1 and "demo mode comes only from `cellbench serve --demo`" in result.output
+    assert no_server == []
+
+
+def test_the_demo_key_on_a_real_database_is_refused(env, no_server, monkeypatch):
+    _real_database()
+    monkeypatch.delenv("CELLBENCH_SECRET_KEY", raising=False)
+    result = run("serve")
+    assert result.exit_code == 1 and "CELLBENCH_SECRET_KEY is not set" in result.output
+    assert no_server == []
+
+
+def test_the_demo_is_not_added_to_a_database_with_real_records(env, no_server):
+    _real_database()
+    for args in (("demo",), ("serve", "--demo")):
+        result = run(*args)
+        assert result.exit_code == 1 and "holds records the demo did not create" in result.output
+    assert no_server == []
+    db = Database(Settings().url)
+    with db.read() as s:
+        assert [u.username for u, _ in users.all_users(s)] == ["carl"]  # no demo user with a published password
+        assert not demo_marker.is_marked(s)
+    db.dispose()
+
+
+def test_serve_demo_creates_and_marks_its_database_and_then_serves_it(env, no_server, monkeypatch):
+    monkeypatch.delenv("CELLBENCH_SECRET_KEY", raising=False)
+    result = run("serve", "--demo")
+    assert result.exit_code == 0, result.output
+    assert len(no_server) == 1
+    db = Database(Settings().url)
+    assert demo_marker.is_demo_database(db)
+    db.dispose()
+    # The demo's database keeps its published key without --demo too: there is nothing real in it.
+    monkeypatch.setenv("CELLBENCH_DEMO", "false")  # `serve --demo` set it for its workers
+    assert run("serve").exit_code == 0 and len(no_server) == 2
+    assert run("verify").exit_code == 0  # the mark is on the audit chain
+
+
+def test_the_served_app_refuses_demo_mode_on_a_real_database(env, monkeypatch):
+    from cellbench.app import create_app
+
+    _real_database()
+    monkeypatch.delenv("CELLBENCH_SECRET_KEY", raising=False)
+    with pytest.raises(ValueError, match="demo mode runs only on a database"):
+        create_app(Settings(demo=True))  # as uvicorn --factory or a worker process would build it
+    with pytest.raises(ValueError, match="CELLBENCH_SECRET_KEY is not set"):
+        create_app(Settings(demo=False))

@@ -20,6 +20,7 @@ from ..deps import (
     get_db,
     new_login_csrf,
     read_session,
+    secure_cookie,
 )
 from ..errors import DomainError, InvalidInput
 from ..models import WebSession
@@ -56,7 +57,7 @@ def _login_page(request: Request, status: int = 200, error: DomainError | None =
     response = render(request, "auth/login.html", status_code=status, csrf_token=token, error=error,
                       username=username, next=_safe_next(request.query_params.get("next")),
                       notice=_notice(request.query_params.get("notice")), viewer=None)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict")
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure_cookie(request))
     return response
 
 
@@ -75,8 +76,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
     except DomainError as error:
         return _login_page(request, error.status, error, username)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    secure = request.url.scheme == "https"
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure_cookie(request))
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -92,7 +92,7 @@ def renew_session(request: Request, db: Database = Depends(get_db), form=Depends
     except DomainError as error:
         return JSONResponse(error.as_json(), status_code=error.status)
     response = JSONResponse({"csrf_token": csrf_token})
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=secure_cookie(request))
     return response
 
 
