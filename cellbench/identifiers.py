@@ -224,30 +224,38 @@ def format_kit_number(compact: str) -> str:
     return f"{compact[:4]}-{compact[4:8]}-{compact[8:]}"
 
 
+def shown(text: str, limit: int = 24) -> str:
+    """What a refusal may repeat of an input: its first `limit` characters, with '…' when it went on.
+    A refusal that echoed the whole input sent a 1 MB scan straight back, into the audit trail too."""
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 def parse_kit_number(text: str) -> str:
     """Read a kit number as typed or scanned and return it in its printed form 'XXXX-XXXX-C'.
 
     Lenient about case, spaces and hyphens; strict about everything else: a character that
     never occurs in kit numbers is named rather than guessed at, and a wrong check character
-    is refused (the number was mistyped or is not a cellbench kit).
+    is refused (the number was mistyped or is not a cellbench kit). The refusal never says
+    which check character would have been right: that would turn the check into a calculator
+    for anyone making a counterfeit label, and it repeats only a short prefix of the input.
     """
-    compact = "".join(ch for ch in text.upper() if ch not in " -\t\r\n")
+    compact = "".join(ch for ch in text[:64].upper() if ch not in " -\t\r\n")
     if not compact:
         raise ValueError("the kit number is empty")
     for char in compact:
         if char not in _KIT_VALUE:
             hint = " (kit numbers never use it: check the label)" if char.isalnum() else ""
-            raise ValueError(f"kit number {text.strip()!r}: character {char!r} is not valid{hint}")
-    if len(compact) != KIT_BODY_LENGTH + 1:
+            raise ValueError(f"kit number {shown(text)!r}: character {char!r} is not valid{hint}")
+    if len(compact) != KIT_BODY_LENGTH + 1 or len(text) > 64:
         raise ValueError(
-            f"kit number {text.strip()!r} has {len(compact)} characters; "
+            f"kit number {shown(text)!r} has {len(compact) if len(text) <= 64 else 'too many'} characters; "
             f"a kit number has {KIT_BODY_LENGTH + 1}, printed as XXXX-XXXX-X"
         )
-    expected = kit_check_character(compact[:-1])
-    if compact[-1] != expected:
+    if compact[-1] != kit_check_character(compact[:-1]):
         raise ValueError(
-            f"kit number {format_kit_number(compact)}: check character should be {expected}, "
-            f"got {compact[-1]}. The number was mistyped or misread; re-enter it from the label"
+            f"kit number {format_kit_number(compact)}: the check character does not match. "
+            "The number was mistyped or misread; re-enter it from the label"
         )
     return format_kit_number(compact)
 

@@ -96,8 +96,9 @@ def find_vials(session: Session, actor: Actor, text: str, _secret: str) -> list[
 def find_kits(session: Session, actor: Actor, text: str, secret: str) -> list[Match]:
     """A typed kit number or a scanned label: the kit's blinded page, for everyone (supply included:
     the unblinded view is one logged click further, never opened by a search)."""
-    try:
-        kit = kits.scan(session, text, secret, reader=actor)
+    try:  # a lookup, not a scan door: a typed number finds its kit, and nothing is recorded
+        kit = (kits.scan(session, text, secret, reader=actor) if text.upper().startswith("CB")
+               else kits.by_number(session, text, reader=actor))
     except DomainError:  # not a kit number, a refused label, or not a kit this reader sees: all alike
         return []
     return [Match("kit", kit.number, f"Kit {kit.number}", f"/kits/{_q(kit.number)}")]

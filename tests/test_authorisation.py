@@ -22,12 +22,12 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
-from cellbench import gate, users
+from cellbench import gate, qrpayload, users
 from cellbench.app import create_app, gated_routes
 from cellbench.audit import TRIAL_RECORDS, USER_RECORDS
 from cellbench.models import AuditEvent, CustodyEvent, Role, User
 from tests import blinding_support
-from tests.conftest import FAST_HASHER, PASSWORD, Client, sign_in
+from tests.conftest import FAST_HASHER, PASSWORD, SECRET, Client, sign_in
 
 # What a valid-looking body puts in a field, by the field's name; other fields get a value of their type.
 NAMED = {"password": PASSWORD, "reason": "Found on the shelf.", "comment": "Read through.", "station": "RH-ENT",
@@ -273,14 +273,15 @@ def _sightings(db) -> tuple[int, int]:
 
 def test_a_monitors_scan_is_a_lookup_that_leaves_no_sighting(app, db, kit_world, as_):
     kit = kit_world.active[0]
+    label = qrpayload.make_payload(kit, SECRET)
     token, mette = _token_of(db, "mette"), as_("mette")  # signing in is on record: before counting
     before = _sightings(db)
     by_token = Client(app, headers={"Authorization": f"Bearer {token}"}).post(
-        "/api/v1/scan", json={"code": kit, "station": "RH-ENT"})
+        "/api/v1/scan", json={"code": label, "station": "RH-ENT"})
     assert by_token.status_code == 200 and by_token.json()["kit_number"] == kit
-    by_session = mette.post("/api/v1/scan", json={"code": kit, "station": "RH-ENT"})
+    by_session = mette.post("/api/v1/scan", json={"code": label, "station": "RH-ENT"})
     assert by_session.json() == by_token.json()
-    station = mette.submit("/scan", {"code": kit, "station": "RH-ENT"})
+    station = mette.submit("/scan", {"code": label, "station": "RH-ENT"})
     assert station.status_code == 200 and kit in station.text
     assert _sightings(db) == before
 
@@ -288,7 +289,8 @@ def test_a_monitors_scan_is_a_lookup_that_leaves_no_sighting(app, db, kit_world,
 def test_a_pharmacists_scan_records_the_sighting(as_, db, kit_world):
     kit, frida = kit_world.active[0], as_("frida")
     custody, events = _sightings(db)
-    assert frida.post("/api/v1/scan", json={"code": kit, "station": "RH-ENT"}).status_code == 200
+    assert frida.post("/api/v1/scan", json={"code": qrpayload.make_payload(kit, SECRET),
+                                            "station": "RH-ENT"}).status_code == 200
     assert _sightings(db) == (custody + 1, events + 1)
 
 

@@ -173,9 +173,9 @@ def test_the_scan_station_answers_each_label_in_large_type_and_is_ready_for_the_
         here["x"] + here["width"] <= shown["x"] + shown["width"], "the current page's link is in view"
 
     other = "3" if active[-1] != "3" else "4"
-    scan(page, active[:-1] + other)  # a kit number typed by hand with the wrong last character
+    scan(page, active[:-1] + other)  # a kit number typed without the "typed by hand" mark: not a scan
     assert "refused" in verdict.get_attribute("class")
-    assert "check character" in verdict.inner_text() and "Nothing was recorded" in verdict.inner_text()
+    assert "a kit number alone is not a scan" in verdict.inner_text() and "Nothing was recorded" in verdict.inner_text()
     typed = focused_field(page)
     assert typed["name"] == "code" and typed["value"] == active[:-1] + other
     assert (typed["start"], typed["end"]) == (0, len(typed["value"])), \

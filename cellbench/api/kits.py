@@ -14,6 +14,7 @@ from sqlmodel import Session
 from .. import inputs, kits, studies
 from ..deps import Viewer, read_session, require
 from ..models import Kit, KitState
+from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["kits"])
 readers = require(*kits.READERS)
@@ -51,8 +52,8 @@ class KitPageOut(BaseModel):
     kits: list[KitOut] = Field(description="In kit-number order")
 
 
-class CodeIn(BaseModel):
-    code: str = Field(description="The label's QR payload as scanned, or a kit number typed by hand")
+class CodeIn(ManualEntryIn):
+    code: str = Field(description=CODE_DESCRIPTION)
 
 
 class BlindedLotOut(BaseModel):
@@ -90,10 +91,12 @@ def list_kits(study: str | None = None, blinded_lot: str | None = None, state: K
 @router.post("/kits/scan", response_model=KitDetailOut)
 def scan_kit(body: CodeIn, request: Request, viewer: Viewer = Depends(readers),
              session: Session = Depends(read_session)):
-    """The kit a scanned label code (signature checked) or a typed kit number stands for; a forged
-    or altered label, a wrong check character or an unknown kit is refused with field `code`."""
+    """The kit a scanned label code (signature checked), or a kit number marked as typed by hand with a
+    reason, stands for (a lookup: nothing is recorded); a bare kit number, a forged or altered label, a
+    wrong check character or an unknown kit is refused with field `code`."""
     return kit_detail(session, viewer, kits.scan_code(session, body.code, request.app.state.settings.secret_key,
-                                                          reader=viewer.actor))
+                                                          reader=viewer.actor, manual=body.manual,
+                                                          reason=body.manual_reason))
 
 
 @router.get("/kits/{number}", response_model=KitDetailOut)

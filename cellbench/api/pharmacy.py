@@ -13,6 +13,7 @@ from .. import custody, kits, pharmacy, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Participant, Site, Study
+from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["pharmacy"])
 readers = require(*pharmacy.READERS)
@@ -107,8 +108,8 @@ class VersionIn(BaseModel):
     visit_version: int | None = Field(None, description="The visit_version you saw (optional)")
 
 
-class ScanIn(VersionIn):
-    code: str = Field(description="The label's QR payload as scanned, or the kit number typed by hand")
+class ScanIn(VersionIn, ManualEntryIn):
+    code: str = Field(description=CODE_DESCRIPTION)
     kit_version: int | None = None
 
 
@@ -122,8 +123,8 @@ class ReasonIn(VersionIn):
     reason: str
 
 
-class PreparationIn(BaseModel):
-    code: str = Field(description="The dispensed kit's label as scanned, or its kit number")
+class PreparationIn(ManualEntryIn):
+    code: str = Field(description=CODE_DESCRIPTION)
 
 
 class AdministrationIn(VersionIn):
@@ -134,8 +135,8 @@ class AdministrationIn(VersionIn):
     administered_by: str | None = Field(None, description="Who gave it (default: the caller)")
 
 
-class ReturnIn(BaseModel):
-    code: str = Field(description="The kit's label as scanned, or its kit number")
+class ReturnIn(ManualEntryIn):
+    code: str = Field(description=CODE_DESCRIPTION)
     condition: str = Field(description="The kit's condition as it comes back")
 
 
@@ -214,7 +215,8 @@ def dispense(study: str, number: str, treatment: int, body: ScanIn, request: Req
     with db.write() as session:
         visit = pharmacy.visit_by_ref(session, study, number, treatment, reader=viewer.actor)
         pharmacy.dispense(session, viewer.actor, visit, body.code, request.app.state.settings.secret_key,
-                          seen_version=body.visit_version, kit_version=body.kit_version)
+                          seen_version=body.visit_version, kit_version=body.kit_version, manual=body.manual,
+                          reason=body.manual_reason)
         return _visit(session, viewer, study, number, treatment)
 
 
@@ -242,7 +244,8 @@ def start_preparation(body: PreparationIn, request: Request, viewer: Viewer = De
                       db: Database = Depends(get_db)):
     """Scan the dispensed kit: thawing or preparation starts and the use-by clock with it."""
     with db.write() as session:
-        ctx = pharmacy.start_preparation(session, viewer.actor, body.code, request.app.state.settings.secret_key)
+        ctx = pharmacy.start_preparation(session, viewer.actor, body.code, request.app.state.settings.secret_key,
+                                         manual=body.manual, reason=body.manual_reason)
         return visit_out(pharmacy.view(session, viewer.actor, ctx.visit))
 
 
@@ -275,5 +278,5 @@ def return_kit(body: ReturnIn, request: Request, viewer: Viewer = Depends(pharma
                db: Database = Depends(get_db)):
     with db.write() as session:
         kit = pharmacy.return_kit(session, viewer.actor, body.code, request.app.state.settings.secret_key,
-                                  body.condition)
+                                  body.condition, manual=body.manual, reason=body.manual_reason)
         return KitOut(kit_number=kit.number, state_label=kits.state_label(kit.state), location=kit.location)

@@ -22,13 +22,14 @@ from .. import kits
 from ..custody import scanning
 from ..db import Database
 from ..deps import Viewer, get_db, require
+from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["scan"])
 scanners = require(*kits.READERS)  # a monitor's scan is a lookup (custody.scanning)
 
 
-class ScanIn(BaseModel):
-    code: str = Field(description="The label's QR payload as scanned, or a kit number typed by hand")
+class ScanIn(ManualEntryIn):
+    code: str = Field(description=CODE_DESCRIPTION)
     station: str = Field(default="", max_length=200, description="Where the scan happened, e.g. 'RH-ENT pharmacy'")
 
 
@@ -48,8 +49,10 @@ async def scan(body: ScanIn, request: Request, viewer: Viewer = Depends(scanners
     secret = request.app.state.settings.secret_key
     if viewer.web_session is not None:  # a signed-in page session: the ordinary (slower) way
         with db.write_connection() as conn:
-            return scanning.scan(conn, viewer.actor, body.code, secret, station=body.station).as_json()
-    verdict = await _group_commit(request, db, secret).scan(viewer.actor, body.code, body.station)
+            return scanning.scan(conn, viewer.actor, body.code, secret, station=body.station, manual=body.manual,
+                                 reason=body.manual_reason).as_json()
+    verdict = await _group_commit(request, db, secret).scan(viewer.actor, body.code, body.station, body.manual,
+                                                            body.manual_reason)
     return JSONResponse(verdict.as_json())  # already the response model's shape: no second validation
 
 

@@ -17,6 +17,7 @@ from .. import custody, kits
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Meaning, Shipment, Site, StorageLocation, Study
+from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["shipments"])
 readers = require(*custody.READERS)
@@ -128,7 +129,7 @@ class NewShipment(BaseModel):
 
 
 class CodeIn(BaseModel):
-    code: str = Field(description="The label's QR payload as scanned, or a kit number typed by hand")
+    code: str = Field(description="The label's QR payload as scanned (packing and storing take only that)")
 
 
 class DispatchIn(BaseModel):
@@ -151,7 +152,8 @@ class ReceiptScanOut(BaseModel):
                                                      "position), when the scan named a box")
 
 
-class ReceiptScanIn(CodeIn):
+class ReceiptScanIn(ManualEntryIn):
+    code: str = Field(description=CODE_DESCRIPTION)
     box: str | None = Field(None, max_length=40, description="Put the kit away at receipt into this storage box "
                                                              "(its label's code), in one transaction")
     position: int | None = Field(None, ge=1, le=custody.MAX_CAPACITY,
@@ -230,10 +232,11 @@ async def receipt_scan(number: str, body: ReceiptScanIn, request: Request, viewe
         with db.write() as session:
             return custody.receive_into_box(session, viewer.actor, number, body.code,
                                             request.app.state.settings.secret_key, box=body.box,
-                                            position=body.position).as_json()
+                                            position=body.position, manual=body.manual,
+                                            reason=body.manual_reason).as_json()
     with db.write_connection() as conn:
-        return custody.receipt_scan(conn, viewer.actor, number, body.code,
-                                    request.app.state.settings.secret_key).as_json()
+        return custody.receipt_scan(conn, viewer.actor, number, body.code, request.app.state.settings.secret_key,
+                                    manual=body.manual, reason=body.manual_reason).as_json()
 
 
 @router.get("/shipments", response_model=list[ShipmentSummaryOut])
@@ -366,7 +369,8 @@ def store_kit(code: str, body: CodeIn, request: Request, viewer: Viewer = Depend
               db: Database = Depends(get_db)):
     """Put the scanned kit away in this location."""
     with db.write() as session:
-        kit = kits.scan_code(session, body.code, request.app.state.settings.secret_key, reader=viewer.actor)
+        kit = kits.scan_code(session, body.code, request.app.state.settings.secret_key, reader=viewer.actor,
+                             manual_allowed=False)
         custody.store(session, viewer.actor, kit, code)
         return KitPlaceOut(**kits.view(session, kit).as_json())
 

@@ -74,7 +74,7 @@ from .reading import (
     user_names,
 )
 from .receipt import ReceiptScan, complete_receipt, receipt_scan, receipt_step, receive_into_box
-from .scanning import GroupCommit, Verdict, kit_number_of, scan
+from .scanning import GroupCommit, Verdict, scan
 from .storage import (
     CELL_BENCH,
     LOCATION_KINDS,

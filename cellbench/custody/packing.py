@@ -96,9 +96,10 @@ def kit_may_be_packed(session: Session, shipment: Shipment, kit: Kit) -> str | N
 
 
 def pack(session: Session, actor: Actor, shipment: Shipment, code: str | None, secret_key: str) -> Kit:
-    """The supply manager scans a kit's label into the shipment."""
+    """The supply manager scans a kit's label into the shipment. Only a label scan: the bench prints
+    labels, so a kit whose label does not scan is relabelled, never typed in (kits.codes)."""
     check(actor, shipment, "pack")
-    return pack_kit(session, actor, shipment, kits.scan(session, code, secret_key))
+    return pack_kit(session, actor, shipment, kits.scan(session, code, secret_key, manual_allowed=False))
 
 
 def pack_kit(session: Session, actor: Actor, shipment: Shipment, kit: Kit, *, field: str = "code") -> Kit:

@@ -271,7 +271,7 @@ def move(session: Session, actor: Actor, code: str | None, target: str | None, s
     free position) or a position typed beside it. Also how a kit not yet put away is put away."""
     users.require_role(actor, *RECEIVERS)
     box_code, wanted = target_of(target, typed_position)
-    kit = kits.scan_code(session, code, secret_key, reader=actor)
+    kit = kits.scan_code(session, code, secret_key, reader=actor, manual_allowed=False)
     box = box_by_code(session, box_code, reader=actor)
     if kit.site_id != box.site_id or KitState(kit.state) not in STORABLE_AT_SITE:
         site = fetch(session, Site, box.site_id, "site")

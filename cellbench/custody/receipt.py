@@ -19,7 +19,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Kit, KitState, LoggerReading, Shipment, ShipmentKit, Site, StorageBox, utc_text
-from . import positions, scanning
+from . import positions
 from .events import fetch, move_kits, record, travelling
 from .lifecycle import IN_TRANSIT, QUARANTINED, RECEIVED, RECEIVERS, check, claim, version
 from .reading import by_number
@@ -74,12 +74,15 @@ _MARK_SCANNED_CORE = text(_MARK_SCANNED)
 
 
 def receipt_scan(conn: Connection | Session, actor: Actor, shipment_number: str, code: str | None,
-                 secret_key: str) -> ReceiptScan:
+                 secret_key: str, *, manual: object = False, reason: str | None = None) -> ReceiptScan:
     """The pharmacist scans one kit out of the dry shipper. On a Database.write_connection() (the
-    API's hot path) or a session's connection (the page); one row read, one update, one audit event."""
+    API's hot path) or a session's connection (the page); one row read, one update, one audit event.
+    A kit number typed by hand (marked, with its reason) is received too, and its audit event and
+    receipt custody event say so."""
     if not actor.roles & RECEIVERS:  # before reading anything
         check(actor, IN_TRANSIT, "scan_receipt", shipment_number)
-    number = scanning.kit_number_of(code, secret_key)
+    entry = kits.read_code(code, secret_key, manual=manual, reason=reason)
+    number = entry.number
     shipment_number = (shipment_number or "").strip().upper()
     conn = conn if isinstance(conn, Connection) else conn.connection()
     params = {"kit": number, "shipment": shipment_number}
@@ -111,12 +114,28 @@ def receipt_scan(conn: Connection | Session, actor: Actor, shipment_number: str,
         raise Conflict(f"Kit {number} was scanned by someone else at the same moment.", field="code")
     # audit.record writes on a Connection too (the hot path)
     audit.record(conn, actor, "kit scanned at receipt", "kit", number,
-                 field="shipment", new=shipment_number)
+                 field="shipment", new=shipment_number, reason=entry.note())
+    if entry.typed:
+        _record_typed(conn, actor, kit_id, shipment_id, shipment_number, entry)
     if isinstance(expiry, str):  # the raw SQLite row has the date as stored
         expiry = date.fromisoformat(expiry)
     view = kits.KitView(number_found, study, lot, expiry, KitState(kit_state).value, kits.state_label(kit_state),
                         location, kit_version)
     return ReceiptScan(shipment_number, view, scanned + 1, total, now)
+
+
+_TYPED_AT_RECEIPT = text(
+    "INSERT INTO custody_event (kit_id, action, from_place, to_place, shipment_id, by_user, by_name, at, condition) "
+    "VALUES (:kit_id, 'identified at receipt', :place, NULL, :shipment_id, :by_user, :by_name, :at, :condition)")
+
+
+def _record_typed(conn: Connection, actor: Actor, kit_id: int, shipment_id: int, shipment_number: str,
+                  entry: kits.KitCode) -> None:
+    """A kit received by its typed number has that on its custody chain, not only in the audit trail:
+    whoever reads the chain later sees this link was not a label scan."""
+    conn.execute(_TYPED_AT_RECEIPT, {"kit_id": kit_id, "place": f"Shipment {shipment_number}",
+                                     "shipment_id": shipment_id, "by_user": actor.user_id, "by_name": actor.name,
+                                     "at": utc_text(utcnow()), "condition": entry.method})
 
 
 def _seal(value: bool | str | None) -> bool:
@@ -257,29 +276,32 @@ def _condition(intact: bool, logger: LoggerRecord) -> str:
 
 
 def receipt_step(session: Session, actor: Actor, shipment_number: str, code: str | None, secret_key: str, *,
-                 box: str | None = None, position: object = None) -> ReceiptScan | StorageBox:
+                 box: str | None = None, position: object = None, manual: object = False,
+                 reason: str | None = None) -> ReceiptScan | StorageBox:
     """One scan on the receipt page. A box label chooses the box the next kits go into (nothing is
     recorded: the box is only where the next kits go); a kit's label receives the kit, into the
     chosen box (its next free position, or the position typed) when there is one, else without a
     position."""
-    if positions.is_box_code(code):
+    if positions.is_box_code(code) and not kits.is_marked(manual):
         shipment = _receiving(session, actor, shipment_number)
         box_code, _position = positions.target_of(code, field="code")
         return _box_at(session, actor, shipment, box_code, field="code")
     if not (box or "").strip():
-        return receipt_scan(session, actor, shipment_number, code, secret_key)
-    return receive_into_box(session, actor, shipment_number, code, secret_key, box=box, position=position)
+        return receipt_scan(session, actor, shipment_number, code, secret_key, manual=manual, reason=reason)
+    return receive_into_box(session, actor, shipment_number, code, secret_key, box=box, position=position,
+                            manual=manual, reason=reason)
 
 
 def receive_into_box(session: Session, actor: Actor, shipment_number: str, code: str | None, secret_key: str, *,
-                     box: str | None, position: object = None) -> ReceiptScan:
+                     box: str | None, position: object = None, manual: object = False,
+                     reason: str | None = None) -> ReceiptScan:
     """The kit scanned out of the dry shipper and put into the box, in one transaction: the receipt
     scan (receipt_scan's checks and records), then its position (a custody event naming it, its
     audit event). Refused (nothing recorded) when the box is not at the shipment's site, or the
     position is taken or not in the box."""
     shipment = _receiving(session, actor, shipment_number)
     chosen = _box_at(session, actor, shipment, box, field="box")
-    scan = receipt_scan(session, actor, shipment_number, code, secret_key)
+    scan = receipt_scan(session, actor, shipment_number, code, secret_key, manual=manual, reason=reason)
     kit = session.scalars(select(Kit).where(col(Kit.number) == scan.kit.number)).one()
     typed = None if position is None or str(position).strip() == "" else str(position)
     where = positions.place(session, actor, kit, chosen, typed, action="put away at receipt",

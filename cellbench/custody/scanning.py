@@ -1,4 +1,4 @@
-"""The scan path: a label (or a typed kit number) in, a verdict out, the sighting on record.
+"""The scan path: a label (or a kit number marked as typed by hand) in, a verdict out, the sighting on record.
 
 The monitor reads and never writes: its scan is a lookup, the same verdict with no sighting
 recorded (a monitor checking site stock against accountability scans labels to avoid typing
@@ -20,13 +20,12 @@ from datetime import date
 from sqlalchemy import Connection, bindparam, select, text
 from sqlmodel import Session, col
 
-from .. import audit, limits, qrpayload, users
+from .. import audit, limits, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
-from ..errors import DomainError, InvalidInput, NotFound
-from ..identifiers import parse_kit_number
-from ..kits import READERS, kit_number_refusal, state_label
+from ..errors import DomainError, NotFound
+from ..kits import READERS, read_code, state_label
 from ..models import BlindedLot, Kit, KitState, Role, utc_text
 
 # Who leaves a sighting on record when scanning: everyone who may scan but the monitor.
@@ -37,7 +36,7 @@ _KIT = (select(col(Kit.id), col(Kit.number), col(Kit.state), col(Kit.location), 
         .outerjoin(BlindedLot, col(BlindedLot.id) == col(Kit.blinded_lot_id))
         .where(col(Kit.number) == bindparam("number")))
 _CUSTODY = text("INSERT INTO custody_event (kit_id, action, from_place, to_place, shipment_id, by_user, by_name, at, "
-                "condition) VALUES (:kit_id, 'scanned', NULL, :place, NULL, :by_user, :by_name, :at, NULL)")
+                "condition) VALUES (:kit_id, 'scanned', NULL, :place, NULL, :by_user, :by_name, :at, :condition)")
 
 _RAW_KIT = ("SELECT kit.id, kit.number, kit.state, kit.location, blinded_lot.code, blinded_lot.expiry FROM kit "
             "LEFT JOIN blinded_lot ON blinded_lot.id = kit.blinded_lot_id WHERE kit.number = ?")
@@ -83,26 +82,14 @@ class Verdict:
         return data
 
 
-def kit_number_of(code: str | None, secret_key: str) -> str:
-    """The kit number a scanned label code (signature checked) or a typed number stands for."""
-    text_ = (code or "").strip()
-    if not text_:
-        raise InvalidInput("Scan the kit's label, or type its kit number.", field="code")
-    try:
-        if text_.upper().startswith("CB"):
-            return qrpayload.verify_payload(text_, secret_key)
-        return parse_kit_number(text_)
-    except qrpayload.PayloadRejected as rejected:
-        raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
-    except ValueError as error:
-        raise InvalidInput(kit_number_refusal(text_, error), field="code") from None
-
-
-def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key: str, *, station: str) -> Verdict:
+def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key: str, *, station: str,
+         manual: object = False, reason: str | None = None) -> Verdict:
     """One scan in the caller's transaction: a Database.write_connection() on the hot path, or a
-    session's (the station page)."""
+    session's (the station page). A kit number typed by hand (marked, with its reason) is a
+    sighting too, recorded as typed by hand."""
     users.require_role(actor, *READERS)
-    number = kit_number_of(code, secret_key)
+    entry = read_code(code, secret_key, manual=manual, reason=reason)
+    number = entry.number
     conn = conn if isinstance(conn, Connection) else conn.connection()
     raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None  # see audit.record
     if raw is not None:
@@ -123,13 +110,13 @@ def scan(conn: Connection | Session, actor: Actor, code: str | None, secret_key:
         return verdict
     place = limits.text(station, "station", "station name", "label") or "scan station"
     custody = {"kit_id": kit_id, "place": place, "by_user": actor.user_id, "by_name": actor.name,
-               "at": utc_text(utcnow())}
+               "at": utc_text(utcnow()), "condition": entry.note()}
     if raw is not None:
         raw.execute(_CUSTODY.text, custody)  # sqlite3 takes :named parameters too
     else:
         conn.execute(_CUSTODY, custody)
     # audit.record writes on a Connection too (the hot path)
-    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place)
+    audit.record(conn, actor, "kit scanned", "kit", number, field="station", new=place, reason=entry.note())
     return verdict
 
 
@@ -156,15 +143,16 @@ class GroupCommit:
     def __init__(self, db: Database, secret_key: str):
         self.loop = asyncio.get_running_loop()
         self._db, self._secret = db, secret_key
-        self._waiting: list[tuple[Actor, str, str, asyncio.Future]] = []
+        self._waiting: list[tuple[Actor, str, str, bool, str | None, asyncio.Future]] = []
         self._wake = asyncio.Event()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-writer")
         self._task = self.loop.create_task(self._run())
 
-    async def scan(self, actor: Actor, code: str, station: str) -> Verdict:
+    async def scan(self, actor: Actor, code: str, station: str, manual: bool = False,
+                   reason: str | None = None) -> Verdict:
         """One scan by an actor already identified (by the gate, from the scanner's API token)."""
         future = self.loop.create_future()
-        self._waiting.append((actor, code, station, future))
+        self._waiting.append((actor, code, station, manual, reason, future))
         self._wake.set()
         return await future
 
@@ -190,10 +178,11 @@ class GroupCommit:
     def _write(self, group: list) -> list[Verdict | DomainError]:
         outcomes: list[Verdict | DomainError] = []
         with self._db.write_connection() as conn:
-            for actor, code, station, _ in group:
+            for actor, code, station, manual, reason, _ in group:
                 try:
                     with conn.begin_nested():
-                        outcomes.append(scan(conn, actor, code, self._secret, station=station))
+                        outcomes.append(scan(conn, actor, code, self._secret, station=station, manual=manual,
+                                             reason=reason))
                 except DomainError as error:
                     outcomes.append(error)
         return outcomes

@@ -9,6 +9,7 @@ blind-preserving quarantine, the unblinded kit view) lives in supply.
 from __future__ import annotations
 
 from . import lifecycle, reading
+from .codes import KitCode, is_marked, read_code
 from .lifecycle import (
     AWAITING_FINAL_RELEASE,
     AWAITING_TWIN,
@@ -47,5 +48,6 @@ from .reading import (
     require_reader,
     scan,
     scan_code,
+    scanned,
     view,
 )

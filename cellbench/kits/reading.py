@@ -9,11 +9,12 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import audit, qrpayload, users
+from .. import audit, users
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
-from ..identifiers import parse_kit_number
+from ..identifiers import parse_kit_number, shown
 from ..models import BlindedLot, Kit, KitState, Role, Study
+from .codes import KitCode, read_code
 from .lifecycle import state_label
 
 # Who may look at kits at all (blinded views): supply and QA at the bench, the site roles.
@@ -29,7 +30,7 @@ def kit_number_refusal(text: str | None, error: ValueError) -> str:
         return "Enter or scan a kit number."
     message = str(error).strip().rstrip(".")
     if not message.lower().startswith("kit number"):
-        message = f"kit number {typed!r}: {message}"
+        message = f"kit number {shown(typed)!r}: {message}"
     return f"{message[0].upper()}{message[1:]}."
 
 
@@ -46,28 +47,29 @@ def by_number(session: Session, text: str | None, *, field: str = "kit_number", 
     return kit
 
 
-def scan(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None) -> Kit:
-    """A scanned label code, or a kit number typed by hand: the kit, or a refusal that says why."""
-    text = (code or "").strip()
-    if not text:
-        raise InvalidInput("Scan the kit's label, or type its kit number.", field="code")
-    if text.upper().startswith("CB"):
-        try:
-            number = qrpayload.verify_payload(text, secret_key)
-        except qrpayload.PayloadRejected as rejected:
-            raise InvalidInput(f"Label refused: {rejected}.", field="code") from None
-        return by_number(session, number, field="code", reader=reader)
-    return by_number(session, text, field="code", reader=reader)
+def scan(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None,
+         manual: object = False, reason: str | None = None, manual_allowed: bool = True) -> Kit:
+    """A scanned label code, or a kit number marked as typed by hand with its reason (codes.read_code):
+    the kit, or a refusal that says why."""
+    return scanned(session, code, secret_key, reader=reader, manual=manual, reason=reason,
+                   manual_allowed=manual_allowed)[0]
 
 
-def scan_code(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None) -> Kit:
-    """The kit a scanned label or typed number stands for, for a scan field (pages and API alike).
-    An unknown kit is bad input to the scan field (422, field `code`) like a forged label, not a
-    missing page."""
+def scanned(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None,
+            manual: object = False, reason: str | None = None, manual_allowed: bool = True) -> tuple[Kit, KitCode]:
+    """The kit and how it was read (a door records a typed entry as such). An unknown kit is bad
+    input to the scan field (422, field `code`) like a forged label, not a missing page."""
+    entry = read_code(code, secret_key, manual=manual, reason=reason, manual_allowed=manual_allowed)
     try:
-        return scan(session, code, secret_key, reader=reader)
+        return by_number(session, entry.number, field="code", reader=reader), entry
     except NotFound as missing:
         raise InvalidInput(missing.message, field="code") from None
+
+
+def scan_code(session: Session, code: str | None, secret_key: str, *, reader: Actor | None = None,
+              manual: object = False, reason: str | None = None, manual_allowed: bool = True) -> Kit:
+    """The kit a scan field's input stands for, for pages and API alike (kits.scan)."""
+    return scan(session, code, secret_key, reader=reader, manual=manual, reason=reason, manual_allowed=manual_allowed)
 
 
 def blinded_lot_of(session: Session, kit: Kit) -> BlindedLot | None:

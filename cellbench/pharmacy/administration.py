@@ -44,11 +44,13 @@ LATE_SUMMARY = "An administration after the use window was refused; the dose was
 DOSE_RULES = ((syringe_not_checked, BEDSIDE_FIELD),)
 
 
-def start_preparation(session: Session, actor: Actor, code: str | None, secret_key: str) -> VisitContext:
-    """The preparer scans the dispensed kit: thawing (ASC) or preparation (saline) starts now, and
-    with it the use-by clock. Same fields, same steps, same window for both arms."""
+def start_preparation(session: Session, actor: Actor, code: str | None, secret_key: str, *,
+                      manual: object = False, reason: str | None = None) -> VisitContext:
+    """The preparer scans the dispensed kit (or types its number, marked as typed by hand with the
+    reason): thawing (ASC) or preparation (saline) starts now, and with it the use-by clock. Same
+    fields, same steps, same window for both arms."""
     users.require_role(actor, *PREPARERS)
-    kit = scan_kit(session, code, secret_key)
+    kit, entry = scan_kit(session, code, secret_key, manual=manual, reason=reason)
     visit = visit_of_kit(session, kit)
     if visit is None:
         raise InvalidInput(f"Kit {kit.number} is not dispensed for a visit ({kits.state_label(kit.state).lower()}).",
@@ -60,13 +62,15 @@ def start_preparation(session: Session, actor: Actor, code: str | None, secret_k
                        field="code")
     authorise(session, actor, ctx, "prepare", field="code")
     now = utcnow()
-    kits.move(session, actor, kit, "start_preparation", reason=ctx.who)
+    kits.move(session, actor, kit, "start_preparation", reason=f"{ctx.who}; {entry.method}" if entry.typed else ctx.who)
     ctx.visit.preparation_started_at, ctx.visit.use_by = now, now + use_window(ctx.study)
     session.flush()
     to_place = f"{ctx.site.code}: in preparation"
-    custody.record(session, actor, kit, "preparation started", from_place=kit.location, to_place=to_place)
+    custody.record(session, actor, kit, "preparation started", from_place=kit.location, to_place=to_place,
+                   condition=entry.note())
     custody.relocate(session, actor, kit, to_place)
-    audit.record(session, actor, "preparation started", "visit", ctx.ref, field="use_by", new=ctx.visit.use_by)
+    audit.record(session, actor, "preparation started", "visit", ctx.ref, field="use_by", new=ctx.visit.use_by,
+                 reason=entry.note())
     set_state(session, actor, ctx, VisitState.in_preparation)
     return ctx
 

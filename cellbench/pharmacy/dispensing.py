@@ -64,12 +64,14 @@ def assign(session: Session, actor: Actor, visit: Visit, *, seen_version: int | 
 
 
 def dispense(session: Session, actor: Actor, visit: Visit, code: str | None, secret_key: str, *,
-             seen_version: int | None = None, kit_version: int | None = None) -> Kit:
-    """The pharmacist scans the label of the kit in hand: the assigned kit is dispensed to the
-    preparer; any other kit is refused, naming both numbers and nothing else."""
+             seen_version: int | None = None, kit_version: int | None = None, manual: object = False,
+             reason: str | None = None) -> Kit:
+    """The pharmacist scans the label of the kit in hand (or, the label unreadable, types its number,
+    marked as typed by hand with the reason): the assigned kit is dispensed to the preparer; any
+    other kit is refused, naming both numbers and nothing else."""
     ctx = lock(session, visit, seen_version)
     authorise(session, actor, ctx, "dispense")
-    scanned = scan_kit(session, code, secret_key)
+    scanned, entry = scan_kit(session, code, secret_key, manual=manual, reason=reason)
     assigned = ctx.held_kit
     if scanned.id != assigned.id:
         raise InvalidInput(f"This is kit {scanned.number}; the kit assigned to this visit is {assigned.number}.",
@@ -82,13 +84,17 @@ def dispense(session: Session, actor: Actor, visit: Visit, code: str | None, sec
                        field="kit_version")
     if why := kit_expired(session, assigned, in_date_on(ctx.site, use_window(ctx.study))):
         raise InvalidInput(f"{why} Replace it (it is unusable).", field="code")
-    kits.move(session, actor, assigned, "dispense", reason=ctx.who, seen_version=kit_version)
+    kits.move(session, actor, assigned, "dispense", reason=_with(ctx.who, entry), seen_version=kit_version)
     to_place = f"{ctx.site.code}: with the preparer"
     custody.record(session, actor, assigned, "dispensed", from_place=assigned.location, to_place=to_place,
-                   condition="label scanned and matched")
+                   condition="label scanned and matched" if not entry.typed else f"{entry.method}; matched")
     custody.relocate(session, actor, assigned, to_place)
     set_state(session, actor, ctx, VisitState.dispensed)
     return assigned
+
+
+def _with(why: str, entry: kits.KitCode) -> str:
+    return f"{why}; {entry.method}" if entry.typed else why
 
 
 REPLACEMENT_MOVES = {"damaged": "damage", "missing": "lose", "unusable": "unallocate"}

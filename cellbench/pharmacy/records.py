@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 from .. import clock, kits, studies
 from ..clock import utcnow
 from ..custody import fetch
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput
 from ..models import Kit, Participant, Site, Study, Visit
 
 
@@ -119,12 +119,11 @@ def kit_expired(session: Session, kit: Kit, on: date) -> str | None:
     return None
 
 
-def scan_kit(session: Session, code: str | None, secret_key: str) -> Kit:
-    """A scanned label or typed number; an unknown kit is bad input to the scan field, not a missing page."""
-    try:
-        return kits.scan(session, code, secret_key)
-    except NotFound as missing:
-        raise InvalidInput(missing.message, field="code") from None
+def scan_kit(session: Session, code: str | None, secret_key: str, *, manual: object = False,
+             reason: str | None = None) -> tuple[Kit, kits.KitCode]:
+    """A scanned label, or a kit number marked as typed by hand with its reason (kits.read_code): the
+    kit and how it was read. An unknown kit is bad input to the scan field, not a missing page."""
+    return kits.scanned(session, code, secret_key, manual=manual, reason=reason)
 
 
 def visit_of_kit(session: Session, kit: Kit) -> Visit | None:

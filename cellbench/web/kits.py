@@ -74,9 +74,11 @@ def kit_list(request: Request, viewer: Viewer = Depends(readers), session: Sessi
     return _list(request, session, viewer)
 
 
-def _scan(request: Request, session: Session, viewer: Viewer, code: str):
+def _scan(request: Request, session: Session, viewer: Viewer, code: str, manual: object = False,
+          reason: str | None = None):
     try:
-        kit = kits.scan_code(session, code, request.app.state.settings.secret_key, reader=viewer.actor)
+        kit = kits.scan_code(session, code, request.app.state.settings.secret_key, reader=viewer.actor,
+                             manual=manual, reason=reason)
     except DomainError as refused:
         return _list(request, session, viewer, scan_error=refused, code=code)
     return RedirectResponse(kit_url(kit.number), status_code=303)
@@ -84,16 +86,16 @@ def _scan(request: Request, session: Session, viewer: Viewer, code: str):
 
 # Declared before /kits/{number} so that "scan" is never read as a kit number.
 @router.get("/kits/scan")
-def scan_by_link(request: Request, code: str = "", viewer: Viewer = Depends(readers),
-                 session: Session = Depends(read_session)):
-    return _scan(request, session, viewer, code)
+def scan_by_link(request: Request, code: str = "", manual: str = "", manual_reason: str = "",
+                 viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    return _scan(request, session, viewer, code, manual, manual_reason)
 
 
 @router.post("/kits/scan")
 def scan_from_form(request: Request, viewer: Viewer = Depends(form_by(*kits.READERS)),
                    db: Database = Depends(get_db), form=Depends(form_data)):
     with db.read() as session:
-        return _scan(request, session, viewer, form.get("code", ""))
+        return _scan(request, session, viewer, form.get("code", ""), form.get("manual"), form.get("manual_reason"))
 
 
 @router.get("/kits/{number}")

@@ -253,7 +253,8 @@ def dispense(request: Request, study: str, number: str, treatment: str,
     def work(session, visit):
         kit = pharmacy.dispense(session, viewer.actor, visit, code, request.app.state.settings.secret_key,
                                 seen_version=_version(form.get("visit_version"), "visit_version"),
-                                kit_version=_version(form.get("kit_version"), "kit_version"))
+                                kit_version=_version(form.get("kit_version"), "kit_version"),
+                                manual=form.get("manual"), reason=form.get("manual_reason"))
         return f"Kit {kit.number} dispensed to the preparer."
 
     return _visit_post(request, viewer, db, study, number, treatment, work, _dispense_page, code=code)
@@ -317,7 +318,8 @@ def start_preparation(request: Request, viewer: Viewer = Depends(form_by(*prepar
     code = form.get("code") or ""
     try:
         with db.write() as session:
-            ctx = pharmacy.start_preparation(session, viewer.actor, code, request.app.state.settings.secret_key)
+            ctx = pharmacy.start_preparation(session, viewer.actor, code, request.app.state.settings.secret_key,
+                                             manual=form.get("manual"), reason=form.get("manual_reason"))
             text = f"Kit {ctx.held_kit.number}: the clock is running. Use by {_local(request, ctx.visit.use_by)}."
     except DomainError as error:
         with db.read() as session:

@@ -31,11 +31,11 @@ def returns_page(request: Request, viewer: Viewer = Depends(require(*pharmacists
 @router.post("/returns")
 def return_kit(request: Request, viewer: Viewer = Depends(form_by(*pharmacists)), db: Database = Depends(get_db),
                form=Depends(form_data)):
-    values = {k: (form.get(k) or "").strip() for k in ("code", "condition")}
+    values = {k: (form.get(k) or "").strip() for k in ("code", "condition", "manual", "manual_reason")}
     try:
         with db.write() as session:
             kit = pharmacy.return_kit(session, viewer.actor, values["code"], request.app.state.settings.secret_key,
-                                      values["condition"])
+                                      values["condition"], manual=values["manual"], reason=values["manual_reason"])
             number = kit.number
     except DomainError as error:
         with db.read() as session:

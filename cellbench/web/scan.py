@@ -41,7 +41,7 @@ def station_scan(request: Request, viewer: Viewer = Depends(form_by(*kits.READER
     try:
         with db.write() as session:
             verdict = scanning.scan(session, viewer.actor, code, request.app.state.settings.secret_key,
-                                    station=station)
+                                    station=station, manual=form.get("manual"), reason=form.get("manual_reason"))
     except DomainError as refused:
         error = refused
     with db.read() as session:

@@ -222,7 +222,8 @@ def receipt_scan(request: Request, number: str, viewer: Viewer = Depends(form_by
     box, position = (form.get("box") or "").strip().upper(), form.get("position", "")
     try:
         with db.write() as session:
-            step = custody.receipt_step(session, viewer.actor, number, code, secret, box=box, position=position)
+            step = custody.receipt_step(session, viewer.actor, number, code, secret, box=box, position=position,
+                                        manual=form.get("manual"), reason=form.get("manual_reason"))
     except DomainError as error:
         with db.read() as session:
             return _detail(request, session, viewer, number, error=error, form={"code": code, "box": box},
@@ -343,7 +344,7 @@ def store_kit(request: Request, viewer: Viewer = Depends(form_by(*custody.KEEPER
     secret = request.app.state.settings.secret_key
 
     def work(session: Session) -> str:
-        kit = kits.scan_code(session, values["code"], secret, reader=viewer.actor)
+        kit = kits.scan_code(session, values["code"], secret, reader=viewer.actor, manual_allowed=False)
         location = custody.store(session, viewer.actor, kit, values["location"])
         return f"Kit {kit.number} stored in {custody.place_name(session, location)}."
 
@@ -358,7 +359,7 @@ def report_damaged(request: Request, viewer: Viewer = Depends(form_by(*custody.D
     secret = request.app.state.settings.secret_key
 
     def work(session: Session) -> str:
-        kit = kits.scan_code(session, values["code"], secret, reader=viewer.actor)
+        kit = kits.scan_code(session, values["code"], secret, reader=viewer.actor, manual_allowed=False)
         custody.report_damaged(session, viewer.actor, kit, values["reason"])
         return f"Kit {kit.number} recorded as damaged."
 

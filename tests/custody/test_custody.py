@@ -354,7 +354,7 @@ def test_a_kit_scanned_twice_is_a_conflict(kit_world, as_, db):
     number = dispatched(as_, kits_)
     scan_in(as_, number, kits_[:1])
     before = event_count(db)
-    again = as_("frida").post(f"/api/v1/shipments/{number}/receipt-scans", json={"code": kits_[0]})
+    again = as_("frida").post(f"/api/v1/shipments/{number}/receipt-scans", json={"code": payload(kits_[0])})
     assert again.status_code == 409 and again.json()["field"] == "code" and "already scanned" in again.json()["error"]
     assert event_count(db) == before
 

@@ -44,18 +44,21 @@ def test_forged_altered_and_mistyped_codes_are_refused_naming_the_code(kit_world
     genuine = _decoded(number)
     other_char = "3" if number[0] != "3" else "4"
     altered = genuine.replace(number, other_char + number[1:], 1)
-    cases = {
-        qrpayload.make_payload(number, "another-secret-key-that-cellbench-never-issued"): "signature does not match",
-        altered: "label code",
-        number[:-1] + ("3" if number[-1] != "3" else "4"): "check character",
-        "": "Scan the kit's label",
-    }
+    typed = {"manual": True, "manual_reason": "label frosted over"}
+    cases = [
+        ({"code": qrpayload.make_payload(number, "another-secret-key-that-cellbench-never-issued")},
+         "signature does not match"),
+        ({"code": altered}, "label code"),
+        ({"code": number[:-1] + ("3" if number[-1] != "3" else "4"), **typed}, "check character does not match"),
+        ({"code": number}, "a kit number alone is not a scan"),
+        ({"code": ""}, "Scan the kit's label"),
+    ]
     with db.read() as s:
         before = len(s.scalars(select(CustodyEvent)).all())
     client = as_("frida")
-    for code, words in cases.items():
-        response = client.post("/api/v1/scan", json={"code": code})
-        assert response.status_code in (404, 422), (code, response.text)
+    for body, words in cases:
+        response = client.post("/api/v1/scan", json=body)
+        assert response.status_code in (404, 422), (body, response.text)
         assert response.json()["field"] == "code" and words in response.json()["error"], response.json()
     with db.read() as s:
         assert len(s.scalars(select(CustodyEvent)).all()) == before, "a refused scan records nothing"

@@ -83,9 +83,14 @@ def test_the_served_qr_image_decodes_to_the_signed_label_code_and_scanning_it_op
 def test_a_kit_number_typed_by_hand_opens_the_kit_whatever_its_case_and_hyphens(kit_world, as_):
     number = kit_world.placebo[0]
     typed = number.replace("-", " ").lower()
-    response = as_("ida").submit("/kits/scan", {"code": typed})
+    by_hand = {"manual": "on", "manual_reason": "the label will not scan"}
+    response = as_("ida").submit("/kits/scan", {"code": typed, **by_hand})
     assert response.status_code == 303 and response.headers["location"] == f"/kits/{number}"
-    assert as_("ida").post("/api/v1/kits/scan", json={"code": typed}).json()["kit_number"] == number
+    answer = as_("ida").post("/api/v1/kits/scan", json={"code": typed, "manual": True,
+                                                      "manual_reason": "the label will not scan"})
+    assert answer.json()["kit_number"] == number
+    bare = as_("ida").submit("/kits/scan", {"code": typed})
+    assert bare.status_code == 422 and "a kit number alone is not a scan" in html.unescape(bare.text)
 
 
 def test_forged_altered_mistyped_and_unknown_codes_are_refused_in_large_type_naming_the_code(kit_world, as_):
@@ -101,11 +106,10 @@ def test_forged_altered_mistyped_and_unknown_codes_are_refused_in_large_type_nam
         "one kit-number character changed": (one_char_changed, "check character"),
         "another valid kit number put in": (genuine.replace(number, rechecked, 1), "signature does not match"),
         "a cut-off label": (genuine[:-5], "incomplete or damaged"),
-        "a mistyped check character": (number[:-1] + _other_char(number[-1]), "check character should be"),
-        "an unknown kit number": (unknown, f"No kit {unknown} in cellbench"),
+        "a bare kit number": (number, "a kit number alone is not a scan"),
         "a genuine label of an unknown kit": (qrpayload.make_payload(unknown, SECRET),
                                               f"No kit {unknown} in cellbench"),
-        "nothing": ("   ", "Scan the kit's label, or type its kit number"),
+        "nothing": ("   ", "Scan the kit's label, or tick 'typed by hand'"),
     }
     client = as_("frida")
     for case, (code, words) in cases.items():
@@ -125,7 +129,7 @@ def test_forged_altered_mistyped_and_unknown_codes_are_refused_in_large_type_nam
 def test_the_scan_field_is_at_the_top_of_the_kit_list_and_focused_on_load(kit_world, as_):
     page = as_("frida").get("/kits").text
     assert page.index('name="code"') < page.index("<table"), "the field comes before the list"
-    assert re.search(r'<input name="code"[^>]*autofocus', page) and "Scan or type a kit number" in page
+    assert re.search(r'<input name="code"[^>]*autofocus', page) and "Scan a kit label" in page
 
 
 # --- the blind holds ----------------------------------------------------------------------------
@@ -143,7 +147,8 @@ def test_blinded_people_read_the_same_kit_page_and_api_answer_for_an_active_and_
         assert pages[0] == pages[1], who
         answers = [neutral(client.get(f"/api/v1/kits/{n}").text, n) for n in (active, placebo)]
         assert answers[0] == answers[1], who
-        scans = [neutral(client.post("/api/v1/kits/scan", json={"code": n}).text, n) for n in (active, placebo)]
+        scans = [neutral(client.post("/api/v1/kits/scan", json={"code": qrpayload.make_payload(n, SECRET)}).text, n)
+                 for n in (active, placebo)]
         assert scans[0] == scans[1] == answers[0], who
         assert "Released" in pages[0] and "/supply/kits/" not in pages[0]
 
@@ -342,7 +347,8 @@ def test_a_mistyped_kit_number_is_named_once_in_one_sentence(kit_world, as_, db)
     number = kit_world.active[0]
     cases = {
         number[:7]: f"Kit number '{number[:7]}' has 6 characters; a kit number has 9",
-        number[:-1] + _other_char(number[-1]): f"Kit number {number[:-1] + _other_char(number[-1])}: check character",
+        number[:-1] + _other_char(number[-1]):
+            f"Kit number {number[:-1] + _other_char(number[-1])}: the check character does not match",
         number[:4] + "-O" + number[6:]: f"Kit number '{number[:4]}-O{number[6:]}': character 'O' is not valid",
     }
     for typed, opening in cases.items():
@@ -351,7 +357,7 @@ def test_a_mistyped_kit_number_is_named_once_in_one_sentence(kit_world, as_, db)
         message = refused.value.message
         assert message.startswith(opening) and message.endswith("."), message
         assert message.count(typed) == 1, message
-        api = as_("frida").post("/api/v1/kits/scan", json={"code": typed})
+        api = as_("frida").post("/api/v1/kits/scan", json={"code": typed, "manual": True, "manual_reason": "smudged"})
         assert api.status_code == 422 and api.json()["error"].startswith(opening), api.json()
     with db.read() as s, pytest.raises(InvalidInput, match="Enter or scan a kit number"):
         kits_module.by_number(s, "  ")

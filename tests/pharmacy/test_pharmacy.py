@@ -263,8 +263,11 @@ def test_scanning_another_kit_is_refused_naming_both_numbers_and_nothing_else(si
         "error": f"This is kit {other}; the kit assigned to this visit is {assigned}.", "field": "code"}
     assert kit_row(db, assigned).state == KitState.allocated and kit_row(db, other).state == KitState.at_site
     assert custody_actions(db, assigned) == [] and custody_actions(db, other) == []
-    typed = as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": assigned})
-    assert typed.status_code == 200 and typed.json()["state"] == "dispensed", "a typed kit number works too"
+    bare = as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": assigned})
+    assert bare.status_code == 422 and "a kit number alone is not a scan" in bare.json()["error"]
+    typed = as_("frida").post(f"{visit_url('SCR-001')}/dispense",
+                              json={"code": assigned, "manual": True, "manual_reason": "label torn"})
+    assert typed.status_code == 200 and typed.json()["state"] == "dispensed", "typed by hand, with a reason, works"
 
 
 def test_an_expired_kit_is_never_assigned_and_the_message_is_the_same_for_both_arms(site, as_, db):
@@ -365,8 +368,8 @@ def test_an_administration_after_the_use_window_is_refused_but_the_deviation_and
 def test_one_gland_in_time_and_the_other_too_late_leaves_the_visit_partly_administered(site, as_, db, monkeypatch):
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
-    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
-    as_("jonas").post("/api/v1/preparation", json={"code": number})
+    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
+    as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
     scanned_at_bedside(as_("ida"), visit_url("SCR-001"))
     assert as_("ida").post(f"{visit_url('SCR-001')}/administrations",
                            json={"gland": "left", "volume_ml": 1}).status_code == 201
@@ -382,8 +385,8 @@ def test_one_gland_in_time_and_the_other_too_late_leaves_the_visit_partly_admini
 def test_each_gland_is_recorded_once_with_a_sensible_volume_and_time(site, as_, db):
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
-    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
-    as_("jonas").post("/api/v1/preparation", json={"code": number})
+    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
+    as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
     url = f"{visit_url('SCR-001')}/administrations"
     ida = as_("ida")
     scanned_at_bedside(ida, visit_url("SCR-001"), doses=(1,))
@@ -473,7 +476,7 @@ def test_a_kit_that_is_not_collected_goes_back_to_stock(site, as_, db):
 def test_a_dispensed_kit_that_was_not_prepared_is_returned_with_its_condition(site, as_, db):
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
-    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
+    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
     blank = as_("frida").post("/api/v1/returns", json={"code": payload(number), "condition": ""})
     assert blank.status_code == 422 and blank.json()["field"] == "condition"
     returned = as_("frida").post("/api/v1/returns", json={"code": payload(number), "condition": "intact, sealed"})
@@ -490,9 +493,9 @@ def test_a_dispensed_kit_that_was_not_prepared_is_returned_with_its_condition(si
 def test_a_prepared_kit_cannot_be_returned_but_can_be_recorded_not_administered(site, as_, db):
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
-    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
-    as_("jonas").post("/api/v1/preparation", json={"code": number})
-    refused = as_("frida").post("/api/v1/returns", json={"code": number, "condition": "intact"})
+    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
+    as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
+    refused = as_("frida").post("/api/v1/returns", json={"code": payload(number), "condition": "intact"})
     assert refused.status_code == 422 and refused.json()["field"] == "code"
     stopped = as_("ida").post(f"{visit_url('SCR-001')}/not-administered", json={"reason": "participant fainted"})
     assert stopped.status_code == 200 and stopped.json()["state"] == "not_administered"
@@ -502,11 +505,11 @@ def test_a_prepared_kit_cannot_be_returned_but_can_be_recorded_not_administered(
 def test_starting_the_clock_twice_is_a_conflict_and_an_undispensed_kit_is_refused(site, as_, db):
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
-    early = as_("jonas").post("/api/v1/preparation", json={"code": number})
+    early = as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
     assert early.status_code == 422 and early.json()["field"] == "code"
-    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
-    assert as_("jonas").post("/api/v1/preparation", json={"code": number}).status_code == 200
-    twice = as_("jonas").post("/api/v1/preparation", json={"code": number})
+    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
+    assert as_("jonas").post("/api/v1/preparation", json={"code": payload(number)}).status_code == 200
+    twice = as_("jonas").post("/api/v1/preparation", json={"code": payload(number)})
     assert twice.status_code == 409 and "in preparation since" in twice.json()["error"]
 
 
@@ -515,7 +518,7 @@ def test_each_role_does_only_its_part(site, as_, db):
     assert as_("ida").post(f"{visit_url('SCR-001')}/assign").status_code == 403
     assert as_("jonas").post(f"{visit_url('SCR-001')}/assign").status_code == 403
     number = assign(as_, "SCR-001").json()["kit_number"]
-    assert as_("frida").post("/api/v1/preparation", json={"code": number}).status_code == 403
+    assert as_("frida").post("/api/v1/preparation", json={"code": payload(number)}).status_code == 403
     assert as_("frida").post(f"{visit_url('SCR-001')}/administrations",
                              json={"gland": "left", "volume_ml": 1}).status_code == 403
     assert as_("mette").get(visit_url("SCR-001")).status_code == 200
@@ -666,9 +669,9 @@ def test_the_site_modules_use_only_the_blind_safe_doors_of_the_sealed_compartmen
 def test_the_preparer_can_stop_a_running_preparation_from_the_preparation_page(site, as_, db):
     randomised(as_, "SCR-001")
     number = assign(as_, "SCR-001").json()["kit_number"]
-    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": number})
+    as_("frida").post(f"{visit_url('SCR-001')}/dispense", json={"code": payload(number)})
     jonas = as_("jonas")
-    jonas.submit("/preparation", {"code": number})
+    jonas.submit("/preparation", {"code": payload(number)})
     base = f"/participants/{STUDY}/SCR-001/visits/1"
     blank = jonas.submit(f"{base}/not-administered", {"reason": ""})
     assert blank.status_code == 422 and "A reason is required" in blank.text
