@@ -176,6 +176,17 @@ BOUNDING = re.compile(r"(?:limits\.text|limits\.bounded|require_reason|inputs\.t
 # Parameters that are not checked where they arrive, each with why that is safe: the function hands
 # the text to one that bounds it, or the text is composed by cellbench itself, never typed.
 PASSED_ON = {
+    "custody/receipt.py receipt_scan(reason)": "handed to kits.read_code, which bounds it",
+    "custody/receipt.py receipt_step(reason)": "handed to kits.read_code, which bounds it",
+    "custody/receipt.py receive_into_box(reason)": "handed to kits.read_code, which bounds it",
+    "custody/scanning.py scan(reason)": "handed to kits.read_code, which bounds it",
+    "kits/reading.py scan(reason)": "handed to kits.read_code, which bounds it",
+    "kits/reading.py scan_code(reason)": "handed to kits.read_code, which bounds it",
+    "kits/reading.py scanned(reason)": "handed to kits.read_code, which bounds it",
+    "pharmacy/administration.py start_preparation(reason)": "handed to kits.read_code, which bounds it",
+    "pharmacy/dispensing.py dispense(reason)": "handed to kits.read_code, which bounds it",
+    "pharmacy/records.py scan_kit(reason)": "handed to kits.read_code, which bounds it",
+    "pharmacy/returns.py return_kit(reason)": "handed to kits.read_code, which bounds it",
     "accountability/verification.py verify_by_code(comment)": "verify bounds it",
     "audit.py record(reason)": "every caller bounds what a person typed before it records",
     "custody/events.py record(condition)": "composed by callers (returns bound it as a condition)",

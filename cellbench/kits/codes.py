@@ -21,11 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import qrpayload
+from .. import limits, qrpayload
 from ..errors import InvalidInput
 from ..identifiers import parse_kit_number, shown
 
-MANUAL_REASON_MAX = 200
 MAX_CODE_LENGTH = 256  # a label code is 119 characters; anything far longer is not a scan
 SCAN_OR_TYPE = ("Scan the kit's label, or tick 'typed by hand' and give the reason the label "
                 "could not be scanned.")
@@ -94,11 +93,8 @@ def read_code(code: str | None, secret_key: str, *, manual: object = False, reas
     except ValueError as error:
         message = str(error).strip().rstrip(".")
         raise InvalidInput(f"{message[0].upper()}{message[1:]}.", field="code") from None
-    why = ("" if reason is None else str(reason)).strip()
+    why = limits.text(reason, "manual_reason", "reason for typing by hand", "label")
     if not why:
         raise InvalidInput("Say why the kit number was typed by hand (e.g. the label is frosted over).",
-                           field="manual_reason")
-    if len(why) > MANUAL_REASON_MAX:
-        raise InvalidInput(f"The reason for typing by hand is at most {MANUAL_REASON_MAX} characters.",
                            field="manual_reason")
     return KitCode(number, " ".join(why.split()))

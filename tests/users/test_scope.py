@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from cellbench import accountability, custody, kits, pharmacy, studies, users
+from cellbench import accountability, custody, kits, pharmacy, qrpayload, studies, users
 from cellbench.clock import utcnow
 from cellbench.errors import Forbidden, InvalidInput, NotFound
 from cellbench.models import AuditEvent, Destruction, Participant, Shipment, Site
 
 from ..bedside_support import scanned_at_bedside
-from ..conftest import PASSWORD, actor_of
+from ..conftest import PASSWORD, SECRET, actor_of
 from ..pharmacy.test_pharmacy import (
     assign,
     kits_at_site,
@@ -53,7 +53,7 @@ def test_the_pharmacist_may_not_damage_store_or_return_another_sites_kits(trial_
         custody.report_damaged(s, frida, kit_row(db, number), "dropped")
     assert refused.value.field == "code" and "do not work for" in refused.value.message
     with db.write() as s, pytest.raises(Forbidden) as refused:
-        pharmacy.return_kit(s, frida, number, "unused-secret", "intact")
+        pharmacy.return_kit(s, frida, qrpayload.make_payload(number, SECRET), SECRET, "intact")
     assert refused.value.field == "code"
     assert kit_row(db, number).state == "at_site", "nothing changed"
 
@@ -64,7 +64,7 @@ def test_the_pharmacist_may_not_receive_another_sites_shipment(trial_world, othe
         shipment = s.scalars(select(Shipment).where(Shipment.number == "SH-AUH-1")).one()
         shipment.state = "in_transit"
     with db.write() as s, pytest.raises(NotFound) as missing:
-        custody.receipt_scan(s, frida, "SH-AUH-1", other_site[0], "unused-secret")
+        custody.receipt_scan(s, frida, "SH-AUH-1", qrpayload.make_payload(other_site[0], SECRET), SECRET)
     assert missing.value.field == "shipment" and missing.value.message == "No shipment 'SH-AUH-1'."
     with db.write() as s, pytest.raises(Forbidden) as refused:
         custody.complete_receipt(s, frida, custody.by_number(s, "SH-AUH-1"), seal_intact=True,
