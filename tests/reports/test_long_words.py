@@ -136,7 +136,11 @@ def test_a_client_that_leaves_sets_the_cancel_flag_and_the_renderer_stops_long_b
 
 
 def test_a_pdf_made_outside_a_route_has_no_deadline():
-    pdf.checkpoint()  # no budget in force: nothing to stop (the CLI, a bench, a test)
+    """The CLI, a bench or a test wraps text with no budget in force: its checkpoints stop nothing."""
+    document = RecordPDF(find_label_fonts(), "test")
+    document.set_font("Doc", "", 8)
+    lines = pdf.wrap_text(document, long_word(4000), 50.0)
+    assert len(lines) > 10 and "".join(lines) == long_word(4000)
 
 
 def test_a_line_cut_to_fit_keeps_the_longest_start_that_fits_with_its_ellipsis():
