@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     data_dir: Path = DEFAULT_DATA_DIR
     secret_key: str = DEMO_SECRET_KEY
+    # The Ed25519 checkpoint key (cellbench/checkpoints): a file outside the database, created by
+    # `cellbench keys init`; default <data_dir>/checkpoint.key. Keep a copy apart from the backups.
+    checkpoint_key: Path | None = None
     site_timezone: str = clock.DEFAULT_ZONE
     # A page session unused this long ends (a tablet left signed in at the bench). A role whose work
     # needs longer gets longer: an operator's page must outlast a 45-minute digestion. With several
@@ -122,6 +125,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"CELLBENCH_NOTIFY_TRANSPORT is {chosen!r}: choose smtp, file or off")
             return chosen
         return "smtp" if self.smtp_host else "file" if self.demo else "off"
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return self.checkpoint_key or self.data_dir / "checkpoint.key"
 
     @property
     def mail_folder(self) -> Path:
