@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +12,11 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from . import clock, demo_marker, integrity, notifications, users
+from . import backups, clock, demo_marker, integrity, notifications, users
 from . import demo as demo_data
+from .checkpoints import KeyProblem
 from .config import Settings
-from .db import Database, backup_sqlite, migrate, schema_is_current
+from .db import Database, migrate, schema_is_current
 from .errors import DomainError
 from .supply import resupply as trigger
 
@@ -141,26 +140,59 @@ def verify(workers: int = typer.Option(0, help="Processes for the chain check (0
 
 
 @app.command()
-def backup(path: Path = typer.Argument(..., help="File to write the backup to.")) -> None:
-    """Back up the database (SQLite: online copy; PostgreSQL: pg_dump custom format)."""
+def backup(path: Path = typer.Argument(..., help="New file to write the backup to (never overwritten).")) -> None:
+    """Back up the database (SQLite: online copy; PostgreSQL: pg_dump custom format), mode 0600, with a
+    signed checkpoint of the chain head it holds in FILE.checkpoint beside it."""
     settings = _settings()
     db = _database(settings)
-    if path.exists():
-        _fail(f"{path} exists; choose a new file so no backup is overwritten")
-    if db.is_sqlite:
-        backup_sqlite(db, str(path))
-    else:
-        pg_dump = shutil.which("pg_dump")
-        if pg_dump is None:
-            _fail("pg_dump is not installed: install the PostgreSQL client, or back up the server with "
-                  "pg_basebackup / your provider's snapshots")
-        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        argv = [pg_dump, "--format=custom", "--file", str(path), url]
-        result = subprocess.run(argv, check=False)  # noqa: S603 - an argument list, no shell to inject into
-        if result.returncode != 0:
-            _fail("pg_dump failed (see above)")
-    typer.echo(f"backup written to {path} ({path.stat().st_size} bytes); "
-               "restore a copy regularly to prove it works (`cellbench verify` on the restored copy)")
+    try:
+        written = backups.backup(db, path, backups.signing_key(settings))
+    except backups.BackupProblem as exc:
+        _fail(exc.message, exc.code)
+    except KeyProblem as exc:
+        _fail(str(exc))
+    finally:
+        db.dispose()
+    held, cp = written.contents, written.manifest.checkpoint
+    typer.echo(f"backup written: {path} ({written.manifest.size} bytes, {held.engine}, mode 600)")
+    typer.echo(f"checkpoint written: {written.checkpoint_path} (mode 600)")
+    typer.echo(f"chain head: event {cp.seq} {cp.head_hash}, signed at {cp.at} by key {cp.key_id}")
+    typer.echo(f"rows: {held.rows} in {len(held.tables)} tables")
+    for name, count in sorted(held.tables.items()):
+        typer.echo(f"  {name:<36} {count:>10}")
+    typer.echo("Keep both files together; prove them with `cellbench restore FILE` into an empty database.")
+
+
+@app.command()
+def restore(path: Path = typer.Argument(..., help="The backup file written by `cellbench backup`."),
+            checkpoint: Path = typer.Option(None, "--checkpoint", help="Its checkpoint, if not FILE.checkpoint."),
+            public_key: str = typer.Option("", "--public-key",
+                                           help="Check with this public key (`cellbench keys public`) instead of "
+                                                "the checkpoint key file.")) -> None:
+    """Restore a backup into the empty database the settings name, verify it against its signed
+    checkpoint and compare the rows of every table; exit 0 (OK) or 2 (FAILED)."""
+    settings = _settings()
+    users.configure(settings.password_min_length, settings.max_failed_logins, **users.signin_settings(settings))
+    clock.configure(settings.zone)
+    try:
+        restored = backups.restore(settings, path, checkpoint, public_key or None)
+    except backups.BackupProblem as exc:
+        _fail(exc.message, exc.code)
+    typer.echo(f"restored {path} ({restored.engine}) into {restored.target}")
+    recorded = restored.recorded.tables
+    for name, count in sorted(restored.tables.items()):
+        note = "" if recorded.get(name) == count else f"   (the backup recorded {recorded.get(name, 'none')})"
+        typer.echo(f"  {name:<36} {count:>10}{note}")
+    for check in restored.checks:
+        if check.ok:
+            typer.echo(f"OK      {check.name}: {check.detail}")
+        for problem in check.problems:
+            typer.secho(f"FAILED  {check.name}: {problem}", fg=typer.colors.RED, err=True)
+    if not restored.ok:
+        _fail(f"FAILED: {restored.target} is not a proven copy of the backup; do not serve it", 2)
+    cp = restored.recorded.checkpoint
+    typer.echo(f"OK: the restored database is the backup of event {cp.seq} signed at {cp.at}, "
+               f"with the same {sum(recorded.values())} rows in {len(recorded)} tables")
 
 
 @app.command("send-notifications")

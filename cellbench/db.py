@@ -13,6 +13,7 @@ chain head, a kit being dispensed) are locked in the database, so several worker
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -209,15 +210,27 @@ def schema_is_current(db: Database) -> bool:
 
 
 def backup_sqlite(db: Database, target: str) -> None:
-    """An online, consistent copy of a live SQLite database (the sqlite3 backup API)."""
+    """An online, consistent copy of a live SQLite database (the sqlite3 backup API) in a new file.
+
+    The copy holds the sealed lists and the password hashes: the file is created mode 0600 before
+    its first byte is written (never 0644 for a moment, whatever the umask), and an existing file is
+    never overwritten. The copy is switched to a rollback journal so that it is one self-contained
+    file: opening it read-only later leaves no -wal or -shm beside it."""
     path = db.sqlite_path()
     if path is None:
         raise ValueError("backup_sqlite copies a SQLite database; back up PostgreSQL with pg_dump")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a default ACL on the folder may have widened the mode asked for
+    finally:
+        os.close(fd)
     source = sqlite3.connect(path)
     dest = sqlite3.connect(target)
     try:
-        with dest:
-            source.backup(dest)
+        # One step (pages=-1): the source stays in one read transaction for the whole copy, so the
+        # copy is one snapshot; writers go on meanwhile (WAL), and a step-wise copy would restart.
+        source.backup(dest, pages=-1)
+        dest.execute("PRAGMA journal_mode=DELETE")
     finally:
         dest.close()
         source.close()
