@@ -178,7 +178,7 @@ def restore(path: Path = typer.Argument(..., help="The backup file written by `c
         restored = backups.restore(settings, path, checkpoint, public_key or None)
     except backups.BackupProblem as exc:
         _fail(exc.message, exc.code)
-    typer.echo(f"restored {path} ({restored.engine}) into {restored.target}")
+    typer.echo(f"restore of {path} ({restored.engine}) into {restored.target}:")
     recorded = restored.recorded.tables
     for name, count in sorted(restored.tables.items()):
         note = "" if recorded.get(name) == count else f"   (the backup recorded {recorded.get(name, 'none')})"
@@ -193,6 +193,9 @@ def restore(path: Path = typer.Argument(..., help="The backup file written by `c
     cp = restored.recorded.checkpoint
     typer.echo(f"OK: the restored database is the backup of event {cp.seq} signed at {cp.at}, "
                f"with the same {sum(recorded.values())} rows in {len(recorded)} tables")
+    if not restored.schema_current:
+        typer.echo(f"The backup's schema is revision {restored.recorded.schema}: run `cellbench init` to upgrade the "
+                   "restored database before serving it.")
 
 
 @app.command("send-notifications")

@@ -383,3 +383,14 @@ def test_a_sqlite_backup_is_one_self_contained_file(db, people, key, tmp_path):
         "cellbench.backup", "cellbench.backup.checkpoint"]
     with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_backup_whose_chain_head_does_not_name_its_newest_event_is_not_signed(db, people, key, tmp_path):
+    with db.engine.begin() as conn:  # the head moved back by hand, as when the tail of the chain is cut
+        conn.execute(text("UPDATE audit_head SET seq = seq - 1 WHERE id = 1"))
+    backup = tmp_path / "cellbench.backup"
+    refused = cellbench(db.url, "backup", str(backup))
+    assert refused.exit_code == 2
+    assert "was written but not signed: the chain head records event" in refused.output
+    assert "run `cellbench verify`" in refused.output
+    assert backups.private(backup) and not backups.checkpoint_path(backup).exists()

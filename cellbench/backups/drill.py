@@ -2,16 +2,19 @@
 restore into an empty database, and prove the restored database is that backup."""
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import checkpoints, integrity
 from ..checkpoints import Checkpoint, Key, KeyProblem
 from ..config import Settings
-from ..db import Database, backup_sqlite
+from ..db import Database, backup_sqlite, schema_is_current
 from . import manifest, postgres, sqlite
 from .files import digest, kind_of, mode_of
 from .manifest import BackupProblem, Contents, Manifest
@@ -97,6 +100,7 @@ class Restored:
     recorded: Manifest
     checks: list[Check] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
+    schema_current: bool = True  # False: the backup is of an older schema (`cellbench init` upgrades it)
 
     @property
     def ok(self) -> bool:
@@ -194,6 +198,15 @@ def restore(settings: Settings, path: Path, checkpoint_path: Path | None, public
     try:
         result.checks.extend(_chain_check(restored, recorded.checkpoint))
         held = sqlite.contents(Path(restored.sqlite_path() or "")) if engine == "sqlite" else postgres.contents(url)
+        result.schema_current = schema_is_current(restored)
+    except BackupProblem as exc:
+        result.checks.append(Check("restored database", [exc.message]))
+        return result
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error) as exc:
+        # What was restored is not a cellbench database this version can read: a failure to report, not a traceback.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.checks.append(Check("restored database", [f"cannot be read as a cellbench database ({first})"]))
+        return result
     finally:
         restored.dispose()
     result.tables = held.tables
