@@ -224,13 +224,17 @@ def backup_sqlite(db: Database, target: str) -> None:
         os.fchmod(fd, 0o600)  # a default ACL on the folder may have widened the mode asked for
     finally:
         os.close(fd)
-    source = sqlite3.connect(path)
-    dest = sqlite3.connect(target)
     try:
-        # One step (pages=-1): the source stays in one read transaction for the whole copy, so the
-        # copy is one snapshot; writers go on meanwhile (WAL), and a step-wise copy would restart.
-        source.backup(dest, pages=-1)
-        dest.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        dest.close()
-        source.close()
+        source = sqlite3.connect(path)
+        dest = sqlite3.connect(target)
+        try:
+            # One step (pages=-1): the source stays in one read transaction for the whole copy, so the
+            # copy is one snapshot; writers go on meanwhile (WAL), and a step-wise copy would restart.
+            source.backup(dest, pages=-1)
+            dest.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dest.close()
+            source.close()
+    except BaseException:
+        Path(target).unlink(missing_ok=True)  # created above, so ours: half a copy is no backup
+        raise

@@ -215,6 +215,9 @@ def test_backup_files_are_private_whatever_the_umask_and_never_overwritten(db, p
     refused = cellbench(db.url, "backup", str(lone))
     assert refused.exit_code == 1 and "other.backup.checkpoint exists" in refused.output and not lone.exists()
 
+    nowhere = cellbench(db.url, "backup", str(tmp_path / "no such folder" / "cellbench.backup"))
+    assert nowhere.exit_code == 1 and "cannot write" in nowhere.output and "give a folder that exists" in nowhere.output
+
 
 def test_a_backup_without_the_checkpoint_key_is_refused_before_anything_is_written(db, people, key, tmp_path,
                                                                                    monkeypatch):

@@ -49,25 +49,34 @@ class Written:
     manifest: Manifest
 
 
+def _sqlite_backup(db: Database, path: Path) -> Contents:
+    try:
+        backup_sqlite(db, str(path))
+    except sqlite3.Error as exc:
+        raise BackupProblem(f"the SQLite copy failed ({exc}): nothing was written") from None
+    problems = sqlite.quick_check(path)
+    if problems != ["ok"]:
+        raise BackupProblem(f"the copy in {path} fails SQLite's page check ({'; '.join(problems)}): "
+                            "nothing is signed; check the live database (`cellbench verify`)", 2)
+    return sqlite.contents(path)  # the copy's own head, not the live one that has moved on
+
+
 def backup(db: Database, path: Path, key: Key) -> Written:
     """Write the backup and its `.checkpoint` beside it, both new files, mode 0600 from the first byte."""
     cp_path = manifest.checkpoint_path(path)
     for existing in (path, cp_path):
         if existing.exists():
             raise BackupProblem(f"{existing} exists: choose a new file name, so that no backup is overwritten")
-    if db.is_sqlite:
-        try:
-            backup_sqlite(db, str(path))
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        problems = sqlite.quick_check(path)
-        if problems != ["ok"]:
-            raise BackupProblem(f"the copy in {path} fails SQLite's page check ({'; '.join(problems)}): "
-                                "nothing is signed; check the live database (`cellbench verify`)", 2)
-        contents = sqlite.contents(path)  # the copy's own head, not the live one that moved on
-    else:
-        contents = postgres.dump(db.engine.url.render_as_string(hide_password=False), path)
+    try:
+        if db.is_sqlite:
+            contents = _sqlite_backup(db, path)
+        else:
+            contents = postgres.dump(db.engine.url.render_as_string(hide_password=False), path)
+    except FileExistsError:
+        raise BackupProblem(f"{path} exists: choose a new file name, so that no backup is overwritten") from None
+    except OSError as exc:
+        raise BackupProblem(f"cannot write {path} ({exc.strerror}): give a folder that exists and that this "
+                            "user may write to") from None
     wrong = contents.head_problem()
     if wrong:
         raise BackupProblem(f"{path} was written but not signed: {wrong}", 2)
@@ -166,7 +175,10 @@ def restore(settings: Settings, path: Path, checkpoint_path: Path | None, public
     name the edited event, and the report says FAILED."""
     if not path.is_file():
         raise BackupProblem(f"{path} does not exist or is not a file")
-    engine = kind_of(path)
+    try:
+        engine = kind_of(path)
+    except OSError as exc:
+        raise BackupProblem(f"{path} cannot be read ({exc.strerror})") from None
     if engine is None:
         raise BackupProblem(f"{path} is neither a SQLite database nor a pg_dump custom archive: not a cellbench "
                             "backup (or its first bytes were damaged)", 2)
