@@ -14,6 +14,7 @@ site's packet is site.py.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlmodel import Session, col
 
-from .. import audit, lots, reports, sealed, users
+from .. import audit, checkpoints, lots, reports, sealed, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
@@ -55,8 +56,8 @@ class _Gathered:
     with_coa: bool
     with_release: bool
     first_seq: int
+    pieces: int
     events: int
-    segment: int
     kits: int
 
 
@@ -84,22 +85,49 @@ def _scope(session: Session, lot_id: int, number: str, kit_ids: list[int], kit_n
     return or_(*parts)
 
 
+def pieces(seqs: list[int], marks: list[int]) -> list[tuple[int, int]]:
+    """The stretches (first, last event) of the chain that prove the events `seqs`: from the first of
+    them, and for each later one from just after the checkpoint before it, to the first checkpoint at
+    or after it; merged where they touch. `marks`: the checkpoints' events, sorted, the last at or
+    after every event. With one checkpoint (today) that is one stretch from the first event to it;
+    with hourly checkpoints, a lot's old events need only their hours, not everything since."""
+    found: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        at = bisect_left(marks, seq)
+        if found and seq <= found[-1][1]:
+            continue
+        start = marks[at - 1] + 1 if found else seq  # after the first, anchored at the checkpoint before
+        if found and start == found[-1][1] + 1:
+            found[-1] = (found[-1][0], marks[at])
+        else:
+            found.append((start, marks[at]))
+    return found
+
+
+def _stored_checkpoints(db: Database) -> list[checkpoints.Checkpoint]:
+    """The signed checkpoints cellbench kept, oldest first (none kept yet: `checkpoints.store` will)."""
+    return []
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     header = list(rows[0]) if rows else ["(none)"]
     return csv_text(header, [[r[h] for h in header] for r in rows])
 
 
-def _gather(session: Session, actor: Actor, number: str, kit_numbers: list[str], up_to: int) -> _Gathered:
+def _gather(session: Session, actor: Actor, number: str, kit_numbers: list[str],
+            marks: list[checkpoints.Checkpoint]) -> _Gathered:
     lot = lots.by_number(session, number)
     kits = list(session.scalars(select(Kit).where(col(Kit.number).in_(kit_numbers)).order_by(col(Kit.number))))
     kit_ids = [k.id for k in kits if k.id is not None]
     deviation_rows = list(session.scalars(select(Deviation).where(or_(
         col(Deviation.lot_id) == lot.id, col(Deviation.kit_id).in_(kit_ids or [0]))).order_by(col(Deviation.number))))
     scope = _scope(session, lot.id or 0, lot.number, kit_ids, kit_numbers, [d.number for d in deviation_rows])
+    up_to = marks[-1].seq
     events = list(session.scalars(select(AuditEvent).where(scope, col(AuditEvent.seq) <= up_to)
                                   .order_by(col(AuditEvent.seq))))
-    first = events[0].seq if events else up_to
-    segment = raw_events(session, first, up_to)
+    stretches = pieces([e.seq for e in events] or [up_to], [m.seq for m in marks])
+    segment = [event for lo, hi in stretches for event in raw_events(session, lo, hi)]
+    anchors = {hi for _, hi in stretches} | {lo - 1 for lo, _ in stretches[1:]}  # each piece's end and start
     by_seq = {e["seq"]: e for e in segment}
     sigs = signatures_named_by(session, events)
     results = [row_dict(r) for r in session.scalars(select(QcResult).where(col(QcResult.lot_id) == lot.id)
@@ -115,10 +143,11 @@ def _gather(session: Session, actor: Actor, number: str, kit_numbers: list[str],
         "audit/events.json": [by_seq[e.seq] for e in events], "audit/events.csv": audit.to_csv(events, actor),
         "signatures.json": [signature_dict(s) for s in sigs],
         "chain/segment.json": segment,
+        "checkpoints.json": [asdict(m) for m in marks if m.seq in anchors],
     }
     return _Gathered(lot.number, files, reports.batch_record(session, number), certificate,
                      with_coa=bool(results), with_release=bool(certificate.certifications or certificate.releases),
-                     first_seq=first, events=len(events), segment=len(segment), kits=len(kits))
+                     first_seq=stretches[0][0], pieces=len(stretches), events=len(events), kits=len(kits))
 
 
 def build(db: Database, actor: Actor, lot_number: str, *, zone: ZoneInfo, authorisation: str = "",
@@ -137,13 +166,14 @@ def build(db: Database, actor: Actor, lot_number: str, *, zone: ZoneInfo, author
         audit.record(session, actor, BUILT, "lot", number, field="evidence packet",
                      new=f"lot {number} and {len(kit_numbers)} kits")
     checkpoint = _checkpoint_now(db)
+    marks = sorted((cp for cp in _stored_checkpoints(db) if cp.seq < checkpoint.seq), key=lambda cp: cp.seq)
     with db.read() as session:
-        found = _gather(session, actor, number, kit_numbers, checkpoint.seq)
+        found = _gather(session, actor, number, kit_numbers, [*marks, checkpoint])
     at = printed_at or utcnow()
     packet = Packet(f"evidence-{number}")
     packet.add("README.txt", readme.lot_readme(number, first_seq=found.first_seq, last_seq=checkpoint.seq,
-                                               events=found.events, kits=found.kits, with_coa=found.with_coa,
-                                               with_release=found.with_release))
+                                               pieces=found.pieces, events=found.events, kits=found.kits,
+                                               with_coa=found.with_coa, with_release=found.with_release))
     packet.add(f"batch-record-{number}.pdf",
                reports.batch_record_pdf(found.record, zone=zone, printed_by=actor.name, printed_at=at))
     if found.with_coa:
@@ -154,5 +184,4 @@ def build(db: Database, actor: Actor, lot_number: str, *, zone: ZoneInfo, author
             found.certificate, zone=zone, printed_by=actor.name, printed_at=at, authorisation=authorisation))
     for name, value in found.files.items():
         (packet.add if isinstance(value, str) else packet.add_json)(name, value)
-    packet.add_json("checkpoint.json", asdict(checkpoint))
     return Built(f"evidence-{number}.zip", packet.seal(key, actor, "lot", number, checkpoint))

@@ -12,12 +12,14 @@ CHECK = """HOW TO CHECK IT
 """
 
 
-def lot_readme(number: str, *, first_seq: int, last_seq: int, events: int, kits: int, with_coa: bool,
+def lot_readme(number: str, *, first_seq: int, last_seq: int, pieces: int, events: int, kits: int, with_coa: bool,
                with_release: bool) -> str:
     coa = (f"certificate-of-analysis-{number}.pdf   the certificate of analysis" if with_coa
            else "(no certificate of analysis: the lot has no QC result yet)")
     release = (f"release-certificate-{number}.pdf       the release certificate" if with_release
                else "(no release certificate: the lot has no certification or release yet)")
+    stretch = f", in {pieces} pieces (below)" if pieces > 1 else ", every event between"
+    ends = "; the others end or precede the segment's pieces" if pieces > 1 else ""
     return f"""EVIDENCE PACKET OF LOT {number}
 Issued by cellbench for an unblinded requester (QA or QP). It holds unblinded records: which kits
 were filled from this lot, and other records' events in the audit chain (below). Do not hand it to
@@ -34,8 +36,10 @@ WHAT IS IN IT
                                    (the CSV shows times in the site's zone; a cell that would run as a
                                    spreadsheet formula starts with a ')
   signatures.json                  every signature on those records, with the exact content signed
-  chain/segment.json               the audit chain from event {first_seq} (the lot's first) to event {last_seq}
-  checkpoint.json                  the signed checkpoint: the chain ended at event {last_seq} with that hash
+  chain/segment.json               the audit chain from event {first_seq} (the first of the lot's or its kits')
+                                   to event {last_seq}{stretch}
+  checkpoints.json                 the signed checkpoints: the last says the chain ended at event {last_seq}
+                                   with that hash{ends}
   public_key.txt                   the checkpoint key's public half (Ed25519)
   MANIFEST.json, MANIFEST.sig      the SHA-256 of every file, and cellbench's signature over the manifest
   verify_packet.py                 the verifier
@@ -44,17 +48,20 @@ WHAT THE CHAIN SEGMENT CONTAINS, AND WHY
   cellbench keeps one audit chain for everything: each event's hash covers the previous event's hash
   and the event's content. The lot's events lie between those of other lots, kits, shipments and
   the sealed randomisation compartment. To prove the lot's events without trusting anyone, every
-  event from the lot's first to the checkpoint must be recomputed, so the segment holds all of them,
-  with their full content: an event given only by its hash could hide any content before it.
-  That makes the packet larger than the lot alone, and unblinded.
+  event from the lot's first to a signed checkpoint must be recomputed, so the segment holds all of
+  them, with their full content: an event given only by its hash could hide any content before it.
+  That makes the packet larger than the lot alone (on the demo, about 6,500 events and 0.7 MB
+  zipped for a released lot whose kits were used), and unblinded. Where cellbench kept signed
+  checkpoints in between, the segment may come in pieces: each piece ends at a signed checkpoint and
+  each later piece starts right after one, linked to its hash, so nothing is missing within them.
 
 {CHECK}
 WHAT A PASSING CHECK PROVES
   - Every file is the one cellbench put in this packet, signed with the checkpoint key when it was
     built (the key lives outside cellbench's database: the database's owner cannot sign).
   - The checkpoint was signed with that key: at its time, the audit chain ended at event {last_seq}.
-  - Every event from {first_seq} to {last_seq} hashes to its recorded hash, each links to the one before,
-    and the last is the checkpoint's head: none of them was changed, removed or inserted since.
+  - Every event of the segment hashes to its recorded hash and links to the one before, and each
+    piece ends at a signed checkpoint: none of them was changed, removed or inserted since.
   - Each of the lot's events in audit/events.json is that event of the chain.
   - Each signature's content hashes to its content hash and its record to its record hash, and the
     chain's "signed" event names that record; a voiding is an event in the chain too.

@@ -31,7 +31,7 @@ HASHED_COLUMNS = ("seq", "at", "user_id", "user_name", "action", "entity_type", 
 CHECKPOINT_PREFIX = "cellbench checkpoint v1"
 PACKET_PREFIX = "cellbench evidence packet v1"
 MANIFEST, PACKET_SIGNATURE = "MANIFEST.json", "MANIFEST.sig"
-KEY_FILE, CHECKPOINT, SEGMENT, EVENTS, SIGNATURES = ("public_key.txt", "checkpoint.json", "chain/segment.json",
+KEY_FILE, CHECKPOINTS, SEGMENT, EVENTS, SIGNATURES = ("public_key.txt", "checkpoints.json", "chain/segment.json",
                                                      "audit/events.json", "signatures.json")
 SHOWN_FAILURES = 8  # of one kind: the first ones name the place; the rest follow from them
 
@@ -88,6 +88,7 @@ class Verifier:
         self.manifest: dict[str, Any] = {}
         self.public: Ed25519PublicKey | None = None
         self.segment: dict[int, dict[str, Any]] = {}
+        self.heads: dict[int, str] = {}  # the checkpoints' events and head hashes
 
     # --- saying what was found -----------------------------------------------------------------
 
@@ -197,33 +198,54 @@ class Verifier:
                     f"on {self.manifest.get('built_at')} for {self.manifest.get('built_by')}")
 
     def check_checkpoint(self) -> None:
-        cp = self.json_file(CHECKPOINT)
-        if cp.get("key_id") != self.manifest.get("key_id"):
-            self.failed(f"{CHECKPOINT}: signed by key {cp.get('key_id')}, not the packet's key")
-        if not self._signature_holds(checkpoint_message(cp), cp["signature"]):
-            raise Failed(f"{CHECKPOINT}: the checkpoint's signature does not hold: its event number, head hash "
-                         "or time was changed")
-        if self.manifest.get("checkpoint") != {k: cp[k] for k in ("seq", "head_hash", "at")}:
-            self.failed(f"{CHECKPOINT}: not the checkpoint the manifest names")
-        self.checkpoint = cp
-        self.proved(f"checkpoint: signed by the key: at {cp['at']} the audit chain ended at event {cp['seq']} "
-                    f"with hash {cp['head_hash']}")
+        """Every checkpoint the segment's pieces end at or start after, the last one the packet's own."""
+        found = self.json_file(CHECKPOINTS)
+        if not isinstance(found, list) or not found:
+            raise Failed(f"{CHECKPOINTS} holds no checkpoint")
+        for cp in found:
+            if cp.get("key_id") != self.manifest.get("key_id"):
+                self.failed(f"{CHECKPOINTS}: checkpoint {cp.get('seq')} is signed by key {cp.get('key_id')}, "
+                            "not the packet's key")
+            if not self._signature_holds(checkpoint_message(cp), cp["signature"]):
+                raise Failed(f"{CHECKPOINTS}: the signature of checkpoint {cp.get('seq')} does not hold: its event "
+                             "number, head hash or time was changed")
+        last = found[-1]
+        if self.manifest.get("checkpoint") != {k: last[k] for k in ("seq", "head_hash", "at")}:
+            self.failed(f"{CHECKPOINTS}: the last is not the checkpoint the manifest names")
+        self.heads = {cp["seq"]: cp["head_hash"] for cp in found}
+        self.checkpoint = last
+        earlier = (f" (and {len(found) - 1} earlier ones, where the segment's pieces end or start after)"
+                   if len(found) > 1 else "")
+        self.proved(f"checkpoint: signed by the key: at {last['at']} the audit chain ended at event {last['seq']} "
+                    f"with hash {last['head_hash']}{earlier}")
+
+    def _at_checkpoint(self, event: dict[str, Any]) -> bool:
+        return self.heads.get(event["seq"]) == event["hash"]
 
     def check_segment(self) -> None:
+        """The segment is one or more pieces of the chain, each ending at a signed checkpoint (each hash
+        covers everything before it, so a signed end proves the piece), and each after the first starting
+        right after one, linked to its hash: so no event is missing within the pieces. Within a piece
+        every hash is recomputed and every link checked."""
         events = self.json_file(SEGMENT)
         if not isinstance(events, list) or not events:
             raise Failed(f"{SEGMENT} holds no events")
-        shown = 0
+        shown = pieces = 0
         previous: dict[str, Any] | None = None
         for event in events:
             seq = event["seq"]
             problem = None
+            starts = previous is None or (self._at_checkpoint(previous) and seq > previous["seq"] + 1)
+            pieces += starts
             if event_hash(event["prev_hash"], event) != event["hash"]:
                 problem = f"event {seq}: its hash does not match its content (the event was changed)"
-            elif previous is not None and event["prev_hash"] != previous["hash"]:
+            elif previous is not None and starts and self.heads.get(seq - 1) != event["prev_hash"]:
+                problem = (f"event {seq}: a piece of the segment starts here without linking to a checkpoint at "
+                           f"event {seq - 1} (events between the pieces could be missing)")
+            elif previous is not None and not starts and event["prev_hash"] != previous["hash"]:
                 problem = (f"event {seq}: its link to event {previous['seq']} does not match "
                            "(the chain was altered here)")
-            if previous is not None and seq != previous["seq"] + 1:
+            if previous is not None and not starts and seq != previous["seq"] + 1:
                 missing = (f"event {previous['seq'] + 1}" if seq == previous["seq"] + 2
                            else f"events {previous['seq'] + 1} to {seq - 1}")
                 problem = f"event {seq} follows event {previous['seq']}: {missing} missing from the segment"
@@ -242,9 +264,9 @@ class Verifier:
             raise Failed(f"{SEGMENT}: it ends at event {last['seq']} (hash {last['hash'][:16]}…), not at the "
                          f"checkpoint's event {cp['seq']} (hash {cp['head_hash'][:16]}…)")
         if not shown:
-            self.proved(f"chain: events {events[0]['seq']} to {last['seq']} ({len(events)}): every hash recomputed "
-                        "from its content and the hash before it, every link holds, and the last is the "
-                        "checkpoint's head")
+            stretch = f"in {pieces} pieces, each ending at a checkpoint" if pieces > 1 else "ending at the checkpoint"
+            self.proved(f"chain: events {events[0]['seq']} to {last['seq']} ({len(events)}, {stretch}): every hash "
+                        "recomputed from its content and the hash before it, every link holds")
 
     def check_events(self) -> None:
         events = self.json_file(EVENTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,13 +67,14 @@ def test_the_verifier_inside_proves_a_demo_lots_packet_and_says_what_it_proved(d
     assert result.returncode == 0, result.stdout + result.stderr
     said = result.stdout.splitlines()
     assert said[0] == f"cellbench evidence packet: lot {demo.number}"
-    cp = read_json(folder, "checkpoint.json")
+    cp = read_json(folder, "checkpoints.json")[-1]
     segment = read_json(folder, "chain/segment.json")
     expected = [f"OK      manifest: all {len(read_json(folder, 'MANIFEST.json')['files'])} files are present",
                 f"OK      public key: {checkpoint_key.key_id}, the key you gave",
                 "OK      packet signature: MANIFEST.json (and so every file it lists) is as cellbench issued it",
                 f"OK      checkpoint: signed by the key: at {cp['at']} the audit chain ended at event {cp['seq']}",
-                f"OK      chain: events {segment[0]['seq']} to {cp['seq']} ({len(segment)}): every hash recomputed",
+                f"OK      chain: events {segment[0]['seq']} to {cp['seq']} ({len(segment)}, ending at the checkpoint): "
+                "every hash recomputed from its content and the hash before it, every link holds",
                 f"OK      {demo.number}: its {len(read_json(folder, 'audit/events.json'))} audit events",
                 f"OK      signatures: {len(read_json(folder, 'signatures.json'))} (",
                 "RESULT  every check held"]
@@ -91,7 +93,7 @@ def test_the_packet_holds_the_record_the_lots_and_kits_events_their_signatures_a
     assert lot["lot"]["number"] == number and lot["vials"] and lot["kits"]
     events = read_json(folder, "audit/events.json")
     segment = read_json(folder, "chain/segment.json")
-    cp = read_json(folder, "checkpoint.json")
+    (cp,) = read_json(folder, "checkpoints.json")  # one today: the one signed for this packet
     # From the lot's (or its first kit's) first event to the checkpoint, every event, whole.
     assert [e["seq"] for e in segment] == list(range(events[0]["seq"], cp["seq"] + 1))
     by_seq = {e["seq"]: e for e in segment}
@@ -107,7 +109,7 @@ def test_the_packet_holds_the_record_the_lots_and_kits_events_their_signatures_a
     assert checkpoints.why_invalid(public, checkpoints.from_json(json.dumps(cp))) is None
     readme = (folder / "README.txt").read_text()
     assert f"chain/segment.json               the audit chain from event {events[0]['seq']}" in readme
-    assert "so the segment holds all of them" in readme and "WHAT IT DOES NOT PROVE" in readme
+    assert "so the segment holds all of\n  them, with their full content" in readme and "WHAT IT DOES NOT PROVE" in readme
 
 
 def test_building_the_packet_is_on_the_audit_trail_with_the_sealed_read_of_the_lots_kits(demo):
@@ -188,17 +190,19 @@ def delete_a_signature(folder: Path) -> str:
 
 
 def _edit_checkpoint(folder: Path, field: str, value: object) -> str:
-    cp = read_json(folder, "checkpoint.json")
-    cp[field] = value
-    write_json(folder, "checkpoint.json", cp)
+    found = read_json(folder, "checkpoints.json")
+    seq = found[-1]["seq"]
+    found[-1][field] = value
+    write_json(folder, "checkpoints.json", found)
     manifest = read_json(folder, "MANIFEST.json")
     manifest["checkpoint"][field] = value
     write_json(folder, "MANIFEST.json", manifest)
-    return "FAILED  checkpoint.json: the checkpoint's signature does not hold"
+    return f"FAILED  checkpoints.json: the signature of checkpoint {found[-1]['seq'] if field == 'seq' else seq} " \
+           "does not hold"
 
 
 def edit_the_checkpoints_seq(folder: Path) -> str:
-    return _edit_checkpoint(folder, "seq", read_json(folder, "checkpoint.json")["seq"] + 40)
+    return _edit_checkpoint(folder, "seq", read_json(folder, "checkpoints.json")[-1]["seq"] + 40)
 
 
 def edit_the_checkpoints_hash(folder: Path) -> str:
@@ -250,3 +254,49 @@ def test_the_verifier_reads_the_zip_itself(demo, tmp_path, folder):
     archive.write_bytes(demo.data)
     result = verify(folder, packet=archive)  # the folder's verifier, given the archive instead
     assert result.returncode == 0 and "RESULT  every check held" in result.stdout
+
+
+# --- a segment in pieces, where cellbench kept signed checkpoints in between --------------------------------
+
+
+def test_the_stretches_run_from_the_first_event_and_then_from_just_after_a_checkpoint_to_the_next():
+    assert lot_packet.pieces([5, 6, 40, 41, 90], [10, 30, 50, 100]) == [(5, 10), (31, 100)]
+    assert lot_packet.pieces([5, 40, 120], [10, 30, 50, 100, 130]) == [(5, 10), (31, 50), (101, 130)]
+    assert lot_packet.pieces([7], [7]) == [(7, 7)]
+
+
+def _pieced_packet(db, monkeypatch, key, tmp_path) -> tuple[Path, int]:
+    """The kit world lot's packet where cellbench kept a checkpoint at every tenth event that is not
+    the lot's: the segment comes in pieces."""
+    whole = unzip(lot_packet.build(db, actor_of(db, "anna"), "ASC-2026-0101", zone=ZONE).data, tmp_path / "whole")
+    ours = {e["seq"] for e in read_json(whole, "audit/events.json")}
+    with db.read() as s:
+        hashes = dict(s.execute(select(AuditEvent.seq, AuditEvent.hash)).all())
+    kept = [checkpoints.make(key, seq, hashes[seq]) for seq in sorted(hashes)[::10] if seq not in ours]
+    monkeypatch.setattr(lot_packet, "_stored_checkpoints", lambda _db: kept)
+    folder = unzip(lot_packet.build(db, actor_of(db, "anna"), "ASC-2026-0101", zone=ZONE).data, tmp_path / "pieces")
+    return folder, len(read_json(whole, "chain/segment.json"))
+
+
+def test_a_segment_in_pieces_between_kept_checkpoints_is_proved_and_smaller(
+        db, trial_world, monkeypatch, checkpoint_key, tmp_path):
+    folder, whole = _pieced_packet(db, monkeypatch, checkpoint_key, tmp_path)
+    segment = read_json(folder, "chain/segment.json")
+    result = verify(folder)
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"OK      chain: events \d+ to \d+ \(\d+, in \d+ pieces, each ending at a checkpoint\)",
+                     result.stdout)
+    assert len(segment) < whole and len(read_json(folder, "checkpoints.json")) > 1
+    assert "the segment may come in pieces" in (folder / "README.txt").read_text()
+
+
+def test_a_piece_cut_at_its_start_fails_naming_the_event_that_does_not_link_to_a_checkpoint(
+        db, trial_world, monkeypatch, checkpoint_key, tmp_path):
+    folder, _ = _pieced_packet(db, monkeypatch, checkpoint_key, tmp_path)
+    segment = read_json(folder, "chain/segment.json")
+    at = next(i for i in range(1, len(segment)) if segment[i]["seq"] != segment[i - 1]["seq"] + 1)
+    write_json(folder, "chain/segment.json", segment[:at] + segment[at + 1:])
+    result = verify(folder)
+    assert result.returncode == 1
+    assert (f"FAILED  event {segment[at + 1]['seq']}: a piece of the segment starts here without linking to a "
+            f"checkpoint at event {segment[at + 1]['seq'] - 1}") in result.stdout
