@@ -159,10 +159,10 @@ def build(db: Database, actor: Actor, lot_number: str, *, zone: ZoneInfo, author
         raise Forbidden("The lot's evidence packet holds unblinded records: a blinded role asks for the "
                         "blinded lot's packet.")
     users.require_role(actor, *REQUESTERS)
-    key = signing_key()
     with db.write() as session:
-        kit_numbers = _kit_numbers(session, actor, lot_number)
         number = lots.by_number(session, lot_number).number
+        key = signing_key()  # after the lot: an unknown lot is "not found" whatever the server's keys
+        kit_numbers = _kit_numbers(session, actor, number)
         audit.record(session, actor, BUILT, "lot", number, field="evidence packet",
                      new=f"lot {number} and {len(kit_numbers)} kits")
     checkpoint = _checkpoint_now(db)

@@ -59,9 +59,9 @@ def build(db: Database, actor: Actor, code: str) -> Built:
     """The blinded lot's packet as a ZIP, its building on the audit trail (one transaction: it
     signs no checkpoint, so it need not wait for one)."""
     users.require_role(actor, *REQUESTERS)
-    key = signing_key()
     with db.write() as session:
         blinded = _blinded_lot(session, actor, code)
+        key = signing_key()  # after the lot: an unknown code is "not found" whatever the server's keys
         audit.record(session, actor, BUILT, "blinded_lot", blinded.code, field="evidence packet",
                      new=f"blinded lot {blinded.code}")
         study = session.get(Study, blinded.study_id)

@@ -117,7 +117,8 @@ class Verifier:
         self.manifest = self._manifest()
         kind = self.manifest.get("kind")
         if kind == "lot":
-            steps += [self.check_checkpoint, self.check_segment, self.check_events, self.check_signatures]
+            steps += [self.check_checkpoint, self.check_segment, self.check_events, self.check_signatures,
+                      self.say_what_lot_does_not_prove]
         elif kind == "blinded_lot":
             steps += [self.check_signatures, self.say_what_blinded_does_not_prove]
         else:
@@ -328,6 +329,12 @@ class Verifier:
         if not voids and sig.get("invalidated_at") is not None:
             return "its record says it was voided, but no 'signature invalidated' event in the chain says so"
         return None
+
+    def say_what_lot_does_not_prove(self) -> None:
+        self.not_proved("that the PDFs and CSV files say what the JSON records say: they are cellbench's renderings, "
+                        "covered by the packet's signature only")
+        self.not_proved("that the chain was not rewritten before the checkpoint was signed: compare the checkpoint "
+                        "with one you hold from earlier (a backup's, a certificate's) or ask for `cellbench verify`")
 
     def say_what_blinded_does_not_prove(self) -> None:
         self.not_proved("that these events are in cellbench's hash chain: a blinded packet holds no sequence "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cellbench import cli
+from cellbench import checkpoints, cli
 from cellbench.evidence import lot as lot_packet
 from cellbench.evidence import site
 
@@ -92,3 +92,17 @@ def test_the_command_line_refuses_a_wrong_password_and_a_blinded_user_asking_for
     wrong = runner.invoke(cli.app, ["evidence", LOT, "--as", "anna"])
     assert wrong.exit_code == 1 and "password" in wrong.output.lower()
     assert events_named(db, lot_packet.BUILT) == 0
+
+
+def test_without_a_checkpoint_key_no_packet_is_built_and_nothing_is_recorded(db, trial_world, as_, checkpoint_key):
+    anna = as_("anna")
+    reads = events_named(db, "sealed read")
+    checkpoints.install(None)
+    try:
+        refused = anna.get(f"/lots/{LOT}/evidence.zip")
+        unknown = anna.get("/lots/ASC-2099-0999/evidence.zip")
+    finally:
+        checkpoints.install(checkpoint_key)
+    assert refused.status_code == 503 and "No checkpoint key is installed" in refused.text
+    assert unknown.status_code == 404 and "No lot" in unknown.text
+    assert events_named(db, lot_packet.BUILT) == 0 and events_named(db, "sealed read") == reads
