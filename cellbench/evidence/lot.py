@@ -66,8 +66,7 @@ def _kit_numbers(session: Session, actor: Actor, number: str) -> list[str]:
     return [k.number for k in sealed.kits_containing_lot(session, actor, lot, why="evidence packet")]
 
 
-def _scope(session: Session, lot_id: int, number: str, kit_ids: list[int], kit_numbers: list[str],
-           deviations: list[str]) -> Any:
+def _scope(session: Session, lot_id: int, number: str, kit_numbers: list[str], deviations: list[str]) -> Any:
     """Every audit event about the lot: itself (its vials are recorded on it), its step entries, QC
     results, decisions, QA's reviews and deviations; its kits, and the sealed compartment's events
     about it and its kits (the kits filled from it, the reads of its kits)."""
@@ -121,7 +120,7 @@ def _gather(session: Session, actor: Actor, number: str, kit_numbers: list[str],
     kit_ids = [k.id for k in kits if k.id is not None]
     deviation_rows = list(session.scalars(select(Deviation).where(or_(
         col(Deviation.lot_id) == lot.id, col(Deviation.kit_id).in_(kit_ids or [0]))).order_by(col(Deviation.number))))
-    scope = _scope(session, lot.id or 0, lot.number, kit_ids, kit_numbers, [d.number for d in deviation_rows])
+    scope = _scope(session, lot.id or 0, lot.number, kit_numbers, [d.number for d in deviation_rows])
     up_to = marks[-1].seq
     events = list(session.scalars(select(AuditEvent).where(scope, col(AuditEvent.seq) <= up_to)
                                   .order_by(col(AuditEvent.seq))))
