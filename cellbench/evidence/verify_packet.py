@@ -177,7 +177,7 @@ class Verifier:
         if self.pinned is not None:
             self.proved(f"public key: {key_id}, the key you gave")
         else:
-            self.proved(f"public key: {key_id} (compare it with the key id the cellbench site gave you, "
+            self.proved(f"public key: {key_id} (compare it with the key id the manufacturer gave you another way, "
                         "or run again with --key-id)")
 
     def _signature_holds(self, message: bytes, signature: str) -> bool:
