@@ -12,12 +12,14 @@ from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from . import backups, clock, demo_marker, integrity, notifications, users
+from . import backups, checkpoints, clock, demo_marker, integrity, notifications, users
 from . import demo as demo_data
 from .checkpoints import KeyProblem
 from .config import Settings
 from .db import Database, migrate, schema_is_current
 from .errors import DomainError
+from .evidence import lot as lot_packet
+from .evidence import site as site_packet
 from .supply import resupply as trigger
 
 app = typer.Typer(help="cellbench: batch record, release and blinded supply.", no_args_is_help=True,
@@ -196,6 +198,47 @@ def restore(path: Path = typer.Argument(..., help="The backup file written by `c
     if not restored.schema_current:
         typer.echo(f"The backup's schema is revision {restored.recorded.schema}: run `cellbench init` to upgrade the "
                    "restored database before serving it.")
+
+
+@app.command()
+def evidence(lot: str = typer.Argument(..., help="The lot number; with --blinded, the blinded lot's code."),
+             out: Path | None = typer.Option(None, "--out", help="File to write (default: evidence-LOT.zip here)."),
+             blinded: bool = typer.Option(False, "--blinded", help="The blinded lot's packet, for the trial site."),
+             as_user: str = typer.Option(..., "--as", help="Who asks: a QA or QP user (with --blinded: a pharmacist, "
+                                                            "investigator or monitor); the packet is theirs."),
+             password: str = typer.Option(..., prompt=True, hide_input=True, envvar="CELLBENCH_PASSWORD",
+                                          help="That user's password (asked for, or CELLBENCH_PASSWORD).")) -> None:
+    """Build a lot's evidence packet (a ZIP that proves itself offline); its building is audited.
+
+    The command line acts for a named user, signed in again: the packet holds what that person may
+    read (unblinded for QA and the QP, the blinded view for the site), and the audit trail names them."""
+    settings = _settings()
+    db = _database(settings)
+    target = out or Path(f"evidence-{lot.strip().upper() if blinded else lot.strip()}.zip")
+    if target.exists():  # before building: a refused packet leaves no "built" event behind
+        _fail(f"{target} exists; choose a new file (--out) so no packet is overwritten")
+    if checkpoints.installed() is None:
+        try:
+            checkpoints.install(checkpoints.load(settings.checkpoint_key_path))
+        except checkpoints.KeyProblem as exc:
+            _fail(str(exc))
+    try:
+        with db.write() as session:
+            user = users.by_username(session, as_user)
+            users.reauthenticate(session, user, password)
+            actor = users.actor(session, user)
+        built = (site_packet.build(db, actor, lot) if blinded else
+                 lot_packet.build(db, actor, lot, zone=settings.zone,
+                                  authorisation=settings.manufacturing_authorisation))
+    except DomainError as exc:
+        _fail(exc.message + (f" ({exc.field})" if exc.field else ""))
+    try:
+        with target.open("xb") as file:  # never overwrites: a packet handed out stays as it was
+            file.write(built.data)
+    except FileExistsError:
+        _fail(f"{target} exists; choose a new file (--out) so no packet is overwritten")
+    typer.echo(f"evidence packet written to {target} ({len(built.data)} bytes): unzip it and run "
+               "`python verify_packet.py` inside to check it")
 
 
 @app.command("send-notifications")

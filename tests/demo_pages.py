@@ -19,7 +19,7 @@ from cellbench import demo
 # Every demo person, one per role (the second site's people see the same pages for another site).
 DEMO_ROLES = [username for username, _, _ in demo.DEMO_USERS]
 
-FILES = (".pdf", ".csv", ".zpl", ".png", ".svg", ".txt", ".json")
+FILES = (".pdf", ".csv", ".zpl", ".png", ".svg", ".txt", ".json", ".zip")
 # Links that are not pages to read: signing out ends the walk; the API speaks JSON.
 SKIP = ("/logout", "/api/", "/static/", "/docs", "/openapi", "/redoc")
 

@@ -85,6 +85,7 @@ UNBLINDED_ONLY = {
     "cellbench.web.simulation",  # supply planning per arm: lots, stock-outs, expiry
     "cellbench.web.preparation", "cellbench.api.preparation",  # the preparer's record: checks scans in the compartment
     "cellbench.web.resupply",  # resupply proposals and settings, per arm
+    "cellbench.web.evidence",  # the lot's evidence packet: the kits it filled, the whole chain segment
 }
 
 # Edges of the import graph reviewed as safe: each one's code path runs for a blinded role
