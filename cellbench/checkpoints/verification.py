@@ -93,5 +93,6 @@ def _hashes(conn, seqs: list[int]) -> dict[int, str]:
     found: dict[int, str] = {}
     for start in range(0, len(seqs), _CHUNK):
         wanted = seqs[start:start + _CHUNK]
-        found.update(conn.execute(select(_EVENTS.c.seq, _EVENTS.c.hash).where(_EVENTS.c.seq.in_(wanted))).tuples())
+        found.update((seq, hashed) for seq, hashed in conn.execute(
+            select(_EVENTS.c.seq, _EVENTS.c.hash).where(_EVENTS.c.seq.in_(wanted))))
     return found
