@@ -183,10 +183,11 @@ def _committed(session: Session) -> None:
     key = installed()
     if why is None or key is None:
         return
-    bind = session.get_bind()
     # The caller's transaction is over and committed: a checkpoint that fails here is logged, never
-    # turned into a failure of what was already saved.
+    # turned into a failure of what was already saved. Its own transaction, on the session's engine
+    # (on SQLite the caller's thread still holds the process's write lock, which is re-entrant).
     try:
+        bind = session.get_bind()
         engine = bind if isinstance(bind, Engine) else bind.engine
         with engine.connect() as conn, conn.begin():
             cp = _issue_on(conn, key, why)
