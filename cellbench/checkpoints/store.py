@@ -179,6 +179,8 @@ def after_signature(session: Session, entity_type: str) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _committed(session: Session) -> None:
+    if session.get_nested_transaction() is not None:  # a savepoint released: the transaction goes on
+        return
     why = session.info.pop(_DUE, None)
     key = installed()
     if why is None or key is None:

@@ -43,6 +43,20 @@ def test_a_review_that_rolls_back_leaves_no_checkpoint_and_one_that_commits_leav
                                                                    checkpoints.from_json(line)) is None
 
 
+def test_a_savepoint_after_the_review_does_not_make_the_checkpoint_early(db, effective_specs):
+    with db.write() as s:
+        _, end = audit_review.pending_range(s)
+        audit_review.sign_review(s, users.by_username(s, "anna"), PASSWORD, end, None)
+        with s.begin_nested():  # as packing, storage and dispensing claim their rows
+            record_work_in(s, "zed")
+        assert _whys(db) == []  # the review is not committed yet
+    assert _whys(db) == ["qa review"]
+
+
+def record_work_in(session, username: str) -> None:
+    users.create_user(session, users.cli_actor(), username, f"{username.title()} Worker", PASSWORD, ["operator"])
+
+
 def test_the_hourly_checkpoint_is_made_only_when_the_chain_moved(db, people):
     first = store.issue_if_moved(db)
     assert first is not None and _whys(db) == ["hourly"]
