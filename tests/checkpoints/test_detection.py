@@ -74,7 +74,7 @@ def test_an_unsigned_head_is_named(db, reviewed, checkpoint_key):
 def test_a_checkpoint_given_that_the_chain_contradicts_is_named(db, reviewed, checkpoint_key):
     other_chain = checkpoints.make(checkpoint_key, 3, "f" * 64)
     later = checkpoints.make(checkpoint_key, reviewed.manual_seq + 100, "e" * 64)
-    stranger = checkpoints.make(checkpoints.create(db_dir(db, checkpoint_key) / "other.key"), 3, "f" * 64)
+    stranger = checkpoints.make(checkpoints.create(checkpoint_key.path.parent / "other.key"), 3, "f" * 64)
     problems = integrity.verify(db, given=[other_chain, later, stranger]).problems
     assert problems == [
         f"the checkpoint given (event 3 at {other_chain.at}): the chain's hash at event 3 is not the one signed: "
@@ -90,19 +90,15 @@ def test_verify_checks_with_the_public_key_alone(db, reviewed, checkpoint_key):
     try:
         assert integrity.verify(db).problems[0].startswith("no checkpoint key to check")
         assert integrity.verify(db, public_key=checkpoint_key.public_text).ok
-        other = checkpoints.create(db_dir(db, checkpoint_key) / "other.key")
+        other = checkpoints.create(checkpoint_key.path.parent / "other.key")
         assert "does not carry the checkpoint key's signature" in integrity.verify(db, public_key=other.public_text
                                                                                    ).problems[0]
     finally:
         checkpoints.install(checkpoint_key)
 
 
-def db_dir(db, key):
-    return key.path.parent
-
 
 def _at(db, seq: int) -> str:
-    with db.read() as s:
-        return s.scalars(select(AuditCheckpoint.at).where(AuditCheckpoint.seq == seq)).first() or next(
-            checkpoints.from_json(line).at for _, line in store.logged(store.log_path(checkpoints.installed()))
-            if checkpoints.from_json(line).seq == seq)
+    """When the checkpoint at `seq` was made, as its log line says (its row may be gone)."""
+    return next(cp.at for cp in (checkpoints.from_json(line) for _, line in
+                                 store.logged(store.log_path(checkpoints.installed()))) if cp.seq == seq)
