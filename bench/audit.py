@@ -32,7 +32,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from sqlalchemy import text
 
-from cellbench import audit, integrity, users
+from cellbench import audit, checkpoints, integrity, users
 from cellbench.config import normalise_url
 from cellbench.db import Database, migrate
 from cellbench.models import User, Visibility, utc_text
@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writes", type=int, default=2000, help="writes of each kind (default 2000)")
     parser.add_argument("--database-url", default="", help="an EMPTY database (default: SQLite in a temp folder)")
     parser.add_argument("--workers", type=int, default=0, help="verifier processes (0: the verifier's default)")
+    parser.add_argument("--unsigned", action="store_true", help="write without the checkpoint key (heads unsigned; "
+                        "the server always signs): the signature's cost is the difference")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="cellbench-bench-") as tmp:
@@ -258,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("refusing: this database already has users or audit events; give an empty one "
                       "(audit events cannot be deleted).", file=sys.stderr)
                 return 2
+            # As the server does: every audited write signs the new chain head with the checkpoint key.
+            checkpoints.install(None if args.unsigned else checkpoints.create(Path(tmp) / "checkpoint.key"))
+            print(f"chain heads {'NOT signed (--unsigned)' if args.unsigned else 'signed by the checkpoint key'}")
             print(f"cellbench audit benchmark on {engine}, {os.cpu_count()} CPUs (load average "
                   f"{os.getloadavg()[0]:.2f}), {_n(args.writes)} writes of each kind, "
                   f"{_n(args.events)} events to verify")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
-from cellbench import identifiers, qrpayload, studies, users
+from cellbench import checkpoints, identifiers, qrpayload, studies, users
 from cellbench.clock import utcnow
 from cellbench.config import normalise_url
 from cellbench.db import Database, migrate
@@ -139,7 +139,8 @@ def _wait_for(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("cellbench serve did not start")
 
 
-def run(url: str, args: argparse.Namespace) -> bool:
+def run(url: str, args: argparse.Namespace, key_path: Path) -> bool:
+    checkpoints.create(key_path)
     db = Database(url)
     engine = "SQLite" if db.is_sqlite else "PostgreSQL"
     try:
@@ -150,7 +151,8 @@ def run(url: str, args: argparse.Namespace) -> bool:
     bodies = [json.dumps({"code": qrpayload.make_payload(n, SECRET), "station": "bench"}).encode() for n in sample]
     port = _free_port()
     server_cmd = shutil.which("cellbench", path=str(Path(sys.executable).parent)) or "cellbench"
-    env = {**os.environ, "CELLBENCH_DATABASE_URL": url, "CELLBENCH_SECRET_KEY": SECRET, "CELLBENCH_DEMO": "false"}
+    env = {**os.environ, "CELLBENCH_DATABASE_URL": url, "CELLBENCH_SECRET_KEY": SECRET, "CELLBENCH_DEMO": "false",
+           "CELLBENCH_CHECKPOINT_KEY": str(key_path)}  # every scan signs the chain head, as in production
     server = subprocess.Popen([server_cmd, "serve", "--port", str(port), "--no-access-log"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cellbench scan benchmark, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="cellbench-scan-") as tmp:
         url = normalise_url(args.database_url) if args.database_url else f"sqlite:///{Path(tmp) / 'scan.db'}"
-        ok = run(url, args)
+        ok = run(url, args, Path(tmp) / "checkpoint.key")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
 

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import api, clock, demo_marker, display, gate, inputs, nav, notifications, openapi, users, web
+from .checkpoints import store as checkpoint_store
 from .config import Settings, shipped
 from .db import Database
 from .deps import over_tls
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     db = database or Database(settings.url, background_checkpoint=True)
     if database is None:  # the served app, however started (cellbench serve, its workers, uvicorn --factory)
         settings.check_for_production(demo_database=demo_marker.is_demo_database(db))
+        # Every write signs the chain head: no server without the key (the demo makes its own).
+        checkpoint_store.install_key(settings.checkpoint_key_path, create_missing=settings.demo)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -50,9 +53,11 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
         # The served app evaluates resupply in the background; an app handed its database (tests,
         # benchmarks) leaves that to its caller, so nothing writes behind a test's back.
         evaluator = asyncio.create_task(_resupply(db)) if database is None else None
+        hourly = asyncio.create_task(_hourly_checkpoints(db)) if database is None else None
         yield
-        if evaluator:
-            evaluator.cancel()
+        for task in (evaluator, hourly):
+            if task:
+                task.cancel()
         if sender is not None:
             sender.stop()
         if database is None:
@@ -94,6 +99,16 @@ async def _resupply(db: Database) -> None:
             log.exception("resupply evaluation failed")
         if daily_in <= 0:
             daily_in = resupply.seconds_to_next_run()
+
+
+async def _hourly_checkpoints(db: Database) -> None:
+    """A signed checkpoint every hour the chain moved (checkpoints.store), off the request path."""
+    while True:
+        await asyncio.sleep(checkpoint_store.HOURLY_SECONDS)
+        try:
+            await asyncio.to_thread(checkpoint_store.issue_if_moved, db, "hourly")
+        except Exception:  # logged; the next hour tries again
+            log.exception("the hourly checkpoint failed")
 
 
 def _resupply_round(db: Database, daily: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, String, and_, cast, false, literal, or_, select, text, true
 from sqlmodel import Session, SQLModel, col
 
-from . import limits
+from . import checkpoints, limits
 from .clock import utcnow
 from .display import times_in
 from .errors import InvalidInput
@@ -59,11 +59,13 @@ _INSERT = text(f"INSERT INTO audit_event ({_COLUMNS}, prev_hash, hash) VALUES ("
                + ", ".join(":" + c for c in HASHED_COLUMNS) + ", :prev_hash, :hash)")
 _LOCK_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
 # Built once, like the two above: building an update() on every call cost more than the INSERT.
-_MOVE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1")
+# The head's signature is written by the same statement that moves it (checkpoints: a head moved
+# by hand carries no signature that holds); NULL when the process has no checkpoint key.
+_MOVE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash, signature = :signature WHERE id = 1")
 _RAW_HEAD = "SELECT seq, hash FROM audit_head WHERE id = 1"
 _RAW_INSERT = (f"INSERT INTO audit_event ({_COLUMNS}, prev_hash, hash) "  # noqa: S608 - constant names
                f"VALUES ({', '.join('?' for _ in range(len(HASHED_COLUMNS) + 2))})")
-_RAW_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+_RAW_MOVE_HEAD = "UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1"
 
 
 @dataclass(frozen=True)
@@ -148,14 +150,16 @@ def record(
         digest = event_hash(prev, values)
     except UnicodeEncodeError:  # a lone surrogate from a JSON client: bad input, not a crash
         raise InvalidInput("Text must not contain unpaired surrogate characters.", field=field) from None
+    key = checkpoints.installed()
+    signature = key.sign(checkpoints.head_message(row["seq"], digest)) if key is not None else None
     if raw is None:
         conn.execute(_INSERT, {**row, "prev_hash": prev, "hash": digest})
-        conn.execute(_MOVE_HEAD, {"seq": row["seq"], "hash": digest})
+        conn.execute(_MOVE_HEAD, {"seq": row["seq"], "hash": digest, "signature": signature})
     else:  # the engine's NUL guard does not see driver-level statements: the same check here
         if any(isinstance(v, str) and "\x00" in v for v in values):
             raise InvalidInput("Text must not contain NUL characters.", field=field)
         raw.execute(_RAW_INSERT, (*values, prev, digest))
-        raw.execute(_RAW_MOVE_HEAD, (row["seq"], digest))
+        raw.execute(_RAW_MOVE_HEAD, (row["seq"], digest, signature))
     return row["seq"]
 
 

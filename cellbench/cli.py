@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -15,6 +16,7 @@ from sqlmodel import Session
 from . import backups, checkpoints, clock, demo_marker, integrity, notifications, users
 from . import demo as demo_data
 from .checkpoints import KeyProblem
+from .checkpoints import store as checkpoint_store
 from .config import Settings
 from .db import Database, migrate, schema_is_current
 from .errors import DomainError
@@ -26,6 +28,9 @@ app = typer.Typer(help="cellbench: batch record, release and blinded supply.", n
                   add_completion=False, pretty_exceptions_enable=False)
 users_app = typer.Typer(help="Create and manage user accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+keys_app = typer.Typer(help="The checkpoint key that signs the audit chain (kept outside the database).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
@@ -42,6 +47,19 @@ def _database(settings: Settings, *, require_schema: bool = True) -> Database:
     if require_schema and not schema_is_current(db):
         _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
     return db
+
+
+def _install_key(settings: Settings, *, required: bool = False, create: bool = False) -> None:
+    """Sign with the checkpoint key from here on: the demo creates it if missing; a command that
+    writes uses it if the file exists (without it, the head it leaves is unsigned and verify says so);
+    the server requires it."""
+    path = settings.checkpoint_key_path
+    if not (create or required or path.exists()):
+        return
+    try:
+        checkpoint_store.install_key(path, create_missing=create)
+    except checkpoints.KeyProblem as exc:
+        _fail(str(exc))
 
 
 def _shown(url: str) -> str:
@@ -67,6 +85,7 @@ def _seed_demo(settings: Settings, db: Database) -> None:
     # nothing and made the ~270 signatures of the demo data take 40 s instead of a few.
     users.configure(settings.password_min_length, settings.max_failed_logins,
                     PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    _install_key(settings, create=True)  # the demo's own key, in its data folder
     migrate(db)
     with db.write() as session:
         # The demo's users have published passwords: never added to a database holding real records.
@@ -121,6 +140,7 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
         _fail(str(exc))
     if not schema_is_current(db):
         _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
+    _install_key(settings, required=True)  # its workers load it again (app.create_app)
     db.dispose()
     typer.echo(f"cellbench on http://{host}:{port}/  (database: {_shown(settings.url)})")
     uvicorn.run("cellbench.app:create_app", factory=True, host=host, port=port, workers=workers,
@@ -128,13 +148,30 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
 
 
 @app.command()
-def verify(workers: int = typer.Option(0, help="Processes for the chain check (0: one per core, at most 4).")) -> None:
-    """Recompute the audit chain and every signature; exit non-zero at the first mismatch."""
+def verify(workers: int = typer.Option(0, help="Processes for the chain check (0: one per core, at most 4)."),
+           checkpoint: list[Path] = typer.Option([], "--checkpoint", help="A checkpoint file (JSON) the chain must "
+                                                 "agree with, e.g. a backup's; repeat for several."),
+           public_key: str = typer.Option("", "--public-key", help="Check with this public key (`cellbench keys "
+                                          "public`) instead of the key file's.")) -> None:
+    """Recompute the audit chain and every signature, and check the chain head's signature and every
+    checkpoint with the checkpoint key; exit non-zero naming what does not hold."""
     settings = _settings()
-    report = integrity.verify(_database(settings), workers or None)
+    _install_key(settings)
+    given = []
+    for path in checkpoint:
+        try:
+            given.append(checkpoints.from_json(path.read_text()))
+        except (OSError, checkpoints.KeyProblem) as exc:
+            _fail(f"{path}: {getattr(exc, 'strerror', None) or exc}")
+    log = settings.checkpoint_key_path.parent / checkpoint_store.LOG_NAME
+    started = time.perf_counter()
+    report = integrity.verify(_database(settings), workers or None, given=given, public_key=public_key or None,
+                              logs=[log] if log.exists() else [])
+    elapsed = time.perf_counter() - started
     if report.ok:
         typer.echo(f"OK: {report.events} audit events and {report.signatures} signatures verified; "
-                   f"chain head {report.head_seq} {report.head_hash}")
+                   f"chain head {report.head_seq} {report.head_hash} signed by the checkpoint key; "
+                   f"checked in {elapsed:.2f} s ({report.events / max(elapsed, 1e-9):,.0f} events/s)")
         return
     for problem in report.problems:
         typer.secho(f"FAILED: {problem}", fg=typer.colors.RED, err=True)
@@ -251,6 +288,7 @@ def send_notifications() -> None:
         _fail(str(exc))
     if transport is None:
         _fail("no transport: set CELLBENCH_SMTP_HOST, or CELLBENCH_NOTIFY_TRANSPORT=file")
+    _install_key(settings)
     report = notifications.send_due(_database(settings), transport, notifications.Policy.of(settings))
     typer.echo(f"notifications: {report} (by {transport.name})")
 
@@ -269,7 +307,9 @@ def resupply() -> None:
 
 def _run(fn: Callable[[Session], object]) -> None:
     """Run one use case in one transaction; print a domain error as a clear message."""
-    db = _database(_settings())
+    settings = _settings()
+    _install_key(settings)
+    db = _database(settings)
     try:
         with db.write() as session:
             fn(session)
@@ -348,6 +388,39 @@ def users_token(username: str, name: str = typer.Argument(..., help="What the to
     holder: list[str] = []
     _run(lambda s: holder.append(users.create_token(s, users.cli_actor(), users.by_username(s, username), name)))
     typer.echo(holder[0])
+
+
+# --- the checkpoint key ----------------------------------------------------------------------
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the checkpoint key (CELLBENCH_CHECKPOINT_KEY, default <data dir>/checkpoint.key); never overwrites."""
+    settings = _settings()
+    try:
+        key = checkpoints.create(settings.checkpoint_key_path)
+    except checkpoints.KeyProblem as exc:
+        _fail(str(exc))
+    typer.echo(f"checkpoint key created: {key.path}\npublic key: {key.public_text}  (key id {key.key_id})\n"
+               "Keep a copy of the key file apart from the backups, and the public key on paper.")
+
+
+@keys_app.command("public")
+def keys_public() -> None:
+    """Print the public key and key id, for checking checkpoints offline (`verify --public-key`)."""
+    try:
+        key = checkpoints.load(_settings().checkpoint_key_path)
+    except checkpoints.KeyProblem as exc:
+        _fail(str(exc))
+    typer.echo(f"{key.public_text}  (key id {key.key_id})")
+
+
+@app.command("checkpoint")
+def checkpoint_now() -> None:
+    """Sign a checkpoint of the audit chain's head now and print it (JSON, for `verify --checkpoint`)."""
+    settings = _settings()
+    _install_key(settings, required=True)
+    typer.echo(checkpoint_store.issue(_database(settings), "manual").to_json())
 
 
 def main() -> None:  # pragma: no cover - console entry point

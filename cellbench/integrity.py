@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from . import signatures
 from .audit import GENESIS_HASH, HASHED_COLUMNS
+from .checkpoints import verification
 from .db import Database
 
 # Built from the constant column names; the range is bound.
@@ -203,7 +204,7 @@ def _split(hi: int, workers: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + size - 1, hi)) for lo in range(1, hi + 1, size)]
 
 
-def verify(db: Database, workers: int | None = None) -> Report:
+def verify(db: Database, workers: int | None = None, **checkpoints: Any) -> Report:
     """The whole check: the chain first, then every signature against its content and the chain."""
     # The modules that register what their signatures cover; the command line imports none of them.
     for name in SIGNING_MODULES:
@@ -213,4 +214,6 @@ def verify(db: Database, workers: int | None = None) -> Report:
         checked, problems = signatures.verify_all(session)
     report.signatures = checked
     report.problems.extend(problems)
+    # The head's signature and every checkpoint (checkpoints.verification; given=, public_key=, logs=)
+    report.problems.extend(verification.problems(db, report.head_seq, report.head_hash, **checkpoints))
     return report

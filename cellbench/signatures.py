@@ -17,6 +17,7 @@ from sqlmodel import Session, col
 
 from . import audit, users
 from .audit import Actor
+from .checkpoints.store import after_signature
 from .clock import utcnow
 from .errors import Forbidden, InvalidInput, NotFound
 from .models import AuditEvent, Meaning, Role, Signature, User, Visibility, saved_id, utc_text
@@ -101,6 +102,7 @@ def sign(
         visibility=visibility,
     )
     session.flush()
+    after_signature(session, entity_type)  # QA reviews and certifications: a checkpoint once this commits
     return sig
 
 

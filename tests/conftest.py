@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import os
 import queue
@@ -37,7 +38,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from cellbench import clock, users
+from cellbench import checkpoints, clock, users
 from cellbench.app import create_app
 from cellbench.audit import Actor
 from cellbench.config import Settings, normalise_url
@@ -330,6 +331,25 @@ def _settle(database: Database) -> None:
     with database.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     database.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_checkpoint_key(tmp_path_factory) -> checkpoints.Key:
+    """One checkpoint key for the whole session, installed before any world is built: every head
+    the suite writes is signed, as the server's are."""
+    key = checkpoints.create(tmp_path_factory.mktemp("checkpoint-key") / checkpoints.KEY_FILE_NAME)
+    checkpoints.install(key)
+    return key
+
+
+@pytest.fixture(autouse=True)
+def checkpoint_key(session_checkpoint_key, tmp_path) -> checkpoints.Key:
+    """The session's key, with its log (checkpoints.jsonl beside the key) in this test's folder: a
+    key's log belongs to one database, and each test has its own. Installed again for each test, so
+    a command that installed another key (`serve --demo`) does not outlive its test."""
+    key = dataclasses.replace(session_checkpoint_key, path=tmp_path / checkpoints.KEY_FILE_NAME)
+    checkpoints.install(key)
+    return key
 
 
 @pytest.fixture(scope="session")

@@ -338,6 +338,7 @@ def test_the_wheel_ships_templates_and_specs_and_serves_its_pages_outside_the_ch
     env.update(CELLBENCH_DATABASE_URL=f"sqlite:///{tmp_path / 'wheel.db'}", CELLBENCH_SECRET_KEY="w" * 40,
                PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
     subprocess.run([str(venv / "bin" / "cellbench"), "init"], check=True, cwd=tmp_path, env=env, timeout=120)
+    subprocess.run([str(venv / "bin" / "cellbench"), "keys", "init"], check=True, cwd=tmp_path, env=env, timeout=120)
     server = subprocess.Popen([str(venv / "bin" / "cellbench"), "serve", "--port", str(port), "--no-access-log"],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -13,6 +13,7 @@ from .accountability import (
     Reconciliation,
 )
 from .audit import (
+    AuditCheckpoint,
     AuditEvent,
     AuditHead,
     AuditReview,

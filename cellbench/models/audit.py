@@ -39,6 +39,24 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(max_length=64)
+    # The checkpoint key's Ed25519 signature of (seq, hash) (checkpoints.signing.head_message),
+    # written with the head: whoever moves the head by hand cannot sign it. None: written without the key.
+    signature: str | None = Field(default=None, max_length=88)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed checkpoint (checkpoints/store.py): at `at`, the chain ended at `seq` with `head_hash`.
+    Also appended to a log file beside the key, out of reach of whoever owns the database."""
+
+    __tablename__ = "checkpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int
+    head_hash: str = Field(max_length=64)
+    at: str = Field(max_length=32)  # the exact UTC text that was signed, not a timestamp read back
+    key_id: str = Field(max_length=16)
+    signature: str = Field(max_length=88)
+    why: str = Field(max_length=16)  # backup, qa review, certificate, hourly, evidence, manual
 
 
 class Signature(SQLModel, table=True):

@@ -12,6 +12,7 @@ from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
 from .. import clock
+from ..checkpoints.store import latest_logged
 from ..labels import LabelFonts, find_label_fonts
 from ..pdf import char_width, checkpoint, wrap
 from .record import SignatureView
@@ -70,11 +71,15 @@ def keep_whole(value: str) -> str:
 
 
 class RecordPDF(FPDF):
-    """A4 pages whose footer names the lot, the page of pages, and when and by whom it was printed."""
+    """A4 pages whose footer names the lot, the page of pages, and when and by whom it was printed,
+    and on a second line the latest signed checkpoint of the audit chain (checkpoints.store): a
+    printout that names it can be checked against the chain, and a later rewrite contradicts it."""
 
     def __init__(self, fonts: LabelFonts, footer: str):
         super().__init__(orientation="P", unit="mm", format="A4")
         self._footer = footer
+        latest = latest_logged()
+        self._checkpoint = latest.short() if latest is not None else ""
         self.set_margins(12, 12, 12)
         self.set_auto_page_break(True, margin=15)
         self.add_font("Doc", "", str(fonts.regular))
@@ -96,6 +101,10 @@ class RecordPDF(FPDF):
         self.set_font("Doc", "", 7)
         self.set_text_color(*GREY)
         self.cell(0, 4, self.clean(self._footer.replace("{page}", str(self.page_no()))), align="C")
+        if self._checkpoint:
+            self.set_xy(self.l_margin, -7.5)
+            self.set_font("Doc", "", 6)
+            self.cell(0, 3, self.clean(self._checkpoint), align="C")
         self.set_text_color(*DARK)
 
     def clean(self, value: object) -> str:
