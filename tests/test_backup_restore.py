@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -43,9 +44,17 @@ def fast_passwords(monkeypatch):
 
 
 @pytest.fixture
-def key(tmp_path, monkeypatch) -> checkpoints.Key:
-    """This installation's checkpoint key, in a file the settings name."""
-    made = checkpoints.create(tmp_path / "keys" / "checkpoint.key")
+def key(tmp_path, monkeypatch, checkpoint_key) -> checkpoints.Key:
+    """This installation's checkpoint key, in a file the settings name: the key that signed the
+    world's chain heads (conftest's), as the server and the command line share one key file."""
+    path = tmp_path / "keys" / "checkpoint.key"
+    path.parent.mkdir()
+    path.write_bytes(checkpoint_key.private.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    path.chmod(0o600)
+    made = checkpoints.load(path)
+    checkpoints.install(made)
     monkeypatch.setenv("CELLBENCH_CHECKPOINT_KEY", str(made.path))
     monkeypatch.setenv("CELLBENCH_DATA_DIR", str(tmp_path / "data"))
     return made

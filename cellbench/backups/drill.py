@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import checkpoints, integrity
 from ..checkpoints import Checkpoint, Key, KeyProblem
+from ..checkpoints import store as checkpoint_store
 from ..config import Settings
 from ..db import Database, backup_sqlite, schema_is_current
 from . import manifest, postgres, sqlite
@@ -34,11 +35,10 @@ def signing_key(settings: Settings) -> Key:
 
 
 def _signed_checkpoint(db: Database, key: Key, seq: int, head_hash: str, why: str) -> Checkpoint:
-    """A signed checkpoint of (seq, head_hash), which need not be the live head: a backup's head is
-    older than the live one as soon as the next write lands. To become checkpoints.store.issue (which
-    also records it in the database and the log) when that is merged; `db` and `why` are for it."""
-    del db, why
-    return checkpoints.make(key, seq, head_hash)
+    """A signed checkpoint of the backup's own head (older than the live one as soon as the next write
+    lands), kept in the database and the log beside the key like every checkpoint."""
+    del why  # every backup checkpoint's reason is "backup"
+    return checkpoint_store.issue_for(db, seq, head_hash, "backup", key)
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,10 @@ def _file_check(path: Path, engine: str, recorded: Manifest) -> Check:
     return Check("backup file", problems, f"{size} bytes, SHA-256 {sha256[:16]}…")
 
 
-def _chain_check(restored: Database, cp: Checkpoint) -> tuple[Check, Check]:
-    report = integrity.verify(restored)
+def _chain_check(restored: Database, cp: Checkpoint, public: str) -> tuple[Check, Check]:
+    # Against the backup's own checkpoint, not the key's log: the log runs on past the backup (the
+    # live database went on), and a restored copy is a past state, not a truncated one.
+    report = integrity.verify(restored, given=[cp], logs=[], public_key=public)
     chain = Check("audit chain", list(report.problems),
                   f"{report.events} events and {report.signatures} signatures verified")
     problems = []
@@ -208,7 +210,7 @@ def restore(settings: Settings, path: Path, checkpoint_path: Path | None, public
         return result
     restored = Database(url)
     try:
-        result.checks.extend(_chain_check(restored, recorded.checkpoint))
+        result.checks.extend(_chain_check(restored, recorded.checkpoint, public))
         held = sqlite.contents(Path(restored.sqlite_path() or "")) if engine == "sqlite" else postgres.contents(url)
         result.schema_current = schema_is_current(restored)
     except BackupProblem as exc:

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, event, func, insert, select
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import SQLModel
 
-from ..models import AuditCheckpoint, AuditHead
+from ..models import AuditCheckpoint, AuditEvent, AuditHead
 from . import signing
 from .keys import Key, KeyProblem, create, install, installed, load
 
@@ -41,6 +41,7 @@ WHY_BY_SIGNED = {"lot_review": "qa review", "audit_review": "qa review", "lot_de
 
 _TABLE = SQLModel.metadata.tables[AuditCheckpoint.__tablename__]
 _HEAD = SQLModel.metadata.tables[AuditHead.__tablename__]
+_EVENT = SQLModel.metadata.tables[AuditEvent.__tablename__]
 _READ_HEAD = select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)
 _LATEST_SEQ = select(func.max(_TABLE.c.seq))
 _DUE = "cellbench_checkpoint_due"  # in Session.info: the reason a checkpoint is due at commit
@@ -66,13 +67,38 @@ def _key() -> Key:
     return key
 
 
-def issue(db: Database, why: str) -> signing.Checkpoint:
+def issue(db: Database, why: str, key: Key | None = None) -> signing.Checkpoint:
     """A checkpoint of the chain head now, in its own short transaction, then logged beside the key."""
-    key = _key()
+    key = key or _key()
     with db.write_connection() as conn:
         cp = _issue_on(conn, key, why)
     _append(key, cp, why)
     return cp
+
+
+def issue_for(db: Database, seq: int, head_hash: str, why: str, key: Key | None = None) -> signing.Checkpoint:
+    """A checkpoint of a head the chain passed through (a backup's: the live head has moved on by
+    the time the copy is read), stored and logged like any other. The live chain must hold exactly
+    that hash at that event: a checkpoint is never signed for a chain cellbench does not have."""
+    key = key or _key()
+    with db.write_connection() as conn:
+        if seq == 0:
+            found: str | None = "0" * 64  # audit.GENESIS_HASH (audit imports this package)
+        else:
+            found = conn.execute(select(_EVENT.c.hash).where(_EVENT.c.seq == seq)).scalar()
+        if found != head_hash:
+            raise KeyProblem(f"the chain here does not hold {head_hash[:16]}… at event {seq}: not signed")
+        cp = _issue_on(conn, key, why, (seq, head_hash))
+    _append(key, cp, why)
+    return cp
+
+
+def stored(db: Database) -> list[signing.Checkpoint]:
+    """Every checkpoint kept in the database, oldest first."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(_TABLE.c.seq, _TABLE.c.head_hash, _TABLE.c.at, _TABLE.c.key_id,
+                                   _TABLE.c.signature).order_by(_TABLE.c.seq, _TABLE.c.id)).all()
+    return [signing.Checkpoint(*row) for row in rows]
 
 
 def issue_if_moved(db: Database, why: str = "hourly") -> signing.Checkpoint | None:
@@ -91,10 +117,10 @@ def issue_if_moved(db: Database, why: str = "hourly") -> signing.Checkpoint | No
     return cp
 
 
-def _issue_on(conn: Connection, key: Key, why: str) -> signing.Checkpoint:
+def _issue_on(conn: Connection, key: Key, why: str, head: tuple[int, str] | None = None) -> signing.Checkpoint:
     if why not in REASONS:
         raise ValueError(f"a checkpoint's reason is one of {', '.join(REASONS)}, not {why!r}")
-    seq, head_hash = conn.execute(_READ_HEAD).one()
+    seq, head_hash = head or conn.execute(_READ_HEAD).one()
     cp = signing.make(key, seq, head_hash)
     conn.execute(insert(_TABLE).values(seq=cp.seq, head_hash=cp.head_hash, at=cp.at, key_id=cp.key_id,
                                        signature=cp.signature, why=why))

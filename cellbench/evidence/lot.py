@@ -25,6 +25,7 @@ from sqlmodel import Session, col
 
 from .. import audit, checkpoints, lots, reports, sealed, users
 from ..audit import Actor
+from ..checkpoints import store as checkpoint_store
 from ..clock import utcnow
 from ..db import Database
 from ..errors import Forbidden
@@ -104,8 +105,8 @@ def pieces(seqs: list[int], marks: list[int]) -> list[tuple[int, int]]:
 
 
 def _stored_checkpoints(db: Database) -> list[checkpoints.Checkpoint]:
-    """The signed checkpoints cellbench kept, oldest first (none kept yet: `checkpoints.store` will)."""
-    return []
+    """The signed checkpoints cellbench kept, oldest first."""
+    return checkpoint_store.stored(db)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -21,10 +21,11 @@ from sqlmodel import Session, SQLModel, col
 
 from .. import checkpoints
 from ..audit import HASHED_COLUMNS, Actor
+from ..checkpoints import store as checkpoint_store
 from ..clock import utcnow
 from ..db import Database
 from ..errors import DomainError
-from ..models import AuditEvent, AuditHead, Signature, utc_text
+from ..models import AuditEvent, Signature, utc_text
 from . import verify_packet
 
 VERIFIER_SOURCE = Path(verify_packet.__file__)
@@ -49,13 +50,8 @@ class Built:
 
 
 def _checkpoint_now(db: Database) -> checkpoints.Checkpoint:
-    """A signed checkpoint of the chain's head now. (To become `checkpoints.store.issue(db, "evidence")`,
-    which also stores it.)"""
-    key = signing_key()
-    with db.read() as session:
-        head = session.get(AuditHead, 1)
-        seq, head_hash = (head.seq, head.hash) if head else (0, "0" * 64)
-    return checkpoints.make(key, seq, head_hash)
+    """A signed checkpoint of the chain's head now, kept in the database and the log like every one."""
+    return checkpoint_store.issue(db, "evidence", signing_key())
 
 
 def signing_key() -> checkpoints.Key:
