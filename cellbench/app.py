@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     users.configure(settings.password_min_length, settings.max_failed_logins, password_hasher,
                     **users.signin_settings(settings))
     clock.configure(settings.zone)
-    db = database or Database(settings.url, background_checkpoint=True)
+    db = database or Database(settings.url, background_checkpoint=True, wal_limit_mb=settings.sqlite_wal_limit_mb)
     if database is None:  # the served app, however started (cellbench serve, its workers, uvicorn --factory)
         settings.check_for_production(demo_database=demo_marker.is_demo_database(db))
 

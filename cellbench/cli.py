@@ -9,15 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+import click
 import typer
 from argon2 import PasswordHasher
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from . import clock, demo_marker, integrity, notifications, users
+from . import clock, demo_marker, integrity, notifications, startup, users
 from . import demo as demo_data
 from .config import Settings
-from .db import Database, backup_sqlite, migrate, schema_is_current
+from .db import Database, backup_sqlite, migrate
 from .errors import DomainError
 from .supply import resupply as trigger
 
@@ -34,12 +35,22 @@ def _settings() -> Settings:
         _fail(f"bad setting: {exc}")
 
 
+# The commands about to rely on the whole file read every page for damage first (startup.py); the
+# others check its header and schema page only.
+_THOROUGH = frozenset({"serve", "init", "demo", "verify"})
+
+
 def _database(settings: Settings, *, require_schema: bool = True) -> Database:
+    """The database, once startup.problem finds nothing wrong with it (else one line and exit 1):
+    before anything reads or writes it, so a damaged or newer database is never changed."""
     users.configure(settings.password_min_length, settings.max_failed_logins, **users.signin_settings(settings))
     clock.configure(settings.zone)
-    db = Database(settings.url)
-    if require_schema and not schema_is_current(db):
-        _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
+    db = Database(settings.url, wal_limit_mb=settings.sqlite_wal_limit_mb)
+    context = click.get_current_context(silent=True)
+    thorough = context is None or context.info_name in _THOROUGH
+    if found := startup.problem(db, require_schema=require_schema, thorough=thorough):
+        db.dispose()
+        _fail(found)
     return db
 
 
@@ -118,8 +129,8 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
         settings.check_for_production(demo_database=demo_marker.is_demo_database(db))
     except ValueError as exc:
         _fail(str(exc))
-    if not schema_is_current(db):
-        _fail(f"the database {_shown(settings.url)} is not at the current schema: run `cellbench init` first")
+    if found := startup.schema_problem(db, require_schema=True):
+        _fail(found)
     db.dispose()
     typer.echo(f"cellbench on http://{host}:{port}/  (database: {_shown(settings.url)})")
     uvicorn.run("cellbench.app:create_app", factory=True, host=host, port=port, workers=workers,
