@@ -258,7 +258,7 @@ class _Checkpointer:
     BUSY_MS = 1000  # the longest a TRUNCATE waits for readers and writers, holding the app's writes
     RETRY_TICKS = 5  # after a TRUNCATE gave up, PASSIVE only for this many ticks
 
-    def __init__(self, db: Database, interval: float = INTERVAL):
+    def __init__(self, db: Database, interval: float = INTERVAL, *, start: bool = True):
         self._db, self._interval = db, interval
         path = db.sqlite_path() or ""
         self._path, self._wal = path, f"{path}-wal"
@@ -267,7 +267,8 @@ class _Checkpointer:
         self._wait = self._retry = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-        self._thread.start()
+        if start:  # tests drive tick() themselves
+            self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
         # Its own connection, outside the pool: autocommit (a checkpoint inside a transaction would
@@ -343,7 +344,8 @@ class _Checkpointer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def ping(db: Database) -> None:
