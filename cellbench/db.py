@@ -244,26 +244,28 @@ class _Checkpointer:
     thread looping 5 ms reads made it time out). And a read session ends in a request's
     dependency exit, which the event loop runs; the receipt scan writes inline in the loop, so a
     loop waiting for the write lock cannot end the very reads the checkpoint waits for (measured
-    in bench/soak.py: it gave up on every try). Draining the reads before taking the lock avoids
-    both.
+    in bench/soak.py: it gave up on nearly every try and the WAL passed 90 MB). Draining the reads
+    before taking the lock avoids both.
 
     The trade-off: reads wait for (1) to (3), writes for (2) and (3): the longest read then
-    running, the pages PASSIVE had not copied yet and an fsync; tens of milliseconds in
-    bench/soak.py, at most BUSY_MS. Past BUSY_MS the checkpointer gives up and everything goes
-    on; the next try comes some ticks later, twice as late each time it gives up again (a
-    backup or `cellbench verify` in another process holds its snapshot for long).
+    running, the pages PASSIVE had not copied yet and an fsync: 35-600 ms measured with threads
+    writing and reading flat out on the shared 2-core machine (load 6-8), at most BUSY_MS. Past
+    BUSY_MS the checkpointer gives up and everything goes on; the next try comes some ticks
+    later (at once when it was this server's own requests, slow for a moment; twice as late each
+    time when a read in another process held it up: a backup or `cellbench verify` holds its
+    snapshot for long).
     """
 
     INTERVAL = 1.0  # seconds between ticks: at ~3 MB/s of WAL (the soak), a few MB past the limit at most
-    BUSY_MS = 1000  # the longest a TRUNCATE waits for readers and writers, holding the app's writes
-    RETRY_TICKS = 5  # after a TRUNCATE gave up, PASSIVE only for this many ticks
+    BUSY_MS = 1000  # the longest a catch-up holds the app's reads and writes back before it gives up
+    RETRY_TICKS = 5  # after another process's read held a catch-up up, PASSIVE only for this many ticks
 
     def __init__(self, db: Database, interval: float = INTERVAL, *, start: bool = True):
         self._db, self._interval = db, interval
         path = db.sqlite_path() or ""
         self._path, self._wal = path, f"{path}-wal"
         self.truncations = self.gave_up = 0
-        self.longest_pause = 0.0  # seconds the app's writes waited for a TRUNCATE, the longest seen
+        self.longest_pause = 0.0  # the longest catch-up, in seconds (reads and writes held back)
         self._wait = self._retry = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
@@ -272,7 +274,7 @@ class _Checkpointer:
 
     def _connect(self) -> sqlite3.Connection:
         # Its own connection, outside the pool: autocommit (a checkpoint inside a transaction would
-        # hold a snapshot itself), and a busy timeout of its own.
+        # hold a snapshot itself), and a busy timeout of its own (set per TRUNCATE).
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA journal_size_limit={self._db.wal_limit_bytes}")
         return conn
@@ -305,20 +307,24 @@ class _Checkpointer:
         deadline = started + self.BUSY_MS / 1000
         lock = self._db._write_lock or threading.Lock()
         why: str | None = "reads of this server still open"
+        lock_taken = False
         with self._db._gate.drained(deadline) as drained:  # new reads wait from here
             if drained:
                 why = "a write still running"
-                if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                if lock_taken := lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                     try:  # and the app's writes from here
                         why = self._catch_up(conn, deadline)
                     finally:
                         lock.release()
         pause = time.monotonic() - started
         self.longest_pause = max(self.longest_pause, pause)
-        if why:  # a long read (a backup, `cellbench verify`): wait longer each time, up to a minute
+        if why:
             self.gave_up += 1
-            self._retry = min(self._retry * 2, 60) if self._retry else self.RETRY_TICKS
-            self._wait = self._retry
+            if drained and lock_taken:  # a long read elsewhere (a backup, `cellbench verify`): later each time
+                self._retry = min(self._retry * 2, 60) if self._retry else self.RETRY_TICKS
+                self._wait = self._retry
+            else:  # this server's own requests, slow for a moment: again at the next tick
+                self._wait = 0
             log.warning("the SQLite WAL (%.0f MB) was not truncated: %s after %d ms; trying again in %d s",
                         self.wal_bytes() / 1e6, why, self.BUSY_MS, self._wait * self._interval)
         else:
