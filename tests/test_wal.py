@@ -75,7 +75,8 @@ def test_a_wal_under_the_limit_is_only_copied_back_never_truncated(small_wal, ch
     assert keeper.truncations == 0 and keeper.wal_bytes() > 0
 
 
-def test_a_read_that_stays_open_makes_the_checkpointer_give_up_let_go_and_try_again_later(small_wal, checkpointer):
+def test_a_read_of_this_server_that_stays_open_makes_the_checkpointer_give_up_let_go_and_retry_next_tick(
+        small_wal, checkpointer):
     keeper, conn = checkpointer
     keeper.BUSY_MS = 50  # the read below never ends while the tick waits: no need to wait a second
     write_notes(small_wal)
@@ -90,7 +91,25 @@ def test_a_read_that_stays_open_makes_the_checkpointer_give_up_let_go_and_try_ag
         small_wal._write_lock.release()
         assert not small_wal._gate._draining  # new reads are not held back
 
-    for _ in range(keeper.RETRY_TICKS):  # it waits some ticks before it tries again
+    keeper.tick(conn)
+    assert keeper.truncations == 1 and keeper.wal_bytes() == 0
+
+
+def test_a_read_in_another_process_holding_an_old_snapshot_makes_it_wait_some_ticks_before_trying_again(
+        small_wal, checkpointer):
+    keeper, conn = checkpointer
+    keeper.BUSY_MS = 50
+    other = sqlite3.connect(small_wal.sqlite_path() or "", isolation_level=None)  # not the app's: not counted
+    other.execute("BEGIN")
+    other.execute("SELECT count(*) FROM note").fetchone()
+    write_notes(small_wal)  # after its snapshot: pages it may still need
+
+    keeper.tick(conn)
+    other.execute("COMMIT")
+    other.close()
+
+    assert keeper.gave_up == 1 and keeper.truncations == 0
+    for _ in range(keeper.RETRY_TICKS):
         keeper.tick(conn)
     assert keeper.truncations == 0
     keeper.tick(conn)
