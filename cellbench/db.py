@@ -326,7 +326,7 @@ class _Checkpointer:
             else:  # this server's own requests, slow for a moment: again at the next tick
                 self._wait = 0
             log.warning("the SQLite WAL (%.0f MB) was not truncated: %s after %d ms; trying again in %d s",
-                        self.wal_bytes() / 1e6, why, self.BUSY_MS, self._wait * self._interval)
+                        self.wal_bytes() / 1e6, why, self.BUSY_MS, (self._wait + 1) * self._interval)
         else:
             self._retry = 0
             self.truncations += 1
