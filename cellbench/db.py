@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,11 +216,9 @@ class _ReadGate:
 
 
 def _on_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    with suppress(RuntimeError):
+        return asyncio.get_running_loop() is not None
+    return False
 
 
 class _Checkpointer:
@@ -273,8 +271,7 @@ class _Checkpointer:
             self._thread.start()
 
     def _connect(self) -> sqlite3.Connection:
-        # Its own connection, outside the pool: autocommit (a checkpoint inside a transaction would
-        # hold a snapshot itself), and a busy timeout of its own (set per TRUNCATE).
+        # Its own autocommit connection, outside the pool, with a busy timeout of its own (per TRUNCATE).
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA journal_size_limit={self._db.wal_limit_bytes}")
         return conn
