@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, demo_marker, display, gate, inputs, nav, notifications, openapi, users, web
+from . import api, clock, demo_marker, display, gate, inputs, nav, notifications, openapi, startup, users, web
 from .checkpoints import store as checkpoint_store
 from .config import Settings, shipped
 from .db import Database
@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     users.configure(settings.password_min_length, settings.max_failed_logins, password_hasher,
                     **users.signin_settings(settings))
     clock.configure(settings.zone)
-    db = database or Database(settings.url, background_checkpoint=True)
+    if database is None:  # refused before anything opens it for writing: a damaged or newer database
+        startup.refuse_to_serve(settings)
+    db = database or Database(settings.url, background_checkpoint=True, wal_limit_mb=settings.sqlite_wal_limit_mb)
     if database is None:  # the served app, however started (cellbench serve, its workers, uvicorn --factory)
         settings.check_for_production(demo_database=demo_marker.is_demo_database(db))
         # Every write signs the chain head: no server without the key (the demo makes its own).

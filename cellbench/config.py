@@ -83,11 +83,21 @@ class Settings(BaseSettings):
     notify_max_attempts: int = 8
     # A PDF a route serves that takes longer than this is stopped and answered 503 (reports.rendering).
     pdf_time_limit_seconds: float = 20
+    # SQLite: the WAL file's size limit in MB. The server truncates the WAL when it passes it (a brief
+    # pause of writes, see db._Checkpointer), and SQLite cuts a WAL it resets back to it.
+    sqlite_wal_limit_mb: float = 16
 
     @field_validator("site_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         ZoneInfo(value)  # raises for an unknown zone, before the app starts
+        return value
+
+    @field_validator("sqlite_wal_limit_mb")
+    @classmethod
+    def _positive_wal_limit(cls, value: float) -> float:
+        if not value >= 1:
+            raise ValueError("the SQLite WAL limit must be at least 1 MB")
         return value
 
     @field_validator("session_idle_minutes")

@@ -3,7 +3,8 @@
 One use case is one transaction: `with db.write() as s: service(s, ...)` commits once at the end
 or rolls everything back. Reads use `db.read()`, which never commits.
 
-SQLite (the embedded default) gets WAL, synchronous=FULL, foreign keys and a busy timeout. Its
+SQLite (the embedded default) gets WAL, synchronous=FULL, foreign keys, a busy timeout and a bounded
+WAL (`journal_size_limit`; the served app's _Checkpointer truncates it past the limit). Its
 writers are serialised by a process-wide lock and start with BEGIN IMMEDIATE: concurrent
 BEGIN IMMEDIATE writers otherwise sleep in SQLite's busy handler, and a deferred transaction that
 upgrades to a write can fail with "database is locked" instead of waiting. Run one worker per
@@ -12,13 +13,15 @@ chain head, a kit being dispensed) are locked in the database, so several worker
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +36,12 @@ if TYPE_CHECKING:  # alembic is imported when the schema is checked or migrated,
 
 _WRITE = "cellbench_write"
 log = logging.getLogger("cellbench")
+# The WAL's size limit (Settings.sqlite_wal_limit_mb): beyond it the served app's checkpointer
+# truncates the WAL, and SQLite cuts a WAL it resets back to it (journal_size_limit).
+WAL_LIMIT_MB = 16
 
 
-def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
+def _configure_sqlite(engine: Engine, *, background_checkpoint: bool, wal_limit_bytes: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         # Let SQLAlchemy's begin event below issue BEGIN itself (the documented pysqlite recipe).
@@ -45,6 +51,9 @@ def _configure_sqlite(engine: Engine, *, background_checkpoint: bool) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
+        # A WAL that grew past the limit (a burst, a long read) is cut back to it when it is reset,
+        # instead of keeping its largest size on disk for ever.
+        cur.execute(f"PRAGMA journal_size_limit={int(wal_limit_bytes)}")
         if background_checkpoint:
             # Checkpoints run in a background thread instead of on some unlucky request.
             cur.execute("PRAGMA wal_autocheckpoint=0")
@@ -86,15 +95,18 @@ def _refuse_nul_characters(engine: Engine) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, background_checkpoint: bool = False, echo: bool = False):
+    def __init__(self, url: str, *, background_checkpoint: bool = False, echo: bool = False,
+                 wal_limit_mb: float = WAL_LIMIT_MB):
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.wal_limit_bytes = int(wal_limit_mb * 1024 * 1024)
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine = create_engine(url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine, background_checkpoint=background_checkpoint)
+            _configure_sqlite(self.engine, background_checkpoint=background_checkpoint,
+                              wal_limit_bytes=self.wal_limit_bytes)
         _refuse_nul_characters(self.engine)
         # Same pool; connections checked out through this proxy begin write transactions.
         write_engine = self.engine.execution_options(**{_WRITE: True})
@@ -104,13 +116,14 @@ class Database:
         self._writes = sessionmaker(write_engine, class_=Session, expire_on_commit=False)
         self._write_engine = write_engine
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        self._gate = _ReadGate()
         self._checkpointer: _Checkpointer | None = None
         if self.is_sqlite and background_checkpoint:
             self._checkpointer = _Checkpointer(self)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._reads() as session:
+        with self._gate.reading(), self._reads() as session:
             yield session
 
     @contextmanager
@@ -120,7 +133,7 @@ class Database:
         A RecordedRefusal (a wrong password, an administration after the use window) still records
         what it must, in its own transaction after the rollback, so it cannot be retried without a trace.
         """
-        with self._write_lock or nullcontext():
+        with self._write_lock or nullcontext(), self._gate.inside():
             session = self._writes()
             try:
                 yield session
@@ -140,7 +153,7 @@ class Database:
     def write_connection(self) -> Iterator[Connection]:
         """write() without the ORM, for the few hot paths (the scan) that use prebuilt Core
         statements only: the same lock, the same one transaction, commit or roll back."""
-        with self._write_lock or nullcontext(), self._write_engine.connect() as conn, conn.begin():
+        with self._write_lock or nullcontext(), self._gate.inside(), self._write_engine.connect() as conn, conn.begin():
             yield conn
 
     def dispose(self) -> None:
@@ -152,26 +165,190 @@ class Database:
         return self.engine.url.database if self.is_sqlite else None
 
 
-class _Checkpointer:
-    """Runs PRAGMA wal_checkpoint(PASSIVE) every few seconds off the request path."""
+class _ReadGate:
+    """Counts the read sessions open in this process, and holds new ones back while the checkpointer
+    waits for the open ones to end (drained). A session opened inside another session or a write
+    on the same thread, or on the event loop's thread, is never held back: the outer one would
+    wait for itself, and a held loop could not finish the requests being waited for."""
 
-    def __init__(self, db: Database, interval: float = 2.0):
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = 0
+        self._draining = False
+        self._depth = threading.local()
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            if self._draining and not getattr(self._depth, "n", 0) and not _on_event_loop():
+                self._cond.wait_for(lambda: not self._draining, timeout=_Checkpointer.BUSY_MS / 1000)
+            self._open += 1
+        try:
+            with self.inside():
+                yield
+        finally:
+            with self._cond:
+                self._open -= 1
+                if not self._open:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def drained(self, deadline: float) -> Iterator[bool]:
+        """Holds new reads back; yields whether the open ones ended before the deadline."""
+        with self._cond:
+            self._draining = True
+            ended = self._cond.wait_for(lambda: not self._open, timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            yield ended
+        finally:
+            with self._cond:
+                self._draining = False
+                self._cond.notify_all()
+
+
+def _on_event_loop() -> bool:
+    with suppress(RuntimeError):
+        return asyncio.get_running_loop() is not None
+    return False
+
+
+class _Checkpointer:
+    """Keeps a served SQLite database's WAL small, off the request path.
+
+    Every tick: a PASSIVE checkpoint, which copies committed pages back into the database and never
+    waits for anyone. It alone cannot bound the WAL under steady load: it copies only up to the
+    oldest snapshot a reader still holds, and the WAL file restarts from its beginning only after
+    everything was copied and no reader uses it. With requests always in flight some reader always
+    holds an older snapshot, the WAL is never fully copied and grows without end (747 MB in 5
+    minutes of mixed load on a 20 MB database: SQLite's "checkpoint starvation").
+
+    So when the WAL file passes the limit, the checkpointer catches up in three steps, within
+    BUSY_MS. (1) It holds new read sessions back (_ReadGate) and waits for the open ones to end:
+    one request's worth. (2) It takes the app's write lock, so nothing commits. (3) It runs
+    PASSIVE again, which now copies everything, as every snapshot left is the latest, then
+    TRUNCATE, which cuts the WAL file to zero bytes; then reads and writes go on.
+
+    Why not simply TRUNCATE under the write lock: TRUNCATE waits for the readers of older snapshots
+    by polling their lock slots, and back-to-back reads keep retaking a slot (measured: a single
+    thread looping 5 ms reads made it time out). And a read session ends in a request's
+    dependency exit, which the event loop runs; the receipt scan writes inline in the loop, so a
+    loop waiting for the write lock cannot end the very reads the checkpoint waits for (measured
+    in bench/soak.py: it gave up on nearly every try and the WAL passed 90 MB). Draining the reads
+    before taking the lock avoids both.
+
+    The trade-off: reads wait for (1) to (3), writes for (2) and (3): the longest read then
+    running, the pages PASSIVE had not copied yet and an fsync: 35-600 ms measured with threads
+    writing and reading flat out on the shared 2-core machine (load 6-8), at most BUSY_MS. Past
+    BUSY_MS the checkpointer gives up and everything goes on; the next try comes some ticks
+    later (at once when it was this server's own requests, slow for a moment; twice as late each
+    time when a read in another process held it up: a backup or `cellbench verify` holds its
+    snapshot for long).
+    """
+
+    INTERVAL = 1.0  # seconds between ticks: at ~3 MB/s of WAL (the soak), a few MB past the limit at most
+    BUSY_MS = 1000  # the longest a catch-up holds the app's reads and writes back before it gives up
+    RETRY_TICKS = 5  # after another process's read held a catch-up up, PASSIVE only for this many ticks
+
+    def __init__(self, db: Database, interval: float = INTERVAL, *, start: bool = True):
         self._db, self._interval = db, interval
+        path = db.sqlite_path() or ""
+        self._path, self._wal = path, f"{path}-wal"
+        self.truncations = self.gave_up = 0
+        self.longest_pause = 0.0  # the longest catch-up, in seconds (reads and writes held back)
+        self._wait = self._retry = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
-        self._thread.start()
+        if start:  # tests drive tick() themselves
+            self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Its own autocommit connection, outside the pool, with a busy timeout of its own (per TRUNCATE).
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA journal_size_limit={self._db.wal_limit_bytes}")
+        return conn
 
     def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
         while not self._stop.wait(self._interval):
             try:
-                with self._db.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                conn = conn or self._connect()
+                self.tick(conn)
             except Exception:  # a busy or closing database: the next tick tries again
                 log.debug("WAL checkpoint skipped", exc_info=True)
+        if conn is not None:
+            conn.close()
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.stat(self._wal).st_size
+        except FileNotFoundError:
+            return 0
+
+    def tick(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if self._wait > 0:
+            self._wait -= 1
+            return
+        if self.wal_bytes() <= self._db.wal_limit_bytes:
+            return
+        started = time.monotonic()
+        deadline = started + self.BUSY_MS / 1000
+        lock = self._db._write_lock or threading.Lock()
+        why: str | None = "reads of this server still open"
+        lock_taken = False
+        with self._db._gate.drained(deadline) as drained:  # new reads wait from here
+            if drained:
+                why = "a write still running"
+                if lock_taken := lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    try:  # and the app's writes from here
+                        why = self._catch_up(conn, deadline)
+                    finally:
+                        lock.release()
+        pause = time.monotonic() - started
+        self.longest_pause = max(self.longest_pause, pause)
+        if why:
+            self.gave_up += 1
+            if drained and lock_taken:  # a long read elsewhere (a backup, `cellbench verify`): later each time
+                self._retry = min(self._retry * 2, 60) if self._retry else self.RETRY_TICKS
+                self._wait = self._retry
+            else:  # this server's own requests, slow for a moment: again at the next tick
+                self._wait = 0
+            log.warning("the SQLite WAL (%.0f MB) was not truncated: %s after %d ms; trying again in %d s",
+                        self.wal_bytes() / 1e6, why, self.BUSY_MS, (self._wait + 1) * self._interval)
+        else:
+            self._retry = 0
+            self.truncations += 1
+            log.info("SQLite WAL truncated; reads and writes paused %.0f ms", pause * 1000)
+
+    @staticmethod
+    def _catch_up(conn: sqlite3.Connection, deadline: float) -> str | None:
+        """Copy the whole WAL into the database and truncate it, by the deadline (under the write
+        lock: nothing commits meanwhile). None when done, else what it waited for."""
+        while True:
+            _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames == copied:
+                break
+            if time.monotonic() >= deadline:
+                return "a read of an older snapshot (another process?) still open"
+            time.sleep(0.002)
+        left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        conn.execute(f"PRAGMA busy_timeout={left_ms}")
+        busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return "a reader of the WAL still open at the truncation" if busy else None
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def ping(db: Database) -> None:
