@@ -63,6 +63,7 @@ from cellbench.models import (
     KitQuarantine,
     Lot,
     MaterialLot,
+    Meaning,
     Participant,
     QcResult,
     SealedList,
@@ -552,3 +553,27 @@ def test_callers_at_once_give_one_success_and_clean_refusals(demo_trial_world, n
         refused = [o for o in outcomes if o != "signed"]
         assert all(getattr(o, "status", None) in (400, 409, 422) for o in refused)
     assert integrity.verify(db).ok
+
+
+def test_the_database_keeps_one_standing_signature_per_record_and_meaning_and_a_voided_one_may_be_signed_again(
+        demo_trial_world):
+    """The backstop behind the claims (uq_signature_standing): even a path that forgot its claim
+    cannot leave two standing signatures of one meaning on one record; the clash is a conflict
+    that says what happened, and a signature voided by a correction makes room for the next."""
+    db = demo_trial_world
+    with db.read() as s:
+        first = s.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
+                                                  col(Signature.meaning) == "performed")).first()
+        entity_id = first.entity_id
+    with pytest.raises(Conflict) as clash, db.write() as s:
+        signatures.sign(s, user(s, "operator"), PW, Meaning.performed, "step_entry", entity_id)
+    assert "signed 'performed' by someone else a moment ago" in clash.value.message and clash.value.status == 409
+    with db.write() as s:
+        signatures.invalidate(s, actor(s, "qa"), s.get(Signature, first.id), "value corrected: typing error")
+        again = signatures.sign(s, user(s, "operator"), PW, Meaning.performed, "step_entry", entity_id)
+    with db.read() as s:
+        standing = s.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
+                                                     col(Signature.entity_id) == entity_id,
+                                                     col(Signature.meaning) == "performed",
+                                                     col(Signature.invalidated_at).is_(None))).all()
+    assert [sig.id for sig in standing] == [again.id]
