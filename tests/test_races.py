@@ -112,6 +112,7 @@ class Race:
 
     attempt: Callable[[Session], object]
     each_its_own: bool = False  # an act every caller may make (a count, an emergency unblinding)
+    then: Callable[[Session], None] | None = None  # what else must hold afterwards
 
 
 Driver = Callable[..., Race]
@@ -494,9 +495,19 @@ def unblind_a_participant(db) -> Race:
                            .where(col(Participant.randomisation_number).is_not(None), col(Site.code) == SITE,
                                   col(Participant.study_id) == studies.by_code(s, STUDY).id)
                            .order_by(col(Participant.screening_number))).first()
+
+    def numbered_one_after_another(s: Session) -> None:
+        study = studies.by_code(s, STUDY)
+        trail = unblinding.participant_key(study, unblinding.participant_by_number(s, study, number))
+        reasons = s.scalars(select(col(AuditEvent.reason)).where(col(AuditEvent.action) == "emergency unblinding",
+                                                                 col(AuditEvent.entity_id) == trail)).all()
+        counts = sorted(int(r.rsplit("(unblinding ", 1)[1].split()[0]) if "(unblinding " in r else 1
+                        for r in reasons)
+        assert counts == list(range(1, len(reasons) + 1)), "unblindings at once are numbered one after another"
+
     return Race(lambda s: unblinding.unblind(s, user(s, "investigator"), PW, studies.by_code(s, STUDY), number,
                                              "serious_adverse_event", "anaphylaxis after the second injection"),
-                each_its_own=True)  # every emergency unblinding is its own signed record
+                each_its_own=True, then=numbered_one_after_another)  # every emergency unblinding is its own record
 
 
 # --- the tests --------------------------------------------------------------------------------------
@@ -549,6 +560,9 @@ def test_callers_at_once_give_one_success_and_clean_refusals(demo_trial_world, n
     assert len(new) == successes, f"{name}: {len(new)} signatures for {successes} successes"
     assert len(signed) == successes, f"{name}: {len(signed)} 'signed' events for {successes} successes"
     assert {e.seq for e in signed} == {sig.audit_seq for sig in new}, "each signature with its own event"
+    if subject.then is not None:
+        with db.read() as s:
+            subject.then(s)
     if not subject.each_its_own:
         refused = [o for o in outcomes if o != "signed"]
         assert all(getattr(o, "status", None) in (400, 409, 422) for o in refused)
