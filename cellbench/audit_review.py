@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 
 from . import limits, signatures, users
 from .errors import InvalidInput, NotFound
-from .models import AuditEvent, AuditReview, Meaning, Role, Signature, User
+from .models import AuditEvent, AuditHead, AuditReview, Meaning, Role, Signature, User
 
 REVIEWERS = (Role.qa,)  # who reads the pending trail and signs its review
 
@@ -66,6 +66,9 @@ def pending_days(session: Session, zone: ZoneInfo) -> tuple[date, date] | None:
 def sign_review(session: Session, reviewer: User, password: str, to_seq: int, comment: str | None) -> AuditReview:
     audit_actor = users.actor(session, reviewer)
     users.require_role(audit_actor, *REVIEWERS)
+    # The chain head, the one row every audited transaction takes, before the last review is read:
+    # two reviews at once, the second waits and then finds its range reviewed (one signature).
+    session.execute(select(col(AuditHead.id)).where(col(AuditHead.id) == 1).with_for_update())
     start, end = pending_range(session)
     if to_seq < start or to_seq > end:
         raise InvalidInput(f"The review must end between event {start} and event {end}.", field="to_seq")

@@ -44,7 +44,7 @@ from .models import (
     Visibility,
     Visit,
 )
-from .statemachine import Guard, Machine, Transition
+from .statemachine import Guard, Machine, Transition, claim
 
 SEVERITIES = ("minor", "major", "critical")
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
@@ -238,6 +238,7 @@ def assess_deviation(session: Session, actor: Actor, deviation: Deviation, *, im
                      blinded_summary: str | None = None, reason: str | None = None) -> None:
     """Record (or correct) the impact assessment; the severity, the CAPA reference and the
     blinded summary may change with it. Changing anything already recorded needs a reason."""
+    claim(session, deviation)  # of two people assessing or closing at once, the second reads the first's result
     _authorise(deviation, "assess", actor)
     new = {
         "impact_assessment": _required(impact_assessment, "impact_assessment", "impact assessment"),
@@ -269,6 +270,7 @@ def assess_deviation(session: Session, actor: Actor, deviation: Deviation, *, im
 def close_deviation(session: Session, closer: User, password: str, deviation: Deviation) -> Signature:
     """QA closes an assessed deviation, signing (meaning "approved") what it closes."""
     actor = users.actor(session, closer)
+    claim(session, deviation)  # two QA closing at once: the second finds it closed (one signature)
     move = _authorise(deviation, "close", actor)
     assert move.signature is not None  # the table signs every closure
     old_state, new_state = DeviationState(deviation.state), MACHINE.target(deviation, "close")

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from . import audit, users
 from .audit import Actor
 from .checkpoints.store import after_signature
 from .clock import utcnow
-from .errors import Forbidden, InvalidInput, NotFound
+from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .models import AuditEvent, Meaning, Role, Signature, User, Visibility, saved_id, utc_text
 
 # entity type -> function(session, entity_id) -> the content a signature on it covers.
@@ -93,8 +94,15 @@ def sign(
         entity_type=entity_type, entity_id=str(entity_id), content=content, content_hash=_sha256(content),
         record_hash="",
     )
+    session.flush()  # the caller's own changes first: an error in them stays theirs
     session.add(sig)
-    session.flush()  # the id is part of the record hash
+    try:
+        session.flush()  # the id is part of the record hash
+    except IntegrityError:
+        # The services claim their rows first, so this is the database's backstop
+        # (uq_signature_standing): someone signed the same thing with this meaning a moment ago.
+        raise Conflict(f"This {entity_type.replace('_', ' ')} was signed '{Meaning(meaning).value}' by someone else "
+                       "a moment ago. Reload it to see their signature.") from None
     sig.record_hash = _record_hash(sig)
     sig.audit_seq = audit.record(
         session, users.actor(session, signer), "signed", entity_type, entity_id,

@@ -12,6 +12,11 @@ is called with whatever the machine's owner passes to `check`/`allowed` after th
 session, the actor, ...), so each machine keeps the guards that fit its records. Modules that hold
 rules the owner must not import (the release gates for lots, which would close an import cycle)
 add them with `add_guards` when they are imported, and the machine's tests prove they are there.
+
+Every machine registers itself by its subject (`machines()`), so tests can walk every transition
+of every lifecycle, and a new one cannot be forgotten. A service takes the subject's row with
+`claim` before it reads the state it checks: of two people making the same move at once, the
+second then reads the first one's result and is refused, instead of both passing the check.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Generic, TypeVar
+
+from sqlmodel import Session
 
 from .errors import Forbidden, InvalidInput, NotFound
 from .models import Meaning, Role
@@ -49,6 +56,11 @@ class Machine(Generic[T, S]):
     state_of: Callable[[T], S]
     table: Mapping[str, Transition[S]]
     _extra: dict[str, tuple[Guard, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        known = _MACHINES.setdefault(self.subject, self)
+        if known is not self:  # refusals and the race tests name machines by their subject
+            raise ValueError(f"Two state machines of one subject: {self.subject}.")
 
     def transition(self, action: str) -> Transition[S]:
         move = self.table.get(action)
@@ -114,6 +126,25 @@ class Machine(Generic[T, S]):
 
     def actions_into(self, state: S) -> list[str]:
         return [action for action, move in self.table.items() if move.target == state]
+
+
+_MACHINES: dict[str, Machine] = {}
+
+
+def machines() -> dict[str, Machine]:
+    """Every machine defined so far (the modules imported so far), by subject."""
+    return dict(_MACHINES)
+
+
+def claim(session: Session, row: object) -> None:
+    """Take this row for the transaction and read it again, before reading the state to check.
+
+    On PostgreSQL SELECT ... FOR UPDATE: a second transaction making a move on the same row waits
+    here until the first commits, then reads its result, so the state check refuses it (never a
+    second signature, never a duplicate move). SQLite writers are serialised already (db.write:
+    BEGIN IMMEDIATE under a process lock), so there the re-read alone is enough. Call it before
+    changing the row: reading it again drops changes not yet flushed."""
+    session.refresh(row, with_for_update=True)
 
 
 def words(name: str) -> str:

@@ -51,6 +51,7 @@ from .models import (
     Visibility,
     Visit,
 )
+from .statemachine import claim
 
 UNBLINDERS = (Role.investigator,)
 # Who reads unblinding records (who, when, why; never the arm).
@@ -167,6 +168,9 @@ def unblind(session: Session, user: User, password: str | None, study: Study, pa
     users.require_role(actor, *UNBLINDERS)
     participant = participant_by_number(session, study, participant_number)
     users.require_scope(actor, participant.site_id, participant.study_id, field="participant")
+    # Each request is an unblinding of its own, signed; taking the participant first numbers two at
+    # once "1 of" and "2 of", never both the first.
+    claim(session, participant)
     if participant.randomisation_number is None:
         raise InvalidInput(f"Participant {participant.screening_number} is not randomised: there is no arm to reveal.",
                            field="participant")

@@ -42,6 +42,7 @@ from ..models import (
     User,
     saved_id,
 )
+from ..statemachine import claim
 
 READERS = (Role.pharmacist, Role.monitor, Role.supply_manager, Role.qa)
 # Who counts stock (and records destructions) somewhere; which of them, the place decides (acts_at).
@@ -298,6 +299,9 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
         raise InvalidInput(f"Blinded lot {blinded_lot.code} is not of {study.code}.", field="blinded_lot")
     counted = inputs.whole(counted_in_stock, "counted_in_stock", "number of kits you counted", minimum=0)
     comment = limits.text(comment, "comment", "comment", "comment")
+    # Each count is a signed record of its own; the blinded lot taken first, the figures it is
+    # compared with are not moved by another count or move of its kits half-way.
+    claim(session, blinded_lot)
     expected = row_of(session, study, site, blinded_lot).counts
     balanced = counted == expected["on_hand"]
     if not balanced and comment is None:

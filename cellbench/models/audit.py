@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, text
 from sqlmodel import Field, SQLModel
 
 from .base import Meaning, Visibility, timestamp
+
+STANDING = "invalidated_at IS NULL"  # a signature not voided by a correction
 
 
 class AuditEvent(SQLModel, table=True):
@@ -61,7 +63,13 @@ class AuditCheckpoint(SQLModel, table=True):
 
 class Signature(SQLModel, table=True):
     __tablename__ = "signature"
-    __table_args__ = (Index("ix_signature_entity", "entity_type", "entity_id"),)
+    __table_args__ = (
+        Index("ix_signature_entity", "entity_type", "entity_id"),
+        # The backstop behind the services' row claims: one standing signature of a meaning per
+        # record. A correction voids it (invalidated_at), and the record may then be signed again.
+        Index("uq_signature_standing", "entity_type", "entity_id", "meaning", unique=True,
+              sqlite_where=text(STANDING), postgresql_where=text(STANDING)),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     signer_id: int = Field(foreign_key="app_user.id")

@@ -33,6 +33,7 @@ from ..models import (
     saved_id,
 )
 from ..specifications import versions as spec_versions
+from ..statemachine import claim
 
 REVIEW_KINDS = ("batch_record", "audit_trail")
 # Where QA may review and the QP may certify: a complete batch record awaiting (final) certification.
@@ -259,6 +260,9 @@ def sign_review(session: Session, qa_user: User, password: str, lot: Lot, kind: 
     users.require_role(actor, Role.qa)
     if kind not in REVIEW_KINDS:
         raise InvalidInput(f"Unknown review '{kind}': batch_record or audit_trail.", field="kind")
+    # The lot first, then the "already reviewed" check: two QA signing at once, the second waits
+    # here for the first and then finds the review done (one signature, not one each).
+    claim(session, lot)
     if _state(lot) not in REVIEWABLE:
         raise InvalidInput(f"Lot {lot.number} is {_state(lot).value.replace('_', ' ')}: QA reviews a lot whose batch "
                            "record is complete and that awaits certification.", field="kind")

@@ -16,6 +16,7 @@ from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Kit, SealedAllocation, SealedKitArm, SealedList, Study, User, Visibility
 from ..sealing import LIST_KINDS, LIST_MACHINE, LIST_MAKERS, READERS, Line, ListState
+from ..statemachine import claim
 from .walls import _admit, _read
 
 # What lists.py hands back to its callers: a list's header (kind, seed, state, signature), which
@@ -174,6 +175,7 @@ def _record_move(session: Session, actor: Actor, row: SealedList, action: str, r
 def seal_list(session: Session, user: User, actor: Actor, row: SealedList, password: str) -> SealedList:
     """Sign the list; a kit list's kits come into being now, every one in the same state."""
     _admit(actor, LIST_MAKERS)
+    claim(session, row)  # two sealing at once: the second finds it sealed (one signature, one set of kits)
     _check_move(row, actor, "seal")
     meaning = LIST_MACHINE.transition("seal").signature
     assert meaning is not None, "sealing is signed"
@@ -202,6 +204,7 @@ def _create_kits(session: Session, actor: Actor, row: SealedList) -> None:
 def discard_list(session: Session, actor: Actor, row: SealedList, reason: str | None) -> SealedList:
     _admit(actor, LIST_MAKERS)
     reason = audit.require_reason(reason)
+    claim(session, row)
     _check_move(row, actor, "discard")
     _record_move(session, actor, row, "discard", reason)
     return row

@@ -18,6 +18,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Meaning, Role, SpecStatus, SpecVersion, User
+from ..statemachine import claim
 from .loading import load_all
 from .model import Specification
 
@@ -81,6 +82,7 @@ def approve(session: Session, qa: User, password: str, spec_id: int) -> SpecVers
     row = session.get(SpecVersion, spec_id)
     if row is None:
         raise NotFound("No such specification version.", field="spec")
+    claim(session, row)  # two QA approving at once: the second finds it effective
     if row.status != SpecStatus.draft:
         raise InvalidInput(f"{label(row)} is already {SpecStatus(row.status).value}.", field="spec")
     sig = signatures.sign(session, qa, password, Meaning.approved, "spec_version", str(row.id))

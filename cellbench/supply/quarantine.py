@@ -50,7 +50,7 @@ from ..models import (
     Visibility,
     saved_id,
 )
-from ..statemachine import Machine, Transition
+from ..statemachine import Machine, Transition, claim
 
 OPENERS = (Role.supply_manager, Role.qa)  # a manual quarantine
 DECIDERS = (Role.qa,)  # lift or withdraw, signed
@@ -239,6 +239,7 @@ def lot_still_under_investigation(session: Session, actor: Actor, q: KitQuaranti
 
 def _close(session: Session, user: User, actor: Actor, q: KitQuarantine, decision: str, reason: str | None,
            password: str | None, signature_id: int | None = None) -> None:
+    claim(session, q)  # two QA deciding at once: the second finds it decided (one signature)
     if MACHINE.state_refusal(q, decision):
         raise InvalidInput(f"Quarantine {q.number} is already {q.state}.", field="quarantine")
     reason = audit.require_reason(reason)

@@ -29,6 +29,7 @@ from ..models import (
     Visibility,
     saved_id,
 )
+from ..statemachine import claim
 from .resupply import MACHINE, PLANNERS, ProposalState, _close, evaluate
 from .views import arm_names
 
@@ -205,6 +206,7 @@ def accept(session: Session, actor: Actor, number: str | None, seen_version: obj
     """A shipment to the site, being packed, holding the picked kits (each checked as a scan would
     be); the supply manager then dispatches it as any other."""
     proposal = by_number(session, number)
+    claim(session, proposal)  # before the kits are packed: a second accept finds it accepted
     MACHINE.check(proposal, "accept", actor.roles)
     version = inputs.whole(seen_version, "proposal_version", "version") if seen_version not in (None, "") else None
     picks = list(session.scalars(select(Kit).join(ResupplyProposalKit, col(ResupplyProposalKit.kit_id) == col(Kit.id))
@@ -227,6 +229,7 @@ def accept(session: Session, actor: Actor, number: str | None, seen_version: obj
 def dismiss(session: Session, actor: Actor, number: str | None, reason: str | None,
             seen_version: object = None) -> ResupplyProposal:
     proposal = by_number(session, number)
+    claim(session, proposal)
     MACHINE.check(proposal, "dismiss", actor.roles)
     reason = audit.require_reason(reason)
     version = inputs.whole(seen_version, "proposal_version", "version") if seen_version not in (None, "") else None
