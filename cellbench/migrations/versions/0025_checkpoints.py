@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0025'
-down_revision = '0023'
+down_revision = '0024'
 branch_labels = None
 depends_on = None
 
