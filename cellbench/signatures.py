@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -122,22 +122,27 @@ def signatures_for(session: Session, entity_type: str, entity_id: str) -> list[S
     return list(session.scalars(query.order_by(col(Signature.id))))
 
 
-def verify_all(session: Session) -> tuple[int, list[str]]:
+def verify_all(session: Session, signed_events: Mapping[int, str] | None = None) -> tuple[int, list[str]]:
     """Check every signature: its content hash, its record hash, its audit event, and (while it
-    stands) that the entity still has exactly the content that was signed."""
+    stands) that the entity still has exactly the content that was signed. `signed_events`: the
+    new value of every "signed" audit event by sequence number, if the caller has read them
+    already (integrity does, with the driver); else read here. The other direction (every event
+    has its signature, every voiding its event) is integrity.signed's."""
     problems: list[str] = []
-    events = {e.seq: e for e in session.scalars(select(AuditEvent).where(col(AuditEvent.action) == "signed"))}
+    if signed_events is None:
+        event = AuditEvent.__table__.c  # type: ignore[attr-defined]  # a table model has its Table
+        signed_events = dict(session.execute(select(event.seq, event.new_value).where(event.action == "signed")).tuples().all())
     count = 0
     for sig in session.scalars(select(Signature).order_by(col(Signature.id))):
         count += 1
         where = (f"signature {sig.id} ({Meaning(sig.meaning).value} by {sig.signer_name} "
                  f"on {sig.entity_type} {sig.entity_id})")
-        event = events.get(sig.audit_seq) if sig.audit_seq is not None else None
+        signed = signed_events.get(sig.audit_seq) if sig.audit_seq is not None else None
         if _sha256(sig.content) != sig.content_hash:
             problems.append(f"{where}: the stored content does not match its hash")
         elif _record_hash(sig) != sig.record_hash:
             problems.append(f"{where}: the signature record was changed after signing")
-        elif event is None or event.new_value != f"#{sig.id} {sig.record_hash}":
+        elif signed != f"#{sig.id} {sig.record_hash}":
             problems.append(f"{where}: it does not match its audit event")
         elif sig.entity_type not in _CONTENT_RULES:
             problems.append(f"{where}: cellbench has no rule for what a {sig.entity_type} signature covers")
