@@ -24,8 +24,8 @@ EXACT: dict[tuple[str, ...], tuple[str, ...]] = {
     # one per gland, on the visit (pharmacy.administration): counted on the kit the visit holds
     ("administered",): ("administration recorded",),
     ("returned",): ("kit return",),
-    ("damaged",): ("kit damage",),
     ("destroyed",): ("kit destroy",),
+    ("scanned",): ("station:kit scanned",),  # a scan station's scan (custody.scanning)
 }
 # Custody actions whose audit event is also written without one: a custody event needs its event,
 # but not every such event has a custody event. A kit found missing at receipt is recorded lost
@@ -34,6 +34,7 @@ EXACT: dict[tuple[str, ...], tuple[str, ...]] = {
 AT_MOST: dict[tuple[str, ...], tuple[str, ...]] = {
     ("missing", "lost in transit"): ("kit lose",),
     ("stored",): ("location:kit moved",),
+    ("damaged",): ("kit damage",),  # kits.move "damage" is a move of its own as well
 }
 # Any other custody action is a placing in a box (custody.positions.place): "kit <action>" on the
 # field "position". A position cleared because its kit had left is no hand-over: no custody event.
@@ -53,7 +54,7 @@ def _audited(events: Events, visit_kits: dict[str, str]) -> dict[str, Counter[st
     for event in events.by_type.get("kit", ()):
         if event.field == "state":
             counts[event.entity_id][event.action] += 1
-        elif event.field in ("position", "location"):
+        elif event.field in ("position", "location", "station"):
             key = f"{event.field}:{event.action}"
             if key not in _NO_CUSTODY:
                 counts[event.entity_id][key] += 1

@@ -19,7 +19,7 @@ from .chain import _connect
 # state and key dates, a held kit's state before the hold, and the kit moves that go with a
 # custody event (a position, a place, a kit packed into a shipment).
 REPLAYED = ("lot", "kit", "shipment", "visit", "deviation", "kit_quarantine", "blinded_lot")
-FIELDS = ("state", "expiry", "state_before_quarantine", "position", "location", "kits")
+FIELDS = ("state", "expiry", "state_before_quarantine", "position", "location", "station", "kits")
 # The events that bring each entity into being (their field is not always one of FIELDS).
 CREATED = ("lot started", "shipment created", "deviation raised", "visit planned", "kit number issued",
            "kit quarantine opened", "blinded lot created")
