@@ -187,7 +187,7 @@ def _rows(first_seq: int, count: int, prev: str, start: datetime, extras: Extras
             action, etype, entity, field, old, new, reason = extras.kit_move()
         else:
             action, etype, field, old, new, reason = _ACTIONS[kind]
-            entity = (f"K{seq * 7919 % 999983:06d}X" if etype == "kit"
+            entity = (f"BK-{max(extras.moves - 1, 0) // len(_LIFE):07d}" if etype == "kit"  # the kit of the moment
                       else f"ASC-2026-{seq // 400:04d}/{seq % 40:02d}")
         content = [seq, at, user_id, name, action, etype, entity, field, old, new, reason,
                    unblinded if action == "kit assigned" else everyone]

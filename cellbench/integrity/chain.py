@@ -142,8 +142,24 @@ def _check_range(url: str, lo: int, hi: int) -> _Range:
         conn.close()
 
 
-def verify_chain(db: Database, workers: int | None = None) -> Report:
-    report = Report()
+def verify_chain(db: Database, workers: int | None = None, meanwhile: Callable[[], None] | None = None) -> Report:
+    """The chain, in parallel ranges. `meanwhile` runs in this process while the worker processes
+    hash (verify's other checks): this process only waits for them otherwise. It runs in any
+    case, once, even when the chain cannot be checked."""
+    ran = False
+
+    def once() -> None:
+        nonlocal ran
+        if meanwhile is not None and not ran:
+            ran = True
+            meanwhile()
+
+    report = _verify_chain(db, workers, once, Report())
+    once()
+    return report
+
+
+def _verify_chain(db: Database, workers: int | None, meanwhile: Callable[[], None], report: Report) -> Report:
     with db.engine.connect() as conn:
         # One statement, one snapshot: under READ COMMITTED two statements could see different chains.
         row = conn.exec_driver_sql("SELECT h.seq, h.hash, (SELECT min(seq) FROM audit_event), "
@@ -169,7 +185,9 @@ def verify_chain(db: Database, workers: int | None = None) -> Report:
     else:
         ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
         with ProcessPoolExecutor(len(ranges), mp_context=ctx) as pool:
-            results = list(pool.map(_check_range, [url] * len(ranges), *zip(*ranges, strict=True)))
+            pending = [pool.submit(_check_range, url, lo, hi) for lo, hi in ranges]
+            meanwhile()
+            results = [future.result() for future in pending]
 
     expected_prev: str | None = GENESIS_HASH
     for part in results:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .source import Events, Reader
+from .source import Reader
 
 # custody actions -> the kit's audit events that go with them, one for one.
 EXACT: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -43,28 +43,35 @@ _NO_CUSTODY = frozenset({"position:kit position cleared"})
 
 _CUSTODY_SQL = ("SELECT k.number, c.action, count(*) FROM custody_event c JOIN kit k ON k.id = c.kit_id "
                 "GROUP BY k.number, c.action")
-_VISIT_KITS_SQL = ("SELECT s.code || '/' || p.screening_number || '/T' || CAST(v.treatment AS VARCHAR(8)), k.number "
-                   "FROM visit v JOIN participant p ON p.id = v.participant_id JOIN study s ON s.id = p.study_id "
-                   "JOIN kit k ON k.id = v.kit_id")
+_STATE_MOVES = sorted({kind for kinds in (*EXACT.values(), *AT_MOST.values()) for kind in kinds if ":" not in kind}
+                      - {"kit packed", "kit unpacked", "administration recorded"})
+# The kit's audit events that go with custody events, counted per kit in SQL (an index range per
+# entity type): its moves of state that carry one, and its placings, moves and scans.
+_KIT_EVENTS_SQL = ("SELECT entity_id, field, action, count(*) FROM audit_event WHERE entity_type = 'kit' AND ("  # noqa: S608
+                   f"(field = 'state' AND action IN ({', '.join(repr(a) for a in _STATE_MOVES)})) "
+                   "OR field IN ('position', 'location', 'station')) GROUP BY entity_id, field, action")
+_PACKED_SQL = ("SELECT CASE WHEN action = 'kit packed' THEN new_value ELSE old_value END, action, count(*) "
+               "FROM audit_event WHERE entity_type = 'shipment' AND action IN ('kit packed', 'kit unpacked') "
+               "GROUP BY CASE WHEN action = 'kit packed' THEN new_value ELSE old_value END, action")
+_VISIT_KITS_SQL = ("SELECT k.number, count(*) FROM visit v JOIN participant p ON p.id = v.participant_id "
+                   "JOIN study s ON s.id = p.study_id JOIN kit k ON k.id = v.kit_id "
+                   "JOIN audit_event e ON e.entity_type = 'visit' AND e.action = 'administration recorded' "
+                   "AND e.entity_id = s.code || '/' || p.screening_number || '/T' || CAST(v.treatment AS VARCHAR(8)) "
+                   "GROUP BY k.number")
 
 
-def _audited(events: Events, visit_kits: dict[str, str]) -> dict[str, Counter[str]]:
+def _audited(reader: Reader) -> dict[str, Counter[str]]:
     """Per kit number, its audit events that go with custody events, by kind."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for event in events.by_type.get("kit", ()):
-        if event.field == "state":
-            counts[event.entity_id][event.action] += 1
-        elif event.field in ("position", "location", "station"):
-            key = f"{event.field}:{event.action}"
-            if key not in _NO_CUSTODY:
-                counts[event.entity_id][key] += 1
-    for event in events.administered:
-        counts[visit_kits.get(event.entity_id, f"of visit {event.entity_id}")][event.action] += 1
-    for event in events.by_type.get("shipment", ()):
-        if event.action == "kit packed" and event.new:
-            counts[event.new][event.action] += 1
-        elif event.action == "kit unpacked" and event.old:
-            counts[event.old][event.action] += 1
+    for number, field, action, count in reader.rows(_KIT_EVENTS_SQL):
+        key = action if field == "state" else f"{field}:{action}"
+        if key not in _NO_CUSTODY:
+            counts[number][key] += int(count)
+    for number, action, count in reader.rows(_PACKED_SQL):
+        if number:
+            counts[number][action] += int(count)
+    for number, count in reader.rows(_VISIT_KITS_SQL):
+        counts[number]["administration recorded"] += int(count)
     return counts
 
 
@@ -72,14 +79,14 @@ def _said(actions: tuple[str, ...]) -> str:
     return " or ".join(f"'{action}'" for action in actions)
 
 
-def check(reader: Reader, events: Events) -> tuple[int, list[str]]:
+def check(reader: Reader) -> tuple[int, list[str]]:
     """How many custody events were matched, and every kit whose counts disagree."""
     custody: dict[str, Counter[str]] = defaultdict(Counter)
     total = 0
     for number, action, count in reader.rows(_CUSTODY_SQL):
         custody[number][action] += int(count)
         total += int(count)
-    audited = _audited(events, {str(ref): number for ref, number in reader.rows(_VISIT_KITS_SQL)})
+    audited = _audited(reader)
     known = {action for group in (*EXACT, *AT_MOST) for action in group}
     problems: list[str] = []
     for number in sorted(custody.keys() | audited.keys()):

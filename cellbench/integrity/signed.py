@@ -1,19 +1,35 @@
 """Signatures and their audit events, matched both ways.
 
 `signatures.verify_all` starts from the signature rows; a row deleted, or a signature voided by
-setting its columns, leaves nothing there to start from. Here every "signed" event must name a
-signature row that names it back, every "signature invalidated" event a signature that is void
-for the reason the event gives, and every void signature its voiding event.
+setting its columns, leaves nothing there to start from. Here every "signed" event must have the
+signature row that names it, every signature row its "signed" event, every "signature
+invalidated" event a signature that is void for the reason the event gives, and every void
+signature its voiding event.
+
+In SQL where it can be: the signature rows are joined to their events by sequence number and only
+mismatches come back; the signed events are counted, not read, unless the count says one lacks
+its row. Voidings are few, and read.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from .source import Event, Reader
+from .source import Reader
 
-_SIGNATURES_SQL = ("SELECT id, audit_seq, record_hash, meaning, entity_type, entity_id, signer_name, "
-                   "invalidated_at, invalidated_reason FROM signature ORDER BY id")
+SIGNED, VOIDED = "signed", "signature invalidated"
+_SIGNATURE = "s.id, s.audit_seq, s.meaning, s.entity_type, s.entity_id, s.signer_name, s.invalidated_at, s.invalidated_reason"
+# A signature whose event is not a "signed" event naming it (by id and record hash) on its entity.
+_UNMATCHED_SQL = (f"SELECT {_SIGNATURE} FROM signature s LEFT JOIN audit_event e ON e.seq = s.audit_seq "  # noqa: S608
+                  f"WHERE e.seq IS NULL OR e.action <> '{SIGNED}' OR e.entity_type <> s.entity_type "
+                  "OR e.entity_id <> s.entity_id "
+                  "OR e.new_value <> ('#' || CAST(s.id AS VARCHAR(20)) || ' ' || s.record_hash)")
+_COUNTS_SQL = (f"SELECT (SELECT count(*) FROM audit_event WHERE action = '{SIGNED}'), "
+               "(SELECT count(DISTINCT audit_seq) FROM signature)")
+_SIGNED_SQL = f"SELECT seq, field, entity_type, entity_id, new_value FROM audit_event WHERE action = '{SIGNED}'"
+_VOIDINGS_SQL = ("SELECT seq, at, field, entity_type, entity_id, old_value, reason FROM audit_event "
+                 f"WHERE action = '{VOIDED}' ORDER BY seq")
+_VOID_SQL = f"SELECT {_SIGNATURE} FROM signature s WHERE s.invalidated_at IS NOT NULL"
 # invalidate() takes its time and then writes its event: the two differ by the time between, a
 # moment of one transaction. Far more than that is a voiding time written by hand.
 VOIDING_SLACK = timedelta(minutes=1)
@@ -22,7 +38,6 @@ VOIDING_SLACK = timedelta(minutes=1)
 class Row(NamedTuple):
     id: int
     audit_seq: int | None
-    record_hash: str
     meaning: str
     entity_type: str
     entity_id: str
@@ -34,10 +49,10 @@ class Row(NamedTuple):
         return f"signature {self.id} ({self.meaning} by {self.signer_name} on {self.entity_type} {self.entity_id})"
 
 
-def _named(text: str | None) -> tuple[int | None, str]:
-    """The signature id and the rest of "#<id> <record hash>" (or "#<id>")."""
-    head, _, rest = (text or "").partition(" ")
-    return (int(head[1:]) if head.startswith("#") and head[1:].isdigit() else None), rest
+def _named(text: str | None) -> int | None:
+    """The signature id of "#<id> <record hash>" (or "#<id>")."""
+    head = (text or "").partition(" ")[0]
+    return int(head[1:]) if head.startswith("#") and head[1:].isdigit() else None
 
 
 def _moment(value: Any) -> datetime | None:
@@ -49,48 +64,55 @@ def _moment(value: Any) -> datetime | None:
         return None
 
 
-def _what(event: Event) -> str:
-    meaning = (event.field or "").removeprefix("signature:")
-    return f"audit event {event.seq} ({meaning} signature on {event.entity_type} {event.entity_id})"
+def _what(seq: int, field: str | None, entity_type: str, entity_id: str) -> str:
+    meaning = (field or "").removeprefix("signature:")
+    return f"audit event {seq} ({meaning} signature on {entity_type} {entity_id})"
 
 
-def check(reader: Reader, signed: list[Event], voided: list[Event]) -> tuple[dict[int, str], list[str]]:
-    """Every problem found; and the "signed" events by sequence number (what each says it
-    signed), for verify_all's check from the signature side."""
-    rows = {row[0]: Row(*row) for row in reader.rows(_SIGNATURES_SQL)}
-    problems: list[str] = []
-    for event in signed:
-        sig_id, record_hash = _named(event.new)
-        row = rows.get(sig_id) if sig_id is not None else None
+def _unsigned_events(reader: Reader) -> list[str]:
+    """The "signed" events that no signature row names (read only when the counts disagree)."""
+    claimed = {seq for (seq,) in reader.rows("SELECT audit_seq FROM signature WHERE audit_seq IS NOT NULL")}
+    ids = {sig_id for (sig_id,) in reader.rows("SELECT id FROM signature")}
+    problems = []
+    for seq, field, entity_type, entity_id, new in reader.rows(_SIGNED_SQL):
+        if seq in claimed:
+            continue
+        sig_id = _named(new)
+        what = _what(seq, field, entity_type, entity_id)
         if sig_id is None:
-            problems.append(f"{_what(event)}: it names no signature")
-        elif row is None:
-            problems.append(f"{_what(event)}: signature {sig_id} is missing: its row was deleted")
-        elif (row.audit_seq, row.record_hash) != (event.seq, record_hash) or (
-                row.entity_type, row.entity_id) != (event.entity_type, event.entity_id):
-            problems.append(f"{_what(event)}: {row} does not match this event")
-    voiding: dict[int, Event] = {}
-    for event in voided:
-        sig_id, _ = _named(event.old)
-        row = rows.get(sig_id) if sig_id is not None else None
-        if sig_id is None or row is None:
-            problems.append(f"{_what(event)}: it voids signature {sig_id}, which is missing: its row was deleted")
+            problems.append(f"{what}: it names no signature")
+        elif sig_id not in ids:
+            problems.append(f"{what}: signature {sig_id} is missing: its row was deleted")
+        else:
+            problems.append(f"{what}: signature {sig_id} no longer names this event")
+    return problems
+
+
+def check(reader: Reader) -> list[str]:
+    problems = [f"{Row(*row)}: it does not match its audit event" for row in reader.rows(_UNMATCHED_SQL)]
+    [(events, claimed)] = reader.rows(_COUNTS_SQL)
+    if events != claimed:
+        problems += _unsigned_events(reader)
+    void = {row[0]: Row(*row) for row in reader.rows(_VOID_SQL)}
+    voiding: dict[int, int] = {}
+    for seq, at, field, entity_type, entity_id, old, reason in reader.rows(_VOIDINGS_SQL):
+        sig_id = _named(old)
+        what = _what(seq, field, entity_type, entity_id)
+        if sig_id is not None and sig_id in voiding:
+            problems.append(f"{what}: signature {sig_id} was already voided by audit event {voiding[sig_id]}")
             continue
-        if sig_id in voiding:
-            problems.append(f"{_what(event)}: {row} was already voided by audit event {voiding[sig_id].seq}")
+        row = void.get(sig_id) if sig_id is not None else None
+        if row is None:
+            problems.append(f"{what}: it voided signature {sig_id}, which is missing or stands again: "
+                            "a signature row was deleted or its voiding undone outside cellbench")
             continue
-        voiding[sig_id] = event
-        at, recorded = _moment(row.invalidated_at), _moment(event.at)
-        if row.invalidated_at is None:
-            problems.append(f"{row}: audit event {event.seq} voided it, but the row says it stands: "
-                            "its voiding was undone outside cellbench")
-        elif row.invalidated_reason != event.reason:
-            problems.append(f"{row}: its voiding reason is not the one audit event {event.seq} recorded")
-        elif at is None or recorded is None or abs(recorded - at) > VOIDING_SLACK:
-            problems.append(f"{row}: its voiding time {row.invalidated_at} is not the time audit event "
-                            f"{event.seq} recorded ({event.at})")
-    for row in rows.values():
-        if row.invalidated_at is not None and row.id not in voiding:
-            problems.append(f"{row}: it is marked void, but no audit event records its voiding: "
-                            "it was voided outside cellbench")
-    return {event.seq: event.new or "" for event in signed}, problems
+        voiding[row.id] = seq
+        recorded, moment = _moment(at), _moment(row.invalidated_at)
+        if row.invalidated_reason != reason:
+            problems.append(f"{row}: its voiding reason is not the one audit event {seq} recorded")
+        elif moment is None or recorded is None or abs(recorded - moment) > VOIDING_SLACK:
+            problems.append(f"{row}: its voiding time {row.invalidated_at} is not the time audit event {seq} "
+                            f"recorded ({at})")
+    problems += [f"{row}: it is marked void, but no audit event records its voiding: it was voided outside "
+                 "cellbench" for row in void.values() if row.id not in voiding]
+    return problems

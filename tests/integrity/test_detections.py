@@ -42,7 +42,7 @@ def test_the_untampered_demo_verifies_clean_with_every_record_replayed(world):
     report = integrity.verify(world)
     assert report.problems == []
     assert report.signatures > 100 and report.replayed > 100 and report.custody > 100
-    assert set(report.timings) >= {"chain", "events", "signed", "replay", "contents", "total"}
+    assert set(report.timings) >= {"signed", "replay", "custody", "contents", "total"}
 
 
 def test_a_deleted_performed_signature_is_named_by_its_signed_event(world):
@@ -83,8 +83,10 @@ def test_a_voiding_undone_by_hand_is_named(world):
         signatures.invalidate(s, users.cli_actor(), s.get(Signature, sig_id), "Wrong lot decision signed: corrected")
     tamper(world, ("UPDATE signature SET invalidated_at = NULL, invalidated_reason = NULL WHERE id = :id",
                    {"id": sig_id}))
-    assert any(p.startswith(f"signature {sig_id} (") and p.endswith("its voiding was undone outside cellbench")
-               for p in problems(world))
+    seq, = one(world, "SELECT max(seq) FROM audit_event WHERE action = 'signature invalidated'")
+    named = problems(world)
+    assert named[-1].startswith(f"audit event {seq} (") and f"it voided signature {sig_id}, which is missing or " \
+        "stands again: a signature row was deleted or its voiding undone outside cellbench" in named[-1]
 
 
 def test_a_lot_moved_from_qc_pending_to_released_is_named_by_its_number(world):
