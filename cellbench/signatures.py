@@ -140,11 +140,11 @@ def verify_all(session: Session, *, events_matched: bool = False) -> tuple[int, 
     if not events_matched:
         event = AuditEvent.__table__.c  # type: ignore[attr-defined]  # a table model has its Table
         query = select(event.seq, event.new_value).where(event.action == "signed")
-        signed_events = {seq: new for seq, new in session.execute(query)}
+        signed_events = dict(session.execute(query).tuples().all())
     table = Signature.__table__.c  # type: ignore[attr-defined]
-    columns = (table.id, table.signer_id, table.signer_name, type_coerce(table.at, String), table.meaning, table.entity_type,
-               table.entity_id, table.content, table.content_hash, table.record_hash, table.audit_seq,
-               table.invalidated_at)
+    columns = (table.id, table.signer_id, table.signer_name, type_coerce(table.at, String), table.meaning,
+               table.entity_type, table.entity_id, table.content, table.content_hash, table.record_hash,
+               table.audit_seq, table.invalidated_at)
     count = 0
     for (sig_id, signer_id, signer_name, at, meaning, entity_type, entity_id, content, content_hash, record_hash,
          audit_seq, invalidated_at) in session.execute(select(*columns).order_by(table.id)):

@@ -17,19 +17,19 @@ from typing import Any, NamedTuple
 
 from .source import Reader
 
-SIGNED, VOIDED = "signed", "signature invalidated"
-_SIGNATURE = "s.id, s.audit_seq, s.meaning, s.entity_type, s.entity_id, s.signer_name, s.invalidated_at, s.invalidated_reason"
+_SIGNATURE = ("s.id, s.audit_seq, s.meaning, s.entity_type, s.entity_id, s.signer_name, s.invalidated_at, "
+              "s.invalidated_reason")
 # A signature whose event is not a "signed" event naming it (by id and record hash) on its entity.
-_UNMATCHED_SQL = (f"SELECT {_SIGNATURE} FROM signature s LEFT JOIN audit_event e ON e.seq = s.audit_seq "  # noqa: S608
-                  f"WHERE e.seq IS NULL OR e.action <> '{SIGNED}' OR e.entity_type <> s.entity_type "
+_UNMATCHED_SQL = ("SELECT " + _SIGNATURE + " FROM signature s LEFT JOIN audit_event e ON e.seq = s.audit_seq "  # noqa: S608 - constant names
+                  "WHERE e.seq IS NULL OR e.action <> 'signed' OR e.entity_type <> s.entity_type "
                   "OR e.entity_id <> s.entity_id "
                   "OR e.new_value <> ('#' || CAST(s.id AS VARCHAR(20)) || ' ' || s.record_hash)")
-_COUNTS_SQL = (f"SELECT (SELECT count(*) FROM audit_event WHERE action = '{SIGNED}'), "
+_COUNTS_SQL = ("SELECT (SELECT count(*) FROM audit_event WHERE action = 'signed'), "
                "(SELECT count(DISTINCT audit_seq) FROM signature)")
-_SIGNED_SQL = f"SELECT seq, field, entity_type, entity_id, new_value FROM audit_event WHERE action = '{SIGNED}'"
+_SIGNED_SQL = "SELECT seq, field, entity_type, entity_id, new_value FROM audit_event WHERE action = 'signed'"
 _VOIDINGS_SQL = ("SELECT seq, at, field, entity_type, entity_id, old_value, reason FROM audit_event "
-                 f"WHERE action = '{VOIDED}' ORDER BY seq")
-_VOID_SQL = f"SELECT {_SIGNATURE} FROM signature s WHERE s.invalidated_at IS NOT NULL"
+                 "WHERE action = 'signature invalidated' ORDER BY seq")
+_VOID_SQL = "SELECT " + _SIGNATURE + " FROM signature s WHERE s.invalidated_at IS NOT NULL"  # noqa: S608 - constant names
 # invalidate() takes its time and then writes its event: the two differ by the time between, a
 # moment of one transaction. Far more than that is a voiding time written by hand.
 VOIDING_SLACK = timedelta(minutes=1)
