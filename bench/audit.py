@@ -115,7 +115,10 @@ _ACTIONS = (
     # (action, entity_type, field, old, new, reason) — shaped like batch-record entries
     ("value recorded", "lot_step", "viable cell count (x10^6 cells/mL)", None, "1.84", None),
     ("value recorded", "lot_step", "incubator temperature (°C)", None, "37.0", None),
-    ("material consumed", "lot", "material", None, "CryoStor CS10, supplier lot 2403117, expiry 2027-03-31", None),
+    # on the step, not the lot: the bench makes no lot rows, and lot events of lots with no row are
+    # what verify looks at one by one (a deleted lot)
+    ("material consumed", "lot_step", "material", None, "CryoStor CS10, supplier lot 2403117, expiry 2027-03-31",
+     None),
     ("value corrected", "lot_step", "cell viability (%)", "92.1", "93.4",
      "Transcription error: the counter printout reads 93.4 %"),
     None,  # a signature signed, then voided (_signature)
