@@ -99,20 +99,23 @@ def check(reader: Reader) -> list[str]:
             events += 1
             continue
         sig_id = _named(old)
-        what = _what(seq, field, entity_type, entity_id)
         if sig_id is not None and sig_id in voiding:
-            problems.append(f"{what}: signature {sig_id} was already voided by audit event {voiding[sig_id]}")
+            problems.append(f"{_what(seq, field, entity_type, entity_id)}: signature {sig_id} was already voided "
+                            f"by audit event {voiding[sig_id]}")
             continue
         row = void.get(sig_id) if sig_id is not None else None
         if row is None:
-            problems.append(f"{what}: it voided signature {sig_id}, which is missing or stands again: "
-                            "a signature row was deleted or its voiding undone outside cellbench")
+            problems.append(f"{_what(seq, field, entity_type, entity_id)}: it voided signature {sig_id}, which is "
+                            "missing or stands again: a signature row was deleted or its voiding undone outside "
+                            "cellbench")
             continue
         voiding[row.id] = seq
-        recorded, moment = _moment(at), _moment(row.invalidated_at)
         if row.invalidated_reason != reason:
             problems.append(f"{row}: its voiding reason is not the one audit event {seq} recorded")
-        elif moment is None or recorded is None or abs(recorded - moment) > VOIDING_SLACK:
+        elif str(row.invalidated_at)[:16] == at[:16]:  # the same minute, as stored: within the slack
+            continue
+        elif (moment := _moment(row.invalidated_at)) is None or (recorded := _moment(at)) is None or abs(
+                recorded - moment) > VOIDING_SLACK:
             problems.append(f"{row}: its voiding time {row.invalidated_at} is not the time audit event {seq} "
                             f"recorded ({at})")
     problems += [f"{row}: it is marked void, but no audit event records its voiding: it was voided outside "
