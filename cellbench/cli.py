@@ -173,8 +173,9 @@ def verify(workers: int = typer.Option(0, help="Processes for the chain check (0
                               logs=[log] if log.exists() else [])
     elapsed = time.perf_counter() - started
     if report.ok:
-        typer.echo(f"OK: {report.events} audit events and {report.signatures} signatures verified; "
-                   f"chain head {report.head_seq} {report.head_hash} signed by the checkpoint key; "
+        typer.echo(f"OK: {report.events} audit events and {report.signatures} signatures verified, "
+                   f"{report.replayed} records replayed from their events and {report.custody} custody records "
+                   f"matched; chain head {report.head_seq} {report.head_hash} signed by the checkpoint key; "
                    f"checked in {elapsed:.2f} s ({report.events / max(elapsed, 1e-9):,.0f} events/s)")
         return
     for problem in report.problems:

@@ -14,6 +14,7 @@ from cellbench.db import Database
 from cellbench.models import Kit, Lot, LotState, SpecVersion, Vial
 from cellbench.supply import lists, packaging
 
+from . import shortcuts
 from .conftest import PASSWORD, actor_of, link_site_people
 
 
@@ -28,6 +29,7 @@ def released_lot(db: Database, kind: str, number: str, *, units: int = 20, expir
                   expiry=expiry or (utcnow().date() + timedelta(days=400)))
         s.add(lot)
         s.flush()
+        shortcuts.lot_made(s, number, state, lot.expiry)
         letter = "V" if kind == "asc" else "U"
         s.add_all(Vial(code=f"{number}-{letter}{n:03d}", lot_id=lot.id, seq=n) for n in range(1, units + 1))
     return number

@@ -28,10 +28,13 @@ from cellbench.models import (
     Shipment,
     ShipmentKit,
     Site,
+    Study,
     Visit,
 )
+from cellbench.pharmacy.lifecycle import VisitState
 from cellbench.supply import lists
 
+from . import shortcuts
 from .conftest import PASSWORD, actor_of
 from .kitworld import KitWorld, build, package, released_lot
 
@@ -87,6 +90,7 @@ def to_site(db: Database, kit_numbers: list[str], state: KitState = KitState.at_
     with db.write() as s:
         where = s.scalars(select(Site).where(Site.code == site)).one()
         for kit in s.scalars(select(Kit).where(Kit.number.in_(kit_numbers))):
+            shortcuts.kit_moved(s, kit.number, kit.state, state)
             kit.state, kit.site_id, kit.location = state, where.id, where.name
 
 
@@ -99,6 +103,7 @@ def ship(db: Database, number: str, kit_numbers: list[str], site: str = SITE, st
                             created_by=sara.id, created_at=utcnow())
         s.add(shipment)
         s.flush()
+        shortcuts.shipment_made(s, number, "received")
         for kit in s.scalars(select(Kit).where(Kit.number.in_(kit_numbers))):
             s.add(ShipmentKit(shipment_id=shipment.id, kit_id=kit.id, packed_at=utcnow(), received_at=utcnow()))
 
@@ -116,6 +121,8 @@ def administer(db: Database, participant_number: str, kit_number: str, treatment
                       state="administered", kit_id=kit.id)
         s.add(visit)
         s.flush()
+        study = s.get(Study, p.study_id)
+        shortcuts.visit_made(s, f"{study.code}/{p.screening_number}/T{treatment}", VisitState.administered)
         for dose in (1, 2):
             s.add(Administration(visit_id=visit.id, kit_id=kit.id, dose=dose, administered_at=utcnow(), volume_ml=1.0,
                                  by_user=ida.id, by_name=ida.full_name))

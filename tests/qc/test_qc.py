@@ -16,6 +16,7 @@ from cellbench.errors import AuthenticationFailed, Conflict, Forbidden, InvalidI
 from cellbench.models import AuditEvent, Deviation, Lot, LotState, Meaning, QcResult, Signature, Visibility
 from cellbench.specifications import Verdict, load_spec_file
 
+from .. import shortcuts
 from ..conftest import PASSWORD, ROOT, actor_of
 
 YEAR = f"{utcnow():%Y}"
@@ -76,6 +77,7 @@ def set_state(db, number, state: LotState, before: LotState | None = None) -> No
     with db.write() as s:
         s.execute(update(Lot).where(Lot.number == number)
                   .values(state=state.value, state_before_hold=before.value if before else None))
+        shortcuts.lot_state_set(s, number, state)
 
 
 def passing(code: str) -> str:

@@ -1,4 +1,5 @@
-"""`cellbench verify`: recompute the audit chain and every signature, name the first mismatch.
+"""The audit chain check of one range of events: recompute every event's hash and link, name the
+first mismatch (integrity.verify_chain splits the chain into ranges and stitches them).
 
 The chain is read with the plain DB-API driver, never as ORM objects (building a million ORM
 objects costs about seven times more than hashing them), and split across processes by sequence
@@ -8,33 +9,20 @@ stitched at their borders.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import multiprocessing
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.engine import make_url
 
-from . import signatures
-from .audit import GENESIS_HASH, HASHED_COLUMNS
-from .checkpoints import verification
-from .db import Database
+from ..audit import GENESIS_HASH, HASHED_COLUMNS
 
 # Built from the constant column names; the range is bound.
 _SELECT = (f"SELECT {', '.join(HASHED_COLUMNS)}, prev_hash, hash FROM audit_event "  # noqa: S608 - constant names
            "WHERE seq BETWEEN ? AND ? ORDER BY seq")
-# The modules that register what their signatures cover, by dotted path under cellbench.
-SIGNING_MODULES = ("audit_review", "specifications.versions", "lots", "steps", "deviations", "donors", "qc",
-                   "release", "sealed", "supply.quarantine", "custody", "unblinding", "accountability",
-                   "accountability.destruction", "study_data",
-                   "accountability.verification")
-_PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
 # Rows per fetch. Small batches stay in the CPU caches: reading SQLite in batches of 20,000 was about
 # 40 % slower than in batches of 1,000 to 2,000 (the Python objects of a big batch spill out of cache).
 _BATCH = 2_000
@@ -89,6 +77,9 @@ class Report:
     head_seq: int = 0
     head_hash: str = GENESIS_HASH
     problems: list[str] = field(default_factory=list)
+    replayed: int = 0  # records whose state was replayed from their audit events
+    custody: int = 0  # custody events matched to the kit moves they go with
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per part of verify
 
     @property
     def ok(self) -> bool:
@@ -145,75 +136,3 @@ def _check_range(url: str, lo: int, hi: int) -> _Range:
         return result
     finally:
         conn.close()
-
-
-def verify_chain(db: Database, workers: int | None = None) -> Report:
-    report = Report()
-    with db.engine.connect() as conn:
-        # One statement, one snapshot: under READ COMMITTED two statements could see different chains.
-        row = conn.exec_driver_sql("SELECT h.seq, h.hash, (SELECT min(seq) FROM audit_event), "
-                                   "(SELECT max(seq) FROM audit_event) FROM audit_head h WHERE h.id = 1").first()
-    if row is None:
-        report.problems.append("the audit chain head is missing: the database was not initialised by cellbench")
-        return report
-    report.head_seq, report.head_hash = row[0], row[1]
-    lo: int | None = row[2]
-    hi: int | None = row[3]
-    if lo is None or hi is None:
-        if report.head_seq != 0:
-            report.problems.append(f"audit events 1 to {report.head_seq} are missing: the table was emptied")
-        return report
-    if lo != 1:
-        report.problems.append(str(Problem(1, f"is missing (the chain starts at {lo}): rows were deleted")))
-        return report
-
-    ranges = _split(hi, workers or min(os.cpu_count() or 1, 4))
-    url = db.engine.url.render_as_string(hide_password=False)
-    if len(ranges) == 1:
-        results = [_check_range(url, *ranges[0])]
-    else:
-        ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-        with ProcessPoolExecutor(len(ranges), mp_context=ctx) as pool:
-            results = list(pool.map(_check_range, [url] * len(ranges), *zip(*ranges, strict=True)))
-
-    expected_prev: str | None = GENESIS_HASH
-    for part in results:
-        report.events += part.count
-        if part.first_prev is not None and part.first_prev != expected_prev:
-            part.problem = Problem(part.lo, BROKEN_LINK)
-        if part.problem:
-            report.problems.append(str(part.problem))
-            return report
-        expected_prev = part.last_hash
-    if (hi, expected_prev) != (report.head_seq, report.head_hash):
-        if hi > report.head_seq:
-            report.problems.append(str(Problem(report.head_seq + 1,
-                                               "was added outside cellbench: it lies beyond the recorded chain head")))
-        elif hi < report.head_seq:
-            missing = f"is missing: the chain head records events up to {report.head_seq}"
-            report.problems.append(str(Problem(hi + 1, missing)))
-        else:
-            report.problems.append(str(Problem(hi, "does not match the recorded chain head")))
-    return report
-
-
-def _split(hi: int, workers: int) -> list[tuple[int, int]]:
-    if hi < _PARALLEL_FROM or workers < 2:
-        return [(1, hi)]
-    size = -(-hi // workers)
-    return [(lo, min(lo + size - 1, hi)) for lo in range(1, hi + 1, size)]
-
-
-def verify(db: Database, workers: int | None = None, **checkpoints: Any) -> Report:
-    """The whole check: the chain first, then every signature against its content and the chain."""
-    # The modules that register what their signatures cover; the command line imports none of them.
-    for name in SIGNING_MODULES:
-        importlib.import_module(f"cellbench.{name}")
-    report = verify_chain(db, workers)
-    with db.read() as session:
-        checked, problems = signatures.verify_all(session)
-    report.signatures = checked
-    report.problems.extend(problems)
-    # The head's signature and every checkpoint (checkpoints.verification; given=, public_key=, logs=)
-    report.problems.extend(verification.problems(db, report.head_seq, report.head_hash, **checkpoints))
-    return report

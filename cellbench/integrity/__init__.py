@@ -1,0 +1,150 @@
+"""`cellbench verify`: the audit chain, every signature both ways, and the records replayed from
+their audit events; every problem named.
+
+Parts: `chain` (each event's hash and link, in parallel ranges: it names the first break),
+`signed` (every "signed" and "signature invalidated" event matched to its signature row and back),
+`signatures.verify_all` (each signature's hashes and, while it stands, the content it signed),
+`replay` (lot, kit, shipment, visit, deviation and kit quarantine states and key dates replayed
+from their events and compared with the rows), `handover` (custody events against the kit moves
+they go with). The last three read through `source`, in one snapshot, mostly SQL aggregates: their
+cost follows the number of records and signatures, not of audit events.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from .. import signatures
+from ..audit import GENESIS_HASH
+from ..checkpoints import verification
+from ..db import Database
+from . import handover, replay, signed, source
+from .chain import BROKEN_LINK, Problem, Report, _check_range
+
+__all__ = ["BROKEN_LINK", "SIGNING_MODULES", "Problem", "Report", "_split", "verify", "verify_chain"]
+
+# The modules that register what their signatures cover, by dotted path under cellbench.
+SIGNING_MODULES = ("audit_review", "specifications.versions", "lots", "steps", "deviations", "donors", "qc",
+                   "release", "sealed", "supply.quarantine", "custody", "unblinding", "accountability",
+                   "accountability.destruction", "study_data",
+                   "accountability.verification")
+
+
+_PARALLEL_FROM = 200_000  # below this, starting processes costs more than it saves
+
+
+def verify_chain(db: Database, workers: int | None = None, meanwhile: Callable[[], None] | None = None) -> Report:
+    """The chain, in parallel ranges. `meanwhile` runs in this process while the worker processes
+    hash (verify's other checks): this process only waits for them otherwise. It runs in any
+    case, once, even when the chain cannot be checked."""
+    ran = False
+
+    def once() -> None:
+        nonlocal ran
+        if meanwhile is not None and not ran:
+            ran = True
+            meanwhile()
+
+    report = _verify_chain(db, workers, once, Report())
+    once()
+    return report
+
+
+def _verify_chain(db: Database, workers: int | None, meanwhile: Callable[[], None], report: Report) -> Report:
+    with db.engine.connect() as conn:
+        # One statement, one snapshot: under READ COMMITTED two statements could see different chains.
+        row = conn.exec_driver_sql("SELECT h.seq, h.hash, (SELECT min(seq) FROM audit_event), "
+                                   "(SELECT max(seq) FROM audit_event) FROM audit_head h WHERE h.id = 1").first()
+    if row is None:
+        report.problems.append("the audit chain head is missing: the database was not initialised by cellbench")
+        return report
+    report.head_seq, report.head_hash = row[0], row[1]
+    lo: int | None = row[2]
+    hi: int | None = row[3]
+    if lo is None or hi is None:
+        if report.head_seq != 0:
+            report.problems.append(f"audit events 1 to {report.head_seq} are missing: the table was emptied")
+        return report
+    if lo != 1:
+        report.problems.append(str(Problem(1, f"is missing (the chain starts at {lo}): rows were deleted")))
+        return report
+
+    ranges = _split(hi, workers or min(os.cpu_count() or 1, 4))
+    url = db.engine.url.render_as_string(hide_password=False)
+    if len(ranges) == 1:
+        results = [_check_range(url, *ranges[0])]
+    else:
+        ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+        with ProcessPoolExecutor(len(ranges), mp_context=ctx) as pool:
+            pending = [pool.submit(_check_range, url, lo, hi) for lo, hi in ranges]
+            meanwhile()
+            results = [future.result() for future in pending]
+
+    expected_prev: str | None = GENESIS_HASH
+    for part in results:
+        report.events += part.count
+        if part.first_prev is not None and part.first_prev != expected_prev:
+            part.problem = Problem(part.lo, BROKEN_LINK)
+        if part.problem:
+            report.problems.append(str(part.problem))
+            return report
+        expected_prev = part.last_hash
+    if (hi, expected_prev) != (report.head_seq, report.head_hash):
+        if hi > report.head_seq:
+            report.problems.append(str(Problem(report.head_seq + 1,
+                                               "was added outside cellbench: it lies beyond the recorded chain head")))
+        elif hi < report.head_seq:
+            missing = f"is missing: the chain head records events up to {report.head_seq}"
+            report.problems.append(str(Problem(hi + 1, missing)))
+        else:
+            report.problems.append(str(Problem(hi, "does not match the recorded chain head")))
+    return report
+
+
+def _split(hi: int, workers: int) -> list[tuple[int, int]]:
+    if hi < _PARALLEL_FROM or workers < 2:
+        return [(1, hi)]
+    size = -(-hi // workers)
+    return [(lo, min(lo + size - 1, hi)) for lo in range(1, hi + 1, size)]
+
+
+def verify(db: Database, workers: int | None = None, **checkpoints: Any) -> Report:
+    """The whole check: the chain (the first break), then every signature against its content and
+    its events, then every replayed record against its row (all mismatches), then the signed head and
+    every checkpoint (checkpoints.verification: `given=`, `public_key=`, `logs=`)."""
+    # The modules that register what their signatures cover; the command line imports none of them.
+    for name in SIGNING_MODULES:
+        importlib.import_module(f"cellbench.{name}")
+    started = time.perf_counter()
+    found: dict[str, list[str]] = {}
+    timings: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def timed(name: str, check: Callable[[], tuple[int, list[str]]]) -> None:
+        mark = time.perf_counter()
+        counts[name], found[name] = check()
+        timings[name] = time.perf_counter() - mark
+
+    def the_rest() -> None:
+        """Everything but the chain, run while the chain's worker processes hash."""
+        with source.reading(db) as reader:
+            timed("signed", lambda: (0, signed.check(reader)))
+            timed("replay", lambda: replay.check(reader))
+            timed("custody", lambda: handover.check(reader))
+        with db.read() as session:
+            timed("contents", lambda: signatures.verify_all(session, events_matched=True))
+
+    report = verify_chain(db, workers, meanwhile=the_rest)
+    report.timings.update(timings)
+    report.replayed, report.custody, report.signatures = counts["replay"], counts["custody"], counts["contents"]
+    report.problems += found["contents"] + found["signed"] + found["replay"] + found["custody"]
+    mark = time.perf_counter()
+    report.problems += verification.problems(db, report.head_seq, report.head_hash, **checkpoints)
+    report.timings["checkpoints"] = time.perf_counter() - mark
+    report.timings["total"] = time.perf_counter() - started
+    return report

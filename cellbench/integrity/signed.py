@@ -1,0 +1,128 @@
+"""Signatures and their audit events, matched both ways.
+
+`signatures.verify_all` starts from the signature rows; a row deleted, or a signature voided by
+setting its columns, leaves nothing there to start from. Here every "signed" event must have the
+signature row that names it, every signature row its "signed" event, every "signature
+invalidated" event a signature that is void for the reason the event gives, and every void
+signature its voiding event.
+
+In SQL where it can be: the signature rows are joined to their events by sequence number and only
+mismatches come back; the signed events are counted in the one pass that reads the voidings, and
+looked at one by one only when the count says one lacks its row.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from .source import Reader
+
+_SIGNATURE = ("s.id, s.audit_seq, s.meaning, s.entity_type, s.entity_id, s.signer_name, s.invalidated_at, "
+              "s.invalidated_reason")
+# A signature whose event is not a "signed" event naming it (by id and record hash) on its entity.
+_UNMATCHED_SQL = ("SELECT " + _SIGNATURE + " FROM signature s LEFT JOIN audit_event e ON e.seq = s.audit_seq "  # noqa: S608 - constant names
+                  "WHERE e.seq IS NULL OR e.action <> 'signed' OR e.entity_type <> s.entity_type "
+                  "OR e.entity_id <> s.entity_id "
+                  "OR e.new_value <> ('#' || CAST(s.id AS VARCHAR(20)) || ' ' || s.record_hash)")
+_CLAIMED_SQL = "SELECT count(DISTINCT audit_seq) FROM signature"
+_SIGNED_SQL = "SELECT seq, field, entity_type, entity_id, new_value FROM audit_event WHERE action = 'signed'"
+# One pass for both kinds: the signed events are only counted (a second pass to count them cost
+# more than reading them).
+_EVENTS_SQL = ("SELECT seq, at, field, entity_type, entity_id, old_value, reason, action FROM audit_event "
+               "WHERE action IN ('signed', 'signature invalidated') ORDER BY seq")
+_VOID_SQL = "SELECT " + _SIGNATURE + " FROM signature s WHERE s.invalidated_at IS NOT NULL"  # noqa: S608 - constant names
+# invalidate() takes its time and then writes its event: the two differ by the time between, a
+# moment of one transaction. Far more than that is a voiding time written by hand.
+VOIDING_SLACK = timedelta(minutes=1)
+
+
+class Row(NamedTuple):
+    id: int
+    audit_seq: int | None
+    meaning: str
+    entity_type: str
+    entity_id: str
+    signer_name: str
+    invalidated_at: Any
+    invalidated_reason: str | None
+
+    def __str__(self) -> str:
+        return f"signature {self.id} ({self.meaning} by {self.signer_name} on {self.entity_type} {self.entity_id})"
+
+
+def _named(text: str | None) -> int | None:
+    """The signature id of "#<id> <record hash>" (or "#<id>")."""
+    head = (text or "").partition(" ")[0]
+    return int(head[1:]) if head.startswith("#") and head[1:].isdigit() else None
+
+
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _what(seq: int, field: str | None, entity_type: str, entity_id: str) -> str:
+    meaning = (field or "").removeprefix("signature:")
+    return f"audit event {seq} ({meaning} signature on {entity_type} {entity_id})"
+
+
+def _unsigned_events(reader: Reader) -> list[str]:
+    """The "signed" events that no signature row names (read only when the counts disagree)."""
+    claimed = {seq for (seq,) in reader.rows("SELECT audit_seq FROM signature WHERE audit_seq IS NOT NULL")}
+    ids = {sig_id for (sig_id,) in reader.rows("SELECT id FROM signature")}
+    problems = []
+    for seq, field, entity_type, entity_id, new in reader.rows(_SIGNED_SQL):
+        if seq in claimed:
+            continue
+        sig_id = _named(new)
+        what = _what(seq, field, entity_type, entity_id)
+        if sig_id is None:
+            problems.append(f"{what}: it names no signature")
+        elif sig_id not in ids:
+            problems.append(f"{what}: signature {sig_id} is missing: its row was deleted")
+        else:
+            problems.append(f"{what}: signature {sig_id} no longer names this event")
+    return problems
+
+
+def check(reader: Reader) -> list[str]:
+    problems = [f"{Row(*row)}: it does not match its audit event" for row in reader.rows(_UNMATCHED_SQL)]
+    void = {row[0]: Row(*row) for row in reader.rows(_VOID_SQL)}
+    voiding: dict[int, int] = {}
+    events = 0
+    for seq, at, field, entity_type, entity_id, old, reason, action in reader.rows(_EVENTS_SQL):
+        if action == "signed":
+            events += 1
+            continue
+        sig_id = _named(old)
+        if sig_id is not None and sig_id in voiding:
+            problems.append(f"{_what(seq, field, entity_type, entity_id)}: signature {sig_id} was already voided "
+                            f"by audit event {voiding[sig_id]}")
+            continue
+        row = void.get(sig_id) if sig_id is not None else None
+        if row is None:
+            problems.append(f"{_what(seq, field, entity_type, entity_id)}: it voided signature {sig_id}, which is "
+                            "missing or stands again: a signature row was deleted or its voiding undone outside "
+                            "cellbench")
+            continue
+        voiding[row.id] = seq
+        if row.invalidated_reason != reason:
+            problems.append(f"{row}: its voiding reason is not the one audit event {seq} recorded")
+        elif str(row.invalidated_at)[:16] == at[:16]:  # the same minute, as stored: within the slack
+            continue
+        elif (moment := _moment(row.invalidated_at)) is None or (recorded := _moment(at)) is None or abs(
+                recorded - moment) > VOIDING_SLACK:
+            problems.append(f"{row}: its voiding time {row.invalidated_at} is not the time audit event {seq} "
+                            f"recorded ({at})")
+    problems += [f"{row}: it is marked void, but no audit event records its voiding: it was voided outside "
+                 "cellbench" for row in void.values() if row.id not in voiding]
+    # Every signature names a "signed" event of its own (above); as many such events as signatures
+    # naming distinct ones means none lacks its signature.
+    [(claimed,)] = reader.rows(_CLAIMED_SQL)
+    if events != claimed:
+        problems = _unsigned_events(reader) + problems
+    return problems
