@@ -28,6 +28,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+from cellbench import clock as product_clock
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "cellbench"
 SEALED = "cellbench.sealed"
 SEALED_TABLE = re.compile(r"\bsealed_[a-z_]+", re.IGNORECASE)
@@ -712,7 +714,8 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
                                                         "password": PASSWORD}, 201)["number"]
     clock.advance(minutes=5)
     call("frida", f"/api/v1/destructions/{destruction}/destroyed",
-         {"method": "Incineration as clinical waste", "destroyed_on": clock.now.date().isoformat(),
+         # The site's day, not UTC's: late in the evening the two differ, and the rule reads the site's.
+         {"method": "Incineration as clinical waste", "destroyed_on": product_clock.today(now=clock.now).isoformat(),
           "witness": "Wilma Witness", "password": PASSWORD})
     for client in people.values():
         client.close()

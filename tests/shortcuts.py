@@ -15,7 +15,7 @@ from cellbench import audit, kits, users
 from cellbench.models import KitState
 from cellbench.pharmacy.lifecycle import VISIT_LABELS, VisitState
 
-_WHY = "test world setup: made directly, its workflow is tested elsewhere"
+SETUP_REASON = _WHY = "test world setup: made directly, its workflow is tested elsewhere"
 
 
 def lot_made(session: Session, number: str, state: Any, expiry: Any) -> None:

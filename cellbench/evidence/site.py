@@ -51,7 +51,10 @@ def _kits(session: Session, actor: Actor, blinded: BlindedLot) -> list[dict[str,
 def _events(session: Session, actor: Actor, code: str, kit_numbers: list[str]) -> list[AuditEvent]:
     entity, key = col(AuditEvent.entity_type), col(AuditEvent.entity_id)
     about = or_(and_(entity == "blinded_lot", key == code), and_(entity == "kit", key.in_(kit_numbers or ["-"])))
-    query = audit.visible_events(actor).where(about, col(AuditEvent.visibility) == Visibility.everyone.value)
+    # Earlier packets' own "built" events are left out: they say nothing about the kits, and with them
+    # two downloads a moment apart would differ (the second holding the first's event).
+    query = audit.visible_events(actor).where(about, col(AuditEvent.visibility) == Visibility.everyone.value,
+                                              col(AuditEvent.action) != BUILT)
     return list(session.scalars(query.order_by(col(AuditEvent.seq))))
 
 

@@ -1,7 +1,8 @@
-"""Every evidence test signs with a checkpoint key of its own, made in a temporary folder and
-installed for the module (the one installed before, if any, is put back after)."""
+"""Evidence tests build their packets once per module, so the key is installed for the module: the
+session's key (every world's heads are signed with it), with its log in a folder of the module's own."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -10,9 +11,10 @@ from cellbench import checkpoints
 
 
 @pytest.fixture(scope="module", autouse=True)
-def checkpoint_key(tmp_path_factory) -> Iterator[checkpoints.Key]:
+def checkpoint_key(session_checkpoint_key, tmp_path_factory) -> Iterator[checkpoints.Key]:
     before = checkpoints.installed()
-    key = checkpoints.create(tmp_path_factory.mktemp("key") / checkpoints.KEY_FILE_NAME)
+    key = dataclasses.replace(session_checkpoint_key,
+                              path=tmp_path_factory.mktemp("key") / checkpoints.KEY_FILE_NAME)
     checkpoints.install(key)
     yield key
     checkpoints.install(before)
