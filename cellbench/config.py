@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # A PDF a route serves that takes longer than this is stopped and answered 503 (reports.rendering).
     pdf_time_limit_seconds: float = 20
     # SQLite: the WAL file's size limit in MB. The server truncates the WAL when it passes it (a brief
-    # pause of writes, see db._Checkpointer), and SQLite cuts a WAL it resets back to it.
+    # pause of writes, see wal.Checkpointer), and SQLite cuts a WAL it resets back to it.
     sqlite_wal_limit_mb: float = 16
 
     @field_validator("site_timezone")

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from cellbench.config import Settings
-from cellbench.db import Database, _Checkpointer
+from cellbench.db import Database
+from cellbench.wal import Checkpointer
 
 LIMIT_MB = 0.1
 
@@ -41,8 +42,8 @@ def notes(db: Database) -> int:
 
 
 @pytest.fixture
-def checkpointer(small_wal) -> Iterator[tuple[_Checkpointer, sqlite3.Connection]]:
-    keeper = _Checkpointer(small_wal, start=False)
+def checkpointer(small_wal) -> Iterator[tuple[Checkpointer, sqlite3.Connection]]:
+    keeper = Checkpointer(small_wal, start=False)
     conn = keeper._connect()
     yield keeper, conn
     conn.close()
