@@ -244,8 +244,11 @@ def fill(db: Database, events: int, engine: str) -> int:
                 with raw.cursor() as cur, cur.copy(f"COPY audit_event ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
                     for last in rows:
                         copy.write_row(last)
-            s.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1"),
-                      {"seq": last[0], "hash": last[-1]})
+            # The head signed as audit.record signs it (unsigned with --unsigned: no key installed).
+            key = checkpoints.installed()
+            signature = key.sign(checkpoints.head_message(last[0], last[-1])) if key is not None else None
+            s.execute(text("UPDATE audit_head SET seq = :seq, hash = :hash, signature = :signature WHERE id = 1"),
+                      {"seq": last[0], "hash": last[-1], "signature": signature})
             total = last[0]
             _insert_records(s, extras)
     # A long-running database has had its WAL checkpointed / its tables vacuumed; so does this one.
