@@ -220,7 +220,7 @@ PASSED_ON = {
     "users/signin.py end_session(reason)": "a fixed code chosen by cellbench",
     "users/signin.py end_sessions(reason)": "a fixed code chosen by cellbench",
 }
-OUTSIDE = ("web", "api", "demo", "models", "migrations")
+OUTSIDE = ("web", "api", "cli", "demo", "models", "migrations")  # entry points: they pass text to services
 
 
 def _unbounded() -> set[str]:
@@ -228,7 +228,7 @@ def _unbounded() -> set[str]:
     found = set()
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
-        if rel.split("/")[0] in OUTSIDE or rel == "cli.py":
+        if rel.split("/")[0] in OUTSIDE:
             continue
         source = path.read_text()
         for node in ast.parse(source).body:

@@ -52,7 +52,8 @@ def _authorise(client, numbers, place=SITE):
 
 def _destroy(client, number, witness="Wilma Witness", method="Incineration as clinical waste", day=None):
     return client.post(f"/api/v1/destructions/{number}/destroyed", json={
-        "method": method, "destroyed_on": (day or clock.today()).isoformat(),  # the site's day "witness": witness,
+        # the site's day, not UTC's (they differ late in the evening in Copenhagen)
+        "method": method, "destroyed_on": (day or clock.today()).isoformat(), "witness": witness,
         "password": "correct horse battery"})
 
 

@@ -1,0 +1,4 @@
+"""`python -m cellbench.cli`: the same as the `cellbench` command."""
+from . import main
+
+main()
