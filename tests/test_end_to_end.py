@@ -17,7 +17,6 @@ from sqlmodel import col
 
 from cellbench import clock as cellbench_clock
 from cellbench import custody, qrpayload, signatures
-from cellbench.accountability import destruction
 from cellbench.models import AuditEvent, KitState, Reconciliation, WebSession
 
 from .bedside_support import scanned_at_bedside
@@ -239,7 +238,7 @@ def test_an_active_and_a_placebo_kit_returned_unused_are_counted_and_destroyed_a
     assert authorised["state"] == "authorised"
     assert {k["kit_number"]: k["state_before"] for k in authorised["kits"]} == dict.fromkeys(pair, "Returned")
     destroyed = ok(frida.post(f"/api/v1/destructions/{authorised['number']}/destroyed", json={
-        "method": "Incineration as clinical waste", "destroyed_on": destruction.utcnow().date().isoformat(),
+        "method": "Incineration as clinical waste", "destroyed_on": cellbench_clock.today().isoformat(),
         "witness": "Wilma Witness", "password": PASSWORD}))
     assert (destroyed["state"], destroyed["witness"]) == ("destroyed", "Wilma Witness")
     assert [s["meaning"] for s in destroyed["signatures"]][-2:] == ["approved", "destroyed"]
