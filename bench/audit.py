@@ -212,6 +212,12 @@ def fill(db: Database, events: int, engine: str) -> int:
     t0 = time.perf_counter()
     added = 0
     with db.write() as s:
+        signer = s.execute(text("SELECT id, full_name FROM app_user ORDER BY id")).first()
+        if signer is None:  # a database with no users yet (the backup drill's): the signatures need a signer
+            users.configure(12, 5, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+            made = users.create_user(s, users.cli_actor(), "olivia.operator", "Olivia Operator",
+                                     "correct horse battery", ["operator"])
+            signer = (made.id, made.full_name)
         head = s.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE" if not db.is_sqlite
                               else "SELECT seq, hash FROM audit_head WHERE id = 1")).one()
         added = max(0, events - head.seq)
@@ -220,7 +226,6 @@ def fill(db: Database, events: int, engine: str) -> int:
             start = datetime(2026, 1, 5, 7, 30, tzinfo=UTC)
             probe = next(_rows(12_345, 1, head.hash, start))
             assert probe[1] == utc_text(start + timedelta(milliseconds=37 * 12_345)), probe
-            signer = s.execute(text("SELECT id, full_name FROM app_user ORDER BY id")).first()
             extras = Extras((signer[0], signer[1]))
             rows = _rows(head.seq + 1, added, head.hash, start, extras)
             raw = s.connection().connection.driver_connection

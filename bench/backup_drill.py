@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         source_url = normalise_url(args.database_url) if args.database_url else f"sqlite:///{folder / 'live.db'}"
         target_url = normalise_url(args.target_url) if args.target_url else f"sqlite:///{folder / 'restored.db'}"
         key = checkpoints.create(folder / "checkpoint.key")
+        checkpoints.install(key)  # the bulk-filled chain's head is signed with it, as the server's writes are
         db = Database(source_url)
         engine = "SQLite" if db.is_sqlite else "PostgreSQL"
         print(f"cellbench backup drill on {engine}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.2f}), "
