@@ -150,7 +150,7 @@ def verify_all(session: Session, *, events_matched: bool = False) -> tuple[int, 
     if not events_matched:
         event = AuditEvent.__table__.c  # type: ignore[attr-defined]  # a table model has its Table
         query = select(event.seq, event.new_value).where(event.action == "signed")
-        signed_events = {seq: value for seq, value in session.execute(query)}
+        signed_events = dict(session.execute(query).all())
     table = Signature.__table__.c  # type: ignore[attr-defined]
     columns = (table.id, table.signer_id, table.signer_name, type_coerce(table.at, String), table.meaning,
                table.entity_type, table.entity_id, table.content, table.content_hash, table.record_hash,

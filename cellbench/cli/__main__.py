@@ -1,4 +1,5 @@
 """`python -m cellbench.cli`: the same as the `cellbench` command."""
 from . import main
 
-main()
+if __name__ == "__main__":  # not on import: tests import every module of the package
+    main()
