@@ -124,10 +124,7 @@ def evidence(lot: str = typer.Argument(..., help="The lot number; with --blinded
     if target.exists():  # before building: a refused packet leaves no "built" event behind
         _fail(f"{target} exists; choose a new file (--out) so no packet is overwritten")
     if checkpoints.installed() is None:
-        try:
-            checkpoints.install(checkpoints.load(settings.checkpoint_key_path))
-        except checkpoints.KeyProblem as exc:
-            _fail(str(exc))
+        _install_key(settings, required=True)
     try:
         with db.write() as session:
             user = users.by_username(session, as_user)
