@@ -83,12 +83,15 @@ def test_an_operator_records_a_step_on_the_tablet_page(page, live_url, effective
     page.select_option("select[name=product]", "saline-placebo")
     page.click("button.primary")
     page.click("text=Start this step")
+    # A click waits only for the next page to start loading; the check-as-typed script must have run
+    # before anything is typed (on a loaded CI machine the fill once beat it).
+    page.wait_for_load_state("load")
     assert page.locator(".limit-warning:visible").count() == 0  # no warning before anything is typed
     page.fill("input[name='v:units_received']", "5000")
     warning = page.locator("fieldset:has(input[name='v:units_received']) .limit-warning")
-    assert warning.is_visible()  # checked as it is typed, before saving
+    expect(warning).to_be_visible()  # checked as it is typed, before saving
     page.fill("input[name='v:units_received']", "200")
-    assert not warning.is_visible()
+    expect(warning).to_be_hidden()
     for name, value in {"supplier": "B. Braun", "product_name": "NaCl 0.9 %", "supplier_batch": "NACL-9",
                         "supplier_expiry": "2028-01-31"}.items():
         page.fill(f"input[name='v:{name}']", value)
