@@ -126,25 +126,23 @@ def identify(request: Request, db: Database, settings: Settings) -> Viewer:
             raise NotAuthenticated("The API token is unknown, revoked, or its account is inactive.")
         return Viewer(None, actor, None, db)
 
-    cookie = request.cookies.get(SESSION_COOKIE)
-    with db.read() as session:
-        found = users.session_and_user(session, cookie)
-        if found is None:
-            raise NotAuthenticated("Please sign in.")
-        ws, user = found
-        viewer = Viewer(user, users.actor(session, user), ws)
+    with db.read() as session:  # one statement: the session, its user, roles, sites and studies
+        found = users.live_session(session.connection(), request.cookies.get(SESSION_COOKIE))
+    if found is None:
+        raise NotAuthenticated("Please sign in.")
+    ws, user, actor = found
     now = utcnow()
-    idle = users.idle_limit(viewer.roles, settings.session_idle_minutes, settings.session_idle_minutes_by_role)
+    idle = users.idle_limit(actor.roles, settings.session_idle_minutes, settings.session_idle_minutes_by_role)
     if users.is_idle(ws, idle, now):
         with db.write() as session:
             users.end_session(session, _live_session(session, ws.id), users.IDLE_ENDED)
         raise NotAuthenticated(IDLE_MESSAGE)
-    if users.touch_due(ws, idle, now):
-        with db.write() as session:
-            _live_session(session, ws.id).last_seen_at = now
     if not user.active or user.locked:
         raise NotAuthenticated("This account can no longer sign in.")
-    return viewer
+    if users.touch_due(ws, idle, now):  # rare: at most once a minute per session (users.touch_due)
+        with db.write() as session:
+            _live_session(session, ws.id).last_seen_at = now
+    return Viewer(user, actor, ws)
 
 
 def over_tls(scope: Scope, trust_proxy: bool) -> bool:

@@ -10,20 +10,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Connection, String, bindparam, cast, func, inspect, select
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col
 
 from .. import audit
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import AuthenticationFailed, Forbidden, NotAuthenticated
-from ..models import Role, User, WebSession, saved_id
+from ..models import Role, User, UserRole, UserSite, UserStudy, WebSession, saved_id
 from . import throttle
 from .rules import POLICY, actor, by_id
+from .scope import is_scoped
 
 # --- authentication ---------------------------------------------------------------------------
 
@@ -218,13 +221,52 @@ def start_session(session: Session, user: User) -> str:
     return token
 
 
-def session_and_user(session: Session, token: str | None) -> tuple[WebSession, User] | None:
-    """The live page session of a cookie token and its user, in one query (every page asks)."""
+def _aggregated(column: Any, owner: Any) -> Any:
+    """The user's rows of a link table as one "a,b,c" text (NULL for none), read by its primary key."""
+    return (select(func.aggregate_strings(cast(column, String), ",")).where(owner == col(WebSession.user_id))
+            .scalar_subquery())
+
+
+_SESSION_COLUMNS = tuple(inspect(WebSession).column_attrs)
+_USER_COLUMNS = tuple(inspect(User).column_attrs)
+# Every page asks: the live session of a cookie, its user, the user's roles, sites and studies, in one
+# statement built once. Each part is found by an index (the session by its key, the user by its id,
+# the links by their primary keys, which begin with the user id), so it costs the same with a
+# thousand users as with ten, and one row comes back whatever the user holds.
+_LIVE_SESSION = (select(*(a.columns[0] for a in _SESSION_COLUMNS), *(a.columns[0] for a in _USER_COLUMNS),
+                        _aggregated(UserRole.role, UserRole.user_id), _aggregated(UserSite.site_id, UserSite.user_id),
+                        _aggregated(UserStudy.study_id, UserStudy.user_id))
+                 .join(User, col(User.id) == col(WebSession.user_id))
+                 .where(col(WebSession.id) == bindparam("digest"), col(WebSession.ended_at).is_(None)))
+
+
+def _detached(model: type[Any], attrs: tuple[Any, ...], values: Sequence[Any]) -> Any:
+    """A row as the detached instance a closed session would have left: routes read it, and merge it
+    into a session of their own to change it."""
+    instance = model(**{attr.key: value for attr, value in zip(attrs, values, strict=True)})
+    make_transient_to_detached(instance)
+    return instance
+
+
+def _ids(text: str | None) -> frozenset[int]:
+    return frozenset(int(part) for part in text.split(",")) if text else frozenset()
+
+
+def live_session(conn: Connection, token: str | None) -> tuple[WebSession, User, Actor] | None:
+    """The live page session of a cookie token, its user and the user as an actor, in one read."""
     if not token:
         return None
-    row = session.execute(select(WebSession, User).join(User, col(User.id) == col(WebSession.user_id))
-                          .where(col(WebSession.id) == token_digest(token), col(WebSession.ended_at).is_(None))).first()
-    return (row[0], row[1]) if row else None
+    row = conn.execute(_LIVE_SESSION, {"digest": token_digest(token)}).first()
+    if row is None:
+        return None
+    split = len(_SESSION_COLUMNS)
+    ws = _detached(WebSession, _SESSION_COLUMNS, row[:split])
+    user = _detached(User, _USER_COLUMNS, row[split:split + len(_USER_COLUMNS)])
+    roles_text, sites_text, studies_text = row[-3:]
+    roles = frozenset(Role(role) for role in roles_text.split(",")) if roles_text else frozenset()
+    # As users.actor: the links count for a site-role user only (users.scope).
+    sites, studies = (_ids(sites_text), _ids(studies_text)) if is_scoped(roles) else (None, None)
+    return ws, user, Actor(user.id, user.full_name, roles, sites, studies)
 
 
 def is_idle(ws: WebSession, idle: timedelta, now: datetime) -> bool:
