@@ -6,7 +6,9 @@ Setup (not timed), on SQLite in a temporary folder: the demo users and batch rec
 (`demo.seed(release=False)`, as bench/batch_record.py), with the pharmacist linked to a site
 so that its scope is read as a site user's is. Then, signed in as QA, a pharmacist and an
 operator (one client each, so each has its own page session), timed through FastAPI's TestClient,
-each request whole (gate, session check, navigation, rendering, security headers):
+each request whole (gate, session check, navigation, rendering, security headers); beside
+the wall-clock median and p90, the median CPU time of the process per request (steadier on a
+shared machine: others' load lengthens the wall clock more than the work):
 
   GET /account        a page that reads nothing but the caller's API tokens   target <= 3 ms (median)
   GET /search         the search form with no query: anyone signed in         (no target)
@@ -41,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from cellbench import demo, demo_marker, users
 from cellbench.app import create_app
@@ -83,32 +86,39 @@ def sign_in(client: TestClient, username: str) -> None:
 Get = Callable[[str], int]
 
 
-def timed(gets: dict[str, Get], count: int) -> dict[tuple[str, str], list[float]]:
-    """Every (role, url) `count` times, taking turns, so that a busy machine weighs on them alike."""
-    times: dict[tuple[str, str], list[float]] = {(role, url): [] for role in gets for url in URLS}
+Samples = dict[tuple[str, str], list[tuple[float, float]]]
+
+
+def timed(gets: dict[str, Get], count: int) -> Samples:
+    """Every (role, url) `count` times, taking turns, so that a busy machine weighs on them alike.
+    Each sample: wall-clock seconds, and the CPU seconds of this process (every thread: the
+    client's and the app's), which others' load on a shared machine changes far less."""
+    times: Samples = {(role, url): [] for role in gets for url in URLS}
     for _ in range(count):
         for role, get in gets.items():
             for url in URLS:
-                start = time.perf_counter()
+                cpu, start = time.process_time(), time.perf_counter()
                 status = get(url)
-                times[role, url].append(time.perf_counter() - start)
+                times[role, url].append((time.perf_counter() - start, time.process_time() - cpu))
                 assert status == 200, f"{role} GET {url}: {status}"
     return times
 
 
-def report(title: str, times: dict[tuple[str, str], list[float]]) -> bool:
+def report(title: str, times: Samples) -> bool:
     print(f"\n{title}")
-    print(f"{'role':12s} {'what':12s} {'median':>9s} {'p90':>9s}   target")
+    print(f"{'role':12s} {'what':12s} {'median':>9s} {'p90':>9s} {'CPU med':>9s}   target (median)")
     ok = True
     for (role, url), samples in times.items():
-        median = statistics.median(samples) * 1000
-        p90 = statistics.quantiles(samples, n=10)[-1] * 1000
+        wall = [w for w, _ in samples]
+        median = statistics.median(wall) * 1000
+        p90 = statistics.quantiles(wall, n=10)[-1] * 1000
+        cpu = statistics.median(c for _, c in samples) * 1000
         target = ""
         if url == "/account":
             passed = median <= ACCOUNT_TARGET_MS
             ok &= passed
             target = f"<= {ACCOUNT_TARGET_MS:g} ms  {'PASS' if passed else 'FAIL'}"
-        print(f"{role:12s} GET {url:8s} {median:7.2f}ms {p90:7.2f}ms   {target}")
+        print(f"{role:12s} GET {url:8s} {median:7.2f}ms {p90:7.2f}ms {cpu:7.2f}ms   {target}")
     return ok
 
 
@@ -160,8 +170,25 @@ def profile(app: Callable[..., Any], cookies: dict[str, str], count: int) -> Non
           "profiler overhead included):")
     stats = pstats.Stats(profiler)
     rows = sorted(stats.stats.items(), key=lambda item: -item[1][3])  # type: ignore[attr-defined]
+    calls = sum(row[1][1] for row in rows)
+    print(f"  Python function calls per request: {calls / count:.0f}")
     for (filename, line, name), (_cc, _nc, _tt, cumulative, _callers) in rows[:80]:
         print(f"  {cumulative / count * 1000:7.3f} ms  {Path(filename).name}:{line} {name}")
+
+
+def statements_during(db: Database, work: Callable[[], object]) -> int:
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK")):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        work()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(seen)
 
 
 # --- over real HTTP ----------------------------------------------------------------------------
@@ -252,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
             gets[role] = lambda url, client=client: client.get(url).status_code
         timed(gets, 10)  # warm-up: templates compiled, pools filled
         ok = report(f"TestClient, {count} requests each (in turns)", timed(gets, count))
+        print("\nSQL statements per request (BEGIN and ROLLBACK not counted):")
+        for role, get in gets.items():
+            print(f"  {role:12s} " + "   ".join(f"{url} {statements_during(db, lambda url=url, get=get: get(url))}"
+                                                 for url in URLS))
         if args.profile:
             profile(app, dict(qa_client.cookies), count)  # type: ignore[union-attr]
         if args.http:

@@ -15,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,7 +71,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
                   description="Batch record, release and blinded supply of an allogeneic ASC product.")
     app.state.settings = settings
     app.state.db = db
-    app.state.templates = make_templates(settings.zone)
+    app.state.templates = make_templates(settings.zone, reload=settings.template_reload)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     for router in _area_routers():
@@ -140,19 +139,21 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app, self.trust_proxy = app, settings.trust_proxy
+        # Encoded once: a response gets those of them it does not set itself (ASGI names are lower case).
+        self._plain = tuple((name.encode(), value.encode()) for name, value in self.HEADERS)
+        self._tls = (*self._plain, (self.HSTS[0].encode(), self.HSTS[1].encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        tls = over_tls(scope, self.trust_proxy)
+        ours = self._tls if over_tls(scope, self.trust_proxy) else self._plain
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in self.HEADERS:
-                    headers.setdefault(name, value)
-                if tls:
-                    headers.setdefault(*self.HSTS)
+                headers = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                headers.extend(header for header in ours if header[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)

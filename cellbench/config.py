@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     notify_max_attempts: int = 8
     # A PDF a route serves that takes longer than this is stopped and answered 503 (reports.rendering).
     pdf_time_limit_seconds: float = 20
+    # Developers editing templates: each page checks its template files' times and reloads a changed
+    # one. Off (served), templates are compiled once and never looked at on disk again.
+    template_reload: bool = False
     # SQLite: the WAL file's size limit in MB. The server truncates the WAL when it passes it (a brief
     # pause of writes, see wal.Checkpointer), and SQLite cuts a WAL it resets back to it.
     sqlite_wal_limit_mb: float = 16

@@ -60,23 +60,44 @@ def page_roles(routes: Iterable[BaseRoute], path: str) -> frozenset[Role]:
     raise LookupError(f"The nav links to {path}, which is no page.")
 
 
-def build(routes: Sequence[BaseRoute]) -> tuple[Link, ...]:
+class Nav:
+    """The app's links, and each role set's share of them, worked out once per role set.
+
+    What a viewer's nav lists depends on the links (fixed when the app is built, from the pages'
+    own declarations) and on the viewer's roles, and on nothing else: not the user, their sites or
+    studies, nor any data. So the role set alone keys the cache, and the cache is complete; a role
+    given or taken changes the set, and the next request finds (or works out) the other entry.
+    At most one entry per combination of roles that users hold: a few dozen. Which link is the
+    current page depends on the path and is marked per request."""
+
+    def __init__(self, links: tuple[Link, ...]):
+        self.links = links
+        self._shares: dict[frozenset[Role], tuple[tuple[Link, bool], ...]] = {}
+
+    def share(self, roles: frozenset[Role]) -> tuple[tuple[Link, bool], ...]:
+        """The links these roles may open, each with whether a separator goes before it."""
+        found = self._shares.get(roles)
+        if found is None:
+            mine = [link for link in self.links if link.roles & roles]
+            found = tuple((link, link.group != (mine[i - 1].group if i else "home")) for i, link in enumerate(mine))
+            self._shares[roles] = found
+        return found
+
+
+def build(routes: Sequence[BaseRoute]) -> Nav:
     """The links, from the app's endpoint routes (app.iter_routes)."""
     links = [Link(label, href, group, page_roles(routes, href))
              for group, pairs in LINKS.items() for label, href in pairs]
     # Whoever may read the full trace gets that link only, not the blinded one beside it as well.
     full_trace = next(link.roles for link in links if link.href == "/trace")
-    return tuple(link if link.href != "/trace/kits" else link._replace(roles=link.roles - full_trace)
-                 for link in links)
+    return Nav(tuple(link if link.href != "/trace/kits" else link._replace(roles=link.roles - full_trace)
+                     for link in links))
 
 
 def links_for(request: Request, viewer: Viewer) -> list[Shown]:
     path = request.url.path
-    mine = [link for link in request.app.state.nav if viewer.has(*link.roles)]
-    matching = [link.href for link in mine if path == link.href or path.startswith(link.href + "/")]
+    share = request.app.state.nav.share(viewer.roles)
+    matching = [link.href for link, _ in share if path == link.href or path.startswith(link.href + "/")]
     current = max(matching, key=len) if matching else ("/" if path == "/" else None)
-    shown, group = [Shown("Home", "/", current == "/", False)], "home"
-    for link in mine:
-        shown.append(Shown(link.label, link.href, link.href == current, link.group != group))
-        group = link.group
-    return shown
+    return [Shown("Home", "/", current == "/", False),
+            *(Shown(link.label, link.href, link.href == current, separated) for link, separated in share)]

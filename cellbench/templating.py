@@ -1,6 +1,7 @@
 """Jinja2 set-up: one environment, filters that show UTC times in the site's zone and keys in words."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,11 +65,22 @@ def unbroken(text: str) -> Markup | str:
     return _NOWRAP + day + _BETWEEN + rest + _END
 
 
-def make_templates(zone: ZoneInfo) -> Jinja2Templates:
+@functools.cache
+def roles_text(roles: frozenset[Role]) -> str:
+    """'Operator, Verifier': a viewer's roles as the page header names them, worked out once per role set."""
+    return ", ".join(ROLE_LABELS.get(role, str(role)) for role in sorted(roles))
+
+
+def make_templates(zone: ZoneInfo, *, reload: bool = False) -> Jinja2Templates:
+    """The one environment of the app, compiled templates kept for its life. With `reload` (a
+    developer editing templates, CELLBENCH_TEMPLATE_RELOAD) each use checks its file's time;
+    otherwise a template and those it extends and imports are read once, not looked at on disk
+    at every request."""
     templates = Jinja2Templates(directory=str(TEMPLATES))
     env = templates.env
     env.autoescape = True
     env.trim_blocks = env.lstrip_blocks = True
+    env.auto_reload = reload
 
     # On pages a time may break between its date and its time of day, never inside either
     # (a date breaks at its hyphens in a narrow column: "2026-/12-06").
@@ -84,6 +96,7 @@ def make_templates(zone: ZoneInfo) -> Jinja2Templates:
     # Enum members and the plain strings read back from the database print the same way.
     env.filters["state"] = lambda value: str(getattr(value, "value", value) or "").replace("_", " ")
     env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
+    env.filters["roles_text"] = roles_text
     env.globals["Role"] = Role
     env.globals["audit_readers"] = AUDIT_READERS
     env.globals["nav_links"] = links_for
