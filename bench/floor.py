@@ -42,8 +42,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from argon2 import PasswordHasher
+from batch_record import statements_during  # bench/ beside this file: the same count of SQL statements
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from cellbench import demo, demo_marker, users
 from cellbench.app import create_app
@@ -176,21 +176,6 @@ def profile(app: Callable[..., Any], cookies: dict[str, str], count: int) -> Non
         print(f"  {cumulative / count * 1000:7.3f} ms  {Path(filename).name}:{line} {name}")
 
 
-def statements_during(db: Database, work: Callable[[], object]) -> int:
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK")):
-            seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        work()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    return len(seen)
-
-
 # --- over real HTTP ----------------------------------------------------------------------------
 
 
@@ -279,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             gets[role] = lambda url, client=client: client.get(url).status_code
         timed(gets, 10)  # warm-up: templates compiled, pools filled
         ok = report(f"TestClient, {count} requests each (in turns)", timed(gets, count))
-        print("\nSQL statements per request (BEGIN and ROLLBACK not counted):")
+        print("\nSQL statements per request (BEGIN not counted):")
         for role, get in gets.items():
             print(f"  {role:12s} " + "   ".join(f"{url} {statements_during(db, lambda url=url, get=get: get(url))}"
                                                  for url in URLS))
