@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 client.sign_in(role)
             http_gets: dict[str, Get] = {role: client.get for role, client in clients.items()}
             timed(http_gets, 10)
-            report(f"HTTP, uvicorn (1 worker, keep-alive), {count} requests each (in turns)", timed(http_gets, count))
+            report(f"HTTP, uvicorn (1 worker, keep-alive), {count} requests each (in turns); CPU: the client alone",
+                   timed(http_gets, count))
         print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (wall-clock times on a machine others may be "
               "using)")
     return 0 if ok else 1
