@@ -97,7 +97,9 @@ class ValueRow:
         if self.value is None:
             self.shown = self.verdict = "N/A"
         else:
-            value = times_in(self.value)  # a datetime value is stored in UTC; people read it in site time
+            # A datetime value is stored in UTC; people read it in site time. Only a text with a colon
+            # can hold a time, and most values (counts, masses, lot numbers) have none: no search there.
+            value = times_in(self.value) if ":" in self.value else self.value
             self.shown = f"{value} {self.unit}" if self.unit else value
             self.verdict = "—" if self.within_limits is None else ("within" if self.within_limits else "OUT OF LIMITS")
         self.remark = self.comment or (f"N/A: {self.na_reason}" if self.na_reason else "")

@@ -154,9 +154,9 @@ def _grouped(rows, key: str) -> dict:
 
 def _assemble(record: BatchRecord, entries: Sequence[Row], values: list[tuple[int, ValueRow]],
               materials: Sequence[Row], equipment: Sequence[Row], sigs: list[SignatureView]) -> None:
-    values_of: dict[int, list[ValueRow]] = {}
+    rows_of: dict[int, dict[str, list[ValueRow]]] = {}  # entry -> parameter -> its values, oldest first
     for entry_id, value in values:
-        values_of.setdefault(entry_id, []).append(value)
+        rows_of.setdefault(entry_id, {}).setdefault(value.parameter_code, []).append(value)
     value_by_id = {v.id: v for _, v in values}
     materials_of, equipment_of = _grouped(materials, "entry_id"), _grouped(equipment, "entry_id")
     sigs_of, entries_of = _grouped(sigs, "entity_id"), _grouped(entries, "step_code")
@@ -166,7 +166,7 @@ def _assemble(record: BatchRecord, entries: Sequence[Row], values: list[tuple[in
         limits = {p.code: limits_text(p) for p in step.parameters}
         for entry in entries_of.get(step.code, []):
             title = f"{step.repeat.label} {entry.repeat_index}" if step.repeat else ""
-            lines = _lines(step, parameters, limits, values_of.get(entry.id, []), value_by_id)
+            lines = _lines(step, parameters, limits, rows_of.get(entry.id, {}), value_by_id)
             step_record.entries.append(EntryRecord(entry, title, lines, materials_of.get(entry.id, []),
                                                    equipment_of.get(entry.id, []), sigs_of.get(str(entry.id), [])))
             where = " / ".join(filter(None, (f"{position}. {step.title}", title)))
@@ -174,10 +174,9 @@ def _assemble(record: BatchRecord, entries: Sequence[Row], values: list[tuple[in
         record.steps.append(step_record)
 
 
-def _lines(step: Step, parameters: dict[str, Parameter], limits: dict[str, str], values: list[ValueRow],
+def _lines(step: Step, parameters: dict[str, Parameter], limits: dict[str, str], rows_of: dict[str, list[ValueRow]],
            value_by_id: dict[int, ValueRow]) -> list[ParameterLine]:
     """One line per parameter of the step, in the master batch record's order, with its history."""
-    rows_of = _grouped(values, "parameter_code")
     codes = [p.code for p in step.parameters] + [c for c in rows_of if c not in parameters]
     lines = []
     for code in codes:

@@ -25,17 +25,22 @@ READERS = require(Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analys
 Local = Callable[[datetime | None], Markup | str]  # the templates' `local` filter: a time in site time
 
 
-class Moments(dict[datetime, Markup | str]):
-    """Each time on the page in site time, worked out once per distinct moment: a record shows a few
-    hundred times (every value's entry, every signature) but only tens of distinct ones, and the
-    `local` filter per value was a third of the page's rendering."""
+class Moments(dict[datetime | None, Markup | str]):
+    """Each time on the page in site time, worked out once per minute: a record shows a few hundred
+    times (every value's entry, every signature), nearly all distinct to the microsecond but few
+    distinct to the minute the page shows, and the `local` filter per value was a third of the
+    page's rendering. (Zone offsets are whole minutes, so a UTC minute is a site minute.)"""
 
     def __init__(self, local: Local) -> None:
         super().__init__()
         self.local = local
 
-    def __missing__(self, moment: datetime) -> Markup | str:
-        shown = self[moment] = self.local(moment)
+    def __missing__(self, moment: datetime | None) -> Markup | str:
+        minute = moment.replace(second=0, microsecond=0) if moment is not None else None
+        shown = self.get(minute)
+        if shown is None:
+            shown = self[minute] = self.local(moment)
+        self[moment] = shown
         return shown
 
 

@@ -56,3 +56,15 @@ def test_a_signature_line_reads_as_the_signature_macro(app):
     signed.invalidated_reason = "value <supplier_batch> corrected: \"digits\" & more"
     assert signature_line(signed, at) == macro(signed)
     assert "invalidated" in signature_line(signed, at) and "+01:00" in signature_line(signed, at)
+
+
+def test_times_worked_out_once_a_minute_read_as_the_local_filter(app):
+    """The page shows times to the minute: moments within one minute share one worked-out text, and
+    each reads exactly as the templates' `local` filter would show it."""
+    local = app.state.templates.env.filters["local"]
+    at = Moments(local)
+    first = datetime(2026, 3, 29, 0, 59, 1, 250, tzinfo=UTC)  # an hour before summer time begins
+    moments = [first, first.replace(second=59, microsecond=999999), first.replace(minute=0, hour=1), None]
+    for moment in moments * 2:
+        assert at[moment] == local(moment)
+    assert "+01:00" in at[first] and "+02:00" in at[moments[2]] and at[None] == ""
