@@ -34,22 +34,7 @@ from ..models import (
 )
 from ..specifications import Parameter, Step
 from ..specifications import versions as spec_versions
-from .record import (
-    DECISION_TITLES,
-    REVIEW_TITLES,
-    BatchRecord,
-    Correction,
-    DeviationRecord,
-    EntryRecord,
-    LotSignature,
-    ParameterLine,
-    Row,
-    SignatureView,
-    StepRecord,
-    ValueChange,
-    ValueRow,
-    limits_text,
-)
+from . import record as shapes  # the record's shapes; here they are filled from the database
 from .vial_table import VialLine
 
 # Built once: a request then only binds the lot and runs them.
@@ -108,7 +93,7 @@ _DEVIATIONS = (select(Deviation, col(User.full_name)).outerjoin(User, col(User.i
                .order_by(col(Deviation.raised_at), col(Deviation.number)))
 
 
-def batch_record(session: Session, number: str) -> BatchRecord:
+def batch_record(session: Session, number: str) -> shapes.BatchRecord:
     """The whole executed batch record of one lot, read with one query per table."""
     number = (number or "").strip()
     row = session.execute(_LOT, {"number": number}).first()
@@ -117,29 +102,30 @@ def batch_record(session: Session, number: str) -> BatchRecord:
     lot, spec_row, donation, donor_code, started_by = row
     at_lot, run = {"lot": lot.id}, session.connection().execute
     entries = run(_ENTRIES, at_lot).all()
-    values = [(entry_id, ValueRow(*rest)) for entry_id, *rest in run(_VALUES, at_lot)]
+    values = [(entry_id, shapes.ValueRow(*rest)) for entry_id, *rest in run(_VALUES, at_lot)]
     materials = run(_MATERIALS, at_lot).all()
     equipment = run(_EQUIPMENT, at_lot).all()
     deviation_rows = session.execute(_DEVIATIONS, at_lot).all()
-    signed_for = {sig_id: (DECISION_TITLES.get(kind, kind.replace("_", " ")), reason or "") if seq is None else
-                  (REVIEW_TITLES.get(kind, kind.replace("_", " ")), f"up to the lot's audit event {seq}")
+    signed_for = {sig_id: (shapes.DECISION_TITLES.get(kind, kind.replace("_", " ")), reason or "") if seq is None else
+                  (shapes.REVIEW_TITLES.get(kind, kind.replace("_", " ")), f"up to the lot's audit event {seq}")
                   for sig_id, kind, reason, seq in run(_SIGNED_FOR, at_lot) if sig_id}
     approvals = [i for i in (spec_row.signature_id, donation.eligibility_signature_id if donation else None) if i]
     approvals += list(signed_for)  # the decisions' are found by their entity too; asking twice is harmless
-    sigs = [SignatureView(*s) for s in run(_SIGNATURES, {
+    sigs = [shapes.SignatureView(*s) for s in run(_SIGNATURES, {
         "entries": [str(e.id) for e in entries], "lot": lot.id,
         "deviations": [d.number for d, _ in deviation_rows], "ids": approvals})]
     vials = [VialLine(*v) for v in run(_VIALS, at_lot)]
 
     by_id = {s.id: s for s in sigs}
-    record = BatchRecord(
+    record = shapes.BatchRecord(
         lot=lot, spec_row=spec_row, spec=spec_versions.parsed(spec_row),
         spec_signature=by_id.get(spec_row.signature_id) if spec_row.signature_id else None,
         donation=donation, donor_code=donor_code,
         donation_signature=by_id.get(donation.eligibility_signature_id) if donation else None,
         started_by=started_by or "", steps=[],
-        lot_signatures=[LotSignature(signed_for[s.id][0], s, signed_for[s.id][1]) for s in sigs if s.id in signed_for],
-        deviations=[DeviationRecord(d, name, by_id.get(d.closure_signature_id)) for d, name in deviation_rows],
+        lot_signatures=[shapes.LotSignature(signed_for[s.id][0], s, signed_for[s.id][1])
+                        for s in sigs if s.id in signed_for],
+        deviations=[shapes.DeviationRecord(d, name, by_id.get(d.closure_signature_id)) for d, name in deviation_rows],
         vials=vials)
     _assemble(record, entries, values, materials, equipment, [s for s in sigs if s.entity_type == "step_entry"])
     return record
@@ -152,30 +138,33 @@ def _grouped(rows, key: str) -> dict:
     return out
 
 
-def _assemble(record: BatchRecord, entries: Sequence[Row], values: list[tuple[int, ValueRow]],
-              materials: Sequence[Row], equipment: Sequence[Row], sigs: list[SignatureView]) -> None:
-    rows_of: dict[int, dict[str, list[ValueRow]]] = {}  # entry -> parameter -> its values, oldest first
+def _assemble(record: shapes.BatchRecord, entries: Sequence[shapes.Row], values: list[tuple[int, shapes.ValueRow]],
+              materials: Sequence[shapes.Row], equipment: Sequence[shapes.Row],
+              sigs: list[shapes.SignatureView]) -> None:
+    rows_of: dict[int, dict[str, list[shapes.ValueRow]]] = {}  # entry -> parameter -> its values, oldest first
     for entry_id, value in values:
         rows_of.setdefault(entry_id, {}).setdefault(value.parameter_code, []).append(value)
     value_by_id = {v.id: v for _, v in values}
     materials_of, equipment_of = _grouped(materials, "entry_id"), _grouped(equipment, "entry_id")
     sigs_of, entries_of = _grouped(sigs, "entity_id"), _grouped(entries, "step_code")
     for position, step in enumerate(record.spec.steps, start=1):
-        step_record = StepRecord(position, step, [])
+        step_record = shapes.StepRecord(position, step, [])
         parameters = {p.code: p for p in step.parameters}
-        limits = {p.code: limits_text(p) for p in step.parameters}
+        limits = {p.code: shapes.limits_text(p) for p in step.parameters}
         for entry in entries_of.get(step.code, []):
             title = f"{step.repeat.label} {entry.repeat_index}" if step.repeat else ""
             lines = _lines(step, parameters, limits, rows_of.get(entry.id, {}), value_by_id)
-            step_record.entries.append(EntryRecord(entry, title, lines, materials_of.get(entry.id, []),
+            step_record.entries.append(shapes.EntryRecord(entry, title, lines, materials_of.get(entry.id, []),
                                                    equipment_of.get(entry.id, []), sigs_of.get(str(entry.id), [])))
             where = " / ".join(filter(None, (f"{position}. {step.title}", title)))
-            record.corrections += [Correction(f"{where} / {line.label}", c) for line in lines for c in line.changes]
+            record.corrections += [shapes.Correction(f"{where} / {line.label}", c)
+                                   for line in lines for c in line.changes]
         record.steps.append(step_record)
 
 
-def _lines(step: Step, parameters: dict[str, Parameter], limits: dict[str, str], rows_of: dict[str, list[ValueRow]],
-           value_by_id: dict[int, ValueRow]) -> list[ParameterLine]:
+def _lines(step: Step, parameters: dict[str, Parameter], limits: dict[str, str],
+           rows_of: dict[str, list[shapes.ValueRow]],
+           value_by_id: dict[int, shapes.ValueRow]) -> list[shapes.ParameterLine]:
     """One line per parameter of the step, in the master batch record's order, with its history."""
     codes = [p.code for p in step.parameters] + [c for c in rows_of if c not in parameters]
     lines = []
@@ -190,20 +179,20 @@ def _lines(step: Step, parameters: dict[str, Parameter], limits: dict[str, str],
             changes = [_change(before, after, value_by_id, parameters) for before, after in pairwise(rows)]
         if rows and rows[-1].superseded:  # a computed value left without a recomputation
             changes.append(_change(rows[-1], None, value_by_id, parameters))
-        lines.append(ParameterLine(code, parameter.label if parameter else code, parameter, limits.get(code, ""),
+        lines.append(shapes.ParameterLine(code, parameter.label if parameter else code, parameter, limits.get(code, ""),
                                    rows, changes))
     return lines
 
 
-def _change(before: ValueRow, after: ValueRow | None, value_by_id: dict[int, ValueRow],
-            parameters: dict[str, Parameter]) -> ValueChange:
+def _change(before: shapes.ValueRow, after: shapes.ValueRow | None, value_by_id: dict[int, shapes.ValueRow],
+            parameters: dict[str, Parameter]) -> shapes.ValueChange:
     if after is not None and after.correction_reason:
-        return ValueChange(before, after, after.by, after.at, after.correction_reason)
+        return shapes.ValueChange(before, after, after.by, after.at, after.correction_reason)
     # A computed value is replaced when one of its inputs is corrected: name that correction.
     cause = value_by_id.get(before.superseded_by) if before.superseded_by is not None else None
     if cause is not None and cause.parameter_code != before.parameter_code:
         label = parameters[cause.parameter_code].label if cause.parameter_code in parameters else cause.parameter_code
         reason = f"recomputed by cellbench after '{label}' was corrected: {cause.correction_reason or ''}".rstrip(": ")
-        return ValueChange(before, after, cause.by, cause.at, reason)
-    return ValueChange(before, after, after.by if after else "", after.at if after else None,
+        return shapes.ValueChange(before, after, cause.by, cause.at, reason)
+    return shapes.ValueChange(before, after, after.by if after else "", after.at if after else None,
                        "replaced" if after is not None else "superseded")
