@@ -11,9 +11,13 @@ corrected after both signatures (which voids them, so the step is signed again).
 
 Timed, through FastAPI's TestClient signed in as QA, each request whole (session check, database
 reads, rendering, response):
-  GET /lots/<n>/record       median of --requests after a warm-up   target < 12 ms
+  GET /lots/<n>/record       median of --requests after a warm-up   target ≤ 8 ms (issue 18; was < 12)
+  GET /account               what any signed-in page costs through the same client (the page floor)
+  the record's own share     the medians' difference, record minus /account      target ≤ 5 ms
   GET /lots/<n>/record.pdf   median of --pdfs                       target < 1 s
-  GET /account               for scale only: what any signed-in page costs through the same client
+
+The page and /account take turns, request by request, so that a busy machine weighs on both alike;
+the share is what the record's reading and rendering cost above the floor every signed-in page pays.
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ from cellbench.demo.manufacturing import store_every_vial
 from cellbench.models import Donation, Lot
 from cellbench.specifications import versions as spec_versions
 
-PAGE_TARGET_MS = 12.0
+PAGE_TARGET_MS = 8.0  # issue 18
+SHARE_TARGET_MS = 5.0  # the record's own work: the page minus /account (a floor of ≤ 3 ms)
 PDF_TARGET_S = 1.0
 PASSAGES, VIALS = 3, 14  # 14 filled: 2 pulled for QC, 2 retained, 10 placed (one storage entry each)
 # Signing re-enters the password; argon2 at its real cost would only slow the untimed setup.
@@ -184,17 +189,21 @@ def main(argv: list[str] | None = None) -> int:
 
             page_ms = statistics.median(page_times) * 1000
             pdf_s = statistics.median(pdf_times)
-            page_ok, pdf_ok = page_ms < PAGE_TARGET_MS, pdf_s < PDF_TARGET_S
+            base_ms = statistics.median(base_times) * 1000
+            share_ms = page_ms - base_ms
+            page_ok, share_ok, pdf_ok = page_ms <= PAGE_TARGET_MS, share_ms <= SHARE_TARGET_MS, pdf_s < PDF_TARGET_S
             p90 = statistics.quantiles(page_times, n=10)[-1] * 1000
             print(f"{'what':44s} {'median':>9s} {'p90':>9s} {'first':>9s}   target")
             print(f"{'GET ' + page_url:44s} {page_ms:7.2f}ms {p90:7.2f}ms {page_times[0] * 1000:7.2f}ms   "
-                  f"< {PAGE_TARGET_MS:g} ms  {'PASS' if page_ok else 'FAIL'}  "
+                  f"≤ {PAGE_TARGET_MS:g} ms  {'PASS' if page_ok else 'FAIL'}  "
                   f"[{args.requests} requests, {len(page) // 1024} KiB, {statements} SQL statements each, "
                   f"{record_statements} of them reading the record]")
-            base_ms = statistics.median(base_times) * 1000
-            print(f"{'GET /account (for scale: no lot read)':44s} {base_ms:7.2f}ms "
+            print(f"{'GET /account (the floor: no lot read)':44s} {base_ms:7.2f}ms "
                   f"{statistics.quantiles(base_times, n=10)[-1] * 1000:7.2f}ms "
-                  f"{base_times[0] * 1000:7.2f}ms   (no target)")
+                  f"{base_times[0] * 1000:7.2f}ms   (the page floor's own target: ≤ 3 ms)")
+            share = "the record's own share (record - /account)"
+            print(f"{share:44s} {share_ms:7.2f}ms {'':9s} {'':9s}   "
+                  f"≤ {SHARE_TARGET_MS:g} ms  {'PASS' if share_ok else 'FAIL'}")
             pdf_p90 = statistics.quantiles(pdf_times, n=10)[-1] if len(pdf_times) > 1 else pdf_times[0]
             print(f"{'GET ' + pdf_url:44s} {pdf_s * 1000:7.0f}ms {pdf_p90 * 1000:7.0f}ms {pdf_times[0] * 1000:7.0f}ms"
                   f"   < {PDF_TARGET_S * 1000:g} ms  {'PASS' if pdf_ok else 'FAIL'}  "
@@ -208,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"saved {args.save / number}.html and .pdf")
         finally:
             db.dispose()
-    return 0 if page_ok and pdf_ok else 1
+    return 0 if page_ok and share_ok and pdf_ok else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Reports: the executed batch record gathered as data (`record`) and printed as a PDF
+"""Reports: the executed batch record gathered as data (`record`'s shapes, read by `record_read`) and printed as a PDF
 (`record_pdf`), and what every printed record shares (`document`: the page, its tables and looks,
 the wording of values and signatures, the opening of a certificate). Line breaking and rendering
 under a time limit, shared with the labels, live in `cellbench.pdf`."""
@@ -41,7 +41,7 @@ from .record import (
     StepRecord,
     ValueChange,
     ValueRow,
-    batch_record,
     limits_text,
 )
 from .record_pdf import VALUE_COLUMNS, VALUE_WIDTHS, batch_record_pdf, shown
+from .record_read import batch_record
