@@ -5,6 +5,8 @@ not administered, destruction. Kits have no expiry move: an expired kit stays in
 only never assigned), so expiry changes no count. The counts hold no arm."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from sqlalchemy import select, update
 
 from cellbench import kit_counts, kits, release, users
 from cellbench.audit import Actor
+from cellbench.errors import Conflict
 from cellbench.models import Kit, KitCount, KitQuarantine, KitState, Role, Site
 from cellbench.supply import quarantine
 
@@ -22,7 +25,7 @@ from .custody.test_custody import arrives, both_arms, dispatched, payload, scan_
 from .pharmacy.test_pharmacy import randomised, sealed_randomisation_list, treat, visit_url
 from .supply.test_quarantine import _lot
 from .supply.test_quarantine import world as quarantine_world  # noqa: F401 - a fixture
-from .trialworld import SITE, STUDY, to_site
+from .trialworld import SITE, to_site
 
 
 def agree(db) -> None:
@@ -153,7 +156,7 @@ class RandomMoves(RuleBasedStateMachine):
     after each step the counts equal a recount."""
 
     db = None
-    numbers: list[str] = []
+    numbers: ClassVar[list[str]] = []
     site_id: int | None = None
 
     @rule(pick=st.integers(min_value=0), choice=st.integers(min_value=0))
@@ -193,7 +196,7 @@ def test_a_move_of_many_kits_at_once_keeps_the_counts(db, kit_world, name):
 
 
 def test_a_stale_kit_move_leaves_the_counts_as_they_were(db, kit_world):
-    with pytest.raises(Exception), db.write() as s:
+    with pytest.raises(Conflict), db.write() as s:
         kit = kits.by_number(s, kit_world.active[0])
         kits.move(s, _EVERYONE, kit, "damage", reason="x", seen_version=kit.row_version - 1)
     agree(db)

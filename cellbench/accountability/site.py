@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col
 
@@ -330,9 +331,18 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
     return rec
 
 
-def discrepancies(session: Session) -> list[Reconciliation]:
-    """The latest counts, per blinded lot and place, that differ from cellbench's: for work queues."""
-    latest: dict[tuple, Reconciliation] = {}
-    for rec in session.scalars(select(Reconciliation).order_by(col(Reconciliation.at), col(Reconciliation.id))):
-        latest[(rec.study_id, rec.site_id, rec.blinded_lot_id)] = rec
-    return [rec for rec in latest.values() if not rec.balanced]
+def discrepancies(reader: Actor | None = None) -> Select:
+    """The latest counts, per blinded lot and place, that differ from cellbench's (a `reader`'s
+    sites and studies only): a query, for work queues to count and to read one of."""
+    newer = aliased(Reconciliation)
+    same_place = (col(newer.site_id) == col(Reconciliation.site_id)) | (
+        col(newer.site_id).is_(None) & col(Reconciliation.site_id).is_(None))
+    later = (col(newer.at) > col(Reconciliation.at)) | (
+        (col(newer.at) == col(Reconciliation.at)) & (col(newer.id) > col(Reconciliation.id)))
+    superseded = select(col(newer.id)).where(col(newer.study_id) == col(Reconciliation.study_id),
+                                             col(newer.blinded_lot_id) == col(Reconciliation.blinded_lot_id),
+                                             same_place, later).exists()
+    query = select(Reconciliation).where(col(Reconciliation.balanced).is_(False), ~superseded)
+    if reader is not None:
+        query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id))
+    return query.order_by(col(Reconciliation.at).desc(), col(Reconciliation.id).desc())
