@@ -49,17 +49,22 @@ def test_a_disagreement_is_named_with_the_place_lot_state_and_both_figures(db, k
     agree(db)
 
 
-def test_shipment_receipt_damage_and_loss_keep_the_counts(db, kit_world, as_, monkeypatch):
-    kits_ = both_arms(kit_world)
+def received(db, as_, monkeypatch, kits_: list[str], *, seal_intact: bool) -> None:
+    """The kits shipped, scanned at the site and the receipt checked (held whole if the seal broke)."""
     number = dispatched(as_, kits_)
     agree(db)
     arrives(monkeypatch, db, number)
     scan_in(as_, number, kits_)
     done = as_("frida").post(f"/api/v1/shipments/{number}/receipt",
-                             json={"seal_intact": True, "logger_source": "manual", "logger_min": -190,
+                             json={"seal_intact": seal_intact, "logger_source": "manual", "logger_min": -190,
                                    "logger_max": -170})
     assert done.status_code == 200, done.text
     agree(db)
+
+
+def test_shipment_receipt_damage_and_loss_keep_the_counts(db, kit_world, as_, monkeypatch):
+    kits_ = both_arms(kit_world)
+    received(db, as_, monkeypatch, kits_, seal_intact=True)
     damaged = as_("frida").post(f"/api/v1/kits/{kits_[0]}/damage", json={"reason": "outer box crushed"})
     assert damaged.status_code == 200, damaged.text
     agree(db)
@@ -71,15 +76,7 @@ def test_shipment_receipt_damage_and_loss_keep_the_counts(db, kit_world, as_, mo
 
 
 def test_a_held_receipt_keeps_the_counts(db, kit_world, as_, monkeypatch):
-    kits_ = both_arms(kit_world)
-    number = dispatched(as_, kits_)
-    arrives(monkeypatch, db, number)
-    scan_in(as_, number, kits_)
-    held = as_("frida").post(f"/api/v1/shipments/{number}/receipt",
-                             json={"seal_intact": False, "logger_source": "manual", "logger_min": -190,
-                                   "logger_max": -170})
-    assert held.status_code == 200, held.text
-    agree(db)
+    received(db, as_, monkeypatch, both_arms(kit_world), seal_intact=False)
     assert _rows(as_("mette"))[SITE]["counts"]["quarantined"] == 4
 
 
@@ -201,3 +198,21 @@ def test_a_stale_kit_move_leaves_the_counts_as_they_were(db, kit_world):
         kits.move(s, _EVERYONE, kit, "damage", reason="x", seen_version=kit.row_version - 1)
     agree(db)
 
+
+
+def test_the_migration_counts_the_kits_of_an_existing_database(db, kit_world):
+    from alembic import command
+
+    from cellbench.db import alembic_config, migrate
+
+    with db.read() as s:
+        before = kit_counts.stored(s)
+    assert before, "the kit world's packaged kits are counted"
+    cfg = alembic_config()
+    with db.engine.begin() as conn:  # the database as it was before the running counts
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0025")
+    migrate(db)
+    with db.read() as s:
+        assert kit_counts.stored(s) == before
+    agree(db)
