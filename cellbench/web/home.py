@@ -65,9 +65,9 @@ def line_for(waiting: Sequence[T], text: str, one: str, listing: str, exact: Cal
 
 def line_of(session: Session, query: Select, text: str, one: str, listing: str,
             exact: Callable[[Any], str]) -> list[QueueItem]:
-    """line_for, counted by the database: at most two rows are read (none, the one item, or more
-    than one), and only when more than one waits are they counted. A queue line costs the same
-    whatever has piled up."""
+    """line_for, with the list left in the database: at most two rows are read (none, the one item,
+    or more than one), and only when more than one waits does the database count them. A home
+    page loads no backlog, however much has piled up."""
     first = list(session.scalars(query.limit(2)))
     if not first:
         return []
