@@ -86,8 +86,10 @@ def build(db: Database, kits: int) -> tuple[str, float]:
     now = utc_text(utcnow())
     insert = text("INSERT INTO kit (number, study_id, blinded_lot_id, state, location, site_id, created_at, "
                   "row_version) VALUES (:n, :st, :b, :state, :loc, :site, :at, 1)")
+    issued: set[str] = set()
     for start in range(0, kits, 50_000):
-        numbers = identifiers.new_kit_numbers(min(50_000, kits - start))
+        numbers = identifiers.new_kit_numbers(min(50_000, kits - start), issued)
+        issued.update(numbers)
         rows = []
         for number in numbers:
             state, at_site = rng.choice(MIX)
