@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from cellbench import sealed, studies, users
+from cellbench import kit_counts, sealed, studies, users
 from cellbench.clock import utcnow
 from cellbench.db import Database
 from cellbench.models import (
@@ -91,7 +91,10 @@ def to_site(db: Database, kit_numbers: list[str], state: KitState = KitState.at_
         where = s.scalars(select(Site).where(Site.code == site)).one()
         for kit in s.scalars(select(Kit).where(Kit.number.in_(kit_numbers))):
             shortcuts.kit_moved(s, kit.number, kit.state, state)
+            before = kit_counts.key_of(kit.study_id, kit.site_id, kit.blinded_lot_id, kit.state)
             kit.state, kit.site_id, kit.location = state, where.id, where.name
+            # kept as the kit lifecycle keeps them, for accountability to read
+            kit_counts.apply(s, [(before, kit_counts.key_of(kit.study_id, where.id, kit.blinded_lot_id, state))])
 
 
 def ship(db: Database, number: str, kit_numbers: list[str], site: str = SITE, study_code: str = STUDY) -> None:

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col
 
-from .. import audit, custody, inputs, limits, signatures, users
+from .. import audit, custody, inputs, kit_counts, limits, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
@@ -32,6 +33,7 @@ from ..models import (
     AuditEvent,
     BlindedLot,
     Kit,
+    KitCount,
     KitState,
     Meaning,
     Reconciliation,
@@ -196,28 +198,35 @@ def rows(session: Session, study: Study, *, site_key: str | None = None, blinded
     """The balance of every blinded lot at every place where it has kits (a `reader`'s sites and
     studies only, when one is given). `with_changes` also finds each row's latest kit state change
     (one audit look-up per kit: for one row, not a whole study)."""
-    where = [col(Kit.study_id) == study.id, col(Kit.blinded_lot_id).is_not(None)]
+    # the running counts (kit_counts.py): a few rows per blinded lot and place, whatever the kits
+    where = [col(KitCount.study_id) == study.id, col(KitCount.kits) != 0]
+    kit_where = [col(Kit.study_id) == study.id, col(Kit.blinded_lot_id).is_not(None)]
     if site_key is not None:
         site = place_of(session, study, site_key, reader=reader)
-        where.append(place_filter(Kit, site))
+        where.append(col(KitCount.place) == (site.id if site else kit_counts.BENCH))
+        kit_where.append(place_filter(Kit, site))
     if reader is not None:
-        where += users.scope_conditions(reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
+        where += users.scope_conditions(reader, site=kit_counts.site_column(), study=col(KitCount.study_id),
+                                        bench_too=True)
+        kit_where += users.scope_conditions(reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if blinded_lot is not None:
-        where.append(col(Kit.blinded_lot_id) == blinded_lot.id)
+        where.append(col(KitCount.blinded_lot_id) == blinded_lot.id)
+        kit_where.append(col(Kit.blinded_lot_id) == blinded_lot.id)
     counts: dict[tuple, dict[str, int]] = defaultdict(dict)
-    place_lot_state = (col(Kit.site_id), col(Kit.blinded_lot_id), col(Kit.state))
-    for site_id, lot_id, state, count in session.execute(select(*place_lot_state, func.count())
-                                                         .where(*where).group_by(*place_lot_state)):
+    for place, lot_id, state, count in session.execute(
+            select(col(KitCount.place), col(KitCount.blinded_lot_id), col(KitCount.state), col(KitCount.kits))
+            .where(*where)):
         name = category_of(state)
         if name is not None:
-            counts[(site_id, lot_id)][name] = counts[(site_id, lot_id)].get(name, 0) + count
+            key = (kit_counts.place_site(place), lot_id)
+            counts[key][name] = counts[key].get(name, 0) + count
     last = {}
     if with_changes:
         last = {(site_id, lot_id): at for site_id, lot_id, at in session.execute(
             select(col(Kit.site_id), col(Kit.blinded_lot_id), func.max(col(AuditEvent.at)))
             .join(AuditEvent, (col(AuditEvent.entity_type) == "kit") & (col(AuditEvent.entity_id) == col(Kit.number))
                   & (col(AuditEvent.field) == "state"))
-            .where(*where).group_by(col(Kit.site_id), col(Kit.blinded_lot_id)))}
+            .where(*kit_where).group_by(col(Kit.site_id), col(Kit.blinded_lot_id)))}
     sites = {s.id: s for s in session.scalars(select(Site))}
     lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.study_id) == study.id))}
     latest = _latest_reconciliations(session, study)
@@ -322,9 +331,18 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
     return rec
 
 
-def discrepancies(session: Session) -> list[Reconciliation]:
-    """The latest counts, per blinded lot and place, that differ from cellbench's: for work queues."""
-    latest: dict[tuple, Reconciliation] = {}
-    for rec in session.scalars(select(Reconciliation).order_by(col(Reconciliation.at), col(Reconciliation.id))):
-        latest[(rec.study_id, rec.site_id, rec.blinded_lot_id)] = rec
-    return [rec for rec in latest.values() if not rec.balanced]
+def discrepancies(reader: Actor | None = None) -> Select:
+    """The latest counts, per blinded lot and place, that differ from cellbench's (a `reader`'s
+    sites and studies only): a query, for work queues to count and to read one of."""
+    newer = aliased(Reconciliation)
+    same_place = (col(newer.site_id) == col(Reconciliation.site_id)) | (
+        col(newer.site_id).is_(None) & col(Reconciliation.site_id).is_(None))
+    later = (col(newer.at) > col(Reconciliation.at)) | (
+        (col(newer.at) == col(Reconciliation.at)) & (col(newer.id) > col(Reconciliation.id)))
+    superseded = select(col(newer.id)).where(col(newer.study_id) == col(Reconciliation.study_id),
+                                             col(newer.blinded_lot_id) == col(Reconciliation.blinded_lot_id),
+                                             same_place, later).exists()
+    query = select(Reconciliation).where(col(Reconciliation.balanced).is_(False), ~superseded)
+    if reader is not None:
+        query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id))
+    return query.order_by(col(Reconciliation.at).desc(), col(Reconciliation.id).desc())

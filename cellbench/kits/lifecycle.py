@@ -9,7 +9,7 @@ from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
-from .. import audit
+from .. import audit, kit_counts
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
@@ -290,6 +290,10 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                 stale = next(kit for kit, _v in part if kit.id not in changed)
                 raise Conflict(f"Someone else acted on kit {stale.number} at the same moment. Reload and check it.",
                                field="kit_version")
+    counted = [(kit_counts.key_of(kit.study_id, kit.site_id, kit.blinded_lot_id, old),
+                kit_counts.key_of(kit.study_id, values.get("site_id", kit.site_id),
+                                  values.get("blinded_lot_id", kit.blinded_lot_id), new))
+               for kit, old, new, values in changes]
     for kit, _old, _new, values in changes:
         # the kit objects take what the rows now hold, without another read or UPDATE
         version = (seen_versions or {}).get(saved_id(kit), kit.row_version) + 1
@@ -300,6 +304,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
     for kit, old, new, _values in changes:
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
+    kit_counts.apply(session, counted)  # after the audit events: see kit_counts
     if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
                   if kit.site_id is not None and {old, new} & SITE_STOCK}:
         note_stock(session, places, f"kit {words(name)}")

@@ -33,6 +33,9 @@ from .base import (
 from .bedside import (
     BedsideCheck,
 )
+from .counts import (
+    KitCount,
+)
 from .custody import (
     CustodyEvent,
     KitPosition,

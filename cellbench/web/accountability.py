@@ -20,7 +20,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Kit, Role, Signature, Site, Study, User
 from ..templating import render
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_for, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*accountability.READERS)
@@ -41,11 +41,10 @@ def _accountability_waiting(session: Session, viewer: Viewer) -> list[QueueItem]
     # A discrepancy is the counting site's and supply's to resolve (QA oversees); the monitor only
     # reads. A site's people count only their own sites' discrepancies.
     if viewer.has(Role.pharmacist, Role.supply_manager, Role.qa):
-        found = [rec for rec in accountability.discrepancies(session)
-                 if users.sees(viewer.actor, rec.site_id, rec.study_id)]
-        items += line_for(found, "stock counts differ from cellbench's: find out why",
-                          "stock count differs from cellbench's: find out why", "/accountability",
-                          lambda _rec: "/accountability")
+        items += line_of(session, accountability.discrepancies(viewer.actor),
+                         "stock counts differ from cellbench's: find out why",
+                         "stock count differs from cellbench's: find out why", "/accountability",
+                         lambda _rec: "/accountability")
     if viewer.has(*destruction.RECORDERS):
         waiting = [d for d in destruction.destructions(session, state=destruction.DestructionState.authorised.value,
                                                          reader=viewer.actor)

@@ -5,7 +5,8 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlmodel import Session
+from sqlalchemy import Select, select
+from sqlmodel import Session, col
 
 from .. import audit, deviations
 from ..clock import utcnow
@@ -14,7 +15,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Deviation, DeviationState
 from ..templating import render
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(prefix="/deviations", include_in_schema=False)
 readers = require(*deviations.READERS)
@@ -35,17 +36,22 @@ def _age_days(deviation: Deviation) -> int:
     return (utcnow() - deviation.raised_at).days
 
 
+def _in_state(state: DeviationState) -> Select:
+    """The deviations in a state, for a queue line (which reads at most two of them)."""
+    return select(Deviation).where(col(Deviation.state) == state.value).order_by(col(Deviation.id))
+
+
 @work_queue
 def _deviations_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
     if viewer.has(*deviations.TRANSITIONS["assess"].roles):
-        items += line_for(deviations.deviations(session, states=frozenset({DeviationState.open})),
-                          "deviations await an impact assessment", "deviation awaits an impact assessment",
-                          "/deviations?state=open", lambda d: _url(d.number))
+        items += line_of(session, _in_state(DeviationState.open),
+                         "deviations await an impact assessment", "deviation awaits an impact assessment",
+                         "/deviations?state=open", lambda d: _url(d.number))
     if viewer.has(*deviations.TRANSITIONS["close"].roles):
-        items += line_for(deviations.deviations(session, states=frozenset({DeviationState.assessed})),
-                          "assessed deviations await your closure", "assessed deviation awaits your closure",
-                          "/deviations?state=assessed", lambda d: _url(d.number))
+        items += line_of(session, _in_state(DeviationState.assessed),
+                         "assessed deviations await your closure", "assessed deviation awaits your closure",
+                         "/deviations?state=assessed", lambda d: _url(d.number))
     return items
 
 

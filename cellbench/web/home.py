@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from sqlalchemy import Select, func, select
 from sqlmodel import Session
 
 from .. import audit, audit_review, clock
@@ -60,6 +61,20 @@ def line_for(waiting: Sequence[T], text: str, one: str, listing: str, exact: Cal
     if not waiting:
         return []
     return [QueueItem(len(waiting), text, exact(waiting[0]) if len(waiting) == 1 else listing, one=one)]
+
+
+def line_of(session: Session, query: Select, text: str, one: str, listing: str,
+            exact: Callable[[Any], str]) -> list[QueueItem]:
+    """line_for, with the list left in the database: at most two rows are read (none, the one item,
+    or more than one), and only when more than one waits does the database count them. A home
+    page loads no backlog, however much has piled up."""
+    first = list(session.scalars(query.limit(2)))
+    if not first:
+        return []
+    if len(first) == 1:
+        return [QueueItem(1, text, exact(first[0]), one=one)]
+    count = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return [QueueItem(count, text, listing, one=one)]
 
 
 QueueSource = Callable[[Session, Viewer], list[QueueItem]]

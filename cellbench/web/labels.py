@@ -6,15 +6,17 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from .. import audit, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..labels import printing as labelling
+from ..models import LabelRun
 from ..templating import render
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(prefix="/labels", include_in_schema=False)
 readers = require(*labelling.READERS)
@@ -31,8 +33,9 @@ def run_url(number: str) -> str:
 def _runs_to_reconcile(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(*labelling.PRINTERS):
         return []
-    return line_for(labelling.runs(session, open_only=True), "label runs await your reconciliation",
-                    "label run awaits your reconciliation", "/labels?open=1", lambda run: run_url(run.number))
+    still_open = select(LabelRun).where(col(LabelRun.reconciled_at).is_(None)).order_by(col(LabelRun.id))
+    return line_of(session, still_open, "label runs await your reconciliation",
+                   "label run awaits your reconciliation", "/labels?open=1", lambda run: run_url(run.number))
 
 
 @router.get("")

@@ -15,13 +15,13 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import audit, custody, kits, studies
+from .. import audit, custody, kits, studies, users
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
-from ..models import Site, StorageBox, Study
+from ..models import Shipment, Site, StorageBox, Study
 from ..templating import render
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*custody.READERS)
@@ -51,8 +51,10 @@ def _shipments_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
     for roles, state, text, one in steps:
         if viewer.has(*roles):
-            waiting = custody.shipments(session, state=state, reader=viewer.actor)
-            items += line_for(waiting, text, one, f"/shipments?state={state}", lambda shipment: url(shipment.number))
+            newest_first = select(Shipment).where(col(Shipment.state) == state).order_by(col(Shipment.id).desc())
+            waiting = users.within(newest_first, viewer.actor, site=col(Shipment.site_id), study=col(Shipment.study_id))
+            items += line_of(session, waiting, text, one, f"/shipments?state={state}",
+                             lambda shipment: url(shipment.number))
     return items
 
 

@@ -11,14 +11,15 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlmodel import Session
+from sqlalchemy import func, select
+from sqlmodel import Session, col
 
 from .. import kits, lots, sealed, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
 from ..labels import printing as labelling
-from ..models import BlindedLot, KitQuarantine, KitState, Lot, Role, saved_id
+from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, Role, saved_id
 from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine, views
 from ..supply.views import (
@@ -34,7 +35,7 @@ from ..supply.views import (
     user_names,
 )
 from ..templating import render
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_for, line_of, work_queue
 
 router = APIRouter(prefix="/supply", include_in_schema=False)
 readers = require(*READERS)
@@ -69,8 +70,11 @@ def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     # Runs for every viewer, blinded ones included: it must not touch the sealed compartment.
     items = []
     if viewer.has(Role.supply_manager):
-        # Counted in studies (a kit list is sealed per study), each named with what it has left.
-        low = [(study, kits.counts_by_state(session, study=study).get(KitState.planned.value, 0))
+        # Counted in studies (a kit list is sealed per study), each named with what it has left:
+        # counted on the index (study, state) and only up to LOW_PLANNED, all a low study needs.
+        low = [(study, session.scalar(select(func.count()).select_from(
+                   select(col(Kit.id)).where(col(Kit.study_id) == study.id, col(Kit.state) == KitState.planned.value)
+                   .limit(LOW_PLANNED).subquery())) or 0)
                for study in studies.all_studies(session)]
         low = [(study, planned) for study, planned in low if planned < LOW_PLANNED]
         left = "; ".join(f"{study.code}: {planned} left" for study, planned in low)
@@ -78,10 +82,10 @@ def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
                           f"study runs low on kit numbers to package ({left}): seal a kit list", "/supply",
                           lambda row: f"/supply/studies/{q(row[0].code)}/lists/new?kind=kit")
     if viewer.has(*quarantine.DECIDERS):
-        items += line_for(quarantine.quarantines(session, "open"),
-                          "open kit quarantines await your decision (lift or withdraw)",
-                          "open kit quarantine awaits your decision (lift or withdraw)",
-                          "/supply/quarantines?state=open", lambda kq: f"/supply/quarantines/{q(kq.number)}")
+        open_ = select(KitQuarantine).where(col(KitQuarantine.state) == "open").order_by(col(KitQuarantine.id).desc())
+        items += line_of(session, open_, "open kit quarantines await your decision (lift or withdraw)",
+                         "open kit quarantine awaits your decision (lift or withdraw)",
+                         "/supply/quarantines?state=open", lambda kq: f"/supply/quarantines/{q(kq.number)}")
     return items
 
 

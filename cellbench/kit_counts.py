@@ -1,0 +1,105 @@
+"""Running counts of kits by study, place, blinded lot and state (KitCount), so that accountability
+reads a few dozen rows whatever the number of kits.
+
+The kit lifecycle (kits.move_many, the one place every kit's state, site and blinded lot change)
+calls `apply` in the mover's transaction, after the move's audit events: on PostgreSQL those
+already hold the audit chain's head, so counter rows are taken by one writer at a time and in one
+order (no deadlock, no lost update). Kits come into being planned and without a blinded lot
+(kits.issue), so nothing is counted until packaging gives them one.
+
+The counts hold no arm: a blinded lot's kits of both arms share its rows. `recount` compares them
+with the kit rows (for `cellbench verify` and the tests); `refill` rebuilds them from the rows (the
+migration that created the table, and bulk builders that insert kits directly)."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from .models import Kit, KitCount
+
+BENCH = 0  # the place of kits at the cell bench (no site)
+_COUNT: Table = KitCount.metadata.tables["kit_count"]
+_KEY = ("study_id", "place", "blinded_lot_id", "state")
+
+Key = tuple[int, int, int, str]  # study id, place, blinded lot id, state
+
+
+def key_of(study_id: int, site_id: int | None, blinded_lot_id: int | None, state: object) -> Key | None:
+    """The counter a kit in this situation adds to; None for a kit with no blinded lot yet."""
+    if blinded_lot_id is None:
+        return None
+    return study_id, site_id or BENCH, blinded_lot_id, str(getattr(state, "value", state))
+
+
+def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> None:
+    """Each (before, after) of a moved kit: one less where it was, one more where it is now.
+    Counters are written in key order, net of moves that cancel out."""
+    delta: Counter[Key] = Counter()
+    for before, after in moves:
+        if before == after:
+            continue
+        if before is not None:
+            delta[before] -= 1
+        if after is not None:
+            delta[after] += 1
+    changed = sorted((key, n) for key, n in delta.items() if n)
+    if not changed:
+        return
+    upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_COUNT)
+    for key, n in changed:
+        statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": n})
+        session.execute(statement.on_conflict_do_update(index_elements=list(_KEY),
+                                                        set_={"kits": _COUNT.c.kits + statement.excluded.kits}))
+
+
+def place_site(place: int) -> int | None:
+    """The site id a counter's place names; None for the cell bench."""
+    return place or None
+
+
+def site_column() -> ColumnElement:
+    """The counter's place as a kit's site_id reads (NULL at the cell bench), for scope conditions."""
+    return func.nullif(col(KitCount.place), BENCH)
+
+
+def from_rows(session: Session) -> Counter[Key]:
+    """The counts as the kit rows give them now: one GROUP BY over every kit (not for pages)."""
+    group = (col(Kit.study_id), col(Kit.site_id), col(Kit.blinded_lot_id), col(Kit.state))
+    found: Counter[Key] = Counter()
+    for study_id, site_id, lot_id, state, n in session.execute(
+            select(*group, func.count()).where(col(Kit.blinded_lot_id).is_not(None)).group_by(*group)):
+        key = key_of(study_id, site_id, lot_id, state)
+        if key is not None:
+            found[key] += n
+    return found
+
+
+def stored(session: Session) -> Counter[Key]:
+    """The running counts as kept (counters at zero left out)."""
+    return Counter({(s, p, b, st): n for s, p, b, st, n in session.execute(
+        select(col(KitCount.study_id), col(KitCount.place), col(KitCount.blinded_lot_id), col(KitCount.state),
+               col(KitCount.kits)).where(col(KitCount.kits) != 0))})
+
+
+def recount(session: Session) -> list[str]:
+    """Where the running counts disagree with the kit rows, one line each; empty when they agree."""
+    kept, counted = stored(session), from_rows(session)
+    return [f"kit count of study {key[0]}, place {key[1] or 'bench'}, blinded lot {key[2]}, state {key[3]}: "
+            f"kept {kept.get(key, 0)}, the kits say {counted.get(key, 0)}"
+            for key in sorted(set(kept) | set(counted)) if kept.get(key, 0) != counted.get(key, 0)]
+
+
+def refill(session: Session) -> int:
+    """The running counts rebuilt from the kit rows (after a bulk insert of kits, or a migration).
+    Returns how many counters there are."""
+    session.execute(delete(KitCount))
+    counted = from_rows(session)
+    if counted:
+        session.execute(_COUNT.insert(), [{**dict(zip(_KEY, key, strict=True)), "kits": n}
+                                          for key, n in sorted(counted.items())])
+    return len(counted)

@@ -1,0 +1,22 @@
+"""Running counts of kits, kept by the kit lifecycle in the transaction of each move (kit_counts.py)."""
+from __future__ import annotations
+
+from sqlalchemy import Index
+from sqlmodel import Field, SQLModel
+
+
+class KitCount(SQLModel, table=True):
+    """How many kits of one blinded lot are in one state at one place. Blinded lots, places and
+    states are the same for both arms, so no arm is in it: blinded roles read it (accountability).
+    `place` is the site's id, or 0 for the cell bench: a key column that is never NULL, so that
+    one unique index holds on both engines (PostgreSQL's NULLs are distinct)."""
+
+    __tablename__ = "kit_count"
+    __table_args__ = (Index("ix_kit_count_key", "study_id", "place", "blinded_lot_id", "state", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id")
+    place: int  # site id; 0: the cell bench
+    blinded_lot_id: int = Field(foreign_key="blinded_lot.id", index=True)
+    state: str = Field(max_length=32)
+    kits: int = 0

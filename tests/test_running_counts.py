@@ -1,0 +1,218 @@
+"""The running kit counts (kit_counts.py) that accountability reads equal a recount from the kit
+rows after every kind of move: packaging, shipment, receipt (clean and held), loss, damage,
+quarantine and its lift or withdrawal, allocation, dispensing, preparation, administration, return,
+not administered, destruction. Kits have no expiry move: an expired kit stays in its state (it is
+only never assigned), so expiry changes no count. The counts hold no arm."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from sqlalchemy import select, update
+
+from cellbench import kit_counts, kits, release, users
+from cellbench.audit import Actor
+from cellbench.errors import Conflict
+from cellbench.models import Kit, KitCount, KitQuarantine, KitState, Role, Site
+from cellbench.supply import quarantine
+
+from .accountability.test_accountability import _authorise, _count, _destroy, _rows
+from .conftest import PASSWORD, actor_of
+from .custody.test_custody import arrives, both_arms, dispatched, payload, scan_in
+from .pharmacy.test_pharmacy import randomised, sealed_randomisation_list, treat, visit_url
+from .supply.test_quarantine import _lot
+from .supply.test_quarantine import world as quarantine_world  # noqa: F401 - a fixture
+from .trialworld import SITE, to_site
+
+
+def agree(db) -> None:
+    with db.read() as s:
+        assert kit_counts.recount(s) == [], "the running counts are the kit rows' counts"
+
+
+def test_the_counts_of_a_packaged_kit_world_agree_and_name_no_arm(db, kit_world):
+    agree(db)
+    assert set(KitCount.model_fields) == {"id", "study_id", "place", "blinded_lot_id", "state", "kits"}
+
+
+def test_a_disagreement_is_named_with_the_place_lot_state_and_both_figures(db, kit_world):
+    with db.write() as s:
+        s.execute(update(KitCount).values(kits=KitCount.kits + 1))
+    with db.read() as s:
+        found = kit_counts.recount(s)
+    assert found and all("kept" in line and "the kits say" in line and "bench" in line for line in found)
+    with db.write() as s:
+        kit_counts.refill(s)
+    agree(db)
+
+
+def received(db, as_, monkeypatch, kits_: list[str], *, seal_intact: bool) -> None:
+    """The kits shipped, scanned at the site and the receipt checked (held whole if the seal broke)."""
+    number = dispatched(as_, kits_)
+    agree(db)
+    arrives(monkeypatch, db, number)
+    scan_in(as_, number, kits_)
+    done = as_("frida").post(f"/api/v1/shipments/{number}/receipt",
+                             json={"seal_intact": seal_intact, "logger_source": "manual", "logger_min": -190,
+                                   "logger_max": -170})
+    assert done.status_code == 200, done.text
+    agree(db)
+
+
+def test_shipment_receipt_damage_and_loss_keep_the_counts(db, kit_world, as_, monkeypatch):
+    kits_ = both_arms(kit_world)
+    received(db, as_, monkeypatch, kits_, seal_intact=True)
+    damaged = as_("frida").post(f"/api/v1/kits/{kits_[0]}/damage", json={"reason": "outer box crushed"})
+    assert damaged.status_code == 200, damaged.text
+    agree(db)
+    lost = dispatched(as_, [kit_world.active[3], kit_world.placebo[3]])
+    assert as_("sara").post(f"/api/v1/shipments/{lost}/lost", json={"reason": "courier lost it"}).status_code == 200
+    agree(db)
+    rows = _rows(as_("mette"))
+    assert rows[SITE]["counts"]["damaged"] == 1 and rows["bench"]["counts"]["missing"] == 2
+
+
+def test_a_held_receipt_keeps_the_counts(db, kit_world, as_, monkeypatch):
+    received(db, as_, monkeypatch, both_arms(kit_world), seal_intact=False)
+    assert _rows(as_("mette"))[SITE]["counts"]["quarantined"] == 4
+
+
+def test_a_quarantine_held_lifted_and_withdrawn_keeps_the_counts(db, quarantine_world):  # noqa: F811
+    w = quarantine_world
+    agree(db)
+    with db.write() as s:
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, w.asc_lot), "quarantine", "temperature alarm")
+    agree(db)
+    with db.write() as s:
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, w.asc_lot), "release_from_quarantine",
+                         "alarm was a sensor fault", password=PASSWORD)
+    agree(db)
+    with db.write() as s:
+        release.move_lot(s, users.by_username(s, "anna"), _lot(s, w.asc_lot), "recall", "donor found ineligible",
+                         password=PASSWORD)
+    agree(db)
+    with db.write() as s:
+        q = s.scalars(select(KitQuarantine).where(KitQuarantine.state == "open")).one()
+        quarantine.withdraw(s, users.by_username(s, "anna"), q, "recall", PASSWORD)
+    agree(db)
+
+
+def test_dispensing_administration_return_and_not_administered_keep_the_counts(db, kit_world, as_):
+    with db.read() as s:
+        released = list(s.scalars(select(Kit.number).where(Kit.state == KitState.released)))
+    to_site(db, released)
+    sealed_randomisation_list(db)
+    randomised(as_, "SCR-001")
+    treat(as_, "SCR-001")
+    agree(db)
+    randomised(as_, "SCR-002")
+    number = as_("frida").post(f"{visit_url('SCR-002')}/assign").json()["kit_number"]
+    agree(db)
+    as_("frida").post(f"{visit_url('SCR-002')}/dispense", json={"code": payload(number)})
+    agree(db)
+    returned = as_("frida").post("/api/v1/returns", json={"code": payload(number), "condition": "intact"})
+    assert returned.status_code == 200, returned.text
+    agree(db)
+    again = as_("frida").post(f"{visit_url('SCR-002')}/assign").json()["kit_number"]
+    as_("frida").post(f"{visit_url('SCR-002')}/dispense", json={"code": payload(again)})
+    as_("jonas").post("/api/v1/preparation", json={"code": payload(again)})
+    stopped = as_("ida").post(f"{visit_url('SCR-002')}/not-administered", json={"reason": "participant fainted"})
+    assert stopped.status_code == 200, stopped.text
+    agree(db)
+    counts = _rows(as_("mette"))[SITE]["counts"]
+    assert (counts["dispensed"], counts["returned"], counts["not_administered"]) == (1, 1, 1)
+
+
+def test_a_recorded_destruction_keeps_the_counts(db, kit_world, as_):
+    at_site = sorted(kit_world.active[:2] + kit_world.placebo[:2])
+    to_site(db, at_site)
+    with db.write() as s:
+        for number in at_site[:2]:
+            kits.move(s, actor_of(db, "frida"), kits.by_number(s, number), "return", reason="not needed")
+    agree(db)
+    blinded = _rows(as_("mette"))[SITE]["blinded_lot"]
+    assert _count(as_("frida"), 4, lot=blinded).json()["balanced"]
+    number = _authorise(as_("sara"), at_site[:2]).json()["number"]
+    assert _destroy(as_("frida"), number).status_code == 200
+    agree(db)
+    assert _rows(as_("mette"))[SITE]["counts"]["destroyed"] == 2
+
+
+# --- any sequence of moves the table allows, through the one place every move passes --------------
+
+
+_EVERYONE = Actor(None, "Counts Test", frozenset(Role) - {Role.admin, Role.statistician})
+_ARRIVING = {"receive", "receive_awaiting_release", "receive_into_quarantine"}
+
+
+class RandomMoves(RuleBasedStateMachine):
+    """Random kits make random moves of the table (the roles each needs held by one test actor);
+    after each step the counts equal a recount."""
+
+    db = None
+    numbers: ClassVar[list[str]] = []
+    site_id: int | None = None
+
+    @rule(pick=st.integers(min_value=0), choice=st.integers(min_value=0))
+    def move(self, pick: int, choice: int) -> None:
+        with self.db.write() as s:
+            kit = kits.by_number(s, self.numbers[pick % len(self.numbers)])
+            allowed = kits.allowed_moves(kit, _EVERYONE)
+            if not allowed:
+                return
+            name = allowed[choice % len(allowed)]
+            also = {"site_id": self.site_id} if name in _ARRIVING else None
+            kits.move(s, _EVERYONE, kit, name, reason="a random move", also=also)
+
+    @invariant()
+    def counts_agree(self) -> None:
+        agree(self.db)
+
+
+def test_any_sequence_of_moves_keeps_the_counts(db, kit_world):
+    with db.read() as s:
+        RandomMoves.numbers = sorted(s.scalars(select(Kit.number).where(Kit.blinded_lot_id.is_not(None))))
+        RandomMoves.site_id = s.scalars(select(Site.id).where(Site.code == SITE)).one()
+    RandomMoves.db = db
+    assert RandomMoves.numbers
+    run_state_machine_as_test(RandomMoves, settings=settings(
+        max_examples=8, stateful_step_count=25, deadline=None, suppress_health_check=list(HealthCheck)))
+
+
+@pytest.mark.parametrize("name", ["quarantine", "damage", "lose"])
+def test_a_move_of_many_kits_at_once_keeps_the_counts(db, kit_world, name):
+    with db.write() as s:
+        group = [kits.by_number(s, n) for n in kit_world.active + kit_world.placebo]
+        kits.move_many(s, _EVERYONE, group, name, reason="all at once")
+    agree(db)
+    with db.read() as s:
+        assert s.scalar(select(KitCount.kits).where(KitCount.state == kits.MOVES[name].target.value)) == 8
+
+
+def test_a_stale_kit_move_leaves_the_counts_as_they_were(db, kit_world):
+    with pytest.raises(Conflict), db.write() as s:
+        kit = kits.by_number(s, kit_world.active[0])
+        kits.move(s, _EVERYONE, kit, "damage", reason="x", seen_version=kit.row_version - 1)
+    agree(db)
+
+
+
+def test_the_migration_counts_the_kits_of_an_existing_database(db, kit_world):
+    from alembic import command
+
+    from cellbench.db import alembic_config, migrate
+
+    with db.read() as s:
+        before = kit_counts.stored(s)
+    assert before, "the kit world's packaged kits are counted"
+    cfg = alembic_config()
+    with db.engine.begin() as conn:  # the database as it was before the running counts
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0025")
+    migrate(db)
+    with db.read() as s:
+        assert kit_counts.stored(s) == before
+    agree(db)
