@@ -1,7 +1,7 @@
 """The QR symbol of each kit as a PDF image, made once and kept, addressed by its content.
 
-Making a kit's symbol image costs about a millisecond (codewords, placement, then fpdf2's
-Flate compression of the pixels), which was a quarter of a 500-label run. A kit's symbol never
+Making a kit's symbol image costs a third of a millisecond (codewords, placement, then fpdf2's
+Flate compression of the pixels): a quarter of a 500-label sheet before issue 18. A kit's symbol never
 changes, and its outer label, its vial labels, a reprint and a second download all carry the
 same one, so each is made once and kept here.
 
@@ -33,7 +33,7 @@ from PIL import Image
 from cellbench.qrpayload import QR_ERROR_CORRECTION, QR_MASK, QR_MODULES, QR_QUIET_ZONE, QR_VERSION, qr_pixels
 
 SIDE = QR_MODULES + 2 * QR_QUIET_ZONE  # pixels a side: one grey pixel per module, quiet zone included
-MAX_IMAGES = 20_000  # two full runs' outer and vial labels; about 600 bytes each
+MAX_IMAGES = 10_000  # ten full runs (a kit's outer and vial labels share one); 1.4 kB each: 14 MB at most
 
 
 @dataclass(frozen=True)

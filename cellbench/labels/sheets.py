@@ -76,22 +76,28 @@ def _sheet_grid(size: LabelSize, sheet: SheetLayout) -> tuple[int, int]:
     return columns, rows
 
 
+def sheet_slots(count: int, size: LabelSize, sheet: SheetLayout) -> list[tuple[bool, float, float]]:
+    """For each of `count` labels: whether it starts a new page, and its top-left corner (mm),
+    filling the grid row by row. Refuses a grid that does not fit, even for no labels."""
+    columns, rows = _sheet_grid(size, sheet)
+    slots = [index % (columns * rows) for index in range(count)]
+    return [(slot == 0, sheet.margin_left_mm + (slot % columns) * (size.width_mm + sheet.gap_x_mm),
+             sheet.margin_top_mm + (slot // columns) * (size.height_mm + sheet.gap_y_mm)) for slot in slots]
+
+
 def render_label_sheet_pdf(labels: Sequence[KitLabel], kind: LabelKind = LabelKind.OUTER, *,
                            size: LabelSize | None = None, sheet: SheetLayout | None = None,
                            creation_date: datetime | None = None) -> bytes:
     """Labels on A4 sheets in a grid at exact millimetre sizes, filled row by row. With a
     `creation_date` the bytes depend on nothing else than the labels and that date."""
     size, sheet = size or DEFAULT_SIZE[kind], sheet or DEFAULT_SHEET[kind]
-    columns, rows = _sheet_grid(size, sheet)
+    slots = sheet_slots(len(labels), size, sheet)  # checks the grid fits before anything is drawn
     pdf = new_pdf((sheet.page_width_mm, sheet.page_height_mm), creation_date)
     pdf.set_title(f"cellbench {kind.value} labels")
     document = _Document(pdf)
-    for index, label in enumerate(labels):
-        slot = index % (columns * rows)
-        if slot == 0:
+    for label, (new_page, x0, y0) in zip(labels, slots, strict=True):
+        if new_page:
             pdf.add_page()
-        x0 = sheet.margin_left_mm + (slot % columns) * (size.width_mm + sheet.gap_x_mm)
-        y0 = sheet.margin_top_mm + (slot // columns) * (size.height_mm + sheet.gap_y_mm)
         document.draw(label_layout(label.study, kind, size), label, x0, y0)
     return bytes(pdf.output())
 

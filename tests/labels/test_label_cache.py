@@ -23,6 +23,7 @@ from cellbench.labels import (
 from cellbench.labels.fonts import new_pdf
 from cellbench.labels.layout import label_layout, label_lines, use_font
 from cellbench.labels.qrcache import QR_IMAGES, QrImageCache, image_key
+from cellbench.labels.sheets import sheet_slots
 
 from .test_labels import SECRET, kit_label
 
@@ -40,14 +41,10 @@ def drawn_the_plain_way(labels, kind: LabelKind) -> bytes:
     size, sheet = DEFAULT_SIZE[kind], DEFAULT_SHEET[kind]
     pdf = new_pdf((sheet.page_width_mm, sheet.page_height_mm), PRINTED)
     pdf.set_title(f"cellbench {kind.value} labels")
-    columns, rows = 2 if kind is LabelKind.OUTER else 3, 4 if kind is LabelKind.OUTER else 9
     side = qrpayload.QR_MODULES + 2 * qrpayload.QR_QUIET_ZONE
-    for index, label in enumerate(labels):
-        slot = index % (columns * rows)
-        if slot == 0:
+    for label, (new_page, x0, y0) in zip(labels, sheet_slots(len(labels), size, sheet), strict=True):
+        if new_page:
             pdf.add_page()
-        x0 = sheet.margin_left_mm + (slot % columns) * (size.width_mm + sheet.gap_x_mm)
-        y0 = sheet.margin_top_mm + (slot // columns) * (size.height_mm + sheet.gap_y_mm)
         layout = label_layout(label.study, kind, size)
         quiet = qrpayload.QR_QUIET_ZONE * layout.module
         pixels = Image.frombytes("L", (side, side), qrpayload.qr_pixels(label.qr_payload))
