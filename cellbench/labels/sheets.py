@@ -4,9 +4,9 @@ Rendering only, from the plain dataclasses of `particulars`, which cannot say wh
 is on. The layout (`layout`) is computed once per study, kind and size; each label then adds
 only its own fields and its QR symbol (`qrcache`, made once per kit).
 
-Why a 500-label run takes a tenth of a second and not a second: most of a label's twenty-odd
-lines read the same on every label of a run and sit at the same place on every page (the
-particulars, the blinded lot, its expiry, the blank participant lines). Each is laid out and
+Why a 500-label sheet costs a third of what it did (issue 18, bench/labels.py): most of a
+label's twenty-odd lines read the same on every label of a run and sit at the same place on
+every page (the particulars, the blinded lot, its expiry, the blank participant lines). Each is laid out and
 encoded once per document and its PDF operators written again for the others; only the kit
 number is new on each label. The bytes are those fpdf2 writes for the same text drawn anew.
 """
