@@ -2,8 +2,10 @@
 
 Run: python bench/labels.py [--kits 500] [--repeat 3] [--no-database]
 
-Target (DESIGN.md / performance-facts.md): 500 labels, QR codes included, in under 1.5 s.
-The timed PDF run starts from the kit numbers: it signs each payload, builds each QR symbol
+Target (issue 18): 500 labels, QR codes included, in at most 0.5 s, for `labelling.print_run`
+as for the renderers alone (it was 1.5 s, DESIGN.md). The timed PDF run starts from the kit
+numbers: it signs each payload, builds each QR symbol (or finds it made: labels/qrcache.py keeps
+each kit's QR image, so the first run of new kits is the cold one and is reported as "first")
 and lays out and writes the PDF. Scanning is checked on the PDF's own pages, rasterised with
 pdftoppm (poppler-utils) when it is installed, else on the QR images embedded in the PDF.
 
@@ -56,7 +58,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     pypdf = zxingcpp = None
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGH"
-TARGET_S = 1.5
+TARGET_S = 0.5  # seconds per 500 labels (issue 18)
 PASSWORD = "bench-password-0123456789"
 STUDY = LabelStudy(
     trial_code="NCT07290946", eu_ct_number="2025-522559-25-00", sponsor_name="Rigshospitalet",
@@ -158,6 +160,8 @@ def main() -> int:
             make_png(payload)
         print(f"  {name:58s} {(time.perf_counter() - start) * args.kits / 50:6.3f} s")
 
+    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min): on a busy machine the "
+          "wall clock also counts other processes' turns")
     print(f"\n{'what':48s} {'first':>7s} {'median':>7s}   target")
     results = {}
     for name, kind, render, target in [
@@ -171,8 +175,8 @@ def main() -> int:
         results[name] = output
         verdict = ""
         if target is not None:
-            verdict = f"< {target:.1f} s for {args.kits} labels, QR codes included: " \
-                      f"{'met' if first < target and median < target else 'MISSED'}"
+            verdict = f"<= {target:.1f} s for {args.kits} labels, QR codes included: " \
+                      f"{'met' if first <= target and median <= target else 'MISSED'}"
         size = f"{len(output) / 1e6:.2f} MB" if isinstance(output, bytes) else f"{len(output.encode()) / 1e6:.2f} MB"
         print(f"{name:48s} {first:6.3f}s {median:6.3f}s   {verdict}  [{size}]")
 
@@ -284,6 +288,7 @@ def print_run_bench(count: int, repeat: int) -> bool:
 
             # CPU seconds beside the wall clock: on a shared machine the wall clock also counts
             # other processes' turns, the CPU time only this one's work.
+            print("  first = new kits, their QR images not yet made (labels/qrcache.py); median = the same kits again")
             print(f"  {'what':58s} {'first':>7s} {'median':>7s} {'cpu':>7s}   target (wall clock)")
             ok = True  # correctness only, as above: timings are reported, not asserted
             for kind, output, labels_made in [("outer", "sheet", count), ("outer", "single", count),
@@ -298,10 +303,10 @@ def print_run_bench(count: int, repeat: int) -> bool:
 
                 first, median, _ = timed(measured, repeat)
                 target = TARGET_S * labels_made / 500
-                met = first < target and median < target
+                met = first <= target and median <= target
                 name = f"print_run, {kind} labels, {output} ({labels_made} labels)"
                 print(f"  {name:58s} {first:6.3f}s {median:6.3f}s {statistics.median(cpu):6.3f}s   < {target:.1f} s "
-                      f"({TARGET_S} s per 500 labels): {'met' if met else 'MISSED'}")
+                      f"({TARGET_S} s per 500 labels, issue 18): {'met' if met else 'MISSED'}")
             number, sheet = outputs["outer", "sheet"]
             start = time.perf_counter()
             with db.write() as s:

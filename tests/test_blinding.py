@@ -64,7 +64,7 @@ from cellbench.app import create_app, iter_routes
 from cellbench.config import Settings
 from cellbench.db import Database
 from cellbench.errors import DomainError
-from cellbench.labels import sheets as label_sheets
+from cellbench.labels import particulars as label_particulars
 from cellbench.models import Kit, SpecVersion
 
 from .blinding_support import (
@@ -329,7 +329,7 @@ def allowed_phrases() -> list[str]:
     page and label: the label's product particulars, the quarantine policies' descriptions."""
     phrases = []
     for key in ("product", "product_short"):
-        phrases += [_normal(text.replace("{cells}", "\x00")) for text in label_sheets._TEXT[key]]
+        phrases += [_normal(text.replace("{cells}", "\x00")) for text in label_particulars.TEXTS[key]]
     phrases += [_normal(text) for text in studies.QUARANTINE_POLICIES.values()]
     return phrases
 

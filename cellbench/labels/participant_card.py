@@ -17,7 +17,7 @@ from fpdf import FPDF
 from ..pdf import fit_prefix, wrap_text
 from ..sitecodes import qr_png
 from .fonts import glyphs, new_pdf
-from .sheets import PT
+from .particulars import PT
 
 CARD_SIZE_MM = (85.6, 54.0)  # ISO/IEC 7810 ID-1, a bank card: fits a wallet and a card printer
 HEADING = "Participant identification — clinical trial"

@@ -10,6 +10,9 @@ labels must differ only in kit number and QR code. This module therefore never i
 sealed compartment or anything built on it (sealed, packaging, quarantine, lists) and reads only
 what a blinded person may read: kits, their blinded lots and the study (tests/test_labelling.py
 checks both the imports and the SQL it runs).
+
+Reading runs (finding, listing, viewing them) is `runs`; its names are re-exported here, where
+the pages and the API look for them (labelling.by_number, labelling.views, ...).
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -28,17 +30,21 @@ from sqlmodel import Session, col
 from .. import audit, inputs, kits, limits, qrpayload, studies, users
 from ..audit import Actor
 from ..clock import utcnow
-from ..errors import Conflict, DomainError, InvalidInput, NotFound
-from ..models import AuditEvent, BlindedLot, Kit, KitState, LabelRun, LabelRunKit, Role, Study, User, saved_id
-from .sheets import (
-    KitLabel,
-    LabelFontMissing,
-    LabelKind,
-    LabelStudy,
-    render_label_sheet_pdf,
-    render_single_label_pdf,
-    render_zpl,
-)
+from ..errors import Conflict, DomainError, InvalidInput
+from ..models import AuditEvent, BlindedLot, Kit, KitState, LabelRun, LabelRunKit, Role, Study, saved_id
+from .fonts import LabelFontMissing
+from .particulars import KitLabel, LabelKind, LabelStudy
+from .runs import DEFAULT_STATES as DEFAULT_STATES
+from .runs import RunView as RunView
+from .runs import by_number as by_number
+from .runs import kits_of as kits_of
+from .runs import labelable_lots as labelable_lots
+from .runs import open_count as open_count
+from .runs import runs as runs
+from .runs import view as view
+from .runs import views as views
+from .sheets import render_label_sheet_pdf, render_single_label_pdf
+from .zpl import render_zpl
 
 PRINTERS = (Role.supply_manager,)
 READERS = (Role.supply_manager, Role.qa)
@@ -54,8 +60,6 @@ KINDS = {
 }
 MEDIA_TYPES = {"sheet": "application/pdf", "single": "application/pdf", "zpl": "text/plain; charset=utf-8"}
 EXTENSIONS = {"sheet": "pdf", "single": "pdf", "zpl": "zpl"}
-# Kits a blinded lot's run labels by default: filled and not yet shipped.
-DEFAULT_STATES = (KitState.packaged, KitState.released)
 # Kits that are gone or on their way to destruction get no new labels (the same for both arms).
 # A planned kit is refused too, for having no blinded lot to print (kit_labels).
 NO_LABELS = frozenset({KitState.withdrawn, KitState.administered, KitState.not_administered,
@@ -244,12 +248,6 @@ def print_run(session: Session, actor: Actor, study: Study, *, blinded_lot_code:
     return run, data, MEDIA_TYPES[output]
 
 
-def kits_of(session: Session, run: LabelRun) -> list[Kit]:
-    """The run's kits in kit-number order (the order they were printed in)."""
-    return list(session.scalars(select(Kit).join(LabelRunKit, col(LabelRunKit.kit_id) == col(Kit.id))
-                                .where(col(LabelRunKit.run_id) == run.id).order_by(col(Kit.number))))
-
-
 def _recorded_sha256(session: Session, run: LabelRun) -> str | None:
     event = session.scalars(select(AuditEvent).where(col(AuditEvent.entity_type) == "label_run",
                                                      col(AuditEvent.entity_id) == run.number,
@@ -315,99 +313,3 @@ def reconcile(session: Session, actor: Actor, run: LabelRun, applied: object, sp
     audit.record(session, actor, "label run reconciled", "label_run", run.number, field="counts",
                  new={"printed": run.printed, **counts}, reason=why)
     return run
-
-
-# --- reading --------------------------------------------------------------------------------------
-
-
-def by_number(session: Session, number: str | None, *, field: str = "number") -> LabelRun:
-    run = session.scalars(select(LabelRun).where(col(LabelRun.number) == (number or "").strip().upper())).first()
-    if run is None:
-        raise NotFound(f"No label run '{(number or '').strip()}'.", field=field)
-    return run
-
-
-def runs(session: Session, study: Study | None = None, open_only: bool = False) -> list[LabelRun]:
-    """Runs awaiting reconciliation first, then the others; newest first within each."""
-    query = select(LabelRun)
-    if study is not None:
-        query = query.where(col(LabelRun.study_id) == study.id)
-    if open_only:
-        query = query.where(col(LabelRun.reconciled_at).is_(None))
-    return list(session.scalars(query.order_by(col(LabelRun.reconciled_at).is_not(None), col(LabelRun.id).desc())))
-
-
-def open_count(session: Session) -> int:
-    return session.scalar(select(func.count(col(LabelRun.id))).where(col(LabelRun.reconciled_at).is_(None))) or 0
-
-
-@dataclass(frozen=True)
-class RunView:
-    number: str
-    study: str
-    blinded_lot: str | None
-    kind: str
-    output: str
-    kits: int
-    printed: int
-    applied: int | None
-    spoiled: int | None
-    destroyed: int | None
-    created_by: str
-    created_at: datetime
-    reconciled_by: str | None
-    reconciled_at: datetime | None
-
-    @property
-    def is_open(self) -> bool:
-        return self.reconciled_at is None
-
-    @property
-    def balance(self) -> str:
-        """printed = applied + spoiled + destroyed, as the reconciliation left it."""
-        if self.is_open:
-            return f"{self.printed} printed, not yet accounted for"
-        return f"{self.printed} = {self.applied} + {self.spoiled} + {self.destroyed}"
-
-    def as_json(self) -> dict:
-        return {"number": self.number, "study": self.study, "blinded_lot": self.blinded_lot, "kind": self.kind,
-                "output": self.output, "kits": self.kits, "printed": self.printed, "applied": self.applied,
-                "spoiled": self.spoiled, "destroyed": self.destroyed, "created_by": self.created_by,
-                "created_at": self.created_at, "reconciled_by": self.reconciled_by,
-                "reconciled_at": self.reconciled_at, "reconciled": not self.is_open}
-
-
-def views(session: Session, rows: Sequence[LabelRun]) -> list[RunView]:
-    """Runs with names, codes and kit counts, loaded in a few queries whatever their number."""
-    if not rows:
-        return []
-    ids = [run.id for run in rows]
-    kit_counts: dict[int | None, int] = dict(
-        session.execute(select(col(LabelRunKit.run_id), func.count()).where(col(LabelRunKit.run_id).in_(ids))
-                        .group_by(col(LabelRunKit.run_id))).all())
-    people = {u.id: u.full_name for u in session.scalars(select(User).where(col(User.id).in_(
-        {r.created_by for r in rows} | {r.reconciled_by for r in rows if r.reconciled_by})))}
-    codes = {s.id: s.code for s in session.scalars(select(Study).where(col(Study.id).in_({r.study_id for r in rows})))}
-    lots = {b.id: b.code for b in session.scalars(select(BlindedLot).where(col(BlindedLot.id).in_(
-        {r.blinded_lot_id for r in rows if r.blinded_lot_id})))}
-    return [RunView(run.number, codes[run.study_id], lots.get(run.blinded_lot_id), run.kind, run.output,
-                    kit_counts.get(run.id, 0), run.printed, run.applied, run.spoiled, run.destroyed,
-                    people.get(run.created_by, "?"), run.created_at,
-                    people.get(run.reconciled_by) if run.reconciled_by else None, run.reconciled_at)
-            for run in rows]
-
-
-def view(session: Session, run: LabelRun) -> RunView:
-    return views(session, [run])[0]
-
-
-def labelable_lots(session: Session, study: Study | None = None) -> list[tuple[BlindedLot, str, int]]:
-    """Blinded lots with their study code and how many kits a run would label by default."""
-    labelled_by_default = col(Kit.state).in_([s.value for s in DEFAULT_STATES])
-    query = (select(BlindedLot, col(Study.code), func.count(col(Kit.id)))
-             .join(Study, col(Study.id) == col(BlindedLot.study_id))
-             .outerjoin(Kit, (col(Kit.blinded_lot_id) == col(BlindedLot.id)) & labelled_by_default)
-             .group_by(col(BlindedLot.id), col(Study.code)).order_by(col(Study.code), col(BlindedLot.code)))
-    if study is not None:
-        query = query.where(col(BlindedLot.study_id) == study.id)
-    return [(blinded, code, count) for blinded, code, count in session.execute(query).all()]

@@ -17,7 +17,7 @@ from fpdf import FPDF
 from cellbench.sitecodes import qr_png
 
 from .fonts import new_pdf
-from .sheets import PT, LabelSize
+from .particulars import PT, LabelSize
 
 SYRINGE_SIZE = LabelSize(62.0, 29.0)  # a common die-cut size for label printers; fits a 5 mL syringe barrel
 CLINICAL_TRIAL_USE = "For clinical trial use only"

@@ -29,7 +29,7 @@ from cellbench.labels import (
     render_zpl,
 )
 from cellbench.labels import fonts as label_fonts
-from cellbench.labels import sheets as label_sheets
+from cellbench.labels import layout as label_layout
 from cellbench.qrpayload import make_payload, verify_payload
 
 SECRET = "label-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -237,14 +237,14 @@ def test_a_regular_width_dejavu_is_narrowed_to_stand_in_for_the_condensed_face(m
     (tmp_path / "DejaVuSans.ttf").symlink_to(regular)
     monkeypatch.setattr(label_fonts, "_font_dirs", lambda: [tmp_path])
     find_label_fonts.cache_clear()
-    label_sheets._layout.cache_clear()
+    label_layout.label_layout.cache_clear()
     try:
         fonts = find_label_fonts()
         assert fonts.stretch_percent < 100 and fonts.bold == fonts.regular
         assert "Store at ≤ −150 °C" in pdf_text(render_single_label_pdf(kit_label(kits[0])))[0]
     finally:
         find_label_fonts.cache_clear()
-        label_sheets._layout.cache_clear()
+        label_layout.label_layout.cache_clear()
 
 
 @pytest.mark.parametrize("render", [render_label_sheet_pdf, render_single_label_pdf])
