@@ -19,6 +19,7 @@ from urllib.parse import quote
 from sqlalchemy.engine import make_url
 
 from ..audit import GENESIS_HASH, HASHED_COLUMNS
+from . import proof
 
 # Built from the constant column names; the range is bound.
 _SELECT = (f"SELECT {', '.join(HASHED_COLUMNS)}, prev_hash, hash FROM audit_event "  # noqa: S608 - constant names
@@ -100,11 +101,25 @@ def _connect(url: str) -> tuple[Any, str]:
 
 
 def _check_range(url: str, lo: int, hi: int) -> _Range:
-    result = _Range(lo, hi)
     conn, mark = _connect(url)
     try:
-        # A named (server-side) cursor on PostgreSQL streams instead of buffering every row.
-        cur = conn.cursor(name="cellbench_verify") if mark == "%s" else conn.cursor()
+        postgres = mark == "%s"
+        if proof.database_json_holds(conn, postgres, _canonical_json()):
+            clean = proof.range_clean(conn, postgres, lo, hi)
+            if clean is not None:
+                return _Range(lo, hi, *clean)
+        return _named_first_problem(conn, mark, lo, hi)
+    finally:
+        conn.close()
+
+
+def _named_first_problem(conn: Any, mark: str, lo: int, hi: int) -> _Range:
+    """The reference check: every column read as Python values and hashed as `audit.event_hash`
+    hashes them; it names the first row that does not hold."""
+    result = _Range(lo, hi)
+    # A named (server-side) cursor on PostgreSQL streams instead of buffering every row.
+    cur = conn.cursor(name="cellbench_verify") if mark == "%s" else conn.cursor()
+    try:
         cur.execute(_SELECT.replace("?", mark), (lo, hi))
         encode = _canonical_json()
         sha256 = hashlib.sha256
@@ -135,4 +150,4 @@ def _check_range(url: str, lo: int, hi: int) -> _Range:
         result.last_hash = prev
         return result
     finally:
-        conn.close()
+        cur.close()
