@@ -19,7 +19,8 @@ from urllib.parse import quote
 from sqlalchemy.engine import make_url
 
 from ..audit import GENESIS_HASH, HASHED_COLUMNS
-from . import proof
+from . import gathered, proof
+from .gathered import Gathered
 
 # Built from the constant column names; the range is bound.
 _SELECT = (f"SELECT {', '.join(HASHED_COLUMNS)}, prev_hash, hash FROM audit_event "  # noqa: S608 - constant names
@@ -69,6 +70,7 @@ class _Range:
     first_prev: str | None = None
     last_hash: str | None = None
     problem: Problem | None = None
+    events: Gathered | None = None  # the range's signature events, when asked for
 
 
 @dataclass
@@ -100,15 +102,19 @@ def _connect(url: str) -> tuple[Any, str]:
     return psycopg.connect(conninfo), "%s"
 
 
-def _check_range(url: str, lo: int, hi: int) -> _Range:
+def _check_range(url: str, lo: int, hi: int, gather: bool = False) -> _Range:
+    """One range checked; with `gather`, its signature events gathered as well (`signed` matches them)."""
     conn, mark = _connect(url)
     try:
         postgres = mark == "%s"
-        if proof.database_json_holds(conn, postgres, _canonical_json()):
-            clean = proof.range_clean(conn, postgres, lo, hi)
-            if clean is not None:
-                return _Range(lo, hi, *clean)
-        return _named_first_problem(conn, mark, lo, hi)
+        events = Gathered() if gather else None
+        clean = proof.range_clean(conn, postgres, lo, hi, events) if proof.database_json_holds(
+            conn, postgres, _canonical_json()) else None
+        result = _Range(lo, hi, *clean) if clean is not None else _named_first_problem(conn, mark, lo, hi)
+        if gather and (postgres or clean is None):  # the proof gathered none of them, or not all
+            events = gathered.read_range(conn, mark, lo, hi)
+        result.events = events
+        return result
     finally:
         conn.close()
 

@@ -22,18 +22,23 @@ import hashlib
 from typing import Any, NamedTuple
 
 from ..audit import HASHED_COLUMNS
+from . import gathered
+from .gathered import Gathered
 
 _INTEGERS = frozenset({"seq", "user_id"})
 _SQLITE_JSON = f"json_array({', '.join(HASHED_COLUMNS)})"
-_POSTGRES_JSON = "'[' || " + " || ',' || ".join(f"COALESCE(to_json({c})::text, 'null')" for c in HASHED_COLUMNS) + " || ']'"
+_POSTGRES_JSON = ("'[' || " + " || ',' || ".join(f"COALESCE(to_json({c})::text, 'null')" for c in HASHED_COLUMNS)
+                  + " || ']'")
 _TEXT = {False: "prev_hash || '|' || " + _SQLITE_JSON, True: "prev_hash || '|' || " + _POSTGRES_JSON}
 
 # SQLite: one byte string per event (no text decoded and encoded again), or NULL where the row's
 # JSON could differ from Python's: a REAL in user_id (SQLite writes 15 digits, Python 17), or a
 # prev_hash that is not 64 bytes (the link is checked as "the text starts with the last hash").
 # A BLOB makes json_array fail: the reference check then meets it too.
-_SQLITE_SQL = ("SELECT CAST(hash AS BLOB), CASE WHEN typeof(user_id) <> 'real' AND length(CAST(prev_hash AS BLOB)) = 64 "  # noqa: S608
-               f"THEN CAST({_TEXT[False]} AS BLOB) END FROM audit_event WHERE seq BETWEEN ? AND ? ORDER BY seq")
+# The third column: the signature events `signed` needs, gathered in the same pass (gathered.py).
+_SQLITE_SQL = ("SELECT CAST(hash AS BLOB), CASE WHEN typeof(user_id) <> 'real' "  # noqa: S608 - constant names
+               f"AND length(CAST(prev_hash AS BLOB)) = 64 THEN CAST({_TEXT[False]} AS BLOB) END, "
+               f"{gathered.SQLITE_COLUMN} FROM audit_event WHERE seq BETWEEN ? AND ? ORDER BY seq")
 # PostgreSQL: the server hashes (about a third of the CPU of sending the rows and hashing them here)
 # and links each event to the one before; the types are strict, so no value needs a guard.
 _POSTGRES_SQL = ("SELECT count(*), count(*) FILTER (WHERE digest IS DISTINCT FROM hash "  # noqa: S608 - constant names
@@ -52,7 +57,7 @@ _SAMPLE = {"seq": 2**62, "at": _ODD, "user_id": -(2**31), "field": None, "reason
 
 
 class Clean(NamedTuple):
-    count: int
+    events: int  # how many (`count` is a tuple's method)
     first_prev: str
     last_hash: str
 
@@ -77,15 +82,16 @@ def database_json_holds(conn: Any, postgres: bool, encode: Any) -> bool:
     return bool(written == f"{prev}|{encode(values)}")
 
 
-def range_clean(conn: Any, postgres: bool, lo: int, hi: int) -> Clean | None:
-    """What the reference check finds in a sound range; None at the first doubt."""
+def range_clean(conn: Any, postgres: bool, lo: int, hi: int, events: Gathered | None = None) -> Clean | None:
+    """What the reference check finds in a sound range; None at the first doubt. On SQLite,
+    `events` gathers the range's signature events as the rows go by (partly, when None is answered)."""
     try:
-        found = _postgres(conn, lo, hi) if postgres else _sqlite(conn, lo, hi)
+        found = _postgres(conn, lo, hi) if postgres else _sqlite(conn, lo, hi, Gathered() if events is None else events)
     except conn.Error:  # e.g. json_array refusing a BLOB: the reference check says what it is
         conn.rollback()
         return None
     # seq is the primary key: as many rows as numbers in the range means none is missing.
-    return found if found is not None and found.count == hi - lo + 1 else None
+    return found if found is not None and found.events == hi - lo + 1 else None
 
 
 def _postgres(conn: Any, lo: int, hi: int) -> Clean | None:
@@ -99,11 +105,11 @@ def _postgres(conn: Any, lo: int, hi: int) -> Clean | None:
     return Clean(count, first_prev, last_hash) if not wrong and last_hash is not None else None
 
 
-def _sqlite(conn: Any, lo: int, hi: int) -> Clean | None:
+def _sqlite(conn: Any, lo: int, hi: int, events: Gathered) -> Clean | None:
     cur = conn.cursor()
     try:
         cur.execute(_SQLITE_SQL, (lo, hi))
-        sha256, hexlify = hashlib.sha256, binascii.hexlify
+        sha256, hexlify, gather = hashlib.sha256, binascii.hexlify, events.add_sqlite
         count, first_prev, last = 0, "", b""
         # Per event: one digest and two comparisons. The first event's link is checked when stitching.
         while rows := cur.fetchmany(_BATCH):
@@ -113,12 +119,14 @@ def _sqlite(conn: Any, lo: int, hi: int) -> Clean | None:
                     return None
                 last = text[:64]
                 first_prev = last.decode()
-            for stored, text in rows:
+            for stored, text, event in rows:
                 if text is None or not text.startswith(last):
                     return None
                 last = hexlify(sha256(text).digest())
                 if last != stored:
                     return None
+                if event is not None:
+                    gather(event)
             count += len(rows)
     finally:
         cur.close()
