@@ -1,13 +1,16 @@
 """`cellbench verify`: the audit chain, every signature both ways, and the records replayed from
 their audit events; every problem named.
 
-Parts: `chain` (each event's hash and link, in parallel ranges: it names the first break),
+Parts: `chain` (each event's hash and link, in parallel ranges: it names the first break; `proof`
+proves a sound range quickly with the database writing each event's canonical JSON, and hands any
+doubt to the reference check, and `gathered` collects the signature events as the ranges are read),
 `signed` (every "signed" and "signature invalidated" event matched to its signature row and back),
 `signatures.verify_all` (each signature's hashes and, while it stands, the content it signed),
 `replay` (lot, kit, shipment, visit, deviation and kit quarantine states and key dates replayed
 from their events and compared with the rows), `handover` (custody events against the kit moves
 they go with). The last three read through `source`, in one snapshot, mostly SQL aggregates: their
-cost follows the number of records and signatures, not of audit events.
+cost follows the number of records and signatures, not of audit events. That snapshot also gives
+the chain's end: the ranges stop there, so the events gathered are the ones that snapshot holds.
 """
 from __future__ import annotations
 

@@ -4,7 +4,9 @@ first mismatch (integrity.verify_chain splits the chain into ranges and stitches
 The chain is read with the plain DB-API driver, never as ORM objects (building a million ORM
 objects costs about seven times more than hashing them), and split across processes by sequence
 range: each event stores the hash it links to, so ranges can be checked independently and then
-stitched at their borders.
+stitched at their borders. A range is first offered to `proof` (the database writes the canonical
+text: about half the cost); what it does not prove sound is read here as before and its first
+problem named.
 """
 from __future__ import annotations
 
