@@ -152,18 +152,21 @@ def verify_all(session: Session, *, events_matched: bool = False) -> tuple[int, 
         query = select(event.seq, event.new_value).where(event.action == "signed")
         signed_events = dict(session.execute(query).all())
     table = Signature.__table__.c  # type: ignore[attr-defined]
+    # The voiding time as stored too: only whether there is one matters here.
     columns = (table.id, table.signer_id, table.signer_name, type_coerce(table.at, String), table.meaning,
                table.entity_type, table.entity_id, table.content, table.content_hash, table.record_hash,
-               table.audit_seq, table.invalidated_at)
+               table.audit_seq, type_coerce(table.invalidated_at, String))
     count = 0
+    # All rows in one fetch (the Result's row-by-row iteration cost a third of the check).
     for (sig_id, signer_id, signer_name, at, meaning, entity_type, entity_id, content, content_hash, record_hash,
-         audit_seq, invalidated_at) in session.execute(select(*columns).order_by(table.id)):
+         audit_seq, invalidated_at) in session.execute(select(*columns).order_by(table.id)).all():
         count += 1
-        where = f"signature {sig_id} ({Meaning(meaning).value} by {signer_name} on {entity_type} {entity_id})"
+        meaning = Meaning(meaning).value
+        where = f"signature {sig_id} ({meaning} by {signer_name} on {entity_type} {entity_id})"
         signed = signed_events.get(audit_seq) if audit_seq is not None else None
         if _sha256(content) != content_hash:
             problems.append(f"{where}: the stored content does not match its hash")
-        elif _hash_of_fields(sig_id, signer_id, signer_name, at, Meaning(meaning).value, entity_type,
+        elif _hash_of_fields(sig_id, signer_id, signer_name, at, meaning, entity_type,
                              entity_id, content_hash) != record_hash:
             problems.append(f"{where}: the signature record was changed after signing")
         elif not events_matched and signed != f"#{sig_id} {record_hash}":

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from .gathered import SIGNED, Gathered
 from .source import Reader
 
 _SIGNATURE = ("s.id, s.audit_seq, s.meaning, s.entity_type, s.entity_id, s.signer_name, s.invalidated_at, "
@@ -27,7 +28,7 @@ _UNMATCHED_SQL = ("SELECT " + _SIGNATURE + " FROM signature s LEFT JOIN audit_ev
 _CLAIMED_SQL = "SELECT count(DISTINCT audit_seq) FROM signature"
 _SIGNED_SQL = "SELECT seq, field, entity_type, entity_id, new_value FROM audit_event WHERE action = 'signed'"
 # One pass for both kinds: the signed events are only counted (a second pass to count them cost
-# more than reading them).
+# more than reading them). Only when the chain check did not gather them (gathered.py).
 _EVENTS_SQL = ("SELECT seq, at, field, entity_type, entity_id, old_value, reason, action FROM audit_event "
                "WHERE action IN ('signed', 'signature invalidated') ORDER BY seq")
 _VOID_SQL = "SELECT " + _SIGNATURE + " FROM signature s WHERE s.invalidated_at IS NOT NULL"  # noqa: S608 - constant names
@@ -89,15 +90,40 @@ def _unsigned_events(reader: Reader) -> list[str]:
     return problems
 
 
-def check(reader: Reader) -> list[str]:
-    problems = [f"{Row(*row)}: it does not match its audit event" for row in reader.rows(_UNMATCHED_SQL)]
-    void = {row[0]: Row(*row) for row in reader.rows(_VOID_SQL)}
-    voiding: dict[int, int] = {}
-    events = 0
+class Prepared(NamedTuple):
+    """What `check` reads of the signature rows, read while the chain is checked."""
+
+    unmatched: list[str]  # signatures whose event is not their "signed" event
+    void: dict[int, Row]  # the void signatures by id
+    claimed: int  # distinct events the signatures name
+
+
+def prepare(reader: Reader) -> Prepared:
+    unmatched = [f"{Row(*row)}: it does not match its audit event" for row in reader.rows(_UNMATCHED_SQL)]
+    [(claimed,)] = reader.rows(_CLAIMED_SQL)
+    return Prepared(unmatched, {row[0]: Row(*row) for row in reader.rows(_VOID_SQL)}, claimed)
+
+
+def _events(reader: Reader) -> Gathered:
+    """The signature events read here, when the chain check did not gather them."""
+    found = Gathered()
     for seq, at, field, entity_type, entity_id, old, reason, action in reader.rows(_EVENTS_SQL):
-        if action == "signed":
-            events += 1
-            continue
+        if action == SIGNED:
+            found.signed += 1
+        else:
+            found.voidings.append((seq, at, field, entity_type, entity_id, old, reason))
+    return found
+
+
+def check(reader: Reader, prepared: Prepared | None = None, events: Gathered | None = None) -> list[str]:
+    """Every mismatch. `prepared`: the signature rows, read in this snapshot; `events`: the chain's
+    "signed" and "signature invalidated" events up to the snapshot's last, gathered by the chain
+    check (read here when None)."""
+    unmatched, void, claimed = prepared or prepare(reader)
+    found = events if events is not None else _events(reader)
+    problems = list(unmatched)
+    voiding: dict[int, int] = {}
+    for seq, at, field, entity_type, entity_id, old, reason in found.voidings:
         sig_id = _named(old)
         if sig_id is not None and sig_id in voiding:
             problems.append(f"{_what(seq, field, entity_type, entity_id)}: signature {sig_id} was already voided "
@@ -122,7 +148,6 @@ def check(reader: Reader) -> list[str]:
                  "cellbench" for row in void.values() if row.id not in voiding]
     # Every signature names a "signed" event of its own (above); as many such events as signatures
     # naming distinct ones means none lacks its signature.
-    [(claimed,)] = reader.rows(_CLAIMED_SQL)
-    if events != claimed:
+    if found.signed != claimed:
         problems = _unsigned_events(reader) + problems
     return problems
