@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, String, and_, cast, false, literal, or_, select, text, true
 from sqlmodel import Session, SQLModel, col
 
-from . import checkpoints, limits
+from . import checkpoints, limits, pagination
 from .clock import utcnow
 from .display import times_in
 from .errors import InvalidInput
@@ -270,8 +270,7 @@ def visible_events(viewer: Actor) -> Select[AuditEvent]:
     return query
 
 
-def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
-          newest_first: bool = True) -> list[AuditEvent]:
+def _filtered(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
     query = visible_events(viewer)
     if flt.user:
         if flt.user.isdigit():
@@ -288,10 +287,25 @@ def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | Non
         query = query.where(col(AuditEvent.at) >= flt.since)
     if flt.until:
         query = query.where(col(AuditEvent.at) < flt.until)
-    query = query.order_by(col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq))
+    return query
+
+
+def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
+          newest_first: bool = True) -> list[AuditEvent]:
+    query = _filtered(viewer, flt).order_by(col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq))
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+# Newest first by sequence number. Cursors are sealed (pagination): a blinded reader never learns
+# a sequence number, whose gaps would betray the events it may not see.
+TRAIL_ORDER = pagination.Order("audit trail", (col(AuditEvent.seq),), newest_first=True)
+
+
+def trail_page(session: Session, viewer: Actor, flt: TrailFilter, ask: pagination.Ask) -> pagination.Page[AuditEvent]:
+    """One page of the viewer's trail, newest first."""
+    return pagination.page(session, _filtered(viewer, flt), TRAIL_ORDER, ask)
 
 
 def history(session: Session, viewer: Actor, entity_type: str, entity_id: str) -> list[AuditEvent]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from .. import audit
@@ -12,6 +12,8 @@ from ..audit import AUDIT_READERS
 from ..deps import Viewer, read_session, require
 from ..errors import InvalidInput
 from ..models import AuditEvent
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 reader = require(*AUDIT_READERS)
@@ -38,15 +40,21 @@ def event_out(event: AuditEvent, viewer: Viewer) -> EventOut:
                     new_value=event.new_value, reason=event.reason)
 
 
-@router.get("", response_model=list[EventOut])
+class TrailOut(BaseModel):
+    events: list[EventOut] = Field(description="Newest first")
+    next: str | None = Field(description=paging.NEXT)
+
+
+@router.get("", response_model=TrailOut)
 def trail(viewer: Viewer = Depends(reader), session: Session = Depends(read_session),
           user: str | None = None, entity_type: str | None = None, entity_id: str | None = None,
           since: datetime | None = Query(None, description="ISO 8601 with offset"),
           until: datetime | None = Query(None, description="ISO 8601 with offset"),
-          limit: int = Query(500, ge=1, le=10_000)) -> list[EventOut]:
+          ask: Ask = Depends(paging.ask)) -> TrailOut:
     flt = audit.TrailFilter(user=user, entity_type=entity_type, entity_id=entity_id, since=_aware(since),
                             until=_aware(until))
-    return [event_out(e, viewer) for e in audit.trail(session, viewer.actor, flt, limit=limit)]
+    found = audit.trail_page(session, viewer.actor, flt, ask)
+    return TrailOut(events=[event_out(e, viewer) for e in found.rows], next=found.next)
 
 
 @router.get("/{entity_type}/{entity_id}", response_model=list[EventOut])

@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import audit, users
+from .. import audit, pagination, users
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..identifiers import parse_kit_number, shown
@@ -109,11 +109,14 @@ def history(session: Session, actor: Actor, kit: Kit) -> list:
     return audit.history(session, actor, "kit", kit.number)
 
 
-def kits(session: Session, *, study: Study | None = None, state: str | None = None,
-         blinded_lot: BlindedLot | None = None, offset: int = 0, limit: int = 100,
-         reader: Actor | None = None) -> tuple[list[Kit], int]:
-    """A page of kits in kit-number order (random, so it says nothing) and the total count; a
-    `reader`'s sites and studies only, when one is given."""
+# Kit-number order: numbers are random, so the order says nothing of arms. Never the id: ids follow
+# packaging order, and a packaging run fills kits arm by arm.
+KIT_ORDER = pagination.Order("kits", (col(Kit.number),))
+
+
+def kits(session: Session, ask: pagination.Ask, *, study: Study | None = None, state: str | None = None,
+         blinded_lot: BlindedLot | None = None, reader: Actor | None = None) -> pagination.Page[Kit]:
+    """A page of kits in kit-number order; a `reader`'s sites and studies only, when one is given."""
     query = select(Kit)
     if reader is not None:
         query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
@@ -125,8 +128,7 @@ def kits(session: Session, *, study: Study | None = None, state: str | None = No
         query = query.where(col(Kit.state) == state)
     if blinded_lot is not None:
         query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    return list(session.scalars(query.order_by(col(Kit.number)).offset(offset).limit(limit))), total
+    return pagination.page(session, query, KIT_ORDER, ask)
 
 
 def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot: BlindedLot | None = None,
