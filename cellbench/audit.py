@@ -314,9 +314,19 @@ def history(session: Session, viewer: Actor, entity_type: str, entity_id: str) -
 
 
 def entity_types(session: Session, viewer: Actor) -> list[str]:
-    """The kinds of record in the viewer's trail (the filter's choices)."""
-    column = col(AuditEvent.entity_type)
-    return list(session.scalars(select(column).where(trail_scope(viewer)).distinct().order_by(column)))
+    """The kinds of record in the viewer's trail (the filter's choices). Read by skipping from one
+    kind to the next along the index (a few dozen seeks), not by a DISTINCT over every event: the
+    trail grows by the million, its kinds do not. A blinded viewer's kinds are those its scope
+    reaches at least once."""
+    kinds = list(session.scalars(text(
+        "WITH RECURSIVE kinds(kind) AS (SELECT min(entity_type) FROM audit_event UNION ALL "
+        "SELECT (SELECT min(entity_type) FROM audit_event WHERE entity_type > kind) FROM kinds WHERE kind IS NOT NULL) "
+        "SELECT kind FROM kinds WHERE kind IS NOT NULL")))
+    if not viewer.is_blinded:
+        return kinds
+    scope = trail_scope(viewer)
+    return [kind for kind in kinds if session.scalar(
+        select(literal(1)).where(col(AuditEvent.entity_type) == kind, scope).limit(1)) is not None]
 
 
 # Times in the site's zone with their offset, as on the pages (seconds kept: an export is a record);

@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Mapped
 
 from .errors import DomainError
 from .inputs import MAX_DB_ID
@@ -54,11 +54,11 @@ class Order:
     nullable) and its direction."""
 
     name: str
-    columns: tuple[InstrumentedAttribute, ...]
+    columns: tuple[Mapped[Any], ...]  # model columns, as sqlmodel.col gives them
     newest_first: bool = False
 
     def key_of(self, row: Any) -> tuple:
-        return tuple(getattr(row, c.key) for c in self.columns)
+        return tuple(getattr(row, c.key) for c in self.columns)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

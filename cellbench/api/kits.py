@@ -84,7 +84,7 @@ def list_kits(study: str | None = None, blinded_lot: str | None = None, state: K
     found = kits.kits(session, ask, study=studies.by_code(session, study) if study else None,
                       blinded_lot=kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None,
                       state=state.value if state else None, reader=viewer.actor)
-    return KitPageOut(kits=[kit_out(session, kit) for kit in found.rows], next=found.next)
+    return KitPageOut(kits=[KitOut(**v.as_json()) for v in kits.views(session, found.rows)], next=found.next)
 
 
 # Declared before /kits/{number}: "scan" is not a kit number.

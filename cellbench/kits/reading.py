@@ -96,12 +96,25 @@ class KitView:
 
 
 def view(session: Session, kit: Kit) -> KitView:
-    study = session.get(Study, kit.study_id)
-    if study is None:
-        raise NotFound(f"Kit {kit.number} names no study.", field="study")
-    blinded = blinded_lot_of(session, kit)
-    return KitView(kit.number, study.code, blinded.code if blinded else None, blinded.expiry if blinded else None,
-                   KitState(kit.state).value, state_label(kit.state), kit.location, kit.row_version)
+    return views(session, [kit])[0]
+
+
+def views(session: Session, rows: list[Kit]) -> list[KitView]:
+    """The views of a page of kits: their studies and blinded lots read once for the page, not once a kit."""
+    study_ids = {kit.study_id for kit in rows}
+    lot_ids = {kit.blinded_lot_id for kit in rows if kit.blinded_lot_id}
+    found = {s.id: s for s in session.scalars(select(Study).where(col(Study.id).in_(study_ids)))} if rows else {}
+    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.id).in_(lot_ids)))} \
+        if lot_ids else {}
+    shown = []
+    for kit in rows:
+        study, blinded = found.get(kit.study_id), lots.get(kit.blinded_lot_id) if kit.blinded_lot_id else None
+        if study is None:
+            raise NotFound(f"Kit {kit.number} names no study.", field="study")
+        shown.append(KitView(kit.number, study.code, blinded.code if blinded else None,
+                             blinded.expiry if blinded else None, KitState(kit.state).value, state_label(kit.state),
+                             kit.location, kit.row_version))
+    return shown
 
 
 def history(session: Session, actor: Actor, kit: Kit) -> list:
