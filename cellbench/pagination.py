@@ -28,7 +28,6 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from sqlalchemy import Select, tuple_
-from sqlalchemy.orm import Mapped
 
 from .errors import DomainError
 from .inputs import MAX_DB_ID
@@ -54,11 +53,11 @@ class Order:
     nullable) and its direction."""
 
     name: str
-    columns: tuple[Mapped[Any], ...]  # model columns, as sqlmodel.col gives them
+    columns: tuple[Any, ...]  # model columns (as sqlmodel.col gives them) or expressions of them
     newest_first: bool = False
 
     def key_of(self, row: Any) -> tuple:
-        return tuple(getattr(row, c.key) for c in self.columns)  # type: ignore[attr-defined]
+        return tuple(getattr(row, c.key) for c in self.columns)
 
 
 @dataclass(frozen=True)
@@ -153,9 +152,9 @@ def decode(order: Order, cursor: str, secret: str) -> tuple:
 
 
 def page(session: Any, query: Select, order: Order, ask: Ask, *, key: Callable[[Any], tuple] | None = None) -> Page:
-    """One page of `query` (a select of ORM rows, filters applied) in the order's key order, after
-    the cursor `after` (none or empty: the first page). `key` reads a row's key when the rows are
-    not instances of the order's own table (a tuple row, say)."""
+    """One page of `query` (a select of ORM rows or of tuples, filters applied) in the order's key
+    order, after the cursor `ask.after` (none: the first page). `key` reads a row's key when the
+    rows are tuples or the order has a computed column (a rank, say)."""
     after, secret, size = ask.after, ask.secret, ask.size
     columns = order.columns
     whole = tuple_(*columns) if len(columns) > 1 else columns[0]
@@ -164,7 +163,7 @@ def page(session: Any, query: Select, order: Order, ask: Ask, *, key: Callable[[
         bound = tuple_(*mark) if len(columns) > 1 else mark[0]
         query = query.where(whole < bound if order.newest_first else whole > bound)
     query = query.order_by(*(c.desc() if order.newest_first else c for c in columns)).limit(size + 1)
-    rows = list(session.scalars(query)) if key is None else list(session.execute(query))
+    rows = list(session.scalars(query)) if len(query.column_descriptions) == 1 else list(session.execute(query))
     more = len(rows) > size
     rows = rows[:size]
     next_cursor = encode(order, (key or order.key_of)(rows[-1]), secret) if more else None

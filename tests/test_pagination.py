@@ -10,12 +10,12 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from cellbench import audit, pagination, users
+from cellbench import audit, deviations, pagination, users
 from cellbench.clock import utcnow
 from cellbench.identifiers import new_kit_numbers
 from cellbench.models import AuditEvent, Kit
 
-from .conftest import SECRET
+from .conftest import SECRET, actor_of
 
 NEXT = re.compile(r'href="([^"]+)" rel="next"')
 KIT_LINK = re.compile(r'<a href="/kits/([A-Z0-9-]+)">')
@@ -137,3 +137,21 @@ def test_a_cursor_of_a_wrong_shape_is_refused_even_when_sealed_with_the_servers_
     with pytest.raises(pagination.BadCursor):
         pagination.decode(kits_order, pagination.encode(kits_order, ("A",), "another-secret-0123456789-abcdefgh"),
                           SECRET)
+
+
+@pytest.mark.parametrize("order", ["severity", "age"])
+def test_deviations_page_by_page_in_either_order_are_the_whole_list_once(db, people, order):
+    anna = actor_of(db, "anna")
+    with db.write() as s:
+        for i, severity in enumerate(["minor", "critical", "major", "minor", "critical", "major", "minor"]):
+            deviations.raise_deviation(s, anna, lot_id=None, step_code=None, origin="manual", severity=severity,
+                                       description=f"Deviation {i} for the pagination walk.")
+    with db.read() as s:
+        whole = [d.number for d in deviations.deviations(s, order=order)]
+        walked, after = [], None
+        while True:
+            page = deviations.deviation_page(s, pagination.Ask(after, SECRET, 2), order=order)
+            walked += [d.number for d in page.rows]
+            if (after := page.next) is None:
+                break
+    assert walked == whole and len(whole) == 7
