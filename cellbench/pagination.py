@@ -27,7 +27,7 @@ from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, literal, tuple_
 
 from .errors import DomainError
 from .inputs import MAX_DB_ID
@@ -159,7 +159,8 @@ def page(session: Any, query: Select, order: Order, ask: Ask, *, key: Callable[[
     columns = order.columns
     whole = tuple_(*columns) if len(columns) > 1 else columns[0]
     if after:
-        mark = decode(order, after, secret)
+        # each value bound with its column's type: a time is stored as the column stores it (UTC text)
+        mark = [literal(v, type_=c.type) for v, c in zip(decode(order, after, secret), columns, strict=True)]
         bound = tuple_(*mark) if len(columns) > 1 else mark[0]
         query = query.where(whole < bound if order.newest_first else whole > bound)
     query = query.order_by(*(c.desc() if order.newest_first else c for c in columns)).limit(size + 1)

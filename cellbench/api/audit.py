@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from .. import audit
@@ -40,9 +40,7 @@ def event_out(event: AuditEvent, viewer: Viewer) -> EventOut:
                     new_value=event.new_value, reason=event.reason)
 
 
-class TrailOut(BaseModel):
-    events: list[EventOut] = Field(description="Newest first")
-    next: str | None = Field(description=paging.NEXT)
+TrailOut = paging.page_model("TrailOut", "events", EventOut, "Newest first")
 
 
 @router.get("", response_model=TrailOut)
@@ -50,7 +48,7 @@ def trail(viewer: Viewer = Depends(reader), session: Session = Depends(read_sess
           user: str | None = None, entity_type: str | None = None, entity_id: str | None = None,
           since: datetime | None = Query(None, description="ISO 8601 with offset"),
           until: datetime | None = Query(None, description="ISO 8601 with offset"),
-          ask: Ask = Depends(paging.ask)) -> TrailOut:
+          ask: Ask = Depends(paging.ask)):
     flt = audit.TrailFilter(user=user, entity_type=entity_type, entity_id=entity_id, since=_aware(since),
                             until=_aware(until))
     found = audit.trail_page(session, viewer.actor, flt, ask)

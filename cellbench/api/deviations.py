@@ -78,9 +78,8 @@ class Closure(BaseModel):
     password: str = Field(description="The QA signer's password: closing signs the deviation (meaning approved)")
 
 
-class DeviationPageOut(BaseModel):
-    deviations: list[DeviationOut] = Field(description="Most severe first, then oldest first")
-    next: str | None = Field(description=paging.NEXT)
+DeviationPageOut = paging.page_model("DeviationPageOut", "deviations", DeviationOut,
+                                     "Most severe first, then oldest first")
 
 
 @router.get("/deviations", response_model=DeviationPageOut)

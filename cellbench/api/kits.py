@@ -47,9 +47,8 @@ class KitDetailOut(KitOut):
     history: list[EventOut] = Field(description="The kit's audit events the caller may see, oldest first")
 
 
-class KitPageOut(BaseModel):
-    kits: list[KitOut] = Field(description="In kit-number order (random numbers: the order says nothing of arms)")
-    next: str | None = Field(description=paging.NEXT)
+KitPageOut = paging.page_model("KitPageOut", "kits", KitOut,
+                                     "In kit-number order (random numbers: the order says nothing of arms)")
 
 
 class CodeIn(ManualEntryIn):

@@ -112,9 +112,7 @@ class Move(Version):
     password: str | None = None
 
 
-class LotPageOut(BaseModel):
-    lots: list[LotOut] = Field(description="Newest first")
-    next: str | None = Field(description=paging.NEXT)
+LotPageOut = paging.page_model("LotPageOut", "lots", LotOut, "Newest first")
 
 
 @router.get("/lots", response_model=LotPageOut)

@@ -148,9 +148,8 @@ class KitOut(BaseModel):
     location: str
 
 
-class ParticipantPageOut(BaseModel):
-    participants: list[ParticipantOut] = Field(description="By study and screening number")
-    next: str | None = Field(description=paging.NEXT)
+ParticipantPageOut = paging.page_model("ParticipantPageOut", "participants", ParticipantOut,
+                                     "By study and screening number")
 
 
 @router.get("/participants", response_model=ParticipantPageOut)

@@ -241,9 +241,7 @@ async def receipt_scan(number: str, body: ReceiptScanIn, request: Request, viewe
                                     manual=body.manual, reason=body.manual_reason).as_json()
 
 
-class ShipmentPageOut(BaseModel):
-    shipments: list[ShipmentSummaryOut] = Field(description="Newest first")
-    next: str | None = Field(description=paging.NEXT)
+ShipmentPageOut = paging.page_model("ShipmentPageOut", "shipments", ShipmentSummaryOut, "Newest first")
 
 
 @router.get("/shipments", response_model=ShipmentPageOut)
