@@ -65,11 +65,11 @@ ROUTES = [
     ("bench-supply", "/shipments"),
     ("bench-supply", "/api/v1/shipments"),
     ("bench-supply", "/supply/quarantines"),
-    ("bench-supply", "/api/v1/quarantines"),
+    ("bench-supply", "/api/v1/supply/quarantines"),
     ("bench-pharmacist", "/participants"),
     ("bench-pharmacist", "/api/v1/participants"),
     ("bench-pharmacist", "/returns"),
-    ("bench-admin", "/users"),
+    ("bench-admin", "/admin/users"),
     ("bench-admin", "/api/v1/users"),
     ("bench-supply", "/notifications"),
 ]
