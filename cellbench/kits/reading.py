@@ -122,8 +122,9 @@ def history(session: Session, actor: Actor, kit: Kit) -> list:
     return audit.history(session, actor, "kit", kit.number)
 
 
-# Kit-number order: numbers are random, so the order says nothing of arms. Never the id: ids follow
-# packaging order, and a packaging run fills kits arm by arm.
+# Kit-number order: numbers are random, so the order says nothing of arms. Not the id: ids follow the
+# order kits were issued in (number order today, kits.issue), which is the issuer's choice, not a rule
+# of the blind; the number is arm-independent by construction, and it is unique.
 KIT_ORDER = pagination.Order("kits", (col(Kit.number),))
 
 
