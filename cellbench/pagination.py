@@ -9,9 +9,10 @@ The cursor holds the last row's key, sealed with the server's secret (determinis
 encryption, SIV-style: the MAC of the plaintext is the nonce of its keystream). Sealed, because a
 key can say more than the row it ends: a blinded reader must not learn the audit trail's sequence
 numbers (a gap would betray events it cannot see), and no list's database ids. Deterministic,
-because the same page must render the same twice. Padded to one length, so that a cursor's length says nothing of its key. The list's name is bound
-into the MAC: another list's cursor, a tampered one or any text not made here is refused with one
-400 naming the field `after`, and nothing is read.
+because the same page must render the same twice. Padded to one length, so that a cursor's
+length says nothing of its key. The list's name is bound into the MAC: another list's cursor, a
+tampered one or any text not made here is refused with one 400 naming the field `after`, and
+nothing is read.
 """
 from __future__ import annotations
 
