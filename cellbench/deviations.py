@@ -20,10 +20,10 @@ import json
 import re
 from collections.abc import Set
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlmodel import Session, col
 
-from . import audit, inputs, limits, signatures, users
+from . import audit, inputs, limits, pagination, signatures, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -342,6 +342,25 @@ def deviations(session: Session, *, states: Set[DeviationState] | None = None, l
         query = query.where(col(Deviation.lot_id) == lot_id)
     rows = list(session.scalars(query.order_by(col(Deviation.raised_at), col(Deviation.number))))
     return rows if order == "age" else _by_severity_then_age(rows)
+
+
+# The two orders of the list: most severe first then oldest ("severity"), or oldest first ("age").
+_RANK = case(SEVERITY_RANK, value=col(Deviation.severity), else_=9)
+ORDERS = {"severity": pagination.Order("deviations by severity",
+                                      (_RANK, col(Deviation.raised_at), col(Deviation.number))),
+          "age": pagination.Order("deviations by age", (col(Deviation.raised_at), col(Deviation.number)))}
+
+
+def deviation_page(session: Session, ask: pagination.Ask, *, states: Set[DeviationState] | None = None,
+                   lot_id: int | None = None, order: str = "severity") -> pagination.Page[Deviation]:
+    query = select(Deviation)
+    if states:
+        query = query.where(col(Deviation.state).in_([DeviationState(s).value for s in states]))
+    if lot_id is not None:
+        query = query.where(col(Deviation.lot_id) == lot_id)
+    by_age = order == "age"
+    return pagination.page(session, query, ORDERS[order], ask, key=(lambda d: (d.raised_at, d.number)) if by_age
+                           else lambda d: (SEVERITY_RANK.get(d.severity, 9), d.raised_at, d.number))
 
 
 NOT_CLOSED = frozenset({DeviationState.open, DeviationState.assessed})

@@ -337,7 +337,7 @@ def test_each_reader_sees_the_trail_of_its_job_on_the_page_the_csv_and_the_api(a
     for username in ("anna", "mette", "adam"):
         client = as_(username)
         in_csv = _types_in_csv(client.get("/audit.csv").text)
-        in_api = {e["entity_type"] for e in client.get("/api/v1/audit", params={"limit": 10_000}).json()}
+        in_api = {e["entity_type"] for e in client.get("/api/v1/audit", params={"limit": 1000}).json()["events"]}
         page = client.get("/audit").text
         assert in_csv == in_api, username
         seen[username] = (in_csv, page)

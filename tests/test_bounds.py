@@ -160,9 +160,9 @@ def test_invalid_utf8_is_422_naming_the_field_on_a_page_and_the_body_on_the_api(
     assert _equipment_count(db) == before
 
 
-def test_an_offset_past_what_a_database_holds_is_refused_naming_it(as_, people):
-    answer = as_("sara").get(f"/api/v1/kits?offset={2**64}")
-    assert answer.status_code == 422 and answer.json()["field"] == "offset"
+def test_a_page_cursor_not_made_by_cellbench_is_refused_naming_it(as_, people):
+    answer = as_("sara").get(f"/api/v1/kits?after={2**64}")
+    assert answer.status_code == 400 and answer.json()["field"] == "after"
 
 
 def test_a_nan_or_boiling_excursion_temperature_is_refused_on_the_api_and_the_page(db, as_, demo_world):

@@ -433,9 +433,9 @@ def test_api_round_trip_raise_assess_close(app, db, people, lot):
     closed = anna.post(f"/api/v1/deviations/{number}/close", json={"password": PASSWORD}).json()
     assert closed["state"] == "closed" and closed["closure"]["signer_name"] == "Anna QA"
     assert closed["closure"]["meaning"] == "approved" and closed["allowed_actions"] == []
-    listed = anna.get("/api/v1/deviations", params={"lot": "ASC-26-001"}).json()
+    listed = anna.get("/api/v1/deviations", params={"lot": "ASC-26-001"}).json()["deviations"]
     assert [d["number"] for d in listed] == [number] and listed[0]["lot_number"] == "ASC-26-001"
-    assert anna.get("/api/v1/deviations", params={"state": "open"}).json() == []
+    assert anna.get("/api/v1/deviations", params={"state": "open"}).json() == {"deviations": [], "next": None}
     assert anna.get(f"/api/v1/deviations/{number}").json()["capa_reference"] == "CAPA-9"
     assert anna.get("/api/v1/deviations", params={"lot": "nope"}).json()["field"] == "lot"
     assert integrity.verify(db).ok

@@ -12,6 +12,8 @@ from ..audit import AUDIT_READERS
 from ..deps import Viewer, read_session, require
 from ..errors import InvalidInput
 from ..models import AuditEvent
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 reader = require(*AUDIT_READERS)
@@ -38,15 +40,19 @@ def event_out(event: AuditEvent, viewer: Viewer) -> EventOut:
                     new_value=event.new_value, reason=event.reason)
 
 
-@router.get("", response_model=list[EventOut])
+TrailOut = paging.page_model("TrailOut", "events", EventOut, "Newest first")
+
+
+@router.get("", response_model=TrailOut)
 def trail(viewer: Viewer = Depends(reader), session: Session = Depends(read_session),
           user: str | None = None, entity_type: str | None = None, entity_id: str | None = None,
           since: datetime | None = Query(None, description="ISO 8601 with offset"),
           until: datetime | None = Query(None, description="ISO 8601 with offset"),
-          limit: int = Query(500, ge=1, le=10_000)) -> list[EventOut]:
+          ask: Ask = Depends(paging.ask)):
     flt = audit.TrailFilter(user=user, entity_type=entity_type, entity_id=entity_id, since=_aware(since),
                             until=_aware(until))
-    return [event_out(e, viewer) for e in audit.trail(session, viewer.actor, flt, limit=limit)]
+    found = audit.trail_page(session, viewer.actor, flt, ask)
+    return TrailOut(events=[event_out(e, viewer) for e in found.rows], next=found.next)
 
 
 @router.get("/{entity_type}/{entity_id}", response_model=list[EventOut])

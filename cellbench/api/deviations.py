@@ -11,6 +11,8 @@ from .. import deviations
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Deviation, DeviationState, Meaning, Signature, User
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["deviations"])
 readers = require(*deviations.READERS)
@@ -76,12 +78,17 @@ class Closure(BaseModel):
     password: str = Field(description="The QA signer's password: closing signs the deviation (meaning approved)")
 
 
-@router.get("/deviations", response_model=list[DeviationOut])
-def list_deviations(state: DeviationState | None = None, lot: str | None = None, viewer: Viewer = Depends(readers),
-                    session: Session = Depends(read_session)):
-    found = deviations.lot_by_number(session, lot, field="lot")
-    rows = deviations.deviations(session, states={state} if state else None, lot_id=found.id if found else None)
-    return [deviation_out(session, d, viewer) for d in rows]
+DeviationPageOut = paging.page_model("DeviationPageOut", "deviations", DeviationOut,
+                                     "Most severe first, then oldest first")
+
+
+@router.get("/deviations", response_model=DeviationPageOut)
+def list_deviations(state: DeviationState | None = None, lot: str | None = None, ask: Ask = Depends(paging.ask),
+                    viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    of_lot = deviations.lot_by_number(session, lot, field="lot")
+    found = deviations.deviation_page(session, ask, states={state} if state else None,
+                                      lot_id=of_lot.id if of_lot else None)
+    return DeviationPageOut(deviations=[deviation_out(session, d, viewer) for d in found.rows], next=found.next)
 
 
 @router.post("/deviations", response_model=DeviationOut, status_code=201)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import inputs, kits, studies
+from .. import kits, studies
 from ..deps import Viewer, read_session, require
 from ..models import Kit, KitState
+from ..pagination import Ask
+from . import paging
 from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["kits"])
@@ -45,11 +47,8 @@ class KitDetailOut(KitOut):
     history: list[EventOut] = Field(description="The kit's audit events the caller may see, oldest first")
 
 
-class KitPageOut(BaseModel):
-    total: int
-    offset: int
-    limit: int
-    kits: list[KitOut] = Field(description="In kit-number order")
+KitPageOut = paging.page_model("KitPageOut", "kits", KitOut,
+                                     "In kit-number order (random numbers: the order says nothing of arms)")
 
 
 class CodeIn(ManualEntryIn):
@@ -79,12 +78,12 @@ def kit_detail(session: Session, viewer: Viewer, kit: Kit) -> KitDetailOut:
 
 @router.get("/kits", response_model=KitPageOut)
 def list_kits(study: str | None = None, blinded_lot: str | None = None, state: KitState | None = None,
-              offset: int = Query(0, ge=0, le=inputs.MAX_DB_ID), limit: int = Query(100, ge=1, le=1000),
-              viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    rows, total = kits.kits(session, study=studies.by_code(session, study) if study else None,
-                            blinded_lot=kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None,
-                            state=state.value if state else None, offset=offset, limit=limit, reader=viewer.actor)
-    return KitPageOut(total=total, offset=offset, limit=limit, kits=[kit_out(session, kit) for kit in rows])
+              ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
+              session: Session = Depends(read_session)):
+    found = kits.kits(session, ask, study=studies.by_code(session, study) if study else None,
+                      blinded_lot=kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None,
+                      state=state.value if state else None, reader=viewer.actor)
+    return KitPageOut(kits=[KitOut(**v.as_json()) for v in kits.views(session, found.rows)], next=found.next)
 
 
 # Declared before /kits/{number}: "scan" is not a kit number.

@@ -14,7 +14,9 @@ from .. import lots, release, steps
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Lot, Role
+from ..pagination import Ask
 from ..specifications import versions as spec_versions
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["batch record"])
 reader = require(*lots.READERS)
@@ -110,9 +112,14 @@ class Move(Version):
     password: str | None = None
 
 
-@router.get("/lots", response_model=list[LotOut])
-def list_lots(state: str | None = None, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)):
-    return [lot_out(session, lot, detail=False) for lot in lots.lots(session, state)]
+LotPageOut = paging.page_model("LotPageOut", "lots", LotOut, "Newest first")
+
+
+@router.get("/lots", response_model=LotPageOut)
+def list_lots(state: str | None = None, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(reader),
+              session: Session = Depends(read_session)):
+    found = lots.lot_page(session, ask, state)
+    return LotPageOut(lots=[lot_out(session, lot, detail=False) for lot in found.rows], next=found.next)
 
 
 @router.get("/lots/{number}", response_model=LotOut)

@@ -13,6 +13,8 @@ from .. import custody, kits, pharmacy, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Participant, Site, Study
+from ..pagination import Ask
+from . import paging
 from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["pharmacy"])
@@ -146,12 +148,17 @@ class KitOut(BaseModel):
     location: str
 
 
-@router.get("/participants", response_model=list[ParticipantOut])
-def list_participants(study: str | None = None, viewer: Viewer = Depends(readers),
+ParticipantPageOut = paging.page_model("ParticipantPageOut", "participants", ParticipantOut,
+                                     "By study and screening number")
+
+
+@router.get("/participants", response_model=ParticipantPageOut)
+def list_participants(study: str | None = None, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
                       session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study) if study else None
-    return [participant_out(session, viewer, p)
-            for p, _s, _site in pharmacy.participants(session, chosen, reader=viewer.actor)]
+    found = pharmacy.participant_page(session, ask, chosen, reader=viewer.actor)
+    return ParticipantPageOut(participants=[participant_out(session, viewer, p) for p, _s, _site in found.rows],
+                              next=found.next)
 
 
 @router.post("/participants", response_model=ParticipantOut, status_code=201)

@@ -17,6 +17,8 @@ from .. import custody, kits
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Meaning, Shipment, Site, StorageLocation, Study
+from ..pagination import Ask
+from . import paging
 from .codes import CODE_DESCRIPTION, ManualEntryIn
 
 router = APIRouter(prefix="/api/v1", tags=["shipments"])
@@ -239,17 +241,22 @@ async def receipt_scan(number: str, body: ReceiptScanIn, request: Request, viewe
                                     manual=body.manual, reason=body.manual_reason).as_json()
 
 
-@router.get("/shipments", response_model=list[ShipmentSummaryOut])
-def list_shipments(state: str | None = None, site: str | None = None, viewer: Viewer = Depends(readers),
-                   session: Session = Depends(read_session)):
+ShipmentPageOut = paging.page_model("ShipmentPageOut", "shipments", ShipmentSummaryOut, "Newest first")
+
+
+@router.get("/shipments", response_model=ShipmentPageOut)
+def list_shipments(state: str | None = None, site: str | None = None, ask: Ask = Depends(paging.ask),
+                   viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     where = custody.site_by_code(session, site) if site else None
-    rows = custody.shipments(session, state=state, site=where, reader=viewer.actor)
+    found = custody.shipment_page(session, ask, state=state, site=where, reader=viewer.actor)
+    rows = found.rows
     counts = custody.kit_counts(session, [r.id for r in rows])
     studies, sites = custody.study_codes(session), custody.site_codes(session)
-    return [ShipmentSummaryOut(number=r.number, study=studies[r.study_id], site=sites[r.site_id], state=r.state,
+    return ShipmentPageOut(next=found.next, shipments=[
+        ShipmentSummaryOut(number=r.number, study=studies[r.study_id], site=sites[r.site_id], state=r.state,
                                state_label=custody.state_label(r.state), kits=counts.get(custody.key(r), (0, 0))[0],
                                scanned=counts.get(custody.key(r), (0, 0))[1], dispatched_at=_seconds(r.dispatched_at),
-                               received_at=_seconds(r.received_at)) for r in rows]
+                               received_at=_seconds(r.received_at)) for r in rows])
 
 
 @router.post("/shipments", response_model=ShipmentOut, status_code=201)

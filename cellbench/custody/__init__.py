@@ -68,6 +68,7 @@ from .reading import (
     progress,
     qa_signature,
     reading_count,
+    shipment_page,
     shipments,
     site_codes,
     study_codes,

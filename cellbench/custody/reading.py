@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlmodel import Session, col
 
-from .. import kits, signatures, users
+from .. import kits, pagination, signatures, users
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..models import BlindedLot, Kit, KitState, LoggerReading, Shipment, ShipmentKit, Signature, Site, Study, User
@@ -29,6 +29,21 @@ def by_number(session: Session, number: str | None, *, field: str = "shipment",
 
 def shipments(session: Session, *, state: str | None = None, site: Site | None = None,
               study: Study | None = None, reader: Actor | None = None) -> list[Shipment]:
+    query = _shipments(state=state, site=site, study=study, reader=reader)
+    return list(session.scalars(query.order_by(col(Shipment.id).desc())))
+
+
+# Newest first. A shipment carries kits of both arms, so its id says nothing of an arm.
+SHIPMENT_ORDER = pagination.Order("shipments", (col(Shipment.id),), newest_first=True)
+
+
+def shipment_page(session: Session, ask: pagination.Ask, *, state: str | None = None, site: Site | None = None,
+                  reader: Actor | None = None) -> pagination.Page[Shipment]:
+    return pagination.page(session, _shipments(state=state, site=site, reader=reader), SHIPMENT_ORDER, ask)
+
+
+def _shipments(*, state: str | None = None, site: Site | None = None, study: Study | None = None,
+               reader: Actor | None = None) -> Select:
     query = select(Shipment)
     if reader is not None:
         query = users.within(query, reader, site=col(Shipment.site_id), study=col(Shipment.study_id))
@@ -43,7 +58,7 @@ def shipments(session: Session, *, state: str | None = None, site: Site | None =
         query = query.where(col(Shipment.site_id) == site.id)
     if study is not None:
         query = query.where(col(Shipment.study_id) == study.id)
-    return list(session.scalars(query.order_by(col(Shipment.id).desc())))
+    return query
 
 
 def study_codes(session: Session) -> dict[int, str]:

@@ -50,4 +50,5 @@ from .reading import (
     scan_code,
     scanned,
     view,
+    views,
 )

@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import audit, users
+from .. import audit, pagination, users
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..identifiers import parse_kit_number, shown
@@ -96,12 +96,25 @@ class KitView:
 
 
 def view(session: Session, kit: Kit) -> KitView:
-    study = session.get(Study, kit.study_id)
-    if study is None:
-        raise NotFound(f"Kit {kit.number} names no study.", field="study")
-    blinded = blinded_lot_of(session, kit)
-    return KitView(kit.number, study.code, blinded.code if blinded else None, blinded.expiry if blinded else None,
-                   KitState(kit.state).value, state_label(kit.state), kit.location, kit.row_version)
+    return views(session, [kit])[0]
+
+
+def views(session: Session, rows: list[Kit]) -> list[KitView]:
+    """The views of a page of kits: their studies and blinded lots read once for the page, not once a kit."""
+    study_ids = {kit.study_id for kit in rows}
+    lot_ids = {kit.blinded_lot_id for kit in rows if kit.blinded_lot_id}
+    found = {s.id: s for s in session.scalars(select(Study).where(col(Study.id).in_(study_ids)))} if rows else {}
+    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.id).in_(lot_ids)))} \
+        if lot_ids else {}
+    shown = []
+    for kit in rows:
+        study, blinded = found.get(kit.study_id), lots.get(kit.blinded_lot_id) if kit.blinded_lot_id else None
+        if study is None:
+            raise NotFound(f"Kit {kit.number} names no study.", field="study")
+        shown.append(KitView(kit.number, study.code, blinded.code if blinded else None,
+                             blinded.expiry if blinded else None, KitState(kit.state).value, state_label(kit.state),
+                             kit.location, kit.row_version))
+    return shown
 
 
 def history(session: Session, actor: Actor, kit: Kit) -> list:
@@ -109,11 +122,15 @@ def history(session: Session, actor: Actor, kit: Kit) -> list:
     return audit.history(session, actor, "kit", kit.number)
 
 
-def kits(session: Session, *, study: Study | None = None, state: str | None = None,
-         blinded_lot: BlindedLot | None = None, offset: int = 0, limit: int = 100,
-         reader: Actor | None = None) -> tuple[list[Kit], int]:
-    """A page of kits in kit-number order (random, so it says nothing) and the total count; a
-    `reader`'s sites and studies only, when one is given."""
+# Kit-number order: numbers are random, so the order says nothing of arms. Not the id: ids follow the
+# order kits were issued in (number order today, kits.issue), which is the issuer's choice, not a rule
+# of the blind; the number is arm-independent by construction, and it is unique.
+KIT_ORDER = pagination.Order("kits", (col(Kit.number),))
+
+
+def kits(session: Session, ask: pagination.Ask, *, study: Study | None = None, state: str | None = None,
+         blinded_lot: BlindedLot | None = None, reader: Actor | None = None) -> pagination.Page[Kit]:
+    """A page of kits in kit-number order; a `reader`'s sites and studies only, when one is given."""
     query = select(Kit)
     if reader is not None:
         query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
@@ -125,8 +142,7 @@ def kits(session: Session, *, study: Study | None = None, state: str | None = No
         query = query.where(col(Kit.state) == state)
     if blinded_lot is not None:
         query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    return list(session.scalars(query.order_by(col(Kit.number)).offset(offset).limit(limit))), total
+    return pagination.page(session, query, KIT_ORDER, ask)
 
 
 def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot: BlindedLot | None = None,

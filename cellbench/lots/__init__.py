@@ -18,6 +18,7 @@ from .lifecycle import (
     claim,
     complete,
     decisions_of,
+    lot_page,
     lots,
     move,
     results_snapshot,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, limits, signatures, users
+from .. import audit, limits, pagination, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..donors import donation_by_identifier, donation_may_start_lot
@@ -233,6 +233,14 @@ def lots(session: Session, state: str | None = None) -> list[Lot]:
     if state:
         query = query.where(col(Lot.state) == state)
     return list(session.scalars(query))
+
+
+LOT_ORDER = pagination.Order("lots", (col(Lot.id),), newest_first=True)  # newest first
+
+
+def lot_page(session: Session, ask: pagination.Ask, state: str | None = None) -> pagination.Page[Lot]:
+    query = select(Lot).where(col(Lot.state) == state) if state else select(Lot)
+    return pagination.page(session, query, LOT_ORDER, ask)
 
 
 def complete(session: Session, actor: Actor, lot: Lot, expiry: date | None) -> None:

@@ -15,7 +15,9 @@ class AuditEvent(SQLModel, table=True):
     """Append-only. Nothing updates or deletes these rows; `cellbench verify` proves it."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_entity", "entity_type", "entity_id", "seq"),)
+    # ix_audit_type_seq: the trail filtered by record type, newest first (migration 0027)
+    __table_args__ = (Index("ix_audit_entity", "entity_type", "entity_id", "seq"),
+                      Index("ix_audit_type_seq", "entity_type", "seq"))
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     at: datetime = timestamp(index=True)

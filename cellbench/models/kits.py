@@ -42,7 +42,10 @@ class KitState(str, enum.Enum):
 
 class Kit(SQLModel, table=True):
     __tablename__ = "kit"
-    __table_args__ = (Index("ix_kit_study_state", "study_id", "state"),)
+    # the kit list's filters, each with its page order (kit number: pagination.py, migration 0027)
+    __table_args__ = (Index("ix_kit_study_state", "study_id", "state"), Index("ix_kit_state_number", "state", "number"),
+                      Index("ix_kit_blinded_lot_number", "blinded_lot_id", "number"),
+                      Index("ix_kit_site_number", "site_id", "number"))
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=16, unique=True)  # 'XXXX-XXXX-C', random; the only id on a label

@@ -81,11 +81,13 @@ from .reading import (
     enrolment_sites,
     minutes_left,
     participant_by_ref,
+    participant_page,
     participants,
     preparations_running,
     to_prepare,
     view,
     visit_by_ref,
+    visits_by_participant,
     visits_of,
 )
 from .records import (

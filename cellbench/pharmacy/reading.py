@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlmodel import Session, col
 
-from .. import clock, kits, studies, users
+from .. import clock, kits, pagination, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..custody import fetch
@@ -63,18 +63,46 @@ def enrolment_sites(session: Session, reader: Actor | None = None) -> list[tuple
 def participants(session: Session, study: Study | None = None, *,
                  reader: Actor | None = None) -> list[tuple[Participant, Study, Site]]:
     """Participants (of a study), of the `reader`'s sites and studies only when one is given."""
+    query = _participants(study, reader)
+    return list(session.execute(query.order_by(col(Study.code), col(Participant.screening_number))).all())
+
+
+def _participants(study: Study | None, reader: Actor | None) -> Select:
     query = (select(Participant, Study, Site).join(Study, col(Study.id) == col(Participant.study_id))
              .join(Site, col(Site.id) == col(Participant.site_id)))
     if reader is not None:
         query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
     if study is not None:
         query = query.where(col(Participant.study_id) == study.id)
-    return list(session.execute(query.order_by(col(Study.code), col(Participant.screening_number))).all())
+    return query
+
+
+# By study and screening number: numbers given at screening, before there is an arm to follow.
+PARTICIPANT_ORDER = pagination.Order("participants", (col(Participant.study_id), col(Participant.screening_number)))
+
+
+def participant_page(session: Session, ask: pagination.Ask, study: Study | None = None, *,
+                     reader: Actor | None = None, only: set[int] | None = None) -> pagination.Page:
+    """A page of (participant, study, site); `only` these participant ids when given."""
+    query = _participants(study, reader)
+    if only is not None:
+        query = query.where(col(Participant.id).in_(sorted(only)))
+    return pagination.page(session, query, PARTICIPANT_ORDER, ask,
+                           key=lambda row: (row[0].study_id, row[0].screening_number))
 
 
 def visits_of(session: Session, participant: Participant) -> list[Visit]:
     return list(session.scalars(select(Visit).where(col(Visit.participant_id) == participant.id)
                                 .order_by(col(Visit.treatment))))
+
+
+def visits_by_participant(session: Session, participants: list[Participant]) -> dict[int, list[Visit]]:
+    """participant id -> its visits in treatment order, for a page of participants in one read."""
+    found: dict[int, list[Visit]] = {p.id: [] for p in participants if p.id is not None}
+    for visit in session.scalars(select(Visit).where(col(Visit.participant_id).in_(sorted(found)))
+                                 .order_by(col(Visit.participant_id), col(Visit.treatment))):
+        found[visit.participant_id].append(visit)
+    return found
 
 
 @dataclass

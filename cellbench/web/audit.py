@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -13,11 +14,14 @@ from ..db import Database
 from ..deps import Viewer, form_by, get_db, read_session, require
 from ..errors import DomainError
 from ..templating import render
+from . import paging
 
 router = APIRouter(prefix="/audit", include_in_schema=False)
 reader = require(*AUDIT_READERS)
 reviewer, reviewer_form = require(*audit_review.REVIEWERS), form_by(*audit_review.REVIEWERS)
-PAGE = 200
+PAGE = 50  # a trail page: 200 rendered events cost more than the 20 ms a list page may take
+REVIEW_PAGE = 200
+FILTERS = ("user", "entity_type", "entity_id", "since", "until")
 
 
 def parse_filter(request: Request) -> audit.TrailFilter:
@@ -41,9 +45,11 @@ def parse_filter(request: Request) -> audit.TrailFilter:
 def trail_page(request: Request, viewer: Viewer = Depends(reader),
                session: Session = Depends(read_session)) -> Response:
     flt = parse_filter(request)
-    events = audit.trail(session, viewer.actor, flt, limit=PAGE)
-    return render(request, "audit/trail.html", events=events, q=request.query_params, page=PAGE,
-                  types=audit.entity_types(session, viewer.actor), query=str(request.url.query))
+    found = audit.trail_page(session, viewer.actor, flt, paging.ask(request, PAGE))
+    filters = {k: request.query_params.get(k, "") for k in FILTERS}
+    return render(request, "audit/trail.html", events=found.rows, q=request.query_params, page=PAGE,
+                  pager=paging.pager("/audit", filters, found), types=audit.entity_types(session, viewer.actor),
+                  query=urlencode({k: v for k, v in filters.items() if v}))
 
 
 @router.get(".csv")
@@ -61,7 +67,7 @@ def review_page(request: Request, viewer: Viewer = Depends(reviewer),
 
 def _review(request: Request, viewer: Viewer, session: Session, error: DomainError | None = None) -> Response:
     start, end = audit_review.pending_range(session)
-    pending = audit.trail(session, viewer.actor, audit.TrailFilter(), limit=PAGE) if end >= start else []
+    pending = audit.trail(session, viewer.actor, audit.TrailFilter(), limit=REVIEW_PAGE) if end >= start else []
     pending = [e for e in pending if e.seq >= start]
     return render(request, "audit/review.html", status_code=error.status if error else 200, start=start, end=end,
                   pending=pending, reviews=audit_review.reviews(session), error=error)

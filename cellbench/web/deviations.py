@@ -15,6 +15,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Deviation, DeviationState
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(prefix="/deviations", include_in_schema=False)
@@ -64,9 +65,12 @@ def deviation_list(request: Request, viewer: Viewer = Depends(readers), session:
     if order not in ("severity", "age"):
         raise InvalidInput("Order by severity or age.", field="order")
     lot = deviations.lot_by_number(session, q.get("lot"), field="lot")
-    rows = deviations.deviations(session, states=STATE_FILTERS[state], lot_id=lot.id if lot else None, order=order)
+    found = deviations.deviation_page(session, paging.ask(request), states=STATE_FILTERS[state],
+                                      lot_id=lot.id if lot else None, order=order)
+    rows = found.rows
     lots = {d.id: deviations.lot_number_of(session, d) for d in rows}
-    return render(request, "deviations/list.html", rows=rows, lots=lots, state=state, order=order,
+    pager = paging.pager("/deviations", {"state": state, "order": order, "lot": lot.number if lot else ""}, found)
+    return render(request, "deviations/list.html", rows=rows, lots=lots, state=state, order=order, pager=pager,
                   lot=lot.number if lot else "", states=[s.value for s in DeviationState], st=_state,
                   age=_age_days, url=_url, can_raise=viewer.has(*deviations.RAISERS))
 

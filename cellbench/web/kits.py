@@ -6,7 +6,7 @@ What differs between viewers depends on the viewer's roles, never on the kit.
 """
 from __future__ import annotations
 
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -15,9 +15,10 @@ from sqlmodel import Session
 from .. import audit, custody, kits, qrpayload, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
-from ..errors import DomainError, InvalidInput
+from ..errors import DomainError
 from ..models import KitState, Role, Study
 from ..templating import render
+from . import paging
 
 router = APIRouter(include_in_schema=False)
 readers = require(*kits.READERS)
@@ -34,38 +35,24 @@ def kit_url(number: str) -> str:
 FILTERS = ("study", "blinded_lot", "state")
 
 
-def _page_number(text: str | None) -> int:
-    if not text:
-        return 1
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidInput(f"Page '{text}' is not a page number.", field="page")
-    return int(text)
-
-
 def _list(request: Request, session: Session, viewer: Viewer, *, scan_error: DomainError | None = None, code: str = ""):
     q = request.query_params
     typed = {k: (q.get(k) or "").strip() for k in FILTERS}
     all_studies = studies.all_studies(session)
     study = next((s for s in all_studies if s.code == typed["study"].upper()), None)
-    error, rows, total, page = None, [], 0, 1
+    error, found = None, None
     try:
-        page = _page_number(q.get("page"))
         if typed["study"] and study is None:
             studies.by_code(session, typed["study"])  # raises, naming the field
         blinded = kits.blinded_lot_by_code(session, typed["blinded_lot"]) if typed["blinded_lot"] else None
-        found, total = kits.kits(session, study=study, blinded_lot=blinded, state=typed["state"] or None,
-                                 offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE, reader=viewer.actor)
-        rows = [kits.view(session, kit) for kit in found]
+        found = kits.kits(session, paging.ask(request, PAGE_SIZE), study=study, blinded_lot=blinded,
+                          state=typed["state"] or None, reader=viewer.actor)
     except DomainError as refused:
         error = refused
-    pages = max(1, -(-total // PAGE_SIZE))
-
-    def page_url(n: int) -> str:
-        return "/kits?" + urlencode({**{k: v for k, v in typed.items() if v}, "page": n})
-
     status = scan_error.status if scan_error else (error.status if error else 200)
-    return render(request, "kits/list.html", status_code=status, rows=rows, total=total, page=page, pages=pages,
-                  page_url=page_url, filters=typed, studies=all_studies, blinded_lots=kits.blinded_lots(session, study),
+    return render(request, "kits/list.html", status_code=status,
+                  rows=kits.views(session, found.rows) if found else [], pager=paging.pager("/kits", typed, found),
+                  filters=typed, studies=all_studies, blinded_lots=kits.blinded_lots(session, study),
                   states=STATES, error=error, scan_error=scan_error, code=code, kit_url=kit_url)
 
 

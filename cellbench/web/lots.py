@@ -18,6 +18,7 @@ from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
 from ..specifications import Step
 from ..specifications import versions as spec_versions
 from ..templating import render
+from . import paging
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -87,12 +88,17 @@ def _draft_view(session: Session, viewer: Viewer, lot: Lot, current: Step | None
 
 @router.get("/lots")
 def lot_list(request: Request, viewer: Viewer = Depends(require(*READERS)), session: Session = Depends(read_session)):
-    rows = lots.lots(session, request.query_params.get("state") or None)
-    if request.query_params.get("awaiting") == "verification":  # the verifier's queue, for several lots
-        waiting = {lot.number for lot, _ in steps.awaiting_verification(session, viewer.user)}
-        rows = [lot for lot in rows if lot.number in waiting]
+    state, found = request.query_params.get("state") or "", None
+    if request.query_params.get("awaiting") == "verification":  # the verifier's queue, for several lots: unpaged
+        waiting = {lot.number: lot for lot, _ in steps.awaiting_verification(session, viewer.user)}
+        rows = sorted((lot for lot in waiting.values() if not state or lot.state == state),
+                      key=lambda lot: -(lot.id or 0))
+    else:
+        found = lots.lot_page(session, paging.ask(request), state or None)
+        rows = found.rows
     specs = [s for s in spec_versions.all_versions(session) if s.status == "effective"]
-    return render(request, "lots/list.html", rows=rows, specs=specs, error=None, form={})
+    return render(request, "lots/list.html", rows=rows, specs=specs, error=None, form={},
+                  pager=paging.pager("/lots", {"state": state}, found))
 
 
 @router.post("/lots")
@@ -105,8 +111,9 @@ def start_lot(request: Request, viewer: Viewer = Depends(form_by(Role.operator))
     except DomainError as error:
         with db.read() as session:
             specs = [s for s in spec_versions.all_versions(session) if s.status == "effective"]
-            return render(request, "lots/list.html", status_code=error.status, rows=lots.lots(session),
-                          specs=specs, error=error, form=dict(form))
+            found = lots.lot_page(session, paging.ask(request))
+            return render(request, "lots/list.html", status_code=error.status, rows=found.rows, specs=specs,
+                          error=error, form=dict(form), pager=paging.pager("/lots", {}, found))
     return RedirectResponse(f"/lots/{number}?notice=Lot+started.", status_code=303)
 
 

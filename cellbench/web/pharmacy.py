@@ -22,6 +22,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Role, Site, Visit
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -89,11 +90,11 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
     study = next((s for s in studies.all_studies(session) if s.code == study_code), None)
     due = q.get("due") == "today"
     rows = []
-    due_ids = {v.id for v in pharmacy.due_today(session, reader=viewer.actor)} if due else set()
-    for participant, study_row, site in pharmacy.participants(session, study, reader=viewer.actor):
-        visits = pharmacy.visits_of(session, participant)
-        if due and not any(v.id in due_ids for v in visits):
-            continue
+    only = {v.participant_id for v in pharmacy.due_today(session, reader=viewer.actor)} if due else None
+    found = pharmacy.participant_page(session, paging.ask(request), study, reader=viewer.actor, only=only)
+    visits_of = pharmacy.visits_by_participant(session, [p for p, _study, _site in found.rows])
+    for participant, study_row, site in found.rows:
+        visits = visits_of[participant.id]
         upcoming = next((v for v in visits if pharmacy.visit_state(v) not in pharmacy.FINAL), None)
         rows.append({"p": participant, "study": study_row.code, "site": site.code,
                      "number": pharmacy.participant_number(participant), "next": upcoming,
@@ -104,6 +105,7 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                   study=study_code, due=due,
                   sites=pharmacy.enrolment_sites(session, reader=viewer.actor),
                   can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
+                  pager=paging.pager("/participants", {"study": study_code, "due": q.get("due") or ""}, found),
                   form=form or {"study": study_code})
 
 

@@ -21,6 +21,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Shipment, Site, StorageBox, Study
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -75,13 +76,15 @@ def shipment_list(request: Request, viewer: Viewer = Depends(readers), session: 
     q = request.query_params
     state, site_code = (q.get("state") or "").strip(), (q.get("site") or "").strip()
     site = custody.site_by_code(session, site_code) if site_code else None
-    rows = custody.shipments(session, state=state or None, site=site, reader=viewer.actor)
+    found = custody.shipment_page(session, paging.ask(request), state=state or None, site=site, reader=viewer.actor)
+    rows = found.rows
     counts = custody.kit_counts(session, [r.id for r in rows])
     sites = {s.id: s for s in _all_sites(session)}
     study_codes = custody.study_codes(session)
     return render(request, "shipments/list.html", rows=rows, counts=counts, sites=sites, study_codes=study_codes,
                   state=state, site=site.code if site else "", states=custody.STATE_LABELS,
-                  label=custody.state_label, url=url, can_create=viewer.has(*SHIPPERS))
+                  label=custody.state_label, url=url, can_create=viewer.has(*SHIPPERS),
+                  pager=paging.pager("/shipments", {"state": state, "site": site_code}, found))
 
 
 def _new(request: Request, session: Session, form: dict, error: DomainError | None = None):

@@ -591,8 +591,10 @@ def test_the_lists_filter_by_state_and_site_and_the_work_queues_point_at_them(ki
     packing = packed(as_, kit_world.active[:1])
     moving = dispatched(as_, kit_world.placebo[:1])
     sara = as_("sara")
-    assert [r["number"] for r in sara.get("/api/v1/shipments?state=packing").json()] == [packing]
-    assert [r["number"] for r in sara.get(f"/api/v1/shipments?state=in_transit&site={SITE}").json()] == [moving]
+    listed = sara.get("/api/v1/shipments?state=packing").json()["shipments"]
+    assert [r["number"] for r in listed] == [packing]
+    listed = sara.get(f"/api/v1/shipments?state=in_transit&site={SITE}").json()["shipments"]
+    assert [r["number"] for r in listed] == [moving]
     assert sara.get("/api/v1/shipments?state=nonsense").status_code == 422
     listed = sara.get("/shipments?state=open").text
     assert packing in listed and moving in listed

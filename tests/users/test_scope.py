@@ -10,6 +10,7 @@ from cellbench import accountability, custody, kits, pharmacy, qrpayload, studie
 from cellbench.clock import utcnow
 from cellbench.errors import Forbidden, InvalidInput, NotFound
 from cellbench.models import AuditEvent, Destruction, Participant, Shipment, Site
+from cellbench.pagination import Ask
 
 from ..bedside_support import scanned_at_bedside
 from ..conftest import PASSWORD, SECRET, actor_of
@@ -90,7 +91,7 @@ def test_the_site_people_read_their_own_sites_only(trial_world, other_site, db):
         with pytest.raises(NotFound) as missing:
             pharmacy.participant_by_ref(s, STUDY, "AAR-001", reader=mette)
         assert missing.value.message == "No participant AAR-001 in NCT07290946."
-        shown, _total = kits.kits(s, reader=mette, limit=1000)
+        shown = kits.kits(s, Ask(None, SECRET, 1000), reader=mette).rows
         assert not set(other_site) & {k.number for k in shown}
         with pytest.raises(NotFound):
             kits.by_number(s, other_site[0], reader=frida)
@@ -113,7 +114,7 @@ def test_a_site_role_with_no_link_acts_on_nothing(trial_world, other_site, db):
     assert nora.sites == frozenset() and nora.studies == frozenset()
     with db.read() as s:
         assert pharmacy.participants(s, reader=nora) == []
-        assert kits.kits(s, reader=nora)[1] == 0
+        assert kits.kits(s, Ask(None, SECRET), reader=nora).rows == []
 
 
 def test_the_administrator_links_and_unlinks_with_an_audit_event_each(people, trial_world, db):
