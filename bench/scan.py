@@ -30,7 +30,6 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import socket
 import statistics
 import subprocess
@@ -184,10 +183,12 @@ def measure(url: str, engine: str, token: str, bodies: list[bytes], workers: int
     """One server with `workers` processes on the built data, driven for warm-up + seconds."""
     port = _free_port()
     load_before = os.getloadavg()[0]
-    server_cmd = shutil.which("cellbench", path=str(Path(sys.executable).parent)) or "cellbench"
+    # `cellbench serve`, started through the interpreter: started as the console script, its worker
+    # processes (--workers 2) died at start here, each of them, before and after this change alike.
+    server_cmd = [sys.executable, "-c", "from cellbench.cli import app; app()"]
     env = {**os.environ, "CELLBENCH_DATABASE_URL": url, "CELLBENCH_SECRET_KEY": SECRET, "CELLBENCH_DEMO": "false",
            "CELLBENCH_CHECKPOINT_KEY": str(key_path)}  # every scan signs the chain head, as in production
-    server = subprocess.Popen([server_cmd, "serve", "--port", str(port), "--no-access-log", "--workers", str(workers)],
+    server = subprocess.Popen([*server_cmd, "serve", "--port", str(port), "--no-access-log", "--workers", str(workers)],
                               env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
