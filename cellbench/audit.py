@@ -131,7 +131,8 @@ def record(
     # machinery, which cost more than the three statements themselves on the scan path.
     raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
     seq, prev = raw.execute(_RAW_HEAD).fetchone() if raw is not None else conn.execute(_LOCK_HEAD).one()
-    row, digest = _event(seq + 1, prev, actor, action, entity_type, entity_id, field, old, new, reason, visibility)
+    row, digest = _event(seq + 1, prev, actor, action, entity_type, entity_id, field=field, old=old, new=new,
+                         reason=reason, visibility=visibility)
     values = [row[c] for c in HASHED_COLUMNS]
     signature = _head_signature(row["seq"], digest)
     if raw is None:
@@ -145,8 +146,9 @@ def record(
     return row["seq"]
 
 
-def _event(seq: int, prev: str, actor: Actor, action: str, entity_type: str, entity_id: Any, field: str | None,
-           old: Any, new: Any, reason: str | None, visibility: Visibility) -> tuple[dict[str, Any], str]:
+def _event(seq: int, prev: str, actor: Actor, action: str, entity_type: str, entity_id: Any, *,
+           field: str | None = None, old: Any = None, new: Any = None, reason: str | None = None,
+           visibility: Visibility = Visibility.everyone) -> tuple[dict[str, Any], str]:
     """An event's hashed columns, and its hash chained to `prev`."""
     row = {
         "seq": seq,
@@ -173,19 +175,8 @@ def _head_signature(seq: int, digest: str) -> str | None:
     return key.sign(checkpoints.head_message(seq, digest)) if key is not None else None
 
 
-@dataclass(frozen=True)
-class Change:
-    """One event to append (record_all): record's arguments."""
-
-    actor: Actor
-    action: str
-    entity_type: str
-    entity_id: Any
-    field: str | None = None
-    old: Any = None
-    new: Any = None
-    reason: str | None = None
-    visibility: Visibility = Visibility.everyone
+# One event to append with record_all: record's arguments after the connection, its keywords in the dict.
+Change = tuple[Actor, str, str, Any, dict[str, Any]]
 
 
 def record_all(conn: Connection, changes: Sequence[Change]) -> None:
@@ -199,8 +190,8 @@ def record_all(conn: Connection, changes: Sequence[Change]) -> None:
     rows = []
     for change in changes:
         seq += 1
-        row, digest = _event(seq, prev, change.actor, change.action, change.entity_type, change.entity_id,
-                             change.field, change.old, change.new, change.reason, change.visibility)
+        actor, action, entity_type, entity_id, keywords = change
+        row, digest = _event(seq, prev, actor, action, entity_type, entity_id, **keywords)
         rows.append({**row, "prev_hash": prev, "hash": digest})
         prev = digest
     conn.execute(_INSERT, rows)

@@ -149,8 +149,8 @@ def scan_group(conn: Connection, requests: Sequence[ScanRequest], secret_key: st
             verdict, kit_id = _verdict(entry, rows.get(entry.number))
             if records_sighting(request.actor):
                 custody.append(_sighting(request.actor, kit_id, request.station, entry))
-                changes.append(audit.Change(request.actor, "kit scanned", "kit", verdict.kit_number, field="station",
-                                            new=custody[-1]["place"], reason=entry.note()))
+                changes.append((request.actor, "kit scanned", "kit", verdict.kit_number,
+                                {"field": "station", "new": custody[-1]["place"], "reason": entry.note()}))
         except DomainError as refused:
             outcomes[i] = refused
             continue
