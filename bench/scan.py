@@ -2,15 +2,22 @@
 
 A database with 100,000 kits and 1,000,000 audit events is built first (kits and events
 bulk-inserted; the events hash-chained with audit.event_hash, as bench/audit.py does). Then
-`cellbench serve` runs on it (one worker, no access log) and a separate process drives
+`cellbench serve` runs on it (one worker, or --workers N on PostgreSQL; no access log) and a separate process drives
 `POST /api/v1/scan` with signed label codes of random kits from 16 concurrent keep-alive
 connections, each scan a verified payload, a kit lookup, a custody insert and an audit event.
 It prints scans per second and p50/p99 latency with the targets beside them.
 
     python bench/scan.py                                  # SQLite in a temp folder
     python bench/scan.py --database-url postgresql://postgres@127.0.0.1/EMPTY_DB
+    python bench/scan.py --database-url postgresql://postgres@127.0.0.1/EMPTY_DB --workers 2
+    python bench/scan.py --database-url postgresql://postgres@127.0.0.1/SAME_DB --reuse --workers 1,2
 
-Target (issue 6): at least 600 scans/s with p99 under 40 ms at 16 clients on one SQLite worker.
+--reuse runs on a database this benchmark built before (it makes a new token for the same pharmacist
+and reads the kits back), so before and after can be compared in the same minute without the
+build; --workers takes a comma-separated list and runs one server after the other on the same data.
+
+Targets (issues 6 and 18): at least 600 scans/s with p99 under 40 ms at 16 clients, on one SQLite
+worker and on PostgreSQL with one and with two workers.
 The load generator shares the machine's cores with the server, as a scanner station would not:
 the figure is a floor.
 """
@@ -23,7 +30,6 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import socket
 import statistics
 import subprocess
@@ -38,11 +44,13 @@ from cellbench import checkpoints, identifiers, qrpayload, studies, users
 from cellbench.clock import utcnow
 from cellbench.config import normalise_url
 from cellbench.db import Database, migrate
+from cellbench.errors import NotFound
 from cellbench.models import BlindedLot, Role, Site, utc_text
 
 HERE = Path(__file__).resolve().parent
 TARGET_RATE, TARGET_P99_MS = 600, 40.0
 SECRET = "bench-scan-secret-key-0123456789-abcdefghijkl"
+BLINDED_CODE = "XB26-901"  # the blinded lot of the scanned kits (the audit fill makes kits of its own)
 
 
 def _audit_bench():
@@ -67,8 +75,8 @@ def build(db: Database, kits: int, events: int) -> tuple[str, list[str]]:
         token = users.create_token(s, users.actor(s, pharmacist), pharmacist, "bench scanner")
         study = studies.sync_from_files(s, users.actor(s, supply))[0]
         site = s.scalars(select(Site)).first()
-        blinded = BlindedLot(code="XB26-901", study_id=study.id, expiry=utcnow().date().replace(year=utcnow().year + 2),
-                             created_at=utcnow())
+        expiry = utcnow().date().replace(year=utcnow().year + 2)
+        blinded = BlindedLot(code=BLINDED_CODE, study_id=study.id, expiry=expiry, created_at=utcnow())
         s.add(blinded)
         s.flush()
         study_id, site_id, blinded_id = study.id, site.id, blinded.id
@@ -82,6 +90,20 @@ def build(db: Database, kits: int, events: int) -> tuple[str, list[str]]:
                   [dict(zip(("n", "st", "b", "state", "loc", "site", "at", "v"), row, strict=False)) for row in rows])
     print(f"data: {kits:,} kits inserted in {time.perf_counter() - t0:.1f} s")
     _audit_bench().fill(db, events, "SQLite" if db.is_sqlite else "PostgreSQL")
+    return token, numbers
+
+
+def reuse(db: Database) -> tuple[str, list[str]]:
+    """The data of an earlier build: a new token for its pharmacist, and its kits."""
+    users.configure(12, 5, None)
+    with db.write() as s:
+        try:
+            pharmacist = users.by_username(s, "bench-pharmacist")
+        except NotFound:
+            raise SystemExit("--reuse: this database holds no data of bench/scan.py; build it first") from None
+        token = users.create_token(s, users.cli_actor(), pharmacist, "bench scanner")
+        numbers = list(s.scalars(text("SELECT kit.number FROM kit JOIN blinded_lot ON blinded_lot.id = "
+                                      "kit.blinded_lot_id WHERE blinded_lot.code = :code"), {"code": BLINDED_CODE}))
     return token, numbers
 
 
@@ -140,20 +162,34 @@ def _wait_for(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def run(url: str, args: argparse.Namespace, key_path: Path) -> bool:
-    checkpoints.create(key_path)
+    if not key_path.exists():
+        checkpoints.create(key_path)
     db = Database(url)
     engine = "SQLite" if db.is_sqlite else "PostgreSQL"
     try:
-        token, numbers = build(db, args.kits, args.events)
+        token, numbers = reuse(db) if args.reuse else build(db, args.kits, args.events)
     finally:
         db.dispose()
     sample = random.Random(7).sample(numbers, min(len(numbers), 20_000))
     bodies = [json.dumps({"code": qrpayload.make_payload(n, SECRET), "station": "bench"}).encode() for n in sample]
+    ok = True
+    for workers in args.workers:
+        ok = measure(url, engine, token, bodies, workers, args, key_path) and ok
+    return ok
+
+
+def measure(url: str, engine: str, token: str, bodies: list[bytes], workers: int, args: argparse.Namespace,
+            key_path: Path) -> bool:
+    """One server with `workers` processes on the built data, driven for warm-up + seconds."""
     port = _free_port()
-    server_cmd = shutil.which("cellbench", path=str(Path(sys.executable).parent)) or "cellbench"
+    load_before = os.getloadavg()[0]
+    # `cellbench serve`, started through the interpreter: started as the console script, its worker
+    # processes (--workers 2) died at start here, each of them, before and after this change alike.
+    server_cmd = [sys.executable, "-c", "from cellbench.cli import app; app()"]
     env = {**os.environ, "CELLBENCH_DATABASE_URL": url, "CELLBENCH_SECRET_KEY": SECRET, "CELLBENCH_DEMO": "false",
            "CELLBENCH_CHECKPOINT_KEY": str(key_path)}  # every scan signs the chain head, as in production
-    server = subprocess.Popen([server_cmd, "serve", "--port", str(port), "--no-access-log"], env=env,
+    server = subprocess.Popen([*server_cmd, "serve", "--port", str(port), "--no-access-log", "--workers", str(workers)],
+                              env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(port, server)
@@ -177,10 +213,11 @@ def run(url: str, args: argparse.Namespace, key_path: Path) -> bool:
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
     ok = rate >= TARGET_RATE and p99 < TARGET_P99_MS and not error_count
-    print(f"scan ({engine}, 1 worker, {args.clients} clients, {args.seconds:.0f} s after {args.warmup:.0f} s warm-up): "
+    print(f"scan ({engine}, {workers} worker{'s' if workers > 1 else ''}, {args.clients} clients, "
+          f"{args.seconds:.0f} s after {args.warmup:.0f} s warm-up): "
           f"{rate:,.0f} scans/s (target ≥ {TARGET_RATE}), p50 {p50:.1f} ms, p99 {p99:.1f} ms "
           f"(target < {TARGET_P99_MS:.0f} ms), {error_count} errors{' ' + str(first_errors) if first_errors else ''}"
-          f"  {'PASS' if ok else 'MISS'}")
+          f"  {'PASS' if ok else 'MISS'}  (load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after)")
     return ok
 
 
@@ -192,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--database-url", default="", help="an EMPTY PostgreSQL database (default: SQLite)")
+    parser.add_argument("--workers", default="1", help="server processes, comma-separated for several runs: 1,2 "
+                        "(more than 1 on PostgreSQL only)")
+    parser.add_argument("--reuse", action="store_true", help="run on a database this benchmark built before")
     args = parser.parse_args(argv)
+    args.workers = [int(w) for w in args.workers.split(",")]
     print(f"cellbench scan benchmark, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="cellbench-scan-") as tmp:
         url = normalise_url(args.database_url) if args.database_url else f"sqlite:///{Path(tmp) / 'scan.db'}"

@@ -131,8 +131,27 @@ def record(
     # machinery, which cost more than the three statements themselves on the scan path.
     raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
     seq, prev = raw.execute(_RAW_HEAD).fetchone() if raw is not None else conn.execute(_LOCK_HEAD).one()
+    row, digest = _event(seq + 1, prev, actor, action, entity_type, entity_id, field=field, old=old, new=new,
+                         reason=reason, visibility=visibility)
+    values = [row[c] for c in HASHED_COLUMNS]
+    signature = _head_signature(row["seq"], digest)
+    if raw is None:
+        conn.execute(_INSERT, {**row, "prev_hash": prev, "hash": digest})
+        conn.execute(_MOVE_HEAD, {"seq": row["seq"], "hash": digest, "signature": signature})
+    else:  # the engine's NUL guard does not see driver-level statements: the same check here
+        if any(isinstance(v, str) and "\x00" in v for v in values):
+            raise InvalidInput("Text must not contain NUL characters.", field=field)
+        raw.execute(_RAW_INSERT, (*values, prev, digest))
+        raw.execute(_RAW_MOVE_HEAD, (row["seq"], digest, signature))
+    return row["seq"]
+
+
+def _event(seq: int, prev: str, actor: Actor, action: str, entity_type: str, entity_id: Any, *,
+           field: str | None = None, old: Any = None, new: Any = None, reason: str | None = None,
+           visibility: Visibility = Visibility.everyone) -> tuple[dict[str, Any], str]:
+    """An event's hashed columns, and its hash chained to `prev`."""
     row = {
-        "seq": seq + 1,
+        "seq": seq,
         "at": utc_text(utcnow()),
         "user_id": actor.user_id,
         "user_name": actor.name,
@@ -145,22 +164,38 @@ def record(
         "reason": reason,
         "visibility": Visibility(visibility).value,
     }
-    values = [row[c] for c in HASHED_COLUMNS]
     try:
-        digest = event_hash(prev, values)
+        return row, event_hash(prev, [row[c] for c in HASHED_COLUMNS])
     except UnicodeEncodeError:  # a lone surrogate from a JSON client: bad input, not a crash
         raise InvalidInput("Text must not contain unpaired surrogate characters.", field=field) from None
+
+
+def _head_signature(seq: int, digest: str) -> str | None:
     key = checkpoints.installed()
-    signature = key.sign(checkpoints.head_message(row["seq"], digest)) if key is not None else None
-    if raw is None:
-        conn.execute(_INSERT, {**row, "prev_hash": prev, "hash": digest})
-        conn.execute(_MOVE_HEAD, {"seq": row["seq"], "hash": digest, "signature": signature})
-    else:  # the engine's NUL guard does not see driver-level statements: the same check here
-        if any(isinstance(v, str) and "\x00" in v for v in values):
-            raise InvalidInput("Text must not contain NUL characters.", field=field)
-        raw.execute(_RAW_INSERT, (*values, prev, digest))
-        raw.execute(_RAW_MOVE_HEAD, (row["seq"], digest, signature))
-    return row["seq"]
+    return key.sign(checkpoints.head_message(seq, digest)) if key is not None else None
+
+
+# One event to append with record_all: record's arguments after the connection, its keywords in the dict.
+Change = tuple[Actor, str, str, Any, dict[str, Any]]
+
+
+def record_all(conn: Connection, changes: Sequence[Change]) -> None:
+    """Several events appended at once in the caller's transaction (the scans of one group commit):
+    the head locked, read, moved and signed once, and the events inserted in one statement. The
+    lock is taken here, so a caller writes what it can before calling this, and holds it only for
+    these three statements and its commit."""
+    if not changes:
+        return
+    seq, prev = conn.execute(_LOCK_HEAD).one()
+    rows = []
+    for change in changes:
+        seq += 1
+        actor, action, entity_type, entity_id, keywords = change
+        row, digest = _event(seq, prev, actor, action, entity_type, entity_id, **keywords)
+        rows.append({**row, "prev_hash": prev, "hash": digest})
+        prev = digest
+    conn.execute(_INSERT, rows)
+    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": prev, "signature": _head_signature(seq, prev)})
 
 
 def require_reason(reason: str | None, field: str = "reason", kind: str = "reason") -> str:

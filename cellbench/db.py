@@ -18,13 +18,17 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from .errors import InvalidInput, RecordedRefusal
@@ -61,6 +65,33 @@ def _configure_sqlite(engine: Engine, *, background_checkpoint: bool, wal_limit_
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+# A pooled server connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """pool_pre_ping's check, for the connections that need it: one that sat in the pool long enough
+    for the server to have restarted or a firewall to have dropped it is pinged (and replaced if it
+    is dead); one handed back moments ago is not. pool_pre_ping pinged at every checkout: a round
+    trip before every request's first statement, which on the scan's hot path (the gate's token
+    lookup, in the event loop) was one of five per request. A server that goes away under load
+    fails the statements in flight, which SQLAlchemy then sees as a disconnect and clears the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: object, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as dead:
+            raise DisconnectionError("a pooled connection was dead; the pool replaces it") from dead
 
 
 # NUL (PostgreSQL cannot store it) and lone UTF-16 surrogates (not encodable as UTF-8 at all).
@@ -101,8 +132,10 @@ class Database:
         self.wal_limit_bytes = int(wal_limit_mb * 1024 * 1024)
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=20)
         self.engine = create_engine(url, **kwargs)
+        if not self.is_sqlite:
+            _ping_idle_connections(self.engine)
         if self.is_sqlite:
             _configure_sqlite(self.engine, background_checkpoint=background_checkpoint,
                               wal_limit_bytes=self.wal_limit_bytes)

@@ -175,9 +175,10 @@ class Gate:
         request = Request(scope)  # no receive: the gate never reads the body
         try:
             db, settings = get_db(request), get_settings(request)
-            if bearer(request) is not None:  # one Core query, in the loop: the scan's hot path takes no thread hop
+            if bearer(request) is not None and db.is_sqlite:  # one Core query, in the loop: no thread hop
                 viewer = identify(request, db, settings)
-            else:  # a page session may be ended or touched: ORM reads and writes, in the thread pool
+            else:  # a page session may be ended or touched (ORM reads and writes); on PostgreSQL even the
+                # token's one query is a round trip that would hold the event loop: in the thread pool
                 viewer = await run_in_threadpool(identify, request, db, settings)
             request.state.viewer = viewer  # the refusal page shows who is signed in, the route reuses it
             if access.roles is not None:

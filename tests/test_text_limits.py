@@ -180,6 +180,7 @@ PASSED_ON = {
     "custody/receipt.py receipt_step(reason)": "handed to kits.read_code, which bounds it",
     "custody/receipt.py receive_into_box(reason)": "handed to kits.read_code, which bounds it",
     "custody/scanning.py scan(reason)": "handed to kits.read_code, which bounds it",
+    "custody/scanning.py scan(station)": "handed to _sighting, which bounds it (scan_group's scans too)",
     "kits/reading.py scan(reason)": "handed to kits.read_code, which bounds it",
     "kits/reading.py scan_code(reason)": "handed to kits.read_code, which bounds it",
     "kits/reading.py scanned(reason)": "handed to kits.read_code, which bounds it",

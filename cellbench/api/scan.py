@@ -7,7 +7,8 @@ the 2-core machine, 16 clients: under the same background load, one commit per s
 loop gave 195-302 scans/s (p99 131-142 ms) and grouped commits 479-498 (p99 61-66 ms); on a quiet
 machine with 100,000 kits and 1,000,000 audit events (bench/scan.py), grouped commits with the
 token looked up once a group gave 667-862 scans/s, p99 27-37 ms. The gate (gate.py) now identifies
-the scanner before the body is read, so the group gets actors, not tokens. A signed-in page
+the scanner before the body is read, so the group gets actors, not tokens (on PostgreSQL in the
+thread pool: the token's query is a round trip, which in the loop held every other request). A signed-in page
 session (for scripts; the scan station's form posts elsewhere) takes the plain path.
 """
 from __future__ import annotations
