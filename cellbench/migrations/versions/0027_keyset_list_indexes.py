@@ -1,7 +1,7 @@
 """keyset pagination: indexes that serve each paged list's order with its filters
 
-Revision ID: 0026
-Revises: 0025
+Revision ID: 0027
+Revises: 0026_counts
 Create Date: 2026-12-06 23:00:00
 """
 from alembic import op
