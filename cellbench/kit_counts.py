@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from .models import Kit, KitCount
+from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
 _COUNT: Table = KitCount.metadata.tables["kit_count"]
@@ -87,11 +87,19 @@ def stored(session: Session) -> Counter[Key]:
 
 
 def recount(session: Session) -> list[str]:
-    """Where the running counts disagree with the kit rows, one line each; empty when they agree."""
+    """Where the running counts disagree with the kit rows, one line each (named by study, site and
+    blinded lot code, as verify names everything); empty when they agree."""
     kept, counted = stored(session), from_rows(session)
-    return [f"kit count of study {key[0]}, place {key[1] or 'bench'}, blinded lot {key[2]}, state {key[3]}: "
-            f"kept {kept.get(key, 0)}, the kits say {counted.get(key, 0)}"
-            for key in sorted(set(kept) | set(counted)) if kept.get(key, 0) != counted.get(key, 0)]
+    wrong = sorted(key for key in set(kept) | set(counted) if kept.get(key, 0) != counted.get(key, 0))
+    if not wrong:
+        return []
+    studies = dict(session.execute(select(col(Study.id), col(Study.code))).all())
+    sites = dict(session.execute(select(col(Site.id), col(Site.code))).all())
+    lots = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))
+                                .where(col(BlindedLot.id).in_({key[2] for key in wrong}))).all())
+    return [f"kit count of {studies.get(s, f'study {s}')}, {sites.get(p, f'site {p}') if p else 'the cell bench'}, "
+            f"blinded lot {lots.get(b, b)}, {state}: kept {kept.get(key, 0)}, the kit rows say {counted.get(key, 0)}"
+            for key in wrong for s, p, b, state in [key]]
 
 
 def refill(session: Session) -> int:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import select, update
 
-from cellbench import kit_counts, kits, release, users
+from cellbench import integrity, kit_counts, kits, release, users
 from cellbench.audit import Actor
 from cellbench.errors import Conflict
 from cellbench.models import Kit, KitCount, KitQuarantine, KitState, Role, Site
@@ -43,10 +43,19 @@ def test_a_disagreement_is_named_with_the_place_lot_state_and_both_figures(db, k
         s.execute(update(KitCount).values(kits=KitCount.kits + 1))
     with db.read() as s:
         found = kit_counts.recount(s)
-    assert found and all("kept" in line and "the kits say" in line and "bench" in line for line in found)
+    assert found and all("kept" in line and "the kit rows say" in line and "cell bench" in line for line in found)
+    assert any("blinded lot XB" in line for line in found), found  # named by its printed code, as verify names
     with db.write() as s:
         kit_counts.refill(s)
     agree(db)
+
+
+def test_verify_names_a_running_count_edited_behind_cellbenchs_back(db, kit_world):
+    assert integrity.verify(db, workers=1).ok
+    with db.write() as s:
+        s.execute(update(KitCount).where(KitCount.id == s.scalars(select(KitCount.id)).first()).values(kits=999))
+    report = integrity.verify(db, workers=1)
+    assert [p for p in report.problems if p.startswith("kit count of")], report.problems
 
 
 def received(db, as_, monkeypatch, kits_: list[str], *, seal_intact: bool) -> None:
