@@ -87,8 +87,11 @@ def serve(host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.
     _install_key(settings, required=True)  # its workers load it again (app.create_app)
     db.dispose()
     typer.echo(f"cellbench on http://{host}:{port}/  (database: {_shown(settings.url)})")
+    # A worker must answer uvicorn's health check within timeout_worker_healthcheck, and a spawned
+    # worker first imports this command line again (its __main__) and then the app: several seconds
+    # on a busy machine, where the default 5 s had every worker killed and restarted without end.
     uvicorn.run("cellbench.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", proxy_headers=True, access_log=access_log)
+                log_level="info", proxy_headers=True, access_log=access_log, timeout_worker_healthcheck=60)
 
 
 @app.command("send-notifications")
