@@ -175,11 +175,11 @@ def _match(routes: list[Route], url: str) -> Route | None:
     return None
 
 
-def walk(client: TestClient, routes: list[Route]) -> dict[str, str]:
+def walk(client: TestClient, routes: list[Route], limit: int = WALK_LIMIT) -> dict[str, str]:
     """route path -> a URL of it found in the links of this role's pages, breadth-first from home."""
     found: dict[str, str] = {}
     queue, seen, fetched = deque(["/"]), {"/"}, 0
-    while queue and fetched < WALK_LIMIT:
+    while queue and fetched < limit:
         url = queue.popleft()
         response = client.get(url)
         fetched += 1
@@ -303,7 +303,7 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
         for role, username in people.items():
             client = clients.setdefault(role, TestClient(app).__enter__())
             sign_in(client, username)
-            found[role] = walk(client, all_routes)
+            found[role] = walk(client, all_routes, args.walk)
             values[role] = {}
             for path, url in found[role].items():
                 learn(values[role], next(r for r in all_routes if r.path == path), url)
@@ -427,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20, help="timed requests per route after one warm-up")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per route after which it stops at "
                         "three requests or more (a slow route's figure is clear by then)")
+    parser.add_argument("--walk", type=int, default=WALK_LIMIT, help="pages each role opens to find links "
+                        f"(default {WALK_LIMIT})")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 when targets are missed (errors exit 2)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)

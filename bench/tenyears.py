@@ -330,9 +330,11 @@ def count(db: Database) -> dict[str, int]:
         return {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in COUNTED}
 
 
-def grow(db: Database, scale: float) -> World:
-    """Steps 2 and 3 on a database that holds the demo (step 1), then statistics."""
-    lots, trials, events = copies_for(scale)
+def grow(db: Database, scale: float, events: int | None = None) -> World:
+    """Steps 2 and 3 on a database that holds the demo (step 1), then statistics; `events`
+    overrides the scale's number of audit events."""
+    lots, trials, scaled_events = copies_for(scale)
+    events = scaled_events if events is None else events
     world = World(scale, lots, trials)
     clone(db, world)
     fill_audit(db, world, events)
