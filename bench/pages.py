@@ -35,7 +35,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,13 +42,13 @@ from typing import Any
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
-from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pageroutes  # bench/ is not a package: its modules are imported by name
 import tenyears
 
-from cellbench import checkpoints, demo, gate, users
-from cellbench.app import create_app, iter_routes
+from cellbench import checkpoints, demo, users
+from cellbench.app import create_app
 from cellbench.config import Settings, normalise_url
 from cellbench.db import Database, migrate
 from cellbench.models import Role
@@ -58,20 +57,6 @@ PAGE_TARGET_MS, FILE_TARGET_MS, GROWTH_TARGET = 50.0, 1000.0, 1.5
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 SECRET = "bench-pages-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PAGE_TYPES = ("text/html", "application/json")
-HREF = re.compile(r'<a\b[^>]*\bhref="(/[^"#]*)', re.I)
-NOT_PAGES = ("/logout", "/static/")
-# API segments named differently from their pages' (to reuse the pages' values)
-ALIASES = {"label-runs": "labels", "material-lots": "materials", "unblindings": "unblinding",
-           "packaging-runs": "packaging", "qc-results": "qc"}
-# Required query parameters (FastAPI's 422 without them) and pages that read their query.
-QUERIES = {"/api/v1/accountability": "study={study}", "/api/v1/reconciliations": "study={study}",
-           "/api/v1/accountability/verifications": "study={study}&site={site}",
-           "/accountability/report.pdf": "study={study}&site={site}", "/destructions/new": "study={study}&site={site}",
-           "/api/v1/trace/kits": "q={kit}", "/api/v1/trace": "q={lot}"}
-# Routes that answer a scan from a device: a signed label or a supplier's barcode, not a page to time.
-NOT_TIMED = {"/kits/scan": "answers a scanned label code (a signed payload), made by the scan benchmark",
-             "/api/v1/material-lots/by-scan": "answers a supplier's scanned barcode"}
-WALK_LIMIT = 120  # pages fetched per role to find links
 
 
 @dataclass
@@ -145,112 +130,6 @@ def _pg_database(url: str, suffix: str) -> str:
 # --- routes and who may open them ----------------------------------------------------------------
 
 
-def gated_routes(app) -> list[tuple[Route, gate.Access]]:
-    return [(r, gate.declared(r, app)) for r in iter_routes(app.routes)
-            if isinstance(r, Route) and "GET" in (r.methods or ())]
-
-
-def role_users() -> dict[str, str]:
-    """role -> the demo user who holds it (the first one listed: the first site's people)."""
-    found: dict[str, str] = {}
-    for username, _name, roles in demo.DEMO_USERS:
-        for role in roles:
-            found.setdefault(role.value, username)
-    return found
-
-
-def sign_in(client: TestClient, username: str) -> None:
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
-    response = client.post("/login", data={"username": username, "password": demo.DEMO_PASSWORD,
-                                           "csrf_token": token}, follow_redirects=False)
-    if response.status_code != 303:
-        raise RuntimeError(f"{username} could not sign in: {response.status_code}")
-
-
-def _match(routes: list[Route], url: str) -> Route | None:
-    path = url.split("?")[0]
-    for route in routes:
-        if route.path_regex.match(path):
-            return route
-    return None
-
-
-def walk(client: TestClient, routes: list[Route], limit: int = WALK_LIMIT) -> dict[str, str]:
-    """route path -> a URL of it found in the links of this role's pages, breadth-first from home."""
-    found: dict[str, str] = {}
-    queue, seen, fetched = deque(["/"]), {"/"}, 0
-    while queue and fetched < limit:
-        url = queue.popleft()
-        response = client.get(url)
-        fetched += 1
-        if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/html"):
-            continue
-        for href in HREF.findall(response.text):
-            href = href.replace("&amp;", "&")
-            if href in seen or href.startswith(NOT_PAGES):
-                continue
-            seen.add(href)
-            route = _match(routes, href)
-            if route is None:
-                continue
-            known = found.get(route.path)
-            if known is None or ("?" in known and "?" not in href):  # the plain URL over a filtered one
-                if known is None:
-                    queue.append(href)
-                found[route.path] = href
-    return found
-
-
-PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
-
-
-def _params(path: str) -> list[tuple[str, str]]:
-    """(the resource segment before it, name) for each path parameter."""
-    parts = [p for p in path.split("/") if p and p not in ("api", "v1")]
-    out, resource = [], ""
-    for part in parts:
-        if m := PARAM.search(part):
-            out.append((ALIASES.get(resource, resource), m[1]))
-        else:
-            resource = part
-    return out
-
-
-def learn(values: dict[tuple[str, str], str], route: Route, url: str) -> None:
-    """The parameter values a found URL carries, keyed by (resource, name)."""
-    m = route.path_regex.match(url.split("?")[0])
-    if m:
-        for (resource, name), value in zip(_params(route.path), m.groups(), strict=False):
-            values.setdefault((resource, name), value)
-
-
-def fill(route: Route, values: dict[tuple[str, str], str], defaults: dict[str, str]) -> tuple[str, str]:
-    """A URL for the route, or ("", why not)."""
-    url = route.path
-    for resource, name in _params(route.path):
-        value = values.get((resource, name)) or defaults.get(name)
-        if value is None:
-            return "", f"no value for {{{name}}} after /{resource} (no link to it on this role's pages)"
-        url = re.sub(r"\{" + name + r"(:[^}]*)?\}", value.replace("\\", r"\\"), url, count=1)
-    if route.path in QUERIES:
-        wanted = {"study": defaults.get("study"), "site": defaults.get("site"), "kit": values.get(("kits", "number")),
-                  "lot": values.get(("lots", "number"))}
-        template = QUERIES[route.path]
-        missing = [k for k in wanted if "{" + k + "}" in template and not wanted[k]]
-        if missing:
-            return "", f"its query needs a {missing[0]} and none was found"
-        url += "?" + template.format(**wanted)
-    return url, ""
-
-
-def data_defaults(db: Database) -> dict[str, str]:
-    """What the data gives when no link did: the demo's first study, treatment 1."""
-    with db.engine.connect() as conn:
-        study = conn.execute(text("SELECT code FROM study ORDER BY id DESC")).scalar()
-        site = conn.execute(text("SELECT code FROM site WHERE code = 'RH-ENT'")).scalar()  # the demo's first site
-    return {"study": study, "study_code": study, "treatment": "1", "site": site}
-
-
 # --- timing ---------------------------------------------------------------------------------------
 
 
@@ -283,12 +162,12 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
     result = Pass(engine, scale)
     settings = Settings(database_url=db.url, secret_key=SECRET, data_dir=folder)
     app = create_app(settings, password_hasher=FAST_HASHER, database=db)
-    every = gated_routes(app)
+    every = pageroutes.gated_routes(app)
     all_routes = [r for r, _ in every]
     chosen = [(r, a) for r, a in every if re.search(args.routes, r.path)]
     wanted = {r.strip() for r in args.roles.split(",") if r.strip()} or {r.value for r in Role}
-    people = {role: user for role, user in role_users().items() if role in wanted}
-    defaults = data_defaults(db)
+    people = {role: user for role, user in pageroutes.role_users().items() if role in wanted}
+    defaults = pageroutes.data_defaults(db)
     clients: dict[str, TestClient] = {}
     try:
         anonymous = clients.setdefault("-", TestClient(app).__enter__())
@@ -302,11 +181,11 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
         everyone: dict[tuple[str, str], str] = {}
         for role, username in people.items():
             client = clients.setdefault(role, TestClient(app).__enter__())
-            sign_in(client, username)
-            found[role] = walk(client, all_routes, args.walk)
+            pageroutes.sign_in(client, username)
+            found[role] = pageroutes.walk(client, all_routes, args.walk)
             values[role] = {}
             for path, url in found[role].items():
-                learn(values[role], next(r for r in all_routes if r.path == path), url)
+                pageroutes.learn(values[role], next(r for r in all_routes if r.path == path), url)
             for key, value in values[role].items():
                 everyone.setdefault(key, value)
         for route, access in chosen:
@@ -315,10 +194,10 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
             for role in people:
                 if not access.admits(Role(role)):
                     continue
-                row = Result(route.path, role, skipped=NOT_TIMED.get(route.path, ""))
+                row = Result(route.path, role, skipped=pageroutes.NOT_TIMED.get(route.path, ""))
                 row.url = found[role].get(route.path, "")
                 if not row.url and not row.skipped:
-                    row.url, row.skipped = fill(route, {**everyone, **values[role]}, defaults)
+                    row.url, row.skipped = pageroutes.fill(route, {**everyone, **values[role]}, defaults)
                 if not row.skipped:
                     time_url(clients[role], row, args.requests, args.budget)
                 result.results.append(row)
@@ -427,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20, help="timed requests per route after one warm-up")
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per route after which it stops at "
                         "three requests or more (a slow route's figure is clear by then)")
-    parser.add_argument("--walk", type=int, default=WALK_LIMIT, help="pages each role opens to find links "
-                        f"(default {WALK_LIMIT})")
+    parser.add_argument("--walk", type=int, default=pageroutes.WALK_LIMIT, help="pages each role opens to find links "
+                        f"(default {pageroutes.WALK_LIMIT})")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 when targets are missed (errors exit 2)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
