@@ -28,8 +28,13 @@ median per route, target <= 1.5. One line per (route, role), sorted by p95, then
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
+import cProfile
+import io
 import json
 import os
+import pstats
 import re
 import statistics
 import sys
@@ -39,9 +44,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pageroutes  # bench/ is not a package: its modules are imported by name
@@ -158,6 +164,54 @@ def time_url(client: TestClient, result: Result, requests: int, budget: float) -
     result.median_ms, result.p95_ms = statistics.median(times), _p95(times)
 
 
+def profile(db: Database, app, client: TestClient, row: Result) -> None:
+    """One request of a slow route under cProfile: its SQL statements and where the time goes. The
+    request runs in this thread (cProfile sees one thread): the app called as ASGI with the role's
+    cookies, its thread-pool calls made inline."""
+    statements: list[str] = []
+
+    path, _, query = row.url.partition("?")
+    cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode())], "client": ("127.0.0.1", 1),
+             "server": ("testserver", 80), "state": {}}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(_message: dict) -> None:
+        return None
+
+    async def request() -> None:
+        await app(scope, receive, send)
+
+    async def inline(func, *args, **_options):
+        return func(*args)
+
+    def count(_conn, _cursor, statement, *_rest) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    profiler, threaded = cProfile.Profile(), anyio.to_thread.run_sync
+    anyio.to_thread.run_sync = inline
+    try:
+        profiler.runcall(asyncio.run, request())
+    finally:
+        anyio.to_thread.run_sync = threaded
+        event.remove(db.engine, "before_cursor_execute", count)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    total = stats.total_tt * 1000  # type: ignore[attr-defined]
+    stats.sort_stats("cumulative").print_stats(r"cellbench|jinja2|sqlalchemy/engine/base|sqlite3|psycopg", 14)
+    top = "\n".join("    " + line.rstrip() for line in out.getvalue().splitlines()
+                    if re.match(r"\s*\d", line))
+    common = collections.Counter(" ".join(s.split())[:90] for s in statements).most_common(3)
+    print(f"\nprofile: GET {row.url} as {row.role}: {total:.0f} ms under the profiler, {len(statements)} SQL "
+          f"statements (most repeated: {'; '.join(f'{n}x {sql}' for sql, n in common)})\n"
+          f"    ncalls tottime percall cumtime percall (cumulative, cellbench / jinja2 / SQL only)\n{top}")
+
+
 def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace, folder: Path) -> Pass:
     result = Pass(engine, scale)
     settings = Settings(database_url=db.url, secret_key=SECRET, data_dir=folder)
@@ -201,6 +255,9 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
                 if not row.skipped:
                     time_url(clients[role], row, args.requests, args.budget)
                 result.results.append(row)
+        slowest = sorted((r for r in result.results if r.status == 200 and r.kind == "page"), key=lambda r: -r.p95_ms)
+        for row in slowest[:args.profile]:
+            profile(db, app, clients[row.role], row)
     finally:
         for client in clients.values():
             client.__exit__(None, None, None)
@@ -308,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                         "three requests or more (a slow route's figure is clear by then)")
     parser.add_argument("--walk", type=int, default=pageroutes.WALK_LIMIT, help="pages each role opens to find links "
                         f"(default {pageroutes.WALK_LIMIT})")
+    parser.add_argument("--profile", type=int, default=5, help="cProfile one request of the N slowest pages "
+                        "of each pass (default 5)")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 when targets are missed (errors exit 2)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
