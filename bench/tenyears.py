@@ -276,6 +276,7 @@ def fill_audit(db: Database, world: World, events: int) -> None:
         cur = conn.cursor()
         cur.execute(f"SELECT {', '.join(_HASHED)} FROM audit_event ORDER BY seq")
         template = [list(r) for r in cur.fetchall()]
+        moments = [datetime.fromisoformat(event[1].replace("Z", "+00:00")) for event in template]  # parsed once
         cur.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
         seq, prev = cur.fetchone()
         wanted = max(0, events - seq)
@@ -283,12 +284,13 @@ def fill_audit(db: Database, world: World, events: int) -> None:
         written = 0
         while written < wanted and world.copies:
             for _kind, delta, public, ids in world.copies:
-                for event in template:
+                for event, moment in zip(template, moments, strict=True):
                     entity = _rekey(event[5], event[6], public, ids)
                     if entity is None:
                         continue
                     seq += 1
-                    content = [seq, _shift(event[1], delta), *event[2:6], entity, *event[7:]]
+                    at = (moment - delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                    content = [seq, at, *event[2:6], entity, *event[7:]]
                     digest = audit.event_hash(prev, content)
                     rows.append((*content, prev, digest))
                     prev = digest
