@@ -343,6 +343,12 @@ def one_pass(url: str, scale: float, args: argparse.Namespace, folder: Path) -> 
         db.dispose()
 
 
+def _earlier(path: Path) -> Pass:
+    """A pass read back from its --json file (the growth of this pass is taken against it)."""
+    saved = json.loads(path.read_text())["passes"][0]
+    return Pass(saved["engine"], saved["scale"], saved["world"], [Result(**r) for r in saved["results"]])
+
+
 def _url(args: argparse.Namespace, folder: Path, scale: float, suffix: str) -> str:
     if args.database_url:
         url = normalise_url(args.database_url)
@@ -353,6 +359,8 @@ def _url(args: argparse.Namespace, folder: Path, scale: float, suffix: str) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="1 = ten years (500 lots, 100,000 kits...)")
+    parser.add_argument("--against", type=Path, help="the --json of an earlier pass (e.g. --scale 0.1 --no-tenth): "
+                        "growth is taken against it instead of running the tenth pass")
     parser.add_argument("--no-tenth", dest="tenth", action="store_false", help="skip the pass at scale / 10")
     parser.add_argument("--database-url", default="", help="an EMPTY PostgreSQL database (default: SQLite); "
                         "the tenth pass uses <name>_tenth, created when missing")
@@ -379,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         try:
             _key(folder)
-            tenth = one_pass(_url(args, folder, args.scale / 10, "_tenth"), args.scale / 10, args, folder) \
-                if args.tenth else None
+            tenth = _earlier(args.against) if args.against else one_pass(
+                _url(args, folder, args.scale / 10, "_tenth"), args.scale / 10, args, folder) if args.tenth else None
             full = one_pass(_url(args, folder, args.scale, ""), args.scale, args, folder)
         finally:
             checkpoints.install(previous_key)
