@@ -5,6 +5,9 @@
     python bench/pages.py --keep /tmp/pages --reuse         # time again without rebuilding
     python bench/pages.py --database-url postgresql://postgres@127.0.0.1/EMPTY_DB
     python bench/pages.py --scale 0.1 --no-tenth --routes '^/lots' --roles qa,qp --requests 10
+    # the two passes apart (e.g. at once on two cores), the growth taken from the tenth's JSON:
+    python bench/pages.py --keep D --scale 0.1 --no-tenth --json D/tenth.json
+    python bench/pages.py --keep D --no-tenth --against D/tenth.json --json D/full.json
 
 The data (bench/tenyears.py): the demo, made through the service layer, then BULK-BUILT at the
 row level (the service layer would take hours): at full size at least 500 lots with their batch
@@ -23,7 +26,9 @@ Timed through TestClient in-process (the whole request: session check, reads, re
 warm-up, then --requests requests. Targets: HTML and JSON p95 <= 50 ms; downloads (PDF, ZIP, CSV,
 XML, PNG, ZPL) are timed apart with fewer requests and their own target, p95 <= 1000 ms (a PDF of a
 whole record is not a 50 ms thing). With the tenth pass (default), growth = full median / tenth
-median per route, target <= 1.5. One line per (route, role), sorted by p95, then the summary.
+median per route, target <= 1.5. One line per (route, role), sorted by p95, then the routes that
+answered other than 200 or were skipped, the summary, and one request of each of the five slowest
+pages under cProfile with its SQL statement count (--profile N).
 """
 from __future__ import annotations
 
