@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from cellbench import audit, checkpoints, identifiers
+from cellbench import audit, checkpoints, identifiers, kit_counts
 from cellbench.db import Database
 
 TEMPLATE = {"lots": 16, "kits": 72, "visits": 23}  # what one demo holds (checked when built)
@@ -339,6 +339,8 @@ def grow(db: Database, scale: float, events: int | None = None) -> World:
     events = scaled_events if events is None else events
     world = World(scale, lots, trials)
     clone(db, world)
+    with db.write() as s:
+        kit_counts.refill(s)  # the copied kits' running counts (accountability reads them), from the rows
     fill_audit(db, world, events)
     t0 = time.perf_counter()
     settle(db)
