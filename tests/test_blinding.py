@@ -604,15 +604,14 @@ def test_the_comparison_reports_a_kit_view_that_leaks_its_arm(bench, monkeypatch
     kit's page, its JSON, and the kit list's row."""
     pair = bench.world.pairs[0]
     arms = bench.world.every_kit
-    real_view = kits.view
+    real_view, real_views = kits.view, kits.views
 
-    def leaky_view(session, kit):
-        view = real_view(session, kit)
-        if arms[kit.number] == "active":
-            view = dataclasses.replace(view, location=view.location + " ")  # one space: no word to spot
-        return view
+    def leaky_views(session, rows):  # a page of kits is viewed in one go (kits.views), one kit by kits.view
+        return [dataclasses.replace(view, location=view.location + " ") if arms[view.number] == "active" else view
+                for view in real_views(session, rows)]  # one space: no word to spot
 
-    monkeypatch.setattr(kits, "view", leaky_view)
+    monkeypatch.setattr(kits, "views", leaky_views)
+    monkeypatch.setattr(kits, "view", lambda session, kit: leaky_views(session, [kit])[0])
     active, placebo = bench.sides(pair)
     caught = {}
     for route in ("/kits/{number}", "/api/v1/kits/{number}", "/kits"):
@@ -623,6 +622,7 @@ def test_the_comparison_reports_a_kit_view_that_leaks_its_arm(bench, monkeypatch
                           Call("GET", route.replace("{number}", pair.placebo)))
         caught[route] = compare(bench, "frida", pair, probe, fresh=True)
     monkeypatch.setattr(kits, "view", real_view)
+    monkeypatch.setattr(kits, "views", real_views)
     assert all(caught.values()), {route: bool(found) for route, found in caught.items()}
     assert "the rows naming each kit differ" in caught["/kits"][0]
     assert "-      <tr><th>Location</th><td>Cell bench </td></tr>" in caught["/kits/{number}"][0] or \

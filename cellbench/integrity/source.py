@@ -36,6 +36,11 @@ class Reader:
 
 @contextmanager
 def reading(db: Database) -> Iterator[Reader]:
+    if db.is_sqlite:
+        # The database's own connection first: it switches a file still in rollback-journal mode
+        # (a backup just restored) to WAL, which it could not do once this snapshot holds its lock.
+        with db.engine.connect():
+            pass
     conn, mark = _connect(db.engine.url.render_as_string(hide_password=False))
     postgres = mark == "%s"
     try:

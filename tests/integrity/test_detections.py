@@ -38,6 +38,15 @@ def problems(db: Database) -> list[str]:
     return report.problems
 
 
+def kit_moved_by_hand(db: Database) -> list[str]:
+    """What verify names of a kit whose state was changed in the database: the replay's lines. The
+    running counts the kit left and entered disagree with the rows too: one line each, checked here."""
+    named = problems(db)
+    counts = [p for p in named if p.startswith("kit count of")]
+    assert len(counts) == 2 and any(" kept " in p for p in counts), named
+    return [p for p in named if p not in counts]
+
+
 def test_the_untampered_demo_verifies_clean_with_every_record_replayed(world):
     report = integrity.verify(world)
     assert report.problems == []
@@ -104,7 +113,7 @@ def test_a_released_lots_expiry_moved_to_2031_is_named(world):
 def test_a_destroyed_kit_put_back_at_site_is_named_by_its_number(world):
     number, = one(world, "SELECT number FROM kit WHERE state = 'destroyed' ORDER BY number")
     tamper(world, ("UPDATE kit SET state = 'at_site' WHERE number = :n", {"n": number}))
-    assert problems(world) == [f"kit {number}: the row says at site, its audit events end at destroyed"]
+    assert kit_moved_by_hand(world) == [f"kit {number}: the row says at site, its audit events end at destroyed"]
 
 
 def test_a_held_kit_freed_by_hand_is_named(world):
@@ -112,7 +121,7 @@ def test_a_held_kit_freed_by_hand_is_named(world):
                                 "ORDER BY number")
     tamper(world, ("UPDATE kit SET state = state_before_quarantine, state_before_quarantine = NULL, "
                    "quarantine_id = NULL WHERE number = :n", {"n": number}))
-    assert problems(world) == [
+    assert kit_moved_by_hand(world) == [
         f"kit {number}: the row says {before.replace('_', ' ')}, its audit events end at quarantined",
         f"kit {number}: the row's state before quarantine is nothing, its audit events say {before.replace('_', ' ')}"]
 
@@ -121,7 +130,7 @@ def test_a_kit_held_by_hand_is_named(world):
     number, = one(world, "SELECT number FROM kit WHERE state = 'at_site' ORDER BY number")
     tamper(world, ("UPDATE kit SET state = 'quarantined', state_before_quarantine = 'at_site' WHERE number = :n",
                    {"n": number}))
-    assert problems(world) == [
+    assert kit_moved_by_hand(world) == [
         f"kit {number}: the row says quarantined, its audit events end at at site",
         f"kit {number}: the row's state before quarantine is at site, its audit events say nothing"]
 
@@ -178,6 +187,6 @@ def test_every_tampering_is_named_not_only_the_first(world):
     tamper(world, ("UPDATE lot SET state = 'released' WHERE number = :n", {"n": lot}),
            ("UPDATE kit SET state = 'at_site' WHERE number = :n", {"n": kit}),
            ("UPDATE deviation SET state = 'closed' WHERE number = :n", {"n": deviation}))
-    named = problems(world)
+    named = kit_moved_by_hand(world)
     assert len(named) == 3
     assert [p.split(":")[0] for p in named] == [f"lot {lot}", f"kit {kit}", f"deviation {deviation}"]
