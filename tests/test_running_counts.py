@@ -58,6 +58,12 @@ def test_verify_names_a_running_count_edited_behind_cellbenchs_back(db, kit_worl
     assert [p for p in report.problems if p.startswith("kit count of")], report.problems
 
 
+def held(db) -> int:
+    """Kits held in quarantine, as the running counts keep them."""
+    with db.read() as s:
+        return sum(n for (_st, _p, _b, state), n in kit_counts.stored(s).items() if state == KitState.quarantined.value)
+
+
 def received(db, as_, monkeypatch, kits_: list[str], *, seal_intact: bool) -> None:
     """The kits shipped, scanned at the site and the receipt checked (held whole if the seal broke)."""
     number = dispatched(as_, kits_)
@@ -92,21 +98,27 @@ def test_a_held_receipt_keeps_the_counts(db, kit_world, as_, monkeypatch):
 def test_a_quarantine_held_lifted_and_withdrawn_keeps_the_counts(db, quarantine_world):  # noqa: F811
     w = quarantine_world
     agree(db)
+    assert held(db) == 0
     with db.write() as s:
         release.move_lot(s, users.by_username(s, "anna"), _lot(s, w.asc_lot), "quarantine", "temperature alarm")
     agree(db)
+    assert held(db) > 0, "the lot's kits are held, and counted as held"
     with db.write() as s:
         release.move_lot(s, users.by_username(s, "anna"), _lot(s, w.asc_lot), "release_from_quarantine",
                          "alarm was a sensor fault", password=PASSWORD)
     agree(db)
+    assert held(db) == 0
     with db.write() as s:
         release.move_lot(s, users.by_username(s, "anna"), _lot(s, w.asc_lot), "recall", "donor found ineligible",
                          password=PASSWORD)
     agree(db)
+    recalled = held(db)
+    assert recalled > 0
     with db.write() as s:
         q = s.scalars(select(KitQuarantine).where(KitQuarantine.state == "open")).one()
         quarantine.withdraw(s, users.by_username(s, "anna"), q, "recall", PASSWORD)
     agree(db)
+    assert held(db) < recalled, "withdrawn kits leave the held count"
 
 
 def test_dispensing_administration_return_and_not_administered_keep_the_counts(db, kit_world, as_):
