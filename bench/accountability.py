@@ -3,6 +3,8 @@
     python bench/accountability.py                    # 10k and 100k kits, SQLite in a temp folder
     python bench/accountability.py --million          # and 1M kits (builds for a few minutes)
     python bench/accountability.py --database-url postgresql://postgres@127.0.0.1/EMPTY_DB
+    python bench/accountability.py --million --keep D           # keep the SQLite files in D ...
+    python bench/accountability.py --million --keep D --reuse   # ... and time them again unbuilt
 
 Setup (not timed), per size: one study (NCT07290946) with its two sites, 20 blinded lots, and the
 kits bulk-inserted (core INSERTs, as bench/scan.py's builder does: the service layer would take
@@ -138,9 +140,20 @@ def measure(db: Database, data_dir: Path, study: str, requests: int) -> dict[str
     return times
 
 
-def _database(url: str | None, folder: Path, kits: int) -> Database:
+def _built(db: Database) -> str | None:
+    """The study code of a database this benchmark built before (--reuse), brought to the code's schema."""
+    migrate(db)
+    with db.engine.connect() as conn:
+        return conn.execute(text("SELECT s.code FROM study s WHERE EXISTS "
+                                 "(SELECT 1 FROM kit k WHERE k.study_id = s.id)")).scalar()
+
+
+def _database(url: str | None, folder: Path, kits: int, reuse: bool = False) -> Database:
     if url is None:
-        return Database(f"sqlite:///{folder / f'accountability-{kits}.db'}")
+        path = folder / f'accountability-{kits}.db'
+        if path.exists() and not reuse:
+            path.unlink()  # a kept file of an earlier run is rebuilt unless --reuse says otherwise
+        return Database(f"sqlite:///{path}")
     db = Database(normalise_url(url))
     with db.engine.begin() as conn:  # an empty database for each size
         conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -154,19 +167,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="*", help="kit counts to measure instead of the default")
     parser.add_argument("--requests", type=int, default=60, help="requests per route and size (default 60)")
     parser.add_argument("--database-url", help="an EMPTY PostgreSQL database (its public schema is dropped)")
+    parser.add_argument("--keep", type=Path, help="SQLite: build the databases in this folder and keep them")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: time the kept databases, not rebuilt")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([10_000, 100_000, 1_000_000] if args.million else [10_000, 100_000])
     engine = "PostgreSQL" if args.database_url else "SQLite"
     print(f"cellbench accountability benchmark on {engine}, Python {platform.python_version()}, {os.cpu_count()} "
           f"CPUs (load average {os.getloadavg()[0]:.2f}); running counts: {'yes' if kit_counts else 'no'}")
     results: dict[int, dict[str, list[float]]] = {}
+    if args.reuse and (args.keep is None or args.database_url):
+        parser.error("--reuse needs --keep (SQLite only)")
     with tempfile.TemporaryDirectory(prefix="cellbench-bench-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for kits in sizes:
-            db = _database(args.database_url, Path(tmp), kits)
-            study, built = build(db, kits)
-            results[kits] = measure(db, Path(tmp), study, args.requests)
+            db = _database(args.database_url, folder, kits, args.reuse)
+            kept = _built(db) if args.reuse else None
+            study, built = (kept, 0.0) if kept else build(db, kits)
+            results[kits] = measure(db, folder, study, args.requests)
             db.engine.dispose()
-            print(f"{kits:,} kits built in {built:.1f} s (not timed); load average {os.getloadavg()[0]:.2f}")
+            print(f"{kits:,} kits " + ("reused" if kept else f"built in {built:.1f} s (not timed)")
+                  + f"; load average {os.getloadavg()[0]:.2f}")
     first, last = sizes[0], sizes[-1]
     print(f"{'route':42s} " + " ".join(f"{f'{k:,} median/p95':>24s}" for k in sizes) + f"  {'ratio':>6s}  target")
     failed = False
