@@ -14,7 +14,7 @@ from ..specifications import Step
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition
 from .completion import complete_if_done, create_units, unit_step
-from .guided import PLACING_STEP, ValueInput, current_values, entry_of, require_open_lot, step_of
+from .guided import PLACING_STEP, ValueInput, current_values, entry_done, entry_of, require_open_lot, step_of
 from .uses import equipment_of, materials_of
 from .values import compute, placement, write_value
 
@@ -98,7 +98,8 @@ def perform(session: Session, operator: User, password: str, lot: Lot, step_code
     session.flush()
     if step.code == unit_step(spec):
         create_units(session, actor, lot, entry, step.code)
-    complete_if_done(session, actor, lot, spec)
+    if entry_done(step, entry):  # else it awaits its verification: the lot cannot be complete yet
+        complete_if_done(session, actor, lot, spec)
     return entry
 
 
