@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -104,6 +104,12 @@ def spec_of(session: Session, lot: Lot) -> SpecVersion:
     return spec
 
 
+# Built once: building the statement cost a third of each claim (issue 18: 2,500 claims in the demo).
+_CLAIM = (update(Lot).where(col(Lot.id) == bindparam("claimed_lot"),
+                            col(Lot.row_version) == bindparam("expected_version"))
+          .values(row_version=col(Lot.row_version) + 1).returning(Lot))
+
+
 def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
     """Optimistic lock: the change applies only to the lot as the actor last saw it.
 
@@ -112,8 +118,7 @@ def claim(session: Session, lot: Lot, seen_version: int | None) -> None:
     expected = lot.row_version if seen_version is None else seen_version
     # The row as it now stands comes back with the UPDATE (RETURNING, onto the lot in hand):
     # one statement where an UPDATE and a refresh were two, on every entry of a batch record.
-    claimed = session.execute(update(Lot).where(col(Lot.id) == lot.id, col(Lot.row_version) == expected)
-                              .values(row_version=col(Lot.row_version) + 1).returning(Lot),
+    claimed = session.execute(_CLAIM, {"claimed_lot": lot.id, "expected_version": expected},
                               execution_options={"synchronize_session": False, "populate_existing": True}).all()
     if len(claimed) != 1:
         raise Conflict(f"Someone else recorded on lot {lot.number} since you opened it. Reload to see their "

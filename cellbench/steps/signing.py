@@ -69,10 +69,13 @@ def _incomplete(session: Session, step: Step, entry: StepEntry) -> str | None:
     missing = [p.label for p in step.parameters if p.required and p.code not in values]
     if missing:
         return "Still to record: " + ", ".join(missing) + "."
-    have_materials = {m.material_code for m in materials_of(session, entry)}
-    have_equipment = {e.equipment_code for e in equipment_of(session, entry)}
-    lacking = [m.name for m in step.materials if m.required and m.code not in have_materials]
-    lacking += [e.name for e in step.equipment if e.required and e.code not in have_equipment]
+    # Read only for a step that requires some: most steps require none, and this runs at every signing.
+    needed_materials = [m for m in step.materials if m.required]
+    needed_equipment = [e for e in step.equipment if e.required]
+    have_materials = {m.material_code for m in materials_of(session, entry)} if needed_materials else set()
+    have_equipment = {e.equipment_code for e in equipment_of(session, entry)} if needed_equipment else set()
+    lacking = [m.name for m in needed_materials if m.code not in have_materials]
+    lacking += [e.name for e in needed_equipment if e.code not in have_equipment]
     if lacking:
         return "Record or scan: " + ", ".join(lacking) + "."
     return None
