@@ -81,8 +81,8 @@ def sign(
 ) -> Signature:
     """Sign the current content of an entity, inside the caller's transaction. `visibility` is
     the audit event's: a signature on something arm-revealing is hidden from blinded roles."""
-    roles = users.roles_of(session, saved_id(signer))
-    if why := may_sign(signer, roles):
+    signer_actor = users.actor(session, signer)  # kept per transaction: its roles and the audit event's who
+    if why := may_sign(signer, signer_actor.roles):
         raise Forbidden(why)
     users.reauthenticate(session, signer, password)
     rule = _CONTENT_RULES.get(entity_type)
@@ -105,7 +105,7 @@ def sign(
                        "a moment ago. Reload it to see their signature.") from None
     sig.record_hash = _record_hash(sig)
     sig.audit_seq = audit.record(
-        session, users.actor(session, signer), "signed", entity_type, entity_id,
+        session, signer_actor, "signed", entity_type, entity_id,
         field=f"signature:{sig.meaning.value}", new=f"#{sig.id} {sig.record_hash}", reason=reason,
         visibility=visibility,
     )

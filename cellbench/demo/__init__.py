@@ -2,7 +2,7 @@
 
 Parts: `manufacturing` (users, specifications, materials, equipment, donors, batch records, kits),
 `release` (QC, reviews, certification and sponsor release of new lots) and `trial` (both trials at
-the site over five months under a forward-only story clock). Nothing imports this package but the
+the site over five months under a forward-only story clock, `story_clock`). Nothing imports this package but the
 command line, the tests and the benchmarks.
 """
 

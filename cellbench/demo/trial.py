@@ -38,9 +38,7 @@ is already recorded (`story_fits`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -56,47 +54,12 @@ from . import monitoring, resupply, sites
 from . import positions as demo_positions
 from . import preparation as preparation_demo
 from . import release as release_demo
+from .story_clock import StoryClock
 
-STORY_DAYS = 150
 SITE = "RH-ENT"
 LONG, SJOGREN = "NCT07290946", "NCT06805448"  # two treatments 4 months apart; one treatment
 BENCH_TANK, SITE_TANK = "CB-LN2-K", "RH-LN2-1"
 PW = demo.DEMO_PASSWORD
-
-
-class StoryClock:
-    """cellbench's clock during the demo: `at(day, "HH:MM")` (day 0 is STORY_DAYS ago, site time),
-    then `catch_up()` to the wall clock. It only ever moves forward."""
-
-    def __init__(self, days: int = STORY_DAYS):
-        self.first_day = self.wall_now().astimezone(clock.zone()).date() - timedelta(days=days)
-        self._offset = self.moment(0, "00:00") - self.wall_now()  # the story's first midnight
-
-    def wall_now(self) -> datetime:
-        return clock.wall_now()
-
-    def now(self) -> datetime:
-        return self.wall_now() + self._offset
-
-    def moment(self, day: int, hhmm: str) -> datetime:
-        hour, minute = (int(part) for part in hhmm.split(":"))
-        local = datetime.combine(self.first_day + timedelta(days=day), time(hour, minute), tzinfo=clock.zone())
-        return local.astimezone(UTC)
-
-    def at(self, day: int, hhmm: str) -> datetime:
-        target, wall = self.moment(day, hhmm), self.wall_now()
-        if target >= wall:
-            raise ValueError(f"story day {day} {hhmm} is not in the past")
-        self._offset = max(target, self.now()) - wall  # never back, even if a phase ran long
-        return target
-
-    def catch_up(self) -> None:
-        self._offset = timedelta(0)
-
-    @contextmanager
-    def held(self) -> Iterator[StoryClock]:
-        with clock.held(self.now):
-            yield self
 
 
 def story_fits(session: Session) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col
 
 from .. import audit, lots, users
@@ -40,10 +41,20 @@ class StepEntries(dict[str, list[StepEntry]]):
     vials_without_fate: int = 0
 
 
+# The reads every call on a step entry makes, built once (issue 18: building a statement cost about as
+# much as running it, on every entry of every batch record).
+_ENTRIES = (select(StepEntry).where(col(StepEntry.lot_id) == bindparam("lot"))
+            .order_by(col(StepEntry.position), col(StepEntry.repeat_index)))
+_ENTRY = select(StepEntry).where(col(StepEntry.lot_id) == bindparam("lot"),
+                                 col(StepEntry.step_code) == bindparam("code"),
+                                 col(StepEntry.repeat_index) == bindparam("repeat"))
+_CURRENT = select(StepValue).where(col(StepValue.entry_id) == bindparam("entry"),
+                                   col(StepValue.superseded_by).is_(None))
+
+
 def entries_of(session: Session, lot: Lot) -> StepEntries:
     by_code = StepEntries()
-    for entry in session.scalars(select(StepEntry).where(col(StepEntry.lot_id) == lot.id)
-                                 .order_by(col(StepEntry.position), col(StepEntry.repeat_index))):
+    for entry in session.scalars(_ENTRIES, {"lot": lot.id}):
         by_code.setdefault(entry.step_code, []).append(entry)
     if PLACING_STEP in by_code:  # only then can the count matter: the step waits for its vials
         by_code.vials_without_fate = len(vials.without_fate(session, lot))
@@ -55,8 +66,7 @@ def waiting_vials(by_code: dict[str, list[StepEntry]]) -> int:
 
 
 def current_values(session: Session, entry: StepEntry) -> dict[str, StepValue]:
-    rows = session.scalars(select(StepValue).where(col(StepValue.entry_id) == entry.id,
-                                                   col(StepValue.superseded_by).is_(None)))
+    rows = session.scalars(_CURRENT, {"entry": entry.id})
     return {v.parameter_code: v for v in rows}
 
 
@@ -115,12 +125,32 @@ def step_of(spec: Specification, code: str) -> Step:
 
 
 def entry_of(session: Session, lot: Lot, step_code: str, repeat_index: int) -> StepEntry:
-    entry = session.scalars(select(StepEntry).where(col(StepEntry.lot_id) == lot.id,
-                                                    col(StepEntry.step_code) == step_code,
-                                                    col(StepEntry.repeat_index) == repeat_index)).first()
+    # An entry keeps its place (lot, step, repeat) for ever, so the session remembers the id at that
+    # place and takes the entry from its identity map, as a query would have (issue 18: every call
+    # recording one entry read it again). A rolled-back transaction forgets them (_forget_entries).
+    known: dict[tuple[int | None, str, int], int] = session.info.setdefault(_ENTRY_IDS, {})
+    place = (lot.id, step_code, repeat_index)
+    entry = session.get(StepEntry, known[place]) if place in known else None
+    if entry is None:
+        entry = session.scalars(_ENTRY, {"lot": lot.id, "code": step_code, "repeat": repeat_index}).first()
     if entry is None:
         raise NotFound(f"Step '{step_code}' entry {repeat_index} has not been started.", field="step")
+    _remember(session, entry)
     return entry
+
+
+_ENTRY_IDS = "cellbench.steps.entry_ids"
+
+
+def _remember(session: Session, entry: StepEntry) -> None:
+    if entry.id is not None:
+        session.info.setdefault(_ENTRY_IDS, {})[entry.lot_id, entry.step_code, entry.repeat_index] = entry.id
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_entries(session: OrmSession, _previous: object) -> None:
+    """An entry inserted in a rolled-back transaction (or savepoint) is gone, and its id may be reused."""
+    session.info.pop(_ENTRY_IDS, None)
 
 
 def require_open_lot(lot: Lot) -> None:
@@ -167,4 +197,5 @@ def start_entry(session: Session, actor: Actor, lot: Lot, step_code: str, seen_v
     except IntegrityError:
         raise Conflict("Someone else started this step at the same moment. Reload.", field="step") from None
     audit.record(session, actor, "step started", "lot", lot.number, field=where(step, entry))
+    _remember(session, entry)
     return entry

@@ -14,7 +14,7 @@ from ..specifications import Step
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition
 from .completion import complete_if_done, create_units, unit_step
-from .guided import PLACING_STEP, ValueInput, current_values, entry_of, require_open_lot, step_of
+from .guided import PLACING_STEP, ValueInput, current_values, entry_done, entry_of, require_open_lot, step_of
 from .uses import equipment_of, materials_of
 from .values import compute, placement, write_value
 
@@ -69,10 +69,13 @@ def _incomplete(session: Session, step: Step, entry: StepEntry) -> str | None:
     missing = [p.label for p in step.parameters if p.required and p.code not in values]
     if missing:
         return "Still to record: " + ", ".join(missing) + "."
-    have_materials = {m.material_code for m in materials_of(session, entry)}
-    have_equipment = {e.equipment_code for e in equipment_of(session, entry)}
-    lacking = [m.name for m in step.materials if m.required and m.code not in have_materials]
-    lacking += [e.name for e in step.equipment if e.required and e.code not in have_equipment]
+    # Read only for a step that requires some: most steps require none, and this runs at every signing.
+    needed_materials = [m for m in step.materials if m.required]
+    needed_equipment = [e for e in step.equipment if e.required]
+    have_materials = {m.material_code for m in materials_of(session, entry)} if needed_materials else set()
+    have_equipment = {e.equipment_code for e in equipment_of(session, entry)} if needed_equipment else set()
+    lacking = [m.name for m in needed_materials if m.code not in have_materials]
+    lacking += [e.name for e in needed_equipment if e.code not in have_equipment]
     if lacking:
         return "Record or scan: " + ", ".join(lacking) + "."
     return None
@@ -98,7 +101,8 @@ def perform(session: Session, operator: User, password: str, lot: Lot, step_code
     session.flush()
     if step.code == unit_step(spec):
         create_units(session, actor, lot, entry, step.code)
-    complete_if_done(session, actor, lot, spec)
+    if entry_done(step, entry):  # else it awaits its verification: the lot cannot be complete yet
+        complete_if_done(session, actor, lot, spec)
     return entry
 
 

@@ -2,7 +2,7 @@
 expiry, calibration) passes; QA may override a refusal with a reason, which opens a deviation."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from .. import audit, clock, limits, lots, users
@@ -75,13 +75,16 @@ def record_equipment(session: Session, actor: Actor, lot: Lot, step_code: str, r
     return use
 
 
+# Read at every signature of an entry (steps.guided: why the reads are built once).
+_MATERIALS = (select(MaterialLot).join(MaterialUse, col(MaterialUse.material_lot_id) == col(MaterialLot.id))
+              .where(col(MaterialUse.entry_id) == bindparam("entry")).order_by(col(MaterialUse.id)))
+_EQUIPMENT = (select(Equipment).join(EquipmentUse, col(EquipmentUse.equipment_id) == col(Equipment.id))
+              .where(col(EquipmentUse.entry_id) == bindparam("entry")).order_by(col(EquipmentUse.id)))
+
+
 def materials_of(session: Session, entry: StepEntry) -> list[MaterialLot]:
-    return list(session.scalars(select(MaterialLot)
-                                .join(MaterialUse, col(MaterialUse.material_lot_id) == col(MaterialLot.id))
-                                .where(col(MaterialUse.entry_id) == entry.id).order_by(col(MaterialUse.id))))
+    return list(session.scalars(_MATERIALS, {"entry": entry.id}))
 
 
 def equipment_of(session: Session, entry: StepEntry) -> list[Equipment]:
-    return list(session.scalars(select(Equipment)
-                                .join(EquipmentUse, col(EquipmentUse.equipment_id) == col(Equipment.id))
-                                .where(col(EquipmentUse.entry_id) == entry.id).order_by(col(EquipmentUse.id))))
+    return list(session.scalars(_EQUIPMENT, {"entry": entry.id}))

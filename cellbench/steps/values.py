@@ -58,8 +58,11 @@ def record_values(session: Session, actor: Actor, lot: Lot, step_code: str, repe
             raise InvalidInput(f"'{parameter.label}' is already recorded; correct it with a reason instead.",
                                field=parameter.code)
         written.append(write_value(session, actor, lot, step, entry, parameter, given))
-    written += compute(session, actor, lot, spec, step, entry)
-    _place_vial(session, actor, lot, step, entry)
+    # The entry's values as they now stand, from the read above and what was just written: one
+    # read of them per call, where computing and placing each read them again (issue 18).
+    now_current = existing | {value.parameter_code: value for value in written}
+    written += compute(session, actor, lot, spec, step, entry, now_current)
+    _place_vial(session, actor, lot, step, now_current)
     _counts_agree(session, lot, written)
     return written
 
@@ -165,10 +168,11 @@ def _computed_value(session: Session, lot: Lot, spec: Specification, key: str,
 
 
 def compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step: Step,
-            entry: StepEntry) -> list[StepValue]:
-    """The entry's computed values whose inputs are all there and that are not yet written."""
+            entry: StepEntry, values: dict[str, StepValue] | None = None) -> list[StepValue]:
+    """The entry's computed values whose inputs are all there and that are not yet written
+    (`values`: the entry's current values, when the caller has them; they are updated)."""
     written = []
-    values = current_values(session, entry)
+    values = current_values(session, entry) if values is None else values
     for parameter in step.parameters:
         if not parameter.computed or parameter.code in values:
             continue
@@ -179,6 +183,7 @@ def compute(session: Session, actor: Actor, lot: Lot, spec: Specification, step:
             comment = "computed by cellbench; outside limits" if outside else ""
             written.append(write_value(session, actor, lot, step, entry, parameter, ValueInput(shown, comment),
                                        computed=True))
+            values[parameter.code] = written[-1]
     return written
 
 
@@ -205,8 +210,8 @@ def placement(values: dict[str, StepValue]) -> tuple[str, str] | None:
     return str(typed["vial_id"]), "/".join(str(typed[c]) for c in _PLACE[1:])
 
 
-def _place_vial(session: Session, actor: Actor, lot: Lot, step: Step, entry: StepEntry) -> None:
+def _place_vial(session: Session, actor: Actor, lot: Lot, step: Step, values: dict[str, StepValue]) -> None:
     """The storage step names a vial and its position: the vial's one fate, placed (lots.vials)."""
-    if step.code != PLACING_STEP or (where := placement(current_values(session, entry))) is None:
+    if step.code != PLACING_STEP or (where := placement(values)) is None:
         return
     vials.place(session, actor, lot, *where)

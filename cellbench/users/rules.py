@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, UOWTransaction
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col
 
 from ..audit import Actor
 from ..errors import Forbidden, InvalidInput, NotFound
-from ..models import BLINDED_ROLES, Role, User, UserRole, saved_id
+from ..models import BLINDED_ROLES, Role, User, UserRole, UserSite, UserStudy, saved_id
 from .scope import scope_of
 from .strength import weakness
 
@@ -116,10 +118,49 @@ def roles_of(session: Session, user_id: int) -> frozenset[Role]:
 
 
 def actor(session: Session, user: User) -> Actor:
-    """The user as an actor, with the sites and studies a site-role user works for (users.scope)."""
-    roles = roles_of(session, saved_id(user))
-    sites, studies = scope_of(session, user.id, roles)
-    return Actor(user.id, user.full_name, roles, sites, studies)
+    """The user as an actor, with the sites and studies a site-role user works for (users.scope).
+
+    Kept per transaction: a step entry asks for its operator's actor in every service call and
+    signature (3,200 reads of roles and links in the demo build, issue 18). Any write to a user,
+    their roles or their links, and the transaction's end, forget every kept actor
+    (_forget_actors), so a role granted or removed is seen by the next call as before."""
+    kept: dict[int, Actor] = session.info.setdefault(_ACTORS, {})
+    user_id = saved_id(user)
+    known = kept.get(user_id)
+    if known is None or known.name != user.full_name:
+        roles = roles_of(session, user_id)
+        sites, studies = scope_of(session, user_id, roles)
+        known = kept[user_id] = Actor(user_id, user.full_name, roles, sites, studies)
+    return known
+
+
+_ACTORS = "cellbench.users.actors"
+# What an actor is read from besides the user's printed name (checked on every call): a change to
+# any of them makes every kept actor stale.
+_ACTOR_SOURCES = (UserRole, UserSite, UserStudy)
+
+
+def _forget(session: OrmSession, *_: object) -> None:
+    session.info.pop(_ACTORS, None)
+
+
+@event.listens_for(OrmSession, "after_flush")
+def _forget_after_writes(session: OrmSession, _flush: UOWTransaction) -> None:
+    if _ACTORS in session.info and any(isinstance(row, _ACTOR_SOURCES)
+                                       for row in (*session.new, *session.dirty, *session.deleted)):
+        _forget(session)
+
+
+@event.listens_for(OrmSession, "do_orm_execute")
+def _forget_after_bulk_writes(state: ORMExecuteState) -> None:
+    """An UPDATE or DELETE statement on those tables (users.set_roles deletes the old roles so)."""
+    if (_ACTORS in state.session.info and not state.is_select
+            and (mapper := state.bind_mapper) is not None and issubclass(mapper.class_, _ACTOR_SOURCES)):
+        _forget(state.session)
+
+
+event.listen(OrmSession, "after_commit", _forget)
+event.listen(OrmSession, "after_soft_rollback", _forget)  # a savepoint's rollback may undo a role change
 
 
 def by_username(session: Session, username: str) -> User:
