@@ -17,7 +17,7 @@ from .. import accountability, kits, pdf, studies
 from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
-from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, User
+from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, Study, User
 from ..pagination import Ask
 from . import paging
 
@@ -129,12 +129,12 @@ DestructionPageOut = paging.page_model("DestructionPageOut", "destructions", Des
 CountPageOut = paging.page_model("CountPageOut", "reconciliations", CountOut, "Newest first")
 
 
-def _read_ahead(session: Session, model: type[SQLModel], ids: Iterable[int | None]) -> None:
-    """Load these rows in one read, so that each row's session.get below finds them without one."""
+def _read_ahead(session: Session, model: type[SQLModel], ids: Iterable[int | None]) -> list[Any]:
+    """These rows in one read, so that each row's session.get below finds them without one. The
+    caller holds the list until it is done: the session's identity map holds rows only weakly."""
     wanted = sorted(i for i in ids if i)
-    if wanted:
-        table: Any = model
-        session.scalars(select(model).where(col(table.id).in_(wanted))).all()
+    table: Any = model
+    return list(session.scalars(select(model).where(col(table.id).in_(wanted)))) if wanted else []
 
 
 def destruction_summary(session: Session, viewer: Viewer, d: Destruction) -> DestructionSummaryOut:
@@ -177,10 +177,12 @@ def list_counts(study: str, place: str | None = None, blinded_lot: str | None = 
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
     found = accountability.reconciliation_page(session, ask, chosen, site, lot, any_place=place is None,
                                                reader=viewer.actor)
-    for model, ids in ((Site, {r.site_id for r in found.rows}), (BlindedLot, {r.blinded_lot_id for r in found.rows}),
-                       (User, {r.by_user for r in found.rows}), (Signature, {r.signature_id for r in found.rows})):
-        _read_ahead(session, model, ids)
-    return CountPageOut(reconciliations=[count_out(session, r) for r in found.rows], next=found.next)
+    held = [_read_ahead(session, model, ids) for model, ids in (
+        (Site, {r.site_id for r in found.rows}), (BlindedLot, {r.blinded_lot_id for r in found.rows}),
+        (User, {r.by_user for r in found.rows}), (Signature, {r.signature_id for r in found.rows}))]
+    shown = [count_out(session, r) for r in found.rows]
+    del held  # read ahead for count_out's look-ups, held until they were made
+    return CountPageOut(reconciliations=shown, next=found.next)
 
 
 @router.post("/reconciliations", response_model=CountOut, status_code=201)
@@ -201,9 +203,11 @@ def list_destructions(study: str | None = None, state: str | None = None, ask: A
     """Each destruction in summary; its kits, signatures and certificate data: GET /destructions/{number}."""
     chosen = studies.by_code(session, study) if study else None
     found = accountability.destruction_page(session, ask, chosen, state, reader=viewer.actor)
-    _read_ahead(session, Site, {d.site_id for d in found.rows})
-    return DestructionPageOut(destructions=[destruction_summary(session, viewer, d) for d in found.rows],
-                              next=found.next)
+    held = [_read_ahead(session, Site, {d.site_id for d in found.rows}),
+            _read_ahead(session, Study, {d.study_id for d in found.rows})]
+    shown = [destruction_summary(session, viewer, d) for d in found.rows]
+    del held  # read ahead for the summaries' look-ups, held until they were made
+    return DestructionPageOut(destructions=shown, next=found.next)
 
 
 @router.post("/destructions", response_model=DestructionOut, status_code=201)
