@@ -37,6 +37,11 @@ def _states_from_rows(s, study: Study | None, actor: Actor | None = None) -> dic
     return {state: n for state, n in s.execute(query) if n}
 
 
+def _lot_states(s, blinded_lot_id: int) -> dict[str, int]:
+    query = select(Kit.state, func.count()).where(Kit.blinded_lot_id == blinded_lot_id).group_by(Kit.state)
+    return dict(s.execute(query).tuples().all())
+
+
 def agree(db) -> None:
     with db.read() as s:
         assert kit_counts.recount(s) == [], "the running counts are the kit rows' counts"
@@ -46,6 +51,11 @@ def agree(db) -> None:
                 "kits by state, read from the running counts, are the kit rows' counts"
             assert kits.counts_by_state(s, study=study, reader=frida) == _states_from_rows(s, study, frida), \
                 "and so are a site pharmacist's, within her sites and studies"
+            by_lot = {blinded.code: (total, {state: n for state, _label, n in states})
+                      for blinded, total, states in kits.blinded_lot_rows(s, study)}
+            recounted = {b.code: _lot_states(s, b.id) for b in kits.blinded_lots(s, study)}
+            assert by_lot == {code: (sum(states.values()), states) for code, states in recounted.items()}, \
+                "and each blinded lot's kits by state on the study page"
 
 
 def test_the_counts_of_a_packaged_kit_world_agree_and_name_no_arm(db, kit_world):

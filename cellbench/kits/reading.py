@@ -175,9 +175,19 @@ def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot
 def blinded_lot_rows(session: Session, study: Study | None) -> list[tuple[BlindedLot, int, list[tuple]]]:
     """Each blinded lot of the study with its kit count and its kits by state (value, blinded label,
     count), in code order."""
+    lots = blinded_lots(session, study)
+    # every lot's kits by state in one read of the running counts, not one read a lot
+    by_lot: dict[int, dict[str, int]] = {}
+    kept = (select(col(KitCount.blinded_lot_id), col(KitCount.state), func.sum(col(KitCount.kits)))
+            .group_by(col(KitCount.blinded_lot_id), col(KitCount.state)))
+    if study is not None:
+        kept = kept.where(col(KitCount.study_id) == study.id)
+    for lot_id, state, n in session.execute(kept):
+        if n:
+            by_lot.setdefault(lot_id, {})[KitState(state).value] = int(n)
     rows = []
-    for blinded in blinded_lots(session, study):
-        counts = counts_by_state(session, blinded_lot=blinded)
+    for blinded in lots:
+        counts = by_lot.get(blinded.id or 0, {})
         rows.append((blinded, sum(counts.values()),
                      [(state.value, state_label(state), counts[state.value]) for state in KitState
                       if counts.get(state.value)]))
