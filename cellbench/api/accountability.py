@@ -80,17 +80,23 @@ class RecordIn(BaseModel):
     password: str = Field(description="Your password: the destruction is signed (meaning destroyed)")
 
 
-class DestructionOut(BaseModel):
+class DestructionSummaryOut(BaseModel):
     number: str
     study: str
     place: str
     state: str = Field(description="authorised | destroyed")
     actions: list[str] = Field(description="What you may do with it now ('record': carry it out)")
-    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
-    authorised_by: str
+    kit_count: int
     authorised_at: datetime
     method: str | None
     destroyed_on: date | None
+
+
+class DestructionOut(DestructionSummaryOut):
+    """One destruction with its certificate's data (the list gives the summary only)."""
+
+    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
+    authorised_by: str
     witness: str | None
     destroyed_by: str | None
     signatures: list[dict] = Field(description="Label, printed name, meaning and time of each signature")
@@ -110,18 +116,6 @@ def count_out(session: Session, rec: Reconciliation) -> CountOut:
                     balanced=rec.balanced, comment=rec.comment,
                     by=accountability.stored(session, User, rec.by_user, "person").full_name, at=rec.at,
                     signature=_sig(session, rec.signature_id))
-
-
-class DestructionSummaryOut(BaseModel):
-    number: str
-    study: str
-    place: str
-    state: str = Field(description="authorised | destroyed")
-    actions: list[str] = Field(description="What you may do with it now ('record': carry it out)")
-    kit_count: int
-    authorised_at: datetime
-    method: str | None
-    destroyed_on: date | None
 
 
 DestructionPageOut = paging.page_model("DestructionPageOut", "destructions", DestructionSummaryOut,
@@ -147,7 +141,7 @@ def destruction_summary(session: Session, viewer: Viewer, d: Destruction) -> Des
 def destruction_out(session: Session, viewer: Viewer, d: Destruction) -> DestructionOut:
     data = accountability.gather(session, d)
     place = accountability.place_key(destruction.site_of(session, d))
-    return DestructionOut(number=d.number, study=data.study.code, place=place, state=d.state,
+    return DestructionOut(number=d.number, study=data.study.code, place=place, state=d.state, kit_count=d.kit_count,
                           actions=destruction.allowed_actions(session, d, viewer.actor),
                           kits=[{"kit_number": k.number, "blinded_lot": k.blinded_lot, "expiry": k.expiry,
                                  "state_before": k.state_before} for k in data.kits],
