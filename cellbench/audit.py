@@ -325,6 +325,11 @@ def _filtered(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
     return query
 
 
+def trail_query(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
+    """The viewer's filtered trail, oldest first, as a query (to stream, not to load)."""
+    return _filtered(viewer, flt).order_by(col(AuditEvent.seq))
+
+
 def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
           newest_first: bool = True) -> list[AuditEvent]:
     query = _filtered(viewer, flt).order_by(col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq))
@@ -370,13 +375,18 @@ CSV_COLUMNS = ("time", "user_id", "user", "action", "entity_type", "entity_id", 
                "old_value", "new_value", "reason")
 
 
+def csv_header(viewer: Actor) -> tuple[str, ...]:
+    """Blinded viewers get no sequence numbers or hashes: a gap in them would show that something
+    they may not see happened in between."""
+    return (*(() if viewer.is_blinded else ("seq", "hash")), *CSV_COLUMNS)
+
+
+def csv_row(e: AuditEvent, viewer: Actor) -> tuple[object, ...]:
+    ids: tuple[object, ...] = () if viewer.is_blinded else (e.seq, e.hash)
+    return (*ids, e.at, e.user_id, e.user_name, e.action, e.entity_type, e.entity_id,
+            e.field, *(times_in(v) if v else v for v in (e.old_value, e.new_value, e.reason)))
+
+
 def to_csv(events: list[AuditEvent], viewer: Actor) -> str:
-    """CSV export. Blinded viewers get no sequence numbers or hashes: a gap in them would show
-    that something they may not see happened in between."""
-    extra: tuple[str, ...] = () if viewer.is_blinded else ("seq", "hash")
-    rows = []
-    for e in events:
-        ids: tuple[object, ...] = () if viewer.is_blinded else (e.seq, e.hash)
-        rows.append((*ids, e.at, e.user_id, e.user_name, e.action, e.entity_type, e.entity_id,
-                     e.field, *(times_in(v) if v else v for v in (e.old_value, e.new_value, e.reason))))
-    return csv_text((*extra, *CSV_COLUMNS), rows)
+    """CSV export of these events (the whole trail streams: audit_export.csv_chunks)."""
+    return csv_text(csv_header(viewer), [csv_row(e, viewer) for e in events])

@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import select, text
 
-from cellbench import audit, integrity, users
+from cellbench import audit, audit_export, integrity, users
 from cellbench.audit import Actor
 from cellbench.errors import InvalidInput
 from cellbench.models import AuditEvent, Role, Visibility
@@ -185,6 +185,19 @@ def test_unblinded_qa_sees_every_event_with_its_sequence_number(db, as_):
     assert all(isinstance(e["seq"], int) for e in api)
     exported = list(csv.reader(io.StringIO(as_("anna").get("/audit.csv?entity_type=kit").text)))
     assert exported[0][:2] == ["seq", "hash"] and len(exported) == 3
+
+
+@pytest.mark.parametrize("reader", ["anna", "mette"])
+def test_the_csv_download_streams_the_same_rows_as_the_whole_trail_in_batches(db, as_, reader, kit_world):
+    _record_arm_revealing_event(db, kit_world.active[0])
+    viewer = actor_of(db, reader)
+    with db.read() as s:
+        whole = audit.to_csv(audit.trail(s, viewer, audit.TrailFilter(), limit=None, newest_first=False), viewer)
+    chunks = list(audit_export.csv_chunks(db, viewer, audit.TrailFilter(), batch=7))
+    assert b"".join(chunks).decode() == whole, "streamed, the export is the one the whole list gives"
+    assert len(chunks) > 2, "the header, then one chunk a batch of events"
+    # over HTTP: the same, and then the events of signing in to download it
+    assert as_(reader).get("/audit.csv").text.startswith(whole)
 
 
 def test_the_trail_filters_by_user_record_and_date(db, as_):

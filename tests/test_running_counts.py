@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from cellbench import integrity, kit_counts, kits, release, users
 from cellbench.audit import Actor
 from cellbench.errors import Conflict
-from cellbench.models import Kit, KitCount, KitQuarantine, KitState, Role, Site
+from cellbench.models import Kit, KitCount, KitQuarantine, KitState, Role, Site, Study
 from cellbench.supply import quarantine
 
 from .accountability.test_accountability import _authorise, _count, _destroy, _rows
@@ -28,9 +28,34 @@ from .supply.test_quarantine import world as quarantine_world  # noqa: F401 - a 
 from .trialworld import SITE, to_site
 
 
+def _states_from_rows(s, study: Study | None, actor: Actor | None = None) -> dict[str, int]:
+    query = select(Kit.state, func.count()).group_by(Kit.state)
+    if study is not None:
+        query = query.where(Kit.study_id == study.id)
+    if actor is not None:
+        query = users.within(query, actor, site=Kit.site_id, study=Kit.study_id, bench_too=True)
+    return {state: n for state, n in s.execute(query) if n}
+
+
+def _lot_states(s, blinded_lot_id: int) -> dict[str, int]:
+    query = select(Kit.state, func.count()).where(Kit.blinded_lot_id == blinded_lot_id).group_by(Kit.state)
+    return dict(s.execute(query).tuples().all())
+
+
 def agree(db) -> None:
     with db.read() as s:
         assert kit_counts.recount(s) == [], "the running counts are the kit rows' counts"
+        frida = users.actor(s, users.by_username(s, "frida"))
+        for study in [None, *s.scalars(select(Study))]:
+            assert kits.counts_by_state(s, study=study) == _states_from_rows(s, study), \
+                "kits by state, read from the running counts, are the kit rows' counts"
+            assert kits.counts_by_state(s, study=study, reader=frida) == _states_from_rows(s, study, frida), \
+                "and so are a site pharmacist's, within her sites and studies"
+            by_lot = {blinded.code: (total, {state: n for state, _label, n in states})
+                      for blinded, total, states in kits.blinded_lot_rows(s, study)}
+            recounted = {b.code: _lot_states(s, b.id) for b in kits.blinded_lots(s, study)}
+            assert by_lot == {code: (sum(states.values()), states) for code, states in recounted.items()}, \
+                "and each blinded lot's kits by state on the study page"
 
 
 def test_the_counts_of_a_packaged_kit_world_agree_and_name_no_arm(db, kit_world):

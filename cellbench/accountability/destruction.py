@@ -19,10 +19,10 @@ from enum import Enum
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, Select, func, select, update
 from sqlmodel import Session, col
 
-from .. import audit, clock, custody, inputs, kits, limits, signatures, users
+from .. import audit, clock, custody, inputs, kits, limits, pagination, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -290,10 +290,7 @@ def by_number(session: Session, number: str | None, *, reader: Actor | None = No
     return d
 
 
-def destructions(session: Session, study: Study | None = None, state: str | None = None,
-                 limit: int = 200, *, reader: Actor | None = None) -> list[Destruction]:
-    """The destructions, newest first; with a `reader`, those at its sites in its studies (a
-    destruction at the cell bench is no site's)."""
+def _destruction_query(study: Study | None, state: str | None, reader: Actor | None) -> Select:
     query = select(Destruction)
     if reader is not None:
         query = users.within(query, reader, site=col(Destruction.site_id), study=col(Destruction.study_id))
@@ -301,4 +298,22 @@ def destructions(session: Session, study: Study | None = None, state: str | None
         query = query.where(col(Destruction.study_id) == study.id)
     if state:
         query = query.where(col(Destruction.state) == state)
+    return query
+
+
+def destructions(session: Session, study: Study | None = None, state: str | None = None,
+                 limit: int = 200, *, reader: Actor | None = None) -> list[Destruction]:
+    """The destructions, newest first; with a `reader`, those at its sites in its studies (a
+    destruction at the cell bench is no site's)."""
+    query = _destruction_query(study, state, reader)
     return list(session.scalars(query.order_by(col(Destruction.id).desc()).limit(limit)))
+
+
+# Newest first: ids follow authorisation, which is the same act for both arms (kits are chosen by number).
+DESTRUCTION_ORDER = pagination.Order("destructions", (col(Destruction.id),), newest_first=True)
+
+
+def destruction_page(session: Session, ask: pagination.Ask, study: Study | None = None, state: str | None = None,
+                     *, reader: Actor | None = None) -> pagination.Page[Destruction]:
+    """A page of destructions, newest first (the rows only: a certificate is gathered for one)."""
+    return pagination.page(session, _destruction_query(study, state, reader), DESTRUCTION_ORDER, ask)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, SQLModel, col
 
-from .. import audit, custody, inputs, kit_counts, limits, signatures, users
+from .. import audit, custody, inputs, kit_counts, limits, pagination, signatures, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
@@ -272,8 +272,8 @@ def latest_reconciliation(session: Session, study: Study, site: Site | None,
                            .order_by(col(Reconciliation.at).desc(), col(Reconciliation.id).desc()).limit(1)).first()
 
 
-def reconciliations(session: Session, study: Study, site: Site | None = None, blinded_lot: BlindedLot | None = None,
-                    *, any_place: bool = False, limit: int = 200, reader: Actor | None = None) -> list[Reconciliation]:
+def _reconciliation_query(study: Study, site: Site | None, blinded_lot: BlindedLot | None, any_place: bool,
+                          reader: Actor | None) -> Select:
     query = select(Reconciliation).where(col(Reconciliation.study_id) == study.id)
     if reader is not None:
         query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id),
@@ -282,8 +282,27 @@ def reconciliations(session: Session, study: Study, site: Site | None = None, bl
         query = query.where(place_filter(Reconciliation, site))
     if blinded_lot is not None:
         query = query.where(col(Reconciliation.blinded_lot_id) == blinded_lot.id)
+    return query
+
+
+def reconciliations(session: Session, study: Study, site: Site | None = None, blinded_lot: BlindedLot | None = None,
+                    *, any_place: bool = False, limit: int = 200, reader: Actor | None = None) -> list[Reconciliation]:
+    query = _reconciliation_query(study, site, blinded_lot, any_place, reader)
     newest_first = (col(Reconciliation.at).desc(), col(Reconciliation.id).desc())
     return list(session.scalars(query.order_by(*newest_first).limit(limit)))
+
+
+# Newest first, by time then id (the id breaks ties): counts are the same rows for both arms.
+RECONCILIATION_ORDER = pagination.Order("reconciliations", (col(Reconciliation.at), col(Reconciliation.id)),
+                                        newest_first=True)
+
+
+def reconciliation_page(session: Session, ask: pagination.Ask, study: Study, site: Site | None = None,
+                        blinded_lot: BlindedLot | None = None, *, any_place: bool = False,
+                        reader: Actor | None = None) -> pagination.Page[Reconciliation]:
+    """A page of the study's signed counts (at a place, of a blinded lot), newest first."""
+    return pagination.page(session, _reconciliation_query(study, site, blinded_lot, any_place, reader),
+                           RECONCILIATION_ORDER, ask)
 
 
 @signatures.content_rule("reconciliation")

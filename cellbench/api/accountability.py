@@ -2,19 +2,24 @@
 record, certificate). The same for both arms: nothing here reaches the sealed compartment."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, SQLModel, col
 
 from .. import accountability, kits, pdf, studies
 from ..accountability import destruction
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
-from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, User
+from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, Study, User
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["accountability and destruction"])
 readers = require(*accountability.READERS)
@@ -75,17 +80,23 @@ class RecordIn(BaseModel):
     password: str = Field(description="Your password: the destruction is signed (meaning destroyed)")
 
 
-class DestructionOut(BaseModel):
+class DestructionSummaryOut(BaseModel):
     number: str
     study: str
     place: str
     state: str = Field(description="authorised | destroyed")
     actions: list[str] = Field(description="What you may do with it now ('record': carry it out)")
-    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
-    authorised_by: str
+    kit_count: int
     authorised_at: datetime
     method: str | None
     destroyed_on: date | None
+
+
+class DestructionOut(DestructionSummaryOut):
+    """One destruction with its certificate's data (the list gives the summary only)."""
+
+    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
+    authorised_by: str
     witness: str | None
     destroyed_by: str | None
     signatures: list[dict] = Field(description="Label, printed name, meaning and time of each signature")
@@ -107,10 +118,30 @@ def count_out(session: Session, rec: Reconciliation) -> CountOut:
                     signature=_sig(session, rec.signature_id))
 
 
+DestructionPageOut = paging.page_model("DestructionPageOut", "destructions", DestructionSummaryOut,
+                                       "Newest first; the kits and signatures of one: GET /destructions/{number}")
+CountPageOut = paging.page_model("CountPageOut", "reconciliations", CountOut, "Newest first")
+
+
+def _read_ahead(session: Session, model: type[SQLModel], ids: Iterable[int | None]) -> list[Any]:
+    """These rows in one read, so that each row's session.get below finds them without one. The
+    caller holds the list until it is done: the session's identity map holds rows only weakly."""
+    wanted = sorted(i for i in ids if i)
+    table: Any = model
+    return list(session.scalars(select(model).where(col(table.id).in_(wanted)))) if wanted else []
+
+
+def destruction_summary(session: Session, viewer: Viewer, d: Destruction) -> DestructionSummaryOut:
+    return DestructionSummaryOut(number=d.number, study=accountability.study_of(session, d.study_id).code,
+                                 place=accountability.place_key(destruction.site_of(session, d)), state=d.state,
+                                 actions=destruction.allowed_actions(session, d, viewer.actor), kit_count=d.kit_count,
+                                 authorised_at=d.authorised_at, method=d.method, destroyed_on=d.destroyed_on)
+
+
 def destruction_out(session: Session, viewer: Viewer, d: Destruction) -> DestructionOut:
     data = accountability.gather(session, d)
     place = accountability.place_key(destruction.site_of(session, d))
-    return DestructionOut(number=d.number, study=data.study.code, place=place, state=d.state,
+    return DestructionOut(number=d.number, study=data.study.code, place=place, state=d.state, kit_count=d.kit_count,
                           actions=destruction.allowed_actions(session, d, viewer.actor),
                           kits=[{"kit_number": k.number, "blinded_lot": k.blinded_lot, "expiry": k.expiry,
                                  "state_before": k.state_before} for k in data.kits],
@@ -132,14 +163,20 @@ def balance(study: str, place: str | None = None, blinded_lot: str | None = None
                                                                      reader=viewer.actor)]
 
 
-@router.get("/reconciliations", response_model=list[CountOut])
-def list_counts(study: str, place: str | None = None, blinded_lot: str | None = None, viewer: Viewer = Depends(readers),
-                session: Session = Depends(read_session)):
+@router.get("/reconciliations", response_model=CountPageOut)
+def list_counts(study: str, place: str | None = None, blinded_lot: str | None = None, ask: Ask = Depends(paging.ask),
+                viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study)
     site = accountability.place_of(session, chosen, place, reader=viewer.actor) if place else None
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
-    found = accountability.reconciliations(session, chosen, site, lot, any_place=place is None, reader=viewer.actor)
-    return [count_out(session, r) for r in found]
+    found = accountability.reconciliation_page(session, ask, chosen, site, lot, any_place=place is None,
+                                               reader=viewer.actor)
+    held = [_read_ahead(session, model, ids) for model, ids in (
+        (Site, {r.site_id for r in found.rows}), (BlindedLot, {r.blinded_lot_id for r in found.rows}),
+        (User, {r.by_user for r in found.rows}), (Signature, {r.signature_id for r in found.rows}))]
+    shown = [count_out(session, r) for r in found.rows]
+    del held  # read ahead for count_out's look-ups, held until they were made
+    return CountPageOut(reconciliations=shown, next=found.next)
 
 
 @router.post("/reconciliations", response_model=CountOut, status_code=201)
@@ -154,12 +191,17 @@ def record_count(body: CountIn, viewer: Viewer = Depends(require(*accountability
         return count_out(session, rec)
 
 
-@router.get("/destructions", response_model=list[DestructionOut])
-def list_destructions(study: str | None = None, state: str | None = None, viewer: Viewer = Depends(readers),
-                      session: Session = Depends(read_session)):
+@router.get("/destructions", response_model=DestructionPageOut)
+def list_destructions(study: str | None = None, state: str | None = None, ask: Ask = Depends(paging.ask),
+                      viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    """Each destruction in summary; its kits, signatures and certificate data: GET /destructions/{number}."""
     chosen = studies.by_code(session, study) if study else None
-    return [destruction_out(session, viewer, d) for d in destruction.destructions(session, chosen, state,
-                                                                                   reader=viewer.actor)]
+    found = accountability.destruction_page(session, ask, chosen, state, reader=viewer.actor)
+    held = [_read_ahead(session, Site, {d.site_id for d in found.rows}),
+            _read_ahead(session, Study, {d.study_id for d in found.rows})]
+    shown = [destruction_summary(session, viewer, d) for d in found.rows]
+    del held  # read ahead for the summaries' look-ups, held until they were made
+    return DestructionPageOut(destructions=shown, next=found.next)
 
 
 @router.post("/destructions", response_model=DestructionOut, status_code=201)

@@ -4,6 +4,7 @@ both arms; none carries an arm."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import cast
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -82,11 +83,21 @@ def visit_out(view: pharmacy.VisitView) -> VisitOut:
 def participant_out(session: Session, viewer: Viewer, participant: Participant) -> ParticipantOut:
     study = custody.fetch(session, Study, participant.study_id, "study")
     site = custody.fetch(session, Site, participant.site_id, "site")
-    return ParticipantOut(
+    return participants_out(session, viewer, [(participant, study, site)])[0]
+
+
+def participants_out(session: Session, viewer: Viewer,
+                     rows: list[tuple[Participant, Study, Site]]) -> list[ParticipantOut]:
+    """A page of participants with their visits, in a fixed number of reads whatever the page's size."""
+    visits_of = pharmacy.visits_by_participant(session, [p for p, _study, _site in rows])
+    shown = iter(pharmacy.views(session, viewer.actor, [v for visits in visits_of.values() for v in visits]))
+    by_participant = {pid: [next(shown) for _visit in visits] for pid, visits in visits_of.items()}
+    return [ParticipantOut(
         study=study.code, site=site.code, screening_number=participant.screening_number,
         randomisation_number=participant.randomisation_number, enrolled_at=participant.enrolled_at,
         randomised_at=participant.randomised_at, unblinded_at=participant.unblinded_at,
-        visits=[visit_out(pharmacy.view(session, viewer.actor, v)) for v in pharmacy.visits_of(session, participant)])
+        visits=[visit_out(v) for v in by_participant[cast(int, participant.id)]])  # stored rows have ids
+        for participant, study, site in rows]
 
 
 def _visit(session: Session, viewer: Viewer, study: str, number: str, treatment: int) -> VisitOut:
@@ -157,8 +168,7 @@ def list_participants(study: str | None = None, ask: Ask = Depends(paging.ask), 
                       session: Session = Depends(read_session)):
     chosen = studies.by_code(session, study) if study else None
     found = pharmacy.participant_page(session, ask, chosen, reader=viewer.actor)
-    return ParticipantPageOut(participants=[participant_out(session, viewer, p) for p, _s, _site in found.rows],
-                              next=found.next)
+    return ParticipantPageOut(participants=participants_out(session, viewer, list(found.rows)), next=found.next)
 
 
 @router.post("/participants", response_model=ParticipantOut, status_code=201)
@@ -191,8 +201,8 @@ def randomise(study: str, number: str, body: RandomiseIn | None = None,
 @router.get("/visits/due", response_model=list[VisitOut])
 def visits_due(viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     """Open treatment visits whose window includes today at their site."""
-    return [visit_out(pharmacy.view(session, viewer.actor, v))
-            for v in pharmacy.due_today(session, reader=viewer.actor)]
+    due = pharmacy.due_today(session, reader=viewer.actor)
+    return [visit_out(v) for v in pharmacy.views(session, viewer.actor, due)]
 
 
 @router.get("/participants/{study}/{number}/visits/{treatment}", response_model=VisitOut)

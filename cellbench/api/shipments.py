@@ -224,12 +224,14 @@ def location_out(session: Session, row: StorageLocation) -> LocationOut:
 
 # The hot path first: FastAPI tries a router's routes in the order they were added.
 @router.post("/shipments/{number}/receipt-scans", response_model=ReceiptScanOut)
-async def receipt_scan(number: str, body: ReceiptScanIn, request: Request, viewer: Viewer = Depends(receivers),
-                       db: Database = Depends(get_db)):
+def receipt_scan(number: str, body: ReceiptScanIn, request: Request, viewer: Viewer = Depends(receivers),
+                 db: Database = Depends(get_db)):
     """One kit scanned out of the dry shipper: on this shipment's manifest and not scanned before,
     or refused (nothing recorded). With a box, the kit is also put away into it (the position given,
-    or the box's next free one) in the same transaction. Inline, like POST /api/v1/scan (see
-    api/scan.py for why)."""
+    or the box's next free one) in the same transaction. A plain (sync) route: its reads, writes and
+    commit run in the thread pool, never on the event loop, where a PostgreSQL round trip or a
+    SQLite lock wait would hold every other request (the scan endpoint's own writes run on its
+    writer thread, api/scan.py)."""
     if body.box:
         with db.write() as session:
             return custody.receive_into_box(session, viewer.actor, number, body.code,

@@ -92,11 +92,10 @@ def list_studies(viewer: Viewer = Depends(readers), session: Session = Depends(r
 def get_study(code: str, request: Request, viewer: Viewer = Depends(readers),
               session: Session = Depends(read_session)):
     study = studies.by_code(session, code, field="code")
-    lots = []
-    for blinded in kits.blinded_lots(session, study):
-        counts = kits.counts_by_state(session, blinded_lot=blinded)
-        lots.append(BlindedLotSummary(code=blinded.code, expiry=blinded.expiry, kits=sum(counts.values()),
-                                      kits_by_state=counts))
+    # every blinded lot's kits by state in one read of the running counts (kits.blinded_lot_rows)
+    lots = [BlindedLotSummary(code=blinded.code, expiry=blinded.expiry, kits=total,
+                              kits_by_state={state: n for state, _label, n in by_state})
+            for blinded, total, by_state in kits.blinded_lot_rows(session, study)]
     sites = [SiteOut(code=site.code, name=site.name, address=site.address, investigator=link.investigator)
              for site, link in studies.sites_of(session, study)]
     return StudyDetailOut(**study_out(study), sites=sites, blinded_lots=lots,

@@ -86,6 +86,7 @@ from .reading import (
     preparations_running,
     to_prepare,
     view,
+    views,
     visit_by_ref,
     visits_by_participant,
     visits_of,

@@ -77,11 +77,13 @@ def outside_window(visit: Visit, today: date) -> str | None:
     return None
 
 
-def previous_not_administered(session: Session, visit: Visit) -> str | None:
+def previous_not_administered(session: Session, visit: Visit, previous: Visit | None = None) -> str | None:
+    """Why the previous treatment blocks this one; `previous`: that visit when already read."""
     if visit.treatment == 1:
         return None
-    previous = session.scalars(select(Visit).where(col(Visit.participant_id) == visit.participant_id,
-                                                   col(Visit.treatment) == visit.treatment - 1)).one()
+    if previous is None:
+        previous = session.scalars(select(Visit).where(col(Visit.participant_id) == visit.participant_id,
+                                                       col(Visit.treatment) == visit.treatment - 1)).one()
     if visit_state(previous) is not VisitState.administered:
         return (f"Treatment {previous.treatment} is not recorded as administered ({visit_label(previous).lower()}); "
                 f"treatment {visit.treatment} cannot be dispensed.")
@@ -104,8 +106,9 @@ def require_study_open(session: Session, study: Study) -> None:
 
 
 # The table's guards are called with the visit's context, the session and the site's day.
+# A page of visits reads the lock and the previous visits once (ctx.ahead); a single visit reads them here.
 def database_open(ctx: VisitContext, session: Session, today: date) -> str | None:
-    return study_locked(session, ctx.study)
+    return ctx.ahead.study_locked if ctx.ahead else study_locked(session, ctx.study)
 
 
 def in_window(ctx: VisitContext, session: Session, today: date) -> str | None:
@@ -113,7 +116,7 @@ def in_window(ctx: VisitContext, session: Session, today: date) -> str | None:
 
 
 def previous_given(ctx: VisitContext, session: Session, today: date) -> str | None:
-    return previous_not_administered(session, ctx.visit)
+    return previous_not_administered(session, ctx.visit, ctx.ahead.previous if ctx.ahead else None)
 
 
 # The field a guard's refusal names (pages show it beside that field; clients read it).

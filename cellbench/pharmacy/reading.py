@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, select
 from sqlmodel import Session, col
@@ -16,8 +17,10 @@ from ..clock import utcnow
 from ..custody import fetch
 from ..errors import NotFound
 from ..models import Administration, BlindedLot, Kit, Participant, Site, Study, User, Visit
-from .lifecycle import FINAL, OPEN, Action, VisitState, actions, visit_label
-from .records import context, gland_names, participant_number, replaced_kits
+from .lifecycle import FINAL, OPEN, Action, VisitState, actions, study_locked, visit_label
+from .records import ReadAhead, VisitContext, gland_names, participant_number, replaced_kits
+
+T = TypeVar("T")
 
 
 def participant_by_ref(session: Session, study_code: str, screening_number: str, *,
@@ -157,29 +160,78 @@ class VisitView:
 
 
 def view(session: Session, actor: Actor, visit: Visit) -> VisitView:
-    ctx = context(session, visit)
-    # lists and look-ups are already narrowed to the reader's sites; this holds for any other path
-    users.require_visible(actor, ctx.site, ctx.study, f"No participant {ctx.participant.screening_number} in "
-                          f"{ctx.study.code}.", field="participant")
-    blinded = session.get(BlindedLot, ctx.kit.blinded_lot_id) if ctx.kit and ctx.kit.blinded_lot_id else None
-    names = gland_names(ctx.study)
-    given = []
-    for row in session.scalars(select(Administration).where(col(Administration.visit_id) == visit.id)
-                               .order_by(col(Administration.dose))):
-        recorder = session.get(User, row.by_user)
-        given.append(AdministrationView(names[row.dose - 1], row.administered_at, row.volume_ml, row.by_name,
-                                        recorder.full_name if recorder else ""))
-    replaced = [fetch(session, Kit, kit_id, "kit").number for kit_id in replaced_kits(visit)]
-    return VisitView(
-        ref=ctx.ref, study=ctx.study.code, site=ctx.site.code, participant=participant_number(ctx.participant),
-        screening_number=ctx.participant.screening_number, treatment=visit.treatment, target_date=visit.target_date,
-        window_start=visit.window_start, window_end=visit.window_end, state=visit.state, state_label=visit_label(visit),
-        kit_number=ctx.kit.number if ctx.kit else None,
-        kit_state_label=kits.state_label(ctx.kit.state) if ctx.kit else None,
-        blinded_lot=blinded.code if blinded else None, expiry=blinded.expiry if blinded else None,
-        preparation_started_at=visit.preparation_started_at, use_by=visit.use_by, administrations=given,
-        glands=names, replaced_kits=replaced, visit_version=visit.row_version,
-        kit_version=ctx.kit.row_version if ctx.kit else None, actions=actions(session, actor, ctx))
+    return views(session, actor, [visit])[0]
+
+
+def _by_id(session: Session, model: type[T], ids: set[int]) -> dict[int, T]:
+    """The rows of this model with these ids, in one read (none for no ids)."""
+    if not ids:
+        return {}
+    table: Any = model  # every model read here has an integer `id`
+    return {cast(Any, row).id: row for row in session.scalars(select(model).where(col(table.id).in_(sorted(ids))))}
+
+
+def _contexts(session: Session, visits: list[Visit]) -> list[VisitContext]:
+    """The visits' contexts, each with its read-ahead: a fixed number of reads for the whole page."""
+    people = _by_id(session, Participant, {v.participant_id for v in visits})
+    studies_of = _by_id(session, Study, {p.study_id for p in people.values()})
+    sites = _by_id(session, Site, {p.site_id for p in people.values()})
+    kits_of = _by_id(session, Kit, {v.kit_id for v in visits if v.kit_id})
+    locked = {study_id: study_locked(session, study) for study_id, study in studies_of.items()}
+    earlier = {(v.participant_id, v.treatment) for v in visits if v.treatment > 1}
+    previous = {(v.participant_id, v.treatment): v for v in session.scalars(
+        select(Visit).where(col(Visit.participant_id).in_(sorted({p for p, _t in earlier}))))} if earlier else {}
+    found = []
+    for visit in visits:
+        participant = people.get(visit.participant_id)
+        if participant is None:
+            raise NotFound("The visit names no participant.", field="participant")
+        study, site = studies_of[participant.study_id], sites[participant.site_id]
+        ahead = ReadAhead(locked[participant.study_id], previous.get((visit.participant_id, visit.treatment - 1)))
+        found.append(VisitContext(visit, participant, study, site,
+                                  kits_of.get(visit.kit_id) if visit.kit_id else None, ahead))
+    return found
+
+
+def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView]:
+    """What pages show of these visits (one or a page of them), in a fixed number of reads whatever
+    their number: the same reads, shape and words for both arms."""
+    contexts = _contexts(session, visits)
+    for ctx in contexts:
+        # lists and look-ups are already narrowed to the reader's sites; this holds for any other path
+        users.require_visible(actor, ctx.site, ctx.study, f"No participant {ctx.participant.screening_number} in "
+                              f"{ctx.study.code}.", field="participant")
+    visit_ids = sorted(v.id for v in visits if v.id is not None)
+    given_rows = list(session.scalars(select(Administration).where(col(Administration.visit_id).in_(visit_ids))
+                                      .order_by(col(Administration.visit_id), col(Administration.dose)))) \
+        if visit_ids else []
+    recorders = _by_id(session, User, {row.by_user for row in given_rows if row.by_user})
+    replaced_of = {v.id: replaced_kits(v) for v in visits}
+    old_kits = _by_id(session, Kit, {k for ids in replaced_of.values() for k in ids})
+    blinded = _by_id(session, BlindedLot, {c.kit.blinded_lot_id for c in contexts if c.kit and c.kit.blinded_lot_id})
+    shown = []
+    for ctx in contexts:
+        visit, kit = ctx.visit, ctx.kit
+        names = gland_names(ctx.study)
+        given = [AdministrationView(names[row.dose - 1], row.administered_at, row.volume_ml, row.by_name,
+                                    recorder.full_name if (recorder := recorders.get(row.by_user)) else "")
+                 for row in given_rows if row.visit_id == visit.id]
+        missing = [k for k in replaced_of[visit.id] if k not in old_kits]
+        if missing:
+            fetch(session, Kit, missing[0], "kit")  # the one answer a missing kit gets (NotFound)
+        lot = blinded.get(kit.blinded_lot_id) if kit and kit.blinded_lot_id else None
+        shown.append(VisitView(
+            ref=ctx.ref, study=ctx.study.code, site=ctx.site.code, participant=participant_number(ctx.participant),
+            screening_number=ctx.participant.screening_number, treatment=visit.treatment,
+            target_date=visit.target_date, window_start=visit.window_start, window_end=visit.window_end,
+            state=visit.state, state_label=visit_label(visit), kit_number=kit.number if kit else None,
+            kit_state_label=kits.state_label(kit.state) if kit else None,
+            blinded_lot=lot.code if lot else None, expiry=lot.expiry if lot else None,
+            preparation_started_at=visit.preparation_started_at, use_by=visit.use_by, administrations=given,
+            glands=names, replaced_kits=[old_kits[k].number for k in replaced_of[visit.id]],
+            visit_version=visit.row_version, kit_version=kit.row_version if kit else None,
+            actions=actions(session, actor, ctx)))
+    return shown
 
 
 def _open_visits(session: Session, states: frozenset[VisitState],

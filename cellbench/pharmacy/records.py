@@ -6,7 +6,7 @@ Nothing here knows an arm: the same reads and words for an active and a placebo 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
@@ -51,6 +51,16 @@ def participant_number(participant: Participant) -> str:
 
 
 @dataclass
+class ReadAhead:
+    """What the visit's guards would otherwise read, read once for a page of visits (reading.views):
+    the study's lock (why it is locked, or None) and the previous treatment's visit (None for the
+    first). The same reads for both arms: none touches a kit's contents."""
+
+    study_locked: str | None
+    previous: Visit | None
+
+
+@dataclass
 class VisitContext:
     """A visit with what every rule and page needs around it, read once."""
 
@@ -59,6 +69,7 @@ class VisitContext:
     study: Study
     site: Site
     kit: Kit | None = None
+    ahead: ReadAhead | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:

@@ -20,6 +20,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Kit, Role, Signature, Site, Study, User
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_for, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -140,10 +141,11 @@ def count(request: Request, study_code: str, place: str, code: str,
 @router.get("/destructions")
 def destruction_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     state = (request.query_params.get("state") or "").strip() or None
-    rows = destruction.destructions(session, state=state, reader=viewer.actor)
+    found = accountability.destruction_page(session, paging.ask(request), state=state, reader=viewer.actor)
     sites = {s.id: s for s in session.scalars(select(Site))}
     codes = {s.id: s.code for s in studies.all_studies(session)}
-    return render(request, "accountability/destructions.html", rows=rows, state=state or "",
+    return render(request, "accountability/destructions.html", rows=found.rows, state=state or "",
+                  pager=paging.pager("/destructions", {"state": state or ""}, found),
                   place=lambda d: accountability.place_name(sites.get(d.site_id)), study_code=codes,
                   url=destruction_url, can_authorise=viewer.has(*destruction.AUTHORISERS),
                   studies=studies.all_studies(session), sites=lambda s: studies.sites_of(session, s))

@@ -5,10 +5,10 @@ from datetime import datetime, time, timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlmodel import Session
 
-from .. import audit, audit_review, clock, inputs
+from .. import audit, audit_export, audit_review, clock, inputs
 from ..audit import AUDIT_READERS
 from ..db import Database
 from ..deps import Viewer, form_by, get_db, read_session, require
@@ -53,10 +53,11 @@ def trail_page(request: Request, viewer: Viewer = Depends(reader),
 
 
 @router.get(".csv")
-def trail_csv(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)) -> Response:
-    events = audit.trail(session, viewer.actor, parse_filter(request), limit=None, newest_first=False)
-    return Response(audit.to_csv(events, viewer.actor), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="cellbench-audit-trail.csv"'})
+def trail_csv(request: Request, viewer: Viewer = Depends(reader), db: Database = Depends(get_db)) -> Response:
+    """The whole filtered trail, streamed in batches (audit_export): the first rows leave at once."""
+    return StreamingResponse(audit_export.csv_chunks(db, viewer.actor, parse_filter(request)),
+                             media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="cellbench-audit-trail.csv"'})
 
 
 @router.get("/review")

@@ -134,7 +134,8 @@ def _participant(request: Request, session: Session, viewer: Viewer, study: str,
                  error: DomainError | None = None, typed: dict | None = None):
     participant = pharmacy.participant_by_ref(session, study, number, reader=viewer.actor)
     study_row = studies.by_code(session, study)
-    views = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.visits_of(session, participant)]
+    visits = pharmacy.visits_of(session, participant)
+    views = pharmacy.views(session, viewer.actor, visits)
     ref = pharmacy.participant_ref(study_row, participant)
     history = audit.history(session, viewer.actor, "participant", ref)
     for v in views:
@@ -142,7 +143,7 @@ def _participant(request: Request, session: Session, viewer: Viewer, study: str,
     history.sort(key=lambda e: e.seq)
     site = custody.fetch(session, Site, participant.site_id, "site")
     records = {v.treatment: pharmacy.record_view(session, visit) for v, visit in  # the preparer's own record
-               zip(views, pharmacy.visits_of(session, participant), strict=True) if v.use_by and viewer.has(*preparers)}
+               zip(views, visits, strict=True) if v.use_by and viewer.has(*preparers)}
     return render(request, "pharmacy/participant.html", status_code=error.status if error else 200, p=participant,
                   records=records,
                   study=study_row, site=site, number=pharmacy.participant_number(participant), visits=views,
@@ -181,8 +182,7 @@ def randomise(request: Request, study: str, number: str, viewer: Viewer = Depend
 @router.get("/dispensing")
 def dispensing_list(request: Request, viewer: Viewer = Depends(require(*pharmacists)),
                     session: Session = Depends(read_session)):
-    views = [pharmacy.view(session, viewer.actor, v)
-             for v in pharmacy.awaiting_dispensing(session, reader=viewer.actor)]
+    views = pharmacy.views(session, viewer.actor, pharmacy.awaiting_dispensing(session, reader=viewer.actor))
     return render(request, "pharmacy/dispensing.html", visits=views, visit_url=visit_url)
 
 
@@ -298,9 +298,8 @@ def unallocate(request: Request, study: str, number: str, treatment: str,
 
 def _preparation(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
                  code: str = ""):
-    waiting = [pharmacy.view(session, viewer.actor, v) for v in pharmacy.to_prepare(session, reader=viewer.actor)]
-    running = [pharmacy.view(session, viewer.actor, v)
-               for v in pharmacy.preparations_running(session, reader=viewer.actor)]
+    waiting = pharmacy.views(session, viewer.actor, pharmacy.to_prepare(session, reader=viewer.actor))
+    running = pharmacy.views(session, viewer.actor, pharmacy.preparations_running(session, reader=viewer.actor))
     # each study's presentation sets its window; the hint names it when the visits share one
     windows = {pharmacy.use_window(studies.by_code(session, code)) for code in {v.study for v in waiting + running}}
     return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,

@@ -297,3 +297,26 @@ def test_the_date_of_destruction_is_the_sites_date_after_midnight_there(db, app,
     assert done.status_code == 200, done.text
     with db.read() as s:
         assert s.scalars(select(Destruction)).one().destroyed_on == site_day
+
+
+def test_counts_and_destructions_are_listed_a_page_at_a_time_newest_first_and_destructions_in_summary(
+        db, site_stock, as_):
+    w = site_stock
+    _move(db, "frida", w.at_site[0], "return")
+    _move(db, "frida", w.at_site[1], "damage")
+    frida, sara = as_("frida"), as_("sara")
+    first, second = (_count(frida, 6, world=w).json() for _ in range(2))
+    page = frida.get(f"/api/v1/reconciliations?study={STUDY}&limit=1").json()
+    assert [r["at"] for r in page["reconciliations"]] == [second["at"]] and page["next"]
+    _count(frida, 6, "a third count, made while the list was read", world=w)
+    after = frida.get(f"/api/v1/reconciliations?study={STUDY}&limit=1&after={page['next']}").json()
+    assert [r["at"] for r in after["reconciliations"]] == [first["at"]], "a new count neither shifts nor repeats"
+
+    older = _authorise(sara, [w.at_site[0]]).json()["number"]
+    newer = _authorise(sara, [w.at_site[1]]).json()["number"]
+    listed = frida.get("/api/v1/destructions?limit=1").json()
+    assert [(d["number"], d["kit_count"], d["state"]) for d in listed["destructions"]] == [(newer, 1, "authorised")]
+    assert "kits" not in listed["destructions"][0], "the kits and signatures are read for one destruction only"
+    rest = frida.get(f"/api/v1/destructions?limit=1&after={listed['next']}").json()
+    assert [d["number"] for d in rest["destructions"]] == [older] and rest["next"] is None
+    assert frida.get("/api/v1/destructions?after=not-a-cursor").json()["field"] == "after"

@@ -4,6 +4,7 @@ record, transit) and, when a check fails, held whole for QA's signed assessment.
 damaged kits, storage locations and the custody chain. Both arms go through exactly the same steps."""
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from datetime import datetime, timedelta
@@ -239,6 +240,25 @@ def test_the_api_receipt_scan_returns_the_kits_blinded_view_and_the_progress(kit
     assert body["state"] == "received" and body["scanned"] == body["total"] == 4 and body["receipt_problems"] == []
     assert (body["logger_min"], body["logger_max"]) == (-190.0, -165.5)
     assert {line["state"] for line in body["kits"]} == {"at_site"}
+
+
+def test_a_receipt_scan_reads_and_writes_in_the_thread_pool_not_on_the_event_loop(kit_world, as_, db, monkeypatch):
+    kits_ = both_arms(kit_world)
+    number = dispatched(as_, kits_)
+    arrives(monkeypatch, db, number)
+    where, real = [], custody.receipt_scan
+
+    def watched(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            where.append("event loop")
+        except RuntimeError:
+            where.append("thread pool")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(custody, "receipt_scan", watched)
+    assert [a["progress"] for a in scan_in(as_, number, kits_[:1])] == ["1 of 4 scanned"]
+    assert where == ["thread pool"], "a PostgreSQL round trip on the loop would hold every other request"
 
 
 def test_the_logger_file_can_be_uploaded_to_the_api_as_a_file(kit_world, as_, db, monkeypatch):

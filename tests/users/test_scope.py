@@ -225,8 +225,8 @@ def test_the_storage_and_destruction_lists_hold_the_readers_sites_only(trial_wor
                               site_id=s.scalars(select(Site.id).where(Site.code == place)).one(),
                               authorised_by=users.by_username(s, "sara").id, authorised_at=utcnow()))
     number = "DS-AUH-1"
-    assert {d["number"] for d in sara.get("/api/v1/destructions").json()} == {"DS-RH-1", number}
-    assert [d["number"] for d in frida.get("/api/v1/destructions").json()] == ["DS-RH-1"]
+    assert {d["number"] for d in sara.get("/api/v1/destructions").json()["destructions"]} == {"DS-RH-1", number}
+    assert [d["number"] for d in frida.get("/api/v1/destructions").json()["destructions"]] == ["DS-RH-1"]
     assert as_("mette").get(f"/api/v1/destructions/{number}").status_code == 404
     assert number not in frida.get("/destructions").text
     # its certificate and its record read as missing too, on the page and in the API
