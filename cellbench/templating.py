@@ -8,8 +8,6 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import pass_context
-from jinja2.runtime import Context
 from markupsafe import Markup
 
 from . import clock, display
@@ -73,18 +71,6 @@ def roles_text(roles: frozenset[Role]) -> str:
     return ", ".join(ROLE_LABELS.get(role, str(role)) for role in sorted(roles))
 
 
-_CSRF_FIELD = Markup('<input type="hidden" name="csrf_token" value="{}">')
-
-
-@pass_context
-def csrf_field(context: Context) -> Markup:
-    """The hidden form token of the page calling it: its viewer's session token, or on the sign-in
-    form (no viewer yet) the page's own csrf_token."""
-    viewer = context.get("viewer")
-    token = viewer.csrf_token if viewer else context.get("csrf_token")
-    return _CSRF_FIELD.format(token if isinstance(token, str) else "")
-
-
 def make_templates(zone: ZoneInfo, *, reload: bool = False) -> Jinja2Templates:
     """The one environment of the app, compiled templates kept for its life. With `reload` (a
     developer editing templates, CELLBENCH_TEMPLATE_RELOAD) each use checks its file's time;
@@ -112,7 +98,6 @@ def make_templates(zone: ZoneInfo, *, reload: bool = False) -> Jinja2Templates:
     env.filters["role_label"] = lambda role: ROLE_LABELS.get(Role(role), str(role))
     env.filters["roles_text"] = roles_text
     env.globals["Role"] = Role
-    env.globals["csrf_field"] = csrf_field
     env.globals["audit_readers"] = AUDIT_READERS
     env.globals["nav_links"] = links_for
     env.globals["zone_name"] = str(zone)
