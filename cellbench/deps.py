@@ -53,14 +53,14 @@ async def read_session(request: Request) -> AsyncIterator[Session]:
     """The route's read. A GET page's is the one the gate identified the caller in (request.state.read,
     closed by the gate once the response is sent): one snapshot for who is asking and what the page
     shows, one connection. Otherwise a read of its own, as db.read(): opening it touches nothing (the
-    session begins at its first statement), so it opens in the event loop, where db.read() never waits
-    for a WAL catch-up, and ends like the gate's (end_read)."""
+    session begins at its first statement), so it opens in the event loop without a thread hop, unless
+    a WAL catch-up is draining the reads (then in the thread pool, where it waits for it, as the loop
+    must not), and it ends like the gate's (end_read)."""
     shared: Session | None = getattr(request.state, "read", None)
     if shared is not None:
         yield shared
         return
     db = get_db(request)
-    # While a WAL catch-up drains the reads, a new one waits for it, which the loop must not.
     session = await run_in_threadpool(db.open_read) if db.reads_held_back else db.open_read()
     try:
         yield session
