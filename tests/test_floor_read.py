@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import pytest
 from fastapi.routing import APIRoute
-from sqlalchemy import event
 
 from cellbench import gate, users
 from cellbench.app import iter_routes
 
 from .conftest import sign_in
+from .test_floor import heard
 
 
 def checkouts(db, work) -> int:
-    taken: list[object] = []
-
-    def count(*_args) -> None:
-        taken.append(None)
-
-    event.listen(db.engine, "checkout", count)
-    try:
-        work()
-    finally:
-        event.remove(db.engine, "checkout", count)
-    return len(taken)
+    return len(heard(db, "checkout", work))
 
 
 def route(app, method: str, path: str) -> APIRoute:
