@@ -158,6 +158,30 @@ class Database:
         with self._gate.reading(), self._reads() as session:
             yield session
 
+    def open_read(self) -> Session:
+        """read() for one request, opened by the gate and closed by it when the response is sent
+        (close_read), on whichever thread: the same WAL read gate (counted, held back while a
+        catch-up drains), the same one snapshot from its first statement to its close. Nothing
+        here touches the database: the session begins at its first statement."""
+        self._gate.admit()
+        try:
+            return self._reads()
+        except BaseException:
+            self._gate.release()
+            raise
+
+    def close_read(self, session: Session) -> None:
+        """Ends open_read's transaction (a rollback: it wrote nothing) and gives its connection back."""
+        try:
+            session.close()
+        finally:
+            self._gate.release()
+
+    @property
+    def reads_held_back(self) -> bool:
+        """Whether a read opened now on a worker thread would wait for a WAL catch-up."""
+        return self._gate.holding_back
+
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction for one use case: commit at the end, roll back on any error.

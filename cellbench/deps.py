@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +28,7 @@ from .db import Database
 from .errors import Forbidden, NotAuthenticated, undecodable_field
 from .models import Role, User, WebSession
 
+T = TypeVar("T")
 SESSION_COOKIE = "cellbench_session"
 # A page's script that calls the JSON API with the session cookie sends the session's form token in
 # this header (the page has it in <meta name="csrf-token">); integrations send an API token instead.
@@ -45,9 +49,44 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def read_session(db: Database = Depends(get_db)) -> Iterator[Session]:
-    with db.read() as session:
+async def read_session(request: Request) -> AsyncIterator[Session]:
+    """The route's read. A GET page's is the one the gate identified the caller in (request.state.read,
+    closed by the gate once the response is sent): one snapshot for who is asking and what the page
+    shows, one connection. Otherwise a read of its own, as db.read(): opening it touches nothing (the
+    session begins at its first statement), so it opens in the event loop without a thread hop, unless
+    a WAL catch-up is draining the reads (then in the thread pool, where it waits for it, as the loop
+    must not), and it ends like the gate's (end_read)."""
+    shared: Session | None = getattr(request.state, "read", None)
+    if shared is not None:
+        yield shared
+        return
+    db = get_db(request)
+    session = await run_in_threadpool(db.open_read) if db.reads_held_back else db.open_read()
+    try:
         yield session
+    finally:
+        await end_read(db, session)
+
+
+async def where_reads_go(db: Database, work: Callable[..., T], *args: object) -> T:
+    """A page's work run where its reads belong: in the event loop on SQLite, where a few indexed
+    reads of a local file wait for no lock (as the gate's do), saving the thread hop that was a good
+    part of a small page's time; in the thread pool on PostgreSQL, where each statement is a round
+    trip that would hold the loop."""
+    if db.is_sqlite:
+        return work(*args)
+    return await run_in_threadpool(work, *args)
+
+
+async def end_read(db: Database, session: Session) -> None:
+    """Closes a request's read: a rollback, in the event loop on SQLite (a read transaction's end
+    waits for no lock), in the thread pool on PostgreSQL (a round trip). Shielded: a cancelled
+    request still gives its connection back and leaves the WAL gate's count right."""
+    if db.is_sqlite:
+        db.close_read(session)
+        return
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(db.close_read, session)
 
 
 class Viewer:
@@ -128,21 +167,78 @@ def identify(request: Request, db: Database, settings: Settings) -> Viewer:
 
     with db.read() as session:  # one statement: the session, its user, roles, sites and studies
         found = users.live_session(session.connection(), request.cookies.get(SESSION_COOKIE))
+    return admitted(found, db, settings)
+
+
+# What a page session needs written before its request goes on (checked, then write_due).
+IDLE, TOUCH = "idle", "touch"
+
+
+def checked(found: users.LiveSession | None, settings: Settings, now: datetime) -> tuple[Viewer, str | None]:
+    """A page session's checks, without touching the database: the viewer, and what must be written
+    first (IDLE: end the session, then refuse; TOUCH: note that it was used), or a refusal."""
     if found is None:
         raise NotAuthenticated("Please sign in.")
     ws, user, actor = found
-    now = utcnow()
     idle = users.idle_limit(actor.roles, settings.session_idle_minutes, settings.session_idle_minutes_by_role)
     if users.is_idle(ws, idle, now):
-        with db.write() as session:
-            users.end_session(session, _live_session(session, ws.id), users.IDLE_ENDED)
-        raise NotAuthenticated(IDLE_MESSAGE)
+        return Viewer(user, actor, ws), IDLE
     if not user.active or user.locked:
         raise NotAuthenticated("This account can no longer sign in.")
-    if users.touch_due(ws, idle, now):  # rare: at most once a minute per session (users.touch_due)
-        with db.write() as session:
+    # rare: at most once a minute per session (users.touch_due)
+    return Viewer(user, actor, ws), TOUCH if users.touch_due(ws, idle, now) else None
+
+
+def write_due(db: Database, ws: WebSession, due: str, now: datetime) -> None:
+    """checked's pending write, in its own transaction."""
+    with db.write() as session:
+        if due == IDLE:
+            users.end_session(session, _live_session(session, ws.id), users.IDLE_ENDED)
+        else:
             _live_session(session, ws.id).last_seen_at = now
-    return Viewer(user, actor, ws)
+    if due == IDLE:
+        raise NotAuthenticated(IDLE_MESSAGE)
+
+
+def admitted(found: users.LiveSession | None, db: Database, settings: Settings) -> Viewer:
+    now = utcnow()
+    viewer, due = checked(found, settings, now)
+    if due is not None:
+        assert viewer.web_session is not None  # a page session's viewer
+        write_due(db, viewer.web_session, due, now)
+    return viewer
+
+
+def _identify_reading(request: Request, db: Database, settings: Settings) -> tuple[Viewer, Session]:
+    session = db.open_read()
+    try:
+        found = users.live_session(session.connection(), request.cookies.get(SESSION_COOKIE))
+        return admitted(found, db, settings), session
+    except BaseException:
+        db.close_read(session)
+        raise
+
+
+async def identify_reading(request: Request, db: Database, settings: Settings) -> tuple[Viewer, Session]:
+    """identify for a page session, in a read left open for the route (read_session hands it over;
+    the caller ends it with end_read). On SQLite the one indexed read runs in the event loop, as the
+    API token's does (no thread hop), unless a WAL catch-up is draining the reads: then in the thread
+    pool, where opening a read waits for it. A write the session needs (rare) goes to the thread pool;
+    on PostgreSQL everything does (each statement is a round trip that would hold the loop)."""
+    if not db.is_sqlite or db.reads_held_back:
+        return await run_in_threadpool(_identify_reading, request, db, settings)
+    session = db.open_read()
+    try:
+        now = utcnow()
+        viewer, due = checked(users.live_session(session.connection(), request.cookies.get(SESSION_COOKIE)),
+                              settings, now)
+        if due is not None:
+            assert viewer.web_session is not None
+            await run_in_threadpool(write_due, db, viewer.web_session, due, now)
+    except BaseException:
+        db.close_read(session)
+        raise
+    return viewer, session
 
 
 def over_tls(scope: Scope, trust_proxy: bool) -> bool:

@@ -21,12 +21,25 @@ from fastapi import FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Mount, Route, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import users
-from .deps import FormRoleCheck, RoleCheck, bearer, check_api_csrf, current_viewer, get_db, get_settings, identify
+from .deps import (
+    FormRoleCheck,
+    RoleCheck,
+    bearer,
+    check_api_csrf,
+    current_viewer,
+    end_read,
+    get_db,
+    get_settings,
+    identify,
+    identify_reading,
+    read_session,
+)
 from .errors import DomainError, NotAuthenticated
 from .models import Role
 
@@ -46,6 +59,8 @@ class Access:
 
     public: bool = False
     roles: frozenset[Role] | None = None
+    # A GET page that reads (deps.read_session): the gate identifies its caller in the page's own read.
+    reads: bool = False
 
     def admits(self, role: Role) -> bool:
         return self.public or self.roles is None or role in self.roles
@@ -85,10 +100,13 @@ def declared(route: BaseRoute, app: FastAPI) -> Access:
     if isinstance(route, APIRoute):
         calls = list(_calls(route.dependant))
         roles = [call.roles for call in calls if isinstance(call, (RoleCheck, FormRoleCheck))]
+        # Only a page that changes nothing: a route that writes and then reads must see its write,
+        # which a read begun before it (at the gate) would not.
+        reads = read_session in calls and methods <= {"GET"}
         if roles:  # several checks on one route must all pass
-            return Access(roles=frozenset.intersection(*roles))
+            return Access(roles=frozenset.intersection(*roles), reads=reads)
         if current_viewer in calls:
-            return SIGNED_IN
+            return Access(reads=reads)
     elif path in framework_pages(app):
         return SIGNED_IN
     raise Undeclared(f"{'/'.join(sorted(methods))} {path} declares no access: give it a deps.require(...) "
@@ -173,22 +191,32 @@ class Gate:
         if access is None or access.public:
             return await self.app(scope, receive, send)
         request = Request(scope)  # no receive: the gate never reads the body
+        db, settings = get_db(request), get_settings(request)
+        read: Session | None = None
         try:
-            db, settings = get_db(request), get_settings(request)
-            if bearer(request) is not None and db.is_sqlite:  # one Core query, in the loop: no thread hop
-                viewer = identify(request, db, settings)
-            else:  # a page session may be ended or touched (ORM reads and writes); on PostgreSQL even the
-                # token's one query is a round trip that would hold the event loop: in the thread pool
-                viewer = await run_in_threadpool(identify, request, db, settings)
-            request.state.viewer = viewer  # the refusal page shows who is signed in, the route reuses it
-            if access.roles is not None:
-                users.require_role(viewer.actor, *access.roles)
-            check_api_csrf(request, viewer)  # after the role: a role without access is told that first
-        except DomainError as refused:
-            response = await self.respond(request, refused)
-            if isinstance(refused, NotAuthenticated):
-                # Says "sign in first" apart from the 401 of a wrong signature password, so a page's
-                # script can ask for the password in place and send its pending save again.
-                response.headers[SIGNIN_HEADER] = "required"
-            return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+            try:
+                if bearer(request) is not None:
+                    if db.is_sqlite:  # one Core query, in the loop: no thread hop
+                        viewer = identify(request, db, settings)
+                    else:  # on PostgreSQL the token's one query is a round trip that would hold the loop
+                        viewer = await run_in_threadpool(identify, request, db, settings)
+                elif access.reads:  # the page's read, begun here, handed to the route (deps.read_session)
+                    viewer, read = await identify_reading(request, db, settings)
+                    request.state.read = read
+                else:  # a page session may be ended or touched (ORM reads and writes): in the thread pool
+                    viewer = await run_in_threadpool(identify, request, db, settings)
+                request.state.viewer = viewer  # the refusal page shows who is signed in, the route reuses it
+                if access.roles is not None:
+                    users.require_role(viewer.actor, *access.roles)
+                check_api_csrf(request, viewer)  # after the role: a role without access is told that first
+            except DomainError as refused:
+                response = await self.respond(request, refused)
+                if isinstance(refused, NotAuthenticated):
+                    # Says "sign in first" apart from the 401 of a wrong signature password, so a page's
+                    # script can ask for the password in place and send its pending save again.
+                    response.headers[SIGNIN_HEADER] = "required"
+                return await response(scope, receive, send)
+            return await self.app(scope, receive, send)
+        finally:  # once the whole response is sent (a streamed one too), or on any error
+            if read is not None:
+                await end_read(db, read)

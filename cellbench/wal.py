@@ -52,18 +52,32 @@ class ReadGate:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        with self._cond:
-            if self._draining and not getattr(self._depth, "n", 0) and not on_event_loop():
-                self._cond.wait_for(lambda: not self._draining, timeout=Checkpointer.BUSY_MS / 1000)
-            self._open += 1
+        self.admit()
         try:
             with self.inside():
                 yield
         finally:
-            with self._cond:
-                self._open -= 1
-                if not self._open:
-                    self._cond.notify_all()
+            self.release()
+
+    @property
+    def holding_back(self) -> bool:
+        """Whether a read admitted now on a worker thread would wait (a catch-up is draining)."""
+        return self._draining
+
+    def admit(self) -> None:
+        """Counts one read open, after waiting while a catch-up drains (never inside another
+        session or write on this thread, never on the event loop). For a read that ends on
+        another thread than it began (a request's shared read): admit and release, no depth."""
+        with self._cond:
+            if self._draining and not getattr(self._depth, "n", 0) and not on_event_loop():
+                self._cond.wait_for(lambda: not self._draining, timeout=Checkpointer.BUSY_MS / 1000)
+            self._open += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._open -= 1
+            if not self._open:
+                self._cond.notify_all()
 
     @contextmanager
     def drained(self, deadline: float) -> Iterator[bool]:

@@ -17,19 +17,24 @@ from cellbench.nav import Nav
 from .conftest import FAST_HASHER, SECRET, actor_of, link_site_people, sign_in
 
 
-def statements(db, work) -> list[str]:
-    seen: list[str] = []
+def heard(db, name: str, work) -> list[tuple]:
+    """The arguments of every `name` event of the engine while `work` runs."""
+    seen: list[tuple] = []
 
-    def count(_conn, _cursor, statement, *_rest) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK", "COMMIT")):
-            seen.append(statement)
+    def note(*args) -> None:
+        seen.append(args)
 
-    event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(db.engine, name, note)
     try:
         work()
     finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(db.engine, name, note)
     return seen
+
+
+def statements(db, work) -> list[str]:
+    executed = (args[2] for args in heard(db, "before_cursor_execute", work))
+    return [sql for sql in executed if not sql.lstrip().upper().startswith(("BEGIN", "ROLLBACK", "COMMIT"))]
 
 
 def nav_hrefs(client) -> list[str]:

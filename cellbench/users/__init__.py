@@ -60,6 +60,7 @@ from .signin import (
     COSIGN_REFUSED,
     IDLE_ENDED,
     SIGNIN_REFUSED,
+    LiveSession,
     cosigner,
     end_session,
     end_sessions,
