@@ -14,7 +14,7 @@ from fpdf.fonts import TTFFont
 from .. import clock
 from ..checkpoints.store import latest_logged
 from ..labels import LabelFonts, find_label_fonts
-from ..pdf import char_width, checkpoint, wrap
+from ..pdf import char_width, checkpoint, text_width, wrap
 from .record import SignatureView
 
 
@@ -130,12 +130,17 @@ class RecordPDF(FPDF):
         widths = []
         for style, part in parts:
             self.set_font("Doc", style, 8)
-            widths.append(self.get_string_width(part))
+            widths.append(text_width(self, part))
         if sum(widths) <= self.epw and not any("\n" in part for _, part in parts):
-            # the common case, one line: placed as it is, without fpdf2's (slow) line breaking
+            # the common case, one line: placed as it is, without fpdf2's (slow) line breaking, each
+            # run where cell() would print it (set in by c_margin, on the baseline of a `height` line)
+            if self.get_y() + height > self.page_break_trigger:
+                self.add_page()
+            x, baseline = self.get_x(), self.get_y() + 0.5 * height + 0.3 * 8 / self.k
             for (style, part), width in zip(parts, widths, strict=True):
                 self.set_font("Doc", style, 8)
-                self.cell(width, height, part)
+                self.text(x + self.c_margin, baseline, part)
+                x += width
             self.set_font("Doc", "", 8)
             self.ln(height)
             return
@@ -177,8 +182,10 @@ class RecordPDF(FPDF):
             cell = cell if isinstance(cell, dict) else {"text": cell}
             look = cell.get("style", PLAIN)
             self.set_font("Doc", look.style.replace("S", ""), CELL_SIZE)
-            measure = self.get_string_width
-            paragraphs = [[(word, measure(word)) for word in paragraph.split(" ")]
+            # a word's width as the sum of its characters' (each measured once per font): fpdf2's
+            # get_string_width per word was the largest part of laying out a record's tables
+            measure = char_width(self)
+            paragraphs = [[(word, sum(map(measure, word))) for word in paragraph.split(" ")]
                           for paragraph in keep_whole(self.clean(cell.get("text", ""))).split("\n")]
             out.append((cell.get("colspan", 1), look, paragraphs))
         return out
@@ -231,11 +238,14 @@ class RecordPDF(FPDF):
                 self.rect(x, y, width, height, style="DF" if look.fill else "D")
                 self.set_font("Doc", look.style, CELL_SIZE)
                 self.set_text_color(*look.color)
+                # Each line placed at its baseline where cell() would put it (half the line down and
+                # 0.3 of the font size below that), with text(): the lines are measured and cut to
+                # fit already, and cell()'s fragment and alignment machinery was a third of a
+                # record's rendering. text() keeps the font's subset, the colour and the strike.
+                baseline = y + PAD + 0.5 * LINE + 0.3 * self.font_size
                 for index, line in enumerate(lines[first:first + count]):
-                    # cell() sets its text in by c_margin: start that much left, so the text starts at
-                    # PAD and a line measured to fit ends inside the cell
-                    self.set_xy(x + PAD - self.c_margin, y + PAD + index * LINE)
-                    self.cell(width - 2 * PAD + 2 * self.c_margin, LINE, line)
+                    if line:
+                        self.text(x + PAD, baseline + index * LINE, line)
             self.set_text_color(*DARK)
             self.set_xy(self.l_margin, y + height)
             first += count

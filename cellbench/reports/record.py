@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import steps
 from ..display import times_in
-from ..models import Deviation, Donation, Lot, Meaning, SpecVersion
+from ..models import Meaning
 from ..specifications import Parameter, Specification, Step
 from .vial_table import VialLine, vial_counts
 
@@ -172,18 +172,18 @@ class Correction:
 
 @dataclass(slots=True)
 class DeviationRecord:
-    deviation: Deviation
+    deviation: Row  # the deviation row
     raised_by: str | None
     closure: SignatureView | None  # QA's closure signature
 
 
 @dataclass
 class BatchRecord:
-    lot: Lot
-    spec_row: SpecVersion
+    lot: Row  # the lot row (record_read.LotRow: named as the lot table's columns)
+    spec_row: Row  # its specification version's row (content, status, signature_id...)
     spec: Specification
     spec_signature: SignatureView | None
-    donation: Donation | None
+    donation: Row | None  # its donation's row, for a cell lot
     donor_code: str | None
     donation_signature: SignatureView | None
     started_by: str

@@ -3,14 +3,30 @@
 A fixed number of queries whatever the lot's size: the lot with its specification, donation and
 starter, then one query per table (entries, values, materials, equipment, deviations, what the lot's
 own signatures were for, signatures, vials). The record is read whole and only for display, so
-everything but the lot and its deviations is plain Core rows, not tracked ORM instances.
+all of it is plain Core rows, not tracked ORM instances, and every statement is compiled once (no
+list bound per request).
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any
 
-from sqlalchemy import CompoundSelect, Integer, String, and_, bindparam, cast, inspect, literal, or_, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    FromClause,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    inspect,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlmodel import Session, col
 
 from ..errors import NotFound
@@ -37,15 +53,29 @@ from ..specifications import versions as spec_versions
 from . import record as shapes  # the record's shapes; here they are filled from the database
 from .vial_table import VialLine
 
-# Built once: a request then only binds the lot and runs them.
-_LOT = (select(Lot, SpecVersion, Donation, col(Donor.code), col(User.full_name))
-        .join(SpecVersion, col(SpecVersion.id) == Lot.spec_version_id)
-        .outerjoin(Donation, col(Donation.id) == Lot.donation_id)
-        .outerjoin(Donor, col(Donor.id) == Donation.donor_id)
-        .outerjoin(User, col(User.id) == Lot.created_by)
-        .where(col(Lot.number) == bindparam("number")))
-# The rest are plain Core over the tables: rows, not ORM objects. A record is read whole and only
-# for display; a few hundred tracked instances would cost more than everything else on the page.
+
+def _named(name: str, table: FromClause) -> Any:
+    """A tuple type named as `table`'s columns (Any: its fields are known only at run time)."""
+    return namedtuple(name, table.c.keys())
+
+
+# Built once: a request then only binds the lot and runs them. All plain Core over the tables: rows,
+# not ORM objects. A record is read whole and only for display; tracked instances (an identity map,
+# attribute instrumentation) would cost more than everything else on the page.
+_lot, _spec, _donation = (inspect(Lot).local_table, inspect(SpecVersion).local_table,
+                          inspect(Donation).local_table)
+_deviation, _user = inspect(Deviation).local_table, inspect(User).local_table
+# The lot, its specification and its donation in one row, cut apart into one tuple each (same names
+# as the tables' columns, so the page and the PDF read `lot.number`, `spec_row.version`...).
+LotRow, SpecRow, DonationRow = (_named(name, table) for name, table in
+                                (("LotRow", _lot), ("SpecRow", _spec), ("DonationRow", _donation)))
+_CUTS = (len(_lot.c), len(_lot.c) + len(_spec.c), len(_lot.c) + len(_spec.c) + len(_donation.c))
+_LOT = (select(*_lot.c, *_spec.c, *_donation.c, col(Donor.code), _user.c.full_name)
+        .select_from(_lot.join(_spec, _spec.c.id == _lot.c.spec_version_id)
+                     .outerjoin(_donation, _donation.c.id == _lot.c.donation_id)
+                     .outerjoin(inspect(Donor).local_table, col(Donor.id) == _donation.c.donor_id)
+                     .outerjoin(_user, _user.c.id == _lot.c.created_by))
+        .where(_lot.c.number == bindparam("number")))
 _entry, _value, _sig, _vial = (inspect(StepEntry).local_table, inspect(StepValue).local_table,
                                inspect(Signature).local_table, inspect(Vial).local_table)
 _material, _material_use = inspect(MaterialLot).local_table, inspect(MaterialUse).local_table
@@ -70,13 +100,22 @@ _EQUIPMENT = (select(_equipment_use.c.entry_id, _equipment.c.name, _equipment.c.
 _SIGNATURES = (select(_sig.c.id, _sig.c.signer_name, _sig.c.at, _sig.c.meaning, _sig.c.entity_type,
                       _sig.c.entity_id, _sig.c.content_hash, _sig.c.invalidated_at, _sig.c.invalidated_reason)
                .where(or_(and_(_sig.c.entity_type == "step_entry",
-                               _sig.c.entity_id.in_(bindparam("entries", expanding=True))),
+                               _sig.c.entity_id.in_(select(cast(_entry.c.id, String)).where(_OF_LOT))),
                           and_(_sig.c.entity_type == "lot_decision",
                                _sig.c.entity_id.in_(select(cast(col(LotDecision.id), String))
                                                     .where(col(LotDecision.lot_id) == bindparam("lot")))),
                           and_(_sig.c.entity_type == "deviation",
-                               _sig.c.entity_id.in_(bindparam("deviations", expanding=True))),
-                          _sig.c.id.in_(bindparam("ids", expanding=True))))
+                               _sig.c.entity_id.in_(select(_deviation.c.number)
+                                                    .where(_deviation.c.lot_id == bindparam("lot")))),
+                          # the specification's approval, the donation's eligibility, the lot's decisions
+                          # and QA's reviews: by the ids their rows hold (subqueries, not lists bound
+                          # per request, so the statement is compiled once and cached)
+                          _sig.c.id.in_(union_all(
+                              select(_spec.c.signature_id).where(_spec.c.id == bindparam("spec")),
+                              select(_donation.c.eligibility_signature_id)
+                              .where(_donation.c.id == bindparam("donation")),
+                              select(col(LotDecision.signature_id)).where(col(LotDecision.lot_id) == bindparam("lot")),
+                              select(col(LotReview.signature_id)).where(col(LotReview.lot_id) == bindparam("lot"))))))
                .order_by(_sig.c.id))
 _VIALS = (select(_vial.c.code, _vial.c.seq, _vial.c.storage_position, _vial.c.state, _vial.c.fate_note,
                  _vial.c.fate_at)
@@ -88,32 +127,32 @@ _SIGNED_FOR: CompoundSelect = union_all(
            literal(None, Integer).label("up_to_seq")).where(col(LotDecision.lot_id) == bindparam("lot")),
     select(col(LotReview.signature_id), col(LotReview.kind), literal(None, String).label("reason"),
            col(LotReview.up_to_seq)).where(col(LotReview.lot_id) == bindparam("lot")))
-_DEVIATIONS = (select(Deviation, col(User.full_name)).outerjoin(User, col(User.id) == Deviation.raised_by)
-               .where(col(Deviation.lot_id) == bindparam("lot"))
-               .order_by(col(Deviation.raised_at), col(Deviation.number)))
-
+_DEVIATIONS = (select(*_deviation.c, _user.c.full_name.label("raised_by_name"))
+               .select_from(_deviation.outerjoin(_user, _user.c.id == _deviation.c.raised_by))
+               .where(_deviation.c.lot_id == bindparam("lot"))
+               .order_by(_deviation.c.raised_at, _deviation.c.number))
 
 def batch_record(session: Session, number: str) -> shapes.BatchRecord:
     """The whole executed batch record of one lot, read with one query per table."""
     number = (number or "").strip()
-    row = session.execute(_LOT, {"number": number}).first()
+    run = session.connection().execute
+    row = run(_LOT, {"number": number}).first()
     if row is None:
         raise NotFound(f"No lot '{number}'.", field="lot")
-    lot, spec_row, donation, donor_code, started_by = row
-    at_lot, run = {"lot": lot.id}, session.connection().execute
+    lot, spec_row = LotRow._make(row[:_CUTS[0]]), SpecRow._make(row[_CUTS[0]:_CUTS[1]])
+    donation = DonationRow._make(row[_CUTS[1]:_CUTS[2]]) if lot.donation_id is not None else None
+    donor_code, started_by = row[_CUTS[2]:]
+    at_lot = {"lot": lot.id}
     entries = run(_ENTRIES, at_lot).all()
     values = [(entry_id, shapes.ValueRow(*rest)) for entry_id, *rest in run(_VALUES, at_lot)]
     materials = run(_MATERIALS, at_lot).all()
     equipment = run(_EQUIPMENT, at_lot).all()
-    deviation_rows = session.execute(_DEVIATIONS, at_lot).all()
+    deviation_rows = run(_DEVIATIONS, at_lot).all()
     signed_for = {sig_id: (shapes.DECISION_TITLES.get(kind, kind.replace("_", " ")), reason or "") if seq is None else
                   (shapes.REVIEW_TITLES.get(kind, kind.replace("_", " ")), f"up to the lot's audit event {seq}")
                   for sig_id, kind, reason, seq in run(_SIGNED_FOR, at_lot) if sig_id}
-    approvals = [i for i in (spec_row.signature_id, donation.eligibility_signature_id if donation else None) if i]
-    approvals += list(signed_for)  # the decisions' are found by their entity too; asking twice is harmless
-    sigs = [shapes.SignatureView(*s) for s in run(_SIGNATURES, {
-        "entries": [str(e.id) for e in entries], "lot": lot.id,
-        "deviations": [d.number for d, _ in deviation_rows], "ids": approvals})]
+    sigs = [shapes.SignatureView(*s) for s in run(_SIGNATURES, {"lot": lot.id, "spec": spec_row.id,
+                                                               "donation": lot.donation_id})]
     vials = [VialLine(*v) for v in run(_VIALS, at_lot)]
 
     by_id = {s.id: s for s in sigs}
@@ -125,7 +164,8 @@ def batch_record(session: Session, number: str) -> shapes.BatchRecord:
         started_by=started_by or "", steps=[],
         lot_signatures=[shapes.LotSignature(signed_for[s.id][0], s, signed_for[s.id][1])
                         for s in sigs if s.id in signed_for],
-        deviations=[shapes.DeviationRecord(d, name, by_id.get(d.closure_signature_id)) for d, name in deviation_rows],
+        deviations=[shapes.DeviationRecord(d, d.raised_by_name, by_id.get(d.closure_signature_id))
+                    for d in deviation_rows],
         vials=vials)
     _assemble(record, entries, values, materials, equipment, [s for s in sigs if s.entity_type == "step_entry"])
     return record

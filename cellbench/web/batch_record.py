@@ -9,6 +9,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from markupsafe import Markup, escape
+
+try:  # MarkupSafe's own escaper, without the Markup object `escape` wraps each text in
+    from markupsafe._speedups import _escape_inner
+except ImportError:  # pragma: no cover - MarkupSafe without its C speedups (or a later layout)
+    from markupsafe._native import _escape_inner
 from sqlmodel import Session
 
 from .. import pdf, reports
@@ -23,6 +28,12 @@ router = APIRouter(include_in_schema=False)
 READERS = require(Role.operator, Role.verifier, Role.qa, Role.qp, Role.qc_analyst)
 
 Local = Callable[[datetime | None], Markup | str]  # the templates' `local` filter: a time in site time
+
+
+def _text(value: object) -> str:
+    """`value` escaped as the templates escape it: a page writes out a thousand recorded texts, and
+    `escape` (a Markup object each) was a third of writing them."""
+    return _escape_inner(value) if type(value) is str else str(escape(value))
 
 
 class Moments(dict[datetime | None, Markup | str]):
@@ -50,10 +61,10 @@ def signature_line(sig: reports.SignatureView, at: Moments) -> Markup:
     than the rest of a signature's rendering. tests/reports/test_record_page.py holds the two equal."""
     void = sig.invalidated_at is not None
     line = (f'<span class="sig{" sig-void" if void else ""}" title="SHA-256 of signed content: '
-            f'{escape(sig.content_hash)}">\n  <strong>{escape(sig.signer_name)}</strong> · '
-            f'{escape(sig.meaning.value)} ·\n  <time datetime="{escape(sig.at.isoformat())}">{at[sig.at]}</time>\n')
+            f'{_text(sig.content_hash)}">\n  <strong>{_text(sig.signer_name)}</strong> · '
+            f'{_text(sig.meaning.value)} ·\n  <time datetime="{_text(sig.at.isoformat())}">{at[sig.at]}</time>\n')
     if void:
-        line += f"<em>— invalidated {at[sig.invalidated_at]}: {escape(sig.invalidated_reason)}</em>"
+        line += f"<em>— invalidated {at[sig.invalidated_at]}: {_text(sig.invalidated_reason)}</em>"
     return Markup(line + "</span>")  # noqa: S704 - every text in it is escaped above; the times are Markup
 
 
@@ -64,14 +75,62 @@ class Signed(dict[int, Markup]):
         super().__init__((sig.id, signature_line(sig, at)) for sig in signatures)
 
 
+_OOS, _COMPUTED = ' class="oos"', ' <small class="tag">computed by cellbench</small>'
+
+
+def value_rows(entry: reports.EntryRecord, at: Moments) -> Markup:
+    """The rows of one entry's table of values, written out in Python: a record prints a few hundred
+    values, and the template's loop (an attribute lookup and an escape per cell) was most of the
+    page's rendering. Every recorded text is escaped; the verdicts and notes are the record's own
+    fixed words and the times are Markup already."""
+    out = []
+    for line in entry.lines:
+        label, limits = _text(line.label), _text(line.limits)
+        for v in line.rows:
+            struck = " struck" if v.superseded else ""
+            marks = (_COMPUTED if v.computed else "") + (f'<br><small class="changed-mark">{v.note}</small>'
+                                                         if v.note else "")
+            out.append(f'<tr{_OOS if v.out_of_limits else ""}><td>{label}{marks}</td>\n'
+                       f'  <td class="val{struck}">{_text(v.shown)}</td><td>{limits}</td>'
+                       f'<td class="verdict{struck}">{v.verdict}</td>\n'
+                       f'  <td>{_text(v.remark)}</td><td>{_text(v.by)}<br><small>{at[v.at]}</small></td></tr>\n')
+        if not line.rows:
+            out.append(f'<tr><td>{label}</td><td><small>not recorded</small></td><td>{limits}</td>'
+                       f'<td>{"not recorded" if line.required else "optional"}</td><td></td><td></td></tr>\n')
+        out += [f'<tr class="change"><td colspan="6">Changed after first entry — {label}: '
+                f'<span class="struck">{_text(c.before.shown)}</span> → {_text(c.after_shown)};\n'
+                f'  by {_text(c.by or "cellbench")} at {at[c.at]}. Reason: {_text(c.reason)}</td></tr>\n'
+                for c in line.changes]
+    return Markup("".join(out))  # noqa: S704 - every recorded text in it is escaped above
+
+
+def uses(entry: reports.EntryRecord) -> Markup:
+    """The materials and equipment an entry used, one list item each (escaped as value_rows)."""
+    items = [f"<li><strong>Material:</strong> {_text(m.name)} ({_text(m.supplier)}) · supplier lot "
+             f"{_text(m.supplier_lot)} · expiry {m.expiry}</li>\n" for m in entry.materials]
+    items += [f"<li><strong>Equipment:</strong> {_text(e.name)} · asset {_text(e.asset_id)} · calibration due "
+              f"{e.calibration_due}</li>\n" for e in entry.equipment]
+    return Markup("".join(items))  # noqa: S704 - every recorded text in it is escaped above; dates are dates
+
+
+@dataclass(slots=True)
+class EntryHTML:
+    """One step entry's values table rows, its uses and its signature lines, written out once."""
+
+    rows: Markup
+    uses: Markup
+    signatures: Markup
+
+
 @dataclass(slots=True)
 class RecordPage:
-    """The batch record with what the page prints once worked out once: its times and signature lines
-    (looked up by the template's plain loops) and the counts of its summary."""
+    """The batch record with what the page prints once worked out once: its times, signature lines
+    and entries' tables (looked up by the template's plain loops) and the counts of its summary."""
 
     record: reports.BatchRecord
     at: Moments
     signed: Signed
+    entries: dict[int, EntryHTML]  # by step entry id
     completed_at: datetime | None
     out_of_limits: int
     invalidated_signatures: int
@@ -79,11 +138,15 @@ class RecordPage:
     @classmethod
     def of(cls, record: reports.BatchRecord, local: Local) -> RecordPage:
         at = Moments(local)
-        signatures = [sig for s in record.steps for e in s.entries for sig in e.signatures]
+        entries = [e for s in record.steps for e in s.entries]
+        signatures = [sig for e in entries for sig in e.signatures]
         signatures += [line.signature for line in record.lot_signatures]
         signatures += [r.closure for r in record.deviations if r.closure is not None]
         signatures += [sig for sig in (record.spec_signature, record.donation_signature) if sig is not None]
-        return cls(record, at, Signed(at, signatures), record.completed_at, len(record.out_of_limits),
+        signed = Signed(at, signatures)
+        html = {e.entry.id: EntryHTML(value_rows(e, at), uses(e),
+                                      Markup(" ").join(signed[sig.id] for sig in e.signatures)) for e in entries}
+        return cls(record, at, signed, html, record.completed_at, len(record.out_of_limits),
                    record.invalidated_signatures)
 
 
