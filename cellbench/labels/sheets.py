@@ -99,7 +99,7 @@ def render_label_sheet_pdf(labels: Sequence[KitLabel], kind: LabelKind = LabelKi
         if new_page:
             pdf.add_page()
         document.draw(label_layout(label.study, kind, size), label, x0, y0)
-    return bytes(pdf.output())
+    return pdf.finish()
 
 
 def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKind = LabelKind.OUTER, *,
@@ -113,5 +113,5 @@ def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKi
     for label in [labels] if isinstance(labels, KitLabel) else labels:
         pdf.add_page()
         document.draw(label_layout(label.study, kind, size), label, 0.0, 0.0)
-    return bytes(pdf.output())
+    return pdf.finish()
 
