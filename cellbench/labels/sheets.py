@@ -55,7 +55,7 @@ class _Document:
             contents.extend(written)
 
     def draw(self, layout: Layout, label: KitLabel, x0: float, y0: float) -> None:
-        # The QR symbol goes in as one grey pixel per module, scaled to exact millimetres: vector
+        # The QR symbol goes in as one 1-bit pixel per module, scaled to exact millimetres: vector
         # modules cost ~350 rectangles a kit (1.7 s per 500 kits in fpdf2), and PDF images are
         # drawn without smoothing unless they ask for it, so the modules stay square.
         quiet = QR_QUIET_ZONE * layout.module
