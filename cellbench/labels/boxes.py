@@ -62,4 +62,4 @@ def render_box_labels_pdf(labels: Sequence[BoxLabel], *, size: BoxLabelSize | No
             if pdf.get_string_width(text) > width + 0.01:  # cut once, where a running sum says it fits
                 text = fit_prefix(pdf, text, width + 0.01, most=len(text) - 2)
             pdf.text(text_x, margin + 4.5 + n * 4.5, text)
-    return bytes(pdf.output())
+    return pdf.finish()

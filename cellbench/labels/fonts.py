@@ -1,17 +1,38 @@
 """The label font: a Unicode TrueType face found on the server (or named by CELLBENCH_LABEL_FONT),
 and the PDF every label is drawn on with it. Labels are refused, never printed with a character
-missing, when no such font is there."""
+missing, when no such font is there.
+
+The font is read once per process, not once per PDF (issue 18). fpdf2's add_font parses the
+whole face (metrics and character map of ~6,000 glyphs: 30-40 ms a face, two faces a PDF), and
+at output it cuts the subset of glyphs the PDF uses out of it (another 20-30 ms a face). So each
+PDF gets a copy of a face parsed once (`_parsed`), with its own subset map and its own
+unparsed font file (parsed lazily, and cut in place by fpdf2 at output), and `LabelPDF.finish`
+keeps each subset fpdf2 cut, under the face and the glyphs it holds: a PDF needing the same
+glyphs (a reprint, the next run of the study) hands fpdf2 the kept subset to cut, which gives
+the same bytes (fontTools' subsetting of its own subset to the same glyphs is the identity;
+tests/labels/test_label_cache.py compares with fonts read the plain way) in a fifth of the time.
+"""
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
+import io
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+import fontTools  # type: ignore[import-untyped]
+import fpdf
+from fontTools import ttLib
 from fpdf import FPDF
-from fpdf.fonts import TTFFont
+from fpdf.fonts import SubsetMap, TTFFont
+
+from .kept import Kept
+
+MAX_SUBSETS = 64  # ~18 kB each: the glyph sets of a few studies' labels, both faces
 
 
 @dataclass(frozen=True)
@@ -60,20 +81,89 @@ def find_label_fonts() -> LabelFonts:
     )
 
 
-def new_pdf(page: tuple[float, float], creation_date: datetime | None = None) -> FPDF:
+@dataclass(frozen=True)
+class _Face:
+    font: TTFFont  # parsed once; never drawn with itself (its copies are)
+    data: bytes  # the font file, parsed again lazily by each copy's own fontTools object
+    key: str  # what a subset of it follows from: the file's bytes, fpdf2's and fontTools' versions
+
+
+@lru_cache(maxsize=4)
+def _parsed(path: str, style: str) -> _Face | None:
+    """The face parsed once, or None where copies would not be plain (colour or compressed fonts)."""
+    scratch = FPDF()
+    scratch.add_font("Label", style, path)
+    font = scratch.fonts[f"label{style}"]
+    if not isinstance(font, TTFFont) or font.color_font is not None or font.is_compressed:
+        return None
+    data = Path(path).read_bytes()
+    font.ttfont.close()
+    del font.ttfont  # its parsed tables (megabytes): each copy parses its own from `data`
+    key = hashlib.sha256(data).hexdigest() + f"|fpdf2={fpdf.__version__}|fonttools={fontTools.version}"
+    return _Face(font, data, key)
+
+
+SUBSETS: Kept[bytes] = Kept(MAX_SUBSETS)
+
+
+class LabelPDF(FPDF):
+    """An FPDF whose label faces are copies of faces parsed once (`_parsed`)."""
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.shared_faces: dict[str, str] = {}  # fontkey -> the face's key
+
+    def add_label_font(self, style: str, path: Path, shared: bool = True) -> None:
+        face = _parsed(str(path), style) if shared else None
+        if face is None:
+            self.add_font("Label", style, str(path))
+            return
+        font = copy.copy(face.font)  # metrics, character map and widths shared: read only
+        font.i = len(self.fonts) + 1
+        font.ttfont = ttLib.TTFont(io.BytesIO(face.data), recalcTimestamp=False, lazy=True)
+        font.subset, font.missing_glyphs, font.biggest_size_pt = SubsetMap(font), [], 0
+        font._hbfont = None
+        self.fonts[font.fontkey] = font
+        self.shared_faces[font.fontkey] = face.key
+
+    def finish(self) -> bytes:
+        """The PDF's bytes, each face's subset cut from a kept one where the same glyphs were cut before."""
+        cut: dict[str, tuple[str, frozenset[str]]] = {}
+        for fontkey, face_key in self.shared_faces.items():
+            font = self.fonts[fontkey]
+            assert isinstance(font, TTFFont)
+            key = (face_key, frozenset(font.subset.get_all_glyph_names()))
+            kept = SUBSETS.get(key)
+            if kept is None:
+                cut[fontkey] = key
+            else:
+                font.ttfont = ttLib.TTFont(io.BytesIO(kept), recalcTimestamp=False, lazy=True)
+        data = bytes(self.output())
+        for fontkey, key in cut.items():  # fpdf2 has cut the subset in place: keep it
+            font = self.fonts[fontkey]
+            assert isinstance(font, TTFFont)
+            buffer = io.BytesIO()
+            font.ttfont.save(buffer)
+            SUBSETS.put(key, buffer.getvalue())
+        return data
+
+
+def new_pdf(page: tuple[float, float], creation_date: datetime | None = None, *,
+            shared_faces: bool = True) -> LabelPDF:
     """A PDF stamped with `creation_date` (timezone-aware), or with the time it is made. fpdf2
     derives the file identifier from the content and this date, so the same labels with the same
-    date give the same bytes: a label run is downloaded again exactly as it was printed."""
+    date give the same bytes: a label run is downloaded again exactly as it was printed.
+    `shared_faces=False` reads the faces the plain fpdf2 way (for the tests that compare)."""
     fonts = find_label_fonts()
-    pdf = FPDF(unit="mm", format=page)
+    pdf = LabelPDF(unit="mm", format=page)
     if creation_date is not None:
         if creation_date.tzinfo is None:
             raise ValueError("the creation date needs its UTC offset")
         pdf.set_creation_date(creation_date.replace(microsecond=0))
     pdf.set_auto_page_break(False)
     pdf.set_margins(0, 0, 0)
-    pdf.add_font("Label", "", str(fonts.regular))
-    pdf.add_font("Label", "B", str(fonts.bold))
+    pdf.add_label_font("", fonts.regular, shared_faces)
+    pdf.add_label_font("B", fonts.bold, shared_faces)
     pdf.set_stretching(fonts.stretch_percent)
     pdf.set_creator("cellbench")
     return pdf

@@ -96,4 +96,4 @@ def render_participant_card_pdf(card: CardText, creation_date: datetime | None =
               f"Emergency contact, 24 h: {card.emergency_phone}", text_width, 6.5)
     _line(pdf, _MARGIN, height - _MARGIN - 6 * PT * 1.2, "Show this card before each treatment. No name is kept.",
           text_width, 6)
-    return bytes(pdf.output())
+    return pdf.finish()

@@ -55,7 +55,7 @@ class _Document:
             contents.extend(written)
 
     def draw(self, layout: Layout, label: KitLabel, x0: float, y0: float) -> None:
-        # The QR symbol goes in as one grey pixel per module, scaled to exact millimetres: vector
+        # The QR symbol goes in as one 1-bit pixel per module, scaled to exact millimetres: vector
         # modules cost ~350 rectangles a kit (1.7 s per 500 kits in fpdf2), and PDF images are
         # drawn without smoothing unless they ask for it, so the modules stay square.
         quiet = QR_QUIET_ZONE * layout.module
@@ -99,7 +99,7 @@ def render_label_sheet_pdf(labels: Sequence[KitLabel], kind: LabelKind = LabelKi
         if new_page:
             pdf.add_page()
         document.draw(label_layout(label.study, kind, size), label, x0, y0)
-    return bytes(pdf.output())
+    return pdf.finish()
 
 
 def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKind = LabelKind.OUTER, *,
@@ -113,5 +113,5 @@ def render_single_label_pdf(labels: KitLabel | Sequence[KitLabel], kind: LabelKi
     for label in [labels] if isinstance(labels, KitLabel) else labels:
         pdf.add_page()
         document.draw(label_layout(label.study, kind, size), label, 0.0, 0.0)
-    return bytes(pdf.output())
+    return pdf.finish()
 

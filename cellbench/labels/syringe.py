@@ -72,4 +72,4 @@ def render_syringe_labels_pdf(labels: SyringeLabelText | Sequence[SyringeLabelTe
     for label in [labels] if isinstance(labels, SyringeLabelText) else labels:
         pdf.add_page()
         _draw(pdf, label)
-    return bytes(pdf.output())
+    return pdf.finish()

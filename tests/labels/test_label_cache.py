@@ -1,13 +1,16 @@
-"""The QR image of each kit is made once and kept under the hash of all it follows from, and a PDF
-assembled from kept images and written-once text is the very PDF drawn the plain way."""
+"""The QR image of each kit is made once and kept under the hash of all it follows from, the label
+font is read once and its subsets kept, and a PDF assembled from kept images, kept subsets and
+written-once text is the very PDF drawn the plain way."""
 from __future__ import annotations
 
 import inspect
 import io
+import zlib
 from datetime import UTC, datetime
 
 import pypdf
 import pytest
+import zxingcpp
 from PIL import Image
 
 from cellbench import qrpayload
@@ -20,9 +23,9 @@ from cellbench.labels import (
     render_label_sheet_pdf,
     render_single_label_pdf,
 )
-from cellbench.labels.fonts import new_pdf
+from cellbench.labels.fonts import SUBSETS, new_pdf
 from cellbench.labels.layout import label_layout, label_lines, use_font
-from cellbench.labels.qrcache import QR_IMAGES, QrImageCache, image_key
+from cellbench.labels.qrcache import QR_IMAGES, SIDE, QrImageCache, image_key, packed_rows, place_qr
 from cellbench.labels.sheets import sheet_slots
 
 from .test_labels import SECRET, kit_label
@@ -36,37 +39,76 @@ def kits() -> list[str]:
 
 
 def drawn_the_plain_way(labels, kind: LabelKind) -> bytes:
-    """Every line through fpdf2's text(), every symbol through image() from its pixels: the sheet
-    as it was drawn before anything was kept."""
+    """Every line through fpdf2's text(), every symbol made anew, the font read and its subset cut
+    by fpdf2 from the whole face: the sheet as it is drawn with nothing kept."""
     size, sheet = DEFAULT_SIZE[kind], DEFAULT_SHEET[kind]
-    pdf = new_pdf((sheet.page_width_mm, sheet.page_height_mm), PRINTED)
+    pdf = new_pdf((sheet.page_width_mm, sheet.page_height_mm), PRINTED, shared_faces=False)
     pdf.set_title(f"cellbench {kind.value} labels")
-    side = qrpayload.QR_MODULES + 2 * qrpayload.QR_QUIET_ZONE
     for label, (new_page, x0, y0) in zip(labels, sheet_slots(len(labels), size, sheet), strict=True):
         if new_page:
             pdf.add_page()
         layout = label_layout(label.study, kind, size)
         quiet = qrpayload.QR_QUIET_ZONE * layout.module
-        pixels = Image.frombytes("L", (side, side), qrpayload.qr_pixels(label.qr_payload))
-        pdf.image(pixels, x0 + layout.qr_x - quiet, y0 + layout.qr_y - quiet, side * layout.module,
-                  side * layout.module)
+        QR_IMAGES.clear()
+        place_qr(pdf, label.qr_payload, x0 + layout.qr_x - quiet, y0 + layout.qr_y - quiet, SIDE * layout.module)
         for run, text in label_lines(pdf, layout, label):
             use_font(pdf, run)
             pdf.text(x0 + run.x, y0 + run.y, text)
+    assert not pdf.shared_faces
     return bytes(pdf.output())
 
 
 @pytest.mark.parametrize("kind", [LabelKind.OUTER, LabelKind.VIAL])
-def test_a_sheet_from_kept_images_and_text_is_the_same_bytes_as_one_drawn_the_plain_way(kits, kind):
-    """So the QR symbols and every line are exactly as before, and a run printed before the cache
-    existed still downloads again byte for byte. Fails if an fpdf2 upgrade changes what the cache
-    relies on."""
+def test_a_sheet_from_kept_images_subsets_and_text_is_the_same_bytes_as_one_drawn_the_plain_way(kits, kind):
+    """So a run downloads again byte for byte whatever the caches held when it was first printed.
+    Fails if an fpdf2 or fontTools upgrade changes what the caches rely on."""
     labels = [kit_label(kit, participant_number="P-0007" if i == 3 else None) for i, kit in enumerate(kits)]
     labels = labels if kind is LabelKind.OUTER else [label for label in labels for _ in range(2)]
     QR_IMAGES.clear()
+    SUBSETS.clear()
     cold = render_label_sheet_pdf(labels, kind, creation_date=PRINTED)
+    assert SUBSETS.made == 2  # the regular and the bold face, each cut once
     warm = render_label_sheet_pdf(labels, kind, creation_date=PRINTED)
+    assert SUBSETS.made == 2  # and found the second time
     assert cold == warm == drawn_the_plain_way(labels, kind)
+
+
+def test_a_single_label_pdf_with_kept_faces_is_the_same_bytes_as_one_with_faces_read_the_plain_way(kits):
+    labels = [kit_label(kit) for kit in kits[:3]]
+    SUBSETS.clear()
+    cold = render_single_label_pdf(labels, creation_date=PRINTED)
+    warm = render_single_label_pdf(labels, creation_date=PRINTED)
+    plain = new_pdf((DEFAULT_SIZE[LabelKind.OUTER].width_mm, DEFAULT_SIZE[LabelKind.OUTER].height_mm), PRINTED,
+                    shared_faces=False)
+    plain.set_title("cellbench outer label")
+    layout = label_layout(labels[0].study, LabelKind.OUTER, DEFAULT_SIZE[LabelKind.OUTER])
+    quiet = qrpayload.QR_QUIET_ZONE * layout.module
+    for label in labels:
+        plain.add_page()
+        place_qr(plain, label.qr_payload, layout.qr_x - quiet, layout.qr_y - quiet, SIDE * layout.module)
+        for run, text in label_lines(plain, layout, label):
+            use_font(plain, run)
+            plain.text(run.x, run.y, text)
+    assert cold == warm == bytes(plain.output())
+
+
+def test_the_symbol_image_is_the_symbols_modules_one_bit_each_and_scans(kits):
+    """1 = light, the quiet zone light all round, each row padded to whole bytes; and a scanner
+    reads the image back as the signed payload."""
+    payload = qrpayload.make_payload(kits[0], SECRET)
+    image = QrImageCache().image(payload)
+    assert (image.info["bpc"], image.info["cs"], image.info["w"], image.info["h"]) == (1, "DeviceGray", SIDE, SIDE)
+    rows = zlib.decompress(image.info["data"])
+    assert rows == packed_rows(payload) and len(rows) == SIDE * ((SIDE + 7) // 8)
+    symbol = Image.frombytes("1", (SIDE, SIDE), rows)
+    quiet = qrpayload.QR_QUIET_ZONE
+    dark = [[not symbol.getpixel((x, y)) for x in range(SIDE)] for y in range(SIDE)]
+    matrix = qrpayload.qr_matrix(payload)
+    assert [row[quiet:-quiet] for row in dark[quiet:-quiet]] == matrix
+    assert not any(any(row) for row in dark[:quiet] + dark[-quiet:])
+    assert not any(any(row[:quiet] + row[-quiet:]) for row in dark)
+    big = symbol.convert("L").resize((SIDE * 6, SIDE * 6), Image.Resampling.NEAREST)
+    assert [result.text for result in zxingcpp.read_barcodes(big)] == [payload]
 
 
 def test_each_kits_image_is_made_once_for_its_outer_and_vial_labels_and_every_reprint(kits):
@@ -94,7 +136,7 @@ def test_the_key_changes_with_the_payload_and_with_every_rendering_parameter(kit
             changed.setattr(qrcache, parameter, other)
             assert image_key(payload) != key, parameter
     with monkeypatch.context() as changed:
-        changed.setattr(qrcache.SETTINGS, "compression_level", 1)
+        changed.setattr(qrcache, "COMPRESSION", 9)
         assert image_key(payload) != key
     assert image_key(payload) == key
 
