@@ -408,7 +408,8 @@ def test_api_round_trip_for_equipment(app, db, people):
     made = olivia.post("/api/v1/equipment", json={"asset_id": "CF-1", "equipment_code": "centrifuge",
                                                   "name": "Centrifuge", "calibration_due": "2020-05-05"})
     assert made.status_code == 201 and made.json()["calibration_state"] == "overdue"
-    assert [e["asset_id"] for e in olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json()["equipment"]] == ["CF-1"]
+    due = olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json()["equipment"]
+    assert [e["asset_id"] for e in due] == ["CF-1"]
     calibrated = olivia.post("/api/v1/equipment/CF-1/calibrations", json={"calibration_due": "2031-05-05",
                                                                           "reference": "CAL-1"})
     assert calibrated.status_code == 200 and calibrated.json()["calibration_state"] == "ok"

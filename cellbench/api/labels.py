@@ -17,7 +17,7 @@ from .. import studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..labels import printing as labelling
-from ..labels import runs as label_runs
+from ..labels.runs import run_page as label_run_page
 from ..pagination import Ask
 from . import paging
 
@@ -84,7 +84,7 @@ LabelRunPageOut = paging.page_model("LabelRunPageOut", "label_runs", LabelRunOut
 def list_runs(study: str | None = None, open_only: bool = False, ask: Ask = Depends(paging.ask),
               viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     """Runs awaiting reconciliation first, newest first within each."""
-    found = label_runs.run_page(session, ask, studies.by_code(session, study) if study else None, open_only=open_only)
+    found = label_run_page(session, ask, studies.by_code(session, study) if study else None, open_only=open_only)
     return LabelRunPageOut(label_runs=[LabelRunOut(**view.as_json(), output_url=_url(view.number))
                                        for view in labelling.views(session, found.rows)], next=found.next)
 
