@@ -4,19 +4,21 @@ opening one by hand, and QA's signed decision to lift or withdraw it. Blinded ro
 The routes that return members' arms run in a write transaction: the sealed read is logged."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from .. import lots, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
-from ..models import KitQuarantine, KitState, Lot, User
+from ..models import KitQuarantine, KitState, Signature, User, saved_id
 from ..pagination import Ask
 from ..supply import quarantine
-from ..supply.views import READERS, quarantine_kits, quarantines_page, signature_of
+from ..supply.views import READERS, lots_of_quarantines, quarantine_kits, quarantines_page
 from . import paging
 from .supply import SignatureOut, SignedReason, signature_out
 
@@ -59,15 +61,32 @@ class NewQuarantine(BaseModel):
     reason: str
 
 
-def quarantine_out(session: Session, kq: KitQuarantine) -> QuarantineOut:
-    lot = session.get(Lot, kq.lot_id) if kq.lot_id else None
-    opener = session.get(User, kq.opened_by) if kq.opened_by else None
-    study = studies.by_id(session, kq.study_id)
-    return QuarantineOut(number=kq.number, study=study.code, state=kq.state, cause=kq.cause,
-                         lot=lot.number if lot else None, policy=kq.policy, reason=kq.reason, kit_count=kq.kit_count,
-                         opened_by=opener.full_name if opener else None, opened_at=kq.opened_at,
-                         closed_at=kq.closed_at, closure_reason=kq.closure_reason,
-                         closure=signature_out(signature_of(session, kq.closure_signature_id)))
+@dataclass(frozen=True)
+class Named:
+    """What a page of quarantines names, read once for the page (not once per row)."""
+
+    lots: dict[int, str]
+    people: dict[int, str]
+    studies: dict[int, str]
+    closures: dict[int, Signature]
+
+
+def named(session: Session, rows: list[KitQuarantine]) -> Named:
+    openers = {kq.opened_by for kq in rows if kq.opened_by}
+    people = {saved_id(u): u.full_name for u in session.scalars(select(User).where(col(User.id).in_(openers)))}
+    signed = {kq.closure_signature_id for kq in rows if kq.closure_signature_id}
+    closures = {saved_id(sig): sig for sig in session.scalars(select(Signature).where(col(Signature.id).in_(signed)))}
+    return Named({i: lot.number for i, lot in lots_of_quarantines(session, rows).items()}, people,
+                 {saved_id(s): s.code for s in studies.all_studies(session)}, closures)
+
+
+def quarantine_out(session: Session, kq: KitQuarantine, names: Named | None = None) -> QuarantineOut:
+    names = names or named(session, [kq])
+    return QuarantineOut(number=kq.number, study=names.studies[kq.study_id], state=kq.state, cause=kq.cause,
+                         lot=names.lots.get(kq.lot_id) if kq.lot_id else None, policy=kq.policy, reason=kq.reason,
+                         kit_count=kq.kit_count, opened_by=names.people.get(kq.opened_by) if kq.opened_by else None,
+                         opened_at=kq.opened_at, closed_at=kq.closed_at, closure_reason=kq.closure_reason,
+                         closure=signature_out(names.closures.get(kq.closure_signature_id or 0)))
 
 
 def quarantine_detail(session: Session, viewer: Viewer, kq: KitQuarantine) -> QuarantineDetailOut:
@@ -86,7 +105,8 @@ def list_quarantines(state: str | None = Query(None, pattern="^(open|lifted|with
                      ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
                      session: Session = Depends(read_session)):
     found = quarantines_page(session, ask, state)
-    return QuarantinePageOut(quarantines=[quarantine_out(session, kq) for kq in found.rows], next=found.next)
+    names = named(session, found.rows)
+    return QuarantinePageOut(quarantines=[quarantine_out(session, kq, names) for kq in found.rows], next=found.next)
 
 
 @router.post("/quarantines", response_model=list[QuarantineDetailOut], status_code=201)
