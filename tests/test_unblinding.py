@@ -232,7 +232,7 @@ def test_the_outbox_is_read_in_full_by_unblinded_roles_and_marked_sent_by_the_ma
     sent = sara.post(f"/api/v1/outbox/{pending[0]['id']}/sent")
     assert sent.status_code == 200 and sent.json()["sent_at"]
     assert sara.get("/api/v1/outbox").json() == {"messages": [], "next": None}
-    assert [n["id"] for n in sara.get("/api/v1/outbox?state=sent").json()] == [pending[0]["id"]]
+    assert [n["id"] for n in sara.get("/api/v1/outbox?state=sent").json()["messages"]] == [pending[0]["id"]]
     twice = sara.post(f"/api/v1/outbox/{pending[0]['id']}/sent")
     assert twice.status_code == 409
     with db.read() as s:
@@ -396,7 +396,7 @@ def test_the_blinded_investigator_never_sees_the_impact_list(db, trial_world, as
             seen = audit.trail(s, actor_of(db, who), audit.TrailFilter(), limit=None)
         assert not [e for e in seen if e.action in (unblinding_impact.SENT, "sealed read")
                     or mate in " ".join(filter(None, (e.entity_id, e.new_value, e.reason)))], who
-    own = ida.get("/api/v1/outbox?state=all").json()
+    own = ida.get("/api/v1/outbox?state=all").json()["messages"]
     assert {n["subject"] for n in own} == {f"Emergency unblinding: {STUDY} participant {x}"}, \
         "the impact message is not among the investigator's own"
     assert "/impact" in as_("anna").get(f"/unblinding/{STUDY}/{x}").text, "QA is led to it"
@@ -429,7 +429,7 @@ def test_the_sponsor_notification_carries_the_impact_and_the_sealed_reads_are_lo
     assert (record.visibility, record.user_id) == ("unblinded", anna_id) and mate in record.new_value
     assert "Sent by" in anna.get(f"/unblinding/{STUDY}/{x}/impact").text
     assert "impact is not yet sent" not in anna.get("/").text
-    assert as_("sara").get("/api/v1/outbox").json()[0]["body"] == impact.body
+    assert as_("sara").get("/api/v1/outbox").json()["messages"][0]["body"] == impact.body
 
 
 def test_the_impact_readers_are_named_once_for_the_blinded_facing_page():
