@@ -16,10 +16,10 @@ import json
 import re
 from datetime import date, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlmodel import Session, col
 
-from . import audit, clock, inputs, users
+from . import audit, clock, inputs, pagination, users
 from .audit import Actor
 from .clock import utcnow
 from .errors import Conflict, InvalidInput, NotFound
@@ -171,12 +171,26 @@ def material_by_scan(session: Session, text: str | None, field: str = "material"
     return material_lot(session, code, supplier_lot, field)
 
 
-def material_lots(session: Session, status: MaterialStatus | str | None = None) -> list[MaterialLot]:
+# Soonest expiry first; (material code, supplier lot) is unique. Migration 0028 indexes this order.
+MATERIAL_ORDER = pagination.Order("material lots", (col(MaterialLot.expiry), col(MaterialLot.material_code),
+                                                    col(MaterialLot.supplier_lot)))
+
+
+def _material_lots(status: MaterialStatus | str | None) -> Select:
     query = select(MaterialLot)
     if status:
         query = query.where(col(MaterialLot.status) == MaterialStatus(status).value)
-    order = (col(MaterialLot.expiry), col(MaterialLot.material_code), col(MaterialLot.supplier_lot))
-    return list(session.scalars(query.order_by(*order)))
+    return query
+
+
+def material_lots(session: Session, status: MaterialStatus | str | None = None) -> list[MaterialLot]:
+    return list(session.scalars(_material_lots(status).order_by(*MATERIAL_ORDER.columns)))
+
+
+def material_lot_page(session: Session, ask: pagination.Ask,
+                      status: MaterialStatus | str | None = None) -> pagination.Page[MaterialLot]:
+    """A page of material lots, soonest expiry first."""
+    return pagination.page(session, _material_lots(status), MATERIAL_ORDER, ask)
 
 
 def count_in_quarantine(session: Session) -> int:
@@ -277,12 +291,25 @@ def equipment_by_scan(session: Session, asset_id: str | None, field: str = "equi
     return equipment_by_asset(session, text, field)
 
 
-def equipment_list(session: Session, *, due_by: date | None = None) -> list[Equipment]:
-    """All equipment by calibration due date; with due_by, only what is in service and due by then."""
+# Soonest calibration due first; the asset id is unique. Migration 0028 indexes this order.
+EQUIPMENT_ORDER = pagination.Order("equipment", (col(Equipment.calibration_due), col(Equipment.asset_id)))
+
+
+def _equipment(due_by: date | None) -> Select:
     query = select(Equipment)
     if due_by is not None:
         query = query.where(col(Equipment.active).is_(True), col(Equipment.calibration_due) <= due_by)
-    return list(session.scalars(query.order_by(col(Equipment.calibration_due), col(Equipment.asset_id))))
+    return query
+
+
+def equipment_list(session: Session, *, due_by: date | None = None) -> list[Equipment]:
+    """All equipment by calibration due date; with due_by, only what is in service and due by then."""
+    return list(session.scalars(_equipment(due_by).order_by(*EQUIPMENT_ORDER.columns)))
+
+
+def equipment_page(session: Session, ask: pagination.Ask, *, due_by: date | None = None) -> pagination.Page[Equipment]:
+    """A page of equipment_list."""
+    return pagination.page(session, _equipment(due_by), EQUIPMENT_ORDER, ask)
 
 
 def calibration_state(equipment: Equipment, on: date) -> str:

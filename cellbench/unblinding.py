@@ -26,13 +26,15 @@ alone, and the arm it returns leaves it only in the investigator's result and th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlmodel import Session, col
 
-from . import audit, notifications, pharmacy, sealed, signatures, studies, users
+from . import audit, notifications, pagination, pharmacy, sealed, signatures, studies, users
 from .audit import Actor
 from .clock import utcnow
 from .custody import fetch, key
@@ -246,8 +248,15 @@ class Record:
                               "content_hash": sig.content_hash} if sig else None}
 
 
+# Newest first. The cursor holds the record's time and id, sealed (pagination).
+RECORD_ORDER = pagination.Order("unblindings", (col(Unblinding.at), col(Unblinding.id)), newest_first=True)
+
+
 def _records(session: Session, query) -> list[Record]:
-    rows = session.execute(query.order_by(col(Unblinding.at).desc(), col(Unblinding.id).desc())).all()
+    return _as_records(session, session.execute(query.order_by(*(c.desc() for c in RECORD_ORDER.columns))).all())
+
+
+def _as_records(session: Session, rows: Sequence[Any]) -> list[Record]:
     sig_ids = [u.signature_id for u, *_ in rows if u.signature_id]
     sigs = ({s.id: s for s in session.scalars(select(Signature).where(col(Signature.id).in_(sig_ids)))}
             if sig_ids else {})
@@ -265,10 +274,15 @@ def _base():
 
 
 def records(session: Session, study: Study | None = None, limit: int = 200) -> list[Record]:
-    query = _base()
-    if study is not None:
-        query = query.where(col(Participant.study_id) == study.id)
+    query = _base() if study is None else _base().where(col(Participant.study_id) == study.id)
     return _records(session, query.limit(limit))
+
+
+def record_page(session: Session, ask: pagination.Ask, study: Study | None = None) -> pagination.Page[Record]:
+    """A page of unblinding records, newest first; one study's when given."""
+    query = _base() if study is None else _base().where(col(Participant.study_id) == study.id)
+    found = pagination.page(session, query, RECORD_ORDER, ask, key=lambda row: (row[0].at, row[0].id))
+    return pagination.Page(_as_records(session, found.rows), found.next, found.first)
 
 
 def records_of(session: Session, participant: Participant) -> list[Record]:
@@ -282,10 +296,11 @@ def reads_full_outbox(actor: Actor) -> bool:
     return notifications.reads_in_full(actor)
 
 
-def outbox(session: Session, actor: Actor, *, state: str = "pending", limit: int = 200) -> list[Notification]:
-    """Unblinded roles: every message. The investigator who unblinded: the messages her unblindings
-    queued, and the blinded ones of her sites. Anyone else: a refusal."""
-    return notifications.messages(session, actor, state=state, limit=limit)
+def outbox(session: Session, actor: Actor, ask: pagination.Ask, *,
+           state: str = "pending") -> pagination.Page[Notification]:
+    """A page of messages. Unblinded roles: every message. The investigator who unblinded: the
+    messages her unblindings queued, and the blinded ones of her sites. Anyone else: a refusal."""
+    return notifications.message_page(session, actor, ask, state=state)
 
 
 def mark_sent(session: Session, actor: Actor, notification_id: int | str) -> Notification:

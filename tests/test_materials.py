@@ -397,9 +397,9 @@ def test_api_round_trip_for_material_lots(app, db, people):
     assert olivia.post("/api/v1/material-lots/dpbs/L%2F1/release", json={"reason": "x"}).status_code == 403
     done = anna.post("/api/v1/material-lots/dpbs/L%2F1/release", json={"reason": "CoA conforms"})
     assert done.status_code == 200 and done.json()["status"] == "released"
-    released = anna.get("/api/v1/material-lots", params={"status": "released"}).json()
+    released = anna.get("/api/v1/material-lots", params={"status": "released"}).json()["material_lots"]
     assert [r["supplier_lot"] for r in released] == ["L/1"]
-    assert anna.get("/api/v1/material-lots", params={"status": "quarantine"}).json() == []
+    assert anna.get("/api/v1/material-lots", params={"status": "quarantine"}).json()["material_lots"] == []
     assert anna.get("/api/v1/material-lots/dpbs/L%2F1").json()["status"] == "released"
 
 
@@ -408,11 +408,12 @@ def test_api_round_trip_for_equipment(app, db, people):
     made = olivia.post("/api/v1/equipment", json={"asset_id": "CF-1", "equipment_code": "centrifuge",
                                                   "name": "Centrifuge", "calibration_due": "2020-05-05"})
     assert made.status_code == 201 and made.json()["calibration_state"] == "overdue"
-    assert [e["asset_id"] for e in olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json()] == ["CF-1"]
+    due = olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json()["equipment"]
+    assert [e["asset_id"] for e in due] == ["CF-1"]
     calibrated = olivia.post("/api/v1/equipment/CF-1/calibrations", json={"calibration_due": "2031-05-05",
                                                                           "reference": "CAL-1"})
     assert calibrated.status_code == 200 and calibrated.json()["calibration_state"] == "ok"
-    assert olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json() == []
+    assert olivia.get("/api/v1/equipment", params={"due_within_days": 14}).json()["equipment"] == []
     out = olivia.post("/api/v1/equipment/CF-1/service", json={"active": False, "reason": "noise"})
     assert out.json()["calibration_state"] == "out_of_service"
     assert olivia.post("/api/v1/equipment/CF-1/service", json={"active": True, "reason": "ok"}).status_code == 403

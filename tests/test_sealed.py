@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session, SQLModel
 
-from cellbench import models, sealed, study_data, users
+from cellbench import models, pagination, sealed, study_data, users
 from cellbench.app import iter_routes
 from cellbench.audit import Actor
 from cellbench.clock import utcnow
@@ -65,13 +65,14 @@ from .blinding_support import (
     sealed_tripwire,
     side_view,
 )
-from .conftest import PASSWORD, actor_of
+from .conftest import PASSWORD, SECRET, actor_of
 
 # Route modules no blinded role may use, and which can reach the compartment: every one of their
 # routes must answer 403 to every blinded user
 # (test_every_route_of_an_unblinded_only_module_refuses_every_blinded_user).
 UNBLINDED_ONLY = {
-    "cellbench.web.supply", "cellbench.api.supply",  # lists, packaging, kit contents, quarantines
+    "cellbench.web.supply", "cellbench.api.supply",  # lists, packaging, kit contents
+    "cellbench.web.supply_quarantines", "cellbench.api.supply_quarantines",  # quarantines with their kits' arms
     "cellbench.web.lots", "cellbench.api.lots",  # manufacturing lots: what a kit is made of
     "cellbench.web.qc", "cellbench.api.qc",
     "cellbench.web.release", "cellbench.api.release",
@@ -508,7 +509,8 @@ class Arguments:
         self.values = {
             "study": study, "kind": "kit", "lines": [Line(1, 1, "ZZZZ-ZZZZ-Z", "active")], "method": "generated",
             "seed": "s", "block_sizes": (2,), "source_sha256": None, "number": kit.number, "list_id": row.id,
-            "row": row, "offset": 0, "limit": 10, "password": PASSWORD, "reason": "test", "kit_ids": [kit.id],
+            "row": row, "ask": pagination.Ask(None, SECRET, 10), "limit": 10, "password": PASSWORD, "reason": "test",
+            "kit_ids": [kit.id],
             "why": "test", "count": 1, "kit": kit, "vials": [vial], "run_id": run.id, "lot": lot,
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),

@@ -206,33 +206,33 @@ def test_a_second_unblinding_of_the_same_participant_is_recorded_again(db, trial
         assert participant.unblinded_at == first_at
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "emergency unblinding")).all()
     assert "unblinding 2 of this participant" in events[-1].reason
-    records = as_("mette").get(f"/api/v1/unblindings?study={STUDY}&participant={trial.a}").json()
+    records = as_("mette").get(f"/api/v1/unblindings?study={STUDY}&participant={trial.a}").json()["unblindings"]
     assert [r["reason"] for r in records] == ["second treating physician asks", "first SAE"]
 
 
 def test_the_outbox_is_read_in_full_by_unblinded_roles_and_marked_sent_by_the_mail_transport(db, trial, as_):
     _api(as_("ida"), trial.a)
     sara = as_("sara")
-    pending = sara.get("/api/v1/outbox").json()
+    pending = sara.get("/api/v1/outbox").json()["messages"]
     assert len(pending) == 1 and "Arm: active" in pending[0]["body"] and pending[0]["to_address"] == EMAIL
     page = sara.get("/outbox")
     assert "Arm: active" in page.text and "Mark sent" in page.text
 
-    own = as_("ida").get("/api/v1/outbox").json()
+    own = as_("ida").get("/api/v1/outbox").json()["messages"]
     assert [(n["subject"], n["body"]) for n in own] == [(pending[0]["subject"], None)]
     ida_page = as_("ida").get("/outbox")
     assert trial.a in ida_page.text and "Arm:" not in ida_page.text and "Mark sent" not in ida_page.text
     with db.write() as s:  # another investigator's outbox holds nothing of Ida's
         users.create_user(s, users.cli_actor(), "iris", "Iris Investigator", PASSWORD, ["investigator"])
     from .conftest import sign_in
-    assert sign_in(as_("ida").app, "iris").get("/api/v1/outbox").json() == []
+    assert sign_in(as_("ida").app, "iris").get("/api/v1/outbox").json() == {"messages": [], "next": None}
     assert as_("frida").get("/api/v1/outbox").status_code == 403
     assert as_("ida").post(f"/api/v1/outbox/{pending[0]['id']}/sent").status_code == 403
 
     sent = sara.post(f"/api/v1/outbox/{pending[0]['id']}/sent")
     assert sent.status_code == 200 and sent.json()["sent_at"]
-    assert sara.get("/api/v1/outbox").json() == []
-    assert [n["id"] for n in sara.get("/api/v1/outbox?state=sent").json()] == [pending[0]["id"]]
+    assert sara.get("/api/v1/outbox").json() == {"messages": [], "next": None}
+    assert [n["id"] for n in sara.get("/api/v1/outbox?state=sent").json()["messages"]] == [pending[0]["id"]]
     twice = sara.post(f"/api/v1/outbox/{pending[0]['id']}/sent")
     assert twice.status_code == 409
     with db.read() as s:
@@ -396,7 +396,7 @@ def test_the_blinded_investigator_never_sees_the_impact_list(db, trial_world, as
             seen = audit.trail(s, actor_of(db, who), audit.TrailFilter(), limit=None)
         assert not [e for e in seen if e.action in (unblinding_impact.SENT, "sealed read")
                     or mate in " ".join(filter(None, (e.entity_id, e.new_value, e.reason)))], who
-    own = ida.get("/api/v1/outbox?state=all").json()
+    own = ida.get("/api/v1/outbox?state=all").json()["messages"]
     assert {n["subject"] for n in own} == {f"Emergency unblinding: {STUDY} participant {x}"}, \
         "the impact message is not among the investigator's own"
     assert "/impact" in as_("anna").get(f"/unblinding/{STUDY}/{x}").text, "QA is led to it"
@@ -429,7 +429,7 @@ def test_the_sponsor_notification_carries_the_impact_and_the_sealed_reads_are_lo
     assert (record.visibility, record.user_id) == ("unblinded", anna_id) and mate in record.new_value
     assert "Sent by" in anna.get(f"/unblinding/{STUDY}/{x}/impact").text
     assert "impact is not yet sent" not in anna.get("/").text
-    assert as_("sara").get("/api/v1/outbox").json()[0]["body"] == impact.body
+    assert as_("sara").get("/api/v1/outbox").json()["messages"][0]["body"] == impact.body
 
 
 def test_the_impact_readers_are_named_once_for_the_blinded_facing_page():

@@ -15,6 +15,8 @@ from .. import clock, donors
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Donation, Donor, DonorTest, Eligibility, Meaning, Role
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["donors"])
 reader = require(*donors.READERS)
@@ -135,12 +137,17 @@ def donation_out(session: Session, d: Donation) -> DonationOut:
 
 
 
-@router.get("/donors", response_model=list[DonorOut])
+DonorPageOut = paging.page_model("DonorPageOut", "donors", DonorOut, "Newest donor first")
+
+
+@router.get("/donors", response_model=DonorPageOut)
 def list_donors(viewer: Viewer = Depends(reader), session: Session = Depends(read_session),
-                eligibility: Eligibility | None = None):
-    rows = donors.donors_overview(session, eligibility.value if eligibility else None)
-    return [DonorOut(code=r.donor.code, consent_date=r.donor.consent_date, consent_reference=r.donor.consent_reference,
-                     created_at=r.donor.created_at, donations=[_summary(d) for d in r.donations]) for r in rows]
+                eligibility: Eligibility | None = None, ask: Ask = Depends(paging.ask)):
+    found = donors.donor_page(session, ask, eligibility.value if eligibility else None)
+    return DonorPageOut(donors=[DonorOut(code=r.donor.code, consent_date=r.donor.consent_date,
+                                         consent_reference=r.donor.consent_reference, created_at=r.donor.created_at,
+                                         donations=[_summary(d) for d in r.donations]) for r in found.rows],
+                        next=found.next)
 
 
 @router.post("/donors", response_model=DonorOut, status_code=201)

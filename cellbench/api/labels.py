@@ -17,6 +17,9 @@ from .. import studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..labels import printing as labelling
+from ..labels.runs import run_page as label_run_page
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["labels"])
 readers = require(*labelling.READERS)
@@ -73,12 +76,17 @@ def run_out(session: Session, run, *, detail: bool = False) -> LabelRunOut:
     return LabelRunOut(**values)
 
 
-@router.get("/label-runs", response_model=list[LabelRunOut])
-def list_runs(study: str | None = None, open_only: bool = False, viewer: Viewer = Depends(readers),
-              session: Session = Depends(read_session)):
+LabelRunPageOut = paging.page_model("LabelRunPageOut", "label_runs", LabelRunOut,
+                                    "Runs awaiting reconciliation first, newest first within each")
+
+
+@router.get("/label-runs", response_model=LabelRunPageOut)
+def list_runs(study: str | None = None, open_only: bool = False, ask: Ask = Depends(paging.ask),
+              viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     """Runs awaiting reconciliation first, newest first within each."""
-    rows = labelling.runs(session, studies.by_code(session, study) if study else None, open_only=open_only)
-    return [LabelRunOut(**view.as_json(), output_url=_url(view.number)) for view in labelling.views(session, rows)]
+    found = label_run_page(session, ask, studies.by_code(session, study) if study else None, open_only=open_only)
+    return LabelRunPageOut(label_runs=[LabelRunOut(**view.as_json(), output_url=_url(view.number))
+                                       for view in labelling.views(session, found.rows)], next=found.next)
 
 
 @router.post("/label-runs", response_model=LabelRunDetailOut, status_code=201)

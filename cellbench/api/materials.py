@@ -11,6 +11,8 @@ from .. import clock, materials
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Equipment, MaterialLot, MaterialStatus, Role
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["materials and equipment"])
 keepers = require(Role.operator, Role.qa)
@@ -82,10 +84,15 @@ class Service(BaseModel):
 # --- material lots ----------------------------------------------------------------------------
 
 
-@router.get("/material-lots", response_model=list[MaterialLotOut])
-def list_material_lots(status: MaterialStatus | None = None, viewer: Viewer = Depends(keepers),
-                       session: Session = Depends(read_session)):
-    return [lot_out(lot) for lot in materials.material_lots(session, status)]
+MaterialLotPageOut = paging.page_model("MaterialLotPageOut", "material_lots", MaterialLotOut,
+                                       "Soonest expiry first, then by material code and supplier lot")
+
+
+@router.get("/material-lots", response_model=MaterialLotPageOut)
+def list_material_lots(status: MaterialStatus | None = None, ask: Ask = Depends(paging.ask),
+                       viewer: Viewer = Depends(keepers), session: Session = Depends(read_session)):
+    found = materials.material_lot_page(session, ask, status)
+    return MaterialLotPageOut(material_lots=[lot_out(lot) for lot in found.rows], next=found.next)
 
 
 @router.post("/material-lots", response_model=MaterialLotOut, status_code=201)
@@ -130,12 +137,18 @@ def reject_material_lot(material_code: str, supplier_lot: str, body: Reason, vie
 # --- equipment --------------------------------------------------------------------------------
 
 
-@router.get("/equipment", response_model=list[EquipmentOut])
+EquipmentPageOut = paging.page_model("EquipmentPageOut", "equipment", EquipmentOut,
+                                     "Soonest calibration due first, then by asset id")
+
+
+@router.get("/equipment", response_model=EquipmentPageOut)
 def list_equipment(request: Request, due_within_days: int | None = Query(None, ge=0, le=3650),
-                   viewer: Viewer = Depends(keepers), session: Session = Depends(read_session)):
+                   ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(keepers),
+                   session: Session = Depends(read_session)):
     today = clock.today()
     due_by = today + timedelta(days=due_within_days) if due_within_days is not None else None
-    return [equipment_out(item, today) for item in materials.equipment_list(session, due_by=due_by)]
+    found = materials.equipment_page(session, ask, due_by=due_by)
+    return EquipmentPageOut(equipment=[equipment_out(item, today) for item in found.rows], next=found.next)
 
 
 @router.post("/equipment", response_model=EquipmentOut, status_code=201)

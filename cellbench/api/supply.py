@@ -1,5 +1,5 @@
-"""JSON API for the supply manager (unblinded): lists, packaging runs, blinded-lot compositions, the
-unblinded kit view and blind-preserving quarantines. Blinded roles get 403 on every route here.
+"""JSON API for the supply manager (unblinded): lists, packaging runs, blinded-lot compositions and the
+unblinded kit view (the quarantines: supply_quarantines.py). Blinded roles get 403 on every route here.
 
 Every read of the sealed compartment is a logged read, so the routes that return an arm, a list's
 entries or a kit's contents run in a write transaction."""
@@ -7,25 +7,25 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from .. import inputs, kits, lots, sealed, studies
+from .. import kits, sealed, studies
 from ..db import Database
-from ..deps import Viewer, get_db, read_session, require
+from ..deps import Viewer, get_db, require
 from ..errors import NotFound
-from ..models import BlindedLot, KitQuarantine, KitState, Lot, Meaning, PackagingRun, Signature, Study, User, saved_id
+from ..models import BlindedLot, KitState, Meaning, PackagingRun, Signature, Study, User, saved_id
+from ..pagination import Ask
 from ..sealing import LIST_MACHINE
-from ..supply import lists, packaging, quarantine
-from ..supply.views import READERS, composition_by_arm, find_list, quarantine_kits, run_kits, signature_of
+from ..supply import lists, packaging
+from ..supply.views import READERS, composition_by_arm, find_list, run_kits, signature_of
+from . import paging
 
 router = APIRouter(prefix="/api/v1/supply", tags=["supply (unblinded)"])
 readers = require(*READERS)
 makers = require(*lists.MAKERS)
 packers = require(*packaging.PACKERS)
-openers = require(*quarantine.OPENERS)
-deciders = require(*quarantine.DECIDERS)
 
 
 class SignatureOut(BaseModel):
@@ -65,9 +65,8 @@ class EntryOut(BaseModel):
 class ListDetailOut(ListOut):
     actions: list[str] = Field(description="What you may do with the list now, by its lifecycle: seal, discard")
     arm_counts: dict[str, int]
-    offset: int
-    limit: int
-    entries: list[EntryOut]
+    entries: list[EntryOut] = Field(description="A page of the entries, in list order")
+    next: str | None = Field(description=paging.NEXT)
 
 
 def list_out(session: Session, study: Study, row) -> ListOut:
@@ -79,14 +78,13 @@ def list_out(session: Session, study: Study, row) -> ListOut:
                    signature=signature_out(signature_of(session, row.signature_id)))
 
 
-def list_detail(session: Session, viewer: Viewer, study: Study, row,
-                offset: int, limit: int) -> ListDetailOut:
-    entries = sealed.list_lines(session, viewer.actor, row, offset=offset, limit=limit)
+def list_detail(session: Session, viewer: Viewer, study: Study, row, ask: Ask) -> ListDetailOut:
+    found = sealed.list_page(session, viewer.actor, row, ask)
     return ListDetailOut(**list_out(session, study, row).model_dump(),
                          actions=LIST_MACHINE.allowed(row, viewer.actor.roles),
-                         arm_counts=sealed.arm_counts(session, viewer.actor, row), offset=offset, limit=limit,
+                         arm_counts=sealed.arm_counts(session, viewer.actor, row), next=found.next,
                          entries=[EntryOut(position=e.position, block=e.block, number=e.key, arm=e.arm)
-                                  for e in entries])
+                                  for e in found.rows])
 
 
 class NewList(BaseModel):
@@ -138,13 +136,12 @@ def import_list(code: str, body: ImportedList, viewer: Viewer = Depends(makers),
 
 
 @router.get("/studies/{code}/lists/{kind}/{version}", response_model=ListDetailOut)
-def get_list(code: str, kind: str, version: int, offset: int = Query(0, ge=0, le=inputs.MAX_DB_ID),
-             limit: int = Query(200, ge=1, le=1000),
+def get_list(code: str, kind: str, version: int, ask: Ask = Depends(paging.ask),
              viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     with db.write() as session:
         study = studies.by_code(session, code, field="code")
         row = find_list(session, viewer.actor, study, kind, version)
-        return list_detail(session, viewer, study, row, offset, limit)
+        return list_detail(session, viewer, study, row, ask)
 
 
 @router.post("/studies/{code}/lists/{kind}/{version}/seal", response_model=ListOut)
@@ -231,10 +228,9 @@ class RunOut(BaseModel):
     created_by: str
     created_at: datetime
     lots: list[str]
-    total: int
-    offset: int
-    limit: int
-    kits: list[RunKitOut] = Field(description="In kit-number order")
+    total: int = Field(description="The run's kits, on every page")
+    kits: list[RunKitOut] = Field(description="A page of the run's kits, in kit-number order")
+    next: str | None = Field(description=paging.NEXT)
 
 
 class NewRun(BaseModel):
@@ -245,8 +241,8 @@ class NewRun(BaseModel):
     blinded_lot: str | None = Field(None, description="An existing blinded lot of the study; empty: a new one")
 
 
-def run_out(session: Session, viewer: Viewer, run: PackagingRun, offset: int, limit: int) -> RunOut:
-    rows, total = run_kits(session, viewer.actor, run, offset=offset, limit=limit)
+def run_out(session: Session, viewer: Viewer, run: PackagingRun, ask: Ask) -> RunOut:
+    found, total = run_kits(session, viewer.actor, run, ask)
     blinded = session.get(BlindedLot, run.blinded_lot_id)
     if blinded is None:
         raise NotFound(f"Packaging run {run.number} names no blinded lot.", field="blinded_lot")
@@ -256,25 +252,25 @@ def run_out(session: Session, viewer: Viewer, run: PackagingRun, offset: int, li
     return RunOut(number=run.number, study=studies.by_id(session, run.study_id).code, blinded_lot=blinded.code,
                   blinded_expiry=blinded.expiry, kit_count=run.kit_count,
                   created_by=creator.full_name if creator else "", created_at=run.created_at,
-                  lots=[lot.number for lot in run_lots], total=total, offset=offset, limit=limit,
+                  lots=[lot.number for lot in run_lots], total=total, next=found.next,
                   kits=[RunKitOut(kit_number=r.kit.number, state=KitState(r.kit.state), arm=r.arm,
-                                  units=units_out(r.units)) for r in rows])
+                                  units=units_out(r.units)) for r in found.rows])
 
 
 @router.post("/packaging-runs", response_model=RunOut, status_code=201)
-def create_run(body: NewRun, viewer: Viewer = Depends(packers), db: Database = Depends(get_db)):
+def create_run(body: NewRun, request: Request, viewer: Viewer = Depends(packers), db: Database = Depends(get_db)):
     with db.write() as session:
         study = studies.by_code(session, body.study, field="study")
         run = packaging.package(session, viewer.actor, study, kit_count=body.kit_count, asc_lots=body.asc_lots,
                                 placebo_lots=body.placebo_lots, blinded_lot_code=body.blinded_lot)
-        return run_out(session, viewer, run, 0, 100)
+        return run_out(session, viewer, run, Ask(None, request.app.state.settings.secret_key, 100))  # its first page
 
 
 @router.get("/packaging-runs/{number}", response_model=RunOut)
-def get_run(number: str, offset: int = Query(0, ge=0, le=inputs.MAX_DB_ID), limit: int = Query(100, ge=1, le=1000),
-            viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+def get_run(number: str, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
+            db: Database = Depends(get_db)):
     with db.write() as session:
-        return run_out(session, viewer, packaging.run_by_number(session, number), offset, limit)
+        return run_out(session, viewer, packaging.run_by_number(session, number), ask)
 
 
 class LotShareOut(BaseModel):
@@ -311,96 +307,3 @@ def unblinded_kit(number: str, viewer: Viewer = Depends(readers), db: Database =
         kit = kits.by_number(session, number, field="number")
         arm, units = sealed.contents(session, viewer.actor, kit)
         return UnblindedKitOut(**kits.view(session, kit).as_json(), arm=arm, units=units_out(units))
-
-
-# --- quarantines ---------------------------------------------------------------------------------------
-
-
-class QuarantineOut(BaseModel):
-    number: str
-    study: str
-    state: str = Field(description="open | lifted | withdrawn")
-    cause: str = Field(description=" | ".join(quarantine.CAUSES))
-    lot: str | None
-    policy: str
-    reason: str
-    kit_count: int
-    opened_by: str | None
-    opened_at: datetime
-    closed_at: datetime | None
-    closure_reason: str | None
-    closure: SignatureOut | None
-
-
-class MemberOut(BaseModel):
-    kit_number: str
-    arm: str | None
-    state: KitState
-
-
-class QuarantineDetailOut(QuarantineOut):
-    actions: list[str] = Field(description="The decisions you may take now, by its lifecycle: lift, withdraw")
-    kits: list[MemberOut]
-
-
-class NewQuarantine(BaseModel):
-    lot: str
-    policy: str | None = Field(None, description="Empty: the study's policy")
-    reason: str
-
-
-def quarantine_out(session: Session, kq: KitQuarantine) -> QuarantineOut:
-    lot = session.get(Lot, kq.lot_id) if kq.lot_id else None
-    opener = session.get(User, kq.opened_by) if kq.opened_by else None
-    study = studies.by_id(session, kq.study_id)
-    return QuarantineOut(number=kq.number, study=study.code, state=kq.state, cause=kq.cause,
-                         lot=lot.number if lot else None, policy=kq.policy, reason=kq.reason, kit_count=kq.kit_count,
-                         opened_by=opener.full_name if opener else None, opened_at=kq.opened_at,
-                         closed_at=kq.closed_at, closure_reason=kq.closure_reason,
-                         closure=signature_out(signature_of(session, kq.closure_signature_id)))
-
-
-def quarantine_detail(session: Session, viewer: Viewer, kq: KitQuarantine) -> QuarantineDetailOut:
-    return QuarantineDetailOut(**quarantine_out(session, kq).model_dump(),
-                               actions=quarantine.allowed_decisions(kq, viewer.actor),
-                               kits=[MemberOut(kit_number=kit.number, arm=arm, state=KitState(kit.state))
-                                     for kit, arm in quarantine_kits(session, viewer.actor, kq)])
-
-
-@router.get("/quarantines", response_model=list[QuarantineOut])
-def list_quarantines(state: str | None = Query(None, pattern="^(open|lifted|withdrawn)$"),
-                     viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return [quarantine_out(session, kq) for kq in quarantine.quarantines(session, state)]
-
-
-@router.post("/quarantines", response_model=list[QuarantineDetailOut], status_code=201)
-def open_quarantine(body: NewQuarantine, viewer: Viewer = Depends(openers), db: Database = Depends(get_db)):
-    """A manual quarantine of the lot's kits: one record per study its kits are in."""
-    with db.write() as session:
-        opened = quarantine.open_manual(session, viewer.actor, lots.by_number(session, body.lot), body.policy,
-                                        body.reason)
-        return [quarantine_detail(session, viewer, kq) for kq in opened]
-
-
-@router.get("/quarantines/{number}", response_model=QuarantineDetailOut)
-def get_quarantine(number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
-    with db.write() as session:
-        return quarantine_detail(session, viewer, quarantine.by_number(session, number))
-
-
-@router.post("/quarantines/{number}/lift", response_model=QuarantineDetailOut)
-def lift_quarantine(number: str, body: SignedReason, viewer: Viewer = Depends(deciders),
-                    db: Database = Depends(get_db)):
-    with db.write() as session:
-        kq = quarantine.by_number(session, number)
-        quarantine.lift(session, session.merge(viewer.user), kq, body.reason, body.password)
-        return quarantine_detail(session, viewer, kq)
-
-
-@router.post("/quarantines/{number}/withdraw", response_model=QuarantineDetailOut)
-def withdraw_quarantine(number: str, body: SignedReason, viewer: Viewer = Depends(deciders),
-                        db: Database = Depends(get_db)):
-    with db.write() as session:
-        kq = quarantine.by_number(session, number)
-        quarantine.withdraw(session, session.merge(viewer.user), kq, body.reason, body.password)
-        return quarantine_detail(session, viewer, kq)

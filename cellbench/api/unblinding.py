@@ -15,6 +15,8 @@ from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..errors import InvalidInput
 from ..models import Meaning, Notification
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["emergency unblinding"])
 readers = require(*unblinding.READERS)
@@ -90,17 +92,25 @@ def unblind(body: UnblindingIn, viewer: Viewer = Depends(require(*unblinding.UNB
                             at=r.record.at, signature=_sig(r.signature), notified=r.notification.to_address)
 
 
-@router.get("/unblindings", response_model=list[RecordOut])
-def list_unblindings(study: str | None = None, participant: str | None = None, viewer: Viewer = Depends(readers),
-                     session: Session = Depends(read_session)):
+RecordPageOut = paging.page_model("RecordPageOut", "unblindings", RecordOut, "Newest first")
+
+
+@router.get("/unblindings", response_model=RecordPageOut)
+def list_unblindings(study: str | None = None, participant: str | None = None, ask: Ask = Depends(paging.ask),
+                     viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    """Unblinding records, newest first; with `participant` (and its `study`), that participant's
+    records only, on one page (a participant is unblinded a handful of times at most)."""
     chosen = studies.by_code(session, study) if study else None
+    next_cursor = None
     if participant:
         if chosen is None:
             raise InvalidInput("Name the study of the participant.", field="study")
         rows = unblinding.records_of(session, unblinding.participant_by_number(session, chosen, participant))
     else:
-        rows = unblinding.records(session, chosen)
-    return [RecordOut(**{**r.as_json(), "signature": _sig(r.signature) if r.signature else None}) for r in rows]
+        found = unblinding.record_page(session, ask, chosen)
+        rows, next_cursor = found.rows, found.next
+    return RecordPageOut(unblindings=[RecordOut(**{**r.as_json(), "signature": _sig(r.signature) if r.signature
+                                                   else None}) for r in rows], next=next_cursor)
 
 
 def _note(n: Notification, full: bool) -> NotificationOut:
@@ -109,13 +119,17 @@ def _note(n: Notification, full: bool) -> NotificationOut:
                            audience=n.audience, attempts=n.attempts, last_error=n.last_error)
 
 
-@router.get("/outbox", response_model=list[NotificationOut])
-def outbox(state: str = "pending",
+OutboxPageOut = paging.page_model("OutboxPageOut", "messages", NotificationOut, "Newest first")
+
+
+@router.get("/outbox", response_model=OutboxPageOut)
+def outbox(state: str = "pending", ask: Ask = Depends(paging.ask),
            viewer: Viewer = Depends(require(*unblinding.OUTBOX_READERS, *unblinding.UNBLINDERS)),
            session: Session = Depends(read_session)):
     """Messages for the mail transport: `pending` (default), `sent` or `all`."""
     full = unblinding.reads_full_outbox(viewer.actor)
-    return [_note(n, full) for n in unblinding.outbox(session, viewer.actor, state=state)]
+    found = unblinding.outbox(session, viewer.actor, ask, state=state)
+    return OutboxPageOut(messages=[_note(n, full) for n in found.rows], next=found.next)
 
 
 @router.post("/outbox/{notification_id}/sent", response_model=NotificationOut)

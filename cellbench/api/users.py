@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
@@ -13,6 +14,8 @@ from ..db import Database
 from ..deps import Viewer, current_viewer, get_db, read_session, require
 from ..errors import NotFound
 from ..models import Role, User, saved_id
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 admin = require(Role.admin)
@@ -63,9 +66,14 @@ def me(viewer: Viewer = Depends(current_viewer), session: Session = Depends(read
     return user_out(session, viewer.user, viewer.roles)
 
 
-@router.get("/users", response_model=list[UserOut])
-def list_users(viewer: Viewer = Depends(admin), session: Session = Depends(read_session)) -> list[UserOut]:
-    return [user_out(session, u, r) for u, r in users.all_users(session)]
+UserPageOut = paging.page_model("UserPageOut", "users", UserOut, "In username order")
+
+
+@router.get("/users", response_model=UserPageOut)
+def list_users(ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(admin),
+               session: Session = Depends(read_session)) -> Any:
+    found = users.user_page(session, ask)
+    return UserPageOut(users=[user_out(session, u, r) for u, r in found.rows], next=found.next)
 
 
 @router.post("/users", response_model=UserOut, status_code=201)

@@ -57,4 +57,4 @@ from .panel import (
     sample_window,
     tests_of,
 )
-from .registry import DonorRow, donor_by_code, donors_overview, next_donor_code, parse_donor_code, register_donor
+from .registry import DonorRow, donor_by_code, donor_page, next_donor_code, parse_donor_code, register_donor

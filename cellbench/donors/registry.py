@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, clock, inputs, users
+from .. import audit, clock, inputs, pagination, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -85,14 +85,24 @@ class DonorRow:
     donations: list[Donation]
 
 
-def donors_overview(session: Session, eligibility: str | None = None) -> list[DonorRow]:
-    """Every donor with its donations (newest donor first); optionally only donors with a donation
-    in one eligibility state."""
-    donations: dict[int, list[Donation]] = {}
-    for d in session.scalars(select(Donation).order_by(col(Donation.donated_on), col(Donation.id))):
-        donations.setdefault(d.donor_id, []).append(d)
-    rows = [DonorRow(donor, donations.get(donor.id or 0, []))
-            for donor in session.scalars(select(Donor).order_by(col(Donor.id).desc()))]
+# Newest donor first. The cursor holds a donor's id, sealed (pagination): ids are not shown.
+DONOR_ORDER = pagination.Order("donors", (col(Donor.id),), newest_first=True)
+
+
+def donor_page(session: Session, ask: pagination.Ask, eligibility: str | None = None) -> pagination.Page[DonorRow]:
+    """A page of donors, newest first, each with its donations (oldest first); optionally only donors
+    with a donation in one eligibility state."""
+    query = select(Donor)
     if eligibility:
-        rows = [r for r in rows if any(Eligibility(d.eligibility).value == eligibility for d in r.donations)]
-    return rows
+        if eligibility not in {e.value for e in Eligibility}:
+            raise InvalidInput(f"Unknown eligibility '{eligibility}'.", field="eligibility")
+        query = query.where(col(Donor.id).in_(select(col(Donation.donor_id))
+                                              .where(col(Donation.eligibility) == eligibility)))
+    found = pagination.page(session, query, DONOR_ORDER, ask)
+    donations: dict[int, list[Donation]] = {}
+    ids = [donor.id for donor in found.rows]
+    for d in session.scalars(select(Donation).where(col(Donation.donor_id).in_(ids))
+                             .order_by(col(Donation.donated_on), col(Donation.id))):
+        donations.setdefault(d.donor_id, []).append(d)
+    return pagination.Page([DonorRow(donor, donations.get(donor.id or 0, [])) for donor in found.rows],
+                           found.next, found.first)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, case, func, select
 from sqlmodel import Session, col
 
+from .. import pagination
 from ..errors import NotFound
 from ..models import BlindedLot, Kit, KitState, LabelRun, LabelRunKit, Study, User
 
@@ -29,14 +30,30 @@ def by_number(session: Session, number: str | None, *, field: str = "number") ->
     return run
 
 
-def runs(session: Session, study: Study | None = None, open_only: bool = False) -> list[LabelRun]:
-    """Runs awaiting reconciliation first, then the others; newest first within each."""
+def _runs(study: Study | None, open_only: bool) -> Select:
     query = select(LabelRun)
     if study is not None:
         query = query.where(col(LabelRun.study_id) == study.id)
     if open_only:
         query = query.where(col(LabelRun.reconciled_at).is_(None))
-    return list(session.scalars(query.order_by(col(LabelRun.reconciled_at).is_not(None), col(LabelRun.id).desc())))
+    return query
+
+
+def runs(session: Session, study: Study | None = None, open_only: bool = False) -> list[LabelRun]:
+    """Runs awaiting reconciliation first, then the others; newest first within each."""
+    return list(session.scalars(_runs(study, open_only).order_by(*(c.desc() for c in RUN_ORDER.columns))))
+
+
+# Runs awaiting reconciliation first, newest first within each: a DESC walk of (open?, id).
+RUN_ORDER = pagination.Order("label runs", (case((col(LabelRun.reconciled_at).is_(None), 1), else_=0),
+                                            col(LabelRun.id)), newest_first=True)
+
+
+def run_page(session: Session, ask: pagination.Ask, study: Study | None = None,
+             open_only: bool = False) -> pagination.Page[LabelRun]:
+    """A page of `runs`, in its order."""
+    return pagination.page(session, _runs(study, open_only), RUN_ORDER, ask,
+                           key=lambda run: (int(run.reconciled_at is None), run.id))
 
 
 def open_count(session: Session) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -28,6 +28,8 @@ class Donor(SQLModel, table=True):
 
 class Donation(SQLModel, table=True):
     __tablename__ = "donation"
+    # the donor list filtered by eligibility (pagination.py, migration 0028)
+    __table_args__ = (Index("ix_donation_eligibility_donor", "eligibility", "donor_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     donor_id: int = Field(foreign_key="donor.id", index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -30,6 +30,8 @@ class LotState(str, enum.Enum):
 
 class Lot(SQLModel, table=True):
     __tablename__ = "lot"
+    # the release list: lots in given states, by number (pagination.py, migration 0028)
+    __table_args__ = (Index("ix_lot_state_number", "state", "number"),)
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import String, UniqueConstraint
+from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -20,7 +20,10 @@ class MaterialLot(SQLModel, table=True):
     """A received lot of a raw material or consumable (supplier lot, expiry, QA status)."""
 
     __tablename__ = "material_lot"
-    __table_args__ = (UniqueConstraint("material_code", "supplier_lot"),)
+    # the material list by expiry, and by status then expiry (pagination.py, migration 0028)
+    __table_args__ = (UniqueConstraint("material_code", "supplier_lot"),
+                      Index("ix_material_lot_expiry", "expiry", "material_code", "supplier_lot"),
+                      Index("ix_material_lot_status_expiry", "status", "expiry", "material_code", "supplier_lot"))
 
     id: int | None = Field(default=None, primary_key=True)
     material_code: str = Field(max_length=64)  # as named in the specification's steps
@@ -34,6 +37,8 @@ class MaterialLot(SQLModel, table=True):
 
 class Equipment(SQLModel, table=True):
     __tablename__ = "equipment"
+    # the equipment list by calibration due (pagination.py, migration 0028)
+    __table_args__ = (Index("ix_equipment_due_asset", "calibration_due", "asset_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     asset_id: str = Field(max_length=64, unique=True)  # the label scanned at the bench

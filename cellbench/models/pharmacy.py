@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -81,6 +81,8 @@ class Unblinding(SQLModel, table=True):
     sealed compartment and shown once to the investigator who unblinded."""
 
     __tablename__ = "unblinding"
+    # the unblinding list, newest first (pagination.py, migration 0028)
+    __table_args__ = (Index("ix_unblinding_at_id", "at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True)
@@ -101,6 +103,8 @@ class Notification(SQLModel, table=True):
     `to_address` is the first recipient (kept for the rows written before `recipients`)."""
 
     __tablename__ = "notification"
+    # the notifications list by state, newest first (pagination.py, migration 0028)
+    __table_args__ = (Index("ix_notification_state_id", "state", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=32)

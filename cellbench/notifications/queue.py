@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import cast
 
-from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, exists, func, or_, select, update
 from sqlmodel import Session, col
 
-from .. import audit, inputs, users
+from .. import audit, inputs, pagination, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -135,7 +135,7 @@ def _own_ids(actor: Actor):
                                                    col(AuditEvent.user_id) == actor.user_id))
 
 
-def messages(session: Session, actor: Actor, *, state: str = "all", limit: int = 200) -> list[Notification]:
+def _messages(session: Session, actor: Actor, state: str) -> Select:
     """Unblinded readers: every message. Site people: the blinded messages of their sites and
     studies, and the messages their own unblindings queued. Anyone else: a refusal."""
     if state not in STATES:
@@ -151,7 +151,17 @@ def messages(session: Session, actor: Actor, *, state: str = "all", limit: int =
                        col(Notification.site_id).in_(sorted(actor.sites or ())),
                        col(Notification.study_id).in_(sorted(actor.studies or ())))
         query = query.where(or_(mine, blinded) if actor.sites is not None else mine)
-    return list(session.scalars(query.order_by(col(Notification.id).desc()).limit(limit)))
+    return query
+
+
+# Newest first. The cursor holds a message's id, sealed (pagination).
+MESSAGE_ORDER = pagination.Order("notifications", (col(Notification.id),), newest_first=True)
+
+
+def message_page(session: Session, actor: Actor, ask: pagination.Ask, *,
+                 state: str = "all") -> pagination.Page[Notification]:
+    """A page of the messages this actor may read (see _messages), newest first."""
+    return pagination.page(session, _messages(session, actor, state), MESSAGE_ORDER, ask)
 
 
 def count(session: Session, state: str) -> int:

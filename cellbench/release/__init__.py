@@ -64,6 +64,7 @@ from .queues import (
     READERS,
     awaiting_review,
     awaiting_sponsor_release,
+    lot_page_in,
     lots_in,
     lots_pending_for,
     pending_owned_by,

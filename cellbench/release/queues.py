@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from .. import pagination
 from ..audit import Actor
 from ..models import Lot, LotState, PendingTest, Role
 from .gates import audit_trail_reviewed, batch_record_reviewed, readiness
@@ -18,6 +19,16 @@ READERS = (Role.qa, Role.qp, Role.qc_analyst, Role.supply_manager)
 def lots_in(session: Session, *states: LotState) -> list[Lot]:
     return list(session.scalars(select(Lot).where(col(Lot.state).in_([s.value for s in states]))
                                 .order_by(col(Lot.number))))
+
+
+# By lot number (unique); migration 0028 indexes (state, number).
+LOT_NUMBER_ORDER = pagination.Order("release lots", (col(Lot.number),))
+
+
+def lot_page_in(session: Session, ask: pagination.Ask, *states: LotState) -> pagination.Page[Lot]:
+    """A page of lots_in."""
+    return pagination.page(session, select(Lot).where(col(Lot.state).in_([s.value for s in states])),
+                           LOT_NUMBER_ORDER, ask)
 
 
 def awaiting_review(session: Session) -> list[Lot]:

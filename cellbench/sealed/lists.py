@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlmodel import Session, col
 
-from .. import audit, kits, signatures
+from .. import audit, kits, pagination, signatures
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -143,9 +143,20 @@ def lists_of(session: Session, actor: Actor, study: Study) -> list[SealedList]:
                                 .order_by(col(SealedList.kind), col(SealedList.version))))
 
 
-def list_lines(session: Session, actor: Actor, row: SealedList, *, offset: int = 0, limit: int = 200) -> list[Line]:
-    _read(session, actor, READERS, "list entries", f"{row.id}:{offset}+{limit}")
-    return [Line(*values) for values in session.execute(_lines_query(row).offset(offset).limit(limit))]
+def list_lines(session: Session, actor: Actor, row: SealedList, *, limit: int = 200) -> list[Line]:
+    """The list's first `limit` lines (a whole list, for a caller that knows its size)."""
+    _read(session, actor, READERS, "list entries", f"{row.id}:first {limit}")
+    return [Line(*values) for values in session.execute(_lines_query(row).limit(limit))]
+
+
+def list_page(session: Session, actor: Actor, row: SealedList, ask: pagination.Ask) -> pagination.Page[Line]:
+    """A page of the list's lines in list order, after the cursor (keyset on the position, unique in
+    its list). The list's id is bound into its cursors: another list's cursor is refused."""
+    _read(session, actor, READERS, "list entries", f"{row.id}:page of {ask.size}")
+    table, _number = _line_table(row.kind)
+    order = pagination.Order(f"sealed list {row.id}", (col(table.position),))
+    found = pagination.page(session, _lines_query(row).order_by(None), order, ask, key=lambda line: (line[0],))
+    return pagination.Page([Line(*values) for values in found.rows], found.next, found.first)
 
 
 def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int]:

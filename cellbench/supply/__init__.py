@@ -67,6 +67,7 @@ from .views import (
     find_list,
     lots_by_id,
     quarantine_kits,
+    quarantines_page,
     run_kits,
     signature_of,
 )

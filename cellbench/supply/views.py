@@ -8,10 +8,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlmodel import Session, col
 
-from .. import kits, sealed, studies
+from .. import kits, pagination, sealed, studies
 from ..audit import Actor
 from ..errors import NotFound
 from ..models import (
@@ -56,13 +56,17 @@ class KitUnits:
     units: list[tuple[int, Vial, Lot]]  # (dose, vial, lot)
 
 
-def run_kits(session: Session, actor: Actor, run: PackagingRun, *, offset: int,
-             limit: int) -> tuple[list[KitUnits], int]:
-    """A page of a run's kits, in kit-number order, each with its arm and units."""
+# A run's kits in kit-number order (random numbers: the order says nothing of arms).
+RUN_KIT_ORDER = pagination.Order("packaging run kits", (col(Kit.number),))
+
+
+def run_kits(session: Session, actor: Actor, run: PackagingRun,
+             ask: pagination.Ask) -> tuple[pagination.Page[KitUnits], int]:
+    """A page of a run's kits, in kit-number order, each with its arm and units; and the run's size."""
     ids = sealed.kit_ids_of_run(session, actor, saved_id(run), why="packaging run page")
-    page = list(session.scalars(select(Kit).where(col(Kit.id).in_(ids)).order_by(col(Kit.number))
-                                .offset(offset).limit(limit)))
-    return [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in page], len(ids)
+    found = pagination.page(session, select(Kit).where(col(Kit.id).in_(ids)), RUN_KIT_ORDER, ask)
+    rows = [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in found.rows]
+    return pagination.Page(rows, found.next, found.first), len(ids)
 
 
 @dataclass
@@ -103,6 +107,11 @@ def lots_by_id(session: Session, ids: set[int]) -> dict[int, Lot]:
     return {saved_id(lot): lot for lot in session.scalars(select(Lot).where(col(Lot.id).in_(ids)))}
 
 
+def lots_of_quarantines(session: Session, rows: list[KitQuarantine]) -> dict[int, Lot]:
+    """The manufacturing lots these quarantines name, by id."""
+    return lots_by_id(session, {kq.lot_id for kq in rows if kq.lot_id})
+
+
 def user_names(session: Session) -> dict[int, str]:
     return {saved_id(u): u.full_name for u in session.scalars(select(User))}
 
@@ -111,8 +120,16 @@ def arm_names(study: Study) -> dict[str, str]:
     return {arm.code: arm.name for arm in studies.definition(study).arms}
 
 
-def open_first(rows: list[KitQuarantine]) -> list[KitQuarantine]:
-    return sorted(rows, key=lambda kq: (kq.state != "open", -saved_id(kq)))
+# Open quarantines first (they await a decision), then newest first: a DESC walk of (open?, id).
+QUARANTINE_ORDER = pagination.Order(
+    "quarantines", (case((col(KitQuarantine.state) == "open", 1), else_=0), col(KitQuarantine.id)), newest_first=True)
+
+
+def quarantines_page(session: Session, ask: pagination.Ask, state: str | None = None) -> pagination.Page[KitQuarantine]:
+    query = select(KitQuarantine)
+    if state:
+        query = query.where(col(KitQuarantine.state) == state)
+    return pagination.page(session, query, QUARANTINE_ORDER, ask, key=lambda kq: (int(kq.state == "open"), kq.id))
 
 
 @dataclass

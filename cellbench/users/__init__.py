@@ -39,6 +39,7 @@ from .rules import (
     role_combination_problem,
     roles_of,
     signin_settings,
+    user_page,
 )
 from .scope import (
     SITE_ROLES,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import ORMExecuteState, UOWTransaction
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col
 
+from .. import pagination
 from ..audit import Actor
 from ..errors import Forbidden, InvalidInput, NotFound
 from ..models import BLINDED_ROLES, Role, User, UserRole, UserSite, UserStudy, saved_id
@@ -177,9 +178,24 @@ def by_id(session: Session, user_id: int) -> User:
     return user
 
 
-def all_users(session: Session) -> list[tuple[User, frozenset[Role]]]:
-    users = list(session.scalars(select(User).order_by(col(User.username))))
+def _with_roles(session: Session, users: list[User], every: bool) -> list[tuple[User, frozenset[Role]]]:
+    query = select(col(UserRole.user_id), col(UserRole.role))
+    if not every:
+        query = query.where(col(UserRole.user_id).in_([saved_id(u) for u in users]))
     roles: dict[int, set[Role]] = {}
-    for user_id, role in session.execute(select(col(UserRole.user_id), col(UserRole.role))):
+    for user_id, role in session.execute(query):
         roles.setdefault(user_id, set()).add(Role(role))
     return [(u, frozenset(roles.get(saved_id(u), ()))) for u in users]
+
+
+def all_users(session: Session) -> list[tuple[User, frozenset[Role]]]:
+    return _with_roles(session, list(session.scalars(select(User).order_by(col(User.username)))), every=True)
+
+
+USER_ORDER = pagination.Order("users", (col(User.username),))  # unique
+
+
+def user_page(session: Session, ask: pagination.Ask) -> pagination.Page[tuple[User, frozenset[Role]]]:
+    """A page of users in username order, each with its roles."""
+    found = pagination.page(session, select(User), USER_ORDER, ask)
+    return pagination.Page(_with_roles(session, found.rows, every=False), found.next, found.first)

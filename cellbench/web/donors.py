@@ -15,6 +15,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role, User
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -38,8 +39,10 @@ def _history(session: Session, viewer: Viewer, donor, donations) -> list:
 
 @router.get("/donors")
 def donor_list(request: Request, viewer: Viewer = Depends(reader), session: Session = Depends(read_session)):
-    state = request.query_params.get("eligibility") or None
-    return render(request, "donors/list.html", rows=donors.donors_overview(session, state), state=state)
+    state = (request.query_params.get("eligibility") or "").strip()
+    found = donors.donor_page(session, paging.ask(request), state or None)
+    return render(request, "donors/list.html", rows=found.rows, state=state,
+                  pager=paging.pager("/donors", {"eligibility": state}, found))
 
 
 @router.get("/donors/new")

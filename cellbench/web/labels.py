@@ -14,8 +14,10 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..labels import printing as labelling
+from ..labels.runs import run_page as label_run_page
 from ..models import LabelRun
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(prefix="/labels", include_in_schema=False)
@@ -41,8 +43,9 @@ def _runs_to_reconcile(session: Session, viewer: Viewer) -> list[QueueItem]:
 @router.get("")
 def run_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     open_only = request.query_params.get("open") == "1"
-    rows = labelling.views(session, labelling.runs(session, open_only=open_only))
-    return render(request, "labels/list.html", rows=rows, open_only=open_only, run_url=run_url,
+    found = label_run_page(session, paging.ask(request), open_only=open_only)
+    return render(request, "labels/list.html", rows=labelling.views(session, found.rows), open_only=open_only,
+                  run_url=run_url, pager=paging.pager("/labels", {"open": "1" if open_only else ""}, found),
                   can_print=viewer.has(*labelling.PRINTERS), kinds=labelling.KINDS, outputs=labelling.OUTPUTS)
 
 

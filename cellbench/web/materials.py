@@ -15,6 +15,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import MaterialStatus, Role
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -74,8 +75,9 @@ def material_list(request: Request, viewer: Viewer = Depends(keepers), session: 
     if status and status not in {s.value for s in MaterialStatus}:
         raise InvalidInput(f"Unknown status '{status}'.", field="status")
     today = clock.today()
-    rows = materials.material_lots(session, status or None)
-    return render(request, "materials/list.html", rows=rows, status=status, today=today,
+    found = materials.material_lot_page(session, paging.ask(request), status or None)
+    return render(request, "materials/list.html", rows=found.rows, status=status, today=today,
+                  pager=paging.pager("/materials", {"status": status}, found),
                   statuses=[s.value for s in MaterialStatus], soon=materials.expiring_soon,
                   scan_code=materials.material_scan_code, lot_url=lot_url, st=_status,
                   can_receive=viewer.has(*materials.RECEIVERS))
@@ -148,8 +150,10 @@ def equipment_list(request: Request, viewer: Viewer = Depends(keepers), session:
     due = (request.query_params.get("due") or "").strip()
     if due and not (due.isdigit() and len(due) <= 4):
         raise InvalidInput(f"'{due}' is not a number of days.", field="due")
-    rows = materials.equipment_list(session, due_by=today + timedelta(days=int(due)) if due else None)
-    return render(request, "materials/equipment_list.html", rows=rows, today=today, due=due,
+    found = materials.equipment_page(session, paging.ask(request),
+                                     due_by=today + timedelta(days=int(due)) if due else None)
+    return render(request, "materials/equipment_list.html", rows=found.rows, today=today, due=due,
+                  pager=paging.pager("/equipment", {"due": due}, found),
                   state=materials.calibration_state, asset_url=asset_url)
 
 

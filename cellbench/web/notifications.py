@@ -19,6 +19,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, get_db, read_session, require
 from ..models import Role
 from ..templating import render
+from . import paging
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -40,9 +41,10 @@ def _dead_letters(session: Session, viewer: Viewer) -> list[QueueItem]:
 @router.get("/notifications")
 def notifications_page(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
     state = (request.query_params.get("state") or "all").strip()
-    rows = notifications.messages(session, viewer.actor, state=state)
-    return render(request, "notifications/list.html", rows=rows, state=state, states=notifications.STATES,
-                  shown={n.id: notifications.may_read_text(viewer.actor, n) for n in rows},
+    found = notifications.message_page(session, viewer.actor, paging.ask(request), state=state)
+    return render(request, "notifications/list.html", rows=found.rows, state=state, states=notifications.STATES,
+                  pager=paging.pager("/notifications", {"state": state}, found),
+                  shown={n.id: notifications.may_read_text(viewer.actor, n) for n in found.rows},
                   can_move=viewer.has(*notifications.READERS_IN_FULL))
 
 

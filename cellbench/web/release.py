@@ -18,6 +18,7 @@ from ..models import Lot, LotState, Role
 from ..release import READERS, certificates
 from ..specifications import versions as spec_versions
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_for, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -30,6 +31,10 @@ QUEUES: dict[str, tuple[str, Callable[[Session, Viewer], list[Lot]]]] = {
     "pending": ("Lots with tests pending after an initial certification",
                 lambda s, v: release.lots_pending_for(s, v.user.id)),
 }
+
+
+LISTED = (LotState.qc_pending, LotState.initial_certified, LotState.released_for_shipment, LotState.qp_certified,
+          LotState.released, LotState.rejected)
 
 
 def _url(number: str) -> str:
@@ -67,15 +72,15 @@ def release_list(request: Request, viewer: Viewer = Depends(require(*READERS)),
     queue = (request.query_params.get("queue") or "").strip()
     if queue and queue not in QUEUES:
         raise InvalidInput(f"Unknown queue '{queue}'.", field="queue")
-    if queue:
+    found = None
+    if queue:  # a work queue: the lots waiting on one step now, computed per lot (unpaged)
         rows = QUEUES[queue][1](session, viewer)
-    else:
-        rows = release.lots_in(session, LotState.qc_pending, LotState.initial_certified, LotState.released_for_shipment,
-                               LotState.qp_certified,
-                               LotState.released, LotState.rejected)
+    else:  # every lot that came to release, over the years: paged
+        found = release.lot_page_in(session, paging.ask(request), *LISTED)
+        rows = found.rows
     blocking = {lot.id: [g for g in release.readiness(session, lot) if not g.passed] for lot in rows}
     return render(request, "release/list.html", rows=rows, queue=queue, queues=QUEUES, blocking=blocking,
-                  url=_url)
+                  url=_url, pager=paging.pager("/release", {}, found))
 
 
 def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,

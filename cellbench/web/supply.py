@@ -1,5 +1,5 @@
 """The supply manager's pages (unblinded): studies, randomisation and kit lists, packaging runs,
-blinded-lot compositions, the unblinded kit view and blind-preserving quarantines.
+blinded-lot compositions and the unblinded kit view (the quarantines: supply_quarantines.py).
 
 Only unblinded roles reach these routes (supply_manager acts, QA and QP read, QA decides on
 quarantines). Every read of the sealed compartment is a logged read, so every page that shows an
@@ -14,12 +14,12 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import kits, lots, sealed, studies
+from .. import kits, sealed, studies
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
 from ..labels import printing as labelling
-from ..models import BlindedLot, Kit, KitQuarantine, KitState, Lot, Role, saved_id
+from ..models import BlindedLot, Kit, KitQuarantine, KitState, Role, saved_id
 from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine, views
 from ..supply.views import (
@@ -27,14 +27,13 @@ from ..supply.views import (
     arm_names,
     composition_by_arm,
     find_list,
-    lots_by_id,
-    open_first,
-    quarantine_kits,
+    lots_of_quarantines,
     run_kits,
     signature_of,
     user_names,
 )
 from ..templating import render
+from . import paging
 from .home import QueueItem, line_for, line_of, work_queue
 
 router = APIRouter(prefix="/supply", include_in_schema=False)
@@ -52,14 +51,6 @@ def q(text: str) -> str:
 
 def list_url(study_code: str, row) -> str:
     return f"/supply/studies/{q(study_code)}/lists/{row.kind}/{row.version}"
-
-
-def page_number(text: str | None) -> int:
-    if not text:
-        return 1
-    if not text.isdigit() or int(text) < 1:
-        raise InvalidInput(f"Page '{text}' is not a page number.", field="page")
-    return int(text)
 
 
 # --- work queue -------------------------------------------------------------------------------------
@@ -98,11 +89,7 @@ def _overview(request: Request, session: Session, viewer: Viewer, error: DomainE
     return render(request, "supply/overview.html", status_code=error.status if error else 200, rows=rows,
                   error=error, typed=typed or {}, policies=studies.QUARANTINE_POLICIES, names=user_names(session),
                   blinded_codes={b.id: b.code for b in kits.blinded_lots(session)},
-                  can_act=viewer.has(*MAKERS), list_url=list_url, q=q, lots_by_id=_lots_by_id(session, open_q))
-
-
-def _lots_by_id(session: Session, rows: list[KitQuarantine]) -> dict[int, Lot]:
-    return lots_by_id(session, {kq.lot_id for kq in rows if kq.lot_id})
+                  can_act=viewer.has(*MAKERS), list_url=list_url, q=q, lots_by_id=lots_of_quarantines(session, open_q))
 
 
 @router.get("")
@@ -205,15 +192,13 @@ def _list_page(request: Request, session: Session, viewer: Viewer, code: str, ki
                error: DomainError | None = None, typed: dict | None = None):
     study = studies.by_code(session, code, field="study")
     row = find_list(session, viewer.actor, study, kind, version)
-    page = page_number(request.query_params.get("page")) if error is None else 1
-    pages = max(1, -(-row.size // LIST_PAGE))
-    if page > pages:
-        raise NotFound(f"This list has {pages} page{'s' if pages != 1 else ''}.", field="page")
-    entries = sealed.list_lines(session, viewer.actor, row, offset=(page - 1) * LIST_PAGE, limit=LIST_PAGE)
+    found = sealed.list_page(session, viewer.actor, row, paging.ask(request, LIST_PAGE))
+    url = list_url(study.code, row)
     return render(request, "supply/list.html", status_code=error.status if error else 200, study=study, row=row,
                   kind_label=sealed.LIST_KINDS[row.kind], counts=sealed.arm_counts(session, viewer.actor, row),
-                  arms=arm_names(study), entries=entries, page=page, pages=pages, names=user_names(session),
-                  sig=signature_of(session, row.signature_id), url=list_url(study.code, row), error=error,
+                  arms=arm_names(study), entries=found.rows, pager=paging.pager(url, {}, found),
+                  names=user_names(session),
+                  sig=signature_of(session, row.signature_id), url=url, error=error,
                   typed=typed or {}, can_act=bool(LIST_MACHINE.allowed(row, viewer.actor.roles)))
 
 
@@ -291,14 +276,14 @@ def create_run(request: Request, viewer: Viewer = Depends(form_by(*packaging.PAC
 def run_page(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
     with db.write() as session:
         run = packaging.run_by_number(session, number)
-        page = page_number(request.query_params.get("page"))
-        rows, total = run_kits(session, viewer.actor, run, offset=(page - 1) * RUN_PAGE, limit=RUN_PAGE)
+        found, total = run_kits(session, viewer.actor, run, paging.ask(request, RUN_PAGE))
         study = studies.by_id(session, run.study_id)
         run_id = saved_id(run)
         run_lots = sealed.lots_of_runs(session, viewer.actor, [run_id], why="packaging run page").get(run_id, [])
         return render(request, "supply/run.html", run=run, study=study, lots=run_lots,
-                      blinded=session.get(BlindedLot, run.blinded_lot_id), rows=rows, total=total, page=page,
-                      pages=max(1, -(-total // RUN_PAGE)), arms=arm_names(study), names=user_names(session),
+                      blinded=session.get(BlindedLot, run.blinded_lot_id), rows=found.rows, total=total,
+                      pager=paging.pager(f"/supply/packaging/{q(run.number)}", {}, found), arms=arm_names(study),
+                      names=user_names(session),
                       state_label=kits.state_label, q=q, prints_labels=viewer.has(*labelling.PRINTERS))
 
 
@@ -327,93 +312,3 @@ def unblinded_kit(request: Request, number: str, viewer: Viewer = Depends(reader
         return render(request, "supply/kit.html", kit=kits.view(session, kit), arm=arm,
                       arm_name=arm_names(study).get(arm) if arm else None, units=units, quarantine=held_by,
                       history=kits.history(session, viewer.actor, kit), q=q)
-
-
-# --- quarantines ------------------------------------------------------------------------------------
-
-QUARANTINE_STATES = tuple(state.value for state in quarantine.QuarantineState)
-
-
-@router.get("/quarantines")
-def quarantine_list(request: Request, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    state = (request.query_params.get("state") or "").strip()
-    if state and state not in QUARANTINE_STATES:
-        raise InvalidInput(f"Unknown state '{state}'.", field="state")
-    rows = open_first(quarantine.quarantines(session, state or None))
-    return render(request, "supply/quarantines.html", rows=rows, state=state, states=QUARANTINE_STATES,
-                  lots_by_id=_lots_by_id(session, rows),
-                  study_codes={s.id: s.code for s in studies.all_studies(session)},
-                  causes=quarantine.CAUSES, can_open=viewer.has(*quarantine.OPENERS), q=q)
-
-
-def _new_quarantine(request: Request, session: Session, error: DomainError | None = None, typed: dict | None = None):
-    return render(request, "supply/quarantine_new.html", status_code=error.status if error else 200, error=error,
-                  typed=typed or {"lot": request.query_params.get("lot", ""), "policy": "", "reason": ""},
-                  policies=studies.QUARANTINE_POLICIES, studies=studies.all_studies(session))
-
-
-@router.get("/quarantines/new")
-def new_quarantine_form(request: Request, viewer: Viewer = Depends(require(*quarantine.OPENERS)),
-                        session: Session = Depends(read_session)):
-    return _new_quarantine(request, session)
-
-
-@router.post("/quarantines")
-def open_quarantine(request: Request, viewer: Viewer = Depends(form_by(*quarantine.OPENERS)),
-                    db: Database = Depends(get_db), form=Depends(form_data)):
-    typed = {k: str(form.get(k, "")) for k in ("lot", "policy", "reason")}
-    try:
-        with db.write() as session:
-            if not typed["lot"].strip():
-                raise InvalidInput("Give the lot number.", field="lot")
-            opened = quarantine.open_manual(session, viewer.actor, lots.by_number(session, typed["lot"]),
-                                            typed["policy"] or None, typed["reason"])
-    except DomainError as error:
-        with db.read() as session:
-            return _new_quarantine(request, session, error, typed)
-    notice = q(", ".join(f"{kq.number} opened ({kq.kit_count} kits)" for kq in opened) + ".")
-    if len(opened) == 1:  # one record per study the lot's kits are in
-        return RedirectResponse(f"/supply/quarantines/{q(opened[0].number)}?notice={notice}", status_code=303)
-    return RedirectResponse(f"/supply/quarantines?state=open&notice={notice}", status_code=303)
-
-
-def _quarantine_page(request: Request, session: Session, viewer: Viewer, number: str,
-                     error: DomainError | None = None, typed: dict | None = None):
-    kq = quarantine.by_number(session, number)
-    study = studies.by_id(session, kq.study_id)
-    return render(request, "supply/quarantine.html", status_code=error.status if error else 200, kq=kq, study=study,
-                  lot=session.get(Lot, kq.lot_id) if kq.lot_id else None,
-                  cause=quarantine.CAUSES.get(kq.cause, kq.cause),
-                  policy=studies.QUARANTINE_POLICIES.get(kq.policy, kq.policy),
-                  members=quarantine_kits(session, viewer.actor, kq),
-                  arms=arm_names(study), state_label=kits.state_label, names=user_names(session),
-                  blinded_codes={b.id: b.code for b in kits.blinded_lots(session, study)},
-                  closure=signature_of(session, kq.closure_signature_id), error=error, typed=typed or {},
-                  can_decide=bool(quarantine.allowed_decisions(kq, viewer.actor)), q=q)
-
-
-@router.get("/quarantines/{number}")
-def quarantine_page(request: Request, number: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
-    with db.write() as session:  # the members' arms are a logged read
-        return _quarantine_page(request, session, viewer, number)
-
-
-DECISIONS = {"lift": (quarantine.lift, "lifted"), "withdraw": (quarantine.withdraw, "withdrawn")}
-
-
-@router.post("/quarantines/{number}/{action}")
-def decide_quarantine(request: Request, number: str, action: str,
-                      viewer: Viewer = Depends(form_by(*quarantine.DECIDERS)), db: Database = Depends(get_db),
-                      form=Depends(form_data)):
-    typed = {"action": action, "reason": str(form.get("reason", ""))}
-    try:
-        if action not in DECISIONS:
-            raise NotFound("There is no such action.", field="action")
-        decide, done = DECISIONS[action]
-        with db.write() as session:
-            kq = quarantine.by_number(session, number)
-            decide(session, session.merge(viewer.user), kq, typed["reason"], str(form.get("password", "")))
-    except DomainError as error:
-        with db.write() as session:
-            return _quarantine_page(request, session, viewer, number, error, typed)
-    return RedirectResponse(f"/supply/quarantines/{q(kq.number)}?notice={q(f'{kq.number} {done}.')}", status_code=303)

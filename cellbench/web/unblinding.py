@@ -17,6 +17,7 @@ from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
 from ..models import Role
 from ..templating import render
+from . import paging
 
 router = APIRouter(include_in_schema=False)
 # unblinding_impact.READERS, named here: this module serves blinded roles and must not import it
@@ -35,8 +36,10 @@ def _page(request: Request, session: Session, viewer: Viewer, form: dict | None 
     all_studies = studies.all_studies(session)
     chosen = (request.query_params.get("study") or (form or {}).get("study") or "").strip().upper()
     study = next((s for s in all_studies if s.code == chosen), None)
+    found = unblinding.record_page(session, paging.ask(request), study)
     return render(request, "unblinding/list.html", status_code=error.status if error else 200,
-                  rows=unblinding.records(session, study), studies=all_studies, chosen=chosen,
+                  rows=found.rows, pager=paging.pager("/unblinding", {"study": chosen}, found),
+                  studies=all_studies, chosen=chosen,
                   form=form or {"study": chosen}, error=error, reasons=unblinding.REASON_CODES,
                   can_unblind=viewer.has(*unblinding.UNBLINDERS), participant_url=participant_url)
 

@@ -15,6 +15,7 @@ from ..deps import Viewer, form_by, form_data, form_text, form_texts, get_db, re
 from ..errors import DomainError, NotFound
 from ..models import Role, User, saved_id
 from ..templating import render
+from . import paging
 
 router = APIRouter(prefix="/admin/users", include_in_schema=False)
 admin = require(Role.admin)
@@ -22,10 +23,11 @@ admin = require(Role.admin)
 
 @router.get("")
 def user_list(request: Request, viewer: Viewer = Depends(admin), session: Session = Depends(read_session)) -> Response:
-    rows = users.all_users(session)
+    found = users.user_page(session, paging.ask(request))
     # site-role users show their links (none: they act on nothing); the global roles every site and study
-    scoped = {user.id for user, roles in rows if users.is_scoped(roles)}
-    return render(request, "users/list.html", rows=rows, links=users.all_links(session), scoped=scoped)
+    scoped = {user.id for user, roles in found.rows if users.is_scoped(roles)}
+    return render(request, "users/list.html", rows=found.rows, links=users.all_links(session), scoped=scoped,
+                  pager=paging.pager("/admin/users", {}, found))
 
 
 @router.get("/new")

@@ -617,7 +617,7 @@ def test_the_api_round_trip_from_donor_to_signed_decision(app, db, people):
     assert body["signature"]["signer_name"] == "Anna QA"
     assert qa.post("/api/v1/donations/G123498654321/eligibility",
                    json={"decision": "ineligible", "password": PASSWORD, "reason": "x"}).status_code == 409
-    listed = qa.get("/api/v1/donors", params={"eligibility": "eligible"}).json()
+    listed = qa.get("/api/v1/donors", params={"eligibility": "eligible"}).json()["donors"]
     assert [d["code"] for d in listed] == ["D-0007"] and listed[0]["donations"][0]["eligibility"] == "eligible"
     scanned = qa.get("/api/v1/donations/" + quote("=G12349865432100", safe="")).json()
     assert scanned["identifier"] == "G123498654321" and len(scanned["tests"]) == 9

@@ -365,14 +365,15 @@ def test_the_api_prints_returns_the_output_and_reconciles(kit_world, as_, db):
     assert run["kit_numbers"] == sorted(kit_world.active + kit_world.placebo)
     output = client.get(run["output_url"])
     assert output.status_code == 200 and output.text.count("^XA") == 8
-    assert client.get("/api/v1/label-runs", params={"open_only": True}).json()[0]["number"] == run["number"]
+    open_runs = client.get("/api/v1/label-runs", params={"open_only": True}).json()["label_runs"]
+    assert open_runs[0]["number"] == run["number"]
     bad = client.post(f"/api/v1/label-runs/{run['number']}/reconciliation", json={"applied": 9, "spoiled": 0,
                                                                                   "destroyed": 0})
     assert bad.status_code == 422 and bad.json()["field"] == "applied" and "1 more than" in bad.json()["error"]
     done = client.post(f"/api/v1/label-runs/{run['number']}/reconciliation",
                        json={"applied": 7, "spoiled": 1, "destroyed": 0, "reason": "torn while peeling"})
     assert done.status_code == 200 and done.json()["reconciled"] is True and done.json()["spoiled"] == 1
-    assert client.get("/api/v1/label-runs", params={"open_only": True}).json() == []
+    assert client.get("/api/v1/label-runs", params={"open_only": True}).json()["label_runs"] == []
     again = client.post(f"/api/v1/label-runs/{run['number']}/reconciliation", json={"applied": 8, "spoiled": 0,
                                                                                     "destroyed": 0})
     assert again.status_code == 422 and "again" in again.json()["error"]

@@ -392,7 +392,7 @@ def test_the_api_makes_and_seals_a_list_packages_it_and_reads_what_is_inside(as_
     number = opened.json()[0]["number"]
     assert opened.json()[0]["actions"] == [], "the supply manager opens a quarantine; QA decides on it"
     assert anna.get(f"/api/v1/supply/quarantines/{number}").json()["actions"] == ["lift", "withdraw"]
-    assert [q["number"] for q in anna.get("/api/v1/supply/quarantines?state=open").json()] == [number]
+    assert [q["number"] for q in anna.get("/api/v1/supply/quarantines?state=open").json()["quarantines"]] == [number]
     assert sara.post(f"/api/v1/supply/quarantines/{number}/withdraw",
                      json={"reason": "x", "password": PASSWORD}).status_code == 403
     withdrawn = anna.post(f"/api/v1/supply/quarantines/{number}/withdraw",
