@@ -5,7 +5,8 @@ Parts: `chain` (each event's hash and link, in parallel ranges: it names the fir
 proves a sound range quickly with the database writing each event's canonical JSON, and hands any
 doubt to the reference check, and `gathered` collects the signature events as the ranges are read),
 `signed` (every "signed" and "signature invalidated" event matched to its signature row and back),
-`signatures.verify_all` (each signature's hashes and, while it stands, the content it signed),
+`signatures.verify_all` (each signature's hashes and, while it stands, the content it signed; the
+signature rows are read once, in the snapshot, for both),
 `kit_counts.recount` (the running kit counts that accountability reads, against the kit rows),
 `replay` (lot, kit, shipment, visit, deviation and kit quarantine states and key dates replayed
 from their events and compared with the rows), `handover` (custody events against the kit moves
