@@ -24,7 +24,9 @@
 
 The default is a fresh SQLite database in a temporary folder. With --database-url, give an empty
 database (e.g. `createdb -h 127.0.0.1 -U postgres cb_bench`): audit events cannot be deleted, so the
-benchmark refuses a database that already holds any, and leaves N synthetic events behind.
+benchmark refuses a database that already holds any, and leaves N synthetic events behind. With
+--keep FILE the SQLite database is built in FILE and kept; run again with the same FILE, it only
+verifies (the build takes minutes).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from cellbench import audit, checkpoints, integrity, signatures, users
+from cellbench.checkpoints.store import install_key
 from cellbench.config import normalise_url
 from cellbench.db import Database, migrate
 from cellbench.kits import STATE_LABELS
@@ -355,33 +358,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="", help="an EMPTY database (default: SQLite in a temp folder)")
     parser.add_argument("--workers", type=int, default=2, help="verifier processes (default 2, as the target is "
                         "stated; 0: the verifier's default, one per core up to 4)")
+    parser.add_argument("--keep", default="", metavar="FILE",
+                        help="SQLite only: build the database in FILE (its checkpoint key beside it, FILE.key) and "
+                        "keep it; when FILE already holds the chain, skip the writes and the fill and only verify "
+                        "(the build takes minutes)")
     parser.add_argument("--unsigned", action="store_true", help="write without the checkpoint key (heads unsigned; "
                         "the server always signs): the signature's cost is the difference")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="cellbench-bench-") as tmp:
-        url = normalise_url(args.database_url) if args.database_url else f"sqlite:///{Path(tmp) / 'bench.db'}"
+        if args.keep and args.database_url:
+            parser.error("--keep builds its own SQLite file: give it or --database-url, not both")
+        kept = Path(args.keep).resolve() if args.keep else None
+        url = (normalise_url(args.database_url) if args.database_url
+               else f"sqlite:///{kept or Path(tmp) / 'bench.db'}")
         db = Database(url)
         engine = "SQLite" if db.is_sqlite else "PostgreSQL"
         try:
             migrate(db)
             with db.engine.connect() as conn:
-                used = conn.execute(text("SELECT (SELECT seq FROM audit_head WHERE id = 1) + "
-                                         "(SELECT count(*) FROM app_user)")).scalar()
-            if used:
+                chain, people = conn.execute(text("SELECT (SELECT seq FROM audit_head WHERE id = 1), "
+                                                  "(SELECT count(*) FROM app_user)")).one()
+            reuse = kept is not None and chain >= args.events > 0
+            if (chain or people) and not reuse:
                 print("refusing: this database already has users or audit events; give an empty one "
                       "(audit events cannot be deleted).", file=sys.stderr)
                 return 2
             # As the server does: every audited write signs the new chain head with the checkpoint key.
-            checkpoints.install(None if args.unsigned else checkpoints.create(Path(tmp) / "checkpoint.key"))
+            key_path = Path(f"{kept}.key") if kept else Path(tmp) / "checkpoint.key"
+            checkpoints.install(None if args.unsigned else install_key(key_path, create_missing=not reuse))
             print(f"chain heads {'NOT signed (--unsigned)' if args.unsigned else 'signed by the checkpoint key'}")
             print(f"cellbench audit benchmark on {engine}, {os.cpu_count()} CPUs (load average "
                   f"{os.getloadavg()[0]:.2f}), {_n(args.writes)} writes of each kind, "
                   f"{_n(args.events)} events to verify")
-            ok = bench_writes(db, args.writes, engine)
-            if args.events:
-                total = fill(db, args.events, engine)
-                ok = bench_verify(db, total, engine, args.workers or None) and ok
+            if reuse:
+                print(f"reusing {kept} ({_n(chain)} events, built before): the writes and the fill are skipped")
+                ok = bench_verify(db, chain, engine, args.workers or None)
+            else:
+                ok = bench_writes(db, args.writes, engine)
+                if args.events:
+                    total = fill(db, args.events, engine)
+                    ok = bench_verify(db, total, engine, args.workers or None) and ok
             print(f"load average at the end: {os.getloadavg()[0]:.2f} (the figures above are wall-clock times on "
                   f"a machine others may be using)")
         finally:

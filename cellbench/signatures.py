@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import String, select, type_coerce
@@ -132,16 +132,29 @@ def signatures_for(session: Session, entity_type: str, entity_id: str) -> list[S
     return list(session.scalars(query.order_by(col(Signature.id))))
 
 
+# One encoder for every record hash verify recomputes: json.dumps with these settings builds a new
+# one per call, which cost verify more than the two digests of the signature.
+_FIELDS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _hash_of_fields(*fields: Any) -> str:
     """What _record_hash computes, from the columns as read (verify reads no ORM objects)."""
-    return _sha256(json.dumps(list(fields), ensure_ascii=False, separators=(",", ":")))
+    return _sha256(_FIELDS.encode(list(fields)))
 
 
-def verify_all(session: Session, *, events_matched: bool = False) -> tuple[int, list[str]]:
+# The signature columns verify_all checks, in this order (`integrity` reads them with the plain
+# driver, the voiding time as the text stored, and hands them in with columns of its own after).
+VERIFIED_COLUMNS = ("id", "signer_id", "signer_name", "at", "meaning", "entity_type", "entity_id", "content",
+                    "content_hash", "record_hash", "audit_seq", "invalidated_at")
+
+
+def verify_all(session: Session, *, events_matched: bool = False,
+               rows: Iterable[Sequence[Any]] | None = None) -> tuple[int, list[str]]:
     """Check every signature: its content hash, its record hash, its audit event, and (while it
     stands) that the entity still has exactly the content that was signed. `events_matched`: the
     caller has matched every signature to its "signed" event already (integrity.signed does, in
-    SQL, both ways), so that is not done again here.
+    SQL, both ways), so that is not done again here. `rows`: the signature rows in id order, as
+    VERIFIED_COLUMNS (more columns may follow), when the caller has read them already.
 
     Columns, not ORM objects, and the time as the text stored: building one object per signature
     cost more than checking it."""
@@ -151,35 +164,37 @@ def verify_all(session: Session, *, events_matched: bool = False) -> tuple[int, 
         event = AuditEvent.__table__.c  # type: ignore[attr-defined]  # a table model has its Table
         query = select(event.seq, event.new_value).where(event.action == "signed")
         signed_events = dict(session.execute(query).all())
-    table = Signature.__table__.c  # type: ignore[attr-defined]
-    # The voiding time as stored too: only whether there is one matters here.
-    columns = (table.id, table.signer_id, table.signer_name, type_coerce(table.at, String), table.meaning,
-               table.entity_type, table.entity_id, table.content, table.content_hash, table.record_hash,
-               table.audit_seq, type_coerce(table.invalidated_at, String))
+    if rows is None:
+        table = Signature.__table__.c  # type: ignore[attr-defined]
+        # The voiding time as stored too: only whether there is one matters here.
+        columns = [type_coerce(table[name], String) if name in ("at", "invalidated_at") else table[name]
+                   for name in VERIFIED_COLUMNS]
+        # All rows in one fetch (the Result's row-by-row iteration cost a third of the check).
+        rows = session.execute(select(*columns).order_by(table.id)).all()
     count = 0
-    # All rows in one fetch (the Result's row-by-row iteration cost a third of the check).
     for (sig_id, signer_id, signer_name, at, meaning, entity_type, entity_id, content, content_hash, record_hash,
-         audit_seq, invalidated_at) in session.execute(select(*columns).order_by(table.id)).all():
+         audit_seq, invalidated_at, *_) in rows:
         count += 1
-        meaning = Meaning(meaning).value
-        where = f"signature {sig_id} ({meaning} by {signer_name} on {entity_type} {entity_id})"
-        signed = signed_events.get(audit_seq) if audit_seq is not None else None
+        # The meaning as stored: one that is not a Meaning fails the record hash, which was made of a Meaning's value.
         if _sha256(content) != content_hash:
-            problems.append(f"{where}: the stored content does not match its hash")
+            why = "the stored content does not match its hash"
         elif _hash_of_fields(sig_id, signer_id, signer_name, at, meaning, entity_type,
                              entity_id, content_hash) != record_hash:
-            problems.append(f"{where}: the signature record was changed after signing")
-        elif not events_matched and signed != f"#{sig_id} {record_hash}":
-            problems.append(f"{where}: it does not match its audit event")
+            why = "the signature record was changed after signing"
+        elif not events_matched and signed_events.get(audit_seq) != f"#{sig_id} {record_hash}":
+            why = "it does not match its audit event"
         elif entity_type not in _CONTENT_RULES:
-            problems.append(f"{where}: cellbench has no rule for what a {entity_type} signature covers")
+            why = f"cellbench has no rule for what a {entity_type} signature covers"
         elif invalidated_at is None and (rule := _CONTENT_RULES[entity_type]) is not None:
             try:
                 current = canonical(rule(session, entity_id))
             except NotFound:
                 current = None
-            if current != content:
-                problems.append(f"{where}: the signed record has changed since it was signed")
-        if problems:
-            break  # name the first; the rest follow from fixing or explaining it
+            if current == content:
+                continue
+            why = "the signed record has changed since it was signed"
+        else:
+            continue
+        # Name the first; the rest follow from fixing or explaining it.
+        return count, [f"signature {sig_id} ({meaning} by {signer_name} on {entity_type} {entity_id}): {why}"]
     return count, problems

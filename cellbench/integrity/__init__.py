@@ -5,7 +5,8 @@ Parts: `chain` (each event's hash and link, in parallel ranges: it names the fir
 proves a sound range quickly with the database writing each event's canonical JSON, and hands any
 doubt to the reference check, and `gathered` collects the signature events as the ranges are read),
 `signed` (every "signed" and "signature invalidated" event matched to its signature row and back),
-`signatures.verify_all` (each signature's hashes and, while it stands, the content it signed),
+`signatures.verify_all` (each signature's hashes and, while it stands, the content it signed; the
+signature rows are read once, in the snapshot, for both),
 `kit_counts.recount` (the running kit counts that accountability reads, against the kit rows),
 `replay` (lot, kit, shipment, visit, deviation and kit quarantine states and key dates replayed
 from their events and compared with the rows), `handover` (custody events against the kit moves
@@ -167,17 +168,21 @@ def verify(db: Database, workers: int | None = None, **checkpoints: Any) -> Repo
 
         def the_rest() -> None:
             """Everything that needs no audit event the chain check gathers, run while it hashes."""
+            sigs: list[tuple[Any, ...]] = []
+
             def prepare() -> tuple[int, list[str]]:
-                prepared.append(signed.prepare(reader))
+                sigs.extend(reader.rows(signed.SIGNATURES_SQL))  # read once for `signed` and `contents`
+                prepared.append(signed.prepare(sigs))
                 return 0, []
 
             timed("signed", prepare)
-            timed("replay", lambda: replay.check(reader))
-            timed("custody", lambda: handover.check(reader))
             with db.read() as session:
-                timed("contents", lambda: signatures.verify_all(session, events_matched=True))
+                # The rows as read in the snapshot; a standing signature's content is read in the session.
+                timed("contents", lambda: signatures.verify_all(session, events_matched=True, rows=sigs))
                 # Accountability reads running counts: a count edited behind cellbench's back is named here.
                 timed("counts", lambda: (0, kit_counts.recount(session)))
+            timed("replay", lambda: replay.check(reader))
+            timed("custody", lambda: handover.check(reader))
 
         report, events = _chain(db, head, workers, the_rest, gather=True)
         reading = timings["signed"]

@@ -12,26 +12,30 @@ looked at one by one only when the count says one lacks its row.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from ..signatures import VERIFIED_COLUMNS
 from .gathered import SIGNED, Gathered
 from .source import Reader
 
-_SIGNATURE = ("s.id, s.audit_seq, s.meaning, s.entity_type, s.entity_id, s.signer_name, s.invalidated_at, "
-              "s.invalidated_reason")
-# A signature whose event is not a "signed" event naming it (by id and record hash) on its entity.
-_UNMATCHED_SQL = ("SELECT " + _SIGNATURE + " FROM signature s LEFT JOIN audit_event e ON e.seq = s.audit_seq "  # noqa: S608 - constant names
-                  "WHERE e.seq IS NULL OR e.action <> 'signed' OR e.entity_type <> s.entity_type "
-                  "OR e.entity_id <> s.entity_id "
-                  "OR e.new_value <> ('#' || CAST(s.id AS VARCHAR(20)) || ' ' || s.record_hash)")
-_CLAIMED_SQL = "SELECT count(DISTINCT audit_seq) FROM signature"
+_UNMATCHED = ("e.seq IS NULL OR e.action <> 'signed' OR e.entity_type <> s.entity_type OR e.entity_id <> s.entity_id "
+              "OR e.new_value <> ('#' || CAST(s.id AS VARCHAR(20)) || ' ' || s.record_hash)")
+# Every signature row once, in id order, for both checks that start from the rows: its columns as
+# signatures.VERIFIED_COLUMNS (its hashes and content), then its voiding reason, and whether its
+# event is not a "signed" event naming it (by id and record hash) on its entity. One pass: reading
+# the rows again for each check cost more than checking them.
+SIGNATURES_SQL = ("SELECT " + ", ".join(f"s.{name}" for name in VERIFIED_COLUMNS)
+                  + f", s.invalidated_reason, CASE WHEN {_UNMATCHED} THEN 1 ELSE 0 END "
+                  "FROM signature s LEFT JOIN audit_event e ON e.seq = s.audit_seq ORDER BY s.id")
+_ID, _SIGNER_NAME, _MEANING, _ENTITY_TYPE, _ENTITY_ID, _AUDIT_SEQ, _VOIDED_AT, _VOIDING_REASON, _UNMATCHED_FLAG = (
+    0, 2, 4, 5, 6, 10, 11, 12, 13)
 _SIGNED_SQL = "SELECT seq, field, entity_type, entity_id, new_value FROM audit_event WHERE action = 'signed'"
 # One pass for both kinds: the signed events are only counted (a second pass to count them cost
 # more than reading them). Only when the chain check did not gather them (gathered.py).
 _EVENTS_SQL = ("SELECT seq, at, field, entity_type, entity_id, old_value, reason, action FROM audit_event "
                "WHERE action IN ('signed', 'signature invalidated') ORDER BY seq")
-_VOID_SQL = "SELECT " + _SIGNATURE + " FROM signature s WHERE s.invalidated_at IS NOT NULL"  # noqa: S608 - constant names
 # invalidate() takes its time and then writes its event: the two differ by the time between, a
 # moment of one transaction. Far more than that is a voiding time written by hand.
 VOIDING_SLACK = timedelta(minutes=1)
@@ -90,18 +94,25 @@ def _unsigned_events(reader: Reader) -> list[str]:
     return problems
 
 
+def _row(raw: Sequence[Any]) -> Row:
+    """A signature as SIGNATURES_SQL reads it, for naming it (built only for a problem, or a voiding)."""
+    return Row(raw[_ID], raw[_AUDIT_SEQ], raw[_MEANING], raw[_ENTITY_TYPE], raw[_ENTITY_ID], raw[_SIGNER_NAME],
+               raw[_VOIDED_AT], raw[_VOIDING_REASON])
+
+
 class Prepared(NamedTuple):
     """What `check` reads of the signature rows, read while the chain is checked."""
 
     unmatched: list[str]  # signatures whose event is not their "signed" event
-    void: dict[int, Row]  # the void signatures by id
+    void: dict[int, Sequence[Any]]  # the void signatures by id, as SIGNATURES_SQL reads them
     claimed: int  # distinct events the signatures name
 
 
-def prepare(reader: Reader) -> Prepared:
-    unmatched = [f"{Row(*row)}: it does not match its audit event" for row in reader.rows(_UNMATCHED_SQL)]
-    [(claimed,)] = reader.rows(_CLAIMED_SQL)
-    return Prepared(unmatched, {row[0]: Row(*row) for row in reader.rows(_VOID_SQL)}, claimed)
+def prepare(rows: Sequence[Sequence[Any]]) -> Prepared:
+    """From the signature rows as SIGNATURES_SQL reads them."""
+    unmatched = [f"{_row(raw)}: it does not match its audit event" for raw in rows if raw[_UNMATCHED_FLAG]]
+    claimed = len({raw[_AUDIT_SEQ] for raw in rows} - {None})
+    return Prepared(unmatched, {raw[_ID]: raw for raw in rows if raw[_VOIDED_AT] is not None}, claimed)
 
 
 def _events(reader: Reader) -> Gathered:
@@ -119,7 +130,7 @@ def check(reader: Reader, prepared: Prepared | None = None, events: Gathered | N
     """Every mismatch. `prepared`: the signature rows, read in this snapshot; `events`: the chain's
     "signed" and "signature invalidated" events up to the snapshot's last, gathered by the chain
     check (read here when None)."""
-    unmatched, void, claimed = prepared or prepare(reader)
+    unmatched, void, claimed = prepared or prepare(reader.rows(SIGNATURES_SQL))
     found = events if events is not None else _events(reader)
     problems = list(unmatched)
     voiding: dict[int, int] = {}
@@ -129,23 +140,24 @@ def check(reader: Reader, prepared: Prepared | None = None, events: Gathered | N
             problems.append(f"{_what(seq, field, entity_type, entity_id)}: signature {sig_id} was already voided "
                             f"by audit event {voiding[sig_id]}")
             continue
-        row = void.get(sig_id) if sig_id is not None else None
-        if row is None:
+        raw = void.get(sig_id) if sig_id is not None else None
+        if raw is None:
             problems.append(f"{_what(seq, field, entity_type, entity_id)}: it voided signature {sig_id}, which is "
                             "missing or stands again: a signature row was deleted or its voiding undone outside "
                             "cellbench")
             continue
-        voiding[row.id] = seq
-        if row.invalidated_reason != reason:
-            problems.append(f"{row}: its voiding reason is not the one audit event {seq} recorded")
-        elif str(row.invalidated_at)[:16] == at[:16]:  # the same minute, as stored: within the slack
+        voiding[raw[_ID]] = seq
+        voided_at = raw[_VOIDED_AT]
+        if raw[_VOIDING_REASON] != reason:
+            problems.append(f"{_row(raw)}: its voiding reason is not the one audit event {seq} recorded")
+        elif str(voided_at)[:16] == at[:16]:  # the same minute, as stored: within the slack
             continue
-        elif (moment := _moment(row.invalidated_at)) is None or (recorded := _moment(at)) is None or abs(
+        elif (moment := _moment(voided_at)) is None or (recorded := _moment(at)) is None or abs(
                 recorded - moment) > VOIDING_SLACK:
-            problems.append(f"{row}: its voiding time {row.invalidated_at} is not the time audit event {seq} "
+            problems.append(f"{_row(raw)}: its voiding time {voided_at} is not the time audit event {seq} "
                             f"recorded ({at})")
-    problems += [f"{row}: it is marked void, but no audit event records its voiding: it was voided outside "
-                 "cellbench" for row in void.values() if row.id not in voiding]
+    problems += [f"{_row(raw)}: it is marked void, but no audit event records its voiding: it was voided outside "
+                 "cellbench" for sig_id, raw in void.items() if sig_id not in voiding]
     # Every signature names a "signed" event of its own (above); as many such events as signatures
     # naming distinct ones means none lacks its signature.
     if found.signed != claimed:

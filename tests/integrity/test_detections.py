@@ -190,3 +190,29 @@ def test_every_tampering_is_named_not_only_the_first(world):
     named = kit_moved_by_hand(world)
     assert len(named) == 3
     assert [p.split(":")[0] for p in named] == [f"lot {lot}", f"kit {kit}", f"deviation {deviation}"]
+
+
+def test_a_signature_pointed_at_another_signatures_event_is_named_both_ways(world):
+    """The signature rows are read once for both matches: the row that names the wrong event, and
+    the event that no row names any more."""
+    (mine, my_seq, entity, name), (_, other_seq, _, _) = (
+        one(world, "SELECT id, audit_seq, entity_id, signer_name FROM signature WHERE entity_type = 'lot_decision' "
+                   "ORDER BY id"),
+        one(world, "SELECT id, audit_seq, entity_id, signer_name FROM signature WHERE entity_type = 'step_entry' "
+                   "ORDER BY id"))
+    meaning, = one(world, "SELECT meaning FROM signature WHERE id = :id", id=mine)
+    tamper(world, ("UPDATE signature SET audit_seq = :seq WHERE id = :id", {"seq": other_seq, "id": mine}))
+    assert problems(world) == [
+        f"audit event {my_seq} ({meaning} signature on lot_decision {entity}): signature {mine} no longer names "
+        "this event",
+        f"signature {mine} ({meaning} by {name} on lot_decision {entity}): it does not match its audit event"]
+
+
+def test_a_signatures_meaning_rewritten_by_hand_is_named_not_a_crash(world):
+    """A meaning cellbench does not know is read as stored: the record hash, made of the signed
+    meaning, no longer matches."""
+    sig_id, entity, name = one(world, "SELECT id, entity_id, signer_name FROM signature "
+                                      "WHERE entity_type = 'lot_decision' ORDER BY id")
+    tamper(world, ("UPDATE signature SET meaning = 'approved' WHERE id = :id", {"id": sig_id}))
+    assert problems(world) == [f"signature {sig_id} (approved by {name} on lot_decision {entity}): the signature "
+                               "record was changed after signing"]
