@@ -38,5 +38,5 @@ from .guided import (
     where,
 )
 from .signing import awaiting_verification, correct_value, cosign, own_step, perform, verify
-from .uses import equipment_of, materials_of, record_equipment, record_material
+from .uses import equipment_of, materials_of, record_equipment, record_material, uses_by_entry
 from .values import compute, limits_text, open_deviation, record_values, write_value

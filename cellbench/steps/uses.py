@@ -88,3 +88,25 @@ def materials_of(session: Session, entry: StepEntry) -> list[MaterialLot]:
 
 def equipment_of(session: Session, entry: StepEntry) -> list[Equipment]:
     return list(session.scalars(_EQUIPMENT, {"entry": entry.id}))
+
+
+def uses_by_entry(session: Session, entry_ids: list[int]) -> tuple[dict[int, list[MaterialLot]],
+                                                                    dict[int, list[Equipment]]]:
+    """Every entry's materials and equipment in two statements, in the order each was recorded (as
+    materials_of / equipment_of): a lot page shows all its entries, and one read per entry made it
+    grow with the lot."""
+    materials: dict[int, list[MaterialLot]] = {}
+    equipment: dict[int, list[Equipment]] = {}
+    if not entry_ids:
+        return materials, equipment
+    for entry_id, item in session.execute(
+            select(col(MaterialUse.entry_id), MaterialLot)
+            .join(MaterialLot, col(MaterialUse.material_lot_id) == col(MaterialLot.id))
+            .where(col(MaterialUse.entry_id).in_(entry_ids)).order_by(col(MaterialUse.id))):
+        materials.setdefault(entry_id, []).append(item)
+    for entry_id, thing in session.execute(
+            select(col(EquipmentUse.entry_id), Equipment)
+            .join(Equipment, col(EquipmentUse.equipment_id) == col(Equipment.id))
+            .where(col(EquipmentUse.entry_id).in_(entry_ids)).order_by(col(EquipmentUse.id))):
+        equipment.setdefault(entry_id, []).append(thing)
+    return materials, equipment

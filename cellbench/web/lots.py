@@ -57,10 +57,11 @@ def lot_view(session: Session, lot: Lot) -> dict:
     for sig in session.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
                                                        col(Signature.entity_id).in_([str(i) for i in entry_ids]))):
         sigs.setdefault(sig.entity_id, []).append(sig)
+    materials, equipment = steps.uses_by_entry(session, [i for i in entry_ids if i is not None])
     views, seen_current = [], False
     for step in spec.steps:
-        entries = [EntryView(e, values.get(e.id or 0, []), steps.materials_of(session, e),
-                             steps.equipment_of(session, e), sigs.get(str(e.id), []))
+        entries = [EntryView(e, values.get(e.id or 0, []), materials.get(e.id or 0, []),
+                             equipment.get(e.id or 0, []), sigs.get(str(e.id), []))
                    for e in by_code.get(step.code, [])]
         if current is not None and step.code == current.code:
             state, seen_current = "current", True
