@@ -219,7 +219,9 @@ def profile(db: Database, app, client: TestClient, row: Result) -> None:
 
 def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace, folder: Path) -> Pass:
     result = Pass(engine, scale)
-    settings = Settings(database_url=db.url, secret_key=SECRET, data_dir=folder)
+    # A full pass takes longer than a page session's idle limit, and a role may wait its turn for most
+    # of it: without a long limit, its later routes would be timed as the sign-in redirect (303/401).
+    settings = Settings(database_url=db.url, secret_key=SECRET, data_dir=folder, session_idle_minutes=24 * 60)
     app = create_app(settings, password_hasher=FAST_HASHER, database=db)
     every = pageroutes.gated_routes(app)
     all_routes = [r for r, _ in every]
