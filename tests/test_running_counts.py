@@ -39,7 +39,7 @@ def _states_from_rows(s, study: Study | None, actor: Actor | None = None) -> dic
 
 def _lot_states(s, blinded_lot_id: int) -> dict[str, int]:
     query = select(Kit.state, func.count()).where(Kit.blinded_lot_id == blinded_lot_id).group_by(Kit.state)
-    return dict(s.execute(query).tuples().all())
+    return dict(s.execute(query).all())
 
 
 def agree(db) -> None:
