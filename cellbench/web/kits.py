@@ -52,7 +52,7 @@ def _list(request: Request, session: Session, viewer: Viewer, *, scan_error: Dom
     status = scan_error.status if scan_error else (error.status if error else 200)
     return render(request, "kits/list.html", status_code=status,
                   rows=kits.views(session, found.rows) if found else [], pager=paging.pager("/kits", typed, found),
-                  filters=typed, studies=all_studies, blinded_lots=kits.blinded_lots(session, study),
+                  filters=typed, studies=all_studies,
                   states=STATES, error=error, scan_error=scan_error, code=code, kit_url=kit_url)
 
 

@@ -251,6 +251,8 @@ def test_the_kit_list_filters_by_study_blinded_lot_and_state_in_kit_number_order
     page = client.get("/kits", params={"study": "NCT07290946", "blinded_lot": "XB26-001", "state": "released"})
     assert page.status_code == 200
     assert re.findall(r'<a href="/kits/([A-Z0-9-]+)">', page.text) == every
+    # the blinded lot is typed or scanned, and kept: the page lists no lots (ten years make thousands)
+    assert '<input name="blinded_lot" value="XB26-001"' in page.text and "<option value=\"XB26" not in page.text
 
     from cellbench.web import kits as kit_pages
     monkeypatch.setattr(kit_pages, "PAGE_SIZE", 3)
