@@ -126,6 +126,9 @@ def give_the_samples_their_fates(ole: Person) -> list[str]:
     page lists them (as their labels read)."""
     page = ole.page
     form = page.locator("#vials form[action$='/vial']")
+    # The co-signed page replaces this one by document.write; the notice at its top can be seen before
+    # the vial list further down is parsed on a loaded machine, so wait for the list, then read it.
+    expect(page.locator("#vials .attention .nowrap")).to_have_count(VIALS_FILLED)
     waiting = page.locator("#vials .attention .nowrap").all_inner_texts()
     assert len(waiting) == VIALS_FILLED, f"every filled vial waits for its fate: {waiting}"
     fates = ["qc"] * QC_VIALS + ["retained"] * RETAINED_VIALS
