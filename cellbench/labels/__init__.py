@@ -39,12 +39,12 @@ from .printing import (
     kit_number_list,
     kits_of,
     label_study,
-    labelable_lots,
     open_count,
     print_run,
     reconcile,
     rendered,
     runs,
+    study_code_of_blinded_lot,
     view,
     views,
 )

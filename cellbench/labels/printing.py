@@ -38,9 +38,9 @@ from .runs import DEFAULT_STATES as DEFAULT_STATES
 from .runs import RunView as RunView
 from .runs import by_number as by_number
 from .runs import kits_of as kits_of
-from .runs import labelable_lots as labelable_lots
 from .runs import open_count as open_count
 from .runs import runs as runs
+from .runs import study_code_of_blinded_lot as study_code_of_blinded_lot
 from .runs import view as view
 from .runs import views as views
 from .sheets import render_label_sheet_pdf, render_single_label_pdf

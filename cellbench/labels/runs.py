@@ -120,13 +120,8 @@ def view(session: Session, run: LabelRun) -> RunView:
     return views(session, [run])[0]
 
 
-def labelable_lots(session: Session, study: Study | None = None) -> list[tuple[BlindedLot, str, int]]:
-    """Blinded lots with their study code and how many kits a run would label by default."""
-    labelled_by_default = col(Kit.state).in_([s.value for s in DEFAULT_STATES])
-    query = (select(BlindedLot, col(Study.code), func.count(col(Kit.id)))
-             .join(Study, col(Study.id) == col(BlindedLot.study_id))
-             .outerjoin(Kit, (col(Kit.blinded_lot_id) == col(BlindedLot.id)) & labelled_by_default)
-             .group_by(col(BlindedLot.id), col(Study.code)).order_by(col(Study.code), col(BlindedLot.code)))
-    if study is not None:
-        query = query.where(col(BlindedLot.study_id) == study.id)
-    return [(blinded, code, count) for blinded, code, count in session.execute(query).all()]
+def study_code_of_blinded_lot(session: Session, code: str) -> str:
+    """The study code of the blinded lot with this code, or "" when there is none (a form's default)."""
+    found = session.scalar(select(col(Study.code)).join(BlindedLot, col(BlindedLot.study_id) == col(Study.id))
+                           .where(col(BlindedLot.code) == code.strip().upper()))
+    return found or ""

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import case, select
+from sqlalchemy import case, func, select
 from sqlmodel import Session, col
 
 from .. import kits, pagination, sealed, studies
@@ -17,6 +17,7 @@ from ..errors import NotFound
 from ..models import (
     BlindedLot,
     Kit,
+    KitCount,
     KitQuarantine,
     KitState,
     Lot,
@@ -132,28 +133,110 @@ def quarantines_page(session: Session, ask: pagination.Ask, state: str | None = 
     return pagination.page(session, query, QUARANTINE_ORDER, ask, key=lambda kq: (int(kq.state == "open"), kq.id))
 
 
+# Newest packaging runs first (ids are made in order); blinded lots in code order. Neither holds an
+# arm: these lists are the unblinded supply pages', and a blinded lot holds both arms.
+RUN_ORDER = pagination.Order("packaging runs", (col(PackagingRun.id),), newest_first=True)
+BLINDED_LOT_ORDER = pagination.Order("blinded lots", (col(BlindedLot.code),))
+RUNS_SHOWN = 5  # newest runs a study shows on the overview; the rest are on the paged list
+# A run packages at most MAX_KITS_PER_RUN kits: counting the kit numbers waiting further than that
+# tells a packer nothing more, and would read every waiting kit of a study on every visit.
+PLANNED_COUNTED = packaging.MAX_KITS_PER_RUN
+
+
+@dataclass
+class RunRow:
+    run: PackagingRun
+    blinded_code: str
+
+
+@dataclass
+class BlindedLotRow:
+    blinded: BlindedLot
+    total: int
+    by_state: list[tuple[str, str, int]]  # (state, label, kits), in state order
+
+
+def runs_page(session: Session, study: Study | None, ask: pagination.Ask) -> pagination.Page[RunRow]:
+    """A page of packaging runs (of the study, if given), newest first, each with its blinded lot's code."""
+    query = (select(PackagingRun, col(BlindedLot.code))
+             .join(BlindedLot, col(BlindedLot.id) == col(PackagingRun.blinded_lot_id)))
+    if study is not None:
+        query = query.where(col(PackagingRun.study_id) == study.id)
+    found = pagination.page(session, query, RUN_ORDER, ask, key=lambda row: (row[0].id,))
+    return pagination.Page([RunRow(run, code) for run, code in found.rows], found.next, found.first)
+
+
+def blinded_lots_page(session: Session, study: Study | None,
+                      ask: pagination.Ask) -> pagination.Page[BlindedLotRow]:
+    """A page of blinded lots in code order, each with its kits by state from the running counts
+    (read for the page's lots only: a few rows a lot, whatever the number of lots)."""
+    query = select(BlindedLot)
+    if study is not None:
+        query = query.where(col(BlindedLot.study_id) == study.id)
+    found = pagination.page(session, query, BLINDED_LOT_ORDER, ask)
+    ids = [saved_id(b) for b in found.rows]
+    by_lot: dict[int, dict[str, int]] = defaultdict(dict)
+    if ids:
+        kept = (select(col(KitCount.blinded_lot_id), col(KitCount.state), func.sum(col(KitCount.kits)))
+                .where(col(KitCount.blinded_lot_id).in_(ids))
+                .group_by(col(KitCount.blinded_lot_id), col(KitCount.state)))
+        for lot_id, state, n in session.execute(kept):
+            if n:
+                by_lot[lot_id][KitState(state).value] = int(n)
+    rows = []
+    for blinded in found.rows:
+        counts = by_lot.get(saved_id(blinded), {})
+        by_state = [(s.value, kits.state_label(s), counts[s.value]) for s in KitState if counts.get(s.value)]
+        rows.append(BlindedLotRow(blinded, sum(counts.values()), by_state))
+    return pagination.Page(rows, found.next, found.first)
+
+
+def planned_waiting(session: Session, study: Study, up_to: int = PLANNED_COUNTED) -> int:
+    """The study's kit numbers waiting to be packaged, counted on the index (study, state) only up
+    to `up_to`: past that the figure changes nothing for its reader."""
+    waiting = select(col(Kit.id)).where(col(Kit.study_id) == study.id, col(Kit.state) == KitState.planned.value)
+    return session.scalar(select(func.count()).select_from(waiting.limit(up_to).subquery())) or 0
+
+
+def runs_of_blinded_lot(session: Session, blinded: BlindedLot) -> list[PackagingRun]:
+    """The runs that filled this blinded lot, oldest first (on the run's blinded-lot index)."""
+    return list(session.scalars(select(PackagingRun).where(col(PackagingRun.blinded_lot_id) == blinded.id)
+                                .order_by(col(PackagingRun.id))))
+
+
+def blinded_codes_of(session: Session, ids: set[int | None]) -> dict[int, str]:
+    """The codes of these blinded lots (those a page's rows name), by id."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    return {saved_id(b): b.code for b in session.scalars(select(BlindedLot).where(col(BlindedLot.id).in_(wanted)))}
+
+
 @dataclass
 class StudySupply:
-    """One study on the supply overview."""
+    """One study on the supply overview: its lists, its newest runs (`more_runs`: there are older
+    ones), its open quarantines and the kit numbers left to package (up to PLANNED_COUNTED)."""
 
     study: Study
     arms: dict[str, str]
     lists: list[tuple[sealed.ListHeader, Signature | None]]
-    runs: list[PackagingRun]
-    blinded_lots: list[tuple[BlindedLot, int, list[tuple]]]  # (blinded lot, kits, [(state, label, count)])
+    runs: list[RunRow]
+    more_runs: bool
     quarantines: list[KitQuarantine]
     planned: int
 
 
-def overview(session: Session, actor: Actor) -> tuple[list[StudySupply], list[KitQuarantine]]:
-    """Every study's lists, runs, blinded lots, open quarantines and kit numbers left to package;
-    and the open quarantines. The lists are a logged read."""
+def overview(session: Session, actor: Actor, secret: str) -> tuple[list[StudySupply], list[KitQuarantine]]:
+    """Every study's lists, newest runs, open quarantines and kit numbers left to package; and the
+    open quarantines. Nothing here grows with the years but the lists (a few a study). The lists
+    are a logged read."""
     open_q = quarantines(session, "open")
-    rows = [StudySupply(study, arm_names(study),
-                        [(row, signature_of(session, row.signature_id))
-                         for row in sealed.lists_of(session, actor, study)],
-                        packaging.runs(session, study), kits.blinded_lot_rows(session, study),
-                        [kq for kq in open_q if kq.study_id == study.id],
-                        kits.counts_by_state(session, study=study).get(KitState.planned.value, 0))
-            for study in studies.all_studies(session)]
+    rows = []
+    for study in studies.all_studies(session):
+        newest = runs_page(session, study, pagination.Ask(None, secret, RUNS_SHOWN))
+        rows.append(StudySupply(study, arm_names(study),
+                                [(row, signature_of(session, row.signature_id))
+                                 for row in sealed.lists_of(session, actor, study)],
+                                newest.rows, newest.next is not None,
+                                [kq for kq in open_q if kq.study_id == study.id], planned_waiting(session, study)))
     return rows, open_q

@@ -51,7 +51,7 @@ def run_list(request: Request, viewer: Viewer = Depends(readers), session: Sessi
 
 def _new(request: Request, session: Session, form: dict, error: DomainError | None = None):
     return render(request, "labels/new.html", status_code=error.status if error else 200, form=form, error=error,
-                  studies=studies.all_studies(session), lots=labelling.labelable_lots(session),
+                  studies=studies.all_studies(session),
                   kinds=labelling.KINDS, outputs=labelling.OUTPUTS, max_kits=labelling.MAX_KITS_PER_RUN)
 
 
@@ -60,9 +60,8 @@ def new_run_form(request: Request, viewer: Viewer = Depends(printers), session: 
     q = request.query_params
     form = {"study": q.get("study", ""), "blinded_lot": q.get("blinded_lot", ""), "kit_numbers": "",
             "kind": q.get("kind", "outer"), "output": q.get("output", "sheet")}
-    if form["blinded_lot"] and not form["study"]:
-        form["study"] = next((code for blinded, code, _ in labelling.labelable_lots(session)
-                              if blinded.code == form["blinded_lot"]), "")
+    if form["blinded_lot"] and not form["study"]:  # a link from a blinded lot: its study, if the code is one
+        form["study"] = labelling.study_code_of_blinded_lot(session, form["blinded_lot"])
     return _new(request, session, form)
 
 

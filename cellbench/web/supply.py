@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import kits, sealed, studies
@@ -19,7 +19,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput, NotFound
 from ..labels import printing as labelling
-from ..models import BlindedLot, Kit, KitQuarantine, KitState, Role, saved_id
+from ..models import BlindedLot, KitQuarantine, Role, saved_id
 from ..sealing import LIST_MACHINE
 from ..supply import lists, packaging, quarantine, views
 from ..supply.views import (
@@ -62,11 +62,8 @@ def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
     items = []
     if viewer.has(Role.supply_manager):
         # Counted in studies (a kit list is sealed per study), each named with what it has left:
-        # counted on the index (study, state) and only up to LOW_PLANNED, all a low study needs.
-        low = [(study, session.scalar(select(func.count()).select_from(
-                   select(col(Kit.id)).where(col(Kit.study_id) == study.id, col(Kit.state) == KitState.planned.value)
-                   .limit(LOW_PLANNED).subquery())) or 0)
-               for study in studies.all_studies(session)]
+        # counted only up to LOW_PLANNED, all a low study needs.
+        low = [(study, views.planned_waiting(session, study, LOW_PLANNED)) for study in studies.all_studies(session)]
         low = [(study, planned) for study, planned in low if planned < LOW_PLANNED]
         left = "; ".join(f"{study.code}: {planned} left" for study, planned in low)
         items += line_for(low, f"studies run low on kit numbers to package ({left}): seal a kit list",
@@ -85,11 +82,11 @@ def _supply_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
 
 def _overview(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
               typed: dict | None = None):
-    rows, open_q = views.overview(session, viewer.actor)
+    rows, open_q = views.overview(session, viewer.actor, request.app.state.settings.secret_key)
     return render(request, "supply/overview.html", status_code=error.status if error else 200, rows=rows,
                   error=error, typed=typed or {}, policies=studies.QUARANTINE_POLICIES, names=user_names(session),
-                  blinded_codes={b.id: b.code for b in kits.blinded_lots(session)},
-                  can_act=viewer.has(*MAKERS), list_url=list_url, q=q, lots_by_id=lots_of_quarantines(session, open_q))
+                  planned_counted=views.PLANNED_COUNTED, can_act=viewer.has(*MAKERS), list_url=list_url, q=q,
+                  lots_by_id=lots_of_quarantines(session, open_q))
 
 
 @router.get("")
@@ -239,10 +236,10 @@ def _new_run(request: Request, session: Session, error: DomainError | None = Non
     all_studies = studies.all_studies(session)
     typed = typed or {"study": request.query_params.get("study") or (all_studies[0].code if all_studies else ""),
                       "asc_lots": [], "placebo_lots": [], "blinded_lot": "", "kit_count": ""}
-    planned = {s.code: kits.counts_by_state(session, study=s).get(KitState.planned.value, 0) for s in all_studies}
+    planned = {s.code: views.planned_waiting(session, s) for s in all_studies}
     return render(request, "supply/packaging_new.html", status_code=error.status if error else 200,
-                  studies=all_studies, planned=planned, doses={s.code: s.doses_per_treatment for s in all_studies},
-                  blinded={s.code: kits.blinded_lots(session, s) for s in all_studies},
+                  studies=all_studies, planned=planned, planned_counted=views.PLANNED_COUNTED,
+                  doses={s.code: s.doses_per_treatment for s in all_studies},
                   asc=packaging.fillable_lots(session, "asc"), placebo=packaging.fillable_lots(session, "placebo"),
                   error=error, typed=typed)
 
@@ -299,7 +296,7 @@ def blinded_lot_page(request: Request, code: str, viewer: Viewer = Depends(reade
         return render(request, "supply/blinded_lot.html", blinded=blinded, study=study, arms=arm_names(study),
                       by_arm=composition_by_arm(session, viewer.actor, blinded), counts=counts,
                       state_label=kits.state_label, total=sum(counts.values()), q=q,
-                      runs=[r for r in packaging.runs(session, study) if r.blinded_lot_id == blinded.id])
+                      runs=views.runs_of_blinded_lot(session, blinded))
 
 
 @router.get("/kits/{number}")

@@ -18,6 +18,7 @@ from ..supply import quarantine
 from ..supply.views import (
     READERS,
     arm_names,
+    blinded_codes_of,
     lots_of_quarantines,
     quarantine_kits,
     quarantines_page,
@@ -82,13 +83,13 @@ def _quarantine_page(request: Request, session: Session, viewer: Viewer, number:
                      error: DomainError | None = None, typed: dict | None = None):
     kq = quarantine.by_number(session, number)
     study = studies.by_id(session, kq.study_id)
+    members = quarantine_kits(session, viewer.actor, kq)
     return render(request, "supply/quarantine.html", status_code=error.status if error else 200, kq=kq, study=study,
                   lot=session.get(Lot, kq.lot_id) if kq.lot_id else None,
                   cause=quarantine.CAUSES.get(kq.cause, kq.cause),
                   policy=studies.QUARANTINE_POLICIES.get(kq.policy, kq.policy),
-                  members=quarantine_kits(session, viewer.actor, kq),
-                  arms=arm_names(study), state_label=kits.state_label, names=user_names(session),
-                  blinded_codes={b.id: b.code for b in kits.blinded_lots(session, study)},
+                  members=members, arms=arm_names(study), state_label=kits.state_label, names=user_names(session),
+                  blinded_codes=blinded_codes_of(session, {kit.blinded_lot_id for kit, _ in members}),
                   closure=signature_of(session, kq.closure_signature_id), error=error, typed=typed or {},
                   can_decide=bool(quarantine.allowed_decisions(kq, viewer.actor)), q=q)
 

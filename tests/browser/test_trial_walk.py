@@ -131,7 +131,7 @@ def supply_and_site(walk: Walk, clock_, asc_lot: str, saline_lot: str, db) -> No
         sara.nav("Labels")
         sara.click("main a[href='/labels/new']")
         sara.page.select_option("select[name=study]", STUDY)
-        sara.page.select_option("select[name=blinded_lot]", blinded_lot)
+        sara.page.fill("input[name=blinded_lot]", blinded_lot)  # typed or scanned: years make thousands
         sara.page.check("input[name=kind][value=outer]")
         sara.page.check("input[name=output][value=sheet]")
         sara.click("button:has-text('Print labels')")

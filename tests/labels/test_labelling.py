@@ -314,8 +314,7 @@ def test_the_supply_manager_prints_downloads_and_reconciles_a_run_on_its_pages(k
     client = as_("sara")
     code = blinded_lot(db, kit_world).code
     form = client.get(f"/labels/new?blinded_lot={code}")
-    assert form.status_code == 200 and f'value="{code}" selected' in form.text
-    assert "8 kits packaged or released" in form.text
+    assert form.status_code == 200 and f'<input name="blinded_lot" value="{code}"' in form.text, "typed, not listed"
     assert f'<option value="{STUDY}" selected' in form.text
     created = client.submit("/labels", {"study": STUDY, "blinded_lot": code, "kit_numbers": "", "kind": "vial",
                                         "output": "sheet"})

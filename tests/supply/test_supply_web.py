@@ -205,6 +205,8 @@ def test_a_packaging_run_with_bad_input_names_the_field_and_packages_nothing(as_
         assert _invalid(page.text, name), data
         if name != "asc_lots":
             assert f'value="{asc}" id="asc_lots-1" checked' in page.text, "the choices are kept"
+        if name == "blinded_lot":
+            assert '<input name="blinded_lot" value="XB99-999"' in page.text, "the typed code is kept"
     assert _count(db, PackagingRun) == 0 and not _events(db, "kit package")
 
 
