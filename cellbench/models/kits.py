@@ -45,7 +45,9 @@ class Kit(SQLModel, table=True):
     # the kit list's filters, each with its page order (kit number: pagination.py, migration 0027)
     __table_args__ = (Index("ix_kit_study_state", "study_id", "state"), Index("ix_kit_state_number", "state", "number"),
                       Index("ix_kit_blinded_lot_number", "blinded_lot_id", "number"),
-                      Index("ix_kit_site_number", "site_id", "number"))
+                      Index("ix_kit_site_number", "site_id", "number"),
+                      # the storage page: kits held in each tank, kits at a site in none (migration 0029_supply)
+                      Index("ix_kit_location_state", "storage_location_id", "state"))
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=16, unique=True)  # 'XXXX-XXXX-C', random; the only id on a label

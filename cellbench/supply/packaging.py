@@ -301,7 +301,10 @@ def fillable_lots(session: Session, kind: str) -> list[tuple[Lot, int]]:
                            .join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
                            .join(Vial, (col(Vial.lot_id) == col(Lot.id)) & free_units())
                            .where(col(SpecVersion.kind) == kind,
-                                  col(Lot.state).in_([s.value for s in FILLABLE_LOT_STATES]))
+                                  col(Lot.state).in_([s.value for s in FILLABLE_LOT_STATES]),
+                                  # in date, in the query: years of released lots past their expiry
+                                  # are not read (their vials were counted, then dropped, on every visit)
+                                  col(Lot.expiry).is_not(None), col(Lot.expiry) > today)
                            .group_by(col(Lot.id)).order_by(col(Lot.expiry), col(Lot.number)))
-    return [(lot, free) for lot, free in rows if lot.expiry and lot.expiry > today]
+    return [(lot, free) for lot, free in rows]
 
