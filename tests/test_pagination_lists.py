@@ -359,7 +359,8 @@ def _paths(db, kit_world) -> list[tuple[str, str]]:
             ("sara", "/api/v1/label-runs"), ("anna", "/release"),
             ("sara", f"/supply/studies/{study.code}/lists/kit/{row.version}"),
             ("sara", f"/api/v1/supply/studies/{study.code}/lists/kit/{row.version}"),
-            ("sara", f"/supply/packaging/{kit_world.run}"), ("sara", f"/api/v1/supply/packaging-runs/{kit_world.run}")]
+            ("sara", f"/supply/packaging/{kit_world.run}"), ("sara", f"/api/v1/supply/packaging-runs/{kit_world.run}"),
+            ("sara", "/supply/packaging"), ("sara", "/supply/blinded-lots"), ("sara", "/supply/resupply")]
 
 
 def test_every_newly_paged_list_refuses_a_cursor_it_did_not_make_naming_after_and_changing_nothing(db, kit_world,

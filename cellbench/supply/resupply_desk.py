@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import audit, custody, inputs, sealed, studies, users
+from .. import audit, custody, inputs, pagination, sealed, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -163,6 +163,10 @@ def by_number(session: Session, number: str | None) -> ResupplyProposal:
     return row
 
 
+# Newest first (ids are made in order); a proposal's order says nothing of the arms it picks.
+PROPOSAL_ORDER = pagination.Order("resupply proposals", (col(ResupplyProposal.id),), newest_first=True)
+
+
 def proposals(session: Session, actor: Actor, *, open_only: bool = True, number: str | None = None,
               limit: int = 100) -> list[ProposalView]:
     """Open ones (or all, newest first), with their picked kits by arm: a logged read of the arms."""
@@ -175,6 +179,23 @@ def proposals(session: Session, actor: Actor, *, open_only: bool = True, number:
     rows = list(session.scalars(query.order_by(col(ResupplyProposal.id).desc()).limit(limit)))
     if number is not None and not rows:
         raise NotFound(f"No resupply proposal {number}.", field="proposal")
+    return _views(session, actor, rows)
+
+
+def proposal_page(session: Session, actor: Actor, ask: pagination.Ask, *,
+                  open_only: bool = True) -> pagination.Page[ProposalView]:
+    """A page of the proposals (open ones, or all), newest first, as `proposals` shows them."""
+    users.require_role(actor, *PLANNERS)
+    query = select(ResupplyProposal)
+    if open_only:
+        query = query.where(col(ResupplyProposal.state) == ProposalState.proposed.value)
+    found = pagination.page(session, query, PROPOSAL_ORDER, ask)
+    return pagination.Page(_views(session, actor, found.rows), found.next, found.first)
+
+
+def _views(session: Session, actor: Actor, rows: list[ResupplyProposal]) -> list[ProposalView]:
+    if not rows:
+        return []
     links = session.execute(select(col(ResupplyProposalKit.proposal_id), col(Kit.id), col(Kit.number))
                             .join(Kit, col(Kit.id) == col(ResupplyProposalKit.kit_id))
                             .where(col(ResupplyProposalKit.proposal_id).in_([saved_id(r) for r in rows]))).all()

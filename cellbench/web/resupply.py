@@ -14,11 +14,13 @@ from ..deps import Viewer, form_by, form_data, get_db, require
 from ..errors import DomainError, InvalidInput
 from ..supply import resupply, resupply_desk
 from ..templating import render
+from . import paging
 from .home import QueueItem, work_queue
 
 router = APIRouter(prefix="/supply/resupply", include_in_schema=False)
 PLANNERS = tuple(resupply.PLANNERS)
 SHOWN = ("open", "all")
+PAGE_SIZE = 50  # proposals a page, each with its picked kits by arm
 
 
 def q(text: str) -> str:
@@ -38,8 +40,9 @@ def _list_page(request: Request, session: Session, viewer: Viewer, error: Domain
     show = (request.query_params.get("show") or "open").strip()
     if show not in SHOWN:
         raise InvalidInput(f"Show {' or '.join(SHOWN)} proposals.", field="show")
+    found = resupply_desk.proposal_page(session, viewer.actor, paging.ask(request, PAGE_SIZE), open_only=show == "open")
     return render(request, "supply/resupply.html", status_code=error.status if error else 200, error=error,
-                  rows=resupply_desk.proposals(session, viewer.actor, open_only=show == "open"), show=show,
+                  rows=found.rows, pager=paging.pager("/supply/resupply", {"show": show}, found), show=show,
                   shown=SHOWN)
 
 

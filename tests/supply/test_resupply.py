@@ -368,6 +368,9 @@ def test_the_supply_manager_reads_accepts_and_sets_on_pages(stocked, db, as_):
     assert "<strong>1</strong> resupply proposal waits" in home.text and 'href="/supply/resupply"' in home.text
     listing = sara.get("/supply/resupply")
     assert listing.status_code == 200 and proposal.number in listing.text
+    assert 'rel="next"' not in listing.text, "one proposal: one page (the list is keyset-paged, newest first)"
+    bad = sara.get("/supply/resupply?after=not-a-cursor")
+    assert bad.status_code == 400 and "page link is not valid" in bad.text
     page = sara.get(f"/supply/resupply/{proposal.number}")
     assert all(number in page.text for number in picked(db, proposal))
     refused = sara.submit("/supply/resupply/settings", {"study": STUDY, "site": SITE, "arm": "placebo",
