@@ -195,7 +195,8 @@ def test_an_active_and_a_placebo_kit_go_from_shipment_to_both_glands_alike(kit_w
         ("administered", "left submandibular gland"), ("administered", "right submandibular gland")]
     dispatched = next(link for link in links if link["what"] == "dispatched")
     assert "seal SEAL-1234, logger LOG-88" in dispatched["detail"] and dispatched["who"] == "Sara Supply"
-    site = {r["place"]: r for r in ok(as_("mette").get("/api/v1/accountability", params={"study": STUDY}))["rows"]}[SITE]
+    rows = ok(as_("mette").get("/api/v1/accountability", params={"study": STUDY}))["rows"]
+    site = {r["place"]: r for r in rows}[SITE]
     assert (site["counts"]["released"], site["counts"]["dispensed"], site["counts"]["on_hand"]) == (2, 2, 0)
 
     # from the fill: the supply manager's unblinded trace finds each kit's units in its own lot
