@@ -705,7 +705,7 @@ def _site(db, clock: Clock, lots: dict[str, str], by_arm: dict[str, str]) -> lis
     for arm in ("active", "placebo"):
         call("frida", "/api/v1/returns", {"code": payload(gone[arm]), "condition": "intact, not needed"})
     clock.advance(minutes=5)
-    row = next(r for r in people["frida"].get(f"/api/v1/accountability?study={STUDY}").json()
+    row = next(r for r in people["frida"].get(f"/api/v1/accountability?study={STUDY}").json()["rows"]
                if r["place"] == SITE and r["blinded_lot"] == code)
     call("frida", "/api/v1/reconciliations", {"study": STUDY, "place": SITE, "blinded_lot": code,
                                               "counted_in_stock": row["counts"]["on_hand"], "password": PASSWORD}, 201)

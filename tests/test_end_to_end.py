@@ -195,7 +195,8 @@ def test_an_active_and_a_placebo_kit_go_from_shipment_to_both_glands_alike(kit_w
         ("administered", "left submandibular gland"), ("administered", "right submandibular gland")]
     dispatched = next(link for link in links if link["what"] == "dispatched")
     assert "seal SEAL-1234, logger LOG-88" in dispatched["detail"] and dispatched["who"] == "Sara Supply"
-    site = {r["place"]: r for r in ok(as_("mette").get("/api/v1/accountability", params={"study": STUDY}))}[SITE]
+    rows = ok(as_("mette").get("/api/v1/accountability", params={"study": STUDY}))["rows"]
+    site = {r["place"]: r for r in rows}[SITE]
     assert (site["counts"]["released"], site["counts"]["dispensed"], site["counts"]["on_hand"]) == (2, 2, 0)
 
     # from the fill: the supply manager's unblinded trace finds each kit's units in its own lot
@@ -228,7 +229,7 @@ def test_an_active_and_a_placebo_kit_returned_unused_are_counted_and_destroyed_a
     details = {arm: ok(frida.get(f"/api/v1/kits/{kit}")) for arm, kit in kits_.items()}
     assert_same_but_numbers(details["active"], details["placebo"], numbers["active"], numbers["placebo"], "kit")
     lot = details["active"]["blinded_lot"]
-    row = ok(frida.get("/api/v1/accountability", params={"study": STUDY, "place": SITE, "blinded_lot": lot}))[0]
+    row = ok(frida.get("/api/v1/accountability", params={"study": STUDY, "place": SITE, "blinded_lot": lot}))["rows"][0]
     assert (row["counts"]["returned"], row["counts"]["on_hand"], row["status"]) == (2, 2, "not counted")
     count = ok(frida.post("/api/v1/reconciliations", json={"study": STUDY, "place": SITE, "blinded_lot": lot,
                                                            "counted_in_stock": 2, "password": PASSWORD}), 201)
@@ -258,7 +259,7 @@ def test_an_active_and_a_placebo_kit_returned_unused_are_counted_and_destroyed_a
     assert steps[-2:] == ["kit destroy", "destroyed"], "the chain ends with the destruction"
     assert "Wilma Witness" in chain(as_, "mette", pair[0])[-1]["detail"]
 
-    rows = ok(as_("mette").get("/api/v1/accountability", params={"study": STUDY}))
+    rows = ok(as_("mette").get("/api/v1/accountability", params={"study": STUDY}))["rows"]
     by_place = {r["place"]: r for r in rows}
     for r in rows:
         c = r["counts"]

@@ -55,7 +55,9 @@ def for_lot(session: Session, actor: Actor, lot: Lot) -> LotAccountability:
     held = sealed.kits_containing_lot(session, actor, lot, why="accountability by lot")
     sites = {s.id: s for s in session.scalars(select(Site))}
     study_codes = dict(session.execute(select(col(Study.id), col(Study.code))).all())
-    blinded = {b.id: b.code for b in session.scalars(select(BlindedLot))}
+    # the blinded lots of these kits only (a study has thousands after some years)
+    blinded = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))
+                                   .where(col(BlindedLot.id).in_({k.blinded_lot_id for k in held}))).all())
     per_place: dict[str, Counter] = defaultdict(Counter)
     total: Counter = Counter()
     lines = []

@@ -228,16 +228,19 @@ def rows(session: Session, study: Study, *, site_key: str | None = None, blinded
                   & (col(AuditEvent.field) == "state"))
             .where(*kit_where).group_by(col(Kit.site_id), col(Kit.blinded_lot_id)))}
     sites = {s.id: s for s in session.scalars(select(Site))}
-    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.study_id) == study.id))}
-    latest = _latest_reconciliations(session, study)
+    lot_ids = sorted({lot_id for _, lot_id in counts})  # only the blinded lots shown, not the study's every one
+    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.id).in_(lot_ids)))}
+    latest = latest_of_lots(session, study, lot_ids)
     found = [Row(sites.get(site_id), lots[lot_id], balance(c), last.get((site_id, lot_id)),
                  latest.get((site_id, lot_id))) for (site_id, lot_id), c in counts.items()]
     return sorted(found, key=lambda r: (r.site is not None, r.site.code if r.site else "", r.blinded_lot.code))
 
 
-def _latest_reconciliations(session: Session, study: Study) -> dict[tuple, Reconciliation]:
+def latest_of_lots(session: Session, study: Study, lot_ids: list[int]) -> dict[tuple, Reconciliation]:
+    """The latest signed count of each (site id, blinded lot id) of these blinded lots."""
     latest: dict[tuple, Reconciliation] = {}
-    for rec in session.scalars(select(Reconciliation).where(col(Reconciliation.study_id) == study.id)
+    for rec in session.scalars(select(Reconciliation).where(col(Reconciliation.study_id) == study.id,
+                                                            col(Reconciliation.blinded_lot_id).in_(lot_ids))
                                .order_by(col(Reconciliation.at), col(Reconciliation.id))):
         latest[(rec.site_id, rec.blinded_lot_id)] = rec
     return latest
@@ -350,9 +353,9 @@ def reconcile(session: Session, user: User, password: str | None, study: Study, 
     return rec
 
 
-def discrepancies(reader: Actor | None = None) -> Select:
-    """The latest counts, per blinded lot and place, that differ from cellbench's (a `reader`'s
-    sites and studies only): a query, for work queues to count and to read one of."""
+def latest_unbalanced() -> Select:
+    """The latest signed counts, per blinded lot and place, that differ from cellbench's: a row is
+    in discrepancy until a later count of it balances. Unordered and unscoped (callers narrow it)."""
     newer = aliased(Reconciliation)
     same_place = (col(newer.site_id) == col(Reconciliation.site_id)) | (
         col(newer.site_id).is_(None) & col(Reconciliation.site_id).is_(None))
@@ -361,7 +364,13 @@ def discrepancies(reader: Actor | None = None) -> Select:
     superseded = select(col(newer.id)).where(col(newer.study_id) == col(Reconciliation.study_id),
                                              col(newer.blinded_lot_id) == col(Reconciliation.blinded_lot_id),
                                              same_place, later).exists()
-    query = select(Reconciliation).where(col(Reconciliation.balanced).is_(False), ~superseded)
+    return select(Reconciliation).where(col(Reconciliation.balanced).is_(False), ~superseded)
+
+
+def discrepancies(reader: Actor | None = None) -> Select:
+    """The latest counts that differ (a `reader`'s sites and studies only), newest first: a query,
+    for work queues to count and to read one of."""
+    query = latest_unbalanced()
     if reader is not None:
         query = users.within(query, reader, site=col(Reconciliation.site_id), study=col(Reconciliation.study_id))
     return query.order_by(col(Reconciliation.at).desc(), col(Reconciliation.id).desc())

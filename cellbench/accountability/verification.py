@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
@@ -32,8 +32,20 @@ from .. import audit, inputs, limits, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import AccountabilityVerification, Meaning, Role, Signature, Site, Study, StudySite, User, saved_id
-from .site import place_of, rows, study_of
+from ..models import (
+    AccountabilityVerification,
+    BlindedLot,
+    KitCount,
+    Meaning,
+    Role,
+    Signature,
+    Site,
+    Study,
+    StudySite,
+    User,
+    saved_id,
+)
+from .site import balance, category_of, place_of, study_of
 
 VERIFIERS = (Role.monitor,)
 NOT_VERIFIED, VERIFIED, CHANGED = "not verified", "verified", "changed since verification"
@@ -42,7 +54,15 @@ NOT_VERIFIED, VERIFIED, CHANGED = "not verified", "verified", "changed since ver
 def figures(session: Session, study: Study, site: Site) -> dict[str, dict[str, int]]:
     """The site's accountability as the page shows it: blinded lot -> counts by category (with
     released and on hand). Read from kit states and blinded lots, the same for both arms."""
-    return {row.blinded_lot.code: dict(row.counts) for row in rows(session, study, site_key=site.code)}
+    by_code: dict[str, dict[str, int]] = {}
+    # one read of the site's running counts with their blinded lots' codes (no row objects)
+    for code, state, n in session.execute(
+            select(col(BlindedLot.code), col(KitCount.state), col(KitCount.kits))
+            .join(BlindedLot, col(BlindedLot.id) == col(KitCount.blinded_lot_id))
+            .where(col(KitCount.study_id) == study.id, col(KitCount.place) == site.id, col(KitCount.kits) != 0)):
+        if (name := category_of(state)) is not None:
+            by_code.setdefault(code, {})[name] = by_code.get(code, {}).get(name, 0) + n
+    return {code: balance(counts) for code, counts in by_code.items()}
 
 
 def figures_hash(found: dict[str, dict[str, int]]) -> str:
@@ -91,6 +111,15 @@ def standing(session: Session, study: Study, site: Site) -> Standing:
         col(Signature.id).in_([v.signature_id for v in history if v.signature_id])))}
     return Standing(study, site, found, figures_hash(found),
                     [(v, sigs.get(v.signature_id) if v.signature_id else None) for v in history])
+
+
+def latest_by_site(session: Session, study: Study, sites: list[Site]) -> list[tuple[Site, datetime | None]]:
+    """Each of these sites with the time of its latest verification (one read; whether the figures
+    still match is on the site's own page, which reads its figures)."""
+    site_id, at_column = col(AccountabilityVerification.site_id), col(AccountabilityVerification.at)
+    at = dict(session.execute(select(site_id, func.max(at_column))
+                              .where(col(AccountabilityVerification.study_id) == study.id).group_by(site_id)).all())
+    return [(site, at.get(site.id)) for site in sites]
 
 
 def site_of(session: Session, study: Study, key: str | None, reader: Actor | None = None) -> Site:

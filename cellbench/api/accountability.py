@@ -7,14 +7,14 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import Session, SQLModel, col
 
 from .. import accountability, kits, pdf, studies
-from ..accountability import destruction
+from ..accountability import destruction, listing
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import BlindedLot, Destruction, Meaning, Reconciliation, Signature, Site, Study, User
@@ -150,17 +150,28 @@ def destruction_out(session: Session, viewer: Viewer, d: Destruction) -> Destruc
                           signatures=[vars(s) for s in data.signatures])
 
 
-@router.get("/accountability", response_model=list[RowOut])
-def balance(study: str, place: str | None = None, blinded_lot: str | None = None, viewer: Viewer = Depends(readers),
+class RowPageOut(BaseModel):
+    rows: list[RowOut] = Field(description="Newest blinded lot first within a place (sites, then the cell bench); "
+                                           "with discrepant=true, the rows in discrepancy, newest count first")
+    next: str | None = Field(description=paging.NEXT)
+    totals: dict[str, int] = Field(description="Kits by category over every row of the list (all pages)")
+    discrepant: int = Field(description="How many rows' latest count differs from cellbench's (all pages)")
+
+
+@router.get("/accountability", response_model=RowPageOut)
+def balance(study: str, place: str | None = None, blinded_lot: str | None = None,
+            discrepant: bool = Query(False, description="Only the rows whose latest count differs from cellbench's"),
+            ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
             session: Session = Depends(read_session)):
-    """The balance of each blinded lot at each place; with `place` and `blinded_lot`, one row with its last change."""
+    """A page of the balance of each blinded lot at each place (at `place`; of `blinded_lot`), with the
+    totals over all of them and how many are in discrepancy; with `place` and `blinded_lot`, the one
+    row with its last change. (Until issue 18 this was a plain list of every row.)"""
     chosen = studies.by_code(session, study)
+    site = accountability.place_of(session, chosen, place, reader=viewer.actor) if place is not None else "all"
     lot = kits.blinded_lot_by_code(session, blinded_lot) if blinded_lot else None
-    if place is not None and lot is not None:
-        site = accountability.place_of(session, chosen, place, reader=viewer.actor)
-        return [RowOut(**accountability.row_of(session, chosen, site, lot).as_json())]
-    return [RowOut(**r.as_json()) for r in accountability.rows(session, chosen, site_key=place, blinded_lot=lot,
-                                                                     reader=viewer.actor)]
+    shown = listing.listing(session, ask, chosen, site, discrepant=discrepant, blinded_lot=lot, reader=viewer.actor)
+    return RowPageOut(rows=[RowOut(**r.as_json()) for r in shown.page.rows], next=shown.page.next,
+                      totals=shown.totals, discrepant=shown.discrepant)
 
 
 @router.get("/reconciliations", response_model=CountPageOut)

@@ -11,6 +11,8 @@ from sqlmodel import Session
 from .. import kits, qrpayload, studies
 from ..deps import Viewer, read_session, require
 from ..models import KitState, Study
+from ..pagination import Ask
+from . import paging
 
 router = APIRouter(prefix="/api/v1", tags=["studies"])
 readers = require(*studies.READERS)
@@ -67,7 +69,11 @@ class StudyOut(BaseModel):
 
 class StudyDetailOut(StudyOut):
     sites: list[SiteOut]
-    blinded_lots: list[BlindedLotSummary]
+    blinded_lots: list[BlindedLotSummary] = Field(description="A page of the blinded lots, newest first")
+    next: str | None = Field(description="The cursor of the next page of blinded lots (pass it as `after`); "
+                                         "null on the last page")
+    blinded_lot_count: int = Field(description="How many blinded lots the study has (all pages)")
+    kits_by_state: dict[KitState, int] = Field(description="The study's kits by state, every blinded lot's")
     label_public_key: str = Field(description="The key that checks label QR signatures, for the pharmacy manual")
 
 
@@ -89,14 +95,18 @@ def list_studies(viewer: Viewer = Depends(readers), session: Session = Depends(r
 
 
 @router.get("/studies/{code}", response_model=StudyDetailOut)
-def get_study(code: str, request: Request, viewer: Viewer = Depends(readers),
+def get_study(code: str, request: Request, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
               session: Session = Depends(read_session)):
+    """The study as its protocol states it, its sites, and a page of its blinded lots (newest first:
+    `after`, `limit`, `next` as every list), with how many there are and the study's kits by state."""
     study = studies.by_code(session, code, field="code")
-    # every blinded lot's kits by state in one read of the running counts (kits.blinded_lot_rows)
+    # a page of the blinded lots with their kits by state, and the totals over all of them
+    found = kits.blinded_lot_page(session, ask, study)
     lots = [BlindedLotSummary(code=blinded.code, expiry=blinded.expiry, kits=total,
                               kits_by_state={state: n for state, _label, n in by_state})
-            for blinded, total, by_state in kits.blinded_lot_rows(session, study)]
+            for blinded, total, by_state in found.page.rows]
     sites = [SiteOut(code=site.code, name=site.name, address=site.address, investigator=link.investigator)
              for site, link in studies.sites_of(session, study)]
-    return StudyDetailOut(**study_out(study), sites=sites, blinded_lots=lots,
+    return StudyDetailOut(**study_out(study), sites=sites, blinded_lots=lots, next=found.page.next,
+                          blinded_lot_count=found.blinded_lots, kits_by_state=found.kits_by_state,
                           label_public_key=qrpayload.public_key_text(request.app.state.settings.secret_key))

@@ -35,9 +35,11 @@ from .lifecycle import (
 )
 from .reading import (
     READERS,
+    BlindedLotListing,
     KitView,
     blinded_lot_by_code,
     blinded_lot_of,
+    blinded_lot_page,
     blinded_lot_rows,
     blinded_lots,
     by_number,

@@ -172,19 +172,34 @@ def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot
     return {KitState(state).value: n for state, n in sorted(found.items()) if n}
 
 
-def blinded_lot_rows(session: Session, study: Study | None) -> list[tuple[BlindedLot, int, list[tuple]]]:
-    """Each blinded lot of the study with its kit count and its kits by state (value, blinded label,
-    count), in code order."""
-    lots = blinded_lots(session, study)
-    # every lot's kits by state in one read of the running counts, not one read a lot
+# Newest blinded lot first (by id): a blinded lot holds both arms, so the order follows no arm.
+BLINDED_LOT_ORDER = pagination.Order("blinded lots", (col(BlindedLot.id),), newest_first=True)
+
+
+@dataclass(frozen=True)
+class BlindedLotListing:
+    """A page of a study's blinded lots (blinded_lot_rows' rows) with what holds over all of them."""
+
+    page: pagination.Page[tuple[BlindedLot, int, list[tuple]]]
+    blinded_lots: int  # how many the study has
+    kits_by_state: dict[str, int]  # the study's kits by state, every blinded lot's
+
+
+def _rows_of_lots(session: Session, lots: list[BlindedLot], *, every_lot_of: Study | None = None,
+                  every_lot: bool = False) -> list[tuple[BlindedLot, int, list[tuple]]]:
+    """Each of these blinded lots with its kit count and its kits by state, from one read of their
+    running counts: by the counters' blinded-lot index for a page, by study when `lots` are all of
+    `every_lot_of`'s (all there are when `every_lot`)."""
     by_lot: dict[int, dict[str, int]] = {}
-    kept = (select(col(KitCount.blinded_lot_id), col(KitCount.state), func.sum(col(KitCount.kits)))
-            .group_by(col(KitCount.blinded_lot_id), col(KitCount.state)))
-    if study is not None:
-        kept = kept.where(col(KitCount.study_id) == study.id)
-    for lot_id, state, n in session.execute(kept):
-        if n:
-            by_lot.setdefault(lot_id, {})[KitState(state).value] = int(n)
+    kept = select(col(KitCount.blinded_lot_id), col(KitCount.state), func.sum(col(KitCount.kits)))
+    if every_lot_of is not None:
+        kept = kept.where(col(KitCount.study_id) == every_lot_of.id)
+    elif not every_lot:
+        kept = kept.where(col(KitCount.blinded_lot_id).in_([b.id for b in lots]))
+    if lots:
+        for lot_id, state, n in session.execute(kept.group_by(col(KitCount.blinded_lot_id), col(KitCount.state))):
+            if n:
+                by_lot.setdefault(lot_id, {})[KitState(state).value] = int(n)
     rows = []
     for blinded in lots:
         counts = by_lot.get(blinded.id or 0, {})
@@ -192,6 +207,22 @@ def blinded_lot_rows(session: Session, study: Study | None) -> list[tuple[Blinde
                      [(state.value, state_label(state), counts[state.value]) for state in KitState
                       if counts.get(state.value)]))
     return rows
+
+
+def blinded_lot_page(session: Session, ask: pagination.Ask, study: Study) -> BlindedLotListing:
+    """A page of the study's blinded lots, newest first, with their kits by state; the number of
+    blinded lots and the study's kits by state over all of them (aggregates, not rows)."""
+    found = pagination.page(session, select(BlindedLot).where(col(BlindedLot.study_id) == study.id),
+                            BLINDED_LOT_ORDER, ask)
+    number = session.scalar(select(func.count()).select_from(BlindedLot).where(col(BlindedLot.study_id) == study.id))
+    return BlindedLotListing(pagination.Page(_rows_of_lots(session, found.rows), found.next, found.first),
+                             number or 0, counts_by_state(session, study=study))
+
+
+def blinded_lot_rows(session: Session, study: Study | None) -> list[tuple[BlindedLot, int, list[tuple]]]:
+    """Each blinded lot of the study with its kit count and its kits by state (value, blinded label,
+    count), in code order."""
+    return _rows_of_lots(session, blinded_lots(session, study), every_lot_of=study, every_lot=study is None)
 
 
 def blinded_lot_by_code(session: Session, code: str | None, *, field: str = "blinded_lot") -> BlindedLot:

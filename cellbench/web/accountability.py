@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from .. import accountability, kits, pdf, studies, users
-from ..accountability import destruction
+from ..accountability import destruction, listing
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError
@@ -66,23 +66,30 @@ def _study(session: Session, request: Request) -> tuple[list[Study], Study | Non
 
 def list_page(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
               form: dict | None = None) -> Response:
-    """The study's balance; with `site` chosen, that site's rows and its monitor verifications."""
+    """A page of the study's rows (newest blinded lot first), the totals over all of them and how
+    many are in discrepancy; with `site` chosen, that site's rows and its monitor verifications."""
     all_studies, study = _study(session, request)
     if form and form.get("study"):  # a refused form shows its own study again
         study = studies.by_code(session, form["study"])
     site_code = (request.query_params.get("site") or (form or {}).get("site") or "").strip().upper()
     site = accountability.verification.site_of(session, study, site_code, reader=viewer.actor) \
         if study and site_code else None
-    found = accountability.rows(session, study, site_key=site.code if site else None, reader=viewer.actor) \
-        if study else []
+    discrepant = bool(request.query_params.get("discrepant"))
+    found = listing.listing(session, paging.ask(request), study, site or "all", discrepant=discrepant,
+                            reader=viewer.actor) if study else None
     sites = studies.sites_of(session, study) if study else []
     seen = [s for s, _ in sites if users.sees(viewer.actor, s, study)]
+    filters = {"study": study.code if study else "", "site": site.code if site else "",
+               "discrepant": "1" if discrepant else ""}
     return render(request, "accountability/list.html", status_code=error.status if error else 200,
-                  studies=all_studies, study=study, rows=found, categories=accountability.CATEGORIES,
+                  studies=all_studies, study=study, listing=found, rows=found.page.rows if found else [],
+                  pager=paging.pager("/accountability", filters, found.page if found else None),
+                  discrepant=discrepant, categories=accountability.CATEGORIES,
                   released_terms=accountability.RELEASED_TERMS, row_url=row_url, sites=sites,
                   lot_link=viewer.has(*LOT_VIEWERS), can_authorise=viewer.has(*destruction.AUTHORISERS),
                   site=site, standing=accountability.standing(session, study, site) if site and study else None,
-                  standings=[accountability.standing(session, study, s) for s in seen] if study and not site else [],
+                  latest_by_site=accountability.verification.latest_by_site(session, study, seen)
+                  if study and not site else [],
                   may_verify=viewer.has(*accountability.VERIFIERS), error=error, form=form or {})
 
 

@@ -60,7 +60,7 @@ def _destroy(client, number, witness="Wilma Witness", method="Incineration as cl
 def _rows(client) -> dict[str, dict]:
     response = client.get(f"/api/v1/accountability?study={STUDY}")
     assert response.status_code == 200, response.text
-    return {row["place"]: row for row in response.json()}
+    return {row["place"]: row for row in response.json()["rows"]}
 
 
 def test_released_kits_balance_against_where_they_are_and_what_happened_to_them(db, site_stock, as_):

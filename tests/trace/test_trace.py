@@ -161,7 +161,7 @@ def test_the_custody_chain_ends_with_the_destruction(db, trial, as_):
     frida, sara = as_("frida"), as_("sara")
     password = "correct horse battery"
     lot = frida.get(f"/api/v1/trace/kits?q={trial.ka}").json()["lines"][0]["blinded_lot"]
-    row = frida.get(f"/api/v1/accountability?study={STUDY}&place=RH-ENT&blinded_lot={lot}").json()[0]
+    row = frida.get(f"/api/v1/accountability?study={STUDY}&place=RH-ENT&blinded_lot={lot}").json()["rows"][0]
     on_hand = row["counts"]["on_hand"]
     count = frida.post("/api/v1/reconciliations", json={"study": STUDY, "place": "RH-ENT", "blinded_lot": lot,
                                                          "counted_in_stock": on_hand, "password": password})
