@@ -14,6 +14,7 @@ shared machine: others' load lengthens the wall clock more than the work):
   GET /search         the search form with no query: anyone signed in         (no target)
   GET /               the role's home page: its work queues                   (no target)
 
+Beside them, the SQL statements and the thread-pool hops of one request of each.
 --http also times the same requests over real HTTP against `cellbench serve`'s app run by uvicorn
 in a child process (one worker), with a keep-alive connection; --profile prints cProfile's top
 functions for /account as QA.
@@ -176,6 +177,26 @@ def profile(app: Callable[..., Any], cookies: dict[str, str], count: int) -> Non
         print(f"  {cumulative / count * 1000:7.3f} ms  {Path(filename).name}:{line} {name}")
 
 
+def hops_during(work: Callable[[], object]) -> int:
+    """How many times the app handed work to the thread pool while `work` ran."""
+    import anyio.to_thread
+
+    count = 0
+    original = anyio.to_thread.run_sync
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        return await original(*args, **kwargs)
+
+    anyio.to_thread.run_sync = counted  # type: ignore[assignment]
+    try:
+        work()
+    finally:
+        anyio.to_thread.run_sync = original  # type: ignore[assignment]
+    return count
+
+
 # --- over real HTTP ----------------------------------------------------------------------------
 
 
@@ -267,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nSQL statements per request (BEGIN not counted):")
         for role, get in gets.items():
             print(f"  {role:12s} " + "   ".join(f"{url} {statements_during(db, lambda url=url, get=get: get(url))}"
+                                                 for url in URLS))
+        print("\nThread-pool hops per request (anyio.to_thread.run_sync):")
+        for role, get in gets.items():
+            print(f"  {role:12s} " + "   ".join(f"{url} {hops_during(lambda url=url, get=get: get(url))}"
                                                  for url in URLS))
         if args.profile:
             profile(app, dict(qa_client.cookies), count)  # type: ignore[union-attr]

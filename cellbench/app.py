@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import pkgutil
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
 
@@ -19,11 +20,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, clock, demo_marker, display, gate, inputs, nav, notifications, openapi, startup, users, web
+from . import api, clock, demo_marker, dispatch, display, gate, inputs, nav, notifications, openapi, startup, users, web
 from .checkpoints import store as checkpoint_store
 from .config import Settings, shipped
 from .db import Database
-from .deps import over_tls
+from .deps import in_the_loop, over_tls
 from .errors import DomainError, NotAuthenticated, body_error, unreadable_body
 from .supply import resupply
 from .templating import make_templates, render
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     _install_error_handlers(app)
     openapi.install(app, iter_routes(app.routes))  # the documented errors and file types, and its request rules
     gate.check(app, gated_routes)  # a route that declares no access stops the app here
+    small_reads_in_the_loop(app)
+    dispatch.install(app)  # a request is matched against the routes of its path's prefix only
 
     app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
     app.add_middleware(SecurityHeaders, settings=settings)  # outermost: the gate's refusals carry the headers too
@@ -236,11 +239,32 @@ def _bound_ids(routes: Iterable[BaseRoute]) -> None:
                 route.dependencies.append(Depends(_ids_within_range(ints)))
 
 
-def _ids_within_range(names: tuple[str, ...]) -> Callable[[Request], None]:
-    def ids_within_range(request: Request) -> None:
+def _ids_within_range(names: tuple[str, ...]) -> Callable[[Request], Awaitable[None]]:
+    async def ids_within_range(request: Request) -> None:  # a coroutine: a plain function hops threads
         for name in names:
             inputs.db_id(request.path_params.get(name), name, name.replace("_", " "))
     return ids_within_range
+
+
+def small_reads_in_the_loop(app: FastAPI) -> None:
+    """The sync GET routes declared small reads (gate.SMALL_READS) run as deps.in_the_loop says. Before
+    the first request: FastAPI builds the routes it matches from their endpoints then. Their
+    dependencies must all be coroutines, or the thread hop saved on the endpoint comes back."""
+    for route in iter_routes(app.routes):
+        if not isinstance(route, APIRoute) or not gate.declared(route, app).small:
+            continue
+        if hopping := [getattr(call, "__name__", repr(call)) for call in gate.calls(route.dependant)
+                       if not _awaited(call)]:
+            raise TypeError(f"GET {route.path} is a small read, but its dependencies {hopping} run in the "
+                            "thread pool: make them coroutines (they must not wait for anything)")
+        if not inspect.iscoroutinefunction(route.endpoint):
+            route.endpoint = in_the_loop(route.endpoint)
+
+
+def _awaited(call: object) -> bool:
+    """Whether FastAPI awaits this dependency in the event loop (not in the thread pool)."""
+    return (inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+            or inspect.iscoroutinefunction(type(call).__call__))  # a RoleCheck
 
 
 def iter_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:

@@ -6,9 +6,11 @@ declarations and refuses before the route reads its body; the dependencies apply
 again, which is all that guards a route of an app built without the gate."""
 from __future__ import annotations
 
+import functools
 import hmac
+import inspect
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -41,12 +43,22 @@ IDLE_MESSAGE = ("Your session ended after a period of inactivity. Please sign in
                 "what you saved as a draft is kept.")
 
 
-def get_db(request: Request) -> Database:
+def db_of(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     return request.app.state.settings
+
+
+# The dependencies are coroutines though they wait for nothing: FastAPI runs a plain function
+# dependency in the thread pool, a hop for every route that takes the database (over 200 of them).
+async def get_db(request: Request) -> Database:
+    return db_of(request)
+
+
+async def get_settings(request: Request) -> Settings:
+    return settings_of(request)
 
 
 async def read_session(request: Request) -> AsyncIterator[Session]:
@@ -60,7 +72,7 @@ async def read_session(request: Request) -> AsyncIterator[Session]:
     if shared is not None:
         yield shared
         return
-    db = get_db(request)
+    db = db_of(request)
     session = await run_in_threadpool(db.open_read) if db.reads_held_back else db.open_read()
     try:
         yield session
@@ -68,14 +80,38 @@ async def read_session(request: Request) -> AsyncIterator[Session]:
         await end_read(db, session)
 
 
-async def where_reads_go(db: Database, work: Callable[..., T], *args: object) -> T:
-    """A page's work run where its reads belong: in the event loop on SQLite, where a few indexed
-    reads of a local file wait for no lock (as the gate's do), saving the thread hop that was a good
-    part of a small page's time; in the thread pool on PostgreSQL, where each statement is a round
-    trip that would hold the loop."""
-    if db.is_sqlite:
-        return work(*args)
-    return await run_in_threadpool(work, *args)
+SMALL_READ_REQUEST = "small_read_request"  # the parameter in_the_loop adds for the request
+
+
+def in_the_loop(endpoint: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A sync GET endpoint whose reads are small and indexed (gate.SMALL_READS), as a coroutine that
+    runs it where its reads belong. The rule, enforced here: in the event loop only on SQLite and only
+    inside the read the gate opened for the page (request.state.read: the caller identified, the read
+    begun, so no statement waits for the WAL gate or a lock), saving the thread hop that was a good part
+    of a small page's time; everywhere else in the thread pool: on PostgreSQL each statement is a round
+    trip that would hold the loop, and a read opened here could wait for a WAL catch-up."""
+    if getattr(endpoint, "__small_read__", False):  # route modules are shared by every app built
+        return endpoint  # type: ignore[return-value]
+    signature = inspect.signature(endpoint, eval_str=True)
+    parameters = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        raise TypeError(f"{endpoint.__qualname__}: a small read cannot take **kwargs")
+    # FastAPI passes the request to one parameter only: the endpoint's own, or one added for it.
+    own = next((p.name for p in parameters if p.annotation is Request), None)
+    if own is None:
+        parameters.append(inspect.Parameter(SMALL_READ_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
+
+    @functools.wraps(endpoint)
+    async def run(*args: object, **kwargs: object) -> T:
+        request = kwargs[own] if own is not None else kwargs.pop(SMALL_READ_REQUEST)
+        assert isinstance(request, Request)
+        if db_of(request).is_sqlite and getattr(request.state, "read", None) is not None:
+            return endpoint(*args, **kwargs)
+        return await run_in_threadpool(endpoint, *args, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__small_read__ = True  # type: ignore[attr-defined]
+    return run
 
 
 async def end_read(db: Database, session: Session) -> None:
@@ -138,7 +174,7 @@ async def current_viewer(request: Request) -> Viewer:
     request.state, where templates read who is signed in); without the gate, identify it now."""
     viewer: Viewer | None = getattr(request.state, "viewer", None)
     if viewer is None:
-        viewer = await run_in_threadpool(identify, request, get_db(request), get_settings(request))
+        viewer = await run_in_threadpool(identify, request, db_of(request), settings_of(request))
         check_api_csrf(request, viewer)
         request.state.viewer = viewer
     return viewer
@@ -254,7 +290,7 @@ def over_tls(scope: Scope, trust_proxy: bool) -> bool:
 
 def secure_cookie(request: Request) -> bool:
     """Whether cookies go out Secure: always with CELLBENCH_SECURE_COOKIES, else over TLS."""
-    settings = get_settings(request)
+    settings = settings_of(request)
     return settings.secure_cookies or over_tls(request.scope, settings.trust_proxy)
 
 

@@ -33,13 +33,14 @@ from .deps import (
     bearer,
     check_api_csrf,
     current_viewer,
+    db_of,
     end_read,
-    get_db,
-    get_settings,
     identify,
     identify_reading,
     read_session,
+    settings_of,
 )
+from .dispatch import bucket
 from .errors import DomainError, NotAuthenticated
 from .models import Role
 
@@ -51,6 +52,12 @@ PUBLIC: frozenset[tuple[str, str]] = frozenset({("GET", "/login"), ("POST", "/lo
                                                 ("POST", "/session/renew")})
 SIGNIN_HEADER = "X-Cellbench-Signin"
 PUBLIC_MOUNTS: frozenset[str] = frozenset({"/static"})
+# GET routes (sync, with deps.read_session) whose reads are a few statements on unique indexes,
+# bounded whatever the data grows to (no list, no count, no pattern search): on SQLite they run in the
+# event loop inside the read the gate opened (deps.in_the_loop states the rule), not in the thread
+# pool. A route joins here, by its path, once its statements are shown flat (tests/test_floor*.py);
+# their dependencies must be coroutines (app.py refuses one that would hop to the thread pool).
+SMALL_READS: frozenset[str] = frozenset({"/account", "/search", "/api/v1/me"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class Access:
     roles: frozenset[Role] | None = None
     # A GET page that reads (deps.read_session): the gate identifies its caller in the page's own read.
     reads: bool = False
+    # ... and its reads are small and indexed (SMALL_READS): on SQLite the route runs in the event loop.
+    small: bool = False
 
     def admits(self, role: Role) -> bool:
         return self.public or self.roles is None or role in self.roles
@@ -81,10 +90,11 @@ def framework_pages(app: FastAPI) -> frozenset[str]:
                      if p)
 
 
-def _calls(dependant: Dependant) -> Iterator[object]:
+def calls(dependant: Dependant) -> Iterator[object]:
+    """Every dependency a route's dependant calls, nested ones too."""
     for sub in dependant.dependencies:
         yield sub.call
-        yield from _calls(sub)
+        yield from calls(sub)
 
 
 def declared(route: BaseRoute, app: FastAPI) -> Access:
@@ -98,28 +108,21 @@ def declared(route: BaseRoute, app: FastAPI) -> Access:
     if methods and all((method, path) in PUBLIC for method in methods):
         return ANYONE
     if isinstance(route, APIRoute):
-        calls = list(_calls(route.dependant))
-        roles = [call.roles for call in calls if isinstance(call, (RoleCheck, FormRoleCheck))]
+        called = list(calls(route.dependant))
+        roles = [call.roles for call in called if isinstance(call, (RoleCheck, FormRoleCheck))]
         # Only a page that changes nothing: a route that writes and then reads must see its write,
         # which a read begun before it (at the gate) would not.
-        reads = read_session in calls and methods <= {"GET"}
+        reads = read_session in called and methods <= {"GET"}
+        small = reads and path in SMALL_READS
         if roles:  # several checks on one route must all pass
-            return Access(roles=frozenset.intersection(*roles), reads=reads)
-        if current_viewer in calls:
-            return Access(reads=reads)
+            return Access(roles=frozenset.intersection(*roles), reads=reads, small=small)
+        if current_viewer in called:
+            return Access(reads=reads, small=small)
     elif path in framework_pages(app):
         return SIGNED_IN
     raise Undeclared(f"{'/'.join(sorted(methods))} {path} declares no access: give it a deps.require(...) "
                      f"or deps.form_by(...) dependency, deps.current_viewer for anyone signed in, or list it in "
                      f"gate.PUBLIC.")
-
-
-def _key(path: str) -> tuple[str, ...] | None:
-    """The bucket a path falls in: its first segment (the first three under /api). None for a
-    route whose bucket segments hold a parameter: it is tried for every path."""
-    parts = path.strip("/").split("/")
-    head = tuple(parts[:3] if parts[0] == "api" else parts[:1])
-    return None if any("{" in part for part in head) else head
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class Table:
     routes keep the app's order, so the gate picks the route the router will pick."""
 
     def __init__(self, routes: Iterable[BaseRoute], app: FastAPI):
-        entries = [(_key(getattr(r, "path", "")), _Entry(r, declared(r, app))) for r in routes]
+        entries = [(bucket(getattr(r, "path", "")), _Entry(r, declared(r, app))) for r in routes]
         anywhere = [entry for key, entry in entries if key is None]
         self._buckets: dict[tuple[str, ...], list[_Entry]] = {}
         for key, _ in entries:
@@ -152,7 +155,7 @@ class Table:
     def access(self, path: str, method: str) -> Access | None:
         """The access of the route the router will run for this request; None when no route
         matches (the router answers 404 or 405, which shows nothing)."""
-        for entry in self._buckets.get(_key(path) or (), self._anywhere):
+        for entry in self._buckets.get(bucket(path) or (), self._anywhere):
             if entry.matches(path, method):
                 return entry.access
         return None
@@ -191,7 +194,7 @@ class Gate:
         if access is None or access.public:
             return await self.app(scope, receive, send)
         request = Request(scope)  # no receive: the gate never reads the body
-        db, settings = get_db(request), get_settings(request)
+        db, settings = db_of(request), settings_of(request)
         read: Session | None = None
         try:
             try:

@@ -73,6 +73,7 @@ class Nav:
     def __init__(self, links: tuple[Link, ...]):
         self.links = links
         self._shares: dict[frozenset[Role], tuple[tuple[Link, bool], ...]] = {}
+        self._shown: dict[tuple[frozenset[Role], str | None], tuple[Shown, ...]] = {}
 
     def share(self, roles: frozenset[Role]) -> tuple[tuple[Link, bool], ...]:
         """The links these roles may open, each with whether a separator goes before it."""
@@ -81,6 +82,19 @@ class Nav:
             mine = [link for link in self.links if link.roles & roles]
             found = tuple((link, link.group != (mine[i - 1].group if i else "home")) for i, link in enumerate(mine))
             self._shares[roles] = found
+        return found
+
+    def shown(self, roles: frozenset[Role], path: str) -> tuple[Shown, ...]:
+        """The nav as these roles see it on the page at `path`: kept per role set and current link
+        (one of the share's, home or none), as few as the shares times their links, whatever the path."""
+        share = self.share(roles)
+        matching = [link.href for link, _ in share if path == link.href or path.startswith(link.href + "/")]
+        current = max(matching, key=len) if matching else ("/" if path == "/" else None)
+        found = self._shown.get((roles, current))
+        if found is None:
+            found = (Shown("Home", "/", current == "/", False),
+                     *(Shown(link.label, link.href, link.href == current, separated) for link, separated in share))
+            self._shown[roles, current] = found
         return found
 
 
@@ -94,10 +108,5 @@ def build(routes: Sequence[BaseRoute]) -> Nav:
                      for link in links))
 
 
-def links_for(request: Request, viewer: Viewer) -> list[Shown]:
-    path = request.url.path
-    share = request.app.state.nav.share(viewer.roles)
-    matching = [link.href for link, _ in share if path == link.href or path.startswith(link.href + "/")]
-    current = max(matching, key=len) if matching else ("/" if path == "/" else None)
-    return [Shown("Home", "/", current == "/", False),
-            *(Shown(link.label, link.href, link.href == current, separated) for link, separated in share)]
+def links_for(request: Request, viewer: Viewer) -> tuple[Shown, ...]:
+    return request.app.state.nav.shown(viewer.roles, request.scope["path"])

@@ -7,8 +7,8 @@ from __future__ import annotations
 from sqlalchemy import event, select
 from starlette.requests import Request
 
-from cellbench import users
-from cellbench.app import create_app
+from cellbench import dispatch, users
+from cellbench.app import create_app, iter_routes
 from cellbench.config import Settings
 from cellbench.deps import Viewer, identify
 from cellbench.models import Role, Site
@@ -117,6 +117,32 @@ def test_the_user_of_the_one_read_can_be_changed_in_a_session_of_ones_own(app, d
     response = client.submit("/account/tokens", {"name": "balance"})
     assert response.status_code in (200, 303), response.text
     assert "balance" in client.get("/account").text
+
+
+# --- route matching, by the path's prefix ----------------------------------------------------------------
+
+
+def test_every_route_is_in_the_router_of_its_paths_prefix(app, people):
+    sign_in(app, "anna").get("/account")  # the prefix routers are built at the first request
+    by_prefix = app.router.middleware_stack
+    assert isinstance(by_prefix, dispatch.ByPrefix)
+    routers = by_prefix.routers()
+    for route in iter_routes(app.routes):
+        key = dispatch.bucket(route.path)
+        chosen = routers[key].__self__.routes if key is not None else app.router.routes  # type: ignore[union-attr]
+        assert any(route in iter_routes([entry]) for entry in chosen), route.path
+    assert len(routers[("account",)].__self__.routes) < len(app.router.routes) / 4  # type: ignore[union-attr]
+
+
+def test_matching_by_prefix_answers_as_the_whole_router_did(app, people):
+    client = sign_in(app, "anna")
+    assert client.get("/account").status_code == 200
+    assert client.get("/account/", follow_redirects=False).headers["location"].endswith("/account")  # the slash
+    assert client.get("/no-such-area/at-all").status_code == 404
+    assert client.get("/account/no-such-page").status_code == 404
+    assert client.delete("/account").status_code == 405
+    assert client.get("/api/v1/me").json()["username"] == "anna"
+    assert client.get("/static/app.css").status_code in (200, 404)
 
 
 # --- the nav, once per role set ---------------------------------------------------------------------
