@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -83,13 +84,22 @@ class TrialEvents:
                 "unblindings": sum(len(s.unblindings) for s in self.subjects)}
 
 
-def _last_by_kit(session: Session, kit_ids: list[int], action: str) -> dict[int, CustodyEvent]:
-    found: dict[int, CustodyEvent] = {}
-    for event in session.scalars(select(CustodyEvent).where(col(CustodyEvent.kit_id).in_(kit_ids),
-                                                            col(CustodyEvent.action) == action)
+def _last_by_kit(session: Session, kit_ids: list[int], action: str) -> dict[int, Any]:
+    """Each kit's last custody event of this kind: its time and condition, read as columns."""
+    found: dict[int, Any] = {}
+    for event in session.execute(select(col(CustodyEvent.kit_id), col(CustodyEvent.at), col(CustodyEvent.condition))
+                                 .where(col(CustodyEvent.kit_id).in_(kit_ids), col(CustodyEvent.action) == action)
                                  .order_by(col(CustodyEvent.id))):
         found[event.kit_id] = event
     return found
+
+
+# A study's export reads tens of thousands of rows at ten years: they are read as plain rows of the
+# columns used (attribute access as on the models), not built as ORM objects, which cost most of the time.
+_VISIT = (col(Visit.id), col(Visit.participant_id), col(Visit.treatment), col(Visit.target_date), col(Visit.state),
+          col(Visit.kit_id))
+_GIVEN = (col(Administration.visit_id), col(Administration.dose), col(Administration.administered_at),
+          col(Administration.volume_ml), col(Administration.by_name))
 
 
 def gather(session: Session, study: Study, reader: Actor | None = None) -> TrialEvents:
@@ -102,8 +112,8 @@ def gather(session: Session, study: Study, reader: Actor | None = None) -> Trial
     participants = list(session.scalars(query.order_by(col(Participant.randomisation_number))))
     ids = [p.id for p in participants]
     sites = {s.id: s for s in session.scalars(select(Site))}
-    visits: dict[int, list[Visit]] = defaultdict(list)
-    for visit in session.scalars(select(Visit).where(col(Visit.participant_id).in_(ids))
+    visits: dict[int, list[Any]] = defaultdict(list)
+    for visit in session.execute(select(*_VISIT).where(col(Visit.participant_id).in_(ids))
                                  .order_by(col(Visit.participant_id), col(Visit.treatment))):
         visits[visit.participant_id].append(visit)
     visit_ids = [v.id for vs in visits.values() for v in vs]
@@ -111,12 +121,13 @@ def gather(session: Session, study: Study, reader: Actor | None = None) -> Trial
     kit_numbers = dict(session.execute(select(col(Kit.id), col(Kit.number)).where(col(Kit.id).in_(kit_ids))).all())
     dispensed = _last_by_kit(session, kit_ids, DISPENSED)
     stopped = _last_by_kit(session, kit_ids, NOT_ADMINISTERED)
-    given: dict[int, list[Administration]] = defaultdict(list)
-    for row in session.scalars(select(Administration).where(col(Administration.visit_id).in_(visit_ids))
+    given: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(select(*_GIVEN).where(col(Administration.visit_id).in_(visit_ids))
                                .order_by(col(Administration.dose))):
         given[row.visit_id].append(row)
-    unblinded: dict[int, list[Unblinding]] = defaultdict(list)
-    for unblinding in session.scalars(select(Unblinding).where(col(Unblinding.participant_id).in_(ids))
+    unblinded: dict[int, list[Any]] = defaultdict(list)
+    for unblinding in session.execute(select(col(Unblinding.participant_id), col(Unblinding.at),
+                                             col(Unblinding.reason_code)).where(col(Unblinding.participant_id).in_(ids))
                                       .order_by(col(Unblinding.at))):
         unblinded[unblinding.participant_id].append(unblinding)
 
@@ -127,14 +138,15 @@ def gather(session: Session, study: Study, reader: Actor | None = None) -> Trial
         subject = Subject(p.randomisation_number or "", site.code, clock.zone(site), p.randomised_at,
                           unblindings=[UnblindingEvent(u.at, u.reason_code) for u in unblinded[pid]])
         for visit in visits[pid]:
-            subject.visits.append(_visit(visit, glands, kit_numbers, dispensed, stopped, given[saved_id(visit)]))
+            subject.visits.append(_visit(visit, glands, kit_numbers, dispensed, stopped, given[visit.id]))
         subjects.append(subject)
     used = sorted({p.site_id for p in participants})
     return TrialEvents(study, glands, [sites[i] for i in used], subjects)
 
 
-def _visit(visit: Visit, glands: list[str], kit_numbers: dict[int, str], dispensed: dict[int, CustodyEvent],
-           stopped: dict[int, CustodyEvent], given: list[Administration]) -> TreatmentVisit:
+def _visit(visit: Any, glands: list[str], kit_numbers: dict[int, str], dispensed: dict[int, Any],
+           stopped: dict[int, Any], given: list[Any]) -> TreatmentVisit:
+    """One treatment visit's events from its row (_VISIT's columns) and its administrations (_GIVEN's)."""
     out = TreatmentVisit(visit.treatment, visit.target_date.isoformat(), visit.state)
     scan = dispensed.get(visit.kit_id) if visit.kit_id is not None else None
     if scan is not None:  # a kit only assigned, not yet dispensed, is no dispensing
