@@ -133,7 +133,7 @@ def record(
     row, digest = _event(seq + 1, prev, actor, action, entity_type, entity_id, field=field, old=old, new=new,
                          reason=reason, visibility=visibility)
     values = [row[c] for c in HASHED_COLUMNS]
-    signature = _head_signature(row["seq"], digest)
+    signature = checkpoints.head_signature(session, row["seq"], digest)  # or signed at commit
     if raw is None:
         conn.execute(_INSERT, {**row, "prev_hash": prev, "hash": digest})
         conn.execute(_MOVE_HEAD, {"seq": row["seq"], "hash": digest, "signature": signature})

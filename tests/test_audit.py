@@ -9,7 +9,7 @@ import threading
 import pytest
 from sqlalchemy import select, text
 
-from cellbench import audit, audit_export, integrity, users
+from cellbench import audit, audit_export, checkpoints, integrity, users
 from cellbench.audit import Actor
 from cellbench.errors import InvalidInput
 from cellbench.models import AuditEvent, Role, Visibility
@@ -40,6 +40,43 @@ def test_each_event_links_to_the_one_before_and_the_chain_verifies(db, people):
         assert after.prev_hash == before.hash
     report = integrity.verify(db)
     assert report.ok and report.events == len(chain) and report.head_seq == chain[-1].seq
+
+
+def head_row(conn) -> tuple[int, str, str | None]:
+    return tuple(conn.execute(text("SELECT seq, hash, signature FROM audit_head WHERE id = 1")).one())
+
+
+def test_a_transaction_of_many_events_commits_its_head_signed_as_one_event_at_a_time_would(db, people,
+                                                                                        checkpoint_key):
+    """The first event moves the head signed, the later ones unsigned until the commit signs the
+    head they leave: the committed head carries the very signature signing each event gave."""
+    actor = Actor(None, "test")
+    with db.write() as s:
+        audit.record(s, actor, "noted", "thing", "1")
+        first = head_row(s.connection())
+        assert first[2] == checkpoints.sign_head(checkpoint_key, first[0], first[1])
+        for n in range(2, 6):
+            audit.record(s, actor, "noted", "thing", str(n))
+        assert head_row(s.connection())[2] is None  # signed at commit: no one else sees this head
+    with db.engine.connect() as conn:
+        seq, hashed, signature = head_row(conn)
+    assert seq == first[0] + 4 and signature == checkpoints.sign_head(checkpoint_key, seq, hashed)
+    assert integrity.verify(db).ok
+
+
+def test_the_head_a_rolled_back_savepoint_leaves_is_the_one_signed_at_commit(db, people, checkpoint_key):
+    actor = Actor(None, "test")
+    with db.write() as s:
+        audit.record(s, actor, "noted", "thing", "1")
+        audit.record(s, actor, "noted", "thing", "2")  # unsigned until the commit
+        kept = head_row(s.connection())
+        with s.begin_nested() as savepoint:
+            audit.record(s, actor, "noted", "thing", "3")
+            savepoint.rollback()
+    with db.engine.connect() as conn:
+        seq, hashed, signature = head_row(conn)
+    assert (seq, hashed) == kept[:2] and signature == checkpoints.sign_head(checkpoint_key, seq, hashed)
+    assert integrity.verify(db).ok
 
 
 def test_an_event_records_who_when_what_and_why(db, people):

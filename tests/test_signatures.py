@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 import cellbench
 from cellbench import audit_review, integrity, signatures, users
@@ -102,6 +102,24 @@ def test_an_invalidated_signature_needs_a_reason_and_stays_visible(db, people):
         sig = s.get(Signature, review.signature_id)
         assert sig.invalidated_reason == "signed the wrong range"
     assert integrity.verify(db).ok
+
+
+def test_standing_ids_are_the_signatures_that_exist_and_are_not_invalidated_read_in_one_statement(db, people):
+    first, second = sign_review(db, "anna"), sign_review(db, "anna")
+    with db.write() as s:
+        voided = s.get(Signature, first.signature_id)
+        signatures.invalidate(s, users.actor(s, users.by_username(s, "anna")), voided, "signed the wrong range")
+        sent: list[str] = []
+        listen = lambda *args: sent.append(args[2])  # noqa: E731
+        event.listen(s.connection(), "before_cursor_execute", listen)  # the invalidation is flushed first
+        try:
+            stands = signatures.standing_ids(s, [first.signature_id, second.signature_id, None, 10_000])
+        finally:
+            event.remove(s.connection(), "before_cursor_execute", listen)
+    assert stands == {second.signature_id}
+    assert len(sent) == 1
+    with db.read() as s:
+        assert signatures.standing_ids(s, [None]) == set()
 
 
 def test_the_review_page_signs_and_shows_name_time_and_meaning(as_, db):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import lots, qc, steps
+from .. import lots, qc, signatures, steps
 from ..audit import Actor
 from ..deviations import deviations_block
 from ..donors import decision_signature
@@ -93,6 +93,8 @@ def batch_record_complete(session: Session, lot: Lot, actor: Actor | None = None
     by_code = steps.entries_of(session, lot)
     if (step := steps.current_step(spec, by_code)) is not None:
         return f"Step '{step.title}' of lot {lot.number} is not complete."
+    stands = signatures.standing_ids(session, (i for entries in by_code.values() for entry in entries
+                                               for i in (entry.performed_signature_id, entry.verified_signature_id)))
     for step in spec.steps:
         for entry in by_code.get(step.code, []):
             entry_state = StepState(entry.state)
@@ -100,9 +102,9 @@ def batch_record_complete(session: Session, lot: Lot, actor: Actor | None = None
                 continue
             if entry_state is StepState.open:
                 return f"Step '{step.title}' of lot {lot.number} was reopened by a correction and is not signed again."
-            if standing(session, entry.performed_signature_id) is None:
+            if entry.performed_signature_id not in stands:
                 return f"The performed signature of step '{step.title}' no longer stands."
-            if step.verify and standing(session, entry.verified_signature_id) is None:
+            if step.verify and entry.verified_signature_id not in stands:
                 return f"Step '{step.title}' lacks a standing second-person verification."
     return None
 

@@ -3,14 +3,18 @@ font is read once and its subsets kept, and a PDF assembled from kept images, ke
 written-once text is the very PDF drawn the plain way."""
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import zlib
 from datetime import UTC, datetime
 
+import fontTools
+import fpdf
 import pypdf
 import pytest
 import zxingcpp
+from fontTools import ttLib
 from PIL import Image
 
 from cellbench import qrpayload
@@ -19,14 +23,16 @@ from cellbench.labels import (
     DEFAULT_SHEET,
     DEFAULT_SIZE,
     LabelKind,
+    fonts,
     qrcache,
     render_label_sheet_pdf,
     render_single_label_pdf,
 )
-from cellbench.labels.fonts import SUBSETS, new_pdf
+from cellbench.labels.fonts import BASES, SUBSETS, new_pdf
 from cellbench.labels.layout import label_layout, label_lines, use_font
 from cellbench.labels.qrcache import QR_IMAGES, SIDE, QrImageCache, image_key, packed_rows, place_qr
 from cellbench.labels.sheets import sheet_slots
+from cellbench.labels.syringe import SYRINGE_SIZE, SyringeLabelText, _draw, render_syringe_labels_pdf
 
 from .test_labels import SECRET, kit_label
 
@@ -90,6 +96,58 @@ def test_a_single_label_pdf_with_kept_faces_is_the_same_bytes_as_one_with_faces_
             use_font(plain, run)
             plain.text(run.x, run.y, text)
     assert cold == warm == bytes(plain.output())
+
+
+def syringe_label(kit: str, n: int, gland: str = "left submandibular gland") -> SyringeLabelText:
+    use_by = f"2026-03-{n % 28 + 1:02d} {n % 24:02d}:{n % 60:02d} +01:00"
+    return SyringeLabelText("NCT07290946", f"R{n:03d}", gland, kit, use_by, qrpayload.make_payload(kit, SECRET))
+
+
+def syringe_drawn_the_plain_way(label: SyringeLabelText) -> bytes:
+    pdf = new_pdf((SYRINGE_SIZE.width_mm, SYRINGE_SIZE.height_mm), PRINTED, shared_faces=False)
+    pdf.set_title("cellbench syringe label")
+    pdf.add_page()
+    _draw(pdf, label)
+    return bytes(pdf.output())
+
+
+def test_labels_each_with_new_glyphs_are_cut_from_the_faces_base_and_are_the_bytes_cut_from_the_whole_face(kits):
+    """Every syringe label needs its own digits: none finds its subset kept. From a face's second
+    such miss on, they are cut from the face's base (the repertoire's glyphs), with the same bytes."""
+    BASES.clear()
+    SUBSETS.clear()
+    fonts._MISSED_ONCE.clear()
+    labels = [syringe_label(kit, n, "left submandibular gland" if n % 2 else "Højre glandula submandibularis")
+              for n, kit in enumerate(kits)]
+    made = [render_syringe_labels_pdf(label, creation_date=PRINTED) for label in labels]
+    assert len(BASES) == 2  # the regular and the bold face, each cut to its base once
+    assert made == [syringe_drawn_the_plain_way(label) for label in labels]
+
+
+def test_a_label_with_a_glyph_outside_the_repertoire_is_cut_from_the_whole_face_with_the_same_bytes(kits):
+    BASES.clear()
+    SUBSETS.clear()
+    fonts._MISSED_ONCE.clear()
+    for n, kit in enumerate(kits[:2]):  # the second makes the bases
+        render_syringe_labels_pdf(syringe_label(kit, n), creation_date=PRINTED)
+    greek = syringe_label(kits[2], 7, "glandula submandibularis (Ω)")
+    assert ord("Ω") not in fonts.REPERTOIRE
+    assert render_syringe_labels_pdf(greek, creation_date=PRINTED) == syringe_drawn_the_plain_way(greek)
+
+
+def test_a_faces_base_is_kept_under_the_faces_key_which_changes_with_the_font_and_the_library_versions(monkeypatch):
+    """What invalidates a base: another font file, or another fpdf2 or fontTools (the face's key)."""
+    face = fonts._parsed(str(fonts.find_label_fonts().regular), "")
+    assert face is not None
+    assert face.key.startswith(hashlib.sha256(face.data).hexdigest())
+    assert f"fpdf2={fpdf.__version__}" in face.key and f"fonttools={fontTools.version}" in face.key
+    BASES.clear()
+    fonts._MISSED_ONCE.clear()
+    cmap = ttLib.TTFont(io.BytesIO(face.data)).getBestCmap()
+    names = frozenset({cmap[ord("A")], cmap[ord("1")]})
+    assert fonts._base_for(face, names) is None  # a first miss: cut from the whole face
+    assert fonts._base_for(face, names) is not None and BASES.get(face.key) is not None
+    assert fonts._base_for(face, names | {cmap[ord("Ω")]}) is None  # not in the base: from the whole face
 
 
 def test_the_symbol_image_is_the_symbols_modules_one_bit_each_and_scans(kits):
