@@ -108,7 +108,8 @@ def test_a_queue_line_reads_one_or_many_and_points_at_the_one_thing():
     assert (many.count, many.label, many.href) == (2, "lots wait", "/lots?w=1")
 
 
-def statements_of_home(client, db) -> tuple[int, list[tuple[int, str, str]]]:
+def statements_of(read, db):
+    """What `read()` returns, and how many SQL statements it ran."""
     from sqlalchemy import event
 
     seen: list[str] = []
@@ -118,15 +119,25 @@ def statements_of_home(client, db) -> tuple[int, list[tuple[int, str, str]]]:
 
     event.listen(db.engine, "before_cursor_execute", count)
     try:
-        queue = queue_of(client)
+        got = read()
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
-    return len(seen), queue
+    return len(seen), got
+
+
+def statements_of_home(client, db) -> tuple[int, list[tuple[int, str, str]]]:
+    return statements_of(lambda: queue_of(client), db)
+
+
+def statements_of_lists(client, db) -> list[int]:
+    """/release and each of its queues: a page of lots by number, no gate evaluated per row."""
+    paths = ["/release", "/release?queue=review", "/release?queue=certification", "/release?queue=sponsor"]
+    return [statements_of(lambda path=path: client.get(path).status_code, db) for path in paths]
 
 
 def test_the_qa_and_qp_homes_read_as_many_statements_with_two_lots_waiting_as_with_more(demo_world, app, db):
     """The release lines are queries (release/queues.py): no gate of a waiting lot is evaluated
-    on a home page, so more lots waiting add no statement."""
+    on a home page or the release lists, so more lots waiting add no statement."""
     from cellbench import demo, lots, release, users
 
     def new_lots(*donors: int) -> list[str]:
@@ -146,9 +157,12 @@ def test_the_qa_and_qp_homes_read_as_many_statements_with_two_lots_waiting_as_wi
     reviewed(*demo_lots)  # the demo's two lots now wait for the QP
     first = new_lots(8, 9)  # and two new ones for QA
     before = {who: statements_of_home(client, db) for who, client in (("qa", qa), ("qp", qp))}
+    lists_before = statements_of_lists(qp, db)
     more = new_lots(10, 11, 12)  # QA: the three new ones, once the first two are reviewed
     reviewed(*first)  # the QP: four
     after = {who: statements_of_home(client, db) for who, client in (("qa", qa), ("qp", qp))}
+    assert statements_of_lists(qp, db) == lists_before
+    assert all(status == 200 for _n, status in lists_before)
 
     line = {"qa": "lots await your batch-record and audit-trail review", "qp": "lots are ready for your certification"}
     for who, waiting_before, waiting_after in (("qa", 2, 3), ("qp", 2, 4)):
