@@ -106,3 +106,74 @@ def test_a_queue_line_reads_one_or_many_and_points_at_the_one_thing():
     assert (one.count, one.label, one.href) == (1, "lot waits", "/lots/A-1")
     [many] = line_for(["A-1", "A-2"], "lots wait", "lot waits", "/lots?w=1", lambda n: f"/lots/{n}")
     assert (many.count, many.label, many.href) == (2, "lots wait", "/lots?w=1")
+
+
+def statements_of(read, db):
+    """What `read()` returns, and how many SQL statements it ran: all of them, and those reading
+    lots (the release lines and lists; the rest vary with a session's touch and other lines)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, *_rest) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        got = read()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return (len(seen), sum(" FROM lot " in " ".join(sql.split()) + " " for sql in seen)), got
+
+
+def statements_of_home(client, db) -> tuple[int, list[tuple[int, str, str]]]:
+    return statements_of(lambda: queue_of(client), db)
+
+
+def statements_of_lists(client, db) -> list[int]:
+    """/release and each of its queues: a page of lots by number, no gate evaluated per row."""
+    paths = ["/release", "/release?queue=review", "/release?queue=certification", "/release?queue=sponsor"]
+    return [statements_of(lambda path=path: client.get(path).status_code, db) for path in paths]
+
+
+def test_the_qa_and_qp_homes_read_as_many_statements_with_two_lots_waiting_as_with_more(demo_world, app, db):
+    """The release lines are queries (release/queues.py): no gate of a waiting lot is evaluated
+    on a home page or the release lists, so more lots waiting add no statement."""
+    from cellbench import demo, lots, release, users
+
+    def new_lots(*donors: int) -> list[str]:
+        with db.write() as s:
+            operator, qa = users.actor(s, users.by_username(s, "operator")), users.by_username(s, "qa")
+            return [demo.asc_lot(s, demo.eligible_donation(s, operator, qa, n), until=None).number for n in donors]
+
+    def reviewed(*numbers: str) -> None:
+        for number in numbers:
+            for kind in release.REVIEW_KINDS:
+                with db.write() as s:
+                    release.sign_review(s, users.by_username(s, "qa"), DEMO_PASSWORD, lots.by_number(s, number), kind)
+
+    qa, qp = sign_in(app, "qa", DEMO_PASSWORD), sign_in(app, "qp", DEMO_PASSWORD)
+    with db.read() as s:
+        demo_lots = [lot.number for lot in release.lots_in(s, *release.REVIEWABLE)]
+    reviewed(*demo_lots)  # the demo's two lots now wait for the QP
+    first = new_lots(8, 9)  # and two new ones for QA
+    before = {who: statements_of_home(client, db) for who, client in (("qa", qa), ("qp", qp))}
+    lists_before = statements_of_lists(qp, db)
+    more = new_lots(10, 11, 12)  # QA: the three new ones, once the first two are reviewed
+    reviewed(*first)  # the QP: four
+    after = {who: statements_of_home(client, db) for who, client in (("qa", qa), ("qp", qp))}
+    assert [lot_reads for (_total, lot_reads), _status in statements_of_lists(qp, db)] == \
+        [lot_reads for (_total, lot_reads), _status in lists_before]
+    assert all(status == 200 and total < 25 for (total, _lots), status in lists_before)
+
+    line = {"qa": "lots await your batch-record and audit-trail review", "qp": "lots are ready for your certification"}
+    for who, waiting_before, waiting_after in (("qa", 2, 3), ("qp", 2, 4)):
+        assert (waiting_before, line[who], f"/release?queue={'review' if who == 'qa' else 'certification'}") \
+            in before[who][1]
+        assert any(n == waiting_after and text == line[who] for n, text, _h in after[who][1]), after[who][1]
+        (total_before, lots_before), (total_after, lots_after) = before[who][0], after[who][0]
+        assert lots_after == lots_before and lots_before > 0, who
+        # other lines may read a statement more or fewer as their own counts cross one, and signing in
+        # is touched now and then; none reads per waiting lot
+        assert abs(total_after - total_before) <= 3 and total_after < 40, who
+    assert len(more) == 3

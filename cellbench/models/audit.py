@@ -15,13 +15,15 @@ class AuditEvent(SQLModel, table=True):
     """Append-only. Nothing updates or deletes these rows; `cellbench verify` proves it."""
 
     __tablename__ = "audit_event"
-    # ix_audit_type_seq: the trail filtered by record type, newest first (migration 0027)
+    # ix_audit_type_seq: the trail filtered by record type, newest first (migration 0027);
+    # ix_audit_user_seq: one user's newest events, "what I did lately" on every home (0029)
     __table_args__ = (Index("ix_audit_entity", "entity_type", "entity_id", "seq"),
-                      Index("ix_audit_type_seq", "entity_type", "seq"))
+                      Index("ix_audit_type_seq", "entity_type", "seq"),
+                      Index("ix_audit_user_seq", "user_id", "seq"))
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     at: datetime = timestamp(index=True)
-    user_id: int | None = Field(default=None, index=True)
+    user_id: int | None = None
     user_name: str = Field(max_length=200)
     action: str = Field(max_length=64)
     entity_type: str = Field(max_length=64)

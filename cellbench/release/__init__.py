@@ -62,13 +62,15 @@ from .gates import (
 )
 from .queues import (
     READERS,
+    awaiting_certification,
     awaiting_review,
     awaiting_sponsor_release,
     lot_page_in,
     lots_in,
     lots_pending_for,
+    page_of,
+    pending_count,
     pending_owned_by,
-    ready_for_certification,
 )
 from .reviews import (
     FINDING_KINDS,

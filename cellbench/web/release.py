@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Select
 from sqlmodel import Session
 
 from .. import clock, inputs, lots, pdf, qc, release, users
@@ -19,17 +20,18 @@ from ..release import READERS, certificates
 from ..specifications import versions as spec_versions
 from ..templating import render
 from . import paging
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
-# Each queue: its title, and the lots in it for this viewer (the QP sees what they may certify).
-QUEUES: dict[str, tuple[str, Callable[[Session, Viewer], list[Lot]]]] = {
-    "review": ("Lots awaiting QA review", lambda s, v: release.awaiting_review(s)),
+# Each queue: its title, and the query of the lots in it for this viewer (the QP sees what waits
+# for them). A queue lists; the gates are on each lot's page, evaluated there in full.
+QUEUES: dict[str, tuple[str, Callable[[Viewer], Select]]] = {
+    "review": ("Lots awaiting QA review", lambda v: release.awaiting_review()),
     "certification": ("Lots ready for certification",
-                      lambda s, v: release.ready_for_certification(s, v.actor if v.has(Role.qp) else None)),
-    "sponsor": ("Certified lots awaiting sponsor release", lambda s, v: release.awaiting_sponsor_release(s)),
+                      lambda v: release.awaiting_certification(v.actor if v.has(Role.qp) else None)),
+    "sponsor": ("Certified lots awaiting sponsor release", lambda v: release.awaiting_sponsor_release()),
     "pending": ("Lots with tests pending after an initial certification",
-                lambda s, v: release.lots_pending_for(s, v.user.id)),
+                lambda v: release.lots_pending_for(v.user.id)),
 }
 
 
@@ -41,46 +43,48 @@ def _url(number: str) -> str:
     return f"/lots/{quote(number, safe='')}/release"
 
 
+def _qc_url(lot: Lot) -> str:
+    return f"/lots/{quote(lot.number, safe='')}/qc"
+
+
 @work_queue
 def _release_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
+    """Counts and at most two lots per line (line_of), however many wait."""
     items = []
     if viewer.has(Role.qa):
-        items += line_for(release.awaiting_review(session), "lots await your batch-record and audit-trail review",
-                          "lot awaits your batch-record and audit-trail review", "/release?queue=review",
-                          lambda lot: _url(lot.number) + "#reviews")
+        items += line_of(session, release.awaiting_review(), "lots await your batch-record and audit-trail review",
+                         "lot awaits your batch-record and audit-trail review", "/release?queue=review",
+                         lambda lot: _url(lot.number) + "#reviews")
     if viewer.has(Role.qp):
-        items += line_for(release.ready_for_certification(session, viewer.actor),
-                          "lots are ready for your certification", "lot is ready for your certification",
-                          "/release?queue=certification",
-                          lambda lot: _url(lot.number) + "#certify")
+        items += line_of(session, release.awaiting_certification(viewer.actor),
+                         "lots are ready for your certification", "lot is ready for your certification",
+                         "/release?queue=certification", lambda lot: _url(lot.number) + "#certify")
     if viewer.has(Role.supply_manager):
-        items += line_for(release.awaiting_sponsor_release(session), "certified lots await your sponsor release",
-                          "certified lot awaits your sponsor release", "/release?queue=sponsor",
-                          lambda lot: _url(lot.number) + "#sponsor-release")
-    if viewer.has(Role.qc_analyst) and (tests := release.pending_owned_by(session, viewer.user.id)):
+        items += line_of(session, release.awaiting_sponsor_release(), "certified lots await your sponsor release",
+                         "certified lot awaits your sponsor release", "/release?queue=sponsor",
+                         lambda lot: _url(lot.number) + "#sponsor-release")
+    if viewer.has(Role.qc_analyst) and (tests := release.pending_count(session, viewer.user.id)):
         # Counted in tests (each is a result to enter); one lot holding them all opens its QC page.
-        lots_of = release.lots_pending_for(session, viewer.user.id)
-        href = f"/lots/{quote(lots_of[0].number, safe='')}/qc" if len(lots_of) == 1 else "/release?queue=pending"
-        items.append(QueueItem(len(tests), "tests left pending by an initial certification are yours to complete",
-                               href, one="test left pending by an initial certification is yours to complete"))
+        lots_of = line_of(session, release.lots_pending_for(viewer.user.id), "", "", "/release?queue=pending", _qc_url)
+        items.append(QueueItem(tests, "tests left pending by an initial certification are yours to complete",
+                               lots_of[0].href if lots_of else "/release?queue=pending",
+                               one="test left pending by an initial certification is yours to complete"))
     return items
 
 
 @router.get("/release")
 def release_list(request: Request, viewer: Viewer = Depends(require(*READERS)),
                  session: Session = Depends(read_session)):
+    """Every lot that came to release, or one work queue: either way a page of lots by number. No
+    gate is evaluated here: each lot's page shows its gates."""
     queue = (request.query_params.get("queue") or "").strip()
     if queue and queue not in QUEUES:
         raise InvalidInput(f"Unknown queue '{queue}'.", field="queue")
-    found = None
-    if queue:  # a work queue: the lots waiting on one step now, computed per lot (unpaged)
-        rows = QUEUES[queue][1](session, viewer)
-    else:  # every lot that came to release, over the years: paged
-        found = release.lot_page_in(session, paging.ask(request), *LISTED)
-        rows = found.rows
-    blocking = {lot.id: [g for g in release.readiness(session, lot) if not g.passed] for lot in rows}
-    return render(request, "release/list.html", rows=rows, queue=queue, queues=QUEUES, blocking=blocking,
-                  url=_url, pager=paging.pager("/release", {}, found))
+    ask = paging.ask(request)
+    found = (release.page_of(session, QUEUES[queue][1](viewer), ask) if queue
+             else release.lot_page_in(session, ask, *LISTED))
+    return render(request, "release/list.html", rows=found.rows, queue=queue, queues=QUEUES, url=_url,
+                  pager=paging.pager("/release", {"queue": queue} if queue else {}, found))
 
 
 def _page(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,

@@ -746,3 +746,76 @@ def test_the_release_demo_has_released_blocked_and_staged_lots(demo_db):
         assert (pending.test_code, pending.resolved_at) == ("sterility", None)
         assert state(ASC) is LotState.qc_pending and state(PLB) is LotState.qc_pending  # still there to click through
     assert integrity.verify(demo_db).ok
+
+
+# --- the work queues: queries that list, gates that decide ----------------------------------------
+
+
+
+def listed(db, query) -> list[str]:
+    with db.read() as s:
+        return [lot.number for lot in s.scalars(query)]
+
+
+def every_state_world(db) -> dict[str, str]:
+    """Lots in every state of release: released, blocked by an OOS (with its open deviation),
+    initially certified, QP-certified awaiting the sponsor, one ready with every gate holding, one
+    reviewed before its results were entered (listed for the QP, blocked on its page), one whose
+    review went stale, one with an unassessed excursion, one in process."""
+    with db.write() as s:
+        made = demo.seed_release_demo(s)
+        made_more = [demo.asc_lot(s, demo.eligible_donation(s, actor(s, "operator"), user(s, "qa"), n), until=None)
+                     for n in (8, 9, 10)]
+        certified_lot, stale_lot, excursion_lot = (lot.number for lot in made_more)
+    for number in (ASC, certified_lot, stale_lot, excursion_lot):
+        enter_all(db, number)
+        review(db, number)
+    certify(db, certified_lot, final=True)
+    review(db, PLB)  # reviewed with no results yet: QA's part is done, the tests gate still blocks
+    with db.write() as s:  # a later correction of a result makes both reviews stale
+        lot = lots.by_number(s, stale_lot)
+        first = s.scalars(select(QcResult).where(QcResult.lot_id == lot.id)).first()
+        qc.invalidate_result(s, user(s, "qa"), PW, first, "transcription error")
+    with db.write() as s:
+        release.record_excursion(s, actor(s, "qa"), lots.by_number(s, excursion_lot), observed_at=utcnow(),
+                                 highest_temperature="-120", description="freezer door left open")
+    return {"ready": ASC, "untested": PLB, "qp_certified": certified_lot, "stale": stale_lot,
+            "excursion": excursion_lot, "oos": made["blocked_by_oos"][0], "staged": made["initial_certified"][0],
+            "in_process": ASC_IN_PROCESS, "released": made["released_asc"][0]}
+
+
+def test_the_release_queues_list_exactly_the_lots_their_gates_put_there(demo_db):
+    world = every_state_world(demo_db)
+    with demo_db.read() as s:
+        reviewable = release.lots_in(s, *release.REVIEWABLE)
+        qp = actor(s, "qp")
+
+        def holds(lot, *names, who=None) -> bool:
+            return all(getattr(release, name)(s, lot, who) is None for name in names)
+
+        # QA: the lots whose batch-record or audit-trail review gate blocks
+        assert listed(demo_db, release.awaiting_review()) == sorted(
+            lot.number for lot in reviewable if not holds(lot, "batch_record_reviewed", "audit_trail_reviewed"))
+        # the QP: the reviewed lots no deviation or excursion holds back, whose steps this QP did not sign
+        recorded = ("batch_record_reviewed", "audit_trail_reviewed", "deviations_closed", "no_unassessed_excursion")
+        for who in (qp, None):
+            assert listed(demo_db, release.awaiting_certification(who)) == sorted(
+                lot.number for lot in reviewable if holds(lot, *recorded) and holds(lot, "qp_independent", who=who))
+        # and every lot whose every gate holds is among them
+        ready = [lot.number for lot in reviewable
+                 if all(g.passed for g in release.readiness(s, lot, qp, "final_certification"))]
+    assert ready == [world["ready"]]
+    # an excursion is recorded on the lot: QA reviews again, and assesses it
+    assert set(listed(demo_db, release.awaiting_review())) == {world["stale"], world["excursion"], world["staged"]}
+    assert listed(demo_db, release.awaiting_certification(qp)) == sorted([world["ready"], world["untested"]])
+    assert listed(demo_db, release.awaiting_sponsor_release()) == [world["qp_certified"]]
+
+
+def test_a_lot_listed_for_certification_is_still_refused_by_the_gate_that_fails(demo_db):
+    world = every_state_world(demo_db)
+    with demo_db.read() as s:
+        assert world["untested"] in listed(demo_db, release.awaiting_certification(actor(s, "qp")))
+    assert "release_tests_in_specification" in blocking(demo_db, world["untested"])
+    with pytest.raises(InvalidInput, match="Release tests"):
+        certify(demo_db, world["untested"], final=True)
+    assert state_of(demo_db, world["untested"]) is LotState.qc_pending
