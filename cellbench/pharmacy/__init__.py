@@ -74,9 +74,16 @@ from .preparation import (
     syringe_label,
 )
 from .reading import (
+    AWAITING_DISPENSING,
+    DUE_ORDER,
     AdministrationView,
     VisitView,
     awaiting_dispensing,
+    due_count,
+    due_list,
+    due_page,
+    due_participants,
+    due_query,
     due_today,
     enrolment_sites,
     minutes_left,

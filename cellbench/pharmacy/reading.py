@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlmodel import Session, col
 
 from .. import clock, kits, pagination, studies, users
@@ -85,11 +85,12 @@ PARTICIPANT_ORDER = pagination.Order("participants", (col(Participant.study_id),
 
 
 def participant_page(session: Session, ask: pagination.Ask, study: Study | None = None, *,
-                     reader: Actor | None = None, only: set[int] | None = None) -> pagination.Page:
-    """A page of (participant, study, site); `only` these participant ids when given."""
+                     reader: Actor | None = None, only: Select | None = None) -> pagination.Page:
+    """A page of (participant, study, site); `only` those whose id this query gives, when given
+    (due_participants: left in the database, not a list of every id)."""
     query = _participants(study, reader)
     if only is not None:
-        query = query.where(col(Participant.id).in_(sorted(only)))
+        query = query.where(col(Participant.id).in_(only))
     return pagination.page(session, query, PARTICIPANT_ORDER, ask,
                            key=lambda row: (row[0].study_id, row[0].screening_number))
 
@@ -237,11 +238,13 @@ def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView
 def _open_visits(session: Session, states: frozenset[VisitState],
                  reader: Actor | None) -> list[tuple[Visit, Participant, Site]]:
     """Open visits in these states; a `reader`'s sites and studies only, when one is given (the
-    work queues of the site roles)."""
+    work queues of the site roles). Only for the passing states (dispensed, in preparation,
+    administering): a visit stays in them for hours, so there are a day's few, found by the state
+    index (migration 0029_site)."""
     query = (select(Visit, Participant, Site)
              .join(Participant, col(Participant.id) == col(Visit.participant_id))
              .join(Site, col(Site.id) == col(Participant.site_id))
-             .where(col(Visit.state).in_([s.value for s in states])))
+             .where(col(Visit.state).in_(sorted(s.value for s in states))))
     if reader is not None:
         query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
     rows = session.execute(query.order_by(col(Visit.window_end), col(Participant.screening_number),
@@ -249,14 +252,67 @@ def _open_visits(session: Session, states: frozenset[VisitState],
     return [(visit, participant, site) for visit, participant, site in rows]
 
 
+# Soonest window end first, then by participant and treatment: a participant's id follows enrolment,
+# before there is an arm, so nothing in this order depends on one.
+DUE_ORDER = pagination.Order("visits due", (col(Visit.window_end), col(Visit.participant_id), col(Visit.treatment)))
+
+
+def due_query(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> Select:
+    """Open visits (in these states) whose window includes today at their site, as a query of
+    visits: one range of the (state, window end) index from the earliest of the sites' todays, so
+    that neither the visits done nor those left open long ago are read, however many the years
+    leave. Sites are a handful; their days are worked out here, one read."""
+    days: dict[date, list[int]] = {}
+    for site in session.scalars(select(Site)):
+        if site.id is not None:
+            days.setdefault(clock.today(site), []).append(site.id)
+    query = (select(Visit).join(Participant, col(Participant.id) == col(Visit.participant_id))
+             .where(col(Visit.state).in_(sorted(s.value for s in states))))
+    if not days:
+        return query.where(false())
+    # the bounds outside the OR let the index range be used; the OR holds each site to its own day
+    query = query.where(col(Visit.window_end) >= min(days), col(Visit.window_start) <= max(days),
+                        or_(*(and_(col(Participant.site_id).in_(ids), col(Visit.window_start) <= day,
+                                   col(Visit.window_end) >= day) for day, ids in sorted(days.items()))))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
+    return query
+
+
+def due_page(session: Session, ask: pagination.Ask, states: frozenset[VisitState] = OPEN, *,
+             reader: Actor | None = None) -> pagination.Page[Visit]:
+    """A page of the visits due today (due_query), in DUE_ORDER."""
+    return pagination.page(session, due_query(session, states, reader=reader), DUE_ORDER, ask)
+
+
+def due_count(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> int:
+    return session.scalar(select(func.count()).select_from(due_query(session, states, reader=reader).subquery())) or 0
+
+
+def due_list(session: Session, ask: pagination.Ask, *,
+             reader: Actor) -> tuple[pagination.Page[VisitView], int]:
+    """A page of the views of the visits due today, and how many are due in all."""
+    found = due_page(session, ask, reader=reader)
+    shown = views(session, reader, list(found.rows))
+    return pagination.Page(rows=shown, next=found.next, first=found.first), due_count(session, reader=reader)
+
+
+def due_participants(session: Session, *, reader: Actor | None = None) -> Select:
+    """The ids of the participants with a visit due today, as a query to filter by."""
+    return due_query(session, reader=reader).with_only_columns(col(Visit.participant_id))
+
+
+AWAITING_DISPENSING = frozenset({VisitState.planned, VisitState.kit_assigned})
+
+
 def due_today(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> list[Visit]:
-    """Open visits whose window includes today at their site."""
-    return [visit for visit, _p, site in _open_visits(session, states, reader)
-            if visit.window_start <= clock.today(site) <= visit.window_end]
+    """Every visit due today (due_query), in DUE_ORDER: a day's visits at the reader's sites."""
+    query = due_query(session, states, reader=reader)
+    return list(session.scalars(query.order_by(*DUE_ORDER.columns)))
 
 
 def awaiting_dispensing(session: Session, *, reader: Actor | None = None) -> list[Visit]:
-    return due_today(session, frozenset({VisitState.planned, VisitState.kit_assigned}), reader=reader)
+    return due_today(session, AWAITING_DISPENSING, reader=reader)
 
 
 def to_prepare(session: Session, *, reader: Actor | None = None) -> list[Visit]:

@@ -23,7 +23,7 @@ from ..errors import DomainError, InvalidInput
 from ..models import Role, Site, Visit
 from ..templating import render
 from . import paging
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_for, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*pharmacy.READERS)
@@ -63,12 +63,12 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
 
     items = []
     if viewer.has(Role.investigator):  # the investigator sees the participant and administers
-        items += line_for(pharmacy.due_today(session, reader=viewer.actor), "treatment visits are due today",
-                          "treatment visit is due today", "/participants?due=today", at())
+        items += line_of(session, _due(session, viewer, pharmacy.OPEN), "treatment visits are due today",
+                         "treatment visit is due today", "/participants?due=today", at())
     if viewer.has(*pharmacists):
-        items += line_for(pharmacy.awaiting_dispensing(session, reader=viewer.actor),
-                          "visits today await a dispensed kit", "visit today awaits a dispensed kit", "/dispensing",
-                          at("/dispense"))
+        items += line_of(session, _due(session, viewer, pharmacy.AWAITING_DISPENSING),
+                         "visits today await a dispensed kit", "visit today awaits a dispensed kit", "/dispensing",
+                         at("/dispense"))
     if viewer.has(*preparers):
         # Preparation starts by scanning the kit at the preparation station: that page is the one place.
         items += line_for(pharmacy.to_prepare(session, reader=viewer.actor), "dispensed kits to thaw or prepare",
@@ -78,6 +78,12 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
             items.append(QueueItem(len(running), f"preparations are running; the next use-by is in {soonest} min",
                                    "/preparation", one=f"preparation is running; its use-by is in {soonest} min"))
     return items
+
+
+def _due(session: Session, viewer: Viewer, states: frozenset[pharmacy.VisitState]):
+    """The visits due today in these states, in their list's order, left in the database: the
+    queue line reads a count and the first one (line_of)."""
+    return pharmacy.due_query(session, states, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
 
 
 # --- participants --------------------------------------------------------------------------------
@@ -90,7 +96,7 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
     study = next((s for s in studies.all_studies(session) if s.code == study_code), None)
     due = q.get("due") == "today"
     rows = []
-    only = {v.participant_id for v in pharmacy.due_today(session, reader=viewer.actor)} if due else None
+    only = pharmacy.due_participants(session, reader=viewer.actor) if due else None
     found = pharmacy.participant_page(session, paging.ask(request), study, reader=viewer.actor, only=only)
     visits_of = pharmacy.visits_by_participant(session, [p for p, _study, _site in found.rows])
     for participant, study_row, site in found.rows:
