@@ -207,7 +207,8 @@ class DuePageOut(BaseModel):
 @router.get("/visits/due", response_model=DuePageOut)
 def visits_due(ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
                session: Session = Depends(read_session)):
-    """Open treatment visits whose window includes today at their site, a page at a time."""
+    """Open treatment visits whose window includes today at their site, a page at a time, with how
+    many are due in all (`count`). A paged list since issue 18: it was a bare array of every visit."""
     found, count = pharmacy.due_list(session, ask, reader=viewer.actor)
     return DuePageOut(visits=[visit_out(v) for v in found.rows], count=count, next=found.next)
 

@@ -75,7 +75,11 @@ from .preparation import (
 )
 from .reading import (
     AWAITING_DISPENSING,
+    DISPENSED,
     DUE_ORDER,
+    RUNNING,
+    RUNNING_ORDER,
+    SHOWN,
     AdministrationView,
     VisitView,
     awaiting_dispensing,
@@ -90,6 +94,8 @@ from .reading import (
     participant_by_ref,
     participant_page,
     participants,
+    passing_count,
+    passing_query,
     preparations_running,
     to_prepare,
     view,

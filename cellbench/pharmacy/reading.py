@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, and_, false, func, or_, select
@@ -235,23 +235,6 @@ def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView
     return shown
 
 
-def _open_visits(session: Session, states: frozenset[VisitState],
-                 reader: Actor | None) -> list[tuple[Visit, Participant, Site]]:
-    """Open visits in these states; a `reader`'s sites and studies only, when one is given (the
-    work queues of the site roles). Only for the passing states (dispensed, in preparation,
-    administering): a visit stays in them for hours, so there are a day's few, found by the state
-    index (migration 0029_site)."""
-    query = (select(Visit, Participant, Site)
-             .join(Participant, col(Participant.id) == col(Visit.participant_id))
-             .join(Site, col(Site.id) == col(Participant.site_id))
-             .where(col(Visit.state).in_(sorted(s.value for s in states))))
-    if reader is not None:
-        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
-    rows = session.execute(query.order_by(col(Visit.window_end), col(Participant.screening_number),
-                                          col(Visit.treatment)))
-    return [(visit, participant, site) for visit, participant, site in rows]
-
-
 # Soonest window end first, then by participant and treatment: a participant's id follows enrolment,
 # before there is an arm, so nothing in this order depends on one.
 DUE_ORDER = pagination.Order("visits due", (col(Visit.window_end), col(Visit.participant_id), col(Visit.treatment)))
@@ -315,16 +298,39 @@ def awaiting_dispensing(session: Session, *, reader: Actor | None = None) -> lis
     return due_today(session, AWAITING_DISPENSING, reader=reader)
 
 
-def to_prepare(session: Session, *, reader: Actor | None = None) -> list[Visit]:
-    return [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.dispensed}), reader)]
+DISPENSED = frozenset({VisitState.dispensed})
+RUNNING = frozenset({VisitState.in_preparation, VisitState.administering})
+SHOWN = 50  # of the passing lists, the first this many: a day's work, not whatever was left open
 
 
-def preparations_running(session: Session, *, reader: Actor | None = None) -> list[Visit]:
+def passing_query(states: frozenset[VisitState], *, reader: Actor | None = None) -> Select:
+    """Visits in these passing states (dispensed, in preparation, administering), the reader's
+    sites and studies only when one is given: a visit stays in them for hours, and the state index
+    (migration 0029_site) finds them without reading the visits done."""
+    query = (select(Visit).join(Participant, col(Participant.id) == col(Visit.participant_id))
+             .where(col(Visit.state).in_(sorted(s.value for s in states))))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
+    return query
+
+
+def passing_count(session: Session, states: frozenset[VisitState], *, reader: Actor | None = None) -> int:
+    return session.scalar(select(func.count()).select_from(passing_query(states, reader=reader).subquery())) or 0
+
+
+def to_prepare(session: Session, *, reader: Actor | None = None, limit: int = SHOWN) -> list[Visit]:
+    """Dispensed kits' visits waiting for preparation, soonest window end first (DUE_ORDER)."""
+    return list(session.scalars(passing_query(DISPENSED, reader=reader).order_by(*DUE_ORDER.columns).limit(limit)))
+
+
+# A running preparation always has its use-by time (set when it starts); the study's use window
+# is the same for both arms, so this order says nothing of one.
+RUNNING_ORDER = (col(Visit.use_by), col(Visit.participant_id), col(Visit.treatment))
+
+
+def preparations_running(session: Session, *, reader: Actor | None = None, limit: int = SHOWN) -> list[Visit]:
     """Preparations whose clock is running, soonest use-by first (past ones too, until closed)."""
-    rows = [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.in_preparation,
-                                                                        VisitState.administering}), reader)]
-    # a running preparation always has its use-by time (set when it starts)
-    return sorted(rows, key=lambda v: v.use_by or datetime.max.replace(tzinfo=UTC))
+    return list(session.scalars(passing_query(RUNNING, reader=reader).order_by(*RUNNING_ORDER).limit(limit)))
 
 
 def minutes_left(visit: Visit, now: datetime | None = None) -> int:

@@ -23,7 +23,7 @@ from ..errors import DomainError, InvalidInput
 from ..models import Role, Site, Visit
 from ..templating import render
 from . import paging
-from .home import QueueItem, line_for, line_of, work_queue
+from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*pharmacy.READERS)
@@ -71,11 +71,13 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
                          at("/dispense"))
     if viewer.has(*preparers):
         # Preparation starts by scanning the kit at the preparation station: that page is the one place.
-        items += line_for(pharmacy.to_prepare(session, reader=viewer.actor), "dispensed kits to thaw or prepare",
-                          "dispensed kit to thaw or prepare", "/preparation", lambda _visit: "/preparation")
-        if running := pharmacy.preparations_running(session, reader=viewer.actor):
+        waiting = pharmacy.passing_query(pharmacy.DISPENSED, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
+        items += line_of(session, waiting, "dispensed kits to thaw or prepare", "dispensed kit to thaw or prepare",
+                         "/preparation", lambda _visit: "/preparation")
+        if running := pharmacy.preparations_running(session, reader=viewer.actor, limit=1):
             soonest = pharmacy.minutes_left(running[0])
-            items.append(QueueItem(len(running), f"preparations are running; the next use-by is in {soonest} min",
+            count = pharmacy.passing_count(session, pharmacy.RUNNING, reader=viewer.actor)
+            items.append(QueueItem(count, f"preparations are running; the next use-by is in {soonest} min",
                                    "/preparation", one=f"preparation is running; its use-by is in {soonest} min"))
     return items
 
@@ -308,8 +310,12 @@ def _preparation(request: Request, session: Session, viewer: Viewer, error: Doma
     running = pharmacy.views(session, viewer.actor, pharmacy.preparations_running(session, reader=viewer.actor))
     # each study's presentation sets its window; the hint names it when the visits share one
     windows = {pharmacy.use_window(studies.by_code(session, code)) for code in {v.study for v in waiting + running}}
+    counts = {"waiting": pharmacy.passing_count(session, pharmacy.DISPENSED, reader=viewer.actor)
+              if len(waiting) == pharmacy.SHOWN else len(waiting),
+              "running": pharmacy.passing_count(session, pharmacy.RUNNING, reader=viewer.actor)
+              if len(running) == pharmacy.SHOWN else len(running)}
     return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,
-                  running=running, error=error, code=code, now=utcnow(), visit_url=visit_url,
+                  running=running, counts=counts, error=error, code=code, now=utcnow(), visit_url=visit_url,
                   minutes=int(windows.pop().total_seconds() // 60) if len(windows) == 1 else None)
 
 
