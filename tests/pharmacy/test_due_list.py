@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from cellbench import clock, pharmacy
 from cellbench.models import Participant, Site, Visit
 
 from ..conftest import actor_of
+from ..test_floor import statements
 from .test_pharmacy import _normalised, assign, one_of_each_arm, payload, randomised, visit_url
 
 
@@ -73,17 +74,7 @@ def test_the_due_api_gives_each_visit_once_a_page_at_a_time_with_the_count(site,
 
 
 def _statements(db, work) -> int:
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_rest) -> None:
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        work()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    return len(seen)
+    return len(statements(db, work))
 
 
 def test_the_due_list_and_the_site_homes_read_as_much_for_three_participants_as_for_six(site, as_, db):
