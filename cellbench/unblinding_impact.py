@@ -60,14 +60,19 @@ class Impact:
     kits: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    _by_participant: dict[str, dict] = field(default_factory=dict, repr=False)
+
     def add(self, number: str, site: str, strength: str, why: str) -> None:
-        for entry in self.findings:
-            if entry["participant"] == number:
-                entry["why"].append(why)
-                if strength == CERTAIN:
-                    entry["strength"] = CERTAIN
-                return
-        self.findings.append({"participant": number, "site": site, "strength": strength, "why": [why]})
+        # found by number, not by walking the findings: a block or a lot may name thousands
+        entry = self._by_participant.get(number)
+        if entry is not None:
+            entry["why"].append(why)
+            if strength == CERTAIN:
+                entry["strength"] = CERTAIN
+            return
+        entry = {"participant": number, "site": site, "strength": strength, "why": [why]}
+        self._by_participant[number] = entry
+        self.findings.append(entry)
 
     def as_json(self) -> dict:
         order = sorted(self.findings, key=lambda e: (e["strength"] != CERTAIN, e["participant"]))
@@ -97,9 +102,11 @@ def block_mates(session: Session, actor: Actor, impact: Impact) -> None:
     mates = sealed.block_mates(session, actor, impact.study, own)
     sites = _sites(session, impact.study, [m["participant"] for m in mates])
     unchanged = []
+    # every line of the block has the same known list: joined once, not once a line
+    known_text = ", ".join(mates[0]["known"]) if mates else ""
     for mate in mates:
         now, before = mate["same_now"], mate["same_before"]
-        known = f"; also known in the block: {', '.join(mate['known'])}" if mate["known"] else ""
+        known = f"; also known in the block: {known_text}" if known_text else ""
         where = f"block of {mate['block_size']} in the randomisation list{known}"
         if now in (0, 1):
             relation = "the same arm as" if now == 1 else "the other arm than"

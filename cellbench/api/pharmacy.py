@@ -198,11 +198,19 @@ def randomise(study: str, number: str, body: RandomiseIn | None = None,
         return participant_out(session, viewer, participant)
 
 
-@router.get("/visits/due", response_model=list[VisitOut])
-def visits_due(viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    """Open treatment visits whose window includes today at their site."""
-    due = pharmacy.due_today(session, reader=viewer.actor)
-    return [visit_out(v) for v in pharmacy.views(session, viewer.actor, due)]
+class DuePageOut(BaseModel):
+    visits: list[VisitOut] = Field(description="Soonest window end first, then by participant and treatment")
+    count: int = Field(description="How many visits are due today in all (every page)")
+    next: str | None = Field(description=paging.NEXT)
+
+
+@router.get("/visits/due", response_model=DuePageOut)
+def visits_due(ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
+               session: Session = Depends(read_session)):
+    """Open treatment visits whose window includes today at their site, a page at a time, with how
+    many are due in all (`count`). A paged list since issue 18: it was a bare array of every visit."""
+    found, count = pharmacy.due_list(session, ask, reader=viewer.actor)
+    return DuePageOut(visits=[visit_out(v) for v in found.rows], count=count, next=found.next)
 
 
 @router.get("/participants/{study}/{number}/visits/{treatment}", response_model=VisitOut)

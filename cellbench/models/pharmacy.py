@@ -46,7 +46,9 @@ class Visit(SQLModel, table=True):
     """One treatment visit of a participant, with its window, kit and use clock."""
 
     __tablename__ = "visit"
-    __table_args__ = (UniqueConstraint("participant_id", "treatment"),)
+    # the visits due today and those in a passing state (pharmacy.due_query; migration 0029_site)
+    __table_args__ = (UniqueConstraint("participant_id", "treatment"),
+                      Index("ix_visit_state_window_end", "state", "window_end"))
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlmodel import Session, col
 
 from .. import clock, kits, pagination, studies, users
@@ -85,11 +85,12 @@ PARTICIPANT_ORDER = pagination.Order("participants", (col(Participant.study_id),
 
 
 def participant_page(session: Session, ask: pagination.Ask, study: Study | None = None, *,
-                     reader: Actor | None = None, only: set[int] | None = None) -> pagination.Page:
-    """A page of (participant, study, site); `only` these participant ids when given."""
+                     reader: Actor | None = None, only: Select | None = None) -> pagination.Page:
+    """A page of (participant, study, site); `only` those whose id this query gives, when given
+    (due_participants: left in the database, not a list of every id)."""
     query = _participants(study, reader)
     if only is not None:
-        query = query.where(col(Participant.id).in_(sorted(only)))
+        query = query.where(col(Participant.id).in_(only))
     return pagination.page(session, query, PARTICIPANT_ORDER, ask,
                            key=lambda row: (row[0].study_id, row[0].screening_number))
 
@@ -234,41 +235,102 @@ def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView
     return shown
 
 
-def _open_visits(session: Session, states: frozenset[VisitState],
-                 reader: Actor | None) -> list[tuple[Visit, Participant, Site]]:
-    """Open visits in these states; a `reader`'s sites and studies only, when one is given (the
-    work queues of the site roles)."""
-    query = (select(Visit, Participant, Site)
-             .join(Participant, col(Participant.id) == col(Visit.participant_id))
-             .join(Site, col(Site.id) == col(Participant.site_id))
-             .where(col(Visit.state).in_([s.value for s in states])))
+# Soonest window end first, then by participant and treatment: a participant's id follows enrolment,
+# before there is an arm, so nothing in this order depends on one.
+DUE_ORDER = pagination.Order("visits due", (col(Visit.window_end), col(Visit.participant_id), col(Visit.treatment)))
+
+
+def due_query(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> Select:
+    """Open visits (in these states) whose window includes today at their site, as a query of
+    visits: one range of the (state, window end) index from the earliest of the sites' todays, so
+    that neither the visits done nor those left open long ago are read, however many the years
+    leave. Sites are a handful; their days are worked out here, one read."""
+    days: dict[date, list[int]] = {}
+    for site in session.scalars(select(Site)):
+        if site.id is not None:
+            days.setdefault(clock.today(site), []).append(site.id)
+    query = (select(Visit).join(Participant, col(Participant.id) == col(Visit.participant_id))
+             .where(col(Visit.state).in_(sorted(s.value for s in states))))
+    if not days:
+        return query.where(false())
+    # the bounds outside the OR let the index range be used; the OR holds each site to its own day
+    query = query.where(col(Visit.window_end) >= min(days), col(Visit.window_start) <= max(days),
+                        or_(*(and_(col(Participant.site_id).in_(ids), col(Visit.window_start) <= day,
+                                   col(Visit.window_end) >= day) for day, ids in sorted(days.items()))))
     if reader is not None:
         query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
-    rows = session.execute(query.order_by(col(Visit.window_end), col(Participant.screening_number),
-                                          col(Visit.treatment)))
-    return [(visit, participant, site) for visit, participant, site in rows]
+    return query
+
+
+def due_page(session: Session, ask: pagination.Ask, states: frozenset[VisitState] = OPEN, *,
+             reader: Actor | None = None) -> pagination.Page[Visit]:
+    """A page of the visits due today (due_query), in DUE_ORDER."""
+    return pagination.page(session, due_query(session, states, reader=reader), DUE_ORDER, ask)
+
+
+def due_count(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> int:
+    return session.scalar(select(func.count()).select_from(due_query(session, states, reader=reader).subquery())) or 0
+
+
+def due_list(session: Session, ask: pagination.Ask, *,
+             reader: Actor) -> tuple[pagination.Page[VisitView], int]:
+    """A page of the views of the visits due today, and how many are due in all."""
+    found = due_page(session, ask, reader=reader)
+    shown = views(session, reader, list(found.rows))
+    return pagination.Page(rows=shown, next=found.next, first=found.first), due_count(session, reader=reader)
+
+
+def due_participants(session: Session, *, reader: Actor | None = None) -> Select:
+    """The ids of the participants with a visit due today, as a query to filter by."""
+    return due_query(session, reader=reader).with_only_columns(col(Visit.participant_id))
+
+
+AWAITING_DISPENSING = frozenset({VisitState.planned, VisitState.kit_assigned})
 
 
 def due_today(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> list[Visit]:
-    """Open visits whose window includes today at their site."""
-    return [visit for visit, _p, site in _open_visits(session, states, reader)
-            if visit.window_start <= clock.today(site) <= visit.window_end]
+    """Every visit due today (due_query), in DUE_ORDER: a day's visits at the reader's sites."""
+    query = due_query(session, states, reader=reader)
+    return list(session.scalars(query.order_by(*DUE_ORDER.columns)))
 
 
 def awaiting_dispensing(session: Session, *, reader: Actor | None = None) -> list[Visit]:
-    return due_today(session, frozenset({VisitState.planned, VisitState.kit_assigned}), reader=reader)
+    return due_today(session, AWAITING_DISPENSING, reader=reader)
 
 
-def to_prepare(session: Session, *, reader: Actor | None = None) -> list[Visit]:
-    return [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.dispensed}), reader)]
+DISPENSED = frozenset({VisitState.dispensed})
+RUNNING = frozenset({VisitState.in_preparation, VisitState.administering})
+SHOWN = 50  # of the passing lists, the first this many: a day's work, not whatever was left open
 
 
-def preparations_running(session: Session, *, reader: Actor | None = None) -> list[Visit]:
+def passing_query(states: frozenset[VisitState], *, reader: Actor | None = None) -> Select:
+    """Visits in these passing states (dispensed, in preparation, administering), the reader's
+    sites and studies only when one is given: a visit stays in them for hours, and the state index
+    (migration 0029_site) finds them without reading the visits done."""
+    query = (select(Visit).join(Participant, col(Participant.id) == col(Visit.participant_id))
+             .where(col(Visit.state).in_(sorted(s.value for s in states))))
+    if reader is not None:
+        query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
+    return query
+
+
+def passing_count(session: Session, states: frozenset[VisitState], *, reader: Actor | None = None) -> int:
+    return session.scalar(select(func.count()).select_from(passing_query(states, reader=reader).subquery())) or 0
+
+
+def to_prepare(session: Session, *, reader: Actor | None = None, limit: int = SHOWN) -> list[Visit]:
+    """Dispensed kits' visits waiting for preparation, soonest window end first (DUE_ORDER)."""
+    return list(session.scalars(passing_query(DISPENSED, reader=reader).order_by(*DUE_ORDER.columns).limit(limit)))
+
+
+# A running preparation always has its use-by time (set when it starts); the study's use window
+# is the same for both arms, so this order says nothing of one.
+RUNNING_ORDER = (col(Visit.use_by), col(Visit.participant_id), col(Visit.treatment))
+
+
+def preparations_running(session: Session, *, reader: Actor | None = None, limit: int = SHOWN) -> list[Visit]:
     """Preparations whose clock is running, soonest use-by first (past ones too, until closed)."""
-    rows = [visit for visit, _p, _s in _open_visits(session, frozenset({VisitState.in_preparation,
-                                                                        VisitState.administering}), reader)]
-    # a running preparation always has its use-by time (set when it starts)
-    return sorted(rows, key=lambda v: v.use_by or datetime.max.replace(tzinfo=UTC))
+    return list(session.scalars(passing_query(RUNNING, reader=reader).order_by(*RUNNING_ORDER).limit(limit)))
 
 
 def minutes_left(visit: Visit, now: datetime | None = None) -> int:

@@ -64,7 +64,8 @@ def block_mates(session: Session, actor: Actor, study: Study, randomisation_numb
     same_left = sum(1 for number, arm in block_rows if arm == own and number not in known)
     before = Fraction(sum(1 for _number, arm in block_rows if arm == own), size)
     now = Fraction(same_left, len(open_lines)) if open_lines else before
-    return [{"participant": number, "block_size": size, "known": sorted(known - {randomisation_number}),
+    others = sorted(known - {randomisation_number})  # once, not once a line: one list shared by every line
+    return [{"participant": number, "block_size": size, "known": others,
              "same_now": now, "same_before": before} for number in open_lines]
 
 

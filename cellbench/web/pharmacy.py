@@ -23,7 +23,7 @@ from ..errors import DomainError, InvalidInput
 from ..models import Role, Site, Visit
 from ..templating import render
 from . import paging
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*pharmacy.READERS)
@@ -63,21 +63,29 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
 
     items = []
     if viewer.has(Role.investigator):  # the investigator sees the participant and administers
-        items += line_for(pharmacy.due_today(session, reader=viewer.actor), "treatment visits are due today",
-                          "treatment visit is due today", "/participants?due=today", at())
+        items += line_of(session, _due(session, viewer, pharmacy.OPEN), "treatment visits are due today",
+                         "treatment visit is due today", "/participants?due=today", at())
     if viewer.has(*pharmacists):
-        items += line_for(pharmacy.awaiting_dispensing(session, reader=viewer.actor),
-                          "visits today await a dispensed kit", "visit today awaits a dispensed kit", "/dispensing",
-                          at("/dispense"))
+        items += line_of(session, _due(session, viewer, pharmacy.AWAITING_DISPENSING),
+                         "visits today await a dispensed kit", "visit today awaits a dispensed kit", "/dispensing",
+                         at("/dispense"))
     if viewer.has(*preparers):
         # Preparation starts by scanning the kit at the preparation station: that page is the one place.
-        items += line_for(pharmacy.to_prepare(session, reader=viewer.actor), "dispensed kits to thaw or prepare",
-                          "dispensed kit to thaw or prepare", "/preparation", lambda _visit: "/preparation")
-        if running := pharmacy.preparations_running(session, reader=viewer.actor):
+        waiting = pharmacy.passing_query(pharmacy.DISPENSED, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
+        items += line_of(session, waiting, "dispensed kits to thaw or prepare", "dispensed kit to thaw or prepare",
+                         "/preparation", lambda _visit: "/preparation")
+        if running := pharmacy.preparations_running(session, reader=viewer.actor, limit=1):
             soonest = pharmacy.minutes_left(running[0])
-            items.append(QueueItem(len(running), f"preparations are running; the next use-by is in {soonest} min",
+            count = pharmacy.passing_count(session, pharmacy.RUNNING, reader=viewer.actor)
+            items.append(QueueItem(count, f"preparations are running; the next use-by is in {soonest} min",
                                    "/preparation", one=f"preparation is running; its use-by is in {soonest} min"))
     return items
+
+
+def _due(session: Session, viewer: Viewer, states: frozenset[pharmacy.VisitState]):
+    """The visits due today in these states, in their list's order, left in the database: the
+    queue line reads a count and the first one (line_of)."""
+    return pharmacy.due_query(session, states, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
 
 
 # --- participants --------------------------------------------------------------------------------
@@ -90,7 +98,7 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
     study = next((s for s in studies.all_studies(session) if s.code == study_code), None)
     due = q.get("due") == "today"
     rows = []
-    only = {v.participant_id for v in pharmacy.due_today(session, reader=viewer.actor)} if due else None
+    only = pharmacy.due_participants(session, reader=viewer.actor) if due else None
     found = pharmacy.participant_page(session, paging.ask(request), study, reader=viewer.actor, only=only)
     visits_of = pharmacy.visits_by_participant(session, [p for p, _study, _site in found.rows])
     for participant, study_row, site in found.rows:
@@ -302,8 +310,12 @@ def _preparation(request: Request, session: Session, viewer: Viewer, error: Doma
     running = pharmacy.views(session, viewer.actor, pharmacy.preparations_running(session, reader=viewer.actor))
     # each study's presentation sets its window; the hint names it when the visits share one
     windows = {pharmacy.use_window(studies.by_code(session, code)) for code in {v.study for v in waiting + running}}
+    counts = {"waiting": pharmacy.passing_count(session, pharmacy.DISPENSED, reader=viewer.actor)
+              if len(waiting) == pharmacy.SHOWN else len(waiting),
+              "running": pharmacy.passing_count(session, pharmacy.RUNNING, reader=viewer.actor)
+              if len(running) == pharmacy.SHOWN else len(running)}
     return render(request, "pharmacy/preparation.html", status_code=error.status if error else 200, waiting=waiting,
-                  running=running, error=error, code=code, now=utcnow(), visit_url=visit_url,
+                  running=running, counts=counts, error=error, code=code, now=utcnow(), visit_url=visit_url,
                   minutes=int(windows.pop().total_seconds() // 60) if len(windows) == 1 else None)
 
 
