@@ -46,7 +46,7 @@ class Visit(SQLModel, table=True):
     """One treatment visit of a participant, with its window, kit and use clock."""
 
     __tablename__ = "visit"
-    # the visits due today and those in a passing state (pharmacy.due_query; migration 0029_site)
+    # the visits due today and those in a passing state (pharmacy.due_query; migration 0030_site)
     __table_args__ = (UniqueConstraint("participant_id", "treatment"),
                       Index("ix_visit_state_window_end", "state", "window_end"))
 

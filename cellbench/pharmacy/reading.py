@@ -306,7 +306,7 @@ SHOWN = 50  # of the passing lists, the first this many: a day's work, not whate
 def passing_query(states: frozenset[VisitState], *, reader: Actor | None = None) -> Select:
     """Visits in these passing states (dispensed, in preparation, administering), the reader's
     sites and studies only when one is given: a visit stays in them for hours, and the state index
-    (migration 0029_site) finds them without reading the visits done."""
+    (migration 0030_site) finds them without reading the visits done."""
     query = (select(Visit).join(Participant, col(Participant.id) == col(Visit.participant_id))
              .where(col(Visit.state).in_(sorted(s.value for s in states))))
     if reader is not None:

@@ -5,14 +5,14 @@ indexed, PostgreSQL finds a user's events (738,864 for the busiest at ten years)
 for ten rows, or walks the whole trail backwards; (user_id, seq) hands over the ten newest in
 order. It replaces the user_id index, whose every use it serves.
 
-Revision ID: 0029_release
-Revises: 0028_paging
+Revision ID: 0031_release
+Revises: 0030_site
 Create Date: 2026-12-07 05:50:00
 """
 from alembic import op
 
-revision = '0029_release'
-down_revision = '0028_paging'
+revision = '0031_release'
+down_revision = '0030_site'
 branch_labels = None
 depends_on = None
 

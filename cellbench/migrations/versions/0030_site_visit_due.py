@@ -4,14 +4,14 @@ The due list reads the open states' visits whose window ends today or later (pha
 and the preparation lists the visits in a passing state (dispensed, in preparation): without it,
 both read every visit the years have left.
 
-Revision ID: 0029_site
-Revises: 0028_paging
+Revision ID: 0030_site
+Revises: 0029_supply
 Create Date: 2026-12-07 05:55:00
 """
 from alembic import op
 
-revision = '0029_site'
-down_revision = '0028_paging'
+revision = '0030_site'
+down_revision = '0029_supply'
 branch_labels = None
 depends_on = None
 
