@@ -166,7 +166,7 @@ def test_the_qa_and_qp_homes_read_as_many_statements_with_two_lots_waiting_as_wi
         [lot_reads for (_total, lot_reads), _status in lists_before]
     assert all(status == 200 and total < 25 for (total, _lots), status in lists_before)
 
-    line = {"qa": "lots await your batch-record and audit-trail review", "qp": "lots are ready for your certification"}
+    line = {"qa": "lots await your batch-record and audit-trail review", "qp": "reviewed lots await your certification"}
     for who, waiting_before, waiting_after in (("qa", 2, 3), ("qp", 2, 4)):
         assert (waiting_before, line[who], f"/release?queue={'review' if who == 'qa' else 'certification'}") \
             in before[who][1]

@@ -27,7 +27,7 @@ router = APIRouter(include_in_schema=False)
 # for them). A queue lists; the gates are on each lot's page, evaluated there in full.
 QUEUES: dict[str, tuple[str, Callable[[Viewer], Select]]] = {
     "review": ("Lots awaiting QA review", lambda v: release.awaiting_review()),
-    "certification": ("Lots ready for certification",
+    "certification": ("Lots awaiting certification (QA-reviewed; the lot page shows its gates)",
                       lambda v: release.awaiting_certification(v.actor if v.has(Role.qp) else None)),
     "sponsor": ("Certified lots awaiting sponsor release", lambda v: release.awaiting_sponsor_release()),
     "pending": ("Lots with tests pending after an initial certification",
@@ -57,7 +57,7 @@ def _release_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
                          lambda lot: _url(lot.number) + "#reviews")
     if viewer.has(Role.qp):
         items += line_of(session, release.awaiting_certification(viewer.actor),
-                         "lots are ready for your certification", "lot is ready for your certification",
+                         "reviewed lots await your certification", "reviewed lot awaits your certification",
                          "/release?queue=certification", lambda lot: _url(lot.number) + "#certify")
     if viewer.has(Role.supply_manager):
         items += line_of(session, release.awaiting_sponsor_release(), "certified lots await your sponsor release",

@@ -239,11 +239,11 @@ def qa_reviews_the_set_and_the_batch_record(walk: Walk, lot: str, results: int) 
 
 
 def qp_certifies(walk: Walk, lot: str) -> None:
-    """The QP (DESK) opens the lot from "lots ready for certification", reads the gates on the lot's
+    """The QP (DESK) opens the lot from "reviewed lots await your certification", reads the gates on the lot's
     release page and signs the final certification."""
     peter = walk.person(QP, DESK)
     with walk.task(f"QP: certify {lot}", signatures_at_most=1):
-        peter.from_queue(r"lots? (is|are) ready for your certification")
+        peter.from_queue(r"reviewed lots? awaits? your certification")
         if not peter.at(f"/lots/{lot}/release"):
             peter.click(f"main a[href^='/lots/{lot}/release']")
         gates = peter.page.locator("#gates li")

@@ -607,7 +607,7 @@ def test_the_release_page_shows_each_gate_and_only_the_allowed_actions(demo_db, 
     for kind in ("batch_record", "audit_trail"):
         done = qa.submit(f"/lots/{ASC}/release/review", {"kind": kind, "password": PW})
         assert done.status_code == 303, done.text
-    assert "lot is ready for your certification" in words(qp.get("/").text)
+    assert "reviewed lot awaits your certification" in words(qp.get("/").text)
     qp_page = words(qp.get(f"/lots/{ASC}/release").text)
     assert "Sign: certified" in qp_page and "Sign: batch record reviewed" not in qp_page
     done = qp.submit(f"/lots/{ASC}/release/certify", {"stage": "final", "password": PW})
