@@ -18,6 +18,7 @@ from cellbench.specifications import Verdict, load_spec_file
 
 from .. import shortcuts
 from ..conftest import PASSWORD, ROOT, actor_of
+from ..test_floor import statements
 
 YEAR = f"{utcnow():%Y}"
 ASC, IN_PROCESS, PLACEBO = f"ASC-{YEAR}-0001", f"ASC-{YEAR}-0002", f"PLB-{YEAR}-0001"
@@ -544,6 +545,37 @@ def test_the_work_queues_show_lots_awaiting_results_and_results_awaiting_review(
     assert "to review" not in as_("quinn").get("/").text  # her own result is not hers to review
     operator = as_("olivia").get("/").text
     assert "QC results to enter" not in operator and "to review" not in operator
+
+
+def test_the_lots_awaiting_results_are_counted_as_the_test_status_counts_them_in_a_few_statements(lab):
+    """The QC analyst's home asks on every visit which lots wait for results: one statement for the
+    lots, one for the tests they have a valid result for and one per specification version they were
+    made under, however many lots wait; the count per lot is test_status's (no result, or every
+    result invalidated)."""
+    def by_status() -> dict[str, int]:
+        with lab.read() as s:
+            found = {}
+            for lot in s.scalars(select(Lot).where(Lot.state.in_([st.value for st in qc.AWAITING_RESULTS]))):
+                missing = sum(1 for st in qc.test_status(s, lot) if qc.needs_lot_result(st.test)
+                              and st.state in (qc.MISSING, qc.INVALIDATED_ONLY))
+                if missing:
+                    found[lot.number] = missing
+            return found
+
+    def awaiting() -> dict[str, int]:
+        with lab.read() as s:
+            return {lot.number: n for lot, n in qc.lots_awaiting_results(s)}
+
+    assert awaiting() == by_status() and ASC in awaiting()
+    before = awaiting()[ASC]
+    first = enter(lab, "cell_dose", "25")
+    assert awaiting()[ASC] == before - 1 == by_status()[ASC]
+    invalidate(lab, first.id, "sample thawed twice before counting")
+    assert awaiting()[ASC] == before == by_status()[ASC]  # every result invalidated: no valid result
+    with lab.read() as s:
+        versions = {lot.spec_version_id for lot, _ in qc.lots_awaiting_results(s)}
+    with lab.read() as s:
+        assert len(statements(lab, lambda: qc.lots_awaiting_results(s))) == 2 + len(versions)
 
 
 # --- API --------------------------------------------------------------------------------------
