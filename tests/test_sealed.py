@@ -73,6 +73,7 @@ from .conftest import PASSWORD, SECRET, actor_of
 UNBLINDED_ONLY = {
     "cellbench.web.supply", "cellbench.api.supply",  # lists, packaging, kit contents
     "cellbench.web.supply_quarantines", "cellbench.api.supply_quarantines",  # quarantines with their kits' arms
+    "cellbench.web.supply_lots",  # the packaging runs and blinded lots lists (the runs' forms pack from lists)
     "cellbench.web.lots", "cellbench.api.lots",  # manufacturing lots: what a kit is made of
     "cellbench.web.qc", "cellbench.api.qc",
     "cellbench.web.release", "cellbench.api.release",
