@@ -270,6 +270,15 @@ def trail_query(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
 def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
           newest_first: bool = True) -> list[AuditEvent]:
     query = _filtered(viewer, flt).order_by(col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq))
+    if limit and newest_first and flt.user and flt.user.isdigit() and flt == TrailFilter(user=flt.user) \
+            and not viewer.is_blinded:
+        # A user's newest events (every home page: "what I did lately"), picked on (user_id, seq)
+        # first: given the whole row, PostgreSQL walks the trail backwards by seq and filters by
+        # user, 54 ms for a user whose events are old at two million (0.3 ms this way). Only with
+        # no other filter and for unblinded readers, whose scope takes nothing from the ten picked.
+        newest = (select(col(AuditEvent.seq)).where(col(AuditEvent.user_id) == int(flt.user))
+                  .order_by(col(AuditEvent.seq).desc()).limit(limit))
+        query = query.where(col(AuditEvent.seq).in_(newest.scalar_subquery()))
     if limit:
         query = query.limit(limit)
     return list(session.scalars(query))

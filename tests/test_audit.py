@@ -91,6 +91,23 @@ def test_an_event_records_who_when_what_and_why(db, people):
     assert event.at.tzinfo is not None and event.user_id is not None
 
 
+def test_a_users_newest_events_are_the_same_read_by_their_own_index_or_with_other_filters(db, people):
+    """'What I did lately' (every home) picks a user's newest events on (user_id, seq) first; the
+    rows are those the plain filter gives, and another filter on top is not cut to the ten picked."""
+    olivia, anna = actor_of(db, "olivia"), actor_of(db, "anna")
+    with db.write() as s:
+        for n in range(6):
+            audit.record(s, olivia, "noted", "thing", f"o{n}")
+            audit.record(s, anna, "noted", "other" if n % 2 else "thing", f"a{n}")
+    qa = actor_of(db, "anna")
+    with db.read() as s:
+        mine = audit.trail(s, qa, audit.TrailFilter(user=str(anna.user_id)), limit=3)
+        plain = [e for e in audit.trail(s, qa, audit.TrailFilter(), limit=None) if e.user_id == anna.user_id][:3]
+        assert [e.entity_id for e in mine] == [e.entity_id for e in plain] == ["a5", "a4", "a3"]
+        things = audit.trail(s, qa, audit.TrailFilter(user=str(anna.user_id), entity_type="thing"), limit=3)
+        assert [e.entity_id for e in things] == ["a4", "a2", "a0"]
+
+
 def test_a_failed_use_case_leaves_neither_its_change_nor_its_audit_event(db, people):
     before = len(all_events(db))
     with pytest.raises(RuntimeError), db.write() as s:
