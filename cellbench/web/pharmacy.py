@@ -1,5 +1,6 @@
 """Site pages: participants and visits, the pharmacist's dispensing by scanning, the preparer's
-clock and the investigator's administration per gland (returns: `web/returns.py`). Built for a tablet.
+clock and the investigator's administration per gland (returns: `web/returns.py`; the home-page
+lines: `web/pharmacy_queue.py`). Built for a tablet.
 
 Blinded people read every page here except the preparation page, and nothing on them comes from
 the sealed compartment: an active and a placebo participant in the same situation get the same
@@ -7,7 +8,6 @@ page, their numbers aside. What differs between viewers depends on the viewer's 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from urllib.parse import quote
 
@@ -20,10 +20,9 @@ from ..clock import utcnow
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
-from ..models import Role, Site, Visit
+from ..models import Site
 from ..templating import render
 from . import paging
-from .home import QueueItem, line_of, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*pharmacy.READERS)
@@ -51,41 +50,6 @@ def _version(text: str | None, field: str) -> int | None:
 
 def notice_redirect(url: str, text: str) -> RedirectResponse:
     return RedirectResponse(f"{url}?notice={quote(text)}", status_code=303)
-
-
-# --- work queues --------------------------------------------------------------------------------
-
-
-@work_queue
-def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
-    def at(suffix: str = "") -> Callable[[Visit], str]:
-        return lambda visit: visit_url(pharmacy.view(session, viewer.actor, visit)) + suffix
-
-    items = []
-    if viewer.has(Role.investigator):  # the investigator sees the participant and administers
-        items += line_of(session, _due(session, viewer, pharmacy.OPEN), "treatment visits are due today",
-                         "treatment visit is due today", "/participants?due=today", at())
-    if viewer.has(*pharmacists):
-        items += line_of(session, _due(session, viewer, pharmacy.AWAITING_DISPENSING),
-                         "visits today await a dispensed kit", "visit today awaits a dispensed kit", "/dispensing",
-                         at("/dispense"))
-    if viewer.has(*preparers):
-        # Preparation starts by scanning the kit at the preparation station: that page is the one place.
-        waiting = pharmacy.passing_query(pharmacy.DISPENSED, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
-        items += line_of(session, waiting, "dispensed kits to thaw or prepare", "dispensed kit to thaw or prepare",
-                         "/preparation", lambda _visit: "/preparation")
-        if running := pharmacy.preparations_running(session, reader=viewer.actor, limit=1):
-            soonest = pharmacy.minutes_left(running[0])
-            count = pharmacy.passing_count(session, pharmacy.RUNNING, reader=viewer.actor)
-            items.append(QueueItem(count, f"preparations are running; the next use-by is in {soonest} min",
-                                   "/preparation", one=f"preparation is running; its use-by is in {soonest} min"))
-    return items
-
-
-def _due(session: Session, viewer: Viewer, states: frozenset[pharmacy.VisitState]):
-    """The visits due today in these states, in their list's order, left in the database: the
-    queue line reads a count and the first one (line_of)."""
-    return pharmacy.due_query(session, states, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
 
 
 # --- participants --------------------------------------------------------------------------------

@@ -18,38 +18,34 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Set
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from . import audit, inputs, limits, pagination, signatures, users
-from .audit import Actor
-from .clock import utcnow
-from .errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
-from .models import (
+from .. import audit, inputs, limits, signatures, users
+from ..audit import Actor
+from ..clock import utcnow
+from ..errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from ..models import (
     AuditHead,
     Deviation,
     DeviationState,
     Kit,
     Lot,
     Meaning,
-    Participant,
     Role,
     Shipment,
     Signature,
     SpecVersion,
-    Study,
     User,
     Visibility,
     Visit,
 )
-from .statemachine import Guard, Machine, Transition, claim
+from ..statemachine import Guard, Machine, Transition, claim
+from .reading import GENERIC_BLINDED_SUMMARY, by_number, links, lot_number_of
 
 SEVERITIES = ("minor", "major", "critical")
-SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2}
 ORIGINS = ("out_of_limit", "material_override", "late_entry", "manual", "oos", "late_administration", "shipment")
-GENERIC_BLINDED_SUMMARY = "A deviation was recorded and is being handled under the quality system."
 # Who may raise a deviation by hand and read deviations: the unblinded GMP roles. Automatic
 # deviations are raised for whoever did what caused them; their own module authorised that act.
 RAISERS = (Role.operator, Role.verifier, Role.qc_analyst, Role.qa, Role.qp)
@@ -282,121 +278,3 @@ def close_deviation(session: Session, closer: User, password: str, deviation: De
     deviation.closure_signature_id = sig.id
     session.flush()
     return sig
-
-
-# --- reading ----------------------------------------------------------------------------------
-
-
-def by_number(session: Session, number: str | None, field: str = "number") -> Deviation:
-    number = (number or "").strip().upper()
-    deviation = session.scalars(select(Deviation).where(col(Deviation.number) == number)).first()
-    if deviation is None:
-        raise NotFound(f"There is no deviation '{number}'.", field=field)
-    return deviation
-
-
-def links(session: Session, deviation: Deviation) -> dict[str, str | None]:
-    """The kit, visit and shipment a deviation concerns, by their public references; only those
-    it has. A kit number and a visit say nothing about an arm."""
-    found: dict[str, str | None] = {}
-    if deviation.kit_id is not None:
-        found["kit"] = session.scalar(select(col(Kit.number)).where(col(Kit.id) == deviation.kit_id))
-    if deviation.visit_id is not None:
-        row = session.execute(select(col(Study.code), col(Participant.screening_number), col(Visit.treatment))
-                              .join(Participant, col(Participant.id) == col(Visit.participant_id))
-                              .join(Study, col(Study.id) == col(Participant.study_id))
-                              .where(col(Visit.id) == deviation.visit_id)).first()
-        # the visit's id in the audit trail (pharmacy.VisitContext.ref)
-        found["visit"] = f"{row[0]}/{row[1]}/T{row[2]}" if row else None
-    if deviation.shipment_id is not None:
-        found["shipment"] = session.scalar(select(col(Shipment.number))
-                                           .where(col(Shipment.id) == deviation.shipment_id))
-    return found
-
-
-def deviations_of(session: Session, *, kit_id: int | None = None, shipment_id: int | None = None) -> list[Deviation]:
-    """The deviations linked to a kit or a shipment, oldest first."""
-    query = select(Deviation)
-    if kit_id is not None:
-        query = query.where(col(Deviation.kit_id) == kit_id)
-    if shipment_id is not None:
-        query = query.where(col(Deviation.shipment_id) == shipment_id)
-    return list(session.scalars(query.order_by(col(Deviation.raised_at), col(Deviation.number))))
-
-
-def lot_number_of(session: Session, deviation: Deviation) -> str | None:
-    return session.scalar(select(col(Lot.number)).where(col(Lot.id) == deviation.lot_id)) if deviation.lot_id else None
-
-
-def _by_severity_then_age(rows: list[Deviation]) -> list[Deviation]:
-    return sorted(rows, key=lambda d: (SEVERITY_RANK.get(d.severity, 9), d.raised_at, d.number))
-
-
-def deviations(session: Session, *, states: Set[DeviationState] | None = None, lot_id: int | None = None,
-               order: str = "severity") -> list[Deviation]:
-    """Deviations, most severe first then oldest first (order="severity"), or oldest first ("age")."""
-    query = select(Deviation)
-    if states:
-        query = query.where(col(Deviation.state).in_([DeviationState(s).value for s in states]))
-    if lot_id is not None:
-        query = query.where(col(Deviation.lot_id) == lot_id)
-    rows = list(session.scalars(query.order_by(col(Deviation.raised_at), col(Deviation.number))))
-    return rows if order == "age" else _by_severity_then_age(rows)
-
-
-# The two orders of the list: most severe first then oldest ("severity"), or oldest first ("age").
-_RANK = case(SEVERITY_RANK, value=col(Deviation.severity), else_=9)
-ORDERS = {"severity": pagination.Order("deviations by severity",
-                                      (_RANK, col(Deviation.raised_at), col(Deviation.number))),
-          "age": pagination.Order("deviations by age", (col(Deviation.raised_at), col(Deviation.number)))}
-
-
-def deviation_page(session: Session, ask: pagination.Ask, *, states: Set[DeviationState] | None = None,
-                   lot_id: int | None = None, order: str = "severity") -> pagination.Page[Deviation]:
-    query = select(Deviation)
-    if states:
-        query = query.where(col(Deviation.state).in_([DeviationState(s).value for s in states]))
-    if lot_id is not None:
-        query = query.where(col(Deviation.lot_id) == lot_id)
-    by_age = order == "age"
-    return pagination.page(session, query, ORDERS[order], ask, key=(lambda d: (d.raised_at, d.number)) if by_age
-                           else lambda d: (SEVERITY_RANK.get(d.severity, 9), d.raised_at, d.number))
-
-
-NOT_CLOSED = frozenset({DeviationState.open, DeviationState.assessed})
-
-
-def open_deviations(session: Session, lot_id: int | None = None) -> list[Deviation]:
-    """Deviations not yet closed (open or assessed), most severe first, then oldest first."""
-    return deviations(session, states=set(NOT_CLOSED), lot_id=lot_id)
-
-
-def blocking_deviations(session: Session, lot_id: int) -> list[Deviation]:
-    """A lot's deviations that block its release: every one QA has not closed."""
-    return open_deviations(session, lot_id)
-
-
-def deviations_block(session: Session, lot_id: int) -> str | None:
-    """The release gate: why this lot's deviations block it, or None."""
-    blocking = blocking_deviations(session, lot_id)
-    if not blocking:
-        return None
-    listed = ", ".join(f"{d.number} ({DeviationState(d.state).value})" for d in blocking)
-    return f"{len(blocking)} deviation{'s' if len(blocking) > 1 else ''} not closed by QA: {listed}."
-
-
-def count_by_state(session: Session) -> dict[DeviationState, int]:
-    rows = session.execute(select(col(Deviation.state), func.count()).group_by(col(Deviation.state)))
-    counts = dict.fromkeys(DeviationState, 0)
-    counts.update({DeviationState(state): n for state, n in rows})
-    return counts
-
-
-def closure_signature(session: Session, deviation: Deviation) -> Signature | None:
-    return session.get(Signature, deviation.closure_signature_id) if deviation.closure_signature_id else None
-
-
-def blinded_view(deviation: Deviation) -> dict[str, str]:
-    """All that a blinded person may ever be shown of a deviation."""
-    return {"number": deviation.number, "state": DeviationState(deviation.state).value,
-            "summary": deviation.blinded_summary or GENERIC_BLINDED_SUMMARY}
