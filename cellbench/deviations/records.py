@@ -1,18 +1,5 @@
-"""Deviations: raised by hand or by other modules, assessed, then closed by QA with a signature.
-
-The state machine is one table, TRANSITIONS, run by MACHINE (the `statemachine` shape): each move,
-the states it starts from, who may make it (only QA closes), the guard rules it must pass and the
-signature it needs. Pages and the API offer exactly `allowed_actions`.
-
-Numbers are DEV-<year>-<4 digits>, one sequence per UTC year. The next number is read after taking
-the audit chain's head lock, which every audited transaction takes anyway: two deviations raised
-at the same moment by different workers are numbered one after the other, never alike. The unique
-constraint on the number stays as the last line of defence.
-
-Blinding: the description, the assessment and the CAPA reference are written into the audit trail
-as unblinded events. Blinded readers of the trail see a deviation's number, its state changes and
-its blinded summary only. The summary is written by the person raising the deviation, or is the
-generic text; it is never derived from the description.
+"""Deviations raised, assessed and closed: the state machine (TRANSITIONS, run by MACHINE) and the
+use cases. How numbering and blinding work is told in the package's docstring (__init__.py).
 """
 from __future__ import annotations
 
