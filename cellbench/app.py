@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     # FastAPI's Swagger UI, which loads its scripts from a public CDN.
     app = FastAPI(title="cellbench", version="0.1.0", lifespan=lifespan, docs_url=None,
                   openapi_url=OPENAPI_URL, redoc_url=None, swagger_ui_oauth2_redirect_url=None,
-                  description="Batch record, release and blinded supply of an allogeneic ASC product.")
+                  description="Batch record, release and blinded supply of an allogeneic ASC product.",
+                  telemetry=None if settings.telemetry else {"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.db = db
     app.state.templates = make_templates(settings.zone, reload=settings.template_reload)

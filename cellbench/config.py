@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # SQLite: the WAL file's size limit in MB. The server truncates the WAL when it passes it (a brief
     # pause of writes, see wal.Checkpointer), and SQLite cuts a WAL it resets back to it.
     sqlite_wal_limit_mb: float = 16
+    # FastAPI's own OpenTelemetry hooks (traces, metrics, logs to the process's global providers),
+    # for a site that runs a collector. Off, the app does not ask on every request whether any
+    # provider is configured: that question was a twentieth of a signed-in page's floor.
+    telemetry: bool = False
 
     @field_validator("site_timezone")
     @classmethod

@@ -14,7 +14,7 @@ from . import clock, display
 from .audit import AUDIT_READERS
 from .config import shipped
 from .models import Role
-from .nav import links_for
+from .nav import nav_html
 from .specifications import unit_text
 
 TEMPLATES = shipped("templates")
@@ -99,7 +99,7 @@ def make_templates(zone: ZoneInfo, *, reload: bool = False) -> Jinja2Templates:
     env.filters["roles_text"] = roles_text
     env.globals["Role"] = Role
     env.globals["audit_readers"] = AUDIT_READERS
-    env.globals["nav_links"] = links_for
+    env.globals["nav_html"] = nav_html
     env.globals["zone_name"] = str(zone)
     return templates
 
