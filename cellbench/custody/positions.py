@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, inputs, kits, users
+from .. import audit, inputs, kits, storage_counts, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -233,13 +233,14 @@ def place(session: Session, actor: Actor, kit: Kit, box: StorageBox, wanted: str
     except IntegrityError:
         raise Conflict(f"Someone else filled position {number} of box {box.code} at the same moment. Scan the kit "
                        "again.", field="position") from None
-    came_from = kit.location
+    came_from, shelf = kit.location, kit.storage_location_id
     kit.storage_location_id = box.storage_location_id
     relocate(session, actor, kit, where.place)
     record(session, actor, kit, action, from_place=came_from, to_place=where.place[:200], shipment_id=shipment_id)
     audit.record(session, actor, f"kit {action}", "kit", kit.number, field="position",
                  old=was, new=where.text)
     session.flush()
+    storage_counts.moved(session, kit, shelf)  # after the audit events: see storage_counts
     return where
 
 
