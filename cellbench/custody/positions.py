@@ -184,10 +184,17 @@ def not_put_away(session: Session, reader: Actor) -> list[Kit]:
     """Kits in a site's stock that are in no tank: received without a position, or back from a
     visit. The storage page lists them as "not yet put away"."""
     held = sorted(state.value for state in STORABLE_AT_SITE)
-    query = select(Kit).where(col(Kit.site_id).is_not(None), col(Kit.state).in_(held),
-                              col(Kit.storage_location_id).is_(None))
-    query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id))
-    return list(session.scalars(query.order_by(col(Kit.number))))
+    # Found along the (storage location, state) index: a few probes of (NULL, state), as many rows
+    # as there are kits to put away. Ordered by the index's columns, because SQLite's statistics
+    # see three location values among 100,000 kits and would otherwise read every kit (160 ms at
+    # ten years, for none found); the kits are then read by id, in number order.
+    found = (select(col(Kit.id)).where(col(Kit.storage_location_id).is_(None), col(Kit.state).in_(held),
+                                       col(Kit.site_id).is_not(None))
+             .order_by(col(Kit.storage_location_id), col(Kit.state)))
+    ids = list(session.scalars(users.within(found, reader, site=col(Kit.site_id), study=col(Kit.study_id))))
+    if not ids:
+        return []
+    return list(session.scalars(select(Kit).where(col(Kit.id).in_(ids)).order_by(col(Kit.number))))
 
 
 # --- putting a kit in a position ----------------------------------------------------------------------------

@@ -116,6 +116,7 @@ from .sealed import (
     SealedKitShortage,
     SealedKitUnit,
     SealedList,
+    SealedListArm,
 )
 from .specifications import (
     SpecStatus,
