@@ -168,21 +168,26 @@ def test_the_counts_name_no_arm_and_verify_names_one_edited_behind_cellbenchs_ba
     agree(db)
 
 
-def test_the_migration_counts_the_stored_kits_of_an_existing_database(db, kit_world):
+def migrated_from_0031(db) -> None:
+    """The database taken back to what it was before migration 0032, then brought to the head again."""
     from alembic import command
 
     from cellbench.db import alembic_config, migrate
 
+    cfg = alembic_config()
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0031_release")
+    migrate(db)
+
+
+def test_the_migration_counts_the_stored_kits_of_an_existing_database(db, kit_world):
     add_location(db, "sara", "", "CB-T1")
     store(db, "sara", kit_world.active[:2], "CB-T1")
     with db.read() as s:
         before = storage_counts.stored(s)
     assert sum(before.values()) == 2
-    cfg = alembic_config()
-    with db.engine.begin() as conn:  # the database as it was before the storage counts
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0031_release")
-    migrate(db)
+    migrated_from_0031(db)
     with db.read() as s:
         assert storage_counts.stored(s) == before
     agree(db)

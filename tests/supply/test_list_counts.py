@@ -8,6 +8,7 @@ from collections import Counter
 from cellbench import sealed, studies, users
 from cellbench.models import Visibility
 
+from ..custody.test_storage_counts import migrated_from_0031
 from ..kitworld import load_studies
 from .test_supply_web import STUDY, _events
 
@@ -42,10 +43,6 @@ def test_every_page_of_a_list_shows_its_arm_counts_as_a_recount_of_its_lines_and
 
 
 def test_the_migration_counts_the_arms_of_the_lists_of_an_existing_database(as_, db, people):
-    from alembic import command
-
-    from cellbench.db import alembic_config, migrate
-
     load_studies(db)
     made = as_("sara").post(f"/api/v1/supply/studies/{STUDY}/lists", json={"kind": "kit", "size": 12, "seed": "m",
                                                                            "block_sizes": "4"})
@@ -53,9 +50,5 @@ def test_the_migration_counts_the_arms_of_the_lists_of_an_existing_database(as_,
     url = f"/api/v1/supply/studies/{STUDY}/lists/kit/1"
     before = as_("sara").get(url).json()["arm_counts"]
     assert before == {"active": 6, "placebo": 6}
-    cfg = alembic_config()
-    with db.engine.begin() as conn:  # the database as it was before the kept counts
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0031_release")
-    migrate(db)
+    migrated_from_0031(db)
     assert as_("sara").get(url).json()["arm_counts"] == before == _recount(db, "kit", 1)
