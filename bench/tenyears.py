@@ -341,6 +341,11 @@ def grow(db: Database, scale: float, events: int | None = None) -> World:
     clone(db, world)
     with db.write() as s:
         kit_counts.refill(s)  # the copied kits' running counts (accountability reads them), from the rows
+        # the copied lines join their lists: each list's arm counts (its pages read them) from the rows
+        s.execute(text("DELETE FROM sealed_list_arm"))
+        for lines in ("sealed_allocation", "sealed_kit_arm"):
+            s.execute(text(f"INSERT INTO sealed_list_arm (list_id, arm, lines) "
+                           f"SELECT list_id, arm, COUNT(*) FROM {lines} GROUP BY list_id, arm"))
     fill_audit(db, world, events)
     t0 = time.perf_counter()
     settle(db)

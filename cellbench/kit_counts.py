@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
+from . import storage_counts
 from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
@@ -88,23 +89,25 @@ def stored(session: Session) -> Counter[Key]:
 
 def recount(session: Session) -> list[str]:
     """Where the running counts disagree with the kit rows, one line each (named by study, site and
-    blinded lot code, as verify names everything); empty when they agree."""
+    blinded lot code, as verify names everything); empty when they agree. The storage counts
+    (storage_counts.py) are checked with them."""
     kept, counted = stored(session), from_rows(session)
     wrong = sorted(key for key in set(kept) | set(counted) if kept.get(key, 0) != counted.get(key, 0))
     if not wrong:
-        return []
+        return storage_counts.recount(session)
     studies = dict(session.execute(select(col(Study.id), col(Study.code))).all())
     sites = dict(session.execute(select(col(Site.id), col(Site.code))).all())
     lots = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))
                                 .where(col(BlindedLot.id).in_({key[2] for key in wrong}))).all())
     return [f"kit count of {studies.get(s, f'study {s}')}, {sites.get(p, f'site {p}') if p else 'the cell bench'}, "
             f"blinded lot {lots.get(b, b)}, {state}: kept {kept.get(key, 0)}, the kit rows say {counted.get(key, 0)}"
-            for key in wrong for s, p, b, state in [key]]
+            for key in wrong for s, p, b, state in [key]] + storage_counts.recount(session)
 
 
 def refill(session: Session) -> int:
-    """The running counts rebuilt from the kit rows (after a bulk insert of kits, or a migration).
-    Returns how many counters there are."""
+    """The running counts rebuilt from the kit rows (after a bulk insert of kits, or a migration),
+    and the storage counts with them. Returns how many kit counters there are."""
+    storage_counts.refill(session)
     session.execute(delete(KitCount))
     counted = from_rows(session)
     if counted:

@@ -152,11 +152,11 @@ def sealed_model_names() -> set[str]:
 
 
 def test_the_sealed_models_are_the_ones_this_test_knows():
-    assert sealed_model_names() == {"SealedList", "SealedAllocation", "SealedKitArm", "SealedKitUnit",
-                                    "SealedKitDraw", "SealedKitShortage", "SealedDoseDonor"}
+    assert sealed_model_names() == {"SealedList", "SealedListArm", "SealedAllocation", "SealedKitArm",
+                                    "SealedKitUnit", "SealedKitDraw", "SealedKitShortage", "SealedDoseDonor"}
     assert {t.name for t in SQLModel.metadata.sorted_tables if t.name.startswith("sealed")} == {
-        "sealed_list", "sealed_allocation", "sealed_kit_arm", "sealed_kit_unit", "sealed_kit_draw",
-        "sealed_kit_shortage", "sealed_dose_donor"}
+        "sealed_list", "sealed_list_arm", "sealed_allocation", "sealed_kit_arm", "sealed_kit_unit",
+        "sealed_kit_draw", "sealed_kit_shortage", "sealed_dose_donor"}
 
 
 def test_no_module_but_sealed_names_a_sealed_model_or_table():

@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, inputs, kits, users
+from .. import audit, inputs, kits, storage_counts, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -184,10 +184,17 @@ def not_put_away(session: Session, reader: Actor) -> list[Kit]:
     """Kits in a site's stock that are in no tank: received without a position, or back from a
     visit. The storage page lists them as "not yet put away"."""
     held = sorted(state.value for state in STORABLE_AT_SITE)
-    query = select(Kit).where(col(Kit.site_id).is_not(None), col(Kit.state).in_(held),
-                              col(Kit.storage_location_id).is_(None))
-    query = users.within(query, reader, site=col(Kit.site_id), study=col(Kit.study_id))
-    return list(session.scalars(query.order_by(col(Kit.number))))
+    # Found along the (storage location, state) index: a few probes of (NULL, state), as many rows
+    # as there are kits to put away. Ordered by the index's columns, because SQLite's statistics
+    # see three location values among 100,000 kits and would otherwise read every kit (160 ms at
+    # ten years, for none found); the kits are then read by id, in number order.
+    found = (select(col(Kit.id)).where(col(Kit.storage_location_id).is_(None), col(Kit.state).in_(held),
+                                       col(Kit.site_id).is_not(None))
+             .order_by(col(Kit.storage_location_id), col(Kit.state)))
+    ids = list(session.scalars(users.within(found, reader, site=col(Kit.site_id), study=col(Kit.study_id))))
+    if not ids:
+        return []
+    return list(session.scalars(select(Kit).where(col(Kit.id).in_(ids)).order_by(col(Kit.number))))
 
 
 # --- putting a kit in a position ----------------------------------------------------------------------------
@@ -233,13 +240,14 @@ def place(session: Session, actor: Actor, kit: Kit, box: StorageBox, wanted: str
     except IntegrityError:
         raise Conflict(f"Someone else filled position {number} of box {box.code} at the same moment. Scan the kit "
                        "again.", field="position") from None
-    came_from = kit.location
+    came_from, shelf = kit.location, kit.storage_location_id
     kit.storage_location_id = box.storage_location_id
     relocate(session, actor, kit, where.place)
     record(session, actor, kit, action, from_place=came_from, to_place=where.place[:200], shipment_id=shipment_id)
     audit.record(session, actor, f"kit {action}", "kit", kit.number, field="position",
                  old=was, new=where.text)
     session.flush()
+    storage_counts.moved(session, kit, shelf)  # after the audit events: see storage_counts
     return where
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection, insert, select, text
 from sqlmodel import Session, col
 
-from .. import audit, deviations, kits, limits, notifications, users
+from .. import audit, deviations, kits, limits, notifications, storage_counts, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -262,7 +262,8 @@ def _arrive(session: Session, actor: Actor, moving: list[Kit], move: str, boxed:
     for (where, tank), group in groups.items():
         move_kits(session, actor, group, move, place=where, **rest)
         for kit in group:
-            kit.storage_location_id = tank
+            shelf, kit.storage_location_id = kit.storage_location_id, tank
+            storage_counts.moved(session, kit, shelf)
 
 
 def _condition(intact: bool, logger: LoggerRecord) -> str:

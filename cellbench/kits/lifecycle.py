@@ -9,7 +9,7 @@ from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
-from .. import audit, kit_counts
+from .. import audit, kit_counts, storage_counts
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
@@ -294,6 +294,9 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                 kit_counts.key_of(kit.study_id, values.get("site_id", kit.site_id),
                                   values.get("blinded_lot_id", kit.blinded_lot_id), new))
                for kit, old, new, values in changes]
+    shelved = [(storage_counts.key_of(kit.storage_location_id, old),
+                storage_counts.key_of(values.get("storage_location_id", kit.storage_location_id), new))
+               for kit, old, new, values in changes]
     for kit, _old, _new, values in changes:
         # the kit objects take what the rows now hold, without another read or UPDATE
         version = (seen_versions or {}).get(saved_id(kit), kit.row_version) + 1
@@ -305,6 +308,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
         audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
                      new=state_label(new), reason=reason)
     kit_counts.apply(session, counted)  # after the audit events: see kit_counts
+    storage_counts.apply(session, shelved)
     if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
                   if kit.site_id is not None and {old, new} & SITE_STOCK}:
         note_stock(session, places, f"kit {words(name)}")

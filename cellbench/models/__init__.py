@@ -35,6 +35,7 @@ from .bedside import (
 )
 from .counts import (
     KitCount,
+    StorageCount,
 )
 from .custody import (
     CustodyEvent,
@@ -115,6 +116,7 @@ from .sealed import (
     SealedKitShortage,
     SealedKitUnit,
     SealedList,
+    SealedListArm,
 )
 from .specifications import (
     SpecStatus,

@@ -1,4 +1,5 @@
-"""Running counts of kits, kept by the kit lifecycle in the transaction of each move (kit_counts.py)."""
+"""Running counts of kits, kept by the kit lifecycle in the transaction of each move (kit_counts.py,
+storage_counts.py)."""
 from __future__ import annotations
 
 from sqlalchemy import Index
@@ -18,5 +19,19 @@ class KitCount(SQLModel, table=True):
     study_id: int = Field(foreign_key="study.id")
     place: int  # site id; 0: the cell bench
     blinded_lot_id: int = Field(foreign_key="blinded_lot.id", index=True)
+    state: str = Field(max_length=32)
+    kits: int = 0
+
+
+class StorageCount(SQLModel, table=True):
+    """How many kits are in one state in one storage location (a tank or freezer), so that the
+    storage page reads a few rows a location whatever the number of kits. Locations and states are
+    the same for both arms, so no arm is in it (storage_counts.py)."""
+
+    __tablename__ = "storage_count"
+    __table_args__ = (Index("ix_storage_count_key", "storage_location_id", "state", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    storage_location_id: int = Field(foreign_key="storage_location.id")
     state: str = Field(max_length=32)
     kits: int = 0

@@ -37,6 +37,19 @@ class SealedList(SQLModel, table=True):
     signature_id: int | None = Field(default=None, foreign_key="signature.id")
 
 
+class SealedListArm(SQLModel, table=True):
+    """How many lines of one list are on one arm, counted once when the list is made (its lines
+    never change after), so that a page of a long list does not count the whole list again."""
+
+    __tablename__ = "sealed_list_arm"
+    __table_args__ = (UniqueConstraint("list_id", "arm"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="sealed_list.id")
+    arm: str = Field(max_length=16)
+    lines: int
+
+
 class SealedAllocation(SQLModel, table=True):
     """One line of a randomisation list."""
 

@@ -14,7 +14,7 @@ from .. import audit, kits, pagination, signatures
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import Kit, SealedAllocation, SealedKitArm, SealedList, Study, User, Visibility
+from ..models import Kit, SealedAllocation, SealedKitArm, SealedList, SealedListArm, Study, User, Visibility
 from ..sealing import LIST_KINDS, LIST_MACHINE, LIST_MAKERS, READERS, Line, ListState
 from ..statemachine import claim
 from .walls import _admit, _read
@@ -84,9 +84,13 @@ def create_list(session: Session, actor: Actor, study: Study, kind: str, lines: 
     table, number = _line_table(kind)
     session.execute(insert(table), [{"list_id": row.id, "position": line.position, "block": line.block,
                                      number.key: line.key, "arm": line.arm} for line in lines])
+    arms = Counter(line.arm for line in lines)
+    if arms:
+        session.execute(insert(SealedListArm), [{"list_id": row.id, "arm": arm, "lines": n}
+                                                for arm, n in sorted(arms.items())])
     audit.record(session, actor, f"{LIST_KINDS[kind]} created", "sealed_list", row.id,
                  new={"study": study.code, "version": version, "method": method, "size": len(lines),
-                      "arms": dict(Counter(line.arm for line in lines)),
+                      "arms": dict(arms),
                       **({"asked": asked} if asked not in (None, len(lines)) else {})},
                  visibility=Visibility.unblinded)
     return row
@@ -160,9 +164,10 @@ def list_page(session: Session, actor: Actor, row: SealedList, ask: pagination.A
 
 
 def arm_counts(session: Session, actor: Actor, row: SealedList) -> dict[str, int]:
+    """The list's lines by arm, as counted when it was made (a few rows, however long the list)."""
     _read(session, actor, READERS, "list arm counts", row.id)
-    table, _number = _line_table(row.kind)
-    query = select(col(table.arm), func.count()).where(col(table.list_id) == row.id).group_by(col(table.arm))
+    query = (select(col(SealedListArm.arm), col(SealedListArm.lines))
+             .where(col(SealedListArm.list_id) == row.id).order_by(col(SealedListArm.arm)))
     return dict(session.execute(query).all())
 
 
