@@ -12,6 +12,7 @@ from .lifecycle import (
     MACHINE,
     MOVES,
     READERS,
+    RECORD_FINISHED,
     Gate,
     allowed_moves,
     by_number,

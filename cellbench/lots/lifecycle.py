@@ -85,6 +85,14 @@ KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "reca
 CARRIES_KITS = frozenset({LotState.released_for_shipment})
 
 
+# States a lot reaches only through "complete" (whose guard is that every step is done), and after
+# which nothing is recorded on it (steps.require_open_lot): its batch record is finished for good. A
+# rejected lot is not here: a lot held while in process may be rejected with its record unfinished.
+RECORD_FINISHED = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
+                             LotState.released_for_shipment, LotState.released, LotState.quarantined,
+                             LotState.recalled})
+
+
 def by_number(session: Session, number: str) -> Lot:
     lot = session.scalars(select(Lot).where(col(Lot.number) == number.strip())).first()
     if lot is None:
