@@ -10,14 +10,26 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from .. import clock, kits
+from .. import clock, kits, pagination
 from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
 from ..errors import InvalidInput
-from ..models import AuditEvent, BlindedLot, Destruction, Meaning, Reconciliation, Signature, Study, User
+from ..models import (
+    AuditEvent,
+    BlindedLot,
+    Destruction,
+    DestructionKit,
+    Kit,
+    Meaning,
+    Reconciliation,
+    Signature,
+    Site,
+    Study,
+    User,
+)
 from ..reports import certificate_start
-from .destruction import DestructionState, by_number, kits_of, site_of
+from .destruction import DestructionState, by_number, destruction_kits, site_of
 from .site import expected_of, place_filter, place_name, study_of
 
 
@@ -49,36 +61,44 @@ class CertificateData:
     destroyed_on: date | None
     witness: str | None
     destroyed_by: str | None
+    kit_count: int = 0  # all the destruction's kits; `kits` may be one page of them (kits_next: the next)
+    kits_next: str | None = None
     kits: list[KitLine] = field(default_factory=list)
     counts: list[tuple[str, Reconciliation, str]] = field(default_factory=list)  # (blinded lot, count, by)
     signatures: list[SignatureLine] = field(default_factory=list)
 
 
-def gather(session: Session, d: Destruction) -> CertificateData:
-    """Everything the certificate prints, read once; nothing here depends on an arm."""
+def gather(session: Session, d: Destruction, kits_page: pagination.Ask | None = None) -> CertificateData:
+    """Everything the certificate prints, read once; nothing here depends on an arm. With
+    `kits_page`, one page of the kits (by number) and `kits_next` for the next: a page shows the
+    count and pages the kits; the certificate lists them all. Only the rows of this destruction
+    are read (its kits, their blinded lots, their counts, the people who signed): reading every
+    blinded lot of the study and every user made the page grow with the years (issue 18)."""
     study = study_of(session, d.study_id)
     site = site_of(session, d)
-    names = {u.id: u.full_name for u in session.scalars(select(User))}
-    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(col(BlindedLot.study_id) == study.id))}
-    members = kits_of(session, d)
+    found = destruction_kits(session, d, kits_page)
+    members = found.rows
+    numbers = [k.number for k in members]
     before: dict[str, str | None] = dict(session.execute(  # the state each kit was destroyed from
         select(col(AuditEvent.entity_id), col(AuditEvent.old_value))
         .where(col(AuditEvent.entity_type) == "kit", col(AuditEvent.action) == "kit destroy",
-               col(AuditEvent.entity_id).in_([k.number for k in members]))).all())
+               col(AuditEvent.entity_id).in_(numbers))).all()) if numbers else {}
+    lots = {b.id: b for b in session.scalars(select(BlindedLot).where(
+        col(BlindedLot.id).in_(_blinded_lot_ids(session, d))))}
+    counts = _latest_counts(session, d, study, site, [i for i in lots if i is not None])
+    people = {d.authorised_by, d.destroyed_by} | {rec.by_user for rec in counts.values()}
+    names = dict(session.execute(select(col(User.id), col(User.full_name))
+                                 .where(col(User.id).in_([i for i in people if i is not None]))).all())
     data = CertificateData(d.number, d.state, study, place_name(site), names.get(d.authorised_by, ""), d.authorised_at,
-                           d.method, d.destroyed_on, d.witness, names.get(d.destroyed_by) if d.destroyed_by else None)
+                           d.method, d.destroyed_on, d.witness, names.get(d.destroyed_by) if d.destroyed_by else None,
+                           kit_count=d.kit_count, kits_next=found.next)
     for kit in members:
         blinded = lots.get(kit.blinded_lot_id)
         data.kits.append(KitLine(kit.number, blinded.code if blinded else "", blinded.expiry if blinded else None,
                                  before.get(kit.number) or kits.state_label(kit.state)))
-    for lot_id in sorted({k.blinded_lot_id for k in members if k.blinded_lot_id in lots}, key=lambda i: lots[i].code):
-        rec = session.scalars(select(Reconciliation).where(col(Reconciliation.study_id) == study.id,
-                                                           col(Reconciliation.blinded_lot_id) == lot_id,
-                                                           place_filter(Reconciliation, site),
-                                                           col(Reconciliation.at) <= d.authorised_at)
-                              .order_by(col(Reconciliation.at).desc()).limit(1)).first()
-        if rec is not None:
-            data.counts.append((lots[lot_id].code, rec, names.get(rec.by_user, "")))
+    for lot_id in sorted(counts, key=lambda i: lots[i].code):
+        rec = counts[lot_id]
+        data.counts.append((lots[lot_id].code, rec, names.get(rec.by_user, "")))
     sig_ids = [d.authorisation_signature_id, d.signature_id] + [rec.signature_id for _, rec, _ in data.counts]
     sigs = {s.id: s for s in session.scalars(select(Signature).where(col(Signature.id).in_([i for i in sig_ids if i])))}
     labelled = [(f"Reconciliation of blinded lot {code}", rec.signature_id) for code, rec, _ in data.counts]
@@ -88,6 +108,31 @@ def gather(session: Session, d: Destruction) -> CertificateData:
         if sig := sigs.get(sig_id):
             data.signatures.append(SignatureLine(label, sig.signer_name, Meaning(sig.meaning).value, sig.at))
     return data
+
+
+def _blinded_lot_ids(session: Session, d: Destruction) -> list[int]:
+    """The blinded lots of all the destruction's kits (not only the page's: the counts are of them all)."""
+    return list(session.scalars(select(col(Kit.blinded_lot_id)).distinct()
+                                .join(DestructionKit, col(DestructionKit.kit_id) == col(Kit.id))
+                                .where(col(DestructionKit.destruction_id) == d.id,
+                                       col(Kit.blinded_lot_id).is_not(None))))
+
+
+def _latest_counts(session: Session, d: Destruction, study: Study, site: Site | None,
+                   lot_ids: list[int]) -> dict[int, Reconciliation]:
+    """The latest count of each of these blinded lots at the place before the authorisation, in
+    one read (a lot's counts are few: one per count made, newest first per lot)."""
+    latest: dict[int, Reconciliation] = {}
+    if not lot_ids:
+        return latest
+    for rec in session.scalars(select(Reconciliation).where(col(Reconciliation.study_id) == study.id,
+                                                            col(Reconciliation.blinded_lot_id).in_(lot_ids),
+                                                            place_filter(Reconciliation, site),
+                                                            col(Reconciliation.at) <= d.authorised_at)
+                               .order_by(col(Reconciliation.blinded_lot_id), col(Reconciliation.at).desc(),
+                                         col(Reconciliation.id).desc())):
+        latest.setdefault(rec.blinded_lot_id, rec)
+    return latest
 
 
 def certificate_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, printed_at: datetime) -> bytes:
@@ -107,7 +152,7 @@ def certificate_pdf(data: CertificateData, *, zone: ZoneInfo, printed_by: str, p
     pdf.pairs([("Trial", f"{study.code} (EU CT {study.eu_ct_number}), {study.short_title}"),
                ("Sponsor", study.sponsor_name),
                ("Place of destruction", data.place),
-               ("Kits destroyed", str(len(data.kits))),
+               ("Kits destroyed", str(data.kit_count)),
                ("Method", data.method or ""),
                ("Date of destruction", data.destroyed_on.isoformat() if data.destroyed_on else ""),
                ("Destroyed by", data.destroyed_by or ""),

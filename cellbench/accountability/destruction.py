@@ -136,10 +136,25 @@ def _next_number(session: Session) -> str:
     return f"{prefix}{(int(last.rsplit('-', 1)[1]) if last else 0) + 1:04d}"
 
 
+def _kits_query(destruction: Destruction) -> Select:
+    return (select(Kit).join(DestructionKit, col(DestructionKit.kit_id) == col(Kit.id))
+            .where(col(DestructionKit.destruction_id) == destruction.id))
+
+
 def kits_of(session: Session, destruction: Destruction) -> list[Kit]:
-    return list(session.scalars(select(Kit).join(DestructionKit, col(DestructionKit.kit_id) == col(Kit.id))
-                                .where(col(DestructionKit.destruction_id) == destruction.id)
-                                .order_by(col(Kit.number))))
+    return list(session.scalars(_kits_query(destruction).order_by(col(Kit.number))))
+
+
+# A destruction's kits by number: the same order for both arms (numbers are random).
+KIT_ORDER = pagination.Order("destruction kits", (col(Kit.number),))
+
+
+def destruction_kits(session: Session, destruction: Destruction,
+                     ask: pagination.Ask | None = None) -> pagination.Page[Kit]:
+    """One page of the destruction's kits by number (`ask`), or all of them (None)."""
+    if ask is None:
+        return pagination.Page(rows=kits_of(session, destruction), next=None, first=True)
+    return pagination.page(session, _kits_query(destruction), KIT_ORDER, ask)
 
 
 def _by_id(session: Session, destruction_id: str) -> Destruction:

@@ -95,7 +95,10 @@ class DestructionSummaryOut(BaseModel):
 class DestructionOut(DestructionSummaryOut):
     """One destruction with its certificate's data (the list gives the summary only)."""
 
-    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction")
+    kits: list[dict] = Field(description="Kit number, blinded lot and expiry, state before destruction: on GET, one "
+                                         "page of them by kit number (`after`, `limit`); `kit_count` counts them all")
+    kits_next: str | None = Field(None, description="The cursor of the kits' next page (pass it as `after`); null on "
+                                                    "the last page. (Before issue 18 every kit was listed at once.)")
     authorised_by: str
     witness: str | None
     destroyed_by: str | None
@@ -138,8 +141,8 @@ def destruction_summary(session: Session, viewer: Viewer, d: Destruction) -> Des
                                  authorised_at=d.authorised_at, method=d.method, destroyed_on=d.destroyed_on)
 
 
-def destruction_out(session: Session, viewer: Viewer, d: Destruction) -> DestructionOut:
-    data = accountability.gather(session, d)
+def destruction_out(session: Session, viewer: Viewer, d: Destruction, kits_page: Ask | None = None) -> DestructionOut:
+    data = accountability.gather(session, d, kits_page)
     place = accountability.place_key(destruction.site_of(session, d))
     return DestructionOut(number=d.number, study=data.study.code, place=place, state=d.state, kit_count=d.kit_count,
                           actions=destruction.allowed_actions(session, d, viewer.actor),
@@ -147,7 +150,7 @@ def destruction_out(session: Session, viewer: Viewer, d: Destruction) -> Destruc
                                  "state_before": k.state_before} for k in data.kits],
                           authorised_by=data.authorised_by, authorised_at=data.authorised_at, method=data.method,
                           destroyed_on=data.destroyed_on, witness=data.witness, destroyed_by=data.destroyed_by,
-                          signatures=[vars(s) for s in data.signatures])
+                          signatures=[vars(s) for s in data.signatures], kits_next=data.kits_next)
 
 
 class RowPageOut(BaseModel):
@@ -226,8 +229,10 @@ def authorise(body: AuthoriseIn, viewer: Viewer = Depends(require(*destruction.A
 
 
 @router.get("/destructions/{number}", response_model=DestructionOut)
-def get_destruction(number: str, viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
-    return destruction_out(session, viewer, destruction.by_number(session, number, reader=viewer.actor))
+def get_destruction(number: str, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
+                    session: Session = Depends(read_session)):
+    """One destruction with a page of its kits (by kit number; `kits_next` for the next page)."""
+    return destruction_out(session, viewer, destruction.by_number(session, number, reader=viewer.actor), ask)
 
 
 @router.post("/destructions/{number}/destroyed", response_model=DestructionOut)

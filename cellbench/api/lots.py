@@ -15,6 +15,7 @@ from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Lot, Role
 from ..pagination import Ask
+from ..specifications import Step
 from ..specifications import versions as spec_versions
 from . import paging
 
@@ -55,25 +56,27 @@ class LotOut(BaseModel):
     entries: list[EntryOut] = []
 
 
-def lot_out(session: Session, lot: Lot, *, detail: bool) -> LotOut:
+def _summary(session: Session, lot: Lot, current: Step | None) -> LotOut:
     row = lots.spec_of(session, lot)
-    spec = spec_versions.parsed(row)
+    return LotOut(number=lot.number, product=row.product_code, specification_version=row.version,
+                  state=str(getattr(lot.state, "value", lot.state)), expiry=lot.expiry, lot_version=lot.row_version,
+                  current_step=current.code if current else None)
+
+
+def lot_out(session: Session, lot: Lot, *, detail: bool) -> LotOut:
     by_code = steps.entries_of(session, lot)
-    current = steps.current_step(spec, by_code)
-    out = LotOut(number=lot.number, product=row.product_code, specification_version=row.version,
-                 state=str(getattr(lot.state, "value", lot.state)), expiry=lot.expiry, lot_version=lot.row_version,
-                 current_step=current.code if current else None)
+    out = _summary(session, lot, steps.current_step(spec_versions.parsed(lots.spec_of(session, lot)), by_code))
     if detail:
+        values = steps.values_by_entry(session, [e.id for entries in by_code.values() for e in entries])
         for entries in by_code.values():
             for e in entries:
-                values = steps.all_values(session, e)
                 out.entries.append(EntryOut(step=e.step_code, entry=e.repeat_index,
                                             state=str(getattr(e.state, "value", e.state)), values=[
                     ValueOut(id=v.id, parameter=v.parameter_code, value=v.value, unit=v.unit,
                              within_limits=v.within_limits, computed=v.computed, comment=v.comment,
                              na_reason=v.na_reason, entered_by=v.entered_by_name, entered_at=v.entered_at,
                              corrected_by_value=v.superseded_by, correction_reason=v.correction_reason)
-                    for v in values]))
+                    for v in values.get(e.id or 0, [])]))
     return out
 
 
@@ -119,7 +122,8 @@ LotPageOut = paging.page_model("LotPageOut", "lots", LotOut, "Newest first")
 def list_lots(state: str | None = None, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(reader),
               session: Session = Depends(read_session)):
     found = lots.lot_page(session, ask, state)
-    return LotPageOut(lots=[lot_out(session, lot, detail=False) for lot in found.rows], next=found.next)
+    current = steps.current_steps(session, found.rows)  # the page's lots at once, not a read per lot
+    return LotPageOut(lots=[_summary(session, lot, current.get(lot.id or 0)) for lot in found.rows], next=found.next)
 
 
 @router.get("/lots/{number}", response_model=LotOut)

@@ -14,7 +14,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..donors import donation_by_identifier, donation_may_start_lot
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound
-from ..models import Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User, Visibility
+from ..models import AuditEvent, Lot, LotDecision, LotState, Meaning, QcResult, Role, SpecVersion, User, Visibility
 from ..specifications import versions as spec_versions
 from ..statemachine import Machine, Transition, words
 
@@ -83,6 +83,14 @@ KIT_MOVES = frozenset({"release", "quarantine", "release_from_quarantine", "reca
                        "certify_final_shipped"})
 # A lot whose kits may be travelling: any move from here carries kits along (a rejection quarantines them).
 CARRIES_KITS = frozenset({LotState.released_for_shipment})
+
+
+# States a lot reaches only through "complete" (whose guard is that every step is done), and after
+# which nothing is recorded on it (steps.require_open_lot): its batch record is finished for good. A
+# rejected lot is not here: a lot held while in process may be rejected with its record unfinished.
+RECORD_FINISHED = frozenset({LotState.qc_pending, LotState.initial_certified, LotState.qp_certified,
+                             LotState.released_for_shipment, LotState.released, LotState.quarantined,
+                             LotState.recalled})
 
 
 def by_number(session: Session, number: str) -> Lot:
@@ -238,6 +246,22 @@ def move(session: Session, user: User, lot: Lot, name: str, reason: str | None, 
 def decisions_of(session: Session, lot: Lot) -> list[LotDecision]:
     return list(session.scalars(select(LotDecision).where(col(LotDecision.lot_id) == lot.id)
                                 .order_by(col(LotDecision.id))))
+
+
+HISTORY_SHOWN = 50  # the lot page's latest events; the whole history pages on the audit trail
+
+
+def latest_history(session: Session, viewer: Actor, lot: Lot,
+                   shown: int = HISTORY_SHOWN) -> tuple[list[AuditEvent], int]:
+    """The lot's latest events as the viewer may see them, newest first, and how many it has in all
+    (counted on the index, not read): a long-lived lot's whole history (hundreds of events) made
+    its page grow with it (issue 18)."""
+    flt = audit.TrailFilter(entity_type="lot", entity_id=lot.number)
+    events = audit.trail(session, viewer, flt, limit=shown)
+    if len(events) < shown:
+        return events, len(events)
+    counted = select(func.count()).select_from(audit.trail_query(viewer, flt).order_by(None).subquery())
+    return events, session.scalar(counted) or 0
 
 
 def lots(session: Session, state: str | None = None) -> list[Lot]:

@@ -25,6 +25,7 @@ from .guided import (
     all_current,
     all_values,
     current_step,
+    current_steps,
     current_values,
     entries_of,
     entry_done,
@@ -35,6 +36,7 @@ from .guided import (
     start_entry,
     step_complete,
     step_of,
+    values_by_entry,
     where,
 )
 from .signing import awaiting_verification, correct_value, cosign, own_step, perform, verify

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col
@@ -15,7 +16,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
 from ..lots import vials
-from ..models import Lot, LotState, Role, StepEntry, StepState, StepValue
+from ..models import Lot, LotState, Role, StepEntry, StepState, StepValue, Vial, VialState
 from ..specifications import Specification, Step
 from ..specifications import versions as spec_versions
 
@@ -61,6 +62,39 @@ def entries_of(session: Session, lot: Lot) -> StepEntries:
     return by_code
 
 
+def current_steps(session: Session, lot_list: list[Lot]) -> dict[int, Step | None]:
+    """Each lot's current step (current_step), for a page of lots in two statements whatever its
+    size: the entries of its unfinished records as plain rows (step, state), and their vials
+    without a fate, counted. A finished record (lots.RECORD_FINISHED) has none: it is not read.
+    One read per lot made the lot list grow with the page (issue 18)."""
+    ids = [lot.id for lot in lot_list if lot.id is not None and LotState(lot.state) not in lots.RECORD_FINISHED]
+    by_lot: dict[int, StepEntries] = {i: StepEntries() for i in ids}
+    found: dict[int, Step | None] = {lot.id: None for lot in lot_list if lot.id is not None}
+    if not ids:
+        return found
+    rows = session.execute(select(col(StepEntry.lot_id), col(StepEntry.step_code), col(StepEntry.state))
+                           .where(col(StepEntry.lot_id).in_(ids))
+                           .order_by(col(StepEntry.lot_id), col(StepEntry.position), col(StepEntry.repeat_index)))
+    for lot_id, code, state in rows:  # entry_done and step_complete read an entry's state only
+        by_lot[lot_id].setdefault(code, []).append(cast(StepEntry, _EntryState(state)))
+    placing = [i for i, by_code in by_lot.items() if PLACING_STEP in by_code]
+    if placing:
+        for lot_id, waiting in session.execute(
+                select(col(Vial.lot_id), func.count()).where(col(Vial.lot_id).in_(placing),
+                                                             col(Vial.state) == VialState.filled.value)
+                .group_by(col(Vial.lot_id))):
+            by_lot[lot_id].vials_without_fate = waiting
+    for lot in lot_list:
+        if lot.id in by_lot:
+            found[lot.id] = current_step(spec_versions.parsed(lots.spec_of(session, lot)), by_lot[lot.id])
+    return found
+
+
+@dataclass(frozen=True)
+class _EntryState:
+    state: str
+
+
 def waiting_vials(by_code: dict[str, list[StepEntry]]) -> int:
     return getattr(by_code, "vials_without_fate", 0)
 
@@ -74,6 +108,18 @@ def all_values(session: Session, entry: StepEntry) -> list[StepValue]:
     """Every value of an entry in the order entered, the corrected originals included."""
     return list(session.scalars(select(StepValue).where(col(StepValue.entry_id) == entry.id)
                                 .order_by(col(StepValue.id))))
+
+
+def values_by_entry(session: Session, entry_ids: list[int | None]) -> dict[int, list[StepValue]]:
+    """Every value of these entries (all_values for each), in one read: a lot's record is read in a
+    fixed number of statements however many entries it has."""
+    found: dict[int, list[StepValue]] = {}
+    wanted = [i for i in entry_ids if i is not None]
+    if wanted:
+        for v in session.scalars(select(StepValue).where(col(StepValue.entry_id).in_(wanted))
+                                 .order_by(col(StepValue.id))):
+            found.setdefault(v.entry_id, []).append(v)
+    return found
 
 
 def entry_done(step: Step, entry: StepEntry) -> bool:

@@ -198,9 +198,12 @@ def authorise(request: Request, viewer: Viewer = Depends(form_by(*destruction.AU
 def _detail(request: Request, session: Session, viewer: Viewer, number: str, error: DomainError | None = None,
             form: dict | None = None):
     d = destruction.by_number(session, number, reader=viewer.actor)
-    data = accountability.gather(session, d)
+    ask = paging.ask(request)  # the kits a page at a time, by number; the count is of them all
+    data = accountability.gather(session, d, ask)
+    url = destruction_url(d.number)
+    pager = paging.Pager(url if ask.after else None, paging.link(url, {}, data.kits_next) if data.kits_next else None)
     return render(request, "accountability/destruction.html", status_code=error.status if error else 200, d=d,
-                  data=data, error=error,
+                  data=data, error=error, pager=pager,
                   form=form or {"destroyed_on": destruction.local_today(session, d).isoformat()},
                   may_record="record" in destruction.allowed_actions(session, d, viewer.actor),
                   url=destruction_url(d.number))

@@ -14,8 +14,8 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError, NotFound
 from ..lots import vials as vial_rules
-from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue, Vial
-from ..specifications import Step
+from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue
+from ..specifications import Parameter, Step
 from ..specifications import versions as spec_versions
 from ..templating import render
 from . import paging
@@ -34,6 +34,7 @@ class EntryView:
     materials: list
     equipment: list
     signatures: list[Signature]
+    parameters: dict[str, Parameter]  # the step's parameters by code: a value finds its own without a search
 
 
 @dataclass
@@ -60,8 +61,9 @@ def lot_view(session: Session, lot: Lot) -> dict:
     materials, equipment = steps.uses_by_entry(session, [i for i in entry_ids if i is not None])
     views, seen_current = [], False
     for step in spec.steps:
+        parameters = {p.code: p for p in step.parameters}
         entries = [EntryView(e, values.get(e.id or 0, []), materials.get(e.id or 0, []),
-                             equipment.get(e.id or 0, []), sigs.get(str(e.id), []))
+                             equipment.get(e.id or 0, []), sigs.get(str(e.id), []), parameters)
                    for e in by_code.get(step.code, [])]
         if current is not None and step.code == current.code:
             state, seen_current = "current", True
@@ -69,19 +71,19 @@ def lot_view(session: Session, lot: Lot) -> dict:
             state = "waiting" if seen_current else "done"
         views.append(StepView(step, state, entries))
     donation = session.get(Donation, lot.donation_id) if lot.donation_id else None
-    vials = list(session.scalars(select(Vial).where(col(Vial.lot_id) == lot.id).order_by(col(Vial.seq))))
-    return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current,
+    return {"lot": lot, "spec_row": spec_row, "spec": spec, "steps": views, "current": current, "by_code": by_code,
             "done_count": sum(1 for view in views if view.state == "done"),
-            "donation": donation, "vials": vials, "deviations": deviations.open_deviations(session, lot.id),
+            "donation": donation, "deviations": deviations.open_deviations(session, lot.id),
             "vial_reconciliation": lots.reconcile(session, lot)}
 
 
-def _draft_view(session: Session, viewer: Viewer, lot: Lot, current: Step | None, typed: dict | None) -> dict:
+def _draft_view(session: Session, viewer: Viewer, view: dict, typed: dict | None) -> dict:
     """The open entry of the current step as the one form shows it: what was typed (the refused
     save's fields, else this person's saved draft), whether that is a stored draft, and the scans."""
+    current: Step | None = view["current"]
     if current is None or not viewer.has(Role.operator) or viewer.actor.user_id is None:
         return {"typed": typed or {}, "draft": None, "scans": {}}
-    entry = next((e for e in steps.entries_of(session, lot).get(current.code, []) if e.state == "open"), None)
+    entry = next((e for e in view["by_code"].get(current.code, []) if e.state == "open"), None)
     draft = steps.draft_of(session, entry, viewer.actor.user_id) if entry is not None else None
     typed = {**steps.fields_of(draft), **(typed or {})}  # another form's refusal still shows the draft
     return {"typed": typed, "draft": draft, "scans": steps.scanned(session, current, typed) if entry else {}}
@@ -127,8 +129,13 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     view = lot_view(session, lot)
     return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
                   moves=moves, gates=gates, signed_moves=SIGNED_MOVES, reads_release=viewer.has(*release.READERS),
-                  history=audit.history(session, viewer.actor, "lot", lot.number), **view,
-                  **_draft_view(session, viewer, lot, view["current"], typed))
+                  **_history(session, viewer, lot), **view,
+                  **_draft_view(session, viewer, view, typed))
+
+
+def _history(session: Session, viewer: Viewer, lot: Lot) -> dict:
+    history, total = lots.latest_history(session, viewer.actor, lot)
+    return {"history": history, "history_count": total, "reads_audit": viewer.has(*audit.AUDIT_READERS)}
 
 
 @router.get("/lots/{number}")
