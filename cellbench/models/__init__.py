@@ -35,6 +35,7 @@ from .bedside import (
 )
 from .counts import (
     KitCount,
+    PlaceCount,
 )
 from .custody import (
     CustodyEvent,
