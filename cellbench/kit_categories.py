@@ -35,7 +35,9 @@ ON_HAND_TERMS = ("awaiting_release", "in_stock", "quarantined", "not_administere
 
 def category_of(state: str | KitState) -> str | None:
     """None for a planned kit: a number with nothing in it yet is not accounted for."""
-    return _CATEGORY_OF.get(KitState(state))
+    if (name := _CATEGORY_OF.get(state)) is not None:  # type: ignore[arg-type]
+        return name  # a state's value finds its category as the state does (a str enum): no conversion per row
+    return _CATEGORY_OF.get(KitState(state))  # planned, or not a state at all (refused here)
 
 
 def balance(counts: dict[str, int]) -> dict[str, int]:

@@ -5,7 +5,10 @@ kits by category: in stock, dispensed, returned, ...) with the site's source rec
 with the meaning "verified", that the figures as shown were verified against source. What is
 signed is exactly those figures (blinded lots and counts only: no arm, no kit contents) and the
 time; they are stored with the verification, so the page and its PDF can say whether the site's
-figures have changed since (their hash compared with the hash of the figures now).
+figures have changed since (their hash compared with the hash of the figures now). The monitor's
+home asks the same of every site without reading the figures (thousands of blinded lots after some
+years): it compares the site's fingerprint of its figures, kept with every kit move
+(place_counts.py), with the one the verification stored when it was signed.
 
 Why "verified" and not a new meaning: the monitor states that a record was checked against its
 source by a second person, which is what "verified" means everywhere in cellbench (the verifier's
