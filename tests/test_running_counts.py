@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import func, select, text, update
 
-from cellbench import accountability, integrity, kit_counts, kits, place_counts, release, signatures, users
+from cellbench import accountability, integrity, kit_counts, kits, place_counts, release, signatures, studies, users
 from cellbench.audit import Actor
 from cellbench.clock import utcnow
 from cellbench.errors import Conflict
@@ -29,6 +29,7 @@ from cellbench.models import (
     Role,
     Site,
     Study,
+    utc_text,
 )
 from cellbench.supply import quarantine
 
@@ -38,7 +39,7 @@ from .custody.test_custody import arrives, both_arms, dispatched, payload, scan_
 from .pharmacy.test_pharmacy import randomised, sealed_randomisation_list, treat, visit_url
 from .supply.test_quarantine import _lot
 from .supply.test_quarantine import world as quarantine_world  # noqa: F401 - a fixture
-from .trialworld import SITE, to_site
+from .trialworld import SITE, STUDY, to_site
 
 
 def _states_from_rows(s, study: Study | None, actor: Actor | None = None) -> dict[str, int]:
@@ -337,8 +338,9 @@ def test_the_migration_sums_the_counters_by_place_and_fingerprints_signed_verifi
     with db.read() as s:
         sums = place_counts.stored(s)
         site_id = s.scalars(select(Site.id).where(Site.code == SITE)).one()
-        study = s.scalars(select(Study)).first()
+        study = studies.by_code(s, STUDY)
         signed = accountability.figures(s, study, s.get(Site, site_id))
+    assert signed, "the site has figures to sign"
     cfg = alembic_config()
     with db.engine.begin() as conn:  # the database as it was before the sums; a verification signed then
         cfg.attributes["connection"] = conn
@@ -347,7 +349,7 @@ def test_the_migration_sums_the_counters_by_place_and_fingerprints_signed_verifi
                           "figures_hash, by_user, at) VALUES (:study, :site, 1, :figures, :hash, "
                           "(SELECT id FROM app_user WHERE username = 'mette'), :at)"),
                      {"study": study.id, "site": site_id, "figures": signatures.canonical(signed),
-                      "hash": accountability.figures_hash(signed), "at": utcnow()})
+                      "hash": accountability.figures_hash(signed), "at": utc_text(utcnow())})
     migrate(db)
     with db.read() as s:
         assert place_counts.stored(s) == sums
