@@ -9,7 +9,8 @@ order (no deadlock, no lost update). Kits come into being planned and without a 
 
 The counts hold no arm: a blinded lot's kits of both arms share its rows. `recount` compares them
 with the kit rows (for `cellbench verify` and the tests); `refill` rebuilds them from the rows (the
-migration that created the table, and bulk builders that insert kits directly)."""
+migration that created the table, and bulk builders that insert kits directly). Their sums by place
+and state (place_counts.py) are kept, compared and rebuilt with them."""
 from __future__ import annotations
 
 from collections import Counter
@@ -20,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from . import storage_counts
+from . import place_counts, storage_counts
 from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
@@ -56,6 +57,7 @@ def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> N
         statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": n})
         session.execute(statement.on_conflict_do_update(index_elements=list(_KEY),
                                                         set_={"kits": _COUNT.c.kits + statement.excluded.kits}))
+    place_counts.apply(session, changed)  # their sums by place and state, in the same order
 
 
 def place_site(place: int) -> int | None:
@@ -89,11 +91,13 @@ def stored(session: Session) -> Counter[Key]:
 
 def recount(session: Session) -> list[str]:
     """Where the running counts disagree with the kit rows, one line each (named by study, site and
-    blinded lot code, as verify names everything); empty when they agree. The storage counts
-    (storage_counts.py) are checked with them."""
+    blinded lot code, as verify names everything); empty when they agree. The counts by place
+    (place_counts.py) and by storage location (storage_counts.py) are checked with them."""
     kept, counted = stored(session), from_rows(session)
     wrong = sorted(key for key in set(kept) | set(counted) if kept.get(key, 0) != counted.get(key, 0))
-    if not wrong:
+    summed, sums = place_counts.stored(session), place_counts.tally(counted.items())
+    wrong_sums = sorted(key for key in set(summed) | set(sums) if summed.get(key, (0, 0)) != sums.get(key, (0, 0)))
+    if not wrong and not wrong_sums:
         return storage_counts.recount(session)
     studies = dict(session.execute(select(col(Study.id), col(Study.code))).all())
     sites = dict(session.execute(select(col(Site.id), col(Site.code))).all())
@@ -101,7 +105,10 @@ def recount(session: Session) -> list[str]:
                                 .where(col(BlindedLot.id).in_({key[2] for key in wrong}))).all())
     return [f"kit count of {studies.get(s, f'study {s}')}, {sites.get(p, f'site {p}') if p else 'the cell bench'}, "
             f"blinded lot {lots.get(b, b)}, {state}: kept {kept.get(key, 0)}, the kit rows say {counted.get(key, 0)}"
-            for key in wrong for s, p, b, state in [key]] + storage_counts.recount(session)
+            for key in wrong for s, p, b, state in [key]] + [
+        f"kits by place of {studies.get(s, f'study {s}')}, {sites.get(p, f'site {p}') if p else 'the cell bench'}, "
+        f"{state}: kept {summed.get(key, (0, 0))}, the kit rows say {sums.get(key, (0, 0))} (kits, fingerprint)"
+        for key in wrong_sums for s, p, state in [key]] + storage_counts.recount(session)
 
 
 def refill(session: Session) -> int:
@@ -113,4 +120,5 @@ def refill(session: Session) -> int:
     if counted:
         session.execute(_COUNT.insert(), [{**dict(zip(_KEY, key, strict=True)), "kits": n}
                                           for key, n in sorted(counted.items())])
+    place_counts.refill(session, counted)
     return len(counted)

@@ -11,12 +11,26 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
-from cellbench import integrity, kit_counts, kits, release, users
+from cellbench import accountability, integrity, kit_counts, kits, place_counts, release, signatures, studies, users
 from cellbench.audit import Actor
+from cellbench.clock import utcnow
 from cellbench.errors import Conflict
-from cellbench.models import Kit, KitCount, KitQuarantine, KitState, Role, Site, Study
+from cellbench.kit_categories import category_of
+from cellbench.models import (
+    AccountabilityVerification,
+    BlindedLot,
+    Kit,
+    KitCount,
+    KitQuarantine,
+    KitState,
+    PlaceCount,
+    Role,
+    Site,
+    Study,
+    utc_text,
+)
 from cellbench.supply import quarantine
 
 from .accountability.test_accountability import _authorise, _count, _destroy, _rows
@@ -25,7 +39,7 @@ from .custody.test_custody import arrives, both_arms, dispatched, payload, scan_
 from .pharmacy.test_pharmacy import randomised, sealed_randomisation_list, treat, visit_url
 from .supply.test_quarantine import _lot
 from .supply.test_quarantine import world as quarantine_world  # noqa: F401 - a fixture
-from .trialworld import SITE, to_site
+from .trialworld import SITE, STUDY, to_site
 
 
 def _states_from_rows(s, study: Study | None, actor: Actor | None = None) -> dict[str, int]:
@@ -56,11 +70,62 @@ def agree(db) -> None:
             recounted = {b.code: _lot_states(s, b.id) for b in kits.blinded_lots(s, study)}
             assert by_lot == {code: (sum(states.values()), states) for code, states in recounted.items()}, \
                 "and each blinded lot's kits by state on the study page"
+        places_agree(s)
+
+
+def _figures_from_rows(s) -> dict[tuple[int, int], dict[str, dict[str, int]]]:
+    """Each place's accountability figures (blinded lot code -> kits by category), counted from the kit rows."""
+    found: dict[tuple[int, int], dict[str, dict[str, int]]] = {}
+    for study_id, site_id, code, state, n in s.execute(
+            select(Kit.study_id, Kit.site_id, BlindedLot.code, Kit.state, func.count())
+            .join(BlindedLot, BlindedLot.id == Kit.blinded_lot_id)
+            .group_by(Kit.study_id, Kit.site_id, BlindedLot.code, Kit.state)):
+        if (category := category_of(state)) is not None:
+            counts = found.setdefault((study_id, site_id or 0), {}).setdefault(code, {})
+            counts[category] = counts.get(category, 0) + n
+    return found
+
+
+def places_agree(s) -> None:
+    """Each place's kits and fingerprint (place_counts) are those of its figures recounted from the
+    kit rows, and so are the figures a monitor signs at a site."""
+    figures, lot_ids = _figures_from_rows(s), dict(s.execute(select(BlindedLot.code, BlindedLot.id)).all())
+    kept = s.execute(select(PlaceCount.study_id, PlaceCount.place))
+    places = set(figures) | {(study_id, place) for study_id, place in kept}
+    for study_id, place in places:
+        recounted = figures.get((study_id, place), {})
+        assert place_counts.fingerprint(s, study_id, place) == (
+            sum(sum(c.values()) for c in recounted.values()), place_counts.of_figures(recounted, lot_ids)), \
+            "a place's kits and fingerprint are those of its figures, recounted from the kit rows"
+        site = s.get(Site, place) if place else None
+        if site is not None:
+            shown = accountability.figures(s, s.get(Study, study_id), site)
+            assert place_counts.of_figures(shown, lot_ids) == place_counts.fingerprint(s, study_id, place)[1], \
+                "the fingerprint is that of the figures the monitor signs"
 
 
 def test_the_counts_of_a_packaged_kit_world_agree_and_name_no_arm(db, kit_world):
     agree(db)
     assert set(KitCount.model_fields) == {"id", "study_id", "place", "blinded_lot_id", "state", "kits"}
+    assert set(PlaceCount.model_fields) == {"id", "study_id", "place", "state", "kits", "fingerprint"}
+
+
+def test_a_fingerprint_changes_with_a_category_count_and_not_with_a_move_inside_a_category():
+    dispensed = place_counts.share(7, "dispensed", 1)
+    assert place_counts.share(7, "administered", 1) == dispensed, "dispensed and administered: one category"
+    assert place_counts.share(7, "returned", 1) != dispensed and place_counts.share(8, "dispensed", 1) != dispensed
+    assert place_counts.share(7, "planned", 3) == 0, "a planned kit is in no figure"
+    assert (place_counts.share(7, "dispensed", 2) + place_counts.share(7, "dispensed", -2)) % place_counts.MODULUS == 0
+
+
+def test_a_sum_by_place_edited_behind_cellbenchs_back_is_named_by_verify(db, kit_world):
+    with db.write() as s:
+        s.execute(update(PlaceCount).values(fingerprint=(PlaceCount.fingerprint + 1) % place_counts.MODULUS))
+    report = integrity.verify(db, workers=1)
+    assert [p for p in report.problems if p.startswith("kits by place of")], report.problems
+    with db.write() as s:
+        kit_counts.refill(s)
+    agree(db)
 
 
 def test_a_disagreement_is_named_with_the_place_lot_state_and_both_figures(db, kit_world):
@@ -261,4 +326,34 @@ def test_the_migration_counts_the_kits_of_an_existing_database(db, kit_world):
     migrate(db)
     with db.read() as s:
         assert kit_counts.stored(s) == before
+    agree(db)
+
+
+def test_the_migration_sums_the_counters_by_place_and_fingerprints_signed_verifications(db, kit_world):
+    from alembic import command
+
+    from cellbench.db import alembic_config, migrate
+
+    to_site(db, kit_world.active[:2] + kit_world.placebo[:2])
+    with db.read() as s:
+        sums = place_counts.stored(s)
+        site_id = s.scalars(select(Site.id).where(Site.code == SITE)).one()
+        study = studies.by_code(s, STUDY)
+        signed = accountability.figures(s, study, s.get(Site, site_id))
+    assert signed, "the site has figures to sign"
+    cfg = alembic_config()
+    with db.engine.begin() as conn:  # the database as it was before the sums; a verification signed then
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0031_release")
+        conn.execute(text("INSERT INTO accountability_verification (study_id, site_id, sequence, figures, "
+                          "figures_hash, by_user, at) VALUES (:study, :site, 1, :figures, :hash, "
+                          "(SELECT id FROM app_user WHERE username = 'mette'), :at)"),
+                     {"study": study.id, "site": site_id, "figures": signatures.canonical(signed),
+                      "hash": accountability.figures_hash(signed), "at": utc_text(utcnow())})
+    migrate(db)
+    with db.read() as s:
+        assert place_counts.stored(s) == sums
+        [stamp] = s.scalars(select(AccountabilityVerification.fingerprint))
+        assert stamp == place_counts.fingerprint(s, study.id, site_id)[1], \
+            "a verification signed before the migration carries the fingerprint of the figures it signed"
     agree(db)

@@ -8,6 +8,7 @@ its full name only, so that importing this package never reaches it."""
 
 from __future__ import annotations
 
+from ..kit_categories import CATEGORIES, ON_HAND_TERMS, RELEASED_TERMS, balance, category_of
 from . import certificate, destruction, site_report, verification
 from .certificate import CertificateData, KitLine, SignatureLine, certificate_file, certificate_pdf, gather
 from .destruction import (
@@ -30,15 +31,10 @@ from .destruction import (
 )
 from .site import (
     BENCH,
-    CATEGORIES,
     COUNTERS,
-    ON_HAND_TERMS,
     READERS,
-    RELEASED_TERMS,
     Row,
     acts_at,
-    balance,
-    category_of,
     discrepancies,
     expected_of,
     latest_reconciliation,

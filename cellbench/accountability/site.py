@@ -29,12 +29,13 @@ from .. import audit, custody, inputs, kit_counts, limits, pagination, signature
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Forbidden, InvalidInput, NotFound
+from ..kit_categories import CATEGORIES as CATEGORIES  # re-exported: the report's columns read it here
+from ..kit_categories import balance, category_of
 from ..models import (
     AuditEvent,
     BlindedLot,
     Kit,
     KitCount,
-    KitState,
     Meaning,
     Reconciliation,
     Role,
@@ -50,41 +51,6 @@ READERS = (Role.pharmacist, Role.monitor, Role.supply_manager, Role.qa)
 # Who counts stock (and records destructions) somewhere; which of them, the place decides (acts_at).
 COUNTERS = (Role.pharmacist, Role.supply_manager)
 BENCH = "bench"  # the cell bench in URLs and forms; a site is named by its code
-
-# Categories of the balance, in the order they are shown, and the kit states in each.
-CATEGORIES: dict[str, tuple[str, frozenset[KitState]]] = {
-    "awaiting_release": ("Awaiting release", frozenset({KitState.packaged, KitState.awaiting_release,
-                                                         KitState.site_awaiting_release})),
-    "in_stock": ("In stock", frozenset({KitState.released, KitState.at_site, KitState.allocated})),
-    "in_transit": ("In transit", frozenset({KitState.in_transit, KitState.transit_awaiting_release})),
-    "dispensed": ("Dispensed", frozenset({KitState.dispensed, KitState.in_preparation, KitState.administered})),
-    "not_administered": ("Not administered", frozenset({KitState.not_administered})),
-    "returned": ("Returned", frozenset({KitState.returned})),
-    "withdrawn": ("Withdrawn", frozenset({KitState.withdrawn})),
-    "damaged": ("Damaged", frozenset({KitState.damaged})),
-    "missing": ("Missing", frozenset({KitState.missing})),
-    "destroyed": ("Destroyed", frozenset({KitState.destroyed})),
-    "quarantined": ("Temporarily unavailable", frozenset({KitState.quarantined})),
-}
-_CATEGORY_OF = {state: name for name, (_, states) in CATEGORIES.items() for state in states}
-RELEASED_TERMS = ("in_stock", "in_transit", "dispensed", "not_administered", "returned", "withdrawn", "damaged",
-                  "missing", "destroyed")
-# What is physically kept at the place, and so what a physical count must find.
-ON_HAND_TERMS = ("awaiting_release", "in_stock", "quarantined", "not_administered", "returned", "withdrawn", "damaged")
-
-
-def category_of(state: str | KitState) -> str | None:
-    """None for a planned kit: a number with nothing in it yet is not accounted for."""
-    return _CATEGORY_OF.get(KitState(state))
-
-
-def balance(counts: dict[str, int]) -> dict[str, int]:
-    """Category counts with the released total and what should be on hand."""
-    full = {name: counts.get(name, 0) for name in CATEGORIES}
-    full["released"] = sum(full[name] for name in RELEASED_TERMS)
-    full["on_hand"] = sum(full[name] for name in ON_HAND_TERMS)
-    return full
-
 
 # --- rows --------------------------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ kits by category: in stock, dispensed, returned, ...) with the site's source rec
 with the meaning "verified", that the figures as shown were verified against source. What is
 signed is exactly those figures (blinded lots and counts only: no arm, no kit contents) and the
 time; they are stored with the verification, so the page and its PDF can say whether the site's
-figures have changed since (their hash compared with the hash of the figures now).
+figures have changed since (their hash compared with the hash of the figures now). The monitor's
+home asks the same of every site without reading the figures (thousands of blinded lots after some
+years): it compares the site's fingerprint of its figures, kept with every kit move
+(place_counts.py), with the one the verification stored when it was signed.
 
 Why "verified" and not a new meaning: the monitor states that a record was checked against its
 source by a second person, which is what "verified" means everywhere in cellbench (the verifier's
@@ -28,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from .. import audit, inputs, limits, signatures, studies, users
+from .. import audit, inputs, limits, place_counts, signatures, studies, users
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, InvalidInput, NotFound
@@ -159,6 +162,7 @@ def verify(session: Session, user: User, password: str, study: Study, site_key: 
                        "was loaded: reload it.", field="sequence")
     row = AccountabilityVerification(study_id=saved_id(study), site_id=saved_id(site), sequence=number,
                                      figures=signatures.canonical(now.figures), figures_hash=now.figures_hash,
+                                     fingerprint=place_counts.fingerprint(session, saved_id(study), saved_id(site))[1],
                                      comment=comment, by_user=saved_id(user), at=utcnow())
     code = site.code  # a failed flush expires the site
     session.add(row)
@@ -182,19 +186,43 @@ def verify_by_code(session: Session, user: User, password: str, study_code: str,
                   sequence=sequence, comment=comment)
 
 
-def awaiting(session: Session, actor: Actor) -> list[tuple[Standing, datetime | None]]:
+@dataclass
+class Awaiting:
+    """A site of the monitor's whose figures are not verified as they stand: since when, if ever."""
+
+    study: Study
+    site: Site
+    verified_at: datetime | None
+
+
+def awaiting(session: Session, actor: Actor) -> list[Awaiting]:
     """The monitor's sites whose accountability is not verified as it stands now (never verified,
-    or changed since the latest verification), with the time of that verification."""
-    pairs = session.execute(select(Study, Site).join(StudySite, col(StudySite.study_id) == col(Study.id))
-                            .join(Site, col(Site.id) == col(StudySite.site_id)).order_by(col(Study.code),
-                                                                                          col(Site.code))).all()
-    found = []
-    for study, site in pairs:
+    or changed since the latest verification), with the time of that verification. Each site's
+    figures are compared by their fingerprint (place_counts.py): a few rows per site, whatever
+    the number of blinded lots; the figures themselves are read on the site's page."""
+    latest = (select(col(AccountabilityVerification.study_id), col(AccountabilityVerification.site_id),
+                     func.max(col(AccountabilityVerification.sequence)).label("sequence"))
+              .group_by(col(AccountabilityVerification.study_id), col(AccountabilityVerification.site_id)).subquery())
+    found = session.execute(
+        select(Study, Site, AccountabilityVerification)
+        .join(StudySite, col(StudySite.study_id) == col(Study.id)).join(Site, col(Site.id) == col(StudySite.site_id))
+        .outerjoin(latest, (latest.c.study_id == col(Study.id)) & (latest.c.site_id == col(Site.id)))
+        .outerjoin(AccountabilityVerification,
+                   (col(AccountabilityVerification.study_id) == col(Study.id))
+                   & (col(AccountabilityVerification.site_id) == col(Site.id))
+                   & (col(AccountabilityVerification.sequence) == latest.c.sequence))
+        .order_by(col(Study.code), col(Site.code))).all()
+    waiting = []
+    for study, site, last in found:
         if not users.sees(actor, site, study):
             continue
-        now = standing(session, study, site)
-        if not now.figures and now.latest is None:
-            continue  # no kits there yet: nothing to verify
-        if now.status != VERIFIED:
-            found.append((now, now.latest.at if now.latest else None))
-    return found
+        kits, fingerprint = place_counts.fingerprint(session, saved_id(study), saved_id(site))
+        if last is None:
+            if kits:  # no kits there yet: nothing to verify
+                waiting.append(Awaiting(study, site, None))
+        elif last.fingerprint is None:  # signed before fingerprints were kept: the figures decide
+            if standing(session, study, site).status != VERIFIED:
+                waiting.append(Awaiting(study, site, last.at))
+        elif last.fingerprint != fingerprint:
+            waiting.append(Awaiting(study, site, last.at))
+    return waiting

@@ -14,7 +14,7 @@ from .. import audit, kit_counts, pagination, users
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..identifiers import parse_kit_number, shown
-from ..models import BlindedLot, Kit, KitCount, KitState, Role, Study
+from ..models import BlindedLot, Kit, KitCount, KitState, PlaceCount, Role, Study
 from .codes import KitCode, read_code
 from .lifecycle import state_label
 
@@ -152,12 +152,14 @@ def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot
     whatever the number of kits), plus the kits not yet in a blinded lot, which no counter holds
     (planned kits before packaging: few, found by the blinded-lot index). Neither source holds an
     arm: the counts of a blinded lot are those of both arms together."""
-    kept = select(col(KitCount.state), func.sum(col(KitCount.kits))).group_by(col(KitCount.state))
+    # over every blinded lot, their sums by place and state (place_counts.py): a dozen rows a place
+    table: type[KitCount] | type[PlaceCount] = KitCount if blinded_lot is not None else PlaceCount
+    kept = select(col(table.state), func.sum(col(table.kits))).group_by(col(table.state))
     if reader is not None:
-        kept = users.within(kept, reader, site=kit_counts.site_column(), study=col(KitCount.study_id),
-                            bench_too=True)
+        kept = users.within(kept, reader, site=func.nullif(col(table.place), kit_counts.BENCH),
+                            study=col(table.study_id), bench_too=True)
     if study is not None:
-        kept = kept.where(col(KitCount.study_id) == study.id)
+        kept = kept.where(col(table.study_id) == study.id)
     if blinded_lot is not None:
         kept = kept.where(col(KitCount.blinded_lot_id) == blinded_lot.id)
     found: Counter[str] = Counter({str(state): int(n) for state, n in session.execute(kept) if n})

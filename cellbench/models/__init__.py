@@ -35,6 +35,7 @@ from .bedside import (
 )
 from .counts import (
     KitCount,
+    PlaceCount,
     StorageCount,
 )
 from .custody import (

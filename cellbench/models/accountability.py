@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -72,6 +72,9 @@ class AccountabilityVerification(SQLModel, table=True):
     sequence: int  # 1, 2, ... per study and site
     figures: str  # canonical JSON {blinded lot code: {category: count}}, as shown when signed
     figures_hash: str = Field(max_length=64)  # SHA-256 of `figures`: compared with the figures now
+    # the site's fingerprint of these figures (place_counts.py): compared with its fingerprint now
+    # where reading the figures themselves would grow with the years (the monitor's home)
+    fingerprint: int | None = Field(default=None, sa_type=BigInteger)
     comment: str | None = None
     by_user: int = Field(foreign_key="app_user.id")
     at: datetime = timestamp()

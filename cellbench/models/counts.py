@@ -1,8 +1,8 @@
 """Running counts of kits, kept by the kit lifecycle in the transaction of each move (kit_counts.py,
-storage_counts.py)."""
+place_counts.py, storage_counts.py)."""
 from __future__ import annotations
 
-from sqlalchemy import Index
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -35,3 +35,19 @@ class StorageCount(SQLModel, table=True):
     storage_location_id: int = Field(foreign_key="storage_location.id")
     state: str = Field(max_length=32)
     kits: int = 0
+
+
+class PlaceCount(SQLModel, table=True):
+    """How many kits of a study are in one state at one place, over all blinded lots, with the
+    place's fingerprint share (place_counts.py): what a study's totals and a site's verification
+    status read in a few rows, however many blinded lots ten years leave. No arm is in it."""
+
+    __tablename__ = "place_count"
+    __table_args__ = (Index("ix_place_count_key", "study_id", "place", "state", unique=True),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id")
+    place: int  # site id; 0: the cell bench
+    state: str = Field(max_length=32)
+    kits: int = 0
+    fingerprint: int = Field(default=0, sa_type=BigInteger)  # modulo place_counts.MODULUS

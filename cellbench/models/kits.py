@@ -47,7 +47,9 @@ class Kit(SQLModel, table=True):
                       Index("ix_kit_blinded_lot_number", "blinded_lot_id", "number"),
                       Index("ix_kit_site_number", "site_id", "number"),
                       # the storage page: kits held in each tank, kits at a site in none (migration 0029_supply)
-                      Index("ix_kit_location_state", "storage_location_id", "state"))
+                      Index("ix_kit_location_state", "storage_location_id", "state"),
+                      # a study's kits not yet in a blinded lot, by state, from the index alone (0033_monitor)
+                      Index("ix_kit_unpacked", "blinded_lot_id", "study_id", "state"))
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=16, unique=True)  # 'XXXX-XXXX-C', random; the only id on a label

@@ -32,10 +32,11 @@ def _not_verified(session: Session, viewer: Viewer) -> list[QueueItem]:
         return []
     zone = clock.zone()
     items = []
-    for now, at in accountability.awaiting(session, viewer.actor):
+    for waiting in accountability.awaiting(session, viewer.actor):
+        at = waiting.verified_at
         since = f"not verified since {display.moment(at, zone)}" if at else "never verified"
-        text = f"site {now.site.code} ({now.study.code}): accountability {since}"
-        items.append(QueueItem(1, text, site_url(now.study.code, now.site.code)))
+        text = f"site {waiting.site.code} ({waiting.study.code}): accountability {since}"
+        items.append(QueueItem(1, text, site_url(waiting.study.code, waiting.site.code)))
     return items
 
 

@@ -194,3 +194,34 @@ def test_the_api_reads_the_standing_and_signs_with_the_figures_it_read(db, site_
     assert (again.status_code, again.json()["field"]) == (409, "sequence")
     bench = mette.get(f"/api/v1/accountability/verifications?study={STUDY}&site=bench")
     assert (bench.status_code, bench.json()["field"]) == (422, "site")
+
+
+def _queued(client) -> bool:
+    return f"site {SITE} ({STUDY}): accountability not verified since" in client.get("/").text
+
+
+def test_the_home_queue_judges_a_site_by_its_figures_fingerprint_as_the_page_judges_it_by_the_figures(db, site_stock,
+                                                                                                       as_):
+    mette, kit = as_("mette"), site_stock.at_site[0]
+    assert _sign(mette).status_code == 303
+    to_site(db, [kit], KitState.allocated)
+    assert not _queued(mette) and "Verified on" in mette.get(PAGE).text, \
+        "allocated is in stock as at site was: the figures, and so the verification, stand"
+    to_site(db, [kit], KitState.quarantined)
+    assert _queued(mette) and "changed since verification on" in mette.get(PAGE).text
+    to_site(db, [kit], KitState.at_site)
+    assert not _queued(mette) and "Verified on" in mette.get(PAGE).text, "the figures are again those verified"
+    to_site(db, [kit], KitState.dispensed)
+    assert _queued(mette) and "changed since verification on" in mette.get(PAGE).text
+
+
+def test_a_verification_signed_before_fingerprints_were_kept_is_judged_by_its_figures(db, site_stock, as_):
+    mette = as_("mette")
+    assert _sign(mette).status_code == 303
+    with db.write() as s:
+        [row] = s.scalars(select(AccountabilityVerification))
+        assert row.fingerprint is not None, "a verification keeps the fingerprint of the figures it signed"
+        row.fingerprint = None
+    assert not _queued(mette)
+    to_site(db, [site_stock.at_site[0]], KitState.dispensed)
+    assert _queued(mette)

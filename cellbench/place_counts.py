@@ -1,0 +1,119 @@
+"""Running counts of a study's kits by place and state over all blinded lots (PlaceCount), and
+each place's fingerprint: what the study pages' totals and the monitor's home read in a few rows.
+
+The blinded-lot counters (kit_counts.py) hold a row per blinded lot, place and state; ten years of
+a study leave thousands of blinded lots at a site, every one of them still in the figures (its
+dispensed and destroyed kits stay there). Summing them on every page grows with the years. These
+rows are their sums by place and state, kept by kit_counts.apply in the same transaction as the
+move (the same writer order, the same upsert), so a study's kits by state are a dozen rows per
+place, whatever the number of blinded lots.
+
+The fingerprint says whether a site's accountability figures (accountability/verification.py:
+per blinded lot, kits by category) are still those a monitor verified, without reading them. It is
+a sum over the figures, modulo the prime MODULUS, of kits x weight(blinded lot, category), each
+weight drawn from a hash of the two: a kit moving between states of one category (dispensed to
+administered) changes nothing, any change of a category's count changes it (a different sum of
+the same weights collides with odds about 2**-61). Being a sum, each move adds its share in
+place: no figure is read. It holds blinded lots and categories only, the same for both arms.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from functools import lru_cache
+
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from .kit_categories import category_of
+from .models import PlaceCount
+
+MODULUS = 2 ** 61 - 1  # a prime, so that the sum of two residues fits a signed 64-bit integer
+_COUNT: Table = PlaceCount.metadata.tables["place_count"]
+_KEY = ("study_id", "place", "state")
+
+Key = tuple[int, int, str]  # study id, place (0: the cell bench), state
+Tally = dict[Key, tuple[int, int]]  # kits, fingerprint share
+
+
+@lru_cache(maxsize=65536)
+def weight(blinded_lot_id: int, category: str) -> int:
+    """A blinded lot's category's weight in its place's fingerprint: fixed, arm-free, hash-drawn."""
+    digest = hashlib.blake2b(f"{blinded_lot_id}/{category}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % MODULUS
+
+
+def share(blinded_lot_id: int, state: str, kits: int) -> int:
+    """What `kits` kits of the blinded lot in this state add to their place's fingerprint (none for
+    a state outside the figures, such as planned)."""
+    category = category_of(state)
+    return kits * weight(blinded_lot_id, category) % MODULUS if category is not None else 0
+
+
+def tally(counters: Iterable[tuple[tuple[int, int, int, str], int]]) -> Tally:
+    """Blinded-lot counters ((study, place, blinded lot, state), kits) summed by place and state."""
+    found: dict[Key, tuple[int, int]] = {}
+    for (study_id, place, lot_id, state), n in counters:
+        kits, print_ = found.get((study_id, place, state), (0, 0))
+        found[(study_id, place, state)] = kits + n, (print_ + share(lot_id, state, n)) % MODULUS
+    return found
+
+
+def apply(session: Session, changed: Iterable[tuple[tuple[int, int, int, str], int]]) -> None:
+    """Add the blinded-lot counters' changes (kit_counts.apply's, in its order) to these rows."""
+    moved = sorted((key, kits, print_) for key, (kits, print_) in tally(changed).items() if kits or print_)
+    if not moved:
+        return
+    upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_COUNT)
+    for key, kits, print_ in moved:
+        statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": kits, "fingerprint": print_})
+        session.execute(statement.on_conflict_do_update(index_elements=list(_KEY), set_={
+            "kits": _COUNT.c.kits + statement.excluded.kits,
+            "fingerprint": (_COUNT.c.fingerprint + statement.excluded.fingerprint) % MODULUS}))
+
+
+def stored(session: Session) -> Tally:
+    """The rows as kept (those at zero left out)."""
+    return {(s, p, st): (n, f) for s, p, st, n, f in session.execute(
+        select(col(PlaceCount.study_id), col(PlaceCount.place), col(PlaceCount.state), col(PlaceCount.kits),
+               col(PlaceCount.fingerprint))) if n or f}
+
+
+def refill(session: Session, counters: Counter) -> None:
+    """The rows rebuilt from the blinded-lot counters (kit_counts.refill)."""
+    session.execute(delete(PlaceCount))
+    rows = [{**dict(zip(_KEY, key, strict=True)), "kits": kits, "fingerprint": print_}
+            for key, (kits, print_) in sorted(tally(counters.items()).items())]
+    if rows:
+        session.execute(_COUNT.insert(), rows)
+
+
+def fingerprint(session: Session, study_id: int, place: int) -> tuple[int, int]:
+    """The place's kits in the figures (0: nothing to verify) and its fingerprint, from its rows."""
+    kits, print_ = 0, 0
+    for state, n, f in session.execute(select(col(PlaceCount.state), col(PlaceCount.kits), col(PlaceCount.fingerprint))
+                                       .where(col(PlaceCount.study_id) == study_id, col(PlaceCount.place) == place)):
+        if category_of(state) is not None:
+            kits, print_ = kits + n, (print_ + f) % MODULUS
+    return kits, print_
+
+
+def of_figures(figures: dict[str, dict[str, int]], lot_ids: dict[str, int]) -> int:
+    """The fingerprint of figures as stored with a verification (blinded lot code -> kits by
+    category, with the totals, which are not categories), given the blinded lots' ids by code."""
+    total = 0
+    for code, counts in figures.items():
+        for category, n in counts.items():
+            if n and category not in ("released", "on_hand"):
+                total = (total + n * weight(lot_ids[code], category)) % MODULUS
+    return total
+
+
+def by_state(session: Session, *, study_id: int | None = None, where: Iterable = ()) -> dict[str, int]:
+    """Kits with a blinded lot by state (of a study; within extra conditions on PlaceCount)."""
+    query = select(col(PlaceCount.state), func.sum(col(PlaceCount.kits))).where(*where).group_by(col(PlaceCount.state))
+    if study_id is not None:
+        query = query.where(col(PlaceCount.study_id) == study_id)
+    return {str(state): int(n) for state, n in session.execute(query) if n}
