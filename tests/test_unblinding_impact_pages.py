@@ -116,3 +116,11 @@ def test_a_cursor_not_made_for_this_impact_is_refused_naming_after(db, trial_wor
         response = anna.get(_url(x), params={"after": after})
         assert response.status_code == 400 and "after" in response.text
     assert anna.get(_url(y), params={"after": cursor}).status_code == 400, "another participant's list"
+
+
+def test_the_api_reference_names_the_page_of_findings_its_counts_and_its_next_cursor(as_):
+    reference = as_("anna").get("/api/docs")
+    assert reference.status_code == 200
+    for words in ("Participants found, per channel and in all, in full on every page",
+                  "The cursor of the next page (pass it as `after`)", "follow `next` for the rest"):
+        assert words in reference.text.replace("&#39;", "'").replace("&quot;", '"'), words

@@ -65,6 +65,9 @@ class SentOut(BaseModel):
 @router.get("/unblindings/{study_code}/{participant}/impact", response_model=ImpactOut)
 def impact(request: Request, study_code: str, participant: str, after: str | None = Query(None, description=AFTER),
            viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    """One page of what the participant's emergency unblinding reveals: `counts` per channel in full,
+    `findings` 50 at most (certain first, then by participant number) and `next`, the cursor of the
+    following page. The sponsor's message (POST) holds every finding."""
     ask = Ask(after=after or None, secret=request.app.state.settings.secret_key, size=unblinding_impact.PAGE_SIZE)
     with db.write() as session:  # the sealed reads are logged
         found = unblinding_impact.assess(session, viewer.actor, studies.by_code(session, study_code), participant, ask)

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlmodel import Session, col
 
 from .. import audit, spreadsheet, study_data
@@ -79,16 +79,20 @@ def block_mates(session: Session, actor: Actor, study: Study, randomisation_numb
         return None
     list_id, block, own = line
     in_block = (col(SealedAllocation.list_id) == list_id, col(SealedAllocation.block) == block)
-    same = func.coalesce(func.sum(case((col(SealedAllocation.arm) == own, 1), else_=0)), 0)
-    size, same_total = session.execute(select(func.count(), same).where(*in_block)).one()
-    unblinded = (select(col(Participant.randomisation_number))
-                 .where(col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
-                        col(Participant.randomisation_number) == col(SealedAllocation.participant_number)))
-    is_known = or_(col(SealedAllocation.participant_number) == randomisation_number, unblinded.exists())
-    known_count, known_same = session.execute(select(func.count(), same).where(*in_block, is_known)).one()
+    unblinded_line = and_(col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
+                          col(Participant.randomisation_number) == col(SealedAllocation.participant_number))
+    is_own = col(SealedAllocation.participant_number) == randomisation_number
+    is_known = or_(is_own, select(col(Participant.id)).where(unblinded_line).exists())
+    # the block counted in one pass (one look-up of each line's participant): its lines, those of
+    # this arm, those known, those known of this arm
+    known_line = or_(is_own, col(Participant.id).is_not(None))
+    is_same = col(SealedAllocation.arm) == own
+    size, same_total, known_count, known_same = session.execute(
+        select(func.count(), *(func.coalesce(func.sum(case((when, 1), else_=0)), 0)
+                               for when in (is_same, known_line, and_(known_line, is_same))))
+        .select_from(SealedAllocation).outerjoin(Participant, unblinded_line).where(*in_block)).one()
     known = list(session.scalars(select(col(SealedAllocation.participant_number))
-                                 .where(*in_block, is_known,
-                                        col(SealedAllocation.participant_number) != randomisation_number)
+                                 .where(*in_block, ~is_own, is_known)
                                  .order_by(col(SealedAllocation.participant_number)).limit(KNOWN_NAMED)))
     query = (select(col(SealedAllocation.participant_number)).where(*in_block, ~is_known)
              .order_by(col(SealedAllocation.participant_number)))
