@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from .. import studies, unblinding_impact
 from ..db import Database
 from ..deps import Viewer, get_db, require
+from ..pagination import Ask
+from .paging import AFTER, NEXT
 
 router = APIRouter(prefix="/api/v1", tags=["emergency unblinding"])
 readers = require(*unblinding_impact.READERS)
@@ -29,10 +31,26 @@ class KitOut(BaseModel):
     why: str
 
 
+class CountsOut(BaseModel):
+    block: int = Field(description="Open lines of the participant's randomisation block whose arm is now certain or "
+                                   "more probable (0 when the arms known there are in the block's ratio)")
+    shipment: int = Field(description="Participants given a kit from a shipment of this participant's kits that "
+                                      "holds kits of one arm only")
+    blinded_lot: int = Field(description="Participants given a kit from a blinded lot of this participant's kits that "
+                                         "holds kits of one arm only")
+    own_kits: int = Field(description="Participants later given one of this participant's own kits")
+    total: int = Field(description="Participants in `findings` over all pages (one found by several channels "
+                                   "counts once)")
+
+
 class ImpactOut(BaseModel):
     study: str
     participant: str
-    findings: list[FindingOut] = Field(description="Participants whose arm is now certain or more probable")
+    counts: CountsOut = Field(description="Participants found, per channel and in all, in full on every page")
+    findings: list[FindingOut] = Field(
+        description=f"One page ({unblinding_impact.PAGE_SIZE} at most) of the participants whose arm is now certain "
+                    "or more probable: certain first, then by participant number; follow `next` for the rest")
+    next: str | None = Field(description=NEXT)
     kits: list[KitOut] = Field(description="This participant's own kits, of the revealed arm")
     notes: list[str] = Field(description="What was looked at and reveals nothing, and why")
 
@@ -45,10 +63,15 @@ class SentOut(BaseModel):
 
 
 @router.get("/unblindings/{study_code}/{participant}/impact", response_model=ImpactOut)
-def impact(study_code: str, participant: str, viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+def impact(request: Request, study_code: str, participant: str, after: str | None = Query(None, description=AFTER),
+           viewer: Viewer = Depends(readers), db: Database = Depends(get_db)):
+    """One page of what the participant's emergency unblinding reveals: `counts` per channel in full,
+    `findings` 50 at most (certain first, then by participant number) and `next`, the cursor of the
+    following page. The sponsor's message (POST) holds every finding."""
+    ask = Ask(after=after or None, secret=request.app.state.settings.secret_key, size=unblinding_impact.PAGE_SIZE)
     with db.write() as session:  # the sealed reads are logged
-        return unblinding_impact.assess(session, viewer.actor, studies.by_code(session, study_code),
-                                        participant).as_json()
+        found = unblinding_impact.assess(session, viewer.actor, studies.by_code(session, study_code), participant, ask)
+        return unblinding_impact.as_json(found, ask.secret)
 
 
 @router.post("/unblindings/{study_code}/{participant}/impact", response_model=SentOut, status_code=201)

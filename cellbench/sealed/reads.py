@@ -3,9 +3,11 @@ tells of their block-mates, the lists exported after the study is unblinded, the
 draws and their replay, and the supply manager's kit shortages."""
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from fractions import Fraction
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlmodel import Session, col
 
 from .. import audit, spreadsheet, study_data
@@ -39,11 +41,34 @@ from .lists import _line_table
 from .walls import _admit, _arm_of_number, _read
 
 
-def block_mates(session: Session, actor: Actor, study: Study, randomisation_number: str) -> list[dict]:
-    """What knowing this participant's arm (and the arms of block-mates unblinded before) makes of
-    each other line of the same permuted block, stated against this participant's arm, never as an
-    arm: `same` or `other`, its probability now and before anything was known, and the block's size.
-    Lines not yet randomised are listed too: the next participant given one inherits what it says."""
+@dataclass(frozen=True)
+class BlockMates:
+    """What knowing one participant's arm (and the arms of block-mates unblinded before) makes of the
+    other open lines of its permuted block, stated against that arm, never as an arm: the chance
+    that an open line is of the same arm now and before anything was known. Every open line shares
+    it, so the block is counted in full and its open lines are read one page at a time."""
+
+    block_size: int
+    known: list[str]  # the other block-mates already unblinded, the first KNOWN_NAMED of them
+    known_count: int
+    open_count: int
+    same_now: Fraction
+    same_before: Fraction
+    lines: list[str]  # open lines after `after`, in number order, at most `limit` (all, without one)
+    open_among: list[str]  # those of `among` that are open lines of the block
+
+
+KNOWN_NAMED = 10  # a real block has 2 to 8 lines: more names than this would only repeat on every line
+
+
+def block_mates(session: Session, actor: Actor, study: Study, randomisation_number: str, *,
+                after: str | None = None, limit: int | None = None, exclude: Collection[str] = (),
+                among: Collection[str] = ()) -> BlockMates | None:
+    """The block of this participant's line (None: the line is on no sealed list), counted by
+    aggregate queries, with its open lines (neither this participant nor anyone unblinded) after
+    `after` and not in `exclude`, in number order, and which of `among` are open lines. Lines not
+    yet randomised are open too: the next participant given one inherits what it says. One logged
+    read."""
     _read(session, actor, READERS, "randomisation block mates",
           lambda: participant_trail(session, study, randomisation_number=randomisation_number))
     line = session.execute(select(col(SealedAllocation.list_id), col(SealedAllocation.block), col(SealedAllocation.arm))
@@ -51,22 +76,40 @@ def block_mates(session: Session, actor: Actor, study: Study, randomisation_numb
                            .where(col(SealedList.study_id) == study.id, col(SealedList.state) == ListState.sealed.value,
                                   col(SealedAllocation.participant_number) == randomisation_number)).first()
     if line is None:
-        return []
+        return None
     list_id, block, own = line
-    block_rows = session.execute(select(col(SealedAllocation.participant_number), col(SealedAllocation.arm))
-                                 .where(col(SealedAllocation.list_id) == list_id, col(SealedAllocation.block) == block)
-                                 .order_by(col(SealedAllocation.position))).all()
-    numbers = [number for number, _arm in block_rows]
-    known = {randomisation_number, *session.scalars(select(col(Participant.randomisation_number)).where(
-        col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
-        col(Participant.randomisation_number).in_(numbers)))}
-    size, open_lines = len(block_rows), [number for number in numbers if number not in known]
-    same_left = sum(1 for number, arm in block_rows if arm == own and number not in known)
-    before = Fraction(sum(1 for _number, arm in block_rows if arm == own), size)
-    now = Fraction(same_left, len(open_lines)) if open_lines else before
-    others = sorted(known - {randomisation_number})  # once, not once a line: one list shared by every line
-    return [{"participant": number, "block_size": size, "known": others,
-             "same_now": now, "same_before": before} for number in open_lines]
+    in_block = (col(SealedAllocation.list_id) == list_id, col(SealedAllocation.block) == block)
+    unblinded_line = and_(col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
+                          col(Participant.randomisation_number) == col(SealedAllocation.participant_number))
+    is_own = col(SealedAllocation.participant_number) == randomisation_number
+    is_known = or_(is_own, select(col(Participant.id)).where(unblinded_line).exists())
+    # the block counted in one pass (one look-up of each line's participant): its lines, those of
+    # this arm, those known, those known of this arm
+    known_line = or_(is_own, col(Participant.id).is_not(None))
+    is_same = col(SealedAllocation.arm) == own
+    size, same_total, known_count, known_same = session.execute(
+        select(func.count(), *(func.coalesce(func.sum(case((when, 1), else_=0)), 0)
+                               for when in (is_same, known_line, and_(known_line, is_same))))
+        .select_from(SealedAllocation).outerjoin(Participant, unblinded_line).where(*in_block)).one()
+    known = list(session.scalars(select(col(SealedAllocation.participant_number))
+                                 .where(*in_block, ~is_own, is_known)
+                                 .order_by(col(SealedAllocation.participant_number)).limit(KNOWN_NAMED)))
+    query = (select(col(SealedAllocation.participant_number)).where(*in_block, ~is_known)
+             .order_by(col(SealedAllocation.participant_number)))
+    if after is not None:
+        query = query.where(col(SealedAllocation.participant_number) > after)
+    if exclude:
+        query = query.where(col(SealedAllocation.participant_number).not_in(list(exclude)))
+    if limit is not None:
+        query = query.limit(limit)
+    open_among = list(session.scalars(select(col(SealedAllocation.participant_number)).where(
+        *in_block, ~is_known, col(SealedAllocation.participant_number).in_(list(among))))) if among else []
+    open_count = size - known_count
+    before = Fraction(same_total, size)
+    now = Fraction(same_total - known_same, open_count) if open_count else before
+    return BlockMates(block_size=size, known=known, known_count=known_count - 1, open_count=open_count,
+                      same_now=now, same_before=before, lines=list(session.scalars(query)),
+                      open_among=open_among)
 
 
 # --- the study's arms, once unblinded (study_data.py) ---------------------------------------------

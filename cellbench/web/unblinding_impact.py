@@ -15,8 +15,10 @@ from sqlmodel import Session
 from .. import studies, unblinding, unblinding_impact
 from ..db import Database
 from ..deps import Viewer, form_by, get_db, require
+from ..pagination import link
 from ..templating import render
 from .home import QueueItem, line_for, work_queue
+from .paging import Pager, ask
 from .unblinding import participant_url
 
 router = APIRouter(include_in_schema=False)
@@ -36,11 +38,15 @@ def _impacts_to_send(session: Session, viewer: Viewer) -> list[QueueItem]:
 @router.get("/unblinding/{study_code}/{participant}/impact")
 def impact_page(request: Request, study_code: str, participant: str, viewer: Viewer = Depends(readers),
                 db: Database = Depends(get_db)):
+    asked = ask(request, unblinding_impact.PAGE_SIZE)
     with db.write() as session:  # the sealed reads are logged
         study = studies.by_code(session, study_code)
-        impact = unblinding_impact.assess(session, viewer.actor, study, participant)
+        impact = unblinding_impact.assess(session, viewer.actor, study, participant, asked)
         records = unblinding.records_of(session, impact.participant)
-        return render(request, "unblinding/impact.html", study=study, impact=impact.as_json(),
+        data = unblinding_impact.as_json(impact, asked.secret)
+        path = request.url.path
+        pager = Pager(path if asked.after else None, link(path, {}, data["next"]) if data["next"] else None)
+        return render(request, "unblinding/impact.html", study=study, impact=data, pager=pager,
                       sent=unblinding_impact.sent(session, [r.id for r in records]),
                       record_url=participant_url(study.code, impact.participant.randomisation_number or ""))
 
