@@ -9,17 +9,18 @@ participant except kit numbers: nothing reads the sealed compartment.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session, col
 
 from .. import clock, studies, users
 from ..audit import Actor
-from ..models import Administration, CustodyEvent, Kit, Participant, Site, Study, Unblinding, Visit, saved_id
+from ..models import Administration, CustodyEvent, Kit, Participant, Site, Study, Unblinding, Visit
 
 # Custody actions that date a visit's kit events (pharmacy/dispensing.py, pharmacy/administration.py).
 DISPENSED, NOT_ADMINISTERED = "dispensed", "not administered"
@@ -102,16 +103,57 @@ _GIVEN = (col(Administration.visit_id), col(Administration.dose), col(Administra
           col(Administration.volume_ml), col(Administration.by_name))
 
 
-def gather(session: Session, study: Study, reader: Actor | None = None) -> TrialEvents:
-    """The study's randomised participants (a site role's own sites only) and their events."""
-    glands = list(studies.definition(study).schedule.dose_sites)
-    query = select(Participant).where(col(Participant.study_id) == study.id,
-                                      col(Participant.randomisation_number).is_not(None))
+PAGE = 1000  # participants read per page: a page's rows, not the study's, are in memory at once
+
+
+def _randomised(study: Study, reader: Actor | None) -> Any:
+    """The study's randomised participants (a site role's own sites only), as a query's conditions."""
+    query = select(col(Participant.id), col(Participant.randomisation_number), col(Participant.site_id),
+                   col(Participant.randomised_at)).where(col(Participant.study_id) == study.id,
+                                                         col(Participant.randomisation_number).is_not(None))
     if reader is not None:
         query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
-    participants = list(session.scalars(query.order_by(col(Participant.randomisation_number))))
-    ids = [p.id for p in participants]
-    sites = {s.id: s for s in session.scalars(select(Site))}
+    return query
+
+
+def glands_of(study: Study) -> list[str]:
+    return list(studies.definition(study).schedule.dose_sites)
+
+
+def sites_used(session: Session, study: Study, reader: Actor | None = None) -> list[Site]:
+    """The sites of the randomised participants an export holds, in id order (its AdminData)."""
+    ids = _randomised(study, reader).with_only_columns(col(Participant.site_id)).distinct()
+    return list(session.scalars(select(Site).where(col(Site.id).in_(ids)).order_by(col(Site.id))))
+
+
+def subject_pages(session: Session, study: Study, reader: Actor | None = None,
+                  size: int = PAGE) -> Iterator[list[Subject]]:
+    """The randomised participants and their events in randomisation-number order, a page at a time
+    (keyset on the number and the id), so an export's memory does not grow with the study."""
+    glands = glands_of(study)
+    zones: dict[int, tuple[str, ZoneInfo]] = {}
+    after: tuple[str, int] | None = None
+    number, pid = col(Participant.randomisation_number), col(Participant.id)
+    while True:
+        query = _randomised(study, reader)
+        if after is not None:
+            query = query.where(or_(number > after[0], and_(number == after[0], pid > after[1])))
+        page = session.execute(query.order_by(number, pid).limit(size)).all()
+        if not page:
+            return
+        for site_id in {p.site_id for p in page} - zones.keys():
+            site = session.get_one(Site, site_id)
+            zones[site_id] = (site.code, clock.zone(site))
+        yield _subjects(session, page, glands, zones)
+        if len(page) < size:
+            return
+        after = (page[-1].randomisation_number, page[-1].id)
+
+
+def _subjects(session: Session, page: Sequence[Any], glands: list[str],
+              zones: dict[int, tuple[str, ZoneInfo]]) -> list[Subject]:
+    """One page of participants (_randomised's rows) with their visits, kits and events."""
+    ids = [p.id for p in page]
     visits: dict[int, list[Any]] = defaultdict(list)
     for visit in session.execute(select(*_VISIT).where(col(Visit.participant_id).in_(ids))
                                  .order_by(col(Visit.participant_id), col(Visit.treatment))):
@@ -130,18 +172,43 @@ def gather(session: Session, study: Study, reader: Actor | None = None) -> Trial
                                              col(Unblinding.reason_code)).where(col(Unblinding.participant_id).in_(ids))
                                       .order_by(col(Unblinding.at))):
         unblinded[unblinding.participant_id].append(unblinding)
-
     subjects = []
-    for p in participants:
-        pid = saved_id(p)
-        site = sites[p.site_id]
-        subject = Subject(p.randomisation_number or "", site.code, clock.zone(site), p.randomised_at,
-                          unblindings=[UnblindingEvent(u.at, u.reason_code) for u in unblinded[pid]])
-        for visit in visits[pid]:
-            subject.visits.append(_visit(visit, glands, kit_numbers, dispensed, stopped, given[visit.id]))
+    for p in page:
+        code, zone = zones[p.site_id]
+        subject = Subject(p.randomisation_number or "", code, zone, p.randomised_at,
+                          unblindings=[UnblindingEvent(u.at, u.reason_code) for u in unblinded[p.id]])
+        subject.visits = [_visit(visit, glands, kit_numbers, dispensed, stopped, given[visit.id])
+                          for visit in visits[p.id]]
         subjects.append(subject)
-    used = sorted({p.site_id for p in participants})
-    return TrialEvents(study, glands, [sites[i] for i in used], subjects)
+    return subjects
+
+
+def counts(session: Session, study: Study, reader: Actor | None = None) -> dict[str, int]:
+    """What an export of the study holds (TrialEvents.counts), counted by the database: the
+    download's audit event names them before the file is streamed."""
+    people = _randomised(study, reader).with_only_columns(col(Participant.id))
+    visits = select(col(Visit.id)).where(col(Visit.participant_id).in_(people))
+    dispensed = select(col(CustodyEvent.kit_id)).where(col(CustodyEvent.action) == DISPENSED)
+    stopped = visits.where(col(Visit.state).in_(STOPPED))
+    glands = len(glands_of(study))
+    given_stopped = select(col(Administration.visit_id), col(Administration.dose)).where(
+        col(Administration.visit_id).in_(stopped), col(Administration.dose).between(1, glands)).distinct()
+
+    def count(query: Any) -> int:
+        return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+    return {"participants": count(people),
+            "dispensings": count(visits.where(col(Visit.kit_id).in_(dispensed))),
+            "administrations": count(select(col(Administration.id)).where(col(Administration.visit_id).in_(visits))),
+            "not_administered": glands * count(stopped) - count(given_stopped),
+            "unblindings": count(select(col(Unblinding.id)).where(col(Unblinding.participant_id).in_(people)))}
+
+
+def gather(session: Session, study: Study, reader: Actor | None = None) -> TrialEvents:
+    """The study's randomised participants (a site role's own sites only) and their events, all at
+    once (exports stream subject_pages instead)."""
+    subjects = [s for page in subject_pages(session, study, reader) for s in page]
+    return TrialEvents(study, glands_of(study), sites_used(session, study, reader), subjects)
 
 
 def _visit(visit: Any, glands: list[str], kit_numbers: dict[int, str], dispensed: dict[int, Any],
