@@ -85,14 +85,12 @@ class TrialEvents:
                 "unblindings": sum(len(s.unblindings) for s in self.subjects)}
 
 
-def _last_by_kit(session: Session, kit_ids: list[int], action: str) -> dict[int, Any]:
+def _last_by_kit(session: Session, kit_ids: list[int], action: str) -> dict[int, tuple[Any, str | None]]:
     """Each kit's last custody event of this kind: its time and condition, read as columns."""
-    found: dict[int, Any] = {}
-    for event in session.execute(select(col(CustodyEvent.kit_id), col(CustodyEvent.at), col(CustodyEvent.condition))
-                                 .where(col(CustodyEvent.kit_id).in_(kit_ids), col(CustodyEvent.action) == action)
-                                 .order_by(col(CustodyEvent.id))):
-        found[event.kit_id] = event
-    return found
+    rows = session.execute(select(col(CustodyEvent.kit_id), col(CustodyEvent.at), col(CustodyEvent.condition))
+                           .where(col(CustodyEvent.kit_id).in_(kit_ids), col(CustodyEvent.action) == action)
+                           .order_by(col(CustodyEvent.id)))
+    return {kit_id: (at, condition) for kit_id, at, condition in rows}  # the last of each kit's stays
 
 
 # A study's export reads tens of thousands of rows at ten years: they are read as plain rows of the
@@ -154,31 +152,33 @@ def _subjects(session: Session, page: Sequence[Any], glands: list[str],
               zones: dict[int, tuple[str, ZoneInfo]]) -> list[Subject]:
     """One page of participants (_randomised's rows) with their visits, kits and events."""
     ids = [p.id for p in page]
-    visits: dict[int, list[Any]] = defaultdict(list)
+    # rows unpacked or indexed as tuples (a Row's attribute access by name was most of this function's time)
+    visits: dict[int, list[tuple]] = defaultdict(list)
     for visit in session.execute(select(*_VISIT).where(col(Visit.participant_id).in_(ids))
                                  .order_by(col(Visit.participant_id), col(Visit.treatment))):
-        visits[visit.participant_id].append(visit)
-    visit_ids = [v.id for vs in visits.values() for v in vs]
-    kit_ids = [v.kit_id for vs in visits.values() for v in vs if v.kit_id is not None]
-    kit_numbers = dict(session.execute(select(col(Kit.id), col(Kit.number)).where(col(Kit.id).in_(kit_ids))).all())
+        visits[visit[1]].append(visit)
+    visit_ids = [v[0] for vs in visits.values() for v in vs]
+    kit_ids = [v[5] for vs in visits.values() for v in vs if v[5] is not None]
+    kit_numbers = dict(session.execute(select(col(Kit.id), col(Kit.number))
+                                       .where(col(Kit.id).in_(kit_ids))).all())
     dispensed = _last_by_kit(session, kit_ids, DISPENSED)
     stopped = _last_by_kit(session, kit_ids, NOT_ADMINISTERED)
-    given: dict[int, list[Any]] = defaultdict(list)
+    given: dict[int, list[tuple]] = defaultdict(list)
     for row in session.execute(select(*_GIVEN).where(col(Administration.visit_id).in_(visit_ids))
                                .order_by(col(Administration.dose))):
-        given[row.visit_id].append(row)
-    unblinded: dict[int, list[Any]] = defaultdict(list)
-    for unblinding in session.execute(select(col(Unblinding.participant_id), col(Unblinding.at),
-                                             col(Unblinding.reason_code)).where(col(Unblinding.participant_id).in_(ids))
-                                      .order_by(col(Unblinding.at))):
-        unblinded[unblinding.participant_id].append(unblinding)
+        given[row[0]].append(row)
+    unblinded: dict[int, list[UnblindingEvent]] = defaultdict(list)
+    for participant_id, at, reason_code in session.execute(
+            select(col(Unblinding.participant_id), col(Unblinding.at), col(Unblinding.reason_code))
+            .where(col(Unblinding.participant_id).in_(ids)).order_by(col(Unblinding.at))):
+        unblinded[participant_id].append(UnblindingEvent(at, reason_code))
     subjects = []
-    for p in page:
-        code, zone = zones[p.site_id]
-        subject = Subject(p.randomisation_number or "", code, zone, p.randomised_at,
-                          unblindings=[UnblindingEvent(u.at, u.reason_code) for u in unblinded[p.id]])
-        subject.visits = [_visit(visit, glands, kit_numbers, dispensed, stopped, given[visit.id])
-                          for visit in visits[p.id]]
+    none: list[tuple] = []
+    for pid, number, site_id, randomised_at in page:
+        code, zone = zones[site_id]
+        subject = Subject(number or "", code, zone, randomised_at, unblindings=unblinded.get(pid, []))
+        subject.visits = [_visit(visit, glands, kit_numbers, dispensed, stopped, given.get(visit[0], none))
+                          for visit in visits.get(pid, none)]
         subjects.append(subject)
     return subjects
 
@@ -211,20 +211,22 @@ def gather(session: Session, study: Study, reader: Actor | None = None) -> Trial
     return TrialEvents(study, glands_of(study), sites_used(session, study, reader), subjects)
 
 
-def _visit(visit: Any, glands: list[str], kit_numbers: dict[int, str], dispensed: dict[int, Any],
-           stopped: dict[int, Any], given: list[Any]) -> TreatmentVisit:
+def _visit(visit: tuple, glands: list[str], kit_numbers: dict[int, str],
+           dispensed: dict[int, tuple[Any, str | None]], stopped: dict[int, tuple[Any, str | None]],
+           given: list[tuple]) -> TreatmentVisit:
     """One treatment visit's events from its row (_VISIT's columns) and its administrations (_GIVEN's)."""
-    out = TreatmentVisit(visit.treatment, visit.target_date.isoformat(), visit.state)
-    scan = dispensed.get(visit.kit_id) if visit.kit_id is not None else None
+    _, _, treatment, target_date, state, kit_id = visit
+    out = TreatmentVisit(treatment, target_date.isoformat(), state)
+    scan = dispensed.get(kit_id) if kit_id is not None else None
     if scan is not None:  # a kit only assigned, not yet dispensed, is no dispensing
-        out.kit_number, out.dispensed_at = kit_numbers.get(visit.kit_id or 0), scan.at
-    for row in given:
-        out.administered.append(Dose(row.dose, glands[row.dose - 1], administered_at=row.administered_at,
-                                     volume_ml=row.volume_ml, by_name=row.by_name))
-    if visit.state in STOPPED:
-        done = {row.dose for row in given}
-        event = stopped.get(visit.kit_id) if visit.kit_id is not None else None
-        out.not_administered = [Dose(n, gland, not_administered_at=event.at if event else None,
-                                     reason=event.condition if event else None)
+        out.kit_number, out.dispensed_at = kit_numbers.get(kit_id or 0), scan[0]
+    for _, dose, administered_at, volume_ml, by_name in given:
+        out.administered.append(Dose(dose, glands[dose - 1], administered_at=administered_at,
+                                     volume_ml=volume_ml, by_name=by_name))
+    if state in STOPPED:
+        done = {row[1] for row in given}
+        event = stopped.get(kit_id) if kit_id is not None else None
+        out.not_administered = [Dose(n, gland, not_administered_at=event[0] if event else None,
+                                     reason=event[1] if event else None)
                                 for n, gland in enumerate(glands, 1) if n not in done]
     return out

@@ -79,7 +79,7 @@ def streamed(reading: Session, study: Study, fmt: str, *, reader: Actor | None =
     in the same snapshot the pieces are read from later (repeatable read on PostgreSQL, SQLite's
     read transaction), so the audited counts are what the file holds."""
     fmt = parse_format(fmt)
-    if reading.get_bind().dialect.name == "postgresql":
+    if reading.get_bind().dialect.name == "postgresql" and not reading.in_transaction():
         reading.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     counts = events_counts(reading, study, reader)
     sites = sites_used(reading, study, reader)
