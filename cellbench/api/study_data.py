@@ -7,7 +7,7 @@ from datetime import datetime
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -15,6 +15,7 @@ from .. import sealed, studies, study_data
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Meaning, Signature
+from ..trial_export.exports import opened
 from ..trial_export.unblinded import unblinded_export
 from .trial_export import FILES
 
@@ -107,9 +108,9 @@ def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Dep
 def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
     """The trial database export with each participant's and kit's arm (trial_export.unblinded): the
     statistician's, after the sponsor's database lock and study unblinding."""
-    with db.write() as session:  # a logged read of the compartment, and an audited download
-        export = unblinded_export(session, viewer.actor, study, fmt)
-    return Response(export.content, media_type=export.media_type, headers=export.headers)
+    export, pieces = opened(  # a logged read of the compartment and an audited download; then the file streamed
+        db, lambda session, reading: unblinded_export(session, viewer.actor, study, fmt, reading))
+    return StreamingResponse(pieces, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/study-data/{study}/trial-events.xml", response_class=Response, responses=FILES)

@@ -6,7 +6,17 @@ by its full name only, so that importing this package never reaches the compartm
 
 from __future__ import annotations
 
-from .events import Dose, Subject, TreatmentVisit, TrialEvents, UnblindingEvent, gather
-from .exports import EXPORTERS, FORMATS, ExportFile, blinded_export, parse_format, record_download, render
-from .odm import NS, Arms, odm_xml
-from .tables import COLUMNS, UNBLINDED_COLUMNS, csv_text
+from .events import Dose, Subject, TreatmentVisit, TrialEvents, UnblindingEvent, gather, subject_pages
+from .exports import (
+    EXPORTERS,
+    FORMATS,
+    ExportFile,
+    blinded_export,
+    opened,
+    parse_format,
+    record_download,
+    render,
+    streamed,
+)
+from .odm import NS, Arms, odm_chunks, odm_xml
+from .tables import COLUMNS, UNBLINDED_COLUMNS, csv_chunks, csv_text

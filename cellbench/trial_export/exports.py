@@ -8,6 +8,7 @@ study unblinding (unblinded.py, imported by its full name only).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -17,11 +18,13 @@ from sqlmodel import Session
 from .. import audit, studies, users
 from ..audit import Actor
 from ..clock import utcnow
+from ..db import Database
 from ..errors import Forbidden, InvalidInput
 from ..models import Role, Study
-from .events import TrialEvents, gather
-from .odm import Arms, odm_xml
-from .tables import csv_text
+from .events import TrialEvents, sites_used, subject_pages
+from .events import counts as events_counts
+from .odm import Arms, odm_chunks
+from .tables import csv_chunks
 
 EXPORTERS = (Role.investigator, Role.monitor)
 FORMATS = {"odm": ("application/xml", "xml"), "csv": ("text/csv; charset=utf-8", "csv")}
@@ -29,9 +32,12 @@ FORMATS = {"odm": ("application/xml", "xml"), "csv": ("text/csv; charset=utf-8",
 
 @dataclass
 class ExportFile:
+    """A download: its name and type, what it holds (counted for its audit event), and its bytes in
+    pieces, read as they are sent (see `opened`)."""
+
     name: str
     media_type: str
-    content: bytes
+    chunks: Iterable[bytes]
     counts: dict[str, int]
 
     @property
@@ -47,14 +53,43 @@ def parse_format(value: str | None) -> str:
     return fmt
 
 
-def render(events: TrialEvents, fmt: str, *, arms: Arms | None = None, now: datetime | None = None) -> ExportFile:
-    fmt = parse_format(fmt)
+def _file(study: Study, fmt: str, counts: dict[str, int], chunks: Callable[[datetime], Iterable[bytes]], *,
+          unblinded: bool, now: datetime | None) -> ExportFile:
     created = now or utcnow()
-    content = odm_xml(events, created_at=created, arms=arms) if fmt == "odm" else csv_text(events, arms).encode()
-    variant = "unblinded" if arms is not None else "blinded"
+    variant = "unblinded" if unblinded else "blinded"
     media_type, extension = FORMATS[fmt]
-    name = f"{events.study.code}-trial-events-{variant}-{created.strftime('%Y%m%dT%H%M%SZ')}.{extension}"
-    return ExportFile(name, media_type, content, events.counts)
+    name = f"{study.code}-trial-events-{variant}-{created.strftime('%Y%m%dT%H%M%SZ')}.{extension}"
+    return ExportFile(name, media_type, chunks(created), counts)
+
+
+def render(events: TrialEvents, fmt: str, *, arms: Arms | None = None, now: datetime | None = None) -> ExportFile:
+    """The file of events gathered already (its pieces a list)."""
+    fmt = parse_format(fmt)
+
+    def chunks(created: datetime) -> list[bytes]:
+        if fmt == "odm":
+            return list(odm_chunks(events.study, events.sites, [events.subjects], created_at=created, arms=arms))
+        return list(csv_chunks(events.study, [events.subjects], arms))
+    return _file(events.study, fmt, events.counts, chunks, unblinded=arms is not None, now=now)
+
+
+def streamed(reading: Session, study: Study, fmt: str, *, reader: Actor | None = None, arms: Arms | None = None,
+             now: datetime | None = None) -> ExportFile:
+    """The file read from `reading` a page of participants at a time as it is sent: counted now,
+    in the same snapshot the pieces are read from later (repeatable read on PostgreSQL, SQLite's
+    read transaction), so the audited counts are what the file holds."""
+    fmt = parse_format(fmt)
+    if reading.get_bind().dialect.name == "postgresql" and not reading.in_transaction():
+        reading.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    counts = events_counts(reading, study, reader)
+    sites = sites_used(reading, study, reader)
+
+    def chunks(created: datetime) -> Iterator[bytes]:
+        pages = subject_pages(reading, study, reader)
+        if fmt == "odm":
+            return odm_chunks(study, sites, pages, created_at=created, arms=arms)
+        return csv_chunks(study, pages, arms)
+    return _file(study, fmt, counts, chunks, unblinded=arms is not None, now=now)
 
 
 def record_download(session: Session, actor: Actor, study: Study, export: ExportFile, variant: str) -> None:
@@ -63,13 +98,37 @@ def record_download(session: Session, actor: Actor, study: Study, export: Export
                  new=export.counts)
 
 
-def blinded_export(session: Session, actor: Actor, study_code: str, fmt: str | None) -> ExportFile:
-    """The study's blinded trial events as ODM or CSV, for an investigator or monitor of the study."""
+def blinded_export(session: Session, actor: Actor, study_code: str, fmt: str | None,
+                   reading: Session | None = None) -> ExportFile:
+    """The study's blinded trial events as ODM or CSV, for an investigator or monitor of the study:
+    refused or audited in `session`, the file read from `reading` (opened: a snapshot that outlives
+    the audited transaction; by default `session`, read before it ends)."""
     if not actor.roles & set(EXPORTERS):
         raise Forbidden("The trial database export is downloaded by the investigator or the monitor.")
     study = studies.by_code(session, study_code)
     if why := users.study_refusal(actor, study):
         raise Forbidden(why, field="study")
-    export = render(gather(session, study, reader=actor), parse_format(fmt))
+    export = streamed(reading or session, study, parse_format(fmt), reader=actor)
     record_download(session, actor, study, export, "blinded")
     return export
+
+
+def opened(db: Database, produce: Callable[[Session, Session], ExportFile]) -> tuple[ExportFile, Iterator[bytes]]:
+    """An export refused or audited in one write transaction (`produce(session, reading)`), then its
+    pieces read from a read session opened before it: a refusal is raised here, before any byte is
+    sent, and the database's write lock is not held while the file is sent. The read ends with the
+    last piece, or when the client leaves (the generator is closed)."""
+    reading = db.open_read()
+    try:
+        with db.write() as session:
+            export = produce(session, reading)
+    except BaseException:
+        db.close_read(reading)
+        raise
+
+    def pieces() -> Iterator[bytes]:
+        try:
+            yield from export.chunks
+        finally:
+            db.close_read(reading)
+    return export, pieces()

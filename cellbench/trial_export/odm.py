@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from ..models import Site, Study
 from .events import Dose, Subject, TreatmentVisit, TrialEvents
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
@@ -85,13 +86,13 @@ def _moment(value: datetime | None, zone: ZoneInfo) -> str | None:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else None
 
 
-def _metadata(study: ET.Element, events: TrialEvents, unblinded: bool) -> None:
+def _metadata(element: ET.Element, study: Study, unblinded: bool) -> None:
     used = [oid for oid in ITEMS if unblinded or oid not in UNBLINDED_ITEMS]
-    glob = _el(study, "GlobalVariables")
-    for name, text in (("StudyName", events.study.code), ("StudyDescription", events.study.title),
-                       ("ProtocolName", f"{events.study.code} (EU CT {events.study.eu_ct_number})")):
+    glob = _el(element, "GlobalVariables")
+    for name, text in (("StudyName", study.code), ("StudyDescription", study.title),
+                       ("ProtocolName", f"{study.code} (EU CT {study.eu_ct_number})")):
         _el(glob, name).text = _clean(text)
-    mdv = _el(study, "MetaDataVersion", OID=MDV, Name="cellbench trial events",
+    mdv = _el(element, "MetaDataVersion", OID=MDV, Name="cellbench trial events",
               Description="Randomisation, dispensing, administration per gland, not administered, unblinding")
     protocol = _el(mdv, "Protocol")
     for number, oid in enumerate(EVENTS, 1):
@@ -114,76 +115,147 @@ def _metadata(study: ET.Element, events: TrialEvents, unblinded: bool) -> None:
         translated.text = _clean(what)
 
 
-def _items(parent: ET.Element, group: str, values: Mapping[str, object], repeat: int | None = None) -> None:
-    """One ItemGroupData with an ItemData for each value given (an empty value is left out)."""
-    node = _el(parent, "ItemGroupData", ItemGroupOID=group, ItemGroupRepeatKey=repeat)
-    for oid, value in values.items():
-        if value is not None and value != "":
-            _el(node, "ItemData", ItemOID=oid, Value=f"{value:g}" if isinstance(value, float) else value)
+# The subjects are written as text, not built as ElementTree nodes: at ten years an export holds
+# hundreds of thousands of elements, and building and serialising the tree was most of its time.
+# The text is exactly what ET.indent and ET.tostring wrote for the same tree (tests compare them).
+_ATTRIBUTE = re.compile('[&<>"\r\n\t]')
+_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"),
+             ("\t", "&#09;"))
+_MARK = "SUBJECTS"  # an empty element standing where the subjects go in the document's head
 
 
-def _form(event: ET.Element, form: str) -> ET.Element:
-    return _el(event, "FormData", FormOID=form)
+def _attr(value: object) -> str:
+    """An attribute value as ElementTree escapes it (the characters XML cannot hold are replaced
+    chunk by chunk in _subjects_text)."""
+    text = value if isinstance(value, str) else str(value)
+    if _ATTRIBUTE.search(text):
+        for raw, entity in _ENTITIES:
+            text = text.replace(raw, entity)
+    return text
 
 
-def _treatment(subject_el: ET.Element, subject: Subject, visit: TreatmentVisit, arms: Arms | None) -> None:
+def _items(out: list[str], pad: str, group: str, values: Mapping[str, object], repeat: int | None = None) -> None:
+    """One ItemGroupData with an ItemData for each value given (an empty value is left out), at the
+    indentation `pad` (ET.indent's two spaces a level)."""
+    key = "" if repeat is None else f' ItemGroupRepeatKey="{repeat}"'
+    items = [f'{pad}  <ItemData ItemOID="{oid}" Value="{_attr(f"{value:g}" if isinstance(value, float) else value)}" />'
+             for oid, value in values.items() if value is not None and value != ""]
+    if items:
+        out.append(f'{pad}<ItemGroupData ItemGroupOID="{group}"{key}>')
+        out.extend(items)
+        out.append(f"{pad}</ItemGroupData>")
+    else:
+        out.append(f'{pad}<ItemGroupData ItemGroupOID="{group}"{key} />')
+
+
+def _treatment(out: list[str], subject: Subject, visit: TreatmentVisit, arms: Arms | None) -> None:
     if not (visit.kit_number or visit.administered or visit.not_administered):
         return  # a visit still planned or with a kit only assigned: nothing happened yet
     zone = subject.zone
-    event = _el(subject_el, "StudyEventData", StudyEventOID="SE.TRT", StudyEventRepeatKey=visit.treatment)
+    out.append(f'      <StudyEventData StudyEventOID="SE.TRT" StudyEventRepeatKey="{visit.treatment}">')
     if visit.kit_number:
         values: dict[str, object] = {"IT.KITNO": visit.kit_number, "IT.DISPDTC": _moment(visit.dispensed_at, zone)}
         if arms is not None:
             values["IT.KITARM"] = arms[1].get(visit.kit_number)
-        _items(_form(event, "F.DISP"), "IG.DISP", values)
+        out.append('        <FormData FormOID="F.DISP">')
+        _items(out, "          ", "IG.DISP", values)
+        out.append("        </FormData>")
     if visit.administered:
-        form = _form(event, "F.ADM")
+        out.append('        <FormData FormOID="F.ADM">')
         for dose in visit.administered:
-            _items(form, "IG.ADM", {"IT.GLAND": dose.gland, "IT.VOLUME": dose.volume_ml,
-                                    "IT.ADMDTC": _moment(dose.administered_at, zone), "IT.ADMBY": dose.by_name},
-                   repeat=dose.number)
+            _items(out, "          ", "IG.ADM", {"IT.GLAND": dose.gland, "IT.VOLUME": dose.volume_ml,
+                                                 "IT.ADMDTC": _moment(dose.administered_at, zone),
+                                                 "IT.ADMBY": dose.by_name}, repeat=dose.number)
+        out.append("        </FormData>")
     if visit.not_administered:
-        form = _form(event, "F.NADM")
+        out.append('        <FormData FormOID="F.NADM">')
         for dose in visit.not_administered:
-            _not_given(form, dose, zone)
+            _not_given(out, dose, zone)
+        out.append("        </FormData>")
+    out.append("      </StudyEventData>")
 
 
-def _not_given(form: ET.Element, dose: Dose, zone: ZoneInfo) -> None:
-    _items(form, "IG.NADM", {"IT.GLAND": dose.gland, "IT.NADTC": _moment(dose.not_administered_at, zone),
-                             "IT.NAREAS": dose.reason}, repeat=dose.number)
+def _not_given(out: list[str], dose: Dose, zone: ZoneInfo) -> None:
+    _items(out, "          ", "IG.NADM", {"IT.GLAND": dose.gland, "IT.NADTC": _moment(dose.not_administered_at, zone),
+                                         "IT.NAREAS": dose.reason}, repeat=dose.number)
 
 
-def odm_xml(events: TrialEvents, *, created_at: datetime, arms: Arms | None = None) -> bytes:
-    """The ODM document; `arms` (the unblinded variant) adds the participant's and the kit's arm."""
-    study_oid = f"ST.{events.study.code}"
+def _subject(out: list[str], subject: Subject, arms: Arms | None) -> None:
+    out.append(f'    <SubjectData SubjectKey="{_attr(subject.randomisation_number)}">')
+    out.append(f'      <SiteRef LocationOID="LOC.{_attr(subject.site_code)}" />')
+    rand = {"IT.RANDNO": subject.randomisation_number,
+            "IT.RANDDAT": subject.randomised_at.astimezone(subject.zone).date().isoformat()
+            if subject.randomised_at else None,
+            "IT.RANDDTC": _moment(subject.randomised_at, subject.zone), "IT.SITE": subject.site_code}
+    if arms is not None:
+        rand["IT.ARM"] = arms[0].get(subject.randomisation_number)
+    out.append('      <StudyEventData StudyEventOID="SE.RAND">')
+    out.append('        <FormData FormOID="F.RAND">')
+    _items(out, "          ", "IG.RAND", rand)
+    out.append("        </FormData>")
+    out.append("      </StudyEventData>")
+    for visit in subject.visits:
+        _treatment(out, subject, visit, arms)
+    for number, unblinding in enumerate(subject.unblindings, 1):
+        out.append(f'      <StudyEventData StudyEventOID="SE.UNBL" StudyEventRepeatKey="{number}">')
+        out.append('        <FormData FormOID="F.UNBL">')
+        _items(out, "          ", "IG.UNBL", {"IT.UNBDTC": _moment(unblinding.at, subject.zone),
+                                             "IT.UNBREAS": unblinding.reason_code})
+        out.append("        </FormData>")
+        out.append("      </StudyEventData>")
+    out.append("    </SubjectData>")
+
+
+def _subjects_text(subjects: list[Subject], arms: Arms | None) -> bytes:
+    out: list[str] = []
+    for subject in subjects:
+        _subject(out, subject, arms)
+    return _clean("\n".join(out)).encode()
+
+
+def _head(study: Study, sites: list[Site], created_at: datetime, arms: Arms | None, empty: bool) -> tuple[bytes, bytes]:
+    """The document around its subjects: metadata and sites before, the closing tags after."""
+    study_oid = f"ST.{study.code}"
     variant = "unblinded" if arms is not None else "blinded"
     root = ET.Element(_tag("ODM"), {
         "xmlns": NS, "ODMVersion": "1.3.2", "FileType": "Snapshot", "Granularity": "All",
-        "FileOID": _clean(f"cellbench.{events.study.code}.{variant}.{created_at.strftime('%Y%m%dT%H%M%S%fZ')}"),
+        "FileOID": _clean(f"cellbench.{study.code}.{variant}.{created_at.strftime('%Y%m%dT%H%M%S%fZ')}"),
         "CreationDateTime": created_at.isoformat(timespec="seconds"),
         "Originator": "cellbench", "SourceSystem": "cellbench"})
-    _metadata(_el(root, "Study", OID=study_oid), events, arms is not None)
+    _metadata(_el(root, "Study", OID=study_oid), study, arms is not None)
     admin = _el(root, "AdminData", StudyOID=study_oid)
-    for site in events.sites:
+    for site in sites:
         location = _el(admin, "Location", OID=f"LOC.{site.code}", Name=site.name, LocationType="Site")
         _el(location, "MetaDataVersionRef", StudyOID=study_oid, MetaDataVersionOID=MDV,
-            EffectiveDate=events.study.loaded_at.date().isoformat())
+            EffectiveDate=study.loaded_at.date().isoformat())
     clinical = _el(root, "ClinicalData", StudyOID=study_oid, MetaDataVersionOID=MDV)
-    for subject in events.subjects:
-        node = _el(clinical, "SubjectData", SubjectKey=subject.randomisation_number)
-        _el(node, "SiteRef", LocationOID=f"LOC.{subject.site_code}")
-        rand = {"IT.RANDNO": subject.randomisation_number,
-                "IT.RANDDAT": subject.randomised_at.astimezone(subject.zone).date().isoformat()
-                if subject.randomised_at else None,
-                "IT.RANDDTC": _moment(subject.randomised_at, subject.zone), "IT.SITE": subject.site_code}
-        if arms is not None:
-            rand["IT.ARM"] = arms[0].get(subject.randomisation_number)
-        _items(_form(_el(node, "StudyEventData", StudyEventOID="SE.RAND"), "F.RAND"), "IG.RAND", rand)
-        for visit in subject.visits:
-            _treatment(node, subject, visit, arms)
-        for number, unblinding in enumerate(subject.unblindings, 1):
-            event = _el(node, "StudyEventData", StudyEventOID="SE.UNBL", StudyEventRepeatKey=number)
-            _items(_form(event, "F.UNBL"), "IG.UNBL", {"IT.UNBDTC": _moment(unblinding.at, subject.zone),
-                                                       "IT.UNBREAS": unblinding.reason_code})
+    if not empty:
+        ET.SubElement(clinical, _MARK)
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    whole = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    if empty:
+        return whole, b""
+    before, after = whole.split(f"<{_MARK} />".encode())
+    return before.rstrip(b" "), after  # the subjects' text brings its own indentation
+
+
+def odm_chunks(study: Study, sites: list[Site], pages: Iterable[list[Subject]], *, created_at: datetime,
+               arms: Arms | None = None) -> Iterator[bytes]:
+    """The ODM document in pieces, one per page of subjects; `arms` (the unblinded variant) adds the
+    participant's and the kit's arm."""
+    pages = iter(pages)
+    first = next(pages, [])
+    before, after = _head(study, sites, created_at, arms, empty=not first)
+    yield before
+    if not first:
+        return
+    yield _subjects_text(first, arms)
+    for page in pages:
+        if page:
+            yield b"\n" + _subjects_text(page, arms)
+    yield after
+
+
+def odm_xml(events: TrialEvents, *, created_at: datetime, arms: Arms | None = None) -> bytes:
+    """The whole ODM document at once."""
+    return b"".join(odm_chunks(events.study, events.sites, [events.subjects], created_at=created_at, arms=arms))

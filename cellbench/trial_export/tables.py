@@ -3,8 +3,13 @@ spreadsheet would run as a formula are written as text (spreadsheet.csv_text); t
 site's, with their offset."""
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Iterator
+
 from .. import clock, spreadsheet
-from .events import TrialEvents
+from ..models import Study
+from .events import Subject, TrialEvents
 from .odm import Arms
 
 COLUMNS = ("study", "site", "randomisation_number", "event", "treatment", "kit_number", "gland", "volume_ml",
@@ -12,12 +17,11 @@ COLUMNS = ("study", "site", "randomisation_number", "event", "treatment", "kit_n
 UNBLINDED_COLUMNS = ("arm", "kit_arm")
 
 
-def csv_text(events: TrialEvents, arms: Arms | None = None) -> str:
+def _rows(code: str, subjects: list[Subject], arms: Arms | None) -> list[list[object]]:
     """randomised, dispensed, administered, not administered and unblinded rows per participant;
     `arms` (the unblinded variant) adds the participant's and the kit's arm to every row."""
     rows: list[list[object]] = []
-    code = events.study.code
-    for s in events.subjects:
+    for s in subjects:
         def at(moment, zone=s.zone) -> str:
             return clock.local_text(moment, zone)
 
@@ -41,4 +45,20 @@ def csv_text(events: TrialEvents, arms: Arms | None = None) -> str:
                     reason=dose.reason)
         for u in s.unblindings:
             row("emergency unblinding", time=at(u.at), reason=u.reason_code)
-    return spreadsheet.csv_text(COLUMNS + (UNBLINDED_COLUMNS if arms is not None else ()), rows)
+    return rows
+
+
+def csv_chunks(study: Study, pages: Iterable[list[Subject]], arms: Arms | None = None) -> Iterator[bytes]:
+    """The CSV in pieces: the header, then one piece per page of subjects (spreadsheet.csv_text's
+    text, written a page at a time)."""
+    header = COLUMNS + (UNBLINDED_COLUMNS if arms is not None else ())
+    yield spreadsheet.csv_text(header, []).encode()
+    for page in pages:
+        out = io.StringIO()
+        csv.writer(out).writerows([spreadsheet.cell(value) for value in row] for row in _rows(study.code, page, arms))
+        yield out.getvalue().encode()
+
+
+def csv_text(events: TrialEvents, arms: Arms | None = None) -> str:
+    """The whole CSV at once."""
+    return b"".join(csv_chunks(events.study, [events.subjects], arms)).decode()

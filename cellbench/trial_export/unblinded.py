@@ -10,11 +10,13 @@ from sqlmodel import Session
 from .. import sealed, studies, study_data
 from ..audit import Actor
 from ..errors import Forbidden
-from .events import gather
-from .exports import ExportFile, parse_format, record_download, render
+from .exports import ExportFile, parse_format, record_download, streamed
 
 
-def unblinded_export(session: Session, actor: Actor, study_code: str, fmt: str | None) -> ExportFile:
+def unblinded_export(session: Session, actor: Actor, study_code: str, fmt: str | None,
+                     reading: Session | None = None) -> ExportFile:
+    """Refused (before the arms are read) or audited in `session`; the file read from `reading` as
+    exports.blinded_export's is."""
     if not actor.roles & study_data.EXPORTERS:
         raise Forbidden("The unblinded export is the statistician's.")
     study = studies.by_code(session, study_code)
@@ -22,6 +24,6 @@ def unblinded_export(session: Session, actor: Actor, study_code: str, fmt: str |
     if why := study_data.export_refusal(session, study):
         raise Forbidden(why, field="study")
     arms = sealed.study_arms(session, actor, study)
-    export = render(gather(session, study), fmt, arms=arms)
+    export = streamed(reading or session, study, fmt, arms=arms)
     record_download(session, actor, study, export, "unblinded")
     return export

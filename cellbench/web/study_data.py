@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlmodel import Session
 
 from .. import sealed, studies, study_data
@@ -17,6 +17,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, get_db, read_session, require
 from ..errors import DomainError
 from ..templating import render
+from ..trial_export.exports import opened
 from ..trial_export.unblinded import unblinded_export
 from .home import QueueItem, line_for, work_queue
 
@@ -88,9 +89,9 @@ def kits_csv(study: str, viewer: Viewer = Depends(exporters), db: Database = Dep
 def _trial_events(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
     """The trial database export with each participant's and kit's arm (trial_export.unblinded): the
     statistician's, after the sponsor's database lock and study unblinding."""
-    with db.write() as session:  # a logged read of the compartment, and an audited download
-        export = unblinded_export(session, viewer.actor, study, fmt)
-    return Response(export.content, media_type=export.media_type, headers=export.headers)
+    export, pieces = opened(  # a logged read of the compartment and an audited download; then the file streamed
+        db, lambda session, reading: unblinded_export(session, viewer.actor, study, fmt, reading))
+    return StreamingResponse(pieces, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/{study}/trial-events.xml")

@@ -5,7 +5,7 @@ blinded role uses may reach it."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from .. import trial_export
 from ..db import Database
@@ -16,9 +16,9 @@ exporters = require(*trial_export.EXPORTERS)
 
 
 def _blinded(db: Database, viewer: Viewer, study: str, fmt: str) -> Response:
-    with db.write() as session:  # the download is audited
-        export = trial_export.blinded_export(session, viewer.actor, study, fmt)
-    return Response(export.content, media_type=export.media_type, headers=export.headers)
+    export, pieces = trial_export.opened(  # refused or audited first; then read as it is sent
+        db, lambda session, reading: trial_export.blinded_export(session, viewer.actor, study, fmt, reading))
+    return StreamingResponse(pieces, media_type=export.media_type, headers=export.headers)
 
 
 @router.get("/{study}.xml")

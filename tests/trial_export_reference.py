@@ -1,0 +1,78 @@
+"""The ODM writer as it was before the export was streamed: the whole document built as an
+ElementTree and written by ET.indent and ET.tostring. Kept as the reference the streamed text must
+equal byte for byte (the metadata part is still built this way, so it is shared)."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from datetime import datetime
+
+from cellbench.trial_export import TrialEvents
+from cellbench.trial_export.odm import MDV, NS, Arms, _clean, _el, _metadata, _moment
+
+
+def _items(parent: ET.Element, group: str, values: Mapping[str, object], repeat: int | None = None) -> None:
+    node = _el(parent, "ItemGroupData", ItemGroupOID=group, ItemGroupRepeatKey=repeat)
+    for oid, value in values.items():
+        if value is not None and value != "":
+            _el(node, "ItemData", ItemOID=oid, Value=f"{value:g}" if isinstance(value, float) else value)
+
+
+def _form(event: ET.Element, form: str) -> ET.Element:
+    return _el(event, "FormData", FormOID=form)
+
+
+def odm_xml(events: TrialEvents, *, created_at: datetime, arms: Arms | None = None) -> bytes:
+    study_oid = f"ST.{events.study.code}"
+    variant = "unblinded" if arms is not None else "blinded"
+    root = ET.Element("ODM", {
+        "xmlns": NS, "ODMVersion": "1.3.2", "FileType": "Snapshot", "Granularity": "All",
+        "FileOID": _clean(f"cellbench.{events.study.code}.{variant}.{created_at.strftime('%Y%m%dT%H%M%S%fZ')}"),
+        "CreationDateTime": created_at.isoformat(timespec="seconds"),
+        "Originator": "cellbench", "SourceSystem": "cellbench"})
+    _metadata(_el(root, "Study", OID=study_oid), events.study, arms is not None)
+    admin = _el(root, "AdminData", StudyOID=study_oid)
+    for site in events.sites:
+        location = _el(admin, "Location", OID=f"LOC.{site.code}", Name=site.name, LocationType="Site")
+        _el(location, "MetaDataVersionRef", StudyOID=study_oid, MetaDataVersionOID=MDV,
+            EffectiveDate=events.study.loaded_at.date().isoformat())
+    clinical = _el(root, "ClinicalData", StudyOID=study_oid, MetaDataVersionOID=MDV)
+    for subject in events.subjects:
+        zone = subject.zone
+        node = _el(clinical, "SubjectData", SubjectKey=subject.randomisation_number)
+        _el(node, "SiteRef", LocationOID=f"LOC.{subject.site_code}")
+        rand = {"IT.RANDNO": subject.randomisation_number,
+                "IT.RANDDAT": subject.randomised_at.astimezone(zone).date().isoformat()
+                if subject.randomised_at else None,
+                "IT.RANDDTC": _moment(subject.randomised_at, zone), "IT.SITE": subject.site_code}
+        if arms is not None:
+            rand["IT.ARM"] = arms[0].get(subject.randomisation_number)
+        _items(_form(_el(node, "StudyEventData", StudyEventOID="SE.RAND"), "F.RAND"), "IG.RAND", rand)
+        for visit in subject.visits:
+            if not (visit.kit_number or visit.administered or visit.not_administered):
+                continue
+            event = _el(node, "StudyEventData", StudyEventOID="SE.TRT", StudyEventRepeatKey=visit.treatment)
+            if visit.kit_number:
+                values: dict[str, object] = {"IT.KITNO": visit.kit_number,
+                                             "IT.DISPDTC": _moment(visit.dispensed_at, zone)}
+                if arms is not None:
+                    values["IT.KITARM"] = arms[1].get(visit.kit_number)
+                _items(_form(event, "F.DISP"), "IG.DISP", values)
+            if visit.administered:
+                form = _form(event, "F.ADM")
+                for dose in visit.administered:
+                    _items(form, "IG.ADM", {"IT.GLAND": dose.gland, "IT.VOLUME": dose.volume_ml,
+                                            "IT.ADMDTC": _moment(dose.administered_at, zone),
+                                            "IT.ADMBY": dose.by_name}, repeat=dose.number)
+            if visit.not_administered:
+                form = _form(event, "F.NADM")
+                for dose in visit.not_administered:
+                    _items(form, "IG.NADM", {"IT.GLAND": dose.gland,
+                                             "IT.NADTC": _moment(dose.not_administered_at, zone),
+                                             "IT.NAREAS": dose.reason}, repeat=dose.number)
+        for number, unblinding in enumerate(subject.unblindings, 1):
+            event = _el(node, "StudyEventData", StudyEventOID="SE.UNBL", StudyEventRepeatKey=number)
+            _items(_form(event, "F.UNBL"), "IG.UNBL", {"IT.UNBDTC": _moment(unblinding.at, zone),
+                                                       "IT.UNBREAS": unblinding.reason_code})
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
