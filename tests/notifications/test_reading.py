@@ -14,13 +14,15 @@ from cellbench import notifications, pagination, users
 from cellbench.audit import Actor
 from cellbench.db import Database, alembic_config, migrate
 from cellbench.errors import DomainError
-from cellbench.models import AuditEvent, Notification, Role, User
+from cellbench.models import AuditEvent, Kit, KitState, Lot, Notification, Role, Site, User
 from cellbench.notifications.queue import OWN_KINDS
+from cellbench.supply import quarantine
 
 from ..conftest import actor_of
 from ..test_unblinding import EMAIL
 from ..trialworld import enrol
 from .support import give_emails
+from .test_blind import shape
 from .test_pages_and_messages import unblind
 
 LISTERS = {*notifications.READERS_IN_FULL, *notifications.SITE_READERS}
@@ -141,3 +143,23 @@ def test_a_site_readers_page_reads_no_audit_event_and_a_bounded_number_of_rows(d
     listing = [q for q in statements if "FROM notification" in q]
     assert listing and not [q for q in listing if "audit_event" in q]
     assert all(q.count("LIMIT") >= 2 for q in listing), "every branch is limited, and the page"
+
+
+def test_a_quarantine_of_an_active_or_a_placebo_lot_adds_the_same_lines_to_each_site_readers_list(db, kit_world):
+    give_emails(db)
+    with db.write() as s:
+        site = s.scalars(select(Site).where(Site.code == "RH-ENT")).one()
+        for kit in s.scalars(select(Kit).where(col(Kit.blinded_lot_id).is_not(None))):
+            kit.state, kit.site_id, kit.location = KitState.at_site, site.id, site.name
+    readers = {name: actor_of(db, name) for name in ("frida", "ida", "mette")}
+    seen = {}
+    for arm, lot in (("active", kit_world.asc_lot), ("placebo", kit_world.placebo_lot)):
+        with Session(db.engine, expire_on_commit=False) as s:  # each quarantine rolled back: the same start
+            quarantine.open_manual(s, actor_of(db, "sara"), s.scalars(select(Lot).where(Lot.number == lot)).one(),
+                                   "proportionate", "complaint under review")
+            seen[arm] = {name: shape(notifications.message_page(s, actor, pagination.Ask(None, SECRET)).rows,
+                                     kit_world.active + kit_world.placebo) for name, actor in readers.items()}
+            s.expunge_all()
+            s.rollback()
+    assert seen["active"] == seen["placebo"]
+    assert [row[0] for row in seen["active"]["frida"]] == ["kit_quarantine"], "the site is told, in blinded words"
