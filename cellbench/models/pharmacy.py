@@ -105,8 +105,11 @@ class Notification(SQLModel, table=True):
     `to_address` is the first recipient (kept for the rows written before `recipients`)."""
 
     __tablename__ = "notification"
-    # the notifications list by state, newest first (pagination.py, migration 0028)
-    __table_args__ = (Index("ix_notification_state_id", "state", "id"),)
+    # the notifications list by state, newest first (pagination.py, migration 0028); a site
+    # reader's list, one (site, study, state) or her own unblindings at a time, newest first (0032)
+    __table_args__ = (Index("ix_notification_state_id", "state", "id"),
+                      Index("ix_notification_scope", "site_id", "study_id", "audience", "state", "id"),
+                      Index("ix_notification_author", "queued_by", "kind", "state", "id"))
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=32)
@@ -119,6 +122,9 @@ class Notification(SQLModel, table=True):
     audience: str = Field(default="unblinded", max_length=16)
     study_id: int | None = Field(default=None, foreign_key="study.id")
     site_id: int | None = Field(default=None, foreign_key="site.id")
+    # Who queued it (the author of its "notification queued" event): how an investigator finds
+    # the messages her own unblindings queued without reading her audit trail.
+    queued_by: int | None = Field(default=None, foreign_key="app_user.id")
     state: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime | None = timestamp(nullable=True)
