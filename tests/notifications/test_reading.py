@@ -116,7 +116,7 @@ def test_the_upgrade_names_each_messages_author_from_the_audit_trail(db, demo_tr
     with db.read() as s:
         authors = dict(s.execute(select(Notification.id, Notification.queued_by)).all())
     assert authors == authors_by_trail(s) and any(authors.values())
-    below = ScriptDirectory.from_config(alembic_config()).get_revision("0032_notify").down_revision
+    below = ScriptDirectory.from_config(alembic_config()).get_revision("0034_notify").down_revision
     cfg = alembic_config()
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn

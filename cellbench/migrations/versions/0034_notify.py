@@ -6,15 +6,15 @@ the trail). The author is now written on the row when the message is queued (que
 here from the same events, and two indexes serve the list one branch at a time, newest first: a
 site's and study's messages by audience and state, and an author's by kind and state.
 
-Revision ID: 0032_notify
-Revises: 0031_release
+Revision ID: 0034_notify
+Revises: 0033_monitor
 Create Date: 2026-12-07 09:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0032_notify'
-down_revision = '0031_release'
+revision = '0034_notify'
+down_revision = '0033_monitor'
 branch_labels = None
 depends_on = None
 
