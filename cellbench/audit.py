@@ -27,7 +27,14 @@ from sqlalchemy import (
 from sqlmodel import Session, SQLModel, col
 
 from . import checkpoints, limits, pagination
-from .audit_scope import BLINDED_SCOPES, TRIAL_RECORDS, USER_RECORDS, site_trial_records, trail_scope  # noqa: F401
+from .audit_scope import (  # noqa: F401 - re-exported
+    BLINDED_SCOPES,
+    TRIAL_RECORDS,
+    USER_RECORDS,
+    kind_rules,
+    site_trial_records,
+    trail_scope,
+)
 from .clock import utcnow
 from .display import times_in
 from .errors import InvalidInput
@@ -223,27 +230,32 @@ class TrailFilter:
     action: str | None = None
 
 
-def visible_events(viewer: Actor) -> Select[AuditEvent]:
-    """The events a viewer may read: its scope (trail_scope), and for blinded viewers never an
-    arm-revealing event."""
-    query = select(AuditEvent).where(trail_scope(viewer))
+def visible_events(viewer: Actor, *, whole: bool = False, kind: str | None = None) -> Select[AuditEvent]:
+    """The events a viewer may read: its scope (trail_scope; `whole` for a statement that reads them
+    all), and for blinded viewers never an arm-revealing event. With `kind`, the events of that kind
+    only, under that kind's one rule: the OR of every kind's costs PostgreSQL milliseconds to plan."""
+    rules = kind_rules(viewer, whole=whole)
+    if kind is None:
+        query = select(AuditEvent).where(trail_scope(viewer, rules))
+    elif rules is not None and kind not in rules:
+        # A kind a blinded scope never names matches nothing: said at once, not found by reading
+        # every event of that kind (a lot's 250,000 at ten years) to reject each.
+        query = select(AuditEvent).where(false())
+    else:
+        rule = rules.get(kind) if rules is not None else None
+        query = select(AuditEvent).where(col(AuditEvent.entity_type) == kind, *(() if rule is None else (rule,)))
     if viewer.is_blinded:
         query = query.where(col(AuditEvent.visibility) == Visibility.everyone.value)
     return query
 
 
-def _filtered(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
-    query = visible_events(viewer)
+def _filtered(viewer: Actor, flt: TrailFilter, *, whole: bool = False) -> Select[AuditEvent]:
+    query = visible_events(viewer, whole=whole, kind=flt.entity_type)
     if flt.user:
         if flt.user.isdigit():
             query = query.where(col(AuditEvent.user_id) == int(flt.user))
         else:
             query = query.where(col(AuditEvent.user_name).ilike(f"%{flt.user}%"))
-    if flt.entity_type:
-        # A kind a blinded scope never names matches nothing: said at once, not found by reading
-        # every event of that kind (a lot's 250,000 at ten years) to reject each.
-        outside = viewer.is_blinded and flt.entity_type not in _kinds_named(viewer)
-        query = query.where(false() if outside else col(AuditEvent.entity_type) == flt.entity_type)
     if flt.entity_id:
         query = query.where(col(AuditEvent.entity_id) == flt.entity_id)
     if flt.action:
@@ -255,16 +267,10 @@ def _filtered(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
     return query
 
 
-def _kinds_named(viewer: Actor) -> frozenset[str]:
-    """The kinds of record a blinded viewer's scope can reach (trail_scope): its roles' records,
-    and the deviations about trial records when those are among them."""
-    named: frozenset[str] = frozenset().union(*(BLINDED_SCOPES.get(role, frozenset()) for role in viewer.roles))
-    return named | {"deviation"} if named & TRIAL_RECORDS else named
-
-
 def trail_query(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
-    """The viewer's filtered trail, oldest first, as a query (to stream, not to load)."""
-    return _filtered(viewer, flt).order_by(col(AuditEvent.seq))
+    """The viewer's filtered trail, oldest first, as a query (to stream, not to load): every event
+    read, so the planner may hash the reader's scope once (audit_scope._asked)."""
+    return _filtered(viewer, flt, whole=True).order_by(col(AuditEvent.seq))
 
 
 def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
@@ -308,17 +314,19 @@ def entity_types(session: Session, viewer: Actor) -> list[str]:
         "WITH RECURSIVE kinds(kind) AS (SELECT min(entity_type) FROM audit_event UNION ALL "
         "SELECT (SELECT min(entity_type) FROM audit_event WHERE entity_type > kind) FROM kinds WHERE kind IS NOT NULL) "
         "SELECT kind FROM kinds WHERE kind IS NOT NULL")))
-    if not viewer.is_blinded:
+    rules = kind_rules(viewer)
+    if rules is None:
         return kinds
-    # Only the kinds a blinded scope names can be in it (the rest would each be read to the end
-    # to find nothing), and those are asked in one statement.
-    candidates = [kind for kind in kinds if kind in _kinds_named(viewer)]
-    if not candidates:
-        return []
-    scope = trail_scope(viewer)
-    reached = union_all(*(select(literal(kind)).where(exists().where(col(AuditEvent.entity_type) == kind, scope))
-                          for kind in candidates))
-    found = set(session.scalars(reached))
+    # Only the kinds a blinded scope names can be in it (the rest would each be read to the end to
+    # find nothing); a kind it holds whole is in the trail already; the others are asked, each
+    # under its own rule, in one statement.
+    candidates = [kind for kind in kinds if kind in rules]
+    asked = {kind: rule for kind, rule in rules.items() if kind in candidates and rule is not None}
+    found = set(candidates) - set(asked)
+    if asked:
+        found |= set(session.scalars(union_all(*(
+            select(literal(kind)).where(exists().where(col(AuditEvent.entity_type) == kind, rule))
+            for kind, rule in asked.items()))))
     return [kind for kind in candidates if kind in found]
 
 
