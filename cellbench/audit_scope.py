@@ -2,7 +2,9 @@
 (page, CSV, API, a record's history), as SQL over the audit events. Re-exported by audit."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Protocol
 
 from sqlalchemy import (
@@ -85,7 +87,7 @@ BLINDED_SCOPES: dict[Role, frozenset[str]] = {Role.admin: USER_RECORDS, Role.mon
 
 # Each kind of record a blinded reader's trail holds, with the rule an event of that kind must meet
 # (None: every event of that kind).
-KindRules = dict[str, ColumnElement[bool] | None]
+KindRules = Mapping[str, ColumnElement[bool] | None]
 
 
 def kind_rules(viewer: Actor, *, whole: bool = False) -> KindRules | None:
@@ -93,13 +95,22 @@ def kind_rules(viewer: Actor, *, whole: bool = False) -> KindRules | None:
     about one kind (audit.entity_types, a filter by kind) is given its one rule, not the OR of all."""
     if not viewer.is_blinded:
         return None
-    records: frozenset[str] = frozenset().union(*(BLINDED_SCOPES.get(role, frozenset()) for role in viewer.roles))
-    rules: KindRules = dict.fromkeys(sorted(records))
-    if viewer.sites is not None and records & TRIAL_RECORDS:
-        rules.update(site_trial_rules(viewer, whole=whole))
+    return _kind_rules(viewer.roles, viewer.sites, viewer.studies, whole)
+
+
+# Built once per scope, not per request: a site role's rules are a tree of some 1,300 SQL elements,
+# 2 ms to build, and the same for every request of the same scope. Expressions are immutable, so
+# threads share them as they share the module's prebuilt statements (audit._LOCK_HEAD).
+@functools.lru_cache(maxsize=256)
+def _kind_rules(roles: frozenset[Role], sites: frozenset[int] | None, studies: frozenset[int] | None,
+                whole: bool) -> KindRules:
+    records: frozenset[str] = frozenset().union(*(BLINDED_SCOPES.get(role, frozenset()) for role in roles))
+    rules: dict[str, ColumnElement[bool] | None] = dict.fromkeys(sorted(records))
+    if sites is not None and records & TRIAL_RECORDS:
+        rules.update(_site_rules(sites, studies or frozenset(), whole))
     elif records & TRIAL_RECORDS:
         rules["deviation"] = _trial_deviation(whole)
-    return rules
+    return MappingProxyType(rules)
 
 
 def trail_scope(viewer: Actor, rules: KindRules | None = None, *, whole: bool = False) -> ColumnElement[bool]:
@@ -126,7 +137,7 @@ def site_trial_records(viewer: Actor, *, whole: bool = False) -> ColumnElement[b
     return _either(site_trial_rules(viewer, whole=whole))
 
 
-def site_trial_rules(viewer: Actor, *, whole: bool = False) -> dict[str, ColumnElement[bool]]:
+def site_trial_rules(viewer: Actor, *, whole: bool = False) -> Mapping[str, ColumnElement[bool]]:
     """The trial records of a site-role reader's sites and studies (users.scope's rules, as the
     audit trail's entity ids): its studies and sites; the participants and visits of its sites in
     its studies; its studies' kits at its sites or not at any site yet (the bench's stock, on their
@@ -137,7 +148,11 @@ def site_trial_rules(viewer: Actor, *, whole: bool = False) -> dict[str, ColumnE
     Each is asked of the one record an event names, by that record's unique key (an EXISTS per
     event read, not a list of every kit or participant of the reader's sites built per request):
     a page of the trail then costs the same at ten years as in the first month (_asked)."""
-    sites, studies = sorted(viewer.sites or ()), sorted(viewer.studies or ())
+    return _site_rules(viewer.sites or frozenset(), viewer.studies or frozenset(), whole)
+
+
+def _site_rules(site_ids: frozenset[int], study_ids: frozenset[int], whole: bool) -> Mapping[str, ColumnElement[bool]]:
+    sites, studies = sorted(site_ids), sorted(study_ids)
     entity = col(AuditEvent.entity_id)
     ours = and_(col(Participant.site_id).in_(sites), col(Participant.study_id).in_(studies))
     prefix = func.length(col(Study.code)) + 2  # where the screening number starts in "STUDY/SCR-..."
