@@ -15,11 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Select,
+    and_,
     exists,
     false,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -43,6 +46,7 @@ from .models import (
     AuditEvent,
     AuditHead,
     Role,
+    User,
     Visibility,
     utc_text,
 )
@@ -249,13 +253,14 @@ def visible_events(viewer: Actor, *, whole: bool = False, kind: str | None = Non
     return query
 
 
-def _filtered(viewer: Actor, flt: TrailFilter, *, whole: bool = False) -> Select[AuditEvent]:
+def _filtered(viewer: Actor, flt: TrailFilter, *, whole: bool = False,
+              session: Session | None = None) -> Select[AuditEvent]:
     query = visible_events(viewer, whole=whole, kind=flt.entity_type)
     if flt.user:
         if flt.user.isdigit():
             query = query.where(col(AuditEvent.user_id) == int(flt.user))
         else:
-            query = query.where(col(AuditEvent.user_name).ilike(f"%{flt.user}%"))
+            query = query.where(_by_name(flt.user, session))
     if flt.entity_id:
         query = query.where(col(AuditEvent.entity_id) == flt.entity_id)
     if flt.action:
@@ -267,6 +272,19 @@ def _filtered(viewer: Actor, flt: TrailFilter, *, whole: bool = False) -> Select
     return query
 
 
+def _by_name(name: str, session: Session | None) -> ColumnElement[bool]:
+    """Events whose printed name holds `name`, read along (user_id, seq) rather than by testing
+    every event's name (1.8 s at two million): a user's events carry the name the user was created
+    with (users.create_user; it never changes), so only the events of the users so named, and those
+    of no user (the command line, the system), can match. The name test itself still decides."""
+    pattern = f"%{name}%"
+    named = select(col(User.id)).where(col(User.full_name).ilike(pattern))
+    # Read first when a session is at hand: given the ids, PostgreSQL knows how many events they hold.
+    ids = list(session.scalars(named)) if session is not None else named
+    return and_(or_(col(AuditEvent.user_id).in_(ids), col(AuditEvent.user_id).is_(None)),
+                col(AuditEvent.user_name).ilike(pattern))
+
+
 def trail_query(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
     """The viewer's filtered trail, oldest first, as a query (to stream, not to load): every event
     read, so the planner may hash the reader's scope once (audit_scope._asked)."""
@@ -275,7 +293,8 @@ def trail_query(viewer: Actor, flt: TrailFilter) -> Select[AuditEvent]:
 
 def trail(session: Session, viewer: Actor, flt: TrailFilter, *, limit: int | None = 500,
           newest_first: bool = True) -> list[AuditEvent]:
-    query = _filtered(viewer, flt).order_by(col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq))
+    order = col(AuditEvent.seq).desc() if newest_first else col(AuditEvent.seq)
+    query = _filtered(viewer, flt, session=session).order_by(order)
     if limit and newest_first and flt.user and flt.user.isdigit() and flt == TrailFilter(user=flt.user) \
             and not viewer.is_blinded:
         # A user's newest events (every home page: "what I did lately"), picked on (user_id, seq)
@@ -297,7 +316,7 @@ TRAIL_ORDER = pagination.Order("audit trail", (col(AuditEvent.seq),), newest_fir
 
 def trail_page(session: Session, viewer: Actor, flt: TrailFilter, ask: pagination.Ask) -> pagination.Page[AuditEvent]:
     """One page of the viewer's trail, newest first."""
-    return pagination.page(session, _filtered(viewer, flt), TRAIL_ORDER, ask)
+    return pagination.page(session, _filtered(viewer, flt, session=session), TRAIL_ORDER, ask)
 
 
 def history(session: Session, viewer: Actor, entity_type: str, entity_id: str) -> list[AuditEvent]:

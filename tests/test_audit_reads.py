@@ -86,3 +86,19 @@ def test_the_monitors_kinds_are_those_of_her_sites_records_only(trial_world, db)
         assert "notification" not in kinds, "the only unblinding notified is the other site's"
         assert "lot" not in kinds and "user" not in kinds
         assert audit.trail(s, monitor, audit.TrailFilter(entity_type="notification"), limit=None) == []
+
+
+@pytest.mark.parametrize("reader", ["anna", "mette"])
+def test_a_trail_filtered_by_name_holds_every_visible_event_whose_printed_name_holds_it(trial_world, db, reader):
+    """Read along the named users' events (and those of no user), it is the name test over every event."""
+    _her_own_events(db, trial_world, "frida")
+    viewer = actor_of(db, reader)
+    with db.read() as s:
+        whole = audit.trail(s, viewer, audit.TrailFilter(), limit=None)
+        for name in ("frida", "Supply", "command line", "a", "nobody at all"):
+            named = [e for e in whole if name.lower() in e.user_name.lower()]
+            assert [e.seq for e in audit.trail(s, viewer, audit.TrailFilter(user=name), limit=None)] \
+                == [e.seq for e in named] == _whole_trail(s, viewer, user=name), name
+            kits = audit.trail(s, viewer, audit.TrailFilter(user=name, entity_type="kit"), limit=None)
+            assert [e.seq for e in kits] == [e.seq for e in named if e.entity_type == "kit"], name
+        assert [e for e in whole if "Frida" in e.user_name], "her events are in both readers' trails"
