@@ -62,7 +62,9 @@ class RecordOut(BaseModel):
 
 
 class NotificationOut(BaseModel):
-    id: int
+    id: int | None = Field(description="The message's number; null for a caller who reads the blinded messages only: "
+                                       "numbers count every message, and their gaps would tell when one she may not "
+                                       "see was sent")
     kind: str
     to_address: str
     subject: str
@@ -114,7 +116,7 @@ def list_unblindings(study: str | None = None, participant: str | None = None, a
 
 
 def _note(n: Notification, full: bool) -> NotificationOut:
-    return NotificationOut(id=n.id, kind=n.kind, to_address=n.to_address, subject=n.subject,
+    return NotificationOut(id=n.id if full else None, kind=n.kind, to_address=n.to_address, subject=n.subject,
                            body=n.body if full else None, created_at=n.created_at, sent_at=n.sent_at, state=n.state,
                            audience=n.audience, attempts=n.attempts, last_error=n.last_error)
 

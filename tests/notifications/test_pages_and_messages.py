@@ -62,6 +62,25 @@ def test_an_emergency_unblinding_tells_the_sponsor_the_arm_and_the_site_only_tha
     assert as_("sara").get("/outbox", follow_redirects=False).headers["location"] == "/notifications"
 
 
+def test_a_reader_of_the_blinded_messages_sees_no_message_numbers_whose_gaps_would_date_the_others(db, trial_world,
+                                                                                                   as_):
+    give_emails(db)
+    participant = trial_world.participant("active")
+    enrol(db, participant, "S-001")
+    unblind(as_, participant)  # a message to the sponsor (unblinded) and one to the site (blinded)
+    blinded, full = of_participant(db, participant)
+    for name in ("mette", "ida"):
+        page = as_(name).get("/notifications").text
+        assert "Emergency unblinding" in page and "<th>#</th>" not in page
+        assert f'<td class="num">{blinded.id}</td>' not in page and f'<td class="num">{full.id}</td>' not in page
+    listed = as_("ida").get("/api/v1/outbox", params={"state": "all"}).json()["messages"]
+    assert listed and all(m["id"] is None for m in listed), "the investigator's API list carries no numbers either"
+    sara = as_("sara").get("/notifications").text
+    assert f'<td class="num">{full.id}</td>' in sara and f'<td class="num">{blinded.id}</td>' in sara
+    assert {m["id"] for m in as_("sara").get("/api/v1/outbox", params={"state": "all"}).json()["messages"]} >= {
+        blinded.id, full.id}
+
+
 def test_the_demo_way_delivered_messages_show_as_sent(db, trial_world, as_, tmp_path):
     give_emails(db)
     a = trial_world.participant("active")
