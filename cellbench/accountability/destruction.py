@@ -88,14 +88,18 @@ def allowed_actions(session: Session, d: Destruction, actor: Actor) -> list[str]
     return MACHINE.allowed(d, actor.roles, session, actor, guarded=True)
 
 
-def destroyable_kits(session: Session, study: Study, site: Site | None) -> list[Kit]:
-    """Kits at the place that may be destroyed and are in no open authorisation."""
+def destroyable_kits(session: Session, study: Study, site: Site | None,
+                     blinded_lot: BlindedLot | None = None) -> list[Kit]:
+    """Kits at the place that may be destroyed and are in no open authorisation (of one blinded lot:
+    its row's page, which would otherwise read the whole place's and keep a few)."""
     open_ids = (select(col(DestructionKit.kit_id))
                 .join(Destruction, col(Destruction.id) == col(DestructionKit.destruction_id))
                 .where(col(Destruction.state) == DestructionState.authorised.value))
-    return list(session.scalars(select(Kit).where(col(Kit.study_id) == study.id, place_filter(Kit, site),
-                                                  col(Kit.state).in_([s.value for s in DESTROYABLE]),
-                                                  col(Kit.id).not_in(open_ids)).order_by(col(Kit.number))))
+    query = select(Kit).where(col(Kit.study_id) == study.id, place_filter(Kit, site),
+                              col(Kit.state).in_([s.value for s in DESTROYABLE]), col(Kit.id).not_in(open_ids))
+    if blinded_lot is not None:
+        query = query.where(col(Kit.blinded_lot_id) == blinded_lot.id)
+    return list(session.scalars(query.order_by(col(Kit.number))))
 
 
 def _last_change(session: Session, kit_list: list[Kit]) -> datetime | None:

@@ -73,7 +73,9 @@ class CustodyEvent(SQLModel, table=True):
     """A hand-over or move of a kit: from, to, who, when, condition. The kit's chain reads these."""
 
     __tablename__ = "custody_event"
-    __table_args__ = (Index("ix_custody_kit", "kit_id", "id"),)
+    # by kit: a kit's chain; by person and action: the scan station's and returns page's own latest
+    # (custody.recent), which otherwise walk every event backwards to find a person's eight
+    __table_args__ = (Index("ix_custody_kit", "kit_id", "id"), Index("ix_custody_by_user", "by_user", "action", "id"))
 
     id: int | None = Field(default=None, primary_key=True)
     kit_id: int = Field(foreign_key="kit.id")

@@ -108,7 +108,7 @@ def _row_page(request: Request, session: Session, viewer: Viewer, study_code: st
     sigs = {s.id: s for s in session.scalars(select(Signature).where(
         col(Signature.id).in_([r.signature_id for r in history if r.signature_id])))}
     names = dict(session.execute(select(col(User.id), col(User.full_name))).all())
-    destroyable = [k for k in destruction.destroyable_kits(session, study, site) if k.blinded_lot_id == blinded.id]
+    destroyable = destruction.destroyable_kits(session, study, site, blinded)
     return render(request, "accountability/row.html", status_code=error.status if error else 200, study=study,
                   row=row, history=history, sigs=sigs, names=names, categories=accountability.CATEGORIES,
                   destroyable=[kits.view(session, k) for k in destroyable], error=error, form=form or {},
