@@ -24,7 +24,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import sessionmaker
@@ -222,6 +223,12 @@ class Database:
 
     def sqlite_path(self) -> str | None:
         return self.engine.url.database if self.is_sqlite else None
+
+
+def upsert(session: Session, table: Table) -> Any:
+    """The engine's own INSERT for `table`, the one that takes .on_conflict_do_update (the running
+    counters add to a row or start it in one statement on both engines)."""
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def ping(db: Database) -> None:

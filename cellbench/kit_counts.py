@@ -17,11 +17,10 @@ from collections import Counter
 from collections.abc import Iterable
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from . import place_counts, storage_counts
+from . import db, place_counts, storage_counts
 from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
@@ -52,7 +51,7 @@ def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> N
     changed = sorted((key, n) for key, n in delta.items() if n)
     if not changed:
         return
-    upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_COUNT)
+    upsert = db.upsert(session, _COUNT)
     for key, n in changed:
         statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": n})
         session.execute(statement.on_conflict_do_update(index_elements=list(_KEY),

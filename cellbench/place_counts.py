@@ -24,9 +24,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from . import db
 from .kit_categories import category_of
 from .models import PlaceCount
 
@@ -66,7 +66,7 @@ def apply(session: Session, changed: Iterable[tuple[tuple[int, int, int, str], i
     moved = sorted((key, kits, print_) for key, (kits, print_) in tally(changed).items() if kits or print_)
     if not moved:
         return
-    upsert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(_COUNT)
+    upsert = db.upsert(session, _COUNT)
     for key, kits, print_ in moved:
         statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": kits, "fingerprint": print_})
         session.execute(statement.on_conflict_do_update(index_elements=list(_KEY), set_={

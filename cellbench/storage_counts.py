@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Iterable
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from . import db
 from .models import Kit, StorageCount, StorageLocation
 
 _COUNT: Table = StorageCount.metadata.tables["storage_count"]
@@ -43,9 +43,8 @@ def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> N
             delta.update([after] if after else [])
             delta.subtract([before] if before else [])
     changed = sorted((key, n) for key, n in delta.items() if n)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for (location_id, state), n in changed:
-        statement = insert(_COUNT).values(storage_location_id=location_id, state=state, kits=n)
+        statement = db.upsert(session, _COUNT).values(storage_location_id=location_id, state=state, kits=n)
         session.execute(statement.on_conflict_do_update(index_elements=["storage_location_id", "state"],
                                                         set_={"kits": _COUNT.c.kits + statement.excluded.kits}))
 
