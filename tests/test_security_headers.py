@@ -163,6 +163,17 @@ def test_the_api_reference_is_a_page_of_the_package_behind_sign_in(app, as_, ano
     assert "swagger" not in page.text.lower() and "cdn" not in page.text.lower()
 
 
+def test_the_api_reference_is_rendered_once_and_the_same_for_every_reader(app, as_):
+    # The reference is the app's OpenAPI document, fixed when the app is built: rendered once per
+    # app, it is the same under the page of a blinded and of an unblinded reader.
+    def reference(name: str) -> str:
+        text = as_(name).get("/api/docs").text
+        return text[text.index("<h1>API reference"):text.rindex("</section>")]
+
+    assert reference("olivia") == reference("frida") == reference("olivia")
+    assert app.state.api_reference_body.startswith("<h1>API reference")
+
+
 def test_swagger_ui_and_its_oauth_redirect_are_gone(as_):
     assert as_("olivia").get("/docs/oauth2-redirect").status_code == 404
 

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 
 from ..deps import Viewer, current_viewer
 from ..templating import render
@@ -113,8 +114,21 @@ def schemas(spec: dict[str, Any]) -> list[Schema]:
     return found
 
 
+def reference_body(app: FastAPI) -> Markup:
+    """The reference as HTML, rendered once per app: it is the app's OpenAPI document, fixed when
+    the app is built and the same for every reader, and rendering its 150 operations and schemas
+    took some 20 ms of every request (and most of the garbage that set off full collections)."""
+    body = getattr(app.state, "api_reference_body", None)
+    if body is None:
+        spec = app.openapi()
+        html = app.state.templates.get_template("api/reference_body.html").render(
+            info=spec.get("info", {}), operations=list(operations(spec)), schemas=schemas(spec),
+            openapi_url=app.openapi_url)
+        body = Markup(html)  # noqa: S704 - rendered by the autoescaping environment: every value in it is escaped
+        app.state.api_reference_body = body
+    return body
+
+
 @router.get("/api/docs")
 def api_reference(request: Request, viewer: Viewer = Depends(current_viewer)) -> Response:
-    spec = request.app.openapi()
-    return render(request, "api/reference.html", info=spec.get("info", {}), operations=list(operations(spec)),
-                  schemas=schemas(spec), openapi_url=request.app.openapi_url)
+    return render(request, "api/reference.html", body=reference_body(request.app))
