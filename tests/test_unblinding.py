@@ -3,6 +3,7 @@ reason; signed, audited, and told to the sponsor. Everyone else reads who, when 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 import pytest
 from sqlalchemy import select
@@ -369,6 +370,41 @@ def test_a_second_unblinding_that_evens_a_block_out_reveals_nothing_more_and_say
     assert (f"Block-mates {left}: the arms known in their block are in its allocation ratio, so nothing follows "
             "for them.") in \
         response["notes"]
+
+
+def test_a_blocks_counts_equal_a_recount_of_its_lines_and_the_unblinded_participants(db, trial_world, as_):
+    """The block is counted from its own lines and its known lines from the study's unblinded
+    participants (two indexed reads): the same figures as a plain recount over every line of the
+    list, with an unblinding in another block and an own line not yet unblinded counted right."""
+    from cellbench import sealed, studies
+
+    blocks = sealed_blocks(db, 6, blocks=2)
+    block, other = blocks
+    for n, (number, _arm) in enumerate(block + other):
+        enrol(db, number, f"S-6{n:02d}")
+    x = block[0][0]
+    unblinded = [block[0][0], block[2][0], block[3][0], other[0][0]]
+    for number in unblinded:
+        assert _api(as_("ida"), number).status_code == 201
+    with db.write() as s:
+        study = studies.by_code(s, STUDY)
+        sara = actor_of(db, "sara")
+        for own, own_arm in (block[0], block[1]):  # block[1]: its own line is not unblinded
+            mates = sealed.block_mates(s, sara, study, own)
+            assert mates is not None
+            line_is_known = {number: number == own or number in unblinded for number, _arm in block}
+            known = [number for number, _arm in block if line_is_known[number]]
+            same = [number for number, arm in block if arm == own_arm]
+            assert mates.block_size == len(block) == 6
+            assert mates.known_count == len(known) - 1
+            assert mates.open_count == len(block) - len(known)
+            assert mates.same_before == Fraction(len(same), len(block))
+            open_same = [n for n in same if not line_is_known[n]]
+            assert mates.same_now == Fraction(len(open_same), mates.open_count)
+            assert mates.known == sorted(n for n in known if n != own)
+            assert mates.lines == sorted(n for n, _arm in block if not line_is_known[n])
+    for who in ("ida", "mette", "frida", "adam"):  # blinded: the impact of the block is not theirs to read
+        assert as_(who).get(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 403
 
 
 def test_the_blinded_investigator_never_sees_the_impact_list(db, trial_world, as_):
