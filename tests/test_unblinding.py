@@ -473,3 +473,32 @@ def test_the_impact_readers_are_named_once_for_the_blinded_facing_page():
 
     assert set(page.IMPACT_READERS) == set(unblinding_impact.READERS)
     assert unblinding_impact.CHANNELS[-1].__name__ == "assignment_order"
+
+
+def test_the_impacts_waiting_to_be_sent_are_the_latest_unblindings_a_recount_of_sent_ones_leaves(db, trial_world, as_):
+    """The queue asks after the sent impacts of the unblindings it lists only: the same as a plain
+    recount over every unblinding and every sent impact. A second unblinding of a participant
+    whose first impact was sent waits again; the blinded never see the queue."""
+    from cellbench.models import Unblinding
+
+    (x, _), (y, _) = sealed_blocks(db, 2)[0]
+    enrol(db, x, "S-701")
+    enrol(db, y, "S-702")
+    ida, anna = as_("ida"), as_("anna")
+    assert _api(ida, x).status_code == 201 and _api(ida, y).status_code == 201
+    assert anna.post(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 201
+    assert _api(ida, x, reason="SAE: again").status_code == 201
+
+    with db.read() as s:
+        waiting = unblinding_impact.awaiting(s)
+        sent = {int(e) for e in s.scalars(select(AuditEvent.entity_id).where(
+            AuditEvent.action == unblinding_impact.SENT, AuditEvent.entity_type == "unblinding"))}
+        latest: dict[int, int] = {}
+        for row in s.scalars(select(Unblinding).order_by(Unblinding.at, Unblinding.id)):
+            latest[row.participant_id] = row.id
+        recount = sorted(i for i in latest.values() if i not in sent)
+    assert sorted(r.id for r in waiting) == recount and len(recount) == 2
+    assert {r.participant for r in waiting} == {x, y}
+    assert "emergency unblindings: their impact is not yet sent to the sponsor" in anna.get("/").text
+    for who in ("ida", "mette", "frida", "adam"):
+        assert "impact is not yet sent" not in as_(who).get("/").text, who
