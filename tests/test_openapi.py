@@ -69,3 +69,18 @@ def test_a_405_names_the_methods_the_path_takes(app, db, people):
     assert response.json()["error"] == "That action is not available here."
     # A path of two routes (list and create): both methods, not only the first route's.
     assert anna.put("/api/v1/shipments").headers["allow"] == "GET, POST"
+
+
+def test_the_document_is_served_as_fastapi_would_serialise_it_and_only_to_someone_signed_in(app, db, people, as_):
+    """Its bytes are made once per app, not per request: the same bytes FastAPI's own route sent,
+    every time, with the same media type; before signing in, nothing."""
+    from fastapi.responses import JSONResponse
+
+    expected = JSONResponse(app.openapi()).body
+    client = as_("anna")
+    first, second = client.get("/api/v1/openapi.json"), client.get("/api/v1/openapi.json")
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content == expected
+    assert first.headers["content-type"] == "application/json"
+    assert api_client(app, db, "sara").get("/api/v1/openapi.json").content == expected
+    assert Client(app).get("/api/v1/openapi.json", follow_redirects=False).status_code in (303, 401)

@@ -3,6 +3,7 @@ reason; signed, audited, and told to the sponsor. Everyone else reads who, when 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 import pytest
 from sqlalchemy import select
@@ -371,6 +372,41 @@ def test_a_second_unblinding_that_evens_a_block_out_reveals_nothing_more_and_say
         response["notes"]
 
 
+def test_a_blocks_counts_equal_a_recount_of_its_lines_and_the_unblinded_participants(db, trial_world, as_):
+    """The block is counted from its own lines and its known lines from the study's unblinded
+    participants (two indexed reads): the same figures as a plain recount over every line of the
+    list, with an unblinding in another block and an own line not yet unblinded counted right."""
+    from cellbench import sealed, studies
+
+    blocks = sealed_blocks(db, 6, blocks=2)
+    block, other = blocks
+    for n, (number, _arm) in enumerate(block + other):
+        enrol(db, number, f"S-6{n:02d}")
+    x = block[0][0]
+    unblinded = [block[0][0], block[2][0], block[3][0], other[0][0]]
+    for number in unblinded:
+        assert _api(as_("ida"), number).status_code == 201
+    with db.write() as s:
+        study = studies.by_code(s, STUDY)
+        sara = actor_of(db, "sara")
+        for own, own_arm in (block[0], block[1]):  # block[1]: its own line is not unblinded
+            mates = sealed.block_mates(s, sara, study, own)
+            assert mates is not None
+            line_is_known = {number: number == own or number in unblinded for number, _arm in block}
+            known = [number for number, _arm in block if line_is_known[number]]
+            same = [number for number, arm in block if arm == own_arm]
+            assert mates.block_size == len(block) == 6
+            assert mates.known_count == len(known) - 1
+            assert mates.open_count == len(block) - len(known)
+            assert mates.same_before == Fraction(len(same), len(block))
+            open_same = [n for n in same if not line_is_known[n]]
+            assert mates.same_now == Fraction(len(open_same), mates.open_count)
+            assert mates.known == sorted(n for n in known if n != own)
+            assert mates.lines == sorted(n for n, _arm in block if not line_is_known[n])
+    for who in ("ida", "mette", "frida", "adam"):  # blinded: the impact of the block is not theirs to read
+        assert as_(who).get(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 403
+
+
 def test_the_blinded_investigator_never_sees_the_impact_list(db, trial_world, as_):
     (x, _), (mate, _) = sealed_blocks(db, 2)[0]
     enrol(db, x, "S-401")
@@ -437,3 +473,32 @@ def test_the_impact_readers_are_named_once_for_the_blinded_facing_page():
 
     assert set(page.IMPACT_READERS) == set(unblinding_impact.READERS)
     assert unblinding_impact.CHANNELS[-1].__name__ == "assignment_order"
+
+
+def test_the_impacts_waiting_to_be_sent_are_the_latest_unblindings_a_recount_of_sent_ones_leaves(db, trial_world, as_):
+    """The queue asks after the sent impacts of the unblindings it lists only: the same as a plain
+    recount over every unblinding and every sent impact. A second unblinding of a participant
+    whose first impact was sent waits again; the blinded never see the queue."""
+    from cellbench.models import Unblinding
+
+    (x, _), (y, _) = sealed_blocks(db, 2)[0]
+    enrol(db, x, "S-701")
+    enrol(db, y, "S-702")
+    ida, anna = as_("ida"), as_("anna")
+    assert _api(ida, x).status_code == 201 and _api(ida, y).status_code == 201
+    assert anna.post(f"/api/v1/unblindings/{STUDY}/{x}/impact").status_code == 201
+    assert _api(ida, x, reason="SAE: again").status_code == 201
+
+    with db.read() as s:
+        waiting = unblinding_impact.awaiting(s)
+        sent = {int(e) for e in s.scalars(select(AuditEvent.entity_id).where(
+            AuditEvent.action == unblinding_impact.SENT, AuditEvent.entity_type == "unblinding"))}
+        latest: dict[int, int] = {}
+        for row in s.scalars(select(Unblinding).order_by(Unblinding.at, Unblinding.id)):
+            latest[row.participant_id] = row.id
+        recount = sorted(i for i in latest.values() if i not in sent)
+    assert sorted(r.id for r in waiting) == recount and len(recount) == 2
+    assert {r.participant for r in waiting} == {x, y}
+    assert "emergency unblindings: their impact is not yet sent to the sponsor" in anna.get("/").text
+    for who in ("ida", "mette", "frida", "adam"):
+        assert "impact is not yet sent" not in as_(who).get("/").text, who

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from .. import kits, lots, sealed, users
+from .. import kits, lots, pagination, sealed, users
 from ..audit import Actor
 from ..models import BlindedLot, Lot, Role, Site, SpecVersion, Study, Vial
 from . import site as accountability
@@ -78,9 +78,15 @@ def lot_by_number(session: Session, number: str | None) -> Lot:
     return lots.by_number(session, (number or "").strip().upper())
 
 
-def lots_with_units(session: Session) -> list[tuple[Lot, str]]:
-    """Lots with units, newest first, and their product kind: the index of the page."""
-    return list(session.execute(select(Lot, col(SpecVersion.kind))
-                                .join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
-                                .where(col(Lot.id).in_(select(col(Vial.lot_id))))
-                                .order_by(col(Lot.id).desc()).limit(200)).all())
+# Newest lot first (by id). Unblinded readers only: the order is the lots', not the kits'.
+LOT_ORDER = pagination.Order("lots with units", (col(Lot.id),), newest_first=True)
+
+
+def lots_with_units(session: Session, ask: pagination.Ask) -> pagination.Page[tuple[Lot, str]]:
+    """A page of the lots with units, newest first, and their product kind: the index of the page.
+    Each lot is asked whether it has a vial (one index probe), so a page reads its own lots only,
+    not every vial of ten years (`lot.id IN (SELECT vial.lot_id ...)` listed them all first)."""
+    has_units = select(col(Vial.id)).where(col(Vial.lot_id) == col(Lot.id)).exists()
+    query = (select(Lot, col(SpecVersion.kind)).join(SpecVersion, col(SpecVersion.id) == col(Lot.spec_version_id))
+             .where(has_units))
+    return pagination.page(session, query, LOT_ORDER, ask, key=lambda row: (row[0].id,))

@@ -14,8 +14,10 @@ class Participant(SQLModel, table=True):
     """A trial participant by number only. The arm is in the sealed compartment, by number."""
 
     __tablename__ = "participant"
+    # the unblinded participants of a study, few whatever its size (sealed.block_mates reads them)
     __table_args__ = (UniqueConstraint("study_id", "screening_number"),
-                      UniqueConstraint("study_id", "randomisation_number"))
+                      UniqueConstraint("study_id", "randomisation_number"),
+                      Index("ix_participant_unblinded", "study_id", "unblinded_at", "randomisation_number"))
 
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = Field(foreign_key="study.id", index=True)

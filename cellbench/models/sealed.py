@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -54,7 +54,9 @@ class SealedAllocation(SQLModel, table=True):
     """One line of a randomisation list."""
 
     __tablename__ = "sealed_allocation"
-    __table_args__ = (UniqueConstraint("list_id", "participant_number"), UniqueConstraint("list_id", "position"))
+    # a block is counted and paged from its own lines (sealed.block_mates), not the whole list's
+    __table_args__ = (UniqueConstraint("list_id", "participant_number"), UniqueConstraint("list_id", "position"),
+                      Index("ix_sealed_allocation_block", "list_id", "block", "participant_number", "arm"))
 
     id: int | None = Field(default=None, primary_key=True)
     list_id: int = Field(foreign_key="sealed_list.id", index=True)

@@ -82,15 +82,22 @@ def block_mates(session: Session, actor: Actor, study: Study, randomisation_numb
     unblinded_line = and_(col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None),
                           col(Participant.randomisation_number) == col(SealedAllocation.participant_number))
     is_own = col(SealedAllocation.participant_number) == randomisation_number
+    unblinded_numbers = select(col(Participant.randomisation_number)).where(
+        col(Participant.study_id) == study.id, col(Participant.unblinded_at).is_not(None))
     is_known = or_(is_own, select(col(Participant.id)).where(unblinded_line).exists())
-    # the block counted in one pass (one look-up of each line's participant): its lines, those of
-    # this arm, those known, those known of this arm
-    known_line = or_(is_own, col(Participant.id).is_not(None))
     is_same = col(SealedAllocation.arm) == own
-    size, same_total, known_count, known_same = session.execute(
-        select(func.count(), *(func.coalesce(func.sum(case((when, 1), else_=0)), 0)
-                               for when in (is_same, known_line, and_(known_line, is_same))))
-        .select_from(SealedAllocation).outerjoin(Participant, unblinded_line).where(*in_block)).one()
+    # The block counted from its own lines (ix_sealed_allocation_block), and the lines known from
+    # the study's unblinded participants (ix_participant_unblinded): not every line of the list
+    # each joined to its participant, which read the whole list (thousands of lines) for a block of 2 to 8.
+    size, same_total = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((is_same, 1), else_=0)), 0))
+        .where(*in_block)).one()
+    unblinded, unblinded_same, own_unblinded = session.execute(
+        select(func.count(), *(func.coalesce(func.sum(case((when, 1), else_=0)), 0) for when in (is_same, is_own)))
+        .where(*in_block, col(SealedAllocation.participant_number).in_(unblinded_numbers))).one()
+    # this participant's own line is known (its arm is the one revealed) whether or not it is unblinded yet
+    known_count = unblinded + (0 if own_unblinded else 1)
+    known_same = unblinded_same + (0 if own_unblinded else 1)
     known = list(session.scalars(select(col(SealedAllocation.participant_number))
                                  .where(*in_block, ~is_own, is_known)
                                  .order_by(col(SealedAllocation.participant_number)).limit(KNOWN_NAMED)))

@@ -222,7 +222,10 @@ def _render(session: Session, walk: _Walk, query: str, found: str) -> Trace:
                  for v in vials]
     sites = {s.id: s for s in session.scalars(select(Site))}
     study_codes = dict(session.execute(select(col(Study.id), col(Study.code))).all())
-    blinded = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))).all())
+    # the blinded lots of these kits only: reading every one (thousands after some years) made the
+    # trace grow with the years whatever it found
+    blinded = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code)).where(
+        col(BlindedLot.id).in_({k.blinded_lot_id for k in kit_rows.values() if k.blinded_lot_id is not None}))).all())
     visits = session.execute(select(Visit, Participant)
                              .join(Participant, col(Participant.id) == col(Visit.participant_id))
                              .where(col(Visit.kit_id).in_(walk.kits))

@@ -55,10 +55,16 @@ def sent(session: Session, unblinding_ids: list[int]) -> list[AuditEvent]:
 
 
 def awaiting(session: Session) -> list[unblinding.Record]:
-    """Participants whose latest unblinding's impact has not been sent to the sponsor yet."""
-    done = {int(i) for i in session.scalars(select(col(AuditEvent.entity_id)).where(
-        col(AuditEvent.action) == SENT, col(AuditEvent.entity_type) == "unblinding")) if i.isdigit()}
+    """Participants whose latest unblinding's impact has not been sent to the sponsor yet. Asks
+    after the sent impacts of those unblindings only (on the audit trail's entity index), not every
+    impact ever sent."""
     latest: dict[tuple[str, str], unblinding.Record] = {}
     for record in unblinding.records(session):  # newest first
         latest.setdefault((record.study, record.participant), record)
-    return [r for r in latest.values() if r.id not in done]
+    if not latest:
+        return []
+    ids = [str(r.id) for r in latest.values()]
+    done = set(session.scalars(select(col(AuditEvent.entity_id)).where(
+        col(AuditEvent.entity_type) == "unblinding", col(AuditEvent.entity_id).in_(ids),
+        col(AuditEvent.action) == SENT)))
+    return [r for r in latest.values() if str(r.id) not in done]

@@ -14,6 +14,7 @@ from ..accountability import by_lot as lot_accountability
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..templating import render
+from . import paging
 
 router = APIRouter(include_in_schema=False)
 readers = require(*lot_accountability.READERS)
@@ -24,7 +25,9 @@ def lot_index(request: Request, viewer: Viewer = Depends(readers), session: Sess
     wanted = (request.query_params.get("lot") or "").strip()
     if wanted:
         return RedirectResponse(f"/accountability/lots/{quote(wanted.upper(), safe='')}", status_code=303)
-    return render(request, "accountability/lots.html", lots=lot_accountability.lots_with_units(session))
+    found = lot_accountability.lots_with_units(session, paging.ask(request))
+    return render(request, "accountability/lots.html", lots=found.rows,
+                  pager=paging.pager("/accountability/lots", {}, found))
 
 
 @router.get("/accountability/lots/{number}")

@@ -320,3 +320,29 @@ def test_counts_and_destructions_are_listed_a_page_at_a_time_newest_first_and_de
     rest = frida.get(f"/api/v1/destructions?limit=1&after={listed['next']}").json()
     assert [d["number"] for d in rest["destructions"]] == [older] and rest["next"] is None
     assert frida.get("/api/v1/destructions?after=not-a-cursor").json()["field"] == "after"
+
+
+def test_the_lots_with_units_index_pages_through_exactly_the_lots_a_recount_of_vials_finds(db, app, site_stock, as_):
+    """Newest first, a page at a time (keyset), each lot once: the lots that have a vial, as a
+    plain recount from the vial rows names them; blinded roles do not reach the index."""
+    from cellbench.accountability import by_lot
+    from cellbench.models import Lot, Vial
+    from cellbench.pagination import Ask
+
+    with db.read() as s:
+        recount = [number for (number,) in s.execute(select(Lot.number).where(Lot.id.in_(
+            select(Vial.lot_id).distinct())).order_by(Lot.id.desc()))]
+        paged, after = [], None
+        while True:
+            found = by_lot.lots_with_units(s, Ask(after=after, secret=app.state.settings.secret_key, size=1))
+            paged += [lot.number for lot, _kind in found.rows]
+            if not found.next:
+                break
+            after = found.next
+    assert len(recount) >= 2 and paged == recount, (paged, recount)
+    page = as_("sara").get("/accountability/lots")
+    assert page.status_code == 200
+    assert re.findall(r'href="/accountability/lots/([^"]+)"', page.text) == recount
+    for who in ("mette", "frida", "ida"):
+        assert as_(who).get("/accountability/lots").status_code == 403
+

@@ -421,7 +421,7 @@ def test_a_study_file_that_does_not_load_is_bad_input_naming_the_file_and_key(as
     assert refused.value.message.startswith(f"Study definition studies/{STUDY}.toml: study.target_enrolment: ")
     assert str(tmp_path) not in refused.value.message, "the server's folders are not shown"
 
-    monkeypatch.setattr(studies, "specs_root", lambda: tmp_path)
+    monkeypatch.setattr(studies.loading, "specs_root", lambda: tmp_path)
     page = as_("sara").submit("/supply/studies/load")
     assert page.status_code == 422, page.status_code
     assert f"studies/{STUDY}.toml: study.target_enrolment" in page.text

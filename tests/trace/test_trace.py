@@ -59,6 +59,20 @@ def test_from_the_donor_down_to_every_recipient(db, trial, as_):
     assert [v["dose"] for v in kitted] == ["left submandibular gland", "right submandibular gland"]
 
 
+def test_each_kit_of_the_trace_names_its_own_blinded_lot_as_the_kit_rows_say(db, trial, as_):
+    """The trace reads the blinded lots of its kits only (not every one of ten years): each kit
+    still names its own, as a recount from the kit and blinded lot rows gives it."""
+    from cellbench.models import BlindedLot
+
+    t = _trace(as_("sara"), DONOR)
+    with db.read() as s:
+        numbers = [k["number"] for k in t["kits"]]
+        recount = dict(s.execute(select(Kit.number, BlindedLot.code)
+                                 .join(BlindedLot, BlindedLot.id == Kit.blinded_lot_id)
+                                 .where(Kit.number.in_(numbers))).all())
+    assert t["kits"] and {k["number"]: k["blinded_lot"] for k in t["kits"]} == recount
+
+
 def test_from_a_recipient_back_to_the_donor(db, trial, as_):
     t = _trace(as_("anna"), trial.a)
     assert [k["number"] for k in t["kits"]] == [trial.ka]
