@@ -3,6 +3,7 @@
 due, kits to dispense and to prepare, preparations whose clock is running)."""
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -17,6 +18,7 @@ from ..clock import utcnow
 from ..custody import fetch
 from ..errors import NotFound
 from ..models import Administration, BlindedLot, Kit, Participant, Site, Study, User, Visit
+from . import counts
 from .lifecycle import FINAL, OPEN, Action, VisitState, actions, study_locked, visit_label
 from .records import ReadAhead, VisitContext, gland_names, participant_number, replaced_kits
 
@@ -315,7 +317,9 @@ def passing_query(states: frozenset[VisitState], *, reader: Actor | None = None)
 
 
 def passing_count(session: Session, states: frozenset[VisitState], *, reader: Actor | None = None) -> int:
-    return session.scalar(select(func.count()).select_from(passing_query(states, reader=reader).subquery())) or 0
+    """How many visits are in these states: from the running counts (counts.py), a few rows
+    whatever the number of visits."""
+    return counts.count(session, states, reader=reader)
 
 
 def to_prepare(session: Session, *, reader: Actor | None = None, limit: int = SHOWN) -> list[Visit]:
@@ -329,8 +333,16 @@ RUNNING_ORDER = (col(Visit.use_by), col(Visit.participant_id), col(Visit.treatme
 
 
 def preparations_running(session: Session, *, reader: Actor | None = None, limit: int = SHOWN) -> list[Visit]:
-    """Preparations whose clock is running, soonest use-by first (past ones too, until closed)."""
-    return list(session.scalars(passing_query(RUNNING, reader=reader).order_by(*RUNNING_ORDER).limit(limit)))
+    """Preparations whose clock is running, soonest use-by first (past ones too, until closed).
+    Each running state's first `limit` along the (state, use-by, participant, treatment) index,
+    merged: one query over both states sorted every running visit to keep the first few."""
+    firsts = [session.scalars(passing_query(frozenset({state}), reader=reader).order_by(*RUNNING_ORDER).limit(limit))
+              for state in sorted(RUNNING)]
+    return list(heapq.merge(*firsts, key=_running_key))[:limit]
+
+
+def _running_key(visit: Visit) -> tuple[datetime, int, int]:
+    return cast(datetime, visit.use_by), visit.participant_id, visit.treatment
 
 
 def minutes_left(visit: Visit, now: datetime | None = None) -> int:
