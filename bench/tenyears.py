@@ -40,6 +40,7 @@ from sqlmodel import SQLModel
 
 from cellbench import audit, checkpoints, identifiers, kit_counts
 from cellbench.db import Database
+from cellbench.pharmacy import counts as pharmacy_counts
 
 TEMPLATE = {"lots": 16, "kits": 72, "visits": 23}  # what one demo holds (checked when built)
 FULL = {"lots": 500, "kits": 100_000, "visits": 20_000, "events": 2_000_000}
@@ -341,6 +342,7 @@ def grow(db: Database, scale: float, events: int | None = None) -> World:
     clone(db, world)
     with db.write() as s:
         kit_counts.refill(s)  # the copied kits' running counts (accountability reads them), from the rows
+        pharmacy_counts.refill(s)  # the copied visits' running counts (the site's work lines), from the rows
         # the copied lines join their lists: each list's arm counts (its pages read them) from the rows
         s.execute(text("DELETE FROM sealed_list_arm"))
         for lines in ("sealed_allocation", "sealed_kit_arm"):

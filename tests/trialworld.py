@@ -31,6 +31,7 @@ from cellbench.models import (
     Study,
     Visit,
 )
+from cellbench.pharmacy import counts as pharmacy_counts
 from cellbench.pharmacy.lifecycle import VisitState
 from cellbench.supply import lists
 
@@ -124,6 +125,7 @@ def administer(db: Database, participant_number: str, kit_number: str, treatment
                       state="administered", kit_id=kit.id)
         s.add(visit)
         s.flush()
+        pharmacy_counts.created(s, p, [VisitState.administered])  # kept as the visit moves keep them
         study = s.get(Study, p.study_id)
         shortcuts.visit_made(s, f"{study.code}/{p.screening_number}/T{treatment}", VisitState.administered)
         for dose in (1, 2):

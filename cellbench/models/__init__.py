@@ -93,6 +93,7 @@ from .pharmacy import (
     PreparationUnit,
     Unblinding,
     Visit,
+    VisitCount,
 )
 from .release import (
     LotDecision,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Index, String
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -18,6 +18,8 @@ class DeviationState(str, enum.Enum):
 
 class Deviation(SQLModel, table=True):
     __tablename__ = "deviation"
+    # QA's home lines: the deviations in one state, oldest first (web/deviations.py; 0036_homes)
+    __table_args__ = (Index("ix_deviation_state_id", "state", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)

@@ -49,8 +49,11 @@ class Visit(SQLModel, table=True):
 
     __tablename__ = "visit"
     # the visits due today and those in a passing state (pharmacy.due_query; migration 0030_site)
+    # the preparations running, soonest use-by first, read along an index (pharmacy.preparations_running;
+    # migration 0036_homes): sorting every running visit grew with the years
     __table_args__ = (UniqueConstraint("participant_id", "treatment"),
-                      Index("ix_visit_state_window_end", "state", "window_end"))
+                      Index("ix_visit_state_window_end", "state", "window_end"),
+                      Index("ix_visit_state_use_by", "state", "use_by", "participant_id", "treatment"))
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True)
@@ -64,6 +67,19 @@ class Visit(SQLModel, table=True):
     preparation_started_at: datetime | None = timestamp(nullable=True)
     use_by: datetime | None = timestamp(nullable=True)
     row_version: int = 1
+
+
+class VisitCount(SQLModel, table=True):
+    """How many visits of one study at one site are in one state, kept with every visit's move
+    (pharmacy/counts.py), so that the site's work lines count a few rows whatever the years hold.
+    Studies, sites and states are the same for both arms: no arm is in it."""
+
+    __tablename__ = "visit_count"
+
+    study_id: int = Field(foreign_key="study.id", primary_key=True)
+    site_id: int = Field(foreign_key="site.id", primary_key=True)
+    state: str = Field(max_length=16, primary_key=True)
+    visits: int = 0
 
 
 class Administration(SQLModel, table=True):

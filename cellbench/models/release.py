@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -14,6 +14,10 @@ class QcResult(SQLModel, table=True):
     original, and an invalidated original stays, with its reason and QA's signature."""
 
     __tablename__ = "qc_result"
+    # a waiting lot's valid tests, counted from the index alone (qc.awaiting_results_query), and the
+    # results nobody has reviewed yet, found without reading the reviewed ones (migration 0036_homes)
+    __table_args__ = (Index("ix_qc_result_lot_valid", "lot_id", "invalidated_at", "test_code"),
+                      Index("ix_qc_result_unreviewed", "review_signature_id", "invalidated_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     lot_id: int = Field(foreign_key="lot.id", index=True)

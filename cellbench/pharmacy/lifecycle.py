@@ -20,6 +20,7 @@ from ..audit import Actor
 from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import Role, Study, Visit
 from ..statemachine import Machine, Transition
+from . import counts
 from .records import VisitContext, touch
 
 ENROLLERS = (Role.investigator,)
@@ -174,6 +175,7 @@ def set_state(session: Session, actor: Actor, ctx: VisitContext, new: VisitState
     session.flush()
     audit.record(session, actor, "visit state changed", "visit", ctx.ref, field="state", old=VISIT_LABELS[old],
                  new=VISIT_LABELS[new], reason=reason)
+    counts.moved(session, ctx.participant, old, new)  # after the audit event: see counts.py
 
 
 def guards(session: Session, ctx: VisitContext, action: str, today: date | None = None) -> list[tuple[str, str]]:

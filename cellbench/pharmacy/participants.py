@@ -17,7 +17,7 @@ from ..clock import utcnow
 from ..custody import fetch, key, person
 from ..errors import Conflict, InvalidInput
 from ..models import Participant, Site, Study, StudySite, Visit
-from . import eligibility
+from . import counts, eligibility
 from .doors import randomisation_number
 from .lifecycle import ENROLLERS, RANDOMISERS, VisitState, require_study_open
 from .records import participant_ref
@@ -104,12 +104,14 @@ def randomise(session: Session, actor: Actor, participant: Participant, *, conse
     ref = participant_ref(study, participant)
     audit.record(session, actor, "participant randomised", "participant", ref, field="randomisation_number",
                  new=number)
-    for treatment, target, start, end in schedule(study, clock.today(site, now)):
+    planned = schedule(study, clock.today(site, now))
+    for treatment, target, start, end in planned:
         session.add(Visit(participant_id=key(participant), treatment=treatment, target_date=target, window_start=start,
                           window_end=end, state=VisitState.planned.value))
         session.flush()
         audit.record(session, actor, "visit planned", "visit", f"{ref}/T{treatment}", field="window",
                      new={"target": target, "from": start, "to": end})
+    counts.created(session, participant, [VisitState.planned] * len(planned))
     return participant
 
 

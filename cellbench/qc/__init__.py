@@ -75,11 +75,14 @@ from .results import (
     test_status,
 )
 from .review import (
+    AWAITING_ORDER,
     AWAITING_RESULTS,
+    awaiting_results_query,
     invalidate_result,
     lock_result,
     lots_awaiting_results,
     mark_reviewed,
+    missing_of,
     results_awaiting_review,
     review_refusal,
     review_result,

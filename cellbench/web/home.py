@@ -64,17 +64,19 @@ def line_for(waiting: Sequence[T], text: str, one: str, listing: str, exact: Cal
 
 
 def line_of(session: Session, query: Select, text: str, one: str, listing: str,
-            exact: Callable[[Any], str]) -> list[QueueItem]:
+            exact: Callable[[Any], str], count: Callable[[], int] | None = None) -> list[QueueItem]:
     """line_for, with the list left in the database: at most two rows are read (none, the one item,
-    or more than one), and only when more than one waits does the database count them. A home
-    page loads no backlog, however much has piled up."""
+    or more than one), and only when more than one waits does the database count them (or `count`,
+    a running count of the same rows, tells). A home page loads no backlog, however much has piled up."""
     first = list(session.scalars(query.limit(2)))
     if not first:
         return []
     if len(first) == 1:
         return [QueueItem(1, text, exact(first[0]), one=one)]
-    count = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    return [QueueItem(count, text, listing, one=one)]
+    if count is not None:
+        return [QueueItem(count(), text, listing, one=one)]
+    counted = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    return [QueueItem(counted, text, listing, one=one)]
 
 
 QueueSource = Callable[[Session, Viewer], list[QueueItem]]

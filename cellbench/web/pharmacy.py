@@ -21,6 +21,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Site
+from ..pagination import PAGE_SIZE
 from ..templating import render
 from . import paging
 
@@ -151,11 +152,21 @@ def randomise(request: Request, study: str, number: str, viewer: Viewer = Depend
 # --- dispensing ----------------------------------------------------------------------------------
 
 
+DISPENSING_SHOWN = PAGE_SIZE  # visits awaiting a kit, a page
+
+
 @router.get("/dispensing")
 def dispensing_list(request: Request, viewer: Viewer = Depends(require(*pharmacists)),
                     session: Session = Depends(read_session)):
-    views = pharmacy.views(session, viewer.actor, pharmacy.awaiting_dispensing(session, reader=viewer.actor))
-    return render(request, "pharmacy/dispensing.html", visits=views, visit_url=visit_url)
+    """A page of the day's visits awaiting a dispensed kit (soonest window end first, an order that
+    knows no arm) and how many there are in all: a busy day's whole list grew with the years."""
+    found = pharmacy.due_page(session, paging.ask(request, DISPENSING_SHOWN), pharmacy.AWAITING_DISPENSING,
+                              reader=viewer.actor)
+    views = pharmacy.views(session, viewer.actor, list(found.rows))
+    count = len(views) if found.first and not found.next else \
+        pharmacy.due_count(session, pharmacy.AWAITING_DISPENSING, reader=viewer.actor)
+    return render(request, "pharmacy/dispensing.html", visits=views, visit_url=visit_url, count=count,
+                  pager=paging.pager("/dispensing", {}, found))
 
 
 def _dispense_page(request: Request, session: Session, viewer: Viewer, study: str, number: str, treatment: str,

@@ -2,7 +2,8 @@
 visits awaiting a dispensed kit, the preparer's kits to thaw or prepare and the clocks running.
 
 Each line is a count and the first visit, read from the database by the same queries as the site
-pages (pharmacy.due_query, pharmacy.passing_query); no line depends on an arm. Kept apart from
+pages (pharmacy.due_query, pharmacy.passing_query), the counts of passing states from the running visit
+counts (pharmacy/counts.py); no line depends on an arm. Kept apart from
 web/pharmacy.py, whose pages they link to; the module name keeps the lines' place on the home page
 (web modules register their queues in name order).
 """
@@ -36,7 +37,8 @@ def _site_work(session: Session, viewer: Viewer) -> list[QueueItem]:
         # Preparation starts by scanning the kit at the preparation station: that page is the one place.
         waiting = pharmacy.passing_query(pharmacy.DISPENSED, reader=viewer.actor).order_by(*pharmacy.DUE_ORDER.columns)
         items += line_of(session, waiting, "dispensed kits to thaw or prepare", "dispensed kit to thaw or prepare",
-                         "/preparation", lambda _visit: "/preparation")
+                         "/preparation", lambda _visit: "/preparation",
+                         count=lambda: pharmacy.passing_count(session, pharmacy.DISPENSED, reader=viewer.actor))
         if running := pharmacy.preparations_running(session, reader=viewer.actor, limit=1):
             soonest = pharmacy.minutes_left(running[0])
             count = pharmacy.passing_count(session, pharmacy.RUNNING, reader=viewer.actor)

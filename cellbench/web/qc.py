@@ -7,9 +7,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
+from sqlalchemy import func, select
 from sqlmodel import Session
 
-from .. import deviations, donors, lots, qc
+from .. import deviations, donors, lots, pagination, qc
 from ..db import Database
 from ..deps import Viewer, form_by, form_data, form_text, form_texts, get_db, read_session, require
 from ..errors import DomainError
@@ -17,7 +18,9 @@ from ..models import Deviation, Lot
 from ..specifications import unit_text
 from ..specifications import versions as spec_versions
 from ..templating import render
-from .home import QueueItem, work_queue
+from .home import QueueItem, line_of, work_queue
+from .paging import ask
+from .paging import pager as paging_links
 
 router = APIRouter(include_in_schema=False)
 
@@ -158,32 +161,40 @@ def invalidate(request: Request, number: str, result_id: int, viewer: Viewer = D
     return _done(number, f"Result #{result_id} invalidated.", f"#test-{code}")
 
 
-def _waiting(session: Session, viewer: Viewer) -> tuple[list[tuple[Lot, int]], list[tuple[Lot, int]]]:
-    """(lots with results to enter, how many tests), (lots with a set this person may review, how many
-    results) — only what needs this viewer's action."""
-    to_enter = qc.lots_awaiting_results(session) if viewer.has(*qc.ANALYSTS) else []
-    to_review: list[tuple[Lot, int]] = []
-    if viewer.has(*qc.REVIEWERS):
-        to_review = [(lot, len(rows)) for lot, rows in qc.results_awaiting_review(session, viewer.user.id)]
-    return to_enter, to_review
+def _to_review(session: Session, viewer: Viewer) -> list[tuple[Lot, int]]:
+    """Lots with a set this person may review, and how many results: only what needs their action."""
+    if not viewer.has(*qc.REVIEWERS):
+        return []
+    return [(lot, len(rows)) for lot, rows in qc.results_awaiting_review(session, viewer.user.id)]
+
+
+SHOWN = pagination.PAGE_SIZE  # lots with results to enter, a page
 
 
 @router.get("/qc")
 def qc_list(request: Request, viewer: Viewer = Depends(require(*qc.ANALYSTS, *qc.REVIEWERS)),
             session: Session = Depends(read_session)):
-    to_enter, to_review = _waiting(session, viewer)
-    return render(request, "qc/queue.html", to_enter=to_enter, to_review=to_review, url=_url)
+    """A page of the lots with results to enter (the count is of them all), and the sets to review."""
+    to_enter, waiting, pager = [], 0, None
+    if viewer.has(*qc.ANALYSTS):
+        query = qc.awaiting_results_query(session)
+        found = pagination.page(session, query, qc.AWAITING_ORDER, ask(request, SHOWN))
+        to_enter = qc.missing_of(session, list(found.rows))
+        waiting = len(to_enter) if found.first and not found.next else \
+            session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        pager = paging_links("/qc", {}, found)
+    return render(request, "qc/queue.html", to_enter=to_enter, waiting=waiting, pager=pager,
+                  to_review=_to_review(session, viewer), url=_url)
 
 
 @work_queue
 def _qc_waiting(session: Session, viewer: Viewer) -> list[QueueItem]:
-    to_enter, to_review = _waiting(session, viewer)
     items = []
-    if to_enter:
-        href = _url(to_enter[0][0].number) if len(to_enter) == 1 else "/qc"
-        items.append(QueueItem(len(to_enter), "lots with QC results to enter", href,
-                               one="lot with QC results to enter"))
-    if to_review:
+    if viewer.has(*qc.ANALYSTS):
+        items += line_of(session, qc.awaiting_results_query(session).order_by(*qc.AWAITING_ORDER.columns),
+                         "lots with QC results to enter", "lot with QC results to enter", "/qc",
+                         lambda lot: _url(lot.number))
+    if to_review := _to_review(session, viewer):
         href = _url(to_review[0][0].number) + "#review" if len(to_review) == 1 else "/qc"
         items.append(QueueItem(len(to_review), "sets of QC results for you to review", href,
                                one="set of QC results for you to review"))
