@@ -24,7 +24,7 @@ class StorageLocation(SQLModel, table=True):
 
 class Shipment(SQLModel, table=True):
     __tablename__ = "shipment"
-    # each role's home line: the shipments in one state, newest first (web/shipments.py; 0036_homes)
+    # each role's home line: the shipments in one state, newest first (web/shipments.py; 0037_homes)
     __table_args__ = (Index("ix_shipment_state_id", "state", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)

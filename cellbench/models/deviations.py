@@ -18,7 +18,7 @@ class DeviationState(str, enum.Enum):
 
 class Deviation(SQLModel, table=True):
     __tablename__ = "deviation"
-    # QA's home lines: the deviations in one state, oldest first (web/deviations.py; 0036_homes)
+    # QA's home lines: the deviations in one state, oldest first (web/deviations.py; 0037_homes)
     __table_args__ = (Index("ix_deviation_state_id", "state", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)

@@ -50,7 +50,7 @@ class Visit(SQLModel, table=True):
     __tablename__ = "visit"
     # the visits due today and those in a passing state (pharmacy.due_query; migration 0030_site)
     # the preparations running, soonest use-by first, read along an index (pharmacy.preparations_running;
-    # migration 0036_homes): sorting every running visit grew with the years
+    # migration 0037_homes): sorting every running visit grew with the years
     __table_args__ = (UniqueConstraint("participant_id", "treatment"),
                       Index("ix_visit_state_window_end", "state", "window_end"),
                       Index("ix_visit_state_use_by", "state", "use_by", "participant_id", "treatment"))

@@ -15,7 +15,7 @@ class QcResult(SQLModel, table=True):
 
     __tablename__ = "qc_result"
     # a waiting lot's valid tests, counted from the index alone (qc.awaiting_results_query), and the
-    # results nobody has reviewed yet, found without reading the reviewed ones (migration 0036_homes)
+    # results nobody has reviewed yet, found without reading the reviewed ones (migration 0037_homes)
     __table_args__ = (Index("ix_qc_result_lot_valid", "lot_id", "invalidated_at", "test_code"),
                       Index("ix_qc_result_unreviewed", "review_signature_id", "invalidated_at"))
 

@@ -93,7 +93,7 @@ def awaiting_results_query(session: Session) -> Select:
     Left in the database so that the QC analyst's home line reads two lots and a count, and /qc a
     page: one statement for the specification versions of the waiting lots and one read of each,
     then each waiting lot's valid tests counted along (lot_id, invalidated_at, test_code)
-    (0036_homes), instead of every waiting lot and its results read into Python (96 lots and
+    (0037_homes), instead of every waiting lot and its results read into Python (96 lots and
     1,120 results at ten years)."""
     states = [s.value for s in AWAITING_RESULTS]
     waiting = select(Lot).where(col(Lot.state).in_(states))

@@ -19,16 +19,16 @@ by scanning them all (11,112 shipments at ten years): (state, id) hands over two
 The running preparations, soonest use-by first, were sorted whole to show the first fifty:
 (state, use_by, participant_id, treatment) hands them over in order, one state at a time.
 
-Revision ID: 0036_homes
-Revises: 0035_scan
+Revision ID: 0037_homes
+Revises: 0036_studies
 Create Date: 2026-12-07 12:30:00
 """
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0036_homes'
-down_revision = '0035_scan'
+revision = '0037_homes'
+down_revision = '0036_studies'
 branch_labels = None
 depends_on = None
 
