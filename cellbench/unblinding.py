@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from . import audit, notifications, pagination, pharmacy, sealed, signatures, studies, users
@@ -276,6 +277,15 @@ def _base():
 def records(session: Session, study: Study | None = None, limit: int = 200) -> list[Record]:
     query = _base() if study is None else _base().where(col(Participant.study_id) == study.id)
     return _records(session, query.limit(limit))
+
+
+def latest_records_where(session: Session, *conditions: Any) -> list[Record]:
+    """Every participant's latest unblinding that meets these conditions, newest first (no limit:
+    a queue built on it must not lose its oldest entries)."""
+    later = aliased(Unblinding)
+    newest = ~exists().where(col(later.participant_id) == col(Unblinding.participant_id),
+                             col(later.id) > col(Unblinding.id))
+    return _records(session, _base().where(newest, *conditions))
 
 
 def record_page(session: Session, ask: pagination.Ask, study: Study | None = None) -> pagination.Page[Record]:

@@ -2,7 +2,7 @@
 whole copy, so it is not paged), and which unblindings still wait for theirs."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, exists, select
 from sqlmodel import Session, col
 
 from .. import audit, notifications, unblinding
@@ -55,16 +55,10 @@ def sent(session: Session, unblinding_ids: list[int]) -> list[AuditEvent]:
 
 
 def awaiting(session: Session) -> list[unblinding.Record]:
-    """Participants whose latest unblinding's impact has not been sent to the sponsor yet. Asks
-    after the sent impacts of those unblindings only (on the audit trail's entity index), not every
-    impact ever sent."""
-    latest: dict[tuple[str, str], unblinding.Record] = {}
-    for record in unblinding.records(session):  # newest first
-        latest.setdefault((record.study, record.participant), record)
-    if not latest:
-        return []
-    ids = [str(r.id) for r in latest.values()]
-    done = set(session.scalars(select(col(AuditEvent.entity_id)).where(
-        col(AuditEvent.entity_type) == "unblinding", col(AuditEvent.entity_id).in_(ids),
-        col(AuditEvent.action) == SENT)))
-    return [r for r in latest.values() if str(r.id) not in done]
+    """Participants whose latest unblinding's impact has not been sent to the sponsor yet, every one
+    of them (a queue that stopped at the newest 200 unblindings would lose the oldest unsent impact).
+    Each unblinding asks after its own sent impact along the audit trail's entity index."""
+    was_sent = exists().where(col(AuditEvent.entity_type) == "unblinding",
+                              col(AuditEvent.entity_id) == cast(col(Unblinding.id), String),
+                              col(AuditEvent.action) == SENT)
+    return unblinding.latest_records_where(session, ~was_sent)
