@@ -24,6 +24,11 @@ How it is made (and what is not real about it):
    again once each has its history. Hashed with `audit.event_hash` and chained to the demo's head,
    the head signed with the installed checkpoint key: `cellbench verify`'s chain check passes.
    Its replay of records does not (copies' signatures and repeated histories are not real).
+4. The hourly checkpoints the served app would have signed over those years: one at the last event
+   of each hour (by the events' own times), signed with the key, kept and logged beside it
+   (`checkpoint_hours`; on a database built without them: `python bench/tenyears.py checkpoints
+   URL KEY`). The copies' times are moved back, not their order, so checkpoint times run back and
+   forth along the chain; what a lot's evidence packet needs of them is where they fall.
 """
 from __future__ import annotations
 
