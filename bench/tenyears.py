@@ -24,21 +24,30 @@ How it is made (and what is not real about it):
    again once each has its history. Hashed with `audit.event_hash` and chained to the demo's head,
    the head signed with the installed checkpoint key: `cellbench verify`'s chain check passes.
    Its replay of records does not (copies' signatures and repeated histories are not real).
+4. The hourly checkpoints the served app would have signed over those years: one at the last event
+   of each hour (by the events' own times), signed with the key, kept and logged beside it
+   (`checkpoint_hours`; on a database built without them: `python bench/tenyears.py checkpoints
+   URL KEY`). The copies' times are moved back, not their order, so checkpoint times run back and
+   forth along the chain; what a lot's evidence packet needs of them is where they fall.
 """
 from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from cellbench import audit, checkpoints, identifiers, kit_counts
+from cellbench.checkpoints import store as checkpoint_store
+from cellbench.config import normalise_url
 from cellbench.db import Database
 from cellbench.pharmacy import counts as pharmacy_counts
 
@@ -311,6 +320,61 @@ def fill_audit(db: Database, world: World, events: int) -> None:
     world.timings["audit"] = time.perf_counter() - t0
 
 
+def _hour(at: Any) -> str:
+    """The clock hour an event's time falls in, "YYYY-MM-DDTHH" (UTC text on SQLite, as stored: not
+    parsed, two million times; a timestamp on PostgreSQL)."""
+    return (at if isinstance(at, str) else at.astimezone(UTC).isoformat())[:13]
+
+
+def hour_ends(db: Database) -> Iterator[tuple[int, str, datetime]]:
+    """(seq, hash, the end of its hour) of each event the chain moved on from into another hour,
+    and of the head: where the served app's hourly task would have left a checkpoint."""
+    with db.engine.connect() as conn:
+        rows = conn.execution_options(yield_per=50_000).exec_driver_sql(
+            "SELECT seq, hash, at FROM audit_event ORDER BY seq")
+        last: tuple[int, str, str] | None = None
+        for seq, digest, at in rows:
+            hour = _hour(at)
+            if last is not None and hour != last[2]:
+                yield _ended(last)
+            last = (seq, digest, hour)
+        if last is not None:
+            yield _ended(last)
+
+
+def _ended(last: tuple[int, str, str]) -> tuple[int, str, datetime]:
+    seq, digest, hour = last
+    return seq, digest, datetime.fromisoformat(f"{hour}:00:00+00:00") + timedelta(hours=1)
+
+
+def checkpoint_hours(db: Database, key: checkpoints.Key | None = None) -> int:
+    """Step 4: the hourly checkpoints a chain ten years in service has, as the served app's hourly
+    task leaves them (checkpoints.store.issue_if_moved, every hour the chain moved): one at the last
+    event of each hour, signed with the key, dated the end of that hour (now at the latest), kept
+    in the database and appended to the log beside the key. Without them a lot's evidence packet
+    proves its events with the whole chain from its first event to now.
+
+    Also for a database built before this step (run once: `python bench/tenyears.py checkpoints
+    URL KEY`): an event that has a checkpoint already gets none, so running it again adds only the
+    hours since. It writes checkpoint rows and log lines only, never an event. Returns how many."""
+    t0 = time.perf_counter()
+    key = key or checkpoints.installed()
+    if key is None:  # as the served app without a key: nothing is signed
+        return 0
+    now = datetime.now(UTC)
+    with db.engine.connect() as conn:
+        kept = set(conn.exec_driver_sql("SELECT DISTINCT seq FROM checkpoint").scalars())
+    made = [(checkpoints.make(key, seq, digest, min(hour, now)), "hourly")
+            for seq, digest, hour in hour_ends(db) if seq not in kept]
+    table = SQLModel.metadata.tables["checkpoint"]
+    with db.write_connection() as conn:
+        for start in range(0, len(made), 10_000):
+            conn.execute(table.insert(), [{**asdict(cp), "why": why} for cp, why in made[start:start + 10_000]])
+    checkpoint_store.log_all(key, made)
+    print(f"{len(made)} hourly checkpoints signed and kept in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return len(made)
+
+
 def settle(db: Database) -> None:
     """As a database in use for years would be: statistics gathered, the WAL checkpointed."""
     if db.is_sqlite:
@@ -350,7 +414,34 @@ def grow(db: Database, scale: float, events: int | None = None) -> World:
                            f"SELECT list_id, arm, COUNT(*) FROM {lines} GROUP BY list_id, arm"))
     fill_audit(db, world, events)
     t0 = time.perf_counter()
+    checkpoint_hours(db)
+    world.timings["checkpoints"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     settle(db)
     world.timings["analyze"] = time.perf_counter() - t0
     world.counts = count(db)
     return world
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`checkpoints URL KEY`: step 4 on a database built without it (e.g. the PostgreSQL one, which
+    takes ten minutes to build): the hourly checkpoints added, nothing else touched."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("step", choices=["checkpoints"])
+    parser.add_argument("url", help="the database (sqlite:///... or postgresql://...)")
+    parser.add_argument("key", type=Path, help="its checkpoint key (the log checkpoints.jsonl is beside it)")
+    args = parser.parse_args(argv)
+    db = Database(normalise_url(args.url))
+    try:
+        checkpoint_hours(db, checkpoints.load(args.key))
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE checkpoint")  # the planner learns the new rows
+    finally:
+        db.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,6 +101,21 @@ def stored(db: Database) -> list[signing.Checkpoint]:
     return [signing.Checkpoint(*row) for row in rows]
 
 
+_AT_MOST = 500  # sequence numbers per look-up of the checkpoints kept at them
+
+
+def kept_at(session: Session | Connection, seqs: list[int]) -> list[signing.Checkpoint]:
+    """The checkpoints kept at these events, by sequence (each one, where several share an event),
+    along the sequence index: what an evidence packet's pieces start after and end at."""
+    found: list[signing.Checkpoint] = []
+    wanted = sorted(set(seqs))
+    for start in range(0, len(wanted), _AT_MOST):
+        found += [signing.Checkpoint(*row) for row in session.execute(
+            select(_TABLE.c.seq, _TABLE.c.head_hash, _TABLE.c.at, _TABLE.c.key_id, _TABLE.c.signature)
+            .where(_TABLE.c.seq.in_(wanted[start:start + _AT_MOST])).order_by(_TABLE.c.seq, _TABLE.c.id))]
+    return found
+
+
 def issue_if_moved(db: Database, why: str = "hourly") -> signing.Checkpoint | None:
     """A checkpoint only if the chain moved past the latest one (the hourly task: an idle night
     leaves no string of identical checkpoints). None when nothing moved or no key is installed."""
@@ -128,14 +143,21 @@ def _issue_on(conn: Connection, key: Key, why: str, head: tuple[int, str] | None
 
 
 def _append(key: Key, cp: signing.Checkpoint, why: str) -> None:
-    """One JSON line, appended and fsynced (O_APPEND: several workers' lines never interleave)."""
+    log_all(key, [(cp, why)])
+
+
+def log_all(key: Key, kept: list[tuple[signing.Checkpoint, str]]) -> None:
+    """Checkpoints (with why) as JSON lines beside the key, in one append and one fsync (O_APPEND:
+    several workers' lines never interleave)."""
     path = log_path(key)
-    line = json.dumps({**asdict(cp), "why": why}, sort_keys=True) + "\n"
+    lines = "".join(json.dumps({**asdict(cp), "why": why}, sort_keys=True) + "\n" for cp, why in kept)
     with _log_lock:
         new = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
+            data = memoryview(lines.encode())
+            while data:  # a regular file takes it in one write; a short one is carried on, not lost
+                data = data[os.write(fd, data):]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session, col
 
 from .. import audit, checkpoints, lots, reports, sealed, users
@@ -29,7 +29,8 @@ from ..checkpoints import store as checkpoint_store
 from ..clock import utcnow
 from ..db import Database
 from ..errors import Forbidden
-from ..models import AuditEvent, Deviation, Kit, LotDecision, QcResult, Role, StepEntry, Vial
+from ..models import AuditCheckpoint, AuditEvent, Deviation, Kit, LotDecision, QcResult, Role, StepEntry, Vial
+from ..pdf import checkpoint as stop_if_abandoned
 from ..release import certificates
 from ..spreadsheet import csv_text
 from . import readme
@@ -46,6 +47,7 @@ from .packet import (
 
 REQUESTERS = (Role.qa, Role.qp)
 BUILT = "evidence packet built"
+_SLICE = 20_000  # events of the segment read at a time (a few tenths of a second), between stop checks
 
 
 @dataclass
@@ -88,9 +90,10 @@ def _scope(session: Session, lot_id: int, number: str, kit_numbers: list[str], d
 def pieces(seqs: list[int], marks: list[int]) -> list[tuple[int, int]]:
     """The stretches (first, last event) of the chain that prove the events `seqs`: from the first of
     them, and for each later one from just after the checkpoint before it, to the first checkpoint at
-    or after it; merged where they touch. `marks`: the checkpoints' events, sorted, the last at or
-    after every event. With one checkpoint (today) that is one stretch from the first event to it;
-    with hourly checkpoints, a lot's old events need only their hours, not everything since."""
+    or after it; merged where they touch. `marks`: the checkpoints' events, sorted (for each event at
+    least the last before it and the first at or after it), the last at or after every event. With
+    one checkpoint (today) that is one stretch from the first event to it; with hourly checkpoints, a
+    lot's old events need only their hours, not everything since."""
     found: list[tuple[int, int]] = []
     for seq in sorted(seqs):
         at = bisect_left(marks, seq)
@@ -104,9 +107,30 @@ def pieces(seqs: list[int], marks: list[int]) -> list[tuple[int, int]]:
     return found
 
 
-def _stored_checkpoints(db: Database) -> list[checkpoints.Checkpoint]:
-    """The signed checkpoints cellbench kept, oldest first."""
-    return checkpoint_store.stored(db)
+def _bounded(session: Session, scope: Any, up_to: int) -> tuple[list[AuditEvent], list[int]]:
+    """The lot's events up to the packet's checkpoint, and the kept checkpoints its pieces need:
+    for each event the last one before it and the first at or after it (below `up_to`, the
+    packet's own, which ends the last piece). Asked per event along the checkpoints' sequence
+    index, in the same statement: ten years of hourly checkpoints (87,600) are never read whole."""
+    kept = col(AuditCheckpoint.seq)
+    before = select(func.max(kept)).where(kept < col(AuditEvent.seq)).scalar_subquery()
+    after = select(func.min(kept)).where(kept >= col(AuditEvent.seq), kept < up_to).scalar_subquery()
+    rows = session.execute(select(AuditEvent, before, after).where(scope, col(AuditEvent.seq) <= up_to)
+                           .order_by(col(AuditEvent.seq))).all()
+    marks = {mark for _, *around in rows for mark in around if mark is not None}
+    return [event for event, _, _ in rows], sorted(marks | {up_to})
+
+
+def _segment(session: Session, stretches: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The pieces' events as stored, a slice at a time: a build whose route gave up on it (past the
+    time limit, or its client gone) stops at the next slice instead of reading on for minutes in a
+    worker nobody waits for, slowing every request after it."""
+    found: list[dict[str, Any]] = []
+    for lo, hi in stretches:
+        for start in range(lo, hi + 1, _SLICE):
+            stop_if_abandoned()
+            found += raw_events(session, start, min(hi, start + _SLICE - 1))
+    return found
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -115,19 +139,19 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _gather(session: Session, actor: Actor, number: str, kit_numbers: list[str],
-            marks: list[checkpoints.Checkpoint]) -> _Gathered:
+            checkpoint: checkpoints.Checkpoint) -> _Gathered:
     lot = lots.by_number(session, number)
     kits = list(session.scalars(select(Kit).where(col(Kit.number).in_(kit_numbers)).order_by(col(Kit.number))))
     kit_ids = [k.id for k in kits if k.id is not None]
     deviation_rows = list(session.scalars(select(Deviation).where(or_(
         col(Deviation.lot_id) == lot.id, col(Deviation.kit_id).in_(kit_ids or [0]))).order_by(col(Deviation.number))))
     scope = _scope(session, lot.id or 0, lot.number, kit_numbers, [d.number for d in deviation_rows])
-    up_to = marks[-1].seq
-    events = list(session.scalars(select(AuditEvent).where(scope, col(AuditEvent.seq) <= up_to)
-                                  .order_by(col(AuditEvent.seq))))
-    stretches = pieces([e.seq for e in events] or [up_to], [m.seq for m in marks])
-    segment = [event for lo, hi in stretches for event in raw_events(session, lo, hi)]
+    up_to = checkpoint.seq
+    events, marks = _bounded(session, scope, up_to)
+    stretches = pieces([e.seq for e in events] or [up_to], marks)
+    segment = _segment(session, stretches)
     anchors = {hi for _, hi in stretches} | {lo - 1 for lo, _ in stretches[1:]}  # each piece's end and start
+    kept = [*checkpoint_store.kept_at(session, sorted(anchors - {up_to})), checkpoint]
     by_seq = {e["seq"]: e for e in segment}
     sigs = signatures_named_by(session, events)
     results = [row_dict(r) for r in session.scalars(select(QcResult).where(col(QcResult.lot_id) == lot.id)
@@ -143,7 +167,7 @@ def _gather(session: Session, actor: Actor, number: str, kit_numbers: list[str],
         "audit/events.json": [by_seq[e.seq] for e in events], "audit/events.csv": audit.to_csv(events, actor),
         "signatures.json": [signature_dict(s) for s in sigs],
         "chain/segment.json": segment,
-        "checkpoints.json": [asdict(m) for m in marks if m.seq in anchors],
+        "checkpoints.json": [asdict(m) for m in kept],
     }
     return _Gathered(lot.number, files, reports.batch_record(session, number), certificate,
                      with_coa=bool(results), with_release=bool(certificate.certifications or certificate.releases),
@@ -166,9 +190,9 @@ def build(db: Database, actor: Actor, lot_number: str, *, zone: ZoneInfo, author
         audit.record(session, actor, BUILT, "lot", number, field="evidence packet",
                      new=f"lot {number} and {len(kit_numbers)} kits")
     checkpoint = _checkpoint_now(db)
-    marks = sorted((cp for cp in _stored_checkpoints(db) if cp.seq < checkpoint.seq), key=lambda cp: cp.seq)
     with db.read() as session:
-        found = _gather(session, actor, number, kit_numbers, [*marks, checkpoint])
+        found = _gather(session, actor, number, kit_numbers, checkpoint)
+    stop_if_abandoned()
     at = printed_at or utcnow()
     packet = Packet(f"evidence-{number}")
     packet.add("README.txt", readme.lot_readme(number, first_seq=found.first_seq, last_seq=checkpoint.seq,

@@ -55,6 +55,9 @@ class AuditCheckpoint(SQLModel, table=True):
     Also appended to a log file beside the key, out of reach of whoever owns the database."""
 
     __tablename__ = "checkpoint"
+    # The last checkpoint before an event and the first after it, per event of a lot's evidence
+    # packet; the latest for the hourly task (0036_evidence)
+    __table_args__ = (Index("ix_checkpoint_seq", "seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
     seq: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,11 @@ from sqlalchemy import select
 
 from cellbench import audit, checkpoints, users
 from cellbench.checkpoints import signing
+from cellbench.checkpoints import store as checkpoint_store
 from cellbench.evidence import lot as lot_packet
 from cellbench.evidence import verify_packet
 from cellbench.models import AuditEvent, Lot, LotState, Meaning, Signature, parse_utc_text
+from cellbench.pdf import Budget, RenderStopped, run_with_budget
 from cellbench.signatures import _record_hash
 
 from ..conftest import FAST_HASHER, actor_of, chain_for
@@ -268,22 +271,23 @@ def test_the_stretches_run_from_the_first_event_and_then_from_just_after_a_check
     assert lot_packet.pieces([7], [7]) == [(7, 7)]
 
 
-def _pieced_packet(db, monkeypatch, key, tmp_path) -> tuple[Path, int]:
+def _pieced_packet(db, key, tmp_path) -> tuple[Path, int]:
     """The kit world lot's packet where cellbench kept a checkpoint at every tenth event that is not
-    the lot's: the segment comes in pieces."""
+    the lot's (as the hourly ones fall): the segment comes in pieces."""
     whole = unzip(lot_packet.build(db, actor_of(db, "anna"), "ASC-2026-0101", zone=ZONE).data, tmp_path / "whole")
     ours = {e["seq"] for e in read_json(whole, "audit/events.json")}
     with db.read() as s:
         hashes = dict(s.execute(select(AuditEvent.seq, AuditEvent.hash)).all())
-    kept = [checkpoints.make(key, seq, hashes[seq]) for seq in sorted(hashes)[::10] if seq not in ours]
-    monkeypatch.setattr(lot_packet, "_stored_checkpoints", lambda _db: kept)
+    for seq in sorted(hashes)[::10]:
+        if seq not in ours:
+            checkpoint_store.issue_for(db, seq, hashes[seq], "hourly", key)
     folder = unzip(lot_packet.build(db, actor_of(db, "anna"), "ASC-2026-0101", zone=ZONE).data, tmp_path / "pieces")
     return folder, len(read_json(whole, "chain/segment.json"))
 
 
 def test_a_segment_in_pieces_between_kept_checkpoints_is_proved_and_smaller(
-        db, trial_world, monkeypatch, checkpoint_key, tmp_path):
-    folder, whole = _pieced_packet(db, monkeypatch, checkpoint_key, tmp_path)
+        db, trial_world, checkpoint_key, tmp_path):
+    folder, whole = _pieced_packet(db, checkpoint_key, tmp_path)
     segment = read_json(folder, "chain/segment.json")
     result = verify(folder)
     assert result.returncode == 0, result.stdout
@@ -294,8 +298,8 @@ def test_a_segment_in_pieces_between_kept_checkpoints_is_proved_and_smaller(
 
 
 def test_a_piece_cut_at_its_start_fails_naming_the_event_that_does_not_link_to_a_checkpoint(
-        db, trial_world, monkeypatch, checkpoint_key, tmp_path):
-    folder, _ = _pieced_packet(db, monkeypatch, checkpoint_key, tmp_path)
+        db, trial_world, checkpoint_key, tmp_path):
+    folder, _ = _pieced_packet(db, checkpoint_key, tmp_path)
     segment = read_json(folder, "chain/segment.json")
     at = next(i for i in range(1, len(segment)) if segment[i]["seq"] != segment[i - 1]["seq"] + 1)
     write_json(folder, "chain/segment.json", segment[:at] + segment[at + 1:])
@@ -303,3 +307,23 @@ def test_a_piece_cut_at_its_start_fails_naming_the_event_that_does_not_link_to_a
     assert result.returncode == 1
     assert (f"FAILED  event {segment[at + 1]['seq']}: a piece of the segment starts here without linking to a "
             f"checkpoint at event {segment[at + 1]['seq'] - 1}") in result.stdout
+
+
+def test_the_pieces_found_per_event_are_those_every_kept_checkpoint_gives(db, trial_world, checkpoint_key, tmp_path):
+    folder, _ = _pieced_packet(db, checkpoint_key, tmp_path)
+    own = read_json(folder, "checkpoints.json")[-1]["seq"]
+    every = sorted({cp.seq for cp in checkpoint_store.stored(db) if cp.seq < own} | {own})
+    events = [e["seq"] for e in read_json(folder, "audit/events.json")]
+    segment = [e["seq"] for e in read_json(folder, "chain/segment.json")]
+    found: list[tuple[int, int]] = []  # the segment's runs of consecutive events
+    for seq in segment:
+        found[-1:] = [(found[-1][0], seq)] if found and seq == found[-1][1] + 1 else [*found[-1:], (seq, seq)]
+    assert found == lot_packet.pieces(events, every)
+
+
+def test_a_build_its_route_gave_up_on_stops_before_reading_the_chain(db, trial_world):
+    budget = Budget(deadline=time.monotonic() + 60)
+    budget.cancelled.set()  # the client left, or the time limit passed
+    with pytest.raises(RenderStopped):
+        run_with_budget(budget, lambda: lot_packet.build(db, actor_of(db, "anna"), "ASC-2026-0101", zone=ZONE))
+    assert budget.stopped.is_set()
