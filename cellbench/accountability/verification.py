@@ -83,7 +83,7 @@ def _by_lot(session: Session, study: Study, site: Site, lot_ids: list[int] | Non
                                .join(BlindedLot, col(BlindedLot.id) == col(KitCount.blinded_lot_id)))
     else:  # a page's: its codes apart (joined, PostgreSQL hashes every blinded lot)
         codes = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))
-                                     .where(col(BlindedLot.id).in_(lot_ids))).tuples().all())
+                                     .where(col(BlindedLot.id).in_(lot_ids))).all())
         rows = ((*row, codes[row[0]]) for row in session.execute(
             counters.where(*_counters(study, site), col(KitCount.blinded_lot_id).in_(lot_ids))))
     found: dict[int, tuple[str, dict[str, int]]] = {}
