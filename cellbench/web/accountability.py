@@ -87,7 +87,8 @@ def list_page(request: Request, session: Session, viewer: Viewer, error: DomainE
                   discrepant=discrepant, categories=accountability.CATEGORIES,
                   released_terms=accountability.RELEASED_TERMS, row_url=row_url, sites=sites,
                   lot_link=viewer.has(*LOT_VIEWERS), can_authorise=viewer.has(*destruction.AUTHORISERS),
-                  site=site, standing=accountability.standing(session, study, site) if site and study else None,
+                  site=site,  # where its verification stands, without reading its figures (issue 18)
+                  standing=accountability.verification.glance(session, study, site) if site and study else None,
                   latest_by_site=accountability.verification.latest_by_site(session, study, seen)
                   if study and not site else [],
                   may_verify=viewer.has(*accountability.VERIFIERS), error=error, form=form or {})

@@ -18,7 +18,8 @@ from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
 readers = require(*accountability.READERS)
-FIELDS = ("study", "site", "figures_hash", "sequence", "comment")
+# the form carries the figures' fingerprint; a page loaded before issue 18 carries their hash instead
+FIELDS = ("study", "site", "figures_fingerprint", "figures_hash", "sequence", "comment")
 
 
 def site_url(study: str, site: str) -> str:
@@ -47,8 +48,10 @@ def verify(request: Request, viewer: Viewer = Depends(form_by(*accountability.VE
     try:
         with db.write() as session:
             row = accountability.verify_by_code(session, session.merge(viewer.user), form_text(form, "password"),
-                                                values["study"], values["site"], seen_hash=values["figures_hash"],
-                                                sequence=values["sequence"], comment=values["comment"])
+                                                values["study"], values["site"],
+                                                seen_fingerprint=values["figures_fingerprint"],
+                                                seen_hash=values["figures_hash"], sequence=values["sequence"],
+                                                comment=values["comment"])
             number = row.sequence
     except DomainError as error:
         with db.read() as session:

@@ -32,7 +32,7 @@ def site_stock(db, kit_world):
 def _form(page_text: str) -> dict[str, str]:
     """The hidden fields of the verification form as the monitor's page carries them."""
     return {name: re.search(rf'name="{name}" value="([^"]*)"', page_text).group(1)
-            for name in ("study", "site", "figures_hash", "sequence")}
+            for name in ("study", "site", "figures_fingerprint", "sequence")}
 
 
 def _sign(client, password=PASSWORD, **changes):
@@ -130,7 +130,7 @@ def test_only_a_monitor_may_sign_a_verification(db, site_stock, as_, who):
     with pytest.raises(Forbidden), db.write() as s:
         study = studies.by_code(s, STUDY)
         accountability.verify(s, users.by_username(s, who), PASSWORD, study, SITE,
-                              seen_hash=reference["figures_hash"], sequence=1)
+                              seen_fingerprint=reference["figures_fingerprint"], sequence=1)
 
 
 def test_a_wrong_password_is_refused_and_nothing_is_written(db, site_stock, as_):
@@ -183,7 +183,7 @@ def test_the_api_reads_the_standing_and_signs_with_the_figures_it_read(db, site_
     assert read.status_code == 200, read.text
     now = read.json()
     assert (now["status"], now["next_sequence"], now["verifications"]) == ("not verified", 1, [])
-    body = {"study": STUDY, "site": SITE, "figures_hash": now["figures_hash"], "sequence": 1,
+    body = {"study": STUDY, "site": SITE, "figures_fingerprint": now["figures_fingerprint"], "sequence": 1,
             "password": PASSWORD}
     signed = mette.post("/api/v1/accountability/verifications", json=body)
     assert signed.status_code == 201, signed.text
