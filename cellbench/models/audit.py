@@ -56,7 +56,7 @@ class AuditCheckpoint(SQLModel, table=True):
 
     __tablename__ = "checkpoint"
     # The last checkpoint before an event and the first after it, per event of a lot's evidence
-    # packet; the latest for the hourly task (0036_evidence)
+    # packet; the latest for the hourly task (0038_evidence)
     __table_args__ = (Index("ix_checkpoint_seq", "seq"),)
 
     id: int | None = Field(default=None, primary_key=True)

@@ -5,14 +5,14 @@ checkpoint before an event to the first one at or after it. It read every checkp
 them; with hourly checkpoints that is some 87,600 rows at ten years. With (seq) indexed each
 event's two are looked up, and the hourly task's latest is read from the index's end.
 
-Revision ID: 0036_evidence
-Revises: 0035_scan
+Revision ID: 0038_evidence
+Revises: 0037_homes
 Create Date: 2026-12-07 12:40:00
 """
 from alembic import op
 
-revision = '0036_evidence'
-down_revision = '0035_scan'
+revision = '0038_evidence'
+down_revision = '0037_homes'
 branch_labels = None
 depends_on = None
 
