@@ -108,14 +108,17 @@ async def _resupply(db: Database) -> None:
             daily_in = resupply.seconds_to_next_run()
 
 
-async def _hourly_checkpoints(db: Database) -> None:
-    """A signed checkpoint every hour the chain moved (checkpoints.store), off the request path."""
+async def _hourly_checkpoints(db: Database, every: float = checkpoint_store.HOURLY_SECONDS) -> None:
+    """A signed checkpoint every hour the chain moved (checkpoints.store), off the request path.
+    The first is issued at start-up, not an hour after: a server restarted more often than hourly
+    would otherwise never issue one, and a lot's evidence packet would have to prove the whole
+    chain since its first event instead of its hours."""
     while True:
-        await asyncio.sleep(checkpoint_store.HOURLY_SECONDS)
         try:
             await asyncio.to_thread(checkpoint_store.issue_if_moved, db, "hourly")
         except Exception:  # logged; the next hour tries again
             log.exception("the hourly checkpoint failed")
+        await asyncio.sleep(every)
 
 
 def _resupply_round(db: Database, daily: bool) -> None:

@@ -66,6 +66,24 @@ def test_the_hourly_checkpoint_is_made_only_when_the_chain_moved(db, people):
     assert later is not None and later.seq > first.seq and _whys(db) == ["hourly", "hourly"]
 
 
+def test_the_hourly_task_issues_its_first_checkpoint_at_start_up_not_an_hour_later(db, people):
+    # A server restarted more often than hourly must still leave hourly checkpoints behind.
+    import asyncio
+
+    from cellbench.app import _hourly_checkpoints
+
+    async def start_up() -> None:
+        task = asyncio.create_task(_hourly_checkpoints(db, every=3600))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if _whys(db):
+                break
+        task.cancel()
+
+    asyncio.run(start_up())
+    assert _whys(db) == ["hourly"]
+
+
 def test_an_empty_chain_gets_no_hourly_checkpoint_and_no_key_means_none(db, checkpoint_key):
     assert store.issue_if_moved(db) is None
     checkpoints.install(None)
