@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,6 +229,20 @@ def upsert(session: Session, table: Table) -> Any:
     """The engine's own INSERT for `table`, the one that takes .on_conflict_do_update (the running
     counters add to a row or start it in one statement on both engines)."""
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+UPSERT_ROWS = 1000  # rows per statement: a few bound values each, far below both engines' limits
+
+
+def add_to_rows(session: Session, table: Table, key: Sequence[str], rows: Sequence[dict[str, Any]],
+                added: Callable[[Any], dict[str, Any]]) -> None:
+    """Each row inserted, or added to the row of the same key (`added`: the SET clause, given the
+    proposed row as `excluded`): one multi-row upsert, not one statement a row. The keys must be
+    distinct (PostgreSQL refuses to change a row twice in one statement) and are best sorted: the
+    rows are locked in the order given."""
+    for start in range(0, len(rows), UPSERT_ROWS):
+        statement = upsert(session, table).values(list(rows[start:start + UPSERT_ROWS]))
+        session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=added(statement.excluded)))
 
 
 def ping(db: Database) -> None:
