@@ -231,18 +231,25 @@ def upsert(session: Session, table: Table) -> Any:
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-UPSERT_ROWS = 1000  # rows per statement: a few bound values each, far below both engines' limits
+_ADDING: dict[tuple[str, str], Any] = {}  # (dialect, table) -> its adding upsert, built and compiled once
 
 
 def add_to_rows(session: Session, table: Table, key: Sequence[str], rows: Sequence[dict[str, Any]],
                 added: Callable[[Any], dict[str, Any]]) -> None:
     """Each row inserted, or added to the row of the same key (`added`: the SET clause, given the
-    proposed row as `excluded`): one multi-row upsert, not one statement a row. The keys must be
-    distinct (PostgreSQL refuses to change a row twice in one statement) and are best sorted: the
-    rows are locked in the order given."""
-    for start in range(0, len(rows), UPSERT_ROWS):
-        statement = upsert(session, table).values(list(rows[start:start + UPSERT_ROWS]))
-        session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=added(statement.excluded)))
+    proposed row as `excluded`), in one call: one statement executed for every row (executemany: one
+    driver call on SQLite, one pipelined batch on PostgreSQL), compiled once per table, where a
+    multi-row VALUES of a new length each time was compiled again every time. The keys are best
+    sorted: the rows are locked in the order given. `added` must be the same for every call on a table."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = _ADDING.get((dialect, table.name))
+    if statement is None:
+        proposed = upsert(session, table)
+        statement = _ADDING[(dialect, table.name)] = proposed.on_conflict_do_update(
+            index_elements=list(key), set_=added(proposed.excluded))
+    session.execute(statement, list(rows))
 
 
 def ping(db: Database) -> None:

@@ -73,11 +73,30 @@ def flush(session: Session) -> None:
             writer(session, changed)
 
 
-def _reads_counters(statement: object) -> bool:
+# Whether a statement of this shape (its cache key, which SQLAlchemy computes once per statement and
+# memoises for its own compiled cache) reads a counter table: walking every SELECT of a long use case
+# while deltas waited cost the demo build seconds.
+_READS: dict[Any, bool] = {}
+_READS_KEPT = 10_000
+
+
+def _reads_counters(statement: Any) -> bool:
     if isinstance(statement, TextClause):
         return any(name in statement.text for name in COUNTER_TABLES)
+    cache_key = statement._generate_cache_key()
+    if cache_key is None:  # a statement SQLAlchemy does not cache: walked each time
+        return _names_a_counter(statement)
+    found = _READS.get(cache_key.key)
+    if found is None:
+        if len(_READS) >= _READS_KEPT:
+            _READS.clear()
+        found = _READS[cache_key.key] = _names_a_counter(statement)
+    return found
+
+
+def _names_a_counter(statement: Any) -> bool:
     return any(getattr(table, "name", None) in COUNTER_TABLES
-               for table in find_tables(statement, include_joins=True, include_aliases=True))  # type: ignore[arg-type]
+               for table in find_tables(statement, include_joins=True, include_aliases=True))
 
 
 @event.listens_for(Session, "do_orm_execute")
