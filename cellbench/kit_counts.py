@@ -54,7 +54,7 @@ def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> N
 
 
 def write(session: Session, changed: list[tuple[Key, int]]) -> None:
-    """The counters' changes in key order, one multi-row upsert (a few for very many keys), and
+    """The counters' changes in key order, one upsert executed for each (db.add_to_rows), and
     their sums by place and state (place_counts.py) in the same order."""
     db.add_to_rows(session, _COUNT, _KEY, [{**dict(zip(_KEY, key, strict=True)), "kits": n} for key, n in changed],
                    lambda new: {"kits": _COUNT.c.kits + new.kits})

@@ -1,5 +1,5 @@
 """The running counters' changes (kit_counts, place_counts, storage_counts), collected in the unit of
-work and written once, just before it commits: one multi-row upsert per counter table per
+work and written once, just before it commits: one upsert per counter table per
 transaction, whatever the number of moves in it.
 
 A use case moves kits in several calls (a receipt: the kits received, those held, each kit shelved
@@ -27,7 +27,7 @@ from sqlalchemy import TextClause, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.sql.util import find_tables
 
-# Writes one counter table's changes, sorted by key, as one statement (or a few, for very many keys).
+# Writes one counter table's changes, sorted by key, in one statement (db.add_to_rows).
 Writer = Callable[[Any, list[Any]], None]  # (session, [(key, delta), ...])
 
 _INFO = "cellbench.pending_counts"

@@ -63,7 +63,7 @@ def tally(counters: Iterable[tuple[tuple[int, int, int, str], int]]) -> Tally:
 
 def write(session: Session, changed: Iterable[tuple[tuple[int, int, int, str], int]]) -> None:
     """Add the blinded-lot counters' changes (kit_counts.write's, in its order) to these rows, in
-    one multi-row upsert."""
+    one upsert executed for each (db.add_to_rows)."""
     moved = sorted((key, kits, print_) for key, (kits, print_) in tally(changed).items() if kits or print_)
     db.add_to_rows(session, _COUNT, _KEY, [{**dict(zip(_KEY, key, strict=True)), "kits": kits, "fingerprint": print_}
                                            for key, kits, print_ in moved],

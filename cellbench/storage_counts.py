@@ -47,7 +47,7 @@ def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> N
 
 
 def write(session: Session, changed: list[tuple[Key, int]]) -> None:
-    """The counters' changes in key order, one multi-row upsert."""
+    """The counters' changes in key order, one upsert executed for each (db.add_to_rows)."""
     db.add_to_rows(session, _COUNT, ("storage_location_id", "state"),
                    [{"storage_location_id": location_id, "state": state, "kits": n}
                     for (location_id, state), n in changed],

@@ -124,7 +124,7 @@ def test_two_writers_moving_kits_of_one_blinded_lot_at_once_lose_no_update(db, k
             for number in numbers:
                 with db.write() as s:
                     kits.move_many(s, sara, _kits(s, [number]), "quarantine", reason=HOLD)
-        except Exception as failure:  # noqa: BLE001 - reported below, with the thread's failure
+        except Exception as failure:  # reported below, with the thread's failure
             failures.append(failure)
 
     writers = [threading.Thread(target=hold, args=(half,)) for half in halves]
