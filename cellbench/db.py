@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -229,6 +229,27 @@ def upsert(session: Session, table: Table) -> Any:
     """The engine's own INSERT for `table`, the one that takes .on_conflict_do_update (the running
     counters add to a row or start it in one statement on both engines)."""
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+_ADDING: dict[tuple[str, str], Any] = {}  # (dialect, table) -> its adding upsert, built and compiled once
+
+
+def add_to_rows(session: Session, table: Table, key: Sequence[str], rows: Sequence[dict[str, Any]],
+                added: Callable[[Any], dict[str, Any]]) -> None:
+    """Each row inserted, or added to the row of the same key (`added`: the SET clause, given the
+    proposed row as `excluded`), in one call: one statement executed for every row (executemany: one
+    driver call on SQLite, one pipelined batch on PostgreSQL), compiled once per table, where a
+    multi-row VALUES of a new length each time was compiled again every time. The keys are best
+    sorted: the rows are locked in the order given. `added` must be the same for every call on a table."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    statement = _ADDING.get((dialect, table.name))
+    if statement is None:
+        proposed = upsert(session, table)
+        statement = _ADDING[(dialect, table.name)] = proposed.on_conflict_do_update(
+            index_elements=list(key), set_=added(proposed.excluded))
+    session.execute(statement, list(rows))
 
 
 def ping(db: Database) -> None:

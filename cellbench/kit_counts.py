@@ -2,9 +2,11 @@
 reads a few dozen rows whatever the number of kits.
 
 The kit lifecycle (kits.move_many, the one place every kit's state, site and blinded lot change)
-calls `apply` in the mover's transaction, after the move's audit events: on PostgreSQL those
-already hold the audit chain's head, so counter rows are taken by one writer at a time and in one
-order (no deadlock, no lost update). Kits come into being planned and without a blinded lot
+calls `apply` in the mover's transaction, after the move's audit events. The deltas wait in the
+session and are written once, just before it commits (pending_counts.py): one upsert for this table
+and one for the sums by place, whatever the number of moves. On PostgreSQL the move's audit events
+already hold the audit chain's head then, so counter rows are taken by one writer at a time and in
+one order (no deadlock, no lost update). Kits come into being planned and without a blinded lot
 (kits.issue), so nothing is counted until packaging gives them one.
 
 The counts hold no arm: a blinded lot's kits of both arms share its rows. `recount` compares them
@@ -20,7 +22,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from . import db, place_counts, storage_counts
+from . import db, pending_counts, place_counts, storage_counts
 from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
@@ -38,8 +40,8 @@ def key_of(study_id: int, site_id: int | None, blinded_lot_id: int | None, state
 
 
 def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> None:
-    """Each (before, after) of a moved kit: one less where it was, one more where it is now.
-    Counters are written in key order, net of moves that cancel out."""
+    """Each (before, after) of a moved kit: one less where it was, one more where it is now. The
+    deltas wait in the session and are written once before it commits (pending_counts.py)."""
     delta: Counter[Key] = Counter()
     for before, after in moves:
         if before == after:
@@ -48,15 +50,15 @@ def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> N
             delta[before] -= 1
         if after is not None:
             delta[after] += 1
-    changed = sorted((key, n) for key, n in delta.items() if n)
-    if not changed:
-        return
-    upsert = db.upsert(session, _COUNT)
-    for key, n in changed:
-        statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": n})
-        session.execute(statement.on_conflict_do_update(index_elements=list(_KEY),
-                                                        set_={"kits": _COUNT.c.kits + statement.excluded.kits}))
-    place_counts.apply(session, changed)  # their sums by place and state, in the same order
+    pending_counts.add(session, write, delta)
+
+
+def write(session: Session, changed: list[tuple[Key, int]]) -> None:
+    """The counters' changes in key order, one upsert executed for each (db.add_to_rows), and
+    their sums by place and state (place_counts.py) in the same order."""
+    db.add_to_rows(session, _COUNT, _KEY, [{**dict(zip(_KEY, key, strict=True)), "kits": n} for key, n in changed],
+                   lambda new: {"kits": _COUNT.c.kits + new.kits})
+    place_counts.write(session, changed)
 
 
 def place_site(place: int) -> int | None:
@@ -92,6 +94,7 @@ def recount(session: Session) -> list[str]:
     """Where the running counts disagree with the kit rows, one line each (named by study, site and
     blinded lot code, as verify names everything); empty when they agree. The counts by place
     (place_counts.py) and by storage location (storage_counts.py) are checked with them."""
+    pending_counts.flush(session)  # this transaction's own moves counted
     kept, counted = stored(session), from_rows(session)
     wrong = sorted(key for key in set(kept) | set(counted) if kept.get(key, 0) != counted.get(key, 0))
     summed, sums = place_counts.stored(session), place_counts.tally(counted.items())
@@ -113,7 +116,7 @@ def recount(session: Session) -> list[str]:
 def refill(session: Session) -> int:
     """The running counts rebuilt from the kit rows (after a bulk insert of kits, or a migration),
     and the storage counts with them. Returns how many kit counters there are."""
-    storage_counts.refill(session)
+    storage_counts.refill(session)  # writes what waits first (pending_counts): the rows already hold it
     session.execute(delete(KitCount))
     counted = from_rows(session)
     if counted:

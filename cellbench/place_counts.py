@@ -4,7 +4,7 @@ each place's fingerprint: what the study pages' totals and the monitor's home re
 The blinded-lot counters (kit_counts.py) hold a row per blinded lot, place and state; ten years of
 a study leave thousands of blinded lots at a site, every one of them still in the figures (its
 dispensed and destroyed kits stay there). Summing them on every page grows with the years. These
-rows are their sums by place and state, kept by kit_counts.apply in the same transaction as the
+rows are their sums by place and state, kept by kit_counts.write in the same transaction as the
 move (the same writer order, the same upsert), so a study's kits by state are a dozen rows per
 place, whatever the number of blinded lots.
 
@@ -61,17 +61,14 @@ def tally(counters: Iterable[tuple[tuple[int, int, int, str], int]]) -> Tally:
     return found
 
 
-def apply(session: Session, changed: Iterable[tuple[tuple[int, int, int, str], int]]) -> None:
-    """Add the blinded-lot counters' changes (kit_counts.apply's, in its order) to these rows."""
+def write(session: Session, changed: Iterable[tuple[tuple[int, int, int, str], int]]) -> None:
+    """Add the blinded-lot counters' changes (kit_counts.write's, in its order) to these rows, in
+    one upsert executed for each (db.add_to_rows)."""
     moved = sorted((key, kits, print_) for key, (kits, print_) in tally(changed).items() if kits or print_)
-    if not moved:
-        return
-    upsert = db.upsert(session, _COUNT)
-    for key, kits, print_ in moved:
-        statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "kits": kits, "fingerprint": print_})
-        session.execute(statement.on_conflict_do_update(index_elements=list(_KEY), set_={
-            "kits": _COUNT.c.kits + statement.excluded.kits,
-            "fingerprint": (_COUNT.c.fingerprint + statement.excluded.fingerprint) % MODULUS}))
+    db.add_to_rows(session, _COUNT, _KEY, [{**dict(zip(_KEY, key, strict=True)), "kits": kits, "fingerprint": print_}
+                                           for key, kits, print_ in moved],
+                   lambda new: {"kits": _COUNT.c.kits + new.kits,
+                                "fingerprint": (_COUNT.c.fingerprint + new.fingerprint) % MODULUS})
 
 
 def stored(session: Session) -> Tally:

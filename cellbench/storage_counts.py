@@ -2,7 +2,8 @@
 reads a few rows a tank or freezer whatever the number of kits put away over the years.
 
 Two kinds of move change them, each in the mover's transaction and after the move's audit events
-(as kit_counts.py, so that on PostgreSQL counter rows are written by one writer at a time):
+(as kit_counts.py: the deltas wait in the session and are written just before it commits,
+pending_counts.py, so that on PostgreSQL counter rows are written by one writer at a time):
 - a move of the kit lifecycle (kits.move_many) changes a kit's state, and takes it off its shelf
   when it leaves storage (kits.LEAVES_STORAGE): `apply`, beside kit_counts.apply;
 - a kit put away, into a tank (custody.store) or a box of a tank (custody.place), or back on its
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from sqlalchemy import Table, delete, func, select
 from sqlmodel import Session, col
 
-from . import db
+from . import db, pending_counts
 from .models import Kit, StorageCount, StorageLocation
 
 _COUNT: Table = StorageCount.metadata.tables["storage_count"]
@@ -35,18 +36,22 @@ def key_of(location_id: int | None, state: object) -> Key | None:
 
 
 def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> None:
-    """Each (before, after) of a moved kit: one less where it was, one more where it is now.
-    Counters are written in key order, net of moves that cancel out."""
+    """Each (before, after) of a moved kit: one less where it was, one more where it is now. The
+    deltas wait in the session and are written once before it commits (pending_counts.py)."""
     delta: Counter[Key] = Counter()
     for before, after in moves:
         if before != after:
             delta.update([after] if after else [])
             delta.subtract([before] if before else [])
-    changed = sorted((key, n) for key, n in delta.items() if n)
-    for (location_id, state), n in changed:
-        statement = db.upsert(session, _COUNT).values(storage_location_id=location_id, state=state, kits=n)
-        session.execute(statement.on_conflict_do_update(index_elements=["storage_location_id", "state"],
-                                                        set_={"kits": _COUNT.c.kits + statement.excluded.kits}))
+    pending_counts.add(session, write, delta)
+
+
+def write(session: Session, changed: list[tuple[Key, int]]) -> None:
+    """The counters' changes in key order, one upsert executed for each (db.add_to_rows)."""
+    db.add_to_rows(session, _COUNT, ("storage_location_id", "state"),
+                   [{"storage_location_id": location_id, "state": state, "kits": n}
+                    for (location_id, state), n in changed],
+                   lambda new: {"kits": _COUNT.c.kits + new.kits})
 
 
 def moved(session: Session, kit: Kit, before: int | None) -> None:
@@ -82,6 +87,7 @@ def stored(session: Session) -> Counter[Key]:
 def recount(session: Session) -> list[str]:
     """Where the running counts disagree with the kit rows, one line each (named by the location's
     code); empty when they agree."""
+    pending_counts.flush(session)  # this transaction's own moves counted
     kept, counted = stored(session), from_rows(session)
     wrong = sorted(key for key in set(kept) | set(counted) if kept.get(key, 0) != counted.get(key, 0))
     if not wrong:
@@ -93,6 +99,7 @@ def recount(session: Session) -> list[str]:
 
 def refill(session: Session) -> int:
     """The running counts rebuilt from the kit rows. Returns how many counters there are."""
+    pending_counts.flush(session)  # what waits is in the kit rows already: written first, then replaced
     session.execute(delete(StorageCount))
     counted = from_rows(session)
     if counted:

@@ -304,10 +304,14 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
             set_committed_value(kit, key, value)
         set_committed_value(kit, "row_version", version)
     action = f"kit {words(name)}"
-    for kit, old, new, _values in changes:
-        audit.record(session, actor, action, "kit", kit.number, field="state", old=state_label(old),
-                     new=state_label(new), reason=reason)
-    kit_counts.apply(session, counted)  # after the audit events: see kit_counts
+    events: list[audit.Change] = [(actor, action, "kit", kit.number, {"field": "state", "old": state_label(old),
+                                                                      "new": state_label(new), "reason": reason})
+                                  for kit, old, new, _values in changes]
+    if len(events) == 1:  # signs the head once a transaction (checkpoints.head), where record_all signs each call
+        audit.record(session, *events[0][:4], **events[0][4])
+    else:  # the head locked, moved and signed once, the events inserted in one statement: not three a kit
+        audit.record_all(session.connection(), events)
+    kit_counts.apply(session, counted)  # written before commit, after the audit events: see kit_counts
     storage_counts.apply(session, shelved)
     if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
                   if kit.site_id is not None and {old, new} & SITE_STOCK}:

@@ -34,6 +34,10 @@ def upgrade() -> None:
     op.execute(BACKFILL)
     op.create_index('ix_notification_scope', 'notification', ['site_id', 'study_id', 'audience', 'state', 'id'])
     op.create_index('ix_notification_author', 'notification', ['queued_by', 'kind', 'state', 'id'])
+    if op.get_bind().dialect.name == "postgresql":
+        # the back-filled column's statistics now, not when autovacuum next passes: until then the
+        # planner knew queued_by only as empty and chose its plans for the author's branch on that
+        op.execute("ANALYZE notification")
 
 
 def downgrade() -> None:
