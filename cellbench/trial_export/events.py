@@ -178,20 +178,20 @@ def _subjects(connection: Connection, page: Sequence[Any], members: Any, glands:
     """One page of participants (_randomised's rows; `members`, their ids as a subquery) with their
     visits, kits and events."""
     visits: dict[int, list[tuple]] = defaultdict(list)
-    for visit in connection.execute(_visits(members)):
+    for visit in connection.execute(_visits(members)).all():
         visits[visit[0]].append(visit)
     dispensed: dict[int, Any] = {}
     stopped: dict[int, tuple[Any, str | None]] = {}
-    for kit_id, action, at, condition in connection.execute(_kit_events(members)):
+    for kit_id, action, at, condition in connection.execute(_kit_events(members)).all():
         if action == DISPENSED:  # the last of each kit's stays (events in id order)
             dispensed[kit_id] = at
         else:
             stopped[kit_id] = (at, condition)
     given: dict[int, list[Dose]] = defaultdict(list)
-    for visit_id, dose, administered_at, volume_ml, by_name in connection.execute(_given(members)):
+    for visit_id, dose, administered_at, volume_ml, by_name in connection.execute(_given(members)).all():
         given[visit_id].append(Dose(dose, glands[dose - 1], administered_at, volume_ml, by_name))
     unblinded: dict[int, list[UnblindingEvent]] = defaultdict(list)
-    for participant_id, at, reason_code in connection.execute(_unblindings(members)):
+    for participant_id, at, reason_code in connection.execute(_unblindings(members)).all():
         unblinded[participant_id].append(UnblindingEvent(at, reason_code))
     subjects = []
     none: list = []

@@ -48,6 +48,7 @@ _END = '" />'
 _GROUP_END = "          </ItemGroupData>"
 _FORM_END = "        </FormData>"
 _EVENT_END = "      </StudyEventData>"
+_FORM_EVENT_END = f"{_FORM_END}\n{_EVENT_END}"
 _RANDNO, _RANDDAT, _RANDDTC, _SITE, _ARM = (_item(oid, " " * 12) for oid in
                                             ("IT.RANDNO", "IT.RANDDAT", "IT.RANDDTC", "IT.SITE", "IT.ARM"))
 _KITNO, _DISPDTC, _KITARM = (_item(oid, " " * 12) for oid in ("IT.KITNO", "IT.DISPDTC", "IT.KITARM"))
@@ -60,9 +61,7 @@ def _group(out: list[str], head: str, items: list[str]) -> None:
     """An ItemGroupData (`head`: its opening tag without the closing bracket) with its items, the
     empty ones left out; with none, the element closed on itself."""
     if items:
-        out.append(head + ">")
-        out.extend(items)
-        out.append(_GROUP_END)
+        out.append(head + ">\n" + "\n".join(items) + "\n" + _GROUP_END)
     else:
         out.append(head + " />")
 
@@ -92,10 +91,8 @@ class ClinicalWriter:
 
     def _subject(self, out: list[str], subject: Subject) -> None:
         number, zone, site = attr(subject.randomisation_number), subject.zone, self._same(subject.site_code)
-        out.append(f'    <SubjectData SubjectKey="{number}">')
-        out.append(f'      <SiteRef LocationOID="LOC.{site}" />')
-        out.append('      <StudyEventData StudyEventOID="SE.RAND">')
-        out.append('        <FormData FormOID="F.RAND">')
+        out.append(f'    <SubjectData SubjectKey="{number}">\n      <SiteRef LocationOID="LOC.{site}" />\n'
+                   '      <StudyEventData StudyEventOID="SE.RAND">\n        <FormData FormOID="F.RAND">')
         items = [_RANDNO + number + _END] if number else []
         if subject.randomised_at is not None:
             local = subject.randomised_at.astimezone(zone)
@@ -106,20 +103,18 @@ class ClinicalWriter:
         if self.arms is not None and (arm := self.arms[0].get(subject.randomisation_number)):
             items.append(_ARM + attr(arm) + _END)
         _group(out, '          <ItemGroupData ItemGroupOID="IG.RAND"', items)
-        out.append(_FORM_END)
-        out.append(_EVENT_END)
+        out.append(_FORM_EVENT_END)
         for visit in subject.visits:
             if visit.kit_number or visit.administered or visit.not_administered:
                 self._treatment(out, visit, zone)
         for index, unblinding in enumerate(subject.unblindings, 1):
-            out.append(f'      <StudyEventData StudyEventOID="SE.UNBL" StudyEventRepeatKey="{index}">')
-            out.append('        <FormData FormOID="F.UNBL">')
+            out.append(f'      <StudyEventData StudyEventOID="SE.UNBL" StudyEventRepeatKey="{index}">\n'
+                       '        <FormData FormOID="F.UNBL">')
             items = [_UNBDTC + _moment(unblinding.at, zone) + _END] if unblinding.at is not None else []
             if reason := self._same(unblinding.reason_code):
                 items.append(_UNBREAS + reason + _END)
             _group(out, '          <ItemGroupData ItemGroupOID="IG.UNBL"', items)
-            out.append(_FORM_END)
-            out.append(_EVENT_END)
+            out.append(_FORM_EVENT_END)
         out.append("    </SubjectData>")
 
     def _treatment(self, out: list[str], visit: TreatmentVisit, zone: ZoneInfo) -> None:
