@@ -86,7 +86,9 @@ def figures_table(pdf: RecordPDF, rows: list[list[str]]) -> None:
     and setting the font cell by cell was most of the report's time. Here every cell is one word (a
     code or a count) in one look: each distinct text is measured once, the column widths are grid's
     (the same fit from the widest word of each column), and each cell is ruled by one rectangle and
-    placed at grid's baseline. A text that is not one word fitting its column goes to grid()."""
+    placed at grid's baseline, a row written at once with each distinct text encoded once
+    (pdf.PlainText: text() per cell was most of what was left). A text that is not one word fitting
+    its column goes to grid()."""
     columns, widths = ("Blinded lot", *HEADINGS), (18, *([8] * len(COLUMNS)))
     pdf.set_font("Doc", "", CELL_SIZE)
     measure = char_width(pdf)

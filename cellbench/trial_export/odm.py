@@ -11,7 +11,8 @@ participant (SubjectKey: the randomisation number; SiteRef: a Location of AdminD
 - SE.UNBL, repeated per emergency unblinding: when, and the coded reason (never the arm).
 
 The unblinded variant adds IT.ARM (the participant's arm) to IG.RAND and IT.KITARM (the kit's) to
-IG.DISP, and nothing else. Written with ElementTree, which escapes text and attributes; characters
+IG.DISP, and nothing else. The document's head is written with ElementTree, which escapes text and
+attributes; its ClinicalData as text exactly as ElementTree would write it (odm_clinical). Characters
 XML 1.0 cannot hold at all (control characters typed into a reason) are replaced, so the file
 always parses.
 """

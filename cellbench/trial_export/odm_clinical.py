@@ -39,6 +39,22 @@ def attr(value: object) -> str:
     return text
 
 
+class Once:
+    """`make(value)` for each distinct text once (an empty or missing text is "")."""
+
+    def __init__(self, make: Callable[[str], str]):
+        self._make = make
+        self._made: dict[str, str] = {}
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return ""
+        made = self._made.get(value)
+        if made is None:
+            made = self._made[value] = self._make(value)
+        return made
+
+
 def _item(oid: str, pad: str) -> str:
     return f'{pad}<ItemData ItemOID="{oid}" Value="'
 
@@ -72,16 +88,7 @@ class ClinicalWriter:
 
     def __init__(self, arms: Arms | None):
         self.arms = arms
-        self._escaped: dict[str, str] = {}
-
-    def _same(self, value: str | None) -> str:
-        """A repeating value, escaped once."""
-        if not value:
-            return ""
-        escaped = self._escaped.get(value)
-        if escaped is None:
-            escaped = self._escaped[value] = attr(value)
-        return escaped
+        self._same = Once(attr)  # a repeating value, escaped once
 
     def page(self, subjects: list[Subject]) -> bytes:
         out: list[str] = []

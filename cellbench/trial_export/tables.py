@@ -13,6 +13,7 @@ from .. import spreadsheet
 from ..models import Study
 from .events import Subject, TrialEvents
 from .odm import Arms
+from .odm_clinical import Once
 
 COLUMNS = ("study", "site", "randomisation_number", "event", "treatment", "kit_number", "gland", "volume_ml",
            "time", "reason")
@@ -35,15 +36,7 @@ class _Rows:
 
     def __init__(self, code: str, arms: Arms | None):
         self.code, self.arms = _guarded(code), arms
-        self._guarded: dict[str, str] = {}
-
-    def _same(self, value: str | None) -> str:
-        if not value:
-            return ""
-        guarded = self._guarded.get(value)
-        if guarded is None:
-            guarded = self._guarded[value] = _guarded(value)
-        return guarded
+        self._same = Once(_guarded)
 
     def page(self, subjects: list[Subject]) -> list[list[str]]:
         rows: list[list[str]] = []
