@@ -14,8 +14,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
 from ..models import Meaning
-from ..pdf import char_width, checkpoint
-from ..pdf.plain_text import PlainText
+from ..pdf import PlainText, char_width, checkpoint
 from ..reports import certificate_start, when
 from ..reports.document import CELL_SIZE, HEAD, LINE, PAD, PLAIN, SLACK, RecordPDF
 from .site import CATEGORIES

@@ -28,7 +28,7 @@ class PlainText:
         font on a fresh page, after which this is ready again)."""
         pdf = self.pdf
         return (pdf.current_font is self.font and pdf.current_font_is_set_on_page and pdf.text_mode == TextMode.FILL
-                and not (pdf.underline or pdf.strikethrough or pdf._record_text_quad_points))
+                and not (pdf.underline or pdf.strikethrough or getattr(pdf, "_record_text_quad_points", True)))
 
     def wrapping(self) -> tuple[str, str]:
         """What `text()` writes around the text for the current colours: a text colour other than
