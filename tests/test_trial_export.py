@@ -248,7 +248,56 @@ def test_the_streamed_export_is_byte_for_byte_the_file_written_whole(demo_trial_
             assert len(pieces) > 2, "the subjects leave in pieces"
             assert b"".join(pieces) == reference.odm_xml(events, created_at=now, arms=variant)
         streamed = trial_export.streamed(s, study, "csv", now=now)
-        assert b"".join(streamed.chunks).decode() == trial_export.csv_text(trial_export.gather(s, study))
+        assert b"".join(streamed.chunks).decode() == reference.csv_text(trial_export.gather(s, study))
+
+
+def _awkward(events: trial_export.TrialEvents) -> None:
+    """Values a spreadsheet would run or XML would refuse, in every kind of cell that holds text."""
+    first = events.subjects[0]
+    first.randomisation_number, first.site_code = "=R-1", "-SITE"
+    visit = next(v for s in events.subjects for v in s.visits if v.kit_number and v.administered)
+    visit.kit_number = "+K-1"
+    visit.administered[0].gland, visit.administered[0].volume_ml = "@gland", -1.5
+    visit.administered[0].by_name = 'Dr <Ida> & "Co"\t\x01'
+    visit.not_administered = [trial_export.Dose(2, "right", not_administered_at=utcnow(), reason="\r=cmd|' /C calc'")]
+    first.unblindings = [trial_export.UnblindingEvent(utcnow(), "-reason\n2")]
+
+
+def test_the_csv_and_odm_writers_give_the_old_writers_bytes_with_awkward_values(demo_trial_world):
+    """The fast writers against the old ones (trial_export_reference) with formula-like text, a
+    negative volume, control characters and a reason over two lines, in both variants."""
+    db = demo_trial_world
+    now = utcnow()
+    with db.read() as s:
+        events = trial_export.gather(s, studies.by_code(s, "NCT07290946"))
+    _awkward(events)
+    arms = ({events.subjects[0].randomisation_number: "=active"},
+            {v.kit_number: "placebo" for s in events.subjects for v in s.visits if v.kit_number})
+    for variant in (None, arms):
+        assert trial_export.csv_text(events, variant) == reference.csv_text(events, variant)
+        assert trial_export.odm_xml(events, created_at=now, arms=variant) == reference.odm_xml(
+            events, created_at=now, arms=variant)
+    assert "'=R-1" in trial_export.csv_text(events) and "'-1.5" in trial_export.csv_text(events)
+
+
+def test_a_site_roles_streamed_files_are_the_old_writers_on_its_own_participants(demo_trial_world):
+    """Read a page at a time by a site role (its sites only), the files equal the old writers' on
+    the same participants gathered at once."""
+    db = demo_trial_world
+    now = utcnow()
+    with db.read() as s:
+        study = studies.by_code(s, "NCT07290946")
+        actor = users.actor(s, users.by_username(s, "investigator"))
+        whole = trial_export.gather(s, study, reader=actor)
+        assert whole.subjects
+        for fmt, expected in (("odm", reference.odm_xml(whole, created_at=now)),
+                              ("csv", reference.csv_text(whole).encode())):
+            pages = trial_export.subject_pages(s, study, actor, size=2)
+            if fmt == "odm":
+                chunks = trial_export.odm_chunks(study, whole.sites, pages, created_at=now)
+            else:
+                chunks = trial_export.csv_chunks(study, pages)
+            assert b"".join(chunks) == expected
 
 
 def test_a_study_with_no_one_randomised_gives_an_empty_clinical_data_as_before(demo_trial_world):

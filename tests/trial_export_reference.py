@@ -1,13 +1,15 @@
-"""The ODM writer as it was before the export was streamed: the whole document built as an
-ElementTree and written by ET.indent and ET.tostring. Kept as the reference the streamed text must
-equal byte for byte (the metadata part is still built this way, so it is shared)."""
+"""The writers as they were before they were made fast, kept as the references the export's files
+must equal byte for byte: the ODM document built as a whole ElementTree and written by ET.indent
+and ET.tostring (the metadata part is still built this way, so it is shared), and the CSV rows
+built per event with every value through spreadsheet.cell."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime
 
-from cellbench.trial_export import TrialEvents
+from cellbench import clock, spreadsheet
+from cellbench.trial_export import COLUMNS, UNBLINDED_COLUMNS, TrialEvents
 from cellbench.trial_export.odm import MDV, NS, Arms, _clean, _el, _metadata, _moment
 
 
@@ -76,3 +78,32 @@ def odm_xml(events: TrialEvents, *, created_at: datetime, arms: Arms | None = No
                                                        "IT.UNBREAS": unblinding.reason_code})
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def csv_text(events: TrialEvents, arms: Arms | None = None) -> str:
+    rows: list[list[object]] = []
+    for s in events.subjects:
+        def at(moment, zone=s.zone) -> str:
+            return clock.local_text(moment, zone)
+
+        def row(event: str, treatment: object = "", kit: str | None = "", gland: str = "", volume: object = "",
+                time: str = "", reason: str | None = "", subject=s) -> None:
+            line: list[object] = [events.study.code, subject.site_code, subject.randomisation_number, event, treatment,
+                                  kit or "", gland, volume, time, reason or ""]
+            if arms is not None:
+                line += [arms[0].get(subject.randomisation_number, ""), arms[1].get(kit or "", "") if kit else ""]
+            rows.append(line)
+
+        row("randomised", time=at(s.randomised_at))
+        for v in s.visits:
+            if v.kit_number:
+                row("dispensed", v.treatment, v.kit_number, time=at(v.dispensed_at))
+            for dose in v.administered:
+                row("administered", v.treatment, v.kit_number, dose.gland, f"{dose.volume_ml:g}",
+                    at(dose.administered_at))
+            for dose in v.not_administered:
+                row("not administered", v.treatment, v.kit_number, dose.gland, time=at(dose.not_administered_at),
+                    reason=dose.reason)
+        for u in s.unblindings:
+            row("emergency unblinding", time=at(u.at), reason=u.reason_code)
+    return spreadsheet.csv_text(COLUMNS + (UNBLINDED_COLUMNS if arms is not None else ()), rows)

@@ -14,7 +14,7 @@ from ..audit import Actor
 from ..clock import utcnow
 from ..db import Database
 from ..models import Meaning
-from ..pdf import char_width, checkpoint
+from ..pdf import PlainText, char_width, checkpoint
 from ..reports import certificate_start, when
 from ..reports.document import CELL_SIZE, HEAD, LINE, PAD, PLAIN, SLACK, RecordPDF
 from .site import CATEGORIES
@@ -85,7 +85,9 @@ def figures_table(pdf: RecordPDF, rows: list[list[str]]) -> None:
     and setting the font cell by cell was most of the report's time. Here every cell is one word (a
     code or a count) in one look: each distinct text is measured once, the column widths are grid's
     (the same fit from the widest word of each column), and each cell is ruled by one rectangle and
-    placed at grid's baseline. A text that is not one word fitting its column goes to grid()."""
+    placed at grid's baseline, a row written at once with each distinct text encoded once
+    (pdf.PlainText: text() per cell was most of what was left). A text that is not one word fitting
+    its column goes to grid()."""
     columns, widths = ("Blinded lot", *HEADINGS), (18, *([8] * len(COLUMNS)))
     pdf.set_font("Doc", "", CELL_SIZE)
     measure = char_width(pdf)
@@ -110,6 +112,11 @@ def figures_table(pdf: RecordPDF, rows: list[list[str]]) -> None:
     xs = [pdf.l_margin + sum(scaled[:i]) for i in range(len(scaled))]
     height, k = LINE + 2 * PAD, pdf.k
     pdf.set_font("Doc", "", CELL_SIZE)
+    # Per column, what rect(x, y, width, height, style="D") and text(x + PAD, ...) write that does
+    # not depend on the row; each row is then written with one _out (its lines joined as _out would).
+    columns_out = [(f"{x * k:.2f}", f"{width * k:.2f} {-height * k:.2f} re S", f"{(x + PAD) * k:.2f}")
+                   for x, width in zip(xs, scaled, strict=True)]
+    plain = PlainText(pdf)
     for row in rows:
         checkpoint()
         if int((pdf.page_break_trigger - pdf.get_y() - 2 * PAD) // LINE) < 1:
@@ -118,14 +125,29 @@ def figures_table(pdf: RecordPDF, rows: list[list[str]]) -> None:
             pdf.set_font("Doc", "", CELL_SIZE)
         y = pdf.get_y()
         baseline = y + PAD + 0.5 * LINE + 0.3 * pdf.font_size
-        for x, width, value in zip(xs, scaled, row, strict=True):
-            # what rect(x, y, width, height, style="D") writes, without its argument handling
-            pdf._out(f"{x * k:.2f} {(pdf.h - y) * k:.2f} {width * k:.2f} {-height * k:.2f} re S")
-            text = cleaned[value][0]
-            if text:
-                pdf.text(x + PAD, baseline, text)
+        if plain.ready():
+            _plain_row(pdf, plain, columns_out, row, cleaned, f"{(pdf.h - y) * k:.2f}", f"{(pdf.h - baseline) * k:.2f}")
+        else:  # the page's first row: text() sets the font on the page
+            for x, width, value in zip(xs, scaled, row, strict=True):
+                pdf._out(f"{x * k:.2f} {(pdf.h - y) * k:.2f} {width * k:.2f} {-height * k:.2f} re S")
+                text = cleaned[value][0]
+                if text:
+                    pdf.text(x + PAD, baseline, text)
         pdf.set_xy(pdf.l_margin, y + height)
     pdf.set_x(pdf.l_margin)
+
+
+def _plain_row(pdf: RecordPDF, plain: PlainText, columns: list[tuple[str, str, str]], row: list[str],
+               cleaned: dict[str, tuple[str, float]], top: str, baseline: str) -> None:
+    """One row's rules and texts, written as rect() and text() write them (PlainText)."""
+    before, after = plain.wrapping()
+    parts = []
+    for (x, rule, text_x), value in zip(columns, row, strict=True):
+        parts.append(f"{x} {top} {rule}")
+        text = cleaned[value][0]
+        if text:
+            parts.append(f"{before}BT {text_x} {baseline} Td {plain.shown(text)} ET{after}")
+    pdf._out("\n".join(parts))
 
 
 def site_report_file(db: Database, study_code: str, site_code: str, *, zone: ZoneInfo, printed_by: str,

@@ -1,5 +1,6 @@
 """The export for the trial database: a study's blinded trial events (`events`) as CDISC ODM 1.3.2
-(`odm`) or CSV (`tables`), downloaded by the investigator or the monitor (`exports`).
+(`odm`, its subjects written by `odm_clinical`) or CSV (`tables`), downloaded by the investigator
+or the monitor (`exports`).
 
 The unblinded variant (`unblinded`), which reads the arms from the sealed compartment, is imported
 by its full name only, so that importing this package never reaches the compartment."""

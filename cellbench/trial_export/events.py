@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Connection, func, select
 from sqlmodel import Session, col
 
 from .. import clock, studies, users
@@ -28,7 +28,7 @@ DISPENSED, NOT_ADMINISTERED = "dispensed", "not administered"
 STOPPED = frozenset({"not_administered", "incomplete"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Dose:
     """One gland of one treatment: administered (volume and time) or not (time and reason)."""
 
@@ -41,7 +41,7 @@ class Dose:
     reason: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TreatmentVisit:
     treatment: int
     target_date: str
@@ -52,13 +52,13 @@ class TreatmentVisit:
     not_administered: list[Dose] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class UnblindingEvent:
     at: datetime
     reason_code: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Subject:
     randomisation_number: str
     site_code: str
@@ -85,22 +85,6 @@ class TrialEvents:
                 "unblindings": sum(len(s.unblindings) for s in self.subjects)}
 
 
-def _last_by_kit(session: Session, kit_ids: list[int], action: str) -> dict[int, tuple[Any, str | None]]:
-    """Each kit's last custody event of this kind: its time and condition, read as columns."""
-    rows = session.execute(select(col(CustodyEvent.kit_id), col(CustodyEvent.at), col(CustodyEvent.condition))
-                           .where(col(CustodyEvent.kit_id).in_(kit_ids), col(CustodyEvent.action) == action)
-                           .order_by(col(CustodyEvent.id)))
-    return {kit_id: (at, condition) for kit_id, at, condition in rows}  # the last of each kit's stays
-
-
-# A study's export reads tens of thousands of rows at ten years: they are read as plain rows of the
-# columns used (attribute access as on the models), not built as ORM objects, which cost most of the time.
-_VISIT = (col(Visit.id), col(Visit.participant_id), col(Visit.treatment), col(Visit.target_date), col(Visit.state),
-          col(Visit.kit_id))
-_GIVEN = (col(Administration.visit_id), col(Administration.dose), col(Administration.administered_at),
-          col(Administration.volume_ml), col(Administration.by_name))
-
-
 PAGE = 1000  # participants read per page: a page's rows, not the study's, are in memory at once
 
 
@@ -124,62 +108,98 @@ def sites_used(session: Session, study: Study, reader: Actor | None = None) -> l
     return list(session.scalars(select(Site).where(col(Site.id).in_(ids)).order_by(col(Site.id))))
 
 
+
+
+
 def subject_pages(session: Session, study: Study, reader: Actor | None = None,
                   size: int = PAGE) -> Iterator[list[Subject]]:
     """The randomised participants and their events in randomisation-number order, a page at a time
-    (keyset on the number and the id), so an export's memory does not grow with the study."""
+    (keyset on the number, unique in the study), so an export's memory does not grow with the study."""
     glands = glands_of(study)
     zones: dict[int, tuple[str, ZoneInfo]] = {}
-    after: tuple[str, int] | None = None
-    number, pid = col(Participant.randomisation_number), col(Participant.id)
+    after: str | None = None
+    number = col(Participant.randomisation_number)
+    connection = session.connection()
     while True:
         query = _randomised(study, reader)
         if after is not None:
-            query = query.where(or_(number > after[0], and_(number == after[0], pid > after[1])))
-        page = session.execute(query.order_by(number, pid).limit(size)).all()
+            query = query.where(number > after)
+        page = connection.execute(query.order_by(number).limit(size)).all()
         if not page:
             return
-        for site_id in {p.site_id for p in page} - zones.keys():
+        for site_id in {p[2] for p in page} - zones.keys():
             site = session.get_one(Site, site_id)
             zones[site_id] = (site.code, clock.zone(site))
-        yield _subjects(session, page, glands, zones)
+        # the page's participants as a subquery of the same conditions between its first and last
+        # number: the rows below are asked for by it, not by lists of thousands of ids (which cost
+        # more to bind and check than the reading itself)
+        members = _randomised(study, reader).with_only_columns(col(Participant.id)).where(number <= page[-1][1])
+        if after is not None:
+            members = members.where(number > after)
+        yield _subjects(connection, page, members, glands, zones)
         if len(page) < size:
             return
-        after = (page[-1].randomisation_number, page[-1].id)
+        after = page[-1][1]
 
 
-def _subjects(session: Session, page: Sequence[Any], glands: list[str],
+# One page's rows, each read as plain tuples through the Core connection (not the ORM's result
+# machinery): the visits with their kit's number, the kits' dispensing and not-administered custody
+# events, the administrations, the unblindings.
+def _visits(members: Any) -> Any:
+    return (select(col(Visit.participant_id), col(Visit.id), col(Visit.treatment), col(Visit.target_date),
+                   col(Visit.state), col(Visit.kit_id), col(Kit.number))
+            .outerjoin(Kit, col(Kit.id) == col(Visit.kit_id))
+            .where(col(Visit.participant_id).in_(members)).order_by(col(Visit.participant_id), col(Visit.treatment)))
+
+
+def _kit_events(members: Any) -> Any:
+    kits = select(col(Visit.kit_id)).where(col(Visit.participant_id).in_(members), col(Visit.kit_id).is_not(None))
+    return (select(col(CustodyEvent.kit_id), col(CustodyEvent.action), col(CustodyEvent.at),
+                   col(CustodyEvent.condition))
+            .where(col(CustodyEvent.kit_id).in_(kits), col(CustodyEvent.action).in_((DISPENSED, NOT_ADMINISTERED)))
+            .order_by(col(CustodyEvent.id)))
+
+
+def _given(members: Any) -> Any:
+    visits = select(col(Visit.id)).where(col(Visit.participant_id).in_(members))
+    return (select(col(Administration.visit_id), col(Administration.dose), col(Administration.administered_at),
+                   col(Administration.volume_ml), col(Administration.by_name))
+            .where(col(Administration.visit_id).in_(visits))
+            .order_by(col(Administration.visit_id), col(Administration.dose)))
+
+
+def _unblindings(members: Any) -> Any:
+    return (select(col(Unblinding.participant_id), col(Unblinding.at), col(Unblinding.reason_code))
+            .where(col(Unblinding.participant_id).in_(members)).order_by(col(Unblinding.at), col(Unblinding.id)))
+
+
+def _subjects(connection: Connection, page: Sequence[Any], members: Any, glands: list[str],
               zones: dict[int, tuple[str, ZoneInfo]]) -> list[Subject]:
-    """One page of participants (_randomised's rows) with their visits, kits and events."""
-    ids = [p.id for p in page]
-    # rows unpacked or indexed as tuples (a Row's attribute access by name was most of this function's time)
+    """One page of participants (_randomised's rows; `members`, their ids as a subquery) with their
+    visits, kits and events."""
     visits: dict[int, list[tuple]] = defaultdict(list)
-    for visit in session.execute(select(*_VISIT).where(col(Visit.participant_id).in_(ids))
-                                 .order_by(col(Visit.participant_id), col(Visit.treatment))):
-        visits[visit[1]].append(visit)
-    visit_ids = [v[0] for vs in visits.values() for v in vs]
-    kit_ids = [v[5] for vs in visits.values() for v in vs if v[5] is not None]
-    kit_numbers = dict(session.execute(select(col(Kit.id), col(Kit.number))
-                                       .where(col(Kit.id).in_(kit_ids))).all())
-    dispensed = _last_by_kit(session, kit_ids, DISPENSED)
-    stopped = _last_by_kit(session, kit_ids, NOT_ADMINISTERED)
-    given: dict[int, list[tuple]] = defaultdict(list)
-    for row in session.execute(select(*_GIVEN).where(col(Administration.visit_id).in_(visit_ids))
-                               .order_by(col(Administration.dose))):
-        given[row[0]].append(row)
+    for visit in connection.execute(_visits(members)).all():
+        visits[visit[0]].append(visit)
+    dispensed: dict[int, Any] = {}
+    stopped: dict[int, tuple[Any, str | None]] = {}
+    for kit_id, action, at, condition in connection.execute(_kit_events(members)).all():
+        if action == DISPENSED:  # the last of each kit's stays (events in id order)
+            dispensed[kit_id] = at
+        else:
+            stopped[kit_id] = (at, condition)
+    given: dict[int, list[Dose]] = defaultdict(list)
+    for visit_id, dose, administered_at, volume_ml, by_name in connection.execute(_given(members)).all():
+        given[visit_id].append(Dose(dose, glands[dose - 1], administered_at, volume_ml, by_name))
     unblinded: dict[int, list[UnblindingEvent]] = defaultdict(list)
-    for participant_id, at, reason_code in session.execute(
-            select(col(Unblinding.participant_id), col(Unblinding.at), col(Unblinding.reason_code))
-            .where(col(Unblinding.participant_id).in_(ids)).order_by(col(Unblinding.at))):
+    for participant_id, at, reason_code in connection.execute(_unblindings(members)).all():
         unblinded[participant_id].append(UnblindingEvent(at, reason_code))
     subjects = []
-    none: list[tuple] = []
+    none: list = []
     for pid, number, site_id, randomised_at in page:
         code, zone = zones[site_id]
-        subject = Subject(number or "", code, zone, randomised_at, unblindings=unblinded.get(pid, []))
-        subject.visits = [_visit(visit, glands, kit_numbers, dispensed, stopped, given.get(visit[0], none))
-                          for visit in visits.get(pid, none)]
-        subjects.append(subject)
+        subjects.append(Subject(number or "", code, zone, randomised_at,
+                                [_visit(visit, glands, dispensed, stopped, given.get(visit[1]) or [])
+                                 for visit in visits.get(pid, none)], unblinded.get(pid) or []))
     return subjects
 
 
@@ -211,22 +231,18 @@ def gather(session: Session, study: Study, reader: Actor | None = None) -> Trial
     return TrialEvents(study, glands_of(study), sites_used(session, study, reader), subjects)
 
 
-def _visit(visit: tuple, glands: list[str], kit_numbers: dict[int, str],
-           dispensed: dict[int, tuple[Any, str | None]], stopped: dict[int, tuple[Any, str | None]],
-           given: list[tuple]) -> TreatmentVisit:
-    """One treatment visit's events from its row (_VISIT's columns) and its administrations (_GIVEN's)."""
-    _, _, treatment, target_date, state, kit_id = visit
-    out = TreatmentVisit(treatment, target_date.isoformat(), state)
+def _visit(visit: tuple, glands: list[str], dispensed: dict[int, Any], stopped: dict[int, tuple[Any, str | None]],
+           given: list[Dose]) -> TreatmentVisit:
+    """One treatment visit's events from its row (_visits' columns) and its administrations."""
+    _, _, treatment, target_date, state, kit_id, kit_number = visit
     scan = dispensed.get(kit_id) if kit_id is not None else None
-    if scan is not None:  # a kit only assigned, not yet dispensed, is no dispensing
-        out.kit_number, out.dispensed_at = kit_numbers.get(kit_id or 0), scan[0]
-    for _, dose, administered_at, volume_ml, by_name in given:
-        out.administered.append(Dose(dose, glands[dose - 1], administered_at=administered_at,
-                                     volume_ml=volume_ml, by_name=by_name))
+    # a kit only assigned, not yet dispensed, is no dispensing
+    out = TreatmentVisit(treatment, target_date.isoformat(), state, kit_number if scan is not None else None, scan,
+                         given)
     if state in STOPPED:
-        done = {row[1] for row in given}
+        done = {dose.number for dose in given}
         event = stopped.get(kit_id) if kit_id is not None else None
-        out.not_administered = [Dose(n, gland, not_administered_at=event[0] if event else None,
-                                     reason=event[1] if event else None)
+        at, reason = event if event is not None else (None, None)
+        out.not_administered = [Dose(n, gland, not_administered_at=at, reason=reason)
                                 for n, gland in enumerate(glands, 1) if n not in done]
     return out

@@ -11,25 +11,25 @@ participant (SubjectKey: the randomisation number; SiteRef: a Location of AdminD
 - SE.UNBL, repeated per emergency unblinding: when, and the coded reason (never the arm).
 
 The unblinded variant adds IT.ARM (the participant's arm) to IG.RAND and IT.KITARM (the kit's) to
-IG.DISP, and nothing else. Written with ElementTree, which escapes text and attributes; characters
+IG.DISP, and nothing else. The document's head is written with ElementTree, which escapes text and
+attributes; its ClinicalData as text exactly as ElementTree would write it (odm_clinical). Characters
 XML 1.0 cannot hold at all (control characters typed into a reason) are replaced, so the file
 always parses.
 """
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..models import Site, Study
-from .events import Dose, Subject, TreatmentVisit, TrialEvents
+from .events import Subject, TrialEvents
+from .odm_clinical import NOT_XML, Arms, ClinicalWriter
 
 NS = "http://www.cdisc.org/ns/odm/v1.3"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 MDV = "MDV.1"
-NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 # item OID -> (name, ODM data type, length or None, what it is)
 ITEMS: dict[str, tuple[str, str, int | None, str]] = {
@@ -65,7 +65,6 @@ EVENTS = {"SE.RAND": ("Randomisation", False, "Scheduled", ("F.RAND",)),
           "SE.TRT": ("Treatment", True, "Scheduled", ("F.DISP", "F.ADM", "F.NADM")),
           "SE.UNBL": ("Emergency unblinding", True, "Unscheduled", ("F.UNBL",))}
 UNBLINDED_ITEMS = frozenset({"IT.ARM", "IT.KITARM"})
-Arms = tuple[dict[str, str], dict[str, str]]  # participant number -> arm, kit number -> arm
 
 
 def _tag(name: str) -> str:
@@ -115,102 +114,7 @@ def _metadata(element: ET.Element, study: Study, unblinded: bool) -> None:
         translated.text = _clean(what)
 
 
-# The subjects are written as text, not built as ElementTree nodes: at ten years an export holds
-# hundreds of thousands of elements, and building and serialising the tree was most of its time.
-# The text is exactly what ET.indent and ET.tostring wrote for the same tree (tests compare them).
-_ATTRIBUTE = re.compile('[&<>"\r\n\t]')
-_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"),
-             ("\t", "&#09;"))
 _MARK = "SUBJECTS"  # an empty element standing where the subjects go in the document's head
-
-
-def _attr(value: object) -> str:
-    """An attribute value as ElementTree escapes it (the characters XML cannot hold are replaced
-    chunk by chunk in _subjects_text)."""
-    text = value if isinstance(value, str) else str(value)
-    if _ATTRIBUTE.search(text):
-        for raw, entity in _ENTITIES:
-            text = text.replace(raw, entity)
-    return text
-
-
-def _items(out: list[str], pad: str, group: str, values: Mapping[str, object], repeat: int | None = None) -> None:
-    """One ItemGroupData with an ItemData for each value given (an empty value is left out), at the
-    indentation `pad` (ET.indent's two spaces a level)."""
-    key = "" if repeat is None else f' ItemGroupRepeatKey="{repeat}"'
-    items = [f'{pad}  <ItemData ItemOID="{oid}" Value="{_attr(f"{value:g}" if isinstance(value, float) else value)}" />'
-             for oid, value in values.items() if value is not None and value != ""]
-    if items:
-        out.append(f'{pad}<ItemGroupData ItemGroupOID="{group}"{key}>')
-        out.extend(items)
-        out.append(f"{pad}</ItemGroupData>")
-    else:
-        out.append(f'{pad}<ItemGroupData ItemGroupOID="{group}"{key} />')
-
-
-def _treatment(out: list[str], subject: Subject, visit: TreatmentVisit, arms: Arms | None) -> None:
-    if not (visit.kit_number or visit.administered or visit.not_administered):
-        return  # a visit still planned or with a kit only assigned: nothing happened yet
-    zone = subject.zone
-    out.append(f'      <StudyEventData StudyEventOID="SE.TRT" StudyEventRepeatKey="{visit.treatment}">')
-    if visit.kit_number:
-        values: dict[str, object] = {"IT.KITNO": visit.kit_number, "IT.DISPDTC": _moment(visit.dispensed_at, zone)}
-        if arms is not None:
-            values["IT.KITARM"] = arms[1].get(visit.kit_number)
-        out.append('        <FormData FormOID="F.DISP">')
-        _items(out, "          ", "IG.DISP", values)
-        out.append("        </FormData>")
-    if visit.administered:
-        out.append('        <FormData FormOID="F.ADM">')
-        for dose in visit.administered:
-            _items(out, "          ", "IG.ADM", {"IT.GLAND": dose.gland, "IT.VOLUME": dose.volume_ml,
-                                                 "IT.ADMDTC": _moment(dose.administered_at, zone),
-                                                 "IT.ADMBY": dose.by_name}, repeat=dose.number)
-        out.append("        </FormData>")
-    if visit.not_administered:
-        out.append('        <FormData FormOID="F.NADM">')
-        for dose in visit.not_administered:
-            _not_given(out, dose, zone)
-        out.append("        </FormData>")
-    out.append("      </StudyEventData>")
-
-
-def _not_given(out: list[str], dose: Dose, zone: ZoneInfo) -> None:
-    _items(out, "          ", "IG.NADM", {"IT.GLAND": dose.gland, "IT.NADTC": _moment(dose.not_administered_at, zone),
-                                         "IT.NAREAS": dose.reason}, repeat=dose.number)
-
-
-def _subject(out: list[str], subject: Subject, arms: Arms | None) -> None:
-    out.append(f'    <SubjectData SubjectKey="{_attr(subject.randomisation_number)}">')
-    out.append(f'      <SiteRef LocationOID="LOC.{_attr(subject.site_code)}" />')
-    rand = {"IT.RANDNO": subject.randomisation_number,
-            "IT.RANDDAT": subject.randomised_at.astimezone(subject.zone).date().isoformat()
-            if subject.randomised_at else None,
-            "IT.RANDDTC": _moment(subject.randomised_at, subject.zone), "IT.SITE": subject.site_code}
-    if arms is not None:
-        rand["IT.ARM"] = arms[0].get(subject.randomisation_number)
-    out.append('      <StudyEventData StudyEventOID="SE.RAND">')
-    out.append('        <FormData FormOID="F.RAND">')
-    _items(out, "          ", "IG.RAND", rand)
-    out.append("        </FormData>")
-    out.append("      </StudyEventData>")
-    for visit in subject.visits:
-        _treatment(out, subject, visit, arms)
-    for number, unblinding in enumerate(subject.unblindings, 1):
-        out.append(f'      <StudyEventData StudyEventOID="SE.UNBL" StudyEventRepeatKey="{number}">')
-        out.append('        <FormData FormOID="F.UNBL">')
-        _items(out, "          ", "IG.UNBL", {"IT.UNBDTC": _moment(unblinding.at, subject.zone),
-                                             "IT.UNBREAS": unblinding.reason_code})
-        out.append("        </FormData>")
-        out.append("      </StudyEventData>")
-    out.append("    </SubjectData>")
-
-
-def _subjects_text(subjects: list[Subject], arms: Arms | None) -> bytes:
-    out: list[str] = []
-    for subject in subjects:
-        _subject(out, subject, arms)
-    return _clean("\n".join(out)).encode()
 
 
 def _head(study: Study, sites: list[Site], created_at: datetime, arms: Arms | None, empty: bool) -> tuple[bytes, bytes]:
@@ -249,10 +153,11 @@ def odm_chunks(study: Study, sites: list[Site], pages: Iterable[list[Subject]], 
     yield before
     if not first:
         return
-    yield _subjects_text(first, arms)
+    clinical = ClinicalWriter(arms)
+    yield clinical.page(first)
     for page in pages:
         if page:
-            yield b"\n" + _subjects_text(page, arms)
+            yield b"\n" + clinical.page(page)
     yield after
 
 

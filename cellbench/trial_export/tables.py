@@ -6,46 +6,78 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from .. import clock, spreadsheet
+from .. import spreadsheet
 from ..models import Study
 from .events import Subject, TrialEvents
 from .odm import Arms
+from .odm_clinical import Once
 
 COLUMNS = ("study", "site", "randomisation_number", "event", "treatment", "kit_number", "gland", "volume_ml",
            "time", "reason")
 UNBLINDED_COLUMNS = ("arm", "kit_arm")
 
 
-def _rows(code: str, subjects: list[Subject], arms: Arms | None) -> list[list[object]]:
+def _guarded(value: str) -> str:
+    """A text cell as spreadsheet.cell writes it: one that starts like a formula, as text."""
+    return "'" + value if value.startswith(spreadsheet.FORMULA_STARTS) else value
+
+
+class _Rows:
     """randomised, dispensed, administered, not administered and unblinded rows per participant;
-    `arms` (the unblinded variant) adds the participant's and the kit's arm to every row."""
-    rows: list[list[object]] = []
-    for s in subjects:
-        def at(moment, zone=s.zone) -> str:
-            return clock.local_text(moment, zone)
+    `arms` (the unblinded variant) adds the participant's and the kit's arm to every row.
 
-        def row(event: str, treatment: object = "", kit: str | None = "", gland: str = "", volume: object = "",
-                time: str = "", reason: str | None = "", subject=s) -> None:
-            line: list[object] = [code, subject.site_code, subject.randomisation_number, event, treatment, kit or "",
-                                  gland, volume, time, reason or ""]
+    Each cell is what spreadsheet.cell made of the value before (tests compare the files): a text
+    that starts like a formula is prefixed, a treatment number written as the number it is, a time
+    as clock.local_text writes it (which starts with a digit); the texts that repeat (the study, a
+    site, a gland, a reason) are guarded once per export, not once per cell."""
+
+    def __init__(self, code: str, arms: Arms | None):
+        self.code, self.arms = _guarded(code), arms
+        self._same = Once(_guarded)
+
+    def page(self, subjects: list[Subject]) -> list[list[str]]:
+        rows: list[list[str]] = []
+        code, arms = self.code, self.arms
+        for s in subjects:
+            zone, site, number = s.zone, self._same(s.site_code), _guarded(s.randomisation_number)
+            arm = _guarded(arms[0].get(s.randomisation_number, "")) if arms is not None else ""
+            first = len(rows)
+            rows.append([code, site, number, "randomised", "", "", "", "", _at(s.randomised_at, zone), ""])
+            for v in s.visits:
+                treatment, kit = str(v.treatment), _guarded(v.kit_number) if v.kit_number else ""
+                start = len(rows)
+                if kit:
+                    rows.append([code, site, number, "dispensed", treatment, kit, "", "", _at(v.dispensed_at, zone),
+                                 ""])
+                rows.extend([code, site, number, "administered", treatment, kit, self._same(dose.gland),
+                             _guarded(f"{dose.volume_ml:g}"), _at(dose.administered_at, zone), ""]
+                            for dose in v.administered)
+                rows.extend([code, site, number, "not administered", treatment, kit, self._same(dose.gland), "",
+                             _at(dose.not_administered_at, zone), self._same(dose.reason)]
+                            for dose in v.not_administered)
+                if arms is not None:
+                    kit_arm = _guarded(arms[1].get(v.kit_number or "", "")) if v.kit_number else ""
+                    for row in rows[start:]:
+                        row += [arm, kit_arm]
+            for u in s.unblindings:
+                rows.append([code, site, number, "emergency unblinding", "", "", "", "", _at(u.at, zone),
+                             self._same(u.reason_code)])
+                if arms is not None:
+                    rows[-1] += [arm, ""]
             if arms is not None:
-                line += [arms[0].get(subject.randomisation_number, ""), arms[1].get(kit or "", "") if kit else ""]
-            rows.append(line)
+                rows[first] += [arm, ""]
+        return rows
 
-        row("randomised", time=at(s.randomised_at))
-        for v in s.visits:
-            if v.kit_number:
-                row("dispensed", v.treatment, v.kit_number, time=at(v.dispensed_at))
-            for dose in v.administered:
-                row("administered", v.treatment, v.kit_number, dose.gland, f"{dose.volume_ml:g}",
-                    at(dose.administered_at))
-            for dose in v.not_administered:
-                row("not administered", v.treatment, v.kit_number, dose.gland, time=at(dose.not_administered_at),
-                    reason=dose.reason)
-        for u in s.unblindings:
-            row("emergency unblinding", time=at(u.at), reason=u.reason_code)
-    return rows
+
+def _at(moment: datetime | None, zone: ZoneInfo) -> str:
+    """clock.local_text's form ('2026-12-06 09:44:00 +01:00'), for a time in the site's zone."""
+    if moment is None:
+        return ""
+    text = moment.astimezone(zone).isoformat(sep=" ", timespec="seconds")
+    return f"{text[:19]} {text[19:]}"
 
 
 def csv_chunks(study: Study, pages: Iterable[list[Subject]], arms: Arms | None = None) -> Iterator[bytes]:
@@ -53,9 +85,10 @@ def csv_chunks(study: Study, pages: Iterable[list[Subject]], arms: Arms | None =
     text, written a page at a time)."""
     header = COLUMNS + (UNBLINDED_COLUMNS if arms is not None else ())
     yield spreadsheet.csv_text(header, []).encode()
+    rows = _Rows(study.code, arms)
     for page in pages:
         out = io.StringIO()
-        csv.writer(out).writerows([spreadsheet.cell(value) for value in row] for row in _rows(study.code, page, arms))
+        csv.writer(out).writerows(rows.page(page))
         yield out.getvalue().encode()
 
 
