@@ -2,7 +2,8 @@
 and the PDF every label is drawn on with it. Labels are refused, never printed with a character
 missing, when no such font is there.
 
-The font is read once per process, not once per PDF (issue 18). fpdf2's add_font parses the
+The font is read once per process, not once per PDF (issue 18), for labels and for the printed
+records, certificates and reports, which draw in the same faces (reports/document.py). fpdf2's add_font parses the
 whole face (metrics and character map of ~6,000 glyphs: 30-40 ms a face, two faces a PDF), and
 at output it cuts the subset of glyphs the PDF uses out of it (another 20-30 ms a face). So each
 PDF gets a copy of a face parsed once (`_parsed`), with its own subset map and its own
@@ -167,13 +168,14 @@ class LabelPDF(FPDF):
         self.shared_faces: dict[str, str] = {}  # fontkey -> the face's key
         self._faces: dict[str, _Face] = {}
 
-    def add_label_font(self, style: str, path: Path, shared: bool = True) -> None:
+    def add_label_font(self, style: str, path: Path, shared: bool = True, family: str = "Label") -> None:
         face = _parsed(str(path), style) if shared else None
         if face is None:
-            self.add_font("Label", style, str(path))
+            self.add_font(family, style, str(path))
             return
         font = copy.copy(face.font)  # metrics, character map and widths shared: read only
         font.i = len(self.fonts) + 1
+        font.fontkey = f"{family.lower()}{style}"  # as add_font names it: the face is parsed under "Label"
         font.ttfont = ttLib.TTFont(io.BytesIO(face.data), recalcTimestamp=False, lazy=True)
         font.subset, font.missing_glyphs, font.biggest_size_pt = SubsetMap(font), [], 0
         font._hbfont = None

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from fpdf import FPDF
 from fpdf.fonts import TTFFont
 
 from .. import clock
 from ..checkpoints.store import latest_logged
 from ..labels import LabelFonts, find_label_fonts
+from ..labels.fonts import LabelPDF
 from ..pdf import char_width, checkpoint, text_width, wrap
 from .record import SignatureView
 
@@ -70,7 +70,7 @@ def keep_whole(value: str) -> str:
     return TIME.sub(lambda m: m.group().replace(" ", NBSP), value) if ":" in value else value
 
 
-class RecordPDF(FPDF):
+class RecordPDF(LabelPDF):
     """A4 pages whose footer names the lot, the page of pages, and when and by whom it was printed,
     and on a second line the latest signed checkpoint of the audit chain (checkpoints.store): a
     printout that names it can be checked against the chain, and a later rewrite contradicts it."""
@@ -82,8 +82,11 @@ class RecordPDF(FPDF):
         self._checkpoint = latest.short() if latest is not None else ""
         self.set_margins(12, 12, 12)
         self.set_auto_page_break(True, margin=15)
-        self.add_font("Doc", "", str(fonts.regular))
-        self.add_font("Doc", "B", str(fonts.bold))
+        # the faces parsed once per process (labels/fonts.py), not twice for every record printed;
+        # written with output(), not LabelPDF.finish(): the last footer and the page count are drawn
+        # inside output(), after finish() has chosen the kept subset by the glyphs used so far
+        self.add_label_font("", fonts.regular, family="Doc")
+        self.add_label_font("B", fonts.bold, family="Doc")
         self.set_stretching(fonts.stretch_percent)
         self.set_font("Doc", "", 8)
         font = self.current_font

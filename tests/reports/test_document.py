@@ -62,3 +62,20 @@ def test_units_read_as_a_person_writes_them_and_the_font_prints_them():
     assert unit_text("%") == "%" and unit_text(None) == ""
     pdf = new_pdf()
     assert pdf.clean("25 × 10⁶ viable cells/vial") == "25 × 10⁶ viable cells/vial"  # nothing the font lacks
+
+
+def test_a_record_drawn_in_the_faces_parsed_once_is_the_record_drawn_in_faces_read_the_plain_way(monkeypatch):
+    # RecordPDF draws in copies of the label faces parsed once per process (labels/fonts.py);
+    # the bytes are those of fonts read by fpdf2 itself, first record of a process or later.
+    from cellbench.labels import fonts
+
+    def record() -> bytes:
+        pdf = new_pdf()
+        pdf.set_creation_date(SIGNED)
+        pdf.heading("Certificate")
+        pdf.grid(("Kit", "Signed"), (30, 70), [[f"K-{n:04d}", when(SIGNED, ZONE)] for n in range(40)])
+        return bytes(pdf.output())
+
+    shared = [record(), record()]
+    monkeypatch.setattr(fonts, "_parsed", lambda path, style: None)  # what add_font reads itself
+    assert shared[0] == shared[1] == record()
