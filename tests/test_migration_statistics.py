@@ -1,7 +1,7 @@
 """On PostgreSQL a migration that fills a table gives the planner its statistics at once (ANALYZE),
 as 0032_storage does for kit: after 0033_monitor and 0034_notify the planner otherwise took the
 filled tables for empty, and pages were 10-24x slower until autovacuum passed. SQLite keeps no such
-statistics here: the migrations send no ANALYZE there."""
+statistics here: these migrations send no ANALYZE there."""
 from __future__ import annotations
 
 from alembic import command
@@ -29,8 +29,8 @@ def test_the_migrations_that_fill_tables_analyze_them_on_postgresql(db, kit_worl
     finally:
         event.remove(db.engine, "before_cursor_execute", seen)
     expected = [f"ANALYZE {table}" for tables in FILLED.values() for table in tables]
-    if db.is_sqlite:
-        assert sent == []
+    if db.is_sqlite:  # (0037_homes analyses the tables of its new indexes on both engines: not these)
+        assert not set(sent) & set(expected), sent
         return
     assert [statement for statement in sent if statement in expected] == expected, sent
     with db.engine.connect() as conn:  # the new table is known by its rows, not as never analysed (-1)
