@@ -279,13 +279,17 @@ def records(session: Session, study: Study | None = None, limit: int = 200) -> l
     return _records(session, query.limit(limit))
 
 
+def is_latest() -> Any:
+    """The condition that an unblinding is its participant's latest."""
+    later = aliased(Unblinding)
+    return ~exists().where(col(later.participant_id) == col(Unblinding.participant_id),
+                           col(later.id) > col(Unblinding.id))
+
+
 def latest_records_where(session: Session, *conditions: Any) -> list[Record]:
     """Every participant's latest unblinding that meets these conditions, newest first (no limit:
     a queue built on it must not lose its oldest entries)."""
-    later = aliased(Unblinding)
-    newest = ~exists().where(col(later.participant_id) == col(Unblinding.participant_id),
-                             col(later.id) > col(Unblinding.id))
-    return _records(session, _base().where(newest, *conditions))
+    return _records(session, _base().where(is_latest(), *conditions))
 
 
 def record_page(session: Session, ask: pagination.Ask, study: Study | None = None) -> pagination.Page[Record]:

@@ -491,6 +491,7 @@ def test_the_impacts_waiting_to_be_sent_are_the_latest_unblindings_a_recount_of_
 
     with db.read() as s:
         waiting = unblinding_impact.awaiting(s)
+        queued = [p.randomisation_number for p in s.scalars(unblinding_impact.awaiting_query())]
         sent = {int(e) for e in s.scalars(select(AuditEvent.entity_id).where(
             AuditEvent.action == unblinding_impact.SENT, AuditEvent.entity_type == "unblinding"))}
         latest: dict[int, int] = {}
@@ -499,6 +500,7 @@ def test_the_impacts_waiting_to_be_sent_are_the_latest_unblindings_a_recount_of_
         recount = sorted(i for i in latest.values() if i not in sent)
     assert sorted(r.id for r in waiting) == recount and len(recount) == 2
     assert {r.participant for r in waiting} == {x, y}
+    assert queued == [r.participant for r in waiting]  # the home line's query: the same, newest first
     assert "emergency unblindings: their impact is not yet sent to the sponsor" in anna.get("/").text
     for who in ("ida", "mette", "frida", "adam"):
         assert "impact is not yet sent" not in as_(who).get("/").text, who

@@ -18,7 +18,7 @@ from __future__ import annotations
 from .assessing import CHANNELS, READERS, assess
 from .channels import CERTAIN, MORE_PROBABLE, Impact
 from .paging import PAGE_SIZE, as_json
-from .sending import NOTIFICATION_KIND, SENT, awaiting, body, send, sent
+from .sending import NOTIFICATION_KIND, SENT, awaiting, awaiting_query, body, send, sent
 
 __all__ = ["CERTAIN", "CHANNELS", "MORE_PROBABLE", "NOTIFICATION_KIND", "PAGE_SIZE", "READERS", "SENT", "Impact",
-           "as_json", "assess", "awaiting", "body", "send", "sent"]
+           "as_json", "assess", "awaiting", "awaiting_query", "body", "send", "sent"]

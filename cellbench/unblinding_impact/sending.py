@@ -2,13 +2,15 @@
 whole copy, so it is not paged), and which unblindings still wait for theirs."""
 from __future__ import annotations
 
-from sqlalchemy import String, cast, exists, select
+from typing import Any
+
+from sqlalchemy import Select, String, cast, exists, select
 from sqlmodel import Session, col
 
 from .. import audit, notifications, unblinding
 from ..audit import Actor
 from ..custody import fetch
-from ..models import AuditEvent, Notification, Study, Unblinding, Visibility
+from ..models import AuditEvent, Notification, Participant, Study, Unblinding, Visibility
 from .assessing import assess
 from .channels import Impact
 from .paging import as_json
@@ -54,11 +56,21 @@ def sent(session: Session, unblinding_ids: list[int]) -> list[AuditEvent]:
         col(AuditEvent.entity_id).in_([str(i) for i in unblinding_ids])).order_by(col(AuditEvent.seq).desc())))
 
 
+def _impact_unsent() -> Any:
+    """The condition that no impact was sent for an unblinding (along the audit trail's entity index)."""
+    return ~exists().where(col(AuditEvent.entity_type) == "unblinding",
+                           col(AuditEvent.entity_id) == cast(col(Unblinding.id), String),
+                           col(AuditEvent.action) == SENT)
+
+
 def awaiting(session: Session) -> list[unblinding.Record]:
     """Participants whose latest unblinding's impact has not been sent to the sponsor yet, every one
-    of them (a queue that stopped at the newest 200 unblindings would lose the oldest unsent impact).
-    Each unblinding asks after its own sent impact along the audit trail's entity index."""
-    was_sent = exists().where(col(AuditEvent.entity_type) == "unblinding",
-                              col(AuditEvent.entity_id) == cast(col(Unblinding.id), String),
-                              col(AuditEvent.action) == SENT)
-    return unblinding.latest_records_where(session, ~was_sent)
+    of them (a queue that stopped at the newest 200 unblindings would lose the oldest unsent impact)."""
+    return unblinding.latest_records_where(session, _impact_unsent())
+
+
+def awaiting_query() -> Select:
+    """The same participants as a query, newest unblinding first, for a queue line that reads at most
+    two of them and counts the rest in the database (web/home.py line_of), not 1,389 records."""
+    return (select(Participant).join(Unblinding, col(Unblinding.participant_id) == col(Participant.id))
+            .where(unblinding.is_latest(), _impact_unsent()).order_by(col(Unblinding.id).desc()))

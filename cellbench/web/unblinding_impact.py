@@ -17,7 +17,7 @@ from ..db import Database
 from ..deps import Viewer, form_by, get_db, require
 from ..pagination import link
 from ..templating import render
-from .home import QueueItem, line_for, work_queue
+from .home import QueueItem, line_of, work_queue
 from .paging import Pager, ask
 from .unblinding import participant_url
 
@@ -29,10 +29,11 @@ readers = require(*unblinding_impact.READERS)
 def _impacts_to_send(session: Session, viewer: Viewer) -> list[QueueItem]:
     if not viewer.has(*unblinding_impact.READERS):
         return []
-    return line_for(unblinding_impact.awaiting(session),
-                    "emergency unblindings: their impact is not yet sent to the sponsor",
-                    "emergency unblinding: its impact is not yet sent to the sponsor", "/unblinding",
-                    lambda r: f"{participant_url(r.study, r.participant)}/impact")
+    return line_of(session, unblinding_impact.awaiting_query(),
+                   "emergency unblindings: their impact is not yet sent to the sponsor",
+                   "emergency unblinding: its impact is not yet sent to the sponsor", "/unblinding",
+                   lambda one: participant_url(studies.by_id(session, one.study_id).code,
+                                               one.randomisation_number) + "/impact")
 
 
 @router.get("/unblinding/{study_code}/{participant}/impact")
