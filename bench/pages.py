@@ -69,6 +69,7 @@ PAGE_TARGET_MS, FILE_TARGET_MS, GROWTH_TARGET = 50.0, 1000.0, 1.5
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 SECRET = "bench-pages-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PAGE_TYPES = ("text/html", "application/json")
+ANYONE = "(anyone)"  # the role of a public page's rows, and the key of the signed-out client
 
 
 @dataclass
@@ -232,10 +233,10 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
     defaults = pageroutes.data_defaults(db)
     clients: dict[str, TestClient] = {}
     try:
-        anonymous = clients.setdefault("-", TestClient(app).__enter__())
+        anonymous = clients.setdefault(ANYONE, TestClient(app).__enter__())
         for route, access in chosen:
             if access.public:
-                row = Result(route.path, "(anyone)", url=route.path)
+                row = Result(route.path, ANYONE, url=route.path)
                 time_url(anonymous, row, args.requests, args.budget)
                 result.results.append(row)
         found: dict[str, dict[str, str]] = {}
