@@ -22,9 +22,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_index('ix_sealed_allocation_block', 'sealed_allocation', ['list_id', 'block', 'participant_number', 'arm'])
     op.create_index('ix_participant_unblinded', 'participant', ['study_id', 'unblinded_at', 'randomisation_number'])
-    if op.get_bind().dialect.name == "postgresql":  # the planner sees the new indexes' tables as they are
-        op.execute("ANALYZE sealed_allocation")
-        op.execute("ANALYZE participant")
+    # Both engines see the new indexes' tables as they are. On SQLite an index with no statistics
+    # beside tables that have some is taken for a very selective one: the pharmacy's lists of
+    # visits by state then walked every participant of the study through ix_participant_unblinded
+    # (38 ms at ten years, against 0.1 ms along the visit state index once analysed).
+    op.execute("ANALYZE sealed_allocation")
+    op.execute("ANALYZE participant")
 
 
 def downgrade() -> None:
