@@ -28,12 +28,11 @@ Key = tuple[int, int, str]  # study id, site id, state
 
 
 def _add(session: Session, changes: Counter[Key]) -> None:
-    """Add these changes to the counters, in key order (one order for every writer)."""
-    upsert = db.upsert(session, _COUNT)
-    for key, n in sorted((key, n) for key, n in changes.items() if n):
-        statement = upsert.values({**dict(zip(_KEY, key, strict=True)), "visits": n})
-        session.execute(statement.on_conflict_do_update(index_elements=list(_KEY),
-                                                        set_={"visits": _COUNT.c.visits + statement.excluded.visits}))
+    """Add these changes to the counters, in key order (one order for every writer), with the
+    running counters' one adding upsert (db.add_to_rows)."""
+    db.add_to_rows(session, _COUNT, _KEY, [{**dict(zip(_KEY, key, strict=True)), "visits": n}
+                                           for key, n in sorted(changes.items()) if n],
+                   lambda new: {"visits": _COUNT.c.visits + new.visits})
 
 
 def _key(participant: Participant, state: object) -> Key:
