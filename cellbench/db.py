@@ -24,7 +24,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
@@ -33,6 +33,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session
 
 from .errors import InvalidInput, RecordedRefusal
+from .private_files import create_private, create_private_if_missing
 from .wal import Checkpointer, ReadGate
 
 if TYPE_CHECKING:  # alembic is imported when the schema is checked or migrated, not by every app start
@@ -125,6 +126,14 @@ def _refuse_nul_characters(engine: Engine) -> None:
                     raise InvalidInput("Text must not contain NUL characters or unpaired surrogates.", field=field)
 
 
+def _create_file_privately(url: str) -> None:
+    """A new SQLite database file is created mode 0600 here, before SQLite would create it with the
+    umask's (0644: every local user could read the sealed lists and the password hashes)."""
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") and Path(path).parent.is_dir():
+        create_private_if_missing(path)
+
+
 class Database:
     def __init__(self, url: str, *, background_checkpoint: bool = False, echo: bool = False,
                  wal_limit_mb: float = WAL_LIMIT_MB):
@@ -137,6 +146,8 @@ class Database:
             # a page of the audit trail read per event (audit_scope._asked) is estimated as if it read
             # every event: 250 ms of compiling for a read of 0.5 ms. No statement here reads enough to repay it.
             kwargs.update(pool_size=10, max_overflow=20, connect_args={"options": "-c jit=off"})
+        if self.is_sqlite:
+            _create_file_privately(url)
         self.engine = create_engine(url, **kwargs)
         if not self.is_sqlite:
             _ping_idle_connections(self.engine)
@@ -297,11 +308,7 @@ def backup_sqlite(db: Database, target: str) -> None:
     path = db.sqlite_path()
     if path is None:
         raise ValueError("backup_sqlite copies a SQLite database; back up PostgreSQL with pg_dump")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # a default ACL on the folder may have widened the mode asked for
-    finally:
-        os.close(fd)
+    os.close(create_private(target))
     try:
         source = sqlite3.connect(path)
         dest = sqlite3.connect(target)

@@ -5,16 +5,10 @@ import hashlib
 import os
 from pathlib import Path
 
-PRIVATE = 0o600
+from ..private_files import PRIVATE, create_private
+
 _CHUNK = 1 << 20
-
-
-def create_private(path: Path) -> int:
-    """A new file, mode 0600 before anything is written to it; an existing file is never replaced.
-    Returns the open descriptor (write-only)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
-    os.fchmod(fd, PRIVATE)  # a default ACL on the folder may have widened the mode asked for
-    return fd
+__all__ = ["PRIVATE", "create_private"]  # and this module's own, below
 
 
 def write_private(path: Path, data: bytes) -> None:
