@@ -27,6 +27,7 @@ from .config import Settings, shipped
 from .db import Database
 from .deps import in_the_loop, over_tls
 from .errors import DomainError, NotAuthenticated, body_error, unreadable_body
+from .notices import SignNotices, secret_of
 from .supply import resupply
 from .templating import make_templates, render
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
                   description="Batch record, release and blinded supply of an allogeneic ASC product.",
                   telemetry=None if settings.telemetry else {"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
+    app.state.notice_secret = secret_of(settings.secret_key)
     app.state.db = db
     app.state.templates = make_templates(settings.zone, reload=settings.template_reload)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, *, password_hasher: PasswordHas
     dispatch.install(app)  # a request is matched against the routes of its path's prefix only
 
     app.add_middleware(gate.Gate, respond=domain_error_response, routes=gated_routes)
+    app.add_middleware(SignNotices, secret=app.state.notice_secret)
     app.add_middleware(SecurityHeaders, settings=settings)  # outermost: the gate's refusals carry the headers too
     return app
 

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
-from . import clock, display
+from . import clock, display, notices
 from .audit import AUDIT_READERS
 from .config import shipped
 from .models import Role
@@ -100,6 +100,7 @@ def make_templates(zone: ZoneInfo, *, reload: bool = False) -> Jinja2Templates:
     env.globals["Role"] = Role
     env.globals["audit_readers"] = AUDIT_READERS
     env.globals["nav_html"] = nav_html
+    env.globals["notice"] = notices.shown  # a redirect's notice, only when cellbench signed it
     env.globals["zone_name"] = str(zone)
     return templates
 

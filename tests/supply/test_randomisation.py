@@ -217,5 +217,5 @@ def test_the_page_says_when_a_list_was_rounded_up(as_, db, people):
     response = as_("sara").submit("/supply/studies/NCT07290946/lists",
                                   {"kind": "kit", "size": "25", "seed": "round-up"})
     assert response.status_code == 303
-    notice = urllib.parse.unquote(response.headers["location"].split("notice=", 1)[1])
+    notice = urllib.parse.parse_qs(urllib.parse.urlsplit(response.headers["location"]).query)["notice"][0]
     assert "not 25" in notice and "rounded up to whole blocks" in notice
