@@ -48,7 +48,7 @@ class Pipelined:
     def __init__(self, driver: Any, pipeline: Any):
         self._driver, self._pipeline = driver, pipeline
         self._writes = driver.cursor()
-        self.round_trips = 0
+        self.round_trips = self.statements = 0  # what was sent (bench/scan.py prints them)
 
     def send(self, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement executed once per row of parameters, queued."""
@@ -56,12 +56,14 @@ class Pipelined:
         for row in rows:
             refuse_unstorable(row.items())
         self._writes.executemany(sql, [{**bound, **row} for row in rows])
+        self.statements += 1
 
     def rows(self, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> list[tuple]:
         sql, bound = compiled(statement)
         refuse_unstorable((params or {}).items())
         cursor = self._driver.cursor()
         cursor.execute(sql, {**bound, **(params or {})})
+        self.statements += 1
         self.sync()
         return cursor.fetchall()
 
@@ -71,6 +73,7 @@ class Pipelined:
 
     def _command(self, command: str) -> None:
         self._writes.execute(command)
+        self.statements += 1
 
 
 @contextmanager
