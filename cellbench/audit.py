@@ -50,6 +50,7 @@ from .models import (
     Visibility,
     utc_text,
 )
+from .pipelined import Pipelined
 from .spreadsheet import csv_text
 
 GENESIS_HASH = "0" * 64
@@ -189,14 +190,15 @@ def _head_signature(seq: int, digest: str) -> str | None:
 Change = tuple[Actor, str, str, Any, dict[str, Any]]
 
 
-def record_all(conn: Connection, changes: Sequence[Change]) -> None:
+def record_all(conn: Connection | Pipelined, changes: Sequence[Change]) -> None:
     """Several events appended at once in the caller's transaction (the scans of one group commit):
     the head locked, read, moved and signed once, and the events inserted in one statement. The
     lock is taken here, so a caller writes what it can before calling this, and holds it only for
-    these three statements and its commit."""
+    these three statements and its commit. In a pipelined transaction (PostgreSQL's scan group) the
+    lock's read takes the writes queued before it, and the insert and the move go with the commit."""
     if not changes:
         return
-    seq, prev = conn.execute(_LOCK_HEAD).one()
+    seq, prev = conn.rows(_LOCK_HEAD)[0] if isinstance(conn, Pipelined) else conn.execute(_LOCK_HEAD).one()
     rows = []
     for change in changes:
         seq += 1
@@ -204,8 +206,13 @@ def record_all(conn: Connection, changes: Sequence[Change]) -> None:
         row, digest = _event(seq, prev, actor, action, entity_type, entity_id, **keywords)
         rows.append({**row, "prev_hash": prev, "hash": digest})
         prev = digest
-    conn.execute(_INSERT, rows)
-    conn.execute(_MOVE_HEAD, {"seq": seq, "hash": prev, "signature": _head_signature(seq, prev)})
+    head = {"seq": seq, "hash": prev, "signature": _head_signature(seq, prev)}
+    if isinstance(conn, Pipelined):
+        conn.send(_INSERT, rows)
+        conn.send(_MOVE_HEAD, [head])
+    else:
+        conn.execute(_INSERT, rows)
+        conn.execute(_MOVE_HEAD, head)
 
 
 def require_reason(reason: str | None, field: str = "reason", kind: str = "reason") -> str:

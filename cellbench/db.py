@@ -120,10 +120,16 @@ def _refuse_nul_characters(engine: Engine) -> None:
                 items = row.items()
             else:
                 items = ((positions[i] if i < len(positions) else None, v) for i, v in enumerate(row or ()))
-            for name, value in items:
-                if isinstance(value, str) and _UNSTORABLE.search(value):
-                    field = str(name).rstrip("_0123456789") if isinstance(name, str) else None
-                    raise InvalidInput("Text must not contain NUL characters or unpaired surrogates.", field=field)
+            refuse_unstorable(items)
+
+
+def refuse_unstorable(items: Iterable[tuple[Any, Any]]) -> None:
+    """The guard above for one row of (name, value) parameters (statements sent past the engine:
+    pipelined.py)."""
+    for name, value in items:
+        if isinstance(value, str) and _UNSTORABLE.search(value):
+            field = str(name).rstrip("_0123456789") if isinstance(name, str) else None
+            raise InvalidInput("Text must not contain NUL characters or unpaired surrogates.", field=field)
 
 
 def _create_file_privately(url: str) -> None:

@@ -80,3 +80,14 @@ def test_the_station_page_answers_in_large_type_and_is_ready_for_the_next_scan(k
 def test_admins_and_lab_roles_cannot_scan(kit_world, as_):
     for who in ("adam", "olivia"):
         assert as_(who).post("/api/v1/scan", json={"code": kit_world.active[0]}).status_code == 403
+
+
+def test_a_verdicts_json_holds_every_field_of_the_verdict_with_the_expiry_as_a_date():
+    from dataclasses import asdict
+    from datetime import date
+
+    from cellbench.custody.scanning import Verdict
+
+    for expiry in (date(2027, 3, 1), None):
+        verdict = Verdict(True, "3HJY-7F7J-W", "at_site", "At site", "XB26-901", expiry, "Freezer 1", "Store it.")
+        assert verdict.as_json() == {**asdict(verdict), "expiry": expiry.isoformat() if expiry else None}
