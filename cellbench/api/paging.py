@@ -1,6 +1,7 @@
 """A JSON list's page parameters (`after`, `limit`) as one dependency, documented once."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Query, Request
@@ -13,9 +14,18 @@ AFTER = ("The `next` cursor of the previous page, as given (opaque; a cursor of 
 NEXT = "The cursor of the next page (pass it as `after`); null on the last page."
 
 
-def ask(request: Request, after: str | None = Query(None, description=AFTER),
-        limit: int = Query(100, ge=1, le=MAX_PAGE_SIZE, description="Rows per page")) -> Ask:
-    return Ask(after=after or None, secret=request.app.state.settings.secret_key, size=limit)
+def asking(default: int) -> Callable[..., Ask]:
+    """The page parameters of a list whose page is `default` rows unless the caller asks for more
+    or fewer (a work list of the day is shorter than a register)."""
+
+    def ask(request: Request, after: str | None = Query(None, description=AFTER),
+            limit: int = Query(default, ge=1, le=MAX_PAGE_SIZE, description="Rows per page")) -> Ask:
+        return Ask(after=after or None, secret=request.app.state.settings.secret_key, size=limit)
+
+    return ask
+
+
+ask = asking(100)
 
 
 def page_model(name: str, field: str, item: type[BaseModel], order: str) -> type[BaseModel]:

@@ -14,7 +14,7 @@ from .. import custody, kits, pharmacy, studies
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
 from ..models import Participant, Site, Study
-from ..pagination import Ask
+from ..pagination import PAGE_SIZE, Ask
 from . import paging
 from .codes import CODE_DESCRIPTION, ManualEntryIn
 
@@ -164,8 +164,10 @@ ParticipantPageOut = paging.page_model("ParticipantPageOut", "participants", Par
 
 
 @router.get("/participants", response_model=ParticipantPageOut)
-def list_participants(study: str | None = None, ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
-                      session: Session = Depends(read_session)):
+def list_participants(study: str | None = None, ask: Ask = Depends(paging.asking(PAGE_SIZE)),
+                      viewer: Viewer = Depends(readers), session: Session = Depends(read_session)):
+    """Participants with their visits, a page at a time: by default as many as a page of the site's
+    participant list (each brings its visits, their kits and administrations); `limit` asks for more."""
     chosen = studies.by_code(session, study) if study else None
     found = pharmacy.participant_page(session, ask, chosen, reader=viewer.actor)
     return ParticipantPageOut(participants=participants_out(session, viewer, list(found.rows)), next=found.next)
@@ -205,10 +207,11 @@ class DuePageOut(BaseModel):
 
 
 @router.get("/visits/due", response_model=DuePageOut)
-def visits_due(ask: Ask = Depends(paging.ask), viewer: Viewer = Depends(readers),
+def visits_due(ask: Ask = Depends(paging.asking(pharmacy.DUE_SHOWN)), viewer: Viewer = Depends(readers),
                session: Session = Depends(read_session)):
-    """Open treatment visits whose window includes today at their site, a page at a time, with how
-    many are due in all (`count`). A paged list since issue 18: it was a bare array of every visit."""
+    """Open treatment visits whose window includes today at their site, a page at a time (by
+    default a day's work at a site: `limit` asks for more), with how many are due in all (`count`).
+    A paged list since issue 18: it was a bare array of every visit."""
     found, count = pharmacy.due_list(session, ask, reader=viewer.actor)
     return DuePageOut(visits=[visit_out(v) for v in found.rows], count=count, next=found.next)
 

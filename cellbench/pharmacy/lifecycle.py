@@ -21,7 +21,7 @@ from ..errors import Conflict, Forbidden, InvalidInput
 from ..models import Role, Study, Visit
 from ..statemachine import Machine, Transition
 from . import counts
-from .records import VisitContext, touch
+from .records import Earlier, VisitContext, touch
 
 ENROLLERS = (Role.investigator,)
 RANDOMISERS = (Role.investigator,)
@@ -58,11 +58,11 @@ _ORDER = list(VisitState)  # the order a visit goes through (the three final sta
 OPEN = frozenset(VisitState) - FINAL
 
 
-def visit_state(visit: Visit) -> VisitState:
+def visit_state(visit: Visit | Earlier) -> VisitState:
     return VisitState(visit.state)
 
 
-def visit_label(visit: Visit) -> str:
+def visit_label(visit: Visit | Earlier) -> str:
     return VISIT_LABELS[visit_state(visit)]
 
 
@@ -78,7 +78,8 @@ def outside_window(visit: Visit, today: date) -> str | None:
     return None
 
 
-def previous_not_administered(session: Session, visit: Visit, previous: Visit | None = None) -> str | None:
+def previous_not_administered(session: Session, visit: Visit,
+                              previous: Visit | Earlier | None = None) -> str | None:
     """Why the previous treatment blocks this one; `previous`: that visit when already read."""
     if visit.treatment == 1:
         return None

@@ -20,7 +20,7 @@ from ..errors import NotFound
 from ..models import Administration, BlindedLot, Kit, Participant, Site, Study, User, Visit
 from . import counts
 from .lifecycle import FINAL, OPEN, Action, VisitState, actions, study_locked, visit_label
-from .records import ReadAhead, VisitContext, gland_names, participant_number, replaced_kits
+from .records import Earlier, ReadAhead, VisitContext, gland_names, participant_number, replaced_kits
 
 T = TypeVar("T")
 
@@ -181,9 +181,7 @@ def _contexts(session: Session, visits: list[Visit]) -> list[VisitContext]:
     sites = _by_id(session, Site, {p.site_id for p in people.values()})
     kits_of = _by_id(session, Kit, {v.kit_id for v in visits if v.kit_id})
     locked = {study_id: study_locked(session, study) for study_id, study in studies_of.items()}
-    earlier = {(v.participant_id, v.treatment) for v in visits if v.treatment > 1}
-    previous = {(v.participant_id, v.treatment): v for v in session.scalars(
-        select(Visit).where(col(Visit.participant_id).in_(sorted({p for p, _t in earlier}))))} if earlier else {}
+    previous = _earlier(session, visits)
     found = []
     for visit in visits:
         participant = people.get(visit.participant_id)
@@ -194,6 +192,18 @@ def _contexts(session: Session, visits: list[Visit]) -> list[VisitContext]:
         found.append(VisitContext(visit, participant, study, site,
                                   kits_of.get(visit.kit_id) if visit.kit_id else None, ahead))
     return found
+
+
+def _earlier(session: Session, visits: list[Visit]) -> dict[tuple[int, int], Earlier]:
+    """(participant, treatment) -> the treatment and state of each visit's previous treatment (for
+    visits after the first), in one read of those values only: no visit row is built for them."""
+    wanted = {(v.participant_id, v.treatment - 1) for v in visits if v.treatment > 1}
+    if not wanted:
+        return {}
+    rows = session.execute(select(col(Visit.participant_id), col(Visit.treatment), col(Visit.state))
+                           .where(col(Visit.participant_id).in_(sorted({p for p, _t in wanted})),
+                                  col(Visit.treatment).in_(sorted({t for _p, t in wanted}))))
+    return {(p, t): Earlier(t, state) for p, t, state in rows if (p, t) in wanted}
 
 
 def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView]:
@@ -208,6 +218,9 @@ def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView
     given_rows = list(session.scalars(select(Administration).where(col(Administration.visit_id).in_(visit_ids))
                                       .order_by(col(Administration.visit_id), col(Administration.dose)))) \
         if visit_ids else []
+    given_of: dict[int, list[Administration]] = {}
+    for row in given_rows:  # by visit, once: each visit's row then costs the same whatever the page
+        given_of.setdefault(row.visit_id, []).append(row)
     recorders = _by_id(session, User, {row.by_user for row in given_rows if row.by_user})
     replaced_of = {v.id: replaced_kits(v) for v in visits}
     old_kits = _by_id(session, Kit, {k for ids in replaced_of.values() for k in ids})
@@ -218,7 +231,7 @@ def views(session: Session, actor: Actor, visits: list[Visit]) -> list[VisitView
         names = gland_names(ctx.study)
         given = [AdministrationView(names[row.dose - 1], row.administered_at, row.volume_ml, row.by_name,
                                     recorder.full_name if (recorder := recorders.get(row.by_user)) else "")
-                 for row in given_rows if row.visit_id == visit.id]
+                 for row in given_of.get(cast(int, visit.id), ())]
         missing = [k for k in replaced_of[visit.id] if k not in old_kits]
         if missing:
             fetch(session, Kit, missing[0], "kit")  # the one answer a missing kit gets (NotFound)
@@ -277,22 +290,29 @@ def _participants_study() -> Any:
             .scalar_subquery())
 
 
-def due_page(session: Session, ask: pagination.Ask, states: frozenset[VisitState] = OPEN, *,
-             reader: Actor | None = None) -> pagination.Page[Visit]:
-    """A page of the visits due today (due_query), in DUE_ORDER."""
-    return pagination.page(session, due_query(session, states, reader=reader), DUE_ORDER, ask)
-
-
 def due_count(session: Session, states: frozenset[VisitState] = OPEN, *, reader: Actor | None = None) -> int:
-    return session.scalar(select(func.count()).select_from(due_query(session, states, reader=reader).subquery())) or 0
+    return _count(session, due_query(session, states, reader=reader))
 
 
-def due_list(session: Session, ask: pagination.Ask, *,
+def _count(session: Session, query: Select) -> int:
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+# A page of the visits due today, by default: a day's work at one site (what a pharmacist's tablet
+# shows at once; a trial's site sees a handful of treatment visits a day). The total is given
+# beside it, so the rest are a page away, never silently left out.
+DUE_SHOWN = 20
+
+
+def due_list(session: Session, ask: pagination.Ask, states: frozenset[VisitState] = OPEN, *,
              reader: Actor) -> tuple[pagination.Page[VisitView], int]:
-    """A page of the views of the visits due today, and how many are due in all."""
-    found = due_page(session, ask, reader=reader)
+    """A page of the views of the visits due today (in these states) and how many are due in all:
+    counted only when the page does not already say it (a first page with no next is all of them)."""
+    query = due_query(session, states, reader=reader)
+    found = pagination.page(session, query, DUE_ORDER, ask)
     shown = views(session, reader, list(found.rows))
-    return pagination.Page(rows=shown, next=found.next, first=found.first), due_count(session, reader=reader)
+    count = len(shown) if found.first and not found.next else _count(session, query)
+    return pagination.Page(rows=shown, next=found.next, first=found.first), count
 
 
 def due_participants(session: Session, *, reader: Actor | None = None) -> Select:
@@ -315,7 +335,9 @@ def awaiting_dispensing(session: Session, *, reader: Actor | None = None) -> lis
 
 DISPENSED = frozenset({VisitState.dispensed})
 RUNNING = frozenset({VisitState.in_preparation, VisitState.administering})
-SHOWN = 50  # of the passing lists, the first this many: a day's work, not whatever was left open
+# of the passing lists, the first this many (with how many in all): a preparer thaws a dose at a
+# time, a few a day; not whatever was left open over the years
+SHOWN = DUE_SHOWN
 
 
 def passing_query(states: frozenset[VisitState], *, reader: Actor | None = None) -> Select:

@@ -50,6 +50,15 @@ def participant_number(participant: Participant) -> str:
     return participant.randomisation_number or participant.screening_number
 
 
+@dataclass(frozen=True)
+class Earlier:
+    """The previous treatment's visit as its guard reads it (its treatment and state): for a page
+    of visits, read as plain values, not a visit row each."""
+
+    treatment: int
+    state: str
+
+
 @dataclass
 class ReadAhead:
     """What the visit's guards would otherwise read, read once for a page of visits (reading.views):
@@ -57,7 +66,7 @@ class ReadAhead:
     first). The same reads for both arms: none touches a kit's contents."""
 
     study_locked: str | None
-    previous: Visit | None
+    previous: Visit | Earlier | None
 
 
 @dataclass

@@ -21,7 +21,6 @@ from ..db import Database
 from ..deps import Viewer, form_by, form_data, get_db, read_session, require
 from ..errors import DomainError, InvalidInput
 from ..models import Site
-from ..pagination import PAGE_SIZE
 from ..templating import render
 from . import paging
 
@@ -60,8 +59,10 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                   form: dict | None = None):
     q = request.query_params
     study_code = (q.get("study") or "").strip().upper()
-    study = next((s for s in studies.all_studies(session) if s.code == study_code), None)
+    every_study = studies.all_studies(session)
+    study = next((s for s in every_study if s.code == study_code), None)
     due = q.get("due") == "today"
+    can_enrol = viewer.has(*pharmacy.ENROLLERS)
     rows = []
     only = pharmacy.due_participants(session, reader=viewer.actor) if due else None
     found = pharmacy.participant_page(session, paging.ask(request), study, reader=viewer.actor, only=only)
@@ -74,10 +75,10 @@ def _participants(request: Request, session: Session, viewer: Viewer, error: Dom
                      "next_label": pharmacy.visit_label(upcoming) if upcoming else None,
                      "url": participant_url(study_row.code, participant.screening_number)})
     return render(request, "pharmacy/participants.html", status_code=error.status if error else 200, rows=rows,
-                  studies=[s for s in studies.all_studies(session) if users.study_refusal(viewer.actor, s) is None],
-                  study=study_code, due=due,
-                  sites=pharmacy.enrolment_sites(session, reader=viewer.actor),
-                  can_enrol=viewer.has(*pharmacy.ENROLLERS), error=error,
+                  studies=[s for s in every_study if users.study_refusal(viewer.actor, s) is None],
+                  study=study_code, due=due,  # the sites are read only for the enrolment form
+                  sites=pharmacy.enrolment_sites(session, reader=viewer.actor) if can_enrol else [],
+                  can_enrol=can_enrol, error=error,
                   pager=paging.pager("/participants", {"study": study_code, "due": q.get("due") or ""}, found),
                   form=form or {"study": study_code})
 
@@ -152,7 +153,7 @@ def randomise(request: Request, study: str, number: str, viewer: Viewer = Depend
 # --- dispensing ----------------------------------------------------------------------------------
 
 
-DISPENSING_SHOWN = PAGE_SIZE  # visits awaiting a kit, a page
+DISPENSING_SHOWN = pharmacy.DUE_SHOWN  # visits awaiting a kit, a page: a day's work at one site
 
 
 @router.get("/dispensing")
@@ -160,12 +161,9 @@ def dispensing_list(request: Request, viewer: Viewer = Depends(require(*pharmaci
                     session: Session = Depends(read_session)):
     """A page of the day's visits awaiting a dispensed kit (soonest window end first, an order that
     knows no arm) and how many there are in all: a busy day's whole list grew with the years."""
-    found = pharmacy.due_page(session, paging.ask(request, DISPENSING_SHOWN), pharmacy.AWAITING_DISPENSING,
-                              reader=viewer.actor)
-    views = pharmacy.views(session, viewer.actor, list(found.rows))
-    count = len(views) if found.first and not found.next else \
-        pharmacy.due_count(session, pharmacy.AWAITING_DISPENSING, reader=viewer.actor)
-    return render(request, "pharmacy/dispensing.html", visits=views, visit_url=visit_url, count=count,
+    found, count = pharmacy.due_list(session, paging.ask(request, DISPENSING_SHOWN), pharmacy.AWAITING_DISPENSING,
+                                     reader=viewer.actor)
+    return render(request, "pharmacy/dispensing.html", visits=found.rows, visit_url=visit_url, count=count,
                   pager=paging.pager("/dispensing", {}, found))
 
 
@@ -281,8 +279,11 @@ def unallocate(request: Request, study: str, number: str, treatment: str,
 
 def _preparation(request: Request, session: Session, viewer: Viewer, error: DomainError | None = None,
                  code: str = ""):
-    waiting = pharmacy.views(session, viewer.actor, pharmacy.to_prepare(session, reader=viewer.actor))
-    running = pharmacy.views(session, viewer.actor, pharmacy.preparations_running(session, reader=viewer.actor))
+    to_prepare = pharmacy.to_prepare(session, reader=viewer.actor)
+    # both lists' views in one go: their participants, kits and studies' locks are read once
+    shown = pharmacy.views(session, viewer.actor, to_prepare + pharmacy.preparations_running(session,
+                                                                                             reader=viewer.actor))
+    waiting, running = shown[:len(to_prepare)], shown[len(to_prepare):]
     # each study's presentation sets its window; the hint names it when the visits share one
     windows = {pharmacy.use_window(studies.by_code(session, code)) for code in {v.study for v in waiting + running}}
     counts = {"waiting": pharmacy.passing_count(session, pharmacy.DISPENSED, reader=viewer.actor)
