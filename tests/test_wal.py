@@ -54,6 +54,15 @@ def test_every_connection_cuts_a_reset_wal_back_to_the_limit(small_wal):
         assert conn.exec_driver_sql("PRAGMA journal_size_limit").scalar() == int(LIMIT_MB * 1024 * 1024)
 
 
+def test_every_connection_reads_through_a_page_cache_and_a_map_larger_than_sqlites_defaults(small_wal):
+    """A home page at ten years touches more B-tree pages than SQLite's 2 MiB cache holds."""
+    with small_wal.read() as s:
+        assert s.execute(text("PRAGMA cache_size")).scalar_one() == -16 * 1024  # KiB
+        assert s.execute(text("PRAGMA mmap_size")).scalar_one() == 1 << 30
+    write_notes(small_wal, transactions=3)  # a mapped file is still written through the WAL
+    assert notes(small_wal) == 60
+
+
 def test_a_wal_past_the_limit_is_copied_into_the_database_and_truncated_to_nothing(small_wal, checkpointer):
     keeper, conn = checkpointer
     write_notes(small_wal)
