@@ -56,7 +56,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pageroutes  # bench/ is not a package: its modules are imported by name
+import pagekeys  # bench/ is not a package: its modules are imported by name
+import pageroutes
 import tenyears
 
 from cellbench import checkpoints, demo, users
@@ -101,11 +102,6 @@ class Pass:
 
 
 # --- the database --------------------------------------------------------------------------------
-
-
-def _key(folder: Path) -> None:
-    path = folder / "checkpoint.key"
-    checkpoints.install(checkpoints.load(path) if path.exists() else checkpoints.create(path))
 
 
 def _is_built(db: Database) -> bool:
@@ -342,7 +338,9 @@ def one_pass(url: str, scale: float, args: argparse.Namespace, folder: Path) -> 
     try:
         users.configure(12, 5, FAST_HASHER)
         info: dict[str, Any] = {"reused": True}
-        if args.reuse and _is_built(db):
+        reuse = args.reuse and _is_built(db)
+        pagekeys.install(folder, db, built=reuse)  # the database's own key and log (pagekeys.py)
+        if reuse:
             migrate(db)  # a kept database follows the schema (and indexes) of the code being timed
         else:
             if _is_built(db):
@@ -381,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tenth", dest="tenth", action="store_false", help="skip the pass at scale / 10")
     parser.add_argument("--database-url", default="", help="an EMPTY PostgreSQL database (default: SQLite); "
                         "the tenth pass uses <name>_tenth, created when missing")
-    parser.add_argument("--keep", type=Path, help="build the SQLite databases (and the checkpoint key) here")
+    parser.add_argument("--keep", type=Path, help="build the SQLite databases (and each one's checkpoint key "
+                        "and log, in a folder named after it) here")
     parser.add_argument("--reuse", action="store_true", help="time the databases already built (with --keep)")
     parser.add_argument("--routes", default="", help="only routes whose path matches this regex")
     parser.add_argument("--roles", default="", help="only these roles (comma-separated)")
@@ -403,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            _key(folder)
             tenth = _earlier(args.against) if args.against else one_pass(
                 _url(args, folder, args.scale / 10, "_tenth"), args.scale / 10, args, folder) if args.tenth else None
             full = one_pass(_url(args, folder, args.scale, ""), args.scale, args, folder)

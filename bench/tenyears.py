@@ -14,11 +14,16 @@ How it is made (and what is not real about it):
    allocations of the participants) `trial_copies` times. Each copy has new ids, new public
    numbers (lot, kit, shipment, deviation, blinded lot, participant... in the formats the app
    issues) and its dates moved back, so the copies spread over ten years; rows inside a copy point
-   at each other, so a copy's counts agree with its rows (a visit's kit is its copy's kit).
+   at each other, so a copy's counts agree with its rows (a visit's kit is its copy's kit, a kit
+   draw's candidates are its copy's kits, a participant's sealed rows carry its copy's number).
    Shared by every copy: users, sites, studies, specifications, materials, equipment, donors and
    donations, storage, the sealed lists, and the signatures (a copy's signed rows point at the
-   template's signatures). Left out of copies: sealed kit units (a vial is in one kit only),
-   kit box positions, accountability verifications.
+   template's signatures). A copy's list lines join the template's list in blocks of their own,
+   numbered (blocks, positions) after the whole list's and the copies' before, so each block is of
+   a template block's size (2 to 8), as permuted blocks are: the randomisation list's blocks that
+   hold a randomised participant are copied whole (their open lines too), the kit list whole.
+   Left out of copies: sealed kit units (a vial is in one kit only), kit box positions,
+   accountability verifications.
 3. The audit trail: the demo's own events re-keyed to each copy's codes (a copy's lot has the
    history of its template), appended to the real chain up to `events`, cycling over the copies
    again once each has its history. Hashed with `audit.event_hash` and chained to the demo's head,
@@ -66,8 +71,14 @@ TRIAL = ("blinded_lot", "kit_quarantine", "kit", "kit_quarantine_kit", "packagin
          "deviation")
 # Which template rows each world copies (the rest of the table belongs to the other world or to none).
 _LOT_ONLY = "lot_id IS NOT NULL AND kit_id IS NULL AND visit_id IS NULL AND shipment_id IS NULL"
+# The randomisation list's blocks that hold a randomised participant, each whole (its lines not yet
+# randomised too): a copy's blocks are of the template's sizes, as real permuted blocks are (2 to 8).
+_RANDOMISED_BLOCKS = ("EXISTS (SELECT 1 FROM sealed_allocation m JOIN sealed_list l ON l.id = m.list_id "
+                      "JOIN participant p ON p.study_id = l.study_id AND p.randomisation_number = m.participant_number "
+                      "WHERE m.list_id = sealed_allocation.list_id AND m.block = sealed_allocation.block)")
 FILTERS = {("manufacturing", "deviation"): _LOT_ONLY, ("trial", "deviation"): f"NOT ({_LOT_ONLY})",
-           ("trial", "sealed_allocation"): "participant_number IN (SELECT randomisation_number FROM participant)"}
+           ("trial", "sealed_allocation"): _RANDOMISED_BLOCKS}
+LISTED = ("sealed_allocation", "sealed_kit_arm")  # a list's lines: each copy's in blocks and positions of its own
 NUMBERED = re.compile(r"^([A-Z]+)-(\d{4})-(\d+)$")  # LOT / SH / DEV / DS / PR / RS / KQ-<year>-<n>
 BLINDED = re.compile(r"^([A-Z]+)(\d{2})-(\d+)$")  # XB26-001
 PARTICIPANT = re.compile(r"^([A-Z]+)-(\d+)$")  # X-001, SCR-101
@@ -146,6 +157,7 @@ class Copier:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.ids: dict[str, set[int]] = {}
         self.span: dict[str, int] = {}
+        self.lists: dict[tuple[str, int], tuple[int, int]] = {}  # (table, list) -> its last (block, position)
 
     def load(self) -> None:
         cur = self.conn.cursor()
@@ -158,6 +170,9 @@ class Copier:
             self.ids[t] = {r["id"] for r in self.rows[t]} if keyed else set()
             cur.execute(f"SELECT coalesce(max(id), 0) FROM {t}" if keyed else "SELECT 0")
             self.span[t] = cur.fetchone()[0] + 1
+            if t in LISTED:  # the whole list's, copied lines or not: a copy's blocks come after all of them
+                cur.execute(f"SELECT list_id, max(block), max(position) FROM {t} GROUP BY list_id")
+                self.lists.update({(t, list_id): (block, position) for list_id, block, position in cur.fetchall()})
 
     def copy(self, index: int, delta: timedelta, year: int, renumber: Renumber, public: dict[str, str],
              ids: dict[tuple[str, str], str]) -> dict[str, list[tuple]]:
@@ -188,9 +203,22 @@ class Copier:
     def keyed(self) -> list[str]:
         return [t for t in self.tables if "id" in self.columns[t]]
 
-    @staticmethod
-    def _recode(t: str, row: dict, template: dict, index: int, year: int, renumber: Renumber,
+    def _recode(self, t: str, row: dict, template: dict, index: int, year: int, renumber: Renumber,
                 public: dict[str, str]) -> None:
+        if t in LISTED:  # copy i's blocks and positions follow the list's, after copy i - 1's
+            blocks, positions = self.lists[t, template["list_id"]]
+            row["block"] += index * blocks
+            row["position"] += index * positions
+        if t in ("sealed_allocation", "sealed_kit_draw", "sealed_dose_donor"):
+            name = "participant_number" if t == "sealed_allocation" else "randomisation_number"
+            row[name] = participant_number(template[name], index)
+        if t == "sealed_kit_arm":
+            row["kit_number"] = public.get(template["kit_number"], template["kit_number"])
+        elif t == "sealed_kit_draw":  # the copy's own kits, in kit-number order, the same kit drawn
+            drawn = template["candidates"].split(",")[template["index_drawn"]]
+            candidates = sorted(public.get(number, number) for number in template["candidates"].split(","))
+            row["candidates"] = ",".join(candidates)
+            row["index_drawn"] = candidates.index(public.get(drawn, drawn))
         if t == "kit":
             row["number"] = next(renumber.kits)
         elif t == "blinded_lot":
@@ -204,11 +232,6 @@ class Copier:
             row["randomisation_number"] = participant_number(template["randomisation_number"], index)
             row["screening_number"] = public[template["screening_number"]] = participant_number(
                 template["screening_number"], index)
-        elif t == "sealed_allocation":
-            row["participant_number"] = participant_number(template["participant_number"], index)
-            row["position"] += index * 100_000
-        elif t == "sealed_kit_arm":
-            row["position"] += index * 100_000
         if t == "resupply_proposal":
             row["open_slot"] = None  # one open proposal per study and site: the copies are decided history
         if t != "kit" and isinstance(row.get("number"), str):

@@ -2,11 +2,16 @@
 assertion: the figures are the benchmark's business, not a test's)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from cellbench import checkpoints
+from cellbench.checkpoints import store
 
 from .conftest import PG_URL
 
@@ -45,3 +50,30 @@ def test_the_pages_benchmark_grows_the_demo_and_prints_a_line_per_route_and_role
         for role in ("qa", "qp"):
             assert any(line.startswith(route + " ") and f" {role} " in line for line in out.splitlines()), (route, role)
     assert "summary (" in out and "load average at start" in out
+
+
+def test_each_database_has_its_own_checkpoint_log_and_an_old_shared_one_is_split_on_reuse(
+        demo_trial_world, checkpoint_key, tmp_path):
+    """One key and its log serve one database: the tenth and the full database each get a folder
+    of their own; a --keep folder of before, with one log for both, is split on reuse."""
+    pagekeys, db = _bench("pagekeys"), demo_trial_world
+    for _ in range(2):
+        store.issue(db, "manual", checkpoint_key)  # kept in the database, logged beside the test's key
+    ours = [line for _, line in store.logged(store.log_path(checkpoint_key))]
+    assert len(ours) >= 2
+    keep = tmp_path / "keep"
+    shared = checkpoints.create(keep / checkpoints.KEY_FILE_NAME)
+    other = checkpoints.make(shared, 1, "f" * 64)  # a line of the other database's chain
+    foreign = json.dumps({**dataclasses.asdict(other), "why": "hourly"}, sort_keys=True)
+    (keep / store.LOG_NAME).write_text("".join(f"{line}\n" for line in [ours[0], foreign, *ours[1:]]))
+    try:
+        key = pagekeys.install(keep, db, built=True)
+        own = pagekeys.folder_of(keep, db.url)
+        assert key.path == own / checkpoints.KEY_FILE_NAME
+        assert key.path.read_bytes() == (keep / checkpoints.KEY_FILE_NAME).read_bytes()
+        assert [line for _, line in store.logged(own / store.LOG_NAME)] == ours
+        assert pagekeys.install(keep, db, built=True).path == key.path  # split once, then its own
+        fresh = pagekeys.install(tmp_path / "new", db, built=False)  # a new build: a key of its own
+        assert fresh.path.parent == pagekeys.folder_of(tmp_path / "new", db.url)
+    finally:
+        checkpoints.install(checkpoint_key)

@@ -1,6 +1,7 @@
 """bench/tenyears.py's hourly checkpoints: the bulk-built chain gets the signed checkpoints a chain
 in service has (one at the last event of each hour it moved), so that a lot's evidence packet
-proves its events by their hours, as it does in the running product."""
+proves its events by their hours, as it does in the running product. And its copies of the trial
+world: each copy's list lines in blocks of their own, of the template's sizes."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cellbench.checkpoints import store, verification
 from cellbench.evidence import lot as lot_packet
@@ -97,3 +98,50 @@ def test_a_lots_packet_over_the_hourly_checkpoints_is_proved_and_holds_its_hours
     assert len(read_json(hourly, "chain/segment.json")) < len(read_json(whole, "chain/segment.json"))
     kept = {cp["seq"] for cp in read_json(hourly, "checkpoints.json")}
     assert len(kept) > 2 and kept <= {cp.seq for cp in store.stored(db)}  # the pieces start after and end at kept ones
+
+
+def _blocks(db, table: str) -> dict[tuple[int, int], list[str]]:
+    """(list, block) -> the block's lines (participant or kit numbers), from the sealed rows."""
+    number = "participant_number" if table == "sealed_allocation" else "kit_number"
+    with db.read() as s:
+        rows = s.execute(text(f"SELECT list_id, block, {number} FROM {table} ORDER BY position")).all()
+    blocks: dict[tuple[int, int], list[str]] = {}
+    for list_id, block, line in rows:
+        blocks.setdefault((list_id, block), []).append(line)
+    return blocks
+
+
+def test_a_cloned_studys_blocks_are_its_own_and_of_the_template_blocks_sizes(demo_trial_world):
+    """Each copy's participants and kits are in blocks of their own, of the sizes the template's
+    are (permuted blocks of 2 to 8), not thousands of copies' lines joined to the template's blocks."""
+    db = demo_trial_world
+    with db.read() as s:
+        randomised = set(s.scalars(text("SELECT randomisation_number FROM participant "
+                                        "WHERE randomisation_number IS NOT NULL")))
+    template = {table: _blocks(db, table) for table in ("sealed_allocation", "sealed_kit_arm")}
+    copied = {"sealed_allocation": {key: lines for key, lines in template["sealed_allocation"].items()
+                                    if randomised & set(lines)},  # blocks with a randomised participant
+              "sealed_kit_arm": template["sealed_kit_arm"]}  # the kit list whole
+    assert copied["sealed_allocation"] and copied["sealed_kit_arm"]
+
+    _tenyears().clone(db, _tenyears().World(0.0, 1, 3))  # two copies of the trial world
+
+    for table, blocks in template.items():
+        after = _blocks(db, table)
+        assert {key: after[key] for key in blocks} == blocks  # the template's blocks are as they were
+        new = {key: lines for key, lines in after.items() if key not in blocks}
+        for list_id in {list_id for list_id, _block in copied[table]}:
+            sizes = sorted(len(lines) for (of, _block), lines in copied[table].items() if of == list_id)
+            assert sorted(len(lines) for (of, _block), lines in new.items() if of == list_id) == sorted(sizes * 2)
+    with db.read() as s:
+        copies_of_participants = dict(s.execute(text(
+            "SELECT participant_number, block FROM sealed_allocation WHERE participant_number IN "
+            "(SELECT randomisation_number FROM participant)")).all())
+        kit_lines = s.execute(text("SELECT a.kit_number, k.number FROM sealed_kit_arm a "
+                                   "JOIN kit k ON k.id = a.kit_id")).all()
+        draws = s.execute(text("SELECT d.candidates, d.index_drawn, k.number FROM sealed_kit_draw d "
+                               "JOIN kit k ON k.id = d.kit_id")).all()
+    assert len(copies_of_participants) == 3 * len(randomised)  # every participant, copies too, has a line
+    assert all(line == kit for line, kit in kit_lines)  # a copy's kit list names its own kits
+    assert all(candidates.split(",")[index] == kit and candidates.split(",") == sorted(candidates.split(","))
+               for candidates, index, kit in draws)  # a copy's draws replay among its own kits

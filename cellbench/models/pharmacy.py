@@ -14,7 +14,8 @@ class Participant(SQLModel, table=True):
     """A trial participant by number only. The arm is in the sealed compartment, by number."""
 
     __tablename__ = "participant"
-    # the unblinded participants of a study, few whatever its size (sealed.block_mates reads them)
+    # the unblinded participants of a study (sealed.block_mates now looks each block line up by study and
+    # number instead: an IN list of them all grew with the years)
     __table_args__ = (UniqueConstraint("study_id", "screening_number"),
                       UniqueConstraint("study_id", "randomisation_number"),
                       Index("ix_participant_unblinded", "study_id", "unblinded_at", "randomisation_number"))

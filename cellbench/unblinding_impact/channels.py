@@ -7,9 +7,10 @@ knows what blinded staff see (kit numbers, blinded lots, shipments): the worst r
 must assume.
 
 The kit channels (shared lots and shipments, own kits) name few participants and are gathered in
-full. A block may hold thousands of lines in a cloned data set (real blocks hold 2 to 8), but every
-open line of it stands the same way, so the block channel states that once (`BlockFinding`), counts
-its lines, and reads only the lines of the page asked for (paging.py).
+full. A generated block holds 2 to 8 lines, but an imported list's are as its file says (a file
+without a block column is one block), and every open line of a block stands the same way, so the
+block channel states that once (`BlockFinding`), counts its lines, and reads only the lines of the
+page asked for (paging.py).
 """
 from __future__ import annotations
 
