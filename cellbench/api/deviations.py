@@ -10,7 +10,7 @@ from sqlmodel import Session
 from .. import deviations
 from ..db import Database
 from ..deps import Viewer, get_db, read_session, require
-from ..models import Deviation, DeviationState, Meaning, Signature, User
+from ..models import Deviation, DeviationState, Meaning, Signature
 from ..pagination import Ask
 from . import paging
 
@@ -44,15 +44,17 @@ class DeviationOut(BaseModel):
     allowed_actions: list[str] = Field(description="What the transition table lets the caller do now")
 
 
-def deviation_out(session: Session, deviation: Deviation, viewer: Viewer) -> DeviationOut:
-    raiser = session.get(User, deviation.raised_by) if deviation.raised_by else None
-    sig: Signature | None = deviations.closure_signature(session, deviation)
+def deviation_out(session: Session, deviation: Deviation, viewer: Viewer,
+                  around: deviations.Around | None = None) -> DeviationOut:
+    """One deviation as the API shows it; a list passes what it read for all its rows at once."""
+    near = around or deviations.around(session, [deviation])
+    sig: Signature | None = near.closure(deviation)
     return DeviationOut(
-        number=deviation.number, lot_number=deviations.lot_number_of(session, deviation), step_code=deviation.step_code,
+        number=deviation.number, lot_number=near.lot_number(deviation), step_code=deviation.step_code,
         origin=deviation.origin, severity=deviation.severity, description=deviation.description,
         blinded_summary=deviation.blinded_summary, impact_assessment=deviation.impact_assessment,
         capa_reference=deviation.capa_reference, state=DeviationState(deviation.state),
-        raised_by=raiser.full_name if raiser else None, raised_at=deviation.raised_at,
+        raised_by=near.raiser(deviation), raised_at=deviation.raised_at,
         closure=SignatureOut(signer_name=sig.signer_name, at=sig.at, meaning=Meaning(sig.meaning),
                              content_hash=sig.content_hash) if sig else None,
         allowed_actions=deviations.allowed_actions(deviation, viewer.actor))
@@ -88,7 +90,8 @@ def list_deviations(state: DeviationState | None = None, lot: str | None = None,
     of_lot = deviations.lot_by_number(session, lot, field="lot")
     found = deviations.deviation_page(session, ask, states={state} if state else None,
                                       lot_id=of_lot.id if of_lot else None)
-    return DeviationPageOut(deviations=[deviation_out(session, d, viewer) for d in found.rows], next=found.next)
+    near = deviations.around(session, found.rows)
+    return DeviationPageOut(deviations=[deviation_out(session, d, viewer, near) for d in found.rows], next=found.next)
 
 
 @router.post("/deviations", response_model=DeviationOut, status_code=201)

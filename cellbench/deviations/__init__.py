@@ -21,6 +21,8 @@ from .reading import (
     NOT_CLOSED,
     ORDERS,
     SEVERITY_RANK,
+    Around,
+    around,
     blinded_view,
     blocking_deviations,
     by_number,
@@ -52,7 +54,7 @@ from .records import (
 
 __all__ = [
     "GENERIC_BLINDED_SUMMARY", "MACHINE", "NOT_CLOSED", "ORDERS", "ORIGINS", "RAISERS", "READERS",
-    "SEVERITIES", "SEVERITY_RANK", "TRANSITIONS", "allowed_actions", "assess_deviation",
+    "SEVERITIES", "SEVERITY_RANK", "TRANSITIONS", "Around", "allowed_actions", "around", "assess_deviation",
     "blinded_view", "blocking_deviations", "by_number", "close_deviation", "closure_signature",
     "count_by_state", "deviation_page", "deviations", "deviations_block", "deviations_of",
     "has_impact_assessment", "links", "lot_by_number", "lot_number_of", "open_deviations",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -14,6 +14,8 @@ class Reconciliation(SQLModel, table=True):
     A count that differs is a discrepancy: it blocks destruction and closure until explained."""
 
     __tablename__ = "reconciliation"
+    # A study's counts newest first, read along the index a page at a time (0039_records)
+    __table_args__ = (Index("ix_reconciliation_study_at", "study_id", "at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = Field(foreign_key="study.id", index=True)

@@ -68,7 +68,8 @@ def deviation_list(request: Request, viewer: Viewer = Depends(readers), session:
     found = deviations.deviation_page(session, paging.ask(request), states=STATE_FILTERS[state],
                                       lot_id=lot.id if lot else None, order=order)
     rows = found.rows
-    lots = {d.id: deviations.lot_number_of(session, d) for d in rows}
+    near = deviations.around(session, rows, raisers=False)
+    lots = {d.id: near.lot_number(d) for d in rows}
     pager = paging.pager("/deviations", {"state": state, "order": order, "lot": lot.number if lot else ""}, found)
     return render(request, "deviations/list.html", rows=rows, lots=lots, state=state, order=order, pager=pager,
                   lot=lot.number if lot else "", states=[s.value for s in DeviationState], st=_state,

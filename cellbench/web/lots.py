@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
@@ -18,7 +19,7 @@ from ..models import Donation, Lot, Role, Signature, StepEntry, StepValue
 from ..specifications import Parameter, Step
 from ..specifications import versions as spec_versions
 from ..templating import render
-from . import paging
+from . import lot_values, paging
 from .home import QueueItem, work_queue
 
 router = APIRouter(include_in_schema=False)
@@ -30,7 +31,7 @@ SIGNED_MOVES = {name for name, move in lots.MOVES.items() if move.signature}
 @dataclass
 class EntryView:
     entry: StepEntry
-    values: list[StepValue]  # every value, the superseded ones too: corrections keep the original
+    values: list[Any]  # every value (StepValue's columns), the superseded ones too: corrections keep the original
     materials: list
     equipment: list
     signatures: list[Signature]
@@ -50,9 +51,11 @@ def lot_view(session: Session, lot: Lot) -> dict:
     by_code = steps.entries_of(session, lot)
     current = steps.current_step(spec, by_code)
     entry_ids = [e.id for entries in by_code.values() for e in entries]
-    values: dict[int, list[StepValue]] = {}
-    query = select(StepValue).where(col(StepValue.entry_id).in_(entry_ids)).order_by(col(StepValue.id))
-    for v in session.scalars(query):
+    values: dict[int, list[Any]] = {}
+    # Plain rows, not ORM objects: a finished lot shows some 450 values, read only (issue 18)
+    query = (select(*StepValue.__table__.columns)  # type: ignore[attr-defined]
+             .where(col(StepValue.entry_id).in_(entry_ids)).order_by(col(StepValue.id)))
+    for v in session.execute(query):
         values.setdefault(v.entry_id, []).append(v)
     sigs: dict[str, list[Signature]] = {}
     for sig in session.scalars(select(Signature).where(col(Signature.entity_type) == "step_entry",
@@ -129,6 +132,8 @@ def _page(request: Request, session: Session, viewer: Viewer, number: str, error
     view = lot_view(session, lot)
     return render(request, "lots/detail.html", status_code=error.status if error else 200, error=error,
                   moves=moves, gates=gates, signed_moves=SIGNED_MOVES, reads_release=viewer.has(*release.READERS),
+                  value_rows=lot_values.ValueRows.of(request.app.state.templates.env.filters),
+                  value_id_slot=lot_values.VALUE_ID,
                   **_history(session, viewer, lot), **view,
                   **_draft_view(session, viewer, view, typed))
 

@@ -3,15 +3,18 @@ grow with the lot (a finished lot's page ran 109 statements in the pages benchma
 the API's list grow with its page, and the whole history made a long-lived lot's page slow (issue 18)."""
 from __future__ import annotations
 
-from sqlalchemy import event
+import re
+
+from sqlalchemy import event, select
 
 from cellbench import audit, lots, steps
+from cellbench.models import StepValue
 from cellbench.specifications import versions as spec_versions
 from cellbench.web.lots import lot_view
 
 from ..conftest import actor_of
 from ..reports.test_batch_record import finished_lot  # noqa: F401  (a fixture)
-from .test_lots import placebo_spec, start_placebo_lot
+from .test_lots import placebo_spec, record_whole_step, start_placebo_lot
 
 
 def test_a_finished_lots_page_reads_its_materials_and_equipment_in_one_statement_each(db, finished_lot):  # noqa: F811
@@ -81,3 +84,35 @@ def test_the_lot_list_gives_each_lot_the_current_step_its_own_record_gives_in_th
     listed = {lot["number"]: lot["current_step"] for lot in as_("anna").get("/api/v1/lots").json()["lots"]}
     assert listed[started] == receipt.code and listed[fresh] == receipt.code
     assert listed[finished_lot["number"]] is None, "a finished record has no current step"
+
+
+def test_the_lot_pages_value_rows_show_a_correction_the_limits_and_the_form_to_correct_only_where_it_may_be_used(
+        db, effective_specs, as_):
+    """The rows are written in Python once per entry (web/lot_values.py), no longer by a template
+    loop per value: what they show is what the loop showed."""
+    number = start_placebo_lot(db)
+    step = placebo_spec(db).steps[0]
+    index = record_whole_step(db, number, step)
+    with db.read() as s:
+        original = s.scalars(select(StepValue).where(StepValue.parameter_code == "supplier_batch")).one()
+    with db.write() as s:
+        steps.correct_value(s, actor_of(db, "olivia"), lots.by_number(s, number), original.id, "NACL-<2>",
+                            "transcription error: <b>carton</b> says NACL-2")
+    with db.read() as s:
+        corrected = s.scalars(select(StepValue).where(StepValue.superseded_by.is_(None),
+                                                      StepValue.parameter_code == "supplier_batch")).one()
+        shown = len(s.scalars(select(StepValue).where(StepValue.entry_id == corrected.entry_id)).all())
+    page = as_("olivia").get(f"/lots/{number}").text
+    rows = re.findall(r'<tr class="([^"]*)">\s*<td>([^<]*)</td>\s*<td class="val">(.*?)</td>', page, re.S)
+    assert len(rows) == shown > 2 and index == 1
+    superseded = [r for r in rows if "superseded" in r[0]]
+    assert len(superseded) == 1 and superseded[0][2].startswith(original.value)
+    assert "NACL-&lt;2&gt;" in page and "&lt;b&gt;carton&lt;/b&gt;" in page and "<b>carton" not in page
+    assert "changed after first entry: transcription error" in page
+    # the operator of a lot in process may correct each value neither superseded nor computed, by its own id
+    ids = re.findall(r'name="value_id" value="([^"]+)"', page)
+    assert str(corrected.id) in ids and str(original.id) not in ids and "__value_id__" not in page
+    assert len(ids) == page.count("Save correction") == shown - 1 - sum("computed" in r[2] for r in rows)
+    # a reader who may not correct gets the rows without the form
+    verifier_page = as_("victor").get(f"/lots/{number}").text
+    assert "Save correction" not in verifier_page and "NACL-&lt;2&gt;" in verifier_page
