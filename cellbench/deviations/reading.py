@@ -115,7 +115,7 @@ def deviations(session: Session, *, states: Set[DeviationState] | None = None, l
 
 # The two orders of the list: most severe first then oldest ("severity"), or oldest first ("age").
 # The severity names sort in their rank's order (critical < major < minor: SEVERITY_RANK), so the
-# column's own order is the rank's and an index serves the page (0039_records): a rank computed per
+# column's own order is the rank's and an index serves the page (0040_records): a rank computed per
 # row sorted every deviation at each page (issue 18). Named anew with it: a cursor holding a rank
 # is refused, not compared with a name.
 ORDERS = {"severity": pagination.Order("deviations by severity name",

@@ -14,7 +14,7 @@ class Reconciliation(SQLModel, table=True):
     A count that differs is a discrepancy: it blocks destruction and closure until explained."""
 
     __tablename__ = "reconciliation"
-    # A study's counts newest first, read along the index a page at a time (0039_records)
+    # A study's counts newest first, read along the index a page at a time (0040_records)
     __table_args__ = (Index("ix_reconciliation_study_at", "study_id", "at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)

@@ -19,7 +19,7 @@ class DeviationState(str, enum.Enum):
 class Deviation(SQLModel, table=True):
     __tablename__ = "deviation"
     # QA's home lines: the deviations in one state, oldest first (web/deviations.py; 0037_homes)
-    # The list's two orders, with and without a state, read along an index (reading.ORDERS; 0039_records)
+    # The list's two orders, with and without a state, read along an index (reading.ORDERS; 0040_records)
     __table_args__ = (Index("ix_deviation_state_id", "state", "id"),
                       Index("ix_deviation_severity_age", "severity", "raised_at", "number"),
                       Index("ix_deviation_state_severity_age", "state", "severity", "raised_at", "number"),

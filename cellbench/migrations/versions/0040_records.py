@@ -6,14 +6,14 @@ years. The severity names sort in their rank's order, so (severity, raised_at, n
 without the state before it, serves the default order; (raised_at, number) the oldest-first one;
 (study_id, at, id) the counts newest first.
 
-Revision ID: 0039_records
-Revises: 0038_evidence
+Revision ID: 0040_records
+Revises: 0039_statistics
 Create Date: 2026-12-07 15:40:00
 """
 from alembic import op
 
-revision = '0039_records'
-down_revision = '0038_evidence'
+revision = '0040_records'
+down_revision = '0039_statistics'
 branch_labels = None
 depends_on = None
 
