@@ -9,17 +9,16 @@ character XML 1.0 cannot hold replaced by U+FFFD.
 
 What costs per participant is kept small: each line is one f-string of fixed text and values; a
 value is escaped only if it holds a character that needs it (one regular-expression search), and
-a value that repeats (a site code, a gland, a name, a reason) is escaped once per page; a time is
-converted to the site's zone once and written from there.
+a value that repeats (a site code, a gland, a name, a reason) is escaped once per export; a time is
+written from its stored text, each UTC hour converted to the site's zone once (local_times).
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from .events import Dose, Subject, TreatmentVisit
+from .local_times import Moment, SiteTimes, Zones
 
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # what ElementTree escapes in an attribute value, or what XML cannot hold at all
@@ -89,6 +88,7 @@ class ClinicalWriter:
     def __init__(self, arms: Arms | None):
         self.arms = arms
         self._same = Once(attr)  # a repeating value, escaped once
+        self._zones = Zones()  # each site zone's times, an hour converted once
 
     def page(self, subjects: list[Subject]) -> bytes:
         out: list[str] = []
@@ -97,14 +97,15 @@ class ClinicalWriter:
         return "\n".join(out).encode()
 
     def _subject(self, out: list[str], subject: Subject) -> None:
-        number, zone, site = attr(subject.randomisation_number), subject.zone, self._same(subject.site_code)
+        number, site = attr(subject.randomisation_number), self._same(subject.site_code)
+        times = self._zones(subject.zone)
         out.append(f'    <SubjectData SubjectKey="{number}">\n      <SiteRef LocationOID="LOC.{site}" />\n'
                    '      <StudyEventData StudyEventOID="SE.RAND">\n        <FormData FormOID="F.RAND">')
         items = [_RANDNO + number + _END] if number else []
         if subject.randomised_at is not None:
-            local = subject.randomised_at.astimezone(zone)
-            items.append(_RANDDAT + local.date().isoformat() + _END)
-            items.append(_RANDDTC + local.isoformat(timespec="seconds") + _END)
+            local = times.odm(subject.randomised_at)
+            items.append(_RANDDAT + local[:10] + _END)
+            items.append(_RANDDTC + local + _END)
         if site:
             items.append(_SITE + site + _END)
         if self.arms is not None and (arm := self.arms[0].get(subject.randomisation_number)):
@@ -113,25 +114,25 @@ class ClinicalWriter:
         out.append(_FORM_EVENT_END)
         for visit in subject.visits:
             if visit.kit_number or visit.administered or visit.not_administered:
-                self._treatment(out, visit, zone)
+                self._treatment(out, visit, times)
         for index, unblinding in enumerate(subject.unblindings, 1):
             out.append(f'      <StudyEventData StudyEventOID="SE.UNBL" StudyEventRepeatKey="{index}">\n'
                        '        <FormData FormOID="F.UNBL">')
-            items = [_UNBDTC + _moment(unblinding.at, zone) + _END] if unblinding.at is not None else []
+            items = [_UNBDTC + times.odm(unblinding.at) + _END] if unblinding.at is not None else []
             if reason := self._same(unblinding.reason_code):
                 items.append(_UNBREAS + reason + _END)
             _group(out, '          <ItemGroupData ItemGroupOID="IG.UNBL"', items)
             out.append(_FORM_EVENT_END)
         out.append("    </SubjectData>")
 
-    def _treatment(self, out: list[str], visit: TreatmentVisit, zone: ZoneInfo) -> None:
+    def _treatment(self, out: list[str], visit: TreatmentVisit, times: SiteTimes) -> None:
         """A treatment that happened: its kit dispensed, glands administered and not administered."""
         out.append(f'      <StudyEventData StudyEventOID="SE.TRT" StudyEventRepeatKey="{visit.treatment}">')
         if visit.kit_number:
             out.append('        <FormData FormOID="F.DISP">')
             items = [_KITNO + attr(visit.kit_number) + _END]
             if visit.dispensed_at is not None:
-                items.append(_DISPDTC + _moment(visit.dispensed_at, zone) + _END)
+                items.append(_DISPDTC + times.odm(visit.dispensed_at) + _END)
             if self.arms is not None and (arm := self.arms[1].get(visit.kit_number)):
                 items.append(_KITARM + attr(arm) + _END)
             _group(out, '          <ItemGroupData ItemGroupOID="IG.DISP"', items)
@@ -139,16 +140,16 @@ class ClinicalWriter:
         if visit.administered:
             out.append('        <FormData FormOID="F.ADM">')
             for dose in visit.administered:
-                self._dose(out, "IG.ADM", dose, dose.administered_at, zone, _ADMDTC, self._given)
+                self._dose(out, "IG.ADM", dose, dose.administered_at, times, _ADMDTC, self._given)
             out.append(_FORM_END)
         if visit.not_administered:
             out.append('        <FormData FormOID="F.NADM">')
             for dose in visit.not_administered:
-                self._dose(out, "IG.NADM", dose, dose.not_administered_at, zone, _NADTC, self._not_given)
+                self._dose(out, "IG.NADM", dose, dose.not_administered_at, times, _NADTC, self._not_given)
             out.append(_FORM_END)
         out.append(_EVENT_END)
 
-    def _dose(self, out: list[str], group: str, dose: Dose, at: datetime | None, zone: ZoneInfo, time_item: str,
+    def _dose(self, out: list[str], group: str, dose: Dose, at: Moment | None, times: SiteTimes, time_item: str,
               rest: Callable[[Dose, list[str]], None]) -> None:
         """One gland's ItemGroupData: the gland, then (per `rest`) the volume or nothing, the time,
         then (per `rest`) who administered or why not."""
@@ -157,7 +158,7 @@ class ClinicalWriter:
             volume = dose.volume_ml
             items.append(_VOLUME + (f"{volume:g}" if isinstance(volume, float) else attr(volume)) + _END)
         if at is not None:
-            items.append(time_item + _moment(at, zone) + _END)
+            items.append(time_item + times.odm(at) + _END)
         rest(dose, items)
         _group(out, f'          <ItemGroupData ItemGroupOID="{group}" ItemGroupRepeatKey="{dose.number}"', items)
 
@@ -168,7 +169,3 @@ class ClinicalWriter:
     def _not_given(self, dose: Dose, items: list[str]) -> None:
         if reason := self._same(dose.reason):
             items.append(_NAREAS + reason + _END)
-
-
-def _moment(value: datetime, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).isoformat(timespec="seconds")
