@@ -8,12 +8,13 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from cellbench import studies, study_data, trial_export, users
+from cellbench import clock, studies, study_data, trial_export, users
 from cellbench.clock import utcnow
 from cellbench.demo.manufacturing import DEMO_PASSWORD
 from cellbench.errors import InvalidInput
@@ -26,6 +27,8 @@ from cellbench.models import (
     Unblinding,
     Visit,
 )
+from cellbench.models.base import utc_text
+from cellbench.trial_export.local_times import SiteTimes
 
 from . import trial_export_reference as reference
 from .conftest import PASSWORD, sign_in
@@ -254,13 +257,15 @@ def test_the_streamed_export_is_byte_for_byte_the_file_written_whole(demo_trial_
 def _awkward(events: trial_export.TrialEvents) -> None:
     """Values a spreadsheet would run or XML would refuse, in every kind of cell that holds text."""
     first = events.subjects[0]
-    first.randomisation_number, first.site_code = "=R-1", "-SITE"
+    first.randomisation_number, first.site_code = "=R-1", '-SI,"TE'
     visit = next(v for s in events.subjects for v in s.visits if v.kit_number and v.administered)
     visit.kit_number = "+K-1"
     visit.administered[0].gland, visit.administered[0].volume_ml = "@gland", -1.5
     visit.administered[0].by_name = 'Dr <Ida> & "Co"\t\x01'
-    visit.not_administered = [trial_export.Dose(2, "right", not_administered_at=utcnow(), reason="\r=cmd|' /C calc'")]
-    first.unblindings = [trial_export.UnblindingEvent(utcnow(), "-reason\n2")]
+    visit.not_administered = [trial_export.Dose(2, 'right, "lower"', not_administered_at=utcnow(),
+                                                reason="\r=cmd|' /C calc'")]
+    first.unblindings = [trial_export.UnblindingEvent(utcnow(), "-reason\n2"),
+                         trial_export.UnblindingEvent(utc_text(utcnow()), 'said "no", then yes')]
 
 
 def test_the_csv_and_odm_writers_give_the_old_writers_bytes_with_awkward_values(demo_trial_world):
@@ -272,12 +277,31 @@ def test_the_csv_and_odm_writers_give_the_old_writers_bytes_with_awkward_values(
         events = trial_export.gather(s, studies.by_code(s, "NCT07290946"))
     _awkward(events)
     arms = ({events.subjects[0].randomisation_number: "=active"},
-            {v.kit_number: "placebo" for s in events.subjects for v in s.visits if v.kit_number})
+            {v.kit_number: 'placebo, "saline"' for s in events.subjects for v in s.visits if v.kit_number})
     for variant in (None, arms):
         assert trial_export.csv_text(events, variant) == reference.csv_text(events, variant)
         assert trial_export.odm_xml(events, created_at=now, arms=variant) == reference.odm_xml(
             events, created_at=now, arms=variant)
     assert "'=R-1" in trial_export.csv_text(events) and "'-1.5" in trial_export.csv_text(events)
+    assert '"\'-SI,""TE"' in trial_export.csv_text(events), "a cell with a comma or a quote is quoted as csv quotes it"
+
+
+@pytest.mark.parametrize("zone", ["Europe/Copenhagen", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe",
+                                  "UTC", "America/Sao_Paulo"])
+def test_times_written_from_the_stored_text_are_the_datetimes_own_across_offset_changes(zone):
+    """Each UTC hour converted once (local_times) gives, to the second, what converting each time
+    gave: around the switches to and from summer time, and in zones whose offsets have minutes."""
+    where = ZoneInfo(zone)
+    times = SiteTimes(where)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(minutes=37 * n, seconds=n % 60, microseconds=n * 7919 % 1000000)
+               for n in range(0, 365 * 24 * 60 // 37, 3)]
+    moments += [datetime(2026, month, day, hour, minute, 59, 999999, tzinfo=UTC) for month in (3, 4, 9, 10, 11)
+                for day in range(1, 32, 3) for hour in range(24) for minute in (0, 29, 30, 59) if day <= 28]
+    for moment in moments:
+        local = moment.astimezone(where)
+        assert times.odm(utc_text(moment)) == local.isoformat(timespec="seconds") == times.odm(moment)
+        assert times.csv(utc_text(moment)) == clock.local_text(moment, where) == times.csv(moment)
 
 
 def test_a_site_roles_streamed_files_are_the_old_writers_on_its_own_participants(demo_trial_world):

@@ -4,13 +4,31 @@ and ET.tostring (the metadata part is still built this way, so it is shared), an
 built per event with every value through spreadsheet.cell."""
 from __future__ import annotations
 
+import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime
 
 from cellbench import clock, spreadsheet
+from cellbench.models.base import parse_utc_text
 from cellbench.trial_export import COLUMNS, UNBLINDED_COLUMNS, TrialEvents
 from cellbench.trial_export.odm import MDV, NS, Arms, _clean, _el, _metadata, _moment
+
+
+def dated(events: TrialEvents) -> TrialEvents:
+    """The events with their times as datetimes, as these writers read them (the export now keeps
+    each time as the UTC text it is stored as, and writes it from there)."""
+    def at(value):
+        return parse_utc_text(value) if isinstance(value, str) else value
+
+    replace = dataclasses.replace
+    return replace(events, subjects=[replace(
+        s, randomised_at=at(s.randomised_at), unblindings=[replace(u, at=at(u.at)) for u in s.unblindings],
+        visits=[replace(v, dispensed_at=at(v.dispensed_at),
+                        administered=[replace(d, administered_at=at(d.administered_at)) for d in v.administered],
+                        not_administered=[replace(d, not_administered_at=at(d.not_administered_at))
+                                          for d in v.not_administered]) for v in s.visits])
+        for s in events.subjects])
 
 
 def _items(parent: ET.Element, group: str, values: Mapping[str, object], repeat: int | None = None) -> None:
@@ -25,6 +43,7 @@ def _form(event: ET.Element, form: str) -> ET.Element:
 
 
 def odm_xml(events: TrialEvents, *, created_at: datetime, arms: Arms | None = None) -> bytes:
+    events = dated(events)
     study_oid = f"ST.{events.study.code}"
     variant = "unblinded" if arms is not None else "blinded"
     root = ET.Element("ODM", {
@@ -81,6 +100,7 @@ def odm_xml(events: TrialEvents, *, created_at: datetime, arms: Arms | None = No
 
 
 def csv_text(events: TrialEvents, arms: Arms | None = None) -> str:
+    events = dated(events)
     rows: list[list[object]] = []
     for s in events.subjects:
         def at(moment, zone=s.zone) -> str:

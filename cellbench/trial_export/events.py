@@ -4,23 +4,24 @@ Per randomised participant: the randomisation number and time, and per treatment
 dispensed (number and time of the pharmacist's scan), each gland's administration (volume and
 time), each gland not administered (time and reason), and every emergency unblinding as an event
 (time and coded reason; never the arm). Everything here is the same for an active and a placebo
-participant except kit numbers: nothing reads the sealed compartment.
+participant except kit numbers: nothing reads the sealed compartment. Times are kept as the UTC
+text they are stored as (local_times.Moment): the writers put them in the site's zone.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, String, func, select, type_coerce
 from sqlmodel import Session, col
 
 from .. import clock, studies, users
 from ..audit import Actor
 from ..models import Administration, CustodyEvent, Kit, Participant, Site, Study, Unblinding, Visit
+from .local_times import Moment
 
 # Custody actions that date a visit's kit events (pharmacy/dispensing.py, pharmacy/administration.py).
 DISPENSED, NOT_ADMINISTERED = "dispensed", "not administered"
@@ -34,10 +35,10 @@ class Dose:
 
     number: int  # 1, 2, ... as the study numbers its dose sites
     gland: str
-    administered_at: datetime | None = None
+    administered_at: Moment | None = None
     volume_ml: float | None = None
     by_name: str | None = None
-    not_administered_at: datetime | None = None
+    not_administered_at: Moment | None = None
     reason: str | None = None
 
 
@@ -47,14 +48,14 @@ class TreatmentVisit:
     target_date: str
     state: str
     kit_number: str | None = None
-    dispensed_at: datetime | None = None
+    dispensed_at: Moment | None = None
     administered: list[Dose] = field(default_factory=list)
     not_administered: list[Dose] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class UnblindingEvent:
-    at: datetime
+    at: Moment
     reason_code: str
 
 
@@ -63,7 +64,7 @@ class Subject:
     randomisation_number: str
     site_code: str
     zone: ZoneInfo  # the site's: times are written as the site reads them
-    randomised_at: datetime | None
+    randomised_at: Moment | None
     visits: list[TreatmentVisit] = field(default_factory=list)
     unblindings: list[UnblindingEvent] = field(default_factory=list)
 
@@ -85,13 +86,18 @@ class TrialEvents:
                 "unblindings": sum(len(s.unblindings) for s in self.subjects)}
 
 
+def _stored(column: Any) -> Any:
+    """A time column read as the UTC text it is stored as (local_times writes it), not parsed."""
+    return type_coerce(column, String)
+
+
 PAGE = 1000  # participants read per page: a page's rows, not the study's, are in memory at once
 
 
 def _randomised(study: Study, reader: Actor | None) -> Any:
     """The study's randomised participants (a site role's own sites only), as a query's conditions."""
     query = select(col(Participant.id), col(Participant.randomisation_number), col(Participant.site_id),
-                   col(Participant.randomised_at)).where(col(Participant.study_id) == study.id,
+                   _stored(col(Participant.randomised_at))).where(col(Participant.study_id) == study.id,
                                                          col(Participant.randomisation_number).is_not(None))
     if reader is not None:
         query = users.within(query, reader, site=col(Participant.site_id), study=col(Participant.study_id))
@@ -154,7 +160,7 @@ def _visits(members: Any) -> Any:
 
 def _kit_events(members: Any) -> Any:
     kits = select(col(Visit.kit_id)).where(col(Visit.participant_id).in_(members), col(Visit.kit_id).is_not(None))
-    return (select(col(CustodyEvent.kit_id), col(CustodyEvent.action), col(CustodyEvent.at),
+    return (select(col(CustodyEvent.kit_id), col(CustodyEvent.action), _stored(col(CustodyEvent.at)),
                    col(CustodyEvent.condition))
             .where(col(CustodyEvent.kit_id).in_(kits), col(CustodyEvent.action).in_((DISPENSED, NOT_ADMINISTERED)))
             .order_by(col(CustodyEvent.id)))
@@ -162,14 +168,14 @@ def _kit_events(members: Any) -> Any:
 
 def _given(members: Any) -> Any:
     visits = select(col(Visit.id)).where(col(Visit.participant_id).in_(members))
-    return (select(col(Administration.visit_id), col(Administration.dose), col(Administration.administered_at),
+    return (select(col(Administration.visit_id), col(Administration.dose), _stored(col(Administration.administered_at)),
                    col(Administration.volume_ml), col(Administration.by_name))
             .where(col(Administration.visit_id).in_(visits))
             .order_by(col(Administration.visit_id), col(Administration.dose)))
 
 
 def _unblindings(members: Any) -> Any:
-    return (select(col(Unblinding.participant_id), col(Unblinding.at), col(Unblinding.reason_code))
+    return (select(col(Unblinding.participant_id), _stored(col(Unblinding.at)), col(Unblinding.reason_code))
             .where(col(Unblinding.participant_id).in_(members)).order_by(col(Unblinding.at), col(Unblinding.id)))
 
 

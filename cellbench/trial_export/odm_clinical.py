@@ -9,17 +9,16 @@ character XML 1.0 cannot hold replaced by U+FFFD.
 
 What costs per participant is kept small: each line is one f-string of fixed text and values; a
 value is escaped only if it holds a character that needs it (one regular-expression search), and
-a value that repeats (a site code, a gland, a name, a reason) is escaped once per page; a time is
-converted to the site's zone once and written from there.
+a value that repeats (a site code, a gland, a name, a reason) is escaped once per export; a time is
+written from its stored text, each UTC hour converted to the site's zone once (local_times).
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from .events import Dose, Subject, TreatmentVisit
+from .local_times import SiteTimes, Zones
 
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # what ElementTree escapes in an attribute value, or what XML cannot hold at all
@@ -73,22 +72,25 @@ _NADTC, _NAREAS = (_item(oid, " " * 12) for oid in ("IT.NADTC", "IT.NAREAS"))
 _UNBDTC, _UNBREAS = (_item(oid, " " * 12) for oid in ("IT.UNBDTC", "IT.UNBREAS"))
 
 
-def _group(out: list[str], head: str, items: list[str]) -> None:
-    """An ItemGroupData (`head`: its opening tag without the closing bracket) with its items, the
-    empty ones left out; with none, the element closed on itself."""
-    if items:
-        out.append(head + ">\n" + "\n".join(items) + "\n" + _GROUP_END)
-    else:
-        out.append(head + " />")
+def _group(head: str, items: str) -> str:
+    """An ItemGroupData (`head`: its opening tag without the closing bracket) with its items (their
+    lines, each ended by a newline; the empty ones left out); with none, the element closed on itself."""
+    return f"{head}>\n{items}{_GROUP_END}" if items else head + " />"
+
+
+_RAND = '          <ItemGroupData ItemGroupOID="IG.RAND"'
+_DISP = '          <ItemGroupData ItemGroupOID="IG.DISP"'
+_UNBL = '          <ItemGroupData ItemGroupOID="IG.UNBL"'
 
 
 class ClinicalWriter:
     """Writes subjects a page at a time; remembers, for the export, the escaped form of the values
-    that repeat."""
+    that repeat. Each piece of `out` is one or more whole lines; the page joins them with newlines."""
 
     def __init__(self, arms: Arms | None):
         self.arms = arms
         self._same = Once(attr)  # a repeating value, escaped once
+        self._zones = Zones()  # each site zone's times, an hour converted once
 
     def page(self, subjects: list[Subject]) -> bytes:
         out: list[str] = []
@@ -97,78 +99,60 @@ class ClinicalWriter:
         return "\n".join(out).encode()
 
     def _subject(self, out: list[str], subject: Subject) -> None:
-        number, zone, site = attr(subject.randomisation_number), subject.zone, self._same(subject.site_code)
+        number, site = attr(subject.randomisation_number), self._same(subject.site_code)
+        times = self._zones(subject.zone)
+        local = times.odm(subject.randomised_at) if subject.randomised_at is not None else ""
+        arm = self.arms[0].get(subject.randomisation_number) if self.arms is not None else None
+        items = ((f"{_RANDNO}{number}{_END}\n" if number else "")
+                 + (f"{_RANDDAT}{local[:10]}{_END}\n{_RANDDTC}{local}{_END}\n" if local else "")
+                 + (f"{_SITE}{site}{_END}\n" if site else "") + (f"{_ARM}{attr(arm)}{_END}\n" if arm else ""))
         out.append(f'    <SubjectData SubjectKey="{number}">\n      <SiteRef LocationOID="LOC.{site}" />\n'
-                   '      <StudyEventData StudyEventOID="SE.RAND">\n        <FormData FormOID="F.RAND">')
-        items = [_RANDNO + number + _END] if number else []
-        if subject.randomised_at is not None:
-            local = subject.randomised_at.astimezone(zone)
-            items.append(_RANDDAT + local.date().isoformat() + _END)
-            items.append(_RANDDTC + local.isoformat(timespec="seconds") + _END)
-        if site:
-            items.append(_SITE + site + _END)
-        if self.arms is not None and (arm := self.arms[0].get(subject.randomisation_number)):
-            items.append(_ARM + attr(arm) + _END)
-        _group(out, '          <ItemGroupData ItemGroupOID="IG.RAND"', items)
-        out.append(_FORM_EVENT_END)
+                   '      <StudyEventData StudyEventOID="SE.RAND">\n        <FormData FormOID="F.RAND">\n'
+                   f"{_group(_RAND, items)}\n{_FORM_EVENT_END}")
         for visit in subject.visits:
             if visit.kit_number or visit.administered or visit.not_administered:
-                self._treatment(out, visit, zone)
+                self._treatment(out, visit, times)
         for index, unblinding in enumerate(subject.unblindings, 1):
+            reason = self._same(unblinding.reason_code)
+            items = ((f"{_UNBDTC}{times.odm(unblinding.at)}{_END}\n" if unblinding.at is not None else "")
+                     + (f"{_UNBREAS}{reason}{_END}\n" if reason else ""))
             out.append(f'      <StudyEventData StudyEventOID="SE.UNBL" StudyEventRepeatKey="{index}">\n'
-                       '        <FormData FormOID="F.UNBL">')
-            items = [_UNBDTC + _moment(unblinding.at, zone) + _END] if unblinding.at is not None else []
-            if reason := self._same(unblinding.reason_code):
-                items.append(_UNBREAS + reason + _END)
-            _group(out, '          <ItemGroupData ItemGroupOID="IG.UNBL"', items)
-            out.append(_FORM_EVENT_END)
+                       f'        <FormData FormOID="F.UNBL">\n{_group(_UNBL, items)}\n{_FORM_EVENT_END}')
         out.append("    </SubjectData>")
 
-    def _treatment(self, out: list[str], visit: TreatmentVisit, zone: ZoneInfo) -> None:
+    def _treatment(self, out: list[str], visit: TreatmentVisit, times: SiteTimes) -> None:
         """A treatment that happened: its kit dispensed, glands administered and not administered."""
         out.append(f'      <StudyEventData StudyEventOID="SE.TRT" StudyEventRepeatKey="{visit.treatment}">')
         if visit.kit_number:
-            out.append('        <FormData FormOID="F.DISP">')
-            items = [_KITNO + attr(visit.kit_number) + _END]
-            if visit.dispensed_at is not None:
-                items.append(_DISPDTC + _moment(visit.dispensed_at, zone) + _END)
-            if self.arms is not None and (arm := self.arms[1].get(visit.kit_number)):
-                items.append(_KITARM + attr(arm) + _END)
-            _group(out, '          <ItemGroupData ItemGroupOID="IG.DISP"', items)
-            out.append(_FORM_END)
+            arm = self.arms[1].get(visit.kit_number) if self.arms is not None else None
+            items = (f"{_KITNO}{attr(visit.kit_number)}{_END}\n"
+                     + (f"{_DISPDTC}{times.odm(visit.dispensed_at)}{_END}\n" if visit.dispensed_at is not None else "")
+                     + (f"{_KITARM}{attr(arm)}{_END}\n" if arm else ""))
+            out.append(f'        <FormData FormOID="F.DISP">\n{_group(_DISP, items)}\n{_FORM_END}')
         if visit.administered:
             out.append('        <FormData FormOID="F.ADM">')
-            for dose in visit.administered:
-                self._dose(out, "IG.ADM", dose, dose.administered_at, zone, _ADMDTC, self._given)
+            out.extend(self._given(dose, times) for dose in visit.administered)
             out.append(_FORM_END)
         if visit.not_administered:
             out.append('        <FormData FormOID="F.NADM">')
-            for dose in visit.not_administered:
-                self._dose(out, "IG.NADM", dose, dose.not_administered_at, zone, _NADTC, self._not_given)
+            out.extend(self._not_given(dose, times) for dose in visit.not_administered)
             out.append(_FORM_END)
         out.append(_EVENT_END)
 
-    def _dose(self, out: list[str], group: str, dose: Dose, at: datetime | None, zone: ZoneInfo, time_item: str,
-              rest: Callable[[Dose, list[str]], None]) -> None:
-        """One gland's ItemGroupData: the gland, then (per `rest`) the volume or nothing, the time,
-        then (per `rest`) who administered or why not."""
-        items = [_GLAND + gland + _END] if (gland := self._same(dose.gland)) else []
-        if group == "IG.ADM" and dose.volume_ml is not None:
-            volume = dose.volume_ml
-            items.append(_VOLUME + (f"{volume:g}" if isinstance(volume, float) else attr(volume)) + _END)
-        if at is not None:
-            items.append(time_item + _moment(at, zone) + _END)
-        rest(dose, items)
-        _group(out, f'          <ItemGroupData ItemGroupOID="{group}" ItemGroupRepeatKey="{dose.number}"', items)
+    def _given(self, dose: Dose, times: SiteTimes) -> str:
+        """One gland administered: the gland, the volume, the time, who."""
+        gland, volume, name = self._same(dose.gland), dose.volume_ml, self._same(dose.by_name)
+        items = ((f"{_GLAND}{gland}{_END}\n" if gland else "")
+                 + ("" if volume is None else
+                    f"{_VOLUME}{f'{volume:g}' if isinstance(volume, float) else attr(volume)}{_END}\n")
+                 + (f"{_ADMDTC}{times.odm(dose.administered_at)}{_END}\n" if dose.administered_at is not None else "")
+                 + (f"{_ADMBY}{name}{_END}\n" if name else ""))
+        return _group(f'          <ItemGroupData ItemGroupOID="IG.ADM" ItemGroupRepeatKey="{dose.number}"', items)
 
-    def _given(self, dose: Dose, items: list[str]) -> None:
-        if name := self._same(dose.by_name):
-            items.append(_ADMBY + name + _END)
-
-    def _not_given(self, dose: Dose, items: list[str]) -> None:
-        if reason := self._same(dose.reason):
-            items.append(_NAREAS + reason + _END)
-
-
-def _moment(value: datetime, zone: ZoneInfo) -> str:
-    return value.astimezone(zone).isoformat(timespec="seconds")
+    def _not_given(self, dose: Dose, times: SiteTimes) -> str:
+        """One gland not administered: the gland, the time, why."""
+        gland, at, reason = self._same(dose.gland), dose.not_administered_at, self._same(dose.reason)
+        items = ((f"{_GLAND}{gland}{_END}\n" if gland else "")
+                 + (f"{_NADTC}{times.odm(at)}{_END}\n" if at is not None else "")
+                 + (f"{_NAREAS}{reason}{_END}\n" if reason else ""))
+        return _group(f'          <ItemGroupData ItemGroupOID="IG.NADM" ItemGroupRepeatKey="{dose.number}"', items)
