@@ -88,38 +88,38 @@ def write(session: Session, changed: list[tuple[tuple[int, int, int, str], int]]
                    lambda new: {"blinded_lots": _LOTS.c.blinded_lots + new.blinded_lots})
 
 
-def _lots_moved(session: Session, changed: Iterable[tuple[tuple[int, int, int, str], int]]) -> Counter[Place]:
+def _in_figures(counters: Iterable[tuple[tuple[int, int, int, str], int]]) -> Counter[tuple[int, int, int]]:
+    """Blinded-lot counters ((study, place, blinded lot, state), kits) as each blinded lot's kits in
+    its place's figures (in a state of a category)."""
+    kits: Counter[tuple[int, int, int]] = Counter()
+    for (study_id, place, lot_id, state), n in counters:
+        if category_of(state) is not None:
+            kits[(study_id, place, lot_id)] += n
+    return kits
+
+
+def _lots_moved(session: Session, changed: list[tuple[tuple[int, int, int, str], int]]) -> Counter[Place]:
     """How many blinded lots came into each place's figures (or left them: negative) with these
     changes of the blinded-lot counters, which the counters already hold."""
-    moved: Counter[tuple[int, int, int]] = Counter()
-    for (study_id, place, lot_id, state), n in changed:
-        if category_of(state) is not None:
-            moved[(study_id, place, lot_id)] += n
+    moved = _in_figures(changed)
     touched = sorted(key for key, n in moved.items() if n)
-    now: Counter[tuple[int, int, int]] = Counter()
     lot_ids = sorted({lot_id for _s, _p, lot_id in touched})
+    read = []
     for start in range(0, len(lot_ids), _CHUNK):  # along the counters' blinded-lot index; all places of each
-        for study_id, place, lot_id, state, n in session.execute(
-                select(col(KitCount.study_id), col(KitCount.place), col(KitCount.blinded_lot_id),
-                       col(KitCount.state), col(KitCount.kits))
-                .where(col(KitCount.blinded_lot_id).in_(lot_ids[start:start + _CHUNK]))):
-            if category_of(state) is not None:
-                now[(study_id, place, lot_id)] += n
+        read += [((s, p, b, state), n) for s, p, b, state, n in session.execute(
+            select(col(KitCount.study_id), col(KitCount.place), col(KitCount.blinded_lot_id), col(KitCount.state),
+                   col(KitCount.kits)).where(col(KitCount.blinded_lot_id).in_(lot_ids[start:start + _CHUNK])))]
+    now = _in_figures(read)
     lots: Counter[Place] = Counter()
     for key in touched:
-        after = now[key]
-        if (after - moved[key] > 0) != (after > 0):
-            lots[key[:2]] += 1 if after > 0 else -1
+        if (now[key] - moved[key] > 0) != (now[key] > 0):
+            lots[key[:2]] += 1 if now[key] > 0 else -1
     return lots
 
 
 def lots_of(counters: Iterable[tuple[tuple[int, int, int, str], int]]) -> Counter[Place]:
     """Blinded-lot counters ((study, place, blinded lot, state), kits) as blinded lots in each place's figures."""
-    kits: Counter[tuple[int, int, int]] = Counter()
-    for (study_id, place, lot_id, state), n in counters:
-        if category_of(state) is not None:
-            kits[(study_id, place, lot_id)] += n
-    return Counter(key[:2] for key, n in kits.items() if n > 0)
+    return Counter(key[:2] for key, n in _in_figures(counters).items() if n > 0)
 
 
 def stored_lots(session: Session) -> Counter[Place]:
