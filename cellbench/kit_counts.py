@@ -7,12 +7,14 @@ session and are written once, just before it commits (pending_counts.py): one up
 and one for the sums by place, whatever the number of moves. On PostgreSQL the move's audit events
 already hold the audit chain's head then, so counter rows are taken by one writer at a time and in
 one order (no deadlock, no lost update). Kits come into being planned and without a blinded lot
-(kits.issue), so nothing is counted until packaging gives them one.
+(kits.issue), so nothing is counted here until packaging gives them one: until then they are
+counted by study, place and state only (unpackaged_counts.py).
 
 The counts hold no arm: a blinded lot's kits of both arms share its rows. `recount` compares them
 with the kit rows (for `cellbench verify` and the tests); `refill` rebuilds them from the rows (the
 migration that created the table, and bulk builders that insert kits directly). Their sums by place
-and state (place_counts.py) are kept, compared and rebuilt with them."""
+and state, and the blinded lots in each place's figures (place_counts.py), are kept, compared and
+rebuilt with them, and so are the kits by storage location and the kits not yet in a blinded lot."""
 from __future__ import annotations
 
 from collections import Counter
@@ -22,7 +24,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from . import db, pending_counts, place_counts, storage_counts
+from . import db, pending_counts, place_counts, storage_counts, unpackaged_counts
 from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
@@ -92,31 +94,43 @@ def stored(session: Session) -> Counter[Key]:
 
 def recount(session: Session) -> list[str]:
     """Where the running counts disagree with the kit rows, one line each (named by study, site and
-    blinded lot code, as verify names everything); empty when they agree. The counts by place
-    (place_counts.py) and by storage location (storage_counts.py) are checked with them."""
+    blinded lot code, as verify names everything); empty when they agree. The counts by place and
+    the blinded lots in each place's figures (place_counts.py), by storage location
+    (storage_counts.py) and of kits not yet in a blinded lot (unpackaged_counts.py) are checked
+    with them."""
     pending_counts.flush(session)  # this transaction's own moves counted
     kept, counted = stored(session), from_rows(session)
     wrong = sorted(key for key in set(kept) | set(counted) if kept.get(key, 0) != counted.get(key, 0))
     summed, sums = place_counts.stored(session), place_counts.tally(counted.items())
     wrong_sums = sorted(key for key in set(summed) | set(sums) if summed.get(key, (0, 0)) != sums.get(key, (0, 0)))
-    if not wrong and not wrong_sums:
-        return storage_counts.recount(session)
+    held, lots = place_counts.stored_lots(session), place_counts.lots_of(counted.items())
+    wrong_lots = sorted(key for key in set(held) | set(lots) if held.get(key, 0) != lots.get(key, 0))
+    others = storage_counts.recount(session) + unpackaged_counts.recount(session)
+    if not wrong and not wrong_sums and not wrong_lots:
+        return others
     studies = dict(session.execute(select(col(Study.id), col(Study.code))).all())
     sites = dict(session.execute(select(col(Site.id), col(Site.code))).all())
-    lots = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))
-                                .where(col(BlindedLot.id).in_({key[2] for key in wrong}))).all())
-    return [f"kit count of {studies.get(s, f'study {s}')}, {sites.get(p, f'site {p}') if p else 'the cell bench'}, "
-            f"blinded lot {lots.get(b, b)}, {state}: kept {kept.get(key, 0)}, the kit rows say {counted.get(key, 0)}"
-            for key in wrong for s, p, b, state in [key]] + [
-        f"kits by place of {studies.get(s, f'study {s}')}, {sites.get(p, f'site {p}') if p else 'the cell bench'}, "
-        f"{state}: kept {summed.get(key, (0, 0))}, the kit rows say {sums.get(key, (0, 0))} (kits, fingerprint)"
-        for key in wrong_sums for s, p, state in [key]] + storage_counts.recount(session)
+    lot_codes = dict(session.execute(select(col(BlindedLot.id), col(BlindedLot.code))
+                                     .where(col(BlindedLot.id).in_({key[2] for key in wrong}))).all())
+
+    def place(study_id: int, place_id: int) -> str:
+        return f"{studies.get(study_id, f'study {study_id}')}, " + (
+            sites.get(place_id, f"site {place_id}") if place_id else "the cell bench")
+
+    return [f"kit count of {place(s, p)}, blinded lot {lot_codes.get(b, b)}, {state}: kept {kept.get(key, 0)}, "
+            f"the kit rows say {counted.get(key, 0)}" for key in wrong for s, p, b, state in [key]] + [
+        f"kits by place of {place(s, p)}, {state}: kept {summed.get(key, (0, 0))}, the kit rows say "
+        f"{sums.get(key, (0, 0))} (kits, fingerprint)" for key in wrong_sums for s, p, state in [key]] + [
+        f"blinded lots in the figures of {place(s, p)}: kept {held.get(key, 0)}, the kit rows say {lots.get(key, 0)}"
+        for key in wrong_lots for s, p in [key]] + others
 
 
 def refill(session: Session) -> int:
     """The running counts rebuilt from the kit rows (after a bulk insert of kits, or a migration),
-    and the storage counts with them. Returns how many kit counters there are."""
+    and the storage counts and the counts of kits not yet in a blinded lot with them. Returns how
+    many kit counters there are."""
     storage_counts.refill(session)  # writes what waits first (pending_counts): the rows already hold it
+    unpackaged_counts.refill(session)
     session.execute(delete(KitCount))
     counted = from_rows(session)
     if counted:

@@ -1,4 +1,4 @@
-"""The running counters' changes (kit_counts, place_counts, storage_counts), collected in the unit of
+"""The running counters' changes (kit_counts, place_counts, storage_counts, unpackaged_counts), collected in the unit of
 work and written once, just before it commits: one upsert per counter table per
 transaction, whatever the number of moves in it.
 
@@ -31,7 +31,7 @@ from sqlalchemy.sql.util import find_tables
 Writer = Callable[[Any, list[Any]], None]  # (session, [(key, delta), ...])
 
 _INFO = "cellbench.pending_counts"
-COUNTER_TABLES = frozenset({"kit_count", "place_count", "storage_count"})
+COUNTER_TABLES = frozenset({"kit_count", "place_count", "place_lot_count", "storage_count", "unpackaged_count"})
 
 
 @dataclass

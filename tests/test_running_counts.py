@@ -87,8 +87,8 @@ def _figures_from_rows(s) -> dict[tuple[int, int], dict[str, dict[str, int]]]:
 
 
 def places_agree(s) -> None:
-    """Each place's kits and fingerprint (place_counts) are those of its figures recounted from the
-    kit rows, and so are the figures a monitor signs at a site."""
+    """Each place's kits, fingerprint and number of blinded lots (place_counts) are those of its
+    figures recounted from the kit rows, and so are the figures a monitor signs at a site."""
     figures, lot_ids = _figures_from_rows(s), dict(s.execute(select(BlindedLot.code, BlindedLot.id)).all())
     kept = s.execute(select(PlaceCount.study_id, PlaceCount.place))
     places = set(figures) | {(study_id, place) for study_id, place in kept}
@@ -97,6 +97,8 @@ def places_agree(s) -> None:
         assert place_counts.fingerprint(s, study_id, place) == (
             sum(sum(c.values()) for c in recounted.values()), place_counts.of_figures(recounted, lot_ids)), \
             "a place's kits and fingerprint are those of its figures, recounted from the kit rows"
+        assert place_counts.blinded_lots(s, study_id, place) == len(recounted), \
+            "and so is the number of blinded lots its figures hold"
         site = s.get(Site, place) if place else None
         if site is not None:
             shown = accountability.figures(s, s.get(Study, study_id), site)

@@ -9,7 +9,7 @@ from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
-from .. import audit, kit_counts, storage_counts
+from .. import audit, kit_counts, storage_counts, unpackaged_counts
 from ..audit import Actor
 from ..clock import utcnow
 from ..errors import Conflict, Forbidden, InvalidInput
@@ -294,6 +294,10 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
                 kit_counts.key_of(kit.study_id, values.get("site_id", kit.site_id),
                                   values.get("blinded_lot_id", kit.blinded_lot_id), new))
                for kit, old, new, values in changes]
+    unpackaged = [(unpackaged_counts.key_of(kit.study_id, kit.site_id, kit.blinded_lot_id, old),
+                   unpackaged_counts.key_of(kit.study_id, values.get("site_id", kit.site_id),
+                                            values.get("blinded_lot_id", kit.blinded_lot_id), new))
+                  for kit, old, new, values in changes]
     shelved = [(storage_counts.key_of(kit.storage_location_id, old),
                 storage_counts.key_of(values.get("storage_location_id", kit.storage_location_id), new))
                for kit, old, new, values in changes]
@@ -313,6 +317,7 @@ def move_many(session: Session, actor: Actor, kits_: Sequence[Kit], name: str, *
         audit.record_all(session.connection(), events)
     kit_counts.apply(session, counted)  # written before commit, after the audit events: see kit_counts
     storage_counts.apply(session, shelved)
+    unpackaged_counts.apply(session, unpackaged)
     if places := {(kit.study_id, kit.site_id) for kit, old, new, _values in changes
                   if kit.site_id is not None and {old, new} & SITE_STOCK}:
         note_stock(session, places, f"kit {words(name)}")
@@ -326,6 +331,7 @@ def issue(session: Session, actor: Actor, study: Study, numbers: Sequence[str], 
     location = Kit.model_fields["location"].default
     session.execute(insert(Kit), [{"number": number, "study_id": study.id, "state": KitState.planned.value,
                                    "location": location, "created_at": now, "row_version": 1} for number in numbers])
+    unpackaged_counts.issued(session, saved_id(study), len(numbers), KitState.planned)
     planned = state_label(KitState.planned)
     for number in numbers:
         audit.record(session, actor, "kit number issued", "kit", number, field="state", new=planned, reason=reason)

@@ -14,7 +14,7 @@ from .. import audit, kit_counts, pagination, users
 from ..audit import Actor
 from ..errors import InvalidInput, NotFound
 from ..identifiers import parse_kit_number, shown
-from ..models import BlindedLot, Kit, KitCount, KitState, PlaceCount, Role, Study
+from ..models import BlindedLot, Kit, KitCount, KitState, PlaceCount, Role, Study, UnpackagedCount
 from .codes import KitCode, read_code
 from .lifecycle import state_label
 
@@ -149,28 +149,23 @@ def kits(session: Session, ask: pagination.Ask, *, study: Study | None = None, s
 def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot: BlindedLot | None = None,
                     reader: Actor | None = None) -> dict[str, int]:
     """Kits by state, read from the running counts (kit_counts: a few rows a blinded lot and place,
-    whatever the number of kits), plus the kits not yet in a blinded lot, which no counter holds
-    (planned kits before packaging: few, found by the blinded-lot index). Neither source holds an
-    arm: the counts of a blinded lot are those of both arms together."""
+    whatever the number of kits), plus the kits not yet in a blinded lot, from their own running
+    counts (unpackaged_counts: a few rows a study). Neither holds an arm: the counts of a blinded
+    lot, or of a kit list, are those of both arms together."""
     # over every blinded lot, their sums by place and state (place_counts.py): a dozen rows a place
-    table: type[KitCount] | type[PlaceCount] = KitCount if blinded_lot is not None else PlaceCount
-    kept = select(col(table.state), func.sum(col(table.kits))).group_by(col(table.state))
-    if reader is not None:
-        kept = users.within(kept, reader, site=func.nullif(col(table.place), kit_counts.BENCH),
-                            study=col(table.study_id), bench_too=True)
-    if study is not None:
-        kept = kept.where(col(table.study_id) == study.id)
-    if blinded_lot is not None:
-        kept = kept.where(col(KitCount.blinded_lot_id) == blinded_lot.id)
-    found: Counter[str] = Counter({str(state): int(n) for state, n in session.execute(kept) if n})
-    if blinded_lot is None:
-        unpacked = (select(col(Kit.state), func.count()).where(col(Kit.blinded_lot_id).is_(None))
-                    .group_by(col(Kit.state)))
+    tables: list[type[KitCount] | type[PlaceCount] | type[UnpackagedCount]] = (
+        [KitCount] if blinded_lot is not None else [PlaceCount, UnpackagedCount])
+    found: Counter[str] = Counter()
+    for table in tables:
+        kept = select(col(table.state), func.sum(col(table.kits))).group_by(col(table.state))
         if reader is not None:
-            unpacked = users.within(unpacked, reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
+            kept = users.within(kept, reader, site=func.nullif(col(table.place), kit_counts.BENCH),
+                                study=col(table.study_id), bench_too=True)
         if study is not None:
-            unpacked = unpacked.where(col(Kit.study_id) == study.id)
-        found.update({str(state): int(n) for state, n in session.execute(unpacked)})
+            kept = kept.where(col(table.study_id) == study.id)
+        if blinded_lot is not None:
+            kept = kept.where(col(KitCount.blinded_lot_id) == blinded_lot.id)
+        found.update({str(state): int(n) for state, n in session.execute(kept) if n})
     return {KitState(state).value: n for state, n in sorted(found.items()) if n}
 
 

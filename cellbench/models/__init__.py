@@ -36,7 +36,9 @@ from .bedside import (
 from .counts import (
     KitCount,
     PlaceCount,
+    PlaceLotCount,
     StorageCount,
+    UnpackagedCount,
 )
 from .custody import (
     CustodyEvent,

@@ -51,3 +51,29 @@ class PlaceCount(SQLModel, table=True):
     state: str = Field(max_length=32)
     kits: int = 0
     fingerprint: int = Field(default=0, sa_type=BigInteger)  # modulo place_counts.MODULUS
+
+
+class UnpackagedCount(SQLModel, table=True):
+    """How many kits of a study not yet in a blinded lot (issued, awaiting packaging) are in one
+    state at one place, kept by kit issue and the kit lifecycle (unpackaged_counts.py), so that a
+    study's total of kits reads a few rows however many kit lists ten years sealed. No arm is in it."""
+
+    __tablename__ = "unpackaged_count"
+
+    study_id: int = Field(foreign_key="study.id", primary_key=True)
+    place: int = Field(primary_key=True)  # site id; 0: the cell bench
+    state: str = Field(max_length=32, primary_key=True)
+    kits: int = 0
+
+
+class PlaceLotCount(SQLModel, table=True):
+    """How many blinded lots of a study have kits in the accountability figures at one place (a kit
+    in a state of a category: not planned), kept with the place's kits (place_counts.py), so that a
+    site's figures say how many blinded lots they hold without counting them. Blinded lots hold
+    both arms: no arm is in it."""
+
+    __tablename__ = "place_lot_count"
+
+    study_id: int = Field(foreign_key="study.id", primary_key=True)
+    place: int = Field(primary_key=True)  # site id; 0: the cell bench
+    blinded_lots: int = 0
