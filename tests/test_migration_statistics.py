@@ -11,7 +11,7 @@ from sqlalchemy import event, text
 from cellbench.db import alembic_config, migrate
 
 FILLED = {"0033_monitor": ("place_count", "accountability_verification"), "0034_notify": ("notification",),
-          "0039_counts": ("unpackaged_count", "place_lot_count")}
+          "0041_counts": ("unpackaged_count", "place_lot_count")}
 
 
 def test_the_migrations_that_fill_tables_analyze_them_on_postgresql(db, kit_world):

@@ -131,7 +131,7 @@ def test_the_migration_fills_both_counts_from_the_rows(db, people, effective_spe
     cfg = alembic_config()
     with db.engine.begin() as conn:  # the database as it was before these counts
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0038_evidence")
+        command.downgrade(cfg, "0040_records")
     migrate(db)
     with db.read() as s:
         assert (unpackaged_counts.stored(s), place_counts.stored_lots(s)) == before

@@ -6,16 +6,16 @@ blinded lots of a site's counters (4,167, growth 1.7-2.5). Both are now running 
 every kit move (unpackaged_counts.py, place_counts.py); here they are filled once from what is
 stored: the kit rows without a blinded lot, and the blinded-lot counters (kit_count).
 
-Revision ID: 0039_counts
-Revises: 0038_evidence
+Revision ID: 0041_counts
+Revises: 0040_records
 Create Date: 2026-12-07 15:30:00
 """
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0039_counts'
-down_revision = '0038_evidence'
+revision = '0041_counts'
+down_revision = '0040_records'
 branch_labels = None
 depends_on = None
 
