@@ -8,6 +8,7 @@ doubt to the reference check, and `gathered` collects the signature events as th
 `signatures.verify_all` (each signature's hashes and, while it stands, the content it signed; the
 signature rows are read once, in the snapshot, for both),
 `kit_counts.recount` (the running kit counts that accountability reads, against the kit rows),
+`pharmacy.counts.recount` (the visit counts of the pharmacy's work lines, against the visit rows),
 `replay` (lot, kit, shipment, visit, deviation and kit quarantine states and key dates replayed
 from their events and compared with the rows), `handover` (custody events against the kit moves
 they go with). The last three read through `source`, in one snapshot, mostly SQL aggregates: their
@@ -28,6 +29,7 @@ from .. import kit_counts, signatures
 from ..audit import GENESIS_HASH
 from ..checkpoints import verification
 from ..db import Database
+from ..pharmacy import counts as visit_counts
 from . import handover, replay, signed, source
 from .chain import BROKEN_LINK, Problem, Report, _check_range, _Range
 from .gathered import Gathered
@@ -180,7 +182,7 @@ def verify(db: Database, workers: int | None = None, **checkpoints: Any) -> Repo
                 # The rows as read in the snapshot; a standing signature's content is read in the session.
                 timed("contents", lambda: signatures.verify_all(session, events_matched=True, rows=sigs))
                 # Accountability reads running counts: a count edited behind cellbench's back is named here.
-                timed("counts", lambda: (0, kit_counts.recount(session)))
+                timed("counts", lambda: (0, kit_counts.recount(session) + visit_counts.recount(session)))
             timed("replay", lambda: replay.check(reader))
             timed("custody", lambda: handover.check(reader))
 

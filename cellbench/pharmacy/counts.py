@@ -19,7 +19,7 @@ from sqlmodel import Session, col
 
 from .. import db, users
 from ..audit import Actor
-from ..models import Participant, Visit, VisitCount
+from ..models import Participant, Site, Study, Visit, VisitCount
 
 _COUNT: Table = VisitCount.metadata.tables["visit_count"]
 _KEY = ("study_id", "site_id", "state")
@@ -78,9 +78,15 @@ def stored(session: Session) -> Counter[Key]:
 def recount(session: Session) -> list[str]:
     """Each counter that differs from the visit rows, said in words; none when they agree."""
     rows, kept = from_rows(session), stored(session)
-    return [f"visits of study {key[0]} at site {key[1]} {key[2]}: counted {kept.get(key, 0)}, "
-            f"the rows hold {rows.get(key, 0)}" for key in sorted(set(rows) | set(kept))
-            if rows.get(key, 0) != kept.get(key, 0)]
+    wrong = sorted(key for key in set(rows) | set(kept) if rows.get(key, 0) != kept.get(key, 0))
+    if not wrong:
+        return []
+    # named by study and site code, as verify names everything
+    studies = dict(session.execute(select(col(Study.id), col(Study.code))).all())
+    sites = dict(session.execute(select(col(Site.id), col(Site.code))).all())
+    return [f"visit count of {studies.get(study, f'study {study}')}, {sites.get(site, f'site {site}')}, "
+            f"{state.replace('_', ' ')}: counted {kept.get(key, 0)}, the rows hold {rows.get(key, 0)}"
+            for key in wrong for study, site, state in [key]]
 
 
 def refill(session: Session) -> None:

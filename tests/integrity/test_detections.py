@@ -166,11 +166,18 @@ def test_a_shipment_moved_by_hand_is_named_by_its_number(world):
 
 
 def test_a_visit_moved_by_hand_is_named_by_its_reference(world):
-    ref, visit_id = one(world, "SELECT s.code || '/' || p.screening_number || '/T' || CAST(v.treatment AS VARCHAR(8)), "
-                               "v.id FROM visit v JOIN participant p ON p.id = v.participant_id "
-                               "JOIN study s ON s.id = p.study_id WHERE v.state = 'kit_assigned' ORDER BY v.id")
+    ref, visit_id, study, site = one(
+        world, "SELECT s.code || '/' || p.screening_number || '/T' || CAST(v.treatment AS VARCHAR(8)), "
+               "v.id, s.code, site.code FROM visit v JOIN participant p ON p.id = v.participant_id "
+               "JOIN study s ON s.id = p.study_id JOIN site ON site.id = p.site_id "
+               "WHERE v.state = 'kit_assigned' ORDER BY v.id")
     tamper(world, ("UPDATE visit SET state = 'administered' WHERE id = :id", {"id": visit_id}))
-    assert problems(world) == [f"visit {ref}: the row says administered, its audit events end at kit assigned"]
+    found = problems(world)
+    assert f"visit {ref}: the row says administered, its audit events end at kit assigned" in found
+    # the pharmacy's running visit counts no longer match the rows either, and verify says so
+    assert sorted(p.split(":")[0] for p in found if p.startswith("visit count of")) == [
+        f"visit count of {study}, {site}, administered", f"visit count of {study}, {site}, kit assigned"]
+    assert len(found) == 3
 
 
 def test_a_deviation_closed_by_hand_is_named_by_its_number(world):

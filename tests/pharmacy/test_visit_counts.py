@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from cellbench import pharmacy
+from cellbench import integrity, pharmacy
 from cellbench.models import VisitCount
 from cellbench.pharmacy import counts
 
@@ -55,13 +55,14 @@ def test_the_running_counts_equal_a_recount_after_every_kind_of_visit_move(site,
     assert kept(db, pharmacy.RUNNING) == counted_by_query(db, pharmacy.RUNNING) == 0
 
 
-def test_a_counter_edited_behind_cellbench_s_back_is_named_by_the_recount(site, as_, db):
+def test_a_counter_edited_behind_cellbench_s_back_is_named_by_the_recount_and_by_verify(site, as_, db):
     randomised(as_, "SCR-001")
     with db.write() as s:
         row = s.scalars(select(VisitCount).where(VisitCount.state == "planned")).one()
         row.visits += 1
     problems = recount_problems(db)
-    assert len(problems) == 1 and "planned: counted" in problems[0]
+    assert len(problems) == 1 and problems[0].startswith("visit count of NCT") and ", planned: counted" in problems[0]
+    assert problems[0] in integrity.verify(db, workers=1).problems
     with db.write() as s:
         counts.refill(s)
     assert recount_problems(db) == []
