@@ -85,24 +85,26 @@ def write(db: Database) -> Iterator[Pipelined]:
         driver.autocommit = True
         committing = False
         try:
-            with driver.pipeline() as pipeline:
-                tx = Pipelined(driver, pipeline)
-                tx._command("BEGIN")
-                try:
+            try:
+                with driver.pipeline() as pipeline:
+                    tx = Pipelined(driver, pipeline)
+                    tx._command("BEGIN")
                     yield tx
                     committing = True
                     tx._command("COMMIT")
                     tx.sync()
-                except BaseException as failed:
-                    lost = driver.closed or driver.info.transaction_status == _UNKNOWN
-                    if committing and lost:
-                        raise  # lost while committing: not known to be unwritten
-                    if not lost:
-                        tx._command("ROLLBACK")  # after whatever was queued; only a warning if nothing is open
-                        tx.sync()
-                    if isinstance(failed, Exception):
-                        raise NotWritten(str(failed)) from failed
-                    raise
+            except BaseException as failed:
+                lost = driver.closed or driver.info.transaction_status == _UNKNOWN
+                if committing and lost:
+                    raise  # lost while committing: not known to be unwritten
+                # Out of the pipeline (its exit has synced, or given up): a failed statement's error
+                # may surface at any later statement or sync, even the COMMIT's, and leave the
+                # transaction open and aborted; a ROLLBACK sent inside an aborted pipeline would fail.
+                if not lost and driver.info.transaction_status != _IDLE:
+                    driver.execute("ROLLBACK")
+                if isinstance(failed, Exception):
+                    raise NotWritten(str(failed)) from failed
+                raise
         finally:
             try:
                 driver.autocommit = False  # the pool's connections begin their own transactions
@@ -110,4 +112,4 @@ def write(db: Database) -> Iterator[Pipelined]:
                 conn.invalidate()  # closed, or left in a transaction: not fit to go back to the pool
 
 
-_UNKNOWN = 4  # psycopg.pq.TransactionStatus.UNKNOWN: the connection is bad
+_IDLE, _UNKNOWN = 0, 4  # psycopg.pq.TransactionStatus: no transaction open; the connection is bad

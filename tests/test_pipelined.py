@@ -3,6 +3,8 @@ writes, or rolled back whole and said to be unwritten; its connection goes back 
 came (not in autocommit), and text the database cannot store is refused naming the field."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -46,6 +48,19 @@ def test_a_write_that_fails_in_the_pipeline_leaves_nothing_and_is_said_to_be_unw
     with pytest.raises(pipelined.NotWritten), pipelined.write(pg) as tx:
         tx.send(_NOTE, _notes("desk 1"))
         tx.send(_DUPLICATE_HEAD, [{}])  # fails at the commit's round trip, after the first write ran
+    assert _kept(pg) == 0
+
+
+def test_a_write_whose_error_is_back_before_the_commit_is_queued_is_rolled_back_and_said_unwritten(pg):
+    """The failed write's answer read while the COMMIT is queued (psycopg then raises at the COMMIT):
+    the transaction is left open and aborted, and is rolled back outside the pipeline."""
+    for _ in range(3):  # the answer's arrival is the server's timing: flushed and waited for here
+        with pytest.raises(pipelined.NotWritten), pipelined.write(pg) as tx:
+            tx.send(_NOTE, _notes("desk 1"))
+            tx.send(_DUPLICATE_HEAD, [{}])
+            tx._pipeline.flush()
+            time.sleep(0.05)
+        assert tx._driver.info.transaction_status == 0 and tx._driver.autocommit is False
     assert _kept(pg) == 0
 
 
