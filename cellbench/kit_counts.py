@@ -44,15 +44,7 @@ def key_of(study_id: int, site_id: int | None, blinded_lot_id: int | None, state
 def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> None:
     """Each (before, after) of a moved kit: one less where it was, one more where it is now. The
     deltas wait in the session and are written once before it commits (pending_counts.py)."""
-    delta: Counter[Key] = Counter()
-    for before, after in moves:
-        if before == after:
-            continue
-        if before is not None:
-            delta[before] -= 1
-        if after is not None:
-            delta[after] += 1
-    pending_counts.add(session, write, delta)
+    pending_counts.add_moves(session, write, moves)
 
 
 def write(session: Session, changed: list[tuple[Key, int]]) -> None:

@@ -19,7 +19,7 @@ The deltas hold keys and numbers only, the same for both arms."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,20 @@ def add(session: Session, writer: Writer, delta: Counter) -> None:
         assert owner is not None
     pending: _Pending = session.info.setdefault(_INFO, _Pending())
     pending.deltas.setdefault(owner, {}).setdefault(writer, Counter()).update(delta)
+
+
+def add_moves(session: Session, writer: Writer, moves: Iterable[tuple[Any, Any]]) -> None:
+    """Each (before, after) counter key of a moved kit (None: counted by no counter of `writer`'s):
+    one less where it was, one more where it is now."""
+    delta: Counter = Counter()
+    for before, after in moves:
+        if before == after:
+            continue
+        if before is not None:
+            delta[before] -= 1
+        if after is not None:
+            delta[after] += 1
+    add(session, writer, delta)
 
 
 def flush(session: Session) -> None:

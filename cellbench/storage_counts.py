@@ -38,12 +38,7 @@ def key_of(location_id: int | None, state: object) -> Key | None:
 def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> None:
     """Each (before, after) of a moved kit: one less where it was, one more where it is now. The
     deltas wait in the session and are written once before it commits (pending_counts.py)."""
-    delta: Counter[Key] = Counter()
-    for before, after in moves:
-        if before != after:
-            delta.update([after] if after else [])
-            delta.subtract([before] if before else [])
-    pending_counts.add(session, write, delta)
+    pending_counts.add_moves(session, write, moves)
 
 
 def write(session: Session, changed: list[tuple[Key, int]]) -> None:

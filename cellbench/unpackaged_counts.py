@@ -41,12 +41,7 @@ def key_of(study_id: int, site_id: int | None, blinded_lot_id: int | None, state
 
 def apply(session: Session, moves: Iterable[tuple[Key | None, Key | None]]) -> None:
     """Each (before, after) of a moved kit: one less where it was, one more where it is now."""
-    delta: Counter[Key] = Counter()
-    for before, after in moves:
-        if before != after:
-            delta.update([after] if after else [])
-            delta.subtract([before] if before else [])
-    pending_counts.add(session, write, delta)
+    pending_counts.add_moves(session, write, moves)
 
 
 def issued(session: Session, study_id: int, kits: int, state: object) -> None:
