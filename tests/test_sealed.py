@@ -512,7 +512,7 @@ class Arguments:
             "seed": "s", "block_sizes": (2,), "source_sha256": None, "number": kit.number, "list_id": row.id,
             "row": row, "ask": pagination.Ask(None, SECRET, 10), "limit": 10, "password": PASSWORD, "reason": "test",
             "kit_ids": [kit.id],
-            "why": "test", "count": 1, "kit": kit, "vials": [vial], "run_id": run.id, "lot": lot,
+            "why": "test", "count": 1, "kit": kit, "kits": [kit], "vials": [vial], "run_id": run.id, "lot": lot,
             "run_ids": [run.id], "blinded_lot_id": kit.blinded_lot_id, "participant_id": 1,
             "randomisation_number": "X-001", "site_id": 1, "in_date_on": date.today(), "exclude": (),
             "fills": [(kit, [vial])], "draw_id": draw.id, "shortage_id": 1, "treatment": 1, "dose": 1,
@@ -651,7 +651,7 @@ def test_every_read_by_an_unblinded_actor_is_an_unblinded_audit_event(db, kit_wo
     hidden from blinded roles, naming her."""
     actor = actor_of(db, "sara")
     reads = _reads()
-    assert {"arms_of_kits", "contents", "composition", "list_lines", "export_lists"} <= reads
+    assert {"arms_of_kits", "contents_of_kits", "composition", "list_lines", "export_lists"} <= reads
     wrong = []
     for name in sorted(reads & set(public_functions())):
         fn = public_functions()[name]

@@ -66,7 +66,8 @@ def run_kits(session: Session, actor: Actor, run: PackagingRun,
     """A page of a run's kits, in kit-number order, each with its arm and units; and the run's size."""
     ids = sealed.kit_ids_of_run(session, actor, saved_id(run), why="packaging run page")
     found = pagination.page(session, select(Kit).where(col(Kit.id).in_(ids)), RUN_KIT_ORDER, ask)
-    rows = [KitUnits(kit, *sealed.contents(session, actor, kit)) for kit in found.rows]
+    inside = sealed.contents_of_kits(session, actor, found.rows)
+    rows = [KitUnits(kit, *inside[saved_id(kit)]) for kit in found.rows]
     return pagination.Page(rows, found.next, found.first), len(ids)
 
 
