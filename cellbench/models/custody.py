@@ -76,8 +76,10 @@ class CustodyEvent(SQLModel, table=True):
 
     __tablename__ = "custody_event"
     # by kit: a kit's chain; by person and action: the scan station's and returns page's own latest
-    # (custody.recent), which otherwise walk every event backwards to find a person's eight
-    __table_args__ = (Index("ix_custody_kit", "kit_id", "id"), Index("ix_custody_by_user", "by_user", "action", "id"))
+    # (custody.recent), which otherwise walk every event backwards to find a person's eight; by
+    # action: the kits ever dispensed (the trial export's count, migration 0042)
+    __table_args__ = (Index("ix_custody_kit", "kit_id", "id"), Index("ix_custody_by_user", "by_user", "action", "id"),
+                      Index("ix_custody_action_kit", "action", "kit_id"))
 
     id: int | None = Field(default=None, primary_key=True)
     kit_id: int = Field(foreign_key="kit.id")
