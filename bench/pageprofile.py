@@ -16,7 +16,7 @@ from sqlalchemy import event
 
 from cellbench.db import Database
 
-PROFILE_LINES = 14
+PROFILE_LINES = 14  # lines of each profile printed
 
 
 def profile(db: Database, app, client: TestClient, row: Any) -> None:
@@ -58,7 +58,8 @@ def profile(db: Database, app, client: TestClient, row: Any) -> None:
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     total = stats.total_tt * 1000  # type: ignore[attr-defined]
-    stats.sort_stats("cumulative").print_stats(r"cellbench|jinja2|sqlalchemy/engine/base|sqlite3|psycopg", PROFILE_LINES)
+    shown = r"cellbench|jinja2|sqlalchemy/engine/base|sqlite3|psycopg"
+    stats.sort_stats("cumulative").print_stats(shown, PROFILE_LINES)
     top = "\n".join("    " + line.rstrip() for line in out.getvalue().splitlines()
                     if re.match(r"\s*\d", line))
     common = collections.Counter(" ".join(s.split())[:90] for s in statements).most_common(3)

@@ -305,13 +305,27 @@ def one_pass(url: str, scale: float, args: argparse.Namespace, folder: Path) -> 
             info = build(db, scale)
             info["build seconds"] = round(time.perf_counter() - t0, 1)
         print(f"\n{engine} database at scale {scale:g}: {json.dumps(info)}")
-        t0 = time.perf_counter()
+        t0, refaults = time.perf_counter(), _refaults()
         result = time_pass(db, engine, scale, args, folder)
+        info["file pages re-read"] = _refaults() - refaults
         result.world = info
-        print(f"timed in {time.perf_counter() - t0:.0f} s, load average {os.getloadavg()[0]:.2f}")
+        print(f"timed in {time.perf_counter() - t0:.0f} s, load average {os.getloadavg()[0]:.2f}; file pages "
+              f"evicted and read again meanwhile: {info['file pages re-read']:,} (Linux's workingset_refault_file; "
+              "a machine that pages out idle file pages makes a large database's pages slower than a small one's)")
         return result
     finally:
         db.dispose()
+
+
+def _refaults() -> int:
+    """File pages this machine evicted and then read again, so far (0 where Linux does not say)."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("workingset_refault_file "):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _earlier(path: Path) -> Pass:
