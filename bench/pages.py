@@ -52,6 +52,7 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pagekeys  # bench/ is not a package: its modules are imported by name
+import pagememory
 import pageprofile
 import pageroutes
 import tenyears
@@ -306,8 +307,10 @@ def one_pass(url: str, scale: float, args: argparse.Namespace, folder: Path) -> 
             info["build seconds"] = round(time.perf_counter() - t0, 1)
         print(f"\n{engine} database at scale {scale:g}: {json.dumps(info)}")
         t0, refaults = time.perf_counter(), _refaults()
-        result = time_pass(db, engine, scale, args, folder)
-        info["file pages re-read"] = _refaults() - refaults
+        files = [Path(db.sqlite_path() or "")] if args.hold_in_memory and db.is_sqlite else []
+        with pagememory.held_all(files):
+            result = time_pass(db, engine, scale, args, folder)
+        info["file pages re-read"], info["held in memory"] = _refaults() - refaults, bool(files)
         result.world = info
         print(f"timed in {time.perf_counter() - t0:.0f} s, load average {os.getloadavg()[0]:.2f}; file pages "
               f"evicted and read again meanwhile: {info['file pages re-read']:,} (Linux's workingset_refault_file; "
@@ -362,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {pageroutes.WALK_LIMIT})")
     parser.add_argument("--profile", type=int, default=5, help="cProfile one request of the N slowest pages "
                         "of each pass (default 5)")
+    parser.add_argument("--hold-in-memory", action="store_true", help="SQLite: lock the database file in memory "
+                        "while it is timed (bench/pagememory.py says why)")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 when targets are missed (errors exit 2)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
