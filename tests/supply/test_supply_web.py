@@ -7,7 +7,7 @@ import ast
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from cellbench import identifiers
 from cellbench.app import iter_routes
@@ -189,6 +189,39 @@ def test_a_packaging_run_through_the_page_fills_kits_and_shows_them_unblinded(as
     assert f'href="/labels/new?study={STUDY}&amp;blinded_lot=' in page, "the run leads on to printing its labels"
     assert {e.field for e in _events(db, "sealed read")} >= {"kits of a packaging run (packaging run page)",
                                                              "kit contents"}
+
+
+def test_a_packaging_run_page_reads_its_kits_contents_together_and_logs_each_kit(as_, db, ready_to_package):
+    """Two reads of the compartment for the page's kits, whatever their number (it was two a kit),
+    and still one logged read a kit, naming it."""
+    asc, placebo = ready_to_package
+    sara = as_("sara")
+    url = sara.submit("/supply/packaging", {"study": STUDY, "kit_count": "8", "asc_lots": [asc],
+                                            "placebo_lots": [placebo], "blinded_lot": ""}).headers["location"]
+    reads: list[str] = []
+
+    def count(_conn, _cursor, statement, *_rest) -> None:
+        if "FROM sealed_kit_arm" in statement or "FROM sealed_kit_unit JOIN vial" in statement:
+            reads.append(statement)
+
+    seq = _last_seq(db)
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        page = sara.get(url.split("?")[0]).text
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert page.count('href="/supply/kits/') == 8
+    assert len(reads) == 2, reads
+    with db.read() as s:
+        kits = set(s.scalars(select(Kit.number)))
+        looked = [e.entity_id for e in s.scalars(select(AuditEvent).where(
+            AuditEvent.seq > seq, AuditEvent.action == "sealed read", AuditEvent.field == "kit contents"))]
+    assert sorted(looked) == sorted(kits), "one logged read for each kit shown"
+
+
+def _last_seq(db) -> int:
+    with db.read() as s:
+        return s.scalar(select(func.max(AuditEvent.seq))) or 0
 
 
 def test_a_packaging_run_with_bad_input_names_the_field_and_packages_nothing(as_, db, ready_to_package):
