@@ -313,8 +313,8 @@ def one_pass(url: str, scale: float, args: argparse.Namespace, folder: Path) -> 
         info["file pages re-read"], info["held in memory"] = _refaults() - refaults, bool(files)
         result.world = info
         print(f"timed in {time.perf_counter() - t0:.0f} s, load average {os.getloadavg()[0]:.2f}; file pages "
-              f"evicted and read again meanwhile: {info['file pages re-read']:,} (Linux's workingset_refault_file; "
-              "a machine that pages out idle file pages makes a large database's pages slower than a small one's)")
+              f"evicted and read again meanwhile: {info['file pages re-read']:,} (Linux's workingset_refault_file: "
+              "a machine that pages out idle files, as these VMs do, shows it here; bench/pagememory.py)")
         return result
     finally:
         db.dispose()
