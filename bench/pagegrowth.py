@@ -64,27 +64,14 @@ def open_side(url: str, folder: Path, args: argparse.Namespace) -> Side:
     people = {role: user for role, user in pageroutes.role_users().items() if role in wanted}
     defaults = pageroutes.data_defaults(db)
     clients: dict[str, TestClient] = {}
-    found: dict[str, dict[str, str]] = {}
-    everyone: dict[tuple[str, str], str] = {}
-    values: dict[str, dict[tuple[str, str], str]] = {}
-    for role, username in people.items():
-        client = clients.setdefault(role, TestClient(app).__enter__())
-        pageroutes.sign_in(client, username)
-        found[role] = pageroutes.walk(client, routes, args.walk)
-        values[role] = {}
-        for path, link in found[role].items():
-            pageroutes.learn(values[role], next(r for r in routes if r.path == path), link)
-        for key, value in values[role].items():
-            everyone.setdefault(key, value)
+    links = pageroutes.discover(app, routes, people, clients, args.walk)
     urls: dict[tuple[str, str], str] = {}
     for route, access in every:
         if access.public or route.path in pageroutes.NOT_TIMED or not re.search(args.routes, route.path):
             continue
         for role in people:
-            if access.admits(Role(role)):
-                link = found[role].get(route.path) or pageroutes.fill(route, {**everyone, **values[role]}, defaults)[0]
-                if link:
-                    urls[(route.path, role)] = link
+            if access.admits(Role(role)) and (link := links.url(route, role, defaults)[0]):
+                urls[(route.path, role)] = link
     return Side(db, app, clients, urls)
 
 

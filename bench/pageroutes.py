@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from dataclasses import dataclass, field
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -139,3 +140,33 @@ def data_defaults(db: Database) -> dict[str, str]:
         study = conn.execute(text("SELECT code FROM study ORDER BY id DESC")).scalar()
         site = conn.execute(text("SELECT code FROM site WHERE code = 'RH-ENT'")).scalar()  # the demo's first site
     return {"study": study, "study_code": study, "treatment": "1", "site": site}
+
+
+@dataclass
+class Links:
+    """What the roles' walks found: each role's URL per route, and the parameter values they carry."""
+
+    pages: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> route path -> URL
+    values: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)  # role -> (resource, name) -> value
+    everyone: dict[tuple[str, str], str] = field(default_factory=dict)  # the first value any role found
+
+    def url(self, route: Route, role: str, defaults: dict[str, str]) -> tuple[str, str]:
+        """The role's own link to the route, else one filled from the values found; or ("", why not)."""
+        found = self.pages[role].get(route.path, "")
+        return (found, "") if found else fill(route, {**self.everyone, **self.values[role]}, defaults)
+
+
+def discover(app, routes: list[Route], people: dict[str, str], clients: dict[str, TestClient],
+             limit: int = WALK_LIMIT) -> Links:
+    """Signs each role in (its client kept in `clients`) and walks its pages from home."""
+    links = Links()
+    for role, username in people.items():
+        client = clients.setdefault(role, TestClient(app).__enter__())
+        sign_in(client, username)
+        links.pages[role] = walk(client, routes, limit)
+        links.values[role] = {}
+        for path, url in links.pages[role].items():
+            learn(links.values[role], next(r for r in routes if r.path == path), url)
+        for key, value in links.values[role].items():
+            links.everyone.setdefault(key, value)
+    return links

@@ -192,18 +192,7 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
                 row = Result(route.path, ANYONE, url=route.path)
                 time_url(anonymous, row, args.requests, args.budget)
                 result.results.append(row)
-        found: dict[str, dict[str, str]] = {}
-        values: dict[str, dict[tuple[str, str], str]] = {}
-        everyone: dict[tuple[str, str], str] = {}
-        for role, username in people.items():
-            client = clients.setdefault(role, TestClient(app).__enter__())
-            pageroutes.sign_in(client, username)
-            found[role] = pageroutes.walk(client, all_routes, args.walk)
-            values[role] = {}
-            for path, url in found[role].items():
-                pageroutes.learn(values[role], next(r for r in all_routes if r.path == path), url)
-            for key, value in values[role].items():
-                everyone.setdefault(key, value)
+        links = pageroutes.discover(app, all_routes, people, clients, args.walk)
         # A served process freezes its start-up heap once (app.freeze_startup_heap); this pass's app
         # is the process's second, so its heap and the walk's leftovers are frozen here instead, or
         # every full collection walks them and stops one request in six for 0.2 s (the p95 "stalls").
@@ -216,9 +205,8 @@ def time_pass(db: Database, engine: str, scale: float, args: argparse.Namespace,
                 if not access.admits(Role(role)):
                     continue
                 row = Result(route.path, role, skipped=pageroutes.NOT_TIMED.get(route.path, ""))
-                row.url = found[role].get(route.path, "")
-                if not row.url and not row.skipped:
-                    row.url, row.skipped = pageroutes.fill(route, {**everyone, **values[role]}, defaults)
+                if not row.skipped:
+                    row.url, row.skipped = links.url(route, role, defaults)
                 if not row.skipped:
                     time_url(clients[role], row, args.requests, args.budget)
                 result.results.append(row)
