@@ -27,7 +27,9 @@ warm-up, then --requests requests (a cheap page more, until it has had a quarter
 Targets: HTML and JSON p95 <= 50 ms; downloads (PDF, ZIP, CSV,
 XML, PNG, ZPL) are timed apart with fewer requests and their own target, p95 <= 1000 ms (a PDF of a
 whole record is not a 50 ms thing). With the tenth pass (default), growth = full median / tenth
-median per route, target <= 1.5. One line per (route, role), sorted by p95, then the routes that
+median per route, target <= 1.5; the two passes run minutes apart, and on a machine whose speed
+drifts the whole second pass shifts with it: bench/pagegrowth.py times both sizes side by side.
+One line per (route, role), sorted by p95, then the routes that
 answered other than 200 or were skipped, the summary, and one request of each of the five slowest
 pages under cProfile with its SQL statement count (--profile N).
 """
