@@ -2,6 +2,7 @@
 assertion: the figures are the benchmark's business, not a test's)."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
@@ -77,3 +78,22 @@ def test_each_database_has_its_own_checkpoint_log_and_an_old_shared_one_is_split
         assert fresh.path.parent == pagekeys.folder_of(tmp_path / "new", db.url)
     finally:
         checkpoints.install(checkpoint_key)
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="a smoke test of a benchmark: SQLite's is enough, PostgreSQL's takes minutes")
+def test_the_growth_benchmark_times_each_route_at_both_sizes_in_turn(demo_world, tmp_path):
+    """bench/pagegrowth.py, with the demo as both sizes: each (route, role) asked for is found by the
+    walk and timed on both sides (no timed assertion)."""
+    growth = _bench("pagegrowth")
+    previous_key = checkpoints.installed()
+    args = argparse.Namespace(routes=r"^/(account|lots|lots/\{number\})$", roles="qa,qp", walk=10)
+    side = growth.open_side(demo_world.url, tmp_path, args)
+    try:
+        rows = growth.compare(side, side, 2)
+    finally:
+        for client in side.clients.values():
+            client.__exit__(None, None, None)
+        checkpoints.install(previous_key)
+    assert {(route, role) for route, role, _, _ in rows} == {
+        (route, role) for route in ("/account", "/lots", "/lots/{number}") for role in ("qa", "qp")}
+    assert all(small > 0 and large > 0 for _, _, small, large in rows)
