@@ -35,7 +35,7 @@ import pagekeys  # bench/ is not a package: its modules are imported by name
 import pageroutes
 import pages
 
-from cellbench import users
+from cellbench import checkpoints, users
 from cellbench.app import create_app
 from cellbench.config import Settings, normalise_url
 from cellbench.db import Database, migrate
@@ -44,9 +44,10 @@ from cellbench.models import Role
 
 @dataclass
 class Side:
-    """One database's app, its signed-in clients and the URL of each (route, role)."""
+    """One database's app, its checkpoint key, its signed-in clients and the URL of each (route, role)."""
 
     db: Database
+    key: checkpoints.Key
     app: object
     clients: dict[str, TestClient]
     urls: dict[tuple[str, str], str]
@@ -54,7 +55,7 @@ class Side:
 
 def open_side(url: str, folder: Path, args: argparse.Namespace) -> Side:
     db = Database(url)
-    pagekeys.install(folder, db, built=True)
+    key = pagekeys.install(folder, db, built=True)
     migrate(db)
     settings = Settings(database_url=db.url, secret_key=pages.SECRET, data_dir=folder, session_idle_minutes=24 * 60)
     app = create_app(settings, password_hasher=pages.FAST_HASHER, database=db)
@@ -72,10 +73,14 @@ def open_side(url: str, folder: Path, args: argparse.Namespace) -> Side:
         for role in people:
             if access.admits(Role(role)) and (link := links.url(route, role, defaults)[0]):
                 urls[(route.path, role)] = link
-    return Side(db, app, clients, urls)
+    return Side(db, key, app, clients, urls)
 
 
-def _once(client: TestClient, url: str) -> tuple[float, int, str]:
+def _once(side: Side, role: str, url: str) -> tuple[float, int, str]:
+    # The key that signs the chain head is one per process: each database's writes (a logged read,
+    # a session touch) must be signed with its own, or its chain would carry the other's signature.
+    checkpoints.install(side.key)
+    client = side.clients[role]
     start = time.perf_counter()
     response = client.get(url, follow_redirects=False)
     return (time.perf_counter() - start) * 1000, response.status_code, response.headers.get("content-type", "")
@@ -86,16 +91,15 @@ def compare(tenth: Side, full: Side, requests: int) -> list[tuple[str, str, floa
     rows = []
     for key in sorted(tenth.urls.keys() & full.urls.keys()):
         route, role = key
-        small, large = tenth.clients[role], full.clients[role]
-        _, s1, kind1 = _once(small, tenth.urls[key])  # warm-ups
-        _, s2, kind2 = _once(large, full.urls[key])
+        _, s1, kind1 = _once(tenth, role, tenth.urls[key])  # warm-ups
+        _, s2, kind2 = _once(full, role, full.urls[key])
         if s1 != 200 or s2 != 200 or not (kind1.startswith(pages.PAGE_TYPES) and kind2.startswith(pages.PAGE_TYPES)):
             continue
         a: list[float] = []
         b: list[float] = []
         for _ in range(requests):
-            a.append(_once(small, tenth.urls[key])[0])
-            b.append(_once(large, full.urls[key])[0])
+            a.append(_once(tenth, role, tenth.urls[key])[0])
+            b.append(_once(full, role, full.urls[key])[0])
         rows.append((route, role, statistics.median(a), statistics.median(b)))
     return rows
 
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         pair = (f"{url}_tenth", url)
     else:
         pair = tuple(f"sqlite:///{args.keep / f'pages-{s:g}.db'}" for s in (args.scale / 10, args.scale))
+    previous_key = checkpoints.installed()  # put back after: a test runs this in its own process
     sides = [open_side(u, args.keep, args) for u in pair]
     gc.collect()
     gc.freeze()  # as pages.py: the two apps' heaps and the walks' leftovers, out of every collection
@@ -131,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             for client in side.clients.values():
                 client.__exit__(None, None, None)
             side.db.dispose()
+        checkpoints.install(previous_key)
     engine = "SQLite" if not args.database_url else "PostgreSQL"
     print(f"\n{engine}: growth (median at {args.scale:g} / at {args.scale / 10:g}), alternating requests, "
           f"{args.requests} at each size [target <= {pages.GROWTH_TARGET:g}]")

@@ -30,15 +30,15 @@ def held(path: Path) -> Iterator[int]:
     try:
         size = os.fstat(fd).st_size
         with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
-            view = np.frombuffer(mapped, dtype=np.uint8)  # the map's address, for mlock
-            address, length = ctypes.c_void_p(view.ctypes.data), ctypes.c_size_t(size)
+            # the map's address, for mlock; the array is let go at once, or the map could not close
+            address = ctypes.c_void_p(np.frombuffer(mapped, dtype=np.uint8).ctypes.data)
+            length = ctypes.c_size_t(size)
             if libc.mlock(address, length) != 0:
                 raise OSError(ctypes.get_errno(), f"cannot lock {path} in memory (RLIMIT_MEMLOCK?)")
             try:
                 yield size
             finally:
                 libc.munlock(address, length)
-                del view
     finally:
         os.close(fd)
 

@@ -90,6 +90,11 @@ def test_the_growth_benchmark_times_each_route_at_both_sizes_in_turn(demo_world,
     side = growth.open_side(demo_world.url, tmp_path, args)
     try:
         rows = growth.compare(side, side, 2)
+        # each side's requests are signed with its own database's key (one key per process)
+        other = dataclasses.replace(side, key=checkpoints.create(tmp_path / "other" / checkpoints.KEY_FILE_NAME))
+        for turn in (other, side, other):
+            growth._once(turn, "qa", "/account")
+            assert checkpoints.installed() is turn.key
     finally:
         for client in side.clients.values():
             client.__exit__(None, None, None)
