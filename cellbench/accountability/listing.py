@@ -18,7 +18,7 @@ from sqlmodel import Session, col
 
 from .. import kit_counts, pagination, users
 from ..audit import Actor
-from ..models import BlindedLot, KitCount, Reconciliation, Site, Study
+from ..models import BlindedLot, KitCount, PlaceCount, Reconciliation, Site, Study
 from .site import Row, balance, category_of, latest_of_lots, latest_unbalanced, row_of
 
 # Newest blinded lot first within a place (sites by id, the cell bench last): ids, the same for both arms.
@@ -40,17 +40,19 @@ class Listing:
 
 
 def _counter_conditions(study: Study, site: Site | str | None, reader: Actor | None,
-                        blinded_lot: BlindedLot | None = None) -> list:
+                        blinded_lot: BlindedLot | None = None,
+                        table: type[KitCount] | type[PlaceCount] = KitCount) -> list:
     """The running counts of the study (at one place when `site` is a Site or None for the bench;
-    anywhere when it is "all"; of one blinded lot), within a `reader`'s sites and studies."""
-    where = [col(KitCount.study_id) == study.id, col(KitCount.kits) != 0]
+    anywhere when it is "all"; of one blinded lot), within a `reader`'s sites and studies: the
+    blinded-lot counters, or their sums by place (PlaceCount, which has no blinded lot)."""
+    where = [col(table.study_id) == study.id, col(table.kits) != 0]
     if blinded_lot is not None:
         where.append(col(KitCount.blinded_lot_id) == blinded_lot.id)
     if site != "all":
-        where.append(col(KitCount.place) == (site.id if isinstance(site, Site) else kit_counts.BENCH))
+        where.append(col(table.place) == (site.id if isinstance(site, Site) else kit_counts.BENCH))
     if reader is not None:
-        where += users.scope_conditions(reader, site=kit_counts.site_column(), study=col(KitCount.study_id),
-                                        bench_too=True)
+        where += users.scope_conditions(reader, site=func.nullif(col(table.place), kit_counts.BENCH),
+                                        study=col(table.study_id), bench_too=True)
     return where
 
 
@@ -73,11 +75,14 @@ def latest_discrepancies(study: Study, site: Site | str | None, reader: Actor | 
 
 def totals(session: Session, study: Study, site: Site | str | None = "all", reader: Actor | None = None,
            blinded_lot: BlindedLot | None = None) -> dict:
-    """The balance over every row (one aggregate of the running counts by state)."""
+    """The balance over every row: one aggregate of the running counts by state. Over all blinded
+    lots it sums their sums by place (place_counts.py: a dozen rows a place), not a row per blinded
+    lot (thousands at ten years: the sum grew tenfold with them)."""
+    table: type[KitCount] | type[PlaceCount] = KitCount if blinded_lot is not None else PlaceCount
     summed: dict[str, int] = defaultdict(int)
-    for state, n in session.execute(select(col(KitCount.state), func.sum(col(KitCount.kits)))
-                                    .where(*_counter_conditions(study, site, reader, blinded_lot))
-                                    .group_by(col(KitCount.state))):
+    for state, n in session.execute(select(col(table.state), func.sum(col(table.kits)))
+                                    .where(*_counter_conditions(study, site, reader, blinded_lot, table))
+                                    .group_by(col(table.state))):
         if (name := category_of(state)) is not None:
             summed[name] += int(n or 0)
     return balance(summed)

@@ -123,6 +123,30 @@ def test_the_totals_over_every_row_are_a_recount_of_the_kit_rows(db, kit_world):
         assert kit_counts.recount(s) == []
 
 
+def test_the_totals_at_a_place_and_within_a_readers_sites_read_the_sums_by_place_not_the_blinded_lots(
+        db, kit_world):
+    to_site(db, kit_world.active[:2] + kit_world.placebo[:1])
+    add_blinded_lots(db, 5)
+    reader = actor_of(db, "mette")  # a pharmacist: her sites, and the cell bench
+    with db.read() as s:
+        study = studies.by_code(s, STUDY)
+        site = s.scalars(select(Site).where(Site.code == SITE)).one()
+
+        def recount(place) -> dict[str, int]:
+            found: dict[str, int] = {}
+            for kit in s.scalars(select(Kit).where(Kit.study_id == study.id, Kit.blinded_lot_id.is_not(None))):
+                if place in ("all", kit.site_id) and (name := accountability.category_of(kit.state)) is not None:
+                    found[name] = found.get(name, 0) + 1
+            return accountability.balance(found)
+
+        for place, key in (("all", "all"), (site, site.id), (None, None)):
+            seen = statements(db, lambda place=place: listing.totals(s, study, place, reader))
+            assert listing.totals(s, study, place, reader) == recount(key), place
+            assert seen and not any("kit_count" in sql for sql in seen), "one aggregate of a dozen rows a place"
+        lot = s.scalars(select(BlindedLot).where(BlindedLot.code == "XT0001")).one()
+        assert listing.totals(s, study, site, blinded_lot=lot)["on_hand"] == 1, "one blinded lot: its own counters"
+
+
 def test_a_discrepancy_is_counted_at_the_top_and_shown_alone_by_its_filter(db, kit_world, as_):
     to_site(db, kit_world.active[:2] + kit_world.placebo[:1])
     add_blinded_lots(db, 12)
