@@ -28,7 +28,9 @@ How it is made (and what is not real about it):
    history of its template), appended to the real chain up to `events`, cycling over the copies
    again once each has its history. Hashed with `audit.event_hash` and chained to the demo's head,
    the head signed with the installed checkpoint key: `cellbench verify`'s chain check passes.
-   Its replay of records does not (copies' signatures and repeated histories are not real).
+   Its replay of records does not (copies' signatures and repeated histories are not real, and
+   the copies' unblindings are marked as their impact sent, with no event of it: ten years of QA
+   leave none waiting).
 4. The hourly checkpoints the served app would have signed over those years: one at the last event
    of each hour (by the events' own times), signed with the key, kept and logged beside it
    (`checkpoint_hours`; on a database built without them: `python bench/tenyears.py checkpoints
@@ -232,8 +234,12 @@ class Copier:
             row["randomisation_number"] = participant_number(template["randomisation_number"], index)
             row["screening_number"] = public[template["screening_number"]] = participant_number(
                 template["screening_number"], index)
-        if t == "resupply_proposal":
-            row["open_slot"] = None  # one open proposal per study and site: the copies are decided history
+        if t == "unblinding":  # decided history too: its impact went to the sponsor (no event says so: verify names it)
+            row["impact_sent_at"] = row["at"]
+        if t == "resupply_proposal":  # one open proposal per study and site: the copies are decided history
+            row["open_slot"] = None
+            if row["state"] == "proposed":  # a copy of the demo's open one lapsed long ago, as the trigger lapses them
+                row.update(state="lapsed", decided_at=row["evaluated_at"], reason="nothing short any more")
         if t != "kit" and isinstance(row.get("number"), str):
             row["number"] = renumber.number(template["number"], year)
         if isinstance(row.get("number"), str):

@@ -499,6 +499,11 @@ def test_the_impacts_waiting_to_be_sent_are_the_latest_unblindings_a_recount_of_
             latest[row.participant_id] = row.id
         recount = sorted(i for i in latest.values() if i not in sent)
     assert sorted(r.id for r in waiting) == recount and len(recount) == 2
+    with db.read() as s:  # the mark the queue reads is the first sending's own time, as verify replays it
+        first_sent = s.scalars(select(AuditEvent).where(AuditEvent.action == unblinding_impact.SENT)).one()
+        marks = {row.id: row.impact_sent_at for row in s.scalars(select(Unblinding))}
+    assert marks[int(first_sent.entity_id)] == first_sent.at
+    assert sorted(i for i, mark in marks.items() if mark is None) == sorted(set(marks) - {int(first_sent.entity_id)})
     assert {r.participant for r in waiting} == {x, y}
     assert queued == [r.participant for r in waiting]  # the home line's query: the same, newest first
     assert "emergency unblindings: their impact is not yet sent to the sponsor" in anna.get("/").text

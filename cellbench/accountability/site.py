@@ -330,7 +330,8 @@ def latest_unbalanced() -> Select:
     superseded = select(col(newer.id)).where(col(newer.study_id) == col(Reconciliation.study_id),
                                              col(newer.blinded_lot_id) == col(Reconciliation.blinded_lot_id),
                                              same_place, later).exists()
-    return select(Reconciliation).where(col(Reconciliation.balanced).is_(False), ~superseded)
+    # `~balanced`, written as the partial index of the counts that differ is (models.UNBALANCED)
+    return select(Reconciliation).where(~col(Reconciliation.balanced), ~superseded)
 
 
 def discrepancies(reader: Actor | None = None) -> Select:

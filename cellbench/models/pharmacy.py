@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
+
+IMPACT_UNSENT = "impact_sent_at IS NULL"  # as `Unblinding.impact_sent_at.is_(None)` renders on both engines
 
 
 class Participant(SQLModel, table=True):
@@ -102,8 +104,12 @@ class Unblinding(SQLModel, table=True):
     sealed compartment and shown once to the investigator who unblinded."""
 
     __tablename__ = "unblinding"
-    # the unblinding list, newest first (pagination.py, migration 0028)
-    __table_args__ = (Index("ix_unblinding_at_id", "at", "id"),)
+    # the unblinding list, newest first (pagination.py, migration 0028); the unblindings whose
+    # impact the sponsor has not had yet, apart (0043): QA's and supply's home pages ask for them
+    # on every visit, and ten years hold a thousand unblindings whose impact went long ago
+    __table_args__ = (Index("ix_unblinding_at_id", "at", "id"),
+                      Index("ix_unblinding_impact_unsent", "id", sqlite_where=text(IMPACT_UNSENT),
+                            postgresql_where=text(IMPACT_UNSENT)))
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int = Field(foreign_key="participant.id", index=True)
@@ -113,6 +119,9 @@ class Unblinding(SQLModel, table=True):
     at: datetime = timestamp()
     signature_id: int | None = Field(default=None, foreign_key="signature.id")
     inferable: str = ""  # JSON: other participants whose arm could now be inferred, and why
+    # when the impact first went to the sponsor (unblinding_impact.send, with its audit event;
+    # cellbench verify replays it from those events)
+    impact_sent_at: datetime | None = timestamp(nullable=True)
 
 
 class Notification(SQLModel, table=True):

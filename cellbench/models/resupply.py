@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .base import timestamp
@@ -35,7 +35,10 @@ class ResupplyProposal(SQLModel, table=True):
     unique constraint holds one open row and any number of closed ones."""
 
     __tablename__ = "resupply_proposal"
-    __table_args__ = (UniqueConstraint("study_id", "site_id", "open_slot"),)
+    # The open proposals, apart from the years of decided ones: the supply manager's home counts
+    # them on every visit (0043)
+    __table_args__ = (UniqueConstraint("study_id", "site_id", "open_slot"),
+                      Index("ix_resupply_proposal_open", "open_slot"))
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)

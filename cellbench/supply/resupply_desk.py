@@ -151,8 +151,10 @@ def open_count(session: Session, actor: Actor) -> int:
     """How many proposals wait: a number naming no arm, for the home queue (not a sealed read)."""
     if not actor.roles & PLANNERS:
         return 0
+    # open_slot is 1 exactly while proposed: its index holds the open few, not the decided years
     return session.scalar(select(func.count()).select_from(ResupplyProposal)
-                          .where(col(ResupplyProposal.state) == ProposalState.proposed.value)) or 0
+                          .where(col(ResupplyProposal.open_slot) == 1,
+                                 col(ResupplyProposal.state) == ProposalState.proposed.value)) or 0
 
 
 def by_number(session: Session, number: str | None) -> ResupplyProposal:

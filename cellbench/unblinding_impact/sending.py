@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, String, cast, exists, select
+from sqlalchemy import Select, select
 from sqlmodel import Session, col
 
 from .. import audit, notifications, unblinding
@@ -44,8 +44,11 @@ def send(session: Session, actor: Actor, study: Study, participant_number: str |
         session, actor, study=study, site_id=impact.participant.site_id,
         subject=f"Emergency unblinding impact: {study.code} participant {impact.participant.randomisation_number}",
         body=body(impact, actor))
-    audit.record(session, actor, SENT, "unblinding", row.id, field="impact", new=as_json(impact),
-                 reason=f"notification {note.id} to {note.to_address}", visibility=Visibility.unblinded)
+    seq = audit.record(session, actor, SENT, "unblinding", row.id, field="impact", new=as_json(impact),
+                       reason=f"notification {note.id} to {note.to_address}", visibility=Visibility.unblinded)
+    if row.impact_sent_at is None:  # the first sending takes it off the queue, at its event's time (verify replays it)
+        row.impact_sent_at = session.scalar(select(col(AuditEvent.at)).where(col(AuditEvent.seq) == seq))
+        session.add(row)
     return note
 
 
@@ -57,10 +60,9 @@ def sent(session: Session, unblinding_ids: list[int]) -> list[AuditEvent]:
 
 
 def _impact_unsent() -> Any:
-    """The condition that no impact was sent for an unblinding (along the audit trail's entity index)."""
-    return ~exists().where(col(AuditEvent.entity_type) == "unblinding",
-                           col(AuditEvent.entity_id) == cast(col(Unblinding.id), String),
-                           col(AuditEvent.action) == SENT)
+    """The condition that no impact was sent for an unblinding: along the partial index of the
+    unsent ones (models.IMPACT_UNSENT), not a probe of the audit trail per unblinding."""
+    return col(Unblinding.impact_sent_at).is_(None)
 
 
 def awaiting(session: Session) -> list[unblinding.Record]:

@@ -193,6 +193,16 @@ def test_a_deleted_deviation_is_named_by_its_number(world):
                                "it was deleted"]
 
 
+def test_an_unblinding_marked_as_sent_to_the_sponsor_by_hand_is_named(world):
+    # the mark takes the unblinding off QA's queue: set by hand, it would hide an unsent impact
+    uid, number = one(world, "SELECT u.id, p.randomisation_number FROM unblinding u "
+                             "JOIN participant p ON p.id = u.participant_id WHERE u.impact_sent_at IS NULL")
+    tamper(world, ("UPDATE unblinding SET impact_sent_at = :at WHERE id = :id",
+                   {"at": "2026-01-01T00:00:00.000000Z", "id": uid}))
+    assert problems(world) == [f"unblinding {uid} of participant {number}: the row says its impact was sent at "
+                               "2026-01-01T00:00:00.000000Z, its audit events say never sent"]
+
+
 def test_every_tampering_is_named_not_only_the_first(world):
     lot, = one(world, "SELECT number FROM lot WHERE state = 'qc_pending' ORDER BY number")
     kit, = one(world, "SELECT number FROM kit WHERE state = 'destroyed' ORDER BY number")
