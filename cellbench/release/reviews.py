@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, func, literal, or_, select, union_all
 from sqlmodel import Session, col
 
 from .. import audit, limits, lots, signatures, users
@@ -52,17 +52,22 @@ def standing(session: Session, signature_id: int | None) -> Signature | None:
 def _lot_scope(session: Session, lot: Lot) -> ColumnElement[bool]:
     """Every audit event about this lot: the lot itself, its step entries' signatures, its
     deviations, QC results, decisions. QA's own review signatures (entity lot_review) are left out:
-    signing one review must not make the other stale."""
-    entries = [str(i) for i in session.scalars(select(col(StepEntry.id)).where(col(StepEntry.lot_id) == lot.id))]
-    deviation_numbers = list(session.scalars(select(col(Deviation.number)).where(col(Deviation.lot_id) == lot.id)))
-    decisions = [str(i) for i in session.scalars(select(col(LotDecision.id))
-                                                 .where(col(LotDecision.lot_id) == lot.id))]
-    results = [str(i) for i in session.scalars(select(col(QcResult.id)).where(col(QcResult.lot_id) == lot.id))]
+    signing one review must not make the other stale. The records' ids are read in one statement
+    (the release page asks for the scope three times), and given as lists, not subqueries: an OR of
+    IN-lists walks the audit trail's entity index on both engines, an OR of subqueries does not."""
+    def ids(kind: str, key: Any, lot_id: Any) -> Select:
+        return select(literal(kind), cast(key, String)).where(lot_id == lot.id)
+
+    found: dict[str, list[str]] = {}
+    for kind, entity_id in session.execute(union_all(
+            ids("step_entry", col(StepEntry.id), col(StepEntry.lot_id)),
+            ids("deviation", col(Deviation.number), col(Deviation.lot_id)),
+            ids("lot_decision", col(LotDecision.id), col(LotDecision.lot_id)),
+            ids("qc_result", col(QcResult.id), col(QcResult.lot_id)))):
+        found.setdefault(kind, []).append(entity_id)
     parts = [and_(col(AuditEvent.entity_type) == "lot", col(AuditEvent.entity_id) == lot.number)]
-    for entity_type, ids in (("step_entry", entries), ("deviation", deviation_numbers), ("lot_decision", decisions),
-                             ("qc_result", results)):
-        if ids:
-            parts.append(and_(col(AuditEvent.entity_type) == entity_type, col(AuditEvent.entity_id).in_(ids)))
+    parts += [and_(col(AuditEvent.entity_type) == kind, col(AuditEvent.entity_id).in_(entity_ids))
+              for kind, entity_ids in found.items()]
     return or_(*parts)
 
 
