@@ -12,6 +12,10 @@ from .base import timestamp
 # query only when the query holds its condition term for term (SQLite's rule), so the query's
 # rendering and the index's are the same text.
 UNBALANCED = {"sqlite": "balanced = 0", "postgresql": "NOT balanced"}
+# Everyone's, newest first (the home queues), and one study's (the accountability list): two
+# indexes of the few, so that neither query sorts or walks the balanced years.
+UNBALANCED_INDEXES = (("ix_reconciliation_unbalanced", ("at", "id")),
+                      ("ix_reconciliation_study_unbalanced", ("study_id", "at", "id")))
 
 
 class Reconciliation(SQLModel, table=True):
@@ -20,11 +24,11 @@ class Reconciliation(SQLModel, table=True):
 
     __tablename__ = "reconciliation"
     # A study's counts newest first, read along the index a page at a time (0040_records); the
-    # counts that differ, newest first, apart (0043): ten years hold thousands of counts, nearly
-    # all balanced, and the work queues ask for the few that are not on every home page.
+    # counts that differ apart (0043): ten years hold thousands of counts, nearly all balanced, and
+    # every home page's queue and the accountability list ask for the few that are not.
     __table_args__ = (Index("ix_reconciliation_study_at", "study_id", "at", "id"),
-                      Index("ix_reconciliation_unbalanced", "at", "id", sqlite_where=text(UNBALANCED["sqlite"]),
-                            postgresql_where=text(UNBALANCED["postgresql"])))
+                      *(Index(name, *columns, sqlite_where=text(UNBALANCED["sqlite"]),
+                              postgresql_where=text(UNBALANCED["postgresql"])) for name, columns in UNBALANCED_INDEXES))
 
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = Field(foreign_key="study.id", index=True)

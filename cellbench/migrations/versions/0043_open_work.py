@@ -7,7 +7,8 @@ nearly all balanced, thousands of decided proposals and a thousand unblindings w
 long ago: each was read whole on every home page (1,389 counts, 3.6 ms on SQLite; an audit-trail
 probe per unblinding, 4.8 ms). Now:
 
-- a partial index of the unbalanced counts by (at, id);
+- partial indexes of the unbalanced counts by (at, id) and by (study_id, at, id): everyone's
+  newest first, and a study's;
 - an index of open_slot (1 while proposed, NULL after);
 - unblinding.impact_sent_at, filled from the "unblinding impact sent" audit events (the first
   one's time), and a partial index of the unblindings where it is NULL.
@@ -31,8 +32,10 @@ SENT = "unblinding impact sent"  # the action unblinding_impact.send records
 
 
 def upgrade() -> None:
-    op.create_index('ix_reconciliation_unbalanced', 'reconciliation', ['at', 'id'],
-                    sqlite_where=sa.text(UNBALANCED["sqlite"]), postgresql_where=sa.text(UNBALANCED["postgresql"]))
+    for name, columns in (('ix_reconciliation_unbalanced', ['at', 'id']),
+                          ('ix_reconciliation_study_unbalanced', ['study_id', 'at', 'id'])):
+        op.create_index(name, 'reconciliation', columns, sqlite_where=sa.text(UNBALANCED["sqlite"]),
+                        postgresql_where=sa.text(UNBALANCED["postgresql"]))
     op.create_index('ix_resupply_proposal_open', 'resupply_proposal', ['open_slot'])
     with op.batch_alter_table('unblinding') as batch:
         batch.add_column(sa.Column('impact_sent_at', sa.String(length=27), nullable=True))  # UTCTimestamp's text
@@ -50,4 +53,5 @@ def downgrade() -> None:
     with op.batch_alter_table('unblinding') as batch:
         batch.drop_column('impact_sent_at')
     op.drop_index('ix_resupply_proposal_open', table_name='resupply_proposal')
+    op.drop_index('ix_reconciliation_study_unbalanced', table_name='reconciliation')
     op.drop_index('ix_reconciliation_unbalanced', table_name='reconciliation')
