@@ -38,7 +38,7 @@ def scanned_at_bedside(client, visit_api_url: str, doses: Iterable[int] = (1, 2)
 
 def checked_at_bedside(session, actor, visit, doses: Iterable[int] | None = None, secret: str = SECRET) -> None:
     """The same through the service, in the caller's transaction."""
-    prepared_by_preparer(session, visit, secret)
+    prepared_by_preparer(session, visit)
     ctx = pharmacy.context(session, visit)
     number, kit = ctx.participant.randomisation_number or "", ctx.held_kit.number
     pharmacy.bedside_scan(session, actor, visit, sitecodes.card_payload(ctx.study.code, number, secret), secret)
@@ -46,7 +46,7 @@ def checked_at_bedside(session, actor, visit, doses: Iterable[int] | None = None
         pharmacy.bedside_scan(session, actor, visit, sitecodes.syringe_payload(kit, dose, number, secret), secret)
 
 
-def prepared_by_preparer(session, visit, secret: str = SECRET) -> None:
+def prepared_by_preparer(session, visit) -> None:
     """The preparer's full record of a visit in preparation (thaw end, units, masking, a syringe and
     its label per dose), by a preparer of the visit's site, unless it is already there."""
     drawn = session.scalar(select(col(PreparationSyringe.id)).where(col(PreparationSyringe.visit_id) == visit.id))
@@ -56,7 +56,7 @@ def prepared_by_preparer(session, visit, secret: str = SECRET) -> None:
     preparer = next(actor for actor in (users.actor(session, user) for user in
                                         session.scalars(select(User).order_by(col(User.id))))
                     if Role.preparer in actor.roles and users.scope_refusal(actor, ctx.site, ctx.study) is None)
-    demo_preparation.record(session, preparer, visit, secret, lambda _hhmm: None, 0)
+    demo_preparation.record(session, preparer, visit, lambda _hhmm: None, 0)
 
 
 def recorded_by_preparer(db, study: str, randomisation_number: str, treatment: int = 1) -> None:
@@ -67,4 +67,4 @@ def recorded_by_preparer(db, study: str, randomisation_number: str, treatment: i
                                 .where(col(Study.code) == study,
                                        col(Participant.randomisation_number) == randomisation_number,
                                        col(Visit.treatment) == treatment)).one()
-        prepared_by_preparer(session, visit, SECRET)
+        prepared_by_preparer(session, visit)

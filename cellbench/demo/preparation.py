@@ -13,8 +13,7 @@ from ..audit import Actor
 from ..models import Visit
 
 
-def record(session: Session, preparer: Actor, visit: Visit, secret_key: str, at: Callable[[str], object],
-           hour: int) -> None:
+def record(session: Session, preparer: Actor, visit: Visit, at: Callable[[str], object], hour: int) -> None:
     """`at("hh:mm")` moves the story's clock on the treatment day."""
     ctx = pharmacy.context(session, visit)
     at(f"{hour:02d}:36")
@@ -26,7 +25,7 @@ def record(session: Session, preparer: Actor, visit: Visit, secret_key: str, at:
     for dose, minute in ((1, 42), (2, 44)):
         at(f"{hour:02d}:{minute}")
         pharmacy.draw_syringe(session, preparer, visit, dose, "1.0")
-        pharmacy.print_label(session, preparer, visit, dose, secret_key)
+        pharmacy.count_label(session, preparer, visit, dose)  # printed: the demo keeps no PDF
 
 
 def bedside(session: Session, investigator: Actor, visit: Visit, secret_key: str) -> None:

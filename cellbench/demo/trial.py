@@ -232,7 +232,7 @@ class _Story:
         kit = self.dispense(participant, treatment)
         self.clock.at(day, f"{hour:02d}:30")
         pharmacy.start_preparation(self.s, self.actor("preparer"), self.label(kit), self.key)
-        preparation_demo.record(self.s, self.actor("preparer"), self.visit(participant, treatment), self.key,
+        preparation_demo.record(self.s, self.actor("preparer"), self.visit(participant, treatment),
                                 lambda hhmm: self.clock.at(day, hhmm), hour)
         investigator = self.actor("investigator")
         self.clock.at(day, f"{hour:02d}:50")

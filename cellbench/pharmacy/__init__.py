@@ -66,6 +66,7 @@ from .preparation import (
     SyringeView,
     UnitReader,
     choose_masking,
+    count_label,
     draw_syringe,
     print_label,
     record_thaw_end,

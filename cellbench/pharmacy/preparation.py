@@ -194,6 +194,14 @@ def choose_masking(session: Session, actor: Actor, visit: Visit, measure: str | 
 def print_label(session: Session, actor: Actor, visit: Visit, gland: object, secret_key: str) -> bytes:
     """The label of one gland's syringe as a PDF at its exact size, counted and audited (a reprint
     is a second copy on the record). The same for both arms but for the kit number."""
+    ctx, dose, now = count_label(session, actor, visit, gland)
+    return render_syringe_labels_pdf(syringe_label(ctx, dose, secret_key), creation_date=now)
+
+
+def count_label(session: Session, actor: Actor, visit: Visit, gland: object) -> tuple[VisitContext, int, datetime]:
+    """One printed copy of a gland's syringe label on the record, audited: what print_label does
+    before it renders (the demo's story prints labels it never shows, and rendering them was a tenth
+    of its build). Returns the visit, the dose and the time printed."""
     ctx = lock(session, visit, None)
     _recordable(session, actor, ctx, "gland")
     dose = parse_gland(ctx.study, gland)
@@ -207,7 +215,7 @@ def print_label(session: Session, actor: Actor, visit: Visit, gland: object, sec
     session.flush()
     audit.record(session, actor, "syringe label printed", "visit", ctx.ref, field=gland_short(ctx.study, dose),
                  new={"copy": syringe.labels_printed})
-    return render_syringe_labels_pdf(syringe_label(ctx, dose, secret_key), creation_date=now)
+    return ctx, dose, now
 
 
 def syringe_label(ctx: VisitContext, dose: int, secret_key: str) -> SyringeLabelText:

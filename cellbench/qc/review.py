@@ -145,4 +145,5 @@ def results_awaiting_review(session: Session, reviewer_id: int | None = None) ->
     by_lot: dict[int, list[QcResult]] = {}
     for result in session.scalars(query.order_by(col(QcResult.id))):
         by_lot.setdefault(result.lot_id, []).append(result)
-    return [(lot, rows) for lot_id, rows in by_lot.items() if (lot := session.get(Lot, lot_id)) is not None]
+    lots = {lot.id: lot for lot in session.scalars(select(Lot).where(col(Lot.id).in_(list(by_lot))))} if by_lot else {}
+    return [(lots[lot_id], rows) for lot_id, rows in by_lot.items() if lot_id in lots]
