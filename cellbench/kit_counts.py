@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
-from . import db, pending_counts, place_counts, storage_counts, unpackaged_counts
+from . import db, pending_counts, place_counts, storage_counts, unpackaged_counts, users
+from .audit import Actor
 from .models import BlindedLot, Kit, KitCount, Site, Study
 
 BENCH = 0  # the place of kits at the cell bench (no site)
@@ -60,9 +62,15 @@ def place_site(place: int) -> int | None:
     return place or None
 
 
-def site_column() -> ColumnElement:
-    """The counter's place as a kit's site_id reads (NULL at the cell bench), for scope conditions."""
-    return func.nullif(col(KitCount.place), BENCH)
+def within(reader: Actor, place: Any, study: Any) -> list[ColumnElement[bool]]:
+    """A reader's sites and studies (users.scope_conditions, the cell bench too) as conditions on a
+    counter table's place: one IN list holding the bench's 0, which the counters' (study, place, ...)
+    index ranges over. `nullif(place, 0) IN (...) OR ... IS NULL` hid the place from the index:
+    PostgreSQL read all of a study's counters for a pharmacist's page (16.7 ms at ten years)."""
+    found = users.scope_conditions(reader, study=study)
+    if reader.sites is not None:
+        found.append(place.in_([*sorted(reader.sites), BENCH]))
+    return found
 
 
 def from_rows(session: Session) -> Counter[Key]:

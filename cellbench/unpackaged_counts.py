@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Iterable
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from . import db, pending_counts
@@ -55,11 +54,6 @@ def write(session: Session, changed: list[tuple[Key, int]]) -> None:
     """The counters' changes in key order, one upsert executed for each (db.add_to_rows)."""
     db.add_to_rows(session, _COUNT, _KEY, [{**dict(zip(_KEY, key, strict=True)), "kits": n} for key, n in changed],
                    lambda new: {"kits": _COUNT.c.kits + new.kits})
-
-
-def site_column() -> ColumnElement:
-    """The counter's place as a kit's site_id reads (NULL at the cell bench), for scope conditions."""
-    return func.nullif(col(UnpackagedCount.place), BENCH)
 
 
 def from_rows(session: Session) -> Counter[Key]:

@@ -51,8 +51,7 @@ def _counter_conditions(study: Study, site: Site | str | None, reader: Actor | N
     if site != "all":
         where.append(col(table.place) == (site.id if isinstance(site, Site) else kit_counts.BENCH))
     if reader is not None:
-        where += users.scope_conditions(reader, site=func.nullif(col(table.place), kit_counts.BENCH),
-                                        study=col(table.study_id), bench_too=True)
+        where += kit_counts.within(reader, col(table.place), col(table.study_id))
     return where
 
 

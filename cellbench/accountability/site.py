@@ -172,8 +172,7 @@ def rows(session: Session, study: Study, *, site_key: str | None = None, blinded
         where.append(col(KitCount.place) == (site.id if site else kit_counts.BENCH))
         kit_where.append(place_filter(Kit, site))
     if reader is not None:
-        where += users.scope_conditions(reader, site=kit_counts.site_column(), study=col(KitCount.study_id),
-                                        bench_too=True)
+        where += kit_counts.within(reader, col(KitCount.place), col(KitCount.study_id))
         kit_where += users.scope_conditions(reader, site=col(Kit.site_id), study=col(Kit.study_id), bench_too=True)
     if blinded_lot is not None:
         where.append(col(KitCount.blinded_lot_id) == blinded_lot.id)

@@ -159,8 +159,7 @@ def counts_by_state(session: Session, *, study: Study | None = None, blinded_lot
     for table in tables:
         kept = select(col(table.state), func.sum(col(table.kits))).group_by(col(table.state))
         if reader is not None:
-            kept = users.within(kept, reader, site=func.nullif(col(table.place), kit_counts.BENCH),
-                                study=col(table.study_id), bench_too=True)
+            kept = kept.where(*kit_counts.within(reader, col(table.place), col(table.study_id)))
         if study is not None:
             kept = kept.where(col(table.study_id) == study.id)
         if blinded_lot is not None:

@@ -143,6 +143,7 @@ def test_the_totals_at_a_place_and_within_a_readers_sites_read_the_sums_by_place
             seen = statements(db, lambda place=place: listing.totals(s, study, place, reader))
             assert listing.totals(s, study, place, reader) == recount(key), place
             assert seen and not any("kit_count" in sql for sql in seen), "one aggregate of a dozen rows a place"
+            assert not any("nullif" in sql for sql in seen), "the reader's places as an IN list the index ranges over"
         lot = s.scalars(select(BlindedLot).where(BlindedLot.code == "XT0001")).one()
         assert listing.totals(s, study, site, blinded_lot=lot)["on_hand"] == 1, "one blinded lot: its own counters"
 
