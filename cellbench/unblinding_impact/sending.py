@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlmodel import Session, col
 
 from .. import audit, notifications, unblinding
@@ -46,9 +46,12 @@ def send(session: Session, actor: Actor, study: Study, participant_number: str |
         body=body(impact, actor))
     seq = audit.record(session, actor, SENT, "unblinding", row.id, field="impact", new=as_json(impact),
                        reason=f"notification {note.id} to {note.to_address}", visibility=Visibility.unblinded)
-    if row.impact_sent_at is None:  # the first sending takes it off the queue, at its event's time (verify replays it)
-        row.impact_sent_at = session.scalar(select(col(AuditEvent.at)).where(col(AuditEvent.seq) == seq))
-        session.add(row)
+    # The first sending takes it off the queue, at its event's time (verify replays it). Only where
+    # no sending is marked yet, in the database's own check: two QA sending at once both read the
+    # row unmarked, and the second to commit must not put its later time over the first's.
+    at = session.scalar(select(col(AuditEvent.at)).where(col(AuditEvent.seq) == seq))
+    session.execute(update(Unblinding).where(col(Unblinding.id) == row.id, col(Unblinding.impact_sent_at).is_(None))
+                    .values(impact_sent_at=at))
     return note
 
 
