@@ -60,7 +60,7 @@ def years_of_balanced_counts(db: Database, n: int = 400) -> None:
 
 
 def test_the_stock_counts_that_differ_are_read_along_the_index_of_unbalanced_counts(sqlite_demo):
-    # everyone's (the home queues: the few found are sorted) and one study's (the accountability list)
+    # everyone's, newest first (the home queues), and one study's (the accountability list)
     years_of_balanced_counts(sqlite_demo)
     with sqlite_demo.read() as s:
         study = studies.all_studies(s)[0]
